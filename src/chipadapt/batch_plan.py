@@ -1,0 +1,49 @@
+"""Global batch = micro batch x processes x accumulation: the global batch in config always holds."""
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from chipadapt.errors import ChipadaptError
+
+
+def world_size(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, (list, ListConfig)):
+        per_node = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        per_node = devices
+    elif trainer_cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        per_node = torch.cuda.device_count()  # devices=-1 or "auto" on a GPU node
+    else:
+        per_node = 1
+    return per_node * int(trainer_cfg.num_nodes)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    global_batch: int
+    micro_batch: int
+    world_size: int
+    accumulation: int
+    seq_len: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+
+def batch_plan(data_cfg: DictConfig, trainer_cfg: DictConfig) -> BatchPlan:
+    global_batch, micro = int(data_cfg.global_batch_size), int(data_cfg.micro_batch_size)
+    world = world_size(trainer_cfg)
+    if global_batch <= 0 or micro <= 0:
+        raise ChipadaptError("data.global_batch_size and data.micro_batch_size must be positive")
+    if global_batch % (micro * world):
+        raise ChipadaptError(
+            f"data.global_batch_size={global_batch} is not a multiple of "
+            f"data.micro_batch_size={micro} x {world} processes"
+        )
+    return BatchPlan(global_batch, micro, world, global_batch // (micro * world), int(data_cfg.seq_len))

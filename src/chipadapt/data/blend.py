@@ -1,0 +1,77 @@
+"""Blending: which documents of which source go into training, how often, in what order.
+
+A source contributes `weight * epochs` copies of its training documents: whole copies for the
+integer part and a seeded random subset for the fraction. All copies are shuffled together, so
+the order is fully decided by the seed and a resumed run sees the same stream.
+"""
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from chipadapt.data.token_cache import TokenizedSource
+
+
+@dataclass
+class BlendRow:
+    name: str
+    train_docs: int
+    val_docs: int
+    train_tokens: int  # tokens of the held-in documents, once
+    multiplier: float  # weight * epochs
+    blended_tokens: int  # tokens this source contributes to training
+    share: float = 0.0  # of all blended tokens
+
+
+def held_out(doc_ids: list[str], val_fraction: float) -> np.ndarray:
+    """Boolean mask of validation documents, decided by a hash of each id (not the seed).
+
+    Keying on the id keeps the same documents held out across seeds, sweeps and blends, so
+    validation numbers of different runs are comparable. A source with at least two documents
+    always keeps one for validation and one for training when val_fraction > 0.
+    """
+    n = len(doc_ids)
+    if val_fraction <= 0 or n < 2:
+        return np.zeros(n, dtype=bool)
+    scores = np.array([zlib.crc32(d.encode()) / 2**32 for d in doc_ids])
+    mask = scores < val_fraction
+    if not mask.any():
+        mask[int(np.argmin(scores))] = True
+    if mask.all():
+        mask[int(np.argmax(scores))] = False
+    return mask
+
+
+def blend_order(
+    sources: list[tuple[str, TokenizedSource, np.ndarray, float]], seed: int
+) -> tuple[np.ndarray, list[BlendRow]]:
+    """sources: (name, tokenized, train_doc_indices, multiplier). Returns rows of (source, doc) and a report."""
+    rng = np.random.default_rng(seed)
+    parts, rows = [], []
+    for src_index, (name, tok, train_idx, multiplier) in enumerate(sources):
+        whole = int(np.floor(multiplier))
+        fraction = multiplier - whole
+        picked = [train_idx] * whole
+        if fraction > 0 and len(train_idx):
+            count = int(round(fraction * len(train_idx)))
+            picked.append(rng.choice(train_idx, size=count, replace=False))
+        docs = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+        parts.append(np.stack([np.full(len(docs), src_index), docs], axis=1))
+        lengths = np.diff(tok.offsets)
+        rows.append(
+            BlendRow(
+                name=name,
+                train_docs=len(train_idx),
+                val_docs=tok.num_docs - len(train_idx),
+                train_tokens=int(lengths[train_idx].sum()),
+                multiplier=multiplier,
+                blended_tokens=int(lengths[docs].sum()) if len(docs) else 0,
+            )
+        )
+    order = np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), dtype=np.int64)
+    order = order[rng.permutation(len(order))]
+    total = sum(r.blended_tokens for r in rows) or 1
+    for row in rows:
+        row.share = row.blended_tokens / total
+    return order, rows

@@ -1,0 +1,168 @@
+"""The DataModule for continued pretraining: sources -> token cache -> blend -> packed sequences.
+
+Validation splits: documents held out of the training sources (into the split each source names,
+"domain" by default) and one split per entry of `data.val_sources` (e.g. general prose, to watch
+forgetting), each reported separately.
+"""
+
+import logging
+import time
+from functools import partial
+
+import lightning as L
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Sampler
+
+from chipadapt.data.blend import BlendRow, blend_order, held_out
+from chipadapt.data.packing import PackedSequences, collate_causal_lm
+from chipadapt.data.sources import SourceSpec
+from chipadapt.data.token_cache import TokenizedSource, tokenize_source
+from chipadapt.errors import ChipadaptError
+
+log = logging.getLogger(__name__)
+
+
+def source_spec(cfg: DictConfig, key: str) -> SourceSpec:
+    try:
+        return SourceSpec(**OmegaConf.to_container(cfg, resolve=True))
+    except TypeError as err:
+        raise ChipadaptError(f"{key}: {err}") from None
+
+
+class ResumeSampler(Sampler[int]):
+    """Sequential over the (already shuffled) packed stream, starting after what was consumed.
+
+    The stream's order is fixed by the seed, so a resumed run continues exactly where the
+    checkpoint left off instead of replaying the first batches.
+    """
+
+    def __init__(self, length: int, start: int = 0):
+        self.length, self.start = length, min(start, length)
+
+    def __iter__(self):
+        return iter(range(self.start, self.length))
+
+    def __len__(self) -> int:
+        return self.length - self.start
+
+
+class PretrainDataModule(L.LightningDataModule):
+    def __init__(self, data: DictConfig, tokenizer, separator_token: str, token_cache_dir: str, seed: int):
+        super().__init__()
+        self.data = data
+        self.tokenizer = tokenizer
+        self.token_cache_dir = token_cache_dir
+        self.seed = seed
+        if separator_token not in tokenizer.get_vocab():
+            raise ChipadaptError(f"model.doc_separator: {separator_token!r} is not a token of the model's tokenizer")
+        self.separator_id = tokenizer.convert_tokens_to_ids(separator_token)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.separator_id
+        self.train_set: PackedSequences | None = None
+        self.val_sets: dict[str, PackedSequences] = {}
+        self.blend: list[BlendRow] = []
+        self.stats: dict = {}
+
+    # -- preparation ---------------------------------------------------------------------------
+    def _specs(self) -> tuple[dict[str, SourceSpec], dict[str, SourceSpec]]:
+        if not self.data.sources:
+            raise ChipadaptError("data.sources: no training sources configured")
+        train = {name: source_spec(cfg, f"data.sources.{name}") for name, cfg in self.data.sources.items()}
+        val = {name: source_spec(cfg, f"data.val_sources.{name}") for name, cfg in (self.data.val_sources or {}).items()}
+        return train, val
+
+    def _tokenize_all(self) -> tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]]:
+        train_specs, val_specs = self._specs()
+        train = {n: tokenize_source(s, f"data.sources.{n}", self.tokenizer, self.token_cache_dir) for n, s in train_specs.items()}
+        val = {n: tokenize_source(s, f"data.val_sources.{n}", self.tokenizer, self.token_cache_dir) for n, s in val_specs.items()}
+        return train, val
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: builds missing token-cache entries.
+        self._tokenize_all()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        start = time.perf_counter()
+        train_specs, _ = self._specs()
+        train, val = self._tokenize_all()
+        seq_len = int(self.data.seq_len)
+
+        names = list(train)
+        tokenized = [train[n] for n in names]
+        plan, held = [], {}  # held: validation split -> rows of (source, doc)
+        for index, name in enumerate(names):
+            spec = train_specs[name]
+            if spec.weight < 0 or spec.epochs < 0:
+                raise ChipadaptError(f"data.sources.{name}: weight and epochs must be >= 0")
+            fraction = float(self.data.val_fraction) if spec.val_split else 0.0
+            mask = held_out(train[name].doc_ids, fraction)
+            plan.append((name, train[name], np.flatnonzero(~mask), spec.weight * spec.epochs))
+            if mask.any():
+                rows = np.stack([np.full(mask.sum(), index), np.flatnonzero(mask)], axis=1)
+                held.setdefault(spec.val_split, []).append(rows)
+        order, self.blend = blend_order(plan, seed=self.seed)
+        self.train_set = PackedSequences(tokenized, order, seq_len, self.separator_id, shuffle_seed=self.seed)
+        if len(self.train_set) == 0:
+            raise ChipadaptError(
+                f"data: the blend holds {self.train_set.total_tokens} tokens, fewer than one sequence of data.seq_len={seq_len}"
+            )
+
+        max_val = self.data.val_max_sequences
+        for split, parts in held.items():
+            self.val_sets[split] = PackedSequences(
+                tokenized, np.concatenate(parts).astype(np.int64), seq_len, self.separator_id,
+                max_sequences=max_val, allow_partial=True,
+            )
+        for name, tok in val.items():
+            if name in self.val_sets:
+                raise ChipadaptError(f"data.val_sources.{name}: a training source already holds out documents into split {name!r}")
+            rows = np.stack([np.zeros(tok.num_docs, dtype=np.int64), np.arange(tok.num_docs)], axis=1)
+            self.val_sets[name] = PackedSequences([tok], rows, seq_len, self.separator_id, max_sequences=max_val, allow_partial=True)
+
+        every = list(train.values()) + list(val.values())
+        self.stats = {
+            "prep_seconds": time.perf_counter() - start,
+            "tokenize_seconds": sum(t.seconds for t in every),
+            "cache_hits": sum(not t.built for t in every),
+            "cache_misses": sum(t.built for t in every),
+            "train_sequences": len(self.train_set),
+            "train_tokens": len(self.train_set) * seq_len,
+            "packing_efficiency": self.train_set.packing_efficiency,
+            "val_sequences": {n: len(s) for n, s in self.val_sets.items()},
+            "blend": [vars(r) for r in self.blend],
+            "token_cache_keys": {n: t.key for n, t in {**train, **val}.items()},
+        }
+        log.info(
+            "data: %d training sequences of %d tokens, packing efficiency %.2f%%, prepared in %.2fs",
+            len(self.train_set), seq_len, 100 * self.train_set.packing_efficiency, self.stats["prep_seconds"],
+        )
+
+    # -- loaders -------------------------------------------------------------------------------
+    def _loader(self, dataset, sampler=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=int(self.data.micro_batch_size),
+            sampler=sampler,
+            shuffle=False,
+            num_workers=int(self.data.num_workers),
+            collate_fn=partial(collate_causal_lm, pad_id=self.pad_id),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        consumed = 0
+        if self.trainer is not None:
+            # Sequences already trained on, over all processes: the stream is global.
+            trainer = self.trainer
+            consumed = trainer.global_step * trainer.accumulate_grad_batches * int(self.data.micro_batch_size) * trainer.world_size
+        if consumed:
+            log.info("resuming the data stream after %d sequences", consumed)
+        return self._loader(self.train_set, ResumeSampler(len(self.train_set), consumed))
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(dataset) for dataset in self.val_sets.values()]
+
+    @property
+    def val_split_names(self) -> list[str]:
+        return list(self.val_sets)

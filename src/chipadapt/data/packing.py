@@ -1,0 +1,90 @@
+"""Packing documents into fixed-length sequences separated by a document separator token.
+
+Documents are laid end to end (each followed by the separator) and cut into `seq_len` windows,
+so no position is padding; only the tail shorter than one window is dropped. Items are built on
+the fly from the memory-mapped token cache, so a sweep shares one copy of the data on disk.
+"""
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from chipadapt.data.token_cache import TokenizedSource
+
+
+class PackedSequences(Dataset):
+    def __init__(
+        self,
+        sources: list[TokenizedSource],
+        order: np.ndarray,
+        seq_len: int,
+        separator_id: int,
+        shuffle_seed: int | None = None,
+        max_sequences: int | None = None,
+        allow_partial: bool = False,
+    ):
+        """order: rows of (source index, document index). allow_partial keeps a short last window
+        (validation on tiny splits); training never pads."""
+        self.sources = sources
+        self.order = order
+        self.seq_len = seq_len
+        self.separator_id = separator_id
+        lengths = np.array([sources[s].doc_length(d) + 1 for s, d in order], dtype=np.int64)
+        self.ends = np.cumsum(lengths)
+        self.total_tokens = int(self.ends[-1]) if len(self.ends) else 0
+        full = self.total_tokens // seq_len
+        self.partial_tail = allow_partial and self.total_tokens % seq_len > 0 and full == 0
+        count = full + int(self.partial_tail)
+        index = np.arange(count)
+        if shuffle_seed is not None:
+            index = np.random.default_rng(shuffle_seed).permutation(count)
+        if max_sequences is not None:
+            index = index[:max_sequences]
+        self.index = index
+
+    @property
+    def packing_efficiency(self) -> float:
+        """Share of the stream's tokens that land in a sequence (the rest is the dropped tail)."""
+        used = min(len(self.index) * self.seq_len, self.total_tokens)
+        return used / self.total_tokens if self.total_tokens else 0.0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def window(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.total_tokens)
+        out = np.empty(stop - start, dtype=np.int64)
+        k = int(np.searchsorted(self.ends, start, side="right"))
+        pos, filled = start, 0
+        while pos < stop:
+            src, doc = self.order[k]
+            doc_start = int(self.ends[k]) - self.sources[src].doc_length(doc) - 1
+            tokens = self.sources[src].doc_tokens(doc)
+            lo = pos - doc_start
+            hi = min(stop - doc_start, len(tokens) + 1)
+            take = tokens[lo : min(hi, len(tokens))]
+            out[filled : filled + len(take)] = take
+            filled += len(take)
+            if hi == len(tokens) + 1:  # the window includes this document's separator
+                out[filled] = self.separator_id
+                filled += 1
+            pos = doc_start + hi
+            k += 1
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        start = int(self.index[i]) * self.seq_len
+        return {"input_ids": torch.from_numpy(self.window(start, start + self.seq_len))}
+
+
+def collate_causal_lm(batch: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Stack packed sequences; pad (label -100, attention 0) only a short validation tail."""
+    longest = max(item["input_ids"].numel() for item in batch)
+    input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), longest), dtype=torch.long)
+    for row, item in enumerate(batch):
+        n = item["input_ids"].numel()
+        input_ids[row, :n] = item["input_ids"]
+        attention[row, :n] = 1
+    labels = input_ids.masked_fill(attention == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}

@@ -1,0 +1,115 @@
+"""Memory-mapped token cache: each source is tokenized once per (files, tokenizer, settings).
+
+Layout of one entry, `<cache_dir>/<key>/`:
+  tokens.npy   uint32, all documents' tokens back to back (no separators: packing adds them)
+  offsets.npy  int64, n_docs + 1 boundaries into tokens
+  doc_ids.json stable document ids, for held-out splits and provenance
+  meta.json    what the key was made of
+A sweep or a rerun with the same inputs opens the arrays with mmap and tokenizes nothing.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chipadapt.data.sources import SourceSpec, read_source, resolve_format, source_files
+from chipadapt.io.atomic import atomic_directory
+from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
+
+log = logging.getLogger(__name__)
+
+# Bump when the on-disk layout or the tokenization procedure changes.
+CACHE_VERSION = 1
+_BATCH_DOCS = 256
+
+
+@dataclass
+class TokenizedSource:
+    tokens: np.ndarray  # uint32 memmap
+    offsets: np.ndarray  # int64
+    doc_ids: list[str]
+    key: str
+    built: bool  # False when opened from the cache
+    seconds: float
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_ids)
+
+    def doc_length(self, index: int) -> int:
+        return int(self.offsets[index + 1] - self.offsets[index])
+
+    def doc_tokens(self, index: int) -> np.ndarray:
+        return self.tokens[self.offsets[index] : self.offsets[index + 1]]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of everything that decides token ids: the serialized fast tokenizer."""
+    return sha256_bytes(tokenizer.backend_tokenizer.to_str().encode())
+
+
+def cache_key(spec: SourceSpec, key: str, tokenizer_hash: str) -> tuple[str, dict]:
+    files = source_files(spec, key)
+    root = Path(spec.path)
+    parts = {
+        "version": CACHE_VERSION,
+        "format": resolve_format(spec, key),
+        "text_key": spec.text_key,
+        "files": [[str(f.relative_to(root)) if f != root else f.name, sha256_file(f)] for f in files],
+        "tokenizer": tokenizer_hash,
+    }
+    return sha256_json(parts)[:24], parts
+
+
+def _open(entry: Path, key: str, built: bool, seconds: float) -> TokenizedSource:
+    return TokenizedSource(
+        tokens=np.load(entry / "tokens.npy", mmap_mode="r"),
+        offsets=np.load(entry / "offsets.npy"),
+        doc_ids=json.loads((entry / "doc_ids.json").read_text()),
+        key=key,
+        built=built,
+        seconds=seconds,
+    )
+
+
+def tokenize_source(spec: SourceSpec, key: str, tokenizer, cache_dir: str | Path) -> TokenizedSource:
+    start = time.perf_counter()
+    digest, parts = cache_key(spec, key, tokenizer_fingerprint(tokenizer))
+    entry = Path(cache_dir) / digest
+    if (entry / "meta.json").exists():
+        return _open(entry, digest, built=False, seconds=time.perf_counter() - start)
+
+    docs = read_source(spec, key)
+    lengths = np.zeros(len(docs), dtype=np.int64)
+    with atomic_directory(entry) as tmp:
+        chunks = []
+        with Progress(
+            TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+        ) as bar:
+            task = bar.add_task("", total=len(docs))
+            for first in range(0, len(docs), _BATCH_DOCS):
+                batch = docs[first : first + _BATCH_DOCS]
+                ids = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
+                for i, seq in enumerate(ids):
+                    lengths[first + i] = len(seq)
+                    chunks.append(np.asarray(seq, dtype=np.uint32))
+                bar.advance(task, len(batch))
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint32, shape=(int(offsets[-1]),))
+        for i, chunk in enumerate(chunks):
+            tokens[offsets[i] : offsets[i + 1]] = chunk
+        tokens.flush()
+        del tokens
+        np.save(tmp / "offsets.npy", offsets)
+        (tmp / "doc_ids.json").write_text(json.dumps([d.doc_id for d in docs]))
+        meta = {**parts, "num_docs": len(docs), "num_tokens": int(offsets[-1]), "num_chars": sum(len(d.text) for d in docs)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    seconds = time.perf_counter() - start
+    log.info("tokenized %s: %d docs, %d tokens in %.1fs", key, len(docs), int(offsets[-1]), seconds)
+    return _open(entry, digest, built=True, seconds=seconds)

@@ -1,0 +1,22 @@
+"""One exception type for every user-facing mistake, and the CLI wrapper that turns it into one line."""
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ChipadaptError(Exception):
+    """Bad input or configuration: the message names the file, line or config key at fault."""
+
+
+def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an entry point; a ChipadaptError becomes a one-line message and exit status 2."""
+    try:
+        return fn(*args)
+    except ChipadaptError as err:
+        print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
+        log.debug("user error", exc_info=True)
+        sys.exit(2)

@@ -1,0 +1,68 @@
+"""Hugging Face model folders: find, load and save them. Offline, safetensors only, no remote code."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import atomic_directory
+
+log = logging.getLogger(__name__)
+
+
+def check_hf_folder(folder: str | Path, key: str) -> Path:
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ChipadaptError(f"{key}: {folder} is not a folder")
+    if not (folder / "config.json").is_file():
+        raise ChipadaptError(f"{key}: {folder} is not a Hugging Face model folder (no config.json)")
+    return folder
+
+
+def resolve_model_folder(model_cfg: DictConfig) -> Path:
+    """`model.path` when set; otherwise the folder the model's `source` materialises (and caches)."""
+    if model_cfg.path:
+        return check_hf_folder(model_cfg.path, "model.path")
+    if model_cfg.source is None:
+        raise ChipadaptError("model.path: not set, and the model config has no source to build it from")
+    return check_hf_folder(instantiate(model_cfg.source).materialize(), "model.source")
+
+
+def context_length(folder: Path) -> int:
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if key in config:
+            return int(config[key])
+    raise ChipadaptError(f"{folder / 'config.json'}: no context length (max_position_embeddings) found")
+
+
+def load_tokenizer(folder: Path):
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def load_causal_lm(folder: Path, dtype: str, attn_implementation: str):
+    model = AutoModelForCausalLM.from_pretrained(
+        folder,
+        dtype=getattr(torch, dtype),
+        attn_implementation=attn_implementation,
+        local_files_only=True,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+    # from_pretrained returns eval mode; training code switches modes itself.
+    return model
+
+
+def save_hf_folder(model, tokenizer, dest: str | Path) -> Path:
+    """Write model (safetensors) + tokenizer as one folder, atomically."""
+    dest = Path(dest)
+    with atomic_directory(dest) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    log.info("saved Hugging Face folder %s", dest)
+    return dest

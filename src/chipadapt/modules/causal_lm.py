@@ -1,0 +1,93 @@
+"""The causal-LM LightningModule. DAPT, SFT and SteerLM differ only in their data (labels of -100
+mark tokens without loss), so they share this module."""
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchmetrics.text import Perplexity
+
+from chipadapt.models.hf_folder import load_causal_lm
+
+log = logging.getLogger(__name__)
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: norms and biases (1-D tensors) are not decayed, as in Megatron/NeMo."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class CausalLMModule(L.LightningModule):
+    def __init__(
+        self,
+        model_folder: str | Path,
+        dtype: str,
+        attn_implementation: str,
+        gradient_checkpointing: bool,
+        optim: DictConfig,
+    ):
+        super().__init__()
+        self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
+        self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+            self.model.config.use_cache = False
+        self.optim = optim
+        self.val_split_names: list[str] = []
+        self.val_metrics = torch.nn.ModuleDict()
+        self.val_results: dict[str, dict[str, float]] = {}
+        self.last_val_step: int | None = None
+
+    def setup(self, stage: str) -> None:
+        # The datamodule is set up first, so its validation splits are known here.
+        datamodule = self.trainer.datamodule
+        self.val_split_names = list(getattr(datamodule, "val_split_names", []))
+        for name in self.val_split_names:
+            if name not in self.val_metrics:
+                self.val_metrics[name] = Perplexity(ignore_index=-100)
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch).loss
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        metric = self.val_metrics[self.val_split_names[dataloader_idx]]
+        # Position t predicts token t+1; the metric averages over labelled tokens of all batches.
+        metric.update(logits[:, :-1].float(), batch["labels"][:, 1:])
+
+    def on_validation_epoch_end(self) -> None:
+        results = {}
+        for name in self.val_split_names:
+            metric = self.val_metrics[name]
+            if not metric.update_called:
+                continue
+            ppl = float(metric.compute())
+            metric.reset()
+            results[name] = {"ppl": ppl, "loss": math.log(ppl)}
+            self.log(f"val/{name}/ppl", ppl, sync_dist=True)
+            self.log(f"val/{name}/loss", math.log(ppl), sync_dist=True)
+        self.val_results = results
+        self.last_val_step = self.global_step
+
+    def configure_optimizers(self):
+        optimizer_factory = instantiate(self.optim.optimizer)
+        optimizer = optimizer_factory(params=decay_groups(self.model, self.optim.optimizer.weight_decay))
+        if self.optim.scheduler is None:
+            return optimizer
+        scheduler = instantiate(self.optim.scheduler)(
+            optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

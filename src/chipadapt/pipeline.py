@@ -1,0 +1,105 @@
+"""Entry points behind train.py: build everything from the config, run it, record it."""
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from chipadapt.batch_plan import batch_plan
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.manifest import RunManifest
+from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
+from chipadapt.report import before_after_table, blend_table, console
+
+log = logging.getLogger(__name__)
+
+
+def _final_validation(trainer: L.Trainer, module, datamodule) -> dict:
+    # Fit validates at the end of its epoch; a run cut short by max_steps has not, so do it here.
+    if module.last_val_step != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    return module.val_results
+
+
+def train(cfg: DictConfig) -> dict:
+    out = Path(cfg.paths.output_dir)
+    manifest = RunManifest(out, cfg)
+    try:
+        metrics = _train(cfg, out, manifest)
+    except BaseException as err:
+        manifest.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    manifest.finish("completed")
+    return metrics
+
+
+def _train(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    folder = resolve_model_folder(cfg.model)
+    context = context_length(folder)
+    if cfg.data.seq_len > context:
+        raise ChipadaptError(f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)")
+    plan = batch_plan(cfg.data, cfg.trainer)
+    manifest.update("inputs", {"model_folder": str(folder), "model_files": fingerprint_folder(folder)})
+
+    tokenizer = load_tokenizer(folder)
+    datamodule = instantiate(cfg.stage.datamodule)(
+        data=cfg.data, tokenizer=tokenizer, separator_token=cfg.model.doc_separator,
+        token_cache_dir=cfg.paths.token_cache, seed=cfg.seed,
+    )
+    # Prepared here, before the model loads, so data errors surface in seconds and the plan prints.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    manifest.update("data", datamodule.stats)
+    console.print(blend_table(datamodule.blend, datamodule.stats["packing_efficiency"], datamodule.stats["train_sequences"], plan.seq_len))
+
+    module = instantiate(cfg.stage.module)(
+        model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
+    )
+    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items()}
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        accumulate_grad_batches=plan.accumulation,
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        logger=[instantiate(c) for c in cfg.logger.values()],
+        callbacks=list(callbacks.values()),
+        default_root_dir=str(out),
+    )
+    steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
+    log.info(
+        "plan: global batch %d = micro %d x %d processes x %d accumulation; %d tokens/step; %d steps in the blend%s",
+        plan.global_batch, plan.micro_batch, plan.world_size, plan.accumulation, plan.tokens_per_step, steps_per_epoch,
+        f" (max_steps={trainer.max_steps})" if trainer.max_steps > 0 else "",
+    )
+
+    ckpt = out / "checkpoints" / "last.ckpt"
+    resume_from = str(ckpt) if cfg.resume and ckpt.is_file() else None
+    before = {}
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    elif cfg.stage.validate_before:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        before = module.val_results
+        manifest.update("metrics", {"before": before})
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    after = _final_validation(trainer, module, datamodule)
+    save_hf_folder(module.model, tokenizer, out / "model")
+
+    throughput = callbacks.get("throughput")
+    metrics = {
+        "before": before,
+        "after": after,
+        "global_step": trainer.global_step,
+        "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
+        "train_loss": float(trainer.callback_metrics["train/loss"]) if "train/loss" in trainer.callback_metrics else None,
+    }
+    manifest.update("metrics", metrics)
+    if before:
+        console.print(before_after_table(before, after, cfg.stage.name))
+    log.info("outputs in %s", out)
+    return metrics
