@@ -60,12 +60,13 @@ def _train(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
     )
-    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items()}
+    # A group entry set to null (callbacks.progress=null) switches that callback or logger off.
+    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         accumulate_grad_batches=plan.accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=[instantiate(c) for c in cfg.logger.values()],
+        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
         callbacks=list(callbacks.values()),
         default_root_dir=str(out),
     )

@@ -34,6 +34,13 @@ class TokenThroughput(L.Callback):
         # A step that straddles validation would count its time; start the clock afresh.
         self._step_start = None
 
+    # Saved in checkpoints, so the token count of a resumed run continues from where it stopped.
+    def state_dict(self) -> dict:
+        return {"tokens": self.tokens, "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.tokens, self.seconds = state_dict["tokens"], state_dict["seconds"]
+
     @property
     def mean_tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0

@@ -151,14 +151,17 @@ class PretrainDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        consumed = 0
+        total, consumed = len(self.train_set), 0
         if self.trainer is not None:
-            # Sequences already trained on, over all processes: the stream is global.
             trainer = self.trainer
-            consumed = trainer.global_step * trainer.accumulate_grad_batches * int(self.data.micro_batch_size) * trainer.world_size
+            global_batch = trainer.accumulate_grad_batches * int(self.data.micro_batch_size) * trainer.world_size
+            # Every optimizer step sees a full global batch: the remainder of the blend is left out.
+            total -= total % global_batch
+            # Sequences already trained on, over all processes: the stream is global.
+            consumed = trainer.global_step * global_batch
         if consumed:
             log.info("resuming the data stream after %d sequences", consumed)
-        return self._loader(self.train_set, ResumeSampler(len(self.train_set), consumed))
+        return self._loader(self.train_set, ResumeSampler(total, consumed))
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(dataset) for dataset in self.val_sets.values()]

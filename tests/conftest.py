@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = Path(os.environ.get("CHIPADAPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Models and token caches of the test session live in a temporary folder (subprocesses too)."""
+    cache = tmp_path_factory.mktemp("chipadapt_cache")
+    old = os.environ.get("CHIPADAPT_CACHE")
+    os.environ["CHIPADAPT_CACHE"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield cache
+    if old is None:
+        os.environ.pop("CHIPADAPT_CACHE", None)
+    else:
+        os.environ["CHIPADAPT_CACHE"] = old
+
+
+def compose(overrides: list[str], output_dir: Path):
+    """The train.py config, composed in-process with the output folder set by the test."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import chipadapt  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+TINY_FAST = ["model=tiny", "data.seq_len=64", "data.global_batch_size=4", "callbacks.progress=null"]
+
+
+@pytest.fixture
+def tiny_overrides():
+    return list(TINY_FAST)
+
+
+def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def read_manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

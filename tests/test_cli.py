@@ -1,0 +1,81 @@
+"""train.py as a user runs it: bad input fails in one line with nothing left looking complete;
+a multirun sweep writes one folder per job."""
+
+import json
+
+import pytest
+
+from conftest import TINY_FAST, read_manifest, run_train, write_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+def error_lines(proc):
+    return [line for line in proc.stderr.splitlines() if line.startswith("chipadapt: error:")]
+
+
+def assert_failed_cleanly(proc, run_dir, expected):
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert expected in lines[0]
+    assert not (run_dir / "model").exists()
+    if (run_dir / "manifest.json").exists():
+        assert read_manifest(run_dir)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("missing_model", "model.path: /nonexistent/llama is not a folder"),
+        ("empty_corpus", "data.sources.only: "),
+        ("malformed_jsonl", "bad.jsonl:2: malformed JSON"),
+        ("seq_len_too_long", "data.seq_len=4096 exceeds the model's context of 512 tokens"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_finished_output(tmp_path, case, expected):
+    run_dir = tmp_path / "run"
+    args = [*TINY_FAST, f"hydra.run.dir={run_dir}"]
+    if case == "missing_model":
+        args.append("model.path=/nonexistent/llama")
+    elif case == "empty_corpus":
+        (tmp_path / "empty.jsonl").write_text("\n\n")
+        args += ["~data.sources", f"+data.sources.only.path={tmp_path / 'empty.jsonl'}"]
+    elif case == "malformed_jsonl":
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"text": "module a; endmodule"}) + "\n{not json}\n")
+        args += ["~data.sources", f"+data.sources.only.path={bad}"]
+    elif case == "seq_len_too_long":
+        args.append("data.seq_len=4096")
+    proc = run_train(args)
+    assert_failed_cleanly(proc, run_dir, expected)
+
+
+def test_unknown_config_key_is_rejected_by_name(tmp_path):
+    proc = run_train([*TINY_FAST, "optim.learning_rat=1e-4", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert proc.returncode != 0
+    assert "Could not override 'optim.learning_rat'" in proc.stderr
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": f"module m{i}; wire w{i}; endmodule // {'x' * 200}"} for i in range(20)])
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        [
+            "-m", *TINY_FAST, "optim.lr=1e-4,5e-6", "data.seq_len=64,128",
+            "~data.sources", f"+data.sources.rtl.path={corpus}", "trainer.max_steps=1",
+            "data.val_max_sequences=1", f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        manifest = read_manifest(job)
+        assert manifest["status"] == "completed"
+        assert (job / "model" / "model.safetensors").is_file() and (job / "metrics.csv").is_file()
+        seen.add((manifest["config"]["optim"]["lr"], manifest["config"]["data"]["seq_len"]))
+    assert seen == {(1e-4, 64), (1e-4, 128), (5e-6, 64), (5e-6, 128)}
