@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 from chipadapt.data.blend import BlendRow, blend_order, held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.sources import SourceSpec
-from chipadapt.data.token_cache import TokenizedSource, tokenize_source
+from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class PretrainDataModule(L.LightningDataModule):
         self.val_sets: dict[str, PackedSequences] = {}
         self.blend: list[BlendRow] = []
         self.stats: dict = {}
+        self._tokenized: tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]] | None = None
 
     # -- preparation ---------------------------------------------------------------------------
     def _specs(self) -> tuple[dict[str, SourceSpec], dict[str, SourceSpec]]:
@@ -72,13 +73,18 @@ class PretrainDataModule(L.LightningDataModule):
         return train, val
 
     def _tokenize_all(self) -> tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]]:
-        train_specs, val_specs = self._specs()
-        train = {n: tokenize_source(s, f"data.sources.{n}", self.tokenizer, self.token_cache_dir) for n, s in train_specs.items()}
-        val = {n: tokenize_source(s, f"data.val_sources.{n}", self.tokenizer, self.token_cache_dir) for n, s in val_specs.items()}
-        return train, val
+        if self._tokenized is None:
+            train_specs, val_specs = self._specs()
+            fingerprint = tokenizer_fingerprint(self.tokenizer)
+            tokenize = lambda spec, key: tokenize_source(spec, key, self.tokenizer, self.token_cache_dir, fingerprint)  # noqa: E731
+            train = {n: tokenize(s, f"data.sources.{n}") for n, s in train_specs.items()}
+            val = {n: tokenize(s, f"data.val_sources.{n}") for n, s in val_specs.items()}
+            self._tokenized = (train, val)
+        return self._tokenized
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: builds missing token-cache entries.
+        # Runs on one process per node (builds missing token-cache entries); setup() on every
+        # process then reuses what this process already opened, or opens the cache.
         self._tokenize_all()
 
     def setup(self, stage: str | None = None) -> None:
