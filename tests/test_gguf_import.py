@@ -36,11 +36,12 @@ def test_smollm2_gguf_becomes_a_trainable_hf_folder_once(tmp_path):
     assert model.config.model_type == "llama" and model.config.tie_word_embeddings
     assert not hasattr(model.config, "quantization_config")
     assert 134_000_000 < model.num_parameters() < 135_000_000
-    ids = tokenizer("module counter(input clk);", return_tensors="pt").input_ids
+    text = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome."
+    ids = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
         loss = model(ids, labels=ids).loss
-    # A real language model, not random weights (random would be about ln(49152) = 10.8).
-    assert torch.isfinite(loss) and loss < 7
+    # Real pretrained weights (measured 1.32), not random ones (about ln(49152) = 10.8).
+    assert torch.isfinite(loss) and loss < 3
 
 
 def test_missing_package_is_a_clear_error(tmp_path):

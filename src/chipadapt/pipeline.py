@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -11,6 +12,7 @@ from chipadapt.batch_plan import batch_plan
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.manifest import RunManifest
+from chipadapt.quiet import silence_known_noise
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
 from chipadapt.report import before_after_table, blend_table, console
 
@@ -25,6 +27,7 @@ def _final_validation(trainer: L.Trainer, module, datamodule) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
+    silence_known_noise()
     out = Path(cfg.paths.output_dir)
     manifest = RunManifest(out, cfg)
     try:
@@ -38,6 +41,7 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     folder = resolve_model_folder(cfg.model)
     context = context_length(folder)
     if cfg.data.seq_len > context:

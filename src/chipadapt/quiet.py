@@ -1,0 +1,25 @@
+"""Silence third-party messages that say nothing about the user's run (advertising, deprecations
+inside Lightning itself), so that the warnings that remain are worth reading."""
+
+import logging
+import re
+import warnings
+
+_NOISE = (
+    "try installing [litlogger]",
+    "isinstance(treespec, LeafSpec)",
+    "does not have many workers which may be a bottleneck",
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in _NOISE)
+
+
+def silence_known_noise() -> None:
+    for fragment in _NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(fragment)}.*")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropNoise())

@@ -1,0 +1,21 @@
+"""GPU paths: bf16 mixed precision DAPT on the tiny model. Skipped without CUDA."""
+
+import pytest
+import torch
+
+from chipadapt.pipeline import train
+from conftest import compose, read_manifest
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def test_bf16_mixed_dapt_on_gpu_trains_and_saves_fp32_weights(tmp_path, tiny_overrides):
+    cfg = compose([*tiny_overrides, "trainer=gpu", "trainer.max_steps=4", "optim.lr=1e-3"], tmp_path)
+    result = train(cfg)
+    assert result["global_step"] == 4
+    assert result["after"]["domain"]["ppl"] < result["before"]["domain"]["ppl"]
+    assert read_manifest(tmp_path)["config"]["trainer"]["precision"] == "bf16-mixed"
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "model" / "model.safetensors", "pt") as handle:
+        assert all(handle.get_tensor(name).dtype == torch.float32 for name in handle.keys())
