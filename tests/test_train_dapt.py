@@ -24,6 +24,7 @@ def test_dapt_writes_model_manifest_and_metrics(tmp_path, tiny_overrides):
     for split in ("domain", "general"):
         assert result["before"][split]["ppl"] > 1
         assert result["after"][split]["loss"] == pytest.approx(torch.tensor(result["after"][split]["ppl"]).log().item(), rel=1e-5)
+        assert 0 < result["after"][split]["bpb"] < 16
     # A large learning rate on a random model must move the domain perplexity down.
     assert result["after"]["domain"]["ppl"] < result["before"]["domain"]["ppl"]
     assert result["train_tokens_per_s"] > 0
@@ -37,7 +38,7 @@ def test_dapt_writes_model_manifest_and_metrics(tmp_path, tiny_overrides):
 
     rows = metrics_rows(tmp_path)
     columns = set(rows[0])
-    assert {"train/loss", "train/tokens_per_s", "val/domain/ppl", "val/general/ppl", "val/domain/loss"} <= columns
+    assert {"train/loss", "train/tokens_per_s", "val/domain/ppl", "val/general/ppl", "val/domain/loss", "val/domain/bpb"} <= columns
     assert sum(1 for r in rows if r["train/loss"]) == 6
 
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "model")

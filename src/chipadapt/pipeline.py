@@ -1,5 +1,6 @@
 """Entry points behind train.py: build everything from the config, run it, record it."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from chipadapt.manifest import RunManifest
 from chipadapt.quiet import silence_known_noise
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
 from chipadapt.report import before_after_table, blend_table, console
+from chipadapt.tokenizer.augment import REPORT_NAME
+from chipadapt.tokenizer.report import reduction_table
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,12 @@ def _final_validation(trainer: L.Trainer, module, datamodule) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
+    """Run the configured stage (`stage.runner`) with a manifest that records how it ended."""
     silence_known_noise()
     out = Path(cfg.paths.output_dir)
     manifest = RunManifest(out, cfg)
     try:
-        metrics = _train(cfg, out, manifest)
+        metrics = instantiate(cfg.stage.runner)(cfg, out, manifest)
     except BaseException as err:
         manifest.finish("failed", error=f"{type(err).__name__}: {err}")
         raise
@@ -39,10 +43,20 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _train(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+def starting_model(cfg: DictConfig, manifest: RunManifest) -> Path:
+    """The model folder a stage starts from: the configured model, through `tokenizer.adapt`."""
+    folder = instantiate(cfg.tokenizer.adapt)(resolve_model_folder(cfg.model))
+    report = folder / REPORT_NAME
+    if report.is_file():
+        manifest.update("inputs", {"tokenizer_report": json.loads(report.read_text())})
+    return folder
+
+
+def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+    """DAPT (and every stage that trains a LightningModule on a DataModule)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
-    folder = resolve_model_folder(cfg.model)
+    folder = starting_model(cfg, manifest)
     context = context_length(folder)
     if cfg.data.seq_len > context:
         raise ChipadaptError(f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)")
@@ -106,5 +120,7 @@ def _train(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     manifest.update("metrics", metrics)
     if before:
         console.print(before_after_table(before, after, cfg.stage.name))
+    if "tokenizer_report" in manifest.data["inputs"]:
+        console.print(reduction_table(manifest.data["inputs"]["tokenizer_report"]))
     log.info("outputs in %s", out)
     return metrics

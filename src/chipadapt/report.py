@@ -21,12 +21,14 @@ def blend_table(rows: list[BlendRow], packing_efficiency: float, sequences: int,
 
 
 def before_after_table(before: dict[str, dict], after: dict[str, dict], label: str) -> Table:
-    table = Table(title=f"Validation perplexity: base vs. {label}")
-    for column in ("split", "base ppl", f"{label} ppl", "change"):
+    table = Table(title=f"Validation: starting model vs. after {label} (bits per byte compare across tokenizers)")
+    for column in ("split", "ppl before", "ppl after", "change", "bits/byte before", "bits/byte after"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split in after:
-        new = after[split]["ppl"]
-        old = before.get(split, {}).get("ppl")
-        change = f"{100 * (new - old) / old:+.1f}%" if old else "-"
-        table.add_row(split, f"{old:.3f}" if old else "-", f"{new:.3f}", change)
+        new, old = after[split], before.get(split)
+        if old:
+            change = f"{100 * (new['ppl'] - old['ppl']) / old['ppl']:+.1f}%"
+            table.add_row(split, f"{old['ppl']:.3f}", f"{new['ppl']:.3f}", change, f"{old['bpb']:.4f}", f"{new['bpb']:.4f}")
+        else:
+            table.add_row(split, "-", f"{new['ppl']:.3f}", "-", "-", f"{new['bpb']:.4f}")
     return table

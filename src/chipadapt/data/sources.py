@@ -35,6 +35,8 @@ class SourceSpec:
     # Validation split that this source's held-out documents join; null holds none out (e.g. general
     # text whose own test set is a separate val source).
     val_split: str | None = "domain"
+    # General (public) text mixed into the blend; domain-only steps such as tokenizer training skip it.
+    general: bool = False
 
 
 def resolve_format(spec: SourceSpec, key: str) -> str:

@@ -9,9 +9,11 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
-from chipadapt.models.hf_folder import load_causal_lm
+from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class CausalLMModule(L.LightningModule):
             self.model.gradient_checkpointing_enable()
             self.model.config.use_cache = False
         self.optim = optim
+        rows = self.model.get_output_embeddings().weight.shape[0]
+        self.register_buffer("token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False)
         self.val_split_names: list[str] = []
         self.val_metrics = torch.nn.ModuleDict()
         self.val_results: dict[str, dict[str, float]] = {}
@@ -52,7 +56,9 @@ class CausalLMModule(L.LightningModule):
         self.val_split_names = list(getattr(datamodule, "val_split_names", []))
         for name in self.val_split_names:
             if name not in self.val_metrics:
-                self.val_metrics[name] = Perplexity(ignore_index=-100)
+                self.val_metrics[name] = torch.nn.ModuleDict(
+                    {"ppl": Perplexity(ignore_index=-100), "nll": SumMetric(), "bytes": SumMetric()}
+                )
 
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -64,21 +70,28 @@ class CausalLMModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        metric = self.val_metrics[self.val_split_names[dataloader_idx]]
-        # Position t predicts token t+1; the metric averages over labelled tokens of all batches.
-        metric.update(logits[:, :-1].float(), batch["labels"][:, 1:])
+        metrics = self.val_metrics[self.val_split_names[dataloader_idx]]
+        # Position t predicts token t+1; the metrics add up over labelled tokens of all batches.
+        logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+        metrics["ppl"].update(logits, labels)
+        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        metrics["nll"].update(nll)
+        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum())
 
     def on_validation_epoch_end(self) -> None:
         results = {}
         for name in self.val_split_names:
-            metric = self.val_metrics[name]
-            if not metric.update_called:
+            metrics = self.val_metrics[name]
+            if not metrics["ppl"].update_called:
                 continue
-            ppl = float(metric.compute())
-            metric.reset()
-            results[name] = {"ppl": ppl, "loss": math.log(ppl)}
-            self.log(f"val/{name}/ppl", ppl, sync_dist=True)
-            self.log(f"val/{name}/loss", math.log(ppl), sync_dist=True)
+            ppl = float(metrics["ppl"].compute())
+            # Bits per byte of text: comparable across tokenizers (perplexity is per token).
+            bpb = float(metrics["nll"].compute() / metrics["bytes"].compute().clamp(min=1)) / math.log(2)
+            for metric in metrics.values():
+                metric.reset()
+            results[name] = {"ppl": ppl, "loss": math.log(ppl), "bpb": bpb}
+            for key, value in results[name].items():
+                self.log(f"val/{name}/{key}", value)
         self.val_results = results
         self.last_val_step = self.global_step
 

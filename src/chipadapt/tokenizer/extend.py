@@ -1,0 +1,87 @@
+"""Teach the base tokenizer the new tokens as BPE merges, and resize the model to match.
+
+Why merges and not added tokens: added tokens are matched as raw strings before pre-tokenization,
+anywhere in the text (inside other words, across the boundaries the model was trained with), so
+they change how general text is split. Merges appended after the base merges have the lowest
+priority: on every word the base segmentation is computed first, unchanged, and a new merge can
+only join pieces of that result. So general text can only get shorter, never differently split
+before the last step; decoding is still byte-exact; special tokens and the chat template are
+untouched; and the new tokens are really used wherever a domain word has the pieces they join.
+"""
+
+import json
+import math
+
+import torch
+from tokenizers import Tokenizer
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.tokenizer.select_tokens import Candidate
+from chipadapt.tokenizer.words import segment
+
+PAD_MULTIPLE = 64
+
+
+def extended_tokenizer_json(base_json: str, chosen: list[Candidate]) -> tuple[str, list[str]]:
+    """The base tokenizer.json with new vocabulary entries and merge chains appended."""
+    spec = json.loads(base_json)
+    model = spec["model"]
+    if model.get("type") != "BPE":
+        raise ChipadaptError(f"tokenizer: only BPE tokenizers can be extended (this one is {model.get('type')})")
+    vocab: dict[str, int] = model["vocab"]
+    merges = model["merges"]
+    as_pairs = bool(merges) and isinstance(merges[0], list)
+    known = {tuple(m) if as_pairs else tuple(m.split(" ", 1)) for m in merges}
+    next_id = max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
+    new_tokens: list[str] = []
+    for cand in chosen:
+        acc = cand.pieces[0]
+        for piece in cand.pieces[1:]:
+            if (acc, piece) not in known:
+                known.add((acc, piece))
+                merges.append([acc, piece] if as_pairs else f"{acc} {piece}")
+            acc += piece
+            if acc not in vocab:
+                vocab[acc] = next_id
+                next_id += 1
+                new_tokens.append(acc)
+    return json.dumps(spec, ensure_ascii=False), new_tokens
+
+
+def padded_size(size: int, multiple: int = PAD_MULTIPLE) -> int:
+    return int(math.ceil(size / multiple) * multiple)
+
+
+@torch.no_grad()
+def resize_for_new_tokens(model, base_backend: Tokenizer, new_tokens: list[str], new_ids: list[int], total_rows: int) -> dict:
+    """Grow embeddings to total_rows. New input rows: mean of the base embeddings of the token's base
+    pieces. New output rows: zero. A tied model is untied first so both rules can hold."""
+    embed = model.get_input_embeddings()
+    old_rows = embed.weight.shape[0]
+    if total_rows < old_rows:
+        raise ChipadaptError(f"tokenizer: the extended vocabulary ({total_rows}) is smaller than the model's ({old_rows})")
+    was_tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if was_tied:
+        # Give lm_head its own copy before resizing, then stop transformers from re-tying them.
+        model.lm_head.weight = torch.nn.Parameter(embed.weight.detach().clone())
+        model.config.tie_word_embeddings = False
+        if hasattr(model.config, "get_text_config"):
+            model.config.get_text_config().tie_word_embeddings = False
+    old_in = embed.weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+
+    new_embed = torch.nn.Embedding(total_rows, old_in.shape[1], dtype=old_in.dtype)
+    new_embed.weight[:old_rows] = old_in
+    mean_row = old_in.mean(dim=0)
+    new_embed.weight[old_rows:] = mean_row  # padding rows, never produced by the tokenizer
+    for token, token_id in zip(new_tokens, new_ids):
+        ids = [base_backend.token_to_id(piece) for piece in segment(base_backend, token)]
+        new_embed.weight[token_id] = old_in[ids].mean(dim=0)
+    model.set_input_embeddings(new_embed)
+
+    head = torch.nn.Linear(old_out.shape[1], total_rows, bias=False, dtype=old_out.dtype)
+    head.weight.zero_()
+    head.weight[:old_rows] = old_out
+    model.set_output_embeddings(head)
+    model.config.vocab_size = total_rows
+    return {"untied_embeddings": was_tied, "old_rows": old_rows, "new_rows": total_rows}

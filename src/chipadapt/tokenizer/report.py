@@ -1,0 +1,42 @@
+"""Tokens per character before and after the extension, per source and overall."""
+
+from collections import Counter
+
+from rich.table import Table
+
+from chipadapt.tokenizer.words import token_count
+
+
+def efficiency_rows(base, extended, counts_by_source: dict[str, Counter], chars_by_source: dict[str, int]) -> dict:
+    rows = {}
+    for name, counts in counts_by_source.items():
+        before, after = token_count(base, counts), token_count(extended, counts)
+        chars = chars_by_source[name]
+        rows[name] = {
+            "chars": chars,
+            "tokens_before": before,
+            "tokens_after": after,
+            "tokens_per_char_before": before / chars,
+            "tokens_per_char_after": after / chars,
+            "reduction_pct": 100 * (before - after) / before,
+        }
+    if len(rows) > 1:
+        before = sum(r["tokens_before"] for r in rows.values())
+        after = sum(r["tokens_after"] for r in rows.values())
+        chars = sum(r["chars"] for r in rows.values())
+        rows["overall"] = {
+            "chars": chars, "tokens_before": before, "tokens_after": after,
+            "tokens_per_char_before": before / chars, "tokens_per_char_after": after / chars,
+            "reduction_pct": 100 * (before - after) / before,
+        }
+    return rows
+
+
+def reduction_table(report: dict) -> Table:
+    table = Table(title=f"Augmented tokenizer: {report['new_tokens']} new tokens (vocabulary {report['vocab_size_before']} -> {report['vocab_size_after']}, embeddings padded to {report['embedding_rows']})")
+    for column in ("text", "source", "tokens/char before", "after", "fewer tokens"):
+        table.add_column(column, justify="left" if column in ("text", "source") else "right")
+    for kind in ("domain", "general"):
+        for name, row in report[kind].items():
+            table.add_row(kind, name, f"{row['tokens_per_char_before']:.4f}", f"{row['tokens_per_char_after']:.4f}", f"{row['reduction_pct']:.2f}%")
+    return table

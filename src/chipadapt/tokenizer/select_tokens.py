@@ -1,0 +1,89 @@
+"""Choose the new tokens: pieces of the domain tokenizer that the base vocabulary lacks, rare in
+general text, ranked by how many tokens they save on the domain corpus per vocabulary entry spent.
+
+A new token is taught to the base BPE as a chain of merges over its base pieces (see extend.py),
+so it can only fire where the base segmentation of a word has those pieces side by side. The
+savings estimate counts exactly those places: for every word, every run of two or more adjacent
+base pieces is a potential new token saving (pieces - 1) tokens per occurrence.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+
+from chipadapt.tokenizer.words import segment
+
+
+@dataclass
+class Candidate:
+    token: str  # in the tokenizer's internal alphabet
+    pieces: list[str]  # its base segmentation
+    savings: int  # estimated tokens saved on the domain corpus
+    general_count: int  # occurrences (as aligned runs) in the general corpus
+
+
+def span_savings(backend, counts: Counter, max_pieces: int) -> Counter:
+    """For every run of 2..max_pieces adjacent base pieces inside a word: tokens it would save."""
+    savings: Counter = Counter()
+    for word, n in counts.items():
+        pieces = segment(backend, word)
+        for i in range(len(pieces) - 1):
+            joined = pieces[i]
+            for j in range(i + 1, min(len(pieces), i + max_pieces)):
+                joined += pieces[j]
+                savings[joined] += n * (j - i)
+    return savings
+
+
+def chain_intermediates(pieces: list[str]) -> list[str]:
+    """Tokens a left-to-right merge chain creates on the way to the full token (the last is the token)."""
+    out, acc = [], pieces[0]
+    for piece in pieces[1:]:
+        acc += piece
+        out.append(acc)
+    return out
+
+
+def select_new_tokens(
+    backend,
+    domain_vocab: list[str],
+    domain_counts: Counter,
+    general_counts: Counter,
+    max_new_tokens: int,
+    max_general_per_million: float,
+    min_savings: int,
+    max_pieces: int,
+) -> tuple[list[Candidate], list[str]]:
+    """Returns the chosen candidates and every vocabulary entry to add (tokens + chain intermediates), in merge order."""
+    base_vocab = backend.get_vocab()
+    domain_savings = span_savings(backend, domain_counts, max_pieces)
+    general_runs = span_savings(backend, general_counts, max_pieces)
+    general_words = max(1, sum(general_counts.values()))
+    candidates = []
+    for token in domain_vocab:
+        if token in base_vocab or domain_savings[token] < min_savings:
+            continue
+        pieces = segment(backend, token)
+        if len(pieces) < 2 or len(pieces) > max_pieces:
+            continue
+        general = general_runs[token] // (len(pieces) - 1) if general_runs[token] else 0
+        if general * 1e6 / general_words > max_general_per_million:
+            continue  # common in general text: leave general encoding alone
+        candidates.append(Candidate(token, pieces, domain_savings[token], general))
+
+    # Greedy: best savings per new vocabulary entry first; intermediates shared between chains
+    # are paid for once.
+    added: dict[str, None] = {}
+    chosen: list[Candidate] = []
+    pending = sorted(candidates, key=lambda c: -c.savings / (len(c.pieces) - 1))
+    for cand in pending:
+        new = [t for t in chain_intermediates(cand.pieces) if t not in base_vocab and t not in added]
+        if not new:
+            continue
+        if len(added) + len(new) > max_new_tokens:
+            continue
+        if cand.savings / len(new) < min_savings:
+            continue
+        for t in new:
+            added[t] = None
+        chosen.append(cand)
+    return chosen, list(added)

@@ -1,0 +1,24 @@
+"""`stage=tokenizer`: build the augmented tokenizer + resized model into DIR/model/ and write
+DIR/tokenizer_report.json (the contract other scripts read)."""
+
+import json
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from chipadapt.io.atomic import atomic_directory, write_json_atomic
+from chipadapt.manifest import RunManifest
+from chipadapt.pipeline import starting_model
+from chipadapt.tokenizer.augment import REPORT_NAME
+
+
+def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+    folder = starting_model(cfg, manifest)
+    report = json.loads((folder / REPORT_NAME).read_text())
+    with atomic_directory(out / "model") as tmp:
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+    write_json_atomic(out / REPORT_NAME, report)
+    metrics = {k: report[k] for k in ("domain_reduction_pct", "general_change_pct", "new_tokens", "build_seconds")}
+    manifest.update("metrics", metrics)
+    return metrics

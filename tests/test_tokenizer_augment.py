@@ -1,0 +1,148 @@
+"""Domain-adapted tokenizer: selection, merge extension, embedding resize, report, errors."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.pipeline import train
+from chipadapt.tokenizer.augment import DomainTokenizer
+from chipadapt.tokenizer.extend import resize_for_new_tokens
+from chipadapt.tokenizer.words import segment
+from conftest import SHARED_DATA, compose, read_manifest, write_jsonl
+
+RTL = [
+    "module fifo_ctrl(input clk_i, input rst_ni); always_ff @(posedge clk_i or negedge rst_ni) begin end endmodule",
+    "assign wready_o = !fifo_full; assign rvalid_o = !fifo_empty; // posedge clk_i, negedge rst_ni",
+] * 30
+PROSE = ["The river flows past the old mill and the children play in the meadow near the bridge."] * 10
+
+
+def build(tmp_path, base_folder, domain_texts, general_texts, **settings):
+    domain = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in domain_texts])
+    general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in general_texts])
+    defaults = dict(domain_vocab_size=600, max_new_tokens=40, max_general_per_million=0.0, min_savings=2, max_pieces=6)
+    return DomainTokenizer(
+        cache_dir=str(tmp_path / "cache"),
+        sources=OmegaConf.create({"rtl": {"path": str(domain)}}),
+        report_general=OmegaConf.create({"prose": {"path": str(general)}}),
+        **(defaults | settings),
+    )(base_folder)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    return resolve_model_folder(compose(["model=tiny"], tmp_path).model)
+
+
+def test_new_rows_are_subtoken_means_and_zero_outputs_and_old_function_is_kept(tmp_path, tiny_folder):
+    folder = build(tmp_path, tiny_folder, RTL, PROSE)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    assert report["new_tokens"] > 0 and report["domain_reduction_pct"] > 0
+    assert report["untied_embeddings"] is True  # the tiny Llama ties embeddings, like SmolLM2
+    assert report["embedding_rows"] % 64 == 0
+
+    base_tok, new_tok = AutoTokenizer.from_pretrained(tiny_folder), AutoTokenizer.from_pretrained(folder)
+    base_model, new_model = AutoModelForCausalLM.from_pretrained(tiny_folder), AutoModelForCausalLM.from_pretrained(folder)
+    assert new_model.config.tie_word_embeddings is False
+    old_rows = base_model.get_input_embeddings().weight.shape[0]
+    base_in = base_model.get_input_embeddings().weight
+    new_in, new_out = new_model.get_input_embeddings().weight, new_model.get_output_embeddings().weight
+    assert new_in.shape[0] == report["embedding_rows"] == new_out.shape[0]
+    torch.testing.assert_close(new_in[:old_rows], base_in)
+    torch.testing.assert_close(new_out[:old_rows], base_model.get_output_embeddings().weight)
+    base_backend = base_tok.backend_tokenizer
+    for token_id in range(len(base_tok), len(new_tok)):
+        token = new_tok.convert_ids_to_tokens(token_id)
+        ids = [base_backend.token_to_id(p) for p in segment(base_backend, token)]
+        torch.testing.assert_close(new_in[token_id], base_in[ids].mean(0))
+        assert torch.count_nonzero(new_out[token_id]) == 0
+    assert torch.count_nonzero(new_out[len(new_tok):]) == 0  # padding rows
+
+    # Text that uses no new token: same ids, same logits over the old vocabulary.
+    text = PROSE[0]
+    ids = new_tok(text, return_tensors="pt").input_ids
+    assert ids.max() < len(base_tok) and ids.tolist() == base_tok(text, return_tensors="pt").input_ids.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(new_model(ids).logits[..., :old_rows], base_model(ids).logits)
+
+    # The new tokens are really used on domain text, and decoding is exact.
+    rtl_ids = new_tok(RTL[0]).input_ids
+    assert max(rtl_ids) >= len(base_tok)
+    assert len(rtl_ids) < len(base_tok(RTL[0]).input_ids)
+    assert new_tok.decode(rtl_ids) == RTL[0]
+    assert new_tok.chat_template == base_tok.chat_template and new_tok.all_special_tokens == base_tok.all_special_tokens
+
+
+def test_general_text_is_never_split_into_more_tokens(tmp_path, tiny_folder):
+    folder = build(tmp_path, tiny_folder, RTL, PROSE, max_general_per_million=1e9)
+    base, ext = Tokenizer.from_file(str(tiny_folder / "tokenizer.json")), Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for text in PROSE + RTL[:2]:
+        assert len(ext.encode(text).ids) <= len(base.encode(text).ids)
+        assert ext.decode(ext.encode(text).ids) == text
+
+
+def test_second_build_is_cached(tmp_path, tiny_folder):
+    first = build(tmp_path, tiny_folder, RTL, PROSE)
+    mtime = (first / "model.safetensors").stat().st_mtime_ns
+    assert build(tmp_path, tiny_folder, RTL, PROSE) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
+    with pytest.raises(ChipadaptError, match="holds no non-empty documents"):
+        build(tmp_path, tiny_folder, ["   "], PROSE)
+    with pytest.raises(ChipadaptError, match="domain_vocab_size=100 must be at least 300"):
+        build(tmp_path, tiny_folder, RTL, PROSE, domain_vocab_size=100)
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder)
+    backend = Tokenizer.from_file(str(tiny_folder / "tokenizer.json"))
+    with pytest.raises(ChipadaptError, match="smaller than the model's"):
+        resize_for_new_tokens(model, backend, [], [], 8)
+
+
+def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmented_model(tmp_path):
+    run = tmp_path / "tok"
+    overrides = ["model=tiny", "tokenizer.adapt.min_savings=2", "tokenizer.adapt.domain_vocab_size=1000"]
+    metrics = train(compose(["stage=tokenizer", *overrides], run))
+    report = json.loads((run / "tokenizer_report.json").read_text())
+    for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
+        assert isinstance(report[key], (int, float))
+    assert metrics["new_tokens"] == report["new_tokens"] > 0
+    assert (run / "model" / "tokenizer.json").is_file() and (run / "model" / "model.safetensors").is_file()
+
+    dapt = tmp_path / "dapt"
+    result = train(compose(["tokenizer=augmented", *overrides, "data.seq_len=64", "data.global_batch_size=4",
+                            "trainer.max_steps=2", "callbacks.progress=null"], dapt))
+    assert result["global_step"] == 2
+    manifest = read_manifest(dapt)
+    assert manifest["inputs"]["tokenizer_report"]["untied_embeddings"] is True
+    trained = AutoModelForCausalLM.from_pretrained(dapt / "model")
+    assert trained.get_input_embeddings().weight.shape[0] == report["embedding_rows"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
+def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(tmp_path, smollm2_folder):
+    corpus = SHARED_DATA / "corpus"
+    sources = {name: {"path": str(corpus / f"{name}.jsonl")} for name in ("openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32")}
+    sources["wiki"] = {"path": str(SHARED_DATA / "general" / "wiki_demo_docs.jsonl"), "general": True}
+    general = {"wikitext": {"path": str(SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl")}}
+    folder = DomainTokenizer(
+        cache_dir=str(tmp_path), sources=OmegaConf.create(sources), report_general=OmegaConf.create(general),
+        domain_vocab_size=32000, max_new_tokens=4000, max_general_per_million=1.0, min_savings=20, max_pieces=6,
+    )(smollm2_folder)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    assert report["domain_reduction_pct"] >= 5.0
+    assert report["general_change_pct"] <= 0.5
+    base = Tokenizer.from_file(str(smollm2_folder / "tokenizer.json"))
+    ext = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for path in [*corpus.glob("*.jsonl"), *(SHARED_DATA / "general").glob("*.jsonl")]:
+        for line in path.open():
+            text = json.loads(line)["text"]
+            assert ext.decode(ext.encode(text).ids) == base.decode(base.encode(text).ids), path
