@@ -58,6 +58,9 @@ def select_new_tokens(
     domain_savings = span_savings(backend, domain_counts, max_pieces)
     general_runs = span_savings(backend, general_counts, max_pieces)
     general_words = max(1, sum(general_counts.values()))
+    def general_count(run: str, n_pieces: int) -> int:
+        return general_runs[run] // (n_pieces - 1) if general_runs[run] else 0
+
     candidates = []
     for token in domain_vocab:
         if token in base_vocab or domain_savings[token] < min_savings:
@@ -65,10 +68,13 @@ def select_new_tokens(
         pieces = segment(backend, token)
         if len(pieces) < 2 or len(pieces) > max_pieces:
             continue
-        general = general_runs[token] // (len(pieces) - 1) if general_runs[token] else 0
+        # Every merge of the chain fires on its own wherever its pieces meet, so the token and each
+        # intermediate must be rare in general words: that keeps general text encoded as before.
+        chain = chain_intermediates(pieces)
+        general = max(general_count(run, k + 2) for k, run in enumerate(chain))
         if general * 1e6 / general_words > max_general_per_million:
-            continue  # common in general text: leave general encoding alone
-        candidates.append(Candidate(token, pieces, domain_savings[token], general))
+            continue
+        candidates.append(Candidate(token, pieces, domain_savings[token], general_count(token, len(pieces))))
 
     # Greedy: best savings per new vocabulary entry first; intermediates shared between chains
     # are paid for once.
