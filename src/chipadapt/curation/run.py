@@ -1,0 +1,123 @@
+"""Curate: walk inputs in parallel, keep clean documents, drop duplicates, write shards and a report.
+
+Output folder:
+  handwritten/part-*.jsonl, generated/part-*.jsonl  corpus records {text, source, lang, path, generated}
+  curation_report.json, curation_report.png           what each step did, characters by source/lang
+Generated files get their own shards so a blend can weight them (data.sources.<name>.weight).
+"""
+
+import logging
+import multiprocessing
+import time
+from collections import Counter, defaultdict
+from functools import partial
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chipadapt.curation.dedup import Deduplicator
+from chipadapt.curation.filters import GeneratedRules
+from chipadapt.curation.process import Settings, process_unit
+from chipadapt.curation.report import chars_chart, summary_table
+from chipadapt.curation.shards import ShardWriter
+from chipadapt.curation.walk import units
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import write_json_atomic
+from chipadapt.report import console
+
+log = logging.getLogger(__name__)
+
+
+def settings_from(cfg: DictConfig) -> Settings:
+    g = cfg.generated
+    return Settings(
+        max_bytes=int(cfg.limits.max_bytes), min_chars=int(cfg.limits.min_chars), max_lines=int(cfg.limits.max_lines),
+        redact=bool(cfg.redact), near_dedup=bool(cfg.dedup.near), num_perm=int(cfg.dedup.num_perm), shingle=int(cfg.dedup.shingle),
+        generated=GeneratedRules(
+            banners=tuple(b.lower() for b in g.banners), banner_lines=int(g.banner_lines),
+            max_mean_line_length=float(g.max_mean_line_length), max_line_length=int(g.max_line_length),
+            max_compression_ratio=float(g.max_compression_ratio), netlist_instance_share=float(g.netlist_instance_share),
+        ),
+    )
+
+
+def source_names(paths: list[str]) -> dict[str, str]:
+    """Each input's `source` label is its name (archives without their suffix); names must differ."""
+    if not paths:
+        raise ChipadaptError("data.curate.inputs: nothing to curate")
+    named: dict[str, str] = {}
+    for index, path in enumerate(paths):
+        p = Path(path)
+        if not p.exists():
+            raise ChipadaptError(f"data.curate.inputs[{index}]: {path} does not exist")
+        name = p.name.split(".")[0] if p.is_file() else p.name
+        if name in named:
+            raise ChipadaptError(f"data.curate.inputs[{index}]: a second input named {name!r} ({path})")
+        named[name] = str(p)
+    return named
+
+
+def curate(cfg: DictConfig, out: Path) -> dict:
+    inputs = source_names(OmegaConf.to_container(cfg.inputs, resolve=True) or [])
+    settings = settings_from(cfg)
+    work = list(units(inputs))
+    writers = {kind: ShardWriter(out / kind, int(cfg.docs_per_shard)) for kind in ("handwritten", "generated")}
+    dedup = Deduplicator(near=settings.near_dedup, num_perm=settings.num_perm, threshold=float(cfg.dedup.threshold))
+    skipped, generated, redactions = Counter(), Counter(), Counter()
+    chars = defaultdict(Counter)
+    files = total_bytes = written = 0
+
+    start = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/tokenizer threads
+    workers = max(1, int(cfg.workers))
+    with ctx.Pool(workers) as pool, Progress(
+        TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("", total=len(work))
+        # imap keeps input order, so which copy of a duplicate is kept does not depend on timing.
+        for results in pool.imap(partial(process_unit, s=settings), work, chunksize=1):
+            bar.advance(task)
+            for r in results:
+                files += 1
+                total_bytes += r.bytes
+                if r.status != "ok":
+                    skipped[r.status] += 1
+                    continue
+                doc_id = f"{r.source}/{r.path}"
+                if dedup.check(doc_id, r.digest, r.signature) is not None:
+                    continue
+                redactions.update(r.redactions)
+                if r.generated:
+                    generated[r.generated] += 1
+                kind = "generated" if r.generated else "handwritten"
+                writers[kind].write({"text": r.text, "source": r.source, "lang": r.lang, "path": r.path,
+                                     "generated": bool(r.generated), "generated_reason": r.generated})
+                chars[r.source][r.lang] += len(r.text)
+                written += 1
+    for writer in writers.values():
+        writer.close()
+    seconds = time.perf_counter() - start
+
+    largest = sorted(dedup.clusters.items(), key=lambda kv: -len(kv[1]))[:20]
+    report = {
+        "inputs": inputs,
+        "files_seen": files,
+        "bytes_seen": total_bytes,
+        "seconds": round(seconds, 2),
+        "files_per_s": files / seconds if seconds else 0.0,
+        "mb_per_s": total_bytes / 1e6 / seconds if seconds else 0.0,
+        "documents_written": written,
+        "skipped": dict(skipped),
+        "duplicates": {"exact": dedup.exact_removed, "near": dedup.near_removed, "clusters": len(dedup.clusters),
+                       "largest_clusters": [{"kept": k, "removed": v[:10], "size": len(v) + 1} for k, v in largest]},
+        "generated": dict(generated),
+        "redactions": dict(redactions),
+        "chars_by_source_lang": {s: dict(c) for s, c in chars.items()},
+        "shards": {kind: w.written for kind, w in writers.items()},
+    }
+    if chars:
+        chars_chart(report, out / "curation_report.png")
+    write_json_atomic(out / "curation_report.json", report)
+    console.print(summary_table(report))
+    return report
