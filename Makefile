@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/data_prep.py
 	$(PY) benchmarks/framework_overhead.py
+	$(PY) benchmarks/curate.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache
