@@ -1,0 +1,1 @@
+"""Model merging: ChipAlign's geodesic interpolation and the baselines it was compared with."""

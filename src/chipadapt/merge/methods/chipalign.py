@@ -1,0 +1,39 @@
+"""ChipAlign (arXiv 2412.19819): interpolate along the geodesic of the unit sphere, then rescale by
+the geometric interpolation of the two Frobenius norms.
+
+  W = ||Wc||^lam * ||Wi||^(1-lam) * (sin(lam*theta) Wc/||Wc|| + sin((1-lam)*theta) Wi/||Wi||) / sin(theta)
+"""
+
+import math
+
+import torch
+
+from chipadapt.merge.methods.base import MergeMethod, TensorMerge, cosine64, norm64
+
+# Below this angle sin(lam*t)/sin(t) -> lam to float64 precision: use the limit (no 0/0).
+PARALLEL_RAD = 1e-6
+
+
+class ChipAlign(MergeMethod):
+    def __call__(self, name, chip, instruct, base, lam):
+        if lam == 1.0:
+            return TensorMerge(chip.float(), {"fallback": "exact_chip"})
+        if lam == 0.0:
+            return TensorMerge(instruct.float(), {"fallback": "exact_instruct"})
+        c, i = chip.float(), instruct.float()
+        nc, ni = norm64(c), norm64(i)
+        if nc == 0.0 or ni == 0.0:
+            # No direction to follow on the sphere; the norm rescaling would give zero: interpolate.
+            return TensorMerge(lam * c + (1 - lam) * i, {"fallback": "zero_norm", "norm_chip": nc, "norm_instruct": ni})
+        theta = math.acos(cosine64(c, i, nc, ni))
+        scale = nc**lam * ni ** (1 - lam)
+        if theta < PARALLEL_RAD:
+            wc, wi, fallback = lam, 1 - lam, "parallel"
+        elif math.pi - theta < PARALLEL_RAD:
+            # Opposite directions: every great circle is a geodesic; fall back to the chord.
+            return TensorMerge(lam * c + (1 - lam) * i, {"fallback": "antiparallel", "angle_deg": math.degrees(theta)})
+        else:
+            wc, wi, fallback = math.sin(lam * theta) / math.sin(theta), math.sin((1 - lam) * theta) / math.sin(theta), ""
+        merged = (c * (scale * wc / nc)).add_(i, alpha=scale * wi / ni)
+        return TensorMerge(merged, {"angle_deg": math.degrees(theta), "norm_chip": nc, "norm_instruct": ni,
+                                    "norm_ratio": nc / ni, "fallback": fallback})

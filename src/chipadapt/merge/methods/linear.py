@@ -1,0 +1,8 @@
+"""Linear interpolation of weights (model soup): lam * chip + (1 - lam) * instruct."""
+
+from chipadapt.merge.methods.base import MergeMethod, TensorMerge
+
+
+class Linear(MergeMethod):
+    def __call__(self, name, chip, instruct, base, lam):
+        return TensorMerge(lam * chip.float() + (1 - lam) * instruct.float())
