@@ -7,6 +7,7 @@ tokenizer, `merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, 
 
 import csv
 import io
+import json
 import logging
 import re
 import shutil
@@ -129,6 +130,15 @@ def run(cfg: DictConfig) -> dict:
             "inputs": {m.key: str(m.folder) for m in (chip, instruct, base) if m},
             "summary": summary, "diagnostics_csv": "merge_diagnostics.csv",
         })
+    if cfg.eval:
+        # Evaluate the merged folder (sweeps compare lambdas on these numbers).
+        from chipadapt.eval.run import evaluate_folder, write_results
+
+        results = evaluate_folder(out, cfg.eval, cfg.device)
+        write_results(results, Path(cfg.paths.output_dir), f"Evaluation of {cfg.merge.name} lam={cfg.merge.lam}")
+        manifest = json.loads((out / "merge_manifest.json").read_text())
+        write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})
+        summary["evaluation"] = results
     log.info("merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
              cfg.merge.name, cfg.merge.lam, len(rows), dict(fallbacks),
              f"{summary['angle_deg_mean']:.2f}" if angles else "-", seconds, summary["input_gb_per_s"], out)

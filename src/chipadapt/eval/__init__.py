@@ -1,0 +1,1 @@
+"""Evaluation tasks, each one file with a `run(model, tokenizer) -> {metric: value}` task object."""
