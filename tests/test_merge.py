@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.methods.base import TensorStats
 from chipadapt.merge.methods.chipalign import ChipAlign
 from chipadapt.merge.methods.slerp import Slerp
 from chipadapt.merge.methods.task_vectors import Della, TaskArithmetic, Ties
@@ -32,7 +33,7 @@ def merge_cfg(method: str, chip, instruct, out, lam=0.6, base=None, extra=()):
 def test_chipalign_norm_is_the_geometric_interpolation_and_endpoints_are_exact(lam):
     torch.manual_seed(0)
     chip, instruct = torch.randn(64, 32) * 3, torch.randn(64, 32)
-    merged = ChipAlign()("w", chip, instruct, None, lam).tensor
+    merged = ChipAlign()("w", chip, instruct, None, lam, TensorStats.of(chip, instruct)).tensor
     expected_norm = chip.norm() ** lam * instruct.norm() ** (1 - lam)
     assert merged.norm().item() == pytest.approx(expected_norm.item(), rel=1e-4)
     if lam == 1.0:
@@ -43,14 +44,15 @@ def test_chipalign_norm_is_the_geometric_interpolation_and_endpoints_are_exact(l
 
 def test_chipalign_on_orthogonal_parallel_and_zero_tensors():
     e1, e2 = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 8.0])
-    out = ChipAlign()("w", e1, e2, None, 0.5)
+    align = lambda a, b, lam: ChipAlign()("w", a, b, None, lam, TensorStats.of(a, b))  # noqa: E731
+    out = align(e1, e2, 0.5)
     # Halfway along the quarter circle, at norm sqrt(2 * 8) = 4.
     torch.testing.assert_close(out.tensor, torch.tensor([4 * math.cos(math.pi / 4), 4 * math.sin(math.pi / 4)]))
     assert out.diagnostics["angle_deg"] == pytest.approx(90.0)
-    parallel = ChipAlign()("w", torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0]), None, 0.25)
+    parallel = align(torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0]), 0.25)
     assert parallel.diagnostics["fallback"] == "parallel" and torch.isfinite(parallel.tensor).all()
     torch.testing.assert_close(parallel.tensor, torch.tensor([1.0, 2.0]) * 2 ** 0.75)
-    zero = ChipAlign()("w", torch.zeros(3), torch.ones(3), None, 0.5)
+    zero = align(torch.zeros(3), torch.ones(3), 0.5)
     assert zero.diagnostics["fallback"] == "zero_norm" and torch.equal(zero.tensor, torch.full((3,), 0.5))
 
 
@@ -58,15 +60,17 @@ def test_baseline_methods():
     torch.manual_seed(1)
     base = torch.randn(1000)
     chip, instruct = base + torch.randn(1000) * 0.1, base + torch.randn(1000) * 0.1
-    ta = TaskArithmetic(scale=1.0)("w", chip, instruct, base, 0.5).tensor
+    stats = TensorStats.of(chip, instruct)
+    ta = TaskArithmetic(scale=1.0)("w", chip, instruct, base, 0.5, stats).tensor
     torch.testing.assert_close(ta, 0.5 * chip + 0.5 * instruct)
-    s = Slerp(dot_threshold=0.9995)("w", torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), None, 0.5).tensor
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    s = Slerp(dot_threshold=0.9995)("w", e1, e2, None, 0.5, TensorStats.of(e1, e2)).tensor
     torch.testing.assert_close(s, torch.tensor([math.sqrt(0.5), math.sqrt(0.5)]))
-    ties = Ties(density=0.2, scale=1.0)("w", chip, instruct, base, 0.5).tensor
+    ties = Ties(density=0.2, scale=1.0)("w", chip, instruct, base, 0.5, stats).tensor
     changed = (ties - base) != 0
     assert 0.2 <= changed.float().mean() <= 0.4  # union of two top-20% masks
     della = Della(density=0.3, epsilon=0.1, scale=1.0, seed=0)
-    first, second = della("w", chip, instruct, base, 0.5).tensor, della("w", chip, instruct, base, 0.5).tensor
+    first, second = (della("w", chip, instruct, base, 0.5, stats).tensor for _ in range(2))
     assert torch.equal(first, second) and not torch.equal(first, base)
 
 
@@ -100,6 +104,18 @@ def test_merged_tiny_model_loads_and_generates(tmp_path, tiny_pair, method):
     ids = tokenizer("module fifo", return_tensors="pt").input_ids
     generated = model.generate(ids, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] == ids.shape[1] + 5
+
+
+def test_blockwise_streaming_gives_the_same_tensors_as_whole_tensor_merging(tmp_path, tiny_pair, monkeypatch):
+    import chipadapt.merge.run as merge_run
+
+    chip, instruct = tiny_pair
+    run(merge_cfg("chipalign", chip, instruct, tmp_path / "whole", lam=0.6))
+    monkeypatch.setattr(merge_run, "BLOCK_ELEMENTS", 100)  # many blocks of a few rows each
+    run(merge_cfg("chipalign", chip, instruct, tmp_path / "blocks", lam=0.6))
+    whole, blocks = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "blocks" / "model.safetensors")
+    for name in whole:
+        torch.testing.assert_close(blocks[name], whole[name], rtol=1e-6, atol=1e-7)
 
 
 def test_lambda_endpoints_reproduce_the_input_folders(tmp_path, tiny_pair):
@@ -165,7 +181,7 @@ def test_mismatch_errors_and_interrupted_merge_leaves_nothing(tmp_path, tiny_pai
     calls = {"n": 0}
     original = ChipAlign.__call__
 
-    def crash_midway(self, *args):
+    def crash_midway(self, *args):  # noqa: ANN001
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt
@@ -193,3 +209,24 @@ def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lams = sorted(json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3))
     assert lams == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.integration
+def test_lambda_sweep_with_evaluation_writes_the_report_plot_and_chosen_lambda(tmp_path, tiny_pair):
+    from conftest import write_jsonl
+
+    chip, instruct = tiny_pair
+    prompts = write_jsonl(tmp_path / "if.jsonl", [
+        {"key": 1, "prompt": "Say hi without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}])
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, str(ROOT / "merge.py"), "-m", "merge.lam=0,0.5,1", f"models.chip={chip}",
+                           f"models.instruct={instruct}", "eval=[perplexity,ifeval]", "eval.perplexity.max_documents=1",
+                           f"eval.ifeval.path={prompts}", f"eval.ifeval.nltk_data={tmp_path}", "eval.ifeval.max_new_tokens=4",
+                           f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((sweep / "sweep_report.json").read_text())
+    assert sorted(job["lam"] for job in report["jobs"]) == [0.0, 0.5, 1.0]
+    assert report["chosen"]["lam"] in (0.0, 0.5, 1.0)
+    assert (sweep / "sweep_report.png").stat().st_size > 1000
+    assert (sweep / "sweep_report.csv").read_text().count("\n") == 4
+    assert "evaluation" in json.loads((sweep / "0" / "model" / "merge_manifest.json").read_text())

@@ -1,14 +1,12 @@
-"""Streaming access to safetensors model folders: read one tensor at a time, write shards as they fill."""
+"""Streaming access to safetensors model folders: a block of rows at a time (see safetensors_stream)."""
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.safetensors_stream import SafetensorsReader
 
 # Tied models store only the input embedding; the output embedding is the same tensor.
 TIED_ALIASES = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -16,7 +14,7 @@ EMBEDDING_MARKERS = ("embed_tokens", "lm_head", "wte", "word_embeddings", "embed
 
 
 class SafetensorsModel:
-    """A Hugging Face folder's tensors, opened lazily (memory-mapped), never all loaded."""
+    """A Hugging Face folder's tensors, read a block of rows at a time with plain file reads."""
 
     def __init__(self, folder: str, key: str):
         self.folder = Path(folder).expanduser()
@@ -27,70 +25,47 @@ class SafetensorsModel:
         self.config = json.loads(config.read_text())
         index = self.folder / "model.safetensors.index.json"
         if index.is_file():
-            self.files = {name: self.folder / f for name, f in json.loads(index.read_text())["weight_map"].items()}
+            files = sorted({self.folder / f for f in json.loads(index.read_text())["weight_map"].values()})
         elif (self.folder / "model.safetensors").is_file():
-            with safe_open(self.folder / "model.safetensors", "pt") as handle:
-                self.files = {name: self.folder / "model.safetensors" for name in handle.keys()}
+            files = [self.folder / "model.safetensors"]
         else:
             raise ChipadaptError(f"{key}: {self.folder} has no safetensors weights (pickle checkpoints are not read)")
-        self._handles: dict[Path, object] = {}
+        self.readers: dict[str, SafetensorsReader] = {}
+        for path in files:
+            reader = SafetensorsReader(path)
+            self.readers.update({name: reader for name in reader.header})
+        self.files = {name: reader.path for name, reader in self.readers.items()}
 
     @property
     def tied(self) -> bool:
         return bool(self.config.get("tie_word_embeddings", False))
 
     def names(self) -> list[str]:
-        return list(self.files)
+        return list(self.readers)
 
     def has(self, name: str) -> bool:
-        return name in self.files or (self.tied and TIED_ALIASES.get(name) in self.files)
+        return name in self.readers or (self.tied and TIED_ALIASES.get(name) in self.readers)
+
+    def _stored(self, name: str) -> str:
+        if name not in self.readers and self.tied and TIED_ALIASES.get(name) in self.readers:
+            name = TIED_ALIASES[name]
+        if name not in self.readers:
+            raise ChipadaptError(f"tensor {name}: missing from {self.key} ({self.folder})")
+        return name
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        stored = self._stored(name)
+        return self.readers[stored].shape(stored)
+
+    def dtype(self, name: str) -> torch.dtype:
+        stored = self._stored(name)
+        return self.readers[stored].dtype(stored)
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows start:stop of a tensor, read from disk without loading the rest."""
+        stored = self._stored(name)
+        return self.readers[stored].rows(stored, start, stop)
 
     def get(self, name: str) -> torch.Tensor:
-        if name not in self.files and self.tied and TIED_ALIASES.get(name) in self.files:
-            name = TIED_ALIASES[name]
-        if name not in self.files:
-            raise ChipadaptError(f"tensor {name}: missing from {self.key} ({self.folder})")
-        path = self.files[name]
-        if path not in self._handles:
-            self._handles[path] = safe_open(path, "pt")
-        return self._handles[path].get_tensor(name)
-
-
-class ShardWriter:
-    """Writes tensors into safetensors shards of at most max_bytes, freeing each shard once written."""
-
-    def __init__(self, folder: Path, max_bytes: int):
-        self.folder, self.max_bytes = folder, max_bytes
-        self.pending: dict[str, torch.Tensor] = {}
-        self.pending_bytes = 0
-        self.shards: list[tuple[Path, list[str]]] = []
-        self.total_bytes = 0
-
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        size = tensor.numel() * tensor.element_size()
-        if self.pending and self.pending_bytes + size > self.max_bytes:
-            self.flush()
-        self.pending[name] = tensor.contiguous()
-        self.pending_bytes += size
-        self.total_bytes += size
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        path = self.folder / f".shard-{len(self.shards):05d}.safetensors"
-        save_file(self.pending, str(path), metadata={"format": "pt"})
-        self.shards.append((path, list(self.pending)))
-        self.pending, self.pending_bytes = {}, 0
-
-    def close(self) -> None:
-        self.flush()
-        if len(self.shards) == 1:
-            os.replace(self.shards[0][0], self.folder / "model.safetensors")
-            return
-        weight_map = {}
-        for number, (path, names) in enumerate(self.shards, start=1):
-            final = f"model-{number:05d}-of-{len(self.shards):05d}.safetensors"
-            os.replace(path, self.folder / final)
-            weight_map.update({name: final for name in names})
-        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
-        (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+        shape = self.shape(name)
+        return self.rows(name, 0, shape[0] if shape else 1)

@@ -23,7 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.manifest import git_state
-from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel, ShardWriter
+from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
+from chipadapt.merge.safetensors_stream import PlannedShardWriter
+from chipadapt.merge.methods.base import TensorStats
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
@@ -50,22 +52,47 @@ def check_architecture(chip: SafetensorsModel, other: SafetensorsModel) -> None:
             raise ChipadaptError(f"{other.key}: config.{key}={other.config.get(key)} differs from models.chip ({chip.config.get(key)})")
 
 
-def merge_tensor(method, name: str, lam: float, chip, instruct, base):
-    c, i, b = chip.get(name), instruct.get(name), base.get(name) if base else None
-    extra = 0
-    if c.shape != i.shape or (b is not None and b.shape != c.shape):
-        shapes_differ_in_rows = c.shape[1:] == i.shape[1:] and (b is None or b.shape[1:] == c.shape[1:])
-        if not (any(m in name for m in EMBEDDING_MARKERS) and shapes_differ_in_rows and c.shape[0] >= i.shape[0]):
-            raise ChipadaptError(f"tensor {name}: shape {tuple(c.shape)} in models.chip vs {tuple(i.shape)} in models.instruct")
-        # The chip model's augmented vocabulary: merge the rows both have, keep the chip's new rows.
-        shared = i.shape[0] if b is None else min(i.shape[0], b.shape[0])
-        extra = c.shape[0] - shared
-        result = method(name, c[:shared], i[:shared], None if b is None else b[:shared], lam)
-        result.tensor = torch.cat([result.tensor, c[shared:].float()])
-    else:
-        result = method(name, c, i, b, lam)
-    result.diagnostics["extra_rows"] = extra
-    return result.tensor.to(c.dtype), result.diagnostics
+# Rows per block are chosen so a block holds about this many elements (16 MB in float32).
+BLOCK_ELEMENTS = 1 << 22
+
+
+def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) -> dict:
+    """Merge one tensor into the writer, a block of rows at a time for chunkable methods.
+    Returns the tensor's diagnostics."""
+    shape_c, shape_i = chip.shape(name), instruct.shape(name)
+    shape_b = base.shape(name) if base else shape_c
+    shared = shape_c[0] if shape_c else 0
+    if shape_c != shape_i or shape_b != shape_c:
+        same_row_shape = shape_c[1:] == shape_i[1:] == shape_b[1:]
+        if not (any(m in name for m in EMBEDDING_MARKERS) and same_row_shape and shape_c[0] >= max(shape_i[0], shape_b[0])):
+            raise ChipadaptError(f"tensor {name}: shape {shape_c} in models.chip vs {shape_i} in models.instruct"
+                                 + (f" and {shape_b} in models.base" if base else ""))
+        # The chip model's augmented vocabulary: merge the rows all have, keep the chip's new rows.
+        shared = min(shape_i[0], shape_b[0])
+    dtype = chip.dtype(name)
+
+    if not shape_c:  # a scalar
+        c, i = chip.get(name), instruct.get(name)
+        result = method(name, c, i, base.get(name) if base else None, lam, TensorStats.of(c, i))
+        writer.write_rows(name, 0, result.tensor.to(dtype))
+        return {**result.diagnostics, "extra_rows": 0}
+
+    rows_per_block = max(1, BLOCK_ELEMENTS // max(1, int(torch.Size(shape_c[1:]).numel())))
+    step = rows_per_block if method.chunkable else max(shared, 1)  # else the whole tensor in one block
+    blocks = [(a, min(a + step, shared)) for a in range(0, shared, step)]
+    stats = TensorStats()
+    for a, z in blocks:  # pass 1: norms and angle over the shared rows
+        stats.add(chip.rows(name, a, z), instruct.rows(name, a, z))
+    stats.finish()
+    diagnostics = {}
+    for a, z in blocks:  # pass 2: merge block by block, straight to the output file
+        result = method(name, chip.rows(name, a, z), instruct.rows(name, a, z), base.rows(name, a, z) if base else None, lam, stats)
+        writer.write_rows(name, a, result.tensor.to(dtype))
+        diagnostics = result.diagnostics
+    for a in range(shared, shape_c[0], rows_per_block):  # the chip's extra vocabulary rows, copied
+        writer.write_rows(name, a, chip.rows(name, a, min(shape_c[0], a + rows_per_block)))
+    diagnostics["extra_rows"] = shape_c[0] - shared
+    return diagnostics
 
 
 def run(cfg: DictConfig) -> dict:
@@ -93,15 +120,14 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.output).expanduser()
     rows, fallbacks = [], Counter()
     with atomic_directory(out) as tmp:
-        writer = ShardWriter(tmp, int(cfg.max_shard_bytes))
+        writer = PlannedShardWriter(tmp, [(n, chip.shape(n), chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
         with Progress(TextColumn(f"merge={cfg.merge.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("", total=len(names))
             for name in names:
                 lam = lam_for(name)
-                tensor, diag = merge_tensor(method, name, lam, chip, instruct, base)
-                writer.add(name, tensor)
+                diag = merge_tensor(method, name, lam, chip, instruct, base, writer)
                 fallbacks[diag.get("fallback") or "none"] += 1
-                rows.append({"tensor": name, "shape": "x".join(map(str, tensor.shape)), "lam": lam, **diag})
+                rows.append({"tensor": name, "shape": "x".join(map(str, chip.shape(name))), "lam": lam, **diag})
                 bar.advance(task)
         writer.close()
         config = dict(chip.config, tie_word_embeddings=tied)

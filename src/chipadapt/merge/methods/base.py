@@ -1,4 +1,9 @@
-"""What a merge method is: a per-tensor function of the models' tensors and a lambda."""
+"""What a merge method is: a function of the models' tensors, a lambda and whole-tensor statistics.
+
+Methods that are elementwise once a few global numbers are known (norms and the angle) are
+`chunkable`: the runner computes the statistics in one streaming pass and then merges a block of
+rows at a time, so even a 500M-element embedding never needs more than one output copy in memory.
+"""
 
 from dataclasses import dataclass, field
 
@@ -11,18 +16,41 @@ class TensorMerge:
     diagnostics: dict = field(default_factory=dict)  # angle_deg, fallback, ... for the CSV
 
 
+@dataclass
+class TensorStats:
+    """Whole-tensor statistics of chip and instruct, accumulated in float64."""
+
+    norm_chip: float = 0.0
+    norm_instruct: float = 0.0
+    cos: float = 1.0
+    _sq_c: float = 0.0
+    _sq_i: float = 0.0
+    _dot: float = 0.0
+
+    def add(self, chip: torch.Tensor, instruct: torch.Tensor) -> None:
+        # float64: for 100M-element tensors float32 sums lose the small angles.
+        c, i = chip.flatten().double(), instruct.flatten().double()
+        self._sq_c += float(torch.dot(c, c))
+        self._sq_i += float(torch.dot(i, i))
+        self._dot += float(torch.dot(c, i))
+
+    def finish(self) -> "TensorStats":
+        self.norm_chip, self.norm_instruct = self._sq_c**0.5, self._sq_i**0.5
+        if self.norm_chip > 0 and self.norm_instruct > 0:
+            self.cos = max(-1.0, min(1.0, self._dot / (self.norm_chip * self.norm_instruct)))
+        return self
+
+    @classmethod
+    def of(cls, chip: torch.Tensor, instruct: torch.Tensor) -> "TensorStats":
+        stats = cls()
+        stats.add(chip, instruct)
+        return stats.finish()
+
+
 class MergeMethod:
     needs_base = False
+    chunkable = True  # elementwise given TensorStats; False = needs the whole tensor at once
 
-    def __call__(self, name: str, chip: torch.Tensor, instruct: torch.Tensor, base: torch.Tensor | None, lam: float) -> TensorMerge:
+    def __call__(self, name: str, chip: torch.Tensor, instruct: torch.Tensor, base: torch.Tensor | None,
+                 lam: float, stats: TensorStats) -> TensorMerge:
         raise NotImplementedError
-
-
-def norm64(t: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(t.flatten(), dtype=torch.float64))
-
-
-def cosine64(a: torch.Tensor, b: torch.Tensor, na: float, nb: float) -> float:
-    # float64 accumulation: for 100M-element tensors float32 dot products lose the small angles.
-    dot = float(torch.dot(a.flatten().double(), b.flatten().double()))
-    return max(-1.0, min(1.0, dot / (na * nb)))

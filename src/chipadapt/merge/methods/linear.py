@@ -4,5 +4,5 @@ from chipadapt.merge.methods.base import MergeMethod, TensorMerge
 
 
 class Linear(MergeMethod):
-    def __call__(self, name, chip, instruct, base, lam):
+    def __call__(self, name, chip, instruct, base, lam, stats):
         return TensorMerge(lam * chip.float() + (1 - lam) * instruct.float())

