@@ -31,13 +31,30 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
 
 
+def high_water_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0.0
+
+
 def timed(command: list[str]) -> tuple[float, float]:
+    """Wall time and peak RSS of a command. Peak RSS is the child's own VmHWM, polled: wait4's
+    ru_maxrss would include the high-water mark this (big) parent had when it forked."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"HF_HUB_OFFLINE": "1"})
-    _, status, usage = os.wait4(child.pid, 0)
-    if status:
-        raise SystemExit(f"failed ({status}): {' '.join(command)}\n{child.stderr.read().decode()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, high_water_mb(child.pid))
+            time.sleep(0.05)
+        if child.returncode:
+            errors.seek(0)
+            raise SystemExit(f"failed ({child.returncode}): {' '.join(command)}\n{errors.read().decode()[-2000:]}")
+    return time.perf_counter() - start, peak
 
 
 def perturbed_copy(src: Path, dest: Path, seed: int) -> None:

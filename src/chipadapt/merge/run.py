@@ -54,6 +54,10 @@ def check_architecture(chip: SafetensorsModel, other: SafetensorsModel) -> None:
 
 # Rows per block are chosen so a block holds about this many elements (16 MB in float32).
 BLOCK_ELEMENTS = 1 << 22
+# Tensors up to this size keep the blocks of the statistics pass for the merge pass instead of
+# reading them again (two inputs of 64 MB in float32); only embeddings of large vocabularies
+# are read twice.
+REUSE_ELEMENTS = 1 << 24
 
 
 def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) -> dict:
@@ -80,13 +84,19 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
     rows_per_block = max(1, BLOCK_ELEMENTS // max(1, int(torch.Size(shape_c[1:]).numel())))
     step = rows_per_block if method.chunkable else max(shared, 1)  # else the whole tensor in one block
     blocks = [(a, min(a + step, shared)) for a in range(0, shared, step)]
+    reuse = shared * max(1, int(torch.Size(shape_c[1:]).numel())) <= REUSE_ELEMENTS
+    kept = {}
     stats = TensorStats()
     for a, z in blocks:  # pass 1: norms and angle over the shared rows
-        stats.add(chip.rows(name, a, z), instruct.rows(name, a, z))
+        c, i = chip.rows(name, a, z), instruct.rows(name, a, z)
+        stats.add(c, i)
+        if reuse:
+            kept[a] = (c, i)
     stats.finish()
     diagnostics = {}
     for a, z in blocks:  # pass 2: merge block by block, straight to the output file
-        result = method(name, chip.rows(name, a, z), instruct.rows(name, a, z), base.rows(name, a, z) if base else None, lam, stats)
+        c, i = kept.pop(a) if reuse else (chip.rows(name, a, z), instruct.rows(name, a, z))
+        result = method(name, c, i, base.rows(name, a, z) if base else None, lam, stats)
         writer.write_rows(name, a, result.tensor.to(dtype))
         diagnostics = result.diagnostics
     for a in range(shared, shape_c[0], rows_per_block):  # the chip's extra vocabulary rows, copied
