@@ -19,3 +19,22 @@ def test_bf16_mixed_dapt_on_gpu_trains_and_saves_fp32_weights(tmp_path, tiny_ove
 
     with safe_open(tmp_path / "model" / "model.safetensors", "pt") as handle:
         assert all(handle.get_tensor(name).dtype == torch.float32 for name in handle.keys())
+
+
+def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
+    from chipadapt.eval.run import evaluate_folder
+    from chipadapt.models.hf_folder import resolve_model_folder
+    from conftest import write_jsonl
+
+    cfg = compose(["model=tiny"], tmp_path)
+    mcq = write_jsonl(tmp_path / "m.jsonl", [{"question": "q", "choices": ["module", "river"], "answer": 0}])
+    from omegaconf import OmegaConf
+
+    tasks = OmegaConf.create({
+        "perplexity": {"_target_": "chipadapt.eval.tasks.perplexity.PerplexityTask", "max_length": 128, "max_documents": 2,
+                       "splits": {"domain": {"path": cfg.data.sources.docs.path}}},
+        "mcq": {"_target_": "chipadapt.eval.tasks.mcq.MCQTask", "path": str(mcq), "fewshot_path": None, "num_fewshot": 0,
+                "limit": None, "style": "cloze", "batch_size": 4, "max_length": 128},
+    })
+    results = evaluate_folder(resolve_model_folder(cfg.model), tasks, "cuda")
+    assert results["perplexity"]["domain.ppl"] > 1 and results["mcq"]["questions"] == 1

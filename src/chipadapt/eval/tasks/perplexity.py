@@ -22,7 +22,7 @@ class PerplexityTask:
         byte_lengths = token_byte_lengths(tokenizer, rows)
         for name, spec in self.splits.items():
             docs = read_source(spec, f"eval.perplexity.splits.{name}")[: self.max_documents]
-            metric, nll, n_bytes, n_tokens = Perplexity(), 0.0, 0, 0
+            metric, nll, n_bytes, n_tokens = Perplexity().to(model.device), 0.0, 0, 0
             for doc in docs:
                 ids = tokenizer(doc.text, add_special_tokens=False).input_ids
                 # Non-overlapping windows: each token is scored once, with the context of its window.
