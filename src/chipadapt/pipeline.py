@@ -13,8 +13,8 @@ from chipadapt.batch_plan import batch_plan
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.manifest import RunManifest
-from chipadapt.quiet import silence_known_noise
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
+from chipadapt.quiet import silence_known_noise
 from chipadapt.report import before_after_table, blend_table, console
 from chipadapt.tokenizer.augment import REPORT_NAME
 from chipadapt.tokenizer.report import reduction_table

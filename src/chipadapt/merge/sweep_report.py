@@ -52,7 +52,7 @@ def choose(rows: list[dict], domain_higher_is_better: bool) -> dict:
     return max(rows, key=lambda r: r["balance"])
 
 
-def plot(rows: list[dict], best: dict, domain_metric: str, instruct_metric: str, path: Path) -> None:
+def plot(rows: list[dict], best: dict, domain_metric: str, domain_higher_is_better: bool, instruct_metric: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
     for method in sorted({r["method"] for r in rows}):
         points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["lam"])
@@ -61,7 +61,9 @@ def plot(rows: list[dict], best: dict, domain_metric: str, instruct_metric: str,
             ax.annotate(f"{r['lam']:g}", (r["instruct"], r["domain"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.scatter([best["instruct"]], [best["domain"]], s=160, facecolors="none", edgecolors="red", label=f"chosen: {best['method']} lam={best['lam']:g}")
     ax.set_xlabel(f"instruction following ({instruct_metric})")
-    ax.set_ylabel(f"domain ({domain_metric})")
+    ax.set_ylabel(f"domain ({domain_metric}{'' if domain_higher_is_better else ', lower is better: axis inverted'})")
+    if not domain_higher_is_better:
+        ax.invert_yaxis()  # up and right are both better
     ax.set_title("Merge sweep: domain vs. instruction following (labels: lambda)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -87,6 +89,6 @@ class LambdaSweepReport(Callback):
         write_text_atomic(sweep_dir / "sweep_report.csv", buffer.getvalue())
         write_json_atomic(sweep_dir / "sweep_report.json", {"domain_metric": self.domain_metric, "instruct_metric": self.instruct_metric,
                                                              "chosen": best, "jobs": rows})
-        plot(rows, best, self.domain_metric, self.instruct_metric, sweep_dir / "sweep_report.png")
+        plot(rows, best, self.domain_metric, self.domain_higher_is_better, self.instruct_metric, sweep_dir / "sweep_report.png")
         log.info("sweep report: chosen %s lam=%s (domain %s, instruct %s) -> %s", best["method"], best["lam"],
                  best["domain"], best["instruct"], sweep_dir / "sweep_report.png")
