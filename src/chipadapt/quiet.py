@@ -9,6 +9,8 @@ _NOISE = (
     "try installing [litlogger]",
     "isinstance(treespec, LeafSpec)",
     "does not have many workers which may be a bottleneck",
+    # Lightning cannot see that our ResumeSampler continues the data stream after a checkpoint.
+    "your dataloader is not resumable",
 )
 
 
