@@ -230,3 +230,17 @@ def test_lambda_sweep_with_evaluation_writes_the_report_plot_and_chosen_lambda(t
     assert (sweep / "sweep_report.png").stat().st_size > 1000
     assert (sweep / "sweep_report.csv").read_text().count("\n") == 4
     assert "evaluation" in json.loads((sweep / "0" / "model" / "merge_manifest.json").read_text())
+
+
+def test_statistics_recover_small_angles_between_close_tensors():
+    torch.manual_seed(0)
+    chip = torch.randn(1_000_003)  # not a multiple of the summation run length
+    instruct = chip + 1e-3 * torch.randn_like(chip)
+    c, i = chip.double(), instruct.double()
+    exact = math.acos(float(torch.dot(c, i) / (c.norm() * i.norm())))
+    stats = TensorStats()
+    for start in range(0, chip.numel(), 300_000):  # in blocks, as the streaming runner adds them
+        stats.add(chip[start : start + 300_000], instruct[start : start + 300_000])
+    stats.finish()
+    assert math.acos(stats.cos) == pytest.approx(exact, rel=1e-3)
+    assert stats.norm_chip == pytest.approx(float(c.norm()), rel=1e-9)
