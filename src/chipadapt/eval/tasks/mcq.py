@@ -52,12 +52,11 @@ class MCQTask:
 
     def run(self, model, tokenizer) -> dict[str, float]:
         prefix = "".join(self.render(shot, with_answer=True) for shot in self.shots)
-        pairs, owners = [], []
-        for q, row in enumerate(self.rows):
+        pairs = []
+        for row in self.rows:
             context = prefix + self.render(row, with_answer=False)
             for i in range(len(row["choices"])):
                 pairs.append((context, " " + self.choice_text(row, i)))
-                owners.append(q)
         scores = continuation_logprobs(model, tokenizer, pairs, self.batch_size, self.max_length)
         correct = correct_norm = 0
         position = 0
