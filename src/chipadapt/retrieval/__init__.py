@@ -1,0 +1,1 @@
+"""Domain-adapted retrieval: passages, synthetic training data, bi-encoder, indexes, RAG prompts."""

@@ -1,0 +1,31 @@
+"""Batches of (query, passages) groups, tokenised by the encoder's own tokenizer and prefixes."""
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from chipadapt.retrieval.encoder import TextEncoder
+from chipadapt.retrieval.tevatron_data import GroupDataset
+
+
+class RetrieverDataModule(L.LightningDataModule):
+    def __init__(self, train_groups: list[dict], val_groups: list[dict], encoder: TextEncoder, n_passages: int,
+                 batch_size: int, seed: int):
+        super().__init__()
+        self.encoder, self.batch_size = encoder, batch_size
+        self.train_set = GroupDataset(train_groups, n_passages, seed)
+        self.val_set = GroupDataset(val_groups, n_passages, seed + 1) if val_groups else None
+
+    def collate(self, items: list[tuple[str, list[str]]]) -> dict:
+        queries = [q for q, _ in items]
+        passages = [p for _, group in items for p in group]
+        return {"query": dict(self.encoder.tokenize(queries, is_query=True)), "passages": dict(self.encoder.tokenize(passages, is_query=False))}
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last: a last batch of a few queries has too few in-batch negatives to be a fair step.
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=self.collate,
+                          drop_last=len(self.train_set) > self.batch_size)
+
+    def val_dataloader(self):
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=self.collate)

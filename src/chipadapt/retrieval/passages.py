@@ -1,0 +1,195 @@
+"""Documents -> passages of about `max_chars` characters, split on structure before characters.
+
+A document is first cut into blocks (fenced code blocks, headings, blank-line paragraphs); blocks
+are packed greedily into passages, and only a block longer than a passage is cut further, on line
+breaks, then on sentence ends, then on spaces. A heading never ends a passage: it moves to the next
+one, so every passage carries the heading of the section it comes from.
+"""
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import write_text_atomic
+
+FENCE = re.compile(r"^(```|~~~)")
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    text: str
+    source: str
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "text": self.text, "source": self.source}, ensure_ascii=False)
+
+
+def structural_blocks(text: str) -> list[str]:
+    """Code fences stay whole; everything else splits on blank lines (a heading is its own block)."""
+    blocks, current, in_fence = [], [], False
+    for line in text.splitlines():
+        if FENCE.match(line.lstrip()):
+            if not in_fence and current:
+                blocks.append("\n".join(current))
+                current = []
+            current.append(line)
+            if in_fence:
+                blocks.append("\n".join(current))
+                current = []
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            current.append(line)
+        elif not line.strip():
+            if current:
+                blocks.append("\n".join(current))
+                current = []
+        elif line.lstrip().startswith("#"):
+            if current:
+                blocks.append("\n".join(current))
+            blocks.append(line)
+            current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def _split_long(block: str, max_chars: int) -> list[str]:
+    """Cut one oversized block on the coarsest boundary that makes pieces fit."""
+    if len(block) <= max_chars:
+        return [block]
+    for pattern in (r"(?<=\n)", r"(?<=[.!?;])\s+", r"\s+"):
+        parts = [p for p in re.split(pattern, block) if p.strip()]
+        if len(parts) > 1:
+            return _pack(parts, max_chars, joiner="" if pattern == r"(?<=\n)" else " ")
+    return [block[i : i + max_chars] for i in range(0, len(block), max_chars)]
+
+
+def _pack(parts: list[str], max_chars: int, joiner: str) -> list[str]:
+    out, current = [], ""
+    for part in parts:
+        for piece in _split_long(part, max_chars):
+            candidate = f"{current}{joiner}{piece}" if current else piece
+            if len(candidate) <= max_chars or not current:
+                current = candidate
+            else:
+                out.append(current)
+                current = piece
+    if current:
+        out.append(current)
+    return [p.strip() for p in out if p.strip()]
+
+
+def chunk_text(text: str, max_chars: int, min_chars: int, overlap_chars: int) -> list[str]:
+    """The passages of one document, in order."""
+    if max_chars < 32:
+        raise ChipadaptError(f"passages.max_chars={max_chars} is too small (at least 32)")
+    pieces: list[tuple[str, bool]] = []  # (text, is_heading)
+    for block in structural_blocks(text):
+        is_heading = block.lstrip().startswith("#") and "\n" not in block
+        pieces += [(p, is_heading) for p in _split_long(block, max_chars)]
+    chunks: list[str] = []
+    body: list[tuple[str, bool]] = []
+    for piece, is_heading in pieces:
+        if body and len("\n\n".join(t for t, _ in body)) + 2 + len(piece) > max_chars:
+            trailing = 0
+            while trailing < len(body) and body[len(body) - 1 - trailing][1]:
+                trailing += 1
+            if trailing < len(body):  # headings at the end move on with the section they title
+                chunks.append("\n\n".join(t for t, _ in body[: len(body) - trailing]))
+                body = body[len(body) - trailing :]
+        body.append((piece, is_heading))
+    if body:
+        chunks.append("\n\n".join(t for t, _ in body))
+    # A short tail (a closing line, a lone link) joins the passage before it.
+    merged: list[str] = []
+    for chunk in chunks:
+        if merged and len(chunk) < min_chars and len(merged[-1]) + len(chunk) + 2 <= max_chars + min_chars:
+            merged[-1] = f"{merged[-1]}\n\n{chunk}"
+        else:
+            merged.append(chunk)
+    if overlap_chars > 0:
+        merged = [merged[0]] + [_tail(prev, overlap_chars) + cur for prev, cur in zip(merged, merged[1:])]
+    return merged
+
+
+def _tail(text: str, n: int) -> str:
+    tail = text[-n:]
+    cut = tail.find(" ")
+    return (tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail) + "\n"
+
+
+def read_documents(name: str, spec: dict) -> Iterator[tuple[str, str]]:
+    """(doc_id, text) of one source; JSONL records may be filtered by field values (`where`)."""
+    spec = dict(spec)
+    where = spec.pop("where", None) or {}
+    path = Path(spec["path"])
+    key = f"passages.sources.{name}"
+    if path.is_file() and where:
+        text_key = spec.get("text_key", "text")
+        with open(path, encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+                if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
+                    raise ChipadaptError(f"{path}:{lineno}: no string field {text_key!r}")
+                if all(record.get(field) in (allowed if isinstance(allowed, list) else [allowed]) for field, allowed in where.items()):
+                    yield str(record.get("path") or record.get("id") or f"{path.name}:{lineno}"), record[text_key]
+        return
+    for doc in read_source(SourceSpec(**spec), key):
+        yield doc.doc_id, doc.text
+
+
+def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars: int) -> list[Passage]:
+    """Every source's documents, chunked; ids are `<source>:<doc id>#<n>` (stable for fixed settings)."""
+    passages = []
+    for name, spec in sources.items():
+        count = 0
+        for doc_id, text in read_documents(name, spec):
+            for n, chunk in enumerate(chunk_text(text, max_chars, min_chars, overlap_chars)):
+                passages.append(Passage(id=f"{name}:{doc_id}#{n}", text=chunk, source=f"{name}:{doc_id}"))
+                count += 1
+        if count == 0:
+            raise ChipadaptError(f"passages.sources.{name}: no passages (path {spec.get('path')}, filter {spec.get('where')})")
+    return passages
+
+
+def write_passages(passages: Iterable[Passage], path: Path) -> Path:
+    return write_text_atomic(path, "".join(p.to_json() + "\n" for p in passages))
+
+
+def read_passages(path: str | Path) -> list[Passage]:
+    """A passages JSONL ({"id", "text", "source"?}); ids are used as given and must be unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChipadaptError(f"passages file {path} does not exist")
+    passages, seen = [], set()
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str) or "id" not in record:
+                raise ChipadaptError(f"{path}:{lineno}: a passage needs string 'text' and an 'id'")
+            pid = str(record["id"])
+            if pid in seen:
+                raise ChipadaptError(f"{path}:{lineno}: duplicate passage id {pid!r}")
+            seen.add(pid)
+            passages.append(Passage(id=pid, text=record["text"], source=str(record.get("source", ""))))
+    if not passages:
+        raise ChipadaptError(f"{path}: no passages")
+    return passages

@@ -1,0 +1,183 @@
+"""Synthetic retriever training data, after ChipNeMo's appendix A.8.
+
+For each sampled passage a query is written (by an LLM, or by the inverse-cloze fallback: one of the
+passage's own sentences), BM25 mines the top candidates for it, an LLM judge marks the candidates
+that also answer it (extra positives), the rest are hard negatives, and random passages fill the
+negatives up. Near-duplicates of a positive are never negatives: they would teach the encoder that
+the answer is wrong.
+"""
+
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+
+import torch
+from rich.progress import track
+
+from chipadapt.eval.scoring import continuation_logprobs, generate
+from chipadapt.retrieval.passages import Passage
+
+log = logging.getLogger(__name__)
+
+QUESTION_PROMPT = (
+    "Here is a passage from chip design tool documentation.\n\n{passage}\n\n"
+    "Write one short question that an engineer might ask and that this passage answers. "
+    "Reply with the question only."
+)
+JUDGE_PROMPT = (
+    "Passage:\n{passage}\n\nQuestion: {question}\n\n"
+    "Does the passage answer the question? Reply Yes or No."
+)
+SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+@dataclass
+class TrainingGroup:
+    query_id: str
+    query: str
+    method: str                     # llm | ict
+    positives: list[Passage]
+    negatives: list[Passage]
+    extra: dict = field(default_factory=dict)
+
+    def to_tevatron(self) -> dict:
+        as_docs = lambda ps: [{"docid": p.id, "text": p.text} for p in ps]  # noqa: E731
+        return {"query_id": self.query_id, "query": self.query, "positive_passages": as_docs(self.positives),
+                "negative_passages": as_docs(self.negatives), "method": self.method, **self.extra}
+
+
+def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def ict_query(passage: Passage, rng: random.Random, min_words: int = 6, max_words: int = 40) -> tuple[str, str] | None:
+    """Inverse cloze: one prose sentence of the passage is the query; returns (query, passage without it)."""
+    sentences = [s.strip() for s in SENTENCE.split(passage.text) if s.strip()]
+    prose = [s for s in sentences if min_words <= len(s.split()) <= max_words and not s.lstrip().startswith(("#", "|", "```", "-", "*"))]
+    if not prose:
+        return None
+    sentence = rng.choice(prose)
+    rest = passage.text.replace(sentence, " ").strip()
+    return sentence, rest
+
+
+def clean_question(text: str) -> str | None:
+    """First line of a generated reply, if it is a plausible question."""
+    line = next((l.strip() for l in text.splitlines() if l.strip()), "")
+    line = re.sub(r"^(question|q)\s*[:.]\s*", "", line, flags=re.I).strip(" \"'")
+    if "?" in line:
+        line = line[: line.index("?") + 1]
+    words = len(line.split())
+    return line if line.endswith("?") and 4 <= words <= 40 else None
+
+
+class LLMHelper:
+    """The causal LM that writes questions and judges passages (any model folder of this project)."""
+
+    def __init__(self, model, tokenizer, batch_size: int, max_new_tokens: int, passage_chars: int):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_new_tokens, self.passage_chars = batch_size, max_new_tokens, passage_chars
+
+    def write_questions(self, passages: list[Passage]) -> list[str | None]:
+        prompts = [QUESTION_PROMPT.format(passage=p.text[: self.passage_chars]) for p in passages]
+        out = []
+        for start in track(range(0, len(prompts), self.batch_size), description="writing questions", transient=True):
+            out += generate(self.model, self.tokenizer, prompts[start : start + self.batch_size], self.batch_size, self.max_new_tokens, chat=True)
+        return [clean_question(text) for text in out]
+
+    def yes_scores(self, pairs: list[tuple[str, Passage]]) -> list[float]:
+        """log P(Yes) - log P(No) as the reply to the judge prompt, one forward pass per batch."""
+        tok = self.tokenizer
+        yes_id = tok("Yes", add_special_tokens=False).input_ids[0]
+        no_id = tok("No", add_special_tokens=False).input_ids[0]
+        prompts = []
+        for question, passage in pairs:
+            prompt = JUDGE_PROMPT.format(passage=passage.text[: self.passage_chars], question=question)
+            if tok.chat_template:
+                prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            prompts.append(prompt)
+        tok.padding_side = "left"  # the last position is then every row's next token
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        scores = []
+        for start in track(range(0, len(prompts), self.batch_size), description="judging candidates", transient=True):
+            enc = tok(prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            last = self.model(**enc).logits[:, -1].float().log_softmax(-1)
+            scores += (last[:, yes_id] - last[:, no_id]).tolist()
+        return scores
+
+
+@torch.no_grad()
+def synthesize(passages: list[Passage], num_samples: int, method: str, miner, llm: LLMHelper | None, mine_depth: int,
+               judge_depth: int, judge_margin: float, num_negatives: int, near_duplicate_jaccard: float,
+               min_passage_chars: int, seed: int) -> tuple[list[TrainingGroup], dict]:
+    """Training groups and a report of how they were made (method counts, judge decisions, guards)."""
+    if method not in ("llm", "ict"):
+        raise ValueError(f"synthetic.method: {method!r} is not one of llm, ict")
+    rng = random.Random(seed)
+    eligible = [p for p in passages if len(p.text) >= min_passage_chars]
+    sample = rng.sample(eligible, min(num_samples, len(eligible)))
+    report = {"passages": len(passages), "eligible": len(eligible), "sampled": len(sample), "method_requested": method,
+              "llm": 0, "ict": 0, "dropped": 0, "judged": 0, "judged_positive": 0, "near_duplicates_skipped": 0}
+
+    queries: list[tuple[Passage, str, str, str]] = []  # (passage, query, method, positive text)
+    written = llm.write_questions(sample) if method == "llm" else [None] * len(sample)
+    for passage, question in zip(sample, written):
+        if question:
+            queries.append((passage, question, "llm", passage.text))
+            continue
+        ict = ict_query(passage, rng)  # fallback for passages the LLM wrote no usable question for
+        if ict is None:
+            report["dropped"] += 1
+            continue
+        queries.append((passage, ict[0], "ict", ict[1]))
+    for _, _, how, _ in queries:
+        report[how] += 1
+
+    by_id = {p.id: p for p in passages}
+    mined = miner.search([q for _, q, _, _ in queries], mine_depth + 1)
+    candidates = [[by_id[pid] for pid, _ in hits if pid != src.id] for (src, _, _, _), hits in zip(queries, mined)]
+    # Only LLM-written questions are judged (an ICT query is a sentence of its own passage). A small
+    # judge says "No" to nearly everything, so its verdict is relative: a candidate is a positive
+    # when the judge rates it at least as high (plus a margin) as the passage the question came from.
+    extra_positive: dict[int, set[str]] = {}
+    llm_queries = [qi for qi, entry in enumerate(queries) if entry[2] == "llm"] if llm and judge_depth > 0 else []
+    if llm_queries:
+        pairs = [(qi, queries[qi][0]) for qi in llm_queries] + [(qi, c) for qi in llm_queries for c in candidates[qi][:judge_depth]]
+        scores = llm.yes_scores([(queries[qi][1], passage) for qi, passage in pairs])
+        reference = {qi: score for (qi, _), score in zip(pairs[: len(llm_queries)], scores)}
+        for (qi, cand), score in zip(pairs[len(llm_queries) :], scores[len(llm_queries) :]):
+            report["judged"] += 1
+            if score >= reference[qi] + judge_margin:
+                report["judged_positive"] += 1
+                extra_positive.setdefault(qi, set()).add(cand.id)
+
+    groups = []
+    for qi, ((src, query, how, positive_text), cands) in enumerate(zip(queries, candidates)):
+        positives = [Passage(src.id, positive_text, src.source)] + [by_id[pid] for pid in sorted(extra_positive.get(qi, ()))]
+        positive_shingles = [shingles(p.text) for p in positives] + [shingles(src.text)]
+        negatives, seen = [], {p.id for p in positives}
+
+        def admit(cand: Passage) -> None:
+            if cand.id in seen or len(negatives) >= num_negatives:
+                return
+            seen.add(cand.id)
+            if any(jaccard(shingles(cand.text), s) >= near_duplicate_jaccard for s in positive_shingles):
+                report["near_duplicates_skipped"] += 1
+                return
+            negatives.append(cand)
+
+        for cand in cands:
+            admit(cand)
+        hard = len(negatives)
+        while len(negatives) < num_negatives and len(seen) < len(passages):
+            admit(rng.choice(passages))
+        groups.append(TrainingGroup(f"syn{qi:05d}", query, how, positives, negatives, {"hard_negatives": hard}))
+    log.info("synthetic data: %s", report)
+    return groups, report

