@@ -43,6 +43,7 @@ def test_evaluate_writes_results_json_in_the_contract_shape(tmp_path):
     for metric in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
         assert 0 <= results["ifeval"][metric] <= 1
     assert (out / "results.csv").read_text().startswith("task,metric,value")
+    assert "mcq/acc" in (out / "metrics.csv").read_text().splitlines()[0]  # also sent to the configured logger
 
 
 def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch):

@@ -71,6 +71,20 @@ def write_results(results: dict, out: Path, title: str) -> None:
     console.print(table)
 
 
+def log_to_loggers(results: dict, logger_cfg) -> None:
+    """Every numeric metric as `<task>/<metric>` to the configured Lightning loggers (csv, tensorboard, wandb)."""
+    if not logger_cfg:
+        return
+    flat = {f"{task}/{name}": float(value) for task, metrics in results.items() for name, value in flat_metrics(metrics)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    for node in logger_cfg.values():
+        if node is None:
+            continue
+        logger = instantiate(node)
+        logger.log_metrics(flat, step=0)
+        logger.finalize("success")
+
+
 def run(cfg: DictConfig) -> dict:
     from chipadapt.quiet import silence_known_noise
 
@@ -79,4 +93,5 @@ def run(cfg: DictConfig) -> dict:
 
     results = evaluate_folder(lambda: resolve_model_folder(cfg.model), cfg.eval, cfg.device)
     write_results(results, Path(cfg.paths.output_dir), f"Evaluation ({', '.join(cfg.eval)})")
+    log_to_loggers(results, cfg.get("logger"))
     return results

@@ -32,8 +32,11 @@ def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, chat: bool) -> list[str]:
-    """Greedy completions; prompts go through the model's chat template when `chat`."""
+def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, chat: bool,
+             temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
+    """Completions (greedy at temperature 0, sampled above); prompts go through the model's chat
+    template when `chat`."""
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the prompt
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -43,6 +46,6 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
         if chat and tokenizer.chat_template:
             batch = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in batch]
         encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        generated = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        generated = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
         outputs += tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)
     return outputs

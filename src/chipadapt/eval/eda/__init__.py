@@ -1,0 +1,1 @@
+"""Static checks of generated OpenROAD Python scripts."""

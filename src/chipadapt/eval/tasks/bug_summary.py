@@ -1,0 +1,142 @@
+"""`bug_summary`: bug thread -> technical summary, managerial summary and task assignment.
+
+Threads longer than `max_input_tokens` are summarised hierarchically: cut at message boundaries
+into pieces that fit, each piece condensed, the condensed notes joined (and condensed again while
+they are still too long), then the three final prompts run on the result. ROUGE-L is scored
+against the references a row has; `judge.model_path` adds an LLM-as-judge 1-7 Likert score per
+output (the judge's expected rating from its next-token distribution over the digits 1-7).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.eval.scoring import generate
+from chipadapt.eval.tasks.qa import rouge_l
+from chipadapt.io.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = {
+    "technical": "Write a technical summary of this bug thread for engineers: the root cause, the fix and how it was verified.",
+    "managerial": "Write a two-sentence summary of this bug thread for a manager: the impact and the status, without technical detail.",
+    "assignment": "List who (which team) must do what next according to this bug thread, one line per team.",
+}
+CONDENSE = "Condense this part of a bug thread into short notes that keep every technical fact, name and number."
+JUDGE = ("Rate the following {kind} of a bug thread on a scale from 1 (useless) to 7 (excellent) for accuracy and "
+         "completeness.\n\nBug thread:\n{thread}\n\n{kind}:\n{summary}\n\nReply with a single digit from 1 to 7.")
+
+
+def read_threads(path: str | Path, thread_key: str) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise ChipadaptError(f"eval.bug_summary.path: {path} does not exist")
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+        if not isinstance(record.get(thread_key), str):
+            raise ChipadaptError(f"{path}:{lineno}: no string field {thread_key!r}")
+        rows.append({"id": str(record.get("id", lineno)), **record})
+    if not rows:
+        raise ChipadaptError(f"{path}: no threads")
+    return rows
+
+
+def split_to_fit(text: str, tokenizer, max_tokens: int) -> list[str]:
+    """Pieces of at most `max_tokens` tokens, cut between messages (blank lines), then lines, then tokens."""
+    def size(t: str) -> int:
+        return len(tokenizer(t, add_special_tokens=False).input_ids)
+
+    pieces, current = [], ""
+    units = [u for u in text.split("\n\n") if u.strip()]
+    for unit in units:
+        if size(unit) > max_tokens:  # one message longer than a piece: cut it by lines, then by tokens
+            lines = unit.splitlines() if "\n" in unit else None
+            sub = split_to_fit("\n\n".join(lines), tokenizer, max_tokens) if lines and len(lines) > 1 else [
+                tokenizer.decode(ids) for ids in _windows(tokenizer(unit, add_special_tokens=False).input_ids, max_tokens)]
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces += sub
+            continue
+        candidate = f"{current}\n\n{unit}" if current else unit
+        if current and size(candidate) > max_tokens:
+            pieces.append(current)
+            current = unit
+        else:
+            current = candidate
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _windows(ids: list[int], n: int):
+    return [ids[i : i + n] for i in range(0, len(ids), n)]
+
+
+class BugSummaryTask:
+    def __init__(self, path: str, thread_key: str, limit: int | None, max_input_tokens: int, max_new_tokens: int,
+                 batch_size: int, judge: dict | None, output_dir: str):
+        self.path, self.thread_key, self.limit = path, thread_key, limit
+        self.max_input_tokens, self.max_new_tokens, self.batch_size = max_input_tokens, max_new_tokens, batch_size
+        self.judge, self.output_dir = judge, Path(output_dir)
+
+    def _fit(self, model, tokenizer, thread: str) -> tuple[str, int]:
+        """The thread, condensed until it fits; returns it and how many condensing rounds it took."""
+        rounds = 0
+        while len(tokenizer(thread, add_special_tokens=False).input_ids) > self.max_input_tokens:
+            pieces = split_to_fit(thread, tokenizer, self.max_input_tokens)
+            notes = generate(model, tokenizer, [f"{CONDENSE}\n\n{p}" for p in pieces], self.batch_size, self.max_new_tokens, chat=True)
+            condensed = "\n\n".join(n.strip() for n in notes)
+            rounds += 1
+            if len(condensed) >= len(thread) or rounds >= 4:  # a model that does not condense: cut instead
+                ids = tokenizer(condensed, add_special_tokens=False).input_ids[: self.max_input_tokens]
+                return tokenizer.decode(ids), rounds
+            thread = condensed
+        return thread, rounds
+
+    @torch.no_grad()
+    def _likert(self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]) -> dict[str, float]:
+        digits = [judge_tok(str(d), add_special_tokens=False).input_ids[-1] for d in range(1, 8)]
+        scores = {}
+        for kind, texts in outputs.items():
+            ratings = []
+            for row, summary in zip(rows, texts):
+                prompt = JUDGE.format(kind=kind, thread=row[self.thread_key][:6000], summary=summary)
+                if judge_tok.chat_template:
+                    prompt = judge_tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+                ids = judge_tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids[:, -4096:].to(judge_model.device)
+                probs = judge_model(input_ids=ids).logits[0, -1, digits].float().softmax(-1)
+                ratings.append(float((probs * torch.arange(1, 8, device=probs.device)).sum()))
+            scores[f"{kind}.likert"] = sum(ratings) / len(ratings)
+        return scores
+
+    def run(self, model, tokenizer) -> dict[str, float]:
+        rows = read_threads(self.path, self.thread_key)[: self.limit]
+        fitted = [self._fit(model, tokenizer, r[self.thread_key]) for r in rows]
+        outputs = {}
+        for kind, instruction in OUTPUTS.items():
+            prompts = [f"{instruction}\n\nBug thread:\n{text}" for text, _ in fitted]
+            outputs[kind] = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=True)
+        results = {"threads": len(rows), "hierarchical": sum(r > 0 for _, r in fitted)}
+        for kind in OUTPUTS:
+            scored = [(o, r[kind]) for o, r in zip(outputs[kind], rows) if isinstance(r.get(kind), str)]
+            if scored:
+                results[f"{kind}.rougeL"] = rouge_l([o for o, _ in scored], [ref for _, ref in scored])
+        if self.judge and self.judge.get("model_path"):
+            from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+
+            folder = Path(self.judge["model_path"])
+            judge_model = load_causal_lm(folder, "bfloat16" if torch.cuda.is_available() else "float32", "sdpa").to(model.device).eval()
+            results.update(self._likert(judge_model, load_tokenizer(folder), rows, outputs))
+        records = [{"id": r["id"], **{k: outputs[k][i] for k in OUTPUTS}, "condensing_rounds": fitted[i][1]} for i, r in enumerate(rows)]
+        write_text_atomic(self.output_dir / "bug_summary_predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        return results

@@ -1,0 +1,1 @@
+"""VerilogEval-style RTL generation: prompt, extract the module, simulate with Icarus Verilog."""

@@ -1,0 +1,210 @@
+"""The generation tasks of evaluate.py: verilog, eda_script, bug_summary; the domain MCQ set; lm-eval."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import ROOT, SHARED_DATA, write_jsonl
+
+HAS_IVERILOG = shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+needs_iverilog = pytest.mark.skipif(not HAS_IVERILOG, reason="iverilog not installed (apt-get install -y iverilog)")
+
+TB = """`timescale 1 ps/1 ps
+module tb();
+  reg [3:0] a, b; wire [3:0] y_ref, y_dut; integer errors = 0, samples = 0, i;
+  RefModule r(.a(a), .b(b), .y(y_ref));
+  TopModule d(.a(a), .b(b), .y(y_dut));
+  initial begin
+    for (i = 0; i < 64; i = i + 1) begin a = $random; b = $random; #1; samples = samples + 1; if (y_ref !== y_dut) errors = errors + 1; end
+    $display("Mismatches: %1d in %1d samples", errors, samples);
+    $finish;
+  end
+endmodule
+"""
+REF = "module RefModule(input [3:0] a, input [3:0] b, output [3:0] y);\n  assign y = a & b;\nendmodule\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from chipadapt.models.tiny import TinyLlama
+
+    return TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+                     vocab_size=512, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                     max_position_embeddings=1024, seed=0).materialize()
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder):
+    from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+
+    return load_causal_lm(tiny_folder, "float32", "sdpa").eval(), load_tokenizer(tiny_folder)
+
+
+def test_module_extraction_from_chat_replies_and_completions():
+    from chipadapt.eval.verilog.extract import extract_module
+
+    reply = "Sure! Here it is:\n```verilog\nmodule TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n```\nHope it helps."
+    assert extract_module(reply).startswith("module TopModule") and extract_module(reply).strip().endswith("endmodule")
+    completed = extract_module("  assign y = ~a;\nendmodule\nmodule Extra; endmodule", prompt_header="module TopModule(input a, output y);")
+    assert completed.count("endmodule") == 1 and "assign y = ~a;" in completed
+
+
+@needs_iverilog
+def test_simulation_passes_a_correct_module_and_fails_wrong_or_broken_ones():
+    from chipadapt.eval.verilog.simulate import simulate
+
+    good = simulate(REF.replace("RefModule", "TopModule"), REF, TB, 20)
+    wrong = simulate(REF.replace("RefModule", "TopModule").replace("a & b", "a | b"), REF, TB, 20)
+    broken = simulate("module TopModule(input [3:0] a; endmodule", REF, TB, 20)
+    assert good.passed and good.detail.startswith("0 mismatches")
+    assert not wrong.passed and wrong.stage == "ok"
+    assert not broken.passed and broken.stage == "compile"
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    from chipadapt.eval.tasks.verilog import pass_at_k
+
+    assert pass_at_k(10, 0, 1) == 0.0 and pass_at_k(10, 10, 5) == 1.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(5, 1, 2) == pytest.approx(1 - 6 / 10)  # 1 - C(4,2)/C(5,2)
+
+
+@needs_iverilog
+def test_verilog_task_runs_a_model_end_to_end(tmp_path, tiny):
+    from chipadapt.eval.tasks.verilog import VerilogTask
+
+    tasks = write_jsonl(tmp_path / "v.jsonl", [{"task_id": "and4", "prompt": "Implement y = a & b.\nmodule TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n", "ref": REF, "test": TB}])
+    task = VerilogTask(str(tasks), "completion", None, 8, 1, 1, 0.0, 1.0, [1], 20, 1, False, str(tmp_path))
+    results = task.run(*tiny)
+    assert results["tasks"] == 1 and results["pass@1"] in (0.0, 1.0)
+    record = json.loads((tmp_path / "verilog_results.jsonl").read_text())
+    assert record["candidates"][0].startswith("module TopModule(input [3:0] a")
+
+
+@pytest.mark.slow
+@needs_iverilog
+def test_verilogeval_references_pass_their_known_153_of_156(tmp_path):
+    path = SHARED_DATA / "verilog_eval" / "verilog_eval_v2_spec-to-rtl.jsonl"
+    if not path.is_file():
+        pytest.skip("shared data not present")
+    from chipadapt.eval.tasks.verilog import VerilogTask
+
+    results = VerilogTask(str(path), "chat", None, 1, 1, 1, 0.0, 1.0, [1], 60, 2, True, str(tmp_path)).run()
+    assert results["tasks"] == 156 and results["passed_tasks"] == 153  # Prob099, 151, 156 fail under iverilog 11
+    failing = {json.loads(l)["task_id"] for l in (tmp_path / "verilog_results.jsonl").read_text().splitlines() if not json.loads(l)["passed"][0]}
+    assert failing == {"Prob099_m2014_q6c", "Prob151_review2015_fsm", "Prob156_review2015_fancytimer"}
+
+
+def test_eda_script_metrics_reward_the_reference_calls():
+    from chipadapt.eval.tasks.eda_script import score_scripts
+
+    ref = "block = ord.get_db_block()\ninst = block.findInst('input2')\ninst.setLocation(22500, 33459)\n"
+    same_calls = "b = ord.get_db_block()\ni = b.findInst('input2')\ni.setLocation(22500, 33459)"
+    wrong_args = "b = ord.get_db_block()\ni = b.findInst('other')\ni.setLocation(1, 2)"
+    missing = "b = ord.get_db_block()\nprint(b)"
+    broken = "def f(:\n  pass"
+    scores = [score_scripts([p], [ref]) for p in (same_calls, wrong_args, missing, broken)]
+    assert scores[0]["all_calls"] == 1.0 and scores[0]["arg_f1"] == 1.0 and scores[0]["syntax"] == 1.0
+    assert scores[1]["all_calls"] == 1.0 and scores[1]["arg_f1"] < 1.0
+    assert scores[2]["all_calls"] == 0.0 and 0 < scores[2]["call_recall"] < 1
+    assert scores[3]["syntax"] == 0.0 and scores[3]["all_calls"] == 0.0
+    assert score_scripts(["x = 1"], ["def f(:\n pass"])["unparseable_references"] == 1
+
+
+def test_eda_split_is_fixed_by_the_script_and_covers_paraphrases():
+    from chipadapt.data.eda_split import is_eval_row
+
+    script = "block = ord.get_db_block()\n# find it\ninst = block.findInst('a')\n"
+    variants = [script, script.replace("# find it", "# another comment"), script + "\n\n"]
+    assert len({is_eval_row(v, 0.5) for v in variants}) == 1
+    rows = [f"x = {i}" for i in range(400)]
+    share = sum(is_eval_row(r, 0.2) for r in rows) / len(rows)
+    assert 0.12 < share < 0.28
+
+
+def test_eda_script_task_on_shared_data_uses_only_the_eval_split(tmp_path, tiny):
+    path = SHARED_DATA / "eda_scripts" / "eda_corpus_ps_nonaug.jsonl"
+    if not path.is_file():
+        pytest.skip("shared data not present")
+    from chipadapt.data.eda_split import is_eval_row
+    from chipadapt.eval.tasks.eda_script import EDAScriptTask
+
+    task = EDAScriptTask(str(path), 0.2, ["db"], 3, 8, 3, str(tmp_path))
+    assert all(is_eval_row(r["script"], 0.2) and r["category"] == "db" for r in task.rows())
+    results = task.run(*tiny)
+    assert results["scripts"] == 3 and 0 <= results["syntax"] <= 1 and "all_calls.db" in results
+
+
+def test_long_threads_are_condensed_hierarchically(tmp_path, tiny):
+    from chipadapt.eval.tasks.bug_summary import BugSummaryTask, split_to_fit
+
+    model, tok = tiny
+    long_thread = "\n\n".join(f"[engineer {i}] The clock gate on block {i} glitches when the enable toggles near the edge." for i in range(40))
+    pieces = split_to_fit(long_thread, tok, 120)
+    assert len(pieces) > 1 and all(len(tok(p, add_special_tokens=False).input_ids) <= 120 for p in pieces)
+    assert "".join(pieces).replace("\n", "") == long_thread.replace("\n", "")  # cut, nothing lost
+    threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "long", "thread": long_thread, "technical": "clock gate glitch"},
+                                                 {"id": "short", "thread": "[a] Fixed the reset.", "managerial": "fixed"}])
+    results = BugSummaryTask(str(threads), "thread", None, 200, 8, 2, None, str(tmp_path)).run(model, tok)
+    assert results["threads"] == 2 and results["hierarchical"] == 1
+    assert "technical.rougeL" in results and "managerial.rougeL" in results and "assignment.rougeL" not in results
+    rows = [json.loads(l) for l in (tmp_path / "bug_summary_predictions.jsonl").read_text().splitlines()]
+    assert rows[0]["condensing_rounds"] >= 1 and rows[1]["condensing_rounds"] == 0
+
+
+def test_likert_judge_gives_a_rating_between_1_and_7(tmp_path, tiny, tiny_folder):
+    from chipadapt.eval.tasks.bug_summary import BugSummaryTask
+
+    threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "thread": "[a] The FIFO overflowed; fixed the full flag."}])
+    results = BugSummaryTask(str(threads), "thread", None, 500, 4, 1, {"model_path": str(tiny_folder)}, str(tmp_path)).run(*tiny)
+    for kind in ("technical", "managerial", "assignment"):
+        assert 1.0 <= results[f"{kind}.likert"] <= 7.0
+
+
+def test_shipped_domain_sets_are_well_formed():
+    mcq = [json.loads(l) for l in (ROOT / "src/chipadapt/resources/domain_mcq/chip_design_mcq.jsonl").read_text().splitlines()]
+    assert len(mcq) >= 50 and len({q["question"] for q in mcq}) == len(mcq)
+    assert all(len(q["choices"]) == 4 and 0 <= q["answer"] < 4 and len(set(q["choices"])) == 4 for q in mcq)
+    answers = [q["answer"] for q in mcq]
+    assert max(answers.count(i) for i in range(4)) < 0.4 * len(mcq)  # the right letter is not guessable
+    bugs = [json.loads(l) for l in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()]
+    assert len(bugs) >= 5 and all({"thread", "technical", "managerial", "assignment"} <= set(b) for b in bugs)
+
+
+def test_a_model_folder_trained_here_is_scored_the_same_by_lm_eval_hflm(tiny_folder, tiny):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from chipadapt.eval.scoring import continuation_logprobs
+
+    pairs = [("The clock tree", " is balanced"), ("module TopModule", "(input a);")]
+    lm = HFLM(pretrained=str(tiny_folder), device="cpu", batch_size=2)
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=pair, idx=i) for i, pair in enumerate(pairs)]
+    theirs = [logprob for logprob, _ in lm.loglikelihood(requests)]
+    ours = continuation_logprobs(*tiny, pairs, batch_size=2, max_length=512)
+    assert lm_eval.__version__ and theirs == pytest.approx(ours, abs=1e-3)
+
+
+@pytest.mark.integration
+def test_compare_writes_one_table_and_a_lambda_curve(tmp_path):
+    import subprocess
+    import sys
+
+    for lam, acc, ifeval in [(0.0, 0.30, 0.40), (0.6, 0.35, 0.33), (1.0, 0.45, 0.20)]:
+        run = tmp_path / "sweep" / str(lam)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- merge.lam={lam}\n- hydra.job.chdir=false\n")
+        (run / "results.json").write_text(json.dumps({"mcq": {"acc": acc, "questions": 10}, "ifeval": {"prompt_loose": ifeval}}))
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", f"hydra.run.dir={out}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (out / "compare.md").read_text().splitlines()
+    assert table[0] == "| run | ifeval.prompt_loose | mcq.acc |"  # counts such as `questions` are not metrics
+    assert table[2].startswith("| merge.lam=0.0 |") and table[-1].startswith("| merge.lam=1.0 | 0.2 | 0.45")
+    assert (out / "compare_curve.png").stat().st_size > 1000
+    proc = subprocess.run([sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", "metrics=[mcq.nope]",
+                           f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "compare.metrics: 'mcq.nope' is in no results file" in proc.stderr
