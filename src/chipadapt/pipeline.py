@@ -15,7 +15,7 @@ from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
 from chipadapt.quiet import silence_known_noise
-from chipadapt.report import before_after_table, blend_table, console
+from chipadapt.report import before_after_table, console
 from chipadapt.tokenizer.augment import REPORT_NAME
 from chipadapt.tokenizer.report import reduction_table
 
@@ -72,7 +72,7 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     datamodule.prepare_data()
     datamodule.setup("fit")
     manifest.update("data", datamodule.stats)
-    console.print(blend_table(datamodule.blend, datamodule.stats["packing_efficiency"], datamodule.stats["train_sequences"], plan.seq_len))
+    console.print(datamodule.summary())
 
     module = instantiate(cfg.stage.module)(
         model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,

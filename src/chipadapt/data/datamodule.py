@@ -85,6 +85,12 @@ class PretrainDataModule(L.LightningDataModule):
             self._tokenize_seconds = time.perf_counter() - start
         return self._tokenized
 
+    def summary(self):
+        """The blend table printed before training."""
+        from chipadapt.report import blend_table
+
+        return blend_table(self.blend, self.stats["packing_efficiency"], self.stats["train_sequences"], self.data.seq_len)
+
     def prepare_data(self) -> None:
         # Runs on one process per node (builds missing token-cache entries); setup() on every
         # process then reuses what this process already opened, or opens the cache.

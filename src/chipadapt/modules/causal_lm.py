@@ -13,6 +13,7 @@ from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+from chipadapt.data.sft_batches import block_causal_mask
 from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,19 @@ class CausalLMModule(L.LightningModule):
                     {"ppl": Perplexity(ignore_index=-100), "nll": SumMetric(), "bytes": SumMetric()}
                 )
 
+    def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Packed rows (SFT with `segment_ids`): position ids restart per conversation, and attention
+        stays inside each one — flash-attention finds the boundaries from the position ids, sdpa and
+        eager get a block-diagonal causal mask."""
+        if "segment_ids" not in batch:
+            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+        if self.model.config._attn_implementation != "flash_attention_2":
+            inputs["attention_mask"] = block_causal_mask(batch["segment_ids"], self.model.dtype)
+        return inputs
+
     def forward(self, batch: dict[str, torch.Tensor]):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return self.model(**self.model_inputs(batch), labels=batch["labels"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch).loss
@@ -69,7 +81,7 @@ class CausalLMModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = self.model(**self.model_inputs(batch)).logits
         metrics = self.val_metrics[self.val_split_names[dataloader_idx]]
         # Position t predicts token t+1; the metrics add up over labelled tokens of all batches.
         logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]

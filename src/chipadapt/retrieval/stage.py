@@ -50,7 +50,7 @@ def synthesize_data(cfg: DictConfig, passages, out: Path) -> Path:
         log.info("reusing synthetic training data in %s", target)
         return target
     syn = cfg.retriever.synthetic
-    llm = None
+    llm, folder = None, None
     if syn.method == "llm":
         from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_model_folder
 
@@ -64,7 +64,7 @@ def synthesize_data(cfg: DictConfig, passages, out: Path) -> Path:
         passages, syn.num_samples, syn.method, miner, llm, syn.mine_depth, syn.judge_depth, syn.judge_margin,
         syn.num_negatives, syn.near_duplicate_jaccard, syn.min_passage_chars, cfg.seed,
     )
-    report["generator_model"] = str(cfg.model.path or cfg.model.source) if llm else None
+    report["generator_model"] = str(folder) if llm else None
     write_json_atomic(out / "synthetic" / "report.json", report)
     write_text_atomic(target, "".join(json.dumps(g.to_tevatron(), ensure_ascii=False) + "\n" for g in groups))
     return target

@@ -1,0 +1,118 @@
+"""Render conversations to text and find the character spans the loss is computed on.
+
+Two families, selected in config (`sft.template`):
+- `ModelChatTemplate`: the tokenizer's own chat template (Jinja). The span of assistant turn i is
+  the text that rendering turns [0..i] adds to rendering turns [0..i-1] with the generation prompt:
+  the reply and its end-of-turn marker, whatever the template looks like.
+- `StringTemplate`: a template written in config, e.g. ChipNeMo's `<extra_id_0>System ...` format.
+
+Spans are character offsets; `tokenize_with_labels` maps them onto tokens through the tokenizer's
+offset mapping, so a template that tokenises differently in context cannot shift the mask.
+"""
+
+from dataclasses import dataclass
+
+from chipadapt.errors import ChipadaptError
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    spans: list[tuple[int, int]]  # [start, end) of the text the model learns to produce
+
+
+def attribute_string(attributes: dict | None, order: list[str] | None = None) -> str:
+    """SteerLM's attribute string, e.g. `quality:4,toxicity:0,humor:0` (keys in `order`, then sorted)."""
+    if not attributes:
+        return ""
+    keys = [k for k in (order or []) if k in attributes] + sorted(k for k in attributes if k not in (order or []))
+    return ",".join(f"{k}:{int(round(float(attributes[k])))}" for k in keys)
+
+
+class ModelChatTemplate:
+    """The model's own chat template; attributes (SteerLM) go into the system prompt, which is masked."""
+
+    def __init__(self, tokenizer, attribute_prefix: str, default_system: str | None = None):
+        if not getattr(tokenizer, "chat_template", None):
+            raise ChipadaptError("sft.template=model: this tokenizer has no chat template (use sft.template=chipnemo)")
+        self.tokenizer, self.attribute_prefix, self.default_system = tokenizer, attribute_prefix, default_system
+
+    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+    def with_system(self, messages: list[dict], attributes: str) -> list[dict]:
+        system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
+        rest = [m for m in messages if m["role"] != "system"]
+        if attributes:
+            system = f"{system}\n{self.attribute_prefix}{attributes}" if system else f"{self.attribute_prefix}{attributes}"
+        return ([{"role": "system", "content": system}] if system else []) + rest
+
+    def render(self, messages: list[dict], attributes: str = "") -> Rendered:
+        messages = self.with_system(messages, attributes)
+        text = self._render(messages, False)
+        spans = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = self._render(messages[:i], True)
+            through = self._render(messages[: i + 1], False)
+            if not text.startswith(through) or not through.startswith(before):
+                raise ChipadaptError("sft.template=model: the chat template does not render conversations as prefixes of each other; use sft.template=chipnemo")
+            spans.append((len(before), len(through)))
+        return Rendered(text, spans)
+
+    def prompt(self, messages: list[dict], attributes: str = "") -> str:
+        """The text a model continues to answer (generation)."""
+        return self._render(self.with_system(messages, attributes), True)
+
+
+class StringTemplate:
+    """A template from config: each role a format string around `{content}`. The assistant's
+    `{content}` plus `assistant_end` is learned; the attribute line (SteerLM) sits in the masked
+    assistant header, as in NeMo's SteerLM format."""
+
+    def __init__(self, system: str, user: str, assistant_header: str, assistant_end: str, attribute_line: str,
+                 default_system: str = "", tokenizer=None):  # the tokenizer is not needed: same call as ModelChatTemplate
+        self.system, self.user, self.assistant_header = system, user, assistant_header
+        self.assistant_end, self.attribute_line, self.default_system = assistant_end, attribute_line, default_system
+
+    def _pieces(self, messages: list[dict], attributes: str):
+        system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
+        yield self.system.format(content=system), False
+        for message in messages:
+            if message["role"] == "system":
+                continue
+            if message["role"] == "user":
+                yield self.user.format(content=message["content"]), False
+            elif message["role"] == "assistant":
+                yield self.assistant_header + (self.attribute_line.format(content=attributes) if attributes else ""), False
+                yield message["content"] + self.assistant_end, True
+            else:
+                raise ChipadaptError(f"unknown message role {message['role']!r} (system, user, assistant)")
+
+    def render(self, messages: list[dict], attributes: str = "") -> Rendered:
+        text, spans = "", []
+        for piece, learned in self._pieces(messages, attributes):
+            if learned:
+                spans.append((len(text), len(text) + len(piece)))
+            text += piece
+        return Rendered(text, spans)
+
+    def prompt(self, messages: list[dict], attributes: str = "") -> str:
+        text = "".join(piece for piece, _ in self._pieces(messages, attributes))
+        return text + self.assistant_header + (self.attribute_line.format(content=attributes) if attributes else "")
+
+
+def tokenize_with_labels(tokenizer, rendered: Rendered, max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels: a token is learned when it starts inside a learned span; others get -100."""
+    encoded = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    labels = []
+    span_iter = iter(sorted(rendered.spans))
+    span = next(span_iter, None)
+    for token, (start, end) in zip(ids, offsets):
+        while span is not None and start >= span[1]:
+            span = next(span_iter, None)
+        learned = span is not None and span[0] <= start < span[1]
+        labels.append(token if learned else -100)
+    return ids[:max_length], labels[:max_length]

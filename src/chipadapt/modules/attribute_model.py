@@ -1,0 +1,91 @@
+"""SteerLM's attribute prediction model: the causal LM with a regression head.
+
+`AutoModelForSequenceClassification` over the same backbone (Llama & co. pool the last non-padding
+token), `num_labels` = number of attributes, trained with MSE on the 0-4 labels; attributes a
+conversation lacks are masked out of the loss. It saves as an ordinary HF folder (id2label names the
+attributes), which `annotate` and `bootstrap` load back.
+"""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torchmetrics.regression import MeanAbsoluteError, SpearmanCorrCoef
+from transformers import AutoModelForSequenceClassification
+
+from chipadapt.modules.causal_lm import decay_groups
+
+
+def load_attribute_model(folder: str | Path, attributes: list[str] | None = None, pad_token_id: int | None = None):
+    """A new head on a causal-LM folder (`attributes` given), or a trained attribute model folder."""
+    kwargs = {}
+    if attributes is not None:
+        kwargs = {"num_labels": len(attributes), "problem_type": "regression",
+                  "id2label": dict(enumerate(attributes)), "label2id": {a: i for i, a in enumerate(attributes)}}
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id  # the head reads the last token before padding
+    return model
+
+
+class AttributeModule(L.LightningModule):
+    def __init__(self, model_folder: str | Path, attributes: list[str], pad_token_id: int, optim, label_means: list[float]):
+        super().__init__()
+        self.model = load_attribute_model(model_folder, attributes, pad_token_id)
+        self.model.train()
+        self.attributes, self.optim = list(attributes), optim
+        # The constant baseline predicts each attribute's training mean.
+        self.register_buffer("label_means", torch.tensor(label_means, dtype=torch.float32), persistent=False)
+        self._reset_val()
+        self.val_results: dict = {}
+        self.last_val_step: int | None = None
+
+    def _reset_val(self):
+        self._preds, self._labels, self._mask = [], [], []
+
+    def _loss(self, batch):
+        pred = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        mask = batch["label_mask"]
+        loss = ((pred - batch["labels"]) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+        return loss, pred
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        _, pred = self._loss(batch)
+        self._preds.append(pred.detach().cpu())
+        self._labels.append(batch["labels"].cpu())
+        self._mask.append(batch["label_mask"].cpu())
+
+    def on_validation_epoch_end(self):
+        if not self._preds:
+            return
+        preds, labels, mask = torch.cat(self._preds), torch.cat(self._labels), torch.cat(self._mask).bool()
+        results = {}
+        for i, name in enumerate(self.attributes):
+            m = mask[:, i]
+            if m.sum() < 3:
+                continue
+            p, y = preds[m, i], labels[m, i]
+            baseline = torch.full_like(y, float(self.label_means[i]))
+            results[name] = {
+                "mae": float(MeanAbsoluteError()(p, y)), "baseline_mae": float(MeanAbsoluteError()(baseline, y)),
+                "spearman": float(SpearmanCorrCoef()(p, y)) if y.unique().numel() > 1 and p.unique().numel() > 1 else 0.0,
+                "n": int(m.sum()),
+            }
+            for key, value in results[name].items():
+                self.log(f"val/{name}/{key}", float(value))
+        self.val_results = results
+        self.last_val_step = self.global_step
+        self._reset_val()
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.optim.optimizer)(params=decay_groups(self.model, self.optim.optimizer.weight_decay))
+        if self.optim.scheduler is None:
+            return optimizer
+        scheduler = instantiate(self.optim.scheduler)(optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,1 @@
+"""SteerLM: attribute prediction model, annotation, attribute-conditioned generation, bootstrapping."""

@@ -1,0 +1,39 @@
+"""Rate conversations with a trained attribute model (annotation and bootstrapping)."""
+
+from pathlib import Path
+
+import torch
+
+from chipadapt.data.conversations import Conversation
+from chipadapt.errors import ChipadaptError
+from chipadapt.models.hf_folder import load_tokenizer
+from chipadapt.modules.attribute_model import load_attribute_model
+from chipadapt.steerlm.attribute_data import collate_ratings, encode_for_rating
+
+
+class AttributeRater:
+    def __init__(self, folder: str, template_factory, max_tokens: int, batch_size: int):
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise ChipadaptError(f"attribute_model: {folder} is not a model folder (train one with stage=attribute_model)")
+        self.model = load_attribute_model(folder).eval()
+        if torch.cuda.is_available():
+            self.model.cuda()
+        self.tokenizer = load_tokenizer(folder)
+        self.template = template_factory(tokenizer=self.tokenizer)
+        labels = self.model.config.id2label
+        self.attributes = [labels[i] for i in range(len(labels))]
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.pad_id = self.model.config.pad_token_id
+
+    @torch.no_grad()
+    def rate(self, conversations: list[list[dict]]) -> list[dict[str, float]]:
+        out = []
+        for start in range(0, len(conversations), self.batch_size):
+            chunk = conversations[start : start + self.batch_size]
+            items = [(encode_for_rating(self.tokenizer, self.template, Conversation("", m), self.max_tokens), [0.0] * len(self.attributes), [1.0] * len(self.attributes)) for m in chunk]
+            batch = collate_ratings(items, self.pad_id, len(self.attributes))
+            logits = self.model(input_ids=batch["input_ids"].to(self.model.device), attention_mask=batch["attention_mask"].to(self.model.device)).logits.float()
+            for row in logits.clamp(0, 4).cpu().tolist():
+                out.append({a: round(v, 3) for a, v in zip(self.attributes, row)})
+        return out
