@@ -9,11 +9,11 @@ from chipadapt.retrieval.tevatron_data import GroupDataset
 
 class RetrieverDataModule(L.LightningDataModule):
     def __init__(self, train_groups: list[dict], val_groups: list[dict], encoder: TextEncoder, n_passages: int,
-                 batch_size: int, seed: int):
+                 batch_size: int, seed: int, positive: str = "first"):
         super().__init__()
         self.encoder, self.batch_size = encoder, batch_size
-        self.train_set = GroupDataset(train_groups, n_passages, seed)
-        self.val_set = GroupDataset(val_groups, n_passages, seed + 1) if val_groups else None
+        self.train_set = GroupDataset(train_groups, n_passages, seed, positive)
+        self.val_set = GroupDataset(val_groups, n_passages, seed + 1, "first") if val_groups else None
 
     def collate(self, items: list[tuple[str, list[str]]]) -> dict:
         queries = [q for q, _ in items]

@@ -101,12 +101,17 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         write_passages(passages, passages_file)
     log.info("%d passages", len(passages))
 
-    train_file = Path(rcfg.train_file) if rcfg.train_file else synthesize_data(cfg, passages, out)
-    groups = read_tevatron(train_file)
+    if rcfg.train_file:
+        files = [rcfg.train_file] if isinstance(rcfg.train_file, str) else list(rcfg.train_file)
+        train_file = ",".join(files)
+        groups = [g for f in files for g in read_tevatron(f)]
+    else:
+        train_file = synthesize_data(cfg, passages, out)
+        groups = read_tevatron(train_file)
     known = {p.id for p in passages}
     train_groups, heldout = [], []
     for i, g in enumerate(groups):
-        (heldout if _held_out(str(g.get("query_id", i)), rcfg.heldout_fraction) else train_groups).append(g)
+        (heldout if _held_out(f"{g.get('method', '')}{g.get('query_id', i)}", rcfg.heldout_fraction) else train_groups).append(g)
     if not train_groups:
         raise ChipadaptError(f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction})")
     heldout_queries = [Query(str(g.get("query_id", i)), g["query"], tuple(p["docid"] for p in g["positive_passages"] if p.get("docid") in known))
@@ -121,7 +126,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     folder = resolve_encoder_folder(enc.path, enc.package)
     encoder = TextEncoder(folder, enc.pooling, enc.query_prefix, enc.passage_prefix, enc.max_query_tokens, enc.max_passage_tokens)
     encoder.model.train()
-    datamodule = RetrieverDataModule(train_groups, heldout, encoder, rcfg.train.n_passages, rcfg.train.batch_size, cfg.seed)
+    datamodule = RetrieverDataModule(train_groups, heldout, encoder, rcfg.train.n_passages, rcfg.train.batch_size, cfg.seed, rcfg.train.positive)
     module = BiEncoderModule(encoder, rcfg.train.n_passages, rcfg.train.temperature, cfg.optim)
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]

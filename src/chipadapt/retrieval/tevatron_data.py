@@ -43,10 +43,12 @@ def read_tevatron(path: str | Path) -> list[dict]:
 
 
 class GroupDataset(Dataset):
-    def __init__(self, groups: list[dict], n_passages: int, seed: int):
+    def __init__(self, groups: list[dict], n_passages: int, seed: int, positive: str = "first"):
         if n_passages < 1:
             raise ChipadaptError(f"retriever.train.n_passages={n_passages}: at least 1 (the positive)")
-        self.groups, self.n_passages, self.seed, self.epoch = groups, n_passages, seed, 0
+        if positive not in ("first", "rotate"):
+            raise ChipadaptError(f"retriever.train.positive: {positive!r} is not one of first, rotate")
+        self.groups, self.n_passages, self.seed, self.epoch, self.positive = groups, n_passages, seed, 0, positive
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -55,7 +57,10 @@ class GroupDataset(Dataset):
         group = self.groups[index]
         positives = group["positive_passages"]
         negatives = [p["text"] for p in group.get("negative_passages", [])]
-        passages = [positives[(index + self.epoch) % len(positives)]["text"]]
+        # first: the passage the query was written from (extra positives a judge found only stay out of
+        # the negatives); rotate: Tevatron's default, a different positive each epoch.
+        pick = 0 if self.positive == "first" else (index + self.epoch) % len(positives)
+        passages = [positives[pick]["text"]]
         want = self.n_passages - 1
         if want and negatives:
             order = negatives[:]
