@@ -4,7 +4,6 @@ attributes. Commands inside the chat: /reset, /attributes quality:4,humor:0, /so
 import logging
 import sys
 import threading
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate

@@ -16,7 +16,11 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
     """Run an entry point; a ChipadaptError becomes a one-line message and exit status 2."""
     try:
         return fn(*args)
-    except ChipadaptError as err:
-        print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
+    except Exception as err:
+        # Hydra's instantiate wraps what a _target_ raises; the user's mistake is the cause.
+        cause = err if isinstance(err, ChipadaptError) else err.__cause__
+        if not isinstance(cause, ChipadaptError):
+            raise
+        print(f"chipadapt: error: {cause}", file=sys.stderr, flush=True)
         log.debug("user error", exc_info=True)
         sys.exit(2)

@@ -35,6 +35,7 @@ class RunManifest:
             "inputs": {},
             "data": {},
             "metrics": {},
+            "plan": {},
         }
         self.write()
 

@@ -9,10 +9,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chipadapt.batch_plan import batch_plan
+from chipadapt.batch_plan import batch_plan, describe_plan
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.manifest import RunManifest
+from chipadapt.models.lora import merged_model
+from chipadapt.scaleout.save import full_model_state
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import before_after_table, console
@@ -77,6 +79,7 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     module = instantiate(cfg.stage.module)(
         model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
+        loss_guard=cfg.get("loss_guard"), peft=cfg.peft if cfg.get("peft") and cfg.peft.r else None,
     )
     # A group entry set to null (callbacks.progress=null) switches that callback or logger off.
     callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
@@ -89,11 +92,10 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
         default_root_dir=str(out),
     )
     steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
-    log.info(
-        "plan: global batch %d = micro %d x %d processes x %d accumulation; %d tokens/step; %d steps in the blend%s",
-        plan.global_batch, plan.micro_batch, plan.world_size, plan.accumulation, plan.tokens_per_step, steps_per_epoch,
-        f" (max_steps={trainer.max_steps})" if trainer.max_steps > 0 else "",
-    )
+    steps = min(trainer.max_steps, steps_per_epoch) if trainer.max_steps > 0 else steps_per_epoch
+    summary = describe_plan(plan, steps, cfg.plan.tokens_per_s_per_gpu, cfg.plan.gpu)
+    log.info("%s", summary)
+    manifest.update("plan", {"text": summary, "steps": steps, "tokens": steps * plan.tokens_per_step})
 
     ckpt = out / "checkpoints" / "last.ckpt"
     resume_from = str(ckpt) if cfg.resume and ckpt.is_file() else None
@@ -107,7 +109,11 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     after = _final_validation(trainer, module, datamodule)
-    save_hf_folder(module.model, tokenizer, out / "model")
+    full_state = full_model_state(trainer, module)  # FSDP: gathered on rank 0
+    if trainer.is_global_zero:
+        if cfg.get("peft") and cfg.peft.r:
+            module.model.save_pretrained(out / "adapter")  # the adapters alone, loadable with peft
+        save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
 
     throughput = callbacks.get("throughput")
     metrics = {

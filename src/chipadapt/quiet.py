@@ -11,6 +11,8 @@ _NOISE = (
     "does not have many workers which may be a bottleneck",
     # Lightning cannot see that our ResumeSampler continues the data stream after a checkpoint.
     "your dataloader is not resumable",
+    # The loss-spike guard skips a step on purpose by returning None from training_step.
+    "`training_step` returned `None`",
 )
 
 

@@ -12,7 +12,7 @@ from functools import partial
 import lightning as L
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from chipadapt.data.blend import BlendRow, blend_order, held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
@@ -30,21 +30,32 @@ def source_spec(cfg: DictConfig, key: str) -> SourceSpec:
         raise ChipadaptError(f"{key}: {err}") from None
 
 
-class ResumeSampler(Sampler[int]):
+class ResumeSampler(DistributedSampler):
     """Sequential over the (already shuffled) packed stream, starting after what was consumed.
 
     The stream's order is fixed by the seed, so a resumed run continues exactly where the
-    checkpoint left off instead of replaying the first batches.
+    checkpoint left off instead of replaying the first batches. Under DDP each global batch (a block
+    of `global_batch` consecutive sequences) is split between the processes, so N processes train on
+    exactly the batches one process with accumulation would. Being a DistributedSampler, Lightning
+    leaves it in place instead of wrapping it in one that would reorder the stream.
     """
 
-    def __init__(self, length: int, start: int = 0):
+    def __init__(self, length: int, start: int = 0, rank: int = 0, world: int = 1, global_batch: int | None = None):
+        # DistributedSampler.__init__ needs a process group; nothing of it is used here.
         self.length, self.start = length, min(start, length)
+        self.rank, self.num_replicas, self.global_batch = rank, world, global_batch or world
+        self.shuffle, self.epoch = False, 0
 
     def __iter__(self):
-        return iter(range(self.start, self.length))
+        share = self.global_batch // self.num_replicas
+        for block in range(self.start, self.length, self.global_batch):
+            yield from range(block + self.rank * share, min(block + (self.rank + 1) * share, self.length))
 
     def __len__(self) -> int:
-        return self.length - self.start
+        return sum(1 for _ in iter(self))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -166,7 +177,7 @@ class PretrainDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        total, consumed = len(self.train_set), 0
+        total, consumed, rank, world, global_batch = len(self.train_set), 0, 0, 1, None
         if self.trainer is not None:
             trainer = self.trainer
             global_batch = trainer.accumulate_grad_batches * int(self.data.micro_batch_size) * trainer.world_size
@@ -174,9 +185,10 @@ class PretrainDataModule(L.LightningDataModule):
             total -= total % global_batch
             # Sequences already trained on, over all processes: the stream is global.
             consumed = trainer.global_step * global_batch
+            rank, world = trainer.global_rank, trainer.world_size
         if consumed:
             log.info("resuming the data stream after %d sequences", consumed)
-        return self._loader(self.train_set, ResumeSampler(total, consumed))
+        return self._loader(self.train_set, ResumeSampler(total, consumed, rank, world, global_batch))
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(dataset) for dataset in self.val_sets.values()]

@@ -45,7 +45,17 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
+def resolve_attention(attn_implementation: str) -> str:
+    """`auto`: flash_attention_2 where the flash-attn package and a CUDA GPU are there, else sdpa."""
+    if attn_implementation != "auto":
+        return attn_implementation
+    import importlib.util
+
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
 def load_causal_lm(folder: Path, dtype: str, attn_implementation: str):
+    attn_implementation = resolve_attention(attn_implementation)
     model = AutoModelForCausalLM.from_pretrained(
         folder,
         dtype=getattr(torch, dtype),
@@ -58,11 +68,12 @@ def load_causal_lm(folder: Path, dtype: str, attn_implementation: str):
     return model
 
 
-def save_hf_folder(model, tokenizer, dest: str | Path) -> Path:
-    """Write model (safetensors) + tokenizer as one folder, atomically."""
+def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None = None) -> Path:
+    """Write model (safetensors) + tokenizer as one folder, atomically (`state_dict`: weights gathered
+    from shards, when the model's own parameters are only this process's shard)."""
     dest = Path(dest)
     with atomic_directory(dest) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
     log.info("saved Hugging Face folder %s", dest)
     return dest

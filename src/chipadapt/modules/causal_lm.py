@@ -14,6 +14,8 @@ from torchmetrics.text import Perplexity
 
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.data.sft_batches import block_causal_mask
+from chipadapt.models.lora import apply_lora
+from chipadapt.modules.loss_guard import LossSpikeGuard
 from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class CausalLMModule(L.LightningModule):
         attn_implementation: str,
         gradient_checkpointing: bool,
         optim: DictConfig,
+        loss_guard: DictConfig | None = None,
+        peft: DictConfig | None = None,
     ):
         super().__init__()
         self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
@@ -44,6 +48,10 @@ class CausalLMModule(L.LightningModule):
             self.model.gradient_checkpointing_enable()
             self.model.config.use_cache = False
         self.optim = optim
+        self.loss_guard = LossSpikeGuard(**loss_guard) if loss_guard else LossSpikeGuard(False, 0.0, 1, 0)
+        self.peft_cfg = peft
+        if peft is not None and peft.get("r"):
+            self.model = apply_lora(self.model, peft, Path(model_folder))
         rows = self.model.get_output_embeddings().weight.shape[0]
         self.register_buffer("token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False)
         self.val_split_names: list[str] = []
@@ -75,10 +83,20 @@ class CausalLMModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(**self.model_inputs(batch), labels=batch["labels"])
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self(batch).loss
+        if not self.loss_guard.admit(float(loss.detach())):
+            # Returning None skips backward and the optimizer step for this batch.
+            self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
+            return None
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].size(0))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["loss_guard"] = self.loss_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.loss_guard.load_state_dict(checkpoint.get("loss_guard", {}))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(**self.model_inputs(batch)).logits

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import track
 
-from chipadapt.eval.scoring import continuation_logprobs, generate
+from chipadapt.eval.scoring import generate
 from chipadapt.retrieval.passages import Passage
 
 log = logging.getLogger(__name__)

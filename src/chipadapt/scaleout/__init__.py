@@ -1,0 +1,1 @@
+"""Distributed strategies (FSDP, DeepSpeed) built from config, and saving sharded models as HF folders."""

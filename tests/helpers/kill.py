@@ -1,0 +1,15 @@
+"""A callback that kills its own process without warning at a given step (tests of resume only)."""
+
+import os
+import signal
+
+import lightning as L
+
+
+class KillAtStep(L.Callback):
+    def __init__(self, step: int, sig: str = "SIGKILL"):
+        self.step, self.sig = step, getattr(signal, sig)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), self.sig)
