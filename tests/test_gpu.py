@@ -38,3 +38,26 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
     })
     results = evaluate_folder(resolve_model_folder(cfg.model), tasks, "cuda")
     assert results["perplexity"]["domain.ppl"] > 1 and results["mcq"]["questions"] == 1
+
+
+def test_fsdp_on_one_gpu_trains_and_gathers_a_full_hf_folder(tmp_path, tiny_overrides):
+    cfg = compose([*tiny_overrides, "trainer=fsdp", "trainer.devices=1", "trainer.max_steps=3", "optim.lr=1e-3",
+                   "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=2"], tmp_path)
+    result = train(cfg)
+    assert result["global_step"] == 3
+    from transformers import AutoModelForCausalLM
+
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    start = AutoModelForCausalLM.from_pretrained(resolve_model_folder(cfg.model))
+    assert saved.num_parameters() == start.num_parameters()
+    changed = [n for (n, a), (_, b) in zip(saved.named_parameters(), start.named_parameters()) if not torch.equal(a, b)]
+    assert len(changed) == len(list(saved.parameters()))  # every tensor came back whole and trained
+
+
+def test_lora_on_gpu_in_bf16(tmp_path, tiny_overrides):
+    pytest.importorskip("peft")
+    cfg = compose([*tiny_overrides, "trainer=gpu", "peft=lora_small", "peft.r=4", "trainer.max_steps=2", "stage.validate_before=false"], tmp_path)
+    assert train(cfg)["global_step"] == 2
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file() and (tmp_path / "model" / "config.json").is_file()
