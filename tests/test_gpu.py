@@ -41,7 +41,9 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
 
 
 def test_fsdp_on_one_gpu_trains_and_gathers_a_full_hf_folder(tmp_path, tiny_overrides):
-    cfg = compose([*tiny_overrides, "trainer=fsdp", "trainer.devices=1", "trainer.max_steps=3", "optim.lr=1e-3",
+    # bf16-true: on one GPU FSDP falls back to NO_SHARD, whose bf16 mixed-precision gradients this torch
+    # refuses ("grad_dtype"); multi-GPU FULL_SHARD runs bf16-mixed.
+    cfg = compose([*tiny_overrides, "trainer=fsdp", "trainer.devices=1", "trainer.precision=bf16-true", "trainer.max_steps=3", "optim.lr=1e-3",
                    "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=2"], tmp_path)
     result = train(cfg)
     assert result["global_step"] == 3
@@ -52,8 +54,10 @@ def test_fsdp_on_one_gpu_trains_and_gathers_a_full_hf_folder(tmp_path, tiny_over
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     start = AutoModelForCausalLM.from_pretrained(resolve_model_folder(cfg.model))
     assert saved.num_parameters() == start.num_parameters()
-    changed = [n for (n, a), (_, b) in zip(saved.named_parameters(), start.named_parameters()) if not torch.equal(a, b)]
-    assert len(changed) == len(list(saved.parameters()))  # every tensor came back whole and trained
+    pairs = list(zip(saved.named_parameters(), start.named_parameters()))
+    assert all(a.shape == b.shape for (_, a), (_, b) in pairs)  # whole tensors, not one rank's shard
+    # Every matrix trained (norm weights near 1.0 may round back to 1.0 in bf16-true after 3 small steps).
+    assert all(not torch.equal(a.float(), b.float()) for (_, a), (_, b) in pairs if a.ndim >= 2)
 
 
 def test_lora_on_gpu_in_bf16(tmp_path, tiny_overrides):
