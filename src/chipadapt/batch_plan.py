@@ -49,12 +49,16 @@ def batch_plan(data_cfg: DictConfig, trainer_cfg: DictConfig) -> BatchPlan:
     return BatchPlan(global_batch, micro, world, global_batch // (micro * world), int(data_cfg.seq_len))
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e9:.3f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
+
+
 def describe_plan(plan: BatchPlan, steps: int, tokens_per_s_per_gpu: float | None, gpu: str | None) -> str:
     """One paragraph a person reads before committing GPUs: batch layout, tokens and estimated cost."""
     tokens = steps * plan.tokens_per_step
     text = (f"plan: global batch {plan.global_batch} = micro {plan.micro_batch} x {plan.world_size} processes x "
             f"{plan.accumulation} accumulation; {plan.seq_len} tokens per sequence; {plan.tokens_per_step:,} tokens/step; "
-            f"{steps:,} steps = {tokens / 1e9:.3f}B tokens")
+            f"{steps:,} steps = {_count(tokens)} tokens")
     if tokens_per_s_per_gpu:
         gpu_hours = tokens / tokens_per_s_per_gpu / 3600
         text += (f"; at {tokens_per_s_per_gpu:,.0f} tokens/s per GPU{f' ({gpu})' if gpu else ''}: "
