@@ -115,9 +115,11 @@ class HybridRetriever:
         if fusion not in ("minmax", "rrf"):
             raise ChipadaptError(f"hybrid.fusion: {fusion!r} is not one of minmax, rrf")
         self.sparse, self.dense, self.weight, self.fusion, self.depth, self.rrf_k = sparse, dense, weight, fusion, depth, rrf_k
+        self.reuses_parts = False
 
     def index(self, passages: list[Passage]) -> None:
         # The parts are often also compared on their own, already indexed over these passages.
+        self.reuses_parts = all(getattr(part, "indexed", None) is passages for part in (self.sparse, self.dense))
         for part in (self.sparse, self.dense):
             if getattr(part, "indexed", None) is not passages:
                 part.index(passages)

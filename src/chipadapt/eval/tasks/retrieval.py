@@ -43,7 +43,8 @@ class RetrievalTask:
             hits = retriever.search([q.query for q in queries], max([*self.ks, self.mrr_k]))
             search_s = time.perf_counter() - start
             metrics = retrieval_metrics([[pid for pid, _ in row] for row in hits], [q.positive_ids for q in queries], self.ks, self.mrr_k)
-            metrics["passages_per_s"] = round(len(passages) / max(index_s, 1e-9), 1)
+            if not getattr(retriever, "reuses_parts", False):  # a hybrid searches its parts' indexes
+                metrics["passages_per_s"] = round(len(passages) / max(index_s, 1e-9), 1)
             metrics["ms_per_query"] = round(1000 * search_s / len(queries), 2)
             results[name] = metrics
             lines = [json.dumps({"id": q.id, "query": q.query, "positive_ids": list(q.positive_ids), "hits": row}) for q, row in zip(queries, hits)]
