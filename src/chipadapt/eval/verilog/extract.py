@@ -17,4 +17,7 @@ def extract_module(reply: str, prompt_header: str | None = None) -> str:
         if found:
             return found.group(0) + "\n"
     found = MODULE.search(reply)
-    return found.group(0) + "\n" if found else reply
+    if found:
+        return found.group(0) + "\n"
+    blocks = FENCED.findall(reply)  # no complete module (cut off by max_new_tokens): the code, not the prose
+    return blocks[0] if blocks else reply
