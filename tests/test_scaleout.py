@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -164,3 +165,21 @@ def test_attention_auto_falls_back_to_sdpa_without_flash_attn():
 
     expected = "flash_attention_2" if torch.cuda.is_available() and __import__("importlib").util.find_spec("flash_attn") else "sdpa"
     assert resolve_attention("auto") == expected and resolve_attention("eager") == "eager"
+
+
+def test_lora_with_an_augmented_tokenizer_trains_the_new_token_rows_only(tmp_path, tiny_overrides, caplog):
+    from chipadapt.pipeline import train
+
+    caplog.set_level("INFO", logger="chipadapt.models.lora")
+    overrides = [*tiny_overrides, "tokenizer=augmented", "tokenizer.adapt.min_savings=2", "tokenizer.adapt.domain_vocab_size=1000",
+                 "peft=lora_small", "peft.r=4", "trainer.max_steps=3", "optim.lr=1e-2", "stage.validate_before=false", "callbacks.checkpoint=null"]
+    train(compose(overrides, tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    report = manifest["inputs"]["tokenizer_report"]
+    start_folder = manifest["inputs"]["model_folder"]
+    before, after = weights(Path(start_folder)), weights(tmp_path / "model")
+    old, new = report["vocab_size_before"], report["vocab_size_after"]
+    emb = "model.embed_tokens.weight"
+    assert torch.equal(before[emb][:old], after[emb][:old])        # the base vocabulary is frozen
+    assert not torch.equal(before[emb][old:new], after[emb][old:new])  # the new rows trained
+    assert "new token rows trainable" in caplog.text
