@@ -211,7 +211,7 @@ def test_contrastive_training_lowers_the_loss_on_its_groups():
                "negative_passages": [{"docid": "n", "text": "An unrelated note about the cafeteria menu."}]}
               for name, text in [("router", PASSAGES[0].text), ("cts", PASSAGES[1].text), ("pdn", PASSAGES[2].text), ("dpl", PASSAGES[3].text)]]
     encoder = TextEncoder(minilm_folder(), "mean", "", "", 32, 64)
-    dm = RetrieverDataModule(groups, [], encoder, n_passages=2, batch_size=4, seed=0)
+    dm = RetrieverDataModule(groups, [], encoder, n_passages=2, batch_size=4, seed=0, positive="first")
     module = BiEncoderModule(encoder, 2, 0.05, OmegaConf.create({}))
     module.setup("fit")
     batch = dm.collate([dm.train_set[i] for i in range(4)])

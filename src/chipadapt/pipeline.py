@@ -54,6 +54,27 @@ def starting_model(cfg: DictConfig, manifest: RunManifest) -> Path:
     return folder
 
 
+def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trainer, dict]:
+    """The Trainer of every training stage, and its callbacks by name. A group entry set to null
+    (callbacks.progress=null, logger.csv=null) switches that callback or logger off."""
+    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        accumulate_grad_batches=accumulation,
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
+        callbacks=list(callbacks.values()),
+        default_root_dir=str(out),
+    )
+    return trainer, callbacks
+
+
+def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
+    """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on."""
+    ckpt = out / "checkpoints" / "last.ckpt"
+    return str(ckpt) if cfg.resume and ckpt.is_file() else None
+
+
 def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     """DAPT (and every stage that trains a LightningModule on a DataModule)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -81,24 +102,14 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
         gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
         loss_guard=cfg.get("loss_guard"), peft=cfg.peft if cfg.get("peft") and cfg.peft.r else None,
     )
-    # A group entry set to null (callbacks.progress=null) switches that callback or logger off.
-    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        accumulate_grad_batches=plan.accumulation,
-        gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
-        callbacks=list(callbacks.values()),
-        default_root_dir=str(out),
-    )
+    trainer, callbacks = build_trainer(cfg, out, plan.accumulation)
     steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
     steps = min(trainer.max_steps, steps_per_epoch) if trainer.max_steps > 0 else steps_per_epoch
     summary = describe_plan(plan, steps, cfg.plan.tokens_per_s_per_gpu, cfg.plan.gpu)
     log.info("%s", summary)
     manifest.update("plan", {"text": summary, "steps": steps, "tokens": steps * plan.tokens_per_step})
 
-    ckpt = out / "checkpoints" / "last.ckpt"
-    resume_from = str(ckpt) if cfg.resume and ckpt.is_file() else None
+    resume_from = resume_checkpoint(cfg, out)
     before = {}
     if resume_from:
         log.info("resuming from %s", resume_from)

@@ -72,7 +72,7 @@ class StringTemplate:
     assistant header, as in NeMo's SteerLM format."""
 
     def __init__(self, system: str, user: str, assistant_header: str, assistant_end: str, attribute_line: str,
-                 default_system: str = "", tokenizer=None):  # the tokenizer is not needed: same call as ModelChatTemplate
+                 default_system: str, tokenizer=None):  # the tokenizer is not needed: same call as ModelChatTemplate
         self.system, self.user, self.assistant_header = system, user, assistant_header
         self.assistant_end, self.attribute_line, self.default_system = assistant_end, attribute_line, default_system
 

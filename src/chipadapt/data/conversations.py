@@ -5,12 +5,12 @@ or from HelpSteer's top-level columns (helpfulness, correctness, coherence, comp
 """
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chipadapt.data.eda_split import is_eval_row
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 
 HELPSTEER_KEYS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 ROLES = {"user", "assistant", "system"}
@@ -33,39 +33,30 @@ def _attributes(record: dict) -> dict:
 def read_conversations(name: str, spec: dict) -> list[Conversation]:
     """Conversations of one source (`sft.sources.<name>`); malformed lines name file and line."""
     path = Path(spec["path"])
-    if not path.is_file():
-        raise ChipadaptError(f"sft.sources.{name}.path: {path} does not exist")
     fmt = spec.get("format", "chat")
     prompt_key, completion_key = spec.get("prompt_key", "prompt"), spec.get("completion_key", "completion")
     exclude = spec.get("exclude_eval_split")  # {fraction}: keep eda_script's evaluation rows out of training
     only = spec.get("only_eval_split")  # {fraction}: just those rows (a validation source)
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+    for lineno, record in jsonl_records(path, missing=f"sft.sources.{name}.path: {path} does not exist"):
+        if fmt == "chat":
+            messages = record.get("messages")
+            if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
+                raise ChipadaptError(f"{path}:{lineno}: 'messages' must be a list of {{role: system|user|assistant, content: str}}")
+        elif fmt == "prompt_completion":
+            if not isinstance(record.get(prompt_key), str) or not isinstance(record.get(completion_key), str):
+                raise ChipadaptError(f"{path}:{lineno}: needs string fields {prompt_key!r} and {completion_key!r}")
+            if exclude and is_eval_row(record[completion_key], exclude["fraction"]):
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if fmt == "chat":
-                messages = record.get("messages") if isinstance(record, dict) else None
-                if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
-                    raise ChipadaptError(f"{path}:{lineno}: 'messages' must be a list of {{role: system|user|assistant, content: str}}")
-            elif fmt == "prompt_completion":
-                if not isinstance(record.get(prompt_key), str) or not isinstance(record.get(completion_key), str):
-                    raise ChipadaptError(f"{path}:{lineno}: needs string fields {prompt_key!r} and {completion_key!r}")
-                if exclude and is_eval_row(record[completion_key], exclude["fraction"]):
-                    continue
-                if only and not is_eval_row(record[completion_key], only["fraction"]):
-                    continue
-                messages = [{"role": "user", "content": record[prompt_key]}, {"role": "assistant", "content": record[completion_key]}]
-            else:
-                raise ChipadaptError(f"sft.sources.{name}.format: {fmt!r} is not one of chat, prompt_completion")
-            if not any(m["role"] == "assistant" for m in messages):
-                continue  # nothing to learn from
-            cid = str(record.get("id") or record.get("message_id") or f"{name}:{lineno}")
-            out.append(Conversation(cid, messages, _attributes(record)))
+            if only and not is_eval_row(record[completion_key], only["fraction"]):
+                continue
+            messages = [{"role": "user", "content": record[prompt_key]}, {"role": "assistant", "content": record[completion_key]}]
+        else:
+            raise ChipadaptError(f"sft.sources.{name}.format: {fmt!r} is not one of chat, prompt_completion")
+        if not any(m["role"] == "assistant" for m in messages):
+            continue  # nothing to learn from
+        cid = str(record.get("id") or record.get("message_id") or f"{name}:{lineno}")
+        out.append(Conversation(cid, messages, _attributes(record)))
     if not out:
         raise ChipadaptError(f"sft.sources.{name}: {path} holds no conversations with an assistant turn")
     return out

@@ -3,7 +3,6 @@
 Every reader yields `Document`s and names the file and line of any malformed record.
 """
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ class SourceSpec:
     val_split: str | None = "domain"
     # General (public) text mixed into the blend; domain-only steps such as tokenizer training skip it.
     general: bool = False
+    # JSONL sources: keep only records whose fields have these values (one value or a list),
+    # e.g. {lang: markdown}; folder sources take no filter.
+    where: dict | None = None
 
 
 def resolve_format(spec: SourceSpec, key: str) -> str:
@@ -71,22 +74,16 @@ def source_files(spec: SourceSpec, key: str) -> list[Path]:
     return files
 
 
-def read_jsonl(path: Path, text_key: str) -> Iterator[Document]:
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ChipadaptError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            text = record.get(text_key)
-            if not isinstance(text, str):
-                raise ChipadaptError(f"{path}:{lineno}: no string field {text_key!r}")
-            doc_id = record.get("path") or record.get("id") or f"{path.name}:{lineno}"
-            yield Document(doc_id=str(doc_id), text=text)
+def read_jsonl(path: Path, text_key: str, where: dict | None = None) -> Iterator[Document]:
+    where = {field: allowed if isinstance(allowed, list) else [allowed] for field, allowed in (where or {}).items()}
+    for lineno, record in jsonl_records(path):
+        text = record.get(text_key)
+        if not isinstance(text, str):
+            raise ChipadaptError(f"{path}:{lineno}: no string field {text_key!r}")
+        if any(record.get(field) not in allowed for field, allowed in where.items()):
+            continue
+        doc_id = record.get("path") or record.get("id") or f"{path.name}:{lineno}"
+        yield Document(doc_id=str(doc_id), text=text)
 
 
 def read_folder(root: Path, files: list[Path]) -> Iterator[Document]:
@@ -103,14 +100,21 @@ def read_folder(root: Path, files: list[Path]) -> Iterator[Document]:
         log.warning("%s: skipped %d files that are not UTF-8 text", root, skipped)
 
 
-def read_source(spec: SourceSpec, key: str) -> list[Document]:
-    """All non-empty documents of a source; an empty source is an error naming its config key."""
+def iter_source(spec: SourceSpec, key: str) -> Iterator[Document]:
+    """The non-empty documents of a source, as they are read."""
     files = source_files(spec, key)
     if resolve_format(spec, key) == "jsonl":
-        docs = list(read_jsonl(files[0], spec.text_key))
+        docs = read_jsonl(files[0], spec.text_key, spec.where)
     else:
-        docs = list(read_folder(Path(spec.path), files))
-    docs = [d for d in docs if d.text.strip()]
+        if spec.where:
+            raise ChipadaptError(f"{key}.where: only JSONL sources can be filtered by field")
+        docs = read_folder(Path(spec.path), files)
+    return (d for d in docs if d.text.strip())
+
+
+def read_source(spec: SourceSpec, key: str) -> list[Document]:
+    """All non-empty documents of a source; an empty source is an error naming its config key."""
+    docs = list(iter_source(spec, key))
     if not docs:
         raise ChipadaptError(f"{key}: {spec.path} holds no non-empty documents")
     return docs

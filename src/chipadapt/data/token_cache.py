@@ -60,6 +60,7 @@ def cache_key(spec: SourceSpec, key: str, tokenizer_hash: str) -> tuple[str, dic
         "version": CACHE_VERSION,
         "format": resolve_format(spec, key),
         "text_key": spec.text_key,
+        "where": spec.where,
         "files": [[str(f.relative_to(root)) if f != root else f.name, sha256_file(f)] for f in files],
         "tokenizer": tokenizer_hash,
     }

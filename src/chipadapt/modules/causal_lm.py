@@ -85,7 +85,8 @@ class CausalLMModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self(batch).loss
-        if not self.loss_guard.admit(float(loss.detach())):
+        # float() waits for the device: only when the guard is on.
+        if self.loss_guard.enabled and not self.loss_guard.admit(float(loss.detach())):
             # Returning None skips backward and the optimizer step for this batch.
             self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
             return None

@@ -9,7 +9,7 @@ from chipadapt.retrieval.tevatron_data import GroupDataset
 
 class RetrieverDataModule(L.LightningDataModule):
     def __init__(self, train_groups: list[dict], val_groups: list[dict], encoder: TextEncoder, n_passages: int,
-                 batch_size: int, seed: int, positive: str = "first"):
+                 batch_size: int, seed: int, positive: str):
         super().__init__()
         self.encoder, self.batch_size = encoder, batch_size
         self.train_set = GroupDataset(train_groups, n_passages, seed, positive)

@@ -8,13 +8,14 @@ one, so every passage carries the heading of the section it comes from.
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.sources import SourceSpec, iter_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.jsonl import jsonl_records
 
 FENCE = re.compile(r"^(```|~~~)")
 
@@ -126,39 +127,14 @@ def _tail(text: str, n: int) -> str:
     return (tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail) + "\n"
 
 
-def read_documents(name: str, spec: dict) -> Iterator[tuple[str, str]]:
-    """(doc_id, text) of one source; JSONL records may be filtered by field values (`where`)."""
-    spec = dict(spec)
-    where = spec.pop("where", None) or {}
-    path = Path(spec["path"])
-    key = f"passages.sources.{name}"
-    if path.is_file() and where:
-        text_key = spec.get("text_key", "text")
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
-                    raise ChipadaptError(f"{path}:{lineno}: no string field {text_key!r}")
-                if all(record.get(field) in (allowed if isinstance(allowed, list) else [allowed]) for field, allowed in where.items()):
-                    yield str(record.get("path") or record.get("id") or f"{path.name}:{lineno}"), record[text_key]
-        return
-    for doc in read_source(SourceSpec(**spec), key):
-        yield doc.doc_id, doc.text
-
-
 def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars: int) -> list[Passage]:
     """Every source's documents, chunked; ids are `<source>:<doc id>#<n>` (stable for fixed settings)."""
     passages = []
     for name, spec in sources.items():
         count = 0
-        for doc_id, text in read_documents(name, spec):
-            for n, chunk in enumerate(chunk_text(text, max_chars, min_chars, overlap_chars)):
-                passages.append(Passage(id=f"{name}:{doc_id}#{n}", text=chunk, source=f"{name}:{doc_id}"))
+        for doc in iter_source(SourceSpec(**spec), f"passages.sources.{name}"):
+            for n, chunk in enumerate(chunk_text(doc.text, max_chars, min_chars, overlap_chars)):
+                passages.append(Passage(id=f"{name}:{doc.doc_id}#{n}", text=chunk, source=f"{name}:{doc.doc_id}"))
                 count += 1
         if count == 0:
             raise ChipadaptError(f"passages.sources.{name}: no passages (path {spec.get('path')}, filter {spec.get('where')})")
@@ -172,24 +148,15 @@ def write_passages(passages: Iterable[Passage], path: Path) -> Path:
 def read_passages(path: str | Path) -> list[Passage]:
     """A passages JSONL ({"id", "text", "source"?}); ids are used as given and must be unique."""
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"passages file {path} does not exist")
     passages, seen = [], set()
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str) or "id" not in record:
-                raise ChipadaptError(f"{path}:{lineno}: a passage needs string 'text' and an 'id'")
-            pid = str(record["id"])
-            if pid in seen:
-                raise ChipadaptError(f"{path}:{lineno}: duplicate passage id {pid!r}")
-            seen.add(pid)
-            passages.append(Passage(id=pid, text=record["text"], source=str(record.get("source", ""))))
+    for lineno, record in jsonl_records(path, missing=f"passages file {path} does not exist"):
+        if not isinstance(record.get("text"), str) or "id" not in record:
+            raise ChipadaptError(f"{path}:{lineno}: a passage needs string 'text' and an 'id'")
+        pid = str(record["id"])
+        if pid in seen:
+            raise ChipadaptError(f"{path}:{lineno}: duplicate passage id {pid!r}")
+        seen.add(pid)
+        passages.append(Passage(id=pid, text=record["text"], source=str(record.get("source", ""))))
     if not passages:
         raise ChipadaptError(f"{path}: no passages")
     return passages

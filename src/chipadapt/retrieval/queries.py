@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.io.atomic import write_text_atomic
 
 
@@ -26,28 +27,19 @@ class Query:
 def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Query]:
     """Queries with at least one positive; with `known_ids`, every positive must be a passage id."""
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"queries file {path} does not exist")
     queries = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("query"), str):
-                raise ChipadaptError(f"{path}:{lineno}: a query needs a string 'query'")
-            positives = record.get("positive_ids")
-            if not isinstance(positives, list) or not positives:
-                raise ChipadaptError(f"{path}:{lineno}: 'positive_ids' must be a non-empty list")
-            if known_ids is not None:
-                unknown = [p for p in positives if str(p) not in known_ids]
-                if unknown:
-                    raise ChipadaptError(f"{path}:{lineno}: positive id {unknown[0]!r} is not in the passages file")
-            extra = {k: v for k, v in record.items() if k not in ("id", "query", "positive_ids", "answer")}
-            queries.append(Query(str(record.get("id", f"q{lineno}")), record["query"], tuple(map(str, positives)), record.get("answer"), extra))
+    for lineno, record in jsonl_records(path, missing=f"queries file {path} does not exist"):
+        if not isinstance(record.get("query"), str):
+            raise ChipadaptError(f"{path}:{lineno}: a query needs a string 'query'")
+        positives = record.get("positive_ids")
+        if not isinstance(positives, list) or not positives:
+            raise ChipadaptError(f"{path}:{lineno}: 'positive_ids' must be a non-empty list")
+        if known_ids is not None:
+            unknown = [p for p in positives if str(p) not in known_ids]
+            if unknown:
+                raise ChipadaptError(f"{path}:{lineno}: positive id {unknown[0]!r} is not in the passages file")
+        extra = {k: v for k, v in record.items() if k not in ("id", "query", "positive_ids", "answer")}
+        queries.append(Query(str(record.get("id", f"q{lineno}")), record["query"], tuple(map(str, positives)), record.get("answer"), extra))
     if not queries:
         raise ChipadaptError(f"{path}: no queries")
     return queries

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.manifest import RunManifest
 from chipadapt.modules.bi_encoder import BiEncoderModule
+from chipadapt.pipeline import build_trainer, resume_checkpoint
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import console
 from chipadapt.retrieval.build import load_passages, make_retrievers
@@ -129,13 +129,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     datamodule = RetrieverDataModule(train_groups, heldout, encoder, rcfg.train.n_passages, rcfg.train.batch_size, cfg.seed, rcfg.train.positive)
     module = BiEncoderModule(encoder, rcfg.train.n_passages, rcfg.train.temperature, cfg.optim)
 
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, gradient_clip_val=cfg.optim.gradient_clip_val,
-                                     logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
-                                     callbacks=callbacks, default_root_dir=str(out))
-    ckpt = out / "checkpoints" / "last.ckpt"
-    resume_from = str(ckpt) if cfg.resume and ckpt.is_file() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer, _ = build_trainer(cfg, out, accumulation=1)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out))
     encoder.save(out / "model")
 
     metrics = {"global_step": trainer.global_step, "val": module.val_results}

@@ -6,37 +6,28 @@ walked by epoch), so that every negative is used over the epochs. Tevatron's own
 a Hugging Face Trainer's state and `datasets` tables; this one reads the same JSONL directly.
 """
 
-import json
 import random
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 
 
 def read_tevatron(path: str | Path) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"training file {path} does not exist")
     groups = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("query"), str):
-                raise ChipadaptError(f"{path}:{lineno}: a training group needs a string 'query'")
-            for key in ("positive_passages", "negative_passages"):
-                value = record.get(key, [] if key == "negative_passages" else None)
-                if not isinstance(value, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
-                    raise ChipadaptError(f"{path}:{lineno}: {key!r} must be a list of {{'docid', 'text'}}")
-            if not record["positive_passages"]:
-                raise ChipadaptError(f"{path}:{lineno}: no positive passage")
-            groups.append(record)
+    for lineno, record in jsonl_records(path, missing=f"training file {path} does not exist"):
+        if not isinstance(record.get("query"), str):
+            raise ChipadaptError(f"{path}:{lineno}: a training group needs a string 'query'")
+        for key in ("positive_passages", "negative_passages"):
+            value = record.get(key, [] if key == "negative_passages" else None)
+            if not isinstance(value, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
+                raise ChipadaptError(f"{path}:{lineno}: {key!r} must be a list of {{'docid', 'text'}}")
+        if not record["positive_passages"]:
+            raise ChipadaptError(f"{path}:{lineno}: no positive passage")
+        groups.append(record)
     if not groups:
         raise ChipadaptError(f"{path}: no training groups")
     return groups

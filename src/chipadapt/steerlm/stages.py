@@ -17,20 +17,13 @@ from chipadapt.io.atomic import write_text_atomic
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
 from chipadapt.modules.attribute_model import AttributeModule
-from chipadapt.pipeline import starting_model
+from chipadapt.pipeline import build_trainer, resume_checkpoint, starting_model
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import console
 from chipadapt.steerlm.attribute_data import AttributeDataModule
 from chipadapt.steerlm.rating import AttributeRater
 
 log = logging.getLogger(__name__)
-
-
-def _trainer(cfg: DictConfig, out: Path, accumulation: int) -> L.Trainer:
-    callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if c is not None and name != "throughput"]
-    return instantiate(cfg.trainer, accumulate_grad_batches=accumulation, gradient_clip_val=cfg.optim.gradient_clip_val,
-                       logger=[instantiate(c) for c in cfg.logger.values() if c is not None], callbacks=callbacks,
-                       default_root_dir=str(out))
 
 
 def run_attribute_model(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -42,9 +35,8 @@ def run_attribute_model(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     datamodule.setup("fit")
     manifest.update("data", datamodule.stats)
     module = AttributeModule(folder, datamodule.attributes, datamodule.pad_id, cfg.optim, datamodule.label_means)
-    trainer = _trainer(cfg, out, batch_plan(cfg.data, cfg.trainer).accumulation)
-    ckpt = out / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if cfg.resume and ckpt.is_file() else None)
+    trainer, _ = build_trainer(cfg, out, batch_plan(cfg.data, cfg.trainer).accumulation)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out))
     if module.last_val_step != trainer.global_step:  # fit cut short by max_steps has not validated at the end
         trainer.validate(module, datamodule=datamodule, verbose=False)
     save_hf_folder(module.model, tokenizer, out / "model")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.tasks.qa import rouge_l
 from chipadapt.io.atomic import write_text_atomic
@@ -32,16 +33,8 @@ JUDGE = ("Rate the following {kind} of a bug thread on a scale from 1 (useless) 
 
 def read_threads(path: str | Path, thread_key: str) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"eval.bug_summary.path: {path} does not exist")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+    for lineno, record in jsonl_records(path, missing=f"eval.bug_summary.path: {path} does not exist"):
         if not isinstance(record.get(thread_key), str):
             raise ChipadaptError(f"{path}:{lineno}: no string field {thread_key!r}")
         rows.append({"id": str(record.get("id", lineno)), **record})

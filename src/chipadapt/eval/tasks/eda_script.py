@@ -12,6 +12,7 @@ from pathlib import Path
 
 from chipadapt.data.eda_split import is_eval_row
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.eda.calls import api_calls, extract_code, f1, parses
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.tasks.qa import rouge_l
@@ -23,16 +24,8 @@ INSTRUCTION = ("Write an OpenROAD Python script (using the `openroad`/`odb` Pyth
 
 def read_rows(path: str | Path) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"eval.eda_script.path: {path} does not exist")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+    for lineno, record in jsonl_records(path, missing=f"eval.eda_script.path: {path} does not exist"):
         if not isinstance(record.get("prompt"), str) or not isinstance(record.get("script"), str):
             raise ChipadaptError(f"{path}:{lineno}: needs string fields 'prompt' and 'script'")
         rows.append(record)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.text.rouge import ROUGEScore
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.scoring import generate
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
@@ -22,20 +23,11 @@ log = logging.getLogger(__name__)
 
 def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"QA file {path} does not exist")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(question_key), str) or not isinstance(record.get(answer_key), str):
-                raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
-            rows.append({"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]})
+    for lineno, record in jsonl_records(path, missing=f"QA file {path} does not exist"):
+        if not isinstance(record.get(question_key), str) or not isinstance(record.get(answer_key), str):
+            raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
+        rows.append({"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]})
     if not rows:
         raise ChipadaptError(f"{path}: no questions")
     return rows

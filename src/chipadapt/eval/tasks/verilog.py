@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.progress import track
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.verilog.extract import extract_module
 from chipadapt.eval.verilog.simulate import require_iverilog, simulate
@@ -38,16 +39,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def read_tasks(path: str | Path) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
-        raise ChipadaptError(f"eval.verilog.path: {path} does not exist")
     tasks = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+    for lineno, record in jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"):
         missing = [k for k in ("task_id", "prompt", "ref", "test") if not isinstance(record.get(k), str)]
         if missing:
             raise ChipadaptError(f"{path}:{lineno}: missing string field(s) {missing}")
