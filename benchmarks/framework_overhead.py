@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 
 from chipadapt.batch_plan import batch_plan
 from chipadapt.models.hf_folder import load_tokenizer, resolve_model_folder
-from chipadapt.modules.causal_lm import decay_groups
+from chipadapt.modules.optim import decay_groups
 
 WARMUP, STEPS, ROUNDS = 2, 6, 2
 DEFAULTS = ["data.seq_len=256", "data.micro_batch_size=1", "data.global_batch_size=2", "stage.validate_before=false"]

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torchmetrics.regression import MeanAbsoluteError, SpearmanCorrCoef
 from transformers import AutoModelForSequenceClassification
 
-from chipadapt.modules.causal_lm import decay_groups
+from chipadapt.modules.optim import optimizers_for
 
 
 def load_attribute_model(folder: str | Path, attributes: list[str] | None = None, pad_token_id: int | None = None):
@@ -84,8 +83,4 @@ class AttributeModule(L.LightningModule):
         self._reset_val()
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.optim.optimizer)(params=decay_groups(self.model, self.optim.optimizer.weight_decay))
-        if self.optim.scheduler is None:
-            return optimizer
-        scheduler = instantiate(self.optim.scheduler)(optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizers_for(self.model, self.optim, self.trainer)

@@ -9,10 +9,9 @@ temperature (normalised embeddings need one well below 1.0 to give the softmax a
 import lightning as L
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate
 from tevatron.loss import DistributedContrastiveLoss, SimpleContrastiveLoss
 
-from chipadapt.modules.causal_lm import decay_groups
+from chipadapt.modules.optim import optimizers_for
 from chipadapt.retrieval.encoder import TextEncoder
 
 
@@ -58,8 +57,4 @@ class BiEncoderModule(L.LightningModule):
         self._val = []
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.optim.optimizer)(params=decay_groups(self.encoder, self.optim.optimizer.weight_decay))
-        if self.optim.scheduler is None:
-            return optimizer
-        scheduler = instantiate(self.optim.scheduler)(optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizers_for(self.encoder, self.optim, self.trainer)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
@@ -16,18 +15,10 @@ from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.data.sft_batches import block_causal_mask
 from chipadapt.models.lora import apply_lora
 from chipadapt.modules.loss_guard import LossSpikeGuard
+from chipadapt.modules.optim import optimizers_for
 from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
-
-
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: norms and biases (1-D tensors) are not decayed, as in Megatron/NeMo."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class CausalLMModule(L.LightningModule):
@@ -136,11 +127,4 @@ class CausalLMModule(L.LightningModule):
         self.last_val_step = self.global_step
 
     def configure_optimizers(self):
-        optimizer_factory = instantiate(self.optim.optimizer)
-        optimizer = optimizer_factory(params=decay_groups(self.model, self.optim.optimizer.weight_decay))
-        if self.optim.scheduler is None:
-            return optimizer
-        scheduler = instantiate(self.optim.scheduler)(
-            optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizers_for(self.model, self.optim, self.trainer)
