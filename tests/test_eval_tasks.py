@@ -208,3 +208,32 @@ def test_compare_writes_one_table_and_a_lambda_curve(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", "metrics=[mcq.nope]",
                            f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "compare.metrics: 'mcq.nope' is in no results file" in proc.stderr
+
+
+def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_domain_splits(tmp_path, tiny):
+    from chipadapt.data.blend import held_out
+    from chipadapt.eval.tasks.perplexity import PerplexityTask
+
+    model, tokenizer = tiny
+    docs = [{"text": f"module m{i}(input a, output y); assign y = a ^ {i % 2}; endmodule // design {i}", "path": f"rtl/m{i}.v"} for i in range(60)]
+    corpus = write_jsonl(tmp_path / "rtl.jsonl", docs)
+    prose = write_jsonl(tmp_path / "prose.jsonl", [{"text": "The river runs past the old mill and into the town square."}] * 3)
+    splits = {"rtl": {"path": str(corpus), "held_out": 0.2}, "rtl_again": {"path": str(corpus), "held_out": 0.2},
+              "prose": {"path": str(prose), "general": True}}
+    task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None)
+    expected = [d["path"] for d, keep in zip(docs, held_out([d["path"] for d in docs], 0.2)) if keep]
+    assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
+    results = task.run(model, tokenizer)
+    assert results["rtl.documents"] == len(expected)
+    assert results["domain_mean.bpb"] == pytest.approx((results["rtl.bpb"] + results["rtl_again.bpb"]) / 2)  # prose is general
+    capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30).run(model, tokenizer)
+    assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]
+
+
+def test_mcq_max_per_subject_spans_every_subject_before_the_limit():
+    from chipadapt.eval.tasks.mcq import first_per_subject
+
+    rows = [{"subject": s, "question": f"{s}{i}"} for s in ("anatomy", "law", "physics") for i in range(4)]
+    kept = first_per_subject(rows, 2)
+    assert [r["question"] for r in kept] == ["anatomy0", "anatomy1", "law0", "law1", "physics0", "physics1"]
+    assert len(first_per_subject([{"question": "x"}] * 3, 1)) == 1   # rows without a subject form one group

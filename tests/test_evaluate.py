@@ -50,14 +50,14 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
     from chipadapt.errors import ChipadaptError
     from chipadapt.eval.tasks.mcq import MCQTask
 
-    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128)
+    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128, None)
     import chipadapt.eval.tasks.mcq as mcq_module
 
     # A fake scorer: the "model" likes continuations containing 'module' or 'one bit'.
     monkeypatch.setattr(mcq_module, "continuation_logprobs",
                         lambda m, t, pairs, b, n: [0.0 if ("module" in c or "one bit" in c) else -5.0 for _, c in pairs])
-    assert task.run(None, None) == {"acc": 1.0, "acc_norm": 1.0, "questions": 2}
+    assert task.run(None, None) == {"acc": 1.0, "acc_norm": 1.0, "questions": 2, "subjects": 1}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "choices": ["a"], "answer": 3}\n')
     with pytest.raises(ChipadaptError, match=r"bad\.jsonl:1: not a multiple-choice record"):
-        MCQTask(str(bad), None, 0, None, "cloze", 4, 128)
+        MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None)

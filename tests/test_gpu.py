@@ -31,7 +31,7 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
     from omegaconf import OmegaConf
 
     tasks = OmegaConf.create({
-        "perplexity": {"_target_": "chipadapt.eval.tasks.perplexity.PerplexityTask", "max_length": 128, "max_documents": 2,
+        "perplexity": {"_target_": "chipadapt.eval.tasks.perplexity.PerplexityTask", "max_length": 128, "max_documents": 2, "max_tokens": None,
                        "splits": {"domain": {"path": cfg.data.sources.docs.path}}},
         "mcq": {"_target_": "chipadapt.eval.tasks.mcq.MCQTask", "path": str(mcq), "fewshot_path": None, "num_fewshot": 0,
                 "limit": None, "style": "cloze", "batch_size": 4, "max_length": 128},

@@ -328,10 +328,19 @@ def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(t
                                             {"question": "What builds the power grid?", "answer": "pdngen"}])
     retrieval = OmegaConf.create({"passages": str(passages), "build": None, "use": "bm25", "top_k": 2, "budget_tokens": 200,
                                   "encoders": {}, "dense": DENSE, "bm25": BM25, "hybrid": None})
-    task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out"), retrieval)
+    task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out"), True, retrieval)
     results = task.run(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder))
     assert results["questions"] == 2 and 0 <= results["rougeL"] <= 1 and 0 <= results["rougeL_rag"] <= 1
     assert results["rag_gain"] == pytest.approx(results["rougeL_rag"] - results["rougeL"])
     records = [json.loads(l) for l in (tmp_path / "out" / "rag_qa_predictions.jsonl").read_text().splitlines()]
     assert records[0]["retrieved_ids"][0] == "p1" and records[1]["retrieved_ids"][0] == "p2"
     assert {"prediction", "prediction_rag"} <= set(records[0])
+    # RAG answers only (sweeps that score domain QA with retrieval): no answer without passages is generated.
+    model, tokenizer = load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder)
+    rag_only = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out2"), False, retrieval).run(model, tokenizer)
+    assert set(rag_only) == {"questions", "rougeL_rag"}
+    assert "prediction" not in json.loads((tmp_path / "out2" / "rag_qa_predictions.jsonl").read_text().splitlines()[0])
+    from chipadapt.errors import ChipadaptError
+
+    with pytest.raises(ChipadaptError, match="answer_without_context=false needs a retrieval section"):
+        QATask("qa_rouge", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out3"), False, None)

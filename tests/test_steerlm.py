@@ -78,6 +78,9 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((boot / "manifest.json").read_text())["metrics"]
     assert metrics["prompts"] == 2 and metrics["candidates"] == 4 and metrics["kept"] <= 2
+    # Two settings, one reply per prompt each: the rating of each setting's replies is reported apart.
+    assert [s["replies"] for s in metrics["by_setting"]] == [2, 2]
+    assert metrics["by_setting"][1]["setting"]["humor"] == 1 and 0 <= metrics["by_setting"][0]["mean_rating"]["quality"] <= 4
     kept = [json.loads(l) for l in (boot / "bootstrap.jsonl").read_text().splitlines() if l]
     assert all(r["messages"][-1]["role"] == "assistant" and "quality" in r["attributes"] for r in kept)
 

@@ -21,7 +21,7 @@ from chipadapt.eval.run import flat_metrics
 from chipadapt.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
-SKIP = ("seconds", "questions", "tasks", "threads", "prompts", "scripts", "queries", "passages", "documents", "tokens")
+SKIP = ("seconds", "questions", "tasks", "threads", "prompts", "scripts", "queries", "passages", "documents", "tokens", "subjects")
 
 
 def find_results(patterns: list[str]) -> list[Path]:

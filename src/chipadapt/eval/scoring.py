@@ -40,12 +40,19 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the prompt
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    outputs = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        if chat and tokenizer.chat_template:
-            batch = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in batch]
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    if not prompts:
+        return []
+    if chat and tokenizer.chat_template:
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+    # Batches of prompts of similar length: less left padding to run through every decoding step.
+    # Answers go back in the caller's order.
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    outputs: list[str | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        encoded = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         generated = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
-        outputs += tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)
+        for i, text in zip(index, tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)):
+            outputs[i] = text
     return outputs

@@ -56,7 +56,7 @@ def run_annotate(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     silence_known_noise()
     a = cfg.annotate
     rater = AttributeRater(a.attribute_model, instantiate(cfg.data.template), a.max_tokens, a.batch_size)
-    convs = read_conversations("annotate.input", OmegaConf.to_container(a.input, resolve=True))
+    convs = read_conversations("annotate.input", OmegaConf.to_container(a.input, resolve=True))[: a.limit]
     predicted = rater.rate([c.messages for c in convs])
     lines = [json.dumps({"id": c.id, "messages": c.messages, "attributes": p, "human_attributes": c.attributes or None}) for c, p in zip(convs, predicted)]
     target = Path(a.output) if a.output else out / "annotated.jsonl"
@@ -89,6 +89,14 @@ def run_bootstrap(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     rater = AttributeRater(b.attribute_model, instantiate(cfg.data.template), b.max_tokens, b.batch_size)
     flat = [(pi, reply) for pi, replies in enumerate(candidates) for reply in replies]
     ratings = rater.rate([prompts[pi] + [{"role": "assistant", "content": reply}] for pi, reply in flat])
+    # Which setting each reply was sampled under (replies of a prompt are setting-major): the mean
+    # rating per setting shows whether the model follows its attributes at all.
+    setting_of = [j // b.samples_per_setting for replies in candidates for j in range(len(replies))]
+    by_setting = []
+    for si, setting in enumerate(settings):
+        rated = [r for r, s in zip(ratings, setting_of) if s == si]
+        by_setting.append({"setting": setting, "replies": len(rated),
+                           "mean_rating": {k: sum(r[k] for r in rated) / max(len(rated), 1) for k in rater.attributes}})
     best: dict[int, tuple[float, str, dict]] = {}
     for (pi, reply), rating in zip(flat, ratings):
         score = sum(float(b.score_weights.get(k, 0.0)) * v for k, v in rating.items())
@@ -99,7 +107,8 @@ def run_bootstrap(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     target = out / "bootstrap.jsonl"
     write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
     metrics = {"prompts": len(prompts), "candidates": len(flat), "kept": len(lines),
-               "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1), "output": str(target)}
+               "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1), "output": str(target),
+               "by_setting": by_setting}
     manifest.update("metrics", metrics)
     log.info("bootstrap round: %s", metrics)
     return metrics

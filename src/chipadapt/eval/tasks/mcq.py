@@ -1,7 +1,9 @@
 """`mcq`: multiple choice by log-likelihood of each choice, zero- or few-shot (MMLU and domain sets).
 
 `acc` picks the choice with the highest log-likelihood, `acc_norm` divides it by the choice's
-length in bytes (lm-eval's acc_norm). Records: {"question", "choices", "answer": index}.
+length in bytes (lm-eval's acc_norm). Records: {"question", "choices", "answer": index, "subject"?}.
+`max_per_subject` takes the first N questions of every subject (in file order) before `limit`, so a
+small subset of MMLU spans all 57 subjects instead of the first few in the file.
 """
 
 import json
@@ -29,12 +31,27 @@ def read_mcq(path: Path, key: str) -> list[dict]:
     return rows
 
 
+def first_per_subject(rows: list[dict], n: int) -> list[dict]:
+    """The first n rows of each subject (rows without one form one group), in file order."""
+    seen: dict = {}
+    kept = []
+    for row in rows:
+        subject = row.get("subject")
+        seen[subject] = seen.get(subject, 0) + 1
+        if seen[subject] <= n:
+            kept.append(row)
+    return kept
+
+
 class MCQTask:
     def __init__(self, path: str, fewshot_path: str | None, num_fewshot: int, limit: int | None, style: str,
-                 batch_size: int, max_length: int):
+                 batch_size: int, max_length: int, max_per_subject: int | None):
         if style not in ("letters", "cloze"):
             raise ChipadaptError(f"eval.mcq.style: {style!r} is not letters or cloze")
-        self.rows = read_mcq(Path(path), "eval.mcq.path")[:limit]
+        rows = read_mcq(Path(path), "eval.mcq.path")
+        if max_per_subject:
+            rows = first_per_subject(rows, max_per_subject)
+        self.rows = rows[:limit]
         self.shots = read_mcq(Path(fewshot_path), "eval.mcq.fewshot_path")[:num_fewshot] if num_fewshot else []
         self.style, self.batch_size, self.max_length = style, batch_size, max_length
 
@@ -68,4 +85,5 @@ class MCQTask:
             correct_norm += int(max(range(k), key=norm.__getitem__) == int(row["answer"]))
             position += k
         n = max(len(self.rows), 1)
-        return {"acc": correct / n, "acc_norm": correct_norm / n, "questions": len(self.rows)}
+        return {"acc": correct / n, "acc_norm": correct_norm / n, "questions": len(self.rows),
+                "subjects": len({r.get("subject") for r in self.rows})}

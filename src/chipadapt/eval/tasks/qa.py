@@ -40,8 +40,11 @@ def rouge_l(predictions: list[str], references: list[str]) -> float:
 
 class QATask:
     def __init__(self, name: str, path: str, question_key: str, answer_key: str, limit: int | None, max_new_tokens: int,
-                 batch_size: int, output_dir: str, retrieval: DictConfig | None = None):
+                 batch_size: int, output_dir: str, answer_without_context: bool, retrieval: DictConfig | None = None):
+        if not answer_without_context and not retrieval:
+            raise ChipadaptError(f"eval.{name}: answer_without_context=false needs a retrieval section (nothing would be answered)")
         self.name, self.path, self.keys = name, path, (question_key, answer_key)
+        self.answer_without_context = answer_without_context
         self.limit, self.max_new_tokens, self.batch_size = limit, max_new_tokens, batch_size
         self.output_dir = Path(output_dir)
         self.retrieval = OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
@@ -51,7 +54,7 @@ class QATask:
 
         r = self.retrieval
         passages = load_passages(r.get("passages"), r["build"])
-        retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))
+        retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"), r.get("index_dir"))
         if r["use"] not in retrievers:
             raise ChipadaptError(f"eval.{self.name}.retrieval.use: {r['use']!r} is not one of {sorted(retrievers)}")
         retriever = retrievers[r["use"]]
@@ -62,15 +65,19 @@ class QATask:
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = read_qa(self.path, *self.keys)[: self.limit]
         questions, references = [r["question"] for r in rows], [r["answer"] for r in rows]
-        plain = generate(model, tokenizer, [PLAIN_TEMPLATE.format(question=q) for q in questions], self.batch_size, self.max_new_tokens, chat=True)
-        results = {"rougeL": rouge_l(plain, references), "questions": len(rows)}
-        records = [{**row, "prediction": p} for row, p in zip(rows, plain)]
+        results, records = {"questions": len(rows)}, [dict(row) for row in rows]
+        if self.answer_without_context:
+            plain = generate(model, tokenizer, [PLAIN_TEMPLATE.format(question=q) for q in questions], self.batch_size, self.max_new_tokens, chat=True)
+            results["rougeL"] = rouge_l(plain, references)
+            for record, answer in zip(records, plain):
+                record["prediction"] = answer
         if self.retrieval:
             retrieved = self._retrieve(questions)
             prompts, used = zip(*(rag_prompt(q, hits, tokenizer, self.retrieval["budget_tokens"]) for q, hits in zip(questions, retrieved)))
             with_rag = generate(model, tokenizer, list(prompts), self.batch_size, self.max_new_tokens, chat=True)
             results["rougeL_rag"] = rouge_l(with_rag, references)
-            results["rag_gain"] = results["rougeL_rag"] - results["rougeL"]
+            if self.answer_without_context:
+                results["rag_gain"] = results["rougeL_rag"] - results["rougeL"]
             for record, answer, ids in zip(records, with_rag, used):
                 record.update({"prediction_rag": answer, "retrieved_ids": list(ids)})
         write_text_atomic(self.output_dir / f"{self.name}_predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The small-scale reproduction of ChipNeMo and ChipAlign (issue 10): every step, then
+# experiments/reports/<date>[-fast]/REPORT.md. A rerun skips finished steps and resumes the others.
+#   bash experiments/runs/reproduce_small.sh            # full variant, a few hours on 2 CPU cores
+#   bash experiments/runs/reproduce_small.sh --fast     # under 20 minutes
+#   bash experiments/runs/reproduce_small.sh --fast only=[report]   # extra arguments go to reproduce.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+variant=full
+if [[ "${1:-}" == "--fast" ]]; then variant=fast; shift; fi
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec "$PY" reproduce.py "variant=$variant" "$@"

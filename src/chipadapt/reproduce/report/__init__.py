@@ -1,0 +1,1 @@
+"""REPORT.md of a reproduction: one module per section, each reading its steps' folders."""

@@ -1,0 +1,39 @@
+"""Copy each step's record (not its weights) beside the report, so every figure stays traceable
+after the run folders are gone: runs/<step>/ with manifest, results, metrics and Hydra overrides."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Small files that say what ran and what it measured; model weights, checkpoints and indexes are left out.
+RECORD_FILES = {"manifest.json", "results.json", "metrics.csv", "tokenizer_report.json", "merge_manifest.json",
+                "sweep_report.csv", "sweep_report.json", "overrides.yaml", "config.yaml", "multirun.yaml"}
+MAX_BYTES = 2_000_000
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def archive_records(out: Path, names: list[str], target: Path) -> int:
+    """Copy the record files of the named step folders (any depth: a sweep's jobs are subfolders)."""
+    copied = 0
+    for name in names:
+        folder = out / name
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if path.name in RECORD_FILES and path.is_file() and path.stat().st_size <= MAX_BYTES and ".stale" not in path.parts:
+                copy_atomic(path, target / name / path.relative_to(folder))
+                copied += 1
+    if (out / "steps.json").is_file():
+        copy_atomic(out / "steps.json", target / "steps.json")
+    return copied

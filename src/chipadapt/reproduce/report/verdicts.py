@@ -1,0 +1,157 @@
+"""The headline table: each paper finding, the figure measured here, and whether it reproduces.
+
+A difference counts only when it is larger than twice its standard error (binomial, from the number
+of prompts or questions scored); smaller ones are reported as "within noise", not as a result.
+The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
+"""
+
+import math
+
+from chipadapt.reproduce.report.context import fmt
+
+YES, PARTLY, NO, NOISE, NOT_RUN = "reproduces", "partly", "does not reproduce", "within noise", "not run"
+
+
+def binomial_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 1e-9) / max(n, 1))
+
+
+def difference(a: float, b: float, n: int) -> tuple[float, bool]:
+    """a - b and whether it exceeds twice the standard error of a difference of two proportions over n items."""
+    se = math.sqrt(binomial_se(a, n) ** 2 + binomial_se(b, n) ** 2)
+    return a - b, abs(a - b) > 2 * se
+
+
+def tokenizer_row(f: dict) -> list:
+    if not f:
+        return ["Domain-adapted tokenizer", "1.6-3.3% fewer domain tokens, general unchanged", "–", NOT_RUN, ""]
+    held = f.get("domain_held_out")
+    ok = f["domain_in_sample"] > 0 and (held is None or held > 0) and abs(f["general_in_sample"]) < 1.0
+    here = (f"{f['domain_in_sample']:.1f}% fewer on the corpus, {fmt(held, 1)}-{fmt(f.get('domain_held_out_max'), 1)}% on unseen RTL/scripts; "
+            f"general {abs(f['general_in_sample']):.2f}% (WikiText-2/IFEval at most {fmt(f.get('general_held_out'), 2)}%)")
+    why = ("Larger savings than ChipNeMo's: 4,000 tokens added to a 49k vocabulary for a 16 MB corpus (ChipNeMo: 9k-20k new "
+           "tokens against LLaMA2's 32k vocabulary and a 24B-token corpus), so each new token is more specific.") if f["domain_in_sample"] > 3.3 else ""
+    return ["Domain-adapted tokenizer", "1.6-3.3% fewer domain tokens, general unchanged", here, YES if ok else NO, why]
+
+
+def dapt_rows(f: dict, chip: str, models: dict) -> list[list]:
+    rows = []
+    if not f:
+        return [["DAPT lowers domain perplexity", "domain ppl down, general ability kept", "–", NOT_RUN, ""]]
+    run = next((r for r in f["rows"] if r["name"] == chip), f["rows"][0])
+    ok = run["domain_change"] < 0
+    rows.append(["DAPT lowers domain perplexity", "lower domain perplexity after DAPT",
+                 f"{run['name']}: domain bpb {run['domain_change']:+.1f}%, WikiText-2 {run['general_change']:+.1f}% after {run['tokens']:,} tokens",
+                 YES if ok else NO, "" if ok else "Tens of thousands of tokens, not billions: too few steps to move a 135M model."])
+    arm = f["base_arm"]
+    if len(arm) >= 2:
+        lo, hi = min(arm), max(arm)
+        worse = arm[hi]["general_change"] > arm[lo]["general_change"]
+        here = (f"WikiText-2 bpb change {arm[lo]['general_change']:+.1f}% at lr {lo:g} vs {arm[hi]['general_change']:+.1f}% at {hi:g}; "
+                f"domain {arm[lo]['domain_change']:+.1f}% vs {arm[hi]['domain_change']:+.1f}%")
+        rows.append(["Large DAPT learning rate hurts", "a large lr degraded general ability; 5e-6 kept it",
+                     here, YES if worse else NO,
+                     "" if worse else "At this number of steps even the large lr has not moved far from the start."])
+    aug, same = f.get("aug"), f.get("same_lr_base")
+    if aug and same:
+        d = aug["domain_after"] - same["domain_after"]
+        rows.append(["Augmented tokenizer costs nothing after DAPT", "no loss in domain or general quality (ChipNeMo: little difference)",
+                     f"domain bpb after DAPT {fmt(aug['domain_after'])} (augmented) vs {fmt(same['domain_after'])} (base); "
+                     f"before DAPT {fmt(aug['domain_before'])} vs {fmt(same['domain_before'])}",
+                     YES if d <= 0.01 else NO,
+                     "" if d <= 0.01 else "The 4,000 new embedding rows start as sub-token means; too few DAPT steps to train them "
+                                          "(ChipNeMo trained 24B tokens)."])
+    return rows
+
+
+def alignment_rows(f: dict, models: dict) -> list[list]:
+    eda = (f or {}).get("eda", {})
+    rows = []
+    base, sft, sft_base = (eda.get(n, {}).get("eda_script.call_f1") for n in ("eval_base", "eval_sft", "eval_sft_base"))
+    if base is not None and sft is not None:
+        ok = sft > base
+        rows.append(["SFT on EDA scripts improves script generation", "domain SFT helps EDA script generation",
+                     f"API-call F1 {fmt(base)} (general model) → {fmt(sft)} (DAPT + SFT)"
+                     + (f"; general + SFT {fmt(sft_base)}" if sft_base is not None else ""), YES if ok else NO,
+                     "" if ok else "Only a few dozen SFT steps; the general model already writes plausible OpenROAD calls."])
+        if sft_base is not None:
+            rows.append(["DAPT before SFT beats SFT alone", "ChipNeMo chat models beat the general ones on domain tasks",
+                         f"API-call F1 {fmt(sft)} (DAPT + SFT) vs {fmt(sft_base)} (general + SFT)",
+                         YES if sft > sft_base else NO, "" if sft > sft_base else "The DAPT blend has little OpenROAD Python in it; "
+                         "what it teaches (RTL, docs) is not what this task scores."])
+    gap = (f or {}).get("steer_quality_gap")
+    if gap is not None:
+        rows.append(["SteerLM follows the attributes asked for", "replies track the requested quality/helpfulness",
+                     f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} (high minus low setting)",
+                     YES if gap > 0 else NO, "" if gap > 0 else "A few hundred attribute-labelled conversations and a few dozen steps."])
+    return rows
+
+
+def merge_rows(f: dict, n_ifeval: int) -> list[list]:
+    if not f or not f.get("chip"):
+        return [["ChipAlign restores instruction following", "up to +26.6% IFEval over the chip model; best at lambda 0.6", "–", NOT_RUN, ""]]
+    chip, at06 = f["chip"], f.get("at06")
+    best = f["best"].get("chipalign")
+    key = "ifeval.instruction_loose"
+    rows = []
+    if at06 and chip[key] is not None:
+        diff, real = difference(at06[key], chip[key], n_ifeval)
+        verdict = (YES if diff > 0 else NO) if real else NOISE
+        rows.append(["ChipAlign restores instruction following", "up to +26.6% IFEval over the chip model",
+                     f"IFEval instr. {fmt(chip[key])} (chip) → {fmt(at06[key])} at lambda 0.6 ({f.get('gain06', 0):+.1f}%)",
+                     verdict, "" if verdict == YES else f"Chip and instruct model differ little (a few dozen training steps apart), "
+                     f"and {n_ifeval} IFEval prompts give a standard error of about {binomial_se(at06[key], n_ifeval):.2f}."])
+    swept = [r for r in f.get("chipalign_rows", []) if not r.get("endpoint")]
+    if best and len(swept) < 3:
+        lams = ", ".join(f"{r['lam']:g}" for r in swept)
+        rows.append(["Best ChipAlign lambda is 0.6", "0.6", f"merged at lambda {lams} only", NOT_RUN,
+                     "This variant does not sweep lambda; the full variant does (0.1 to 0.9)."])
+    elif best:
+        rows.append(["Best ChipAlign lambda is 0.6", "0.6", f"{best['lam']:g} (highest balance of domain score and IFEval)",
+                     YES if abs(best["lam"] - 0.6) < 0.15 else NO,
+                     "" if abs(best["lam"] - 0.6) < 0.15 else "The balance is flat where both ends are close; its argmax is noise."])
+    ranked = sorted(f["best"].items(), key=lambda kv: -kv[1]["balance"])
+    if len(ranked) > 1:
+        top = ranked[0][0]
+        rows.append(["ChipAlign beats the other merges", "ChipAlign ahead of linear/slerp/TA/TIES/DELLA",
+                     ", ".join(f"{m} {r['balance']:.2f}" for m, r in ranked), YES if top == "chipalign" else NO,
+                     "" if top == "chipalign" else "Models this close are nearly collinear"
+                     + (f" (mean angle {f['angle']['mean']:.2f} degrees between their tensors)" if f.get("angle") else "")
+                     + ": geodesic and linear interpolation almost coincide, and the ranking follows evaluation noise."])
+    return rows
+
+
+def retrieval_rows(f: dict) -> list[list]:
+    if not f:
+        return [["Domain-adapted retriever", "+30% over the base SentenceTransformer", "–", NOT_RUN, ""]]
+    rows = []
+    gain = f.get("adapted_gain_hit8")
+    if gain is not None:
+        rows.append(["Domain-adapted retriever", "+30% hit rate over the base SentenceTransformer",
+                     f"hit@8 {fmt(f['minilm']['hit@8'])} → {fmt(f['finetuned']['hit@8'])} ({gain:+.0f}%); BM25 {fmt(f.get('bm25', {}).get('hit@8'))}, "
+                     f"hybrid {fmt(f.get('hybrid', {}).get('hit@8'))}", YES if gain > 0 else NO,
+                     "" if gain > 0 else "A few hundred synthetic queries written by a 135M model."])
+    gains = f.get("rag_gains")
+    if gains:
+        mean = sum(gains) / len(gains)
+        rows.append(["RAG improves domain answers", "retrieved context improves answers",
+                     f"ROUGE-L gain {', '.join(f'{g:+.3f}' for g in gains)} across models", YES if mean > 0 else NO,
+                     "" if mean > 0 else "A 135M model copies poorly from a long context."])
+    return rows
+
+
+def mmlu_row(models: dict, merged: str, n: int) -> list:
+    base, dapt, m = (models.get(name, {}).get("mcq.acc") for name in ("eval_base", "eval_dapt", merged))
+    if base is None or dapt is None:
+        return ["General knowledge kept (MMLU)", "DAPT models lose little MMLU", "–", NOT_RUN, ""]
+    diff, real = difference(dapt, base, n)
+    return ["General knowledge kept (MMLU)", "DAPT models lose little MMLU; merging recovers general ability",
+            f"acc {fmt(base)} (general), {fmt(dapt)} (DAPT), {fmt(m)} (ChipAlign 0.6), {n} questions",
+            YES if (not real or diff > 0) else NO, "" if (not real or diff > 0) else "See the learning-rate row."]
+
+
+def headline(facts: dict, chip_dapt: str) -> list[list]:
+    models = facts.get("models", {})
+    return ([tokenizer_row(facts.get("tokenizer"))] + dapt_rows(facts.get("dapt"), chip_dapt, models)
+            + alignment_rows(facts.get("alignment"), models) + merge_rows(facts.get("merge"), facts.get("n_ifeval", 0))
+            + retrieval_rows(facts.get("retrieval")) + [mmlu_row(models, "merged_chipalign_0.6", facts.get("n_mmlu", 0))])

@@ -1,0 +1,42 @@
+"""reproduce.py: run the configured steps that are not done, then build REPORT.md from their folders."""
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
+
+from chipadapt.models.hf_folder import resolve_model_folder
+from chipadapt.report import console
+from chipadapt.reproduce.ledger import Ledger
+from chipadapt.reproduce.runner import ROOT, plan, run_steps
+from chipadapt.reproduce.steps import load_steps
+
+log = logging.getLogger(__name__)
+REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the folders and runs nothing
+
+
+def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
+    for step, action in plan(steps, Ledger(out / "steps.json"), out, only, force):
+        console.print(f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(step.command(out)))}", highlight=False)
+
+
+def run(cfg: DictConfig) -> Path:
+    start = time.perf_counter()
+    # Every merge and evaluation names the general model by folder: materialise it once, here.
+    OmegaConf.update(cfg, "base_model", str(resolve_model_folder(cfg.model)))
+    steps = load_steps(cfg)
+    only, force = set(cfg.only or []), set(cfg.force or [])
+    out = (ROOT / cfg.out).resolve() if not Path(cfg.out).is_absolute() else Path(cfg.out)
+    if cfg.dry_run:
+        print_plan(steps, out, only - {REPORT}, force)
+        return out
+    if only != {REPORT}:
+        run_steps(steps, out, only - {REPORT}, force)
+    from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
+
+    report_dir = (ROOT / cfg.report_dir) if not Path(cfg.report_dir).is_absolute() else Path(cfg.report_dir)
+    path = build_report(cfg, steps, out, report_dir)
+    console.print(f"[bold green]report:[/bold green] {path}  ({time.perf_counter() - start:.0f} s in this invocation)")
+    return path

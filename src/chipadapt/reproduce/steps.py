@@ -1,0 +1,73 @@
+"""The steps of a reproduction, as configured: one command line each, and what it needs."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from chipadapt.errors import ChipadaptError
+
+SCRIPTS = ("train.py", "evaluate.py", "merge.py")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    script: str                  # train.py | evaluate.py | merge.py, in the repository root
+    args: tuple[str, ...]        # Hydra overrides, without the run folder
+    section: str                 # which part of the report reads it
+    label: str = ""
+    needs: tuple[str, ...] = ()
+    multirun: bool = False       # a Hydra sweep (-m): its jobs go to numbered folders under the step's
+    meta: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def folder(self, out: Path) -> Path:
+        return out / self.name
+
+    def command(self, out: Path) -> list[str]:
+        """The script and its arguments; the run folder is the step's, so a rerun resumes there."""
+        where = f"hydra.sweep.dir={self.folder(out)}" if self.multirun else f"hydra.run.dir={self.folder(out)}"
+        return [self.script, *(["-m"] if self.multirun else []), *self.args, where]
+
+
+def flatten(items) -> list[str]:
+    """Arguments may hold lists (shared argument sets interpolated into a step): one flat list."""
+    flat = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            flat += flatten(item)
+        elif item is not None:
+            flat.append(str(item))
+    return flat
+
+
+def load_steps(cfg: DictConfig) -> list[Step]:
+    """`steps` in config order, less the variant's `skip` and whatever needs a skipped step."""
+    skip = set(cfg.variant.skip or [])
+    unknown = skip - set(cfg.steps)
+    if unknown:
+        raise ChipadaptError(f"variant.skip: no step named {sorted(unknown)[0]!r} (steps: {', '.join(cfg.steps)})")
+    common = flatten(OmegaConf.to_container(cfg.variant.common_args, resolve=True) or [])
+    steps, dropped = [], set(skip)
+    for name, node in cfg.steps.items():
+        if node is None:
+            dropped.add(name)
+            continue
+        spec = OmegaConf.to_container(node, resolve=True)
+        needs = tuple(spec.get("needs") or ())
+        missing = [n for n in needs if n not in cfg.steps]
+        if missing:
+            raise ChipadaptError(f"steps.{name}.needs: no step named {missing[0]!r}")
+        if name in dropped or any(n in dropped for n in needs):
+            dropped.add(name)
+            continue
+        script = spec.get("script")
+        if script not in SCRIPTS:
+            raise ChipadaptError(f"steps.{name}.script: {script!r} is not one of {', '.join(SCRIPTS)}")
+        args = flatten(spec.get("args") or [])
+        if script != "merge.py":  # merge.py names its models itself; the others take the variant's model
+            args = common + args
+        steps.append(Step(name=name, script=script, args=tuple(args), section=spec.get("section", "other"),
+                          label=spec.get("label", name), needs=needs, multirun=bool(spec.get("multirun", False)),
+                          meta=spec.get("meta") or {}))
+    return steps

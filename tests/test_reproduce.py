@@ -1,0 +1,151 @@
+"""reproduce.py: the step list a variant yields, the plan over a ledger, the runner's resume and
+failure handling, and (integration) the whole pipeline on the tiny model into a report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.reproduce import runner
+from chipadapt.reproduce.ledger import Ledger
+from chipadapt.reproduce.runner import plan, run_steps
+from chipadapt.reproduce.steps import Step, load_steps
+
+from conftest import CONF, ROOT, SHARED_DATA
+
+
+def compose_reproduce(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    import chipadapt  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("reproduce", overrides=[*overrides, "base_model=/models/instruct"])
+    return cfg
+
+
+def by_name(steps):
+    return {s.name: s for s in steps}
+
+
+def test_fast_variant_drops_skipped_steps_and_whatever_needs_them():
+    steps = by_name(load_steps(compose_reproduce(["variant=fast"])))
+    assert "dapt_aug_lr5e-5" not in steps and "attribute_model" not in steps
+    # needs attribute_model, directly or through annotate/steerlm
+    assert not {"annotate", "steerlm", "steer_probe", "eval_steerlm"} & set(steps)
+    assert {"dapt_lr5e-6", "dapt_lr5e-5", "sft", "merge_chipalign", "merge_baselines", "eval_base"} <= set(steps)
+
+
+def test_full_variant_resolves_each_runs_own_learning_rate_and_merge_models():
+    steps = by_name(load_steps(compose_reproduce(["variant=full"])))
+    assert "optim.lr=5e-06" in steps["dapt_lr5e-6"].args and "optim.lr=0.0003" in steps["dapt_lr3e-4"].args
+    assert "model.path=outputs/reproduce_small/full/dapt_lr5e-5/model" in steps["sft"].args
+    sweep = steps["merge_chipalign"]
+    assert sweep.multirun and "merge.lam=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9" in sweep.args
+    assert "models.instruct=/models/instruct" in sweep.args
+    assert sweep.command(Path("/o"))[:2] == ["merge.py", "-m"] and sweep.command(Path("/o"))[-1] == "hydra.sweep.dir=/o/merge_chipalign"
+
+
+def test_common_args_go_before_train_and_evaluate_steps_but_not_merges():
+    steps = by_name(load_steps(compose_reproduce(["variant=fast", "variant.common_args=[\"model=tiny\"]"])))
+    assert steps["dapt_lr5e-5"].args[0] == "model=tiny" and steps["eval_base"].args[0] == "model=tiny"
+    assert "model=tiny" not in steps["merge_chipalign"].args
+
+
+def test_an_unknown_skip_or_need_names_the_key():
+    cfg = compose_reproduce(["variant=fast", "variant.skip=[dapt_lr9]"])
+    with pytest.raises(ChipadaptError, match=r"variant.skip: no step named 'dapt_lr9'"):
+        load_steps(cfg)
+    cfg = compose_reproduce(["variant=fast"])
+    OmegaConf.update(cfg, "steps.sft.needs", ["dapt_nonexistent"])
+    with pytest.raises(ChipadaptError, match=r"steps.sft.needs: no step named 'dapt_nonexistent'"):
+        load_steps(cfg)
+
+
+def toy_steps() -> list[Step]:
+    return [Step("a", "train.py", ("x=1",), "s"), Step("b", "train.py", ("y=2",), "s", needs=("a",)),
+            Step("c", "evaluate.py", ("z=3",), "s")]
+
+
+def test_plan_skips_done_steps_reruns_changed_ones_and_what_needs_them(tmp_path):
+    steps = toy_steps()
+    ledger = Ledger(tmp_path / "steps.json")
+    for s in steps:
+        ledger.start(s.name, s.command(tmp_path), tmp_path / "log")
+        ledger.finish(s.name, "completed", 1.0, 0)
+        s.folder(tmp_path).mkdir()
+    assert [a for _, a in plan(steps, ledger, tmp_path, set(), set())] == ["skip", "skip", "skip"]
+    changed = [Step("a", "train.py", ("x=9",), "s"), *steps[1:]]
+    assert [a for _, a in plan(changed, ledger, tmp_path, set(), set())] == ["rerun", "rerun", "skip"]
+    assert [a for _, a in plan(steps, ledger, tmp_path, {"c"}, {"c"})] == ["ignore", "ignore", "rerun"]
+    with pytest.raises(ChipadaptError, match="no step named 'd'"):
+        plan(steps, ledger, tmp_path, {"d"}, set())
+
+
+FAKE_TRAIN = """
+import sys, pathlib
+run_dir = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("hydra.run.dir="))
+flag = pathlib.Path(run_dir).parent / "fail_once"
+pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)
+(pathlib.Path(run_dir) / "calls").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+if flag.exists() and "y=2" in sys.argv:
+    flag.unlink()
+    print("boom: simulated crash", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monkeypatch):
+    fake_root = tmp_path / "repo"
+    fake_root.mkdir()
+    for script in ("train.py", "evaluate.py"):
+        (fake_root / script).write_text(FAKE_TRAIN)
+    monkeypatch.setattr(runner, "ROOT", fake_root)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "fail_once").touch()
+    with pytest.raises(ChipadaptError, match=r"step b failed \(exit 3\); log: .*b\.log"):
+        run_steps(toy_steps(), out, set(), set())
+    records = json.loads((out / "steps.json").read_text())
+    assert records["a"]["status"] == "completed" and records["b"]["status"] == "failed" and "c" not in records
+    assert "boom" in (out / "logs" / "b.log").read_text()
+    run_steps(toy_steps(), out, set(), set())   # a skipped, b resumed in its own folder, c run
+    assert (out / "a" / "calls").read_text().count("\n") == 1
+    assert (out / "b" / "calls").read_text().count("\n") == 2
+    assert json.loads((out / "steps.json").read_text())["c"]["status"] == "completed"
+    run_steps(toy_steps(), out, set(), {"a"})   # forced: a moved aside and run again, b after it
+    assert len(list((out / ".stale").iterdir())) == 2
+    assert (out / "c" / "calls").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="needs ../shared/data")
+def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
+    out, report = tmp_path / "run", tmp_path / "report"
+    command = [sys.executable, str(ROOT / "reproduce.py"), "variant=smoke", f"out={out}", f"report_dir={report}",
+               f"paths.shared_data={SHARED_DATA}"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads((out / "steps.json").read_text())
+    assert all(r["status"] == "completed" for r in records.values()) and "merge_chipalign" in records
+    text = (report / "REPORT.md").read_text()
+    for heading in ("## Findings", "## 2. Domain-adaptive pretraining", "## 4. ChipAlign", "## 5. Retriever", "## Provenance"):
+        assert heading in text
+    assert "chipalign 0.5" in text and "linear 0.5" in text       # the sweeps' jobs, read from their folders
+    assert (report / "merge_lambda.png").stat().st_size > 10_000 and (report / "retrieval.png").is_file()
+    assert (report / "runs" / "eval_base" / "results.json").is_file() and (report / "runs" / "steps.json").is_file()
+    assert (report / "headline.md").read_text().startswith("| finding |")
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0 and "done already, skipped" in again.stdout
+
+
+def test_a_difference_counts_only_beyond_twice_its_standard_error():
+    from chipadapt.reproduce.report.verdicts import difference
+
+    assert difference(0.5, 0.3, 30) == (pytest.approx(0.2), False)     # 2 SE = 0.25 at 30 items
+    assert difference(0.6, 0.2, 30)[1] and not difference(0.6, 0.2, 3)[1]
