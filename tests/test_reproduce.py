@@ -149,3 +149,29 @@ def test_a_difference_counts_only_beyond_twice_its_standard_error():
 
     assert difference(0.5, 0.3, 30) == (pytest.approx(0.2), False)     # 2 SE = 0.25 at 30 items
     assert difference(0.6, 0.2, 30)[1] and not difference(0.6, 0.2, 3)[1]
+
+
+def first_of_sweep(arg: str) -> str:
+    """`merge.lam=0.1,0.2` -> `merge.lam=0.1`: compose one job of a multirun step."""
+    key, _, value = arg.partition("=")
+    if "," in value and not value.startswith("["):
+        value = value.split(",")[0]
+    return f"{key}={value}"
+
+
+@pytest.mark.parametrize("variant", ["full", "fast", "smoke"])
+def test_every_step_composes_with_its_scripts_config(variant):
+    """A typo in a step's overrides would otherwise surface hours into the full run."""
+    from hydra import compose, initialize_config_dir
+
+    import chipadapt  # noqa: F401
+
+    steps = load_steps(compose_reproduce([f"variant={variant}"]))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for step in steps:
+            args = [first_of_sweep(a) for a in step.args if not a.startswith("hydra.")]
+            try:
+                cfg = compose(step.script.removesuffix(".py"), overrides=args)
+            except Exception as err:  # noqa: BLE001 (name the step in the failure)
+                raise AssertionError(f"{variant}/{step.name}: {err}") from err
+            assert cfg is not None
