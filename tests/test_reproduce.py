@@ -43,7 +43,7 @@ def test_fast_variant_drops_skipped_steps_and_whatever_needs_them():
 def test_full_variant_resolves_each_runs_own_learning_rate_and_merge_models():
     steps = by_name(load_steps(compose_reproduce(["variant=full"])))
     assert "optim.lr=5e-06" in steps["dapt_lr5e-6"].args and "optim.lr=0.0003" in steps["dapt_lr3e-4"].args
-    assert "model.path=outputs/reproduce_small/full/dapt_lr5e-5/model" in steps["sft"].args
+    assert "model.path=outputs/reproduce_small/full/dapt_lr3e-4/model" in steps["sft"].args   # chip_dapt
     sweep = steps["merge_chipalign"]
     assert sweep.multirun and "merge.lam=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9" in sweep.args
     assert "models.instruct=/models/instruct" in sweep.args

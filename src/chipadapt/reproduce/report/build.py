@@ -23,7 +23,7 @@ from chipadapt.reproduce.runner import ROOT
 from chipadapt.reproduce.steps import Step
 
 # Which model-suite evaluation belongs to which DAPT run (for the learning-rate table).
-DAPT_EVALS = {"dapt_lr5e-6": "eval_dapt_lr5e-6", "dapt_lr3e-4": "eval_dapt_lr3e-4"}
+DAPT_EVALS = {"dapt_lr5e-6": "eval_dapt_lr5e-6", "dapt_lr5e-5": "eval_dapt_lr5e-5", "dapt_lr3e-4": "eval_dapt_lr3e-4"}
 
 
 def provenance(ctx: Context) -> str:
