@@ -136,7 +136,8 @@ def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
     text = (report / "REPORT.md").read_text()
     for heading in ("## Findings", "## 2. Domain-adaptive pretraining", "## 4. ChipAlign", "## 5. Retriever", "## Provenance"):
         assert heading in text
-    assert "chipalign 0.5" in text and "linear 0.5" in text       # the sweeps' jobs, read from their folders
+    # the sweeps' jobs, read from their folders
+    assert "[chipalign 0.5](runs/merge_chipalign/0)" in text and "| linear | 0.5 |" in text
     assert (report / "merge_lambda.png").stat().st_size > 10_000 and (report / "retrieval.png").is_file()
     assert (report / "runs" / "eval_base" / "results.json").is_file() and (report / "runs" / "steps.json").is_file()
     assert (report / "headline.md").read_text().startswith("| finding |")

@@ -73,6 +73,9 @@ def section(ctx: Context) -> tuple[str, dict]:
     lines += [f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):", "",
               table(header, body), "", ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"), ""]
     facts = {m: {k: get(ctx.results(m), k) for k, _ in EDA_METRICS} for m in models}
+    sft_metrics = ctx.read_json("sft", "manifest.json")["metrics"]
+    heldout = (sft_metrics.get("before", {}).get("eda_heldout"), sft_metrics.get("after", {}).get("eda_heldout"))
+    sft_heldout = (heldout[0]["loss"], heldout[1]["loss"]) if all(heldout) else None
     steer_lines, steer_facts = steerlm_part(ctx)
     lines += steer_lines
-    return "\n".join(lines), {"eda": facts, **steer_facts}
+    return "\n".join(lines), {"eda": facts, "sft_heldout": sft_heldout, **steer_facts}

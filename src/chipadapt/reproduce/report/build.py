@@ -65,7 +65,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     facts["models"] = facts.get("models") or {}
     facts["n_ifeval"] = get(base, "ifeval.prompts") or 0
     facts["n_mmlu"] = get(base, "mcq.questions") or 0
-    rows = headline(facts, chip_dapt)
+    rows = headline(facts, chip_dapt, eval_of)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
     git = git_state()
