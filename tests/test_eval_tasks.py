@@ -218,8 +218,10 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     docs = [{"text": f"module m{i}(input a, output y); assign y = a ^ {i % 2}; endmodule // design {i}", "path": f"rtl/m{i}.v"} for i in range(60)]
     corpus = write_jsonl(tmp_path / "rtl.jsonl", docs)
     prose = write_jsonl(tmp_path / "prose.jsonl", [{"text": "The river runs past the old mill and into the town square."}] * 3)
-    splits = {"rtl": {"path": str(corpus), "held_out": 0.2}, "rtl_again": {"path": str(corpus), "held_out": 0.2},
-              "prose": {"path": str(prose), "general": True}}
+    from omegaconf import OmegaConf
+
+    splits = OmegaConf.create({"rtl": {"path": str(corpus), "held_out": 0.2}, "rtl_again": {"path": str(corpus), "held_out": 0.2},
+                               "prose": {"path": str(prose), "general": True}})
     task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None)
     expected = [d["path"] for d, keep in zip(docs, held_out([d["path"] for d in docs], 0.2)) if keep]
     assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
