@@ -59,8 +59,7 @@ def dapt_rows(f: dict, chip: str, models: dict, arm_evals: dict[str, str]) -> li
         ev_lo, ev_hi = models.get(arm_evals.get(arm[lo]["name"], ""), {}), models.get(arm_evals.get(arm[hi]["name"], ""), {})
         here = (f"WikiText-2 bpb {arm[lo]['general_change']:+.1f}% at lr {lo:g} vs {arm[hi]['general_change']:+.1f}% at {hi:g} "
                 f"(domain {arm[lo]['domain_change']:+.1f}% vs {arm[hi]['domain_change']:+.1f}%); IFEval instr. "
-                f"{fmt(ev_lo.get('ifeval.instruction_loose'))} vs {fmt(ev_hi.get('ifeval.instruction_loose'))}, MMLU "
-                f"{fmt(ev_lo.get('mcq.acc'))} vs {fmt(ev_hi.get('mcq.acc'))}")
+                f"{fmt(ev_lo.get('ifeval.instruction_loose'))} vs {fmt(ev_hi.get('ifeval.instruction_loose'))}")
         rows.append(["Large DAPT learning rate hurts", "a large lr degraded general ability; 5e-6 kept it",
                      here, YES if worse else NO,
                      "" if worse else "At this number of steps even the large lr has not moved far from the start."])
