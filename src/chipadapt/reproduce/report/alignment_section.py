@@ -37,6 +37,7 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
         rows = [[name, m["n"], m["mae"], m["baseline_mae"], f"{m['spearman']:+.3f}"] for name, m in val.items()]
         better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
         facts["attributes_beating_baseline"] = (better, len(val))
+        facts["attribute_spearman"] = sum(m["spearman"] for m in val.values()) / len(val)
         lines += [f"Attribute model ({ctx.link('attribute_model')}), on held-out OASST conversations with human labels; "
                   "the baseline predicts each attribute's training mean:", "",
                   table(["attribute", "n", "MAE", "baseline MAE", "Spearman"], rows), ""]
@@ -70,8 +71,11 @@ def section(ctx: Context) -> tuple[str, dict]:
     body = [[f"{ctx.label(n)} ({ctx.link(n)})", *[get(ctx.results(n), k) for k, _ in EDA_METRICS],
              get(ctx.results(n), "ifeval.instruction_loose"), get(ctx.results(n), "ifeval.prompt_loose")] for n in models]
     prompts = get(ctx.results(models[0]), "ifeval.prompts") if models else None
-    lines += [f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):", "",
-              table(header, body), "", ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"), ""]
+    if models:
+        lines += [f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):", "",
+                  table(header, body), "", ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"), ""]
+    else:
+        lines += [missing("EDA script generation per model", SUITE_MODELS), ""]
     facts = {m: {k: get(ctx.results(m), k) for k, _ in EDA_METRICS} for m in models}
     sft_metrics = ctx.read_json("sft", "manifest.json")["metrics"]
     heldout = (sft_metrics.get("before", {}).get("eda_heldout"), sft_metrics.get("after", {}).get("eda_heldout"))

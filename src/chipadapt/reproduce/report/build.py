@@ -48,7 +48,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     ctx = Context(out=out, report_dir=report_dir, steps={s.name: s for s in steps}, ledger=ledger,
                   base_model=Path(cfg.base_model), shared_data=shared if shared.is_absolute() else ROOT / shared)
     chip_dapt = cfg.chip_dapt
-    eval_of = {chip_dapt: "eval_dapt", **DAPT_EVALS}
+    eval_of = {**DAPT_EVALS, chip_dapt: "eval_dapt"}
     parts, facts = [], {}
     for key, title, build in [
         ("tokenizer", "1. Domain-adapted tokenizer", lambda: tokenizer_section.section(ctx)),
