@@ -34,6 +34,21 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 @contextmanager
+def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `dest` for a writer that wants a file name (savefig, copyfile);
+    it replaces `dest` when the block ends without error and is removed otherwise."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=dest.suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed."""
     dest = Path(dest)

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the folders and runs nothing
 
 
+def from_root(path: str) -> Path:
+    """Relative paths in the config are taken from the repository, where the steps run."""
+    return Path(path) if Path(path).is_absolute() else (ROOT / path).resolve()
+
+
 def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
     for step, action in plan(steps, Ledger(out / "steps.json"), out, only, force):
         console.print(f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(step.command(out)))}", highlight=False)
@@ -28,7 +33,7 @@ def run(cfg: DictConfig) -> Path:
     OmegaConf.update(cfg, "base_model", str(resolve_model_folder(cfg.model)))
     steps = load_steps(cfg)
     only, force = set(cfg.only or []), set(cfg.force or [])
-    out = (ROOT / cfg.out).resolve() if not Path(cfg.out).is_absolute() else Path(cfg.out)
+    out = from_root(cfg.out)
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force)
         return out
@@ -36,7 +41,6 @@ def run(cfg: DictConfig) -> Path:
         run_steps(steps, out, only - {REPORT}, force)
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
 
-    report_dir = (ROOT / cfg.report_dir) if not Path(cfg.report_dir).is_absolute() else Path(cfg.report_dir)
-    path = build_report(cfg, steps, out, report_dir)
+    path = build_report(cfg, steps, out, from_root(cfg.report_dir))
     console.print(f"[bold green]report:[/bold green] {path}  ({time.perf_counter() - start:.0f} s in this invocation)")
     return path

@@ -1,10 +1,10 @@
 """Copy each step's record (not its weights) beside the report, so every figure stays traceable
 after the run folders are gone: runs/<step>/ with manifest, results, metrics and Hydra overrides."""
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from chipadapt.io.atomic import atomic_file
 
 # Small files that say what ran and what it measured; model weights, checkpoints and indexes are left out.
 RECORD_FILES = {"manifest.json", "results.json", "metrics.csv", "tokenizer_report.json", "merge_manifest.json",
@@ -13,14 +13,8 @@ MAX_BYTES = 2_000_000
 
 
 def copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def archive_records(out: Path, names: list[str], target: Path) -> int:

@@ -1,8 +1,6 @@
 """What every report section reads: the steps, their folders and records, and where figures go."""
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from chipadapt.io.atomic import atomic_file  # noqa: E402
 from chipadapt.reproduce.steps import Step  # noqa: E402
 
 
@@ -52,15 +51,11 @@ class Context:
 
     def save_figure(self, fig, filename: str) -> str:
         """PNG beside REPORT.md, written to a temporary file and renamed; returns the Markdown image."""
-        self.report_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.report_dir, prefix=f".{filename}.", suffix=".png")
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-            os.replace(tmp, self.report_dir / filename)
+            with atomic_file(self.report_dir / filename) as tmp:
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         finally:
             plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
         self.figures.append(filename)
         return f"![{filename}]({filename})"
 
