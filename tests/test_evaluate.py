@@ -42,8 +42,35 @@ def test_evaluate_writes_results_json_in_the_contract_shape(tmp_path):
     assert results["ifeval"]["prompts"] == 2
     for metric in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
         assert 0 <= results["ifeval"][metric] <= 1
+    # The responses behind the score are kept, and their verdicts add up to it.
+    records = [json.loads(line) for line in (out / "ifeval_predictions.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in records] == [r["key"] for r in IFEVAL_ROWS]
+    loose = [v for r in records for v in r["loose"]]
+    assert len(loose) == sum(len(r["instruction_id_list"]) for r in IFEVAL_ROWS)  # an empty reply fails, it is not skipped
+    assert results["ifeval"]["instruction_loose"] == pytest.approx(sum(loose) / len(loose))
     assert (out / "results.csv").read_text().startswith("task,metric,value")
     assert "mcq/acc" in (out / "metrics.csv").read_text().splitlines()[0]  # also sent to the configured logger
+
+
+def test_ifeval_verdict_does_not_depend_on_the_process_random_state(tmp_path, monkeypatch):
+    """IFEval record 1122 asks for the letter "#", which its checker rejects and replaces by a random
+    letter: the same response must still get the same verdict in every process."""
+    import random
+
+    from chipadapt.eval.tasks import ifeval
+
+    row = {"key": 1122, "prompt": "Tweet about a playboy. Use the letter # at least 4 times.",
+           "instruction_id_list": ["keywords:letter_frequency"], "kwargs": [{"let_relation": "at least", "letter": "#", "let_frequency": 4}]}
+    path = write_jsonl(tmp_path / "ifeval.jsonl", [row])
+    response = "abcdefghijklm " * 4   # half the alphabet, each letter 4 times: a random letter passes half the time
+    monkeypatch.setattr(ifeval, "generate", lambda model, tokenizer, prompts, *args, **kwargs: [response] * len(prompts))
+    task = ifeval.IFEvalTask(str(path), str(nltk_data(tmp_path)), limit=None, max_new_tokens=8, batch_size=1, output_dir=str(tmp_path))
+    verdicts = set()
+    for seed in range(20):
+        random.seed(seed)
+        verdicts.add(task.run(None, None)["instruction_strict"])
+        assert random.random() == random.Random(seed).random()  # the caller's random stream is left where it was
+    assert len(verdicts) == 1
 
 
 def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch):

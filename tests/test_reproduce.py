@@ -160,6 +160,18 @@ def first_of_sweep(arg: str) -> str:
     return f"{key}={value}"
 
 
+def test_mmlu_at_chance_is_not_called_knowledge_kept():
+    from chipadapt.reproduce.report.verdicts import NO, NOISE, YES, mmlu_row
+
+    def verdict(base, dapt, n=114):
+        models = {"eval_base": {"mcq.acc": base}, "eval_dapt": {"mcq.acc": dapt}}
+        return mmlu_row(models, "merged", n)[3]
+
+    assert verdict(0.254, 0.219) == NOISE          # the general model is at chance: nothing to keep
+    assert verdict(0.60, 0.58, n=1000) == YES     # a real score, a drop within noise
+    assert verdict(0.60, 0.45, n=1000) == NO      # a real score, a real drop
+
+
 @pytest.mark.parametrize("variant", ["full", "fast", "smoke"])
 def test_every_step_composes_with_its_scripts_config(variant):
     """A typo in a step's overrides would otherwise surface hours into the full run."""

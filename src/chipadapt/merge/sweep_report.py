@@ -79,7 +79,8 @@ class LambdaSweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = collect(sweep_dir, self.domain_metric, self.instruct_metric)
         if not rows:
-            log.info("sweep report: no job evaluated (add eval=[...] to the sweep)")
+            log.info("sweep report: no job's results.json has both %s and %s (add eval=[...] to the sweep, or name other "
+                     "metrics with hydra.callbacks.lambda_sweep.domain_metric=... / instruct_metric=...)", self.domain_metric, self.instruct_metric)
             return
         best = choose(rows, self.domain_higher_is_better)
         buffer = io.StringIO()

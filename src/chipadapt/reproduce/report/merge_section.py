@@ -115,7 +115,13 @@ def section(ctx: Context) -> tuple[str, dict]:
     for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
         if r["balance"] is not None and (r["method"] not in best or r["balance"] > best[r["method"]]["balance"]):
             best[r["method"]] = r
-    best_rows = [[m, f"{r['lam']:g}", *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]] for m, r in sorted(best.items(), key=lambda kv: -kv[1]["balance"])]
+    tried = {}
+    for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
+        tried.setdefault(r["method"], set()).add(r["lam"])
+    best_rows = [[m, f"{r['lam']:g}", ", ".join(f"{lam:g}" for lam in sorted(tried[m])), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
+                 for m, r in sorted(best.items(), key=lambda kv: -kv[1]["balance"])]
+    baseline_body = [[link(ctx, r), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
+                     for r in sorted(baselines, key=lambda r: (r["method"], r["lam"]))]
 
     chip = next((r for r in chipalign if r["lam"] == 1.0), None)
     at06 = next((r for r in chipalign if abs(r["lam"] - 0.6) < 1e-9), None)
@@ -135,8 +141,9 @@ def section(ctx: Context) -> tuple[str, dict]:
                f"max {angle['max']:.2f} (from merge_diagnostics.csv); near zero, geodesic and linear interpolation nearly coincide.", ""]
               if angle else []),
             "ChipAlign over lambda:", "", table(header, body), "",
-            "Every method at its best lambda (highest balance of domain score and IFEval):", "",
-            table(["method", "lambda", *[label for _, label, _ in METRICS], "domain score", "balance"], best_rows), "",
+            "Every method at its best lambda (highest balance of domain score and IFEval) among the lambdas it was run at:", "",
+            table(["method", "best lambda", "lambdas run", *[label for _, label, _ in METRICS], "domain score", "balance"], best_rows), "",
+            *(["The other merges at every lambda run:", "", table(header, baseline_body), ""] if len(baselines) > len({r["method"] for r in baselines}) else []),  # only when some method ran at several lambdas
             ctx.save_figure(lambda_plot(ctx, chipalign, baselines), "merge_lambda.png"), "",
             ctx.save_figure(tradeoff_plot(ctx, chipalign, baselines), "merge_tradeoff.png")]
     return "\n".join(text), facts

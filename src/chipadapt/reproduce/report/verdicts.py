@@ -10,8 +10,9 @@ import math
 from chipadapt.reproduce.report.context import fmt
 
 YES, PARTLY, NO, NOISE, NOT_RUN = "reproduces", "partly", "does not reproduce", "within noise", "not run"
-F1_NOISE = 0.05
-BALANCE_NOISE = 0.05   # merge balance scores (0-1) closer than this are not a ranking   # EDA API-call F1 over 16 scripts or fewer: smaller differences are not counted
+F1_NOISE = 0.05        # EDA API-call F1 over 16 scripts or fewer: smaller differences are not counted
+BALANCE_NOISE = 0.05   # merge balance scores (0-1) closer than this are not a ranking
+MCQ_CHANCE = 0.25      # four choices per MMLU question
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -185,13 +186,19 @@ def retrieval_rows(f: dict) -> list[list]:
 
 
 def mmlu_row(models: dict, merged: str, n: int) -> list:
+    finding, paper = "General knowledge kept (MMLU)", "DAPT models lose little MMLU; merging recovers general ability"
     base, dapt, m = (models.get(name, {}).get("mcq.acc") for name in ("eval_base", "eval_dapt", merged))
     if base is None or dapt is None:
-        return ["General knowledge kept (MMLU)", "DAPT models lose little MMLU", "–", NOT_RUN, ""]
+        return [finding, paper, "–", NOT_RUN, ""]
+    here = f"acc {fmt(base)} (general), {fmt(dapt)} (DAPT), {fmt(m)} (ChipAlign 0.6), {n} questions"
+    # A general model at chance has no measured knowledge to lose: "kept" would be vacuous.
+    if abs(base - MCQ_CHANCE) <= 2 * binomial_se(base, n):
+        return [finding, paper, here, NOISE,
+                f"The general model itself is within noise of chance ({MCQ_CHANCE:.2f}) on this subset: at 135M parameters "
+                "MMLU measures no general knowledge for DAPT to lose or merging to win back."]
     diff, real = difference(dapt, base, n)
-    return ["General knowledge kept (MMLU)", "DAPT models lose little MMLU; merging recovers general ability",
-            f"acc {fmt(base)} (general), {fmt(dapt)} (DAPT), {fmt(m)} (ChipAlign 0.6), {n} questions",
-            YES if (not real or diff > 0) else NO, "" if (not real or diff > 0) else "See the learning-rate row."]
+    kept = not real or diff > 0
+    return [finding, paper, here, YES if kept else NO, "" if kept else "See the learning-rate row."]
 
 
 def headline(facts: dict, chip_dapt: str, arm_evals: dict[str, str]) -> list[list]:
