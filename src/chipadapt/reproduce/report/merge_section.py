@@ -118,7 +118,12 @@ def section(ctx: Context) -> tuple[str, dict]:
     tried = {}
     for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
         tried.setdefault(r["method"], set()).add(r["lam"])
-    best_rows = [[m, f"{r['lam']:g}", ", ".join(f"{lam:g}" for lam in sorted(tried[m])), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
+    # With a zero instruct task vector, TIES' and DELLA's disjoint mean divides the chip weight back
+    # out: lambda does not change the merge (up to float rounding of lam * tau / lam), and a "best
+    # lambda" would only name the first one run.
+    inert = {m for m in tried if len(tried[m]) > 1 and len({tuple(None if r[key] is None else round(r[key], 6) for key, _, _ in METRICS)
+                                                             for r in baselines + chipalign if r["method"] == m and not r.get("endpoint")}) == 1}
+    best_rows = [[m, "any (no effect)" if m in inert else f"{r['lam']:g}", ", ".join(f"{lam:g}" for lam in sorted(tried[m])), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
                  for m, r in sorted(best.items(), key=lambda kv: -kv[1]["balance"])]
     baseline_body = [[link(ctx, r), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
                      for r in sorted(baselines, key=lambda r: (r["method"], r["lam"]))]
@@ -135,7 +140,9 @@ def section(ctx: Context) -> tuple[str, dict]:
     text = ["Every merge is evaluated on the same suite as the models (section 6). Task arithmetic, TIES and DELLA take "
             "task vectors against `models.base`; the only common ancestor here is the instruct model itself, so the "
             "instruct task vector is zero: task arithmetic is then exactly linear interpolation (not run again), and TIES and "
-            "DELLA reduce to trimming the chip model's task vector before scaling it by lambda. "
+            "DELLA reduce to adding the chip model's trimmed task vector to the instruct model, whatever lambda is: their "
+            "disjoint mean divides each entry by the weight of the task vectors that agree on its sign, here the chip's "
+            "alone, so lambda cancels. Their knobs are `merge.method.density` and `merge.method.scale`, not swept here. "
             "Normalised scores: each metric min-max scaled over every model in this section (1 = best seen).", "",
             *([f"Angle between chip and instruct weights over the {angle['tensors']} merged tensors: mean {angle['mean']:.2f} degrees, "
                f"max {angle['max']:.2f} (from merge_diagnostics.csv); near zero, geodesic and linear interpolation nearly coincide.", ""]
