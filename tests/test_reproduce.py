@@ -160,6 +160,17 @@ def first_of_sweep(arg: str) -> str:
     return f"{key}={value}"
 
 
+def test_a_rag_gain_of_a_few_hundredths_is_not_a_result():
+    from chipadapt.reproduce.report.verdicts import NO, NOISE, YES, retrieval_rows
+
+    def verdict(gains):
+        return retrieval_rows({"rag_gains": gains})[-1][3]
+
+    assert verdict([0.017, -0.003, -0.009]) == NOISE
+    assert verdict([0.09, 0.07, 0.065]) == YES
+    assert verdict([-0.08, -0.05, -0.06]) == NO
+
+
 def test_mmlu_at_chance_is_not_called_knowledge_kept():
     from chipadapt.reproduce.report.verdicts import NO, NOISE, YES, mmlu_row
 
