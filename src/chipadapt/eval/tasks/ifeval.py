@@ -35,22 +35,25 @@ class IFEvalTask:
         # the checker draws one from Python's global `random`: seeded per prompt, the same response always
         # gets the same verdict, whatever ran before it in the process. The caller's random state is kept.
         caller_state = random.getstate()
-        for row, response in zip(rows, responses):
-            random.seed(row["key"])
-            sample = IFEvalSample(key=row["key"], prompt=row["prompt"], instruction_id_list=row["instruction_id_list"], kwargs=row["kwargs"])
-            checks, scores = evaluate_output_for_sample("ifeval", sample, response)
-            # An empty response comes back with no checks at all: its instructions count as failed,
-            # not as absent, or a model that says nothing would raise its instruction-level score.
-            strict = [bool(c.strict_pass) for c in checks] or [False] * len(row["instruction_id_list"])
-            loose = [bool(c.loose_pass) for c in checks] or [False] * len(row["instruction_id_list"])
-            prompt_strict += scores.binary_strict
-            prompt_loose += scores.binary_loose
-            inst_strict += sum(strict)
-            inst_loose += sum(loose)
-            instructions += len(strict)
-            records.append({"key": row["key"], "prompt": row["prompt"], "response": response,
-                            "instructions": row["instruction_id_list"], "strict": strict, "loose": loose})
-        random.setstate(caller_state)
+        try:
+            for row, response in zip(rows, responses):
+                random.seed(row["key"])
+                sample = IFEvalSample(key=row["key"], prompt=row["prompt"], instruction_id_list=row["instruction_id_list"], kwargs=row["kwargs"])
+                checks, scores = evaluate_output_for_sample("ifeval", sample, response)
+                # An empty response comes back with no checks at all: its instructions count as failed,
+                # not as absent, or a model that says nothing would raise its instruction-level score.
+                failed = [False] * len(row["instruction_id_list"])
+                strict = [bool(c.strict_pass) for c in checks] or failed
+                loose = [bool(c.loose_pass) for c in checks] or failed
+                prompt_strict += scores.binary_strict
+                prompt_loose += scores.binary_loose
+                inst_strict += sum(strict)
+                inst_loose += sum(loose)
+                instructions += len(strict)
+                records.append({"key": row["key"], "prompt": row["prompt"], "response": response,
+                                "instructions": row["instruction_id_list"], "strict": strict, "loose": loose})
+        finally:
+            random.setstate(caller_state)
         write_text_atomic(self.output_dir / "ifeval_predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         n = max(len(rows), 1)
         return {

@@ -111,19 +111,22 @@ def section(ctx: Context) -> tuple[str, dict]:
     header = ["merge", *[label for _, label, _ in METRICS], "domain score", "balance"]
     body = [[f"{'instruct' if r['lam'] == 0 else 'chip'} model, lambda {r['lam']:g} ({ctx.link(r['endpoint'])})" if r.get("endpoint") else link(ctx, r),
              *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]] for r in chipalign]
-    best = {}
+    by_method: dict[str, list[dict]] = {}
     for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
-        if r["balance"] is not None and (r["method"] not in best or r["balance"] > best[r["method"]]["balance"]):
-            best[r["method"]] = r
-    tried = {}
-    for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
-        tried.setdefault(r["method"], set()).add(r["lam"])
-    # With a zero instruct task vector, TIES' and DELLA's disjoint mean divides the chip weight back
-    # out: lambda does not change the merge (up to float rounding of lam * tau / lam), and a "best
-    # lambda" would only name the first one run.
-    inert = {m for m in tried if len(tried[m]) > 1 and len({tuple(None if r[key] is None else round(r[key], 6) for key, _, _ in METRICS)
-                                                             for r in baselines + chipalign if r["method"] == m and not r.get("endpoint")}) == 1}
-    best_rows = [[m, "any (no effect)" if m in inert else f"{r['lam']:g}", ", ".join(f"{lam:g}" for lam in sorted(tried[m])), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
+        by_method.setdefault(r["method"], []).append(r)
+    best = {m: max(scored, key=lambda r: r["balance"])
+            for m, rows in by_method.items() if (scored := [r for r in rows if r["balance"] is not None])}
+
+    def no_effect(rows: list[dict]) -> bool:
+        # With a zero instruct task vector, TIES' and DELLA's disjoint mean divides the chip weight back
+        # out: lambda does not change the merge (up to float rounding of lam * tau / lam), and a "best
+        # lambda" would only name the first one run.
+        scores = {tuple(None if r[key] is None else round(r[key], 6) for key, _, _ in METRICS) for r in rows}
+        return len({r["lam"] for r in rows}) > 1 and len(scores) == 1
+
+    best_rows = [[m, "any (no effect)" if no_effect(by_method[m]) else f"{r['lam']:g}",
+                  ", ".join(f"{lam:g}" for lam in sorted({x["lam"] for x in by_method[m]})),
+                  *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
                  for m, r in sorted(best.items(), key=lambda kv: -kv[1]["balance"])]
     baseline_body = [[link(ctx, r), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
                      for r in sorted(baselines, key=lambda r: (r["method"], r["lam"]))]
