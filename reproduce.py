@@ -5,18 +5,11 @@
   python reproduce.py only=[report]     # rebuild experiments/reports/<date>/REPORT.md from the run folders
 """
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-import chipadapt  # noqa: F401  (registers the config resolvers)
-from chipadapt.errors import exit_on_user_error
-from chipadapt.reproduce.run import run
+from chipadapt.cli import entry_point
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="reproduce")
-def main(cfg: DictConfig) -> None:
-    exit_on_user_error(run, cfg)
-
+main = entry_point(str(Path(__file__).resolve().parent / "conf"), "reproduce", "chipadapt.reproduce.run:run")
 
 if __name__ == "__main__":
     main()

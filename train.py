@@ -4,18 +4,11 @@
   python train.py -m model=tiny optim.lr=1e-4,5e-6 data.seq_len=64,128
 """
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-import chipadapt  # noqa: F401  (registers the config resolvers)
-from chipadapt.errors import exit_on_user_error
-from chipadapt.pipeline import train
+from chipadapt.cli import entry_point
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    exit_on_user_error(train, cfg)
-
+main = entry_point(str(Path(__file__).resolve().parent / "conf"), "train", "chipadapt.pipeline:train")
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ def run_curation(inputs: list[Path], out: Path) -> tuple[dict, float, float]:
     wall = time.perf_counter() - start
     if status:
         raise SystemExit(f"curation failed: {' '.join(command)}")
-    return json.loads((out / "curation_report.json").read_text()), usage.ru_maxrss / 1024, wall
+    return json.loads((out / "corpus" / "curation_report.json").read_text()), usage.ru_maxrss / 1024, wall
 
 
 def main() -> None:

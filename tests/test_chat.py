@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,107 @@ def test_attribute_strings_from_the_command_line_are_checked():
     assert parse_attributes("quality:4, humor:0") == {"quality": 4.0, "humor": 0.0}
     with pytest.raises(ChipadaptError, match="'humor' is not name:value"):
         parse_attributes("quality:4,humor")
+
+
+@pytest.mark.integration
+def test_chat_commands_save_the_transcript_and_the_log_records_the_session(tmp_path):
+    import json
+
+    proc = chat([], ["What is a latch?", "/bogus", "/save", f"/save {tmp_path / 'mine.jsonl'}", "/help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # stdin ends: the session ends cleanly
+    assert "chipadapt: error: unknown command /bogus" in proc.stderr and proc.stdout.count("assistant> ") == 1
+    assert "/sources" in proc.stdout and "/save [FILE]" in proc.stdout  # /help
+    for saved in (tmp_path / "chat" / "transcript.jsonl", tmp_path / "mine.jsonl"):
+        record = json.loads(saved.read_text())
+        assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
+    log = (tmp_path / "chat" / "chat.log").read_text()
+    assert "user: What is a latch?" in log and "assistant: " in log and "error: unknown command /bogus" in log
+    assert json.loads((tmp_path / "chat" / "manifest.json").read_text())["status"] == "completed"
+
+
+class Terminal:
+    """chat.py on a pseudo-terminal, as a user at a keyboard drives it (stdlib pty, no pexpect)."""
+
+    def __init__(self, args: list[str], cwd):
+        import os
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: chat.py with the pty as its controlling terminal
+            os.chdir(cwd)
+            os.environ["TERM"] = "dumb"
+            os.execv(sys.executable, [sys.executable, str(ROOT / "chat.py"), *args])
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 180) -> str:
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never appeared; the terminal shows:\n{self.seen[-2000:]}"
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                assert chunk, f"chat.py ended before {text!r}; the terminal shows:\n{self.seen[-2000:]}"
+                self.seen += chunk.decode(errors="replace")
+        before, _, self.seen = self.seen.partition(text)
+        return before
+
+    def send(self, keys: str) -> None:
+        import os
+
+        os.write(self.fd, keys.encode())
+
+    def exit_status(self, timeout: float = 60) -> int:
+        import os
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.read(self.fd, 4096)  # drain, so the child never blocks writing
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.1)
+        os.kill(self.pid, 9)
+        raise AssertionError("chat.py did not exit")
+
+
+@pytest.mark.integration
+def test_chat_in_a_terminal_ctrl_c_stops_the_reply_and_ctrl_d_exits_cleanly(tmp_path):
+    import time
+
+    # Greedy decoding of the tiny random model writes newlines until max_new_tokens: a reply of
+    # many seconds, long enough to interrupt.
+    term = Terminal(["model=tiny", "generate.max_new_tokens=2000", f"hydra.run.dir={tmp_path / 'chat'}"], ROOT)
+    term.expect("you> ")
+    term.send("/help\r")
+    assert "/save [FILE]" in term.expect("you> ")
+    term.send("/bogus\r")
+    assert "unknown command /bogus" in term.expect("you> ")
+    term.send("\x1b[A\r")  # arrow up recalls the last line (readline history)
+    assert "unknown command /bogus" in term.expect("you> ")
+    term.send("What is a latch?\r")
+    term.expect("assistant> ")
+    time.sleep(1.0)
+    started = time.monotonic()
+    term.send("\x03")  # Ctrl-C mid-reply
+    term.expect("reply stopped")
+    term.expect("you> ")
+    assert time.monotonic() - started < 30  # stopped, not run to max_new_tokens
+    term.send("\x04")  # Ctrl-D at the prompt
+    assert term.exit_status() == 0
+    log = (tmp_path / "chat" / "chat.log").read_text()
+    assert "user: What is a latch?" in log and "(stopped by Ctrl-C)" in log
+    import os
+
+    history = Path(os.environ["CHIPADAPT_CACHE"]) / "chat_history"
+    assert "/bogus" in history.read_text()

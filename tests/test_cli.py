@@ -27,7 +27,7 @@ def assert_failed_cleanly(proc, run_dir, expected):
 @pytest.mark.parametrize(
     "case,expected",
     [
-        ("missing_model", "model.path: /nonexistent/llama is not a folder"),
+        ("missing_model", "model.path: /nonexistent/llama does not exist"),
         ("empty_corpus", "data.sources.only: "),
         ("malformed_jsonl", "bad.jsonl:2: malformed JSON"),
         ("seq_len_too_long", "data.seq_len=4096 exceeds the model's context of 512 tokens"),

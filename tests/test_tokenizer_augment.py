@@ -25,7 +25,8 @@ PROSE = ["The river flows past the old mill and the children play in the meadow 
 def build(tmp_path, base_folder, domain_texts, general_texts, **settings):
     domain = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in domain_texts])
     general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in general_texts])
-    defaults = dict(domain_vocab_size=600, max_new_tokens=40, max_general_per_million=0.0, min_savings=2, max_pieces=6)
+    defaults = dict(domain_vocab_size=600, max_new_tokens=40, max_general_per_million=0.0, min_savings=2, max_pieces=6,
+                    init={"input": "mean", "output": "zero"})
     return DomainTokenizer(
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"rtl": {"path": str(domain)}}),
@@ -101,9 +102,10 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
     with pytest.raises(ChipadaptError, match="domain_vocab_size=100 must be at least 300"):
         build(tmp_path, tiny_folder, RTL, PROSE, domain_vocab_size=100)
     model = AutoModelForCausalLM.from_pretrained(tiny_folder)
-    backend = Tokenizer.from_file(str(tiny_folder / "tokenizer.json"))
     with pytest.raises(ChipadaptError, match="smaller than the model's"):
-        resize_for_new_tokens(model, backend, [], [], 8)
+        resize_for_new_tokens(model, [], [], 8, input_rule="mean", output_rule="zero")
+    with pytest.raises(ChipadaptError, match=r"init.output='nope': choose one of zero, mean"):
+        resize_for_new_tokens(model, [], [], 64, input_rule="mean", output_rule="nope")
 
 
 def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmented_model(tmp_path):
@@ -136,6 +138,7 @@ def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(
     folder = DomainTokenizer(
         cache_dir=str(tmp_path), sources=OmegaConf.create(sources), report_general=OmegaConf.create(general),
         domain_vocab_size=32000, max_new_tokens=4000, max_general_per_million=1.0, min_savings=20, max_pieces=6,
+        init={"input": "mean", "output": "mean"},
     )(smollm2_folder)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     assert report["domain_reduction_pct"] >= 5.0

@@ -60,7 +60,8 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     first = train(compose([*common, "trainer.max_steps=4"], tmp_path))
     assert first["global_step"] == 4
     with caplog.at_level(logging.INFO, logger="chipadapt.data.datamodule"):
-        resumed = train(compose([*common, "trainer.max_steps=6"], tmp_path))
+        # Training on past a finished run replaces its model/: only with overwrite=true.
+        resumed = train(compose([*common, "trainer.max_steps=6", "overwrite=true"], tmp_path))
     # The data stream continues after the 4 x 4 sequences already trained on.
     assert "resuming the data stream after 16 sequences" in caplog.text
     assert resumed["global_step"] == 6

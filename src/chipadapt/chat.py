@@ -1,21 +1,48 @@
 """An interactive engineering assistant in the terminal: streamed replies, optional RAG and SteerLM
-attributes. Commands inside the chat: /reset, /attributes quality:4,humor:0, /sources, /quit."""
+attributes. It behaves like the chat CLIs people know: line editing and history (readline), Ctrl-C
+stops the reply being written and returns to the prompt, Ctrl-D leaves (exit 0), /help lists the
+commands, an unknown /command is an error and never reaches the model, /save writes the transcript,
+and the run folder's chat.log records the session."""
 
+import json
 import logging
+import signal
 import sys
 import threading
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from transformers import TextIteratorStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import write_text_atomic
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_model_folder
 from chipadapt.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "/help": "this list",
+    "/reset": "forget the conversation so far",
+    "/attributes k:v,...": "SteerLM attributes for the next replies (e.g. quality:4,humor:0; empty: none)",
+    "/sources": "the passages behind the last answer (with retrieval=...)",
+    "/save [FILE]": "write the transcript as chat JSONL (default: transcript.jsonl in the run folder)",
+    "/quit": "leave (also /exit, or Ctrl-D)",
+}
+HISTORY_LENGTH = 1000
+
+
+class StopFlag(StoppingCriteria):
+    """Set from the main thread on Ctrl-C; generate() checks it after every token."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self, input_ids, scores, **kwargs) -> bool:
+        return self.event.is_set()
 
 
 def parse_attributes(text: str) -> dict[str, float]:
@@ -34,7 +61,7 @@ def parse_attributes(text: str) -> dict[str, float]:
 
 class ChatSession:
     def __init__(self, cfg: DictConfig):
-        folder = resolve_model_folder(cfg.model)
+        folder = self.folder = resolve_model_folder(cfg.model)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = load_causal_lm(folder, "bfloat16" if device == "cuda" else "float32", "sdpa").to(device).eval()
         self.tokenizer = load_tokenizer(folder)
@@ -66,7 +93,8 @@ class ChatSession:
         return {"role": "user", "content": prompt}
 
     @torch.no_grad()
-    def reply(self, text: str, out=sys.stdout) -> str:
+    def reply(self, text: str, out=sys.stdout) -> str | None:
+        """Stream the answer to `text`; None when Ctrl-C stopped it (the turn is then not kept)."""
         turn = self.user_turn(text)
         prompt = self.template.prompt(self.messages + [turn], attribute_string(self.attributes, self.order))
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
@@ -74,14 +102,24 @@ class ChatSession:
         g = self.cfg.generate
         sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if g.temperature > 0 else {"do_sample": False}
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        stop = StopFlag()
         worker = threading.Thread(target=self.model.generate, kwargs=dict(**encoded, max_new_tokens=g.max_new_tokens, pad_token_id=pad,
-                                                                            streamer=streamer, **sampling))
+                                                                            streamer=streamer, stopping_criteria=StoppingCriteriaList([stop]),
+                                                                            **sampling))
         worker.start()
         pieces = []
-        for piece in streamer:
-            pieces.append(piece)
-            out.write(piece)
+        try:
+            for piece in streamer:
+                pieces.append(piece)
+                out.write(piece)
+                out.flush()
+        except KeyboardInterrupt:
+            # Ctrl-C arrives in this (main) thread; the generating thread stops at its next token.
+            stop.event.set()
+            worker.join()
+            out.write("\n(reply stopped; not kept in the history)\n")
             out.flush()
+            return None
         worker.join()
         out.write("\n")
         answer = "".join(pieces).strip()
@@ -90,27 +128,116 @@ class ChatSession:
         return answer
 
 
+def transcript_logger() -> logging.Logger:
+    """A logger that writes only to the run's log file: the terminal already shows the conversation."""
+    session = logging.getLogger("chipadapt.chat.session")
+    session.propagate = False
+    session.setLevel(logging.INFO)
+    if not session.handlers:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                session.addHandler(handler)
+    return session
+
+
+def read_lines(prompt: str, history_file: Path):
+    """The user's lines: from an editable prompt with history when stdin is a terminal, else stdin.
+    Ctrl-C at the prompt starts a fresh line; Ctrl-D ends the session."""
+    if not sys.stdin.isatty():
+        yield from sys.stdin
+        return
+    import readline  # importing it gives input() line editing and arrow-key history
+
+    readline.set_history_length(HISTORY_LENGTH)
+    if history_file.is_file():
+        readline.read_history_file(history_file)
+    try:
+        while True:
+            try:
+                yield input(prompt)
+            except KeyboardInterrupt:
+                print("^C (Ctrl-D or /quit to leave)", flush=True)
+            except EOFError:
+                print(flush=True)
+                return
+    finally:
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+        readline.write_history_file(history_file)
+
+
+class CommandError(Exception):
+    pass
+
+
+def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> Path:
+    """The conversation in the chat data format (one JSONL line), so it can feed SFT directly."""
+    dest = Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
+    record = {"messages": session.messages}
+    if session.attributes:
+        record["attributes"] = session.attributes
+    write_text_atomic(dest, json.dumps(record, ensure_ascii=False) + "\n")
+    return dest
+
+
+def command(session: ChatSession, line: str, run_dir: Path) -> bool:
+    """Run one /command; False when the session should end."""
+    name, _, argument = line.partition(" ")
+    argument = argument.strip()
+    if name in ("/quit", "/exit"):
+        return False
+    if name == "/help":
+        width = max(map(len, COMMANDS))
+        print("\n".join(f"  {cmd.ljust(width)}  {what}" for cmd, what in COMMANDS.items()))
+    elif name == "/reset":
+        session.messages = []
+        print("(history cleared)")
+    elif name == "/attributes":
+        session.attributes = parse_attributes(argument)
+        print(f"(attributes: {attribute_string(session.attributes, session.order) or 'none'})")
+    elif name == "/sources":
+        print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
+    elif name == "/save":
+        print(f"(transcript of {len(session.messages)} messages written to {save_transcript(session, argument, run_dir)})")
+    else:
+        raise CommandError(f"unknown command {name} (/help lists the commands); nothing was sent to the model")
+    return True
+
+
 def run(cfg: DictConfig) -> None:
+    from chipadapt.job import recorded_job
+
     silence_known_noise()
-    session = ChatSession(cfg)
+    # In a chat Ctrl-C stops the reply being written, not the session (entry points otherwise end
+    # the run on SIGINT); SIGTERM still ends it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    run_dir = Path(cfg.paths.output_dir)
+    with recorded_job(cfg, "chat", run_dir) as manifest:
+        session = ChatSession(cfg)
+        manifest.add_input("model", session.folder)
+        converse(session, cfg, run_dir)
+        manifest.update("metrics", {"messages": len(session.messages)})
+
+
+def converse(session: ChatSession, cfg: DictConfig, run_dir: Path) -> None:
+    record = transcript_logger()
     rag = " with retrieval" if session.retriever else ""
-    print(f"chipadapt chat: {cfg.model.path or cfg.model.name}{rag}. /reset /attributes k:v,... /sources /quit", flush=True)
-    for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("you> "), None):
+    name = cfg.model.path or cfg.model.name
+    print(f"chipadapt chat: {name}{rag}. /help lists the commands; Ctrl-C stops a reply, Ctrl-D leaves.", flush=True)
+    record.info("session start: model %s%s", name, rag)
+    for line in read_lines("you> ", Path(cfg.paths.cache_dir) / "chat_history"):
         line = line.strip()
         if not line:
             continue
-        if line in ("/quit", "/exit"):
-            break
-        if line == "/reset":
-            session.messages = []
-            print("(history cleared)")
-            continue
-        if line.startswith("/attributes"):
-            session.attributes = parse_attributes(line[len("/attributes"):])
-            print(f"(attributes: {attribute_string(session.attributes, session.order) or 'none'})")
-            continue
-        if line == "/sources":
-            print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
+        record.info("user: %s", line)
+        if line.startswith("/"):
+            try:
+                if not command(session, line, run_dir):
+                    break
+            except (CommandError, ChipadaptError) as err:
+                print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
+                record.info("error: %s", err)
             continue
         print("assistant> ", end="", flush=True)
-        session.reply(line)
+        answer = session.reply(line)
+        record.info("assistant: %s", answer if answer is not None else "(stopped by Ctrl-C)")
+    record.info("session end: %d messages", len(session.messages))

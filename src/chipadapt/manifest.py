@@ -1,15 +1,24 @@
-"""manifest.json: what a run did, from what, with which result. Rewritten atomically as it goes,
-so its `status` tells a finished run ("completed") from a crashed or failed one."""
+"""manifest.json: what a run did, from what, with which result — one schema for every entry point
+(train, evaluate, merge, chat, reproduce), so compare.py and the report read any run the same way.
+
+Rewritten atomically as it goes, so its `status` tells a finished run ("completed") from a crashed
+or failed one ("running" left behind, or "failed")."""
 
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.hashing import fingerprint_folder, fingerprint_file, sha256_json
+
+SCHEMA_VERSION = 2
+# Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
+SECTIONS = ("inputs", "data", "plan", "metrics", "results")
 
 
 def git_state() -> dict[str, Any]:
@@ -22,20 +31,45 @@ def git_state() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def hydra_overrides() -> list[str]:
+    """The job's own overrides (`optim.lr=1e-4`), as Hydra recorded them; [] outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def fingerprint_input(path: str | Path) -> dict[str, Any]:
+    """{path, fingerprint, files}: one digest for a file or a whole folder (a model, a corpus), so two
+    runs on the same input show the same fingerprint whatever the folder is called."""
+    path = Path(path)
+    if path.is_file():
+        files = {path.name: fingerprint_file(path)}
+    elif path.is_dir():
+        files = fingerprint_folder(path)
+    else:
+        return {"path": str(path), "fingerprint": None, "files": 0}
+    return {"path": str(path.resolve()), "fingerprint": sha256_json(files), "files": len(files)}
+
+
 class RunManifest:
-    def __init__(self, out_dir: str | Path, cfg: DictConfig):
+    def __init__(self, out_dir: str | Path, cfg: DictConfig, kind: str = "train"):
         self.path = Path(out_dir) / "manifest.json"
+        self._clock = time.perf_counter()
         self.data: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "kind": kind,  # train | evaluate | merge | chat | reproduce
             "status": "running",
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "overrides": hydra_overrides(),
             "started": dt.datetime.now().isoformat(timespec="seconds"),
             "finished": None,
+            "wall_s": None,
+            "error": None,
             "git": git_state(),
             "config": OmegaConf.to_container(cfg, resolve=True),
-            "inputs": {},
-            "data": {},
-            "metrics": {},
-            "plan": {},
+            **{section: {} for section in SECTIONS},
         }
         self.write()
 
@@ -43,11 +77,17 @@ class RunManifest:
         self.data[section].update(values)
         self.write()
 
+    def add_input(self, name: str, path: str | Path) -> dict[str, Any]:
+        """Record an input file or folder by content (see `fingerprint_input`)."""
+        record = fingerprint_input(path)
+        self.update("inputs", {name: record})
+        return record
+
     def finish(self, status: str, error: str | None = None) -> None:
         self.data["status"] = status
         self.data["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-        if error:
-            self.data["error"] = error
+        self.data["wall_s"] = round(time.perf_counter() - self._clock, 1)
+        self.data["error"] = error
         self.write()
 
     def write(self) -> None:

@@ -7,11 +7,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from chipadapt import interrupts
 from chipadapt.batch_plan import batch_plan, describe_plan
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import atomic_directory
+from chipadapt.io.checkpoints import check_checkpoint
 from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.io.outputs import check_output_folder
+from chipadapt.job import recorded_job
 from chipadapt.manifest import RunManifest
 from chipadapt.models.lora import merged_model
 from chipadapt.scaleout.save import full_model_state
@@ -35,14 +40,12 @@ def train(cfg: DictConfig) -> dict:
     """Run the configured stage (`stage.runner`) with a manifest that records how it ended."""
     silence_known_noise()
     out = Path(cfg.paths.output_dir)
-    manifest = RunManifest(out, cfg)
-    try:
-        metrics = instantiate(cfg.stage.runner)(cfg, out, manifest)
-    except BaseException as err:
-        manifest.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
-    manifest.finish("completed")
-    return metrics
+    # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
+    # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
+    check_output_folder(out / "model", "train", "hydra.run.dir", bool(cfg.overwrite),
+                        [("model.path", cfg.model.path)] if cfg.model.get("path") else [])
+    with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
+        return instantiate(cfg.stage.runner)(cfg, out, manifest)
 
 
 def starting_model(cfg: DictConfig, manifest: RunManifest) -> Path:
@@ -66,13 +69,28 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
         callbacks=list(callbacks.values()),
         default_root_dir=str(out),
     )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:  # the whole resolved config, not only the module's hyperparameters
+        logger.log_hyperparams(config)
     return trainer, callbacks
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
-    """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on."""
+    """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
+    cannot be read (a crash while it was written, a damaged disk) is a one-line error."""
     ckpt = out / "checkpoints" / "last.ckpt"
-    return str(ckpt) if cfg.resume and ckpt.is_file() else None
+    if not cfg.resume or not ckpt.exists():
+        return None
+    if ckpt.is_file():
+        check_checkpoint(ckpt)
+    return str(ckpt)
+
+
+def fit(trainer: L.Trainer, module, datamodule, ckpt_path: str | None) -> None:
+    """trainer.fit, with SIGINT/SIGTERM held until the optimizer step in flight completes (the
+    interrupt callback then writes last.ckpt and stops)."""
+    with interrupts.deferred():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
 
 def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -85,6 +103,11 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
         raise ChipadaptError(f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)")
     plan = batch_plan(cfg.data, cfg.trainer)
     manifest.update("inputs", {"model_folder": str(folder), "model_files": fingerprint_folder(folder)})
+    manifest.add_input("model", folder)
+    for section in ("sources", "val_sources"):  # the data by content: a changed corpus shows as a new fingerprint
+        for name, source in (cfg.data.get(section) or {}).items():
+            if source and source.get("path"):
+                manifest.add_input(f"data.{section}.{name}", source.path)
 
     tokenizer = load_tokenizer(folder)
     datamodule = instantiate(cfg.stage.datamodule)(
@@ -118,12 +141,13 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
         before = module.val_results
         manifest.update("metrics", {"before": before})
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    fit(trainer, module, datamodule, resume_from)
     after = _final_validation(trainer, module, datamodule)
     full_state = full_model_state(trainer, module)  # FSDP: gathered on rank 0
     if trainer.is_global_zero:
         if cfg.get("peft") and cfg.peft.r:
-            module.model.save_pretrained(out / "adapter")  # the adapters alone, loadable with peft
+            with atomic_directory(out / "adapter", "train") as tmp:  # the adapters alone, loadable with peft
+                module.model.save_pretrained(tmp)
         save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
 
     throughput = callbacks.get("throughput")

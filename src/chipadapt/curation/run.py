@@ -23,7 +23,9 @@ from chipadapt.curation.report import chars_chart, summary_table
 from chipadapt.curation.shards import ShardWriter
 from chipadapt.curation.walk import units
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.atomic import atomic_directory, write_json_atomic
+from chipadapt.io.lock import run_folder_lock
+from chipadapt.io.outputs import check_output_folder
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,17 @@ def source_names(paths: list[str]) -> dict[str, str]:
     return named
 
 
-def curate(cfg: DictConfig, out: Path) -> dict:
+def curate(cfg: DictConfig, dest: Path, overwrite: bool = False) -> dict:
+    """Curate `cfg.inputs` into the folder `dest`: its shards and report appear together, in one
+    rename, only when the run completes (a killed run leaves no shards; a rerun never mixes two)."""
     inputs = source_names(OmegaConf.to_container(cfg.inputs, resolve=True) or [])
+    dest = check_output_folder(dest, "curate", "output", overwrite, [(f"data.curate.inputs[{name}]", path)
+                                                                     for name, path in inputs.items()])
+    with atomic_directory(dest, "curate") as staging:
+        return _curate_into(cfg, inputs, staging)
+
+
+def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     settings = settings_from(cfg)
     work = list(units(inputs))
     writers = {kind: ShardWriter(out / kind, int(cfg.docs_per_shard)) for kind in ("handwritten", "generated")}
@@ -114,10 +125,18 @@ def curate(cfg: DictConfig, out: Path) -> dict:
         "generated": dict(generated),
         "redactions": dict(redactions),
         "chars_by_source_lang": {s: dict(c) for s, c in chars.items()},
-        "shards": {kind: w.written for kind, w in writers.items()},
+        # Relative to the published folder (the shards are written in a staging folder first).
+        "shards": {kind: [str(Path(p).relative_to(out)) for p in w.written] for kind, w in writers.items()},
     }
     if chars:
         chars_chart(report, out / "curation_report.png")
     write_json_atomic(out / "curation_report.json", report)
     console.print(summary_table(report))
     return report
+
+
+def curate_job(cfg: DictConfig) -> dict:
+    """`python -m chipadapt.data.curate`: the curated corpus lands in `<run dir>/corpus/`."""
+    out = Path(cfg.paths.output_dir)
+    with run_folder_lock(out):
+        return curate(cfg.data.curate, out / "corpus", bool(cfg.overwrite))

@@ -3,21 +3,11 @@ corpus JSONL shards (see chipadapt.curation.run). Configs live in conf/data/cura
 
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-import chipadapt  # noqa: F401  (registers the config resolvers)
-from chipadapt.errors import exit_on_user_error
+from chipadapt.cli import entry_point
 
 CONF = str(Path(__file__).resolve().parents[3] / "conf")
 
-
-@hydra.main(version_base="1.3", config_path=CONF, config_name="curate")
-def main(cfg: DictConfig) -> None:
-    from chipadapt.curation.run import curate
-
-    exit_on_user_error(curate, cfg.data.curate, Path(cfg.paths.output_dir))
-
+main = entry_point(CONF, "curate", "chipadapt.curation.run:curate_job")
 
 if __name__ == "__main__":
     main()

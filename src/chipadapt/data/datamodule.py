@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from chipadapt.data.blend import BlendRow, blend_order, held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.sources import SourceSpec
+from chipadapt.data.sources import source_spec as checked_source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.errors import ChipadaptError
 
@@ -24,10 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def source_spec(cfg: DictConfig, key: str) -> SourceSpec:
-    try:
-        return SourceSpec(**OmegaConf.to_container(cfg, resolve=True))
-    except TypeError as err:
-        raise ChipadaptError(f"{key}: {err}") from None
+    return checked_source_spec(OmegaConf.to_container(cfg, resolve=True), key)
 
 
 class ResumeSampler(DistributedSampler):

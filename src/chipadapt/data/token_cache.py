@@ -12,12 +12,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chipadapt.data.sources import SourceSpec, read_source, resolve_format, source_files
+from chipadapt.data.sources import SourceSpec, iter_source, resolve_format, source_files
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
 
@@ -62,9 +64,17 @@ def cache_key(spec: SourceSpec, key: str, tokenizer_hash: str) -> tuple[str, dic
         "text_key": spec.text_key,
         "where": spec.where,
         "files": [[str(f.relative_to(root)) if f != root else f.name, sha256_file(f)] for f in files],
+        **(hf_cache_parts(spec, key) if spec.format == "hf" else {}),
         "tokenizer": tokenizer_hash,
     }
     return sha256_json(parts)[:24], parts
+
+
+def hf_cache_parts(spec: SourceSpec, key: str) -> dict:
+    from chipadapt.io.hf_dataset import dataset_fingerprint
+
+    return {"dataset": dataset_fingerprint(spec.path, spec.split, spec.subset, spec.streaming, key),
+            "split": spec.split, "subset": spec.subset}
 
 
 def _open(entry: Path, key: str, built: bool, seconds: float) -> TokenizedSource:
@@ -88,22 +98,26 @@ def tokenize_source(
     if (entry / "meta.json").exists():
         return _open(entry, digest, built=False, seconds=time.perf_counter() - start)
 
-    docs = read_source(spec, key)
-    lengths = np.zeros(len(docs), dtype=np.int64)
+    # Documents are read and tokenized a batch at a time, so a streamed dataset never sits in
+    # memory as text; only its token ids are kept until they are written.
+    docs = iter_source(spec, key)
+    lengths, chunks, doc_ids, num_chars = [], [], [], 0
     with atomic_directory(entry) as tmp:
-        chunks = []
         with Progress(
             TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
         ) as bar:
-            task = bar.add_task("", total=len(docs))
-            for first in range(0, len(docs), _BATCH_DOCS):
-                batch = docs[first : first + _BATCH_DOCS]
+            task = bar.add_task("", total=None)
+            while batch := list(islice(docs, _BATCH_DOCS)):
                 ids = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
-                for i, seq in enumerate(ids):
-                    lengths[first + i] = len(seq)
+                for doc, seq in zip(batch, ids):
+                    lengths.append(len(seq))
                     chunks.append(np.asarray(seq, dtype=np.uint32))
+                    doc_ids.append(doc.doc_id)
+                    num_chars += len(doc.text)
                 bar.advance(task, len(batch))
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        if not doc_ids:
+            raise ChipadaptError(f"{key}: {spec.path} holds no non-empty documents")
+        offsets = np.zeros(len(doc_ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint32, shape=(int(offsets[-1]),))
         for i, chunk in enumerate(chunks):
@@ -111,9 +125,9 @@ def tokenize_source(
         tokens.flush()
         del tokens
         np.save(tmp / "offsets.npy", offsets)
-        (tmp / "doc_ids.json").write_text(json.dumps([d.doc_id for d in docs]))
-        meta = {**parts, "num_docs": len(docs), "num_tokens": int(offsets[-1]), "num_chars": sum(len(d.text) for d in docs)}
+        (tmp / "doc_ids.json").write_text(json.dumps(doc_ids))
+        meta = {**parts, "num_docs": len(doc_ids), "num_tokens": int(offsets[-1]), "num_chars": num_chars}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     seconds = time.perf_counter() - start
-    log.info("tokenized %s: %d docs, %d tokens in %.1fs", key, len(docs), int(offsets[-1]), seconds)
+    log.info("tokenized %s: %d docs, %d tokens in %.1fs", key, len(doc_ids), int(offsets[-1]), seconds)
     return _open(entry, digest, built=True, seconds=seconds)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.report import console
@@ -19,8 +20,9 @@ from chipadapt.report import console
 log = logging.getLogger(__name__)
 
 
-def evaluate_folder(folder, tasks: DictConfig, device: str) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config).
+def evaluate_folder(folder, tasks: DictConfig, device: str, items_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with
+    `items_dir`, each task's per-item records go to `<items_dir>/<task>_items.jsonl` (eval/items.py).
 
     `folder` may be a callable that returns it: the model is only resolved (and built) when a task needs one."""
     if not tasks:
@@ -38,51 +40,45 @@ def evaluate_folder(folder, tasks: DictConfig, device: str) -> dict[str, dict[st
         start = time.perf_counter()
         results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
+        if items_dir is not None and getattr(task, "items", None) is not None:
+            write_items(items_dir, name, task.items)
         log.info("%s: %s", name, results[name])
     return results
 
 
 def flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """Nested metrics (retrieval: retriever -> metric) as dotted names."""
-    rows = []
+    """Nested metrics (retrieval: retriever -> metric) as dotted names, without the keys that say
+    how sure each is (`<metric>_stderr`, `_ci`, `_n`, `_ci_method`: see `metric_rows`)."""
+    return [(name, value) for name, value, *_ in metric_rows(metrics, prefix)]
+
+
+def metric_rows(metrics: dict, prefix: str = ""):
+    """(dotted name, value, stderr, ci_lo, ci_hi, n) per metric; blanks where a value has no interval (counts, timings)."""
     for key, value in metrics.items():
         if isinstance(value, dict):
-            rows += flat_metrics(value, f"{prefix}{key}.")
-        else:
-            rows.append((f"{prefix}{key}", value))
-    return rows
+            yield from metric_rows(value, f"{prefix}{key}.")
+        elif not is_uncertainty_key(key):
+            lo, hi = metrics.get(f"{key}_ci") or ("", "")
+            yield f"{prefix}{key}", value, metrics.get(f"{key}_stderr", ""), lo, hi, metrics.get(f"{key}_n", "")
 
 
 def write_results(results: dict, out: Path, title: str) -> None:
     write_json_atomic(out / "results.json", results)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["task", "metric", "value"])
+    writer.writerow(["task", "metric", "value", "stderr", "ci95_lo", "ci95_hi", "n"])
     for task, metrics in results.items():
-        for metric, value in flat_metrics(metrics):
-            writer.writerow([task, metric, value])
+        for row in metric_rows(metrics):
+            writer.writerow([task, *row])
     write_text_atomic(out / "results.csv", buffer.getvalue())
     table = Table(title=title)
-    for column in ("task", "metric", "value"):
-        table.add_column(column, justify="right" if column == "value" else "left")
+    for column in ("task", "metric", "value", "95% interval", "n"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task, metrics in results.items():
-        for metric, value in flat_metrics(metrics):
-            table.add_row(task, metric, f"{value:.4f}" if isinstance(value, float) else str(value))
+        for metric, value, _, lo, hi, n in metric_rows(metrics):
+            table.add_row(task, metric, f"{value:.4f}" if isinstance(value, float) else str(value),
+                          f"[{lo:.4f}, {hi:.4f}]" if lo != "" else "", str(n))
     console.print(table)
-
-
-def log_to_loggers(results: dict, logger_cfg) -> None:
-    """Every numeric metric as `<task>/<metric>` to the configured Lightning loggers (csv, tensorboard, wandb)."""
-    if not logger_cfg:
-        return
-    flat = {f"{task}/{name}": float(value) for task, metrics in results.items() for name, value in flat_metrics(metrics)
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    for node in logger_cfg.values():
-        if node is None:
-            continue
-        logger = instantiate(node)
-        logger.log_metrics(flat, step=0)
-        logger.finalize("success")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -91,7 +87,26 @@ def run(cfg: DictConfig) -> dict:
     silence_known_noise()
     from chipadapt.models.hf_folder import resolve_model_folder
 
-    results = evaluate_folder(lambda: resolve_model_folder(cfg.model), cfg.eval, cfg.device)
-    write_results(results, Path(cfg.paths.output_dir), f"Evaluation ({', '.join(cfg.eval)})")
-    log_to_loggers(results, cfg.get("logger"))
+    from chipadapt.job import recorded_job
+    from chipadapt.loggers.job import JobLoggers
+
+    out = Path(cfg.paths.output_dir)
+    with recorded_job(cfg, "evaluate", out) as manifest, JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers:
+        def model_folder() -> Path:
+            folder = resolve_model_folder(cfg.model)
+            loggers.log_model("evaluated_model", manifest.add_input("model", folder))
+            return folder
+
+        results = evaluate_folder(model_folder, cfg.eval, cfg.device, out)
+        write_results(results, out, f"Evaluation ({', '.join(cfg.eval)})")
+        manifest.update("results", results)
+        log_results(loggers, results, out)
     return results
+
+
+def log_results(loggers, results: dict, out: Path) -> None:
+    """Every numeric metric as `<task>/<metric>`, and each task's per-item file as a table."""
+    from chipadapt.loggers.job import numeric_items
+
+    loggers.log_metrics(numeric_items(results))
+    loggers.log_item_tables(out)

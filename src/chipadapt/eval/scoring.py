@@ -2,40 +2,24 @@
 
 import torch
 
+from chipadapt.eval.loglikelihood import encode, loglikelihoods
+from chipadapt.models.generate import greedy_generate, supports_slot_decoding
 
-@torch.no_grad()
-def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_length: int) -> list[float]:
-    """Sum of log-probabilities of each continuation given its context (lm-eval's loglikelihood)."""
-    scores = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
-        rows, spans = [], []
-        for context, continuation in batch:
-            ctx = tokenizer(context, add_special_tokens=False).input_ids
-            cont = tokenizer(continuation, add_special_tokens=False).input_ids
-            ids = (ctx + cont)[-max_length:]
-            rows.append(ids)
-            spans.append(len(cont))
-        width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for i, ids in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention[i, : len(ids)] = 1
-        logprobs = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits.float().log_softmax(-1)
-        for i, (ids, n) in enumerate(zip(rows, spans)):
-            positions = torch.arange(len(ids) - n - 1, len(ids) - 1)
-            targets = torch.tensor(ids[len(ids) - n :])
-            scores.append(float(logprobs[i, positions, targets].sum()))
-    return scores
+
+def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_length: int,
+                          add_special_tokens: bool = False, progress: str | None = None) -> list[float]:
+    """Sum of log-probabilities of each continuation given its context (lm-eval's loglikelihood);
+    `batch_size` packed rows per forward (eval/loglikelihood.py)."""
+    return loglikelihoods(model, tokenizer, pairs, batch_size, max_length, add_special_tokens, progress)
 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, chat: bool,
-             temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
+             temperature: float = 0.0, top_p: float = 1.0, add_special_tokens: bool = False,
+             progress: str | None = None) -> list[str]:
     """Completions (greedy at temperature 0, sampled above); prompts go through the model's chat
-    template when `chat`."""
+    template when `chat`. Greedy decoding refills finished rows (models/generate.py) where the model
+    allows it; `add_special_tokens` as lm-eval's HF backend (the tokenizer's BOS unless the prompt starts with it)."""
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the prompt
     if tokenizer.pad_token is None:
@@ -44,6 +28,14 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
         return []
     if chat and tokenizer.chat_template:
         prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+    if temperature <= 0 and supports_slot_decoding(model):
+        ids = [encode(tokenizer, p, add_special_tokens) for p in prompts]
+        stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        if model.generation_config is not None and model.generation_config.eos_token_id is not None:
+            eos = model.generation_config.eos_token_id
+            stop |= set(eos if isinstance(eos, list) else [eos])
+        answers = greedy_generate(model, ids, max_new_tokens, batch_size, stop, tokenizer.pad_token_id, progress)
+        return [tokenizer.decode(a, skip_special_tokens=True) for a in answers]
     # Batches of prompts of similar length: less left padding to run through every decoding step.
     # Answers go back in the caller's order.
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]

@@ -5,12 +5,13 @@ A crash mid-write then never leaves a file or folder that looks finished.
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from chipadapt.io.outputs import publish_folder
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -48,24 +49,7 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-@contextmanager
-def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        if dest.exists():
-            # Replacing a finished folder: move the old one aside first so a crash between the
-            # two renames still leaves one complete copy.
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_directory(dest: str | os.PathLike, command: str = "chipadapt"):
+    """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed.
+    Only a folder that `command` published before is ever replaced (see io/outputs.py)."""
+    return publish_folder(dest, command)

@@ -8,14 +8,37 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 
 
-def jsonl_records(path: str | Path, missing: str | None = None) -> Iterator[tuple[int, dict]]:
+# A record larger than this is refused by default: parsing and tokenizing one line costs a couple
+# of hundred times its size in memory, so a 100 MB line would need about 20 GB.
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+
+
+def jsonl_records(path: str | Path, missing: str | None = None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                  limit_key: str | None = None) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line. `missing`: the message for a file that is not
-    there (by default the open fails as usual)."""
+    there (by default the open fails as usual). A line over `max_line_bytes` is an error naming
+    `limit_key` (the config key that raises the limit) and is never read whole.
+    A Hugging Face dataset (`hf:ID[:SPLIT]`, a .parquet/.arrow file, a save_to_disk folder) is read
+    with `datasets` instead, its rows numbered from 1 like lines."""
+    from chipadapt.io.hf_dataset import dataset_path_records, is_dataset_path
+
+    if is_dataset_path(path):
+        yield from dataset_path_records(path)
+        return
     path = Path(path)
     if missing is not None and not path.is_file():
         raise ChipadaptError(missing)
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        lineno = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            lineno += 1
+            if len(raw) > max_line_bytes:
+                raise ChipadaptError(f"{path}:{lineno}: line longer than {max_line_bytes:,} bytes; split the record"
+                                     + (f" or raise {limit_key}" if limit_key else ""))
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ChipadaptError(f"{path}:{lineno}: not UTF-8 text (byte {err.start} of the line)") from None
             if not line.strip():
                 continue
             try:

@@ -1,12 +1,12 @@
 """Streaming access to safetensors model folders: a block of rows at a time (see safetensors_stream)."""
 
 import json
-from pathlib import Path
 
 import torch
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.safetensors_stream import SafetensorsReader
+from chipadapt.models.locate import locate_model
 
 # Tied models store only the input embedding; the output embedding is the same tensor.
 TIED_ALIASES = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -17,7 +17,7 @@ class SafetensorsModel:
     """A Hugging Face folder's tensors, read a block of rows at a time with plain file reads."""
 
     def __init__(self, folder: str, key: str):
-        self.folder = Path(folder).expanduser()
+        self.folder = locate_model(folder, key)  # a folder, a .gguf file or a hub id in the HF cache
         self.key = key
         config = self.folder / "config.json"
         if not config.is_file():

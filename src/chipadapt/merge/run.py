@@ -22,8 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
+from chipadapt.io.outputs import check_output_folder
 from chipadapt.manifest import git_state
 from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
+from chipadapt.merge.mergekit_config import write_mergekit_config
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.methods.base import TensorStats
 from chipadapt.report import console
@@ -105,7 +107,8 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
     return diagnostics
 
 
-def run(cfg: DictConfig) -> dict:
+def merge_models(cfg: DictConfig) -> dict:
+    """The merge (and its evaluation, with `eval=[...]`); its summary."""
     start = time.perf_counter()
     method = instantiate(cfg.merge.method)
     chip = SafetensorsModel(cfg.models.chip, "models.chip")
@@ -117,6 +120,9 @@ def run(cfg: DictConfig) -> dict:
             raise ChipadaptError(f"models.base: merge={cfg.merge.name} needs a base model folder")
         base = SafetensorsModel(cfg.models.base, "models.base")
         check_architecture(chip, base)
+    # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
+    out = check_output_folder(cfg.output, "merge", "output", bool(cfg.overwrite),
+                              [(m.key, m.folder) for m in (chip, instruct, base) if m])
     lam_for = lambda_schedule(float(cfg.merge.lam), cfg.merge.schedule)
     tied = chip.tied and instruct.tied and (base is None or base.tied)
     names = chip.names()
@@ -127,9 +133,8 @@ def run(cfg: DictConfig) -> dict:
             if not chip.has(name):
                 raise ChipadaptError(f"tensor {name}: in {other.key} but not in models.chip")
 
-    out = Path(cfg.output).expanduser()
     rows, fallbacks = [], Counter()
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "merge") as tmp:
         writer = PlannedShardWriter(tmp, [(n, chip.shape(n), chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
         with Progress(TextColumn(f"merge={cfg.merge.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("", total=len(names))
@@ -166,11 +171,13 @@ def run(cfg: DictConfig) -> dict:
             "inputs": {m.key: str(m.folder) for m in (chip, instruct, base) if m},
             "summary": summary, "diagnostics_csv": "merge_diagnostics.csv",
         })
+        # The same merge as a mergekit recipe, so either tool can redo the other's merge.
+        write_mergekit_config(tmp / "mergekit_config.yml", cfg, rows, str(chip.dtype(names[0])).removeprefix("torch."))
     if cfg.eval:
         # Evaluate the merged folder (sweeps compare lambdas on these numbers).
         from chipadapt.eval.run import evaluate_folder, write_results
 
-        results = evaluate_folder(out, cfg.eval, cfg.device)
+        results = evaluate_folder(out, cfg.eval, cfg.device, Path(cfg.paths.output_dir))
         write_results(results, Path(cfg.paths.output_dir), f"Evaluation of {cfg.merge.name} lam={cfg.merge.lam}")
         manifest = json.loads((out / "merge_manifest.json").read_text())
         write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})
@@ -178,4 +185,27 @@ def run(cfg: DictConfig) -> dict:
     log.info("merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
              cfg.merge.name, cfg.merge.lam, len(rows), dict(fallbacks),
              f"{summary['angle_deg_mean']:.2f}" if angles else "-", seconds, summary["input_gb_per_s"], out)
+    return summary
+
+
+def run(cfg: DictConfig) -> dict:
+    """merge.py: the merge, recorded in the run folder's manifest.json and sent to the loggers (the
+    inputs' and the merged model's fingerprints, the merge summary, the evaluation and its items)."""
+    from chipadapt.eval.run import log_results
+    from chipadapt.job import recorded_job
+    from chipadapt.loggers.job import JobLoggers, numeric_items
+
+    run_dir = Path(cfg.paths.output_dir)
+    with recorded_job(cfg, "merge", run_dir) as manifest, JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers:
+        for key in ("chip", "instruct", "base"):
+            if cfg.models.get(key):
+                manifest.add_input(f"models.{key}", cfg.models[key])
+        summary = merge_models(cfg)
+        evaluation = summary.get("evaluation")
+        manifest.update("metrics", {k: v for k, v in summary.items() if k != "evaluation"})
+        loggers.log_model("output_model", manifest.add_input("output", cfg.output))
+        loggers.log_metrics(numeric_items({k: v for k, v in summary.items() if k not in ("evaluation", "lam")}, "merge/"))
+        if evaluation:
+            manifest.update("results", evaluation)
+            log_results(loggers, evaluation, run_dir)
     return summary

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from chipadapt.errors import ChipadaptError
+
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
@@ -25,15 +27,54 @@ def element_size(dtype: torch.dtype) -> int:
     return torch.empty(0, dtype=dtype).element_size()
 
 
+# A header larger than this is not a real one (safetensors itself caps it at 100 MB).
+MAX_HEADER_BYTES = 100_000_000
+
+
 class SafetensorsReader:
+    """Checks the whole layout up front (a truncated or damaged file is a one-line error naming the
+    file and tensor) and every read's length afterwards, so a short file can never merge as zeros."""
+
     def __init__(self, path: Path):
         self.path = path
+        size = path.stat().st_size
         self.handle = open(path, "rb")
-        length = int.from_bytes(self.handle.read(8), "little")
-        header = json.loads(self.handle.read(length))
+        prefix = self.handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if length < 2 or length > min(MAX_HEADER_BYTES, size - 8):
+            self.handle.close()
+            raise ChipadaptError(f"{path}: not a complete safetensors file (header of {length} bytes in a "
+                                 f"{size}-byte file)")
+        try:
+            header = json.loads(self.handle.read(length))
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except ValueError as err:
+            self.handle.close()
+            raise ChipadaptError(f"{path}: damaged safetensors header ({err})") from None
         header.pop("__metadata__", None)
         self.header = header
         self.data_start = 8 + length
+        data_bytes = size - self.data_start
+        for name, info in header.items():
+            self._check_entry(name, info, data_bytes)
+
+    def _check_entry(self, name: str, info, data_bytes: int) -> None:
+        try:
+            dtype = DTYPES[info["dtype"]]
+            begin, end = (int(x) for x in info["data_offsets"])
+            expected = math.prod(info["shape"]) * element_size(dtype)
+        except (KeyError, TypeError, ValueError):
+            self.handle.close()
+            raise ChipadaptError(f"{self.path}: tensor {name}: damaged header entry {info!r}") from None
+        if end - begin != expected:
+            self.handle.close()
+            raise ChipadaptError(f"{self.path}: tensor {name}: {end - begin} bytes for shape {info['shape']} "
+                                 f"({expected} expected)")
+        if begin < 0 or end > data_bytes:
+            self.handle.close()
+            raise ChipadaptError(f"{self.path}: tensor {name} ends at byte {end} of the data, but the file holds "
+                                 f"{data_bytes}: the file is truncated")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.header[name]["shape"])
@@ -52,7 +93,9 @@ class SafetensorsReader:
         row_bytes = math.prod(row_shape) * element_size(dtype)
         buffer = bytearray(row_bytes * (stop - start))
         self.handle.seek(self.data_start + begin + start * row_bytes)
-        self.handle.readinto(buffer)
+        read = self.handle.readinto(buffer)
+        if read != len(buffer):  # the file shrank since it was opened
+            raise ChipadaptError(f"{self.path}: tensor {name}: read {read} of {len(buffer)} bytes; the file is truncated")
         tensor = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
         return tensor.reshape(shape if not shape else [stop - start, *row_shape])
 

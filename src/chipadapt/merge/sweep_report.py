@@ -91,5 +91,8 @@ class LambdaSweepReport(Callback):
         write_json_atomic(sweep_dir / "sweep_report.json", {"domain_metric": self.domain_metric, "instruct_metric": self.instruct_metric,
                                                              "chosen": best, "jobs": rows})
         plot(rows, best, self.domain_metric, self.domain_higher_is_better, self.instruct_metric, sweep_dir / "sweep_report.png")
+        from chipadapt.loggers.sweep_run import log_sweep_report
+
+        log_sweep_report(config.get("logger"), sweep_dir, sweep_dir / "sweep_report.png", rows, best)
         log.info("sweep report: chosen %s lam=%s (domain %s, instruct %s) -> %s", best["method"], best["lam"],
                  best["domain"], best["instruct"], sweep_dir / "sweep_report.png")

@@ -46,8 +46,18 @@ class GgufPackageModel:
         source = package_folder(self.package)
         if not (source / self.gguf_file).is_file():
             raise ChipadaptError(f"model.source.gguf_file: {self.gguf_file} is not in {source}")
-        log.info("converting %s/%s to a Hugging Face folder (once) ...", self.package, self.gguf_file)
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=self.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=self.gguf_file)
-        model.hf_quantizer.remove_quantization_config(model)
-        return save_hf_folder(model, tokenizer, self.folder)
+        return convert_gguf(source, self.gguf_file, self.folder, "model.source")
+
+
+def convert_gguf(source: Path, gguf_file: str, dest: Path, key: str) -> Path:
+    """Dequantise `source/gguf_file` into the Hugging Face folder `dest` (written atomically)."""
+    log.info("converting %s to a Hugging Face folder (once) ...", source / gguf_file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+    except (ValueError, KeyError, OSError) as err:
+        # transformers reads the GGUF architectures it knows; others fail here.
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ChipadaptError(f"{key}: {source / gguf_file} could not be read as a GGUF causal LM ({reason})") from None
+    model.hf_quantizer.remove_quantization_config(model)
+    return save_hf_folder(model, tokenizer, dest)

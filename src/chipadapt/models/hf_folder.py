@@ -7,16 +7,19 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
+from chipadapt.models.locate import locate_model
+from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 
 log = logging.getLogger(__name__)
 
 
 def check_hf_folder(folder: str | Path, key: str) -> Path:
-    folder = Path(folder).expanduser()
+    """The model folder `folder` names: a folder, a .gguf file or a hub id (see models/locate.py)."""
+    folder = locate_model(folder, key)
     if not folder.is_dir():
         raise ChipadaptError(f"{key}: {folder} is not a folder")
     if not (folder / "config.json").is_file():
@@ -41,8 +44,8 @@ def context_length(folder: Path) -> int:
     raise ChipadaptError(f"{folder / 'config.json'}: no context length (max_position_embeddings) found")
 
 
-def load_tokenizer(folder: Path):
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+def load_tokenizer(folder: Path, key: str = "model.path"):
+    return safe_tokenizer(folder, key)
 
 
 def resolve_attention(attn_implementation: str) -> str:
@@ -54,25 +57,18 @@ def resolve_attention(attn_implementation: str) -> str:
     return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
-def load_causal_lm(folder: Path, dtype: str, attn_implementation: str):
-    attn_implementation = resolve_attention(attn_implementation)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder,
-        dtype=getattr(torch, dtype),
-        attn_implementation=attn_implementation,
-        local_files_only=True,
-        use_safetensors=True,
-        trust_remote_code=False,
-    )
+def load_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str = "model.path"):
+    model = safe_from_pretrained(AutoModelForCausalLM, folder, key, dtype=getattr(torch, dtype),
+                                 attn_implementation=resolve_attention(attn_implementation))
     # from_pretrained returns eval mode; training code switches modes itself.
     return model
 
 
-def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None = None) -> Path:
+def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None = None, command: str = "train") -> Path:
     """Write model (safetensors) + tokenizer as one folder, atomically (`state_dict`: weights gathered
     from shards, when the model's own parameters are only this process's shard)."""
     dest = Path(dest)
-    with atomic_directory(dest) as tmp:
+    with atomic_directory(dest, command) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
     log.info("saved Hugging Face folder %s", dest)

@@ -13,6 +13,7 @@ import torch
 from torchmetrics.regression import MeanAbsoluteError, SpearmanCorrCoef
 from transformers import AutoModelForSequenceClassification
 
+from chipadapt.models.safe_load import safe_from_pretrained
 from chipadapt.modules.optim import optimizers_for
 
 
@@ -22,7 +23,9 @@ def load_attribute_model(folder: str | Path, attributes: list[str] | None = None
     if attributes is not None:
         kwargs = {"num_labels": len(attributes), "problem_type": "regression",
                   "id2label": dict(enumerate(attributes)), "label2id": {a: i for i, a in enumerate(attributes)}}
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    # A trained attribute model must bring its head; a new one starts from a causal LM's backbone.
+    model = safe_from_pretrained(AutoModelForSequenceClassification, Path(folder), "attribute_model",
+                                 complete=attributes is None, dtype=torch.float32, **kwargs)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id  # the head reads the last token before padding
     return model

@@ -37,10 +37,14 @@ def run(cfg: DictConfig) -> Path:
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force)
         return out
-    if only != {REPORT}:
-        run_steps(steps, out, only - {REPORT}, force)
+    from chipadapt.job import recorded_job
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
 
-    path = build_report(cfg, steps, out, from_root(cfg.report_dir))
+    # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
+    with recorded_job(cfg, "reproduce", out) as manifest:
+        if only != {REPORT}:
+            run_steps(steps, out, only - {REPORT}, force)
+        path = build_report(cfg, steps, out, from_root(cfg.report_dir))
+        manifest.update("results", {"report": str(path)})
     console.print(f"[bold green]report:[/bold green] {path}  ({time.perf_counter() - start:.0f} s in this invocation)")
     return path

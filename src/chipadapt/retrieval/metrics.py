@@ -1,30 +1,22 @@
-"""hit@k, recall@k and MRR@k of ranked hits, computed by torchmetrics' retrieval metrics."""
+"""hit@k, recall@k and MRR@k of ranked hits: per query (so they can be compared query by query
+between retrievers or runs) and their means over queries with 95% intervals (eval/items.py)."""
 
-import torch
-from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalRecall
+from chipadapt.eval.items import summarize
+
+
+def query_scores(ranked: list[str], positives: tuple[str, ...], ks: list[int], mrr_k: int) -> dict:
+    """One query's scores: hit@k (a positive in the top k), recall@k (share of its positives there;
+    positives never retrieved count as missed), reciprocal rank of the first positive within mrr_k (else 0)."""
+    gold = set(positives)
+    ranked = list(dict.fromkeys(ranked))   # a passage retrieved twice counts once, at its best rank
+    scores = {f"hit@{k}": any(pid in gold for pid in ranked[:k]) for k in ks}
+    scores.update({f"recall@{k}": len(gold & set(ranked[:k])) / len(gold) for k in ks})
+    first = next((rank for rank, pid in enumerate(ranked[:mrr_k], start=1) if pid in gold), None)
+    scores[f"mrr@{mrr_k}"] = 1.0 / first if first else 0.0
+    return scores
 
 
 def retrieval_metrics(hits: list[list[str]], positives: list[tuple[str, ...]], ks: list[int], mrr_k: int) -> dict[str, float]:
-    """`hits[i]` is query i's ranked passage ids. Positives that were not retrieved are appended below
-    padding, so they count for no cut-off (torchmetrics ranks by score, and needs them to see recall's
-    denominator)."""
-    depth = max([*ks, mrr_k])
-    preds, target, indexes = [], [], []
-    for qi, (ranked, gold) in enumerate(zip(hits, positives)):
-        gold = set(gold)
-        ranked = list(dict.fromkeys(ranked))[:depth]
-        relevant = [pid in gold for pid in ranked]
-        relevant += [False] * (depth - len(ranked))                       # padding: retrieved nothing there
-        relevant += [True] * len(gold - set(ranked))                      # missed positives, ranked last
-        preds += [float(len(relevant) - rank) for rank in range(len(relevant))]  # positive: torchmetrics mishandles negative scores
-        target += relevant
-        indexes += [qi] * len(relevant)
-    preds_t, target_t, index_t = torch.tensor(preds), torch.tensor(target), torch.tensor(indexes)
-    results = {}
-    for k in ks:
-        results[f"hit@{k}"] = float(RetrievalHitRate(top_k=k)(preds_t, target_t, indexes=index_t))
-    for k in ks:
-        results[f"recall@{k}"] = float(RetrievalRecall(top_k=k)(preds_t, target_t, indexes=index_t))
-    results[f"mrr@{mrr_k}"] = float(RetrievalMRR(top_k=mrr_k)(preds_t, target_t, indexes=index_t))
-    results["queries"] = len(hits)
-    return results
+    """`hits[i]` is query i's ranked passage ids: the mean of each score over queries, its interval, and `queries`."""
+    items = [{"scores": query_scores(ranked, gold, ks, mrr_k)} for ranked, gold in zip(hits, positives)]
+    return {**summarize(items), "queries": len(hits)}

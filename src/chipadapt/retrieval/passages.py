@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chipadapt.data.sources import SourceSpec, iter_source
+from chipadapt.data.sources import iter_source, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.jsonl import jsonl_records
@@ -132,7 +132,7 @@ def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars:
     passages = []
     for name, spec in sources.items():
         count = 0
-        for doc in iter_source(SourceSpec(**spec), f"passages.sources.{name}"):
+        for doc in iter_source(source_spec(dict(spec), f"passages.sources.{name}"), f"passages.sources.{name}"):
             for n, chunk in enumerate(chunk_text(doc.text, max_chars, min_chars, overlap_chars)):
                 passages.append(Passage(id=f"{name}:{doc.doc_id}#{n}", text=chunk, source=f"{name}:{doc.doc_id}"))
                 count += 1

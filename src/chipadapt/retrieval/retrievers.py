@@ -51,11 +51,12 @@ class BM25Retriever:
 
 
 class DenseRetriever:
-    """Exact inner-product search over normalised embeddings (cosine). `index_dir` caches the index."""
+    """Exact inner-product search over normalised embeddings (cosine). `index_dir` caches the index.
+    `search`: faiss (CPU), torch (a matrix product on the encoder's device), auto (torch on a GPU)."""
 
     def __init__(self, encoder_path: str | None, encoder_package: str | None, pooling: str, query_prefix: str,
                  passage_prefix: str, max_query_tokens: int, max_passage_tokens: int, batch_size: int,
-                 device: str = "auto", index_dir: str | None = None):
+                 search: str, device: str = "auto", index_dir: str | None = None):
         self.folder = resolve_encoder_folder(encoder_path, encoder_package)
         self.encoder = TextEncoder(self.folder, pooling, query_prefix, passage_prefix, max_query_tokens, max_passage_tokens)
         import torch
@@ -63,6 +64,11 @@ class DenseRetriever:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.encoder.to(device).eval()
+        if search not in ("auto", "faiss", "torch"):
+            raise ChipadaptError(f"dense.search: {search!r} is not one of auto, faiss, torch")
+        # auto: a torch matrix product on the GPU when the encoder runs there, faiss on the CPU otherwise.
+        self.search_device = device if search == "torch" or (search == "auto" and device != "cpu") else None
+        self.torch_index = None
         self.batch_size, self.index_dir = batch_size, Path(index_dir) if index_dir else None
 
     def _fingerprint(self, passages: list[Passage]) -> dict:
@@ -85,14 +91,22 @@ class DenseRetriever:
             if json.loads((self.index_dir / "index.json").read_text()) == fingerprint:
                 self.faiss_index = faiss.read_index(str(self.index_dir / "index.faiss"))
                 log.info("dense index loaded from %s", self.index_dir)
+                self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
                 return
             log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
         vectors = self.encoder.encode([p.text for p in passages], is_query=False, batch_size=self.batch_size,
                                       progress=f"embedding {len(passages)} passages")
         self.faiss_index = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss_index.add(vectors)
+        self._to_device(vectors)
         if self.index_dir:
             self.save(self.index_dir, fingerprint)
+
+    def _to_device(self, vectors: np.ndarray) -> None:
+        if self.search_device is not None:
+            from chipadapt.retrieval.torch_search import TorchFlatIndex
+
+            self.torch_index = TorchFlatIndex(vectors, self.search_device)
 
     def save(self, dest: Path, fingerprint: dict) -> None:
         import faiss
@@ -104,7 +118,7 @@ class DenseRetriever:
 
     def search(self, queries: list[str], k: int) -> Hits:
         vectors = self.encoder.encode(queries, is_query=True, batch_size=self.batch_size)
-        scores, rows = self.faiss_index.search(vectors, min(k, len(self.ids)))
+        scores, rows = (self.torch_index or self.faiss_index).search(vectors, min(k, len(self.ids)))
         return [[(self.ids[r], float(s)) for r, s in zip(row_r, row_s) if r >= 0] for row_r, row_s in zip(rows, scores)]
 
 

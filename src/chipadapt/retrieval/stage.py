@@ -17,7 +17,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.manifest import RunManifest
 from chipadapt.modules.bi_encoder import BiEncoderModule
-from chipadapt.pipeline import build_trainer, resume_checkpoint
+from chipadapt.pipeline import build_trainer, fit, resume_checkpoint
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import console
 from chipadapt.retrieval.build import load_passages, make_retrievers
@@ -130,7 +130,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     module = BiEncoderModule(encoder, rcfg.train.n_passages, rcfg.train.temperature, cfg.optim)
 
     trainer, _ = build_trainer(cfg, out, accumulation=1)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out))
+    fit(trainer, module, datamodule, resume_checkpoint(cfg, out))
     encoder.save(out / "model")
 
     metrics = {"global_step": trainer.global_step, "val": module.val_results}

@@ -1,19 +1,18 @@
 """Rate conversations with a trained attribute model (annotation and bootstrapping)."""
 
-from pathlib import Path
-
 import torch
 
 from chipadapt.data.conversations import Conversation
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.hf_folder import load_tokenizer
+from chipadapt.models.locate import locate_model
 from chipadapt.modules.attribute_model import load_attribute_model
 from chipadapt.steerlm.attribute_data import collate_ratings, encode_for_rating
 
 
 class AttributeRater:
     def __init__(self, folder: str, template_factory, max_tokens: int, batch_size: int):
-        folder = Path(folder)
+        folder = locate_model(folder, "attribute_model")
         if not (folder / "config.json").is_file():
             raise ChipadaptError(f"attribute_model: {folder} is not a model folder (train one with stage=attribute_model)")
         self.model = load_attribute_model(folder).eval()

@@ -17,7 +17,7 @@ from chipadapt.io.atomic import write_text_atomic
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
 from chipadapt.modules.attribute_model import AttributeModule
-from chipadapt.pipeline import build_trainer, resume_checkpoint, starting_model
+from chipadapt.pipeline import build_trainer, fit, resume_checkpoint, starting_model
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import console
 from chipadapt.steerlm.attribute_data import AttributeDataModule
@@ -36,7 +36,7 @@ def run_attribute_model(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     manifest.update("data", datamodule.stats)
     module = AttributeModule(folder, datamodule.attributes, datamodule.pad_id, cfg.optim, datamodule.label_means)
     trainer, _ = build_trainer(cfg, out, batch_plan(cfg.data, cfg.trainer).accumulation)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out))
+    fit(trainer, module, datamodule, resume_checkpoint(cfg, out))
     if module.last_val_step != trainer.global_step:  # fit cut short by max_steps has not validated at the end
         trainer.validate(module, datamodule=datamodule, verbose=False)
     save_hf_folder(module.model, tokenizer, out / "model")

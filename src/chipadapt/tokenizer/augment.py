@@ -1,12 +1,14 @@
 """`tokenizer=augmented`: ChipNeMo's domain-adapted tokenizer, built once per inputs and cached.
 
-1. train a tokenizer of the base model's own family (same normalizer and pre-tokenizer, BPE) from
-   scratch on the domain sources;
+1. train a BPE tokenizer from scratch on the domain sources, words split as the base model's
+   tokenizer splits them (family.py: byte-level or SentencePiece-style BPE; others are refused);
 2. select its pieces the base vocabulary lacks, rare in general text, by tokens saved per entry;
-3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip;
-4. resize the model: new input rows = mean of the token's base-piece embeddings, new output rows = 0
-   (a tied model is untied), embeddings padded to a multiple of 64;
-5. report tokens per character before and after, per source, on domain and general text.
+3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip on
+   every domain and general document and that no general document gets longer;
+4. resize the model, new rows by `init` (init_rows.py; a tied model is untied), embeddings padded
+   to a multiple of 64;
+5. report tokens per character before and after, per source, on domain and general text, and the
+   starting model's bits per byte per output-row rule against the base tokenizer's.
 The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.json inside.
 """
 
@@ -25,9 +27,11 @@ from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_file, sha256_json
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.report import console
-from chipadapt.tokenizer.extend import extended_tokenizer_json, padded_size, resize_for_new_tokens
-from chipadapt.tokenizer.report import efficiency_rows, reduction_table
+from chipadapt.tokenizer.extend import extended_tokenizer_json, padded_size, piece_ids, resize_for_new_tokens, set_output_rows
+from chipadapt.tokenizer.family import tokenizer_family
+from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
+from chipadapt.tokenizer.starting_bpb import StartingBpb
 from chipadapt.tokenizer.words import word_counts
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,12 @@ REPORT_NAME = "tokenizer_report.json"
 def keep_base(folder: Path) -> Path:
     """`tokenizer=base`: the model folder as it is."""
     return folder
+
+
+def _print_report(report: dict) -> None:
+    console.print(reduction_table(report))
+    if (table := starting_bpb_table(report)) is not None:
+        console.print(table)
 
 
 def _specs(sources: DictConfig | None) -> dict[str, SourceSpec]:
@@ -55,6 +65,8 @@ class DomainTokenizer:
         max_general_per_million: float,
         min_savings: int,
         max_pieces: int,
+        init: DictConfig,
+        starting_bpb: StartingBpb | None = None,  # null: do not measure
     ):
         self.cache_dir = Path(cache_dir).expanduser()
         specs = _specs(sources)
@@ -71,14 +83,19 @@ class DomainTokenizer:
         self.settings = dict(
             domain_vocab_size=domain_vocab_size, max_new_tokens=max_new_tokens,
             max_general_per_million=max_general_per_million, min_savings=min_savings, max_pieces=max_pieces,
+            init={"input": init["input"], "output": init["output"]},
         )
+        self.starting_bpb = starting_bpb
+        if starting_bpb is not None:
+            self.settings["starting_bpb"] = dict(vars(starting_bpb))
 
     def _key(self, base_folder: Path) -> str:
         files = {
             kind: {n: [sha256_file(f) for f in source_files(s, f"data.sources.{n}")] for n, s in group.items()}
             for kind, group in (("domain", self.domain), ("general", self.general_train), ("report", self.report_general))
         }
-        base = {name: sha256_file(base_folder / name) for name in ("config.json", "tokenizer.json") if (base_folder / name).exists()}
+        names = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+        base = {name: sha256_file(base_folder / name) for name in names if (base_folder / name).exists()}
         base["weights"] = sorted((p.name, p.stat().st_size) for p in base_folder.glob("*.safetensors"))
         return sha256_json([self.settings, files, base])[:16]
 
@@ -86,45 +103,59 @@ class DomainTokenizer:
         folder = self.cache_dir / f"{base_folder.name}--augmented-{self._key(base_folder)}"
         if (folder / REPORT_NAME).is_file():
             log.info("augmented tokenizer and model: cached %s", folder)
-            console.print(reduction_table(json.loads((folder / REPORT_NAME).read_text())))
+            _print_report(json.loads((folder / REPORT_NAME).read_text()))
             return folder
         start = time.perf_counter()
         tokenizer = load_tokenizer(base_folder)
-        base = tokenizer.backend_tokenizer
+        base = getattr(tokenizer, "backend_tokenizer", None)
+        if base is None:
+            raise ChipadaptError(f"tokenizer=augmented: {base_folder} has no `tokenizers` (fast) tokenizer to extend")
+        family = tokenizer_family(base, f"tokenizer=augmented ({base_folder.name})")
         domain_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.domain.items()}
         domain_texts = [d.text for docs in domain_docs.values() for d in docs]
 
-        log.info("training a %d-entry domain tokenizer on %d documents ...", self.settings["domain_vocab_size"], len(domain_texts))
-        domain_tokenizer = tokenizer.train_new_from_iterator(domain_texts, vocab_size=self.settings["domain_vocab_size"])
-        domain_counts = {n: word_counts(base, (d.text for d in docs)) for n, docs in domain_docs.items()}
+        log.info("training a %d-entry %s domain tokenizer on %d documents ...", self.settings["domain_vocab_size"], family.name, len(domain_texts))
+        domain_vocab = family.train_domain_vocab(domain_texts, self.settings["domain_vocab_size"])
+        domain_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in domain_docs.items()}
         all_domain = sum(domain_counts.values(), start=Counter())
         filter_specs = self.general_train or self.report_general
         if not self.general_train:
             log.warning("no training source is marked general: filtering new tokens on the report's general text")
-        filter_counts = word_counts(base, (d.text for n, s in filter_specs.items() for d in read_source(s, f"tokenizer.adapt.{n}")))
+        filter_docs = [d.text for n, s in filter_specs.items() for d in read_source(s, f"tokenizer.adapt.{n}")]
+        filter_counts = word_counts(family, filter_docs)
 
         chosen, _ = select_new_tokens(
-            base, list(domain_tokenizer.get_vocab()), all_domain, filter_counts,
+            base, domain_vocab, all_domain, filter_counts,
             max_new_tokens=self.settings["max_new_tokens"],
             max_general_per_million=self.settings["max_general_per_million"],
             min_savings=self.settings["min_savings"], max_pieces=self.settings["max_pieces"],
         )
         extended_json, new_tokens = extended_tokenizer_json(base.to_str(), chosen)
         extended = Tokenizer.from_str(extended_json)
-        self._check_round_trip(base, extended, domain_texts)
-
         general_docs = {n: read_source(s, f"data.val_sources.{n}") for n, s in self.report_general.items()}
-        general_counts = {n: word_counts(base, (d.text for d in docs)) for n, docs in general_docs.items()}
+        self._check_round_trip(base, extended, domain_texts, "domain")
+        self._check_round_trip(base, extended, filter_docs + [d.text for docs in general_docs.values() for d in docs], "general", not_longer=True)
+        general_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in general_docs.items()}
         chars = {n: sum(len(d.text) for d in docs) for n, docs in {**domain_docs, **general_docs}.items()}
         with atomic_directory(folder) as tmp:
             tokenizer.save_pretrained(tmp)
             (tmp / "tokenizer.json").write_text(extended_json, encoding="utf-8")
+            # The extension lives in tokenizer.json only; a SentencePiece tokenizer.model left beside
+            # it would give a slow tokenizer the base vocabulary, which decodes new ids wrongly.
+            (tmp / "tokenizer.model").unlink(missing_ok=True)
             new_tokenizer = load_tokenizer(tmp)
             self._check_specials(tokenizer, new_tokenizer, len(new_tokens))
             model = load_causal_lm(base_folder, "float32", "sdpa")
             new_ids = [extended.token_to_id(t) for t in new_tokens]
             rows = padded_size(len(new_tokenizer))
-            resize = resize_for_new_tokens(model, base, new_tokens, new_ids, rows)
+            pieces = piece_ids(base, new_tokens)
+            measuring = time.perf_counter()
+            task = self.starting_bpb.task(self.domain, self.report_general) if self.starting_bpb else None
+            base_bpb = StartingBpb.summary(task.run(model, tokenizer)) if task else None
+            init = self.settings["init"]
+            resize = resize_for_new_tokens(model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"])
+            starting = self._bpb_per_output_rule(task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb)
+            measure_seconds = time.perf_counter() - measuring
             model.save_pretrained(tmp, safe_serialization=True)
             report = {
                 "base_model": str(base_folder),
@@ -137,7 +168,10 @@ class DomainTokenizer:
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
                 "most_useful": self._most_useful(base, extended, all_domain, set(new_tokens)),
-                "build_seconds": round(time.perf_counter() - start, 1),
+                "build_seconds": round(time.perf_counter() - start - measure_seconds, 1),  # without the bpb measurement
+                "starting_bpb_seconds": round(measure_seconds, 1),
+                "family": family.name,
+                **starting,
             }
             overall = report["domain"].get("overall") or next(iter(report["domain"].values()))
             report["domain_reduction_pct"] = overall["reduction_pct"]
@@ -145,18 +179,36 @@ class DomainTokenizer:
             # Positive = general text needs more tokens than before (worse).
             report["general_change_pct"] = -general_rows["reduction_pct"] if general_rows else None
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=1, ensure_ascii=False))
-        console.print(reduction_table(report))
+        _print_report(report)
         log.info("augmented tokenizer: %d new tokens, domain %.2f%% fewer tokens, built in %.0fs",
                  len(new_tokens), report["domain_reduction_pct"], report["build_seconds"])
         return folder
 
+    def _bpb_per_output_rule(self, task, model, new_tokenizer, pieces, new_ids, old_rows, base_bpb) -> dict:
+        """Starting-model bpb with each output rule of `starting_bpb.outputs`, against the base
+        tokenizer's; leaves the model with the configured rule's rows."""
+        if task is None:
+            return {}
+        init, per_rule = self.settings["init"], {}
+        for output in self.starting_bpb.outputs:
+            set_output_rows(model, pieces, new_ids, old_rows, output)
+            per_rule[output] = StartingBpb.summary(task.run(model, new_tokenizer), base_bpb)
+            log.info("starting model, init input=%s output=%s: domain %s bpb, general %s bpb (base tokenizer: %s, %s)",
+                     init["input"], output, per_rule[output].get("domain_bpb"), per_rule[output].get("general_bpb"),
+                     base_bpb.get("domain_bpb"), base_bpb.get("general_bpb"))
+        set_output_rows(model, pieces, new_ids, old_rows, init["output"])
+        return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
+
     @staticmethod
-    def _check_round_trip(base: Tokenizer, extended: Tokenizer, texts: list[str]) -> None:
+    def _check_round_trip(base: Tokenizer, extended: Tokenizer, texts: list[str], kind: str, not_longer: bool = False) -> None:
         # Extension must decode exactly as the base does (the base itself may drop bytes its
-        # vocabulary lacks; that is the base's property, not ours).
-        for i, text in enumerate(texts):
-            if extended.decode(extended.encode(text).ids) != base.decode(base.encode(text).ids):
-                raise ChipadaptError(f"tokenizer: round trip differs from the base tokenizer on domain document {i}")
+        # vocabulary lacks; that is the base's property, not ours); on general text it must never
+        # need more tokens than the base.
+        for i, (old, new) in enumerate(zip(base.encode_batch(texts), extended.encode_batch(texts))):
+            if extended.decode(new.ids) != base.decode(old.ids):
+                raise ChipadaptError(f"tokenizer: round trip differs from the base tokenizer on {kind} document {i}")
+            if not_longer and len(new.ids) > len(old.ids):
+                raise ChipadaptError(f"tokenizer: {kind} document {i} needs more tokens than with the base tokenizer")
 
     @staticmethod
     def _check_specials(before, after, added: int) -> None:

@@ -16,6 +16,7 @@ import torch
 from tokenizers import Tokenizer
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.tokenizer.init_rows import INPUT_RULES, OUTPUT_RULES, rule
 from chipadapt.tokenizer.select_tokens import Candidate
 from chipadapt.tokenizer.words import segment
 
@@ -52,10 +53,16 @@ def padded_size(size: int, multiple: int = PAD_MULTIPLE) -> int:
     return int(math.ceil(size / multiple) * multiple)
 
 
+def piece_ids(base_backend: Tokenizer, new_tokens: list[str]) -> list[list[int]]:
+    """Base-vocabulary ids of each new token's base segmentation (what its rows are built from)."""
+    return [[base_backend.token_to_id(piece) for piece in segment(base_backend, token)] for token in new_tokens]
+
+
 @torch.no_grad()
-def resize_for_new_tokens(model, base_backend: Tokenizer, new_tokens: list[str], new_ids: list[int], total_rows: int) -> dict:
-    """Grow embeddings to total_rows. New input rows: mean of the base embeddings of the token's base
-    pieces. New output rows: zero. A tied model is untied first so both rules can hold."""
+def resize_for_new_tokens(model, pieces: list[list[int]], new_ids: list[int], total_rows: int, *, input_rule: str, output_rule: str) -> dict:
+    """Grow embeddings to total_rows, new rows by the init rules (init_rows.py). A tied model is
+    untied first so the two rules can differ."""
+    make_input, make_output = rule(INPUT_RULES, input_rule, "input"), rule(OUTPUT_RULES, output_rule, "output")
     embed = model.get_input_embeddings()
     old_rows = embed.weight.shape[0]
     if total_rows < old_rows:
@@ -72,16 +79,22 @@ def resize_for_new_tokens(model, base_backend: Tokenizer, new_tokens: list[str],
 
     new_embed = torch.nn.Embedding(total_rows, old_in.shape[1], dtype=old_in.dtype)
     new_embed.weight[:old_rows] = old_in
-    mean_row = old_in.mean(dim=0)
-    new_embed.weight[old_rows:] = mean_row  # padding rows, never produced by the tokenizer
-    for token, token_id in zip(new_tokens, new_ids):
-        ids = [base_backend.token_to_id(piece) for piece in segment(base_backend, token)]
-        new_embed.weight[token_id] = old_in[ids].mean(dim=0)
+    new_embed.weight[old_rows:] = old_in.mean(dim=0)  # padding rows, never produced by the tokenizer
+    new_embed.weight[new_ids] = make_input(old_in, pieces)
     model.set_input_embeddings(new_embed)
 
     head = torch.nn.Linear(old_out.shape[1], total_rows, bias=False, dtype=old_out.dtype)
     head.weight.zero_()
     head.weight[:old_rows] = old_out
     model.set_output_embeddings(head)
+    set_output_rows(model, pieces, new_ids, old_rows, output_rule)
     model.config.vocab_size = total_rows
-    return {"untied_embeddings": was_tied, "old_rows": old_rows, "new_rows": total_rows}
+    return {"untied_embeddings": was_tied, "old_rows": old_rows, "new_rows": total_rows,
+            "init": {"input": input_rule, "output": output_rule}}
+
+
+@torch.no_grad()
+def set_output_rows(model, pieces: list[list[int]], new_ids: list[int], old_rows: int, output_rule: str) -> None:
+    """(Re)build the new tokens' output rows from the base rows [0, old_rows) by `output_rule`."""
+    weight = model.get_output_embeddings().weight
+    weight[new_ids] = rule(OUTPUT_RULES, output_rule, "output")(weight[:old_rows], pieces).to(weight.dtype)

@@ -40,3 +40,22 @@ def reduction_table(report: dict) -> Table:
         for name, row in report[kind].items():
             table.add_row(kind, name, f"{row['tokens_per_char_before']:.4f}", f"{row['tokens_per_char_after']:.4f}", f"{row['reduction_pct']:.2f}%")
     return table
+
+
+def starting_bpb_table(report: dict) -> Table | None:
+    """The starting model's bits per byte per output-row rule, against the base tokenizer's."""
+    starting = report.get("starting_bpb")
+    if not starting:
+        return None
+    base = starting["base_tokenizer"]
+    table = Table(title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; chosen output rule: {report['init']['output']})")
+    for column in ("model", "domain bpb", "vs base", "general bpb", "vs base"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_row("base tokenizer", f"{base.get('domain_bpb', float('nan')):.4f}", "", f"{base.get('general_bpb', float('nan')):.4f}", "")
+    for rule, row in starting["outputs"].items():
+        cells = []
+        for kind in ("domain", "general"):
+            diff, err = row.get(f"{kind}_minus_base"), row.get(f"{kind}_minus_base_stderr")
+            cells += [f"{row.get(f'{kind}_bpb', float('nan')):.4f}", "" if diff is None else f"{diff:+.4f}" + (f" ± {err:.4f}" if err else "")]
+        table.add_row(f"augmented, output={rule}", *cells)
+    return table

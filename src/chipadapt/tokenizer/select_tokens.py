@@ -68,6 +68,10 @@ def select_new_tokens(
         pieces = segment(backend, token)
         if len(pieces) < 2 or len(pieces) > max_pieces:
             continue
+        if "".join(pieces) != token:
+            # A character the base vocabulary lacks became <0xNN> byte-fallback pieces (or unk):
+            # a merge chain is spelled by concatenating pieces, so it cannot reach this token.
+            continue
         # Every merge of the chain fires on its own wherever its pieces meet, so the token and each
         # intermediate must be rare in general words: that keeps general text encoded as before.
         chain = chain_intermediates(pieces)

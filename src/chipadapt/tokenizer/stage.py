@@ -16,7 +16,7 @@ from chipadapt.tokenizer.augment import REPORT_NAME
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     folder = starting_model(cfg, manifest)
     report = json.loads((folder / REPORT_NAME).read_text())
-    with atomic_directory(out / "model") as tmp:
+    with atomic_directory(out / "model", "train") as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
     write_json_atomic(out / REPORT_NAME, report)
     metrics = {k: report[k] for k in ("domain_reduction_pct", "general_change_pct", "new_tokens", "build_seconds")}

@@ -1,29 +1,26 @@
-"""Pre-tokenized word statistics: the unit BPE works within.
+"""Word statistics: the unit BPE works within.
 
-BPE never merges across pre-token boundaries, so a corpus is fully described, for token counting,
-by its pre-tokenized words and their counts. Every estimate below works on that table.
+BPE never merges across word boundaries (pre-tokens, or for SentencePiece-style tokenizers the
+`▁`-led runs family.py describes), so a corpus is fully described, for token counting, by its
+words and their counts. Every estimate below works on that table.
 """
 
 from collections import Counter
 from collections.abc import Iterable
 
+from chipadapt.tokenizer.family import TokenizerFamily
 
-def word_counts(backend, texts: Iterable[str]) -> Counter:
-    """Counts of pre-tokens (in the tokenizer's internal alphabet, e.g. byte-level 'Ġmodule')."""
+
+def word_counts(family: TokenizerFamily, texts: Iterable[str]) -> Counter:
+    """Counts of words, in the tokenizer's internal alphabet (e.g. byte-level 'Ġmodule', '▁module')."""
     counts: Counter = Counter()
-    normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
     for text in texts:
-        if normalizer is not None:
-            text = normalizer.normalize_str(text)
-        if pre_tokenizer is None:
-            counts[text] += 1
-        else:
-            counts.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(text))
+        counts.update(family.words(text))
     return counts
 
 
 def segment(backend, word: str) -> list[str]:
-    """The BPE model's segmentation of one pre-token."""
+    """The BPE model's segmentation of one word."""
     return [token.value for token in backend.model.tokenize(word)]
 
 

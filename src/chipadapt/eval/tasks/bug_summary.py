@@ -5,9 +5,9 @@ into pieces that fit, each piece condensed, the condensed notes joined (and cond
 they are still too long), then the three final prompts run on the result. ROUGE-L is scored
 against the references a row has; `judge.model_path` adds an LLM-as-judge 1-7 Likert score per
 output (the judge's expected rating from its next-token distribution over the digits 1-7).
+Items are threads: the three outputs, their references and per-output scores.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,9 +15,9 @@ import torch
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.jsonl import jsonl_records
+from chipadapt.eval.items import summarize
+from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
-from chipadapt.eval.tasks.qa import rouge_l
-from chipadapt.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,10 @@ def _windows(ids: list[int], n: int):
 
 class BugSummaryTask:
     def __init__(self, path: str, thread_key: str, limit: int | None, max_input_tokens: int, max_new_tokens: int,
-                 batch_size: int, judge: dict | None, output_dir: str):
+                 batch_size: int, judge: dict | None, rouge: RougeL):
         self.path, self.thread_key, self.limit = path, thread_key, limit
         self.max_input_tokens, self.max_new_tokens, self.batch_size = max_input_tokens, max_new_tokens, batch_size
-        self.judge, self.output_dir = judge, Path(output_dir)
+        self.judge, self.rouge = judge, rouge
 
     def _fit(self, model, tokenizer, thread: str) -> tuple[str, int]:
         """The thread, condensed until it fits; returns it and how many condensing rounds it took."""
@@ -97,7 +97,8 @@ class BugSummaryTask:
         return thread, rounds
 
     @torch.no_grad()
-    def _likert(self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]) -> dict[str, float]:
+    def _likert(self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]) -> dict[str, list[float]]:
+        """{kind: the judge's rating of each row's output}."""
         digits = [judge_tok(str(d), add_special_tokens=False).input_ids[-1] for d in range(1, 8)]
         scores = {}
         for kind, texts in outputs.items():
@@ -109,7 +110,7 @@ class BugSummaryTask:
                 ids = judge_tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids[:, -4096:].to(judge_model.device)
                 probs = judge_model(input_ids=ids).logits[0, -1, digits].float().softmax(-1)
                 ratings.append(float((probs * torch.arange(1, 8, device=probs.device)).sum()))
-            scores[f"{kind}.likert"] = sum(ratings) / len(ratings)
+            scores[kind] = ratings
         return scores
 
     def run(self, model, tokenizer) -> dict[str, float]:
@@ -119,17 +120,20 @@ class BugSummaryTask:
         for kind, instruction in OUTPUTS.items():
             prompts = [f"{instruction}\n\nBug thread:\n{text}" for text, _ in fitted]
             outputs[kind] = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=True)
-        results = {"threads": len(rows), "hierarchical": sum(r > 0 for _, r in fitted)}
-        for kind in OUTPUTS:
-            scored = [(o, r[kind]) for o, r in zip(outputs[kind], rows) if isinstance(r.get(kind), str)]
-            if scored:
-                results[f"{kind}.rougeL"] = rouge_l([o for o, _ in scored], [ref for _, ref in scored])
+        items = []
+        for i, row in enumerate(rows):
+            references = {kind: row.get(kind) for kind in OUTPUTS if isinstance(row.get(kind), str)}
+            items.append({"id": row["id"], "prediction": {kind: outputs[kind][i] for kind in OUTPUTS}, "reference": references,
+                          "scores": {f"{kind}.rougeL": self.rouge.score(outputs[kind][i], ref) for kind, ref in references.items()},
+                          "condensing_rounds": fitted[i][1]})
         if self.judge and self.judge.get("model_path"):
-            from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+            from chipadapt.models.hf_folder import check_hf_folder, load_causal_lm, load_tokenizer
 
-            folder = Path(self.judge["model_path"])
+            folder = check_hf_folder(self.judge["model_path"], "judge.model_path")
             judge_model = load_causal_lm(folder, "bfloat16" if torch.cuda.is_available() else "float32", "sdpa").to(model.device).eval()
-            results.update(self._likert(judge_model, load_tokenizer(folder), rows, outputs))
-        records = [{"id": r["id"], **{k: outputs[k][i] for k in OUTPUTS}, "condensing_rounds": fitted[i][1]} for i, r in enumerate(rows)]
-        write_text_atomic(self.output_dir / "bug_summary_predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        return results
+            for kind, ratings in self._likert(judge_model, load_tokenizer(folder), rows, outputs).items():
+                for item, rating in zip(items, ratings):
+                    item["scores"][f"{kind}.likert"] = rating
+        self.items = items
+        return {**summarize(items), "threads": len(rows), "hierarchical": sum(r > 0 for _, r in fitted),
+                "rougeL_scorer": self.rouge.describe()}

@@ -4,19 +4,19 @@ Metrics: `syntax` (fraction that `ast.parse` accepts), `call_f1` / `call_recall`
 the reference makes, as multisets of names), `arg_f1` (calls with the same constant arguments),
 `all_calls` (fraction of scripts that make every call of the reference: an automatic stand-in
 for ChipNeMo's graded accuracy), `rougeL` on the code. Rows come from the fixed evaluation split
-(`chipadapt.data.eda_split`) that SFT leaves out.
+(`chipadapt.data.eda_split`) that SFT leaves out. Items are scripts, named by a hash of their
+prompt and reference.
 """
 
-import json
 from pathlib import Path
 
 from chipadapt.data.eda_split import is_eval_row
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.items import content_id, summarize
+from chipadapt.eval.rouge import RougeL
 from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.eda.calls import api_calls, extract_code, f1, parses
 from chipadapt.eval.scoring import generate
-from chipadapt.eval.tasks.qa import rouge_l
-from chipadapt.io.atomic import write_text_atomic
 
 INSTRUCTION = ("Write an OpenROAD Python script (using the `openroad`/`odb` Python API) for the following task. "
                "Reply with the code in a ```python block.\n\nTask: {prompt}")
@@ -32,32 +32,30 @@ def read_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def score_scripts(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Call metrics count only rows whose reference parses (some EDA-Corpus flow scripts have syntax
-    errors of their own); syntax and ROUGE-L count every row."""
-    syntax, call_f1, call_recall, arg_f1, complete = [], [], [], [], []
-    for pred, ref in zip(predictions, references):
-        syntax.append(parses(pred))
-        if not parses(ref):
-            continue
-        p_names, p_args = api_calls(pred)
-        r_names, r_args = api_calls(ref)
+def script_scores(prediction: str, reference: str) -> dict:
+    """One script's scores. Call metrics only where the reference parses (some EDA-Corpus flow
+    scripts have syntax errors of their own); syntax for every script."""
+    scores = {"syntax": parses(prediction)}
+    if parses(reference):
+        p_names, p_args = api_calls(prediction)
+        r_names, r_args = api_calls(reference)
         _, recall, name_f1 = f1(p_names, r_names)
-        call_f1.append(name_f1)
-        call_recall.append(recall)
-        arg_f1.append(f1(p_args, r_args)[2])
-        complete.append(parses(pred) and not (r_names - p_names))
-    n, m = max(len(predictions), 1), max(len(call_f1), 1)
-    return {"syntax": sum(syntax) / n, "call_f1": sum(call_f1) / m, "call_recall": sum(call_recall) / m,
-            "arg_f1": sum(arg_f1) / m, "all_calls": sum(complete) / m, "rougeL": rouge_l(predictions, references) if predictions else 0.0,
-            "unparseable_references": len(predictions) - len(call_f1)}
+        scores.update({"call_f1": name_f1, "call_recall": recall, "arg_f1": f1(p_args, r_args)[2],
+                       "all_calls": parses(prediction) and not (r_names - p_names)})
+    return scores
+
+
+def score_scripts(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Each metric's mean over the scripts that carry it, with its interval."""
+    items = [{"scores": script_scores(pred, ref)} for pred, ref in zip(predictions, references)]
+    return {**summarize(items), "unparseable_references": sum("call_f1" not in i["scores"] for i in items)}
 
 
 class EDAScriptTask:
     def __init__(self, path: str, eval_fraction: float, categories: list[str] | None, limit: int | None,
-                 max_new_tokens: int, batch_size: int, output_dir: str):
+                 max_new_tokens: int, batch_size: int, rouge: RougeL):
         self.path, self.eval_fraction, self.categories, self.limit = path, eval_fraction, categories, limit
-        self.max_new_tokens, self.batch_size, self.output_dir = max_new_tokens, batch_size, Path(output_dir)
+        self.max_new_tokens, self.batch_size, self.rouge = max_new_tokens, batch_size, rouge
 
     def rows(self) -> list[dict]:
         rows = [r for r in read_rows(self.path) if is_eval_row(r["script"], self.eval_fraction)]
@@ -70,15 +68,13 @@ class EDAScriptTask:
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = self.rows()
         replies = generate(model, tokenizer, [INSTRUCTION.format(prompt=r["prompt"]) for r in rows], self.batch_size, self.max_new_tokens, chat=True)
-        predictions = [extract_code(reply) for reply in replies]
-        results = score_scripts(predictions, [r["script"] for r in rows])
-        by_category = {}
-        for category in sorted({r.get("category", "") for r in rows}):
-            idx = [i for i, r in enumerate(rows) if r.get("category", "") == category]
-            if any(parses(rows[i]["script"]) for i in idx):
-                by_category[category] = score_scripts([predictions[i] for i in idx], [rows[i]["script"] for i in idx])["all_calls"]
-        results.update({f"all_calls.{c}": v for c, v in by_category.items()})
-        results["scripts"] = len(rows)
-        write_text_atomic(self.output_dir / "eda_script_predictions.jsonl",
-                          "".join(json.dumps({**r, "prediction": p}) + "\n" for r, p in zip(rows, predictions)))
-        return results
+        self.items = []
+        for row, prediction in zip(rows, [extract_code(reply) for reply in replies]):
+            scores = script_scores(prediction, row["script"])
+            scores["rougeL"] = self.rouge.score(prediction, row["script"])
+            if "all_calls" in scores:   # the per-category figure, on the scripts whose reference parses
+                scores[f"all_calls.{row.get('category', '')}"] = scores["all_calls"]
+            self.items.append({"id": content_id(row["prompt"], row["script"]), "prediction": prediction, "reference": row["script"],
+                               "scores": scores, "prompt": row["prompt"], "category": row.get("category")})
+        return {**summarize(self.items), "unparseable_references": sum("call_f1" not in i["scores"] for i in self.items),
+                "scripts": len(rows), "rougeL_scorer": self.rouge.describe()}

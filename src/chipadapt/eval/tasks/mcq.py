@@ -4,28 +4,29 @@
 length in bytes (lm-eval's acc_norm). Records: {"question", "choices", "answer": index, "subject"?}.
 `max_per_subject` takes the first N questions of every subject (in file order) before `limit`, so a
 small subset of MMLU spans all 57 subjects instead of the first few in the file.
+`baseline_chance` and `baseline_longest` are what guessing and picking the longest choice would score
+on the same questions (eval/mcq_baselines.py): read `acc` and `acc_norm` against them.
 """
 
-import json
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.items import content_id, summarize
+from chipadapt.eval.mcq_baselines import chance_baseline, longest_choice_baseline
+from chipadapt.eval.presets import adds_special_tokens, check_preset, mmlu_context
 from chipadapt.eval.scoring import continuation_logprobs
+from chipadapt.io.jsonl import jsonl_records
 
 LETTERS = "ABCDEFGHIJ"
 
 
 def read_mcq(path: Path, key: str) -> list[dict]:
-    if not path.is_file():
-        raise ChipadaptError(f"{key}: {path} does not exist")
+    """JSONL, or a Hugging Face dataset (`hf:cais/mmlu:test`, parquet/arrow, save_to_disk folder)."""
     rows = []
-    for lineno, line in enumerate(path.open(encoding="utf-8"), start=1):
-        if not line.strip():
-            continue
+    for lineno, row in jsonl_records(path, missing=f"{key}: {path} does not exist"):
         try:
-            row = json.loads(line)
             assert isinstance(row["choices"], list) and 0 <= int(row["answer"]) < len(row["choices"])
-        except (json.JSONDecodeError, KeyError, AssertionError, TypeError, ValueError):
+        except (KeyError, AssertionError, TypeError, ValueError):
             raise ChipadaptError(f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}") from None
         rows.append(row)
     return rows
@@ -45,14 +46,19 @@ def first_per_subject(rows: list[dict], n: int) -> list[dict]:
 
 class MCQTask:
     def __init__(self, path: str, fewshot_path: str | None, num_fewshot: int, limit: int | None, style: str,
-                 batch_size: int, max_length: int, max_per_subject: int | None):
+                 batch_size: int, max_length: int, max_per_subject: int | None, preset: str):
+        self.preset = check_preset(preset, "eval.mcq.preset")
         if style not in ("letters", "cloze"):
             raise ChipadaptError(f"eval.mcq.style: {style!r} is not letters or cloze")
         rows = read_mcq(Path(path), "eval.mcq.path")
         if max_per_subject:
             rows = first_per_subject(rows, max_per_subject)
         self.rows = rows[:limit]
-        self.shots = read_mcq(Path(fewshot_path), "eval.mcq.fewshot_path")[:num_fewshot] if num_fewshot else []
+        self.shots = read_mcq(Path(fewshot_path), "eval.mcq.fewshot_path") if num_fewshot else []
+        # chipadapt: the file's first shots whatever their subject; lm_eval: the question's own subject's.
+        self.num_fewshot = num_fewshot
+        if self.preset == "chipadapt":
+            self.shots = self.shots[:num_fewshot]
         self.style, self.batch_size, self.max_length = style, batch_size, max_length
 
     def render(self, row: dict, with_answer: bool) -> str:
@@ -67,23 +73,38 @@ class MCQTask:
     def choice_text(self, row: dict, index: int) -> str:
         return LETTERS[index] if self.style == "letters" else str(row["choices"][index])
 
+    def context(self, row: dict, prefix: str) -> str:
+        if self.preset == "lm_eval":
+            return mmlu_context(row, self.shots, self.num_fewshot, self.style)
+        return prefix + self.render(row, with_answer=False)
+
+    def norm_length(self, row: dict, index: int) -> int:
+        # acc_norm divides by the choice's length: lm-eval counts characters of the choice, chipadapt bytes with its space.
+        if self.preset == "lm_eval":
+            return max(1, len(self.choice_text(row, index)))
+        return max(1, len((" " + self.choice_text(row, index)).encode()))
+
     def run(self, model, tokenizer) -> dict[str, float]:
         prefix = "".join(self.render(shot, with_answer=True) for shot in self.shots)
         pairs = []
         for row in self.rows:
-            context = prefix + self.render(row, with_answer=False)
+            context = self.context(row, prefix)
             for i in range(len(row["choices"])):
                 pairs.append((context, " " + self.choice_text(row, i)))
-        scores = continuation_logprobs(model, tokenizer, pairs, self.batch_size, self.max_length)
-        correct = correct_norm = 0
+        scores = continuation_logprobs(model, tokenizer, pairs, self.batch_size, self.max_length,
+                                       add_special_tokens=adds_special_tokens(self.preset), progress="mcq")
+        self.items = []
         position = 0
         for row in self.rows:
             k = len(row["choices"])
             ll = scores[position : position + k]
-            norm = [s / max(1, len((" " + self.choice_text(row, i)).encode())) for i, s in enumerate(ll)]
-            correct += int(max(range(k), key=ll.__getitem__) == int(row["answer"]))
-            correct_norm += int(max(range(k), key=norm.__getitem__) == int(row["answer"]))
+            norm = [s / self.norm_length(row, i) for i, s in enumerate(ll)]
+            pick, pick_norm = max(range(k), key=ll.__getitem__), max(range(k), key=norm.__getitem__)
+            self.items.append({"id": str(row.get("id") or content_id(row["question"], row["choices"])), "prediction": pick,
+                               "prediction_norm": pick_norm, "reference": int(row["answer"]),
+                               "scores": {"acc": pick == int(row["answer"]), "acc_norm": pick_norm == int(row["answer"])},
+                               "subject": row.get("subject"), "loglikelihoods": ll})
             position += k
-        n = max(len(self.rows), 1)
-        return {"acc": correct / n, "acc_norm": correct_norm / n, "questions": len(self.rows),
-                "subjects": len({r.get("subject") for r in self.rows})}
+        return {**summarize(self.items), "preset": self.preset, "questions": len(self.rows),
+                "subjects": len({r.get("subject") for r in self.rows}),
+                "baseline_chance": chance_baseline(self.rows), "baseline_longest": longest_choice_baseline(self.rows)}

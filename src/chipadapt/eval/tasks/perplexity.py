@@ -4,17 +4,20 @@ A split may take only the documents DAPT held out (`held_out: 0.02`, the same ha
 id as `data.val_fraction`), so a merged or SFT'd model is scored on exactly the documents its DAPT
 run never trained on; `max_tokens` caps the tokens scored per split (whole windows, in document order).
 With several splits not marked `general: true`, `domain_mean.bpb` is their unweighted mean.
+Items are documents (`<split>/<doc id>`, with their summed NLL, tokens and bytes): the intervals
+resample documents, since the tokens of one document are not independent.
 """
 
 import math
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics.text import Perplexity
 
 from chipadapt.data.blend import held_out
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.intervals import mean_of_ratios
+from chipadapt.eval.items import metric_fields, score_values, summarize
 from chipadapt.models.token_bytes import token_byte_lengths
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
@@ -47,36 +50,43 @@ class PerplexityTask:
 
     @torch.no_grad()
     def run(self, model, tokenizer) -> dict[str, float]:
-        results = {}
+        results, self.items = {}, []
         rows = model.get_output_embeddings().weight.shape[0]
         byte_lengths = token_byte_lengths(tokenizer, rows)
         for name in self.splits:
             docs = self.documents(name)
-            metric, nll, n_bytes, n_tokens, used = Perplexity().to(model.device), 0.0, 0, 0, 0
+            split_items, n_tokens, used = [], 0, 0
             for doc in docs:
                 if self.max_tokens and n_tokens >= self.max_tokens:
                     break
                 used += 1
                 ids = tokenizer(doc.text, add_special_tokens=False).input_ids
+                nll, n_bytes, doc_tokens = 0.0, 0, 0
                 # Non-overlapping windows: each token is scored once, with the context of its window.
                 for start in range(0, len(ids) - 1, self.max_length):
-                    if self.max_tokens and n_tokens >= self.max_tokens:
+                    if self.max_tokens and n_tokens + doc_tokens >= self.max_tokens:
                         break
                     window = torch.tensor([ids[start : start + self.max_length + 1]], device=model.device)
                     if window.shape[1] < 2:
                         continue
                     logits = model(input_ids=window[:, :-1]).logits.float()
                     targets = window[:, 1:]
-                    metric.update(logits, targets)
                     nll += float(torch.nn.functional.cross_entropy(logits[0], targets[0], reduction="sum"))
                     n_bytes += int(byte_lengths[targets.cpu()].sum())
-                    n_tokens += targets.numel()
-            results[f"{name}.ppl"] = float(metric.compute())
-            results[f"{name}.bpb"] = nll / max(n_bytes, 1) / math.log(2)
+                    doc_tokens += targets.numel()
+                n_tokens += doc_tokens
+                if doc_tokens:
+                    split_items.append({"id": f"{name}/{doc.doc_id}", "tokens": doc_tokens, "bytes": n_bytes, "scores": {
+                        f"{name}.ppl": {"num": nll, "den": doc_tokens, "transform": "exp"},
+                        f"{name}.bpb": {"num": nll / math.log(2), "den": max(n_bytes, 1)}}})
+            results.update(summarize(split_items))
             results[f"{name}.tokens"] = n_tokens
             results[f"{name}.documents"] = used
-        domain = [name for name, spec in self.splits.items() if not spec.general]
+            self.items += split_items
+        domain = [name for name, spec in self.splits.items() if not spec.general and f"{name}.bpb" in results]
         if len(domain) > 1:
             # One number per model for sweeps: every domain source counts the same, however long.
-            results["domain_mean.bpb"] = sum(results[f"{n}.bpb"] for n in domain) / len(domain)
+            groups = [([v["num"] for v in score_values(self.items, f"{n}.bpb")], [v["den"] for v in score_values(self.items, f"{n}.bpb")])
+                      for n in domain]
+            results.update(metric_fields("domain_mean.bpb", mean_of_ratios(groups)))
         return results

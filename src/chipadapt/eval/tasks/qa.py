@@ -1,21 +1,21 @@
 """`qa_rouge` and `rag_qa`: answer `{"question", "answer"}` JSONL and score ROUGE-L against the answers.
 
 With a retriever configured (`rag_qa`), each question is answered twice, without and with the top-k
-passages in the prompt; the retrieved ids and both answers are saved per question
-(`<task>_predictions.jsonl` in the run folder) for inspection.
+passages in the prompt. Per question (`<task>_items.jsonl`): both answers, their ROUGE-L, the
+retrieved ids and how many of those passages the token budget let into the prompt
+(`passages_in_prompt`; results.json has its mean over questions).
 """
 
-import json
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics.text.rouge import ROUGEScore
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.items import summarize
+from chipadapt.eval.rouge import RougeL
 from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.scoring import generate
-from chipadapt.io.atomic import write_text_atomic
 from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
 
 log = logging.getLogger(__name__)
@@ -33,20 +33,16 @@ def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
     return rows
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> float:
-    metric = ROUGEScore(rouge_keys="rougeL")
-    return float(metric(predictions, references)["rougeL_fmeasure"])
-
-
 class QATask:
     def __init__(self, name: str, path: str, question_key: str, answer_key: str, limit: int | None, max_new_tokens: int,
-                 batch_size: int, output_dir: str, answer_without_context: bool, retrieval: DictConfig | None = None):
+                 batch_size: int, rouge: RougeL, answer_without_context: bool, retrieval: DictConfig | None = None):
         if not answer_without_context and not retrieval:
             raise ChipadaptError(f"eval.{name}: answer_without_context=false needs a retrieval section (nothing would be answered)")
         self.name, self.path, self.keys = name, path, (question_key, answer_key)
         self.answer_without_context = answer_without_context
         self.limit, self.max_new_tokens, self.batch_size = limit, max_new_tokens, batch_size
-        self.output_dir = Path(output_dir)
+        self.rouge = rouge
+        self.items: list[dict] | None = None
         self.retrieval = OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
 
     def _retrieve(self, questions: list[str]) -> list[list]:
@@ -64,21 +60,24 @@ class QATask:
 
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = read_qa(self.path, *self.keys)[: self.limit]
-        questions, references = [r["question"] for r in rows], [r["answer"] for r in rows]
-        results, records = {"questions": len(rows)}, [dict(row) for row in rows]
+        questions = [r["question"] for r in rows]
+        items = [{"id": r["id"], "question": r["question"], "reference": r["answer"], "scores": {}} for r in rows]
         if self.answer_without_context:
             plain = generate(model, tokenizer, [PLAIN_TEMPLATE.format(question=q) for q in questions], self.batch_size, self.max_new_tokens, chat=True)
-            results["rougeL"] = rouge_l(plain, references)
-            for record, answer in zip(records, plain):
-                record["prediction"] = answer
+            for item, answer in zip(items, plain):
+                item["prediction"] = answer
+                item["scores"]["rougeL"] = self.rouge.score(answer, item["reference"])
         if self.retrieval:
             retrieved = self._retrieve(questions)
             prompts, used = zip(*(rag_prompt(q, hits, tokenizer, self.retrieval["budget_tokens"]) for q, hits in zip(questions, retrieved)))
             with_rag = generate(model, tokenizer, list(prompts), self.batch_size, self.max_new_tokens, chat=True)
-            results["rougeL_rag"] = rouge_l(with_rag, references)
-            if self.answer_without_context:
-                results["rag_gain"] = results["rougeL_rag"] - results["rougeL"]
-            for record, answer, ids in zip(records, with_rag, used):
-                record.update({"prediction_rag": answer, "retrieved_ids": list(ids)})
-        write_text_atomic(self.output_dir / f"{self.name}_predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        return results
+            for item, answer, hits, ids in zip(items, with_rag, retrieved, used):
+                item["prediction_rag"] = answer
+                item["scores"]["rougeL_rag"] = self.rouge.score(answer, item["reference"])
+                if self.answer_without_context:
+                    item["scores"]["rag_gain"] = item["scores"]["rougeL_rag"] - item["scores"]["rougeL"]
+                # The token budget decides how many of the top-k passages the model saw (the last one may be cut at a line).
+                item["scores"]["passages_in_prompt"] = len(ids)
+                item.update({"retrieved_ids": [p.id for p in hits], "prompt_passage_ids": list(ids)})
+        self.items = items
+        return {**summarize(items), "questions": len(rows), "rougeL_scorer": self.rouge.describe()}

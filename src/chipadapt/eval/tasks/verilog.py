@@ -5,29 +5,28 @@ self-checking testbench, and simulated with a timeout. pass@1 is greedy by defau
 `samples=n` and a temperature, pass@k uses the unbiased estimator 1 - C(n-c, k) / C(n, k).
 `references_only=true` simulates the reference solutions themselves (VerilogEval's own check:
 153/156 spec-to-rtl tasks pass with iverilog 11).
+The benchmark's shape (`shape`, built by Hydra) reads the tasks, names the design's module and checks a
+candidate: VerilogEval's (eval/verilog/verilogeval.py) or a description plus a self-checking testbench
+that prints its own verdict (eval/verilog/self_checking.py).
 """
 
-import json
 import logging
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from rich.progress import track
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.eval.items import summarize
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.verilog.extract import extract_module
-from chipadapt.eval.verilog.simulate import require_iverilog, simulate
-from chipadapt.io.atomic import write_text_atomic
+from chipadapt.eval.verilog.simulate import require_iverilog
 
 log = logging.getLogger(__name__)
 
 INSTRUCTION = ("You are a Verilog RTL designer. Implement the following in synthesizable Verilog. "
-               "Reply with the complete module named TopModule inside a ```verilog code block.\n\n{prompt}")
-HEADER = re.compile(r"\bmodule\s+TopModule\b.*", re.S)
+               "Reply with the complete module named {module} inside a ```verilog code block.\n\n{prompt}")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -37,21 +36,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def read_tasks(path: str | Path) -> list[dict]:
-    path = Path(path)
-    tasks = []
-    for lineno, record in jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"):
-        missing = [k for k in ("task_id", "prompt", "ref", "test") if not isinstance(record.get(k), str)]
-        if missing:
-            raise ChipadaptError(f"{path}:{lineno}: missing string field(s) {missing}")
-        tasks.append(record)
-    return tasks
-
-
 class VerilogTask:
     def __init__(self, path: str, mode: str, limit: int | None, max_new_tokens: int, batch_size: int, samples: int,
                  temperature: float, top_p: float, ks: list[int], timeout_s: float, workers: int,
-                 references_only: bool, output_dir: str):
+                 references_only: bool, shape):
         if mode not in ("chat", "completion"):
             raise ChipadaptError(f"eval.verilog.mode: {mode!r} is not one of chat, completion")
         if samples > 1 and temperature <= 0:
@@ -60,7 +48,7 @@ class VerilogTask:
         self.max_new_tokens, self.batch_size, self.samples = max_new_tokens, batch_size, samples
         self.temperature, self.top_p, self.ks = temperature, top_p, [k for k in ks if k <= samples]
         self.timeout_s, self.workers, self.references_only = timeout_s, workers, references_only
-        self.output_dir = Path(output_dir)
+        self.shape = shape  # VerilogEvalShape or SelfCheckingShape: reads tasks, names the module, simulates
 
     @property
     def needs_model(self) -> bool:
@@ -68,42 +56,45 @@ class VerilogTask:
 
     def _candidates(self, model, tokenizer, tasks: list[dict]) -> list[list[str]]:
         if self.references_only:
-            return [[re.sub(r"\bRefModule\b", "TopModule", t["ref"])] for t in tasks]
+            return [[self.shape.reference(t)] for t in tasks]
+        names = [self.shape.module_name(t) for t in tasks]
         if self.mode == "chat":
-            prompts, headers = [INSTRUCTION.format(prompt=t["prompt"].strip()) for t in tasks], [None] * len(tasks)
+            prompts = [INSTRUCTION.format(prompt=t["prompt"].strip(), module=name) for t, name in zip(tasks, names)]
+            headers = [None] * len(tasks)
         else:
             prompts = [t["prompt"] for t in tasks]
-            headers = [(HEADER.search(t["prompt"]) or [None])[0] for t in tasks]
+            headers = [(re.search(rf"\bmodule\s+{re.escape(name)}\b.*", t["prompt"], re.S) or [None])[0] for t, name in zip(tasks, names)]
             if None in headers:
-                raise ChipadaptError(f"eval.verilog.mode=completion: task {tasks[headers.index(None)]['task_id']} has no `module TopModule` header in its prompt")
+                where = headers.index(None)
+                raise ChipadaptError(f"eval.verilog.mode=completion: task {tasks[where]['task_id']} has no `module {names[where]}` header in its prompt")
         out = [[] for _ in tasks]
         for _ in range(self.samples):
             replies = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=self.mode == "chat",
                                temperature=self.temperature, top_p=self.top_p)
             for i, (reply, header) in enumerate(zip(replies, headers)):
-                out[i].append(extract_module(reply, header))
+                out[i].append(extract_module(reply, header, names[i]))
         return out
 
     def run(self, model=None, tokenizer=None) -> dict[str, float]:
         require_iverilog()
-        tasks = read_tasks(self.path)[: self.limit]
+        tasks = self.shape.read(self.path)[: self.limit]
         candidates = self._candidates(model, tokenizer, tasks)
         jobs = [(ti, si, code) for ti, codes in enumerate(candidates) for si, code in enumerate(codes)]
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = [pool.submit(simulate, code, tasks[ti]["ref"], tasks[ti]["test"], self.timeout_s) for ti, _, code in jobs]
+            futures = [pool.submit(self.shape.simulate, tasks[ti], code, self.timeout_s) for ti, _, code in jobs]
             sims = [f.result() for f in track(futures, description="simulating", transient=True)]
         per_task = [[] for _ in tasks]
         for (ti, _, _), sim in zip(jobs, sims):
             per_task[ti].append(sim)
         n = self.samples if not self.references_only else 1
-        results = {f"pass@{k}": sum(pass_at_k(n, sum(s.passed for s in sims_), k) for sims_ in per_task) / len(tasks)
-                   for k in (self.ks or [1])}
+        # One sample per task: pass@1 is pass/fail (an exact binomial interval); more: the unbiased estimate per task.
+        self.items = [{"id": t["task_id"], "prediction": codes, "reference": t.get("ref"),
+                       "scores": {f"pass@{k}": (bool(passed) if n == 1 else pass_at_k(n, passed, k)) for k in (self.ks or [1])},
+                       "stage": [s.stage for s in sims_], "detail": [s.detail for s in sims_]}
+                      for t, sims_, codes in zip(tasks, per_task, candidates) for passed in [sum(s.passed for s in sims_)]]
+        results = summarize(self.items)
         results["tasks"] = len(tasks)
         results["passed_tasks"] = sum(any(s.passed for s in sims_) for sims_ in per_task)
         results["compile_errors"] = sum(s.stage == "compile" for s in sims)
         results["timeouts"] = sum(s.stage == "timeout" for s in sims)
-        records = [{"task_id": t["task_id"], "passed": [s.passed for s in sims_], "stage": [s.stage for s in sims_],
-                    "detail": [s.detail for s in sims_], "candidates": codes}
-                   for t, sims_, codes in zip(tasks, per_task, candidates)]
-        write_text_atomic(self.output_dir / "verilog_results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         return results

@@ -2,6 +2,7 @@
 after the run folders are gone: runs/<step>/ with manifest, results, metrics and Hydra overrides."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from chipadapt.io.atomic import atomic_file
@@ -12,12 +13,16 @@ RECORD_FILES = {"manifest.json", "results.json", "metrics.csv", "tokenizer_repor
 MAX_BYTES = 2_000_000
 
 
-def copy_atomic(source: Path, target: Path) -> None:
+def copy_atomic(source: Path, target: Path, rewrite: Callable[[str], str] | None = None) -> None:
+    """Copy `source`; `rewrite` maps its text on the way (the records are JSON, YAML and CSV)."""
     with atomic_file(target) as tmp:
-        shutil.copyfile(source, tmp)
+        if rewrite is None:
+            shutil.copyfile(source, tmp)
+        else:
+            Path(tmp).write_text(rewrite(source.read_text(encoding="utf-8")), encoding="utf-8")
 
 
-def archive_records(out: Path, names: list[str], target: Path) -> int:
+def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable[[str], str] | None = None) -> int:
     """Copy the record files of the named step folders (any depth: a sweep's jobs are subfolders)."""
     copied = 0
     for name in names:
@@ -26,8 +31,8 @@ def archive_records(out: Path, names: list[str], target: Path) -> int:
             continue
         for path in folder.rglob("*"):
             if path.name in RECORD_FILES and path.is_file() and path.stat().st_size <= MAX_BYTES and ".stale" not in path.parts:
-                copy_atomic(path, target / name / path.relative_to(folder))
+                copy_atomic(path, target / name / path.relative_to(folder), rewrite)
                 copied += 1
     if (out / "steps.json").is_file():
-        copy_atomic(out / "steps.json", target / "steps.json")
+        copy_atomic(out / "steps.json", target / "steps.json", rewrite)
     return copied

@@ -17,7 +17,8 @@ from chipadapt.io.atomic import write_text_atomic
 from chipadapt.manifest import git_state
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.report import alignment_section, dapt_section, merge_section, models_section, retrieval_section, tokenizer_section
-from chipadapt.reproduce.report.context import Context, get, table
+from chipadapt.reproduce.report.context import Context, get, paired, table
+from chipadapt.reproduce.report.portable_paths import PortablePaths
 from chipadapt.reproduce.report.verdicts import headline
 from chipadapt.reproduce.runner import ROOT
 from chipadapt.reproduce.steps import Step
@@ -65,6 +66,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     facts["models"] = facts.get("models") or {}
     facts["n_ifeval"] = get(base, "ifeval.prompts") or 0
     facts["n_mmlu"] = get(base, "mcq.questions") or 0
+    facts["mmlu_paired"] = paired(ctx.folder("eval_base"), ctx.folder("eval_dapt"), "mcq.acc")   # DAPT vs general, question by question
     rows = headline(facts, chip_dapt, eval_of)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
@@ -84,6 +86,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         f"({facts['n_ifeval']} IFEval prompts, {facts['n_mmlu']} MMLU questions) a few points of accuracy are not a result.", "",
     ]
     text = "\n".join(intro + parts + ["## Provenance", "", provenance(ctx), ""])
-    archive_records(out, [n for n in ctx.steps if n in ledger], report_dir / "runs")
-    write_text_atomic(report_dir / "headline.md", head + "\n")
-    return write_text_atomic(report_dir / "REPORT.md", text)
+    portable = PortablePaths(out)  # no machine's absolute paths in what gets committed
+    archive_records(out, [n for n in ctx.steps if n in ledger], report_dir / "runs", portable)
+    write_text_atomic(report_dir / "headline.md", portable(head) + "\n")
+    return write_text_atomic(report_dir / "REPORT.md", portable(text))

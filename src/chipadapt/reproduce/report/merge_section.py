@@ -8,7 +8,7 @@ import json
 
 import matplotlib.pyplot as plt
 
-from chipadapt.reproduce.report.context import Context, fmt, get, missing, table
+from chipadapt.reproduce.report.context import Context, fmt, get, missing, paired, table
 
 # (results key, label, higher is better)
 DOMAIN = [("corpus_ppl.domain_mean.bpb", "domain bpb", False), ("eda_script.call_f1", "EDA call F1", True),
@@ -135,7 +135,9 @@ def section(ctx: Context) -> tuple[str, dict]:
     at06 = next((r for r in chipalign if abs(r["lam"] - 0.6) < 1e-9), None)
     angle = angles(chipalign)
     facts = {"angle": angle, "best": best, "chip": chip, "instruct": next((r for r in chipalign if r["lam"] == 0.0), None), "at06": at06,
-             "chipalign_rows": chipalign}
+             "chipalign_rows": chipalign,
+             # IFEval of the lambda-0.6 merge against the chip model, prompt by prompt
+             "ifeval_paired": paired(chip["folder"], at06["folder"], INSTRUCT[0]) if chip and at06 else None}
     if chip and chip[INSTRUCT[0]]:
         for name, r in (("gain06", at06), ("gain_best", best.get("chipalign"))):
             if r and r[INSTRUCT[0]] is not None:

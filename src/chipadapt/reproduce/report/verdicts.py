@@ -1,13 +1,15 @@
 """The headline table: each paper finding, the figure measured here, and whether it reproduces.
 
-A difference counts only when it is larger than twice its standard error (binomial, from the number
-of prompts or questions scored); smaller ones are reported as "within noise", not as a result.
+Where both runs wrote per-item files, a difference counts only when its paired 95% interval (McNemar's
+exact test or the paired bootstrap over the same prompts or questions, eval/paired.py) leaves out 0;
+otherwise it is "within noise", not a result. Runs without per-item files fall back to twice the
+standard error of a difference of two independent proportions.
 The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
 """
 
 import math
 
-from chipadapt.reproduce.report.context import fmt
+from chipadapt.reproduce.report.context import fmt, paired_text
 
 YES, PARTLY, NO, NOISE, NOT_RUN = "reproduces", "partly", "does not reproduce", "within noise", "not run"
 F1_NOISE = 0.05        # EDA API-call F1 over 16 scripts or fewer: smaller differences are not counted
@@ -132,12 +134,15 @@ def merge_rows(f: dict, n_ifeval: int) -> list[list]:
     key = "ifeval.instruction_loose"
     rows = []
     if at06 and chip[key] is not None:
-        diff, real = difference(at06[key], chip[key], n_ifeval)
+        d = f.get("ifeval_paired")
+        diff, real = (d.diff, d.verdict != NOISE) if d else difference(at06[key], chip[key], n_ifeval)
         verdict = (YES if diff > 0 else NO) if real else NOISE
         rows.append(["ChipAlign restores instruction following", "up to +26.6% IFEval over the chip model",
-                     f"IFEval instr. {fmt(chip[key])} (chip) → {fmt(at06[key])} at lambda 0.6 ({f.get('gain06', 0):+.1f}%)",
+                     f"IFEval instr. {fmt(chip[key])} (chip) → {fmt(at06[key])} at lambda 0.6 ({f.get('gain06', 0):+.1f}%)"
+                     + (f"; {paired_text(d)}" if d else ""),
                      verdict, "" if verdict == YES else f"Chip and instruct model differ little (a few dozen training steps apart), "
-                     f"and {n_ifeval} IFEval prompts give a standard error of about {binomial_se(at06[key], n_ifeval):.2f}."])
+                     + (f"and the paired interval over {d.n} prompts covers 0." if d else
+                        f"and {n_ifeval} IFEval prompts give a standard error of about {binomial_se(at06[key], n_ifeval):.2f}.")])
     swept = [r for r in f.get("chipalign_rows", []) if not r.get("endpoint")]
     if best and len(swept) < 3:
         lams = ", ".join(f"{r['lam']:g}" for r in swept)
@@ -188,7 +193,7 @@ def retrieval_rows(f: dict) -> list[list]:
     return rows
 
 
-def mmlu_row(models: dict, merged: str, n: int) -> list:
+def mmlu_row(models: dict, merged: str, n: int, dapt_vs_base=None) -> list:
     finding, paper = "General knowledge kept (MMLU)", "DAPT models lose little MMLU; merging recovers general ability"
     base, dapt, m = (models.get(name, {}).get("mcq.acc") for name in ("eval_base", "eval_dapt", merged))
     if base is None or dapt is None:
@@ -199,8 +204,10 @@ def mmlu_row(models: dict, merged: str, n: int) -> list:
         return [finding, paper, here, NOISE,
                 f"The general model itself is within noise of chance ({MCQ_CHANCE:.2f}) on this subset: at 135M parameters "
                 "MMLU measures no general knowledge for DAPT to lose or merging to win back."]
-    diff, real = difference(dapt, base, n)
+    diff, real = (dapt_vs_base.diff, dapt_vs_base.verdict != NOISE) if dapt_vs_base else difference(dapt, base, n)
     kept = not real or diff > 0
+    if dapt_vs_base:
+        here += f"; DAPT vs general: {paired_text(dapt_vs_base)}"
     return [finding, paper, here, YES if kept else NO, "" if kept else "See the learning-rate row."]
 
 
@@ -208,4 +215,4 @@ def headline(facts: dict, chip_dapt: str, arm_evals: dict[str, str]) -> list[lis
     models = facts.get("models", {})
     return ([tokenizer_row(facts.get("tokenizer"))] + dapt_rows(facts.get("dapt"), chip_dapt, models, arm_evals, facts.get("n_ifeval", 0))
             + alignment_rows(facts.get("alignment"), models) + merge_rows(facts.get("merge"), facts.get("n_ifeval", 0))
-            + retrieval_rows(facts.get("retrieval")) + [mmlu_row(models, "merged_chipalign_0.6", facts.get("n_mmlu", 0))])
+            + retrieval_rows(facts.get("retrieval")) + [mmlu_row(models, "merged_chipalign_0.6", facts.get("n_mmlu", 0), facts.get("mmlu_paired"))])

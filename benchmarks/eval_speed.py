@@ -1,0 +1,170 @@
+"""Evaluation speed: chipadapt's engines against lm-eval 0.4.13's HF backend and the CPU's FLOP limit.
+
+  flock /tmp/chipadapt-heavy.lock python benchmarks/eval_speed.py [--model FOLDER] [--mmlu-per-subject 2]
+        [--ifeval 24] [--ifeval-tokens 256] [--gen-tokens 48] [--batches 1,8,32]
+
+Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, same process:
+1. MMLU with `preset=lm_eval` (letters, zero-shot) against lm-eval running its own MMLU YAMLs over
+   the same local files: CPU-seconds and questions/s of the model calls, and how many predictions agree.
+2. IFEval prompts through the chat template, greedy, `--ifeval-tokens` new tokens at most, against
+   lm-eval's `generate_until`: CPU-seconds, prompts/s, identical answers.
+3. Greedy decoding tokens/s at each batch size (every row runs `--gen-tokens` tokens) against Hugging
+   Face's `generate` with a static cache, and against the FLOP limit: 2 x parameters FLOPs per token
+   at the fp32 matrix-multiply rate measured here first.
+Every ratio is against a reference measured in this run. Needs `pip install -e '.[dev]'` (lm-eval).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CHIPADAPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+import torch  # noqa: E402
+
+
+class Clock:
+    """Wall and CPU seconds (all threads of the process) of a block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def matmul_gflops() -> float:
+    """The fp32 matrix-multiply rate of this machine (best of 5): the FLOP limit's reference."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def default_model() -> Path:
+    from omegaconf import OmegaConf
+
+    import chipadapt  # noqa: F401  (resolvers)
+    from chipadapt.models.hf_folder import resolve_model_folder
+    from chipadapt.models.locate import conversion_cache
+
+    cfg = OmegaConf.load(ROOT / "conf" / "model" / "smollm2_135m.yaml")
+    cfg.source.cache_dir = str(conversion_cache())
+    return resolve_model_folder(cfg)
+
+
+def bench_mmlu(model, tokenizer, lm, per_subject: int, workdir: Path) -> None:
+    from chipadapt.eval.lm_eval_reference import run_mmlu
+    from chipadapt.eval.tasks.mcq import MCQTask, first_per_subject, read_mcq
+
+    rows = first_per_subject(read_mcq(SHARED / "mmlu" / "mmlu_test.jsonl", "mmlu"), per_subject)
+    dev = read_mcq(SHARED / "mmlu" / "mmlu_dev.jsonl", "mmlu_dev")
+    path = workdir / "mmlu.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = MCQTask(str(path), None, 0, None, "letters", batch_size=8, max_length=2048, max_per_subject=None, preset="lm_eval")
+    with Clock() as ours:
+        task.run(model, tokenizer)
+    predictions = {row["question"]: item["prediction"] for row, item in zip(task.rows, task.items)}
+    # Only lm-eval's model calls are timed (its task building and dataset loading are left out).
+    theirs = Clock()
+    inner = lm.loglikelihood
+
+    def timed_loglikelihood(requests, *args, **kwargs):
+        with theirs:
+            return inner(requests, *args, **kwargs)
+
+    lm.loglikelihood = timed_loglikelihood
+    reference = run_mmlu(lm, rows, dev, workdir / "tasks", "letters", 0)
+    lm.loglikelihood = inner
+    agree = sum(predictions[q] == p for q, p in reference.items())
+    n = len(rows)
+    print(f"MMLU ({n} questions, lm_eval preset, zero-shot letters): chipadapt {ours.cpu:.1f} CPU-s {n / ours.wall:.2f} q/s | "
+          f"lm-eval HF {theirs.cpu:.1f} CPU-s {n / theirs.wall:.2f} q/s | speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | "
+          f"same prediction {agree}/{n}; acc chipadapt {sum(i['scores']['acc'] for i in task.items) / n:.4f}")
+
+
+def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
+    from lm_eval.api.instance import Instance
+
+    from chipadapt.eval.scoring import generate
+
+    prompts = [json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()[:count]]
+    with Clock() as ours:
+        answers = generate(model, tokenizer, prompts, 32, max_tokens, chat=True, add_special_tokens=True)
+    settings = {"until": [], "do_sample": False, "temperature": 0.0, "max_gen_toks": max_tokens}  # lm-eval's ifeval.yaml
+    requests = [Instance("generate_until", {}, (lm.apply_chat_template([{"role": "user", "content": p}]), settings), i)
+                for i, p in enumerate(prompts)]
+    with Clock() as theirs:
+        reference = lm.generate_until(requests, disable_tqdm=True)
+    same = sum(a == b for a, b in zip(answers, reference))
+    tokens = sum(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers)
+    print(f"IFEval ({count} prompts, <= {max_tokens} new tokens, chat): chipadapt {ours.cpu:.1f} CPU-s {count / ours.wall:.2f} prompts/s "
+          f"({tokens / ours.wall:.0f} tok/s) | lm-eval HF (batch {lm.batch_size}) {theirs.cpu:.1f} CPU-s {count / theirs.wall:.2f} prompts/s | "
+          f"speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | identical answers {same}/{count}")
+
+
+def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: float) -> None:
+    from chipadapt.models.generate import greedy_generate
+
+    params = sum(p.numel() for p in model.parameters())
+    limit = peak * 1e9 / (2 * params)
+    prompts = [json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()]
+    for batch in batches:
+        chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 for p in prompts[:batch]]
+        ids = [tokenizer.encode(c, add_special_tokens=False) for c in chats]
+        with Clock() as ours:
+            greedy_generate(model, ids, new_tokens, batch, set(), tokenizer.pad_token_id)  # no stop: every row runs
+        tokenizer.padding_side = "left"
+        encoded = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
+        with Clock() as hf, torch.no_grad():
+            model.generate(**encoded, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                           cache_implementation="static", pad_token_id=tokenizer.pad_token_id)
+        rate, hf_rate = batch * new_tokens / ours.wall, batch * new_tokens / hf.wall
+        print(f"greedy batch {batch:>2}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
+              f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="HF model folder (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--mmlu-per-subject", type=int, default=2)
+    parser.add_argument("--ifeval", type=int, default=24)
+    parser.add_argument("--ifeval-tokens", type=int, default=256)
+    parser.add_argument("--gen-tokens", type=int, default=48)
+    parser.add_argument("--batches", default="1,8,32")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"eval_speed: {SHARED} is absent (set CHIPADAPT_SHARED_DATA)")
+    from lm_eval.models.huggingface import HFLM
+
+    from chipadapt.eval.scoring import generate  # noqa: F401  (import cost outside the clocks)
+    from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+
+    folder = args.model or default_model()
+    peak = matmul_gflops()
+    print(f"model {folder.name}, {torch.get_num_threads()} threads, fp32 matmul {peak:.0f} GFLOP/s")
+    model, tokenizer = load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder)
+    lm = HFLM(pretrained=str(folder), device="cpu", batch_size=8, dtype="float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_mmlu(model, tokenizer, lm, args.mmlu_per_subject, Path(tmp))
+    bench_ifeval(model, tokenizer, lm, args.ifeval, args.ifeval_tokens)
+    bench_decoding(model, tokenizer, [int(b) for b in args.batches.split(",")], args.gen_tokens, peak)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Typed schemas for the config groups users edit, checked before any work starts.
+
+Types only: every default stays in the YAML that defines it (fields here are MISSING), so a schema
+says what a key is, never what it is worth. Checked per group present in the composed config:
+wrong types (`optim.lr=abc`), unknown keys (`+optim.lrr=1e-3`, which Hydra would add silently),
+values out of range (`merge.lam=1.5` without `merge.allow_extrapolation=true`), required keys left
+unset (`models.chip`). Each failure is a ChipadaptError naming the key."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from chipadapt.errors import ChipadaptError
+
+WHERE = "see src/chipadapt/config_schema.py for the keys each group takes"
+
+
+@dataclass
+class OptimSchema:
+    name: str = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    scheduler: Optional[Any] = MISSING
+    gradient_clip_val: Optional[float] = MISSING
+
+
+@dataclass
+class MergeSchema:
+    name: str = MISSING
+    lam: float = MISSING
+    schedule: list[Any] = field(default_factory=lambda: MISSING)
+    method: Any = MISSING
+    allow_extrapolation: bool = MISSING
+
+
+@dataclass
+class BlendSchema:
+    """A training blend (DAPT corpus, SFT/SteerLM conversations, attribute labels)."""
+
+    name: str = MISSING
+    seq_len: int = MISSING
+    micro_batch_size: int = MISSING
+    global_batch_size: int = MISSING
+    val_fraction: float = MISSING
+    val_max_sequences: int = MISSING
+    val_max_conversations: int = MISSING
+    num_workers: int = MISSING
+    packing: bool = MISSING
+    sources: dict[str, Any] = field(default_factory=lambda: MISSING)
+    val_sources: Optional[dict[str, Any]] = MISSING
+    attributes: Any = MISSING
+    template: Any = MISSING
+
+
+@dataclass
+class ModelSchema:
+    name: str = MISSING
+    path: Optional[str] = MISSING
+    source: Optional[Any] = MISSING
+    doc_separator: Optional[str] = MISSING
+    dtype: str = MISSING
+    attn_implementation: str = MISSING
+    gradient_checkpointing: bool = MISSING
+
+
+GROUPS = {"optim": OptimSchema, "merge": MergeSchema, "model": ModelSchema}
+ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "auto")
+
+
+def _typed(group: str, schema: type, node: DictConfig) -> dict:
+    """The group merged into its schema: OmegaConf converts what it can ("1e-3" -> 0.001) and
+    raises for what it cannot and for keys the schema lacks. Returns plain values, without the
+    keys this group's YAML does not set."""
+    try:
+        values = OmegaConf.to_container(node, resolve=True)
+        typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), values))
+        return {key: value for key, value in typed.items() if value != "???"}
+    except OmegaConfBaseException as err:
+        key = f"{group}.{err.full_key}" if getattr(err, "full_key", None) else group
+        message = str(getattr(err, "msg", err)).splitlines()[0]
+        if "not in struct" in message or "Key '" in message and "not in" in message:
+            raise ChipadaptError(f"{key}: unknown key ({WHERE})") from None
+        raise ChipadaptError(f"{key}: {message}") from None
+
+
+def _number(key: str, value: Any, low: float | None = None, high: float | None = None, low_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChipadaptError(f"{key}: {value!r} is not a finite number")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ChipadaptError(f"{key}: {value} must be {'>' if low_open else '>='} {low}")
+    if high is not None and value > high:
+        raise ChipadaptError(f"{key}: {value} must be <= {high}")
+    return float(value)
+
+
+def _required(group: str, values: dict, key: str) -> Any:
+    if key not in values:
+        raise ChipadaptError(f"{group}.{key}: required, not set")
+    return values[key]
+
+
+def check_optim(optim: dict) -> None:
+    _number("optim.lr", _required("optim", optim, "lr"), 0, low_open=True)
+    if optim.get("gradient_clip_val") is not None:
+        _number("optim.gradient_clip_val", optim["gradient_clip_val"], 0)
+
+
+def check_merge(merge: dict) -> None:
+    extrapolate = bool(_required("merge", merge, "allow_extrapolation"))
+    schedule = merge.get("schedule") or []
+    lams = [("merge.lam", _required("merge", merge, "lam"))]
+    lams += [(f"merge.schedule[{i}].lam", rule.get("lam") if isinstance(rule, dict) else None) for i, rule in enumerate(schedule)]
+    for key, lam in lams:
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool):
+            raise ChipadaptError(f"{key}: {lam!r} is not a number")
+        if not extrapolate and not 0 <= lam <= 1:
+            raise ChipadaptError(f"{key}: {lam} is outside [0, 1]; merge.allow_extrapolation=true allows it")
+    for i, rule in enumerate(schedule):
+        if not isinstance(rule, dict) or "pattern" not in rule:
+            raise ChipadaptError(f"merge.schedule[{i}]: expected {{pattern: REGEX, lam: NUMBER}}")
+    method = merge.get("method") if isinstance(merge.get("method"), dict) else {}
+    bounds = {"density": (0, 1, True), "epsilon": (0, 1, False), "dot_threshold": (0, 1, True), "scale": (None, None, False)}
+    for name, (low, high, open_low) in bounds.items():
+        if name in method:
+            _number(f"merge.method.{name}", method[name], low, high, open_low)
+
+
+def check_model(model: dict) -> None:
+    if "dtype" in model and model["dtype"] not in DTYPES:
+        raise ChipadaptError(f"model.dtype: {model['dtype']!r} is not one of {', '.join(DTYPES)}")
+    if "attn_implementation" in model and model["attn_implementation"] not in ATTENTION:
+        raise ChipadaptError(f"model.attn_implementation: {model['attn_implementation']!r} is not one of {', '.join(ATTENTION)}")
+
+
+def check_blend(data: dict) -> None:
+    for key in ("seq_len", "micro_batch_size", "global_batch_size"):
+        if key in data:
+            _number(f"data.{key}", data[key], 0, low_open=True)
+    if "val_fraction" in data:
+        _number("data.val_fraction", data["val_fraction"], 0, 1)
+    for split in ("sources", "val_sources"):
+        for name, spec in (data.get(split) or {}).items():
+            if spec is None:
+                continue
+            if not isinstance(spec, dict) or "path" not in spec:
+                raise ChipadaptError(f"data.{split}.{name}: expected a source with a `path`")
+            for key in ("weight", "epochs"):
+                if key in spec:
+                    _number(f"data.{split}.{name}.{key}", spec[key], 0)
+            if "max_bytes" in spec:
+                _number(f"data.{split}.{name}.max_bytes", spec["max_bytes"], 0, low_open=True)
+
+
+CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise a ChipadaptError for the first problem found in the composed config."""
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
+    if missing:
+        raise ChipadaptError(f"{missing[0]}: required, not set (add {missing[0]}=...)")
+    for key, kind in ROOT_TYPES.items():
+        if key in cfg and cfg[key] is not None:
+            value = cfg[key]
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ChipadaptError(f"{key}: {value!r} is not a whole number")
+            if kind is bool and not isinstance(value, bool):
+                raise ChipadaptError(f"{key}: {value!r} is not true or false")
+    for group, schema in GROUPS.items():
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            CHECKS[group](_typed(group, schema, node))
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and "seq_len" in data:  # a training blend (curation has data.curate)
+        check_blend(_typed("data", BlendSchema, data))

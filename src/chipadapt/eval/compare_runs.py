@@ -1,0 +1,118 @@
+"""The runs compare.py reads: train, evaluate and merge run folders, multirun roots (every job folder
+below them), results.json files and globs of any of these. Each run comes with its kind, its
+overrides and its metrics by name (`chipadapt.run_metrics`), from its manifest.json; folders written
+before manifests existed are read from results.json and .hydra/overrides.yaml."""
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.run_metrics import evaluation_metrics, run_metrics
+
+RECORDS = ("manifest.json", "results.json")
+
+
+@dataclass
+class Run:
+    folder: Path
+    kind: str                       # train | evaluate | merge | ...
+    status: str | None
+    overrides: dict[str, str]
+    metrics: dict[str, float]
+    label: str = ""
+    extra: dict = field(default_factory=dict)  # room for per-kind data a comparison may need
+
+
+def is_run(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in RECORDS)
+
+
+def _job_sort_key(folder: Path):
+    return (0, int(folder.name), "") if folder.name.isdigit() else (1, 0, folder.name)
+
+
+def find_run_folders(patterns: list[str]) -> list[Path]:
+    """Run folders in the order given; a multirun root stands for its job folders (0, 1, 2 ...)."""
+    folders = []
+    for pattern in patterns:
+        matches = [Path(p) for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))]
+        if not matches:
+            raise ChipadaptError(f"compare.runs: nothing matches {pattern!r} (a run folder, a multirun folder, a results.json or a glob)")
+        for match in matches:
+            if match.is_file():
+                if match.name in RECORDS:  # a glob over a sweep also matches multirun.yaml, sweep_report.csv ...
+                    folders.append(match.parent)
+            elif is_run(match):
+                folders.append(match)
+            else:
+                jobs = sorted((p for p in match.iterdir() if p.is_dir() and is_run(p)), key=_job_sort_key) if match.is_dir() else []
+                if not jobs and len(matches) == 1:
+                    raise ChipadaptError(f"compare.runs: {match} holds no run (no manifest.json or results.json in it or in its sub-folders)")
+                folders += jobs
+    return list(dict.fromkeys(folders))
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """`["optim.lr=1e-4", "+data.x=1", "hydra.run.dir=..."]` -> {"optim.lr": "1e-4", "data.x": "1"} (Hydra's own left out)."""
+    pairs = {}
+    for item in items or []:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith("hydra.") and not key.startswith("hydra/"):
+            pairs[key] = value
+    return pairs
+
+
+def _hydra_overrides(folder: Path) -> dict[str, str]:
+    file = folder / ".hydra" / "overrides.yaml"
+    return parse_overrides(yaml.safe_load(file.read_text()) or []) if file.is_file() else {}
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ChipadaptError(f"{file}: not valid JSON ({err.msg})") from None
+
+
+def load_run(folder: Path) -> Run:
+    manifest_file = folder / "manifest.json"
+    if manifest_file.is_file():
+        manifest = _read_json(manifest_file)
+        metrics = run_metrics(manifest)
+        if not metrics and (folder / "results.json").is_file():  # an evaluation recorded before results moved into manifests
+            metrics = evaluation_metrics(_read_json(folder / "results.json"))
+        overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
+        return Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
+    return Run(folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(_read_json(folder / "results.json")))
+
+
+def label_runs(runs: list[Run], labels: list[str] | None) -> None:
+    """Given labels, else the overrides that differ between the runs (all of them for a single run),
+    else the folder name."""
+    differing = {key for key in {k for r in runs for k in r.overrides}
+                 if len({r.overrides.get(key) for r in runs}) > 1} if len(runs) > 1 else None
+    for i, run in enumerate(runs):
+        if labels and i < len(labels):
+            run.label = labels[i]
+            continue
+        shown = {k: v for k, v in run.overrides.items() if differing is None or k in differing}
+        run.label = " ".join(f"{k}={v}" for k, v in shown.items()) or run.folder.name
+
+
+def load_runs(patterns: list[str], labels: list[str] | None = None) -> list[Run]:
+    runs = [load_run(folder) for folder in find_run_folders(patterns)]
+    if not runs:
+        raise ChipadaptError(f"compare.runs: no run folder in {patterns}")
+    label_runs(runs, labels)
+    return runs
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """Overrides whose value differs between the runs: what the sweep varied."""
+    keys = dict.fromkeys(k for r in runs for k in r.overrides)
+    return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]

@@ -1,0 +1,106 @@
+"""How sure a metric is: its standard error and 95% interval from the scores of its items.
+
+Three kinds of metric, told apart by how an item's score is written (see `eval/items.py`):
+- a proportion (each item passes or fails: `true`/`false`): the exact binomial (Clopper-Pearson)
+  interval, which never undercovers, even at 0 or n successes and on a few dozen items;
+- a mean of per-item numbers (ROUGE-L, F1, MRR): the percentile bootstrap over items;
+- a ratio of sums (`{"num", "den"}`: bits per byte over documents, instructions followed over
+  prompts), optionally through `exp` (perplexity): the percentile bootstrap over items, which keeps
+  the items' correlation (the tokens of a document, the instructions of a prompt) that a per-token
+  or per-instruction interval would ignore.
+The standard error is the sample standard deviation over sqrt(n) (n - 1 in the variance, as
+lm-evaluation-harness's `_stderr`), linearised for ratios and through the delta method for `exp`.
+Bootstraps use a fixed seed, so the same scores always give the same interval.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+TRANSFORMS = {None: lambda x: x, "exp": np.exp}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    stderr: float | None      # None for a single item
+    ci: tuple[float, float]
+    n: int
+    method: str
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact binomial interval: the p whose one-sided tail probabilities are (1 - confidence) / 2."""
+    from scipy.stats import beta  # slow to import: only when an interval is computed
+
+    if n <= 0:
+        raise ValueError("clopper_pearson: no trials")
+    alpha = 1 - confidence
+    lo = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return lo, hi
+
+
+def proportion(passed: list[bool]) -> Estimate:
+    n = len(passed)
+    k = int(sum(bool(x) for x in passed))
+    p = k / n
+    stderr = math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else None
+    return Estimate(p, stderr, clopper_pearson(k, n), n, "clopper-pearson")
+
+
+def ratio(num: list[float], den: list[float] | None = None, transform: str | None = None,
+          resamples: int = RESAMPLES, seed: int = SEED) -> Estimate:
+    """f(sum num / sum den) (den = 1 per item: a mean) with a bootstrap interval over items."""
+    num_a = np.asarray(num, dtype=np.float64)
+    den_a = np.ones_like(num_a) if den is None else np.asarray(den, dtype=np.float64)
+    n = len(num_a)
+    if n == 0 or den_a.sum() <= 0:
+        raise ValueError("ratio: no items, or a zero denominator")
+    f = TRANSFORMS[transform]
+    r = num_a.sum() / den_a.sum()
+    stderr = None
+    if n > 1:
+        # Linearised (delta-method) standard error of a ratio of sums; for den = 1 it is sd / sqrt(n).
+        residual = (num_a - r * den_a) / den_a.mean()
+        stderr = float(math.sqrt((residual ** 2).sum() / (n * (n - 1))))
+        if transform == "exp":
+            stderr *= math.exp(r)
+    lo, hi = percentile_interval(bootstrap_ratios(num_a, den_a, resamples, seed))
+    kind = "mean" if den is None else "ratio of sums"
+    return Estimate(float(f(r)), stderr, (float(f(lo)), float(f(hi))), n, f"bootstrap-percentile ({kind}, {resamples} resamples over items)")
+
+
+def bootstrap_ratios(num: np.ndarray, den: np.ndarray, resamples: int, seed: int, chunk: int = 256) -> np.ndarray:
+    """sum(num[idx]) / sum(den[idx]) for `resamples` draws of n item indices with replacement.
+    Drawn in chunks so memory stays at chunk x n, whatever the item count."""
+    rng = np.random.default_rng(seed)
+    n, out = len(num), []
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        out.append(num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-300))
+    return np.concatenate(out)
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    alpha = 1 - confidence
+    lo, hi = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def mean_of_ratios(groups: list[tuple[list[float], list[float]]], resamples: int = RESAMPLES, seed: int = SEED) -> Estimate:
+    """The unweighted mean of several groups' ratios of sums (domain_mean.bpb: one ratio per corpus
+    source). Each group's items are resampled on their own (a stratified bootstrap); the standard
+    error adds the groups' variances, which are independent."""
+    parts = [ratio(num, den, resamples=resamples, seed=seed) for num, den in groups]
+    draws = [bootstrap_ratios(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64), resamples, seed + g + 1)
+             for g, (num, den) in enumerate(groups)]
+    k = len(groups)
+    stderrs = [p.stderr for p in parts]
+    stderr = None if None in stderrs else math.sqrt(sum(s * s for s in stderrs)) / k
+    return Estimate(sum(p.value for p in parts) / k, stderr, percentile_interval(np.mean(draws, axis=0)),
+                    sum(p.n for p in parts), f"bootstrap-percentile (stratified by group, {resamples} resamples)")

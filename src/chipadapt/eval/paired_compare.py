@@ -1,0 +1,78 @@
+"""compare.py's paired section: every run against the first, item by item.
+
+For each task whose `<task>_items.jsonl` is in both run folders (beside results.json), each metric the items
+score is compared on the items both runs scored (eval/paired.py: McNemar for pass/fail, the paired
+bootstrap otherwise). Written to `compare_paired.md` and `.csv`; "within noise" only where the
+difference's 95% interval covers 0.
+"""
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+from chipadapt.eval.items import items_file, read_items
+from chipadapt.eval.paired import paired_difference
+from chipadapt.io.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+SUFFIX = "_items.jsonl"
+COLUMNS = ["run", "against", "metric", "n", "first", "this", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict"]
+
+
+def task_items(folder: Path) -> dict[str, Path]:
+    """{task: its items file} in a run folder."""
+    return {f.name[: -len(SUFFIX)]: f for f in sorted(Path(folder).glob(f"*{SUFFIX}"))}
+
+
+def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) -> list[dict]:
+    """One row per (later run, metric): its difference from the first run. `runs` are (label, run folder)."""
+    if len(runs) < 2:
+        return []
+    first_label, first_folder = runs[0]
+    first_tasks = task_items(first_folder)
+    rows = []
+    for label, folder in runs[1:]:
+        for task in task_items(folder):
+            if task not in first_tasks:
+                continue
+            a, b = read_items(first_tasks[task]), read_items(items_file(folder, task))
+            names = dict.fromkeys(k for item in a.values() for k in item["scores"])
+            for name in names:
+                metric = f"{task}.{name}"
+                if metrics and metric not in metrics:
+                    continue
+                d = paired_difference(a, b, name)
+                if d is None:
+                    continue
+                rows.append({"run": label, "against": first_label, "metric": metric, "n": d.n, "first": d.a, "this": d.b,
+                             "difference": d.diff, "ci95_lo": d.ci[0], "ci95_hi": d.ci[1], "p": d.p, "test": d.test,
+                             "verdict": d.verdict})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | against | metric | n | first | this | difference [95% CI] | p | test | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
+                     f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}] | {r['p']:.3g} | {r['test']} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_paired(runs: list[tuple[str, Path]], metrics: list[str] | None, out: Path) -> list[dict]:
+    """The paired section of compare.py: compare_paired.{md,csv} in `out`, printed too; [] (nothing
+    written) when no two runs have per-item files of the same task."""
+    rows = paired_rows(runs, metrics)
+    if not rows:
+        log.info("compare: no per-item files shared by the first run and another; no paired comparison")
+        return rows
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(out) / "compare_paired.csv", buffer.getvalue())
+    text = markdown(rows)
+    write_text_atomic(Path(out) / "compare_paired.md", text)
+    print(f"\nPaired differences against {runs[0][0]} (same items):\n{text}")
+    return rows

@@ -1,0 +1,77 @@
+"""Which modules a Verilog/SystemVerilog text defines and which it instantiates.
+
+Enough of a scanner to read a testbench: it finds `module NAME` definitions and instantiations
+`NAME [#(...)] INSTANCE [range] (`, after removing comments and string literals (so text a testbench
+prints is never taken for code). Keywords and gate primitives that share the instantiation shape
+(`if (`, `and g1 (`) are not modules.
+"""
+
+import re
+
+COMMENTS_AND_STRINGS = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', re.S)
+DEFINITION = re.compile(r"\b(?:module|macromodule|interface|program)\s+(?:automatic\s+|static\s+)?([A-Za-z_]\w*)")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+# Words that can stand where a module name would and be followed by an identifier and "(".
+NOT_MODULES = frozenset("""
+always always_comb always_ff always_latch and assert assign assume automatic begin buf bufif0 bufif1 case casex casez
+cmos cover default defparam disable else end endcase endfunction endmodule endtask for forever fork function generate
+genvar if initial inout input integer join join_any join_none localparam logic module nand negedge nmos nor not notif0
+notif1 or output parameter pmos posedge pulldown pullup rcmos real realtime reg repeat return rnmos rpmos rtran
+rtranif0 rtranif1 signed static supply0 supply1 task time tran tranif0 tranif1 tri tri0 tri1 triand trior unsigned
+wait while wire wor xnor xor bit byte int shortint longint string var void typedef struct enum union packed const
+ref import export extern virtual class new this super property sequence covergroup coverpoint
+""".split())
+
+
+def strip_comments_and_strings(text: str) -> str:
+    # Strings become "" and comments a space, so positions of the code around them stay apart.
+    return COMMENTS_AND_STRINGS.sub(lambda m: '""' if m.group(0).startswith('"') else " ", text)
+
+
+def defined_modules(text: str) -> list[str]:
+    return DEFINITION.findall(strip_comments_and_strings(text))
+
+
+def _skip_space(code: str, i: int) -> int:
+    while i < len(code) and code[i].isspace():
+        i += 1
+    return i
+
+
+def _skip_balanced(code: str, i: int, open_: str, close: str) -> int:
+    """Index just past the bracket group that starts at code[i] == open_ (or len(code) if unbalanced)."""
+    depth = 0
+    for j in range(i, len(code)):
+        depth += (code[j] == open_) - (code[j] == close)
+        if depth == 0:
+            return j + 1
+    return len(code)
+
+
+def instantiated_modules(text: str) -> list[str]:
+    """Module names instantiated in `text`, in order of first appearance."""
+    code = strip_comments_and_strings(text)
+    found: list[str] = []
+    for match in IDENTIFIER.finditer(code):
+        name = match.group(0)
+        start = match.start()
+        if name in NOT_MODULES or (start and (code[start - 1] in "$`.'\\" or code[start - 1].isalnum() or code[start - 1] == "_")):
+            continue  # system tasks, macros, hierarchical names, casts
+        i = _skip_space(code, match.end())
+        if code.startswith("#", i):  # parameter override: #(...) or #N
+            i = _skip_space(code, i + 1)
+            if code.startswith("(", i):
+                i = _skip_balanced(code, i, "(", ")")
+            else:
+                number = re.match(r"[\w.']+", code[i:])
+                i += number.end() if number else 0
+            i = _skip_space(code, i)
+        instance = IDENTIFIER.match(code, i)
+        if not instance or instance.group(0) in NOT_MODULES:
+            continue
+        i = _skip_space(code, instance.end())
+        while code.startswith("[", i):  # an array of instances
+            i = _skip_space(code, _skip_balanced(code, i, "[", "]"))
+        if code.startswith("(", i) and name not in found:
+            found.append(name)
+    return found

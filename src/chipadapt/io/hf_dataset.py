@@ -1,0 +1,124 @@
+"""Hugging Face datasets as sources (`format: hf`): a hub id in the cache, a `save_to_disk` folder,
+or a local folder or file of parquet / arrow / json / csv, opened with `datasets`.
+
+Users coming from TRL and lm-eval keep their data as datasets; this reads them where they are
+instead of asking for a JSONL export. `streaming: true` iterates a large set without building the
+arrow cache first. The token cache keys a dataset by its fingerprint (`datasets`' own for a loaded
+split; for a streamed one, the data files' names, sizes and modification times, or for a hub id the
+split sizes the hub recorded), so a changed dataset is tokenized again.
+
+Offline first: with HF_HUB_OFFLINE=1 (HF_DATASETS_OFFLINE follows it) a hub id comes from the cache
+or fails in one line.
+"""
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.hashing import sha256_json
+
+log = logging.getLogger(__name__)
+
+# File suffix -> the `datasets` builder that reads it.
+BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _saved_to_disk(folder: Path) -> bool:
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def local_location(path: str) -> Path:
+    """The local file or folder `path` names: itself, or for a hub id the snapshot `hf download
+    --repo-type dataset` put in the Hugging Face cache (never downloaded here: online, datasets
+    fetches or streams only what it needs)."""
+    local = Path(path).expanduser()
+    if local.exists():
+        return local
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(path, repo_type="dataset", local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, ValueError):
+        return local  # not cached as a hub snapshot: datasets looks in its own cache (or the hub)
+
+
+def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key: str):
+    """The split as a `datasets.Dataset` (or `IterableDataset` when streaming)."""
+    import datasets
+
+    local = local_location(path)
+    try:
+        if local.is_dir() and _saved_to_disk(local):
+            loaded = datasets.load_from_disk(str(local))
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise ChipadaptError(f"{key}.split: {split!r} is not in {local} (splits: {', '.join(loaded)})")
+                loaded = loaded[split]
+            return loaded.to_iterable_dataset() if streaming else loaded
+        if local.is_file():
+            builder = BUILDERS.get(local.suffix.lower())
+            if builder is None:
+                raise ChipadaptError(f"{key}.path: {local} is not a parquet, arrow, json or csv file")
+            return datasets.load_dataset(builder, data_files={split: str(local)}, split=split, streaming=streaming)
+        # A folder of data files, or a hub id (looked up in the cache when offline).
+        return datasets.load_dataset(str(local) if local.is_dir() else path, name=subset, split=split, streaming=streaming)
+    except ChipadaptError:
+        raise
+    except (FileNotFoundError, ValueError, KeyError, ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as err:
+        where = "" if local.exists() else " (not a local path; as a hub id it is not in the Hugging Face cache, or the hub is offline)"
+        raise ChipadaptError(f"{key}.path: {path} could not be opened as a Hugging Face dataset{where}: {_first_line(err)}") from None
+
+
+def dataset_fingerprint(path: str, split: str, subset: str | None, streaming: bool, key: str) -> str:
+    """What the token cache keys a dataset source by (see the module docstring)."""
+    local = local_location(path)
+    if not streaming:
+        return open_dataset(path, split, subset, streaming, key)._fingerprint
+    if local.exists():
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
+        stats = [[str(f.relative_to(local)) if f != local else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+        return sha256_json({"files": stats, "split": split, "subset": subset})[:16]
+    # Streamed from the hub: the split sizes the hub recorded stand in for the data.
+    info = open_dataset(path, split, subset, streaming, key).info
+    splits = {name: [s.num_examples, s.num_bytes] for name, s in (info.splits or {}).items()}
+    return sha256_json({"hub": path, "subset": subset, "split": split, "version": str(info.version), "splits": splits})[:16]
+
+
+def hf_records(path: str, split: str, subset: str | None, streaming: bool, key: str) -> Iterator[tuple[int, dict]]:
+    """(row index, record) for every row of the split."""
+    dataset: Iterable[dict] = open_dataset(path, split, subset, streaming, key)
+    yield from enumerate(dataset)
+
+
+# Files that only have a `path` (evaluation sets, passages and queries files) name a dataset as
+# `hf:ID_OR_FOLDER[:SPLIT]`, or are one by their form: a .parquet / .arrow file or a save_to_disk folder.
+PREFIX = "hf:"
+SPLIT = re.compile(r"^(?P<path>.+?)(:(?P<split>[\w.-]+))?$")
+
+
+def is_dataset_path(path: str | Path) -> bool:
+    text = str(path)
+    if text.startswith(PREFIX):
+        return True
+    local = Path(text).expanduser()
+    return (local.is_file() and local.suffix.lower() in (".parquet", ".arrow")) or (local.is_dir() and _saved_to_disk(local))
+
+
+def dataset_path_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(row number from 1, record) of the dataset a `path` names (see is_dataset_path)."""
+    text = str(path)
+    if text.startswith(PREFIX):
+        match = SPLIT.match(text[len(PREFIX):])
+        name, split = match["path"], match["split"] or "train"
+    else:
+        name, split = text, "train"
+    for index, record in hf_records(name, split, None, False, "dataset"):
+        yield index + 1, record

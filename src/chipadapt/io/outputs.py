@@ -1,0 +1,134 @@
+"""Output folders that never cost a user what they did not ask us to replace.
+
+Every folder a command publishes (a merged model, a trained model, a curated corpus, a tokenizer
+build, an index, a report) carries a small hidden marker naming the command that wrote it. Before
+any work starts, `check_output_folder` refuses a destination that is an input, holds an input or
+lies inside one, or that exists and was not written by the same command; a previous output of the
+same command is replaced only when the user says `overwrite=true`. `publish_folder` then writes
+to a temporary sibling and swaps it in only when complete, keeping the old folder until then.
+"""
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chipadapt.errors import ChipadaptError
+
+MARKER = ".chipadapt-output.json"
+# Folders written before the marker existed are recognised by the manifest they carry.
+LEGACY_MARKERS = {"merge": ("merge_manifest.json",), "chipadapt": ("index.faiss",)}
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def written_by(folder: Path) -> str | None:
+    """The command that published `folder` (its marker), or None for anything else."""
+    marker = folder / MARKER
+    if marker.is_file():
+        try:
+            return json.loads(marker.read_text()).get("command")
+        except (OSError, ValueError):
+            return None
+    for command, names in LEGACY_MARKERS.items():
+        if any((folder / name).is_file() for name in names):
+            return command
+    return None
+
+
+def check_output_folder(dest: str | os.PathLike, command: str, key: str, overwrite: bool,
+                        inputs: Iterable[tuple[str, str | os.PathLike]] = ()) -> Path:
+    """Refuse, before any work, every destination whose replacement could lose something.
+
+    `inputs` are (config key, path) pairs the command reads; `key` names the output's config key."""
+    target = _resolved(dest)
+    for input_key, path in inputs:
+        if path is None:
+            continue
+        source = _resolved(path)
+        if target == source:
+            raise ChipadaptError(f"{key}: {dest} is {input_key} itself; write the output somewhere else")
+        if target in source.parents:
+            raise ChipadaptError(f"{key}: {dest} holds {input_key} ({path}); write the output somewhere else")
+        if source in target.parents:
+            raise ChipadaptError(f"{key}: {dest} lies inside {input_key} ({path}); write the output somewhere else")
+    if target.is_file() or target.is_symlink():
+        raise ChipadaptError(f"{key}: {dest} exists and is not a folder written by {command}; refusing to replace it")
+    if target.is_dir() and any(target.iterdir()):
+        owner = written_by(target)
+        if owner != command:
+            raise ChipadaptError(f"{key}: {dest} exists and is not an output of {command} (no chipadapt marker); "
+                                 "refusing to replace it: choose another folder")
+        if not overwrite:
+            raise ChipadaptError(f"{key}: {dest} holds a previous {command} output; overwrite=true replaces it")
+    return target
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Temporary siblings `.<name>.<pid>.*.tmp` of `dest` left by processes that are gone (a killed
+    merge or save); ours by name, so removing them deletes nothing a user made."""
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    prefix = f".{dest.name}."
+    for entry in dest.parent.iterdir():
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def write_marker(folder: Path, command: str) -> None:
+    record = {"command": command, "written": dt.datetime.now().isoformat(timespec="seconds"), "pid": os.getpid()}
+    (folder / MARKER).write_text(json.dumps(record) + "\n")
+
+
+@contextmanager
+def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Yield a temporary folder beside `dest`; when the block completes it becomes `dest`.
+
+    A folder already at `dest` must carry `command`'s marker (callers check earlier, with the
+    user's overwrite choice); it is moved aside, the new one renamed in, and only then removed,
+    so a crash at any point leaves one complete copy. On failure the temporary folder goes."""
+    dest = Path(dest).expanduser()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
+    try:
+        yield tmp
+        write_marker(tmp, command)
+        if dest.exists():
+            if written_by(dest) != command and any(dest.iterdir()):
+                raise ChipadaptError(f"{dest}: exists and is not an output of {command}; refusing to replace it "
+                                     f"(the new output is kept at {tmp})")
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.old.", suffix=".tmp"))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except ChipadaptError:
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,34 @@
+"""One job of any entry point (train, evaluate, merge, chat, reproduce): its manifest.json, closed
+with the status the job ended with, and its W&B run ended with it — also when the job fails, so the
+next job of a multirun starts a run of its own."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from chipadapt.interrupts import Interrupted
+from chipadapt.io.lock import run_folder_lock
+from chipadapt.loggers.wandb import finish_wandb_run
+from chipadapt.manifest import RunManifest
+
+
+@contextmanager
+def recorded_job(cfg: DictConfig, kind: str, out: str | Path) -> Iterator[RunManifest]:
+    # One process per run folder: a second command in the same hydra.run.dir stops here with one
+    # line naming the holder, before it writes anything.
+    with run_folder_lock(out):
+        manifest = RunManifest(out, cfg, kind)
+        try:
+            yield manifest
+        except Interrupted as stop:
+            manifest.finish("interrupted", error=f"stopped by {stop}")
+            finish_wandb_run(succeeded=False)
+            raise
+        except BaseException as err:
+            manifest.finish("failed", error=f"{type(err).__name__}: {err}")
+            finish_wandb_run(succeeded=False)
+            raise
+        manifest.finish("completed")
+        finish_wandb_run(succeeded=True)

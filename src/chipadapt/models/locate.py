@@ -1,0 +1,79 @@
+"""Where a model named in a config lives: a local folder, a GGUF file, or a hub id in the HF cache.
+
+Users arrive with whatever they already have: a folder they trained, a `.gguf` from llama.cpp land,
+or a hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`) that `huggingface-cli download` or an earlier
+`from_pretrained` put into the Hugging Face cache. Every config key that names a model
+(`model.path`, `models.chip/instruct/base`, encoders, the judge, the attribute model) goes through
+`locate_model`, so they all accept the same three forms.
+
+Offline first: with `HF_HUB_OFFLINE=1` a hub id is only looked up in the cache; a miss is one line
+that says so. Online, only safetensors, configs and tokenizer files are fetched (no pickles, no
+code: nothing here runs remote code).
+"""
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from chipadapt.errors import ChipadaptError
+
+# A hub id: `name` or `org/name`, optionally `@revision`; anything with other path syntax is a path.
+HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?)(@(?P<revision>[\w./-]+))?$")
+# Files a model folder needs; pickled weights (*.bin, *.pt) are deliberately not among them.
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+
+
+def conversion_cache() -> Path:
+    """Converted GGUF folders go where conf/paths/default.yaml puts model_cache: $CHIPADAPT_CACHE/models
+    (this runs below the config, from keys that only name a model)."""
+    return Path(os.environ.get("CHIPADAPT_CACHE", "~/.cache/chipadapt")).expanduser() / "models"
+
+
+def locate_model(path: str | Path, key: str) -> Path:
+    """The local folder holding the model `path` names; `key` is the config key, for messages."""
+    text = str(path)
+    local = Path(text).expanduser()
+    if local.is_dir():
+        return local
+    if local.is_file():
+        if local.suffix.lower() == ".gguf":
+            return gguf_folder(local, key)
+        raise ChipadaptError(f"{key}: {local} is a file; give a model folder, a .gguf file or a hub id")
+    match = HUB_ID.match(text)
+    if match is None or text.startswith((".", "~")):
+        raise ChipadaptError(f"{key}: {text} does not exist")
+    return hub_snapshot(match["repo"], match["revision"], key)
+
+
+def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:
+    """The cached snapshot of a hub model; downloaded only when the hub is allowed (HF_HUB_OFFLINE unset)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = constants.HF_HUB_OFFLINE
+    try:
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline)
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        where = f"HF_HUB_CACHE={constants.HF_HUB_CACHE}"
+        if offline:
+            raise ChipadaptError(f"{key}: {repo_id} is not a local folder and not in the Hugging Face cache ({where}); "
+                                 f"HF_HUB_OFFLINE=1, so it was not downloaded (run `hf download {repo_id}` where the hub "
+                                 "is reachable, or point at a local folder)") from None
+        raise ChipadaptError(f"{key}: {repo_id} is not a local folder, and the hub could not be reached to fetch it ({where})") from None
+    except (RepositoryNotFoundError, HFValidationError):
+        raise ChipadaptError(f"{key}: {repo_id} is not a local folder and not a model on the hub") from None
+    return Path(folder)
+
+
+def gguf_folder(gguf: Path, key: str) -> Path:
+    """A GGUF file as a Hugging Face folder, converted once into the cache (keyed by the file's
+    path, size and modification time: a replaced file converts again)."""
+    from chipadapt.models.gguf_import import convert_gguf
+
+    stat = gguf.stat()
+    stamp = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = conversion_cache() / f"gguf--{gguf.stem}--{stamp}"
+    if (folder / "config.json").is_file():
+        return folder
+    return convert_gguf(gguf.parent, gguf.name, folder, key)

@@ -1,0 +1,41 @@
+"""Committed reports name no machine's paths: absolute paths become repo-relative or `$CHIPADAPT_CACHE/...`.
+
+A report and its `runs/` records travel (README links them, reviewers read them on other machines),
+so `/home/alice/.cache/chipadapt/models/x` is written `$CHIPADAPT_CACHE/models/x`, the repository's
+own files and run folders relative to it (`outputs/reproduce_small/full/sft`), its parent's `..`
+(`../shared/data`), a reproduction folder outside the repository `$REPRODUCE_OUT`, and what is left
+under the home folder `~`. Applied to REPORT.md, headline.md and every record copied beside them.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from chipadapt.reproduce.runner import ROOT
+
+
+def cache_dir() -> Path:
+    # The same place conf/paths/default.yaml resolves paths.cache_dir to.
+    return Path(os.environ.get("CHIPADAPT_CACHE", "~/.cache/chipadapt")).expanduser()
+
+
+class PortablePaths:
+    def __init__(self, out: Path):
+        root = ROOT.resolve()
+        out = Path(out).resolve()
+        rules = [(cache_dir().resolve(), "$CHIPADAPT_CACHE")]
+        rules.append((out, os.path.relpath(out, root) if out.is_relative_to(root) else "$REPRODUCE_OUT"))
+        rules += [(root, "."), (root.parent, "..")]
+        home = Path.home().resolve()
+        if home != Path("/"):
+            rules.append((home, "~"))
+        # Longest first, so a folder inside another is named by its own rule.
+        rules = sorted({str(p): name for p, name in rules if str(p) != "/"}.items(), key=lambda item: -len(item[0]))
+        # A prefix counts only as a whole path component: /work/main must not rewrite /work/main2.
+        self.patterns = [(re.compile(re.escape(prefix) + r"(?=/|(?![\w.-]))"), name) for prefix, name in rules]
+
+    def __call__(self, text: str) -> str:
+        for pattern, name in self.patterns:
+            text = pattern.sub(name.replace("\\", "\\\\"), text)
+        # "./outputs/x" reads better as "outputs/x"; a bare "." (the repository itself) stays.
+        return re.sub(r"(?<![\w.$~])\./(?=[\w$])", "", text)

@@ -1,0 +1,120 @@
+"""evaluate, chat, curate, reproduce and the model loaders: one line for bad input, nothing lost."""
+
+import shutil
+
+import pytest
+import torch
+
+from chipadapt.errors import ChipadaptError
+from conftest import compose
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A good tiny model folder, and a copy whose weights exist only as a pickle."""
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    root = tmp_path_factory.mktemp("entry_faults")
+    good = root / "good"
+    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), good,
+                    ignore=shutil.ignore_patterns(".*"))
+    pickled = root / "pickled"
+    shutil.copytree(good, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save({"w": torch.zeros(1)}, pickled / "pytorch_model.bin")
+    return good, pickled
+
+
+def test_evaluate_refuses_a_pickle_only_model(folders, tmp_path):
+    _, pickled = folders
+    before = snapshot(pickled)
+    proc = run_entry("evaluate.py", [f"model.path={pickled}", "eval=[perplexity]", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "pickled weights", before=before)
+
+
+def test_evaluate_bad_mcq_file(folders, tmp_path):
+    good, _ = folders
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(b'{"question": "q", "choices": ["a", "b"], "answer": 0}\n\xff\xfe\n')
+    before = snapshot(questions, good)
+    proc = run_entry("evaluate.py", [f"model.path={good}", "eval=[mcq]", f"eval.mcq.path={questions}",
+                                     f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "q.jsonl:2", before=before)
+
+
+@pytest.mark.parametrize("args, fragment", [(["eval=[nope]"], "eval/nope"), (["model.path=/does/not/exist"], "model.path"),
+                                            (["device=tpu9", "+eval.perplexity.colour=1"], "colour")])
+def test_evaluate_config_errors(tmp_path, args, fragment):
+    assert_user_error(run_entry("evaluate.py", [*args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
+
+
+def test_chat_refuses_a_pickle_only_model(folders, tmp_path):
+    _, pickled = folders
+    proc = run_entry("chat.py", [f"model.path={pickled}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "pickled weights")
+
+
+def test_chat_unknown_group_option(tmp_path):
+    assert_user_error(run_entry("chat.py", ["retrieval=nope", f"hydra.run.dir={tmp_path / 'run'}"]), "retrieval/nope")
+
+
+def test_curate_missing_input(tmp_path):
+    proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{tmp_path / 'nope'}]", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "does not exist")
+
+
+def _raw_folder(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "alu.v").write_text("module alu(input a, output y);\n  assign y = ~a;\nendmodule\n" * 3)
+    (raw / "notes.md").write_text("# Timing\nThe ALU closes timing at 1 GHz after retiming the carry chain.\n")
+    return raw
+
+
+def test_curate_rerun_needs_overwrite_and_a_killed_run_publishes_nothing(tmp_path):
+    raw, run = _raw_folder(tmp_path), tmp_path / "run"
+    # What a SIGKILLed curation leaves: only its hidden staging folder (pid gone), never part-*.jsonl.
+    stale = run / ".corpus.999999999.x.tmp" / "handwritten"
+    stale.mkdir(parents=True)
+    (stale / "part-00000.jsonl").write_text('{"text": "half a run"}\n')
+    first = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert not stale.parent.exists()
+    corpus = run / "corpus"
+    assert "half a run" not in "".join(p.read_text() for p in corpus.rglob("part-*.jsonl"))
+    before = snapshot(corpus, raw)
+    again = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"])
+    assert_user_error(again, "overwrite=true", before=before)
+
+
+def test_curate_into_its_own_input(tmp_path):
+    raw = _raw_folder(tmp_path)
+    before = snapshot(raw)
+    proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", f"hydra.run.dir={raw}"])
+    assert_user_error(proc, "inside data.curate.inputs", before=before)
+
+
+@pytest.mark.parametrize("args, fragment", [(["variant=nope"], "variant/nope"), (["dry_run=maybe"], "dry_run")])
+def test_reproduce_config_errors(tmp_path, args, fragment):
+    assert_user_error(run_entry("reproduce.py", [*args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
+
+
+def test_every_loader_refuses_pickles_and_missing_heads(folders):
+    from chipadapt.models.hf_folder import load_causal_lm
+    from chipadapt.modules.attribute_model import load_attribute_model
+    from chipadapt.retrieval.encoder import TextEncoder
+
+    good, pickled = folders
+    before = snapshot(good, pickled)
+    with pytest.raises(ChipadaptError, match="pickled weights"):
+        load_causal_lm(pickled, "float32", "sdpa", key="judge.model_path")
+    with pytest.raises(ChipadaptError, match="pickled weights"):
+        TextEncoder(pickled, "mean", "", "", 16, 32)
+    with pytest.raises(ChipadaptError, match="pickled weights"):
+        load_attribute_model(pickled)
+    # A causal LM is not a trained attribute model: its regression head would be random.
+    with pytest.raises(ChipadaptError, match="lacks trained weights for score"):
+        load_attribute_model(good)
+    assert load_attribute_model(good, ["quality", "humor"], pad_token_id=0).num_labels == 2  # a new head, as training wants
+    assert_unchanged(before)

@@ -1,0 +1,33 @@
+"""SIGTERM/SIGINT end a run cleanly: the manifest says `interrupted`, training writes last.ckpt at a
+step boundary and a rerun in the same folder continues from it; temporary outputs are removed."""
+
+import signal
+
+import pytest
+
+from conftest import TINY_FAST, read_manifest
+from helpers.faults import run_entry
+
+KILL = "+callbacks.kill._target_=helpers.kill.KillAtStep"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig):
+    run = tmp_path / "run"
+    common = [*TINY_FAST, "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=100",
+              "trainer.max_steps=5", f"hydra.run.dir={run}"]
+    stopped = run_entry("train.py", [*common, KILL, "+callbacks.kill.step=2", f"+callbacks.kill.sig={sig}"],
+                        env={"PYTHONPATH": "tests"})
+    assert stopped.returncode == 128 + getattr(signal, sig), stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr and "chipadapt: interrupted" in stopped.stderr
+    manifest = read_manifest(run)
+    assert manifest["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.ckpt").is_file()  # written on the signal, not by the every-100-steps rule
+    assert not (run / "model").exists()
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+    resumed = run_entry("train.py", common)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 5
+    assert (run / "model" / "model.safetensors").is_file()

@@ -1,0 +1,68 @@
+"""The rules behind every command that writes a folder (in-process, no model needed)."""
+
+import os
+
+import pytest
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.lock import run_folder_lock
+from chipadapt.io.outputs import check_output_folder, publish_folder, written_by
+
+
+def test_published_folder_is_marked_and_replaced_only_after_the_new_one_is_complete(tmp_path):
+    dest = tmp_path / "out"
+    with publish_folder(dest, "merge") as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert written_by(dest) == "merge" and (dest / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with publish_folder(dest, "merge") as tmp:
+            (tmp / "a.txt").write_text("second")
+            raise RuntimeError("crash while writing")
+    assert (dest / "a.txt").read_text() == "first"  # the old output survives a failed replacement
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # and no temporary folder is left
+
+
+def test_a_folder_of_another_command_or_of_the_user_is_never_replaced(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(ChipadaptError, match="not an output of merge"):
+        with publish_folder(user, "merge") as tmp:
+            (tmp / "x").write_text("x")
+    assert (user / "notes.txt").read_text() == "mine" and not (user / "x").exists()
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".mine.")]
+    assert len(kept) == 1 and (kept[0] / "x").is_file()  # the new output is kept, not thrown away
+
+
+@pytest.mark.parametrize("relation, message", [("same", "is models.chip itself"), ("parent", "holds models.chip"),
+                                               ("inside", "lies inside models.chip")])
+def test_check_refuses_inputs_and_their_parents(tmp_path, relation, message):
+    chip = tmp_path / "models" / "chip"
+    chip.mkdir(parents=True)
+    dest = {"same": chip, "parent": chip.parent, "inside": chip / "merged"}[relation]
+    with pytest.raises(ChipadaptError, match=message):
+        check_output_folder(dest, "merge", "output", overwrite=True, inputs=[("models.chip", chip)])
+
+
+def test_check_accepts_new_and_empty_folders_and_own_outputs_with_overwrite(tmp_path):
+    assert check_output_folder(tmp_path / "new", "train", "x", overwrite=False) == (tmp_path / "new").resolve()
+    (tmp_path / "empty").mkdir()
+    check_output_folder(tmp_path / "empty", "train", "x", overwrite=False)
+    with publish_folder(tmp_path / "done", "train") as tmp:
+        (tmp / "f").write_text("f")
+    with pytest.raises(ChipadaptError, match="overwrite=true"):
+        check_output_folder(tmp_path / "done", "train", "x", overwrite=False)
+    check_output_folder(tmp_path / "done", "train", "x", overwrite=True)
+    with pytest.raises(ChipadaptError, match="not an output of merge"):
+        check_output_folder(tmp_path / "done", "merge", "x", overwrite=True)
+
+
+def test_lock_is_exclusive_and_released(tmp_path, monkeypatch):
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    with run_folder_lock(tmp_path):
+        with pytest.raises(ChipadaptError, match=f"in use by pid {os.getpid()}"):
+            with run_folder_lock(tmp_path):
+                pass
+    with run_folder_lock(tmp_path):  # released when the holder ends
+        pass

