@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/data_prep.py
 	$(PY) benchmarks/framework_overhead.py
 	$(PY) benchmarks/curate.py
+	$(PY) benchmarks/eval_speed.py
 	$(PY) benchmarks/retrieval.py
 
 clean:

@@ -46,9 +46,11 @@ def test_attribute_strings_from_the_command_line_are_checked():
 def test_chat_commands_save_the_transcript_and_the_log_records_the_session(tmp_path):
     import json
 
-    proc = chat([], ["What is a latch?", "/bogus", "/save", f"/save {tmp_path / 'mine.jsonl'}", "/help"], tmp_path)
+    mine = tmp_path / "mine.jsonl"
+    proc = chat([], ["What is a latch?", "/bogus", "/save", f"/save {mine}", f"/save {mine}", "/help"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]  # stdin ends: the session ends cleanly
     assert "chipadapt: error: unknown command /bogus" in proc.stderr and proc.stdout.count("assistant> ") == 1
+    assert f"chipadapt: error: /save: {mine} exists" in proc.stderr  # a user's file is never overwritten
     assert "/sources" in proc.stdout and "/save [FILE]" in proc.stdout  # /help
     for saved in (tmp_path / "chat" / "transcript.jsonl", tmp_path / "mine.jsonl"):
         record = json.loads(saved.read_text())

@@ -93,7 +93,7 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
 
     # A fake scorer: the "model" likes continuations containing 'module' or 'one bit'.
     monkeypatch.setattr(mcq_module, "continuation_logprobs",
-                        lambda m, t, pairs, b, n: [0.0 if ("module" in c or "one bit" in c) else -5.0 for _, c in pairs])
+                        lambda m, t, pairs, b, n, **kwargs: [0.0 if ("module" in c or "one bit" in c) else -5.0 for _, c in pairs])
     results = task.run(None, None)
     assert {k: results[k] for k in ("acc", "acc_norm", "questions", "subjects")} == {"acc": 1.0, "acc_norm": 1.0, "questions": 2, "subjects": 1}
     # guessing scores 1/4; "longest choice" ties 2 ways in the first question and 3 ways in the second
@@ -102,3 +102,23 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
     bad.write_text('{"question": "q", "choices": ["a"], "answer": 3}\n')
     with pytest.raises(ChipadaptError, match=r"bad\.jsonl:1: not a multiple-choice record"):
         MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None, "chipadapt")
+
+
+def test_ifeval_finds_its_nltk_data_when_nltk_was_imported_first(tmp_path, monkeypatch):
+    """ROUGE-L tasks import rouge_score, and so nltk, when evaluate.py builds them, before IFEval runs:
+    the Punkt path must still reach nltk (NLTK_DATA is read only when nltk is first imported)."""
+    if not (SHARED_DATA / "ifeval" / "nltk_data").is_dir():
+        pytest.skip("shared data not present")
+    import nltk
+
+    from chipadapt.eval.rouge import RougeL
+    from chipadapt.eval.tasks import ifeval
+
+    RougeL(use_stemmer=True)
+    monkeypatch.setattr(nltk.data, "path", [p for p in nltk.data.path if "ifeval" not in str(p)])
+    row = {"key": 7, "prompt": "Answer in at most two sentences.", "instruction_id_list": ["length_constraints:number_sentences"],
+           "kwargs": [{"relation": "less than", "num_sentences": 3}]}
+    monkeypatch.setattr(ifeval, "generate", lambda model, tokenizer, prompts, *args, **kwargs: ["One. Two."] * len(prompts))
+    task = ifeval.IFEvalTask(str(write_jsonl(tmp_path / "i.jsonl", [row])), str(nltk_data(tmp_path)), limit=None, max_new_tokens=8,
+                             batch_size=1, preset="chipadapt", chat=True)
+    assert task.run(None, None)["prompt_strict"] == 1.0

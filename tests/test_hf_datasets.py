@@ -126,6 +126,14 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
     rows = read_mcq(f"hf:{mmlu}:test", "eval.mcq.path")
     assert rows == [{"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1}]
 
+    from omegaconf import OmegaConf
+
+    from chipadapt.eval.tasks.perplexity import PerplexityTask
+
+    wiki = parquet_folder(tmp_path / "wiki", {"page": TEXTS[:2]}, split="test")  # a perplexity split, as wikitext ships
+    splits = OmegaConf.create({"general": {"path": str(wiki), "format": "hf", "split": "test", "text_key": "page"}})
+    assert [d.text for d in PerplexityTask(splits, 128, None, None).documents("general")] == TEXTS[:2]
+
 
 def test_dapt_trains_on_a_blend_with_a_dataset_source(tmp_path, tiny_overrides):
     from chipadapt.pipeline import train

@@ -145,7 +145,7 @@ def test_augmented_chip_vocabulary_keeps_its_extra_rows(tmp_path):
     instruct = resolve_model_folder(compose(["model=tiny"], tmp_path).model)
     corpus = write_jsonl(tmp_path / "d.jsonl", [{"text": "always_ff @(posedge clk_i or negedge rst_ni) fifo_wready"}] * 40)
     chip = DomainTokenizer(str(tmp_path / "cache"), OmegaConf.create({"d": {"path": str(corpus)}}), None,
-                           600, 30, 1e9, 2, 6)(instruct)
+                           600, 30, 1e9, 2, 6, init={"input": "mean", "output": "mean"})(instruct)
     # As if DAPT had trained the chip model: move its weights away from the instruct model's.
     c = load_file(chip / "model.safetensors")
     torch.manual_seed(0)

@@ -116,6 +116,8 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
         assert isinstance(report[key], (int, float))
     assert metrics["new_tokens"] == report["new_tokens"] > 0
+    assert report["init"] == {"input": "mean", "output": "mean"} and set(report["starting_bpb"]["outputs"]) == {"zero", "mean", "vocab_mean"}
+    assert metrics["starting_bpb.zero.domain_minus_base"] == report["starting_bpb"]["outputs"]["zero"]["domain_minus_base"]
     assert (run / "model" / "tokenizer.json").is_file() and (run / "model" / "model.safetensors").is_file()
 
     dapt = tmp_path / "dapt"

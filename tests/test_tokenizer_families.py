@@ -158,7 +158,7 @@ def trained_tiny(tmp_path_factory):
 
 def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
-    starting = StartingBpb(outputs=["zero", "mean", "vocab_mean"], held_out=None, max_tokens=2048, max_length=128)
+    starting = StartingBpb(outputs=["zero", "mean", "vocab_mean"], held_out=None, max_chars=6000, max_length=128)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     bpb = report["starting_bpb"]

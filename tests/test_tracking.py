@@ -92,8 +92,8 @@ def test_a_two_job_wandb_multirun_gives_two_runs_with_config_group_names_and_his
     assert first["config"]["optim"]["lr"] == 1e-4 and second["config"]["optim"]["lr"] == 5e-6  # the resolved config
     assert first["config"]["model"]["name"] == "tiny" and "trainer" in first["config"] and "data" in first["config"]
     assert first["run"].run_group == second["run"].run_group == f"{train_sweep.parent.name}_sweep"
-    assert first["run"].display_name != second["run"].display_name
-    assert "optim.lr=0.0001" in first["run"].display_name and "optim.lr=5e-06" in second["run"].display_name
+    # Named after what the sweep varies (the overrides every job shares are left out).
+    assert (first["run"].display_name, second["run"].display_name) == ("optim.lr=0.0001", "optim.lr=5e-06")
     assert first["run"].job_type == "train" and {"dapt", "tiny", "base"} <= set(first["run"].tags)
     for run in (first, second):  # each its own curve: two optimizer steps, from step 0
         assert len(history_values(run, "train/loss")) == 2
@@ -145,7 +145,8 @@ def test_every_entry_point_writes_a_manifest_with_the_same_schema(train_sweep, m
     for kind, manifest in manifests.items():
         assert manifest["kind"] == kind and manifest["schema"] == 2 and manifest["status"] == "completed"
         assert manifest["git"].keys() == {"commit", "dirty"} and manifest["wall_s"] >= 0
-        assert manifest["inputs"]["model" if kind != "merge" else "models.chip"]["fingerprint"]
+        model = manifest["inputs"]["model" if kind != "merge" else "models.chip"]
+        assert model["fingerprint"] and model["tokenizer_fingerprint"]
     assert "optim.lr=0.0001" in manifests["train"]["overrides"]
     assert any(key.startswith("data.sources.") for key in manifests["train"]["inputs"])
 

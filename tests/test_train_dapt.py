@@ -59,7 +59,7 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     common = [*tiny_overrides, "callbacks.checkpoint.every_n_train_steps=2", "stage.validate_before=false"]
     first = train(compose([*common, "trainer.max_steps=4"], tmp_path))
     assert first["global_step"] == 4
-    with caplog.at_level(logging.INFO, logger="chipadapt.data.datamodule"):
+    with caplog.at_level(logging.INFO, logger="chipadapt.data.resume_sampler"):
         # Training on past a finished run replaces its model/: only with overwrite=true.
         resumed = train(compose([*common, "trainer.max_steps=6", "overwrite=true"], tmp_path))
     # The data stream continues after the 4 x 4 sequences already trained on.

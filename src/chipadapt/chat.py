@@ -172,6 +172,8 @@ class CommandError(Exception):
 def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> Path:
     """The conversation in the chat data format (one JSONL line), so it can feed SFT directly."""
     dest = Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
+    if argument and dest.exists():  # the run folder's transcript is ours to rewrite; the user's files are not
+        raise CommandError(f"/save: {dest} exists; give a new file name")
     record = {"messages": session.messages}
     if session.attributes:
         record["attributes"] = session.attributes
@@ -207,13 +209,13 @@ def run(cfg: DictConfig) -> None:
     from chipadapt.job import recorded_job
 
     silence_known_noise()
-    # In a chat Ctrl-C stops the reply being written, not the session (entry points otherwise end
-    # the run on SIGINT); SIGTERM still ends it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     run_dir = Path(cfg.paths.output_dir)
     with recorded_job(cfg, "chat", run_dir) as manifest:
         session = ChatSession(cfg)
         manifest.add_input("model", session.folder)
+        # Once the model is loaded, Ctrl-C stops the reply being written, not the session (entry
+        # points otherwise end the run on SIGINT); SIGTERM still ends it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         converse(session, cfg, run_dir)
         manifest.update("metrics", {"messages": len(session.messages)})
 
@@ -229,15 +231,18 @@ def converse(session: ChatSession, cfg: DictConfig, run_dir: Path) -> None:
         if not line:
             continue
         record.info("user: %s", line)
-        if line.startswith("/"):
-            try:
+        try:
+            if line.startswith("/"):
                 if not command(session, line, run_dir):
                     break
-            except (CommandError, ChipadaptError) as err:
-                print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
-                record.info("error: %s", err)
-            continue
-        print("assistant> ", end="", flush=True)
-        answer = session.reply(line)
-        record.info("assistant: %s", answer if answer is not None else "(stopped by Ctrl-C)")
+                continue
+            print("assistant> ", end="", flush=True)
+            answer = session.reply(line)
+            record.info("assistant: %s", answer if answer is not None else "(stopped by Ctrl-C)")
+        except (CommandError, ChipadaptError) as err:
+            print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
+            record.info("error: %s", err)
+        except KeyboardInterrupt:  # Ctrl-C outside the streamed reply (retrieval, a command)
+            print("\n(stopped)", flush=True)
+            record.info("stopped by Ctrl-C")
     record.info("session end: %d messages", len(session.messages))

@@ -40,9 +40,14 @@ def hydra_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
+# A model folder's tokenizer, fingerprinted on its own too: runs that share a tokenizer but not weights
+# (DAPT with the augmented tokenizer at different learning rates) show it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
 def fingerprint_input(path: str | Path) -> dict[str, Any]:
-    """{path, fingerprint, files}: one digest for a file or a whole folder (a model, a corpus), so two
-    runs on the same input show the same fingerprint whatever the folder is called."""
+    """{path, fingerprint, files[, tokenizer_fingerprint]}: one digest for a file or a whole folder (a
+    model, a corpus), so two runs on the same input show the same fingerprint whatever its name."""
     path = Path(path)
     if path.is_file():
         files = {path.name: fingerprint_file(path)}
@@ -50,7 +55,11 @@ def fingerprint_input(path: str | Path) -> dict[str, Any]:
         files = fingerprint_folder(path)
     else:
         return {"path": str(path), "fingerprint": None, "files": 0}
-    return {"path": str(path.resolve()), "fingerprint": sha256_json(files), "files": len(files)}
+    record = {"path": str(path.resolve()), "fingerprint": sha256_json(files), "files": len(files)}
+    tokenizer = {name: files[name] for name in TOKENIZER_FILES if name in files}
+    if tokenizer:
+        record["tokenizer_fingerprint"] = sha256_json(tokenizer)
+    return record
 
 
 class RunManifest:

@@ -6,19 +6,14 @@ import pytest
 import torch
 
 from chipadapt.errors import ChipadaptError
-from conftest import compose
-from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot, tiny_model_copy
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A good tiny model folder, and a copy whose weights exist only as a pickle."""
-    from chipadapt.models.hf_folder import resolve_model_folder
-
     root = tmp_path_factory.mktemp("entry_faults")
-    good = root / "good"
-    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), good,
-                    ignore=shutil.ignore_patterns(".*"))
+    good = tiny_model_copy(root, "good")
     pickled = root / "pickled"
     shutil.copytree(good, pickled)
     (pickled / "model.safetensors").unlink()
@@ -118,3 +113,16 @@ def test_every_loader_refuses_pickles_and_missing_heads(folders):
         load_attribute_model(good)
     assert load_attribute_model(good, ["quality", "humor"], pad_token_id=0).num_labels == 2  # a new head, as training wants
     assert_unchanged(before)
+
+
+def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
+    run = tmp_path / "run"
+    stale = run / ".model.999999999.ab.tmp"  # what a SIGKILLed build leaves: its staging folder only
+    stale.mkdir(parents=True)
+    (stale / "tokenizer.json").write_text("{half")
+    args = ["stage=tokenizer", "model=tiny", "tokenizer=augmented_small", f"hydra.run.dir={run}"]
+    built = run_entry("train.py", args)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert not stale.exists() and (run / "model" / "tokenizer.json").is_file()
+    before = snapshot(run / "model")
+    assert_user_error(run_entry("train.py", args), "overwrite=true", before=before)

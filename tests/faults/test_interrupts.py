@@ -1,6 +1,7 @@
 """SIGTERM/SIGINT end a run cleanly: the manifest says `interrupted`, training writes last.ckpt at a
 step boundary and a rerun in the same folder continues from it; temporary outputs are removed."""
 
+import csv
 import signal
 
 import pytest
@@ -30,4 +31,7 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     manifest = read_manifest(run)
     assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 5
+    with open(run / "metrics.csv") as handle:  # every step's loss is logged once, the interrupted run's last one too
+        steps = sorted(int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss"))
+    assert steps == list(range(5))
     assert (run / "model" / "model.safetensors").is_file()

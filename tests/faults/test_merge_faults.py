@@ -11,18 +11,14 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import compose
-from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot, tiny_model_copy
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """models/{chip,instruct} (the tiny model and a perturbed copy) beside a user's own notes."""
-    from chipadapt.models.hf_folder import resolve_model_folder
-
     root = tmp_path_factory.mktemp("faults") / "models"
-    source = resolve_model_folder(compose(["model=tiny"], root / "unused").model)
-    shutil.copytree(source, root / "instruct", ignore=shutil.ignore_patterns(".*"))
+    source = tiny_model_copy(root, "instruct")
     model = AutoModelForCausalLM.from_pretrained(source)
     torch.manual_seed(3)
     with torch.no_grad():

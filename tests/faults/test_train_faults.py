@@ -9,21 +9,15 @@ import shutil
 import pytest
 import torch
 
-from conftest import TINY_FAST, compose
-from helpers.faults import assert_user_error, run_entry, snapshot
+from conftest import TINY_FAST
+from helpers.faults import assert_user_error, run_entry, snapshot, tiny_model_copy
 
 FAST = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false"]
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from chipadapt.models.hf_folder import resolve_model_folder
-
-    root = tmp_path_factory.mktemp("train_faults")
-    folder = root / "tiny"
-    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), folder,
-                    ignore=shutil.ignore_patterns(".*"))
-    return folder
+    return tiny_model_copy(tmp_path_factory.mktemp("train_faults"))
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -13,7 +13,7 @@ from chipadapt import interrupts
 
 class StopAtStepBoundary(L.Callback):
     def __init__(self):
-        self._step = None
+        self._step, self._stop = None, False
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._step = trainer.global_step
@@ -42,4 +42,22 @@ class StopAtStepBoundary(L.Callback):
         checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath]
         if checkpoints:
             trainer.save_checkpoint(Path(checkpoints[0].dirpath) / f"{checkpoints[0].CHECKPOINT_NAME_LAST}.ckpt")
-        raise interrupts.Interrupted(interrupts.received() or 15)
+        # Stop before the next batch (or validation) rather than here, so the loggers still write
+        # this step's row: the resumed run starts after it and would never log it.
+        self._stop = True
+
+    def _stop_now(self) -> None:
+        if self._stop:
+            raise interrupts.Interrupted(interrupts.received() or signal.SIGTERM)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._stop_now()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._stop_now()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop_now()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop_now()

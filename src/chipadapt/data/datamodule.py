@@ -12,10 +12,11 @@ from functools import partial
 import lightning as L
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from chipadapt.data.blend import BlendRow, blend_order, held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
+from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.data.sources import SourceSpec
 from chipadapt.data.sources import source_spec as checked_source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
@@ -26,34 +27,6 @@ log = logging.getLogger(__name__)
 
 def source_spec(cfg: DictConfig, key: str) -> SourceSpec:
     return checked_source_spec(OmegaConf.to_container(cfg, resolve=True), key)
-
-
-class ResumeSampler(DistributedSampler):
-    """Sequential over the (already shuffled) packed stream, starting after what was consumed.
-
-    The stream's order is fixed by the seed, so a resumed run continues exactly where the
-    checkpoint left off instead of replaying the first batches. Under DDP each global batch (a block
-    of `global_batch` consecutive sequences) is split between the processes, so N processes train on
-    exactly the batches one process with accumulation would. Being a DistributedSampler, Lightning
-    leaves it in place instead of wrapping it in one that would reorder the stream.
-    """
-
-    def __init__(self, length: int, start: int = 0, rank: int = 0, world: int = 1, global_batch: int | None = None):
-        # DistributedSampler.__init__ needs a process group; nothing of it is used here.
-        self.length, self.start = length, min(start, length)
-        self.rank, self.num_replicas, self.global_batch = rank, world, global_batch or world
-        self.shuffle, self.epoch = False, 0
-
-    def __iter__(self):
-        share = self.global_batch // self.num_replicas
-        for block in range(self.start, self.length, self.global_batch):
-            yield from range(block + self.rank * share, min(block + (self.rank + 1) * share, self.length))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in iter(self))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -175,18 +148,9 @@ class PretrainDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        total, consumed, rank, world, global_batch = len(self.train_set), 0, 0, 1, None
-        if self.trainer is not None:
-            trainer = self.trainer
-            global_batch = trainer.accumulate_grad_batches * int(self.data.micro_batch_size) * trainer.world_size
-            # Every optimizer step sees a full global batch: the remainder of the blend is left out.
-            total -= total % global_batch
-            # Sequences already trained on, over all processes: the stream is global.
-            consumed = trainer.global_step * global_batch
-            rank, world = trainer.global_rank, trainer.world_size
-        if consumed:
-            log.info("resuming the data stream after %d sequences", consumed)
-        return self._loader(self.train_set, ResumeSampler(total, consumed, rank, world, global_batch))
+        # The blend was shuffled once when built: one pass in its order, continued after a resume.
+        return resumable_loader(self.train_set, self.trainer, int(self.data.micro_batch_size),
+                                partial(collate_causal_lm, pad_id=self.pad_id), int(self.data.num_workers))
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(dataset) for dataset in self.val_sets.values()]

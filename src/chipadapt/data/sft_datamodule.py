@@ -16,6 +16,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
+from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.data.conversations import Conversation, held_out, read_conversations
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
@@ -98,11 +99,9 @@ class SFTDataModule(L.LightningDataModule):
         return collate_packed(items, self.cfg.seq_len, self.pad_id) if self.cfg.packing else collate_padded(items, self.pad_id)
 
     def train_dataloader(self) -> DataLoader:
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_rows, batch_size=self.cfg.micro_batch_size, shuffle=True, generator=generator,
-                          collate_fn=self._collate, num_workers=self.cfg.num_workers)
+        # A seeded order per epoch, continued exactly after a resume (data/resume_sampler.py).
+        return resumable_loader(self.train_rows, self.trainer, int(self.cfg.micro_batch_size), self._collate,
+                                int(self.cfg.num_workers), shuffle_seed=self.seed)
 
     def val_dataloader(self):
         return [DataLoader(self.val_samples[name], batch_size=self.cfg.micro_batch_size, shuffle=False,

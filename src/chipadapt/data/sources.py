@@ -103,6 +103,17 @@ def source_files(spec: SourceSpec, key: str) -> list[Path]:
     return files
 
 
+def source_fingerprint(spec: SourceSpec, key: str) -> list:
+    """What identifies a source's content for caches: its files' hashes, or a dataset's fingerprint."""
+    if resolve_format(spec, key) == "hf":
+        from chipadapt.io.hf_dataset import dataset_fingerprint
+
+        return [dataset_fingerprint(spec.path, spec.split, spec.subset, spec.streaming, key), spec.split, spec.subset]
+    from chipadapt.io.hashing import sha256_file
+
+    return [sha256_file(f) for f in source_files(spec, key)]
+
+
 def read_jsonl(path: Path, text_key: str, where: dict | None, max_bytes: int, limit_key: str) -> Iterator[Document]:
     where = {field: allowed if isinstance(allowed, list) else [allowed] for field, allowed in (where or {}).items()}
     for lineno, record in jsonl_records(path, max_line_bytes=max_bytes, limit_key=limit_key):

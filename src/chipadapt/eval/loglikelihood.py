@@ -112,7 +112,8 @@ def layout_row(groups: list[Group]):
 @torch.no_grad()
 def score_batch(model, rows: list[list[Group]], pad_id: int) -> list[tuple[int, float]]:
     laid = [layout_row(row) for row in rows]
-    width = max(len(ids) for ids, *_ in laid)
+    # Widths rounded up to a multiple of 64: few distinct shapes, so the CPU kernels chosen for one are reused.
+    width = -(-max(len(ids) for ids, *_ in laid) // 64) * 64
     n = len(laid)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((n, width), dtype=torch.long)

@@ -21,7 +21,7 @@ from chipadapt.errors import ChipadaptError
 
 MARKER = ".chipadapt-output.json"
 # Folders written before the marker existed are recognised by the manifest they carry.
-LEGACY_MARKERS = {"merge": ("merge_manifest.json",), "chipadapt": ("index.faiss",)}
+LEGACY_MARKERS = {"merge": ("merge_manifest.json",), "chipadapt": ("index.faiss",), "reproduce": ("headline.md",)}
 
 
 def _resolved(path: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@ A W&B run is named after the job's overrides (`optim.lr=1e-4`), grouped by the m
 to (the sweep folder), and typed by the entry point (train / eval / merge), so a sweep shows up as
 one group of runs whose names say what differs."""
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def sweep_group(sweep_dir: str | Path) -> str:
     return f"{sweep.parent.name}_{sweep.name}" if sweep.parent.name else sweep.name
 
 
+def swept_overrides(job_overrides: list[str], command_line: list[str]) -> str:
+    """What this job of a sweep varies: its overrides whose key the command line sweeps
+    (`optim.lr=1e-4` from `optim.lr=1e-4,5e-6`) or does not set at all (a value a sweeper chose);
+    the ones every job shares (`model=tiny`) would only make the names long and alike."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        given = OverridesParser.create().parse_overrides([a for a in command_line if "=" in a and not a.startswith("-")])
+    except Exception:  # an argument Hydra's grammar rejects here: name the job by all its overrides
+        return ",".join(job_overrides)
+    fixed = {o.key_or_group for o in given if not o.is_sweep_override()}
+    return ",".join(o for o in job_overrides if o.split("=", 1)[0].lstrip("+~") not in fixed)
+
+
 def job_identity() -> JobIdentity:
     """The running Hydra job's identity; all None outside a Hydra job (tests composing in-process)."""
     from hydra.core.hydra_config import HydraConfig
@@ -34,5 +49,8 @@ def job_identity() -> JobIdentity:
         return JobIdentity(None, None, None)
     hydra = HydraConfig.get()
     name = hydra.job.override_dirname or Path(hydra.runtime.output_dir).name
-    group = sweep_group(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
+    group = None
+    if hydra.mode == RunMode.MULTIRUN:
+        group = sweep_group(hydra.sweep.dir)
+        name = swept_overrides(list(hydra.overrides.task), sys.argv[1:]) or name
     return JobIdentity(name, group, JOB_TYPES.get(hydra.job.config_name, hydra.job.config_name))

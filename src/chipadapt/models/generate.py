@@ -14,9 +14,14 @@ custom 4D mask and writes through `past_key_values.update` (Llama, Mistral, Qwen
 `supports_slot_decoding` says when, and callers fall back to `model.generate` otherwise.
 """
 
+import os
+from contextlib import contextmanager
+
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache
+
+FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
 
 def supports_slot_decoding(model) -> bool:
@@ -67,10 +72,34 @@ class SlotCache(Cache):
 
 
 
-@torch.no_grad()
+@contextmanager
+def grouped_heads_in_sdpa(device: torch.device):
+    """With a mask, transformers copies each key/value head to all its query heads before SDPA (repeat_kv):
+    per decoding step that is the whole cache again, several times. On a CPU torch's SDPA takes the
+    grouped heads itself (`enable_gqa`); transformers reads this switch at each call."""
+    if device.type != "cpu":
+        yield
+        return
+    old = os.environ.get(FORCE_GQA)
+    os.environ[FORCE_GQA] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(FORCE_GQA, None)
+        else:
+            os.environ[FORCE_GQA] = old
+
+
 def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int, batch_size: int, stop_ids: set[int],
                     pad_id: int, progress: str | None = None) -> list[list[int]]:
     """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`."""
+    with grouped_heads_in_sdpa(model.device):
+        return _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_id, progress)
+
+
+@torch.no_grad()
+def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_id, progress):
     outputs: list[list[int]] = [[] for _ in prompts]
     if not prompts or max_new_tokens <= 0:
         return outputs

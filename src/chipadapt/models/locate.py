@@ -12,11 +12,11 @@ code: nothing here runs remote code).
 """
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.cache_root import cache_root
 
 # A hub id: `name` or `org/name`, optionally `@revision`; anything with other path syntax is a path.
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?)(@(?P<revision>[\w./-]+))?$")
@@ -25,9 +25,8 @@ HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jin
 
 
 def conversion_cache() -> Path:
-    """Converted GGUF folders go where conf/paths/default.yaml puts model_cache: $CHIPADAPT_CACHE/models
-    (this runs below the config, from keys that only name a model)."""
-    return Path(os.environ.get("CHIPADAPT_CACHE", "~/.cache/chipadapt")).expanduser() / "models"
+    """Converted GGUF folders go where conf/paths/default.yaml puts model_cache: $CHIPADAPT_CACHE/models."""
+    return cache_root() / "models"
 
 
 def locate_model(path: str | Path, key: str) -> Path:

@@ -37,14 +37,19 @@ def run(cfg: DictConfig) -> Path:
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force)
         return out
+    from chipadapt.io.outputs import check_output_folder, write_marker
     from chipadapt.job import recorded_job
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
 
+    # The report folder is rebuilt from the run folders whenever asked (it is derived, and committed),
+    # but a folder that reproduce.py did not write is never written into.
+    report_dir = check_output_folder(from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True)
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
-        path = build_report(cfg, steps, out, from_root(cfg.report_dir))
+        path = build_report(cfg, steps, out, report_dir)
+        write_marker(report_dir, "reproduce")
         manifest.update("results", {"report": str(path)})
     console.print(f"[bold green]report:[/bold green] {path}  ({time.perf_counter() - start:.0f} s in this invocation)")
     return path

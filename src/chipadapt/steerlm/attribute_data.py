@@ -6,6 +6,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from chipadapt.data.resume_sampler import resumable_loader
+
 from chipadapt.data.conversations import Conversation, held_out, read_conversations
 from chipadapt.errors import ChipadaptError
 
@@ -67,8 +69,8 @@ class AttributeDataModule(L.LightningDataModule):
         return collate_ratings(items, self.pad_id, len(self.attributes))
 
     def train_dataloader(self):
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_items, batch_size=self.cfg.micro_batch_size, shuffle=True, generator=generator, collate_fn=self._collate)
+        return resumable_loader(self.train_items, self.trainer, int(self.cfg.micro_batch_size), self._collate,
+                                shuffle_seed=self.seed)
 
     def val_dataloader(self):
         return DataLoader(self.val_items, batch_size=self.cfg.micro_batch_size, shuffle=False, collate_fn=self._collate)

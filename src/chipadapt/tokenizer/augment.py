@@ -14,6 +14,7 @@ The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.
 
 import json
 import logging
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer
 
-from chipadapt.data.sources import SourceSpec, read_source, source_files
+from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_file, sha256_json
@@ -91,7 +92,7 @@ class DomainTokenizer:
 
     def _key(self, base_folder: Path) -> str:
         files = {
-            kind: {n: [sha256_file(f) for f in source_files(s, f"data.sources.{n}")] for n, s in group.items()}
+            kind: {n: source_fingerprint(s, f"data.sources.{n}") for n, s in group.items()}
             for kind, group in (("domain", self.domain), ("general", self.general_train), ("report", self.report_general))
         }
         names = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -150,11 +151,12 @@ class DomainTokenizer:
             rows = padded_size(len(new_tokenizer))
             pieces = piece_ids(base, new_tokens)
             measuring = time.perf_counter()
-            task = self.starting_bpb.task(self.domain, self.report_general) if self.starting_bpb else None
-            base_bpb = StartingBpb.summary(task.run(model, tokenizer)) if task else None
-            init = self.settings["init"]
-            resize = resize_for_new_tokens(model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"])
-            starting = self._bpb_per_output_rule(task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb)
+            with tempfile.TemporaryDirectory() as excerpts:
+                task = self.starting_bpb.task(self.domain, self.report_general, Path(excerpts)) if self.starting_bpb else None
+                base_bpb = StartingBpb.summary(task.run(model, tokenizer)) if task else None
+                init = self.settings["init"]
+                resize = resize_for_new_tokens(model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"])
+                starting = self._bpb_per_output_rule(task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb)
             measure_seconds = time.perf_counter() - measuring
             model.save_pretrained(tmp, safe_serialization=True)
             report = {

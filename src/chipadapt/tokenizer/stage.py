@@ -20,5 +20,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
     write_json_atomic(out / REPORT_NAME, report)
     metrics = {k: report[k] for k in ("domain_reduction_pct", "general_change_pct", "new_tokens", "build_seconds")}
+    # The starting model's bits/byte cost per output rule, flat so sweeps and compare.py can read it.
+    for rule, row in (report.get("starting_bpb") or {}).get("outputs", {}).items():
+        metrics |= {f"starting_bpb.{rule}.{kind}_minus_base": row.get(f"{kind}_minus_base") for kind in ("domain", "general")}
     manifest.update("metrics", metrics)
     return metrics

@@ -2,39 +2,59 @@
 against the resized model with the augmented one, once per output-row rule (init_rows.py).
 
 Bits per byte do not depend on the tokenizer, so the difference is what a rule costs (or gains)
-before DAPT has trained a single new row. Scored with the perplexity eval on each domain source's
-held-out documents (the ones DAPT validates on) and on the report's general text.
+before DAPT has trained a single new row. Scored with the perplexity eval on the same text for
+every model: the first `max_chars` characters of each domain source's held-out documents (the
+ones DAPT validates on) and of the report's general text. A token budget would not do: the
+augmented tokenizer covers more text per token, so its budget would reach further into the text.
 """
 
-import dataclasses
+import json
 import statistics
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from chipadapt.data.sources import SourceSpec
+from chipadapt.data.blend import held_out as held_out_mask
+from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.eval.tasks.perplexity import PerplexityTask
 
 
 class StartingBpb:
-    def __init__(self, outputs: list[str], held_out: float | None, max_tokens: int, max_length: int):
+    def __init__(self, outputs: list[str], held_out: float | None, max_chars: int, max_length: int):
         self.outputs = list(outputs)
-        self.held_out, self.max_tokens, self.max_length = held_out, max_tokens, max_length
+        self.held_out, self.max_chars, self.max_length = held_out, max_chars, max_length
 
-    def task(self, domain: dict[str, SourceSpec], general: dict[str, SourceSpec]) -> PerplexityTask:
-        def split(spec: SourceSpec, is_general: bool, held_out) -> dict:
-            values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()}
-            return {**values, "general": is_general, "held_out": held_out}
+    def _excerpt(self, spec: SourceSpec, key: str, fraction: float | None) -> list[dict]:
+        docs = read_source(spec, key)
+        if fraction:
+            docs = [d for d, keep in zip(docs, held_out_mask([d.doc_id for d in docs], float(fraction))) if keep]
+        out, left = [], self.max_chars
+        for doc in docs:
+            if left <= 0:
+                break
+            out.append({"text": doc.text[:left]})
+            left -= len(out[-1]["text"])
+        return out
 
-        splits = {f"domain/{n}": split(s, False, self.held_out) for n, s in domain.items()}
-        splits |= {f"general/{n}": split(s, True, None) for n, s in general.items()}
-        return PerplexityTask(OmegaConf.create(splits), self.max_length, None, self.max_tokens)
+    def task(self, domain: dict[str, SourceSpec], general: dict[str, SourceSpec], workdir: Path) -> PerplexityTask:
+        """The perplexity task over the excerpts, written as JSONL under `workdir`."""
+        splits = {}
+        for kind, group, fraction in (("domain", domain, self.held_out), ("general", general, None)):
+            for name, spec in group.items():
+                rows = self._excerpt(spec, f"tokenizer.adapt.{name}", fraction)
+                if not rows:
+                    continue  # a source too small to hold a document out
+                path = workdir / f"{kind}-{name}.jsonl"
+                path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                splits[f"{kind}/{name}"] = {"path": str(path), "general": kind == "general"}
+        return PerplexityTask(OmegaConf.create(splits), self.max_length, None, None)
 
     @staticmethod
     def summary(results: dict, base: dict | None = None) -> dict:
         """Mean bpb over the domain splits and over the general ones; against `base`, the paired
         difference per split with its standard error over splits."""
         out = {"splits": {k[: -len(".bpb")]: round(v, 4) for k, v in results.items() if k.endswith(".bpb") and "/" in k}}
-        out["tokens"] = sum(v for k, v in results.items() if k.endswith(".tokens"))
+        out["tokens"] = sum(v for k, v in results.items() if k.endswith(".tokens") and "/" in k)
         for kind in ("domain", "general"):
             names = [n for n in out["splits"] if n.startswith(kind + "/")]
             if not names:

@@ -27,6 +27,11 @@ class IFEvalTask:
 
     def run(self, model, tokenizer) -> dict[str, float]:
         os.environ["NLTK_DATA"] = self.nltk_data  # read by nltk when the checkers import it
+        import nltk
+
+        # ... unless nltk is imported already (rouge_score, which ROUGE-L tasks load, imports it): then only its path list counts.
+        if self.nltk_data not in nltk.data.path:
+            nltk.data.path.insert(0, self.nltk_data)
         from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
         rows = [r for _, r in jsonl_records(self.path, missing=f"eval.ifeval.path: {self.path} does not exist")][: self.limit]

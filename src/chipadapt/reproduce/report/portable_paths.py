@@ -11,19 +11,15 @@ import os
 import re
 from pathlib import Path
 
+from chipadapt.io.cache_root import cache_root
 from chipadapt.reproduce.runner import ROOT
-
-
-def cache_dir() -> Path:
-    # The same place conf/paths/default.yaml resolves paths.cache_dir to.
-    return Path(os.environ.get("CHIPADAPT_CACHE", "~/.cache/chipadapt")).expanduser()
 
 
 class PortablePaths:
     def __init__(self, out: Path):
         root = ROOT.resolve()
         out = Path(out).resolve()
-        rules = [(cache_dir().resolve(), "$CHIPADAPT_CACHE")]
+        rules = [(cache_root().resolve(), "$CHIPADAPT_CACHE")]
         rules.append((out, os.path.relpath(out, root) if out.is_relative_to(root) else "$REPRODUCE_OUT"))
         rules += [(root, "."), (root.parent, "..")]
         home = Path.home().resolve()

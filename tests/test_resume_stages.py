@@ -1,0 +1,70 @@
+"""Exact resume in every training stage: a run killed (SIGKILL, no clean shutdown) mid-epoch and
+started again in the same folder ends with the loss curve and the weights of an uninterrupted run."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_FAST, write_jsonl
+
+KILL = ["+callbacks.killer._target_=helpers.kill.KillAtStep"]
+
+
+def losses(run_dir) -> dict[int, float]:
+    with open(run_dir / "metrics.csv") as handle:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")}
+
+
+def weights(folder) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def train(args, run_dir, kill_at=None):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    extra = [*KILL, f"+callbacks.killer.step={kill_at}"] if kill_at else []
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *extra, "callbacks.checkpoint.every_n_train_steps=1",
+                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+
+
+def assert_exact_resume(tmp_path, args, steps, kill_at, model_file="model"):
+    whole = train(args, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = train(args, tmp_path / "cut", kill_at=kill_at)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = train(args, tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference, cut = losses(tmp_path / "whole"), losses(tmp_path / "cut")
+    assert sorted(reference) == sorted(cut) == list(range(steps))
+    for step in range(steps):
+        assert cut[step] == pytest.approx(reference[step], rel=1e-5), step
+    one, two = weights(tmp_path / "whole" / model_file), weights(tmp_path / "cut" / model_file)
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-6), name
+
+
+@pytest.mark.integration
+def test_sft_resumes_exactly_across_epochs_with_accumulation(tmp_path):
+    # 2 micro-batches per step, a few steps per epoch, killed in the second epoch.
+    args = ["stage=sft", *TINY_FAST, "data=sft_sample", "data.seq_len=128", "data.packing=false", "data.micro_batch_size=1",
+            "data.global_batch_size=2", "trainer.max_steps=10", "trainer.max_epochs=50", "stage.validate_before=false", "optim.lr=1e-3",
+            "loss_guard.enabled=false"]
+    assert_exact_resume(tmp_path, args, steps=10, kill_at=7)
+
+
+@pytest.mark.integration
+def test_attribute_model_resumes_exactly(tmp_path):
+    labelled = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i} about timing?"},
+                                             {"role": "assistant", "content": "Add delay cells." if i % 2 else "no idea"}],
+                 "steerlm_attributes": {"quality": 4 * (i % 2), "humor": 3 * (1 - i % 2)}} for i in range(24)]
+    data = write_jsonl(tmp_path / "labelled.jsonl", labelled)
+    args = ["stage=attribute_model", *TINY_FAST, f"data.sources.oasst_labelled.path={data}", "data.attributes.names=[quality,humor]",
+            "data.val_fraction=0.2", "data.seq_len=64", "data.micro_batch_size=4", "data.global_batch_size=4",
+            "trainer.max_steps=8", "trainer.max_epochs=50", "optim.lr=3e-3", "loss_guard.enabled=false"]
+    assert_exact_resume(tmp_path, args, steps=8, kill_at=5)
+
