@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from conftest import ROOT, SHARED_DATA, write_jsonl
+from helpers.models import tiny_llama
 
 HAS_IVERILOG = shutil.which("iverilog") is not None and shutil.which("vvp") is not None
 needs_iverilog = pytest.mark.skipif(not HAS_IVERILOG, reason="iverilog not installed (apt-get install -y iverilog)")
@@ -28,11 +29,7 @@ REF = "module RefModule(input [3:0] a, input [3:0] b, output [3:0] y);\n  assign
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from chipadapt.models.tiny import TinyLlama
-
-    return TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                     vocab_size=512, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                     max_position_embeddings=1024, seed=0).materialize()
+    return tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,15 @@ import json
 
 import pytest
 
-from conftest import ROOT, SHARED_DATA
+from conftest import SHARED_DATA
+from helpers.models import tiny_llama
 
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "mmlu").is_dir(), reason="../shared/data absent")
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from chipadapt.models.tiny import TinyLlama
-
-    return TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                     vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                     max_position_embeddings=2048, seed=0).materialize()
+    return tiny_llama(tmp_path_factory.mktemp("tiny"), num_layers=2, max_position_embeddings=2048)
 
 
 @pytest.fixture(scope="module")

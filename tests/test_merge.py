@@ -19,6 +19,7 @@ from chipadapt.merge.methods.slerp import Slerp
 from chipadapt.merge.methods.task_vectors import Della, TaskArithmetic, Ties
 from chipadapt.merge.run import run
 from conftest import CONF, ROOT, compose
+from helpers.models import perturbed_copy
 
 
 def merge_cfg(method: str, chip, instruct, out, lam=0.6, base=None, extra=()):
@@ -80,15 +81,7 @@ def tiny_pair(tmp_path):
     from chipadapt.models.hf_folder import resolve_model_folder
 
     instruct = resolve_model_folder(compose(["model=tiny"], tmp_path).model)
-    model = AutoModelForCausalLM.from_pretrained(instruct)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.02 * torch.randn_like(param))
-    chip = tmp_path / "chip"
-    model.save_pretrained(chip)
-    AutoTokenizer.from_pretrained(instruct).save_pretrained(chip)
-    return chip, instruct
+    return perturbed_copy(instruct, tmp_path / "chip"), instruct
 
 
 @pytest.mark.parametrize("method", ["chipalign", "linear", "slerp", "task_arithmetic", "ties", "della"])

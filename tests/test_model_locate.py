@@ -7,18 +7,14 @@ from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.locate import locate_model
-from conftest import ROOT
+from helpers.models import tiny_llama
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from chipadapt.models.tiny import TinyLlama
-
-    return TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                     vocab_size=512, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                     max_position_embeddings=1024, seed=0).materialize()
+    return tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import yaml
 
 from conftest import ROOT, TINY_FAST, compose, read_manifest, run_train, write_jsonl
 from chipadapt.loggers.job import numeric_items
+from helpers.models import perturbed_copy
 from helpers.wandb_records import read_run
 
 STEPS = ["trainer.max_steps=2", "data.val_max_sequences=1", "stage.validate_before=false"]
@@ -44,20 +45,11 @@ def train_sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_pair(tmp_path_factory):
     """The tiny model as `instruct` and a perturbed copy as `chip`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from chipadapt.models.hf_folder import resolve_model_folder
 
     root = tmp_path_factory.mktemp("pair")
     instruct = resolve_model_folder(compose(["model=tiny"], root).model)
-    model = AutoModelForCausalLM.from_pretrained(instruct)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.02 * torch.randn_like(param))
-    model.save_pretrained(root / "chip")
-    AutoTokenizer.from_pretrained(instruct).save_pretrained(root / "chip")
-    return root / "chip", instruct
+    return perturbed_copy(instruct, root / "chip"), instruct
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from chipadapt.errors import ChipadaptError
-from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot, tiny_model_copy
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+from helpers.models import tiny_model_copy
 
 
 @pytest.fixture(scope="module")

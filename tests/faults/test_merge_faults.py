@@ -8,24 +8,16 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot, tiny_model_copy
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+from helpers.models import perturbed_copy, tiny_model_copy
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """models/{chip,instruct} (the tiny model and a perturbed copy) beside a user's own notes."""
     root = tmp_path_factory.mktemp("faults") / "models"
-    source = tiny_model_copy(root, "instruct")
-    model = AutoModelForCausalLM.from_pretrained(source)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.02 * torch.randn_like(param))
-    model.save_pretrained(root / "chip")
-    AutoTokenizer.from_pretrained(source).save_pretrained(root / "chip")
+    perturbed_copy(tiny_model_copy(root, "instruct"), root / "chip")
     (root / "notes.txt").write_text("the user's own file\n")
     return root
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import TINY_FAST
-from helpers.faults import assert_user_error, run_entry, snapshot, tiny_model_copy
+from helpers.faults import assert_user_error, run_entry, snapshot
+from helpers.models import tiny_model_copy
 
 FAST = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false"]
 

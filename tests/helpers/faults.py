@@ -47,16 +47,3 @@ def assert_unchanged(before: dict[str, str]) -> None:
     after = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in before if Path(path).is_file()}
     assert after == before, "an input changed or disappeared"
 
-
-def tiny_model_copy(root: Path, name: str = "tiny") -> Path:
-    """A copy of the tiny test model (built once per session in the cache) at root/name, so a test
-    may damage or delete its files."""
-    import shutil
-
-    from chipadapt.models.hf_folder import resolve_model_folder
-    from conftest import compose
-
-    folder = root / name
-    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), folder,
-                    ignore=shutil.ignore_patterns(".*"))
-    return folder

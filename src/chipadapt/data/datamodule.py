@@ -17,16 +17,11 @@ from torch.utils.data import DataLoader
 from chipadapt.data.blend import BlendRow, blend_order, held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.resume_sampler import resumable_loader
-from chipadapt.data.sources import SourceSpec
-from chipadapt.data.sources import source_spec as checked_source_spec
+from chipadapt.data.sources import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
-
-
-def source_spec(cfg: DictConfig, key: str) -> SourceSpec:
-    return checked_source_spec(OmegaConf.to_container(cfg, resolve=True), key)
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -51,8 +46,10 @@ class PretrainDataModule(L.LightningDataModule):
     def _specs(self) -> tuple[dict[str, SourceSpec], dict[str, SourceSpec]]:
         if not self.data.sources:
             raise ChipadaptError("data.sources: no training sources configured")
-        train = {name: source_spec(cfg, f"data.sources.{name}") for name, cfg in self.data.sources.items()}
-        val = {name: source_spec(cfg, f"data.val_sources.{name}") for name, cfg in (self.data.val_sources or {}).items()}
+        sources = OmegaConf.to_container(self.data.sources, resolve=True)
+        val_sources = OmegaConf.to_container(self.data.val_sources, resolve=True) if self.data.val_sources else {}
+        train = {name: source_spec(spec, f"data.sources.{name}") for name, spec in sources.items()}
+        val = {name: source_spec(spec, f"data.val_sources.{name}") for name, spec in val_sources.items()}
         return train, val
 
     def _tokenize_all(self) -> tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]]:

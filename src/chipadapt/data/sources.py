@@ -3,6 +3,7 @@
 Every reader yields `Document`s and names the file and line of any malformed record.
 """
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -52,8 +53,8 @@ class SourceSpec:
 
 def source_spec(values: dict, key: str) -> SourceSpec:
     """A SourceSpec from a config entry; an unknown field or a value of the wrong kind names `key`."""
-    import dataclasses
-
+    if not isinstance(values, dict):
+        raise ChipadaptError(f"{key}: expected a source with a `path`, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(SourceSpec)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
