@@ -1,6 +1,6 @@
 """Compare many evaluation results in one table and plot:
 
-  python compare.py 'runs=[multirun/2026-11-23/10-00-00/*]' 'metrics=[ifeval.prompt_loose,perplexity.domain.bpb]'
+python compare.py 'runs=[multirun/2026-11-23/10-00-00/*]' 'metrics=[ifeval.prompt_loose,perplexity.domain.bpb]'
 """
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Evaluate one model folder on the tasks chosen by `eval=[...]`:
 
-  python evaluate.py model.path=FOLDER eval=[perplexity,mcq,ifeval] hydra.run.dir=DIR   # DIR/results.json
+python evaluate.py model.path=FOLDER eval=[perplexity,mcq,ifeval] hydra.run.dir=DIR   # DIR/results.json
 """
 
 from pathlib import Path

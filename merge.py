@@ -1,8 +1,8 @@
 """Merge two Hugging Face folders (ChipAlign or a baseline), sweepable like training:
 
-  python merge.py merge=chipalign merge.lam=0.6 models.chip=DAPT_FOLDER models.instruct=INSTRUCT_FOLDER output=OUT
-  python merge.py -m merge.lam=0,0.2,0.4,0.6,0.8,1 models.chip=... models.instruct=...
-  python merge.py config=recipe.yml          # a mergekit config (slerp, linear, task_arithmetic, ties, della, chipalign)
+python merge.py merge=chipalign merge.lam=0.6 models.chip=DAPT_FOLDER models.instruct=INSTRUCT_FOLDER output=OUT
+python merge.py -m merge.lam=0,0.2,0.4,0.6,0.8,1 models.chip=... models.instruct=...
+python merge.py config=recipe.yml          # a mergekit config (slerp, linear, task_arithmetic, ties, della, chipalign)
 """
 
 from pathlib import Path

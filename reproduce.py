@@ -1,8 +1,8 @@
 """Reproduce ChipNeMo's and ChipAlign's findings at small scale, end to end, into one report:
 
-  python reproduce.py                   # full variant (a few hours on 2 CPU cores)
-  python reproduce.py variant=fast      # under 20 minutes
-  python reproduce.py only=[report]     # rebuild experiments/reports/<date>/REPORT.md from the run folders
+python reproduce.py                   # full variant (a few hours on 2 CPU cores)
+python reproduce.py variant=fast      # under 20 minutes
+python reproduce.py only=[report]     # rebuild experiments/reports/<date>/REPORT.md from the run folders
 """
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Train one stage (chosen by `stage=`) from the Hydra config tree in conf/.
 
-  python train.py experiment=quickstart
-  python train.py -m model=tiny optim.lr=1e-4,5e-6 data.seq_len=64,128
+python train.py experiment=quickstart
+python train.py -m model=tiny optim.lr=1e-4,5e-6 data.seq_len=64,128
 """
 
 from pathlib import Path

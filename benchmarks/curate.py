@@ -23,8 +23,14 @@ SHARED = Path(os.environ.get("CHIPADAPT_SHARED_DATA", ROOT.parent / "shared" / "
 
 
 def run_curation(inputs: list[Path], out: Path) -> tuple[dict, float, float]:
-    command = [sys.executable, "-m", "chipadapt.data.curate", f"data.curate.inputs=[{','.join(map(str, inputs))}]",
-               f"hydra.run.dir={out}", *sys.argv[1:]]
+    command = [
+        sys.executable,
+        "-m",
+        "chipadapt.data.curate",
+        f"data.curate.inputs=[{','.join(map(str, inputs))}]",
+        f"hydra.run.dir={out}",
+        *sys.argv[1:],
+    ]
     start = time.perf_counter()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
@@ -46,12 +52,16 @@ def main() -> None:
             report, rss, wall = run_curation(inputs, Path(tmp) / f"out{copies}")
             results[copies] = (report, rss)
             d = report["duplicates"]
-            print(f"{copies:>2}x: {report['files_seen']:,} files, {report['bytes_seen'] / 1e6:.1f} MB in {report['seconds']:.1f} s "
-                  f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.2f} MB/s; {wall:.1f} s with start-up); "
-                  f"exact dups {d['exact']}, near dups {d['near']}, written {report['documents_written']:,}; peak RSS {rss:.0f} MB")
+            print(
+                f"{copies:>2}x: {report['files_seen']:,} files, {report['bytes_seen'] / 1e6:.1f} MB in {report['seconds']:.1f} s "
+                f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.2f} MB/s; {wall:.1f} s with start-up); "
+                f"exact dups {d['exact']}, near dups {d['near']}, written {report['documents_written']:,}; peak RSS {rss:.0f} MB"
+            )
     (r1, m1), (r10, m10) = results[1], results[10]
-    print(f"ratio 10x/1x: input bytes {r10['bytes_seen'] / r1['bytes_seen']:.1f}, peak RSS {m10 / m1:.2f}, "
-          f"MB/s {r10['mb_per_s'] / r1['mb_per_s']:.2f}")
+    print(
+        f"ratio 10x/1x: input bytes {r10['bytes_seen'] / r1['bytes_seen']:.1f}, peak RSS {m10 / m1:.2f}, "
+        f"MB/s {r10['mb_per_s'] / r1['mb_per_s']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ from chipadapt.models.hf_folder import load_tokenizer, resolve_model_folder
 
 def prepare(cfg, tokenizer, cache_dir: str):
     datamodule = instantiate(cfg.stage.datamodule)(
-        data=cfg.data, tokenizer=tokenizer, separator_token=cfg.model.doc_separator, token_cache_dir=cache_dir, seed=cfg.seed
+        data=cfg.data,
+        tokenizer=tokenizer,
+        separator_token=cfg.model.doc_separator,
+        token_cache_dir=cache_dir,
+        seed=cfg.seed,
     )
     start = time.perf_counter()
     datamodule.prepare_data()
@@ -39,10 +43,16 @@ def main() -> None:
         assert dm2.stats["cache_misses"] == 0 and len(dm2.train_set) == len(dm.train_set)
         tokens = sum(r.train_tokens for r in dm.blend)
         print(f"data={cfg.data.name} model={cfg.model.name} seq_len={cfg.data.seq_len}")
-        print(f"first run  : {first:8.3f} s  ({tokens:,} training tokens before blending; {tokens / first:,.0f} tokens/s)")
-        print(f"second run : {second:8.3f} s  (cache hits {dm2.stats['cache_hits']}, misses {dm2.stats['cache_misses']})")
+        print(
+            f"first run  : {first:8.3f} s  ({tokens:,} training tokens before blending; {tokens / first:,.0f} tokens/s)"
+        )
+        print(
+            f"second run : {second:8.3f} s  (cache hits {dm2.stats['cache_hits']}, misses {dm2.stats['cache_misses']})"
+        )
         print(f"ratio second/first = {second / first:.4f}  (target < 0.05)")
-        print(f"packing efficiency = {100 * dm.stats['packing_efficiency']:.3f}%  (target >= 99%) over {len(dm.train_set):,} sequences")
+        print(
+            f"packing efficiency = {100 * dm.stats['packing_efficiency']:.3f}%  (target >= 99%) over {len(dm.train_set):,} sequences"
+        )
 
 
 if __name__ == "__main__":

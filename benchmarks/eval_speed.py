@@ -85,7 +85,9 @@ def bench_mmlu(model, tokenizer, lm, per_subject: int, workdir: Path, style: str
     dev = read_mcq(SHARED / "mmlu" / "mmlu_dev.jsonl", "mmlu_dev")
     path = workdir / "mmlu.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = MCQTask(str(path), None, 0, None, style, batch_size=8, max_length=2048, max_per_subject=None, preset="lm_eval")
+    task = MCQTask(
+        str(path), None, 0, None, style, batch_size=8, max_length=2048, max_per_subject=None, preset="lm_eval"
+    )
     with Clock() as ours:
         task.run(model, tokenizer)
     predictions = {row["question"]: item["prediction"] for row, item in zip(task.rows, task.items)}
@@ -103,13 +105,18 @@ def bench_mmlu(model, tokenizer, lm, per_subject: int, workdir: Path, style: str
     agree = sum(predictions[q] == p for q, p in reference.items())
     n = len(rows)
     # Tokens the model reads: each context once, plus every choice token but the last.
-    tokens = sum(len(tokenizer.encode(task.context(r, ""))) + sum(len(tokenizer.encode(" " + task.choice_text(r, i))) - 1
-                                                              for i in range(len(r["choices"]))) for r in task.rows)
+    tokens = sum(
+        len(tokenizer.encode(task.context(r, "")))
+        + sum(len(tokenizer.encode(" " + task.choice_text(r, i))) - 1 for i in range(len(r["choices"])))
+        for r in task.rows
+    )
     limit = peak * 1e9 / (2 * sum(p.numel() for p in model.parameters()))
-    print(f"MMLU ({n} questions, lm_eval preset, zero-shot {style}): chipadapt {ours.cpu:.1f} CPU-s {n / ours.wall:.2f} q/s | "
-          f"lm-eval HF {theirs.cpu:.1f} CPU-s {n / theirs.wall:.2f} q/s | speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | "
-          f"same prediction {agree}/{n}; acc chipadapt {sum(i['scores']['acc'] for i in task.items) / n:.4f}; "
-          f"chipadapt reads {tokens / ours.wall:.0f} tok/s, {tokens / ours.wall / limit:.2f} of the FLOP limit")
+    print(
+        f"MMLU ({n} questions, lm_eval preset, zero-shot {style}): chipadapt {ours.cpu:.1f} CPU-s {n / ours.wall:.2f} q/s | "
+        f"lm-eval HF {theirs.cpu:.1f} CPU-s {n / theirs.wall:.2f} q/s | speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | "
+        f"same prediction {agree}/{n}; acc chipadapt {sum(i['scores']['acc'] for i in task.items) / n:.4f}; "
+        f"chipadapt reads {tokens / ours.wall:.0f} tok/s, {tokens / ours.wall / limit:.2f} of the FLOP limit"
+    )
 
 
 def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
@@ -117,19 +124,30 @@ def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
 
     from chipadapt.eval.scoring import generate
 
-    prompts = [json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()[:count]]
+    prompts = [
+        json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()[:count]
+    ]
     with Clock() as ours:
         answers = generate(model, tokenizer, prompts, 32, max_tokens, chat=True, add_special_tokens=True)
-    settings = {"until": [], "do_sample": False, "temperature": 0.0, "max_gen_toks": max_tokens}  # lm-eval's ifeval.yaml
-    requests = [Instance("generate_until", {}, (lm.apply_chat_template([{"role": "user", "content": p}]), settings), i)
-                for i, p in enumerate(prompts)]
+    settings = {
+        "until": [],
+        "do_sample": False,
+        "temperature": 0.0,
+        "max_gen_toks": max_tokens,
+    }  # lm-eval's ifeval.yaml
+    requests = [
+        Instance("generate_until", {}, (lm.apply_chat_template([{"role": "user", "content": p}]), settings), i)
+        for i, p in enumerate(prompts)
+    ]
     with Clock() as theirs:
         reference = lm.generate_until(requests, disable_tqdm=True)
     same = sum(a == b for a, b in zip(answers, reference))
     tokens = sum(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers)
-    print(f"IFEval ({count} prompts, <= {max_tokens} new tokens, chat): chipadapt {ours.cpu:.1f} CPU-s {count / ours.wall:.2f} prompts/s "
-          f"({tokens / ours.wall:.0f} tok/s) | lm-eval HF (batch {lm.batch_size}) {theirs.cpu:.1f} CPU-s {count / theirs.wall:.2f} prompts/s | "
-          f"speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | identical answers {same}/{count}")
+    print(
+        f"IFEval ({count} prompts, <= {max_tokens} new tokens, chat): chipadapt {ours.cpu:.1f} CPU-s {count / ours.wall:.2f} prompts/s "
+        f"({tokens / ours.wall:.0f} tok/s) | lm-eval HF (batch {lm.batch_size}) {theirs.cpu:.1f} CPU-s {count / theirs.wall:.2f} prompts/s | "
+        f"speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | identical answers {same}/{count}"
+    )
 
 
 def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: float) -> None:
@@ -139,19 +157,29 @@ def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: 
     limit = peak * 1e9 / (2 * params)
     prompts = [json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()]
     for batch in batches:
-        chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 for p in prompts[:batch]]
+        chats = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts[:batch]
+        ]
         ids = [tokenizer.encode(c, add_special_tokens=False) for c in chats]
         with Clock() as ours:
             greedy_generate(model, ids, new_tokens, batch, set(), tokenizer.pad_token_id)  # no stop: every row runs
         tokenizer.padding_side = "left"
         encoded = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
         with Clock() as hf, torch.no_grad():
-            model.generate(**encoded, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                           cache_implementation="static", pad_token_id=tokenizer.pad_token_id)
+            model.generate(
+                **encoded,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                cache_implementation="static",
+                pad_token_id=tokenizer.pad_token_id,
+            )
         rate, hf_rate = batch * new_tokens / ours.wall, batch * new_tokens / hf.wall
-        print(f"greedy batch {batch:>2}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
-              f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x")
+        print(
+            f"greedy batch {batch:>2}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
+            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x"
+        )
 
 
 def main() -> None:
@@ -178,7 +206,9 @@ def main() -> None:
     warm_up(model, tokenizer, lm)
     with tempfile.TemporaryDirectory() as tmp:
         bench_mmlu(model, tokenizer, lm, args.mmlu_per_subject, Path(tmp), "letters", peak)
-        bench_mmlu(model, tokenizer, lm, 1, Path(tmp), "cloze", peak)  # 4 multi-token choices a question: the shared context pays
+        bench_mmlu(
+            model, tokenizer, lm, 1, Path(tmp), "cloze", peak
+        )  # 4 multi-token choices a question: the shared context pays
     bench_ifeval(model, tokenizer, lm, args.ifeval, args.ifeval_tokens)
     bench_decoding(model, tokenizer, [int(b) for b in args.batches.split(",")], args.gen_tokens, peak)
 

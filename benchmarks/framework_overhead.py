@@ -68,15 +68,23 @@ def plain_loop(cfg, folder, datamodule, plan) -> float:
 def lightning_loop(cfg, folder, datamodule, plan, out) -> float:
     torch.manual_seed(cfg.seed)
     module = instantiate(cfg.stage.module)(
-        model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-        gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
+        model_folder=folder,
+        dtype=cfg.model.dtype,
+        attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        optim=cfg.optim,
     )
     clock = StepClock()
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [clock]
     trainer = instantiate(
-        cfg.trainer, accumulate_grad_batches=plan.accumulation, gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=[instantiate(c) for c in cfg.logger.values() if c is not None], callbacks=callbacks,
-        default_root_dir=out, max_steps=WARMUP + STEPS, limit_val_batches=0,
+        cfg.trainer,
+        accumulate_grad_batches=plan.accumulation,
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
+        callbacks=callbacks,
+        default_root_dir=out,
+        max_steps=WARMUP + STEPS,
+        limit_val_batches=0,
     )
     trainer.fit(module, datamodule=datamodule)
     return STEPS * plan.tokens_per_step / (clock.stamps[-1] - clock.stamps[WARMUP - 1])
@@ -89,8 +97,11 @@ def main() -> None:
         folder = resolve_model_folder(cfg.model)
         plan = batch_plan(cfg.data, cfg.trainer)
         datamodule = instantiate(cfg.stage.datamodule)(
-            data=cfg.data, tokenizer=load_tokenizer(folder), separator_token=cfg.model.doc_separator,
-            token_cache_dir=cfg.paths.token_cache, seed=cfg.seed,
+            data=cfg.data,
+            tokenizer=load_tokenizer(folder),
+            separator_token=cfg.model.doc_separator,
+            token_cache_dir=cfg.paths.token_cache,
+            seed=cfg.seed,
         )
         datamodule.prepare_data()
         datamodule.setup("fit")

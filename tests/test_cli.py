@@ -4,7 +4,6 @@ a multirun sweep writes one folder per job."""
 import json
 
 import pytest
-
 from conftest import TINY_FAST, read_manifest, run_train, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -59,13 +58,21 @@ def test_unknown_config_key_is_rejected_by_name(tmp_path):
 
 
 def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path):
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": f"module m{i}; wire w{i}; endmodule // {'x' * 200}"} for i in range(20)])
+    corpus = write_jsonl(
+        tmp_path / "c.jsonl", [{"text": f"module m{i}; wire w{i}; endmodule // {'x' * 200}"} for i in range(20)]
+    )
     sweep = tmp_path / "sweep"
     proc = run_train(
         [
-            "-m", *TINY_FAST, "optim.lr=1e-4,5e-6", "data.seq_len=64,128",
-            "~data.sources", f"+data.sources.rtl.path={corpus}", "trainer.max_steps=1",
-            "data.val_max_sequences=1", f"hydra.sweep.dir={sweep}",
+            "-m",
+            *TINY_FAST,
+            "optim.lr=1e-4,5e-6",
+            "data.seq_len=64,128",
+            "~data.sources",
+            f"+data.sources.rtl.path={corpus}",
+            "trainer.max_steps=1",
+            "data.val_max_sequences=1",
+            f"hydra.sweep.dir={sweep}",
         ],
         timeout=600,
     )

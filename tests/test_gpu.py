@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import compose, read_manifest
 
 from chipadapt.pipeline import train
-from conftest import compose, read_manifest
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -22,20 +22,36 @@ def test_bf16_mixed_dapt_on_gpu_trains_and_saves_fp32_weights(tmp_path, tiny_ove
 
 
 def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
+    from conftest import write_jsonl
+
     from chipadapt.eval.run import evaluate_folder
     from chipadapt.models.hf_folder import resolve_model_folder
-    from conftest import write_jsonl
 
     cfg = compose(["model=tiny"], tmp_path)
     mcq = write_jsonl(tmp_path / "m.jsonl", [{"question": "q", "choices": ["module", "river"], "answer": 0}])
     from omegaconf import OmegaConf
 
-    tasks = OmegaConf.create({
-        "perplexity": {"_target_": "chipadapt.eval.tasks.perplexity.PerplexityTask", "max_length": 128, "max_documents": 2, "max_tokens": None,
-                       "splits": {"domain": {"path": cfg.data.sources.docs.path}}},
-        "mcq": {"_target_": "chipadapt.eval.tasks.mcq.MCQTask", "path": str(mcq), "fewshot_path": None, "num_fewshot": 0,
-                "limit": None, "style": "cloze", "batch_size": 4, "max_length": 128},
-    })
+    tasks = OmegaConf.create(
+        {
+            "perplexity": {
+                "_target_": "chipadapt.eval.tasks.perplexity.PerplexityTask",
+                "max_length": 128,
+                "max_documents": 2,
+                "max_tokens": None,
+                "splits": {"domain": {"path": cfg.data.sources.docs.path}},
+            },
+            "mcq": {
+                "_target_": "chipadapt.eval.tasks.mcq.MCQTask",
+                "path": str(mcq),
+                "fewshot_path": None,
+                "num_fewshot": 0,
+                "limit": None,
+                "style": "cloze",
+                "batch_size": 4,
+                "max_length": 128,
+            },
+        }
+    )
     results = evaluate_folder(resolve_model_folder(cfg.model), tasks, "cuda")
     assert results["perplexity"]["domain.ppl"] > 1 and results["mcq"]["questions"] == 1
 
@@ -43,8 +59,19 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
 def test_fsdp_on_one_gpu_trains_and_gathers_a_full_hf_folder(tmp_path, tiny_overrides):
     # bf16-true: on one GPU FSDP falls back to NO_SHARD, whose bf16 mixed-precision gradients this torch
     # refuses ("grad_dtype"); multi-GPU FULL_SHARD runs bf16-mixed.
-    cfg = compose([*tiny_overrides, "trainer=fsdp", "trainer.devices=1", "trainer.precision=bf16-true", "trainer.max_steps=3", "optim.lr=1e-3",
-                   "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=2"], tmp_path)
+    cfg = compose(
+        [
+            *tiny_overrides,
+            "trainer=fsdp",
+            "trainer.devices=1",
+            "trainer.precision=bf16-true",
+            "trainer.max_steps=3",
+            "optim.lr=1e-3",
+            "stage.validate_before=false",
+            "callbacks.checkpoint.every_n_train_steps=2",
+        ],
+        tmp_path,
+    )
     result = train(cfg)
     assert result["global_step"] == 3
     from transformers import AutoModelForCausalLM
@@ -62,6 +89,16 @@ def test_fsdp_on_one_gpu_trains_and_gathers_a_full_hf_folder(tmp_path, tiny_over
 
 def test_lora_on_gpu_in_bf16(tmp_path, tiny_overrides):
     pytest.importorskip("peft")
-    cfg = compose([*tiny_overrides, "trainer=gpu", "peft=lora_small", "peft.r=4", "trainer.max_steps=2", "stage.validate_before=false"], tmp_path)
+    cfg = compose(
+        [
+            *tiny_overrides,
+            "trainer=gpu",
+            "peft=lora_small",
+            "peft.r=4",
+            "trainer.max_steps=2",
+            "stage.validate_before=false",
+        ],
+        tmp_path,
+    )
     assert train(cfg)["global_step"] == 2
     assert (tmp_path / "adapter" / "adapter_config.json").is_file() and (tmp_path / "model" / "config.json").is_file()

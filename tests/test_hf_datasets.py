@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT, write_jsonl
 
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
-from conftest import ROOT, write_jsonl
 
 TEXTS = [f"module m{i}(input clk, output reg q); always @(posedge clk) q <= ~q; endmodule // {i}" for i in range(12)]
 SNAPSHOT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -40,9 +40,18 @@ def tokenizer(tmp_path_factory):
     from chipadapt.models.hf_folder import load_tokenizer
     from chipadapt.models.tiny import TinyLlama
 
-    folder = TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                       vocab_size=512, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                       max_position_embeddings=1024, seed=0).materialize()
+    folder = TinyLlama(
+        cache_dir=str(tmp_path_factory.mktemp("tiny")),
+        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=1024,
+        seed=0,
+    ).materialize()
     return load_tokenizer(folder)
 
 
@@ -54,7 +63,9 @@ def test_dapt_source_from_a_parquet_folder_tokenizes_like_jsonl_and_streams_the_
     cache = tmp_path / "tokens"
     from_jsonl = tokenize_source(SourceSpec(path=str(jsonl)), "data.sources.j", tokenizer, cache)
     from_hf = tokenize_source(SourceSpec(path=str(folder), format="hf"), "data.sources.h", tokenizer, cache)
-    streamed = tokenize_source(SourceSpec(path=str(folder), format="hf", streaming=True), "data.sources.s", tokenizer, cache)
+    streamed = tokenize_source(
+        SourceSpec(path=str(folder), format="hf", streaming=True), "data.sources.s", tokenizer, cache
+    )
     for source in (from_hf, streamed):
         assert source.built and source.doc_ids == from_jsonl.doc_ids
         assert (source.tokens[:] == from_jsonl.tokens[:]).all() and (source.offsets == from_jsonl.offsets).all()
@@ -73,7 +84,9 @@ def test_hub_id_from_a_fixture_cache_offline_and_a_save_to_disk_folder(tmp_path)
     parquet_folder(repo / "snapshots" / SNAPSHOT, {"content": TEXTS[:3]}, split="test")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(SNAPSHOT)
-    docs = read_source(SourceSpec(path="chip-org/rtl-corpus", format="hf", split="test", text_key="content"), "data.sources.hub")
+    docs = read_source(
+        SourceSpec(path="chip-org/rtl-corpus", format="hf", split="test", text_key="content"), "data.sources.hub"
+    )
     assert [d.text for d in docs] == TEXTS[:3] and docs[0].doc_id == "test:0"
 
     saved = tmp_path / "saved"
@@ -86,7 +99,9 @@ def test_hub_id_from_a_fixture_cache_offline_and_a_save_to_disk_folder(tmp_path)
 def test_missing_dataset_and_column_are_one_line_errors(tmp_path):
     with pytest.raises(ChipadaptError) as err:
         read_source(SourceSpec(path="nobody/nothing", format="hf"), "data.sources.x")
-    assert str(err.value).startswith("data.sources.x.path: nobody/nothing could not be opened") and "\n" not in str(err.value)
+    assert str(err.value).startswith("data.sources.x.path: nobody/nothing could not be opened") and "\n" not in str(
+        err.value
+    )
     folder = parquet_folder(tmp_path / "c", {"body": TEXTS})
     with pytest.raises(ChipadaptError, match=r"no string field 'text' \(columns: body\); set data.sources.x.text_key"):
         read_source(SourceSpec(path=str(folder), format="hf"), "data.sources.x")
@@ -95,14 +110,34 @@ def test_missing_dataset_and_column_are_one_line_errors(tmp_path):
 def test_sft_source_from_datasets_with_messages_or_prompt_completion(tmp_path):
     from chipadapt.data.conversations import read_conversations
 
-    chat = parquet_folder(tmp_path / "chat", {"conversation": [
-        [{"role": "user", "content": "What is a latch?"}, {"role": "assistant", "content": "A level-sensitive storage element."}],
-        [{"role": "user", "content": "Only a question"}]]})
+    chat = parquet_folder(
+        tmp_path / "chat",
+        {
+            "conversation": [
+                [
+                    {"role": "user", "content": "What is a latch?"},
+                    {"role": "assistant", "content": "A level-sensitive storage element."},
+                ],
+                [{"role": "user", "content": "Only a question"}],
+            ]
+        },
+    )
     convs = read_conversations("chat", {"path": str(chat), "format": "hf", "messages_key": "conversation"})
-    assert len(convs) == 1 and convs[0].messages[1] == {"role": "assistant", "content": "A level-sensitive storage element."}
+    assert len(convs) == 1 and convs[0].messages[1] == {
+        "role": "assistant",
+        "content": "A level-sensitive storage element.",
+    }
     pairs = parquet_folder(tmp_path / "pairs", {"instruction": ["Write a NAND"], "output": ["assign y = ~(a & b);"]})
-    convs = read_conversations("pairs", {"path": str(pairs), "format": "hf", "prompt_key": "instruction", "completion_key": "output",
-                                         "streaming": True})
+    convs = read_conversations(
+        "pairs",
+        {
+            "path": str(pairs),
+            "format": "hf",
+            "prompt_key": "instruction",
+            "completion_key": "output",
+            "streaming": True,
+        },
+    )
     assert [m["role"] for m in convs[0].messages] == ["user", "assistant"] and convs[0].id == "pairs:0"
 
 
@@ -112,8 +147,13 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
     from chipadapt.eval.tasks.mcq import read_mcq
     from chipadapt.retrieval.passages import build_passages, read_passages
 
-    docs = parquet_folder(tmp_path / "docs", {"text": ["# CTS\n\nClock tree synthesis balances skew.", "# PDN\n\npdngen builds the grid."],
-                                              "path": ["cts.md", "pdn.md"]})
+    docs = parquet_folder(
+        tmp_path / "docs",
+        {
+            "text": ["# CTS\n\nClock tree synthesis balances skew.", "# PDN\n\npdngen builds the grid."],
+            "path": ["cts.md", "pdn.md"],
+        },
+    )
     passages = build_passages({"docs": {"path": str(docs), "format": "hf"}}, 512, 20, 0)
     assert [p.id for p in passages] == ["docs:cts.md#0", "docs:pdn.md#0"]
 
@@ -121,8 +161,13 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
     assert [p.text for p in read_passages(tmp_path / "passages.parquet")] == ["one", "two"]
 
     mmlu = tmp_path / "mmlu"  # cais/mmlu's columns
-    datasets.DatasetDict({"test": datasets.Dataset.from_dict({
-        "question": ["2+2?"], "subject": ["math"], "choices": [["3", "4", "5", "6"]], "answer": [1]})}).save_to_disk(str(mmlu))
+    datasets.DatasetDict(
+        {
+            "test": datasets.Dataset.from_dict(
+                {"question": ["2+2?"], "subject": ["math"], "choices": [["3", "4", "5", "6"]], "answer": [1]}
+            )
+        }
+    ).save_to_disk(str(mmlu))
     rows = read_mcq(f"hf:{mmlu}:test", "eval.mcq.path")
     assert rows == [{"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1}]
 
@@ -136,12 +181,20 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
 
 
 def test_dapt_trains_on_a_blend_with_a_dataset_source(tmp_path, tiny_overrides):
-    from chipadapt.pipeline import train
     from conftest import compose, read_manifest
 
+    from chipadapt.pipeline import train
+
     folder = parquet_folder(tmp_path / "corpus", {"text": TEXTS * 4})
-    cfg = compose([*tiny_overrides, "trainer.max_steps=2", f"+data.sources.rtl_hf.path={folder}", "+data.sources.rtl_hf.format=hf"],
-                  tmp_path / "run")
+    cfg = compose(
+        [
+            *tiny_overrides,
+            "trainer.max_steps=2",
+            f"+data.sources.rtl_hf.path={folder}",
+            "+data.sources.rtl_hf.format=hf",
+        ],
+        tmp_path / "run",
+    )
     assert train(cfg)["global_step"] == 2
     assert read_manifest(tmp_path / "run")["status"] == "completed"
     entries = [json.loads(m.read_text()) for m in (Path(os.environ["CHIPADAPT_CACHE"]) / "tokens").glob("*/meta.json")]

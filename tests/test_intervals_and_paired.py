@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import write_jsonl
+from omegaconf import OmegaConf
 
 
 def test_clopper_pearson_matches_the_textbook_values():
@@ -19,9 +18,9 @@ def test_clopper_pearson_matches_the_textbook_values():
     # 0 or n successes: the closed forms (alpha/2)^(1/n)
     assert clopper_pearson(0, 20) == (0.0, pytest.approx(1 - 0.025 ** (1 / 20)))
     assert clopper_pearson(20, 20) == (pytest.approx(0.025 ** (1 / 20)), 1.0)
-    est = proportion([True] * 47 + [False] * 124)   # the MMLU figure of issue 24: 0.2749 on 171 questions
+    est = proportion([True] * 47 + [False] * 124)  # the MMLU figure of issue 24: 0.2749 on 171 questions
     assert est.value == pytest.approx(0.2749, abs=1e-4) and est.n == 171
-    assert est.stderr == pytest.approx(math.sqrt(est.value * (1 - est.value) / 170))   # lm-eval's acc_stderr
+    assert est.stderr == pytest.approx(math.sqrt(est.value * (1 - est.value) / 170))  # lm-eval's acc_stderr
     assert est.ci[0] < est.value < est.ci[1] and est.method == "clopper-pearson"
 
 
@@ -31,7 +30,7 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     rng = np.random.default_rng(7)
     trials, covered = 200, 0
     for t in range(trials):
-        sample = rng.exponential(1.0, size=60)          # skewed, true mean 1
+        sample = rng.exponential(1.0, size=60)  # skewed, true mean 1
         est = ratio(list(sample), resamples=500, seed=t)
         covered += est.ci[0] <= 1.0 <= est.ci[1]
         assert est.stderr == pytest.approx(sample.std(ddof=1) / math.sqrt(60))
@@ -52,7 +51,10 @@ def test_ratio_of_sums_and_its_exp_and_the_stratified_mean():
 def test_summarize_reads_the_kind_of_metric_from_the_score_form():
     from chipadapt.eval.items import estimate, summarize
 
-    items = [{"id": str(i), "scores": {"acc": i % 2 == 0, "rouge": i / 10, "inst": {"num": i % 3, "den": 2}}} for i in range(10)]
+    items = [
+        {"id": str(i), "scores": {"acc": i % 2 == 0, "rouge": i / 10, "inst": {"num": i % 3, "den": 2}}}
+        for i in range(10)
+    ]
     items[0]["scores"]["only_some"] = 1.0
     fields = summarize(items)
     assert fields["acc"] == 0.5 and fields["acc_ci_method"] == "clopper-pearson" and fields["acc_n"] == 10
@@ -96,13 +98,13 @@ def test_paired_bootstrap_finds_a_small_consistent_gain_that_independent_interva
     from chipadapt.eval.paired import paired_difference
 
     rng = np.random.default_rng(0)
-    base = rng.uniform(0, 1, 80)                       # item difficulty dominates the spread
+    base = rng.uniform(0, 1, 80)  # item difficulty dominates the spread
     a = {f"q{i}": {"scores": {"rougeL": float(x)}} for i, x in enumerate(base)}
     b = {f"q{i}": {"scores": {"rougeL": float(x + 0.03 + rng.normal(0, 0.02))}} for i, x in enumerate(base)}
     sa, sb = summarize(list(a.values())), summarize(list(b.values()))
-    assert sa["rougeL_ci"][1] > sb["rougeL_ci"][0]      # the two intervals overlap ...
+    assert sa["rougeL_ci"][1] > sb["rougeL_ci"][0]  # the two intervals overlap ...
     d = paired_difference(a, b, "rougeL")
-    assert d.verdict == "higher" and d.ci[0] > 0 and d.p < 0.01 and d.n == 80   # ... the paired test resolves it
+    assert d.verdict == "higher" and d.ci[0] > 0 and d.p < 0.01 and d.n == 80  # ... the paired test resolves it
     # matched on id: items only one run has, and the order of the file, do not matter
     b_shuffled = dict(reversed(list(b.items())))
     b_shuffled["extra"] = {"scores": {"rougeL": 1.0}}
@@ -114,7 +116,10 @@ def test_paired_bootstrap_finds_a_small_consistent_gain_that_independent_interva
 
 def _run_folder(path, values: dict[str, bool], rouge: dict[str, float]):
     path.mkdir(parents=True)
-    items = [{"id": k, "prediction": None, "reference": None, "scores": {"acc": v, "rougeL": rouge[k]}} for k, v in values.items()]
+    items = [
+        {"id": k, "prediction": None, "reference": None, "scores": {"acc": v, "rougeL": rouge[k]}}
+        for k, v in values.items()
+    ]
     write_jsonl(path / "mcq_items.jsonl", items)
     from chipadapt.eval.items import summarize
 
@@ -128,17 +133,30 @@ def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsy
     ids = [f"q{i}" for i in range(40)]
     base = _run_folder(tmp_path / "base", {k: i % 2 == 0 for i, k in enumerate(ids)}, {k: 0.2 for k in ids})
     same = _run_folder(tmp_path / "same", {k: i % 2 == 0 for i, k in enumerate(ids)}, {k: 0.2 for k in ids})
-    better = _run_folder(tmp_path / "better", {k: True for k in ids}, {k: 0.2 + 0.01 * (i % 3) for i, k in enumerate(ids)})
-    cfg = OmegaConf.create({"runs": [str(base), str(same), str(better)], "labels": ["base", "same", "better"], "metrics": None,
-                            "x": None, "output": str(tmp_path / "cmp"), "max_plot_metrics": 4})
+    better = _run_folder(
+        tmp_path / "better", {k: True for k in ids}, {k: 0.2 + 0.01 * (i % 3) for i, k in enumerate(ids)}
+    )
+    cfg = OmegaConf.create(
+        {
+            "runs": [str(base), str(same), str(better)],
+            "labels": ["base", "same", "better"],
+            "metrics": None,
+            "x": None,
+            "output": str(tmp_path / "cmp"),
+            "max_plot_metrics": 4,
+        }
+    )
     summary = compare(cfg)
     table = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "acc_stderr" not in table and "acc_n" not in table       # a metric's siblings are not metrics
+    assert "acc_stderr" not in table and "acc_n" not in table  # a metric's siblings are not metrics
     rows = {(r["run"], r["metric"]): r for r in summary["paired"]}
     assert rows[("same", "mcq.acc")]["verdict"] == "within noise" and rows[("same", "mcq.acc")]["p"] == 1.0
     acc = rows[("better", "mcq.acc")]
     assert acc["test"] == "mcnemar-exact" and acc["difference"] == pytest.approx(0.5) and acc["verdict"] == "higher"
-    assert rows[("better", "mcq.rougeL")]["test"] == "paired-bootstrap" and rows[("better", "mcq.rougeL")]["verdict"] == "higher"
+    assert (
+        rows[("better", "mcq.rougeL")]["test"] == "paired-bootstrap"
+        and rows[("better", "mcq.rougeL")]["verdict"] == "higher"
+    )
     paired_md = (tmp_path / "cmp" / "compare_paired.md").read_text()
     assert "| better | base | mcq.acc | 40 |" in paired_md and "within noise" in paired_md
     assert "Paired differences against base" in capsys.readouterr().out
@@ -162,4 +180,4 @@ def test_report_verdicts_follow_the_paired_interval_when_runs_have_items():
     lost = PairedDifference(0.45, 0.40, -0.05, (-0.08, -0.02), 0.001, 1000, "mcnemar-exact")
     assert mmlu_row(models, "merged", 1000, lost)[3] != YES and mmlu_row(models, "merged", 1000, None)[3] != YES
     noise = PairedDifference(0.45, 0.40, -0.05, (-0.12, 0.02), 0.2, 1000, "mcnemar-exact")
-    assert mmlu_row(models, "merged", 1000, noise)[3] == YES   # knowledge kept: the loss is within noise
+    assert mmlu_row(models, "merged", 1000, noise)[3] == YES  # knowledge kept: the loss is within noise

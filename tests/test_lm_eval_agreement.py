@@ -8,7 +8,6 @@ ours must give the same verdicts for the same responses. Also the engines agains
 import json
 
 import pytest
-
 from conftest import SHARED_DATA
 from helpers.models import tiny_llama
 
@@ -48,11 +47,22 @@ def test_mmlu_predictions_equal_lm_eval_question_by_question(tmp_path, tiny_fold
     rows, dev = mmlu_subset(per_subject=3, subjects=6)
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
-    task = MCQTask(str(tmp_path / "test.jsonl"), str(tmp_path / "dev.jsonl"), num_fewshot, None, style, batch_size=4,
-                   max_length=2048, max_per_subject=None, preset="lm_eval")
+    task = MCQTask(
+        str(tmp_path / "test.jsonl"),
+        str(tmp_path / "dev.jsonl"),
+        num_fewshot,
+        None,
+        style,
+        batch_size=4,
+        max_length=2048,
+        max_per_subject=None,
+        preset="lm_eval",
+    )
     task.run(*tiny)
     ours = {row["question"]: item["prediction"] for row, item in zip(task.rows, task.items)}
-    theirs = run_mmlu(HFLM(pretrained=str(tiny_folder), device="cpu", batch_size=4), rows, dev, tmp_path / "tasks", style, num_fewshot)
+    theirs = run_mmlu(
+        HFLM(pretrained=str(tiny_folder), device="cpu", batch_size=4), rows, dev, tmp_path / "tasks", style, num_fewshot
+    )
     assert len(theirs) == len(rows) == 18
     assert ours == theirs
 
@@ -60,14 +70,21 @@ def test_mmlu_predictions_equal_lm_eval_question_by_question(tmp_path, tiny_fold
 def test_lm_eval_mmlu_prompt_is_the_harness_template():
     from chipadapt.eval.presets import mmlu_context
 
-    row = {"question": " What is 2+2? ", "choices": ["1", "2", "3", "4"], "answer": 3, "subject": "elementary_mathematics"}
+    row = {
+        "question": " What is 2+2? ",
+        "choices": ["1", "2", "3", "4"],
+        "answer": 3,
+        "subject": "elementary_mathematics",
+    }
     shot = {"question": "1+1?", "choices": ["2", "3", "4", "5"], "answer": 0, "subject": "elementary_mathematics"}
     assert mmlu_context(row, [shot], 1, "letters") == (
         "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
         "1+1?\nA. 2\nB. 3\nC. 4\nD. 5\nAnswer: A\n\n"
-        "What is 2+2?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:")
-    assert mmlu_context(row, [], 0, "cloze") == ("The following are questions (with answers) about elementary mathematics.\n\n"
-                                                 "Question: What is 2+2?\nAnswer:")
+        "What is 2+2?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:"
+    )
+    assert mmlu_context(row, [], 0, "cloze") == (
+        "The following are questions (with answers) about elementary mathematics.\n\nQuestion: What is 2+2?\nAnswer:"
+    )
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ifeval").is_dir(), reason="../shared/data absent")
@@ -79,16 +96,29 @@ def test_ifeval_verdicts_equal_lm_eval_for_the_same_responses(tmp_path, monkeypa
 
     rows = [json.loads(line) for line in (SHARED_DATA / "ifeval" / "input_data.jsonl").read_text().splitlines()[:40]]
     # Responses that pass some instructions and fail others: upper case, commas, JSON, bullet lists, lengths.
-    canned = ["HELLO WORLD, THIS IS ALL CAPS.", '```json\n{"a": 1}\n```', "* one\n* two\n* three", "",
-              "Title: <<A poem>>\nshort answer without any commas at all. P.S. bye",
-              " ".join(["word"] * 400), "Section 1\nfirst part\nSection 2\nsecond part\n***\nend"]
+    canned = [
+        "HELLO WORLD, THIS IS ALL CAPS.",
+        '```json\n{"a": 1}\n```',
+        "* one\n* two\n* three",
+        "",
+        "Title: <<A poem>>\nshort answer without any commas at all. P.S. bye",
+        " ".join(["word"] * 400),
+        "Section 1\nfirst part\nSection 2\nsecond part\n***\nend",
+    ]
     responses = [canned[i % len(canned)] for i in range(len(rows))]
     by_prompt = dict(zip((r["prompt"] for r in rows), responses))
     monkeypatch.setattr(ifeval, "generate", lambda model, tokenizer, prompts, *a, **k: [by_prompt[p] for p in prompts])
     path = tmp_path / "ifeval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = ifeval.IFEvalTask(str(path), str(SHARED_DATA / "ifeval" / "nltk_data"), limit=None, max_new_tokens=8,
-                             batch_size=1, preset="lm_eval", chat=True)
+    task = ifeval.IFEvalTask(
+        str(path),
+        str(SHARED_DATA / "ifeval" / "nltk_data"),
+        limit=None,
+        max_new_tokens=8,
+        batch_size=1,
+        preset="lm_eval",
+        chat=True,
+    )
     task.run(None, None)
     compared = 0
     for row, item, response in zip(rows, task.items, responses):
@@ -108,13 +138,24 @@ def test_greedy_decoding_with_refilled_rows_equals_hugging_face_one_prompt_at_a_
 
     model, tokenizer = tiny
     model = model.double()  # no rounding differences: any mismatch is a bookkeeping error
-    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in
-               ["The clock tree is", "module TopModule(input a, output b);\n assign", "hi", "x" * 30, "timing closure", "set_max_delay"]]
+    prompts = [
+        tokenizer.encode(p, add_special_tokens=False)
+        for p in [
+            "The clock tree is",
+            "module TopModule(input a, output b);\n assign",
+            "hi",
+            "x" * 30,
+            "timing closure",
+            "set_max_delay",
+        ]
+    ]
     stop = 161  # a token this tiny model emits after a while: rows end at different steps
     expected = []
     for ids in prompts:
-        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=stop, pad_token_id=0)
-        expected.append([t for t in out[0, len(ids):].tolist() if t != stop][: 24])
+        out = model.generate(
+            input_ids=torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=stop, pad_token_id=0
+        )
+        expected.append([t for t in out[0, len(ids) :].tolist() if t != stop][:24])
     assert any(len(e) < 24 for e in expected) and any(len(e) == 24 for e in expected)
     for batch_size in (1, 2, 4, 6):  # refills (1, 2, 4) and one batch that only shrinks (6)
         assert greedy_generate(model, prompts, 24, batch_size, {stop}, 0) == expected, batch_size
@@ -128,8 +169,11 @@ def test_loglikelihoods_equal_lm_eval_hflm_with_shared_contexts_and_truncation(t
 
     from chipadapt.eval.loglikelihood import loglikelihoods
 
-    pairs = [(c, x) for c in ["The clock tree", "Question: setup time?\nAnswer:", "", "trailing space "]
-             for x in [" is balanced", " A", "(input a);", " B"]]
+    pairs = [
+        (c, x)
+        for c in ["The clock tree", "Question: setup time?\nAnswer:", "", "trailing space "]
+        for x in [" is balanced", " A", "(input a);", " B"]
+    ]
     for max_length in (512, 8):
         lm = HFLM(pretrained=str(tiny_folder), device="cpu", batch_size=3, max_length=max_length)
         theirs = [ll for ll, _ in lm.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)])]

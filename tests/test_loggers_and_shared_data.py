@@ -1,7 +1,7 @@
 import pytest
+from conftest import SHARED_DATA, compose
 
 from chipadapt.pipeline import train
-from conftest import SHARED_DATA, compose
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
@@ -27,8 +27,11 @@ def test_shared_corpus_blend_reads_every_source_with_general_text_near_ten_perce
     cfg = compose(["model=tiny", "data=shared_corpus", f"paths.shared_data={SHARED_DATA}"], tmp_path)
     tokenizer = load_tokenizer(resolve_model_folder(cfg.model))
     datamodule = instantiate(cfg.stage.datamodule)(
-        data=cfg.data, tokenizer=tokenizer, separator_token=cfg.model.doc_separator,
-        token_cache_dir=str(tmp_path / "tokens"), seed=cfg.seed,
+        data=cfg.data,
+        tokenizer=tokenizer,
+        separator_token=cfg.model.doc_separator,
+        token_cache_dir=str(tmp_path / "tokens"),
+        seed=cfg.seed,
     )
     datamodule.setup("fit")
     shares = {row.name: row.share for row in datamodule.blend}

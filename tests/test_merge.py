@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from conftest import CONF, ROOT, compose
+from helpers.models import perturbed_copy
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from safetensors.torch import load_file, save_file
@@ -18,16 +20,23 @@ from chipadapt.merge.methods.chipalign import ChipAlign
 from chipadapt.merge.methods.slerp import Slerp
 from chipadapt.merge.methods.task_vectors import Della, TaskArithmetic, Ties
 from chipadapt.merge.run import run
-from conftest import CONF, ROOT, compose
-from helpers.models import perturbed_copy
 
 
 def merge_cfg(method: str, chip, instruct, out, lam=0.6, base=None, extra=()):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("merge", overrides=[
-            f"merge={method}", f"merge.lam={lam}", f"models.chip={chip}", f"models.instruct={instruct}",
-            f"models.base={base if base else 'null'}", f"output={out}", f"paths.output_dir={out}.run", *extra,  # the run folder (manifest.json) beside the output
-        ])
+        return hydra_compose(
+            "merge",
+            overrides=[
+                f"merge={method}",
+                f"merge.lam={lam}",
+                f"models.chip={chip}",
+                f"models.instruct={instruct}",
+                f"models.base={base if base else 'null'}",
+                f"output={out}",
+                f"paths.output_dir={out}.run",
+                *extra,  # the run folder (manifest.json) beside the output
+            ],
+        )
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 0.6, 1.0])
@@ -52,7 +61,7 @@ def test_chipalign_on_orthogonal_parallel_and_zero_tensors():
     assert out.diagnostics["angle_deg"] == pytest.approx(90.0)
     parallel = align(torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0]), 0.25)
     assert parallel.diagnostics["fallback"] == "parallel" and torch.isfinite(parallel.tensor).all()
-    torch.testing.assert_close(parallel.tensor, torch.tensor([1.0, 2.0]) * 2 ** 0.75)
+    torch.testing.assert_close(parallel.tensor, torch.tensor([1.0, 2.0]) * 2**0.75)
     zero = align(torch.zeros(3), torch.ones(3), 0.5)
     assert zero.diagnostics["fallback"] == "zero_norm" and torch.equal(zero.tensor, torch.full((3,), 0.5))
 
@@ -106,7 +115,10 @@ def test_blockwise_streaming_gives_the_same_tensors_as_whole_tensor_merging(tmp_
     run(merge_cfg("chipalign", chip, instruct, tmp_path / "whole", lam=0.6))
     monkeypatch.setattr(merge_run, "BLOCK_ELEMENTS", 100)  # many blocks of a few rows each
     run(merge_cfg("chipalign", chip, instruct, tmp_path / "blocks", lam=0.6))
-    whole, blocks = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "blocks" / "model.safetensors")
+    whole, blocks = (
+        load_file(tmp_path / "whole" / "model.safetensors"),
+        load_file(tmp_path / "blocks" / "model.safetensors"),
+    )
     for name in whole:
         torch.testing.assert_close(blocks[name], whole[name], rtol=1e-6, atol=1e-7)
 
@@ -115,34 +127,61 @@ def test_lambda_endpoints_reproduce_the_input_folders(tmp_path, tiny_pair):
     chip, instruct = tiny_pair
     for lam, source in ((1.0, chip), (0.0, instruct)):
         run(merge_cfg("chipalign", chip, instruct, tmp_path / f"m{lam}", lam=lam))
-        merged, original = load_file(tmp_path / f"m{lam}" / "model.safetensors"), load_file(source / "model.safetensors")
+        merged, original = (
+            load_file(tmp_path / f"m{lam}" / "model.safetensors"),
+            load_file(source / "model.safetensors"),
+        )
         assert merged.keys() == original.keys()
         assert all(torch.equal(merged[k], original[k]) for k in merged)
 
 
 def test_schedule_sets_lambda_per_tensor_pattern(tmp_path, tiny_pair):
     chip, instruct = tiny_pair
-    run(merge_cfg("chipalign", chip, instruct, tmp_path / "m", lam=0.0, extra=["+merge.schedule=[{pattern: 'layers\\.1\\.', lam: 1.0}]"]))
+    run(
+        merge_cfg(
+            "chipalign",
+            chip,
+            instruct,
+            tmp_path / "m",
+            lam=0.0,
+            extra=["+merge.schedule=[{pattern: 'layers\\.1\\.', lam: 1.0}]"],
+        )
+    )
     merged, c, i = (load_file(p / "model.safetensors") for p in (tmp_path / "m", chip, instruct))
     for name, tensor in merged.items():
         assert torch.equal(tensor, c[name] if "layers.1." in name else i[name]), name
 
 
 def test_augmented_chip_vocabulary_keeps_its_extra_rows(tmp_path):
+    from conftest import write_jsonl
     from omegaconf import OmegaConf
 
     from chipadapt.models.hf_folder import resolve_model_folder
     from chipadapt.tokenizer.augment import DomainTokenizer
-    from conftest import write_jsonl
 
     instruct = resolve_model_folder(compose(["model=tiny"], tmp_path).model)
-    corpus = write_jsonl(tmp_path / "d.jsonl", [{"text": "always_ff @(posedge clk_i or negedge rst_ni) fifo_wready"}] * 40)
-    chip = DomainTokenizer(str(tmp_path / "cache"), OmegaConf.create({"d": {"path": str(corpus)}}), None,
-                           600, 30, 1e9, 2, 6, init={"input": "mean", "output": "mean"})(instruct)
+    corpus = write_jsonl(
+        tmp_path / "d.jsonl", [{"text": "always_ff @(posedge clk_i or negedge rst_ni) fifo_wready"}] * 40
+    )
+    chip = DomainTokenizer(
+        str(tmp_path / "cache"),
+        OmegaConf.create({"d": {"path": str(corpus)}}),
+        None,
+        600,
+        30,
+        1e9,
+        2,
+        6,
+        init={"input": "mean", "output": "mean"},
+    )(instruct)
     # As if DAPT had trained the chip model: move its weights away from the instruct model's.
     c = load_file(chip / "model.safetensors")
     torch.manual_seed(0)
-    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in c.items()}, str(chip / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v + 0.05 * torch.randn_like(v) for k, v in c.items()},
+        str(chip / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     out = tmp_path / "merged"
     summary = run(merge_cfg("chipalign", chip, instruct, out, lam=0.5))
     merged, c = load_file(out / "model.safetensors"), load_file(chip / "model.safetensors")
@@ -156,7 +195,10 @@ def test_augmented_chip_vocabulary_keeps_its_extra_rows(tmp_path):
         assert summary["extra_rows"][name] == c[name].shape[0] - rows
     assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
     assert (out / "tokenizer.json").read_text() == (chip / "tokenizer.json").read_text()
-    assert AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.shape[0] == c["model.embed_tokens.weight"].shape[0]
+    assert (
+        AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.shape[0]
+        == c["model.embed_tokens.weight"].shape[0]
+    )
 
 
 def test_mismatch_errors_and_interrupted_merge_leaves_nothing(tmp_path, tiny_pair, monkeypatch):
@@ -191,16 +233,38 @@ def test_mismatch_errors_and_interrupted_merge_leaves_nothing(tmp_path, tiny_pai
 def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
     chip, instruct = tiny_pair
     out = tmp_path / "contract"
-    args = [sys.executable, str(ROOT / "merge.py"), "merge=chipalign", "merge.lam=0.6", f"models.chip={chip}",
-            f"models.instruct={instruct}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [
+        sys.executable,
+        str(ROOT / "merge.py"),
+        "merge=chipalign",
+        "merge.lam=0.6",
+        f"models.chip={chip}",
+        f"models.instruct={instruct}",
+        f"output={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "merge_manifest.json").is_file() and (out / "model.safetensors").is_file()
     sweep = tmp_path / "sweep"
-    proc = subprocess.run([sys.executable, str(ROOT / "merge.py"), "-m", "merge.lam=0,0.5,1", f"models.chip={chip}",
-                           f"models.instruct={instruct}", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "merge.py"),
+            "-m",
+            "merge.lam=0,0.5,1",
+            f"models.chip={chip}",
+            f"models.instruct={instruct}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lams = sorted(json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3))
+    lams = sorted(
+        json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3)
+    )
     assert lams == [0.0, 0.5, 1.0]
 
 
@@ -209,13 +273,38 @@ def test_lambda_sweep_with_evaluation_writes_the_report_plot_and_chosen_lambda(t
     from conftest import write_jsonl
 
     chip, instruct = tiny_pair
-    prompts = write_jsonl(tmp_path / "if.jsonl", [
-        {"key": 1, "prompt": "Say hi without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}])
+    prompts = write_jsonl(
+        tmp_path / "if.jsonl",
+        [
+            {
+                "key": 1,
+                "prompt": "Say hi without commas.",
+                "instruction_id_list": ["punctuation:no_comma"],
+                "kwargs": [{}],
+            }
+        ],
+    )
     sweep = tmp_path / "sweep"
-    proc = subprocess.run([sys.executable, str(ROOT / "merge.py"), "-m", "merge.lam=0,0.5,1", f"models.chip={chip}",
-                           f"models.instruct={instruct}", "eval=[perplexity,ifeval]", "eval.perplexity.max_documents=1",
-                           f"eval.ifeval.path={prompts}", f"eval.ifeval.nltk_data={tmp_path}", "eval.ifeval.max_new_tokens=4",
-                           f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "merge.py"),
+            "-m",
+            "merge.lam=0,0.5,1",
+            f"models.chip={chip}",
+            f"models.instruct={instruct}",
+            "eval=[perplexity,ifeval]",
+            "eval.perplexity.max_documents=1",
+            f"eval.ifeval.path={prompts}",
+            f"eval.ifeval.nltk_data={tmp_path}",
+            "eval.ifeval.max_new_tokens=4",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((sweep / "sweep_report.json").read_text())
     assert sorted(job["lam"] for job in report["jobs"]) == [0.0, 0.5, 1.0]

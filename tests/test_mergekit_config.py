@@ -6,13 +6,13 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from safetensors.torch import load_file
+from test_merge import merge_cfg, tiny_pair  # noqa: F401  (fixture)
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.mergekit_config import evaluate, overrides_from_mergekit
 from chipadapt.merge.run import run
-from conftest import ROOT
-from test_merge import merge_cfg, tiny_pair  # noqa: F401  (fixture)
 
 
 def merged_tensors(folder):
@@ -32,9 +32,8 @@ def run_recipe(recipe_path, out):
 
 
 def merge_cfg_from(overrides, out):
-    from hydra import compose, initialize_config_dir
-
     from conftest import CONF
+    from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("merge", overrides=[*overrides, f"output={out}", f"paths.output_dir={out}.run"])
@@ -55,15 +54,31 @@ def test_hand_written_slerp_recipe_with_layer_gradient_equals_our_overrides(tmp_
     chip, instruct = tiny_pair
     recipe = tmp_path / "slerp.yml"
     # mergekit's own example shape: one slice over all layers, t by filter, a gradient over the 2 layers.
-    recipe.write_text(yaml.safe_dump({
-        "slices": [{"sources": [{"model": str(instruct), "layer_range": [0, 2]}, {"model": str(chip), "layer_range": [0, 2]}]}],
-        "merge_method": "slerp", "base_model": str(instruct),
-        "parameters": {"t": [{"filter": "self_attn", "value": [0.2, 0.8]}, {"filter": "mlp", "value": 0.9}, {"value": 0.4}]},
-        "dtype": "bfloat16",
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "slices": [
+                    {
+                        "sources": [
+                            {"model": str(instruct), "layer_range": [0, 2]},
+                            {"model": str(chip), "layer_range": [0, 2]},
+                        ]
+                    }
+                ],
+                "merge_method": "slerp",
+                "base_model": str(instruct),
+                "parameters": {
+                    "t": [{"filter": "self_attn", "value": [0.2, 0.8]}, {"filter": "mlp", "value": 0.9}, {"value": 0.4}]
+                },
+                "dtype": "bfloat16",
+            }
+        )
+    )
     run_recipe(recipe, tmp_path / "via_mergekit")
-    ours = ["merge.schedule=[{pattern: 'layers\\.0\\..*self_attn', lam: 0.2}, {pattern: 'layers\\.1\\..*self_attn', lam: 0.8},"
-            " {pattern: 'mlp', lam: 0.9}]"]
+    ours = [
+        "merge.schedule=[{pattern: 'layers\\.0\\..*self_attn', lam: 0.2}, {pattern: 'layers\\.1\\..*self_attn', lam: 0.8},"
+        " {pattern: 'mlp', lam: 0.9}]"
+    ]
     run(merge_cfg("slerp", chip, instruct, tmp_path / "via_overrides", lam=0.4, extra=ours))
     assert_identical(tmp_path / "via_mergekit", tmp_path / "via_overrides")
 
@@ -71,14 +86,31 @@ def test_hand_written_slerp_recipe_with_layer_gradient_equals_our_overrides(tmp_
 def test_hand_written_ties_recipe_equals_our_overrides(tmp_path, tiny_pair):  # noqa: F811
     chip, instruct = tiny_pair
     recipe = tmp_path / "ties.yml"
-    recipe.write_text(yaml.safe_dump({
-        "models": [{"model": str(chip), "parameters": {"weight": 0.7, "density": 0.5}},
-                   {"model": str(instruct), "parameters": {"weight": 0.3, "density": 0.5}}],
-        "merge_method": "ties", "base_model": str(instruct), "parameters": {"lambda": 1.5},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {"model": str(chip), "parameters": {"weight": 0.7, "density": 0.5}},
+                    {"model": str(instruct), "parameters": {"weight": 0.3, "density": 0.5}},
+                ],
+                "merge_method": "ties",
+                "base_model": str(instruct),
+                "parameters": {"lambda": 1.5},
+            }
+        )
+    )
     run_recipe(recipe, tmp_path / "via_mergekit")
-    run(merge_cfg("ties", chip, instruct, tmp_path / "via_overrides", lam=0.7, base=instruct,
-                  extra=["merge.method.density=0.5", "merge.method.scale=1.5"]))
+    run(
+        merge_cfg(
+            "ties",
+            chip,
+            instruct,
+            tmp_path / "via_overrides",
+            lam=0.7,
+            base=instruct,
+            extra=["merge.method.density=0.5", "merge.method.scale=1.5"],
+        )
+    )
     assert_identical(tmp_path / "via_mergekit", tmp_path / "via_overrides")
 
 
@@ -101,9 +133,18 @@ def test_unsupported_recipes_are_one_line_errors(tmp_path, tiny_pair):  # noqa: 
     bad.write_text(yaml.safe_dump({"merge_method": "passthrough", "models": [{"model": str(chip)}]}))
     with pytest.raises(ChipadaptError, match="passthrough"):
         overrides_from_mergekit(bad)
-    bad.write_text(yaml.safe_dump({"merge_method": "ties", "base_model": str(instruct), "models": [
-        {"model": str(chip), "parameters": {"weight": 0.5, "density": 0.3}},
-        {"model": str(instruct), "parameters": {"weight": 0.5, "density": 0.6}}]}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "merge_method": "ties",
+                "base_model": str(instruct),
+                "models": [
+                    {"model": str(chip), "parameters": {"weight": 0.5, "density": 0.3}},
+                    {"model": str(instruct), "parameters": {"weight": 0.5, "density": 0.6}},
+                ],
+            }
+        )
+    )
     with pytest.raises(ChipadaptError, match="densities differ"):
         overrides_from_mergekit(bad)
     with pytest.raises(ChipadaptError, match="does not exist"):
@@ -114,16 +155,39 @@ def test_unsupported_recipes_are_one_line_errors(tmp_path, tiny_pair):  # noqa: 
 def test_merge_cli_reads_a_mergekit_config(tmp_path, tiny_pair):  # noqa: F811
     chip, instruct = tiny_pair
     recipe = tmp_path / "linear.yml"
-    recipe.write_text(yaml.safe_dump({"merge_method": "linear", "models": [
-        {"model": str(chip), "parameters": {"weight": 3.0}}, {"model": str(instruct), "parameters": {"weight": 1.0}}]}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "merge_method": "linear",
+                "models": [
+                    {"model": str(chip), "parameters": {"weight": 3.0}},
+                    {"model": str(instruct), "parameters": {"weight": 1.0}},
+                ],
+            }
+        )
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "merge.py"), f"config={recipe}", f"output={out}",
-                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "merge.py"),
+            f"config={recipe}",
+            f"output={out}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     written = yaml.safe_load((out / "mergekit_config.yml").read_text())
     assert written["models"][0]["parameters"]["weight"] == 0.75
-    proc = subprocess.run([sys.executable, str(ROOT / "merge.py"), f"config={tmp_path / 'nope.yml'}"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "merge.py"), f"config={tmp_path / 'nope.yml'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().startswith("chipadapt: error: config:")
 
 
@@ -137,9 +201,18 @@ def test_mergekit_itself_reproduces_our_merge_from_the_written_config(tmp_path, 
 
     chip, instruct = tiny_pair
     ours = tmp_path / "ours"
-    run(merge_cfg(method, chip, instruct, ours, lam=0.3, base=instruct,
-                  extra=["merge.schedule=[{pattern: 'layers\\.1\\.mlp', lam: 0.8}]"]
-                  + (["merge.method.density=0.5"] if method == "ties" else [])))
+    run(
+        merge_cfg(
+            method,
+            chip,
+            instruct,
+            ours,
+            lam=0.3,
+            base=instruct,
+            extra=["merge.schedule=[{pattern: 'layers\\.1\\.mlp', lam: 0.8}]"]
+            + (["merge.method.density=0.5"] if method == "ties" else []),
+        )
+    )
     recipe = yaml.safe_load((ours / "mergekit_config.yml").read_text())
     theirs = tmp_path / "theirs"
     run_merge(MergeConfiguration.model_validate(recipe), str(theirs), MergeOptions(device="cpu", copy_tokenizer=False))

@@ -3,11 +3,11 @@
 import shutil
 
 import pytest
+from helpers.models import tiny_llama
 from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.locate import locate_model
-from helpers.models import tiny_llama
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 

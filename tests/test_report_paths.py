@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from test_reproduce import compose_reproduce
 
@@ -39,11 +38,24 @@ def test_generated_report_and_records_have_no_absolute_paths(tmp_path, monkeypat
     for step in steps[:3]:  # steps whose records hold the paths a real run writes (failed: no section reads them)
         folder = out / step.name
         (folder / ".hydra").mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({
-            "status": "failed", "git": {"commit": "0" * 40},
-            "inputs": {"model": str(cache / "models" / "tiny"), "data": str(ROOT / "src/chipadapt/resources/sample_corpus")},
-            "config": {"paths": {"output_dir": str(folder), "shared_data": str(ROOT.parent / "shared" / "data")}}}))
-        (folder / ".hydra" / "overrides.yaml").write_text(f"- hydra.run.dir={folder}\n- model.path={Path.home() / 'models' / 'x'}\n")
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "status": "failed",
+                    "git": {"commit": "0" * 40},
+                    "inputs": {
+                        "model": str(cache / "models" / "tiny"),
+                        "data": str(ROOT / "src/chipadapt/resources/sample_corpus"),
+                    },
+                    "config": {
+                        "paths": {"output_dir": str(folder), "shared_data": str(ROOT.parent / "shared" / "data")}
+                    },
+                }
+            )
+        )
+        (folder / ".hydra" / "overrides.yaml").write_text(
+            f"- hydra.run.dir={folder}\n- model.path={Path.home() / 'models' / 'x'}\n"
+        )
         ledger[step.name] = {"status": "failed", "seconds": 1.0, "command": step.command(out)}
     (out / "steps.json").write_text(json.dumps(ledger))
     build_report(cfg, steps, out, report)

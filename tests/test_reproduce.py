@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONF, ROOT, SHARED_DATA
 from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
@@ -14,8 +15,6 @@ from chipadapt.reproduce import runner
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.runner import plan, run_steps
 from chipadapt.reproduce.steps import Step, load_steps
-
-from conftest import CONF, ROOT, SHARED_DATA
 
 
 def compose_reproduce(overrides: list[str]):
@@ -43,15 +42,18 @@ def test_fast_variant_drops_skipped_steps_and_whatever_needs_them():
 def test_full_variant_resolves_each_runs_own_learning_rate_and_merge_models():
     steps = by_name(load_steps(compose_reproduce(["variant=full"])))
     assert "optim.lr=5e-06" in steps["dapt_lr5e-6"].args and "optim.lr=0.0003" in steps["dapt_lr3e-4"].args
-    assert "model.path=outputs/reproduce_small/full/dapt_lr3e-4/model" in steps["sft"].args   # chip_dapt
+    assert "model.path=outputs/reproduce_small/full/dapt_lr3e-4/model" in steps["sft"].args  # chip_dapt
     sweep = steps["merge_chipalign"]
     assert sweep.multirun and "merge.lam=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9" in sweep.args
     assert "models.instruct=/models/instruct" in sweep.args
-    assert sweep.command(Path("/o"))[:2] == ["merge.py", "-m"] and sweep.command(Path("/o"))[-1] == "hydra.sweep.dir=/o/merge_chipalign"
+    assert (
+        sweep.command(Path("/o"))[:2] == ["merge.py", "-m"]
+        and sweep.command(Path("/o"))[-1] == "hydra.sweep.dir=/o/merge_chipalign"
+    )
 
 
 def test_common_args_go_before_train_and_evaluate_steps_but_not_merges():
-    steps = by_name(load_steps(compose_reproduce(["variant=fast", "variant.common_args=[\"model=tiny\"]"])))
+    steps = by_name(load_steps(compose_reproduce(["variant=fast", 'variant.common_args=["model=tiny"]'])))
     assert steps["dapt_lr5e-5"].args[0] == "model=tiny" and steps["eval_base"].args[0] == "model=tiny"
     assert "model=tiny" not in steps["merge_chipalign"].args
 
@@ -67,8 +69,11 @@ def test_an_unknown_skip_or_need_names_the_key():
 
 
 def toy_steps() -> list[Step]:
-    return [Step("a", "train.py", ("x=1",), "s"), Step("b", "train.py", ("y=2",), "s", needs=("a",)),
-            Step("c", "evaluate.py", ("z=3",), "s")]
+    return [
+        Step("a", "train.py", ("x=1",), "s"),
+        Step("b", "train.py", ("y=2",), "s", needs=("a",)),
+        Step("c", "evaluate.py", ("z=3",), "s"),
+    ]
 
 
 def test_plan_skips_done_steps_reruns_changed_ones_and_what_needs_them(tmp_path):
@@ -113,11 +118,11 @@ def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monke
     records = json.loads((out / "steps.json").read_text())
     assert records["a"]["status"] == "completed" and records["b"]["status"] == "failed" and "c" not in records
     assert "boom" in (out / "logs" / "b.log").read_text()
-    run_steps(toy_steps(), out, set(), set())   # a skipped, b resumed in its own folder, c run
+    run_steps(toy_steps(), out, set(), set())  # a skipped, b resumed in its own folder, c run
     assert (out / "a" / "calls").read_text().count("\n") == 1
     assert (out / "b" / "calls").read_text().count("\n") == 2
     assert json.loads((out / "steps.json").read_text())["c"]["status"] == "completed"
-    run_steps(toy_steps(), out, set(), {"a"})   # forced: a moved aside and run again, b after it
+    run_steps(toy_steps(), out, set(), {"a"})  # forced: a moved aside and run again, b after it
     assert len(list((out / ".stale").iterdir())) == 2
     assert (out / "c" / "calls").read_text().count("\n") == 1
 
@@ -127,14 +132,26 @@ def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monke
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="needs ../shared/data")
 def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
     out, report = tmp_path / "run", tmp_path / "report"
-    command = [sys.executable, str(ROOT / "reproduce.py"), "variant=smoke", f"out={out}", f"report_dir={report}",
-               f"paths.shared_data={SHARED_DATA}"]
+    command = [
+        sys.executable,
+        str(ROOT / "reproduce.py"),
+        "variant=smoke",
+        f"out={out}",
+        f"report_dir={report}",
+        f"paths.shared_data={SHARED_DATA}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = json.loads((out / "steps.json").read_text())
     assert all(r["status"] == "completed" for r in records.values()) and "merge_chipalign" in records
     text = (report / "REPORT.md").read_text()
-    for heading in ("## Findings", "## 2. Domain-adaptive pretraining", "## 4. ChipAlign", "## 5. Retriever", "## Provenance"):
+    for heading in (
+        "## Findings",
+        "## 2. Domain-adaptive pretraining",
+        "## 4. ChipAlign",
+        "## 5. Retriever",
+        "## Provenance",
+    ):
         assert heading in text
     # the sweeps' jobs, read from their folders
     assert "[chipalign 0.5](runs/merge_chipalign/0)" in text and "| linear | 0.5 |" in text
@@ -148,7 +165,7 @@ def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
 def test_a_difference_counts_only_beyond_twice_its_standard_error():
     from chipadapt.reproduce.report.verdicts import difference
 
-    assert difference(0.5, 0.3, 30) == (pytest.approx(0.2), False)     # 2 SE = 0.25 at 30 items
+    assert difference(0.5, 0.3, 30) == (pytest.approx(0.2), False)  # 2 SE = 0.25 at 30 items
     assert difference(0.6, 0.2, 30)[1] and not difference(0.6, 0.2, 3)[1]
 
 
@@ -178,9 +195,9 @@ def test_mmlu_at_chance_is_not_called_knowledge_kept():
         models = {"eval_base": {"mcq.acc": base}, "eval_dapt": {"mcq.acc": dapt}}
         return mmlu_row(models, "merged", n)[3]
 
-    assert verdict(0.254, 0.219) == NOISE          # the general model is at chance: nothing to keep
-    assert verdict(0.60, 0.58, n=1000) == YES     # a real score, a drop within noise
-    assert verdict(0.60, 0.45, n=1000) == NO      # a real score, a real drop
+    assert verdict(0.254, 0.219) == NOISE  # the general model is at chance: nothing to keep
+    assert verdict(0.60, 0.58, n=1000) == YES  # a real score, a drop within noise
+    assert verdict(0.60, 0.45, n=1000) == NO  # a real score, a real drop
 
 
 @pytest.mark.parametrize("variant", ["full", "fast", "smoke"])

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY_FAST, write_jsonl
 
 KILL = ["+callbacks.killer._target_=helpers.kill.KillAtStep"]
@@ -28,8 +27,21 @@ def weights(folder) -> dict[str, torch.Tensor]:
 def train(args, run_dir, kill_at=None):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     extra = [*KILL, f"+callbacks.killer.step={kill_at}"] if kill_at else []
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *extra, "callbacks.checkpoint.every_n_train_steps=1",
-                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *args,
+            *extra,
+            "callbacks.checkpoint.every_n_train_steps=1",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=env,
+    )
 
 
 def assert_exact_resume(tmp_path, args, steps, kill_at, model_file="model"):
@@ -51,20 +63,49 @@ def assert_exact_resume(tmp_path, args, steps, kill_at, model_file="model"):
 @pytest.mark.integration
 def test_sft_resumes_exactly_across_epochs_with_accumulation(tmp_path):
     # 2 micro-batches per step, a few steps per epoch, killed in the second epoch.
-    args = ["stage=sft", *TINY_FAST, "data=sft_sample", "data.seq_len=128", "data.packing=false", "data.micro_batch_size=1",
-            "data.global_batch_size=2", "trainer.max_steps=10", "trainer.max_epochs=50", "stage.validate_before=false", "optim.lr=1e-3",
-            "loss_guard.enabled=false"]
+    args = [
+        "stage=sft",
+        *TINY_FAST,
+        "data=sft_sample",
+        "data.seq_len=128",
+        "data.packing=false",
+        "data.micro_batch_size=1",
+        "data.global_batch_size=2",
+        "trainer.max_steps=10",
+        "trainer.max_epochs=50",
+        "stage.validate_before=false",
+        "optim.lr=1e-3",
+        "loss_guard.enabled=false",
+    ]
     assert_exact_resume(tmp_path, args, steps=10, kill_at=7)
 
 
 @pytest.mark.integration
 def test_attribute_model_resumes_exactly(tmp_path):
-    labelled = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i} about timing?"},
-                                             {"role": "assistant", "content": "Add delay cells." if i % 2 else "no idea"}],
-                 "steerlm_attributes": {"quality": 4 * (i % 2), "humor": 3 * (1 - i % 2)}} for i in range(24)]
+    labelled = [
+        {
+            "id": f"c{i}",
+            "messages": [
+                {"role": "user", "content": f"Question {i} about timing?"},
+                {"role": "assistant", "content": "Add delay cells." if i % 2 else "no idea"},
+            ],
+            "steerlm_attributes": {"quality": 4 * (i % 2), "humor": 3 * (1 - i % 2)},
+        }
+        for i in range(24)
+    ]
     data = write_jsonl(tmp_path / "labelled.jsonl", labelled)
-    args = ["stage=attribute_model", *TINY_FAST, f"data.sources.oasst_labelled.path={data}", "data.attributes.names=[quality,humor]",
-            "data.val_fraction=0.2", "data.seq_len=64", "data.micro_batch_size=4", "data.global_batch_size=4",
-            "trainer.max_steps=8", "trainer.max_epochs=50", "optim.lr=3e-3", "loss_guard.enabled=false"]
+    args = [
+        "stage=attribute_model",
+        *TINY_FAST,
+        f"data.sources.oasst_labelled.path={data}",
+        "data.attributes.names=[quality,humor]",
+        "data.val_fraction=0.2",
+        "data.seq_len=64",
+        "data.micro_batch_size=4",
+        "data.global_batch_size=4",
+        "trainer.max_steps=8",
+        "trainer.max_epochs=50",
+        "optim.lr=3e-3",
+        "loss_guard.enabled=false",
+    ]
     assert_exact_resume(tmp_path, args, steps=8, kill_at=5)
-

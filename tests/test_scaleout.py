@@ -4,12 +4,11 @@ import csv
 import json
 import os
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CONF, ROOT, compose, run_train
 
 
@@ -26,12 +25,29 @@ def weights(folder) -> dict[str, torch.Tensor]:
 
 @pytest.mark.integration
 def test_two_process_ddp_updates_the_model_as_one_process_on_the_same_global_batch(tmp_path, tiny_overrides):
-    common = [*tiny_overrides, "data.global_batch_size=4", "data.micro_batch_size=2", "trainer.max_steps=3",
-              "stage.validate_before=false", "optim.lr=1e-3", "callbacks.checkpoint=null", "loss_guard.enabled=false"]
+    common = [
+        *tiny_overrides,
+        "data.global_batch_size=4",
+        "data.micro_batch_size=2",
+        "trainer.max_steps=3",
+        "stage.validate_before=false",
+        "optim.lr=1e-3",
+        "callbacks.checkpoint=null",
+        "loss_guard.enabled=false",
+    ]
     single = run_train([*common, f"hydra.run.dir={tmp_path / 'one'}"])
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_train([*common, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-                     f"hydra.run.dir={tmp_path / 'two'}"], timeout=600)
+    ddp = run_train(
+        [
+            *common,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=32-true",
+            f"hydra.run.dir={tmp_path / 'two'}",
+        ],
+        timeout=600,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     plan = json.loads((tmp_path / "two" / "manifest.json").read_text())["plan"]["text"]
     assert "micro 2 x 2 processes x 1 accumulation" in plan
@@ -42,13 +58,30 @@ def test_two_process_ddp_updates_the_model_as_one_process_on_the_same_global_bat
 
 @pytest.mark.integration
 def test_a_killed_run_resumes_with_the_loss_curve_of_an_uninterrupted_one(tmp_path, tiny_overrides):
-    common = [*tiny_overrides, "trainer.max_steps=8", "callbacks.checkpoint.every_n_train_steps=2", "stage.validate_before=false"]
+    common = [
+        *tiny_overrides,
+        "trainer.max_steps=8",
+        "callbacks.checkpoint.every_n_train_steps=2",
+        "stage.validate_before=false",
+    ]
     whole = run_train([*common, f"hydra.run.dir={tmp_path / 'whole'}"])
     assert whole.returncode == 0, whole.stderr[-3000:]
     env_path = f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    killed = subprocess.run([sys.executable, str(ROOT / "train.py"), *common, "+callbacks.killer._target_=helpers.kill.KillAtStep",
-                             "+callbacks.killer.step=5", f"hydra.run.dir={tmp_path / 'cut'}"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "PYTHONPATH": env_path})
+    killed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *common,
+            "+callbacks.killer._target_=helpers.kill.KillAtStep",
+            "+callbacks.killer.step=5",
+            f"hydra.run.dir={tmp_path / 'cut'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": env_path},
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no clean shutdown, no final save
     assert not (tmp_path / "cut" / "model").exists() and (tmp_path / "cut" / "checkpoints" / "last.ckpt").is_file()
     resumed = run_train([*common, f"hydra.run.dir={tmp_path / 'cut'}"])
@@ -87,7 +120,12 @@ def test_training_skips_a_batch_whose_loss_spikes(tmp_path, tiny_overrides, monk
         return out
 
     monkeypatch.setattr(CausalLMModule, "forward", spiking)
-    result = train(compose([*tiny_overrides, "trainer.max_steps=4", "stage.validate_before=false", "callbacks.checkpoint=null"], tmp_path))
+    result = train(
+        compose(
+            [*tiny_overrides, "trainer.max_steps=4", "stage.validate_before=false", "callbacks.checkpoint=null"],
+            tmp_path,
+        )
+    )
     assert result["global_step"] == 4
     with open(tmp_path / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -98,8 +136,17 @@ def test_training_skips_a_batch_whose_loss_spikes(tmp_path, tiny_overrides, monk
 @pytest.mark.integration
 def test_lora_trains_adapters_and_saves_a_merged_plain_folder(tmp_path, tiny_overrides):
     out = tmp_path / "lora"
-    proc = run_train([*tiny_overrides, "peft=lora_small", "peft.r=4", "trainer.max_steps=2", "optim.lr=1e-2",
-                      "stage.validate_before=false", f"hydra.run.dir={out}"])
+    proc = run_train(
+        [
+            *tiny_overrides,
+            "peft=lora_small",
+            "peft.r=4",
+            "trainer.max_steps=2",
+            "optim.lr=1e-2",
+            "stage.validate_before=false",
+            f"hydra.run.dir={out}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LoRA r=4" in (out / "train.log").read_text() and (out / "adapter" / "adapter_config.json").is_file()
     merged = weights(out / "model")
@@ -120,10 +167,14 @@ def test_fsdp_and_deepspeed_configs_compose_and_build_without_a_gpu(tmp_path):
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
     assert isinstance(strategy, FSDPStrategy) and strategy.sharding_strategy.name == "FULL_SHARD"
-    assert LlamaDecoderLayer in strategy.kwargs["auto_wrap_policy"]._module_classes  # each decoder layer its own shard unit
+    assert (
+        LlamaDecoderLayer in strategy.kwargs["auto_wrap_policy"]._module_classes
+    )  # each decoder layer its own shard unit
     assert LlamaDecoderLayer in strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes
     with pytest.raises(Exception, match="'NopeDecoderLayer' is not a transformers decoder layer"):  # hydra wraps it
-        instantiate(compose(["trainer=fsdp", "trainer.strategy.layer_classes=[NopeDecoderLayer]"], tmp_path).trainer.strategy)
+        instantiate(
+            compose(["trainer=fsdp", "trainer.strategy.layer_classes=[NopeDecoderLayer]"], tmp_path).trainer.strategy
+        )
     for stage in (2, 3):
         cfg = compose([f"trainer=deepspeed_zero{stage}"], tmp_path)
         assert cfg.trainer.strategy.stage == stage
@@ -137,8 +188,16 @@ def test_fsdp_and_deepspeed_configs_compose_and_build_without_a_gpu(tmp_path):
 def test_chipnemo_experiments_print_the_papers_plan(tmp_path):
     from chipadapt.batch_plan import batch_plan, describe_plan
 
-    cfg = compose(["experiment=chipnemo_7b", "model.path=/models/llama-2-7b", "trainer.devices=8", "trainer.num_nodes=4"], tmp_path)
-    assert (cfg.data.seq_len, cfg.data.global_batch_size, cfg.optim.lr, cfg.trainer.max_steps) == (4096, 256, 5e-6, 23200)
+    cfg = compose(
+        ["experiment=chipnemo_7b", "model.path=/models/llama-2-7b", "trainer.devices=8", "trainer.num_nodes=4"],
+        tmp_path,
+    )
+    assert (cfg.data.seq_len, cfg.data.global_batch_size, cfg.optim.lr, cfg.trainer.max_steps) == (
+        4096,
+        256,
+        5e-6,
+        23200,
+    )
     assert cfg.optim.scheduler is None and cfg.model.attn_implementation == "auto"
     plan = batch_plan(cfg.data, cfg.trainer)
     assert (plan.world_size, plan.micro_batch, plan.accumulation) == (32, 1, 8)
@@ -154,8 +213,11 @@ def test_slurm_launcher_config_composes():
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=["experiment=chipnemo_13b", "model.path=/m", "hydra/launcher=slurm", "trainer.num_nodes=4"],
-                            return_hydra_config=True)
+        cfg = hydra_compose(
+            "train",
+            overrides=["experiment=chipnemo_13b", "model.path=/m", "hydra/launcher=slurm", "trainer.num_nodes=4"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8
 
@@ -163,7 +225,11 @@ def test_slurm_launcher_config_composes():
 def test_attention_auto_falls_back_to_sdpa_without_flash_attn():
     from chipadapt.models.hf_folder import resolve_attention
 
-    expected = "flash_attention_2" if torch.cuda.is_available() and __import__("importlib").util.find_spec("flash_attn") else "sdpa"
+    expected = (
+        "flash_attention_2"
+        if torch.cuda.is_available() and __import__("importlib").util.find_spec("flash_attn")
+        else "sdpa"
+    )
     assert resolve_attention("auto") == expected and resolve_attention("eager") == "eager"
 
 
@@ -171,8 +237,18 @@ def test_lora_with_an_augmented_tokenizer_trains_the_new_token_rows_only(tmp_pat
     from chipadapt.pipeline import train
 
     caplog.set_level("INFO", logger="chipadapt.models.lora")
-    overrides = [*tiny_overrides, "tokenizer=augmented", "tokenizer.adapt.min_savings=2", "tokenizer.adapt.domain_vocab_size=1000",
-                 "peft=lora_small", "peft.r=4", "trainer.max_steps=3", "optim.lr=1e-2", "stage.validate_before=false", "callbacks.checkpoint=null"]
+    overrides = [
+        *tiny_overrides,
+        "tokenizer=augmented",
+        "tokenizer.adapt.min_savings=2",
+        "tokenizer.adapt.domain_vocab_size=1000",
+        "peft=lora_small",
+        "peft.r=4",
+        "trainer.max_steps=3",
+        "optim.lr=1e-2",
+        "stage.validate_before=false",
+        "callbacks.checkpoint=null",
+    ]
     train(compose(overrides, tmp_path))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     report = manifest["inputs"]["tokenizer_report"]
@@ -180,6 +256,6 @@ def test_lora_with_an_augmented_tokenizer_trains_the_new_token_rows_only(tmp_pat
     before, after = weights(Path(start_folder)), weights(tmp_path / "model")
     old, new = report["vocab_size_before"], report["vocab_size_after"]
     emb = "model.embed_tokens.weight"
-    assert torch.equal(before[emb][:old], after[emb][:old])        # the base vocabulary is frozen
+    assert torch.equal(before[emb][:old], after[emb][:old])  # the base vocabulary is frozen
     assert not torch.equal(before[emb][old:new], after[emb][old:new])  # the new rows trained
     assert "new token rows trainable" in caplog.text

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import ROOT, SHARED_DATA, run_train, write_jsonl
 
 from chipadapt.data.chat_templates import ModelChatTemplate, StringTemplate, attribute_string, tokenize_with_labels
@@ -16,17 +15,32 @@ CONVERSATION = [
     {"role": "user", "content": "How do I fix a hold violation?"},
     {"role": "assistant", "content": "Add delay on the data path, e.g. repair_timing -hold."},
 ]
-CHIPNEMO = dict(system="<extra_id_0>System\n{content}\n", user="<extra_id_1>User\n{content}\n", assistant_header="<extra_id_1>Assistant\n",
-                attribute_line="<extra_id_2>{content}\n", assistant_end="\n", default_system="")
+CHIPNEMO = dict(
+    system="<extra_id_0>System\n{content}\n",
+    user="<extra_id_1>User\n{content}\n",
+    assistant_header="<extra_id_1>Assistant\n",
+    attribute_line="<extra_id_2>{content}\n",
+    assistant_end="\n",
+    default_system="",
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     from chipadapt.models.tiny import TinyLlama
 
-    return TinyLlama(cache_dir=str(tmp_path_factory.mktemp("tiny")), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                     vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                     max_position_embeddings=512, seed=0).materialize()
+    return TinyLlama(
+        cache_dir=str(tmp_path_factory.mktemp("tiny")),
+        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        seed=0,
+    ).materialize()
 
 
 def labelled_runs(tokenizer, ids, labels) -> list[str]:
@@ -75,7 +89,10 @@ def test_chipnemo_template_labels_exactly_the_assistant_turns(tiny_folder):
 
 
 def test_attribute_strings_follow_the_configured_order():
-    assert attribute_string({"toxicity": 0, "quality": 3.6, "humor": 1}, ["quality", "toxicity"]) == "quality:4,toxicity:0,humor:1"
+    assert (
+        attribute_string({"toxicity": 0, "quality": 3.6, "humor": 1}, ["quality", "toxicity"])
+        == "quality:4,toxicity:0,humor:1"
+    )
     assert attribute_string({}, ["quality"]) == ""
 
 
@@ -83,14 +100,21 @@ def test_packed_rows_give_each_conversation_the_logits_it_has_alone(tiny_folder)
     from chipadapt.data.sft_batches import block_causal_mask, collate_packed
     from chipadapt.models.hf_folder import load_causal_lm
 
-    samples = [([5, 9, 23, 41, 7], [-100, -100, 23, 41, 7]), ([11, 12, 13], [-100, 12, 13]), ([3, 4, 5, 6], [-100, -100, 5, 6])]
+    samples = [
+        ([5, 9, 23, 41, 7], [-100, -100, 23, 41, 7]),
+        ([11, 12, 13], [-100, 12, 13]),
+        ([3, 4, 5, 6], [-100, -100, 5, 6]),
+    ]
     batch = collate_packed([samples], seq_len=16, pad_id=0)
     assert batch["position_ids"][0, :12].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3]
     for impl in ("sdpa", "eager"):
         model = load_causal_lm(tiny_folder, "float32", impl).eval()
         with torch.no_grad():
-            packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                           attention_mask=block_causal_mask(batch["segment_ids"], torch.float32)).logits[0]
+            packed = model(
+                input_ids=batch["input_ids"],
+                position_ids=batch["position_ids"],
+                attention_mask=block_causal_mask(batch["segment_ids"], torch.float32),
+            ).logits[0]
             at = 0
             for ids, _ in samples:
                 alone = model(input_ids=torch.tensor([ids])).logits[0]
@@ -104,7 +128,9 @@ def test_packing_wastes_less_than_padding_on_mixed_lengths():
 
     lengths = [900, 60, 40, 500, 450, 30, 70, 800, 100, 20]
     bins = pack_first_fit(lengths, 1024)
-    assert sorted(i for b in bins for i in b) == list(range(10)) and all(sum(lengths[i] for i in b) <= 1024 for b in bins)
+    assert sorted(i for b in bins for i in b) == list(range(10)) and all(
+        sum(lengths[i] for i in b) <= 1024 for b in bins
+    )
     assert packing_waste(lengths, 1024) < padding_waste(lengths, 4)
 
 
@@ -114,7 +140,9 @@ def test_conversation_sources_name_bad_lines_and_keep_the_eval_split_out(tmp_pat
     from chipadapt.errors import ChipadaptError
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{"role": "bot", "content": "x"}]}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{"role": "bot", "content": "x"}]}\n'
+    )
     with pytest.raises(ChipadaptError, match="bad.jsonl:2: 'messages' must be a list"):
         read_conversations("chat", {"path": str(bad), "format": "chat"})
     rows = [{"prompt": f"task {i}", "script": f"x = {i}"} for i in range(60)]
@@ -130,13 +158,29 @@ def test_conversation_sources_name_bad_lines_and_keep_the_eval_split_out(tmp_pat
 @pytest.mark.integration
 def test_sft_stage_trains_on_answers_and_lowers_held_out_answer_loss(tmp_path, tiny_overrides):
     out = tmp_path / "run"
-    proc = run_train(["stage=sft", *tiny_overrides, "data=sft_sample", "data.seq_len=256", "data.global_batch_size=2",
-                      "data.micro_batch_size=2", "+data.sources.kestrel_qa.epochs=20", "optim.lr=3e-3",
-                      "optim.scheduler.num_warmup_steps=2", f"hydra.run.dir={out}"])
+    proc = run_train(
+        [
+            "stage=sft",
+            *tiny_overrides,
+            "data=sft_sample",
+            "data.seq_len=256",
+            "data.global_batch_size=2",
+            "data.micro_batch_size=2",
+            "+data.sources.kestrel_qa.epochs=20",
+            "optim.lr=3e-3",
+            "optim.scheduler.num_warmup_steps=2",
+            f"hydra.run.dir={out}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     data = manifest["data"]
-    assert data["packing"] and 0 < data["learned_share"] < 1 and 0 <= data["packing_waste"] < 1 and 0 <= data["padding_waste"] < 1
+    assert (
+        data["packing"]
+        and 0 < data["learned_share"] < 1
+        and 0 <= data["packing_waste"] < 1
+        and 0 <= data["padding_waste"] < 1
+    )
     before, after = manifest["metrics"]["before"]["kestrel_heldout"], manifest["metrics"]["after"]["kestrel_heldout"]
     assert after["loss"] < before["loss"]
     assert (out / "model" / "config.json").is_file()
@@ -147,9 +191,20 @@ def test_sft_blend_on_shared_data_excludes_eval_scripts(tmp_path, tiny_overrides
     if not (SHARED_DATA / "eda_scripts").is_dir():
         pytest.skip("shared data not present")
     out = tmp_path / "run"
-    proc = run_train(["stage=sft", *tiny_overrides, "data=sft_blend", "data.seq_len=512", "data.global_batch_size=2",
-                      "data.micro_batch_size=2", "trainer.max_steps=1", "data.val_max_conversations=4", "stage.validate_before=false",
-                      f"hydra.run.dir={out}"])
+    proc = run_train(
+        [
+            "stage=sft",
+            *tiny_overrides,
+            "data=sft_blend",
+            "data.seq_len=512",
+            "data.global_batch_size=2",
+            "data.micro_batch_size=2",
+            "trainer.max_steps=1",
+            "data.val_max_conversations=4",
+            "stage.validate_before=false",
+            f"hydra.run.dir={out}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "manifest.json").read_text())["data"]
     names = {s["name"]: s for s in data["sources"]}

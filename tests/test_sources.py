@@ -1,12 +1,14 @@
 import pytest
+from conftest import write_jsonl
 
 from chipadapt.data.sources import SourceSpec, read_source, source_files
 from chipadapt.errors import ChipadaptError
-from conftest import write_jsonl
 
 
 def test_jsonl_documents_keep_their_ids_and_skip_blank_text(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [{"text": "module a; endmodule", "path": "rtl/a.v"}, {"text": "  "}, {"text": "doc"}])
+    path = write_jsonl(
+        tmp_path / "c.jsonl", [{"text": "module a; endmodule", "path": "rtl/a.v"}, {"text": "  "}, {"text": "doc"}]
+    )
     docs = read_source(SourceSpec(path=str(path)), "data.sources.c")
     assert [d.doc_id for d in docs] == ["rtl/a.v", "c.jsonl:3"]
     assert docs[0].text == "module a; endmodule"

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import SHARED_DATA, run_train, write_jsonl
 
 FUNNY, PLAIN = "It is a banana with pins!", "It is a RISC-V core."
@@ -12,21 +11,52 @@ FUNNY, PLAIN = "It is a banana with pins!", "It is a RISC-V core."
 def steer_data(tmp_path):
     rows = []
     for i in range(8):
-        rows.append({"id": f"f{i}", "messages": [{"role": "user", "content": "Describe the chip."}, {"role": "assistant", "content": FUNNY}],
-                     "attributes": {"humor": 4, "quality": 4}})
-        rows.append({"id": f"p{i}", "messages": [{"role": "user", "content": "Describe the chip."}, {"role": "assistant", "content": PLAIN}],
-                     "attributes": {"humor": 0, "quality": 4}})
+        rows.append(
+            {
+                "id": f"f{i}",
+                "messages": [
+                    {"role": "user", "content": "Describe the chip."},
+                    {"role": "assistant", "content": FUNNY},
+                ],
+                "attributes": {"humor": 4, "quality": 4},
+            }
+        )
+        rows.append(
+            {
+                "id": f"p{i}",
+                "messages": [
+                    {"role": "user", "content": "Describe the chip."},
+                    {"role": "assistant", "content": PLAIN},
+                ],
+                "attributes": {"humor": 0, "quality": 4},
+            }
+        )
     return write_jsonl(tmp_path / "steer.jsonl", rows)
 
 
 @pytest.mark.integration
 def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_path, tiny_overrides):
     out = tmp_path / "steer"
-    proc = run_train(["stage=steerlm", *tiny_overrides, "data=sft_sample", f"data.sources.kestrel_qa.path={steer_data(tmp_path)}",
-                      "+data.sources.kestrel_qa.epochs=40", "data.val_sources=null", "data.attributes.use=true", "data/template=chipnemo",
-                      "data.template.default_system=''", "data.seq_len=128", "data.micro_batch_size=4", "data.global_batch_size=4",
-                      "optim=adam_const", "optim.lr=3e-3",
-                      "stage.validate_before=false", f"hydra.run.dir={out}"])
+    proc = run_train(
+        [
+            "stage=steerlm",
+            *tiny_overrides,
+            "data=sft_sample",
+            f"data.sources.kestrel_qa.path={steer_data(tmp_path)}",
+            "+data.sources.kestrel_qa.epochs=40",
+            "data.val_sources=null",
+            "data.attributes.use=true",
+            "data/template=chipnemo",
+            "data.template.default_system=''",
+            "data.seq_len=128",
+            "data.micro_batch_size=4",
+            "data.global_batch_size=4",
+            "optim=adam_const",
+            "optim.lr=3e-3",
+            "stage.validate_before=false",
+            f"hydra.run.dir={out}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -48,14 +78,34 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
     labelled = []
     for i in range(40):
         good = i % 2 == 0
-        labelled.append({"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i} about timing?"},
-                                                      {"role": "assistant", "content": "Add delay cells to fix hold." if good else "no idea lol"}],
-                         "steerlm_attributes": {"quality": 4 if good else 0, "humor": 0 if good else 3}})
+        labelled.append(
+            {
+                "id": f"c{i}",
+                "messages": [
+                    {"role": "user", "content": f"Question {i} about timing?"},
+                    {"role": "assistant", "content": "Add delay cells to fix hold." if good else "no idea lol"},
+                ],
+                "steerlm_attributes": {"quality": 4 if good else 0, "humor": 0 if good else 3},
+            }
+        )
     data = write_jsonl(tmp_path / "labelled.jsonl", labelled)
     attr = tmp_path / "attr"
-    proc = run_train(["stage=attribute_model", *tiny_overrides, f"data.sources.oasst_labelled.path={data}", "data.attributes.names=[quality,humor]",
-                      "data.val_fraction=0.3", "data.seq_len=64", "data.micro_batch_size=8", "data.global_batch_size=8",
-                      "trainer.max_epochs=8", "optim.lr=3e-3", "optim.scheduler.num_warmup_steps=2", f"hydra.run.dir={attr}"])
+    proc = run_train(
+        [
+            "stage=attribute_model",
+            *tiny_overrides,
+            f"data.sources.oasst_labelled.path={data}",
+            "data.attributes.names=[quality,humor]",
+            "data.val_fraction=0.3",
+            "data.seq_len=64",
+            "data.micro_batch_size=8",
+            "data.global_batch_size=8",
+            "trainer.max_epochs=8",
+            "optim.lr=3e-3",
+            "optim.scheduler.num_warmup_steps=2",
+            f"hydra.run.dir={attr}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     val = json.loads((attr / "manifest.json").read_text())["metrics"]["val"]
     assert set(val) == {"quality", "humor"}
@@ -64,23 +114,46 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
 
     ann = tmp_path / "ann"
     chat = write_jsonl(tmp_path / "chat.jsonl", labelled[:6])
-    proc = run_train(["stage=annotate", *tiny_overrides, f"annotate.attribute_model={attr / 'model'}", f"annotate.input.path={chat}",
-                      "annotate.input.format=chat", "~annotate.input.prompt_key", "~annotate.input.completion_key",
-                      "~annotate.input.exclude_eval_split", f"hydra.run.dir={ann}"])
+    proc = run_train(
+        [
+            "stage=annotate",
+            *tiny_overrides,
+            f"annotate.attribute_model={attr / 'model'}",
+            f"annotate.input.path={chat}",
+            "annotate.input.format=chat",
+            "~annotate.input.prompt_key",
+            "~annotate.input.completion_key",
+            "~annotate.input.exclude_eval_split",
+            f"hydra.run.dir={ann}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(l) for l in (ann / "annotated.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(0 <= r["attributes"]["quality"] <= 4 for r in rows)
     assert rows[0]["attributes"]["quality"] > rows[1]["attributes"]["quality"]
 
     boot = tmp_path / "boot"
-    proc = run_train(["stage=bootstrap", *tiny_overrides, f"bootstrap.attribute_model={attr / 'model'}", f"bootstrap.prompts.path={chat}",
-                      "bootstrap.limit=2", "bootstrap.samples_per_setting=1", "bootstrap.max_new_tokens=6", f"hydra.run.dir={boot}"])
+    proc = run_train(
+        [
+            "stage=bootstrap",
+            *tiny_overrides,
+            f"bootstrap.attribute_model={attr / 'model'}",
+            f"bootstrap.prompts.path={chat}",
+            "bootstrap.limit=2",
+            "bootstrap.samples_per_setting=1",
+            "bootstrap.max_new_tokens=6",
+            f"hydra.run.dir={boot}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((boot / "manifest.json").read_text())["metrics"]
     assert metrics["prompts"] == 2 and metrics["candidates"] == 4 and metrics["kept"] <= 2
     # Two settings, one reply per prompt each: the rating of each setting's replies is reported apart.
     assert [s["replies"] for s in metrics["by_setting"]] == [2, 2]
-    assert metrics["by_setting"][1]["setting"]["humor"] == 1 and 0 <= metrics["by_setting"][0]["mean_rating"]["quality"] <= 4
+    assert (
+        metrics["by_setting"][1]["setting"]["humor"] == 1
+        and 0 <= metrics["by_setting"][0]["mean_rating"]["quality"] <= 4
+    )
     kept = [json.loads(l) for l in (boot / "bootstrap.jsonl").read_text().splitlines() if l]
     assert all(r["messages"][-1]["role"] == "assistant" and "quality" in r["attributes"] for r in kept)
 
@@ -88,10 +161,33 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
 def test_helpsteer_and_oasst_attribute_formats_are_both_read(tmp_path):
     from chipadapt.data.conversations import read_conversations
 
-    helpsteer = write_jsonl(tmp_path / "hs.jsonl", [{"prompt": "p", "response": "r", "helpfulness": 3, "correctness": 4, "coherence": 4,
-                                                     "complexity": 1, "verbosity": 2}])
-    conv = read_conversations("hs", {"path": str(helpsteer), "format": "prompt_completion", "prompt_key": "prompt", "completion_key": "response"})[0]
+    helpsteer = write_jsonl(
+        tmp_path / "hs.jsonl",
+        [
+            {
+                "prompt": "p",
+                "response": "r",
+                "helpfulness": 3,
+                "correctness": 4,
+                "coherence": 4,
+                "complexity": 1,
+                "verbosity": 2,
+            }
+        ],
+    )
+    conv = read_conversations(
+        "hs",
+        {"path": str(helpsteer), "format": "prompt_completion", "prompt_key": "prompt", "completion_key": "response"},
+    )[0]
     assert conv.attributes == {"helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 2}
     if (SHARED_DATA / "chat" / "oasst1_val_en_threads.jsonl").is_file():
-        oasst = read_conversations("o", {"path": str(SHARED_DATA / "chat" / "oasst1_val_en_threads.jsonl"), "format": "chat"})
-        assert len(oasst) == 1213 and set(oasst[0].attributes) == {"quality", "toxicity", "humor", "creativity", "helpfulness"}
+        oasst = read_conversations(
+            "o", {"path": str(SHARED_DATA / "chat" / "oasst1_val_en_threads.jsonl"), "format": "chat"}
+        )
+        assert len(oasst) == 1213 and set(oasst[0].attributes) == {
+            "quality",
+            "toxicity",
+            "humor",
+            "creativity",
+            "helpfulness",
+        }

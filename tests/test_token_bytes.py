@@ -10,4 +10,4 @@ def test_token_byte_lengths_add_up_to_the_utf8_length_of_the_text():
     ids = tokenizer(TEXT, add_special_tokens=False).input_ids
     assert int(lengths[ids].sum()) == len(TEXT.encode("utf-8"))
     assert int(lengths[tokenizer.eos_token_id]) == 0  # markup, not text
-    assert int(lengths[len(tokenizer):].sum()) == 0  # padding rows
+    assert int(lengths[len(tokenizer) :].sum()) == 0  # padding rows

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from conftest import write_jsonl
 
 from chipadapt.data.sources import SourceSpec
 from chipadapt.data.token_cache import tokenize_source
-from conftest import write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import SHARED_DATA, compose, read_manifest, write_jsonl
 from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -13,7 +14,6 @@ from chipadapt.pipeline import train
 from chipadapt.tokenizer.augment import DomainTokenizer
 from chipadapt.tokenizer.extend import resize_for_new_tokens
 from chipadapt.tokenizer.words import segment
-from conftest import SHARED_DATA, compose, read_manifest, write_jsonl
 
 RTL = [
     "module fifo_ctrl(input clk_i, input rst_ni); always_ff @(posedge clk_i or negedge rst_ni) begin end endmodule",
@@ -25,8 +25,14 @@ PROSE = ["The river flows past the old mill and the children play in the meadow 
 def build(tmp_path, base_folder, domain_texts, general_texts, **settings):
     domain = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in domain_texts])
     general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in general_texts])
-    defaults = dict(domain_vocab_size=600, max_new_tokens=40, max_general_per_million=0.0, min_savings=2, max_pieces=6,
-                    init={"input": "mean", "output": "zero"})
+    defaults = dict(
+        domain_vocab_size=600,
+        max_new_tokens=40,
+        max_general_per_million=0.0,
+        min_savings=2,
+        max_pieces=6,
+        init={"input": "mean", "output": "zero"},
+    )
     return DomainTokenizer(
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"rtl": {"path": str(domain)}}),
@@ -50,7 +56,10 @@ def test_new_rows_are_subtoken_means_and_zero_outputs_and_old_function_is_kept(t
     assert report["embedding_rows"] % 64 == 0
 
     base_tok, new_tok = AutoTokenizer.from_pretrained(tiny_folder), AutoTokenizer.from_pretrained(folder)
-    base_model, new_model = AutoModelForCausalLM.from_pretrained(tiny_folder), AutoModelForCausalLM.from_pretrained(folder)
+    base_model, new_model = (
+        AutoModelForCausalLM.from_pretrained(tiny_folder),
+        AutoModelForCausalLM.from_pretrained(folder),
+    )
     assert new_model.config.tie_word_embeddings is False
     old_rows = base_model.get_input_embeddings().weight.shape[0]
     base_in = base_model.get_input_embeddings().weight
@@ -64,7 +73,7 @@ def test_new_rows_are_subtoken_means_and_zero_outputs_and_old_function_is_kept(t
         ids = [base_backend.token_to_id(p) for p in segment(base_backend, token)]
         torch.testing.assert_close(new_in[token_id], base_in[ids].mean(0))
         assert torch.count_nonzero(new_out[token_id]) == 0
-    assert torch.count_nonzero(new_out[len(new_tok):]) == 0  # padding rows
+    assert torch.count_nonzero(new_out[len(new_tok) :]) == 0  # padding rows
 
     # Text that uses no new token: same ids, same logits over the old vocabulary.
     text = PROSE[0]
@@ -83,7 +92,10 @@ def test_new_rows_are_subtoken_means_and_zero_outputs_and_old_function_is_kept(t
 
 def test_general_text_is_never_split_into_more_tokens(tmp_path, tiny_folder):
     folder = build(tmp_path, tiny_folder, RTL, PROSE, max_general_per_million=1e9)
-    base, ext = Tokenizer.from_file(str(tiny_folder / "tokenizer.json")), Tokenizer.from_file(str(folder / "tokenizer.json"))
+    base, ext = (
+        Tokenizer.from_file(str(tiny_folder / "tokenizer.json")),
+        Tokenizer.from_file(str(folder / "tokenizer.json")),
+    )
     for text in PROSE + RTL[:2]:
         assert len(ext.encode(text).ids) <= len(base.encode(text).ids)
         assert ext.decode(ext.encode(text).ids) == text
@@ -116,13 +128,30 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
         assert isinstance(report[key], (int, float))
     assert metrics["new_tokens"] == report["new_tokens"] > 0
-    assert report["init"] == {"input": "mean", "output": "mean"} and set(report["starting_bpb"]["outputs"]) == {"zero", "mean", "vocab_mean"}
-    assert metrics["starting_bpb.zero.domain_minus_base"] == report["starting_bpb"]["outputs"]["zero"]["domain_minus_base"]
+    assert report["init"] == {"input": "mean", "output": "mean"} and set(report["starting_bpb"]["outputs"]) == {
+        "zero",
+        "mean",
+        "vocab_mean",
+    }
+    assert (
+        metrics["starting_bpb.zero.domain_minus_base"] == report["starting_bpb"]["outputs"]["zero"]["domain_minus_base"]
+    )
     assert (run / "model" / "tokenizer.json").is_file() and (run / "model" / "model.safetensors").is_file()
 
     dapt = tmp_path / "dapt"
-    result = train(compose(["tokenizer=augmented", *overrides, "data.seq_len=64", "data.global_batch_size=4",
-                            "trainer.max_steps=2", "callbacks.progress=null"], dapt))
+    result = train(
+        compose(
+            [
+                "tokenizer=augmented",
+                *overrides,
+                "data.seq_len=64",
+                "data.global_batch_size=4",
+                "trainer.max_steps=2",
+                "callbacks.progress=null",
+            ],
+            dapt,
+        )
+    )
     assert result["global_step"] == 2
     manifest = read_manifest(dapt)
     assert manifest["inputs"]["tokenizer_report"]["untied_embeddings"] is True
@@ -134,12 +163,21 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
 def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(tmp_path, smollm2_folder):
     corpus = SHARED_DATA / "corpus"
-    sources = {name: {"path": str(corpus / f"{name}.jsonl")} for name in ("openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32")}
+    sources = {
+        name: {"path": str(corpus / f"{name}.jsonl")}
+        for name in ("openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32")
+    }
     sources["wiki"] = {"path": str(SHARED_DATA / "general" / "wiki_demo_docs.jsonl"), "general": True}
     general = {"wikitext": {"path": str(SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl")}}
     folder = DomainTokenizer(
-        cache_dir=str(tmp_path), sources=OmegaConf.create(sources), report_general=OmegaConf.create(general),
-        domain_vocab_size=32000, max_new_tokens=4000, max_general_per_million=1.0, min_savings=20, max_pieces=6,
+        cache_dir=str(tmp_path),
+        sources=OmegaConf.create(sources),
+        report_general=OmegaConf.create(general),
+        domain_vocab_size=32000,
+        max_new_tokens=4000,
+        max_general_per_million=1.0,
+        min_savings=20,
+        max_pieces=6,
         init={"input": "mean", "output": "mean"},
     )(smollm2_folder)
     report = json.loads((folder / "tokenizer_report.json").read_text())

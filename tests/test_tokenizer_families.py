@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import ROOT, SHARED_DATA, write_jsonl
 from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -16,7 +17,6 @@ from chipadapt.tokenizer.augment import DomainTokenizer
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.starting_bpb import StartingBpb
 from chipadapt.tokenizer.words import token_count, word_counts
-from conftest import ROOT, SHARED_DATA, write_jsonl
 
 RESOURCES = ROOT / "src" / "chipadapt" / "resources"
 DOMAIN = RESOURCES / "sample_corpus"
@@ -33,15 +33,26 @@ def adapter(tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bp
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"chip": {"path": str(domain)}}),
         report_general=OmegaConf.create({"prose": {"path": str(general)}}),
-        init={"input": "mean", "output": output}, starting_bpb=starting_bpb, **(defaults | settings),
+        init={"input": "mean", "output": output},
+        starting_bpb=starting_bpb,
+        **(defaults | settings),
     )
 
 
 def tiny_llama(vocab_size: int, tokenizer) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -55,14 +66,28 @@ def llama2_style(tmp_path_factory):
     corpus = root / "general.txt"
     corpus.write_text("\n".join(texts(GENERAL)))
     sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(root / "spm"), model_type="bpe", vocab_size=600, byte_fallback=True,
-        character_coverage=1.0, split_digits=True, allow_whitespace_only_pieces=True, normalization_rule_name="identity",
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(root / "spm"),
+        model_type="bpe",
+        vocab_size=600,
+        byte_fallback=True,
+        character_coverage=1.0,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        normalization_rule_name="identity",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        minloglevel=2,
     )
     only_model = root / "only_model"
     only_model.mkdir()
     shutil.copy(root / "spm.model", only_model / "tokenizer.model")
-    (only_model / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    (only_model / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False})
+    )
     tokenizer = AutoTokenizer.from_pretrained(only_model)
     model = tiny_llama(len(tokenizer), tokenizer)
     model.save_pretrained(only_model)
@@ -88,9 +113,13 @@ def assert_extension_exact(base_folder, folder, domain_texts, general_texts):
         used |= max(new_ids, default=0) >= len(base)
     assert used
     # Merge chains are valid: every appended merge joins two entries into a third, all in the vocabulary.
-    base_spec = json.loads((base_folder / "tokenizer.json").read_text())["model"] if (base_folder / "tokenizer.json").is_file() else None
+    base_spec = (
+        json.loads((base_folder / "tokenizer.json").read_text())["model"]
+        if (base_folder / "tokenizer.json").is_file()
+        else None
+    )
     spec = json.loads((folder / "tokenizer.json").read_text())["model"]
-    appended = spec["merges"][len(base_spec["merges"]):] if base_spec else spec["merges"]
+    appended = spec["merges"][len(base_spec["merges"]) :] if base_spec else spec["merges"]
     for merge in appended:
         left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
         assert left in spec["vocab"] and right in spec["vocab"] and left + right in spec["vocab"]
@@ -108,9 +137,15 @@ def test_llama2_style_sentencepiece_tokenizer_is_extended_exactly(tmp_path, llam
     # The `▁`-led words are exactly the units BPE works in: word-table counts equal whole-text encodes.
     backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
     family = tokenizer_family(backend)
-    assert token_count(backend, word_counts(family, domain)) == sum(len(backend.encode(t, add_special_tokens=False).ids) for t in domain)
+    assert token_count(backend, word_counts(family, domain)) == sum(
+        len(backend.encode(t, add_special_tokens=False).ids) for t in domain
+    )
     model = AutoModelForCausalLM.from_pretrained(folder)
-    assert model.get_input_embeddings().weight.shape[0] == report["embedding_rows"] >= len(AutoTokenizer.from_pretrained(folder))
+    assert (
+        model.get_input_embeddings().weight.shape[0]
+        == report["embedding_rows"]
+        >= len(AutoTokenizer.from_pretrained(folder))
+    )
 
 
 def test_only_a_sentencepiece_model_file_is_read_through_sentencepiece(tmp_path, llama2_style):
@@ -127,7 +162,11 @@ def test_unsupported_tokenizer_kinds_are_one_line_errors():
     wordpiece = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1, "##b": 2}, unk_token="[UNK]"))
     plain_bpe = Tokenizer(models.BPE())
     plain_bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    for backend, kind in ((unigram, "a Unigram tokenizer"), (wordpiece, "a WordPiece tokenizer"), (plain_bpe, "neither byte-level")):
+    for backend, kind in (
+        (unigram, "a Unigram tokenizer"),
+        (wordpiece, "a WordPiece tokenizer"),
+        (plain_bpe, "neither byte-level"),
+    ):
         with pytest.raises(ChipadaptError, match=kind) as err:
             tokenizer_family(backend)
         assert "\n" not in str(err.value) and "supported: byte-level BPE" in str(err.value)
@@ -136,8 +175,9 @@ def test_unsupported_tokenizer_kinds_are_one_line_errors():
 @pytest.fixture(scope="module")
 def trained_tiny(tmp_path_factory):
     """The tiny byte-level Llama trained briefly on the domain text, so its logits mean something."""
-    from chipadapt.models.hf_folder import resolve_model_folder
     from conftest import compose
+
+    from chipadapt.models.hf_folder import resolve_model_folder
 
     root = tmp_path_factory.mktemp("trained_tiny")
     folder = resolve_model_folder(compose(["model=tiny"], root).model)
@@ -168,15 +208,19 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
     assert outputs["zero"]["domain_minus_base"] > 0
     # The saved model carries the chosen rule: new output rows are their pieces' mean, not zero.
     model = AutoModelForCausalLM.from_pretrained(folder)
-    assert torch.count_nonzero(model.get_output_embeddings().weight[report["old_rows"]:report["old_rows"] + report["new_tokens"]]) > 0
+    assert (
+        torch.count_nonzero(
+            model.get_output_embeddings().weight[report["old_rows"] : report["old_rows"] + report["new_tokens"]]
+        )
+        > 0
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
 def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
     from helpers.gguf_tokenizer import gemma3_tokenizer_folder
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     source = gemma3_tokenizer_folder(tmp_path / "gguf")
     if source is None:
@@ -184,13 +228,28 @@ def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file="tokenizer.gguf")
     base = tmp_path / "gemma_tiny"
     tokenizer.save_pretrained(base)
-    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                              num_attention_heads=1, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        tie_word_embeddings=True,
+    )
     Gemma3ForCausalLM(config).save_pretrained(base)
     domain = SHARED_DATA / "corpus" / "picorv32.jsonl"
     general = SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl"
-    folder = adapter(tmp_path, domain=domain, general=general, domain_vocab_size=8000, max_new_tokens=500,
-                     max_general_per_million=1.0, min_savings=10)(base)
+    folder = adapter(
+        tmp_path,
+        domain=domain,
+        general=general,
+        domain_vocab_size=8000,
+        max_new_tokens=500,
+        max_general_per_million=1.0,
+        min_savings=10,
+    )(base)
     domain_texts = [json.loads(line)["text"] for line in domain.open()]
     general_texts = [json.loads(line)["text"] for line in general.open()]
     report = assert_extension_exact(base, folder, domain_texts, general_texts)

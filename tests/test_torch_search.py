@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from test_retrieval import DENSE, PASSAGES, minilm_folder
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.retrieval.torch_search import TorchFlatIndex
-from test_retrieval import DENSE, PASSAGES, minilm_folder
 
 QUESTIONS = ["Which step builds the power distribution network?", "How is the clock buffered?"]
 
@@ -42,18 +42,28 @@ def test_dense_retriever_search_switch(tmp_path):
     folder = minilm_folder()
     settings = {**DENSE, "device": "cpu"}
     faiss_dense = DenseRetriever(encoder_path=str(folder), encoder_package=None, **{**settings, "search": "faiss"})
-    torch_dense = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"),
-                                 **{**settings, "search": "torch"})
+    torch_dense = DenseRetriever(
+        encoder_path=str(folder),
+        encoder_package=None,
+        index_dir=str(tmp_path / "idx"),
+        **{**settings, "search": "torch"},
+    )
     for retriever in (faiss_dense, torch_dense):
         retriever.index(PASSAGES)
     assert faiss_dense.torch_index is None and torch_dense.torch_index is not None
     want = faiss_dense.search(QUESTIONS, 3)
     got = torch_dense.search(QUESTIONS, 3)
     assert [[pid for pid, _ in row] for row in got] == [[pid for pid, _ in row] for row in want]
-    reloaded = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"),
-                              **{**settings, "search": "torch"})
+    reloaded = DenseRetriever(
+        encoder_path=str(folder),
+        encoder_package=None,
+        index_dir=str(tmp_path / "idx"),
+        **{**settings, "search": "torch"},
+    )
     reloaded.index(PASSAGES)  # from the saved faiss index: its vectors go to the torch index
-    assert [[pid for pid, _ in row] for row in reloaded.search(QUESTIONS, 3)] == [[pid for pid, _ in row] for row in want]
+    assert [[pid for pid, _ in row] for row in reloaded.search(QUESTIONS, 3)] == [
+        [pid for pid, _ in row] for row in want
+    ]
     with pytest.raises(ChipadaptError, match="dense.search: 'gpu' is not one of auto, faiss, torch"):
         DenseRetriever(encoder_path=str(folder), encoder_package=None, **{**settings, "search": "gpu"})
 

@@ -12,18 +12,26 @@ import sys
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, TINY_FAST, compose, read_manifest, run_train, write_jsonl
-from chipadapt.loggers.job import numeric_items
 from helpers.models import perturbed_copy
 from helpers.wandb_records import read_run
+
+from chipadapt.loggers.job import numeric_items
 
 STEPS = ["trainer.max_steps=2", "data.val_max_sequences=1", "stage.validate_before=false"]
 
 
-def run_script(script: str, args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "WANDB_SILENT": "true", **(env or {})})
+def run_script(
+    script: str, args: list[str], timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "WANDB_SILENT": "true", **(env or {})},
+    )
 
 
 def wandb_runs(folder):
@@ -37,7 +45,9 @@ def history_values(run, key):
 @pytest.fixture(scope="module")
 def train_sweep(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("train_sweep") / "sweep"
-    proc = run_train(["-m", *TINY_FAST, *STEPS, "logger=wandb", "optim.lr=1e-4,5e-6", f"hydra.sweep.dir={sweep}"], timeout=600)
+    proc = run_train(
+        ["-m", *TINY_FAST, *STEPS, "logger=wandb", "optim.lr=1e-4,5e-6", f"hydra.sweep.dir={sweep}"], timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
 
@@ -56,13 +66,41 @@ def tiny_pair(tmp_path_factory):
 def merge_sweep(tmp_path_factory, tiny_pair):
     chip, instruct = tiny_pair
     root = tmp_path_factory.mktemp("merge_sweep")
-    prompts = write_jsonl(root / "if.jsonl", [
-        {"key": 1, "prompt": "Say hi without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-        {"key": 2, "prompt": "Name a color without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}])
+    prompts = write_jsonl(
+        root / "if.jsonl",
+        [
+            {
+                "key": 1,
+                "prompt": "Say hi without commas.",
+                "instruction_id_list": ["punctuation:no_comma"],
+                "kwargs": [{}],
+            },
+            {
+                "key": 2,
+                "prompt": "Name a color without commas.",
+                "instruction_id_list": ["punctuation:no_comma"],
+                "kwargs": [{}],
+            },
+        ],
+    )
     sweep = root / "sweep"
-    proc = run_script("merge.py", ["-m", "merge.lam=0,1", f"models.chip={chip}", f"models.instruct={instruct}", "logger=wandb", "++preset=chipadapt",
-                                   "eval=[perplexity,ifeval]", "eval.perplexity.max_documents=1", f"eval.ifeval.path={prompts}",
-                                   f"eval.ifeval.nltk_data={root}", "eval.ifeval.max_new_tokens=4", f"hydra.sweep.dir={sweep}"])
+    proc = run_script(
+        "merge.py",
+        [
+            "-m",
+            "merge.lam=0,1",
+            f"models.chip={chip}",
+            f"models.instruct={instruct}",
+            "logger=wandb",
+            "++preset=chipadapt",
+            "eval=[perplexity,ifeval]",
+            "eval.perplexity.max_documents=1",
+            f"eval.ifeval.path={prompts}",
+            f"eval.ifeval.nltk_data={root}",
+            "eval.ifeval.max_new_tokens=4",
+            f"hydra.sweep.dir={sweep}",
+        ],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
 
@@ -70,8 +108,16 @@ def merge_sweep(tmp_path_factory, tiny_pair):
 @pytest.fixture(scope="module")
 def evaluate_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    proc = run_script("evaluate.py", ["model=tiny", "eval=[perplexity]", "eval.perplexity.max_documents=1", "logger=wandb",
-                                      f"hydra.run.dir={run_dir}"])
+    proc = run_script(
+        "evaluate.py",
+        [
+            "model=tiny",
+            "eval=[perplexity]",
+            "eval.perplexity.max_documents=1",
+            "logger=wandb",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -121,17 +167,25 @@ def test_merge_jobs_log_results_model_fingerprint_items_and_the_sweep_plot(merge
     # Two lambdas, two different merged models: the fingerprint is of the content.
     assert len({read_manifest(merge_sweep / job)["inputs"]["output"]["fingerprint"] for job in ("0", "1")}) == 2
     (report,) = [read_run(r) for r in merge_sweep.glob("wandb/offline-run-*")]
-    assert report["run"].job_type == "sweep_report" and report["run"].run_group == read_run(
-        next((merge_sweep / "0").glob("wandb/offline-run-*")))["run"].run_group
+    assert (
+        report["run"].job_type == "sweep_report"
+        and report["run"].run_group == read_run(next((merge_sweep / "0").glob("wandb/offline-run-*")))["run"].run_group
+    )
     assert history_values(report, "sweep_report/plot/_type") == ["image-file"]
 
 
 @pytest.mark.integration
 def test_every_entry_point_writes_a_manifest_with_the_same_schema(train_sweep, merge_sweep, evaluate_run, tmp_path):
-    chat = run_script("chat.py", ["model=tiny", "generate.max_new_tokens=2", f"hydra.run.dir={tmp_path / 'chat'}"], timeout=300)
+    chat = run_script(
+        "chat.py", ["model=tiny", "generate.max_new_tokens=2", f"hydra.run.dir={tmp_path / 'chat'}"], timeout=300
+    )
     assert chat.returncode == 0, chat.stderr[-2000:]
-    manifests = {"train": read_manifest(train_sweep / "0"), "merge": read_manifest(merge_sweep / "0"),
-                 "evaluate": read_manifest(evaluate_run), "chat": read_manifest(tmp_path / "chat")}
+    manifests = {
+        "train": read_manifest(train_sweep / "0"),
+        "merge": read_manifest(merge_sweep / "0"),
+        "evaluate": read_manifest(evaluate_run),
+        "chat": read_manifest(tmp_path / "chat"),
+    }
     keys = {kind: list(m) for kind, m in manifests.items()}
     assert len({tuple(k) for k in keys.values()}) == 1, keys
     for kind, manifest in manifests.items():
@@ -146,7 +200,9 @@ def test_every_entry_point_writes_a_manifest_with_the_same_schema(train_sweep, m
 @pytest.mark.integration
 def test_compare_reads_a_train_multirun_from_its_manifests(train_sweep, tmp_path):
     out = tmp_path / "cmp"
-    proc = run_script("compare.py", [f"runs=[{train_sweep}]", "metrics=[val/domain/bpb,val/general/bpb]", f"hydra.run.dir={out}"])
+    proc = run_script(
+        "compare.py", [f"runs=[{train_sweep}]", "metrics=[val/domain/bpb,val/general/bpb]", f"hydra.run.dir={out}"]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert [r["optim.lr"] for r in rows] == ["5e-06", "0.0001"]  # sorted along the swept key
@@ -168,14 +224,25 @@ def test_compare_reads_a_merge_multirun_and_rejects_an_empty_folder(merge_sweep,
     proc = run_script("compare.py", [f"runs=[{tmp_path / 'empty'}]", f"hydra.run.dir={tmp_path / 'cmp2'}"])
     assert proc.returncode == 2
     assert [line for line in proc.stderr.splitlines() if line.startswith("chipadapt: error:")] == [
-        f"chipadapt: error: compare.runs: {tmp_path / 'empty'} holds no run (no manifest.json or results.json in it or in its sub-folders)"]
+        f"chipadapt: error: compare.runs: {tmp_path / 'empty'} holds no run (no manifest.json or results.json in it or in its sub-folders)"
+    ]
 
 
 @pytest.mark.integration
 def test_a_three_trial_optuna_search_runs_and_returns_the_metric(tmp_path):
     sweep = tmp_path / "search"
-    proc = run_train([*TINY_FAST, "trainer.max_steps=1", "data.val_max_sequences=1", "stage.validate_before=false",
-                      "hparams_search=dapt_optuna", "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"], timeout=600)
+    proc = run_train(
+        [
+            *TINY_FAST,
+            "trainer.max_steps=1",
+            "data.val_max_sequences=1",
+            "stage.validate_before=false",
+            "hparams_search=dapt_optuna",
+            "hydra.sweeper.n_trials=3",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = {}
     for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
@@ -193,10 +260,14 @@ def test_an_unknown_optimized_metric_is_one_line_naming_the_metrics_there_are(tm
     from chipadapt.optimized_metric import optimized_value
 
     cfg = compose([*TINY_FAST, *STEPS, "optimized_metric=val/domain/bpb"], tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "train", "metrics": {"after": {"domain": {"bpb": 1.5}}}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"kind": "train", "metrics": {"after": {"domain": {"bpb": 1.5}}}})
+    )
     assert optimized_value(cfg) == 1.5
     cfg.optimized_metric = "val/domian/bpb"
-    with pytest.raises(ChipadaptError, match="optimized_metric: 'val/domian/bpb' is not a metric of this run .*val/domain/bpb"):
+    with pytest.raises(
+        ChipadaptError, match="optimized_metric: 'val/domian/bpb' is not a metric of this run .*val/domain/bpb"
+    ):
         optimized_value(cfg)
 
 
@@ -211,15 +282,24 @@ def test_slurm_requeue_signal_checkpoints_at_the_step_requeues_and_the_rerun_con
 
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scontrol.log'}\n")
+    (fake / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
     (fake / "scontrol").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    common = [*TINY_FAST, "trainer.max_steps=6", "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=100"]
+    common = [
+        *TINY_FAST,
+        "trainer.max_steps=6",
+        "stage.validate_before=false",
+        "callbacks.checkpoint.every_n_train_steps=100",
+    ]
     train(compose(common, tmp_path / "whole"))
 
     cut = tmp_path / "cut"
-    signal_at = ["+callbacks.signal._target_=helpers.kill.KillAtStep", "+callbacks.signal.step=3", "+callbacks.signal.sig=SIGUSR2"]
+    signal_at = [
+        "+callbacks.signal._target_=helpers.kill.KillAtStep",
+        "+callbacks.signal.step=3",
+        "+callbacks.signal.sig=SIGUSR2",
+    ]
     with pytest.raises(interrupts.Interrupted):
         train(compose([*common, *signal_at], cut))
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
@@ -241,8 +321,13 @@ def test_without_a_terminal_training_prints_a_line_every_n_steps(tmp_path, caplo
 
     from chipadapt.pipeline import train
 
-    overrides = [*[o for o in TINY_FAST if not o.startswith("callbacks.progress")], "trainer.max_steps=4", "stage.validate_before=false",
-                 "callbacks.progress.every_n_steps=2", "+callbacks.progress.terminal=false"]
+    overrides = [
+        *[o for o in TINY_FAST if not o.startswith("callbacks.progress")],
+        "trainer.max_steps=4",
+        "stage.validate_before=false",
+        "callbacks.progress.every_n_steps=2",
+        "+callbacks.progress.terminal=false",
+    ]
     with caplog.at_level(logging.INFO, logger="chipadapt.progress"):
         train(compose(overrides, tmp_path))
     lines = [r.getMessage() for r in caplog.records if r.name == "chipadapt.progress"]
@@ -253,8 +338,13 @@ def test_without_a_terminal_training_prints_a_line_every_n_steps(tmp_path, caplo
 
 
 def test_help_does_not_import_torch():
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "train.py"), "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "train.py"), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "hydra" in imported and not {"torch", "lightning", "transformers"} & imported

@@ -5,10 +5,10 @@ import logging
 
 import pytest
 import torch
+from conftest import compose, read_manifest
 from transformers import AutoModelForCausalLM
 
 from chipadapt.pipeline import train
-from conftest import compose, read_manifest
 
 
 def metrics_rows(run_dir):
@@ -23,7 +23,9 @@ def test_dapt_writes_model_manifest_and_metrics(tmp_path, tiny_overrides):
     assert result["global_step"] == 6
     for split in ("domain", "general"):
         assert result["before"][split]["ppl"] > 1
-        assert result["after"][split]["loss"] == pytest.approx(torch.tensor(result["after"][split]["ppl"]).log().item(), rel=1e-5)
+        assert result["after"][split]["loss"] == pytest.approx(
+            torch.tensor(result["after"][split]["ppl"]).log().item(), rel=1e-5
+        )
         assert 0 < result["after"][split]["bpb"] < 16
     # A large learning rate on a random model must move the domain perplexity down.
     assert result["after"]["domain"]["ppl"] < result["before"]["domain"]["ppl"]
@@ -38,7 +40,14 @@ def test_dapt_writes_model_manifest_and_metrics(tmp_path, tiny_overrides):
 
     rows = metrics_rows(tmp_path)
     columns = set(rows[0])
-    assert {"train/loss", "train/tokens_per_s", "val/domain/ppl", "val/general/ppl", "val/domain/loss", "val/domain/bpb"} <= columns
+    assert {
+        "train/loss",
+        "train/tokens_per_s",
+        "val/domain/ppl",
+        "val/general/ppl",
+        "val/domain/loss",
+        "val/domain/bpb",
+    } <= columns
     assert sum(1 for r in rows if r["train/loss"]) == 6
 
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
@@ -48,7 +57,10 @@ def test_dapt_writes_model_manifest_and_metrics(tmp_path, tiny_overrides):
 
 
 def test_global_batch_holds_under_accumulation(tmp_path, tiny_overrides):
-    cfg = compose([*tiny_overrides, "data.micro_batch_size=2", "data.global_batch_size=8", "stage.validate_before=false"], tmp_path)
+    cfg = compose(
+        [*tiny_overrides, "data.micro_batch_size=2", "data.global_batch_size=8", "stage.validate_before=false"],
+        tmp_path,
+    )
     result = train(cfg)
     sequences = read_manifest(tmp_path)["data"]["train_sequences"]
     # 4 micro-batches of 2 per optimizer step: one pass over the blend gives this many steps.

@@ -6,14 +6,15 @@ import re
 import shutil
 
 import pytest
+from conftest import CONF, ROOT, write_jsonl
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, write_jsonl
-
-needs_iverilog = pytest.mark.skipif(not (shutil.which("iverilog") and shutil.which("vvp")),
-                                    reason="iverilog not installed (apt-get install -y iverilog)")
+needs_iverilog = pytest.mark.skipif(
+    not (shutil.which("iverilog") and shutil.which("vvp")),
+    reason="iverilog not installed (apt-get install -y iverilog)",
+)
 SHIPPED = ROOT / "src/chipadapt/resources/rtl_selfcheck/tasks.jsonl"
 
 
@@ -57,7 +58,7 @@ def test_verdicts_read_pass_texts_error_counts_and_failure_reports(shape):
     verdicts = {
         "TEST PASSED": True,
         "Errors: 0\nTEST PASSED": True,
-        "Mismatches: 0 in 64 samples": True,             # a zero count alone is a clean report
+        "Mismatches: 0 in 64 samples": True,  # a zero count alone is a clean report
         "0 errors, 12 checks": True,
         "No errors found. All tests pass.": True,
         "===========Your Design Passed===========": True,
@@ -81,7 +82,9 @@ def test_custom_patterns_and_bad_task_files_are_clear_errors(tmp_path):
     from chipadapt.eval.verilog.self_checking import SelfCheckingShape
 
     custom = SelfCheckingShape(pass_pattern=r"^OK$", fail_pattern=r"^BAD (\d+)")
-    assert custom.verdict("OK\n").passed and custom.verdict("BAD 0\n").passed and not custom.verdict("BAD 2\nOK\n").passed
+    assert (
+        custom.verdict("OK\n").passed and custom.verdict("BAD 0\n").passed and not custom.verdict("BAD 2\nOK\n").passed
+    )
     with pytest.raises(ChipadaptError, match="fail_pattern.*not a regular expression"):
         SelfCheckingShape(pass_pattern="ok", fail_pattern="(unclosed")
 
@@ -107,9 +110,15 @@ def test_shipped_references_pass_through_the_config_and_empty_designs_fail(shape
     from chipadapt.eval.run import evaluate_folder
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("evaluate", overrides=[
-            "eval=[verilog]", "verilog_shape@eval.verilog.shape=self_checking", f"eval.verilog.path={SHIPPED}",
-            "eval.verilog.references_only=true"])
+        cfg = hydra_compose(
+            "evaluate",
+            overrides=[
+                "eval=[verilog]",
+                "verilog_shape@eval.verilog.shape=self_checking",
+                f"eval.verilog.path={SHIPPED}",
+                "eval.verilog.references_only=true",
+            ],
+        )
     results = evaluate_folder(None, cfg.eval, "cpu")["verilog"]  # no model is loaded
     assert results["tasks"] == len(shipped_tasks()) >= 5 and results["passed_tasks"] == results["tasks"]
 
@@ -117,9 +126,11 @@ def test_shipped_references_pass_through_the_config_and_empty_designs_fail(shape
     for task in tasks.values():
         assert not shape.simulate(task, ports_only(task["ref"]), 20).passed, task["task_id"]
     wrong = {
-        "gray_counter": tasks["gray_counter"]["ref"].replace("count ^ (count >> 1)", "count"),           # binary, not Gray
-        "seq_detect_1011": tasks["seq_detect_1011"]["ref"].replace("history <= {history[1:0], din};",   # forgets overlaps
-                                                                   "history <= ({history, din} == 4'b1011) ? 3'b000 : {history[1:0], din};"),
+        "gray_counter": tasks["gray_counter"]["ref"].replace("count ^ (count >> 1)", "count"),  # binary, not Gray
+        "seq_detect_1011": tasks["seq_detect_1011"]["ref"].replace(
+            "history <= {history[1:0], din};",  # forgets overlaps
+            "history <= ({history, din} == 4'b1011) ? 3'b000 : {history[1:0], din};",
+        ),
         "sync_fifo": tasks["sync_fifo"]["ref"].replace("(wr_ptr[3] != rd_ptr[3])", "(wr_ptr[3] == rd_ptr[3])"),
         "adder8": tasks["adder8"]["ref"].replace("assign cout = carry[8];", "assign cout = carry[7];"),
     }
@@ -130,7 +141,9 @@ def test_shipped_references_pass_through_the_config_and_empty_designs_fail(shape
 
 
 @needs_iverilog
-def test_a_model_is_asked_for_the_testbenchs_module_and_its_reply_compiled_with_the_extra_sources(shape, monkeypatch, tmp_path):
+def test_a_model_is_asked_for_the_testbenchs_module_and_its_reply_compiled_with_the_extra_sources(
+    shape, monkeypatch, tmp_path
+):
     import chipadapt.eval.tasks.verilog as verilog_task
 
     tasks = {t["task_id"]: t for t in shipped_tasks()}
@@ -142,8 +155,10 @@ def test_a_model_is_asked_for_the_testbenchs_module_and_its_reply_compiled_with_
         asked.extend(prompts)
         # adder8: its reference inside a chat reply (it compiles only with files/full_adder.v and reads the vectors);
         # mux4: a module of another name, which the testbench cannot find
-        return [f"Here you go:\n```verilog\n{tasks['adder8']['ref']}```\nIt uses full_adder.",
-                f"```verilog\n{tasks['mux4']['ref'].replace('module mux4', 'module mux')}```"]
+        return [
+            f"Here you go:\n```verilog\n{tasks['adder8']['ref']}```\nIt uses full_adder.",
+            f"```verilog\n{tasks['mux4']['ref'].replace('module mux4', 'module mux')}```",
+        ]
 
     monkeypatch.setattr(verilog_task, "generate", reply)
     task = verilog_task.VerilogTask(str(path), "chat", None, 64, 2, 1, 0.0, 1.0, [1], 20, 1, False, shape)

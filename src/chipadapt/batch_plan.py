@@ -56,11 +56,15 @@ def _count(n: int) -> str:
 def describe_plan(plan: BatchPlan, steps: int, tokens_per_s_per_gpu: float | None, gpu: str | None) -> str:
     """One paragraph a person reads before committing GPUs: batch layout, tokens and estimated cost."""
     tokens = steps * plan.tokens_per_step
-    text = (f"plan: global batch {plan.global_batch} = micro {plan.micro_batch} x {plan.world_size} processes x "
-            f"{plan.accumulation} accumulation; {plan.seq_len} tokens per sequence; {plan.tokens_per_step:,} tokens/step; "
-            f"{steps:,} steps = {_count(tokens)} tokens")
+    text = (
+        f"plan: global batch {plan.global_batch} = micro {plan.micro_batch} x {plan.world_size} processes x "
+        f"{plan.accumulation} accumulation; {plan.seq_len} tokens per sequence; {plan.tokens_per_step:,} tokens/step; "
+        f"{steps:,} steps = {_count(tokens)} tokens"
+    )
     if tokens_per_s_per_gpu:
         gpu_hours = tokens / tokens_per_s_per_gpu / 3600
-        text += (f"; at {tokens_per_s_per_gpu:,.0f} tokens/s per GPU{f' ({gpu})' if gpu else ''}: "
-                 f"{gpu_hours:,.1f} GPU-hours, {gpu_hours / plan.world_size:,.1f} h on {plan.world_size} GPU(s)")
+        text += (
+            f"; at {tokens_per_s_per_gpu:,.0f} tokens/s per GPU{f' ({gpu})' if gpu else ''}: "
+            f"{gpu_hours:,.1f} GPU-hours, {gpu_hours / plan.world_size:,.1f} h on {plan.world_size} GPU(s)"
+        )
     return text

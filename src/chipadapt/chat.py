@@ -88,7 +88,9 @@ class ChatSession:
         from chipadapt.retrieval.rag import rag_prompt
 
         hits = self.retriever.search([text], self.cfg.retrieval.top_k)[0]
-        prompt, used = rag_prompt(text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.cfg.retrieval.budget_tokens)
+        prompt, used = rag_prompt(
+            text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.cfg.retrieval.budget_tokens
+        )
         self.last_sources = [self.passages[pid].source or pid for pid in used]
         return {"role": "user", "content": prompt}
 
@@ -100,12 +102,24 @@ class ChatSession:
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         g = self.cfg.generate
-        sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if g.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p}
+            if g.temperature > 0
+            else {"do_sample": False}
+        )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         stop = StopFlag()
-        worker = threading.Thread(target=self.model.generate, kwargs=dict(**encoded, max_new_tokens=g.max_new_tokens, pad_token_id=pad,
-                                                                            streamer=streamer, stopping_criteria=StoppingCriteriaList([stop]),
-                                                                            **sampling))
+        worker = threading.Thread(
+            target=self.model.generate,
+            kwargs=dict(
+                **encoded,
+                max_new_tokens=g.max_new_tokens,
+                pad_token_id=pad,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([stop]),
+                **sampling,
+            ),
+        )
         worker.start()
         pieces = []
         try:
@@ -199,7 +213,9 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
     elif name == "/sources":
         print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
     elif name == "/save":
-        print(f"(transcript of {len(session.messages)} messages written to {save_transcript(session, argument, run_dir)})")
+        print(
+            f"(transcript of {len(session.messages)} messages written to {save_transcript(session, argument, run_dir)})"
+        )
     else:
         raise CommandError(f"unknown command {name} (/help lists the commands); nothing was sent to the model")
     return True

@@ -24,8 +24,13 @@ USER_ERROR_STATUS = 2
 def _one_line(text: str) -> str:
     """Hydra's and OmegaConf's multi-line messages, without their key/type footer, on one line."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    kept = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type=",
-                                                           "Config search path", "provider=", "Set the environment"))]
+    kept = [
+        line
+        for line in lines
+        if not line.startswith(
+            ("full_key:", "object_type=", "reference_type=", "Config search path", "provider=", "Set the environment")
+        )
+    ]
     return "; ".join(kept).replace(":;", ":")
 
 
@@ -81,8 +86,11 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         function = getattr(importlib.import_module(module_name), function_name)
         return exit_on_user_error(function, cfg, *args)
     except interrupts.Interrupted as stop:
-        print(f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same "
-              "hydra.run.dir resumes", file=sys.stderr, flush=True)
+        print(
+            f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same hydra.run.dir resumes",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(stop.exit_status)
 
 
@@ -105,4 +113,3 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
         return main()
 
     return launch
-

@@ -8,7 +8,7 @@ unset (`models.chip`). Each failure is a ChipadaptError naming the key."""
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,8 +23,8 @@ class OptimSchema:
     name: str = MISSING
     lr: float = MISSING
     optimizer: Any = MISSING
-    scheduler: Optional[Any] = MISSING
-    gradient_clip_val: Optional[float] = MISSING
+    scheduler: Any | None = MISSING
+    gradient_clip_val: float | None = MISSING
 
 
 @dataclass
@@ -50,7 +50,7 @@ class BlendSchema:
     num_workers: int = MISSING
     packing: bool = MISSING
     sources: dict[str, Any] = field(default_factory=lambda: MISSING)
-    val_sources: Optional[dict[str, Any]] = MISSING
+    val_sources: dict[str, Any] | None = MISSING
     attributes: Any = MISSING
     template: Any = MISSING
 
@@ -58,9 +58,9 @@ class BlendSchema:
 @dataclass
 class ModelSchema:
     name: str = MISSING
-    path: Optional[str] = MISSING
-    source: Optional[Any] = MISSING
-    doc_separator: Optional[str] = MISSING
+    path: str | None = MISSING
+    source: Any | None = MISSING
+    doc_separator: str | None = MISSING
     dtype: str = MISSING
     attn_implementation: str = MISSING
     gradient_checkpointing: bool = MISSING
@@ -114,7 +114,10 @@ def check_merge(merge: dict) -> None:
     extrapolate = bool(_required("merge", merge, "allow_extrapolation"))
     schedule = merge.get("schedule") or []
     lams = [("merge.lam", _required("merge", merge, "lam"))]
-    lams += [(f"merge.schedule[{i}].lam", rule.get("lam") if isinstance(rule, dict) else None) for i, rule in enumerate(schedule)]
+    lams += [
+        (f"merge.schedule[{i}].lam", rule.get("lam") if isinstance(rule, dict) else None)
+        for i, rule in enumerate(schedule)
+    ]
     for key, lam in lams:
         if not isinstance(lam, (int, float)) or isinstance(lam, bool):
             raise ChipadaptError(f"{key}: {lam!r} is not a number")
@@ -124,7 +127,12 @@ def check_merge(merge: dict) -> None:
         if not isinstance(rule, dict) or "pattern" not in rule:
             raise ChipadaptError(f"merge.schedule[{i}]: expected {{pattern: REGEX, lam: NUMBER}}")
     method = merge.get("method") if isinstance(merge.get("method"), dict) else {}
-    bounds = {"density": (0, 1, True), "epsilon": (0, 1, False), "dot_threshold": (0, 1, True), "scale": (None, None, False)}
+    bounds = {
+        "density": (0, 1, True),
+        "epsilon": (0, 1, False),
+        "dot_threshold": (0, 1, True),
+        "scale": (None, None, False),
+    }
     for name, (low, high, open_low) in bounds.items():
         if name in method:
             _number(f"merge.method.{name}", method[name], low, high, open_low)
@@ -134,7 +142,9 @@ def check_model(model: dict) -> None:
     if "dtype" in model and model["dtype"] not in DTYPES:
         raise ChipadaptError(f"model.dtype: {model['dtype']!r} is not one of {', '.join(DTYPES)}")
     if "attn_implementation" in model and model["attn_implementation"] not in ATTENTION:
-        raise ChipadaptError(f"model.attn_implementation: {model['attn_implementation']!r} is not one of {', '.join(ATTENTION)}")
+        raise ChipadaptError(
+            f"model.attn_implementation: {model['attn_implementation']!r} is not one of {', '.join(ATTENTION)}"
+        )
 
 
 def check_blend(data: dict) -> None:

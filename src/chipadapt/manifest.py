@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import fingerprint_folder, fingerprint_file, sha256_json
+from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
@@ -24,8 +24,14 @@ SECTIONS = ("inputs", "data", "plan", "metrics", "results")
 def git_state() -> dict[str, Any]:
     repo = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+            ).stdout.strip()
+        )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
@@ -42,7 +48,13 @@ def hydra_overrides() -> list[str]:
 
 # A model folder's tokenizer, fingerprinted on its own too: runs that share a tokenizer but not weights
 # (DAPT with the augmented tokenizer at different learning rates) show it.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 
 
 def fingerprint_input(path: str | Path) -> dict[str, Any]:

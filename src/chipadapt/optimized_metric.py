@@ -21,5 +21,7 @@ def optimized_value(cfg: DictConfig) -> float | None:
         raise ChipadaptError(f"optimized_metric: {manifest_file} was not written; this entry point records no metrics")
     metrics = run_metrics(json.loads(manifest_file.read_text()))
     if name not in metrics:
-        raise ChipadaptError(f"optimized_metric: {name!r} is not a metric of this run (it has: {', '.join(sorted(metrics)[:12])})")
+        raise ChipadaptError(
+            f"optimized_metric: {name!r} is not a metric of this run (it has: {', '.join(sorted(metrics)[:12])})"
+        )
     return metrics[name]

@@ -18,11 +18,11 @@ from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import RunManifest
-from chipadapt.models.lora import merged_model
-from chipadapt.scaleout.save import full_model_state
 from chipadapt.models.hf_folder import context_length, load_tokenizer, resolve_model_folder, save_hf_folder
+from chipadapt.models.lora import merged_model
 from chipadapt.quiet import silence_known_noise
 from chipadapt.report import before_after_table, console
+from chipadapt.scaleout.save import full_model_state
 from chipadapt.tokenizer.augment import REPORT_NAME
 from chipadapt.tokenizer.report import reduction_table
 
@@ -42,8 +42,13 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
     # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
-    check_output_folder(out / "model", "train", "hydra.run.dir", bool(cfg.overwrite),
-                        [("model.path", cfg.model.path)] if cfg.model.get("path") else [])
+    check_output_folder(
+        out / "model",
+        "train",
+        "hydra.run.dir",
+        bool(cfg.overwrite),
+        [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
+    )
     with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
         return instantiate(cfg.stage.runner)(cfg, out, manifest)
 
@@ -100,7 +105,9 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     folder = starting_model(cfg, manifest)
     context = context_length(folder)
     if cfg.data.seq_len > context:
-        raise ChipadaptError(f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)")
+        raise ChipadaptError(
+            f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)"
+        )
     plan = batch_plan(cfg.data, cfg.trainer)
     manifest.update("inputs", {"model_folder": str(folder), "model_files": fingerprint_folder(folder)})
     manifest.add_input("model", folder)
@@ -111,8 +118,11 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
 
     tokenizer = load_tokenizer(folder)
     datamodule = instantiate(cfg.stage.datamodule)(
-        data=cfg.data, tokenizer=tokenizer, separator_token=cfg.model.doc_separator,
-        token_cache_dir=cfg.paths.token_cache, seed=cfg.seed,
+        data=cfg.data,
+        tokenizer=tokenizer,
+        separator_token=cfg.model.doc_separator,
+        token_cache_dir=cfg.paths.token_cache,
+        seed=cfg.seed,
     )
     # Prepared here, before the model loads, so data errors surface in seconds and the plan prints.
     datamodule.prepare_data()
@@ -121,9 +131,13 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
     console.print(datamodule.summary())
 
     module = instantiate(cfg.stage.module)(
-        model_folder=folder, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-        gradient_checkpointing=cfg.model.gradient_checkpointing, optim=cfg.optim,
-        loss_guard=cfg.get("loss_guard"), peft=cfg.peft if cfg.get("peft") and cfg.peft.r else None,
+        model_folder=folder,
+        dtype=cfg.model.dtype,
+        attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        optim=cfg.optim,
+        loss_guard=cfg.get("loss_guard"),
+        peft=cfg.peft if cfg.get("peft") and cfg.peft.r else None,
     )
     trainer, callbacks = build_trainer(cfg, out, plan.accumulation)
     steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
@@ -156,7 +170,9 @@ def run_lightning_stage(cfg: DictConfig, out: Path, manifest: RunManifest) -> di
         "after": after,
         "global_step": trainer.global_step,
         "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
-        "train_loss": float(trainer.callback_metrics["train/loss"]) if "train/loss" in trainer.callback_metrics else None,
+        "train_loss": float(trainer.callback_metrics["train/loss"])
+        if "train/loss" in trainer.callback_metrics
+        else None,
     }
     manifest.update("metrics", metrics)
     if before:

@@ -11,8 +11,23 @@ from typing import Any
 
 from chipadapt.eval.items import is_uncertainty_key
 
-COUNTS = frozenset({"seconds", "questions", "tasks", "threads", "prompts", "scripts", "queries", "passages",
-                    "documents", "tokens", "subjects", "global_step", "items"})
+COUNTS = frozenset(
+    {
+        "seconds",
+        "questions",
+        "tasks",
+        "threads",
+        "prompts",
+        "scripts",
+        "queries",
+        "passages",
+        "documents",
+        "tokens",
+        "subjects",
+        "global_step",
+        "items",
+    }
+)
 # Metrics where lower is better, by their last name component; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "ppl", "bpb", "perplexity", "mae", "ms_per_query", "compile_errors", "timeouts"})
 

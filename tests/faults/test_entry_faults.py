@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 import torch
-
-from chipadapt.errors import ChipadaptError
 from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
+
+from chipadapt.errors import ChipadaptError
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,21 @@ def test_evaluate_bad_mcq_file(folders, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_bytes(b'{"question": "q", "choices": ["a", "b"], "answer": 0}\n\xff\xfe\n')
     before = snapshot(questions, good)
-    proc = run_entry("evaluate.py", [f"model.path={good}", "eval=[mcq]", f"eval.mcq.path={questions}",
-                                     f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_entry(
+        "evaluate.py",
+        [f"model.path={good}", "eval=[mcq]", f"eval.mcq.path={questions}", f"hydra.run.dir={tmp_path / 'run'}"],
+    )
     assert_user_error(proc, "q.jsonl:2", before=before)
 
 
-@pytest.mark.parametrize("args, fragment", [(["eval=[nope]"], "eval/nope"), (["model.path=/does/not/exist"], "model.path"),
-                                            (["device=tpu9", "+eval.perplexity.colour=1"], "colour")])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["eval=[nope]"], "eval/nope"),
+        (["model.path=/does/not/exist"], "model.path"),
+        (["device=tpu9", "+eval.perplexity.colour=1"], "colour"),
+    ],
+)
 def test_evaluate_config_errors(tmp_path, args, fragment):
     assert_user_error(run_entry("evaluate.py", [*args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
 
@@ -56,7 +64,9 @@ def test_chat_unknown_group_option(tmp_path):
 
 
 def test_curate_missing_input(tmp_path):
-    proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{tmp_path / 'nope'}]", f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_entry(
+        "-m chipadapt.data.curate", [f"data.curate.inputs=[{tmp_path / 'nope'}]", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
     assert_user_error(proc, "does not exist")
 
 
@@ -74,13 +84,17 @@ def test_curate_rerun_needs_overwrite_and_a_killed_run_publishes_nothing(tmp_pat
     stale = run / ".corpus.999999999.x.tmp" / "handwritten"
     stale.mkdir(parents=True)
     (stale / "part-00000.jsonl").write_text('{"text": "half a run"}\n')
-    first = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"])
+    first = run_entry(
+        "-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"]
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert not stale.parent.exists()
     corpus = run / "corpus"
     assert "half a run" not in "".join(p.read_text() for p in corpus.rglob("part-*.jsonl"))
     before = snapshot(corpus, raw)
-    again = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"])
+    again = run_entry(
+        "-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", "data.curate.workers=1", f"hydra.run.dir={run}"]
+    )
     assert_user_error(again, "overwrite=true", before=before)
 
 
@@ -112,7 +126,9 @@ def test_every_loader_refuses_pickles_and_missing_heads(folders):
     # A causal LM is not a trained attribute model: its regression head would be random.
     with pytest.raises(ChipadaptError, match="lacks trained weights for score"):
         load_attribute_model(good)
-    assert load_attribute_model(good, ["quality", "humor"], pad_token_id=0).num_labels == 2  # a new head, as training wants
+    assert (
+        load_attribute_model(good, ["quality", "humor"], pad_token_id=0).num_labels == 2
+    )  # a new head, as training wants
     assert_unchanged(before)
 
 

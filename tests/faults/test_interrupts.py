@@ -5,7 +5,6 @@ import csv
 import signal
 
 import pytest
-
 from conftest import TINY_FAST, read_manifest
 from helpers.faults import run_entry
 
@@ -15,10 +14,16 @@ KILL = "+callbacks.kill._target_=helpers.kill.KillAtStep"
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig):
     run = tmp_path / "run"
-    common = [*TINY_FAST, "stage.validate_before=false", "callbacks.checkpoint.every_n_train_steps=100",
-              "trainer.max_steps=5", f"hydra.run.dir={run}"]
-    stopped = run_entry("train.py", [*common, KILL, "+callbacks.kill.step=2", f"+callbacks.kill.sig={sig}"],
-                        env={"PYTHONPATH": "tests"})
+    common = [
+        *TINY_FAST,
+        "stage.validate_before=false",
+        "callbacks.checkpoint.every_n_train_steps=100",
+        "trainer.max_steps=5",
+        f"hydra.run.dir={run}",
+    ]
+    stopped = run_entry(
+        "train.py", [*common, KILL, "+callbacks.kill.step=2", f"+callbacks.kill.sig={sig}"], env={"PYTHONPATH": "tests"}
+    )
     assert stopped.returncode == 128 + getattr(signal, sig), stopped.stderr[-2000:]
     assert "Traceback" not in stopped.stderr and "chipadapt: interrupted" in stopped.stderr
     manifest = read_manifest(run)

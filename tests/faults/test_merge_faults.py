@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import perturbed_copy, tiny_model_copy
 
@@ -39,8 +38,14 @@ def test_merge_refuses_outputs_that_would_lose_data(models, tmp_path, where):
     user.mkdir()
     (user / "thesis.tex").write_text("months of work\n")
     (tmp_path / "plain.txt").write_text("x\n")
-    out = {"parent": models, "chip": models / "chip", "instruct": models / "instruct",
-           "inside_chip": models / "chip" / "merged", "user_folder": user, "user_file": tmp_path / "plain.txt"}[where]
+    out = {
+        "parent": models,
+        "chip": models / "chip",
+        "instruct": models / "instruct",
+        "inside_chip": models / "chip" / "merged",
+        "user_folder": user,
+        "user_file": tmp_path / "plain.txt",
+    }[where]
     before = snapshot(models, user, tmp_path / "plain.txt")
     proc = run_entry("merge.py", merge_args(models, out, f"hydra.run.dir={tmp_path / 'run'}"))
     assert_user_error(proc, "output:", before=before)
@@ -54,7 +59,9 @@ def test_previous_output_is_replaced_only_with_overwrite(models, tmp_path):
     before = snapshot(out, models)
     again = run_entry("merge.py", merge_args(models, out, "merge.lam=0.8", f"hydra.run.dir={tmp_path / 'r2'}"))
     assert_user_error(again, "overwrite=true", before=before)
-    replaced = run_entry("merge.py", merge_args(models, out, "merge.lam=0.8", "overwrite=true", f"hydra.run.dir={tmp_path / 'r3'}"))
+    replaced = run_entry(
+        "merge.py", merge_args(models, out, "merge.lam=0.8", "overwrite=true", f"hydra.run.dir={tmp_path / 'r3'}")
+    )
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert json.loads((out / "merge_manifest.json").read_text())["summary"]["lam"] == 0.8
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".merged")]  # nothing left beside it
@@ -79,13 +86,27 @@ def _empty(path):
     path.write_bytes(b"")
 
 
-@pytest.mark.parametrize("damage, fragment", [(_truncate_data, "truncated"), (_truncate_header, "not a complete safetensors"),
-                                               (_garble_header, "damaged safetensors header"), (_empty, "not a complete")])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (_truncate_data, "truncated"),
+        (_truncate_header, "not a complete safetensors"),
+        (_garble_header, "damaged safetensors header"),
+        (_empty, "not a complete"),
+    ],
+)
 def test_damaged_weights_are_one_line_naming_the_file(models, tmp_path, damage, fragment):
     broken = broken_copy(models, tmp_path, damage)
     before = snapshot(models, broken)
-    proc = run_entry("merge.py", [f"models.chip={broken}", f"models.instruct={models / 'instruct'}",
-                                  f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_entry(
+        "merge.py",
+        [
+            f"models.chip={broken}",
+            f"models.instruct={models / 'instruct'}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    )
     line = assert_user_error(proc, "model.safetensors", fragment, before=before)
     if damage is _truncate_data:
         assert "tensor " in line  # names the tensor that runs past the end
@@ -98,20 +119,30 @@ def test_pickle_only_folder_is_refused(models, tmp_path):
     (pickled / "model.safetensors").unlink()
     torch.save({"w": torch.zeros(1)}, pickled / "pytorch_model.bin")
     before = snapshot(pickled)
-    proc = run_entry("merge.py", [f"models.chip={pickled}", f"models.instruct={models / 'instruct'}",
-                                  f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_entry(
+        "merge.py",
+        [
+            f"models.chip={pickled}",
+            f"models.instruct={models / 'instruct'}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    )
     assert_user_error(proc, "models.chip", "safetensors", before=before)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "models.chip: required"),
-    (["merge.lam=abc"], "merge.lam"),
-    (["merge.lam=1.5"], "merge.allow_extrapolation=true"),
-    (["merge=nope"], "available: chipalign"),
-    (["+merge.lamm=0.5"], "merge.lamm: unknown key"),
-    (["merge=ties", "merge.method.density=2"], "merge.method.density"),
-    (["merge.schedule=[{lam: 0.5}]"], "merge.schedule[0]"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "models.chip: required"),
+        (["merge.lam=abc"], "merge.lam"),
+        (["merge.lam=1.5"], "merge.allow_extrapolation=true"),
+        (["merge=nope"], "available: chipalign"),
+        (["+merge.lamm=0.5"], "merge.lamm: unknown key"),
+        (["merge=ties", "merge.method.density=2"], "merge.method.density"),
+        (["merge.schedule=[{lam: 0.5}]"], "merge.schedule[0]"),
+    ],
+)
 def test_config_errors_before_any_work(models, tmp_path, args, fragment):
     base = [] if args == [] else merge_args(models, tmp_path / "out")
     proc = run_entry("merge.py", [*base, *args, f"hydra.run.dir={tmp_path / 'run'}"])
@@ -120,8 +151,17 @@ def test_config_errors_before_any_work(models, tmp_path, args, fragment):
 
 
 def test_lambda_outside_unit_interval_with_extrapolation_allowed(models, tmp_path):
-    proc = run_entry("merge.py", merge_args(models, tmp_path / "out", "merge=linear", "merge.lam=1.2",
-                                            "merge.allow_extrapolation=true", f"hydra.run.dir={tmp_path / 'run'}"))
+    proc = run_entry(
+        "merge.py",
+        merge_args(
+            models,
+            tmp_path / "out",
+            "merge=linear",
+            "merge.lam=1.2",
+            "merge.allow_extrapolation=true",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

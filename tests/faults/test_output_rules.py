@@ -34,8 +34,10 @@ def test_a_folder_of_another_command_or_of_the_user_is_never_replaced(tmp_path):
     assert len(kept) == 1 and (kept[0] / "x").is_file()  # the new output is kept, not thrown away
 
 
-@pytest.mark.parametrize("relation, message", [("same", "is models.chip itself"), ("parent", "holds models.chip"),
-                                               ("inside", "lies inside models.chip")])
+@pytest.mark.parametrize(
+    "relation, message",
+    [("same", "is models.chip itself"), ("parent", "holds models.chip"), ("inside", "lies inside models.chip")],
+)
 def test_check_refuses_inputs_and_their_parents(tmp_path, relation, message):
     chip = tmp_path / "models" / "chip"
     chip.mkdir(parents=True)

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import TINY_FAST
 from helpers.faults import assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
@@ -21,37 +20,48 @@ def tiny_model(tmp_path_factory):
     return tiny_model_copy(tmp_path_factory.mktemp("train_faults"))
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["optim.lr=abc"], "optim.lr"),
-    (["+optim.lrr=1e-3"], "optim.lrr: unknown key"),
-    (["optim=nope"], "available: adam_const"),
-    (["nokey=1"], "nokey"),
-    (["seed=abc"], "seed"),
-    (["data.seq_len=0"], "data.seq_len"),
-    (["data.global_batch_size=-4"], "data.global_batch_size"),
-    (["model.dtype=float64"], "model.dtype"),
-    (["optim.lr=["], "optim.lr"),
-    (["data.sources.docs.weight=abc"], "data.sources.docs.weight"),
-    (["+data.sources.docs.colour=red"], "data.sources.docs.colour"),
-    (["resume=maybe"], "resume"),
-    (["model=hf_folder"], "model.path: required"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["optim.lr=abc"], "optim.lr"),
+        (["+optim.lrr=1e-3"], "optim.lrr: unknown key"),
+        (["optim=nope"], "available: adam_const"),
+        (["nokey=1"], "nokey"),
+        (["seed=abc"], "seed"),
+        (["data.seq_len=0"], "data.seq_len"),
+        (["data.global_batch_size=-4"], "data.global_batch_size"),
+        (["model.dtype=float64"], "model.dtype"),
+        (["optim.lr=["], "optim.lr"),
+        (["data.sources.docs.weight=abc"], "data.sources.docs.weight"),
+        (["+data.sources.docs.colour=red"], "data.sources.docs.colour"),
+        (["resume=maybe"], "resume"),
+        (["model=hf_folder"], "model.path: required"),
+    ],
+)
 def test_config_errors(tmp_path, args, fragment):
     assert_user_error(run_entry("train.py", [*FAST, *args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
     assert not (tmp_path / "run" / "model").exists()
 
 
 def _source_args(path):
-    return ["~data.sources.docs", "~data.sources.bugs", "~data.sources.rtl", "~data.sources.scripts",
-            f"+data.sources.mine.path={path}"]
+    return [
+        "~data.sources.docs",
+        "~data.sources.bugs",
+        "~data.sources.rtl",
+        "~data.sources.scripts",
+        f"+data.sources.mine.path={path}",
+    ]
 
 
-@pytest.mark.parametrize("content, extra, fragment", [
-    (b'{"text": "fine"}\n{"text": "caf\xe9 bytes"}\n', [], "mine.jsonl:2: not UTF-8"),
-    (b'{"text": "fine"}\n{"text": broken\n', [], "mine.jsonl:2: malformed JSON"),
-    (b'{"text": "' + b"x" * 5000 + b'"}\n', ["+data.sources.mine.max_bytes=1000"], "data.sources.mine.max_bytes"),
-    (b'{"body": "no text key"}\n', [], "no string field 'text'"),
-])
+@pytest.mark.parametrize(
+    "content, extra, fragment",
+    [
+        (b'{"text": "fine"}\n{"text": "caf\xe9 bytes"}\n', [], "mine.jsonl:2: not UTF-8"),
+        (b'{"text": "fine"}\n{"text": broken\n', [], "mine.jsonl:2: malformed JSON"),
+        (b'{"text": "' + b"x" * 5000 + b'"}\n', ["+data.sources.mine.max_bytes=1000"], "data.sources.mine.max_bytes"),
+        (b'{"body": "no text key"}\n', [], "no string field 'text'"),
+    ],
+)
 def test_bad_training_data(tmp_path, content, extra, fragment):
     source = tmp_path / "mine.jsonl"
     source.write_bytes(content)
@@ -65,8 +75,10 @@ def test_huge_file_in_a_folder_source(tmp_path):
     folder.mkdir()
     (folder / "small.v").write_text("module a; endmodule\n" * 20)
     (folder / "netlist.v").write_text("wire w;\n" * 1000)
-    proc = run_entry("train.py", [*FAST, *_source_args(folder), "+data.sources.mine.max_bytes=4000",
-                                  f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_entry(
+        "train.py",
+        [*FAST, *_source_args(folder), "+data.sources.mine.max_bytes=4000", f"hydra.run.dir={tmp_path / 'run'}"],
+    )
     assert_user_error(proc, "netlist.v", "data.sources.mine.max_bytes")
 
 

@@ -46,4 +46,3 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, before
 def assert_unchanged(before: dict[str, str]) -> None:
     after = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in before if Path(path).is_file()}
     assert after == before, "an input changed or disappeared"
-

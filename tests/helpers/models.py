@@ -11,9 +11,18 @@ def tiny_llama(cache_dir: Path, num_layers: int = 1, max_position_embeddings: in
     """A random 32-wide Llama with a 512-entry BPE tokenizer trained on the sample corpus."""
     from chipadapt.models.tiny import TinyLlama
 
-    return TinyLlama(cache_dir=str(cache_dir), text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-                     vocab_size=512, hidden_size=32, num_layers=num_layers, num_heads=2, num_kv_heads=1,
-                     intermediate_size=64, max_position_embeddings=max_position_embeddings, seed=0).materialize()
+    return TinyLlama(
+        cache_dir=str(cache_dir),
+        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=num_layers,
+        num_heads=2,
+        num_kv_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=max_position_embeddings,
+        seed=0,
+    ).materialize()
 
 
 def perturbed_copy(source: Path, dest: Path, seed: int = 3, scale: float = 0.02) -> Path:
@@ -34,10 +43,14 @@ def perturbed_copy(source: Path, dest: Path, seed: int = 3, scale: float = 0.02)
 def tiny_model_copy(root: Path, name: str = "tiny") -> Path:
     """A copy of the tiny test model (built once per session in the cache) at root/name, so a test
     may damage or delete its files."""
-    from chipadapt.models.hf_folder import resolve_model_folder
     from conftest import compose
 
+    from chipadapt.models.hf_folder import resolve_model_folder
+
     folder = root / name
-    shutil.copytree(resolve_model_folder(compose(["model=tiny"], root / "unused").model), folder,
-                    ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(
+        resolve_model_folder(compose(["model=tiny"], root / "unused").model),
+        folder,
+        ignore=shutil.ignore_patterns(".*"),
+    )
     return folder

@@ -18,11 +18,11 @@ def raw_records(path: Path):
         if left < RECORD_HEADER:  # block trailer: too small for a header, zero-filled
             pos += left
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
         if kind == 0:  # zero padding to the end of the block
             pos += left
             continue
-        chunk = data[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
+        chunk = data[pos + RECORD_HEADER : pos + RECORD_HEADER + length]
         pos += RECORD_HEADER + length
         if kind == FULL:
             yield chunk
@@ -53,7 +53,11 @@ def read_run(run_folder: Path) -> dict:
         elif kind == "config":
             out["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
         elif kind == "history":
-            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+            out["history"].append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            )
         elif kind == "summary":
-            out["summary"].update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in record.summary.update})
+            out["summary"].update(
+                {u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in record.summary.update}
+            )
     return out

@@ -81,4 +81,8 @@ class LineProgress(ProgressBar):
             return
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
         if values:
-            log.info("validation at step %d: %s", trainer.global_step, " ".join(f"{k} {v:.4f}" for k, v in sorted(values.items())))
+            log.info(
+                "validation at step %d: %s",
+                trainer.global_step,
+                " ".join(f"{k} {v:.4f}" for k, v in sorted(values.items())),
+            )

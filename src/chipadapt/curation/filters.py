@@ -29,7 +29,11 @@ def redact(text: str) -> tuple[str, dict[str, int]]:
     if n:
         counts["email"] = n
     for name, pattern in SECRETS.items():
-        replacement = (lambda m: f"{m.group(1)}{m.group(2)}<secret>{m.group(2)}") if name.startswith("assigned_secret") else "<secret>"
+        replacement = (
+            (lambda m: f"{m.group(1)}{m.group(2)}<secret>{m.group(2)}")
+            if name.startswith("assigned_secret")
+            else "<secret>"
+        )
         text, n = pattern.subn(replacement, text)
         if n:
             counts[name] = n

@@ -81,7 +81,9 @@ def process_unit(unit: Unit, s: Settings) -> list[Result]:
             for name, data, size in archive_members(unit.archive, s.max_bytes):
                 results.append(process_bytes(unit.source, f"{label}/{name}", data, size, s))
         except Exception as err:  # a damaged archive is skipped whole, with its reason
-            results.append(Result(unit.source, label, os.path.getsize(unit.archive), f"archive_error:{type(err).__name__}"))
+            results.append(
+                Result(unit.source, label, os.path.getsize(unit.archive), f"archive_error:{type(err).__name__}")
+            )
         return results
     for path in unit.files:
         label = os.path.relpath(path, unit.root)

@@ -8,8 +8,10 @@ from rich.table import Table  # noqa: E402
 
 
 def summary_table(report: dict) -> Table:
-    table = Table(title=f"Curation: {report['files_seen']} files -> {report['documents_written']} documents "
-                        f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.1f} MB/s)")
+    table = Table(
+        title=f"Curation: {report['files_seen']} files -> {report['documents_written']} documents "
+        f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.1f} MB/s)"
+    )
     table.add_column("step")
     table.add_column("files", justify="right")
     for reason, count in sorted(report["skipped"].items()):
@@ -27,7 +29,10 @@ def summary_table(report: dict) -> Table:
 def chars_chart(report: dict, path) -> None:
     by_source = report["chars_by_source_lang"]
     sources = sorted(by_source, key=lambda s: sum(by_source[s].values()))
-    langs = sorted({lang for per in by_source.values() for lang in per}, key=lambda l: -sum(p.get(l, 0) for p in by_source.values()))
+    langs = sorted(
+        {lang for per in by_source.values() for lang in per},
+        key=lambda l: -sum(p.get(l, 0) for p in by_source.values()),
+    )
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(sources) + 2))
     left = [0.0] * len(sources)
     colors = plt.get_cmap("tab20").colors

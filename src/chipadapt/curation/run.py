@@ -34,12 +34,20 @@ log = logging.getLogger(__name__)
 def settings_from(cfg: DictConfig) -> Settings:
     g = cfg.generated
     return Settings(
-        max_bytes=int(cfg.limits.max_bytes), min_chars=int(cfg.limits.min_chars), max_lines=int(cfg.limits.max_lines),
-        redact=bool(cfg.redact), near_dedup=bool(cfg.dedup.near), num_perm=int(cfg.dedup.num_perm), shingle=int(cfg.dedup.shingle),
+        max_bytes=int(cfg.limits.max_bytes),
+        min_chars=int(cfg.limits.min_chars),
+        max_lines=int(cfg.limits.max_lines),
+        redact=bool(cfg.redact),
+        near_dedup=bool(cfg.dedup.near),
+        num_perm=int(cfg.dedup.num_perm),
+        shingle=int(cfg.dedup.shingle),
         generated=GeneratedRules(
-            banners=tuple(b.lower() for b in g.banners), banner_lines=int(g.banner_lines),
-            max_mean_line_length=float(g.max_mean_line_length), max_line_length=int(g.max_line_length),
-            max_compression_ratio=float(g.max_compression_ratio), netlist_instance_share=float(g.netlist_instance_share),
+            banners=tuple(b.lower() for b in g.banners),
+            banner_lines=int(g.banner_lines),
+            max_mean_line_length=float(g.max_mean_line_length),
+            max_line_length=int(g.max_line_length),
+            max_compression_ratio=float(g.max_compression_ratio),
+            netlist_instance_share=float(g.netlist_instance_share),
         ),
     )
 
@@ -64,8 +72,9 @@ def curate(cfg: DictConfig, dest: Path, overwrite: bool = False) -> dict:
     """Curate `cfg.inputs` into the folder `dest`: its shards and report appear together, in one
     rename, only when the run completes (a killed run leaves no shards; a rerun never mixes two)."""
     inputs = source_names(OmegaConf.to_container(cfg.inputs, resolve=True) or [])
-    dest = check_output_folder(dest, "curate", "output", overwrite, [(f"data.curate.inputs[{name}]", path)
-                                                                     for name, path in inputs.items()])
+    dest = check_output_folder(
+        dest, "curate", "output", overwrite, [(f"data.curate.inputs[{name}]", path) for name, path in inputs.items()]
+    )
     with atomic_directory(dest, "curate") as staging:
         return _curate_into(cfg, inputs, staging)
 
@@ -82,9 +91,12 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/tokenizer threads
     workers = max(1, int(cfg.workers))
-    with ctx.Pool(workers) as pool, Progress(
-        TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
+    with (
+        ctx.Pool(workers) as pool,
+        Progress(
+            TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar,
+    ):
         task = bar.add_task("", total=len(work))
         # imap keeps input order, so which copy of a duplicate is kept does not depend on timing.
         for results in pool.imap(partial(process_unit, s=settings), work, chunksize=1):
@@ -102,8 +114,16 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
                 if r.generated:
                     generated[r.generated] += 1
                 kind = "generated" if r.generated else "handwritten"
-                writers[kind].write({"text": r.text, "source": r.source, "lang": r.lang, "path": r.path,
-                                     "generated": bool(r.generated), "generated_reason": r.generated})
+                writers[kind].write(
+                    {
+                        "text": r.text,
+                        "source": r.source,
+                        "lang": r.lang,
+                        "path": r.path,
+                        "generated": bool(r.generated),
+                        "generated_reason": r.generated,
+                    }
+                )
                 chars[r.source][r.lang] += len(r.text)
                 written += 1
     for writer in writers.values():
@@ -120,8 +140,12 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
         "mb_per_s": total_bytes / 1e6 / seconds if seconds else 0.0,
         "documents_written": written,
         "skipped": dict(skipped),
-        "duplicates": {"exact": dedup.exact_removed, "near": dedup.near_removed, "clusters": len(dedup.clusters),
-                       "largest_clusters": [{"kept": k, "removed": v[:10], "size": len(v) + 1} for k, v in largest]},
+        "duplicates": {
+            "exact": dedup.exact_removed,
+            "near": dedup.near_removed,
+            "clusters": len(dedup.clusters),
+            "largest_clusters": [{"kept": k, "removed": v[:10], "size": len(v) + 1} for k, v in largest],
+        },
         "generated": dict(generated),
         "redactions": dict(redactions),
         "chars_by_source_lang": {s: dict(c) for s, c in chars.items()},

@@ -44,7 +44,9 @@ class ModelChatTemplate:
         system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
         rest = [m for m in messages if m["role"] != "system"]
         if attributes:
-            system = f"{system}\n{self.attribute_prefix}{attributes}" if system else f"{self.attribute_prefix}{attributes}"
+            system = (
+                f"{system}\n{self.attribute_prefix}{attributes}" if system else f"{self.attribute_prefix}{attributes}"
+            )
         return ([{"role": "system", "content": system}] if system else []) + rest
 
     def render(self, messages: list[dict], attributes: str = "") -> Rendered:
@@ -57,7 +59,9 @@ class ModelChatTemplate:
             before = self._render(messages[:i], True)
             through = self._render(messages[: i + 1], False)
             if not text.startswith(through) or not through.startswith(before):
-                raise ChipadaptError("sft.template=model: the chat template does not render conversations as prefixes of each other; use sft.template=chipnemo")
+                raise ChipadaptError(
+                    "sft.template=model: the chat template does not render conversations as prefixes of each other; use sft.template=chipnemo"
+                )
             spans.append((len(before), len(through)))
         return Rendered(text, spans)
 
@@ -71,8 +75,16 @@ class StringTemplate:
     `{content}` plus `assistant_end` is learned; the attribute line (SteerLM) sits in the masked
     assistant header, as in NeMo's SteerLM format."""
 
-    def __init__(self, system: str, user: str, assistant_header: str, assistant_end: str, attribute_line: str,
-                 default_system: str, tokenizer=None):  # the tokenizer is not needed: same call as ModelChatTemplate
+    def __init__(
+        self,
+        system: str,
+        user: str,
+        assistant_header: str,
+        assistant_end: str,
+        attribute_line: str,
+        default_system: str,
+        tokenizer=None,
+    ):  # the tokenizer is not needed: same call as ModelChatTemplate
         self.system, self.user, self.assistant_header = system, user, assistant_header
         self.assistant_end, self.attribute_line, self.default_system = assistant_end, attribute_line, default_system
 
@@ -85,7 +97,10 @@ class StringTemplate:
             if message["role"] == "user":
                 yield self.user.format(content=message["content"]), False
             elif message["role"] == "assistant":
-                yield self.assistant_header + (self.attribute_line.format(content=attributes) if attributes else ""), False
+                yield (
+                    self.assistant_header + (self.attribute_line.format(content=attributes) if attributes else ""),
+                    False,
+                )
                 yield message["content"] + self.assistant_end, True
             else:
                 raise ChipadaptError(f"unknown message role {message['role']!r} (system, user, assistant)")

@@ -45,19 +45,28 @@ def read_conversations(name: str, spec: dict) -> list[Conversation]:
         kind = fmt if fmt != "hf" else ("chat" if messages_key in record else "prompt_completion")
         if kind == "chat":
             messages = record.get(messages_key)
-            if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
-                raise ChipadaptError(f"{where}: {messages_key!r} must be a list of {{role: system|user|assistant, content: str}}")
+            if not isinstance(messages, list) or not all(
+                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
+            ):
+                raise ChipadaptError(
+                    f"{where}: {messages_key!r} must be a list of {{role: system|user|assistant, content: str}}"
+                )
             if fmt == "hf":  # arrow rows carry every column of the schema, None where a message lacks it
                 messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         elif kind == "prompt_completion":
             if not isinstance(record.get(prompt_key), str) or not isinstance(record.get(completion_key), str):
-                raise ChipadaptError(f"{where}: needs string fields {prompt_key!r} and {completion_key!r}"
-                                     + (f" (or a {messages_key!r} list)" if fmt == "hf" else ""))
+                raise ChipadaptError(
+                    f"{where}: needs string fields {prompt_key!r} and {completion_key!r}"
+                    + (f" (or a {messages_key!r} list)" if fmt == "hf" else "")
+                )
             if exclude and is_eval_row(record[completion_key], exclude["fraction"]):
                 continue
             if only and not is_eval_row(record[completion_key], only["fraction"]):
                 continue
-            messages = [{"role": "user", "content": record[prompt_key]}, {"role": "assistant", "content": record[completion_key]}]
+            messages = [
+                {"role": "user", "content": record[prompt_key]},
+                {"role": "assistant", "content": record[completion_key]},
+            ]
         else:
             raise ChipadaptError(f"sft.sources.{name}.format: {fmt!r} is not one of chat, prompt_completion, hf")
         if not any(m["role"] == "assistant" for m in messages):
@@ -76,8 +85,9 @@ def _records(name: str, spec: dict):
         from chipadapt.io.hf_dataset import hf_records
 
         split = spec.get("split", "train")
-        for index, record in hf_records(str(spec["path"]), split, spec.get("subset"), bool(spec.get("streaming", False)),
-                                        f"sft.sources.{name}"):
+        for index, record in hf_records(
+            str(spec["path"]), split, spec.get("subset"), bool(spec.get("streaming", False)), f"sft.sources.{name}"
+        ):
             yield f"{spec['path']} [{split}] row {index}", index, record
         return
     for lineno, record in jsonl_records(path, missing=f"sft.sources.{name}.path: {path} does not exist"):

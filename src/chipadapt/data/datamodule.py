@@ -68,7 +68,9 @@ class PretrainDataModule(L.LightningDataModule):
         """The blend table printed before training."""
         from chipadapt.report import blend_table
 
-        return blend_table(self.blend, self.stats["packing_efficiency"], self.stats["train_sequences"], self.data.seq_len)
+        return blend_table(
+            self.blend, self.stats["packing_efficiency"], self.stats["train_sequences"], self.data.seq_len
+        )
 
     def prepare_data(self) -> None:
         # Runs on one process per node (builds missing token-cache entries); setup() on every
@@ -106,14 +108,22 @@ class PretrainDataModule(L.LightningDataModule):
         max_val = self.data.val_max_sequences
         for split, parts in held.items():
             self.val_sets[split] = PackedSequences(
-                tokenized, np.concatenate(parts).astype(np.int64), seq_len, self.separator_id,
-                max_sequences=max_val, allow_partial=True,
+                tokenized,
+                np.concatenate(parts).astype(np.int64),
+                seq_len,
+                self.separator_id,
+                max_sequences=max_val,
+                allow_partial=True,
             )
         for name, tok in val.items():
             if name in self.val_sets:
-                raise ChipadaptError(f"data.val_sources.{name}: a training source already holds out documents into split {name!r}")
+                raise ChipadaptError(
+                    f"data.val_sources.{name}: a training source already holds out documents into split {name!r}"
+                )
             rows = np.stack([np.zeros(tok.num_docs, dtype=np.int64), np.arange(tok.num_docs)], axis=1)
-            self.val_sets[name] = PackedSequences([tok], rows, seq_len, self.separator_id, max_sequences=max_val, allow_partial=True)
+            self.val_sets[name] = PackedSequences(
+                [tok], rows, seq_len, self.separator_id, max_sequences=max_val, allow_partial=True
+            )
 
         every = list(train.values()) + list(val.values())
         self.stats = {
@@ -130,7 +140,10 @@ class PretrainDataModule(L.LightningDataModule):
         }
         log.info(
             "data: %d training sequences of %d tokens, packing efficiency %.2f%%, prepared in %.2fs",
-            len(self.train_set), seq_len, 100 * self.train_set.packing_efficiency, self.stats["prep_seconds"],
+            len(self.train_set),
+            seq_len,
+            100 * self.train_set.packing_efficiency,
+            self.stats["prep_seconds"],
         )
 
     # -- loaders -------------------------------------------------------------------------------
@@ -146,8 +159,13 @@ class PretrainDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # The blend was shuffled once when built: one pass in its order, continued after a resume.
-        return resumable_loader(self.train_set, self.trainer, int(self.data.micro_batch_size),
-                                partial(collate_causal_lm, pad_id=self.pad_id), int(self.data.num_workers))
+        return resumable_loader(
+            self.train_set,
+            self.trainer,
+            int(self.data.micro_batch_size),
+            partial(collate_causal_lm, pad_id=self.pad_id),
+            int(self.data.num_workers),
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(dataset) for dataset in self.val_sets.values()]

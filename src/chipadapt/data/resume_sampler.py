@@ -19,8 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class ResumeSampler(DistributedSampler):
-    def __init__(self, length: int, rank: int = 0, world: int = 1, global_batch: int | None = None,
-                 shuffle_seed: int | None = None, position=None):
+    def __init__(
+        self,
+        length: int,
+        rank: int = 0,
+        world: int = 1,
+        global_batch: int | None = None,
+        shuffle_seed: int | None = None,
+        position=None,
+    ):
         """`position()` gives (global step, epoch) when iteration starts: Lightning may build the
         loader before it restores a checkpoint (a scheduler asking for the number of steps does),
         so where to resume is read at the first epoch's start, not here."""
@@ -68,8 +75,9 @@ class ResumeSampler(DistributedSampler):
         self.epoch = epoch
 
 
-def resumable_loader(dataset, trainer, micro_batch_size: int, collate_fn, num_workers: int = 0,
-                     shuffle_seed: int | None = None) -> DataLoader:
+def resumable_loader(
+    dataset, trainer, micro_batch_size: int, collate_fn, num_workers: int = 0, shuffle_seed: int | None = None
+) -> DataLoader:
     """A training DataLoader that continues from the trainer's global step (from 0 outside one)."""
     rank, world, accumulation, position = 0, 1, 1, None
     if trainer is not None:
@@ -78,5 +86,12 @@ def resumable_loader(dataset, trainer, micro_batch_size: int, collate_fn, num_wo
     sampler = ResumeSampler(len(dataset), rank, world, accumulation * micro_batch_size * world, shuffle_seed, position)
     # A generator of its own: otherwise each new iterator draws its worker seed from the global
     # generator, and a resumed run (which creates iterators at other moments) would shift it.
-    return DataLoader(dataset, batch_size=micro_batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate_fn, generator=torch.Generator().manual_seed(shuffle_seed or 0))
+    return DataLoader(
+        dataset,
+        batch_size=micro_batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(shuffle_seed or 0),
+    )

@@ -27,7 +27,9 @@ def packing_waste(lengths: list[int], capacity: int) -> float:
 
 def padding_waste(lengths: list[int], batch_size: int) -> float:
     """Padding share with dynamic padding to the longest sample of each batch (in data order)."""
-    total = sum(max(lengths[i : i + batch_size]) * len(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size))
+    total = sum(
+        max(lengths[i : i + batch_size]) * len(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size)
+    )
     return 1.0 - sum(lengths) / total if total else 0.0
 
 
@@ -52,7 +54,13 @@ def collate_packed(rows: list[list[tuple[list[int], list[int]]]], seq_len: int, 
         # Padding is a segment of its own: it attends only to itself, so no row is fully masked.
         segment_ids[r, at:] = len(samples)
         position_ids[r, at:] = torch.arange(seq_len - at)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "segment_ids": segment_ids, "attention_mask": attention}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "segment_ids": segment_ids,
+        "attention_mask": attention,
+    }
 
 
 def collate_padded(samples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -73,4 +81,6 @@ def block_causal_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Te
     L = segment_ids.shape[1]
     causal = torch.ones(L, L, dtype=torch.bool, device=segment_ids.device).tril()
     allowed = causal[None] & (segment_ids[:, :, None] == segment_ids[:, None, :])
-    return torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    return torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )[:, None]

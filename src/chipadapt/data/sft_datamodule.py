@@ -16,8 +16,8 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
-from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.data.conversations import Conversation, held_out, read_conversations
+from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
 
@@ -29,13 +29,23 @@ class SFTDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.tokenizer, self.seed = data, tokenizer, seed
         self.template = instantiate(data.template)(tokenizer=tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.convert_tokens_to_ids(separator_token)
+        self.pad_id = (
+            tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.convert_tokens_to_ids(separator_token)
+        )
         self.stats: dict = {}
         self.val_split_names: list[str] = []
 
     def encode(self, conversation: Conversation) -> tuple[list[int], list[int]] | None:
-        attrs = attribute_string(conversation.attributes, list(self.cfg.attributes.order)) if self.cfg.attributes.use else ""
-        ids, labels = tokenize_with_labels(self.tokenizer, self.template.render(conversation.messages, attrs), self.cfg.seq_len)
+        attrs = (
+            attribute_string(conversation.attributes, list(self.cfg.attributes.order))
+            if self.cfg.attributes.use
+            else ""
+        )
+        ids, labels = tokenize_with_labels(
+            self.tokenizer, self.template.render(conversation.messages, attrs), self.cfg.seq_len
+        )
         return (ids, labels) if any(label != -100 for label in labels) else None  # truncated past every answer
 
     def prepare_data(self) -> None:
@@ -60,35 +70,62 @@ class SFTDataModule(L.LightningDataModule):
             train += blended
             if val_convs:
                 val[name] = [e for e in map(self.encode, val_convs[: self.cfg.val_max_conversations]) if e]
-            rows.append((name, len(convs), len(train_convs), len(val_convs), times, len(blended), sum(len(i) for i, _ in blended)))
+            rows.append(
+                (
+                    name,
+                    len(convs),
+                    len(train_convs),
+                    len(val_convs),
+                    times,
+                    len(blended),
+                    sum(len(i) for i, _ in blended),
+                )
+            )
         for name, spec in (self.cfg.get("val_sources") or {}).items():
             if spec is None:
                 continue
-            convs = read_conversations(name, OmegaConf.to_container(spec, resolve=True))[: self.cfg.val_max_conversations]
+            convs = read_conversations(name, OmegaConf.to_container(spec, resolve=True))[
+                : self.cfg.val_max_conversations
+            ]
             val[name] = [e for e in map(self.encode, convs) if e]
         if not train:
-            raise ChipadaptError(f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens")
+            raise ChipadaptError(
+                f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
+            )
         rng.shuffle(train)
         self.train_samples, self.val_samples = train, {k: v for k, v in val.items() if v}
         self.val_split_names = list(self.val_samples)
         lengths = [len(ids) for ids, _ in train]
-        self.train_rows = [[train[i] for i in b] for b in pack_first_fit(lengths, self.cfg.seq_len)] if self.cfg.packing else train
+        self.train_rows = (
+            [[train[i] for i in b] for b in pack_first_fit(lengths, self.cfg.seq_len)] if self.cfg.packing else train
+        )
         learned = sum(sum(label != -100 for label in labels) for _, labels in train)
         self.rows = rows
         self.stats = {
-            "train_conversations": len(train), "train_sequences": len(self.train_rows), "packing": bool(self.cfg.packing),
-            "tokens": sum(lengths), "learned_tokens": learned, "learned_share": learned / max(sum(lengths), 1),
+            "train_conversations": len(train),
+            "train_sequences": len(self.train_rows),
+            "packing": bool(self.cfg.packing),
+            "tokens": sum(lengths),
+            "learned_tokens": learned,
+            "learned_share": learned / max(sum(lengths), 1),
             "packing_waste": packing_waste(lengths, self.cfg.seq_len),
             "padding_waste": padding_waste(lengths, self.cfg.micro_batch_size),
-            "packing_efficiency": 1 - packing_waste(lengths, self.cfg.seq_len) if self.cfg.packing else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
-            "sources": [dict(zip(("name", "conversations", "train", "val", "weight_x_epochs", "blended", "blended_tokens"), r)) for r in rows],
+            "packing_efficiency": 1 - packing_waste(lengths, self.cfg.seq_len)
+            if self.cfg.packing
+            else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
+            "sources": [
+                dict(zip(("name", "conversations", "train", "val", "weight_x_epochs", "blended", "blended_tokens"), r))
+                for r in rows
+            ],
         }
 
     def summary(self) -> Table:
         s = self.stats
-        table = Table(title=f"SFT blend: {s['train_conversations']} conversations in {s['train_sequences']} rows of <= {self.cfg.seq_len} tokens; "
-                            f"{100 * s['learned_share']:.1f}% of tokens learned; waste: packed {100 * s['packing_waste']:.1f}%, "
-                            f"padded {100 * s['padding_waste']:.1f}% ({'packing' if s['packing'] else 'padding'} used)")
+        table = Table(
+            title=f"SFT blend: {s['train_conversations']} conversations in {s['train_sequences']} rows of <= {self.cfg.seq_len} tokens; "
+            f"{100 * s['learned_share']:.1f}% of tokens learned; waste: packed {100 * s['packing_waste']:.1f}%, "
+            f"padded {100 * s['padding_waste']:.1f}% ({'packing' if s['packing'] else 'padding'} used)"
+        )
         for column in ("source", "conversations", "train", "val", "weight x epochs", "blended", "tokens"):
             table.add_column(column, justify="left" if column == "source" else "right")
         for name, n, tr, va, times, blended, tokens in self.rows:
@@ -96,13 +133,30 @@ class SFTDataModule(L.LightningDataModule):
         return table
 
     def _collate(self, items):
-        return collate_packed(items, self.cfg.seq_len, self.pad_id) if self.cfg.packing else collate_padded(items, self.pad_id)
+        return (
+            collate_packed(items, self.cfg.seq_len, self.pad_id)
+            if self.cfg.packing
+            else collate_padded(items, self.pad_id)
+        )
 
     def train_dataloader(self) -> DataLoader:
         # A seeded order per epoch, continued exactly after a resume (data/resume_sampler.py).
-        return resumable_loader(self.train_rows, self.trainer, int(self.cfg.micro_batch_size), self._collate,
-                                int(self.cfg.num_workers), shuffle_seed=self.seed)
+        return resumable_loader(
+            self.train_rows,
+            self.trainer,
+            int(self.cfg.micro_batch_size),
+            self._collate,
+            int(self.cfg.num_workers),
+            shuffle_seed=self.seed,
+        )
 
     def val_dataloader(self):
-        return [DataLoader(self.val_samples[name], batch_size=self.cfg.micro_batch_size, shuffle=False,
-                           collate_fn=lambda items: collate_padded(items, self.pad_id)) for name in self.val_split_names]
+        return [
+            DataLoader(
+                self.val_samples[name],
+                batch_size=self.cfg.micro_batch_size,
+                shuffle=False,
+                collate_fn=lambda items: collate_padded(items, self.pad_id),
+            )
+            for name in self.val_split_names
+        ]

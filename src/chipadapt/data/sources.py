@@ -131,12 +131,16 @@ def read_hf(spec: SourceSpec, key: str) -> Iterator[Document]:
     """Documents from a Hugging Face dataset split; `where` filters rows as for JSONL."""
     from chipadapt.io.hf_dataset import hf_records
 
-    where = {field: allowed if isinstance(allowed, list) else [allowed] for field, allowed in (spec.where or {}).items()}
+    where = {
+        field: allowed if isinstance(allowed, list) else [allowed] for field, allowed in (spec.where or {}).items()
+    }
     for index, record in hf_records(spec.path, spec.split, spec.subset, spec.streaming, key):
         text = record.get(spec.text_key)
         if not isinstance(text, str):
-            raise ChipadaptError(f"{key}: row {index} of {spec.path} [{spec.split}] has no string field {spec.text_key!r} "
-                                 f"(columns: {', '.join(record)}); set {key}.text_key")
+            raise ChipadaptError(
+                f"{key}: row {index} of {spec.path} [{spec.split}] has no string field {spec.text_key!r} "
+                f"(columns: {', '.join(record)}); set {key}.text_key"
+            )
         if any(record.get(field) not in allowed for field, allowed in where.items()):
             continue
         doc_id = record.get("path") or record.get("id") or f"{spec.split}:{index}"
@@ -148,8 +152,10 @@ def read_folder(root: Path, files: list[Path], max_bytes: int, limit_key: str) -
     for file in files:
         size = file.stat().st_size
         if size > max_bytes:
-            raise ChipadaptError(f"{file}: {size:,} bytes, over the {max_bytes:,}-byte document limit; curate the folder "
-                                 f"(python -m chipadapt.data.curate) or raise {limit_key}")
+            raise ChipadaptError(
+                f"{file}: {size:,} bytes, over the {max_bytes:,}-byte document limit; curate the folder "
+                f"(python -m chipadapt.data.curate) or raise {limit_key}"
+            )
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError:

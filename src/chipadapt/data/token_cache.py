@@ -73,8 +73,11 @@ def cache_key(spec: SourceSpec, key: str, tokenizer_hash: str) -> tuple[str, dic
 def hf_cache_parts(spec: SourceSpec, key: str) -> dict:
     from chipadapt.io.hf_dataset import dataset_fingerprint
 
-    return {"dataset": dataset_fingerprint(spec.path, spec.split, spec.subset, spec.streaming, key),
-            "split": spec.split, "subset": spec.subset}
+    return {
+        "dataset": dataset_fingerprint(spec.path, spec.split, spec.subset, spec.streaming, key),
+        "split": spec.split,
+        "subset": spec.subset,
+    }
 
 
 def _open(entry: Path, key: str, built: bool, seconds: float) -> TokenizedSource:

@@ -42,7 +42,9 @@ def chosen_metrics(runs: list[Run], requested: list[str] | None) -> list[str]:
     available = sorted({m for r in runs for m in r.metrics})
     if not available:
         folders = ", ".join(str(r.folder) for r in runs[:3])
-        raise ChipadaptError(f"compare.runs: no metrics in {len(runs)} run(s) ({folders}): unfinished runs, or runs without evaluation")
+        raise ChipadaptError(
+            f"compare.runs: no metrics in {len(runs)} run(s) ({folders}): unfinished runs, or runs without evaluation"
+        )
     metrics = requested or available
     unknown = [m for m in metrics if m not in available]
     if unknown:
@@ -56,12 +58,22 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
     writer = csv.writer(buffer)
     writer.writerow(["run", "kind", "status", "folder", *swept, *metrics])
     for r in runs:
-        writer.writerow([r.label, r.kind, r.status or "", str(r.folder), *(r.overrides.get(k, "") for k in swept),
-                         *(r.metrics.get(m, "") for m in metrics)])
+        writer.writerow(
+            [
+                r.label,
+                r.kind,
+                r.status or "",
+                str(r.folder),
+                *(r.overrides.get(k, "") for k in swept),
+                *(r.metrics.get(m, "") for m in metrics),
+            ]
+        )
     write_text_atomic(out / "compare.csv", buffer.getvalue())
     lines = ["| run | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for r in runs:
-        lines.append(f"| {r.label} | " + " | ".join(f"{r.metrics[m]:.4g}" if m in r.metrics else "" for m in metrics) + " |")
+        lines.append(
+            f"| {r.label} | " + " | ".join(f"{r.metrics[m]:.4g}" if m in r.metrics else "" for m in metrics) + " |"
+        )
     write_text_atomic(out / "compare.md", "\n".join(lines) + "\n")
     return lines
 
@@ -83,5 +95,7 @@ def compare(cfg: DictConfig) -> dict:
     log.info("compared %d runs on %d metrics: %s", len(runs), len(metrics), out)
     print("\n".join(lines))
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval).
-    summary["paired"] = write_paired([(r.label, r.folder) for r in runs], list(cfg.metrics) if cfg.metrics else None, out)
+    summary["paired"] = write_paired(
+        [(r.label, r.folder) for r in runs], list(cfg.metrics) if cfg.metrics else None, out
+    )
     return summary

@@ -40,20 +40,24 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
             ax.set_xticks(range(len(runs)), [r.label[:24] for r in runs], rotation=30, ha="right", fontsize=7)
         ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else ""), fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     return _save(fig, plt, out / ("compare_curve.png" if axis else "compare_bars.png"))
 
 
 def pareto_front(points: list[tuple[float, float]], lower_x: bool, lower_y: bool) -> list[int]:
     """Indices of the points no other point is at least as good as on both axes and better on one."""
+
     def better_or_equal(a, b, lower):
         return a <= b if lower else a >= b
 
     front = []
     for i, (x, y) in enumerate(points):
-        dominated = any(better_or_equal(x2, x, lower_x) and better_or_equal(y2, y, lower_y) and (x2, y2) != (x, y)
-                        for j, (x2, y2) in enumerate(points) if j != i)
+        dominated = any(
+            better_or_equal(x2, x, lower_x) and better_or_equal(y2, y, lower_y) and (x2, y2) != (x, y)
+            for j, (x2, y2) in enumerate(points)
+            if j != i
+        )
         if not dominated:
             front.append(i)
     return front

@@ -19,7 +19,7 @@ RECORDS = ("manifest.json", "results.json")
 @dataclass
 class Run:
     folder: Path
-    kind: str                       # train | evaluate | merge | ...
+    kind: str  # train | evaluate | merge | ...
     status: str | None
     overrides: dict[str, str]
     metrics: dict[str, float]
@@ -41,7 +41,9 @@ def find_run_folders(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         matches = [Path(p) for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))]
         if not matches:
-            raise ChipadaptError(f"compare.runs: nothing matches {pattern!r} (a run folder, a multirun folder, a results.json or a glob)")
+            raise ChipadaptError(
+                f"compare.runs: nothing matches {pattern!r} (a run folder, a multirun folder, a results.json or a glob)"
+            )
         for match in matches:
             if match.is_file():
                 if match.name in RECORDS:  # a glob over a sweep also matches multirun.yaml, sweep_report.csv ...
@@ -49,9 +51,15 @@ def find_run_folders(patterns: list[str]) -> list[Path]:
             elif is_run(match):
                 folders.append(match)
             else:
-                jobs = sorted((p for p in match.iterdir() if p.is_dir() and is_run(p)), key=_job_sort_key) if match.is_dir() else []
+                jobs = (
+                    sorted((p for p in match.iterdir() if p.is_dir() and is_run(p)), key=_job_sort_key)
+                    if match.is_dir()
+                    else []
+                )
                 if not jobs and len(matches) == 1:
-                    raise ChipadaptError(f"compare.runs: {match} holds no run (no manifest.json or results.json in it or in its sub-folders)")
+                    raise ChipadaptError(
+                        f"compare.runs: {match} holds no run (no manifest.json or results.json in it or in its sub-folders)"
+                    )
                 folders += jobs
     return list(dict.fromkeys(folders))
 
@@ -84,18 +92,25 @@ def load_run(folder: Path) -> Run:
     if manifest_file.is_file():
         manifest = _read_json(manifest_file)
         metrics = run_metrics(manifest)
-        if not metrics and (folder / "results.json").is_file():  # an evaluation recorded before results moved into manifests
+        if (
+            not metrics and (folder / "results.json").is_file()
+        ):  # an evaluation recorded before results moved into manifests
             metrics = evaluation_metrics(_read_json(folder / "results.json"))
         overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
         return Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
-    return Run(folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(_read_json(folder / "results.json")))
+    return Run(
+        folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(_read_json(folder / "results.json"))
+    )
 
 
 def label_runs(runs: list[Run], labels: list[str] | None) -> None:
     """Given labels, else the overrides that differ between the runs (all of them for a single run),
     else the folder name."""
-    differing = {key for key in {k for r in runs for k in r.overrides}
-                 if len({r.overrides.get(key) for r in runs}) > 1} if len(runs) > 1 else None
+    differing = (
+        {key for key in {k for r in runs for k in r.overrides} if len({r.overrides.get(key) for r in runs}) > 1}
+        if len(runs) > 1
+        else None
+    )
     for i, run in enumerate(runs):
         if labels and i < len(labels):
             run.label = labels[i]

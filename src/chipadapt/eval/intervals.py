@@ -27,7 +27,7 @@ TRANSFORMS = {None: lambda x: x, "exp": np.exp}
 @dataclass(frozen=True)
 class Estimate:
     value: float
-    stderr: float | None      # None for a single item
+    stderr: float | None  # None for a single item
     ci: tuple[float, float]
     n: int
     method: str
@@ -53,8 +53,13 @@ def proportion(passed: list[bool]) -> Estimate:
     return Estimate(p, stderr, clopper_pearson(k, n), n, "clopper-pearson")
 
 
-def ratio(num: list[float], den: list[float] | None = None, transform: str | None = None,
-          resamples: int = RESAMPLES, seed: int = SEED) -> Estimate:
+def ratio(
+    num: list[float],
+    den: list[float] | None = None,
+    transform: str | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Estimate:
     """f(sum num / sum den) (den = 1 per item: a mean) with a bootstrap interval over items."""
     num_a = np.asarray(num, dtype=np.float64)
     den_a = np.ones_like(num_a) if den is None else np.asarray(den, dtype=np.float64)
@@ -67,12 +72,18 @@ def ratio(num: list[float], den: list[float] | None = None, transform: str | Non
     if n > 1:
         # Linearised (delta-method) standard error of a ratio of sums; for den = 1 it is sd / sqrt(n).
         residual = (num_a - r * den_a) / den_a.mean()
-        stderr = float(math.sqrt((residual ** 2).sum() / (n * (n - 1))))
+        stderr = float(math.sqrt((residual**2).sum() / (n * (n - 1))))
         if transform == "exp":
             stderr *= math.exp(r)
     lo, hi = percentile_interval(bootstrap_ratios(num_a, den_a, resamples, seed))
     kind = "mean" if den is None else "ratio of sums"
-    return Estimate(float(f(r)), stderr, (float(f(lo)), float(f(hi))), n, f"bootstrap-percentile ({kind}, {resamples} resamples over items)")
+    return Estimate(
+        float(f(r)),
+        stderr,
+        (float(f(lo)), float(f(hi))),
+        n,
+        f"bootstrap-percentile ({kind}, {resamples} resamples over items)",
+    )
 
 
 def bootstrap_ratios(num: np.ndarray, den: np.ndarray, resamples: int, seed: int, chunk: int = 256) -> np.ndarray:
@@ -92,15 +103,24 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
     return float(lo), float(hi)
 
 
-def mean_of_ratios(groups: list[tuple[list[float], list[float]]], resamples: int = RESAMPLES, seed: int = SEED) -> Estimate:
+def mean_of_ratios(
+    groups: list[tuple[list[float], list[float]]], resamples: int = RESAMPLES, seed: int = SEED
+) -> Estimate:
     """The unweighted mean of several groups' ratios of sums (domain_mean.bpb: one ratio per corpus
     source). Each group's items are resampled on their own (a stratified bootstrap); the standard
     error adds the groups' variances, which are independent."""
     parts = [ratio(num, den, resamples=resamples, seed=seed) for num, den in groups]
-    draws = [bootstrap_ratios(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64), resamples, seed + g + 1)
-             for g, (num, den) in enumerate(groups)]
+    draws = [
+        bootstrap_ratios(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64), resamples, seed + g + 1)
+        for g, (num, den) in enumerate(groups)
+    ]
     k = len(groups)
     stderrs = [p.stderr for p in parts]
     stderr = None if None in stderrs else math.sqrt(sum(s * s for s in stderrs)) / k
-    return Estimate(sum(p.value for p in parts) / k, stderr, percentile_interval(np.mean(draws, axis=0)),
-                    sum(p.n for p in parts), f"bootstrap-percentile (stratified by group, {resamples} resamples)")
+    return Estimate(
+        sum(p.value for p in parts) / k,
+        stderr,
+        percentile_interval(np.mean(draws, axis=0)),
+        sum(p.n for p in parts),
+        f"bootstrap-percentile (stratified by group, {resamples} resamples)",
+    )

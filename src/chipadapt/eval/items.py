@@ -50,8 +50,13 @@ def estimate(values: list) -> Estimate:
 
 def metric_fields(name: str, est: Estimate) -> dict:
     """`name` and its siblings, as results.json carries them."""
-    return {name: est.value, f"{name}_stderr": est.stderr, f"{name}_ci": list(est.ci), f"{name}_n": est.n,
-            f"{name}_ci_method": est.method}
+    return {
+        name: est.value,
+        f"{name}_stderr": est.stderr,
+        f"{name}_ci": list(est.ci),
+        f"{name}_n": est.n,
+        f"{name}_ci_method": est.method,
+    }
 
 
 def score_values(items: list[dict], name: str) -> list:
@@ -66,7 +71,7 @@ def summarize(items: list[dict], prefix: str = "") -> dict:
     for name in names:
         values = score_values(items, name)
         if values:
-            fields.update(metric_fields(name[len(prefix):], estimate(values)))
+            fields.update(metric_fields(name[len(prefix) :], estimate(values)))
     return fields
 
 
@@ -75,7 +80,9 @@ def items_file(folder: Path, task: str) -> Path:
 
 
 def write_items(folder: Path, task: str, items: list[dict]) -> Path:
-    return write_text_atomic(items_file(folder, task), "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items))
+    return write_text_atomic(
+        items_file(folder, task), "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    )
 
 
 def read_items(path: Path) -> dict[str, dict]:

@@ -47,8 +47,13 @@ def run_mmlu(lm, rows: list[dict], dev_rows: list[dict], folder: Path, style: st
     from lm_eval.tasks import TaskManager
 
     names = write_mmlu_tasks(rows, dev_rows, folder, style)
-    out = simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, log_samples=True,
-                          task_manager=TaskManager(include_path=str(folder), include_defaults=False))
+    out = simple_evaluate(
+        model=lm,
+        tasks=names,
+        num_fewshot=num_fewshot,
+        log_samples=True,
+        task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+    )
     predictions = {}
     for samples in out["samples"].values():
         for sample in samples:

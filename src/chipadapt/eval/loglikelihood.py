@@ -45,7 +45,7 @@ def encode_pair(tokenizer, context: str, continuation: str, add_special_tokens: 
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = encode(tokenizer, context + continuation, add_special_tokens)
     ctx = encode(tokenizer, context, add_special_tokens)
-    return ctx, whole[len(ctx):]
+    return ctx, whole[len(ctx) :]
 
 
 @dataclass
@@ -67,8 +67,10 @@ def group_requests(encoded: list[tuple[list[int], list[int]]], max_length: int) 
         if not cont:
             raise ChipadaptError(f"log-likelihood request {index}: the continuation has no tokens")
         if len(cont) > max_length:
-            raise ChipadaptError(f"log-likelihood request {index}: a {len(cont)}-token continuation does not fit max_length={max_length}")
-        context = tuple(ctx[-(max_length + 1 - len(cont)):])  # lm-eval keeps the last max_length + 1 tokens
+            raise ChipadaptError(
+                f"log-likelihood request {index}: a {len(cont)}-token continuation does not fit max_length={max_length}"
+            )
+        context = tuple(ctx[-(max_length + 1 - len(cont)) :])  # lm-eval keeps the last max_length + 1 tokens
         groups.setdefault(context, Group(context)).continuations.append((index, cont))
     return list(groups.values())
 
@@ -133,8 +135,13 @@ def score_batch(model, rows: list[list[Group]], pad_id: int) -> list[tuple[int, 
     else:
         mask = allowed
     device = model.device
-    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
-                   logits_to_keep=keep.to(device), use_cache=False).logits
+    logits = model(
+        input_ids=input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=position_ids.to(device),
+        logits_to_keep=keep.to(device),
+        use_cache=False,
+    ).logits
     logprobs = logits.float().log_softmax(-1).cpu()  # (kept positions, vocabulary), rows in order
     out = []
     offset = 0
@@ -146,8 +153,15 @@ def score_batch(model, rows: list[list[Group]], pad_id: int) -> list[tuple[int, 
     return out
 
 
-def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], rows_per_batch: int, max_length: int,
-                   add_special_tokens: bool = False, progress: str | None = None) -> list[float]:
+def loglikelihoods(
+    model,
+    tokenizer,
+    pairs: list[tuple[str, str]],
+    rows_per_batch: int,
+    max_length: int,
+    add_special_tokens: bool = False,
+    progress: str | None = None,
+) -> list[float]:
     """Sum of log-probabilities of each continuation given its context, in the order of `pairs`.
 
     `add_special_tokens` as lm-eval's HF backend (True: the tokenizer's own BOS, when it adds one)."""

@@ -22,12 +22,12 @@ from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, cl
 
 @dataclass(frozen=True)
 class PairedDifference:
-    a: float                  # metric of the first run on the matched items
-    b: float                  # metric of the second run on the matched items
-    diff: float               # b - a
+    a: float  # metric of the first run on the matched items
+    b: float  # metric of the second run on the matched items
+    diff: float  # b - a
     ci: tuple[float, float]
     p: float
-    n: int                    # matched items
+    n: int  # matched items
     test: str
 
     @property
@@ -39,21 +39,30 @@ class PairedDifference:
 
 def mcnemar(a: list[bool], b: list[bool], confidence: float = CONFIDENCE) -> PairedDifference:
     n = len(a)
-    gained = sum(1 for x, y in zip(a, b) if not x and y)    # wrong in a, right in b
+    gained = sum(1 for x, y in zip(a, b) if not x and y)  # wrong in a, right in b
     lost = sum(1 for x, y in zip(a, b) if x and not y)
     m = gained + lost
     pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
     if m == 0:
         return PairedDifference(pa, pb, 0.0, (0.0, 0.0), 1.0, n, "mcnemar-exact")
     from scipy.stats import binom  # slow to import: only when a test is run
+
     p = min(1.0, 2 * min(float(binom.cdf(gained, m, 0.5)), float(binom.sf(gained - 1, m, 0.5))))
     lo, hi = clopper_pearson(gained, m, confidence)
     ci = (m / n * (2 * lo - 1), m / n * (2 * hi - 1))
     return PairedDifference(pa, pb, (gained - lost) / n, ci, p, n, "mcnemar-exact")
 
 
-def paired_bootstrap(a_num, a_den, b_num, b_den, transform: str | None = None,
-                     resamples: int = RESAMPLES, seed: int = SEED, chunk: int = 256) -> PairedDifference:
+def paired_bootstrap(
+    a_num,
+    a_den,
+    b_num,
+    b_den,
+    transform: str | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    chunk: int = 256,
+) -> PairedDifference:
     """f(sum b_num / sum b_den) - f(sum a_num / sum a_den) over the same resampled items."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (a_num, a_den, b_num, b_den)]
     a_num, a_den, b_num, b_den = arrays
@@ -64,8 +73,10 @@ def paired_bootstrap(a_num, a_den, b_num, b_den, transform: str | None = None,
     diffs = []
     for start in range(0, resamples, chunk):
         idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        diffs.append(f(b_num[idx].sum(1) / np.maximum(b_den[idx].sum(1), 1e-300))
-                     - f(a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300)))
+        diffs.append(
+            f(b_num[idx].sum(1) / np.maximum(b_den[idx].sum(1), 1e-300))
+            - f(a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300))
+        )
     diffs = np.concatenate(diffs)
     # Add-one (Davison & Hinkley): a bootstrap never gives p = 0, only p below 2 / (resamples + 1).
     p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
@@ -80,8 +91,13 @@ def _num_den(values: list) -> tuple[list[float], list[float], str | None]:
 
 def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
     """The difference b - a of `metric` on the items both runs scored ({id: item}); None when they share none."""
-    ids = [i for i in a_items if i in b_items
-           and a_items[i]["scores"].get(metric) is not None and b_items[i]["scores"].get(metric) is not None]
+    ids = [
+        i
+        for i in a_items
+        if i in b_items
+        and a_items[i]["scores"].get(metric) is not None
+        and b_items[i]["scores"].get(metric) is not None
+    ]
     if not ids:
         return None
     a = [a_items[i]["scores"][metric] for i in ids]

@@ -45,18 +45,35 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                 d = paired_difference(a, b, name)
                 if d is None:
                     continue
-                rows.append({"run": label, "against": first_label, "metric": metric, "n": d.n, "first": d.a, "this": d.b,
-                             "difference": d.diff, "ci95_lo": d.ci[0], "ci95_hi": d.ci[1], "p": d.p, "test": d.test,
-                             "verdict": d.verdict})
+                rows.append(
+                    {
+                        "run": label,
+                        "against": first_label,
+                        "metric": metric,
+                        "n": d.n,
+                        "first": d.a,
+                        "this": d.b,
+                        "difference": d.diff,
+                        "ci95_lo": d.ci[0],
+                        "ci95_hi": d.ci[1],
+                        "p": d.p,
+                        "test": d.test,
+                        "verdict": d.verdict,
+                    }
+                )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| run | against | metric | n | first | this | difference [95% CI] | p | test | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | against | metric | n | first | this | difference [95% CI] | p | test | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
-                     f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}] | {r['p']:.3g} | {r['test']} | {r['verdict']} |")
+        lines.append(
+            f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
+            f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}] | {r['p']:.3g} | {r['test']} | {r['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -38,7 +38,12 @@ def mmlu_description(subject: str | None, style: str) -> str:
 def mmlu_question(row: dict, style: str) -> str:
     """lm-eval's `doc_to_text`: mmlu (letters) or mmlu_continuation (cloze)."""
     if style == "letters":
-        return row["question"].strip() + "\n" + "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(row["choices"])) + "Answer:"
+        return (
+            row["question"].strip()
+            + "\n"
+            + "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(row["choices"]))
+            + "Answer:"
+        )
     return f"Question: {row['question'].strip()}\nAnswer:"
 
 

@@ -21,4 +21,6 @@ class RougeL:
         return float(self._scorer.score(reference, prediction)["rougeL"].fmeasure)
 
     def describe(self) -> str:
-        return f"rouge_score=={version('rouge-score')} rougeL F-measure, use_stemmer={self.use_stemmer}, mean over items"
+        return (
+            f"rouge_score=={version('rouge-score')} rougeL F-measure, use_stemmer={self.use_stemmer}, mean over items"
+        )

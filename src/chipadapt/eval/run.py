@@ -20,7 +20,9 @@ from chipadapt.report import console
 log = logging.getLogger(__name__)
 
 
-def evaluate_folder(folder, tasks: DictConfig, device: str, items_dir: Path | None = None) -> dict[str, dict[str, float]]:
+def evaluate_folder(
+    folder, tasks: DictConfig, device: str, items_dir: Path | None = None
+) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with
     `items_dir`, each task's per-item records go to `<items_dir>/<task>_items.jsonl` (eval/items.py).
 
@@ -76,8 +78,13 @@ def write_results(results: dict, out: Path, title: str) -> None:
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task, metrics in results.items():
         for metric, value, _, lo, hi, n in metric_rows(metrics):
-            table.add_row(task, metric, f"{value:.4f}" if isinstance(value, float) else str(value),
-                          f"[{lo:.4f}, {hi:.4f}]" if lo != "" else "", str(n))
+            table.add_row(
+                task,
+                metric,
+                f"{value:.4f}" if isinstance(value, float) else str(value),
+                f"[{lo:.4f}, {hi:.4f}]" if lo != "" else "",
+                str(n),
+            )
     console.print(table)
 
 
@@ -85,13 +92,16 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.quiet import silence_known_noise
 
     silence_known_noise()
-    from chipadapt.models.hf_folder import resolve_model_folder
-
     from chipadapt.job import recorded_job
     from chipadapt.loggers.job import JobLoggers
+    from chipadapt.models.hf_folder import resolve_model_folder
 
     out = Path(cfg.paths.output_dir)
-    with recorded_job(cfg, "evaluate", out) as manifest, JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers:
+    with (
+        recorded_job(cfg, "evaluate", out) as manifest,
+        JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
+    ):
+
         def model_folder() -> Path:
             folder = resolve_model_folder(cfg.model)
             loggers.log_model("evaluated_model", manifest.add_input("model", folder))

@@ -69,12 +69,27 @@ def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key
                 raise ChipadaptError(f"{key}.path: {local} is not a parquet, arrow, json or csv file")
             return datasets.load_dataset(builder, data_files={split: str(local)}, split=split, streaming=streaming)
         # A folder of data files, or a hub id (looked up in the cache when offline).
-        return datasets.load_dataset(str(local) if local.is_dir() else path, name=subset, split=split, streaming=streaming)
+        return datasets.load_dataset(
+            str(local) if local.is_dir() else path, name=subset, split=split, streaming=streaming
+        )
     except ChipadaptError:
         raise
-    except (FileNotFoundError, ValueError, KeyError, ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as err:
-        where = "" if local.exists() else " (not a local path; as a hub id it is not in the Hugging Face cache, or the hub is offline)"
-        raise ChipadaptError(f"{key}.path: {path} could not be opened as a Hugging Face dataset{where}: {_first_line(err)}") from None
+    except (
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        ConnectionError,
+        OSError,
+        datasets.exceptions.DatasetNotFoundError,
+    ) as err:
+        where = (
+            ""
+            if local.exists()
+            else " (not a local path; as a hub id it is not in the Hugging Face cache, or the hub is offline)"
+        )
+        raise ChipadaptError(
+            f"{key}.path: {path} could not be opened as a Hugging Face dataset{where}: {_first_line(err)}"
+        ) from None
 
 
 def dataset_fingerprint(path: str, split: str, subset: str | None, streaming: bool, key: str) -> str:
@@ -83,13 +98,21 @@ def dataset_fingerprint(path: str, split: str, subset: str | None, streaming: bo
     if not streaming:
         return open_dataset(path, split, subset, streaming, key)._fingerprint
     if local.exists():
-        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
-        stats = [[str(f.relative_to(local)) if f != local else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+        files = (
+            [local]
+            if local.is_file()
+            else sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
+        )
+        stats = [
+            [str(f.relative_to(local)) if f != local else f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files
+        ]
         return sha256_json({"files": stats, "split": split, "subset": subset})[:16]
     # Streamed from the hub: the split sizes the hub recorded stand in for the data.
     info = open_dataset(path, split, subset, streaming, key).info
     splits = {name: [s.num_examples, s.num_bytes] for name, s in (info.splits or {}).items()}
-    return sha256_json({"hub": path, "subset": subset, "split": split, "version": str(info.version), "splits": splits})[:16]
+    return sha256_json({"hub": path, "subset": subset, "split": split, "version": str(info.version), "splits": splits})[
+        :16
+    ]
 
 
 def hf_records(path: str, split: str, subset: str | None, streaming: bool, key: str) -> Iterator[tuple[int, dict]]:
@@ -109,14 +132,16 @@ def is_dataset_path(path: str | Path) -> bool:
     if text.startswith(PREFIX):
         return True
     local = Path(text).expanduser()
-    return (local.is_file() and local.suffix.lower() in (".parquet", ".arrow")) or (local.is_dir() and _saved_to_disk(local))
+    return (local.is_file() and local.suffix.lower() in (".parquet", ".arrow")) or (
+        local.is_dir() and _saved_to_disk(local)
+    )
 
 
 def dataset_path_records(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(row number from 1, record) of the dataset a `path` names (see is_dataset_path)."""
     text = str(path)
     if text.startswith(PREFIX):
-        match = SPLIT.match(text[len(PREFIX):])
+        match = SPLIT.match(text[len(PREFIX) :])
         name, split = match["path"], match["split"] or "train"
     else:
         name, split = text, "train"

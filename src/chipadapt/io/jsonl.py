@@ -7,14 +7,17 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 
-
 # A record larger than this is refused by default: parsing and tokenizing one line costs a couple
 # of hundred times its size in memory, so a 100 MB line would need about 20 GB.
 DEFAULT_MAX_LINE_BYTES = 16 << 20
 
 
-def jsonl_records(path: str | Path, missing: str | None = None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                  limit_key: str | None = None) -> Iterator[tuple[int, dict]]:
+def jsonl_records(
+    path: str | Path,
+    missing: str | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    limit_key: str | None = None,
+) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line. `missing`: the message for a file that is not
     there (by default the open fails as usual). A line over `max_line_bytes` is an error naming
     `limit_key` (the config key that raises the limit) and is never read whole.
@@ -33,8 +36,10 @@ def jsonl_records(path: str | Path, missing: str | None = None, max_line_bytes: 
         while raw := handle.readline(max_line_bytes + 1):
             lineno += 1
             if len(raw) > max_line_bytes:
-                raise ChipadaptError(f"{path}:{lineno}: line longer than {max_line_bytes:,} bytes; split the record"
-                                     + (f" or raise {limit_key}" if limit_key else ""))
+                raise ChipadaptError(
+                    f"{path}:{lineno}: line longer than {max_line_bytes:,} bytes; split the record"
+                    + (f" or raise {limit_key}" if limit_key else "")
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:

@@ -43,8 +43,9 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
             except (OSError, ValueError):
                 holder = {}
             who = f"pid {holder.get('pid', '?')} ({holder.get('command', 'another chipadapt command')})"
-            raise ChipadaptError(f"{folder}: run folder in use by {who}; wait for it to end or choose another "
-                                 "hydra.run.dir") from None
+            raise ChipadaptError(
+                f"{folder}: run folder in use by {who}; wait for it to end or choose another hydra.run.dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode())
         try:

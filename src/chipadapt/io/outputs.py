@@ -42,8 +42,13 @@ def written_by(folder: Path) -> str | None:
     return None
 
 
-def check_output_folder(dest: str | os.PathLike, command: str, key: str, overwrite: bool,
-                        inputs: Iterable[tuple[str, str | os.PathLike]] = ()) -> Path:
+def check_output_folder(
+    dest: str | os.PathLike,
+    command: str,
+    key: str,
+    overwrite: bool,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+) -> Path:
     """Refuse, before any work, every destination whose replacement could lose something.
 
     `inputs` are (config key, path) pairs the command reads; `key` names the output's config key."""
@@ -63,8 +68,10 @@ def check_output_folder(dest: str | os.PathLike, command: str, key: str, overwri
     if target.is_dir() and any(target.iterdir()):
         owner = written_by(target)
         if owner != command:
-            raise ChipadaptError(f"{key}: {dest} exists and is not an output of {command} (no chipadapt marker); "
-                                 "refusing to replace it: choose another folder")
+            raise ChipadaptError(
+                f"{key}: {dest} exists and is not an output of {command} (no chipadapt marker); "
+                "refusing to replace it: choose another folder"
+            )
         if not overwrite:
             raise ChipadaptError(f"{key}: {dest} holds a previous {command} output; overwrite=true replaces it")
     return target
@@ -91,7 +98,7 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
         name = entry.name
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
-        pid = name[len(prefix):].split(".", 1)[0]
+        pid = name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
             removed.append(entry)
@@ -119,8 +126,10 @@ def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
         write_marker(tmp, command)
         if dest.exists():
             if written_by(dest) != command and any(dest.iterdir()):
-                raise ChipadaptError(f"{dest}: exists and is not an output of {command}; refusing to replace it "
-                                     f"(the new output is kept at {tmp})")
+                raise ChipadaptError(
+                    f"{dest}: exists and is not an output of {command}; refusing to replace it "
+                    f"(the new output is kept at {tmp})"
+                )
             old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.old.", suffix=".tmp"))
             os.replace(dest, old / dest.name)
             os.replace(tmp, dest)

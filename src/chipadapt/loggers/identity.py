@@ -33,7 +33,9 @@ def swept_overrides(job_overrides: list[str], command_line: list[str]) -> str:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        given = OverridesParser.create().parse_overrides([a for a in command_line if "=" in a and not a.startswith("-")])
+        given = OverridesParser.create().parse_overrides(
+            [a for a in command_line if "=" in a and not a.startswith("-")]
+        )
     except Exception:  # an argument Hydra's grammar rejects here: name the job by all its overrides
         return ",".join(job_overrides)
     fixed = {o.key_or_group for o in given if not o.is_sweep_override()}

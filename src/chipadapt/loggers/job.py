@@ -29,8 +29,15 @@ def read_item_rows(path: Path) -> tuple[list[str], list[list[Any]]]:
     """A JSONL file as table columns and rows; nested values become JSON text (tables hold scalars)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     columns = list(dict.fromkeys(key for record in records for key in record))
-    rows = [[value if isinstance(value := record.get(column), (str, int, float, bool)) or value is None
-             else json.dumps(value, ensure_ascii=False) for column in columns] for record in records]
+    rows = [
+        [
+            value
+            if isinstance(value := record.get(column), (str, int, float, bool)) or value is None
+            else json.dumps(value, ensure_ascii=False)
+            for column in columns
+        ]
+        for record in records
+    ]
     return columns, rows
 
 

@@ -13,13 +13,23 @@ def log_sweep_report(logger_cfg, sweep_dir: Path, image: Path, rows: list[dict],
         return
     import wandb
 
-    run = wandb.init(project=node.get("project"), entity=node.get("entity"), dir=str(sweep_dir),
-                     mode="offline" if node.get("offline") else None, group=node.get("group") or sweep_group(sweep_dir),
-                     job_type="sweep_report", name="sweep_report")
+    run = wandb.init(
+        project=node.get("project"),
+        entity=node.get("entity"),
+        dir=str(sweep_dir),
+        mode="offline" if node.get("offline") else None,
+        group=node.get("group") or sweep_group(sweep_dir),
+        job_type="sweep_report",
+        name="sweep_report",
+    )
     try:
         columns = list(dict.fromkeys(key for row in rows for key in row))
-        run.log({"sweep_report/plot": wandb.Image(str(image)),
-                 "sweep_report/jobs": wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])})
+        run.log(
+            {
+                "sweep_report/plot": wandb.Image(str(image)),
+                "sweep_report/jobs": wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows]),
+            }
+        )
         run.summary.update({f"chosen/{key}": value for key, value in chosen.items()})
     finally:
         run.finish()

@@ -14,13 +14,25 @@ from chipadapt.loggers.identity import job_identity
 
 
 class JobWandbLogger(WandbLogger):
-    def __init__(self, *, name: str | None = None, group: str | None = None, job_type: str | None = None,
-                 tags: Iterable[str | None] = (), **kwargs):
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        tags: Iterable[str | None] = (),
+        **kwargs,
+    ):
         job = job_identity()
         # Tags come from config interpolations that may be missing for an entry point (merge has no stage).
         clean_tags = sorted({str(tag)[:64] for tag in tags or () if tag})
-        super().__init__(name=name or job.name, group=group or job.group, job_type=job_type or job.job_type,
-                         tags=clean_tags or None, **kwargs)
+        super().__init__(
+            name=name or job.name,
+            group=group or job.group,
+            job_type=job_type or job.job_type,
+            tags=clean_tags or None,
+            **kwargs,
+        )
 
 
 def finish_wandb_run(succeeded: bool) -> None:

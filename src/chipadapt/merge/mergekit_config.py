@@ -39,6 +39,7 @@ LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
 
 # --- mergekit's parameter settings, evaluated per tensor ---------------------------------------
 
+
 def evaluate(setting, tensor: str, t: float):
     """A mergekit parameter setting for one tensor at layer position t (None: no rule matched)."""
     if isinstance(setting, bool) or isinstance(setting, (int, float, str)) or setting is None:
@@ -46,7 +47,9 @@ def evaluate(setting, tensor: str, t: float):
     if isinstance(setting, dict):  # one conditional given without a list
         setting = [setting]
     if not isinstance(setting, list) or not setting:
-        raise ChipadaptError(f"mergekit config: parameter value {setting!r} is not a number, a gradient or a list of filters")
+        raise ChipadaptError(
+            f"mergekit config: parameter value {setting!r} is not a number, a gradient or a list of filters"
+        )
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in setting):
         position = t * (len(setting) - 1)
         low = int(position)
@@ -79,8 +82,10 @@ class Recipe:
         self.source = source
         self.method = str(data["merge_method"])
         if self.method not in INTERPOLATIONS + WEIGHTED:
-            raise ChipadaptError(f"{source}: merge_method {self.method!r} is not one chipadapt has "
-                                 f"(one of {', '.join(INTERPOLATIONS + WEIGHTED)})")
+            raise ChipadaptError(
+                f"{source}: merge_method {self.method!r} is not one chipadapt has "
+                f"(one of {', '.join(INTERPOLATIONS + WEIGHTED)})"
+            )
         self.base = data.get("base_model")
         self.globals = data.get("parameters") or {}
         self.slice_params: dict = {}
@@ -94,18 +99,26 @@ class Recipe:
             self.models = [(str(m["model"]), m.get("parameters") or {}) for m in data.get("models") or []]
         for key in ("dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template"):
             if data.get(key) is not None:
-                log.info("%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype and tokenizer",
-                         source, key, data[key])
+                log.info(
+                    "%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype and tokenizer",
+                    source,
+                    key,
+                    data[key],
+                )
 
     def _from_slices(self, slices) -> list:
         """One output slice whose sources span the same whole layer range: the `models` form spelled
         with slices (mergekit's own slerp example). Layer stacking has no chipadapt equivalent."""
         if len(slices) != 1:
-            raise ChipadaptError(f"{self.source}: {len(slices)} slices: stacking layers (frankenmerges) is not supported")
+            raise ChipadaptError(
+                f"{self.source}: {len(slices)} slices: stacking layers (frankenmerges) is not supported"
+            )
         (only,) = slices
         ranges = {tuple(s["layer_range"]) for s in only["sources"]}
         if len(ranges) != 1 or next(iter(ranges))[0] != 0:
-            raise ChipadaptError(f"{self.source}: the slice's sources must all span the same layers from 0 (got {sorted(ranges)})")
+            raise ChipadaptError(
+                f"{self.source}: the slice's sources must all span the same layers from 0 (got {sorted(ranges)})"
+            )
         self.layer_range = next(iter(ranges))
         self.base = only.get("base_model", self.base)
         self.slice_params = only.get("parameters") or {}
@@ -125,20 +138,25 @@ class Recipe:
         others = [m for m in self.models if m[0] != self.base]
         if self.method in INTERPOLATIONS:
             if not self.base or len(others) != 1:
-                raise ChipadaptError(f"{self.source}: {self.method} needs base_model (the instruct model) and one other model (the chip model)")
+                raise ChipadaptError(
+                    f"{self.source}: {self.method} needs base_model (the instruct model) and one other model (the chip model)"
+                )
             return {"chip": others[0], "instruct": (self.base, {}), "base": None}
         # The base may be listed too (mergekit gives it no task vector); when it is one of the two
         # merged models (an instruct model that is also the ancestor), both stay listed.
         pair = self.models if len(self.models) == 2 else others
         if len(pair) != 2:
-            raise ChipadaptError(f"{self.source}: {self.method} merges two models (the chip model first, then the "
-                                 f"instruct model), besides base_model; got {len(pair)}")
+            raise ChipadaptError(
+                f"{self.source}: {self.method} merges two models (the chip model first, then the "
+                f"instruct model), besides base_model; got {len(pair)}"
+            )
         if self.method in NEEDS_BASE and not self.base:
             raise ChipadaptError(f"{self.source}: {self.method} needs base_model")
         return {"chip": pair[0], "instruct": pair[1], "base": (self.base, {}) if self.base else None}
 
 
 # --- in: mergekit YAML -> overrides --------------------------------------------------------------
+
 
 def _quote(value) -> str:
     """A Hydra override value: strings single-quoted (paths may hold characters the grammar reserves).
@@ -172,7 +190,9 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     chip = SafetensorsModel(roles["chip"][0], "models.chip")
     num_layers = int(chip.config.get("num_hidden_layers") or chip.config.get("n_layer") or 1)
     if getattr(recipe, "layer_range", (0, num_layers))[1] != num_layers:
-        raise ChipadaptError(f"config={path}: layer_range {list(recipe.layer_range)} does not cover the chip model's {num_layers} layers")
+        raise ChipadaptError(
+            f"config={path}: layer_range {list(recipe.layer_range)} does not cover the chip model's {num_layers} layers"
+        )
 
     lams, scales, densities, epsilons = {}, {}, {}, {}
     for tensor in chip.names():
@@ -196,25 +216,34 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
         scale = float(recipe.parameter("lambda", None, tensor, t, 1.0))
         if not normalize:
             if recipe.method in ("linear", "ties", "della") and abs(total - 1.0) > 1e-9:
-                raise ChipadaptError(f"config={path}: normalize: false with weights summing to {total} "
-                                     f"has no chipadapt equivalent for {recipe.method}")
+                raise ChipadaptError(
+                    f"config={path}: normalize: false with weights summing to {total} "
+                    f"has no chipadapt equivalent for {recipe.method}"
+                )
             scale *= total  # lambda * (w_c tau_c + w_i tau_i) = lambda * total * (lam tau_c + (1 - lam) tau_i)
         if recipe.method != "linear":  # linear has no scale: its normalised weights are the whole story
             scales[tensor] = scale
         if recipe.method in ("ties", "della"):
             pair = [recipe.parameter("density", roles[r][1], tensor, t, 1.0) for r in ("chip", "instruct")]
             if pair[0] != pair[1]:
-                raise ChipadaptError(f"config={path}: the two models' densities differ ({pair}); chipadapt uses one density")
+                raise ChipadaptError(
+                    f"config={path}: the two models' densities differ ({pair}); chipadapt uses one density"
+                )
             densities[tensor] = float(pair[0])
         if recipe.method == "della":
             pair = [recipe.parameter("epsilon", roles[r][1], tensor, t, 0.0) for r in ("chip", "instruct")]
             if pair[0] != pair[1]:
-                raise ChipadaptError(f"config={path}: the two models' epsilons differ ({pair}); chipadapt uses one epsilon")
+                raise ChipadaptError(
+                    f"config={path}: the two models' epsilons differ ({pair}); chipadapt uses one epsilon"
+                )
             epsilons[tensor] = float(pair[0])
 
-    overrides = [f"merge={recipe.method}", f"models.chip={_quote(roles['chip'][0])}",
-                 f"models.instruct={_quote(roles['instruct'][0])}",
-                 f"models.base={_quote(roles['base'][0]) if roles['base'] else 'null'}"]
+    overrides = [
+        f"merge={recipe.method}",
+        f"models.chip={_quote(roles['chip'][0])}",
+        f"models.instruct={_quote(roles['instruct'][0])}",
+        f"models.base={_quote(roles['base'][0]) if roles['base'] else 'null'}",
+    ]
     if scales:
         overrides.append(f"merge.method.scale={_quote(_single(scales, 'lambda', f'config={path}'))}")
     if densities:
@@ -227,8 +256,10 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     for tensor, lam in lams.items():
         if lam != default:
             by_value.setdefault(lam, []).append(tensor)
-    rules = [f"{{pattern:{_quote('^(' + '|'.join(re.escape(n) for n in names) + ')$')},lam:{_quote(lam)}}}"
-             for lam, names in by_value.items()]
+    rules = [
+        f"{{pattern:{_quote('^(' + '|'.join(re.escape(n) for n in names) + ')$')},lam:{_quote(lam)}}}"
+        for lam, names in by_value.items()
+    ]
     overrides.append(f"merge.schedule=[{','.join(rules)}]")
     return overrides
 
@@ -253,6 +284,7 @@ def expand_argv_or_exit() -> None:
 
 
 # --- out: a chipadapt merge -> mergekit YAML --------------------------------------------------------
+
 
 def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
     """A scalar when every tensor has the same value, else one filter per tensor (whole names,
@@ -279,7 +311,10 @@ def mergekit_recipe(cfg, rows: list[dict], out_dtype: str) -> dict:
                 params["density"] = float(method.density)
                 if name == "della":
                     params["epsilon"] = float(method.epsilon)
-        recipe["models"] = [{"model": chip, "parameters": per_model[0]}, {"model": instruct, "parameters": per_model[1]}]
+        recipe["models"] = [
+            {"model": chip, "parameters": per_model[0]},
+            {"model": instruct, "parameters": per_model[1]},
+        ]
         if base:
             recipe["base_model"] = str(base)
         if name != "linear":
@@ -299,14 +334,16 @@ HEADER = """\
 """
 NOTES = {
     "chipalign": "chipalign is ChipAlign's geodesic merge (arXiv 2412.19819), a custom method: mergekit has no "
-                 "built-in of that name. t is the chip model's weight; base_model is the instruct model.",
+    "built-in of that name. t is the chip model's weight; base_model is the instruct model.",
     "slerp": "t is the chip model's weight; base_model is the instruct model (t=0).",
     "della": "chipadapt's DELLA draws its drop mask from merge.method.seed; mergekit draws its own, so "
-             "tensors agree in distribution, not bit for bit.",
+    "tensors agree in distribution, not bit for bit.",
 }
 
 
 def write_mergekit_config(dest: Path, cfg, rows: list[dict], out_dtype: str) -> None:
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
-    text = HEADER.format(note=note) + yaml.safe_dump(mergekit_recipe(cfg, rows, out_dtype), sort_keys=False, default_flow_style=None)
+    text = HEADER.format(note=note) + yaml.safe_dump(
+        mergekit_recipe(cfg, rows, out_dtype), sort_keys=False, default_flow_style=None
+    )
     Path(dest).write_text(text)

@@ -26,16 +26,40 @@ from chipadapt.io.outputs import check_output_folder
 from chipadapt.manifest import git_state
 from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
 from chipadapt.merge.mergekit_config import write_mergekit_config
-from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.methods.base import TensorStats
+from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json", "tokenizer_report.json")
-ARCHITECTURE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")
-DIAGNOSTIC_COLUMNS = ("tensor", "shape", "lam", "angle_deg", "norm_chip", "norm_instruct", "norm_ratio", "fallback", "extra_rows")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "generation_config.json",
+    "tokenizer_report.json",
+)
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+)
+DIAGNOSTIC_COLUMNS = (
+    "tensor",
+    "shape",
+    "lam",
+    "angle_deg",
+    "norm_chip",
+    "norm_instruct",
+    "norm_ratio",
+    "fallback",
+    "extra_rows",
+)
 
 
 def lambda_schedule(default: float, schedule) -> callable:
@@ -51,7 +75,9 @@ def lambda_schedule(default: float, schedule) -> callable:
 def check_architecture(chip: SafetensorsModel, other: SafetensorsModel) -> None:
     for key in ARCHITECTURE_KEYS:
         if chip.config.get(key) != other.config.get(key):
-            raise ChipadaptError(f"{other.key}: config.{key}={other.config.get(key)} differs from models.chip ({chip.config.get(key)})")
+            raise ChipadaptError(
+                f"{other.key}: config.{key}={other.config.get(key)} differs from models.chip ({chip.config.get(key)})"
+            )
 
 
 # Rows per block are chosen so a block holds about this many elements (16 MB in float32).
@@ -70,9 +96,13 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
     shared = shape_c[0] if shape_c else 0
     if shape_c != shape_i or shape_b != shape_c:
         same_row_shape = shape_c[1:] == shape_i[1:] == shape_b[1:]
-        if not (any(m in name for m in EMBEDDING_MARKERS) and same_row_shape and shape_c[0] >= max(shape_i[0], shape_b[0])):
-            raise ChipadaptError(f"tensor {name}: shape {shape_c} in models.chip vs {shape_i} in models.instruct"
-                                 + (f" and {shape_b} in models.base" if base else ""))
+        if not (
+            any(m in name for m in EMBEDDING_MARKERS) and same_row_shape and shape_c[0] >= max(shape_i[0], shape_b[0])
+        ):
+            raise ChipadaptError(
+                f"tensor {name}: shape {shape_c} in models.chip vs {shape_i} in models.instruct"
+                + (f" and {shape_b} in models.base" if base else "")
+            )
         # The chip model's augmented vocabulary: merge the rows all have, keep the chip's new rows.
         shared = min(shape_i[0], shape_b[0])
     dtype = chip.dtype(name)
@@ -121,8 +151,9 @@ def merge_models(cfg: DictConfig) -> dict:
         base = SafetensorsModel(cfg.models.base, "models.base")
         check_architecture(chip, base)
     # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
-    out = check_output_folder(cfg.output, "merge", "output", bool(cfg.overwrite),
-                              [(m.key, m.folder) for m in (chip, instruct, base) if m])
+    out = check_output_folder(
+        cfg.output, "merge", "output", bool(cfg.overwrite), [(m.key, m.folder) for m in (chip, instruct, base) if m]
+    )
     lam_for = lambda_schedule(float(cfg.merge.lam), cfg.merge.schedule)
     tied = chip.tied and instruct.tied and (base is None or base.tied)
     names = chip.names()
@@ -136,7 +167,13 @@ def merge_models(cfg: DictConfig) -> dict:
     rows, fallbacks = [], Counter()
     with atomic_directory(out, "merge") as tmp:
         writer = PlannedShardWriter(tmp, [(n, chip.shape(n), chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
-        with Progress(TextColumn(f"merge={cfg.merge.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn(f"merge={cfg.merge.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("", total=len(names))
             for name in names:
                 lam = lam_for(name)
@@ -159,18 +196,29 @@ def merge_models(cfg: DictConfig) -> dict:
         seconds = time.perf_counter() - start
         input_bytes = sum(f.stat().st_size for m in (chip, instruct, base) if m for f in set(m.files.values()))
         summary = {
-            "method": cfg.merge.name, "lam": float(cfg.merge.lam), "tensors": len(rows), "fallbacks": dict(fallbacks),
+            "method": cfg.merge.name,
+            "lam": float(cfg.merge.lam),
+            "tensors": len(rows),
+            "fallbacks": dict(fallbacks),
             "angle_deg_mean": sum(angles) / len(angles) if angles else None,
             "angle_deg_max": max(angles) if angles else None,
             "extra_rows": {r["tensor"]: r["extra_rows"] for r in rows if r["extra_rows"]},
-            "seconds": round(seconds, 2), "input_bytes": input_bytes, "input_gb_per_s": input_bytes / 1e9 / seconds,
-            "output_bytes": writer.total_bytes, "tied_embeddings": tied,
+            "seconds": round(seconds, 2),
+            "input_bytes": input_bytes,
+            "input_gb_per_s": input_bytes / 1e9 / seconds,
+            "output_bytes": writer.total_bytes,
+            "tied_embeddings": tied,
         }
-        write_json_atomic(tmp / "merge_manifest.json", {
-            "config": OmegaConf.to_container(cfg, resolve=True), "git": git_state(),
-            "inputs": {m.key: str(m.folder) for m in (chip, instruct, base) if m},
-            "summary": summary, "diagnostics_csv": "merge_diagnostics.csv",
-        })
+        write_json_atomic(
+            tmp / "merge_manifest.json",
+            {
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "git": git_state(),
+                "inputs": {m.key: str(m.folder) for m in (chip, instruct, base) if m},
+                "summary": summary,
+                "diagnostics_csv": "merge_diagnostics.csv",
+            },
+        )
         # The same merge as a mergekit recipe, so either tool can redo the other's merge.
         write_mergekit_config(tmp / "mergekit_config.yml", cfg, rows, str(chip.dtype(names[0])).removeprefix("torch."))
     if cfg.eval:
@@ -182,9 +230,17 @@ def merge_models(cfg: DictConfig) -> dict:
         manifest = json.loads((out / "merge_manifest.json").read_text())
         write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})
         summary["evaluation"] = results
-    log.info("merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
-             cfg.merge.name, cfg.merge.lam, len(rows), dict(fallbacks),
-             f"{summary['angle_deg_mean']:.2f}" if angles else "-", seconds, summary["input_gb_per_s"], out)
+    log.info(
+        "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
+        cfg.merge.name,
+        cfg.merge.lam,
+        len(rows),
+        dict(fallbacks),
+        f"{summary['angle_deg_mean']:.2f}" if angles else "-",
+        seconds,
+        summary["input_gb_per_s"],
+        out,
+    )
     return summary
 
 
@@ -196,7 +252,10 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.loggers.job import JobLoggers, numeric_items
 
     run_dir = Path(cfg.paths.output_dir)
-    with recorded_job(cfg, "merge", run_dir) as manifest, JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers:
+    with (
+        recorded_job(cfg, "merge", run_dir) as manifest,
+        JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
+    ):
         for key in ("chip", "instruct", "base"):
             if cfg.models.get(key):
                 manifest.add_input(f"models.{key}", cfg.models[key])
@@ -204,7 +263,9 @@ def run(cfg: DictConfig) -> dict:
         evaluation = summary.get("evaluation")
         manifest.update("metrics", {k: v for k, v in summary.items() if k != "evaluation"})
         loggers.log_model("output_model", manifest.add_input("output", cfg.output))
-        loggers.log_metrics(numeric_items({k: v for k, v in summary.items() if k not in ("evaluation", "lam")}, "merge/"))
+        loggers.log_metrics(
+            numeric_items({k: v for k, v in summary.items() if k not in ("evaluation", "lam")}, "merge/")
+        )
         if evaluation:
             manifest.update("results", evaluation)
             log_results(loggers, evaluation, run_dir)

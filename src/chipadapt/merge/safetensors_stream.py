@@ -17,8 +17,16 @@ import torch
 from chipadapt.errors import ChipadaptError
 
 DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
@@ -43,8 +51,9 @@ class SafetensorsReader:
         length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
         if length < 2 or length > min(MAX_HEADER_BYTES, size - 8):
             self.handle.close()
-            raise ChipadaptError(f"{path}: not a complete safetensors file (header of {length} bytes in a "
-                                 f"{size}-byte file)")
+            raise ChipadaptError(
+                f"{path}: not a complete safetensors file (header of {length} bytes in a {size}-byte file)"
+            )
         try:
             header = json.loads(self.handle.read(length))
             if not isinstance(header, dict):
@@ -69,12 +78,15 @@ class SafetensorsReader:
             raise ChipadaptError(f"{self.path}: tensor {name}: damaged header entry {info!r}") from None
         if end - begin != expected:
             self.handle.close()
-            raise ChipadaptError(f"{self.path}: tensor {name}: {end - begin} bytes for shape {info['shape']} "
-                                 f"({expected} expected)")
+            raise ChipadaptError(
+                f"{self.path}: tensor {name}: {end - begin} bytes for shape {info['shape']} ({expected} expected)"
+            )
         if begin < 0 or end > data_bytes:
             self.handle.close()
-            raise ChipadaptError(f"{self.path}: tensor {name} ends at byte {end} of the data, but the file holds "
-                                 f"{data_bytes}: the file is truncated")
+            raise ChipadaptError(
+                f"{self.path}: tensor {name} ends at byte {end} of the data, but the file holds "
+                f"{data_bytes}: the file is truncated"
+            )
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.header[name]["shape"])
@@ -95,7 +107,9 @@ class SafetensorsReader:
         self.handle.seek(self.data_start + begin + start * row_bytes)
         read = self.handle.readinto(buffer)
         if read != len(buffer):  # the file shrank since it was opened
-            raise ChipadaptError(f"{self.path}: tensor {name}: read {read} of {len(buffer)} bytes; the file is truncated")
+            raise ChipadaptError(
+                f"{self.path}: tensor {name}: read {read} of {len(buffer)} bytes; the file is truncated"
+            )
         tensor = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
         return tensor.reshape(shape if not shape else [stop - start, *row_shape])
 

@@ -32,10 +32,21 @@ def collect(sweep_dir: Path, domain_metric: str, instruct_metric: str) -> list[d
     rows = []
     for job in sorted(p for p in sweep_dir.iterdir() if (p / "results.json").is_file()):
         results = json.loads((job / "results.json").read_text())
-        manifest = json.loads((job / "model" / "merge_manifest.json").read_text()) if (job / "model" / "merge_manifest.json").is_file() else {}
+        manifest = (
+            json.loads((job / "model" / "merge_manifest.json").read_text())
+            if (job / "model" / "merge_manifest.json").is_file()
+            else {}
+        )
         summary = manifest.get("summary", {})
-        rows.append({"job": job.name, "method": summary.get("method"), "lam": summary.get("lam"),
-                     "domain": metric(results, domain_metric), "instruct": metric(results, instruct_metric)})
+        rows.append(
+            {
+                "job": job.name,
+                "method": summary.get("method"),
+                "lam": summary.get("lam"),
+                "domain": metric(results, domain_metric),
+                "instruct": metric(results, instruct_metric),
+            }
+        )
     return [r for r in rows if r["domain"] is not None and r["instruct"] is not None]
 
 
@@ -52,14 +63,25 @@ def choose(rows: list[dict], domain_higher_is_better: bool) -> dict:
     return max(rows, key=lambda r: r["balance"])
 
 
-def plot(rows: list[dict], best: dict, domain_metric: str, domain_higher_is_better: bool, instruct_metric: str, path: Path) -> None:
+def plot(
+    rows: list[dict], best: dict, domain_metric: str, domain_higher_is_better: bool, instruct_metric: str, path: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
     for method in sorted({r["method"] for r in rows}):
         points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["lam"])
         ax.plot([r["instruct"] for r in points], [r["domain"] for r in points], marker="o", label=method)
         for r in points:
-            ax.annotate(f"{r['lam']:g}", (r["instruct"], r["domain"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.scatter([best["instruct"]], [best["domain"]], s=160, facecolors="none", edgecolors="red", label=f"chosen: {best['method']} lam={best['lam']:g}")
+            ax.annotate(
+                f"{r['lam']:g}", (r["instruct"], r["domain"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
+    ax.scatter(
+        [best["instruct"]],
+        [best["domain"]],
+        s=160,
+        facecolors="none",
+        edgecolors="red",
+        label=f"chosen: {best['method']} lam={best['lam']:g}",
+    )
     ax.set_xlabel(f"instruction following ({instruct_metric})")
     ax.set_ylabel(f"domain ({domain_metric}{'' if domain_higher_is_better else ', lower is better: axis inverted'})")
     if not domain_higher_is_better:
@@ -73,14 +95,22 @@ def plot(rows: list[dict], best: dict, domain_metric: str, domain_higher_is_bett
 
 class LambdaSweepReport(Callback):
     def __init__(self, domain_metric: str, domain_higher_is_better: bool, instruct_metric: str):
-        self.domain_metric, self.domain_higher_is_better, self.instruct_metric = domain_metric, domain_higher_is_better, instruct_metric
+        self.domain_metric, self.domain_higher_is_better, self.instruct_metric = (
+            domain_metric,
+            domain_higher_is_better,
+            instruct_metric,
+        )
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = collect(sweep_dir, self.domain_metric, self.instruct_metric)
         if not rows:
-            log.info("sweep report: no job's results.json has both %s and %s (add eval=[...] to the sweep, or name other "
-                     "metrics with hydra.callbacks.lambda_sweep.domain_metric=... / instruct_metric=...)", self.domain_metric, self.instruct_metric)
+            log.info(
+                "sweep report: no job's results.json has both %s and %s (add eval=[...] to the sweep, or name other "
+                "metrics with hydra.callbacks.lambda_sweep.domain_metric=... / instruct_metric=...)",
+                self.domain_metric,
+                self.instruct_metric,
+            )
             return
         best = choose(rows, self.domain_higher_is_better)
         buffer = io.StringIO()
@@ -88,11 +118,31 @@ class LambdaSweepReport(Callback):
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["method"], r["lam"])))
         write_text_atomic(sweep_dir / "sweep_report.csv", buffer.getvalue())
-        write_json_atomic(sweep_dir / "sweep_report.json", {"domain_metric": self.domain_metric, "instruct_metric": self.instruct_metric,
-                                                             "chosen": best, "jobs": rows})
-        plot(rows, best, self.domain_metric, self.domain_higher_is_better, self.instruct_metric, sweep_dir / "sweep_report.png")
+        write_json_atomic(
+            sweep_dir / "sweep_report.json",
+            {
+                "domain_metric": self.domain_metric,
+                "instruct_metric": self.instruct_metric,
+                "chosen": best,
+                "jobs": rows,
+            },
+        )
+        plot(
+            rows,
+            best,
+            self.domain_metric,
+            self.domain_higher_is_better,
+            self.instruct_metric,
+            sweep_dir / "sweep_report.png",
+        )
         from chipadapt.loggers.sweep_run import log_sweep_report
 
         log_sweep_report(config.get("logger"), sweep_dir, sweep_dir / "sweep_report.png", rows, best)
-        log.info("sweep report: chosen %s lam=%s (domain %s, instruct %s) -> %s", best["method"], best["lam"],
-                 best["domain"], best["instruct"], sweep_dir / "sweep_report.png")
+        log.info(
+            "sweep report: chosen %s lam=%s (domain %s, instruct %s) -> %s",
+            best["method"],
+            best["lam"],
+            best["domain"],
+            best["instruct"],
+            sweep_dir / "sweep_report.png",
+        )

@@ -29,8 +29,12 @@ def supports_slot_decoding(model) -> bool:
     # A sliding window or per-layer attention kinds need their own masks; a custom 4D mask would drop them.
     kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
     windowed = getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
-    return (kinds == {"full_attention"} and not windowed and not getattr(config, "is_encoder_decoder", False)
-            and config._attn_implementation in ("sdpa", "eager"))
+    return (
+        kinds == {"full_attention"}
+        and not windowed
+        and not getattr(config, "is_encoder_decoder", False)
+        and config._attn_implementation in ("sdpa", "eager")
+    )
 
 
 class SlotCache(Cache):
@@ -47,8 +51,10 @@ class SlotCache(Cache):
         n = key_states.shape[2]
         self.keys[layer_idx][: self.rows, :, self.end : self.end + n] = key_states
         self.values[layer_idx][: self.rows, :, self.end : self.end + n] = value_states
-        return (self.keys[layer_idx][: self.rows, :, self.low : self.end + n],
-                self.values[layer_idx][: self.rows, :, self.low : self.end + n])
+        return (
+            self.keys[layer_idx][: self.rows, :, self.low : self.end + n],
+            self.values[layer_idx][: self.rows, :, self.low : self.end + n],
+        )
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.end
@@ -70,8 +76,6 @@ class SlotCache(Cache):
         self.low -= by
 
 
-
-
 @contextmanager
 def grouped_heads_in_sdpa(device: torch.device):
     """With a mask, transformers copies each key/value head to all its query heads before SDPA (repeat_kv):
@@ -91,8 +95,15 @@ def grouped_heads_in_sdpa(device: torch.device):
             os.environ[FORCE_GQA] = old
 
 
-def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int, batch_size: int, stop_ids: set[int],
-                    pad_id: int, progress: str | None = None) -> list[list[int]]:
+def greedy_generate(
+    model,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_ids: set[int],
+    pad_id: int,
+    progress: str | None = None,
+) -> list[list[int]]:
     """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`."""
     with grouped_heads_in_sdpa(model.device):
         return _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_id, progress)
@@ -114,9 +125,9 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
     capacity = longest + max_new_tokens + max(64, max_new_tokens // 4)
     cache = SlotCache(config.num_hidden_layers, rows, kv_heads, head_dim, capacity, model.dtype, device)
     valid = torch.zeros((rows, capacity), dtype=torch.bool, device=device)
-    position = torch.zeros(rows, dtype=torch.long, device=device)   # next position of each row
-    owner = [-1] * rows                                              # prompt index in each row, -1 = free
-    start = [0] * rows                                               # first column of each row
+    position = torch.zeros(rows, dtype=torch.long, device=device)  # next position of each row
+    owner = [-1] * rows  # prompt index in each row, -1 = free
+    start = [0] * rows  # first column of each row
     next_token = torch.zeros(rows, dtype=torch.long, device=device)
     bar = tqdm(total=len(prompts), desc=progress, unit="item", disable=progress is None, mininterval=2)
     generated = [0]  # tokens kept, for the progress bar
@@ -153,12 +164,18 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
         ids = torch.full((len(take), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(take), width), dtype=torch.long)
         for r, i in enumerate(take):
-            ids[r, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[r, width - len(prompts[i]):] = 1
+            ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[r, width - len(prompts[i]) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         fresh = DynamicCache(config=config)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       past_key_values=fresh, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            past_key_values=fresh,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         first = logits.argmax(-1)
         for r, (slot, i) in enumerate(zip(free, take)):
             for layer in range(config.num_hidden_layers):
@@ -201,9 +218,16 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
         if model.config._attn_implementation == "sdpa":
             attention = mask[:, None, None, :]
         else:
-            attention = torch.zeros((n, 1, 1, mask.shape[1]), dtype=model.dtype, device=device).masked_fill(~mask[:, None, None, :], torch.finfo(model.dtype).min)
-        logits = model(input_ids=next_token[:n, None], position_ids=position[:n, None], attention_mask=attention,
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+            attention = torch.zeros((n, 1, 1, mask.shape[1]), dtype=model.dtype, device=device).masked_fill(
+                ~mask[:, None, None, :], torch.finfo(model.dtype).min
+            )
+        logits = model(
+            input_ids=next_token[:n, None],
+            position_ids=position[:n, None],
+            attention_mask=attention,
+            past_key_values=cache,
+            use_cache=True,
+        ).logits[:, -1]
         cache.end += 1
         position[:n] += 1
         next_token[:n] = logits.argmax(-1)

@@ -58,8 +58,13 @@ def resolve_attention(attn_implementation: str) -> str:
 
 
 def load_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str = "model.path"):
-    model = safe_from_pretrained(AutoModelForCausalLM, folder, key, dtype=getattr(torch, dtype),
-                                 attn_implementation=resolve_attention(attn_implementation))
+    model = safe_from_pretrained(
+        AutoModelForCausalLM,
+        folder,
+        key,
+        dtype=getattr(torch, dtype),
+        attn_implementation=resolve_attention(attn_implementation),
+    )
     # from_pretrained returns eval mode; training code switches modes itself.
     return model
 
@@ -69,7 +74,9 @@ def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None =
     from shards, when the model's own parameters are only this process's shard)."""
     dest = Path(dest)
     with atomic_directory(dest, command) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
+        model.save_pretrained(
+            tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {})
+        )
         tokenizer.save_pretrained(tmp)
     log.info("saved Hugging Face folder %s", dest)
     return dest

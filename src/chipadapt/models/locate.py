@@ -56,10 +56,14 @@ def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:
     except (LocalEntryNotFoundError, FileNotFoundError):
         where = f"HF_HUB_CACHE={constants.HF_HUB_CACHE}"
         if offline:
-            raise ChipadaptError(f"{key}: {repo_id} is not a local folder and not in the Hugging Face cache ({where}); "
-                                 f"HF_HUB_OFFLINE=1, so it was not downloaded (run `hf download {repo_id}` where the hub "
-                                 "is reachable, or point at a local folder)") from None
-        raise ChipadaptError(f"{key}: {repo_id} is not a local folder, and the hub could not be reached to fetch it ({where})") from None
+            raise ChipadaptError(
+                f"{key}: {repo_id} is not a local folder and not in the Hugging Face cache ({where}); "
+                f"HF_HUB_OFFLINE=1, so it was not downloaded (run `hf download {repo_id}` where the hub "
+                "is reachable, or point at a local folder)"
+            ) from None
+        raise ChipadaptError(
+            f"{key}: {repo_id} is not a local folder, and the hub could not be reached to fetch it ({where})"
+        ) from None
     except (RepositoryNotFoundError, HFValidationError):
         raise ChipadaptError(f"{key}: {repo_id} is not a local folder and not a model on the hub") from None
     return Path(folder)

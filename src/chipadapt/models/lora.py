@@ -32,8 +32,15 @@ def apply_lora(model, cfg: DictConfig, folder: Path):
         settings["trainable_token_indices"] = {"embed_tokens": ids}
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **settings))
     trainable, total = peft_model.get_nb_trainable_parameters()
-    log.info("LoRA r=%s on %s: %s trainable of %s parameters (%.3f%%)%s", settings["r"], settings["target_modules"],
-             f"{trainable:,}", f"{total:,}", 100 * trainable / total, f"; {len(ids)} new token rows trainable" if ids else "")
+    log.info(
+        "LoRA r=%s on %s: %s trainable of %s parameters (%.3f%%)%s",
+        settings["r"],
+        settings["target_modules"],
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+        f"; {len(ids)} new token rows trainable" if ids else "",
+    )
     return peft_model
 
 

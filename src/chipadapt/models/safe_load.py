@@ -21,8 +21,10 @@ def require_safetensors(folder: Path, key: str) -> Path:
         return folder
     pickles = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
     if pickles:
-        raise ChipadaptError(f"{key}: {folder} holds only pickled weights ({', '.join(pickles[:3])}); they are never "
-                             "loaded (a pickle can run code): save the model with safetensors")
+        raise ChipadaptError(
+            f"{key}: {folder} holds only pickled weights ({', '.join(pickles[:3])}); they are never "
+            "loaded (a pickle can run code): save the model with safetensors"
+        )
     raise ChipadaptError(f"{key}: {folder} has no safetensors weights (model.safetensors)")
 
 
@@ -39,8 +41,12 @@ def safe_from_pretrained(auto_class: Any, folder: Path, key: str, complete: bool
     folder = require_safetensors(folder, key)
     try:
         model, info = auto_class.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False,
-            output_loading_info=True, **kwargs,
+            folder,
+            local_files_only=True,
+            use_safetensors=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+            **kwargs,
         )
     except ChipadaptError:
         raise
@@ -48,8 +54,10 @@ def safe_from_pretrained(auto_class: Any, folder: Path, key: str, complete: bool
         raise ChipadaptError(f"{key}: cannot load {folder}: {_first_line(err)}") from None
     if complete and info.get("missing_keys"):
         missing = sorted(info["missing_keys"])
-        raise ChipadaptError(f"{key}: {folder} lacks trained weights for {', '.join(missing[:4])}"
-                             f"{' ...' if len(missing) > 4 else ''}; refusing a randomly initialised model")
+        raise ChipadaptError(
+            f"{key}: {folder} lacks trained weights for {', '.join(missing[:4])}"
+            f"{' ...' if len(missing) > 4 else ''}; refusing a randomly initialised model"
+        )
     return model
 
 

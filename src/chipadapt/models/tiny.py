@@ -79,7 +79,9 @@ class TinyLlama:
 
     @property
     def folder(self) -> Path:
-        texts = sorted(str(p.relative_to(self.text_dir)) + sha256_file(p) for p in self.text_dir.rglob("*") if p.is_file())
+        texts = sorted(
+            str(p.relative_to(self.text_dir)) + sha256_file(p) for p in self.text_dir.rglob("*") if p.is_file()
+        )
         return self.cache_dir / f"tiny-llama-{sha256_json([self.settings, texts])[:16]}"
 
     def materialize(self) -> Path:

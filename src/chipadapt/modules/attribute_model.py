@@ -21,18 +21,30 @@ def load_attribute_model(folder: str | Path, attributes: list[str] | None = None
     """A new head on a causal-LM folder (`attributes` given), or a trained attribute model folder."""
     kwargs = {}
     if attributes is not None:
-        kwargs = {"num_labels": len(attributes), "problem_type": "regression",
-                  "id2label": dict(enumerate(attributes)), "label2id": {a: i for i, a in enumerate(attributes)}}
+        kwargs = {
+            "num_labels": len(attributes),
+            "problem_type": "regression",
+            "id2label": dict(enumerate(attributes)),
+            "label2id": {a: i for i, a in enumerate(attributes)},
+        }
     # A trained attribute model must bring its head; a new one starts from a causal LM's backbone.
-    model = safe_from_pretrained(AutoModelForSequenceClassification, Path(folder), "attribute_model",
-                                 complete=attributes is None, dtype=torch.float32, **kwargs)
+    model = safe_from_pretrained(
+        AutoModelForSequenceClassification,
+        Path(folder),
+        "attribute_model",
+        complete=attributes is None,
+        dtype=torch.float32,
+        **kwargs,
+    )
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id  # the head reads the last token before padding
     return model
 
 
 class AttributeModule(L.LightningModule):
-    def __init__(self, model_folder: str | Path, attributes: list[str], pad_token_id: int, optim, label_means: list[float]):
+    def __init__(
+        self, model_folder: str | Path, attributes: list[str], pad_token_id: int, optim, label_means: list[float]
+    ):
         super().__init__()
         self.model = load_attribute_model(model_folder, attributes, pad_token_id)
         self.model.train()
@@ -75,8 +87,11 @@ class AttributeModule(L.LightningModule):
             p, y = preds[m, i], labels[m, i]
             baseline = torch.full_like(y, float(self.label_means[i]))
             results[name] = {
-                "mae": float(MeanAbsoluteError()(p, y)), "baseline_mae": float(MeanAbsoluteError()(baseline, y)),
-                "spearman": float(SpearmanCorrCoef()(p, y)) if y.unique().numel() > 1 and p.unique().numel() > 1 else 0.0,
+                "mae": float(MeanAbsoluteError()(p, y)),
+                "baseline_mae": float(MeanAbsoluteError()(baseline, y)),
+                "spearman": float(SpearmanCorrCoef()(p, y))
+                if y.unique().numel() > 1 and p.unique().numel() > 1
+                else 0.0,
                 "n": int(m.sum()),
             }
             for key, value in results[name].items():

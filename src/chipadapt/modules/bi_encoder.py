@@ -25,7 +25,11 @@ class BiEncoderModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         # scale_loss: DDP averages gradients over processes; the gathered loss is scaled back up.
-        self.loss_fn = DistributedContrastiveLoss(n_target=self.n_passages, scale_loss=True) if distributed else SimpleContrastiveLoss(n_target=self.n_passages)
+        self.loss_fn = (
+            DistributedContrastiveLoss(n_target=self.n_passages, scale_loss=True)
+            if distributed
+            else SimpleContrastiveLoss(n_target=self.n_passages)
+        )
 
     def forward(self, batch):
         return self.encoder(**batch["query"]), self.encoder(**batch["passages"])

@@ -11,12 +11,12 @@ from omegaconf import DictConfig
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.data.sft_batches import block_causal_mask
+from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.models.lora import apply_lora
+from chipadapt.models.token_bytes import token_byte_lengths
 from chipadapt.modules.loss_guard import LossSpikeGuard
 from chipadapt.modules.optim import optimizers_for
-from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class CausalLMModule(L.LightningModule):
         if peft is not None and peft.get("r"):
             self.model = apply_lora(self.model, peft, Path(model_folder))
         rows = self.model.get_output_embeddings().weight.shape[0]
-        self.register_buffer("token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False)
+        self.register_buffer(
+            "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
+        )
         self.val_split_names: list[str] = []
         self.val_metrics = torch.nn.ModuleDict()
         self.val_results: dict[str, dict[str, float]] = {}
@@ -91,7 +93,9 @@ class CausalLMModule(L.LightningModule):
             # FSDP shards the gradients: only FSDP itself can compute their global norm.
             self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
             return
-        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
+        self.clip_gradients(
+            optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["loss_guard"] = self.loss_guard.state_dict()
@@ -105,7 +109,9 @@ class CausalLMModule(L.LightningModule):
         # Position t predicts token t+1; the metrics add up over labelled tokens of all batches.
         logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
         metrics["ppl"].update(logits, labels)
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        nll = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
+        )
         metrics["nll"].update(nll)
         metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum())
 

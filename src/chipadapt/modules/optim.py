@@ -19,5 +19,7 @@ def optimizers_for(model: torch.nn.Module, optim: DictConfig, trainer):
     optimizer = instantiate(optim.optimizer)(params=decay_groups(model, optim.optimizer.weight_decay))
     if optim.scheduler is None:
         return optimizer
-    scheduler = instantiate(optim.scheduler)(optimizer=optimizer, num_training_steps=int(trainer.estimated_stepping_batches))
+    scheduler = instantiate(optim.scheduler)(
+        optimizer=optimizer, num_training_steps=int(trainer.estimated_stepping_batches)
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -24,13 +24,22 @@ class Ledger:
         return record.get("command") if record else None
 
     def start(self, name: str, command: list[str], log: Path) -> None:
-        self.records[name] = {"command": command, "status": "running", "log": str(log),
-                              "started": dt.datetime.now().isoformat(timespec="seconds"), "seconds": None}
+        self.records[name] = {
+            "command": command,
+            "status": "running",
+            "log": str(log),
+            "started": dt.datetime.now().isoformat(timespec="seconds"),
+            "seconds": None,
+        }
         self.save()
 
     def finish(self, name: str, status: str, seconds: float, returncode: int) -> None:
-        self.records[name].update(status=status, seconds=round(seconds, 1), returncode=returncode,
-                                  finished=dt.datetime.now().isoformat(timespec="seconds"))
+        self.records[name].update(
+            status=status,
+            seconds=round(seconds, 1),
+            returncode=returncode,
+            finished=dt.datetime.now().isoformat(timespec="seconds"),
+        )
         self.save()
 
     def save(self) -> None:

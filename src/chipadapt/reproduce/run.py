@@ -24,7 +24,9 @@ def from_root(path: str) -> Path:
 
 def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
     for step, action in plan(steps, Ledger(out / "steps.json"), out, only, force):
-        console.print(f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(step.command(out)))}", highlight=False)
+        console.print(
+            f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(step.command(out)))}", highlight=False
+        )
 
 
 def run(cfg: DictConfig) -> Path:

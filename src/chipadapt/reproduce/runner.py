@@ -33,7 +33,11 @@ def last_line(path: Path, width: int = 90) -> str:
     try:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - 4096))
-            lines = [l.strip() for l in handle.read().decode("utf-8", "replace").replace("\r", "\n").splitlines() if l.strip()]
+            lines = [
+                l.strip()
+                for l in handle.read().decode("utf-8", "replace").replace("\r", "\n").splitlines()
+                if l.strip()
+            ]
     except OSError:
         return ""
     return lines[-1][-width:] if lines else ""
@@ -52,7 +56,9 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
     """(step, action) in order; action is run, rerun (moved aside first), resume, skip or ignore."""
     unknown = (only | force) - {s.name for s in steps}
     if unknown:
-        raise ChipadaptError(f"only/force: no step named {sorted(unknown)[0]!r} in this variant (steps: {', '.join(s.name for s in steps)})")
+        raise ChipadaptError(
+            f"only/force: no step named {sorted(unknown)[0]!r} in this variant (steps: {', '.join(s.name for s in steps)})"
+        )
     actions, running = [], set()
     for step in steps:
         if only and step.name not in only:
@@ -65,7 +71,9 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
             continue
         recorded = ledger.recorded_command(step.name)
         same = recorded == command and step.name not in force and not upstream
-        actions.append((step, "resume" if same and step.folder(out).exists() else "rerun" if step.folder(out).exists() else "run"))
+        actions.append(
+            (step, "resume" if same and step.folder(out).exists() else "rerun" if step.folder(out).exists() else "run")
+        )
         running.add(step.name)
     return actions
 
@@ -82,8 +90,13 @@ def run_step(step: Step, out: Path, ledger: Ledger, progress: Progress, task) ->
     with log_path.open("a", encoding="utf-8") as handle:
         handle.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')} {' '.join(command)}\n")
         handle.flush()
-        proc = subprocess.Popen([sys.executable, str(ROOT / step.script), *command[1:]], cwd=ROOT, env=env,
-                                stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / step.script), *command[1:]],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
         try:
             while proc.poll() is None:
                 progress.update(task, description=f"{step.name}: {last_line(log_path)}")
@@ -103,8 +116,10 @@ def run_step(step: Step, out: Path, ledger: Ledger, progress: Progress, task) ->
     if status == "failed":
         tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
         console.print(tail, markup=False, highlight=False)
-        raise ChipadaptError(f"reproduce: step {step.name} failed (exit {proc.returncode}); log: {log_path}. "
-                             "Rerun the same command to resume from it")
+        raise ChipadaptError(
+            f"reproduce: step {step.name} failed (exit {proc.returncode}); log: {log_path}. "
+            "Rerun the same command to resume from it"
+        )
 
 
 class Terminated(ChipadaptError):
@@ -125,8 +140,14 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
     skipped = [s.name for s, a in actions if a == "skip"]
     if skipped:
         console.print(f"[dim]done already, skipped: {', '.join(skipped)}[/dim]")
-    with Progress(TextColumn("[bold]{task.fields[step]}"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]{task.fields[step]}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as progress:
         overall = progress.add_task("", total=len(todo), step="reproduce")
         for i, (step, action) in enumerate(todo, start=1):
             if action == "rerun":
@@ -135,6 +156,11 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
             task = progress.add_task("", total=None, step=f"[{i}/{len(todo)}] {step.name}")
             start = time.perf_counter()
             run_step(step, out, ledger, progress, task)
-            progress.update(task, description=f"done in {dt.timedelta(seconds=round(time.perf_counter() - start))}", total=1, completed=1)
+            progress.update(
+                task,
+                description=f"done in {dt.timedelta(seconds=round(time.perf_counter() - start))}",
+                total=1,
+                completed=1,
+            )
             progress.advance(overall)
     return ledger

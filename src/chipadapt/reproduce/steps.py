@@ -13,12 +13,12 @@ SCRIPTS = ("train.py", "evaluate.py", "merge.py")
 @dataclass(frozen=True)
 class Step:
     name: str
-    script: str                  # train.py | evaluate.py | merge.py, in the repository root
-    args: tuple[str, ...]        # Hydra overrides, without the run folder
-    section: str                 # which part of the report reads it
+    script: str  # train.py | evaluate.py | merge.py, in the repository root
+    args: tuple[str, ...]  # Hydra overrides, without the run folder
+    section: str  # which part of the report reads it
     label: str = ""
     needs: tuple[str, ...] = ()
-    multirun: bool = False       # a Hydra sweep (-m): its jobs go to numbered folders under the step's
+    multirun: bool = False  # a Hydra sweep (-m): its jobs go to numbered folders under the step's
     meta: dict = field(default_factory=dict, hash=False, compare=False)
 
     def folder(self, out: Path) -> Path:
@@ -67,7 +67,16 @@ def load_steps(cfg: DictConfig) -> list[Step]:
         args = flatten(spec.get("args") or [])
         if script != "merge.py":  # merge.py names its models itself; the others take the variant's model
             args = common + args
-        steps.append(Step(name=name, script=script, args=tuple(args), section=spec.get("section", "other"),
-                          label=spec.get("label", name), needs=needs, multirun=bool(spec.get("multirun", False)),
-                          meta=spec.get("meta") or {}))
+        steps.append(
+            Step(
+                name=name,
+                script=script,
+                args=tuple(args),
+                section=spec.get("section", "other"),
+                label=spec.get("label", name),
+                needs=needs,
+                multirun=bool(spec.get("multirun", False)),
+                meta=spec.get("meta") or {},
+            )
+        )
     return steps

@@ -14,7 +14,9 @@ def load_passages(path: str | None, build: dict) -> list[Passage]:
     return build_passages(build["sources"], build["max_chars"], build["min_chars"], build["overlap_chars"])
 
 
-def make_retrievers(encoders: dict, dense: dict, bm25: dict | None, hybrid: dict | None, index_root: str | None = None) -> dict:
+def make_retrievers(
+    encoders: dict, dense: dict, bm25: dict | None, hybrid: dict | None, index_root: str | None = None
+) -> dict:
     """name -> retriever: `bm25`, one dense retriever per encoder, and `hybrid` over BM25 + one of them."""
     retrievers = {}
     if bm25 is not None:
@@ -23,13 +25,17 @@ def make_retrievers(encoders: dict, dense: dict, bm25: dict | None, hybrid: dict
         if enc is None:
             continue
         index_dir = str(Path(index_root) / name) if index_root else None
-        retrievers[name] = DenseRetriever(encoder_path=enc.get("path"), encoder_package=enc.get("package"), index_dir=index_dir, **dense)
+        retrievers[name] = DenseRetriever(
+            encoder_path=enc.get("path"), encoder_package=enc.get("package"), index_dir=index_dir, **dense
+        )
     if hybrid is not None and hybrid.get("dense"):
         from chipadapt.errors import ChipadaptError
 
         dense_name = hybrid["dense"]
         if dense_name not in retrievers or "bm25" not in retrievers:
-            raise ChipadaptError(f"hybrid.dense: {dense_name!r} needs bm25 and an encoder of that name (encoders: {sorted(encoders or {})})")
+            raise ChipadaptError(
+                f"hybrid.dense: {dense_name!r} needs bm25 and an encoder of that name (encoders: {sorted(encoders or {})})"
+            )
         settings = {k: v for k, v in hybrid.items() if k != "dense"}
         retrievers["hybrid"] = HybridRetriever(retrievers["bm25"], retrievers[dense_name], **settings)
     return retrievers

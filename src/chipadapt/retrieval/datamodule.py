@@ -9,8 +9,16 @@ from chipadapt.retrieval.tevatron_data import GroupDataset
 
 
 class RetrieverDataModule(L.LightningDataModule):
-    def __init__(self, train_groups: list[dict], val_groups: list[dict], encoder: TextEncoder, n_passages: int,
-                 batch_size: int, seed: int, positive: str):
+    def __init__(
+        self,
+        train_groups: list[dict],
+        val_groups: list[dict],
+        encoder: TextEncoder,
+        n_passages: int,
+        batch_size: int,
+        seed: int,
+        positive: str,
+    ):
         super().__init__()
         self.encoder, self.batch_size, self.seed = encoder, batch_size, seed
         self.train_set = GroupDataset(train_groups, n_passages, seed, positive)
@@ -19,7 +27,10 @@ class RetrieverDataModule(L.LightningDataModule):
     def collate(self, items: list[tuple[str, list[str]]]) -> dict:
         queries = [q for q, _ in items]
         passages = [p for _, group in items for p in group]
-        return {"query": dict(self.encoder.tokenize(queries, is_query=True)), "passages": dict(self.encoder.tokenize(passages, is_query=False))}
+        return {
+            "query": dict(self.encoder.tokenize(queries, is_query=True)),
+            "passages": dict(self.encoder.tokenize(passages, is_query=False)),
+        }
 
     def train_dataloader(self) -> DataLoader:
         # Whole batches only (a last batch of a few queries has too few in-batch negatives to be a

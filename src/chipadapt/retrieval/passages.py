@@ -137,7 +137,9 @@ def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars:
                 passages.append(Passage(id=f"{name}:{doc.doc_id}#{n}", text=chunk, source=f"{name}:{doc.doc_id}"))
                 count += 1
         if count == 0:
-            raise ChipadaptError(f"passages.sources.{name}: no passages (path {spec.get('path')}, filter {spec.get('where')})")
+            raise ChipadaptError(
+                f"passages.sources.{name}: no passages (path {spec.get('path')}, filter {spec.get('where')})"
+            )
     return passages
 
 

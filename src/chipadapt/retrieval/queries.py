@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.jsonl import jsonl_records
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.jsonl import jsonl_records
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,15 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
             if unknown:
                 raise ChipadaptError(f"{path}:{lineno}: positive id {unknown[0]!r} is not in the passages file")
         extra = {k: v for k, v in record.items() if k not in ("id", "query", "positive_ids", "answer")}
-        queries.append(Query(str(record.get("id", f"q{lineno}")), record["query"], tuple(map(str, positives)), record.get("answer"), extra))
+        queries.append(
+            Query(
+                str(record.get("id", f"q{lineno}")),
+                record["query"],
+                tuple(map(str, positives)),
+                record.get("answer"),
+                extra,
+            )
+        )
     if not queries:
         raise ChipadaptError(f"{path}: no queries")
     return queries

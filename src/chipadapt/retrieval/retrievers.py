@@ -1,6 +1,6 @@
 """Retrievers behind one interface: BM25 (bm25s), dense (faiss inner product), hybrid (score fusion).
 
-    retriever.index(passages); hits = retriever.search(queries, k)   # [[(passage_id, score), ...], ...]
+retriever.index(passages); hits = retriever.search(queries, k)   # [[(passage_id, score), ...], ...]
 """
 
 import json
@@ -35,7 +35,9 @@ class BM25Retriever:
     def _tokenize(self, texts: list[str]):
         import bm25s
 
-        return bm25s.tokenize(texts, token_pattern=TOKEN_PATTERN, stopwords=self.stopwords, stemmer=self.stemmer, show_progress=False)
+        return bm25s.tokenize(
+            texts, token_pattern=TOKEN_PATTERN, stopwords=self.stopwords, stemmer=self.stemmer, show_progress=False
+        )
 
     def index(self, passages: list[Passage]) -> None:
         import bm25s
@@ -47,18 +49,33 @@ class BM25Retriever:
     def search(self, queries: list[str], k: int) -> Hits:
         k = min(k, len(self.ids))
         docs, scores = self.bm25.retrieve(self._tokenize(queries), k=k, show_progress=False, n_threads=1)
-        return [[(self.ids[int(d)], float(s)) for d, s in zip(row_d, row_s) if s > 0] for row_d, row_s in zip(docs, scores)]
+        return [
+            [(self.ids[int(d)], float(s)) for d, s in zip(row_d, row_s) if s > 0] for row_d, row_s in zip(docs, scores)
+        ]
 
 
 class DenseRetriever:
     """Exact inner-product search over normalised embeddings (cosine). `index_dir` caches the index.
     `search`: faiss (CPU), torch (a matrix product on the encoder's device), auto (torch on a GPU)."""
 
-    def __init__(self, encoder_path: str | None, encoder_package: str | None, pooling: str, query_prefix: str,
-                 passage_prefix: str, max_query_tokens: int, max_passage_tokens: int, batch_size: int,
-                 search: str, device: str = "auto", index_dir: str | None = None):
+    def __init__(
+        self,
+        encoder_path: str | None,
+        encoder_package: str | None,
+        pooling: str,
+        query_prefix: str,
+        passage_prefix: str,
+        max_query_tokens: int,
+        max_passage_tokens: int,
+        batch_size: int,
+        search: str,
+        device: str = "auto",
+        index_dir: str | None = None,
+    ):
         self.folder = resolve_encoder_folder(encoder_path, encoder_package)
-        self.encoder = TextEncoder(self.folder, pooling, query_prefix, passage_prefix, max_query_tokens, max_passage_tokens)
+        self.encoder = TextEncoder(
+            self.folder, pooling, query_prefix, passage_prefix, max_query_tokens, max_passage_tokens
+        )
         import torch
 
         if device == "auto":
@@ -78,9 +95,14 @@ class DenseRetriever:
         for p in passages:
             digest.update(p.id.encode() + b"\0" + p.text.encode() + b"\0")
         weights = next(self.folder.glob("*.safetensors"), None)
-        return {"passages": digest.hexdigest(), "count": len(passages), "encoder": str(self.folder),
-                "encoder_weights": sha256_file(weights) if weights else None,
-                "prefix": self.encoder.passage_prefix, "max_tokens": self.encoder.max_tokens[False]}
+        return {
+            "passages": digest.hexdigest(),
+            "count": len(passages),
+            "encoder": str(self.folder),
+            "encoder_weights": sha256_file(weights) if weights else None,
+            "prefix": self.encoder.passage_prefix,
+            "max_tokens": self.encoder.max_tokens[False],
+        }
 
     def index(self, passages: list[Passage]) -> None:
         import faiss
@@ -94,8 +116,12 @@ class DenseRetriever:
                 self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
                 return
             log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
-        vectors = self.encoder.encode([p.text for p in passages], is_query=False, batch_size=self.batch_size,
-                                      progress=f"embedding {len(passages)} passages")
+        vectors = self.encoder.encode(
+            [p.text for p in passages],
+            is_query=False,
+            batch_size=self.batch_size,
+            progress=f"embedding {len(passages)} passages",
+        )
         self.faiss_index = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss_index.add(vectors)
         self._to_device(vectors)
@@ -128,7 +154,14 @@ class HybridRetriever:
     def __init__(self, sparse, dense, weight: float, fusion: str, depth: int, rrf_k: int = 60):
         if fusion not in ("minmax", "rrf"):
             raise ChipadaptError(f"hybrid.fusion: {fusion!r} is not one of minmax, rrf")
-        self.sparse, self.dense, self.weight, self.fusion, self.depth, self.rrf_k = sparse, dense, weight, fusion, depth, rrf_k
+        self.sparse, self.dense, self.weight, self.fusion, self.depth, self.rrf_k = (
+            sparse,
+            dense,
+            weight,
+            fusion,
+            depth,
+            rrf_k,
+        )
         self.reuses_parts = False
 
     def index(self, passages: list[Passage]) -> None:
@@ -149,8 +182,13 @@ class HybridRetriever:
 
     def search(self, queries: list[str], k: int) -> Hits:
         out = []
-        for sparse_hits, dense_hits in zip(self.sparse.search(queries, self.depth), self.dense.search(queries, self.depth)):
+        for sparse_hits, dense_hits in zip(
+            self.sparse.search(queries, self.depth), self.dense.search(queries, self.depth)
+        ):
             sparse, dense = self._scores(sparse_hits), self._scores(dense_hits)
-            fused = {pid: self.weight * dense.get(pid, 0.0) + (1 - self.weight) * sparse.get(pid, 0.0) for pid in {*sparse, *dense}}
+            fused = {
+                pid: self.weight * dense.get(pid, 0.0) + (1 - self.weight) * sparse.get(pid, 0.0)
+                for pid in {*sparse, *dense}
+            }
             out.append(sorted(fused.items(), key=lambda item: -item[1])[:k])
         return out

@@ -61,8 +61,18 @@ def synthesize_data(cfg: DictConfig, passages, out: Path) -> Path:
     miner = BM25Retriever(**_plain(cfg.retriever.bm25))
     miner.index(passages)
     groups, report = synthesize(
-        passages, syn.num_samples, syn.method, miner, llm, syn.mine_depth, syn.judge_depth, syn.judge_margin,
-        syn.num_negatives, syn.near_duplicate_jaccard, syn.min_passage_chars, cfg.seed,
+        passages,
+        syn.num_samples,
+        syn.method,
+        miner,
+        llm,
+        syn.mine_depth,
+        syn.judge_depth,
+        syn.judge_margin,
+        syn.num_negatives,
+        syn.near_duplicate_jaccard,
+        syn.min_passage_chars,
+        cfg.seed,
     )
     report["generator_model"] = str(folder) if llm else None
     write_json_atomic(out / "synthetic" / "report.json", report)
@@ -81,7 +91,9 @@ def evaluate_encoders(cfg: DictConfig, passages, query_sets: dict[str, list[Quer
         retriever.index(passages)
         for qname, queries in query_sets.items():
             hits = retriever.search([q.query for q in queries], max([*ks, mrr_k]))
-            results[qname][rname] = retrieval_metrics([[pid for pid, _ in row] for row in hits], [q.positive_ids for q in queries], ks, mrr_k)
+            results[qname][rname] = retrieval_metrics(
+                [[pid for pid, _ in row] for row in hits], [q.positive_ids for q in queries], ks, mrr_k
+            )
     return results
 
 
@@ -111,22 +123,45 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     known = {p.id for p in passages}
     train_groups, heldout = [], []
     for i, g in enumerate(groups):
-        (heldout if _held_out(f"{g.get('method', '')}{g.get('query_id', i)}", rcfg.heldout_fraction) else train_groups).append(g)
+        (
+            heldout
+            if _held_out(f"{g.get('method', '')}{g.get('query_id', i)}", rcfg.heldout_fraction)
+            else train_groups
+        ).append(g)
     if not train_groups:
-        raise ChipadaptError(f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction})")
-    heldout_queries = [Query(str(g.get("query_id", i)), g["query"], tuple(p["docid"] for p in g["positive_passages"] if p.get("docid") in known))
-                       for i, g in enumerate(heldout)]
+        raise ChipadaptError(
+            f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction})"
+        )
+    heldout_queries = [
+        Query(
+            str(g.get("query_id", i)),
+            g["query"],
+            tuple(p["docid"] for p in g["positive_passages"] if p.get("docid") in known),
+        )
+        for i, g in enumerate(heldout)
+    ]
     heldout_queries = [q for q in heldout_queries if q.positive_ids]
     if heldout_queries:
         write_queries(heldout_queries, out / "synthetic" / "heldout_queries.jsonl")
-    manifest.update("data", {"passages": len(passages), "train_groups": len(train_groups), "heldout_groups": len(heldout),
-                             "train_file": str(train_file)})
+    manifest.update(
+        "data",
+        {
+            "passages": len(passages),
+            "train_groups": len(train_groups),
+            "heldout_groups": len(heldout),
+            "train_file": str(train_file),
+        },
+    )
 
     enc = rcfg.encoder
     folder = resolve_encoder_folder(enc.path, enc.package)
-    encoder = TextEncoder(folder, enc.pooling, enc.query_prefix, enc.passage_prefix, enc.max_query_tokens, enc.max_passage_tokens)
+    encoder = TextEncoder(
+        folder, enc.pooling, enc.query_prefix, enc.passage_prefix, enc.max_query_tokens, enc.max_passage_tokens
+    )
     encoder.model.train()
-    datamodule = RetrieverDataModule(train_groups, heldout, encoder, rcfg.train.n_passages, rcfg.train.batch_size, cfg.seed, rcfg.train.positive)
+    datamodule = RetrieverDataModule(
+        train_groups, heldout, encoder, rcfg.train.n_passages, rcfg.train.batch_size, cfg.seed, rcfg.train.positive
+    )
     module = BiEncoderModule(encoder, rcfg.train.n_passages, rcfg.train.temperature, cfg.optim)
 
     trainer, _ = build_trainer(cfg, out, accumulation=1)
@@ -143,7 +178,10 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         except ChipadaptError as err:
             log.warning("retriever.eval_queries not evaluated: %s", err)
     if query_sets and rcfg.evaluate_after:
-        base = {"base": {"path": enc.path, "package": enc.package}, "finetuned": {"path": str(out / "model"), "package": None}}
+        base = {
+            "base": {"path": enc.path, "package": enc.package},
+            "finetuned": {"path": str(out / "model"), "package": None},
+        }
         metrics["retrieval"] = evaluate_encoders(cfg, passages, query_sets, base)
         write_json_atomic(out / "results.json", {"retrieval": metrics["retrieval"]})
         from rich.table import Table

@@ -25,10 +25,7 @@ QUESTION_PROMPT = (
     "Write one short question that an engineer might ask and that this passage answers. "
     "Reply with the question only."
 )
-JUDGE_PROMPT = (
-    "Passage:\n{passage}\n\nQuestion: {question}\n\n"
-    "Does the passage answer the question? Reply Yes or No."
-)
+JUDGE_PROMPT = "Passage:\n{passage}\n\nQuestion: {question}\n\nDoes the passage answer the question? Reply Yes or No."
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -36,15 +33,21 @@ SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 class TrainingGroup:
     query_id: str
     query: str
-    method: str                     # llm | ict
+    method: str  # llm | ict
     positives: list[Passage]
     negatives: list[Passage]
     extra: dict = field(default_factory=dict)
 
     def to_tevatron(self) -> dict:
         as_docs = lambda ps: [{"docid": p.id, "text": p.text} for p in ps]  # noqa: E731
-        return {"query_id": self.query_id, "query": self.query, "positive_passages": as_docs(self.positives),
-                "negative_passages": as_docs(self.negatives), "method": self.method, **self.extra}
+        return {
+            "query_id": self.query_id,
+            "query": self.query,
+            "positive_passages": as_docs(self.positives),
+            "negative_passages": as_docs(self.negatives),
+            "method": self.method,
+            **self.extra,
+        }
 
 
 def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
@@ -59,7 +62,11 @@ def jaccard(a: set, b: set) -> float:
 def ict_query(passage: Passage, rng: random.Random, min_words: int = 6, max_words: int = 40) -> tuple[str, str] | None:
     """Inverse cloze: one prose sentence of the passage is the query; returns (query, passage without it)."""
     sentences = [s.strip() for s in SENTENCE.split(passage.text) if s.strip()]
-    prose = [s for s in sentences if min_words <= len(s.split()) <= max_words and not s.lstrip().startswith(("#", "|", "```", "-", "*"))]
+    prose = [
+        s
+        for s in sentences
+        if min_words <= len(s.split()) <= max_words and not s.lstrip().startswith(("#", "|", "```", "-", "*"))
+    ]
     if not prose:
         return None
     sentence = rng.choice(prose)
@@ -88,7 +95,14 @@ class LLMHelper:
         prompts = [QUESTION_PROMPT.format(passage=p.text[: self.passage_chars]) for p in passages]
         out = []
         for start in track(range(0, len(prompts), self.batch_size), description="writing questions", transient=True):
-            out += generate(self.model, self.tokenizer, prompts[start : start + self.batch_size], self.batch_size, self.max_new_tokens, chat=True)
+            out += generate(
+                self.model,
+                self.tokenizer,
+                prompts[start : start + self.batch_size],
+                self.batch_size,
+                self.max_new_tokens,
+                chat=True,
+            )
         return [clean_question(text) for text in out]
 
     def yes_scores(self, pairs: list[tuple[str, Passage]]) -> list[float]:
@@ -100,31 +114,56 @@ class LLMHelper:
         for question, passage in pairs:
             prompt = JUDGE_PROMPT.format(passage=passage.text[: self.passage_chars], question=question)
             if tok.chat_template:
-                prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+                prompt = tok.apply_chat_template(
+                    [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                )
             prompts.append(prompt)
         tok.padding_side = "left"  # the last position is then every row's next token
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         scores = []
         for start in track(range(0, len(prompts), self.batch_size), description="judging candidates", transient=True):
-            enc = tok(prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            enc = tok(
+                prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.model.device)
             last = self.model(**enc).logits[:, -1].float().log_softmax(-1)
             scores += (last[:, yes_id] - last[:, no_id]).tolist()
         return scores
 
 
 @torch.no_grad()
-def synthesize(passages: list[Passage], num_samples: int, method: str, miner, llm: LLMHelper | None, mine_depth: int,
-               judge_depth: int, judge_margin: float, num_negatives: int, near_duplicate_jaccard: float,
-               min_passage_chars: int, seed: int) -> tuple[list[TrainingGroup], dict]:
+def synthesize(
+    passages: list[Passage],
+    num_samples: int,
+    method: str,
+    miner,
+    llm: LLMHelper | None,
+    mine_depth: int,
+    judge_depth: int,
+    judge_margin: float,
+    num_negatives: int,
+    near_duplicate_jaccard: float,
+    min_passage_chars: int,
+    seed: int,
+) -> tuple[list[TrainingGroup], dict]:
     """Training groups and a report of how they were made (method counts, judge decisions, guards)."""
     if method not in ("llm", "ict"):
         raise ValueError(f"synthetic.method: {method!r} is not one of llm, ict")
     rng = random.Random(seed)
     eligible = [p for p in passages if len(p.text) >= min_passage_chars]
     sample = rng.sample(eligible, min(num_samples, len(eligible)))
-    report = {"passages": len(passages), "eligible": len(eligible), "sampled": len(sample), "method_requested": method,
-              "llm": 0, "ict": 0, "dropped": 0, "judged": 0, "judged_positive": 0, "near_duplicates_skipped": 0}
+    report = {
+        "passages": len(passages),
+        "eligible": len(eligible),
+        "sampled": len(sample),
+        "method_requested": method,
+        "llm": 0,
+        "ict": 0,
+        "dropped": 0,
+        "judged": 0,
+        "judged_positive": 0,
+        "near_duplicates_skipped": 0,
+    }
 
     queries: list[tuple[Passage, str, str, str]] = []  # (passage, query, method, positive text)
     written = llm.write_questions(sample) if method == "llm" else [None] * len(sample)
@@ -149,7 +188,9 @@ def synthesize(passages: list[Passage], num_samples: int, method: str, miner, ll
     extra_positive: dict[int, set[str]] = {}
     llm_queries = [qi for qi, entry in enumerate(queries) if entry[2] == "llm"] if llm and judge_depth > 0 else []
     if llm_queries:
-        pairs = [(qi, queries[qi][0]) for qi in llm_queries] + [(qi, c) for qi in llm_queries for c in candidates[qi][:judge_depth]]
+        pairs = [(qi, queries[qi][0]) for qi in llm_queries] + [
+            (qi, c) for qi in llm_queries for c in candidates[qi][:judge_depth]
+        ]
         scores = llm.yes_scores([(queries[qi][1], passage) for qi, passage in pairs])
         reference = {qi: score for (qi, _), score in zip(pairs[: len(llm_queries)], scores)}
         for (qi, cand), score in zip(pairs[len(llm_queries) :], scores[len(llm_queries) :]):
@@ -160,7 +201,9 @@ def synthesize(passages: list[Passage], num_samples: int, method: str, miner, ll
 
     groups = []
     for qi, ((src, query, how, positive_text), cands) in enumerate(zip(queries, candidates)):
-        positives = [Passage(src.id, positive_text, src.source)] + [by_id[pid] for pid in sorted(extra_positive.get(qi, ()))]
+        positives = [Passage(src.id, positive_text, src.source)] + [
+            by_id[pid] for pid in sorted(extra_positive.get(qi, ()))
+        ]
         positive_shingles = [shingles(p.text) for p in positives] + [shingles(src.text)]
         negatives, seen = [], {p.id for p in positives}
 

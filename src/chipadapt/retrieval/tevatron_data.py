@@ -23,7 +23,9 @@ def read_tevatron(path: str | Path) -> list[dict]:
             raise ChipadaptError(f"{path}:{lineno}: a training group needs a string 'query'")
         for key in ("positive_passages", "negative_passages"):
             value = record.get(key, [] if key == "negative_passages" else None)
-            if not isinstance(value, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
+            if not isinstance(value, list) or not all(
+                isinstance(p, dict) and isinstance(p.get("text"), str) for p in value
+            ):
                 raise ChipadaptError(f"{path}:{lineno}: {key!r} must be a list of {{'docid', 'text'}}")
         if not record["positive_passages"]:
             raise ChipadaptError(f"{path}:{lineno}: no positive passage")
@@ -59,5 +61,7 @@ class GroupDataset(Dataset):
             offset = self.epoch * want % len(order)
             passages += (order * (want // len(order) + 2))[offset : offset + want]
         elif want:
-            raise ChipadaptError(f"training group {group.get('query_id', index)} has no negatives but n_passages={self.n_passages}")
+            raise ChipadaptError(
+                f"training group {group.get('query_id', index)} has no negatives but n_passages={self.n_passages}"
+            )
         return group["query"], passages

@@ -13,8 +13,13 @@ def full_model_state(trainer, module) -> dict[str, torch.Tensor] | None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     wrapped = trainer.strategy.model
-    with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+    with FSDP.state_dict_type(
+        wrapped, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+    ):
         state = wrapped.state_dict()
     prefix = "model."  # the LightningModule holds the HF model as `self.model`
-    return {k[len(prefix):].replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): v
-            for k, v in state.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :].replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): v
+        for k, v in state.items()
+        if k.startswith(prefix)
+    }

@@ -25,8 +25,14 @@ def _layer_classes(names: list[str]) -> set[type]:
     return found
 
 
-def fsdp_strategy(layer_classes: list[str], sharding_strategy: str, activation_checkpointing: bool, cpu_offload: bool,
-                  state_dict_type: str, limit_all_gathers: bool = True):
+def fsdp_strategy(
+    layer_classes: list[str],
+    sharding_strategy: str,
+    activation_checkpointing: bool,
+    cpu_offload: bool,
+    state_dict_type: str,
+    limit_all_gathers: bool = True,
+):
     """FSDP wrapping each decoder layer (full shard by default), optional activation checkpointing of
     the same layers, sharded checkpoints (each rank writes its shard: fast resume at 70B)."""
     from lightning.pytorch.strategies import FSDPStrategy

@@ -6,9 +6,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from chipadapt.data.resume_sampler import resumable_loader
-
 from chipadapt.data.conversations import Conversation, held_out, read_conversations
+from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.errors import ChipadaptError
 
 
@@ -62,15 +61,21 @@ class AttributeDataModule(L.LightningDataModule):
             present = [v[i] for _, v, p in self.train_items if p[i]]
             means.append(sum(present) / len(present) if present else 0.0)
         self.label_means = means
-        self.stats = {"train_conversations": len(train), "val_conversations": len(val), "attributes": self.attributes,
-                      "label_means": dict(zip(self.attributes, means)), "train_sequences": len(train)}
+        self.stats = {
+            "train_conversations": len(train),
+            "val_conversations": len(val),
+            "attributes": self.attributes,
+            "label_means": dict(zip(self.attributes, means)),
+            "train_sequences": len(train),
+        }
 
     def _collate(self, items):
         return collate_ratings(items, self.pad_id, len(self.attributes))
 
     def train_dataloader(self):
-        return resumable_loader(self.train_items, self.trainer, int(self.cfg.micro_batch_size), self._collate,
-                                shuffle_seed=self.seed)
+        return resumable_loader(
+            self.train_items, self.trainer, int(self.cfg.micro_batch_size), self._collate, shuffle_seed=self.seed
+        )
 
     def val_dataloader(self):
         return DataLoader(self.val_items, batch_size=self.cfg.micro_batch_size, shuffle=False, collate_fn=self._collate)

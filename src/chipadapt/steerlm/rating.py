@@ -14,7 +14,9 @@ class AttributeRater:
     def __init__(self, folder: str, template_factory, max_tokens: int, batch_size: int):
         folder = locate_model(folder, "attribute_model")
         if not (folder / "config.json").is_file():
-            raise ChipadaptError(f"attribute_model: {folder} is not a model folder (train one with stage=attribute_model)")
+            raise ChipadaptError(
+                f"attribute_model: {folder} is not a model folder (train one with stage=attribute_model)"
+            )
         self.model = load_attribute_model(folder).eval()
         if torch.cuda.is_available():
             self.model.cuda()
@@ -30,9 +32,19 @@ class AttributeRater:
         out = []
         for start in range(0, len(conversations), self.batch_size):
             chunk = conversations[start : start + self.batch_size]
-            items = [(encode_for_rating(self.tokenizer, self.template, Conversation("", m), self.max_tokens), [0.0] * len(self.attributes), [1.0] * len(self.attributes)) for m in chunk]
+            items = [
+                (
+                    encode_for_rating(self.tokenizer, self.template, Conversation("", m), self.max_tokens),
+                    [0.0] * len(self.attributes),
+                    [1.0] * len(self.attributes),
+                )
+                for m in chunk
+            ]
             batch = collate_ratings(items, self.pad_id, len(self.attributes))
-            logits = self.model(input_ids=batch["input_ids"].to(self.model.device), attention_mask=batch["attention_mask"].to(self.model.device)).logits.float()
+            logits = self.model(
+                input_ids=batch["input_ids"].to(self.model.device),
+                attention_mask=batch["attention_mask"].to(self.model.device),
+            ).logits.float()
             for row in logits.clamp(0, 4).cpu().tolist():
                 out.append({a: round(v, 3) for a, v in zip(self.attributes, row)})
         return out

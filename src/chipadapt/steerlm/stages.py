@@ -58,7 +58,10 @@ def run_annotate(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     rater = AttributeRater(a.attribute_model, instantiate(cfg.data.template), a.max_tokens, a.batch_size)
     convs = read_conversations("annotate.input", OmegaConf.to_container(a.input, resolve=True))[: a.limit]
     predicted = rater.rate([c.messages for c in convs])
-    lines = [json.dumps({"id": c.id, "messages": c.messages, "attributes": p, "human_attributes": c.attributes or None}) for c, p in zip(convs, predicted)]
+    lines = [
+        json.dumps({"id": c.id, "messages": c.messages, "attributes": p, "human_attributes": c.attributes or None})
+        for c, p in zip(convs, predicted)
+    ]
     target = Path(a.output) if a.output else out / "annotated.jsonl"
     write_text_atomic(target, "\n".join(lines) + "\n")
     means = {k: sum(p[k] for p in predicted) / len(predicted) for k in rater.attributes}
@@ -84,8 +87,18 @@ def run_bootstrap(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     convs = read_conversations("bootstrap.prompts", OmegaConf.to_container(b.prompts, resolve=True))[: b.limit]
     prompts = [c.messages[: max(i for i, m in enumerate(c.messages) if m["role"] == "assistant")] for c in convs]
     settings = [OmegaConf.to_container(s) for s in b.attribute_settings]
-    candidates = sample_with_attributes(model, tokenizer, template, prompts, settings, list(cfg.data.attributes.order),
-                                        b.samples_per_setting, b.max_new_tokens, b.temperature, b.batch_size)
+    candidates = sample_with_attributes(
+        model,
+        tokenizer,
+        template,
+        prompts,
+        settings,
+        list(cfg.data.attributes.order),
+        b.samples_per_setting,
+        b.max_new_tokens,
+        b.temperature,
+        b.batch_size,
+    )
     rater = AttributeRater(b.attribute_model, instantiate(cfg.data.template), b.max_tokens, b.batch_size)
     flat = [(pi, reply) for pi, replies in enumerate(candidates) for reply in replies]
     ratings = rater.rate([prompts[pi] + [{"role": "assistant", "content": reply}] for pi, reply in flat])
@@ -95,20 +108,39 @@ def run_bootstrap(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     by_setting = []
     for si, setting in enumerate(settings):
         rated = [r for r, s in zip(ratings, setting_of) if s == si]
-        by_setting.append({"setting": setting, "replies": len(rated),
-                           "mean_rating": {k: sum(r[k] for r in rated) / max(len(rated), 1) for k in rater.attributes}})
+        by_setting.append(
+            {
+                "setting": setting,
+                "replies": len(rated),
+                "mean_rating": {k: sum(r[k] for r in rated) / max(len(rated), 1) for k in rater.attributes},
+            }
+        )
     best: dict[int, tuple[float, str, dict]] = {}
     for (pi, reply), rating in zip(flat, ratings):
         score = sum(float(b.score_weights.get(k, 0.0)) * v for k, v in rating.items())
         if reply.strip() and (pi not in best or score > best[pi][0]):
             best[pi] = (score, reply, rating)
-    lines = [json.dumps({"id": f"boot{pi}", "messages": prompts[pi] + [{"role": "assistant", "content": reply}], "attributes": rating, "score": score})
-             for pi, (score, reply, rating) in sorted(best.items())]
+    lines = [
+        json.dumps(
+            {
+                "id": f"boot{pi}",
+                "messages": prompts[pi] + [{"role": "assistant", "content": reply}],
+                "attributes": rating,
+                "score": score,
+            }
+        )
+        for pi, (score, reply, rating) in sorted(best.items())
+    ]
     target = out / "bootstrap.jsonl"
     write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
-    metrics = {"prompts": len(prompts), "candidates": len(flat), "kept": len(lines),
-               "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1), "output": str(target),
-               "by_setting": by_setting}
+    metrics = {
+        "prompts": len(prompts),
+        "candidates": len(flat),
+        "kept": len(lines),
+        "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1),
+        "output": str(target),
+        "by_setting": by_setting,
+    }
     manifest.update("metrics", metrics)
     log.info("bootstrap round: %s", metrics)
     return metrics

@@ -28,7 +28,13 @@ from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_file, sha256_json
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.report import console
-from chipadapt.tokenizer.extend import extended_tokenizer_json, padded_size, piece_ids, resize_for_new_tokens, set_output_rows
+from chipadapt.tokenizer.extend import (
+    extended_tokenizer_json,
+    padded_size,
+    piece_ids,
+    resize_for_new_tokens,
+    set_output_rows,
+)
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
@@ -82,8 +88,11 @@ class DomainTokenizer:
                 f"and max_new_tokens={max_new_tokens} at least 1"
             )
         self.settings = dict(
-            domain_vocab_size=domain_vocab_size, max_new_tokens=max_new_tokens,
-            max_general_per_million=max_general_per_million, min_savings=min_savings, max_pieces=max_pieces,
+            domain_vocab_size=domain_vocab_size,
+            max_new_tokens=max_new_tokens,
+            max_general_per_million=max_general_per_million,
+            min_savings=min_savings,
+            max_pieces=max_pieces,
             init={"input": init["input"], "output": init["output"]},
         )
         self.starting_bpb = starting_bpb
@@ -93,7 +102,11 @@ class DomainTokenizer:
     def _key(self, base_folder: Path) -> str:
         files = {
             kind: {n: source_fingerprint(s, f"data.sources.{n}") for n, s in group.items()}
-            for kind, group in (("domain", self.domain), ("general", self.general_train), ("report", self.report_general))
+            for kind, group in (
+                ("domain", self.domain),
+                ("general", self.general_train),
+                ("report", self.report_general),
+            )
         }
         names = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
         base = {name: sha256_file(base_folder / name) for name in names if (base_folder / name).exists()}
@@ -115,7 +128,12 @@ class DomainTokenizer:
         domain_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.domain.items()}
         domain_texts = [d.text for docs in domain_docs.values() for d in docs]
 
-        log.info("training a %d-entry %s domain tokenizer on %d documents ...", self.settings["domain_vocab_size"], family.name, len(domain_texts))
+        log.info(
+            "training a %d-entry %s domain tokenizer on %d documents ...",
+            self.settings["domain_vocab_size"],
+            family.name,
+            len(domain_texts),
+        )
         domain_vocab = family.train_domain_vocab(domain_texts, self.settings["domain_vocab_size"])
         domain_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in domain_docs.items()}
         all_domain = sum(domain_counts.values(), start=Counter())
@@ -126,16 +144,26 @@ class DomainTokenizer:
         filter_counts = word_counts(family, filter_docs)
 
         chosen, _ = select_new_tokens(
-            base, domain_vocab, all_domain, filter_counts,
+            base,
+            domain_vocab,
+            all_domain,
+            filter_counts,
             max_new_tokens=self.settings["max_new_tokens"],
             max_general_per_million=self.settings["max_general_per_million"],
-            min_savings=self.settings["min_savings"], max_pieces=self.settings["max_pieces"],
+            min_savings=self.settings["min_savings"],
+            max_pieces=self.settings["max_pieces"],
         )
         extended_json, new_tokens = extended_tokenizer_json(base.to_str(), chosen)
         extended = Tokenizer.from_str(extended_json)
         general_docs = {n: read_source(s, f"data.val_sources.{n}") for n, s in self.report_general.items()}
         self._check_round_trip(base, extended, domain_texts, "domain")
-        self._check_round_trip(base, extended, filter_docs + [d.text for docs in general_docs.values() for d in docs], "general", not_longer=True)
+        self._check_round_trip(
+            base,
+            extended,
+            filter_docs + [d.text for docs in general_docs.values() for d in docs],
+            "general",
+            not_longer=True,
+        )
         general_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in general_docs.items()}
         chars = {n: sum(len(d.text) for d in docs) for n, docs in {**domain_docs, **general_docs}.items()}
         with atomic_directory(folder) as tmp:
@@ -152,11 +180,19 @@ class DomainTokenizer:
             pieces = piece_ids(base, new_tokens)
             measuring = time.perf_counter()
             with tempfile.TemporaryDirectory() as excerpts:
-                task = self.starting_bpb.task(self.domain, self.report_general, Path(excerpts)) if self.starting_bpb else None
+                task = (
+                    self.starting_bpb.task(self.domain, self.report_general, Path(excerpts))
+                    if self.starting_bpb
+                    else None
+                )
                 base_bpb = StartingBpb.summary(task.run(model, tokenizer)) if task else None
                 init = self.settings["init"]
-                resize = resize_for_new_tokens(model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"])
-                starting = self._bpb_per_output_rule(task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb)
+                resize = resize_for_new_tokens(
+                    model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"]
+                )
+                starting = self._bpb_per_output_rule(
+                    task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb
+                )
             measure_seconds = time.perf_counter() - measuring
             model.save_pretrained(tmp, safe_serialization=True)
             report = {
@@ -182,8 +218,12 @@ class DomainTokenizer:
             report["general_change_pct"] = -general_rows["reduction_pct"] if general_rows else None
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=1, ensure_ascii=False))
         _print_report(report)
-        log.info("augmented tokenizer: %d new tokens, domain %.2f%% fewer tokens, built in %.0fs",
-                 len(new_tokens), report["domain_reduction_pct"], report["build_seconds"])
+        log.info(
+            "augmented tokenizer: %d new tokens, domain %.2f%% fewer tokens, built in %.0fs",
+            len(new_tokens),
+            report["domain_reduction_pct"],
+            report["build_seconds"],
+        )
         return folder
 
     def _bpb_per_output_rule(self, task, model, new_tokenizer, pieces, new_ids, old_rows, base_bpb) -> dict:
@@ -195,14 +235,22 @@ class DomainTokenizer:
         for output in self.starting_bpb.outputs:
             set_output_rows(model, pieces, new_ids, old_rows, output)
             per_rule[output] = StartingBpb.summary(task.run(model, new_tokenizer), base_bpb)
-            log.info("starting model, init input=%s output=%s: domain %s bpb, general %s bpb (base tokenizer: %s, %s)",
-                     init["input"], output, per_rule[output].get("domain_bpb"), per_rule[output].get("general_bpb"),
-                     base_bpb.get("domain_bpb"), base_bpb.get("general_bpb"))
+            log.info(
+                "starting model, init input=%s output=%s: domain %s bpb, general %s bpb (base tokenizer: %s, %s)",
+                init["input"],
+                output,
+                per_rule[output].get("domain_bpb"),
+                per_rule[output].get("general_bpb"),
+                base_bpb.get("domain_bpb"),
+                base_bpb.get("general_bpb"),
+            )
         set_output_rows(model, pieces, new_ids, old_rows, init["output"])
         return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
 
     @staticmethod
-    def _check_round_trip(base: Tokenizer, extended: Tokenizer, texts: list[str], kind: str, not_longer: bool = False) -> None:
+    def _check_round_trip(
+        base: Tokenizer, extended: Tokenizer, texts: list[str], kind: str, not_longer: bool = False
+    ) -> None:
         # Extension must decode exactly as the base does (the base itself may drop bytes its
         # vocabulary lacks; that is the base's property, not ours); on general text it must never
         # need more tokens than the base.

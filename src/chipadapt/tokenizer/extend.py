@@ -59,14 +59,18 @@ def piece_ids(base_backend: Tokenizer, new_tokens: list[str]) -> list[list[int]]
 
 
 @torch.no_grad()
-def resize_for_new_tokens(model, pieces: list[list[int]], new_ids: list[int], total_rows: int, *, input_rule: str, output_rule: str) -> dict:
+def resize_for_new_tokens(
+    model, pieces: list[list[int]], new_ids: list[int], total_rows: int, *, input_rule: str, output_rule: str
+) -> dict:
     """Grow embeddings to total_rows, new rows by the init rules (init_rows.py). A tied model is
     untied first so the two rules can differ."""
     make_input, make_output = rule(INPUT_RULES, input_rule, "input"), rule(OUTPUT_RULES, output_rule, "output")
     embed = model.get_input_embeddings()
     old_rows = embed.weight.shape[0]
     if total_rows < old_rows:
-        raise ChipadaptError(f"tokenizer: the extended vocabulary ({total_rows}) is smaller than the model's ({old_rows})")
+        raise ChipadaptError(
+            f"tokenizer: the extended vocabulary ({total_rows}) is smaller than the model's ({old_rows})"
+        )
     was_tied = bool(getattr(model.config, "tie_word_embeddings", False))
     if was_tied:
         # Give lm_head its own copy before resizing, then stop transformers from re-tying them.
@@ -89,8 +93,12 @@ def resize_for_new_tokens(model, pieces: list[list[int]], new_ids: list[int], to
     model.set_output_embeddings(head)
     set_output_rows(model, pieces, new_ids, old_rows, output_rule)
     model.config.vocab_size = total_rows
-    return {"untied_embeddings": was_tied, "old_rows": old_rows, "new_rows": total_rows,
-            "init": {"input": input_rule, "output": output_rule}}
+    return {
+        "untied_embeddings": was_tied,
+        "old_rows": old_rows,
+        "new_rows": total_rows,
+        "init": {"input": input_rule, "output": output_rule},
+    }
 
 
 @torch.no_grad()

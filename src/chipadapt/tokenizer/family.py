@@ -80,4 +80,6 @@ def tokenizer_family(backend: Tokenizer, where: str = "tokenizer") -> TokenizerF
         split = pre_tokenizers.Split(Regex(f"{METASPACE}*[^{METASPACE}]+|{METASPACE}+"), behavior="isolated")
         splitter = pre_tokenizers.Sequence([backend.pre_tokenizer, split]) if backend.pre_tokenizer else split
         return TokenizerFamily("sentencepiece", backend.normalizer, splitter)
-    raise ChipadaptError(f"{where}: a BPE tokenizer that is neither byte-level nor '{METASPACE}'-based; supported: {SUPPORTED}")
+    raise ChipadaptError(
+        f"{where}: a BPE tokenizer that is neither byte-level nor '{METASPACE}'-based; supported: {SUPPORTED}"
+    )

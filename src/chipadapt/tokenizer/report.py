@@ -25,20 +25,31 @@ def efficiency_rows(base, extended, counts_by_source: dict[str, Counter], chars_
         after = sum(r["tokens_after"] for r in rows.values())
         chars = sum(r["chars"] for r in rows.values())
         rows["overall"] = {
-            "chars": chars, "tokens_before": before, "tokens_after": after,
-            "tokens_per_char_before": before / chars, "tokens_per_char_after": after / chars,
+            "chars": chars,
+            "tokens_before": before,
+            "tokens_after": after,
+            "tokens_per_char_before": before / chars,
+            "tokens_per_char_after": after / chars,
             "reduction_pct": 100 * (before - after) / before,
         }
     return rows
 
 
 def reduction_table(report: dict) -> Table:
-    table = Table(title=f"Augmented tokenizer: {report['new_tokens']} new tokens (vocabulary {report['vocab_size_before']} -> {report['vocab_size_after']}, embeddings padded to {report['embedding_rows']})")
+    table = Table(
+        title=f"Augmented tokenizer: {report['new_tokens']} new tokens (vocabulary {report['vocab_size_before']} -> {report['vocab_size_after']}, embeddings padded to {report['embedding_rows']})"
+    )
     for column in ("text", "source", "tokens/char before", "after", "fewer tokens"):
         table.add_column(column, justify="left" if column in ("text", "source") else "right")
     for kind in ("domain", "general"):
         for name, row in report[kind].items():
-            table.add_row(kind, name, f"{row['tokens_per_char_before']:.4f}", f"{row['tokens_per_char_after']:.4f}", f"{row['reduction_pct']:.2f}%")
+            table.add_row(
+                kind,
+                name,
+                f"{row['tokens_per_char_before']:.4f}",
+                f"{row['tokens_per_char_after']:.4f}",
+                f"{row['reduction_pct']:.2f}%",
+            )
     return table
 
 
@@ -48,14 +59,25 @@ def starting_bpb_table(report: dict) -> Table | None:
     if not starting:
         return None
     base = starting["base_tokenizer"]
-    table = Table(title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; chosen output rule: {report['init']['output']})")
+    table = Table(
+        title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; chosen output rule: {report['init']['output']})"
+    )
     for column in ("model", "domain bpb", "vs base", "general bpb", "vs base"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    table.add_row("base tokenizer", f"{base.get('domain_bpb', float('nan')):.4f}", "", f"{base.get('general_bpb', float('nan')):.4f}", "")
+    table.add_row(
+        "base tokenizer",
+        f"{base.get('domain_bpb', float('nan')):.4f}",
+        "",
+        f"{base.get('general_bpb', float('nan')):.4f}",
+        "",
+    )
     for rule, row in starting["outputs"].items():
         cells = []
         for kind in ("domain", "general"):
             diff, err = row.get(f"{kind}_minus_base"), row.get(f"{kind}_minus_base_stderr")
-            cells += [f"{row.get(f'{kind}_bpb', float('nan')):.4f}", "" if diff is None else f"{diff:+.4f}" + (f" ± {err:.4f}" if err else "")]
+            cells += [
+                f"{row.get(f'{kind}_bpb', float('nan')):.4f}",
+                "" if diff is None else f"{diff:+.4f}" + (f" ± {err:.4f}" if err else ""),
+            ]
         table.add_row(f"augmented, output={rule}", *cells)
     return table

@@ -58,6 +58,7 @@ def select_new_tokens(
     domain_savings = span_savings(backend, domain_counts, max_pieces)
     general_runs = span_savings(backend, general_counts, max_pieces)
     general_words = max(1, sum(general_counts.values()))
+
     def general_count(run: str, n_pieces: int) -> int:
         return general_runs[run] // (n_pieces - 1) if general_runs[run] else 0
 

@@ -22,6 +22,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     metrics = {k: report[k] for k in ("domain_reduction_pct", "general_change_pct", "new_tokens", "build_seconds")}
     # The starting model's bits/byte cost per output rule, flat so sweeps and compare.py can read it.
     for rule, row in (report.get("starting_bpb") or {}).get("outputs", {}).items():
-        metrics |= {f"starting_bpb.{rule}.{kind}_minus_base": row.get(f"{kind}_minus_base") for kind in ("domain", "general")}
+        metrics |= {
+            f"starting_bpb.{rule}.{kind}_minus_base": row.get(f"{kind}_minus_base") for kind in ("domain", "general")
+        }
     manifest.update("metrics", metrics)
     return metrics

@@ -53,7 +53,9 @@ class StartingBpb:
     def summary(results: dict, base: dict | None = None) -> dict:
         """Mean bpb over the domain splits and over the general ones; against `base`, the paired
         difference per split with its standard error over splits."""
-        out = {"splits": {k[: -len(".bpb")]: round(v, 4) for k, v in results.items() if k.endswith(".bpb") and "/" in k}}
+        out = {
+            "splits": {k[: -len(".bpb")]: round(v, 4) for k, v in results.items() if k.endswith(".bpb") and "/" in k}
+        }
         out["tokens"] = sum(v for k, v in results.items() if k.endswith(".tokens") and "/" in k)
         for kind in ("domain", "general"):
             names = [n for n in out["splits"] if n.startswith(kind + "/")]
@@ -63,5 +65,7 @@ class StartingBpb:
             if base is not None:
                 diffs = [out["splits"][n] - base["splits"][n] for n in names]
                 out[f"{kind}_minus_base"] = round(statistics.fmean(diffs), 4)
-                out[f"{kind}_minus_base_stderr"] = round(statistics.stdev(diffs) / len(diffs) ** 0.5, 4) if len(diffs) > 1 else None
+                out[f"{kind}_minus_base_stderr"] = (
+                    round(statistics.stdev(diffs) / len(diffs) ** 0.5, 4) if len(diffs) > 1 else None
+                )
         return out

@@ -40,7 +40,21 @@ def api_calls(code: str) -> tuple[Counter, Counter]:
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-        if name is None or name in {"print", "len", "range", "str", "int", "float", "list", "dict", "set", "tuple", "enumerate", "zip", "format"}:
+        if name is None or name in {
+            "print",
+            "len",
+            "range",
+            "str",
+            "int",
+            "float",
+            "list",
+            "dict",
+            "set",
+            "tuple",
+            "enumerate",
+            "zip",
+            "format",
+        }:
             continue
         names[name] += 1
         args = tuple(repr(_constant(a)) for a in node.args)

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
+from chipadapt.io.jsonl import jsonl_records
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,10 @@ OUTPUTS = {
     "assignment": "List who (which team) must do what next according to this bug thread, one line per team.",
 }
 CONDENSE = "Condense this part of a bug thread into short notes that keep every technical fact, name and number."
-JUDGE = ("Rate the following {kind} of a bug thread on a scale from 1 (useless) to 7 (excellent) for accuracy and "
-         "completeness.\n\nBug thread:\n{thread}\n\n{kind}:\n{summary}\n\nReply with a single digit from 1 to 7.")
+JUDGE = (
+    "Rate the following {kind} of a bug thread on a scale from 1 (useless) to 7 (excellent) for accuracy and "
+    "completeness.\n\nBug thread:\n{thread}\n\n{kind}:\n{summary}\n\nReply with a single digit from 1 to 7."
+)
 
 
 def read_threads(path: str | Path, thread_key: str) -> list[dict]:
@@ -45,6 +47,7 @@ def read_threads(path: str | Path, thread_key: str) -> list[dict]:
 
 def split_to_fit(text: str, tokenizer, max_tokens: int) -> list[str]:
     """Pieces of at most `max_tokens` tokens, cut between messages (blank lines), then lines, then tokens."""
+
     def size(t: str) -> int:
         return len(tokenizer(t, add_special_tokens=False).input_ids)
 
@@ -53,8 +56,14 @@ def split_to_fit(text: str, tokenizer, max_tokens: int) -> list[str]:
     for unit in units:
         if size(unit) > max_tokens:  # one message longer than a piece: cut it by lines, then by tokens
             lines = unit.splitlines() if "\n" in unit else None
-            sub = split_to_fit("\n\n".join(lines), tokenizer, max_tokens) if lines and len(lines) > 1 else [
-                tokenizer.decode(ids) for ids in _windows(tokenizer(unit, add_special_tokens=False).input_ids, max_tokens)]
+            sub = (
+                split_to_fit("\n\n".join(lines), tokenizer, max_tokens)
+                if lines and len(lines) > 1
+                else [
+                    tokenizer.decode(ids)
+                    for ids in _windows(tokenizer(unit, add_special_tokens=False).input_ids, max_tokens)
+                ]
+            )
             if current:
                 pieces.append(current)
                 current = ""
@@ -76,8 +85,17 @@ def _windows(ids: list[int], n: int):
 
 
 class BugSummaryTask:
-    def __init__(self, path: str, thread_key: str, limit: int | None, max_input_tokens: int, max_new_tokens: int,
-                 batch_size: int, judge: dict | None, rouge: RougeL):
+    def __init__(
+        self,
+        path: str,
+        thread_key: str,
+        limit: int | None,
+        max_input_tokens: int,
+        max_new_tokens: int,
+        batch_size: int,
+        judge: dict | None,
+        rouge: RougeL,
+    ):
         self.path, self.thread_key, self.limit = path, thread_key, limit
         self.max_input_tokens, self.max_new_tokens, self.batch_size = max_input_tokens, max_new_tokens, batch_size
         self.judge, self.rouge = judge, rouge
@@ -87,7 +105,14 @@ class BugSummaryTask:
         rounds = 0
         while len(tokenizer(thread, add_special_tokens=False).input_ids) > self.max_input_tokens:
             pieces = split_to_fit(thread, tokenizer, self.max_input_tokens)
-            notes = generate(model, tokenizer, [f"{CONDENSE}\n\n{p}" for p in pieces], self.batch_size, self.max_new_tokens, chat=True)
+            notes = generate(
+                model,
+                tokenizer,
+                [f"{CONDENSE}\n\n{p}" for p in pieces],
+                self.batch_size,
+                self.max_new_tokens,
+                chat=True,
+            )
             condensed = "\n\n".join(n.strip() for n in notes)
             rounds += 1
             if len(condensed) >= len(thread) or rounds >= 4:  # a model that does not condense: cut instead
@@ -97,7 +122,9 @@ class BugSummaryTask:
         return thread, rounds
 
     @torch.no_grad()
-    def _likert(self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]) -> dict[str, list[float]]:
+    def _likert(
+        self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]
+    ) -> dict[str, list[float]]:
         """{kind: the judge's rating of each row's output}."""
         digits = [judge_tok(str(d), add_special_tokens=False).input_ids[-1] for d in range(1, 8)]
         scores = {}
@@ -106,8 +133,14 @@ class BugSummaryTask:
             for row, summary in zip(rows, texts):
                 prompt = JUDGE.format(kind=kind, thread=row[self.thread_key][:6000], summary=summary)
                 if judge_tok.chat_template:
-                    prompt = judge_tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-                ids = judge_tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids[:, -4096:].to(judge_model.device)
+                    prompt = judge_tok.apply_chat_template(
+                        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                    )
+                ids = (
+                    judge_tok(prompt, return_tensors="pt", add_special_tokens=False)
+                    .input_ids[:, -4096:]
+                    .to(judge_model.device)
+                )
                 probs = judge_model(input_ids=ids).logits[0, -1, digits].float().softmax(-1)
                 ratings.append(float((probs * torch.arange(1, 8, device=probs.device)).sum()))
             scores[kind] = ratings
@@ -123,17 +156,33 @@ class BugSummaryTask:
         items = []
         for i, row in enumerate(rows):
             references = {kind: row.get(kind) for kind in OUTPUTS if isinstance(row.get(kind), str)}
-            items.append({"id": row["id"], "prediction": {kind: outputs[kind][i] for kind in OUTPUTS}, "reference": references,
-                          "scores": {f"{kind}.rougeL": self.rouge.score(outputs[kind][i], ref) for kind, ref in references.items()},
-                          "condensing_rounds": fitted[i][1]})
+            items.append(
+                {
+                    "id": row["id"],
+                    "prediction": {kind: outputs[kind][i] for kind in OUTPUTS},
+                    "reference": references,
+                    "scores": {
+                        f"{kind}.rougeL": self.rouge.score(outputs[kind][i], ref) for kind, ref in references.items()
+                    },
+                    "condensing_rounds": fitted[i][1],
+                }
+            )
         if self.judge and self.judge.get("model_path"):
             from chipadapt.models.hf_folder import check_hf_folder, load_causal_lm, load_tokenizer
 
             folder = check_hf_folder(self.judge["model_path"], "judge.model_path")
-            judge_model = load_causal_lm(folder, "bfloat16" if torch.cuda.is_available() else "float32", "sdpa").to(model.device).eval()
+            judge_model = (
+                load_causal_lm(folder, "bfloat16" if torch.cuda.is_available() else "float32", "sdpa")
+                .to(model.device)
+                .eval()
+            )
             for kind, ratings in self._likert(judge_model, load_tokenizer(folder), rows, outputs).items():
                 for item, rating in zip(items, ratings):
                     item["scores"][f"{kind}.likert"] = rating
         self.items = items
-        return {**summarize(items), "threads": len(rows), "hierarchical": sum(r > 0 for _, r in fitted),
-                "rougeL_scorer": self.rouge.describe()}
+        return {
+            **summarize(items),
+            "threads": len(rows),
+            "hierarchical": sum(r > 0 for _, r in fitted),
+            "rougeL_scorer": self.rouge.describe(),
+        }

@@ -12,14 +12,16 @@ from pathlib import Path
 
 from chipadapt.data.eda_split import is_eval_row
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.eda.calls import api_calls, extract_code, f1, parses
 from chipadapt.eval.items import content_id, summarize
 from chipadapt.eval.rouge import RougeL
-from chipadapt.io.jsonl import jsonl_records
-from chipadapt.eval.eda.calls import api_calls, extract_code, f1, parses
 from chipadapt.eval.scoring import generate
+from chipadapt.io.jsonl import jsonl_records
 
-INSTRUCTION = ("Write an OpenROAD Python script (using the `openroad`/`odb` Python API) for the following task. "
-               "Reply with the code in a ```python block.\n\nTask: {prompt}")
+INSTRUCTION = (
+    "Write an OpenROAD Python script (using the `openroad`/`odb` Python API) for the following task. "
+    "Reply with the code in a ```python block.\n\nTask: {prompt}"
+)
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -40,8 +42,14 @@ def script_scores(prediction: str, reference: str) -> dict:
         p_names, p_args = api_calls(prediction)
         r_names, r_args = api_calls(reference)
         _, recall, name_f1 = f1(p_names, r_names)
-        scores.update({"call_f1": name_f1, "call_recall": recall, "arg_f1": f1(p_args, r_args)[2],
-                       "all_calls": parses(prediction) and not (r_names - p_names)})
+        scores.update(
+            {
+                "call_f1": name_f1,
+                "call_recall": recall,
+                "arg_f1": f1(p_args, r_args)[2],
+                "all_calls": parses(prediction) and not (r_names - p_names),
+            }
+        )
     return scores
 
 
@@ -52,8 +60,16 @@ def score_scripts(predictions: list[str], references: list[str]) -> dict[str, fl
 
 
 class EDAScriptTask:
-    def __init__(self, path: str, eval_fraction: float, categories: list[str] | None, limit: int | None,
-                 max_new_tokens: int, batch_size: int, rouge: RougeL):
+    def __init__(
+        self,
+        path: str,
+        eval_fraction: float,
+        categories: list[str] | None,
+        limit: int | None,
+        max_new_tokens: int,
+        batch_size: int,
+        rouge: RougeL,
+    ):
         self.path, self.eval_fraction, self.categories, self.limit = path, eval_fraction, categories, limit
         self.max_new_tokens, self.batch_size, self.rouge = max_new_tokens, batch_size, rouge
 
@@ -62,19 +78,40 @@ class EDAScriptTask:
         if self.categories:
             rows = [r for r in rows if r.get("category") in set(self.categories)]
         if not rows:
-            raise ChipadaptError(f"eval.eda_script: no evaluation rows in {self.path} (eval_fraction={self.eval_fraction}, categories={self.categories})")
+            raise ChipadaptError(
+                f"eval.eda_script: no evaluation rows in {self.path} (eval_fraction={self.eval_fraction}, categories={self.categories})"
+            )
         return rows[: self.limit]
 
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = self.rows()
-        replies = generate(model, tokenizer, [INSTRUCTION.format(prompt=r["prompt"]) for r in rows], self.batch_size, self.max_new_tokens, chat=True)
+        replies = generate(
+            model,
+            tokenizer,
+            [INSTRUCTION.format(prompt=r["prompt"]) for r in rows],
+            self.batch_size,
+            self.max_new_tokens,
+            chat=True,
+        )
         self.items = []
         for row, prediction in zip(rows, [extract_code(reply) for reply in replies]):
             scores = script_scores(prediction, row["script"])
             scores["rougeL"] = self.rouge.score(prediction, row["script"])
-            if "all_calls" in scores:   # the per-category figure, on the scripts whose reference parses
+            if "all_calls" in scores:  # the per-category figure, on the scripts whose reference parses
                 scores[f"all_calls.{row.get('category', '')}"] = scores["all_calls"]
-            self.items.append({"id": content_id(row["prompt"], row["script"]), "prediction": prediction, "reference": row["script"],
-                               "scores": scores, "prompt": row["prompt"], "category": row.get("category")})
-        return {**summarize(self.items), "unparseable_references": sum("call_f1" not in i["scores"] for i in self.items),
-                "scripts": len(rows), "rougeL_scorer": self.rouge.describe()}
+            self.items.append(
+                {
+                    "id": content_id(row["prompt"], row["script"]),
+                    "prediction": prediction,
+                    "reference": row["script"],
+                    "scores": scores,
+                    "prompt": row["prompt"],
+                    "category": row.get("category"),
+                }
+            )
+        return {
+            **summarize(self.items),
+            "unparseable_references": sum("call_f1" not in i["scores"] for i in self.items),
+            "scripts": len(rows),
+            "rougeL_scorer": self.rouge.describe(),
+        }

@@ -17,8 +17,16 @@ from chipadapt.io.jsonl import jsonl_records
 
 
 class IFEvalTask:
-    def __init__(self, path: str, nltk_data: str, limit: int | None, max_new_tokens: int | None, batch_size: int,
-                 preset: str, chat: bool):
+    def __init__(
+        self,
+        path: str,
+        nltk_data: str,
+        limit: int | None,
+        max_new_tokens: int | None,
+        batch_size: int,
+        preset: str,
+        chat: bool,
+    ):
         self.path, self.nltk_data = Path(path), nltk_data
         self.preset = check_preset(preset, "eval.ifeval.preset")
         # null: the preset's answer length (lm_eval: lm-eval's max_gen_toks, 1280).
@@ -34,9 +42,19 @@ class IFEvalTask:
             nltk.data.path.insert(0, self.nltk_data)
         from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
-        rows = [r for _, r in jsonl_records(self.path, missing=f"eval.ifeval.path: {self.path} does not exist")][: self.limit]
-        responses = generate(model, tokenizer, [r["prompt"] for r in rows], self.batch_size, self.max_new_tokens, chat=self.chat,
-                             add_special_tokens=adds_special_tokens(self.preset), progress="ifeval")
+        rows = [r for _, r in jsonl_records(self.path, missing=f"eval.ifeval.path: {self.path} does not exist")][
+            : self.limit
+        ]
+        responses = generate(
+            model,
+            tokenizer,
+            [r["prompt"] for r in rows],
+            self.batch_size,
+            self.max_new_tokens,
+            chat=self.chat,
+            add_special_tokens=adds_special_tokens(self.preset),
+            progress="ifeval",
+        )
         items = []
         # Where a record gives an argument its checker rejects (keys 1122 and 1129 ask for the letter "#"),
         # the checker draws one from Python's global `random`: seeded per prompt, the same response always
@@ -45,20 +63,42 @@ class IFEvalTask:
         try:
             for row, response in zip(rows, responses):
                 random.seed(row["key"])
-                sample = IFEvalSample(key=row["key"], prompt=row["prompt"], instruction_id_list=row["instruction_id_list"], kwargs=row["kwargs"])
+                sample = IFEvalSample(
+                    key=row["key"],
+                    prompt=row["prompt"],
+                    instruction_id_list=row["instruction_id_list"],
+                    kwargs=row["kwargs"],
+                )
                 checks, scores = evaluate_output_for_sample("ifeval", sample, response)
                 # An empty response comes back with no checks at all: its instructions count as failed,
                 # not as absent, or a model that says nothing would raise its instruction-level score.
                 failed = [False] * len(row["instruction_id_list"])
                 strict = [bool(c.strict_pass) for c in checks] or failed
                 loose = [bool(c.loose_pass) for c in checks] or failed
-                items.append({"id": str(row["key"]), "prediction": response, "reference": row["instruction_id_list"],
-                              "scores": {"prompt_strict": bool(scores.binary_strict), "prompt_loose": bool(scores.binary_loose),
-                                         "instruction_strict": {"num": sum(strict), "den": len(strict)},
-                                         "instruction_loose": {"num": sum(loose), "den": len(loose)}},
-                              "prompt": row["prompt"], "kwargs": row["kwargs"], "strict": strict, "loose": loose})
+                items.append(
+                    {
+                        "id": str(row["key"]),
+                        "prediction": response,
+                        "reference": row["instruction_id_list"],
+                        "scores": {
+                            "prompt_strict": bool(scores.binary_strict),
+                            "prompt_loose": bool(scores.binary_loose),
+                            "instruction_strict": {"num": sum(strict), "den": len(strict)},
+                            "instruction_loose": {"num": sum(loose), "den": len(loose)},
+                        },
+                        "prompt": row["prompt"],
+                        "kwargs": row["kwargs"],
+                        "strict": strict,
+                        "loose": loose,
+                    }
+                )
         finally:
             random.setstate(caller_state)
         self.items = items
-        return {**summarize(items), "prompts": len(rows), "preset": self.preset, "max_new_tokens": self.max_new_tokens,
-                "chat": self.chat}
+        return {
+            **summarize(items),
+            "prompts": len(rows),
+            "preset": self.preset,
+            "max_new_tokens": self.max_new_tokens,
+            "chat": self.chat,
+        }

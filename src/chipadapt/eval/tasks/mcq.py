@@ -27,7 +27,9 @@ def read_mcq(path: Path, key: str) -> list[dict]:
         try:
             assert isinstance(row["choices"], list) and 0 <= int(row["answer"]) < len(row["choices"])
         except (KeyError, AssertionError, TypeError, ValueError):
-            raise ChipadaptError(f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}") from None
+            raise ChipadaptError(
+                f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}"
+            ) from None
         rows.append(row)
     return rows
 
@@ -45,8 +47,18 @@ def first_per_subject(rows: list[dict], n: int) -> list[dict]:
 
 
 class MCQTask:
-    def __init__(self, path: str, fewshot_path: str | None, num_fewshot: int, limit: int | None, style: str,
-                 batch_size: int, max_length: int, max_per_subject: int | None, preset: str):
+    def __init__(
+        self,
+        path: str,
+        fewshot_path: str | None,
+        num_fewshot: int,
+        limit: int | None,
+        style: str,
+        batch_size: int,
+        max_length: int,
+        max_per_subject: int | None,
+        preset: str,
+    ):
         self.preset = check_preset(preset, "eval.mcq.preset")
         if style not in ("letters", "cloze"):
             raise ChipadaptError(f"eval.mcq.style: {style!r} is not letters or cloze")
@@ -91,8 +103,15 @@ class MCQTask:
             context = self.context(row, prefix)
             for i in range(len(row["choices"])):
                 pairs.append((context, " " + self.choice_text(row, i)))
-        scores = continuation_logprobs(model, tokenizer, pairs, self.batch_size, self.max_length,
-                                       add_special_tokens=adds_special_tokens(self.preset), progress="mcq")
+        scores = continuation_logprobs(
+            model,
+            tokenizer,
+            pairs,
+            self.batch_size,
+            self.max_length,
+            add_special_tokens=adds_special_tokens(self.preset),
+            progress="mcq",
+        )
         self.items = []
         position = 0
         for row in self.rows:
@@ -100,11 +119,23 @@ class MCQTask:
             ll = scores[position : position + k]
             norm = [s / self.norm_length(row, i) for i, s in enumerate(ll)]
             pick, pick_norm = max(range(k), key=ll.__getitem__), max(range(k), key=norm.__getitem__)
-            self.items.append({"id": str(row.get("id") or content_id(row["question"], row["choices"])), "prediction": pick,
-                               "prediction_norm": pick_norm, "reference": int(row["answer"]),
-                               "scores": {"acc": pick == int(row["answer"]), "acc_norm": pick_norm == int(row["answer"])},
-                               "subject": row.get("subject"), "loglikelihoods": ll})
+            self.items.append(
+                {
+                    "id": str(row.get("id") or content_id(row["question"], row["choices"])),
+                    "prediction": pick,
+                    "prediction_norm": pick_norm,
+                    "reference": int(row["answer"]),
+                    "scores": {"acc": pick == int(row["answer"]), "acc_norm": pick_norm == int(row["answer"])},
+                    "subject": row.get("subject"),
+                    "loglikelihoods": ll,
+                }
+            )
             position += k
-        return {**summarize(self.items), "preset": self.preset, "questions": len(self.rows),
-                "subjects": len({r.get("subject") for r in self.rows}),
-                "baseline_chance": chance_baseline(self.rows), "baseline_longest": longest_choice_baseline(self.rows)}
+        return {
+            **summarize(self.items),
+            "preset": self.preset,
+            "questions": len(self.rows),
+            "subjects": len({r.get("subject") for r in self.rows}),
+            "baseline_chance": chance_baseline(self.rows),
+            "baseline_longest": longest_choice_baseline(self.rows),
+        }

@@ -76,9 +76,17 @@ class PerplexityTask:
                     doc_tokens += targets.numel()
                 n_tokens += doc_tokens
                 if doc_tokens:
-                    split_items.append({"id": f"{name}/{doc.doc_id}", "tokens": doc_tokens, "bytes": n_bytes, "scores": {
-                        f"{name}.ppl": {"num": nll, "den": doc_tokens, "transform": "exp"},
-                        f"{name}.bpb": {"num": nll / math.log(2), "den": max(n_bytes, 1)}}})
+                    split_items.append(
+                        {
+                            "id": f"{name}/{doc.doc_id}",
+                            "tokens": doc_tokens,
+                            "bytes": n_bytes,
+                            "scores": {
+                                f"{name}.ppl": {"num": nll, "den": doc_tokens, "transform": "exp"},
+                                f"{name}.bpb": {"num": nll / math.log(2), "den": max(n_bytes, 1)},
+                            },
+                        }
+                    )
             results.update(summarize(split_items))
             results[f"{name}.tokens"] = n_tokens
             results[f"{name}.documents"] = used
@@ -86,7 +94,12 @@ class PerplexityTask:
         domain = [name for name, spec in self.splits.items() if not spec.general and f"{name}.bpb" in results]
         if len(domain) > 1:
             # One number per model for sweeps: every domain source counts the same, however long.
-            groups = [([v["num"] for v in score_values(self.items, f"{n}.bpb")], [v["den"] for v in score_values(self.items, f"{n}.bpb")])
-                      for n in domain]
+            groups = [
+                (
+                    [v["num"] for v in score_values(self.items, f"{n}.bpb")],
+                    [v["den"] for v in score_values(self.items, f"{n}.bpb")],
+                )
+                for n in domain
+            ]
             results.update(metric_fields("domain_mean.bpb", mean_of_ratios(groups)))
         return results

@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
-from chipadapt.io.jsonl import jsonl_records
 from chipadapt.eval.scoring import generate
+from chipadapt.io.jsonl import jsonl_records
 from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
 
 log = logging.getLogger(__name__)
@@ -27,23 +27,40 @@ def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
     for lineno, record in jsonl_records(path, missing=f"QA file {path} does not exist"):
         if not isinstance(record.get(question_key), str) or not isinstance(record.get(answer_key), str):
             raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
-        rows.append({"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]})
+        rows.append(
+            {"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]}
+        )
     if not rows:
         raise ChipadaptError(f"{path}: no questions")
     return rows
 
 
 class QATask:
-    def __init__(self, name: str, path: str, question_key: str, answer_key: str, limit: int | None, max_new_tokens: int,
-                 batch_size: int, rouge: RougeL, answer_without_context: bool, retrieval: DictConfig | None = None):
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        question_key: str,
+        answer_key: str,
+        limit: int | None,
+        max_new_tokens: int,
+        batch_size: int,
+        rouge: RougeL,
+        answer_without_context: bool,
+        retrieval: DictConfig | None = None,
+    ):
         if not answer_without_context and not retrieval:
-            raise ChipadaptError(f"eval.{name}: answer_without_context=false needs a retrieval section (nothing would be answered)")
+            raise ChipadaptError(
+                f"eval.{name}: answer_without_context=false needs a retrieval section (nothing would be answered)"
+            )
         self.name, self.path, self.keys = name, path, (question_key, answer_key)
         self.answer_without_context = answer_without_context
         self.limit, self.max_new_tokens, self.batch_size = limit, max_new_tokens, batch_size
         self.rouge = rouge
         self.items: list[dict] | None = None
-        self.retrieval = OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
+        self.retrieval = (
+            OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
+        )
 
     def _retrieve(self, questions: list[str]) -> list[list]:
         from chipadapt.retrieval.build import load_passages, make_retrievers
@@ -63,13 +80,25 @@ class QATask:
         questions = [r["question"] for r in rows]
         items = [{"id": r["id"], "question": r["question"], "reference": r["answer"], "scores": {}} for r in rows]
         if self.answer_without_context:
-            plain = generate(model, tokenizer, [PLAIN_TEMPLATE.format(question=q) for q in questions], self.batch_size, self.max_new_tokens, chat=True)
+            plain = generate(
+                model,
+                tokenizer,
+                [PLAIN_TEMPLATE.format(question=q) for q in questions],
+                self.batch_size,
+                self.max_new_tokens,
+                chat=True,
+            )
             for item, answer in zip(items, plain):
                 item["prediction"] = answer
                 item["scores"]["rougeL"] = self.rouge.score(answer, item["reference"])
         if self.retrieval:
             retrieved = self._retrieve(questions)
-            prompts, used = zip(*(rag_prompt(q, hits, tokenizer, self.retrieval["budget_tokens"]) for q, hits in zip(questions, retrieved)))
+            prompts, used = zip(
+                *(
+                    rag_prompt(q, hits, tokenizer, self.retrieval["budget_tokens"])
+                    for q, hits in zip(questions, retrieved)
+                )
+            )
             with_rag = generate(model, tokenizer, list(prompts), self.batch_size, self.max_new_tokens, chat=True)
             for item, answer, hits, ids in zip(items, with_rag, retrieved, used):
                 item["prediction_rag"] = answer

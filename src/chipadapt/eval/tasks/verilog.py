@@ -25,8 +25,10 @@ from chipadapt.eval.verilog.simulate import require_iverilog
 
 log = logging.getLogger(__name__)
 
-INSTRUCTION = ("You are a Verilog RTL designer. Implement the following in synthesizable Verilog. "
-               "Reply with the complete module named {module} inside a ```verilog code block.\n\n{prompt}")
+INSTRUCTION = (
+    "You are a Verilog RTL designer. Implement the following in synthesizable Verilog. "
+    "Reply with the complete module named {module} inside a ```verilog code block.\n\n{prompt}"
+)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -37,9 +39,22 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 class VerilogTask:
-    def __init__(self, path: str, mode: str, limit: int | None, max_new_tokens: int, batch_size: int, samples: int,
-                 temperature: float, top_p: float, ks: list[int], timeout_s: float, workers: int,
-                 references_only: bool, shape):
+    def __init__(
+        self,
+        path: str,
+        mode: str,
+        limit: int | None,
+        max_new_tokens: int,
+        batch_size: int,
+        samples: int,
+        temperature: float,
+        top_p: float,
+        ks: list[int],
+        timeout_s: float,
+        workers: int,
+        references_only: bool,
+        shape,
+    ):
         if mode not in ("chat", "completion"):
             raise ChipadaptError(f"eval.verilog.mode: {mode!r} is not one of chat, completion")
         if samples > 1 and temperature <= 0:
@@ -63,14 +78,27 @@ class VerilogTask:
             headers = [None] * len(tasks)
         else:
             prompts = [t["prompt"] for t in tasks]
-            headers = [(re.search(rf"\bmodule\s+{re.escape(name)}\b.*", t["prompt"], re.S) or [None])[0] for t, name in zip(tasks, names)]
+            headers = [
+                (re.search(rf"\bmodule\s+{re.escape(name)}\b.*", t["prompt"], re.S) or [None])[0]
+                for t, name in zip(tasks, names)
+            ]
             if None in headers:
                 where = headers.index(None)
-                raise ChipadaptError(f"eval.verilog.mode=completion: task {tasks[where]['task_id']} has no `module {names[where]}` header in its prompt")
+                raise ChipadaptError(
+                    f"eval.verilog.mode=completion: task {tasks[where]['task_id']} has no `module {names[where]}` header in its prompt"
+                )
         out = [[] for _ in tasks]
         for _ in range(self.samples):
-            replies = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=self.mode == "chat",
-                               temperature=self.temperature, top_p=self.top_p)
+            replies = generate(
+                model,
+                tokenizer,
+                prompts,
+                self.batch_size,
+                self.max_new_tokens,
+                chat=self.mode == "chat",
+                temperature=self.temperature,
+                top_p=self.top_p,
+            )
             for i, (reply, header) in enumerate(zip(replies, headers)):
                 out[i].append(extract_module(reply, header, names[i]))
         return out
@@ -88,10 +116,20 @@ class VerilogTask:
             per_task[ti].append(sim)
         n = self.samples if not self.references_only else 1
         # One sample per task: pass@1 is pass/fail (an exact binomial interval); more: the unbiased estimate per task.
-        self.items = [{"id": t["task_id"], "prediction": codes, "reference": t.get("ref"),
-                       "scores": {f"pass@{k}": (bool(passed) if n == 1 else pass_at_k(n, passed, k)) for k in (self.ks or [1])},
-                       "stage": [s.stage for s in sims_], "detail": [s.detail for s in sims_]}
-                      for t, sims_, codes in zip(tasks, per_task, candidates) for passed in [sum(s.passed for s in sims_)]]
+        self.items = [
+            {
+                "id": t["task_id"],
+                "prediction": codes,
+                "reference": t.get("ref"),
+                "scores": {
+                    f"pass@{k}": (bool(passed) if n == 1 else pass_at_k(n, passed, k)) for k in (self.ks or [1])
+                },
+                "stage": [s.stage for s in sims_],
+                "detail": [s.detail for s in sims_],
+            }
+            for t, sims_, codes in zip(tasks, per_task, candidates)
+            for passed in [sum(s.passed for s in sims_)]
+        ]
         results = summarize(self.items)
         results["tasks"] = len(tasks)
         results["passed_tasks"] = sum(any(s.passed for s in sims_) for sims_ in per_task)

@@ -12,7 +12,8 @@ COMMENTS_AND_STRINGS = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', re.
 DEFINITION = re.compile(r"\b(?:module|macromodule|interface|program)\s+(?:automatic\s+|static\s+)?([A-Za-z_]\w*)")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 # Words that can stand where a module name would and be followed by an identifier and "(".
-NOT_MODULES = frozenset("""
+NOT_MODULES = frozenset(
+    """
 always always_comb always_ff always_latch and assert assign assume automatic begin buf bufif0 bufif1 case casex casez
 cmos cover default defparam disable else end endcase endfunction endmodule endtask for forever fork function generate
 genvar if initial inout input integer join join_any join_none localparam logic module nand negedge nmos nor not notif0
@@ -20,7 +21,8 @@ notif1 or output parameter pmos posedge pulldown pullup rcmos real realtime reg 
 rtranif0 rtranif1 signed static supply0 supply1 task time tran tranif0 tranif1 tri tri0 tri1 triand trior unsigned
 wait while wire wor xnor xor bit byte int shortint longint string var void typedef struct enum union packed const
 ref import export extern virtual class new this super property sequence covergroup coverpoint
-""".split())
+""".split()
+)
 
 
 def strip_comments_and_strings(text: str) -> str:
@@ -55,7 +57,9 @@ def instantiated_modules(text: str) -> list[str]:
     for match in IDENTIFIER.finditer(code):
         name = match.group(0)
         start = match.start()
-        if name in NOT_MODULES or (start and (code[start - 1] in "$`.'\\" or code[start - 1].isalnum() or code[start - 1] == "_")):
+        if name in NOT_MODULES or (
+            start and (code[start - 1] in "$`.'\\" or code[start - 1].isalnum() or code[start - 1] == "_")
+        ):
             continue  # system tasks, macros, hierarchical names, casts
         i = _skip_space(code, match.end())
         if code.startswith("#", i):  # parameter override: #(...) or #N

@@ -48,9 +48,13 @@ class SelfCheckingShape:
             where = f"{path}:{lineno}"
             missing = [k for k in ("task_id", "prompt", "test") if not isinstance(record.get(k), str)]
             if missing:
-                raise ChipadaptError(f"{where}: missing string field(s) {missing} (a self-checking task is {{task_id, prompt, test, ref?, sources?, module?}})")
+                raise ChipadaptError(
+                    f"{where}: missing string field(s) {missing} (a self-checking task is {{task_id, prompt, test, ref?, sources?, module?}})"
+                )
             files = self._source_files(record.get("sources") or [], path.parent, where)
-            compiled = "".join(text.decode(errors="replace") for name, text in files.items() if name.endswith(COMPILED_SUFFIXES))
+            compiled = "".join(
+                text.decode(errors="replace") for name, text in files.items() if name.endswith(COMPILED_SUFFIXES)
+            )
             module = record.get("module") or self._design_module(record["test"], compiled, where)
             tops = [m for m in defined_modules(record["test"]) if m not in instantiated_modules(record["test"])]
             tasks.append({**record, "module": module, "testbench_tops": tops, "source_files": files})
@@ -66,7 +70,9 @@ class SelfCheckingShape:
             if not file.is_file():
                 raise ChipadaptError(f"{where}: source file {source} does not exist (looked for {file})")
             if file.name in files or file.name in (CANDIDATE_FILE, TESTBENCH_FILE):
-                raise ChipadaptError(f"{where}: two source files are named {file.name}; they share one simulation folder")
+                raise ChipadaptError(
+                    f"{where}: two source files are named {file.name}; they share one simulation folder"
+                )
             files[file.name] = file.read_bytes()
         return files
 
@@ -75,8 +81,12 @@ class SelfCheckingShape:
         defined = set(defined_modules(testbench)) | set(defined_modules(sources))
         undefined = [m for m in instantiated_modules(testbench) if m not in defined]
         if len(undefined) != 1:
-            found = f"instantiates {undefined} without defining them" if undefined else "instantiates no module it does not define"
-            raise ChipadaptError(f"{where}: the testbench {found}; name the design with \"module\"")
+            found = (
+                f"instantiates {undefined} without defining them"
+                if undefined
+                else "instantiates no module it does not define"
+            )
+            raise ChipadaptError(f'{where}: the testbench {found}; name the design with "module"')
         return undefined[0]
 
     # --- what VerilogTask asks of a benchmark shape ------------------------------------------------
@@ -85,7 +95,9 @@ class SelfCheckingShape:
 
     def reference(self, task: dict) -> str:
         if not isinstance(task.get("ref"), str):
-            raise ChipadaptError(f"eval.verilog.references_only: task {task['task_id']} has no reference solution (\"ref\")")
+            raise ChipadaptError(
+                f'eval.verilog.references_only: task {task["task_id"]} has no reference solution ("ref")'
+            )
         return task["ref"]
 
     def simulate(self, task: dict, candidate: str, timeout_s: float) -> SimResult:
@@ -95,7 +107,9 @@ class SelfCheckingShape:
                 (work / name).write_bytes(data)
             (work / TESTBENCH_FILE).write_text(task["test"])
             (work / CANDIDATE_FILE).write_text(candidate)
-            compiled = [TESTBENCH_FILE, CANDIDATE_FILE] + [n for n in task["source_files"] if n.endswith(COMPILED_SUFFIXES)]
+            compiled = [TESTBENCH_FILE, CANDIDATE_FILE] + [
+                n for n in task["source_files"] if n.endswith(COMPILED_SUFFIXES)
+            ]
             ran = compile_and_run(work, compiled, task["testbench_tops"], timeout_s)
         if isinstance(ran, SimResult):
             return ran

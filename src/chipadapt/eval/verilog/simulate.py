@@ -20,7 +20,7 @@ MISMATCHES = re.compile(r"Mismatches:\s*(\d+)\s+in\s+(\d+)\s+samples")
 @dataclass(frozen=True)
 class SimResult:
     passed: bool
-    stage: str          # compile | simulate | timeout | ok
+    stage: str  # compile | simulate | timeout | ok
     detail: str = ""
 
 

@@ -65,6 +65,13 @@ class MergeMethod:
     needs_base = False
     chunkable = True  # elementwise given TensorStats; False = needs the whole tensor at once
 
-    def __call__(self, name: str, chip: torch.Tensor, instruct: torch.Tensor, base: torch.Tensor | None,
-                 lam: float, stats: TensorStats) -> TensorMerge:
+    def __call__(
+        self,
+        name: str,
+        chip: torch.Tensor,
+        instruct: torch.Tensor,
+        base: torch.Tensor | None,
+        lam: float,
+        stats: TensorStats,
+    ) -> TensorMerge:
         raise NotImplementedError

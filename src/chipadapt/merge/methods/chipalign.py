@@ -25,7 +25,13 @@ class ChipAlign(MergeMethod):
             return TensorMerge(lam * c + (1 - lam) * i, {"fallback": "zero_norm", "norm_chip": nc, "norm_instruct": ni})
         theta = math.acos(stats.cos)
         scale = nc**lam * ni ** (1 - lam)
-        diagnostics = {"angle_deg": math.degrees(theta), "norm_chip": nc, "norm_instruct": ni, "norm_ratio": nc / ni, "fallback": ""}
+        diagnostics = {
+            "angle_deg": math.degrees(theta),
+            "norm_chip": nc,
+            "norm_instruct": ni,
+            "norm_ratio": nc / ni,
+            "fallback": "",
+        }
         if theta < PARALLEL_RAD:
             wc, wi = lam, 1 - lam
             diagnostics["fallback"] = "parallel"

@@ -7,14 +7,22 @@ import matplotlib.pyplot as plt
 from chipadapt.reproduce.report.context import Context, fmt, get, missing, table
 
 SUITE_MODELS = ["eval_base", "eval_dapt", "eval_sft", "eval_sft_base", "eval_steerlm"]
-EDA_METRICS = [("eda_script.syntax", "parses"), ("eda_script.call_f1", "API-call F1"), ("eda_script.arg_f1", "argument F1"),
-               ("eda_script.all_calls", "all calls right"), ("eda_script.rougeL", "ROUGE-L")]
+EDA_METRICS = [
+    ("eda_script.syntax", "parses"),
+    ("eda_script.call_f1", "API-call F1"),
+    ("eda_script.arg_f1", "argument F1"),
+    ("eda_script.all_calls", "all calls right"),
+    ("eda_script.rougeL", "ROUGE-L"),
+]
 
 
 def val_losses(ctx: Context, name: str) -> list[list]:
     metrics = (ctx.read_json(name, "manifest.json") or {}).get("metrics", {})
     before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    return [[ctx.link(name), split, fmt(before.get(split, {}).get("loss")), fmt(after[split].get("loss"))] for split in after]
+    return [
+        [ctx.link(name), split, fmt(before.get(split, {}).get("loss")), fmt(after[split].get("loss"))]
+        for split in after
+    ]
 
 
 def eda_plot(ctx: Context, names: list[str]):
@@ -22,7 +30,12 @@ def eda_plot(ctx: Context, names: list[str]):
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         res = ctx.results(name)
-        ax.bar([j + i * width for j in range(len(EDA_METRICS))], [get(res, k) or 0 for k, _ in EDA_METRICS], width, label=ctx.label(name))
+        ax.bar(
+            [j + i * width for j in range(len(EDA_METRICS))],
+            [get(res, k) or 0 for k, _ in EDA_METRICS],
+            width,
+            label=ctx.label(name),
+        )
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(EDA_METRICS))], [label for _, label in EDA_METRICS])
     ax.set_ylim(0, 1)
     ax.set_title("OpenROAD Python script generation (EDA-Corpus held-out prompts)")
@@ -38,16 +51,31 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
         better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
         facts["attributes_beating_baseline"] = (better, len(val))
         facts["attribute_spearman"] = sum(m["spearman"] for m in val.values()) / len(val)
-        lines += [f"Attribute model ({ctx.link('attribute_model')}), on held-out OASST conversations with human labels; "
-                  "the baseline predicts each attribute's training mean:", "",
-                  table(["attribute", "n", "MAE", "baseline MAE", "Spearman"], rows), ""]
+        lines += [
+            f"Attribute model ({ctx.link('attribute_model')}), on held-out OASST conversations with human labels; "
+            "the baseline predicts each attribute's training mean:",
+            "",
+            table(["attribute", "n", "MAE", "baseline MAE", "Spearman"], rows),
+            "",
+        ]
     if ctx.has("steer_probe"):
         probe = ctx.read_json("steer_probe", "manifest.json")["metrics"]["by_setting"]
         attrs = list(probe[0]["mean_rating"])
-        rows = [[", ".join(f"{k}={v}" for k, v in p["setting"].items()), p["replies"], *[p["mean_rating"][a] for a in attrs]] for p in probe]
-        lines += [f"Steering probe ({ctx.link('steer_probe')}): the SteerLM model answers held-out prompts under a high "
-                  "and a low attribute setting; the attribute model rates the replies:", "",
-                  table(["asked for", "replies", *attrs], rows), ""]
+        rows = [
+            [
+                ", ".join(f"{k}={v}" for k, v in p["setting"].items()),
+                p["replies"],
+                *[p["mean_rating"][a] for a in attrs],
+            ]
+            for p in probe
+        ]
+        lines += [
+            f"Steering probe ({ctx.link('steer_probe')}): the SteerLM model answers held-out prompts under a high "
+            "and a low attribute setting; the attribute model rates the replies:",
+            "",
+            table(["asked for", "replies", *attrs], rows),
+            "",
+        ]
         if len(probe) >= 2:
             hi, lo = probe[0]["mean_rating"], probe[1]["mean_rating"]
             facts["steer_quality_gap"] = hi.get("quality", 0) - lo.get("quality", 0)
@@ -58,8 +86,11 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
 def section(ctx: Context) -> tuple[str, dict]:
     if not ctx.has("sft"):
         return missing("SFT", ["sft"]), {}
-    lines = ["Validation loss on assistant tokens (nats/token) before and after fine-tuning; `eda_heldout` is the "
-             "split of EDA-Corpus prompts that training left out and `eval=eda_script` scores:", ""]
+    lines = [
+        "Validation loss on assistant tokens (nats/token) before and after fine-tuning; `eda_heldout` is the "
+        "split of EDA-Corpus prompts that training left out and `eval=eda_script` scores:",
+        "",
+    ]
     rows = []
     for name in ("sft", "sft_base", "steerlm"):
         if ctx.has(name):
@@ -68,12 +99,25 @@ def section(ctx: Context) -> tuple[str, dict]:
 
     models = [n for n in SUITE_MODELS if ctx.results(n)]
     header = ["model", *[label for _, label in EDA_METRICS], "IFEval instr. (loose)", "IFEval prompt (loose)"]
-    body = [[f"{ctx.label(n)} ({ctx.link(n)})", *[get(ctx.results(n), k) for k, _ in EDA_METRICS],
-             get(ctx.results(n), "ifeval.instruction_loose"), get(ctx.results(n), "ifeval.prompt_loose")] for n in models]
+    body = [
+        [
+            f"{ctx.label(n)} ({ctx.link(n)})",
+            *[get(ctx.results(n), k) for k, _ in EDA_METRICS],
+            get(ctx.results(n), "ifeval.instruction_loose"),
+            get(ctx.results(n), "ifeval.prompt_loose"),
+        ]
+        for n in models
+    ]
     prompts = get(ctx.results(models[0]), "ifeval.prompts") if models else None
     if models:
-        lines += [f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):", "",
-                  table(header, body), "", ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"), ""]
+        lines += [
+            f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):",
+            "",
+            table(header, body),
+            "",
+            ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"),
+            "",
+        ]
     else:
         lines += [missing("EDA script generation per model", SUITE_MODELS), ""]
     facts = {m: {k: get(ctx.results(m), k) for k, _ in EDA_METRICS} for m in models}

@@ -8,8 +8,18 @@ from pathlib import Path
 from chipadapt.io.atomic import atomic_file
 
 # Small files that say what ran and what it measured; model weights, checkpoints and indexes are left out.
-RECORD_FILES = {"manifest.json", "results.json", "metrics.csv", "tokenizer_report.json", "merge_manifest.json",
-                "sweep_report.csv", "sweep_report.json", "overrides.yaml", "config.yaml", "multirun.yaml"}
+RECORD_FILES = {
+    "manifest.json",
+    "results.json",
+    "metrics.csv",
+    "tokenizer_report.json",
+    "merge_manifest.json",
+    "sweep_report.csv",
+    "sweep_report.json",
+    "overrides.yaml",
+    "config.yaml",
+    "multirun.yaml",
+}
 MAX_BYTES = 2_000_000
 
 
@@ -30,7 +40,12 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
         if not folder.is_dir():
             continue
         for path in folder.rglob("*"):
-            if path.name in RECORD_FILES and path.is_file() and path.stat().st_size <= MAX_BYTES and ".stale" not in path.parts:
+            if (
+                path.name in RECORD_FILES
+                and path.is_file()
+                and path.stat().st_size <= MAX_BYTES
+                and ".stale" not in path.parts
+            ):
                 copy_atomic(path, target / name / path.relative_to(folder), rewrite)
                 copied += 1
     if (out / "steps.json").is_file():

@@ -15,8 +15,15 @@ from omegaconf import DictConfig
 
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.manifest import git_state
+from chipadapt.reproduce.report import (
+    alignment_section,
+    dapt_section,
+    merge_section,
+    models_section,
+    retrieval_section,
+    tokenizer_section,
+)
 from chipadapt.reproduce.report.archive import archive_records
-from chipadapt.reproduce.report import alignment_section, dapt_section, merge_section, models_section, retrieval_section, tokenizer_section
 from chipadapt.reproduce.report.context import Context, get, paired, table
 from chipadapt.reproduce.report.portable_paths import PortablePaths
 from chipadapt.reproduce.report.verdicts import headline
@@ -34,8 +41,16 @@ def provenance(ctx: Context) -> str:
         manifest = ctx.read_json(name, "manifest.json") or {}
         commit = (manifest.get("git") or {}).get("commit")
         seconds = record.get("seconds")
-        rows.append([ctx.link(name), step.section, record.get("status", "not run"), f"{seconds / 60:.1f}" if seconds else "–",
-                     (commit or "–")[:10], f"`python {' '.join(step.command(ctx.out))}`".replace("|", "\\|")])
+        rows.append(
+            [
+                ctx.link(name),
+                step.section,
+                record.get("status", "not run"),
+                f"{seconds / 60:.1f}" if seconds else "–",
+                (commit or "–")[:10],
+                f"`python {' '.join(step.command(ctx.out))}`".replace("|", "\\|"),
+            ]
+        )
     return table(["step", "section", "status", "minutes", "commit", "command"], rows)
 
 
@@ -46,14 +61,24 @@ def wall_minutes(ctx: Context) -> float:
 def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path) -> Path:
     ledger = json.loads((out / "steps.json").read_text()) if (out / "steps.json").is_file() else {}
     shared = Path(cfg.paths.shared_data)
-    ctx = Context(out=out, report_dir=report_dir, steps={s.name: s for s in steps}, ledger=ledger,
-                  base_model=Path(cfg.base_model), shared_data=shared if shared.is_absolute() else ROOT / shared)
+    ctx = Context(
+        out=out,
+        report_dir=report_dir,
+        steps={s.name: s for s in steps},
+        ledger=ledger,
+        base_model=Path(cfg.base_model),
+        shared_data=shared if shared.is_absolute() else ROOT / shared,
+    )
     chip_dapt = cfg.chip_dapt
     eval_of = {**DAPT_EVALS, chip_dapt: "eval_dapt"}
     parts, facts = [], {}
     for key, title, build in [
         ("tokenizer", "1. Domain-adapted tokenizer", lambda: tokenizer_section.section(ctx)),
-        ("dapt", "2. Domain-adaptive pretraining and the learning-rate ablation", lambda: dapt_section.section(ctx, eval_of)),
+        (
+            "dapt",
+            "2. Domain-adaptive pretraining and the learning-rate ablation",
+            lambda: dapt_section.section(ctx, eval_of),
+        ),
         ("alignment", "3. SFT, EDA script generation and SteerLM", lambda: alignment_section.section(ctx)),
         ("merge", "4. ChipAlign and the other merges", lambda: merge_section.section(ctx)),
         ("retrieval", "5. Retriever and RAG", lambda: retrieval_section.section(ctx)),
@@ -66,13 +91,16 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     facts["models"] = facts.get("models") or {}
     facts["n_ifeval"] = get(base, "ifeval.prompts") or 0
     facts["n_mmlu"] = get(base, "mcq.questions") or 0
-    facts["mmlu_paired"] = paired(ctx.folder("eval_base"), ctx.folder("eval_dapt"), "mcq.acc")   # DAPT vs general, question by question
+    facts["mmlu_paired"] = paired(
+        ctx.folder("eval_base"), ctx.folder("eval_dapt"), "mcq.acc"
+    )  # DAPT vs general, question by question
     rows = headline(facts, chip_dapt, eval_of)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
     git = git_state()
     intro = [
-        f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`", "",
+        f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`",
+        "",
         f"Built {dt.datetime.now():%Y-%m-%d %H:%M} from `{os.path.relpath(out, ROOT)}` "
         f"({done}/{len(ctx.steps)} steps completed, {wall_minutes(ctx):.0f} minutes of step wall time on "
         f"{os.cpu_count()} CPU cores, {platform.machine()}); code at commit {(git['commit'] or '?')[:10]}"
@@ -80,10 +108,15 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         f"`{chip_dapt}` + SFT. Every figure links to the record of the step it was read from "
         "(`runs/<step>/`: manifest.json or results.json and .hydra/overrides.yaml, which say exactly what ran); `runs/steps.json` "
         "has each step's command and wall time. Rebuild with "
-        f"`python reproduce.py variant={cfg.variant.name} only=[report]`.", "",
-        "## Findings", "", head, "",
+        f"`python reproduce.py variant={cfg.variant.name} only=[report]`.",
+        "",
+        "## Findings",
+        "",
+        head,
+        "",
         "Differences smaller than twice their binomial standard error are marked *within noise*: at these subset sizes "
-        f"({facts['n_ifeval']} IFEval prompts, {facts['n_mmlu']} MMLU questions) a few points of accuracy are not a result.", "",
+        f"({facts['n_ifeval']} IFEval prompts, {facts['n_mmlu']} MMLU questions) a few points of accuracy are not a result.",
+        "",
     ]
     text = "\n".join(intro + parts + ["## Provenance", "", provenance(ctx), ""])
     portable = PortablePaths(out)  # no machine's absolute paths in what gets committed

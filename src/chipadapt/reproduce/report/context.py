@@ -15,10 +15,10 @@ from chipadapt.reproduce.steps import Step  # noqa: E402
 
 @dataclass
 class Context:
-    out: Path                       # the reproduction folder: one subfolder per step
-    report_dir: Path                # REPORT.md and its PNGs
+    out: Path  # the reproduction folder: one subfolder per step
+    report_dir: Path  # REPORT.md and its PNGs
     steps: dict[str, Step]
-    ledger: dict[str, dict]         # steps.json
+    ledger: dict[str, dict]  # steps.json
     base_model: Path
     shared_data: Path
     figures: list[str] = field(default_factory=list)
@@ -82,7 +82,9 @@ def paired(folder_a: Path, folder_b: Path, dotted: str):
 
 
 def paired_text(d) -> str:
-    return f"paired difference {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p = {d.p:.2g} over {d.n} items ({d.test})"
+    return (
+        f"paired difference {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p = {d.p:.2g} over {d.n} items ({d.test})"
+    )
 
 
 def fmt(value, digits: int = 3) -> str:

@@ -32,12 +32,21 @@ def summary(ctx: Context, name: str) -> dict:
     metrics = manifest["metrics"]
     before, after = metrics["before"], metrics["after"]
     meta = ctx.steps[name].meta
-    row = {"name": name, "tokenizer": meta.get("tokenizer"), "lr": meta.get("lr"),
-           "tokens": manifest["metrics"].get("global_step", 0) * manifest["config"]["data"]["global_batch_size"] * manifest["config"]["data"]["seq_len"]
-           if isinstance(manifest.get("config"), dict) else None,
-           "domain_before": domain_mean(before), "domain_after": domain_mean(after),
-           "general_before": before[GENERAL]["bpb"], "general_after": after[GENERAL]["bpb"],
-           "splits": {s: change(before[s]["bpb"], after[s]["bpb"]) for s in before}}
+    row = {
+        "name": name,
+        "tokenizer": meta.get("tokenizer"),
+        "lr": meta.get("lr"),
+        "tokens": manifest["metrics"].get("global_step", 0)
+        * manifest["config"]["data"]["global_batch_size"]
+        * manifest["config"]["data"]["seq_len"]
+        if isinstance(manifest.get("config"), dict)
+        else None,
+        "domain_before": domain_mean(before),
+        "domain_after": domain_mean(after),
+        "general_before": before[GENERAL]["bpb"],
+        "general_after": after[GENERAL]["bpb"],
+        "splits": {s: change(before[s]["bpb"], after[s]["bpb"]) for s in before},
+    }
     row["domain_change"] = change(row["domain_before"], row["domain_after"])
     row["general_change"] = change(row["general_before"], row["general_after"])
     return row
@@ -64,7 +73,12 @@ def split_changes(ctx: Context, rows: list[dict]):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
-        ax.bar([j + i * width for j in range(len(splits))], [row["splits"][s] for s in splits], width, label=ctx.label(row["name"]))
+        ax.bar(
+            [j + i * width for j in range(len(splits))],
+            [row["splits"][s] for s in splits],
+            width,
+            label=ctx.label(row["name"]),
+        )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits)
     ax.set_ylabel("bits/byte change after DAPT (%)\n(negative: better)")
@@ -94,29 +108,72 @@ def section(ctx: Context, eval_of: dict[str, str]) -> tuple[str, dict]:
     if not names:
         return missing("DAPT", [n for n, s in ctx.steps.items() if s.section == "dapt"]), {}
     rows = [summary(ctx, n) for n in names]
-    header = ["run", "tokenizer", "lr", "tokens trained", "domain bpb before → after", "change",
-              "WikiText-2 bpb before → after", "change", "IFEval instr. (loose)", "MMLU acc"]
+    header = [
+        "run",
+        "tokenizer",
+        "lr",
+        "tokens trained",
+        "domain bpb before → after",
+        "change",
+        "WikiText-2 bpb before → after",
+        "change",
+        "IFEval instr. (loose)",
+        "MMLU acc",
+    ]
     base_eval = ctx.results("eval_base")
-    body = [["general model (before DAPT)", "base", "–", "0", fmt(rows[0]["domain_before"]), "", fmt(rows[0]["general_before"]), "",
-             fmt(get(base_eval, "ifeval.instruction_loose")), fmt(get(base_eval, "mcq.acc"))]]
+    body = [
+        [
+            "general model (before DAPT)",
+            "base",
+            "–",
+            "0",
+            fmt(rows[0]["domain_before"]),
+            "",
+            fmt(rows[0]["general_before"]),
+            "",
+            fmt(get(base_eval, "ifeval.instruction_loose")),
+            fmt(get(base_eval, "mcq.acc")),
+        ]
+    ]
     for r in rows:
         ev = ctx.results(eval_of.get(r["name"], "")) if eval_of.get(r["name"]) else None
-        body.append([ctx.link(r["name"]), r["tokenizer"], f"{r['lr']:g}", f"{r['tokens']:,}" if r["tokens"] else "–",
-                     f"{fmt(r['domain_before'])} → {fmt(r['domain_after'])}", pct(r["domain_change"]),
-                     f"{fmt(r['general_before'])} → {fmt(r['general_after'])}", pct(r["general_change"]),
-                     fmt(get(ev, "ifeval.instruction_loose")), fmt(get(ev, "mcq.acc"))])
-    images = [ctx.save_figure(loss_curves(ctx, names), "dapt_loss.png"), ctx.save_figure(split_changes(ctx, rows), "dapt_splits.png")]
+        body.append(
+            [
+                ctx.link(r["name"]),
+                r["tokenizer"],
+                f"{r['lr']:g}",
+                f"{r['tokens']:,}" if r["tokens"] else "–",
+                f"{fmt(r['domain_before'])} → {fmt(r['domain_after'])}",
+                pct(r["domain_change"]),
+                f"{fmt(r['general_before'])} → {fmt(r['general_after'])}",
+                pct(r["general_change"]),
+                fmt(get(ev, "ifeval.instruction_loose")),
+                fmt(get(ev, "mcq.acc")),
+            ]
+        )
+    images = [
+        ctx.save_figure(loss_curves(ctx, names), "dapt_loss.png"),
+        ctx.save_figure(split_changes(ctx, rows), "dapt_splits.png"),
+    ]
     ablation = lr_ablation(ctx, rows)
     if ablation is not None:
         images.append(ctx.save_figure(ablation, "dapt_lr_ablation.png"))
 
     base_arm = {r["lr"]: r for r in rows if r["tokenizer"] == "base"}
     aug = [r for r in rows if r["tokenizer"] == "augmented"]
-    facts = {"rows": rows, "base_arm": base_arm,
-             "aug": aug[0] if aug else None,
-             "same_lr_base": next((base_arm[r["lr"]] for r in aug if r["lr"] in base_arm), None)}
-    text = ["Bits per byte (bpb) on held-out documents: for the corpus, documents the DAPT blend left out "
-            "(the same hash split in training and evaluation), mean over the six sources; for general text, WikiText-2 test. "
-            "IFEval and MMLU from the model-suite evaluations (section 6).", "",
-            table(header, body), "", *images]
+    facts = {
+        "rows": rows,
+        "base_arm": base_arm,
+        "aug": aug[0] if aug else None,
+        "same_lr_base": next((base_arm[r["lr"]] for r in aug if r["lr"] in base_arm), None),
+    }
+    text = [
+        "Bits per byte (bpb) on held-out documents: for the corpus, documents the DAPT blend left out "
+        "(the same hash split in training and evaluation), mean over the six sources; for general text, WikiText-2 test. "
+        "IFEval and MMLU from the model-suite evaluations (section 6).",
+        "",
+        table(header, body),
+        "",
+        *images,
+    ]
     return "\n".join(text), facts

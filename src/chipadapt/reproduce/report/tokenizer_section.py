@@ -32,8 +32,16 @@ def held_out_counts(base: Path, augmented: Path, shared: Path) -> list[dict]:
         texts = [t for t in (json.loads(line).get(key) for line in path.open(encoding="utf-8") if line.strip()) if t]
         before = sum(len(ids) for ids in tok_base(texts, add_special_tokens=False)["input_ids"])
         after = sum(len(ids) for ids in tok_aug(texts, add_special_tokens=False)["input_ids"])
-        rows.append({"text": name, "kind": kind, "documents": len(texts), "before": before, "after": after,
-                     "reduction_pct": 100 * (before - after) / max(before, 1)})
+        rows.append(
+            {
+                "text": name,
+                "kind": kind,
+                "documents": len(texts),
+                "before": before,
+                "after": after,
+                "reduction_pct": 100 * (before - after) / max(before, 1),
+            }
+        )
     return rows
 
 
@@ -41,15 +49,25 @@ def section(ctx: Context) -> tuple[str, dict]:
     if not ctx.has("tokenizer"):
         return missing("Tokenizer", ["tokenizer"]), {}
     report = ctx.read_json("tokenizer", "tokenizer_report.json")
-    rows = [[kind, name, f"{r['tokens_before']:,}", f"{r['tokens_after']:,}", f"{r['reduction_pct']:.2f}%"]
-            for kind in ("domain", "general") for name, r in report[kind].items()]
+    rows = [
+        [kind, name, f"{r['tokens_before']:,}", f"{r['tokens_after']:,}", f"{r['reduction_pct']:.2f}%"]
+        for kind in ("domain", "general")
+        for name, r in report[kind].items()
+    ]
     held = held_out_counts(ctx.base_model, ctx.folder("tokenizer") / "model", ctx.shared_data)
-    held_rows = [[r["kind"], r["text"], r["documents"], f"{r['before']:,}", f"{r['after']:,}", f"{r['reduction_pct']:.2f}%"] for r in held]
+    held_rows = [
+        [r["kind"], r["text"], r["documents"], f"{r['before']:,}", f"{r['after']:,}", f"{r['reduction_pct']:.2f}%"]
+        for r in held
+    ]
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     names = [n for n in report["domain"] if n != "overall"] + [r["text"] for r in held]
-    values = [report["domain"][n]["reduction_pct"] for n in report["domain"] if n != "overall"] + [r["reduction_pct"] for r in held]
-    colors = ["tab:blue"] * (len(report["domain"]) - 1) + ["tab:orange" if r["kind"] == "domain" else "tab:gray" for r in held]
+    values = [report["domain"][n]["reduction_pct"] for n in report["domain"] if n != "overall"] + [
+        r["reduction_pct"] for r in held
+    ]
+    colors = ["tab:blue"] * (len(report["domain"]) - 1) + [
+        "tab:orange" if r["kind"] == "domain" else "tab:gray" for r in held
+    ]
     ax.barh(names, values, color=colors)
     ax.axvspan(1.6, 3.3, color="tab:green", alpha=0.15, label="ChipNeMo: 1.6-3.3% fewer domain tokens")
     ax.set_xlabel("fewer tokens with the augmented tokenizer (%)")
