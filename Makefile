@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install quickstart test test-fast bench clean
+.PHONY: install quickstart test test-unit test-fast lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,16 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The fast subset while editing: no heavier tests, no end-to-end runs of an entry point.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not integration"
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) benchmarks/data_prep.py

@@ -53,9 +53,11 @@ def main() -> None:
             results[copies] = (report, rss)
             d = report["duplicates"]
             print(
-                f"{copies:>2}x: {report['files_seen']:,} files, {report['bytes_seen'] / 1e6:.1f} MB in {report['seconds']:.1f} s "
+                f"{copies:>2}x: {report['files_seen']:,} files, {report['bytes_seen'] / 1e6:.1f} MB "
+                f"in {report['seconds']:.1f} s "
                 f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.2f} MB/s; {wall:.1f} s with start-up); "
-                f"exact dups {d['exact']}, near dups {d['near']}, written {report['documents_written']:,}; peak RSS {rss:.0f} MB"
+                f"exact dups {d['exact']}, near dups {d['near']}, written {report['documents_written']:,}; "
+                f"peak RSS {rss:.0f} MB"
             )
     (r1, m1), (r10, m10) = results[1], results[10]
     print(

@@ -51,7 +51,8 @@ def main() -> None:
         )
         print(f"ratio second/first = {second / first:.4f}  (target < 0.05)")
         print(
-            f"packing efficiency = {100 * dm.stats['packing_efficiency']:.3f}%  (target >= 99%) over {len(dm.train_set):,} sequences"
+            f"packing efficiency = {100 * dm.stats['packing_efficiency']:.3f}%  (target >= 99%) "
+            f"over {len(dm.train_set):,} sequences"
         )
 
 

@@ -4,8 +4,9 @@
         [--ifeval 24] [--ifeval-tokens 256] [--gen-tokens 48] [--batches 1,8,32]
 
 Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, same process:
-1. MMLU with `preset=lm_eval` (letters, and cloze on one question per subject; zero-shot) against lm-eval running its own MMLU YAMLs over
-   the same local files: CPU-seconds and questions/s of the model calls, and how many predictions agree.
+1. MMLU with `preset=lm_eval` (letters, and cloze on one question per subject; zero-shot) against lm-eval
+   running its own MMLU YAMLs over the same local files: CPU-seconds and questions/s of the model calls,
+   and how many predictions agree.
 2. IFEval prompts through the chat template, greedy, `--ifeval-tokens` new tokens at most, against
    lm-eval's `generate_until`: CPU-seconds, prompts/s, identical answers.
 3. Greedy decoding tokens/s at each batch size (every row runs `--gen-tokens` tokens) against Hugging
@@ -112,7 +113,8 @@ def bench_mmlu(model, tokenizer, lm, per_subject: int, workdir: Path, style: str
     )
     limit = peak * 1e9 / (2 * sum(p.numel() for p in model.parameters()))
     print(
-        f"MMLU ({n} questions, lm_eval preset, zero-shot {style}): chipadapt {ours.cpu:.1f} CPU-s {n / ours.wall:.2f} q/s | "
+        f"MMLU ({n} questions, lm_eval preset, zero-shot {style}): "
+        f"chipadapt {ours.cpu:.1f} CPU-s {n / ours.wall:.2f} q/s | "
         f"lm-eval HF {theirs.cpu:.1f} CPU-s {n / theirs.wall:.2f} q/s | speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | "
         f"same prediction {agree}/{n}; acc chipadapt {sum(i['scores']['acc'] for i in task.items) / n:.4f}; "
         f"chipadapt reads {tokens / ours.wall:.0f} tok/s, {tokens / ours.wall / limit:.2f} of the FLOP limit"
@@ -144,8 +146,9 @@ def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
     same = sum(a == b for a, b in zip(answers, reference))
     tokens = sum(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers)
     print(
-        f"IFEval ({count} prompts, <= {max_tokens} new tokens, chat): chipadapt {ours.cpu:.1f} CPU-s {count / ours.wall:.2f} prompts/s "
-        f"({tokens / ours.wall:.0f} tok/s) | lm-eval HF (batch {lm.batch_size}) {theirs.cpu:.1f} CPU-s {count / theirs.wall:.2f} prompts/s | "
+        f"IFEval ({count} prompts, <= {max_tokens} new tokens, chat): "
+        f"chipadapt {ours.cpu:.1f} CPU-s {count / ours.wall:.2f} prompts/s ({tokens / ours.wall:.0f} tok/s) | "
+        f"lm-eval HF (batch {lm.batch_size}) {theirs.cpu:.1f} CPU-s {count / theirs.wall:.2f} prompts/s | "
         f"speed-up {theirs.cpu / ours.cpu:.2f}x CPU-s | identical answers {same}/{count}"
     )
 
@@ -178,7 +181,8 @@ def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: 
         rate, hf_rate = batch * new_tokens / ours.wall, batch * new_tokens / hf.wall
         print(
             f"greedy batch {batch:>2}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
-            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x"
+            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | "
+            f"HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x"
         )
 
 

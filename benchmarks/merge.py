@@ -143,7 +143,8 @@ def run_pair(name: str, chip: Path, instruct: Path, work: Path) -> None:
         return
     wall, rss = best["mergekit"]
     print(
-        f"  mergekit  slerp     {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB ({100 * rss * 2**20 / size:.0f}% of one model)"
+        f"  mergekit  slerp     {wall:7.1f} s  {read / 1e9 / wall:5.2f} GB/s read  peak RSS {rss:7.0f} MB "
+        f"({100 * rss * 2**20 / size:.0f}% of one model)"
     )
     ours_tensors = load_file(sorted((work / f"{name}-slerp").glob("*.safetensors"))[0])
     for shard in sorted((work / f"{name}-mergekit").glob("*.safetensors")):
@@ -170,9 +171,9 @@ def main() -> None:
         run_pair("smollm2-135m", work / "smol-chip", smol, work)
         random_llama(work / "big-instruct", seed=1)
         random_llama(work / "big-chip", seed=2)
-        print(
-            f"(built the ~1B pair: {sum(p.numel() for p in load_file(sorted((work / 'big-chip').glob('*.safetensors'))[0]).values()) / 1e6:.0f}M parameters in the first shard)"
-        )
+        first_shard = load_file(sorted((work / "big-chip").glob("*.safetensors"))[0])
+        shard_params = sum(p.numel() for p in first_shard.values())
+        print(f"(built the ~1B pair: {shard_params / 1e6:.0f}M parameters in the first shard)")
         run_pair("llama-1b-random", work / "big-chip", work / "big-instruct", work)
 
 

@@ -4,7 +4,10 @@
   `encode` of the same passages with the same model, batch size and truncation.
 - Search: faiss inner-product search vs. a numpy matrix product over the same embeddings; BM25.
 
-  python benchmarks/retrieval.py [N_PASSAGES]     # default: OpenROAD/ORFS docs from ../shared/data, first 600
+- Reranking (with a reranker folder, e.g. RUN/reranker of experiments/runs/reranker_dev.py): our
+  PairScorer.score vs. sentence-transformers' CrossEncoder.predict of the same pairs, same batch size.
+
+  python benchmarks/retrieval.py [N_PASSAGES] [RERANKER_DIR]  # default: ../shared/data OpenROAD/ORFS docs, first 600
 """
 
 import os
@@ -12,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 from _config import ROOT
 
 from chipadapt.retrieval.passages import build_passages
@@ -79,14 +83,43 @@ def main() -> None:
 
     print(f"passages: {len(ps)} (mean {np.mean([len(t) for t in texts]):.0f} chars); queries: {len(queries)}")
     print(
-        f"dense indexing: ours {len(ps) / ours_s:.1f} passages/s, sentence-transformers {len(ps) / ref_s:.1f} passages/s, "
+        f"dense indexing: ours {len(ps) / ours_s:.1f} passages/s, "
+        f"sentence-transformers {len(ps) / ref_s:.1f} passages/s, "
         f"ratio ours/reference {ref_s / ours_s:.2f} (>1 = faster)"
     )
     print(
-        f"dense search (encode query + top-20): faiss {faiss_ms:.2f} ms/query, numpy reference {numpy_ms:.2f} ms/query, "
+        f"dense search (encode query + top-20): faiss {faiss_ms:.2f} ms/query, "
+        f"numpy reference {numpy_ms:.2f} ms/query, "
         f"ratio {numpy_ms / faiss_ms:.2f}"
     )
     print(f"bm25: indexing {len(ps) / bm25_index_s:.0f} passages/s, search {bm25_ms:.3f} ms/query")
+    if len(sys.argv) > 2:
+        rerank_throughput(sys.argv[2], queries, texts)
+
+
+def rerank_throughput(folder: str, queries: list[str], texts: list[str]) -> None:
+    """Pairs/s of our cross-encoder scoring vs. sentence-transformers' CrossEncoder on the same folder."""
+    from sentence_transformers import CrossEncoder
+
+    from chipadapt.retrieval.pair_scorer import PairScorer
+
+    pairs = [(q, t) for q, t in zip(queries * (len(texts) // len(queries) + 1), texts)][:400]
+    ours = PairScorer(folder, None, 256, from_encoder=False)
+    theirs = CrossEncoder(folder, device="cpu", max_length=256)
+    ours.score([q for q, _ in pairs[:32]], [t for _, t in pairs[:32]], 32)  # warm-up, both
+    theirs.predict(pairs[:32], batch_size=32)
+    start = time.perf_counter()
+    mine = ours.score([q for q, _ in pairs], [t for _, t in pairs], 32)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ref = theirs.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity())
+    ref_s = time.perf_counter() - start
+    agree = float(np.abs(np.array(mine) - np.array(ref)).max())
+    print(
+        f"reranking: ours {len(pairs) / ours_s:.1f} pairs/s, sentence-transformers CrossEncoder "
+        f"{len(pairs) / ref_s:.1f} pairs/s, ratio ours/reference {ref_s / ours_s:.2f} (>1 = faster); "
+        f"max score difference {agree:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def main(path: str) -> None:
     ones = [1.0] * len(pairs)
     d = paired_bootstrap(old, ones, scorers["rouge_score, Porter stemming"], ones)
     print(
-        f"stemmed / torchmetrics: ratio {d.b / d.a:.3f}; difference {d.diff:+.4f} [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g}"
+        f"stemmed / torchmetrics: ratio {d.b / d.a:.3f}; "
+        f"difference {d.diff:+.4f} [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g}"
     )
 
 

@@ -27,6 +27,8 @@ def test_indivisible_global_batch_is_an_error_naming_the_keys():
         batch_plan(*cfgs(10, 4))
 
 
-def test_auto_devices_without_gpu_is_one_process():
+def test_auto_devices_is_one_process_without_a_gpu_and_one_per_gpu_with_them():
+    import torch
+
     _, trainer = cfgs(8, 1, devices="auto", accelerator="auto")
-    assert world_size(trainer) >= 1
+    assert world_size(trainer) == (torch.cuda.device_count() if torch.cuda.is_available() else 1)

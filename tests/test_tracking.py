@@ -224,7 +224,8 @@ def test_compare_reads_a_merge_multirun_and_rejects_an_empty_folder(merge_sweep,
     proc = run_script("compare.py", [f"runs=[{tmp_path / 'empty'}]", f"hydra.run.dir={tmp_path / 'cmp2'}"])
     assert proc.returncode == 2
     assert [line for line in proc.stderr.splitlines() if line.startswith("chipadapt: error:")] == [
-        f"chipadapt: error: compare.runs: {tmp_path / 'empty'} holds no run (no manifest.json or results.json in it or in its sub-folders)"
+        f"chipadapt: error: compare.runs: {tmp_path / 'empty'} holds no run "
+        "(no manifest.json or results.json in it or in its sub-folders)"
     ]
 
 

@@ -19,7 +19,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_model_folder
+from chipadapt.models.inference import load_inference_model
 from chipadapt.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,8 @@ def parse_attributes(text: str) -> dict[str, float]:
 
 class ChatSession:
     def __init__(self, cfg: DictConfig):
-        folder = self.folder = resolve_model_folder(cfg.model)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = load_causal_lm(folder, "bfloat16" if device == "cuda" else "float32", "sdpa").to(device).eval()
-        self.tokenizer = load_tokenizer(folder)
+        loaded = load_inference_model(cfg.model)
+        self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
         self.template = instantiate(cfg.template)(tokenizer=self.tokenizer)
         self.cfg = cfg
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}

@@ -1,30 +1,9 @@
-"""Printed tables: the data blend, and validation before vs. after a stage."""
+"""The console, and the table of validation before vs. after a stage."""
 
 from rich.console import Console
 from rich.table import Table
 
-from chipadapt.data.blend import BlendRow
-
 console = Console()
-
-
-def blend_table(rows: list[BlendRow], packing_efficiency: float, sequences: int, seq_len: int) -> Table:
-    table = Table(
-        title=f"Training blend: {sequences} sequences x {seq_len} tokens, packing {100 * packing_efficiency:.2f}%"
-    )
-    for column in ("source", "train docs", "val docs", "tokens", "weight x epochs", "blended tokens", "share"):
-        table.add_column(column, justify="left" if column == "source" else "right")
-    for r in rows:
-        table.add_row(
-            r.name,
-            str(r.train_docs),
-            str(r.val_docs),
-            f"{r.train_tokens:,}",
-            f"{r.multiplier:g}",
-            f"{r.blended_tokens:,}",
-            f"{100 * r.share:.1f}%",
-        )
-    return table
 
 
 def before_after_table(before: dict[str, dict], after: dict[str, dict], label: str) -> Table:

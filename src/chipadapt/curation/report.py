@@ -31,7 +31,7 @@ def chars_chart(report: dict, path) -> None:
     sources = sorted(by_source, key=lambda s: sum(by_source[s].values()))
     langs = sorted(
         {lang for per in by_source.values() for lang in per},
-        key=lambda l: -sum(p.get(l, 0) for p in by_source.values()),
+        key=lambda lang: -sum(p.get(lang, 0) for p in by_source.values()),
     )
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(sources) + 2))
     left = [0.0] * len(sources)

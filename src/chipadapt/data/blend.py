@@ -5,10 +5,10 @@ integer part and a seeded random subset for the fraction. All copies are shuffle
 the order is fully decided by the seed and a resumed run sees the same stream.
 """
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from rich.table import Table
 
 from chipadapt.data.token_cache import TokenizedSource
 
@@ -22,25 +22,6 @@ class BlendRow:
     multiplier: float  # weight * epochs
     blended_tokens: int  # tokens this source contributes to training
     share: float = 0.0  # of all blended tokens
-
-
-def held_out(doc_ids: list[str], val_fraction: float) -> np.ndarray:
-    """Boolean mask of validation documents, decided by a hash of each id (not the seed).
-
-    Keying on the id keeps the same documents held out across seeds, sweeps and blends, so
-    validation numbers of different runs are comparable. A source with at least two documents
-    always keeps one for validation and one for training when val_fraction > 0.
-    """
-    n = len(doc_ids)
-    if val_fraction <= 0 or n < 2:
-        return np.zeros(n, dtype=bool)
-    scores = np.array([zlib.crc32(d.encode()) / 2**32 for d in doc_ids])
-    mask = scores < val_fraction
-    if not mask.any():
-        mask[int(np.argmin(scores))] = True
-    if mask.all():
-        mask[int(np.argmax(scores))] = False
-    return mask
 
 
 def blend_order(
@@ -75,3 +56,22 @@ def blend_order(
     for row in rows:
         row.share = row.blended_tokens / total
     return order, rows
+
+
+def blend_table(rows: list[BlendRow], packing_efficiency: float, sequences: int, seq_len: int) -> Table:
+    table = Table(
+        title=f"Training blend: {sequences} sequences x {seq_len} tokens, packing {100 * packing_efficiency:.2f}%"
+    )
+    for column in ("source", "train docs", "val docs", "tokens", "weight x epochs", "blended tokens", "share"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.train_docs),
+            str(r.val_docs),
+            f"{r.train_tokens:,}",
+            f"{r.multiplier:g}",
+            f"{r.blended_tokens:,}",
+            f"{100 * r.share:.1f}%",
+        )
+    return table

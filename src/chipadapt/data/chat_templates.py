@@ -60,7 +60,8 @@ class ModelChatTemplate:
             through = self._render(messages[: i + 1], False)
             if not text.startswith(through) or not through.startswith(before):
                 raise ChipadaptError(
-                    "sft.template=model: the chat template does not render conversations as prefixes of each other; use sft.template=chipnemo"
+                    "sft.template=model: the chat template does not render conversations as prefixes of each other; "
+                    "use sft.template=chipnemo"
                 )
             spans.append((len(before), len(through)))
         return Rendered(text, spans)
@@ -125,7 +126,7 @@ def tokenize_with_labels(tokenizer, rendered: Rendered, max_length: int) -> tupl
     labels = []
     span_iter = iter(sorted(rendered.spans))
     span = next(span_iter, None)
-    for token, (start, end) in zip(ids, offsets):
+    for token, (start, _end) in zip(ids, offsets):
         while span is not None and start >= span[1]:
             span = next(span_iter, None)
         learned = span is not None and span[0] <= start < span[1]

@@ -6,7 +6,6 @@ Attributes (SteerLM) come from the record's `attributes` or `steerlm_attributes`
 or from HelpSteer's top-level columns (helpfulness, correctness, coherence, complexity, verbosity).
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +91,3 @@ def _records(name: str, spec: dict):
         return
     for lineno, record in jsonl_records(path, missing=f"sft.sources.{name}.path: {path} does not exist"):
         yield f"{path}:{lineno}", lineno, record
-
-
-def held_out(conversation_id: str, fraction: float) -> bool:
-    return int(hashlib.sha256(conversation_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction

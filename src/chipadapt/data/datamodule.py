@@ -7,16 +7,14 @@ forgetting), each reported separately.
 
 import logging
 import time
-from functools import partial
 
-import lightning as L
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
-from chipadapt.data.blend import BlendRow, blend_order, held_out
+from chipadapt.data.base import TrainingDataModule, pad_token_id
+from chipadapt.data.blend import BlendRow, blend_order, blend_table
+from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
-from chipadapt.data.resume_sampler import resumable_loader
 from chipadapt.data.sources import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.errors import ChipadaptError
@@ -24,21 +22,18 @@ from chipadapt.errors import ChipadaptError
 log = logging.getLogger(__name__)
 
 
-class PretrainDataModule(L.LightningDataModule):
+class PretrainDataModule(TrainingDataModule):
     def __init__(self, data: DictConfig, tokenizer, separator_token: str, token_cache_dir: str, seed: int):
-        super().__init__()
+        # The blend is shuffled once when built: one pass in its order (shuffle=False).
+        super().__init__(data.micro_batch_size, data.num_workers, seed, shuffle=False)
         self.data = data
         self.tokenizer = tokenizer
         self.token_cache_dir = token_cache_dir
-        self.seed = seed
         if separator_token not in tokenizer.get_vocab():
             raise ChipadaptError(f"model.doc_separator: {separator_token!r} is not a token of the model's tokenizer")
         self.separator_id = tokenizer.convert_tokens_to_ids(separator_token)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.separator_id
-        self.train_set: PackedSequences | None = None
-        self.val_sets: dict[str, PackedSequences] = {}
+        self.pad_id = pad_token_id(tokenizer, self.separator_id)
         self.blend: list[BlendRow] = []
-        self.stats: dict = {}
         self._tokenized: tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]] | None = None
         self._tokenize_seconds = 0.0
 
@@ -66,8 +61,6 @@ class PretrainDataModule(L.LightningDataModule):
 
     def summary(self):
         """The blend table printed before training."""
-        from chipadapt.report import blend_table
-
         return blend_table(
             self.blend, self.stats["packing_efficiency"], self.stats["train_sequences"], self.data.seq_len
         )
@@ -93,7 +86,7 @@ class PretrainDataModule(L.LightningDataModule):
             if spec.weight < 0 or spec.epochs < 0:
                 raise ChipadaptError(f"data.sources.{name}: weight and epochs must be >= 0")
             fraction = float(self.data.val_fraction) if spec.val_split else 0.0
-            mask = held_out(train[name].doc_ids, fraction)
+            mask = held_out_mask(train[name].doc_ids, fraction)
             plan.append((name, train[name], np.flatnonzero(~mask), spec.weight * spec.epochs))
             if mask.any():
                 rows = np.stack([np.full(mask.sum(), index), np.flatnonzero(mask)], axis=1)
@@ -102,7 +95,8 @@ class PretrainDataModule(L.LightningDataModule):
         self.train_set = PackedSequences(tokenized, order, seq_len, self.separator_id, shuffle_seed=self.seed)
         if len(self.train_set) == 0:
             raise ChipadaptError(
-                f"data: the blend holds {self.train_set.total_tokens} tokens, fewer than one sequence of data.seq_len={seq_len}"
+                f"data: the blend holds {self.train_set.total_tokens} tokens, "
+                f"fewer than one sequence of data.seq_len={seq_len}"
             )
 
         max_val = self.data.val_max_sequences
@@ -146,30 +140,5 @@ class PretrainDataModule(L.LightningDataModule):
             self.stats["prep_seconds"],
         )
 
-    # -- loaders -------------------------------------------------------------------------------
-    def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=int(self.data.micro_batch_size),
-            sampler=sampler,
-            shuffle=False,
-            num_workers=int(self.data.num_workers),
-            collate_fn=partial(collate_causal_lm, pad_id=self.pad_id),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        # The blend was shuffled once when built: one pass in its order, continued after a resume.
-        return resumable_loader(
-            self.train_set,
-            self.trainer,
-            int(self.data.micro_batch_size),
-            partial(collate_causal_lm, pad_id=self.pad_id),
-            int(self.data.num_workers),
-        )
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(dataset) for dataset in self.val_sets.values()]
-
-    @property
-    def val_split_names(self) -> list[str]:
-        return list(self.val_sets)
+    def collate(self, items: list) -> dict:
+        return collate_causal_lm(items, pad_id=self.pad_id)

@@ -5,8 +5,9 @@ depends on the script alone, so a paraphrased prompt of an evaluation script (th
 evaluation row too, and SFT (`heldout: exclude`) never trains on a script that `eval=eda_script` asks for.
 """
 
-import hashlib
 import re
+
+from chipadapt.data.holdout import held_out
 
 
 def normalise_script(script: str) -> str:
@@ -16,5 +17,4 @@ def normalise_script(script: str) -> str:
 
 
 def is_eval_row(script: str, fraction: float, salt: str = "eda-split-v1") -> bool:
-    digest = hashlib.sha256(f"{salt}\0{normalise_script(script)}".encode()).hexdigest()
-    return int(digest[:8], 16) / 0xFFFFFFFF < fraction
+    return held_out(f"{salt}\0{normalise_script(script)}", fraction)

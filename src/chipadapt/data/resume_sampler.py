@@ -27,6 +27,7 @@ class ResumeSampler(DistributedSampler):
         global_batch: int | None = None,
         shuffle_seed: int | None = None,
         position=None,
+        with_epoch: bool = False,
     ):
         """`position()` gives (global step, epoch) when iteration starts: Lightning may build the
         loader before it restores a checkpoint (a scheduler asking for the number of steps does),
@@ -38,6 +39,10 @@ class ResumeSampler(DistributedSampler):
         self.position = position or (lambda: (0, 0))
         self.shuffle_seed, self.shuffle, self.epoch = shuffle_seed, shuffle_seed is not None, 0
         self.start = self.start_epoch = None
+        # with_epoch: yield (index, epoch) so a dataset whose items change per epoch (the retriever's
+        # rotating negatives) reads the epoch from the stream itself, also in worker processes and in
+        # a run resumed at an epoch boundary, where Lightning calls no epoch-start hook before it.
+        self.with_epoch = with_epoch
 
     def _resume_point(self) -> None:
         step, epoch = self.position()
@@ -64,6 +69,8 @@ class ResumeSampler(DistributedSampler):
             self._resume_point()
         order = self._order()
         begin = self.start if self.epoch == self.start_epoch else 0
+        if self.with_epoch:
+            return ((order[i], self.epoch) for i in self._positions(begin))
         return (order[i] for i in self._positions(begin))
 
     def __len__(self) -> int:
@@ -76,14 +83,23 @@ class ResumeSampler(DistributedSampler):
 
 
 def resumable_loader(
-    dataset, trainer, micro_batch_size: int, collate_fn, num_workers: int = 0, shuffle_seed: int | None = None
+    dataset,
+    trainer,
+    micro_batch_size: int,
+    collate_fn,
+    num_workers: int = 0,
+    shuffle_seed: int | None = None,
+    with_epoch: bool = False,
 ) -> DataLoader:
-    """A training DataLoader that continues from the trainer's global step (from 0 outside one)."""
+    """A training DataLoader that continues from the trainer's global step (from 0 outside one).
+    `with_epoch`: the dataset is indexed by (index, epoch) pairs."""
     rank, world, accumulation, position = 0, 1, 1, None
     if trainer is not None:
         rank, world, accumulation = trainer.global_rank, trainer.world_size, trainer.accumulate_grad_batches
         position = lambda: (trainer.global_step, trainer.current_epoch)  # noqa: E731
-    sampler = ResumeSampler(len(dataset), rank, world, accumulation * micro_batch_size * world, shuffle_seed, position)
+    sampler = ResumeSampler(
+        len(dataset), rank, world, accumulation * micro_batch_size * world, shuffle_seed, position, with_epoch
+    )
     # A generator of its own: otherwise each new iterator draws its worker seed from the global
     # generator, and a resumed run (which creates iterators at other moments) would shift it.
     return DataLoader(

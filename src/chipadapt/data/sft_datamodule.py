@@ -9,33 +9,30 @@ training set and reported in the run's manifest either way.
 import logging
 import random
 
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
-from torch.utils.data import DataLoader
 
+from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
-from chipadapt.data.conversations import Conversation, held_out, read_conversations
-from chipadapt.data.resume_sampler import resumable_loader
+from chipadapt.data.conversations import Conversation, read_conversations
+from chipadapt.data.holdout import held_out
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
 
 
-class SFTDataModule(L.LightningDataModule):
-    def __init__(self, data: DictConfig, tokenizer, separator_token: str, token_cache_dir: str, seed: int):
-        super().__init__()
-        self.cfg, self.tokenizer, self.seed = data, tokenizer, seed
+class SFTDataModule(TrainingDataModule):
+    def __init__(self, data: DictConfig, tokenizer, separator_token: str, token_cache_dir: str | None, seed: int):
+        super().__init__(data.micro_batch_size, data.num_workers, seed)
+        if token_cache_dir is not None:
+            raise ChipadaptError(
+                "stage.datamodule.token_cache_dir: conversations are tokenized in memory, not cached; leave it null"
+            )
+        self.cfg, self.tokenizer = data, tokenizer
         self.template = instantiate(data.template)(tokenizer=tokenizer)
-        self.pad_id = (
-            tokenizer.pad_token_id
-            if tokenizer.pad_token_id is not None
-            else tokenizer.convert_tokens_to_ids(separator_token)
-        )
-        self.stats: dict = {}
-        self.val_split_names: list[str] = []
+        self.pad_id = pad_token_id(tokenizer, tokenizer.convert_tokens_to_ids(separator_token))
 
     def encode(self, conversation: Conversation) -> tuple[list[int], list[int]] | None:
         attrs = (
@@ -93,10 +90,9 @@ class SFTDataModule(L.LightningDataModule):
                 f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
             )
         rng.shuffle(train)
-        self.train_samples, self.val_samples = train, {k: v for k, v in val.items() if v}
-        self.val_split_names = list(self.val_samples)
+        self.train_samples, self.val_sets = train, {k: v for k, v in val.items() if v}
         lengths = [len(ids) for ids, _ in train]
-        self.train_rows = (
+        self.train_set = self.train_rows = (
             [[train[i] for i in b] for b in pack_first_fit(lengths, self.cfg.seq_len)] if self.cfg.packing else train
         )
         learned = sum(sum(label != -100 for label in labels) for _, labels in train)
@@ -122,7 +118,8 @@ class SFTDataModule(L.LightningDataModule):
     def summary(self) -> Table:
         s = self.stats
         table = Table(
-            title=f"SFT blend: {s['train_conversations']} conversations in {s['train_sequences']} rows of <= {self.cfg.seq_len} tokens; "
+            title=f"SFT blend: {s['train_conversations']} conversations in {s['train_sequences']} rows "
+            f"of <= {self.cfg.seq_len} tokens; "
             f"{100 * s['learned_share']:.1f}% of tokens learned; waste: packed {100 * s['packing_waste']:.1f}%, "
             f"padded {100 * s['padding_waste']:.1f}% ({'packing' if s['packing'] else 'padding'} used)"
         )
@@ -132,31 +129,12 @@ class SFTDataModule(L.LightningDataModule):
             table.add_row(name, str(n), str(tr), str(va), f"{times:g}", str(blended), f"{tokens:,}")
         return table
 
-    def _collate(self, items):
+    def collate(self, items):
         return (
             collate_packed(items, self.cfg.seq_len, self.pad_id)
             if self.cfg.packing
             else collate_padded(items, self.pad_id)
         )
 
-    def train_dataloader(self) -> DataLoader:
-        # A seeded order per epoch, continued exactly after a resume (data/resume_sampler.py).
-        return resumable_loader(
-            self.train_rows,
-            self.trainer,
-            int(self.cfg.micro_batch_size),
-            self._collate,
-            int(self.cfg.num_workers),
-            shuffle_seed=self.seed,
-        )
-
-    def val_dataloader(self):
-        return [
-            DataLoader(
-                self.val_samples[name],
-                batch_size=self.cfg.micro_batch_size,
-                shuffle=False,
-                collate_fn=lambda items: collate_padded(items, self.pad_id),
-            )
-            for name in self.val_split_names
-        ]
+    def val_collate(self, items):
+        return collate_padded(items, self.pad_id)  # validation conversations one per row

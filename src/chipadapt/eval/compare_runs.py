@@ -58,14 +58,16 @@ def find_run_folders(patterns: list[str]) -> list[Path]:
                 )
                 if not jobs and len(matches) == 1:
                     raise ChipadaptError(
-                        f"compare.runs: {match} holds no run (no manifest.json or results.json in it or in its sub-folders)"
+                        f"compare.runs: {match} holds no run "
+                        "(no manifest.json or results.json in it or in its sub-folders)"
                     )
                 folders += jobs
     return list(dict.fromkeys(folders))
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
-    """`["optim.lr=1e-4", "+data.x=1", "hydra.run.dir=..."]` -> {"optim.lr": "1e-4", "data.x": "1"} (Hydra's own left out)."""
+    """`["optim.lr=1e-4", "+data.x=1", "hydra.run.dir=..."]` -> {"optim.lr": "1e-4", "data.x": "1"}
+    (Hydra's own left out)."""
     pairs = {}
     for item in items or []:
         key, _, value = str(item).partition("=")

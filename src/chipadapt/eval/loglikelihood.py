@@ -145,7 +145,7 @@ def score_batch(model, rows: list[list[Group]], pad_id: int) -> list[tuple[int, 
     logprobs = logits.float().log_softmax(-1).cpu()  # (kept positions, vocabulary), rows in order
     out = []
     offset = 0
-    for r, (_, _, _, targets) in enumerate(laid):
+    for _, _, _, targets in laid:
         kept = sorted({p for p, _, _ in targets})
         where = {p: offset + i for i, p in enumerate(kept)}
         out += [(request, float(logprobs[where[p], t])) for p, t, request in targets]

@@ -72,7 +72,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
-            f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}] | {r['p']:.3g} | {r['test']} | {r['verdict']} |"
+            f"{r['difference']:+.4f} [{r['ci95_lo']:+.4f}, {r['ci95_hi']:+.4f}] | "
+            f"{r['p']:.3g} | {r['test']} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.table import Table
@@ -14,35 +13,45 @@ from rich.table import Table
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+from chipadapt.models.inference import load_for_inference
+from chipadapt.protocols import EvalTask
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_folder(
-    folder, tasks: DictConfig, device: str, items_dir: Path | None = None
+    folder,
+    tasks: DictConfig,
+    device: str,
+    items_dir: Path | None = None,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
 ) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with
     `items_dir`, each task's per-item records go to `<items_dir>/<task>_items.jsonl` (eval/items.py).
 
-    `folder` may be a callable that returns it: the model is only resolved (and built) when a task needs one."""
+    `folder` may be a callable that returns it: the model is only resolved (and built) when a task needs
+    one, with `dtype` and `attn_implementation` (evaluate.py passes model.dtype/model.attn_implementation)."""
     if not tasks:
         raise ChipadaptError("eval: no task selected (e.g. eval=[perplexity,mcq,ifeval])")
     built = {name: instantiate(task_cfg) for name, task_cfg in tasks.items()}  # config errors before loading
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name, task in built.items():
+        if not isinstance(task, EvalTask):
+            raise ChipadaptError(
+                f"eval.{name}: {type(task).__name__} is not an evaluation task (needs_model, items, run)"
+            )
     model = tokenizer = None
-    if any(getattr(task, "needs_model", True) for task in built.values()):
+    if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
-        model = load_causal_lm(folder, "bfloat16" if device == "cuda" else "float32", "sdpa").to(device).eval()
-        tokenizer = load_tokenizer(folder)
+        loaded = load_for_inference(folder, dtype, attn_implementation, device)
+        model, tokenizer = loaded.model, loaded.tokenizer
     results = {}
     for name, task in built.items():
         start = time.perf_counter()
         results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
-        if items_dir is not None and getattr(task, "items", None) is not None:
+        if items_dir is not None and task.items is not None:
             write_items(items_dir, name, task.items)
         log.info("%s: %s", name, results[name])
     return results
@@ -55,7 +64,8 @@ def flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def metric_rows(metrics: dict, prefix: str = ""):
-    """(dotted name, value, stderr, ci_lo, ci_hi, n) per metric; blanks where a value has no interval (counts, timings)."""
+    """(dotted name, value, stderr, ci_lo, ci_hi, n) per metric; blanks where a value has no interval
+    (counts, timings)."""
     for key, value in metrics.items():
         if isinstance(value, dict):
             yield from metric_rows(value, f"{prefix}{key}.")
@@ -107,7 +117,9 @@ def run(cfg: DictConfig) -> dict:
             loggers.log_model("evaluated_model", manifest.add_input("model", folder))
             return folder
 
-        results = evaluate_folder(model_folder, cfg.eval, cfg.device, out)
+        results = evaluate_folder(
+            model_folder, cfg.eval, cfg.device, out, cfg.model.dtype, cfg.model.attn_implementation
+        )
         write_results(results, out, f"Evaluation ({', '.join(cfg.eval)})")
         manifest.update("results", results)
         log_results(loggers, results, out)

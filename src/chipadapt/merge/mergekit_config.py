@@ -100,7 +100,8 @@ class Recipe:
         for key in ("dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template"):
             if data.get(key) is not None:
                 log.info(
-                    "%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype and tokenizer",
+                    "%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype "
+                    "and tokenizer",
                     source,
                     key,
                     data[key],
@@ -139,7 +140,8 @@ class Recipe:
         if self.method in INTERPOLATIONS:
             if not self.base or len(others) != 1:
                 raise ChipadaptError(
-                    f"{self.source}: {self.method} needs base_model (the instruct model) and one other model (the chip model)"
+                    f"{self.source}: {self.method} needs base_model (the instruct model) "
+                    "and one other model (the chip model)"
                 )
             return {"chip": others[0], "instruct": (self.base, {}), "base": None}
         # The base may be listed too (mergekit gives it no task vector); when it is one of the two

@@ -225,7 +225,14 @@ def merge_models(cfg: DictConfig) -> dict:
         # Evaluate the merged folder (sweeps compare lambdas on these numbers).
         from chipadapt.eval.run import evaluate_folder, write_results
 
-        results = evaluate_folder(out, cfg.eval, cfg.device, Path(cfg.paths.output_dir))
+        results = evaluate_folder(
+            out,
+            cfg.eval,
+            cfg.device,
+            Path(cfg.paths.output_dir),
+            cfg.eval_model.dtype,
+            cfg.eval_model.attn_implementation,
+        )
         write_results(results, Path(cfg.paths.output_dir), f"Evaluation of {cfg.merge.name} lam={cfg.merge.lam}")
         manifest = json.loads((out / "merge_manifest.json").read_text())
         write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})

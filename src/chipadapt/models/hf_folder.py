@@ -16,6 +16,10 @@ from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 
 log = logging.getLogger(__name__)
 
+# Written beside a model whose tokenizer the tokenizer stage extended: what it added and how the new
+# rows were initialised (read by LoRA, which keeps those rows trainable, and by the stages' manifests).
+TOKENIZER_REPORT_NAME = "tokenizer_report.json"
+
 
 def check_hf_folder(folder: str | Path, key: str) -> Path:
     """The model folder `folder` names: a folder, a .gguf file or a hub id (see models/locate.py)."""

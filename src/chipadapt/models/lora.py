@@ -7,14 +7,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.tokenizer.augment import REPORT_NAME
+from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME
 
 log = logging.getLogger(__name__)
 
 
 def new_token_ids(folder: Path) -> list[int]:
     """Ids of the tokens the domain tokenizer added (they were appended after the base vocabulary)."""
-    report = folder / REPORT_NAME
+    report = folder / TOKENIZER_REPORT_NAME
     if not report.is_file():
         return []
     data = json.loads(report.read_text())

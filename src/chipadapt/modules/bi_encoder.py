@@ -20,6 +20,7 @@ class BiEncoderModule(L.LightningModule):
         super().__init__()
         self.encoder, self.n_passages, self.temperature, self.optim = encoder, n_passages, temperature, optim
         self.val_results: dict[str, float] = {}
+        self.last_val_step: int | None = None
         self._val = []
 
     def setup(self, stage: str) -> None:
@@ -40,10 +41,6 @@ class BiEncoderModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=q.shape[0])
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        dataset = self.trainer.datamodule.train_set
-        dataset.epoch = self.current_epoch  # which positive and which negatives this epoch
-
     def validation_step(self, batch, batch_idx):
         q, p = self(batch)
         scores = q @ p.T
@@ -53,6 +50,7 @@ class BiEncoderModule(L.LightningModule):
         self._val.append((float(loss), int((rank == 0).sum()), float((1.0 / (rank + 1)).sum()), q.shape[0]))
 
     def on_validation_epoch_end(self) -> None:
+        self.last_val_step = self.global_step
         if not self._val:
             return
         loss, top1, rr, n = (sum(x[i] for x in self._val) for i in range(4))

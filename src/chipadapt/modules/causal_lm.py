@@ -31,7 +31,9 @@ class CausalLMModule(L.LightningModule):
         optim: DictConfig,
         loss_guard: DictConfig | None = None,
         peft: DictConfig | None = None,
+        val_split_names: list[str] = (),
     ):
+        """`val_split_names`: the DataModule's validation splits, in the order of its loaders."""
         super().__init__()
         self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
@@ -47,20 +49,17 @@ class CausalLMModule(L.LightningModule):
         self.register_buffer(
             "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
         )
-        self.val_split_names: list[str] = []
-        self.val_metrics = torch.nn.ModuleDict()
-        self.val_results: dict[str, dict[str, float]] = {}
-        self.last_val_step: int | None = None
-
-    def setup(self, stage: str) -> None:
-        # The datamodule is set up first, so its validation splits are known here.
-        datamodule = self.trainer.datamodule
-        self.val_split_names = list(getattr(datamodule, "val_split_names", []))
-        for name in self.val_split_names:
-            if name not in self.val_metrics:
-                self.val_metrics[name] = torch.nn.ModuleDict(
+        self.val_split_names = list(val_split_names)
+        self.val_metrics = torch.nn.ModuleDict(
+            {
+                name: torch.nn.ModuleDict(
                     {"ppl": Perplexity(ignore_index=-100), "nll": SumMetric(), "bytes": SumMetric()}
                 )
+                for name in self.val_split_names
+            }
+        )
+        self.val_results: dict[str, dict[str, float]] = {}
+        self.last_val_step: int | None = None
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Packed rows (SFT with `segment_ids`): position ids restart per conversation, and attention

@@ -34,9 +34,9 @@ def last_line(path: Path, width: int = 90) -> str:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - 4096))
             lines = [
-                l.strip()
-                for l in handle.read().decode("utf-8", "replace").replace("\r", "\n").splitlines()
-                if l.strip()
+                row.strip()
+                for row in handle.read().decode("utf-8", "replace").replace("\r", "\n").splitlines()
+                if row.strip()
             ]
     except OSError:
         return ""
@@ -57,7 +57,8 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
     unknown = (only | force) - {s.name for s in steps}
     if unknown:
         raise ChipadaptError(
-            f"only/force: no step named {sorted(unknown)[0]!r} in this variant (steps: {', '.join(s.name for s in steps)})"
+            f"only/force: no step named {sorted(unknown)[0]!r} in this variant "
+            f"(steps: {', '.join(s.name for s in steps)})"
         )
     actions, running = [], set()
     for step in steps:

@@ -8,10 +8,12 @@ from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever, Hybrid
 
 
 def load_passages(path: str | None, build: dict) -> list[Passage]:
-    """A passages file (ids used as given, not re-chunked), or passages built from `build`'s sources."""
+    """A passages file (ids used as given, not re-chunked), or passages built from `build`'s sources;
+    with `build.context`, each built passage starts with its document title and section path."""
     if path:
         return read_passages(Path(path))
-    return build_passages(build["sources"], build["max_chars"], build["min_chars"], build["overlap_chars"])
+    passages = build_passages(build["sources"], build["max_chars"], build["min_chars"], build["overlap_chars"])
+    return [p.with_context() for p in passages] if build["context"] else passages
 
 
 def make_retrievers(
@@ -34,7 +36,8 @@ def make_retrievers(
         dense_name = hybrid["dense"]
         if dense_name not in retrievers or "bm25" not in retrievers:
             raise ChipadaptError(
-                f"hybrid.dense: {dense_name!r} needs bm25 and an encoder of that name (encoders: {sorted(encoders or {})})"
+                f"hybrid.dense: {dense_name!r} needs bm25 and an encoder of that name "
+                f"(encoders: {sorted(encoders or {})})"
             )
         settings = {k: v for k, v in hybrid.items() if k != "dense"}
         retrievers["hybrid"] = HybridRetriever(retrievers["bm25"], retrievers[dense_name], **settings)

@@ -42,6 +42,21 @@ def resolve_encoder_folder(path: str | None, package: str | None) -> Path:
 
 
 class TextEncoder(nn.Module):
+    @classmethod
+    def from_config(
+        cls,
+        path: str | None,
+        package: str | None,
+        pooling: str,
+        query_prefix: str,
+        passage_prefix: str,
+        max_query_tokens: int,
+        max_passage_tokens: int,
+    ) -> "TextEncoder":
+        """`retriever.encoder` as a Hydra target: a folder or hub id (`path`) or a PyPI model package."""
+        folder = resolve_encoder_folder(path, package)
+        return cls(folder, pooling, query_prefix, passage_prefix, max_query_tokens, max_passage_tokens)
+
     def __init__(
         self,
         folder: str | Path,

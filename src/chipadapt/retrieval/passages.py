@@ -4,6 +4,10 @@ A document is first cut into blocks (fenced code blocks, headings, blank-line pa
 are packed greedily into passages, and only a block longer than a passage is cut further, on line
 breaks, then on sentence ends, then on spaces. A heading never ends a passage: it moves to the next
 one, so every passage carries the heading of the section it comes from.
+
+Each passage also knows its context: the document title (its first `# ` heading, else its path) and
+the headings of the sections that enclose its start. `Passage.with_context()` prepends them to the
+text, so that BM25 and dense encoders both see where a passage comes from (`passages.context`).
 """
 
 import json
@@ -25,9 +29,19 @@ class Passage:
     id: str
     text: str
     source: str
+    context: str = ""  # "Title > Section > Subsection" of the passage's start; "" when unknown
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "text": self.text, "source": self.source}, ensure_ascii=False)
+        record = {"id": self.id, "text": self.text, "source": self.source}
+        if self.context:
+            record["context"] = self.context
+        return json.dumps(record, ensure_ascii=False)
+
+    def with_context(self) -> "Passage":
+        """The passage with its context as a first line (the text the retrievers index and show)."""
+        if not self.context or self.text.startswith(self.context):
+            return self
+        return Passage(self.id, f"{self.context}\n{self.text}", self.source, self.context)
 
 
 def structural_blocks(text: str) -> list[str]:
@@ -90,35 +104,65 @@ def _pack(parts: list[str], max_chars: int, joiner: str) -> list[str]:
 
 def chunk_text(text: str, max_chars: int, min_chars: int, overlap_chars: int) -> list[str]:
     """The passages of one document, in order."""
+    return [chunk for chunk, _ in chunk_sections(text, max_chars, min_chars, overlap_chars)]
+
+
+def _heading(piece: str) -> tuple[int, str]:
+    """(level, title) of a markdown heading line."""
+    stripped = piece.strip()
+    return len(stripped) - len(stripped.lstrip("#")), stripped.lstrip("#").strip()
+
+
+def chunk_sections(
+    text: str, max_chars: int, min_chars: int, overlap_chars: int
+) -> list[tuple[str, tuple[tuple[int, str], ...]]]:
+    """The passages of one document with, for each, the (level, heading) path enclosing its start."""
     if max_chars < 32:
         raise ChipadaptError(f"passages.max_chars={max_chars} is too small (at least 32)")
     pieces: list[tuple[str, bool]] = []  # (text, is_heading)
     for block in structural_blocks(text):
         is_heading = block.lstrip().startswith("#") and "\n" not in block
         pieces += [(p, is_heading) for p in _split_long(block, max_chars)]
-    chunks: list[str] = []
-    body: list[tuple[str, bool]] = []
+    chunks: list[tuple[str, tuple]] = []
+    body: list[tuple[str, bool, tuple]] = []  # (piece, is_heading, heading path before the piece)
+    path: tuple[tuple[int, str], ...] = ()
     for piece, is_heading in pieces:
-        if body and len("\n\n".join(t for t, _ in body)) + 2 + len(piece) > max_chars:
+        if body and len("\n\n".join(t for t, *_ in body)) + 2 + len(piece) > max_chars:
             trailing = 0
             while trailing < len(body) and body[len(body) - 1 - trailing][1]:
                 trailing += 1
             if trailing < len(body):  # headings at the end move on with the section they title
-                chunks.append("\n\n".join(t for t, _ in body[: len(body) - trailing]))
+                chunks.append(("\n\n".join(t for t, *_ in body[: len(body) - trailing]), body[0][2]))
                 body = body[len(body) - trailing :]
-        body.append((piece, is_heading))
+        body.append((piece, is_heading, path))
+        if is_heading:
+            level, title = _heading(piece)
+            path = (*(h for h in path if h[0] < level), (level, title))
     if body:
-        chunks.append("\n\n".join(t for t, _ in body))
+        chunks.append(("\n\n".join(t for t, *_ in body), body[0][2]))
     # A short tail (a closing line, a lone link) joins the passage before it.
-    merged: list[str] = []
-    for chunk in chunks:
-        if merged and len(chunk) < min_chars and len(merged[-1]) + len(chunk) + 2 <= max_chars + min_chars:
-            merged[-1] = f"{merged[-1]}\n\n{chunk}"
+    merged: list[tuple[str, tuple]] = []
+    for chunk, where in chunks:
+        if merged and len(chunk) < min_chars and len(merged[-1][0]) + len(chunk) + 2 <= max_chars + min_chars:
+            merged[-1] = (f"{merged[-1][0]}\n\n{chunk}", merged[-1][1])
         else:
-            merged.append(chunk)
+            merged.append((chunk, where))
     if overlap_chars > 0:
-        merged = [merged[0]] + [_tail(prev, overlap_chars) + cur for prev, cur in zip(merged, merged[1:])]
+        merged = [merged[0]] + [
+            (_tail(prev, overlap_chars) + cur, where) for (prev, _), (cur, where) in zip(merged, merged[1:])
+        ]
     return merged
+
+
+def document_title(doc_id: str, text: str) -> str:
+    """A document's first level-1 heading, else its id (a path)."""
+    headings = (b for b in structural_blocks(text) if b.lstrip().startswith("#") and "\n" not in b)
+    return next((title for level, title in map(_heading, headings) if level == 1 and title), doc_id)
+
+
+def passage_context(title: str, path: tuple[tuple[int, str], ...]) -> str:
+    """ "Title > Section > ...": the title, then the enclosing headings below level 1."""
+    return " > ".join([title, *(h for level, h in path if level > 1 and h)])
 
 
 def _tail(text: str, n: int) -> str:
@@ -133,8 +177,17 @@ def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars:
     for name, spec in sources.items():
         count = 0
         for doc in iter_source(source_spec(dict(spec), f"passages.sources.{name}"), f"passages.sources.{name}"):
-            for n, chunk in enumerate(chunk_text(doc.text, max_chars, min_chars, overlap_chars)):
-                passages.append(Passage(id=f"{name}:{doc.doc_id}#{n}", text=chunk, source=f"{name}:{doc.doc_id}"))
+            sections = chunk_sections(doc.text, max_chars, min_chars, overlap_chars)
+            title = document_title(doc.doc_id, doc.text)
+            for n, (chunk, path) in enumerate(sections):
+                passages.append(
+                    Passage(
+                        id=f"{name}:{doc.doc_id}#{n}",
+                        text=chunk,
+                        source=f"{name}:{doc.doc_id}",
+                        context=passage_context(title, path),
+                    )
+                )
                 count += 1
         if count == 0:
             raise ChipadaptError(
@@ -158,7 +211,11 @@ def read_passages(path: str | Path) -> list[Passage]:
         if pid in seen:
             raise ChipadaptError(f"{path}:{lineno}: duplicate passage id {pid!r}")
         seen.add(pid)
-        passages.append(Passage(id=pid, text=record["text"], source=str(record.get("source", ""))))
+        passages.append(
+            Passage(
+                id=pid, text=record["text"], source=str(record.get("source", "")), context=record.get("context") or ""
+            )
+        )
     if not passages:
         raise ChipadaptError(f"{path}: no passages")
     return passages

@@ -55,3 +55,21 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
 
 def write_queries(queries: list[Query], path: Path) -> Path:
     return write_text_atomic(path, "".join(q.to_json() + "\n" for q in queries))
+
+
+SPLITS = ("dev", "test", "all")
+
+
+def select_split(queries: list[Query], split: str, source: str = "queries") -> list[Query]:
+    """The queries of one split (`split` field: dev for choosing settings, test for reporting), or all.
+    A file that marks no split can only be used whole; one that marks some queries must mark all."""
+    if split not in SPLITS:
+        raise ChipadaptError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    if split == "all":
+        return queries
+    unmarked = [q.id for q in queries if q.extra.get("split") not in ("dev", "test")]
+    if len(unmarked) == len(queries):
+        raise ChipadaptError(f"{source}: no query has a 'split' field (dev|test); use split=all")
+    if unmarked:
+        raise ChipadaptError(f"{source}: query {unmarked[0]!r} has no 'split' of dev or test")
+    return [q for q in queries if q.extra["split"] == split]

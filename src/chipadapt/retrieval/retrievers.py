@@ -23,9 +23,30 @@ Hits = list[list[tuple[str, float]]]
 TOKEN_PATTERN = r"(?u)[^\W_]{2,}"
 
 
+def read_expansions(path: str | Path) -> dict[str, list[str]]:
+    """passage id -> queries written for it, from a Tevatron training file (`query`, `positive_passages`
+    [{docid}]) or a queries file (`query`, `positive_ids`), e.g. stage=retriever's synthetic/train.jsonl."""
+    from chipadapt.io.jsonl import jsonl_records
+
+    expansions: dict[str, list[str]] = {}
+    for lineno, record in jsonl_records(Path(path), missing=f"bm25.expansion: {path} does not exist"):
+        ids = record.get("positive_ids") or [p.get("docid") for p in record.get("positive_passages") or []]
+        if not isinstance(record.get("query"), str) or not ids:
+            raise ChipadaptError(
+                f"{path}:{lineno}: an expansion needs 'query' and 'positive_passages' or 'positive_ids'"
+            )
+        for pid in ids:
+            expansions.setdefault(str(pid), []).append(record["query"])
+    return expansions
+
+
 class BM25Retriever:
-    def __init__(self, k1: float, b: float, stemmer: str | None, stopwords: str | None):
+    """`expansion` (doc2query): a file of queries written for passages (see `read_expansions`); they
+    are appended to their passage's indexed text, so BM25 also matches the words people ask with."""
+
+    def __init__(self, k1: float, b: float, stemmer: str | None, stopwords: str | None, expansion: str | None = None):
         self.k1, self.b, self.stopwords = k1, b, stopwords
+        self.expansions = read_expansions(expansion) if expansion else {}
         self.stemmer = None
         if stemmer:
             import Stemmer
@@ -43,8 +64,9 @@ class BM25Retriever:
         import bm25s
 
         self.ids, self.indexed = [p.id for p in passages], passages
+        texts = [" ".join([p.text, *self.expansions.get(p.id, [])]) for p in passages]
         self.bm25 = bm25s.BM25(k1=self.k1, b=self.b)
-        self.bm25.index(self._tokenize([p.text for p in passages]), show_progress=False)
+        self.bm25.index(self._tokenize(texts), show_progress=False)
 
     def search(self, queries: list[str], k: int) -> Hits:
         k = min(k, len(self.ids))
@@ -148,12 +170,42 @@ class DenseRetriever:
         return [[(self.ids[r], float(s)) for r, s in zip(row_r, row_s) if r >= 0] for row_r, row_s in zip(rows, scores)]
 
 
+FUSIONS = ("minmax", "rrf")
+
+
+def fusion_scores(hits: list[tuple[str, float]], fusion: str, rrf_k: int) -> dict[str, float]:
+    """One retriever's hits as fusable scores: reciprocal rank, or scores min-max-normalised to [0, 1]."""
+    if fusion == "rrf":
+        return {pid: 1.0 / (rrf_k + rank + 1) for rank, (pid, _) in enumerate(hits)}
+    if not hits:
+        return {}
+    values = np.array([s for _, s in hits])
+    span = values.max() - values.min()
+    return {pid: float((s - values.min()) / span) if span > 0 else 1.0 for pid, s in hits}
+
+
+def fuse(
+    sparse_hits: list[tuple[str, float]],
+    dense_hits: list[tuple[str, float]],
+    fusion: str,
+    weight: float,
+    rrf_k: int,
+    k: int,
+) -> list[tuple[str, float]]:
+    """The top k of weight * dense + (1 - weight) * sparse, over the union of both candidate lists."""
+    sparse, dense = fusion_scores(sparse_hits, fusion, rrf_k), fusion_scores(dense_hits, fusion, rrf_k)
+    fused = {pid: weight * dense.get(pid, 0.0) + (1 - weight) * sparse.get(pid, 0.0) for pid in {*sparse, *dense}}
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
 class HybridRetriever:
-    """Fuse a sparse and a dense retriever: weighted min-max-normalised scores, or reciprocal rank."""
+    """Fuse a sparse and a dense retriever: weighted min-max-normalised scores, or reciprocal rank.
+    `only` ("sparse" or "dense") answers with one part alone: the fallback when fusion chosen on
+    dev questions does not beat its better part there (eval/tasks/retrieval.py)."""
 
     def __init__(self, sparse, dense, weight: float, fusion: str, depth: int, rrf_k: int = 60):
-        if fusion not in ("minmax", "rrf"):
-            raise ChipadaptError(f"hybrid.fusion: {fusion!r} is not one of minmax, rrf")
+        if fusion not in FUSIONS:
+            raise ChipadaptError(f"hybrid.fusion: {fusion!r} is not one of {', '.join(FUSIONS)}")
         self.sparse, self.dense, self.weight, self.fusion, self.depth, self.rrf_k = (
             sparse,
             dense,
@@ -162,6 +214,7 @@ class HybridRetriever:
             depth,
             rrf_k,
         )
+        self.only: str | None = None
         self.reuses_parts = False
 
     def index(self, passages: list[Passage]) -> None:
@@ -171,24 +224,12 @@ class HybridRetriever:
             if getattr(part, "indexed", None) is not passages:
                 part.index(passages)
 
-    def _scores(self, hits: list[tuple[str, float]]) -> dict[str, float]:
-        if self.fusion == "rrf":
-            return {pid: 1.0 / (self.rrf_k + rank + 1) for rank, (pid, _) in enumerate(hits)}
-        if not hits:
-            return {}
-        values = np.array([s for _, s in hits])
-        span = values.max() - values.min()
-        return {pid: float((s - values.min()) / span) if span > 0 else 1.0 for pid, s in hits}
-
     def search(self, queries: list[str], k: int) -> Hits:
-        out = []
-        for sparse_hits, dense_hits in zip(
-            self.sparse.search(queries, self.depth), self.dense.search(queries, self.depth)
-        ):
-            sparse, dense = self._scores(sparse_hits), self._scores(dense_hits)
-            fused = {
-                pid: self.weight * dense.get(pid, 0.0) + (1 - self.weight) * sparse.get(pid, 0.0)
-                for pid in {*sparse, *dense}
-            }
-            out.append(sorted(fused.items(), key=lambda item: -item[1])[:k])
-        return out
+        if self.only is not None:
+            return {"sparse": self.sparse, "dense": self.dense}[self.only].search(queries, k)
+        return [
+            fuse(sparse_hits, dense_hits, self.fusion, self.weight, self.rrf_k, k)
+            for sparse_hits, dense_hits in zip(
+                self.sparse.search(queries, self.depth), self.dense.search(queries, self.depth)
+            )
+        ]

@@ -1,10 +1,13 @@
-"""Synthetic retriever training data, after ChipNeMo's appendix A.8.
+"""Synthetic retriever training data, after ChipNeMo's appendix A.8, in the styles engineers ask in.
 
-For each sampled passage a query is written (by an LLM, or by the inverse-cloze fallback: one of the
-passage's own sentences), BM25 mines the top candidates for it, an LLM judge marks the candidates
-that also answer it (extra positives), the rest are hard negatives, and random passages fill the
-negatives up. Near-duplicates of a positive are never negatives: they would teach the encoder that
-the answer is wrong.
+Passages are sampled per query style (shares of `num_samples`): a natural question and a "How do
+I ..." question written by an LLM (or, without one, the inverse-cloze fallback: one of the passage's
+own sentences, and a heading template), and template styles read from the passage's structure
+(keyword queries, option/flow-variable lookups, error messages; see query_styles.py). BM25 mines the
+top candidates for each query, an LLM judge marks the candidates that also answer an LLM-written
+query (extra positives), the rest are hard negatives, and random passages fill the negatives up.
+Near-duplicates of a positive, and candidates naming the same flag or message code as a lookup
+query, are never negatives: they would teach the encoder that the answer is wrong.
 """
 
 import logging
@@ -15,8 +18,17 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import track
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.scoring import generate
+from chipadapt.retrieval.passage_structure import document_structures
 from chipadapt.retrieval.passages import Passage
+from chipadapt.retrieval.query_styles import (
+    document_frequencies,
+    error_query,
+    flag_query,
+    howto_from_heading,
+    keyword_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +37,12 @@ QUESTION_PROMPT = (
     "Write one short question that an engineer might ask and that this passage answers. "
     "Reply with the question only."
 )
+HOWTO_PROMPT = (
+    "Here is a passage from chip design tool documentation.\n\n{passage}\n\n"
+    "Write one short question that starts with 'How do I' and that this passage answers. "
+    "Reply with the question only."
+)
+STYLES = ("question", "howto", "keyword", "flag", "error")
 JUDGE_PROMPT = "Passage:\n{passage}\n\nQuestion: {question}\n\nDoes the passage answer the question? Reply Yes or No."
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -33,7 +51,7 @@ SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 class TrainingGroup:
     query_id: str
     query: str
-    method: str  # llm | ict
+    method: str  # llm | ict | template
     positives: list[Passage]
     negatives: list[Passage]
     extra: dict = field(default_factory=dict)
@@ -74,13 +92,15 @@ def ict_query(passage: Passage, rng: random.Random, min_words: int = 6, max_word
     return sentence, rest
 
 
-def clean_question(text: str) -> str | None:
-    """First line of a generated reply, if it is a plausible question."""
-    line = next((l.strip() for l in text.splitlines() if l.strip()), "")
+def clean_question(text: str, starts_with: str = "") -> str | None:
+    """First line of a generated reply, if it is a plausible question (opening with `starts_with`)."""
+    line = next((row.strip() for row in text.splitlines() if row.strip()), "")
     line = re.sub(r"^(question|q)\s*[:.]\s*", "", line, flags=re.I).strip(" \"'")
     if "?" in line:
         line = line[: line.index("?") + 1]
     words = len(line.split())
+    if starts_with and not line.lower().startswith(starts_with):
+        return None
     return line if line.endswith("?") and 4 <= words <= 40 else None
 
 
@@ -91,8 +111,10 @@ class LLMHelper:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_new_tokens, self.passage_chars = batch_size, max_new_tokens, passage_chars
 
-    def write_questions(self, passages: list[Passage]) -> list[str | None]:
-        prompts = [QUESTION_PROMPT.format(passage=p.text[: self.passage_chars]) for p in passages]
+    def write_questions(
+        self, passages: list[Passage], prompt: str = QUESTION_PROMPT, starts_with: str = ""
+    ) -> list[str | None]:
+        prompts = [prompt.format(passage=p.text[: self.passage_chars]) for p in passages]
         out = []
         for start in track(range(0, len(prompts), self.batch_size), description="writing questions", transient=True):
             out += generate(
@@ -103,7 +125,7 @@ class LLMHelper:
                 self.max_new_tokens,
                 chat=True,
             )
-        return [clean_question(text) for text in out]
+        return [clean_question(text, starts_with) for text in out]
 
     def yes_scores(self, pairs: list[tuple[str, Passage]]) -> list[float]:
         """log P(Yes) - log P(No) as the reply to the judge prompt, one forward pass per batch."""
@@ -131,6 +153,101 @@ class LLMHelper:
         return scores
 
 
+def pick_negatives(
+    mined: list[Passage],
+    passages: list[Passage],
+    positives: list[Passage],
+    positive_shingles: list[set],
+    num_negatives: int,
+    near_duplicate_jaccard: float,
+    rng: random.Random,
+    report: dict,
+    guard: tuple[str, ...] = (),
+) -> tuple[list[Passage], int]:
+    """Negatives for one query (mined ones first, random passages fill up) and how many of them were mined.
+    A candidate holding every `guard` term (a lookup query's flag and command, or message code) answers
+    the lookup too and is never a negative."""
+    negatives, seen = [], {p.id for p in positives}
+
+    def admit(cand: Passage) -> None:
+        if cand.id in seen or len(negatives) >= num_negatives:
+            return
+        seen.add(cand.id)
+        if any(jaccard(shingles(cand.text), s) >= near_duplicate_jaccard for s in positive_shingles):
+            report["near_duplicates_skipped"] += 1
+            return
+        if guard and all(term in cand.text for term in guard):
+            report["same_entry_skipped"] += 1
+            return
+        negatives.append(cand)
+
+    for cand in mined:
+        admit(cand)
+    hard = len(negatives)
+    while len(negatives) < num_negatives and len(seen) < len(passages):
+        admit(rng.choice(passages))
+    return negatives, hard
+
+
+def style_quotas(styles: dict[str, float], num_samples: int) -> dict[str, int]:
+    """Samples per style: `num_samples` split by the styles' shares (a left-out style frees its share)."""
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown:
+        raise ChipadaptError(f"synthetic.styles: {unknown[0]!r} is not one of {', '.join(STYLES)}")
+    total = sum(float(v) for v in styles.values())
+    if total <= 0 or any(float(v) < 0 for v in styles.values()):
+        raise ChipadaptError(f"synthetic.styles: shares must be >= 0 and not all 0, got {dict(styles)}")
+    return {name: round(num_samples * float(share) / total) for name, share in styles.items()}
+
+
+def _style_queries(passages, eligible, quotas, method, llm, rng, report) -> list[tuple]:
+    """(source passage, query, method, positive text, style, guard terms) per sample, style by style."""
+    structures = document_structures(passages)
+    queries = []
+    for style, quota in quotas.items():
+        made = 0
+        if style in ("question", "howto"):
+            sample = rng.sample(eligible, min(quota, len(eligible)))
+            if method == "llm":
+                prompt, opening = (QUESTION_PROMPT, "") if style == "question" else (HOWTO_PROMPT, "how")
+                written = llm.write_questions(sample, prompt, opening)
+            else:
+                written = [None] * len(sample)
+            for passage, question in zip(sample, written):
+                if question:
+                    queries.append((passage, question, "llm", passage.text, style, ()))
+                elif style == "question" and (ict := ict_query(passage, rng)):
+                    # the passage minus the sentence, so the query is not a substring of its positive
+                    queries.append((passage, ict[0], "ict", ict[1], style, ()))
+                elif style == "howto" and (howto := howto_from_heading(structures[passage.id])):
+                    queries.append((passage, howto, "template", passage.text, style, ()))
+                else:
+                    report["dropped"] += 1
+                    continue
+                made += 1
+        elif style == "keyword":
+            df, n_docs = document_frequencies([p.text for p in passages])
+            for passage in rng.sample(eligible, min(quota, len(eligible))):
+                query = keyword_query(passage.text, structures[passage.id], df, n_docs, rng)
+                if query:
+                    queries.append((passage, query, "template", passage.text, style, ()))
+                    made += 1
+        else:  # flag, error: one table row or message each, from passages of any length
+            if style == "flag":
+                entries = [(p, e) for p in passages for e in structures[p.id].options + structures[p.id].variables]
+            else:
+                entries = [(p, m) for p in passages for m in structures[p.id].messages]
+            for passage, entry in rng.sample(entries, min(quota, len(entries))):
+                if style == "flag":
+                    query, guard = flag_query(entry, rng), (entry.name,) + ((entry.command,) if entry.command else ())
+                else:
+                    query, guard = error_query(entry, rng), (entry.code or entry.text[:40],)
+                queries.append((passage, query, "template", passage.text, style, guard))
+                made += 1
+        report["styles"][style] = {"requested": quota, "made": made}
+    return queries
+
+
 @torch.no_grad()
 def synthesize(
     passages: list[Passage],
@@ -145,43 +262,38 @@ def synthesize(
     near_duplicate_jaccard: float,
     min_passage_chars: int,
     seed: int,
+    styles: dict[str, float] | None = None,
 ) -> tuple[list[TrainingGroup], dict]:
-    """Training groups and a report of how they were made (method counts, judge decisions, guards)."""
+    """Training groups and a report of how they were made (style and method counts, judge decisions, guards).
+
+    `styles`: style -> share of `num_samples`; None = natural questions only (the data before styles)."""
     if method not in ("llm", "ict"):
         raise ValueError(f"synthetic.method: {method!r} is not one of llm, ict")
     rng = random.Random(seed)
     eligible = [p for p in passages if len(p.text) >= min_passage_chars]
-    sample = rng.sample(eligible, min(num_samples, len(eligible)))
+    quotas = style_quotas(styles or {"question": 1.0}, num_samples)
     report = {
         "passages": len(passages),
         "eligible": len(eligible),
-        "sampled": len(sample),
+        "sampled": sum(quotas.values()),
         "method_requested": method,
         "llm": 0,
         "ict": 0,
+        "template": 0,
         "dropped": 0,
         "judged": 0,
         "judged_positive": 0,
         "near_duplicates_skipped": 0,
+        "same_entry_skipped": 0,
+        "styles": {},
     }
-
-    queries: list[tuple[Passage, str, str, str]] = []  # (passage, query, method, positive text)
-    written = llm.write_questions(sample) if method == "llm" else [None] * len(sample)
-    for passage, question in zip(sample, written):
-        if question:
-            queries.append((passage, question, "llm", passage.text))
-            continue
-        ict = ict_query(passage, rng)  # fallback for passages the LLM wrote no usable question for
-        if ict is None:
-            report["dropped"] += 1
-            continue
-        queries.append((passage, ict[0], "ict", ict[1]))
-    for _, _, how, _ in queries:
-        report[how] += 1
+    queries = _style_queries(passages, eligible, quotas, method, llm, rng, report)
+    for entry in queries:
+        report[entry[2]] += 1
 
     by_id = {p.id: p for p in passages}
-    mined = miner.search([q for _, q, _, _ in queries], mine_depth + 1)
-    candidates = [[by_id[pid] for pid, _ in hits if pid != src.id] for (src, _, _, _), hits in zip(queries, mined)]
+    mined = miner.search([entry[1] for entry in queries], mine_depth + 1)
+    candidates = [[by_id[pid] for pid, _ in hits if pid != entry[0].id] for entry, hits in zip(queries, mined)]
     # Only LLM-written questions are judged (an ICT query is a sentence of its own passage). A small
     # judge says "No" to nearly everything, so its verdict is relative: a candidate is a positive
     # when the judge rates it at least as high (plus a margin) as the passage the question came from.
@@ -200,27 +312,15 @@ def synthesize(
                 extra_positive.setdefault(qi, set()).add(cand.id)
 
     groups = []
-    for qi, ((src, query, how, positive_text), cands) in enumerate(zip(queries, candidates)):
+    for qi, ((src, query, how, positive_text, style, guard), cands) in enumerate(zip(queries, candidates)):
         positives = [Passage(src.id, positive_text, src.source)] + [
             by_id[pid] for pid in sorted(extra_positive.get(qi, ()))
         ]
         positive_shingles = [shingles(p.text) for p in positives] + [shingles(src.text)]
-        negatives, seen = [], {p.id for p in positives}
-
-        def admit(cand: Passage) -> None:
-            if cand.id in seen or len(negatives) >= num_negatives:
-                return
-            seen.add(cand.id)
-            if any(jaccard(shingles(cand.text), s) >= near_duplicate_jaccard for s in positive_shingles):
-                report["near_duplicates_skipped"] += 1
-                return
-            negatives.append(cand)
-
-        for cand in cands:
-            admit(cand)
-        hard = len(negatives)
-        while len(negatives) < num_negatives and len(seen) < len(passages):
-            admit(rng.choice(passages))
-        groups.append(TrainingGroup(f"syn{qi:05d}", query, how, positives, negatives, {"hard_negatives": hard}))
+        negatives, hard = pick_negatives(
+            cands, passages, positives, positive_shingles, num_negatives, near_duplicate_jaccard, rng, report, guard
+        )
+        extra = {"style": style, "hard_negatives": hard, **({"guard": list(guard)} if guard else {})}
+        groups.append(TrainingGroup(f"syn{qi:05d}", query, how, positives, negatives, extra))
     log.info("synthetic data: %s", report)
     return groups, report

@@ -1,6 +1,7 @@
 """Tevatron-format training groups: `{"query", "positive_passages": [{"docid", "text"}], "negative_passages": [...]}`.
 
-Each step sees, per query, one positive and `n_passages - 1` negatives, chosen per epoch the way
+Each step sees, per query, one positive and `n_passages - 1` negatives, chosen per epoch (items are
+indexed by `(index, epoch)`, see data/resume_sampler.py; a plain index means epoch 0) the way
 Tevatron's TrainDataset chooses them (positive rotating with the epoch, negatives a seeded shuffle
 walked by epoch), so that every negative is used over the epochs. Tevatron's own dataset class needs
 a Hugging Face Trainer's state and `datasets` tables; this one reads the same JSONL directly.
@@ -41,24 +42,25 @@ class GroupDataset(Dataset):
             raise ChipadaptError(f"retriever.train.n_passages={n_passages}: at least 1 (the positive)")
         if positive not in ("first", "rotate"):
             raise ChipadaptError(f"retriever.train.positive: {positive!r} is not one of first, rotate")
-        self.groups, self.n_passages, self.seed, self.epoch, self.positive = groups, n_passages, seed, 0, positive
+        self.groups, self.n_passages, self.seed, self.positive = groups, n_passages, seed, positive
 
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, index: int) -> tuple[str, list[str]]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[str, list[str]]:
+        index, epoch = item if isinstance(item, tuple) else (item, 0)
         group = self.groups[index]
         positives = group["positive_passages"]
         negatives = [p["text"] for p in group.get("negative_passages", [])]
         # first: the passage the query was written from (extra positives a judge found only stay out of
         # the negatives); rotate: Tevatron's default, a different positive each epoch.
-        pick = 0 if self.positive == "first" else (index + self.epoch) % len(positives)
+        pick = 0 if self.positive == "first" else (index + epoch) % len(positives)
         passages = [positives[pick]["text"]]
         want = self.n_passages - 1
         if want and negatives:
             order = negatives[:]
             random.Random(self.seed * 1_000_003 + index).shuffle(order)
-            offset = self.epoch * want % len(order)
+            offset = epoch * want % len(order)
             passages += (order * (want // len(order) + 2))[offset : offset + want]
         elif want:
             raise ChipadaptError(

@@ -1,13 +1,12 @@
 """Conversations with attribute labels -> (token ids, label vector, mask) for the attribute model."""
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
 
-from chipadapt.data.conversations import Conversation, held_out, read_conversations
-from chipadapt.data.resume_sampler import resumable_loader
+from chipadapt.data.base import TrainingDataModule, pad_token_id
+from chipadapt.data.conversations import Conversation, read_conversations
+from chipadapt.data.holdout import held_out
 from chipadapt.errors import ChipadaptError
 
 
@@ -30,14 +29,13 @@ def collate_ratings(items, pad_id: int, n_attributes: int):
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "label_mask": mask}
 
 
-class AttributeDataModule(L.LightningDataModule):
+class AttributeDataModule(TrainingDataModule):
     def __init__(self, data, tokenizer, seed: int):
-        super().__init__()
-        self.cfg, self.tokenizer, self.seed = data, tokenizer, seed
+        super().__init__(data.micro_batch_size, data.num_workers, seed)
+        self.cfg, self.tokenizer = data, tokenizer
         self.template = instantiate(data.template)(tokenizer=tokenizer)
         self.attributes = list(data.attributes.names)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.stats: dict = {}
+        self.pad_id = pad_token_id(tokenizer)
 
     def _item(self, conv: Conversation):
         values = [float(conv.attributes.get(a, 0.0)) for a in self.attributes]
@@ -55,7 +53,8 @@ class AttributeDataModule(L.LightningDataModule):
             raise ChipadaptError(f"data.sources: no conversation carries any of the attributes {self.attributes}")
         val = [c for c in convs if held_out(c.id, self.cfg.val_fraction)]
         train = [c for c in convs if not held_out(c.id, self.cfg.val_fraction)]
-        self.train_items, self.val_items = [self._item(c) for c in train], [self._item(c) for c in val]
+        self.train_set = self.train_items = [self._item(c) for c in train]
+        self.val_sets = {"attributes": [self._item(c) for c in val]} if val else {}
         means = []
         for i, _ in enumerate(self.attributes):
             present = [v[i] for _, v, p in self.train_items if p[i]]
@@ -69,13 +68,5 @@ class AttributeDataModule(L.LightningDataModule):
             "train_sequences": len(train),
         }
 
-    def _collate(self, items):
+    def collate(self, items):
         return collate_ratings(items, self.pad_id, len(self.attributes))
-
-    def train_dataloader(self):
-        return resumable_loader(
-            self.train_items, self.trainer, int(self.cfg.micro_batch_size), self._collate, shuffle_seed=self.seed
-        )
-
-    def val_dataloader(self):
-        return DataLoader(self.val_items, batch_size=self.cfg.micro_batch_size, shuffle=False, collate_fn=self._collate)

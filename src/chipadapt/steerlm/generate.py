@@ -2,6 +2,7 @@
 
 import torch
 
+from chipadapt.data.base import pad_token_id
 from chipadapt.data.chat_templates import attribute_string
 
 
@@ -20,7 +21,7 @@ def generate_with_attributes(
     prompt = template.prompt(messages, attribute_string(attributes, order))
     encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     output = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, streamer=streamer, **sampling)
     return tokenizer.decode(output[0, encoded.input_ids.shape[1] :], skip_special_tokens=True)
 
@@ -37,14 +38,28 @@ def sample_with_attributes(
     temperature: float,
     batch_size: int,
 ) -> list[list[str]]:
-    """For each prompt, `samples_per_setting` sampled replies under each attribute setting."""
+    """For each prompt, `samples_per_setting` sampled replies under each attribute setting (in that
+    order: setting-major), generated `batch_size` rows at a time with left padding."""
+    jobs = [
+        (pi, template.prompt(messages, attribute_string(setting, order)))
+        for pi, messages in enumerate(prompts)
+        for setting in settings
+        for _ in range(samples_per_setting)
+    ]
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    pad = pad_token_id(tokenizer)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens follow every prompt's end
     out = [[] for _ in prompts]
-    for pi, messages in enumerate(prompts):
-        for setting in settings:
-            for _ in range(samples_per_setting):
-                out[pi].append(
-                    generate_with_attributes(
-                        model, tokenizer, template, messages, setting, order, max_new_tokens, temperature
-                    )
-                )
+    try:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            encoded = tokenizer(
+                [text for _, text in chunk], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            generated = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
+            width = encoded.input_ids.shape[1]
+            for (pi, _), row in zip(chunk, generated):
+                out[pi].append(tokenizer.decode(row[width:], skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
     return out

@@ -6,7 +6,7 @@
 3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip on
    every domain and general document and that no general document gets longer;
 4. resize the model, new rows by `init` (init_rows.py; a tied model is untied), embeddings padded
-   to a multiple of 64;
+   to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py);
 5. report tokens per character before and after, per source, on domain and general text, and the
    starting model's bits per byte per output-row rule against the base tokenizer's.
 The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.json inside.
@@ -26,7 +26,7 @@ from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_file, sha256_json
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, load_tokenizer
 from chipadapt.report import console
 from chipadapt.tokenizer.extend import (
     extended_tokenizer_json,
@@ -39,11 +39,12 @@ from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
 from chipadapt.tokenizer.starting_bpb import StartingBpb
+from chipadapt.tokenizer.warmup import EmbeddingWarmup
 from chipadapt.tokenizer.words import word_counts
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "tokenizer_report.json"
+REPORT_NAME = TOKENIZER_REPORT_NAME
 
 
 def keep_base(folder: Path) -> Path:
@@ -95,6 +96,9 @@ class DomainTokenizer:
             max_pieces=max_pieces,
             init={"input": init["input"], "output": init["output"]},
         )
+        self.warmup: EmbeddingWarmup | None = init.get("warmup")
+        if self.warmup is not None:  # only then in the cache key: builds without warm-up keep theirs
+            self.settings["init"]["warmup"] = self.warmup.settings()
         self.starting_bpb = starting_bpb
         if starting_bpb is not None:
             self.settings["starting_bpb"] = dict(vars(starting_bpb))
@@ -193,7 +197,15 @@ class DomainTokenizer:
                 starting = self._bpb_per_output_rule(
                     task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb
                 )
-            measure_seconds = time.perf_counter() - measuring
+                warmup = self._warm_up(
+                    model, extended, domain_docs, new_ids, new_tokenizer.eos_token_id, task, new_tokenizer, base_bpb
+                )
+                per_step = warmup.pop("starting_bpb") if warmup else {}
+                if per_step:
+                    starting["starting_bpb"]["warmup_steps"] = per_step
+                    starting["starting_bpb"]["outputs"][f"{init['output']}+warmup"] = per_step[str(self.warmup.steps)]
+            warmup_seconds = warmup["seconds"] if warmup else 0.0
+            measure_seconds = time.perf_counter() - measuring - warmup_seconds
             model.save_pretrained(tmp, safe_serialization=True)
             report = {
                 "base_model": str(base_folder),
@@ -206,8 +218,10 @@ class DomainTokenizer:
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
                 "most_useful": self._most_useful(base, extended, all_domain, set(new_tokens)),
-                "build_seconds": round(time.perf_counter() - start - measure_seconds, 1),  # without the bpb measurement
+                # without the bpb measurement and the warm-up
+                "build_seconds": round(time.perf_counter() - start - measure_seconds - warmup_seconds, 1),
                 "starting_bpb_seconds": round(measure_seconds, 1),
+                "warmup": warmup,
                 "family": family.name,
                 **starting,
             }
@@ -246,6 +260,32 @@ class DomainTokenizer:
             )
         set_output_rows(model, pieces, new_ids, old_rows, init["output"])
         return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
+
+    def _warm_up(
+        self, model, extended: Tokenizer, domain_docs: dict, new_ids: list[int], separator, task, tokenizer, base_bpb
+    ) -> dict | None:
+        """Train the new rows alone (warmup.py) on the domain sources and the general training sources;
+        with `task`, the starting bpb after each of `starting_bpb.warmup_steps` and after the last step."""
+        if self.warmup is None:
+            return None
+        general_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.general_train.items()}
+        per_step: dict[str, dict] = {}
+        checkpoints = {*self.starting_bpb.warmup_steps, self.warmup.steps} if task is not None else set()
+
+        def measure(step: int) -> None:
+            if step in checkpoints:
+                per_step[str(step)] = StartingBpb.summary(task.run(model, tokenizer), base_bpb)
+                log.info(
+                    "starting model after %d warm-up steps: domain %s bpb (%+.4f), general %s bpb (%+.4f)",
+                    step,
+                    per_step[str(step)].get("domain_bpb"),
+                    per_step[str(step)].get("domain_minus_base", float("nan")),
+                    per_step[str(step)].get("general_bpb"),
+                    per_step[str(step)].get("general_minus_base", float("nan")),
+                )
+
+        result = self.warmup.run(model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure)
+        return result | {"starting_bpb": per_step}
 
     @staticmethod
     def _check_round_trip(

@@ -64,7 +64,10 @@ def resize_for_new_tokens(
 ) -> dict:
     """Grow embeddings to total_rows, new rows by the init rules (init_rows.py). A tied model is
     untied first so the two rules can differ."""
-    make_input, make_output = rule(INPUT_RULES, input_rule, "input"), rule(OUTPUT_RULES, output_rule, "output")
+    make_input = rule(INPUT_RULES, input_rule, "input")
+    # Look the output rule up now too (set_output_rows applies it at the end) so a bad name fails
+    # before the model is touched (untied, resized), not halfway through.
+    rule(OUTPUT_RULES, output_rule, "output")
     embed = model.get_input_embeddings()
     old_rows = embed.weight.shape[0]
     if total_rows < old_rows:

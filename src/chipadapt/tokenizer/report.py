@@ -37,7 +37,9 @@ def efficiency_rows(base, extended, counts_by_source: dict[str, Counter], chars_
 
 def reduction_table(report: dict) -> Table:
     table = Table(
-        title=f"Augmented tokenizer: {report['new_tokens']} new tokens (vocabulary {report['vocab_size_before']} -> {report['vocab_size_after']}, embeddings padded to {report['embedding_rows']})"
+        title=f"Augmented tokenizer: {report['new_tokens']} new tokens "
+        f"(vocabulary {report['vocab_size_before']} -> {report['vocab_size_after']}, "
+        f"embeddings padded to {report['embedding_rows']})"
     )
     for column in ("text", "source", "tokens/char before", "after", "fewer tokens"):
         table.add_column(column, justify="left" if column in ("text", "source") else "right")
@@ -54,13 +56,15 @@ def reduction_table(report: dict) -> Table:
 
 
 def starting_bpb_table(report: dict) -> Table | None:
-    """The starting model's bits per byte per output-row rule, against the base tokenizer's."""
+    """The starting model's bits per byte per output-row rule, and after each measured warm-up
+    budget (init.warmup), against the base tokenizer's."""
     starting = report.get("starting_bpb")
     if not starting:
         return None
     base = starting["base_tokenizer"]
     table = Table(
-        title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; chosen output rule: {report['init']['output']})"
+        title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; "
+        f"chosen output rule: {report['init']['output']})"
     )
     for column in ("model", "domain bpb", "vs base", "general bpb", "vs base"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -71,7 +75,12 @@ def starting_bpb_table(report: dict) -> Table | None:
         f"{base.get('general_bpb', float('nan')):.4f}",
         "",
     )
-    for rule, row in starting["outputs"].items():
+    rows = {f"augmented, output={rule}": row for rule, row in starting["outputs"].items() if "+warmup" not in rule}
+    warmup = report.get("warmup") or {}
+    for steps, row in sorted((starting.get("warmup_steps") or {}).items(), key=lambda kv: int(kv[0])):
+        tokens = int(steps) * warmup["batch_size"] * warmup["seq_len"]
+        rows[f"output={report['init']['output']} + warm-up {steps} steps ({tokens:,} tokens)"] = row
+    for label, row in rows.items():
         cells = []
         for kind in ("domain", "general"):
             diff, err = row.get(f"{kind}_minus_base"), row.get(f"{kind}_minus_base_stderr")
@@ -79,5 +88,5 @@ def starting_bpb_table(report: dict) -> Table | None:
                 f"{row.get(f'{kind}_bpb', float('nan')):.4f}",
                 "" if diff is None else f"{diff:+.4f}" + (f" ± {err:.4f}" if err else ""),
             ]
-        table.add_row(f"augmented, output={rule}", *cells)
+        table.add_row(label, *cells)
     return table

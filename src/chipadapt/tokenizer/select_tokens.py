@@ -53,7 +53,8 @@ def select_new_tokens(
     min_savings: int,
     max_pieces: int,
 ) -> tuple[list[Candidate], list[str]]:
-    """Returns the chosen candidates and every vocabulary entry to add (tokens + chain intermediates), in merge order."""
+    """Returns the chosen candidates and every vocabulary entry to add (tokens + chain intermediates),
+    in merge order."""
     base_vocab = backend.get_vocab()
     domain_savings = span_savings(backend, domain_counts, max_pieces)
     general_runs = span_savings(backend, general_counts, max_pieces)

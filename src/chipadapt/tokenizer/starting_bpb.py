@@ -14,14 +14,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from chipadapt.data.blend import held_out as held_out_mask
+from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.eval.tasks.perplexity import PerplexityTask
 
 
 class StartingBpb:
-    def __init__(self, outputs: list[str], held_out: float | None, max_chars: int, max_length: int):
+    def __init__(
+        self, outputs: list[str], held_out: float | None, max_chars: int, max_length: int, warmup_steps: list[int]
+    ):
         self.outputs = list(outputs)
+        # With `init.warmup`: also measured after these warm-up steps (the warm-up's rate is
+        # constant, so step N of the run is what an N-step warm-up gives), and after the last.
+        self.warmup_steps = sorted(int(s) for s in warmup_steps)
         self.held_out, self.max_chars, self.max_length = held_out, max_chars, max_length
 
     def _excerpt(self, spec: SourceSpec, key: str, fraction: float | None) -> list[dict]:

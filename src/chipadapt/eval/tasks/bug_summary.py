@@ -17,13 +17,19 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = {
-    "technical": "Write a technical summary of this bug thread for engineers: the root cause, the fix and how it was verified.",
-    "managerial": "Write a two-sentence summary of this bug thread for a manager: the impact and the status, without technical detail.",
+    "technical": (
+        "Write a technical summary of this bug thread for engineers: the root cause, the fix and how it was verified."
+    ),
+    "managerial": (
+        "Write a two-sentence summary of this bug thread for a manager: the impact and the status, "
+        "without technical detail."
+    ),
     "assignment": "List who (which team) must do what next according to this bug thread, one line per team.",
 }
 CONDENSE = "Condense this part of a bug thread into short notes that keep every technical fact, name and number."
@@ -84,7 +90,7 @@ def _windows(ids: list[int], n: int):
     return [ids[i : i + n] for i in range(0, len(ids), n)]
 
 
-class BugSummaryTask:
+class BugSummaryTask(TaskBase):
     def __init__(
         self,
         path: str,
@@ -168,15 +174,19 @@ class BugSummaryTask:
                 }
             )
         if self.judge and self.judge.get("model_path"):
-            from chipadapt.models.hf_folder import check_hf_folder, load_causal_lm, load_tokenizer
+            from chipadapt.models.hf_folder import check_hf_folder
+            from chipadapt.models.inference import load_for_inference
 
             folder = check_hf_folder(self.judge["model_path"], "judge.model_path")
-            judge_model = (
-                load_causal_lm(folder, "bfloat16" if torch.cuda.is_available() else "float32", "sdpa")
-                .to(model.device)
-                .eval()
+            # The judge runs like the evaluated model: its dtype, attention and device.
+            judge = load_for_inference(
+                folder,
+                str(model.dtype).removeprefix("torch."),
+                model.config._attn_implementation,
+                str(model.device),
+                "judge.model_path",
             )
-            for kind, ratings in self._likert(judge_model, load_tokenizer(folder), rows, outputs).items():
+            for kind, ratings in self._likert(judge.model, judge.tokenizer, rows, outputs).items():
                 for item, rating in zip(items, ratings):
                     item["scores"][f"{kind}.likert"] = rating
         self.items = items

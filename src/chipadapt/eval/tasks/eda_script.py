@@ -16,6 +16,7 @@ from chipadapt.eval.eda.calls import api_calls, extract_code, f1, parses
 from chipadapt.eval.items import content_id, summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 
 INSTRUCTION = (
@@ -59,7 +60,7 @@ def score_scripts(predictions: list[str], references: list[str]) -> dict[str, fl
     return {**summarize(items), "unparseable_references": sum("call_f1" not in i["scores"] for i in items)}
 
 
-class EDAScriptTask:
+class EDAScriptTask(TaskBase):
     def __init__(
         self,
         path: str,
@@ -79,7 +80,8 @@ class EDAScriptTask:
             rows = [r for r in rows if r.get("category") in set(self.categories)]
         if not rows:
             raise ChipadaptError(
-                f"eval.eda_script: no evaluation rows in {self.path} (eval_fraction={self.eval_fraction}, categories={self.categories})"
+                f"eval.eda_script: no evaluation rows in {self.path} "
+                f"(eval_fraction={self.eval_fraction}, categories={self.categories})"
             )
         return rows[: self.limit]
 

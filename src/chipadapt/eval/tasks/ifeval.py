@@ -13,10 +13,11 @@ from pathlib import Path
 from chipadapt.eval.items import summarize
 from chipadapt.eval.presets import IFEVAL_MAX_NEW_TOKENS, adds_special_tokens, check_preset
 from chipadapt.eval.scoring import generate
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 
 
-class IFEvalTask:
+class IFEvalTask(TaskBase):
     def __init__(
         self,
         path: str,
@@ -37,7 +38,8 @@ class IFEvalTask:
         os.environ["NLTK_DATA"] = self.nltk_data  # read by nltk when the checkers import it
         import nltk
 
-        # ... unless nltk is imported already (rouge_score, which ROUGE-L tasks load, imports it): then only its path list counts.
+        # ... unless nltk is imported already (rouge_score, which ROUGE-L tasks load, imports it): then
+        # only its path list counts.
         if self.nltk_data not in nltk.data.path:
             nltk.data.path.insert(0, self.nltk_data)
         from if_verifiable import IFEvalSample, evaluate_output_for_sample

@@ -15,6 +15,7 @@ from chipadapt.eval.items import content_id, summarize
 from chipadapt.eval.mcq_baselines import chance_baseline, longest_choice_baseline
 from chipadapt.eval.presets import adds_special_tokens, check_preset, mmlu_context
 from chipadapt.eval.scoring import continuation_logprobs
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 
 LETTERS = "ABCDEFGHIJ"
@@ -46,7 +47,7 @@ def first_per_subject(rows: list[dict], n: int) -> list[dict]:
     return kept
 
 
-class MCQTask:
+class MCQTask(TaskBase):
     def __init__(
         self,
         path: str,
@@ -91,7 +92,8 @@ class MCQTask:
         return prefix + self.render(row, with_answer=False)
 
     def norm_length(self, row: dict, index: int) -> int:
-        # acc_norm divides by the choice's length: lm-eval counts characters of the choice, chipadapt bytes with its space.
+        # acc_norm divides by the choice's length: lm-eval counts characters of the choice, chipadapt
+        # bytes with its space.
         if self.preset == "lm_eval":
             return max(1, len(self.choice_text(row, index)))
         return max(1, len((" " + self.choice_text(row, index)).encode()))

@@ -13,18 +13,19 @@ import math
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.data.blend import held_out
+from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import metric_fields, score_values, summarize
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.models.token_bytes import token_byte_lengths
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
 
 
-class PerplexityTask:
+class PerplexityTask(TaskBase):
     def __init__(self, splits: DictConfig, max_length: int, max_documents: int | None, max_tokens: int | None):
         self.splits, self.held_out = {}, {}
         for name, spec in splits.items():
@@ -44,7 +45,7 @@ class PerplexityTask:
         docs = read_source(self.splits[name], f"eval.perplexity.splits.{name}")
         fraction = self.held_out[name]
         if fraction:
-            mask = held_out([d.doc_id for d in docs], float(fraction))
+            mask = held_out_mask([d.doc_id for d in docs], float(fraction))
             docs = [d for d, keep in zip(docs, mask) if keep]
         return docs[: self.max_documents]
 

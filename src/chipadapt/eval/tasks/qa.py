@@ -15,6 +15,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
 
@@ -35,7 +36,7 @@ def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
     return rows
 
 
-class QATask:
+class QATask(TaskBase):
     def __init__(
         self,
         name: str,
@@ -105,7 +106,8 @@ class QATask:
                 item["scores"]["rougeL_rag"] = self.rouge.score(answer, item["reference"])
                 if self.answer_without_context:
                     item["scores"]["rag_gain"] = item["scores"]["rougeL_rag"] - item["scores"]["rougeL"]
-                # The token budget decides how many of the top-k passages the model saw (the last one may be cut at a line).
+                # The token budget decides how many of the top-k passages the model saw (the last one may
+                # be cut at a line).
                 item["scores"]["passages_in_prompt"] = len(ids)
                 item.update({"retrieved_ids": [p.id for p in hits], "prompt_passage_ids": list(ids)})
         self.items = items

@@ -2,6 +2,10 @@
 
 Items are queries: each retriever's ranked ids (`prediction`: {retriever: ids}) and scores
 (`<retriever>.hit@8`, ...), so retrievers and runs can be compared query by query.
+`split` picks the questions (dev: for choosing settings, test: reported); the hybrid's fusion is
+chosen on the `fusion.tune_on` split and falls back to its better part when fusing does not help
+there (retrieval/fusion_choice.py). Figures come per question `type` too, and the questions each
+retriever missed are written for a person to read (`misses_file`).
 """
 
 import logging
@@ -10,14 +14,17 @@ import time
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.eval.items import summarize
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.retrieval.build import load_passages, make_retrievers
+from chipadapt.retrieval.fusion_choice import choose_fusion
 from chipadapt.retrieval.metrics import query_scores
-from chipadapt.retrieval.queries import read_queries
+from chipadapt.retrieval.misses import write_misses
+from chipadapt.retrieval.queries import read_queries, select_split
 
 log = logging.getLogger(__name__)
 
 
-class RetrievalTask:
+class RetrievalTask(TaskBase):
     needs_model = False  # compares retrievers; no causal LM is loaded for it
 
     def __init__(
@@ -25,34 +32,77 @@ class RetrievalTask:
         passages: str | None,
         build: DictConfig,
         queries: str,
+        split: str,
         encoders: DictConfig,
         dense: DictConfig,
         bm25: DictConfig | None,
         hybrid: DictConfig | None,
+        fusion: DictConfig | None,
         ks: list[int],
         mrr_k: int,
         limit: int | None,
         index_dir: str | None,
+        misses_file: str | None,
+        misses_k: int,
     ):
         plain = lambda c: OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c  # noqa: E731
-        self.passages_path, self.build, self.queries_path = passages, plain(build), queries
+        self.passages_path, self.build, self.queries_path, self.split = passages, plain(build), queries, split
         self.encoders, self.dense, self.bm25, self.hybrid = plain(encoders), plain(dense), plain(bm25), plain(hybrid)
+        self.fusion = plain(fusion)
         self.ks, self.mrr_k, self.limit = list(ks), mrr_k, limit
-        self.index_dir = index_dir
+        self.index_dir, self.misses_file, self.misses_k = index_dir, misses_file, misses_k
+
+    def _choose_fusion(self, hybrid, all_queries) -> dict:
+        """Fuse the hybrid's parts as chosen on the tuning split (and say how it was chosen)."""
+        tune = select_split(all_queries, self.fusion["tune_on"], str(self.queries_path))
+        texts, depth = [q.query for q in tune], hybrid.depth
+        choice = choose_fusion(
+            hybrid.sparse.search(texts, depth),
+            hybrid.dense.search(texts, depth),
+            [q.positive_ids for q in tune],
+            self.fusion["grid"],
+            self.fusion["metric"],
+            self.ks,
+            self.mrr_k,
+        )
+        hybrid.fusion, hybrid.weight, hybrid.rrf_k = choice["fusion"], choice["weight"], choice["rrf_k"]
+        hybrid.only = None if choice["use"] == "fused" else choice["use"]
+        log.info(
+            "hybrid: %s (fusion %s, weight %s, rrf_k %s) chosen on %d %s questions by %s",
+            choice["use"],
+            choice["fusion"],
+            choice["weight"],
+            choice["rrf_k"],
+            len(tune),
+            self.fusion["tune_on"],
+            choice["metric"],
+        )
+        return {"tuned_on": self.fusion["tune_on"], **choice}
 
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
         passages = load_passages(self.passages_path, self.build)
-        queries = read_queries(self.queries_path, known_ids={p.id for p in passages})[: self.limit]
+        all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
+        queries = select_split(all_queries, self.split, str(self.queries_path))[: self.limit]
         retrievers = make_retrievers(self.encoders, self.dense, self.bm25, self.hybrid, self.index_dir)
         results = {}
         self.items = [
-            {"id": q.id, "query": q.query, "reference": list(q.positive_ids), "prediction": {}, "scores": {}}
+            {
+                "id": q.id,
+                "query": q.query,
+                "reference": list(q.positive_ids),
+                "prediction": {},
+                "scores": {},
+                **({"type": q.extra["type"]} if "type" in q.extra else {}),
+            }
             for q in queries
         ]
         for name, retriever in retrievers.items():
             start = time.perf_counter()
             retriever.index(passages)
             index_s = time.perf_counter() - start
+            fusion_choice = None
+            if name == "hybrid" and self.fusion and self.fusion.get("tune_on"):
+                fusion_choice = self._choose_fusion(retriever, all_queries)
             start = time.perf_counter()
             hits = retriever.search([q.query for q in queries], max([*self.ks, self.mrr_k]))
             search_s = time.perf_counter() - start
@@ -66,6 +116,11 @@ class RetrievalTask:
             if not getattr(retriever, "reuses_parts", False):  # a hybrid searches its parts' indexes
                 metrics["passages_per_s"] = round(len(passages) / max(index_s, 1e-9), 1)
             metrics["ms_per_query"] = round(1000 * search_s / len(queries), 2)
+            by_type = self._by_type(name)
+            if by_type:
+                metrics["by_type"] = by_type
+            if fusion_choice is not None:
+                metrics["fusion"] = fusion_choice
             results[name] = metrics
             log.info(
                 "retrieval %s: hit@8 %.3f mrr@10 %.3f",
@@ -74,4 +129,19 @@ class RetrievalTask:
                 metrics.get(f"mrr@{self.mrr_k}", float("nan")),
             )
         results["passages"] = len(passages)
+        results["split"] = self.split
+        if self.misses_file:
+            by_id = {p.id: p for p in passages}
+            write_misses(self.misses_file, self.items, list(retrievers), by_id, self.misses_k)
         return results
+
+    def _by_type(self, name: str) -> dict:
+        """The retriever's figures over each question type's items (with their intervals)."""
+        types = sorted({item["type"] for item in self.items if "type" in item})
+        return {
+            kind: {
+                **summarize([i for i in self.items if i.get("type") == kind], prefix=f"{name}."),
+                "queries": sum(i.get("type") == kind for i in self.items),
+            }
+            for kind in types
+        }

@@ -20,6 +20,7 @@ from rich.progress import track
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.scoring import generate
+from chipadapt.eval.task_base import TaskBase
 from chipadapt.eval.verilog.extract import extract_module
 from chipadapt.eval.verilog.simulate import require_iverilog
 
@@ -38,7 +39,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-class VerilogTask:
+class VerilogTask(TaskBase):
     def __init__(
         self,
         path: str,
@@ -85,7 +86,8 @@ class VerilogTask:
             if None in headers:
                 where = headers.index(None)
                 raise ChipadaptError(
-                    f"eval.verilog.mode=completion: task {tasks[where]['task_id']} has no `module {names[where]}` header in its prompt"
+                    f"eval.verilog.mode=completion: task {tasks[where]['task_id']} "
+                    f"has no `module {names[where]}` header in its prompt"
                 )
         out = [[] for _ in tasks]
         for _ in range(self.samples):

@@ -49,7 +49,8 @@ class SelfCheckingShape:
             missing = [k for k in ("task_id", "prompt", "test") if not isinstance(record.get(k), str)]
             if missing:
                 raise ChipadaptError(
-                    f"{where}: missing string field(s) {missing} (a self-checking task is {{task_id, prompt, test, ref?, sources?, module?}})"
+                    f"{where}: missing string field(s) {missing} "
+                    "(a self-checking task is {task_id, prompt, test, ref?, sources?, module?})"
                 )
             files = self._source_files(record.get("sources") or [], path.parent, where)
             compiled = "".join(

@@ -106,8 +106,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         f"{os.cpu_count()} CPU cores, {platform.machine()}); code at commit {(git['commit'] or '?')[:10]}"
         f"{' with uncommitted changes' if git['dirty'] else ''}. General model: SmolLM2-135M-Instruct; chip model: "
         f"`{chip_dapt}` + SFT. Every figure links to the record of the step it was read from "
-        "(`runs/<step>/`: manifest.json or results.json and .hydra/overrides.yaml, which say exactly what ran); `runs/steps.json` "
-        "has each step's command and wall time. Rebuild with "
+        "(`runs/<step>/`: manifest.json or results.json and .hydra/overrides.yaml, which say exactly what ran); "
+        "`runs/steps.json` has each step's command and wall time. Rebuild with "
         f"`python reproduce.py variant={cfg.variant.name} only=[report]`.",
         "",
         "## Findings",
@@ -115,7 +115,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         head,
         "",
         "Differences smaller than twice their binomial standard error are marked *within noise*: at these subset sizes "
-        f"({facts['n_ifeval']} IFEval prompts, {facts['n_mmlu']} MMLU questions) a few points of accuracy are not a result.",
+        f"({facts['n_ifeval']} IFEval prompts, {facts['n_mmlu']} MMLU questions) "
+        "a few points of accuracy are not a result.",
         "",
     ]
     text = "\n".join(intro + parts + ["## Provenance", "", provenance(ctx), ""])

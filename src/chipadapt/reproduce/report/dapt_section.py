@@ -169,7 +169,8 @@ def section(ctx: Context, eval_of: dict[str, str]) -> tuple[str, dict]:
     }
     text = [
         "Bits per byte (bpb) on held-out documents: for the corpus, documents the DAPT blend left out "
-        "(the same hash split in training and evaluation), mean over the six sources; for general text, WikiText-2 test. "
+        "(the same hash split in training and evaluation), mean over the six sources; "
+        "for general text, WikiText-2 test. "
         "IFEval and MMLU from the model-suite evaluations (section 6).",
         "",
         table(header, body),

@@ -214,16 +214,18 @@ def section(ctx: Context) -> tuple[str, dict]:
     text = [
         "Every merge is evaluated on the same suite as the models (section 6). Task arithmetic, TIES and DELLA take "
         "task vectors against `models.base`; the only common ancestor here is the instruct model itself, so the "
-        "instruct task vector is zero: task arithmetic is then exactly linear interpolation (not run again), and TIES and "
-        "DELLA reduce to adding the chip model's trimmed task vector to the instruct model, whatever lambda is: their "
+        "instruct task vector is zero: task arithmetic is then exactly linear interpolation (not run again), "
+        "and TIES and DELLA reduce to adding the chip model's trimmed task vector to the instruct model, "
+        "whatever lambda is: their "
         "disjoint mean divides each entry by the weight of the task vectors that agree on its sign, here the chip's "
         "alone, so lambda cancels. Their knobs are `merge.method.density` and `merge.method.scale`, not swept here. "
         "Normalised scores: each metric min-max scaled over every model in this section (1 = best seen).",
         "",
         *(
             [
-                f"Angle between chip and instruct weights over the {angle['tensors']} merged tensors: mean {angle['mean']:.2f} degrees, "
-                f"max {angle['max']:.2f} (from merge_diagnostics.csv); near zero, geodesic and linear interpolation nearly coincide.",
+                f"Angle between chip and instruct weights over the {angle['tensors']} merged tensors: "
+                f"mean {angle['mean']:.2f} degrees, max {angle['max']:.2f} (from merge_diagnostics.csv); "
+                "near zero, geodesic and linear interpolation nearly coincide.",
                 "",
             ]
             if angle

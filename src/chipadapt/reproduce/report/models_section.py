@@ -22,8 +22,9 @@ def section(ctx: Context) -> tuple[str, dict]:
     rows = [[f"{ctx.label(n)} ({ctx.link(n)})", *[get(ctx.results(n), k) for k, _ in COLUMNS]] for n in names]
     facts = {n: {k: get(ctx.results(n), k) for k, _ in COLUMNS} for n in names}
     lines = [
-        f"MMLU: {mmlu.get('questions', '–')} test questions ({mmlu.get('subjects', '–')} subjects), each choice scored by the "
-        "model's log-likelihood of its text (cloze; at 135M parameters the lettered format is at chance); chance is 0.25. "
+        f"MMLU: {mmlu.get('questions', '–')} test questions ({mmlu.get('subjects', '–')} subjects), "
+        "each choice scored by the model's log-likelihood of its text "
+        "(cloze; at 135M parameters the lettered format is at chance); chance is 0.25. "
         f"Domain bpb: held-out corpus documents; IFEval: {get(first, 'ifeval.prompts') or '–'} prompts.",
         "",
         table(["model", *[label for _, label in COLUMNS]], rows),

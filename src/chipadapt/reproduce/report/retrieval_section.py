@@ -42,9 +42,10 @@ def section(ctx: Context) -> tuple[str, dict]:
     ax.set_title(f"Retrieval on OpenROAD documentation ({results.get('passages')} passages)")
     ax.legend(fontsize=8)
 
+    train_note = ", ".join(f"{k} {v}" for k, v in train.items() if isinstance(v, (int, float))) if train else ""
     lines = [
         f"Encoder fine-tuned by {ctx.link('retriever')} on synthetic (query, passage) pairs with in-batch negatives"
-        f"{' (' + ', '.join(f'{k} {v}' for k, v in train.items() if isinstance(v, (int, float))) + ')' if train else ''}; "
+        f"{f' ({train_note})' if train else ''}; "
         f"scored by {ctx.link('retrieval_eval')} on the 43 hand-written questions:",
         "",
         table(["retriever", *COLUMNS], rows),

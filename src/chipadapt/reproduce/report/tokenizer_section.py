@@ -88,7 +88,8 @@ def section(ctx: Context) -> tuple[str, dict]:
     }
     text = [
         f"Built by {ctx.link('tokenizer')}: {report['new_tokens']:,} domain tokens added to the "
-        f"{report['vocab_size_before']:,}-token SmolLM2 vocabulary (embedding rows initialised from their sub-token means).",
+        f"{report['vocab_size_before']:,}-token SmolLM2 vocabulary "
+        "(embedding rows initialised from their sub-token means).",
         "",
         "On the corpus the tokens were chosen from:",
         "",

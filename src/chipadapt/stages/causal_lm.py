@@ -1,0 +1,74 @@
+"""`stage=dapt`, `stage=sft` and `stage=steerlm`: one causal-LM recipe. The stages differ only in
+their DataModule (packed documents, or conversations with the loss on answers and, for SteerLM,
+attributes in the prompt), which each stage's YAML names with all its arguments."""
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from chipadapt.batch_plan import batch_plan, describe_plan
+from chipadapt.io.atomic import atomic_directory
+from chipadapt.manifest import RunManifest
+from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
+from chipadapt.models.lora import merged_model
+from chipadapt.report import before_after_table, console
+from chipadapt.scaleout.save import full_model_state
+from chipadapt.stages.common import begin, check_seq_len, record_data_inputs, starting_model, train_module
+from chipadapt.tokenizer.report import reduction_table
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
+    begin(cfg)
+    folder = starting_model(cfg, manifest)
+    check_seq_len(cfg, folder)
+    plan = batch_plan(cfg.data, cfg.trainer)
+    record_data_inputs(cfg, manifest)
+
+    tokenizer = load_tokenizer(folder)
+    datamodule = instantiate(cfg.stage.datamodule)(tokenizer=tokenizer)
+    # Prepared here, before the model loads, so data errors surface in seconds and the plan prints.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    manifest.update("data", datamodule.stats)
+    console.print(datamodule.summary())
+    module = instantiate(cfg.stage.module)(model_folder=folder, val_split_names=datamodule.val_split_names)
+
+    steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
+    max_steps = int(cfg.trainer.get("max_steps") or -1)
+    steps = min(max_steps, steps_per_epoch) if max_steps > 0 else steps_per_epoch
+    summary = describe_plan(plan, steps, cfg.plan.tokens_per_s_per_gpu, cfg.plan.gpu)
+    log.info("%s", summary)
+    manifest.update("plan", {"text": summary, "steps": steps, "tokens": steps * plan.tokens_per_step})
+
+    def save(trainer) -> None:
+        full_state = full_model_state(trainer, module)  # FSDP: gathered on rank 0
+        if not trainer.is_global_zero:
+            return
+        if module.peft_cfg is not None and module.peft_cfg.get("r"):
+            with atomic_directory(out / "adapter", "train") as tmp:  # the adapters alone, loadable with peft
+                module.model.save_pretrained(tmp)
+        save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
+
+    trained = train_module(
+        cfg, out, manifest, module, datamodule, save, plan.accumulation, validate_before=cfg.stage.validate_before
+    )
+    throughput = trained.callbacks.get("throughput")
+    callback_metrics = trained.trainer.callback_metrics
+    metrics = {
+        "before": trained.before,
+        "after": trained.after,
+        "global_step": trained.trainer.global_step,
+        "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
+        "train_loss": float(callback_metrics["train/loss"]) if "train/loss" in callback_metrics else None,
+    }
+    manifest.update("metrics", metrics)
+    if trained.before:
+        console.print(before_after_table(trained.before, trained.after, cfg.stage.name))
+    if "tokenizer_report" in manifest.data["inputs"]:
+        console.print(reduction_table(manifest.data["inputs"]["tokenizer_report"]))
+    log.info("outputs in %s", out)
+    return metrics

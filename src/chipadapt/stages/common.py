@@ -1,0 +1,134 @@
+"""The one training path of every stage that trains: seed, trainer, resume, validation before and
+after, saving and the manifest. A stage's recipe builds its DataModule and module (from the YAML's
+`stage.datamodule` / `stage.module`) and hands them to `train_module`; nothing here names a module
+class."""
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from chipadapt import interrupts
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.checkpoints import check_checkpoint
+from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.manifest import RunManifest
+from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
+from chipadapt.models.hf_folder import context_length, resolve_model_folder
+from chipadapt.protocols import TrainingData, ValidatedModule
+from chipadapt.quiet import silence_known_noise
+
+log = logging.getLogger(__name__)
+
+
+def begin(cfg: DictConfig) -> None:
+    """Before anything random is built: one seed for Python, numpy and torch (workers included)."""
+    silence_known_noise()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+
+
+def starting_model(cfg: DictConfig, manifest: RunManifest) -> Path:
+    """The model folder a stage starts from: the configured model, through `tokenizer.adapt` (the
+    domain tokenizer's resized model when `tokenizer=augmented`), recorded by content."""
+    folder = instantiate(cfg.tokenizer.adapt)(resolve_model_folder(cfg.model))
+    report = folder / REPORT_NAME
+    if report.is_file():
+        manifest.update("inputs", {"tokenizer_report": json.loads(report.read_text())})
+    manifest.update("inputs", {"model_folder": str(folder), "model_files": fingerprint_folder(folder)})
+    manifest.add_input("model", folder)
+    return folder
+
+
+def check_seq_len(cfg: DictConfig, folder: Path) -> None:
+    """`data.seq_len` is the longest row the model sees in every stage (a packed DAPT row, an SFT row
+    of one or more conversations, a conversation the attribute model rates): within its context."""
+    context = context_length(folder)
+    if cfg.data.seq_len > context:
+        raise ChipadaptError(
+            f"data.seq_len={cfg.data.seq_len} exceeds the model's context of {context} tokens ({folder}/config.json)"
+        )
+
+
+def record_data_inputs(cfg: DictConfig, manifest: RunManifest) -> None:
+    """The data files by content: a changed corpus shows as a new fingerprint in the manifest."""
+    for section in ("sources", "val_sources"):
+        for name, source in (cfg.data.get(section) or {}).items():
+            if source and source.get("path"):
+                manifest.add_input(f"data.{section}.{name}", source.path)
+
+
+def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trainer, dict]:
+    """The Trainer of every training stage, and its callbacks by name. A group entry set to null
+    (callbacks.progress=null, logger.csv=null) switches that callback or logger off."""
+    callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        accumulate_grad_batches=accumulation,
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
+        callbacks=list(callbacks.values()),
+        default_root_dir=str(out),
+    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:  # the whole resolved config, not only the module's hyperparameters
+        logger.log_hyperparams(config)
+    return trainer, callbacks
+
+
+def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
+    """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
+    cannot be read (a crash while it was written, a damaged disk) is a one-line error."""
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if not cfg.resume or not ckpt.exists():
+        return None
+    if ckpt.is_file():
+        check_checkpoint(ckpt)
+    return str(ckpt)
+
+
+@dataclass
+class Trained:
+    trainer: L.Trainer
+    callbacks: dict
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+
+
+def train_module(
+    cfg: DictConfig,
+    out: Path,
+    manifest: RunManifest,
+    module: ValidatedModule,
+    datamodule: TrainingData,
+    save: Callable[[L.Trainer], None],
+    accumulation: int = 1,
+    validate_before: bool = False,
+) -> Trained:
+    """Fit `module` on `datamodule` (set up already) in the run folder, resuming from its last
+    checkpoint; validate before (a fresh run, when asked) and after; `save(trainer)` writes the
+    stage's output. SIGINT/SIGTERM are held until the optimizer step in flight completes (the
+    interrupt callback then writes last.ckpt and stops)."""
+    trainer, callbacks = build_trainer(cfg, out, accumulation)
+    result = Trained(trainer, callbacks)
+    resume_from = resume_checkpoint(cfg, out)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    elif validate_before:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        result.before = module.val_results
+        manifest.update("metrics", {"before": result.before})
+    with interrupts.deferred():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    # Fit validates at the end of its epoch; a run cut short by max_steps has not, so do it here.
+    if module.last_val_step != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    result.after = module.val_results
+    save(trainer)
+    return result

@@ -1,0 +1,146 @@
+"""Cross-encoder reranker: pair scorer from an encoder folder, listwise training, reranking a candidate list."""
+
+import pytest
+import torch
+from conftest import write_jsonl
+from omegaconf import OmegaConf
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.retrieval.passages import Passage
+
+TOPICS = {
+    "router": "the global router assigns nets to routing regions and reports congestion",
+    "cts": "clock tree synthesis inserts buffers so the clock reaches every flop with low skew",
+    "pdn": "the power grid is built from straps and rings on the top metal layers",
+    "dpl": "detailed placement legalises cells into rows after global placement",
+}
+QUERIES = {
+    "router": "which step assigns nets to routing regions",
+    "cts": "how are clock buffers inserted for low skew",
+    "pdn": "how is the power grid built from straps",
+    "dpl": "what legalises cells into rows",
+}
+OPTIM = OmegaConf.create(
+    {
+        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.0},
+        "scheduler": None,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer random BERT encoder folder (no scoring head) with a word-level vocabulary of the test texts."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = sorted({w for text in [*TOPICS.values(), *QUERIES.values()] for w in text.split()})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=5 + len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,  # a deterministic toy: the test checks what training learns
+        attention_probs_dropout_prob=0.0,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def groups() -> list[dict]:
+    return [
+        {
+            "query_id": f"q{i}",
+            "query": QUERIES[name],
+            "style": "question",
+            "positive_passages": [{"docid": name, "text": TOPICS[name]}],
+            "negative_passages": [{"docid": o, "text": TOPICS[o]} for o in TOPICS if o != name],
+        }
+        for i, name in enumerate(TOPICS)
+    ]
+
+
+def test_scorer_starts_from_an_encoder_with_only_a_new_head_and_refuses_a_headless_reranker(tiny_bert):
+    from chipadapt.retrieval.pair_scorer import PairScorer
+
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    scores = scorer.score(["a query"] * 2, [TOPICS["router"], TOPICS["cts"]], batch_size=2)
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    with pytest.raises(ChipadaptError, match="lacks trained weights for classifier"):
+        PairScorer(str(tiny_bert), None, 64, from_encoder=False)
+
+
+def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert, tmp_path):
+    import lightning as L
+
+    from chipadapt.modules.cross_encoder import CrossEncoderModule
+    from chipadapt.retrieval.pair_scorer import PairScorer
+    from chipadapt.retrieval.rerank import RerankedRetriever, Reranker
+    from chipadapt.retrieval.reranker_datamodule import RerankerDataModule
+    from chipadapt.retrieval.retrievers import BM25Retriever
+
+    torch.manual_seed(0)
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    train_file = write_jsonl(tmp_path / "train.jsonl", groups())
+    dm = RerankerDataModule(str(train_file), 0.0, None, scorer, n_passages=4, batch_size=4, seed=0)
+    module = CrossEncoderModule(scorer, 4, OPTIM)
+    batch = dm.collate([dm.train_set[i] for i in range(4)])
+    with torch.no_grad():
+        first = float(torch.nn.functional.cross_entropy(module(batch), torch.zeros(4, dtype=torch.long)))
+    trainer = L.Trainer(
+        max_steps=150,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, dm)
+    with torch.no_grad():
+        last = float(torch.nn.functional.cross_entropy(module(batch), torch.zeros(4, dtype=torch.long)))
+    assert last < first * 0.5
+
+    scorer.save(tmp_path / "reranker")
+    reranker = Reranker(str(tmp_path / "reranker"), None, top_k=4, batch_size=8, max_tokens=64, device="cpu")
+    passages = [Passage(name, text, "d") for name, text in TOPICS.items()]
+    # A first stage that ranks the positive last: only the reranker can put it first.
+    first_stage = BM25Retriever(k1=1.5, b=0.75, stemmer=None, stopwords=None)
+    retriever = RerankedRetriever(first_stage, reranker)
+    retriever.index(passages)
+    reciprocal_ranks = []
+    for name, query in QUERIES.items():
+        wrong_order = [(o, 1.0) for o in TOPICS if o != name] + [(name, 0.0)]
+        reranked = reranker.rerank(query, wrong_order, retriever.texts)
+        assert sorted(p for p, _ in reranked) == sorted(TOPICS)
+        reciprocal_ranks.append(1 / (1 + [p for p, _ in reranked].index(name)))
+    # The first stage's MRR is 0.25 (every positive last); the reranker lifts most positives to the top.
+    assert sum(reciprocal_ranks) / len(reciprocal_ranks) >= 0.75, reciprocal_ranks
+    hits = retriever.search(list(QUERIES.values()), k=2)
+    assert all(1 <= len(row) <= 2 for row in hits)
+    assert reranker.seconds > 0
+
+
+def test_reranker_data_holds_out_by_query_id_filters_styles_and_names_bad_settings(tiny_bert, tmp_path):
+    from chipadapt.retrieval.pair_scorer import PairScorer
+    from chipadapt.retrieval.reranker_datamodule import RerankerDataModule
+    from chipadapt.retrieval.training_data import split_groups
+
+    many = [dict(g, query_id=f"q{i}", style="flag" if i % 2 else "keyword") for i, g in enumerate(groups() * 25)]
+    train, val = split_groups(many, 0.2)
+    again = split_groups(list(reversed(many)), 0.2)
+    assert {g["query_id"] for g in val} == {g["query_id"] for g in again[1]} and 0 < len(val) < len(many)
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    path = write_jsonl(tmp_path / "t.jsonl", groups())
+    styled = write_jsonl(tmp_path / "styled.jsonl", many)
+    flags = RerankerDataModule(str(styled), 0.0, ["flag"], scorer, n_passages=2, batch_size=2, seed=0)
+    assert {g["style"] for g in flags.train_set.groups} == {"flag"}
+    with pytest.raises(ChipadaptError, match="n_passages=1"):
+        RerankerDataModule(str(path), 0.0, None, scorer, n_passages=1, batch_size=2, seed=0)
+    with pytest.raises(ChipadaptError, match="no training groups"):
+        RerankerDataModule(str(path), 0.0, ["error"], scorer, n_passages=2, batch_size=2, seed=0)
