@@ -1,7 +1,8 @@
 """Evaluation speed: chipadapt's engines against lm-eval 0.4.13's HF backend and the CPU's FLOP limit.
 
   flock /tmp/chipadapt-heavy.lock python benchmarks/eval_speed.py [--model FOLDER] [--mmlu-per-subject 2]
-        [--ifeval 24] [--ifeval-tokens 256] [--gen-tokens 48] [--batches 1,8,32]
+        [--ifeval 24] [--ifeval-tokens 256] [--gen-tokens 48] [--batches 1,8,32,64]
+        [--parts decoding,mmlu,ifeval]
 
 Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, same process:
 1. MMLU with `preset=lm_eval` (letters, and cloze on one question per subject; zero-shot) against lm-eval
@@ -10,8 +11,9 @@ Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, sam
 2. IFEval prompts through the chat template, greedy, `--ifeval-tokens` new tokens at most, against
    lm-eval's `generate_until`: CPU-seconds, prompts/s, identical answers.
 3. Greedy decoding tokens/s at each batch size (every row runs `--gen-tokens` tokens) against Hugging
-   Face's `generate` with a static cache, and against the FLOP limit: 2 x parameters FLOPs per token
-   at the fp32 matrix-multiply rate measured here first.
+   Face's `generate` with a static cache, and against two limits measured here first: the FLOP limit
+   (2 x parameters FLOPs per token at the fp32 matrix-multiply rate) and the memory limit (each step
+   reads every weight once and every row's cached keys and values, at the measured read bandwidth).
 Every ratio is against a reference measured in this run. Needs `pip install -e '.[dev]'` (lm-eval).
 """
 
@@ -48,6 +50,13 @@ def matmul_gflops() -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(5))
     return 2 * 2048**3 / best / 1e9
+
+
+def read_bandwidth() -> float:
+    """GB/s at which this machine streams a 512 MB tensor from memory (best of 3): the memory limit's reference."""
+    big = torch.ones(128 * 1024 * 1024)
+    big.sum()
+    return big.numel() * 4 / min(_timed(big.sum) for _ in range(3)) / 1e9
 
 
 def _timed(fn) -> float:
@@ -153,12 +162,22 @@ def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
     )
 
 
-def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: float) -> None:
+def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: float, bandwidth: float) -> None:
     from chipadapt.models.generate import greedy_generate
 
     params = sum(p.numel() for p in model.parameters())
     limit = peak * 1e9 / (2 * params)
+    config = model.config
+    kv_heads = config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    # Bytes of keys and values one row reads per layer and column, all layers: what each step streams per row.
+    column_bytes = 2 * config.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
+    weight_bytes = params * model.dtype.itemsize
     prompts = [json.loads(line)["prompt"] for line in (SHARED / "ifeval" / "input_data.jsonl").read_text().splitlines()]
+    print(
+        f"decoding limits: weights {weight_bytes / 1e6:.0f} MB and {column_bytes / 1e3:.0f} kB of cache per row and "
+        f"column read each step at {bandwidth:.1f} GB/s; {2 * params / 1e6:.0f} MFLOP a token at {peak:.0f} GFLOP/s"
+    )
     for batch in batches:
         chats = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
@@ -179,10 +198,16 @@ def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: 
                 pad_token_id=tokenizer.pad_token_id,
             )
         rate, hf_rate = batch * new_tokens / ours.wall, batch * new_tokens / hf.wall
+        # Rows share one write column, so each step reads the longest prompt's columns plus the answer so far.
+        window = max(len(i) for i in ids) + (new_tokens - 1) / 2
+        step_bytes = weight_bytes + batch * window * column_bytes
+        memory_limit = batch / (step_bytes / (bandwidth * 1e9))
         print(
-            f"greedy batch {batch:>2}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
-            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s) | "
-            f"HF generate static {hf_rate:6.0f} tok/s | ratio {rate / hf_rate:.2f}x"
+            f"greedy batch {batch:>3}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
+            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s; {step_bytes / 1e6:.0f} MB a step: "
+            f"memory limit {memory_limit:.0f} tok/s, {rate / memory_limit:.2f} of it; both limits as one sum "
+            f"{1 / (1 / limit + 1 / memory_limit):.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | "
+            f"ratio {rate / hf_rate:.2f}x"
         )
 
 
@@ -193,7 +218,8 @@ def main() -> None:
     parser.add_argument("--ifeval", type=int, default=24)
     parser.add_argument("--ifeval-tokens", type=int, default=256)
     parser.add_argument("--gen-tokens", type=int, default=48)
-    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--parts", default="decoding,mmlu,ifeval", help="which comparisons to run, comma-separated")
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"eval_speed: {SHARED} is absent (set CHIPADAPT_SHARED_DATA)")
@@ -203,18 +229,24 @@ def main() -> None:
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 
     folder = args.model or default_model()
-    peak = matmul_gflops()
-    print(f"model {folder.name}, {torch.get_num_threads()} threads, fp32 matmul {peak:.0f} GFLOP/s")
+    peak, bandwidth = matmul_gflops(), read_bandwidth()
+    print(
+        f"model {folder.name}, {torch.get_num_threads()} threads, fp32 matmul {peak:.0f} GFLOP/s, "
+        f"memory read {bandwidth:.1f} GB/s"
+    )
     model, tokenizer = load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder)
     lm = HFLM(pretrained=str(folder), device="cpu", batch_size=8, dtype="float32")
     warm_up(model, tokenizer, lm)
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_mmlu(model, tokenizer, lm, args.mmlu_per_subject, Path(tmp), "letters", peak)
-        bench_mmlu(
-            model, tokenizer, lm, 1, Path(tmp), "cloze", peak
-        )  # 4 multi-token choices a question: the shared context pays
-    bench_ifeval(model, tokenizer, lm, args.ifeval, args.ifeval_tokens)
-    bench_decoding(model, tokenizer, [int(b) for b in args.batches.split(",")], args.gen_tokens, peak)
+    parts = set(args.parts.split(","))
+    if "decoding" in parts:
+        bench_decoding(model, tokenizer, [int(b) for b in args.batches.split(",")], args.gen_tokens, peak, bandwidth)
+    if "mmlu" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_mmlu(model, tokenizer, lm, args.mmlu_per_subject, Path(tmp), "letters", peak)
+            # 4 multi-token choices a question: the shared context pays.
+            bench_mmlu(model, tokenizer, lm, 1, Path(tmp), "cloze", peak)
+    if "ifeval" in parts:
+        bench_ifeval(model, tokenizer, lm, args.ifeval, args.ifeval_tokens)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,38 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
     assert all(1 <= len(row) <= 2 for row in hits)
     assert reranker.seconds > 0
 
+    # eval=retrieval reports the reranked first stage beside it, with the milliseconds it adds.
+    from chipadapt.eval.tasks.retrieval import RetrievalTask
+    from chipadapt.retrieval.passages import write_passages
+
+    write_passages(passages, tmp_path / "passages.jsonl")
+    queries = [{"id": name, "query": q, "positive_ids": [name], "split": "test"} for name, q in QUERIES.items()]
+    task = RetrievalTask(
+        passages=str(tmp_path / "passages.jsonl"),
+        build=None,
+        queries=str(write_jsonl(tmp_path / "queries.jsonl", queries)),
+        split="test",
+        encoders=OmegaConf.create({}),
+        dense=OmegaConf.create({}),
+        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None}),
+        hybrid=None,
+        fusion=None,
+        ks=[1, 4],
+        mrr_k=10,
+        limit=None,
+        index_dir=None,
+        misses_file=None,
+        misses_k=1,
+        reranker=OmegaConf.create(
+            {"path": str(tmp_path / "reranker"), "top_k": 4, "apply_to": ["bm25"], "batch_size": 8, "max_tokens": 64}
+        ),
+    )
+    results = task.run()
+    assert set(results) >= {"bm25", "bm25+rerank"} and results["bm25+rerank"]["rerank_ms_per_query"] > 0
+    assert results["bm25+rerank"]["hit@4"] == results["bm25"]["hit@4"]  # reranking the top 4 keeps the same 4
+    assert results["bm25+rerank"]["mrr@10"] >= 0.75
+    assert all("bm25+rerank" in item["prediction"] for item in task.items)
+
 
 def test_reranker_data_holds_out_by_query_id_filters_styles_and_names_bad_settings(tiny_bert, tmp_path):
     from chipadapt.retrieval.pair_scorer import PairScorer

@@ -122,7 +122,13 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
 
 def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmented_model(tmp_path):
     run = tmp_path / "tok"
-    overrides = ["model=tiny", "tokenizer.adapt.min_savings=2", "tokenizer.adapt.domain_vocab_size=1000"]
+    overrides = [
+        "model=tiny",
+        "tokenizer.adapt.min_savings=2",
+        "tokenizer.adapt.domain_vocab_size=1000",
+        "tokenizer.adapt.init.warmup.steps=4",  # the default warm-up, shortened: the test checks the plumbing
+        "tokenizer.adapt.starting_bpb.warmup_steps=[2]",
+    ]
     metrics = train(compose(["stage=tokenizer", *overrides], run))
     report = json.loads((run / "tokenizer_report.json").read_text())
     for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
@@ -157,6 +163,17 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     assert manifest["inputs"]["tokenizer_report"]["untied_embeddings"] is True
     trained = AutoModelForCausalLM.from_pretrained(dapt / "model")
     assert trained.get_input_embeddings().weight.shape[0] == report["embedding_rows"]
+
+
+def test_new_row_warmup_is_on_by_default_and_off_for_the_small_corpus(tmp_path):
+    from hydra.utils import instantiate
+
+    from chipadapt.tokenizer.warmup import EmbeddingWarmup
+
+    for choice, on in (("augmented", True), ("augmented_small", False)):
+        adapt = instantiate(compose([f"tokenizer={choice}"], tmp_path).tokenizer.adapt)
+        assert isinstance(adapt.warmup, EmbeddingWarmup) is on
+        assert ("warmup" in adapt.settings["init"]) is on  # in the cache key only when on
 
 
 @pytest.mark.slow

@@ -225,7 +225,7 @@ def test_warmup_of_the_new_rows_lowers_starting_bpb_and_leaves_every_base_weight
     # Documents held out by hash: the warm-up trains on the others, the starting bpb scores these.
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
     starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[10])
-    warmup = EmbeddingWarmup(steps=40, lr=1e-2, seq_len=64, batch_size=4, general_fraction=0.0, held_out=0.3, seed=0)
+    warmup = EmbeddingWarmup(steps=40, lr=3e-3, seq_len=64, batch_size=4, general_fraction=0.0, held_out=0.3, seed=0)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, warmup=warmup, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     outputs = report["starting_bpb"]["outputs"]

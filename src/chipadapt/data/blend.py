@@ -24,6 +24,13 @@ class BlendRow:
     share: float = 0.0  # of all blended tokens
 
 
+def copies(multiplier: float, examples: int) -> tuple[int, int]:
+    """How a source with `examples` training examples enters the blend at `weight * epochs`: whole
+    copies for the integer part, plus a seeded random subset of this many examples for the fraction."""
+    whole = int(np.floor(multiplier))
+    return whole, int(round((multiplier - whole) * examples))
+
+
 def blend_order(
     sources: list[tuple[str, TokenizedSource, np.ndarray, float]], seed: int
 ) -> tuple[np.ndarray, list[BlendRow]]:
@@ -31,11 +38,9 @@ def blend_order(
     rng = np.random.default_rng(seed)
     parts, rows = [], []
     for src_index, (name, tok, train_idx, multiplier) in enumerate(sources):
-        whole = int(np.floor(multiplier))
-        fraction = multiplier - whole
+        whole, count = copies(multiplier, len(train_idx))
         picked = [train_idx] * whole
-        if fraction > 0 and len(train_idx):
-            count = int(round(fraction * len(train_idx)))
+        if multiplier > whole and len(train_idx):
             picked.append(rng.choice(train_idx, size=count, replace=False))
         docs = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
         parts.append(np.stack([np.full(len(docs), src_index), docs], axis=1))

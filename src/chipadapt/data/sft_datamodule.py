@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
+from chipadapt.data.blend import copies
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
 from chipadapt.data.conversations import Conversation, read_conversations
 from chipadapt.data.holdout import held_out
@@ -62,8 +63,8 @@ class SFTDataModule(TrainingDataModule):
             train_convs = [c for c in convs if not (self.cfg.val_fraction and held_out(c.id, self.cfg.val_fraction))]
             encoded = [e for e in map(self.encode, train_convs) if e]
             times = spec.get("weight", 1.0) * spec.get("epochs", 1.0)
-            whole, frac = int(times), times - int(times)
-            blended = encoded * whole + rng.sample(encoded, round(frac * len(encoded)))
+            whole, extra = copies(times, len(encoded))
+            blended = encoded * whole + rng.sample(encoded, extra)
             train += blended
             if val_convs:
                 val[name] = [e for e in map(self.encode, val_convs[: self.cfg.val_max_conversations]) if e]

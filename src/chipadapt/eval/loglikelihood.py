@@ -21,17 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.models.text_generation import encode
 
 # Longer rows waste quadratic attention work under the block mask (it is computed dense); shorter
 # rows give the matrix multiplications too few rows to run at full speed on a CPU.
 ROW_TOKENS = 512
-
-
-def encode(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
-    # lm-eval never adds a BOS in front of text that already starts with it.
-    if add_special_tokens and tokenizer.bos_token and text.startswith(tokenizer.bos_token):
-        add_special_tokens = False
-    return tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
 
 def encode_pair(tokenizer, context: str, continuation: str, add_special_tokens: bool) -> tuple[list[int], list[int]]:

@@ -14,14 +14,9 @@ custom 4D mask and writes through `past_key_values.update` (Llama, Mistral, Qwen
 `supports_slot_decoding` says when, and callers fall back to `model.generate` otherwise.
 """
 
-import os
-from contextlib import contextmanager
-
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache
-
-FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
 
 def supports_slot_decoding(model) -> bool:
@@ -76,25 +71,7 @@ class SlotCache(Cache):
         self.low -= by
 
 
-@contextmanager
-def grouped_heads_in_sdpa(device: torch.device):
-    """With a mask, transformers copies each key/value head to all its query heads before SDPA (repeat_kv):
-    per decoding step that is the whole cache again, several times. On a CPU torch's SDPA takes the
-    grouped heads itself (`enable_gqa`); transformers reads this switch at each call."""
-    if device.type != "cpu":
-        yield
-        return
-    old = os.environ.get(FORCE_GQA)
-    os.environ[FORCE_GQA] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(FORCE_GQA, None)
-        else:
-            os.environ[FORCE_GQA] = old
-
-
+@torch.no_grad()
 def greedy_generate(
     model,
     prompts: list[list[int]],
@@ -104,13 +81,14 @@ def greedy_generate(
     pad_id: int,
     progress: str | None = None,
 ) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`."""
-    with grouped_heads_in_sdpa(model.device):
-        return _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_id, progress)
+    """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`.
 
-
-@torch.no_grad()
-def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_id, progress):
+    On a CPU a decoding step reads every weight once whatever the batch, so wide batches (64-128 rows)
+    share that read; the matrix multiplications are then about half of a step, the rest being the
+    per-layer small operations and attention over the cache (experiments/LOG.md, issue 24 speed).
+    transformers' own SDPA path for one query token runs the grouped query heads against the shared
+    key/value heads without copying them (`pack_gqa`): forcing SDPA's `enable_gqa` instead measured no
+    faster in a whole step, and slower in attention alone."""
     outputs: list[list[int]] = [[] for _ in prompts]
     if not prompts or max_new_tokens <= 0:
         return outputs
@@ -132,9 +110,9 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
     bar = tqdm(total=len(prompts), desc=progress, unit="item", disable=progress is None, mininterval=2)
     generated = [0]  # tokens kept, for the progress bar
 
-    def accept(slot: int) -> None:
+    def accept(slot: int, token: int) -> None:
         """Keep the token just chosen for a row, or end the row (stop token, or the answer is full)."""
-        i, token = owner[slot], int(next_token[slot])
+        i = owner[slot]
         if token not in stop_ids:
             outputs[i].append(token)
             generated[0] += 1
@@ -186,7 +164,7 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
             owner[slot], start[slot] = i, cache.end - len(prompts[i])
             position[slot] = len(prompts[i])
             next_token[slot] = first[r]
-            accept(slot)
+            accept(slot, int(first[r]))
 
     fill(list(range(rows)))
     while True:
@@ -231,8 +209,8 @@ def _greedy_generate(model, prompts, max_new_tokens, batch_size, stop_ids, pad_i
         cache.end += 1
         position[:n] += 1
         next_token[:n] = logits.argmax(-1)
-        for slot in range(n):
+        for slot, token in enumerate(next_token[:n].tolist()):
             if owner[slot] >= 0:
-                accept(slot)
+                accept(slot, token)
     bar.close()
     return outputs

@@ -12,11 +12,11 @@ import torch.distributed as dist
 from tevatron.loss import DistributedContrastiveLoss, SimpleContrastiveLoss
 
 from chipadapt.modules.optim import optimizers_for
-from chipadapt.retrieval.encoder import TextEncoder
 
 
 class BiEncoderModule(L.LightningModule):
-    def __init__(self, encoder: TextEncoder, n_passages: int, temperature: float, optim):
+    def __init__(self, encoder: torch.nn.Module, n_passages: int, temperature: float, optim):
+        """`encoder`: a retrieval.encoder.TextEncoder (query/passage batches -> normalised embeddings)."""
         super().__init__()
         self.encoder, self.n_passages, self.temperature, self.optim = encoder, n_passages, temperature, optim
         self.val_results: dict[str, float] = {}

@@ -10,11 +10,11 @@ import lightning as L
 import torch
 
 from chipadapt.modules.optim import optimizers_for
-from chipadapt.retrieval.pair_scorer import PairScorer
 
 
 class CrossEncoderModule(L.LightningModule):
-    def __init__(self, scorer: PairScorer, n_passages: int, optim):
+    def __init__(self, scorer: torch.nn.Module, n_passages: int, optim):
+        """`scorer`: a retrieval.pair_scorer.PairScorer (tokenised query/passage pairs -> one score each)."""
         super().__init__()
         self.scorer, self.n_passages, self.optim = scorer, n_passages, optim
         scorer.train()  # from_pretrained hands the model over in eval mode (dropout off)

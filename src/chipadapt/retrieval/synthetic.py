@@ -19,7 +19,7 @@ import torch
 from rich.progress import track
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.scoring import generate
+from chipadapt.models.text_generation import generate
 from chipadapt.retrieval.passage_structure import document_structures
 from chipadapt.retrieval.passages import Passage
 from chipadapt.retrieval.query_styles import (

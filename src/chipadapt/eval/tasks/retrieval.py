@@ -13,6 +13,7 @@ import time
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.retrieval.build import load_passages, make_retrievers
@@ -44,13 +45,17 @@ class RetrievalTask(TaskBase):
         index_dir: str | None,
         misses_file: str | None,
         misses_k: int,
+        reranker: DictConfig | None = None,
     ):
+        """`reranker`: a cross-encoder (stage=reranker's DIR/model) re-scoring the top `top_k` of each
+        first stage in `apply_to`, reported as `<name>+rerank` with the milliseconds it adds."""
         plain = lambda c: OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c  # noqa: E731
         self.passages_path, self.build, self.queries_path, self.split = passages, plain(build), queries, split
         self.encoders, self.dense, self.bm25, self.hybrid = plain(encoders), plain(dense), plain(bm25), plain(hybrid)
         self.fusion = plain(fusion)
         self.ks, self.mrr_k, self.limit = list(ks), mrr_k, limit
         self.index_dir, self.misses_file, self.misses_k = index_dir, misses_file, misses_k
+        self.reranker = plain(reranker) if reranker and reranker.get("path") else None
 
     def _choose_fusion(self, hybrid, all_queries) -> dict:
         """Fuse the hybrid's parts as chosen on the tuning split (and say how it was chosen)."""
@@ -96,13 +101,15 @@ class RetrievalTask(TaskBase):
             }
             for q in queries
         ]
-        for name, retriever in retrievers.items():
+        for name, retriever in [*retrievers.items(), *self._reranked(retrievers)]:
             start = time.perf_counter()
             retriever.index(passages)
             index_s = time.perf_counter() - start
             fusion_choice = None
             if name == "hybrid" and self.fusion and self.fusion.get("tune_on"):
                 fusion_choice = self._choose_fusion(retriever, all_queries)
+            if hasattr(retriever, "reranker"):
+                retriever.reranker.seconds = 0.0
             start = time.perf_counter()
             hits = retriever.search([q.query for q in queries], max([*self.ks, self.mrr_k]))
             search_s = time.perf_counter() - start
@@ -116,6 +123,8 @@ class RetrievalTask(TaskBase):
             if not getattr(retriever, "reuses_parts", False):  # a hybrid searches its parts' indexes
                 metrics["passages_per_s"] = round(len(passages) / max(index_s, 1e-9), 1)
             metrics["ms_per_query"] = round(1000 * search_s / len(queries), 2)
+            if hasattr(retriever, "reranker"):  # the part of ms_per_query the cross-encoder adds
+                metrics["rerank_ms_per_query"] = round(1000 * retriever.reranker.seconds / len(queries), 2)
             by_type = self._by_type(name)
             if by_type:
                 metrics["by_type"] = by_type
@@ -132,8 +141,23 @@ class RetrievalTask(TaskBase):
         results["split"] = self.split
         if self.misses_file:
             by_id = {p.id: p for p in passages}
-            write_misses(self.misses_file, self.items, list(retrievers), by_id, self.misses_k)
+            names = list(self.items[0]["prediction"]) if self.items else list(retrievers)
+            write_misses(self.misses_file, self.items, names, by_id, self.misses_k)
         return results
+
+    def _reranked(self, retrievers: dict) -> list[tuple[str, object]]:
+        """(`<name>+rerank`, the first stage followed by the cross-encoder) for each stage in `apply_to`;
+        they run after their first stages, whose indexes (and hybrid fusion choice) they reuse."""
+        if not self.reranker:
+            return []
+        from chipadapt.retrieval.rerank import RerankedRetriever, Reranker
+
+        r = self.reranker
+        unknown = [name for name in r["apply_to"] if name not in retrievers]
+        if unknown:
+            raise ChipadaptError(f"eval.retrieval.reranker.apply_to: {unknown[0]!r} is not one of {list(retrievers)}")
+        reranker = Reranker(r["path"], None, r["top_k"], r["batch_size"], r["max_tokens"])
+        return [(f"{name}+rerank", RerankedRetriever(retrievers[name], reranker)) for name in r["apply_to"]]
 
     def _by_type(self, name: str) -> dict:
         """The retriever's figures over each question type's items (with their intervals)."""

@@ -1,0 +1,71 @@
+"""Text in, text out: prompts (through the chat template when asked) to completions, greedy with
+refilled rows (models/generate.py) where the model allows it, else `model.generate`. Used by the
+evaluation tasks and by anything else that generates (synthetic retrieval data)."""
+
+import torch
+
+from chipadapt.models.generate import greedy_generate, supports_slot_decoding
+
+
+def encode(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
+    # lm-eval never adds a BOS in front of text that already starts with it.
+    if add_special_tokens and tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+        add_special_tokens = False
+    return tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    chat: bool,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    add_special_tokens: bool = False,
+    progress: str | None = None,
+) -> list[str]:
+    """Completions (greedy at temperature 0, sampled above); prompts go through the model's chat
+    template when `chat`. Greedy decoding refills finished rows (models/generate.py) where the model
+    allows it; `add_special_tokens` as lm-eval's HF backend (the tokenizer's BOS unless the prompt starts with it)."""
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
+    tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the prompt
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not prompts:
+        return []
+    if chat and tokenizer.chat_template:
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    if temperature <= 0 and supports_slot_decoding(model):
+        ids = [encode(tokenizer, p, add_special_tokens) for p in prompts]
+        stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        if model.generation_config is not None and model.generation_config.eos_token_id is not None:
+            eos = model.generation_config.eos_token_id
+            stop |= set(eos if isinstance(eos, list) else [eos])
+        answers = greedy_generate(model, ids, max_new_tokens, batch_size, stop, tokenizer.pad_token_id, progress)
+        return [tokenizer.decode(a, skip_special_tokens=True) for a in answers]
+    # Batches of prompts of similar length: less left padding to run through every decoding step.
+    # Answers go back in the caller's order.
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    outputs: list[str | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        encoded = tokenizer(
+            [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(model.device)
+        generated = model.generate(
+            **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+        )
+        for i, text in zip(
+            index, tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)
+        ):
+            outputs[i] = text
+    return outputs
