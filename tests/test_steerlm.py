@@ -72,6 +72,20 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     assert funny != plain
     assert funny.startswith("It is a banana") and plain.startswith("It is a RISC")
 
+    # Bootstrap samples in left-padded batches, also with a tokenizer that has no pad token (Llama-2):
+    # greedy replies equal the one-at-a-time ones, and the tokenizer is left as it was.
+    from chipadapt.steerlm.generate import sample_with_attributes
+
+    tok.pad_token, side = None, tok.padding_side
+    longer = [{"role": "user", "content": "Describe the chip in more words, please, and its pipeline."}]
+    settings = [{"humor": 4, "quality": 4}, {"humor": 0, "quality": 4}]
+    batched = sample_with_attributes(model, tok, template, [ask, longer], settings, ["quality", "humor"], 1, 12, 0.0, 4)
+    single = [
+        [generate_with_attributes(model, tok, template, m, s, ["quality", "humor"], 12) for s in settings]
+        for m in (ask, longer)
+    ]
+    assert batched == single and tok.pad_token is None and tok.padding_side == side
+
 
 @pytest.mark.integration
 def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides):

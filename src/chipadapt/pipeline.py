@@ -8,9 +8,11 @@ from omegaconf import DictConfig
 
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
+from chipadapt.quiet import silence_known_noise
 
 
 def train(cfg: DictConfig) -> dict:
+    silence_known_noise()  # before the output checks and the loggers start
     out = Path(cfg.paths.output_dir)
     # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
     # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.

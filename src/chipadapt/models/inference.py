@@ -28,6 +28,9 @@ class InferenceModel:
 def load_for_inference(
     folder: Path, dtype: str, attn_implementation: str, device: str = "auto", key: str = "model.path"
 ) -> InferenceModel:
+    if attn_implementation == "auto" and dtype not in ("bfloat16", "float16"):
+        # flash-attention takes half precision only; training gets there by autocast, inference does not.
+        attn_implementation = "sdpa"
     model = load_causal_lm(Path(folder), dtype, attn_implementation, key).to(inference_device(device)).eval()
     return InferenceModel(model, load_tokenizer(Path(folder), key), Path(folder))
 

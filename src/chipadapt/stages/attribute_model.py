@@ -35,7 +35,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         manifest,
         module,
         datamodule,
-        save=lambda trainer: save_hf_folder(module.model, tokenizer, out / "model"),
+        save=lambda trainer: trainer.is_global_zero and save_hf_folder(module.model, tokenizer, out / "model"),
         accumulation=batch_plan(cfg.data, cfg.trainer).accumulation,
     )
     table = Table(title="Attribute model on held-out conversations (baseline: each attribute's training mean)")

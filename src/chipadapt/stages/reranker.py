@@ -16,10 +16,18 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     scorer = instantiate(cfg.stage.scorer)
     datamodule = instantiate(cfg.stage.datamodule)(scorer=scorer)
     manifest.update("data", datamodule.stats)
-    for i, path in enumerate([cfg.reranker.train_file] if isinstance(cfg.reranker.train_file, str) else []):
+    files = cfg.reranker.train_file
+    for i, path in enumerate([files] if isinstance(files, str) else list(files)):
         manifest.add_input(f"reranker.train_file.{i}", path)
     module = instantiate(cfg.stage.module)(scorer=scorer)
-    trained = train_module(cfg, out, manifest, module, datamodule, save=lambda trainer: scorer.save(out / "model"))
+    trained = train_module(
+        cfg,
+        out,
+        manifest,
+        module,
+        datamodule,
+        save=lambda trainer: trainer.is_global_zero and scorer.save(out / "model"),
+    )
     metrics = {"global_step": trained.trainer.global_step, "val": trained.after}
     manifest.update("metrics", metrics)
     return metrics

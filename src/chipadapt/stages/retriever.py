@@ -68,7 +68,14 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     encoder.model.train()
     datamodule = instantiate(cfg.stage.datamodule)(train_groups=train_groups, val_groups=heldout, encoder=encoder)
     module = instantiate(cfg.stage.module)(encoder=encoder)
-    trained = train_module(cfg, out, manifest, module, datamodule, save=lambda trainer: encoder.save(out / "model"))
+    trained = train_module(
+        cfg,
+        out,
+        manifest,
+        module,
+        datamodule,
+        save=lambda trainer: trainer.is_global_zero and encoder.save(out / "model"),
+    )
 
     metrics = {"global_step": trained.trainer.global_step, "val": trained.after}
     query_sets = {"synthetic_heldout": held_queries} if held_queries else {}

@@ -49,6 +49,9 @@ def sample_with_attributes(
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     pad = pad_token_id(tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens follow every prompt's end
+    pad_token = tokenizer.pad_token
+    if pad_token is None:  # Llama-2 and others ship none; padded positions are masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
     out = [[] for _ in prompts]
     try:
         for start in range(0, len(jobs), batch_size):
@@ -61,5 +64,5 @@ def sample_with_attributes(
             for (pi, _), row in zip(chunk, generated):
                 out[pi].append(tokenizer.decode(row[width:], skip_special_tokens=True))
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.pad_token = side, pad_token
     return out
