@@ -101,7 +101,10 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
         enable_model_summary=False,
         limit_val_batches=0,
     )
+    bias = scorer.model.classifier.bias.detach().clone()
     trainer.fit(module, dm)
+    # The listwise loss is blind to a shared offset: the head's bias is frozen, not walked by noise.
+    assert torch.equal(scorer.model.classifier.bias, bias)
     with torch.no_grad():
         last = float(torch.nn.functional.cross_entropy(module(batch), torch.zeros(4, dtype=torch.long)))
     assert last < first * 0.5

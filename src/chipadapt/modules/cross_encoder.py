@@ -18,6 +18,12 @@ class CrossEncoderModule(L.LightningModule):
         super().__init__()
         self.scorer, self.n_passages, self.optim = scorer, n_passages, optim
         scorer.train()  # from_pretrained hands the model over in eval mode (dropout off)
+        # The listwise loss does not change when every candidate's score moves by the same amount, so
+        # the one-output head's bias has no true gradient: what it gets is float noise, which Adam
+        # would scale up into a random walk (and which differs between otherwise identical runs).
+        for name, param in scorer.named_parameters():
+            if name.endswith("bias") and param.numel() == 1 and "classifier" in name:
+                param.requires_grad_(False)
         self.val_results: dict[str, float] = {}
         self.last_val_step: int | None = None
         self._val = []
