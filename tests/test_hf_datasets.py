@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, write_jsonl
+from conftest import write_jsonl
+from helpers.models import tiny_llama
 
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
@@ -38,20 +39,8 @@ def parquet_folder(folder, columns: dict, split="train"):
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     from chipadapt.models.hf_folder import load_tokenizer
-    from chipadapt.models.tiny import TinyLlama
 
-    folder = TinyLlama(
-        cache_dir=str(tmp_path_factory.mktemp("tiny")),
-        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-        vocab_size=512,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=1024,
-        seed=0,
-    ).materialize()
+    folder = tiny_llama(tmp_path_factory.mktemp("tiny"), num_layers=1, max_position_embeddings=1024)
     return load_tokenizer(folder)
 
 

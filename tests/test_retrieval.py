@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import ROOT, SHARED_DATA, write_jsonl
+from helpers.models import tiny_llama
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.retrieval.passages import Passage, build_passages, chunk_text, read_passages, structural_blocks
@@ -229,22 +230,10 @@ def test_synthetic_groups_never_take_a_near_duplicate_of_the_positive_as_negativ
 
 def test_llm_synthesis_falls_back_to_ict_where_the_model_writes_no_question(tmp_path):
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
-    from chipadapt.models.tiny import TinyLlama
     from chipadapt.retrieval.retrievers import BM25Retriever
     from chipadapt.retrieval.synthetic import LLMHelper, synthesize
 
-    folder = TinyLlama(
-        cache_dir=str(tmp_path),
-        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-        vocab_size=512,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        seed=0,
-    ).materialize()
+    folder = tiny_llama(tmp_path, num_layers=1, max_position_embeddings=512)
     llm = LLMHelper(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder), 4, 8, 200)
     passages = [
         Passage(
@@ -480,21 +469,9 @@ def test_rag_qa_answers_with_and_without_retrieval_and_saves_the_retrieved_ids(t
     from chipadapt.eval.rouge import RougeL
     from chipadapt.eval.tasks.qa import QATask
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
-    from chipadapt.models.tiny import TinyLlama
 
     rouge = RougeL(use_stemmer=True)
-    folder = TinyLlama(
-        cache_dir=str(tmp_path),
-        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-        vocab_size=512,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=1024,
-        seed=0,
-    ).materialize()
+    folder = tiny_llama(tmp_path, num_layers=1, max_position_embeddings=1024)
     passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
     qa = write_jsonl(
         tmp_path / "qa.jsonl",

@@ -4,7 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, run_train, write_jsonl
+from conftest import SHARED_DATA, run_train, write_jsonl
+from helpers.models import tiny_llama
 
 from chipadapt.data.chat_templates import ModelChatTemplate, StringTemplate, attribute_string, tokenize_with_labels
 
@@ -27,20 +28,8 @@ CHIPNEMO = dict(
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from chipadapt.models.tiny import TinyLlama
 
-    return TinyLlama(
-        cache_dir=str(tmp_path_factory.mktemp("tiny")),
-        text_dir=str(ROOT / "src/chipadapt/resources/sample_corpus"),
-        vocab_size=512,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        seed=0,
-    ).materialize()
+    return tiny_llama(tmp_path_factory.mktemp("tiny"), num_layers=2, max_position_embeddings=512)
 
 
 def labelled_runs(tokenizer, ids, labels) -> list[str]:
