@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -266,6 +267,20 @@ def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
         json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3)
     )
     assert lams == [0.0, 0.5, 1.0]
+    # The sweep again, as after a preemption with job 1 unfinished: jobs 0 and 2 are not merged again
+    # (their models keep their times), job 1 is; a merge with other settings is refused as before.
+    (sweep / "1" / "manifest.json").unlink()
+    shutil.rmtree(sweep / "1" / "model")
+    stamps = {n: (sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 2)}
+    again = subprocess.run(proc.args, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {n: (sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 2)} == stamps
+    assert (sweep / "1" / "model" / "model.safetensors").is_file()
+    assert "completed before with these settings" in again.stdout + again.stderr
+    other = subprocess.run(
+        [*proc.args[:3], "merge.lam=0.25,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT
+    )
+    assert other.returncode == 2 and "holds a previous merge output" in other.stderr
 
 
 @pytest.mark.integration

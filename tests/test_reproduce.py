@@ -36,13 +36,15 @@ def test_fast_variant_drops_skipped_steps_and_whatever_needs_them():
     assert "dapt_aug_lr5e-5" not in steps and "attribute_model" not in steps
     # needs attribute_model, directly or through annotate/steerlm
     assert not {"annotate", "steerlm", "steer_probe", "eval_steerlm"} & set(steps)
-    assert {"dapt_lr5e-6", "dapt_lr5e-5", "sft", "merge_chipalign", "merge_baselines", "eval_base"} <= set(steps)
+    assert {"dapt_lr5e-6", "dapt_lr5e-5", "dapt", "sft", "merge_chipalign", "screen_interp", "merge_linear"} <= set(steps)
+    assert not {"eval_dapt", "screen_sparse", "merge_ties"} & set(steps)
 
 
 def test_full_variant_resolves_each_runs_own_learning_rate_and_merge_models():
     steps = by_name(load_steps(compose_reproduce(["variant=full"])))
     assert "optim.lr=5e-06" in steps["dapt_lr5e-6"].args and "optim.lr=0.0003" in steps["dapt_lr3e-4"].args
-    assert "model.path=outputs/reproduce_small/full/dapt_lr3e-4/model" in steps["sft"].args  # chip_dapt
+    assert "model.path=outputs/reproduce_small/full/dapt/model" in steps["sft"].args  # chip_dapt
+    assert "data.sources.oasst=null" in steps["sft"].args  # domain-only SFT: the chip model drifts
     sweep = steps["merge_chipalign"]
     assert sweep.multirun and "merge.lam=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9" in sweep.args
     assert "models.instruct=/models/instruct" in sweep.args

@@ -108,3 +108,52 @@ def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric
     if a_tf != b_tf:
         raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
     return paired_bootstrap(a_num, a_den, b_num, b_den, a_tf)
+
+
+def paired_mean_of_ratios(
+    groups: list[tuple[list[float], list[float], list[float], list[float]]],
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> PairedDifference:
+    """b - a of an unweighted mean of per-group ratios of sums (corpus_ppl's domain_mean.bpb: one
+    ratio per corpus source), each group given as (a_num, a_den, b_num, b_den) over its matched items.
+    Items are resampled within their group, the same draw for both runs (a stratified paired bootstrap)."""
+    k = len(groups)
+    arrays = [[np.asarray(x, dtype=np.float64) for x in group] for group in groups]
+    stat_a = sum(a_num.sum() / a_den.sum() for a_num, a_den, _, _ in arrays) / k
+    stat_b = sum(b_num.sum() / b_den.sum() for _, _, b_num, b_den in arrays) / k
+    rng = np.random.default_rng(seed)
+    diffs = np.zeros(resamples)
+    for a_num, a_den, b_num, b_den in arrays:
+        idx = rng.integers(0, len(a_num), size=(resamples, len(a_num)))
+        diffs += (b_num[idx].sum(1) / np.maximum(b_den[idx].sum(1), 1e-300)) - (
+            a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300)
+        )
+    diffs /= k
+    p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+    n = sum(len(group[0]) for group in arrays)
+    return PairedDifference(
+        stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap (stratified by group)"
+    )
+
+
+def paired_domain_mean(
+    a_items: dict[str, dict], b_items: dict[str, dict], metrics: list[str]
+) -> PairedDifference | None:
+    """b - a of the unweighted mean of `metrics` (ratio scores such as `openroad.bpb`, one per source)
+    on the items both runs scored; None when a metric has no matched item."""
+    groups = []
+    for metric in metrics:
+        ids = [
+            i
+            for i in a_items
+            if i in b_items
+            and a_items[i]["scores"].get(metric) is not None
+            and b_items[i]["scores"].get(metric) is not None
+        ]
+        if not ids:
+            return None
+        a = [a_items[i]["scores"][metric] for i in ids]
+        b = [b_items[i]["scores"][metric] for i in ids]
+        groups.append(([v["num"] for v in a], [v["den"] for v in a], [v["num"] for v in b], [v["den"] for v in b]))
+    return paired_mean_of_ratios(groups) if groups else None

@@ -251,6 +251,22 @@ def merge_models(cfg: DictConfig) -> dict:
     return summary
 
 
+def finished_before(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """The summary of this very job when it already completed in this folder with the same settings:
+    a sweep rerun after an interruption (a preempted SLURM array, reproduce.py resuming a step) does
+    not merge and evaluate its finished jobs again. overwrite=true runs them again."""
+    path = run_dir / "manifest.json"
+    if cfg.overwrite or not path.is_file() or not (Path(cfg.output) / "merge_manifest.json").is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if recorded.get("status") != "completed" or recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return None
+    return {**(recorded.get("metrics") or {}), "evaluation": recorded.get("results")}
+
+
 def run(cfg: DictConfig) -> dict:
     """merge.py: the merge, recorded in the run folder's manifest.json and sent to the loggers (the
     inputs' and the merged model's fingerprints, the merge summary, the evaluation and its items)."""
@@ -259,6 +275,10 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.loggers.job import JobLoggers, numeric_items
 
     run_dir = Path(cfg.paths.output_dir)
+    done = finished_before(cfg, run_dir)
+    if done is not None:
+        log.info("merge: %s completed before with these settings; not merged again (overwrite=true redoes it)", run_dir)
+        return done
     with (
         recorded_job(cfg, "merge", run_dir) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,

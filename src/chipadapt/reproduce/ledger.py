@@ -3,6 +3,7 @@
 A step is done when its recorded command is the one configured now and it completed; the ledger is
 rewritten atomically after every change, so a crash leaves the record of every finished step."""
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -23,9 +24,10 @@ class Ledger:
         record = self.records.get(name)
         return record.get("command") if record else None
 
-    def start(self, name: str, command: list[str], log: Path) -> None:
+    def start(self, name: str, command: list[str], log: Path, choice=None) -> None:
         self.records[name] = {
             "command": command,
+            **({"choice": dataclasses.asdict(choice)} if choice else {}),
             "status": "running",
             "log": str(log),
             "started": dt.datetime.now().isoformat(timespec="seconds"),

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.report import console
+from chipadapt.reproduce.choices import Choice, NotReady, choose
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.steps import Step
 
@@ -52,8 +53,30 @@ def move_aside(folder: Path, out: Path) -> Path | None:
     return target
 
 
+def completed(ledger: Ledger) -> set[str]:
+    return {name for name, record in ledger.records.items() if record.get("status") == "completed"}
+
+
+def chosen(step: Step, steps: list[Step], out: Path, done: set[str]) -> Choice | None:
+    """The overrides `step.choose` picks from finished candidates; None for a step without `choose`.
+    Raises NotReady while a candidate is not done."""
+    if not step.choose:
+        return None
+    return choose(step.choose, out, done, {s.name: s.multirun for s in steps})
+
+
+def resolved_command(step: Step, steps: list[Step], out: Path, done: set[str]) -> list[str] | None:
+    """The step's command with its chosen overrides; None while its choice cannot be made yet."""
+    try:
+        choice = chosen(step, steps, out, done)
+    except NotReady:
+        return None
+    return step.command(out, choice.overrides if choice else ())
+
+
 def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: set[str]) -> list[tuple[Step, str]]:
-    """(step, action) in order; action is run, rerun (moved aside first), resume, skip or ignore."""
+    """(step, action) in order; action is run, rerun (moved aside first), resume, skip or ignore.
+    A step whose `choose` waits on candidates that run in this invocation counts as changed."""
     unknown = (only | force) - {s.name for s in steps}
     if unknown:
         raise ChipadaptError(
@@ -65,8 +88,8 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
         if only and step.name not in only:
             actions.append((step, "ignore"))
             continue
-        command = step.command(out)
-        upstream = any(n in running for n in step.needs)
+        command = resolved_command(step, steps, out, completed(ledger) - running)
+        upstream = command is None or any(n in running for n in step.needs)
         if ledger.done(step.name, command) and step.name not in force and not upstream:
             actions.append((step, "skip"))
             continue
@@ -79,14 +102,14 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
     return actions
 
 
-def run_step(step: Step, out: Path, ledger: Ledger, progress: Progress, task) -> None:
-    command = step.command(out)
+def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progress: Progress, task) -> None:
+    command = step.command(out, choice.overrides if choice else ())
     log_path = out / "logs" / f"{step.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    ledger.start(step.name, command, log_path)
+    ledger.start(step.name, command, log_path, choice)
     start = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as handle:
         handle.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')} {' '.join(command)}\n")
@@ -156,7 +179,13 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
                 log.info("%s: settings or inputs changed; previous folder moved to %s", step.name, moved)
             task = progress.add_task("", total=None, step=f"[{i}/{len(todo)}] {step.name}")
             start = time.perf_counter()
-            run_step(step, out, ledger, progress, task)
+            try:
+                choice = chosen(step, steps, out, completed(ledger))
+            except NotReady as waiting:
+                raise ChipadaptError(f"reproduce: step {step.name} chooses among steps not done: {waiting}") from None
+            if choice:
+                log.info("%s: %s chose %s (%s)", step.name, choice.by, " ".join(choice.overrides), choice.winner)
+            run_step(step, choice, out, ledger, progress, task)
             progress.update(
                 task,
                 description=f"done in {dt.timedelta(seconds=round(time.perf_counter() - start))}",

@@ -20,14 +20,16 @@ class Step:
     needs: tuple[str, ...] = ()
     multirun: bool = False  # a Hydra sweep (-m): its jobs go to numbered folders under the step's
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+    choose: dict | None = field(default=None, hash=False, compare=False)  # see reproduce/choices.py
 
     def folder(self, out: Path) -> Path:
         return out / self.name
 
-    def command(self, out: Path) -> list[str]:
-        """The script and its arguments; the run folder is the step's, so a rerun resumes there."""
+    def command(self, out: Path, chosen: tuple[str, ...] = ()) -> list[str]:
+        """The script and its arguments (and the overrides its `choose` picked); the run folder is the
+        step's, so a rerun resumes there."""
         where = f"hydra.sweep.dir={self.folder(out)}" if self.multirun else f"hydra.run.dir={self.folder(out)}"
-        return [self.script, *(["-m"] if self.multirun else []), *self.args, where]
+        return [self.script, *(["-m"] if self.multirun else []), *self.args, *chosen, where]
 
 
 def flatten(items) -> list[str]:
@@ -54,13 +56,29 @@ def load_steps(cfg: DictConfig) -> list[Step]:
             dropped.add(name)
             continue
         spec = OmegaConf.to_container(node, resolve=True)
-        needs = tuple(spec.get("needs") or ())
+        choice = spec.get("choose")
+        if choice is not None:
+            for key in ("among", "by", "take"):
+                if not choice.get(key):
+                    raise ChipadaptError(f"steps.{name}.choose.{key}: required")
+            # The candidates that the variant skips are no candidates; the others are needed first.
+            choice = {
+                **choice,
+                "among": [n for n in choice["among"] if n not in dropped and cfg.steps.get(n) is not None],
+            }
+        needs = tuple(spec.get("needs") or ()) + tuple(
+            n
+            for n in [*(choice or {}).get("among", []), *(choice or {}).get("endpoints", [])]
+            if n not in (spec.get("needs") or ())
+        )
         missing = [n for n in needs if n not in cfg.steps]
         if missing:
             raise ChipadaptError(f"steps.{name}.needs: no step named {missing[0]!r}")
         if name in dropped or any(n in dropped for n in needs):
             dropped.add(name)
             continue
+        if choice is not None and not choice["among"]:
+            raise ChipadaptError(f"steps.{name}.choose.among: every candidate is skipped in this variant")
         script = spec.get("script")
         if script not in SCRIPTS:
             raise ChipadaptError(f"steps.{name}.script: {script!r} is not one of {', '.join(SCRIPTS)}")
@@ -77,6 +95,7 @@ def load_steps(cfg: DictConfig) -> list[Step]:
                 needs=needs,
                 multirun=bool(spec.get("multirun", False)),
                 meta=spec.get("meta") or {},
+                choose=choice,
             )
         )
     return steps

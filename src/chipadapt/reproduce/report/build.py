@@ -48,7 +48,7 @@ def provenance(ctx: Context) -> str:
                 record.get("status", "not run"),
                 f"{seconds / 60:.1f}" if seconds else "–",
                 (commit or "–")[:10],
-                f"`python {' '.join(step.command(ctx.out))}`".replace("|", "\\|"),
+                f"`python {' '.join(record.get('command') or step.command(ctx.out))}`".replace("|", "\\|"),
             ]
         )
     return table(["step", "section", "status", "minutes", "commit", "command"], rows)
