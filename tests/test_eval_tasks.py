@@ -320,7 +320,7 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
             "prose": {"path": str(prose), "general": True},
         }
     )
-    task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None)
+    task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None, max_tokens_per_document=None)
     expected = [d["path"] for d, keep in zip(docs, held_out([d["path"] for d in docs], 0.2)) if keep]
     assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
     results = task.run(model, tokenizer)
@@ -335,8 +335,21 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     assert results["domain_mean.bpb"] == pytest.approx(
         (results["rtl.bpb"] + results["rtl_again.bpb"]) / 2
     )  # prose is general
-    capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30).run(model, tokenizer)
+    # domain.bpb pools the documents of every domain split (prose left out): bytes and bits summed.
+    domain = [i for i in task.items if i["split"] != "prose"]
+    assert results["domain.bpb_n"] == len(domain) == 2 * len(expected)
+    assert results["domain.bpb"] == pytest.approx(
+        sum(i["scores"]["domain.bpb"]["num"] for i in domain) / sum(i["bytes"] for i in domain)
+    )
+    assert all("domain.bpb" not in i["scores"] for i in task.items if i["split"] == "prose")
+    capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=None)
+    capped = capped.run(model, tokenizer)
     assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]
+    # A cap per document spreads the same budget over more documents.
+    spreading = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=8)
+    spread = spreading.run(model, tokenizer)
+    assert spread["rtl.documents"] > capped["rtl.documents"]
+    assert max(i["tokens"] for i in spreading.items) == 8
 
 
 def test_mcq_max_per_subject_spans_every_subject_before_the_limit():

@@ -37,7 +37,7 @@ def test_the_lowest_held_out_domain_bpb_wins_and_the_general_split_does_not_coun
 
 def eval_folder(folder: Path, domain_bpb: float, ifeval: dict[str, tuple[int, int]], overrides=()) -> None:
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"corpus_ppl": {"domain_mean.bpb": domain_bpb}}))
+    (folder / "results.json").write_text(json.dumps({"corpus_ppl": {"domain.bpb": domain_bpb}}))
     rows = [{"id": k, "scores": {"instruction_loose": {"num": n, "den": d}}} for k, (n, d) in ifeval.items()]
     (folder / "ifeval_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if overrides:

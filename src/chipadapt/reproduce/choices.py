@@ -88,11 +88,11 @@ def _ratio(items: dict[str, dict], ids: list[str], metric: str) -> float:
 
 
 def _domain_bpb(folder: Path) -> float:
-    """corpus_ppl's domain_mean.bpb (the mean over the corpus sources; every run scores the same documents)."""
+    """corpus_ppl's domain.bpb (all held-out domain documents pooled; every run scores the same ones)."""
     path = folder / "results.json"
-    value = (json.loads(path.read_text()) if path.is_file() else {}).get("corpus_ppl", {}).get("domain_mean.bpb")
+    value = (json.loads(path.read_text()) if path.is_file() else {}).get("corpus_ppl", {}).get("domain.bpb")
     if value is None:
-        raise ChipadaptError(f"choose: {path} has no corpus_ppl.domain_mean.bpb (merge_balance needs it)")
+        raise ChipadaptError(f"choose: {path} has no corpus_ppl.domain.bpb (merge_balance needs it)")
     return value
 
 

@@ -3,9 +3,13 @@
 A split may take only the documents DAPT held out (`held_out: 0.02`, the same hash of the document
 id as `data.val_fraction`), so a merged or SFT'd model is scored on exactly the documents its DAPT
 run never trained on; `max_tokens` caps the tokens scored per split (whole windows, in document order).
-With several splits not marked `general: true`, `domain_mean.bpb` is their unweighted mean.
+With several splits not marked `general: true`, `domain_mean.bpb` is their unweighted mean and
+`domain.bpb` the bits per byte of all their documents together.
 Items are documents (`<split>/<doc id>`, with their summed NLL, tokens and bytes): the intervals
-resample documents, since the tokens of one document are not independent.
+resample documents, since the tokens of one document are not independent. A held-out set has few
+documents in some sources (one in picorv32), so a source's own interval can be degenerate; `domain.bpb`
+pools every domain document and is the measure two models are compared on. `max_tokens_per_document`
+spreads a split's token budget over more documents (more items, a tighter interval).
 """
 
 import math
@@ -17,7 +21,7 @@ from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
-from chipadapt.eval.items import metric_fields, score_values, summarize
+from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.models.token_bytes import token_byte_lengths
 
@@ -26,7 +30,14 @@ SELECTION_KEYS = ("held_out",)
 
 
 class PerplexityTask(TaskBase):
-    def __init__(self, splits: DictConfig, max_length: int, max_documents: int | None, max_tokens: int | None):
+    def __init__(
+        self,
+        splits: DictConfig,
+        max_length: int,
+        max_documents: int | None,
+        max_tokens: int | None,
+        max_tokens_per_document: int | None,
+    ):
         self.splits, self.held_out = {}, {}
         for name, spec in splits.items():
             if spec is None:  # eval.perplexity.splits.NAME=null drops a split
@@ -40,6 +51,7 @@ class PerplexityTask(TaskBase):
         if not self.splits:
             raise ChipadaptError("eval.perplexity.splits: no split configured")
         self.max_length, self.max_documents, self.max_tokens = max_length, max_documents, max_tokens
+        self.max_tokens_per_document = max_tokens_per_document
 
     def documents(self, name: str) -> list:
         docs = read_source(self.splits[name], f"eval.perplexity.splits.{name}")
@@ -62,6 +74,8 @@ class PerplexityTask(TaskBase):
                     break
                 used += 1
                 ids = tokenizer(doc.text, add_special_tokens=False).input_ids
+                if self.max_tokens_per_document:
+                    ids = ids[: self.max_tokens_per_document + 1]  # +1: the last scored token's target
                 nll, n_bytes, doc_tokens = 0.0, 0, 0
                 # Non-overlapping windows: each token is scored once, with the context of its window.
                 for start in range(0, len(ids) - 1, self.max_length):
@@ -80,6 +94,7 @@ class PerplexityTask(TaskBase):
                     split_items.append(
                         {
                             "id": f"{name}/{doc.doc_id}",
+                            "split": name,
                             "tokens": doc_tokens,
                             "bytes": n_bytes,
                             "scores": {
@@ -103,4 +118,9 @@ class PerplexityTask(TaskBase):
                 for n in domain
             ]
             results.update(metric_fields("domain_mean.bpb", mean_of_ratios(groups)))
+            # The pooled measure: every domain document is one item of `domain.bpb`.
+            for item in self.items:
+                if item["split"] in domain:
+                    item["scores"]["domain.bpb"] = item["scores"][f"{item['split']}.bpb"]
+            results.update(metric_fields("domain.bpb", estimate(score_values(self.items, "domain.bpb"))))
         return results

@@ -1,5 +1,6 @@
 """Copy each step's record (not its weights) beside the report, so every figure stays traceable
-after the run folders are gone: runs/<step>/ with manifest, results, metrics and Hydra overrides."""
+after the run folders are gone: runs/<step>/ with manifest, results, per-item records (each paired
+test can be redone from them, and a person can read the failures), metrics and Hydra overrides."""
 
 import shutil
 from collections.abc import Callable
@@ -14,6 +15,7 @@ RECORD_FILES = {
     "metrics.csv",
     "tokenizer_report.json",
     "merge_manifest.json",
+    "merge_diagnostics.csv",  # per-tensor angles and norms: the drift between the two models
     "sweep_report.csv",
     "sweep_report.json",
     "overrides.yaml",
@@ -41,7 +43,7 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
             continue
         for path in folder.rglob("*"):
             if (
-                path.name in RECORD_FILES
+                (path.name in RECORD_FILES or path.name.endswith("_items.jsonl"))  # items: what paired tests read
                 and path.is_file()
                 and path.stat().st_size <= MAX_BYTES
                 and ".stale" not in path.parts
