@@ -160,24 +160,3 @@ def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsy
     paired_md = (tmp_path / "cmp" / "compare_paired.md").read_text()
     assert "| better | base | mcq.acc | 40 |" in paired_md and "within noise" in paired_md
     assert "Paired differences against base" in capsys.readouterr().out
-
-
-def test_report_verdicts_follow_the_paired_interval_when_runs_have_items():
-    from chipadapt.eval.paired import PairedDifference
-    from chipadapt.reproduce.report.verdicts import NOISE, YES, merge_rows, mmlu_row
-
-    chip, at06 = {"ifeval.instruction_loose": 0.30}, {"ifeval.instruction_loose": 0.40}
-    facts = {"chip": chip, "at06": at06, "best": {}, "gain06": 33.0}
-    # 30 prompts and 0.10 apart: the rule of thumb (two binomial standard errors) calls it noise ...
-    assert merge_rows(facts, 30)[0][3] == NOISE
-    # ... the paired test on the same prompts resolves it when every changed prompt moved one way
-    resolved = PairedDifference(0.30, 0.40, 0.10, (0.02, 0.18), 0.004, 30, "mcnemar-exact")
-    row = merge_rows({**facts, "ifeval_paired": resolved}, 30)[0]
-    assert row[3] == YES and "p = 0.004" in row[2]
-    covering = PairedDifference(0.30, 0.40, 0.10, (-0.05, 0.25), 0.2, 30, "mcnemar-exact")
-    assert merge_rows({**facts, "ifeval_paired": covering}, 30)[0][3] == NOISE
-    models = {"eval_base": {"mcq.acc": 0.45}, "eval_dapt": {"mcq.acc": 0.40}}
-    lost = PairedDifference(0.45, 0.40, -0.05, (-0.08, -0.02), 0.001, 1000, "mcnemar-exact")
-    assert mmlu_row(models, "merged", 1000, lost)[3] != YES and mmlu_row(models, "merged", 1000, None)[3] != YES
-    noise = PairedDifference(0.45, 0.40, -0.05, (-0.12, 0.02), 0.2, 1000, "mcnemar-exact")
-    assert mmlu_row(models, "merged", 1000, noise)[3] == YES  # knowledge kept: the loss is within noise

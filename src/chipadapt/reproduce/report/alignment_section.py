@@ -1,10 +1,12 @@
 """Section 3: SFT of the DAPT model (and of the general model, to isolate DAPT's part), EDA script
 generation before and after, and SteerLM: the attribute model, and whether the steered model's
-replies follow the attributes asked for."""
+replies follow the attributes asked for. The chip model (DAPT + SFT, `eval_sft`) and the general
+model (`eval_base`) answer the same EDA prompts and IFEval prompts: their differences are paired."""
 
 import matplotlib.pyplot as plt
 
 from chipadapt.reproduce.report.context import Context, fmt, get, missing, table
+from chipadapt.reproduce.report.pairs import between, diff_text
 
 SUITE_MODELS = ["eval_base", "eval_dapt", "eval_sft", "eval_sft_base", "eval_steerlm"]
 EDA_METRICS = [
@@ -48,9 +50,7 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
     if ctx.has("attribute_model"):
         val = ctx.read_json("attribute_model", "manifest.json")["metrics"]["val"]
         rows = [[name, m["n"], m["mae"], m["baseline_mae"], f"{m['spearman']:+.3f}"] for name, m in val.items()]
-        better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
-        facts["attributes_beating_baseline"] = (better, len(val))
-        facts["attribute_spearman"] = sum(m["spearman"] for m in val.values()) / len(val)
+        facts["attributes"] = val
         lines += [
             f"Attribute model ({ctx.link('attribute_model')}), on held-out OASST conversations with human labels; "
             "the baseline predicts each attribute's training mean:",
@@ -80,7 +80,24 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
             hi, lo = probe[0]["mean_rating"], probe[1]["mean_rating"]
             facts["steer_quality_gap"] = hi.get("quality", 0) - lo.get("quality", 0)
             facts["steer_helpfulness_gap"] = hi.get("helpfulness", 0) - lo.get("helpfulness", 0)
+            facts["steer_replies"] = probe[0]["replies"]
     return lines, facts
+
+
+def drift_lines(paired: dict) -> list[str]:
+    """The chip model against the general model on the same prompts (b - a: chip minus general)."""
+    parts = [
+        f"{label} {diff_text(paired[key], unit)}"
+        for key, label, unit in (
+            ("ifeval_prompt", "IFEval prompt-level (loose)", "prompts"),
+            ("ifeval_instruction", "IFEval instruction-level (loose)", "prompts"),
+            ("eda_sft", "EDA API-call F1", "scripts"),
+        )
+        if paired.get(key)
+    ]
+    if not parts:
+        return []
+    return ["Chip model minus general model, paired over the same prompts: " + "; ".join(parts) + ".", ""]
 
 
 def section(ctx: Context) -> tuple[str, dict]:
@@ -109,12 +126,21 @@ def section(ctx: Context) -> tuple[str, dict]:
         for n in models
     ]
     prompts = get(ctx.results(models[0]), "ifeval.prompts") if models else None
+    paired = {
+        # what SFT on EDA scripts adds, and what DAPT adds before it (same prompts, item by item)
+        "eda_sft": between(ctx, "eval_base", "eval_sft", "eda_script.call_f1"),
+        "eda_dapt": between(ctx, "eval_sft_base", "eval_sft", "eda_script.call_f1"),
+        # the chip model's drift away from instruction following (ChipAlign's premise)
+        "ifeval_prompt": between(ctx, "eval_base", "eval_sft", "ifeval.prompt_loose"),
+        "ifeval_instruction": between(ctx, "eval_base", "eval_sft", "ifeval.instruction_loose"),
+    }
     if models:
         lines += [
             f"EDA script generation and instruction following, per model (IFEval: {prompts} prompts):",
             "",
             table(header, body),
             "",
+            *drift_lines(paired),
             ctx.save_figure(eda_plot(ctx, models), "eda_scripts.png"),
             "",
         ]
@@ -126,4 +152,4 @@ def section(ctx: Context) -> tuple[str, dict]:
     sft_heldout = (heldout[0]["loss"], heldout[1]["loss"]) if all(heldout) else None
     steer_lines, steer_facts = steerlm_part(ctx)
     lines += steer_lines
-    return "\n".join(lines), {"eda": facts, "sft_heldout": sft_heldout, **steer_facts}
+    return "\n".join(lines), {"eda": facts, "sft_heldout": sft_heldout, **paired, **steer_facts}

@@ -68,25 +68,6 @@ def get(results: dict | None, dotted: str):
     return (results.get(task) or {}).get(metric)
 
 
-def paired(folder_a: Path, folder_b: Path, dotted: str):
-    """b - a of 'task.metric' on the items both runs scored (eval/paired.py: McNemar or the paired
-    bootstrap), or None when either run has no per-item file (runs from before they were written)."""
-    from chipadapt.eval.items import items_file, read_items
-    from chipadapt.eval.paired import paired_difference
-
-    task, _, metric = dotted.partition(".")
-    files = [items_file(folder, task) for folder in (folder_a, folder_b)]
-    if not all(f.is_file() for f in files):
-        return None
-    return paired_difference(read_items(files[0]), read_items(files[1]), metric)
-
-
-def paired_text(d) -> str:
-    return (
-        f"paired difference {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p = {d.p:.2g} over {d.n} items ({d.test})"
-    )
-
-
 def fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"

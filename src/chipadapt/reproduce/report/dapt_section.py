@@ -1,17 +1,25 @@
-"""Section 2: domain-adaptive pretraining, base vs. augmented tokenizer, and the learning-rate ablation.
+"""Section 2: domain-adaptive pretraining: the learning-rate sweep, the lr it chose, the chip model's long
+run against the general model, and the augmented tokenizer's arms.
 
-Each DAPT step validates on the same held-out documents of every corpus source and on WikiText-2
-test before its first and after its last step (manifest.json, `metrics.before/after`). Bits per
-byte compare across tokenizers; perplexity does not (a longer token covers more text).
+Each DAPT step validates on held-out documents of every corpus source and on WikiText-2 test before
+its first and after its last step (manifest.json, `metrics.before/after`): point figures on a few
+sequences, which the sweep's choice reads. The intervals come from evaluate.py's corpus_ppl runs
+(eval_base, eval_dapt, eval_dapt_lr*), whose per-document records are paired against the general
+model's (report/pairs.py). Held-out domain bpb is corpus_ppl's domain.bpb, every held-out domain
+document pooled (report/domain_bpb.py). Bits per byte compare across tokenizers; perplexity does not.
 """
 
 import csv
 
 import matplotlib.pyplot as plt
 
+from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, get, missing, pct, table
+from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
+from chipadapt.reproduce.report.pairs import DocumentPair, change_pct, diff_text, documents, pct_text
 
-GENERAL = "general"
+GOAL_PCT = 15.0  # issue 23: the chip model's held-out domain bpb at least this much lower than the general model's
+BASE_EVAL = "eval_base"
 
 
 def dapt_steps(ctx: Context) -> list[str]:
@@ -19,7 +27,7 @@ def dapt_steps(ctx: Context) -> list[str]:
 
 
 def domain_mean(split_metrics: dict) -> float:
-    values = [m["bpb"] for name, m in split_metrics.items() if name != GENERAL]
+    values = [m["bpb"] for name, m in split_metrics.items() if name != GENERAL_SPLIT]
     return sum(values) / len(values)
 
 
@@ -28,28 +36,46 @@ def change(before: float, after: float) -> float:
 
 
 def summary(ctx: Context, name: str) -> dict:
+    """A DAPT run's own record: its lr and tokenizer (from the step's meta, or for a step whose lr was
+    chosen, from the config it ran with), tokens trained, and the validation before and after."""
     manifest = ctx.read_json(name, "manifest.json")
     metrics = manifest["metrics"]
     before, after = metrics["before"], metrics["after"]
     meta = ctx.steps[name].meta
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    data = config.get("data") or {}
     row = {
         "name": name,
-        "tokenizer": meta.get("tokenizer"),
-        "lr": meta.get("lr"),
-        "tokens": manifest["metrics"].get("global_step", 0)
-        * manifest["config"]["data"]["global_batch_size"]
-        * manifest["config"]["data"]["seq_len"]
-        if isinstance(manifest.get("config"), dict)
+        "sweep": "lr" in meta,  # a short run of the sweep (the chip model's DAPT has no lr of its own)
+        "tokenizer": str(meta.get("tokenizer") or (config.get("tokenizer") or {}).get("name") or "–"),
+        "lr": meta.get("lr") or (config.get("optim") or {}).get("lr"),
+        "tokens": metrics.get("global_step", 0) * data["global_batch_size"] * data["seq_len"]
+        if "global_batch_size" in data and "seq_len" in data
         else None,
+        "tokens_per_s": metrics.get("train_tokens_per_s"),
+        "val_sequences": data.get("val_max_sequences"),
         "domain_before": domain_mean(before),
         "domain_after": domain_mean(after),
-        "general_before": before[GENERAL]["bpb"],
-        "general_after": after[GENERAL]["bpb"],
+        "general_before": before[GENERAL_SPLIT]["bpb"],
+        "general_after": after[GENERAL_SPLIT]["bpb"],
         "splits": {s: change(before[s]["bpb"], after[s]["bpb"]) for s in before},
     }
     row["domain_change"] = change(row["domain_before"], row["domain_after"])
     row["general_change"] = change(row["general_before"], row["general_after"])
     return row
+
+
+def goal(p: DocumentPair) -> str:
+    """Whether the fall in held-out domain bpb reaches the issue's goal, and how surely."""
+    fall, low, high = (-x for x in change_pct(p.d))  # a fall is a positive number here
+    if min(fall, low, high) >= GOAL_PCT:
+        return f"met: held-out domain bpb {fall:.1f}% lower, its whole interval beyond {GOAL_PCT:g}%"
+    if fall >= GOAL_PCT:
+        return f"met at the estimate ({fall:.1f}% lower), not beyond its interval ({min(low, high):.1f}% at worst)"
+    return f"not met: {fall:.1f}% lower (interval {min(low, high):.1f}-{max(low, high):.1f}%), goal {GOAL_PCT:g}%"
+
+
+# --- figures ---------------------------------------------------------------------------------------
 
 
 def loss_curves(ctx: Context, names: list[str]):
@@ -64,7 +90,8 @@ def loss_curves(ctx: Context, names: list[str]):
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("DAPT training loss (augmented tokenizer: a longer token per position, loss not comparable)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return fig
 
 
@@ -75,103 +102,323 @@ def split_changes(ctx: Context, rows: list[dict]):
     for i, row in enumerate(rows):
         ax.bar(
             [j + i * width for j in range(len(splits))],
-            [row["splits"][s] for s in splits],
+            [row["splits"].get(s, 0.0) for s in splits],
             width,
             label=ctx.label(row["name"]),
         )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits)
     ax.set_ylabel("bits/byte change after DAPT (%)\n(negative: better)")
-    ax.set_title("Held-out perplexity per corpus source and WikiText-2 (general), after vs. before")
+    ax.set_title("Training validation per corpus source and WikiText-2 (general), after vs. before")
     ax.legend(fontsize=8)
     return fig
 
 
-def lr_ablation(ctx: Context, rows: list[dict]):
-    arm = sorted((r for r in rows if r["tokenizer"] == "base" and r["lr"]), key=lambda r: r["lr"])
-    if len(arm) < 2:
-        return None
+def sweep_plot(arms: list[dict]):
+    """Held-out bpb against lr, from the corpus_ppl evaluations (with their intervals) where they ran,
+    else from the runs' own validation."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot([r["lr"] for r in arm], [r["domain_change"] for r in arm], marker="o", label="domain (mean of sources)")
-    ax.plot([r["lr"] for r in arm], [r["general_change"] for r in arm], marker="s", label="general (WikiText-2)")
-    ax.axhline(0, color="black", linewidth=0.8)
+    for key, label, marker in (("domain", "domain (documents pooled)", "o"), ("general", "general (WikiText-2)", "s")):
+        points = [(a["lr"], a["eval"][key]) for a in arms if a["eval"] and a["eval"][key][0] is not None]
+        if points:
+            lrs, values = zip(*points)
+            low = [v[0] - v[1][0] for v in values]
+            high = [v[1][1] - v[0] for v in values]
+            ax.errorbar(lrs, [v[0] for v in values], yerr=[low, high], marker=marker, capsize=3, label=label)
+        else:
+            ax.plot(
+                [a["lr"] for a in arms],
+                [a[f"{key}_after"] for a in arms],
+                marker=marker,
+                label=f"{label}, training validation",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (constant, AdamW)")
-    ax.set_ylabel("bits/byte change (%)")
-    ax.set_title("DAPT learning-rate ablation (base tokenizer)")
+    ax.set_ylabel("held-out bits/byte after the short run")
+    ax.set_title("DAPT learning-rate sweep (base tokenizer, 95% intervals)")
     ax.legend(fontsize=8)
     return fig
 
 
-def section(ctx: Context, eval_of: dict[str, str]) -> tuple[str, dict]:
+# --- parts -----------------------------------------------------------------------------------------
+
+
+def with_ci(results: dict | None, dotted: str) -> tuple[float | None, tuple[float, float] | None]:
+    value, ci = get(results, dotted), get(results, f"{dotted}_ci")
+    return value, (tuple(ci) if ci else None)
+
+
+def value_ci_text(value_ci: tuple) -> str:
+    value, ci = value_ci
+    if value is None:
+        return "–"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+
+def sweep_arms(ctx: Context, rows: list[dict], eval_of: dict[str, str]) -> list[dict]:
+    """The short base-tokenizer runs, by lr, each with its corpus_ppl evaluation and its paired
+    difference from the general model (domain and WikiText-2)."""
+    arms = []
+    for r in sorted((r for r in rows if r["sweep"] and r["tokenizer"] == "base"), key=lambda r: r["lr"]):
+        name = eval_of.get(r["name"], "")
+        res = ctx.results(name) if name else None
+        arms.append(
+            {
+                **r,
+                "eval_step": name if res else None,
+                "eval": {
+                    "domain": (domain_bpb.value(res), domain_bpb.ci(res)),
+                    "general": with_ci(res, f"corpus_ppl.{GENERAL_SPLIT}.bpb"),
+                }
+                if res
+                else None,
+                "domain_vs_base": documents(ctx, BASE_EVAL, name) if res else None,
+                "general_vs_base": documents(ctx, BASE_EVAL, name, domain=False) if res else None,
+            }
+        )
+    return arms
+
+
+def sweep_part(ctx: Context, arms: list[dict], choice: dict | None) -> list[str]:
+    if not arms:
+        return []
+    chosen = (choice or {}).get("winner")
+    base = ctx.results(BASE_EVAL)
+    fallback = domain_bpb.falls_back([base, *(ctx.results(a["eval_step"]) for a in arms if a["eval_step"])])
+    body = []
+    if base:
+        body.append(
+            [
+                f"general model ({ctx.link(BASE_EVAL)})",
+                "–",
+                "0",
+                value_ci_text((domain_bpb.value(base), domain_bpb.ci(base))),
+                value_ci_text(with_ci(base, f"corpus_ppl.{GENERAL_SPLIT}.bpb")),
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+    for a in arms:
+        ev = a["eval"]
+        score = (choice or {}).get("scores", {}).get(a["name"])
+        body.append(
+            [
+                ctx.link(a["name"]) + (f" ({ctx.link(a['eval_step'])})" if a["eval_step"] else ""),
+                f"{a['lr']:g}",
+                f"{a['tokens']:,}" if a["tokens"] else "–",
+                value_ci_text(ev["domain"]) if ev else "–",
+                value_ci_text(ev["general"]) if ev else "–",
+                pct_text(a["domain_vs_base"].d) if a["domain_vs_base"] else "–",
+                pct_text(a["general_vs_base"].d) if a["general_vs_base"] else "–",
+                fmt(-score if score is not None else a["domain_after"]),
+                "**chosen**" if chosen == a["name"] else "",
+            ]
+        )
+    tokens = next((a["tokens"] for a in arms if a["tokens"]), None)
+    return [
+        f"Learning-rate sweep: {len(arms)} short run{'s' if len(arms) > 1 else ''} with the base tokenizer"
+        + (f", {tokens:,} tokens each" if tokens else "")
+        + ". Held-out bpb and its 95% interval from each run's corpus_ppl evaluation (documents DAPT left out, "
+        "every domain document pooled; WikiText-2 test); the change against the general model is paired "
+        "document by document. "
+        + (f"{domain_bpb.FALLBACK_NOTE} " if fallback else "")
+        + "The choice reads the runs' own validation (training-validation column), before any evaluation:",
+        "",
+        table(
+            [
+                "run",
+                "lr",
+                "tokens",
+                "held-out domain bpb",
+                "WikiText-2 bpb",
+                "domain vs general model",
+                "WikiText-2 vs general model",
+                "training-validation domain bpb",
+                "",
+            ],
+            body,
+        ),
+        "",
+    ]
+
+
+def choice_text(ctx: Context, chip: str, choice: dict | None) -> str:
+    if not choice:
+        return (
+            f"`{chip}` has no recorded choice of learning rate (its ledger entry predates `choose`, or it was not run)."
+        )
+    scores = ", ".join(f"{name} {-score:.3f}" for name, score in sorted(choice.get("scores", {}).items()))
+    return (
+        f"The chip model's DAPT ({ctx.link(chip)}) took `{' '.join(choice.get('overrides', []))}` from "
+        f"{choice.get('winner')}: the lowest held-out domain bpb in the short runs' validation "
+        f"(`{choice.get('by')}`: {scores})."
+    )
+
+
+def long_run(ctx: Context, chip: str, rows: list[dict], eval_of: dict[str, str]) -> dict | None:
+    row = next((r for r in rows if r["name"] == chip), None)
+    if row is None:
+        return None
+    evaluation = eval_of.get(chip, "")
+    return {
+        "name": chip,
+        "row": row,
+        "eval_step": evaluation if ctx.results(evaluation) else None,
+        "choice": ctx.ledger.get(chip, {}).get("choice"),
+        "minutes": (ctx.ledger.get(chip, {}).get("seconds") or 0) / 60,
+        "domain": documents(ctx, BASE_EVAL, evaluation),
+        "general": documents(ctx, BASE_EVAL, evaluation, domain=False),
+    }
+
+
+def pooled_row(base: dict | None, chip: dict | None, p: DocumentPair) -> list | None:
+    """The measure compared, on top of the per-source rows: every domain document pooled (or, for runs
+    from before domain.bpb, the mean of the sources)."""
+    key = domain_bpb.MEAN if p.fallback else domain_bpb.POOLED  # the same measure on both sides
+    before, after = with_ci(base, key), with_ci(chip, key)
+    if before[0] is None or after[0] is None:
+        return None
+    tokens = sum(get(chip, f"corpus_ppl.{split}.tokens") or 0 for split in p.docs)
+    label = "mean of sources (domain_mean.bpb)" if p.fallback else "all domain documents (domain.bpb)"
+    return [
+        label,
+        sum(p.docs.values()),
+        tokens or "–",
+        value_ci_text(before),
+        value_ci_text(after),
+        pct(change(before[0], after[0])),
+    ]
+
+
+def per_source(ctx: Context, long: dict) -> list[str]:
+    base, chip = ctx.results(BASE_EVAL), ctx.results(long["eval_step"])
+    docs = long["domain"].docs if long["domain"] else {}
+    splits = [*docs, GENERAL_SPLIT]
+    pooled = pooled_row(base, chip, long["domain"]) if long["domain"] else None
+    rows = [pooled] if pooled else []
+    for split in splits:
+        before, after = with_ci(base, f"corpus_ppl.{split}.bpb"), with_ci(chip, f"corpus_ppl.{split}.bpb")
+        if before[0] is None or after[0] is None:
+            continue
+        rows.append(
+            [
+                split,
+                get(chip, f"corpus_ppl.{split}.documents"),
+                get(chip, f"corpus_ppl.{split}.tokens"),
+                value_ci_text(before),
+                value_ci_text(after),
+                pct(change(before[0], after[0])),
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "The pooled measure and each source (a source's own interval is degenerate where it holds out one "
+        "document; pooled, that document is resampled with the others):",
+        "",
+        table(["split", "documents", "tokens", "general model bpb", "chip DAPT bpb", "change"], rows),
+        "",
+    ]
+
+
+def long_part(ctx: Context, long: dict | None) -> list[str]:
+    if long is None:
+        return []
+    r = long["row"]
+    lines = [
+        f"The chip model's DAPT ({ctx.link(long['name'])}): {r['tokens']:,} tokens"
+        if r["tokens"]
+        else f"The chip model's DAPT ({ctx.link(long['name'])})",
+    ]
+    lines[0] += (
+        f" at lr {r['lr']:g}" if r["lr"] else ""
+    ) + f", {fmt(r['tokens_per_s'], 0)} tokens/s ({long['minutes']:.1f} min of wall time)."
+    if long["domain"]:
+        p = long["domain"]
+        d = p.d
+        measure = "mean of the sources" if p.fallback else f"domain.bpb, all {d.n} held-out domain documents pooled"
+        lines[0] += (
+            f" Held-out domain bpb ({measure}; {ctx.link(BASE_EVAL)} → {ctx.link(long['eval_step'])}): "
+            f"{d.a:.3f} → {d.b:.3f}, paired difference {diff_text(d, 'documents')}, {pct_text(d)}. "
+            f"Issue goal (at least {GOAL_PCT:g}% lower): {long['goal']}."
+            + (f" {domain_bpb.FALLBACK_NOTE}" if p.fallback else "")
+        )
+        if long["general"]:
+            g = long["general"].d
+            lines[0] += f" WikiText-2 bpb {g.a:.3f} → {g.b:.3f} ({pct_text(g)}, {g.n} documents)."
+        lines += ["", *per_source(ctx, long)]
+    else:
+        lines[0] += (
+            f" No corpus_ppl evaluation of it in this run ({long.get('eval_step') or 'eval_dapt'} not completed or "
+            f"skipped by the variant): its own validation only, domain bpb {r['domain_before']:.3f} → "
+            f"{r['domain_after']:.3f} ({pct(r['domain_change'])}), WikiText-2 {pct(r['general_change'])}, "
+            "without an interval."
+        )
+        lines.append("")
+    return lines
+
+
+def section(ctx: Context, eval_of: dict[str, str], chip: str) -> tuple[str, dict]:
     names = dapt_steps(ctx)
     if not names:
         return missing("DAPT", [n for n, s in ctx.steps.items() if s.section == "dapt"]), {}
     rows = [summary(ctx, n) for n in names]
+    arms = sweep_arms(ctx, rows, eval_of)
+    long = long_run(ctx, chip, rows, eval_of)
+    if long and long["domain"]:
+        long["goal"] = goal(long["domain"])
+    choice = long["choice"] if long else ctx.ledger.get(chip, {}).get("choice")
+
     header = [
         "run",
         "tokenizer",
         "lr",
         "tokens trained",
+        "tokens/s",
         "domain bpb before → after",
         "change",
         "WikiText-2 bpb before → after",
         "change",
-        "IFEval instr. (loose)",
-        "MMLU acc",
     ]
-    base_eval = ctx.results("eval_base")
     body = [
         [
-            "general model (before DAPT)",
-            "base",
-            "–",
-            "0",
-            fmt(rows[0]["domain_before"]),
-            "",
-            fmt(rows[0]["general_before"]),
-            "",
-            fmt(get(base_eval, "ifeval.instruction_loose")),
-            fmt(get(base_eval, "mcq.acc")),
+            ctx.link(r["name"]),
+            r["tokenizer"],
+            f"{r['lr']:g}" if r["lr"] else "–",
+            f"{r['tokens']:,}" if r["tokens"] else "–",
+            fmt(r["tokens_per_s"], 0),
+            f"{fmt(r['domain_before'])} → {fmt(r['domain_after'])}",
+            pct(r["domain_change"]),
+            f"{fmt(r['general_before'])} → {fmt(r['general_after'])}",
+            pct(r["general_change"]),
         ]
+        for r in rows
     ]
-    for r in rows:
-        ev = ctx.results(eval_of.get(r["name"], "")) if eval_of.get(r["name"]) else None
-        body.append(
-            [
-                ctx.link(r["name"]),
-                r["tokenizer"],
-                f"{r['lr']:g}",
-                f"{r['tokens']:,}" if r["tokens"] else "–",
-                f"{fmt(r['domain_before'])} → {fmt(r['domain_after'])}",
-                pct(r["domain_change"]),
-                f"{fmt(r['general_before'])} → {fmt(r['general_after'])}",
-                pct(r["general_change"]),
-                fmt(get(ev, "ifeval.instruction_loose")),
-                fmt(get(ev, "mcq.acc")),
-            ]
-        )
     images = [
         ctx.save_figure(loss_curves(ctx, names), "dapt_loss.png"),
         ctx.save_figure(split_changes(ctx, rows), "dapt_splits.png"),
     ]
-    ablation = lr_ablation(ctx, rows)
-    if ablation is not None:
-        images.append(ctx.save_figure(ablation, "dapt_lr_ablation.png"))
+    if len(arms) >= 2:
+        images.append(ctx.save_figure(sweep_plot(arms), "dapt_lr_ablation.png"))
 
-    base_arm = {r["lr"]: r for r in rows if r["tokenizer"] == "base"}
-    aug = [r for r in rows if r["tokenizer"] == "augmented"]
+    aug = [r for r in rows if r["tokenizer"].startswith("augmented")]
+    by_lr = {a["lr"]: a for a in arms}
     facts = {
         "rows": rows,
-        "base_arm": base_arm,
-        "aug": aug[0] if aug else None,
-        "same_lr_base": next((base_arm[r["lr"]] for r in aug if r["lr"] in base_arm), None),
+        "arms": arms,
+        "long": long,
+        "aug": aug,
+        "same_lr_base": next((by_lr[r["lr"]] for r in aug if r["lr"] in by_lr), None),
     }
     text = [
-        "Bits per byte (bpb) on held-out documents: for the corpus, documents the DAPT blend left out "
-        "(the same hash split in training and evaluation), mean over the six sources; "
-        "for general text, WikiText-2 test. "
-        "IFEval and MMLU from the model-suite evaluations (section 6).",
+        *sweep_part(ctx, arms, choice),
+        choice_text(ctx, chip, choice) if chip in ctx.steps else "",
+        "",
+        *long_part(ctx, long),
+        "Every DAPT run's own validation before its first and after its last step (a few held-out sequences per "
+        "split, point figures; bits per byte compare across tokenizers):",
         "",
         table(header, body),
         "",

@@ -1,254 +1,283 @@
-"""Section 4: ChipAlign's geodesic merge over lambda, against linear, slerp, task arithmetic, TIES and
-DELLA, each scored on the domain (held-out corpus bpb, EDA script API-call F1, domain QA with RAG)
-and on instruction following (IFEval). Lambda 0 is the instruct model (eval_base), 1 the chip
-model (eval_sft): the same suite, so the sweep's ends are measured, not assumed."""
+"""Section 4: ChipAlign's geodesic merge over lambda against linear, slerp, TIES and DELLA, each
+baseline at the setting its screening chose and ChipAlign at the lambda the same criterion picks on
+the same prompts; every figure with its 95% interval, and paired tests of ChipAlign at its best
+against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
-import csv
-import json
+from chipadapt.reproduce.report import domain_bpb
+from chipadapt.reproduce.report.context import Context, fmt, missing, table
+from chipadapt.reproduce.report.merge_plots import balance_plot, lambda_plot
+from chipadapt.reproduce.report.merge_runs import (
+    BASELINES,
+    CHIPALIGN,
+    DOMAIN,
+    INSTRUCT,
+    SCREENS,
+    SUITE,
+    Run,
+    angles,
+    balance,
+    baseline_runs,
+    chipalign_runs,
+    endpoints,
+    ifeval_ids,
+    screen_rows,
+    screening_ids,
+    setting,
+)
+from chipadapt.reproduce.report.merge_tests import balance_difference, compare_suite, signed
 
-import matplotlib.pyplot as plt
-
-from chipadapt.reproduce.report.context import Context, get, missing, paired, table
-
-# (results key, label, higher is better)
-DOMAIN = [
-    ("corpus_ppl.domain_mean.bpb", "domain bpb", False),
-    ("eda_script.call_f1", "EDA call F1", True),
-    ("rag_qa.rougeL_rag", "QA ROUGE-L (RAG)", True),
-]
-INSTRUCT = ("ifeval.instruction_loose", "IFEval instr. (loose)", True)
-METRICS = DOMAIN + [INSTRUCT]
-
-
-def sweep_rows(ctx: Context, step: str) -> list[dict]:
-    if not ctx.has(step):
-        return []
-    rows = []
-    for job in sorted(p for p in ctx.folder(step).iterdir() if (p / "results.json").is_file()):
-        summary = (
-            json.loads((job / "model" / "merge_manifest.json").read_text()).get("summary", {})
-            if (job / "model" / "merge_manifest.json").is_file()
-            else {}
-        )
-        results = json.loads((job / "results.json").read_text())
-        rows.append(
-            {
-                "method": summary.get("method"),
-                "lam": summary.get("lam"),
-                "folder": job,
-                "results": results,
-                **{key: get(results, key) for key, _, _ in METRICS},
-            }
-        )
-    return rows
+LABELS = {key: label for key, label, _ in SUITE}
+KNOB_NAMES = {"merge.lam": "lambda", "merge.method.density": "density", "merge.method.scale": "scale"}
+PAPER_LAMBDA = 0.6
 
 
-def endpoint(ctx: Context, step: str, lam: float) -> dict | None:
-    results = ctx.results(step)
-    if not results:
-        return None
-    return {
-        "method": "chipalign",
-        "lam": lam,
-        "folder": ctx.folder(step),
-        "results": results,
-        "endpoint": step,
-        **{key: get(results, key) for key, _, _ in METRICS},
-    }
+def with_ci(run: Run, key: str) -> str:
+    value, ci = run.value(key), run.ci(key)
+    if value is None:
+        return "–"
+    return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else fmt(value)
 
 
-def angles(rows: list[dict]) -> dict | None:
-    """Angle between the chip and the instruct tensor, over the tensors of one ChipAlign merge
-    (merge_diagnostics.csv): near zero, the geodesic and the straight line between them coincide."""
-    job = next(
-        (
-            r["folder"]
-            for r in rows
-            if not r.get("endpoint") and (r["folder"] / "model" / "merge_diagnostics.csv").is_file()
-        ),
-        None,
-    )
-    if job is None:
-        return None
-    with (job / "model" / "merge_diagnostics.csv").open() as handle:
-        values = [float(r["angle_deg"]) for r in csv.DictReader(handle) if r.get("angle_deg") not in (None, "")]
-    return {"mean": sum(values) / len(values), "max": max(values), "tensors": len(values)} if values else None
+def link(ctx: Context, run: Run) -> str:
+    return ctx.link_folder(run.folder, run.name)
 
 
-def score(rows: list[dict]) -> None:
-    """Each metric min-max normalised over every merged model and both ends (1 = best seen); the domain
-    score is the mean of the domain metrics, balance the mean of domain score and IFEval."""
-    for key, _, higher in METRICS:
-        values = [r[key] for r in rows if r[key] is not None]
-        lo, hi = (min(values), max(values)) if values else (0, 1)
-        for r in rows:
-            v = r[key]
-            r[f"n:{key}"] = None if v is None else ((v - lo) if higher else (hi - v)) / ((hi - lo) or 1.0)
-    for r in rows:
-        parts = [r[f"n:{key}"] for key, _, _ in DOMAIN if r[f"n:{key}"] is not None]
-        r["domain_score"] = sum(parts) / len(parts) if parts else None
-        r["balance"] = (
-            None
-            if r["domain_score"] is None or r[f"n:{INSTRUCT[0]}"] is None
-            else (r["domain_score"] + r[f"n:{INSTRUCT[0]}"]) / 2
-        )
+def curve_table(ctx: Context, curve: list[Run], scores: dict[float, float | None], best: Run | None) -> str:
+    rows = [
+        [
+            link(ctx, r),
+            *[with_ci(r, key) for key, _, _ in SUITE],
+            f"{fmt(scores.get(r.lam))}{' (chosen)' if r is best else ''}",
+        ]
+        for r in curve
+    ]
+    return table(["model", *LABELS.values(), "merge_balance"], rows)
 
 
-def link(ctx: Context, row: dict) -> str:
-    return ctx.link_folder(row["folder"], f"{row['method']} {row['lam']:g}")
+def baselines_table(ctx: Context, baselines: dict[str, Run]) -> str:
+    rows = [
+        [
+            ctx.link_folder(run.folder, method),
+            setting(ctx, method),
+            *[with_ci(run, key) for key, _, _ in SUITE],
+            fmt((ctx.ledger.get(BASELINES[method], {}).get("choice") or {}).get("score")),
+        ]
+        for method, run in baselines.items()
+    ]
+    return table(["merge", "chosen setting", *LABELS.values(), "merge_balance (screening)"], rows)
 
 
-def lambda_plot(ctx: Context, chipalign: list[dict], baselines: list[dict]):
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
-    for ax, (key, label, higher) in zip(axes, METRICS):
-        pts = [(r["lam"], r[key]) for r in chipalign if r[key] is not None]
-        ax.plot(*zip(*pts), marker="o", color="black", label="chipalign") if pts else None
-        for method in sorted({r["method"] for r in baselines}):
-            mp = sorted((r["lam"], r[key]) for r in baselines if r["method"] == method and r[key] is not None)
-            if mp:
-                ax.plot(*zip(*mp), marker="x", linestyle="--", label=method)
-        ax.axvline(0.6, color="tab:green", alpha=0.3, linewidth=6)
-        ax.set_xlabel("lambda (0 instruct, 1 chip)")
-        ax.set_title(f"{label}{'' if higher else ' (lower better)'}", fontsize=9)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Merges over lambda; green band: ChipAlign's reported best (0.6)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def tradeoff_plot(ctx: Context, chipalign: list[dict], baselines: list[dict]):
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    for method, rows, style in [("chipalign", chipalign, "o-")] + [
-        (m, [r for r in baselines if r["method"] == m], "x--") for m in sorted({r["method"] for r in baselines})
-    ]:
-        rows = sorted(
-            (r for r in rows if r["domain_score"] is not None and r[INSTRUCT[0]] is not None), key=lambda r: r["lam"]
-        )
+def screening_part(ctx: Context, n_prompts: int) -> list[str]:
+    lines = []
+    for step in SCREENS:
+        knobs, rows = screen_rows(ctx, step)
         if not rows:
+            lines += [missing(f"Screening `{step}`", [step]), ""]
             continue
-        ax.plot([r[INSTRUCT[0]] for r in rows], [r["domain_score"] for r in rows], style, label=method)
-        for r in rows:
-            ax.annotate(
-                f"{r['lam']:g}",
-                (r[INSTRUCT[0]], r["domain_score"]),
-                textcoords="offset points",
-                xytext=(3, 3),
-                fontsize=7,
+        body = [
+            [
+                r.method,
+                *[r.knobs.get(k, "–") for k in knobs],
+                domain_bpb.value(r.results),
+                r.results.get("ifeval", {}).get("instruction_loose"),
+                r.score,
+                "**chosen**" if r.chosen else "",
+                ctx.link_folder(r.folder, r.folder.relative_to(ctx.out).as_posix()),
+            ]
+            for r in rows
+        ]
+        header = [
+            "method",
+            *[KNOB_NAMES.get(k, k) for k in knobs],
+            "domain bpb",
+            f"IFEval instr. ({n_prompts} prompts)",
+        ]
+        lines += [
+            f"Screening `{step}` ({ctx.link(step)}):",
+            "",
+            table([*header, "merge_balance", "", "record"], body),
+            "",
+        ]
+    return lines
+
+
+def choose_best(merged: list[Run], scores: dict[float, float | None]) -> Run | None:
+    """The highest merge_balance (first on ties, as choices.choose); a lone job is its own best."""
+    scored = [r for r in merged if scores.get(r.lam) is not None]
+    if scored:
+        return max(scored, key=lambda r: scores[r.lam])
+    return merged[0] if len(merged) == 1 else None
+
+
+def tests_table(best: Run, tests: dict[str, dict]) -> str:
+    rows = []
+    for other, by_key in tests.items():
+        for key, d in by_key.items():
+            if d is None:
+                rows.append(
+                    [f"chipalign {best.lam:g} − {other}", LABELS[key], "–", "–", "–", "–", "–", "–", "not measured"]
+                )
+                continue
+            rows.append(
+                [
+                    f"chipalign {best.lam:g} − {other}",
+                    LABELS[key],
+                    d.a,
+                    d.b,
+                    signed(d.diff),
+                    f"[{signed(d.ci[0])}, {signed(d.ci[1])}]",
+                    f"{d.p:.2g}",
+                    str(d.n),
+                    d.test,
+                ]
             )
-    ax.set_xlabel(INSTRUCT[1])
-    ax.set_ylabel("domain score (mean of normalised bpb, EDA F1, QA ROUGE-L)")
-    ax.set_title("Domain vs. instruction following (labels: lambda)")
-    ax.legend(fontsize=8)
-    return fig
+    return table(["comparison", "metric", "other", "chipalign", "difference", "95% interval", "p", "n", "test"], rows)
+
+
+def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | None:
+    """An end's (IFEval instr., domain bpb) on the items it was paired on."""
+    by_key = tests.get(name) or {}
+    if by_key.get(INSTRUCT) is None or by_key.get(DOMAIN) is None:
+        return None
+    return by_key[INSTRUCT].a, by_key[DOMAIN].a
+
+
+def paper_lambda_test(
+    merged: list[Run], scores: dict, best: Run | None, tests: dict[str, dict], exclude: frozenset[str]
+) -> dict | None:
+    """The paper's lambda (0.6) against its rival on the held-out items: the lambda chosen, or, when 0.6
+    is the one chosen, the runner-up; on both measures and on merge_balance (0.6 minus the rival)."""
+    paper = next((r for r in merged if abs(r.lam - PAPER_LAMBDA) < 1e-9), None)
+    ranked = sorted((r for r in merged if scores.get(r.lam) is not None), key=lambda r: -scores[r.lam])
+    rival = (ranked[1] if len(ranked) > 1 else None) if best is paper else best
+    if paper is None or rival is None:
+        return None
+    pair = compare_suite(rival.folder, paper.folder, [INSTRUCT, DOMAIN], exclude)
+    instruct, chip = end_values(tests, "instruct model"), end_values(tests, "chip model")
+    both = instruct is not None and chip is not None
+    return {
+        "rival": rival.lam,
+        **pair,
+        "balance": balance_difference(pair[INSTRUCT], pair[DOMAIN], instruct, chip) if both else None,
+    }
 
 
 def section(ctx: Context) -> tuple[str, dict]:
-    chipalign = sweep_rows(ctx, "merge_chipalign")
-    baselines = sweep_rows(ctx, "merge_baselines")
-    if not chipalign:
-        return missing("ChipAlign sweep", ["merge_chipalign"]), {}
-    ends = [e for e in (endpoint(ctx, "eval_base", 0.0), endpoint(ctx, "eval_sft", 1.0)) if e]
-    chipalign = sorted(chipalign + ends, key=lambda r: r["lam"])
-    score(chipalign + baselines)
-    header = ["merge", *[label for _, label, _ in METRICS], "domain score", "balance"]
-    body = [
-        [
-            f"{'instruct' if r['lam'] == 0 else 'chip'} model, lambda {r['lam']:g} ({ctx.link(r['endpoint'])})"
-            if r.get("endpoint")
-            else link(ctx, r),
-            *[r[key] for key, _, _ in METRICS],
-            r["domain_score"],
-            r["balance"],
-        ]
-        for r in chipalign
-    ]
-    by_method: dict[str, list[dict]] = {}
-    for r in [r for r in chipalign if not r.get("endpoint")] + baselines:
-        by_method.setdefault(r["method"], []).append(r)
-    best = {
-        m: max(scored, key=lambda r: r["balance"])
-        for m, rows in by_method.items()
-        if (scored := [r for r in rows if r["balance"] is not None])
-    }
-
-    def no_effect(rows: list[dict]) -> bool:
-        # With a zero instruct task vector, TIES' and DELLA's disjoint mean divides the chip weight back
-        # out: lambda does not change the merge (up to float rounding of lam * tau / lam), and a "best
-        # lambda" would only name the first one run.
-        scores = {tuple(None if r[key] is None else round(r[key], 6) for key, _, _ in METRICS) for r in rows}
-        return len({r["lam"] for r in rows}) > 1 and len(scores) == 1
-
-    best_rows = [
-        [
-            m,
-            "any (no effect)" if no_effect(by_method[m]) else f"{r['lam']:g}",
-            ", ".join(f"{lam:g}" for lam in sorted({x["lam"] for x in by_method[m]})),
-            *[r[key] for key, _, _ in METRICS],
-            r["domain_score"],
-            r["balance"],
-        ]
-        for m, r in sorted(best.items(), key=lambda kv: -kv[1]["balance"])
-    ]
-    baseline_body = [
-        [link(ctx, r), *[r[key] for key, _, _ in METRICS], r["domain_score"], r["balance"]]
-        for r in sorted(baselines, key=lambda r: (r["method"], r["lam"]))
-    ]
-
-    chip = next((r for r in chipalign if r["lam"] == 1.0), None)
-    at06 = next((r for r in chipalign if abs(r["lam"] - 0.6) < 1e-9), None)
-    angle = angles(chipalign)
+    merged, ends, baselines = chipalign_runs(ctx), endpoints(ctx), baseline_runs(ctx)
+    if not merged and not baselines:
+        return missing("Merge study", [CHIPALIGN, *BASELINES.values()]), {}
+    curve = sorted([*ends.values(), *merged], key=lambda r: r.lam)
+    screen = screening_ids(ctx)
+    # ChipAlign's lambda, chosen as the baselines' settings were: merge_balance on the screening prompts.
+    scores = {r.lam: balance(ctx, r.folder, screen or None) for r in curve}
+    best = choose_best(merged, scores)
+    heldout = (ifeval_ids(best.folder) - screen) if best else set()
+    exclude = frozenset(screen) if heldout else frozenset()  # nothing left out: every prompt, said so
+    keys = [key for key, _, _ in SUITE]
+    others = [(r.method + " model", r) for r in ends.values()] + list(baselines.items())
+    tests = {name: compare_suite(run.folder, best.folder, keys, exclude) for name, run in others} if best else {}
+    lambda_test = paper_lambda_test(merged, scores, best, tests, exclude)
+    angle = angles(merged)
+    fallback = domain_bpb.falls_back([r.results for r in [*curve, *baselines.values()]])
+    n_screen = len(screen)
     facts = {
         "angle": angle,
-        "best": best,
-        "chip": chip,
-        "instruct": next((r for r in chipalign if r["lam"] == 0.0), None),
-        "at06": at06,
-        "chipalign_rows": chipalign,
-        # IFEval of the lambda-0.6 merge against the chip model, prompt by prompt
-        "ifeval_paired": paired(chip["folder"], at06["folder"], INSTRUCT[0]) if chip and at06 else None,
+        "lams": [r.lam for r in merged],
+        "best": {"lam": best.lam, "score": scores.get(best.lam)} if best else None,
+        "scores": {lam: s for lam, s in scores.items() if lam not in (0.0, 1.0)},
+        "selection_prompts": n_screen,
+        "heldout_prompts": len(heldout),
+        "tests": tests,
+        "lambda_test": lambda_test,
+        "baselines": {m: setting(ctx, m) for m in baselines},
+        "domain_fallback": fallback,
     }
-    if chip and chip[INSTRUCT[0]]:
-        for name, r in (("gain06", at06), ("gain_best", best.get("chipalign"))):
-            if r and r[INSTRUCT[0]] is not None:
-                facts[name] = 100 * (r[INSTRUCT[0]] - chip[INSTRUCT[0]]) / chip[INSTRUCT[0]]
+    selection = (
+        f"the same {n_screen} IFEval prompts the baselines' screening scored"
+        if screen
+        else "all IFEval prompts (no screening step in this run)"
+    )
+    ifeval_note = (
+        f"IFEval on the {len(heldout)} prompts that chose nothing (all prompts minus the {n_screen} screening prompts)"
+        if heldout
+        else "IFEval on every prompt: this variant evaluates no prompt beyond the screening's, so these include "
+        "the prompts the settings were chosen on"
+    )
     text = [
-        "Every merge is evaluated on the same suite as the models (section 6). Task arithmetic, TIES and DELLA take "
-        "task vectors against `models.base`; the only common ancestor here is the instruct model itself, so the "
-        "instruct task vector is zero: task arithmetic is then exactly linear interpolation (not run again), "
-        "and TIES and DELLA reduce to adding the chip model's trimmed task vector to the instruct model, "
-        "whatever lambda is: their "
-        "disjoint mean divides each entry by the weight of the task vectors that agree on its sign, here the chip's "
-        "alone, so lambda cancels. Their knobs are `merge.method.density` and `merge.method.scale`, not swept here. "
-        "Normalised scores: each metric min-max scaled over every model in this section (1 = best seen).",
+        f"Lambda 0 is the instruct model ({ctx.link('eval_base')}), 1 the chip model, DAPT + SFT "
+        f"({ctx.link('eval_sft')}); ChipAlign's merges in between ({ctx.link(CHIPALIGN)}) and each baseline at the "
+        "setting its screening chose are evaluated on the same suite. Task vectors are taken against the instruct "
+        "model, the only common ancestor here: task arithmetic is then exactly linear interpolation (not run "
+        "twice), and TIES and DELLA's lambda has no effect, so they are screened over density and scale. "
+        "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the bootstrap "
+        "over items otherwise). Domain bpb is corpus_ppl's `domain.bpb`, every held-out domain document pooled."
+        + (f" {domain_bpb.FALLBACK_NOTE}" if fallback else ""),
         "",
         *(
             [
-                f"Angle between chip and instruct weights over the {angle['tensors']} merged tensors: "
-                f"mean {angle['mean']:.2f} degrees, max {angle['max']:.2f} (from merge_diagnostics.csv); "
-                "near zero, geodesic and linear interpolation nearly coincide.",
+                f"Angle between chip and instruct weights over the {angle['tensors']} merged tensors: mean "
+                f"{angle['mean']:.2f} degrees, max {angle['max']:.2f} (merge_diagnostics.csv of a ChipAlign merge); "
+                "the closer to zero, the more nearly geodesic and linear interpolation coincide.",
                 "",
             ]
             if angle
             else []
         ),
-        "ChipAlign over lambda:",
-        "",
-        table(header, body),
-        "",
-        "Every method at its best lambda (highest balance of domain score and IFEval) among the lambdas it was run at:",
-        "",
-        table(
-            ["method", "best lambda", "lambdas run", *[label for _, label, _ in METRICS], "domain score", "balance"],
-            best_rows,
-        ),
+        "### ChipAlign over lambda",
         "",
         *(
-            ["The other merges at every lambda run:", "", table(header, baseline_body), ""]
-            if len(baselines) > len({r["method"] for r in baselines})
-            else []
-        ),  # only when some method ran at several lambdas
-        ctx.save_figure(lambda_plot(ctx, chipalign, baselines), "merge_lambda.png"),
+            [
+                curve_table(ctx, curve, scores, best),
+                "",
+                f"ChipAlign's lambda is chosen as the baselines' settings are: `merge_balance` (half the share of the "
+                "domain-bpb gap from the instruct to the chip model that a merge closes, plus half the share of the "
+                "IFEval instruction-level gap it keeps; either end scores 0.5 where the ends differ on both), "
+                f"on {selection}. "
+                + (
+                    f"Chosen: **lambda {best.lam:g}** (score {fmt(scores.get(best.lam))})."
+                    if best
+                    else "No lambda could be scored (an end of the sweep is missing)."
+                ),
+            ]
+            if merged
+            else [missing("ChipAlign sweep", [CHIPALIGN])]
+        ),
         "",
-        ctx.save_figure(tradeoff_plot(ctx, chipalign, baselines), "merge_tradeoff.png"),
+        "### The baselines at their best",
+        "",
+        baselines_table(ctx, baselines) if baselines else missing("Baselines", list(BASELINES.values())),
+        "",
+        ctx.save_figure(balance_plot(curve, baselines, best, fallback), "merge_balance.png"),
+        "",
+        ctx.save_figure(lambda_plot(curve, baselines), "merge_lambda.png"),
+        "",
+        "### Screening",
+        "",
+        f"Each baseline is screened on held-out domain bpb and the first {n_screen} IFEval prompts, and run on the "
+        "full suite at the setting with the highest `merge_balance` (the ledger's record of the choice, "
+        "`runs/steps.json`).",
+        "",
+        *screening_part(ctx, n_screen),
+        "### Paired tests",
+        "",
     ]
+    if tests:
+        text += [
+            f"ChipAlign at lambda {best.lam:g} against each baseline at its best and against both ends, item by item: "
+            f"{ifeval_note}; prompt-level by McNemar's exact test, instruction-level by the paired bootstrap. "
+            + (
+                "Domain bpb: domain_mean.bpb where a run predates domain.bpb, by the paired bootstrap stratified by "
+                "source; "
+                if fallback
+                else "Domain bpb: corpus_ppl's domain.bpb, every held-out domain document pooled, by the paired "
+                "bootstrap over documents; "
+            )
+            + "WikiText-2 is not part of it. The others by the paired bootstrap (McNemar for parses). "
+            "Difference = ChipAlign minus the other.",
+            "",
+            tests_table(best, tests),
+            "",
+        ]
+    else:
+        text += ["_Paired tests: no ChipAlign merge to test._", ""]
     return "\n".join(text), facts

@@ -1,7 +1,7 @@
 """Verdicts from paired tests, not from thresholds: a finding reproduces when the 95% interval of the
 paired difference excludes zero in the paper's direction, contradicts it when it excludes zero the
-other way, and is otherwise not resolved at this size, with how many items (or tokens) would resolve
-a difference as large as the one seen."""
+other way, and is otherwise not resolved at this size; that verdict cell says how many items (and,
+for documents, tokens) would resolve a difference as large as the one seen."""
 
 import math
 
@@ -13,6 +13,10 @@ REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
     "not resolved at this size",
     "not measured",
 )
+# A percentile bootstrap over fewer items has almost nothing to resample: its "interval" is not one
+# (one document resampled is the same document every time, a zero-width interval).
+MIN_RESAMPLED = 10
+NEEDS = ", needs "  # joins NOT_RESOLVED and the size that would resolve it, in a verdict cell
 
 
 def items_needed(d: PairedDifference) -> int | None:
@@ -24,20 +28,44 @@ def items_needed(d: PairedDifference) -> int | None:
     return max(d.n + 1, math.ceil(d.n * (half / abs(d.diff)) ** 2))
 
 
-def verdict(d: PairedDifference | None, paper_sign: int, unit: str = "items", per_item: float = 1.0) -> tuple[str, str]:
-    """(verdict, why) for a paired difference b - a whose sign the paper predicts (+1: b higher, -1:
-    b lower). `per_item` converts items to the unit named (e.g. tokens per document)."""
+def size(n: float, unit: str, per_item: float | None) -> str:
+    """'240 documents / 96,000 tokens': n items, and in tokens where `per_item` gives tokens per item."""
+    return f"{n:,.0f} {unit}" + (f" / {n * per_item:,.0f} tokens" if per_item else "")
+
+
+def verdict(
+    d: PairedDifference | None, paper_sign: int, unit: str = "items", per_item: float | None = None
+) -> tuple[str, str]:
+    """(verdict cell, why) for a paired difference b - a whose sign the paper predicts (+1: b higher, -1:
+    b lower). `unit` names the items (prompts, documents); `per_item`, where given, is tokens per item
+    (documents of very different lengths), so the size that would resolve it is also given in tokens.
+    A bootstrap over fewer than MIN_RESAMPLED items resolves nothing, whatever its interval."""
     if d is None:
         return NOT_MEASURED, "no per-item records to pair"
+    if d.test.startswith("paired-bootstrap") and d.n < MIN_RESAMPLED:
+        return (
+            f"{NOT_RESOLVED}{NEEDS}at least {size(MIN_RESAMPLED, unit, per_item)}",
+            f"only {d.n} {unit} to resample: a bootstrap over so few gives no interval",
+        )
     low, high = d.ci
     if low > 0 or high < 0:
         agrees = (d.diff > 0) == (paper_sign > 0)
         return (REPRODUCES if agrees else CONTRADICTS), ""
     needed = items_needed(d)
     if needed is None:
-        return NOT_RESOLVED, f"no difference on {d.n} items"
+        return NOT_RESOLVED, f"no difference at all over {d.n} {unit}"
     return (
-        NOT_RESOLVED,
-        f"a difference of {d.diff:+.3g} needs about {needed * per_item:,.0f} {unit} to resolve "
-        f"({d.n * per_item:,.0f} here)",
+        f"{NOT_RESOLVED}{NEEDS}about {size(needed, unit, per_item)}",
+        f"the 95% interval covers 0: a difference of {d.diff:+.3g} over {size(d.n, unit, per_item)}",
     )
+
+
+def is_not_resolved(cell: str) -> bool:
+    return cell.startswith(NOT_RESOLVED)
+
+
+def needed_size(cell: str) -> str | None:
+    """'about 240 documents / 96,000 tokens' from a 'not resolved' cell; None when it names no size."""
+    if not is_not_resolved(cell):
+        return None
+    return cell.partition(NEEDS)[2] or None

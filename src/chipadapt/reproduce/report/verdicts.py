@@ -1,370 +1,393 @@
 """The headline table: each paper finding, the figure measured here, and whether it reproduces.
 
-Where both runs wrote per-item files, a difference counts only when its paired 95% interval (McNemar's
-exact test or the paired bootstrap over the same prompts or questions, eval/paired.py) leaves out 0;
-otherwise it is "within noise", not a result. Runs without per-item files fall back to twice the
-standard error of a difference of two independent proportions.
+Wherever two models (or two retrievers, or one model with and without retrieved context) are scored on
+the same items, the verdict is a paired test's (report/pairs.py, eval/paired.py: McNemar's exact test
+for pass/fail scores, the paired bootstrap otherwise): the finding "reproduces" when the 95% interval
+of the difference excludes 0 in the paper's direction, "contradicts" it when it excludes 0 the other
+way, and is otherwise "not resolved at this size", with the number of items (for held-out text, also
+tokens) that would resolve a difference as large as the one seen (report/power.py). Findings with
+nothing to pair say what their interval rests on instead; "not measured" means no per-item records.
 The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
 """
 
 import math
 
-from chipadapt.reproduce.report.context import fmt, paired_text
+from chipadapt.reproduce.report import merge_verdicts, power
+from chipadapt.reproduce.report.context import fmt
+from chipadapt.reproduce.report.pairs import DocumentPair, diff_text, pct_text
+from chipadapt.reproduce.report.power import CONTRADICTS, NEEDS, NOT_MEASURED, NOT_RESOLVED, REPRODUCES
 
-YES, PARTLY, NO, NOISE, NOT_RUN = "reproduces", "partly", "does not reproduce", "within noise", "not run"
-F1_NOISE = 0.05  # EDA API-call F1 over 16 scripts or fewer: smaller differences are not counted
-BALANCE_NOISE = 0.05  # merge balance scores (0-1) closer than this are not a ranking
-ROUGE_NOISE = 0.03  # mean ROUGE-L change over 16 QA answers or fewer: smaller ones are not counted
+NOT_RUN = "not run"
 MCQ_CHANCE = 0.25  # four choices per MMLU question
+LARGE_LR = 1e-4  # ChipNeMo's ablation: 5e-6 against a learning rate 10-60x larger
+Z95 = 1.959964
 
 
-def binomial_se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-9) / max(n, 1))
+def judge_documents(p: DocumentPair | None, paper_sign: int) -> tuple:
+    """power.verdict of a corpus_ppl comparison, sized in documents and tokens; where the runs predate the
+    pooled domain.bpb (compared on the mean of sources), it names the sources whose single document
+    adds no variance."""
+    if p is None:
+        return power.verdict(None, paper_sign, "documents")
+    verdict, why = power.verdict(p.d, paper_sign, "documents", p.tokens_per_doc)
+    if p.thin:
+        why = joined(
+            why, f"{', '.join(p.thin)}: one held-out document each, so the interval leaves out their sampling variance"
+        )
+    return verdict, why
 
 
-def difference(a: float, b: float, n: int) -> tuple[float, bool]:
-    """a - b and whether it exceeds twice the standard error of a difference of two proportions over n items."""
-    se = math.sqrt(binomial_se(a, n) ** 2 + binomial_se(b, n) ** 2)
-    return a - b, abs(a - b) > 2 * se
+def joined(*parts: str) -> str:
+    """A why-cell of several reasons, the empty ones left out."""
+    return "; ".join(p for p in parts if p)
+
+
+def worst(verdicts: list[tuple]) -> tuple:
+    """Several tests of one finding: it reproduces only if every one does, contradicts if any does."""
+    for v in verdicts:
+        if v[0] == CONTRADICTS:
+            return v
+    for v in verdicts:
+        if v[0] != REPRODUCES:
+            return v
+    return verdicts[0]
+
+
+# --- 1. tokenizer ----------------------------------------------------------------------------------
+
+TOKENIZER = ("Domain-adapted tokenizer", "1.6-3.3% fewer domain tokens, general unchanged")
+GENERAL_UNCHANGED_PCT = 1.0  # a tokenizer that shortens general text by more than this has changed it
 
 
 def tokenizer_row(f: dict) -> list:
     if not f:
-        return ["Domain-adapted tokenizer", "1.6-3.3% fewer domain tokens, general unchanged", "–", NOT_RUN, ""]
-    held = f.get("domain_held_out")
-    ok = f["domain_in_sample"] > 0 and (held is None or held > 0) and abs(f["general_in_sample"]) < 1.0
-    here = (
-        f"{f['domain_in_sample']:.1f}% fewer on the corpus, "
-        f"{fmt(held, 1)}-{fmt(f.get('domain_held_out_max'), 1)}% on unseen RTL/scripts; "
-        f"general {abs(f['general_in_sample']):.2f}% (WikiText-2/IFEval at most {fmt(f.get('general_held_out'), 2)}%)"
+        return [*TOKENIZER, "–", NOT_RUN, ""]
+    held = f.get("held_out") or []
+    domain = [r for r in held if r["kind"] == "domain"]
+    savings = "; ".join(
+        f"{r['text']} {-100 * r['paired'].diff:.1f}% [{-100 * r['paired'].ci[1]:.1f}, {-100 * r['paired'].ci[0]:.1f}]"
+        for r in held
+        if r.get("paired")
     )
-    why = (
-        (
-            "Larger savings than ChipNeMo's: 4,000 tokens chosen for a 16 MB corpus of six repositories and added to a "
-            "49k vocabulary (ChipNeMo: LLaMA2's 32k vocabulary and a far broader 24B-token corpus), "
+    here = (
+        f"{f['domain_in_sample']:.1f}% fewer on the corpus the tokens were chosen from; held out: {savings or '–'} "
+        f"(paired by document); general in-sample {abs(f['general_in_sample']):.2f}%"
+    )
+    if abs(f["general_in_sample"]) >= GENERAL_UNCHANGED_PCT:
+        return [*TOKENIZER, here, CONTRADICTS, f"General text changes by {f['general_in_sample']:.2f}%."]
+    if not domain:
+        return [
+            *TOKENIZER,
+            here,
+            NOT_MEASURED,
+            "No held-out domain text here: the corpus count is exact, but the tokens were chosen to shorten it.",
+        ]
+    verdict, why = worst([power.verdict(r.get("paired"), -1, "documents") for r in domain])
+    if verdict == REPRODUCES and min(r["reduction_pct"] for r in domain) > 3.3:
+        why = (
+            "Larger savings than ChipNeMo's: 4,000 tokens chosen for a 16 MB corpus of six repositories and added "
+            "to a 49k vocabulary (ChipNeMo: LLaMA2's 32k vocabulary and a far broader 24B-token corpus), "
             "so each new token is more specific."
         )
-        if f["domain_in_sample"] > 3.3
-        else ""
-    )
-    return ["Domain-adapted tokenizer", "1.6-3.3% fewer domain tokens, general unchanged", here, YES if ok else NO, why]
+    return [*TOKENIZER, here, verdict, why]
 
 
-LARGE_LR = 1e-4  # ChipNeMo's ablation: 5e-6 against a learning rate 10-60x larger
+# --- 2. DAPT ---------------------------------------------------------------------------------------
+
+DAPT = ("DAPT lowers domain perplexity", "lower domain perplexity after DAPT (issue goal: held-out bpb -15%)")
+LARGE = ("Large DAPT learning rate hurts general ability", "a large lr degraded general ability; 5e-6 kept it")
+AUGMENTED = ("Augmented tokenizer costs nothing after DAPT", "no loss in domain or general quality")
 
 
-def dapt_rows(f: dict, chip: str, models: dict, arm_evals: dict[str, str], n_ifeval: int) -> list[list]:
-    rows = []
-    if not f:
-        return [["DAPT lowers domain perplexity", "domain ppl down, general ability kept", "–", NOT_RUN, ""]]
-    run = next((r for r in f["rows"] if r["name"] == chip), f["rows"][0])
-    ok = run["domain_change"] < 0
-    rows.append(
-        [
-            "DAPT lowers domain perplexity",
-            "lower domain perplexity after DAPT",
-            f"{run['name']}: domain bpb {run['domain_change']:+.1f}%, WikiText-2 {run['general_change']:+.1f}% "
-            f"after {run['tokens']:,} tokens",
-            YES if ok else NO,
-            "" if ok else "Tens of thousands of tokens, not billions: too few steps to move a 135M model.",
-        ]
-    )
-    arm = f["base_arm"]
-    if len(arm) >= 2 and max(arm) < LARGE_LR:
-        rows.append(
-            [
-                "Large DAPT learning rate hurts",
-                "a large lr degraded general ability; 5e-6 kept it",
-                f"learning rates {', '.join(f'{lr:g}' for lr in sorted(arm))} only",
-                NOT_RUN,
-                "This variant has no large-lr arm; the full variant runs 3e-4.",
-            ]
-        )
-    elif len(arm) >= 2:
-        lo, hi = min(arm), max(arm)
-        ev_lo, ev_hi = (
-            models.get(arm_evals.get(arm[lo]["name"], ""), {}),
-            models.get(arm_evals.get(arm[hi]["name"], ""), {}),
-        )
-        if_lo, if_hi = ev_lo.get("ifeval.instruction_loose"), ev_hi.get("ifeval.instruction_loose")
-        # General ability: WikiText-2 bpb, or instruction following where the drop is beyond noise.
-        ifeval_drop = (
-            if_lo is not None and if_hi is not None and difference(if_lo, if_hi, n_ifeval)[1] and if_hi < if_lo
-        )
-        worse = arm[hi]["general_change"] > arm[lo]["general_change"] or ifeval_drop
+def dapt_row(long: dict | None) -> list:
+    if not long:
+        return [*DAPT, "–", NOT_RUN, ""]
+    r, p = long["row"], long.get("domain")
+    tokens = f" after {r['tokens']:,} tokens" if r["tokens"] else ""
+    if p is None:
         here = (
-            f"WikiText-2 bpb {arm[lo]['general_change']:+.1f}% at lr {lo:g} "
-            f"vs {arm[hi]['general_change']:+.1f}% at {hi:g} "
-            f"(domain {arm[lo]['domain_change']:+.1f}% vs {arm[hi]['domain_change']:+.1f}%); IFEval instr. "
-            f"{fmt(ev_lo.get('ifeval.instruction_loose'))} vs {fmt(ev_hi.get('ifeval.instruction_loose'))}"
+            f"{long['name']}: its own validation only, domain bpb {r['domain_change']:+.1f}%, "
+            f"WikiText-2 {r['general_change']:+.1f}%{tokens}"
         )
-        rows.append(
-            [
-                "Large DAPT learning rate hurts",
-                "a large lr degraded general ability; 5e-6 kept it",
-                here,
-                YES if worse else NO,
-                ""
-                if worse
-                else "After tens of thousands of tokens even the large lr improves WikiText-2 (the blend's 9% "
-                "general text is Wikipedia too), and the IFEval difference is within noise; ChipNeMo saw the damage "
-                "over billions of tokens.",
-            ]
-        )
-    aug, same = f.get("aug"), f.get("same_lr_base")
-    if aug and same:
-        d = aug["domain_after"] - same["domain_after"]
-        rows.append(
-            [
-                "Augmented tokenizer costs nothing after DAPT",
-                "no loss in domain or general quality (ChipNeMo: little difference)",
-                f"domain bpb after DAPT {fmt(aug['domain_after'])} (augmented) vs {fmt(same['domain_after'])} (base); "
-                f"before DAPT {fmt(aug['domain_before'])} vs {fmt(same['domain_before'])}",
-                YES if d <= 0.01 else NO,
-                ""
-                if d <= 0.01
-                else "The 4,000 new embedding rows start as sub-token means; too few DAPT steps to train them "
-                "(ChipNeMo trained 24B tokens).",
-            ]
-        )
-    return rows
-
-
-def alignment_rows(f: dict, models: dict) -> list[list]:
-    eda = (f or {}).get("eda", {})
-    rows = []
-    base, sft, sft_base = (eda.get(n, {}).get("eda_script.call_f1") for n in ("eval_base", "eval_sft", "eval_sft_base"))
-    heldout = (f or {}).get("sft_heldout")
-    if base is not None and sft is not None:
-        loss = f"; held-out script loss {heldout[0]:.3f} → {heldout[1]:.3f}" if heldout else ""
-        if sft - base > F1_NOISE:
-            verdict, why = YES, ""
-        elif heldout and heldout[1] < heldout[0]:
-            verdict, why = (
-                PARTLY,
-                (
-                    "The loss on held-out scripts falls, but a few SFT steps on a 135M model do not yet make it "
-                    "write the reference OpenROAD calls (ChipNeMo: 7B-70B models)."
-                ),
-            )
-        else:
-            verdict, why = NO, "A few SFT steps on a 135M model."
-        rows.append(
-            [
-                "SFT on EDA scripts improves script generation",
-                "domain SFT helps EDA script generation",
-                f"API-call F1 {fmt(base)} (general model) → {fmt(sft)} (DAPT + SFT){loss}",
-                verdict,
-                why,
-            ]
-        )
-        if sft_base is not None:
-            diff = sft - sft_base
-            verdict = NOISE if abs(diff) <= F1_NOISE else YES if diff > 0 else NO
-            rows.append(
-                [
-                    "DAPT before SFT beats SFT alone",
-                    "ChipNeMo chat models beat the general ones on domain tasks",
-                    f"API-call F1 {fmt(sft)} (DAPT + SFT) vs {fmt(sft_base)} (general + SFT)",
-                    verdict,
-                    ""
-                    if verdict == YES
-                    else "The DAPT blend has little OpenROAD Python in it (RTL and documentation), "
-                    "and tens of thousands of DAPT tokens are far from ChipNeMo's 24B.",
-                ]
-            )
-    beating = (f or {}).get("attributes_beating_baseline")
-    if beating:
-        better, total = beating
-        rows.append(
-            [
-                "SteerLM attribute model predicts human labels",
-                "attribute model trained on OASST/HelpSteer labels",
-                f"{better} of {total} attributes below the constant-mean baseline's MAE; mean Spearman "
-                f"{f.get('attribute_spearman', 0):+.2f}",
-                YES if better > total / 2 else PARTLY if f.get("attribute_spearman", 0) > 0.1 else NO,
-                ""
-                if better > total / 2
-                else "A few optimizer steps over a hundred labelled OASST threads: the predictions rank the "
-                "conversations somewhat (positive Spearman) but are not yet on the labels' scale.",
-            ]
-        )
-    gap = (f or {}).get("steer_quality_gap")
-    if gap is not None:
-        rater_ok = not beating or beating[0] > beating[1] / 2
-        verdict = (YES if gap > 0 else NO) if rater_ok else NOISE
-        rows.append(
-            [
-                "SteerLM follows the attributes asked for",
-                "replies track the requested quality/helpfulness",
-                f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} "
-                "(high minus low setting)",
-                verdict,
-                ""
-                if verdict == YES
-                else "The attribute model that rates the replies does not beat a constant, so its "
-                "ratings cannot tell the settings apart; a few hundred labelled conversations "
-                "and a few steps of steering.",
-            ]
-        )
-    return rows
-
-
-def merge_rows(f: dict, n_ifeval: int) -> list[list]:
-    if not f or not f.get("chip"):
         return [
-            [
-                "ChipAlign restores instruction following",
-                "up to +26.6% IFEval over the chip model; best at lambda 0.6",
-                "–",
-                NOT_RUN,
-                "",
-            ]
+            *DAPT,
+            here,
+            NOT_MEASURED,
+            "No corpus_ppl evaluation of the DAPT model in this variant (eval_dapt): no per-document records "
+            f"to pair, only its validation on {r.get('val_sequences') or 'a few'} sequences per split.",
         ]
-    chip, at06 = f["chip"], f.get("at06")
-    best = f["best"].get("chipalign")
-    key = "ifeval.instruction_loose"
+    general = long.get("general")
+    measure = (
+        "domain_mean.bpb, the mean of the sources: these runs predate the pooled domain.bpb"
+        if p.fallback
+        else f"{p.d.n} documents pooled"
+    )
+    here = (
+        f"{long['name']}: held-out domain bpb ({measure}) {p.d.a:.3f} → {p.d.b:.3f}, {pct_text(p.d)}{tokens}; "
+        f"goal {long.get('goal', '–')}" + (f"; WikiText-2 {pct_text(general.d)}" if general else "")
+    )
+    return [*DAPT, here, *judge_documents(p, -1)]
+
+
+def large_lr_row(arms: list[dict]) -> list:
+    if len(arms) < 2 or max(a["lr"] for a in arms) < LARGE_LR:
+        return [
+            *LARGE,
+            f"learning rates {', '.join(format(a['lr'], 'g') for a in arms) or '–'} only",
+            NOT_RUN,
+            "This variant has no large-lr arm; the full variant sweeps up to 1e-3.",
+        ]
+    small, large = arms[0], max(arms, key=lambda a: a["lr"])
+    if large.get("general_vs_base") is None:
+        here = (
+            f"their own validation: WikiText-2 bpb {small['general_change']:+.1f}% at lr {small['lr']:g} vs "
+            f"{large['general_change']:+.1f}% at {large['lr']:g}"
+        )
+        return [*LARGE, here, NOT_MEASURED, "The lr arms have no corpus_ppl evaluation here: nothing to pair."]
+    parts = [f"lr {a['lr']:g} {pct_text(a['general_vs_base'].d)}" for a in arms if a.get("general_vs_base") is not None]
+    here = f"WikiText-2 bpb against the general model, paired by document: {', '.join(parts)}"
+    verdict, why = judge_documents(large["general_vs_base"], +1)
+    if verdict == CONTRADICTS:
+        why = (
+            "Tens of thousands of tokens even at a large lr improve WikiText-2 (the blend's general share is "
+            "Wikipedia too); ChipNeMo saw the damage over billions of tokens."
+        )
+    return [*LARGE, here, verdict, why]
+
+
+def augmented_row(aug: list[dict], same: dict | None) -> list | None:
+    if not aug:
+        return None
+    if same is None:
+        return [*AUGMENTED, "no base-tokenizer run at the same lr", NOT_RUN, ""]
+    figures = "; ".join(f"{r['name']} {r['domain_after']:.3f} (before DAPT {r['domain_before']:.3f})" for r in aug)
+    here = (
+        f"domain bpb after DAPT, training validation: {figures} vs {same['domain_after']:.3f} with the base tokenizer"
+    )
+    return [
+        *AUGMENTED,
+        here,
+        NOT_MEASURED,
+        "The augmented arms have no corpus_ppl evaluation: only their training validation on "
+        f"{aug[0].get('val_sequences') or 'a few'} sequences per split, point figures with no per-document "
+        "records to pair.",
+    ]
+
+
+def dapt_rows(f: dict) -> list[list]:
+    if not f:
+        return [[*DAPT, "–", NOT_RUN, ""]]
+    rows = [dapt_row(f.get("long")), large_lr_row(f.get("arms") or [])]
+    aug = augmented_row(f.get("aug") or [], f.get("same_lr_base"))
+    return rows + ([aug] if aug else [])
+
+
+# --- 3. SFT, IFEval drift, SteerLM -----------------------------------------------------------------
+
+EDA_SFT = ("SFT on EDA scripts improves script generation", "domain SFT helps EDA script generation")
+DAPT_SFT = ("DAPT before SFT beats SFT alone", "ChipNeMo chat models beat the general ones on domain tasks")
+DRIFT = (
+    "The chip model follows instructions worse",
+    "ChipAlign's premise: the chip model's IFEval below the instruct model's",
+)
+ATTRIBUTES = ("SteerLM attribute model ranks conversations as humans do", "attribute model on OASST/HelpSteer labels")
+STEERS = ("SteerLM follows the attributes asked for", "replies track the requested quality/helpfulness")
+
+
+def eda_rows(f: dict) -> list[list]:
     rows = []
-    if at06 and chip[key] is not None:
-        d = f.get("ifeval_paired")
-        diff, real = (d.diff, d.verdict != NOISE) if d else difference(at06[key], chip[key], n_ifeval)
-        verdict = (YES if diff > 0 else NO) if real else NOISE
+    d, heldout = f.get("eda_sft"), f.get("sft_heldout")
+    eda = f.get("eda", {})
+    if d or eda.get("eval_sft"):
+        loss = f"; held-out script loss {heldout[0]:.3f} → {heldout[1]:.3f}" if heldout else ""
+        figure = diff_text(d, "scripts") if d else f"{fmt(eda.get('eval_base', {}).get('eda_script.call_f1'))} → "
+        here = f"API-call F1, chip model minus general model: {figure}{loss}"
+        verdict, why = power.verdict(d, +1, "scripts")
+        if verdict != REPRODUCES and heldout and heldout[1] < heldout[0]:
+            why = joined(
+                why,
+                "the loss on held-out scripts falls, but a 135M model does not yet write the reference OpenROAD "
+                "calls (ChipNeMo: 7B-70B models)",
+            )
+        rows.append([*EDA_SFT, here, verdict, why])
+    d = f.get("eda_dapt")
+    if d:
+        verdict, why = power.verdict(d, +1, "scripts")
         rows.append(
-            [
-                "ChipAlign restores instruction following",
-                "up to +26.6% IFEval over the chip model",
-                f"IFEval instr. {fmt(chip[key])} (chip) → {fmt(at06[key])} at lambda 0.6 ({f.get('gain06', 0):+.1f}%)"
-                + (f"; {paired_text(d)}" if d else ""),
-                verdict,
-                ""
-                if verdict == YES
-                else "Chip and instruct model differ little (a few dozen training steps apart), "
-                + (
-                    f"and the paired interval over {d.n} prompts covers 0."
-                    if d
-                    else f"and {n_ifeval} IFEval prompts give a standard error of about "
-                    f"{binomial_se(at06[key], n_ifeval):.2f}."
-                ),
-            ]
-        )
-    swept = [r for r in f.get("chipalign_rows", []) if not r.get("endpoint")]
-    if best and len(swept) < 3:
-        lams = ", ".join(f"{r['lam']:g}" for r in swept)
-        rows.append(
-            [
-                "Best ChipAlign lambda is 0.6",
-                "0.6",
-                f"merged at lambda {lams} only",
-                NOT_RUN,
-                "This variant does not sweep lambda; the full variant does (0.1 to 0.9).",
-            ]
-        )
-    elif best:
-        runner_up = max((r["balance"] for r in swept if r is not best and r["balance"] is not None), default=0.0)
-        close = best["balance"] - runner_up < BALANCE_NOISE
-        verdict = NOISE if close else YES if abs(best["lam"] - 0.6) < 0.15 else NO
-        rows.append(
-            [
-                "Best ChipAlign lambda is 0.6",
-                "0.6",
-                f"{best['lam']:g} (highest balance of domain score and IFEval; "
-                f"runner-up {runner_up:.2f} against {best['balance']:.2f})",
-                verdict,
-                "" if verdict == YES else "The balance is flat where both ends are close; its argmax is noise.",
-            ]
-        )
-    ranked = sorted(f["best"].items(), key=lambda kv: -kv[1]["balance"])
-    if len(ranked) > 1:
-        top = ranked[0][0]
-        close = ranked[0][1]["balance"] - ranked[1][1]["balance"] < BALANCE_NOISE
-        verdict = NOISE if close else YES if top == "chipalign" else NO
-        rows.append(
-            [
-                "ChipAlign beats the other merges",
-                "ChipAlign ahead of linear/slerp/TA/TIES/DELLA",
-                "balance " + ", ".join(f"{m} {r['balance']:.2f}" for m, r in ranked),
-                verdict,
-                ""
-                if verdict == YES
-                else "Models this close are nearly collinear"
-                + (f" (mean angle {f['angle']['mean']:.2f} degrees between their tensors)" if f.get("angle") else "")
-                + ": geodesic and linear interpolation almost coincide, and the ranking follows evaluation noise.",
-            ]
+            [*DAPT_SFT, f"API-call F1, DAPT + SFT minus general + SFT: {diff_text(d, 'scripts')}", verdict, why]
         )
     return rows
+
+
+def drift_row(f: dict) -> list | None:
+    prompt, instruction = f.get("ifeval_prompt"), f.get("ifeval_instruction")
+    if prompt is None and instruction is None:
+        return None
+    here = "; ".join(
+        f"{label} {d.a:.3f} → {d.b:.3f}, {diff_text(d, 'prompts')}"
+        for label, d in (("prompt-level", prompt), ("instruction-level", instruction))
+        if d is not None
+    )
+    # McNemar's exact test over the prompts decides; the instruction-level bootstrap (the merge study's
+    # measure) is reported beside it, and named where it disagrees.
+    verdict, why = power.verdict(prompt, -1, "prompts") if prompt else power.verdict(instruction, -1, "prompts")
+    if prompt and instruction:
+        other = power.verdict(instruction, -1, "prompts")
+        if other[0].split(",")[0] != verdict.split(",")[0]:
+            why = joined(why, f"instruction-level: {other[0]}")
+    return [*DRIFT, f"chip model (DAPT + SFT) vs instruct model, {here}", verdict, why]
+
+
+def spearman_interval(r: float, n: int) -> tuple[float, float]:
+    """95% interval of a Spearman correlation over n pairs (Fisher z, Bonett-Wright variance)."""
+    if n <= 3:
+        return -1.0, 1.0
+    z, se = math.atanh(max(min(r, 0.999999), -0.999999)), math.sqrt((1 + r * r / 2) / (n - 3))
+    return math.tanh(z - Z95 * se), math.tanh(z + Z95 * se)
+
+
+def pairs_for_spearman(r: float) -> int | None:
+    """Pairs for the interval of a correlation as large as r to leave out 0."""
+    if abs(r) < 1e-6:
+        return None
+    return math.ceil(3 + Z95**2 * (1 + r * r / 2) / math.atanh(min(abs(r), 0.999999)) ** 2)
+
+
+def attribute_row(val: dict) -> list:
+    spans = {name: spearman_interval(m["spearman"], int(m["n"])) for name, m in val.items()}
+    here = ", ".join(f"{name} {val[name]['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}]" for name, (lo, hi) in spans.items())
+    better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
+    here = (
+        f"Spearman against held-out human labels: {here}; MAE below the constant-mean baseline's on "
+        f"{better} of {len(val)}"
+    )
+    above = sum(lo > 0 for lo, _ in spans.values())
+    below = sum(hi < 0 for _, hi in spans.values())
+    note = "Not a paired test: one model's ratings against the labels (Fisher-z interval over the conversations)"
+    if above > len(val) / 2:
+        verdict = REPRODUCES
+        why = note + ("" if better > len(val) / 2 else "; it ranks them, but its scale is off the labels' (MAE)")
+    elif below > len(val) / 2:
+        verdict, why = CONTRADICTS, note
+    else:
+        mean = sum(m["spearman"] for m in val.values()) / len(val)
+        needed = pairs_for_spearman(mean)
+        verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} conversations" if needed else NOT_RESOLVED
+        why = f"{note}; mean Spearman {mean:+.2f} over {min(int(m['n']) for m in val.values())} conversations"
+    return [*ATTRIBUTES, here, verdict, why]
+
+
+def steer_row(f: dict) -> list:
+    gap = f["steer_quality_gap"]
+    here = (
+        f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} "
+        f"(high minus low setting, {f.get('steer_replies', '–')} replies each)"
+    )
+    return [
+        *STEERS,
+        here,
+        NOT_MEASURED,
+        "The probe keeps each setting's mean rating, not the replies' ratings: no interval and no paired test "
+        "(the same prompts under both settings would pair). Its ratings come from the attribute model above.",
+    ]
+
+
+def alignment_rows(f: dict) -> list[list]:
+    f = f or {}
+    rows = eda_rows(f)
+    drift = drift_row(f)
+    rows += [drift] if drift else []
+    if f.get("attributes"):
+        rows.append(attribute_row(f["attributes"]))
+    if f.get("steer_quality_gap") is not None:
+        rows.append(steer_row(f))
+    return rows
+
+
+def merge_rows(f: dict) -> list[list]:
+    """ChipAlign's findings from the merge section's paired tests (merge_verdicts.py)."""
+    return merge_verdicts.rows(f)
+
+
+# --- 5. retrieval and RAG --------------------------------------------------------------------------
+
+RETRIEVER = ("Domain-adapted retriever", "+30% hit rate over the base SentenceTransformer")
+RAG = ("RAG improves domain answers", "retrieved context improves answers")
+RAG_JUDGED = ("eval_sft", "eval_dapt", "eval_base")  # the chip model's answers decide, where it ran
 
 
 def retrieval_rows(f: dict) -> list[list]:
     if not f:
-        return [["Domain-adapted retriever", "+30% over the base SentenceTransformer", "–", NOT_RUN, ""]]
+        return [[*RETRIEVER, "–", NOT_RUN, ""]]
     rows = []
-    gain = f.get("adapted_gain_hit8")
-    if gain is not None:
-        n = int(f["finetuned"].get("queries") or 0)
-        _, real = difference(f["finetuned"]["hit@8"], f["minilm"]["hit@8"], n)
-        verdict = (YES if gain > 0 else NO) if real else NOISE
-        rows.append(
-            [
-                "Domain-adapted retriever",
-                "+30% hit rate over the base SentenceTransformer",
-                f"hit@8 {fmt(f['minilm']['hit@8'])} → {fmt(f['finetuned']['hit@8'])} "
-                f"({gain:+.0f}%, {n} questions); BM25 "
-                f"{fmt(f.get('bm25', {}).get('hit@8'))}, hybrid {fmt(f.get('hybrid', {}).get('hit@8'))}",
-                verdict,
-                ""
-                if verdict == YES
-                else f"{n} questions (one hit is {100 / max(n, 1):.0f} points) and a few hundred synthetic "
-                "training queries from a 135M model; ChipNeMo fine-tuned on 3,000 generated domain samples.",
-            ]
+    if "minilm" in f and "finetuned" in f:
+        d = f.get("hit8_paired")
+        base, adapted = f["minilm"].get("hit@8"), f["finetuned"].get("hit@8")
+        gain = f.get("adapted_gain_hit8")
+        here = (
+            f"hit@8 {fmt(base)} → {fmt(adapted)}"
+            + (f" ({gain:+.0f}%)" if gain is not None else "")
+            + (f", paired by question {diff_text(d, 'questions')}" if d else "")
+            + f"; BM25 {fmt(f.get('bm25', {}).get('hit@8'))}, hybrid {fmt(f.get('hybrid', {}).get('hit@8'))}"
         )
-    gains = f.get("rag_gains")
-    if gains:
-        mean = sum(gains) / len(gains)
-        rows.append(
-            [
-                "RAG improves domain answers",
-                "retrieved context improves answers",
-                f"ROUGE-L gain {', '.join(f'{g:+.3f}' for g in gains)} across models",
-                NOISE if abs(mean) < ROUGE_NOISE else YES if mean > 0 else NO,
-                ""
-                if mean >= ROUGE_NOISE
-                else "A 135M model copies poorly from a long context, and 16 questions "
-                "leave a mean ROUGE-L change of a few hundredths unresolved.",
-            ]
+        verdict, why = power.verdict(d, +1, "questions")
+        if verdict != REPRODUCES:
+            why = joined(
+                why,
+                "a few hundred synthetic training queries from a 135M model (ChipNeMo: 3,000 generated domain samples)",
+            )
+        rows.append([*RETRIEVER, here, verdict, why])
+    rag = f.get("rag") or {}
+    if rag:
+        here = "ROUGE-L with minus without the passages: " + "; ".join(
+            f"{label} {diff_text(d, 'questions')}" if d else f"{label} not paired" for label, d in rag.values()
         )
+        judged = next((name for name in RAG_JUDGED if rag.get(name, (None, None))[1]), None)
+        verdict, why = power.verdict(rag[judged][1] if judged else None, +1, "questions")
+        if judged:
+            why = f"judged on {rag[judged][0]}" + (f"; {why}" if why else "")
+        rows.append([*RAG, here, verdict, why])
     return rows
 
 
-def mmlu_row(models: dict, merged: str, n: int, dapt_vs_base=None) -> list:
-    finding, paper = "General knowledge kept (MMLU)", "DAPT models lose little MMLU; merging recovers general ability"
-    base, dapt, m = (models.get(name, {}).get("mcq.acc") for name in ("eval_base", "eval_dapt", merged))
-    if base is None or dapt is None:
-        return [finding, paper, "–", NOT_RUN, ""]
-    here = f"acc {fmt(base)} (general), {fmt(dapt)} (DAPT), {fmt(m)} (ChipAlign 0.6), {n} questions"
-    # A general model at chance has no measured knowledge to lose: "kept" would be vacuous.
-    if abs(base - MCQ_CHANCE) <= 2 * binomial_se(base, n):
+# --- 6. MMLU ---------------------------------------------------------------------------------------
+
+MMLU = ("DAPT costs a little general knowledge (MMLU)", "a slight MMLU drop after DAPT")
+
+
+def mmlu_row(f: dict) -> list:
+    """The DAPT model (else the chip model) against the general model, question by question."""
+    f = f or {}
+    paired = f.get("paired") or {}
+    if f.get("base_acc") is None or not paired:
+        return [*MMLU, "–", NOT_RUN, ""]
+    ci = f.get("base_ci")
+    here = (
+        f"general model acc {f['base_acc']:.3f}"
+        + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        + "; minus the general model, paired: "
+        + "; ".join(f"{label} {diff_text(d, 'questions')}" for label, d in paired.values())
+    )
+    # A general model at chance has no measured knowledge to lose: any verdict on keeping it would be vacuous.
+    if ci and ci[0] <= MCQ_CHANCE <= ci[1]:
         return [
-            finding,
-            paper,
+            *MMLU,
             here,
-            NOISE,
-            f"The general model itself is within noise of chance ({MCQ_CHANCE:.2f}) on this subset: at 135M parameters "
-            "MMLU measures no general knowledge for DAPT to lose or merging to win back.",
+            f"{NOT_RESOLVED} (the general model is at chance)",
+            f"The general model's own interval covers chance ({MCQ_CHANCE:.2f}): at 135M parameters this MMLU "
+            "subset measures no general knowledge for DAPT to lose; more questions will not change that.",
         ]
-    diff, real = (dapt_vs_base.diff, dapt_vs_base.verdict != NOISE) if dapt_vs_base else difference(dapt, base, n)
-    kept = not real or diff > 0
-    if dapt_vs_base:
-        here += f"; DAPT vs general: {paired_text(dapt_vs_base)}"
-    return [finding, paper, here, YES if kept else NO, "" if kept else "See the learning-rate row."]
+    label, d = paired.get("eval_dapt") or next(iter(paired.values()))
+    verdict, why = power.verdict(d, -1, "questions")
+    return [*MMLU, here, verdict, (f"judged on {label}; " + why) if why else f"judged on {label}"]
 
 
-def headline(facts: dict, chip_dapt: str, arm_evals: dict[str, str]) -> list[list]:
-    models = facts.get("models", {})
+def headline(facts: dict) -> list[list]:
     return (
         [tokenizer_row(facts.get("tokenizer"))]
-        + dapt_rows(facts.get("dapt"), chip_dapt, models, arm_evals, facts.get("n_ifeval", 0))
-        + alignment_rows(facts.get("alignment"), models)
-        + merge_rows(facts.get("merge"), facts.get("n_ifeval", 0))
+        + dapt_rows(facts.get("dapt"))
+        + alignment_rows(facts.get("alignment"))
+        + merge_rows(facts.get("merge"))
         + retrieval_rows(facts.get("retrieval"))
-        + [mmlu_row(models, "merged_chipalign_0.6", facts.get("n_mmlu", 0), facts.get("mmlu_paired"))]
+        + [mmlu_row((facts.get("models") or {}).get("mmlu"))]
     )

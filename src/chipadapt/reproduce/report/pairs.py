@@ -1,0 +1,109 @@
+"""The paired comparisons the report's verdicts rest on: two steps' per-item records of one task matched
+item by item (eval/paired.py), or two scores of the same items in one step (a retriever against another
+on the same questions, an answer with and without retrieved context).
+
+Every function returns None where a step did not run or wrote no per-item file (runs from before they
+were written): the verdict is then "not measured", never a guess from the summary figures.
+"""
+
+from dataclasses import dataclass
+
+from chipadapt.eval.items import items_file, read_items
+from chipadapt.eval.paired import PairedDifference, paired_difference
+from chipadapt.reproduce.report import domain_bpb
+from chipadapt.reproduce.report.context import Context
+from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
+
+
+@dataclass(frozen=True)
+class DocumentPair:
+    """A corpus_ppl comparison: items are documents of very different lengths, so the size that would
+    resolve a difference is also given in tokens."""
+
+    d: PairedDifference
+    tokens_per_doc: float
+    docs: dict[str, int]  # matched documents per split
+    measure: str  # the score compared: domain.bpb (pooled), domain_mean.bpb (older runs) or general.bpb
+
+    @property
+    def fallback(self) -> bool:
+        """Compared on the mean of sources: the runs predate the pooled domain.bpb."""
+        return self.measure == domain_bpb.MEAN_SCORE
+
+    @property
+    def thin(self) -> list[str]:
+        """Splits with a single matched document, where the bootstrap is stratified by source (the
+        fallback): resampling leaves them fixed, so their sampling variance is missing from the interval.
+        The pooled measure resamples every document together: none is left fixed."""
+        return [split for split, n in self.docs.items() if n < 2] if self.fallback else []
+
+
+def step_items(ctx: Context, step: str, task: str) -> dict[str, dict] | None:
+    if not ctx.has(step):
+        return None
+    path = items_file(ctx.folder(step), task)
+    return read_items(path) if path.is_file() else None
+
+
+def between(ctx: Context, a: str, b: str, dotted: str) -> PairedDifference | None:
+    """b - a of 'task.metric' over the items both steps scored."""
+    task, _, metric = dotted.partition(".")
+    a_items, b_items = step_items(ctx, a, task), step_items(ctx, b, task)
+    if a_items is None or b_items is None:
+        return None
+    return paired_difference(a_items, b_items, metric)
+
+
+def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> PairedDifference | None:
+    """metric_b - metric_a over the items that carry both (one run, two scores of each item)."""
+    if not items:
+        return None
+
+    def only(metric: str) -> dict[str, dict]:
+        return {i: {"scores": {"score": item["scores"].get(metric)}} for i, item in items.items()}
+
+    return paired_difference(only(metric_a), only(metric_b), "score")
+
+
+def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair | None:
+    """b - a of held-out bits per byte, paired by document: the domain documents pooled (corpus_ppl's
+    domain.bpb; domain_mean.bpb where a run predates it, report/domain_bpb.py), or WikiText-2's
+    (`domain=False`)."""
+    a_items, b_items = step_items(ctx, a, "corpus_ppl"), step_items(ctx, b, "corpus_ppl")
+    if a_items is None or b_items is None:
+        return None
+    sources = domain_bpb.source_metrics(a_items)
+    if domain:
+        d = domain_bpb.paired(a_items, b_items) if sources else None
+        pooled = domain_bpb.pooled(a_items) and domain_bpb.pooled(b_items)
+        measure = domain_bpb.POOLED_SCORE if pooled else domain_bpb.MEAN_SCORE
+        metrics = sources
+    else:
+        measure = f"{GENERAL_SPLIT}.bpb"
+        d, metrics = paired_difference(a_items, b_items, measure), [measure]
+    if d is None:
+        return None
+    matched = {
+        m: [i for i, item in a_items.items() if m in item["scores"] and m in (b_items.get(i) or {}).get("scores", {})]
+        for m in metrics
+    }
+    ids = [i for m in metrics for i in matched[m]]
+    tokens = sum(a_items[i].get("tokens") or 0 for i in ids) / max(len(ids), 1)
+    return DocumentPair(d, tokens, {m.removesuffix(".bpb"): len(v) for m, v in matched.items()}, measure)
+
+
+def change_pct(d: PairedDifference) -> tuple[float, float, float]:
+    """b - a as a share of a, in percent, with its interval (a is fixed: the interval scales)."""
+    return (100 * d.diff / d.a, 100 * d.ci[0] / d.a, 100 * d.ci[1] / d.a) if d.a else (0.0, 0.0, 0.0)
+
+
+def diff_text(d: PairedDifference, unit: str = "items", digits: int = 3) -> str:
+    return (
+        f"{d.diff:+.{digits}f} [{d.ci[0]:+.{digits}f}, {d.ci[1]:+.{digits}f}] over {d.n} {unit} "
+        f"({d.test}, p = {d.p:.2g})"
+    )
+
+
+def pct_text(d: PairedDifference) -> str:
+    change, low, high = change_pct(d)
+    return f"{change:+.1f}% [{low:+.1f}, {high:+.1f}]"

@@ -1,0 +1,315 @@
+"""The merge section of REPORT.md on a fake reproduction folder: per-item records built by hand, results.json
+summarised from them by the evaluation's own code, a ledger with the baselines' choice."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from chipadapt.eval.intervals import mean_of_ratios
+from chipadapt.eval.items import metric_fields, summarize
+from chipadapt.eval.paired import PairedDifference
+from chipadapt.reproduce.report import merge_section
+from chipadapt.reproduce.report.context import Context, fmt
+from chipadapt.reproduce.report.merge_tests import balance_difference
+from chipadapt.reproduce.report.merge_verdicts import TRADE_OFF
+from chipadapt.reproduce.report.power import NOT_MEASURED, NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.report.verdicts import merge_rows
+
+PROMPTS = [f"p{i:02d}" for i in range(60)]
+SCREEN = PROMPTS[:10]  # the screening's prompts: the first ten
+SOURCES = {"openroad": 8, "ibex": 6}  # corpus sources and their documents
+
+
+def write_items(folder: Path, task: str, items: list[dict]) -> dict:
+    (folder / f"{task}_items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    return summarize(items)
+
+
+def ifeval_items(passing: set[str], ids: list[str]) -> list[dict]:
+    return [
+        {
+            "id": i,
+            "scores": {"prompt_loose": i in passing, "instruction_loose": {"num": int(i in passing), "den": 1}},
+        }
+        for i in ids
+    ]
+
+
+def corpus_items(bpb: float, pooled: bool = True) -> tuple[list[dict], dict]:
+    """Held-out documents as corpus_ppl scores them: each domain document carries its source's bpb and,
+    unless `pooled` is off (a run from before domain.bpb), the pooled `domain.bpb`; WikiText-2 apart."""
+    items, groups = [], []
+    for source, docs in SOURCES.items():
+        group = []
+        for k in range(docs):
+            den = 100 + 10 * k
+            score = {"num": (bpb + 0.01 * (k % 3)) * den, "den": den}
+            scores = {f"{source}.bpb": score, **({"domain.bpb": score} if pooled else {})}
+            group.append({"id": f"{source}/{k}", "split": source, "scores": scores})
+        items += group
+        groups.append(
+            ([g["scores"][f"{source}.bpb"]["num"] for g in group], [g["scores"][f"{source}.bpb"]["den"] for g in group])
+        )
+    items += [
+        {"id": f"general/{k}", "split": "general", "scores": {"general.bpb": {"num": 1.5 * 100, "den": 100}}}
+        for k in range(3)
+    ]
+    return items, metric_fields("domain_mean.bpb", mean_of_ratios(groups))
+
+
+def write_run(
+    folder: Path,
+    bpb: float,
+    passing: set[str],
+    ids: list[str],
+    suite: bool = True,
+    lam=None,
+    method=None,
+    pooled: bool = True,
+):
+    """A run folder: results.json from its items; a merge also gets its manifest, diagnostics and overrides."""
+    folder.mkdir(parents=True)
+    corpus, domain = corpus_items(bpb, pooled)
+    results = {"corpus_ppl": {**write_items(folder, "corpus_ppl", corpus), **domain}}
+    results["ifeval"] = {**write_items(folder, "ifeval", ifeval_items(passing, ids)), "prompts": len(ids)}
+    if suite:
+        good = bpb < 1.5  # the domain-leaning models write better scripts
+        eda = [
+            {"id": f"e{k}", "scores": {"syntax": True, "call_f1": 0.5 + 0.2 * good, "arg_f1": 0.3}} for k in range(8)
+        ]
+        results["eda_script"] = write_items(folder, "eda_script", eda)
+        qa = [{"id": f"q{k}", "scores": {"rougeL_rag": 0.2 + 0.01 * k}} for k in range(6)]
+        results["rag_qa"] = write_items(folder, "rag_qa", qa)
+    (folder / "results.json").write_text(json.dumps(results))
+    if method:
+        (folder / "model").mkdir()
+        (folder / "model" / "merge_manifest.json").write_text(json.dumps({"summary": {"method": method, "lam": lam}}))
+        (folder / "model" / "merge_diagnostics.csv").write_text("tensor,angle_deg\na,1.0\nb,3.0\nc,\n")
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- merge={method}\n- merge.lam={lam}\n- eval=[corpus_ppl]\n")
+    return results
+
+
+def fake_out(tmp_path: Path, heldout_pass: bool, pooled: bool = True) -> Context:
+    """Instruct model: every prompt, domain bpb 2.0; chip model: no prompt, bpb 1.0. ChipAlign 0.4 follows
+    every screening prompt (and the held-out ones when `heldout_pass`), bpb 1.6: merge_balance
+    (0.4 + 1) / 2 = 0.7 on the screening prompts; ChipAlign 0.6 half of them and every held-out one,
+    bpb 1.4: (0.6 + 0.5) / 2 = 0.55. So 0.4 is chosen, on the screening prompts. Without `pooled`, the
+    runs predate domain.bpb: domain_mean.bpb, the same figures here, stands in."""
+    out = tmp_path / "out"
+    heldout = set(PROMPTS[10:])
+    write_run(out / "eval_base", 2.0, set(PROMPTS), PROMPTS, pooled=pooled)
+    write_run(out / "eval_sft", 1.0, set(), PROMPTS, pooled=pooled)
+    write_run(
+        out / "merge_chipalign" / "0",
+        1.6,
+        set(SCREEN) | (heldout if heldout_pass else set()),
+        PROMPTS,
+        lam=0.4,
+        method="chipalign",
+        pooled=pooled,
+    )
+    chipalign_06 = set(SCREEN[:5]) | heldout
+    write_run(out / "merge_chipalign" / "1", 1.4, chipalign_06, PROMPTS, lam=0.6, method="chipalign", pooled=pooled)
+    for job, (bpb, passing, lam) in enumerate([(1.6, SCREEN[:6], 0.4), (1.2, SCREEN[:2], 0.8)]):
+        folder = out / "screen_interp" / str(job)
+        write_run(folder, bpb, set(passing), SCREEN, suite=False, lam=lam, method="linear", pooled=pooled)
+    write_run(out / "merge_linear", 1.5, set(PROMPTS[10:35]), PROMPTS, lam=0.4, method="linear", pooled=pooled)
+    done = ["eval_base", "eval_sft", "merge_chipalign", "screen_interp", "merge_linear"]
+    ledger = {name: {"status": "completed"} for name in done}
+    ledger["merge_linear"]["choice"] = {
+        "overrides": ["merge.lam=0.4"],
+        "winner": "screen_interp/0",
+        "score": 0.5,
+        "by": "merge_balance",
+        "scores": {"screen_interp/0": 0.5, "screen_interp/1": 0.4},
+    }
+    steps = {name: SimpleNamespace(label=name, section="merge") for name in [*done, "screen_sparse", "merge_ties"]}
+    return Context(out, tmp_path / "report", steps, ledger, Path("base"), Path("data"))
+
+
+@pytest.fixture(scope="module")
+def clear(tmp_path_factory):
+    ctx = fake_out(tmp_path_factory.mktemp("clear"), heldout_pass=True)
+    ctx.report_dir.mkdir()
+    text, facts = merge_section.section(ctx)
+    return ctx, text, facts
+
+
+def line_of(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_lambda_table_has_every_model_with_its_intervals(clear):
+    ctx, text, _ = clear
+    results = json.loads((ctx.out / "merge_chipalign" / "1" / "results.json").read_text())
+    row = line_of(text, "| [chipalign 0.6](runs/merge_chipalign/1) |")
+    for task, metric in [("ifeval", "instruction_loose"), ("corpus_ppl", "domain.bpb"), ("eda_script", "call_f1")]:
+        value, (lo, hi) = results[task][metric], results[task][f"{metric}_ci"]
+        assert f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]" in row
+    assert "| 0.917 [" in row  # IFEval instr.: 5 + 50 of 60 prompts
+    assert line_of(text, "| [chipalign 0.4](runs/merge_chipalign/0) |").endswith("| 0.700 (chosen) |")
+    assert line_of(text, "| [instruct model (lambda 0)](runs/eval_base) |").endswith("| 0.500 |")
+    assert "| [linear](runs/merge_linear) | merge.lam=0.4 |" in text
+    assert "mean 2.00 degrees, max 3.00" in text
+
+
+def test_screening_table_marks_the_chosen_setting_with_the_ledger_score(clear):
+    _, text, _ = clear
+    assert line_of(text, "| linear | 0.4 |").endswith(
+        "| 0.500 | **chosen** | [screen_interp/0](runs/screen_interp/0) |"
+    )
+    assert line_of(text, "| linear | 0.8 |").endswith("| 0.400 |  | [screen_interp/1](runs/screen_interp/1) |")
+    assert "_Screening `screen_sparse`: not in this run" in text
+
+
+def test_chipalign_lambda_is_chosen_by_merge_balance_on_the_screening_prompts(clear):
+    _, text, facts = clear
+    assert facts["best"]["lam"] == 0.4 and facts["scores"] == pytest.approx({0.4: 0.7, 0.6: 0.55})
+    assert "the same 10 IFEval prompts the baselines' screening scored" in text
+
+
+def test_paired_tests_leave_out_the_screening_prompts(clear):
+    _, text, facts = clear
+    assert facts["heldout_prompts"] == 50
+    for other in ("chip model", "instruct model", "linear"):
+        assert facts["tests"][other]["ifeval.prompt_loose"].n == 50
+        assert facts["tests"][other]["ifeval.instruction_loose"].n == 50
+    vs_linear = facts["tests"]["linear"]["ifeval.instruction_loose"]
+    assert vs_linear.a == pytest.approx(25 / 50) and vs_linear.b == 1.0  # linear's held-out share, not 25/60
+    domain = facts["tests"]["chip model"]["corpus_ppl.domain.bpb"]
+    assert domain.diff == pytest.approx(0.6) and domain.n == sum(SOURCES.values())  # general split left out
+    assert domain.test == "paired-bootstrap"  # every domain document pooled, not stratified by source
+    assert "every held-out domain document pooled, by the paired bootstrap over documents" in text
+    assert "predate" not in text
+    assert "IFEval on the 50 prompts that chose nothing" in text
+    assert "| chipalign 0.4 − chip model | IFEval prompt (loose) | 0.000 | 1.000 | +1.000 |" in text
+
+
+def test_a_clear_difference_reproduces(clear):
+    _, _, facts = clear
+    rows = {row[0]: row for row in merge_rows(facts)}
+    restores = rows["ChipAlign restores instruction following"]
+    assert restores[3] == REPRODUCES and "difference +1.000" in restores[2] and "n = 50" in restores[2]
+    # ChipAlign 0.4 against linear: more held-out prompts followed, but domain bpb 1.6 against 1.5
+    assert rows["ChipAlign beats the other merges: vs linear"][3:] == [NOT_RESOLVED, TRADE_OFF]
+    # 0.6 follows every held-out prompt, as the chosen 0.4 does, and has the lower domain bpb
+    best06 = rows["Best ChipAlign lambda is 0.6"]
+    assert best06[3] == REPRODUCES and "0.6 does better than the 0.4 the screening chose" in best06[4]
+    assert "lambda 0.4 chosen by merge_balance on 10 screening prompts (score 0.70; next best 0.6 at 0.55)" in best06[2]
+
+
+def test_a_null_difference_is_not_resolved_and_screening_prompts_do_not_count(tmp_path):
+    # ChipAlign 0.4 follows the ten screening prompts only: counted, they would make it beat the chip model.
+    ctx = fake_out(tmp_path, heldout_pass=False)
+    ctx.report_dir.mkdir()
+    _, facts = merge_section.section(ctx)
+    rows = {row[0]: row for row in merge_rows(facts)}
+    restores = rows["ChipAlign restores instruction following"]
+    assert restores[3] == NOT_RESOLVED and restores[4] == "no difference at all over 50 prompts"
+
+
+def test_plots_are_written_beside_the_report(clear):
+    ctx, text, _ = clear
+    for name in ("merge_balance.png", "merge_lambda.png"):
+        assert (ctx.report_dir / name).stat().st_size > 10_000 and f"![{name}]({name})" in text
+
+
+def test_missing_steps_leave_notes_not_exceptions(tmp_path):
+    ctx = fake_out(tmp_path, heldout_pass=True)
+    ctx.report_dir.mkdir()
+    ctx.ledger["eval_sft"]["status"] = "failed"  # no chip model: no lambda can be chosen, nothing to pair
+    text, facts = merge_section.section(ctx)
+    assert merge_rows(facts)[0][3:] == [NOT_MEASURED, "no lambda could be chosen: an end of the sweep is missing"]
+    assert "[chipalign 0.4](runs/merge_chipalign/0)" in text
+    for name in list(ctx.ledger):
+        ctx.ledger[name]["status"] = "failed"
+    text, facts = merge_section.section(ctx)
+    assert text.startswith("_Merge study: not in this run") and facts == {}
+    assert merge_rows(facts)[0][3] == NOT_MEASURED
+
+
+def test_one_lambda_only_says_the_sweep_was_not_run(tmp_path):
+    ctx = fake_out(tmp_path, heldout_pass=True)
+    ctx.report_dir.mkdir()
+    (ctx.out / "merge_chipalign" / "1" / "results.json").unlink()  # as the fast variant: one lambda
+    text, facts = merge_section.section(ctx)
+    best06 = {row[0]: row for row in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
+    assert best06[3] == NOT_MEASURED and best06[2] == "merged at lambda 0.4 only"
+
+
+def test_balance_difference_is_merge_balance_of_each_side():
+    # ends (IFEval, bpb): instruct (1.0, 2.0), chip (0.0, 1.0); a: 0.5 and 1.5 -> 0.5; b: 0.7 and 1.4 -> 0.65
+    ifeval = PairedDifference(0.5, 0.7, 0.2, (0.1, 0.3), 0.01, 50, "paired-bootstrap")
+    domain = PairedDifference(1.5, 1.4, -0.1, (-0.15, -0.05), 0.01, 14, "paired-bootstrap")
+    d = balance_difference(ifeval, domain, (1.0, 2.0), (0.0, 1.0))
+    assert (d.a, d.b, d.n) == (pytest.approx(0.5), pytest.approx(0.65), 50)
+    # half-widths 0.1 and 0.05, each weighted 0.5, in quadrature
+    assert d.ci[1] - d.diff == pytest.approx(0.5 * (0.1**2 + 0.05**2) ** 0.5)
+    # ends that tie on IFEval leave it out, as merge_balance does
+    assert balance_difference(ifeval, domain, (0.0, 2.0), (0.0, 1.0)).diff == pytest.approx(0.05)
+
+
+def test_paper_lambda_chosen_but_within_noise_of_the_runner_up_is_not_resolved():
+    noisy = PairedDifference(0.50, 0.52, 0.02, (-0.05, 0.09), 0.6, 100, "normal, from the two paired tests")
+    facts = {
+        "lams": [0.5, 0.6],
+        "best": {"lam": 0.6, "score": 0.61},
+        "scores": {0.5: 0.58, 0.6: 0.61},
+        "selection_prompts": 100,
+        "heldout_prompts": 441,
+        "tests": {},
+        "lambda_test": {
+            "rival": 0.5,
+            "ifeval.instruction_loose": None,
+            "corpus_ppl.domain.bpb": None,
+            "balance": noisy,
+        },
+    }
+    row = {r[0]: r for r in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
+    assert row[3].startswith(f"{NOT_RESOLVED}, needs about ") and row[3].endswith(" prompts")
+    assert row[4] == "0.6 is within noise of 0.5: the 95% interval covers 0: a difference of +0.02 over 100 prompts"
+    assert "(score 0.61; next best 0.5 at 0.58)" in row[2] and "merge_balance +0.020 [-0.050, +0.090]" in row[2]
+    resolved = PairedDifference(0.50, 0.60, 0.10, (0.03, 0.17), 0.004, 100, "normal, from the two paired tests")
+    facts["lambda_test"]["balance"] = resolved
+    assert {r[0]: r for r in merge_rows(facts)}["Best ChipAlign lambda is 0.6"][3:] == [REPRODUCES, ""]
+
+
+def test_runs_from_before_domain_bpb_fall_back_to_the_mean_of_sources_and_say_so(tmp_path):
+    ctx = fake_out(tmp_path, heldout_pass=True, pooled=False)
+    ctx.report_dir.mkdir()
+    text, facts = merge_section.section(ctx)
+    assert "predate corpus_ppl's pooled `domain.bpb`" in text and facts["domain_fallback"]
+    assert "Domain bpb: domain_mean.bpb where a run predates domain.bpb" in text
+    # merge_balance still chooses, on domain_mean.bpb for the run and both ends
+    assert facts["best"]["lam"] == 0.4 and facts["scores"] == pytest.approx({0.4: 0.7, 0.6: 0.55})
+    domain = facts["tests"]["chip model"]["corpus_ppl.domain.bpb"]
+    assert domain.diff == pytest.approx(0.6) and domain.test == "paired-bootstrap (stratified by group)"
+    results = json.loads((ctx.out / "merge_chipalign" / "1" / "results.json").read_text())["corpus_ppl"]
+    assert "domain.bpb" not in results
+    row = line_of(text, "| [chipalign 0.6](runs/merge_chipalign/1) |")
+    assert f"{fmt(results['domain_mean.bpb'])} [{fmt(results['domain_mean.bpb_ci'][0])}, " in row
+    beats = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert "domain bpb (mean of sources: runs from before domain.bpb) +0.100" in beats[2]
+
+
+def test_a_merge_row_resting_on_a_handful_of_documents_is_not_resolved_and_says_what_would_resolve_it():
+    # The smoke run's case: a tiny domain-bpb difference, the same on each of six documents, gives a
+    # zero-width bootstrap "interval" that would otherwise count as resolved.
+    ifeval = PairedDifference(0.50, 0.52, 0.02, (-0.03, 0.07), 0.4, 50, "paired-bootstrap")
+    domain = PairedDifference(1.5, 1.5 - 1.6e-7, -1.6e-7, (-1.6e-7, -1.6e-7), 0.001, 6, "paired-bootstrap")
+    facts = {
+        "lams": [0.5],
+        "best": {"lam": 0.5, "score": None},
+        "tests": {"linear": {"ifeval.instruction_loose": ifeval, "corpus_ppl.domain.bpb": domain}},
+    }
+    cell = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"][3]
+    assert cell.startswith(f"{NOT_RESOLVED}, needs about ")
+    assert cell.endswith(" prompts (IFEval) or at least 10 documents (domain bpb)")
+    # with enough documents the same constant difference does resolve, in the paper's direction
+    facts["tests"]["linear"]["corpus_ppl.domain.bpb"] = PairedDifference(
+        1.5, 1.5 - 1.6e-7, -1.6e-7, (-1.6e-7, -1.6e-7), 0.001, 70, "paired-bootstrap"
+    )
+    assert {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"][3] == REPRODUCES

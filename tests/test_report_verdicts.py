@@ -1,0 +1,474 @@
+"""The report's verdicts: paired tests on fake reproduction folders (results.json, per-item files,
+manifests, the ledger) give "reproduces", "contradicts" or "not resolved at this size" with the size
+that would resolve it; the DAPT section shows the sweep, the lr it chose and the 15% goal; a variant
+missing steps still builds its report."""
+
+import json
+import random
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from chipadapt.eval.items import summarize
+from chipadapt.eval.paired import mcnemar, paired_difference
+from chipadapt.reproduce.report.context import Context
+from chipadapt.reproduce.report.power import CONTRADICTS, NOT_MEASURED, NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.steps import Step
+
+SOURCES = ["openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32"]
+LRS = {"dapt_lr5e-6": 5e-6, "dapt_lr5e-5": 5e-5, "dapt_lr3e-4": 3e-4, "dapt_lr1e-3": 1e-3}
+
+
+# --- fake folders ----------------------------------------------------------------------------------
+
+
+def write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def write_items(folder: Path, task: str, items: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{task}_items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+
+
+def corpus_item(split: str, i: int, bpb: float, n_bytes: int, pooled: bool = True) -> dict:
+    """A held-out document as corpus_ppl scores it: a domain document also carries the pooled
+    `domain.bpb` (unless `pooled` is off: a run from before it)."""
+    score = {"num": bpb * n_bytes, "den": n_bytes}
+    both = split != "general" and pooled
+    return {
+        "id": f"{split}/doc{i}",
+        "split": split,
+        "tokens": n_bytes // 4,
+        "bytes": n_bytes,
+        "scores": {f"{split}.bpb": score, **({"domain.bpb": score} if both else {})},
+    }
+
+
+def corpus_items(
+    domain_scale: float, general_scale: float, docs: int = 12, seed: int = 0, pooled: bool = True
+) -> list[dict]:
+    """Held-out documents of every source and WikiText-2; bpb of each document times the scale (the
+    same documents and document-to-document spread in every run, so runs pair)."""
+    rng = random.Random(seed)
+    items = []
+    for split in [*SOURCES, "general"]:
+        scale = general_scale if split == "general" else domain_scale
+        for i in range(docs):
+            n_bytes = rng.randint(400, 2000)
+            bpb = rng.uniform(0.8, 1.4) * scale * random.Random(f"{split}{i}").uniform(0.97, 1.03)
+            items.append(corpus_item(split, i, bpb, n_bytes, pooled))
+    return items
+
+
+def corpus_results(items: list[dict]) -> dict:
+    """results.json's corpus_ppl: every score summarised (the pooled domain.bpb among them, where the
+    documents carry it) and domain_mean.bpb, the unweighted mean over the sources."""
+    fields = summarize(items)
+    domain = [fields[f"{s}.bpb"] for s in SOURCES]
+    mean = sum(domain) / len(domain)
+    for split in [*SOURCES, "general"]:
+        fields[f"{split}.documents"] = sum(i["id"].startswith(f"{split}/") for i in items)
+        fields[f"{split}.tokens"] = sum(i["tokens"] for i in items if i["id"].startswith(f"{split}/"))
+    return {**fields, "domain_mean.bpb": mean, "domain_mean.bpb_ci": [mean * 0.98, mean * 1.02]}
+
+
+def ifeval_items(passed: list[bool]) -> list[dict]:
+    return [
+        {
+            "id": str(k),
+            "scores": {"prompt_loose": ok, "instruction_loose": {"num": 2 if ok else 0, "den": 2}},
+        }
+        for k, ok in enumerate(passed)
+    ]
+
+
+def mcq_items(right: list[bool]) -> list[dict]:
+    return [{"id": f"q{k}", "scores": {"acc": ok}} for k, ok in enumerate(right)]
+
+
+def eda_items(f1: list[float]) -> list[dict]:
+    return [{"id": f"s{k}", "scores": {"call_f1": v}} for k, v in enumerate(f1)]
+
+
+def rag_items(plain: list[float], rag: list[float]) -> list[dict]:
+    return [
+        {"id": f"r{k}", "scores": {"rougeL": a, "rougeL_rag": b, "rag_gain": b - a}}
+        for k, (a, b) in enumerate(zip(plain, rag))
+    ]
+
+
+def write_eval(out: Path, name: str, tasks: dict[str, list[dict]]) -> None:
+    results = {}
+    for task, items in tasks.items():
+        write_items(out / name, task, items)
+        results[task] = corpus_results(items) if task == "corpus_ppl" else summarize(items)
+        if task == "ifeval":
+            results[task]["prompts"] = len(items)
+        if task == "mcq":
+            results[task]["questions"] = len(items)
+    write_json(out / name / "results.json", results)
+
+
+def dapt_manifest(out: Path, name: str, lr: float, domain_after: float, general_after: float, steps: int) -> None:
+    before = {s: {"bpb": 1.2} for s in SOURCES} | {"general": {"bpb": 1.1}}
+    after = {s: {"bpb": domain_after} for s in SOURCES} | {"general": {"bpb": general_after}}
+    write_json(
+        out / name / "manifest.json",
+        {
+            "metrics": {"before": before, "after": after, "global_step": steps, "train_tokens_per_s": 812.5},
+            "config": {
+                "data": {"global_batch_size": 8, "seq_len": 512, "val_max_sequences": 8},
+                "optim": {"lr": lr},
+                "tokenizer": {"name": "base"},
+            },
+        },
+    )
+
+
+def steps_of(names: list[str]) -> list[Step]:
+    steps = []
+    for name in names:
+        if name in LRS:
+            steps.append(Step(name, "train.py", (), "dapt", meta={"tokenizer": "base", "lr": LRS[name]}))
+        elif name == "dapt":
+            steps.append(Step(name, "train.py", (), "dapt", label="chip model DAPT"))
+        elif name == "sft":
+            steps.append(Step(name, "train.py", (), "sft"))
+        elif name == "retrieval_eval":
+            steps.append(Step(name, "evaluate.py", (), "retrieval"))
+        else:
+            steps.append(Step(name, "evaluate.py", (), "models", label=name))
+    return steps
+
+
+def fake_run(out: Path, drop: float = 0.8, large_lr_general: float = 1.1, full: bool = True) -> list[Step]:
+    """A reproduction: the lr sweep (all four lrs when `full`, else 5e-6/5e-5 without their evaluations),
+    the chip model's DAPT at 1e-3 with held-out domain bpb times `drop`, SFT, the evaluations."""
+    sweep = list(LRS) if full else ["dapt_lr5e-6", "dapt_lr5e-5"]
+    evals = ["eval_base", "eval_sft"] + (["eval_dapt", *(f"eval_{n}" for n in sweep)] if full else [])
+    names = [*sweep, "dapt", "sft", *evals]
+    for name in sweep:
+        dapt_manifest(out, name, LRS[name], 1.2 - 100 * LRS[name], 1.1, steps=12)
+    dapt_manifest(out, "dapt", 1e-3, 1.2 * drop, 1.12, steps=122)
+    write_json(
+        out / "sft" / "manifest.json",
+        {"metrics": {"before": {"eda_heldout": {"loss": 1.6}}, "after": {"eda_heldout": {"loss": 1.3}}}},
+    )
+    rng = random.Random(1)
+    base_ifeval = [rng.random() < 0.6 for _ in range(541)]
+    chip_ifeval = [ok and rng.random() > 0.3 for ok in base_ifeval]  # the chip model loses ~18 points
+    base_mcq = [rng.random() < 0.45 for _ in range(114)]
+    write_eval(
+        out,
+        "eval_base",
+        {
+            "corpus_ppl": corpus_items(1.0, 1.0),
+            "ifeval": ifeval_items(base_ifeval),
+            "mcq": mcq_items(base_mcq),
+            "eda_script": eda_items([0.1] * 40),
+            "rag_qa": rag_items([0.2] * 16, [0.2] * 16),
+        },
+    )
+    write_eval(
+        out,
+        "eval_sft",
+        {
+            "corpus_ppl": corpus_items(drop, 1.02),
+            "ifeval": ifeval_items(chip_ifeval),
+            "mcq": mcq_items(base_mcq),
+            "eda_script": eda_items([0.1 + 0.3 * (k % 2) for k in range(40)]),
+            "rag_qa": rag_items([0.2] * 16, [0.2 + (0.01 if k % 2 else -0.01) for k in range(16)]),
+        },
+    )
+    if full:
+        write_eval(out, "eval_dapt", {"corpus_ppl": corpus_items(drop, 1.01), "mcq": mcq_items(base_mcq)})
+        for name in sweep:
+            general = large_lr_general if LRS[name] >= 1e-3 else 1.0
+            write_eval(out, f"eval_{name}", {"corpus_ppl": corpus_items(1.0 - 50 * LRS[name], general)})
+    ledger = {n: {"status": "completed", "seconds": 60.0} for n in names}
+    ledger["dapt"]["choice"] = {
+        "overrides": ["optim.lr=0.001"],
+        "winner": "dapt_lr1e-3" if full else "dapt_lr5e-5",
+        "score": -1.1,
+        "by": "heldout_domain_bpb",
+        "scores": {n: -(1.2 - 100 * LRS[n]) for n in sweep},
+    }
+    write_json(out / "steps.json", ledger)
+    return steps_of(names)
+
+
+def context(out: Path, steps: list[Step]) -> Context:
+    ledger = json.loads((out / "steps.json").read_text())
+    return Context(out, out / "report", {s.name: s for s in steps}, ledger, out / "base", out / "shared")
+
+
+def build(out: Path, steps: list[Step], variant: str = "full") -> str:
+    from chipadapt.reproduce.report.build import build_report
+
+    cfg = OmegaConf.create(
+        {"paths": {"shared_data": str(out / "shared")}, "base_model": str(out / "base"), "chip_dapt": "dapt"}
+    )
+    cfg.variant = {"name": variant}
+    return build_report(cfg, steps, out, out / "report").read_text()
+
+
+def row(text: str, finding: str) -> list[str]:
+    """The headline row of a finding, as cells."""
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {finding}"))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+# --- the verdict rule ------------------------------------------------------------------------------
+
+
+def test_a_difference_counts_only_when_its_paired_interval_excludes_zero():
+    """Replaces test_reproduce.py's rule of twice the binomial standard error."""
+    from chipadapt.reproduce.report.power import verdict as judge
+
+    before = [True] * 100
+    clearly_worse = [k >= 60 for k in range(100)]  # 60 of 100 prompts lost
+    assert judge(mcnemar(before, clearly_worse), -1, "prompts")[0] == REPRODUCES
+    assert judge(mcnemar(before, clearly_worse), +1, "prompts")[0] == CONTRADICTS
+    # 3 lost, 2 gained: an interval around 0, and the size that would resolve a 1-point difference
+    a = [k >= 3 for k in range(100)]
+    b = [k not in (5, 6) for k in range(100)]
+    d = mcnemar(a, b)
+    verdict, why = judge(d, -1, "prompts")
+    assert verdict.startswith(f"{NOT_RESOLVED}, needs about ") and verdict.endswith(" prompts")
+    needed = int(verdict.split("needs about ")[1].split()[0].replace(",", ""))
+    assert needed > 1000 and "covers 0" in why  # a 1% difference needs thousands of prompts
+    assert judge(None, -1, "prompts")[0] == NOT_MEASURED
+
+
+def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():
+    from chipadapt.reproduce.report.power import MIN_RESAMPLED, verdict
+
+    a = {f"d{k}": {"scores": {"bpb": {"num": 10.0, "den": 10}}} for k in range(3)}
+    b = {f"d{k}": {"scores": {"bpb": {"num": 5.0, "den": 10}}} for k in range(3)}
+    d = paired_difference(a, b, "bpb")
+    assert d.ci[0] == d.ci[1]  # three identical documents: a zero-width "interval"
+    assert verdict(d, -1, "documents")[0] == f"{NOT_RESOLVED}, needs at least {MIN_RESAMPLED} documents"
+    assert verdict(d, -1, "documents", 250.0)[0] == f"{NOT_RESOLVED}, needs at least 10 documents / 2,500 tokens"
+    # McNemar's exact test is exact at any size: seven of eight prompts lost resolves (p = 0.016)
+    assert verdict(mcnemar([True] * 8, [False] * 7 + [True]), -1, "prompts")[0] == REPRODUCES
+    many = {f"d{k}": {"scores": {"bpb": {"num": 10.0, "den": 10}}} for k in range(MIN_RESAMPLED)}
+    fewer = {i: {"scores": {"bpb": {"num": 5.0, "den": 10}}} for i in many}
+    assert verdict(paired_difference(many, fewer, "bpb"), -1, "documents")[0] == REPRODUCES
+
+
+def test_not_resolved_corpus_differences_are_sized_in_documents_and_tokens(tmp_path):
+    from chipadapt.reproduce.report.pairs import documents
+    from chipadapt.reproduce.report.verdicts import judge_documents
+
+    write_eval(tmp_path, "eval_base", {"corpus_ppl": corpus_items(1.0, 1.0, seed=0)})
+    write_eval(tmp_path, "eval_dapt", {"corpus_ppl": corpus_items(1.0, 1.0, seed=5)})  # other spread: noise
+    write_json(tmp_path / "steps.json", {n: {"status": "completed"} for n in ("eval_base", "eval_dapt")})
+    ctx = context(tmp_path, steps_of(["eval_base", "eval_dapt"]))
+    pair = documents(ctx, "eval_base", "eval_dapt")
+    assert pair.docs == {s: 12 for s in SOURCES} and pair.tokens_per_doc > 50
+    # every domain document pooled: one plain paired bootstrap over the 72, WikiText-2 left out
+    assert pair.measure == "domain.bpb" and pair.d.n == 72 and pair.d.test == "paired-bootstrap"
+    verdict, _ = judge_documents(pair, -1)
+    assert (
+        verdict.startswith(f"{NOT_RESOLVED}, needs about ")
+        and verdict.endswith(" tokens")
+        and " documents / " in verdict
+    )
+
+
+# --- DAPT ------------------------------------------------------------------------------------------
+
+
+def test_dapt_section_shows_the_sweep_the_lr_chosen_and_the_goal_met(tmp_path):
+    from chipadapt.reproduce.report import dapt_section
+    from chipadapt.reproduce.report.build import DAPT_EVALS
+
+    steps = fake_run(tmp_path, drop=0.8)
+    text, facts = dapt_section.section(context(tmp_path, steps), {**DAPT_EVALS, "dapt": "eval_dapt"}, "dapt")
+    assert [a["lr"] for a in facts["arms"]] == sorted(LRS.values())
+    assert all(a["eval"]["domain"][1] for a in facts["arms"])  # an interval for every lr
+    assert "took `optim.lr=0.001` from dapt_lr1e-3" in text and "| **chosen** |" in text
+    assert "49,152" in text  # 12 steps of 8 x 512 tokens per lr
+    assert "499,712 tokens at lr 0.001, 812 tokens/s" in text
+    assert facts["long"]["goal"].startswith("met: held-out domain bpb 20.0% lower")
+    assert "Issue goal (at least 15% lower): met" in text
+
+
+def test_dapt_row_reproduces_a_clear_fall_and_says_when_the_goal_is_missed(tmp_path):
+    text = build(tmp_path / "big", fake_run(tmp_path / "big", drop=0.8))
+    cells = row(text, "DAPT lowers domain perplexity")
+    assert cells[3] == REPRODUCES and "-20.0%" in cells[2] and "goal met" in cells[2]
+    text = build(tmp_path / "small", fake_run(tmp_path / "small", drop=0.95))
+    cells = row(text, "DAPT lowers domain perplexity")
+    assert cells[3] == REPRODUCES and "goal not met: 5.0% lower" in cells[2]
+    text = build(tmp_path / "worse", fake_run(tmp_path / "worse", drop=1.1))
+    assert row(text, "DAPT lowers domain perplexity")[3] == CONTRADICTS
+
+
+def replace_corpus(out: Path, name: str, items: list[dict]) -> None:
+    """A run's corpus_ppl items and results replaced, its other tasks kept."""
+    write_items(out / name, "corpus_ppl", items)
+    results = json.loads((out / name / "results.json").read_text())
+    write_json(out / name / "results.json", {**results, "corpus_ppl": corpus_results(items)})
+
+
+def skewed_items(openroad_scale: float, other_scale: float) -> list[dict]:
+    """openroad's documents 40 times longer than the other sources': pooled, its bpb dominates."""
+    items = []
+    for split in [*SOURCES, "general"]:
+        scale = {"openroad": openroad_scale, "general": 1.0}.get(split, other_scale)
+        n_bytes = 20_000 if split == "openroad" else 500
+        items += [corpus_item(split, i, scale * (1 + 0.01 * (i % 3)), n_bytes) for i in range(12)]
+    return items
+
+
+def test_the_dapt_goal_is_judged_on_all_held_out_domain_documents_pooled(tmp_path):
+    # openroad (most of the held-out bytes) falls 10%, the five small sources 30%: the mean of sources
+    # falls 26.7%, past the goal; the documents pooled fall about 12%, short of it.
+    steps = fake_run(tmp_path)
+    replace_corpus(tmp_path, "eval_base", skewed_items(1.0, 1.0))
+    replace_corpus(tmp_path, "eval_dapt", skewed_items(0.9, 0.7))
+    dapt = json.loads((tmp_path / "eval_dapt" / "results.json").read_text())["corpus_ppl"]
+    assert dapt["domain_mean.bpb"] < 0.75 * 1.01 and dapt["domain.bpb"] > 0.85 * 1.01
+    text = build(tmp_path, steps)
+    cells = row(text, "DAPT lowers domain perplexity")
+    assert cells[3] == REPRODUCES and "(72 documents pooled)" in cells[2]
+    assert "goal not met: 12." in cells[2] and "| all domain documents (domain.bpb) | 72 |" in text
+
+
+def test_runs_from_before_domain_bpb_fall_back_to_the_mean_of_sources_and_say_so(tmp_path):
+    from chipadapt.reproduce.report.pairs import documents
+
+    steps = fake_run(tmp_path)
+
+    def one_picorv32_document(items: list[dict]) -> list[dict]:
+        return [i for i in items if not i["id"].startswith("picorv32/") or i["id"] == "picorv32/doc0"]
+
+    for name, scale in (("eval_base", 1.0), ("eval_dapt", 0.8)):
+        replace_corpus(tmp_path, name, one_picorv32_document(corpus_items(scale, 1.0, pooled=False)))
+    assert "domain.bpb" not in json.loads((tmp_path / "eval_dapt" / "results.json").read_text())["corpus_ppl"]
+    pair = documents(context(tmp_path, steps), "eval_base", "eval_dapt")
+    assert pair.fallback and pair.thin == ["picorv32"] and "stratified" in pair.d.test
+    text = build(tmp_path, steps)
+    cells = row(text, "DAPT lowers domain perplexity")
+    assert (
+        cells[3] == REPRODUCES
+        and "domain_mean.bpb, the mean of the sources: these runs predate the pooled domain.bpb" in cells[2]
+    )
+    assert "picorv32: one held-out document each" in cells[4]
+    assert "predate corpus_ppl's pooled `domain.bpb`" in text and "| mean of sources (domain_mean.bpb) | 61 |" in text
+    # pooled, the single document is resampled with the others: nothing is left out of the interval
+    for name, scale in (("eval_base", 1.0), ("eval_dapt", 0.8)):
+        replace_corpus(tmp_path, name, one_picorv32_document(corpus_items(scale, 1.0)))
+    pair = documents(context(tmp_path, steps), "eval_base", "eval_dapt")
+    assert not pair.fallback and pair.thin == [] and pair.d.test == "paired-bootstrap" and pair.d.n == 61
+
+
+def test_a_large_lr_that_raises_wikitext_bpb_reproduces_the_ablation(tmp_path):
+    hurt = build(tmp_path / "hurt", fake_run(tmp_path / "hurt", large_lr_general=1.1))
+    cells = row(hurt, "Large DAPT learning rate hurts general ability")
+    assert cells[3] == REPRODUCES and "lr 0.001 +10.0%" in cells[2]
+    helped = build(tmp_path / "helped", fake_run(tmp_path / "helped", large_lr_general=0.9))
+    assert row(helped, "Large DAPT learning rate hurts general ability")[3] == CONTRADICTS
+
+
+# --- SFT, IFEval, RAG, MMLU ------------------------------------------------------------------------
+
+
+def test_the_chip_models_ifeval_drop_and_eda_gain_are_paired_tests(tmp_path):
+    text = build(tmp_path, fake_run(tmp_path))
+    drift = row(text, "The chip model follows instructions worse")
+    assert drift[3] == REPRODUCES and "mcnemar-exact" in drift[2] and "over 541 prompts" in drift[2]
+    eda = row(text, "SFT on EDA scripts improves script generation")
+    assert eda[3] == REPRODUCES and "over 40 scripts" in eda[2]
+    assert "Each verdict comes from a paired test" in text and "binomial standard error" not in text
+
+
+def test_a_rag_gain_of_a_few_hundredths_is_not_a_result():
+    """Replaces test_reproduce.py's test of the same name (a fixed ROUGE-L threshold)."""
+    from chipadapt.reproduce.report.pairs import within
+    from chipadapt.reproduce.report.verdicts import retrieval_rows
+
+    def verdict(gains: list[float]) -> str:
+        items = {
+            i: it
+            for i, it in ((f"r{k}", {"scores": {"rougeL": 0.3, "rougeL_rag": 0.3 + g}}) for k, g in enumerate(gains))
+        }
+        return retrieval_rows({"rag": {"eval_sft": ("chip", within(items, "rougeL", "rougeL_rag"))}})[-1][3]
+
+    assert verdict([0.03, -0.02, 0.01, -0.01] * 4).startswith(f"{NOT_RESOLVED}, needs about ")
+    assert verdict([0.09, 0.07, 0.065, 0.08] * 4) == REPRODUCES
+    assert verdict([-0.08, -0.05, -0.06, -0.07] * 4) == CONTRADICTS
+
+
+def test_mmlu_at_chance_is_not_called_knowledge_kept():
+    """Replaces test_reproduce.py's test of the same name (the binomial rule)."""
+    from chipadapt.reproduce.report.verdicts import mmlu_row
+
+    def verdict(base: list[bool], dapt: list[bool], ci: tuple[float, float]) -> str:
+        f = {"base_acc": sum(base) / len(base), "base_ci": ci, "paired": {"eval_dapt": ("DAPT", mcnemar(base, dapt))}}
+        return mmlu_row(f)[3]
+
+    base = [k % 4 == 0 for k in range(1000)]  # at chance: its interval covers 0.25
+    assert verdict(base, base, (0.22, 0.28)) == f"{NOT_RESOLVED} (the general model is at chance)"
+    knows = [k % 10 < 6 for k in range(1000)]
+    # 10 questions lost, 6 gained: a 0.4-point drop
+    slightly = [(ok and k % 100 != 0) or (k % 100 == 7 and k < 600) for k, ok in enumerate(knows)]
+    assert verdict(knows, slightly, (0.57, 0.63)).startswith(f"{NOT_RESOLVED}, needs about ")
+    forgot = [ok and k % 5 != 0 for k, ok in enumerate(knows)]
+    assert verdict(knows, forgot, (0.57, 0.63)) == REPRODUCES  # a resolved drop: ChipNeMo's direction
+    assert verdict(forgot, knows, (0.45, 0.51)) == CONTRADICTS
+
+
+def test_mmlu_row_pairs_the_dapt_model_against_the_general_model(tmp_path):
+    text = build(tmp_path, fake_run(tmp_path))
+    cells = row(text, "DAPT costs a little general knowledge (MMLU)")
+    assert "over 114 questions" in cells[2] and "ChipAlign 0.6" not in cells[2]
+    assert cells[3] == f"{NOT_RESOLVED}" and "no difference at all over 114 questions" in cells[4]
+
+
+# --- graceful degradation --------------------------------------------------------------------------
+
+
+def test_a_fast_like_run_without_eval_dapt_builds_with_notes(tmp_path):
+    text = build(tmp_path, fake_run(tmp_path, full=False), variant="fast")
+    dapt = row(text, "DAPT lowers domain perplexity")
+    assert dapt[3] == NOT_MEASURED and "own validation only" in dapt[2]
+    assert row(text, "Large DAPT learning rate hurts general ability")[3] == "not run"
+    assert "No corpus_ppl evaluation of it in this run" in text
+    assert row(text, "Domain-adapted tokenizer")[3] == "not run"
+    assert "_Retriever: not in this run" in text
+
+
+def test_arms_without_per_item_records_are_not_measured(tmp_path):
+    steps = fake_run(tmp_path)
+    dapt_manifest(tmp_path, "dapt_aug_lr5e-5", 5e-5, 1.3, 1.1, steps=12)
+    steps.append(Step("dapt_aug_lr5e-5", "train.py", (), "dapt", meta={"tokenizer": "augmented", "lr": 5e-5}))
+    ledger = json.loads((tmp_path / "steps.json").read_text())
+    write_json(tmp_path / "steps.json", {**ledger, "dapt_aug_lr5e-5": {"status": "completed"}})
+    cells = row(build(tmp_path, steps), "Augmented tokenizer costs nothing after DAPT")
+    assert cells[3] == NOT_MEASURED and "dapt_aug_lr5e-5 1.300" in cells[2] and "no per-document records" in cells[4]
+
+
+def test_the_tokenizers_saving_on_held_out_text_is_paired_by_document():
+    from chipadapt.reproduce.report.tokenizer_section import saving_text, token_ratio
+    from chipadapt.reproduce.report.verdicts import tokenizer_row
+
+    def held(kind: str, before: list[int], after: list[int]) -> dict:
+        saved = 100 * (sum(before) - sum(after)) / sum(before)
+        return {"text": kind, "kind": kind, "reduction_pct": saved, "paired": token_ratio(before, after)}
+
+    rng = random.Random(0)
+    before = [rng.randint(50, 500) for _ in range(60)]
+    shorter = [round(n * rng.uniform(0.93, 0.97)) for n in before]  # about 5% fewer tokens, every document
+    facts = {"domain_in_sample": 9.4, "general_in_sample": 0.02, "held_out": [held("domain", before, shorter)]}
+    cells = tokenizer_row(facts)
+    assert cells[3] == REPRODUCES and "domain 5." in cells[2] and "paired by document" in cells[2]
+    assert saving_text(facts["held_out"][0]).startswith("5.") and " [4." in saving_text(facts["held_out"][0])
+    mixed = [n + (3 if k % 2 else -3) - (k == 0) for k, n in enumerate(before)]  # as many longer as shorter
+    facts["held_out"] = [held("domain", before, mixed)]
+    assert tokenizer_row(facts)[3].startswith(f"{NOT_RESOLVED}, needs about ")
+    facts["general_in_sample"] = 2.5
+    assert tokenizer_row(facts)[3] == CONTRADICTS  # general text changed
