@@ -335,13 +335,13 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
     assert results["domain_mean.bpb"] == pytest.approx(
         (results["rtl.bpb"] + results["rtl_again.bpb"]) / 2
     )  # prose is general
-    # domain.bpb pools the documents of every domain split (prose left out): bytes and bits summed.
+    # domain_all.bpb pools the documents of every domain split (prose left out): bytes and bits summed.
     domain = [i for i in task.items if i["split"] != "prose"]
-    assert results["domain.bpb_n"] == len(domain) == 2 * len(expected)
-    assert results["domain.bpb"] == pytest.approx(
-        sum(i["scores"]["domain.bpb"]["num"] for i in domain) / sum(i["bytes"] for i in domain)
+    assert results["domain_all.bpb_n"] == len(domain) == 2 * len(expected)
+    assert results["domain_all.bpb"] == pytest.approx(
+        sum(i["scores"]["domain_all.bpb"]["num"] for i in domain) / sum(i["bytes"] for i in domain)
     )
-    assert all("domain.bpb" not in i["scores"] for i in task.items if i["split"] == "prose")
+    assert all("domain_all.bpb" not in i["scores"] for i in task.items if i["split"] == "prose")
     capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=None)
     capped = capped.run(model, tokenizer)
     assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]

@@ -37,7 +37,7 @@ def test_the_lowest_held_out_domain_bpb_wins_and_the_general_split_does_not_coun
 
 def eval_folder(folder: Path, domain_bpb: float, ifeval: dict[str, tuple[int, int]], overrides=()) -> None:
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"corpus_ppl": {"domain.bpb": domain_bpb}}))
+    (folder / "results.json").write_text(json.dumps({"corpus_ppl": {"domain_all.bpb": domain_bpb}}))
     rows = [{"id": k, "scores": {"instruction_loose": {"num": n, "den": d}}} for k, (n, d) in ifeval.items()]
     (folder / "ifeval_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if overrides:
@@ -101,4 +101,40 @@ def test_variants_need_their_candidates_and_drop_the_skipped_ones():
     assert "merge.method.density=0.2,0.5,0.8" in full["screen_sparse"].args
     cfg = compose_reproduce(["variant=fast", "variant.skip=[dapt_lr5e-6,dapt_lr5e-5,dapt_lr3e-4,dapt_lr1e-3]"])
     with pytest.raises(ChipadaptError, match="steps.dapt.choose.among: every candidate is skipped"):
+        load_steps(cfg)
+
+
+def test_a_step_is_out_of_date_when_a_step_it_needs_finished_after_it_started(tmp_path):
+    steps = [Step("a", "train.py", ("x=1",), "s"), Step("b", "train.py", ("y=2",), "s", needs=("a",))]
+    ledger = Ledger(tmp_path / "steps.json")
+    for s in steps:
+        (tmp_path / s.name).mkdir()
+        ledger.records[s.name] = {"command": s.command(tmp_path), "status": "completed"}
+    ledger.records["a"] |= {"started": "2026-12-04T10:00:00", "finished": "2026-12-04T10:05:00"}
+    ledger.records["b"] |= {"started": "2026-12-04T10:05:00", "finished": "2026-12-04T10:09:00"}
+    assert [a for _, a in plan(steps, ledger, tmp_path, set(), set())] == ["skip", "skip"]
+    # `a` was run again by an invocation with only=[a]: b built on the old a.
+    ledger.records["a"] |= {"started": "2026-12-04T11:00:00", "finished": "2026-12-04T11:05:00"}
+    assert [a for _, a in plan(steps, ledger, tmp_path, set(), set())] == ["skip", "rerun"]
+
+
+def test_a_choice_that_cannot_be_made_stops_before_any_folder_is_moved(tmp_path, monkeypatch):
+    from chipadapt.reproduce import runner
+
+    spec = {"among": ["a"], "by": "heldout_domain_bpb", "take": ["optim.lr"]}
+    steps = [Step("a", "train.py", ("x=1",), "s"), Step("long", "train.py", (), "s", needs=("a",), choose=spec)]
+    (tmp_path / "long").mkdir()
+    (tmp_path / "long" / "keep").write_text("earlier results")
+    # `a` is not done and is not run here (only=[long]): the choice waits, the folder stays.
+    with pytest.raises(ChipadaptError, match="chooses among steps not done"):
+        runner.run_steps(steps, tmp_path, {"long"}, set())
+    assert (tmp_path / "long" / "keep").read_text() == "earlier results" and not (tmp_path / ".stale").exists()
+
+
+def test_a_misspelt_candidate_names_the_key():
+    cfg = compose_reproduce(["variant=fast"])
+    from omegaconf import OmegaConf
+
+    OmegaConf.update(cfg, "steps.dapt.choose.among", ["dapt_lr5e-5", "dapt_lr5e_6"])
+    with pytest.raises(ChipadaptError, match=r"steps.dapt.choose: no step named 'dapt_lr5e_6'"):
         load_steps(cfg)

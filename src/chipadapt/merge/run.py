@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.outputs import check_output_folder
-from chipadapt.manifest import git_state
+from chipadapt.manifest import fingerprint_input, git_state
 from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
 from chipadapt.merge.mergekit_config import write_mergekit_config
 from chipadapt.merge.methods.base import TensorStats
@@ -137,7 +137,7 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
     return diagnostics
 
 
-def merge_models(cfg: DictConfig) -> dict:
+def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
     """The merge (and its evaluation, with `eval=[...]`); its summary."""
     start = time.perf_counter()
     method = instantiate(cfg.merge.method)
@@ -152,7 +152,11 @@ def merge_models(cfg: DictConfig) -> dict:
         check_architecture(chip, base)
     # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
     out = check_output_folder(
-        cfg.output, "merge", "output", bool(cfg.overwrite), [(m.key, m.folder) for m in (chip, instruct, base) if m]
+        cfg.output,
+        "merge",
+        "output",
+        bool(cfg.overwrite) or replace_own_output,
+        [(m.key, m.folder) for m in (chip, instruct, base) if m],
     )
     lam_for = lambda_schedule(float(cfg.merge.lam), cfg.merge.schedule)
     tied = chip.tied and instruct.tied and (base is None or base.tied)
@@ -251,20 +255,33 @@ def merge_models(cfg: DictConfig) -> dict:
     return summary
 
 
-def finished_before(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """The summary of this very job when it already completed in this folder with the same settings:
-    a sweep rerun after an interruption (a preempted SLURM array, reproduce.py resuming a step) does
-    not merge and evaluate its finished jobs again. overwrite=true runs them again."""
+def previous_job(cfg: DictConfig, run_dir: Path) -> tuple[str, dict | None]:
+    """What this run folder already holds of this very job (a sweep rerun after an interruption: a
+    preempted SLURM array, reproduce.py resuming a step):
+    - ("done", summary): it completed with the same settings and the same input models (by content):
+      not merged and evaluated again;
+    - ("unfinished", None): it started with the same settings and inputs but did not complete (the
+      merged model may be written, its evaluation not): run again, replacing its own output;
+    - ("new", None): anything else, including overwrite=true and changed inputs (a retrained chip
+      model): the usual checks on the output folder apply."""
     path = run_dir / "manifest.json"
-    if cfg.overwrite or not path.is_file() or not (Path(cfg.output) / "merge_manifest.json").is_file():
-        return None
+    if cfg.overwrite or not path.is_file():
+        return "new", None
     try:
         recorded = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    if recorded.get("status") != "completed" or recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
-        return None
-    return {**(recorded.get("metrics") or {}), "evaluation": recorded.get("results")}
+        return "new", None
+    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return "new", None
+    inputs = recorded.get("inputs") or {}
+    for key in ("chip", "instruct", "base"):
+        if cfg.models.get(key):
+            before = (inputs.get(f"models.{key}") or {}).get("fingerprint")
+            if before is None or before != fingerprint_input(cfg.models[key])["fingerprint"]:
+                return "new", None
+    if recorded.get("status") == "completed" and (Path(cfg.output) / "merge_manifest.json").is_file():
+        return "done", {**(recorded.get("metrics") or {}), "evaluation": recorded.get("results")}
+    return "unfinished", None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -275,10 +292,12 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.loggers.job import JobLoggers, numeric_items
 
     run_dir = Path(cfg.paths.output_dir)
-    done = finished_before(cfg, run_dir)
-    if done is not None:
-        log.info("merge: %s completed before with these settings; not merged again (overwrite=true redoes it)", run_dir)
-        return done
+    state, summary = previous_job(cfg, run_dir)
+    if state == "done":
+        log.info("merge: %s completed before with these settings and inputs; not merged again", run_dir)
+        return summary
+    if state == "unfinished":
+        log.info("merge: %s did not complete before; merging again", run_dir)
     with (
         recorded_job(cfg, "merge", run_dir) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
@@ -286,7 +305,8 @@ def run(cfg: DictConfig) -> dict:
         for key in ("chip", "instruct", "base"):
             if cfg.models.get(key):
                 manifest.add_input(f"models.{key}", cfg.models[key])
-        summary = merge_models(cfg)
+        # An unfinished job of the same settings and inputs replaces its own output.
+        summary = merge_models(cfg, replace_own_output=state == "unfinished")
         evaluation = summary.get("evaluation")
         manifest.update("metrics", {k: v for k, v in summary.items() if k != "evaluation"})
         loggers.log_model("output_model", manifest.add_input("output", cfg.output))

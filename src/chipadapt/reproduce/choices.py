@@ -53,7 +53,11 @@ def candidates(out: Path, among: list[str], done: set[str], multirun: dict[str, 
         if name not in done:
             raise NotReady(name)
         folder = out / name
-        jobs = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if multirun[name] else [folder]
+        jobs = (
+            sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+            if multirun[name]
+            else [folder]
+        )
         found += [Candidate(job, read_overrides(job)) for job in jobs]
     return found
 
@@ -88,11 +92,11 @@ def _ratio(items: dict[str, dict], ids: list[str], metric: str) -> float:
 
 
 def _domain_bpb(folder: Path) -> float:
-    """corpus_ppl's domain.bpb (all held-out domain documents pooled; every run scores the same ones)."""
+    """corpus_ppl's domain_all.bpb (all held-out domain documents pooled; every run scores the same ones)."""
     path = folder / "results.json"
-    value = (json.loads(path.read_text()) if path.is_file() else {}).get("corpus_ppl", {}).get("domain.bpb")
+    value = (json.loads(path.read_text()) if path.is_file() else {}).get("corpus_ppl", {}).get("domain_all.bpb")
     if value is None:
-        raise ChipadaptError(f"choose: {path} has no corpus_ppl.domain.bpb (merge_balance needs it)")
+        raise ChipadaptError(f"choose: {path} has no corpus_ppl.domain_all.bpb (merge_balance needs it)")
     return value
 
 
@@ -104,6 +108,8 @@ def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
     instruct_folder, chip_folder = (out / name for name in spec["endpoints"])
     merged, instruct, chip = (_items(f, "ifeval") for f in (candidate.folder, instruct_folder, chip_folder))
     ids = [i for i in merged if i in instruct and i in chip]
+    if not ids:
+        raise ChipadaptError(f"choose: {candidate.folder} shares no IFEval prompt with {', '.join(spec['endpoints'])}")
     pairs = [
         tuple(_domain_bpb(f) for f in (candidate.folder, instruct_folder, chip_folder)),
         tuple(_ratio(x, ids, "instruction_loose") for x in (merged, instruct, chip)),

@@ -10,7 +10,7 @@ from rich.markup import escape
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger
-from chipadapt.reproduce.runner import ROOT, plan, run_steps
+from chipadapt.reproduce.runner import ROOT, completed, plan, resolved_command, run_steps
 from chipadapt.reproduce.steps import load_steps
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,15 @@ def from_root(path: str) -> Path:
 
 
 def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
-    for step, action in plan(steps, Ledger(out / "steps.json"), out, only, force):
+    ledger = Ledger(out / "steps.json")
+    for step, action in plan(steps, ledger, out, only, force):
+        # With the chosen settings when the candidates are done; otherwise the command before its choice.
+        command = resolved_command(step, steps, out, completed(ledger)) or step.command(out)
+        pending = (
+            " (+ settings chosen when its candidates are done)" if step.choose and command == step.command(out) else ""
+        )
         console.print(
-            f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(step.command(out)))}", highlight=False
+            f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(command))}{pending}", highlight=False
         )
 
 

@@ -74,9 +74,19 @@ def resolved_command(step: Step, steps: list[Step], out: Path, done: set[str]) -
     return step.command(out, choice.overrides if choice else ())
 
 
+def ran_again_since(step: Step, ledger: Ledger) -> bool:
+    """A step it needs finished after it started (rerun by an earlier invocation, e.g. with `only` or
+    `force`): what it built on has changed, so its own results are out of date."""
+    started = (ledger.records.get(step.name) or {}).get("started")
+    return bool(started) and any(
+        ((ledger.records.get(n) or {}).get("finished") or "") > started for n in step.needs
+    )  # ISO timestamps of one clock compare as strings
+
+
 def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: set[str]) -> list[tuple[Step, str]]:
     """(step, action) in order; action is run, rerun (moved aside first), resume, skip or ignore.
-    A step whose `choose` waits on candidates that run in this invocation counts as changed."""
+    A step whose `choose` waits on candidates that run in this invocation counts as changed, and so
+    does one whose needed steps finished after it started."""
     unknown = (only | force) - {s.name for s in steps}
     if unknown:
         raise ChipadaptError(
@@ -89,7 +99,7 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
             actions.append((step, "ignore"))
             continue
         command = resolved_command(step, steps, out, completed(ledger) - running)
-        upstream = command is None or any(n in running for n in step.needs)
+        upstream = command is None or any(n in running for n in step.needs) or ran_again_since(step, ledger)
         if ledger.done(step.name, command) and step.name not in force and not upstream:
             actions.append((step, "skip"))
             continue
@@ -174,17 +184,17 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
     ) as progress:
         overall = progress.add_task("", total=len(todo), step="reproduce")
         for i, (step, action) in enumerate(todo, start=1):
-            if action == "rerun":
-                moved = move_aside(step.folder(out), out)
-                log.info("%s: settings or inputs changed; previous folder moved to %s", step.name, moved)
-            task = progress.add_task("", total=None, step=f"[{i}/{len(todo)}] {step.name}")
-            start = time.perf_counter()
-            try:
+            try:  # before anything is moved: a choice that cannot be made stops here, folders untouched
                 choice = chosen(step, steps, out, completed(ledger))
             except NotReady as waiting:
                 raise ChipadaptError(f"reproduce: step {step.name} chooses among steps not done: {waiting}") from None
             if choice:
                 log.info("%s: %s chose %s (%s)", step.name, choice.by, " ".join(choice.overrides), choice.winner)
+            if action == "rerun":
+                moved = move_aside(step.folder(out), out)
+                log.info("%s: settings or inputs changed; previous folder moved to %s", step.name, moved)
+            task = progress.add_task("", total=None, step=f"[{i}/{len(todo)}] {step.name}")
+            start = time.perf_counter()
             run_step(step, choice, out, ledger, progress, task)
             progress.update(
                 task,

@@ -61,6 +61,9 @@ def load_steps(cfg: DictConfig) -> list[Step]:
             for key in ("among", "by", "take"):
                 if not choice.get(key):
                     raise ChipadaptError(f"steps.{name}.choose.{key}: required")
+            unknown = [n for n in [*choice["among"], *(choice.get("endpoints") or [])] if n not in cfg.steps]
+            if unknown:
+                raise ChipadaptError(f"steps.{name}.choose: no step named {unknown[0]!r}")
             # The candidates that the variant skips are no candidates; the others are needed first.
             choice = {
                 **choice,

@@ -4,10 +4,10 @@ A split may take only the documents DAPT held out (`held_out: 0.02`, the same ha
 id as `data.val_fraction`), so a merged or SFT'd model is scored on exactly the documents its DAPT
 run never trained on; `max_tokens` caps the tokens scored per split (whole windows, in document order).
 With several splits not marked `general: true`, `domain_mean.bpb` is their unweighted mean and
-`domain.bpb` the bits per byte of all their documents together.
+`domain_all.bpb` the bits per byte of all their documents together.
 Items are documents (`<split>/<doc id>`, with their summed NLL, tokens and bytes): the intervals
 resample documents, since the tokens of one document are not independent. A held-out set has few
-documents in some sources (one in picorv32), so a source's own interval can be degenerate; `domain.bpb`
+documents in some sources (one in picorv32), so a source's own interval can be degenerate; `domain_all.bpb`
 pools every domain document and is the measure two models are compared on. `max_tokens_per_document`
 spreads a split's token budget over more documents (more items, a tighter interval).
 """
@@ -27,6 +27,7 @@ from chipadapt.models.token_bytes import token_byte_lengths
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
+RESERVED_SPLIT_NAMES = ("domain_mean", "domain_all")
 
 
 class PerplexityTask(TaskBase):
@@ -42,6 +43,10 @@ class PerplexityTask(TaskBase):
         for name, spec in splits.items():
             if spec is None:  # eval.perplexity.splits.NAME=null drops a split
                 continue
+            if name in RESERVED_SPLIT_NAMES:  # their metrics would overwrite the pooled ones
+                raise ChipadaptError(
+                    f"eval.perplexity.splits.{name}: the name is taken by a pooled metric; rename the split"
+                )
             values = OmegaConf.to_container(spec, resolve=True)
             self.held_out[name] = values.pop("held_out", None)
             try:
@@ -118,9 +123,9 @@ class PerplexityTask(TaskBase):
                 for n in domain
             ]
             results.update(metric_fields("domain_mean.bpb", mean_of_ratios(groups)))
-            # The pooled measure: every domain document is one item of `domain.bpb`.
+            # The pooled measure: every domain document is one item of `domain_all.bpb`.
             for item in self.items:
                 if item["split"] in domain:
-                    item["scores"]["domain.bpb"] = item["scores"][f"{item['split']}.bpb"]
-            results.update(metric_fields("domain.bpb", estimate(score_values(self.items, "domain.bpb"))))
+                    item["scores"]["domain_all.bpb"] = item["scores"][f"{item['split']}.bpb"]
+            results.update(metric_fields("domain_all.bpb", estimate(score_values(self.items, "domain_all.bpb"))))
         return results

@@ -121,9 +121,10 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         "test for pass/fail scores, the paired bootstrap for F1, ROUGE-L and bits per byte; 95% intervals): "
         "*reproduces* when the interval of the difference excludes 0 in the paper's direction, *contradicts* when "
         "it excludes 0 the other way, and *not resolved at this size* otherwise, with the number of items (for "
-        "held-out text, documents and tokens) that would resolve a difference as large as the one seen; a "
+        "held-out text, documents and tokens) at which a difference as large as the one seen would resolve "
+        "about half the time (twice that for 80% power); a "
         f"bootstrap over fewer than {MIN_RESAMPLED} items resolves nothing. Held-out domain bpb is compared on "
-        "every held-out domain document pooled (corpus_ppl's domain.bpb). "
+        "every held-out domain document pooled (corpus_ppl's domain_all.bpb). "
         "*Not measured*: no per-item records to pair (the row says what was measured instead). "
         f"Sizes here: {facts['n_ifeval'] or '–'} IFEval prompts, {facts['n_mmlu'] or '–'} MMLU questions.",
         "",

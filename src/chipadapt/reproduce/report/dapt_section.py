@@ -5,7 +5,7 @@ Each DAPT step validates on held-out documents of every corpus source and on Wik
 its first and after its last step (manifest.json, `metrics.before/after`): point figures on a few
 sequences, which the sweep's choice reads. The intervals come from evaluate.py's corpus_ppl runs
 (eval_base, eval_dapt, eval_dapt_lr*), whose per-document records are paired against the general
-model's (report/pairs.py). Held-out domain bpb is corpus_ppl's domain.bpb, every held-out domain
+model's (report/pairs.py). Held-out domain bpb is corpus_ppl's domain_all.bpb, every held-out domain
 document pooled (report/domain_bpb.py). Bits per byte compare across tokenizers; perplexity does not.
 """
 
@@ -275,13 +275,13 @@ def long_run(ctx: Context, chip: str, rows: list[dict], eval_of: dict[str, str])
 
 def pooled_row(base: dict | None, chip: dict | None, p: DocumentPair) -> list | None:
     """The measure compared, on top of the per-source rows: every domain document pooled (or, for runs
-    from before domain.bpb, the mean of the sources)."""
+    from before domain_all.bpb, the mean of the sources)."""
     key = domain_bpb.MEAN if p.fallback else domain_bpb.POOLED  # the same measure on both sides
     before, after = with_ci(base, key), with_ci(chip, key)
     if before[0] is None or after[0] is None:
         return None
     tokens = sum(get(chip, f"corpus_ppl.{split}.tokens") or 0 for split in p.docs)
-    label = "mean of sources (domain_mean.bpb)" if p.fallback else "all domain documents (domain.bpb)"
+    label = "mean of sources (domain_mean.bpb)" if p.fallback else "all domain documents (domain_all.bpb)"
     return [
         label,
         sum(p.docs.values()),
@@ -338,7 +338,7 @@ def long_part(ctx: Context, long: dict | None) -> list[str]:
     if long["domain"]:
         p = long["domain"]
         d = p.d
-        measure = "mean of the sources" if p.fallback else f"domain.bpb, all {d.n} held-out domain documents pooled"
+        measure = "mean of the sources" if p.fallback else f"domain_all.bpb, all {d.n} held-out domain documents pooled"
         lines[0] += (
             f" Held-out domain bpb ({measure}; {ctx.link(BASE_EVAL)} → {ctx.link(long['eval_step'])}): "
             f"{d.a:.3f} → {d.b:.3f}, paired difference {diff_text(d, 'documents')}, {pct_text(d)}. "

@@ -1,9 +1,9 @@
-"""Held-out domain bits per byte, the measure the report compares models on: corpus_ppl's `domain.bpb`,
+"""Held-out domain bits per byte, the measure the report compares models on: corpus_ppl's `domain_all.bpb`,
 every held-out domain document pooled (each document one item), so two models' difference is a plain
 paired bootstrap over documents. Several sources hold out only one or two documents, so a per-source
 interval (and `domain_mean.bpb`'s bootstrap stratified by source) is degenerate for them.
 
-Runs from before `domain.bpb` was written carry only `domain_mean.bpb`, the unweighted mean of the
+Runs from before `domain_all.bpb` was written carry only `domain_mean.bpb`, the unweighted mean of the
 per-source bits per byte: the report falls back to it there (compared by the stratified bootstrap,
 eval/paired.py's paired_domain_mean) and says so (`FALLBACK_NOTE`), rather than fail.
 """
@@ -11,13 +11,13 @@ eval/paired.py's paired_domain_mean) and says so (`FALLBACK_NOTE`), rather than 
 from chipadapt.eval.paired import PairedDifference, paired_difference, paired_domain_mean
 from chipadapt.reproduce.report.context import get
 
-POOLED = "corpus_ppl.domain.bpb"
+POOLED = "corpus_ppl.domain_all.bpb"
 MEAN = "corpus_ppl.domain_mean.bpb"  # the fallback
 POOLED_SCORE = POOLED.removeprefix("corpus_ppl.")  # the score each domain document carries
 MEAN_SCORE = MEAN.removeprefix("corpus_ppl.")
 GENERAL_SPLIT = "general"  # corpus_ppl's WikiText-2 split; every other `<split>.bpb` is a corpus source
 FALLBACK_NOTE = (
-    "Some runs here predate corpus_ppl's pooled `domain.bpb`: their domain bpb is `domain_mean.bpb` (the "
+    "Some runs here predate corpus_ppl's pooled `domain_all.bpb`: their domain bpb is `domain_mean.bpb` (the "
     "unweighted mean of the per-source bits per byte), compared by a paired bootstrap stratified by source, "
     "which leaves out the sampling variance of a source with a single held-out document."
 )
@@ -38,7 +38,7 @@ def ci(results: dict | None) -> tuple[float, float] | None:
 
 
 def falls_back(results: list[dict | None]) -> bool:
-    """Whether any of these runs' domain bpb is the mean of sources (they predate `domain.bpb`)."""
+    """Whether any of these runs' domain bpb is the mean of sources (they predate `domain_all.bpb`)."""
     return any(key(r) == MEAN for r in results if r)
 
 
@@ -58,7 +58,7 @@ def source_metrics(items: dict[str, dict]) -> list[str]:
 
 
 def paired(a_items: dict[str, dict], b_items: dict[str, dict]) -> PairedDifference | None:
-    """b - a of held-out domain bpb over the documents both runs scored: the pooled `domain.bpb` (paired
+    """b - a of held-out domain bpb over the documents both runs scored: the pooled `domain_all.bpb` (paired
     bootstrap over documents), or, where either run predates it, domain_mean.bpb (stratified by source)."""
     if pooled(a_items) and pooled(b_items):
         return paired_difference(a_items, b_items, POOLED_SCORE)

@@ -36,7 +36,7 @@ def point(ax, run: Run, **style) -> tuple[float, float] | None:
 def balance_plot(curve: list[Run], baselines: dict[str, Run], best: Run | None, fallback: bool = False):
     """ChipAlign's lambda curve (ends included) and each baseline at its chosen setting; up and to the
     right is better (lower domain bpb, more instructions followed). Domain bpb: every held-out domain
-    document pooled, or, with `fallback` (runs from before domain.bpb), the mean of the sources' bpb."""
+    document pooled, or, with `fallback` (runs from before domain_all.bpb), the mean of the sources' bpb."""
     fig, ax = plt.subplots(figsize=(7, 5.2))
     xy = []
     for run in curve:

@@ -4,7 +4,7 @@ ChipAlign's own best lambda, chosen by the same criterion on the same prompts as
 
 Lambda 0 is the instruct model (eval_base), 1 the chip model (eval_sft): evaluated on the same suite
 as the merges, so the sweep's ends are measured, not assumed. Domain bpb is corpus_ppl's pooled
-domain.bpb, or domain_mean.bpb for runs from before it (report/domain_bpb.py)."""
+domain_all.bpb, or domain_mean.bpb for runs from before it (report/domain_bpb.py)."""
 
 import csv
 import json
@@ -122,7 +122,7 @@ def screening_ids(ctx: Context) -> set[str]:
 
 
 def on_domain_mean(results: dict) -> dict:
-    """results.json with domain_mean.bpb in place of domain.bpb: merge_balance reads domain.bpb, and a
+    """results.json with domain_mean.bpb in place of domain_all.bpb: merge_balance reads domain_all.bpb, and a
     run from before it has only the mean of sources (the report's fallback, report/domain_bpb.py)."""
     corpus = results.get("corpus_ppl") or {}
     return {**results, "corpus_ppl": {**corpus, domain_bpb.POOLED_SCORE: corpus.get(domain_bpb.MEAN_SCORE)}}
@@ -133,7 +133,7 @@ def balance(ctx: Context, folder: Path, ids: set[str] | None) -> float | None:
     score the screening would have given it. The criterion reads run folders, so it gets temporary
     copies of the run and both ends: results.json and the IFEval items, the run's cut to those prompts;
     the code that chose the baselines then scores ChipAlign too. Where one of the three predates the
-    pooled domain.bpb, all three are scored on domain_mean.bpb, so the shares compare like with like."""
+    pooled domain_all.bpb, all three are scored on domain_mean.bpb, so the shares compare like with like."""
     if not all(ctx.has(name) for name in ENDPOINTS):
         return None
     folders = {"run": folder, **{name: ctx.folder(name) for name in ENDPOINTS}}

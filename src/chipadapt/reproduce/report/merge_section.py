@@ -210,7 +210,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "model, the only common ancestor here: task arithmetic is then exactly linear interpolation (not run "
         "twice), and TIES and DELLA's lambda has no effect, so they are screened over density and scale. "
         "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the bootstrap "
-        "over items otherwise). Domain bpb is corpus_ppl's `domain.bpb`, every held-out domain document pooled."
+        "over items otherwise). Domain bpb is corpus_ppl's `domain_all.bpb`, every held-out domain document pooled."
         + (f" {domain_bpb.FALLBACK_NOTE}" if fallback else ""),
         "",
         *(
@@ -266,11 +266,12 @@ def section(ctx: Context) -> tuple[str, dict]:
             f"ChipAlign at lambda {best.lam:g} against each baseline at its best and against both ends, item by item: "
             f"{ifeval_note}; prompt-level by McNemar's exact test, instruction-level by the paired bootstrap. "
             + (
-                "Domain bpb: domain_mean.bpb where a run predates domain.bpb, by the paired bootstrap stratified by "
-                "source; "
+                "Domain bpb: domain_mean.bpb where a run predates domain_all.bpb, by the paired bootstrap "
+                "stratified by source; "
                 if fallback
-                else "Domain bpb: corpus_ppl's domain.bpb, every held-out domain document pooled, by the paired "
-                "bootstrap over documents; "
+                else "Domain bpb: corpus_ppl's domain_all.bpb, every held-out domain document pooled, by the paired "
+                "bootstrap over documents (unlike the prompts, these documents also took part in choosing the "
+                "settings: too few to split, so a small selection bias remains in the domain half); "
             )
             + "WikiText-2 is not part of it. The others by the paired bootstrap (McNemar for parses). "
             "Difference = ChipAlign minus the other.",

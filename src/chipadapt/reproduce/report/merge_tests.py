@@ -2,7 +2,7 @@
 
 IFEval is compared on the prompts that chose no setting (all prompts minus the screening's): a
 setting picked for scoring well on some prompts scores too well on them, and ChipAlign's lambda and
-each baseline's setting were picked on the same ones. Domain bpb is corpus_ppl's domain.bpb, every
+each baseline's setting were picked on the same ones. Domain bpb is corpus_ppl's domain_all.bpb, every
 held-out domain document pooled, compared by the paired bootstrap over documents (runs from before it:
 domain_mean.bpb, resampled within each source; report/domain_bpb.py); WikiText-2 is not part of it."""
 

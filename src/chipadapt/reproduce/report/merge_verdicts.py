@@ -27,20 +27,24 @@ def judged(d: PairedDifference | None, key: str, paper_sign: int) -> tuple[str, 
 
 
 def combined(ifeval: tuple[str, str], domain: tuple[str, str]) -> tuple[str, str]:
-    """One verdict from IFEval's and domain bpb's (each already signed by the paper's direction): it
-    holds when one resolves its way and the other does not resolve against it. Where neither resolves,
-    either one resolving would do: the cell names both sizes."""
-    verdicts = {ifeval[0], domain[0]}
-    if verdicts == {NOT_MEASURED}:
-        return NOT_MEASURED, ifeval[1]
-    if REPRODUCES in verdicts and CONTRADICTS in verdicts:
+    """One verdict from IFEval's and domain bpb's (each already signed by the paper's direction). The
+    paper's claim is instruction following kept better at no domain cost, so IFEval decides: it holds
+    when IFEval resolves ChipAlign's way and domain bpb does not resolve against it, and fails when
+    either resolves against it without the other resolving for it (resolving opposite ways is a
+    trade-off). A domain-only win is not enough: the cell then names the prompts IFEval would need."""
+    (v_if, w_if), (v_dom, _) = ifeval, domain
+    if {v_if, v_dom} == {NOT_MEASURED}:
+        return NOT_MEASURED, w_if
+    if {v_if, v_dom} == {REPRODUCES, CONTRADICTS}:
         return NOT_RESOLVED, TRADE_OFF
-    if REPRODUCES in verdicts:
+    if v_if == REPRODUCES:
         return REPRODUCES, ""
-    if CONTRADICTS in verdicts:
+    if CONTRADICTS in (v_if, v_dom):
         return CONTRADICTS, ""
     named = (("IFEval", ifeval), ("domain bpb", domain))
     why = "; ".join(f"{name}: {w}" for name, (_, w) in named if w)
+    if v_dom == REPRODUCES:
+        why = "better on domain bpb only" + (f"; {why}" if why else "")
     sizes = [f"{size} ({name})" for name, (v, _) in named if (size := needed_size(v))]
     return (f"{NOT_RESOLVED}{NEEDS}{' or '.join(sizes)}" if sizes else NOT_RESOLVED), why
 
@@ -52,7 +56,7 @@ def diff_text(d: PairedDifference | None, what: str) -> str:
 
 
 def domain_label(f: dict) -> str:
-    return "domain bpb (mean of sources: runs from before domain.bpb)" if f.get("domain_fallback") else "domain bpb"
+    return "domain bpb (mean of sources: runs from before domain_all.bpb)" if f.get("domain_fallback") else "domain bpb"
 
 
 def restores_row(f: dict) -> list:

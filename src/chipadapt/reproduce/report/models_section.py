@@ -24,7 +24,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         return missing("Model suite", [n for n, s in ctx.steps.items() if s.section == "models"]), {}
     first = ctx.results(names[0])
     mmlu = next((ctx.results(n)["mcq"] for n in names if "mcq" in ctx.results(n)), {})
-    measure = domain_bpb.get_measure  # domain bpb: domain_mean.bpb for runs from before domain.bpb
+    measure = domain_bpb.get_measure  # domain bpb: domain_mean.bpb for runs from before domain_all.bpb
     rows = [[f"{ctx.label(n)} ({ctx.link(n)})", *[measure(ctx.results(n), k) for k, _ in COLUMNS]] for n in names]
     facts = {n: {k: measure(ctx.results(n), k) for k, _ in COLUMNS} for n in names}
     base = ctx.results("eval_base")
@@ -39,7 +39,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         f"MMLU: {mmlu.get('questions', '–')} test questions ({mmlu.get('subjects', '–')} subjects), "
         "each choice scored by the model's log-likelihood of its text "
         "(cloze; at 135M parameters the lettered format is at chance); chance is 0.25. "
-        f"Domain bpb: every held-out corpus document pooled (corpus_ppl's domain.bpb); IFEval: "
+        f"Domain bpb: every held-out corpus document pooled (corpus_ppl's domain_all.bpb); IFEval: "
         f"{get(first, 'ifeval.prompts') or '–'} prompts."
         + (f" {domain_bpb.FALLBACK_NOTE}" if domain_bpb.falls_back([ctx.results(n) for n in names]) else ""),
         "",

@@ -23,11 +23,11 @@ class DocumentPair:
     d: PairedDifference
     tokens_per_doc: float
     docs: dict[str, int]  # matched documents per split
-    measure: str  # the score compared: domain.bpb (pooled), domain_mean.bpb (older runs) or general.bpb
+    measure: str  # the score compared: domain_all.bpb (pooled), domain_mean.bpb (older runs) or general.bpb
 
     @property
     def fallback(self) -> bool:
-        """Compared on the mean of sources: the runs predate the pooled domain.bpb."""
+        """Compared on the mean of sources: the runs predate the pooled domain_all.bpb."""
         return self.measure == domain_bpb.MEAN_SCORE
 
     @property
@@ -67,7 +67,7 @@ def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> Paire
 
 def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair | None:
     """b - a of held-out bits per byte, paired by document: the domain documents pooled (corpus_ppl's
-    domain.bpb; domain_mean.bpb where a run predates it, report/domain_bpb.py), or WikiText-2's
+    domain_all.bpb; domain_mean.bpb where a run predates it, report/domain_bpb.py), or WikiText-2's
     (`domain=False`)."""
     a_items, b_items = step_items(ctx, a, "corpus_ppl"), step_items(ctx, b, "corpus_ppl")
     if a_items is None or b_items is None:

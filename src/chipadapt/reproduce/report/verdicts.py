@@ -25,7 +25,7 @@ Z95 = 1.959964
 
 def judge_documents(p: DocumentPair | None, paper_sign: int) -> tuple:
     """power.verdict of a corpus_ppl comparison, sized in documents and tokens; where the runs predate the
-    pooled domain.bpb (compared on the mean of sources), it names the sources whose single document
+    pooled domain_all.bpb (compared on the mean of sources), it names the sources whose single document
     adds no variance."""
     if p is None:
         return power.verdict(None, paper_sign, "documents")
@@ -118,7 +118,7 @@ def dapt_row(long: dict | None) -> list:
         ]
     general = long.get("general")
     measure = (
-        "domain_mean.bpb, the mean of the sources: these runs predate the pooled domain.bpb"
+        "domain_mean.bpb, the mean of the sources: these runs predate the pooled domain_all.bpb"
         if p.fallback
         else f"{p.d.n} documents pooled"
     )
