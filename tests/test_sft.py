@@ -77,6 +77,19 @@ def test_chipnemo_template_labels_exactly_the_assistant_turns(tiny_folder):
     assert all("quality:4" not in rendered.text[a:b] for a, b in rendered.spans)  # attributes are prompt, not target
 
 
+@pytest.mark.parametrize("default_system", ["", 'A "careful" {assistant}\n'])
+def test_a_config_template_saved_as_a_chat_template_renders_the_same_text(tiny_folder, default_system):
+    from chipadapt.models.hf_folder import load_tokenizer
+
+    tok = load_tokenizer(tiny_folder)
+    template = StringTemplate(**{**CHIPNEMO, "default_system": default_system})
+    tok.chat_template = template.as_jinja()
+    for messages in (CONVERSATION, CONVERSATION[1:], CONVERSATION[1:2]):
+        assert tok.apply_chat_template(messages, tokenize=False) == template.render(messages).text
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert prompt == template.prompt(messages)
+
+
 def test_attribute_strings_follow_the_configured_order():
     assert (
         attribute_string({"toxicity": 0, "quality": 3.6, "humor": 1}, ["quality", "toxicity"])

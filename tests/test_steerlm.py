@@ -67,6 +67,8 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     model, tok = load_causal_lm(out / "model", "float32", "sdpa").eval(), load_tokenizer(out / "model")
     template = instantiate(OmegaConf.load(out / ".hydra" / "config.yaml").data.template)(tokenizer=tok)
     ask = [{"role": "user", "content": "Describe the chip."}]
+    # Saved with the format it was trained in: apply_chat_template prompts it the same way.
+    assert tok.apply_chat_template(ask, tokenize=False, add_generation_prompt=True) == template.prompt(ask)
     funny = generate_with_attributes(model, tok, template, ask, {"humor": 4, "quality": 4}, ["quality", "humor"], 12)
     plain = generate_with_attributes(model, tok, template, ask, {"humor": 0, "quality": 4}, ["quality", "humor"], 12)
     assert funny != plain

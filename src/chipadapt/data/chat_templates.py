@@ -10,6 +10,7 @@ Spans are character offsets; `tokenize_with_labels` maps them onto tokens throug
 offset mapping, so a template that tokenises differently in context cannot shift the mask.
 """
 
+import json
 from dataclasses import dataclass
 
 from chipadapt.errors import ChipadaptError
@@ -117,6 +118,32 @@ class StringTemplate:
     def prompt(self, messages: list[dict], attributes: str = "") -> str:
         text = "".join(piece for piece, _ in self._pieces(messages, attributes))
         return text + self.assistant_header + (self.attribute_line.format(content=attributes) if attributes else "")
+
+    def as_jinja(self) -> str:
+        """The same format as a Hugging Face chat template (no attribute line), saved with a model
+        fine-tuned in it: evaluate.py, chat.py and any `apply_chat_template` user then prompt the model
+        the way it was trained, not in its base model's format."""
+
+        def literal(text: str) -> str:  # a Jinja string expression (JSON escapes are Jinja escapes)
+            return "{{ " + json.dumps(text) + " }}" if text else ""
+
+        def around(fmt: str, what: str) -> str:
+            before, _, after = fmt.partition("{content}")
+            return literal(before) + "{{ " + what + " }}" + literal(after)
+
+        return (
+            "{%- set ns = namespace(system=" + json.dumps(self.default_system) + ") -%}"
+            "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = m['content'] -%}{%- endfor -%}"
+            + around(self.system, "ns.system")
+            + "{%- for m in messages -%}"
+            "{%- if m['role'] == 'user' -%}" + around(self.user, "m['content']") + ""
+            "{%- elif m['role'] == 'assistant' -%}"
+            + literal(self.assistant_header)
+            + "{{ m['content'] }}"
+            + literal(self.assistant_end)
+            + "{%- endif -%}{%- endfor -%}"
+            "{%- if add_generation_prompt -%}" + literal(self.assistant_header) + "{%- endif -%}"
+        )
 
 
 def tokenize_with_labels(tokenizer, rendered: Rendered, max_length: int) -> tuple[list[int], list[int]]:

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chipadapt.batch_plan import batch_plan, describe_plan
+from chipadapt.data.chat_templates import StringTemplate
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
@@ -51,6 +52,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         if module.peft_cfg is not None and module.peft_cfg.get("r"):
             with atomic_directory(out / "adapter", "train") as tmp:  # the adapters alone, loadable with peft
                 module.model.save_pretrained(tmp)
+        template = getattr(datamodule, "template", None)
+        if isinstance(template, StringTemplate):  # fine-tuned in a config template: saved as its chat template
+            tokenizer.chat_template = template.as_jinja()
         save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
 
     trained = train_module(
