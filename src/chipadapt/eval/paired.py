@@ -89,8 +89,8 @@ def _num_den(values: list) -> tuple[list[float], list[float], str | None]:
     return [float(v) for v in values], [1.0] * len(values), None
 
 
-def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
-    """The difference b - a of `metric` on the items both runs scored ({id: item}); None when they share none."""
+def matched_scores(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> tuple[list, list]:
+    """`metric`'s scores in both runs on the items both scored ({id: item}), in the same order."""
     ids = [
         i
         for i in a_items
@@ -98,10 +98,14 @@ def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric
         and a_items[i]["scores"].get(metric) is not None
         and b_items[i]["scores"].get(metric) is not None
     ]
-    if not ids:
+    return [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
+
+
+def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
+    """The difference b - a of `metric` on the items both runs scored ({id: item}); None when they share none."""
+    a, b = matched_scores(a_items, b_items, metric)
+    if not a:
         return None
-    a = [a_items[i]["scores"][metric] for i in ids]
-    b = [b_items[i]["scores"][metric] for i in ids]
     if all(isinstance(v, bool) for v in a + b):
         return mcnemar(a, b)
     (a_num, a_den, a_tf), (b_num, b_den, b_tf) = _num_den(a), _num_den(b)
@@ -144,16 +148,8 @@ def paired_domain_mean(
     on the items both runs scored; None when a metric has no matched item."""
     groups = []
     for metric in metrics:
-        ids = [
-            i
-            for i in a_items
-            if i in b_items
-            and a_items[i]["scores"].get(metric) is not None
-            and b_items[i]["scores"].get(metric) is not None
-        ]
-        if not ids:
+        a, b = matched_scores(a_items, b_items, metric)
+        if not a:
             return None
-        a = [a_items[i]["scores"][metric] for i in ids]
-        b = [b_items[i]["scores"][metric] for i in ids]
         groups.append(([v["num"] for v in a], [v["den"] for v in a], [v["num"] for v in b], [v["den"] for v in b]))
     return paired_mean_of_ratios(groups) if groups else None
