@@ -104,7 +104,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     intro = [
         f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`",
         "",
-        f"Built {dt.datetime.now():%Y-%m-%d %H:%M} from `{os.path.relpath(out, ROOT)}` "
+        # The absolute folder: PortablePaths writes it repo-relative, or $REPRODUCE_OUT when it lies elsewhere.
+        f"Built {dt.datetime.now():%Y-%m-%d %H:%M} from `{Path(out).resolve()}` "
         f"({done}/{len(ctx.steps)} steps completed, {wall_minutes(ctx):.0f} minutes of step wall time on "
         f"{os.cpu_count()} CPU cores, {platform.machine()}); code at commit {(git['commit'] or '?')[:10]}"
         f"{' with uncommitted changes' if git['dirty'] else ''}. General model: SmolLM2-135M-Instruct; chip model: "
