@@ -328,3 +328,17 @@ def test_a_merge_row_resting_on_a_handful_of_documents_is_not_resolved_and_says_
         NOT_RESOLVED,
         TRADE_OFF,
     ]
+
+
+def test_without_screening_every_prompt_chooses_and_the_text_says_so(tmp_path):
+    # The full variant's merge sweep has finished but its screening steps have not (yet).
+    ctx = fake_out(tmp_path, heldout_pass=True)
+    ctx.report_dir.mkdir()
+    for name in ("screen_interp", "merge_linear"):
+        ctx.ledger[name]["status"] = "failed"
+    text, facts = merge_section.section(ctx)
+    assert "No screening step has finished in this run." in text
+    assert f"IFEval on all {len(PROMPTS)} prompts (no screening step in this run)" in text
+    assert "0 screening prompts" not in text and "first 0 IFEval" not in text
+    best06 = {row[0]: row for row in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
+    assert "chosen by merge_balance on all IFEval prompts" in best06[2]

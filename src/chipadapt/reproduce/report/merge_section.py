@@ -199,6 +199,8 @@ def section(ctx: Context) -> tuple[str, dict]:
     )
     ifeval_note = (
         f"IFEval on the {len(heldout)} prompts that chose nothing (all prompts minus the {n_screen} screening prompts)"
+        if heldout and n_screen
+        else f"IFEval on all {len(heldout)} prompts (no screening step in this run)"
         if heldout
         else "IFEval on every prompt: this variant evaluates no prompt beyond the screening's, so these include "
         "the prompts the settings were chosen on"
@@ -253,9 +255,13 @@ def section(ctx: Context) -> tuple[str, dict]:
         "",
         "### Screening",
         "",
-        f"Each baseline is screened on held-out domain bpb and the first {n_screen} IFEval prompts, and run on the "
-        "full suite at the setting with the highest `merge_balance` (the ledger's record of the choice, "
-        "`runs/steps.json`).",
+        (
+            f"Each baseline is screened on held-out domain bpb and the first {n_screen} IFEval prompts, and run on "
+            "the full suite at the setting with the highest `merge_balance` (the ledger's record of the choice, "
+            "`runs/steps.json`)."
+            if n_screen
+            else "No screening step has finished in this run."
+        ),
         "",
         *screening_part(ctx, n_screen),
         "### Paired tests",

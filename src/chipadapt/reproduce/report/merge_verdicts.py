@@ -89,8 +89,9 @@ def best_lambda_row(f: dict) -> list:
     others = sorted(((s, lam) for lam, s in f.get("scores", {}).items() if s is not None and lam != best["lam"]))
     runner_up = f"; next best {others[-1][1]:g} at {others[-1][0]:.2f}" if others else ""
     chosen = (
-        f"lambda {best['lam']:g} chosen by merge_balance on {f['selection_prompts']} screening prompts "
-        f"(score {best['score']:.2f}{runner_up})"
+        f"lambda {best['lam']:g} chosen by merge_balance on "
+        + (f"{f['selection_prompts']} screening prompts " if f["selection_prompts"] else "all IFEval prompts ")
+        + f"(score {best['score']:.2f}{runner_up})"
         if best.get("score") is not None
         else f"lambda {best['lam']:g}"
     )
