@@ -341,4 +341,7 @@ def test_without_screening_every_prompt_chooses_and_the_text_says_so(tmp_path):
     assert f"IFEval on all {len(PROMPTS)} prompts (no screening step in this run)" in text
     assert "0 screening prompts" not in text and "first 0 IFEval" not in text
     best06 = {row[0]: row for row in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
-    assert "chosen by merge_balance on all IFEval prompts" in best06[2]
+    assert "chosen by merge_balance on all IFEval prompts" in best06[2] and "the items that chose it" in best06[2]
+    assert "the prompts tested are the ones that chose the lambda" in best06[4]
+    restores = {row[0]: row for row in merge_rows(facts)}["ChipAlign restores instruction following"]
+    assert "prompts (selection's included)" in restores[2] and "held-out" not in restores[2]

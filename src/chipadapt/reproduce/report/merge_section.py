@@ -186,7 +186,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "best": {"lam": best.lam, "score": scores.get(best.lam)} if best else None,
         "scores": {lam: s for lam, s in scores.items() if lam not in (0.0, 1.0)},
         "selection_prompts": n_screen,
-        "heldout_prompts": len(heldout),
+        "heldout_prompts": len(heldout) if n_screen else 0,  # without screening every prompt chose
         "tests": tests,
         "lambda_test": lambda_test,
         "baselines": {m: setting(ctx, m) for m in baselines},

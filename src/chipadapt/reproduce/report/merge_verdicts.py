@@ -99,7 +99,8 @@ def best_lambda_row(f: dict) -> list:
     if not test:
         return [*BEST_06, chosen + "; lambda 0.6 not run" * (0.6 not in lams), NOT_MEASURED, ""]
     rival, d = test["rival"], test.get("balance")
-    here = f"{chosen}; 0.6 minus {rival:g} on held-out items: " + "; ".join(
+    items = "held-out items" if f.get("heldout_prompts") else "the items that chose it"
+    here = f"{chosen}; 0.6 minus {rival:g} on {items}: " + "; ".join(
         (
             diff_text(test[INSTRUCT], "IFEval instr."),
             diff_text(test[DOMAIN], domain_label(f)),
@@ -113,6 +114,11 @@ def best_lambda_row(f: dict) -> list:
         v = (v[0], f"0.6 is within noise of {rival:g}: " + v[1])
     elif v[0] == REPRODUCES and abs(best["lam"] - 0.6) > 1e-9:
         v = (REPRODUCES, f"On the held-out items 0.6 does better than the {best['lam']:g} the screening chose.")
+    if not f.get("heldout_prompts"):
+        v = (
+            v[0],
+            " ".join(filter(None, [v[1], "No screening: the prompts tested are the ones that chose the lambda."])),
+        )
     return [*BEST_06, here, *v]
 
 
