@@ -71,6 +71,31 @@ def test_merge_balance_scores_on_the_candidates_own_prompts_and_filters_by_metho
         choose(spec, tmp_path, {"screen", "instruct"}, {"screen": True})
 
 
+def test_merge_balance_on_a_full_sweep_scores_only_the_prompts_the_screening_scored(tmp_path):
+    # A sweep evaluated on every prompt (p1..p4), chosen on the screening's prompts (p1, p2) only, so the
+    # other prompts stay free for the paired tests. On all four prompts 0.2 wins; on p1, p2, 0.8 does.
+    everything = ["p1", "p2", "p3", "p4"]
+    eval_folder(tmp_path / "instruct", 1.0, {p: (1, 1) for p in everything})
+    eval_folder(tmp_path / "chip", 0.5, {p: (0, 1) for p in everything})
+    eval_folder(tmp_path / "screen" / "0", 0.9, {"p1": (1, 1), "p2": (0, 1)}, ["merge=linear", "merge.lam=0.2"])
+    sweep = tmp_path / "sweep"
+    # 0.2: 40% of the bpb gap; IFEval 3/4 on all prompts, 1/2 on p1, p2
+    eval_folder(sweep / "0", 0.8, {"p1": (0, 1), "p2": (1, 1), "p3": (1, 1), "p4": (1, 1)}, ["merge.lam=0.2"])
+    # 0.8: 60% of the bpb gap; IFEval 1/4 on all prompts, 1/2 on p1, p2
+    eval_folder(sweep / "1", 0.7, {"p1": (1, 1), "p2": (0, 1), "p3": (0, 1), "p4": (0, 1)}, ["merge.lam=0.8"])
+    spec = {"among": ["sweep"], "by": "merge_balance", "take": ["merge.lam"], "endpoints": ["instruct", "chip"]}
+    done, multirun = {"sweep", "instruct", "chip", "screen"}, {"sweep": True}
+    choice = choose(spec, tmp_path, done, multirun)
+    assert choice.overrides == ("merge.lam=0.2",)
+    assert choice.scores == {"sweep/0": pytest.approx(0.575), "sweep/1": pytest.approx(0.425)}
+    screened = {**spec, "prompts_from": ["screen"]}
+    choice = choose(screened, tmp_path, done, multirun)
+    assert choice.overrides == ("merge.lam=0.8",)
+    assert choice.scores == {"sweep/0": pytest.approx(0.45), "sweep/1": pytest.approx(0.55)}
+    with pytest.raises(NotReady):  # the screening that names the prompts is not done yet
+        choose(screened, tmp_path, done - {"screen"}, multirun)
+
+
 def test_a_choosing_step_waits_for_its_candidates_and_its_command_names_the_choice(tmp_path):
     dapt_run(tmp_path / "a", "0.0003", [1.0], 1.0)
     spec = {"among": ["a"], "by": "heldout_domain_bpb", "take": ["optim.lr"]}
@@ -99,6 +124,21 @@ def test_variants_need_their_candidates_and_drop_the_skipped_ones():
     full = {s.name: s for s in load_steps(compose_reproduce(["variant=full"]))}
     assert full["merge_ties"].choose["take"] == ["merge.method.density", "merge.method.scale"]
     assert "merge.method.density=0.2,0.5,0.8" in full["screen_sparse"].args
+    # ChipAlign's sweep is measured on domain bpb and IFEval; the rest of the suite runs at the lambda chosen
+    # on the screening's prompts (a skipped screening names none), after the screening has run.
+    best = full["merge_chipalign_best"]
+    assert best.choose["among"] == ["merge_chipalign"] and best.choose["prompts_from"] == [
+        "screen_interp",
+        "screen_sparse",
+    ]
+    assert {"merge_chipalign", "screen_interp", "screen_sparse", "eval_base", "eval_sft"} <= set(best.needs)
+    assert "eval=[corpus_ppl,ifeval]" in full["merge_chipalign"].args and "eval=[eda_script,rag_qa]" in best.args
+    order = [s.name for s in full.values()]
+    assert order.index("screen_sparse") < order.index("merge_chipalign_best")
+    smoke = {s.name: s for s in load_steps(compose_reproduce(["variant=smoke"]))}
+    assert smoke["merge_chipalign_best"].choose["prompts_from"] == ["screen_interp"]
+    assert "merge_chipalign_best" not in steps  # fast: one lambda, the whole suite in the sweep itself
+    assert "eval=[corpus_ppl,ifeval,eda_script,rag_qa]" in steps["merge_chipalign"].args
     cfg = compose_reproduce(["variant=fast", "variant.skip=[dapt_lr5e-6,dapt_lr5e-5,dapt_lr3e-4,dapt_lr1e-3]"])
     with pytest.raises(ChipadaptError, match="steps.dapt.choose.among: every candidate is skipped"):
         load_steps(cfg)

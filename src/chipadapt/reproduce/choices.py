@@ -8,6 +8,7 @@ when its candidates are done, so its command (and the ledger's record of it) nam
       by: heldout_domain_bpb              # a criterion below
       take: [optim.lr]                    # copied from the winner's .hydra/overrides.yaml
       endpoints: [eval_base, eval_sft]    # merge_balance: the instruct and the chip model's folders
+      prompts_from: [screen_interp]       # merge_balance: score IFEval on these steps' prompts only (optional)
 """
 
 import json
@@ -100,16 +101,37 @@ def _domain_bpb(folder: Path) -> float:
     return value
 
 
+def step_prompts(out: Path, names: list[str]) -> set[str]:
+    """The IFEval prompts the named steps scored (each job of a multirun step): the prompts a screening
+    chose its settings on."""
+    ids = set()
+    for name in names:
+        folder = out / name
+        jobs = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+        for job in jobs or [folder]:
+            path = items_file(job, "ifeval")
+            ids |= set(read_items(path)) if path.is_file() else set()
+    return ids
+
+
 def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
     """How much of both models a merge keeps: the share of the domain-bpb gap (instruct model -> chip
     model) it closes plus the share of the IFEval instruction-level gap (chip -> instruct) it keeps,
     halved; 1 would be the chip model's domain bpb with the instruct model's IFEval. The endpoints'
-    IFEval is recomputed on the candidate's prompts (their full evaluations include them)."""
+    IFEval is recomputed on the candidate's prompts (their full evaluations include them), or on the
+    prompts of `prompts_from` only: a sweep evaluated on every prompt is then chosen on the same prompts
+    as the screened baselines, and the other prompts stay free for the paired tests."""
     instruct_folder, chip_folder = (out / name for name in spec["endpoints"])
     merged, instruct, chip = (_items(f, "ifeval") for f in (candidate.folder, instruct_folder, chip_folder))
     ids = [i for i in merged if i in instruct and i in chip]
+    if spec.get("prompts_from"):
+        kept = step_prompts(out, spec["prompts_from"])
+        ids = [i for i in ids if i in kept]
     if not ids:
-        raise ChipadaptError(f"choose: {candidate.folder} shares no IFEval prompt with {', '.join(spec['endpoints'])}")
+        raise ChipadaptError(
+            f"choose: {candidate.folder} shares no IFEval prompt with {', '.join(spec['endpoints'])}"
+            + (f" among the prompts of {', '.join(spec['prompts_from'])}" if spec.get("prompts_from") else "")
+        )
     pairs = [
         tuple(_domain_bpb(f) for f in (candidate.folder, instruct_folder, chip_folder)),
         tuple(_ratio(x, ids, "instruction_loose") for x in (merged, instruct, chip)),
@@ -133,7 +155,7 @@ def choose(spec: dict, out: Path, done: set[str], multirun: dict[str, bool]) -> 
     by = spec["by"]
     if by not in CRITERIA:
         raise ChipadaptError(f"choose.by: {by!r} is not one of {', '.join(CRITERIA)}")
-    for name in spec.get("endpoints") or []:
+    for name in [*(spec.get("endpoints") or []), *(spec.get("prompts_from") or [])]:
         if name not in done:
             raise NotReady(name)
     where = spec.get("where") or {}

@@ -61,17 +61,24 @@ def load_steps(cfg: DictConfig) -> list[Step]:
             for key in ("among", "by", "take"):
                 if not choice.get(key):
                     raise ChipadaptError(f"steps.{name}.choose.{key}: required")
-            unknown = [n for n in [*choice["among"], *(choice.get("endpoints") or [])] if n not in cfg.steps]
+            named = [*choice["among"], *(choice.get("endpoints") or []), *(choice.get("prompts_from") or [])]
+            unknown = [n for n in named if n not in cfg.steps]
             if unknown:
                 raise ChipadaptError(f"steps.{name}.choose: no step named {unknown[0]!r}")
-            # The candidates that the variant skips are no candidates; the others are needed first.
-            choice = {
-                **choice,
-                "among": [n for n in choice["among"] if n not in dropped and cfg.steps.get(n) is not None],
-            }
+            # The candidates (and prompt sources) that the variant skips are none; the others are needed first.
+            kept = [n for n in choice["among"] if n not in dropped and cfg.steps.get(n) is not None]
+            choice = {**choice, "among": kept}
+            if choice.get("prompts_from"):
+                choice["prompts_from"] = [
+                    n for n in choice["prompts_from"] if n not in dropped and cfg.steps.get(n) is not None
+                ]
         needs = tuple(spec.get("needs") or ()) + tuple(
             n
-            for n in [*(choice or {}).get("among", []), *(choice or {}).get("endpoints", [])]
+            for n in [
+                *(choice or {}).get("among", []),
+                *(choice or {}).get("endpoints", []),
+                *((choice or {}).get("prompts_from") or []),
+            ]
             if n not in (spec.get("needs") or ())
         )
         missing = [n for n in needs if n not in cfg.steps]

@@ -20,6 +20,7 @@ from chipadapt.reproduce.report.context import Context, get
 
 ENDPOINTS = ("eval_base", "eval_sft")  # lambda 0 and 1, as the baselines' `choose` names them
 CHIPALIGN = "merge_chipalign"
+CHIPALIGN_BEST = "merge_chipalign_best"  # the tasks the sweep leaves out, at the lambda it chose
 BASELINES = {"linear": "merge_linear", "slerp": "merge_slerp", "ties": "merge_ties", "della": "merge_della"}
 SCREENS = ("screen_interp", "screen_sparse")
 # (results key, label, higher is better): every metric of the suite the merges are evaluated on
@@ -46,6 +47,13 @@ class Run:
     lam: float | None
     folder: Path
     results: dict
+    rest: Path | None = None  # where the tasks the sweep left out were run (merge_chipalign_best)
+
+    def folder_for(self, task: str) -> Path:
+        """The folder holding the task's per-item records."""
+        if self.rest is not None and items_file(self.rest, task).is_file():
+            return self.rest
+        return self.folder
 
     def value(self, key: str):
         return domain_bpb.value(self.results) if key == DOMAIN else get(self.results, key)
@@ -84,13 +92,27 @@ def endpoints(ctx: Context) -> dict[float, Run]:
     return ends
 
 
+def merge_lambda(folder: Path) -> float:
+    lam = merge_summary(folder).get("lam")
+    return float(lam if lam is not None else read_overrides(folder).get("merge.lam", "nan"))
+
+
 def chipalign_runs(ctx: Context) -> list[Run]:
-    """ChipAlign's jobs (no endpoints), by lambda."""
+    """ChipAlign's jobs (no endpoints), by lambda; the lambda the sweep chose also carries the tasks
+    merge_chipalign_best ran there (the sweep's own results win where both have a task)."""
     runs = []
     for job in jobs(ctx, CHIPALIGN):
-        lam = merge_summary(job).get("lam")
-        lam = float(lam if lam is not None else read_overrides(job).get("merge.lam", "nan"))
+        lam = merge_lambda(job)
         runs.append(Run(f"chipalign {lam:g}", "chipalign", lam, job, read_results(job)))
+    rest = ctx.results(CHIPALIGN_BEST)
+    if rest:
+        folder = ctx.folder(CHIPALIGN_BEST)
+        lam = merge_lambda(folder)
+        run = next((r for r in runs if abs(r.lam - lam) < 1e-9), None)
+        if run is None:  # the sweep's job is gone: the rest of the suite alone
+            runs.append(Run(f"chipalign {lam:g}", "chipalign", lam, folder, rest))
+        else:
+            run.results, run.rest = {**rest, **run.results}, folder
     return sorted(runs, key=lambda r: r.lam)
 
 

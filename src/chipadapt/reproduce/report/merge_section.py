@@ -9,6 +9,7 @@ from chipadapt.reproduce.report.merge_plots import balance_plot, lambda_plot
 from chipadapt.reproduce.report.merge_runs import (
     BASELINES,
     CHIPALIGN,
+    CHIPALIGN_BEST,
     DOMAIN,
     INSTRUCT,
     SCREENS,
@@ -152,7 +153,7 @@ def paper_lambda_test(
     rival = (ranked[1] if len(ranked) > 1 else None) if best is paper else best
     if paper is None or rival is None:
         return None
-    pair = compare_suite(rival.folder, paper.folder, [INSTRUCT, DOMAIN], exclude)
+    pair = compare_suite(rival, paper, [INSTRUCT, DOMAIN], exclude)
     instruct, chip = end_values(tests, "instruct model"), end_values(tests, "chip model")
     both = instruct is not None and chip is not None
     return {
@@ -160,6 +161,18 @@ def paper_lambda_test(
         **pair,
         "balance": balance_difference(pair[INSTRUCT], pair[DOMAIN], instruct, chip) if both else None,
     }
+
+
+def rest_note(ctx: Context, merged: list[Run]) -> str:
+    """Where the sweep measured only part of the suite: which lambda has the rest, and from where."""
+    rest = next((r for r in merged if r.rest is not None), None)
+    if rest is None:
+        return ""
+    return (
+        f" The sweep measures every lambda on what this choice reads (domain bpb and IFEval); the rest of the "
+        f"suite ran at the lambda it chose, {rest.lam:g} ({ctx.link(CHIPALIGN_BEST)}: the same merge, chosen by "
+        "the same criterion on the same prompts), as neighbouring lambdas are near-identical models."
+    )
 
 
 def section(ctx: Context) -> tuple[str, dict]:
@@ -175,7 +188,7 @@ def section(ctx: Context) -> tuple[str, dict]:
     exclude = frozenset(screen) if heldout else frozenset()  # nothing left out: every prompt, said so
     keys = [key for key, _, _ in SUITE]
     others = [(r.method + " model", r) for r in ends.values()] + list(baselines.items())
-    tests = {name: compare_suite(run.folder, best.folder, keys, exclude) for name, run in others} if best else {}
+    tests = {name: compare_suite(run, best, keys, exclude) for name, run in others} if best else {}
     lambda_test = paper_lambda_test(merged, scores, best, tests, exclude)
     angle = angles(merged)
     fallback = domain_bpb.falls_back([r.results for r in [*curve, *baselines.values()]])
@@ -239,7 +252,8 @@ def section(ctx: Context) -> tuple[str, dict]:
                     f"Chosen: **lambda {best.lam:g}** (score {fmt(scores.get(best.lam))})."
                     if best
                     else "No lambda could be scored (an end of the sweep is missing)."
-                ),
+                )
+                + rest_note(ctx, merged),
             ]
             if merged
             else [missing("ChipAlign sweep", [CHIPALIGN])]

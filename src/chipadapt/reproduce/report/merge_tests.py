@@ -12,7 +12,7 @@ from pathlib import Path
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.reproduce.report import domain_bpb
-from chipadapt.reproduce.report.merge_runs import DOMAIN
+from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
 
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
@@ -43,11 +43,11 @@ def compare(
 
 
 def compare_suite(
-    a: Path, b: Path, keys: list[str], exclude_ifeval: frozenset[str] = frozenset()
+    a: Run, b: Run, keys: list[str], exclude_ifeval: frozenset[str] = frozenset()
 ) -> dict[str, PairedDifference | None]:
-    """b - a of each metric (run folders a and b), each task's items read once."""
+    """b - a of each metric (runs a and b), each task's items read once."""
     tasks = {key.partition(".")[0] for key in keys}
-    a_items, b_items = ({t: items(folder, t) for t in tasks} for folder in (a, b))
+    a_items, b_items = ({t: items(run.folder_for(t), t) for t in tasks} for run in (a, b))
     return {key: compare(a_items[t], b_items[t], key, exclude_ifeval) for key in keys for t in [key.partition(".")[0]]}
 
 
