@@ -69,6 +69,7 @@ def test_generated_report_and_records_have_no_absolute_paths(tmp_path, monkeypat
     assert f"hydra.run.dir=$REPRODUCE_OUT/{steps[0].name}" in text
     # The header names a folder outside the repository by the same name, not as a mangled relative path.
     assert "from `$REPRODUCE_OUT`" in text and "..$REPRODUCE_OUT" not in text
+    assert "Rebuild with `python reproduce.py variant=smoke out=$REPRODUCE_OUT only=[report]`" in text
 
 
 @pytest.mark.skipif(not REPORTS.is_dir(), reason="no committed reports")
@@ -76,3 +77,19 @@ def test_committed_reports_have_no_absolute_paths():
     cache = os.environ.get("CHIPADAPT_CACHE")
     paths = machine_paths([cache] if cache else []) + ["/root/", "/tmp/", "/home/"]
     assert offending(REPORTS, paths) == []
+
+
+def test_a_run_folder_in_the_cache_is_named_as_the_cache_and_the_rebuild_says_how_to_reach_it(tmp_path, monkeypatch):
+    # The full variant's folder kept in the cache so that a fresh clone does not lose it.
+    from chipadapt.reproduce.report.build import out_override
+    from chipadapt.reproduce.report.portable_paths import PortablePaths
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(cache))
+    out = cache / "reproduce_small" / "full"
+    assert PortablePaths(out)(f"from `{out}`; {out}/sft/model") == (
+        "from `$CHIPADAPT_CACHE/reproduce_small/full`; $CHIPADAPT_CACHE/reproduce_small/full/sft/model"
+    )
+    assert out_override(out) == " 'out=${paths.cache_dir}/reproduce_small/full'"
+    assert out_override(ROOT / "outputs" / "reproduce_small" / "full") == " out=outputs/reproduce_small/full"
+    assert out_override(tmp_path / "elsewhere") == " out=$REPRODUCE_OUT"

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.cache_root import cache_root
 from chipadapt.manifest import git_state
 from chipadapt.reproduce.report import (
     alignment_section,
@@ -39,6 +40,18 @@ DAPT_EVALS = {
     "dapt_lr3e-4": "eval_dapt_lr3e-4",
     "dapt_lr1e-3": "eval_dapt_lr1e-3",
 }
+
+
+def out_override(out: Path) -> str:
+    """The `out=` of a rebuild, named portably: inside the repository relative to it, in the cache as
+    Hydra's `${paths.cache_dir}/...` (the same folder on any machine), elsewhere as $REPRODUCE_OUT."""
+    out = Path(out).resolve()
+    if out.is_relative_to(ROOT.resolve()):
+        return f" out={out.relative_to(ROOT.resolve()).as_posix()}"
+    cache = cache_root().resolve()
+    if out.is_relative_to(cache):
+        return " 'out=${paths.cache_dir}/" + out.relative_to(cache).as_posix() + "'"
+    return " out=$REPRODUCE_OUT"
 
 
 def provenance(ctx: Context) -> str:
@@ -112,7 +125,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         f"`{chip_dapt}` + SFT. Every figure links to the record of the step it was read from "
         "(`runs/<step>/`: manifest.json or results.json and .hydra/overrides.yaml, which say exactly what ran); "
         "`runs/steps.json` has each step's command and wall time. Rebuild with "
-        f"`python reproduce.py variant={cfg.variant.name} only=[report]`.",
+        f"`python reproduce.py variant={cfg.variant.name}{out_override(out)} only=[report]`.",
         "",
         "## Findings",
         "",

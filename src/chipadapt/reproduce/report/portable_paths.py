@@ -3,8 +3,8 @@
 A report and its `runs/` records travel (README links them, reviewers read them on other machines),
 so `/home/alice/.cache/chipadapt/models/x` is written `$CHIPADAPT_CACHE/models/x`, the repository's
 own files and run folders relative to it (`outputs/reproduce_small/full/sft`), its parent's `..`
-(`../shared/data`), a reproduction folder outside the repository `$REPRODUCE_OUT`, and what is left
-under the home folder `~`. Applied to REPORT.md, headline.md and every record copied beside them.
+(`../shared/data`), a reproduction folder elsewhere `$REPRODUCE_OUT` (in the cache: `$CHIPADAPT_CACHE/...`),
+and what is left under the home folder `~`. Applied to REPORT.md, headline.md and every record copied beside them.
 """
 
 import os
@@ -19,8 +19,10 @@ class PortablePaths:
     def __init__(self, out: Path):
         root = ROOT.resolve()
         out = Path(out).resolve()
-        rules = [(cache_root().resolve(), "$CHIPADAPT_CACHE")]
-        rules.append((out, os.path.relpath(out, root) if out.is_relative_to(root) else "$REPRODUCE_OUT"))
+        cache = cache_root().resolve()
+        rules = [(cache, "$CHIPADAPT_CACHE")]
+        if not out.is_relative_to(cache):  # in the cache, it is named as the cache's: $CHIPADAPT_CACHE/...
+            rules.append((out, os.path.relpath(out, root) if out.is_relative_to(root) else "$REPRODUCE_OUT"))
         rules += [(root, "."), (root.parent, "..")]
         home = Path.home().resolve()
         if home != Path("/"):
