@@ -381,3 +381,21 @@ def test_a_sweep_on_part_of_the_suite_takes_the_rest_from_the_chosen_lambdas_run
         vs_linear.b == pytest.approx(0.9) and vs_linear.diff == pytest.approx(0.4) and vs_linear.n == 8
     )  # linear: 0.5
     assert facts["tests"]["chip model"]["ifeval.prompt_loose"].n == 50  # IFEval still from the sweep's job
+
+
+def test_a_rest_run_at_a_lambda_the_sweep_no_longer_chooses_is_left_out_and_called_out_of_date(tmp_path):
+    ctx = fake_out(tmp_path, heldout_pass=True)
+    ctx.report_dir.mkdir()
+    rest = ctx.out / "merge_chipalign_best"
+    rest.mkdir()
+    eda = [{"id": f"e{k}", "scores": {"syntax": True, "call_f1": 0.9, "arg_f1": 0.3}} for k in range(8)]
+    (rest / "results.json").write_text(json.dumps({"eda_script": write_items(rest, "eda_script", eda)}))
+    (rest / "model").mkdir()  # run at 0.6, but the sweep chooses 0.4 (a sweep rerun since, say)
+    (rest / "model" / "merge_manifest.json").write_text(json.dumps({"summary": {"method": "chipalign", "lam": 0.6}}))
+    ctx.ledger["merge_chipalign_best"] = {"status": "completed"}
+    ctx.steps["merge_chipalign_best"] = SimpleNamespace(label="merge_chipalign_best", section="merge")
+    text, facts = merge_section.section(ctx)
+    assert facts["best"]["lam"] == 0.4
+    assert "is out of date**: it ran the rest of the suite at lambda 0.6, but the sweep now chooses 0.4" in text
+    assert "| 0.900 [" not in text  # its EDA figures are on no row
+    assert facts["tests"]["linear"]["eda_script.call_f1"].b == pytest.approx(0.5)  # the sweep's own job, not 0.9

@@ -78,7 +78,9 @@ def lambda_plot(curve: list[Run], baselines: dict[str, Run]):
                 [lam for lam, _ in pts],
                 [e[0] for _, e in pts],
                 yerr=[[e[1][0][0] for _, e in pts], [e[1][1][0] for _, e in pts]],
-                fmt="o-",
+                # Joined only where every model of the curve has it: three measured points (the ends and the
+                # chosen lambda) are not a curve.
+                fmt="o-" if len(pts) == len(curve) else "o",
                 color="black",
                 capsize=3,
                 label="chipalign",

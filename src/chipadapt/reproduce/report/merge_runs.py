@@ -50,8 +50,8 @@ class Run:
     rest: Path | None = None  # where the tasks the sweep left out were run (merge_chipalign_best)
 
     def folder_for(self, task: str) -> Path:
-        """The folder holding the task's per-item records."""
-        if self.rest is not None and items_file(self.rest, task).is_file():
+        """The folder holding the task's per-item records: the run's own, else the rest's (as `results`)."""
+        if self.rest is not None and not items_file(self.folder, task).is_file():
             return self.rest
         return self.folder
 
@@ -98,22 +98,28 @@ def merge_lambda(folder: Path) -> float:
 
 
 def chipalign_runs(ctx: Context) -> list[Run]:
-    """ChipAlign's jobs (no endpoints), by lambda; the lambda the sweep chose also carries the tasks
-    merge_chipalign_best ran there (the sweep's own results win where both have a task)."""
+    """ChipAlign's jobs (no endpoints), by lambda."""
     runs = []
     for job in jobs(ctx, CHIPALIGN):
         lam = merge_lambda(job)
         runs.append(Run(f"chipalign {lam:g}", "chipalign", lam, job, read_results(job)))
-    rest = ctx.results(CHIPALIGN_BEST)
-    if rest:
-        folder = ctx.folder(CHIPALIGN_BEST)
-        lam = merge_lambda(folder)
-        run = next((r for r in runs if abs(r.lam - lam) < 1e-9), None)
-        if run is None:  # the sweep's job is gone: the rest of the suite alone
-            runs.append(Run(f"chipalign {lam:g}", "chipalign", lam, folder, rest))
-        else:
-            run.results, run.rest = {**rest, **run.results}, folder
     return sorted(runs, key=lambda r: r.lam)
+
+
+def chipalign_rest(ctx: Context) -> Run | None:
+    """merge_chipalign_best: the tasks the sweep left out, run at the lambda the sweep chose."""
+    results = ctx.results(CHIPALIGN_BEST)
+    if not results:
+        return None
+    folder = ctx.folder(CHIPALIGN_BEST)
+    lam = merge_lambda(folder)
+    return Run(f"chipalign {lam:g}", "chipalign", lam, folder, results)
+
+
+def attach_rest(run: Run, rest: Run) -> None:
+    """The sweep's run at the chosen lambda takes the rest of the suite's results and records (its own
+    results win where both have a task)."""
+    run.results, run.rest = {**rest.results, **run.results}, rest.folder
 
 
 def baseline_runs(ctx: Context) -> dict[str, Run]:
