@@ -93,3 +93,27 @@ def test_a_run_folder_in_the_cache_is_named_as_the_cache_and_the_rebuild_says_ho
     assert out_override(out) == " 'out=${paths.cache_dir}/reproduce_small/full'"
     assert out_override(ROOT / "outputs" / "reproduce_small" / "full") == " out=outputs/reproduce_small/full"
     assert out_override(tmp_path / "elsewhere") == " out=$REPRODUCE_OUT"
+
+
+def test_git_state_ignores_only_the_folder_the_caller_writes(tmp_path):
+    # A report written into the repository it documents is no change to the code that built it.
+    import subprocess
+
+    from chipadapt.manifest import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "REPORT.md").write_text("# report\n")
+    assert git_state(repo=tmp_path)["dirty"] is True
+    assert git_state(ignore=tmp_path / "report", repo=tmp_path) == {
+        "commit": git_state(repo=tmp_path)["commit"],
+        "dirty": False,
+    }
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(ignore=tmp_path / "report", repo=tmp_path)["dirty"] is True

@@ -21,15 +21,20 @@ SCHEMA_VERSION = 2
 SECTIONS = ("inputs", "data", "plan", "metrics", "results")
 
 
-def git_state() -> dict[str, Any]:
-    repo = Path(__file__).resolve().parent
+def git_state(ignore: Path | None = None, repo: Path | None = None) -> dict[str, Any]:
+    """The commit the code (or `repo`) is at, and whether the tree differs from it; `ignore` leaves out a
+    folder the caller is writing itself (a report being built is no change to the code that builds it)."""
+    repo = Path(repo or Path(__file__).resolve().parent)
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        exclude = [f":(exclude){Path(ignore).resolve()}"] if ignore is not None else []
         dirty = bool(
             subprocess.run(
-                ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+                ["git", "-C", str(repo), "status", "--porcelain", "--", ":/", *exclude],
+                capture_output=True,
+                text=True,
             ).stdout.strip()
         )
         return {"commit": commit, "dirty": dirty}

@@ -113,7 +113,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     rows = headline(facts)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
-    git = git_state()
+    git = git_state(ignore=report_dir)
     intro = [
         f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`",
         "",
