@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from helpers.fake_reproduction import (
     LRS,
     SOURCES,
@@ -48,6 +49,17 @@ def test_a_difference_counts_only_when_its_paired_interval_excludes_zero():
     needed = int(verdict.split("needs about ")[1].split()[0].replace(",", ""))
     assert needed > 1000 and "covers 0" in why  # a 1% difference needs thousands of prompts
     assert judge(None, -1, "prompts")[0] == NOT_MEASURED
+
+
+def test_one_discordant_prompt_of_eight_is_not_resolved_by_nine():
+    # The fast variant's case: one prompt lost of 8. McNemar's interval, conditional on that one discordant
+    # prompt, is [-0.125, +0.119], as if a ninth prompt could settle it; it takes six discordant prompts at
+    # the least, so about 48 prompts at this rate.
+    from chipadapt.reproduce.report.power import verdict as judge
+
+    d = mcnemar([k == 0 for k in range(8)], [False] * 8)
+    assert d.discordant == 1 and d.ci[0] == pytest.approx(-0.125)
+    assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 48 prompts"
 
 
 def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():

@@ -29,6 +29,7 @@ class PairedDifference:
     p: float
     n: int  # matched items
     test: str
+    discordant: int | None = None  # McNemar: the items on which the two runs disagree
 
     @property
     def verdict(self) -> str:
@@ -44,13 +45,13 @@ def mcnemar(a: list[bool], b: list[bool], confidence: float = CONFIDENCE) -> Pai
     m = gained + lost
     pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
     if m == 0:
-        return PairedDifference(pa, pb, 0.0, (0.0, 0.0), 1.0, n, "mcnemar-exact")
+        return PairedDifference(pa, pb, 0.0, (0.0, 0.0), 1.0, n, "mcnemar-exact", 0)
     from scipy.stats import binom  # slow to import: only when a test is run
 
     p = min(1.0, 2 * min(float(binom.cdf(gained, m, 0.5)), float(binom.sf(gained - 1, m, 0.5))))
     lo, hi = clopper_pearson(gained, m, confidence)
     ci = (m / n * (2 * lo - 1), m / n * (2 * hi - 1))
-    return PairedDifference(pa, pb, (gained - lost) / n, ci, p, n, "mcnemar-exact")
+    return PairedDifference(pa, pb, (gained - lost) / n, ci, p, n, "mcnemar-exact", m)
 
 
 def paired_bootstrap(
