@@ -93,6 +93,7 @@ def test_a_run_folder_in_the_cache_is_named_as_the_cache_and_the_rebuild_says_ho
     assert out_override(out) == " 'out=${paths.cache_dir}/reproduce_small/full'"
     assert out_override(ROOT / "outputs" / "reproduce_small" / "full") == " out=outputs/reproduce_small/full"
     assert out_override(tmp_path / "elsewhere") == " out=$REPRODUCE_OUT"
+    assert out_override(cache) == " 'out=${paths.cache_dir}'"
 
 
 def test_git_state_ignores_only_the_folder_the_caller_writes(tmp_path):
@@ -117,3 +118,5 @@ def test_git_state_ignores_only_the_folder_the_caller_writes(tmp_path):
     }
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(ignore=tmp_path / "report", repo=tmp_path)["dirty"] is True
+    # A report folder outside the checkout (report_dir=/tmp/r) is no reason to call a dirty tree clean.
+    assert git_state(ignore=tmp_path.parent / "elsewhere", repo=tmp_path)["dirty"] is True

@@ -29,12 +29,20 @@ def git_state(ignore: Path | None = None, repo: Path | None = None) -> dict[str,
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        exclude = [f":(exclude){Path(ignore).resolve()}"] if ignore is not None else []
+        top = Path(
+            subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        ).resolve()
+        # git refuses a pathspec outside the work tree; a folder outside it cannot make the tree dirty anyway.
+        inside = ignore is not None and Path(ignore).resolve().is_relative_to(top)
+        exclude = [f":(exclude,literal){Path(ignore).resolve()}"] if inside else []
         dirty = bool(
             subprocess.run(
                 ["git", "-C", str(repo), "status", "--porcelain", "--", ":/", *exclude],
                 capture_output=True,
                 text=True,
+                check=True,
             ).stdout.strip()
         )
         return {"commit": commit, "dirty": dirty}

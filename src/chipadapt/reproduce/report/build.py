@@ -45,12 +45,12 @@ DAPT_EVALS = {
 def out_override(out: Path) -> str:
     """The `out=` of a rebuild, named portably: inside the repository relative to it, in the cache as
     Hydra's `${paths.cache_dir}/...` (the same folder on any machine), elsewhere as $REPRODUCE_OUT."""
-    out = Path(out).resolve()
+    out, cache = Path(out).resolve(), cache_root().resolve()
+    if out.is_relative_to(cache):  # first, as PortablePaths names it
+        rest = out.relative_to(cache).as_posix()
+        return " 'out=${paths.cache_dir}" + ("" if rest == "." else f"/{rest}") + "'"
     if out.is_relative_to(ROOT.resolve()):
         return f" out={out.relative_to(ROOT.resolve()).as_posix()}"
-    cache = cache_root().resolve()
-    if out.is_relative_to(cache):
-        return " 'out=${paths.cache_dir}/" + out.relative_to(cache).as_posix() + "'"
     return " out=$REPRODUCE_OUT"
 
 
@@ -117,7 +117,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     intro = [
         f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`",
         "",
-        # The absolute folder: PortablePaths writes it repo-relative, or $REPRODUCE_OUT when it lies elsewhere.
+        # The absolute folder: PortablePaths writes it $CHIPADAPT_CACHE/..., repo-relative or $REPRODUCE_OUT.
         f"Built {dt.datetime.now():%Y-%m-%d %H:%M} from `{Path(out).resolve()}` "
         f"({done}/{len(ctx.steps)} steps completed, {wall_minutes(ctx):.0f} minutes of step wall time on "
         f"{os.cpu_count()} CPU cores, {platform.machine()}); code at commit {(git['commit'] or '?')[:10]}"
