@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import items_file, read_items
-from chipadapt.reproduce.choices import Candidate, merge_balance, read_overrides
+from chipadapt.reproduce.choices import Candidate, merge_balance, read_overrides, step_prompts
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, get
 
@@ -145,8 +145,9 @@ def ifeval_ids(folder: Path) -> set[str]:
 
 def screening_ids(ctx: Context) -> set[str]:
     """The IFEval prompts the screening scored (the first `variant.screen_ifeval_prompts`): the
-    prompts that chose the baselines' settings, and ChipAlign's lambda."""
-    return {i for step in SCREENS for job in jobs(ctx, step) for i in ifeval_ids(job)}
+    prompts that chose the baselines' settings, and ChipAlign's lambda; read as merge_chipalign_best's
+    `choose.prompts_from` reads them, so the report and the step choose on the same prompts."""
+    return step_prompts(ctx.out, [step for step in SCREENS if ctx.has(step)])
 
 
 def on_domain_mean(results: dict) -> dict:
