@@ -73,3 +73,16 @@ def smollm2_folder(isolated_cache):
     cfg = OmegaConf.load(CONF / "model" / "smollm2_135m.yaml")
     cfg.source.cache_dir = str(isolated_cache / "models")
     return resolve_model_folder(cfg)
+
+
+def fake_step_scripts(tmp_path: Path, monkeypatch, script: str) -> Path:
+    """A repository whose train.py and evaluate.py are `script`, for reproduce.py's runner to call:
+    steps run in seconds and record what they were asked."""
+    from chipadapt.reproduce import runner
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("train.py", "evaluate.py"):
+        (repo / name).write_text(script)
+    monkeypatch.setattr(runner, "ROOT", repo)
+    return repo

@@ -81,8 +81,8 @@ def test_committed_reports_have_no_absolute_paths():
 
 def test_a_run_folder_in_the_cache_is_named_as_the_cache_and_the_rebuild_says_how_to_reach_it(tmp_path, monkeypatch):
     # The full variant's folder kept in the cache so that a fresh clone does not lose it.
+    from chipadapt.io.portable_paths import PortablePaths
     from chipadapt.reproduce.report.build import out_override
-    from chipadapt.reproduce.report.portable_paths import PortablePaths
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("CHIPADAPT_CACHE", str(cache))

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF, ROOT, SHARED_DATA
+from conftest import CONF, ROOT, SHARED_DATA, fake_step_scripts
 from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.reproduce import runner
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.runner import plan, run_steps
 from chipadapt.reproduce.steps import Step, load_steps
@@ -109,11 +108,7 @@ if flag.exists() and "y=2" in sys.argv:
 
 
 def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monkeypatch):
-    fake_root = tmp_path / "repo"
-    fake_root.mkdir()
-    for script in ("train.py", "evaluate.py"):
-        (fake_root / script).write_text(FAKE_TRAIN)
-    monkeypatch.setattr(runner, "ROOT", fake_root)
+    fake_step_scripts(tmp_path, monkeypatch, FAKE_TRAIN)
     out = tmp_path / "out"
     out.mkdir()
     (out / "fail_once").touch()

@@ -4,6 +4,9 @@
 #   bash experiments/runs/reproduce_small.sh            # full variant, a few hours on 2 CPU cores
 #   bash experiments/runs/reproduce_small.sh --fast     # under 20 minutes
 #   bash experiments/runs/reproduce_small.sh --fast only=[report]   # extra arguments go to reproduce.py
+# The full run spans machines: its records in experiments/reports/full-in-progress/runs are its state.
+#   bash experiments/runs/reproduce_small.sh 'out=${paths.cache_dir}/reproduce_small/full' \
+#     resume_from=experiments/reports/full-in-progress/runs report_dir=experiments/reports/full-in-progress
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}

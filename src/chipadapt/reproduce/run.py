@@ -42,6 +42,10 @@ def run(cfg: DictConfig) -> Path:
     steps = load_steps(cfg)
     only, force = set(cfg.only or []), set(cfg.force or [])
     out = from_root(cfg.out)
+    if cfg.resume_from:  # records only, into a folder without a ledger: a dry run shows the plan after it
+        from chipadapt.reproduce.restore import restore
+
+        restore(from_root(cfg.resume_from), out)
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force)
         return out

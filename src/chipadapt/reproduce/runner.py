@@ -4,11 +4,14 @@ Done (same command, completed) steps are skipped. A step runs again when its com
 `force` names it, or when a step it needs ran again in this invocation; its old folder is then moved
 to `.stale/` first (nothing is deleted, and a Lightning checkpoint of other settings is not resumed).
 A failed or interrupted step keeps its folder: train.py resumes from its last checkpoint on the rerun.
+A done step whose records were restored without its model (restore.py) is rebuilt when a step that
+runs needs the model, and checked against the model's recorded fingerprint.
 """
 
 import datetime as dt
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,11 +25,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chipadapt.errors import ChipadaptError
 from chipadapt.report import console
 from chipadapt.reproduce.choices import Choice, NotReady, choose
+from chipadapt.reproduce.fingerprint import FINGERPRINT, deviation, fingerprint, read_fingerprint, weight_files
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.steps import Step
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]  # the repository: train.py, evaluate.py, merge.py
+# A rebuilt model this close to the recorded one (relative to each tensor's RMS) is the same model for
+# every measure here: the chip model sits about 1e-2 from the instruct model on the same scale.
+REBUILD_TOLERANCE = 1e-4
 
 
 def last_line(path: Path, width: int = 90) -> str:
@@ -84,22 +91,29 @@ def ran_again_since(step: Step, ledger: Ledger) -> bool:
 
 
 def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: set[str]) -> list[tuple[Step, str]]:
-    """(step, action) in order; action is run, rerun (moved aside first), resume, skip or ignore.
-    A step whose `choose` waits on candidates that run in this invocation counts as changed, and so
-    does one whose needed steps finished after it started."""
+    """(step, action) in order; action is run, rerun (moved aside first), resume, skip, ignore or
+    rebuild (with_rebuilds). A step whose `choose` waits on candidates that run in this invocation
+    counts as changed, and so does one whose needed steps finished after it started or that a rebuild
+    marked outdated."""
     unknown = (only | force) - {s.name for s in steps}
     if unknown:
         raise ChipadaptError(
             f"only/force: no step named {sorted(unknown)[0]!r} in this variant "
             f"(steps: {', '.join(s.name for s in steps)})"
         )
-    actions, running = [], set()
+    actions, running, commands = [], set(), {}
     for step in steps:
         if only and step.name not in only:
             actions.append((step, "ignore"))
             continue
         command = resolved_command(step, steps, out, completed(ledger) - running)
-        upstream = command is None or any(n in running for n in step.needs) or ran_again_since(step, ledger)
+        record = ledger.records.get(step.name) or {}
+        upstream = (
+            command is None
+            or any(n in running for n in step.needs)
+            or ran_again_since(step, ledger)
+            or record.get("status") == "outdated"  # built on a model that was rebuilt differently
+        )
         if ledger.done(step.name, command) and step.name not in force and not upstream:
             actions.append((step, "skip"))
             continue
@@ -108,24 +122,69 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
         actions.append(
             (step, "resume" if same and step.folder(out).exists() else "rerun" if step.folder(out).exists() else "run")
         )
+        commands[step.name] = command or step.command(out)
         running.add(step.name)
-    return actions
+    return with_rebuilds(actions, commands, ledger, out)
 
 
-def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progress: Progress, task) -> None:
-    command = step.command(out, choice.overrides if choice else ())
-    log_path = out / "logs" / f"{step.name}.log"
+def packed(step: Step, out: Path) -> bool:
+    """Its records came without its model (restore.py): the fingerprint is there, the weights are not."""
+    folder = step.folder(out)
+    return not step.multirun and (folder / FINGERPRINT).is_file() and not weight_files(folder / "model")
+
+
+def named_folders(command: list[str], out: Path) -> set[tuple[str, Path]]:
+    """(step folder name, path) of every path under `out` that the command's arguments name."""
+    pattern = re.compile(re.escape(str(out)) + r"/([^/\s,\]}'\"]+)(?:/[^\s,\]}'\"]*)?")
+    return {(m.group(1), Path(m.group(0))) for arg in command for m in pattern.finditer(arg)}
+
+
+def with_rebuilds(
+    actions: list[tuple[Step, str]], commands: dict[str, list[str]], ledger: Ledger, out: Path
+) -> list[tuple[Step, str]]:
+    """A done step whose model is missing (its records restored without it) is rebuilt when a command
+    that runs names the model, and so on up the chain: the SFT model's rebuild names the DAPT model.
+    Anything else a done step's records lack is an error here, before hours of steps."""
+    result, by_name = [], {step.name: (step, action) for step, action in actions}
+    for step, action in reversed(actions):
+        if action in ("skip", "ignore") and step.name in commands:  # named by a later step: rebuild
+            action = "rebuild"
+            commands[step.name] = ledger.recorded_command(step.name)
+        if action in ("run", "rerun", "resume", "rebuild"):
+            for name, path in named_folders(commands[step.name], out):
+                other = by_name.get(name)
+                if other is None or other[1] not in ("skip", "ignore") or name == step.name or path.exists():
+                    continue
+                record = ledger.records.get(name) or {}
+                if record.get("status") != "completed":
+                    continue  # never ran here: the step that reads it says so when it runs
+                model = other[0].folder(out) / "model"
+                if path.is_relative_to(model) and packed(other[0], out):
+                    commands.setdefault(name, [])
+                    continue
+                raise ChipadaptError(
+                    f"reproduce: step {step.name} reads {path}, which step {name}'s records do not hold "
+                    f"(restored from another machine without it); run it again with force=[{name}]"
+                )
+        result.append((step, action))
+    return result[::-1]
+
+
+def execute(
+    script: str, command: list[str], log_path: Path, progress: Progress, task, on_interrupt=None
+) -> tuple[int, float]:
+    """Run one script to its end, its output appended to `log_path`; (exit status, seconds). An interrupt
+    stops the child too, calls on_interrupt(exit status, seconds) and propagates."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    ledger.start(step.name, command, log_path, choice)
     start = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as handle:
         handle.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')} {' '.join(command)}\n")
         handle.flush()
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / step.script), *command[1:]],
+            [sys.executable, str(ROOT / script), *command[1:]],
             cwd=ROOT,
             env=env,
             stdout=handle,
@@ -133,7 +192,7 @@ def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progr
         )
         try:
             while proc.poll() is None:
-                progress.update(task, description=f"{step.name}: {last_line(log_path)}")
+                progress.update(task, description=f"{command[0]}: {last_line(log_path)}")
                 time.sleep(1.0)
         except BaseException:
             proc.terminate()
@@ -142,18 +201,91 @@ def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progr
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            ledger.finish(step.name, "interrupted", time.perf_counter() - start, proc.returncode)
+            if on_interrupt:
+                on_interrupt(proc.returncode, time.perf_counter() - start)
             raise
-    seconds = time.perf_counter() - start
-    status = "completed" if proc.returncode == 0 else "failed"
-    ledger.finish(step.name, status, seconds, proc.returncode)
+    return proc.returncode, time.perf_counter() - start
+
+
+def failure(step_name: str, returncode: int, log_path: Path) -> ChipadaptError:
+    tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+    console.print(tail, markup=False, highlight=False)
+    return ChipadaptError(
+        f"reproduce: step {step_name} failed (exit {returncode}); log: {log_path}. "
+        "Rerun the same command to resume from it"
+    )
+
+
+def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progress: Progress, task) -> None:
+    command = step.command(out, choice.overrides if choice else ())
+    log_path = out / "logs" / f"{step.name}.log"
+    ledger.start(step.name, command, log_path, choice)
+    returncode, seconds = execute(
+        step.script,
+        command,
+        log_path,
+        progress,
+        task,
+        on_interrupt=lambda code, spent: ledger.finish(step.name, "interrupted", spent, code),
+    )
+    status = "completed" if returncode == 0 else "failed"
+    ledger.finish(step.name, status, seconds, returncode)
     if status == "failed":
-        tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-        console.print(tail, markup=False, highlight=False)
+        raise failure(step.name, returncode, log_path)
+
+
+def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progress: Progress, task) -> None:
+    """Retrain the model of a done step whose records came from elsewhere (restore.py), with its recorded
+    command, in `.rebuild/<step>/` (an interrupted rebuild resumes there); then put the model in place
+    and compare it with the fingerprint the later steps were measured with. Within REBUILD_TOLERANCE
+    they stay done. Otherwise the rebuilt run becomes the step's folder and every step that read its
+    model is marked outdated: the next invocation runs them again."""
+    folder = step.folder(out)
+    scratch = out / ".rebuild" / step.name
+    command = [
+        f"hydra.run.dir={scratch}" if a.startswith("hydra.run.dir=") else a for a in ledger.recorded_command(step.name)
+    ]
+    log_path = out / "logs" / f"{step.name}.rebuild.log"
+    returncode, seconds = execute(step.script, command, log_path, progress, task)
+    if returncode != 0 or not weight_files(scratch / "model"):
         raise ChipadaptError(
-            f"reproduce: step {step.name} failed (exit {proc.returncode}); log: {log_path}. "
-            "Rerun the same command to resume from it"
+            f"reproduce: rebuilding the model of {step.name} failed (exit {returncode}); log: {log_path}. "
+            "Rerun the same command to resume the rebuild"
         )
+    try:
+        recorded = read_fingerprint(folder / FINGERPRINT)
+    except ValueError:
+        raise ChipadaptError(f"reproduce: {folder / FINGERPRINT}: not a model fingerprint") from None
+    off = deviation(recorded, fingerprint(scratch / "model"))
+    record = ledger.records[step.name]
+    now = dt.datetime.now().isoformat(timespec="seconds")
+    record["rebuilt"] = {"finished": now, "seconds": round(seconds, 1), "deviation": off, "log": str(log_path)}
+    if off <= REBUILD_TOLERANCE:
+        shutil.move(str(scratch / "model"), str(folder / "model"))
+        (folder / FINGERPRINT).touch()  # still the record of what the later steps used: not rewritten
+        ledger.save()
+        same = "identical to" if off == 0 else f"within {off:.1e} of"
+        log.info("%s: model rebuilt in %.0f s, %s the recorded one", step.name, seconds, same)
+        return
+    moved = move_aside(folder, out)
+    shutil.move(str(scratch), str(folder))
+    record["finished"] = now
+    model = str(folder / "model")
+    readers = [
+        s.name
+        for s in steps
+        if s.name in ledger.records
+        and s.name != step.name
+        and (step.name in s.needs or any(model in a for a in ledger.recorded_command(s.name) or []))
+    ]
+    for name in readers:
+        ledger.records[name]["status"] = "outdated"
+    ledger.save()
+    raise ChipadaptError(
+        f"reproduce: the rebuilt model of {step.name} differs from the recorded one by {off:.2e} (relative; "
+        f"tolerance {REBUILD_TOLERANCE:.0e}): {', '.join(readers) or 'no step'} measured the old one and "
+        f"will run again. Rerun the same command (the old records are in {moved})"
+    )
 
 
 class Terminated(ChipadaptError):
@@ -170,7 +302,7 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / "steps.json")
     actions = plan(steps, ledger, out, only, force)
-    todo = [(s, a) for s, a in actions if a in ("run", "rerun", "resume")]
+    todo = [(s, a) for s, a in actions if a in ("run", "rerun", "resume", "rebuild")]
     skipped = [s.name for s, a in actions if a == "skip"]
     if skipped:
         console.print(f"[dim]done already, skipped: {', '.join(skipped)}[/dim]")
@@ -184,6 +316,12 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
     ) as progress:
         overall = progress.add_task("", total=len(todo), step="reproduce")
         for i, (step, action) in enumerate(todo, start=1):
+            if action == "rebuild":
+                task = progress.add_task("", total=None, step=f"[{i}/{len(todo)}] {step.name} (model)")
+                rebuild_step(step, steps, out, ledger, progress, task)
+                progress.update(task, description="model rebuilt", total=1, completed=1)
+                progress.advance(overall)
+                continue
             try:  # before anything is moved: a choice that cannot be made stops here, folders untouched
                 choice = chosen(step, steps, out, completed(ledger))
             except NotReady as waiting:

@@ -1,12 +1,15 @@
 """Copy each step's record (not its weights) beside the report, so every figure stays traceable
 after the run folders are gone: runs/<step>/ with manifest, results, per-item records (each paired
-test can be redone from them, and a person can read the failures), metrics and Hydra overrides."""
+test can be redone from them, and a person can read the failures), metrics, Hydra overrides and the
+fingerprints of the models left out. `resume_from=<report>/runs` starts a run folder from them on
+another machine (restore.py)."""
 
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from chipadapt.io.atomic import atomic_file
+from chipadapt.reproduce.fingerprint import FINGERPRINT, ensure_fingerprint
 
 # Small files that say what ran and what it measured; model weights, checkpoints and indexes are left out.
 RECORD_FILES = {
@@ -21,6 +24,8 @@ RECORD_FILES = {
     "overrides.yaml",
     "config.yaml",
     "multirun.yaml",
+    FINGERPRINT,  # the model left out, in a few tens of kilobytes: a rebuild elsewhere is checked against it
+    "annotated.jsonl",  # SteerLM's attribute labels: the data its training step reads
 }
 MAX_BYTES = 2_000_000
 
@@ -41,6 +46,7 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
         folder = out / name
         if not folder.is_dir():
             continue
+        ensure_fingerprint(folder)
         for path in folder.rglob("*"):
             if (
                 (path.name in RECORD_FILES or path.name.endswith("_items.jsonl"))  # items: what paired tests read

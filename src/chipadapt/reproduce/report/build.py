@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.cache_root import cache_root
+from chipadapt.io.portable_paths import PortablePaths
 from chipadapt.manifest import git_state
 from chipadapt.reproduce.report import (
     alignment_section,
@@ -26,7 +27,6 @@ from chipadapt.reproduce.report import (
 )
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.report.context import Context, get, table
-from chipadapt.reproduce.report.portable_paths import PortablePaths
 from chipadapt.reproduce.report.power import MIN_RESAMPLED
 from chipadapt.reproduce.report.verdicts import headline
 from chipadapt.reproduce.runner import ROOT

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from chipadapt.io.cache_root import cache_root
-from chipadapt.reproduce.runner import ROOT
+
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 class PortablePaths:

@@ -1,0 +1,114 @@
+"""A model folder's weights in a few tens of kilobytes: enough to tell, on another machine, whether a rebuilt
+model is the one a reproduction's later steps were measured with.
+
+Per tensor: its shape, its L2 norm and a fixed sample of its values (positions drawn from the tensor's
+name, so every machine samples the same ones), plus each weight file's SHA-256. The weights stay out
+of the repository; the fingerprint travels with the step's records (report/archive.py), and a fresh
+machine that retrains the model (runner.py: `rebuild`) compares against it."""
+
+import hashlib
+import json
+import math
+import zlib
+from pathlib import Path
+
+FINGERPRINT = "model.fingerprint.json"  # beside the step's model/ folder
+SAMPLES = 8  # values per tensor
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensors(path: Path):
+    """(name, tensor) of one weight file, one tensor in memory at a time where the format allows."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open has keys(), no iteration
+                yield name, handle.get_tensor(name)
+    else:
+        yield from torch.load(path, map_location="cpu", weights_only=True).items()
+
+
+def tensor_summary(name: str, tensor) -> dict:
+    import torch
+
+    flat = tensor.detach().reshape(-1)
+    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    positions = torch.randint(0, max(flat.numel(), 1), (min(SAMPLES, flat.numel()),), generator=generator)
+    # The norm accumulated in float64 a slice at a time: no float64 copy of a 70B model's embedding.
+    norm = sum(float(chunk.to(torch.float64).square().sum()) for chunk in flat.split(1 << 22)) ** 0.5
+    return {
+        "shape": list(tensor.shape),
+        "norm": norm,
+        "positions": positions.tolist(),
+        "values": flat[positions].to(torch.float64).tolist(),
+    }
+
+
+def fingerprint(model_dir: Path) -> dict:
+    files = weight_files(model_dir)
+    return {
+        "files": {p.name: sha256(p) for p in files},
+        "tensors": {name: tensor_summary(name, t) for p in files for name, t in tensors(p)},
+    }
+
+
+def ensure_fingerprint(step_folder: Path) -> Path | None:
+    """Write <step>/model.fingerprint.json when the step has a model and no fingerprint newer than it."""
+    model_dir, target = step_folder / "model", step_folder / FINGERPRINT
+    if not model_dir.is_dir() or not weight_files(model_dir):
+        return None
+    newest = max(p.stat().st_mtime for p in weight_files(model_dir))
+    if target.is_file() and target.stat().st_mtime >= newest:
+        return target
+    from chipadapt.io.atomic import write_text_atomic
+
+    write_text_atomic(target, json.dumps(fingerprint(model_dir), separators=(",", ":")) + "\n")
+    return target
+
+
+def deviation(recorded: dict, rebuilt: dict) -> float:
+    """0.0 for the same weight files; otherwise the largest relative difference over the tensors' norms
+    and sampled values (relative to the tensor's RMS); inf when the tensors differ in name or shape, or
+    a rebuilt value is not finite (a diverged run)."""
+    if recorded["files"] == rebuilt["files"]:
+        return 0.0
+    if recorded["tensors"].keys() != rebuilt["tensors"].keys():
+        return float("inf")
+    worst = 0.0
+    for name, before in recorded["tensors"].items():
+        after = rebuilt["tensors"][name]
+        if before["shape"] != after["shape"] or before["positions"] != after["positions"]:
+            return float("inf")
+        count = 1
+        for size in before["shape"]:
+            count *= size
+        rms = max(before["norm"] / max(count, 1) ** 0.5, 1e-12)
+        if not all(math.isfinite(v) for v in [after["norm"], *after["values"]]):
+            return float("inf")
+        worst = max(
+            worst,
+            abs(before["norm"] - after["norm"]) / max(before["norm"], 1e-12),
+            *(abs(a - b) / rms for a, b in zip(before["values"], after["values"], strict=True)),
+        )
+    return worst
+
+
+def read_fingerprint(path: Path) -> dict:
+    return json.loads(path.read_text())

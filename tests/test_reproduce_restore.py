@@ -1,0 +1,180 @@
+"""A reproduction begun on one machine continues on another from its report's records: steps done there
+stay done, and a model left out is retrained only when a step still to run needs it, then checked
+against its fingerprint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import fake_step_scripts
+from safetensors.torch import save_file
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.portable_paths import PortablePaths
+from chipadapt.reproduce.fingerprint import FINGERPRINT, deviation, ensure_fingerprint, fingerprint
+from chipadapt.reproduce.ledger import Ledger
+from chipadapt.reproduce.report.archive import archive_records
+from chipadapt.reproduce.restore import restore
+from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
+from chipadapt.reproduce.steps import Step
+
+
+def save_model(folder: Path, scale: float = 1.0, shape=(16, 8)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    weights = {"layer.weight": torch.randn(*shape, generator=generator), "bias": torch.ones(8)}
+    save_file({k: (v * scale).contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"))
+
+
+def test_the_fingerprint_tells_the_same_model_a_near_copy_and_another(tmp_path):
+    save_model(tmp_path / "a")
+    save_model(tmp_path / "same")
+    save_model(tmp_path / "near", scale=1 + 1e-7)
+    save_model(tmp_path / "far", scale=1.01)
+    save_model(tmp_path / "other", shape=(8, 16))
+    recorded = fingerprint(tmp_path / "a")
+    assert deviation(recorded, fingerprint(tmp_path / "same")) == 0.0
+    assert 0 < deviation(recorded, fingerprint(tmp_path / "near")) <= REBUILD_TOLERANCE
+    assert deviation(recorded, fingerprint(tmp_path / "far")) > REBUILD_TOLERANCE
+    assert deviation(recorded, fingerprint(tmp_path / "other")) == float("inf")
+    assert len(json.dumps(recorded)) < 4_000  # travels in the repository
+
+
+def test_the_fingerprint_is_rewritten_only_when_the_model_is_newer(tmp_path):
+    step = tmp_path / "dapt"
+    assert ensure_fingerprint(step) is None  # no model: nothing to record
+    save_model(step / "model")
+    path = ensure_fingerprint(step)
+    written = path.stat().st_mtime_ns
+    assert ensure_fingerprint(step) == path and path.stat().st_mtime_ns == written
+
+
+FAKE_TRAIN = """
+import os, sys, pathlib
+run_dir = pathlib.Path(next(a.split("=", 1)[1] for a in sys.argv if a.startswith("hydra.run.dir=")))
+run_dir.mkdir(parents=True, exist_ok=True)
+(run_dir / "calls").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+(run_dir / "results.json").write_text('{"run_dir": "%s"}' % run_dir)
+if "train" in sys.argv[0]:
+    import torch
+    from safetensors.torch import save_file
+    (run_dir / "model").mkdir(exist_ok=True)
+    scale = 1.0 + float(os.environ.get("FAKE_DRIFT", "0"))
+    weight = torch.arange(64, dtype=torch.float32).reshape(8, 8) * scale
+    save_file({"w": weight}, str(run_dir / "model" / "model.safetensors"))
+"""
+
+
+def chain(out: Path) -> list[Step]:
+    """As in conf/reproduce.yaml: the models are read through paths in the arguments; `merge` names the
+    SFT model without needing the step (the best-setting merges need only their choice's candidates)."""
+    return [
+        Step("dapt_short", "train.py", ("lr=2",), "s"),
+        Step("dapt", "train.py", ("lr=1",), "s", needs=("dapt_short",)),
+        Step("sft", "train.py", (f"model.path={out}/dapt/model",), "s", needs=("dapt",)),
+        Step("eval_sft", "evaluate.py", (f"model.path={out}/sft/model",), "s", needs=("sft",)),
+        Step("merge", "evaluate.py", (f"models.chip={out}/sft/model", "lam=0.5"), "s", needs=("eval_sft",)),
+    ]
+
+
+@pytest.fixture
+def two_machines(tmp_path, monkeypatch):
+    """A run of dapt, sft and eval_sft on machine one, archived as a report's runs/ records."""
+    repo = fake_step_scripts(tmp_path, monkeypatch, FAKE_TRAIN)
+    monkeypatch.setattr("chipadapt.reproduce.restore.ROOT", repo)
+    monkeypatch.setattr("chipadapt.io.portable_paths.ROOT", repo)
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache_one"))
+    first = tmp_path / "cache_one" / "run"
+    run_steps(chain(first), first, {"dapt_short", "dapt", "sft", "eval_sft"}, set())
+    records = repo / "report" / "runs"
+    archive_records(first, ["dapt_short", "dapt", "sft", "eval_sft"], records, PortablePaths(first))
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache_two"))
+    return records, tmp_path / "cache_two" / "run"
+
+
+def test_records_carry_no_machine_path_and_come_back_with_this_machines(two_machines, tmp_path):
+    records, second = two_machines
+    assert str(tmp_path) not in (records / "steps.json").read_text()
+    assert (records / "dapt" / FINGERPRINT).is_file() and not (records / "dapt" / "model").exists()
+    assert restore(records, second) > 0
+    ledger = json.loads((second / "steps.json").read_text())
+    assert f"hydra.run.dir={second / 'sft'}" in ledger["sft"]["command"]
+    assert json.loads((second / "sft" / "results.json").read_text())["run_dir"] == str(second / "sft")
+    (second / "eval_sft" / "results.json").write_text("{}")
+    assert restore(records, second) == 0  # a folder with its own ledger is this machine's run: untouched
+    assert (second / "eval_sft" / "results.json").read_text() == "{}"
+
+
+def test_only_the_models_a_pending_step_needs_are_rebuilt_and_checked(two_machines):
+    records, second = two_machines
+    restore(records, second)
+    ledger = Ledger(second / "steps.json")
+    actions = {s.name: a for s, a in plan(chain(second), ledger, second, set(), set())}
+    # The short run's model is not read by any command (dapt only took its lr): not retrained.
+    assert actions == {"dapt_short": "skip", "dapt": "rebuild", "sft": "rebuild", "eval_sft": "skip", "merge": "run"}
+    assert {s.name: a for s, a in plan(chain(second)[:4], ledger, second, set(), set())} == dict.fromkeys(
+        ["dapt_short", "dapt", "sft", "eval_sft"], "skip"
+    )  # nothing to run: no model is retrained
+    only_merge = {s.name: a for s, a in plan(chain(second), ledger, second, {"merge"}, set())}
+    assert only_merge == {
+        "dapt_short": "ignore",
+        "dapt": "rebuild",
+        "sft": "rebuild",
+        "eval_sft": "ignore",
+        "merge": "run",
+    }
+    run_steps(chain(second), second, set(), set())
+    ledger = json.loads((second / "steps.json").read_text())
+    assert ledger["sft"]["rebuilt"]["deviation"] == 0.0 and ledger["merge"]["status"] == "completed"
+    assert (second / "sft" / "model" / "model.safetensors").is_file()
+    assert not (second / "eval_sft" / "calls").exists()  # its records were kept, not remeasured
+    assert "dapt" in (second / "logs" / "dapt.rebuild.log").read_text()
+
+
+def test_a_rebuilt_model_that_differs_puts_what_was_built_on_it_out_of_date(two_machines, monkeypatch):
+    records, second = two_machines
+    restore(records, second)
+    monkeypatch.setenv("FAKE_DRIFT", "0.01")
+    with pytest.raises(ChipadaptError, match=r"rebuilt model of dapt differs .*: sft measured the old one"):
+        run_steps(chain(second), second, set(), set())
+    assert (second / "dapt" / "model").is_dir() and any((second / ".stale").iterdir())
+    ledger = Ledger(second / "steps.json")
+    actions = {s.name: a for s, a in plan(chain(second), ledger, second, set(), set())}
+    assert actions == {"dapt_short": "skip", "dapt": "skip", "sft": "rerun", "eval_sft": "rerun", "merge": "run"}
+
+
+def test_an_interrupted_rebuild_resumes_in_its_own_folder(two_machines, monkeypatch):
+    records, second = two_machines
+    restore(records, second)
+    (second / ".rebuild" / "dapt").mkdir(parents=True)
+    (second / ".rebuild" / "dapt" / "calls").write_text("an earlier, interrupted try\n")
+    run_steps(chain(second), second, set(), set())
+    assert (second / ".rebuild" / "dapt" / "calls").read_text().count("\n") == 2
+
+
+def test_a_missing_record_that_is_not_a_model_is_named_before_anything_runs(two_machines):
+    records, second = two_machines
+    (records / "sft" / "results.json").unlink()
+    restore(records, second)
+    steps = chain(second)
+    steps[-1] = Step("merge", "evaluate.py", (f"scores={second}/sft/results.json",), "s")
+    with pytest.raises(ChipadaptError, match=r"step merge reads .*sft/results.json, which step sft's records do not"):
+        plan(steps, Ledger(second / "steps.json"), second, set(), set())
+
+
+def test_records_of_another_run_folder_or_an_unfinished_step_are_not_taken_as_done(two_machines):
+    records, second = two_machines
+    with pytest.raises(ChipadaptError, match="resume_from: out=.* is inside the repository"):
+        restore(records, records.parent.parent / "outputs" / "run")
+    with pytest.raises(ChipadaptError, match="holds no steps.json"):
+        restore(records / "dapt", second)
+    with pytest.raises(
+        ChipadaptError, match=r"step dapt.* ran in .*cache_two/run/dapt\w*, not under out=.*/other; use out="
+    ):
+        restore(records, second.parent / "other")
+    ledger = json.loads((records / "steps.json").read_text())
+    ledger["eval_sft"]["status"] = "interrupted"
+    (records / "steps.json").write_text(json.dumps(ledger))
+    restore(records, second)
+    assert "eval_sft" not in json.loads((second / "steps.json").read_text()) and not (second / "eval_sft").exists()
