@@ -6,11 +6,12 @@ name, so every machine samples the same ones), plus each weight file's SHA-256. 
 of the repository; the fingerprint travels with the step's records (report/archive.py), and a fresh
 machine that retrains the model (runner.py: `rebuild`) compares against it."""
 
-import hashlib
 import json
 import math
 import zlib
 from pathlib import Path
+
+from chipadapt.io.hashing import sha256_file
 
 FINGERPRINT = "model.fingerprint.json"  # beside the step's model/ folder
 SAMPLES = 8  # values per tensor
@@ -21,14 +22,6 @@ def weight_files(model_dir: Path) -> list[Path]:
     if not model_dir.is_dir():
         return []
     return sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensors(path: Path):
@@ -64,7 +57,7 @@ def tensor_summary(name: str, tensor) -> dict:
 def fingerprint(model_dir: Path) -> dict:
     files = weight_files(model_dir)
     return {
-        "files": {p.name: sha256(p) for p in files},
+        "files": {p.name: sha256_file(p) for p in files},
         "tensors": {name: tensor_summary(name, t) for p in files for name, t in tensors(p)},
     }
 
