@@ -101,6 +101,7 @@ def test_records_carry_no_machine_path_and_come_back_with_this_machines(two_mach
     ledger = json.loads((second / "steps.json").read_text())
     assert f"hydra.run.dir={second / 'sft'}" in ledger["sft"]["command"]
     assert json.loads((second / "sft" / "results.json").read_text())["run_dir"] == str(second / "sft")
+    assert Path(ledger["sft"]["log"]).is_file()  # the log the ledger names travelled with the records
     (second / "eval_sft" / "results.json").write_text("{}")
     assert restore(records, second) == 0  # a folder with its own ledger is this machine's run: untouched
     assert (second / "eval_sft" / "results.json").read_text() == "{}"
@@ -178,3 +179,25 @@ def test_records_of_another_run_folder_or_an_unfinished_step_are_not_taken_as_do
     (records / "steps.json").write_text(json.dumps(ledger))
     restore(records, second)
     assert "eval_sft" not in json.loads((second / "steps.json").read_text()) and not (second / "eval_sft").exists()
+
+
+def test_a_cache_behind_a_symlink_restores_steps_as_done(two_machines, tmp_path, monkeypatch):
+    """The runner names `out` as the config gives it; restored commands must name it the same way."""
+    records, _ = two_machines
+    (tmp_path / "real_cache").mkdir()
+    (tmp_path / "linked_cache").symlink_to(tmp_path / "real_cache")
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "linked_cache"))
+    second = tmp_path / "linked_cache" / "run"
+    restore(records, second)
+    assert f"hydra.run.dir={second / 'sft'}" in json.loads((second / "steps.json").read_text())["sft"]["command"]
+    actions = {s.name: a for s, a in plan(chain(second)[:4], Ledger(second / "steps.json"), second, set(), set())}
+    assert set(actions.values()) == {"skip"}
+
+
+def test_records_written_through_a_symlinked_cache_name_no_machine_path(tmp_path, monkeypatch):
+    (tmp_path / "real_cache").mkdir()
+    (tmp_path / "linked_cache").symlink_to(tmp_path / "real_cache")
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "linked_cache"))
+    portable = PortablePaths(tmp_path / "linked_cache" / "run")
+    text = f"{tmp_path}/linked_cache/run/sft and {tmp_path}/real_cache/models/x"
+    assert portable(text) == "$CHIPADAPT_CACHE/run/sft and $CHIPADAPT_CACHE/models/x"

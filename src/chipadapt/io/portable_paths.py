@@ -16,18 +16,25 @@ from chipadapt.io.cache_root import cache_root
 ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
+def both(path: Path, name: str) -> list[tuple[Path, str]]:
+    """A path behind a symlink appears in text in either form: commands name it as configured, libraries
+    that resolve it (Hydra, Lightning) as the real one."""
+    return [(path, name), (path.resolve(), name)]
+
+
 class PortablePaths:
     def __init__(self, out: Path):
         root = ROOT.resolve()
-        out = Path(out).resolve()
-        cache = cache_root().resolve()
-        rules = [(cache, "$CHIPADAPT_CACHE")]
-        if not out.is_relative_to(cache):  # in the cache, it is named as the cache's: $CHIPADAPT_CACHE/...
-            rules.append((out, os.path.relpath(out, root) if out.is_relative_to(root) else "$REPRODUCE_OUT"))
+        out = Path(os.path.abspath(out))
+        cache = Path(os.path.abspath(cache_root()))
+        rules = [*both(cache, "$CHIPADAPT_CACHE")]
+        if not out.resolve().is_relative_to(cache.resolve()):  # in the cache, named as the cache's
+            real = out.resolve()
+            rules += both(out, os.path.relpath(real, root) if real.is_relative_to(root) else "$REPRODUCE_OUT")
         rules += [(root, "."), (root.parent, "..")]
-        home = Path.home().resolve()
-        if home != Path("/"):
-            rules.append((home, "~"))
+        home = Path.home()
+        if home.resolve() != Path("/"):
+            rules += both(home, "~")
         # Longest first, so a folder inside another is named by its own rule.
         rules = sorted({str(p): name for p, name in rules if str(p) != "/"}.items(), key=lambda item: -len(item[0]))
         # A prefix counts only as a whole path component: /work/main must not rewrite /work/main2.

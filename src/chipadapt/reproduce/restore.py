@@ -9,6 +9,7 @@ long for one machine's lifetime then resumes anywhere the repository goes.
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -21,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def local_paths(out: Path):
-    """The inverse of io/portable_paths.py for what a resumed run compares: the cache and the run folder."""
-    cache, out = str(cache_root().resolve()), str(out.resolve())
+    """The inverse of io/portable_paths.py for what a resumed run compares: the cache and the run folder.
+    Both as this machine's config names them, not resolved: the runner's commands name `out` as given,
+    and a cache behind a symlink must not make every restored command differ from the one it would run."""
+    cache, out = os.path.abspath(cache_root()), os.path.abspath(out)
 
     def rewrite(text: str) -> str:
         return text.replace("$CHIPADAPT_CACHE", cache).replace("$REPRODUCE_OUT", out)
@@ -35,8 +38,8 @@ def restore(records: Path, out: Path) -> int:
     its own ledger is left as it is: its run is this machine's, and newer."""
     if not (records / "steps.json").is_file():
         raise ChipadaptError(f"resume_from: {records} holds no steps.json (a report's runs/ folder has one)")
-    out = out.resolve()
-    if out.is_relative_to(ROOT.resolve()):
+    out = Path(os.path.abspath(out))
+    if out.resolve().is_relative_to(ROOT.resolve()):
         # Records name a run folder inside the repository by a relative path, which cannot be told
         # apart from the repository's own files on the way back.
         raise ChipadaptError(
@@ -56,7 +59,7 @@ def restore(records: Path, out: Path) -> int:
     for source in sorted(p for p in records.rglob("*") if p.is_file() and p != records / "steps.json"):
         relative = source.relative_to(records)
         target = out / relative
-        if relative.parts[0] not in kept or target.exists():
+        if step_of(relative) not in kept or target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target) as tmp:
@@ -77,6 +80,13 @@ def restore(records: Path, out: Path) -> int:
         f"; not finished there, so run again: {', '.join(dropped)}" if dropped else "",
     )
     return copied
+
+
+def step_of(relative: Path) -> str:
+    """The step a record belongs to: its folder's name, or for logs/<step>[.rebuild].log the file's."""
+    if relative.parts[0] == "logs":
+        return relative.name.removesuffix(".log").removesuffix(".rebuild")
+    return relative.parts[0]
 
 
 def check_run_folders(ledger: dict, out: Path) -> None:

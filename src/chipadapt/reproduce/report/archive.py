@@ -1,8 +1,8 @@
 """Copy each step's record (not its weights) beside the report, so every figure stays traceable
 after the run folders are gone: runs/<step>/ with manifest, results, per-item records (each paired
 test can be redone from them, and a person can read the failures), metrics, Hydra overrides and the
-fingerprints of the models left out. `resume_from=<report>/runs` starts a run folder from them on
-another machine (restore.py)."""
+fingerprints of the models left out; runs/logs/<step>.log, what the step printed.
+`resume_from=<report>/runs` starts a run folder from them on another machine (restore.py)."""
 
 import shutil
 from collections.abc import Callable
@@ -55,6 +55,11 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
                 and ".stale" not in path.parts
             ):
                 copy_atomic(path, target / name / path.relative_to(folder), rewrite)
+                copied += 1
+        # The ledger names each step's log; without it a restored record would point at nothing.
+        for log in (out / "logs" / f"{name}.log", out / "logs" / f"{name}.rebuild.log"):
+            if log.is_file() and log.stat().st_size <= MAX_BYTES:
+                copy_atomic(log, target / "logs" / log.name, rewrite)
                 copied += 1
     if (out / "steps.json").is_file():
         copy_atomic(out / "steps.json", target / "steps.json", rewrite)
