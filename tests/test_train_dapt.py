@@ -8,6 +8,7 @@ import torch
 from conftest import compose, read_manifest
 from transformers import AutoModelForCausalLM
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.pipeline import train
 
 
@@ -71,11 +72,12 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     common = [*tiny_overrides, "callbacks.checkpoint.every_n_train_steps=2", "stage.validate_before=false"]
     first = train(compose([*common, "trainer.max_steps=4"], tmp_path))
     assert first["global_step"] == 4
-    with caplog.at_level(logging.INFO, logger="chipadapt.data.resume_sampler"):
+    with caplog.at_level(logging.INFO):
         # Training on past a finished run replaces its model/: only with overwrite=true.
         resumed = train(compose([*common, "trainer.max_steps=6", "overwrite=true"], tmp_path))
     # The data stream continues after the 4 x 4 sequences already trained on.
     assert "resuming the data stream after 16 sequences" in caplog.text
+    assert "another length (trainer.max_steps 4 -> 6): the lr is constant" in caplog.text
     assert resumed["global_step"] == 6
     rows = [r for r in metrics_rows(tmp_path) if r["train/loss"]]
     # Only the two new optimizer steps were trained in the second run.
@@ -83,3 +85,16 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     assert len(rows) == 2
     assert max(float(r["train/tokens_seen"]) for r in rows) == 6 * 4 * 64
     assert sum(1 for r in metrics_rows(tmp_path) if r["train/loss"]) == 6  # the first run's curve is kept
+
+
+def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny_overrides):
+    """A rerun in the folder with another lr would carry on the old run's optimizer and data order."""
+    common = [*tiny_overrides, "stage.validate_before=false", "trainer.max_steps=2"]
+    train(compose([*common, "optim.lr=1e-3"], tmp_path))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    written = ckpt.stat().st_mtime_ns
+    with pytest.raises(
+        ChipadaptError, match=r"last.ckpt was written by a run with other settings \(optim.lr: 0.001 -> 0.0005"
+    ):
+        train(compose([*common, "optim.lr=5e-4", "overwrite=true"], tmp_path))
+    assert ckpt.stat().st_mtime_ns == written  # the other run's checkpoint is untouched

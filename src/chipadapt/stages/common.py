@@ -23,6 +23,7 @@ from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
+from chipadapt.stages.resume_settings import RecordSettings, check_resume_settings, trajectory_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
         accumulate_grad_batches=accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
         logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
-        callbacks=list(callbacks.values()),
+        callbacks=[*callbacks.values(), RecordSettings(trajectory_settings(cfg))],
         default_root_dir=str(out),
     )
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -84,12 +85,14 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
     """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
-    cannot be read (a crash while it was written, a damaged disk) is a one-line error."""
+    cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
+    settings, is a one-line error."""
     ckpt = out / "checkpoints" / "last.ckpt"
     if not cfg.resume or not ckpt.exists():
         return None
     if ckpt.is_file():
         check_checkpoint(ckpt)
+    check_resume_settings(ckpt, cfg)
     return str(ckpt)
 
 
@@ -115,9 +118,9 @@ def train_module(
     checkpoint; validate before (a fresh run, when asked) and after; `save(trainer)` writes the
     stage's output. SIGINT/SIGTERM are held until the optimizer step in flight completes (the
     interrupt callback then writes last.ckpt and stops)."""
+    resume_from = resume_checkpoint(cfg, out)  # before the loggers write anything into the folder
     trainer, callbacks = build_trainer(cfg, out, accumulation)
     result = Trained(trainer, callbacks)
-    resume_from = resume_checkpoint(cfg, out)
     if resume_from:
         log.info("resuming from %s", resume_from)
     elif validate_before:
