@@ -19,7 +19,7 @@ def machine_paths(extra: list[str]) -> list[str]:
 def offending(folder: Path, paths: list[str]) -> list[str]:
     found = []
     for file in folder.rglob("*"):
-        if file.is_file() and file.suffix in (".md", ".json", ".yaml", ".csv"):
+        if file.is_file() and file.suffix in (".md", ".json", ".yaml", ".csv", ".log"):
             text = file.read_text(encoding="utf-8")
             found += [f"{file.relative_to(folder)}: {p}" for p in paths if p in text]
     return found

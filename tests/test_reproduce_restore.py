@@ -102,6 +102,7 @@ def test_records_carry_no_machine_path_and_come_back_with_this_machines(two_mach
     assert f"hydra.run.dir={second / 'sft'}" in ledger["sft"]["command"]
     assert json.loads((second / "sft" / "results.json").read_text())["run_dir"] == str(second / "sft")
     assert Path(ledger["sft"]["log"]).is_file()  # the log the ledger names travelled with the records
+    assert str(tmp_path) not in (records / "logs" / "sft.log").read_text()
     (second / "eval_sft" / "results.json").write_text("{}")
     assert restore(records, second) == 0  # a folder with its own ledger is this machine's run: untouched
     assert (second / "eval_sft" / "results.json").read_text() == "{}"
@@ -201,3 +202,5 @@ def test_records_written_through_a_symlinked_cache_name_no_machine_path(tmp_path
     portable = PortablePaths(tmp_path / "linked_cache" / "run")
     text = f"{tmp_path}/linked_cache/run/sft and {tmp_path}/real_cache/models/x"
     assert portable(text) == "$CHIPADAPT_CACHE/run/sft and $CHIPADAPT_CACHE/models/x"
+    elsewhere = f"/mnt/backup{tmp_path}/linked_cache/run"  # the same path inside another folder: not this cache
+    assert portable(elsewhere) == elsewhere

@@ -77,7 +77,7 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
         resumed = train(compose([*common, "trainer.max_steps=6", "overwrite=true"], tmp_path))
     # The data stream continues after the 4 x 4 sequences already trained on.
     assert "resuming the data stream after 16 sequences" in caplog.text
-    assert "another length (trainer.max_steps 4 -> 6): the lr is constant" in caplog.text
+    assert "with trainer.max_steps: 4 -> 6: the lr is constant, so only the end moves" in caplog.text
     assert resumed["global_step"] == 6
     rows = [r for r in metrics_rows(tmp_path) if r["train/loss"]]
     # Only the two new optimizer steps were trained in the second run.
@@ -87,14 +87,24 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     assert sum(1 for r in metrics_rows(tmp_path) if r["train/loss"]) == 6  # the first run's curve is kept
 
 
-def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny_overrides):
-    """A rerun in the folder with another lr would carry on the old run's optimizer and data order."""
-    common = [*tiny_overrides, "stage.validate_before=false", "trainer.max_steps=2"]
-    train(compose([*common, "optim.lr=1e-3"], tmp_path))
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    written = ckpt.stat().st_mtime_ns
+def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny_overrides, caplog):
+    """A rerun in the folder with another lr would carry on the old run's optimizer and data order;
+    another cache folder changes nothing that is trained, and a longer run is said."""
+    common = [
+        *tiny_overrides,
+        "stage.validate_before=false",
+        "optim.lr=1e-3",
+        "callbacks.checkpoint.every_n_train_steps=2",
+    ]
+    train(compose([*common, "trainer.max_steps=2"], tmp_path))
+    ckpt, manifest = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "manifest.json"
+    written = (ckpt.stat().st_mtime_ns, manifest.read_bytes())
     with pytest.raises(
-        ChipadaptError, match=r"last.ckpt was written by a run with other settings \(optim.lr: 0.001 -> 0.0005"
+        ChipadaptError, match=r"last.ckpt was written by a run with other settings \(optim.lr, .*: 0.001 -> 0.0005"
     ):
-        train(compose([*common, "optim.lr=5e-4", "overwrite=true"], tmp_path))
-    assert ckpt.stat().st_mtime_ns == written  # the other run's checkpoint is untouched
+        train(compose([*common, "trainer.max_steps=2", "optim.lr=5e-4", "overwrite=true"], tmp_path))
+    assert (ckpt.stat().st_mtime_ns, manifest.read_bytes()) == written  # the other run's records are untouched
+    moved = [f"paths.cache_dir={tmp_path / 'another_cache'}", "trainer.max_steps=3"]
+    with caplog.at_level(logging.WARNING):
+        assert train(compose([*common, *moved, "overwrite=true"], tmp_path))["global_step"] == 3
+    assert "with trainer.max_steps: 2 -> 3: the lr is constant" in caplog.text

@@ -23,5 +23,9 @@ def train(cfg: DictConfig) -> dict:
         bool(cfg.overwrite),
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
     )
+    if cfg.resume:  # before anything is built or written: a checkpoint of another run is not resumed
+        from chipadapt.stages.common import resume_checkpoint
+
+        resume_checkpoint(cfg, out)
     with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
         return instantiate(cfg.stage.runner)(cfg, out, manifest)

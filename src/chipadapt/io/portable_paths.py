@@ -24,21 +24,24 @@ def both(path: Path, name: str) -> list[tuple[Path, str]]:
 
 class PortablePaths:
     def __init__(self, out: Path):
-        root = ROOT.resolve()
+        root = ROOT.resolve()  # relative names are computed between real paths
         out = Path(os.path.abspath(out))
         cache = Path(os.path.abspath(cache_root()))
         rules = [*both(cache, "$CHIPADAPT_CACHE")]
         if not out.resolve().is_relative_to(cache.resolve()):  # in the cache, named as the cache's
             real = out.resolve()
             rules += both(out, os.path.relpath(real, root) if real.is_relative_to(root) else "$REPRODUCE_OUT")
-        rules += [(root, "."), (root.parent, "..")]
+        rules += [*both(ROOT, "."), *both(ROOT.parent, "..")]
         home = Path.home()
         if home.resolve() != Path("/"):
             rules += both(home, "~")
         # Longest first, so a folder inside another is named by its own rule.
         rules = sorted({str(p): name for p, name in rules if str(p) != "/"}.items(), key=lambda item: -len(item[0]))
-        # A prefix counts only as a whole path component: /work/main must not rewrite /work/main2.
-        self.patterns = [(re.compile(re.escape(prefix) + r"(?=/|(?![\w.-]))"), name) for prefix, name in rules]
+        # A prefix counts only as whole path components: /work/main must not rewrite /work/main2, nor
+        # /root/.cache the middle of /mnt/backup/root/.cache.
+        self.patterns = [
+            (re.compile(r"(?<![\w.~$/-])" + re.escape(prefix) + r"(?=/|(?![\w.-]))"), name) for prefix, name in rules
+        ]
 
     def __call__(self, text: str) -> str:
         for pattern, name in self.patterns:

@@ -2,10 +2,13 @@
 
 Resuming continues the optimizer, the data order and the lr schedule from `last.ckpt`; a rerun in
 that folder with another lr, dataset or model would silently carry on the old run under the new
-run's name. So every checkpoint stores the run's trajectory settings (the resolved config without
-what only says where files go, how progress is shown or what hardware runs it), and a resume with
-different ones is an error. Only the run's length may change: extending a finished run is how one
-trains longer, but the lr schedule is then recomputed for the new length, which is said."""
+run's name. So every checkpoint stores the run's trajectory settings: the resolved config without
+what only says where files are (cache, data and package folders move between machines and SLURM
+nodes; the manifest records the data by content), how progress is shown, what hardware runs it, or
+what is evaluated after training. A resume with other settings is an error. A few may change with a
+warning: the run's length (training a finished run longer; a scheduled lr is then recomputed for the
+new length) and activation checkpointing (the usual answer to running out of memory; the same batches,
+so the same trajectory). Not the micro-batch size: the resumed epoch would count its batches anew."""
 
 import logging
 from pathlib import Path
@@ -33,25 +36,60 @@ NOT_TRAJECTORY = {
     "matmul_precision",
     "trainer",  # devices, strategy, logging cadence; its keys that shape training are below
 }
-TRAINER_KEYS = ("precision", "gradient_clip_val")
-LENGTH_KEYS = ("trainer.max_steps", "trainer.max_epochs")
-SHOWN = 6  # changed keys named in the error
+TRAINER_KEYS = ("precision", "gradient_clip_val", "max_steps", "max_epochs")
+# Keys (by their last dotted parts: values are copied into stage.module/stage.datamodule) that are
+# read only before or after training.
+IGNORED = (
+    "num_workers",
+    "validate_before",
+    "val_max_sequences",
+    "val_max_conversations",
+    "evaluate_after",
+    "eval_queries",
+    "eval_ks",
+    "eval_batch_size",
+    "encoder.search",
+)
+LENGTH = ("trainer.max_steps", "trainer.max_epochs")
+WARNED = (*LENGTH, "gradient_checkpointing")
+SHOWN = 6  # changes named in the error
+# A folder checkpoint (sharded FSDP, DeepSpeed) keeps what is not a tensor in one of these.
+FOLDER_METADATA = ("meta.pt", "checkpoint/mp_rank_00_model_states.pt")
+
+
+def ends_with(key: str, names: tuple[str, ...]) -> bool:
+    return any(key == name or key.endswith("." + name) for name in names)
 
 
 def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
-    """The resolved config as dotted keys, without the sections that do not shape training."""
+    """The resolved config as dotted keys, without the sections and keys that do not shape training,
+    and with this machine's folders named by their `paths.*` key."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    folders = sorted(
+        ((str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value),
+        key=lambda item: -len(item[0]),
+    )
     kept = {key: value for key, value in config.items() if key not in NOT_TRAJECTORY}
     trainer = config.get("trainer") or {}
-    kept["trainer"] = {key: trainer.get(key) for key in (*TRAINER_KEYS, "max_steps", "max_epochs")}
-    return dict(flatten(kept))
+    kept["trainer"] = {key: trainer.get(key) for key in TRAINER_KEYS}
+    settings = {}
+    for key, value in flatten(kept):
+        if ends_with(key, IGNORED):
+            continue
+        if isinstance(value, str):
+            for folder, name in folders:
+                value = value.replace(folder, name)
+            if value.startswith(("/", "~")):  # a package's or the user's own folder: where, not what
+                continue
+        settings[key] = value
+    return settings
 
 
 def flatten(tree: dict, prefix: str = ""):
     for key, value in tree.items():
         if isinstance(value, dict) and value:
             yield from flatten(value, f"{prefix}{key}.")
-        elif not str(key).endswith("num_workers"):  # loader processes: the same batches either way
+        else:
             yield f"{prefix}{key}", value
 
 
@@ -65,30 +103,56 @@ class RecordSettings(L.Callback):
         checkpoint[CHECKPOINT_KEY] = self.settings
 
 
+def recorded_settings(ckpt: Path) -> dict | None:
+    """The settings `ckpt` was written with; None for a checkpoint from before they were recorded."""
+    path = ckpt
+    if ckpt.is_dir():
+        path = next((ckpt / name for name in FOLDER_METADATA if (ckpt / name).is_file()), None)
+        if path is None:
+            log.warning("%s: a checkpoint folder without %s; its settings are not compared", ckpt, FOLDER_METADATA)
+            return None
+    try:
+        # mmap: the tensors are not read, only the small dictionaries around them.
+        content = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - whatever unpickling raises, the user gets one line
+        raise ChipadaptError(
+            f"{path}: checkpoint cannot be read ({type(err).__name__}: {err}); resume=false starts the run over"
+        ) from None
+    if not isinstance(content, dict):
+        raise ChipadaptError(f"{path}: not a Lightning checkpoint; resume=false starts the run over")
+    return content.get(CHECKPOINT_KEY)
+
+
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
-    """Stop when `ckpt` was written by a run with other settings; say when only its length changed."""
-    if not ckpt.is_file():  # a sharded checkpoint folder (DeepSpeed): its settings are not read here
-        return
-    # mmap: the tensors are not read, only the small dictionaries around them.
-    recorded = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False).get(CHECKPOINT_KEY)
+    """Stop when `ckpt` was written by a run with other settings; warn when only its length or its
+    activation checkpointing changed."""
+    recorded = recorded_settings(ckpt)
     if recorded is None:
         log.info("%s predates recorded settings: resumed without comparing them", ckpt)
         return
     current = trajectory_settings(cfg)
     changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
-    different = [key for key in changed if key not in LENGTH_KEYS]
+    different = describe([key for key in changed if not ends_with(key, WARNED)], recorded, current)
     if different:
-        shown = ", ".join(f"{key}: {recorded.get(key)!r} -> {current.get(key)!r}" for key in different[:SHOWN])
         more = f" and {len(different) - SHOWN} more" if len(different) > SHOWN else ""
         raise ChipadaptError(
-            f"{ckpt} was written by a run with other settings ({shown}{more}); rerun with that run's settings "
-            "to resume it, or give this run its own hydra.run.dir"
+            f"{ckpt} was written by a run with other settings ({'; '.join(different[:SHOWN])}{more}); rerun with "
+            "that run's settings to resume it, give this run its own hydra.run.dir, or start over here with "
+            "resume=false (its checkpoint is then replaced)"
         )
     if changed:
-        lengths = ", ".join(f"{key} {recorded.get(key)} -> {current.get(key)}" for key in changed)
-        schedule = (
-            "the lr schedule is recomputed for the new length, so the lr jumps at the resumed step"
-            if cfg.optim.get("scheduler")
-            else "the lr is constant, so only the end moves"
-        )
-        log.warning("resuming %s with another length (%s): %s", ckpt, lengths, schedule)
+        if not any(ends_with(key, LENGTH) for key in changed):
+            effect = "the global batch, and so the trajectory, is unchanged"
+        elif cfg.optim.get("scheduler"):
+            effect = "a scheduled lr is recomputed for the new length, so it jumps at the resumed step"
+        else:
+            effect = "the lr is constant, so only the end moves"
+        log.warning("resuming %s with %s: %s", ckpt, "; ".join(describe(changed, recorded, current)), effect)
+
+
+def describe(keys: list[str], recorded: dict, current: dict) -> list[str]:
+    """`a, b: old -> new`, one entry per change: a value copied under several keys is named once."""
+    by_change: dict[str, list[str]] = {}
+    for key in keys:
+        by_change.setdefault(f"{recorded.get(key)!r} -> {current.get(key)!r}", []).append(key)
+    return [f"{', '.join(names)}: {change}" for change, names in by_change.items()]

@@ -43,6 +43,7 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
     """Copy the record files of the named step folders (any depth: a sweep's jobs are subfolders)."""
     copied = 0
     for name in names:
+        copied += archive_logs(out, name, target, rewrite)
         folder = out / name
         if not folder.is_dir():
             continue
@@ -56,11 +57,20 @@ def archive_records(out: Path, names: list[str], target: Path, rewrite: Callable
             ):
                 copy_atomic(path, target / name / path.relative_to(folder), rewrite)
                 copied += 1
-        # The ledger names each step's log; without it a restored record would point at nothing.
-        for log in (out / "logs" / f"{name}.log", out / "logs" / f"{name}.rebuild.log"):
-            if log.is_file() and log.stat().st_size <= MAX_BYTES:
-                copy_atomic(log, target / "logs" / log.name, rewrite)
-                copied += 1
     if (out / "steps.json").is_file():
         copy_atomic(out / "steps.json", target / "steps.json", rewrite)
+    return copied
+
+
+def archive_logs(out: Path, name: str, target: Path, rewrite: Callable[[str], str] | None) -> int:
+    """The step's logs, which its ledger entry names: a long one keeps its end (where a failure is told),
+    and bytes that are not UTF-8 (a tool's raw output) are replaced rather than stopping the report."""
+    copied = 0
+    for log in (out / "logs" / f"{name}.log", out / "logs" / f"{name}.rebuild.log"):
+        if not log.is_file():
+            continue
+        text = log.read_bytes()[-MAX_BYTES:].decode("utf-8", errors="replace")
+        with atomic_file(target / "logs" / log.name) as tmp:
+            Path(tmp).write_text(rewrite(text) if rewrite else text, encoding="utf-8")
+        copied += 1
     return copied
