@@ -90,21 +90,23 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
 def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny_overrides, caplog):
     """A rerun in the folder with another lr would carry on the old run's optimizer and data order;
     another cache folder changes nothing that is trained, and a longer run is said."""
-    common = [
-        *tiny_overrides,
-        "stage.validate_before=false",
-        "optim.lr=1e-3",
-        "callbacks.checkpoint.every_n_train_steps=2",
-    ]
-    train(compose([*common, "trainer.max_steps=2"], tmp_path))
-    ckpt, manifest = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "manifest.json"
+    common = [*tiny_overrides, "stage.validate_before=false", "optim.lr=1e-3"]
+    train(compose([*common, "trainer.max_steps=2"], tmp_path / "run"))
+    ckpt, manifest = tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "run" / "manifest.json"
     written = (ckpt.stat().st_mtime_ns, manifest.read_bytes())
     with pytest.raises(
         ChipadaptError, match=r"last.ckpt was written by a run with other settings \(optim.lr, .*: 0.001 -> 0.0005"
     ):
-        train(compose([*common, "trainer.max_steps=2", "optim.lr=5e-4", "overwrite=true"], tmp_path))
+        train(compose([*common, "trainer.max_steps=2", "optim.lr=5e-4", "overwrite=true"], tmp_path / "run"))
     assert (ckpt.stat().st_mtime_ns, manifest.read_bytes()) == written  # the other run's records are untouched
-    moved = [f"paths.cache_dir={tmp_path / 'another_cache'}", "trainer.max_steps=3"]
+    # Trained longer: the finished run's last checkpoint is at its last step's boundary (not at the end of
+    # an epoch marked complete), so the rerun trains steps 3 and 4 on the batches a 4-step run would.
+    moved = [f"paths.cache_dir={tmp_path / 'another_cache'}", "trainer.max_steps=4"]
     with caplog.at_level(logging.WARNING):
-        assert train(compose([*common, *moved, "overwrite=true"], tmp_path))["global_step"] == 3
-    assert "with trainer.max_steps: 2 -> 3: the lr is constant" in caplog.text
+        assert train(compose([*common, *moved, "overwrite=true"], tmp_path / "run"))["global_step"] == 4
+    assert "with trainer.max_steps: 2 -> 4: the lr is constant" in caplog.text
+    train(compose([*common, "trainer.max_steps=4"], tmp_path / "whole"))
+    losses = [
+        [float(r["train/loss"]) for r in metrics_rows(tmp_path / run) if r["train/loss"]] for run in ("run", "whole")
+    ]
+    assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-4)
