@@ -66,6 +66,9 @@ def test_global_batch_holds_under_accumulation(tmp_path, tiny_overrides):
     sequences = read_manifest(tmp_path)["data"]["train_sequences"]
     # 4 micro-batches of 2 per optimizer step: one pass over the blend gives this many steps.
     assert result["global_step"] == sequences // 8
+    # A run that ends with its data leaves its last step's checkpoint, not the last multiple of 25.
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == result["global_step"] and result["global_step"] % 25 != 0
 
 
 def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_path, tiny_overrides, caplog):

@@ -5,6 +5,7 @@ import csv
 import signal
 
 import pytest
+import torch
 from conftest import TINY_FAST, read_manifest
 from helpers.faults import run_entry
 
@@ -40,3 +41,6 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
         steps = sorted(int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss"))
     assert steps == list(range(5))
     assert (run / "model" / "model.safetensors").is_file()
+    # The resumed run's last step replaced the interrupt's checkpoint (not a last-v1.ckpt beside it).
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5
