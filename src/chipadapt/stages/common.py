@@ -83,16 +83,17 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
     return trainer, callbacks
 
 
-def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
+def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | None:
     """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
     cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
-    settings, is a one-line error."""
+    settings, is a one-line error (`check`: pipeline.train checks before anything is written)."""
     ckpt = out / "checkpoints" / "last.ckpt"
     if not cfg.resume or not ckpt.exists():
         return None
-    if ckpt.is_file():
-        check_checkpoint(ckpt)
-    check_resume_settings(ckpt, cfg)
+    if check:
+        if ckpt.is_file():
+            check_checkpoint(ckpt)
+        check_resume_settings(ckpt, cfg)
     return str(ckpt)
 
 
@@ -118,7 +119,7 @@ def train_module(
     checkpoint; validate before (a fresh run, when asked) and after; `save(trainer)` writes the
     stage's output. SIGINT/SIGTERM are held until the optimizer step in flight completes (the
     interrupt callback then writes last.ckpt and stops)."""
-    resume_from = resume_checkpoint(cfg, out)  # before the loggers write anything into the folder
+    resume_from = resume_checkpoint(cfg, out, check=False)  # checked by pipeline.train
     trainer, callbacks = build_trainer(cfg, out, accumulation)
     result = Trained(trainer, callbacks)
     if resume_from:
