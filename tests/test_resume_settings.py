@@ -20,6 +20,9 @@ def test_folders_that_move_between_machines_are_not_settings(tmp_path):
     there = settings(tmp_path, f"paths.cache_dir={tmp_path / 'two'}", f"paths.shared_data={tmp_path / 'b'}")
     assert here == there
     assert not any(str(tmp_path) in str(value) for value in here.values())
+    assert here["model.source.text_dir"] == "${chipadapt_resource:}/sample_corpus"  # the installed package's
+    # A user's own model folder is compared as given: another folder is another model.
+    assert settings(tmp_path, "model.path=/models/a") != settings(tmp_path, "model.path=/models/b")
     assert here["optim.lr"] == 5e-6 and here["trainer.max_steps"] == -1 and "trainer.devices" not in here
     assert not any(key.startswith(("logger.", "callbacks.", "paths.")) for key in here)
 

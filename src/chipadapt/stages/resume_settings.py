@@ -3,14 +3,16 @@
 Resuming continues the optimizer, the data order and the lr schedule from `last.ckpt`; a rerun in
 that folder with another lr, dataset or model would silently carry on the old run under the new
 run's name. So every checkpoint stores the run's trajectory settings: the resolved config without
-what only says where files are (cache, data and package folders move between machines and SLURM
-nodes; the manifest records the data by content), how progress is shown, what hardware runs it, or
-what is evaluated after training. A resume with other settings is an error. A few may change with a
+what only says where outputs go, how progress is shown, what hardware runs it, or what is evaluated
+after training; the cache, shared-data and package folders (which move between machines and SLURM
+nodes) by name. A resume with other settings is an error. A few may change with a
 warning: the run's length (training a finished run longer; a scheduled lr is then recomputed for the
 new length) and activation checkpointing (the usual answer to running out of memory; the same batches,
-so the same trajectory). Not the micro-batch size: the resumed epoch would count its batches anew."""
+so the same trajectory). Not the micro-batch size: a run resumed with another one trained on other
+batches than an uninterrupted run (a probe, experiments/LOG.md)."""
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 import lightning as L
@@ -63,12 +65,13 @@ def ends_with(key: str, names: tuple[str, ...]) -> bool:
 
 def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
     """The resolved config as dotted keys, without the sections and keys that do not shape training,
-    and with this machine's folders named by their `paths.*` key."""
+    and with the folders that differ between machines (cache, shared data, the installed package) named
+    by their config key. A user's own model or data folder is compared as given: another one is
+    another run."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    folders = sorted(
-        ((str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value),
-        key=lambda item: -len(item[0]),
-    )
+    folders = [(str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value]
+    folders.append((str(resources.files("chipadapt") / "resources"), "${chipadapt_resource:}"))
+    folders.sort(key=lambda item: -len(item[0]))  # a folder inside another is named by its own key
     kept = {key: value for key, value in config.items() if key not in NOT_TRAJECTORY}
     trainer = config.get("trainer") or {}
     kept["trainer"] = {key: trainer.get(key) for key in TRAINER_KEYS}
@@ -79,8 +82,6 @@ def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
         if isinstance(value, str):
             for folder, name in folders:
                 value = value.replace(folder, name)
-            if value.startswith(("/", "~")):  # a package's or the user's own folder: where, not what
-                continue
         settings[key] = value
     return settings
 
