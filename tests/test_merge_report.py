@@ -345,3 +345,51 @@ def test_without_screening_every_prompt_chooses_and_the_text_says_so(tmp_path):
     assert "the prompts tested are the ones that chose the lambda" in best06[4]
     restores = {row[0]: row for row in merge_rows(facts)}["ChipAlign restores instruction following"]
     assert "prompts (selection's included)" in restores[2] and "held-out" not in restores[2]
+
+
+def test_a_baseline_at_another_lambda_is_also_compared_with_chipalign_at_its_own(tmp_path):
+    # Linear chose 0.6 where ChipAlign chose 0.4: best against best then compares lambdas too, so the
+    # sweep's ChipAlign 0.6 is set against linear 0.6 (the methods alone).
+    ctx = fake_out(tmp_path, heldout_pass=True)
+    ctx.report_dir.mkdir()
+    manifest = ctx.out / "merge_linear" / "model" / "merge_manifest.json"
+    manifest.write_text(json.dumps({"summary": {"method": "linear", "lam": 0.6}}))
+    ctx.ledger["merge_linear"]["choice"]["overrides"] = ["merge.lam=0.6"]
+    text, facts = merge_section.section(ctx)
+    twin = facts["same_lambda"]["linear"]
+    assert twin["lam"] == 0.6 and twin["ifeval.instruction_loose"].n == 50  # the held-out prompts only
+    assert twin["ifeval.instruction_loose"].a == pytest.approx(25 / 50) and twin["ifeval.instruction_loose"].b == 1.0
+    assert twin["corpus_ppl.domain_all.bpb"].diff == pytest.approx(-0.1)  # ChipAlign 0.6 1.4, linear 1.5
+    assert "| chipalign 0.6 − linear 0.6 | IFEval instr. (loose) | 0.500 | 1.000 | +0.500 |" in text
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert "at linear's lambda 0.6: IFEval instr. +0.500" in row[2]
+    # best against best is a trade-off (0.4 follows more prompts, 0.6's bpb is lower); at 0.6 ChipAlign wins both
+    assert (
+        row[3] == NOT_RESOLVED
+        and row[4] == f"{TRADE_OFF}; at linear's lambda 0.6 ChipAlign does better than linear, beyond noise"
+    )
+
+
+def test_the_same_lambda_comparison_is_left_out_when_the_lambdas_agree(clear):
+    _, text, facts = clear
+    assert facts["same_lambda"] == {} and "compares the methods alone" not in text
+
+
+def test_a_win_that_vanishes_at_the_same_lambda_is_put_down_to_the_lambda():
+    win = PairedDifference(0.50, 0.58, 0.08, (0.03, 0.13), 0.001, 441, "paired-bootstrap")
+    level = PairedDifference(1.00, 1.00, 0.0, (-0.01, 0.01), 1.0, 70, "paired-bootstrap")
+    tie = PairedDifference(0.55, 0.56, 0.01, (-0.02, 0.04), 0.5, 441, "paired-bootstrap")
+    facts = {
+        "lams": [0.4, 0.6],
+        "best": {"lam": 0.4, "score": 0.7},
+        "scores": {0.4: 0.7, 0.6: 0.6},
+        "selection_prompts": 100,
+        "heldout_prompts": 441,
+        "tests": {"linear": {"ifeval.instruction_loose": win, "corpus_ppl.domain_all.bpb": level}},
+        "same_lambda": {"linear": {"lam": 0.6, "ifeval.instruction_loose": tie, "corpus_ppl.domain_all.bpb": level}},
+    }
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert row[3] == REPRODUCES
+    assert row[4] == "at linear's lambda 0.6 the two merges are within noise: " + (
+        "the difference comes from the lambda, not the method"
+    )

@@ -27,7 +27,7 @@ from chipadapt.reproduce.report.merge_runs import (
     screening_ids,
     setting,
 )
-from chipadapt.reproduce.report.merge_tests import balance_difference, compare_suite, signed
+from chipadapt.reproduce.report.merge_tests import balance_difference, compare_suite, same_lambda, signed
 
 LABELS = {key: label for key, label, _ in SUITE}
 KNOB_NAMES = {"merge.lam": "lambda", "merge.method.density": "density", "merge.method.scale": "scale"}
@@ -137,6 +137,29 @@ def tests_table(best: Run, tests: dict[str, dict]) -> str:
     return table(["comparison", "metric", "other", "chipalign", "difference", "95% interval", "p", "n", "test"], rows)
 
 
+def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
+    """The interpolation baselines against ChipAlign at their own lambda (merge_tests.same_lambda)."""
+    if not twins:
+        return []
+    rows = [
+        [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], d.a, d.b, signed(d.diff)]
+        + [f"[{signed(d.ci[0])}, {signed(d.ci[1])}]", f"{d.p:.2g}", str(d.n), d.test]
+        if d is not None
+        else [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], *["–"] * 6, "not measured"]
+        for method, t in twins.items()
+        for key, d in t.items()
+        if key != "lam"
+    ]
+    return [
+        "Best against best also compares lambdas: ChipAlign's sweep is finer than the screening's grid. At the "
+        "lambda each interpolation baseline chose, ChipAlign's sweep job against it compares the methods alone "
+        f"({ifeval_note}; difference = ChipAlign minus the other):",
+        "",
+        table(["comparison", "metric", "other", "chipalign", "difference", "95% interval", "p", "n", "test"], rows),
+        "",
+    ]
+
+
 def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | None:
     """An end's (IFEval instr., domain bpb) on the items it was paired on."""
     by_key = tests.get(name) or {}
@@ -201,6 +224,7 @@ def section(ctx: Context) -> tuple[str, dict]:
     others = [(r.method + " model", r) for r in ends.values()] + list(baselines.items())
     tests = {name: compare_suite(run, best, keys, exclude) for name, run in others} if best else {}
     lambda_test = paper_lambda_test(merged, scores, best, tests, exclude)
+    twins = same_lambda(merged, baselines, best, exclude)
     angle = angles(merged)
     fallback = domain_bpb.falls_back([r.results for r in [*curve, *baselines.values()]])
     n_screen = len(screen)
@@ -213,6 +237,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "heldout_prompts": len(heldout) if n_screen else 0,  # without screening every prompt chose
         "tests": tests,
         "lambda_test": lambda_test,
+        "same_lambda": twins,
         "baselines": {m: setting(ctx, m) for m in baselines},
         "domain_fallback": fallback,
     }
@@ -237,6 +262,8 @@ def section(ctx: Context) -> tuple[str, dict]:
         + ". Task vectors are taken against the instruct "
         "model, the only common ancestor here: task arithmetic is then exactly linear interpolation (not run "
         "twice), and TIES and DELLA's lambda has no effect, so they are screened over density and scale. "
+        "Every merge takes the chip model's tokenizer and chat template (merge.py copies them from `models.chip`), "
+        "so lambda 0 is prompted with the instruct model's own template and every merge with the chip model's. "
         "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the bootstrap "
         "over items otherwise). Domain bpb is corpus_ppl's `domain_all.bpb`, every held-out domain document pooled."
         + (f" {domain_bpb.FALLBACK_NOTE}" if fallback else ""),
@@ -311,6 +338,7 @@ def section(ctx: Context) -> tuple[str, dict]:
             "",
             tests_table(best, tests),
             "",
+            *same_lambda_part(twins, ifeval_note),
         ]
     else:
         text += ["_Paired tests: no ChipAlign merge to test._", ""]

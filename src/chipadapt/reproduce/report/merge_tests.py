@@ -15,6 +15,8 @@ from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
 
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+# Baselines swept over lambda as ChipAlign is: at the same lambda the two differ by the method alone.
+INTERPOLATIONS = ("linear", "slerp")
 
 
 def signed(x: float) -> str:
@@ -49,6 +51,25 @@ def compare_suite(
     tasks = {key.partition(".")[0] for key in keys}
     a_items, b_items = ({t: items(run.folder_for(t), t) for t in tasks} for run in (a, b))
     return {key: compare(a_items[t], b_items[t], key, exclude_ifeval) for key in keys for t in [key.partition(".")[0]]}
+
+
+def same_lambda(
+    merged: list[Run], baselines: dict[str, Run], best: Run | None, exclude_ifeval: frozenset[str]
+) -> dict[str, dict]:
+    """ChipAlign's sweep job at each interpolation baseline's chosen lambda against that baseline, where
+    the lambda differs from ChipAlign's own choice: ChipAlign's grid is finer than the screening's, so
+    best against best also compares lambdas; this pair compares the methods alone. {method: {"lam": x,
+    metric: b - a}} with the baseline as a, on IFEval (held-out prompts) and domain bpb, the two measures
+    the sweep scored."""
+    found = {}
+    for method, run in baselines.items():
+        if method not in INTERPOLATIONS or run.lam is None or best is None or abs(run.lam - best.lam) < 1e-9:
+            continue
+        twin = next((r for r in merged if abs(r.lam - run.lam) < 1e-9), None)
+        if twin is not None:
+            keys = ["ifeval.prompt_loose", "ifeval.instruction_loose", DOMAIN]
+            found[method] = {"lam": run.lam, **compare_suite(run, twin, keys, exclude_ifeval)}
+    return found
 
 
 def balance_difference(

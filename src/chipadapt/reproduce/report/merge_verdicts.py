@@ -139,8 +139,25 @@ def beats_rows(f: dict) -> list[list]:
         v = combined(judged(ifeval, INSTRUCT, +1), judged(domain, DOMAIN, -1))
         if is_not_resolved(v[0]) and f.get("angle") and v[1] != TRADE_OFF:
             v = (v[0], v[1] + f" (mean angle between chip and instruct tensors {f['angle']['mean']:.2f} degrees)")
+        twin = (f.get("same_lambda") or {}).get(method)
+        if twin:
+            here, v = with_same_lambda(here, v, method, twin)
         rows.append([f"{BEATS[0]}: vs {method}", BEATS[1], here, *v])
     return rows
+
+
+def with_same_lambda(here: str, v: tuple[str, str], method: str, twin: dict) -> tuple[str, tuple[str, str]]:
+    """A row whose two merges sit at different lambdas, with ChipAlign at the baseline's own lambda
+    beside it: when that pair resolves nothing, whatever best against best resolved is the lambda's doing."""
+    at = f"at {method}'s lambda {twin['lam']:g}"
+    here += f"; {at}: " + "; ".join((diff_text(twin[INSTRUCT], "IFEval instr."), diff_text(twin[DOMAIN], "domain bpb")))
+    same = combined(judged(twin[INSTRUCT], INSTRUCT, +1), judged(twin[DOMAIN], DOMAIN, -1))
+    note = ""
+    if v[0] in (REPRODUCES, CONTRADICTS) and is_not_resolved(same[0]):
+        note = f"{at} the two merges are within noise: the difference comes from the lambda, not the method"
+    elif same[0] in (REPRODUCES, CONTRADICTS) and same[0] != v[0]:
+        note = f"{at} ChipAlign does {'better' if same[0] == REPRODUCES else 'worse'} than {method}, beyond noise"
+    return here, (v[0], "; ".join(filter(None, [v[1], note])))
 
 
 def rows(f: dict) -> list[list]:
