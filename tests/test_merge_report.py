@@ -86,7 +86,9 @@ def write_run(
     if method:
         (folder / "model").mkdir()
         (folder / "model" / "merge_manifest.json").write_text(json.dumps({"summary": {"method": method, "lam": lam}}))
-        (folder / "model" / "merge_diagnostics.csv").write_text("tensor,angle_deg\na,1.0\nb,3.0\nc,\n")
+        (folder / "model" / "merge_diagnostics.csv").write_text(
+            f"tensor,lam,angle_deg,norm_chip,norm_instruct\na,{lam},1.0,1.0,1.0\nb,{lam},3.0,2.0,2.1\nc,{lam},,,\n"
+        )
         (folder / ".hydra").mkdir()
         (folder / ".hydra" / "overrides.yaml").write_text(f"- merge={method}\n- merge.lam={lam}\n- eval=[corpus_ppl]\n")
     return results
@@ -143,7 +145,7 @@ def line_of(text: str, start: str) -> str:
 
 
 def test_lambda_table_has_every_model_with_its_intervals(clear):
-    ctx, text, _ = clear
+    ctx, text, facts = clear
     results = json.loads((ctx.out / "merge_chipalign" / "1" / "results.json").read_text())
     row = line_of(text, "| [chipalign 0.6](runs/merge_chipalign/1) |")
     for task, metric in [("ifeval", "instruction_loose"), ("corpus_ppl", "domain_all.bpb"), ("eda_script", "call_f1")]:
@@ -154,6 +156,10 @@ def test_lambda_table_has_every_model_with_its_intervals(clear):
     assert line_of(text, "| [instruct model (lambda 0)](runs/eval_base) |").endswith("| 0.500 |")
     assert "| [linear](runs/merge_linear) | merge.lam=0.4 |" in text
     assert "mean 2.00 degrees, max 3.00" in text
+    geometry = facts["geometry"]  # test_merge_geometry checks the figures; here, that the section reads them
+    assert geometry["lam"] == 0.4 and geometry["jobs"] == 2 and 0 < geometry["slerp"] < geometry["chipalign"] < 0.01
+    assert f"at lambda 0.4, ChipAlign's merge lies {100 * geometry['chipalign']:.3g}% of the chip-instruct" in text
+    assert "(50% of the tensors are within slerp's parallel threshold" in text
 
 
 def test_screening_table_marks_the_chosen_setting_with_the_ledger_score(clear):

@@ -5,6 +5,7 @@ against each baseline at its best and against both ends, on the IFEval prompts t
 
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
+from chipadapt.reproduce.report.merge_geometry import geometry_text, sweep_geometry
 from chipadapt.reproduce.report.merge_plots import balance_plot, lambda_plot
 from chipadapt.reproduce.report.merge_runs import (
     BASELINES,
@@ -226,10 +227,12 @@ def section(ctx: Context) -> tuple[str, dict]:
     lambda_test = paper_lambda_test(merged, scores, best, tests, exclude)
     twins = same_lambda(merged, baselines, best, exclude)
     angle = angles(merged)
+    geometry = sweep_geometry(merged, best)
     fallback = domain_bpb.falls_back([r.results for r in [*curve, *baselines.values()]])
     n_screen = len(screen)
     facts = {
         "angle": angle,
+        "geometry": geometry,
         "lams": [r.lam for r in merged],
         "best": {"lam": best.lam, "score": scores.get(best.lam)} if best else None,
         "scores": {lam: s for lam, s in scores.items() if lam not in (0.0, 1.0)},
@@ -278,6 +281,7 @@ def section(ctx: Context) -> tuple[str, dict]:
             if angle
             else []
         ),
+        *([geometry_text(geometry), ""] if geometry else []),
         "### ChipAlign over lambda",
         "",
         *(

@@ -138,7 +138,17 @@ def beats_rows(f: dict) -> list[list]:
         )
         v = combined(judged(ifeval, INSTRUCT, +1), judged(domain, DOMAIN, -1))
         if is_not_resolved(v[0]) and f.get("angle") and v[1] != TRADE_OFF:
-            v = (v[0], v[1] + f" (mean angle between chip and instruct tensors {f['angle']['mean']:.2f} degrees)")
+            geometry = f.get("geometry") if method == "linear" else None
+            apart = (
+                f"; at lambda {geometry['lam']:g} ChipAlign's merge lies {100 * geometry['chipalign']:.2g}% of the "
+                "chip-instruct distance from linear's"
+                if geometry and geometry.get("lam") is not None
+                else ""
+            )
+            v = (
+                v[0],
+                v[1] + f" (mean angle between chip and instruct tensors {f['angle']['mean']:.2f} degrees{apart})",
+            )
         twin = (f.get("same_lambda") or {}).get(method)
         if twin:
             here, v = with_same_lambda(here, v, method, twin)
