@@ -21,6 +21,7 @@ from chipadapt.reproduce.report.merge_runs import Run
 
 MERGE_CONF = Path(__file__).resolve().parents[4] / "conf" / "merge"
 COMPARED = ("chipalign", "slerp")  # each against linear interpolation at the same lambda
+SAME_MODEL = 0.01  # a tenth of the sweep's lambda step: nearer than this, two merges are one model here
 
 
 def method(name: str):
@@ -88,3 +89,15 @@ def geometry_text(g: dict) -> str:
         f"{100 * g['max']['slerp']:.3g}% over the {g['jobs']} lambdas of the sweep. Neighbouring lambdas 0.1 apart "
         "lie 10% of that distance from each other."
     )
+
+
+def slerp_note(g: dict) -> str:
+    """Why a variant may leave slerp out: its merges repeat the linear ones."""
+    step = g["max"]["slerp"]  # moving lambda by d moves a linear merge by d of the chip-instruct distance
+    text = (
+        f"Slerp is not evaluated in this variant (`variant.interp_methods`, `variant.skip`): at every lambda of the "
+        f"sweep its merge lies within {100 * step:.2g}% of the chip-instruct distance of the linear merge"
+    )
+    if step < SAME_MODEL:
+        return text + f", nearer than linear at a lambda {step:.2g} away, so its figures would repeat linear's."
+    return text + ": far enough to differ, so the study lacks it."

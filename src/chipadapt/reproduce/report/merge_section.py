@@ -5,7 +5,7 @@ against each baseline at its best and against both ends, on the IFEval prompts t
 
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
-from chipadapt.reproduce.report.merge_geometry import geometry_text, sweep_geometry
+from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
 from chipadapt.reproduce.report.merge_plots import balance_plot, lambda_plot
 from chipadapt.reproduce.report.merge_runs import (
     BASELINES,
@@ -307,6 +307,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "",
         baselines_table(ctx, baselines) if baselines else missing("Baselines", list(BASELINES.values())),
         "",
+        *([slerp_note(geometry), ""] if geometry and BASELINES["slerp"] not in ctx.steps else []),
         ctx.save_figure(balance_plot(curve, baselines, best, fallback), "merge_balance.png"),
         "",
         ctx.save_figure(lambda_plot(curve, baselines), "merge_lambda.png"),
