@@ -46,13 +46,16 @@ def eval_folder(folder: Path, domain_bpb: float, ifeval: dict[str, tuple[int, in
 
 
 def test_merge_balance_scores_on_the_candidates_own_prompts_and_filters_by_method(tmp_path):
-    # The endpoints were scored on prompts p1..p3; the screening jobs on p1, p2 only.
-    eval_folder(tmp_path / "instruct", 1.0, {"p1": (1, 1), "p2": (1, 1), "p3": (0, 1)})
-    eval_folder(tmp_path / "chip", 0.5, {"p1": (0, 1), "p2": (0, 1), "p3": (1, 1)})
+    # The endpoints were scored on prompts p1..p4; the screening jobs on p1, p2 only. The IFEval gap that
+    # scales the share is the ends' over all four prompts (1 - 1/4), not over p1, p2 (1 - 0): a screening's
+    # few prompts estimate it too loosely. The merges' IFEval is set against the chip model's on p1, p2 (0).
+    eval_folder(tmp_path / "instruct", 1.0, {"p1": (1, 1), "p2": (1, 1), "p3": (1, 1), "p4": (1, 1)})
+    eval_folder(tmp_path / "chip", 0.5, {"p1": (0, 1), "p2": (0, 1), "p3": (0, 1), "p4": (1, 1)})
     sweep = tmp_path / "screen"
-    # linear 0.2: keeps all of IFEval (share 1), closes 20% of the bpb gap -> 0.6
+    # linear 0.2: IFEval 1 on p1, p2 -> share 1 / 0.75; 20% of the bpb gap -> (0.2 + 4/3) / 2 (the winner)
     eval_folder(sweep / "0", 0.9, {"p1": (1, 1), "p2": (1, 1)}, ["merge=linear", "merge.lam=0.2"])
-    # linear 0.8: half of IFEval, 80% of bpb -> 0.65 (the winner)
+    # linear 0.8: IFEval 1/2 -> share 0.5 / 0.75; 80% of bpb -> (0.8 + 2/3) / 2. Scaled by the gap on p1, p2
+    # alone it would win: (0.8 + 0.5) / 2 = 0.65 against (0.2 + 1) / 2 = 0.6.
     eval_folder(sweep / "1", 0.6, {"p1": (1, 1), "p2": (0, 1)}, ["merge=linear", "merge.lam=0.8"])
     # slerp: better than both, but not a linear job
     eval_folder(sweep / "2", 0.5, {"p1": (1, 1), "p2": (1, 1)}, ["merge=slerp", "merge.lam=0.5"])
@@ -65,8 +68,8 @@ def test_merge_balance_scores_on_the_candidates_own_prompts_and_filters_by_metho
     }
     done = {"screen", "instruct", "chip"}
     choice = choose(spec, tmp_path, done, {"screen": True})
-    assert choice.overrides == ("merge.lam=0.8",) and choice.winner == "screen/1"
-    assert choice.scores == {"screen/0": pytest.approx(0.6), "screen/1": pytest.approx(0.65)}
+    assert choice.overrides == ("merge.lam=0.2",) and choice.winner == "screen/0"
+    assert choice.scores == {"screen/0": pytest.approx((0.2 + 4 / 3) / 2), "screen/1": pytest.approx((0.8 + 2 / 3) / 2)}
     with pytest.raises(NotReady):  # an endpoint not evaluated yet
         choose(spec, tmp_path, {"screen", "instruct"}, {"screen": True})
 

@@ -117,10 +117,14 @@ def step_prompts(out: Path, names: list[str]) -> set[str]:
 def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
     """How much of both models a merge keeps: the share of the domain-bpb gap (instruct model -> chip
     model) it closes plus the share of the IFEval instruction-level gap (chip -> instruct) it keeps,
-    halved; 1 would be the chip model's domain bpb with the instruct model's IFEval. The endpoints'
-    IFEval is recomputed on the candidate's prompts (their full evaluations include them), or on the
-    prompts of `prompts_from` only: a sweep evaluated on every prompt is then chosen on the same prompts
-    as the screened baselines, and the other prompts stay free for the paired tests."""
+    halved; 1 would be the chip model's domain bpb with the instruct model's IFEval. The merge's IFEval
+    is set against the chip model's on the candidate's prompts (the ends' full evaluations include
+    them), or on the prompts of `prompts_from` only: a sweep evaluated on every prompt is then chosen on
+    the same prompts as the screened baselines, and the other prompts stay free for the paired tests.
+    The IFEval gap that scales the share is the ends' over every prompt both scored: on a screening's
+    100 prompts it was 0.049 [-0.029, +0.119] against 0.074 [+0.042, +0.106] over all 541
+    (experiments/LOG.md, 2026-12-05), a scale noisy enough to reach zero and turn the criterion over.
+    So a share can pass 0 or 1 on the candidate's prompts; it ranks candidates all the same."""
     instruct_folder, chip_folder = (out / name for name in spec["endpoints"])
     merged, instruct, chip = (_items(f, "ifeval") for f in (candidate.folder, instruct_folder, chip_folder))
     ids = [i for i in merged if i in instruct and i in chip]
@@ -132,18 +136,15 @@ def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
             f"choose: {candidate.folder} shares no IFEval prompt with {', '.join(spec['endpoints'])}"
             + (f" among the prompts of {', '.join(spec['prompts_from'])}" if spec.get("prompts_from") else "")
         )
-    pairs = [
-        tuple(_domain_bpb(f) for f in (candidate.folder, instruct_folder, chip_folder)),
-        tuple(_ratio(x, ids, "instruction_loose") for x in (merged, instruct, chip)),
-    ]
     shares = []
-    for kind, (m, a, c) in zip(("bpb", "ifeval"), pairs):
-        if abs(a - c) < 1e-12:  # the endpoints tie (tiny test models): this measure cannot rank
-            shares.append(0.0)
-        elif kind == "bpb":  # lower is better: the share of the way from the instruct model's to the chip's
-            shares.append((a - m) / (a - c))
-        else:  # higher is better: the share of the way from the chip model's back to the instruct's
-            shares.append((m - c) / (a - c))
+    m, a, c = (_domain_bpb(f) for f in (candidate.folder, instruct_folder, chip_folder))
+    # lower is better: the share of the way from the instruct model's to the chip model's
+    shares.append((a - m) / (a - c) if abs(a - c) > 1e-12 else 0.0)  # ends that tie cannot rank
+    both = [i for i in instruct if i in chip]
+    gap = _ratio(instruct, both, "instruction_loose") - _ratio(chip, both, "instruction_loose")
+    # higher is better: the share of the way from the chip model's back to the instruct model's
+    m, c = _ratio(merged, ids, "instruction_loose"), _ratio(chip, ids, "instruction_loose")
+    shares.append((m - c) / gap if abs(gap) > 1e-12 else 0.0)
     return sum(shares) / 2
 
 

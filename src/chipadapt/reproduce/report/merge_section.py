@@ -290,7 +290,8 @@ def section(ctx: Context) -> tuple[str, dict]:
                 "",
                 f"ChipAlign's lambda is chosen as the baselines' settings are: `merge_balance` (half the share of the "
                 "domain-bpb gap from the instruct to the chip model that a merge closes, plus half the share of the "
-                "IFEval instruction-level gap it keeps; either end scores 0.5 where the ends differ on both), "
+                "IFEval instruction-level gap it keeps, each gap the ends' over every item both scored; the chip "
+                "model scores 0.5, the instruct model about 0.5 on a subset of prompts), "
                 f"on {selection}. "
                 + (
                     f"Chosen: **lambda {best.lam:g}** (score {fmt(scores.get(best.lam))})."
