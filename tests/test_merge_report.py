@@ -258,6 +258,10 @@ def test_balance_difference_is_merge_balance_of_each_side():
     assert d.ci[1] - d.diff == pytest.approx(0.5 * (0.1**2 + 0.05**2) ** 0.5)
     # ends that tie on IFEval leave it out, as merge_balance does
     assert balance_difference(ifeval, domain, (0.0, 2.0), (0.0, 1.0)).diff == pytest.approx(0.05)
+    # the IFEval share scaled as merge_balance scales it (the ends' gap over all their prompts, here 0.5):
+    # a: 0.5 / 0.5 and 0.5 -> 0.75; b: 0.7 / 0.5 and 0.6 -> 1.0
+    scaled = balance_difference(ifeval, domain, (1.0, 2.0), (0.0, 1.0), ifeval_scale=0.5)
+    assert (scaled.a, scaled.b) == (pytest.approx(0.75), pytest.approx(1.0))
 
 
 def test_paper_lambda_chosen_but_within_noise_of_the_runner_up_is_not_resolved():
@@ -383,7 +387,7 @@ def test_the_same_lambda_comparison_is_left_out_when_the_lambdas_agree(clear):
     assert facts["same_lambda"] == {} and "compares the methods alone" not in text
 
 
-def test_a_win_that_vanishes_at_the_same_lambda_is_put_down_to_the_lambda():
+def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():
     win = PairedDifference(0.50, 0.58, 0.08, (0.03, 0.13), 0.001, 441, "paired-bootstrap")
     level = PairedDifference(1.00, 1.00, 0.0, (-0.01, 0.01), 1.0, 70, "paired-bootstrap")
     tie = PairedDifference(0.55, 0.56, 0.01, (-0.02, 0.04), 0.5, 441, "paired-bootstrap")
@@ -398,6 +402,6 @@ def test_a_win_that_vanishes_at_the_same_lambda_is_put_down_to_the_lambda():
     }
     row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
     assert row[3] == REPRODUCES
-    assert row[4] == "at linear's lambda 0.6 the two merges are within noise: " + (
-        "the difference comes from the lambda, not the method"
+    assert row[4] == "at linear's lambda 0.6 the two merges are within noise, so the difference cannot be " + (
+        "credited to the method"
     )

@@ -114,6 +114,13 @@ def step_prompts(out: Path, names: list[str]) -> set[str]:
     return ids
 
 
+def ifeval_gap(instruct: dict[str, dict], chip: dict[str, dict]) -> float:
+    """The instruct model's IFEval instruction-level (loose) score minus the chip model's, over every prompt
+    both scored: the scale of merge_balance's IFEval share."""
+    both = [i for i in instruct if i in chip]
+    return _ratio(instruct, both, "instruction_loose") - _ratio(chip, both, "instruction_loose")
+
+
 def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
     """How much of both models a merge keeps: the share of the domain-bpb gap (instruct model -> chip
     model) it closes plus the share of the IFEval instruction-level gap (chip -> instruct) it keeps,
@@ -140,8 +147,7 @@ def merge_balance(candidate: Candidate, spec: dict, out: Path) -> float:
     m, a, c = (_domain_bpb(f) for f in (candidate.folder, instruct_folder, chip_folder))
     # lower is better: the share of the way from the instruct model's to the chip model's
     shares.append((a - m) / (a - c) if abs(a - c) > 1e-12 else 0.0)  # ends that tie cannot rank
-    both = [i for i in instruct if i in chip]
-    gap = _ratio(instruct, both, "instruction_loose") - _ratio(chip, both, "instruction_loose")
+    gap = ifeval_gap(instruct, chip)
     # higher is better: the share of the way from the chip model's back to the instruct model's
     m, c = _ratio(merged, ids, "instruction_loose"), _ratio(chip, ids, "instruction_loose")
     shares.append((m - c) / gap if abs(gap) > 1e-12 else 0.0)

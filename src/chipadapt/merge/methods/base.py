@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 import torch
 
 
+def working(t: torch.Tensor) -> torch.Tensor:
+    """The precision a method computes in: float32, or float64 when given float64. Merges never pass
+    float64; the report replays a tensor's merge from its norms and angle in float64
+    (report/merge_geometry.py), where float32 would round away a difference of angle**2."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 @dataclass
 class TensorMerge:
     tensor: torch.Tensor  # float32

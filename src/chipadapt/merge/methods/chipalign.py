@@ -6,7 +6,7 @@ the geometric interpolation of the two Frobenius norms.
 
 import math
 
-from chipadapt.merge.methods.base import MergeMethod, TensorMerge
+from chipadapt.merge.methods.base import MergeMethod, TensorMerge, working
 
 # Below this angle sin(lam*t)/sin(t) -> lam to float64 precision: use the limit (no 0/0).
 PARALLEL_RAD = 1e-6
@@ -15,10 +15,10 @@ PARALLEL_RAD = 1e-6
 class ChipAlign(MergeMethod):
     def __call__(self, name, chip, instruct, base, lam, stats):
         if lam == 1.0:
-            return TensorMerge(chip.float(), {"fallback": "exact_chip"})
+            return TensorMerge(working(chip), {"fallback": "exact_chip"})
         if lam == 0.0:
-            return TensorMerge(instruct.float(), {"fallback": "exact_instruct"})
-        c, i = chip.float(), instruct.float()
+            return TensorMerge(working(instruct), {"fallback": "exact_instruct"})
+        c, i = working(chip), working(instruct)
         nc, ni = stats.norm_chip, stats.norm_instruct
         if nc == 0.0 or ni == 0.0:
             # No direction to follow on the sphere; the norm rescaling would give zero: interpolate.

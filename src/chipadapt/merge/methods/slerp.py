@@ -3,7 +3,7 @@ interpolation applied to the raw tensors (no norm rescaling), linear when nearly
 
 import math
 
-from chipadapt.merge.methods.base import MergeMethod, TensorMerge
+from chipadapt.merge.methods.base import MergeMethod, TensorMerge, working
 
 
 class Slerp(MergeMethod):
@@ -11,7 +11,7 @@ class Slerp(MergeMethod):
         self.dot_threshold = dot_threshold
 
     def __call__(self, name, chip, instruct, base, lam, stats):
-        c, i = chip.float(), instruct.float()
+        c, i = working(chip), working(instruct)
         if stats.norm_chip == 0.0 or stats.norm_instruct == 0.0:
             return TensorMerge(lam * c + (1 - lam) * i, {"fallback": "zero_norm"})
         angle = math.degrees(math.acos(stats.cos))

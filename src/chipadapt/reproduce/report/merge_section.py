@@ -28,7 +28,13 @@ from chipadapt.reproduce.report.merge_runs import (
     screening_ids,
     setting,
 )
-from chipadapt.reproduce.report.merge_tests import balance_difference, compare_suite, same_lambda, signed
+from chipadapt.reproduce.report.merge_tests import (
+    balance_difference,
+    compare_suite,
+    ends_ifeval_gap,
+    same_lambda,
+    signed,
+)
 
 LABELS = {key: label for key, label, _ in SUITE}
 KNOB_NAMES = {"merge.lam": "lambda", "merge.method.density": "density", "merge.method.scale": "scale"}
@@ -138,6 +144,11 @@ def tests_table(best: Run, tests: dict[str, dict]) -> str:
     return table(["comparison", "metric", "other", "chipalign", "difference", "95% interval", "p", "n", "test"], rows)
 
 
+def slerp_skipped(ctx: Context, geometry: dict | None) -> str | None:
+    """Why this variant leaves slerp out, where the sweep's geometry says (merge_geometry.slerp_note)."""
+    return slerp_note(geometry) if geometry and BASELINES["slerp"] not in ctx.steps else None
+
+
 def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
     """The interpolation baselines against ChipAlign at their own lambda (merge_tests.same_lambda)."""
     if not twins:
@@ -170,10 +181,16 @@ def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | None:
 
 
 def paper_lambda_test(
-    merged: list[Run], scores: dict, best: Run | None, tests: dict[str, dict], exclude: frozenset[str]
+    merged: list[Run],
+    scores: dict,
+    best: Run | None,
+    tests: dict[str, dict],
+    exclude: frozenset[str],
+    ifeval_scale: float | None = None,
 ) -> dict | None:
     """The paper's lambda (0.6) against its rival on the held-out items: the lambda chosen, or, when 0.6
-    is the one chosen, the runner-up; on both measures and on merge_balance (0.6 minus the rival)."""
+    is the one chosen, the runner-up; on both measures and on merge_balance (0.6 minus the rival, its
+    IFEval share scaled as the choice scaled it: `ifeval_scale`)."""
     paper = next((r for r in merged if abs(r.lam - PAPER_LAMBDA) < 1e-9), None)
     ranked = sorted((r for r in merged if scores.get(r.lam) is not None), key=lambda r: -scores[r.lam])
     rival = (ranked[1] if len(ranked) > 1 else None) if best is paper else best
@@ -185,7 +202,7 @@ def paper_lambda_test(
     return {
         "rival": rival.lam,
         **pair,
-        "balance": balance_difference(pair[INSTRUCT], pair[DOMAIN], instruct, chip) if both else None,
+        "balance": balance_difference(pair[INSTRUCT], pair[DOMAIN], instruct, chip, ifeval_scale) if both else None,
     }
 
 
@@ -224,7 +241,8 @@ def section(ctx: Context) -> tuple[str, dict]:
     keys = [key for key, _, _ in SUITE]
     others = [(r.method + " model", r) for r in ends.values()] + list(baselines.items())
     tests = {name: compare_suite(run, best, keys, exclude) for name, run in others} if best else {}
-    lambda_test = paper_lambda_test(merged, scores, best, tests, exclude)
+    scale = ends_ifeval_gap(ends.get(0.0), ends.get(1.0))
+    lambda_test = paper_lambda_test(merged, scores, best, tests, exclude, scale)
     twins = same_lambda(merged, baselines, best, exclude)
     angle = angles(merged)
     geometry = sweep_geometry(merged, best)
@@ -308,7 +326,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "",
         baselines_table(ctx, baselines) if baselines else missing("Baselines", list(BASELINES.values())),
         "",
-        *([slerp_note(geometry), ""] if geometry and BASELINES["slerp"] not in ctx.steps else []),
+        *([note, ""] if (note := slerp_skipped(ctx, geometry)) else []),
         ctx.save_figure(balance_plot(curve, baselines, best, fallback), "merge_balance.png"),
         "",
         ctx.save_figure(lambda_plot(curve, baselines), "merge_lambda.png"),

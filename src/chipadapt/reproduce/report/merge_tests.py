@@ -11,6 +11,7 @@ from pathlib import Path
 
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
+from chipadapt.reproduce.choices import ifeval_gap
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
 
@@ -72,15 +73,24 @@ def same_lambda(
     return found
 
 
+def ends_ifeval_gap(instruct: Run | None, chip: Run | None) -> float | None:
+    """merge_balance's IFEval scale from the ends' own records (None without both)."""
+    a, c = (items(run.folder, "ifeval") if run else None for run in (instruct, chip))
+    return ifeval_gap(a, c) if a and c else None
+
+
 def balance_difference(
     ifeval: PairedDifference | None,
     domain: PairedDifference | None,
     instruct: tuple[float, float],
     chip: tuple[float, float],
+    ifeval_scale: float | None = None,
 ) -> PairedDifference | None:
     """b - a of merge_balance (reproduce/choices.py) from the paired differences of its two measures,
     IFEval instruction-level and domain bpb, with the ends' (IFEval, bpb) on the same items: each
     measure's share of the way between the ends, halved (a measure whose ends tie counts 0, as there).
+    `ifeval_scale` is the IFEval gap that divides the share, as merge_balance takes it (choices.ifeval_gap:
+    the ends' over every prompt both scored); without it, the ends' gap on these items.
     The measures are scored on different items, so they vary independently: the interval is normal,
     each measure's half-width scaled by its weight and the two added in quadrature. n is the IFEval
     prompts (the documents grow with them)."""
@@ -89,7 +99,7 @@ def balance_difference(
     # (difference, value in a, weight, offset): share = offset + weight * value
     parts = []
     for d, end_i, end_c, sign in ((ifeval, instruct[0], chip[0], 1), (domain, instruct[1], chip[1], -1)):
-        gap = end_i - end_c
+        gap = ifeval_scale if sign > 0 and ifeval_scale is not None else end_i - end_c
         if abs(gap) > 1e-12:
             weight = 0.5 / gap  # IFEval: (m - chip) / gap; bpb: (instruct - m) / gap
             parts.append((d, weight, 0.5 * (-end_c if sign > 0 else end_i) / gap, sign))

@@ -151,20 +151,23 @@ def beats_rows(f: dict) -> list[list]:
             )
         twin = (f.get("same_lambda") or {}).get(method)
         if twin:
-            here, v = with_same_lambda(here, v, method, twin)
+            here, v = with_same_lambda(here, v, method, twin, domain_label(f))
         rows.append([f"{BEATS[0]}: vs {method}", BEATS[1], here, *v])
     return rows
 
 
-def with_same_lambda(here: str, v: tuple[str, str], method: str, twin: dict) -> tuple[str, tuple[str, str]]:
+def with_same_lambda(
+    here: str, v: tuple[str, str], method: str, twin: dict, domain: str
+) -> tuple[str, tuple[str, str]]:
     """A row whose two merges sit at different lambdas, with ChipAlign at the baseline's own lambda
-    beside it: when that pair resolves nothing, whatever best against best resolved is the lambda's doing."""
+    beside it: when that pair resolves nothing, what best against best resolved cannot be credited to the
+    method (the lambdas differ too)."""
     at = f"at {method}'s lambda {twin['lam']:g}"
-    here += f"; {at}: " + "; ".join((diff_text(twin[INSTRUCT], "IFEval instr."), diff_text(twin[DOMAIN], "domain bpb")))
+    here += f"; {at}: " + "; ".join((diff_text(twin[INSTRUCT], "IFEval instr."), diff_text(twin[DOMAIN], domain)))
     same = combined(judged(twin[INSTRUCT], INSTRUCT, +1), judged(twin[DOMAIN], DOMAIN, -1))
     note = ""
     if v[0] in (REPRODUCES, CONTRADICTS) and is_not_resolved(same[0]):
-        note = f"{at} the two merges are within noise: the difference comes from the lambda, not the method"
+        note = f"{at} the two merges are within noise, so the difference cannot be credited to the method"
     elif same[0] in (REPRODUCES, CONTRADICTS) and same[0] != v[0]:
         note = f"{at} ChipAlign does {'better' if same[0] == REPRODUCES else 'worse'} than {method}, beyond noise"
     return here, (v[0], "; ".join(filter(None, [v[1], note])))
