@@ -264,22 +264,16 @@ def test_balance_difference_is_merge_balance_of_each_side():
     assert (scaled.a, scaled.b) == (pytest.approx(0.75), pytest.approx(1.0))
 
 
+def screened_facts(best: float, scores: dict[float, float], **rest) -> dict:
+    """merge_section's facts for a sweep chosen on 100 screening prompts and tested on the other 441."""
+    facts = {"lams": sorted(scores), "best": {"lam": best, "score": scores[best]}, "scores": scores, "tests": {}}
+    return {**facts, "selection_prompts": 100, "heldout_prompts": 441, **rest}
+
+
 def test_paper_lambda_chosen_but_within_noise_of_the_runner_up_is_not_resolved():
     noisy = PairedDifference(0.50, 0.52, 0.02, (-0.05, 0.09), 0.6, 100, "normal, from the two paired tests")
-    facts = {
-        "lams": [0.5, 0.6],
-        "best": {"lam": 0.6, "score": 0.61},
-        "scores": {0.5: 0.58, 0.6: 0.61},
-        "selection_prompts": 100,
-        "heldout_prompts": 441,
-        "tests": {},
-        "lambda_test": {
-            "rival": 0.5,
-            "ifeval.instruction_loose": None,
-            "corpus_ppl.domain_all.bpb": None,
-            "balance": noisy,
-        },
-    }
+    lambda_test = {"rival": 0.5, "ifeval.instruction_loose": None, "corpus_ppl.domain_all.bpb": None, "balance": noisy}
+    facts = screened_facts(0.6, {0.5: 0.58, 0.6: 0.61}, lambda_test=lambda_test)
     row = {r[0]: r for r in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
     assert row[3].startswith(f"{NOT_RESOLVED}, needs about ") and row[3].endswith(" prompts")
     assert row[4] == "0.6 is within noise of 0.5: the 95% interval covers 0: a difference of +0.02 over 100 prompts"
@@ -391,15 +385,12 @@ def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():
     win = PairedDifference(0.50, 0.58, 0.08, (0.03, 0.13), 0.001, 441, "paired-bootstrap")
     level = PairedDifference(1.00, 1.00, 0.0, (-0.01, 0.01), 1.0, 70, "paired-bootstrap")
     tie = PairedDifference(0.55, 0.56, 0.01, (-0.02, 0.04), 0.5, 441, "paired-bootstrap")
-    facts = {
-        "lams": [0.4, 0.6],
-        "best": {"lam": 0.4, "score": 0.7},
-        "scores": {0.4: 0.7, 0.6: 0.6},
-        "selection_prompts": 100,
-        "heldout_prompts": 441,
-        "tests": {"linear": {"ifeval.instruction_loose": win, "corpus_ppl.domain_all.bpb": level}},
-        "same_lambda": {"linear": {"lam": 0.6, "ifeval.instruction_loose": tie, "corpus_ppl.domain_all.bpb": level}},
-    }
+    facts = screened_facts(
+        0.4,
+        {0.4: 0.7, 0.6: 0.6},
+        tests={"linear": {"ifeval.instruction_loose": win, "corpus_ppl.domain_all.bpb": level}},
+        same_lambda={"linear": {"lam": 0.6, "ifeval.instruction_loose": tie, "corpus_ppl.domain_all.bpb": level}},
+    )
     row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
     assert row[3] == REPRODUCES
     assert row[4] == "at linear's lambda 0.6 the two merges are within noise, so the difference cannot be " + (
