@@ -396,3 +396,11 @@ def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():
     assert row[4] == "at linear's lambda 0.6 the two merges are within noise, so the difference cannot be " + (
         "credited to the method"
     )
+    # a same-lambda pair that resolves both ways, opposite directions, is a trade-off, not noise
+    better_domain = PairedDifference(1.00, 0.95, -0.05, (-0.07, -0.03), 0.001, 70, "paired-bootstrap")
+    worse_ifeval = PairedDifference(0.55, 0.50, -0.05, (-0.08, -0.02), 0.001, 441, "paired-bootstrap")
+    facts["same_lambda"]["linear"].update(
+        {"ifeval.instruction_loose": worse_ifeval, "corpus_ppl.domain_all.bpb": better_domain}
+    )
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert row[4] == "at linear's lambda 0.6 the two merges trade one measure for the other, each beyond noise"

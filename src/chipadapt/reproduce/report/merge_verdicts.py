@@ -166,7 +166,9 @@ def with_same_lambda(
     here += f"; {at}: " + "; ".join((diff_text(twin[INSTRUCT], "IFEval instr."), diff_text(twin[DOMAIN], domain)))
     same = combined(judged(twin[INSTRUCT], INSTRUCT, +1), judged(twin[DOMAIN], DOMAIN, -1))
     note = ""
-    if v[0] in (REPRODUCES, CONTRADICTS) and is_not_resolved(same[0]):
+    if same[1] == TRADE_OFF:
+        note = f"{at} the two merges trade one measure for the other, each beyond noise"
+    elif v[0] in (REPRODUCES, CONTRADICTS) and is_not_resolved(same[0]):
         note = f"{at} the two merges are within noise, so the difference cannot be credited to the method"
     elif same[0] in (REPRODUCES, CONTRADICTS) and same[0] != v[0]:
         note = f"{at} ChipAlign does {'better' if same[0] == REPRODUCES else 'worse'} than {method}, beyond noise"
