@@ -1,0 +1,106 @@
+"""The merge study's verdict rows (merge_verdicts, through verdicts.merge_rows) and the merge_balance
+difference of the lambda-0.6 test, on paired differences built by hand: the rows' wording and which
+verdict each combination of intervals gets."""
+
+import pytest
+
+from chipadapt.eval.paired import PairedDifference
+from chipadapt.reproduce.report.merge_tests import balance_difference
+from chipadapt.reproduce.report.merge_verdicts import TRADE_OFF
+from chipadapt.reproduce.report.power import NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.report.verdicts import merge_rows
+
+
+def test_balance_difference_is_merge_balance_of_each_side():
+    # ends (IFEval, bpb): instruct (1.0, 2.0), chip (0.0, 1.0); a: 0.5 and 1.5 -> 0.5; b: 0.7 and 1.4 -> 0.65
+    ifeval = PairedDifference(0.5, 0.7, 0.2, (0.1, 0.3), 0.01, 50, "paired-bootstrap")
+    domain = PairedDifference(1.5, 1.4, -0.1, (-0.15, -0.05), 0.01, 14, "paired-bootstrap")
+    d = balance_difference(ifeval, domain, (1.0, 2.0), (0.0, 1.0))
+    assert (d.a, d.b, d.n) == (pytest.approx(0.5), pytest.approx(0.65), 50)
+    # half-widths 0.1 and 0.05, each weighted 0.5, in quadrature
+    assert d.ci[1] - d.diff == pytest.approx(0.5 * (0.1**2 + 0.05**2) ** 0.5)
+    # ends that tie on IFEval leave it out, as merge_balance does
+    assert balance_difference(ifeval, domain, (0.0, 2.0), (0.0, 1.0)).diff == pytest.approx(0.05)
+    # the IFEval share scaled as merge_balance scales it (the ends' gap over all their prompts, here 0.5):
+    # a: 0.5 / 0.5 and 0.5 -> 0.75; b: 0.7 / 0.5 and 0.6 -> 1.0
+    scaled = balance_difference(ifeval, domain, (1.0, 2.0), (0.0, 1.0), ifeval_scale=0.5)
+    assert (scaled.a, scaled.b) == (pytest.approx(0.75), pytest.approx(1.0))
+
+
+def screened_facts(best: float, scores: dict[float, float], **rest) -> dict:
+    """merge_section's facts for a sweep chosen on 100 screening prompts and tested on the other 441."""
+    facts = {"lams": sorted(scores), "best": {"lam": best, "score": scores[best]}, "scores": scores, "tests": {}}
+    return {**facts, "selection_prompts": 100, "heldout_prompts": 441, **rest}
+
+
+def test_paper_lambda_chosen_but_within_noise_of_the_runner_up_is_not_resolved():
+    noisy = PairedDifference(0.50, 0.52, 0.02, (-0.05, 0.09), 0.6, 100, "normal, from the two paired tests")
+    lambda_test = {"rival": 0.5, "ifeval.instruction_loose": None, "corpus_ppl.domain_all.bpb": None, "balance": noisy}
+    facts = screened_facts(0.6, {0.5: 0.58, 0.6: 0.61}, lambda_test=lambda_test)
+    row = {r[0]: r for r in merge_rows(facts)}["Best ChipAlign lambda is 0.6"]
+    assert row[3].startswith(f"{NOT_RESOLVED}, needs about ") and row[3].endswith(" prompts")
+    assert row[4] == "0.6 is within noise of 0.5: the 95% interval covers 0: a difference of +0.02 over 100 prompts"
+    assert "(score 0.61; next best 0.5 at 0.58)" in row[2] and "merge_balance +0.020 [-0.050, +0.090]" in row[2]
+    resolved = PairedDifference(0.50, 0.60, 0.10, (0.03, 0.17), 0.004, 100, "normal, from the two paired tests")
+    facts["lambda_test"]["balance"] = resolved
+    assert {r[0]: r for r in merge_rows(facts)}["Best ChipAlign lambda is 0.6"][3:] == [REPRODUCES, ""]
+
+
+def test_a_merge_row_resting_on_a_handful_of_documents_is_not_resolved_and_says_what_would_resolve_it():
+    # The smoke run's case: a tiny domain-bpb difference, the same on each of six documents, gives a
+    # zero-width bootstrap "interval" that would otherwise count as resolved.
+    ifeval = PairedDifference(0.50, 0.52, 0.02, (-0.03, 0.07), 0.4, 50, "paired-bootstrap")
+    domain = PairedDifference(1.5, 1.5 - 1.6e-7, -1.6e-7, (-1.6e-7, -1.6e-7), 0.001, 6, "paired-bootstrap")
+    facts = {
+        "lams": [0.5],
+        "best": {"lam": 0.5, "score": None},
+        "tests": {"linear": {"ifeval.instruction_loose": ifeval, "corpus_ppl.domain_all.bpb": domain}},
+    }
+    cell = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"][3]
+    assert cell.startswith(f"{NOT_RESOLVED}, needs about ")
+    assert cell.endswith(" prompts (IFEval) or at least 10 documents (domain bpb)")
+    # With enough documents the same constant difference resolves, in the paper's direction; but a
+    # domain-only win does not make ChipAlign the better merge: IFEval decides, and says what it needs.
+    facts["tests"]["linear"]["corpus_ppl.domain_all.bpb"] = PairedDifference(
+        1.5, 1.5 - 1.6e-7, -1.6e-7, (-1.6e-7, -1.6e-7), 0.001, 70, "paired-bootstrap"
+    )
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert row[3].startswith(f"{NOT_RESOLVED}, needs about ") and row[3].endswith(" prompts (IFEval)")
+    assert row[4].startswith("better on domain bpb only")
+    # IFEval resolved ChipAlign's way with the domain not against it: reproduces; against it: contradicts.
+    facts["tests"]["linear"]["ifeval.instruction_loose"] = PairedDifference(
+        0.50, 0.58, 0.08, (0.03, 0.13), 0.001, 50, "paired-bootstrap"
+    )
+    assert {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"][3] == REPRODUCES
+    facts["tests"]["linear"]["ifeval.instruction_loose"] = PairedDifference(
+        0.58, 0.50, -0.08, (-0.13, -0.03), 0.001, 50, "paired-bootstrap"
+    )
+    assert {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"][3:] == [
+        NOT_RESOLVED,
+        TRADE_OFF,
+    ]
+
+
+def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():
+    win = PairedDifference(0.50, 0.58, 0.08, (0.03, 0.13), 0.001, 441, "paired-bootstrap")
+    level = PairedDifference(1.00, 1.00, 0.0, (-0.01, 0.01), 1.0, 70, "paired-bootstrap")
+    tie = PairedDifference(0.55, 0.56, 0.01, (-0.02, 0.04), 0.5, 441, "paired-bootstrap")
+    facts = screened_facts(
+        0.4,
+        {0.4: 0.7, 0.6: 0.6},
+        tests={"linear": {"ifeval.instruction_loose": win, "corpus_ppl.domain_all.bpb": level}},
+        same_lambda={"linear": {"lam": 0.6, "ifeval.instruction_loose": tie, "corpus_ppl.domain_all.bpb": level}},
+    )
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert row[3] == REPRODUCES
+    assert row[4] == "at linear's lambda 0.6 the two merges are within noise, so the difference cannot be " + (
+        "credited to the method"
+    )
+    # a same-lambda pair that resolves both ways, opposite directions, is a trade-off, not noise
+    better_domain = PairedDifference(1.00, 0.95, -0.05, (-0.07, -0.03), 0.001, 70, "paired-bootstrap")
+    worse_ifeval = PairedDifference(0.55, 0.50, -0.05, (-0.08, -0.02), 0.001, 441, "paired-bootstrap")
+    facts["same_lambda"]["linear"].update(
+        {"ifeval.instruction_loose": worse_ifeval, "corpus_ppl.domain_all.bpb": better_domain}
+    )
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
+    assert row[4] == "at linear's lambda 0.6 the two merges trade one measure for the other, each beyond noise"
