@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, TINY_FAST, write_jsonl
+from helpers.models import tiny_bert
 
 KILL = ["+callbacks.killer._target_=helpers.kill.KillAtStep"]
 
@@ -118,6 +119,7 @@ def test_retriever_resumes_exactly_across_epochs(tmp_path):
     # (its last checkpoint is an epoch boundary, where Lightning calls no epoch-start hook).
     args = [
         "stage=retriever",
+        f"retriever.encoder.path={tiny_bert(tmp_path / 'encoder')}",
         "passages=sample_docs",
         "retriever.synthetic.method=ict",
         "retriever.synthetic.num_samples=30",
@@ -155,6 +157,7 @@ def test_reranker_resumes_exactly_across_epochs(tmp_path):
     # 24 groups in batches of 4: 6 steps an epoch; killed in the second epoch.
     args = [
         "stage=reranker",
+        f"reranker.encoder.path={tiny_bert(tmp_path / 'encoder')}",
         f"reranker.train_file={train_file}",
         "reranker.heldout_fraction=0.0",
         "reranker.max_tokens=64",

