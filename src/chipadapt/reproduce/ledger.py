@@ -1,7 +1,10 @@
 """`steps.json` in the reproduction folder: per step, the command it ran, how it ended, how long it took.
 
 A step is done when its recorded command is the one configured now and it completed; the ledger is
-rewritten atomically after every change, so a crash leaves the record of every finished step."""
+rewritten atomically after every change, so a crash leaves the record of every finished step. A step
+that was interrupted or failed resumes when the same command runs again, so its `seconds` add up
+every segment's time (`segments` counts them); a step killed without a record of its time (SIGKILL)
+adds nothing for that segment."""
 
 import dataclasses
 import datetime as dt
@@ -25,6 +28,8 @@ class Ledger:
         return record.get("command") if record else None
 
     def start(self, name: str, command: list[str], log: Path, choice=None) -> None:
+        earlier = self.records.get(name)
+        resumes = bool(earlier) and earlier.get("command") == command and earlier.get("status") != "completed"
         self.records[name] = {
             "command": command,
             **({"choice": dataclasses.asdict(choice)} if choice else {}),
@@ -32,13 +37,23 @@ class Ledger:
             "log": str(log),
             "started": dt.datetime.now().isoformat(timespec="seconds"),
             "seconds": None,
+            "earlier_seconds": self._time_so_far(earlier) if resumes else 0.0,
+            "segments": (earlier.get("segments", 1) + 1) if resumes else 1,
         }
         self.save()
 
+    @staticmethod
+    def _time_so_far(record: dict) -> float:
+        """A record's time over all its segments: `seconds` once a segment ended with a record, else
+        (killed while running) what the segments before it took."""
+        seconds = record.get("seconds")
+        return seconds if seconds is not None else record.get("earlier_seconds", 0.0)
+
     def finish(self, name: str, status: str, seconds: float, returncode: int) -> None:
-        self.records[name].update(
+        record = self.records[name]
+        record.update(
             status=status,
-            seconds=round(seconds, 1),
+            seconds=round(record.get("earlier_seconds", 0.0) + seconds, 1),
             returncode=returncode,
             finished=dt.datetime.now().isoformat(timespec="seconds"),
         )
