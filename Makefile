@@ -30,11 +30,12 @@ quickstart: $(STAMP)
 
 # The slowest cases are listed at the end: the suite must stay under 20 minutes in CI. Two workers
 # (pytest-xdist), one math thread each: most tests wait on a single-threaded subprocess start, so two
-# at once fill both cores of a CI machine. TEST_WORKERS=0 runs the suite in one process.
+# at once fill both cores of a CI machine. Whole files go to one worker, so a file's module fixtures
+# are built once. TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 TEST_THREADS = $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1)
 test: $(STAMP)
-	$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20
+	$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # The fast subset while editing: no heavier tests, no end-to-end runs of an entry point.
 test-unit: $(STAMP)
