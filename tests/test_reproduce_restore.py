@@ -56,6 +56,10 @@ run_dir = pathlib.Path(next(a.split("=", 1)[1] for a in sys.argv if a.startswith
 run_dir.mkdir(parents=True, exist_ok=True)
 (run_dir / "calls").open("a").write(" ".join(sys.argv[1:]) + "\\n")
 (run_dir / "results.json").write_text('{"run_dir": "%s"}' % run_dir)
+# Lightning's CSV log: a training loss per step (FAKE_LOSS_DRIFT: another run's losses).
+loss_scale = 1.0 + float(os.environ.get("FAKE_LOSS_DRIFT", "0"))
+rows = "".join(f"0,{step},{2.0 / (step + 1) * loss_scale!r}\\n" for step in range(3))
+(run_dir / "metrics.csv").write_text("epoch,step,train/loss\\n" + rows)
 if "train" in sys.argv[0]:
     import torch
     from safetensors.torch import save_file
@@ -144,6 +148,33 @@ def test_a_rebuilt_model_that_differs_puts_what_was_built_on_it_out_of_date(two_
     ledger = Ledger(second / "steps.json")
     actions = {s.name: a for s, a in plan(chain(second), ledger, second, set(), set())}
     assert actions == {"dapt_short": "skip", "dapt": "skip", "sft": "rerun", "eval_sft": "rerun", "merge": "run"}
+
+
+@pytest.mark.parametrize(
+    ("weights", "losses", "kept"),
+    [
+        ("3e-4", "0", True),  # beyond the weights' tolerance, every loss equal: float rounding, kept
+        ("3e-4", "1e-3", False),  # the same drift from a run that trained otherwise
+        ("0.01", "0", False),  # too far for rounding, whatever the losses say
+    ],
+)
+def test_a_rebuild_that_drifted_by_rounding_is_kept_only_when_its_losses_match(
+    two_machines, monkeypatch, weights, losses, kept
+):
+    records, second = two_machines
+    restore(records, second)
+    monkeypatch.setenv("FAKE_DRIFT", weights)
+    monkeypatch.setenv("FAKE_LOSS_DRIFT", losses)
+    if kept:
+        run_steps(chain(second), second, set(), set())
+    else:
+        with pytest.raises(ChipadaptError, match=r"rebuilt model of dapt differs"):
+            run_steps(chain(second), second, set(), set())
+    ledger = json.loads((second / "steps.json").read_text())
+    assert REBUILD_TOLERANCE < ledger["dapt"]["rebuilt"]["deviation"]
+    assert ("kept" in ledger["dapt"]["rebuilt"]) == kept
+    assert (ledger["sft"]["status"] == "completed") == kept  # otherwise it measured the old model: outdated
+    assert (ledger.get("merge", {}).get("status") == "completed") == kept
 
 
 def test_an_interrupted_rebuild_resumes_in_its_own_folder(two_machines, monkeypatch):

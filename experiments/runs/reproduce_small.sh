@@ -4,7 +4,8 @@
 #   bash experiments/runs/reproduce_small.sh            # full variant, a few hours on 2 CPU cores
 #   bash experiments/runs/reproduce_small.sh --fast     # under 20 minutes
 #   bash experiments/runs/reproduce_small.sh --fast only=[report]   # extra arguments go to reproduce.py
-# The full run spans machines: its records in experiments/reports/full-in-progress/runs are its state.
+# The full run can span machines: the records in its report's runs/ folder are its state. Commit the
+# report of an unfinished run (e.g. report_dir=experiments/reports/full-in-progress), then elsewhere:
 #   bash experiments/runs/reproduce_small.sh 'out=${paths.cache_dir}/reproduce_small/full' \
 #     resume_from=experiments/reports/full-in-progress/runs report_dir=experiments/reports/full-in-progress
 set -euo pipefail
