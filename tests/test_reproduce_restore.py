@@ -16,7 +16,7 @@ from chipadapt.reproduce.fingerprint import FINGERPRINT, deviation, ensure_finge
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.restore import restore
-from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
+from chipadapt.reproduce.runner import LOSS_TOLERANCE, REBUILD_TOLERANCE, loss_difference, plan, run_steps
 from chipadapt.reproduce.steps import Step
 
 
@@ -175,6 +175,33 @@ def test_a_rebuild_that_drifted_by_rounding_is_kept_only_when_its_losses_match(
     assert ("kept" in ledger["dapt"]["rebuilt"]) == kept
     assert (ledger["sft"]["status"] == "completed") == kept  # otherwise it measured the old model: outdated
     assert (ledger.get("merge", {}).get("status") == "completed") == kept
+
+
+def write_losses(path: Path, rows: list[tuple[int, float | str]]) -> Path:
+    """A Lightning CSV log: lr rows without a loss between the loss rows, as the real logs have."""
+    lines = ["epoch,lr-AdamW,step,train/loss"]
+    for step, loss in rows:
+        lines += [f",1e-4,{step},", f"0,,{step},{loss}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_losses_compare_on_the_runs_scale_by_step(tmp_path):
+    # An SFT run whose late losses fall near 1e-3: a difference of 2e-6 there is 1e-3 of the loss
+    # itself, but 1e-5 of the run's median loss, the scale the comparison uses.
+    losses = [2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.002, 0.002]
+    recorded = write_losses(tmp_path / "a.csv", list(enumerate(losses)))
+    rounded = write_losses(tmp_path / "b.csv", [(k, v + 2e-6) for k, v in enumerate(losses)])
+    assert loss_difference(recorded, rounded) <= LOSS_TOLERANCE
+    other = write_losses(tmp_path / "c.csv", [(k, v * 1.01) for k, v in enumerate(losses)])
+    assert loss_difference(recorded, other) > LOSS_TOLERANCE
+    # A run resumed after an interruption logged step 3 twice: the later row counts, and it compares.
+    resumed = write_losses(tmp_path / "d.csv", [*enumerate(losses[:4]), *list(enumerate(losses))[3:]])
+    assert loss_difference(recorded, resumed) == 0.0
+    # Steps missing, a row cut short by a kill, no log: not comparable (the strict tolerance applies).
+    assert loss_difference(recorded, write_losses(tmp_path / "e.csv", list(enumerate(losses[:5])))) is None
+    assert loss_difference(recorded, write_losses(tmp_path / "f.csv", [(0, "2.0e")])) is None
+    assert loss_difference(tmp_path / "none.csv", rounded) is None
 
 
 def test_an_interrupted_rebuild_resumes_in_its_own_folder(two_machines, monkeypatch):

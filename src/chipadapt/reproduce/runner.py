@@ -11,10 +11,12 @@ runs needs the model, and checked against the model's recorded fingerprint.
 import csv
 import datetime as dt
 import logging
+import math
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,12 +38,14 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository: train.py, evaluate
 # every measure here: the chip model sits about 1e-2 from the instruct model on the same scale.
 REBUILD_TOLERANCE = 1e-4
 # Beyond it, up to ROUNDING_DRIFT, a rebuild whose logged training losses equal the recorded ones at every
-# step (LOSS_TOLERANCE, relative) is the same run computed on another host: AdamW's steps are about lr in
-# size even where a gradient is rounding noise, so float rounding between CPUs grows in the weights (the
-# reproduction's retriever: 5.8e-4 from the recorded one, its 12 losses equal to 1e-6, the same ranked
-# passages for all 108 test questions; experiments/LOG.md, 2026-12-05 session 9).
+# step is the same run computed on another host: AdamW's steps are about lr in size even where a gradient
+# is rounding noise, so float rounding between CPUs grows in the weights (the reproduction's retriever:
+# 5.8e-4 from the recorded one, its 12 losses equal to 5e-7, the same ranked passages for all 108 test
+# questions; experiments/LOG.md, 2026-12-05 session 9). A loss is compared on the run's scale (the
+# larger of itself and the recorded losses' median): late SFT losses near 1e-3 differ by a few 1e-4 of
+# themselves between hosts; the same runs' chip-model DAPT and SFT stay within 2.1e-5 on that scale.
 ROUNDING_DRIFT = 1e-3
-LOSS_TOLERANCE = 1e-5
+LOSS_TOLERANCE = 1e-4
 
 
 def last_line(path: Path, width: int = 90) -> str:
@@ -269,13 +273,13 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
     record = ledger.records[step.name]
     now = dt.datetime.now().isoformat(timespec="seconds")
     record["rebuilt"] = {"finished": now, "seconds": round(seconds, 1), "deviation": off, "log": str(log_path)}
-    same_losses = off <= ROUNDING_DRIFT and same_training_losses(folder / "metrics.csv", scratch / "metrics.csv")
-    if off <= REBUILD_TOLERANCE or same_losses:
+    losses_off = None if off <= REBUILD_TOLERANCE else loss_difference(folder / "metrics.csv", scratch / "metrics.csv")
+    if off <= REBUILD_TOLERANCE or (off <= ROUNDING_DRIFT and losses_off is not None and losses_off <= LOSS_TOLERANCE):
         shutil.move(str(scratch / "model"), str(folder / "model"))
         (folder / FINGERPRINT).touch()  # still the record of what the later steps used: not rewritten
         same = "identical to" if off == 0 else f"within {off:.1e} of"
         if off > REBUILD_TOLERANCE:
-            record["rebuilt"]["kept"] = f"training losses equal to the recorded ones (relative {LOSS_TOLERANCE:.0e})"
+            record["rebuilt"]["kept"] = f"every training loss within {losses_off:.1e} of the recorded one (run scale)"
             same += f" the recorded one (over {REBUILD_TOLERANCE:.0e}, but every training loss matches: float rounding)"
         else:
             same += " the recorded one"
@@ -296,31 +300,43 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
     for name in readers:
         ledger.records[name]["status"] = "outdated"
     ledger.save()
+    losses = (
+        ""
+        if off <= REBUILD_TOLERANCE or off > ROUNDING_DRIFT
+        else "; its training losses are not comparable with the recorded ones"
+        if losses_off is None
+        else f"; its training losses differ by up to {losses_off:.1e} (tolerance {LOSS_TOLERANCE:.0e})"
+    )
     raise ChipadaptError(
         f"reproduce: the rebuilt model of {step.name} differs from the recorded one by {off:.2e} (relative; "
-        f"tolerance {REBUILD_TOLERANCE:.0e}): {', '.join(readers) or 'no step'} measured the old one and "
+        f"tolerance {REBUILD_TOLERANCE:.0e}{losses}): {', '.join(readers) or 'no step'} measured the old one and "
         f"will run again. Rerun the same command (the old records are in {moved})"
     )
 
 
-def training_losses(metrics_csv: Path) -> list[tuple[str, float]]:
-    """(step, train/loss) in the order Lightning's CSV logger wrote them; [] without the file or column."""
+def training_losses(metrics_csv: Path) -> dict[int, float]:
+    """{step: train/loss} from Lightning's CSV log (a step logged twice, by a resumed run, keeps its last
+    row); {} without the file or the column, or when a row cannot be read (a run killed mid-write)."""
     try:
-        with metrics_csv.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return []
-    return [(row.get("step", ""), float(row["train/loss"])) for row in rows if row.get("train/loss")]
+        with metrics_csv.open(newline="", encoding="utf-8") as handle:
+            return {
+                int(float(row["step"])): float(row["train/loss"])
+                for row in csv.DictReader(handle)
+                if row.get("train/loss") and row.get("step")
+            }
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError):
+        return {}
 
 
-def same_training_losses(recorded: Path, rebuilt: Path) -> bool:
-    """Both runs logged the same steps, with losses equal to LOSS_TOLERANCE (relative) at every one."""
+def loss_difference(recorded: Path, rebuilt: Path) -> float | None:
+    """The largest difference between the two runs' training losses at the same step, relative to the
+    larger of the recorded loss and the recorded losses' median; None unless both logged the same steps."""
     before, after = training_losses(recorded), training_losses(rebuilt)
-    return (
-        bool(before)
-        and len(before) == len(after)
-        and all(s == t and abs(a - b) <= LOSS_TOLERANCE * max(abs(a), 1e-12) for (s, a), (t, b) in zip(before, after))
-    )
+    if not before or before.keys() != after.keys():
+        return None
+    scale = statistics.median(abs(v) for v in before.values())
+    worst = max(abs(before[k] - after[k]) / max(abs(before[k]), scale, 1e-12) for k in before)
+    return worst if math.isfinite(worst) else None
 
 
 class Terminated(ChipadaptError):
