@@ -293,3 +293,25 @@ def test_the_tokenizers_saving_on_held_out_text_is_paired_by_document():
     assert tokenizer_row(facts)[3].startswith(f"{NOT_RESOLVED}, needs about ")
     facts["general_in_sample"] = 2.5
     assert tokenizer_row(facts)[3] == CONTRADICTS  # general text changed
+
+
+def test_a_run_restored_without_the_tokenizers_files_reports_the_corpus_count_and_says_why(tmp_path):
+    from chipadapt.reproduce.report.context import Context
+    from chipadapt.reproduce.report.tokenizer_section import section
+
+    # resume_from brings the tokenizer step's records (its report, its model's fingerprint), not its files.
+    counts = {"tokens_before": 1000, "tokens_after": 906, "reduction_pct": 9.4}
+    report = {
+        "new_tokens": 4000,
+        "vocab_size_before": 49152,
+        "domain": {"openroad": counts, "overall": counts},
+        "general": {"general": {"tokens_before": 1000, "tokens_after": 1000, "reduction_pct": 0.0}},
+    }
+    write_json(tmp_path / "tokenizer" / "tokenizer_report.json", report)
+    (tmp_path / "tokenizer" / "model").mkdir()
+    steps = {"tokenizer": Step("tokenizer", "train.py", (), "tokenizer")}
+    ledger = {"tokenizer": {"status": "completed"}}
+    ctx = Context(tmp_path, tmp_path / "report", steps, ledger, tmp_path / "no-base-model", tmp_path / "shared")
+    text, facts = section(ctx)
+    assert facts["held_out"] == [] and facts["domain_in_sample"] == 9.4
+    assert "Not counted" in text and "experiments/LOG.md" in text
