@@ -12,11 +12,18 @@ from safetensors.torch import save_file
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.portable_paths import PortablePaths
-from chipadapt.reproduce.fingerprint import FINGERPRINT, deviation, ensure_fingerprint, fingerprint
+from chipadapt.reproduce.fingerprint import (
+    FINGERPRINT,
+    LOSS_TOLERANCE,
+    deviation,
+    ensure_fingerprint,
+    fingerprint,
+    loss_difference,
+)
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.restore import restore
-from chipadapt.reproduce.runner import LOSS_TOLERANCE, REBUILD_TOLERANCE, loss_difference, plan, run_steps
+from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
 from chipadapt.reproduce.steps import Step
 
 

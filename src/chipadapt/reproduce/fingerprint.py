@@ -6,14 +6,26 @@ name, so every machine samples the same ones), plus each weight file's SHA-256. 
 of the repository; the fingerprint travels with the step's records (report/archive.py), and a fresh
 machine that retrains the model (runner.py: `rebuild`) compares against it."""
 
+import csv
 import json
 import math
+import statistics
 import zlib
 from pathlib import Path
 
 from chipadapt.io.hashing import sha256_file
 
 FINGERPRINT = "model.fingerprint.json"  # beside the step's model/ folder
+# Beyond runner.REBUILD_TOLERANCE, up to ROUNDING_DRIFT, a rebuild whose logged training losses equal
+# the recorded ones at every step is the same run computed on another host: AdamW's steps are about lr
+# in size even where a gradient is rounding noise, so float rounding between CPUs grows in the weights
+# (the reproduction's retriever: 5.8e-4 from the recorded one, its 12 losses equal to 5e-7, the same
+# ranked passages for all 108 test questions; experiments/LOG.md, 2026-12-05 session 9). A loss is
+# compared on the run's scale (the larger of itself and the recorded losses' median): late SFT losses
+# near 1e-3 differ by a few 1e-4 of themselves between hosts; the same runs' chip-model DAPT and SFT
+# stay within 2.1e-5 on that scale.
+ROUNDING_DRIFT = 1e-3
+LOSS_TOLERANCE = 1e-4
 SAMPLES = 8  # values per tensor
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -105,3 +117,28 @@ def deviation(recorded: dict, rebuilt: dict) -> float:
 
 def read_fingerprint(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def training_losses(metrics_csv: Path) -> dict[int, float]:
+    """{step: train/loss} from Lightning's CSV log (a step logged twice, by a resumed run, keeps its last
+    row); {} without the file or the column, or when a row cannot be read (a run killed mid-write)."""
+    try:
+        with metrics_csv.open(newline="", encoding="utf-8") as handle:
+            return {
+                int(float(row["step"])): float(row["train/loss"])
+                for row in csv.DictReader(handle)
+                if row.get("train/loss") and row.get("step")
+            }
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def loss_difference(recorded: Path, rebuilt: Path) -> float | None:
+    """The largest difference between the two runs' training losses at the same step, relative to the
+    larger of the recorded loss and the recorded losses' median; None unless both logged the same steps."""
+    before, after = training_losses(recorded), training_losses(rebuilt)
+    if not before or before.keys() != after.keys():
+        return None
+    scale = statistics.median(abs(v) for v in before.values())
+    worst = max(abs(before[k] - after[k]) / max(abs(before[k]), scale, 1e-12) for k in before)
+    return worst if math.isfinite(worst) else None

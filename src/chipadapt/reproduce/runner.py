@@ -8,15 +8,12 @@ A done step whose records were restored without its model (restore.py) is rebuil
 runs needs the model, and checked against the model's recorded fingerprint.
 """
 
-import csv
 import datetime as dt
 import logging
-import math
 import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -28,7 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chipadapt.errors import ChipadaptError
 from chipadapt.report import console
 from chipadapt.reproduce.choices import Choice, NotReady, choose
-from chipadapt.reproduce.fingerprint import FINGERPRINT, deviation, fingerprint, read_fingerprint, weight_files
+from chipadapt.reproduce.fingerprint import (
+    FINGERPRINT,
+    LOSS_TOLERANCE,
+    ROUNDING_DRIFT,
+    deviation,
+    fingerprint,
+    loss_difference,
+    read_fingerprint,
+    weight_files,
+)
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.steps import Step
 
@@ -37,15 +43,6 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository: train.py, evaluate
 # A rebuilt model this close to the recorded one (relative to each tensor's RMS) is the same model for
 # every measure here: the chip model sits about 1e-2 from the instruct model on the same scale.
 REBUILD_TOLERANCE = 1e-4
-# Beyond it, up to ROUNDING_DRIFT, a rebuild whose logged training losses equal the recorded ones at every
-# step is the same run computed on another host: AdamW's steps are about lr in size even where a gradient
-# is rounding noise, so float rounding between CPUs grows in the weights (the reproduction's retriever:
-# 5.8e-4 from the recorded one, its 12 losses equal to 5e-7, the same ranked passages for all 108 test
-# questions; experiments/LOG.md, 2026-12-05 session 9). A loss is compared on the run's scale (the
-# larger of itself and the recorded losses' median): late SFT losses near 1e-3 differ by a few 1e-4 of
-# themselves between hosts; the same runs' chip-model DAPT and SFT stay within 2.1e-5 on that scale.
-ROUNDING_DRIFT = 1e-3
-LOSS_TOLERANCE = 1e-4
 
 
 def last_line(path: Path, width: int = 90) -> str:
@@ -273,18 +270,17 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
     record = ledger.records[step.name]
     now = dt.datetime.now().isoformat(timespec="seconds")
     record["rebuilt"] = {"finished": now, "seconds": round(seconds, 1), "deviation": off, "log": str(log_path)}
-    losses_off = None if off <= REBUILD_TOLERANCE else loss_difference(folder / "metrics.csv", scratch / "metrics.csv")
-    if off <= REBUILD_TOLERANCE or (off <= ROUNDING_DRIFT and losses_off is not None and losses_off <= LOSS_TOLERANCE):
+    rounding = REBUILD_TOLERANCE < off <= ROUNDING_DRIFT  # kept only if the training losses say so
+    losses_off = loss_difference(folder / "metrics.csv", scratch / "metrics.csv") if rounding else None
+    if off <= REBUILD_TOLERANCE or (losses_off is not None and losses_off <= LOSS_TOLERANCE):
         shutil.move(str(scratch / "model"), str(folder / "model"))
         (folder / FINGERPRINT).touch()  # still the record of what the later steps used: not rewritten
-        same = "identical to" if off == 0 else f"within {off:.1e} of"
-        if off > REBUILD_TOLERANCE:
+        if rounding:
             record["rebuilt"]["kept"] = f"every training loss within {losses_off:.1e} of the recorded one (run scale)"
-            same += f" the recorded one (over {REBUILD_TOLERANCE:.0e}, but every training loss matches: float rounding)"
-        else:
-            same += " the recorded one"
         ledger.save()
-        log.info("%s: model rebuilt in %.0f s, %s", step.name, seconds, same)
+        how = "identical to" if off == 0 else f"within {off:.1e} of"
+        why = " (every training loss matches: float rounding)" if rounding else ""
+        log.info("%s: model rebuilt in %.0f s, %s the recorded one%s", step.name, seconds, how, why)
         return
     moved = move_aside(folder, out)
     shutil.move(str(scratch), str(folder))
@@ -302,7 +298,7 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
     ledger.save()
     losses = (
         ""
-        if off <= REBUILD_TOLERANCE or off > ROUNDING_DRIFT
+        if not rounding
         else "; its training losses are not comparable with the recorded ones"
         if losses_off is None
         else f"; its training losses differ by up to {losses_off:.1e} (tolerance {LOSS_TOLERANCE:.0e})"
@@ -312,31 +308,6 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
         f"tolerance {REBUILD_TOLERANCE:.0e}{losses}): {', '.join(readers) or 'no step'} measured the old one and "
         f"will run again. Rerun the same command (the old records are in {moved})"
     )
-
-
-def training_losses(metrics_csv: Path) -> dict[int, float]:
-    """{step: train/loss} from Lightning's CSV log (a step logged twice, by a resumed run, keeps its last
-    row); {} without the file or the column, or when a row cannot be read (a run killed mid-write)."""
-    try:
-        with metrics_csv.open(newline="", encoding="utf-8") as handle:
-            return {
-                int(float(row["step"])): float(row["train/loss"])
-                for row in csv.DictReader(handle)
-                if row.get("train/loss") and row.get("step")
-            }
-    except (OSError, ValueError, csv.Error, UnicodeDecodeError):
-        return {}
-
-
-def loss_difference(recorded: Path, rebuilt: Path) -> float | None:
-    """The largest difference between the two runs' training losses at the same step, relative to the
-    larger of the recorded loss and the recorded losses' median; None unless both logged the same steps."""
-    before, after = training_losses(recorded), training_losses(rebuilt)
-    if not before or before.keys() != after.keys():
-        return None
-    scale = statistics.median(abs(v) for v in before.values())
-    worst = max(abs(before[k] - after[k]) / max(abs(before[k]), scale, 1e-12) for k in before)
-    return worst if math.isfinite(worst) else None
 
 
 class Terminated(ChipadaptError):
