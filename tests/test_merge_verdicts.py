@@ -7,7 +7,7 @@ import pytest
 from chipadapt.eval.paired import PairedDifference
 from chipadapt.reproduce.report.merge_tests import balance_difference
 from chipadapt.reproduce.report.merge_verdicts import TRADE_OFF
-from chipadapt.reproduce.report.power import NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.report.power import CONTRADICTS, NOT_RESOLVED, REPRODUCES
 from chipadapt.reproduce.report.verdicts import merge_rows
 
 
@@ -79,6 +79,34 @@ def test_a_merge_row_resting_on_a_handful_of_documents_is_not_resolved_and_says_
         NOT_RESOLVED,
         TRADE_OFF,
     ]
+
+
+@pytest.mark.parametrize(
+    ("interval", "cell", "why"),
+    [
+        ((0.05, 0.15), REPRODUCES, f"{TRADE_OFF}; merge_balance, which chose every setting, favours ChipAlign's"),
+        ((-0.15, -0.05), CONTRADICTS, f"{TRADE_OFF}; merge_balance, which chose every setting, favours the baseline's"),
+        ((-0.05, 0.15), f"{NOT_RESOLVED}, needs about", f"{TRADE_OFF}; merge_balance: the 95% interval covers 0"),
+    ],
+)
+def test_a_trade_off_between_the_measures_is_settled_by_merge_balance(interval, cell, why):
+    # ChipAlign follows more prompts but its domain bpb is higher, each beyond noise
+    ifeval = PairedDifference(0.30, 0.34, 0.04, (0.01, 0.07), 0.008, 441, "paired-bootstrap")
+    domain = PairedDifference(0.85, 0.89, 0.04, (0.03, 0.05), 0.001, 70, "paired-bootstrap")
+    balance = PairedDifference(0.5, 0.5 + sum(interval) / 2, sum(interval) / 2, interval, 0.01, 441, "normal")
+    facts = screened_facts(
+        0.4,
+        {0.4: 0.7},
+        tests={"della": {"ifeval.instruction_loose": ifeval, "corpus_ppl.domain_all.bpb": domain}},
+        balances={"della": balance},
+    )
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs della"]
+    assert row[3].startswith(cell) and row[4].startswith(why)
+    assert f"merge_balance {sum(interval) / 2:+.3f}" in row[2]
+    # without the ends' records there is no balance to settle it: the trade-off stays unresolved
+    del facts["balances"]
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs della"]
+    assert row[3:] == [NOT_RESOLVED, TRADE_OFF] and "merge_balance" not in row[2]
 
 
 def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():

@@ -273,6 +273,28 @@ def test_arms_without_per_item_records_are_not_measured(tmp_path):
     assert cells[3] == NOT_MEASURED and "dapt_aug_lr5e-5 1.300" in cells[2] and "no per-document records" in cells[4]
 
 
+@pytest.mark.parametrize(
+    ("scale", "general", "verdict"), [(1.1, 1.0, CONTRADICTS), (0.9, 1.0, REPRODUCES), (0.9, 1.1, CONTRADICTS)]
+)
+def test_the_augmented_arms_are_paired_by_document_with_the_base_run_at_their_lr(tmp_path, scale, general, verdict):
+    # bits per byte compare across tokenizers: the default arm decides, the paper's zero rows are shown beside
+    steps = fake_run(tmp_path)
+    ledger = json.loads((tmp_path / "steps.json").read_text())
+    base = 1.0 - 50 * 5e-5  # eval_dapt_lr5e-5's domain scale in fake_run
+    for name, domain, wiki in (("dapt_aug_lr5e-5", base * scale, general), ("dapt_aug_zero_lr5e-5", base * 1.3, 1.0)):
+        dapt_manifest(tmp_path, name, 5e-5, 1.3, 1.1, steps=12)
+        steps.append(Step(name, "train.py", (), "dapt", meta={"tokenizer": "augmented", "lr": 5e-5}))
+        write_eval(tmp_path, f"eval_{name}", {"corpus_ppl": corpus_items(domain, wiki)})
+        steps.append(Step(f"eval_{name}", "evaluate.py", (), "models", label=name))
+        ledger |= {name: {"status": "completed"}, f"eval_{name}": {"status": "completed"}}
+    write_json(tmp_path / "steps.json", ledger)
+    cells = row(build(tmp_path, steps), "Augmented tokenizer costs nothing after DAPT")
+    assert cells[3] == verdict
+    assert f"dapt_aug_lr5e-5 minus the base tokenizer's run (lr 5e-05): domain {100 * (scale - 1):+.1f}%" in cells[2]
+    assert "dapt_aug_zero_lr5e-5 minus the base tokenizer's run (lr 5e-05): domain +30.0%" in cells[2]
+    assert ("ChipNeMo trained its new rows over 24B tokens" in cells[4]) == (verdict == CONTRADICTS)
+
+
 def test_the_tokenizers_saving_on_held_out_text_is_paired_by_document():
     from chipadapt.reproduce.report.tokenizer_section import saving_text, token_ratio
     from chipadapt.reproduce.report.verdicts import tokenizer_row

@@ -2,6 +2,7 @@
 stay done, and a model left out is retrained only when a step still to run needs it, then checked
 against its fingerprint."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from chipadapt.reproduce.fingerprint import (
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.restore import restore
-from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
+from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, rebuild_for_report, report_rebuilds, run_steps
 from chipadapt.reproduce.steps import Step
 
 
@@ -209,6 +210,25 @@ def test_losses_compare_on_the_runs_scale_by_step(tmp_path):
     assert loss_difference(recorded, write_losses(tmp_path / "e.csv", list(enumerate(losses[:5])))) is None
     assert loss_difference(recorded, write_losses(tmp_path / "f.csv", [(0, "2.0e")])) is None
     assert loss_difference(tmp_path / "none.csv", rounded) is None
+
+
+def test_a_model_the_report_reads_is_rebuilt_for_it_beside_its_restored_records(two_machines):
+    records, second = two_machines
+    restore(records, second)
+    # As the tokenizer step: the report opens its model's files, and a record lives beside the weights.
+    steps = [dataclasses.replace(s, report_reads_model=s.name == "dapt_short") for s in chain(second)][:4]
+    (second / "dapt_short" / "model").mkdir()
+    (second / "dapt_short" / "model" / "tokenizer_report.json").write_text('{"recorded": true}')
+    assert [s.name for s in report_rebuilds(steps, second)] == ["dapt_short"]
+    assert report_rebuilds(chain(second), second) == []  # no step says the report reads its model
+    rebuild_for_report(steps, second)
+    model = second / "dapt_short" / "model"
+    assert (model / "model.safetensors").is_file()
+    assert (model / "tokenizer_report.json").read_text() == '{"recorded": true}'  # the record stays
+    ledger = json.loads((second / "steps.json").read_text())
+    assert ledger["dapt_short"]["rebuilt"]["deviation"] == 0.0
+    assert "rebuilt" not in ledger["dapt"] and not (second / "eval_sft" / "calls").exists()  # nothing else ran
+    assert report_rebuilds(steps, second) == []  # built once
 
 
 def test_an_interrupted_rebuild_resumes_in_its_own_folder(two_machines, monkeypatch):

@@ -10,7 +10,15 @@ from rich.markup import escape
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger
-from chipadapt.reproduce.runner import ROOT, completed, plan, resolved_command, run_steps
+from chipadapt.reproduce.runner import (
+    ROOT,
+    completed,
+    plan,
+    rebuild_for_report,
+    report_rebuilds,
+    resolved_command,
+    run_steps,
+)
 from chipadapt.reproduce.steps import load_steps
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,8 @@ def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
         console.print(
             f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(command))}{pending}", highlight=False
         )
+    for step in report_rebuilds(steps, out):
+        console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -60,6 +70,7 @@ def run(cfg: DictConfig) -> Path:
     with recorded_job(cfg, "reproduce", out) as manifest:
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
+        rebuild_for_report(steps, out)
         path = build_report(cfg, steps, out, report_dir)
         write_marker(report_dir, "reproduce")
         manifest.update("results", {"report": str(path)})

@@ -243,6 +243,17 @@ def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progr
         raise failure(step.name, returncode, log_path)
 
 
+def put_in_place(built: Path, model: Path) -> None:
+    """The rebuilt model's files into the step's model folder. Records restored there (the tokenizer
+    step writes its report beside its weights) stay as they are: the later steps were measured with them."""
+    if not model.exists():
+        shutil.move(str(built), str(model))
+        return
+    for entry in built.iterdir():
+        if not (model / entry.name).exists():
+            shutil.move(str(entry), str(model / entry.name))
+
+
 def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progress: Progress, task) -> None:
     """Retrain the model of a done step whose records came from elsewhere (restore.py), with its recorded
     command, in `.rebuild/<step>/` (an interrupted rebuild resumes there); then put the model in place
@@ -273,7 +284,7 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
     rounding = REBUILD_TOLERANCE < off <= ROUNDING_DRIFT  # kept only if the training losses say so
     losses_off = loss_difference(folder / "metrics.csv", scratch / "metrics.csv") if rounding else None
     if off <= REBUILD_TOLERANCE or (losses_off is not None and losses_off <= LOSS_TOLERANCE):
-        shutil.move(str(scratch / "model"), str(folder / "model"))
+        put_in_place(scratch / "model", folder / "model")
         (folder / FINGERPRINT).touch()  # still the record of what the later steps used: not rewritten
         if rounding:
             record["rebuilt"]["kept"] = f"every training loss within {losses_off:.1e} of the recorded one (run scale)"
@@ -318,6 +329,42 @@ def _on_sigterm(signum, frame):
     raise Terminated(f"reproduce: terminated by signal {signum}")
 
 
+def step_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.fields[step]}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+
+
+def report_rebuilds(steps: list[Step], out: Path) -> list[Step]:
+    """Done steps whose model files the report opens, restored here without them."""
+    ledger = Ledger(out / "steps.json")
+    return [
+        s
+        for s in steps
+        if s.report_reads_model and (ledger.records.get(s.name) or {}).get("status") == "completed" and packed(s, out)
+    ]
+
+
+def rebuild_for_report(steps: list[Step], out: Path) -> None:
+    """Rebuild, and check against its fingerprint, each model the report reads that a restored run lacks."""
+    todo = report_rebuilds(steps, out)
+    if not todo:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    ledger = Ledger(out / "steps.json")
+    with step_progress() as progress:
+        for step in todo:
+            task = progress.add_task("", total=None, step=f"{step.name} (model, for the report)")
+            rebuild_step(step, steps, out, ledger, progress, task)
+            progress.update(task, description="model rebuilt", total=1, completed=1)
+
+
 def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> Ledger:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -328,14 +375,7 @@ def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> 
     skipped = [s.name for s, a in actions if a == "skip"]
     if skipped:
         console.print(f"[dim]done already, skipped: {', '.join(skipped)}[/dim]")
-    with Progress(
-        TextColumn("[bold]{task.fields[step]}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    ) as progress:
+    with step_progress() as progress:
         overall = progress.add_task("", total=len(todo), step="reproduce")
         for i, (step, action) in enumerate(todo, start=1):
             if action == "rebuild":

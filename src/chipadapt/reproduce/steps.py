@@ -19,6 +19,7 @@ class Step:
     label: str = ""
     needs: tuple[str, ...] = ()
     multirun: bool = False  # a Hydra sweep (-m): its jobs go to numbered folders under the step's
+    report_reads_model: bool = False  # the report opens its model's files, not only its records
     meta: dict = field(default_factory=dict, hash=False, compare=False)
     choose: dict | None = field(default=None, hash=False, compare=False)  # see reproduce/choices.py
 
@@ -104,6 +105,7 @@ def load_steps(cfg: DictConfig) -> list[Step]:
                 label=spec.get("label", name),
                 needs=needs,
                 multirun=bool(spec.get("multirun", False)),
+                report_reads_model=bool(spec.get("report_reads_model", False)),
                 meta=spec.get("meta") or {},
                 choose=choice,
             )

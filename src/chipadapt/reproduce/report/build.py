@@ -39,6 +39,8 @@ DAPT_EVALS = {
     "dapt_lr5e-5": "eval_dapt_lr5e-5",
     "dapt_lr3e-4": "eval_dapt_lr3e-4",
     "dapt_lr1e-3": "eval_dapt_lr1e-3",
+    "dapt_aug_lr5e-5": "eval_dapt_aug_lr5e-5",
+    "dapt_aug_zero_lr5e-5": "eval_dapt_aug_zero_lr5e-5",
 }
 
 

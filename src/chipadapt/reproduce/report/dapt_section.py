@@ -225,6 +225,25 @@ def long_part(ctx: Context, long: dict | None) -> list[str]:
     return lines
 
 
+def augmented_arms(ctx: Context, aug: list[dict], base_by_lr: dict, eval_of: dict[str, str]) -> list[dict]:
+    """Each augmented-tokenizer run with its corpus_ppl evaluation paired by document against the
+    base-tokenizer run at the same lr (domain and WikiText-2; None where either evaluation is missing)."""
+    arms = []
+    for r in aug:
+        base = (base_by_lr.get(r["lr"]) or {}).get("eval_step")
+        name = eval_of.get(r["name"], "")
+        ran = bool(base and name and ctx.results(name))
+        arms.append(
+            {
+                **r,
+                "eval_step": name if ran else None,
+                "domain_vs_same": documents(ctx, base, name) if ran else None,
+                "general_vs_same": documents(ctx, base, name, domain=False) if ran else None,
+            }
+        )
+    return arms
+
+
 def section(ctx: Context, eval_of: dict[str, str], chip: str) -> tuple[str, dict]:
     names = dapt_steps(ctx)
     if not names:
@@ -268,8 +287,8 @@ def section(ctx: Context, eval_of: dict[str, str], chip: str) -> tuple[str, dict
     if len(arms) >= 2:
         images.append(ctx.save_figure(sweep_plot(arms), "dapt_lr_ablation.png"))
 
-    aug = [r for r in rows if r["tokenizer"].startswith("augmented")]
     by_lr = {a["lr"]: a for a in arms}
+    aug = augmented_arms(ctx, [r for r in rows if r["tokenizer"].startswith("augmented")], by_lr, eval_of)
     facts = {
         "rows": rows,
         "arms": arms,

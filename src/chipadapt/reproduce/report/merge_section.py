@@ -243,6 +243,13 @@ def section(ctx: Context) -> tuple[str, dict]:
     tests = {name: compare_suite(run, best, keys, exclude) for name, run in others} if best else {}
     scale = ends_ifeval_gap(ends.get(0.0), ends.get(1.0))
     lambda_test = paper_lambda_test(merged, scores, best, tests, exclude, scale)
+    instruct_end, chip_end = end_values(tests, "instruct model"), end_values(tests, "chip model")
+    # ChipAlign minus each baseline on merge_balance: what decides when the two measures disagree.
+    balances = {
+        m: balance_difference(tests[m].get(INSTRUCT), tests[m].get(DOMAIN), instruct_end, chip_end, scale)
+        for m in baselines
+        if m in tests and instruct_end is not None and chip_end is not None
+    }
     twins = same_lambda(merged, baselines, best, exclude)
     angle = angles(merged)
     geometry = sweep_geometry(merged, best)
@@ -258,6 +265,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "heldout_prompts": len(heldout) if n_screen else 0,  # without screening every prompt chose
         "tests": tests,
         "lambda_test": lambda_test,
+        "balances": balances,
         "same_lambda": twins,
         "baselines": {m: setting(ctx, m) for m in baselines},
         "domain_fallback": fallback,

@@ -137,7 +137,12 @@ def beats_rows(f: dict) -> list[list]:
             + "; ".join((diff_text(ifeval, "IFEval instr."), diff_text(domain, domain_label(f))))
         )
         v = combined(judged(ifeval, INSTRUCT, +1), judged(domain, DOMAIN, -1))
-        if is_not_resolved(v[0]) and f.get("angle") and v[1] != TRADE_OFF:
+        if v[1] == TRADE_OFF:
+            balance = (f.get("balances") or {}).get(method)
+            if balance is not None:
+                here += "; " + diff_text(balance, "merge_balance")
+                v = settled_by_balance(balance)
+        elif is_not_resolved(v[0]) and f.get("angle"):
             geometry = f.get("geometry") if method == "linear" else None
             apart = (
                 f"; at lambda {geometry['lam']:g} ChipAlign's merge lies {100 * geometry['chipalign']:.2g}% of the "
@@ -154,6 +159,16 @@ def beats_rows(f: dict) -> list[list]:
             here, v = with_same_lambda(here, v, method, twin, domain_label(f))
         rows.append([f"{BEATS[0]}: vs {method}", BEATS[1], here, *v])
     return rows
+
+
+def settled_by_balance(balance: PairedDifference) -> tuple[str, str]:
+    """A trade-off (each measure resolved, in opposite directions) is settled by merge_balance, the criterion
+    that chose every merge's setting: the paper's claim is the better balance of the two measures."""
+    v, why = verdict(balance, +1, "prompts")
+    if v in (REPRODUCES, CONTRADICTS):
+        side = "ChipAlign's" if v == REPRODUCES else "the baseline's"
+        return v, f"{TRADE_OFF}; merge_balance, which chose every setting, favours {side}"
+    return v, "; ".join(filter(None, [TRADE_OFF, f"merge_balance: {why}" if why else ""]))
 
 
 def with_same_lambda(
