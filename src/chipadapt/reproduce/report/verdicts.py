@@ -196,10 +196,8 @@ def augmented_paired_row(paired: list[dict]) -> list:
     if general is not None and judge_documents(general, -1)[0] == CONTRADICTS:
         verdict, why = CONTRADICTS, ""  # general text costs more bits: not "nothing", whatever domain text does
     if verdict == CONTRADICTS:
-        why = joined(
-            f"{first['name']}'s new rows after {first['tokens']:,} DAPT tokens" if first.get("tokens") else "",
-            "ChipNeMo trained its new rows over 24B tokens",
-        )
+        trained = f"{first['tokens']:,} DAPT tokens" if first.get("tokens") else "a short DAPT run"
+        why = f"The new embedding rows had {trained} to learn from; ChipNeMo trained its new rows over 24B tokens."
     return [*AUGMENTED, here, verdict, why]
 
 
@@ -299,10 +297,16 @@ def attribute_row(val: dict) -> list:
     elif below > len(val) / 2:
         verdict, why = CONTRADICTS, note
     else:
-        mean = sum(m["spearman"] for m in val.values()) / len(val)
-        needed = pairs_for_spearman(mean)
+        # It reproduces when most attributes' intervals leave out 0: the weakest of the strongest majority
+        # must resolve, so that attribute's correlation sizes what would resolve the finding.
+        ranked = sorted(val.items(), key=lambda kv: -kv[1]["spearman"])
+        name, m = ranked[len(val) // 2]
+        needed = pairs_for_spearman(m["spearman"]) if m["spearman"] > 0 else None
         verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} conversations" if needed else NOT_RESOLVED
-        why = f"{note}; mean Spearman {mean:+.2f} over {min(int(m['n']) for m in val.values())} conversations"
+        why = (
+            f"{note}; {above} of {len(val)} attributes resolved; a majority needs {name} ({m['spearman']:+.2f}) "
+            f"resolved too; {min(int(m['n']) for m in val.values())} conversations now"
+        )
     return [*ATTRIBUTES, here, verdict, why]
 
 
