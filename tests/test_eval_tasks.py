@@ -320,7 +320,14 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
             "prose": {"path": str(prose), "general": True},
         }
     )
-    task = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=None, max_tokens_per_document=None)
+    task = PerplexityTask(
+        splits,
+        max_length=64,
+        max_documents=None,
+        max_tokens=None,
+        max_tokens_per_document=None,
+        max_chars_per_document=None,
+    )
     expected = [d["path"] for d, keep in zip(docs, held_out([d["path"] for d in docs], 0.2)) if keep]
     assert [d.doc_id for d in task.documents("rtl")] == expected and 0 < len(expected) < 60
     results = task.run(model, tokenizer)
@@ -342,14 +349,35 @@ def test_perplexity_scores_only_held_out_documents_caps_tokens_and_means_the_dom
         sum(i["scores"]["domain_all.bpb"]["num"] for i in domain) / sum(i["bytes"] for i in domain)
     )
     assert all("domain_all.bpb" not in i["scores"] for i in task.items if i["split"] == "prose")
-    capped = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=None)
+    capped = PerplexityTask(
+        splits,
+        max_length=64,
+        max_documents=None,
+        max_tokens=30,
+        max_tokens_per_document=None,
+        max_chars_per_document=None,
+    )
     capped = capped.run(model, tokenizer)
     assert capped["rtl.documents"] < len(expected) and 30 <= capped["rtl.tokens"] < results["rtl.tokens"]
     # A cap per document spreads the same budget over more documents.
-    spreading = PerplexityTask(splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=8)
+    spreading = PerplexityTask(
+        splits, max_length=64, max_documents=None, max_tokens=30, max_tokens_per_document=8, max_chars_per_document=None
+    )
     spread = spreading.run(model, tokenizer)
     assert spread["rtl.documents"] > capped["rtl.documents"]
     assert max(i["tokens"] for i in spreading.items) == 8
+    # A cap in characters scores the same text whatever the tokenizer: every document's bytes at most the cap.
+    cut = PerplexityTask(
+        splits,
+        max_length=64,
+        max_documents=None,
+        max_tokens=None,
+        max_tokens_per_document=None,
+        max_chars_per_document=40,
+    )
+    cut.run(model, tokenizer)
+    whole = {i["id"]: i for i in task.items}
+    assert all(i["bytes"] <= 40 and i["bytes"] < whole[i["id"]]["bytes"] for i in cut.items if i["split"] == "rtl")
 
 
 def test_mcq_max_per_subject_spans_every_subject_before_the_limit():

@@ -39,6 +39,7 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
                 "max_documents": 2,
                 "max_tokens": None,
                 "max_tokens_per_document": None,
+                "max_chars_per_document": None,
                 "splits": {"domain": {"path": cfg.data.sources.docs.path}},
             },
             "mcq": {

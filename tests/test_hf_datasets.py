@@ -166,7 +166,7 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
 
     wiki = parquet_folder(tmp_path / "wiki", {"page": TEXTS[:2]}, split="test")  # a perplexity split, as wikitext ships
     splits = OmegaConf.create({"general": {"path": str(wiki), "format": "hf", "split": "test", "text_key": "page"}})
-    assert [d.text for d in PerplexityTask(splits, 128, None, None, None).documents("general")] == TEXTS[:2]
+    assert [d.text for d in PerplexityTask(splits, 128, None, None, None, None).documents("general")] == TEXTS[:2]
 
 
 def test_dapt_trains_on_a_blend_with_a_dataset_source(tmp_path, tiny_overrides):

@@ -106,7 +106,7 @@ def test_dapt_section_shows_the_sweep_the_lr_chosen_and_the_goal_met(tmp_path):
     from chipadapt.reproduce.report.build import DAPT_EVALS
 
     steps = fake_run(tmp_path, drop=0.8)
-    text, facts = dapt_section.section(context(tmp_path, steps), {**DAPT_EVALS, "dapt": "eval_dapt"}, "dapt")
+    text, facts = dapt_section.section(context(tmp_path, steps), {**DAPT_EVALS, "dapt": "eval_dapt"}, "dapt", {})
     assert [a["lr"] for a in facts["arms"]] == sorted(LRS.values())
     assert all(a["eval"]["domain"][1] for a in facts["arms"])  # an interval for every lr
     assert "took `optim.lr=0.001` from dapt_lr1e-3" in text and "| **chosen** |" in text
@@ -277,22 +277,32 @@ def test_arms_without_per_item_records_are_not_measured(tmp_path):
     ("scale", "general", "verdict"), [(1.1, 1.0, CONTRADICTS), (0.9, 1.0, REPRODUCES), (0.9, 1.1, CONTRADICTS)]
 )
 def test_the_augmented_arms_are_paired_by_document_with_the_base_run_at_their_lr(tmp_path, scale, general, verdict):
-    # bits per byte compare across tokenizers: the default arm decides, the paper's zero rows are shown beside
+    # bits per byte compare across tokenizers on the same text: the default arm decides, the paper's zero
+    # rows are shown beside it (listed first here: the arm is found by its tokenizer, not its place)
     steps = fake_run(tmp_path)
     ledger = json.loads((tmp_path / "steps.json").read_text())
-    base = 1.0 - 50 * 5e-5  # eval_dapt_lr5e-5's domain scale in fake_run
-    for name, domain, wiki in (("dapt_aug_lr5e-5", base * scale, general), ("dapt_aug_zero_lr5e-5", base * 1.3, 1.0)):
+    arms = (
+        ("dapt_aug_zero_lr5e-5", "augmented (zero rows)", 1.3, 1.0),
+        ("dapt_aug_lr5e-5", "augmented", scale, general),
+    )
+    for name, tokenizer, domain, wiki in arms:
         dapt_manifest(tmp_path, name, 5e-5, 1.3, 1.1, steps=12)
-        steps.append(Step(name, "train.py", (), "dapt", meta={"tokenizer": "augmented", "lr": 5e-5}))
+        steps.append(Step(name, "train.py", (), "dapt", meta={"tokenizer": tokenizer, "lr": 5e-5}))
         write_eval(tmp_path, f"eval_{name}", {"corpus_ppl": corpus_items(domain, wiki)})
         steps.append(Step(f"eval_{name}", "evaluate.py", (), "models", label=name))
         ledger |= {name: {"status": "completed"}, f"eval_{name}": {"status": "completed"}}
     write_json(tmp_path / "steps.json", ledger)
     cells = row(build(tmp_path, steps), "Augmented tokenizer costs nothing after DAPT")
+    assert cells[3] == NOT_MEASURED  # the sweep's own evaluation cut documents by tokens: not the same text
+    write_eval(tmp_path, "eval_dapt_lr5e-5_same_text", {"corpus_ppl": corpus_items(1.0, 1.0)})
+    steps.append(Step("eval_dapt_lr5e-5_same_text", "evaluate.py", (), "models"))
+    ledger["eval_dapt_lr5e-5_same_text"] = {"status": "completed"}
+    write_json(tmp_path / "steps.json", ledger)
+    cells = row(build(tmp_path, steps), "Augmented tokenizer costs nothing after DAPT")
     assert cells[3] == verdict
     assert f"dapt_aug_lr5e-5 minus the base tokenizer's run (lr 5e-05): domain {100 * (scale - 1):+.1f}%" in cells[2]
     assert "dapt_aug_zero_lr5e-5 minus the base tokenizer's run (lr 5e-05): domain +30.0%" in cells[2]
-    assert ("ChipNeMo trained its new rows over 24B tokens" in cells[4]) == (verdict == CONTRADICTS)
+    assert ("dapt_aug_lr5e-5's new embedding rows had 49,152 DAPT tokens" in cells[4]) == (verdict == CONTRADICTS)
 
 
 def test_the_tokenizers_saving_on_held_out_text_is_paired_by_document():

@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger
@@ -22,7 +23,7 @@ from chipadapt.reproduce.runner import (
 from chipadapt.reproduce.steps import load_steps
 
 log = logging.getLogger(__name__)
-REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the folders and runs nothing
+REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the folders and runs no step
 
 
 def from_root(path: str) -> Path:
@@ -41,8 +42,19 @@ def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
         console.print(
             f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(command))}{pending}", highlight=False
         )
+    planned = {step.name: action for step, action in plan(steps, ledger, out, only, force)}
     for step in report_rebuilds(steps, out):
-        console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
+        if planned.get(step.name) in ("skip", "ignore"):  # otherwise the plan above runs or rebuilds it already
+            console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
+
+
+def report_models(steps, out: Path) -> None:
+    """Rebuild the restored models the report opens; one that cannot be rebuilt leaves its section saying
+    so (the report is still built from the records)."""
+    try:
+        rebuild_for_report(steps, out)
+    except ChipadaptError as err:
+        log.warning("%s; the report is built without that model's files", err)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -68,9 +80,10 @@ def run(cfg: DictConfig) -> Path:
     report_dir = check_output_folder(from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True)
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
+        # First, so that a rebuilt model that differs puts the steps built on it out of date before they are planned.
+        report_models(steps, out)
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
-        rebuild_for_report(steps, out)
         path = build_report(cfg, steps, out, report_dir)
         write_marker(report_dir, "reproduce")
         manifest.update("results", {"report": str(path)})

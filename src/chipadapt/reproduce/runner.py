@@ -252,6 +252,9 @@ def put_in_place(built: Path, model: Path) -> None:
     for entry in built.iterdir():
         if not (model / entry.name).exists():
             shutil.move(str(entry), str(model / entry.name))
+    # What is left are the rebuild's own copies of those records: removed, so that a later rebuild of the
+    # step in the same scratch folder does not find a half-emptied model folder there.
+    shutil.rmtree(built)
 
 
 def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progress: Progress, task) -> None:

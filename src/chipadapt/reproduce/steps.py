@@ -90,6 +90,8 @@ def load_steps(cfg: DictConfig) -> list[Step]:
             continue
         if choice is not None and not choice["among"]:
             raise ChipadaptError(f"steps.{name}.choose.among: every candidate is skipped in this variant")
+        if spec.get("report_reads_model") and spec.get("multirun"):
+            raise ChipadaptError(f"steps.{name}.report_reads_model: a sweep (multirun) has no one model to rebuild")
         script = spec.get("script")
         if script not in SCRIPTS:
             raise ChipadaptError(f"steps.{name}.script: {script!r} is not one of {', '.join(SCRIPTS)}")

@@ -52,7 +52,7 @@ class StartingBpb:
                 path = workdir / f"{kind}-{name}.jsonl"
                 path.write_text("".join(json.dumps(r) + "\n" for r in rows))
                 splits[f"{kind}/{name}"] = {"path": str(path), "general": kind == "general"}
-        return PerplexityTask(OmegaConf.create(splits), self.max_length, None, None, None)
+        return PerplexityTask(OmegaConf.create(splits), self.max_length, None, None, None, None)
 
     @staticmethod
     def summary(results: dict, base: dict | None = None) -> dict:

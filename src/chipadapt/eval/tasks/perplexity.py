@@ -10,6 +10,9 @@ resample documents, since the tokens of one document are not independent. A held
 documents in some sources (one in picorv32), so a source's own interval can be degenerate; `domain_all.bpb`
 pools every domain document and is the measure two models are compared on. `max_tokens_per_document`
 spreads a split's token budget over more documents (more items, a tighter interval).
+`max_chars_per_document` cuts each document's text before it is tokenized: two models with different
+tokenizers are then scored on the same text (a token cap gives the one with the longer tokens more of
+each document), so their bits per byte pair by document.
 """
 
 import math
@@ -38,6 +41,7 @@ class PerplexityTask(TaskBase):
         max_documents: int | None,
         max_tokens: int | None,
         max_tokens_per_document: int | None,
+        max_chars_per_document: int | None,
     ):
         self.splits, self.held_out = {}, {}
         for name, spec in splits.items():
@@ -57,6 +61,7 @@ class PerplexityTask(TaskBase):
             raise ChipadaptError("eval.perplexity.splits: no split configured")
         self.max_length, self.max_documents, self.max_tokens = max_length, max_documents, max_tokens
         self.max_tokens_per_document = max_tokens_per_document
+        self.max_chars_per_document = max_chars_per_document
 
     def documents(self, name: str) -> list:
         docs = read_source(self.splits[name], f"eval.perplexity.splits.{name}")
@@ -78,7 +83,8 @@ class PerplexityTask(TaskBase):
                 if self.max_tokens and n_tokens >= self.max_tokens:
                     break
                 used += 1
-                ids = tokenizer(doc.text, add_special_tokens=False).input_ids
+                text = doc.text[: self.max_chars_per_document] if self.max_chars_per_document else doc.text
+                ids = tokenizer(text, add_special_tokens=False).input_ids
                 if self.max_tokens_per_document:
                     ids = ids[: self.max_tokens_per_document + 1]  # +1: the last scored token's target
                 nll, n_bytes, doc_tokens = 0.0, 0, 0

@@ -42,6 +42,8 @@ DAPT_EVALS = {
     "dapt_aug_lr5e-5": "eval_dapt_aug_lr5e-5",
     "dapt_aug_zero_lr5e-5": "eval_dapt_aug_zero_lr5e-5",
 }
+# The base-tokenizer run each augmented arm pairs with, evaluated on the same text (conf/reproduce.yaml).
+SAME_TEXT_EVALS = {5.0e-5: "eval_dapt_lr5e-5_same_text"}
 
 
 def out_override(out: Path) -> str:
@@ -99,7 +101,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         (
             "dapt",
             "2. Domain-adaptive pretraining and the learning-rate ablation",
-            lambda: dapt_section.section(ctx, eval_of, chip_dapt),
+            lambda: dapt_section.section(ctx, eval_of, chip_dapt, SAME_TEXT_EVALS),
         ),
         ("alignment", "3. SFT, EDA script generation and SteerLM", lambda: alignment_section.section(ctx)),
         ("merge", "4. ChipAlign and the other merges", lambda: merge_section.section(ctx)),

@@ -225,14 +225,15 @@ def long_part(ctx: Context, long: dict | None) -> list[str]:
     return lines
 
 
-def augmented_arms(ctx: Context, aug: list[dict], base_by_lr: dict, eval_of: dict[str, str]) -> list[dict]:
+def augmented_arms(ctx: Context, aug: list[dict], same_text: dict[float, str], eval_of: dict[str, str]) -> list[dict]:
     """Each augmented-tokenizer run with its corpus_ppl evaluation paired by document against the
-    base-tokenizer run at the same lr (domain and WikiText-2; None where either evaluation is missing)."""
+    base-tokenizer run at the same lr scored on the same text (`same_text`: lr -> that evaluation; domain
+    and WikiText-2; None where either evaluation is missing)."""
     arms = []
     for r in aug:
-        base = (base_by_lr.get(r["lr"]) or {}).get("eval_step")
+        base = same_text.get(r["lr"])
         name = eval_of.get(r["name"], "")
-        ran = bool(base and name and ctx.results(name))
+        ran = bool(base and name and ctx.results(base) and ctx.results(name))
         arms.append(
             {
                 **r,
@@ -244,7 +245,7 @@ def augmented_arms(ctx: Context, aug: list[dict], base_by_lr: dict, eval_of: dic
     return arms
 
 
-def section(ctx: Context, eval_of: dict[str, str], chip: str) -> tuple[str, dict]:
+def section(ctx: Context, eval_of: dict[str, str], chip: str, same_text: dict[float, str]) -> tuple[str, dict]:
     names = dapt_steps(ctx)
     if not names:
         return missing("DAPT", [n for n, s in ctx.steps.items() if s.section == "dapt"]), {}
@@ -288,7 +289,7 @@ def section(ctx: Context, eval_of: dict[str, str], chip: str) -> tuple[str, dict
         images.append(ctx.save_figure(sweep_plot(arms), "dapt_lr_ablation.png"))
 
     by_lr = {a["lr"]: a for a in arms}
-    aug = augmented_arms(ctx, [r for r in rows if r["tokenizer"].startswith("augmented")], by_lr, eval_of)
+    aug = augmented_arms(ctx, [r for r in rows if r["tokenizer"].startswith("augmented")], same_text, eval_of)
     facts = {
         "rows": rows,
         "arms": arms,

@@ -294,7 +294,11 @@ def section(ctx: Context) -> tuple[str, dict]:
         "Every merge takes the chip model's tokenizer and chat template (merge.py copies them from `models.chip`), "
         "so lambda 0 is prompted with the instruct model's own template and every merge with the chip model's. "
         "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the bootstrap "
-        "over items otherwise). Domain bpb is corpus_ppl's `domain_all.bpb`, every held-out domain document pooled."
+        "over items otherwise). Domain bpb is corpus_ppl's `domain_all.bpb`, every held-out domain document pooled. "
+        "Against each baseline, ChipAlign reproduces the paper when it follows more held-out prompts without a "
+        "domain bpb loss beyond noise, and contradicts it when the baseline is as good on one measure and better "
+        "on the other; when each merge is better on one measure beyond noise, neither dominates, and the paired "
+        "`merge_balance` difference (the criterion that chose every setting) decides."
         + (f" {domain_bpb.FALLBACK_NOTE}" if fallback else ""),
         "",
         *(

@@ -190,14 +190,18 @@ def augmented_paired_row(paired: list[dict]) -> list:
             + (f", WikiText-2 {pct_text(general.d)}" if general else "")
         )
     here = "held-out bpb, paired by document: " + "; ".join(parts)
-    first = paired[0]
+    # The default initialisation's arm decides; the paper's zero rows are its ablation.
+    first = next((r for r in paired if r["tokenizer"] == "augmented"), paired[0])
     verdict, why = judge_documents(first["domain_vs_same"], -1)
     general = first.get("general_vs_same")
     if general is not None and judge_documents(general, -1)[0] == CONTRADICTS:
         verdict, why = CONTRADICTS, ""  # general text costs more bits: not "nothing", whatever domain text does
     if verdict == CONTRADICTS:
         trained = f"{first['tokens']:,} DAPT tokens" if first.get("tokens") else "a short DAPT run"
-        why = f"The new embedding rows had {trained} to learn from; ChipNeMo trained its new rows over 24B tokens."
+        why = (
+            f"{first['name']}'s new embedding rows had {trained} to learn from; ChipNeMo trained its new rows "
+            "over 24B tokens."
+        )
     return [*AUGMENTED, here, verdict, why]
 
 
