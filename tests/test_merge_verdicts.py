@@ -7,7 +7,7 @@ import pytest
 from chipadapt.eval.paired import PairedDifference
 from chipadapt.reproduce.report.merge_tests import balance_difference
 from chipadapt.reproduce.report.merge_verdicts import TRADE_OFF
-from chipadapt.reproduce.report.power import CONTRADICTS, NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.report.power import CONTRADICTS, NOT_MEASURED, NOT_RESOLVED, REPRODUCES
 from chipadapt.reproduce.report.verdicts import merge_rows
 
 
@@ -132,3 +132,28 @@ def test_a_win_that_vanishes_at_the_same_lambda_is_not_credited_to_the_method():
     )
     row = {r[0]: r for r in merge_rows(facts)}["ChipAlign beats the other merges: vs linear"]
     assert row[4] == "at linear's lambda 0.6 the two merges trade one measure for the other, each beyond noise"
+
+
+def test_the_merge_keeps_domain_ability_only_when_no_domain_measure_is_worse():
+    def d(diff: float, ci: tuple[float, float], n: int) -> PairedDifference:
+        return PairedDifference(0.5, 0.5 + diff, diff, ci, 0.01, n, "paired-bootstrap")
+
+    chip = {
+        "corpus_ppl.domain_all.bpb": d(0.043, (0.019, 0.073), 70),  # higher bpb: worse
+        "eda_script.call_f1": d(-0.056, (-0.080, -0.034), 63),  # worse
+        "rag_qa.rougeL_rag": d(0.064, (0.045, 0.085), 100),  # better
+    }
+    facts = screened_facts(0.4, {0.4: 0.7}, tests={"chip model": chip})
+    row = {r[0]: r for r in merge_rows(facts)}["ChipAlign keeps the chip model's domain ability"]
+    assert row[3] == CONTRADICTS
+    assert row[4] == "worse on domain bpb and EDA call F1, beyond noise; better on QA ROUGE-L (RAG)"
+    assert "ChipAlign 0.4 minus the chip model: domain bpb +0.043 [+0.019, +0.073]" in row[2]
+    chip["corpus_ppl.domain_all.bpb"] = d(-0.01, (-0.03, -0.002), 70)
+    chip["eda_script.call_f1"] = d(0.0, (-0.02, 0.02), 63)
+    assert {r[0]: r for r in merge_rows(facts)}["ChipAlign keeps the chip model's domain ability"][3] == REPRODUCES
+    chip["corpus_ppl.domain_all.bpb"] = d(0.01, (-0.01, 0.03), 70)
+    chip["rag_qa.rougeL_rag"] = d(0.0, (-0.02, 0.02), 100)
+    cell = {r[0]: r for r in merge_rows(facts)}["ChipAlign keeps the chip model's domain ability"][3]
+    assert cell.startswith(f"{NOT_RESOLVED}, needs about ")
+    del facts["tests"]["chip model"]
+    assert {r[0]: r for r in merge_rows(facts)}["ChipAlign keeps the chip model's domain ability"][3] == NOT_MEASURED

@@ -16,6 +16,13 @@ from chipadapt.reproduce.report.power import (
 )
 
 RESTORES = ("ChipAlign restores instruction following", "up to +26.6% IFEval over the chip model")
+KEEPS = ("ChipAlign keeps the chip model's domain ability", "domain knowledge retained by the merged model")
+# The chip model's domain measures, each with the direction that is better and the items it pairs on.
+DOMAIN_MEASURES = [
+    (DOMAIN, "domain bpb", -1, "documents"),
+    ("eda_script.call_f1", "EDA call F1", +1, "scripts"),
+    ("rag_qa.rougeL_rag", "QA ROUGE-L (RAG)", +1, "questions"),
+]
 BEST_06 = ("Best ChipAlign lambda is 0.6", "0.6 (of 0.1-0.9)")
 BEATS = ("ChipAlign beats the other merges", "ChipAlign ahead of linear/slerp/TA/TIES/DELLA on IFEval, domain kept")
 TRADE_OFF = "a trade-off: better on one measure, worse on the other, each beyond noise"
@@ -74,6 +81,28 @@ def restores_row(f: dict) -> list:
         + diff_text(prompt, "prompt-level")
     )
     return [*RESTORES, here, *judged(d, INSTRUCT, +1)]
+
+
+def keeps_row(f: dict) -> list:
+    """ChipAlign at its lambda against the chip model on each domain measure: worse on any beyond noise
+    contradicts the claim; it reproduces when none is worse and one is better, each beyond noise."""
+    tests, lam = f["tests"].get("chip model") or {}, f["best"]["lam"]
+    found = [(label, sign, unit, tests[key]) for key, label, sign, unit in DOMAIN_MEASURES if tests.get(key)]
+    if not found:
+        return [*KEEPS, "–", NOT_MEASURED, "no chip-model evaluation or per-item records to pair"]
+    here = f"ChipAlign {lam:g} minus the chip model: " + "; ".join(diff_text(d, label) for label, _, _, d in found)
+    judged_each = [(label, verdict(d, sign, unit)) for label, sign, unit, d in found]
+    worse = [label for label, (v, _) in judged_each if v == CONTRADICTS]
+    better = [label for label, (v, _) in judged_each if v == REPRODUCES]
+    if worse:
+        why = f"worse on {' and '.join(worse)}, beyond noise" + (
+            f"; better on {' and '.join(better)}" if better else ""
+        )
+        return [*KEEPS, here, CONTRADICTS, why]
+    if better:
+        return [*KEEPS, here, REPRODUCES, ""]
+    sizes = [f"{size} ({label})" for label, (v, _) in judged_each if (size := needed_size(v))]
+    return [*KEEPS, here, f"{NOT_RESOLVED}{NEEDS}{' or '.join(sizes)}" if sizes else NOT_RESOLVED, ""]
 
 
 def best_lambda_row(f: dict) -> list:
@@ -195,4 +224,4 @@ def rows(f: dict) -> list[list]:
         return [[*RESTORES, "–", NOT_MEASURED, "no ChipAlign merge in this run"]]
     if not f.get("best"):
         return [[*RESTORES, "–", NOT_MEASURED, "no lambda could be chosen: an end of the sweep is missing"]]
-    return [restores_row(f), best_lambda_row(f), *beats_rows(f)]
+    return [restores_row(f), keeps_row(f), best_lambda_row(f), *beats_rows(f)]
