@@ -289,3 +289,22 @@ def test_records_written_through_a_symlinked_cache_name_no_machine_path(tmp_path
     assert portable(text) == "$CHIPADAPT_CACHE/run/sft and $CHIPADAPT_CACHE/models/x"
     elsewhere = f"/mnt/backup{tmp_path}/linked_cache/run"  # the same path inside another folder: not this cache
     assert portable(elsewhere) == elsewhere
+
+
+def test_a_report_model_that_cannot_be_rebuilt_leaves_the_report_to_say_so_but_a_kill_stops(monkeypatch, caplog):
+    from chipadapt.reproduce import run
+    from chipadapt.reproduce.runner import Terminated
+
+    def failing(steps, out):
+        raise ChipadaptError("reproduce: rebuilding the model of tokenizer failed (exit 1)")
+
+    monkeypatch.setattr(run, "rebuild_for_report", failing)
+    run.report_models([], Path("out"))  # a warning: the report is still built from the records
+    assert "the report is built without that model's files" in caplog.text
+
+    def killed(steps, out):
+        raise Terminated("reproduce: terminated by signal 15")
+
+    monkeypatch.setattr(run, "rebuild_for_report", killed)
+    with pytest.raises(Terminated):
+        run.report_models([], Path("out"))

@@ -13,6 +13,7 @@ from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.runner import (
     ROOT,
+    Terminated,
     completed,
     plan,
     rebuild_for_report,
@@ -53,6 +54,8 @@ def report_models(steps, out: Path) -> None:
     so (the report is still built from the records)."""
     try:
         rebuild_for_report(steps, out)
+    except Terminated:
+        raise  # a scheduler's kill stops the whole invocation
     except ChipadaptError as err:
         log.warning("%s; the report is built without that model's files", err)
 
