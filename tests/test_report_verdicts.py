@@ -350,7 +350,7 @@ def test_a_run_restored_without_the_tokenizers_files_reports_the_corpus_count_an
 
 
 def test_the_attribute_row_sizes_the_attribute_that_would_make_a_majority():
-    from chipadapt.reproduce.report.verdicts import attribute_row, pairs_for_spearman
+    from chipadapt.reproduce.report.alignment_verdicts import attribute_row, pairs_for_spearman
 
     def metrics(r: float) -> dict:
         return {"spearman": r, "n": 135, "mae": 1.0, "baseline_mae": 0.9}

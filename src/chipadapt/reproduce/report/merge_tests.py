@@ -14,8 +14,8 @@ from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.reproduce.choices import ifeval_gap
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
+from chipadapt.reproduce.report.power import Z95
 
-Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 # Baselines swept over lambda as ChipAlign is: at the same lambda the two differ by the method alone.
 INTERPOLATIONS = ("linear", "slerp")
 

@@ -17,6 +17,7 @@ REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
 # (one document resampled is the same document every time, a zero-width interval).
 MIN_RESAMPLED = 10
 NEEDS = ", needs "  # joins NOT_RESOLVED and the size that would resolve it, in a verdict cell
+NOT_RUN = "not run"  # the variant has no step that measures the finding
 
 
 Z95 = 1.959964
@@ -83,3 +84,8 @@ def needed_size(cell: str) -> str | None:
     if not is_not_resolved(cell):
         return None
     return cell.partition(NEEDS)[2] or None
+
+
+def joined(*parts: str) -> str:
+    """A why-cell of several reasons, the empty ones left out."""
+    return "; ".join(p for p in parts if p)

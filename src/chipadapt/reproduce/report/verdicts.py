@@ -10,17 +10,21 @@ nothing to pair say what their interval rests on instead; "not measured" means n
 The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
 """
 
-import math
-
 from chipadapt.reproduce.report import merge_verdicts, power
+from chipadapt.reproduce.report.alignment_verdicts import alignment_rows
 from chipadapt.reproduce.report.context import fmt
 from chipadapt.reproduce.report.pairs import DocumentPair, diff_text, pct_text
-from chipadapt.reproduce.report.power import CONTRADICTS, NEEDS, NOT_MEASURED, NOT_RESOLVED, REPRODUCES
+from chipadapt.reproduce.report.power import (
+    CONTRADICTS,
+    NOT_MEASURED,
+    NOT_RESOLVED,
+    NOT_RUN,
+    REPRODUCES,
+    joined,
+)
 
-NOT_RUN = "not run"
 MCQ_CHANCE = 0.25  # four choices per MMLU question
 LARGE_LR = 1e-4  # ChipNeMo's ablation: 5e-6 against a learning rate 10-60x larger
-Z95 = 1.959964
 
 
 def judge_documents(p: DocumentPair | None, paper_sign: int) -> tuple:
@@ -35,11 +39,6 @@ def judge_documents(p: DocumentPair | None, paper_sign: int) -> tuple:
             why, f"{', '.join(p.thin)}: one held-out document each, so the interval leaves out their sampling variance"
         )
     return verdict, why
-
-
-def joined(*parts: str) -> str:
-    """A why-cell of several reasons, the empty ones left out."""
-    return "; ".join(p for p in parts if p)
 
 
 def worst(verdicts: list[tuple]) -> tuple:
@@ -211,134 +210,6 @@ def dapt_rows(f: dict) -> list[list]:
     rows = [dapt_row(f.get("long")), large_lr_row(f.get("arms") or [])]
     aug = augmented_row(f.get("aug") or [], f.get("same_lr_base"))
     return rows + ([aug] if aug else [])
-
-
-# --- 3. SFT, IFEval drift, SteerLM -----------------------------------------------------------------
-
-EDA_SFT = ("SFT on EDA scripts improves script generation", "domain SFT helps EDA script generation")
-DAPT_SFT = ("DAPT before SFT beats SFT alone", "ChipNeMo chat models beat the general ones on domain tasks")
-DRIFT = (
-    "The chip model follows instructions worse",
-    "ChipAlign's premise: the chip model's IFEval below the instruct model's",
-)
-ATTRIBUTES = ("SteerLM attribute model ranks conversations as humans do", "attribute model on OASST/HelpSteer labels")
-STEERS = ("SteerLM follows the attributes asked for", "replies track the requested quality/helpfulness")
-
-
-def eda_rows(f: dict) -> list[list]:
-    rows = []
-    d, heldout = f.get("eda_sft"), f.get("sft_heldout")
-    eda = f.get("eda", {})
-    if d or eda.get("eval_sft"):
-        loss = f"; held-out script loss {heldout[0]:.3f} → {heldout[1]:.3f}" if heldout else ""
-        figure = diff_text(d, "scripts") if d else f"{fmt(eda.get('eval_base', {}).get('eda_script.call_f1'))} → "
-        here = f"API-call F1, chip model minus general model: {figure}{loss}"
-        verdict, why = power.verdict(d, +1, "scripts")
-        if verdict != REPRODUCES and heldout and heldout[1] < heldout[0]:
-            why = joined(
-                why,
-                "the loss on held-out scripts falls, but a 135M model does not yet write the reference OpenROAD "
-                "calls (ChipNeMo: 7B-70B models)",
-            )
-        rows.append([*EDA_SFT, here, verdict, why])
-    d = f.get("eda_dapt")
-    if d:
-        verdict, why = power.verdict(d, +1, "scripts")
-        rows.append(
-            [*DAPT_SFT, f"API-call F1, DAPT + SFT minus general + SFT: {diff_text(d, 'scripts')}", verdict, why]
-        )
-    return rows
-
-
-def drift_row(f: dict) -> list | None:
-    prompt, instruction = f.get("ifeval_prompt"), f.get("ifeval_instruction")
-    if prompt is None and instruction is None:
-        return None
-    here = "; ".join(
-        f"{label} {d.a:.3f} → {d.b:.3f}, {diff_text(d, 'prompts')}"
-        for label, d in (("prompt-level", prompt), ("instruction-level", instruction))
-        if d is not None
-    )
-    # McNemar's exact test over the prompts decides; the instruction-level bootstrap (the merge study's
-    # measure) is reported beside it, and named where it disagrees.
-    verdict, why = power.verdict(prompt, -1, "prompts") if prompt else power.verdict(instruction, -1, "prompts")
-    if prompt and instruction:
-        other = power.verdict(instruction, -1, "prompts")
-        if other[0].split(",")[0] != verdict.split(",")[0]:
-            why = joined(why, f"instruction-level: {other[0]}")
-    return [*DRIFT, f"chip model (DAPT + SFT) vs instruct model, {here}", verdict, why]
-
-
-def spearman_interval(r: float, n: int) -> tuple[float, float]:
-    """95% interval of a Spearman correlation over n pairs (Fisher z, Bonett-Wright variance)."""
-    if n <= 3:
-        return -1.0, 1.0
-    z, se = math.atanh(max(min(r, 0.999999), -0.999999)), math.sqrt((1 + r * r / 2) / (n - 3))
-    return math.tanh(z - Z95 * se), math.tanh(z + Z95 * se)
-
-
-def pairs_for_spearman(r: float) -> int | None:
-    """Pairs for the interval of a correlation as large as r to leave out 0."""
-    if abs(r) < 1e-6:
-        return None
-    return math.ceil(3 + Z95**2 * (1 + r * r / 2) / math.atanh(min(abs(r), 0.999999)) ** 2)
-
-
-def attribute_row(val: dict) -> list:
-    spans = {name: spearman_interval(m["spearman"], int(m["n"])) for name, m in val.items()}
-    here = ", ".join(f"{name} {val[name]['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}]" for name, (lo, hi) in spans.items())
-    better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
-    here = (
-        f"Spearman against held-out human labels: {here}; MAE below the constant-mean baseline's on "
-        f"{better} of {len(val)}"
-    )
-    above = sum(lo > 0 for lo, _ in spans.values())
-    below = sum(hi < 0 for _, hi in spans.values())
-    note = "Not a paired test: one model's ratings against the labels (Fisher-z interval over the conversations)"
-    if above > len(val) / 2:
-        verdict = REPRODUCES
-        why = note + ("" if better > len(val) / 2 else "; it ranks them, but its scale is off the labels' (MAE)")
-    elif below > len(val) / 2:
-        verdict, why = CONTRADICTS, note
-    else:
-        # It reproduces when most attributes' intervals leave out 0: the weakest of the strongest majority
-        # must resolve, so that attribute's correlation sizes what would resolve the finding.
-        ranked = sorted(val.items(), key=lambda kv: -kv[1]["spearman"])
-        name, m = ranked[len(val) // 2]
-        needed = pairs_for_spearman(m["spearman"]) if m["spearman"] > 0 else None
-        verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} conversations" if needed else NOT_RESOLVED
-        why = (
-            f"{note}; {above} of {len(val)} attributes resolved; a majority needs {name} ({m['spearman']:+.2f}) "
-            f"resolved too; {min(int(m['n']) for m in val.values())} conversations now"
-        )
-    return [*ATTRIBUTES, here, verdict, why]
-
-
-def steer_row(f: dict) -> list:
-    gap = f["steer_quality_gap"]
-    here = (
-        f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} "
-        f"(high minus low setting, {f.get('steer_replies', '–')} replies each)"
-    )
-    return [
-        *STEERS,
-        here,
-        NOT_MEASURED,
-        "The probe keeps each setting's mean rating, not the replies' ratings: no interval and no paired test "
-        "(the same prompts under both settings would pair). Its ratings come from the attribute model above.",
-    ]
-
-
-def alignment_rows(f: dict) -> list[list]:
-    f = f or {}
-    rows = eda_rows(f)
-    drift = drift_row(f)
-    rows += [drift] if drift else []
-    if f.get("attributes"):
-        rows.append(attribute_row(f["attributes"]))
-    if f.get("steer_quality_gap") is not None:
-        rows.append(steer_row(f))
-    return rows
 
 
 def merge_rows(f: dict) -> list[list]:
