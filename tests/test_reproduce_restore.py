@@ -23,8 +23,9 @@ from chipadapt.reproduce.fingerprint import (
 )
 from chipadapt.reproduce.ledger import Ledger
 from chipadapt.reproduce.report.archive import archive_records
+from chipadapt.reproduce.report_models import rebuild_for_report, report_rebuilds
 from chipadapt.reproduce.restore import restore
-from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, rebuild_for_report, report_rebuilds, run_steps
+from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
 from chipadapt.reproduce.steps import Step
 
 
@@ -292,7 +293,7 @@ def test_records_written_through_a_symlinked_cache_name_no_machine_path(tmp_path
 
 
 def test_a_report_model_that_cannot_be_rebuilt_leaves_the_report_to_say_so_but_a_kill_stops(monkeypatch, caplog):
-    from chipadapt.reproduce import run
+    from chipadapt.reproduce import report_models as run
     from chipadapt.reproduce.runner import Terminated
 
     def failing(steps, out):

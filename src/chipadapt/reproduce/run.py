@@ -7,20 +7,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from chipadapt.errors import ChipadaptError
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger
-from chipadapt.reproduce.runner import (
-    ROOT,
-    Terminated,
-    completed,
-    plan,
-    rebuild_for_report,
-    report_rebuilds,
-    resolved_command,
-    run_steps,
-)
+from chipadapt.reproduce.report_models import report_models, report_rebuilds
+from chipadapt.reproduce.runner import ROOT, completed, plan, resolved_command, run_steps
 from chipadapt.reproduce.steps import load_steps
 
 log = logging.getLogger(__name__)
@@ -47,17 +38,6 @@ def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
     for step in report_rebuilds(steps, out):
         if planned.get(step.name) in ("skip", "ignore"):  # otherwise the plan above runs or rebuilds it already
             console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
-
-
-def report_models(steps, out: Path) -> None:
-    """Rebuild the restored models the report opens; one that cannot be rebuilt leaves its section saying
-    so (the report is still built from the records)."""
-    try:
-        rebuild_for_report(steps, out)
-    except Terminated:
-        raise  # a scheduler's kill stops the whole invocation
-    except ChipadaptError as err:
-        log.warning("%s; the report is built without that model's files", err)
 
 
 def run(cfg: DictConfig) -> Path:

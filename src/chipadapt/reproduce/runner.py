@@ -332,6 +332,12 @@ def _on_sigterm(signum, frame):
     raise Terminated(f"reproduce: terminated by signal {signum}")
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM raises Terminated (where signals can be handled: the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def step_progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.fields[step]}"),
@@ -343,34 +349,8 @@ def step_progress() -> Progress:
     )
 
 
-def report_rebuilds(steps: list[Step], out: Path) -> list[Step]:
-    """Done steps whose model files the report opens, restored here without them."""
-    ledger = Ledger(out / "steps.json")
-    return [
-        s
-        for s in steps
-        if s.report_reads_model and (ledger.records.get(s.name) or {}).get("status") == "completed" and packed(s, out)
-    ]
-
-
-def rebuild_for_report(steps: list[Step], out: Path) -> None:
-    """Rebuild, and check against its fingerprint, each model the report reads that a restored run lacks."""
-    todo = report_rebuilds(steps, out)
-    if not todo:
-        return
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    ledger = Ledger(out / "steps.json")
-    with step_progress() as progress:
-        for step in todo:
-            task = progress.add_task("", total=None, step=f"{step.name} (model, for the report)")
-            rebuild_step(step, steps, out, ledger, progress, task)
-            progress.update(task, description="model rebuilt", total=1, completed=1)
-
-
 def run_steps(steps: list[Step], out: Path, only: set[str], force: set[str]) -> Ledger:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    stop_on_sigterm()
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / "steps.json")
     actions = plan(steps, ledger, out, only, force)
