@@ -14,6 +14,9 @@ Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, sam
    Face's `generate` with a static cache, and against two limits measured here first: the FLOP limit
    (2 x parameters FLOPs per token at the fp32 matrix-multiply rate) and the memory limit (each step
    reads every weight once and every row's cached keys and values, at the measured read bandwidth).
+   The whole run is also put as the FLOPs its work needs (prompt and answer tokens through the layers,
+   logits for the answer tokens) per second, against the matrix-multiply rate; prefill and decoding
+   steps are timed apart.
 Every ratio is against a reference measured in this run. Needs `pip install -e '.[dev]'` (lm-eval).
 """
 
@@ -162,12 +165,43 @@ def bench_ifeval(model, tokenizer, lm, count: int, max_tokens: int) -> None:
     )
 
 
+class ForwardClock:
+    """Wall seconds of the model's prefill calls (more than one input column) and decoding steps, apart."""
+
+    def __init__(self, model):
+        self.model, self.prefill, self.steps = model, 0.0, 0.0
+
+    def __enter__(self):
+        original = self.model.forward
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = original(*args, **kwargs)
+            columns = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else args[0].shape[1]
+            if columns > 1:
+                self.prefill += time.perf_counter() - start
+            else:
+                self.steps += time.perf_counter() - start
+            return out
+
+        self.model.forward = timed
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.forward  # the class's forward again
+
+
 def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: float, bandwidth: float) -> None:
     from chipadapt.models.generate import greedy_generate
 
     params = sum(p.numel() for p in model.parameters())
     limit = peak * 1e9 / (2 * params)
     config = model.config
+    # FLOPs the work needs: every prompt and answer token runs the layers; only the answer tokens need
+    # logits (a prompt gives one, its first answer token; the input embedding is a lookup, no FLOPs).
+    head = model.get_output_embeddings().weight.numel()
+    embed = model.get_input_embeddings().weight
+    body = params - head - (0 if embed is model.get_output_embeddings().weight else embed.numel())
     kv_heads = config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     # Bytes of keys and values one row reads per layer and column, all layers: what each step streams per row.
@@ -184,7 +218,7 @@ def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: 
             for p in prompts[:batch]
         ]
         ids = [tokenizer.encode(c, add_special_tokens=False) for c in chats]
-        with Clock() as ours:
+        with Clock() as ours, ForwardClock(model) as parts:
             greedy_generate(model, ids, new_tokens, batch, set(), tokenizer.pad_token_id)  # no stop: every row runs
         tokenizer.padding_side = "left"
         encoded = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -198,15 +232,22 @@ def bench_decoding(model, tokenizer, batches: list[int], new_tokens: int, peak: 
                 pad_token_id=tokenizer.pad_token_id,
             )
         rate, hf_rate = batch * new_tokens / ours.wall, batch * new_tokens / hf.wall
+        prompt_tokens = sum(len(i) for i in ids)
+        # An answer's last token is never fed back: each row runs its prompt and new_tokens - 1 answer tokens.
+        work = 2 * body * (prompt_tokens + batch * (new_tokens - 1)) + 2 * head * batch * new_tokens
         # Rows share one write column, so each step reads the longest prompt's columns plus the answer so far.
         window = max(len(i) for i in ids) + (new_tokens - 1) / 2
         step_bytes = weight_bytes + batch * window * column_bytes
         memory_limit = batch / (step_bytes / (bandwidth * 1e9))
+        prefill_share = 2 * body * prompt_tokens / 1e9 / max(parts.prefill, 1e-9) / peak
+        step_rate = batch * (new_tokens - 1) / max(parts.steps, 1e-9)  # the first answer token comes from prefill
         print(
-            f"greedy batch {batch:>3}: chipadapt {rate:6.0f} tok/s ({2 * params * rate / 1e9:4.0f} GFLOP/s, "
-            f"{rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s; {step_bytes / 1e6:.0f} MB a step: "
-            f"memory limit {memory_limit:.0f} tok/s, {rate / memory_limit:.2f} of it; both limits as one sum "
-            f"{1 / (1 / limit + 1 / memory_limit):.0f} tok/s) | HF generate static {hf_rate:6.0f} tok/s | "
+            f"greedy batch {batch:>3}: chipadapt {rate:6.0f} answer tok/s, {prompt_tokens} prompt tokens: "
+            f"{work / 1e9 / ours.wall:4.0f} GFLOP/s of needed work = {work / 1e9 / ours.wall / peak:.2f} of the "
+            f"matmul rate (prefill {parts.prefill:.1f} s at {prefill_share:.2f}, steps {parts.steps:.1f} s at "
+            f"{step_rate:.0f} tok/s = {step_rate / limit:.2f} of the FLOP limit {limit:.0f} tok/s; "
+            f"{step_bytes / 1e6:.0f} MB a step: memory limit {memory_limit:.0f} tok/s; both limits as one sum "
+            f"{1 / (1 / limit + 1 / memory_limit):.0f} tok/s) | HF generate static {hf_rate:6.0f} answer tok/s | "
             f"ratio {rate / hf_rate:.2f}x"
         )
 

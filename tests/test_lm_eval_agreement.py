@@ -131,9 +131,10 @@ def test_ifeval_verdicts_equal_lm_eval_for_the_same_responses(tmp_path, monkeypa
     assert 0 < sum(all(i["strict"]) for i in task.items) < len(rows)  # the canned answers pass some and fail some
 
 
-def test_greedy_decoding_with_refilled_rows_equals_hugging_face_one_prompt_at_a_time(tiny):
+def test_greedy_decoding_with_refilled_rows_equals_hugging_face_one_prompt_at_a_time(tiny, monkeypatch):
     import torch
 
+    from chipadapt.models import generate as slots
     from chipadapt.models.generate import greedy_generate
 
     model, tokenizer = tiny
@@ -159,6 +160,8 @@ def test_greedy_decoding_with_refilled_rows_equals_hugging_face_one_prompt_at_a_
     assert any(len(e) < 24 for e in expected) and any(len(e) == 24 for e in expected)
     for batch_size in (1, 2, 4, 6):  # refills (1, 2, 4) and one batch that only shrinks (6)
         assert greedy_generate(model, prompts, 24, batch_size, {stop}, 0) == expected, batch_size
+    monkeypatch.setattr(slots, "PREFILL_ROWS", 4)  # the first fill prefilled in two groups (4 + 2 prompts)
+    assert greedy_generate(model, prompts, 24, 6, {stop}, 0) == expected
     model.float()
 
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.sources import Document, SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.tokenizer.augment import DomainTokenizer
 from chipadapt.tokenizer.family import tokenizer_family
@@ -29,14 +29,14 @@ def texts(path) -> list[str]:
 
 
 def adapter(
-    tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, warmup=None, **settings
+    tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, warmup=None, fit=None, **settings
 ) -> DomainTokenizer:
     defaults = dict(domain_vocab_size=1000, max_new_tokens=60, max_general_per_million=0.0, min_savings=3, max_pieces=6)
     return DomainTokenizer(
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"chip": {"path": str(domain)}}),
         report_general=OmegaConf.create({"prose": {"path": str(general)}}),
-        init={"input": "mean", "output": output, "warmup": warmup},
+        init={"input": "mean", "output": output, "warmup": warmup, "fit": fit},
         starting_bpb=starting_bpb,
         **(defaults | settings),
     )
@@ -249,9 +249,64 @@ def test_warmup_of_the_new_rows_lowers_starting_bpb_and_leaves_every_base_weight
     assert not torch.equal(warmed.get_input_embeddings().weight[new], static.get_input_embeddings().weight[new])
 
 
+def test_output_fit_lowers_starting_bpb_and_changes_only_the_new_output_rows(tmp_path, trained_tiny):
+    from chipadapt.tokenizer.output_fit import OutputRowFit
+
+    corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
+    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[])
+    fit = OutputRowFit(
+        windows=32, seq_len=64, batch_size=8, general_fraction=0.0, l2=50.0, iterations=15, held_out=0.3, seed=0
+    )
+    folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, fit=fit, max_new_tokens=40)(trained_tiny)
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    outputs = report["starting_bpb"]["outputs"]
+    # Scored on held-out documents the fit never saw.
+    assert outputs["mean+fit"]["domain_bpb"] < outputs["mean"]["domain_bpb"]
+    summary = report["output_fit"]
+    assert summary["positions"] == 32 * 64 and summary["new_token_targets"] > 0
+    assert summary["last_loss"] < summary["first_loss"]
+    assert report["settings"]["init"]["fit"]["l2"] == 50.0  # in the cache key
+
+    base, fitted = AutoModelForCausalLM.from_pretrained(trained_tiny), AutoModelForCausalLM.from_pretrained(folder)
+    old, new = report["old_rows"], slice(report["old_rows"], report["old_rows"] + report["new_tokens"])
+    base_rows = base.get_input_embeddings().weight  # tied: input and output rows are the same
+    assert torch.equal(fitted.get_output_embeddings().weight[:old], base_rows)
+    static = AutoModelForCausalLM.from_pretrained(
+        adapter(tmp_path / "static", domain=corpus, max_new_tokens=40)(trained_tiny)
+    )
+    # Input rows as the static init left them; output rows moved.
+    assert torch.equal(fitted.get_input_embeddings().weight, static.get_input_embeddings().weight)
+    assert not torch.equal(fitted.get_output_embeddings().weight[new], static.get_output_embeddings().weight[new])
+
+
+def test_output_fit_hidden_states_are_what_the_output_rows_multiply(trained_tiny):
+    from chipadapt.tokenizer.output_fit import OutputRowFit
+    from chipadapt.tokenizer.windows import TrainingWindows
+
+    tokenizer, model = AutoTokenizer.from_pretrained(trained_tiny), AutoModelForCausalLM.from_pretrained(trained_tiny)
+    docs = {"chip": [Document(doc_id=f"d{i}", text=t) for i, t in enumerate(texts(DOMAIN))]}
+    sampler = TrainingWindows(tokenizer.backend_tokenizer, docs, {}, None, 33, 0.0, None, "test")
+    fit = OutputRowFit(
+        windows=4, seq_len=32, batch_size=3, general_fraction=0.0, l2=1.0, iterations=1, held_out=None, seed=0
+    )
+    hidden, targets = fit._hidden_states(model, sampler)
+    batch = sampler.batch(4, torch.Generator().manual_seed(0))  # the same draws
+    with torch.no_grad():
+        logits = model(input_ids=batch[:, :-1]).logits.reshape(-1, model.config.vocab_size)
+    assert torch.allclose(hidden @ model.get_output_embeddings().weight.T, logits, atol=1e-4)
+    assert torch.equal(targets, batch[:, 1:].reshape(-1))
+
+
 def test_bad_warmup_settings_are_one_line_errors():
     with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.warmup") as err:
         EmbeddingWarmup(steps=0, lr=1e-3, seq_len=64, batch_size=1, general_fraction=0.0, held_out=None, seed=0)
+    assert "\n" not in str(err.value)
+    from chipadapt.tokenizer.output_fit import OutputRowFit
+
+    with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.fit") as err:
+        OutputRowFit(
+            windows=8, seq_len=64, batch_size=1, general_fraction=0.0, l2=-1.0, iterations=5, held_out=None, seed=0
+        )
     assert "\n" not in str(err.value)
 
 

@@ -18,6 +18,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache
 
+# Prompts prefilled together: enough rows for full-speed matrix multiplications, few enough that
+# prompts of one group have similar lengths.
+PREFILL_ROWS = 16
+
 
 def supports_slot_decoding(model) -> bool:
     config = model.config
@@ -139,9 +143,17 @@ def greedy_generate(
         width = max(len(prompts[i]) for i in take)
         if cache.end < width:  # the first fill, or after a shift: make room left of the write column
             shift(cache.end - width)
-        ids = torch.full((len(take), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(take), width), dtype=torch.long)
-        for r, i in enumerate(take):
+        # The queue is longest first, so consecutive prompts have similar lengths: prefilled in groups,
+        # each is padded to its own longest prompt only (one group of 64 IFEval prompts ran 60% padding).
+        slots = iter(free)
+        for group in range(0, len(take), PREFILL_ROWS):
+            prefill([(next(slots), i) for i in take[group : group + PREFILL_ROWS]])
+
+    def prefill(pairs: list[tuple[int, int]]) -> None:
+        width = max(len(prompts[i]) for _, i in pairs)
+        ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for r, (_, i) in enumerate(pairs):
             ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[r, width - len(prompts[i]) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -155,7 +167,7 @@ def greedy_generate(
             logits_to_keep=1,
         ).logits[:, -1]
         first = logits.argmax(-1)
-        for r, (slot, i) in enumerate(zip(free, take)):
+        for r, (slot, i) in enumerate(pairs):
             for layer in range(config.num_hidden_layers):
                 cache.keys[layer][slot, :, cache.end - width : cache.end] = fresh.layers[layer].keys[r]
                 cache.values[layer][slot, :, cache.end - width : cache.end] = fresh.layers[layer].values[r]

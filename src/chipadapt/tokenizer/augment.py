@@ -6,7 +6,8 @@
 3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip on
    every domain and general document and that no general document gets longer;
 4. resize the model, new rows by `init` (init_rows.py; a tied model is untied), embeddings padded
-   to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py);
+   to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py), and
+   with `init.fit`, fit the new output rows to the training text (output_fit.py);
 5. report tokens per character before and after, per source, on domain and general text, and the
    starting model's bits per byte per output-row rule against the base tokenizer's.
 The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.json inside.
@@ -36,6 +37,7 @@ from chipadapt.tokenizer.extend import (
     set_output_rows,
 )
 from chipadapt.tokenizer.family import tokenizer_family
+from chipadapt.tokenizer.output_fit import OutputRowFit
 from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
 from chipadapt.tokenizer.starting_bpb import StartingBpb
@@ -99,6 +101,9 @@ class DomainTokenizer:
         self.warmup: EmbeddingWarmup | None = init.get("warmup")
         if self.warmup is not None:  # only then in the cache key: builds without warm-up keep theirs
             self.settings["init"]["warmup"] = self.warmup.settings()
+        self.fit: OutputRowFit | None = init.get("fit")
+        if self.fit is not None:  # the same: builds without a fit keep their key
+            self.settings["init"]["fit"] = self.fit.settings()
         self.starting_bpb = starting_bpb
         if starting_bpb is not None:
             self.settings["starting_bpb"] = dict(vars(starting_bpb))
@@ -201,11 +206,18 @@ class DomainTokenizer:
                     model, extended, domain_docs, new_ids, new_tokenizer.eos_token_id, task, new_tokenizer, base_bpb
                 )
                 per_step = warmup.pop("starting_bpb") if warmup else {}
+                label = init["output"]
                 if per_step:
+                    label += "+warmup"
                     starting["starting_bpb"]["warmup_steps"] = per_step
-                    starting["starting_bpb"]["outputs"][f"{init['output']}+warmup"] = per_step[str(self.warmup.steps)]
-            warmup_seconds = warmup["seconds"] if warmup else 0.0
-            measure_seconds = time.perf_counter() - measuring - warmup_seconds
+                    starting["starting_bpb"]["outputs"][label] = per_step[str(self.warmup.steps)]
+                fit = self._fit_output_rows(model, extended, domain_docs, new_ids, new_tokenizer.eos_token_id)
+                if fit and task is not None:
+                    starting["starting_bpb"]["outputs"][label + "+fit"] = StartingBpb.summary(
+                        task.run(model, new_tokenizer), base_bpb
+                    )
+            trained_seconds = (warmup["seconds"] if warmup else 0.0) + (fit["seconds"] if fit else 0.0)
+            measure_seconds = time.perf_counter() - measuring - trained_seconds
             model.save_pretrained(tmp, safe_serialization=True)
             report = {
                 "base_model": str(base_folder),
@@ -218,10 +230,11 @@ class DomainTokenizer:
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
                 "most_useful": self._most_useful(base, extended, all_domain, set(new_tokens)),
-                # without the bpb measurement and the warm-up
-                "build_seconds": round(time.perf_counter() - start - measure_seconds - warmup_seconds, 1),
+                # without the bpb measurement, the warm-up and the fit
+                "build_seconds": round(time.perf_counter() - start - measure_seconds - trained_seconds, 1),
                 "starting_bpb_seconds": round(measure_seconds, 1),
                 "warmup": warmup,
+                "output_fit": fit,
                 "family": family.name,
                 **starting,
             }
@@ -286,6 +299,13 @@ class DomainTokenizer:
 
         result = self.warmup.run(model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure)
         return result | {"starting_bpb": per_step}
+
+    def _fit_output_rows(self, model, extended: Tokenizer, domain_docs: dict, new_ids: list[int], separator):
+        """Fit the new output rows (output_fit.py) on the domain and general training sources."""
+        if self.fit is None:
+            return None
+        general_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.general_train.items()}
+        return self.fit.run(model, extended, domain_docs, general_docs, new_ids, separator)
 
     @staticmethod
     def _check_round_trip(

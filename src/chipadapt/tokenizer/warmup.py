@@ -12,11 +12,9 @@ Chinese-LLaMA's first stage trains the embeddings only. This does that, on the d
 - Adam without weight decay at a constant rate: rows whose gradient is always zero have zero moments,
   so their update is exactly zero; and any prefix of a run is itself a shorter budget (the budget
   measurement evaluates one run at several steps);
-- windows of `seq_len` tokens drawn at random from each domain source's training documents (never
-  the held-out ones the starting bpb is measured on), the source chosen uniformly per window as the
-  starting bpb averages sources; a `general_fraction` of the windows come from the training sources
-  marked `general: true`, where the new tokens are almost never the target: the softmax there pushes
-  the new output rows down in general contexts, which keeps general text's bits/byte unchanged.
+- windows of the domain training text, a `general_fraction` from general text (windows.py): the
+  softmax there pushes the new output rows down in general contexts, which keeps general text's
+  bits/byte unchanged.
 """
 
 import logging
@@ -24,18 +22,10 @@ import time
 
 import torch
 
-from chipadapt.data.holdout import held_out_mask
 from chipadapt.errors import ChipadaptError
+from chipadapt.tokenizer.windows import TrainingWindows
 
 log = logging.getLogger(__name__)
-
-
-def token_stream(backend, texts: list[str], separator: int | None) -> torch.Tensor:
-    """The documents encoded and joined (separated by `separator`, usually end-of-text)."""
-    ids: list[int] = []
-    for encoding in backend.encode_batch(texts, add_special_tokens=False):
-        ids += encoding.ids + ([separator] if separator is not None else [])
-    return torch.tensor(ids, dtype=torch.long)
 
 
 class EmbeddingWarmup:
@@ -60,16 +50,6 @@ class EmbeddingWarmup:
     def settings(self) -> dict:
         return dict(vars(self))
 
-    def training_texts(self, docs_by_source: dict[str, list]) -> dict[str, list[str]]:
-        """Each source's documents less the ones held out (by the hash `data.val_fraction` uses)."""
-        out = {}
-        for name, docs in docs_by_source.items():
-            keep = ~held_out_mask([d.doc_id for d in docs], float(self.held_out)) if self.held_out else None
-            texts = [d.text for i, d in enumerate(docs) if keep is None or keep[i]]
-            if texts:
-                out[name] = texts
-        return out
-
     def run(
         self,
         model,
@@ -84,17 +64,16 @@ class EmbeddingWarmup:
         `backend`: the extended `tokenizers.Tokenizer`; `on_step(step)` is called after every step
         (the budget measurement evaluates there). Returns what the report records."""
         start = time.perf_counter()
-        streams = self._streams(backend, self.training_texts(domain), separator, "domain")
-        general_streams = self._streams(backend, self.training_texts(general), separator, "general")
-        if not streams:
-            raise ChipadaptError(
-                "tokenizer.adapt.init.warmup: no domain source has a training document of "
-                f"{self.seq_len + 1} tokens or more (lower seq_len)"
-            )
-        fraction = self.general_fraction
-        if fraction and not general_streams:
-            log.warning("warm-up: no training source is marked general: true; warming up on domain text only")
-            fraction = 0.0
+        windows = TrainingWindows(
+            backend,
+            domain,
+            general,
+            separator,
+            self.seq_len,
+            self.general_fraction,
+            self.held_out,
+            "tokenizer.adapt.init.warmup",
+        )
 
         embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
         if embed is head:
@@ -118,7 +97,7 @@ class EmbeddingWarmup:
         losses, measuring = [], 0.0
         try:
             for step in range(1, self.steps + 1):
-                batch = self._batch(streams, general_streams, fraction, generator)
+                batch = windows.batch(self.batch_size, generator)
                 in_batch = torch.zeros_like(mask)
                 in_batch[batch.unique()] = True
                 active["rows"] = mask & in_batch
@@ -144,30 +123,10 @@ class EmbeddingWarmup:
             raise RuntimeError("tokenizer warm-up changed a base-vocabulary row")  # a bug, not bad input
         return {
             **self.settings(),
-            "general_fraction_used": fraction,
-            "training_tokens": {
-                "domain": int(sum(len(s) for s in streams.values())),
-                "general": int(sum(len(s) for s in general_streams.values())),
-            },
+            "general_fraction_used": windows.general_fraction,
+            "training_tokens": windows.tokens(),
             "tokens_seen": self.steps * self.batch_size * self.seq_len,
             "first_loss": round(losses[0], 4),
             "last_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),  # mean of the last 10 steps
             "seconds": round(time.perf_counter() - start - measuring, 1),  # without what on_step took
         }
-
-    def _streams(self, backend, texts: dict[str, list[str]], separator: int | None, kind: str) -> dict:
-        streams = {name: token_stream(backend, t, separator) for name, t in texts.items()}
-        short = [name for name, s in streams.items() if len(s) <= self.seq_len]
-        if short:
-            log.warning("warm-up: %s source(s) %s shorter than one window: not used", kind, ", ".join(short))
-        return {name: s for name, s in streams.items() if len(s) > self.seq_len}
-
-    def _batch(self, streams: dict, general_streams: dict, fraction: float, generator) -> torch.Tensor:
-        rows = []
-        for _ in range(self.batch_size):
-            pool = general_streams if fraction and float(torch.rand((), generator=generator)) < fraction else streams
-            names = list(pool)
-            stream = pool[names[int(torch.randint(len(names), (), generator=generator))]]
-            begin = int(torch.randint(len(stream) - self.seq_len + 1, (), generator=generator))
-            rows.append(stream[begin : begin + self.seq_len])
-        return torch.stack(rows)
