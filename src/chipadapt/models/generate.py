@@ -143,8 +143,8 @@ def greedy_generate(
         width = max(len(prompts[i]) for i in take)
         if cache.end < width:  # the first fill, or after a shift: make room left of the write column
             shift(cache.end - width)
-        # The queue is longest first, so consecutive prompts have similar lengths: prefilled in groups,
-        # each is padded to its own longest prompt only (one group of 64 IFEval prompts ran 60% padding).
+        # The queue is longest first, so consecutive prompts have similar lengths: prefilled in groups, each
+        # is padded to its own longest prompt only (one group of 64 IFEval prompts was 38% padding tokens).
         slots = iter(free)
         for group in range(0, len(take), PREFILL_ROWS):
             prefill([(next(slots), i) for i in take[group : group + PREFILL_ROWS]])

@@ -202,8 +202,22 @@ class DomainTokenizer:
                 starting = self._bpb_per_output_rule(
                     task, model, new_tokenizer, pieces, new_ids, resize["old_rows"], base_bpb
                 )
+                # The training text both the warm-up and the fit draw windows from, read once.
+                general_train = (
+                    {n: read_source(s, f"data.sources.{n}") for n, s in self.general_train.items()}
+                    if self.warmup is not None or self.fit is not None
+                    else {}
+                )
                 warmup = self._warm_up(
-                    model, extended, domain_docs, new_ids, new_tokenizer.eos_token_id, task, new_tokenizer, base_bpb
+                    model,
+                    extended,
+                    domain_docs,
+                    general_train,
+                    new_ids,
+                    new_tokenizer.eos_token_id,
+                    task,
+                    new_tokenizer,
+                    base_bpb,
                 )
                 per_step = warmup.pop("starting_bpb") if warmup else {}
                 label = init["output"]
@@ -211,7 +225,11 @@ class DomainTokenizer:
                     label += "+warmup"
                     starting["starting_bpb"]["warmup_steps"] = per_step
                     starting["starting_bpb"]["outputs"][label] = per_step[str(self.warmup.steps)]
-                fit = self._fit_output_rows(model, extended, domain_docs, new_ids, new_tokenizer.eos_token_id)
+                fit = (
+                    self.fit.run(model, extended, domain_docs, general_train, new_ids, new_tokenizer.eos_token_id)
+                    if self.fit is not None
+                    else None
+                )
                 if fit and task is not None:
                     starting["starting_bpb"]["outputs"][label + "+fit"] = StartingBpb.summary(
                         task.run(model, new_tokenizer), base_bpb
@@ -275,13 +293,21 @@ class DomainTokenizer:
         return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
 
     def _warm_up(
-        self, model, extended: Tokenizer, domain_docs: dict, new_ids: list[int], separator, task, tokenizer, base_bpb
+        self,
+        model,
+        extended: Tokenizer,
+        domain_docs: dict,
+        general_docs: dict,
+        new_ids: list[int],
+        separator,
+        task,
+        tokenizer,
+        base_bpb,
     ) -> dict | None:
         """Train the new rows alone (warmup.py) on the domain sources and the general training sources;
         with `task`, the starting bpb after each of `starting_bpb.warmup_steps` and after the last step."""
         if self.warmup is None:
             return None
-        general_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.general_train.items()}
         per_step: dict[str, dict] = {}
         checkpoints = {*self.starting_bpb.warmup_steps, self.warmup.steps} if task is not None else set()
 
@@ -299,13 +325,6 @@ class DomainTokenizer:
 
         result = self.warmup.run(model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure)
         return result | {"starting_bpb": per_step}
-
-    def _fit_output_rows(self, model, extended: Tokenizer, domain_docs: dict, new_ids: list[int], separator):
-        """Fit the new output rows (output_fit.py) on the domain and general training sources."""
-        if self.fit is None:
-            return None
-        general_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.general_train.items()}
-        return self.fit.run(model, extended, domain_docs, general_docs, new_ids, separator)
 
     @staticmethod
     def _check_round_trip(
