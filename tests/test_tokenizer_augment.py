@@ -128,6 +128,8 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
         "tokenizer.adapt.domain_vocab_size=1000",
         "tokenizer.adapt.init.warmup.steps=4",  # the default warm-up, shortened: the test checks the plumbing
         "tokenizer.adapt.starting_bpb.warmup_steps=[2]",
+        "tokenizer.adapt.init.input_fit.windows=4",  # the default input fit, one short pass
+        "tokenizer.adapt.init.input_fit.epochs=1",
         "tokenizer.adapt.init.fit.windows=8",  # the default output fit, on a sample as small
         "tokenizer.adapt.init.fit.iterations=5",
     ]
@@ -137,8 +139,17 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
         assert isinstance(report[key], (int, float))
     assert metrics["new_tokens"] == report["new_tokens"] > 0
     assert report["init"] == {"input": "mean", "output": "mean"}
-    # The static rules, the default new-row warm-up after `mean` (measured at its last step too), then the fit.
-    assert set(report["starting_bpb"]["outputs"]) == {"zero", "mean", "vocab_mean", "mean+warmup", "mean+warmup+fit"}
+    # The static rules, the default new-row warm-up after `mean` (measured at its last step too), then the
+    # input fit, then the output fit.
+    assert set(report["starting_bpb"]["outputs"]) == {
+        "zero",
+        "mean",
+        "vocab_mean",
+        "mean+warmup",
+        "mean+warmup+input_fit",
+        "mean+warmup+input_fit+fit",
+    }
+    assert report["input_fit"]["windows_used"] == 4 and report["input_fit"]["aligned_positions"] > 0
     assert report["warmup"]["steps"] > 0 and str(report["warmup"]["steps"]) in report["starting_bpb"]["warmup_steps"]
     assert report["output_fit"]["windows"] == 8 and report["output_fit"]["positions"] == 8 * 512
     assert metrics["starting_bpb.mean+warmup.domain_minus_base"] is not None
@@ -168,9 +179,10 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     assert trained.get_input_embeddings().weight.shape[0] == report["embedding_rows"]
 
 
-def test_new_row_warmup_and_output_fit_are_on_by_default_and_off_for_the_small_corpus(tmp_path):
+def test_new_row_warmup_and_fits_are_on_by_default_and_off_for_the_small_corpus(tmp_path):
     from hydra.utils import instantiate
 
+    from chipadapt.tokenizer.input_fit import InputRowFit
     from chipadapt.tokenizer.output_fit import OutputRowFit
     from chipadapt.tokenizer.warmup import EmbeddingWarmup
 
@@ -178,6 +190,8 @@ def test_new_row_warmup_and_output_fit_are_on_by_default_and_off_for_the_small_c
         adapt = instantiate(compose([f"tokenizer={choice}"], tmp_path).tokenizer.adapt)
         assert isinstance(adapt.warmup, EmbeddingWarmup) is on
         assert ("warmup" in adapt.settings["init"]) is on  # in the cache key only when on
+        assert isinstance(adapt.input_fit, InputRowFit) is on  # the input fit: the same
+        assert ("input_fit" in adapt.settings["init"]) is on
         assert isinstance(adapt.fit, OutputRowFit) is on  # the output fit: the same
         assert ("fit" in adapt.settings["init"]) is on
 

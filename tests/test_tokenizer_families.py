@@ -29,14 +29,22 @@ def texts(path) -> list[str]:
 
 
 def adapter(
-    tmp_path, domain=DOMAIN, general=GENERAL, output="mean", starting_bpb=None, warmup=None, fit=None, **settings
+    tmp_path,
+    domain=DOMAIN,
+    general=GENERAL,
+    output="mean",
+    starting_bpb=None,
+    warmup=None,
+    fit=None,
+    input_fit=None,
+    **settings,
 ) -> DomainTokenizer:
     defaults = dict(domain_vocab_size=1000, max_new_tokens=60, max_general_per_million=0.0, min_savings=3, max_pieces=6)
     return DomainTokenizer(
         cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create({"chip": {"path": str(domain)}}),
         report_general=OmegaConf.create({"prose": {"path": str(general)}}),
-        init={"input": "mean", "output": output, "warmup": warmup, "fit": fit},
+        init={"input": "mean", "output": output, "warmup": warmup, "input_fit": input_fit, "fit": fit},
         starting_bpb=starting_bpb,
         **(defaults | settings),
     )
@@ -297,6 +305,60 @@ def test_output_fit_hidden_states_are_what_the_output_rows_multiply(trained_tiny
     assert torch.equal(targets, batch[:, 1:].reshape(-1))
 
 
+def test_input_fit_lowers_starting_bpb_and_changes_only_the_new_input_rows(tmp_path, trained_tiny):
+    from chipadapt.tokenizer.input_fit import InputRowFit
+
+    corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
+    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[])
+    input_fit = InputRowFit(windows=24, seq_len=64, epochs=6, batch_size=4, lr=1e-2, held_out=0.3, seed=0)
+    folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, input_fit=input_fit, max_new_tokens=40)(
+        trained_tiny
+    )
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    outputs = report["starting_bpb"]["outputs"]
+    # Scored on held-out documents the fit never saw.
+    assert outputs["mean+input_fit"]["domain_bpb"] < outputs["mean"]["domain_bpb"]
+    summary = report["input_fit"]
+    assert summary["windows_used"] == 24 and summary["new_tokens_seen"] > 0
+    assert summary["epoch_loss"][-1] < summary["epoch_loss"][0]
+    assert report["settings"]["init"]["input_fit"]["lr"] == 1e-2  # in the cache key
+
+    base, fitted = AutoModelForCausalLM.from_pretrained(trained_tiny), AutoModelForCausalLM.from_pretrained(folder)
+    old, new = report["old_rows"], slice(report["old_rows"], report["old_rows"] + report["new_tokens"])
+    base_rows = base.get_input_embeddings().weight  # tied: input and output rows are the same
+    assert torch.equal(fitted.get_input_embeddings().weight[:old], base_rows)
+    body = {n: p for n, p in base.named_parameters() if "embed" not in n and "lm_head" not in n}
+    assert body and all(torch.equal(p, dict(fitted.named_parameters())[n]) for n, p in body.items())
+    static = AutoModelForCausalLM.from_pretrained(
+        adapter(tmp_path / "static", domain=corpus, max_new_tokens=40)(trained_tiny)
+    )
+    # Output rows as the static init left them; the new input rows moved.
+    assert torch.equal(fitted.get_output_embeddings().weight, static.get_output_embeddings().weight)
+    assert not torch.equal(fitted.get_input_embeddings().weight[new], static.get_input_embeddings().weight[new])
+
+
+def test_input_fit_pairs_token_ends_both_tokenizations_share(tmp_path, trained_tiny):
+    from chipadapt.tokenizer.input_fit import InputRowFit
+
+    folder = adapter(tmp_path, max_new_tokens=40)(trained_tiny)
+    base, extended = AutoTokenizer.from_pretrained(trained_tiny), AutoTokenizer.from_pretrained(folder)
+    is_new = [i >= len(base) for i in range(len(extended))]
+    fit = InputRowFit(windows=1, seq_len=48, epochs=1, batch_size=1, lr=1e-3, held_out=None, seed=0)
+    paired = 0
+    for text in texts(DOMAIN)[:20]:
+        pairs = fit._pairs(base.backend_tokenizer, extended.backend_tokenizer, text, is_new)
+        if pairs is None:
+            continue
+        base_ids, aug_ids, aug_at, base_at = pairs
+        assert len(base_ids) <= 48 and len(aug_ids) <= len(base_ids)
+        first = next(i for i, t in enumerate(aug_ids) if is_new[t])
+        assert aug_at[0] >= first
+        for i, j in zip(aug_at, base_at):  # the same text up to and including both tokens
+            assert extended.decode(aug_ids[: i + 1]) == base.decode(base_ids[: j + 1])
+            paired += 1
+    assert paired > 0
+
+
 def test_bad_warmup_settings_are_one_line_errors():
     with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.warmup") as err:
         EmbeddingWarmup(steps=0, lr=1e-3, seq_len=64, batch_size=1, general_fraction=0.0, held_out=None, seed=0)
@@ -307,6 +369,11 @@ def test_bad_warmup_settings_are_one_line_errors():
         OutputRowFit(
             windows=8, seq_len=64, batch_size=1, general_fraction=0.0, l2=-1.0, iterations=5, held_out=None, seed=0
         )
+    assert "\n" not in str(err.value)
+    from chipadapt.tokenizer.input_fit import InputRowFit
+
+    with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.input_fit") as err:
+        InputRowFit(windows=8, seq_len=64, epochs=0, batch_size=1, lr=1e-3, held_out=None, seed=0)
     assert "\n" not in str(err.value)
 
 

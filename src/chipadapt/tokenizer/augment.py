@@ -6,8 +6,9 @@
 3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip on
    every domain and general document and that no general document gets longer;
 4. resize the model, new rows by `init` (init_rows.py; a tied model is untied), embeddings padded
-   to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py), and
-   with `init.fit`, fit the new output rows to the training text (output_fit.py);
+   to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py); with
+   `init.input_fit`, teach the new input rows the base tokenization's hidden states (input_fit.py);
+   and with `init.fit`, fit the new output rows to the training text (output_fit.py);
 5. report tokens per character before and after, per source, on domain and general text, and the
    starting model's bits per byte per output-row rule against the base tokenizer's.
 The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.json inside.
@@ -37,6 +38,7 @@ from chipadapt.tokenizer.extend import (
     set_output_rows,
 )
 from chipadapt.tokenizer.family import tokenizer_family
+from chipadapt.tokenizer.input_fit import InputRowFit
 from chipadapt.tokenizer.output_fit import OutputRowFit
 from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
@@ -101,6 +103,9 @@ class DomainTokenizer:
         self.warmup: EmbeddingWarmup | None = init.get("warmup")
         if self.warmup is not None:  # only then in the cache key: builds without warm-up keep theirs
             self.settings["init"]["warmup"] = self.warmup.settings()
+        self.input_fit: InputRowFit | None = init.get("input_fit")
+        if self.input_fit is not None:  # the same: builds without it keep their key
+            self.settings["init"]["input_fit"] = self.input_fit.settings()
         self.fit: OutputRowFit | None = init.get("fit")
         if self.fit is not None:  # the same: builds without a fit keep their key
             self.settings["init"]["fit"] = self.fit.settings()
@@ -225,16 +230,22 @@ class DomainTokenizer:
                     label += "+warmup"
                     starting["starting_bpb"]["warmup_steps"] = per_step
                     starting["starting_bpb"]["outputs"][label] = per_step[str(self.warmup.steps)]
+                input_fit = (
+                    self.input_fit.run(model, base, extended, domain_docs, new_ids)
+                    if self.input_fit is not None
+                    else None
+                )
+                if input_fit:
+                    label += "+input_fit"
+                    self._measure(starting, label, "the input fit", task, model, new_tokenizer, base_bpb)
                 fit = (
                     self.fit.run(model, extended, domain_docs, general_train, new_ids, new_tokenizer.eos_token_id)
                     if self.fit is not None
                     else None
                 )
-                if fit and task is not None:
-                    starting["starting_bpb"]["outputs"][label + "+fit"] = StartingBpb.summary(
-                        task.run(model, new_tokenizer), base_bpb
-                    )
-            trained_seconds = (warmup["seconds"] if warmup else 0.0) + (fit["seconds"] if fit else 0.0)
+                if fit:
+                    self._measure(starting, label + "+fit", "the output fit", task, model, new_tokenizer, base_bpb)
+            trained_seconds = sum(part["seconds"] for part in (warmup, input_fit, fit) if part)
             measure_seconds = time.perf_counter() - measuring - trained_seconds
             model.save_pretrained(tmp, safe_serialization=True)
             report = {
@@ -252,6 +263,7 @@ class DomainTokenizer:
                 "build_seconds": round(time.perf_counter() - start - measure_seconds - trained_seconds, 1),
                 "starting_bpb_seconds": round(measure_seconds, 1),
                 "warmup": warmup,
+                "input_fit": input_fit,
                 "output_fit": fit,
                 "family": family.name,
                 **starting,
@@ -291,6 +303,21 @@ class DomainTokenizer:
             )
         set_output_rows(model, pieces, new_ids, old_rows, init["output"])
         return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
+
+    @staticmethod
+    def _measure(starting: dict, label: str, after: str, task, model, tokenizer, base_bpb) -> None:
+        """With `task`: the starting bpb now, as the report's row `label`."""
+        if task is None:
+            return
+        row = starting["starting_bpb"]["outputs"][label] = StartingBpb.summary(task.run(model, tokenizer), base_bpb)
+        log.info(
+            "starting model after %s: domain %s bpb (%+.4f), general %s bpb (%+.4f)",
+            after,
+            row.get("domain_bpb"),
+            row.get("domain_minus_base", float("nan")),
+            row.get("general_bpb"),
+            row.get("general_minus_base", float("nan")),
+        )
 
     def _warm_up(
         self,

@@ -57,7 +57,8 @@ def reduction_table(report: dict) -> Table:
 
 def starting_bpb_table(report: dict) -> Table | None:
     """The starting model's bits per byte per output-row rule, after each measured warm-up budget
-    (init.warmup) and after the output fit (init.fit), against the base tokenizer's."""
+    (init.warmup), after the input fit (init.input_fit) and after the output fit (init.fit), against
+    the base tokenizer's."""
     starting = report.get("starting_bpb")
     if not starting:
         return None
@@ -75,17 +76,22 @@ def starting_bpb_table(report: dict) -> Table | None:
         f"{base.get('general_bpb', float('nan')):.4f}",
         "",
     )
-    # Static rules as they are; the warm-up's rows per measured budget; then the output fit's.
+    # Static rules as they are; the warm-up's rows per measured budget; then the fits'.
     rows = {f"augmented, output={rule}": row for rule, row in starting["outputs"].items() if "+" not in rule}
     warmup = report.get("warmup") or {}
     for steps, row in sorted((starting.get("warmup_steps") or {}).items(), key=lambda kv: int(kv[0])):
         tokens = int(steps) * warmup["batch_size"] * warmup["seq_len"]
         rows[f"output={report['init']['output']} + warm-up {steps} steps ({tokens:,} tokens)"] = row
-    fit = report.get("output_fit") or {}
+    input_fit, fit = report.get("input_fit") or {}, report.get("output_fit") or {}
+    names = {
+        "warmup": "warm-up",
+        "input_fit": f"input fit ({input_fit.get('windows_used', 0):,} windows)",
+        "fit": f"output fit ({fit.get('positions', 0):,} positions)",
+    }
     for rule, row in starting["outputs"].items():
-        if rule.endswith("+fit"):
-            then = " + warm-up" if "+warmup" in rule else ""
-            rows[f"output={report['init']['output']}{then} + output fit ({fit.get('positions', 0):,} positions)"] = row
+        after = rule.split("+")[1:]
+        if after and after[-1] in ("input_fit", "fit"):
+            rows[f"output={report['init']['output']} + " + " + ".join(names.get(a, a) for a in after)] = row
     for label, row in rows.items():
         cells = []
         for kind in ("domain", "general"):
