@@ -2,7 +2,7 @@
 
   flock /tmp/chipadapt-heavy.lock python benchmarks/eval_speed.py [--model FOLDER] [--mmlu-per-subject 2]
         [--ifeval 24] [--ifeval-tokens 256] [--gen-tokens 48] [--batches 1,8,32,64]
-        [--parts decoding,mmlu,ifeval]
+        [--parts decoding,mmlu,ifeval] [--dtype float32|bfloat16]
 
 Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, same process:
 1. MMLU with `preset=lm_eval` (letters, and cloze on one question per subject; zero-shot) against lm-eval
@@ -12,7 +12,7 @@ Same model (default: SmolLM2-135M-Instruct, the embedded model), same items, sam
    lm-eval's `generate_until`: CPU-seconds, prompts/s, identical answers.
 3. Greedy decoding tokens/s at each batch size (every row runs `--gen-tokens` tokens) against Hugging
    Face's `generate` with a static cache, and against two limits measured here first: the FLOP limit
-   (2 x parameters FLOPs per token at the fp32 matrix-multiply rate) and the memory limit (each step
+   (2 x parameters FLOPs per token at the matrix-multiply rate of `--dtype`) and the memory limit (each step
    reads every weight once and every row's cached keys and values, at the measured read bandwidth).
    The whole run is also put as the FLOPs its work needs (prompt and answer tokens through the layers,
    logits for the answer tokens) per second, against the matrix-multiply rate; prefill and decoding
@@ -47,9 +47,9 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def matmul_gflops() -> float:
-    """The fp32 matrix-multiply rate of this machine (best of 5): the FLOP limit's reference."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_gflops(dtype: torch.dtype = torch.float32) -> float:
+    """The matrix-multiply rate of this machine in `dtype` (best of 5): the FLOP limit's reference."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(5))
     return 2 * 2048**3 / best / 1e9
@@ -261,6 +261,12 @@ def main() -> None:
     parser.add_argument("--gen-tokens", type=int, default=48)
     parser.add_argument("--batches", default="1,8,32,64")
     parser.add_argument("--parts", default="decoding,mmlu,ifeval", help="which comparisons to run, comma-separated")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="weights and compute of both engines; the FLOP limit is the matrix-multiply rate in this dtype",
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"eval_speed: {SHARED} is absent (set CHIPADAPT_SHARED_DATA)")
@@ -270,13 +276,14 @@ def main() -> None:
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 
     folder = args.model or default_model()
-    peak, bandwidth = matmul_gflops(), read_bandwidth()
+    fp32, bandwidth = matmul_gflops(), read_bandwidth()
+    peak = fp32 if args.dtype == "float32" else matmul_gflops(getattr(torch, args.dtype))
     print(
-        f"model {folder.name}, {torch.get_num_threads()} threads, fp32 matmul {peak:.0f} GFLOP/s, "
-        f"memory read {bandwidth:.1f} GB/s"
+        f"model {folder.name} in {args.dtype}, {torch.get_num_threads()} threads, {args.dtype} matmul {peak:.0f} "
+        f"GFLOP/s (fp32 {fp32:.0f}), memory read {bandwidth:.1f} GB/s"
     )
-    model, tokenizer = load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder)
-    lm = HFLM(pretrained=str(folder), device="cpu", batch_size=8, dtype="float32")
+    model, tokenizer = load_causal_lm(folder, args.dtype, "sdpa").eval(), load_tokenizer(folder)
+    lm = HFLM(pretrained=str(folder), device="cpu", batch_size=8, dtype=args.dtype)
     warm_up(model, tokenizer, lm)
     parts = set(args.parts.split(","))
     if "decoding" in parts:

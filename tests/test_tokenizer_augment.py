@@ -120,6 +120,35 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
         resize_for_new_tokens(model, [], [], 64, input_rule="mean", output_rule="nope")
 
 
+def test_resize_keeps_what_the_embedding_module_does_beyond_a_lookup():
+    # Gemma's embedding scales its rows by sqrt(hidden size); a resize that swapped in a plain
+    # nn.Embedding would change every logit of the model in memory (and not after a reload).
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        tie_word_embeddings=True,
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    ids = torch.randint(300, (2, 12))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    kind = type(model.get_input_embeddings())
+    resize_for_new_tokens(model, [[5, 6], [7, 8, 9]], [300, 301], 320, input_rule="mean", output_rule="mean")
+    assert type(model.get_input_embeddings()) is kind and model.get_input_embeddings().num_embeddings == 320
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    assert after.shape[-1] == 320
+    assert torch.allclose(after[..., :300], before, atol=1e-5)
+
+
 def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmented_model(tmp_path):
     run = tmp_path / "tok"
     overrides = [

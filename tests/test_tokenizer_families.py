@@ -337,26 +337,87 @@ def test_input_fit_lowers_starting_bpb_and_changes_only_the_new_input_rows(tmp_p
     assert not torch.equal(fitted.get_input_embeddings().weight[new], static.get_input_embeddings().weight[new])
 
 
-def test_input_fit_pairs_token_ends_both_tokenizations_share(tmp_path, trained_tiny):
+NON_ASCII = " a \u2264 b in \u00b5s \u2014 \u65e5\u672c\u8a9e, \u00fcber "
+
+
+@pytest.mark.parametrize("family", ["byte_level", "sentencepiece"])
+def test_input_fit_pairs_only_token_ends_that_close_the_same_text(tmp_path, trained_tiny, llama2_style, family):
     from chipadapt.tokenizer.input_fit import InputRowFit
 
-    folder = adapter(tmp_path, max_new_tokens=40)(trained_tiny)
-    base, extended = AutoTokenizer.from_pretrained(trained_tiny), AutoTokenizer.from_pretrained(folder)
+    base_folder = trained_tiny if family == "byte_level" else llama2_style[0]
+    folder = adapter(tmp_path, max_new_tokens=40)(base_folder)
+    base, extended = AutoTokenizer.from_pretrained(base_folder), AutoTokenizer.from_pretrained(folder)
     is_new = [i >= len(base) for i in range(len(extended))]
     fit = InputRowFit(windows=1, seq_len=48, epochs=1, batch_size=1, lr=1e-3, held_out=None, seed=0)
     paired = 0
-    for text in texts(DOMAIN)[:20]:
+    # Characters of several bytes (byte pieces that share one end), and windows cut inside them.
+    docs = texts(DOMAIN)[:20]
+    for text in [NON_ASCII.join(t[k : k + 30] for k in range(0, 600, 30)) for t in docs]:
         pairs = fit._pairs(base.backend_tokenizer, extended.backend_tokenizer, text, is_new)
         if pairs is None:
             continue
         base_ids, aug_ids, aug_at, base_at = pairs
         assert len(base_ids) <= 48 and len(aug_ids) <= len(base_ids)
-        first = next(i for i, t in enumerate(aug_ids) if is_new[t])
-        assert aug_at[0] >= first
+        assert "\ufffd" not in base.decode(base_ids)  # not cut inside a character
         for i, j in zip(aug_at, base_at):  # the same text up to and including both tokens
             assert extended.decode(aug_ids[: i + 1]) == base.decode(base_ids[: j + 1])
             paired += 1
     assert paired > 0
+
+
+def test_input_fit_restores_the_model_and_moves_only_rows_of_tokens_it_saw(tmp_path, trained_tiny):
+    from chipadapt.tokenizer.input_fit import InputRowFit
+
+    folder = adapter(tmp_path, max_new_tokens=40)(trained_tiny)
+    base, extended = AutoTokenizer.from_pretrained(trained_tiny), AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.train()
+    before_in = model.get_input_embeddings().weight.detach().clone()
+    before_out = model.get_output_embeddings().weight.detach().clone()
+    docs = {"chip": [Document(doc_id=f"d{i}", text=t) for i, t in enumerate(texts(DOMAIN))]}
+    new_ids = list(range(len(base), len(extended)))
+    fit = InputRowFit(windows=6, seq_len=48, epochs=2, batch_size=2, lr=1e-2, held_out=None, seed=0)
+    assert fit.run(model, base.backend_tokenizer, extended.backend_tokenizer, docs, []) is None  # nothing to fit
+    result = fit.run(model, base.backend_tokenizer, extended.backend_tokenizer, docs, new_ids)
+
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    is_new = [i >= len(base) for i in range(len(extended))]
+    samples = fit._sample(base.backend_tokenizer, extended.backend_tokenizer, docs, is_new)  # the same draws
+    seen = sorted({t for _, aug_ids, _, _ in samples for t in aug_ids if is_new[t]})
+    unseen = sorted(set(new_ids) - set(seen))
+    assert result["new_tokens_seen"] == len(seen) > 0 and unseen
+    after_in = model.get_input_embeddings().weight.detach()
+    assert torch.equal(after_in[: len(base)], before_in[: len(base)])
+    assert torch.equal(after_in[unseen], before_in[unseen])
+    assert not torch.equal(after_in[seen], before_in[seen])
+    assert torch.equal(model.get_output_embeddings().weight, before_out)
+
+
+def test_starting_bpb_table_names_every_step_the_new_rows_went_through():
+    import io
+
+    from rich.console import Console
+
+    from chipadapt.tokenizer.report import starting_bpb_table
+
+    row = {"domain_bpb": 1.2, "general_bpb": 1.1, "domain_minus_base": 0.1, "general_minus_base": 0.0}
+    report = {
+        "init": {"output": "mean"},
+        "warmup": {"steps": 100, "batch_size": 1, "seq_len": 512},
+        "input_fit": {"windows_used": 96},
+        "output_fit": {"positions": 153600},
+        "starting_bpb": {
+            "base_tokenizer": {"domain_bpb": 1.1, "general_bpb": 1.1},
+            "input": "mean",
+            "outputs": {"mean": row, "mean+warmup+fit": row, "mean+input_fit": row, "mean+warmup+input_fit+fit": row},
+        },
+    }
+    out = io.StringIO()
+    Console(file=out, width=300).print(starting_bpb_table(report))
+    text = out.getvalue()
+    assert "output=mean + warm-up + output fit (153,600 positions)" in text
+    assert "output=mean + input fit (96 windows)" in text
+    assert "output=mean + warm-up + input fit (96 windows) + output fit (153,600 positions)" in text
 
 
 def test_bad_warmup_settings_are_one_line_errors():

@@ -84,16 +84,27 @@ def resize_for_new_tokens(
     old_in = embed.weight.detach().clone()
     old_out = model.get_output_embeddings().weight.detach().clone()
 
-    new_embed = torch.nn.Embedding(total_rows, old_in.shape[1], dtype=old_in.dtype)
-    new_embed.weight[:old_rows] = old_in
-    new_embed.weight[old_rows:] = old_in.mean(dim=0)  # padding rows, never produced by the tokenizer
-    new_embed.weight[new_ids] = make_input(old_in, pieces)
-    model.set_input_embeddings(new_embed)
+    # The modules keep their class and grow their weights in place: some embeddings do more than look
+    # rows up (Gemma's scales them by sqrt(hidden size)), which a plain nn.Embedding would drop.
+    grown = old_in.new_empty(total_rows, old_in.shape[1])
+    grown[:old_rows] = old_in
+    grown[old_rows:] = old_in.mean(dim=0)  # padding rows, never produced by the tokenizer
+    grown[new_ids] = make_input(old_in, pieces).to(grown.dtype)
+    embed.weight = torch.nn.Parameter(grown, requires_grad=embed.weight.requires_grad)
+    embed.num_embeddings = total_rows
 
-    head = torch.nn.Linear(old_out.shape[1], total_rows, bias=False, dtype=old_out.dtype)
-    head.weight.zero_()
-    head.weight[:old_rows] = old_out
-    model.set_output_embeddings(head)
+    head = model.get_output_embeddings()
+    grown = old_out.new_zeros(total_rows, old_out.shape[1])
+    grown[:old_rows] = old_out
+    head.weight = torch.nn.Parameter(grown, requires_grad=head.weight.requires_grad)
+    if getattr(head, "bias", None) is not None:
+        bias = head.bias.detach()
+        grown_bias = bias.new_full((total_rows,), float(bias.min()))  # padding rows stay unlikely
+        grown_bias[:old_rows] = bias
+        grown_bias[new_ids] = torch.stack([bias[ids].mean() for ids in pieces]) if pieces else bias[:0]
+        head.bias = torch.nn.Parameter(grown_bias, requires_grad=head.bias.requires_grad)
+    if hasattr(head, "out_features"):
+        head.out_features = total_rows
     set_output_rows(model, pieces, new_ids, old_rows, output_rule)
     model.config.vocab_size = total_rows
     return {

@@ -4,26 +4,28 @@ base tokenization gives.
 A new token stands for a run of base pieces. The model never saw it, and the static input row (the
 pieces' mean) loses their order, so the text after it is read from a hidden state the model has not
 learned to use: the starting model pays on the positions after a new token as well as on the new
-token itself (experiments/LOG.md, 2026-12-05 session 12: about half of the extra bits/byte on the
-worst sources). The augmented tokenization only merges runs of base tokens, so every token end of it
-is also a token end of the base tokenization of the same text, and there the model, fed the base
-tokens, already computes the hidden state it should have. This is the distillation idea of Dobler
-et al. 2025 ("Token Distillation: Attention-aware Input Embeddings for New Tokens") on the final
-hidden states:
+token itself (experiments/LOG.md, 2026-12-05 session 12: half of the extra bits/byte on opentitan's
+held-out text, four fifths on picorv32's). The augmented tokenization only merges runs of base
+tokens, so every token end of it is also a token end of the base tokenization of the same text, and
+there the model, fed the base tokens, already computes the hidden state it should have. This is the
+distillation idea of Dobler et al. 2025 ("Token Distillation: Attention-aware Input Embeddings for
+New Tokens") on the final hidden states:
 - windows of domain training text (never the held-out documents), encoded both ways; the targets are
   the model's final hidden states (after the last norm: what the output rows multiply) on the base
   tokens, which the new rows cannot change;
 - loss: the mean squared distance between the two, at every shared token end from the window's first
   new token on (before it the two inputs are the same);
-- Adam on the new input rows alone, at a constant rate, for `epochs` passes over the windows; each
-  step's gradient is masked to the new rows of its windows (as in the warm-up), so the rows of tokens
-  the sample lacks, and every base row, stay as they were (checked bit-identical).
+- Adam on the new input rows alone, at a constant rate, for `epochs` passes over the windows. The
+  gradient is masked to the new rows, so every base row stays as it was (checked bit-identical), and
+  so do the rows of new tokens the sample lacks; a row moves from the first step whose windows hold
+  its token, and by momentum after that (as in the warm-up).
 Output rows are left to `init.fit`, which runs after this on the hidden states this gives.
 """
 
 import logging
 import random
 import time
+from collections import Counter
 
 import torch
 from tqdm.auto import tqdm
@@ -54,21 +56,27 @@ class InputRowFit:
         return dict(vars(self))
 
     def _pairs(self, base, extended, text: str, is_new) -> tuple[list[int], list[int], list[int], list[int]] | None:
-        """Both encodings of `text` cut to `seq_len` base tokens, and the aligned positions from the
-        first new token on (augmented index, base index); None without a new token."""
+        """Both encodings of `text` cut to at most `seq_len` base tokens, and the aligned positions from
+        the first new token on (augmented index, base index); None without a new token."""
         base_enc = base.encode(text, add_special_tokens=False)
-        base_ids, base_ends = base_enc.ids[: self.seq_len], [end for _, end in base_enc.offsets[: self.seq_len]]
-        if len(base_ids) < 2:
+        ends = [end for _, end in base_enc.offsets]
+        n = min(self.seq_len, len(ends))
+        # Never cut inside a character: its byte pieces all end where the character does.
+        while 0 < n < len(ends) and ends[n - 1] == ends[n]:
+            n -= 1
+        if n < 2:
             return None
-        text = text[: base_ends[-1]]
-        aug_enc = extended.encode(text, add_special_tokens=False)
-        aug_ids = aug_enc.ids[: self.seq_len]
+        base_ids, base_ends = base_enc.ids[:n], ends[:n]
+        aug_enc = extended.encode(text[: base_ends[-1]], add_special_tokens=False)
+        aug_ids, aug_ends = aug_enc.ids, [end for _, end in aug_enc.offsets]
         first = next((i for i, t in enumerate(aug_ids) if is_new[t]), None)
         if first is None:
             return None
-        where = {end: j for j, end in enumerate(base_ends)}
-        offsets = aug_enc.offsets[: len(aug_ids)]
-        aligned = [(i, where[end]) for i, (_, end) in enumerate(offsets) if i >= first and end in where]
+        # Only ends that one token of each encoding has: byte pieces of one character share its end,
+        # and there the same end is not the same text.
+        single = [{e for e, c in Counter(found).items() if c == 1} for found in (base_ends, aug_ends)]
+        where = {e: j for j, e in enumerate(base_ends) if e in single[0] and e in single[1]}
+        aligned = [(i, where[e]) for i, e in enumerate(aug_ends) if i >= first and e in where]
         if not aligned:
             return None
         return base_ids, aug_ids, [i for i, _ in aligned], [j for _, j in aligned]
@@ -95,13 +103,14 @@ class InputRowFit:
             )
         return out
 
-    def run(self, model, base, extended, domain: dict[str, list], new_ids: list[int]) -> dict:
+    def run(self, model, base, extended, domain: dict[str, list], new_ids: list[int]) -> dict | None:
         """Fit the new input rows of `model` in place. `base`/`extended`: the base and the extended
-        `tokenizers.Tokenizer`; `domain`: documents per domain source. Returns what the report records."""
+        `tokenizers.Tokenizer`; `domain`: documents per domain source. Returns what the report records
+        (None without new tokens: nothing to fit)."""
         start = time.perf_counter()
         if not new_ids:
             log.info("input fit: no new tokens, nothing to fit")
-            return {**self.settings(), "windows_used": 0, "seconds": 0.0}
+            return None
         embed = model.get_input_embeddings().weight
         if embed is model.get_output_embeddings().weight:
             raise ChipadaptError(
@@ -113,44 +122,41 @@ class InputRowFit:
         samples = self._sample(base, extended, domain, is_new)
         decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         device = embed.device
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():  # the targets: the base tokens' hidden states, fixed by the base rows
-            targets = [
-                decoder(input_ids=torch.tensor([b], device=device), use_cache=False).last_hidden_state[0, j].float()
-                for b, _, _, j in tqdm(samples, desc="input fit: base hidden states", unit="window", mininterval=2)
-            ]
         old = embed.detach().clone()
         new_mask = torch.zeros(embed.shape[0], 1, dtype=torch.bool, device=device)
         new_mask[new_ids] = True
+        was_training, embed_grad = model.training, embed.requires_grad
         frozen = [p for p in model.parameters() if p is not embed and p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        embed.requires_grad_(True)
-        active = {"rows": new_mask}
-        hook = embed.register_hook(lambda grad: torch.where(active["rows"], grad, 0.0))
-        optimizer = torch.optim.Adam([embed], lr=self.lr, weight_decay=0.0)
-        rng = random.Random(self.seed + 1)
-        order = list(range(len(samples)))
-        epoch_loss = []
-        bar = tqdm(total=self.epochs * len(order), desc="input fit", unit="window", mininterval=2)
+        hook, epoch_loss = None, []
+        bar = tqdm(total=self.epochs * len(samples), desc="input fit", unit="window", mininterval=2)
         try:
+            model.eval()
+            with torch.no_grad():  # the targets: the base tokens' hidden states, which no new row changes
+                targets = [
+                    decoder(input_ids=torch.tensor([b], device=device), use_cache=False).last_hidden_state[0, j].float()
+                    for b, _, _, j in samples
+                ]
+            for p in frozen:
+                p.requires_grad_(False)
+            embed.requires_grad_(True)
+            embed.grad = None
+            # A base row never gets a gradient, so Adam's moments for it stay zero and it never moves (checked
+            # below). A new row moves from the first step whose windows hold its token on, by momentum after
+            # that, as in the warm-up; rows of tokens the sample lacks never move.
+            hook = embed.register_hook(lambda grad: torch.where(new_mask, grad, 0.0))
+            optimizer = torch.optim.Adam([embed], lr=self.lr, weight_decay=0.0)
+            rng, order = random.Random(self.seed + 1), list(range(len(samples)))
             for epoch in range(self.epochs):
                 rng.shuffle(order)
                 total = 0.0
                 for k in range(0, len(order), self.batch_size):
                     group = order[k : k + self.batch_size]
-                    in_batch = torch.zeros_like(new_mask)
                     for w in group:
-                        in_batch[torch.tensor(samples[w][1])] = True
-                    active["rows"] = new_mask & in_batch
-                    for w in group:
-                        _, aug_ids, i, _ = samples[w]
+                        _, aug_ids, at, _ = samples[w]
                         hidden = decoder(input_ids=torch.tensor([aug_ids], device=device), use_cache=False)
-                        hidden = hidden.last_hidden_state[0, i].float()
-                        loss = (hidden - targets[w]).pow(2).sum(-1).mean() / len(group)
-                        loss.backward()
-                        total += float(loss.detach()) * len(group)
+                        distance = (hidden.last_hidden_state[0, at].float() - targets[w]).pow(2).sum(-1).mean()
+                        (distance / len(group)).backward()
+                        total += float(distance.detach())
                         bar.update(1)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -158,21 +164,24 @@ class InputRowFit:
                 log.info("input fit epoch %d/%d: mean squared distance %.3f", epoch + 1, self.epochs, epoch_loss[-1])
         finally:
             bar.close()
-            hook.remove()
+            if hook is not None:
+                hook.remove()
             for p in frozen:
                 p.requires_grad_(True)
+            embed.requires_grad_(embed_grad)
             model.train(was_training)
         keep = ~new_mask[:, 0]
         if not torch.equal(embed.detach()[keep], old[keep]):
             raise RuntimeError("tokenizer input fit changed a base-vocabulary row")  # a bug, not bad input
-        changed = (embed.detach()[~keep] - old[~keep]).pow(2).sum(-1)
-        seen = {t for _, aug_ids, _, _ in samples for t in aug_ids if is_new[t]}
+        seen = sorted({t for _, aug_ids, _, _ in samples for t in aug_ids if is_new[t]})
+        change = (embed.detach()[seen] - old[seen]).pow(2).sum(-1)
         return {
             **self.settings(),
             "windows_used": len(samples),
             "aligned_positions": sum(len(s[2]) for s in samples),
             "new_tokens_seen": len(seen),
-            "epoch_loss": [round(x, 3) for x in epoch_loss],  # mean squared distance per aligned position
-            "rms_change": round(float(changed.mean().sqrt()), 5),
+            # per epoch: the mean over windows of a window's mean squared distance per aligned position
+            "epoch_loss": [round(x, 3) for x in epoch_loss],
+            "rms_change": round(float(change.mean().sqrt()), 5),  # of the rows of tokens the sample holds
             "seconds": round(time.perf_counter() - start, 1),
         }

@@ -66,13 +66,13 @@ class OutputRowFit:
 
     def run(
         self, model, backend, domain: dict[str, list], general: dict[str, list], new_ids: list[int], separator
-    ) -> dict:
+    ) -> dict | None:
         """Fit the new output rows of `model` in place (arguments as `EmbeddingWarmup.run`); returns
-        what the report records."""
+        what the report records (None without new tokens: nothing to fit)."""
         start = time.perf_counter()
         if not new_ids:
             log.info("output fit: no new tokens, nothing to fit")
-            return {**self.settings(), "positions": 0, "seconds": 0.0}
+            return None
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         scaled = [k for k in LOGIT_TRANSFORMS if getattr(config, k, None) not in (None, 1, 1.0)]
         if scaled:
