@@ -123,20 +123,10 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
 def test_resize_keeps_what_the_embedding_module_does_beyond_a_lookup():
     # Gemma's embedding scales its rows by sqrt(hidden size); a resize that swapped in a plain
     # nn.Embedding would change every logit of the model in memory (and not after a reload).
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from helpers.models import tiny_gemma3
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=300,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-        head_dim=16,
-        tie_word_embeddings=True,
-    )
-    model = Gemma3ForCausalLM(config).eval()
+    model = tiny_gemma3(300).eval()
     ids = torch.randint(300, (2, 12))
     with torch.no_grad():
         before = model(input_ids=ids).logits

@@ -442,7 +442,7 @@ def test_bad_warmup_settings_are_one_line_errors():
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
 def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
     from helpers.gguf_tokenizer import gemma3_tokenizer_folder
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from helpers.models import tiny_gemma3
 
     source = gemma3_tokenizer_folder(tmp_path / "gguf")
     if source is None:
@@ -450,17 +450,7 @@ def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file="tokenizer.gguf")
     base = tmp_path / "gemma_tiny"
     tokenizer.save_pretrained(base)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-        head_dim=16,
-        tie_word_embeddings=True,
-    )
-    Gemma3ForCausalLM(config).save_pretrained(base)
+    tiny_gemma3(len(tokenizer)).save_pretrained(base)
     domain = SHARED_DATA / "corpus" / "picorv32.jsonl"
     general = SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl"
     folder = adapter(

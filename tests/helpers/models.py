@@ -1,5 +1,6 @@
-"""Small model folders the tests build: a random tiny Llama, a perturbed copy (a "chip" model close to
-its "instruct" model), and a disposable copy of the session's tiny model."""
+"""Small models the tests build: a random tiny Llama, a perturbed copy (a "chip" model close to its
+"instruct" model), a disposable copy of the session's tiny model, and a one-layer Gemma-3 (the Gemma
+family's code paths, such as its scaled embedding, at toy size)."""
 
 import shutil
 from pathlib import Path
@@ -78,3 +79,20 @@ def tiny_bert(dest: Path) -> Path:
     BertModel(config).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
+
+
+def tiny_gemma3(vocab_size: int):
+    """A random one-layer Gemma-3 text model (in memory; tied embeddings)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        tie_word_embeddings=True,
+    )
+    return Gemma3ForCausalLM(config)
