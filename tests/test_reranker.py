@@ -113,7 +113,7 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
     reranker = Reranker(str(tmp_path / "reranker"), None, top_k=4, batch_size=8, max_tokens=64, device="cpu")
     passages = [Passage(name, text, "d") for name, text in TOPICS.items()]
     # A first stage that ranks the positive last: only the reranker can put it first.
-    first_stage = BM25Retriever(k1=1.5, b=0.75, stemmer=None, stopwords=None)
+    first_stage = BM25Retriever(k1=1.5, b=0.75, stemmer=None, stopwords=None, context=False)
     retriever = RerankedRetriever(first_stage, reranker)
     retriever.index(passages)
     reciprocal_ranks = []
@@ -141,7 +141,7 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
         split="test",
         encoders=OmegaConf.create({}),
         dense=OmegaConf.create({}),
-        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None}),
+        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None, "context": False}),
         hybrid=None,
         fusion=None,
         ks=[1, 4],

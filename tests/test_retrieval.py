@@ -32,8 +32,9 @@ DENSE = dict(
     max_passage_tokens=64,
     batch_size=8,
     search="auto",
+    context=False,
 )
-BM25 = dict(k1=1.5, b=0.75, stemmer="english", stopwords="en")
+BM25 = dict(k1=1.5, b=0.75, stemmer="english", stopwords="en", context=False)
 
 
 def test_bm25_finds_split_identifiers_and_ranks_by_relevance():
@@ -66,6 +67,20 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     changed = PASSAGES[:3] + [Passage("p3", "Something else entirely.", "d")]
     again.index(changed)
     assert "rebuilding" in caplog.text
+    # Embedding the context line (dense.context) is another index: it is rebuilt, not reused.
+    titled = [Passage(p.id, p.text, p.source, "Flow Guide") for p in PASSAGES]
+    plain_titled = DenseRetriever(
+        encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "t"), **DENSE
+    )
+    plain_titled.index(titled)
+    caplog.clear()
+    with_context = DenseRetriever(
+        encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "t"), **{**DENSE, "context": True}
+    )
+    with_context.index(titled)
+    assert "rebuilding" in caplog.text
+    vectors = [r.faiss_index.reconstruct(0) for r in (plain_titled, with_context)]
+    assert float(vectors[0] @ vectors[1]) < 0.999
     hybrid = HybridRetriever(BM25Retriever(**BM25), dense, weight=0.5, fusion="minmax", depth=4)
     hybrid.index(PASSAGES)
     top = hybrid.search(["clock skew buffers"], 4)[0]

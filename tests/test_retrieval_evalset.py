@@ -86,19 +86,39 @@ def test_bm25_doc_expansion_adds_the_queries_written_for_a_passage(tmp_path):
         Passage("grt", "The global router assigns nets to routing regions.", "d"),
         Passage("cts", "Clock tree synthesis inserts buffers.", "d"),
     ]
-    plain = BM25Retriever(1.5, 0.75, "english", "en")
+    plain = BM25Retriever(1.5, 0.75, "english", "en", False)
     plain.index(passages)
     assert not plain.search(["fix congestion overflow"], 2)[0]
     train = write_jsonl(
         tmp_path / "train.jsonl",
         [{"query": "how do I fix congestion overflow", "positive_passages": [{"docid": "grt", "text": "..."}]}],
     )
-    expanded = BM25Retriever(1.5, 0.75, "english", "en", expansion=str(train))
+    expanded = BM25Retriever(1.5, 0.75, "english", "en", False, expansion=str(train))
     expanded.index(passages)
     assert expanded.search(["fix congestion overflow"], 2)[0][0][0] == "grt"
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "q"}])
     with pytest.raises(ChipadaptError, match="bad.jsonl:1"):
-        BM25Retriever(1.5, 0.75, None, None, expansion=str(bad))
+        BM25Retriever(1.5, 0.75, None, None, False, expansion=str(bad))
+
+
+def test_bm25_context_indexes_title_and_section_but_leaves_the_text_alone():
+    from chipadapt.retrieval.retrievers import BM25Retriever
+
+    # The question names the document's subject; only the passage's heading line says it.
+    passages = [
+        Passage("psm#1", "analyze_power_grid -net net_name [-corner corner]", "d", "IR Drop Analysis > Commands"),
+        Passage("grt#1", "set_global_routing_layer_adjustment Metal4 0.5", "d", "Global Routing > Commands"),
+    ]
+    plain = BM25Retriever(1.5, 0.75, "english", "en", False)
+    plain.index(passages)
+    assert not plain.search(["IR drop analysis"], 2)[0]
+    with_context = BM25Retriever(1.5, 0.75, "english", "en", True)
+    with_context.index(passages)
+    assert [pid for pid, _ in with_context.search(["IR drop analysis"], 2)[0]] == ["psm#1"]
+    assert passages[0].text.startswith("analyze_power_grid")  # what RAG prompts show is unchanged
+    assert passages[0].indexed_text(True) == f"IR Drop Analysis > Commands\n{passages[0].text}"
+    # A passage whose text already starts with its context (passages.context=true) gets it once.
+    assert passages[0].with_context().indexed_text(True) == passages[0].indexed_text(True)
 
 
 def test_fusion_is_chosen_on_the_grid_and_falls_back_to_the_better_part():
@@ -162,7 +182,7 @@ def test_retrieval_task_reports_a_split_by_type_with_the_fusion_choice_and_misse
         split="test",
         encoders=OmegaConf.create({}),
         dense=OmegaConf.create({}),
-        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": "english", "stopwords": "en"}),
+        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": "english", "stopwords": "en", "context": False}),
         hybrid=None,
         fusion=OmegaConf.create(
             {"tune_on": "dev", "metric": "mrr@10", "grid": {"minmax": {"weight": [0.5]}, "rrf": {"weight": [0.5]}}}

@@ -110,7 +110,7 @@ def test_synthesis_records_styles_splits_by_share_and_keeps_same_flag_passages_o
     twin = Passage("copy#0", "clock_tree_synthesis options: `-root_buf` sets the root buffer master.", "copy")
     filler = [Passage(f"f{i}", f"Unrelated notes number {i} about yosys synthesis scripts.", "f") for i in range(6)]
     corpus = passages() + [twin] + filler
-    miner = BM25Retriever(k1=1.5, b=0.75, stemmer="english", stopwords="en")
+    miner = BM25Retriever(k1=1.5, b=0.75, stemmer="english", stopwords="en", context=False)
     miner.index(corpus)
     shares = {"keyword": 1.0, "flag": 3.0, "error": 1.0}
     groups, report = synthesize(corpus, 10, "ict", miner, None, 8, 0, 0.0, 3, 0.9, 20, seed=0, styles=shares)

@@ -43,6 +43,11 @@ class Passage:
             return self
         return Passage(self.id, f"{self.context}\n{self.text}", self.source, self.context)
 
+    def indexed_text(self, context: bool) -> str:
+        """The text a retriever indexes: with its context first line when `context` (`bm25.context`,
+        `dense.context`), whether or not the passage text itself carries it (`passages.context`)."""
+        return self.with_context().text if context else self.text
+
 
 def structural_blocks(text: str) -> list[str]:
     """Code fences stay whole; everything else splits on blank lines (a heading is its own block)."""

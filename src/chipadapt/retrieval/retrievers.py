@@ -41,11 +41,20 @@ def read_expansions(path: str | Path) -> dict[str, list[str]]:
 
 
 class BM25Retriever:
-    """`expansion` (doc2query): a file of queries written for passages (see `read_expansions`); they
+    """`context`: index each passage's title and section path with its text (`Passage.indexed_text`).
+    `expansion` (doc2query): a file of queries written for passages (see `read_expansions`); they
     are appended to their passage's indexed text, so BM25 also matches the words people ask with."""
 
-    def __init__(self, k1: float, b: float, stemmer: str | None, stopwords: str | None, expansion: str | None = None):
-        self.k1, self.b, self.stopwords = k1, b, stopwords
+    def __init__(
+        self,
+        k1: float,
+        b: float,
+        stemmer: str | None,
+        stopwords: str | None,
+        context: bool,
+        expansion: str | None = None,
+    ):
+        self.k1, self.b, self.stopwords, self.context = k1, b, stopwords, context
         self.expansions = read_expansions(expansion) if expansion else {}
         self.stemmer = None
         if stemmer:
@@ -64,7 +73,7 @@ class BM25Retriever:
         import bm25s
 
         self.ids, self.indexed = [p.id for p in passages], passages
-        texts = [" ".join([p.text, *self.expansions.get(p.id, [])]) for p in passages]
+        texts = [" ".join([p.indexed_text(self.context), *self.expansions.get(p.id, [])]) for p in passages]
         self.bm25 = bm25s.BM25(k1=self.k1, b=self.b)
         self.bm25.index(self._tokenize(texts), show_progress=False)
 
@@ -78,7 +87,8 @@ class BM25Retriever:
 
 class DenseRetriever:
     """Exact inner-product search over normalised embeddings (cosine). `index_dir` caches the index.
-    `search`: faiss (CPU), torch (a matrix product on the encoder's device), auto (torch on a GPU)."""
+    `search`: faiss (CPU), torch (a matrix product on the encoder's device), auto (torch on a GPU).
+    `context`: embed each passage's title and section path with its text (`Passage.indexed_text`)."""
 
     def __init__(
         self,
@@ -91,6 +101,7 @@ class DenseRetriever:
         max_passage_tokens: int,
         batch_size: int,
         search: str,
+        context: bool,
         device: str = "auto",
         index_dir: str | None = None,
     ):
@@ -107,7 +118,7 @@ class DenseRetriever:
             raise ChipadaptError(f"dense.search: {search!r} is not one of auto, faiss, torch")
         # auto: a torch matrix product on the GPU when the encoder runs there, faiss on the CPU otherwise.
         self.search_device = device if search == "torch" or (search == "auto" and device != "cpu") else None
-        self.torch_index = None
+        self.torch_index, self.context = None, context
         self.batch_size, self.index_dir = batch_size, Path(index_dir) if index_dir else None
 
     def _fingerprint(self, passages: list[Passage]) -> dict:
@@ -115,7 +126,7 @@ class DenseRetriever:
 
         digest = hashlib.sha256()
         for p in passages:
-            digest.update(p.id.encode() + b"\0" + p.text.encode() + b"\0")
+            digest.update(p.id.encode() + b"\0" + p.indexed_text(self.context).encode() + b"\0")
         weights = next(self.folder.glob("*.safetensors"), None)
         return {
             "passages": digest.hexdigest(),
@@ -139,7 +150,7 @@ class DenseRetriever:
                 return
             log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
         vectors = self.encoder.encode(
-            [p.text for p in passages],
+            [p.indexed_text(self.context) for p in passages],
             is_query=False,
             batch_size=self.batch_size,
             progress=f"embedding {len(passages)} passages",
