@@ -48,7 +48,13 @@ def trained_tiny(tmp_path_factory):
 def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
     starting = StartingBpb(
-        outputs=["zero", "mean", "vocab_mean"], held_out=None, max_chars=6000, max_length=128, warmup_steps=[]
+        outputs=["zero", "mean", "vocab_mean"],
+        held_out=None,
+        domain_chars=6000,
+        general_chars=6000,
+        block_chars=2000,
+        max_length=128,
+        warmup_steps=[],
     )
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
@@ -57,6 +63,10 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
     assert report["init"] == {"input": "mean", "output": "mean"}
     assert abs(outputs["mean"]["domain_bpb"] - base) < abs(outputs["zero"]["domain_bpb"] - base)
     assert outputs["zero"]["domain_minus_base"] > 0
+    # Paired with the base block by block: zero rows cost bits on every block, so the interval excludes 0.
+    lo, hi = outputs["zero"]["domain_minus_base_ci"]
+    assert 0 < lo <= outputs["zero"]["domain_minus_base"] <= hi
+    assert outputs["zero"]["domain_blocks"] >= 3  # 6,000 characters in blocks of at most 2,000
     # The saved model carries the chosen rule: new output rows are their pieces' mean, not zero.
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert (
@@ -70,7 +80,15 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
 def test_warmup_of_the_new_rows_lowers_starting_bpb_and_leaves_every_base_weight_bit_identical(tmp_path, trained_tiny):
     # Documents held out by hash: the warm-up trains on the others, the starting bpb scores these.
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[10])
+    starting = StartingBpb(
+        outputs=["mean"],
+        held_out=0.3,
+        domain_chars=6000,
+        general_chars=6000,
+        block_chars=2000,
+        max_length=128,
+        warmup_steps=[10],
+    )
     warmup = EmbeddingWarmup(steps=40, lr=3e-3, seq_len=64, batch_size=4, general_fraction=0.0, held_out=0.3, seed=0)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, warmup=warmup, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
@@ -99,7 +117,15 @@ def test_output_fit_lowers_starting_bpb_and_changes_only_the_new_output_rows(tmp
     from chipadapt.tokenizer.output_fit import OutputRowFit
 
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[])
+    starting = StartingBpb(
+        outputs=["mean"],
+        held_out=0.3,
+        domain_chars=6000,
+        general_chars=6000,
+        block_chars=2000,
+        max_length=128,
+        warmup_steps=[],
+    )
     fit = OutputRowFit(
         windows=32, seq_len=64, batch_size=8, general_fraction=0.0, l2=50.0, iterations=15, held_out=0.3, seed=0
     )
@@ -147,7 +173,15 @@ def test_input_fit_lowers_starting_bpb_and_changes_only_the_new_input_rows(tmp_p
     from chipadapt.tokenizer.input_fit import InputRowFit
 
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(outputs=["mean"], held_out=0.3, max_chars=6000, max_length=128, warmup_steps=[])
+    starting = StartingBpb(
+        outputs=["mean"],
+        held_out=0.3,
+        domain_chars=6000,
+        general_chars=6000,
+        block_chars=2000,
+        max_length=128,
+        warmup_steps=[],
+    )
     input_fit = InputRowFit(windows=24, seq_len=64, epochs=6, batch_size=4, lr=1e-2, held_out=0.3, seed=0)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, input_fit=input_fit, max_new_tokens=40)(
         trained_tiny
@@ -274,3 +308,14 @@ def test_bad_warmup_settings_are_one_line_errors():
     with pytest.raises(ChipadaptError, match="tokenizer.adapt.init.input_fit") as err:
         InputRowFit(windows=8, seq_len=64, epochs=0, batch_size=1, lr=1e-3, held_out=None, seed=0)
     assert "\n" not in str(err.value)
+
+
+def test_text_blocks_cut_at_line_ends_and_join_back():
+    from chipadapt.tokenizer.starting_bpb import text_blocks
+
+    text = "module a;\n" * 30 + "x" * 75 + "\nendmodule\n"
+    blocks = text_blocks(text, 40)
+    assert "".join(blocks) == text
+    assert all(len(b) <= 40 for b in blocks)
+    assert all(b.endswith("\n") for b in blocks[:7])  # whole lines while lines fit
+    assert text_blocks("", 40) == [] and text_blocks("short", 40) == ["short"]

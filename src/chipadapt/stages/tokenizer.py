@@ -26,5 +26,11 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         metrics |= {
             f"starting_bpb.{rule}.{kind}_minus_base": row.get(f"{kind}_minus_base") for kind in ("domain", "general")
         }
+        if row.get("domain_minus_base_ci"):
+            low, high = row["domain_minus_base_ci"]
+            metrics |= {
+                f"starting_bpb.{rule}.domain_minus_base_ci_low": low,
+                f"starting_bpb.{rule}.domain_minus_base_ci_high": high,
+            }
     manifest.update("metrics", metrics)
     return metrics

@@ -199,7 +199,7 @@ class DomainTokenizer:
                     if self.starting_bpb
                     else None
                 )
-                base_bpb = StartingBpb.summary(task.run(model, tokenizer)) if task else None
+                base_bpb = task.measure(model, tokenizer) if task else None
                 init = self.settings["init"]
                 resize = resize_for_new_tokens(
                     model, pieces, new_ids, rows, input_rule=init["input"], output_rule=init["output"]
@@ -222,7 +222,6 @@ class DomainTokenizer:
                     new_tokenizer.eos_token_id,
                     task,
                     new_tokenizer,
-                    base_bpb,
                 )
                 per_step = warmup.pop("starting_bpb") if warmup else {}
                 label = init["output"]
@@ -237,14 +236,14 @@ class DomainTokenizer:
                 )
                 if input_fit:
                     label += "+input_fit"
-                    self._measure(starting, label, "the input fit", task, model, new_tokenizer, base_bpb)
+                    self._measure(starting, label, "the input fit", task, model, new_tokenizer)
                 fit = (
                     self.fit.run(model, extended, domain_docs, general_train, new_ids, new_tokenizer.eos_token_id)
                     if self.fit is not None
                     else None
                 )
                 if fit:
-                    self._measure(starting, label + "+fit", "the output fit", task, model, new_tokenizer, base_bpb)
+                    self._measure(starting, label + "+fit", "the output fit", task, model, new_tokenizer)
             trained_seconds = sum(part["seconds"] for part in (warmup, input_fit, fit) if part)
             measure_seconds = time.perf_counter() - measuring - trained_seconds
             model.save_pretrained(tmp, safe_serialization=True)
@@ -291,7 +290,7 @@ class DomainTokenizer:
         init, per_rule = self.settings["init"], {}
         for output in self.starting_bpb.outputs:
             set_output_rows(model, pieces, new_ids, old_rows, output)
-            per_rule[output] = StartingBpb.summary(task.run(model, new_tokenizer), base_bpb)
+            per_rule[output] = task.measure(model, new_tokenizer)
             log.info(
                 "starting model, init input=%s output=%s: domain %s bpb, general %s bpb (base tokenizer: %s, %s)",
                 init["input"],
@@ -305,11 +304,11 @@ class DomainTokenizer:
         return {"starting_bpb": {"base_tokenizer": base_bpb, "input": init["input"], "outputs": per_rule}}
 
     @staticmethod
-    def _measure(starting: dict, label: str, after: str, task, model, tokenizer, base_bpb) -> None:
+    def _measure(starting: dict, label: str, after: str, task, model, tokenizer) -> None:
         """With `task`: the starting bpb now, as the report's row `label`."""
         if task is None:
             return
-        row = starting["starting_bpb"]["outputs"][label] = StartingBpb.summary(task.run(model, tokenizer), base_bpb)
+        row = starting["starting_bpb"]["outputs"][label] = task.measure(model, tokenizer)
         log.info(
             "starting model after %s: domain %s bpb (%+.4f), general %s bpb (%+.4f)",
             after,
@@ -329,7 +328,6 @@ class DomainTokenizer:
         separator,
         task,
         tokenizer,
-        base_bpb,
     ) -> dict | None:
         """Train the new rows alone (warmup.py) on the domain sources and the general training sources;
         with `task`, the starting bpb after each of `starting_bpb.warmup_steps` and after the last step."""
@@ -340,7 +338,7 @@ class DomainTokenizer:
 
         def measure(step: int) -> None:
             if step in checkpoints:
-                per_step[str(step)] = StartingBpb.summary(task.run(model, tokenizer), base_bpb)
+                per_step[str(step)] = task.measure(model, tokenizer)
                 log.info(
                     "starting model after %d warm-up steps: domain %s bpb (%+.4f), general %s bpb (%+.4f)",
                     step,

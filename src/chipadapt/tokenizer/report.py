@@ -67,6 +67,7 @@ def starting_bpb_table(report: dict) -> Table | None:
         title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; "
         f"chosen output rule: {report['init']['output']})"
     )
+    # Domain "vs base": mean over sources ± its standard error over sources [95% interval, paired by block].
     for column in ("model", "domain bpb", "vs base", "general bpb", "vs base"):
         table.add_column(column, justify="left" if column == "model" else "right")
     table.add_row(
@@ -96,9 +97,14 @@ def starting_bpb_table(report: dict) -> Table | None:
         cells = []
         for kind in ("domain", "general"):
             diff, err = row.get(f"{kind}_minus_base"), row.get(f"{kind}_minus_base_stderr")
+            ci = row.get(f"{kind}_minus_base_ci")  # paired over blocks of text (starting_bpb.py)
             cells += [
                 f"{row.get(f'{kind}_bpb', float('nan')):.4f}",
-                "" if diff is None else f"{diff:+.4f}" + (f" ± {err:.4f}" if err else ""),
+                ""
+                if diff is None
+                else f"{diff:+.4f}"
+                + (f" ± {err:.4f}" if err else "")
+                + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""),
             ]
         table.add_row(label, *cells)
     return table
