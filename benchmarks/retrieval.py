@@ -48,6 +48,7 @@ def main() -> None:
         batch_size=64,
         device="cpu",
         search="faiss",
+        context=False,  # plain passage text, as sentence-transformers encodes it below
     )
     dense = DenseRetriever(**settings)
 
@@ -73,7 +74,7 @@ def main() -> None:
     np.argsort(-(q @ ref_vectors.T), axis=1)[:, :20]
     numpy_ms = 1000 * (time.perf_counter() - start) / len(queries)
 
-    bm25 = BM25Retriever(k1=1.5, b=0.75, stemmer="english", stopwords="en")
+    bm25 = BM25Retriever(k1=1.5, b=0.75, stemmer="english", stopwords="en", context=True)
     start = time.perf_counter()
     bm25.index(ps)
     bm25_index_s = time.perf_counter() - start

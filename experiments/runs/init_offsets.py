@@ -49,13 +49,22 @@ def main() -> None:
     )
     domain = {n: SourceSpec(path=str(SHARED / "corpus" / f"{n}.jsonl")) for n in DOMAIN}
     general = {"general": SourceSpec(path=str(SHARED / "general" / "wikitext2_raw_test_docs_detok.jsonl"))}
-    measure = StartingBpb(outputs=[], held_out=0.02, max_chars=4000, max_length=512, warmup_steps=[])
+    # One block per 4,000-character excerpt: the ruler of the session this script was written for.
+    measure = StartingBpb(
+        outputs=[],
+        held_out=0.02,
+        domain_chars=4000,
+        general_chars=4000,
+        block_chars=4000,
+        max_length=512,
+        warmup_steps=[],
+    )
     with tempfile.TemporaryDirectory() as work:
         task = measure.task(domain, general, Path(work))
         domain_texts = [line for f in sorted(Path(work).glob("domain-*.jsonl")) for line in f.read_text().splitlines()]
         tokenizer, new_tokenizer = load_tokenizer(base_folder), load_tokenizer(augmented)
         model = load_causal_lm(base_folder, "float32", "sdpa")
-        base = StartingBpb.summary(task.run(model, tokenizer))
+        base = task.measure(model, tokenizer)  # the base first: later models pair with it
         print(f"base tokenizer: domain {base['domain_bpb']:.4f} bpb, general {base['general_bpb']:.4f}", flush=True)
         hbar = mean_final_hidden(model, tokenizer, [json.loads(t)["text"] for t in domain_texts], 512)
         offset = hbar / hbar.dot(hbar)
@@ -77,7 +86,7 @@ def main() -> None:
                 with torch.no_grad():
                     head[new_ids] = rules[name] + a * offset
                 start = time.perf_counter()
-                s = StartingBpb.summary(task.run(model, new_tokenizer), base)
+                s = task.measure(model, new_tokenizer)
                 print(
                     f"output={name:5s} offset {a:+.1f} nats: domain {s['domain_minus_base']:+.4f} "
                     f"± {s['domain_minus_base_stderr']:.4f}, general {s['general_minus_base']:+.4f} "

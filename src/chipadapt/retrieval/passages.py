@@ -38,7 +38,8 @@ class Passage:
         return json.dumps(record, ensure_ascii=False)
 
     def with_context(self) -> "Passage":
-        """The passage with its context as a first line (the text the retrievers index and show)."""
+        """The passage with its context as a first line (`passages.context`: the text every retriever
+        indexes and the RAG prompt shows)."""
         if not self.context or self.text.startswith(self.context):
             return self
         return Passage(self.id, f"{self.context}\n{self.text}", self.source, self.context)

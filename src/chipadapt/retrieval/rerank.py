@@ -4,7 +4,9 @@
     reranked.index(passages); reranked.search(queries, k)   # the same interface as every retriever
 
 Passages below the top `top_k` keep the first stage's order after the reranked ones, so hit@20
-with top_k=10 still counts the first stage's ranks 11-20.
+with top_k=10 still counts the first stage's ranks 11-20. The cross-encoder reads each passage's
+text, as stage=reranker trained it (the "Title > Section" line BM25 indexes with `bm25.context` is
+not part of it unless `passages.context=true`).
 """
 
 import time

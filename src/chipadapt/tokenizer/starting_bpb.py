@@ -66,6 +66,11 @@ class StartingBpb:
                 f"tokenizer.adapt.starting_bpb: block_chars={block_chars}, general_chars={general_chars} and "
                 f"domain_chars={domain_chars} must be >= 1 (domain_chars: null = all held-out text)"
             )
+        if domain_chars is None and not held_out:
+            raise ChipadaptError(
+                "tokenizer.adapt.starting_bpb.domain_chars: null scores all held-out text, but nothing is held out "
+                "(data.val_fraction is unset): give a number of characters"
+            )
         self.outputs = list(outputs)
         # With `init.warmup`: also measured after these warm-up steps (the warm-up's rate is
         # constant, so step N of the run is what an N-step warm-up gives), and after the last.
@@ -78,13 +83,14 @@ class StartingBpb:
         if fraction:
             docs = [d for d, keep in zip(docs, held_out_mask([d.doc_id for d in docs], float(fraction))) if keep]
         out, left = [], max_chars if max_chars is not None else sum(len(d.text) for d in docs)
-        for doc in docs:
+        for i, doc in enumerate(docs):
             if left <= 0:
                 break
             text = doc.text[:left]
             left -= len(text)
             blocks = text_blocks(text, self.block_chars)
-            out += [{"id": f"{doc.doc_id}#{k}", "text": block} for k, block in enumerate(blocks)]
+            # The document's position too: two records of a source may share a path (README.md).
+            out += [{"id": f"{i}:{doc.doc_id}#{k}", "text": block} for k, block in enumerate(blocks)]
         return out
 
     def task(self, domain: dict[str, SourceSpec], general: dict[str, SourceSpec], workdir: Path) -> "Ruler":
@@ -145,4 +151,8 @@ class Ruler:
         if paired is not None:
             out["domain_minus_base_ci"] = [round(paired.ci[0], 4), round(paired.ci[1], 4)]
             out["domain_blocks"] = paired.n
+            # A block one tokenizer scores no token of (under two tokens) is left out of the pairs.
+            unpaired = len(self.base[1].keys() ^ items.keys())
+            if unpaired:
+                out["domain_blocks_unpaired"] = unpaired
         return out
