@@ -67,6 +67,7 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
     lo, hi = outputs["zero"]["domain_minus_base_ci"]
     assert 0 < lo <= outputs["zero"]["domain_minus_base"] <= hi
     assert outputs["zero"]["domain_blocks"] >= 3  # 6,000 characters in blocks of at most 2,000
+    assert outputs["zero"]["general_blocks"] >= 1 and len(outputs["zero"]["general_minus_base_ci"]) == 2
     # The saved model carries the chosen rule: new output rows are their pieces' mean, not zero.
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert (

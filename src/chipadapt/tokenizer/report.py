@@ -67,7 +67,7 @@ def starting_bpb_table(report: dict) -> Table | None:
         title=f"Starting model before training (bits/byte; new input rows: {starting['input']}; "
         f"chosen output rule: {report['init']['output']})"
     )
-    # Domain "vs base": mean over sources ± its standard error over sources [95% interval, paired by block].
+    # "vs base": mean over sources ± its standard error over sources [95% interval, paired by block].
     for column in ("model", "domain bpb", "vs base", "general bpb", "vs base"):
         table.add_column(column, justify="left" if column == "model" else "right")
     table.add_row(

@@ -9,9 +9,9 @@ report's general text. A token budget would not do: the augmented tokenizer cove
 token, so its budget would reach further into the text.
 
 The text is scored in blocks of about `block_chars` characters (cut at line ends), each an item, and
-every model is paired with the base tokenizer block by block: the domain difference gets a 95%
-interval from a bootstrap over blocks, stratified by source (the unweighted mean over sources, as
-`domain_minus_base`). Blocks, not documents, because some sources hold out one or two long documents
+every model is paired with the base tokenizer block by block: the domain (and general) difference
+gets a 95% interval from a bootstrap over blocks, stratified by source (the unweighted mean over
+sources, as `domain_minus_base`). Blocks, not documents, because some sources hold out one or two long documents
 (picorv32: one of 30,000 characters), whose own interval would be degenerate. Neighbouring blocks
 are not independent, so the interval is somewhat narrow; `domain_minus_base_stderr`, over the
 sources, says how much the cost differs from one source to the next.
@@ -133,7 +133,8 @@ class StartingBpb:
 
 class Ruler:
     """The starting-bpb text as one perplexity task. The first model measured is the base tokenizer's;
-    every later one is paired with it block by block (`domain_minus_base_ci`, `domain_blocks`)."""
+    every later one is paired with it block by block (`domain_minus_base_ci`, `domain_blocks`, and the
+    same for general text)."""
 
     def __init__(self, task: PerplexityTask):
         self.task = task
@@ -146,13 +147,14 @@ class Ruler:
             self.base = (StartingBpb.summary(results), items)
             return self.base[0]
         out = StartingBpb.summary(results, self.base[0])
-        domain = [f"{n}.bpb" for n in out["splits"] if n.startswith("domain/")]
-        paired = paired_domain_mean(self.base[1], items, domain) if domain else None
-        if paired is not None:
-            out["domain_minus_base_ci"] = [round(paired.ci[0], 4), round(paired.ci[1], 4)]
-            out["domain_blocks"] = paired.n
-            # A block one tokenizer scores no token of (under two tokens) is left out of the pairs.
-            unpaired = len(self.base[1].keys() ^ items.keys())
-            if unpaired:
-                out["domain_blocks_unpaired"] = unpaired
+        for kind in ("domain", "general"):
+            metrics = [f"{n}.bpb" for n in out["splits"] if n.startswith(kind + "/")]
+            paired = paired_domain_mean(self.base[1], items, metrics) if metrics else None
+            if paired is not None:
+                out[f"{kind}_minus_base_ci"] = [round(paired.ci[0], 4), round(paired.ci[1], 4)]
+                out[f"{kind}_blocks"] = paired.n
+        # A block one tokenizer scores no token of (under two tokens) is left out of the pairs.
+        unpaired = len(self.base[1].keys() ^ items.keys())
+        if unpaired:
+            out["blocks_unpaired"] = unpaired
         return out
