@@ -45,17 +45,14 @@ def trained_tiny(tmp_path_factory):
     return root / "model"
 
 
+def ruler(outputs: list[str], held_out: float | None, warmup_steps: list[int] = ()) -> StartingBpb:
+    """The starting bpb over 6,000 characters per source, in blocks of 2,000, with a 128-token window."""
+    return StartingBpb(outputs, held_out, 6000, 6000, 2000, 128, list(warmup_steps))
+
+
 def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
-    starting = StartingBpb(
-        outputs=["zero", "mean", "vocab_mean"],
-        held_out=None,
-        domain_chars=6000,
-        general_chars=6000,
-        block_chars=2000,
-        max_length=128,
-        warmup_steps=[],
-    )
+    starting = ruler(["zero", "mean", "vocab_mean"], None)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     bpb = report["starting_bpb"]
@@ -81,15 +78,7 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
 def test_warmup_of_the_new_rows_lowers_starting_bpb_and_leaves_every_base_weight_bit_identical(tmp_path, trained_tiny):
     # Documents held out by hash: the warm-up trains on the others, the starting bpb scores these.
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(
-        outputs=["mean"],
-        held_out=0.3,
-        domain_chars=6000,
-        general_chars=6000,
-        block_chars=2000,
-        max_length=128,
-        warmup_steps=[10],
-    )
+    starting = ruler(["mean"], 0.3, [10])
     warmup = EmbeddingWarmup(steps=40, lr=3e-3, seq_len=64, batch_size=4, general_fraction=0.0, held_out=0.3, seed=0)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, warmup=warmup, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
@@ -118,15 +107,7 @@ def test_output_fit_lowers_starting_bpb_and_changes_only_the_new_output_rows(tmp
     from chipadapt.tokenizer.output_fit import OutputRowFit
 
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(
-        outputs=["mean"],
-        held_out=0.3,
-        domain_chars=6000,
-        general_chars=6000,
-        block_chars=2000,
-        max_length=128,
-        warmup_steps=[],
-    )
+    starting = ruler(["mean"], 0.3)
     fit = OutputRowFit(
         windows=32, seq_len=64, batch_size=8, general_fraction=0.0, l2=50.0, iterations=15, held_out=0.3, seed=0
     )
@@ -174,15 +155,7 @@ def test_input_fit_lowers_starting_bpb_and_changes_only_the_new_input_rows(tmp_p
     from chipadapt.tokenizer.input_fit import InputRowFit
 
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t, "id": f"doc{i}"} for i, t in enumerate(texts(DOMAIN))])
-    starting = StartingBpb(
-        outputs=["mean"],
-        held_out=0.3,
-        domain_chars=6000,
-        general_chars=6000,
-        block_chars=2000,
-        max_length=128,
-        warmup_steps=[],
-    )
+    starting = ruler(["mean"], 0.3)
     input_fit = InputRowFit(windows=24, seq_len=64, epochs=6, batch_size=4, lr=1e-2, held_out=0.3, seed=0)
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, input_fit=input_fit, max_new_tokens=40)(
         trained_tiny
