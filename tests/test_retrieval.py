@@ -87,6 +87,35 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     assert top[0][0] == "p1" and len(top) == 4 and top[0][1] >= top[-1][1]
 
 
+def test_an_encoder_retrained_in_place_gets_a_new_index_even_when_sharded(tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from chipadapt.retrieval.retrievers import DenseRetriever
+
+    folder = tmp_path / "encoder"
+    AutoModel.from_pretrained(minilm_folder()).save_pretrained(folder, max_shard_size="30MB")
+    AutoTokenizer.from_pretrained(minilm_folder()).save_pretrained(folder)
+    shards = sorted(folder.glob("*.safetensors"))
+    assert len(shards) > 1
+
+    def index():
+        retriever = DenseRetriever(
+            encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "i"), **DENSE
+        )
+        retriever.index(PASSAGES)
+
+    caplog.set_level("INFO")
+    index()
+    caplog.clear()
+    # "Retrained": every shard but the first the folder lists changes, keeping names, shapes and sizes.
+    for shard in [p for p in folder.glob("*.safetensors")][1:]:
+        state = load_file(shard)
+        save_file({n: t * 0.5 if t.is_floating_point() else t for n, t in state.items()}, shard, {"format": "pt"})
+    index()
+    assert "rebuilding" in caplog.text and "dense index loaded" not in caplog.text
+
+
 def test_encoder_saves_a_folder_sentence_transformers_loads_with_the_same_embeddings(tmp_path):
     import numpy as np
     from sentence_transformers import SentenceTransformer

@@ -108,6 +108,24 @@ def test_second_build_is_cached(tmp_path, tiny_folder):
     assert (first / "model.safetensors").stat().st_mtime_ns == mtime
 
 
+def test_base_weights_changed_in_place_are_not_served_from_the_cache(tmp_path, tiny_folder):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = shutil.copytree(tiny_folder, tmp_path / "base")
+    first = build(tmp_path, base, RTL, PROSE)
+    weights = base / "model.safetensors"
+    size = weights.stat().st_size
+    tensors = load_file(weights)
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    tensors[name] = tensors[name] + 1.0  # "retrained": same names, shapes and file size
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size
+    second = build(tmp_path, base, RTL, PROSE)
+    assert second != first and first.is_dir()
+
+
 def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
     with pytest.raises(ChipadaptError, match="holds no non-empty documents"):
         build(tmp_path, tiny_folder, ["   "], PROSE)

@@ -11,7 +11,7 @@ import numpy as np
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
-from chipadapt.io.hashing import sha256_file
+from chipadapt.io.hashing import fingerprint_file
 from chipadapt.retrieval.encoder import TextEncoder, resolve_encoder_folder
 from chipadapt.retrieval.passages import Passage
 
@@ -127,12 +127,14 @@ class DenseRetriever:
         digest = hashlib.sha256()
         for p in passages:
             digest.update(p.id.encode() + b"\0" + p.indexed_text(self.context).encode() + b"\0")
-        weights = next(self.folder.glob("*.safetensors"), None)
+        # Every weight file (a sharded encoder's too): an encoder retrained at the same path must
+        # not meet the index of its old weights.
+        weights = {p.name: fingerprint_file(p) for p in self.folder.glob("*.safetensors")}
         return {
             "passages": digest.hexdigest(),
             "count": len(passages),
             "encoder": str(self.folder),
-            "encoder_weights": sha256_file(weights) if weights else None,
+            "encoder_weights": dict(sorted(weights.items())),
             "prefix": self.encoder.passage_prefix,
             "max_tokens": self.encoder.max_tokens[False],
         }

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
-from chipadapt.io.hashing import sha256_file, sha256_json
+from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, load_tokenizer
 from chipadapt.report import console
 from chipadapt.tokenizer.extend import (
@@ -124,7 +124,9 @@ class DomainTokenizer:
         }
         names = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
         base = {name: sha256_file(base_folder / name) for name in names if (base_folder / name).exists()}
-        base["weights"] = sorted((p.name, p.stat().st_size) for p in base_folder.glob("*.safetensors"))
+        # Weight contents, not sizes: a model retrained in place keeps its file sizes, and an augmented
+        # copy of the old weights must not be reused for it. Files over 1 GiB are sampled (fingerprint_file).
+        base["weights"] = {p.name: fingerprint_file(p) for p in sorted(base_folder.glob("*.safetensors"))}
         return sha256_json([self.settings, files, base])[:16]
 
     def __call__(self, base_folder: Path) -> Path:

@@ -53,7 +53,8 @@ class InputRowFit:
         self.held_out, self.seed = held_out, seed
 
     def settings(self) -> dict:
-        return dict(vars(self))
+        # The module constants shape the fitted rows too, so a build made with other values is not reused.
+        return dict(vars(self)) | {"chars_per_token": CHARS_PER_TOKEN, "tries": TRIES}
 
     def _pairs(self, base, extended, text: str, is_new) -> tuple[list[int], list[int], list[int], list[int]] | None:
         """Both encodings of `text` cut to at most `seq_len` base tokens, and the aligned positions from
