@@ -73,13 +73,32 @@ def test_mcnemar_on_a_hand_computed_table():
     b = [True] * 10 + [False] * 3 + [False] + [True] * 6
     d = mcnemar(a, b)
     assert d.diff == pytest.approx(5 / 20) and d.a == pytest.approx(11 / 20) and d.b == pytest.approx(16 / 20)
-    # exact two-sided: 2 * P(X >= 6 | X ~ Binomial(7, 1/2)) = 2 * (7 + 1) / 128
-    assert d.p == pytest.approx(0.125) and d.verdict == "within noise" and d.ci[0] < 0 < d.ci[1]
-    # 8 gained, none lost: 2 / 2^8 < 0.05, so the interval leaves 0 out
+    # McNemar's statistic (6 - 1) / sqrt(7) = 1.89 < 1.96: two-sided p = 0.0588
+    assert d.p == pytest.approx(0.058782, abs=1e-5) and d.verdict == "within noise" and d.ci[0] < 0 < d.ci[1]
+    # 8 gained, none lost: sqrt(8) = 2.83 > 1.96, so the interval leaves 0 out
     strong = mcnemar([False] * 8 + [True] * 4, [True] * 12)
-    assert strong.p == pytest.approx(2 / 256) and strong.ci[0] > 0 and strong.verdict == "higher"
+    assert strong.p == pytest.approx(0.0046777, abs=1e-6) and strong.ci[0] > 0 and strong.verdict == "higher"
     same = mcnemar([True, False], [True, False])
     assert same.diff == 0 and same.p == 1.0 and same.verdict == "within noise"
+
+
+def test_mcnemar_interval_is_tangos_and_two_sided_when_all_discordant_items_go_one_way():
+    from scipy.stats import norm
+
+    from chipadapt.eval.paired import _tango_statistic, mcnemar
+
+    # 2 gained, none lost, of 108 (the reproduction's retriever row): the exact conditional interval
+    # was [-0.013, +0.019], ending at the estimate; a gain of a few more questions is as plausible.
+    d = mcnemar([True] * 95 + [False] * 13, [True] * 97 + [False] * 11)
+    assert d.diff == pytest.approx(2 / 108) and d.ci[0] < 0 and d.ci[1] > 3 * d.diff
+    assert (round(d.ci[0], 4), round(d.ci[1], 4)) == (-0.0165, 0.0650)
+    z = norm.ppf(0.975)  # each end is where the score statistic meets the normal quantile
+    assert _tango_statistic(2, 0, 108, d.ci[0]) == pytest.approx(z) and _tango_statistic(
+        2, 0, 108, d.ci[1]
+    ) == pytest.approx(-z)
+    # identical verdicts on every item: no difference seen, but not a certain zero either
+    same = mcnemar([True] * 50 + [False] * 50, [True] * 50 + [False] * 50)
+    assert same.ci == pytest.approx((-(z**2) / (100 + z**2), z**2 / (100 + z**2)))
 
 
 def test_the_interval_and_the_p_value_of_mcnemar_never_disagree():
@@ -152,7 +171,7 @@ def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsy
     rows = {(r["run"], r["metric"]): r for r in summary["paired"]}
     assert rows[("same", "mcq.acc")]["verdict"] == "within noise" and rows[("same", "mcq.acc")]["p"] == 1.0
     acc = rows[("better", "mcq.acc")]
-    assert acc["test"] == "mcnemar-exact" and acc["difference"] == pytest.approx(0.5) and acc["verdict"] == "higher"
+    assert acc["test"] == "mcnemar-tango" and acc["difference"] == pytest.approx(0.5) and acc["verdict"] == "higher"
     assert (
         rows[("better", "mcq.rougeL")]["test"] == "paired-bootstrap"
         and rows[("better", "mcq.rougeL")]["verdict"] == "higher"

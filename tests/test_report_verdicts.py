@@ -52,14 +52,13 @@ def test_a_difference_counts_only_when_its_paired_interval_excludes_zero():
 
 
 def test_one_discordant_prompt_of_eight_is_not_resolved_by_nine():
-    # The fast variant's case: one prompt lost of 8. McNemar's interval, conditional on that one discordant
-    # prompt, is [-0.125, +0.119], as if a ninth prompt could settle it; it takes six discordant prompts at
-    # the least, so about 48 prompts at this rate.
+    # The fast variant's case: one prompt lost of 8. Tango's interval, [-0.471, +0.240], sizes it at about
+    # 65 prompts, which also hold the six discordant prompts asked for at the least (48 at this rate).
     from chipadapt.reproduce.report.power import verdict as judge
 
     d = mcnemar([k == 0 for k in range(8)], [False] * 8)
-    assert d.discordant == 1 and d.ci[0] == pytest.approx(-0.125)
-    assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 48 prompts"
+    assert d.discordant == 1 and d.ci == pytest.approx((-0.4709, 0.2400), abs=1e-4)
+    assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 65 prompts"
 
 
 def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():
@@ -71,7 +70,7 @@ def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():
     assert d.ci[0] == d.ci[1]  # three identical documents: a zero-width "interval"
     assert verdict(d, -1, "documents")[0] == f"{NOT_RESOLVED}, needs at least {MIN_RESAMPLED} documents"
     assert verdict(d, -1, "documents", 250.0)[0] == f"{NOT_RESOLVED}, needs at least 10 documents / 2,500 tokens"
-    # McNemar's exact test is exact at any size: seven of eight prompts lost resolves (p = 0.016)
+    # McNemar's test needs no resampling: seven of eight prompts lost resolves (p = 0.008)
     assert verdict(mcnemar([True] * 8, [False] * 7 + [True]), -1, "prompts")[0] == REPRODUCES
     many = {f"d{k}": {"scores": {"bpb": {"num": 10.0, "den": 10}}} for k in range(MIN_RESAMPLED)}
     fewer = {i: {"scores": {"bpb": {"num": 5.0, "den": 10}}} for i in many}
@@ -201,7 +200,7 @@ def test_a_large_lr_that_raises_wikitext_bpb_reproduces_the_ablation(tmp_path):
 def test_the_chip_models_ifeval_drop_and_eda_gain_are_paired_tests(tmp_path):
     text = build(tmp_path, fake_run(tmp_path))
     drift = row(text, "The chip model follows instructions worse")
-    assert drift[3] == REPRODUCES and "mcnemar-exact" in drift[2] and "over 541 prompts" in drift[2]
+    assert drift[3] == REPRODUCES and "mcnemar-tango" in drift[2] and "over 541 prompts" in drift[2]
     eda = row(text, "SFT on EDA scripts improves script generation")
     assert eda[3] == REPRODUCES and "over 40 scripts" in eda[2]
     assert "Each verdict comes from a paired test" in text and "binomial standard error" not in text

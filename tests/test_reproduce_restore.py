@@ -2,8 +2,10 @@
 stay done, and a model left out is retrained only when a step still to run needs it, then checked
 against its fingerprint."""
 
+import contextlib
 import dataclasses
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -309,3 +311,24 @@ def test_a_report_model_that_cannot_be_rebuilt_leaves_the_report_to_say_so_but_a
     monkeypatch.setattr(run, "rebuild_for_report", killed)
     with pytest.raises(Terminated):
         run.report_models([], Path("out"))
+
+
+def test_report_models_false_builds_the_report_from_the_records_alone(tmp_path, monkeypatch):
+    from test_reproduce import compose_reproduce
+
+    from chipadapt.reproduce import run as reproduce
+
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(reproduce, "resolve_model_folder", lambda model: tmp_path / "instruct")
+    rebuilt = []
+    monkeypatch.setattr(reproduce, "report_models", lambda steps, out: rebuilt.append(out))
+
+    @contextlib.contextmanager
+    def unrecorded(cfg, kind, out):  # the manifest reads Hydra's runtime config, which compose() lacks
+        yield types.SimpleNamespace(update=lambda *args: None)
+
+    monkeypatch.setattr("chipadapt.job.recorded_job", unrecorded)
+    common = ["variant=smoke", f"out={tmp_path / 'out'}", f"report_dir={tmp_path / 'report'}", "only=[report]"]
+    assert reproduce.run(compose_reproduce([*common, "report_models=false"])).is_file() and rebuilt == []
+    reproduce.run(compose_reproduce(common))  # the default rebuilds what the report opens first
+    assert rebuilt == [tmp_path / "out"]

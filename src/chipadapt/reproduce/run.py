@@ -23,7 +23,7 @@ def from_root(path: str) -> Path:
     return Path(path) if Path(path).is_absolute() else (ROOT / path).resolve()
 
 
-def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
+def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) -> None:
     ledger = Ledger(out / "steps.json")
     for step, action in plan(steps, ledger, out, only, force):
         # With the chosen settings when the candidates are done; otherwise the command before its choice.
@@ -35,7 +35,7 @@ def print_plan(steps, out: Path, only: set[str], force: set[str]) -> None:
             f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(command))}{pending}", highlight=False
         )
     planned = {step.name: action for step, action in plan(steps, ledger, out, only, force)}
-    for step in report_rebuilds(steps, out):
+    for step in report_rebuilds(steps, out) if models else []:
         if planned.get(step.name) in ("skip", "ignore"):  # otherwise the plan above runs or rebuilds it already
             console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
 
@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> Path:
 
         restore(from_root(cfg.resume_from), out)
     if cfg.dry_run:
-        print_plan(steps, out, only - {REPORT}, force)
+        print_plan(steps, out, only - {REPORT}, force, cfg.report_models)
         return out
     from chipadapt.io.outputs import check_output_folder, write_marker
     from chipadapt.job import recorded_job
@@ -64,7 +64,10 @@ def run(cfg: DictConfig) -> Path:
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
         # First, so that a rebuilt model that differs puts the steps built on it out of date before they are planned.
-        report_models(steps, out)
+        if cfg.report_models:
+            report_models(steps, out)
+        else:
+            log.info("report_models=false: the report is built from the records alone")
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
         path = build_report(cfg, steps, out, report_dir)

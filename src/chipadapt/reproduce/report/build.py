@@ -135,8 +135,9 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         "",
         head,
         "",
-        "Each verdict comes from a paired test wherever two models are scored on the same items (McNemar's exact "
-        "test for pass/fail scores, the paired bootstrap for F1, ROUGE-L and bits per byte; 95% intervals): "
+        "Each verdict comes from a paired test wherever two models are scored on the same items (McNemar's test "
+        "with Tango's score interval for pass/fail scores, the paired bootstrap for F1, ROUGE-L and bits per byte; "
+        "95% intervals): "
         "*reproduces* when the interval of the difference excludes 0 in the paper's direction, *contradicts* when "
         "it excludes 0 the other way, and *not resolved at this size* otherwise, with the number of items (for "
         "held-out text, documents and tokens) at which a difference as large as the one seen would resolve "

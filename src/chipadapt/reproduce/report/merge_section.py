@@ -360,7 +360,8 @@ def section(ctx: Context) -> tuple[str, dict]:
     if tests:
         text += [
             f"ChipAlign at lambda {best.lam:g} against each baseline at its best and against both ends, item by item: "
-            f"{ifeval_note}; prompt-level by McNemar's exact test, instruction-level by the paired bootstrap. "
+            f"{ifeval_note}; prompt-level by McNemar's test (Tango's interval), "
+            "instruction-level by the paired bootstrap. "
             + (
                 "Domain bpb: domain_mean.bpb where a run predates domain_all.bpb, by the paired bootstrap "
                 "stratified by source; "

@@ -5,7 +5,7 @@ for documents, tokens) would resolve a difference as large as the one seen."""
 
 import math
 
-from chipadapt.eval.paired import PairedDifference
+from chipadapt.eval.paired import MCNEMAR, PairedDifference
 
 REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
     "reproduces",
@@ -21,7 +21,8 @@ NOT_RUN = "not run"  # the variant has no step that measures the finding
 
 
 Z95 = 1.959964
-# McNemar's exact test cannot reject with fewer discordant items, even all one way: 2 * 0.5**6 < 0.05.
+# Discordant items a McNemar verdict needs at the least. The score test rejects with 4 all one way
+# (sqrt(4) > 1.96) but is liberal with so few; the exact test needs 6 (2 * 0.5**6 < 0.05): ask for 6.
 MIN_DISCORDANT = 6
 
 
@@ -29,15 +30,13 @@ def items_needed(d: PairedDifference) -> int | None:
     """Items for the interval's half-width to shrink below |difference| (it falls as 1/sqrt(n));
     None when the difference is zero (no size resolves it). If the true difference is the one seen,
     that many items resolve it about half the time; twice as many give about 80% power.
-    McNemar's interval is conditional on the discordant items, so with a handful of them its width says
-    little (one discordant item of 8 gives [-0.125, +0.119]); there the per-item variance of the
-    difference (discordant share minus the squared difference) sizes it, and the items must hold at
-    least MIN_DISCORDANT discordant ones at the rate seen."""
+    For McNemar the per-item variance of the difference (discordant share minus the squared difference)
+    sizes it too, and the items must hold at least MIN_DISCORDANT discordant ones at the rate seen."""
     half = (d.ci[1] - d.ci[0]) / 2
     if d.diff == 0 or half <= 0:
         return None
     needed = math.ceil(d.n * (half / abs(d.diff)) ** 2)
-    if d.test == "mcnemar-exact" and d.discordant:
+    if d.test == MCNEMAR and d.discordant:
         variance = d.discordant / d.n - d.diff**2
         needed = max(needed, math.ceil(Z95**2 * variance / d.diff**2), math.ceil(MIN_DISCORDANT * d.n / d.discordant))
     return max(d.n + 1, needed)

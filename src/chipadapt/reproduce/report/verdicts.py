@@ -1,8 +1,8 @@
 """The headline table: each paper finding, the figure measured here, and whether it reproduces.
 
 Wherever two models (or two retrievers, or one model with and without retrieved context) are scored on
-the same items, the verdict is a paired test's (report/pairs.py, eval/paired.py: McNemar's exact test
-for pass/fail scores, the paired bootstrap otherwise): the finding "reproduces" when the 95% interval
+the same items, the verdict is a paired test's (report/pairs.py, eval/paired.py: McNemar's test with
+Tango's interval for pass/fail scores, the paired bootstrap otherwise): the finding "reproduces" when the 95% interval
 of the difference excludes 0 in the paper's direction, "contradicts" it when it excludes 0 the other
 way, and is otherwise "not resolved at this size", with the number of items (for held-out text, also
 tokens) that would resolve a difference as large as the one seen (report/power.py). Findings with
