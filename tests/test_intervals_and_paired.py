@@ -109,7 +109,14 @@ def test_the_interval_and_the_p_value_of_mcnemar_never_disagree():
             a = [False] * gained + [True] * lost + [True] * 5
             b = [True] * gained + [False] * lost + [True] * 5
             d = mcnemar(a, b)
-            assert (d.verdict == "within noise") == (d.p >= 0.05 - 1e-12), (gained, lost, d)
+            assert (d.ci[0] <= 0 <= d.ci[1]) == (d.p >= 0.05 - 1e-12), (gained, lost, d)
+            # the verdict follows the interval, except that a handful of discordant items decides nothing
+            assert (d.verdict == "within noise") == (d.p >= 0.05 - 1e-12 or gained + lost < 6), (gained, lost, d)
+            wide = mcnemar(a, b, confidence=0.9)  # at another level, p is read against 1 - confidence
+            assert (wide.ci[0] <= 0 <= wide.ci[1]) == (wide.p >= 0.1 - 1e-12), (gained, lost, wide)
+    # 4 of 4 one way: the score test's p = 0.046 (the exact test's 0.125); within noise, as for 5 of 5
+    four = mcnemar([False] * 4 + [True] * 6, [True] * 10)
+    assert four.p < 0.05 and four.ci[0] > 0 and four.too_few_discordant and four.verdict == "within noise"
 
 
 def test_paired_bootstrap_finds_a_small_consistent_gain_that_independent_intervals_miss():

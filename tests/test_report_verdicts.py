@@ -52,13 +52,19 @@ def test_a_difference_counts_only_when_its_paired_interval_excludes_zero():
 
 
 def test_one_discordant_prompt_of_eight_is_not_resolved_by_nine():
-    # The fast variant's case: one prompt lost of 8. Tango's interval, [-0.471, +0.240], sizes it at about
-    # 65 prompts, which also hold the six discordant prompts asked for at the least (48 at this rate).
+    # The fast variant's case: one prompt lost of 8 (Tango's interval [-0.471, +0.240]). It takes six
+    # discordant prompts at the least, so about 48 prompts at this rate.
     from chipadapt.reproduce.report.power import verdict as judge
 
     d = mcnemar([k == 0 for k in range(8)], [False] * 8)
     assert d.discordant == 1 and d.ci == pytest.approx((-0.4709, 0.2400), abs=1e-4)
-    assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 65 prompts"
+    assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 48 prompts"
+    # Four of four prompts lost: Tango's interval leaves 0 out (p = 0.046), but four discordant prompts
+    # decide nothing (the exact test's p is 0.125).
+    four = mcnemar([True] * 4 + [False] * 4, [False] * 8)
+    assert four.ci[1] < 0 and four.p < 0.05
+    cell, why = judge(four, -1, "prompts")
+    assert cell == f"{NOT_RESOLVED}, needs about 12 prompts" and "only 4 of 8 prompts tell the two apart" in why
 
 
 def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():

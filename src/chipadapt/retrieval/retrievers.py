@@ -135,6 +135,7 @@ class DenseRetriever:
             "count": len(passages),
             "encoder": str(self.folder),
             "encoder_weights": dict(sorted(weights.items())),
+            "pooling": self.encoder.pooling,
             "prefix": self.encoder.passage_prefix,
             "max_tokens": self.encoder.max_tokens[False],
         }

@@ -5,7 +5,7 @@ for documents, tokens) would resolve a difference as large as the one seen."""
 
 import math
 
-from chipadapt.eval.paired import MCNEMAR, PairedDifference
+from chipadapt.eval.paired import MCNEMAR, MIN_DISCORDANT, PairedDifference
 
 REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
     "reproduces",
@@ -21,9 +21,6 @@ NOT_RUN = "not run"  # the variant has no step that measures the finding
 
 
 Z95 = 1.959964
-# Discordant items a McNemar verdict needs at the least. The score test rejects with 4 all one way
-# (sqrt(4) > 1.96) but is liberal with so few; the exact test needs 6 (2 * 0.5**6 < 0.05): ask for 6.
-MIN_DISCORDANT = 6
 
 
 def items_needed(d: PairedDifference) -> int | None:
@@ -31,14 +28,16 @@ def items_needed(d: PairedDifference) -> int | None:
     None when the difference is zero (no size resolves it). If the true difference is the one seen,
     that many items resolve it about half the time; twice as many give about 80% power.
     For McNemar the per-item variance of the difference (discordant share minus the squared difference)
-    sizes it too, and the items must hold at least MIN_DISCORDANT discordant ones at the rate seen."""
+    sizes it instead (Tango's interval is lopsided with few discordant items, and its half-width would
+    overstate the size), and the items must hold at least MIN_DISCORDANT discordant ones at the rate seen."""
     half = (d.ci[1] - d.ci[0]) / 2
     if d.diff == 0 or half <= 0:
         return None
-    needed = math.ceil(d.n * (half / abs(d.diff)) ** 2)
     if d.test == MCNEMAR and d.discordant:
         variance = d.discordant / d.n - d.diff**2
-        needed = max(needed, math.ceil(Z95**2 * variance / d.diff**2), math.ceil(MIN_DISCORDANT * d.n / d.discordant))
+        needed = max(math.ceil(Z95**2 * variance / d.diff**2), math.ceil(MIN_DISCORDANT * d.n / d.discordant))
+    else:
+        needed = math.ceil(d.n * (half / abs(d.diff)) ** 2)
     return max(d.n + 1, needed)
 
 
@@ -61,17 +60,18 @@ def verdict(
             f"{NOT_RESOLVED}{NEEDS}at least {size(MIN_RESAMPLED, unit, per_item)}",
             f"only {d.n} {unit} to resample: a bootstrap over so few gives no interval",
         )
-    low, high = d.ci
-    if low > 0 or high < 0:
+    if d.verdict != "within noise":
         agrees = (d.diff > 0) == (paper_sign > 0)
         return (REPRODUCES if agrees else CONTRADICTS), ""
     needed = items_needed(d)
     if needed is None:
         return NOT_RESOLVED, f"no difference at all over {d.n} {unit}"
-    return (
-        f"{NOT_RESOLVED}{NEEDS}about {size(needed, unit, per_item)}",
-        f"the 95% interval covers 0: a difference of {d.diff:+.3g} over {size(d.n, unit, per_item)}",
+    why = (
+        f"only {d.discordant} of {d.n} {unit} tell the two apart (at least {MIN_DISCORDANT} are needed)"
+        if d.too_few_discordant and not d.ci[0] <= 0 <= d.ci[1]
+        else f"the 95% interval covers 0: a difference of {d.diff:+.3g} over {size(d.n, unit, per_item)}"
     )
+    return f"{NOT_RESOLVED}{NEEDS}about {size(needed, unit, per_item)}", why
 
 
 def is_not_resolved(cell: str) -> bool:
