@@ -116,6 +116,22 @@ def test_an_encoder_retrained_in_place_gets_a_new_index_even_when_sharded(tmp_pa
     assert "rebuilding" in caplog.text and "dense index loaded" not in caplog.text
 
 
+def test_another_pooling_is_another_index(tmp_path, caplog):
+    from chipadapt.retrieval.retrievers import DenseRetriever
+
+    caplog.set_level("INFO")
+    for pooling in ("mean", "cls"):
+        caplog.clear()
+        retriever = DenseRetriever(
+            encoder_path=str(minilm_folder()),
+            encoder_package=None,
+            index_dir=str(tmp_path / "i"),
+            **{**DENSE, "pooling": pooling},
+        )
+        retriever.index(PASSAGES)
+    assert "dense index loaded" not in caplog.text
+
+
 def test_encoder_saves_a_folder_sentence_transformers_loads_with_the_same_embeddings(tmp_path):
     import numpy as np
     from sentence_transformers import SentenceTransformer
