@@ -15,7 +15,8 @@ resolves differences that two independent intervals would call overlapping).
 - Numbers and ratios: the paired bootstrap, resampling matched items (the same draw for both
   runs); percentile interval, and a p-value of twice the smaller share of resampled differences
   on either side of 0 (add-one corrected).
-"within noise" means the interval covers 0; otherwise the second run is "higher" or "lower".
+"within noise" means the interval covers 0 (or, for McNemar, fewer than MIN_DISCORDANT discordant
+items); otherwise the second run is "higher" or "lower".
 """
 
 import math
