@@ -14,7 +14,7 @@ def _rank_loss(rank: int, world: int, port: int, q: torch.Tensor, p: torch.Tenso
     try:
         from chipadapt.modules.bi_encoder import BiEncoderModule
 
-        module = BiEncoderModule(encoder=None, n_passages=2, temperature=0.05, optim=None)
+        module = BiEncoderModule(encoder=None, n_passages=2, temperature=0.05, optim=None, gradient_checkpointing=False)
         module.setup("fit")
         n = q.shape[0] // world
         local_q, local_p = q[rank * n : (rank + 1) * n], p[rank * 2 * n : (rank + 1) * 2 * n]

@@ -15,10 +15,16 @@ from chipadapt.modules.optim import optimizers_for
 
 
 class BiEncoderModule(L.LightningModule):
-    def __init__(self, encoder: torch.nn.Module, n_passages: int, temperature: float, optim):
-        """`encoder`: a retrieval.encoder.TextEncoder (query/passage batches -> normalised embeddings)."""
+    def __init__(
+        self, encoder: torch.nn.Module, n_passages: int, temperature: float, optim, gradient_checkpointing: bool
+    ):
+        """`encoder`: a retrieval.encoder.TextEncoder (query/passage batches -> normalised embeddings).
+        `gradient_checkpointing`: keep only each layer's input and recompute the rest in the backward
+        pass; the activations of a batch's passages, not the weights, set this stage's memory peak."""
         super().__init__()
         self.encoder, self.n_passages, self.temperature, self.optim = encoder, n_passages, temperature, optim
+        if gradient_checkpointing:
+            encoder.model.activation_checkpointing_enable()
         self.val_results: dict[str, float] = {}
         self.last_val_step: int | None = None
         self._val = []

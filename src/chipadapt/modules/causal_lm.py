@@ -38,7 +38,7 @@ class CausalLMModule(L.LightningModule):
         self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self.model.activation_checkpointing_enable()
             self.model.config.use_cache = False
         self.optim = optim
         self.loss_guard = LossSpikeGuard(**loss_guard) if loss_guard else LossSpikeGuard(False, 0.0, 1, 0)
