@@ -5,7 +5,7 @@ import os
 import pytest
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.lock import run_folder_lock
+from chipadapt.io.lock import cache_entry_lock, run_folder_lock
 from chipadapt.io.outputs import check_output_folder, publish_folder, written_by
 
 
@@ -68,3 +68,64 @@ def test_lock_is_exclusive_and_released(tmp_path, monkeypatch):
                 pass
     with run_folder_lock(tmp_path):  # released when the holder ends
         pass
+
+
+def test_a_second_builder_of_a_cache_entry_waits_and_then_finds_it_built(tmp_path):
+    """flock conflicts between two open files even in one process, so threads stand in for two jobs
+    of a sweep. The first releases the entry only once the second has said it is waiting."""
+    import logging
+    import threading
+
+    entry = tmp_path / "cache" / "entry"
+    waiting = threading.Event()
+    seen = []
+
+    class Waiting(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+            waiting.set()
+
+    def second_builder():
+        with cache_entry_lock(entry):
+            seen.append((entry / "done").read_text())  # the block runs only after the first build
+
+    handler = Waiting(logging.INFO)
+    lock_log = logging.getLogger("chipadapt.io.lock")
+    lock_log.addHandler(handler)
+    old_level = lock_log.level
+    lock_log.setLevel(logging.INFO)
+    try:
+        with cache_entry_lock(entry):
+            second = threading.Thread(target=second_builder)
+            second.start()
+            assert waiting.wait(30)
+            entry.mkdir()
+            (entry / "done").write_text("built")
+        second.join(30)
+    finally:
+        lock_log.removeHandler(handler)
+        lock_log.setLevel(old_level)
+    assert seen[0].startswith(f"waiting for pid {os.getpid()}") and str(entry) in seen[0]
+    assert seen[1:] == ["built"]
+    with cache_entry_lock(entry):  # released by both
+        pass
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".entry.build.lock", "entry"]
+
+
+def test_a_filesystem_without_flock_runs_unlocked_with_a_warning(tmp_path, monkeypatch, caplog):
+    """Lustre without its flock mount option: commands still run, as before the locks existed."""
+    import errno
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    ran = []
+    with run_folder_lock(tmp_path / "run"):
+        with cache_entry_lock(tmp_path / "cache" / "entry"):
+            ran.append(True)
+    assert ran == [True]
+    assert "the run folder is not locked" in caplog.text and "entry is built without a lock" in caplog.text

@@ -22,6 +22,7 @@ from chipadapt.data.sources import SourceSpec, iter_source, resolve_format, sour
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
+from chipadapt.io.lock import cache_entry_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,16 @@ def tokenize_source(
     start = time.perf_counter()
     digest, parts = cache_key(spec, key, tokenizer_hash or tokenizer_fingerprint(tokenizer))
     entry = Path(cache_dir) / digest
-    if (entry / "meta.json").exists():
-        return _open(entry, digest, built=False, seconds=time.perf_counter() - start)
+    if not (entry / "meta.json").exists():
+        with cache_entry_lock(entry):
+            if not (entry / "meta.json").exists():  # else tokenized by another process while this one waited
+                return _build(spec, key, tokenizer, entry, digest, parts)
+    return _open(entry, digest, built=False, seconds=time.perf_counter() - start)
 
+
+def _build(spec: SourceSpec, key: str, tokenizer, entry: Path, digest: str, parts: dict) -> TokenizedSource:
+    """Tokenize the source into `entry` (the caller holds the entry's lock)."""
+    start = time.perf_counter()  # the build alone, not the wait for another job's
     # Documents are read and tokenized a batch at a time, so a streamed dataset never sits in
     # memory as text; only its token ids are kept until they are written.
     docs = iter_source(spec, key)

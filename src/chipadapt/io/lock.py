@@ -1,10 +1,19 @@
-"""One process per run folder: an exclusive lock held for the life of the command.
+"""Exclusive locks: one process per run folder, and one builder per cache entry.
 
 `flock` locks die with their process, so a lock left by a killed run never blocks the rerun; the
-pid and command written into the lock file only serve to name the holder in the error."""
+pid and command written into the lock file only serve to name the holder in the error.
 
+A run folder in use is an error (two runs writing one folder would mix their outputs). A cache
+entry being built is not: the jobs of a sweep or a SLURM array that start together all need the
+same converted model, tokenizer build or token cache, and each would otherwise build it again (the
+augmented tokenizer takes 40 minutes on a CPU) and replace the others' copy while they read it. The
+later ones wait for the first and then find the entry complete.
+"""
+
+import errno
 import fcntl
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -14,6 +23,10 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 
 LOCK_NAME = ".chipadapt.lock"
+log = logging.getLogger(__name__)
+# flock is not offered by every shared filesystem (Lustre without the flock mount option): there a
+# folder or cache entry goes unlocked, with a warning, as before the locks existed.
+_UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def is_secondary_rank() -> bool:
@@ -33,25 +46,97 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, writable = _open_lock_file(path)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = _flock(fd, blocking=False)
         except BlockingIOError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            who = f"pid {holder.get('pid', '?')} ({holder.get('command', 'another chipadapt command')})"
+            who = _holder(path)
             raise ChipadaptError(
                 f"{folder}: run folder in use by {who}; wait for it to end or choose another hydra.run.dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode())
-        try:
+        if not locked:
+            log.warning("%s: this filesystem has no flock; the run folder is not locked", folder)
             yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        with _holding(fd, writable):
+            yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def cache_entry_lock(entry: str | os.PathLike) -> Iterator[None]:
+    """Hold the build of cache entry `entry` (a folder, not yet created) for this process; another
+    process building the same entry waits here. Check again inside the block whether the entry is
+    complete: it may have been built while this process waited. The lock file is a hidden sibling,
+    `.<name>.build.lock`, kept for the next builder (removing a lock file others may hold is racy).
+    Not re-entrant: two open files conflict under flock even within one process."""
+    entry = Path(entry).expanduser()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    path = entry.parent / f".{entry.name}.build.lock"
+    fd, writable = _open_lock_file(path)
+    try:
+        try:
+            locked = _flock(fd, blocking=False)
+        except BlockingIOError:
+            log.info("waiting for %s, which is building %s ...", _holder(path), entry)
+            locked = _flock(fd, blocking=True)
+        if not locked:
+            log.warning(
+                "%s: this filesystem has no flock; %s is built without a lock (jobs that start together each "
+                "build it, and the last one's copy replaces the others')",
+                entry.parent,
+                entry.name,
+            )
+            yield
+            return
+        with _holding(fd, writable):
+            yield
+    finally:
+        os.close(fd)
+
+
+def _open_lock_file(path: Path) -> tuple[int, bool]:
+    """(descriptor, writable). Created readable and writable by all the umask allows, so a cache shared
+    by a group works; a lock file another user made is opened read-only (flock works on it too)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:
+        return os.open(path, os.O_RDONLY), False
+
+
+def _flock(fd: int, blocking: bool) -> bool:
+    """Take the exclusive lock: True, or False on a filesystem without flock. BlockingIOError when
+    another process holds it and `blocking` is false."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        if err.errno not in _UNSUPPORTED:
+            raise
+        return False
+    return True
+
+
+@contextmanager
+def _holding(fd: int, writable: bool) -> Iterator[None]:
+    """Name this process in the locked file while the block runs, then release the lock."""
+    if writable:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode())
+    try:
+        yield
+    finally:
+        if writable:
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _holder(path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        holder = {}
+    return f"pid {holder.get('pid', '?')} ({holder.get('command', 'another chipadapt command')})"

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ class GgufPackageModel:
         source = package_folder(self.package)
         if not (source / self.gguf_file).is_file():
             raise ChipadaptError(f"model.source.gguf_file: {self.gguf_file} is not in {source}")
-        return convert_gguf(source, self.gguf_file, self.folder, "model.source")
+        with cache_entry_lock(self.folder):
+            if (self.folder / "config.json").is_file():  # converted by another process while this one waited
+                return self.folder
+            return convert_gguf(source, self.gguf_file, self.folder, "model.source")
 
 
 def convert_gguf(source: Path, gguf_file: str, dest: Path, key: str) -> Path:

@@ -72,6 +72,7 @@ def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:
 def gguf_folder(gguf: Path, key: str) -> Path:
     """A GGUF file as a Hugging Face folder, converted once into the cache (keyed by the file's
     path, size and modification time: a replaced file converts again)."""
+    from chipadapt.io.lock import cache_entry_lock
     from chipadapt.models.gguf_import import convert_gguf
 
     stat = gguf.stat()
@@ -79,4 +80,7 @@ def gguf_folder(gguf: Path, key: str) -> Path:
     folder = conversion_cache() / f"gguf--{gguf.stem}--{stamp}"
     if (folder / "config.json").is_file():
         return folder
-    return convert_gguf(gguf.parent, gguf.name, folder, key)
+    with cache_entry_lock(folder):
+        if (folder / "config.json").is_file():  # converted by another process while this one waited
+            return folder
+        return convert_gguf(gguf.parent, gguf.name, folder, key)

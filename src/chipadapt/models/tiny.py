@@ -13,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.io.hashing import sha256_file, sha256_json
+from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,12 @@ class TinyLlama:
         folder = self.folder
         if (folder / "config.json").is_file():
             return folder
+        with cache_entry_lock(folder):
+            if (folder / "config.json").is_file():  # built by another process while this one waited
+                return folder
+            return self._build(folder)
+
+    def _build(self, folder: Path) -> Path:
         s = self.settings
         docs = read_source(SourceSpec(path=str(self.text_dir)), "model.source.text_dir")
         tokenizer = train_tiny_tokenizer([d.text for d in docs], s["vocab_size"])

@@ -12,6 +12,7 @@ import numpy as np
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.hashing import fingerprint_file
+from chipadapt.io.lock import cache_entry_lock
 from chipadapt.retrieval.encoder import TextEncoder, resolve_encoder_folder
 from chipadapt.retrieval.passages import Passage
 
@@ -141,17 +142,36 @@ class DenseRetriever:
         }
 
     def index(self, passages: list[Passage]) -> None:
+        self.ids, self.indexed = [p.id for p in passages], passages
+        if not self.index_dir:
+            self._embed(passages)
+            return
+        fingerprint = self._fingerprint(passages)
+        if self._load(fingerprint):
+            return
+        with cache_entry_lock(self.index_dir):
+            if self._load(fingerprint):  # built by another process while this one waited
+                return
+            if (self.index_dir / "index.json").is_file():
+                log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
+            self._embed(passages)
+            self.save(self.index_dir, fingerprint)
+
+    def _load(self, fingerprint: dict) -> bool:
+        """Open the cached index when it was built from these passages with this encoder."""
         import faiss
 
-        self.ids, self.indexed = [p.id for p in passages], passages
-        fingerprint = self._fingerprint(passages) if self.index_dir else None
-        if self.index_dir and (self.index_dir / "index.json").is_file():
-            if json.loads((self.index_dir / "index.json").read_text()) == fingerprint:
-                self.faiss_index = faiss.read_index(str(self.index_dir / "index.faiss"))
-                log.info("dense index loaded from %s", self.index_dir)
-                self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
-                return
-            log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
+        stamp = self.index_dir / "index.json"
+        if not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint:
+            return False
+        self.faiss_index = faiss.read_index(str(self.index_dir / "index.faiss"))
+        log.info("dense index loaded from %s", self.index_dir)
+        self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
+        return True
+
+    def _embed(self, passages: list[Passage]) -> None:
+        import faiss
+
         vectors = self.encoder.encode(
             [p.indexed_text(self.context) for p in passages],
             is_query=False,
@@ -161,8 +181,6 @@ class DenseRetriever:
         self.faiss_index = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss_index.add(vectors)
         self._to_device(vectors)
-        if self.index_dir:
-            self.save(self.index_dir, fingerprint)
 
     def _to_device(self, vectors: np.ndarray) -> None:
         if self.search_device is not None:

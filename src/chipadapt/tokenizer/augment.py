@@ -28,6 +28,7 @@ from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
+from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, load_tokenizer
 from chipadapt.report import console
 from chipadapt.tokenizer.extend import (
@@ -131,10 +132,15 @@ class DomainTokenizer:
 
     def __call__(self, base_folder: Path) -> Path:
         folder = self.cache_dir / f"{base_folder.name}--augmented-{self._key(base_folder)}"
-        if (folder / REPORT_NAME).is_file():
-            log.info("augmented tokenizer and model: cached %s", folder)
-            _print_report(json.loads((folder / REPORT_NAME).read_text()))
-            return folder
+        if not (folder / REPORT_NAME).is_file():
+            with cache_entry_lock(folder):
+                if not (folder / REPORT_NAME).is_file():  # else built by another process while this one waited
+                    return self._build(base_folder, folder)
+        log.info("augmented tokenizer and model: cached %s", folder)
+        _print_report(json.loads((folder / REPORT_NAME).read_text()))
+        return folder
+
+    def _build(self, base_folder: Path, folder: Path) -> Path:
         start = time.perf_counter()
         tokenizer = load_tokenizer(base_folder)
         base = getattr(tokenizer, "backend_tokenizer", None)
