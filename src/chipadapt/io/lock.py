@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,24 +45,16 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    fd, writable = _open_lock_file(path)
-    try:
-        try:
-            locked = _flock(fd, blocking=False)
-        except BlockingIOError:
-            who = _holder(path)
-            raise ChipadaptError(
-                f"{folder}: run folder in use by {who}; wait for it to end or choose another hydra.run.dir"
-            ) from None
-        if not locked:
-            log.warning("%s: this filesystem has no flock; the run folder is not locked", folder)
-            yield
-            return
-        with _holding(fd, writable):
-            yield
-    finally:
-        os.close(fd)
+
+    def in_use(holder: str) -> None:
+        raise ChipadaptError(
+            f"{folder}: run folder in use by {holder}; wait for it to end or choose another hydra.run.dir"
+        )
+
+    with _exclusive(
+        folder / LOCK_NAME, in_use, f"{folder}: this filesystem has no flock; the run folder is not locked"
+    ):
+        yield
 
 
 @contextmanager
@@ -74,21 +66,34 @@ def cache_entry_lock(entry: str | os.PathLike) -> Iterator[None]:
     Not re-entrant: two open files conflict under flock even within one process."""
     entry = Path(entry).expanduser()
     entry.parent.mkdir(parents=True, exist_ok=True)
-    path = entry.parent / f".{entry.name}.build.lock"
+
+    def building(holder: str) -> None:
+        log.info("waiting for %s, which is building %s ...", holder, entry)
+
+    unlocked = (
+        f"{entry.parent}: this filesystem has no flock; {entry.name} is built without a lock (jobs that start "
+        "together each build it, and the last one's copy replaces the others')"
+    )
+    with _exclusive(entry.parent / f".{entry.name}.build.lock", building, unlocked):
+        yield
+
+
+@contextmanager
+def _exclusive(path: Path, on_busy: Callable[[str], None], unsupported: str) -> Iterator[None]:
+    """Hold an exclusive flock on `path` while the block runs. When another process holds it,
+    `on_busy(holder)` raises (give up) or returns (wait for it); where the filesystem has no flock,
+    warn `unsupported` and run unlocked."""
     fd, writable = _open_lock_file(path)
     try:
         try:
-            locked = _flock(fd, blocking=False)
+            locked, busy = _flock(fd, blocking=False), False
         except BlockingIOError:
-            log.info("waiting for %s, which is building %s ...", _holder(path), entry)
+            busy = True
+        if busy:  # outside the except clause: an error raised by on_busy carries no BlockingIOError context
+            on_busy(_holder(path))
             locked = _flock(fd, blocking=True)
         if not locked:
-            log.warning(
-                "%s: this filesystem has no flock; %s is built without a lock (jobs that start together each "
-                "build it, and the last one's copy replaces the others')",
-                entry.parent,
-                entry.name,
-            )
+            log.warning(unsupported)
             yield
             return
         with _holding(fd, writable):
