@@ -72,6 +72,106 @@ def test_attribute_strings_from_the_command_line_are_checked():
         parse_attributes("quality:4,humor")
 
 
+class _Encoded(dict):
+    def to(self, device):
+        return self
+
+
+class _WordTokenizer:
+    """Just enough of a tokenizer for TextIteratorStreamer: token i decodes to "w<i> "."""
+
+    pad_token_id = eos_token_id = 0
+
+    def __call__(self, text, **kwargs):
+        import torch
+
+        return _Encoded(input_ids=torch.tensor([[1, 2, 3]]))
+
+    def decode(self, ids, **kwargs):
+        return "".join(f"w{int(i)} " for i in ids)
+
+
+class _SlowModel:
+    """generate() streams a token every 20 ms until a stopping criterion says stop (or raises)."""
+
+    device = "cpu"
+
+    def __init__(self, on_token=None, fail: Exception | None = None):
+        self.on_token, self.fail, self.generated = on_token, fail, 0
+
+    def generate(self, input_ids, max_new_tokens, streamer, stopping_criteria, **kwargs):
+        import time
+
+        import torch
+
+        if self.fail:
+            raise self.fail
+        streamer.put(input_ids)
+        for i in range(max_new_tokens):
+            if any(bool(criterion(input_ids, None)) for criterion in stopping_criteria):
+                break
+            streamer.put(torch.tensor([i]))
+            self.generated += 1
+            if self.on_token:
+                self.on_token(i)
+            time.sleep(0.02)
+        streamer.end()
+
+
+def _session(model):
+    from omegaconf import OmegaConf
+
+    from chipadapt.chat import ChatSession
+
+    session = ChatSession.__new__(ChatSession)
+    session.model, session.tokenizer, session.retriever = model, _WordTokenizer(), None
+    session.template = type("T", (), {"prompt": staticmethod(lambda messages, attributes: "prompt")})()
+    session.cfg = OmegaConf.create({"generate": {"temperature": 0, "top_p": 1, "max_new_tokens": 500}})
+    session.attributes, session.order, session.messages = {}, [], []
+    return session
+
+
+def test_ctrl_c_stops_the_reply_at_the_next_token_without_an_exception():
+    import io
+    import os
+    import signal
+
+    def interrupt(i):
+        if i == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: delivered to the main thread, in the streamer's wait
+
+    model = _SlowModel(on_token=interrupt)
+    session = _session(model)
+    out = io.StringIO()
+    assert session.reply("What is a latch?", out=out) is None
+    assert out.getvalue().endswith("(reply stopped; not kept in the history)\n")
+    assert model.generated < 20 and session.messages == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C ends the program again
+    session.model, session.cfg.generate.max_new_tokens = _SlowModel(), 30
+    assert session.reply("And a flip-flop?", out=io.StringIO()) == " ".join(f"w{i}" for i in range(30))
+    assert [m["role"] for m in session.messages] == ["user", "assistant"]
+
+
+def test_a_failing_generate_raises_in_the_caller_instead_of_hanging():
+    import io
+    import threading
+
+    session = _session(_SlowModel(fail=RuntimeError("CUDA out of memory")))
+    raised = []
+
+    def ask():
+        try:
+            session.reply("What is a latch?", out=io.StringIO())
+        except RuntimeError as err:
+            raised.append(err)
+
+    caller = threading.Thread(target=ask, daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "reply() waited forever for a generate() that had failed"
+    assert [str(e) for e in raised] == ["CUDA out of memory"]
+
+
 @pytest.mark.integration
 def test_chat_commands_save_the_transcript_and_the_log_records_the_session(tmp_path):
     import json

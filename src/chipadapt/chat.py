@@ -4,6 +4,7 @@ stops the reply being written and returns to the prompt, Ctrl-D leaves (exit 0),
 commands, an unknown /command is an error and never reaches the model, /save writes the transcript,
 and the run folder's chat.log records the session."""
 
+import contextlib
 import json
 import logging
 import signal
@@ -43,6 +44,19 @@ class StopFlag(StoppingCriteria):
 
     def __call__(self, input_ids, scores, **kwargs) -> bool:
         return self.event.is_set()
+
+
+@contextlib.contextmanager
+def ctrl_c_sets(event: threading.Event):
+    """While inside, SIGINT sets `event` rather than raising; outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def parse_attributes(text: str) -> dict[str, float]:
@@ -107,32 +121,43 @@ class ChatSession:
         )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         stop = StopFlag()
-        worker = threading.Thread(
-            target=self.model.generate,
-            kwargs=dict(
-                **encoded,
-                max_new_tokens=g.max_new_tokens,
-                pad_token_id=pad,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([stop]),
-                **sampling,
-            ),
-        )
-        worker.start()
+        failure: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                self.model.generate(
+                    **encoded,
+                    max_new_tokens=g.max_new_tokens,
+                    pad_token_id=pad,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([stop]),
+                    **sampling,
+                )
+            except BaseException as err:  # re-raised in the main thread; end() so the loop below ends
+                failure.append(err)
+                streamer.end()
+
+        worker = threading.Thread(target=generate)
         pieces = []
-        try:
+        # Ctrl-C sets the stop flag instead of raising KeyboardInterrupt: an exception raised at an
+        # arbitrary point of the streamer's queue.get() can leave its lock half released
+        # ("RuntimeError: release unlocked lock"). The loop then drains the streamer, which ends once
+        # generate() has stopped at its next token.
+        with ctrl_c_sets(stop.event):
+            worker.start()
             for piece in streamer:
+                if stop.event.is_set():
+                    continue
                 pieces.append(piece)
                 out.write(piece)
                 out.flush()
-        except KeyboardInterrupt:
-            # Ctrl-C arrives in this (main) thread; the generating thread stops at its next token.
-            stop.event.set()
             worker.join()
+        if failure:
+            raise failure[0]
+        if stop.event.is_set():
             out.write("\n(reply stopped; not kept in the history)\n")
             out.flush()
             return None
-        worker.join()
         out.write("\n")
         answer = "".join(pieces).strip()
         # The history keeps the plain question: retrieved passages are for the turn they were found for.
