@@ -46,13 +46,18 @@ def test_bm25_finds_split_identifiers_and_ranks_by_relevance():
     assert hits[0][0][0] == "p1" and hits[1][0][0] == "p4"
 
 
+def index_entries(index_dir):
+    return [p for p in index_dir.iterdir() if not p.name.startswith(".")]
+
+
 def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     folder = minilm_folder()
     dense = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
     dense.index(PASSAGES)
-    assert (tmp_path / "idx" / "index.faiss").is_file() and json.loads((tmp_path / "idx" / "ids.json").read_text()) == [
+    (entry,) = index_entries(tmp_path / "idx")  # one folder per fingerprint, beside its hidden build lock
+    assert (entry / "index.faiss").is_file() and json.loads((entry / "ids.json").read_text()) == [
         "p0",
         "p1",
         "p2",
@@ -63,11 +68,17 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     caplog.set_level("INFO")
     again = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
     again.index(PASSAGES)
-    assert "dense index loaded" in caplog.text
+    assert "dense index loaded" in caplog.text and "building" not in caplog.text
+    caplog.clear()
     changed = PASSAGES[:3] + [Passage("p3", "Something else entirely.", "d")]
     again.index(changed)
-    assert "rebuilding" in caplog.text
-    # Embedding the context line (dense.context) is another index: it is rebuilt, not reused.
+    assert "building" in caplog.text and "loaded" not in caplog.text
+    # Other passages are another entry beside the first: going back to the first set rebuilds nothing.
+    caplog.clear()
+    again.index(PASSAGES)
+    assert "dense index loaded" in caplog.text and "building" not in caplog.text
+    assert len(index_entries(tmp_path / "idx")) == 2
+    # Embedding the context line (dense.context) is another index: it is built, not reused.
     titled = [Passage(p.id, p.text, p.source, "Flow Guide") for p in PASSAGES]
     plain_titled = DenseRetriever(
         encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "t"), **DENSE
@@ -78,7 +89,7 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
         encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "t"), **{**DENSE, "context": True}
     )
     with_context.index(titled)
-    assert "rebuilding" in caplog.text
+    assert "building" in caplog.text and "loaded" not in caplog.text
     vectors = [r.faiss_index.reconstruct(0) for r in (plain_titled, with_context)]
     assert float(vectors[0] @ vectors[1]) < 0.999
     hybrid = HybridRetriever(BM25Retriever(**BM25), dense, weight=0.5, fusion="minmax", depth=4)
@@ -113,7 +124,7 @@ def test_an_encoder_retrained_in_place_gets_a_new_index_even_when_sharded(tmp_pa
         state = load_file(shard)
         save_file({n: t * 0.5 if t.is_floating_point() else t for n, t in state.items()}, shard, {"format": "pt"})
     index()
-    assert "rebuilding" in caplog.text and "dense index loaded" not in caplog.text
+    assert "building" in caplog.text and "dense index loaded" not in caplog.text
 
 
 def test_another_pooling_is_another_index(tmp_path, caplog):

@@ -3,6 +3,7 @@
 retriever.index(passages); hits = retriever.search(queries, k)   # [[(passage_id, score), ...], ...]
 """
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -123,8 +124,6 @@ class DenseRetriever:
         self.batch_size, self.index_dir = batch_size, Path(index_dir) if index_dir else None
 
     def _fingerprint(self, passages: list[Passage]) -> dict:
-        import hashlib
-
         digest = hashlib.sha256()
         for p in passages:
             digest.update(p.id.encode() + b"\0" + p.indexed_text(self.context).encode() + b"\0")
@@ -147,25 +146,27 @@ class DenseRetriever:
             self._embed(passages)
             return
         fingerprint = self._fingerprint(passages)
-        if self._load(fingerprint):
+        # One folder per fingerprint: jobs over other passages (or another encoder state) keep their
+        # own index beside this one rather than rebuilding it in turn, and do not wait on its lock.
+        entry = self.index_dir / hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+        if self._load(entry, fingerprint):
             return
-        with cache_entry_lock(self.index_dir):
-            if self._load(fingerprint):  # built by another process while this one waited
+        with cache_entry_lock(entry):
+            if self._load(entry, fingerprint):  # built by another process while this one waited
                 return
-            if (self.index_dir / "index.json").is_file():
-                log.info("dense index at %s is for other passages or another encoder: rebuilding", self.index_dir)
+            log.info("building the dense index of %d passages at %s", len(passages), entry)
             self._embed(passages)
-            self.save(self.index_dir, fingerprint)
+            self.save(entry, fingerprint)
 
-    def _load(self, fingerprint: dict) -> bool:
+    def _load(self, entry: Path, fingerprint: dict) -> bool:
         """Open the cached index when it was built from these passages with this encoder."""
         import faiss
 
-        stamp = self.index_dir / "index.json"
+        stamp = entry / "index.json"
         if not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint:
             return False
-        self.faiss_index = faiss.read_index(str(self.index_dir / "index.faiss"))
-        log.info("dense index loaded from %s", self.index_dir)
+        self.faiss_index = faiss.read_index(str(entry / "index.faiss"))
+        log.info("dense index loaded from %s", entry)
         self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
         return True
 
