@@ -65,3 +65,17 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads[checkpointing] = encoder.model.encoder.layer[0].attention.self.query.weight.grad.clone()
     assert grads[False].abs().sum() > 0
     torch.testing.assert_close(grads[True], grads[False], rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_without_checkpointing_support_names_the_key(monkeypatch):
+    import pytest
+    from omegaconf import OmegaConf
+
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.modules.bi_encoder import BiEncoderModule
+    from chipadapt.retrieval.encoder import TextEncoder
+
+    encoder = TextEncoder(minilm_folder(), "mean", "", "", 32, 64)
+    monkeypatch.setattr(type(encoder.model), "supports_gradient_checkpointing", False)  # as some classes declare
+    with pytest.raises(ChipadaptError, match=r"retriever.train.gradient_checkpointing=true: BertModel does not"):
+        BiEncoderModule(encoder, 1, 0.05, OmegaConf.create({}), gradient_checkpointing=True)

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from tevatron.loss import DistributedContrastiveLoss, SimpleContrastiveLoss
 
+from chipadapt.models.checkpointing import enable_activation_checkpointing
 from chipadapt.modules.optim import optimizers_for
 
 
@@ -24,7 +25,7 @@ class BiEncoderModule(L.LightningModule):
         super().__init__()
         self.encoder, self.n_passages, self.temperature, self.optim = encoder, n_passages, temperature, optim
         if gradient_checkpointing:
-            encoder.model.activation_checkpointing_enable()
+            enable_activation_checkpointing(encoder.model, "retriever.train.gradient_checkpointing")
         self.val_results: dict[str, float] = {}
         self.last_val_step: int | None = None
         self._val = []

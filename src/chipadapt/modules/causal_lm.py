@@ -12,6 +12,7 @@ from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
 from chipadapt.data.sft_batches import block_causal_mask
+from chipadapt.models.checkpointing import enable_activation_checkpointing
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.models.lora import apply_lora
 from chipadapt.models.token_bytes import token_byte_lengths
@@ -38,7 +39,7 @@ class CausalLMModule(L.LightningModule):
         self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
         if gradient_checkpointing:
-            self.model.activation_checkpointing_enable()
+            enable_activation_checkpointing(self.model, "model.gradient_checkpointing")
             self.model.config.use_cache = False
         self.optim = optim
         self.loss_guard = LossSpikeGuard(**loss_guard) if loss_guard else LossSpikeGuard(False, 0.0, 1, 0)
