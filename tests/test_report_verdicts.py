@@ -357,20 +357,21 @@ def test_a_run_restored_without_the_tokenizers_files_reports_the_corpus_count_an
 def test_the_attribute_row_sizes_the_attribute_that_would_make_a_majority():
     from chipadapt.reproduce.report.alignment_verdicts import attribute_row, pairs_for_spearman
 
-    def metrics(r: float) -> dict:
-        return {"spearman": r, "n": 135, "mae": 1.0, "baseline_mae": 0.9}
+    def metrics(r: float, n: int = 135) -> dict:
+        return {"spearman": r, "n": n, "mae": 1.0, "baseline_mae": 0.9}
 
     # two of five resolve at 135 conversations; the third strongest (humor +0.16) decides the majority
     val = {
         "quality": metrics(0.31),
         "helpfulness": metrics(0.38),
         "toxicity": metrics(0.15),
-        "humor": metrics(0.16),
+        "humor": metrics(0.16, n=97),  # labelled on fewer conversations than the others
         "creativity": metrics(0.08),
     }
     cells = attribute_row(val)
     needed = pairs_for_spearman(0.16)
     assert needed > 135 and cells[3] == f"{NOT_RESOLVED}, needs about {needed:,} conversations"
     assert "2 of 5 attributes resolved; a majority needs humor (+0.16) resolved too" in cells[4]
+    assert "it has 97 labelled conversations now" in cells[4]
     val["humor"] = metrics(0.30)  # now three resolve
     assert attribute_row(val)[3] == REPRODUCES

@@ -103,14 +103,15 @@ def attribute_row(val: dict) -> list:
         verdict, why = CONTRADICTS, note
     else:
         # It reproduces when most attributes' intervals leave out 0: the weakest of the strongest majority
-        # must resolve, so that attribute's correlation sizes what would resolve the finding.
+        # must resolve, so that attribute's correlation sizes what would resolve the finding. Attributes
+        # are labelled on different conversations (OASST labels are sparse): its own count is the one to grow.
         ranked = sorted(val.items(), key=lambda kv: -kv[1]["spearman"])
         name, m = ranked[len(val) // 2]
         needed = pairs_for_spearman(m["spearman"]) if m["spearman"] > 0 else None
         verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} conversations" if needed else NOT_RESOLVED
         why = (
             f"{note}; {above} of {len(val)} attributes resolved; a majority needs {name} ({m['spearman']:+.2f}) "
-            f"resolved too; {min(int(m['n']) for m in val.values())} conversations now"
+            f"resolved too; it has {int(m['n'])} labelled conversations now"
         )
     return [*ATTRIBUTES, here, verdict, why]
 
