@@ -78,6 +78,8 @@ if "train" in sys.argv[0]:
     scale = 1.0 + float(os.environ.get("FAKE_DRIFT", "0"))
     weight = torch.arange(64, dtype=torch.float32).reshape(8, 8) * scale
     save_file({"w": weight}, str(run_dir / "model" / "model.safetensors"))
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"resume state")
 """
 
 
@@ -145,6 +147,8 @@ def test_only_the_models_a_pending_step_needs_are_rebuilt_and_checked(two_machin
     ledger = json.loads((second / "steps.json").read_text())
     assert ledger["sft"]["rebuilt"]["deviation"] == 0.0 and ledger["merge"]["status"] == "completed"
     assert (second / "sft" / "model" / "model.safetensors").is_file()
+    assert not (second / ".rebuild" / "sft" / "checkpoints").exists()  # the model is in place: no resume state kept
+    assert (second / ".rebuild" / "sft" / "metrics.csv").is_file()
     assert not (second / "eval_sft" / "calls").exists()  # its records were kept, not remeasured
     assert "dapt" in (second / "logs" / "dapt.rebuild.log").read_text()
 

@@ -292,6 +292,9 @@ def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progr
         if rounding:
             record["rebuilt"]["kept"] = f"every training loss within {losses_off:.1e} of the recorded one (run scale)"
         ledger.save()
+        # The rebuild's resume checkpoints (weights and optimizer state, several times the model) served
+        # only an interrupted rebuild; its logs and metrics stay in the hidden scratch folder as evidence.
+        shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
         how = "identical to" if off == 0 else f"within {off:.1e} of"
         why = " (every training loss matches: float rounding)" if rounding else ""
         log.info("%s: model rebuilt in %.0f s, %s the recorded one%s", step.name, seconds, how, why)
