@@ -136,7 +136,10 @@ def test_ctrl_c_stops_the_reply_at_the_next_token_without_an_exception():
     import os
     import signal
 
+    handlers = []
+
     def interrupt(i):
+        handlers.append(signal.getsignal(signal.SIGINT))
         if i == 5:
             os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: delivered to the main thread, in the streamer's wait
 
@@ -144,6 +147,8 @@ def test_ctrl_c_stops_the_reply_at_the_next_token_without_an_exception():
     session = _session(model)
     out = io.StringIO()
     assert session.reply("What is a latch?", out=out) is None
+    # While the reply streams, Ctrl-C has its own handler: no KeyboardInterrupt inside queue.get()'s locks.
+    assert handlers[0] is not signal.default_int_handler
     assert out.getvalue().endswith("(reply stopped; not kept in the history)\n")
     assert model.generated < 20 and session.messages == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C ends the program again
@@ -152,24 +157,69 @@ def test_ctrl_c_stops_the_reply_at_the_next_token_without_an_exception():
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
 
 
-def test_a_failing_generate_raises_in_the_caller_instead_of_hanging():
+class _BadTokenTokenizer(_WordTokenizer):
+    def decode(self, ids, **kwargs):
+        if 7 in [int(i) for i in ids]:
+            raise ValueError("token 7 does not decode")
+        return super().decode(ids, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("model", "tokenizer", "error"),
+    [
+        (_SlowModel(fail=RuntimeError("CUDA out of memory")), _WordTokenizer(), "CUDA out of memory"),
+        # The streamer's own decode fails: its end() would fail again, so the stop signal must not depend on it.
+        (_SlowModel(), _BadTokenTokenizer(), "token 7 does not decode"),
+    ],
+)
+def test_a_failing_generate_raises_in_the_caller_instead_of_hanging(model, tokenizer, error):
     import io
     import threading
 
-    session = _session(_SlowModel(fail=RuntimeError("CUDA out of memory")))
+    session = _session(model)
+    session.tokenizer = tokenizer
     raised = []
 
     def ask():
         try:
             session.reply("What is a latch?", out=io.StringIO())
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:
             raised.append(err)
 
     caller = threading.Thread(target=ask, daemon=True)
     caller.start()
     caller.join(timeout=30)
     assert not caller.is_alive(), "reply() waited forever for a generate() that had failed"
-    assert [str(e) for e in raised] == ["CUDA out of memory"]
+    assert [str(e) for e in raised] == [error]
+
+
+def test_a_second_ctrl_c_gets_out_of_a_generate_that_does_not_stop():
+    import io
+    import os
+    import signal
+    import threading
+    import time
+
+    released = threading.Event()
+
+    class Stuck:
+        device = "cpu"
+
+        def generate(self, input_ids, streamer, **kwargs):  # as a long prefill: no token, no stop check
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+            released.wait(30)
+
+    session = _session(Stuck())
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.reply("What is a latch?", out=io.StringIO())
+    finally:
+        released.set()
+    assert time.monotonic() - started < 10 and session.messages == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.integration

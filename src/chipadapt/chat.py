@@ -48,11 +48,18 @@ class StopFlag(StoppingCriteria):
 
 @contextlib.contextmanager
 def ctrl_c_sets(event: threading.Event):
-    """While inside, SIGINT sets `event` rather than raising; outside the main thread, a no-op."""
+    """While inside, the first SIGINT sets `event` rather than raising; a second one raises
+    KeyboardInterrupt as usual (the way out when generate() is stuck, e.g. in a long prefill).
+    Outside the main thread, a no-op."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+
+    def first_press(signum, frame) -> None:
+        event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_press)
     try:
         yield
     finally:
@@ -133,11 +140,15 @@ class ChatSession:
                     stopping_criteria=StoppingCriteriaList([stop]),
                     **sampling,
                 )
-            except BaseException as err:  # re-raised in the main thread; end() so the loop below ends
+            except BaseException as err:  # re-raised in the main thread
                 failure.append(err)
-                streamer.end()
+            finally:
+                # The loop below ends on this whatever happened; streamer.end() is no help when the
+                # streamer's own decode is what failed. A second stop signal after end()'s is harmless.
+                streamer.text_queue.put(streamer.stop_signal)
 
-        worker = threading.Thread(target=generate)
+        # A daemon: a worker stuck in generate() must not keep the process alive after a second Ctrl-C.
+        worker = threading.Thread(target=generate, daemon=True)
         pieces = []
         # Ctrl-C sets the stop flag instead of raising KeyboardInterrupt: an exception raised at an
         # arbitrary point of the streamer's queue.get() can leave its lock half released
@@ -145,16 +156,21 @@ class ChatSession:
         # generate() has stopped at its next token.
         with ctrl_c_sets(stop.event):
             worker.start()
-            for piece in streamer:
-                if stop.event.is_set():
-                    continue
-                pieces.append(piece)
-                out.write(piece)
-                out.flush()
+            try:
+                for piece in streamer:
+                    if stop.event.is_set():
+                        continue
+                    pieces.append(piece)
+                    out.write(piece)
+                    out.flush()
+            except BaseException:  # the terminal went away, or a second Ctrl-C: stop generating
+                stop.event.set()
+                raise
+            stopped = stop.event.is_set()  # a Ctrl-C during the join below comes after the whole reply
             worker.join()
         if failure:
             raise failure[0]
-        if stop.event.is_set():
+        if stopped:
             out.write("\n(reply stopped; not kept in the history)\n")
             out.flush()
             return None
@@ -281,7 +297,12 @@ def converse(session: ChatSession, cfg: DictConfig, run_dir: Path) -> None:
         except (CommandError, ChipadaptError) as err:
             print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)
             record.info("error: %s", err)
-        except KeyboardInterrupt:  # Ctrl-C outside the streamed reply (retrieval, a command)
+        except torch.OutOfMemoryError:  # the session and its history stay; a shorter turn may fit
+            torch.cuda.empty_cache()
+            message = "out of GPU memory writing the reply; /reset clears the history, or lower generate.max_new_tokens"
+            print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
+            record.info("error: %s", message)
+        except KeyboardInterrupt:  # Ctrl-C outside the streamed reply (retrieval, a command), or a second one in it
             print("\n(stopped)", flush=True)
             record.info("stopped by Ctrl-C")
     record.info("session end: %d messages", len(session.messages))
