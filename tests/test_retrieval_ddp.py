@@ -1,16 +1,14 @@
 """Under DDP the contrastive loss sees every process's passages as negatives (Tevatron's gathered loss)."""
 
-import os
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _rank_loss(rank: int, world: int, port: int, q: torch.Tensor, p: torch.Tensor, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _rank_loss(rank: int, world: int, store: str, q: torch.Tensor, p: torch.Tensor, out: dict) -> None:
+    # A file store, not a TCP port: nothing else on the host (another job on torch's 29500) can take it.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         from chipadapt.modules.bi_encoder import BiEncoderModule
 
@@ -23,7 +21,7 @@ def _rank_loss(rank: int, world: int, port: int, q: torch.Tensor, p: torch.Tenso
         dist.destroy_process_group()
 
 
-def test_two_process_loss_equals_the_single_process_loss_over_the_whole_batch():
+def test_two_process_loss_equals_the_single_process_loss_over_the_whole_batch(tmp_path):
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     from tevatron.loss import SimpleContrastiveLoss
@@ -34,8 +32,7 @@ def test_two_process_loss_equals_the_single_process_loss_over_the_whole_batch():
     single = float(SimpleContrastiveLoss(n_target=2)(q / 0.05, p))
     manager = mp.Manager()
     out = manager.dict()
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(_rank_loss, args=(2, port, q, p, out), nprocs=2, join=True)
+    mp.spawn(_rank_loss, args=(2, str(tmp_path / "store"), q, p, out), nprocs=2, join=True)
     # Each process scores its queries against all 8 passages and scales by the world size, so that
     # DDP's gradient average comes out as a sum: the mean of the two losses is 2 x the full-batch loss.
     assert (out[0] + out[1]) / 2 == pytest.approx(2 * single, rel=1e-5)

@@ -92,11 +92,12 @@ class ChatSession:
         self.last_sources: list[str] = []
         self.retriever = self.passages = None
         if cfg.get("retrieval"):
-            from chipadapt.retrieval.build import load_passages, make_retrievers
+            from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
 
             r = OmegaConf.to_container(cfg.retrieval, resolve=True)
             passages = load_passages(r.get("passages"), r["build"])
-            self.retriever = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))[r["use"]]
+            retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))
+            self.retriever = chosen_retriever(retrievers, r["use"], "retrieval.use")
             self.retriever.index(passages)
             self.passages = {p.id: p for p in passages}
 

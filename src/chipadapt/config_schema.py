@@ -7,6 +7,7 @@ values out of range (`merge.lam=1.5` without `merge.allow_extrapolation=true`), 
 unset (`models.chip`). Each failure is a ChipadaptError naming the key."""
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,12 @@ def check_merge(merge: dict) -> None:
     for i, rule in enumerate(schedule):
         if not isinstance(rule, dict) or "pattern" not in rule:
             raise ChipadaptError(f"merge.schedule[{i}]: expected {{pattern: REGEX, lam: NUMBER}}")
+        try:
+            re.compile(str(rule["pattern"]))
+        except re.error as err:
+            raise ChipadaptError(
+                f"merge.schedule[{i}].pattern: {rule['pattern']!r} is not a regular expression ({err})"
+            ) from None
     method = merge.get("method") if isinstance(merge.get("method"), dict) else {}
     bounds = {
         "density": (0, 1, True),
@@ -166,6 +173,22 @@ def check_blend(data: dict) -> None:
                 _number(f"data.{split}.{name}.max_bytes", spec["max_bytes"], 0, low_open=True)
 
 
+def check_device(device: str) -> None:
+    """The root `device` (evaluate, merge): auto or a torch device this machine has."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ChipadaptError(f"device: {device!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ChipadaptError(f"device: {device} asked for, but torch sees no CUDA GPU here (device=auto or cpu)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ChipadaptError(f"device: {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
 CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
 
 
@@ -181,6 +204,8 @@ def validate(cfg: DictConfig) -> None:
                 raise ChipadaptError(f"{key}: {value!r} is not a whole number")
             if kind is bool and not isinstance(value, bool):
                 raise ChipadaptError(f"{key}: {value!r} is not true or false")
+    if isinstance(cfg.get("device"), str):
+        check_device(cfg.device)
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if isinstance(node, DictConfig):

@@ -46,7 +46,8 @@ def test_evaluate_bad_mcq_file(folders, tmp_path):
     [
         (["eval=[nope]"], "eval/nope"),
         (["model.path=/does/not/exist"], "model.path"),
-        (["device=tpu9", "+eval.perplexity.colour=1"], "colour"),
+        (["+eval.perplexity.colour=1"], "colour"),
+        (["device=tpu9"], "device: 'tpu9' is not a device"),
     ],
 )
 def test_evaluate_config_errors(tmp_path, args, fragment):

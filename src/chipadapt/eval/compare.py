@@ -13,7 +13,7 @@ import io
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_plots import metric_plot, pareto_plot
@@ -78,9 +78,21 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
     return lines
 
 
+def as_list(cfg: DictConfig, key: str) -> list | None:
+    """A list-valued key; `runs=outputs/a` (one string) is read as `runs=[outputs/a]`, never as letters."""
+    value = cfg[key]
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, ListConfig):
+        raise ChipadaptError(f"{key}: {value!r} is not a list, e.g. '{key}=[a,b]'")
+    return list(value)
+
+
 def compare(cfg: DictConfig) -> dict:
-    runs = load_runs(list(cfg.runs), list(cfg.labels) if cfg.labels else None)
-    metrics = chosen_metrics(runs, list(cfg.metrics) if cfg.metrics else None)
+    runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels"))
+    metrics = chosen_metrics(runs, as_list(cfg, "metrics"))
     axis = numeric_axis(runs, cfg.x)
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))
@@ -95,7 +107,5 @@ def compare(cfg: DictConfig) -> dict:
     log.info("compared %d runs on %d metrics: %s", len(runs), len(metrics), out)
     print("\n".join(lines))
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval).
-    summary["paired"] = write_paired(
-        [(r.label, r.folder) for r in runs], list(cfg.metrics) if cfg.metrics else None, out
-    )
+    summary["paired"] = write_paired([(r.label, r.folder) for r in runs], as_list(cfg, "metrics"), out)
     return summary

@@ -4,13 +4,13 @@ overrides and its metrics by name (`chipadapt.run_metrics`), from its manifest.j
 before manifests existed are read from results.json and .hydra/overrides.yaml."""
 
 import glob
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import json_object
 from chipadapt.run_metrics import evaluation_metrics, run_metrics
 
 RECORDS = ("manifest.json", "results.json")
@@ -82,26 +82,19 @@ def _hydra_overrides(folder: Path) -> dict[str, str]:
     return parse_overrides(yaml.safe_load(file.read_text()) or []) if file.is_file() else {}
 
 
-def _read_json(file: Path) -> dict:
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ChipadaptError(f"{file}: not valid JSON ({err.msg})") from None
-
-
 def load_run(folder: Path) -> Run:
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
-        manifest = _read_json(manifest_file)
+        manifest = json_object(manifest_file)
         metrics = run_metrics(manifest)
         if (
             not metrics and (folder / "results.json").is_file()
         ):  # an evaluation recorded before results moved into manifests
-            metrics = evaluation_metrics(_read_json(folder / "results.json"))
+            metrics = evaluation_metrics(json_object(folder / "results.json"))
         overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
         return Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
     return Run(
-        folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(_read_json(folder / "results.json"))
+        folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(json_object(folder / "results.json"))
     )
 
 

@@ -18,8 +18,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import Estimate, proportion, ratio
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.jsonl import jsonl_records
 
 # results.json: beside each metric `m`, these keys say how sure it is.
 SUFFIXES = ("_stderr", "_ci", "_n", "_ci_method")
@@ -88,8 +90,8 @@ def write_items(folder: Path, task: str, items: list[dict]) -> Path:
 def read_items(path: Path) -> dict[str, dict]:
     """{id: item} of a `<task>_items.jsonl`."""
     items = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            item = json.loads(line)
-            items[str(item["id"])] = item
+    for lineno, item in jsonl_records(path):
+        if "id" not in item or not isinstance(item.get("scores"), dict):
+            raise ChipadaptError(f"{path}:{lineno}: an item needs 'id' and a 'scores' object")
+        items[str(item["id"])] = item
     return items

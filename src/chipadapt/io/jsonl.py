@@ -53,3 +53,18 @@ def jsonl_records(
             if not isinstance(record, dict):
                 raise ChipadaptError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             yield lineno, record
+
+
+def json_object(path: str | Path, key: str | None = None) -> dict:
+    """One JSON file that must hold an object (a model's config.json, a run's manifest.json);
+    `key`: the config key that named it, put in front of the message."""
+    where = f"{key}: {path}" if key else str(path)
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ChipadaptError(f"{where}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    except UnicodeDecodeError as err:
+        raise ChipadaptError(f"{where}: not UTF-8 text (byte {err.start})") from None
+    if not isinstance(record, dict):
+        raise ChipadaptError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record

@@ -1,10 +1,9 @@
 """Streaming access to safetensors model folders: a block of rows at a time (see safetensors_stream)."""
 
-import json
-
 import torch
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.jsonl import json_object
 from chipadapt.merge.safetensors_stream import SafetensorsReader
 from chipadapt.models.locate import locate_model
 
@@ -22,10 +21,13 @@ class SafetensorsModel:
         config = self.folder / "config.json"
         if not config.is_file():
             raise ChipadaptError(f"{key}: {self.folder} is not a Hugging Face model folder (no config.json)")
-        self.config = json.loads(config.read_text())
+        self.config = json_object(config, key)
         index = self.folder / "model.safetensors.index.json"
         if index.is_file():
-            files = sorted({self.folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+            weight_map = json_object(index, key).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ChipadaptError(f"{key}: {index} has no weight_map")
+            files = sorted({self.folder / f for f in weight_map.values()})
         elif (self.folder / "model.safetensors").is_file():
             files = [self.folder / "model.safetensors"]
         else:

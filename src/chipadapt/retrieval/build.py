@@ -42,3 +42,12 @@ def make_retrievers(
         settings = {k: v for k, v in hybrid.items() if k != "dense"}
         retrievers["hybrid"] = HybridRetriever(retrievers["bm25"], retrievers[dense_name], **settings)
     return retrievers
+
+
+def chosen_retriever(retrievers: dict, use: str, key: str):
+    """The retriever `use` names; `key`: the config key that names it, for the error."""
+    if use not in retrievers:
+        from chipadapt.errors import ChipadaptError
+
+        raise ChipadaptError(f"{key}: {use!r} is not one of {sorted(retrievers)}")
+    return retrievers[use]

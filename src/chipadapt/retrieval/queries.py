@@ -60,11 +60,12 @@ def write_queries(queries: list[Query], path: Path) -> Path:
 SPLITS = ("dev", "test", "all")
 
 
-def select_split(queries: list[Query], split: str, source: str = "queries") -> list[Query]:
+def select_split(queries: list[Query], split: str, source: str = "queries", key: str = "split") -> list[Query]:
     """The queries of one split (`split` field: dev for choosing settings, test for reporting), or all.
-    A file that marks no split can only be used whole; one that marks some queries must mark all."""
+    A file that marks no split can only be used whole; one that marks some queries must mark all.
+    `key`: the config key that chose `split`, named when the split is unknown or empty."""
     if split not in SPLITS:
-        raise ChipadaptError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+        raise ChipadaptError(f"{key}={split!r} is not one of {', '.join(SPLITS)}")
     if split == "all":
         return queries
     unmarked = [q.id for q in queries if q.extra.get("split") not in ("dev", "test")]
@@ -72,4 +73,7 @@ def select_split(queries: list[Query], split: str, source: str = "queries") -> l
         raise ChipadaptError(f"{source}: no query has a 'split' field (dev|test); use split=all")
     if unmarked:
         raise ChipadaptError(f"{source}: query {unmarked[0]!r} has no 'split' of dev or test")
-    return [q for q in queries if q.extra["split"] == split]
+    chosen = [q for q in queries if q.extra["split"] == split]
+    if not chosen:
+        raise ChipadaptError(f"{source}: no query has split {split!r} ({key}={split})")
+    return chosen

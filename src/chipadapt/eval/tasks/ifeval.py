@@ -10,11 +10,31 @@ import os
 import random
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.presets import IFEVAL_MAX_NEW_TOKENS, adds_special_tokens, check_preset
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
+
+
+def read_ifeval(path: str) -> list[dict]:
+    """IFEval's input records, each checked before any generation (a bad one would fail after it)."""
+    rows = []
+    for lineno, row in jsonl_records(path, missing=f"eval.ifeval.path: {path} does not exist"):
+        if not (
+            "key" in row
+            and isinstance(row.get("prompt"), str)
+            and isinstance(row.get("instruction_id_list"), list)
+            and isinstance(row.get("kwargs"), list)
+            and len(row["kwargs"]) == len(row["instruction_id_list"])
+        ):
+            raise ChipadaptError(
+                f"{path}:{lineno}: an IFEval record needs 'key', a string 'prompt', and lists "
+                "'instruction_id_list' and 'kwargs' of the same length"
+            )
+        rows.append(row)
+    return rows
 
 
 class IFEvalTask(TaskBase):
@@ -44,9 +64,7 @@ class IFEvalTask(TaskBase):
             nltk.data.path.insert(0, self.nltk_data)
         from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
-        rows = [r for _, r in jsonl_records(self.path, missing=f"eval.ifeval.path: {self.path} does not exist")][
-            : self.limit
-        ]
+        rows = read_ifeval(self.path)[: self.limit]
         responses = generate(
             model,
             tokenizer,

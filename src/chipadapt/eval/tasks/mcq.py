@@ -26,7 +26,8 @@ def read_mcq(path: Path, key: str) -> list[dict]:
     rows = []
     for lineno, row in jsonl_records(path, missing=f"{key}: {path} does not exist"):
         try:
-            assert isinstance(row["choices"], list) and 0 <= int(row["answer"]) < len(row["choices"])
+            assert isinstance(row["question"], str) and isinstance(row["choices"], list)
+            assert 0 <= int(row["answer"]) < len(row["choices"])
         except (KeyError, AssertionError, TypeError, ValueError):
             raise ChipadaptError(
                 f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}"

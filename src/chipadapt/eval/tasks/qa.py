@@ -64,14 +64,12 @@ class QATask(TaskBase):
         )
 
     def _retrieve(self, questions: list[str]) -> list[list]:
-        from chipadapt.retrieval.build import load_passages, make_retrievers
+        from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
 
         r = self.retrieval
         passages = load_passages(r.get("passages"), r["build"])
         retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"), r.get("index_dir"))
-        if r["use"] not in retrievers:
-            raise ChipadaptError(f"eval.{self.name}.retrieval.use: {r['use']!r} is not one of {sorted(retrievers)}")
-        retriever = retrievers[r["use"]]
+        retriever = chosen_retriever(retrievers, r["use"], f"eval.{self.name}.retrieval.use")
         retriever.index(passages)
         by_id = {p.id: p for p in passages}
         return [[by_id[pid] for pid, _ in row] for row in retriever.search(questions, r["top_k"])]

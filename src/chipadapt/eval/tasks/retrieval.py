@@ -59,7 +59,10 @@ class RetrievalTask(TaskBase):
 
     def _choose_fusion(self, hybrid, all_queries) -> dict:
         """Fuse the hybrid's parts as chosen on the tuning split (and say how it was chosen)."""
-        tune = select_split(all_queries, self.fusion["tune_on"], str(self.queries_path))
+        # fusion.tune_on=null keeps the configured fusion instead of choosing one.
+        tune = select_split(
+            all_queries, self.fusion["tune_on"], str(self.queries_path), "eval.retrieval.fusion.tune_on"
+        )
         texts, depth = [q.query for q in tune], hybrid.depth
         choice = choose_fusion(
             hybrid.sparse.search(texts, depth),
@@ -87,7 +90,7 @@ class RetrievalTask(TaskBase):
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
         passages = load_passages(self.passages_path, self.build)
         all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
-        queries = select_split(all_queries, self.split, str(self.queries_path))[: self.limit]
+        queries = select_split(all_queries, self.split, str(self.queries_path), "eval.retrieval.split")[: self.limit]
         retrievers = make_retrievers(self.encoders, self.dense, self.bm25, self.hybrid, self.index_dir)
         results = {}
         self.items = [

@@ -1,0 +1,111 @@
+"""Bad input found by reading the code paths from config to loader: each is one ChipadaptError that names
+the file and line or the key, raised before the work it would otherwise waste (in-process, fast)."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from chipadapt.errors import ChipadaptError
+
+
+def write(path, *records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_an_mcq_record_without_a_question_names_its_line(tmp_path):
+    from chipadapt.eval.tasks.mcq import read_mcq
+
+    path = write(
+        tmp_path / "q.jsonl", {"question": "q", "choices": ["a", "b"], "answer": 0}, {"choices": ["a"], "answer": 0}
+    )
+    with pytest.raises(ChipadaptError, match=r"q.jsonl:2: not a multiple-choice record"):
+        read_mcq(path, "eval.mcq.path")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"prompt": "Write a haiku about clocks."},  # a user's own prompts, without IFEval's fields
+        {"key": 1, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+        {"key": 1, "prompt": "p", "instruction_id_list": ["punctuation:no_comma"], "kwargs": []},
+    ],
+)
+def test_an_ifeval_record_is_checked_before_any_generation(tmp_path, record):
+    from chipadapt.eval.tasks.ifeval import read_ifeval
+
+    good = {"key": 0, "prompt": "p", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    path = write(tmp_path / "ifeval.jsonl", good, record)
+    with pytest.raises(ChipadaptError, match=r"ifeval.jsonl:2: an IFEval record needs 'key'"):
+        read_ifeval(path)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("gpu", "device: 'gpu' is not a device"), ("cuda:99", "device: cuda:99 asked for")],
+)
+def test_the_device_is_checked_with_the_config(device, message):
+    from chipadapt.config_schema import validate
+
+    with pytest.raises(ChipadaptError, match=message):
+        validate(OmegaConf.create({"device": device}))
+    validate(OmegaConf.create({"device": "cpu"}))
+    validate(OmegaConf.create({"device": "auto"}))
+
+
+def test_a_merge_schedule_pattern_must_be_a_regular_expression():
+    from chipadapt.config_schema import check_merge
+
+    schedule = [{"pattern": r"layers\.1\.", "lam": 0.2}, {"pattern": r"layers\.(0", "lam": 0.3}]
+    with pytest.raises(ChipadaptError, match=r"merge.schedule\[1\].pattern: 'layers\\\\.\(0' is not a regular"):
+        check_merge({"lam": 0.5, "allow_extrapolation": False, "schedule": schedule})
+
+
+def test_a_model_folder_with_a_broken_config_or_index_names_the_key(tmp_path):
+    from chipadapt.merge.io import SafetensorsModel
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama",')  # cut short
+    with pytest.raises(ChipadaptError, match=r"models.chip: .*config.json: not valid JSON"):
+        SafetensorsModel(str(folder), "models.chip")
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "model.safetensors.index.json").write_text('{"metadata": {}}')
+    with pytest.raises(ChipadaptError, match=r"models.chip: .*index.json has no weight_map"):
+        SafetensorsModel(str(folder), "models.chip")
+
+
+def test_an_unknown_retriever_name_lists_the_ones_configured():
+    from chipadapt.retrieval.build import chosen_retriever
+
+    with pytest.raises(ChipadaptError, match=r"retrieval.use: 'dense' is not one of \['bm25', 'hybrid'\]"):
+        chosen_retriever({"bm25": object(), "hybrid": object()}, "dense", "retrieval.use")
+
+
+def test_a_split_with_no_query_names_the_key_that_chose_it():
+    from chipadapt.retrieval.queries import Query, select_split
+
+    queries = [Query("q1", "how", ("p1",), extra={"split": "test"})]
+    assert select_split(queries, "test", "qs.jsonl") == queries
+    with pytest.raises(
+        ChipadaptError, match=r"qs.jsonl: no query has split 'dev' \(eval.retrieval.fusion.tune_on=dev\)"
+    ):
+        select_split(queries, "dev", "qs.jsonl", "eval.retrieval.fusion.tune_on")
+
+
+def test_compare_takes_one_run_as_a_list_and_names_a_bad_items_line(tmp_path):
+    from chipadapt.eval.compare import as_list
+    from chipadapt.eval.items import read_items
+
+    cfg = OmegaConf.create({"runs": "outputs/a", "labels": None, "metrics": ["mcq.acc"], "x": 3})
+    assert as_list(cfg, "runs") == ["outputs/a"]  # not ['o', 'u', 't', ...]
+    assert as_list(cfg, "labels") is None and as_list(cfg, "metrics") == ["mcq.acc"]
+    with pytest.raises(ChipadaptError, match=r"x: 3 is not a list"):
+        as_list(cfg, "x")
+    items = write(tmp_path / "mcq_items.jsonl", {"id": "a", "scores": {"acc": 1}}, '{"id": "b" "scores": {}}')
+    with pytest.raises(ChipadaptError, match=r"mcq_items.jsonl:2: malformed JSON"):
+        read_items(items)
+    write(items, {"id": "a", "scores": {"acc": 1}}, {"id": "b"})
+    with pytest.raises(ChipadaptError, match=r"mcq_items.jsonl:2: an item needs 'id' and a 'scores' object"):
+        read_items(items)
