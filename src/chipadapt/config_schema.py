@@ -189,6 +189,33 @@ def check_device(device: str) -> None:
         raise ChipadaptError(f"device: {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
+# Counts an evaluation task takes (conf/eval/*.yaml); each is a whole number >= its minimum, or null.
+EVAL_COUNTS = {
+    "limit": 1,
+    "batch_size": 1,
+    "max_new_tokens": 1,
+    "num_fewshot": 0,
+    "samples": 1,
+    "top_k": 1,
+    "budget_tokens": 1,
+    "misses_k": 0,
+    "mrr_k": 1,
+}
+
+
+def check_eval(tasks: DictConfig) -> None:
+    """Each task's counts, so that `eval.mcq.limit=abc` names the key rather than a failed instantiation."""
+    for task, node in tasks.items():
+        if not isinstance(node, DictConfig):
+            continue
+        for key, low in EVAL_COUNTS.items():
+            value = node.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ChipadaptError(f"eval.{task}.{key}: {value!r} is not a whole number >= {low}")
+
+
 CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
 
 
@@ -206,6 +233,8 @@ def validate(cfg: DictConfig) -> None:
                 raise ChipadaptError(f"{key}: {value!r} is not true or false")
     if isinstance(cfg.get("device"), str):
         check_device(cfg.device)
+    if isinstance(cfg.get("eval"), DictConfig):
+        check_eval(cfg.eval)
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if isinstance(node, DictConfig):

@@ -109,3 +109,19 @@ def test_compare_takes_one_run_as_a_list_and_names_a_bad_items_line(tmp_path):
     write(items, {"id": "a", "scores": {"acc": 1}}, {"id": "b"})
     with pytest.raises(ChipadaptError, match=r"mcq_items.jsonl:2: an item needs 'id' and a 'scores' object"):
         read_items(items)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"mcq": {"limit": "abc"}}, r"eval.mcq.limit: 'abc' is not a whole number >= 1"),
+        ({"ifeval": {"max_new_tokens": 0}}, r"eval.ifeval.max_new_tokens: 0 is not a whole number >= 1"),
+        ({"retrieval": {"mrr_k": 2.5}}, r"eval.retrieval.mrr_k: 2.5 is not"),
+    ],
+)
+def test_an_eval_tasks_counts_are_checked_with_the_config(overrides, message):
+    from chipadapt.config_schema import validate
+
+    with pytest.raises(ChipadaptError, match=message):
+        validate(OmegaConf.create({"eval": overrides}))
+    validate(OmegaConf.create({"eval": {"mcq": {"limit": None, "batch_size": 8}, "ifeval": {"num_fewshot": 0}}}))
