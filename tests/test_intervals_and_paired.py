@@ -169,6 +169,8 @@ def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsy
             "metrics": None,
             "x": None,
             "output": str(tmp_path / "cmp"),
+            "overwrite": False,
+            "paths": {"output_dir": str(tmp_path / "cmp")},  # the run's own folder, as by default
             "max_plot_metrics": 4,
         }
     )

@@ -125,3 +125,81 @@ def test_an_eval_tasks_counts_are_checked_with_the_config(overrides, message):
     with pytest.raises(ChipadaptError, match=message):
         validate(OmegaConf.create({"eval": overrides}))
     validate(OmegaConf.create({"eval": {"mcq": {"limit": None, "batch_size": 8}, "ifeval": {"num_fewshot": 0}}}))
+
+
+def _retrieval_task(tmp_path, misses_file):
+    from chipadapt.eval.tasks.retrieval import RetrievalTask
+
+    return RetrievalTask(
+        passages=str(tmp_path / "p.jsonl"),
+        build=None,
+        queries=str(tmp_path / "q.jsonl"),
+        split="all",
+        encoders=OmegaConf.create({}),
+        dense=OmegaConf.create({}),
+        bm25=None,
+        hybrid=None,
+        fusion=None,
+        ks=[1],
+        mrr_k=10,
+        limit=None,
+        index_dir=None,
+        misses_file=str(misses_file),
+        misses_k=1,
+    )
+
+
+def test_the_misses_file_never_replaces_a_users_file_or_an_input(tmp_path):
+    from chipadapt.retrieval.misses import misses_markdown
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("# My notes on the retriever\n")
+    write(tmp_path / "q.jsonl", {"id": "q1", "query": "how", "positive_ids": ["p1"]})
+    with pytest.raises(ChipadaptError, match=r"eval.retrieval.misses_file: .*notes.md exists and was not written"):
+        _retrieval_task(tmp_path, notes)
+    with pytest.raises(ChipadaptError, match=r"misses_file: .*q.jsonl is eval.retrieval.queries itself"):
+        _retrieval_task(tmp_path, tmp_path / "q.jsonl")
+    earlier = tmp_path / "misses.md"  # a rerun's own earlier report is replaced
+    earlier.write_text(misses_markdown([], ["bm25"], {}, 8))
+    _retrieval_task(tmp_path, earlier)
+    _retrieval_task(tmp_path, tmp_path / "new.md")
+
+
+def test_annotate_output_never_replaces_its_input_or_a_users_file(tmp_path):
+    from chipadapt.io.outputs import check_output_file
+    from chipadapt.stages.annotate import _annotated_by_us
+
+    chats = write(tmp_path / "chat.jsonl", {"id": "c1", "messages": [], "attributes": {"quality": 4}})
+    inputs = [("annotate.input.path", str(chats))]
+    with pytest.raises(ChipadaptError, match=r"annotate.output: .*chat.jsonl is annotate.input.path itself"):
+        check_output_file(chats, "annotate.output", _annotated_by_us, inputs)
+    theirs = write(tmp_path / "helpsteer.jsonl", {"id": "h1", "messages": [], "attributes": {"quality": 3}})
+    with pytest.raises(ChipadaptError, match=r"helpsteer.jsonl exists and was not written by this command"):
+        check_output_file(theirs, "annotate.output", _annotated_by_us, inputs)
+    ours = write(tmp_path / "annotated.jsonl", {"id": "c1", "messages": [], "attributes": {}, "human_attributes": None})
+    assert check_output_file(ours, "annotate.output", _annotated_by_us, inputs) == ours.resolve()
+
+
+def test_compare_writes_only_to_its_run_folder_a_new_folder_or_its_own_earlier_output(tmp_path):
+    from chipadapt.eval.compare import output_folder
+    from chipadapt.eval.compare_runs import Run
+
+    (tmp_path / "runA").mkdir()
+    runs = [Run(tmp_path / "runA", "evaluate", "completed", {}, {}, "a")]
+    cfg = lambda output, overwrite=False: OmegaConf.create(  # noqa: E731
+        {"output": str(output), "overwrite": overwrite, "paths": {"output_dir": str(tmp_path / "run")}}
+    )
+    assert output_folder(cfg(tmp_path / "run"), runs) == tmp_path / "run"  # the default: the run's own folder
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "compare.md").write_text("my own table\n")
+    with pytest.raises(ChipadaptError, match=r"output: .*notes exists and is not an output of compare"):
+        output_folder(cfg(notes), runs)
+    assert (notes / "compare.md").read_text() == "my own table\n"
+    with pytest.raises(ChipadaptError, match=r"output: .*runA/cmp lies inside runs"):
+        output_folder(cfg(tmp_path / "runA" / "cmp"), runs)
+    fresh = output_folder(cfg(tmp_path / "cmp"), runs)
+    (fresh / "compare.md").write_text("| run |\n")
+    with pytest.raises(ChipadaptError, match=r"holds a previous compare output; overwrite=true replaces it"):
+        output_folder(cfg(tmp_path / "cmp"), runs)
+    assert output_folder(cfg(tmp_path / "cmp", overwrite=True), runs) == tmp_path / "cmp"

@@ -20,6 +20,7 @@ from chipadapt.eval.compare_plots import metric_plot, pareto_plot
 from chipadapt.eval.compare_runs import Run, load_runs, swept_keys
 from chipadapt.eval.paired_compare import write_paired
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.outputs import check_output_folder, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,25 @@ def as_list(cfg: DictConfig, key: str) -> list | None:
     return list(value)
 
 
+def output_folder(cfg: DictConfig, runs: list[Run]) -> Path:
+    """The folder the tables and plots go to. The run's own folder (the default) is ours; a folder the user
+    names must be new, or an earlier compare's output with overwrite=true, and not one of the runs."""
+    out = Path(cfg.output)
+    if out.expanduser().resolve() == Path(cfg.paths.output_dir).expanduser().resolve():
+        return out
+    check_output_folder(out, "compare", "output", bool(cfg.overwrite), [("runs", r.folder) for r in runs])
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "compare")  # before the files: a later run recognises the folder as a compare output
+    return out
+
+
 def compare(cfg: DictConfig) -> dict:
     runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels"))
     metrics = chosen_metrics(runs, as_list(cfg, "metrics"))
     axis = numeric_axis(runs, cfg.x)
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))
-    out = Path(cfg.output)
+    out = output_folder(cfg, runs)
     lines = write_tables(runs, metrics, out)
     plots = {"metrics": str(metric_plot(runs, metrics[: cfg.max_plot_metrics], axis, out))}
     summary = {"runs": len(runs), "metrics": metrics, "axis": axis, "plot": plots["metrics"]}

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +75,35 @@ def check_output_folder(
         if not overwrite:
             raise ChipadaptError(f"{key}: {dest} holds a previous {command} output; overwrite=true replaces it")
     return target
+
+
+def check_output_file(
+    dest: str | os.PathLike,
+    key: str,
+    ours: Callable[[Path], bool],
+    inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
+) -> Path:
+    """Refuse, before any work, a user-named output file that is one of the command's inputs, or that
+    exists and is not an earlier output of the same kind (`ours`: a file carries no hidden marker, so
+    its own header or fields say who wrote it)."""
+    target = _resolved(dest)
+    for input_key, path in inputs:
+        if path is not None and not str(path).startswith("hf:") and _resolved(path) == target:
+            raise ChipadaptError(f"{key}: {dest} is {input_key} itself; write the output somewhere else")
+    if target.is_dir():
+        raise ChipadaptError(f"{key}: {dest} is a folder; name a file")
+    if target.exists() and not ours(target):
+        raise ChipadaptError(f"{key}: {dest} exists and was not written by this command; refusing to replace it")
+    return target
+
+
+def first_line(path: Path) -> str:
+    """The first line of a text file ('' when unreadable), to recognise a file by its header."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _alive(pid: int) -> bool:

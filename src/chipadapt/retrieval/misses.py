@@ -3,8 +3,14 @@
 from pathlib import Path
 
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.outputs import first_line
 
 SHOWN_CHARS = 300  # of each passage: enough to see what it is about
+HEADER = "# Retrieval misses:"  # the first line, by which a rerun knows the file as its own
+
+
+def is_misses_file(path: Path) -> bool:
+    return first_line(path).startswith(HEADER)
 
 
 def _excerpt(text: str) -> str:
@@ -15,7 +21,7 @@ def _excerpt(text: str) -> str:
 def misses_markdown(items: list[dict], retrievers: list[str], passages: dict, k: int, top: int = 3) -> str:
     """Per retriever, each item whose gold passages are all outside its top k (items as eval=retrieval
     writes them: id, query, reference = gold ids, prediction = {retriever: ranked ids}, type?)."""
-    lines = [f"# Retrieval misses: no gold passage in the top {k}", ""]
+    lines = [f"{HEADER} no gold passage in the top {k}", ""]
     for name in retrievers:
         missed = [i for i in items if not set(i["reference"]) & set(i["prediction"][name][:k])]
         lines += [f"## {name}: {len(missed)} of {len(items)} questions missed", ""]

@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
+from chipadapt.io.outputs import check_output_file
 from chipadapt.retrieval.build import load_passages, make_retrievers
 from chipadapt.retrieval.fusion_choice import choose_fusion
 from chipadapt.retrieval.metrics import query_scores
-from chipadapt.retrieval.misses import write_misses
+from chipadapt.retrieval.misses import is_misses_file, write_misses
 from chipadapt.retrieval.queries import read_queries, select_split
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class RetrievalTask(TaskBase):
         self.ks, self.mrr_k, self.limit = list(ks), mrr_k, limit
         self.index_dir, self.misses_file, self.misses_k = index_dir, misses_file, misses_k
         self.reranker = plain(reranker) if reranker and reranker.get("path") else None
+        if misses_file:  # checked now: the file is written after the whole evaluation
+            check_output_file(
+                misses_file,
+                "eval.retrieval.misses_file",
+                is_misses_file,
+                [("eval.retrieval.passages", passages), ("eval.retrieval.queries", queries)],
+            )
 
     def _choose_fusion(self, hybrid, all_queries) -> dict:
         """Fuse the hybrid's parts as chosen on the tuning split (and say how it was chosen)."""
