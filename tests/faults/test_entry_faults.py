@@ -144,3 +144,17 @@ def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
     assert not stale.exists() and (run / "model" / "tokenizer.json").is_file()
     before = snapshot(run / "model")
     assert_user_error(run_entry("train.py", args), "overwrite=true", before=before)
+
+
+def test_another_commands_run_folder_is_refused_before_hydra_writes_to_it(folders, tmp_path):
+    import json
+
+    good, _ = folders
+    run = tmp_path / "train_run"  # what train.py leaves: its manifest and Hydra's records
+    (run / ".hydra").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"kind": "train", "status": "completed"}))
+    (run / ".hydra" / "overrides.yaml").write_text("- optim.lr=3e-5\n")
+    before = snapshot(run)
+    proc = run_entry("evaluate.py", [f"model.path={good}", "eval=[perplexity]", f"hydra.run.dir={run}"])
+    assert_user_error(proc, "hydra.run.dir:", "holds a train run", before=before)
+    assert sorted(p.name for p in run.rglob("*")) == [".hydra", "manifest.json", "overrides.yaml"]

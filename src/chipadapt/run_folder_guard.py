@@ -1,0 +1,42 @@
+"""A Hydra callback that keeps one command's run folder from being taken over by another.
+
+Hydra writes `.hydra/` (config, overrides) into `hydra.run.dir` before our code runs, and the command
+then writes its own `manifest.json` and results there. `evaluate.py ... hydra.run.dir=<a train run>`
+would so replace the training run's records, which compare.py and reproduce.py read. The check runs
+at `on_run_start`, before Hydra writes anything; a rerun of the same command (a resume) passes."""
+
+import json
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+# An entry point's config name -> the `kind` its manifest records (compare and curate write none).
+KINDS = {"train": "train", "evaluate": "evaluate", "merge": "merge", "chat": "chat", "reproduce": "reproduce"}
+
+
+def foreign_kind(folder: Path, config_name: str | None) -> str | None:
+    """The kind of the run recorded in `folder` when it is not this command's, else None."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        kind = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None  # not a manifest this guard can read; the job's own manifest code reports it
+    return kind if kind and kind != KINDS.get(config_name or "") else None
+
+
+class RunFolderGuard(Callback):
+    def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
+        folder = Path(str(config.hydra.run.dir)).expanduser()
+        kind = foreign_kind(folder, config_name)
+        if kind:
+            print(
+                f"chipadapt: error: hydra.run.dir: {folder} holds a {kind} run; {config_name} would replace its "
+                "records (.hydra/, manifest.json): choose another folder",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(2)
