@@ -317,9 +317,9 @@ def test_a_report_model_that_cannot_be_rebuilt_leaves_the_report_to_say_so_but_a
         run.report_models([], Path("out"))
 
 
-def test_report_models_false_builds_the_report_from_the_records_alone(tmp_path, monkeypatch):
-    from test_reproduce import compose_reproduce
-
+@pytest.fixture
+def report_only(tmp_path, monkeypatch):
+    """reproduce.run without the base model, the report's model rebuilds or Hydra's runtime config."""
     from chipadapt.reproduce import run as reproduce
 
     monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache"))
@@ -332,7 +332,50 @@ def test_report_models_false_builds_the_report_from_the_records_alone(tmp_path, 
         yield types.SimpleNamespace(update=lambda *args: None)
 
     monkeypatch.setattr("chipadapt.job.recorded_job", unrecorded)
+    return reproduce, rebuilt
+
+
+def test_report_models_false_builds_the_report_from_the_records_alone(tmp_path, report_only):
+    from test_reproduce import compose_reproduce
+
+    reproduce, rebuilt = report_only
     common = ["variant=smoke", f"out={tmp_path / 'out'}", f"report_dir={tmp_path / 'report'}", "only=[report]"]
     assert reproduce.run(compose_reproduce([*common, "report_models=false"])).is_file() and rebuilt == []
     reproduce.run(compose_reproduce(common))  # the default rebuilds what the report opens first
     assert rebuilt == [tmp_path / "out"]
+
+
+def test_a_rebuilt_report_holds_only_this_builds_records_and_a_failed_build_keeps_the_last(
+    tmp_path, report_only, monkeypatch
+):
+    from test_reproduce import compose_reproduce
+
+    from chipadapt.reproduce.report import build
+
+    reproduce, _ = report_only
+    report = tmp_path / "report"
+
+    def run_from(out: Path, steps: list[str]) -> Path:
+        for name in steps:
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / "results.json").write_text(json.dumps({"status": "failed"}))
+        (out / "steps.json").write_text(json.dumps({n: {"status": "failed", "seconds": 1.0} for n in steps}))
+        args = ["variant=smoke", f"out={out}", f"report_dir={report}", "only=[report]", "report_models=false"]
+        return reproduce.run(compose_reproduce(args))
+
+    first = run_from(tmp_path / "a", ["dapt", "sft"])
+    assert first == report / "REPORT.md" and (report / "runs" / "sft" / "results.json").is_file()
+    run_from(tmp_path / "b", ["dapt"])
+    # The second build's folder has no record of a step its run folder does not have.
+    assert not (report / "runs" / "sft").exists() and (report / "runs" / "dapt" / "results.json").is_file()
+    kept = (report / "REPORT.md").read_text()
+
+    def broken(cfg, steps, out, folder, final=None):
+        (folder / "REPORT.md").write_text("half a report")
+        raise RuntimeError("a section failed")
+
+    monkeypatch.setattr(build, "build_report", broken)
+    with pytest.raises(RuntimeError, match="a section failed"):
+        run_from(tmp_path / "a", ["dapt", "sft"])
+    assert (report / "REPORT.md").read_text() == kept
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.")] == []  # no staging left behind

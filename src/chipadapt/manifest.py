@@ -8,6 +8,7 @@ import datetime as dt
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ SCHEMA_VERSION = 2
 SECTIONS = ("inputs", "data", "plan", "metrics", "results")
 
 
-def git_state(ignore: Path | None = None, repo: Path | None = None) -> dict[str, Any]:
-    """The commit the code (or `repo`) is at, and whether the tree differs from it; `ignore` leaves out a
-    folder the caller is writing itself (a report being built is no change to the code that builds it)."""
+def git_state(ignore: Path | Iterable[Path] = (), repo: Path | None = None) -> dict[str, Any]:
+    """The commit the code (or `repo`) is at, and whether the tree differs from it; `ignore` leaves out
+    folders the caller is writing itself (a report being built is no change to the code that builds it)."""
     repo = Path(repo or Path(__file__).resolve().parent)
     try:
         commit = subprocess.run(
@@ -35,8 +36,10 @@ def git_state(ignore: Path | None = None, repo: Path | None = None) -> dict[str,
             ).stdout.strip()
         ).resolve()
         # git refuses a pathspec outside the work tree; a folder outside it cannot make the tree dirty anyway.
-        inside = ignore is not None and Path(ignore).resolve().is_relative_to(top)
-        exclude = [f":(exclude,literal){Path(ignore).resolve()}"] if inside else []
+        folders = [Path(ignore)] if isinstance(ignore, (str, Path)) else [Path(f) for f in ignore]
+        exclude = [
+            f":(exclude,literal){folder.resolve()}" for folder in folders if folder.resolve().is_relative_to(top)
+        ]
         dirty = bool(
             subprocess.run(
                 ["git", "-C", str(repo), "status", "--porcelain", "--", ":/", *exclude],

@@ -2,8 +2,12 @@
 
 Hydra writes `.hydra/` (config, overrides) into `hydra.run.dir` before our code runs, and the command
 then writes its own `manifest.json` and results there. `evaluate.py ... hydra.run.dir=<a train run>`
-would so replace the training run's records, which compare.py and reproduce.py read. The check runs
-at `on_run_start`, before Hydra writes anything; a rerun of the same command (a resume) passes."""
+would so replace the training run's records, which compare.py and reproduce.py read. A folder of no
+run at all (a user's project folder, `out=~/work`) is refused as well: the command would write its
+`model/`, `checkpoints/` and the like among the user's files, and reproduce.py would move a subfolder
+that happens to bear a step's name to `.stale/`. The check runs at `on_run_start`, before Hydra writes
+anything; a rerun of the same command (a resume) passes, and so does a folder holding only hidden
+entries (what a killed save leaves: its `.<name>.<pid>.*.tmp` staging folder)."""
 
 import json
 import sys
@@ -28,15 +32,30 @@ def foreign_kind(folder: Path, config_name: str | None) -> str | None:
     return kind if kind and kind != KINDS.get(config_name or "") else None
 
 
+def not_a_run(folder: Path) -> bool:
+    """`folder` holds visible files but no run's records (neither manifest.json nor Hydra's .hydra/)."""
+    if not folder.is_dir() or (folder / "manifest.json").exists() or (folder / ".hydra").is_dir():
+        return False
+    return any(not entry.name.startswith(".") for entry in folder.iterdir())
+
+
+def refuse(message: str) -> None:
+    print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         folder = Path(str(config.hydra.run.dir)).expanduser()
+        key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
         kind = foreign_kind(folder, config_name)
         if kind:
-            print(
-                f"chipadapt: error: hydra.run.dir: {folder} holds a {kind} run; {config_name} would replace its "
-                "records (.hydra/, manifest.json): choose another folder",
-                file=sys.stderr,
-                flush=True,
+            refuse(
+                f"{key}: {folder} holds a {kind} run; {config_name} would replace its records "
+                "(.hydra/, manifest.json): choose another folder"
             )
-            sys.exit(2)
+        if config_name in KINDS and not_a_run(folder):
+            refuse(
+                f"{key}: {folder} exists and holds files of no chipadapt run (no manifest.json, no .hydra/); "
+                f"{config_name} would write its own among them: choose a new or empty folder"
+            )

@@ -158,3 +158,26 @@ def test_another_commands_run_folder_is_refused_before_hydra_writes_to_it(folder
     proc = run_entry("evaluate.py", [f"model.path={good}", "eval=[perplexity]", f"hydra.run.dir={run}"])
     assert_user_error(proc, "hydra.run.dir:", "holds a train run", before=before)
     assert sorted(p.name for p in run.rglob("*")) == [".hydra", "manifest.json", "overrides.yaml"]
+
+
+@pytest.mark.parametrize(
+    "script,args,key",
+    [
+        ("train.py", ["stage=tokenizer", "model=tiny", "tokenizer=augmented_small"], "hydra.run.dir"),
+        ("reproduce.py", ["variant=smoke", "dry_run=true"], "out"),
+    ],
+)
+def test_a_folder_of_no_run_is_refused_before_anything_is_written_into_it(tmp_path, script, args, key):
+    user = tmp_path / "project"  # a user's own folder, with a subfolder that bears a step's name
+    (user / "tokenizer").mkdir(parents=True)
+    (user / "tokenizer" / "vocab.txt").write_text("mine\n")
+    (user / "notes.md").write_text("# my notes\n")
+    before = snapshot(user)
+    folder = [f"out={user}"] if key == "out" else [f"hydra.run.dir={user}"]
+    proc = run_entry(script, [*args, *folder])
+    assert_user_error(proc, f"{key}:", "holds files of no chipadapt run", before=before)
+    assert sorted(p.relative_to(user).as_posix() for p in user.rglob("*")) == [
+        "notes.md",
+        "tokenizer",
+        "tokenizer/vocab.txt",
+    ]

@@ -99,6 +99,7 @@ def test_damaged_or_pickled_model_folder(tiny_model, tmp_path, damage):
 
 def test_corrupt_checkpoint_names_the_file_and_the_way_out(tmp_path):
     run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)  # a run folder, as train.py leaves it
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
     before = snapshot(run / "checkpoints")
@@ -108,6 +109,7 @@ def test_corrupt_checkpoint_names_the_file_and_the_way_out(tmp_path):
 
 def test_model_folder_the_run_did_not_write_is_never_replaced(tmp_path):
     run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)  # an earlier run's folder, where the user put a model of their own
     (run / "model").mkdir(parents=True)
     (run / "model" / "weights.safetensors").write_text("the user's model\n")
     before = snapshot(run / "model")
@@ -118,6 +120,7 @@ def test_finished_model_needs_overwrite(tmp_path):
     from chipadapt.io.outputs import write_marker
 
     run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
     (run / "model").mkdir(parents=True)
     (run / "model" / "config.json").write_text("{}\n")
     write_marker(run / "model", "train")
@@ -130,6 +133,9 @@ def test_run_folder_inside_the_input_model(tiny_model, tmp_path):
     shutil.copytree(tiny_model, folder)
     before = snapshot(folder)
     proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={folder}"])
+    assert_user_error(proc, "hydra.run.dir", "holds files of no chipadapt run", before=before)
+    # A folder inside the model (an empty one, which the run-folder check lets through) is refused as well.
+    proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={folder / 'run'}"])
     assert_user_error(proc, "model.path", before=before)
 
 

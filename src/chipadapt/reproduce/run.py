@@ -54,12 +54,14 @@ def run(cfg: DictConfig) -> Path:
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force, cfg.report_models)
         return out
-    from chipadapt.io.outputs import check_output_folder, write_marker
+    from chipadapt.io.outputs import check_output_folder, publish_folder
     from chipadapt.job import recorded_job
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
 
     # The report folder is rebuilt from the run folders whenever asked (it is derived, and committed),
-    # but a folder that reproduce.py did not write is never written into.
+    # but a folder that reproduce.py did not write is never written into. It is built beside the old
+    # one and swapped in whole: no records of an earlier build (another `out`, steps since dropped) stay
+    # mixed into it, and a failed build leaves the previous report as it was.
     report_dir = check_output_folder(from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True)
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
@@ -70,8 +72,9 @@ def run(cfg: DictConfig) -> Path:
             log.info("report_models=false: the report is built from the records alone")
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
-        path = build_report(cfg, steps, out, report_dir)
-        write_marker(report_dir, "reproduce")
+        with publish_folder(report_dir, "reproduce") as staging:
+            built = build_report(cfg, steps, out, staging, final=report_dir)
+        path = report_dir / built.name
         manifest.update("results", {"report": str(path)})
     console.print(f"[bold green]report:[/bold green] {path}  ({time.perf_counter() - start:.0f} s in this invocation)")
     return path

@@ -82,7 +82,8 @@ def wall_minutes(ctx: Context) -> float:
     return sum((ctx.ledger.get(n, {}).get("seconds") or 0) for n in ctx.steps) / 60
 
 
-def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path) -> Path:
+def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path, final: Path | None = None) -> Path:
+    """Write REPORT.md, its plots and runs/ into `report_dir`: the staging folder that becomes `final`."""
     ledger = json.loads((out / "steps.json").read_text()) if (out / "steps.json").is_file() else {}
     shared = Path(cfg.paths.shared_data)
     ctx = Context(
@@ -117,7 +118,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     rows = headline(facts)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
-    git = git_state(ignore=report_dir)
+    git = git_state(ignore=[report_dir, final or report_dir])
     intro = [
         f"# Small-scale reproduction of ChipNeMo and ChipAlign — variant `{cfg.variant.name}`",
         "",
