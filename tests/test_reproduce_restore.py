@@ -5,6 +5,7 @@ against its fingerprint."""
 import contextlib
 import dataclasses
 import json
+import os
 import types
 from pathlib import Path
 
@@ -374,8 +375,22 @@ def test_a_rebuilt_report_holds_only_this_builds_records_and_a_failed_build_keep
         (folder / "REPORT.md").write_text("half a report")
         raise RuntimeError("a section failed")
 
+    working = build.build_report
     monkeypatch.setattr(build, "build_report", broken)
     with pytest.raises(RuntimeError, match="a section failed"):
         run_from(tmp_path / "a", ["dapt", "sft"])
     assert (report / "REPORT.md").read_text() == kept
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.")] == []  # no staging left behind
+    # No staging folder left behind (the build lock stays, as every cache entry's does).
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.")] == [".report.build.lock"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.stat().st_mode & 0o777 == 0o777 & ~umask  # as readable as a folder made here, not private
+    monkeypatch.setattr(build, "build_report", working)
+    # A run folder inside the report folder would go with the old report at the swap: refused first.
+    (report / "run" / "dapt").mkdir(parents=True)
+    (report / "run" / "dapt" / "model.safetensors").write_text("hours of training")
+    with pytest.raises(ChipadaptError, match="report_dir: .* holds out"):
+        reproduce.run(
+            compose_reproduce(["variant=smoke", f"out={report / 'run'}", f"report_dir={report}", "only=[report]"])
+        )
+    assert (report / "run" / "dapt" / "model.safetensors").is_file()

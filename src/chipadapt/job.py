@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.interrupts import Interrupted
+from chipadapt.io.disk_full import disk_full_error
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.loggers.wandb import finish_wandb_run
 from chipadapt.manifest import RunManifest
@@ -27,7 +28,13 @@ def recorded_job(cfg: DictConfig, kind: str, out: str | Path) -> Iterator[RunMan
             finish_wandb_run(succeeded=False)
             raise
         except BaseException as err:
-            manifest.finish("failed", error=f"{type(err).__name__}: {err}")
+            try:
+                manifest.finish("failed", error=f"{type(err).__name__}: {err}")
+            except OSError:
+                if disk_full_error(err) is None:
+                    raise
+                # The disk that stopped the job cannot take the manifest either: it still says "running",
+                # which compare.py and reproduce.py read as not finished; the job's own error is raised.
             finish_wandb_run(succeeded=False)
             raise
         manifest.finish("completed")

@@ -32,11 +32,22 @@ def foreign_kind(folder: Path, config_name: str | None) -> str | None:
     return kind if kind and kind != KINDS.get(config_name or "") else None
 
 
+def run_kind(folder: Path) -> str | None:
+    """The kind recorded in `folder`/manifest.json, or None where there is no manifest of ours."""
+    try:
+        kind = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if kind in KINDS.values() else None
+
+
 def not_a_run(folder: Path) -> bool:
-    """`folder` holds visible files but no run's records (neither manifest.json nor Hydra's .hydra/)."""
-    if not folder.is_dir() or (folder / "manifest.json").exists() or (folder / ".hydra").is_dir():
+    """`folder` holds visible files but no run's records (neither our manifest.json nor Hydra's .hydra/).
+    Log files do not count: Hydra creates `<job>.log` just before `.hydra/`, and a second process
+    started into the same folder (a rank of a distributed run) may look in between."""
+    if not folder.is_dir() or run_kind(folder) or (folder / ".hydra").is_dir():
         return False
-    return any(not entry.name.startswith(".") for entry in folder.iterdir())
+    return any(not entry.name.startswith(".") and entry.suffix != ".log" for entry in folder.iterdir())
 
 
 def refuse(message: str) -> None:
@@ -57,5 +68,6 @@ class RunFolderGuard(Callback):
         if config_name in KINDS and not_a_run(folder):
             refuse(
                 f"{key}: {folder} exists and holds files of no chipadapt run (no manifest.json, no .hydra/); "
-                f"{config_name} would write its own among them: choose a new or empty folder"
+                f"{config_name} would write its own among them: choose a new or empty folder (a run folder "
+                "copied from elsewhere needs its .hydra/ and manifest.json)"
             )

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.disk_full import disk_full_error
 
 MARKER = ".chipadapt-output.json"
 # Folders written before the marker existed are recognised by the manifest they carry.
@@ -150,6 +151,10 @@ def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dest)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
+    # mkdtemp makes the folder private (0700); published, it is as readable as any folder made here.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     try:
         yield tmp
         write_marker(tmp, command)
@@ -167,6 +172,9 @@ def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
             os.replace(tmp, dest)
     except ChipadaptError:
         raise
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full_error(err)
+        if full is not None and not full.filename:  # safetensors' writer names no file: name the output
+            raise OSError(full.errno, os.strerror(full.errno), str(dest)) from err
         raise

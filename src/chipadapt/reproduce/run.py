@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> Path:
     if cfg.dry_run:
         print_plan(steps, out, only - {REPORT}, force, cfg.report_models)
         return out
+    from chipadapt.io.lock import cache_entry_lock
     from chipadapt.io.outputs import check_output_folder, publish_folder
     from chipadapt.job import recorded_job
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
@@ -62,7 +63,9 @@ def run(cfg: DictConfig) -> Path:
     # but a folder that reproduce.py did not write is never written into. It is built beside the old
     # one and swapped in whole: no records of an earlier build (another `out`, steps since dropped) stay
     # mixed into it, and a failed build leaves the previous report as it was.
-    report_dir = check_output_folder(from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True)
+    report_dir = check_output_folder(
+        from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True, inputs=[("out", out)]
+    )
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
         # First, so that a rebuilt model that differs puts the steps built on it out of date before they are planned.
@@ -72,7 +75,8 @@ def run(cfg: DictConfig) -> Path:
             log.info("report_models=false: the report is built from the records alone")
         if only != {REPORT}:
             run_steps(steps, out, only - {REPORT}, force)
-        with publish_folder(report_dir, "reproduce") as staging:
+        # Two reproductions of one variant on one day share the default report_dir: one swaps at a time.
+        with cache_entry_lock(report_dir), publish_folder(report_dir, "reproduce") as staging:
             built = build_report(cfg, steps, out, staging, final=report_dir)
         path = report_dir / built.name
         manifest.update("results", {"report": str(path)})

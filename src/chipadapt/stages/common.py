@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt import interrupts
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.checkpoints import check_checkpoint
 from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.manifest import RunManifest
@@ -77,6 +78,7 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
         callbacks=[*callbacks.values(), RecordSettings(trajectory_settings(cfg))],
         default_root_dir=str(out),
     )
+    use_same_folder_checkpoints(trainer)
     config = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:  # the whole resolved config, not only the module's hyperparameters
         logger.log_hyperparams(config)

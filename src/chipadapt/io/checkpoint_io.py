@@ -1,0 +1,48 @@
+"""Lightning checkpoints written beside their final name, so a crash never leaves half a `last.ckpt`.
+
+Lightning's own save (2.6, `_atomic_save`) writes the checkpoint to the system temp folder and then
+moves it into the run folder. Where the two are different filesystems (a node-local /tmp and a run
+folder on Lustre or NFS, a run folder on another disk) that move is a copy: a job preempted during
+it, or a disk that fills up, leaves a truncated `last.ckpt` in place of the previous good one, and
+the rerun has nothing to resume from. Here the checkpoint is written to a hidden temporary file in
+its own folder, flushed to disk, and renamed over the old one: the old checkpoint stays whole until
+the new one is. Remote URLs (`s3://...`) keep Lightning's fsspec path.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from chipadapt.io.disk_full import disk_full_error
+
+
+class SameFolderCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            full = disk_full_error(err)
+            if full is not None and not isinstance(err, OSError):  # torch's writer says "unexpected pos"
+                raise OSError(full.errno, os.strerror(full.errno), str(path)) from err
+            raise
+
+
+def use_same_folder_checkpoints(trainer) -> None:
+    """Replace the strategy's default checkpoint writer. Strategies that save their own way (DeepSpeed,
+    FSDP's sharded checkpoints, a user's own CheckpointIO plugin) are left as they are."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = SameFolderCheckpointIO()
