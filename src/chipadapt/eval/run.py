@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
+from chipadapt.manifest import fingerprint_input
 from chipadapt.models.inference import load_for_inference
 from chipadapt.protocols import EvalTask
 from chipadapt.report import console
@@ -27,12 +29,15 @@ def evaluate_folder(
     items_dir: Path | None = None,
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
+    resume: bool = False,
 ) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with
     `items_dir`, each task's per-item records go to `<items_dir>/<task>_items.jsonl` (eval/items.py).
 
     `folder` may be a callable that returns it: the model is only resolved (and built) when a task needs
-    one, with `dtype` and `attn_implementation` (evaluate.py passes model.dtype/model.attn_implementation)."""
+    one, with `dtype` and `attn_implementation` (evaluate.py passes model.dtype/model.attn_implementation).
+    `resume` (with `items_dir`): tasks this folder finished before with the same settings and model are
+    kept, not run again (eval/finished_tasks.py); each task is recorded there as it completes."""
     if not tasks:
         raise ChipadaptError("eval: no task selected (e.g. eval=[perplexity,mcq,ifeval])")
     built = {name: instantiate(task_cfg) for name, task_cfg in tasks.items()}  # config errors before loading
@@ -41,18 +46,34 @@ def evaluate_folder(
             raise ChipadaptError(
                 f"eval.{name}: {type(task).__name__} is not an evaluation task (needs_model, items, run)"
             )
-    model = tokenizer = None
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
+    finished = FinishedTasks(items_dir, {"dtype": dtype, "attn": attn_implementation, "device": device})
+    model_fingerprint = None
+    if items_dir is not None and any(task.needs_model for task in built.values()):
+        model_fingerprint = fingerprint_input(folder)["fingerprint"]
+    keys = {
+        name: finished.key(tasks[name], model_fingerprint if task.needs_model else None) for name, task in built.items()
+    }
+    kept = {}
+    if resume and items_dir is not None:
+        kept = {name: r for name in built if (r := finished.load(name, keys[name])) is not None}
+    model = tokenizer = None
+    if any(task.needs_model for name, task in built.items() if name not in kept):
         loaded = load_for_inference(folder, dtype, attn_implementation, device)
         model, tokenizer = loaded.model, loaded.tokenizer
     results = {}
     for name, task in built.items():
+        if name in kept:
+            results[name] = kept[name]
+            continue
         start = time.perf_counter()
         results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
-        if items_dir is not None and task.items is not None:
-            write_items(items_dir, name, task.items)
+        if items_dir is not None:
+            if task.items is not None:
+                write_items(items_dir, name, task.items)
+            finished.save(name, keys[name], results[name], items=task.items is not None)
         log.info("%s: %s", name, results[name])
     return results
 
@@ -118,7 +139,7 @@ def run(cfg: DictConfig) -> dict:
             return folder
 
         results = evaluate_folder(
-            model_folder, cfg.eval, cfg.device, out, cfg.model.dtype, cfg.model.attn_implementation
+            model_folder, cfg.eval, cfg.device, out, cfg.model.dtype, cfg.model.attn_implementation, cfg.resume
         )
         write_results(results, out, f"Evaluation ({', '.join(cfg.eval)})")
         manifest.update("results", results)

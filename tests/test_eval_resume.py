@@ -1,0 +1,60 @@
+"""evaluate.py in a folder that finished some tasks before: those are kept, the others run."""
+
+import pytest
+from helpers import eval_tasks
+from omegaconf import OmegaConf
+
+from chipadapt.eval import run as eval_run
+
+TARGET = "helpers.eval_tasks.CountingTask"
+
+
+def tasks(**settings) -> OmegaConf:
+    return OmegaConf.create({name: {"_target_": TARGET, "name": name, **extra} for name, extra in settings.items()})
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    eval_tasks.RUNS.clear()
+    loads = []
+    monkeypatch.setattr(eval_run, "load_for_inference", lambda *args: loads.append(args) or _Loaded())
+    return eval_tasks.RUNS, loads
+
+
+class _Loaded:
+    model = tokenizer = None
+
+
+def test_a_rerun_keeps_finished_tasks_and_runs_the_one_a_kill_stopped(tmp_path, runs):
+    done, loads = runs
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(RuntimeError, match="ifeval: stopped"):
+        eval_run.evaluate_folder(
+            model, tasks(mcq={"needs_model": True}, ifeval={"fail": True}), "cpu", tmp_path, resume=True
+        )
+    assert done == ["mcq"] and (tmp_path / "tasks" / "mcq.json").is_file()
+    results = eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True}, ifeval={}), "cpu", tmp_path, resume=True)
+    assert done == ["mcq", "ifeval"] and results["mcq"]["acc_n"] == 2 and results["ifeval"]["acc"] == 1.0
+    assert len(loads) == 1  # the second run needed no model: its one model task was kept
+    # Other settings, another model, a lost items file or resume=false: the task runs again.
+    eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, resume=True)
+    assert done[-1] == "mcq" and len(done) == 3
+    (model / "model.safetensors").write_bytes(b"other weights")
+    eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, resume=True)
+    assert len(done) == 4
+    eval_run.evaluate_folder(
+        model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, dtype="bfloat16", resume=True
+    )
+    assert len(done) == 5
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    assert len(done) == 5  # a task without a model does not depend on how the model is loaded
+    (tmp_path / "ifeval_items.jsonl").unlink()
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    assert done[-1] == "ifeval" and len(done) == 6
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=False)
+    assert len(done) == 7
+    (tmp_path / "tasks" / "ifeval.json").write_text("{half")  # a damaged record: run again, no error
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    assert len(done) == 8
