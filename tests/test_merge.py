@@ -267,20 +267,21 @@ def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
         json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3)
     )
     assert lams == [0.0, 0.5, 1.0]
-    # The sweep again, as after a preemption: job 1 was interrupted after writing its model (its
+    # The sweep again, as after a preemption: job 1 was interrupted after publishing its model (its
     # evaluation unfinished), job 2 never started. Job 0 is not merged again (its model keeps its
-    # time); job 1 replaces its own output; job 2 runs.
+    # time); job 1 keeps its complete merged model and goes on with the rest; job 2 runs.
     manifest1 = json.loads((sweep / "1" / "manifest.json").read_text())
     (sweep / "1" / "manifest.json").write_text(json.dumps({**manifest1, "status": "interrupted"}))
     shutil.rmtree(sweep / "2")
-    stamp = (sweep / "0" / "model" / "model.safetensors").stat().st_mtime_ns
+    stamps = [(sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)]
     again = subprocess.run(proc.args, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (sweep / "0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [(sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)] == stamps
     assert json.loads((sweep / "1" / "manifest.json").read_text())["status"] == "completed"
     assert (sweep / "2" / "model" / "model.safetensors").is_file()
     log = again.stdout + again.stderr
     assert "completed before with these settings" in log and "did not complete before" in log
+    assert "holds this job's merged model; not merged again" in log
     # Other settings in the same folders, or a chip model retrained in place: refused as before.
     other = subprocess.run(
         [*proc.args[:3], "merge.lam=0.25,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT

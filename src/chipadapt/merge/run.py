@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
-from chipadapt.io.outputs import check_output_folder
+from chipadapt.io.outputs import check_output_folder, written_by
 from chipadapt.manifest import fingerprint_input, git_state
 from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
 from chipadapt.merge.mergekit_config import write_mergekit_config
@@ -80,6 +80,7 @@ def check_architecture(chip: SafetensorsModel, other: SafetensorsModel) -> None:
             )
 
 
+MODEL_KEYS = ("chip", "instruct", "base")  # cfg.models: the folders a merge reads
 # Rows per block are chosen so a block holds about this many elements (16 MB in float32).
 BLOCK_ELEMENTS = 1 << 22
 # Tensors up to this size keep the blocks of the statistics pass for the merge pass instead of
@@ -138,7 +139,57 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
 
 
 def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
-    """The merge (and its evaluation, with `eval=[...]`); its summary."""
+    """The merge (and its evaluation, with `eval=[...]`); its summary. `replace_own_output`: this job
+    started before and did not complete; when its merged model was published (the evaluation was
+    interrupted), it is evaluated as it is, and the tasks that evaluation finished are kept."""
+    kept = merged_before(cfg) if replace_own_output else None
+    if kept is None:
+        out, summary = merge_weights(cfg, replace_own_output)
+    else:
+        out, summary = kept
+        log.info("merge: %s holds this job's merged model; not merged again, its evaluation goes on", out)
+    if cfg.eval:
+        # Evaluate the merged folder (sweeps compare lambdas on these numbers).
+        from chipadapt.eval.run import evaluate_folder, write_results
+
+        results = evaluate_folder(
+            out,
+            cfg.eval,
+            cfg.device,
+            Path(cfg.paths.output_dir),
+            cfg.eval_model.dtype,
+            cfg.eval_model.attn_implementation,
+            resume=replace_own_output,
+        )
+        write_results(results, Path(cfg.paths.output_dir), f"Evaluation of {cfg.merge.name} lam={cfg.merge.lam}")
+        manifest = json.loads((out / "merge_manifest.json").read_text())
+        write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})
+        summary["evaluation"] = results
+    return summary
+
+
+def merged_before(cfg: DictConfig) -> tuple[Path, dict] | None:
+    """(folder, summary) of a merged model this job published before, with exactly these settings
+    (merge.py published it whole, so its merge_manifest.json says it is complete); else None."""
+    out = Path(cfg.output).expanduser().resolve()
+    try:
+        recorded = json.loads((out / "merge_manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if written_by(out) != "merge" or recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return None
+    # The same settings are not the same inputs: a chip model retrained in place since is merged again.
+    if recorded.get("input_fingerprints") != input_fingerprints(cfg):
+        return None
+    return out, dict(recorded.get("summary") or {})
+
+
+def input_fingerprints(cfg: DictConfig) -> dict[str, str | None]:
+    return {key: fingerprint_input(cfg.models[key])["fingerprint"] for key in MODEL_KEYS if cfg.models.get(key)}
+
+
+def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict]:
+    """Merge the models into `cfg.output` (published whole when complete); (folder, summary)."""
     start = time.perf_counter()
     method = instantiate(cfg.merge.method)
     chip = SafetensorsModel(cfg.models.chip, "models.chip")
@@ -219,28 +270,13 @@ def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
                 "config": OmegaConf.to_container(cfg, resolve=True),
                 "git": git_state(),
                 "inputs": {m.key: str(m.folder) for m in (chip, instruct, base) if m},
+                "input_fingerprints": input_fingerprints(cfg),
                 "summary": summary,
                 "diagnostics_csv": "merge_diagnostics.csv",
             },
         )
         # The same merge as a mergekit recipe, so either tool can redo the other's merge.
         write_mergekit_config(tmp / "mergekit_config.yml", cfg, rows, str(chip.dtype(names[0])).removeprefix("torch."))
-    if cfg.eval:
-        # Evaluate the merged folder (sweeps compare lambdas on these numbers).
-        from chipadapt.eval.run import evaluate_folder, write_results
-
-        results = evaluate_folder(
-            out,
-            cfg.eval,
-            cfg.device,
-            Path(cfg.paths.output_dir),
-            cfg.eval_model.dtype,
-            cfg.eval_model.attn_implementation,
-        )
-        write_results(results, Path(cfg.paths.output_dir), f"Evaluation of {cfg.merge.name} lam={cfg.merge.lam}")
-        manifest = json.loads((out / "merge_manifest.json").read_text())
-        write_json_atomic(out / "merge_manifest.json", {**manifest, "evaluation": results})
-        summary["evaluation"] = results
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
         cfg.merge.name,
@@ -252,7 +288,7 @@ def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
         summary["input_gb_per_s"],
         out,
     )
-    return summary
+    return out, summary
 
 
 def previous_job(cfg: DictConfig, run_dir: Path) -> tuple[str, dict | None]:
@@ -274,7 +310,7 @@ def previous_job(cfg: DictConfig, run_dir: Path) -> tuple[str, dict | None]:
     if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
         return "new", None
     inputs = recorded.get("inputs") or {}
-    for key in ("chip", "instruct", "base"):
+    for key in MODEL_KEYS:
         if cfg.models.get(key):
             before = (inputs.get(f"models.{key}") or {}).get("fingerprint")
             if before is None or before != fingerprint_input(cfg.models[key])["fingerprint"]:
@@ -297,12 +333,12 @@ def run(cfg: DictConfig) -> dict:
         log.info("merge: %s completed before with these settings and inputs; not merged again", run_dir)
         return summary
     if state == "unfinished":
-        log.info("merge: %s did not complete before; merging again", run_dir)
+        log.info("merge: %s did not complete before; going on", run_dir)
     with (
         recorded_job(cfg, "merge", run_dir) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
     ):
-        for key in ("chip", "instruct", "base"):
+        for key in MODEL_KEYS:
             if cfg.models.get(key):
                 manifest.add_input(f"models.{key}", cfg.models[key])
         # An unfinished job of the same settings and inputs replaces its own output.
