@@ -58,3 +58,22 @@ def test_a_rerun_keeps_finished_tasks_and_runs_the_one_a_kill_stopped(tmp_path, 
     (tmp_path / "tasks" / "ifeval.json").write_text("{half")  # a damaged record: run again, no error
     eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
     assert len(done) == 8
+
+
+def test_data_a_task_reads_is_taken_by_identity_not_by_path(tmp_path, runs):
+    done, _ = runs
+    data = tmp_path / "data" / "questions.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"question": "q1"}\n')
+    run = tmp_path / "run"
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
+    assert done == ["mcq"]
+    data.write_text('{"question": "q2"}\n')  # the same path, rewritten: the task runs again
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
+    assert done == ["mcq", "mcq"]
+    # The same file under another name (a checkout moved elsewhere) is the same data.
+    moved = tmp_path / "elsewhere.jsonl"
+    data.rename(moved)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(moved)}), "cpu", run, resume=True)
+    assert done == ["mcq", "mcq"]

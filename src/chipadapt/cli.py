@@ -5,6 +5,7 @@ composes the config; what goes wrong in the user's input, at composition or late
 and shell completion stay fast."""
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from omegaconf.errors import OmegaConfBaseException
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
 from chipadapt.errors import exit_on_user_error
+from chipadapt.io.disk_full import disk_full_error, disk_full_message
 
 USER_ERROR_STATUS = 2
+DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, told in one line
 
 
 def _one_line(text: str) -> str:
@@ -74,6 +77,15 @@ def _install_hydra_reporter() -> None:
     hydra_utils.run_and_report = _report_in_one_line
 
 
+def exit_if_disk_full(err: BaseException) -> None:
+    """A full disk or quota behind `err`: one line naming the file, exit status 1 (else return)."""
+    if disk_full_error(err) is None:
+        return
+    logging.raiseExceptions = False  # the log file cannot be written either: no "Logging error" dumps
+    print(f"chipadapt: error: {disk_full_message(err)}", file=sys.stderr, flush=True)
+    sys.exit(DISK_FULL_STATUS)
+
+
 def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     """Run `module:function` on the composed config: validated first, user errors as one line,
     a signal as a clean `interrupted` exit."""
@@ -85,6 +97,9 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         exit_on_user_error(validate, cfg)
         function = getattr(importlib.import_module(module_name), function_name)
         return exit_on_user_error(function, cfg, *args)
+    except Exception as err:
+        exit_if_disk_full(err)
+        raise
     except interrupts.Interrupted as stop:
         print(
             f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same hydra.run.dir resumes",

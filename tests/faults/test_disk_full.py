@@ -10,15 +10,23 @@ import torch
 from conftest import TINY_FAST
 from helpers.faults import run_entry
 
-from chipadapt.errors import exit_on_user_error
+from chipadapt.cli import exit_if_disk_full
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.checkpoint_io import SameFolderCheckpointIO
 from chipadapt.io.disk_full import disk_full_message
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints" / "last.ckpt"
+    path.parent.mkdir()
+    killed = path.parent / ".last.ckpt.999999999.x1y2.tmp"  # what a save killed outright (SIGKILL) leaves
+    killed.write_bytes(b"\0" * 1000)
     io = SameFolderCheckpointIO()
     io.save_checkpoint({"global_step": 2}, path)
+    assert not killed.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file made here, not mkstemp's 0600
 
     def full_disk(obj, handle):  # what torch's zip writer does when a write fails: a RuntimeError over the OSError
         handle.write(b"PK\x03\x04 part of a checkpoint")
@@ -37,14 +45,15 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file(tmp
 
 
 def test_a_full_disk_is_one_line_with_the_file_and_the_space_left(tmp_path, capsys):
-    def job():
+    try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model.safetensors"))
         except OSError:
             raise OSError(errno.ENOSPC, "No space left on device")  # noqa: B904 (implicit context, as the manifest update raises it)
-
+    except OSError as err:
+        failed = err
     with pytest.raises(SystemExit) as stopped:
-        exit_on_user_error(job)
+        exit_if_disk_full(failed)
     assert stopped.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("chipadapt: error: no space left on device writing ")
@@ -56,6 +65,9 @@ def test_a_full_disk_is_one_line_with_the_file_and_the_space_left(tmp_path, caps
 
     rust = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
     assert disk_full_message(rust).startswith("no space left on device; complete outputs")
+    # A user's file quoted in our own error is bad input, whatever it says; other errors are not a full disk.
+    exit_if_disk_full(ChipadaptError("data.jsonl line 3: not JSON: 'No space left on device (os error 28)'"))
+    exit_if_disk_full(OSError(errno.EACCES, "Permission denied", "ckpt"))
 
 
 def mount_tmpfs(folder, size: str) -> bool:

@@ -6,8 +6,8 @@ RUNS: list[str] = []
 class CountingTask:
     """Scores nothing; records each run in RUNS and fails when told to (a kill mid-evaluation)."""
 
-    def __init__(self, name: str, needs_model: bool = False, limit: int = 2, fail: bool = False):
-        self.name, self.needs_model, self.limit, self.fail = name, needs_model, limit, fail
+    def __init__(self, name: str, needs_model: bool = False, limit: int = 2, fail: bool = False, path: str = ""):
+        self.name, self.needs_model, self.limit, self.fail, self.path = name, needs_model, limit, fail, path
         self.items = None
 
     def run(self, model, tokenizer) -> dict:

@@ -130,11 +130,13 @@ def _build(spec: SourceSpec, key: str, tokenizer, entry: Path, digest: str, part
             raise ChipadaptError(f"{key}: {spec.path} holds no non-empty documents")
         offsets = np.zeros(len(doc_ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint32, shape=(int(offsets[-1]),))
-        for i, chunk in enumerate(chunks):
-            tokens[offsets[i] : offsets[i + 1]] = chunk
-        tokens.flush()
-        del tokens
+        # Plain writes, not a memory map: a map over a sparse file meets a full disk as SIGBUS (the process
+        # dies without a word); a write raises ENOSPC, which cli.py tells in one line.
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)), "fortran_order": False}
+        with open(tmp / "tokens.npy", "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {**header, "shape": (int(offsets[-1]),)})
+            for chunk in chunks:
+                chunk.tofile(handle)
         np.save(tmp / "offsets.npy", offsets)
         (tmp / "doc_ids.json").write_text(json.dumps(doc_ids))
         meta = {**parts, "num_docs": len(doc_ids), "num_tokens": int(offsets[-1]), "num_chars": num_chars}

@@ -2,13 +2,19 @@
 
 A run of several tasks (IFEval, MMLU, the EDA scripts, VerilogEval) takes hours on a CPU and can be
 preempted on a cluster. As each task completes, its results are written to `<run>/tasks/<task>.json`
-with a key: the task's resolved settings, the model's content fingerprint and how it is loaded
-(dtype, attention, device). A rerun in the same `hydra.run.dir` keeps every task whose key matches
-and whose per-item file is still there, and runs the others; changing a task's settings (a larger
-`limit`) or the model runs that task again. `resume=false` runs everything again.
+with a key; a rerun in the same `hydra.run.dir` keeps every task whose key matches and whose per-item
+file is still there, and runs the others. `resume=false` runs everything again. The key holds what
+can change a task's numbers:
+- its resolved settings, with every file or folder they name (data, encoders, a judge model) taken by
+  identity (each file's size and modification time), not by path: rewritten data runs the task again,
+  and a checkout moved elsewhere (`${chipadapt_resource:...}` resolves to an absolute path) does not;
+- the model folder, by the same identity, and how it runs (dtype, attention kernel and device as
+  resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again);
+- the code: chipadapt's commit (or version), torch's and transformers'.
 """
 
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +26,69 @@ from chipadapt.io.hashing import sha256_json
 from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
+# Settings that name where a task writes or caches, not what it reads: their contents change as it runs.
+OUTPUT_KEYS = {"index_dir", "misses_file"}
+
+
+def identity(path: Path) -> str:
+    """Size and modification time of every visible file under `path` (or of the file): cheap for a 70B
+    model folder, and changed by any rewrite (a retrained model, edited data)."""
+    if path.is_file():
+        stat = path.stat()
+        return sha256_json([stat.st_size, stat.st_mtime_ns])
+    stats = []
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):  # not our markers, locks
+            stat = file.stat()
+            stats.append((str(relative), stat.st_size, stat.st_mtime_ns))
+    return sha256_json(stats)
+
+
+def by_identity(value: Any, key: str = "") -> Any:
+    """The settings with each existing file or folder they name replaced by its identity."""
+    if isinstance(value, dict):
+        return {k: by_identity(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [by_identity(v, key) for v in value]
+    if isinstance(value, str) and key not in OUTPUT_KEYS and 0 < len(value) < 4096:
+        path = Path(value).expanduser()
+        try:
+            if path.exists():
+                return {"identity": identity(path)}
+        except OSError:  # a value too long or odd for a path is a plain setting
+            return value
+    return value
+
+
+@cache
+def code_version() -> dict[str, str | None]:
+    import torch
+    import transformers
+
+    from chipadapt.manifest import git_state
+
+    commit = git_state()["commit"]
+    if commit is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            commit = version("chipadapt")
+        except PackageNotFoundError:
+            commit = None
+    return {"chipadapt": commit, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 class FinishedTasks:
-    def __init__(self, run_folder: Path, loading: dict[str, Any]):
+    def __init__(self, run_folder: Path, running: dict[str, str]):
         self.run_folder = Path(run_folder)
         self.folder = self.run_folder / "tasks"
-        self.loading = loading  # dtype, attention, device: how the model is run changes its answers
+        self.running = running  # dtype, attention, device as resolved: they change a model's answers
 
-    def key(self, task_cfg: DictConfig, model_fingerprint: str | None) -> str:
-        settings = OmegaConf.to_container(task_cfg, resolve=True)
-        return sha256_json(
-            {"task": settings, "model": model_fingerprint, **(self.loading if model_fingerprint else {})}
-        )
+    def key(self, task_cfg: DictConfig, model: Path | None) -> str:
+        settings = by_identity(OmegaConf.to_container(task_cfg, resolve=True))
+        used = {"model": identity(Path(model)), **self.running} if model is not None else {}
+        return sha256_json({"task": settings, **used, "code": code_version()})
 
     def load(self, name: str, key: str) -> dict | None:
         path = self.folder / f"{name}.json"
@@ -44,7 +100,7 @@ class FinishedTasks:
             log.warning("%s: %s; running it again", name, err)
             return None
         if record.get("key") != key or "results" not in record:
-            log.info("%s: finished earlier with other settings or another model; running it again", name)
+            log.info("%s: finished earlier with other settings, data, model or code; running it again", name)
             return None
         if record.get("items") and not (self.run_folder / f"{name}_items.jsonl").is_file():
             log.info("%s: its per-item records are gone; running it again", name)

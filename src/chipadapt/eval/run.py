@@ -14,8 +14,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
-from chipadapt.manifest import fingerprint_input
-from chipadapt.models.inference import load_for_inference
+from chipadapt.models.inference import inference_settings, load_for_inference
 from chipadapt.protocols import EvalTask
 from chipadapt.report import console
 
@@ -48,15 +47,12 @@ def evaluate_folder(
             )
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
-    finished = FinishedTasks(items_dir, {"dtype": dtype, "attn": attn_implementation, "device": device})
-    model_fingerprint = None
-    if items_dir is not None and any(task.needs_model for task in built.values()):
-        model_fingerprint = fingerprint_input(folder)["fingerprint"]
-    keys = {
-        name: finished.key(tasks[name], model_fingerprint if task.needs_model else None) for name, task in built.items()
-    }
+    finished = FinishedTasks(items_dir, inference_settings(dtype, attn_implementation, device)) if items_dir else None
+    keys = {}
+    if finished is not None:
+        keys = {name: finished.key(tasks[name], folder if task.needs_model else None) for name, task in built.items()}
     kept = {}
-    if resume and items_dir is not None:
+    if resume and finished is not None:
         kept = {name: r for name in built if (r := finished.load(name, keys[name])) is not None}
     model = tokenizer = None
     if any(task.needs_model for name, task in built.items() if name not in kept):
@@ -70,7 +66,7 @@ def evaluate_folder(
         start = time.perf_counter()
         results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
-        if items_dir is not None:
+        if finished is not None:
             if task.items is not None:
                 write_items(items_dir, name, task.items)
             finished.save(name, keys[name], results[name], items=task.items is not None)

@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from chipadapt.io.disk_full import disk_full_error
+from chipadapt.io.outputs import current_umask, remove_stale_temporaries
 
 
 class SameFolderCheckpointIO(TorchCheckpointIO):
@@ -26,8 +27,10 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        remove_stale_temporaries(path)  # a save killed outright (SIGKILL) left a full-size one
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the checkpoint from a group
             with os.fdopen(fd, "wb") as handle:
                 torch.save(checkpoint, handle)
                 handle.flush()
@@ -36,7 +39,7 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
         except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
             full = disk_full_error(err)
-            if full is not None and not isinstance(err, OSError):  # torch's writer says "unexpected pos"
+            if full is not None and not full.filename:  # torch's writer says "unexpected pos"; flush names nothing
                 raise OSError(full.errno, os.strerror(full.errno), str(path)) from err
             raise
 

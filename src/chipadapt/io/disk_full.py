@@ -12,22 +12,38 @@ import os
 import shutil
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
+
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
-# Writers in Rust (safetensors' save_file, which save_pretrained calls) raise their own error type with
-# the OS error's text in it: "I/O error: No space left on device (os error 28)".
-RUST_TEXT = {errno.ENOSPC: f"(os error {errno.ENOSPC})", errno.EDQUOT: f"(os error {errno.EDQUOT})"}
+# Writers outside Python's file objects raise their own error types with the OS error's text in them:
+# safetensors (Rust, under save_pretrained) "... (os error 28)", faiss "write error ... (No space left on
+# device)". Our own ChipadaptError can quote a user's file, whatever it says: never taken for these.
+TEXTS = {
+    errno.ENOSPC: (f"(os error {errno.ENOSPC})", os.strerror(errno.ENOSPC)),
+    errno.EDQUOT: (f"(os error {errno.EDQUOT})", os.strerror(errno.EDQUOT)),
+}
 
 
 def disk_full_error(err: BaseException | None) -> OSError | None:
-    """The out-of-space OSError behind `err` (itself, or the exception it was raised from or during)."""
+    """The out-of-space OSError behind `err` (itself, the exception it was raised from or during, or a
+    failure a distributed checkpoint save collected from its ranks)."""
     seen = set()
-    while err is not None and id(err) not in seen:
+    while err is not None and id(err) not in seen and not isinstance(err, ChipadaptError):
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in NO_SPACE:
             return err
-        for code, text in RUST_TEXT.items():
-            if not isinstance(err, OSError) and text in str(err):
-                return OSError(code, os.strerror(code))
+        if not isinstance(err, OSError):
+            for code, texts in TEXTS.items():
+                if any(text in str(err) for text in texts):
+                    return OSError(code, os.strerror(code))
+        failures = getattr(err, "failures", None)  # torch.distributed.checkpoint's CheckpointException
+        if isinstance(failures, dict):
+            for failure in failures.values():
+                found = disk_full_error(
+                    getattr(failure, "exc", failure) if isinstance(failure, BaseException) else None
+                )
+                if found is not None:
+                    return found
         err = err.__cause__ or err.__context__
     return None
 

@@ -135,6 +135,12 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
     return removed
 
 
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_marker(folder: Path, command: str) -> None:
     record = {"command": command, "written": dt.datetime.now().isoformat(timespec="seconds"), "pid": os.getpid()}
     (folder / MARKER).write_text(json.dumps(record) + "\n")
@@ -151,10 +157,7 @@ def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dest)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
-    # mkdtemp makes the folder private (0700); published, it is as readable as any folder made here.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700; published, as readable as any folder made here
     try:
         yield tmp
         write_marker(tmp, command)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_model_folder
+from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer, resolve_attention, resolve_model_folder
 
 
 def inference_device(device: str = "auto") -> str:
@@ -25,13 +25,19 @@ class InferenceModel:
     folder: Path
 
 
-def load_for_inference(
-    folder: Path, dtype: str, attn_implementation: str, device: str = "auto", key: str = "model.path"
-) -> InferenceModel:
+def inference_settings(dtype: str, attn_implementation: str, device: str = "auto") -> dict[str, str]:
+    """What a model loaded for inference runs with, `auto` resolved on this machine."""
     if attn_implementation == "auto" and dtype not in ("bfloat16", "float16"):
         # flash-attention takes half precision only; training gets there by autocast, inference does not.
         attn_implementation = "sdpa"
-    model = load_causal_lm(Path(folder), dtype, attn_implementation, key).to(inference_device(device)).eval()
+    return {"dtype": dtype, "attn": resolve_attention(attn_implementation), "device": inference_device(device)}
+
+
+def load_for_inference(
+    folder: Path, dtype: str, attn_implementation: str, device: str = "auto", key: str = "model.path"
+) -> InferenceModel:
+    run = inference_settings(dtype, attn_implementation, device)
+    model = load_causal_lm(Path(folder), dtype, run["attn"], key).to(run["device"]).eval()
     return InferenceModel(model, load_tokenizer(Path(folder), key), Path(folder))
 
 
