@@ -15,6 +15,7 @@ can change a task's numbers:
 
 import logging
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from chipadapt.io.jsonl import json_object
 log = logging.getLogger(__name__)
 # Settings that name where a task writes or caches, not what it reads: their contents change as it runs.
 OUTPUT_KEYS = {"index_dir", "misses_file"}
+MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost more than the task it keys
 
 
 def identity(path: Path) -> str:
@@ -36,8 +38,11 @@ def identity(path: Path) -> str:
     if path.is_file():
         stat = path.stat()
         return sha256_json([stat.st_size, stat.st_mtime_ns])
+    entries = list(islice(path.rglob("*"), MAX_FILES + 1))
+    if len(entries) > MAX_FILES:  # a setting that names a huge tree (a cache, a home folder): by name only
+        return sha256_json(["folder", str(path.resolve())])
     stats = []
-    for file in sorted(path.rglob("*")):
+    for file in sorted(entries):
         relative = file.relative_to(path)
         if file.is_file() and not any(part.startswith(".") for part in relative.parts):  # not our markers, locks
             stat = file.stat()
