@@ -209,6 +209,11 @@ def test_compare_reads_a_train_multirun_from_its_manifests(train_sweep, tmp_path
     assert all(float(r["val/domain/bpb"]) > 0 and r["kind"] == "train" for r in rows)
     assert (out / "compare.md").read_text().splitlines()[0] == "| run | val/domain/bpb | val/general/bpb |"
     assert (out / "compare_curve.png").stat().st_size > 1000 and (out / "compare_pareto.png").stat().st_size > 1000
+    # Again in the same folder with one metric: no Pareto plot of the earlier comparison is left beside it.
+    again = run_script("compare.py", [f"runs=[{train_sweep}]", "metrics=[val/domain/bpb]", f"hydra.run.dir={out}"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not (out / "compare_pareto.png").exists() and (out / "compare_curve.png").is_file()
+    assert (out / "compare.md").read_text().splitlines()[0] == "| run | val/domain/bpb |"
 
 
 @pytest.mark.integration

@@ -219,6 +219,20 @@ def check_eval(tasks: DictConfig) -> None:
 CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
 
 
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """evaluate.py and merge.py record only their tasks' metrics (`<task>.<metric>`): a metric of a task
+    that is not selected would be found missing only after every task ran."""
+    metric = cfg.get("optimized_metric")
+    if not metric or "stage" in cfg or "eval" not in cfg:  # train.py's metrics are known only once it ran
+        return
+    tasks = list(cfg.eval or {})
+    if str(metric).split(".")[0] not in tasks:
+        raise ChipadaptError(
+            f"optimized_metric: {metric!r} is not a metric of the selected tasks (eval=[{','.join(tasks)}]); "
+            "name one as <task>.<metric>, e.g. ifeval.prompt_loose"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise a ChipadaptError for the first problem found in the composed config."""
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
@@ -235,6 +249,7 @@ def validate(cfg: DictConfig) -> None:
         check_device(cfg.device)
     if isinstance(cfg.get("eval"), DictConfig):
         check_eval(cfg.eval)
+    check_optimized_metric(cfg)
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if isinstance(node, DictConfig):

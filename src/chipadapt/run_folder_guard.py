@@ -10,35 +10,48 @@ anything; a rerun of the same command (a resume) passes, and so does a folder ho
 entries (what a killed save leaves: its `.<name>.<pid>.*.tmp` staging folder)."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-# An entry point's config name -> the `kind` its manifest records (compare and curate write none).
-KINDS = {"train": "train", "evaluate": "evaluate", "merge": "merge", "chat": "chat", "reproduce": "reproduce"}
+# An entry point's config name -> the `kind` its manifest records; compare and curate write no manifest,
+# and are known by the job name Hydra records in `.hydra/hydra.yaml` (our job name is the config name).
+KINDS = {
+    "train": "train",
+    "evaluate": "evaluate",
+    "merge": "merge",
+    "chat": "chat",
+    "reproduce": "reproduce",
+    "compare": "compare",
+    "curate": "curate",
+}
+
+
+def run_kind(folder: Path) -> str | None:
+    """The command whose run `folder` holds: its manifest's kind, else the job Hydra recorded there;
+    None where neither is one of ours."""
+    try:
+        kind = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind in KINDS.values():
+        return kind
+    try:
+        recorded = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))
+        name = recorded["hydra"]["job"]["name"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return KINDS.get(name)
 
 
 def foreign_kind(folder: Path, config_name: str | None) -> str | None:
     """The kind of the run recorded in `folder` when it is not this command's, else None."""
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        return None
-    try:
-        kind = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None  # not a manifest this guard can read; the job's own manifest code reports it
+    kind = run_kind(folder)
     return kind if kind and kind != KINDS.get(config_name or "") else None
-
-
-def run_kind(folder: Path) -> str | None:
-    """The kind recorded in `folder`/manifest.json, or None where there is no manifest of ours."""
-    try:
-        kind = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return kind if kind in KINDS.values() else None
 
 
 def not_a_run(folder: Path) -> bool:
@@ -48,6 +61,28 @@ def not_a_run(folder: Path) -> bool:
     if not folder.is_dir() or run_kind(folder) or (folder / ".hydra").is_dir():
         return False
     return any(not entry.name.startswith(".") and entry.suffix != ".log" for entry in folder.iterdir())
+
+
+# The run folder and the parents Hydra is about to create for it: removed again when the command stops
+# on bad input before it wrote anything of its own (cli.run_job), so a typo leaves no empty run behind.
+_NEW_FOLDERS: list[Path] = []
+# What a command that stopped on bad input has written: Hydra's records and log, our lock and manifest.
+_BEFORE_ANY_WORK = {".hydra", ".chipadapt.lock", "manifest.json"}
+
+
+def remove_if_unused() -> None:
+    """Remove the run folder this process created when it holds only what is written before any work."""
+    if not _NEW_FOLDERS or not _NEW_FOLDERS[0].is_dir():
+        return
+    folder = _NEW_FOLDERS[0]
+    if any(entry.name not in _BEFORE_ANY_WORK and entry.suffix != ".log" for entry in folder.iterdir()):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in _NEW_FOLDERS[1:]:  # outputs/<date>/ when this run created it; kept when not empty
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def refuse(message: str) -> None:
@@ -71,3 +106,8 @@ class RunFolderGuard(Callback):
                 f"{config_name} would write its own among them: choose a new or empty folder (a run folder "
                 "copied from elsewhere needs its .hydra/ and manifest.json)"
             )
+        _NEW_FOLDERS.clear()
+        missing = folder.absolute()
+        while not missing.exists() and missing != missing.parent:
+            _NEW_FOLDERS.append(missing)
+            missing = missing.parent

@@ -103,6 +103,8 @@ def test_curate_into_its_own_input(tmp_path):
     raw = _raw_folder(tmp_path)
     before = snapshot(raw)
     proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", f"hydra.run.dir={raw}"])
+    assert_user_error(proc, "holds files of no chipadapt run", before=before)  # the run-folder guard, first
+    proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", f"hydra.run.dir={raw / 'run'}"])
     assert_user_error(proc, "inside data.curate.inputs", before=before)
 
 
@@ -181,3 +183,25 @@ def test_a_folder_of_no_run_is_refused_before_anything_is_written_into_it(tmp_pa
         "tokenizer",
         "tokenizer/vocab.txt",
     ]
+
+
+def test_bad_input_leaves_no_run_folder_behind_but_keeps_one_it_did_not_create(tmp_path):
+    new = tmp_path / "outputs" / "2026-12-06" / "10-00-00"  # as Hydra's default run folder, parents included
+    proc = run_entry("train.py", ["model=tiny", "optim.lr=abc", f"hydra.run.dir={new}"])
+    assert_user_error(proc, "optim.lr")
+    assert not (tmp_path / "outputs").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    proc = run_entry("train.py", ["model=tiny", "data.seq_len=0", f"hydra.run.dir={mine}"])
+    assert_user_error(proc, "data.seq_len")
+    assert mine.is_dir()  # the user's folder stays (with Hydra's records of the failed run)
+
+
+def test_a_run_without_a_manifest_is_known_by_the_job_hydra_recorded(tmp_path):
+    run = tmp_path / "compare_run"  # compare.py and curate write no manifest.json; Hydra's records name the job
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: compare\n")
+    (run / "compare.md").write_text("| run | acc |\n")
+    before = snapshot(run)
+    proc = run_entry("evaluate.py", ["model=tiny", "eval=[perplexity]", f"hydra.run.dir={run}"])
+    assert_user_error(proc, "hydra.run.dir:", "holds a compare run", before=before)

@@ -54,6 +54,15 @@ def test_the_device_is_checked_with_the_config(device, message):
     validate(OmegaConf.create({"device": "auto"}))
 
 
+def test_an_evaluation_metric_to_optimise_must_be_of_a_selected_task():
+    from chipadapt.config_schema import validate
+
+    with pytest.raises(ChipadaptError, match=r"optimized_metric: 'mcq.acc' is not a metric of the selected tasks"):
+        validate(OmegaConf.create({"eval": {"perplexity": {}}, "optimized_metric": "mcq.acc"}))
+    validate(OmegaConf.create({"eval": {"mcq": {}}, "optimized_metric": "mcq.acc"}))
+    validate(OmegaConf.create({"stage": {}, "eval": {}, "optimized_metric": "val/domain/bpb"}))  # train.py: after
+
+
 def test_a_merge_schedule_pattern_must_be_a_regular_expression():
     from chipadapt.config_schema import check_merge
 

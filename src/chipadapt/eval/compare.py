@@ -110,6 +110,7 @@ def compare(cfg: DictConfig) -> dict:
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))
     out = output_folder(cfg, runs)
+    earlier = earlier_outputs(out)
     lines = write_tables(runs, metrics, out)
     plots = {"metrics": str(metric_plot(runs, metrics[: cfg.max_plot_metrics], axis, out))}
     summary = {"runs": len(runs), "metrics": metrics, "axis": axis, "plot": plots["metrics"]}
@@ -121,4 +122,18 @@ def compare(cfg: DictConfig) -> dict:
     print("\n".join(lines))
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval).
     summary["paired"] = write_paired([(r.label, r.folder) for r in runs], as_list(cfg, "metrics"), out)
+    for path, written in earlier.items():  # an earlier comparison's plots this one did not redraw
+        if path.is_file() and file_version(path) == written:  # every output is replaced, never edited
+            path.unlink()
     return summary
+
+
+def earlier_outputs(out: Path) -> dict[Path, tuple[int, int]]:
+    """compare's own files already in `out` (a rerun in the same folder); the log Hydra writes there
+    (compare.log) is not one of them."""
+    return {p: file_version(p) for p in out.glob("compare*") if p.is_file() and p.suffix != ".log"}
+
+
+def file_version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns

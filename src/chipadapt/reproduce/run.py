@@ -25,6 +25,15 @@ def from_root(path: str) -> Path:
 
 def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) -> None:
     ledger = Ledger(out / "steps.json")
+    if only == {REPORT}:  # an empty `only` would mean every step
+        for step in report_rebuilds(steps, out) if models else []:
+            console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
+        console.print(
+            f"[bold]report[/bold]: rebuilt from the run folders {escape('(only=[report])')}; no step runs",
+            highlight=False,
+        )
+        return
+    only = only - {REPORT}
     for step, action in plan(steps, ledger, out, only, force):
         # With the chosen settings when the candidates are done; otherwise the command before its choice.
         command = resolved_command(step, steps, out, completed(ledger)) or step.command(out)
@@ -52,7 +61,7 @@ def run(cfg: DictConfig) -> Path:
 
         restore(from_root(cfg.resume_from), out)
     if cfg.dry_run:
-        print_plan(steps, out, only - {REPORT}, force, cfg.report_models)
+        print_plan(steps, out, only, force, cfg.report_models)
         return out
     from chipadapt.io.lock import cache_entry_lock
     from chipadapt.io.outputs import check_output_folder, publish_folder
