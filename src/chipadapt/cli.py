@@ -100,12 +100,6 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     except Exception as err:
         exit_if_disk_full(err)
         raise
-    except SystemExit as stop:
-        if stop.code == USER_ERROR_STATUS:  # bad input, told in one line: no empty run folder left for it
-            from chipadapt.run_folder_guard import remove_if_unused
-
-            remove_if_unused()
-        raise
     except interrupts.Interrupted as stop:
         print(
             f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same hydra.run.dir resumes",

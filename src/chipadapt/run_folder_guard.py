@@ -10,7 +10,7 @@ anything; a rerun of the same command (a resume) passes, and so does a folder ho
 entries (what a killed save leaves: its `.<name>.<pid>.*.tmp` staging folder)."""
 
 import json
-import shutil
+import os
 import sys
 from pathlib import Path
 
@@ -63,28 +63,6 @@ def not_a_run(folder: Path) -> bool:
     return any(not entry.name.startswith(".") and entry.suffix != ".log" for entry in folder.iterdir())
 
 
-# The run folder and the parents Hydra is about to create for it: removed again when the command stops
-# on bad input before it wrote anything of its own (cli.run_job), so a typo leaves no empty run behind.
-_NEW_FOLDERS: list[Path] = []
-# What a command that stopped on bad input has written: Hydra's records and log, our lock and manifest.
-_BEFORE_ANY_WORK = {".hydra", ".chipadapt.lock", "manifest.json"}
-
-
-def remove_if_unused() -> None:
-    """Remove the run folder this process created when it holds only what is written before any work."""
-    if not _NEW_FOLDERS or not _NEW_FOLDERS[0].is_dir():
-        return
-    folder = _NEW_FOLDERS[0]
-    if any(entry.name not in _BEFORE_ANY_WORK and entry.suffix != ".log" for entry in folder.iterdir()):
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    for parent in _NEW_FOLDERS[1:]:  # outputs/<date>/ when this run created it; kept when not empty
-        try:
-            parent.rmdir()
-        except OSError:
-            break
-
-
 def refuse(message: str) -> None:
     print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
@@ -92,7 +70,9 @@ def refuse(message: str) -> None:
 
 class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
-        folder = Path(str(config.hydra.run.dir)).expanduser()
+        folder = Path(os.path.abspath(Path(str(config.hydra.run.dir)).expanduser()))  # `new/../old` is old
+        # A config picked with --config-name is still its script's command: Hydra names the job after it.
+        config_name = config_name if config_name in KINDS else str(config.hydra.job.name or config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
         kind = foreign_kind(folder, config_name)
         if kind:
@@ -106,8 +86,3 @@ class RunFolderGuard(Callback):
                 f"{config_name} would write its own among them: choose a new or empty folder (a run folder "
                 "copied from elsewhere needs its .hydra/ and manifest.json)"
             )
-        _NEW_FOLDERS.clear()
-        missing = folder.absolute()
-        while not missing.exists() and missing != missing.parent:
-            _NEW_FOLDERS.append(missing)
-            missing = missing.parent

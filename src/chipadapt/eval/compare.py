@@ -128,10 +128,14 @@ def compare(cfg: DictConfig) -> dict:
     return summary
 
 
+# Every file compare writes, by name: a user's `compare_notes.md` beside them is never one of them.
+OUTPUTS = ("compare.csv", "compare.md", "compare_curve.png", "compare_bars.png", "compare_pareto.png")
+PAIRED_OUTPUTS = ("compare_paired.csv", "compare_paired.md")
+
+
 def earlier_outputs(out: Path) -> dict[Path, tuple[int, int]]:
-    """compare's own files already in `out` (a rerun in the same folder); the log Hydra writes there
-    (compare.log) is not one of them."""
-    return {p: file_version(p) for p in out.glob("compare*") if p.is_file() and p.suffix != ".log"}
+    """compare's own files already in `out` (a rerun in the same folder)."""
+    return {out / name: file_version(out / name) for name in (*OUTPUTS, *PAIRED_OUTPUTS) if (out / name).is_file()}
 
 
 def file_version(path: Path) -> tuple[int, int]:
