@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json
+from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
@@ -73,10 +73,24 @@ TOKENIZER_FILES = (
 )
 
 
+# Content fingerprints already taken in this process, by path and stat signature: merge.py checks its
+# inputs' fingerprints against an earlier job and records them in two manifests, one read of the files.
+_FINGERPRINTS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def fingerprint_input(path: str | Path) -> dict[str, Any]:
     """{path, fingerprint, files[, tokenizer_fingerprint]}: one digest for a file or a whole folder (a
     model, a corpus), so two runs on the same input show the same fingerprint whatever its name."""
     path = Path(path)
+    if not path.exists():
+        return _fingerprint_input(path)
+    key = (str(path.resolve()), sha256_json(stat_signature(path, hidden=True)))  # any change: hashed again
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _fingerprint_input(path)
+    return dict(_FINGERPRINTS[key])
+
+
+def _fingerprint_input(path: Path) -> dict[str, Any]:
     if path.is_file():
         files = {path.name: fingerprint_file(path)}
     elif path.is_dir():

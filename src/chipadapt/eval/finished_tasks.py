@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import sha256_json
+from chipadapt.io.hashing import sha256_json, stat_signature
 from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,14 @@ MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost m
 
 
 def identity(path: Path) -> str:
-    """Size and modification time of every visible file under `path` (or of the file): cheap for a 70B
-    model folder, and changed by any rewrite (a retrained model, edited data)."""
-    if path.is_file():
-        stat = path.stat()
-        return sha256_json([stat.st_size, stat.st_mtime_ns])
-    entries = list(islice(path.rglob("*"), MAX_FILES + 1))
-    if len(entries) > MAX_FILES:  # a setting that names a huge tree (a cache, a home folder): by name only
+    """Size and modification time of every visible file under `path` (or of the file); a huge tree (a
+    cache, a home folder) by name only: its walk would cost more than the task it keys."""
+    if path.is_dir() and len(list(islice(path.rglob("*"), MAX_FILES + 1))) > MAX_FILES:
         return sha256_json(["folder", str(path.resolve())])
-    stats = []
-    for file in sorted(entries):
-        relative = file.relative_to(path)
-        if file.is_file() and not any(part.startswith(".") for part in relative.parts):  # not our markers, locks
-            stat = file.stat()
-            stats.append((str(relative), stat.st_size, stat.st_mtime_ns))
-    return sha256_json(stats)
+    signature = stat_signature(path)
+    if path.is_file():  # the same file under another name (a checkout moved elsewhere) is the same data
+        signature = [entry[1:] for entry in signature]
+    return sha256_json(signature)
 
 
 def by_identity(value: Any, key: str = "") -> Any:

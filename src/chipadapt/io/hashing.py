@@ -49,3 +49,20 @@ def fingerprint_folder(folder: str | os.PathLike) -> dict[str, Any]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and not p.name.startswith(".")
     }
+
+
+def stat_signature(path: str | os.PathLike, hidden: bool = False) -> list:
+    """(name, size, mtime) of a file, or of every file under a folder (with `hidden`, also those under
+    dot-names: our markers, locks and temporary files): cheap for a 70B model folder, and changed by any
+    rewrite."""
+    path = Path(path)
+    if path.is_file():
+        stat = path.stat()
+        return [(path.name, stat.st_size, stat.st_mtime_ns)]
+    files = []
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and (hidden or not any(part.startswith(".") for part in relative.parts)):
+            stat = file.stat()
+            files.append((str(relative), stat.st_size, stat.st_mtime_ns))
+    return files
