@@ -11,6 +11,8 @@ can change a task's numbers:
 - the model folder, by the same identity, and how it runs (dtype, attention kernel and device as
   resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again);
 - the code: chipadapt's commit (or version), torch's and transformers'.
+A task killed before it completes keeps the answers its model had given (`tasks/<task>.answers.jsonl`,
+io/answer_journal.py, under the same key): its rerun asks the model only the rest.
 """
 
 import logging
@@ -22,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.hashing import sha256_json, stat_signature
 from chipadapt.io.jsonl import json_object
@@ -106,6 +109,13 @@ class FinishedTasks:
         log.info("%s: finished in an earlier run of this folder, results kept (resume=false runs it again)", name)
         return record["results"]
 
+    def answers(self, name: str, key: str, model, reuse: bool) -> AnswerJournal:
+        """The journal of the model's answers while the task runs (io/answer_journal.py): a task killed
+        half-way keeps what it had computed, for a rerun with the same key."""
+        return AnswerJournal(self.folder / f"{name}.answers.jsonl", key, model, reuse)
+
     def save(self, name: str, key: str, results: dict, items: bool) -> None:
-        """After the task's per-item file is written: the record marks the task complete."""
+        """After the task's per-item file is written: the record marks the task complete, and the
+        journal of its answers is no longer needed."""
         write_json_atomic(self.folder / f"{name}.json", {"key": key, "items": items, "results": results})
+        (self.folder / f"{name}.answers.jsonl").unlink(missing_ok=True)

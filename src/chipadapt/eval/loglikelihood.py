@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.answer_journal import journal_for
 from chipadapt.models.text_generation import encode
 
 # Longer rows waste quadratic attention work under the block mask (it is computed dense); shorter
@@ -55,9 +56,11 @@ class Group:
         return len(self.context) + sum(len(c) - 1 for _, c in self.continuations)
 
 
-def group_requests(encoded: list[tuple[list[int], list[int]]], max_length: int) -> list[Group]:
+def group_requests(encoded: list[tuple[list[int], list[int]]], max_length: int, indices: list[int]) -> list[Group]:
+    """The requests `indices` of `encoded`, grouped by their (cut) context."""
     groups: dict[tuple[int, ...], Group] = {}
-    for index, (ctx, cont) in enumerate(encoded):
+    for index in indices:
+        ctx, cont = encoded[index]
         if not cont:
             raise ChipadaptError(f"log-likelihood request {index}: the continuation has no tokens")
         if len(cont) > max_length:
@@ -160,15 +163,30 @@ def loglikelihoods(
 
     `add_special_tokens` as lm-eval's HF backend (True: the tokenizer's own BOS, when it adds one)."""
     encoded = [encode_pair(tokenizer, c, x, add_special_tokens) for c, x in pairs]
-    rows = pack_rows(group_requests(encoded, max_length), ROW_TOKENS)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sums = [0.0] * len(pairs)
+    journal = journal_for(model)
+    requests = [["loglikelihood", ctx, cont, max_length] for ctx, cont in encoded]
+    todo = list(range(len(pairs)))
+    if journal is not None:  # answers given before an interruption (io/answer_journal.py)
+        todo = []
+        for i, request in enumerate(requests):
+            found, value = journal.lookup(request)
+            if found:
+                sums[i] = value
+            else:
+                todo.append(i)
+    rows = pack_rows(group_requests(encoded, max_length, todo), ROW_TOKENS)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     # Counted in contexts: for multiple choice, one per question.
     bar = tqdm(total=sum(len(row) for row in rows), desc=progress, unit="item", disable=progress is None, mininterval=2)
     for start in range(0, len(rows), max(1, rows_per_batch)):
         batch = rows[start : start + rows_per_batch]
         for request, logprob in score_batch(model, batch, pad):
             sums[request] += logprob
+        if journal is not None:  # a group's continuations all sit in one row: each is complete now
+            for group in (group for row in batch for group in row):
+                for request, _ in group.continuations:
+                    journal.record(requests[request], sums[request])
         bar.update(sum(len(row) for row in batch))
     bar.close()
     return sums

@@ -13,6 +13,7 @@ from rich.table import Table
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
+from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference
 from chipadapt.protocols import EvalTask
@@ -36,7 +37,8 @@ def evaluate_folder(
     `folder` may be a callable that returns it: the model is only resolved (and built) when a task needs
     one, with `dtype` and `attn_implementation` (evaluate.py passes model.dtype/model.attn_implementation).
     `resume` (with `items_dir`): tasks this folder finished before with the same settings and model are
-    kept, not run again (eval/finished_tasks.py); each task is recorded there as it completes."""
+    kept, not run again (eval/finished_tasks.py); each task is recorded there as it completes, and a
+    task killed half-way keeps the answers its model had given (io/answer_journal.py)."""
     if not tasks:
         raise ChipadaptError("eval: no task selected (e.g. eval=[perplexity,mcq,ifeval])")
     built = {name: instantiate(task_cfg) for name, task_cfg in tasks.items()}  # config errors before loading
@@ -64,7 +66,11 @@ def evaluate_folder(
             results[name] = kept[name]
             continue
         start = time.perf_counter()
-        results[name] = task.run(model, tokenizer)
+        if finished is not None and task.needs_model:
+            with recording(finished.answers(name, keys[name], model, reuse=resume)):
+                results[name] = task.run(model, tokenizer)
+        else:
+            results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
         if finished is not None:
             if task.items is not None:

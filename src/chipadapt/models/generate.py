@@ -14,6 +14,8 @@ custom 4D mask and writes through `past_key_values.update` (Llama, Mistral, Qwen
 `supports_slot_decoding` says when, and callers fall back to `model.generate` otherwise.
 """
 
+from collections.abc import Callable
+
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache
@@ -84,8 +86,10 @@ def greedy_generate(
     stop_ids: set[int],
     pad_id: int,
     progress: str | None = None,
+    on_answer: Callable[[int, list[int]], None] | None = None,
 ) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`.
+    """Greedy continuation token ids of each prompt (without the stop token), in the order of `prompts`;
+    `on_answer(prompt index, ids)` as each one completes (rows finish in any order).
 
     On a CPU a decoding step reads every weight once whatever the batch, so wide batches (64-128 rows)
     share that read; the matrix multiplications are then about half of a step, the rest being the
@@ -122,6 +126,8 @@ def greedy_generate(
             generated[0] += 1
         if token in stop_ids or len(outputs[i]) >= max_new_tokens:
             owner[slot] = -1
+            if on_answer is not None:
+                on_answer(i, outputs[i])
             bar.update(1)
             bar.set_postfix_str(f"{generated[0] / max(bar.format_dict['elapsed'], 1e-9):.0f} tok/s", refresh=False)
 

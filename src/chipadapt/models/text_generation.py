@@ -4,6 +4,7 @@ evaluation tasks and by anything else that generates (synthetic retrieval data).
 
 import torch
 
+from chipadapt.io.answer_journal import journal_for
 from chipadapt.models.generate import greedy_generate, supports_slot_decoding
 
 
@@ -29,7 +30,9 @@ def generate(
 ) -> list[str]:
     """Completions (greedy at temperature 0, sampled above); prompts go through the model's chat
     template when `chat`. Greedy decoding refills finished rows (models/generate.py) where the model
-    allows it; `add_special_tokens` as lm-eval's HF backend (the tokenizer's BOS unless the prompt starts with it)."""
+    allows it; `add_special_tokens` as lm-eval's HF backend (the tokenizer's BOS unless the prompt starts with it).
+    Inside an evaluation task, answers recorded before an interruption are reused and each new one is
+    recorded as it completes (io/answer_journal.py)."""
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     )
@@ -43,29 +46,57 @@ def generate(
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
             for p in prompts
         ]
+    journal = journal_for(model)
+    settings = [max_new_tokens, temperature, top_p, add_special_tokens]
+    outputs: list[str | None] = [None] * len(prompts)
+    if journal is not None:  # answers given before an interruption (io/answer_journal.py)
+        for i, prompt in enumerate(prompts):
+            found, answer = journal.lookup(["generate", prompt, settings])
+            if found:
+                outputs[i] = answer
+    todo = [i for i, answer in enumerate(outputs) if answer is None]
+
+    def done(position: int, text: str) -> None:
+        outputs[todo[position]] = text
+        if journal is not None:
+            journal.record(["generate", prompts[todo[position]], settings], text)
+
+    if not todo:
+        return outputs
     if temperature <= 0 and supports_slot_decoding(model):
-        ids = [encode(tokenizer, p, add_special_tokens) for p in prompts]
+        ids = [encode(tokenizer, prompts[i], add_special_tokens) for i in todo]
         stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         if model.generation_config is not None and model.generation_config.eos_token_id is not None:
             eos = model.generation_config.eos_token_id
             stop |= set(eos if isinstance(eos, list) else [eos])
-        answers = greedy_generate(model, ids, max_new_tokens, batch_size, stop, tokenizer.pad_token_id, progress)
-        return [tokenizer.decode(a, skip_special_tokens=True) for a in answers]
+        answers = greedy_generate(
+            model,
+            ids,
+            max_new_tokens,
+            batch_size,
+            stop,
+            tokenizer.pad_token_id,
+            progress,
+            on_answer=lambda position, tokens: done(position, tokenizer.decode(tokens, skip_special_tokens=True)),
+        )
+        for position, tokens in enumerate(answers):  # none is reported when nothing is generated (0 new tokens)
+            if outputs[todo[position]] is None:
+                outputs[todo[position]] = tokenizer.decode(tokens, skip_special_tokens=True)
+        return outputs
     # Batches of prompts of similar length: less left padding to run through every decoding step.
     # Answers go back in the caller's order.
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    outputs: list[str | None] = [None] * len(prompts)
+    lengths = [len(ids) for ids in tokenizer([prompts[i] for i in todo], add_special_tokens=False).input_ids]
+    order = sorted(range(len(todo)), key=lambda p: lengths[p])
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         encoded = tokenizer(
-            [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
+            [prompts[todo[p]] for p in index], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(model.device)
         generated = model.generate(
             **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
         )
-        for i, text in zip(
+        for p, text in zip(
             index, tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)
         ):
-            outputs[i] = text
+            done(p, text)
     return outputs
