@@ -139,7 +139,7 @@ def _session(model):
     session.model, session.tokenizer, session.retriever = model, _WordTokenizer(), None
     session.template = type("T", (), {"prompt": staticmethod(lambda messages, attributes: "prompt")})()
     session.cfg = OmegaConf.create({"generate": {"temperature": 0, "top_p": 1, "max_new_tokens": 500}})
-    session.attributes, session.order, session.messages = {}, [], []
+    session.attributes, session.order, session.messages, session.reply_attributes = {}, [], [], []
     return session
 
 
@@ -358,3 +358,29 @@ def test_chat_in_a_terminal_ctrl_c_stops_the_reply_and_ctrl_d_exits_cleanly(tmp_
 
     history = Path(os.environ["CHIPADAPT_CACHE"]) / "chat_history"
     assert "/bogus" in history.read_text()
+
+
+def test_save_stamps_the_attributes_the_replies_were_generated_under(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from chipadapt.chat import save_transcript
+
+    turns = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}]
+    # Replies under quality 4, then /attributes changed to quality 0 and /save: the record says 4.
+    session = SimpleNamespace(messages=turns, reply_attributes=[{"quality": 4.0}], attributes={"quality": 0.0})
+    dest, note = save_transcript(session, "", tmp_path)
+    assert json.loads(dest.read_text())["attributes"] == {"quality": 4.0} and note == ""
+    # Two replies under different attributes: each assistant message carries its own, the record none.
+    session.messages = turns + [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
+    session.reply_attributes = [{"quality": 4.0}, {}]
+    dest, note = save_transcript(session, str(tmp_path / "two.jsonl"), tmp_path)
+    record = json.loads(dest.read_text())
+    assert "attributes" not in record and "different attributes" in note
+    assert [m.get("attributes") for m in record["messages"]] == [None, {"quality": 4.0}, None, {}]
+    session.reply_attributes = [{}, {}]  # none set: none recorded
+    dest, _ = save_transcript(session, str(tmp_path / "none.jsonl"), tmp_path)
+    assert (
+        "attributes" not in json.loads(dest.read_text())
+        and "attributes" not in json.loads(dest.read_text())["messages"][1]
+    )

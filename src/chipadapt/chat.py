@@ -89,6 +89,7 @@ class ChatSession:
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
         self.order = list(cfg.attribute_order)
         self.messages: list[dict] = []
+        self.reply_attributes: list[dict] = []  # the attributes each assistant message was generated under
         self.last_sources: list[str] = []
         self.retriever = self.passages = None
         if cfg.get("retrieval"):
@@ -179,6 +180,7 @@ class ChatSession:
         answer = "".join(pieces).strip()
         # The history keeps the plain question: retrieved passages are for the turn they were found for.
         self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+        self.reply_attributes.append(dict(self.attributes))
         return answer
 
 
@@ -223,16 +225,29 @@ class CommandError(Exception):
     pass
 
 
-def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> Path:
-    """The conversation in the chat data format (one JSONL line), so it can feed SFT directly."""
+def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> tuple[Path, str]:
+    """The conversation in the chat data format (one JSONL line), so it can feed SFT directly; and a
+    note when its replies were generated under different attributes.
+
+    The record's `attributes` are those the replies were generated under, not the ones set last. When
+    `/attributes` changed them between replies, no one set describes the conversation: each assistant
+    message then carries its own `attributes` and the record none."""
     dest = Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
     if argument and dest.exists():  # the run folder's transcript is ours to rewrite; the user's files are not
         raise CommandError(f"/save: {dest} exists; give a new file name")
-    record = {"messages": session.messages}
-    if session.attributes:
-        record["attributes"] = session.attributes
+    record: dict = {"messages": session.messages}
+    distinct = {json.dumps(a, sort_keys=True) for a in session.reply_attributes}
+    note = ""
+    if len(distinct) == 1 and session.reply_attributes[0]:
+        record["attributes"] = session.reply_attributes[0]
+    elif len(distinct) > 1:
+        replies = iter(session.reply_attributes)
+        record["messages"] = [
+            {**m, "attributes": next(replies)} if m["role"] == "assistant" else m for m in session.messages
+        ]
+        note = "; the replies were generated under different attributes, so each assistant message carries its own"
     write_text_atomic(dest, json.dumps(record, ensure_ascii=False) + "\n")
-    return dest
+    return dest, note
 
 
 def command(session: ChatSession, line: str, run_dir: Path) -> bool:
@@ -245,7 +260,7 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
         width = max(map(len, COMMANDS))
         print("\n".join(f"  {cmd.ljust(width)}  {what}" for cmd, what in COMMANDS.items()))
     elif name == "/reset":
-        session.messages = []
+        session.messages, session.reply_attributes = [], []
         print("(history cleared)")
     elif name == "/attributes":
         session.attributes = parse_attributes(argument)
@@ -254,7 +269,9 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
         print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
     elif name == "/save":
         print(
-            f"(transcript of {len(session.messages)} messages written to {save_transcript(session, argument, run_dir)})"
+            "(transcript of {} messages written to {}{})".format(
+                len(session.messages), *save_transcript(session, argument, run_dir)
+            )
         )
     else:
         raise CommandError(f"unknown command {name} (/help lists the commands); nothing was sent to the model")

@@ -37,6 +37,19 @@ def _one_line(text: str) -> str:
     return "; ".join(kept).replace(":;", ":")
 
 
+def _group_options(missing: str | None) -> list[str] | None:
+    """The options of the group a missing config belongs to (`eval/nope` -> eval's); Hydra lists them
+    for a single choice (`optim=nope`) but not for an entry of a list (`eval=[nope]`)."""
+    if not missing or "/" not in missing:
+        return None
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        return GlobalHydra.instance().config_loader().get_group_options(missing.rsplit("/", 1)[0]) or None
+    except Exception:  # noqa: BLE001 (no Hydra instance, or an unreadable search path: say what we can)
+        return None
+
+
 def describe_hydra_error(err: BaseException) -> str | None:
     """A one-line description of a composition error (unknown group option, unknown key, bad
     override syntax, wrong type), or None for anything that is not the user's input."""
@@ -45,7 +58,7 @@ def describe_hydra_error(err: BaseException) -> str | None:
     if isinstance(err, OverrideParseException):
         return f"{err.override}: not a valid override ({_one_line(err.message).split('; See https')[0]})"
     if isinstance(err, MissingConfigException):
-        options = getattr(err, "options", None)
+        options = getattr(err, "options", None) or _group_options(getattr(err, "missing_cfg_file", None))
         text = _one_line(err.args[0] if err.args else err).split("; Available options")[0]
         return f"{text} (available: {', '.join(options)})" if options else text
     if isinstance(err, (HydraException, OmegaConfBaseException)):

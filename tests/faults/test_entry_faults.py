@@ -44,7 +44,7 @@ def test_evaluate_bad_mcq_file(folders, tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["eval=[nope]"], "eval/nope"),
+        (["eval=[nope]"], "eval/nope'. (available: bug_summary, chip_mcq"),
         (["model.path=/does/not/exist"], "model.path"),
         (["+eval.perplexity.colour=1"], "colour"),
         (["device=tpu9"], "device: 'tpu9' is not a device"),
