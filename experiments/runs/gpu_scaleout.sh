@@ -10,7 +10,7 @@ DATA=(data.seq_len=2048 "~data.sources" "+data.sources.domain.path=$DOMAIN" "+da
       "data.val_max_sequences=2" stage.validate_before=false callbacks.progress=null callbacks.checkpoint=null trainer.max_steps=$STEPS)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:warnings || true
-run() { name=$1; shift; python3 train.py "${DATA[@]}" "$@" hydra.run.dir="$OUT/$name" > "$OUT/$name.log" 2>&1 && python3 benchmarks/mfu.py "$OUT/$name" || { echo "$name failed"; tail -5 "$OUT/$name.log"; }; }
+run() { name=$1; shift; python3 train.py "${DATA[@]}" "$@" hydra.run.dir="$OUT/$name" >> "$OUT/$name.log" 2>&1 && python3 benchmarks/mfu.py "$OUT/$name" || { echo "$name failed"; tail -5 "$OUT/$name.log"; }; }
 mkdir -p "$OUT"
 SMOL_ARGS=(model=hf_folder model.path="$SMOL" "model.doc_separator='<|endoftext|>'")
 run smol_bf16mixed "${SMOL_ARGS[@]}" trainer=gpu data.micro_batch_size=8 data.global_batch_size=32
