@@ -155,6 +155,11 @@ class DenseRetriever:
             if self._load(entry, fingerprint):  # built by another process while this one waited
                 return
             log.info("building the dense index of %d passages at %s", len(passages), entry)
+            if (self.index_dir / "index.faiss").is_file():  # one index per encoder, before e89f4c5 (2026-12-06)
+                log.info(
+                    "%s holds an index in an earlier layout, no longer read: delete it to free the space",
+                    self.index_dir / "index.faiss",
+                )
             self._embed(passages)
             self.save(entry, fingerprint)
 
