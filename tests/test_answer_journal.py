@@ -117,3 +117,28 @@ def test_answers_under_other_settings_or_with_resume_off_are_asked_again(tmp_pat
     asked.update(prompts=0, requests=0)
     eval_run.evaluate_folder(model_folder, task(max_new_tokens=8), "cpu", tmp_path, resume=False)
     assert asked == {"prompts": len(PROMPTS), "requests": len(PAIRS)}
+
+
+def test_each_sample_of_a_prompt_is_its_own_answer_and_a_smaller_batch_keeps_them(tmp_path, model_folder):
+    """VerilogEval asks the same prompts n times at a temperature: n different samples, in a first run
+    and after a kill. Batch size changes speed, not answers: a rerun with a smaller one reuses them."""
+    from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+    from chipadapt.models.text_generation import generate
+
+    model, tokenizer = load_causal_lm(model_folder, "float32", "sdpa").eval(), load_tokenizer(model_folder)
+    path = tmp_path / "answers.jsonl"
+
+    def sample_rounds(journal, rounds: int) -> list[list[str]]:
+        with answer_journal.recording(journal):
+            return [generate(model, tokenizer, PROMPTS[:2], 2, 12, chat=False, temperature=5.0) for _ in range(rounds)]
+
+    first = sample_rounds(answer_journal.AnswerJournal(path, "k", model), 2)
+    assert first[0] != first[1]  # two samples each, not one answer twice
+    again = sample_rounds(answer_journal.AnswerJournal(path, "k", model), 3)
+    assert again[:2] == first and again[2] != first[0]  # the third round was never asked before: sampled
+
+    finished = eval_run.FinishedTasks(tmp_path / "run", {"dtype": "float32"})
+    cfg = task()["answers"]
+    smaller = OmegaConf.merge(cfg, {"batch_size": 1})
+    assert finished.key(cfg, model_folder) != finished.key(smaller, model_folder)  # the results' key counts it
+    assert finished.key(cfg, model_folder, answers=True) == finished.key(smaller, model_folder, answers=True)

@@ -10,7 +10,8 @@ can change a task's numbers:
   and a checkout moved elsewhere (`${chipadapt_resource:...}` resolves to an absolute path) does not;
 - the model folder, by the same identity, and how it runs (dtype, attention kernel and device as
   resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again);
-- the code: chipadapt's commit (or version), torch's and transformers'.
+- the code: chipadapt's own source files (an uncommitted edit counts, a commit of documentation does
+  not), torch's and transformers' versions.
 A task killed before it completes keeps the answers its model had given (`tasks/<task>.answers.jsonl`,
 io/answer_journal.py, under the same key): its rerun asks the model only the rest.
 """
@@ -26,12 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import sha256_json, stat_signature
+from chipadapt.io.hashing import sha256_bytes, sha256_json, stat_signature
 from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
 # Settings that name where a task writes or caches, not what it reads: their contents change as it runs.
 OUTPUT_KEYS = {"index_dir", "misses_file"}
+# Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
+# out-of-memory crash with a smaller batch keeps the answers given before it.
+SPEED_KEYS = {"batch_size", "workers"}
 MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost more than the task it keys
 
 
@@ -64,20 +68,15 @@ def by_identity(value: Any, key: str = "") -> Any:
 
 @cache
 def code_version() -> dict[str, str | None]:
+    """chipadapt's own source (every module of the package, so an uncommitted edit counts and a commit
+    that changes only documentation does not), torch's and transformers' versions."""
     import torch
     import transformers
 
-    from chipadapt.manifest import git_state
-
-    commit = git_state()["commit"]
-    if commit is None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            commit = version("chipadapt")
-        except PackageNotFoundError:
-            commit = None
-    return {"chipadapt": commit, "torch": torch.__version__, "transformers": transformers.__version__}
+    package = Path(__file__).resolve().parents[1]
+    sources = sorted(package.rglob("*.py"))
+    source = sha256_json([[str(p.relative_to(package)), sha256_bytes(p.read_bytes())] for p in sources])
+    return {"chipadapt_source": source, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 class FinishedTasks:
@@ -86,10 +85,17 @@ class FinishedTasks:
         self.folder = self.run_folder / "tasks"
         self.running = running  # dtype, attention, device as resolved: they change a model's answers
 
-    def key(self, task_cfg: DictConfig, model: Path | None) -> str:
+    def key(self, task_cfg: DictConfig, model: Path | None, answers: bool = False) -> str:
+        """What the task's results depend on; `answers`: the key of its model's answers (io/answer_journal.py),
+        which leaves out the settings that only change its speed."""
         settings = by_identity(OmegaConf.to_container(task_cfg, resolve=True))
+        if answers:
+            settings = {k: v for k, v in settings.items() if k not in SPEED_KEYS}
         used = {"model": identity(Path(model)), **self.running} if model is not None else {}
-        return sha256_json({"task": settings, **used, "code": code_version()})
+        return sha256_json({"task": settings, **used, "code": code_version(), "answers": answers})
+
+    def answers_path(self, name: str) -> Path:
+        return self.folder / f"{name}.answers.jsonl"
 
     def load(self, name: str, key: str) -> dict | None:
         path = self.folder / f"{name}.json"
@@ -107,15 +113,16 @@ class FinishedTasks:
             log.info("%s: its per-item records are gone; running it again", name)
             return None
         log.info("%s: finished in an earlier run of this folder, results kept (resume=false runs it again)", name)
+        self.answers_path(name).unlink(missing_ok=True)  # left by a kill just after the record was written
         return record["results"]
 
-    def answers(self, name: str, key: str, model, reuse: bool) -> AnswerJournal:
-        """The journal of the model's answers while the task runs (io/answer_journal.py): a task killed
-        half-way keeps what it had computed, for a rerun with the same key."""
-        return AnswerJournal(self.folder / f"{name}.answers.jsonl", key, model, reuse)
+    def answers(self, name: str, task_cfg: DictConfig, folder: Path, model, reuse: bool) -> AnswerJournal:
+        """The journal of the loaded `model`'s answers (from `folder`) while the task runs
+        (io/answer_journal.py): a task killed half-way keeps what it had computed, for its rerun."""
+        return AnswerJournal(self.answers_path(name), self.key(task_cfg, folder, answers=True), model, reuse)
 
     def save(self, name: str, key: str, results: dict, items: bool) -> None:
         """After the task's per-item file is written: the record marks the task complete, and the
         journal of its answers is no longer needed."""
         write_json_atomic(self.folder / f"{name}.json", {"key": key, "items": items, "results": results})
-        (self.folder / f"{name}.answers.jsonl").unlink(missing_ok=True)
+        self.answers_path(name).unlink(missing_ok=True)

@@ -165,12 +165,12 @@ def loglikelihoods(
     encoded = [encode_pair(tokenizer, c, x, add_special_tokens) for c, x in pairs]
     sums = [0.0] * len(pairs)
     journal = journal_for(model)
-    requests = [["loglikelihood", ctx, cont, max_length] for ctx, cont in encoded]
-    todo = list(range(len(pairs)))
+    todo, slots = list(range(len(pairs))), []
     if journal is not None:  # answers given before an interruption (io/answer_journal.py)
         todo = []
-        for i, request in enumerate(requests):
-            found, value = journal.lookup(request)
+        for i, (ctx, cont) in enumerate(encoded):
+            slot, found, value = journal.ask(["loglikelihood", ctx, cont, max_length])
+            slots.append(slot)
             if found:
                 sums[i] = value
             else:
@@ -186,7 +186,7 @@ def loglikelihoods(
         if journal is not None:  # a group's continuations all sit in one row: each is complete now
             for group in (group for row in batch for group in row):
                 for request, _ in group.continuations:
-                    journal.record(requests[request], sums[request])
+                    journal.record(slots[request], sums[request])
         bar.update(sum(len(row) for row in batch))
     bar.close()
     return sums

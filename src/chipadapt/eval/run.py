@@ -67,7 +67,7 @@ def evaluate_folder(
             continue
         start = time.perf_counter()
         if finished is not None and task.needs_model:
-            with recording(finished.answers(name, keys[name], model, reuse=resume)):
+            with recording(finished.answers(name, tasks[name], folder, model, reuse=resume)):
                 results[name] = task.run(model, tokenizer)
         else:
             results[name] = task.run(model, tokenizer)

@@ -5,16 +5,19 @@ An evaluation task on a large model can run for hours (IFEval's 541 prompts at 1
 full MMLU); a preemption in the middle of one used to cost the whole task. While a journal is open
 (`recording(journal)`, around one task), text generation (models/text_generation.py) and
 log-likelihood scoring (eval/loglikelihood.py) look each request up in it before computing it and
-append each answer as soon as it is complete. The file is append-only, one JSON line per answer, each
-line flushed: a killed process loses at most the line it was writing, which the next open skips.
+append each answer as soon as it is complete, one JSON line each, flushed: a killed process keeps
+every answer it had written, and a line cut short by a crashed machine is skipped at the next open.
 
 The journal's first line holds the key of what it answers for (the task's settings, model and code:
 eval/finished_tasks.py); a journal written under another key is started afresh. It answers only for
 the model it was opened for: a task that also runs a judge model computes the judge's answers anew.
+A request asked again in the same run (VerilogEval's n samples of one prompt) is another request:
+the k-th asking gets the k-th answer, so sampled answers stay n different samples.
 """
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +34,7 @@ class AnswerJournal:
         """`reuse=False` starts the file afresh whatever it holds."""
         self.path, self.key, self.model = Path(path), key, model
         self.answers: dict[str, Any] = {}
+        self.asked: Counter[str] = Counter()  # how often each request was asked so far in this run
         self._torn = False
         if reuse:
             self._read()
@@ -39,24 +43,24 @@ class AnswerJournal:
             with open(self.path, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps({"key": key}) + "\n")
         self._handle = open(self.path, "a", encoding="utf-8")
-        if self.answers and self._torn:  # end the line a killed process left half-written
+        if self.answers and self._torn:  # end the line a crash left half-written
             self._handle.write("\n")
 
     def _read(self) -> None:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 text = handle.read()
-            lines, self._torn = text.splitlines(), not text.endswith("\n")
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError) as err:
             log.warning("%s: unreadable (%s); answering every request again", self.path, err)
             return
+        lines, self._torn = text.splitlines(), not text.endswith("\n")
         try:
             header = json.loads(lines[0]) if lines else {}
         except json.JSONDecodeError:
             header = {}
-        if header.get("key") != self.key:
+        if not isinstance(header, dict) or header.get("key") != self.key:
             if lines:
                 log.info("%s: written for other settings, data, model or code; starting it again", self.path)
             return
@@ -65,32 +69,36 @@ class AnswerJournal:
                 record = json.loads(line)
                 self.answers[record["id"]] = record["answer"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # the line a killed process was writing
+                continue  # a line a crash cut short
         if self.answers:
             log.info("%s: %d answers from an interrupted run kept", self.path, len(self.answers))
 
     def covers(self, model: Any) -> bool:
         return model is self.model
 
-    def lookup(self, request: Any) -> tuple[bool, Any]:
-        """(found, answer) for a request (any JSON-able description of everything the answer depends on
-        beyond the journal's key)."""
-        rid = sha256_json(request)
-        return (True, self.answers[rid]) if rid in self.answers else (False, None)
+    def ask(self, request: Any) -> tuple[str, bool, Any]:
+        """(slot, found, answer) for a request: any JSON-able description of everything the answer
+        depends on beyond the journal's key. Each call is a new asking: its slot is the request's
+        count so far, so call it once per answer wanted, in the task's own order."""
+        base = sha256_json([self.key, request])
+        slot = f"{base}:{self.asked[base]}"
+        self.asked[base] += 1
+        return (slot, True, self.answers[slot]) if slot in self.answers else (slot, False, None)
 
-    def record(self, request: Any, answer: Any) -> None:
-        rid = sha256_json(request)
-        self.answers[rid] = answer
-        self._handle.write(json.dumps({"id": rid, "answer": answer}) + "\n")
-        self._handle.flush()  # in the page cache: a killed process keeps it
+    def record(self, slot: str, answer: Any) -> None:
+        self.answers[slot] = answer
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(json.dumps({"id": slot, "answer": answer}) + "\n")
+            self._handle.flush()  # in the page cache: a killed process keeps it
+        except OSError as err:  # the journal only saves time: the task goes on without it
+            log.warning("%s: %s; answers are no longer kept for a rerun", self.path, err)
+            self._handle = None
 
     def close(self) -> None:
-        self._handle.close()
-
-    def remove(self) -> None:
-        """After the task's results are recorded: the answers live on in its per-item file."""
-        self.close()
-        self.path.unlink(missing_ok=True)
+        if self._handle is not None:
+            self._handle.close()
 
 
 _active: ContextVar[AnswerJournal | None] = ContextVar("chipadapt_answer_journal", default=None)

@@ -49,9 +49,11 @@ def generate(
     journal = journal_for(model)
     settings = [max_new_tokens, temperature, top_p, add_special_tokens]
     outputs: list[str | None] = [None] * len(prompts)
+    slots: list[str] = []
     if journal is not None:  # answers given before an interruption (io/answer_journal.py)
         for i, prompt in enumerate(prompts):
-            found, answer = journal.lookup(["generate", prompt, settings])
+            slot, found, answer = journal.ask(["generate", prompt, settings])
+            slots.append(slot)
             if found:
                 outputs[i] = answer
     todo = [i for i, answer in enumerate(outputs) if answer is None]
@@ -59,7 +61,7 @@ def generate(
     def done(position: int, text: str) -> None:
         outputs[todo[position]] = text
         if journal is not None:
-            journal.record(["generate", prompts[todo[position]], settings], text)
+            journal.record(slots[todo[position]], text)
 
     if not todo:
         return outputs
