@@ -4,7 +4,7 @@
   `encode` of the same passages with the same model, batch size and truncation.
 - Search: faiss inner-product search vs. a numpy matrix product over the same embeddings; BM25.
 
-- Reranking (with a reranker folder, e.g. RUN/reranker of experiments/runs/reranker_dev.py): our
+- Reranking (with a reranker folder, e.g. RUN/model of `train.py stage=reranker`): our
   PairScorer.score vs. sentence-transformers' CrossEncoder.predict of the same pairs, same batch size.
 
   python benchmarks/retrieval.py [N_PASSAGES] [RERANKER_DIR]  # default: ../shared/data OpenROAD/ORFS docs, first 600

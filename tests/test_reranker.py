@@ -151,7 +151,15 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
         misses_file=None,
         misses_k=1,
         reranker=OmegaConf.create(
-            {"path": str(tmp_path / "reranker"), "top_k": 4, "apply_to": ["bm25"], "batch_size": 8, "max_tokens": 64}
+            {
+                "path": str(tmp_path / "reranker"),
+                "top_k": 4,
+                "apply_to": ["bm25"],
+                "batch_size": 8,
+                "max_tokens": 64,
+                "weight": 1.0,
+                "weights": [],
+            }
         ),
     )
     results = task.run()
@@ -179,3 +187,97 @@ def test_reranker_data_holds_out_by_query_id_filters_styles_and_names_bad_settin
         RerankerDataModule(str(path), 0.0, None, scorer, n_passages=1, batch_size=2, seed=0)
     with pytest.raises(ChipadaptError, match="no training groups"):
         RerankerDataModule(str(path), 0.0, ["error"], scorer, n_passages=2, batch_size=2, seed=0)
+
+
+class _KnownScorer:
+    """A cross-encoder stand-in that scores by a fixed table: {passage text: score}."""
+
+    def __init__(self, table: dict[str, float]):
+        self.table = table
+
+    def score(self, queries, passages, batch_size):
+        return [self.table[p] for p in passages]
+
+
+def _reranker(table: dict[str, float], top_k: int):
+    from chipadapt.retrieval.rerank import Reranker
+
+    reranker = Reranker.__new__(Reranker)
+    reranker.scorer, reranker.top_k, reranker.batch_size, reranker.weight, reranker.seconds = (
+        _KnownScorer(table),
+        top_k,
+        8,
+        1.0,
+        0.0,
+    )
+    return reranker
+
+
+def test_the_mix_runs_from_the_first_stage_order_to_the_cross_encoders():
+    from chipadapt.retrieval.rerank import mix
+
+    head = [("a", 9.0), ("b", 5.0), ("c", 4.0)]
+    cross = [0.0, 1.0, 3.0]  # the cross-encoder puts them in the reverse order
+    assert [p for p, _ in mix(head, cross, 0.0)] == ["a", "b", "c"]
+    assert [p for p, _ in mix(head, cross, 1.0)] == ["c", "b", "a"]
+    # Half and half of the min-max scaled scores: a (1.0 + 0.0) / 2, b (0.2 + 0.33) / 2, c (0.0 + 1.0) / 2;
+    # a and c tie, and the first stage's order breaks it.
+    assert [p for p, _ in mix(head, cross, 0.5)] == ["a", "c", "b"]
+    assert mix([("a", 1.0)], [5.0], 0.7) == [("a", 1.0)]  # one candidate: nothing to scale
+
+
+class _FixedFirstStage:
+    """A first stage that returns the same ranking for every question, with falling scores."""
+
+    def __init__(self, order: list[str]):
+        self.order = order
+
+    def index(self, passages) -> None:
+        self.indexed = passages
+
+    def search(self, queries, k):
+        return [[(pid, float(len(self.order) - r)) for r, pid in enumerate(self.order[:k])] for _ in queries]
+
+
+def test_the_cross_encoders_share_is_chosen_on_dev_and_a_harmful_one_gets_none():
+    from chipadapt.retrieval.rerank import RerankedRetriever
+
+    passages = [Passage(name, text, "d") for name, text in TOPICS.items()]
+    order = ["router", "cts", "pdn", "dpl"]
+    queries = [QUERIES["cts"], QUERIES["cts"] + " today"]  # the answer is second in the first stage
+    gold = [("cts",), ("cts",)]
+
+    def reranked(cross: dict[str, float]):
+        retriever = RerankedRetriever(_FixedFirstStage(order), _reranker({TOPICS[n]: v for n, v in cross.items()}, 4))
+        retriever.index(passages)
+        return retriever
+
+    # A cross-encoder that puts the answer last: it only hurts, so it gets weight 0, and the reranked
+    # retriever answers exactly as its first stage.
+    harmful = reranked({"router": 3.0, "cts": 0.0, "pdn": 2.0, "dpl": 1.0})
+    choice = harmful.choose_weight(queries, gold, [0.0, 0.5, 1.0], "mrr@10", [1, 4], 10)
+    assert choice["weight"] == 0.0 and choice["grid"] == pytest.approx({"0.0": 1 / 2, "0.5": 1 / 3, "1.0": 1 / 4})
+    assert [[p for p, _ in row] for row in harmful.search(queries, 4)] == [order, order]
+
+    # One that puts the answer first gets the smallest share that does so.
+    helpful = reranked({"router": 0.0, "cts": 3.0, "pdn": 0.0, "dpl": 0.0})
+    choice = helpful.choose_weight(queries, gold, [0.0, 0.3, 0.6, 1.0], "mrr@10", [1, 4], 10)
+    assert choice["weight"] == 0.3 and choice["grid"]["0.3"] == 1.0
+    assert [row[0][0] for row in helpful.search(queries, 4)] == ["cts", "cts"]
+
+
+def test_a_reranker_starts_with_an_identity_pooler_and_its_new_head_gets_its_own_learning_rate(tiny_bert):
+    from chipadapt.modules.optim import optimizers_for
+    from chipadapt.retrieval.pair_scorer import PairScorer
+
+    kept = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    assert not torch.equal(kept.model.bert.pooler.dense.weight, torch.eye(32))  # as loaded: BERT's random init
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=True)
+    assert torch.equal(scorer.model.bert.pooler.dense.weight, torch.eye(32))
+    assert not scorer.model.bert.pooler.dense.bias.any()
+    optimizer = optimizers_for(scorer, OPTIM, None, {prefix: 0.5 for prefix in scorer.head_parameters})
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert lr_of[id(scorer.model.classifier.weight)] == 0.5 and lr_of[id(scorer.model.classifier.bias)] == 0.5
+    assert {lr_of[id(p)] for n, p in scorer.named_parameters() if "classifier" not in n} == {1e-3}
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decay_of[id(scorer.model.classifier.bias)] == 0.0  # biases are never decayed, whatever their lr

@@ -5,18 +5,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: norms and biases (1-D tensors) are not decayed, as in Megatron/NeMo."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def decay_groups(
+    model: torch.nn.Module, weight_decay: float, lr_by_prefix: dict[str, float] | None = None
+) -> list[dict]:
+    """Weight decay on matrices only: norms and biases (1-D tensors) are not decayed, as in Megatron/NeMo.
+    `lr_by_prefix`: parameters whose names start with a prefix get that learning rate (a new head
+    beside a pretrained body), the rest the optimizer's."""
+    groups: dict[tuple[bool, float | None], list] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            lr = next((lr for prefix, lr in (lr_by_prefix or {}).items() if name.startswith(prefix)), None)
+            groups.setdefault((param.ndim >= 2, lr), []).append(param)
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, **({"lr": lr} if lr is not None else {})}
+        for (decay, lr), params in sorted(groups.items(), key=lambda g: (not g[0][0], g[0][1] or 0.0))
+    ]
 
 
-def optimizers_for(model: torch.nn.Module, optim: DictConfig, trainer):
+def optimizers_for(model: torch.nn.Module, optim: DictConfig, trainer, lr_by_prefix: dict[str, float] | None = None):
     """`configure_optimizers`' return value: the optimizer over `model`, with the per-step schedule when set."""
-    optimizer = instantiate(optim.optimizer)(params=decay_groups(model, optim.optimizer.weight_decay))
+    params = decay_groups(model, optim.optimizer.weight_decay, lr_by_prefix)
+    optimizer = instantiate(optim.optimizer)(params=params)
     if optim.scheduler is None:
         return optimizer
     scheduler = instantiate(optim.scheduler)(

@@ -21,9 +21,14 @@ HEAD_PREFIXES = ("classifier.", "score.")  # the scoring head's names across enc
 
 
 class PairScorer(nn.Module):
-    def __init__(self, path: str | None, package: str | None, max_tokens: int, from_encoder: bool):
+    head_parameters = tuple(f"model.{prefix}" for prefix in HEAD_PREFIXES)  # names of the new head's parameters
+
+    def __init__(
+        self, path: str | None, package: str | None, max_tokens: int, from_encoder: bool, reset_pooler: bool = False
+    ):
         """`path` (a folder) or `package` (a PyPI model package); `from_encoder`: a bi-encoder to start
-        from (only the head is new) rather than a trained reranker (every weight must be there)."""
+        from (only the head is new) rather than a trained reranker (every weight must be there).
+        `reset_pooler` (with `from_encoder`): start BERT's [CLS] pooler as the identity (see `_reset_pooler`)."""
         super().__init__()
         self.folder, self.max_tokens = resolve_encoder_folder(path, package), max_tokens
         self.model = safe_from_pretrained(
@@ -35,6 +40,8 @@ class PairScorer(nn.Module):
         )
         if from_encoder:
             self._check_only_head_is_new()
+            if reset_pooler:
+                self._reset_pooler()
         self.tokenizer = safe_tokenizer(self.folder, "reranker")
 
     def _check_only_head_is_new(self) -> None:
@@ -53,6 +60,20 @@ class PairScorer(nn.Module):
                 f"reranker.encoder: {self.folder} lacks encoder weights {', '.join(missing[:3])}; "
                 "a reranker starts from a trained encoder"
             )
+
+    def _reset_pooler(self) -> None:
+        """A bi-encoder trained with mean pooling never trained BERT's [CLS] pooler, which the
+        sequence-classification head reads: in all-MiniLM-L6-v2 it is still at its initialisation
+        (weights of std 0.009, bias 0), so it passes the head almost nothing and the body almost no
+        gradient, and a reranker trained from it stayed at chance (experiments/LOG.md, 2026-12-04). As
+        the identity (tanh of the [CLS] state) it passes the body's features through from the first step."""
+        pooler = getattr(getattr(self.model, self.model.base_model_prefix, None), "pooler", None)
+        dense = getattr(pooler, "dense", None)
+        if not isinstance(dense, nn.Linear) or dense.in_features != dense.out_features:
+            return  # no BERT-style pooler (RoBERTa's head has its own dense layer, trained with it)
+        with torch.no_grad():
+            dense.weight.copy_(torch.eye(dense.in_features))
+            dense.bias.zero_()
 
     def tokenize(self, queries: list[str], passages: list[str]) -> dict[str, torch.Tensor]:
         # The passage is cut, never the query: the query decides what in the passage matters.

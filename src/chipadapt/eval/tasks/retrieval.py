@@ -49,7 +49,8 @@ class RetrievalTask(TaskBase):
         reranker: DictConfig | None = None,
     ):
         """`reranker`: a cross-encoder (stage=reranker's DIR/model) re-scoring the top `top_k` of each
-        first stage in `apply_to`, reported as `<name>+rerank` with the milliseconds it adds."""
+        first stage in `apply_to`, reported as `<name>+rerank` with the milliseconds it adds; its share
+        of the score (`weight`) is chosen on the fusion's tuning split unless given."""
         plain = lambda c: OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c  # noqa: E731
         self.passages_path, self.build, self.queries_path, self.split = passages, plain(build), queries, split
         self.encoders, self.dense, self.bm25, self.hybrid = plain(encoders), plain(dense), plain(bm25), plain(hybrid)
@@ -95,6 +96,33 @@ class RetrievalTask(TaskBase):
         )
         return {"tuned_on": self.fusion["tune_on"], **choice}
 
+    def _choose_rerank_weight(self, name: str, reranked, all_queries) -> dict:
+        """The cross-encoder's share of `name`'s score, chosen on the fusion's tuning split."""
+        tune_on = (self.fusion or {}).get("tune_on")
+        if not tune_on:
+            raise ChipadaptError(
+                "eval.retrieval.reranker.weight: null chooses it on eval.retrieval.fusion.tune_on, which is not set; "
+                "give a weight (1.0 = the cross-encoder's order alone)"
+            )
+        tune = select_split(all_queries, tune_on, str(self.queries_path), "eval.retrieval.fusion.tune_on")
+        choice = reranked.choose_weight(
+            [q.query for q in tune],
+            [q.positive_ids for q in tune],
+            self.reranker["weights"],
+            self.fusion["metric"],
+            self.ks,
+            self.mrr_k,
+        )
+        log.info(
+            "%s: cross-encoder weight %s chosen on %d %s questions by %s",
+            name,
+            choice["weight"],
+            len(tune),
+            tune_on,
+            choice["metric"],
+        )
+        return {"tuned_on": tune_on, **choice}
+
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
         passages = load_passages(self.passages_path, self.build)
         all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
@@ -119,7 +147,10 @@ class RetrievalTask(TaskBase):
             fusion_choice = None
             if name == "hybrid" and self.fusion and self.fusion.get("tune_on"):
                 fusion_choice = self._choose_fusion(retriever, all_queries)
+            rerank_choice = None
             if hasattr(retriever, "reranker"):
+                if self.reranker["weight"] is None:
+                    rerank_choice = self._choose_rerank_weight(name, retriever, all_queries)
                 retriever.reranker.seconds = 0.0
             start = time.perf_counter()
             hits = retriever.search([q.query for q in queries], max([*self.ks, self.mrr_k]))
@@ -141,6 +172,8 @@ class RetrievalTask(TaskBase):
                 metrics["by_type"] = by_type
             if fusion_choice is not None:
                 metrics["fusion"] = fusion_choice
+            if rerank_choice is not None:
+                metrics["rerank"] = rerank_choice
             results[name] = metrics
             log.info(
                 "retrieval %s: hit@8 %.3f mrr@10 %.3f",
@@ -167,8 +200,27 @@ class RetrievalTask(TaskBase):
         unknown = [name for name in r["apply_to"] if name not in retrievers]
         if unknown:
             raise ChipadaptError(f"eval.retrieval.reranker.apply_to: {unknown[0]!r} is not one of {list(retrievers)}")
-        reranker = Reranker(r["path"], None, r["top_k"], r["batch_size"], r["max_tokens"])
-        return [(f"{name}+rerank", RerankedRetriever(retrievers[name], reranker)) for name in r["apply_to"]]
+        for value in [r["weight"]] if r["weight"] is not None else r["weights"]:
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ChipadaptError(f"eval.retrieval.reranker.weight(s): {value!r} is not a share between 0 and 1")
+        # One cross-encoder per first stage: each gets its own weight.
+        return [
+            (
+                f"{name}+rerank",
+                RerankedRetriever(
+                    retrievers[name],
+                    Reranker(
+                        r["path"],
+                        None,
+                        r["top_k"],
+                        r["batch_size"],
+                        r["max_tokens"],
+                        weight=1.0 if r["weight"] is None else r["weight"],
+                    ),
+                ),
+            )
+            for name in r["apply_to"]
+        ]
 
     def _by_type(self, name: str) -> dict:
         """The retriever's figures over each question type's items (with their intervals)."""
