@@ -105,7 +105,7 @@ def rerank_throughput(folder: str, queries: list[str], texts: list[str]) -> None
     from chipadapt.retrieval.pair_scorer import PairScorer
 
     pairs = [(q, t) for q, t in zip(queries * (len(texts) // len(queries) + 1), texts)][:400]
-    ours = PairScorer(folder, None, 256, from_encoder=False)
+    ours = PairScorer(folder, None, 256, from_encoder=False, reset_pooler=False)
     theirs = CrossEncoder(folder, device="cpu", max_length=256)
     ours.score([q for q, _ in pairs[:32]], [t for _, t in pairs[:32]], 32)  # warm-up, both
     theirs.predict(pairs[:32], batch_size=32)

@@ -68,11 +68,11 @@ def groups() -> list[dict]:
 def test_scorer_starts_from_an_encoder_with_only_a_new_head_and_refuses_a_headless_reranker(tiny_bert):
     from chipadapt.retrieval.pair_scorer import PairScorer
 
-    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=False)
     scores = scorer.score(["a query"] * 2, [TOPICS["router"], TOPICS["cts"]], batch_size=2)
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     with pytest.raises(ChipadaptError, match="lacks trained weights for classifier"):
-        PairScorer(str(tiny_bert), None, 64, from_encoder=False)
+        PairScorer(str(tiny_bert), None, 64, from_encoder=False, reset_pooler=False)
 
 
 def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert, tmp_path):
@@ -85,10 +85,10 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
     from chipadapt.retrieval.retrievers import BM25Retriever
 
     torch.manual_seed(0)
-    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=False)
     train_file = write_jsonl(tmp_path / "train.jsonl", groups())
     dm = RerankerDataModule(str(train_file), 0.0, None, scorer, n_passages=4, batch_size=4, seed=0)
-    module = CrossEncoderModule(scorer, 4, OPTIM)
+    module = CrossEncoderModule(scorer, 4, OPTIM, head_lr=None)
     batch = dm.collate([dm.train_set[i] for i in range(4)])
     with torch.no_grad():
         first = float(torch.nn.functional.cross_entropy(module(batch), torch.zeros(4, dtype=torch.long)))
@@ -168,6 +168,43 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
     assert results["bm25+rerank"]["mrr@10"] >= 0.75
     assert all("bm25+rerank" in item["prediction"] for item in task.items)
 
+    # The weight chosen on the dev questions, reported on the test ones; bad settings fail before any work.
+    split_queries = [{**q, "split": "dev" if i % 2 else "test"} for i, q in enumerate(queries)]
+    settings = dict(
+        passages=str(tmp_path / "passages.jsonl"),
+        build=None,
+        queries=str(write_jsonl(tmp_path / "split_queries.jsonl", split_queries)),
+        split="test",
+        encoders=OmegaConf.create({}),
+        dense=OmegaConf.create({}),
+        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None, "context": False}),
+        hybrid=None,
+        fusion=OmegaConf.create({"tune_on": "dev", "metric": "mrr@10", "grid": {}}),
+        ks=[1, 4],
+        mrr_k=10,
+        limit=None,
+        index_dir=None,
+        misses_file=None,
+        misses_k=1,
+    )
+    rerank = {"path": str(tmp_path / "reranker"), "top_k": 4, "apply_to": ["bm25"], "batch_size": 8, "max_tokens": 64}
+    chosen = RetrievalTask(
+        **settings, reranker=OmegaConf.create({**rerank, "weight": None, "weights": [0.0, 0.5, 1.0]})
+    ).run()["bm25+rerank"]
+    assert chosen["rerank"]["tuned_on"] == "dev" and chosen["rerank"]["questions"] == 2
+    assert chosen["rerank"]["weight"] in (0.0, 0.5, 1.0) and "chosen_on_reported_questions" not in chosen["rerank"]
+    for bad, message in [
+        ({"weight": None, "weights": []}, "reranker.weights"),
+        ({"weight": True, "weights": []}, "reranker.weight: True"),
+        ({"weight": 1.5, "weights": []}, "reranker.weight: 1.5"),
+    ]:
+        with pytest.raises(ChipadaptError, match=message):
+            RetrievalTask(**settings, reranker=OmegaConf.create({**rerank, **bad}))
+    with pytest.raises(ChipadaptError, match="fusion.tune_on, which is not set"):
+        RetrievalTask(
+            **{**settings, "fusion": None}, reranker=OmegaConf.create({**rerank, "weight": None, "weights": [0.0]})
+        )
+
 
 def test_reranker_data_holds_out_by_query_id_filters_styles_and_names_bad_settings(tiny_bert, tmp_path):
     from chipadapt.retrieval.pair_scorer import PairScorer
@@ -178,7 +215,7 @@ def test_reranker_data_holds_out_by_query_id_filters_styles_and_names_bad_settin
     train, val = split_groups(many, 0.2)
     again = split_groups(list(reversed(many)), 0.2)
     assert {g["query_id"] for g in val} == {g["query_id"] for g in again[1]} and 0 < len(val) < len(many)
-    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=False)
     path = write_jsonl(tmp_path / "t.jsonl", groups())
     styled = write_jsonl(tmp_path / "styled.jsonl", many)
     flags = RerankerDataModule(str(styled), 0.0, ["flag"], scorer, n_passages=2, batch_size=2, seed=0)
@@ -270,7 +307,7 @@ def test_a_reranker_starts_with_an_identity_pooler_and_its_new_head_gets_its_own
     from chipadapt.modules.optim import optimizers_for
     from chipadapt.retrieval.pair_scorer import PairScorer
 
-    kept = PairScorer(str(tiny_bert), None, 64, from_encoder=True)
+    kept = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=False)
     assert not torch.equal(kept.model.bert.pooler.dense.weight, torch.eye(32))  # as loaded: BERT's random init
     scorer = PairScorer(str(tiny_bert), None, 64, from_encoder=True, reset_pooler=True)
     assert torch.equal(scorer.model.bert.pooler.dense.weight, torch.eye(32))
@@ -281,3 +318,16 @@ def test_a_reranker_starts_with_an_identity_pooler_and_its_new_head_gets_its_own
     assert {lr_of[id(p)] for n, p in scorer.named_parameters() if "classifier" not in n} == {1e-3}
     decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     assert decay_of[id(scorer.model.classifier.bias)] == 0.0  # biases are never decayed, whatever their lr
+
+
+def test_parameter_groups_keep_their_number_and_order_whatever_the_model_trains():
+    """A checkpoint's optimizer state is matched to the groups by position: a model that trains only
+    matrices (LoRA) still gets the [decayed, not decayed] pair, and groups with their own rate come after."""
+    from chipadapt.modules.optim import decay_groups
+
+    only_matrices = torch.nn.Linear(3, 3, bias=False)
+    groups = decay_groups(only_matrices, 0.1)
+    assert [len(g["params"]) for g in groups] == [1, 0] and [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    head = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    groups = decay_groups(head, 0.1, {"1.": 0.5})
+    assert [(len(g["params"]), g.get("lr")) for g in groups] == [(1, None), (1, None), (1, 0.5), (1, 0.5)]

@@ -9,16 +9,19 @@ negatives: every extra candidate costs a full forward pass of the pair.
 import lightning as L
 import torch
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.modules.optim import optimizers_for
 
 
 class CrossEncoderModule(L.LightningModule):
-    def __init__(self, scorer: torch.nn.Module, n_passages: int, optim, head_lr: float | None = None):
+    def __init__(self, scorer: torch.nn.Module, n_passages: int, optim, head_lr: float | None):
         """`scorer`: a retrieval.pair_scorer.PairScorer (tokenised query/passage pairs -> one score each);
         `head_lr`: the new scoring head's learning rate (None: the optimizer's). A head started at random
         beside a pretrained body needs a larger step than the body: at the body's 2e-5 its weights move
         about 0.002 in 100 steps against their initial 0.02."""
         super().__init__()
+        if head_lr is not None and not head_lr > 0:
+            raise ChipadaptError(f"reranker.train.head_lr: {head_lr!r} is not a learning rate above 0 (null: optim.lr)")
         self.scorer, self.n_passages, self.optim, self.head_lr = scorer, n_passages, optim, head_lr
         scorer.train()  # from_pretrained hands the model over in eval mode (dropout off)
         # The listwise loss does not change when every candidate's score moves by the same amount, so
@@ -60,5 +63,5 @@ class CrossEncoderModule(L.LightningModule):
         self._val = []
 
     def configure_optimizers(self):
-        heads = {prefix: self.head_lr for prefix in self.scorer.head_parameters} if self.head_lr else None
+        heads = None if self.head_lr is None else {prefix: self.head_lr for prefix in self.scorer.head_parameters}
         return optimizers_for(self.scorer, self.optim, self.trainer, heads)

@@ -6,6 +6,7 @@ Initialised from a bi-encoder's folder (MiniLM), the transformer and its pooler 
 weights and only the one-unit scoring head starts fresh; anything else missing is an error.
 """
 
+import logging
 from pathlib import Path
 
 import torch
@@ -17,18 +18,17 @@ from chipadapt.io.atomic import atomic_directory
 from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 from chipadapt.retrieval.encoder import resolve_encoder_folder
 
+log = logging.getLogger(__name__)
 HEAD_PREFIXES = ("classifier.", "score.")  # the scoring head's names across encoder families
 
 
 class PairScorer(nn.Module):
     head_parameters = tuple(f"model.{prefix}" for prefix in HEAD_PREFIXES)  # names of the new head's parameters
 
-    def __init__(
-        self, path: str | None, package: str | None, max_tokens: int, from_encoder: bool, reset_pooler: bool = False
-    ):
+    def __init__(self, path: str | None, package: str | None, max_tokens: int, from_encoder: bool, reset_pooler: bool):
         """`path` (a folder) or `package` (a PyPI model package); `from_encoder`: a bi-encoder to start
         from (only the head is new) rather than a trained reranker (every weight must be there).
-        `reset_pooler` (with `from_encoder`): start BERT's [CLS] pooler as the identity (see `_reset_pooler`)."""
+        `reset_pooler` (with `from_encoder`): start an untrained BERT [CLS] pooler as the identity (`_reset_pooler`)."""
         super().__init__()
         self.folder, self.max_tokens = resolve_encoder_folder(path, package), max_tokens
         self.model = safe_from_pretrained(
@@ -70,10 +70,16 @@ class PairScorer(nn.Module):
         pooler = getattr(getattr(self.model, self.model.base_model_prefix, None), "pooler", None)
         dense = getattr(pooler, "dense", None)
         if not isinstance(dense, nn.Linear) or dense.in_features != dense.out_features:
-            return  # no BERT-style pooler (RoBERTa's head has its own dense layer, trained with it)
+            # RoBERTa, MPNet, ELECTRA: no pooler (their head has its own dense layer, trained with it)
+            log.info("reranker.reset_pooler: %s has no BERT-style pooler; nothing reset", self.folder)
+            return
+        if dense.bias is None or dense.bias.any():
+            # BERT's own checkpoints trained it on next-sentence prediction, a pair task: kept
+            log.info("reranker.reset_pooler: %s's pooler was trained (bias not zero); kept", self.folder)
+            return
         with torch.no_grad():
             dense.weight.copy_(torch.eye(dense.in_features))
-            dense.bias.zero_()
+        log.info("reranker.reset_pooler: %s's untrained [CLS] pooler starts as the identity", self.folder)
 
     def tokenize(self, queries: list[str], passages: list[str]) -> dict[str, torch.Tensor]:
         # The passage is cut, never the query: the query decides what in the passage matters.

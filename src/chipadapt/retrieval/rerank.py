@@ -11,6 +11,7 @@ text, as stage=reranker trained it (the "Title > Section" line BM25 indexes with
 not part of it unless `passages.context=true`).
 """
 
+import copy
 import time
 
 from chipadapt.retrieval.pair_scorer import PairScorer
@@ -45,9 +46,15 @@ class Reranker:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.scorer = PairScorer(path, package, max_tokens, from_encoder=False).to(device).eval()
+        self.scorer = PairScorer(path, package, max_tokens, from_encoder=False, reset_pooler=False).to(device).eval()
         self.top_k, self.batch_size, self.weight = top_k, batch_size, weight
         self.seconds = 0.0  # time spent re-scoring, for ms/query added over the first stage
+
+    def with_weight(self, weight: float | None) -> "Reranker":
+        """This cross-encoder (the same weights in memory) with its own weight (None: 1.0 until chosen) and timer."""
+        other = copy.copy(self)
+        other.weight, other.seconds = (1.0 if weight is None else weight), 0.0
+        return other
 
     def cross_scores(self, query: str, head: list[tuple[str, float]], texts: dict[str, str]) -> list[float]:
         start = time.perf_counter()
@@ -56,9 +63,10 @@ class Reranker:
         return scores
 
     def rerank(self, query: str, hits: list[tuple[str, float]], texts: dict[str, str]) -> list[tuple[str, float]]:
-        """`hits` re-ordered: the top `top_k` by the mixed score, the rest as they were."""
+        """`hits` re-ordered: the top `top_k` by the mixed score (in [0, 1]), the rest as they were (with the
+        first stage's own scores). At weight 0 that is the first stage's order: nothing is scored."""
         head, tail = hits[: self.top_k], hits[self.top_k :]
-        if not head:
+        if not head or self.weight == 0:
             return hits
         return mix(head, self.cross_scores(query, head, texts), self.weight) + tail
 

@@ -58,6 +58,8 @@ class RetrievalTask(TaskBase):
         self.ks, self.mrr_k, self.limit = list(ks), mrr_k, limit
         self.index_dir, self.misses_file, self.misses_k = index_dir, misses_file, misses_k
         self.reranker = plain(reranker) if reranker and reranker.get("path") else None
+        if self.reranker:
+            self._check_rerank_weights()
         if misses_file:  # checked now: the file is written after the whole evaluation
             check_output_file(
                 misses_file,
@@ -94,16 +96,37 @@ class RetrievalTask(TaskBase):
             self.fusion["tune_on"],
             choice["metric"],
         )
-        return {"tuned_on": self.fusion["tune_on"], **choice}
+        return {"tuned_on": self.fusion["tune_on"], **self._tuned_on_reported(self.fusion["tune_on"]), **choice}
 
-    def _choose_rerank_weight(self, name: str, reranked, all_queries) -> dict:
-        """The cross-encoder's share of `name`'s score, chosen on the fusion's tuning split."""
-        tune_on = (self.fusion or {}).get("tune_on")
-        if not tune_on:
+    def _check_rerank_weights(self) -> None:
+        """Before any work: a given weight, or the grid and the questions to choose one on."""
+        r = self.reranker
+        share = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1  # noqa: E731
+        if r["weight"] is not None:
+            if not share(r["weight"]):
+                raise ChipadaptError(f"eval.retrieval.reranker.weight: {r['weight']!r} is not a share between 0 and 1")
+            return
+        if not (self.fusion or {}).get("tune_on"):
             raise ChipadaptError(
                 "eval.retrieval.reranker.weight: null chooses it on eval.retrieval.fusion.tune_on, which is not set; "
                 "give a weight (1.0 = the cross-encoder's order alone)"
             )
+        weights = r.get("weights")
+        if not isinstance(weights, list) or not weights or not all(share(w) for w in weights):
+            raise ChipadaptError(
+                f"eval.retrieval.reranker.weights: {weights!r} is not a list of shares between 0 and 1 "
+                "(include 0, the first stage's own order, so that reranking never loses on the tuning questions)"
+            )
+        metric = self.fusion.get("metric")
+        if metric not in query_scores([], ("x",), self.ks, self.mrr_k):
+            raise ChipadaptError(
+                f"eval.retrieval.fusion.metric: {metric!r} is not one of hit@k, recall@k (k in {self.ks}), "
+                f"mrr@{self.mrr_k}"
+            )
+
+    def _choose_rerank_weight(self, name: str, reranked, all_queries) -> dict:
+        """The cross-encoder's share of `name`'s score, chosen on the fusion's tuning split."""
+        tune_on = self.fusion["tune_on"]
         tune = select_split(all_queries, tune_on, str(self.queries_path), "eval.retrieval.fusion.tune_on")
         choice = reranked.choose_weight(
             [q.query for q in tune],
@@ -121,7 +144,18 @@ class RetrievalTask(TaskBase):
             tune_on,
             choice["metric"],
         )
-        return {"tuned_on": tune_on, **choice}
+        return {"tuned_on": tune_on, **self._tuned_on_reported(tune_on), **choice}
+
+    def _tuned_on_reported(self, tune_on: str) -> dict:
+        """Say so when the questions a setting was chosen on are among those reported (split=dev, or all)."""
+        if self.split not in (tune_on, "all"):
+            return {}
+        log.warning(
+            "eval.retrieval.split=%s includes the %s questions settings were chosen on: its figures flatter them",
+            self.split,
+            tune_on,
+        )
+        return {"chosen_on_reported_questions": True}
 
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
         passages = load_passages(self.passages_path, self.build)
@@ -200,25 +234,10 @@ class RetrievalTask(TaskBase):
         unknown = [name for name in r["apply_to"] if name not in retrievers]
         if unknown:
             raise ChipadaptError(f"eval.retrieval.reranker.apply_to: {unknown[0]!r} is not one of {list(retrievers)}")
-        for value in [r["weight"]] if r["weight"] is not None else r["weights"]:
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ChipadaptError(f"eval.retrieval.reranker.weight(s): {value!r} is not a share between 0 and 1")
-        # One cross-encoder per first stage: each gets its own weight.
+        reranker = Reranker(r["path"], None, r["top_k"], r["batch_size"], r["max_tokens"])
+        # Each first stage gets its own weight and timer; the cross-encoder itself is loaded once.
         return [
-            (
-                f"{name}+rerank",
-                RerankedRetriever(
-                    retrievers[name],
-                    Reranker(
-                        r["path"],
-                        None,
-                        r["top_k"],
-                        r["batch_size"],
-                        r["max_tokens"],
-                        weight=1.0 if r["weight"] is None else r["weight"],
-                    ),
-                ),
-            )
+            (f"{name}+rerank", RerankedRetriever(retrievers[name], reranker.with_weight(r["weight"])))
             for name in r["apply_to"]
         ]
 
