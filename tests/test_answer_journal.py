@@ -142,3 +142,22 @@ def test_each_sample_of_a_prompt_is_its_own_answer_and_a_smaller_batch_keeps_the
     smaller = OmegaConf.merge(cfg, {"batch_size": 1})
     assert finished.key(cfg, model_folder) != finished.key(smaller, model_folder)  # the results' key counts it
     assert finished.key(cfg, model_folder, answers=True) == finished.key(smaller, model_folder, answers=True)
+
+
+def test_a_perplexity_window_scored_before_a_kill_is_not_scored_again(tmp_path, model_folder):
+    from chipadapt.eval.tasks.perplexity import PerplexityTask
+    from chipadapt.models.hf_folder import load_causal_lm
+
+    model = load_causal_lm(model_folder, "float32", "sdpa").eval()
+    piece, path = list(range(5, 40)), tmp_path / "answers.jsonl"
+    with answer_journal.recording(answer_journal.AnswerJournal(path, "k", model)) as journal:
+        first = PerplexityTask._window_nll(model, piece, journal)
+    assert first > 0
+
+    class Killed:  # the model is never asked again for a window it scored
+        def __getattr__(self, name):
+            raise AssertionError("scored again")
+
+    reopened = answer_journal.AnswerJournal(path, "k", model)
+    assert PerplexityTask._window_nll(Killed(), piece, reopened) == first
+    assert PerplexityTask._window_nll(model, piece, None) == pytest.approx(first)

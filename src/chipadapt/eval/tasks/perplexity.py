@@ -26,6 +26,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
 from chipadapt.eval.task_base import TaskBase
+from chipadapt.io.answer_journal import journal_for
 from chipadapt.models.token_bytes import token_byte_lengths
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
@@ -71,9 +72,24 @@ class PerplexityTask(TaskBase):
             docs = [d for d, keep in zip(docs, mask) if keep]
         return docs[: self.max_documents]
 
+    @staticmethod
+    def _window_nll(model, piece: list[int], journal) -> float:
+        """Summed negative log-likelihood of piece[1:] given what precedes each token in the piece; kept
+        in the task's answer journal, so a rerun after a kill does not score the window again."""
+        slot, found, nll = journal.ask(["window_nll", piece]) if journal is not None else (None, False, None)
+        if found:
+            return nll
+        window = torch.tensor([piece], device=model.device)
+        logits = model(input_ids=window[:, :-1]).logits.float()
+        nll = float(torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum"))
+        if journal is not None:
+            journal.record(slot, nll)
+        return nll
+
     @torch.no_grad()
     def run(self, model, tokenizer) -> dict[str, float]:
         results, self.items = {}, []
+        journal = journal_for(model)  # answers given before an interruption (io/answer_journal.py)
         rows = model.get_output_embeddings().weight.shape[0]
         byte_lengths = token_byte_lengths(tokenizer, rows)
         for name in self.splits:
@@ -92,13 +108,12 @@ class PerplexityTask(TaskBase):
                 for start in range(0, len(ids) - 1, self.max_length):
                     if self.max_tokens and n_tokens + doc_tokens >= self.max_tokens:
                         break
-                    window = torch.tensor([ids[start : start + self.max_length + 1]], device=model.device)
-                    if window.shape[1] < 2:
+                    piece = ids[start : start + self.max_length + 1]
+                    if len(piece) < 2:
                         continue
-                    logits = model(input_ids=window[:, :-1]).logits.float()
-                    targets = window[:, 1:]
-                    nll += float(torch.nn.functional.cross_entropy(logits[0], targets[0], reduction="sum"))
-                    n_bytes += int(byte_lengths[targets.cpu()].sum())
+                    nll += self._window_nll(model, piece, journal)
+                    targets = torch.tensor(piece[1:])
+                    n_bytes += int(byte_lengths[targets].sum())
                     doc_tokens += targets.numel()
                 n_tokens += doc_tokens
                 if doc_tokens:
