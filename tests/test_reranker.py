@@ -134,33 +134,29 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
 
     write_passages(passages, tmp_path / "passages.jsonl")
     queries = [{"id": name, "query": q, "positive_ids": [name], "split": "test"} for name, q in QUERIES.items()]
+
+    def task_settings(questions: list[dict], fusion: dict | None) -> dict:
+        return dict(
+            passages=str(tmp_path / "passages.jsonl"),
+            build=None,
+            queries=str(write_jsonl(tmp_path / f"queries{len(fusion or {})}.jsonl", questions)),
+            split="test",
+            encoders=OmegaConf.create({}),
+            dense=OmegaConf.create({}),
+            bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None, "context": False}),
+            hybrid=None,
+            fusion=OmegaConf.create(fusion) if fusion else None,
+            ks=[1, 4],
+            mrr_k=10,
+            limit=None,
+            index_dir=None,
+            misses_file=None,
+            misses_k=1,
+        )
+
+    rerank = {"path": str(tmp_path / "reranker"), "top_k": 4, "apply_to": ["bm25"], "batch_size": 8, "max_tokens": 64}
     task = RetrievalTask(
-        passages=str(tmp_path / "passages.jsonl"),
-        build=None,
-        queries=str(write_jsonl(tmp_path / "queries.jsonl", queries)),
-        split="test",
-        encoders=OmegaConf.create({}),
-        dense=OmegaConf.create({}),
-        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None, "context": False}),
-        hybrid=None,
-        fusion=None,
-        ks=[1, 4],
-        mrr_k=10,
-        limit=None,
-        index_dir=None,
-        misses_file=None,
-        misses_k=1,
-        reranker=OmegaConf.create(
-            {
-                "path": str(tmp_path / "reranker"),
-                "top_k": 4,
-                "apply_to": ["bm25"],
-                "batch_size": 8,
-                "max_tokens": 64,
-                "weight": 1.0,
-                "weights": [],
-            }
-        ),
+        **task_settings(queries, None), reranker=OmegaConf.create({**rerank, "weight": 1.0, "weights": []})
     )
     results = task.run()
     assert set(results) >= {"bm25", "bm25+rerank"} and results["bm25+rerank"]["rerank_ms_per_query"] > 0
@@ -170,24 +166,7 @@ def test_reranker_training_lowers_the_loss_and_puts_the_positive_first(tiny_bert
 
     # The weight chosen on the dev questions, reported on the test ones; bad settings fail before any work.
     split_queries = [{**q, "split": "dev" if i % 2 else "test"} for i, q in enumerate(queries)]
-    settings = dict(
-        passages=str(tmp_path / "passages.jsonl"),
-        build=None,
-        queries=str(write_jsonl(tmp_path / "split_queries.jsonl", split_queries)),
-        split="test",
-        encoders=OmegaConf.create({}),
-        dense=OmegaConf.create({}),
-        bm25=OmegaConf.create({"k1": 1.5, "b": 0.75, "stemmer": None, "stopwords": None, "context": False}),
-        hybrid=None,
-        fusion=OmegaConf.create({"tune_on": "dev", "metric": "mrr@10", "grid": {}}),
-        ks=[1, 4],
-        mrr_k=10,
-        limit=None,
-        index_dir=None,
-        misses_file=None,
-        misses_k=1,
-    )
-    rerank = {"path": str(tmp_path / "reranker"), "top_k": 4, "apply_to": ["bm25"], "batch_size": 8, "max_tokens": 64}
+    settings = task_settings(split_queries, {"tune_on": "dev", "metric": "mrr@10", "grid": {}})
     chosen = RetrievalTask(
         **settings, reranker=OmegaConf.create({**rerank, "weight": None, "weights": [0.0, 0.5, 1.0]})
     ).run()["bm25+rerank"]
