@@ -131,6 +131,8 @@ def handled(handler, timeout: float = 10.0) -> None:
 
 
 def _session(model):
+    import signal
+
     from omegaconf import OmegaConf
 
     from chipadapt.chat import ChatSession
@@ -140,6 +142,9 @@ def _session(model):
     session.template = type("T", (), {"prompt": staticmethod(lambda messages, attributes: "prompt")})()
     session.cfg = OmegaConf.create({"generate": {"temperature": 0, "top_p": 1, "max_new_tokens": 500}})
     session.attributes, session.order, session.messages, session.reply_attributes = {}, [], [], []
+    # As chat.run sets it before the conversation; a test run started as a background job (`cmd &`)
+    # inherits SIGINT ignored, and the tests check the handler is put back as it was.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return session
 
 

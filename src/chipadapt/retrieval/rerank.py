@@ -39,15 +39,14 @@ class Reranker:
         batch_size: int,
         max_tokens: int,
         device: str = "auto",
-        weight: float = 1.0,
     ):
-        """`weight`: the cross-encoder's share of each passage's score (`mix`); 1 = its order alone."""
         import torch
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.scorer = PairScorer(path, package, max_tokens, from_encoder=False, reset_pooler=False).to(device).eval()
-        self.top_k, self.batch_size, self.weight = top_k, batch_size, weight
+        self.top_k, self.batch_size = top_k, batch_size
+        self.weight = 1.0  # the cross-encoder's share of each passage's score (`mix`): its order alone until told
         self.seconds = 0.0  # time spent re-scoring, for ms/query added over the first stage
 
     def with_weight(self, weight: float | None) -> "Reranker":
