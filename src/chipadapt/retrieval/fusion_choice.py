@@ -34,6 +34,12 @@ def mean_metric(hits: Hits, positives: list[tuple[str, ...]], metric: str, ks: l
     return float(np.mean([float(s) for s in scores]))
 
 
+def check_tuning_metric(metric: str, ks: list[int], mrr_k: int) -> None:
+    """`fusion.metric`, which chooses the hybrid's fusion and a reranker's weight, must be a figure we compute."""
+    if metric not in query_scores([], ("x",), ks, mrr_k):
+        raise ChipadaptError(f"fusion.metric: {metric!r} is not one of hit@k, recall@k (k in {ks}), mrr@{mrr_k}")
+
+
 def choose_fusion(
     sparse_hits: Hits,
     dense_hits: Hits,
@@ -46,8 +52,7 @@ def choose_fusion(
     """The chosen setting ({"use": "fused"|"sparse"|"dense", "fusion", "weight", "rrf_k"}) and every
     score it was chosen from, on the questions whose part hits are given."""
     depth = max([*ks, mrr_k])
-    if metric not in query_scores([], ("x",), ks, mrr_k):
-        raise ChipadaptError(f"fusion.metric: {metric!r} is not one of hit@k, recall@k (k in {ks}), mrr@{mrr_k}")
+    check_tuning_metric(metric, ks, mrr_k)
     tried = []
     for setting in grid_settings(grid):
         fused = [

@@ -18,7 +18,7 @@ from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.outputs import check_output_file
 from chipadapt.retrieval.build import load_passages, make_retrievers
-from chipadapt.retrieval.fusion_choice import choose_fusion
+from chipadapt.retrieval.fusion_choice import check_tuning_metric, choose_fusion
 from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.misses import is_misses_file, write_misses
 from chipadapt.retrieval.queries import read_queries, select_split
@@ -117,12 +117,7 @@ class RetrievalTask(TaskBase):
                 f"eval.retrieval.reranker.weights: {weights!r} is not a list of shares between 0 and 1 "
                 "(include 0, the first stage's own order, so that reranking never loses on the tuning questions)"
             )
-        metric = self.fusion.get("metric")
-        if metric not in query_scores([], ("x",), self.ks, self.mrr_k):
-            raise ChipadaptError(
-                f"eval.retrieval.fusion.metric: {metric!r} is not one of hit@k, recall@k (k in {self.ks}), "
-                f"mrr@{self.mrr_k}"
-            )
+        check_tuning_metric(self.fusion.get("metric"), self.ks, self.mrr_k)
 
     def _choose_rerank_weight(self, name: str, reranked, all_queries) -> dict:
         """The cross-encoder's share of `name`'s score, chosen on the fusion's tuning split."""
