@@ -10,8 +10,20 @@ from chipadapt.errors import ChipadaptError
 FULL_CHECK_BYTES = 4 << 30
 
 
+# What a complete folder checkpoint holds besides its shards: Lightning's non-tensor state (FSDP
+# sharded) or DeepSpeed's pointer to its tag folder.
+FOLDER_MARKERS = ("meta.pt", "latest")
+
+
 def check_checkpoint(path: Path) -> None:
     hint = "resume=false starts the run over (the checkpoint is left where it is)"
+    if path.is_dir():
+        if not any((path / name).is_file() for name in FOLDER_MARKERS):
+            raise ChipadaptError(
+                f"{path}: a checkpoint folder without {' or '.join(FOLDER_MARKERS)}, so not a complete "
+                f"FSDP or DeepSpeed checkpoint; {hint}"
+            )
+        return
     try:
         with zipfile.ZipFile(path) as archive:
             if not any(name.endswith("data.pkl") for name in archive.namelist()):

@@ -34,11 +34,12 @@ def fsdp_strategy(
     limit_all_gathers: bool = True,
 ):
     """FSDP wrapping each decoder layer (full shard by default), optional activation checkpointing of
-    the same layers, sharded checkpoints (each rank writes its shard: fast resume at 70B)."""
-    from lightning.pytorch.strategies import FSDPStrategy
+    the same layers, sharded checkpoints (each rank writes its shard: fast resume at 70B), each
+    replaced whole (scaleout/whole_checkpoints.py)."""
+    from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP
 
     layers = _layer_classes(layer_classes)
-    return FSDPStrategy(
+    return WholeCheckpointFSDP(
         auto_wrap_policy=layers,
         activation_checkpointing_policy=layers if activation_checkpointing else None,
         sharding_strategy=sharding_strategy,
@@ -53,6 +54,8 @@ def deepspeed_strategy(stage: int, offload_optimizer: bool, offload_parameters: 
         import deepspeed  # noqa: F401
     except ImportError:
         raise ChipadaptError("trainer=deepspeed_*: DeepSpeed is not installed (pip install '.[gpu]')") from None
-    from lightning.pytorch.strategies import DeepSpeedStrategy
+    from chipadapt.scaleout.whole_checkpoints import WholeCheckpointDeepSpeed
 
-    return DeepSpeedStrategy(stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters)
+    return WholeCheckpointDeepSpeed(
+        stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters
+    )

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt import interrupts
 from chipadapt.errors import ChipadaptError
+from chipadapt.io import folder_swap
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.checkpoints import check_checkpoint
 from chipadapt.io.hashing import fingerprint_folder
@@ -88,13 +89,15 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
 def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | None:
     """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
     cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
-    settings, is a one-line error (`check`: pipeline.train checks before anything is written)."""
+    settings, is a one-line error (`check`: pipeline.train checks before anything is written). A
+    folder checkpoint whose replacement was cut off between its two renames is put back first."""
     ckpt = out / "checkpoints" / "last.ckpt"
+    if cfg.resume:
+        folder_swap.recover(ckpt)
     if not cfg.resume or not ckpt.exists():
         return None
     if check:
-        if ckpt.is_file():
-            check_checkpoint(ckpt)
+        check_checkpoint(ckpt)
         check_resume_settings(ckpt, cfg)
     return str(ckpt)
 

@@ -1,0 +1,70 @@
+"""A checkpoint folder replaced whole: the new one is written beside it and swapped in by two renames.
+
+Sharded checkpoints (FSDP, DeepSpeed) are folders that every rank writes its part of. Written in
+place over the previous checkpoint, a save cut short (a preempted job, a killed process, a full
+disk) leaves old and new parts mixed, which resumes into a wrong state or not at all. Here the new
+checkpoint is written to `.NAME.partial` beside `NAME`; once complete, `NAME` is moved aside to
+`.NAME.old`, the new one is renamed in and the old one removed. At every moment one complete
+checkpoint exists: `NAME`, or (cut between the two renames) `.NAME.old`, which `recover` puts back.
+Both hidden names are ours, so removing them deletes nothing a user made.
+"""
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def partial_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.partial"
+
+
+def old_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.old"
+
+
+def discard(path: Path) -> None:
+    """Remove a file or folder we wrote, whichever it is (gone already is fine: another node's rank
+    sharing the filesystem may have removed it first)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def recover(path: Path) -> bool:
+    """Put `.NAME.old` back as `NAME` when a swap was cut between its two renames (True when it did);
+    an `.NAME.old` beside a whole `NAME` is a leftover of a finished swap and is removed."""
+    old = old_path(path)
+    if not (old.exists() or old.is_symlink()):
+        return False
+    if path.exists() or path.is_symlink():
+        discard(old)
+        return False
+    try:
+        os.replace(old, path)
+    except FileNotFoundError:  # another process sharing the folder put it back first
+        return False
+    log.warning("%s: put back the previous checkpoint; a save was cut off while it replaced it", path)
+    return True
+
+
+def prepare(path: Path) -> Path:
+    """Before a save into `.NAME.partial`: `NAME` whole again if a swap was cut, and no partial
+    folder left by a save that was cut; returns the partial path to write to."""
+    recover(path)
+    partial = partial_path(path)
+    discard(partial)
+    return partial
+
+
+def swap_in(path: Path) -> None:
+    """The complete `.NAME.partial` becomes `NAME`; the checkpoint it replaces is removed after."""
+    partial, old = partial_path(path), old_path(path)
+    if path.exists() or path.is_symlink():
+        discard(old)
+        os.replace(path, old)
+    os.replace(partial, path)
+    discard(old)
