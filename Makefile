@@ -55,5 +55,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/eval_speed.py
 	$(PY) benchmarks/retrieval.py
 
+# Only what the tools here regenerate: outputs/ and multirun/ hold users' trained models and runs.
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf .pytest_cache

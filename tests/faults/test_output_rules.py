@@ -129,3 +129,65 @@ def test_a_filesystem_without_flock_runs_unlocked_with_a_warning(tmp_path, monke
             ran.append(True)
     assert ran == [True]
     assert "the run folder is not locked" in caplog.text and "entry is built without a lock" in caplog.text
+
+
+def test_a_new_metric_name_rewrites_metrics_csv_whole_and_a_failed_rewrite_keeps_the_curve(tmp_path, monkeypatch):
+    import csv
+
+    from chipadapt.loggers.csv import AppendingCSVLogger
+
+    logger = AppendingCSVLogger(save_dir=str(tmp_path), name="", version="")
+    logger.log_metrics({"train/loss": 2.0}, step=0)
+    logger.save()
+    logger.log_metrics({"train/loss": 1.5, "val/loss": 1.7}, step=1)  # a new name: the header is rewritten
+    logger.save()
+    metrics = tmp_path / "metrics.csv"
+    rows = list(csv.DictReader(metrics.open(newline="")))
+    assert [(r["step"], r["train/loss"], r["val/loss"]) for r in rows] == [("0", "2.0", ""), ("1", "1.5", "1.7")]
+    assert oct(metrics.stat().st_mode & 0o777) == oct(0o666 & ~umask())
+
+    before = metrics.read_bytes()
+    logger.log_metrics({"lr": 1e-3}, step=2)
+
+    def killed(self, rows):  # the process dies while the rows are being written again
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        logger.save()
+    assert metrics.read_bytes() == before  # Lightning's own rewrite had emptied the file by then
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    logger.log_hyperparams({"optim": {"lr": 1e-3}})
+    assert "lr: 0.001" in (tmp_path / "hparams.yaml").read_text()
+
+
+def umask() -> int:
+    from chipadapt.io.outputs import current_umask
+
+    return current_umask()
+
+
+def test_a_rebuilt_model_is_swapped_in_whole_with_the_restored_records_kept(tmp_path):
+    from chipadapt.io import folder_swap
+    from chipadapt.reproduce.runner import put_in_place
+
+    model, built = tmp_path / "step" / "model", tmp_path / ".rebuild" / "step" / "model"
+    model.mkdir(parents=True)
+    (model / "tokenizer_report.json").write_text("restored")
+    for folder in (built, tmp_path / "second"):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_text("weights")
+        (folder / "tokenizer_report.json").write_text("the rebuild's own")
+    put_in_place(built, model)
+    assert (model / "model.safetensors").read_text() == "weights" and not built.exists()
+    assert (model / "tokenizer_report.json").read_text() == "restored"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["model"]
+
+    # A kill between the swap's two renames: the next rebuild puts the folder back before anything else.
+    (model / "model.safetensors").unlink()
+    model.rename(folder_swap.old_path(model))
+    put_in_place(tmp_path / "second", model)
+    assert (model / "tokenizer_report.json").read_text() == "restored"
+    assert (model / "model.safetensors").read_text() == "weights"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["model"]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chipadapt.io.outputs import publish_folder
+from chipadapt.io.outputs import current_umask, publish_folder
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -19,6 +19,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from a group
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -41,6 +42,7 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=dest.suffix or ".tmp")
+    os.fchmod(fd, 0o666 & ~current_umask())  # kept by a writer that opens the name again
     os.close(fd)
     try:
         yield Path(tmp)

@@ -16,7 +16,9 @@ FOLDER_MARKERS = ("meta.pt", "latest")
 
 
 def check_checkpoint(path: Path) -> None:
-    hint = "resume=false starts the run over (the checkpoint is left where it is)"
+    hint = (
+        "resume=false starts the run over here (this checkpoint is replaced at its first save: move it away to keep it)"
+    )
     if path.is_dir():
         if not any((path / name).is_file() for name in FOLDER_MARKERS):
             raise ChipadaptError(

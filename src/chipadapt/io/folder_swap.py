@@ -5,7 +5,8 @@ place over the previous checkpoint, a save cut short (a preempted job, a killed 
 disk) leaves old and new parts mixed, which resumes into a wrong state or not at all. Here the new
 checkpoint is written to `.NAME.partial` beside `NAME`; once complete, `NAME` is moved aside to
 `.NAME.old`, the new one is renamed in and the old one removed. At every moment one complete
-checkpoint exists: `NAME`, or (cut between the two renames) `.NAME.old`, which `recover` puts back.
+checkpoint exists: `NAME`, or (cut between the two renames) `.NAME.partial` and `.NAME.old`, of
+which `recover` puts the newer in place.
 Both hidden names are ours, so removing them deletes nothing a user made.
 """
 
@@ -35,19 +36,22 @@ def discard(path: Path) -> None:
 
 
 def recover(path: Path) -> bool:
-    """Put `.NAME.old` back as `NAME` when a swap was cut between its two renames (True when it did);
-    an `.NAME.old` beside a whole `NAME` is a leftover of a finished swap and is removed."""
-    old = old_path(path)
+    """Finish a swap that was cut between its two renames (True when it did): `.NAME.partial` is then
+    complete (it is renamed only after every rank has written its part) and becomes `NAME`; without it,
+    `.NAME.old` is put back. An `.NAME.old` beside a whole `NAME` is a leftover of a finished swap and
+    is removed."""
+    old, partial = old_path(path), partial_path(path)
     if not (old.exists() or old.is_symlink()):
         return False
     if path.exists() or path.is_symlink():
         discard(old)
         return False
     try:
-        os.replace(old, path)
-    except FileNotFoundError:  # another process sharing the folder put it back first
+        os.replace(partial if partial.exists() else old, path)
+    except FileNotFoundError:  # another process sharing the folder finished it first
         return False
-    log.warning("%s: put back the previous checkpoint; a save was cut off while it replaced it", path)
+    discard(old)
+    log.warning("%s: finished replacing the checkpoint; the save that replaced it was cut off midway", path)
     return True
 
 

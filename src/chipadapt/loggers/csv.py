@@ -2,14 +2,21 @@
 
 Lightning's CSVLogger removes metrics.csv when its folder is not empty. A run resumed in the same
 folder must keep the curve it already logged, so this writer adopts the existing header instead.
+Lightning also rewrites metrics.csv in place whenever a new metric name appears (the first
+validation of every run) and hparams.yaml at each call: a kill or a full disk then left an empty or
+cut file, the whole logged curve lost. Both are written beside and renamed over here.
 """
 
 import csv
+import io
 import os
 
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from chipadapt.io.atomic import atomic_file, write_text_atomic
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -17,6 +24,20 @@ class _AppendingWriter(ExperimentWriter):
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = sorted(next(csv.reader(handle), []))
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.metrics_file_path, buffer.getvalue())
+
+    def log_hparams(self, params: dict) -> None:
+        self.hparams.update(params)
+        with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
+            save_hparams_to_yaml(tmp, self.hparams)
 
 
 class AppendingCSVLogger(CSVLogger):

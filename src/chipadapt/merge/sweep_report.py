@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 
-from chipadapt.io.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from chipadapt.io.atomic import atomic_file, write_json_atomic, write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def plot(
     ax.set_title("Merge sweep: domain vs. instruction following (labels: lambda)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:  # a crash mid-write keeps the previous plot whole
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io import folder_swap
 from chipadapt.report import console
 from chipadapt.reproduce.choices import Choice, NotReady, choose
 from chipadapt.reproduce.fingerprint import (
@@ -245,16 +246,23 @@ def run_step(step: Step, choice: Choice | None, out: Path, ledger: Ledger, progr
 
 def put_in_place(built: Path, model: Path) -> None:
     """The rebuilt model's files into the step's model folder. Records restored there (the tokenizer
-    step writes its report beside its weights) stay as they are: the later steps were measured with them."""
+    step writes its report beside its weights) stay as they are: the later steps were measured with them.
+    The folder is assembled beside the old one and swapped in whole (io/folder_swap.py): a kill midway
+    never leaves weights without the files that go with them, which later steps would take as done."""
+    folder_swap.recover(model)  # a swap cut between its renames: the restored records back first
     if not model.exists():
-        shutil.move(str(built), str(model))
+        os.replace(built, model)
         return
-    for entry in built.iterdir():
-        if not (model / entry.name).exists():
-            shutil.move(str(entry), str(model / entry.name))
-    # What is left are the rebuild's own copies of those records: removed, so that a later rebuild of the
-    # step in the same scratch folder does not find a half-emptied model folder there.
-    shutil.rmtree(built)
+    for entry in model.iterdir():  # the restored records win over the rebuild's own copies
+        target = built / entry.name
+        folder_swap.discard(target)
+        if entry.is_dir():
+            shutil.copytree(entry, target)
+        else:
+            shutil.copy2(entry, target)
+    folder_swap.discard(folder_swap.partial_path(model))  # left by a kill between the two steps here
+    os.replace(built, folder_swap.partial_path(model))
+    folder_swap.swap_in(model)
 
 
 def rebuild_step(step: Step, steps: list[Step], out: Path, ledger: Ledger, progress: Progress, task) -> None:

@@ -30,13 +30,15 @@ class WholeFolderSaves:
             return super().save_checkpoint(checkpoint, filepath, storage_options)
         path = Path(self.broadcast(str(filepath)))
         partial = folder_swap.partial_path(path)
-        if self.local_rank == 0:  # one rank per node: a node-local disk is prepared too
+        # Rank 0 alone touches the folders. The disk is one all ranks share: FSDP writes meta.pt and
+        # DeepSpeed `latest` on rank 0 only, so a node's own disk never holds a checkpoint to resume.
+        if self.global_rank == 0:
             folder_swap.prepare(path)
         self.barrier("chipadapt.checkpoint.prepared")
         try:
             super().save_checkpoint(checkpoint, partial, storage_options)
         except BaseException as err:
-            if self.local_rank == 0:
+            if self.global_rank == 0:
                 folder_swap.discard(partial)  # the previous checkpoint is untouched; free the space
             full = disk_full_error(err)
             if full is not None and not full.filename:
@@ -46,8 +48,6 @@ class WholeFolderSaves:
         if self.global_rank == 0:
             folder_swap.swap_in(path)
         self.barrier("chipadapt.checkpoint.swapped")
-        if self.local_rank == 0 and partial.exists():
-            folder_swap.swap_in(path)  # a node whose disk rank 0 does not share: its ranks' parts
 
 
 class WholeCheckpointFSDP(WholeFolderSaves, FSDPStrategy):

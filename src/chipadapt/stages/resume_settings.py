@@ -56,7 +56,11 @@ LENGTH = ("trainer.max_steps", "trainer.max_epochs")
 WARNED = (*LENGTH, "gradient_checkpointing")
 SHOWN = 6  # changes named in the error
 # A folder checkpoint (sharded FSDP, DeepSpeed) keeps what is not a tensor in one of these.
-FOLDER_METADATA = ("meta.pt", "checkpoint/mp_rank_00_model_states.pt")
+FOLDER_METADATA = (
+    "meta.pt",  # FSDP sharded
+    "checkpoint/mp_rank_00_model_states.pt",  # DeepSpeed ZeRO 1-2
+    "checkpoint/zero_pp_rank_0_mp_rank_00_model_states.pt",  # DeepSpeed ZeRO 3
+)
 
 
 def ends_with(key: str, names: tuple[str, ...]) -> bool:

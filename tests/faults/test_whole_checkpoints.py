@@ -1,5 +1,7 @@
 """Folder checkpoints (sharded FSDP, DeepSpeed) replaced whole: a save cut short keeps the last one."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import compose
@@ -7,7 +9,7 @@ from conftest import compose
 from chipadapt.errors import ChipadaptError
 from chipadapt.io import folder_swap
 from chipadapt.io.checkpoints import check_checkpoint
-from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP, WholeFolderSaves
+from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP
 
 
 def fsdp_sharded():
@@ -76,6 +78,13 @@ def test_a_swap_cut_between_its_renames_is_put_back_before_resuming(tmp_path):
     assert resume_checkpoint(cfg, out) == str(ckpt)
     assert torch.equal(saved_weight(ckpt), torch.full((4, 4), 1.0)) and hidden_siblings(ckpt) == []
 
+    # Cut after every rank had written the new one: the new one is finished into place.
+    fsdp_sharded().save_checkpoint(lightning_checkpoint(2.0), ckpt)
+    ckpt.rename(folder_swap.old_path(ckpt))
+    fsdp_sharded().save_checkpoint(lightning_checkpoint(3.0), folder_swap.partial_path(ckpt))
+    assert resume_checkpoint(cfg, out) == str(ckpt)
+    assert torch.equal(saved_weight(ckpt), torch.full((4, 4), 3.0)) and hidden_siblings(ckpt) == []
+
     # The same state met by the next save (a run started over with resume=false) is put back first,
     # so a save that then fails still leaves the previous checkpoint.
     ckpt.rename(folder_swap.old_path(ckpt))
@@ -92,41 +101,46 @@ def test_a_checkpoint_folder_without_its_metadata_is_refused_in_one_line(tmp_pat
         check_checkpoint(folder)
 
 
-class FolderWriter:
-    """A strategy that writes its checkpoint as DeepSpeed's engine does: a tag folder and `latest`."""
+def save_from_two_ranks(rank: int, root: str, port: int) -> None:
+    """One of two gloo ranks of a sharded save: each writes its own half of `w` (torch.distributed.checkpoint)."""
+    import os
 
-    def __init__(self, global_rank: int, local_rank: int):
-        self.global_rank, self.local_rank, self.barriers = global_rank, local_rank, []
+    import torch.distributed as dist
+    from lightning.fabric.plugins.environments import LightningEnvironment
+    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
 
-    def broadcast(self, obj):
-        return obj
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        environment = LightningEnvironment()
+        environment.set_global_rank(rank)
+        environment.set_world_size(2)
+        strategy = WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
+        mesh = DeviceMesh("cpu", [0, 1])
+        for step in (1, 2):
+            full = torch.arange(16.0).view(4, 4) * step
+            state = {"w": distribute_tensor(full, mesh, [Shard(0)])}
+            strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
+            # Rank 1 may only go on once rank 0 has swapped the folder in: the same view on both.
+            listing = sorted(p.name for p in folder_swap.partial_path(Path(root)).parent.iterdir())
+            assert listing == ["last.ckpt"], (rank, listing)
+    finally:
+        dist.destroy_process_group()
 
-    def barrier(self, name=None):
-        self.barriers.append(name)
 
-    def save_checkpoint(self, checkpoint, filepath, storage_options=None):
-        (filepath / "checkpoint").mkdir(parents=True, exist_ok=True)
-        (filepath / "checkpoint" / f"rank{self.global_rank}.pt").write_text(str(checkpoint["step"]))
-        (filepath / "latest").write_text("checkpoint")
+def test_two_ranks_write_their_shards_into_one_folder_that_is_swapped_in_once(tmp_path):
+    import socket
 
+    import torch.multiprocessing as mp
 
-class DeepSpeedLike(WholeFolderSaves, FolderWriter):
-    pass
-
-
-def test_every_node_swaps_in_its_own_parts_when_rank_zero_does_not_share_its_disk(tmp_path):
-    node0, node1 = tmp_path / "node0" / "last.ckpt", tmp_path / "node1" / "last.ckpt"
-    for step in (1, 2):
-        DeepSpeedLike(0, 0).save_checkpoint({"step": step}, node0)
-        second_node = DeepSpeedLike(8, 0)
-        second_node.save_checkpoint({"step": step}, node1)
-    assert (node0 / "checkpoint" / "rank0.pt").read_text() == "2" and hidden_siblings(node0) == []
-    assert (node1 / "checkpoint" / "rank8.pt").read_text() == "2" and hidden_siblings(node1) == []
-    assert second_node.barriers == [
-        "chipadapt.checkpoint.prepared",
-        "chipadapt.checkpoint.written",
-        "chipadapt.checkpoint.swapped",
-    ]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ckpt = tmp_path / "last.ckpt"
+    mp.spawn(save_from_two_ranks, args=(str(ckpt), port), nprocs=2, join=True)
+    assert sorted(p.name for p in ckpt.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert torch.equal(saved_weight(ckpt), torch.arange(16.0).view(4, 4) * 2)
+    assert torch.load(ckpt / "meta.pt")["global_step"] == 2 and hidden_siblings(ckpt) == []
 
 
 def test_fsdp_on_cpu_is_one_line_not_torchs_traceback(tmp_path):
