@@ -191,3 +191,17 @@ def test_a_rebuilt_model_is_swapped_in_whole_with_the_restored_records_kept(tmp_
     assert (model / "tokenizer_report.json").read_text() == "restored"
     assert (model / "model.safetensors").read_text() == "weights"
     assert sorted(p.name for p in model.parent.iterdir()) == ["model"]
+
+
+def test_a_resumed_run_starts_its_rows_on_a_new_line_after_one_cut_short(tmp_path):
+    import csv
+
+    from chipadapt.loggers.csv import AppendingCSVLogger
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_bytes(b"step,train/loss\r\n0,2.0\r\n1,1.9")  # the run was killed inside its last row
+    logger = AppendingCSVLogger(save_dir=str(tmp_path), name="", version="")
+    logger.log_metrics({"train/loss": 1.8}, step=1)
+    logger.save()
+    rows = list(csv.DictReader(metrics.open(newline="")))
+    assert [(r["step"], r["train/loss"]) for r in rows] == [("0", "2.0"), ("1", "1.9"), ("1", "1.8")]

@@ -24,6 +24,14 @@ class _AppendingWriter(ExperimentWriter):
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = sorted(next(csv.reader(handle), []))
+            with open(self.metrics_file_path, "rb+") as handle:
+                # A row cut short by a kill or a full disk: end it, so the resumed run's rows start on
+                # their own line instead of being glued onto it (the cut row stays, short by some fields).
+                size = handle.seek(0, os.SEEK_END)
+                if size:
+                    handle.seek(size - 1)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\r\n")
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         with open(self.metrics_file_path, newline="") as handle:
