@@ -51,7 +51,7 @@ def recover(path: Path) -> bool:
     except FileNotFoundError:  # another process sharing the folder finished it first
         return False
     discard(old)
-    log.warning("%s: finished replacing the checkpoint; the save that replaced it was cut off midway", path)
+    log.warning("%s: finished its replacement, which was cut off between its two renames", path)
     return True
 
 
