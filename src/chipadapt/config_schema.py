@@ -67,6 +67,44 @@ class ModelSchema:
     gradient_checkpointing: bool = MISSING
 
 
+@dataclass
+class CurateLimitsSchema:
+    max_bytes: int = MISSING
+    min_chars: int = MISSING
+    max_lines: int = MISSING
+
+
+@dataclass
+class CurateGeneratedSchema:
+    banners: list[str] = field(default_factory=lambda: MISSING)
+    banner_lines: int = MISSING
+    max_mean_line_length: float = MISSING
+    max_line_length: int = MISSING
+    max_compression_ratio: float = MISSING
+    netlist_instance_share: float = MISSING
+
+
+@dataclass
+class CurateDedupSchema:
+    near: bool = MISSING
+    num_perm: int = MISSING
+    shingle: int = MISSING
+    threshold: float = MISSING
+
+
+@dataclass
+class CurateSchema:
+    """`data.curate` (python -m chipadapt.data.curate)."""
+
+    inputs: list[str] = field(default_factory=lambda: MISSING)
+    workers: int = MISSING
+    docs_per_shard: int = MISSING
+    redact: bool = MISSING
+    limits: CurateLimitsSchema = field(default_factory=CurateLimitsSchema)
+    generated: CurateGeneratedSchema = field(default_factory=CurateGeneratedSchema)
+    dedup: CurateDedupSchema = field(default_factory=CurateDedupSchema)
+
+
 GROUPS = {"optim": OptimSchema, "merge": MergeSchema, "model": ModelSchema}
 ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
 DTYPES = ("float32", "bfloat16", "float16")
@@ -173,6 +211,34 @@ def check_blend(data: dict) -> None:
                 _number(f"data.{split}.{name}.max_bytes", spec["max_bytes"], 0, low_open=True)
 
 
+# data.curate's numbers: (lowest, highest, lowest excluded); a whole number where the schema says int.
+CURATE_BOUNDS = {
+    "workers": (1, None, False),
+    "docs_per_shard": (1, None, False),
+    "limits.max_bytes": (0, None, True),
+    "limits.min_chars": (0, None, False),
+    "limits.max_lines": (1, None, False),
+    "generated.banner_lines": (0, None, False),
+    "generated.max_mean_line_length": (0, None, True),
+    "generated.max_line_length": (0, None, True),
+    "generated.max_compression_ratio": (0, None, True),
+    "generated.netlist_instance_share": (0, 1, False),
+    # A shingle of 0 words makes every document the same empty set: all but one would go as near-duplicates.
+    "dedup.shingle": (1, None, False),
+    "dedup.num_perm": (2, None, False),
+    "dedup.threshold": (0, 1, True),
+}
+
+
+def check_curate(curate: dict) -> None:
+    for dotted, (low, high, low_open) in CURATE_BOUNDS.items():
+        section, _, key = dotted.rpartition(".")
+        values = curate.get(section) if section else curate
+        value = values.get(key, "???") if isinstance(values, dict) else "???"
+        if value != "???":
+            _number(f"data.curate.{dotted}", value, low, high, low_open)
+
+
 def check_device(device: str) -> None:
     """The root `device` (evaluate, merge): auto or a torch device this machine has."""
     if device == "auto":
@@ -257,3 +323,5 @@ def validate(cfg: DictConfig) -> None:
     data = cfg.get("data")
     if isinstance(data, DictConfig) and "seq_len" in data:  # a training blend (curation has data.curate)
         check_blend(_typed("data", BlendSchema, data))
+    if isinstance(data, DictConfig) and isinstance(data.get("curate"), DictConfig):
+        check_curate(_typed("data.curate", CurateSchema, data.curate))

@@ -212,3 +212,38 @@ def test_compare_writes_only_to_its_run_folder_a_new_folder_or_its_own_earlier_o
     with pytest.raises(ChipadaptError, match=r"holds a previous compare output; overwrite=true replaces it"):
         output_folder(cfg(tmp_path / "cmp"), runs)
     assert output_folder(cfg(tmp_path / "cmp", overwrite=True), runs) == tmp_path / "cmp"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.curate.dedup.threshold=1.5", r"data.curate.dedup.threshold: 1.5 must be <= 1"),
+        ("data.curate.limits.min_chars=abc", r"data.curate.limits.min_chars: Value 'abc'"),
+        ("data.curate.dedup.shingle=0", r"data.curate.dedup.shingle: 0 must be >= 1"),
+        ("data.curate.workers=-1", r"data.curate.workers: -1 must be >= 1"),
+        ("+data.curate.dedup.nope=1", r"data.curate.dedup.nope: unknown key"),
+    ],
+)
+def test_curation_settings_are_checked_with_the_config(override, message):
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.config_schema import validate
+
+    def curate_section(overrides):  # without Hydra's run-time settings, which only a run has
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return OmegaConf.create({"data": OmegaConf.to_container(compose("curate", overrides).data)})
+
+    validate(curate_section([]))
+    with pytest.raises(ChipadaptError, match=message):
+        validate(curate_section([override]))
+
+
+def test_near_dedup_settings_datasketch_cannot_band_are_one_line_before_any_output(tmp_path):
+    from chipadapt.curation.dedup import lsh_index
+
+    lsh_index(128, 0.85)
+    with pytest.raises(ChipadaptError, match=r"data.curate.dedup.num_perm: 8 permutations .* num_perm=16 works"):
+        lsh_index(8, 0.85)
+    with pytest.raises(ChipadaptError, match="a lower threshold works"):
+        lsh_index(128, 1.0)

@@ -10,6 +10,8 @@ import re
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from chipadapt.errors import ChipadaptError
+
 _WORD = re.compile(r"\w+")
 # Signatures are made in workers and rebuilt in the main process: the scheme must be the same.
 SCHEME = "affine32"
@@ -28,12 +30,34 @@ def minhash_signature(text: str, num_perm: int, shingle: int) -> np.ndarray:
     return sketch.hashvalues
 
 
+def lsh_index(num_perm: int, threshold: float) -> MinHashLSH:
+    """datasketch's LSH index; settings it cannot split into at least 2 bands (too few permutations
+    for a high threshold) are a one-line error naming the smallest num_perm that works."""
+    try:
+        return MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as err:
+        enough = next((n for n in (2**k for k in range(4, 13)) if _splits(n, threshold)), None)
+        fix = f"num_perm={enough}" if enough else "a lower threshold"
+        raise ChipadaptError(
+            f"data.curate.dedup.num_perm: {num_perm} permutations at data.curate.dedup.threshold={threshold} "
+            f"({err}); {fix} works"
+        ) from None
+
+
+def _splits(num_perm: int, threshold: float) -> bool:
+    try:
+        MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError:
+        return False
+    return True
+
+
 class Deduplicator:
     def __init__(self, near: bool, num_perm: int, threshold: float):
         self.seen: dict[str, str] = {}  # content hash -> id of the kept document
         self.near = near
         self.num_perm = num_perm
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if near else None
+        self.lsh = lsh_index(num_perm, threshold) if near else None
         self.exact_removed = 0
         self.near_removed = 0
         self.clusters: dict[str, list[str]] = {}  # kept id -> removed ids (for the report)

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chipadapt.curation.dedup import Deduplicator
+from chipadapt.curation.dedup import Deduplicator, lsh_index
 from chipadapt.curation.filters import GeneratedRules
 from chipadapt.curation.process import Settings, process_unit
 from chipadapt.curation.report import chars_chart, summary_table
@@ -72,6 +72,8 @@ def curate(cfg: DictConfig, dest: Path, overwrite: bool = False) -> dict:
     """Curate `cfg.inputs` into the folder `dest`: its shards and report appear together, in one
     rename, only when the run completes (a killed run leaves no shards; a rerun never mixes two)."""
     inputs = source_names(OmegaConf.to_container(cfg.inputs, resolve=True) or [])
+    if cfg.dedup.near:  # checked before any output exists
+        lsh_index(int(cfg.dedup.num_perm), float(cfg.dedup.threshold))
     dest = check_output_folder(
         dest, "curate", "output", overwrite, [(f"data.curate.inputs[{name}]", path) for name, path in inputs.items()]
     )
