@@ -32,3 +32,16 @@ def test_auto_devices_is_one_process_without_a_gpu_and_one_per_gpu_with_them():
 
     _, trainer = cfgs(8, 1, devices="auto", accelerator="auto")
     assert world_size(trainer) == (torch.cuda.device_count() if torch.cuda.is_available() else 1)
+
+
+def test_the_plan_counts_the_steps_lightning_will_take_and_says_when_max_steps_is_capped():
+    from chipadapt.batch_plan import planned_steps
+
+    assert planned_steps(55, -1, 1) == (55, None)  # one pass over the blend, the default
+    assert planned_steps(55, 600, 20) == (600, None)  # 20 epochs hold 1,100 steps: max_steps ends it
+    assert planned_steps(55, 30, 1) == (30, None)
+    steps, note = planned_steps(55, 400, 1)
+    assert steps == 55 and "trainer.max_steps=400 is more than trainer.max_epochs=1 holds" in note
+    assert planned_steps(55, 23200, None) == (23200, None)  # max_epochs unset with max_steps: no epoch limit
+    assert planned_steps(55, -1, None) == (55_000, None)  # neither set: Lightning's 1000 epochs
+    assert planned_steps(55, 70, -1) == (70, None)

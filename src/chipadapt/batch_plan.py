@@ -49,6 +49,26 @@ def batch_plan(data_cfg: DictConfig, trainer_cfg: DictConfig) -> BatchPlan:
     return BatchPlan(global_batch, micro, world, global_batch // (micro * world), int(data_cfg.seq_len))
 
 
+def planned_steps(steps_per_epoch: int, max_steps: int | None, max_epochs: int | None) -> tuple[int, str | None]:
+    """The optimizer steps a run takes, and a note when trainer.max_steps asks for more than the epochs
+    hold. Lightning stops at whichever of max_steps and max_epochs comes first; max_epochs unset is
+    1000 epochs when max_steps is unset too, else no limit, and -1 is no limit."""
+    max_steps = max_steps if max_steps and max_steps > 0 else None
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps is None else -1
+    by_epochs = steps_per_epoch * max_epochs if max_epochs >= 0 else None
+    limits = [s for s in (max_steps, by_epochs) if s is not None]
+    steps = min(limits) if limits else 0  # neither: no end (max_epochs=-1 without max_steps)
+    note = None
+    if max_steps is not None and by_epochs is not None and by_epochs < max_steps:
+        note = (
+            f"trainer.max_steps={max_steps} is more than trainer.max_epochs={max_epochs} holds "
+            f"({steps_per_epoch:,} steps an epoch): the run stops after {by_epochs:,}; raise trainer.max_epochs "
+            "(or the sources' epochs) to train longer"
+        )
+    return steps, note
+
+
 def _count(n: int) -> str:
     return f"{n / 1e9:.3f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
 

@@ -17,7 +17,6 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
     run = tmp_path / "run"
     common = [
         *TINY_FAST,
-        "stage.validate_before=false",
         "callbacks.checkpoint.every_n_train_steps=100",
         "trainer.max_steps=5",
         f"hydra.run.dir={run}",
@@ -29,6 +28,8 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
     assert "Traceback" not in stopped.stderr and "chipadapt: interrupted" in stopped.stderr
     manifest = read_manifest(run)
     assert manifest["status"] == "interrupted"
+    before = manifest["metrics"]["before"]
+    assert before["domain"]["loss"] > 0
     assert (run / "checkpoints" / "last.ckpt").is_file()  # written on the signal, not by the every-100-steps rule
     assert not (run / "model").exists()
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
@@ -37,6 +38,9 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     manifest = read_manifest(run)
     assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 5
+    # The starting model's validation came back with the checkpoint: before/after survives the interruption.
+    assert manifest["metrics"]["before"] == before and manifest["metrics"]["after"]["domain"]["loss"] > 0
+    assert isinstance(manifest["metrics"]["train_loss"], float)
     with open(run / "metrics.csv") as handle:  # every step's loss is logged once, the interrupted run's last one too
         steps = sorted(int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss"))
     assert steps == list(range(5))

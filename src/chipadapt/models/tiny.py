@@ -111,7 +111,10 @@ class TinyLlama:
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-        torch.manual_seed(s["seed"])
-        model = LlamaForCausalLM(config)
+        # Its own random stream: the run that builds the model must go on with the same global random
+        # state as one that finds it cached, or a new head (the attribute model's) starts elsewhere.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s["seed"])
+            model = LlamaForCausalLM(config)
         log.info("built tiny Llama (%d parameters) at %s", model.num_parameters(), folder)
         return save_hf_folder(model, tokenizer, folder)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chipadapt.batch_plan import batch_plan, describe_plan
+from chipadapt.batch_plan import batch_plan, describe_plan, planned_steps
 from chipadapt.data.chat_templates import StringTemplate
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.manifest import RunManifest
@@ -39,8 +39,10 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     module = instantiate(cfg.stage.module)(model_folder=folder, val_split_names=datamodule.val_split_names)
 
     steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
-    max_steps = int(cfg.trainer.get("max_steps") or -1)
-    steps = min(max_steps, steps_per_epoch) if max_steps > 0 else steps_per_epoch
+    epochs = cfg.trainer.get("max_epochs")
+    steps, note = planned_steps(steps_per_epoch, cfg.trainer.get("max_steps"), None if epochs is None else int(epochs))
+    if note:
+        log.warning("%s", note)
     summary = describe_plan(plan, steps, cfg.plan.tokens_per_s_per_gpu, cfg.plan.gpu)
     log.info("%s", summary)
     manifest.update("plan", {"text": summary, "steps": steps, "tokens": steps * plan.tokens_per_step})
@@ -61,13 +63,12 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         cfg, out, manifest, module, datamodule, save, plan.accumulation, validate_before=cfg.stage.validate_before
     )
     throughput = trained.callbacks.get("throughput")
-    callback_metrics = trained.trainer.callback_metrics
     metrics = {
         "before": trained.before,
         "after": trained.after,
         "global_step": trained.trainer.global_step,
         "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
-        "train_loss": float(callback_metrics["train/loss"]) if "train/loss" in callback_metrics else None,
+        "train_loss": trained.train_loss,
     }
     manifest.update("metrics", metrics)
     if trained.before:

@@ -76,7 +76,7 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
         accumulate_grad_batches=accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
         logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
-        callbacks=[*callbacks.values(), RecordSettings(trajectory_settings(cfg))],
+        callbacks=[*callbacks.values(), RecordSettings(trajectory_settings(cfg)), StartingMetrics()],
         default_root_dir=str(out),
     )
     use_same_folder_checkpoints(trainer)
@@ -102,12 +102,27 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     return str(ckpt)
 
 
+class StartingMetrics(L.Callback):
+    """The validation before training, carried in every checkpoint: a run resumed after a preemption
+    still reports its before/after comparison."""
+
+    def __init__(self):
+        self.values: dict = {}
+
+    def state_dict(self) -> dict:
+        return {"before": self.values}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.values = dict(state_dict.get("before") or {})
+
+
 @dataclass
 class Trained:
     trainer: L.Trainer
     callbacks: dict
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
+    train_loss: float | None = None  # the last logged training loss
 
 
 def train_module(
@@ -127,14 +142,19 @@ def train_module(
     resume_from = resume_checkpoint(cfg, out, check=False)  # checked by pipeline.train
     trainer, callbacks = build_trainer(cfg, out, accumulation)
     result = Trained(trainer, callbacks)
+    starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
     if resume_from:
         log.info("resuming from %s", resume_from)
     elif validate_before:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        result.before = module.val_results
+        result.before = starting.values = module.val_results
         manifest.update("metrics", {"before": result.before})
     with interrupts.deferred():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    result.before = starting.values  # on resume, as the checkpoint recorded it
+    # Read before the validation below, which starts Lightning's callback metrics afresh.
+    if "train/loss" in trainer.callback_metrics:
+        result.train_loss = float(trainer.callback_metrics["train/loss"])
     # Fit validates at the end of its epoch; a run cut short by max_steps has not, so do it here.
     if module.last_val_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
