@@ -2,8 +2,11 @@
 is none, and, when two metrics are named, one against the other with the Pareto front (the runs no
 other run beats on both) — e.g. domain bpb against IFEval for a merge sweep."""
 
+import os
+import textwrap
 from pathlib import Path
 
+from chipadapt.eval.compare_runs import swept_keys
 from chipadapt.io.atomic import atomic_file
 from chipadapt.run_metrics import lower_is_better
 
@@ -19,10 +22,50 @@ def _pyplot():
 
 def _save(fig, plt, path: Path) -> Path:
     fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    with atomic_file(path) as tmp:  # "tight": labels that reach past the axes are kept, not cut off
+        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _distinct_paths(values: list[str]) -> list[str]:
+    """Paths that differ only somewhere inside, without the folders they share at both ends:
+    /x/sweep/runA/model and /x/sweep/runB/model -> .../runA/..., .../runB/..."""
+    if len(values) < 2 or not all("/" in v for v in values):
+        return values
+    head = os.path.commonprefix(values)
+    head = head[: head.rfind("/") + 1]
+    tails = [v[len(head) :] for v in values]
+    tail = os.path.commonprefix([t[::-1] for t in tails])[::-1]
+    tail = tail[tail.find("/") :] if "/" in tail else ""
+    inner = [t[: len(t) - len(tail)] for t in tails]
+    if len(set(inner)) < len(set(values)) or not all(inner):
+        return values
+    return [f"{'.../' if head else ''}{i}{'/...' if tail else ''}" for i in inner]
+
+
+def plot_labels(runs, width: int) -> list[str]:
+    """Each run's label as the plots show it: a path setting by the part that tells the runs apart, the
+    whole label wrapped at `width` characters (cut off, two runs could show the same label)."""
+    keys = list(dict.fromkeys(k for run in runs for k in run.label_keys))
+    shown = {k: _distinct_paths([str(run.overrides.get(k, "")) for run in runs]) for k in keys}
+    labels = [
+        " ".join(f"{k}={shown[k][i]}" for k in run.label_keys) if run.label_keys else run.label
+        for i, run in enumerate(runs)
+    ]
+    return [_wrap(label, width) for label in labels]
+
+
+def _wrap(label: str, width: int) -> str:
+    """One `key=value` per line; a longer one broken after its `=`, then every `width` characters."""
+    lines = []
+    for part in label.split():
+        key, sep, value = part.partition("=")
+        if len(part) > width and sep:
+            lines += [key + sep, *textwrap.wrap(value, width, break_on_hyphens=False)]
+        else:
+            lines += textwrap.wrap(part, width, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
@@ -30,19 +73,39 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
     cols = min(3, len(metrics))
     rows = (len(metrics) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    series = _series(runs, axis) if axis else {}
     for ax, metric in zip(axes.flat, metrics):
         values = [r.metrics.get(metric, float("nan")) for r in runs]
         if axis:
-            ax.plot([float(r.overrides[axis]) for r in runs], values, marker="o")
+            # One line per setting of the other swept keys: a line through two settings is no trend.
+            for name, members in series.items():
+                ax.plot(
+                    [float(r.overrides[axis]) for r in members],
+                    [r.metrics.get(metric, float("nan")) for r in members],
+                    marker="o",
+                    label=name or None,
+                )
             ax.set_xlabel(axis)
+            if len(series) > 1:
+                ax.legend(fontsize=6)
         else:
             ax.bar(range(len(runs)), values, color=[f"C{i}" for i in range(len(runs))])
-            ax.set_xticks(range(len(runs)), [r.label[:24] for r in runs], rotation=30, ha="right", fontsize=7)
+            ax.set_xticks(range(len(runs)), plot_labels(runs, 24), fontsize=6)
         ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else ""), fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     return _save(fig, plt, out / ("compare_curve.png" if axis else "compare_bars.png"))
+
+
+def _series(runs, axis: str) -> dict[str, list]:
+    """Runs grouped by the values of the swept keys other than `axis`, each group in `axis` order."""
+    others = [k for k in swept_keys(runs) if k != axis]
+    groups: dict[str, list] = {}
+    for run in sorted(runs, key=lambda r: float(r.overrides[axis])):
+        name = " ".join(f"{k}={run.overrides.get(k, '-')}" for k in others)
+        groups.setdefault(name, []).append(run)
+    return groups
 
 
 def pareto_front(points: list[tuple[float, float]], lower_x: bool, lower_y: bool) -> list[int]:
@@ -71,8 +134,8 @@ def pareto_plot(runs, x_metric: str, y_metric: str, out: Path) -> tuple[Path, li
     front = pareto_front(points, lower_x, lower_y)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0")
-    for run, (x, y) in zip(kept, points):
-        ax.annotate(run.label[:30], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for label, (x, y) in zip(plot_labels(kept, 30), points):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ordered = sorted((points[i] for i in front), key=lambda p: p[0])
     ax.plot([p[0] for p in ordered], [p[1] for p in ordered], color="C3", marker="o", label="Pareto front")
     ax.set_xlabel(f"{x_metric} ({'lower' if lower_x else 'higher'} is better)")

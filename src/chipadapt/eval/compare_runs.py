@@ -24,6 +24,7 @@ class Run:
     overrides: dict[str, str]
     metrics: dict[str, float]
     label: str = ""
+    label_keys: list[str] = field(default_factory=list)  # the overrides the label shows ([]: given, or the folder)
     extra: dict = field(default_factory=dict)  # room for per-kind data a comparison may need
 
 
@@ -108,10 +109,11 @@ def label_runs(runs: list[Run], labels: list[str] | None) -> None:
     )
     for i, run in enumerate(runs):
         if labels and i < len(labels):
-            run.label = labels[i]
+            run.label, run.label_keys = labels[i], []
             continue
         shown = {k: v for k, v in run.overrides.items() if differing is None or k in differing}
         run.label = " ".join(f"{k}={v}" for k, v in shown.items()) or run.folder.name
+        run.label_keys = list(shown)
 
 
 def load_runs(patterns: list[str], labels: list[str] | None = None) -> list[Run]:
