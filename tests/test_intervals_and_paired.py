@@ -188,3 +188,16 @@ def test_compare_prints_paired_differences_against_the_first_run(tmp_path, capsy
     paired_md = (tmp_path / "cmp" / "compare_paired.md").read_text()
     assert "| better | base | mcq.acc | 40 |" in paired_md and "within noise" in paired_md
     assert "Paired differences against base" in capsys.readouterr().out
+
+
+def test_parts_passed_that_are_all_zero_get_the_exact_interval_over_items_not_a_point():
+    from chipadapt.eval.intervals import clopper_pearson, ratio
+
+    none_followed = ratio([0, 0, 0, 0, 0], [2, 1, 3, 1, 2])  # 5 prompts, none of their 9 instructions followed
+    assert none_followed.value == 0 and none_followed.ci == clopper_pearson(0, 5) and none_followed.ci[1] > 0.4
+    all_followed = ratio([2, 1, 3], [2, 1, 3])
+    assert all_followed.value == 1 and all_followed.ci == clopper_pearson(3, 3)
+    mixed = ratio([0, 1, 3, 0], [2, 1, 3, 1])
+    assert mixed.method.startswith("bootstrap") and mixed.ci[0] < mixed.value < mixed.ci[1]
+    bits = ratio([10.5, 10.5], [10.0, 12.0])  # not counts of parts passed: the bootstrap as before
+    assert bits.method.startswith("bootstrap")

@@ -150,6 +150,9 @@ def test_unsupported_recipes_are_one_line_errors(tmp_path, tiny_pair):  # noqa: 
         overrides_from_mergekit(bad)
     with pytest.raises(ChipadaptError, match="does not exist"):
         overrides_from_mergekit(tmp_path / "missing.yml")
+    bad.write_text("merge_method: slerp\nmodels:\n  - model: [unclosed\n")
+    with pytest.raises(ChipadaptError, match=r"bad.yml:4: not valid YAML \("):
+        overrides_from_mergekit(bad)
 
 
 @pytest.mark.integration

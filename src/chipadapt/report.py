@@ -6,6 +6,13 @@ from rich.table import Table
 console = Console()
 
 
+def while_running() -> dict:
+    """Arguments of a progress bar shown only while its work runs (rich's `transient`), and not at all
+    where no terminal shows it: there rich would leave an empty line on stdout for it, beside a
+    one-line error too."""
+    return {"transient": True, "disable": not console.is_terminal, "console": console}
+
+
 def before_after_table(before: dict[str, dict], after: dict[str, dict], label: str) -> Table:
     table = Table(title=f"Validation: starting model vs. after {label} (bits per byte compare across tokenizers)")
     for column in ("split", "ppl before", "ppl after", "change", "bits/byte before", "bits/byte after"):

@@ -44,6 +44,10 @@ def test_signal_during_training_checkpoints_and_the_rerun_resumes(tmp_path, sig)
     with open(run / "metrics.csv") as handle:  # every step's loss is logged once, the interrupted run's last one too
         steps = sorted(int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss"))
     assert steps == list(range(5))
+    with open(run / "metrics.csv") as handle:  # the learning rate once a step, not once per micro-batch
+        lr_steps = [int(r["step"]) for r in csv.DictReader(handle) if r.get("lr-AdamW/pg1")]
+    # (the step the signal stopped before is logged by both runs; accumulation 4 would log 4 rows a step)
+    assert sorted(set(lr_steps)) == list(range(5)) and len(lr_steps) <= 6
     assert (run / "model" / "model.safetensors").is_file()
     # The resumed run's last step replaced the interrupt's checkpoint (not a last-v1.ckpt beside it).
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]

@@ -23,6 +23,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
+from chipadapt.report import while_running
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _build(spec: SourceSpec, key: str, tokenizer, entry: Path, digest: str, part
     lengths, chunks, doc_ids, num_chars = [], [], [], 0
     with atomic_directory(entry) as tmp:
         with Progress(
-            TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+            TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), **while_running()
         ) as bar:
             task = bar.add_task("", total=None)
             while batch := list(islice(docs, _BATCH_DOCS)):

@@ -75,6 +75,13 @@ def ratio(
         stderr = float(math.sqrt((residual**2).sum() / (n * (n - 1))))
         if transform == "exp":
             stderr *= math.exp(r)
+    if den is not None and transform is None and _counts_at_a_bound(num_a, den_a):
+        # Every item passed none (or all) of its parts: every resample gives the same rate, and the
+        # bootstrap's interval would be that one point. The exact binomial over the items holds
+        # instead: the items are the independent draws, their parts are correlated within them.
+        k = 0 if num_a.sum() == 0 else n
+        method = "clopper-pearson over items (every item at 0 or 1: the bootstrap has no spread)"
+        return Estimate(float(r), stderr, clopper_pearson(k, n), n, method)
     lo, hi = percentile_interval(bootstrap_ratios(num_a, den_a, resamples, seed))
     kind = "mean" if den is None else "ratio of sums"
     return Estimate(
@@ -84,6 +91,12 @@ def ratio(
         n,
         f"bootstrap-percentile ({kind}, {resamples} resamples over items)",
     )
+
+
+def _counts_at_a_bound(num: np.ndarray, den: np.ndarray) -> bool:
+    """Counts of parts passed out of parts (whole numbers, 0 <= num <= den), all at 0 or all at den."""
+    counts = np.all(num == np.round(num)) and np.all(den == np.round(den)) and np.all((num >= 0) & (num <= den))
+    return bool(counts) and (num.sum() == 0 or bool(np.all(num == den)))
 
 
 def bootstrap_ratios(num: np.ndarray, den: np.ndarray, resamples: int, seed: int, chunk: int = 256) -> np.ndarray:

@@ -186,7 +186,10 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ChipadaptError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ChipadaptError(f"config: {where}: not valid YAML ({problem})") from None
     recipe = Recipe(data, f"config={path}")
     roles = recipe.roles()
     chip = SafetensorsModel(roles["chip"][0], "models.chip")

@@ -19,6 +19,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.models.locate import locate_model
 from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
+from chipadapt.report import while_running
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class TextEncoder(nn.Module):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         for start in (
-            track(starts, description=progress, transient=True) if progress and len(texts) > batch_size else starts
+            track(starts, description=progress, **while_running()) if progress and len(texts) > batch_size else starts
         ):
             idx = order[start : start + batch_size]
             batch = {k: v.to(device) for k, v in self.tokenize([texts[i] for i in idx], is_query).items()}

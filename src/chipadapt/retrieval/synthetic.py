@@ -20,6 +20,7 @@ from rich.progress import track
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.text_generation import generate
+from chipadapt.report import while_running
 from chipadapt.retrieval.passage_structure import document_structures
 from chipadapt.retrieval.passages import Passage
 from chipadapt.retrieval.query_styles import (
@@ -116,7 +117,7 @@ class LLMHelper:
     ) -> list[str | None]:
         prompts = [prompt.format(passage=p.text[: self.passage_chars]) for p in passages]
         out = []
-        for start in track(range(0, len(prompts), self.batch_size), description="writing questions", transient=True):
+        for start in track(range(0, len(prompts), self.batch_size), description="writing questions", **while_running()):
             out += generate(
                 self.model,
                 self.tokenizer,
@@ -144,7 +145,9 @@ class LLMHelper:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         scores = []
-        for start in track(range(0, len(prompts), self.batch_size), description="judging candidates", transient=True):
+        for start in track(
+            range(0, len(prompts), self.batch_size), description="judging candidates", **while_running()
+        ):
             enc = tok(
                 prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(self.model.device)

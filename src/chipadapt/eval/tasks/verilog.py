@@ -23,6 +23,7 @@ from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.eval.verilog.extract import extract_module
 from chipadapt.eval.verilog.simulate import require_iverilog
+from chipadapt.report import while_running
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class VerilogTask(TaskBase):
         jobs = [(ti, si, code) for ti, codes in enumerate(candidates) for si, code in enumerate(codes)]
         with ThreadPoolExecutor(self.workers) as pool:
             futures = [pool.submit(self.shape.simulate, tasks[ti], code, self.timeout_s) for ti, _, code in jobs]
-            sims = [f.result() for f in track(futures, description="simulating", transient=True)]
+            sims = [f.result() for f in track(futures, description="simulating", **while_running())]
         per_task = [[] for _ in tasks]
         for (ti, _, _), sim in zip(jobs, sims):
             per_task[ti].append(sim)
