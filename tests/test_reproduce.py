@@ -190,3 +190,22 @@ def test_every_step_composes_with_its_scripts_config(variant):
             except Exception as err:  # noqa: BLE001 (name the step in the failure)
                 raise AssertionError(f"{variant}/{step.name}: {err}") from err
             assert cfg is not None
+
+
+def test_the_dry_run_prints_each_step_as_one_command_a_shell_can_run(tmp_path):
+    import shlex
+
+    from helpers.faults import run_entry
+
+    proc = run_entry(
+        "reproduce.py", ["variant=fast", "dry_run=true", f"out={tmp_path / 'repro'}"], env={"COLUMNS": "80"}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # (the log's lines, such as the first import of the default model into a fresh cache, aside)
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip() and not line.startswith("[20")]
+    commands = [line.split(": ", 1)[1] for line in lines if line.split()[0] in ("run", "skip", "rebuild")]
+    assert commands and all(line.split()[0] in ("run", "skip", "rebuild", "ignore") for line in lines)  # none wrapped
+    argv = [shlex.split(c.removesuffix(" (+ settings chosen when its candidates are done)")) for c in commands]
+    assert all(a[0] == "python" and a[1].endswith(".py") for a in argv)
+    assert any(arg.startswith("eval=[") and arg.endswith("]") for a in argv for arg in a)
+    assert "'eval=[" in proc.stdout  # quoted: a shell would otherwise take the brackets as a file pattern

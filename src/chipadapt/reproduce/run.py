@@ -1,6 +1,7 @@
 """reproduce.py: run the configured steps that are not done, then build REPORT.md from their folders."""
 
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -40,8 +41,11 @@ def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) 
         pending = (
             " (+ settings chosen when its candidates are done)" if step.choose and command == step.command(out) else ""
         )
+        # Quoted for a shell and never wrapped: each command can be pasted to run that step by hand.
         console.print(
-            f"[bold]{action:>6}[/bold] {step.name}: python {escape(' '.join(command))}{pending}", highlight=False
+            f"[bold]{action:>6}[/bold] {step.name}: python {escape(shlex.join(command))}{pending}",
+            highlight=False,
+            soft_wrap=True,
         )
     planned = {step.name: action for step, action in plan(steps, ledger, out, only, force)}
     for step in report_rebuilds(steps, out) if models else []:
