@@ -47,3 +47,10 @@ def test_the_curve_has_one_line_per_setting_of_the_other_swept_keys(tmp_path):
     }
     label_runs(runs, None)
     assert metric_plot(runs, ["val/bpb"], "data.seq_len", tmp_path).stat().st_size > 1000
+
+
+def test_a_search_whose_runs_differ_in_every_key_is_one_line_along_the_axis():
+    runs = [
+        run(i, float(i), optim__lr=lr, data__seq_len=n) for i, (lr, n) in enumerate([("1e-4", "64"), ("5e-6", "128")])
+    ]
+    assert list(_series(runs, "data.seq_len")) == [""]

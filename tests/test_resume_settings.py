@@ -6,6 +6,7 @@ import logging
 import pytest
 import torch
 from conftest import TINY_FAST, compose
+from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.stages.resume_settings import CHECKPOINT_KEY, check_resume_settings, trajectory_settings
@@ -59,3 +60,19 @@ def test_an_old_or_unreadable_checkpoint(tmp_path, caplog):
     (tmp_path / "cut.ckpt").write_bytes(save(tmp_path / "whole.ckpt", {"a": torch.ones(4)}).read_bytes()[:60])
     with pytest.raises(ChipadaptError, match=r"cut.ckpt: checkpoint cannot be read .*resume=false"):
         check_resume_settings(tmp_path / "cut.ckpt", cfg)
+
+
+def test_the_starting_validation_comes_back_only_when_the_resumed_run_validates_the_same_sequences(caplog):
+    from chipadapt.stages.common import StartingMetrics, validation_settings
+
+    cfg = OmegaConf.create({"data": {"val_fraction": 0.1, "val_max_sequences": 8}, "trainer": {}})
+    first = StartingMetrics(validation_settings(cfg))
+    first.values = {"domain": {"loss": 2.0}}
+    state = first.state_dict()
+    same = StartingMetrics(validation_settings(cfg))
+    same.load_state_dict(state)
+    assert same.values == {"domain": {"loss": 2.0}}
+    cfg.data.val_max_sequences = 64  # not a training setting: the resume is allowed, the comparison is not
+    other = StartingMetrics(validation_settings(cfg))
+    other.load_state_dict(state)
+    assert other.values == {} and "data.val_max_sequences" in caplog.text

@@ -10,7 +10,7 @@ def while_running() -> dict:
     """Arguments of a progress bar shown only while its work runs (rich's `transient`), and not at all
     where no terminal shows it: there rich would leave an empty line on stdout for it, beside a
     one-line error too."""
-    return {"transient": True, "disable": not console.is_terminal, "console": console}
+    return {"transient": True, "disable": not (console.is_terminal or console.is_jupyter), "console": console}
 
 
 def before_after_table(before: dict[str, dict], after: dict[str, dict], label: str) -> Table:

@@ -101,10 +101,13 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
 def _series(runs, axis: str) -> dict[str, list]:
     """Runs grouped by the values of the swept keys other than `axis`, each group in `axis` order."""
     others = [k for k in swept_keys(runs) if k != axis]
+    ordered = sorted(runs, key=lambda r: float(r.overrides[axis]))
     groups: dict[str, list] = {}
-    for run in sorted(runs, key=lambda r: float(r.overrides[axis])):
+    for run in ordered:
         name = " ".join(f"{k}={run.overrides.get(k, '-')}" for k in others)
         groups.setdefault(name, []).append(run)
+    if all(len(members) == 1 for members in groups.values()):  # every run its own setting (a search): one line
+        return {"": ordered}
     return groups
 
 

@@ -38,7 +38,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     console.print(datamodule.summary())
     module = instantiate(cfg.stage.module)(model_folder=folder, val_split_names=datamodule.val_split_names)
 
-    steps_per_epoch = datamodule.stats["train_sequences"] // plan.global_batch
+    # Whole global batches an epoch, and at least one (data/resume_sampler.py)
+    steps_per_epoch = max(1, datamodule.stats["train_sequences"] // plan.global_batch)
     epochs = cfg.trainer.get("max_epochs")
     steps, note = planned_steps(steps_per_epoch, cfg.trainer.get("max_steps"), None if epochs is None else int(epochs))
     if note:

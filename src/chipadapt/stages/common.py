@@ -76,7 +76,11 @@ def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trai
         accumulate_grad_batches=accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
         logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
-        callbacks=[*callbacks.values(), RecordSettings(trajectory_settings(cfg)), StartingMetrics()],
+        callbacks=[
+            *callbacks.values(),
+            RecordSettings(trajectory_settings(cfg)),
+            StartingMetrics(validation_settings(cfg)),
+        ],
         default_root_dir=str(out),
     )
     use_same_folder_checkpoints(trainer)
@@ -102,18 +106,45 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     return str(ckpt)
 
 
-class StartingMetrics(L.Callback):
-    """The validation before training, carried in every checkpoint: a run resumed after a preemption
-    still reports its before/after comparison."""
+# What decides which sequences a validation reads: a resume may change them (they are not training
+# settings), and a "before" read on other sequences than "after" is no comparison.
+VALIDATION_KEYS = (
+    "data.val_fraction",
+    "data.val_max_sequences",
+    "data.val_max_conversations",
+    "data.val_sources",
+    "trainer.limit_val_batches",
+)
 
-    def __init__(self):
-        self.values: dict = {}
+
+def validation_settings(cfg: DictConfig) -> dict:
+    settings = {}
+    for key in VALIDATION_KEYS:
+        value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
+        settings[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return settings
+
+
+class StartingMetrics(L.Callback):
+    """The validation before training, carried in every checkpoint with the settings it was read under:
+    a run resumed after a preemption still reports its before/after comparison, unless it now
+    validates on other sequences."""
+
+    def __init__(self, settings: dict):
+        self.settings, self.values = settings, {}
 
     def state_dict(self) -> dict:
-        return {"before": self.values}
+        return {"before": self.values, "settings": self.settings}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.values = dict(state_dict.get("before") or {})
+        before, recorded = dict(state_dict.get("before") or {}), state_dict.get("settings")
+        if before and recorded != self.settings:
+            changed = sorted(k for k in self.settings if (recorded or {}).get(k) != self.settings[k])
+            log.warning(
+                "the starting model's validation is not reported: it was read with other %s", ", ".join(changed)
+            )
+            before = {}
+        self.values = before
 
 
 @dataclass
