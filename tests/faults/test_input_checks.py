@@ -101,6 +101,11 @@ def test_a_split_with_no_query_names_the_key_that_chose_it():
         ChipadaptError, match=r"qs.jsonl: no query has split 'dev' \(eval.retrieval.fusion.tune_on=dev\)"
     ):
         select_split(queries, "dev", "qs.jsonl", "eval.retrieval.fusion.tune_on")
+    unmarked = [Query("q1", "how", ("p1",))]
+    with pytest.raises(
+        ChipadaptError, match=r"no query has a 'split' field \(dev\|test\); use eval.retrieval.split=all"
+    ):
+        select_split(unmarked, "test", "qs.jsonl", "eval.retrieval.split")
 
 
 def test_compare_takes_one_run_as_a_list_and_names_a_bad_items_line(tmp_path):

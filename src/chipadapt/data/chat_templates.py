@@ -1,6 +1,7 @@
 """Render conversations to text and find the character spans the loss is computed on.
 
-Two families, selected in config (`sft.template`):
+Two families, selected in config (train.py `data/template=model|chipnemo`; chat.py
+`data/template@template=model|chipnemo`):
 - `ModelChatTemplate`: the tokenizer's own chat template (Jinja). The span of assistant turn i is
   the text that rendering turns [0..i] adds to rendering turns [0..i-1] with the generation prompt:
   the reply and its end-of-turn marker, whatever the template looks like.
@@ -14,6 +15,8 @@ import json
 from dataclasses import dataclass
 
 from chipadapt.errors import ChipadaptError
+
+USE_CHIPNEMO = "use ChipNeMo's format: train.py data/template=chipnemo, chat.py data/template@template=chipnemo"
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class ModelChatTemplate:
 
     def __init__(self, tokenizer, attribute_prefix: str, default_system: str | None = None):
         if not getattr(tokenizer, "chat_template", None):
-            raise ChipadaptError("sft.template=model: this tokenizer has no chat template (use sft.template=chipnemo)")
+            raise ChipadaptError(f"data/template=model: this tokenizer has no chat template ({USE_CHIPNEMO})")
         self.tokenizer, self.attribute_prefix, self.default_system = tokenizer, attribute_prefix, default_system
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
@@ -61,8 +64,8 @@ class ModelChatTemplate:
             through = self._render(messages[: i + 1], False)
             if not text.startswith(through) or not through.startswith(before):
                 raise ChipadaptError(
-                    "sft.template=model: the chat template does not render conversations as prefixes of each other; "
-                    "use sft.template=chipnemo"
+                    "data/template=model: the chat template does not render conversations as prefixes of each other "
+                    f"({USE_CHIPNEMO})"
                 )
             spans.append((len(before), len(through)))
         return Rendered(text, spans)

@@ -70,7 +70,7 @@ def select_split(queries: list[Query], split: str, source: str = "queries", key:
         return queries
     unmarked = [q.id for q in queries if q.extra.get("split") not in ("dev", "test")]
     if len(unmarked) == len(queries):
-        raise ChipadaptError(f"{source}: no query has a 'split' field (dev|test); use split=all")
+        raise ChipadaptError(f"{source}: no query has a 'split' field (dev|test); use {key}=all")
     if unmarked:
         raise ChipadaptError(f"{source}: query {unmarked[0]!r} has no 'split' of dev or test")
     chosen = [q for q in queries if q.extra["split"] == split]

@@ -156,6 +156,8 @@ class RetrievalTask(TaskBase):
         passages = load_passages(self.passages_path, self.build)
         all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
         queries = select_split(all_queries, self.split, str(self.queries_path), "eval.retrieval.split")[: self.limit]
+        if (self.fusion or {}).get("tune_on"):  # checked before any retriever runs, not after all of them
+            select_split(all_queries, self.fusion["tune_on"], str(self.queries_path), "eval.retrieval.fusion.tune_on")
         retrievers = make_retrievers(self.encoders, self.dense, self.bm25, self.hybrid, self.index_dir)
         results = {}
         self.items = [
