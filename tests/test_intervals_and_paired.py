@@ -201,3 +201,18 @@ def test_parts_passed_that_are_all_zero_get_the_exact_interval_over_items_not_a_
     assert mixed.method.startswith("bootstrap") and mixed.ci[0] < mixed.value < mixed.ci[1]
     bits = ratio([10.5, 10.5], [10.0, 12.0])  # not counts of parts passed: the bootstrap as before
     assert bits.method.startswith("bootstrap")
+
+
+def test_one_item_per_group_resamples_the_groups_and_one_item_alone_has_no_interval():
+    from chipadapt.eval.intervals import mean_of_ratios, ratio
+    from chipadapt.eval.items import metric_fields
+    from chipadapt.eval.paired import paired_mean_of_ratios
+
+    # corpus_ppl at a small max_tokens: one block of text per source
+    est = mean_of_ratios([([5.0], [1.0]), ([6.0], [1.0]), ([4.5], [1.0]), ([5.5], [1.0])])
+    assert est.value == pytest.approx(5.25) and est.ci[0] < est.value < est.ci[1] and "over groups" in est.method
+    base = [([5.0], [1.0]), ([6.0], [1.0]), ([4.5], [1.0]), ([5.5], [1.0])]
+    other = [([4.0], [1.0]), ([5.5], [1.0]), ([4.4], [1.0]), ([4.0], [1.0])]
+    d = paired_mean_of_ratios([(a_num, a_den, b_num, b_den) for (a_num, a_den), (b_num, b_den) in zip(base, other)])
+    assert d.diff == pytest.approx(-0.775) and d.ci[0] < d.diff < d.ci[1] < 0
+    assert metric_fields("openroad.ppl", ratio([5.0], [1.0], "exp"))["openroad.ppl_ci"] is None

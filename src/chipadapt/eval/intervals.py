@@ -123,11 +123,23 @@ def mean_of_ratios(
     source). Each group's items are resampled on their own (a stratified bootstrap); the standard
     error adds the groups' variances, which are independent."""
     parts = [ratio(num, den, resamples=resamples, seed=seed) for num, den in groups]
+    k = len(groups)
+    if k > 1 and all(p.n == 1 for p in parts):
+        # One item per group: resampling inside a group cannot vary, and the stratified interval would
+        # be a point. The groups are then what varies: they are resampled instead.
+        values = np.asarray([p.value for p in parts])
+        draws = values[np.random.default_rng(seed).integers(0, k, size=(resamples, k))].mean(1)
+        return Estimate(
+            float(values.mean()),
+            float(values.std(ddof=1) / math.sqrt(k)),
+            percentile_interval(draws),
+            k,
+            f"bootstrap-percentile over groups (one item each, {resamples} resamples)",
+        )
     draws = [
         bootstrap_ratios(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64), resamples, seed + g + 1)
         for g, (num, den) in enumerate(groups)
     ]
-    k = len(groups)
     stderrs = [p.stderr for p in parts]
     stderr = None if None in stderrs else math.sqrt(sum(s * s for s in stderrs)) / k
     return Estimate(

@@ -55,7 +55,8 @@ def metric_fields(name: str, est: Estimate) -> dict:
     return {
         name: est.value,
         f"{name}_stderr": est.stderr,
-        f"{name}_ci": list(est.ci),
+        # One item: a bootstrap has nothing to resample (the exact binomial still has an interval).
+        f"{name}_ci": None if est.n < 2 and est.method.startswith("bootstrap") else list(est.ci),
         f"{name}_n": est.n,
         f"{name}_ci_method": est.method,
     }

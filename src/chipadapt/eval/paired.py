@@ -165,6 +165,24 @@ def paired_mean_of_ratios(
     stat_a = sum(a_num.sum() / a_den.sum() for a_num, a_den, _, _ in arrays) / k
     stat_b = sum(b_num.sum() / b_den.sum() for _, _, b_num, b_den in arrays) / k
     rng = np.random.default_rng(seed)
+    n = sum(len(group[0]) for group in arrays)
+    if k > 1 and n == k:
+        # One item per group: resampling inside a group cannot vary (the interval would be a point);
+        # the groups' differences are resampled instead.
+        per_group = np.asarray(
+            [b_num.sum() / b_den.sum() - a_num.sum() / a_den.sum() for a_num, a_den, b_num, b_den in arrays]
+        )
+        diffs = per_group[rng.integers(0, k, size=(resamples, k))].mean(1)
+        p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+        return PairedDifference(
+            stat_a,
+            stat_b,
+            stat_b - stat_a,
+            percentile_interval(diffs),
+            p,
+            n,
+            "paired-bootstrap over groups (one item each)",
+        )
     diffs = np.zeros(resamples)
     for a_num, a_den, b_num, b_den in arrays:
         idx = rng.integers(0, len(a_num), size=(resamples, len(a_num)))
@@ -173,7 +191,6 @@ def paired_mean_of_ratios(
         )
     diffs /= k
     p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
-    n = sum(len(group[0]) for group in arrays)
     return PairedDifference(
         stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap (stratified by group)"
     )
