@@ -216,3 +216,30 @@ def test_one_item_per_group_resamples_the_groups_and_one_item_alone_has_no_inter
     d = paired_mean_of_ratios([(a_num, a_den, b_num, b_den) for (a_num, a_den), (b_num, b_den) in zip(base, other)])
     assert d.diff == pytest.approx(-0.775) and d.ci[0] < d.diff < d.ci[1] < 0
     assert metric_fields("openroad.ppl", ratio([5.0], [1.0], "exp"))["openroad.ppl_ci"] is None
+
+
+def test_the_paired_baseline_is_the_first_run_named_even_when_a_swept_key_orders_the_tables(tmp_path):
+    from chipadapt.eval.compare import compare
+
+    ids = [f"q{i}" for i in range(20)]
+    runs = []
+    for name, limit in (("first", "20"), ("second", "8")):  # sorted along eval.mcq.limit, "second" comes first
+        folder = _run_folder(tmp_path / name, {k: i % 2 == 0 for i, k in enumerate(ids)}, {k: 0.2 for k in ids})
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- eval.mcq.limit={limit}\n")
+        runs.append(str(folder))
+    cfg = OmegaConf.create(
+        {
+            "runs": runs,
+            "labels": None,
+            "metrics": ["mcq.acc"],
+            "x": None,
+            "output": str(tmp_path / "cmp"),
+            "overwrite": False,
+            "paths": {"output_dir": str(tmp_path / "cmp")},
+            "max_plot_metrics": 4,
+        }
+    )
+    summary = compare(cfg)
+    assert summary["axis"] == "eval.mcq.limit"
+    assert [r["run"] for r in summary["paired"]] == ["eval.mcq.limit=8"]  # compared with the first named (20)

@@ -107,6 +107,7 @@ def compare(cfg: DictConfig) -> dict:
     runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels"))
     metrics = chosen_metrics(runs, as_list(cfg, "metrics"))
     axis = numeric_axis(runs, cfg.x)
+    given = list(runs)  # the paired comparisons are against the first run as the user named it
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))
     out = output_folder(cfg, runs)
@@ -114,14 +115,17 @@ def compare(cfg: DictConfig) -> dict:
     lines = write_tables(runs, metrics, out)
     plots = {"metrics": str(metric_plot(runs, metrics[: cfg.max_plot_metrics], axis, out))}
     summary = {"runs": len(runs), "metrics": metrics, "axis": axis, "plot": plots["metrics"]}
-    if cfg.metrics and len(metrics) == 2:
+    both = [r for r in runs if all(m in r.metrics for m in metrics)]
+    if cfg.metrics and len(metrics) == 2 and both:
         path, front = pareto_plot(runs, metrics[0], metrics[1], out)
         plots["pareto"], summary["pareto_front"] = str(path), front
+    elif cfg.metrics and len(metrics) == 2:
+        log.warning("no Pareto plot: no run has both %s and %s", *metrics)
     summary["plots"] = plots
     log.info("compared %d runs on %d metrics: %s", len(runs), len(metrics), out)
     print("\n".join(lines))
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval).
-    summary["paired"] = write_paired([(r.label, r.folder) for r in runs], as_list(cfg, "metrics"), out)
+    summary["paired"] = write_paired([(r.label, r.folder) for r in given], as_list(cfg, "metrics"), out)
     for path, written in earlier.items():  # an earlier comparison's plots this one did not redraw
         if path.is_file() and file_version(path) == written:  # every output is replaced, never edited
             path.unlink()
