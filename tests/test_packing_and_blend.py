@@ -79,3 +79,17 @@ def test_held_out_documents_depend_on_ids_only_and_keep_one_each_side():
     assert held_out(ids[:2], 0.99).sum() == 1  # ... and at least one kept
     assert held_out(ids[:1], 0.5).sum() == 0
     assert held_out(ids, 0.0).sum() == 0
+
+
+def test_a_dapt_source_set_to_null_is_dropped_as_in_the_sft_blend(tmp_path):
+    from omegaconf import OmegaConf
+
+    from chipadapt.data.datamodule import PretrainDataModule
+
+    doc = tmp_path / "docs.jsonl"
+    doc.write_text('{"text": "a document about timing closure"}\n')
+    data = OmegaConf.create({"sources": {"docs": {"path": str(doc)}, "other": None}, "val_sources": {"held": None}})
+    module = PretrainDataModule.__new__(PretrainDataModule)  # only the source specs, no tokenizer
+    module.data = data
+    train, val = module._specs()
+    assert list(train) == ["docs"] and val == {}

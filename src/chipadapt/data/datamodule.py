@@ -39,12 +39,17 @@ class PretrainDataModule(TrainingDataModule):
 
     # -- preparation ---------------------------------------------------------------------------
     def _specs(self) -> tuple[dict[str, SourceSpec], dict[str, SourceSpec]]:
-        if not self.data.sources:
-            raise ChipadaptError("data.sources: no training sources configured")
-        sources = OmegaConf.to_container(self.data.sources, resolve=True)
+        sources = OmegaConf.to_container(self.data.sources, resolve=True) if self.data.sources else {}
         val_sources = OmegaConf.to_container(self.data.val_sources, resolve=True) if self.data.val_sources else {}
-        train = {name: source_spec(spec, f"data.sources.{name}") for name, spec in sources.items()}
-        val = {name: source_spec(spec, f"data.val_sources.{name}") for name, spec in val_sources.items()}
+        # A source set to null (data.sources.NAME=null) is switched off, as in the SFT blend.
+        train = {name: source_spec(spec, f"data.sources.{name}") for name, spec in sources.items() if spec is not None}
+        val = {
+            name: source_spec(spec, f"data.val_sources.{name}")
+            for name, spec in val_sources.items()
+            if spec is not None
+        }
+        if not train:
+            raise ChipadaptError("data.sources: no training sources configured")
         return train, val
 
     def _tokenize_all(self) -> tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]]:
