@@ -211,3 +211,5 @@ def test_sft_blend_on_shared_data_excludes_eval_scripts(tmp_path, tiny_overrides
     data = json.loads((out / "manifest.json").read_text())["data"]
     names = {s["name"]: s for s in data["sources"]}
     assert names["oasst"]["conversations"] == 623 and 0 < names["eda_scripts"]["conversations"] < 943
+    # Threads whose every answer lies past data.seq_len are counted and named, not dropped unsaid.
+    assert names["oasst"]["too_long"] > 0 and "left out of training, every answer past" in proc.stdout + proc.stderr

@@ -73,6 +73,7 @@ class SFTDataModule(TrainingDataModule):
                     name,
                     len(convs),
                     len(train_convs),
+                    len(train_convs) - len(encoded),  # every answer past data.seq_len: nothing to learn
                     len(val_convs),
                     times,
                     len(blended),
@@ -89,6 +90,13 @@ class SFTDataModule(TrainingDataModule):
         if not train:
             raise ChipadaptError(
                 f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
+            )
+        cut = {row[0]: row[3] for row in rows if row[3]}
+        if cut:
+            log.warning(
+                "left out of training, every answer past data.seq_len=%d tokens: %s",
+                self.cfg.seq_len,
+                ", ".join(f"{n} of {name}" for name, n in cut.items()),
             )
         rng.shuffle(train)
         self.train_samples, self.val_sets = train, {k: v for k, v in val.items() if v}
@@ -111,7 +119,21 @@ class SFTDataModule(TrainingDataModule):
             if self.cfg.packing
             else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
             "sources": [
-                dict(zip(("name", "conversations", "train", "val", "weight_x_epochs", "blended", "blended_tokens"), r))
+                dict(
+                    zip(
+                        (
+                            "name",
+                            "conversations",
+                            "train",
+                            "too_long",
+                            "val",
+                            "weight_x_epochs",
+                            "blended",
+                            "blended_tokens",
+                        ),
+                        r,
+                    )
+                )
                 for r in rows
             ],
         }
@@ -124,10 +146,20 @@ class SFTDataModule(TrainingDataModule):
             f"{100 * s['learned_share']:.1f}% of tokens learned; waste: packed {100 * s['packing_waste']:.1f}%, "
             f"padded {100 * s['padding_waste']:.1f}% ({'packing' if s['packing'] else 'padding'} used)"
         )
-        for column in ("source", "conversations", "train", "val", "weight x epochs", "blended", "tokens"):
+        columns = (
+            "source",
+            "conversations",
+            "train",
+            "answer past seq_len",
+            "val",
+            "weight x epochs",
+            "blended",
+            "tokens",
+        )
+        for column in columns:
             table.add_column(column, justify="left" if column == "source" else "right")
-        for name, n, tr, va, times, blended, tokens in self.rows:
-            table.add_row(name, str(n), str(tr), str(va), f"{times:g}", str(blended), f"{tokens:,}")
+        for name, n, tr, cut, va, times, blended, tokens in self.rows:
+            table.add_row(name, str(n), str(tr), str(cut), str(va), f"{times:g}", str(blended), f"{tokens:,}")
         return table
 
     def collate(self, items):
