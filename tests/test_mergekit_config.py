@@ -74,6 +74,18 @@ def test_hand_written_slerp_recipe_with_layer_gradient_equals_our_overrides(tmp_
             }
         )
     )
+    # The recipe's unfiltered t is merge.lam, not the value most tensors take (attention and MLP's 0.9
+    # below), so that merge.lam=X changes what the recipe's default covers.
+    mostly_filtered = tmp_path / "mostly_filtered.yml"
+    settings = yaml.safe_load(recipe.read_text())
+    settings["parameters"]["t"] = [
+        {"filter": "self_attn", "value": 0.9},
+        {"filter": "mlp", "value": 0.9},
+        {"value": 0.4},
+    ]
+    mostly_filtered.write_text(yaml.safe_dump(settings))
+    overrides = overrides_from_mergekit(mostly_filtered)
+    assert "merge.lam=0.4" in overrides and "lam:0.9" in overrides[-1]
     run_recipe(recipe, tmp_path / "via_mergekit")
     ours = [
         "merge.schedule=[{pattern: 'layers\\.0\\..*self_attn', lam: 0.2},"

@@ -255,7 +255,9 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
         overrides.append(f"merge.method.density={_quote(_single(densities, 'density', f'config={path}'))}")
     if epsilons:
         overrides.append(f"merge.method.epsilon={_quote(_single(epsilons, 'epsilon', f'config={path}'))}")
-    default, _ = Counter(lams.values()).most_common(1)[0]
+    default = _recipe_default_lam(recipe, roles, lams) if recipe.method in INTERPOLATIONS else None
+    if default is None:
+        default, _ = Counter(lams.values()).most_common(1)[0]
     overrides.append(f"merge.lam={_quote(default)}")
     by_value: dict[float, list[str]] = {}
     for tensor, lam in lams.items():
@@ -267,6 +269,18 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     ]
     overrides.append(f"merge.schedule=[{','.join(rules)}]")
     return overrides
+
+
+def _recipe_default_lam(recipe, roles, lams: dict[str, float]) -> float | None:
+    """The recipe's own `t` for tensors no filter names, when it is one value (not a gradient) that some
+    tensor takes: `merge.lam` is then that, so `merge.lam=X` changes what the recipe's default covers
+    (the filtered tensors keep their values through merge.schedule)."""
+    unnamed = "\0"  # a tensor name no filter is a substring of
+    ends = {recipe.parameter("t", roles["chip"][1], unnamed, t) for t in (0.0, 1.0)}
+    if len(ends) != 1 or None in ends:
+        return None
+    value = float(ends.pop())
+    return value if value in lams.values() else None
 
 
 def expand_config_argument(argv: list[str]) -> list[str]:
