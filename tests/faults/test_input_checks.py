@@ -20,8 +20,11 @@ def test_an_mcq_record_without_a_question_names_its_line(tmp_path):
     path = write(
         tmp_path / "q.jsonl", {"question": "q", "choices": ["a", "b"], "answer": 0}, {"choices": ["a"], "answer": 0}
     )
-    with pytest.raises(ChipadaptError, match=r"q.jsonl:2: not a multiple-choice record"):
+    with pytest.raises(ChipadaptError, match=r"q.jsonl:2: not a multiple-choice record .*: no question"):
         read_mcq(path, "eval.mcq.path")
+    out_of_range = write(tmp_path / "r.jsonl", {"question": "q", "choices": ["a", "b"], "answer": 5})
+    with pytest.raises(ChipadaptError, match=r"r.jsonl:1: .*: answer 5 is outside the 2 choices \(0-based\)"):
+        read_mcq(out_of_range, "eval.mcq.path")
 
 
 @pytest.mark.parametrize(

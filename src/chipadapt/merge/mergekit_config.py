@@ -324,7 +324,12 @@ def mergekit_recipe(cfg, rows: list[dict], out_dtype: str) -> dict:
         recipe["models"] = [{"model": chip}, {"model": instruct}]
         recipe["parameters"] = {"t": _per_tensor(rows, float)}
     elif name in WEIGHTED:
-        per_model = [{"weight": _per_tensor(rows, float)}, {"weight": _per_tensor(rows, lambda lam: 1.0 - lam)}]
+        # 1 - 0.7 is 0.30000000000000004 in floats: written as the 0.3 a person would (15 digits still
+        # tell any two float64 weights a merge could be given apart).
+        per_model = [
+            {"weight": _per_tensor(rows, float)},
+            {"weight": _per_tensor(rows, lambda lam: float(f"{1.0 - lam:.15g}"))},
+        ]
         if name in ("ties", "della"):
             for params in per_model:
                 params["density"] = float(method.density)

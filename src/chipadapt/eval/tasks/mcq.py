@@ -25,15 +25,32 @@ def read_mcq(path: Path, key: str) -> list[dict]:
     """JSONL, or a Hugging Face dataset (`hf:cais/mmlu:test`, parquet/arrow, save_to_disk folder)."""
     rows = []
     for lineno, row in jsonl_records(path, missing=f"{key}: {path} does not exist"):
-        try:
-            assert isinstance(row["question"], str) and isinstance(row["choices"], list)
-            assert 0 <= int(row["answer"]) < len(row["choices"])
-        except (KeyError, AssertionError, TypeError, ValueError):
+        problem = mcq_problem(row)
+        if problem:
             raise ChipadaptError(
-                f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}"
-            ) from None
+                f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}: {problem}"
+            )
         rows.append(row)
     return rows
+
+
+def mcq_problem(row) -> str | None:
+    """What is wrong with a multiple-choice record, in words; None when nothing is."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    missing = [k for k in ("question", "choices", "answer") if k not in row]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(row["question"], str):
+        return "question is not text"
+    if not isinstance(row["choices"], list) or not row["choices"]:
+        return "choices is not a non-empty list"
+    answer = row["answer"]
+    if isinstance(answer, bool) or not isinstance(answer, (int, str)) or not str(answer).lstrip("-").isdigit():
+        return f"answer {answer!r} is not the index of a choice"
+    if not 0 <= int(answer) < len(row["choices"]):
+        return f"answer {int(answer)} is outside the {len(row['choices'])} choices (0-based)"
+    return None
 
 
 def first_per_subject(rows: list[dict], n: int) -> list[dict]:
