@@ -2,6 +2,7 @@
 DIR/tokenizer_report.json (the contract other scripts read). No training."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,19 @@ from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.stages.common import begin, starting_model
 
+log = logging.getLogger(__name__)
+
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     folder = starting_model(cfg, manifest)
     report = json.loads((folder / REPORT_NAME).read_text())
+    if not report.get("new_tokens"):
+        log.warning(
+            "the domain tokenizer added no tokens (every candidate is in the base vocabulary already or below "
+            "the tokenizer.adapt thresholds): %s/model is the base model",
+            out,
+        )
     with atomic_directory(out / "model", "train") as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
     write_json_atomic(out / REPORT_NAME, report)
