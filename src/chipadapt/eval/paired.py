@@ -116,9 +116,14 @@ def paired_bootstrap(
             - f(a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300))
         )
     diffs = np.concatenate(diffs)
-    # Add-one (Davison & Hinkley): a bootstrap never gives p = 0, only p below 2 / (resamples + 1).
-    p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+    p = bootstrap_p(diffs)
     return PairedDifference(stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap")
+
+
+def bootstrap_p(diffs: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from bootstrap draws of a difference. Add-one (Davison &
+    Hinkley): a bootstrap never gives p = 0, only p below 2 / (resamples + 1)."""
+    return min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
 
 
 def _num_den(values: list) -> tuple[list[float], list[float], str | None]:
@@ -173,7 +178,7 @@ def paired_mean_of_ratios(
             [b_num.sum() / b_den.sum() - a_num.sum() / a_den.sum() for a_num, a_den, b_num, b_den in arrays]
         )
         diffs = per_group[rng.integers(0, k, size=(resamples, k))].mean(1)
-        p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+        p = bootstrap_p(diffs)
         return PairedDifference(
             stat_a,
             stat_b,
@@ -190,7 +195,7 @@ def paired_mean_of_ratios(
             a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300)
         )
     diffs /= k
-    p = min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+    p = bootstrap_p(diffs)
     return PairedDifference(
         stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap (stratified by group)"
     )
