@@ -121,9 +121,10 @@ def save_from_two_ranks(rank: int, root: str, port: int) -> None:
             full = torch.arange(16.0).view(4, 4) * step
             state = {"w": distribute_tensor(full, mesh, [Shard(0)])}
             strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
-            # Rank 1 may only go on once rank 0 has swapped the folder in: the same view on both.
+            # Rank 1 may only go on once rank 0 has swapped the folder in: the new one in place on both
+            # (the one it replaced may still be being removed, as `.last.ckpt.old`).
             listing = sorted(p.name for p in folder_swap.partial_path(Path(root)).parent.iterdir())
-            assert listing == ["last.ckpt"], (rank, listing)
+            assert "last.ckpt" in listing and ".last.ckpt.partial" not in listing, (rank, listing)
     finally:
         dist.destroy_process_group()
 
@@ -149,3 +150,71 @@ def test_fsdp_on_cpu_is_one_line_not_torchs_traceback(tmp_path):
     trainer = L.Trainer(accelerator="cpu", devices=1, strategy=fsdp_sharded(), logger=False, enable_checkpointing=False)
     with pytest.raises(ChipadaptError, match="trainer=fsdp: FSDP needs GPUs"):
         trainer.strategy.setup_environment()
+
+
+def one_rank_fails_its_save(rank: int, root: str, port: int, results: str) -> None:
+    """Two gloo ranks; at the second save rank 1's write fails after the shards went out (a full disk
+    on its node, say) while rank 0's succeeds."""
+    import os
+    from datetime import timedelta
+
+    import lightning.pytorch.strategies.fsdp as lightning_fsdp
+    import torch.distributed as dist
+    from lightning.fabric.plugins.environments import LightningEnvironment
+    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
+
+    from chipadapt.scaleout.whole_checkpoints import CheckpointNotWritten
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    # A short timeout: without the agreement, rank 0 would wait at the next barrier for this long and fail.
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    try:
+        environment = LightningEnvironment()
+        environment.set_global_rank(rank)
+        environment.set_world_size(2)
+        strategy = WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
+        mesh = DeviceMesh("cpu", [0, 1])
+
+        def save(step: int) -> None:
+            state = {"w": distribute_tensor(torch.arange(16.0).view(4, 4) * step, mesh, [Shard(0)])}
+            strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
+
+        save(1)
+        if rank == 1:
+            real_save = lightning_fsdp._distributed_checkpoint_save
+
+            def fails_here(state, path):
+                real_save(state, path)
+                raise OSError(28, "No space left on device")
+
+            lightning_fsdp._distributed_checkpoint_save = fails_here
+        try:
+            save(2)
+            outcome = "saved"
+        except CheckpointNotWritten as err:
+            outcome = f"not written: {err}"
+        except OSError as err:
+            outcome = f"own error: {err.strerror} {err.filename}"
+        Path(results, f"rank{rank}").write_text(outcome)
+        if rank == 1:
+            lightning_fsdp._distributed_checkpoint_save = real_save
+        save(3)  # both ranks go on: the next save works
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_save_failing_on_one_rank_stops_every_rank_at_once_and_keeps_the_last(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ckpt, results = tmp_path / "last.ckpt", tmp_path / "results"
+    results.mkdir()
+    mp.spawn(one_rank_fails_its_save, args=(str(ckpt), port, str(results)), nprocs=2, join=True)
+    assert (results / "rank0").read_text().startswith(f"not written: {ckpt}: not saved, another rank failed")
+    assert (results / "rank1").read_text() == f"own error: No space left on device {ckpt}"
+    # The failed save left nothing behind; the one after it replaced step 1's checkpoint.
+    assert torch.equal(saved_weight(ckpt), torch.arange(16.0).view(4, 4) * 3) and hidden_siblings(ckpt) == []

@@ -64,11 +64,13 @@ def prepare(path: Path) -> Path:
     return partial
 
 
-def swap_in(path: Path) -> None:
-    """The complete `.NAME.partial` becomes `NAME`; the checkpoint it replaces is removed after."""
+def swap_in(path: Path, remove_old: bool = True) -> None:
+    """The complete `.NAME.partial` becomes `NAME`; the folder it replaces is removed after, or left
+    as `.NAME.old` for the caller to remove later (`recover` removes it too)."""
     partial, old = partial_path(path), old_path(path)
     if path.exists() or path.is_symlink():
         discard(old)
         os.replace(path, old)
     os.replace(partial, path)
-    discard(old)
+    if remove_old:
+        discard(old)

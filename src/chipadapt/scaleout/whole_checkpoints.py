@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 
 from chipadapt.errors import ChipadaptError
@@ -35,19 +37,51 @@ class WholeFolderSaves:
         if self.global_rank == 0:
             folder_swap.prepare(path)
         self.barrier("chipadapt.checkpoint.prepared")
+        failure: Exception | None = None
         try:
             super().save_checkpoint(checkpoint, partial, storage_options)
-        except BaseException as err:
+        except Exception as err:
+            failure = err
+        except BaseException:  # interrupted: no collective call may follow; the previous checkpoint is kept
+            if self.global_rank == 0:
+                folder_swap.discard(partial)
+            raise
+        # Every rank learns whether all wrote their part. A rank that failed alone (rank 0's meta.pt on a
+        # full disk, one node's write error) would otherwise leave the others at the next barrier until
+        # the process group's timeout, by default half an hour of a cluster allocation.
+        if not all_ranks_agree(failure is None):
             if self.global_rank == 0:
                 folder_swap.discard(partial)  # the previous checkpoint is untouched; free the space
-            full = disk_full_error(err)
+            if failure is None:
+                raise CheckpointNotWritten(
+                    f"{path}: not saved, another rank failed to write its part (its own error says why); "
+                    "the previous checkpoint is kept"
+                )
+            full = disk_full_error(failure)
             if full is not None and not full.filename:
-                raise OSError(full.errno, os.strerror(full.errno), str(path)) from err
-            raise
-        self.barrier("chipadapt.checkpoint.written")
+                raise OSError(full.errno, os.strerror(full.errno), str(path)) from failure
+            raise failure
         if self.global_rank == 0:
-            folder_swap.swap_in(path)
+            folder_swap.swap_in(path, remove_old=False)
         self.barrier("chipadapt.checkpoint.swapped")
+        if self.global_rank == 0:
+            # After the barrier: the other ranks go on while the checkpoint replaced is removed.
+            folder_swap.discard(folder_swap.old_path(path))
+
+
+def all_ranks_agree(decision: bool) -> bool:
+    """True on every rank when it is True on all (itself alone without a process group). Not the
+    strategy's `reduce_boolean_decision`, which needs `parallel_devices`; NCCL reduces CUDA tensors only."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return decision
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = torch.tensor([0 if decision else 1], device=device)
+    dist.all_reduce(flag)
+    return int(flag.item()) == 0
+
+
+class CheckpointNotWritten(RuntimeError):
+    """Raised on the ranks whose own part was written when another rank's failed."""
 
 
 class WholeCheckpointFSDP(WholeFolderSaves, FSDPStrategy):
