@@ -72,6 +72,18 @@ def test_attribute_strings_from_the_command_line_are_checked():
         parse_attributes("quality:4,humor")
 
 
+def test_attributes_a_steerlm_model_never_saw_are_pointed_out():
+    from chipadapt.chat import parse_attributes, unfamiliar_attributes
+
+    order = ["quality", "helpfulness", "humor"]
+    assert unfamiliar_attributes(parse_attributes("quality:4,humor:0"), order) == ""
+    note = unfamiliar_attributes(parse_attributes("helpfullness:4,quality:9,humor:-1"), order)
+    assert note == (
+        "helpfullness is not one of attribute_order (quality, helpfulness, humor); "
+        "quality:9 is off the 0-4 scale; humor:-1 is off the 0-4 scale"
+    )
+
+
 class _Encoded(dict):
     def to(self, device):
         return self

@@ -80,6 +80,19 @@ def parse_attributes(text: str) -> dict[str, float]:
     return out
 
 
+# The scale of SteerLM's labels here (OASST's steerlm_attributes, HelpSteer, the attribute model's ratings).
+ATTRIBUTE_SCALE = (0.0, 4.0)
+
+
+def unfamiliar_attributes(attributes: dict[str, float], order: list[str]) -> str:
+    """A note on names outside `attribute_order` (a typo: `helpfullness`) and values off the 0-4 scale:
+    the model saw neither in training, so they would steer nothing. Empty when all are familiar."""
+    low, high = ATTRIBUTE_SCALE
+    notes = [f"{k} is not one of attribute_order ({', '.join(order)})" for k in attributes if k not in order]
+    notes += [f"{k}:{v:g} is off the {low:g}-{high:g} scale" for k, v in attributes.items() if not low <= v <= high]
+    return "; ".join(notes)
+
+
 class ChatSession:
     def __init__(self, cfg: DictConfig):
         loaded = load_inference_model(cfg.model)
@@ -88,6 +101,8 @@ class ChatSession:
         self.cfg = cfg
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
         self.order = list(cfg.attribute_order)
+        if note := unfamiliar_attributes(self.attributes, self.order):
+            log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
         self.messages: list[dict] = []
         self.reply_attributes: list[dict] = []  # the attributes each assistant message was generated under
         self.last_sources: list[str] = []
@@ -265,6 +280,8 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
     elif name == "/attributes":
         session.attributes = parse_attributes(argument)
         print(f"(attributes: {attribute_string(session.attributes, session.order) or 'none'})")
+        if note := unfamiliar_attributes(session.attributes, session.order):
+            print(f"(note: {note}; a SteerLM model has never seen it)")
     elif name == "/sources":
         print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
     elif name == "/save":

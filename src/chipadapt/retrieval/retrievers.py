@@ -178,6 +178,8 @@ class DenseRetriever:
     def _embed(self, passages: list[Passage]) -> None:
         import faiss
 
+        # Said in the log too: the bar is off where no terminal shows it, and this can take minutes.
+        log.info("dense index: embedding %d passages (kept in %s for the next run)", len(passages), self.index_dir)
         vectors = self.encoder.encode(
             [p.indexed_text(self.context) for p in passages],
             is_query=False,
