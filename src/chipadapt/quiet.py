@@ -22,6 +22,10 @@ class _DropNoise(logging.Filter):
         return not any(fragment in message for fragment in _NOISE)
 
 
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
 def silence_known_noise() -> None:
     for fragment in _NOISE:
         warnings.filterwarnings("ignore", message=f".*{re.escape(fragment)}.*")
@@ -29,8 +33,11 @@ def silence_known_noise() -> None:
         logging.getLogger(name).addFilter(_DropNoise())
     # Retrieval libraries log their loading steps (faiss's CPU-feature probing, bm25s's index
     # building, sentence-transformers' saving) at INFO/DEBUG; our own log says what happened.
+    # A filter, not only a level: bm25s sets its logger to DEBUG when it is imported, which is often
+    # after this call (it is imported only when a retriever is built).
     for name in ("faiss.loader", "bm25s", "sentence_transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).addFilter(_warnings_only)
     # transformers' per-tensor "Loading weights" / "Writing model shards" bars on every load and save.
     try:
         from transformers.utils import logging as hf_logging
