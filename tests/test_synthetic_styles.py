@@ -114,7 +114,9 @@ def test_synthesis_records_styles_splits_by_share_and_keeps_same_flag_passages_o
     miner.index(corpus)
     shares = {"keyword": 1.0, "flag": 3.0, "error": 1.0}
     groups, report = synthesize(corpus, 10, "ict", miner, None, 8, 0, 0.0, 3, 0.9, 20, seed=0, styles=shares)
-    assert report["styles"]["flag"] == {"requested": 6, "made": 5}  # five table rows in the corpus
+    # five table rows in the corpus: five drawn, not the six asked for
+    assert report["styles"]["flag"] == {"requested": 6, "sampled": 5, "made": 5}
+    assert report["requested"] == 10 and report["sampled"] == sum(s["sampled"] for s in report["styles"].values())
     assert report["styles"]["error"]["made"] == 1 and report["template"] == len(groups)
     assert {g.extra["style"] for g in groups} == {"keyword", "flag", "error"}
     assert all(g.to_tevatron()["style"] == g.extra["style"] for g in groups)

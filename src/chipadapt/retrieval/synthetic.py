@@ -211,6 +211,7 @@ def _style_queries(passages, eligible, quotas, method, llm, rng, report) -> list
         made = 0
         if style in ("question", "howto"):
             sample = rng.sample(eligible, min(quota, len(eligible)))
+            drawn = len(sample)
             if method == "llm":
                 prompt, opening = (QUESTION_PROMPT, "") if style == "question" else (HOWTO_PROMPT, "how")
                 written = llm.write_questions(sample, prompt, opening)
@@ -230,7 +231,8 @@ def _style_queries(passages, eligible, quotas, method, llm, rng, report) -> list
                 made += 1
         elif style == "keyword":
             df, n_docs = document_frequencies([p.text for p in passages])
-            for passage in rng.sample(eligible, min(quota, len(eligible))):
+            drawn = min(quota, len(eligible))
+            for passage in rng.sample(eligible, drawn):
                 query = keyword_query(passage.text, structures[passage.id], df, n_docs, rng)
                 if query:
                     queries.append((passage, query, "template", passage.text, style, ()))
@@ -240,14 +242,17 @@ def _style_queries(passages, eligible, quotas, method, llm, rng, report) -> list
                 entries = [(p, e) for p in passages for e in structures[p.id].options + structures[p.id].variables]
             else:
                 entries = [(p, m) for p in passages for m in structures[p.id].messages]
-            for passage, entry in rng.sample(entries, min(quota, len(entries))):
+            drawn = min(quota, len(entries))
+            for passage, entry in rng.sample(entries, drawn):
                 if style == "flag":
                     query, guard = flag_query(entry, rng), (entry.name,) + ((entry.command,) if entry.command else ())
                 else:
                     query, guard = error_query(entry, rng), (entry.code or entry.text[:40],)
                 queries.append((passage, query, "template", passage.text, style, guard))
                 made += 1
-        report["styles"][style] = {"requested": quota, "made": made}
+        # fewer drawn than requested: the corpus has fewer eligible passages (table rows, messages)
+        report["styles"][style] = {"requested": quota, "sampled": drawn, "made": made}
+        report["sampled"] += drawn
     return queries
 
 
@@ -278,7 +283,8 @@ def synthesize(
     report = {
         "passages": len(passages),
         "eligible": len(eligible),
-        "sampled": sum(quotas.values()),
+        "requested": sum(quotas.values()),
+        "sampled": 0,  # drawn for generation, at most the eligible passages (entries) of each style
         "method_requested": method,
         "llm": 0,
         "ict": 0,
