@@ -159,6 +159,10 @@ def test_passages_and_evaluation_files_read_datasets(tmp_path):
     ).save_to_disk(str(mmlu))
     rows = read_mcq(f"hf:{mmlu}:test", "eval.mcq.path")
     assert rows == [{"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1}]
+    # Without a split in the path, "train" is looked for: the error says how to name another.
+    with pytest.raises(ChipadaptError) as err:
+        read_mcq(str(mmlu), "eval.mcq.path")
+    assert f"split 'train' is not in {mmlu} (splits: test); pick one as hf:{mmlu}:SPLIT" in str(err.value)
 
     from omegaconf import OmegaConf
 

@@ -50,7 +50,13 @@ def local_location(path: str) -> Path:
         return local  # not cached as a hub snapshot: datasets looks in its own cache (or the hub)
 
 
-def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key: str):
+def _key(key: str | None, field: str, path: str | Path) -> str:
+    """Where an error points: the source's config key (`data.sources.NAME.split`), or for a dataset
+    named by a path alone (key None; `hf:PATH:SPLIT` picks its split) the path itself."""
+    return f"{key}.{field}" if key else str(path)
+
+
+def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key: str | None):
     """The split as a `datasets.Dataset` (or `IterableDataset` when streaming)."""
     import datasets
 
@@ -60,13 +66,15 @@ def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key
             loaded = datasets.load_from_disk(str(local))
             if isinstance(loaded, datasets.DatasetDict):
                 if split not in loaded:
-                    raise ChipadaptError(f"{key}.split: {split!r} is not in {local} (splits: {', '.join(loaded)})")
+                    where = f"{key}.split: {split!r}" if key else f"{path}: split {split!r}"
+                    pick = "" if key else f"; pick one as hf:{path}:SPLIT"
+                    raise ChipadaptError(f"{where} is not in {local} (splits: {', '.join(loaded)}){pick}")
                 loaded = loaded[split]
             return loaded.to_iterable_dataset() if streaming else loaded
         if local.is_file():
             builder = BUILDERS.get(local.suffix.lower())
             if builder is None:
-                raise ChipadaptError(f"{key}.path: {local} is not a parquet, arrow, json or csv file")
+                raise ChipadaptError(f"{_key(key, 'path', path)}: {local} is not a parquet, arrow, json or csv file")
             return datasets.load_dataset(builder, data_files={split: str(local)}, split=split, streaming=streaming)
         # A folder of data files, or a hub id (looked up in the cache when offline).
         return datasets.load_dataset(
@@ -87,9 +95,8 @@ def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key
             if local.exists()
             else " (not a local path; as a hub id it is not in the Hugging Face cache, or the hub is offline)"
         )
-        raise ChipadaptError(
-            f"{key}.path: {path} could not be opened as a Hugging Face dataset{where}: {_first_line(err)}"
-        ) from None
+        opened = f"{path} could not be opened as a Hugging Face dataset{where}"
+        raise ChipadaptError(f"{_key(key, 'path', path)}: {opened}: {_first_line(err)}") from None
 
 
 def dataset_fingerprint(path: str, split: str, subset: str | None, streaming: bool, key: str) -> str:
@@ -115,7 +122,9 @@ def dataset_fingerprint(path: str, split: str, subset: str | None, streaming: bo
     ]
 
 
-def hf_records(path: str, split: str, subset: str | None, streaming: bool, key: str) -> Iterator[tuple[int, dict]]:
+def hf_records(
+    path: str, split: str, subset: str | None, streaming: bool, key: str | None
+) -> Iterator[tuple[int, dict]]:
     """(row index, record) for every row of the split."""
     dataset: Iterable[dict] = open_dataset(path, split, subset, streaming, key)
     yield from enumerate(dataset)
@@ -145,5 +154,5 @@ def dataset_path_records(path: str | Path) -> Iterator[tuple[int, dict]]:
         name, split = match["path"], match["split"] or "train"
     else:
         name, split = text, "train"
-    for index, record in hf_records(name, split, None, False, "dataset"):
+    for index, record in hf_records(name, split, None, False, None):
         yield index + 1, record
