@@ -72,6 +72,15 @@ def test_attribute_strings_from_the_command_line_are_checked():
         parse_attributes("quality:4,humor")
 
 
+def test_a_template_given_as_a_word_is_one_line_naming_the_group_override(tmp_path):
+    proc = chat(["template=chipnemo"], ["/quit"], tmp_path)
+    assert proc.returncode == 2 and "Error executing job" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "chipadapt: error: template: 'chipnemo' is not a chat template's config; "
+        "choose one with data/template@template=chipnemo (or =model)"
+    ]
+
+
 def test_attributes_a_steerlm_model_never_saw_are_pointed_out():
     from chipadapt.chat import parse_attributes, unfamiliar_attributes
 

@@ -299,6 +299,11 @@ def run(cfg: DictConfig) -> None:
     from chipadapt.job import recorded_job
 
     silence_known_noise()
+    if not isinstance(cfg.get("template"), DictConfig):  # `template=chipnemo` replaces the group's config by a word
+        raise ChipadaptError(
+            f"template: {cfg.get('template')!r} is not a chat template's config; "
+            "choose one with data/template@template=chipnemo (or =model)"
+        )
     run_dir = Path(cfg.paths.output_dir)
     with recorded_job(cfg, "chat", run_dir) as manifest:
         session = ChatSession(cfg)
