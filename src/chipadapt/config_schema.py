@@ -8,7 +8,7 @@ unset (`models.chip`). Each failure is a ChipadaptError naming the key."""
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -109,6 +109,18 @@ GROUPS = {"optim": OptimSchema, "merge": MergeSchema, "model": ModelSchema}
 ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION = ("sdpa", "eager", "flash_attention_2", "auto")
+
+
+def _whole_numbers(schema: type, node: DictConfig) -> None:
+    """`max_bytes=5e6` is a float to Hydra's parser, and a whole number to the user who wrote it: an
+    integral float in a field the schema types int is made that int, in the config the job reads.
+    `5.5` stays a float and is refused by `_typed`, naming the key."""
+    for spec in fields(schema):
+        value = node.get(spec.name) if spec.name in node else None
+        if is_dataclass(spec.type) and isinstance(value, DictConfig):
+            _whole_numbers(spec.type, value)
+        elif spec.type is int and isinstance(value, float) and value.is_integer():
+            node[spec.name] = int(value)
 
 
 def _typed(group: str, schema: type, node: DictConfig) -> dict:
@@ -278,6 +290,8 @@ def check_eval(tasks: DictConfig) -> None:
             value = node.get(key)
             if value is None:
                 continue
+            if isinstance(value, float) and value.is_integer():  # `limit=1e3`
+                node[key] = value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ChipadaptError(f"eval.{task}.{key}: {value!r} is not a whole number >= {low}")
 
@@ -307,6 +321,8 @@ def validate(cfg: DictConfig) -> None:
     for key, kind in ROOT_TYPES.items():
         if key in cfg and cfg[key] is not None:
             value = cfg[key]
+            if kind is int and isinstance(value, float) and value.is_integer():  # `max_shard_bytes=2e9`
+                cfg[key] = value = int(value)
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ChipadaptError(f"{key}: {value!r} is not a whole number")
             if kind is bool and not isinstance(value, bool):
@@ -319,9 +335,12 @@ def validate(cfg: DictConfig) -> None:
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if isinstance(node, DictConfig):
+            _whole_numbers(schema, node)
             CHECKS[group](_typed(group, schema, node))
     data = cfg.get("data")
     if isinstance(data, DictConfig) and "seq_len" in data:  # a training blend (curation has data.curate)
+        _whole_numbers(BlendSchema, data)
         check_blend(_typed("data", BlendSchema, data))
     if isinstance(data, DictConfig) and isinstance(data.get("curate"), DictConfig):
+        _whole_numbers(CurateSchema, data.curate)
         check_curate(_typed("data.curate", CurateSchema, data.curate))

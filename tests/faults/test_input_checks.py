@@ -247,6 +247,26 @@ def test_curation_settings_are_checked_with_the_config(override, message):
         validate(curate_section([override]))
 
 
+def test_whole_numbers_written_as_floats_are_taken_as_the_ints_they_are():
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.config_schema import validate
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        curate = OmegaConf.create({"data": OmegaConf.to_container(compose("curate", []).data)})
+    curate.data.curate.limits.max_bytes, curate.data.curate.workers = 5e6, 2.0
+    validate(curate)
+    assert type(curate.data.curate.limits.max_bytes) is int and curate.data.curate.limits.max_bytes == 5_000_000
+    assert type(curate.data.curate.workers) is int
+    tasks = OmegaConf.create({"eval": {"mcq": {"limit": 1e3}}, "max_shard_bytes": 2e9})
+    validate(tasks)
+    assert type(tasks.eval.mcq.limit) is int and type(tasks.max_shard_bytes) is int
+    curate.data.curate.workers = 2.5  # not a whole number: still refused, naming the key
+    with pytest.raises(ChipadaptError, match=r"data.curate.workers: Value '2.5'"):
+        validate(curate)
+
+
 def test_near_dedup_settings_datasketch_cannot_band_are_one_line_before_any_output(tmp_path):
     from chipadapt.curation.dedup import lsh_index
 
