@@ -90,6 +90,27 @@ def test_rerun_in_the_same_directory_resumes_where_the_checkpoint_left_off(tmp_p
     assert sum(1 for r in metrics_rows(tmp_path) if r["train/loss"]) == 6  # the first run's curve is kept
 
 
+def test_a_finished_run_rerun_as_it_was_is_passed_and_any_change_refused(tmp_path, tiny_overrides, caplog):
+    """A sweep rerun after an interruption passes the jobs that finished (their model/ is not refused)."""
+    import json
+
+    common = [*tiny_overrides, "stage.validate_before=false", "trainer.max_steps=2"]
+    train(compose(common, tmp_path))
+    manifest = (tmp_path / "manifest.json").read_bytes()
+    with caplog.at_level(logging.INFO):
+        again = train(compose(common, tmp_path))
+    assert "completed before with these settings and inputs; not trained again" in caplog.text
+    assert (tmp_path / "manifest.json").read_bytes() == manifest and again == read_manifest(tmp_path)["metrics"]
+    with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
+        train(compose([*common, "optim.lr=1e-4"], tmp_path))  # another setting
+    recorded = json.loads(manifest)
+    name = next(k for k, v in recorded["inputs"].items() if isinstance(v, dict) and "fingerprint" in v)
+    recorded["inputs"][name]["fingerprint"] = "an earlier version of that input"
+    (tmp_path / "manifest.json").write_text(json.dumps(recorded))
+    with pytest.raises(ChipadaptError, match="holds a previous train output"):
+        train(compose(common, tmp_path))  # the same settings, an input changed since
+
+
 def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny_overrides, caplog):
     """A rerun in the folder with another lr would carry on the old run's optimizer and data order;
     another cache folder changes nothing that is trained, and a longer run is said."""

@@ -1,19 +1,53 @@
 """The entry behind train.py: check the output folder, then run the configured stage's recipe
 (`stage.runner`, one of chipadapt/stages/) inside a recorded job whose manifest says how it ended."""
 
+import json
+import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
+from chipadapt.manifest import fingerprint_input
 from chipadapt.quiet import silence_known_noise
+
+log = logging.getLogger(__name__)
+
+
+def finished_before(cfg: DictConfig, out: Path) -> dict | None:
+    """The metrics of this very run when `out` holds it completed: the same settings (the resolved
+    config), every recorded input (model folder, data files) unchanged by content, its model/ in place.
+    A sweep rerun after an interruption (a preempted SLURM array, a killed Optuna search) so passes the
+    jobs that finished instead of refusing their model/; merge.py does the same. None otherwise, and
+    always with overwrite=true."""
+    path = out / "manifest.json"
+    if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if recorded.get("kind") != "train" or recorded.get("status") != "completed":
+        return None
+    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return None
+    for record in (recorded.get("inputs") or {}).values():
+        # add_input's records ({path, fingerprint, files}); other entries of the section are descriptive
+        if isinstance(record, dict) and {"path", "fingerprint"} <= record.keys():
+            if fingerprint_input(record["path"])["fingerprint"] != record["fingerprint"]:
+                return None
+    return recorded.get("metrics") or {}
 
 
 def train(cfg: DictConfig) -> dict:
     silence_known_noise()  # before the output checks and the loggers start
     out = Path(cfg.paths.output_dir)
+    metrics = finished_before(cfg, out)
+    if metrics is not None:
+        log.info("train: %s completed before with these settings and inputs; not trained again", out)
+        return metrics
     # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
     # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
     check_output_folder(
