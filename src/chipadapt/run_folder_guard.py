@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # An entry point's config name -> the `kind` its manifest records; compare and curate write no manifest,
 # and are known by the job name Hydra records in `.hydra/hydra.yaml` (our job name is the config name).
@@ -68,11 +68,61 @@ def refuse(message: str) -> None:
     sys.exit(2)
 
 
+def sweep_kind(folder: Path) -> str | None:
+    """The command whose sweep `folder` holds, by the job name in the `multirun.yaml` Hydra writes there."""
+    try:
+        recorded = yaml.safe_load((folder / "multirun.yaml").read_text(encoding="utf-8"))
+        return KINDS.get(recorded["hydra"]["job"]["name"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def _command(config: DictConfig, config_name: str | None) -> str:
+    # A config picked with --config-name is still its script's command: Hydra names the job after it.
+    return config_name if config_name in KINDS else str(config.hydra.job.name or config_name)
+
+
+def _absolute(path) -> Path:
+    return Path(os.path.abspath(Path(str(path)).expanduser()))  # `new/../old` is old
+
+
 class RunFolderGuard(Callback):
+    def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
+        """A sweep's jobs write into `hydra.sweep.dir/<subdir>` with no `on_run_start`, and Hydra writes
+        each job's .hydra/ before any job code runs: the whole sweep folder is checked here, before the
+        sweeper writes its multirun.yaml."""
+        sweep, command = _absolute(config.hydra.sweep.dir), _command(config, config_name)
+        if not sweep.is_dir() or command not in KINDS:
+            return
+        recorded = sweep_kind(sweep)
+        if recorded and recorded != command:
+            refuse(
+                f"hydra.sweep.dir: {sweep} holds a {recorded} sweep; {command} would replace its records: "
+                "choose another folder"
+            )
+        numbered_jobs = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}"
+        visible = [entry for entry in sorted(sweep.iterdir()) if not entry.name.startswith(".")]
+        for entry in visible:
+            kind = foreign_kind(entry, command) if entry.is_dir() else None
+            if kind:
+                refuse(
+                    f"hydra.sweep.dir: {entry} holds a {kind} run; {command} would replace its records "
+                    "(.hydra/, manifest.json): choose another folder"
+                )
+            if entry.is_dir() and (entry.name.isdigit() or not numbered_jobs) and not_a_run(entry):
+                refuse(
+                    f"hydra.sweep.dir: {entry} holds files of no chipadapt run; a job of this sweep would write "
+                    "its own among them: choose a new or empty folder"
+                )
+        if visible and recorded is None and not any(entry.is_dir() and run_kind(entry) for entry in visible):
+            refuse(
+                f"hydra.sweep.dir: {sweep} exists and holds files of no chipadapt sweep (no multirun.yaml); "
+                f"{command} would write its jobs and records among them: choose a new or empty folder"
+            )
+
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
-        folder = Path(os.path.abspath(Path(str(config.hydra.run.dir)).expanduser()))  # `new/../old` is old
-        # A config picked with --config-name is still its script's command: Hydra names the job after it.
-        config_name = config_name if config_name in KINDS else str(config.hydra.job.name or config_name)
+        folder = _absolute(config.hydra.run.dir)
+        config_name = _command(config, config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
         kind = foreign_kind(folder, config_name)
         if kind:

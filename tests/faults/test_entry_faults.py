@@ -1,6 +1,7 @@
 """evaluate, chat, curate, reproduce and the model loaders: one line for bad input, nothing lost."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,6 +184,42 @@ def test_a_folder_of_no_run_is_refused_before_anything_is_written_into_it(tmp_pa
         "tokenizer",
         "tokenizer/vocab.txt",
     ]
+
+
+def _evaluate_sweep(sweep: Path) -> None:
+    import json
+
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra:\n  job:\n    name: evaluate\n")
+    (sweep / "0" / "manifest.json").write_text(json.dumps({"kind": "evaluate", "status": "completed"}))
+    (sweep / "0" / "metrics.csv").write_text("step,perplexity.domain.bpb\n0,1.5\n")
+
+
+def _users_folder(sweep: Path) -> None:
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "metrics.csv").write_text("mine\n")
+
+
+def _users_results(sweep: Path) -> None:
+    sweep.mkdir()
+    (sweep / "results.csv").write_text("mine\n")
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (_evaluate_sweep, "holds a evaluate sweep; train would replace its records"),
+        (_users_folder, "0 holds files of no chipadapt run; a job of this sweep would write"),
+        (_users_results, "holds files of no chipadapt sweep (no multirun.yaml)"),
+    ],
+)
+def test_a_sweep_into_another_commands_sweep_or_a_users_folder_is_refused_before_any_job(tmp_path, make, message):
+    sweep = tmp_path / "sweep"
+    make(sweep)
+    before = snapshot(sweep)
+    proc = run_entry("train.py", ["-m", "model=tiny", "optim.lr=1e-3,1e-4", f"hydra.sweep.dir={sweep}"])
+    assert_user_error(proc, "hydra.sweep.dir:", message, before=before)
+    assert set(snapshot(sweep)) == set(before)  # nothing added: no multirun.yaml, no .hydra/ of a job
 
 
 def test_a_run_without_a_manifest_is_known_by_the_job_hydra_recorded(tmp_path):
