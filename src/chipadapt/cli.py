@@ -19,6 +19,7 @@ import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
 from chipadapt.errors import exit_on_user_error
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
+from chipadapt.run_folder_key import run_folder_key
 
 USER_ERROR_STATUS = 2
 DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, told in one line
@@ -115,7 +116,8 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         raise
     except interrupts.Interrupted as stop:
         print(
-            f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same hydra.run.dir resumes",
+            f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same {run_folder_key()} "
+            "resumes",
             file=sys.stderr,
             flush=True,
         )

@@ -12,6 +12,7 @@ from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
 from chipadapt.quiet import silence_known_noise
+from chipadapt.run_folder_key import run_folder_key
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def train(cfg: DictConfig) -> dict:
     check_output_folder(
         out / "model",
         "train",
-        "hydra.run.dir",
+        run_folder_key(),
         bool(cfg.overwrite),
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
     )
