@@ -134,3 +134,11 @@ def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny
         [float(r["train/loss"]) for r in metrics_rows(tmp_path / run) if r["train/loss"]] for run in ("run", "whole")
     ]
     assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_a_misspelt_optimized_metric_stops_the_run_before_it_trains(tmp_path, tiny_overrides):
+    common = [*tiny_overrides, "stage.validate_before=false", "trainer.max_steps=1"]
+    with pytest.raises(ChipadaptError, match=r"optimized_metric: 'val/domain/bpbb' is not a metric .*val/domain/bpb,"):
+        train(compose([*common, "optimized_metric=val/domain/bpbb"], tmp_path / "typo"))
+    assert not (tmp_path / "typo" / "checkpoints").exists()
+    assert train(compose([*common, "optimized_metric=val/general/bpb"], tmp_path / "good"))["global_step"] == 1

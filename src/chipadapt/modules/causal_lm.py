@@ -22,6 +22,10 @@ from chipadapt.modules.optim import optimizers_for
 log = logging.getLogger(__name__)
 
 
+# Each validation split's metrics, logged as val/<split>/<metric> (what optimized_metric may name).
+VAL_METRICS = ("ppl", "loss", "bpb")
+
+
 class CausalLMModule(L.LightningModule):
     def __init__(
         self,
@@ -126,7 +130,7 @@ class CausalLMModule(L.LightningModule):
             bpb = float(metrics["nll"].compute() / metrics["bytes"].compute().clamp(min=1)) / math.log(2)
             for metric in metrics.values():
                 metric.reset()
-            results[name] = {"ppl": ppl, "loss": math.log(ppl), "bpb": bpb}
+            results[name] = dict(zip(VAL_METRICS, (ppl, math.log(ppl), bpb)))
             for key, value in results[name].items():
                 self.log(f"val/{name}/{key}", value)
         self.val_results = results

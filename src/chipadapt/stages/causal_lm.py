@@ -10,16 +10,32 @@ from omegaconf import DictConfig
 
 from chipadapt.batch_plan import batch_plan, describe_plan, planned_steps
 from chipadapt.data.chat_templates import StringTemplate
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
 from chipadapt.models.lora import merged_model
+from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.report import before_after_table, console
 from chipadapt.scaleout.save import full_model_state
 from chipadapt.stages.common import begin, check_seq_len, record_data_inputs, starting_model, train_module
 from chipadapt.tokenizer.report import reduction_table
 
 log = logging.getLogger(__name__)
+
+
+def check_optimized_metric(cfg: DictConfig, split_names: list[str]) -> None:
+    """What a sweep optimises must be a metric this run will record (see `run`'s metrics): known once the
+    validation splits are, so a misspelt name stops the search before its first trial trains."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return
+    known = [f"val/{split}/{metric}" for split in split_names for metric in VAL_METRICS]
+    known += ["train_loss", "train_tokens_per_s"]
+    if name not in known:
+        raise ChipadaptError(
+            f"optimized_metric: {name!r} is not a metric this run records (it has: {', '.join(known)})"
+        )
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -36,6 +52,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     datamodule.setup("fit")
     manifest.update("data", datamodule.stats)
     console.print(datamodule.summary())
+    check_optimized_metric(cfg, datamodule.val_split_names)
     module = instantiate(cfg.stage.module)(model_folder=folder, val_split_names=datamodule.val_split_names)
 
     # Whole global batches an epoch, and at least one (data/resume_sampler.py)
