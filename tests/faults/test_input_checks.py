@@ -275,3 +275,37 @@ def test_near_dedup_settings_datasketch_cannot_band_are_one_line_before_any_outp
         lsh_index(8, 0.85)
     with pytest.raises(ChipadaptError, match="a lower threshold works"):
         lsh_index(128, 1.0)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_steps=abc", r"trainer.max_steps: 'abc' is not a whole number >= -1"),
+        ("trainer.max_epochs=abc", r"trainer.max_epochs: 'abc' is not a whole number >= -1, null"),
+        ("trainer.devices=abc", r"trainer.devices: 'abc' is not a device count"),
+        ("trainer.devices=0", r"trainer.devices: 0 is not a device count"),
+        ("callbacks.checkpoint.every_n_train_steps=-1", r"callbacks.checkpoint.every_n_train_steps: -1 is not"),
+        ("callbacks.progress.every_n_steps=abc", r"callbacks.progress.every_n_steps: 'abc' is not"),
+        ("trainer.val_check_interval=1.5", r"trainer.val_check_interval: 1.5 is not a whole number >= 1, a fraction"),
+    ],
+)
+def test_trainer_and_callback_counts_are_checked_with_the_config(tmp_path, override, message):
+    from conftest import compose
+
+    from chipadapt.config_schema import validate
+
+    with pytest.raises(ChipadaptError, match=message):
+        validate(compose(["model=tiny", override], tmp_path))
+
+
+def test_trainer_counts_written_as_floats_or_strings_lightning_takes_pass(tmp_path):
+    from conftest import compose
+
+    from chipadapt.config_schema import validate
+
+    overrides = ["model=tiny", "trainer.max_steps=2e3", "trainer.devices='0,1'", "trainer.val_check_interval=0.5"]
+    cfg = compose(overrides, tmp_path)
+    validate(cfg)
+    assert cfg.trainer.max_steps == 2000 and type(cfg.trainer.max_steps) is int
+    others = ["model=tiny", "trainer.devices=[0,1]", "callbacks.progress=null", "trainer.max_epochs=null"]
+    validate(compose(others, tmp_path))
