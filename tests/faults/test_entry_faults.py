@@ -230,3 +230,21 @@ def test_a_run_without_a_manifest_is_known_by_the_job_hydra_recorded(tmp_path):
     before = snapshot(run)
     proc = run_entry("evaluate.py", ["model=tiny", "eval=[perplexity]", f"hydra.run.dir={run}"])
     assert_user_error(proc, "hydra.run.dir:", "holds a compare run", before=before)
+
+
+def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_the_first_job():
+    from chipadapt.sweep_preflight import job_override_sets
+
+    sets = job_override_sets(["model=tiny", "optim.lr=1e-3,abc", "seed=1,2"])
+    assert sets == [
+        (None, ["model=tiny", "optim.lr=0.001", "seed=1"]),
+        ("optim.lr=abc", ["model=tiny", "seed=1", "optim.lr=abc"]),
+        ("seed=2", ["model=tiny", "optim.lr=0.001", "seed=2"]),
+    ]
+
+
+def test_a_sweep_with_a_bad_later_value_runs_no_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_entry("train.py", ["-m", "model=tiny", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
+    assert_user_error(proc, "optim.lr: Value 'abc'", "(sweep value optim.lr=abc)")
+    assert not sweep.exists()

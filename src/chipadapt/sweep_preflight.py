@@ -1,0 +1,73 @@
+"""A Hydra callback that checks every value of a sweep before its first job runs.
+
+Each job validates its own config (config_schema.validate), but a sweep's jobs run one after another:
+with `optim.lr=1e-3,abc` or `merge.lam=0.5,1.5`, job 0 trains or merges to the end before job 1 finds
+its bad value. Here each listed value of each swept key is composed (the other swept keys at their
+first value) and validated at the sweep's start, so a bad one stops the sweep in one line before any
+work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are not listed, and not
+checked here."""
+
+import logging
+import sys
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from chipadapt.errors import ChipadaptError
+
+log = logging.getLogger(__name__)
+MAX_CHECKED = 64  # values composed at most (each takes a fraction of a second)
+
+
+def job_override_sets(task_overrides: list[str]) -> list[tuple[str | None, list[str]]]:
+    """The first job's overrides (every swept key at its first value; None for what was swept), then
+    (the swept value, the job's overrides) for each further listed value of each swept key, the other
+    swept keys at their first value."""
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    swept = [o for o in parsed if o.is_sweep_override() and not o.is_interval_sweep()]
+    values = {id(o): [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept}
+    first = {id(o): values[id(o)][:1] for o in swept}
+    sets: list[tuple[str | None, list[str]]] = [(None, [*fixed, *(line for o in swept for line in first[id(o)])])]
+    for override in swept:
+        others = [line for o in swept if o is not override for line in first[id(o)]]
+        sets.extend((line, [*fixed, *others, line]) for line in values[id(override)][1:])
+    return sets[:MAX_CHECKED]
+
+
+class SweepPreflight(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from chipadapt.cli import describe_hydra_error
+        from chipadapt.config_schema import validate
+
+        task = list(OmegaConf.to_container(config.hydra.overrides.task))
+        loader = GlobalHydra.instance().config_loader()
+        hydra_config = HydraConfig.instance()
+        previous = hydra_config.cfg
+        for swept, overrides in job_override_sets(task):
+            try:
+                job = loader.load_sweep_config(config, overrides)
+                # What run_job sets before a job's config is resolved (`${hydra:runtime.output_dir}`).
+                with read_write(job.hydra.runtime), open_dict(job.hydra.runtime):
+                    job.hydra.runtime.output_dir = str(config.hydra.sweep.dir)
+                hydra_config.set_config(job)
+                validate(OmegaConf.masked_copy(job, [key for key in job if key != "hydra"]))
+            except Exception as err:  # noqa: BLE001 (a composition error is the user's; anything else the job reports)
+                described = str(err) if isinstance(err, ChipadaptError) else describe_hydra_error(err)
+                if swept is None:  # the first job's own problem: it stops that job at once, in its own words
+                    log.debug("sweep values not checked before the sweep", exc_info=True)
+                    return
+                if described is None:  # not the user's input: the job meets it and reports it whole
+                    log.debug("sweep value %s not checked before the sweep", swept, exc_info=True)
+                    continue
+                _refuse(f"{described} (sweep value {swept})")
+            finally:
+                hydra_config.cfg = previous
+
+
+def _refuse(message: str) -> None:
+    print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
