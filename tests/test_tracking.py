@@ -235,29 +235,33 @@ def test_compare_reads_a_merge_multirun_and_rejects_an_empty_folder(merge_sweep,
 
 
 @pytest.mark.integration
-def test_a_three_trial_optuna_search_runs_and_returns_the_metric(tmp_path):
-    sweep = tmp_path / "search"
-    proc = run_train(
-        [
-            *TINY_FAST,
-            "trainer.max_steps=1",
-            "data.val_max_sequences=1",
-            "stage.validate_before=false",
-            "hparams_search=dapt_optuna",
-            "hydra.sweeper.n_trials=3",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_an_optuna_search_kept_in_sqlite_goes_on_across_invocations_and_returns_the_metric(tmp_path):
+    def search(folder: str, trials: int):
+        proc = run_train(
+            [
+                *TINY_FAST,
+                "trainer.max_steps=1",
+                "data.val_max_sequences=1",
+                "stage.validate_before=false",
+                "hparams_search=dapt_optuna",
+                f"hydra.sweeper.n_trials={trials}",
+                f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",
+                f"hydra.sweep.dir={tmp_path / folder}",
+            ],
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return tmp_path / folder
+
     values = {}
-    for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
-        manifest = read_manifest(job)
-        assert manifest["config"]["optimized_metric"] == "val/domain/bpb"
-        values[job.name] = manifest["metrics"]["after"]["domain"]["bpb"]
+    for sweep in (search("first", 2), search("second", 1)):  # the second invocation adds a trial to the study
+        for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
+            manifest = read_manifest(job)
+            assert manifest["config"]["optimized_metric"] == "val/domain/bpb"
+            values[f"{sweep.name}/{job.name}"] = manifest["metrics"]["after"]["domain"]["bpb"]
     assert len(values) == 3
-    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert result["best_value"] == pytest.approx(min(values.values()))  # main returned each trial's metric
+    result = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(min(values.values()))  # main returned each trial's metric; all 3 kept
     assert {"optim.lr", "optim.scheduler.num_warmup_steps", "data.sources.docs.weight"} <= set(result["best_params"])
 
 
