@@ -8,6 +8,7 @@ work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are 
 checked here."""
 
 import logging
+import shutil
 import sys
 
 from hydra.core.global_hydra import GlobalHydra
@@ -38,10 +39,36 @@ def job_override_sets(task_overrides: list[str]) -> list[tuple[str | None, list[
     return sets[:MAX_CHECKED]
 
 
+def _target(node) -> str:
+    return str(node.get("_target_") or "") if isinstance(node, DictConfig) else ""
+
+
+def check_sweeper_and_launcher(hydra: DictConfig) -> None:
+    """What the Optuna sweeper and the SLURM launcher would otherwise raise as a traceback, after the
+    sweep started: a direction that is not minimize/maximize, and no `sbatch` to submit with."""
+    if "optuna" in _target(hydra.get("sweeper")).lower():
+        directions = hydra.sweeper.get("direction")
+        given = list(directions) if OmegaConf.is_list(directions) else [directions]
+        bad = [d for d in given if str(d).lower() not in ("minimize", "maximize")]
+        if bad:
+            _refuse(f"hydra.sweeper.direction: {bad[0]!r} is not minimize or maximize")
+    if "slurm" in _target(hydra.get("launcher")).lower() and shutil.which("sbatch") is None:
+        _refuse(
+            "hydra/launcher=slurm: sbatch is not on this machine's PATH; submit from a SLURM login node, "
+            "or leave hydra/launcher out to run the sweep here"
+        )
+
+
 class SweepPreflight(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if "slurm" in _target(config.hydra.get("launcher")).lower():
+            log.warning("hydra/launcher=slurm launches sweeps (-m) only: this run goes on here, on this machine")
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from chipadapt.cli import describe_hydra_error
         from chipadapt.config_schema import validate
+
+        check_sweeper_and_launcher(config.hydra)
 
         task = list(OmegaConf.to_container(config.hydra.overrides.task))
         loader = GlobalHydra.instance().config_loader()

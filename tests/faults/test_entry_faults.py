@@ -248,3 +248,26 @@ def test_a_sweep_with_a_bad_later_value_runs_no_job(tmp_path):
     proc = run_entry("train.py", ["-m", "model=tiny", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
     assert_user_error(proc, "optim.lr: Value 'abc'", "(sweep value optim.lr=abc)")
     assert not sweep.exists()
+
+
+def test_an_optuna_direction_or_a_slurm_launch_without_slurm_is_one_line_before_the_sweep(tmp_path, monkeypatch):
+    import shutil as shell
+
+    sweep = tmp_path / "search"
+    proc = run_entry(
+        "train.py",
+        ["hparams_search=dapt_optuna", "model=tiny", "hydra.sweeper.direction=minimise", f"hydra.sweep.dir={sweep}"],
+    )
+    assert_user_error(proc, "hydra.sweeper.direction: 'minimise' is not minimize or maximize")
+    if shell.which("sbatch") is None:
+        proc = run_entry(
+            "train.py", ["-m", "model=tiny", "hydra/launcher=slurm", "seed=1,2", f"hydra.sweep.dir={sweep}"]
+        )
+        assert_user_error(proc, "hydra/launcher=slurm: sbatch is not on this machine's PATH")
+    assert not sweep.exists()
+
+
+def test_slurm_asks_for_the_gpus_trainer_devices_names():
+    from chipadapt.config_resolvers import gpus_per_node
+
+    assert [gpus_per_node(d) for d in (4, "2", "0,1,2", [0, 1], -1, "auto")] == [4, 2, 3, 2, 8, 8]
