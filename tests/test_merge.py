@@ -355,3 +355,20 @@ def test_statistics_recover_small_angles_between_close_tensors():
     stats.finish()
     assert math.acos(stats.cos) == pytest.approx(exact, rel=1e-3)
     assert stats.norm_chip == pytest.approx(float(c.norm()), rel=1e-9)
+
+
+def test_the_sweep_report_says_before_the_sweep_when_a_metrics_task_is_not_evaluated(caplog):
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from chipadapt.merge.sweep_report import LambdaSweepReport
+
+    report = LambdaSweepReport("perplexity.domain.bpb", False, "ifeval.prompt_loose")
+    with caplog.at_level(logging.WARNING):
+        report.on_multirun_start(OmegaConf.create({"eval": {"perplexity": {}, "ifeval": {}}}))
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING):
+        report.on_multirun_start(OmegaConf.create({"eval": {"ifeval": {}}}))
+    assert "lambda_sweep.domain_metric=perplexity.domain.bpb is of no task this sweep evaluates" in caplog.text
+    assert "instruct_metric" not in caplog.text

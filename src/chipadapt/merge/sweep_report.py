@@ -102,11 +102,24 @@ class LambdaSweepReport(Callback):
             instruct_metric,
         )
 
+    def on_multirun_start(self, config, **kwargs) -> None:
+        """Said before the sweep, not after it: a report metric whose task the sweep does not evaluate."""
+        tasks = list(config.get("eval") or {})
+        for key, name in (("domain_metric", self.domain_metric), ("instruct_metric", self.instruct_metric)):
+            if str(name).split(".")[0] not in tasks:
+                log.warning(
+                    "sweep report: hydra.callbacks.lambda_sweep.%s=%s is of no task this sweep evaluates "
+                    "(eval=[%s]); no report will be built (add its task to eval=[...], or name another metric)",
+                    key,
+                    name,
+                    ",".join(tasks),
+                )
+
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = collect(sweep_dir, self.domain_metric, self.instruct_metric)
         if not rows:
-            log.info(
+            log.warning(
                 "sweep report: no job's results.json has both %s and %s (add eval=[...] to the sweep, or name other "
                 "metrics with hydra.callbacks.lambda_sweep.domain_metric=... / instruct_metric=...)",
                 self.domain_metric,
