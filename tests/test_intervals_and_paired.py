@@ -211,11 +211,84 @@ def test_one_item_per_group_resamples_the_groups_and_one_item_alone_has_no_inter
     # corpus_ppl at a small max_tokens: one block of text per source
     est = mean_of_ratios([([5.0], [1.0]), ([6.0], [1.0]), ([4.5], [1.0]), ([5.5], [1.0])])
     assert est.value == pytest.approx(5.25) and est.ci[0] < est.value < est.ci[1] and "over groups" in est.method
-    base = [([5.0], [1.0]), ([6.0], [1.0]), ([4.5], [1.0]), ([5.5], [1.0])]
-    other = [([4.0], [1.0]), ([5.5], [1.0]), ([4.4], [1.0]), ([4.0], [1.0])]
+    base = [([5.0 + (g % 4) / 2], [1.0]) for g in range(20)]
+    other = [([4.0 + (g % 4) / 2 + (g % 3) / 10], [1.0]) for g in range(20)]
     d = paired_mean_of_ratios([(a_num, a_den, b_num, b_den) for (a_num, a_den), (b_num, b_den) in zip(base, other)])
-    assert d.diff == pytest.approx(-0.775) and d.ci[0] < d.diff < d.ci[1] < 0
+    assert d.test == "paired-bootstrap over groups (one item each)"
+    assert d.diff == pytest.approx(-0.905) and d.ci[0] < d.diff < d.ci[1] < 0
+    # four groups: the exact permutation test over their four differences (all one way: p = 2 / 2**4)
+    four = paired_mean_of_ratios(
+        [(a_num, a_den, b_num, b_den) for (a_num, a_den), (b_num, b_den) in zip(base, other)][:4]
+    )
+    assert four.test == "paired-permutation-exact (one item per group)" and four.p == 0.125
+    assert four.verdict == "within noise"
     assert metric_fields("openroad.ppl", ratio([5.0], [1.0], "exp"))["openroad.ppl_ci"] is None
+
+
+def _documents(bpb: list[float], tokens: int = 300) -> dict[str, dict]:
+    """corpus_ppl-like items: each document's bits per byte as {num: bits, den: bytes}."""
+    return {
+        f"d{i}": {"scores": {"bpb": {"num": v * (tokens + 7 * i), "den": tokens + 7 * i}}} for i, v in enumerate(bpb)
+    }
+
+
+def test_four_documents_all_one_way_are_within_noise_by_the_exact_permutation_test():
+    from chipadapt.eval.paired import paired_difference
+
+    # The user's case: 4 documents, every one lower, was "p=0.001 | lower" by the bootstrap.
+    d = paired_difference(_documents([1.20, 1.31, 1.25, 1.40]), _documents([0.81, 0.92, 0.87, 1.02]), "bpb")
+    assert d.test == "paired-permutation-exact" and d.n == 4 and d.diff < -0.38
+    assert d.p == 0.125  # 2 of the 16 swaps are as extreme: the observed one and its mirror
+    assert d.verdict == "within noise" and d.ci == (-math.inf, math.inf)  # no 95% interval from 4 items
+    # perplexity (exp of the rate): the same test, its interval mapped through exp at the first run's rate
+    per_item = {
+        k: {"scores": {"ppl": {**v["scores"]["bpb"], "transform": "exp"}}} for k, v in _documents([1.2] * 8).items()
+    }
+    lower = {
+        k: {"scores": {"ppl": {**v["scores"]["bpb"], "transform": "exp"}}} for k, v in _documents([1.0] * 8).items()
+    }
+    ppl = paired_difference(per_item, lower, "ppl")
+    assert ppl.p == pytest.approx(2 / 2**8) and ppl.verdict == "lower" and ppl.ci[0] <= ppl.diff <= ppl.ci[1] < 0
+
+
+def test_the_exact_test_matches_enumeration_and_its_interval_agrees_with_its_p_value():
+    import itertools
+
+    from chipadapt.eval.paired import EXACT_MAX_ITEMS, paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 6, 8, 11, EXACT_MAX_ITEMS):
+        for trial in range(4):
+            diffs = rng.normal(0.25 * trial, 0.5, n)
+            d = paired_bootstrap(np.zeros(n), np.ones(n), diffs, np.ones(n))
+            flipped = [float(np.mean(np.array(signs) * diffs)) for signs in itertools.product((1, -1), repeat=n)]
+            up = sum(t >= diffs.mean() - 1e-12 for t in flipped)
+            down = sum(t <= diffs.mean() + 1e-12 for t in flipped)
+            assert d.p == pytest.approx(min(1.0, 2 * min(up, down) / 2**n)), (n, trial)
+            assert (d.ci[0] <= 0 <= d.ci[1]) == (d.p >= 0.05), (n, trial, d)
+            assert (d.verdict == "within noise") == (d.p >= 0.05), (n, trial, d)
+    # a ratio of sums over documents of different lengths: the mean of per-document differences weighted by bytes
+    d = paired_bootstrap(
+        [3.0, 5.0, 4.0, 6.0, 2.0, 5.5], [4, 6, 5, 7, 3, 6], [2.0, 4.0, 3.1, 5.0, 1.5, 4.0], [4, 6, 5, 7, 3, 6]
+    )
+    assert d.test == "paired-permutation-exact" and d.p == pytest.approx(2 / 64) and d.verdict == "lower"
+
+
+def test_the_paired_bootstrap_over_more_than_16_items_gives_what_it_gave_before():
+    from chipadapt.eval.paired import paired_bootstrap, paired_mean_of_ratios
+
+    rng = np.random.default_rng(3)  # 30 documents: pinned values from before the exact test existed
+    den = rng.integers(200, 400, 30).astype(float)
+    a = rng.uniform(0.8, 1.4, 30)
+    b = a + rng.normal(-0.02, 0.08, 30)
+    d = paired_bootstrap(a * den, den, b * den, den)
+    assert d.test == "paired-bootstrap" and d.n == 30 and d.verdict == "lower"
+    assert d.diff == pytest.approx(-0.03385830472787332, abs=1e-15) and d.p == pytest.approx(0.017991004497751123)
+    assert d.ci == pytest.approx((-0.0654596176712302, -0.004696271744472184), abs=1e-15)
+    halves = [(a[h] * den[h], den[h], b[h] * den[h], den[h]) for h in (slice(0, 15), slice(15, 30))]
+    g = paired_mean_of_ratios(halves)
+    assert g.test == "paired-bootstrap (stratified by group)" and g.p == pytest.approx(0.025987006496751622)
+    assert g.ci == pytest.approx((-0.062239459690280455, -0.003236450435697429), abs=1e-15)
 
 
 def test_the_paired_baseline_is_the_first_run_named_even_when_a_swept_key_orders_the_tables(tmp_path):

@@ -187,7 +187,7 @@ def test_paired_tests_leave_out_the_screening_prompts(clear):
     assert vs_linear.a == pytest.approx(25 / 50) and vs_linear.b == 1.0  # linear's held-out share, not 25/60
     domain = facts["tests"]["chip model"]["corpus_ppl.domain_all.bpb"]
     assert domain.diff == pytest.approx(0.6) and domain.n == sum(SOURCES.values())  # general split left out
-    assert domain.test == "paired-bootstrap"  # every domain document pooled, not stratified by source
+    assert domain.test == "paired-permutation-exact"  # every domain document pooled, not stratified by source
     assert "every held-out domain document pooled, by the paired bootstrap over documents" in text
     assert "predate" not in text
     assert "IFEval on the 50 prompts that chose nothing" in text
@@ -258,7 +258,7 @@ def test_runs_from_before_domain_bpb_fall_back_to_the_mean_of_sources_and_say_so
     # merge_balance still chooses, on domain_mean.bpb for the run and both ends
     assert facts["best"]["lam"] == 0.4 and facts["scores"] == pytest.approx({0.4: 0.7, 0.6: 0.55})
     domain = facts["tests"]["chip model"]["corpus_ppl.domain_all.bpb"]
-    assert domain.diff == pytest.approx(0.6) and domain.test == "paired-bootstrap (stratified by group)"
+    assert domain.diff == pytest.approx(0.6) and domain.test == "paired-permutation-exact (stratified by group)"
     results = json.loads((ctx.out / "merge_chipalign" / "1" / "results.json").read_text())["corpus_ppl"]
     assert "domain_all.bpb" not in results
     row = line_of(text, "| [chipalign 0.6](runs/merge_chipalign/1) |")

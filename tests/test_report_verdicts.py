@@ -4,6 +4,7 @@ that would resolve it; the DAPT section shows the sweep, the lr it chose and the
 missing steps still builds its report."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -67,15 +68,17 @@ def test_one_discordant_prompt_of_eight_is_not_resolved_by_nine():
     assert cell == f"{NOT_RESOLVED}, needs about 12 prompts" and "only 4 of 8 prompts tell the two apart" in why
 
 
-def test_a_bootstrap_over_a_handful_of_items_is_not_an_interval():
+def test_a_handful_of_items_resolves_nothing_whatever_its_differences():
     from chipadapt.reproduce.report.power import MIN_RESAMPLED, verdict
 
     a = {f"d{k}": {"scores": {"bpb": {"num": 10.0, "den": 10}}} for k in range(3)}
     b = {f"d{k}": {"scores": {"bpb": {"num": 5.0, "den": 10}}} for k in range(3)}
     d = paired_difference(a, b, "bpb")
-    assert d.ci[0] == d.ci[1]  # three identical documents: a zero-width "interval"
-    assert verdict(d, -1, "documents")[0] == f"{NOT_RESOLVED}, needs at least {MIN_RESAMPLED} documents"
-    assert verdict(d, -1, "documents", 250.0)[0] == f"{NOT_RESOLVED}, needs at least 10 documents / 2,500 tokens"
+    # Three documents all one way: the exact test's p is 2/8, and no shift is rejected (the bootstrap
+    # gave a zero-width "interval" here).
+    assert d.test == "paired-permutation-exact" and d.p == 0.25 and d.ci == (-math.inf, math.inf)
+    assert verdict(d, -1, "documents")[0] == f"{NOT_RESOLVED}, needs at least 6 documents"
+    assert verdict(d, -1, "documents", 250.0)[0] == f"{NOT_RESOLVED}, needs at least 6 documents / 1,500 tokens"
     # McNemar's test needs no resampling: seven of eight prompts lost resolves (p = 0.008)
     assert verdict(mcnemar([True] * 8, [False] * 7 + [True]), -1, "prompts")[0] == REPRODUCES
     many = {f"d{k}": {"scores": {"bpb": {"num": 10.0, "den": 10}}} for k in range(MIN_RESAMPLED)}

@@ -25,18 +25,44 @@ from chipadapt.io.outputs import check_output_folder, write_marker
 log = logging.getLogger(__name__)
 
 
+# Keys sweeps usually vary, the most usual first: among keys that vary over as many values, the curve's
+# x axis is the first of these (ChipAlign's lambda, then the learning rate), then the first by name.
+USUAL_AXES = ("merge.lam", "optim.lr")
+
+
+def distinct_numbers(runs: list[Run], key: str) -> int:
+    """How many values `key` takes, where every run sets it to a number; 0 where one does not."""
+    try:
+        return len({float(r.overrides[key]) for r in runs})
+    except (KeyError, ValueError):
+        return 0
+
+
+def axis_candidates(runs: list[Run]) -> dict[str, int]:
+    """{key: its number of values} for the overrides every run sets to a number that differs between runs."""
+    common = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    counts = {key: distinct_numbers(runs, key) for key in sorted(common)}
+    return {key: count for key, count in counts.items() if count > 1}
+
+
+def _axis_rank(key: str, count: int) -> tuple:
+    return -count, USUAL_AXES.index(key) if key in USUAL_AXES else len(USUAL_AXES), key
+
+
 def numeric_axis(runs: list[Run], x: str | None) -> str | None:
-    candidates = [x] if x else sorted(set.intersection(*(set(r.overrides) for r in runs))) if runs else []
-    for key in candidates:
-        try:
-            values = [float(r.overrides[key]) for r in runs]
-        except (KeyError, ValueError):
-            continue
-        if len(set(values)) > 1:
-            return key
+    """The curve's x axis: `x` where given, else the numeric override with the most values (an Optuna search
+    varies every key: taking the first by name put a data weight where the learning rate belonged)."""
     if x:
-        raise ChipadaptError(f"compare.x: {x!r} is not a numeric override of every run")
-    return None
+        if distinct_numbers(runs, x) > 1:
+            return x
+        raise ChipadaptError(f"compare.x: {x!r} is not a numeric override of every run that differs between them")
+    candidates = axis_candidates(runs)
+    if not candidates:
+        return None
+    ranked = sorted(candidates, key=lambda k: _axis_rank(k, candidates[k]))
+    others = f" (also numeric and swept: {', '.join(ranked[1:])})" if len(ranked) > 1 else ""
+    log.info("compare: x axis %s, %d values; x=KEY picks another%s", ranked[0], candidates[ranked[0]], others)
+    return ranked[0]
 
 
 def chosen_metrics(runs: list[Run], requested: list[str] | None) -> list[str]:
@@ -79,16 +105,36 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
     return lines
 
 
-def as_list(cfg: DictConfig, key: str) -> list | None:
-    """A list-valued key; `runs=outputs/a` (one string) is read as `runs=[outputs/a]`, never as letters."""
+def as_list(cfg: DictConfig, key: str, unique: bool = False) -> list[str] | None:
+    """A list-valued key; `runs=outputs/a` (one string) is read as `runs=[outputs/a]`, never as letters.
+    Entries are names and paths: `runs=[1]` is the folder "1", not a number a path cannot be built from.
+    `unique`: an entry named twice is an error (two runs with one label, a metric plotted against itself)."""
     value = cfg[key]
     if value is None or value == "":
         return None
     if isinstance(value, str):
         return [value]
     if not isinstance(value, ListConfig):
-        raise ChipadaptError(f"{key}: {value!r} is not a list, e.g. '{key}=[a,b]'")
-    return list(value)
+        raise ChipadaptError(f"compare.{key}: {value!r} is not a list, e.g. '{key}=[a,b]'")
+    entries = [str(v) for v in value]
+    twice = next((v for i, v in enumerate(entries) if v in entries[:i]), None) if unique else None
+    if twice is not None:
+        raise ChipadaptError(f"compare.{key}: {twice!r} is named twice")
+    return entries
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The scalar keys, before any run is read: a wrong type would otherwise surface as a traceback deep
+    in the plots (max_plot_metrics=abc) or be taken silently (overwrite=no is the string "no", true)."""
+    limit = cfg.max_plot_metrics
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ChipadaptError(f"compare.max_plot_metrics: {limit!r} is not a whole number of at least 1")
+    if not isinstance(cfg.overwrite, bool):
+        raise ChipadaptError(f"compare.overwrite: {cfg.overwrite!r} is not true or false")
+    if cfg.x is not None and not isinstance(cfg.x, str):
+        raise ChipadaptError(f"compare.x: {cfg.x!r} is not an override's name, e.g. x=merge.lam")
+    if not isinstance(cfg.output, str) or not cfg.output:
+        raise ChipadaptError(f"compare.output: {cfg.output!r} is not a folder")
 
 
 def output_folder(cfg: DictConfig, runs: list[Run]) -> Path:
@@ -104,8 +150,9 @@ def output_folder(cfg: DictConfig, runs: list[Run]) -> Path:
 
 
 def compare(cfg: DictConfig) -> dict:
-    runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels"))
-    metrics = chosen_metrics(runs, as_list(cfg, "metrics"))
+    check_settings(cfg)
+    runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels", unique=True))
+    metrics = chosen_metrics(runs, as_list(cfg, "metrics", unique=True))
     axis = numeric_axis(runs, cfg.x)
     given = list(runs)  # the paired comparisons are against the first run as the user named it
     if axis:

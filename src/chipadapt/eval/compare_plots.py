@@ -76,7 +76,12 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
     series = _series(runs, axis) if axis else {}
     for ax, metric in zip(axes.flat, metrics):
         values = [r.metrics.get(metric, float("nan")) for r in runs]
-        if axis:
+        if axis and not series:
+            # Every run its own setting of the other keys (a search): points only, since a line between
+            # two of them would also cross whatever else differs.
+            ax.plot([float(r.overrides[axis]) for r in runs], values, marker="o", linestyle="none")
+            ax.set_xlabel(f"{axis} (runs differ in other keys too)")
+        elif axis:
             # One line per setting of the other swept keys: a line through two settings is no trend.
             for name, members in series.items():
                 ax.plot(
@@ -99,15 +104,16 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
 
 
 def _series(runs, axis: str) -> dict[str, list]:
-    """Runs grouped by the values of the swept keys other than `axis`, each group in `axis` order."""
+    """Runs grouped by the values of the swept keys other than `axis`, each group in `axis` order; {} when
+    every run is alone in its group (an Optuna search): no two runs may then be joined by a line."""
     others = [k for k in swept_keys(runs) if k != axis]
     ordered = sorted(runs, key=lambda r: float(r.overrides[axis]))
     groups: dict[str, list] = {}
     for run in ordered:
         name = " ".join(f"{k}={run.overrides.get(k, '-')}" for k in others)
         groups.setdefault(name, []).append(run)
-    if all(len(members) == 1 for members in groups.values()):  # every run its own setting (a search): one line
-        return {"": ordered}
+    if len(groups) > 1 and all(len(members) == 1 for members in groups.values()):
+        return {}
     return groups
 
 

@@ -100,15 +100,20 @@ def load_run(folder: Path) -> Run:
 
 
 def label_runs(runs: list[Run], labels: list[str] | None) -> None:
-    """Given labels, else the overrides that differ between the runs (all of them for a single run),
-    else the folder name."""
+    """Given labels (one per run), else the overrides that differ between the runs (all of them for a
+    single run), else the folder name."""
+    if labels is not None and len(labels) != len(runs):
+        # Labels are matched to runs by position: with a count that differs, some run would carry another's.
+        raise ChipadaptError(
+            f"compare.labels: {len(labels)} given for {len(runs)} runs (one per run, in the order runs= finds them)"
+        )
     differing = (
         {key for key in {k for r in runs for k in r.overrides} if len({r.overrides.get(key) for r in runs}) > 1}
         if len(runs) > 1
         else None
     )
     for i, run in enumerate(runs):
-        if labels and i < len(labels):
+        if labels is not None:
             run.label, run.label_keys = labels[i], []
             continue
         shown = {k: v for k, v in run.overrides.items() if differing is None or k in differing}

@@ -12,9 +12,21 @@ resolves differences that two independent intervals would call overlapping).
   (Newcombe, Stat. Med. 1998); Tango's is neither. The score test is liberal with a handful of
   discordant items (4 of 4 one way: p = 0.046, where the exact test gives 0.125), so with fewer than
   MIN_DISCORDANT the verdict is "within noise" whatever the interval.
-- Numbers and ratios: the paired bootstrap, resampling matched items (the same draw for both
-  runs); percentile interval, and a p-value of twice the smaller share of resampled differences
-  on either side of 0 (add-one corrected).
+- Numbers and ratios over more than EXACT_MAX_ITEMS items: the paired bootstrap, resampling matched
+  items (the same draw for both runs); percentile interval, and a p-value of twice the smaller share of
+  resampled differences on either side of 0 (add-one corrected).
+- Numbers and ratios over EXACT_MAX_ITEMS items or fewer: the exact paired permutation test. The
+  bootstrap is far too sure there: 4 items all one way gave p = 0.001 and a narrow interval, where no
+  exact test can go below 2 / 2**4 = 0.125 (resampling 4 items only ever sees those 4). Under "no
+  difference" each item's two scores are exchangeable, so all 2**n swaps of an item's a and b (for a
+  mean: the signs of the per-item differences) are enumerated, and p is twice the smaller share of swaps
+  whose difference is at least (at most) the one seen. The interval is the shifts delta of the second
+  run that this test does not reject (each of its scores lowered by delta per unit of denominator): it
+  covers 0 exactly when p >= 1 - confidence, so interval, p and verdict never disagree, and it assumes
+  nothing about the items' distribution. A Student-t interval was not chosen: it can leave 0 out where
+  the exact p is 0.125 (4 close differences all one way), which would bring back the contradiction. With 5
+  items or fewer no shift is rejected at 95% (2 / 2**5 > 0.05), so the interval is unbounded: the honest
+  answer for so few items.
 "within noise" means the interval covers 0 (or, for McNemar, fewer than MIN_DISCORDANT discordant
 items); otherwise the second run is "higher" or "lower".
 """
@@ -31,6 +43,10 @@ MCNEMAR = "mcnemar-tango"
 # Discordant items a McNemar difference needs before it can be told from noise: the exact test cannot
 # reject with fewer, even all one way (2 * 0.5**5 > 0.05), and the score test over-rejects there.
 MIN_DISCORDANT = 6
+# Up to this many matched items the permutation test enumerates every swap (2**16 = 65,536 rows of
+# n numbers: milliseconds); above it the paired bootstrap, whose results stay as they were.
+EXACT_MAX_ITEMS = 16
+EXACT = "paired-permutation-exact"
 
 
 @dataclass(frozen=True)
@@ -101,12 +117,17 @@ def paired_bootstrap(
     seed: int = SEED,
     chunk: int = 256,
 ) -> PairedDifference:
-    """f(sum b_num / sum b_den) - f(sum a_num / sum a_den) over the same resampled items."""
+    """f(sum b_num / sum b_den) - f(sum a_num / sum a_den) over the same resampled items; over
+    EXACT_MAX_ITEMS items or fewer the exact permutation test instead (every caller gets it here)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (a_num, a_den, b_num, b_den)]
     a_num, a_den, b_num, b_den = arrays
     n = len(a_num)
     f = TRANSFORMS[transform]
     stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
+    if n <= EXACT_MAX_ITEMS:
+        p, (low, high) = exact_permutation([arrays])
+        ci = (low, high) if transform is None else _through(f, a_num.sum() / a_den.sum(), (low, high))
+        return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, EXACT)
     rng = np.random.default_rng(seed)
     diffs = []
     for start in range(0, resamples, chunk):
@@ -118,6 +139,55 @@ def paired_bootstrap(
     diffs = np.concatenate(diffs)
     p = bootstrap_p(diffs)
     return PairedDifference(stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap")
+
+
+def _through(f, rate_a: float, shifts: tuple[float, float]) -> tuple[float, float]:
+    """Shifts of the untransformed rate as differences of f (perplexity from bits): f(a + delta) - f(a),
+    at the first run's rate; f is increasing, so the ends stay in order."""
+    return tuple(float(f(rate_a + delta) - f(rate_a)) for delta in shifts)
+
+
+def _swaps(n: int) -> np.ndarray:
+    """Every way to swap a and b on some of n items, as 0/1 rows; row 0 swaps none (the pairing seen)."""
+    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def _swapped_statistics(groups: list, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """For each swap s, the statistic (the mean over groups of b's ratio of sums minus a's) minus the one
+    seen, as c_s + k_s * delta when b's numerators are lowered by delta * b_den. Each ratio is linear in
+    delta, and k_s >= 0: swapping moves some of the shift from b's side to a's. Also the ratios' scale."""
+    t, slope, scale, start = np.zeros(len(swaps)), np.zeros(len(swaps)), 0.0, 0
+    for a_num, a_den, b_num, b_den in groups:
+        s = swaps[:, start : start + len(a_num)]
+        keep, start = 1 - s, start + len(a_num)
+        b_side = np.maximum(keep @ b_den + s @ a_den, 1e-300)
+        a_side = np.maximum(keep @ a_den + s @ b_den, 1e-300)
+        t += (keep @ b_num + s @ a_num) / b_side - (keep @ a_num + s @ b_num) / a_side
+        slope += -(keep @ b_den) / b_side + (s @ b_den) / a_side
+        scale = max(scale, abs(a_num.sum() / max(a_den.sum(), 1e-300)), abs(b_num.sum() / max(b_den.sum(), 1e-300)))
+    return (t - t[0]) / len(groups), (slope - slope[0]) / len(groups), scale
+
+
+def exact_permutation(groups: list, confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float]]:
+    """Exact paired permutation test of the mean over groups of (b's ratio of sums - a's), groups given as
+    (a_num, a_den, b_num, b_den) arrays: the two-sided p-value and the interval of shifts it does not
+    reject (module docstring). For a mean (den = 1) it is the sign-flip test of the per-item differences."""
+    n = sum(len(group[0]) for group in groups)
+    c, k, scale = _swapped_statistics(groups, _swaps(n))
+    c[np.abs(c) <= 1e-12 * max(scale, 1e-300)] = 0.0  # equal sums added in another order are a tie
+    fixed = k <= 1e-12  # swaps whose statistic moves with the observed one (row 0, zero denominators)
+    up_always, down_always = int((c[fixed] >= 0).sum()), int((c[fixed] <= 0).sum())
+    # A swap is at least as far up as the one seen for delta >= its root, at most as far for delta <= it.
+    roots = np.sort(-c[~fixed] / k[~fixed])
+    at_least = up_always + int((roots <= 0).sum())
+    at_most = down_always + int((roots >= 0).sum())
+    p = min(1.0, 2 * min(at_least, at_most) / 2**n)
+    # p(delta) >= 1 - confidence needs `needed` swaps on each side (the same rule as p above, so the
+    # interval covers 0 exactly when p does not reject).
+    needed = math.ceil((1 - confidence) * 2 ** (n - 1) - 1e-9)
+    low = -math.inf if up_always >= needed else float(roots[needed - up_always - 1])
+    high = math.inf if down_always >= needed else float(roots[::-1][needed - down_always - 1])
+    return p, (low, high)
 
 
 def bootstrap_p(diffs: np.ndarray) -> float:
@@ -164,13 +234,18 @@ def paired_mean_of_ratios(
 ) -> PairedDifference:
     """b - a of an unweighted mean of per-group ratios of sums (corpus_ppl's domain_mean.bpb: one
     ratio per corpus source), each group given as (a_num, a_den, b_num, b_den) over its matched items.
-    Items are resampled within their group, the same draw for both runs (a stratified paired bootstrap)."""
+    Items are resampled within their group, the same draw for both runs (a stratified paired bootstrap);
+    over EXACT_MAX_ITEMS items or fewer, all groups together, the exact permutation test instead."""
     k = len(groups)
     arrays = [[np.asarray(x, dtype=np.float64) for x in group] for group in groups]
     stat_a = sum(a_num.sum() / a_den.sum() for a_num, a_den, _, _ in arrays) / k
     stat_b = sum(b_num.sum() / b_den.sum() for _, _, b_num, b_den in arrays) / k
-    rng = np.random.default_rng(seed)
     n = sum(len(group[0]) for group in arrays)
+    if n <= EXACT_MAX_ITEMS:
+        p, ci = exact_permutation(arrays)
+        test = f"{EXACT} ({'one item per group' if n == k else 'stratified by group'})"
+        return PairedDifference(float(stat_a), float(stat_b), float(stat_b - stat_a), ci, p, n, test)
+    rng = np.random.default_rng(seed)
     if k > 1 and n == k:
         # One item per group: resampling inside a group cannot vary (the interval would be a point);
         # the groups' differences are resampled instead.

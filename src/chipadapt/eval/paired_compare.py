@@ -1,9 +1,10 @@
 """compare.py's paired section: every run against the first, item by item.
 
 For each task whose `<task>_items.jsonl` is in both run folders (beside results.json), each metric the items
-score is compared on the items both runs scored (eval/paired.py: McNemar for pass/fail, the paired
-bootstrap otherwise). Written to `compare_paired.md` and `.csv`; "within noise" only where the
-difference's 95% interval covers 0.
+score is compared on the items both runs scored (eval/paired.py: McNemar for pass/fail; otherwise the
+exact permutation test over 16 items or fewer, the paired bootstrap over more). Written to
+`compare_paired.md` and `.csv`; "within noise" only where the difference's 95% interval covers 0 (over 5
+items or fewer the exact interval is unbounded: such a table shows [-inf, +inf]).
 """
 
 import csv

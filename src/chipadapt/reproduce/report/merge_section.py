@@ -3,6 +3,7 @@ baseline at the setting its screening chose and ChipAlign at the lambda the same
 the same prompts; every figure with its 95% interval, and paired tests of ChipAlign at its best
 against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
+from chipadapt.eval.paired import EXACT_MAX_ITEMS
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
 from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
@@ -370,7 +371,9 @@ def section(ctx: Context) -> tuple[str, dict]:
                 "bootstrap over documents (unlike the prompts, these documents also took part in choosing the "
                 "settings: too few to split, so a small selection bias remains in the domain half); "
             )
-            + "WikiText-2 is not part of it. The others by the paired bootstrap (McNemar for parses). "
+            + "WikiText-2 is not part of it. The others by the paired bootstrap (McNemar for parses). Over "
+            f"{EXACT_MAX_ITEMS} items or fewer, the exact paired permutation test replaces the bootstrap (each row "
+            "names its test). "
             "Difference = ChipAlign minus the other.",
             "",
             tests_table(best, tests),

@@ -16,6 +16,9 @@ REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
 # A percentile bootstrap over fewer items has almost nothing to resample: its "interval" is not one
 # (one document resampled is the same document every time, a zero-width interval).
 MIN_RESAMPLED = 10
+# Items the exact paired permutation test needs before it can reject at 5%: all n one way gives
+# p = 2 / 2**n, below 0.05 from 6 items on (over fewer, its interval is unbounded).
+MIN_EXACT = 6
 NEEDS = ", needs "  # joins NOT_RESOLVED and the size that would resolve it, in a verdict cell
 NOT_RUN = "not run"  # the variant has no step that measures the finding
 
@@ -59,6 +62,11 @@ def verdict(
         return (
             f"{NOT_RESOLVED}{NEEDS}at least {size(MIN_RESAMPLED, unit, per_item)}",
             f"only {d.n} {unit} to resample: a bootstrap over so few gives no interval",
+        )
+    if not (math.isfinite(d.ci[0]) and math.isfinite(d.ci[1])):  # the exact test over 5 items or fewer
+        return (
+            f"{NOT_RESOLVED}{NEEDS}at least {size(MIN_EXACT, unit, per_item)}",
+            f"only {d.n} {unit}: with so few, no paired test can tell a difference from noise",
         )
     if d.verdict != "within noise":
         agrees = (d.diff > 0) == (paper_sign > 0)
