@@ -156,3 +156,10 @@ def test_compare_py_says_a_bad_max_plot_metrics_in_one_line(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "chipadapt: error: compare.max_plot_metrics: 'abc' is not a whole number of at least 1" in proc.stderr
+
+
+def test_learning_rates_spread_over_decades_get_a_log_axis():
+    from chipadapt.eval.compare_plots import log_scale
+
+    assert log_scale([1e-6, 3e-5, 1e-3]) and not log_scale([0.0, 0.4, 1.0]) and not log_scale([0.2, 0.6, 1.0])
+    assert not log_scale([5e-6]) and not log_scale([-1.0, 100.0])

@@ -96,11 +96,20 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
         else:
             ax.bar(range(len(runs)), values, color=[f"C{i}" for i in range(len(runs))])
             ax.set_xticks(range(len(runs)), plot_labels(runs, 24), fontsize=6)
+        if axis and log_scale([float(r.overrides[axis]) for r in runs]):
+            ax.set_xscale("log")
         ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else ""), fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     return _save(fig, plt, out / ("compare_curve.png" if axis else "compare_bars.png"))
+
+
+def log_scale(values: list[float]) -> bool:
+    """A logarithmic axis for positive values spread over more than a factor of 10 (learning rates
+    1e-6 to 1e-3 sit at one point of a linear axis); a lambda in [0, 1] keeps its linear one."""
+    positive = [v for v in values if v > 0]
+    return len(positive) == len(values) > 1 and max(positive) / min(positive) > 10
 
 
 def _series(runs, axis: str) -> dict[str, list]:
