@@ -3,18 +3,33 @@ or a Hugging Face dataset (`format: hf`, `split`, `subset`, `streaming`) whose r
 (a `messages_key` column, default `messages`, else `prompt_key`/`completion_key`).
 
 Attributes (SteerLM) come from the record's `attributes` or `steerlm_attributes` (OASST export, 0-4),
-or from HelpSteer's top-level columns (helpfulness, correctness, coherence, complexity, verbosity).
+or from HelpSteer's top-level columns (helpfulness, correctness, coherence, complexity, verbosity,
+0-4). Every supported labelling uses SteerLM's 0-4 scale, so a value off it (`quality: 9` from a
+0-10 rating, a word) is refused: rounded into the attribute string it would teach the model a level
+it is never asked for. A null value means "not labelled".
+
+A record without an assistant turn (or with `messages: []`) teaches nothing: it is left out, counted
+per source and warned about. A conversation whose first turn (after the system message) is the
+assistant's is refused: its reply answers nothing, and most chat templates cannot render it (a
+greeting belongs in the system message, or after the user turn it answers).
 """
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chipadapt.data.eda_split import is_eval_row
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.hf_dataset import is_dataset_path
 from chipadapt.io.jsonl import jsonl_records
+
+log = logging.getLogger(__name__)
 
 HELPSTEER_KEYS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 ROLES = {"user", "assistant", "system"}
+FORMATS = ("chat", "prompt_completion", "hf")
+ATTRIBUTE_SCALE = (0, 4)  # OASST steerlm_attributes, HelpSteer 1 and 2, annotate's clamped predictions
 
 
 @dataclass
@@ -22,72 +37,170 @@ class Conversation:
     id: str
     messages: list[dict]
     attributes: dict = field(default_factory=dict)
+    where: str = ""  # file:line (or dataset row) for messages about this conversation
 
 
-def _attributes(record: dict) -> dict:
+@dataclass
+class ConversationSource:
+    """One conversation source of a blend (`data.sources.NAME`, `annotate.input`, ...). The defaults
+    live here only; YAML sets what differs."""
+
+    path: str
+    format: str = "chat"  # chat | prompt_completion | hf
+    messages_key: str = "messages"
+    prompt_key: str = "prompt"
+    completion_key: str = "completion"
+    weight: float = 1.0  # sampling multiplier per epoch (SFT blends)
+    epochs: float = 1.0
+    exclude_eval_split: dict | None = None  # {fraction}: keep eda_script's evaluation rows out of training
+    only_eval_split: dict | None = None  # {fraction}: just those rows (a validation source)
+    # `format: hf`: the split, the subset (config name) and whether to stream it.
+    split: str = "train"
+    subset: str | None = None
+    streaming: bool = False
+
+
+@dataclass
+class SourceConversations:
+    source: ConversationSource
+    conversations: list[Conversation]
+    no_answer: int  # records left out: no assistant turn, nothing to learn or rate
+
+
+def default_key(name: str) -> str:
+    """A source name under `data.sources`, or already a full config key (`annotate.input`)."""
+    return name if "." in name else f"data.sources.{name}"
+
+
+def conversation_source(values: dict, key: str) -> ConversationSource:
+    """A ConversationSource from a config entry; a misspelt setting would otherwise be ignored
+    (`wieght: 5` training at weight 1), so an unknown one is refused, naming `key`."""
+    if not isinstance(values, dict):
+        raise ChipadaptError(f"{key}: expected a source with a `path`, got {values!r}")
+    fields = [f.name for f in dataclasses.fields(ConversationSource)]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ChipadaptError(f"{key}.{unknown[0]}: unknown source setting (known: {', '.join(fields)})")
+    if values.get("path") in (None, ""):
+        raise ChipadaptError(f"{key}.path: required, not set")
+    if values.get("format", "chat") not in FORMATS:
+        raise ChipadaptError(f"{key}.format: {values['format']!r} is not one of {', '.join(FORMATS)}")
+    for name in ("weight", "epochs"):
+        value = values.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ChipadaptError(f"{key}.{name}: {value!r} is not a non-negative number")
+    for name in ("exclude_eval_split", "only_eval_split"):
+        value = values.get(name)
+        fraction = value.get("fraction") if isinstance(value, dict) else None
+        if value is not None and (
+            set(value) != {"fraction"} or not isinstance(fraction, (int, float)) or not 0 < fraction < 1
+        ):
+            raise ChipadaptError(f"{key}.{name}: expected {{fraction: a number between 0 and 1}}, got {value!r}")
+    return ConversationSource(**{k: v for k, v in values.items() if v is not None})  # null: the default
+
+
+def _attribute_value(where: str, name: str, value):
+    """The value, None when unlabelled; anything off SteerLM's scale names the record and attribute."""
+    if value is None:
+        return None
+    low, high = ATTRIBUTE_SCALE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ChipadaptError(
+            f"{where}: attribute {name!r} is {value!r}, not a number on SteerLM's {low}-{high} scale "
+            f"(rescale it to {low}-{high}, or set it to null if unlabelled)"
+        )
+    return value
+
+
+def _attributes(where: str, record: dict) -> dict:
     for key in ("attributes", "steerlm_attributes"):
-        if isinstance(record.get(key), dict):
-            return {k: v for k, v in record[key].items() if isinstance(v, (int, float))}
-    return {k: record[k] for k in HELPSTEER_KEYS if isinstance(record.get(k), (int, float))}
+        labels = record.get(key)
+        if labels is None:
+            continue
+        if not isinstance(labels, dict):
+            raise ChipadaptError(f"{where}: {key!r} must be an object of attribute: 0-4, got {labels!r}")
+        values = {k: _attribute_value(where, k, v) for k, v in labels.items()}
+        return {k: v for k, v in values.items() if v is not None}
+    values = {k: _attribute_value(where, k, record.get(k)) for k in HELPSTEER_KEYS}
+    return {k: v for k, v in values.items() if v is not None}
 
 
-def read_conversations(name: str, spec: dict) -> list[Conversation]:
-    """Conversations of one source (`sft.sources.<name>`); malformed lines name file and line."""
-    path = Path(spec["path"])
-    fmt = spec.get("format", "chat")
-    prompt_key, completion_key = spec.get("prompt_key", "prompt"), spec.get("completion_key", "completion")
-    exclude = spec.get("exclude_eval_split")  # {fraction}: keep eda_script's evaluation rows out of training
-    only = spec.get("only_eval_split")  # {fraction}: just those rows (a validation source)
-    messages_key = spec.get("messages_key", "messages")
-    out = []
-    for where, lineno, record in _records(name, spec):
-        kind = fmt if fmt != "hf" else ("chat" if messages_key in record else "prompt_completion")
+def read_conversations(name: str, spec: dict, key: str | None = None) -> list[Conversation]:
+    """Conversations of one source; see load_conversations."""
+    return load_conversations(name, spec, key).conversations
+
+
+def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceConversations:
+    """Conversations of one source (config key `key`, default `data.sources.<name>`); malformed lines
+    name file and line; records with no assistant turn are counted and warned about."""
+    key = key or default_key(name)
+    src = conversation_source(spec, key)
+    out, no_answer, first_skipped = [], 0, None
+    for where, lineno, record in _records(src, key):
+        kind = src.format if src.format != "hf" else ("chat" if src.messages_key in record else "prompt_completion")
         if kind == "chat":
-            messages = record.get(messages_key)
+            messages = record.get(src.messages_key)
             if not isinstance(messages, list) or not all(
                 isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
             ):
                 raise ChipadaptError(
-                    f"{where}: {messages_key!r} must be a list of {{role: system|user|assistant, content: str}}"
+                    f"{where}: {src.messages_key!r} must be a list of {{role: system|user|assistant, content: str}}"
                 )
-            if fmt == "hf":  # arrow rows carry every column of the schema, None where a message lacks it
+            if src.format == "hf":  # arrow rows carry every column of the schema, None where a message lacks it
                 messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-        elif kind == "prompt_completion":
-            if not isinstance(record.get(prompt_key), str) or not isinstance(record.get(completion_key), str):
+        else:
+            if not isinstance(record.get(src.prompt_key), str) or not isinstance(record.get(src.completion_key), str):
                 raise ChipadaptError(
-                    f"{where}: needs string fields {prompt_key!r} and {completion_key!r}"
-                    + (f" (or a {messages_key!r} list)" if fmt == "hf" else "")
+                    f"{where}: needs string fields {src.prompt_key!r} and {src.completion_key!r}"
+                    + (f" (or a {src.messages_key!r} list)" if src.format == "hf" else "")
                 )
-            if exclude and is_eval_row(record[completion_key], exclude["fraction"]):
+            # Configured splits, not losses: the rows eval=eda_script scores stay out of training.
+            if src.exclude_eval_split and is_eval_row(record[src.completion_key], src.exclude_eval_split["fraction"]):
                 continue
-            if only and not is_eval_row(record[completion_key], only["fraction"]):
+            if src.only_eval_split and not is_eval_row(record[src.completion_key], src.only_eval_split["fraction"]):
                 continue
             messages = [
-                {"role": "user", "content": record[prompt_key]},
-                {"role": "assistant", "content": record[completion_key]},
+                {"role": "user", "content": record[src.prompt_key]},
+                {"role": "assistant", "content": record[src.completion_key]},
             ]
-        else:
-            raise ChipadaptError(f"sft.sources.{name}.format: {fmt!r} is not one of chat, prompt_completion, hf")
         if not any(m["role"] == "assistant" for m in messages):
-            continue  # nothing to learn from
+            no_answer += 1  # nothing to learn from (or to rate)
+            first_skipped = first_skipped or where
+            continue
+        turns = [m["role"] for m in messages if m["role"] != "system"]
+        if turns[0] == "assistant":
+            raise ChipadaptError(
+                f"{where}: the conversation starts with an assistant turn, which answers nothing; "
+                "put a greeting in the system message, or add the user turn it answers"
+            )
         cid = str(record.get("id") or record.get("message_id") or f"{name}:{lineno}")
-        out.append(Conversation(cid, messages, _attributes(record)))
+        out.append(Conversation(cid, messages, _attributes(where, record), where))
+    if no_answer:
+        log.warning(
+            "%s: left out %d record%s with no assistant turn, nothing to learn (first: %s)",
+            key,
+            no_answer,
+            "" if no_answer == 1 else "s",
+            first_skipped,
+        )
     if not out:
-        raise ChipadaptError(f"sft.sources.{name}: {path} holds no conversations with an assistant turn")
-    return out
+        raise ChipadaptError(f"{key}: {src.path} holds no conversations with an assistant turn")
+    return SourceConversations(src, out, no_answer)
 
 
-def _records(name: str, spec: dict):
+def _records(src: ConversationSource, key: str):
     """(where, number, record): JSONL lines, or the rows of a Hugging Face dataset split."""
-    path = Path(spec["path"])
-    if spec.get("format", "chat") == "hf":
+    if src.format == "hf":
         from chipadapt.io.hf_dataset import hf_records
 
-        split = spec.get("split", "train")
-        for index, record in hf_records(
-            str(spec["path"]), split, spec.get("subset"), bool(spec.get("streaming", False)), f"sft.sources.{name}"
-        ):
-            yield f"{spec['path']} [{split}] row {index}", index, record
+        for index, record in hf_records(str(src.path), src.split, src.subset, bool(src.streaming), key):
+            yield f"{src.path} [{src.split}] row {index}", index, record
         return
-    for lineno, record in jsonl_records(path, missing=f"sft.sources.{name}.path: {path} does not exist"):
+    path = Path(src.path)
+    if path.is_dir() and not is_dataset_path(path):
+        raise ChipadaptError(
+            f"{key}.path: {path} is a folder; a {src.format} source is one JSONL file "
+            f"(for a folder of JSONL or parquet files, or a save_to_disk dataset, set {key}.format=hf)"
+        )
+    for lineno, record in jsonl_records(path, missing=f"{key}.path: {path} does not exist"):
         yield f"{path}:{lineno}", lineno, record

@@ -10,18 +10,24 @@ import logging
 import random
 
 from hydra.utils import instantiate
+from jinja2.exceptions import TemplateError
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import copies
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
-from chipadapt.data.conversations import Conversation, read_conversations
+from chipadapt.data.conversations import Conversation, load_conversations
 from chipadapt.data.holdout import held_out
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
+
+
+def _plain(spec):
+    """A source entry as plain data; a scalar where a source belongs is reported by the reader."""
+    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
 
 
 class SFTDataModule(TrainingDataModule):
@@ -41,9 +47,14 @@ class SFTDataModule(TrainingDataModule):
             if self.cfg.attributes.use
             else ""
         )
-        ids, labels = tokenize_with_labels(
-            self.tokenizer, self.template.render(conversation.messages, attrs), self.cfg.seq_len
-        )
+        try:
+            rendered = self.template.render(conversation.messages, attrs)
+        except (TemplateError, ValueError) as err:  # e.g. a template that insists on user/assistant turns
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ChipadaptError(
+                f"{conversation.where}: the chat template cannot render this conversation: {first}"
+            ) from None
+        ids, labels = tokenize_with_labels(self.tokenizer, rendered, self.cfg.seq_len)
         return (ids, labels) if any(label != -100 for label in labels) else None  # truncated past every answer
 
     def prepare_data(self) -> None:
@@ -57,12 +68,12 @@ class SFTDataModule(TrainingDataModule):
         for name, spec in self.cfg.sources.items():
             if spec is None:  # a source switched off (data.sources.NAME=null)
                 continue
-            spec = OmegaConf.to_container(spec, resolve=True)
-            convs = read_conversations(name, spec)
+            loaded = load_conversations(name, _plain(spec), f"data.sources.{name}")
+            convs = loaded.conversations
             val_convs = [c for c in convs if held_out(c.id, self.cfg.val_fraction)] if self.cfg.val_fraction else []
             train_convs = [c for c in convs if not (self.cfg.val_fraction and held_out(c.id, self.cfg.val_fraction))]
             encoded = [e for e in map(self.encode, train_convs) if e]
-            times = spec.get("weight", 1.0) * spec.get("epochs", 1.0)
+            times = loaded.source.weight * loaded.source.epochs
             whole, extra = copies(times, len(encoded))
             blended = encoded * whole + rng.sample(encoded, extra)
             train += blended
@@ -72,6 +83,7 @@ class SFTDataModule(TrainingDataModule):
                 (
                     name,
                     len(convs),
+                    loaded.no_answer,  # records with no assistant turn (warned about as they are read)
                     len(train_convs),
                     len(train_convs) - len(encoded),  # every answer past data.seq_len: nothing to learn
                     len(val_convs),
@@ -83,7 +95,7 @@ class SFTDataModule(TrainingDataModule):
         for name, spec in (self.cfg.get("val_sources") or {}).items():
             if spec is None:
                 continue
-            convs = read_conversations(name, OmegaConf.to_container(spec, resolve=True))[
+            convs = load_conversations(name, _plain(spec), f"data.val_sources.{name}").conversations[
                 : self.cfg.val_max_conversations
             ]
             val[name] = [e for e in map(self.encode, convs) if e]
@@ -91,7 +103,7 @@ class SFTDataModule(TrainingDataModule):
             raise ChipadaptError(
                 f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
             )
-        cut = {row[0]: row[3] for row in rows if row[3]}
+        cut = {row[0]: row[4] for row in rows if row[4]}
         if cut:
             log.warning(
                 "left out of training, every answer past data.seq_len=%d tokens: %s",
@@ -124,6 +136,7 @@ class SFTDataModule(TrainingDataModule):
                         (
                             "name",
                             "conversations",
+                            "no_answer",
                             "train",
                             "too_long",
                             "val",
@@ -149,6 +162,7 @@ class SFTDataModule(TrainingDataModule):
         columns = (
             "source",
             "conversations",
+            "no assistant turn",
             "train",
             "answer past seq_len",
             "val",
@@ -158,8 +172,10 @@ class SFTDataModule(TrainingDataModule):
         )
         for column in columns:
             table.add_column(column, justify="left" if column == "source" else "right")
-        for name, n, tr, cut, va, times, blended, tokens in self.rows:
-            table.add_row(name, str(n), str(tr), str(cut), str(va), f"{times:g}", str(blended), f"{tokens:,}")
+        for name, n, no_answer, tr, cut, va, times, blended, tokens in self.rows:
+            table.add_row(
+                name, str(n), str(no_answer), str(tr), str(cut), str(va), f"{times:g}", str(blended), f"{tokens:,}"
+            )
         return table
 
     def collate(self, items):

@@ -1,13 +1,17 @@
 """Conversations with attribute labels -> (token ids, label vector, mask) for the attribute model."""
 
+import logging
+
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.conversations import Conversation, read_conversations
 from chipadapt.data.holdout import held_out
 from chipadapt.errors import ChipadaptError
+
+log = logging.getLogger(__name__)
 
 
 def encode_for_rating(tokenizer, template, conversation: Conversation, max_tokens: int) -> list[int]:
@@ -45,10 +49,22 @@ class AttributeDataModule(TrainingDataModule):
     def setup(self, stage=None):
         if self.stats:
             return
-        convs = []
+        convs, unlabelled = [], {}
         for name, spec in self.cfg.sources.items():
-            convs += read_conversations(name, OmegaConf.to_container(spec, resolve=True))
-        convs = [c for c in convs if any(a in c.attributes for a in self.attributes)]
+            if spec is None:  # a source switched off (data.sources.NAME=null)
+                continue
+            plain = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+            read = read_conversations(name, plain, f"data.sources.{name}")
+            labelled = [c for c in read if any(a in c.attributes for a in self.attributes)]
+            if len(labelled) < len(read):
+                unlabelled[name] = len(read) - len(labelled)
+            convs += labelled
+        if unlabelled:  # nothing to regress on: counted, not dropped silently
+            log.warning(
+                "left out, no label for any of %s: %s",
+                ", ".join(self.attributes),
+                ", ".join(f"{n} of {name}" for name, n in unlabelled.items()),
+            )
         if not convs:
             raise ChipadaptError(f"data.sources: no conversation carries any of the attributes {self.attributes}")
         val = [c for c in convs if held_out(c.id, self.cfg.val_fraction)]
@@ -63,6 +79,7 @@ class AttributeDataModule(TrainingDataModule):
         self.stats = {
             "train_conversations": len(train),
             "val_conversations": len(val),
+            "unlabelled": unlabelled,
             "attributes": self.attributes,
             "label_means": dict(zip(self.attributes, means)),
             "train_sequences": len(train),
