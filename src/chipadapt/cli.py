@@ -19,6 +19,8 @@ import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
 from chipadapt.errors import exit_on_user_error
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
+from chipadapt.loggers.identity import record_command
+from chipadapt.run_folder_guard import restore_records_after_refusal
 from chipadapt.run_folder_key import run_folder_key
 
 USER_ERROR_STATUS = 2
@@ -56,6 +58,8 @@ def describe_hydra_error(err: BaseException) -> str | None:
     override syntax, wrong type), or None for anything that is not the user's input."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
+    if isinstance(err, ValueError) and str(err).startswith("Only one of --run, --multirun"):
+        return f"{err} (a sweep's config shows with --cfg job or --cfg hydra, without -m)"
     if isinstance(err, OverrideParseException):
         return f"{err.override}: not a valid override ({_one_line(err.message).split('; See https')[0]})"
     if isinstance(err, MissingConfigException):
@@ -111,6 +115,10 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         exit_on_user_error(validate, cfg)
         function = getattr(importlib.import_module(module_name), function_name)
         return exit_on_user_error(function, cfg, *args)
+    except SystemExit as stop:
+        if stop.code == USER_ERROR_STATUS:  # refused: the folder's records describe its earlier run again
+            restore_records_after_refusal()
+        raise
     except Exception as err:
         exit_if_disk_full(err)
         raise
@@ -140,6 +148,9 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
 
     def launch() -> Any:
         _install_hydra_reporter()
-        return main()
+        # Before Hydra starts: a job run by a submitit worker sees `_submit.py` as its argv.
+        record_command(sys.argv)
+        # Hydra checks its own command-line flags (`-m --cfg job`) before its reporter runs.
+        return _report_in_one_line(main)
 
     return launch

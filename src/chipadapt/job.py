@@ -11,12 +11,16 @@ from omegaconf import DictConfig
 from chipadapt.interrupts import Interrupted
 from chipadapt.io.disk_full import disk_full_error
 from chipadapt.io.lock import run_folder_lock
+from chipadapt.loggers.checks import check_logger_config
 from chipadapt.loggers.wandb import finish_wandb_run
 from chipadapt.manifest import RunManifest
 
 
 @contextmanager
 def recorded_job(cfg: DictConfig, kind: str, out: str | Path) -> Iterator[RunManifest]:
+    # Before the job's first work and its manifest: a bad logger setting is one line, not a traceback
+    # where the loggers are built (in training, once the model and data are loaded).
+    check_logger_config(cfg)
     # One process per run folder: a second command in the same hydra.run.dir stops here with one
     # line naming the holder, before it writes anything.
     with run_folder_lock(out):

@@ -6,7 +6,6 @@ or failed one ("running" left behind, or "failed")."""
 
 import datetime as dt
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
+from chipadapt.loggers.identity import launch_command
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
@@ -112,7 +112,7 @@ class RunManifest:
             "schema": SCHEMA_VERSION,
             "kind": kind,  # train | evaluate | merge | chat | reproduce
             "status": "running",
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": " ".join(launch_command()),  # the user's, also in a submitit worker
             "overrides": hydra_overrides(),
             "started": dt.datetime.now().isoformat(timespec="seconds"),
             "finished": None,

@@ -63,6 +63,78 @@ def not_a_run(folder: Path) -> bool:
     return any(not entry.name.startswith(".") and entry.suffix != ".log" for entry in folder.iterdir())
 
 
+def input_paths(config: DictConfig) -> list[tuple[str, str]]:
+    """(config key, path) of the local folders and files a command reads that a run folder could be put
+    into by mistake: models, training sources, curation inputs."""
+    found = []
+
+    def add(key: str) -> None:
+        try:
+            value = OmegaConf.select(config, key, throw_on_missing=False)
+        except Exception:  # noqa: BLE001 (an interpolation that needs the job: that command checks it later)
+            return
+        if isinstance(value, str) and value and not value.startswith("hf:"):
+            found.append((key, value))
+
+    for key in ("model.path", "models.chip", "models.instruct", "models.base"):
+        add(key)
+    for section in ("sources", "val_sources"):
+        sources = OmegaConf.select(config, f"data.{section}", throw_on_missing=False)
+        if isinstance(sources, DictConfig):
+            for name, spec in sources.items():
+                if isinstance(spec, DictConfig):
+                    add(f"data.{section}.{name}.path")
+    inputs = OmegaConf.select(config, "data.curate.inputs", throw_on_missing=False)
+    for index in range(len(inputs) if OmegaConf.is_list(inputs) else 0):
+        add(f"data.curate.inputs[{index}]")
+    return found
+
+
+def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str] | None:
+    """The input (key, path) that `folder` is or lies inside, if any: the run would write its .hydra/,
+    log and outputs among a user's model or data."""
+    for key, path in input_paths(config):
+        source = _absolute(path)
+        if source.is_dir() and (folder == source or source in folder.parents):
+            return key, path
+    return None
+
+
+# The run folder's records as they were before Hydra rewrote them for this attempt: (folder, {name: bytes}).
+_BEFORE: dict[str, tuple[Path, dict[str, bytes | None]]] = {}
+RECORDS = ("manifest.json", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+
+
+def remember_records(folder: Path) -> None:
+    """Kept before Hydra writes `.hydra/` for this attempt, so that an attempt refused before it recorded
+    anything (another setting into a finished run's folder) can put the earlier run's records back."""
+    if (folder / "manifest.json").is_file():
+        _BEFORE["run"] = (folder, {name: _read(folder / name) for name in RECORDS})
+
+
+def restore_records_after_refusal() -> None:
+    """After a user error: when the manifest is as it was (the attempt was refused before its job was
+    recorded), `.hydra/` describes the earlier run again, not the refused settings."""
+    if "run" not in _BEFORE:
+        return
+    folder, before = _BEFORE.pop("run")
+    if _read(folder / "manifest.json") != before["manifest.json"]:
+        return  # this attempt recorded itself: its .hydra/ is right
+    from chipadapt.io.atomic import atomic_file
+
+    for name, content in before.items():
+        if content is not None and _read(folder / name) != content:
+            with atomic_file(folder / name) as tmp:
+                tmp.write_bytes(content)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def refuse(message: str) -> None:
     print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
@@ -92,6 +164,8 @@ class RunFolderGuard(Callback):
         each job's .hydra/ before any job code runs: the whole sweep folder is checked here, before the
         sweeper writes its multirun.yaml."""
         sweep, command = _absolute(config.hydra.sweep.dir), _command(config, config_name)
+        if command in KINDS and (holder := inside_an_input(sweep, config)):
+            refuse(f"hydra.sweep.dir: {sweep} lies inside {holder[0]} ({holder[1]}); write the sweep somewhere else")
         if not sweep.is_dir() or command not in KINDS:
             return
         recorded = sweep_kind(sweep)
@@ -124,6 +198,9 @@ class RunFolderGuard(Callback):
         folder = _absolute(config.hydra.run.dir)
         config_name = _command(config, config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
+        if config_name in KINDS and (holder := inside_an_input(folder, config)):
+            refuse(f"{key}: {folder} lies inside {holder[0]} ({holder[1]}); write the run somewhere else")
+        remember_records(folder)
         kind = foreign_kind(folder, config_name)
         if kind:
             refuse(

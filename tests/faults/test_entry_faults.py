@@ -271,3 +271,28 @@ def test_slurm_asks_for_the_gpus_trainer_devices_names():
     from chipadapt.config_resolvers import gpus_per_node
 
     assert [gpus_per_node(d) for d in (4, "2", "0,1,2", [0, 1], -1, "auto")] == [4, 2, 3, 2, 8, 8]
+
+
+def test_a_refused_rerun_leaves_the_finished_runs_records_as_they_were(tmp_path):
+    run = tmp_path / "run"
+    common = ["model=tiny", "data.seq_len=64", "data.global_batch_size=4", "trainer.max_steps=1"]
+    first = run_entry("train.py", [*common, "callbacks.progress=null", "optim.lr=1e-3", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = [run / ".hydra" / "overrides.yaml", run / ".hydra" / "config.yaml", run / "manifest.json"]
+    before = snapshot(*records)
+    proc = run_entry("train.py", [*common, "callbacks.progress=null", "optim.lr=1e-4", f"hydra.run.dir={run}"])
+    assert_user_error(proc, "holds a previous train output")
+    assert snapshot(*records) == before  # .hydra/ does not claim the refused lr=1e-4 trained this model
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_run_folder_inside_the_model_it_reads_is_refused_before_anything_is_written(tmp_path, multirun):
+    model = tiny_model_copy(tmp_path, "mymodel")
+    before = snapshot(model)
+    folder = (
+        ["-m", f"hydra.sweep.dir={model / 'runs'}", "seed=1,2"] if multirun else [f"hydra.run.dir={model / 'run1'}"]
+    )
+    proc = run_entry("train.py", [*folder, "model=tiny", f"model.path={model}"])
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    assert_user_error(proc, f"{key}:", "lies inside model.path", before=before)
+    assert set(snapshot(model)) == set(before) and not (model / "run1").exists() and not (model / "runs").exists()

@@ -5,6 +5,12 @@ folder must keep the curve it already logged, so this writer adopts the existing
 Lightning also rewrites metrics.csv in place whenever a new metric name appears (the first
 validation of every run) and hparams.yaml at each call: a kill or a full disk then left an empty or
 cut file, the whole logged curve lost. Both are written beside and renamed over here.
+
+A job tells the logger where its own logging starts (`start_at`, before the first row): a run resumed
+from a checkpoint at step N logs steps N, N+1, ... again, so the rows an earlier attempt logged from
+step N on (after that checkpoint: lost with the kill) are dropped first instead of appearing twice; a
+run started over (resume=false), and an evaluate.py or merge.py rerun, start at 0 and so start the
+file over. Without `start_at` (the logger used on its own) every row is kept.
 """
 
 import csv
@@ -20,7 +26,13 @@ from chipadapt.io.atomic import atomic_file, write_text_atomic
 
 
 class _AppendingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, start_step: int | None = None):
+        self.start_step = start_step  # read by _check_log_dir_exists, which the base __init__ calls
+        super().__init__(log_dir=log_dir)
+
     def _check_log_dir_exists(self) -> None:
+        if self.start_step is not None and os.path.isfile(self.metrics_file_path):
+            self._drop_rows_from(self.start_step)
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = sorted(next(csv.reader(handle), []))
@@ -32,6 +44,24 @@ class _AppendingWriter(ExperimentWriter):
                     handle.seek(size - 1)
                     if handle.read(1) != b"\n":
                         handle.write(b"\r\n")
+
+    def _drop_rows_from(self, start: int) -> None:
+        """Keep the rows logged before step `start`; a row whose step cannot be read (one cut short by
+        the kill) goes too. The file is replaced whole, and only when a row goes."""
+        with open(self.metrics_file_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            fieldnames = list(reader.fieldnames or [])
+        kept = [row for row in rows if _step(row) is not None and _step(row) < start]
+        if len(kept) == len(rows):
+            return
+        buffer = io.StringIO(newline="")
+        if kept:
+            writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        # Nothing kept: an empty file, so the new run writes the header of what it logs, not the old one's.
+        write_text_atomic(self.metrics_file_path, buffer.getvalue())
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         with open(self.metrics_file_path, newline="") as handle:
@@ -48,11 +78,25 @@ class _AppendingWriter(ExperimentWriter):
             save_hparams_to_yaml(tmp, self.hparams)
 
 
+def _step(row: dict) -> int | None:
+    try:
+        return int(row.get("step") or "")
+    except ValueError:
+        return None
+
+
 class AppendingCSVLogger(CSVLogger):
+    _start_step: int | None = None
+
+    def start_at(self, step: int) -> None:
+        """This job logs from `step` on: the rows an earlier attempt logged there or later are dropped
+        when the file is opened (before the first row this job logs)."""
+        self._start_step = step
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir, start_step=self._start_step)
         return self._experiment

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-
+from chipadapt.loggers.build import build_loggers
 from chipadapt.loggers.wandb import finish_wandb_run
 
 # Per-item files an evaluation writes beside results.json (`<task>_predictions.jsonl`, `verilog_results.jsonl`).
@@ -42,10 +41,12 @@ def read_item_rows(path: Path) -> tuple[list[str], list[list[Any]]]:
 
 
 class JobLoggers:
-    """Instantiates every logger of `logger_cfg` (null entries switched off) and sends it the resolved config."""
+    """Instantiates every logger of `logger_cfg` (null entries switched off) and sends it the resolved config.
+    A job logs its results at step 0, and a rerun in the same folder logs them all again: what an
+    earlier attempt logged there is replaced (metrics.csv, TensorBoard), its W&B run continued."""
 
     def __init__(self, logger_cfg, config: dict):
-        self.loggers = [instantiate(node) for node in (logger_cfg or {}).values() if node is not None]
+        self.loggers = build_loggers(logger_cfg, start_step=0)
         for logger in self.loggers:
             logger.log_hyperparams(config)
 

@@ -20,12 +20,13 @@ from chipadapt.io import folder_swap
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.checkpoints import check_checkpoint
 from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.loggers.build import build_loggers
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
-from chipadapt.stages.resume_settings import RecordSettings, check_resume_settings, trajectory_settings
+from chipadapt.stages.resume_settings import RecordSettings, check_resume_settings, checkpoint_step, trajectory_settings
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,16 @@ def record_data_inputs(cfg: DictConfig, manifest: RunManifest) -> None:
                 manifest.add_input(f"data.{section}.{name}", source.path)
 
 
-def build_trainer(cfg: DictConfig, out: Path, accumulation: int) -> tuple[L.Trainer, dict]:
+def build_trainer(cfg: DictConfig, out: Path, accumulation: int, start_step: int | None = 0) -> tuple[L.Trainer, dict]:
     """The Trainer of every training stage, and its callbacks by name. A group entry set to null
-    (callbacks.progress=null, logger.csv=null) switches that callback or logger off."""
+    (callbacks.progress=null, logger.csv=null) switches that callback or logger off. `start_step`:
+    the first step this run logs (a resumed run's checkpoint step, None if unknown), where the loggers start."""
     callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         accumulate_grad_batches=accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=[instantiate(c) for c in cfg.logger.values() if c is not None],
+        logger=build_loggers(cfg.logger, start_step),
         callbacks=[
             *callbacks.values(),
             RecordSettings(trajectory_settings(cfg)),
@@ -171,7 +173,9 @@ def train_module(
     stage's output. SIGINT/SIGTERM are held until the optimizer step in flight completes (the
     interrupt callback then writes last.ckpt and stops)."""
     resume_from = resume_checkpoint(cfg, out, check=False)  # checked by pipeline.train
-    trainer, callbacks = build_trainer(cfg, out, accumulation)
+    # Where this run's logging starts: the loggers drop what the attempt it resumes logged after its checkpoint.
+    start_step = checkpoint_step(Path(resume_from)) if resume_from else 0
+    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step)
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
     if resume_from:

@@ -71,7 +71,7 @@ def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
     """The resolved config as dotted keys, without the sections and keys that do not shape training,
     and with the folders that differ between machines (cache, shared data, the installed package) named
     by their config key. A user's own model or data folder is compared as given: another one is
-    another run."""
+    another run; a training source's content too (data_contents), so data replaced in place is."""
     config = OmegaConf.to_container(cfg, resolve=True)
     folders = [(str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value]
     folders.append((str(resources.files("chipadapt") / "resources"), "${chipadapt_resource:}"))
@@ -87,7 +87,26 @@ def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
             for folder, name in folders:
                 value = value.replace(folder, name)
         settings[key] = value
+    settings.update(data_contents(config))
     return settings
+
+
+# A training source's content, beside its path: the same path with other data is other training (the
+# README: "a rerun ... with other data stops"). Validation sources do not shape training: not compared.
+CONTENT = ".content"
+
+
+def data_contents(config: dict) -> dict[str, str | None]:
+    """`data.sources.NAME.content`: the fingerprint of each local training source's file or folder, as
+    the manifest records it (memoised per process); a hub id is no local path (its revision is its content)."""
+    from chipadapt.manifest import fingerprint_input
+
+    contents = {}
+    for name, source in ((config.get("data") or {}).get("sources") or {}).items():
+        path = Path(str(source.get("path"))).expanduser() if isinstance(source, dict) and source.get("path") else None
+        if path is not None and path.exists():
+            contents[f"data.sources.{name}{CONTENT}"] = fingerprint_input(path)["fingerprint"]
+    return contents
 
 
 def flatten(tree: dict, prefix: str = ""):
@@ -110,11 +129,25 @@ class RecordSettings(L.Callback):
 
 def recorded_settings(ckpt: Path) -> dict | None:
     """The settings `ckpt` was written with; None for a checkpoint from before they were recorded."""
+    content = checkpoint_metadata(ckpt)
+    if content is None:
+        log.warning("%s: a checkpoint folder without %s; its settings are not compared", ckpt, FOLDER_METADATA)
+        return None
+    return content.get(CHECKPOINT_KEY)
+
+
+def checkpoint_step(ckpt: Path) -> int | None:
+    """The optimizer steps `ckpt` holds, the first step a run resumed from it logs; None where unknown."""
+    step = (checkpoint_metadata(ckpt) or {}).get("global_step")
+    return step if isinstance(step, int) else None
+
+
+def checkpoint_metadata(ckpt: Path) -> dict | None:
+    """What a checkpoint holds besides its tensors; None for a folder checkpoint without its metadata file."""
     path = ckpt
     if ckpt.is_dir():
         path = next((ckpt / name for name in FOLDER_METADATA if (ckpt / name).is_file()), None)
         if path is None:
-            log.warning("%s: a checkpoint folder without %s; its settings are not compared", ckpt, FOLDER_METADATA)
             return None
     try:
         # mmap: the tensors are not read, only the small dictionaries around them.
@@ -125,7 +158,7 @@ def recorded_settings(ckpt: Path) -> dict | None:
         ) from None
     if not isinstance(content, dict):
         raise ChipadaptError(f"{path}: not a Lightning checkpoint; resume=false starts the run over")
-    return content.get(CHECKPOINT_KEY)
+    return content
 
 
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
@@ -136,7 +169,10 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
         log.info("%s predates recorded settings: resumed without comparing them", ckpt)
         return
     current = trajectory_settings(cfg)
+    if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
+        current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
     changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
+    check_data_contents(ckpt, changed, current)
     different = describe([key for key in changed if not ends_with(key, WARNED)], recorded, current)
     if different:
         more = f" and {len(different) - SHOWN} more" if len(different) > SHOWN else ""
@@ -153,6 +189,23 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
         else:
             effect = "the lr is constant, so only the end moves"
         log.warning("resuming %s with %s: %s", ckpt, "; ".join(describe(changed, recorded, current)), effect)
+
+
+def check_data_contents(ckpt: Path, changed: list[str], current: dict) -> None:
+    """Stop, naming the source, when a source's path is the same but its content is not (a file
+    replaced in place); another path is told with the other changed settings."""
+    replaced = [
+        key[: -len(CONTENT)]
+        for key in changed
+        if key.endswith(CONTENT) and key in current and f"{key[: -len(CONTENT)]}.path" not in changed
+    ]
+    if replaced:
+        named = "; ".join(f"{key} ({current.get(f'{key}.path')})" for key in replaced)
+        raise ChipadaptError(
+            f"{ckpt} was written by a run on other data: {named} changed since; rerun on that data to resume "
+            "it, give this run its own hydra.run.dir, or start over here with resume=false (its checkpoint is "
+            "then replaced)"
+        )
 
 
 def describe(keys: list[str], recorded: dict, current: dict) -> list[str]:
