@@ -199,7 +199,8 @@ class RunFolderGuard(Callback):
         config_name = _command(config, config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
         if config_name in KINDS and (holder := inside_an_input(folder, config)):
-            refuse(f"{key}: {folder} lies inside {holder[0]} ({holder[1]}); write the run somewhere else")
+            where = "is" if folder == _absolute(holder[1]) else "lies inside"
+            refuse(f"{key}: {folder} {where} {holder[0]} ({holder[1]}); write the run somewhere else")
         remember_records(folder)
         kind = foreign_kind(folder, config_name)
         if kind:

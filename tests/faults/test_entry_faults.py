@@ -104,7 +104,7 @@ def test_curate_into_its_own_input(tmp_path):
     raw = _raw_folder(tmp_path)
     before = snapshot(raw)
     proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", f"hydra.run.dir={raw}"])
-    assert_user_error(proc, "holds files of no chipadapt run", before=before)  # the run-folder guard, first
+    assert_user_error(proc, "is data.curate.inputs[0]", before=before)  # the run-folder guard, first
     proc = run_entry("-m chipadapt.data.curate", [f"data.curate.inputs=[{raw}]", f"hydra.run.dir={raw / 'run'}"])
     assert_user_error(proc, "inside data.curate.inputs", before=before)
 
@@ -146,7 +146,10 @@ def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     assert not stale.exists() and (run / "model" / "tokenizer.json").is_file()
     before = snapshot(run / "model")
-    assert_user_error(run_entry("train.py", args), "overwrite=true", before=before)
+    again = run_entry("train.py", args)  # the same command again: it completed, nothing to do
+    assert again.returncode == 0 and "completed before with these settings" in again.stderr + again.stdout
+    assert snapshot(run / "model") == before
+    assert_user_error(run_entry("train.py", [*args, "seed=99"]), "overwrite=true", before=before)
 
 
 def test_another_commands_run_folder_is_refused_before_hydra_writes_to_it(folders, tmp_path):

@@ -11,6 +11,7 @@ A sweep or a rerun with the same inputs opens the arrays with mmap and tokenizes
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -18,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chipadapt.data.sources import SourceSpec, iter_source, resolve_format, source_files
-from chipadapt.errors import ChipadaptError
+from chipadapt.data.sources import SourceSpec, iter_source, no_documents, resolve_format, source_files, tell_skipped
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
@@ -27,8 +27,9 @@ from chipadapt.report import while_running
 
 log = logging.getLogger(__name__)
 
-# Bump when the on-disk layout or the tokenization procedure changes.
-CACHE_VERSION = 1
+# Bump when the on-disk layout or the tokenization procedure changes. 2: folder sources leave out
+# binary files and duplicate links, folders of JSONL files are read as records.
+CACHE_VERSION = 2
 _BATCH_DOCS = 256
 
 
@@ -60,15 +61,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def cache_key(spec: SourceSpec, key: str, tokenizer_hash: str) -> tuple[str, dict]:
     files = source_files(spec, key)
     root = Path(spec.path)
+    fmt = resolve_format(spec, key)
     parts = {
         "version": CACHE_VERSION,
-        "format": resolve_format(spec, key),
+        "format": fmt,
         "text_key": spec.text_key,
         "where": spec.where,
         "files": [[str(f.relative_to(root)) if f != root else f.name, sha256_file(f)] for f in files],
-        **(hf_cache_parts(spec, key) if spec.format == "hf" else {}),
+        **(hf_cache_parts(spec, key) if fmt == "hf" else {}),
         "tokenizer": tokenizer_hash,
     }
+    # The document limit decides whether a source reads at all: an entry built under a larger limit
+    # must not pass a run with a smaller one. In the key only when set, so default entries keep theirs.
+    if spec.max_bytes != SourceSpec.max_bytes:
+        parts["max_bytes"] = spec.max_bytes
     return sha256_json(parts)[:24], parts
 
 
@@ -83,6 +89,9 @@ def hf_cache_parts(spec: SourceSpec, key: str) -> dict:
 
 
 def _open(entry: Path, key: str, built: bool, seconds: float) -> TokenizedSource:
+    if not built:  # what the build left out, told again on every run that uses the entry
+        meta = json.loads((entry / "meta.json").read_text())
+        tell_skipped(meta.get("source_key", key), meta.get("source_path", ""), Counter(meta.get("skipped") or {}))
     return TokenizedSource(
         tokens=np.load(entry / "tokens.npy", mmap_mode="r"),
         offsets=np.load(entry / "offsets.npy"),
@@ -110,27 +119,14 @@ def tokenize_source(
 def _build(spec: SourceSpec, key: str, tokenizer, entry: Path, digest: str, parts: dict) -> TokenizedSource:
     """Tokenize the source into `entry` (the caller holds the entry's lock)."""
     start = time.perf_counter()  # the build alone, not the wait for another job's
-    # Documents are read and tokenized a batch at a time, so a streamed dataset never sits in
-    # memory as text; only its token ids are kept until they are written.
-    docs = iter_source(spec, key)
-    lengths, chunks, doc_ids, num_chars = [], [], [], 0
+    skipped = Counter()
+    lengths, chunks, doc_ids, num_chars = _tokenize(spec, key, tokenizer, skipped)
+    if not doc_ids:
+        raise no_documents(spec, key, skipped)
+    offsets = np.zeros(len(doc_ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # Only now the entry's folder: a source that fails while it is read leaves nothing in the cache.
     with atomic_directory(entry) as tmp:
-        with Progress(
-            TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), **while_running()
-        ) as bar:
-            task = bar.add_task("", total=None)
-            while batch := list(islice(docs, _BATCH_DOCS)):
-                ids = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
-                for doc, seq in zip(batch, ids):
-                    lengths.append(len(seq))
-                    chunks.append(np.asarray(seq, dtype=np.uint32))
-                    doc_ids.append(doc.doc_id)
-                    num_chars += len(doc.text)
-                bar.advance(task, len(batch))
-        if not doc_ids:
-            raise ChipadaptError(f"{key}: {spec.path} holds no non-empty documents")
-        offsets = np.zeros(len(doc_ids) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         # Plain writes, not a memory map: a map over a sparse file meets a full disk as SIGBUS (the process
         # dies without a word); a write raises ENOSPC, which cli.py tells in one line.
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)), "fortran_order": False}
@@ -140,8 +136,37 @@ def _build(spec: SourceSpec, key: str, tokenizer, entry: Path, digest: str, part
                 chunk.tofile(handle)
         np.save(tmp / "offsets.npy", offsets)
         (tmp / "doc_ids.json").write_text(json.dumps(doc_ids))
-        meta = {**parts, "num_docs": len(doc_ids), "num_tokens": int(offsets[-1]), "num_chars": num_chars}
+        meta = {
+            **parts,
+            "num_docs": len(doc_ids),
+            "num_tokens": int(offsets[-1]),
+            "num_chars": num_chars,
+            "skipped": dict(+skipped),
+            "source_key": key,
+            "source_path": str(spec.path),
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     seconds = time.perf_counter() - start
     log.info("tokenized %s: %d docs, %d tokens in %.1fs", key, len(doc_ids), int(offsets[-1]), seconds)
     return _open(entry, digest, built=True, seconds=seconds)
+
+
+def _tokenize(spec: SourceSpec, key: str, tokenizer, skipped: Counter) -> tuple[list, list, list, int]:
+    """(lengths, token arrays, doc ids, characters) of every document. Documents are read and
+    tokenized a batch at a time, so a streamed dataset never sits in memory as text; only its token
+    ids are kept until they are written."""
+    docs = iter_source(spec, key, skipped)
+    lengths, chunks, doc_ids, num_chars = [], [], [], 0
+    with Progress(
+        TextColumn(f"tokenizing {key}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), **while_running()
+    ) as bar:
+        task = bar.add_task("", total=None)
+        while batch := list(islice(docs, _BATCH_DOCS)):
+            ids = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
+            for doc, seq in zip(batch, ids):
+                lengths.append(len(seq))
+                chunks.append(np.asarray(seq, dtype=np.uint32))
+                doc_ids.append(doc.doc_id)
+                num_chars += len(doc.text)
+            bar.advance(task, len(batch))
+    return lengths, chunks, doc_ids, num_chars

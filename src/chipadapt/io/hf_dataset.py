@@ -56,11 +56,35 @@ def _key(key: str | None, field: str, path: str | Path) -> str:
     return f"{key}.{field}" if key else str(path)
 
 
+def _setting(key: str | None, field: str, path: str | Path, value: str) -> str:
+    """A setting as an error names it: `data.sources.NAME.split: 'test'`, or `PATH: split 'test'`."""
+    return f"{key}.{field}: {value!r}" if key else f"{path}: {field} {value!r}"
+
+
+def only_what_applies(local: Path, path: str, split: str, subset: str | None, key: str | None) -> None:
+    """A single file has no splits and no subsets, and a save_to_disk folder no subsets: `datasets`
+    would read the whole file under any split name (which also renames every held-out id) and
+    ignore a subset. A folder of data files or a hub id checks both itself."""
+    saved = local.is_dir() and _saved_to_disk(local)
+    if subset is not None and (local.is_file() or saved):
+        kind = "a single file" if local.is_file() else "a save_to_disk folder"
+        raise ChipadaptError(
+            f"{_setting(key, 'subset', path, subset)} does not apply to {local}, {kind} "
+            "(a subset is a configuration of a hub dataset); remove it"
+        )
+    if local.is_file() and split != "train":
+        raise ChipadaptError(
+            f"{_setting(key, 'split', path, split)} does not apply to {local}, a single file read whole "
+            "(as split 'train'); remove it, or point at the file of that split"
+        )
+
+
 def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key: str | None):
     """The split as a `datasets.Dataset` (or `IterableDataset` when streaming)."""
     import datasets
 
     local = local_location(path)
+    only_what_applies(local, path, split, subset, key)
     try:
         if local.is_dir() and _saved_to_disk(local):
             loaded = datasets.load_from_disk(str(local))
@@ -70,6 +94,11 @@ def open_dataset(path: str, split: str, subset: str | None, streaming: bool, key
                     pick = "" if key else f"; pick one as hf:{path}:SPLIT"
                     raise ChipadaptError(f"{where} is not in {local} (splits: {', '.join(loaded)}){pick}")
                 loaded = loaded[split]
+            elif split != "train":  # one Dataset saved whole: no split to choose, as for a single file
+                raise ChipadaptError(
+                    f"{_setting(key, 'split', path, split)} does not apply to {local}, a save_to_disk dataset "
+                    "of one split read whole; remove it"
+                )
             return loaded.to_iterable_dataset() if streaming else loaded
         if local.is_file():
             builder = BUILDERS.get(local.suffix.lower())

@@ -2,6 +2,7 @@
 reported the same way, naming the file and the line."""
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from chipadapt.errors import ChipadaptError
 # A record larger than this is refused by default: parsing and tokenizing one line costs a couple
 # of hundred times its size in memory, so a 100 MB line would need about 20 GB.
 DEFAULT_MAX_LINE_BYTES = 16 << 20
+# An escape of a UTF-16 surrogate (\ud800-\udfff). JSON allows one alone, but it is no character:
+# a string holding it cannot be encoded, and tokenizers fail on it without naming the record. Valid
+# pairs also match; the check behind it (lone_surrogate) tells them apart.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def jsonl_records(
@@ -52,7 +57,21 @@ def jsonl_records(
                 raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
             if not isinstance(record, dict):
                 raise ChipadaptError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            if SURROGATE_ESCAPE.search(raw) and (bad := lone_surrogate(record)) is not None:
+                raise ChipadaptError(
+                    f"{path}:{lineno}: the escape \\u{bad:04x} is half of a UTF-16 surrogate pair, not a character; "
+                    "fix or drop the record"
+                )
             yield lineno, record
+
+
+def lone_surrogate(record: dict) -> int | None:
+    """The code point of the first lone surrogate in `record`'s strings, None when there is none."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        return ord(err.object[err.start])
+    return None
 
 
 def json_object(path: str | Path, key: str | None = None) -> dict:

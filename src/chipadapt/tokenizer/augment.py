@@ -24,7 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer
 
-from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint
+from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
@@ -63,8 +63,14 @@ def _print_report(report: dict) -> None:
         console.print(table)
 
 
-def _specs(sources: DictConfig | None) -> dict[str, SourceSpec]:
-    return {name: SourceSpec(**OmegaConf.to_container(cfg, resolve=True)) for name, cfg in (sources or {}).items()}
+def _specs(sources: DictConfig | None, section: str) -> dict[str, SourceSpec]:
+    """The sources of `section` (data.sources, data.val_sources) that are switched on: one set to null
+    (`data.sources.NAME=null`, the README's way to drop one) is left out, as the DAPT blend does."""
+    return {
+        name: source_spec(OmegaConf.to_container(cfg, resolve=True), f"{section}.{name}")
+        for name, cfg in (sources or {}).items()
+        if cfg is not None
+    }
 
 
 class DomainTokenizer:
@@ -82,10 +88,10 @@ class DomainTokenizer:
         starting_bpb: StartingBpb | None = None,  # null: do not measure
     ):
         self.cache_dir = Path(cache_dir).expanduser()
-        specs = _specs(sources)
+        specs = _specs(sources, "data.sources")
         self.domain = {n: s for n, s in specs.items() if not s.general}
         self.general_train = {n: s for n, s in specs.items() if s.general}
-        self.report_general = _specs(report_general)
+        self.report_general = _specs(report_general, "data.val_sources")
         if not self.domain:
             raise ChipadaptError("tokenizer.adapt.sources: no domain source (every source is marked general)")
         if domain_vocab_size < 300 or max_new_tokens < 1:
