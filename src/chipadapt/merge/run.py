@@ -1,7 +1,8 @@
 """merge.py: stream two (or three) Hugging Face folders tensor by tensor through a merge method.
 
 Writes an HF folder at `output` (temporary folder renamed when complete) with the chip model's
-tokenizer, `merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, extra rows) and
+tokenizer (every input must have one, and all must share its vocabulary: merge/vocabulary.py),
+`merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, extra rows) and
 `merge_manifest.json`.
 """
 
@@ -28,6 +29,7 @@ from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
 from chipadapt.merge.mergekit_config import write_mergekit_config
 from chipadapt.merge.methods.base import TensorStats
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
+from chipadapt.merge.vocabulary import check_shared_vocabulary
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,12 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             raise ChipadaptError(f"models.base: merge={cfg.merge.name} needs a base model folder")
         base = SafetensorsModel(cfg.models.base, "models.base")
         check_architecture(chip, base)
+    inputs = [m for m in (chip, instruct, base) if m]
+    # Before any work: each input's weights are the whole model its config.json describes, and all
+    # share one vocabulary (the chip's may extend it); else the output would be silently wrong.
+    for model in inputs:
+        model.check_against_config()
+    check_shared_vocabulary(chip, inputs[1:])
     # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
     out = check_output_folder(
         cfg.output,

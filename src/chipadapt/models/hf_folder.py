@@ -1,6 +1,5 @@
 """Hugging Face model folders: find, load and save them. Offline, safetensors only, no remote code."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
+from chipadapt.io.jsonl import json_object
 from chipadapt.models.locate import locate_model
 from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 
@@ -28,6 +28,9 @@ def check_hf_folder(folder: str | Path, key: str) -> Path:
         raise ChipadaptError(f"{key}: {folder} is not a folder")
     if not (folder / "config.json").is_file():
         raise ChipadaptError(f"{key}: {folder} is not a Hugging Face model folder (no config.json)")
+    # Read once here so a broken config.json is one line naming it before any work, whichever
+    # entry point reads it next (train.py's sequence-length check used to crash on it).
+    json_object(folder / "config.json", key)
     return folder
 
 
@@ -40,12 +43,18 @@ def resolve_model_folder(model_cfg: DictConfig) -> Path:
     return check_hf_folder(instantiate(model_cfg.source).materialize(), "model.source")
 
 
-def context_length(folder: Path) -> int:
-    config = json.loads((folder / "config.json").read_text())
-    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
-        if key in config:
-            return int(config[key])
-    raise ChipadaptError(f"{folder / 'config.json'}: no context length (max_position_embeddings) found")
+def context_length(folder: Path, key: str = "model.path") -> int:
+    path = Path(folder) / "config.json"
+    config = json_object(path, key)
+    # Multimodal configs (Gemma-3, Llava) keep the language model's settings in text_config.
+    for section in (config, config.get("text_config") or {}):
+        for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+            if isinstance(section, dict) and name in section:
+                value = section[name]
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ChipadaptError(f"{key}: {path}: {name} must be a positive integer, got {value!r}")
+                return value
+    raise ChipadaptError(f"{key}: {path}: no context length (max_position_embeddings) found")
 
 
 def load_tokenizer(folder: Path, key: str = "model.path"):
@@ -62,10 +71,14 @@ def resolve_attention(attn_implementation: str) -> str:
 
 
 def load_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str = "model.path"):
+    # exact: a causal LM's folder holds its weights and nothing else; a missing, extra or misshapen
+    # tensor means the weights or the config.json are not this model's (never trained or scored
+    # with random tensors).
     model = safe_from_pretrained(
         AutoModelForCausalLM,
         folder,
         key,
+        exact=True,
         dtype=getattr(torch, dtype),
         attn_implementation=resolve_attention(attn_implementation),
     )

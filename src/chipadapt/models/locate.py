@@ -48,13 +48,34 @@ def locate_model(path: str | Path, key: str) -> Path:
 def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:
     """The cached snapshot of a hub model; downloaded only when the hub is allowed (HF_HUB_OFFLINE unset)."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = constants.HF_HUB_OFFLINE
     try:
         folder = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline)
     except (LocalEntryNotFoundError, FileNotFoundError):
         where = f"HF_HUB_CACHE={constants.HF_HUB_CACHE}"
+        cached = cached_revisions(Path(constants.HF_HUB_CACHE), repo_id)
+        if cached is not None:
+            # The repo is cached, only not at this revision: saying "not in the cache" sends the
+            # user looking for the wrong problem.
+            wanted = revision or "main"
+            download = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+            raise ChipadaptError(
+                f"{key}: {repo_id} is in the Hugging Face cache ({where}) but not at revision {wanted} "
+                f"(cached: {', '.join(cached) or 'no complete snapshot'}); "
+                + (
+                    f"HF_HUB_OFFLINE=1, so it was not downloaded (run `{download}` where the hub is reachable, "
+                    f"or name a cached revision: {repo_id}@REVISION)"
+                    if offline
+                    else "and the hub could not be reached to fetch it"
+                )
+            ) from None
         if offline:
             raise ChipadaptError(
                 f"{key}: {repo_id} is not a local folder and not in the Hugging Face cache ({where}); "
@@ -64,9 +85,30 @@ def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:
         raise ChipadaptError(
             f"{key}: {repo_id} is not a local folder, and the hub could not be reached to fetch it ({where})"
         ) from None
+    except RevisionNotFoundError:
+        raise ChipadaptError(f"{key}: {repo_id} has no revision {revision} on the hub") from None
     except (RepositoryNotFoundError, HFValidationError):
         raise ChipadaptError(f"{key}: {repo_id} is not a local folder and not a model on the hub") from None
     return Path(folder)
+
+
+def cached_revisions(hub_cache: Path, repo_id: str) -> list[str] | None:
+    """The revisions of `repo_id` the cache holds (`main (0123abcd)`, then snapshots no ref names);
+    None when the repo is not in the cache at all. Only folder names are read: cheap."""
+    repo = hub_cache / f"models--{repo_id.replace('/', '--')}"
+    if not repo.is_dir():
+        return None
+    snapshots = sorted(p.name for p in (repo / "snapshots").glob("*") if p.is_dir())
+    named, listed = [], set()
+    for ref in sorted(p for p in (repo / "refs").rglob("*") if p.is_file()):
+        try:
+            commit = ref.read_text().strip()
+        except OSError:
+            continue
+        if commit in snapshots:
+            named.append(f"{ref.relative_to(repo / 'refs')} ({commit[:8]})")
+            listed.add(commit)
+    return named + [commit[:12] for commit in snapshots if commit not in listed]
 
 
 def gguf_folder(gguf: Path, key: str) -> Path:
