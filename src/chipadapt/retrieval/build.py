@@ -3,8 +3,15 @@
 
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.outputs import written_by
 from chipadapt.retrieval.passages import Passage, build_passages, read_passages
-from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+from chipadapt.retrieval.retrievers import INDEX_WRITER, BM25Retriever, DenseRetriever, HybridRetriever
+
+# What the dense index writer leaves in `<index_dir>/<encoder>/` beside its entries (folders it
+# publishes with its marker): build locks, temporaries of a build that was killed, and the files of
+# the one-index-per-encoder layout used before e89f4c5 (2026-12-06).
+LEGACY_INDEX_FILES = {"index.faiss", "ids.json", "index.json"}
 
 
 def load_passages(path: str | None, build: dict) -> list[Passage]:
@@ -51,3 +58,65 @@ def chosen_retriever(retrievers: dict, use: str, key: str):
 
         raise ChipadaptError(f"{key}: {use!r} is not one of {sorted(retrievers)}")
     return retrievers[use]
+
+
+def retrieval_inputs(prefix: str, passages: str | None, build: dict | None, encoders: dict | None, bm25: dict | None):
+    """(config key, path) of every local file or folder a retrieval section reads; `prefix` is the
+    section's key (`eval.retrieval`, `eval.rag_qa.retrieval`). Build sources count only when no
+    passages file replaces them."""
+    pairs = [(f"{prefix}.passages", passages)]
+    if not passages:
+        for name, source in ((build or {}).get("sources") or {}).items():
+            if source:
+                pairs.append((f"{prefix}.build.sources.{name}.path", source.get("path")))
+    for name, encoder in (encoders or {}).items():
+        if encoder:
+            pairs.append((f"{prefix}.encoders.{name}.path", encoder.get("path")))
+    pairs.append((f"{prefix}.bm25.expansion", (bm25 or {}).get("expansion")))
+    return [(key, str(path)) for key, path in pairs if path]
+
+
+def check_index_dir(index_dir: str | None, key: str, inputs: list[tuple[str, str | None]]) -> None:
+    """Refuse, before any work, an `index_dir` the dense index writer could spoil: one that is, holds
+    or lies inside an input (the rule io/outputs.check_output_folder applies to every output folder),
+    or one that holds anything the writer did not write. The folder is a cache the writer adds
+    entries to (`<encoder>/<fingerprint>/`), not one output replaced whole, so it carries no marker
+    of its own: its contents say whose it is."""
+    if not index_dir:
+        return
+    root = Path(index_dir).expanduser().resolve()
+    for input_key, path in inputs:
+        if not path or str(path).startswith("hf:"):  # a dataset by name: not a local path to write into
+            continue
+        source = Path(path).expanduser().resolve()
+        if root == source:
+            raise ChipadaptError(f"{key}: {index_dir} is {input_key} itself; keep indexes somewhere else")
+        if root in source.parents:
+            raise ChipadaptError(f"{key}: {index_dir} holds {input_key} ({path}); keep indexes somewhere else")
+        if source in root.parents:
+            raise ChipadaptError(f"{key}: {index_dir} lies inside {input_key} ({path}); keep indexes somewhere else")
+    if root.exists() and not root.is_dir():
+        raise ChipadaptError(f"{key}: {index_dir} is a file; name a folder for the dense indexes")
+    foreign = _not_from_the_index_writer(root) if root.is_dir() else None
+    if foreign is not None:
+        raise ChipadaptError(
+            f"{key}: {index_dir} is not a folder of dense indexes: {foreign} was not written by the dense index "
+            "writer; keep indexes in a folder of their own (a new or empty one)"
+        )
+
+
+def _not_from_the_index_writer(root: Path) -> Path | None:
+    """The first thing under `root` that is not part of the dense index layout, or None."""
+    for encoder in sorted(root.iterdir()):
+        if not encoder.is_dir() or encoder.is_symlink():
+            return encoder
+        for entry in sorted(encoder.iterdir()):
+            name, plain = entry.name, not entry.is_symlink()
+            if plain and entry.is_dir() and written_by(entry) == INDEX_WRITER:
+                continue
+            if plain and name.startswith(".") and (name.endswith(".build.lock") or name.endswith(".tmp")):
+                continue
+            if plain and entry.is_file() and name in LEGACY_INDEX_FILES:
+                continue
+            return entry
+    return None

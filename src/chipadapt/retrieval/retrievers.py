@@ -20,6 +20,9 @@ from chipadapt.retrieval.passages import Passage
 log = logging.getLogger(__name__)
 
 Hits = list[list[tuple[str, float]]]
+# The command named in the marker of each index entry (io/outputs.py): retrieval/build.py recognises an
+# index_dir by it.
+INDEX_WRITER = "chipadapt"
 # Letters and digits: identifiers such as `global_placement` and `set_wire_rc` split at the
 # underscores, so that a question that says "global placement" matches them.
 TOKEN_PATTERN = r"(?u)[^\W_]{2,}"
@@ -179,7 +182,10 @@ class DenseRetriever:
         import faiss
 
         # Said in the log too: the bar is off where no terminal shows it, and this can take minutes.
-        log.info("dense index: embedding %d passages (kept in %s for the next run)", len(passages), self.index_dir)
+        if self.index_dir:
+            log.info("dense index: embedding %d passages (kept in %s for the next run)", len(passages), self.index_dir)
+        else:
+            log.info("dense index: embedding %d passages (not kept: set index_dir to reuse it)", len(passages))
         vectors = self.encoder.encode(
             [p.indexed_text(self.context) for p in passages],
             is_query=False,
@@ -199,7 +205,7 @@ class DenseRetriever:
     def save(self, dest: Path, fingerprint: dict) -> None:
         import faiss
 
-        with atomic_directory(dest) as tmp:
+        with atomic_directory(dest, INDEX_WRITER) as tmp:
             faiss.write_index(self.faiss_index, str(tmp / "index.faiss"))
             write_json_atomic(tmp / "ids.json", self.ids)
             write_json_atomic(tmp / "index.json", fingerprint)

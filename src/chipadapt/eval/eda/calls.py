@@ -13,11 +13,13 @@ def extract_code(reply: str) -> str:
 
 
 def parses(code: str) -> bool:
+    """Whether `code` is a Python script: it parses and has at least one statement. `ast.parse` takes
+    an empty, blank or comment-only text as an empty module; counted as valid, a model that writes
+    nothing would score full `syntax` (and `all_calls` against a reference that makes no call)."""
     try:
-        ast.parse(code)
+        return bool(ast.parse(code).body)
     except (SyntaxError, ValueError):
         return False
-    return True
 
 
 def _constant(node: ast.AST):

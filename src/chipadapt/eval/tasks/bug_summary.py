@@ -154,6 +154,8 @@ class BugSummaryTask(TaskBase):
 
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = read_threads(self.path, self.thread_key)[: self.limit]
+        if not rows:  # a score over no threads is no score
+            raise ChipadaptError(f"eval.bug_summary: no threads left of {self.path} (limit={self.limit})")
         fitted = [self._fit(model, tokenizer, r[self.thread_key]) for r in rows]
         outputs = {}
         for kind, instruction in OUTPUTS.items():

@@ -1,11 +1,12 @@
 """`eda_script`: natural language -> OpenROAD Python script (EDA-Corpus), scored without running it.
 
-Metrics: `syntax` (fraction that `ast.parse` accepts), `call_f1` / `call_recall` (which API calls
-the reference makes, as multisets of names), `arg_f1` (calls with the same constant arguments),
-`all_calls` (fraction of scripts that make every call of the reference: an automatic stand-in
-for ChipNeMo's graded accuracy), `rougeL` on the code. Rows come from the fixed evaluation split
-(`chipadapt.data.eda_split`) that SFT leaves out. Items are scripts, named by a hash of their
-prompt and reference.
+Metrics: `syntax` (fraction that parse as a script: `ast.parse` accepts it and it has a statement;
+an empty reply does not), `call_f1` / `call_recall` (which API calls the reference makes, as
+multisets of names), `arg_f1` (calls with the same constant arguments), `all_calls` (fraction of
+scripts that make every call of the reference: an automatic stand-in for ChipNeMo's graded
+accuracy), `all_calls.<category>` (the same per record `category`), `rougeL` on the code. Rows
+come from the fixed evaluation split (`chipadapt.data.eda_split`) that SFT leaves out. Items are
+scripts, named by a hash of their prompt and reference.
 """
 
 from pathlib import Path
@@ -26,12 +27,22 @@ INSTRUCTION = (
 
 
 def read_rows(path: str | Path) -> list[dict]:
+    """Every record, checked: a non-empty `prompt`, `script` and `category` (the category names the
+    per-category figure `all_calls.<category>`; a record without one would be counted under an empty
+    name, so it is refused rather than given a made-up one)."""
     path = Path(path)
     rows = []
     for lineno, record in jsonl_records(path, missing=f"eval.eda_script.path: {path} does not exist"):
-        if not isinstance(record.get("prompt"), str) or not isinstance(record.get("script"), str):
-            raise ChipadaptError(f"{path}:{lineno}: needs string fields 'prompt' and 'script'")
+        for field in ("prompt", "script", "category"):
+            value = record.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise ChipadaptError(
+                    f"{path}:{lineno}: needs non-empty string fields 'prompt', 'script' and 'category' "
+                    f"({field!r} is {'missing' if value is None else repr(value)})"
+                )
         rows.append(record)
+    if not rows:
+        raise ChipadaptError(f"eval.eda_script.path: {path} holds no scripts")
     return rows
 
 
@@ -73,17 +84,31 @@ class EDAScriptTask(TaskBase):
     ):
         self.path, self.eval_fraction, self.categories, self.limit = path, eval_fraction, categories, limit
         self.max_new_tokens, self.batch_size, self.rouge = max_new_tokens, batch_size, rouge
+        # Read now: evaluate.py builds every task before loading the model, so a bad record or a
+        # misspelt category stops the run before any task generates.
+        self.selected = self._select(read_rows(path))
 
-    def rows(self) -> list[dict]:
-        rows = [r for r in read_rows(self.path) if is_eval_row(r["script"], self.eval_fraction)]
+    def _select(self, all_rows: list[dict]) -> list[dict]:
+        rows = [r for r in all_rows if is_eval_row(r["script"], self.eval_fraction)]
         if self.categories:
-            rows = [r for r in rows if r.get("category") in set(self.categories)]
+            present = sorted({r["category"] for r in all_rows})
+            for category in self.categories:
+                if category not in present:  # a typo would silently drop that category's scripts
+                    raise ChipadaptError(
+                        f"eval.eda_script.categories: {category!r} is no record's category "
+                        f"(categories in {self.path}: {', '.join(present)})"
+                    )
+            rows = [r for r in rows if r["category"] in set(self.categories)]
+        rows = rows[: self.limit]
         if not rows:
             raise ChipadaptError(
                 f"eval.eda_script: no evaluation rows in {self.path} "
-                f"(eval_fraction={self.eval_fraction}, categories={self.categories})"
+                f"(eval_fraction={self.eval_fraction}, categories={self.categories}, limit={self.limit})"
             )
-        return rows[: self.limit]
+        return rows
+
+    def rows(self) -> list[dict]:
+        return self.selected
 
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = self.rows()
@@ -100,7 +125,7 @@ class EDAScriptTask(TaskBase):
             scores = script_scores(prediction, row["script"])
             scores["rougeL"] = self.rouge.score(prediction, row["script"])
             if "all_calls" in scores:  # the per-category figure, on the scripts whose reference parses
-                scores[f"all_calls.{row.get('category', '')}"] = scores["all_calls"]
+                scores[f"all_calls.{row['category']}"] = scores["all_calls"]
             self.items.append(
                 {
                     "id": content_id(row["prompt"], row["script"]),
@@ -108,7 +133,7 @@ class EDAScriptTask(TaskBase):
                     "reference": row["script"],
                     "scores": scores,
                     "prompt": row["prompt"],
-                    "category": row.get("category"),
+                    "category": row["category"],
                 }
             )
         return {

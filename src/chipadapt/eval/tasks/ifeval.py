@@ -6,6 +6,7 @@ per-instruction verdicts are the task's items (`ifeval_items.jsonl` in the run f
 be read back; instruction-level scores are {passed, of} per prompt, so their interval resamples prompts.
 """
 
+import difflib
 import os
 import random
 from pathlib import Path
@@ -17,9 +18,26 @@ from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import jsonl_records
 
+LIST_COMMAND = "python -m chipadapt.eval.tasks.ifeval"
+
+
+def known_instruction_ids() -> list[str]:
+    """The instruction ids the checker verifies (importing its registry imports nltk, not its data)."""
+    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    return sorted(INSTRUCTION_DICT)
+
+
+def unknown_instruction(instruction_id, known: list[str]) -> str:
+    """The error for an id the checker does not know: it would skip it and the prompt would fail."""
+    near = difflib.get_close_matches(str(instruction_id), known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"unknown instruction id {instruction_id!r}{hint}; `{LIST_COMMAND}` lists the {len(known)} known ids"
+
 
 def read_ifeval(path: str) -> list[dict]:
     """IFEval's input records, each checked before any generation (a bad one would fail after it)."""
+    known = known_instruction_ids()
     rows = []
     for lineno, row in jsonl_records(path, missing=f"eval.ifeval.path: {path} does not exist"):
         if not (
@@ -33,7 +51,16 @@ def read_ifeval(path: str) -> list[dict]:
                 f"{path}:{lineno}: an IFEval record needs 'key', a string 'prompt', and lists "
                 "'instruction_id_list' and 'kwargs' of the same length"
             )
+        if not row["instruction_id_list"]:  # nothing to follow: every response would pass
+            raise ChipadaptError(f"{path}:{lineno}: 'instruction_id_list' is empty")
+        for instruction_id in row["instruction_id_list"]:
+            if instruction_id not in known:
+                raise ChipadaptError(f"{path}:{lineno}: {unknown_instruction(instruction_id, known)}")
+        if not all(isinstance(kwargs, dict) for kwargs in row["kwargs"]):
+            raise ChipadaptError(f"{path}:{lineno}: each entry of 'kwargs' must be an object ({{}} for none)")
         rows.append(row)
+    if not rows:  # a score over no prompts is no score
+        raise ChipadaptError(f"eval.ifeval.path: {path} holds no prompts")
     return rows
 
 
@@ -53,6 +80,11 @@ class IFEvalTask(TaskBase):
         # null: the preset's answer length (lm_eval: lm-eval's max_gen_toks, 1280).
         self.max_new_tokens = max_new_tokens if max_new_tokens is not None else IFEVAL_MAX_NEW_TOKENS[self.preset]
         self.limit, self.batch_size, self.chat = limit, batch_size, chat
+        # Read now: evaluate.py builds every task before loading the model, so a bad record stops the
+        # run before any task generates.
+        self.rows = read_ifeval(self.path)[:limit]
+        if not self.rows:
+            raise ChipadaptError(f"eval.ifeval: no prompts left of {path} (limit={limit})")
 
     def run(self, model, tokenizer) -> dict[str, float]:
         os.environ["NLTK_DATA"] = self.nltk_data  # read by nltk when the checkers import it
@@ -64,7 +96,7 @@ class IFEvalTask(TaskBase):
             nltk.data.path.insert(0, self.nltk_data)
         from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
-        rows = read_ifeval(self.path)[: self.limit]
+        rows = self.rows
         responses = generate(
             model,
             tokenizer,
@@ -122,3 +154,12 @@ class IFEvalTask(TaskBase):
             "max_new_tokens": self.max_new_tokens,
             "chat": self.chat,
         }
+
+
+def main() -> None:
+    """Print the instruction ids an IFEval record may name, one per line."""
+    print("\n".join(known_instruction_ids()))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,9 @@ from chipadapt.io.jsonl import jsonl_records
 LETTERS = "ABCDEFGHIJ"
 
 
-def read_mcq(path: Path, key: str) -> list[dict]:
-    """JSONL, or a Hugging Face dataset (`hf:cais/mmlu:test`, parquet/arrow, save_to_disk folder)."""
+def read_mcq(path: Path, key: str, letters: bool = False) -> list[dict]:
+    """JSONL, or a Hugging Face dataset (`hf:cais/mmlu:test`, parquet/arrow, save_to_disk folder).
+    `letters`: the choices are named A-J in the prompt (style=letters), so at most 10 can be asked."""
     rows = []
     for lineno, row in jsonl_records(path, missing=f"{key}: {path} does not exist"):
         problem = mcq_problem(row)
@@ -30,7 +31,14 @@ def read_mcq(path: Path, key: str) -> list[dict]:
             raise ChipadaptError(
                 f"{path}:{lineno}: not a multiple-choice record {{question, choices, answer}}: {problem}"
             )
+        if letters and len(row["choices"]) > len(LETTERS):
+            raise ChipadaptError(
+                f"{path}:{lineno}: {len(row['choices'])} choices, more than style=letters can name "
+                f"(letters A-{LETTERS[-1]}); use eval.mcq.style=cloze"
+            )
         rows.append(row)
+    if not rows:  # a score over no questions is no score: results.json would carry counts and no acc
+        raise ChipadaptError(f"{key}: {path} holds no questions")
     return rows
 
 
@@ -43,8 +51,10 @@ def mcq_problem(row) -> str | None:
         return f"no {', '.join(missing)}"
     if not isinstance(row["question"], str):
         return "question is not text"
-    if not isinstance(row["choices"], list) or not row["choices"]:
-        return "choices is not a non-empty list"
+    if not isinstance(row["choices"], list):
+        return "choices is not a list"
+    if len(row["choices"]) < 2:  # one choice is always the pick: the question would always count as right
+        return f"{len(row['choices'])} choice; a question needs at least 2"
     answer = row["answer"]
     if isinstance(answer, bool) or not isinstance(answer, (int, str)) or not str(answer).lstrip("-").isdigit():
         return f"answer {answer!r} is not the index of a choice"
@@ -81,14 +91,26 @@ class MCQTask(TaskBase):
         self.preset = check_preset(preset, "eval.mcq.preset")
         if style not in ("letters", "cloze"):
             raise ChipadaptError(f"eval.mcq.style: {style!r} is not letters or cloze")
-        rows = read_mcq(Path(path), "eval.mcq.path")
+        letters = style == "letters"
+        rows = read_mcq(Path(path), "eval.mcq.path", letters)
         if max_per_subject:
             rows = first_per_subject(rows, max_per_subject)
         self.rows = rows[:limit]
-        self.shots = read_mcq(Path(fewshot_path), "eval.mcq.fewshot_path") if num_fewshot else []
+        if not self.rows:
+            raise ChipadaptError(
+                f"eval.mcq: no questions left of {path} (limit={limit}, max_per_subject={max_per_subject})"
+            )
+        if num_fewshot and not fewshot_path:
+            raise ChipadaptError(f"eval.mcq.num_fewshot: {num_fewshot} examples asked and no eval.mcq.fewshot_path")
+        self.shots = read_mcq(Path(fewshot_path), "eval.mcq.fewshot_path", letters) if num_fewshot else []
         # chipadapt: the file's first shots whatever their subject; lm_eval: the question's own subject's.
         self.num_fewshot = num_fewshot
         if self.preset == "chipadapt":
+            if len(self.shots) < num_fewshot:  # fewer shots than asked would be scored as the asked setting
+                raise ChipadaptError(
+                    f"eval.mcq.num_fewshot: {num_fewshot} examples asked, eval.mcq.fewshot_path ({fewshot_path}) "
+                    f"holds {len(self.shots)}"
+                )
             self.shots = self.shots[:num_fewshot]
         self.style, self.batch_size, self.max_length = style, batch_size, max_length
 

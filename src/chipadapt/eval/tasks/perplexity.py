@@ -21,17 +21,41 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.sources import read_source, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.answer_journal import journal_for
+from chipadapt.io.hf_dataset import PREFIX, SPLIT
 from chipadapt.models.token_bytes import token_byte_lengths
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
 RESERVED_SPLIT_NAMES = ("domain_mean", "domain_all")
+
+
+def dataset_source(values: dict, key: str) -> dict:
+    """A split's source settings with its path read as every other evaluation path is:
+    `hf:ID_OR_FOLDER[:SPLIT]` (io/hf_dataset.py) names a Hugging Face dataset and its split. (A
+    .parquet/.arrow file or a save_to_disk folder is recognised by data/sources.py itself.)"""
+    path, fmt = values.get("path"), values.get("format", "auto")
+    if not isinstance(path, str):
+        return values  # source_spec names what is wrong with it
+    if path.startswith(PREFIX):
+        if fmt not in ("auto", "hf"):
+            raise ChipadaptError(
+                f"{key}.format: {fmt!r} does not read a dataset named with hf: ({path}); leave format out or set hf"
+            )
+        match = SPLIT.match(path[len(PREFIX) :])
+        named = match["split"]
+        if named and values.get("split", named) != named:  # two places would name the split
+            raise ChipadaptError(
+                f"{key}.split: {values['split']!r} does not agree with the split that {key}.path names {named!r}; "
+                "give it once"
+            )
+        return {**values, "path": match["path"], "format": "hf", **({"split": named} if named else {})}
+    return values
 
 
 class PerplexityTask(TaskBase):
@@ -52,12 +76,12 @@ class PerplexityTask(TaskBase):
                 raise ChipadaptError(
                     f"eval.perplexity.splits.{name}: the name is taken by a pooled metric; rename the split"
                 )
-            values = OmegaConf.to_container(spec, resolve=True)
+            key = f"eval.perplexity.splits.{name}"
+            values = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+            if not isinstance(values, dict):
+                raise ChipadaptError(f"{key}: expected a source with a `path`, got {values!r}")
             self.held_out[name] = values.pop("held_out", None)
-            try:
-                self.splits[name] = SourceSpec(**values)
-            except TypeError as err:
-                raise ChipadaptError(f"eval.perplexity.splits.{name}: {err}") from None
+            self.splits[name] = source_spec(dataset_source(values, key), key)
         if not self.splits:
             raise ChipadaptError("eval.perplexity.splits: no split configured")
         self.max_length, self.max_documents, self.max_tokens = max_length, max_documents, max_tokens
@@ -70,7 +94,13 @@ class PerplexityTask(TaskBase):
         if fraction:
             mask = held_out_mask([d.doc_id for d in docs], float(fraction))
             docs = [d for d, keep in zip(docs, mask) if keep]
-        return docs[: self.max_documents]
+        docs = docs[: self.max_documents]
+        if not docs:  # the split would report its counts and no ppl or bpb
+            raise ChipadaptError(
+                f"eval.perplexity.splits.{name}: no documents left of {self.splits[name].path} "
+                f"(held_out={fraction}, max_documents={self.max_documents})"
+            )
+        return docs
 
     @staticmethod
     def _window_nll(model, piece: list[int], journal) -> float:
@@ -129,6 +159,10 @@ class PerplexityTask(TaskBase):
                             },
                         }
                     )
+            if not split_items:  # every document shorter than two tokens: nothing was scored
+                raise ChipadaptError(
+                    f"eval.perplexity.splits.{name}: no document of {self.splits[name].path} has two tokens to score"
+                )
             results.update(summarize(split_items))
             results[f"{name}.tokens"] = n_tokens
             results[f"{name}.documents"] = used

@@ -22,15 +22,25 @@ from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
 log = logging.getLogger(__name__)
 
 
-def read_qa(path: str | Path, question_key: str, answer_key: str) -> list[dict]:
+# question_key: null reads the documented QA format, {"question", "answer"}, and a retrieval queries
+# file, {"id", "query", "positive_ids", "answer"} (the shipped OpenROAD questions), without a setting.
+QUESTION_KEYS = ("question", "query")
+
+
+def read_qa(path: str | Path, question_key: str | None, answer_key: str) -> list[dict]:
+    """{id, question, answer} rows; `question_key` None: the file's first record says which of
+    QUESTION_KEYS it uses, and every record must use the same one."""
     path = Path(path)
     rows = []
     for lineno, record in jsonl_records(path, missing=f"QA file {path} does not exist"):
-        if not isinstance(record.get(question_key), str) or not isinstance(record.get(answer_key), str):
+        if question_key is None:
+            question_key = next((k for k in QUESTION_KEYS if k in record), QUESTION_KEYS[0])
+        question, answer = record.get(question_key), record.get(answer_key)
+        if not isinstance(question, str) or not isinstance(answer, str):
             raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
-        rows.append(
-            {"id": str(record.get("id", lineno)), "question": record[question_key], "answer": record[answer_key]}
-        )
+        if not question.strip() or not answer.strip():  # an empty reference scores every answer 0
+            raise ChipadaptError(f"{path}:{lineno}: {question_key!r} or {answer_key!r} is empty")
+        rows.append({"id": str(record.get("id", lineno)), "question": question, "answer": answer})
     if not rows:
         raise ChipadaptError(f"{path}: no questions")
     return rows
@@ -41,7 +51,7 @@ class QATask(TaskBase):
         self,
         name: str,
         path: str,
-        question_key: str,
+        question_key: str | None,
         answer_key: str,
         limit: int | None,
         max_new_tokens: int,
@@ -62,6 +72,17 @@ class QATask(TaskBase):
         self.retrieval = (
             OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
         )
+        # Read now: evaluate.py builds every task before loading the model, so a bad record stops the
+        # run before any task generates.
+        self.rows = read_qa(path, question_key, answer_key)[:limit]
+        if not self.rows:
+            raise ChipadaptError(f"eval.{name}: no questions left of {path} (limit={limit})")
+        if self.retrieval:
+            from chipadapt.retrieval.build import check_index_dir, retrieval_inputs
+
+            r, prefix = self.retrieval, f"eval.{name}.retrieval"
+            inputs = retrieval_inputs(prefix, r.get("passages"), r.get("build"), r.get("encoders"), r.get("bm25"))
+            check_index_dir(r.get("index_dir"), f"{prefix}.index_dir", [*inputs, (f"eval.{name}.path", path)])
 
     def _retrieve(self, questions: list[str]) -> list[list]:
         from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
@@ -75,7 +96,7 @@ class QATask(TaskBase):
         return [[by_id[pid] for pid, _ in row] for row in retriever.search(questions, r["top_k"])]
 
     def run(self, model, tokenizer) -> dict[str, float]:
-        rows = read_qa(self.path, *self.keys)[: self.limit]
+        rows = self.rows
         questions = [r["question"] for r in rows]
         items = [{"id": r["id"], "question": r["question"], "reference": r["answer"], "scores": {}} for r in rows]
         if self.answer_without_context:

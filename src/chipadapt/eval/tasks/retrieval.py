@@ -17,7 +17,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.outputs import check_output_file
-from chipadapt.retrieval.build import load_passages, make_retrievers
+from chipadapt.retrieval.build import check_index_dir, load_passages, make_retrievers, retrieval_inputs
 from chipadapt.retrieval.fusion_choice import check_tuning_metric, choose_fusion
 from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.misses import is_misses_file, write_misses
@@ -60,6 +60,13 @@ class RetrievalTask(TaskBase):
         self.reranker = plain(reranker) if reranker and reranker.get("path") else None
         if self.reranker:
             self._check_rerank_weights()
+        inputs = [
+            *retrieval_inputs("eval.retrieval", passages, self.build, self.encoders, self.bm25),
+            ("eval.retrieval.queries", queries),
+            ("eval.retrieval.reranker.path", (self.reranker or {}).get("path")),
+        ]
+        # Checked now, before any passage is read: the indexes are written into it as each encoder runs.
+        check_index_dir(index_dir, "eval.retrieval.index_dir", inputs)
         if misses_file:  # checked now: the file is written after the whole evaluation
             check_output_file(
                 misses_file,
@@ -156,6 +163,8 @@ class RetrievalTask(TaskBase):
         passages = load_passages(self.passages_path, self.build)
         all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
         queries = select_split(all_queries, self.split, str(self.queries_path), "eval.retrieval.split")[: self.limit]
+        if not queries:  # limit=0: no figure could be computed
+            raise ChipadaptError(f"eval.retrieval: no questions left of {self.queries_path} (limit={self.limit})")
         if (self.fusion or {}).get("tune_on"):  # checked before any retriever runs, not after all of them
             select_split(all_queries, self.fusion["tune_on"], str(self.queries_path), "eval.retrieval.fusion.tune_on")
         retrievers = make_retrievers(self.encoders, self.dense, self.bm25, self.hybrid, self.index_dir)

@@ -109,6 +109,8 @@ class VerilogTask(TaskBase):
     def run(self, model=None, tokenizer=None) -> dict[str, float]:
         require_iverilog()
         tasks = self.shape.read(self.path)[: self.limit]
+        if not tasks:  # a pass@1 over no tasks is no score
+            raise ChipadaptError(f"eval.verilog: no tasks in {self.path} (limit={self.limit})")
         candidates = self._candidates(model, tokenizer, tasks)
         jobs = [(ti, si, code) for ti, codes in enumerate(candidates) for si, code in enumerate(codes)]
         with ThreadPoolExecutor(self.workers) as pool:
