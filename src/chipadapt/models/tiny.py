@@ -96,7 +96,7 @@ class TinyLlama:
 
     def _build(self, folder: Path) -> Path:
         s = self.settings
-        docs = read_source(SourceSpec(path=str(self.text_dir)), "model.source.text_dir")
+        docs = read_source(SourceSpec(path=str(self.text_dir), format="folder"), "model.source.text_dir")
         tokenizer = train_tiny_tokenizer([d.text for d in docs], s["vocab_size"])
         config = LlamaConfig(
             vocab_size=len(tokenizer),
