@@ -52,7 +52,8 @@ def ruler(outputs: list[str], held_out: float | None, warmup_steps: list[int] = 
 
 def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path, trained_tiny):
     corpus = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in texts(DOMAIN)])
-    starting = ruler(["zero", "mean", "vocab_mean"], None)
+    # Blocks of 1,000 characters: six of them, the fewest an exact paired test can resolve (2/2**6 < 0.05).
+    starting = StartingBpb(["zero", "mean", "vocab_mean"], None, 6000, 6000, 1000, 128, [])
     folder = adapter(tmp_path, domain=corpus, starting_bpb=starting, max_new_tokens=40)(trained_tiny)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     bpb = report["starting_bpb"]
@@ -63,7 +64,7 @@ def test_mean_output_rows_start_closer_to_the_base_tokenizer_than_zero(tmp_path,
     # Paired with the base block by block: zero rows cost bits on every block, so the interval excludes 0.
     lo, hi = outputs["zero"]["domain_minus_base_ci"]
     assert 0 < lo <= outputs["zero"]["domain_minus_base"] <= hi
-    assert outputs["zero"]["domain_blocks"] >= 3  # 6,000 characters in blocks of at most 2,000
+    assert outputs["zero"]["domain_blocks"] >= 6  # 6,000 characters in blocks of at most 1,000
     assert outputs["zero"]["general_blocks"] >= 1 and len(outputs["zero"]["general_minus_base_ci"]) == 2
     # The saved model carries the chosen rule: new output rows are their pieces' mean, not zero.
     model = AutoModelForCausalLM.from_pretrained(folder)

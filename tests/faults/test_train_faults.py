@@ -133,8 +133,8 @@ def test_run_folder_inside_the_input_model(tiny_model, tmp_path):
     shutil.copytree(tiny_model, folder)
     before = snapshot(folder)
     proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={folder}"])
-    assert_user_error(proc, "hydra.run.dir", "holds files of no chipadapt run", before=before)
-    # A folder inside the model (an empty one, which the run-folder check lets through) is refused as well.
+    assert_user_error(proc, "hydra.run.dir", "is model.path", before=before)
+    # A folder inside the model is refused as well, before Hydra writes its records there.
     proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={folder / 'run'}"])
     assert_user_error(proc, "model.path", before=before)
 
