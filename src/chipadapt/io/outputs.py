@@ -43,6 +43,28 @@ def written_by(folder: Path) -> str | None:
     return None
 
 
+def refuse_overlap_with_inputs(
+    dest: str | os.PathLike,
+    key: str,
+    inputs: Iterable[tuple[str, str | os.PathLike | None]],
+    advice: str = "write the output somewhere else",
+) -> Path:
+    """`dest` resolved, after refusing one that is, holds or lies inside an input: writing there could
+    replace or mix into what the command reads. A dataset by name (`hf:...`) is no local path."""
+    target = _resolved(dest)
+    for input_key, path in inputs:
+        if path is None or str(path).startswith("hf:"):
+            continue
+        source = _resolved(path)
+        if target == source:
+            raise ChipadaptError(f"{key}: {dest} is {input_key} itself; {advice}")
+        if target in source.parents:
+            raise ChipadaptError(f"{key}: {dest} holds {input_key} ({path}); {advice}")
+        if source in target.parents:
+            raise ChipadaptError(f"{key}: {dest} lies inside {input_key} ({path}); {advice}")
+    return target
+
+
 def check_output_folder(
     dest: str | os.PathLike,
     command: str,
@@ -53,17 +75,7 @@ def check_output_folder(
     """Refuse, before any work, every destination whose replacement could lose something.
 
     `inputs` are (config key, path) pairs the command reads; `key` names the output's config key."""
-    target = _resolved(dest)
-    for input_key, path in inputs:
-        if path is None:
-            continue
-        source = _resolved(path)
-        if target == source:
-            raise ChipadaptError(f"{key}: {dest} is {input_key} itself; write the output somewhere else")
-        if target in source.parents:
-            raise ChipadaptError(f"{key}: {dest} holds {input_key} ({path}); write the output somewhere else")
-        if source in target.parents:
-            raise ChipadaptError(f"{key}: {dest} lies inside {input_key} ({path}); write the output somewhere else")
+    target = refuse_overlap_with_inputs(dest, key, inputs)
     if target.is_file() or target.is_symlink():
         raise ChipadaptError(f"{key}: {dest} exists and is not a folder written by {command}; refusing to replace it")
     if target.is_dir() and any(target.iterdir()):

@@ -84,17 +84,9 @@ def check_index_dir(index_dir: str | None, key: str, inputs: list[tuple[str, str
     of its own: its contents say whose it is."""
     if not index_dir:
         return
-    root = Path(index_dir).expanduser().resolve()
-    for input_key, path in inputs:
-        if not path or str(path).startswith("hf:"):  # a dataset by name: not a local path to write into
-            continue
-        source = Path(path).expanduser().resolve()
-        if root == source:
-            raise ChipadaptError(f"{key}: {index_dir} is {input_key} itself; keep indexes somewhere else")
-        if root in source.parents:
-            raise ChipadaptError(f"{key}: {index_dir} holds {input_key} ({path}); keep indexes somewhere else")
-        if source in root.parents:
-            raise ChipadaptError(f"{key}: {index_dir} lies inside {input_key} ({path}); keep indexes somewhere else")
+    from chipadapt.io.outputs import refuse_overlap_with_inputs
+
+    root = refuse_overlap_with_inputs(index_dir, key, inputs, "keep indexes somewhere else")
     if root.exists() and not root.is_dir():
         raise ChipadaptError(f"{key}: {index_dir} is a file; name a folder for the dense indexes")
     foreign = _not_from_the_index_writer(root) if root.is_dir() else None
