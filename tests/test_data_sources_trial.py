@@ -212,3 +212,21 @@ def test_a_failed_tokenization_leaves_nothing_in_the_cache_and_max_bytes_keys_it
     tokenize_source(SourceSpec(path=str(big)), "k", tokenizer, tmp_path / "cache")
     with pytest.raises(ChipadaptError, match=r"big\.jsonl:1: line longer than 1,000 bytes"):
         tokenize_source(SourceSpec(path=str(big), max_bytes=1000), "k", tokenizer, tmp_path / "cache")
+
+
+def test_a_folder_sources_content_is_what_its_reader_selects(tmp_path):
+    """A `git fetch` or a build inside a source repository between preemption and requeue is no change
+    of training data; an edited selected file is."""
+    from chipadapt.stages.resume_settings import source_content
+
+    repo = tmp_path / "repo"
+    (repo / "rtl").mkdir(parents=True)
+    (repo / "rtl" / "alu.sv").write_text("module alu; endmodule\n")
+    source = {"path": str(repo), "suffixes": [".sv"]}
+    before = source_content(source, "data.sources.rtl", repo)
+    (repo / ".git").mkdir()
+    (repo / ".git" / "index").write_bytes(b"changed by git status")
+    (repo / "build.log").write_text("a build ran here\n")
+    assert source_content(source, "data.sources.rtl", repo) == before
+    (repo / "rtl" / "alu.sv").write_text("module alu(input a); endmodule\n")
+    assert source_content(source, "data.sources.rtl", repo) != before

@@ -182,6 +182,26 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(tiny, tmp_path):
         load_for_inference(folder, "float32", "sdpa")
 
 
+def test_only_special_tokens_past_the_embedding_are_said_not_refused(tiny, tmp_path, caplog):
+    """Gemma-3 270M/1B: <image_soft_token> has id vocab_size, one past the rows; no text produces it."""
+    import json
+    import logging
+
+    folder = copy_of(tiny, tmp_path / "gemma_like")
+    rows = json.loads((folder / "config.json").read_text())["vocab_size"]
+    tokenizer = load_tokenizer(folder)
+    assert max(tokenizer.get_vocab().values()) + 1 == rows
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image_soft_token>"]})
+    tokenizer.save_pretrained(folder)
+    with caplog.at_level(logging.WARNING):
+        assert load_tokenizer(folder).convert_tokens_to_ids("<image_soft_token>") == rows
+    assert f"<image_soft_token> ({rows})" in caplog.text and f"past the model's {rows} embedding rows" in caplog.text
+    tokenizer.add_tokens(["ordinary_word_token"])  # an ordinary token there would be looked up: refused
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(ChipadaptError, match="embedding rows"):
+        load_tokenizer(folder)
+
+
 # M2: no tokenizer files is said whole; merge.py refuses a chip model without a tokenizer.
 def test_a_folder_without_tokenizer_files_says_so_and_is_not_merged(tiny, tmp_path):
     bare = copy_of(tiny, tmp_path / "notok")

@@ -82,6 +82,8 @@ def test_a_killed_run_resumed_logs_each_step_once_in_one_wandb_run_and_resume_fa
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert any(int(row["step"]) >= 3 for row in csv_rows(run))  # logged after the checkpoint at step 3
 
+    # Online (simulated: W&B still writes offline here), the rerun continues the folder's W&B run.
+    as_online(monkeypatch)
     train(compose(KILLED, run))  # the rerun in the same folder: resumes from step 3
     rows = csv_rows(run)
     assert logged_twice(rows) == []
@@ -101,6 +103,32 @@ def test_a_killed_run_resumed_logs_each_step_once_in_one_wandb_run_and_resume_fa
     ids = run_ids(run)
     assert len(ids) == 3 and ids[-1] != first[0]
     assert (run / "wandb" / "chipadapt-run-id").read_text().strip() == ids[-1]  # the next resume continues it
+
+
+def as_online(monkeypatch) -> None:
+    """What the id choice does online, where W&B resumes a run; the runs themselves stay offline."""
+    import chipadapt.loggers.sweep_run as sweep_run
+    import chipadapt.loggers.wandb as wandb_logger
+
+    monkeypatch.setattr(wandb_logger, "runs_offline", lambda offline: False)
+    monkeypatch.setattr(sweep_run, "runs_offline", lambda offline: False)
+
+
+def test_offline_each_attempt_is_a_wandb_run_of_its_own(tmp_path, monkeypatch):
+    """Offline, W&B ignores resume, and syncing a second folder with the same id replaces the first
+    one's history: an attempt's history must not be lost to the next."""
+    from omegaconf import OmegaConf
+
+    from chipadapt.loggers.job import JobLoggers
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    node = {"_target_": "chipadapt.loggers.wandb.JobWandbLogger", "save_dir": str(tmp_path), "offline": True}
+    for attempt in range(2):
+        with JobLoggers(OmegaConf.create({"wandb": node}), {"attempt": attempt}) as loggers:
+            loggers.log_metrics({"result": float(attempt)})
+    ids = run_ids(tmp_path)  # (in name order: two attempts in one second sort by id)
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert (tmp_path / "wandb" / "chipadapt-run-id").read_text().strip() in ids
 
 
 def test_metrics_csv_drops_the_rows_from_the_resumed_step_on_and_keeps_all_without_a_start(tmp_path):
@@ -123,7 +151,7 @@ def test_metrics_csv_drops_the_rows_from_the_resumed_step_on_and_keeps_all_witho
     assert len(logged(None)) == 16  # the logger used on its own appends, as before
 
 
-def test_evaluate_merge_and_sweep_report_reruns_continue_the_folders_wandb_run(tmp_path, monkeypatch):
+def test_online_evaluate_merge_and_sweep_report_reruns_continue_the_folders_wandb_run(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
     from PIL import Image
 
@@ -131,6 +159,7 @@ def test_evaluate_merge_and_sweep_report_reruns_continue_the_folders_wandb_run(t
     from chipadapt.loggers.sweep_run import log_sweep_report
 
     monkeypatch.setenv("WANDB_SILENT", "true")
+    as_online(monkeypatch)
     node = {
         "_target_": "chipadapt.loggers.wandb.JobWandbLogger",
         "save_dir": str(tmp_path / "job"),

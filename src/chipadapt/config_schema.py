@@ -303,11 +303,15 @@ TRAINER_COUNTS = {
     "trainer.max_steps": (-1, False, False),
     "trainer.max_epochs": (-1, True, False),
     "trainer.num_nodes": (1, False, False),
-    "trainer.log_every_n_steps": (1, False, False),
-    "trainer.num_sanity_val_steps": (-1, False, False),
-    "trainer.val_check_interval": (1, True, True),
+    "trainer.log_every_n_steps": (0, True, False),  # 0: no logging
+    "trainer.num_sanity_val_steps": (-1, True, False),
+    "trainer.val_check_interval": (
+        1,
+        True,
+        True,
+    ),  # also a time ("00:01:00:00") or a dict of one: Lightning checks those
     "trainer.limit_val_batches": (0, True, True),
-    "callbacks.checkpoint.every_n_train_steps": (1, False, False),
+    "callbacks.checkpoint.every_n_train_steps": (0, True, False),  # 0 or null: only the last step's checkpoint
     "callbacks.progress.every_n_steps": (1, False, False),
 }
 
@@ -351,7 +355,7 @@ def check_trainer(cfg: DictConfig) -> None:
             node = node.get(name)
             if not isinstance(node, DictConfig):
                 continue
-        if key in node:
+        if key in node and not (key == "val_check_interval" and isinstance(node[key], (str, DictConfig))):
             node[key] = _count(dotted, node[key], low, nullable, fraction)
     if isinstance(cfg.get("trainer"), DictConfig) and "devices" in cfg.trainer:
         check_devices(cfg.trainer.devices)

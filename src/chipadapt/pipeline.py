@@ -17,14 +17,24 @@ from chipadapt.run_folder_key import run_folder_key
 log = logging.getLogger(__name__)
 
 
+# Stages whose every input is recorded by content: the starting model and each data source. The others
+# (the tokenizer stage records a derived cache folder, the retriever and reranker not all they read) are
+# trained again only with overwrite=true, as before.
+RECORDED_STAGES = ("dapt", "sft", "steerlm")
+
+
 def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     """The metrics of this very run when `out` holds it completed: the same settings (the resolved
-    config), every recorded input (model folder, data files) unchanged by content, its model/ in place.
-    A sweep rerun after an interruption (a preempted SLURM array, a killed Optuna search) so passes the
-    jobs that finished instead of refusing their model/; merge.py does the same. None otherwise, and
-    always with overwrite=true."""
+    config), the same inputs by content (each data source and the model the config names now, and every
+    input recorded), its model/ in place. A sweep rerun after an interruption (a preempted SLURM array, a
+    killed Optuna search) so passes the jobs that finished instead of refusing their model/; merge.py
+    does the same. None otherwise, and always with overwrite=true. Only the model's own tokenizer: an
+    augmented one is built in a cache folder keyed by the model and corpus, which a changed input
+    would not replace."""
     path = out / "manifest.json"
     if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
+        return None
+    if cfg.stage.get("name") not in RECORDED_STAGES or cfg.get("tokenizer", {}).get("name") != "base":
         return None
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -34,7 +44,20 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
         return None
     if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
         return None
-    for record in (recorded.get("inputs") or {}).values():
+    inputs = recorded.get("inputs") or {}
+    named = [
+        (f"data.{section}.{name}", source.path)
+        for section in ("sources", "val_sources")
+        for name, source in (cfg.data.get(section) or {}).items()
+        if source and source.get("path")
+    ]
+    if cfg.model.get("path"):
+        named.append(("model", cfg.model.path))
+    for key, current in named:  # what the config names now, as it resolves now
+        record = inputs.get(key)
+        if not isinstance(record, dict) or fingerprint_input(current)["fingerprint"] != record.get("fingerprint"):
+            return None
+    for record in inputs.values():
         # add_input's records ({path, fingerprint, files}); other entries of the section are descriptive
         if isinstance(record, dict) and {"path", "fingerprint"} <= record.keys():
             if fingerprint_input(record["path"])["fingerprint"] != record["fingerprint"]:

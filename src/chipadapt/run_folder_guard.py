@@ -100,30 +100,37 @@ def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str] | None:
     return None
 
 
-# The run folder's records as they were before Hydra rewrote them for this attempt: (folder, {name: bytes}).
-_BEFORE: dict[str, tuple[Path, dict[str, bytes | None]]] = {}
+# Run folders' records as they were before Hydra rewrote them for this attempt: {folder: {name: bytes}}.
+_BEFORE: dict[Path, dict[str, bytes | None]] = {}
 RECORDS = ("manifest.json", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
 def remember_records(folder: Path) -> None:
-    """Kept before Hydra writes `.hydra/` for this attempt, so that an attempt refused before it recorded
-    anything (another setting into a finished run's folder) can put the earlier run's records back."""
+    """Kept before Hydra writes `.hydra/` for this attempt (a run's, or each existing job's of a sweep),
+    so that an attempt refused before it recorded anything (other settings into a finished run's
+    folder) can put the earlier run's records back."""
     if (folder / "manifest.json").is_file():
-        _BEFORE["run"] = (folder, {name: _read(folder / name) for name in RECORDS})
+        _BEFORE[folder] = {name: _read(folder / name) for name in RECORDS}
 
 
 def restore_records_after_refusal() -> None:
-    """After a user error: when the manifest is as it was (the attempt was refused before its job was
-    recorded), `.hydra/` describes the earlier run again, not the refused settings."""
-    if "run" not in _BEFORE:
+    """After a user error in the current job: when its folder's manifest is as it was (the attempt was
+    refused before its job was recorded), `.hydra/` describes the earlier run again, not the refused
+    settings; a record the earlier run did not have is removed (Hydra wrote it for this attempt)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
         return
-    folder, before = _BEFORE.pop("run")
-    if _read(folder / "manifest.json") != before["manifest.json"]:
-        return  # this attempt recorded itself: its .hydra/ is right
+    folder = _absolute(HydraConfig.get().runtime.output_dir)
+    before = _BEFORE.pop(folder, None)
+    if before is None or _read(folder / "manifest.json") != before["manifest.json"]:
+        return  # a new folder, or this attempt recorded itself: its .hydra/ is right
     from chipadapt.io.atomic import atomic_file
 
     for name, content in before.items():
-        if content is not None and _read(folder / name) != content:
+        if content is None:
+            (folder / name).unlink(missing_ok=True)
+        elif _read(folder / name) != content:
             with atomic_file(folder / name) as tmp:
                 tmp.write_bytes(content)
 
@@ -183,7 +190,11 @@ class RunFolderGuard(Callback):
                     f"hydra.sweep.dir: {entry} holds a {kind} run; {command} would replace its records "
                     "(.hydra/, manifest.json): choose another folder"
                 )
-            if entry.is_dir() and (entry.name.isdigit() or not numbered_jobs) and not_a_run(entry):
+            if entry.is_dir():
+                remember_records(entry)
+            # Job folders are known by name only for the usual numbered ones; another `hydra.sweep.subdir`
+            # (nested, named by overrides) leaves the folders that are jobs to each job's own checks.
+            if entry.is_dir() and entry.name.isdigit() and numbered_jobs and not_a_run(entry):
                 refuse(
                     f"hydra.sweep.dir: {entry} holds files of no chipadapt run; a job of this sweep would write "
                     "its own among them: choose a new or empty folder"

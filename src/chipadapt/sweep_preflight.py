@@ -27,7 +27,10 @@ def job_override_sets(task_overrides: list[str]) -> list[tuple[str | None, list[
     """The first job's overrides (every swept key at its first value; None for what was swept), then
     (the swept value, the job's overrides) for each further listed value of each swept key, the other
     swept keys at their first value."""
-    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    # With the config loader: a `glob(...)` sweep over a config group lists that group's options.
+    hydra = GlobalHydra.instance()
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(task_overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     swept = [o for o in parsed if o.is_sweep_override() and not o.is_interval_sweep()]
     values = {id(o): [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept}
@@ -74,7 +77,12 @@ class SweepPreflight(Callback):
         loader = GlobalHydra.instance().config_loader()
         hydra_config = HydraConfig.instance()
         previous = hydra_config.cfg
-        for swept, overrides in job_override_sets(task):
+        try:
+            sets = job_override_sets(task)
+        except Exception:  # noqa: BLE001 (a sweep this check cannot expand: its jobs check themselves)
+            log.debug("sweep values not listed before the sweep", exc_info=True)
+            return
+        for swept, overrides in sets:
             try:
                 job = loader.load_sweep_config(config, overrides)
                 # What run_job sets before a job's config is resolved (`${hydra:runtime.output_dir}`).

@@ -146,10 +146,9 @@ def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     assert not stale.exists() and (run / "model" / "tokenizer.json").is_file()
     before = snapshot(run / "model")
-    again = run_entry("train.py", args)  # the same command again: it completed, nothing to do
-    assert again.returncode == 0 and "completed before with these settings" in again.stderr + again.stdout
-    assert snapshot(run / "model") == before
-    assert_user_error(run_entry("train.py", [*args, "seed=99"]), "overwrite=true", before=before)
+    # Even the same command again: the tokenizer stage's input is a derived cache folder, which a changed
+    # corpus would not replace, so a finished build is not passed as a training run's is.
+    assert_user_error(run_entry("train.py", args), "overwrite=true", before=before)
 
 
 def test_another_commands_run_folder_is_refused_before_hydra_writes_to_it(folders, tmp_path):
@@ -299,3 +298,31 @@ def test_a_run_folder_inside_the_model_it_reads_is_refused_before_anything_is_wr
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     assert_user_error(proc, f"{key}:", "lies inside model.path", before=before)
     assert set(snapshot(model)) == set(before) and not (model / "run1").exists() and not (model / "runs").exists()
+
+
+def test_a_glob_sweep_is_expanded_for_its_checks_not_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_entry("train.py", ["-m", "model=glob(tiny)", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
+    assert_user_error(proc, "(sweep value optim.lr=abc)")
+
+
+def test_a_refused_sweep_job_leaves_the_finished_jobs_records_as_they_were(tmp_path):
+    sweep = tmp_path / "sweep"
+    common = [
+        "model=tiny",
+        "data.seq_len=64",
+        "data.global_batch_size=4",
+        "trainer.max_steps=1",
+        "callbacks.progress=null",
+    ]
+    first = run_entry("train.py", ["-m", *common, "optim.lr=1e-3", f"hydra.sweep.dir={sweep}"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = [
+        sweep / "0" / ".hydra" / "overrides.yaml",
+        sweep / "0" / ".hydra" / "config.yaml",
+        sweep / "0" / "manifest.json",
+    ]
+    before = snapshot(*records)
+    proc = run_entry("train.py", ["-m", *common, "optim.lr=1e-2", f"hydra.sweep.dir={sweep}"])
+    assert_user_error(proc, "hydra.sweep.dir:", "holds a previous train output")
+    assert snapshot(*records) == before

@@ -309,3 +309,10 @@ def test_trainer_counts_written_as_floats_or_strings_lightning_takes_pass(tmp_pa
     assert cfg.trainer.max_steps == 2000 and type(cfg.trainer.max_steps) is int
     others = ["model=tiny", "trainer.devices=[0,1]", "callbacks.progress=null", "trainer.max_epochs=null"]
     validate(compose(others, tmp_path))
+    # Lightning's ways to switch things off, and its time-based validation interval
+    off = [
+        "callbacks.checkpoint.every_n_train_steps=0",
+        "trainer.log_every_n_steps=0",
+        "trainer.num_sanity_val_steps=null",
+    ]
+    validate(compose(["model=tiny", *off, "trainer.val_check_interval='00:01:00:00'"], tmp_path))

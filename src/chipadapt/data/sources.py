@@ -306,7 +306,7 @@ def read_folder(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Docume
         except UnicodeDecodeError:
             skipped["encoding"] += 1
             continue
-        if file.name.lower().endswith(".jsonl"):
+        if spec.format == "auto" and file.name.lower().endswith(".jsonl"):  # `folder` asked for whole files
             skipped["jsonl_whole"] += 1
         yield Document(doc_id=str(file.relative_to(root)), text=text)
 

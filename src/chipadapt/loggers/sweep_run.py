@@ -7,7 +7,7 @@ instead of adding a second one to the group."""
 from pathlib import Path
 
 from chipadapt.loggers.identity import sweep_group
-from chipadapt.loggers.wandb import folder_run_id
+from chipadapt.loggers.wandb import folder_run_id, runs_offline
 
 
 def log_sweep_report(logger_cfg, sweep_dir: Path, image: Path, rows: list[dict], chosen: dict) -> None:
@@ -24,7 +24,7 @@ def log_sweep_report(logger_cfg, sweep_dir: Path, image: Path, rows: list[dict],
         group=node.get("group") or sweep_group(sweep_dir),
         job_type="sweep_report",
         name="sweep_report",
-        id=folder_run_id(sweep_dir),
+        id=folder_run_id(sweep_dir, new=runs_offline(node.get("offline"))),
         resume="allow",
     )
     try:

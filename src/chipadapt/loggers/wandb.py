@@ -13,6 +13,7 @@ same name. A run started over (`resume=false`) gets a new id, and so a new W&B r
 starts over too."""
 
 import logging
+import os
 import re
 import secrets
 import string
@@ -119,8 +120,17 @@ class JobWandbLogger(WandbLogger):
         # Decided when W&B starts (rank 0 only), not when the logger is built on every rank: one id,
         # written by one process. An id set in the config (`logger.wandb.id`) is used as it is.
         if self._experiment is None and not self._wandb_init.get("id") and self._save_dir:
-            self._id = self._wandb_init["id"] = folder_run_id(self._save_dir, new=not self._continue_run)
+            fresh = not self._continue_run or runs_offline(self._offline)
+            self._id = self._wandb_init["id"] = folder_run_id(self._save_dir, new=fresh)
         return WandbLogger.experiment.fget(self)
+
+
+def runs_offline(offline: bool | None) -> bool:
+    """Whether W&B writes offline (the setting, or WANDB_MODE). Offline, W&B ignores `resume`: each
+    attempt is an `offline-run-*` folder, and `wandb sync` of a second folder with the same id replaces
+    the first one's history (wandb issues 3841, 5865). So an offline attempt gets an id of its own,
+    with the job's name and group; online, a resumed attempt continues the folder's run."""
+    return bool(offline) or os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled")
 
 
 def finish_wandb_run(succeeded: bool) -> None:

@@ -178,6 +178,19 @@ def safe_tokenizer(folder: Path, key: str):
     rows = embedding_rows(folder, key)
     ids = max(tokenizer.get_vocab().values(), default=-1) + 1
     if rows is not None and ids > rows:
+        # Only special tokens past the rows (Gemma-3 270M/1B's <image_soft_token> at id vocab_size, a
+        # placeholder no text produces): said, not refused. Ordinary tokens there would be looked up.
+        past = {t: i for t, i in tokenizer.get_vocab().items() if i >= rows}
+        special = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+        if set(past) <= special | set(tokenizer.all_special_tokens):
+            log.warning(
+                "%s: tokens %s of %s lie past the model's %d embedding rows; text that contains them fails",
+                key,
+                ", ".join(f"{t} ({i})" for t, i in sorted(past.items(), key=lambda x: x[1])[:3]),
+                folder,
+                rows,
+            )
+            return tokenizer
         raise ChipadaptError(
             f"{key}: the tokenizer of {folder} has {ids:,} token ids but the model has {rows:,} embedding "
             "rows (config.json vocab_size); the tokenizer belongs to another model"

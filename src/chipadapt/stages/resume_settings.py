@@ -97,16 +97,32 @@ CONTENT = ".content"
 
 
 def data_contents(config: dict) -> dict[str, str | None]:
-    """`data.sources.NAME.content`: the fingerprint of each local training source's file or folder, as
-    the manifest records it (memoised per process); a hub id is no local path (its revision is its content)."""
-    from chipadapt.manifest import fingerprint_input
-
+    """`data.sources.NAME.content`: the fingerprint of each local training source's content (memoised per
+    process); a hub id is no local path (its revision is its content)."""
     contents = {}
     for name, source in ((config.get("data") or {}).get("sources") or {}).items():
         path = Path(str(source.get("path"))).expanduser() if isinstance(source, dict) and source.get("path") else None
         if path is not None and path.exists():
-            contents[f"data.sources.{name}{CONTENT}"] = fingerprint_input(path)["fingerprint"]
+            contents[f"data.sources.{name}{CONTENT}"] = source_content(source, f"data.sources.{name}", path)
     return contents
+
+
+def source_content(source: dict, key: str, path: Path) -> str | None:
+    """A file's fingerprint; for a folder, that of the files its reader selects (suffixes, no hidden
+    entries), so a `git fetch` or a build in a source repository between preemption and requeue is
+    no change of data."""
+    from chipadapt.data.sources import source_files, source_spec
+    from chipadapt.io.hashing import fingerprint_file, sha256_json
+    from chipadapt.manifest import fingerprint_input
+
+    if path.is_dir():
+        try:
+            files = source_files(source_spec(source, key), key)
+        except ChipadaptError:  # not a DAPT source (a chat source's settings): the folder as a whole
+            files = []
+        if files:
+            return sha256_json([[str(f.relative_to(path)), fingerprint_file(f)] for f in files])
+    return fingerprint_input(path)["fingerprint"]
 
 
 def flatten(tree: dict, prefix: str = ""):
