@@ -101,26 +101,50 @@ def test_a_checkpoint_folder_without_its_metadata_is_refused_in_one_line(tmp_pat
         check_checkpoint(folder)
 
 
-def save_from_two_ranks(rank: int, root: str, port: int) -> None:
-    """One of two gloo ranks of a sharded save: each writes its own half of `w` (torch.distributed.checkpoint)."""
+def join_two_ranks(rank: int, port: int, timeout_s: float | None = None) -> WholeCheckpointFSDP:
+    """This process as one of two gloo ranks, and the sharded-save strategy it saves with."""
     import os
+    from datetime import timedelta
 
     import torch.distributed as dist
     from lightning.fabric.plugins.environments import LightningEnvironment
-    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    extra = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
+    dist.init_process_group("gloo", rank=rank, world_size=2, **extra)
+    environment = LightningEnvironment()
+    environment.set_global_rank(rank)
+    environment.set_world_size(2)
+    return WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
+
+
+def save_sharded(strategy: WholeCheckpointFSDP, step: int, root: str) -> None:
+    """`w` = arange(16) x step, each rank holding two of its four rows."""
+    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
+
+    state = {"w": distribute_tensor(torch.arange(16.0).view(4, 4) * step, DeviceMesh("cpu", [0, 1]), [Shard(0)])}
+    strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
+
+
+def spawn_two_ranks(fn, *args) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(fn, args=(port, *args), nprocs=2, join=True)
+
+
+def save_from_two_ranks(rank: int, port: int, root: str) -> None:
+    """One of two gloo ranks of a sharded save: each writes its own half of `w` (torch.distributed.checkpoint)."""
+    import torch.distributed as dist
+
+    strategy = join_two_ranks(rank, port)
     try:
-        environment = LightningEnvironment()
-        environment.set_global_rank(rank)
-        environment.set_world_size(2)
-        strategy = WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
-        mesh = DeviceMesh("cpu", [0, 1])
         for step in (1, 2):
-            full = torch.arange(16.0).view(4, 4) * step
-            state = {"w": distribute_tensor(full, mesh, [Shard(0)])}
-            strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
+            save_sharded(strategy, step, root)
             # Rank 1 may only go on once rank 0 has swapped the folder in: the new one in place on both
             # (the one it replaced may still be being removed, as `.last.ckpt.old`).
             listing = sorted(p.name for p in folder_swap.partial_path(Path(root)).parent.iterdir())
@@ -130,15 +154,8 @@ def save_from_two_ranks(rank: int, root: str, port: int) -> None:
 
 
 def test_two_ranks_write_their_shards_into_one_folder_that_is_swapped_in_once(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     ckpt = tmp_path / "last.ckpt"
-    mp.spawn(save_from_two_ranks, args=(str(ckpt), port), nprocs=2, join=True)
+    spawn_two_ranks(save_from_two_ranks, str(ckpt))
     assert sorted(p.name for p in ckpt.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     assert torch.equal(saved_weight(ckpt), torch.arange(16.0).view(4, 4) * 2)
     assert torch.load(ckpt / "meta.pt")["global_step"] == 2 and hidden_siblings(ckpt) == []
@@ -152,34 +169,18 @@ def test_fsdp_on_cpu_is_one_line_not_torchs_traceback(tmp_path):
         trainer.strategy.setup_environment()
 
 
-def one_rank_fails_its_save(rank: int, root: str, port: int, results: str) -> None:
+def one_rank_fails_its_save(rank: int, port: int, root: str, results: str) -> None:
     """Two gloo ranks; at the second save rank 1's write fails after the shards went out (a full disk
     on its node, say) while rank 0's succeeds."""
-    import os
-    from datetime import timedelta
-
     import lightning.pytorch.strategies.fsdp as lightning_fsdp
     import torch.distributed as dist
-    from lightning.fabric.plugins.environments import LightningEnvironment
-    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
 
     from chipadapt.scaleout.whole_checkpoints import CheckpointNotWritten
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     # A short timeout: without the agreement, rank 0 would wait at the next barrier for this long and fail.
-    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    strategy = join_two_ranks(rank, port, timeout_s=60)
     try:
-        environment = LightningEnvironment()
-        environment.set_global_rank(rank)
-        environment.set_world_size(2)
-        strategy = WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
-        mesh = DeviceMesh("cpu", [0, 1])
-
-        def save(step: int) -> None:
-            state = {"w": distribute_tensor(torch.arange(16.0).view(4, 4) * step, mesh, [Shard(0)])}
-            strategy.save_checkpoint({"state_dict": state, "optimizer_states": [], "global_step": step}, root)
-
-        save(1)
+        save_sharded(strategy, 1, root)
         if rank == 1:
             real_save = lightning_fsdp._distributed_checkpoint_save
 
@@ -189,7 +190,7 @@ def one_rank_fails_its_save(rank: int, root: str, port: int, results: str) -> No
 
             lightning_fsdp._distributed_checkpoint_save = fails_here
         try:
-            save(2)
+            save_sharded(strategy, 2, root)
             outcome = "saved"
         except CheckpointNotWritten as err:
             outcome = f"not written: {err}"
@@ -198,22 +199,15 @@ def one_rank_fails_its_save(rank: int, root: str, port: int, results: str) -> No
         Path(results, f"rank{rank}").write_text(outcome)
         if rank == 1:
             lightning_fsdp._distributed_checkpoint_save = real_save
-        save(3)  # both ranks go on: the next save works
+        save_sharded(strategy, 3, root)  # both ranks go on: the next save works
     finally:
         dist.destroy_process_group()
 
 
 def test_a_save_failing_on_one_rank_stops_every_rank_at_once_and_keeps_the_last(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     ckpt, results = tmp_path / "last.ckpt", tmp_path / "results"
     results.mkdir()
-    mp.spawn(one_rank_fails_its_save, args=(str(ckpt), port, str(results)), nprocs=2, join=True)
+    spawn_two_ranks(one_rank_fails_its_save, str(ckpt), str(results))
     assert (results / "rank0").read_text().startswith(f"not written: {ckpt}: not saved, another rank failed")
     assert (results / "rank1").read_text() == f"own error: No space left on device {ckpt}"
     # The failed save left nothing behind; the one after it replaced step 1's checkpoint.
