@@ -10,6 +10,7 @@ from chipadapt.curation.extract import BINARY_EXTRACTORS, ExtractError, html_tex
 from chipadapt.curation.filters import GeneratedRules, generated_reason, redact
 from chipadapt.curation.languages import BINARY_FORMATS, language_of
 from chipadapt.curation.walk import Unit, archive_members, is_archive
+from chipadapt.io.binary_files import looks_binary
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def process_bytes(source: str, path: str, data: bytes | None, size: int, s: Sett
         except ExtractError:
             return Result(source, path, size, "extract_error", lang)
     else:
-        if b"\x00" in data[:8192]:
+        if looks_binary(data):
             return Result(source, path, size, "binary")
         try:
             text = data.decode("utf-8")

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.binary_files import looks_binary
 from chipadapt.io.jsonl import jsonl_records
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "jsonl", "folder", "hf")
-# Curation's binary test (curation/process.py): a NUL byte in a file's first 8 KiB. A file of NULs is
-# valid UTF-8, so decoding alone would train on it.
-BINARY_PROBE_BYTES = 8192
 # What readers leave out, by reason: (one, many) for the warning. "where" (records a filter excludes)
 # is asked for, so it is counted for the empty-source error but not warned about.
 SKIP_REASONS = {
@@ -280,10 +278,6 @@ def read_hf(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Document]:
         yield Document(doc_id=str(doc_id), text=text)
 
 
-def looks_binary(data: bytes) -> bool:
-    return b"\x00" in data[:BINARY_PROBE_BYTES]
-
-
 def read_folder(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Document]:
     """One document per file; binary and non-UTF-8 files are counted and left out (curation reports
     them by name)."""
@@ -298,7 +292,7 @@ def read_folder(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Docume
                 f"(python -m chipadapt.data.curate) or raise {key}.max_bytes"
             )
         data = file.read_bytes()
-        if looks_binary(data):
+        if looks_binary(data):  # a file of NULs is valid UTF-8: decoding alone would train on it
             skipped["binary"] += 1
             continue
         try:
