@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import Estimate, proportion, ratio
+from chipadapt.io import strict_json
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.jsonl import jsonl_records
 
@@ -84,7 +85,7 @@ def items_file(folder: Path, task: str) -> Path:
 
 def write_items(folder: Path, task: str, items: list[dict]) -> Path:
     return write_text_atomic(
-        items_file(folder, task), "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+        items_file(folder, task), "".join(strict_json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     )
 
 

@@ -3,7 +3,6 @@
 A crash mid-write then never leaves a file or folder that looks finished.
 """
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from chipadapt.io import strict_json
 from chipadapt.io.outputs import current_umask, publish_folder
 
 
@@ -32,7 +32,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    return write_text_atomic(path, strict_json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 
 from chipadapt.data.sources import SourceSpec, read_source, source_fingerprint, source_spec
 from chipadapt.errors import ChipadaptError
+from chipadapt.io import strict_json
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
@@ -286,7 +287,7 @@ class DomainTokenizer:
             general_rows = report["general"].get("overall") or next(iter(report["general"].values()), None)
             # Positive = general text needs more tokens than before (worse).
             report["general_change_pct"] = -general_rows["reduction_pct"] if general_rows else None
-            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+            (tmp / REPORT_NAME).write_text(strict_json.dumps(report, indent=1, ensure_ascii=False))
         _print_report(report)
         log.info(
             "augmented tokenizer: %d new tokens, domain %.2f%% fewer tokens, built in %.0fs",

@@ -104,7 +104,12 @@ def starting_bpb_table(report: dict) -> Table | None:
                 if diff is None
                 else f"{diff:+.4f}"
                 + (f" ± {err:.4f}" if err else "")
-                + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""),
+                + (f" [{_end(ci[0], '-inf')}, {_end(ci[1], '+inf')}]" if ci else ""),
             ]
         table.add_row(label, *cells)
     return table
+
+
+def _end(value: float | None, unbounded: str) -> str:
+    """An interval end as read back from the report file, where an unbounded end is null."""
+    return unbounded if value is None or abs(value) == float("inf") else f"{value:+.4f}"
