@@ -318,7 +318,8 @@ def submitit_worker(tmp_path, monkeypatch):
 
 
 def test_under_a_submitit_launcher_the_name_and_command_are_the_users(submitit_worker, monkeypatch, tmp_path):
-    from chipadapt.loggers.identity import COMMAND_ENV, job_identity, record_command
+    from chipadapt.io.command_line import COMMAND_ENV, record_command
+    from chipadapt.loggers.identity import job_identity
     from chipadapt.manifest import RunManifest
 
     # What train.py recorded in the launching process, inherited by the worker through its environment.
@@ -338,3 +339,19 @@ def test_under_a_submitit_launcher_the_name_and_command_are_the_users(submitit_w
         "hydra:\n  overrides:\n    task: ['optim.lr=1e-4,5e-6', 'model=tiny']\n"
     )
     assert job_identity().name == "optim.lr=1e-4"
+
+
+def test_tensorboard_hparams_file_is_this_jobs_not_an_earlier_runs(tmp_path):
+    """A run started over in a folder must not keep the first run's hparams.yaml."""
+    import yaml
+
+    from chipadapt.loggers.tensorboard import RunTensorBoardLogger
+
+    folder = tmp_path / "tensorboard"
+    folder.mkdir()
+    (folder / "hparams.yaml").write_text("lr: 0.5\nmax_steps: 8\n")
+    logger = RunTensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    logger.log_hyperparams({"lr": 0.001, "max_steps": 4})
+    logger.save()
+    assert yaml.safe_load((folder / "hparams.yaml").read_text()) == {"lr": 0.001, "max_steps": 4}
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary left

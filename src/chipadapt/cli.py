@@ -18,8 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
 from chipadapt.errors import exit_on_user_error
+from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
-from chipadapt.loggers.identity import record_command
 from chipadapt.run_folder_guard import restore_records_after_refusal
 from chipadapt.run_folder_key import run_folder_key
 

@@ -14,8 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.command_line import launch_command
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
-from chipadapt.loggers.identity import launch_command
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.

@@ -70,6 +70,21 @@ def test_lock_is_exclusive_and_released(tmp_path, monkeypatch):
         pass
 
 
+def test_lock_names_the_holder_by_the_command_the_user_typed(tmp_path, monkeypatch):
+    """A submitit worker's argv is `_submit.py <folder>`; the error must show the user's command."""
+    from chipadapt.io.command_line import record_command
+
+    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr("sys.argv", ["/venv/lib/submitit/core/_submit.py", "/tmp/jobs"])
+    monkeypatch.setenv("CHIPADAPT_COMMAND", "")
+    record_command(["/home/u/train.py", "-m", "optim.lr=1e-4,5e-6"])
+    with run_folder_lock(tmp_path):
+        with pytest.raises(ChipadaptError, match=r"\(train.py -m optim.lr=1e-4,5e-6\)"):
+            with run_folder_lock(tmp_path):
+                pass
+
+
 def test_a_second_builder_of_a_cache_entry_waits_and_then_finds_it_built(tmp_path):
     """flock conflicts between two open files even in one process, so threads stand in for two jobs
     of a sweep. The first releases the entry only once the second has said it is waiting."""

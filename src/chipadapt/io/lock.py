@@ -15,12 +15,12 @@ import fcntl
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.command_line import launch_command
 
 LOCK_NAME = ".chipadapt.lock"
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _holding(fd: int, writable: bool) -> Iterator[None]:
     """Name this process in the locked file while the block runs, then release the lock."""
     if writable:
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode())
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(launch_command())}).encode())
     try:
         yield
     finally:
