@@ -116,6 +116,27 @@ def test_a_missing_tensor_is_refused_by_training_evaluation_and_merge(tiny, tmp_
     assert not (tmp_path / "merged").exists()
 
 
+def test_train_refuses_a_missing_tensor_before_it_prepares_any_data(tiny, tmp_path):
+    """The weights are checked from the files' headers first: data preparation can take hours, and a
+    model that cannot train must not be found out only after it. The data here is broken too (line 2),
+    and the model's error is the one reported."""
+    broken = edit_weights(copy_of(tiny, tmp_path / "missing"), lambda w: w.pop("model.layers.1.mlp.down_proj.weight"))
+    bad_data = tmp_path / "bad.jsonl"
+    bad_data.write_text('{"text": "module a; endmodule"}\n{not json\n')
+    proc = run_entry(
+        "train.py",
+        [
+            "model=tiny",
+            f"model.path={broken}",
+            f"+data.sources.mine.path={bad_data}",
+            "trainer.max_steps=1",
+            "data.seq_len=64",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    )
+    assert_user_error(proc, f"model.path: {broken} lacks trained weights for model.layers.1.mlp.down_proj.weight")
+
+
 def test_a_tied_lm_head_is_not_missing_but_an_extra_tensor_is_refused(tiny, tmp_path):
     assert "lm_head.weight" not in load_file(tiny / "model.safetensors")  # tied: stored once
     assert load_causal_lm(tiny, "float32", "sdpa").config.num_hidden_layers == 2

@@ -86,6 +86,13 @@ def load_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str 
     return model
 
 
+def check_causal_lm_weights(folder: Path, key: str = "model.path") -> None:
+    """load_causal_lm's weight checks on the meta device: names and shapes come from the files'
+    headers and no tensor is read, so a model that cannot train is refused in about a second, before
+    data preparation (hours, on a first pass over a large corpus), not after it."""
+    safe_from_pretrained(AutoModelForCausalLM, folder, key, exact=True, device_map="meta")
+
+
 def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None = None, command: str = "train") -> Path:
     """Write model (safetensors) + tokenizer as one folder, atomically (`state_dict`: weights gathered
     from shards, when the model's own parameters are only this process's shard)."""

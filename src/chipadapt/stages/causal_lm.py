@@ -13,7 +13,7 @@ from chipadapt.data.chat_templates import StringTemplate
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.manifest import RunManifest
-from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
+from chipadapt.models.hf_folder import check_causal_lm_weights, load_tokenizer, save_hf_folder
 from chipadapt.models.lora import merged_model
 from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.report import before_after_table, console
@@ -42,6 +42,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     folder = starting_model(cfg, manifest)
     check_seq_len(cfg, folder)
+    check_causal_lm_weights(folder)
     plan = batch_plan(cfg.data, cfg.trainer)
     record_data_inputs(cfg, manifest)
 
