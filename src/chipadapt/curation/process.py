@@ -9,7 +9,9 @@ from chipadapt.curation.dedup import content_hash, minhash_signature
 from chipadapt.curation.extract import BINARY_EXTRACTORS, ExtractError, html_text
 from chipadapt.curation.filters import GeneratedRules, generated_reason, redact
 from chipadapt.curation.languages import BINARY_FORMATS, language_of
+from chipadapt.curation.records import is_record_file, looks_like_records, read_records
 from chipadapt.curation.walk import Unit, archive_members, is_archive
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.binary_files import looks_binary
 
 
@@ -27,16 +29,37 @@ class Settings:
 
 @dataclass
 class Result:
+    """One file, or one record of a .jsonl file (`line` > 0; it follows its file's own Result, whose
+    status is "records"), with the document to write when status is "ok"."""
+
     source: str
     path: str
     bytes: int
-    status: str  # "ok" or the reason the file was skipped
+    status: str  # "ok", "records" (a .jsonl file read as records), or the reason it was skipped
     lang: str = ""
     text: str = ""
     generated: str | None = None
     redactions: dict[str, int] = field(default_factory=dict)
     digest: str = ""
     signature: np.ndarray | None = None
+    line: int = 0
+
+
+def process_file(source: str, path: str, data: bytes | None, size: int, s: Settings, where: str) -> list[Result]:
+    """One file's Results: itself, then (a .jsonl file) one per record. `where` names it in errors."""
+    if data is not None and size <= s.max_bytes and is_record_file(path) and not looks_binary(data):
+        try:
+            content = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return [Result(source, path, size, "encoding_error")]
+        if not looks_like_records(content):
+            return [Result(source, path, size, "jsonl_without_text")]
+        results = [Result(source, path, size, "records", "jsonl")]
+        for record in read_records(content, where):
+            lang = record.lang or language_of(record.path, record.text[:4096])
+            results.append(document(source, f"{path}:{record.line}", 0, record.text, lang, s, record.line))
+        return results
+    return [process_bytes(source, path, data, size, s)]
 
 
 def process_bytes(source: str, path: str, data: bytes | None, size: int, s: Settings) -> Result:
@@ -60,14 +83,20 @@ def process_bytes(source: str, path: str, data: bytes | None, size: int, s: Sett
         lang = language_of(path, text[:4096])
         if lang == "html":
             text = html_text(text)
+    return document(source, path, size, text, lang, s)
+
+
+def document(source: str, path: str, size: int, text: str, lang: str, s: Settings, line: int = 0) -> Result:
+    """The checks, labels, redaction and sketch every document gets, a whole file's or a record's."""
     if len(text.strip()) < s.min_chars:
-        return Result(source, path, size, "too_short", lang)
+        return Result(source, path, size, "too_short", lang, line=line)
     if text.count("\n") + 1 > s.max_lines:
-        return Result(source, path, size, "too_many_lines", lang)
+        return Result(source, path, size, "too_many_lines", lang, line=line)
     redactions = {}
     if s.redact:
         text, redactions = redact(text)
     result = Result(source, path, size, "ok", lang, text, generated_reason(text, lang, s.generated), redactions)
+    result.line = line
     result.digest = content_hash(text)
     if s.near_dedup:
         result.signature = minhash_signature(text, s.num_perm, s.shingle)
@@ -75,12 +104,17 @@ def process_bytes(source: str, path: str, data: bytes | None, size: int, s: Sett
 
 
 def process_unit(unit: Unit, s: Settings) -> list[Result]:
-    results = []
+    results = [Result(unit.source, os.path.relpath(link, unit.root), 0, "symlink") for link in unit.links]
     if unit.archive:
         label = os.path.relpath(unit.archive, unit.root)
         try:
-            for name, data, size in archive_members(unit.archive, s.max_bytes):
-                results.append(process_bytes(unit.source, f"{label}/{name}", data, size, s))
+            for name, data, size, link in archive_members(unit.archive, s.max_bytes):
+                if link:
+                    results.append(Result(unit.source, f"{label}/{name}", 0, "symlink"))
+                    continue
+                results += process_file(unit.source, f"{label}/{name}", data, size, s, f"{unit.archive}/{name}")
+        except ChipadaptError:
+            raise  # a malformed record: the user's to fix, not a damaged archive
         except Exception as err:  # a damaged archive is skipped whole, with its reason
             results.append(
                 Result(unit.source, label, os.path.getsize(unit.archive), f"archive_error:{type(err).__name__}")
@@ -97,5 +131,5 @@ def process_unit(unit: Unit, s: Settings) -> list[Result]:
         except OSError:
             results.append(Result(unit.source, label, 0, "unreadable"))
             continue
-        results.append(process_bytes(unit.source, label, data, size, s))
+        results += process_file(unit.source, label, data, size, s, path)
     return results

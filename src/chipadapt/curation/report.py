@@ -9,13 +9,20 @@ from rich.table import Table  # noqa: E402
 
 def summary_table(report: dict) -> Table:
     table = Table(
-        title=f"Curation: {report['files_seen']} files -> {report['documents_written']} documents "
+        title=f"Curation: {report['files_seen']} files seen, {report['files_read']} read -> "
+        f"{report['documents_written']} documents "
         f"({report['files_per_s']:.0f} files/s, {report['mb_per_s']:.1f} MB/s)"
     )
     table.add_column("step")
     table.add_column("files", justify="right")
+    table.add_row("read", str(report["files_read"]))
     for reason, count in sorted(report["skipped"].items()):
         table.add_row(f"skipped: {reason}", str(count))
+    records = report["records"]
+    if records["files"]:
+        table.add_row(f"records read (from {records['files']} .jsonl files)", str(records["read"]))
+        for reason, count in sorted(records["skipped"].items()):
+            table.add_row(f"records skipped: {reason}", str(count))
     table.add_row("duplicates: exact", str(report["duplicates"]["exact"]))
     table.add_row("duplicates: near (MinHash LSH)", str(report["duplicates"]["near"]))
     for reason, count in sorted(report["generated"].items()):

@@ -29,6 +29,15 @@ from chipadapt.io.outputs import check_output_folder
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
+SKIPPED_EXAMPLES = 5  # paths kept per skip reason in the report
+# Skips a user may not expect, said in the log as well as counted (a binary or an oversized file is
+# what anyone would expect to be left out).
+SKIPS_WORTH_A_WARNING = {
+    "symlink": "file(s) skipped as symbolic links (curation reads regular files only; copy a linked file in "
+    "to curate it)",
+    "jsonl_without_text": '.jsonl file(s) skipped: their first line is not a record with a string "text" '
+    "(logs or data of another kind, not corpus records)",
+}
 
 
 def settings_from(cfg: DictConfig) -> Settings:
@@ -86,9 +95,11 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     work = list(units(inputs))
     writers = {kind: ShardWriter(out / kind, int(cfg.docs_per_shard)) for kind in ("handwritten", "generated")}
     dedup = Deduplicator(near=settings.near_dedup, num_perm=settings.num_perm, threshold=float(cfg.dedup.threshold))
-    skipped, generated, redactions = Counter(), Counter(), Counter()
+    skipped, generated, redactions, records_skipped = Counter(), Counter(), Counter(), Counter()
+    examples = defaultdict(list)  # skip reason -> the first few paths, so the user can find them
     chars = defaultdict(Counter)
-    files = total_bytes = written = 0
+    # Every file seen is read or skipped for one reason: files == read + sum(skipped).
+    files = read = total_bytes = written = record_files = records_read = 0
 
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/tokenizer threads
@@ -104,11 +115,24 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
         for results in pool.imap(partial(process_unit, s=settings), work, chunksize=1):
             bar.advance(task)
             for r in results:
-                files += 1
-                total_bytes += r.bytes
-                if r.status != "ok":
-                    skipped[r.status] += 1
-                    continue
+                if r.line:  # a record of the .jsonl file counted just before it
+                    records_read += 1
+                    if r.status != "ok":
+                        records_skipped[r.status] += 1
+                        continue
+                else:
+                    files += 1
+                    total_bytes += r.bytes
+                    if r.status == "records":
+                        read += 1
+                        record_files += 1
+                        continue
+                    if r.status != "ok":
+                        skipped[r.status] += 1
+                        if len(examples[r.status]) < SKIPPED_EXAMPLES:
+                            examples[r.status].append(r.path)
+                        continue
+                    read += 1
                 doc_id = f"{r.source}/{r.path}"
                 if dedup.check(doc_id, r.digest, r.signature) is not None:
                     continue
@@ -131,17 +155,29 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     for writer in writers.values():
         writer.close()
     seconds = time.perf_counter() - start
+    for reason, why in SKIPS_WORTH_A_WARNING.items():
+        if skipped[reason]:
+            log.warning(
+                "%d %s: %s%s",
+                skipped[reason],
+                why,
+                ", ".join(examples[reason]),
+                ", ..." if skipped[reason] > len(examples[reason]) else "",
+            )
 
     largest = sorted(dedup.clusters.items(), key=lambda kv: -len(kv[1]))[:20]
     report = {
         "inputs": inputs,
         "files_seen": files,
+        "files_read": read,
         "bytes_seen": total_bytes,
         "seconds": round(seconds, 2),
         "files_per_s": files / seconds if seconds else 0.0,
         "mb_per_s": total_bytes / 1e6 / seconds if seconds else 0.0,
         "documents_written": written,
         "skipped": dict(skipped),
+        "skipped_examples": dict(examples),
+        "records": {"files": record_files, "read": records_read, "skipped": dict(records_skipped)},
         "duplicates": {
             "exact": dedup.exact_removed,
             "near": dedup.near_removed,

@@ -1,6 +1,7 @@
 """Enumerate the files to curate: folders walked in sorted order, archives read member by member."""
 
 import os
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -13,12 +14,14 @@ FILES_PER_UNIT = 32
 
 @dataclass(frozen=True)
 class Unit:
-    """One piece of work for a worker: a batch of plain files, or one whole archive."""
+    """One piece of work for a worker: a batch of plain files, or one whole archive. `links` are the
+    symbolic links met on the way: not followed, but reported, so the counts add up."""
 
     source: str
     root: str
     files: tuple[str, ...] = ()
     archive: str | None = None
+    links: tuple[str, ...] = ()
 
 
 def is_archive(path: str) -> bool:
@@ -35,35 +38,55 @@ def units(inputs: dict[str, str]) -> Iterator[Unit]:
                 yield Unit(source, str(root_path.parent), files=(str(root_path),))
             continue
         batch: list[str] = []
+        links: list[str] = []
         for folder, dirs, names in os.walk(root_path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            visible = sorted(d for d in dirs if not d.startswith("."))
+            # os.walk does not enter a link to a folder; it is listed among the folders, so counted here.
+            links += [os.path.join(folder, d) for d in visible if os.path.islink(os.path.join(folder, d))]
+            dirs[:] = [d for d in visible if not os.path.islink(os.path.join(folder, d))]
             for name in sorted(names):
                 path = os.path.join(folder, name)
-                if name.startswith(".") or os.path.islink(path):
+                if name.startswith("."):
                     continue
-                if is_archive(name):
+                if os.path.islink(path):  # the target may be outside the input, or read twice, or gone
+                    links.append(path)
+                elif is_archive(name):
                     yield Unit(source, str(root_path), archive=path)
                     continue
-                batch.append(path)
-                if len(batch) == FILES_PER_UNIT:
-                    yield Unit(source, str(root_path), files=tuple(batch))
-                    batch = []
-        if batch:
-            yield Unit(source, str(root_path), files=tuple(batch))
+                else:
+                    batch.append(path)
+                if len(batch) + len(links) >= FILES_PER_UNIT:
+                    yield Unit(source, str(root_path), files=tuple(batch), links=tuple(links))
+                    batch, links = [], []
+        if batch or links:
+            yield Unit(source, str(root_path), files=tuple(batch), links=tuple(links))
 
 
-def archive_members(path: str, max_bytes: int) -> Iterator[tuple[str, bytes | None, int]]:
-    """(member name, bytes or None when over max_bytes, size) for each regular file in the archive."""
+def _zip_link(info: zipfile.ZipInfo) -> bool:
+    # Unix zip tools keep the file mode in the high 16 bits of external_attr; S_IFLNK marks a link.
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def archive_members(path: str, max_bytes: int) -> Iterator[tuple[str, bytes | None, int, bool]]:
+    """(member name, bytes or None when over max_bytes or a link, size, is a link) for each regular
+    file and each link (symbolic or hard, never followed) in the archive."""
     if path.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
                 if info.is_dir():
                     continue
-                yield info.filename, (archive.read(info) if info.file_size <= max_bytes else None), info.file_size
+                if _zip_link(info):
+                    yield info.filename, None, 0, True
+                    continue
+                data = archive.read(info) if info.file_size <= max_bytes else None
+                yield info.filename, data, info.file_size, False
         return
     with tarfile.open(path, "r:*") as archive:
         for member in archive:
+            if member.issym() or member.islnk():
+                yield member.name, None, 0, True
+                continue
             if not member.isfile():
                 continue
             data = archive.extractfile(member).read() if member.size <= max_bytes else None
-            yield member.name, data, member.size
+            yield member.name, data, member.size, False

@@ -1,0 +1,88 @@
+"""Record files among curation's inputs: a `.jsonl` file is corpus records, one document per line.
+
+A user who drops JSONL records (`{"text": ...}`, or curation's own output) into a folder means the
+records, not the JSON syntax, to be the training text. Every non-blank line must be a JSON object
+with a string `text`; anything else is a one-line error naming the file and line, since reading a
+broken line as text (or leaving it out) would change the corpus without the user knowing.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from chipadapt.errors import ChipadaptError
+
+RECORD_SUFFIX = ".jsonl"
+TEXT_KEY = "text"
+
+
+def is_record_file(path: str) -> bool:
+    return path.lower().endswith(RECORD_SUFFIX)
+
+
+def looks_like_records(content: str) -> bool:
+    """Whether the file's first non-blank line is a record. A repository holds JSONL of other kinds
+    too (simulation logs, tool telemetry): those are skipped and counted, not fatal and not trained
+    on as JSON text. A file that starts as records and breaks later is damaged: read_records says where."""
+    first = next((line for line in content.split("\n") if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and isinstance(record.get(TEXT_KEY), str)
+
+
+@dataclass(frozen=True)
+class Record:
+    line: int
+    text: str
+    path: str  # the record's own `path` (or `id`), for language detection; "" when it has none
+    lang: str  # the record's own `lang` (curation's output has one); "" when it has none
+
+
+_LANG = re.compile(r"[\w+.#-]{1,40}", re.ASCII)
+
+
+def _optional_string(record: dict, *keys: str) -> str:
+    for key in keys:
+        if isinstance(record.get(key), str) and record[key]:
+            return record[key]
+    return ""
+
+
+def _language(record: dict) -> str:
+    # Written to the output as it is: only a plain name is kept (a lone surrogate could not be written).
+    lang = _optional_string(record, "lang")
+    return lang if _LANG.fullmatch(lang) else ""
+
+
+def read_records(content: str, where: str) -> Iterator[Record]:
+    """The records of a decoded .jsonl file; `where` names the file in errors."""
+    # Split on \n only: str.splitlines would also split on U+2028 and friends, which JSON allows unescaped.
+    for number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ChipadaptError(
+                f"{where}:{number}: not JSON ({err.msg}, column {err.colno}); a .jsonl input is read as "
+                f'records {{"{TEXT_KEY}": ...}}, one per line'
+            ) from None
+        if not isinstance(record, dict):
+            kind = {list: "list", str: "string"}.get(type(record), type(record).__name__)
+            raise ChipadaptError(f"{where}:{number}: a JSON {kind}, not an object with a string {TEXT_KEY!r}")
+        text = record.get(TEXT_KEY)
+        if not isinstance(text, str):
+            keys = ", ".join(sorted(record)[:8]) or "none"
+            raise ChipadaptError(
+                f'{where}:{number}: no string "{TEXT_KEY}" (keys: {keys}); a .jsonl input is read as corpus records'
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ChipadaptError(
+                f"{where}:{number}: a lone UTF-16 surrogate escape in {TEXT_KEY!r} (valid JSON, but no character)"
+            ) from None
+        yield Record(number, text, _optional_string(record, "path", "id"), _language(record))
