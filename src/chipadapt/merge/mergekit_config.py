@@ -101,7 +101,7 @@ class Recipe:
             if data.get(key) is not None:
                 log.info(
                     "%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype "
-                    "and tokenizer",
+                    "and the tokenizer of the input with the longest vocabulary (the others must be its prefix)",
                     source,
                     key,
                     data[key],
@@ -314,8 +314,10 @@ def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
     return [{"filter": name, "value": values[name]} for name in sorted(values, key=lambda n: (-len(n), n))]
 
 
-def mergekit_recipe(cfg, rows: list[dict], out_dtype: str) -> dict:
-    """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam)."""
+def mergekit_recipe(cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None) -> dict:
+    """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
+    `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
+    unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's)."""
     name, method = cfg.merge.name, cfg.merge.method
     chip, instruct, base = str(cfg.models.chip), str(cfg.models.instruct), cfg.models.base
     recipe: dict = {"merge_method": name}
@@ -349,6 +351,8 @@ def mergekit_recipe(cfg, rows: list[dict], out_dtype: str) -> dict:
         raise ChipadaptError(f"merge={name}: no mergekit equivalent is known")
     recipe["dtype"] = "float32"  # the merge math; mergekit's out_dtype is what gets written
     recipe["out_dtype"] = out_dtype
+    if tokenizer_source:
+        recipe["tokenizer_source"] = tokenizer_source
     return recipe
 
 
@@ -365,9 +369,11 @@ NOTES = {
 }
 
 
-def write_mergekit_config(dest: Path, cfg, rows: list[dict], out_dtype: str) -> None:
+def write_mergekit_config(
+    dest: Path, cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None
+) -> None:
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
     text = HEADER.format(note=note) + yaml.safe_dump(
-        mergekit_recipe(cfg, rows, out_dtype), sort_keys=False, default_flow_style=None
+        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source), sort_keys=False, default_flow_style=None
     )
     Path(dest).write_text(text)

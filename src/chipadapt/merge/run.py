@@ -1,9 +1,9 @@
 """merge.py: stream two (or three) Hugging Face folders tensor by tensor through a merge method.
 
-Writes an HF folder at `output` (temporary folder renamed when complete) with the chip model's
-tokenizer (every input must have one, and all must share its vocabulary: merge/vocabulary.py),
-`merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, extra rows) and
-`merge_manifest.json`.
+Writes an HF folder at `output` (temporary folder renamed when complete) with the tokenizer of the
+input whose vocabulary is longest, the chip model's on a tie (every input must have one, and each
+must be a prefix of that one: merge/vocabulary.py), `merge_diagnostics.csv` (per tensor: lambda,
+angle, norms, fallback, extra rows and the model they come from) and `merge_manifest.json`.
 """
 
 import csv
@@ -25,11 +25,11 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.outputs import check_output_folder, written_by
 from chipadapt.manifest import fingerprint_input, git_state
-from chipadapt.merge.io import EMBEDDING_MARKERS, SafetensorsModel
+from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_config import write_mergekit_config
 from chipadapt.merge.methods.base import TensorStats
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
-from chipadapt.merge.vocabulary import check_shared_vocabulary
+from chipadapt.merge.vocabulary import RowPlan, SharedVocabulary, shared_vocabulary
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,11 @@ DIAGNOSTIC_COLUMNS = (
     "norm_ratio",
     "fallback",
     "extra_rows",
+    "extra_rows_from",
 )
+# Facts of the vocabulary, not of the weights: an output carrying another input's tokenizer takes them
+# from that input's config.json with it (config.json's eos_token_id must be the tokenizer's).
+VOCABULARY_CONFIG_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
 
 
 def lambda_schedule(default: float, schedule) -> callable:
@@ -91,23 +95,22 @@ BLOCK_ELEMENTS = 1 << 22
 REUSE_ELEMENTS = 1 << 24
 
 
-def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) -> dict:
-    """Merge one tensor into the writer, a block of rows at a time for chunkable methods.
+def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer, plan: RowPlan | None = None) -> dict:
+    """Merge one tensor into the writer, a block of rows at a time for chunkable methods. `plan`: for
+    a vocabulary embedding, the rows merged and the rows copied from one input (merge/vocabulary.py).
     Returns the tensor's diagnostics."""
     shape_c, shape_i = chip.shape(name), instruct.shape(name)
     shape_b = base.shape(name) if base else shape_c
-    shared = shape_c[0] if shape_c else 0
-    if shape_c != shape_i or shape_b != shape_c:
-        same_row_shape = shape_c[1:] == shape_i[1:] == shape_b[1:]
-        if not (
-            any(m in name for m in EMBEDDING_MARKERS) and same_row_shape and shape_c[0] >= max(shape_i[0], shape_b[0])
-        ):
+    if plan is None:
+        if shape_c != shape_i or shape_b != shape_c:
             raise ChipadaptError(
                 f"tensor {name}: shape {shape_c} in models.chip vs {shape_i} in models.instruct"
                 + (f" and {shape_b} in models.base" if base else "")
             )
-        # The chip model's augmented vocabulary: merge the rows all have, keep the chip's new rows.
-        shared = min(shape_i[0], shape_b[0])
+        shared = rows = shape_c[0] if shape_c else 0
+        source = chip
+    else:
+        shared, rows, source = plan.merged, plan.rows, plan.source
     dtype = chip.dtype(name)
 
     if not shape_c:  # a scalar
@@ -134,10 +137,29 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer) ->
         result = method(name, c, i, base.rows(name, a, z) if base else None, lam, stats)
         writer.write_rows(name, a, result.tensor.to(dtype))
         diagnostics = result.diagnostics
-    for a in range(shared, shape_c[0], rows_per_block):  # the chip's extra vocabulary rows, copied
-        writer.write_rows(name, a, chip.rows(name, a, min(shape_c[0], a + rows_per_block)))
-    diagnostics["extra_rows"] = shape_c[0] - shared
+    # Rows of tokens only the source's tokenizer has (and its padding past them): copied, not averaged
+    # with another model's missing or untrained row.
+    for a in range(shared, rows, rows_per_block):
+        writer.write_rows(name, a, source.rows(name, a, min(rows, a + rows_per_block)).to(dtype))
+    diagnostics["extra_rows"] = rows - shared
+    diagnostics["extra_rows_from"] = source.key if rows > shared else ""
     return diagnostics
+
+
+def output_config(chip: SafetensorsModel, vocabulary: SharedVocabulary, tied: bool) -> dict:
+    """The chip model's config.json, with the vocabulary of the tokenizer the output carries."""
+    config = dict(chip.config, tie_word_embeddings=tied)
+    if vocabulary.source is not chip:
+        source = vocabulary.source.config
+        config.update({key: source[key] for key in VOCABULARY_CONFIG_KEYS if key in source})
+        # Multimodal configs (Gemma-3) keep the language model's vocabulary in text_config.
+        if isinstance(config.get("text_config"), dict) and isinstance(source.get("text_config"), dict):
+            text = source["text_config"]
+            config["text_config"] = {
+                **config["text_config"],
+                **{key: text[key] for key in VOCABULARY_CONFIG_KEYS if key in text},
+            }
+    return config
 
 
 def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
@@ -205,10 +227,10 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
         check_architecture(chip, base)
     inputs = [m for m in (chip, instruct, base) if m]
     # Before any work: each input's weights are the whole model its config.json describes, and all
-    # share one vocabulary (the chip's may extend it); else the output would be silently wrong.
+    # share one vocabulary (one may extend the others); else the output would be silently wrong.
     for model in inputs:
         model.check_against_config()
-    check_shared_vocabulary(chip, inputs[1:])
+    vocabulary = shared_vocabulary(chip, inputs[1:])
     # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
     out = check_output_folder(
         cfg.output,
@@ -227,9 +249,12 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             if not chip.has(name):
                 raise ChipadaptError(f"tensor {name}: in {other.key} but not in models.chip")
 
+    plans = {name: vocabulary.row_plan(name) for name in names}
+    shapes = {name: (plan.rows, *chip.shape(name)[1:]) if plan else chip.shape(name) for name, plan in plans.items()}
+
     rows, fallbacks = [], Counter()
     with atomic_directory(out, "merge") as tmp:
-        writer = PlannedShardWriter(tmp, [(n, chip.shape(n), chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
+        writer = PlannedShardWriter(tmp, [(n, shapes[n], chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
         with Progress(
             TextColumn(f"merge={cfg.merge.name}"),
             BarColumn(),
@@ -240,16 +265,15 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             task = bar.add_task("", total=len(names))
             for name in names:
                 lam = lam_for(name)
-                diag = merge_tensor(method, name, lam, chip, instruct, base, writer)
+                diag = merge_tensor(method, name, lam, chip, instruct, base, writer, plans[name])
                 fallbacks[diag.get("fallback") or "none"] += 1
-                rows.append({"tensor": name, "shape": "x".join(map(str, chip.shape(name))), "lam": lam, **diag})
+                rows.append({"tensor": name, "shape": "x".join(map(str, shapes[name])), "lam": lam, **diag})
                 bar.advance(task)
         writer.close()
-        config = dict(chip.config, tie_word_embeddings=tied)
-        write_json_atomic(tmp / "config.json", config)
-        for file in TOKENIZER_FILES:
-            if (chip.folder / file).is_file():
-                shutil.copy2(chip.folder / file, tmp / file)
+        write_json_atomic(tmp / "config.json", output_config(chip, vocabulary, tied))
+        for file in TOKENIZER_FILES:  # all from one input: files of two tokenizers would not agree
+            if (vocabulary.source.folder / file).is_file():
+                shutil.copy2(vocabulary.source.folder / file, tmp / file)
         table = io.StringIO()
         csv_writer = csv.DictWriter(table, fieldnames=DIAGNOSTIC_COLUMNS, extrasaction="ignore")
         csv_writer.writeheader()
@@ -265,7 +289,10 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             "fallbacks": dict(fallbacks),
             "angle_deg_mean": sum(angles) / len(angles) if angles else None,
             "angle_deg_max": max(angles) if angles else None,
+            # Embedding rows copied unmerged from one input (its tokens only), and that input.
             "extra_rows": {r["tensor"]: r["extra_rows"] for r in rows if r["extra_rows"]},
+            "extra_rows_from": sorted({r["extra_rows_from"] for r in rows if r["extra_rows"]}),
+            "vocabulary": vocabulary.summary(),
             "seconds": round(seconds, 2),
             "input_bytes": input_bytes,
             "input_gb_per_s": input_bytes / 1e9 / seconds,
@@ -284,7 +311,13 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             },
         )
         # The same merge as a mergekit recipe, so either tool can redo the other's merge.
-        write_mergekit_config(tmp / "mergekit_config.yml", cfg, rows, str(chip.dtype(names[0])).removeprefix("torch."))
+        write_mergekit_config(
+            tmp / "mergekit_config.yml",
+            cfg,
+            rows,
+            str(chip.dtype(names[0])).removeprefix("torch."),
+            None if vocabulary.same else "union",
+        )
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",
         cfg.merge.name,
