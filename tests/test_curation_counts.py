@@ -126,6 +126,18 @@ def test_a_jsonl_of_another_kind_is_skipped_and_said_not_fatal(tmp_path, caplog)
     assert_files_add_up(report)
 
 
+def test_a_records_file_over_the_size_limit_is_said_with_the_key_to_raise(tmp_path, caplog):
+    root = tmp_path / "threads"
+    root.mkdir()
+    (root / "bugs.jsonl").write_text(json.dumps({"text": "a bug thread " * 50}) + "\n")
+    cfg = config([root])
+    cfg.limits.max_bytes = 100
+    with caplog.at_level(logging.WARNING):
+        report = curate(cfg, tmp_path / "out")
+    assert report["skipped"] == {"jsonl_too_large": 1}
+    assert "bugs.jsonl" in caplog.text and "data.curate.limits.max_bytes" in caplog.text
+
+
 def test_files_seen_is_files_read_plus_files_skipped_per_reason(tmp_path):
     root = tmp_path / "mix"
     root.mkdir()

@@ -47,7 +47,10 @@ class Result:
 
 def process_file(source: str, path: str, data: bytes | None, size: int, s: Settings, where: str) -> list[Result]:
     """One file's Results: itself, then (a .jsonl file) one per record. `where` names it in errors."""
-    if data is not None and size <= s.max_bytes and is_record_file(path) and not looks_binary(data):
+    if is_record_file(path) and (data is None or size > s.max_bytes):
+        # Its own reason: a records file this large is a dataset the user meant, not a generated dump.
+        return [Result(source, path, size, "jsonl_too_large")]
+    if data is not None and is_record_file(path) and not looks_binary(data):
         try:
             content = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -35,6 +35,8 @@ SKIPPED_EXAMPLES = 5  # paths kept per skip reason in the report
 SKIPS_WORTH_A_WARNING = {
     "symlink": "file(s) skipped as symbolic links (curation reads regular files only; copy a linked file in "
     "to curate it)",
+    "jsonl_too_large": ".jsonl file(s) skipped whole, over data.curate.limits.max_bytes (a file is read whole; "
+    "raise the limit, or split the file, to curate its records)",
     "jsonl_without_text": '.jsonl file(s) skipped: their first line is not a record with a string "text" '
     "(logs or data of another kind, not corpus records)",
 }
