@@ -22,6 +22,26 @@ def test_published_folder_is_marked_and_replaced_only_after_the_new_one_is_compl
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # and no temporary folder is left
 
 
+def test_a_published_folder_is_as_readable_as_the_umask_allows(tmp_path):
+    """safetensors and mkstemp write 0600: a teammate in the group could not read the weights."""
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        with publish_folder(tmp_path / "model", "train") as tmp:
+            weights = tmp / "model.safetensors"
+            weights.write_bytes(b"x")
+            weights.chmod(0o600)
+            (tmp / "sub").mkdir(mode=0o700)
+            (tmp / "sub" / "shard").write_bytes(b"y")
+            (tmp / "sub" / "shard").chmod(0o600)
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "model" / "model.safetensors") == 0o640  # group may read, others not (umask 027)
+    assert mode(tmp_path / "model" / "sub") == 0o750 and mode(tmp_path / "model" / "sub" / "shard") == 0o640
+
+
 def test_a_folder_of_another_command_or_of_the_user_is_never_replaced(tmp_path):
     user = tmp_path / "mine"
     user.mkdir()

@@ -15,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
+from chipadapt.io.outputs import readable_as_umask_allows
+
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,7 @@ def swap_in(path: Path, remove_old: bool = True) -> None:
     """The complete `.NAME.partial` becomes `NAME`; the folder it replaces is removed after, or left
     as `.NAME.old` for the caller to remove later (`recover` removes it too)."""
     partial, old = partial_path(path), old_path(path)
+    readable_as_umask_allows(partial)  # sharded writers may make private files, as safetensors does
     if path.exists() or path.is_symlink():
         discard(old)
         os.replace(path, old)

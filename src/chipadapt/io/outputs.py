@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -153,6 +154,24 @@ def current_umask() -> int:
     return umask
 
 
+def readable_as_umask_allows(folder: Path) -> None:
+    """Give every file and folder under `folder` the read (and, for folders, search) bits the umask
+    allows. Writers that go through a private temporary file (safetensors' save, transformers'
+    save_pretrained, mkstemp/mkdtemp) leave weights at 0600, which a teammate or a cluster's
+    evaluation job running as another user in the same group cannot read; a file made with open()
+    here would have had them."""
+    umask = current_umask()
+    for root, dirs, files in os.walk(folder):
+        for name, bits in [(d, 0o555) for d in dirs] + [(f, 0o444) for f in files]:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            wanted = stat.S_IMODE(mode) | (bits & ~umask)
+            if wanted != stat.S_IMODE(mode):
+                os.chmod(path, wanted)
+
+
 def write_marker(folder: Path, command: str) -> None:
     record = {"command": command, "written": dt.datetime.now().isoformat(timespec="seconds"), "pid": os.getpid()}
     (folder / MARKER).write_text(json.dumps(record) + "\n")
@@ -172,6 +191,7 @@ def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700; published, as readable as any folder made here
     try:
         yield tmp
+        readable_as_umask_allows(tmp)
         write_marker(tmp, command)
         if dest.exists():
             if written_by(dest) != command and any(dest.iterdir()):
