@@ -12,6 +12,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.jsonl import json_object
 from chipadapt.models.locate import locate_model
+from chipadapt.models.portable_folder import make_portable
 from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
 
 log = logging.getLogger(__name__)
@@ -102,5 +103,6 @@ def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None =
             tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {})
         )
         tokenizer.save_pretrained(tmp)
+        make_portable(tmp)
     log.info("saved Hugging Face folder %s", dest)
     return dest

@@ -31,6 +31,7 @@ from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, load_tokenizer
+from chipadapt.models.portable_folder import make_portable
 from chipadapt.report import console
 from chipadapt.tokenizer.extend import (
     extended_tokenizer_json,
@@ -262,6 +263,7 @@ class DomainTokenizer:
             trained_seconds = sum(part["seconds"] for part in (warmup, input_fit, fit) if part)
             measure_seconds = time.perf_counter() - measuring - trained_seconds
             model.save_pretrained(tmp, safe_serialization=True)
+            make_portable(tmp)
             report = {
                 "base_model": str(base_folder),
                 "settings": self.settings,
