@@ -4,6 +4,8 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
+if not (console.is_terminal or console.is_jupyter):  # piped or redirected: whole names, not cut at 80 columns
+    console.width = 1000
 
 
 def while_running() -> dict:

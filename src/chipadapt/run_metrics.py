@@ -5,7 +5,9 @@
   stage's other measurements by dotted path (`train_loss`, `val.minilm.hit@8` for the retriever);
 - evaluation (evaluate.py, merge.py with eval=[...]): `<task>.<metric>` (`ifeval.prompt_loose`,
   `retrieval.bm25.hit@8`).
-Counts (questions, tokens, seconds ...) are not metrics and are left out."""
+Counts (questions, tokens, seconds ...), the settings a task reports (`ifeval.max_new_tokens`) and the
+baselines it scores beside the model (`mcq.baseline_chance`) are not the run's metrics and are left out:
+they took compare.py's plots and table from the figures that differ between models."""
 
 from typing import Any
 
@@ -26,8 +28,21 @@ COUNTS = frozenset(
         "subjects",
         "global_step",
         "items",
+        "hierarchical",
+        "unparseable_references",
     }
 )
+# Settings a task writes into its results, so that a reader knows how the figures were made.
+SETTINGS = frozenset({"max_new_tokens", "num_fewshot"})
+# A score of a fixed rule on the same items (a uniform guess, the longest choice), not of the model.
+BASELINE_PREFIX = "baseline_"
+
+
+def is_metric_name(last: str) -> bool:
+    """Whether a results value named `last` (its last name component) is a measurement of the model."""
+    return not (last in COUNTS or last in SETTINGS or last.startswith(BASELINE_PREFIX) or is_uncertainty_key(last))
+
+
 # Metrics where lower is better, by their last name component; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "ppl", "bpb", "perplexity", "mae", "ms_per_query", "compile_errors", "timeouts"})
 
@@ -43,7 +58,7 @@ def _numbers(tree: Any, prefix: str, sep: str) -> dict[str, float]:
             out.update(_numbers(value, f"{prefix}{sep if prefix else ''}{key}", sep))
     elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
         last = prefix.replace("/", ".").split(".")[-1]
-        if last not in COUNTS and not is_uncertainty_key(last):  # a metric's stderr, interval and n travel beside it
+        if is_metric_name(last):  # a metric's stderr, interval and n travel beside it
             out[prefix] = float(tree)
     return out
 
@@ -62,3 +77,23 @@ def run_metrics(manifest: dict) -> dict[str, float]:
             metrics.update(_numbers(values, f"val/{split}", "/"))
         metrics.update(_numbers(measured, "", "."))
     return metrics
+
+
+def _uncertainty(tree: Any, prefix: str) -> dict[str, dict]:
+    out = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            name = f"{prefix}{'.' if prefix else ''}{key}"
+            if isinstance(value, dict):
+                out.update(_uncertainty(value, name))
+            elif is_metric_name(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                ci, n = tree.get(f"{key}_ci"), tree.get(f"{key}_n")
+                if (isinstance(ci, list) and len(ci) == 2) or isinstance(n, int):
+                    out[name] = {"ci": ci if isinstance(ci, list) and len(ci) == 2 else None, "n": n}
+    return out
+
+
+def evaluation_uncertainty(results: dict) -> dict[str, dict]:
+    """{"task.metric": {"ci": [low, high] or None, "n": items}} for the evaluation metrics that carry them
+    (`<metric>_ci`, `<metric>_n` in results.json); training's validation figures carry none."""
+    return _uncertainty(results, "")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_plots import metric_plot, pareto_plot
 from chipadapt.eval.compare_runs import Run, load_runs, swept_keys
-from chipadapt.eval.paired_compare import write_paired
+from chipadapt.eval.paired_compare import paired_rows, write_paired
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
 
@@ -79,11 +79,36 @@ def chosen_metrics(runs: list[Run], requested: list[str] | None) -> list[str]:
     return metrics
 
 
+def _interval(run: Run, metric: str) -> tuple[object, object, object]:
+    """(low, high, n) of `metric` in `run`; blanks where its results carry none (training's validation)."""
+    found = run.uncertainty.get(metric) or {}
+    low, high = found.get("ci") or ("", "")
+    return low, high, found.get("n", "")
+
+
+def cell(run: Run, metric: str) -> str:
+    """`0.3 [0.0667, 0.6525] n=10`: a value read beside another needs its interval and item count
+    (0.3 over 10 items is no better than 0.2414 over 58)."""
+    if metric not in run.metrics:
+        return ""
+    low, high, n = _interval(run, metric)
+    text = f"{run.metrics[metric]:.4g}"
+    if low != "":
+        text += f" [{low:.4g}, {high:.4g}]"
+    return text + (f" n={n}" if n != "" else "")
+
+
+def row_label(run: Run) -> str:
+    """The run's label, and its status where it did not complete: a failed run is not a blank row."""
+    return run.label if run.status in (None, "completed") else f"{run.label} ({run.status})"
+
+
 def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
     swept = swept_keys(runs)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["run", "kind", "status", "folder", *swept, *metrics])
+    columns = [(m, f"{m}_ci95_lo", f"{m}_ci95_hi", f"{m}_n") for m in metrics]
+    writer.writerow(["run", "kind", "status", "folder", *swept, *(c for group in columns for c in group)])
     for r in runs:
         writer.writerow(
             [
@@ -92,15 +117,15 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
                 r.status or "",
                 str(r.folder),
                 *(r.overrides.get(k, "") for k in swept),
-                *(r.metrics.get(m, "") for m in metrics),
+                *(v for m in metrics for v in (r.metrics.get(m, ""), *_interval(r, m))),
             ]
         )
     write_text_atomic(out / "compare.csv", buffer.getvalue())
     lines = ["| run | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for r in runs:
-        lines.append(
-            f"| {r.label} | " + " | ".join(f"{r.metrics[m]:.4g}" if m in r.metrics else "" for m in metrics) + " |"
-        )
+        lines.append(f"| {row_label(r)} | " + " | ".join(cell(r, m) for m in metrics) + " |")
+    if any(r.uncertainty for r in runs):
+        lines.append("\nEach value: [its 95% interval] n=items it is computed from (results.json's _ci and _n).")
     write_text_atomic(out / "compare.md", "\n".join(lines) + "\n")
     return lines
 
@@ -154,7 +179,10 @@ def compare(cfg: DictConfig) -> dict:
     runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels", unique=True))
     metrics = chosen_metrics(runs, as_list(cfg, "metrics", unique=True))
     axis = numeric_axis(runs, cfg.x)
-    given = list(runs)  # the paired comparisons are against the first run as the user named it
+    given = [(r.label, r.folder) for r in runs]  # the paired comparisons are against the first run as named
+    # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval):
+    # computed before anything is written, so that runs of other items are refused with no output left.
+    paired = paired_rows(given, as_list(cfg, "metrics"))
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))
     out = output_folder(cfg, runs)
@@ -171,8 +199,7 @@ def compare(cfg: DictConfig) -> dict:
     summary["plots"] = plots
     log.info("compared %d runs on %d metrics: %s", len(runs), len(metrics), out)
     print("\n".join(lines))
-    # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval).
-    summary["paired"] = write_paired([(r.label, r.folder) for r in given], as_list(cfg, "metrics"), out)
+    summary["paired"] = write_paired(given, as_list(cfg, "metrics"), out, paired)
     for path, written in earlier.items():  # an earlier comparison's plots this one did not redraw
         if path.is_file() and file_version(path) == written:  # every output is replaced, never edited
             path.unlink()

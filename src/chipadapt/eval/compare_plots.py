@@ -2,6 +2,7 @@
 is none, and, when two metrics are named, one against the other with the Pareto front (the runs no
 other run beats on both) — e.g. domain bpb against IFEval for a merge sweep."""
 
+import math
 import os
 import textwrap
 from pathlib import Path
@@ -68,6 +69,29 @@ def _wrap(label: str, width: int) -> str:
     return "\n".join(lines)
 
 
+def error_bars(runs, metric: str) -> list[list[float]]:
+    """[below, above] each run's value: the distances to its 95% interval's ends (nan where it has none),
+    as matplotlib's `yerr` takes them; a value drawn without them reads as exact."""
+    below, above = [], []
+    for run in runs:
+        value = run.metrics.get(metric, float("nan"))
+        ci = (run.uncertainty.get(metric) or {}).get("ci")
+        low, high = ci or (float("nan"), float("nan"))
+        below.append(max(value - low, 0.0) if ci else float("nan"))
+        above.append(max(high - value, 0.0) if ci else float("nan"))
+    return [below, above]
+
+
+def _points(ax, x: list[float], runs, metric: str, **style) -> None:
+    """The runs' values of `metric` at x, with their intervals where any run has one."""
+    y = [r.metrics.get(metric, float("nan")) for r in runs]
+    yerr = error_bars(runs, metric)
+    if all(math.isnan(v) for v in yerr[0]):
+        ax.plot(x, y, **style)
+    else:
+        ax.errorbar(x, y, yerr=yerr, capsize=3, **style)
+
+
 def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
     plt = _pyplot()
     cols = min(3, len(metrics))
@@ -79,26 +103,30 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
         if axis and not series:
             # Every run its own setting of the other keys (a search): points only, since a line between
             # two of them would also cross whatever else differs.
-            ax.plot([float(r.overrides[axis]) for r in runs], values, marker="o", linestyle="none")
+            _points(ax, [float(r.overrides[axis]) for r in runs], runs, metric, marker="o", linestyle="none")
             ax.set_xlabel(f"{axis} (runs differ in other keys too)")
         elif axis:
             # One line per setting of the other swept keys: a line through two settings is no trend.
             for name, members in series.items():
-                ax.plot(
-                    [float(r.overrides[axis]) for r in members],
-                    [r.metrics.get(metric, float("nan")) for r in members],
-                    marker="o",
-                    label=name or None,
+                _points(
+                    ax, [float(r.overrides[axis]) for r in members], members, metric, marker="o", label=name or None
                 )
             ax.set_xlabel(axis)
             if len(series) > 1:
                 ax.legend(fontsize=6)
         else:
-            ax.bar(range(len(runs)), values, color=[f"C{i}" for i in range(len(runs))])
+            ax.bar(
+                range(len(runs)),
+                values,
+                yerr=error_bars(runs, metric),
+                capsize=3,
+                color=[f"C{i}" for i in range(len(runs))],
+            )
             ax.set_xticks(range(len(runs)), plot_labels(runs, 24), fontsize=6)
         if axis and log_scale([float(r.overrides[axis]) for r in runs]):
             ax.set_xscale("log")
-        ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else ""), fontsize=9)
+        bars = " (bars: 95% CI)" if any(metric in r.uncertainty for r in runs) else ""
+        ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else "") + bars, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")

@@ -11,7 +11,7 @@ import yaml
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.jsonl import json_object
-from chipadapt.run_metrics import evaluation_metrics, run_metrics
+from chipadapt.run_metrics import evaluation_metrics, evaluation_uncertainty, run_metrics
 
 RECORDS = ("manifest.json", "results.json")
 
@@ -26,6 +26,8 @@ class Run:
     label: str = ""
     label_keys: list[str] = field(default_factory=list)  # the overrides the label shows ([]: given, or the folder)
     extra: dict = field(default_factory=dict)  # room for per-kind data a comparison may need
+    # {metric: {"ci": [low, high] or None, "n": items}} where the results carry them (evaluations)
+    uncertainty: dict = field(default_factory=dict)
 
 
 def is_run(folder: Path) -> bool:
@@ -87,16 +89,19 @@ def load_run(folder: Path) -> Run:
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
         manifest = json_object(manifest_file)
-        metrics = run_metrics(manifest)
+        metrics, results = run_metrics(manifest), manifest.get("results") or {}
         if (
             not metrics and (folder / "results.json").is_file()
         ):  # an evaluation recorded before results moved into manifests
-            metrics = evaluation_metrics(json_object(folder / "results.json"))
+            results = json_object(folder / "results.json")
+            metrics = evaluation_metrics(results)
         overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
-        return Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
-    return Run(
-        folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(json_object(folder / "results.json"))
-    )
+        run = Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
+    else:
+        results = json_object(folder / "results.json")
+        run = Run(folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(results))
+    run.uncertainty = {k: v for k, v in evaluation_uncertainty(results).items() if k in run.metrics}
+    return run
 
 
 def label_runs(runs: list[Run], labels: list[str] | None) -> None:

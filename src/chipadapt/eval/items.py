@@ -90,10 +90,17 @@ def write_items(folder: Path, task: str, items: list[dict]) -> Path:
 
 
 def read_items(path: Path) -> dict[str, dict]:
-    """{id: item} of a `<task>_items.jsonl`."""
-    items = {}
+    """{id: item} of a `<task>_items.jsonl`. An id named twice is an error: keeping either record would
+    pair (and count) one item where the file has several (6 records with id "same" were compared as n=1)."""
+    items, lines = {}, {}
     for lineno, item in jsonl_records(path):
         if "id" not in item or not isinstance(item.get("scores"), dict):
             raise ChipadaptError(f"{path}:{lineno}: an item needs 'id' and a 'scores' object")
-        items[str(item["id"])] = item
+        key = str(item["id"])
+        if key in items:
+            raise ChipadaptError(
+                f"{path}:{lineno}: id {key!r} is already at line {lines[key]}; items cannot be matched by id "
+                "(its data file names an id twice: give each record its own id and evaluate again)"
+            )
+        items[key], lines[key] = item, lineno
     return items

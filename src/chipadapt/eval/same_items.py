@@ -1,0 +1,68 @@
+"""Whether two runs' records with the same id are the same item, before a paired test compares them.
+
+An id alone does not say so: two MCQ files both numbered q0..q5 hold other questions, and a perplexity
+run with max_tokens_per_document=64 scores a prefix of the document another run scored whole. So the
+fields a task writes about the item itself (never about the model's answer) are compared:
+- `content` (a hash of what defines the item, where a task writes one), `question`, `query`, `prompt`,
+  `kwargs`, `reference` (the answer, the references, the relevant passages), `subject`, `category`,
+  `type`, `split`: equal wherever both records carry the field (a field one record lacks, as in a
+  file written before it existed, says nothing either way);
+- MCQ: the number of choices (its `loglikelihoods`, one per choice);
+- perplexity: `bytes`, the text scored. With the same token count (the same tokenizer) it must be
+  equal. With another token count it may differ by up to BYTES_SLACK: another tokenizer leaves another
+  first token unscored (bits per byte compare across tokenizers), while a prefix, a character limit or a
+  token budget that cut a document short changes it by much more.
+Rule: items that differ are never paired. Where at least half of the items the two runs share differ,
+the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
+matches one time in four): refused, as one error. Otherwise the differing ones are left out and counted
+(an edited data file, a document the token budget cut in one run).
+"""
+
+from chipadapt.errors import ChipadaptError
+
+FIELDS = ("content", "question", "query", "prompt", "kwargs", "reference", "subject", "category", "type", "split")
+# Bytes of the unscored first token: no first token of a usual text is longer (GPT-2-style tokenizers'
+# longest pieces are whitespace runs and code punctuation).
+BYTES_SLACK = 16
+
+
+def _choices(item: dict) -> int | None:
+    values = item.get("loglikelihoods")
+    return len(values) if isinstance(values, list) else None
+
+
+def difference(a: dict, b: dict) -> tuple[str, object, object] | None:
+    """(field, a's value, b's value) of the first way two records with one id differ; None if none does."""
+    for field in FIELDS:
+        if field in a and field in b and a[field] != b[field]:
+            return field, a[field], b[field]
+    if _choices(a) is not None and _choices(b) is not None and _choices(a) != _choices(b):
+        return "number of choices", _choices(a), _choices(b)
+    if isinstance(a.get("bytes"), int) and isinstance(b.get("bytes"), int):
+        slack = 0 if a.get("tokens") == b.get("tokens") else BYTES_SLACK
+        if abs(a["bytes"] - b["bytes"]) > slack:
+            return "bytes", a["bytes"], b["bytes"]
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def same_items(
+    task: str, a_label: str, b_label: str, a: dict[str, dict], b: dict[str, dict]
+) -> tuple[dict[str, dict], list[str]]:
+    """b's items without those that differ from a's record with the same id, and the ids left out;
+    an error where at least half of the shared ids differ (module docstring)."""
+    shared = [key for key in a if key in b]
+    differing = {key: d for key in shared if (d := difference(a[key], b[key])) is not None}
+    if differing and 2 * len(differing) >= len(shared):
+        first = next(iter(differing))
+        field, va, vb = differing[first]
+        raise ChipadaptError(
+            f"compare: {task}: {len(differing)} of {len(shared)} items of {b_label} differ from {a_label}'s "
+            f"with the same id (first: {first!r}, {field} {_short(va)} vs {_short(vb)}): the runs evaluated "
+            "other items, which a paired test cannot compare"
+        )
+    return {key: item for key, item in b.items() if key not in differing}, list(differing)
