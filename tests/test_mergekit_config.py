@@ -92,6 +92,8 @@ def test_hand_written_slerp_recipe_with_layer_gradient_equals_our_overrides(tmp_
         " {pattern: 'layers\\.1\\..*self_attn', lam: 0.8},"
         " {pattern: 'mlp', lam: 0.9}]"
     ]
+    # The recipe's dtype: bfloat16 is what mergekit writes: merge.out_dtype.
+    ours.append("merge.out_dtype=bfloat16")
     run(merge_cfg("slerp", chip, instruct, tmp_path / "via_overrides", lam=0.4, extra=ours))
     assert_identical(tmp_path / "via_mergekit", tmp_path / "via_overrides")
 

@@ -44,3 +44,27 @@ def test_scaled_rotary_settings_are_mirrored_and_per_type_ones_left_alone(tmp_pa
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "rope_parameters": per_type}))
     make_portable(tmp_path)
     assert "rope_theta" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_a_merged_folder_is_portable_too(tmp_path):
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.merge.run import run
+
+    source = tiny_llama(tmp_path / "cache")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="merge",
+            overrides=[
+                "merge=chipalign",
+                f"models.chip={source}",
+                f"models.instruct={source}",
+                f"output={tmp_path / 'merged'}",
+                f"paths.output_dir={tmp_path / 'run'}",
+            ],
+        )
+    run(cfg)
+    tok_config = json.loads((tmp_path / "merged" / "tokenizer_config.json").read_text())
+    assert tok_config["tokenizer_class"] == "PreTrainedTokenizerFast" and "chat_template" in tok_config
+    assert "rope_theta" in json.loads((tmp_path / "merged" / "config.json").read_text())

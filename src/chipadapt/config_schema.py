@@ -36,6 +36,7 @@ class MergeSchema:
     schedule: list[Any] = field(default_factory=lambda: MISSING)
     method: Any = MISSING
     allow_extrapolation: bool = MISSING
+    out_dtype: str | None = MISSING
 
 
 @dataclass

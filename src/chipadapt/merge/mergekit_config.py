@@ -15,9 +15,13 @@ The two tools name the same things differently:
   wins) and gradients (a list of anchors interpolated over the layers: layer i of N sits at
   t = i / (N - 1), tensors before the layers at 0 and after them at 1). chipadapt evaluates them
   for every tensor of the chip model and writes the result as `merge.schedule` (regex -> lam).
+- mergekit's `out_dtype` (else `dtype`, which it also writes in) is `merge.out_dtype`, the dtype the
+  weights are written in; `dtype` is also mergekit's compute dtype, where chipadapt keeps float32.
+
+Every key of a recipe is honoured or refused: mergekit's pydantic models ignore keys they do not know,
+but a misspelt `densty` or a tokenizer setting left out would merge something else than the recipe says.
 """
 
-import logging
 import re
 import sys
 from collections import Counter
@@ -27,14 +31,47 @@ import yaml
 
 from chipadapt.errors import ChipadaptError
 
-log = logging.getLogger(__name__)
-
 INTERPOLATIONS = ("slerp", "chipalign")  # t from base_model (instruct) to the chip model
 WEIGHTED = ("linear", "task_arithmetic", "ties", "della")  # per-model weights
 NEEDS_BASE = ("task_arithmetic", "ties", "della")
 # mergekit's defaults of `normalize` per method (its linear normalises, task arithmetic does not).
 NORMALIZE_DEFAULT = {"linear": True, "task_arithmetic": False, "ties": True, "della": True}
 LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+# The keys of mergekit's MergeConfiguration and of its parts.
+RECIPE_KEYS = (
+    "merge_method",
+    "models",
+    "slices",
+    "modules",
+    "base_model",
+    "parameters",
+    "dtype",
+    "out_dtype",
+    "tokenizer_source",
+    "tokenizer",
+    "chat_template",
+)
+MODEL_KEYS = ("model", "parameters")
+SLICE_KEYS = ("sources", "base_model", "residual_weight", "parameters")
+SOURCE_KEYS = ("model", "layer_range", "parameters")
+# The parameters each method reads in mergekit (at any scope: model, slice or global).
+# int8_mask only narrows the dtype of mergekit's sign mask: the same merge, so accepted.
+TASK_VECTOR_PARAMETERS = ("weight", "density", "lambda", "normalize", "rescale", "int8_mask")
+PARAMETERS = {
+    "slerp": ("t",),
+    "chipalign": ("t",),
+    "linear": ("weight", "normalize"),
+    "task_arithmetic": TASK_VECTOR_PARAMETERS,
+    "ties": TASK_VECTOR_PARAMETERS,
+    "della": (*TASK_VECTOR_PARAMETERS, "epsilon"),
+}
+# Whether chipadapt rescales what it trims (mergekit's `rescale`; task arithmetic trims nothing).
+RESCALES = {"ties": False, "della": True}
+DTYPES = ("float32", "bfloat16", "float16")
+UNION = (
+    "chipadapt writes the tokenizer of the input with the longest vocabulary (the chip model's on a tie; "
+    "the others must be its prefix), mergekit's tokenizer_source: union (give that, or leave the key out)"
+)
 
 
 # --- mergekit's parameter settings, evaluated per tensor ---------------------------------------
@@ -87,6 +124,7 @@ class Recipe:
                 f"(one of {', '.join(INTERPOLATIONS + WEIGHTED)})"
             )
         self.base = data.get("base_model")
+        self._check_keys(data)
         self.globals = data.get("parameters") or {}
         self.slice_params: dict = {}
         if data.get("slices") and data.get("models"):
@@ -97,15 +135,97 @@ class Recipe:
             self.models = self._from_slices(data["slices"])
         else:
             self.models = [(str(m["model"]), m.get("parameters") or {}) for m in data.get("models") or []]
-        for key in ("dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template"):
-            if data.get(key) is not None:
-                log.info(
-                    "%s: %s=%s is not used: chipadapt merges in float32 and writes the chip model's dtype "
-                    "and the tokenizer of the input with the longest vocabulary (the others must be its prefix)",
-                    source,
-                    key,
-                    data[key],
+        self._check_tokenizer(data)
+        compute = self._dtype(data, "dtype")
+        self.out_dtype = self._dtype(data, "out_dtype") or compute
+        # Said once, on stderr: merge.py reads the recipe before Hydra sets up logging.
+        self.notes = []
+        if compute not in (None, "float32"):
+            self.notes.append(
+                f"{source}: dtype: {compute} is mergekit's compute dtype; chipadapt merges in float32 and "
+                f"writes {self.out_dtype} (merge.out_dtype={self.out_dtype})"
+            )
+
+    def _check_keys(self, data: dict) -> None:
+        """Refuse keys mergekit does not have (it would ignore them) and parameters the method does not read."""
+        known = PARAMETERS[self.method]
+
+        def check(node, keys, where: str) -> None:
+            if not isinstance(node, dict):
+                raise ChipadaptError(f"{self.source}: {where or 'the recipe'}: expected a mapping, got {node!r}")
+            for key in node:
+                if key not in keys:
+                    raise ChipadaptError(
+                        f"{self.source}: {where + '.' if where else ''}{key}: unknown key "
+                        f"(known here: {', '.join(keys)})"
+                    )
+            params = node.get("parameters")
+            if "parameters" in keys and params is not None:
+                if not isinstance(params, dict):
+                    raise ChipadaptError(f"{self.source}: {where + '.' if where else ''}parameters: expected a mapping")
+                for name in params:
+                    if name not in known:
+                        raise ChipadaptError(
+                            f"{self.source}: {where + '.' if where else ''}parameters.{name}: unknown parameter "
+                            f"(merge_method {self.method} reads {', '.join(known)})"
+                        )
+
+        check(data, RECIPE_KEYS, "")
+
+        def check_model(model, keys, where: str) -> None:
+            check(model, keys, where)
+            if "lambda" in (model.get("parameters") or {}):
+                # mergekit's DELLA once read it per model (the first model's), later versions only globally.
+                raise ChipadaptError(
+                    f"{self.source}: {where}.parameters.lambda: mergekit versions disagree on a per-model "
+                    "lambda; give it once under the top-level parameters"
                 )
+
+        for i, model in enumerate(data.get("models") or []):
+            check_model(model, MODEL_KEYS, f"models[{i}]")
+        for i, piece in enumerate(data.get("slices") or []):
+            check(piece, SLICE_KEYS, f"slices[{i}]")
+            if piece.get("residual_weight") is not None:
+                raise ChipadaptError(
+                    f"{self.source}: slices[{i}].residual_weight: not supported (chipadapt merges whole models)"
+                )
+            for j, source in enumerate(piece.get("sources") or []):
+                check_model(source, SOURCE_KEYS, f"slices[{i}].sources[{j}]")
+
+    def _check_tokenizer(self, data: dict) -> None:
+        """Only mergekit's union is what chipadapt writes; another tokenizer would not be the one published."""
+        source = data.get("tokenizer_source")
+        if source not in (None, "union"):
+            raise ChipadaptError(f"{self.source}: tokenizer_source: {source!r} is not supported: {UNION}")
+        tokenizer = data.get("tokenizer")
+        if tokenizer is not None:
+            if not isinstance(tokenizer, dict):
+                raise ChipadaptError(f"{self.source}: tokenizer: expected a mapping, got {tokenizer!r}")
+            for key, value in tokenizer.items():
+                if key not in ("source", "tokens", "pad_to_multiple_of"):
+                    raise ChipadaptError(
+                        f"{self.source}: tokenizer.{key}: unknown key (known here: source, tokens, pad_to_multiple_of)"
+                    )
+                if key == "source" and value in (None, "union"):
+                    continue
+                if value is None:
+                    continue
+                what = f"{value!r} is not supported" if key == "source" else "is not supported"
+                raise ChipadaptError(f"{self.source}: tokenizer.{key}: {what}: {UNION}")
+        if data.get("chat_template") is not None:
+            raise ChipadaptError(
+                f"{self.source}: chat_template: not supported: the output keeps the chat template of the "
+                "tokenizer it carries (remove the key, or edit chat_template.jinja in the output)"
+            )
+
+    def _dtype(self, data: dict, key: str) -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        name = str(value).removeprefix("torch.")
+        if name not in DTYPES:
+            raise ChipadaptError(f"{self.source}: {key}: {value!r} is not one of {', '.join(DTYPES)}")
+        return name
 
     def _from_slices(self, slices) -> list:
         """One output slice whose sources span the same whole layer range: the `models` form spelled
@@ -219,6 +339,13 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
         lams[tensor] = float(weights[0]) / total
         normalize = recipe.parameter("normalize", None, tensor, t, NORMALIZE_DEFAULT[recipe.method])
         scale = float(recipe.parameter("lambda", None, tensor, t, 1.0))
+        if recipe.method in RESCALES:
+            rescale = recipe.parameter("rescale", None, tensor, t, RESCALES[recipe.method])
+            if bool(rescale) != RESCALES[recipe.method]:
+                raise ChipadaptError(
+                    f"config={path}: rescale: {rescale} for {recipe.method}: chipadapt's {recipe.method} "
+                    f"{'always rescales' if RESCALES[recipe.method] else 'never rescales'} what it keeps"
+                )
         if not normalize:
             if recipe.method in ("linear", "ties", "della") and abs(total - 1.0) > 1e-9:
                 raise ChipadaptError(
@@ -243,12 +370,16 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
                 )
             epsilons[tensor] = float(pair[0])
 
+    for note in recipe.notes:
+        print(f"chipadapt: note: {note}", file=sys.stderr, flush=True)
     overrides = [
         f"merge={recipe.method}",
         f"models.chip={_quote(roles['chip'][0])}",
         f"models.instruct={_quote(roles['instruct'][0])}",
         f"models.base={_quote(roles['base'][0]) if roles['base'] else 'null'}",
     ]
+    if recipe.out_dtype:
+        overrides.append(f"merge.out_dtype={recipe.out_dtype}")
     if scales:
         overrides.append(f"merge.method.scale={_quote(_single(scales, 'lambda', f'config={path}'))}")
     if densities:

@@ -30,6 +30,7 @@ from chipadapt.merge.mergekit_config import write_mergekit_config
 from chipadapt.merge.methods.base import TensorStats
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.vocabulary import RowPlan, SharedVocabulary, shared_vocabulary
+from chipadapt.models.portable_folder import make_portable
 from chipadapt.report import console
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ DIAGNOSTIC_COLUMNS = (
     "extra_rows",
     "extra_rows_from",
 )
+OUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Facts of the vocabulary, not of the weights: an output carrying another input's tokenizer takes them
 # from that input's config.json with it (config.json's eos_token_id must be the tokenizer's).
 VOCABULARY_CONFIG_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
@@ -95,10 +97,12 @@ BLOCK_ELEMENTS = 1 << 22
 REUSE_ELEMENTS = 1 << 24
 
 
-def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer, plan: RowPlan | None = None) -> dict:
+def merge_tensor(
+    method, name: str, lam: float, chip, instruct, base, writer, plan: RowPlan | None = None, dtype=None
+) -> dict:
     """Merge one tensor into the writer, a block of rows at a time for chunkable methods. `plan`: for
     a vocabulary embedding, the rows merged and the rows copied from one input (merge/vocabulary.py).
-    Returns the tensor's diagnostics."""
+    `dtype`: the one written (merge.out_dtype), else the chip model's. Returns the tensor's diagnostics."""
     shape_c, shape_i = chip.shape(name), instruct.shape(name)
     shape_b = base.shape(name) if base else shape_c
     if plan is None:
@@ -111,7 +115,7 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer, pl
         source = chip
     else:
         shared, rows, source = plan.merged, plan.rows, plan.source
-    dtype = chip.dtype(name)
+    dtype = dtype or chip.dtype(name)
 
     if not shape_c:  # a scalar
         c, i = chip.get(name), instruct.get(name)
@@ -146,9 +150,12 @@ def merge_tensor(method, name: str, lam: float, chip, instruct, base, writer, pl
     return diagnostics
 
 
-def output_config(chip: SafetensorsModel, vocabulary: SharedVocabulary, tied: bool) -> dict:
-    """The chip model's config.json, with the vocabulary of the tokenizer the output carries."""
+def output_config(chip: SafetensorsModel, vocabulary: SharedVocabulary, tied: bool, out_dtype: str | None) -> dict:
+    """The chip model's config.json, with the vocabulary of the tokenizer the output carries and the
+    dtype its weights are written in (`dtype` in transformers 5, `torch_dtype` before)."""
     config = dict(chip.config, tie_word_embeddings=tied)
+    if out_dtype:
+        config.update({key: out_dtype for key in ("dtype", "torch_dtype") if key in config})
     if vocabulary.source is not chip:
         source = vocabulary.source.config
         config.update({key: source[key] for key in VOCABULARY_CONFIG_KEYS if key in source})
@@ -215,6 +222,9 @@ def input_fingerprints(cfg: DictConfig) -> dict[str, str | None]:
 def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict]:
     """Merge the models into `cfg.output` (published whole when complete); (folder, summary)."""
     start = time.perf_counter()
+    out_dtype = cfg.merge.get("out_dtype")
+    if out_dtype is not None and out_dtype not in OUT_DTYPES:
+        raise ChipadaptError(f"merge.out_dtype: {out_dtype!r} is not one of {', '.join(OUT_DTYPES)} (or null)")
     method = instantiate(cfg.merge.method)
     chip = SafetensorsModel(cfg.models.chip, "models.chip")
     instruct = SafetensorsModel(cfg.models.instruct, "models.instruct")
@@ -251,10 +261,15 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
 
     plans = {name: vocabulary.row_plan(name) for name in names}
     shapes = {name: (plan.rows, *chip.shape(name)[1:]) if plan else chip.shape(name) for name, plan in plans.items()}
+    # The math is float32 whatever is written; integer buffers keep their dtype.
+    dtypes = {
+        name: OUT_DTYPES[out_dtype] if out_dtype and chip.dtype(name).is_floating_point else chip.dtype(name)
+        for name in names
+    }
 
     rows, fallbacks = [], Counter()
     with atomic_directory(out, "merge") as tmp:
-        writer = PlannedShardWriter(tmp, [(n, shapes[n], chip.dtype(n)) for n in names], int(cfg.max_shard_bytes))
+        writer = PlannedShardWriter(tmp, [(n, shapes[n], dtypes[n]) for n in names], int(cfg.max_shard_bytes))
         with Progress(
             TextColumn(f"merge={cfg.merge.name}"),
             BarColumn(),
@@ -265,15 +280,16 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             task = bar.add_task("", total=len(names))
             for name in names:
                 lam = lam_for(name)
-                diag = merge_tensor(method, name, lam, chip, instruct, base, writer, plans[name])
+                diag = merge_tensor(method, name, lam, chip, instruct, base, writer, plans[name], dtypes[name])
                 fallbacks[diag.get("fallback") or "none"] += 1
                 rows.append({"tensor": name, "shape": "x".join(map(str, shapes[name])), "lam": lam, **diag})
                 bar.advance(task)
         writer.close()
-        write_json_atomic(tmp / "config.json", output_config(chip, vocabulary, tied))
+        write_json_atomic(tmp / "config.json", output_config(chip, vocabulary, tied, out_dtype))
         for file in TOKENIZER_FILES:  # all from one input: files of two tokenizers would not agree
             if (vocabulary.source.folder / file).is_file():
                 shutil.copy2(vocabulary.source.folder / file, tmp / file)
+        make_portable(tmp)
         table = io.StringIO()
         csv_writer = csv.DictWriter(table, fieldnames=DIAGNOSTIC_COLUMNS, extrasaction="ignore")
         csv_writer.writeheader()
@@ -315,7 +331,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             tmp / "mergekit_config.yml",
             cfg,
             rows,
-            str(chip.dtype(names[0])).removeprefix("torch."),
+            str(dtypes[names[0]]).removeprefix("torch."),
             None if vocabulary.same else "union",
         )
     log.info(
