@@ -210,3 +210,29 @@ def test_a_table_printed_where_no_terminal_shows_it_keeps_whole_metric_names():
     )
     assert proc.returncode == 0, proc.stderr
     assert "bm25.by_type.parameter.mrr@10_with_a_longer_name_than_eighty_columns_allow" in proc.stdout
+
+
+def test_mcq_runs_of_other_questions_under_the_same_ids_are_refused_even_with_equal_answers(tmp_path):
+    """Two MCQ files numbered q0, q1 whose answers happen to agree: only the question tells them apart."""
+    from helpers.models import tiny_llama
+    from test_eval_inputs_trial import mcq_task
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chipadapt.eval.same_items import same_items
+
+    folder = tiny_llama(tmp_path / "cache")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    runs = []
+    for name, words in (("a", ["module", "wire"]), ("b", ["clock", "reset"])):
+        rows = [
+            {"id": f"q{i}", "question": f"Which keyword is {word}?", "choices": [word, "banana"], "answer": 0}
+            for i, word in enumerate(words)
+        ]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        task = mcq_task(path)
+        task.run(model, tokenizer)
+        runs.append({item["id"]: item for item in task.items})
+    assert [item["reference"] for item in runs[0].values()] == [item["reference"] for item in runs[1].values()]
+    with pytest.raises(ChipadaptError, match=r"mcq: 2 of 2 items .* \(first: 'q0', content"):
+        same_items("mcq", "a", "b", runs[0], runs[1])

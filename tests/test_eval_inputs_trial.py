@@ -79,9 +79,8 @@ def test_a_selection_that_leaves_a_task_no_items_is_refused(tmp_path):
     with pytest.raises(ChipadaptError, match=r"eval.perplexity.splits.mine: no documents left of .*held_out=0.02"):
         PerplexityTask(splits, 64, None, **settings).documents("mine")
     threads = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "thread": "[a] fixed"}])
-    task = BugSummaryTask(str(threads), "thread", 0, 64, 4, 1, None, RougeL(use_stemmer=True))
     with pytest.raises(ChipadaptError, match=r"eval.bug_summary: no threads left .*limit=0"):
-        task.run(None, None)
+        BugSummaryTask(str(threads), "thread", 0, 64, 4, 1, None, RougeL(use_stemmer=True))  # before any model
 
 
 # S10: IFEval instruction ids.

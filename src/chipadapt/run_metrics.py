@@ -33,7 +33,9 @@ COUNTS = frozenset(
     }
 )
 # Settings a task writes into its results, so that a reader knows how the figures were made.
-SETTINGS = frozenset({"max_new_tokens", "num_fewshot"})
+SETTINGS = frozenset(
+    {"max_new_tokens", "num_fewshot", "shots_min", "shots_mean", "max_length", "scripts_in_file", "eval_fraction"}
+)
 # A score of a fixed rule on the same items (a uniform guess, the longest choice), not of the model.
 BASELINE_PREFIX = "baseline_"
 

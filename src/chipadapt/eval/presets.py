@@ -47,10 +47,15 @@ def mmlu_question(row: dict, style: str) -> str:
     return f"Question: {row['question'].strip()}\nAnswer:"
 
 
+def subject_shots(row: dict, shots: list[dict], num_fewshot: int) -> list[dict]:
+    """The first `num_fewshot` dev questions of the question's own subject (lm-eval's `first_n`
+    sampler over the subject's dev split)."""
+    return [s for s in shots if s.get("subject") == row.get("subject")][:num_fewshot]
+
+
 def mmlu_context(row: dict, shots: list[dict], num_fewshot: int, style: str) -> str:
-    """Description, the first `num_fewshot` dev questions of the same subject (lm-eval's `first_n`
-    sampler over the subject's dev split) with their answers, then the question."""
-    same = [s for s in shots if s.get("subject") == row.get("subject")][:num_fewshot]
+    """Description, the subject's shots (`subject_shots`) with their answers, then the question."""
+    same = subject_shots(row, shots, num_fewshot)
     examples = "".join(mmlu_question(s, style) + " " + mmlu_choice(s, int(s["answer"]), style) + "\n\n" for s in same)
     return mmlu_description(row.get("subject"), style) + examples + mmlu_question(row, style)
 

@@ -4,6 +4,7 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -30,6 +31,7 @@ def evaluate_folder(
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
     resume: bool = False,
+    record_input: Callable[[str, str], object] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with
     `items_dir`, each task's per-item records go to `<items_dir>/<task>_items.jsonl` (eval/items.py).
@@ -38,7 +40,8 @@ def evaluate_folder(
     one, with `dtype` and `attn_implementation` (evaluate.py passes model.dtype/model.attn_implementation).
     `resume` (with `items_dir`): tasks this folder finished before with the same settings and model are
     kept, not run again (eval/finished_tasks.py); each task is recorded there as it completes, and a
-    task killed half-way keeps the answers its model had given (io/answer_journal.py)."""
+    task killed half-way keeps the answers its model had given (io/answer_journal.py).
+    `record_input(key, path)` is told every task's data files (`eval.<task>.<key>`) before any task runs."""
     if not tasks:
         raise ChipadaptError("eval: no task selected (e.g. eval=[perplexity,mcq,ifeval])")
     built = {name: instantiate(task_cfg) for name, task_cfg in tasks.items()}  # config errors before loading
@@ -47,6 +50,10 @@ def evaluate_folder(
             raise ChipadaptError(
                 f"eval.{name}: {type(task).__name__} is not an evaluation task (needs_model, items, run)"
             )
+    if record_input is not None:
+        for name, task in built.items():
+            for key, path in getattr(task, "inputs", list)():
+                record_input(f"eval.{name}.{key}", local_data_path(path))
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
     finished = FinishedTasks(items_dir, inference_settings(dtype, attn_implementation, device)) if items_dir else None
@@ -78,6 +85,15 @@ def evaluate_folder(
             finished.save(name, keys[name], results[name], items=task.items is not None)
         log.info("%s: %s", name, results[name])
     return results
+
+
+def local_data_path(path: str) -> str:
+    """Where a task's data path lies on disk: `hf:FOLDER[:SPLIT]` is its folder (a hub id stays a name,
+    recorded without a fingerprint)."""
+    from chipadapt.io.hf_dataset import PREFIX, SPLIT
+
+    text = str(path)
+    return SPLIT.match(text[len(PREFIX) :])["path"] if text.startswith(PREFIX) else text
 
 
 def flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -125,6 +141,10 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.quiet import silence_known_noise
 
     silence_known_noise()
+    if not cfg.get("eval"):  # before the run folder records anything: there would be nothing to run
+        raise ChipadaptError(
+            "eval: no task selected; name at least one, e.g. eval=[perplexity,mcq] (the tasks are conf/eval/*.yaml)"
+        )
     from chipadapt.job import recorded_job
     from chipadapt.loggers.job import JobLoggers
     from chipadapt.models.hf_folder import resolve_model_folder
@@ -141,7 +161,14 @@ def run(cfg: DictConfig) -> dict:
             return folder
 
         results = evaluate_folder(
-            model_folder, cfg.eval, cfg.device, out, cfg.model.dtype, cfg.model.attn_implementation, cfg.resume
+            model_folder,
+            cfg.eval,
+            cfg.device,
+            out,
+            cfg.model.dtype,
+            cfg.model.attn_implementation,
+            cfg.resume,
+            record_input=manifest.add_input,
         )
         write_results(results, out, f"Evaluation ({', '.join(cfg.eval)})")
         manifest.update("results", results)

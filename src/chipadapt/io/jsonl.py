@@ -1,6 +1,7 @@
 """JSON Lines input: every reader of a user's JSONL goes through here, so a bad line is always
 reported the same way, naming the file and the line."""
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ DEFAULT_MAX_LINE_BYTES = 16 << 20
 # a string holding it cannot be encoded, and tokenizers fail on it without naming the record. Valid
 # pairs also match; the check behind it (lone_surrogate) tells them apart.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# What the first bytes of a file that is not JSON Lines text say it is.
+GZIP_MAGIC = b"\x1f\x8b"
+TABLE_SUFFIXES = (".csv", ".tsv")
 
 
 def jsonl_records(
@@ -40,6 +44,14 @@ def jsonl_records(
         lineno = 0
         while raw := handle.readline(max_line_bytes + 1):
             lineno += 1
+            if lineno == 1:
+                if raw.startswith(GZIP_MAGIC):
+                    raise ChipadaptError(
+                        f"{path}: gzip-compressed; decompress it first (gunzip -k {path}) and give the "
+                        "uncompressed file"
+                    )
+                # A byte-order mark, as some Windows editors write: read as utf-8-sig, like most tools.
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if len(raw) > max_line_bytes:
                 raise ChipadaptError(
                     f"{path}:{lineno}: line longer than {max_line_bytes:,} bytes; split the record"
@@ -54,7 +66,13 @@ def jsonl_records(
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+                hint = ""
+                if path.suffix.lower() in TABLE_SUFFIXES:  # `datasets` reads a CSV whole, a column per field
+                    hint = (
+                        f"; {path.name} looks like CSV, not JSON Lines: give it as hf:{path} to read it as a table "
+                        "(text and number columns; a list field needs JSON Lines or parquet)"
+                    )
+                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg}){hint}") from None
             if not isinstance(record, dict):
                 raise ChipadaptError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             if SURROGATE_ESCAPE.search(raw) and (bad := lone_surrogate(record)) is not None:
@@ -63,6 +81,36 @@ def jsonl_records(
                     "fix or drop the record"
                 )
             yield lineno, record
+
+
+class FirstLines:
+    """The line of a file where each id was first used. Evaluation items are matched across runs by
+    id (eval/paired.py), so a second record with the same id would silently replace the first there:
+    it is refused, naming both lines."""
+
+    def __init__(self, path: str | Path, field: str = "id"):
+        self.path, self.field, self.lines = path, field, {}
+
+    def check(self, value, lineno: int) -> str:
+        """`value` as the item's id (text: 7 and "7" are the same id), refused if an earlier line used it."""
+        value = str(value)
+        if value in self.lines:
+            raise ChipadaptError(
+                f"{self.path}:{lineno}: {self.field} {value!r} repeats line {self.lines[value]}; "
+                f"give each record its own {self.field} (items are matched across runs by it)"
+            )
+        self.lines[value] = lineno
+        return value
+
+
+def unique_field(records: Iterator[tuple[int, dict]], path: str | Path, field: str = "id"):
+    """`records` (from jsonl_records) as they come, refusing a second record with the same `field`
+    (records without it are let through: their reader names them some other way)."""
+    first = FirstLines(path, field)
+    for lineno, record in records:
+        if record.get(field) is not None:
+            first.check(record[field], lineno)
+        yield lineno, record
 
 
 def lone_surrogate(record: dict) -> int | None:

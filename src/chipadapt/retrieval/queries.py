@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import jsonl_records, unique_field
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
     """Queries with at least one positive; with `known_ids`, every positive must be a passage id."""
     path = Path(path)
     queries = []
-    for lineno, record in jsonl_records(path, missing=f"queries file {path} does not exist"):
+    for lineno, record in unique_field(jsonl_records(path, missing=f"queries file {path} does not exist"), path, "id"):
         if not isinstance(record.get("query"), str):
             raise ChipadaptError(f"{path}:{lineno}: a query needs a string 'query'")
         positives = record.get("positive_ids")

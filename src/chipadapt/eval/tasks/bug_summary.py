@@ -18,7 +18,7 @@ from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import FirstLines, jsonl_records
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,11 @@ JUDGE = (
 def read_threads(path: str | Path, thread_key: str) -> list[dict]:
     path = Path(path)
     rows = []
+    ids = FirstLines(path)
     for lineno, record in jsonl_records(path, missing=f"eval.bug_summary.path: {path} does not exist"):
         if not isinstance(record.get(thread_key), str):
             raise ChipadaptError(f"{path}:{lineno}: no string field {thread_key!r}")
-        rows.append({"id": str(record.get("id", lineno)), **record})
+        rows.append({**record, "id": ids.check(record.get("id", lineno), lineno)})
     if not rows:
         raise ChipadaptError(f"{path}: no threads")
     return rows
@@ -105,6 +106,15 @@ class BugSummaryTask(TaskBase):
         self.path, self.thread_key, self.limit = path, thread_key, limit
         self.max_input_tokens, self.max_new_tokens, self.batch_size = max_input_tokens, max_new_tokens, batch_size
         self.judge, self.rouge = judge, rouge
+        # Read now: evaluate.py builds every task before loading the model, so a bad record stops the
+        # run before any task generates.
+        self.rows = read_threads(path, thread_key)[:limit]
+        if not self.rows:  # a score over no threads is no score
+            raise ChipadaptError(f"eval.bug_summary: no threads left of {path} (limit={limit})")
+
+    def inputs(self) -> list[tuple[str, str]]:
+        judge = (self.judge or {}).get("model_path")
+        return [("path", str(self.path)), *([("judge.model_path", str(judge))] if judge else [])]
 
     def _fit(self, model, tokenizer, thread: str) -> tuple[str, int]:
         """The thread, condensed until it fits; returns it and how many condensing rounds it took."""
@@ -153,9 +163,7 @@ class BugSummaryTask(TaskBase):
         return scores
 
     def run(self, model, tokenizer) -> dict[str, float]:
-        rows = read_threads(self.path, self.thread_key)[: self.limit]
-        if not rows:  # a score over no threads is no score
-            raise ChipadaptError(f"eval.bug_summary: no threads left of {self.path} (limit={self.limit})")
+        rows = self.rows
         fitted = [self._fit(model, tokenizer, r[self.thread_key]) for r in rows]
         outputs = {}
         for kind, instruction in OUTPUTS.items():

@@ -7,6 +7,7 @@ be read back; instruction-level scores are {passed, of} per prompt, so their int
 """
 
 import difflib
+import inspect
 import os
 import random
 from pathlib import Path
@@ -16,9 +17,37 @@ from chipadapt.eval.items import summarize
 from chipadapt.eval.presets import IFEVAL_MAX_NEW_TOKENS, adds_special_tokens, check_preset
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import FirstLines, jsonl_records
 
 LIST_COMMAND = "python -m chipadapt.eval.tasks.ifeval"
+# The value each checker argument takes, as the checkers' docstrings give it: a misspelt or mistyped one
+# would otherwise fail only after generation, or be replaced by a random draw. Arguments not named here
+# (a later version of the checker) are checked by name and by building the checker.
+WHOLE_NUMBER_ARGS = (
+    "num_sentences",
+    "num_placeholders",
+    "num_bullets",
+    "num_highlights",
+    "num_sections",
+    "num_paragraphs",
+    "nth_paragraph",
+    "num_words",
+    "frequency",
+    "let_frequency",
+    "capital_frequency",
+)
+RELATION_ARGS = ("relation", "let_relation", "capital_relation")
+WORD_LIST_ARGS = ("keywords", "forbidden_words")
+TEXT_ARGS = (
+    "language",
+    "section_spliter",
+    "postscript_marker",
+    "keyword",
+    "letter",
+    "first_word",
+    "prompt_to_repeat",
+    "end_phrase",
+)
 
 
 def known_instruction_ids() -> list[str]:
@@ -35,9 +64,50 @@ def unknown_instruction(instruction_id, known: list[str]) -> str:
     return f"unknown instruction id {instruction_id!r}{hint}; `{LIST_COMMAND}` lists the {len(known)} known ids"
 
 
+def kwargs_problem(instruction_id: str, kwargs: dict, prompt: str) -> str | None:
+    """What is wrong with one instruction's kwargs, in words (None: nothing): an argument its checker's
+    `build_description` does not take, a value of the wrong kind, or one the checker itself rejects."""
+    from if_verifiable.ifeval.instructions import _COMPARISON_RELATION
+    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    checker_class = INSTRUCTION_DICT[instruction_id]
+    accepted = [name for name in inspect.signature(checker_class.build_description).parameters if name != "self"]
+    given = {name: value for name, value in kwargs.items() if value is not None}  # the checker drops nulls too
+    for name, value in given.items():
+        if name not in accepted:
+            takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+            near = difflib.get_close_matches(name, accepted, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            return f"{name!r} is not an argument of {instruction_id!r} ({takes}){hint}"
+        if name in RELATION_ARGS and value not in _COMPARISON_RELATION:
+            choices = ", ".join(map(repr, _COMPARISON_RELATION))
+            return f"{name} {value!r} of {instruction_id!r} is not one of {choices}"
+        if name in WHOLE_NUMBER_ARGS and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"{name} {value!r} of {instruction_id!r} is not a whole number"
+        if name in WORD_LIST_ARGS and not (isinstance(value, list) and all(isinstance(w, str) for w in value)):
+            return f"{name} {value!r} of {instruction_id!r} is not a list of strings"
+        if name in TEXT_ARGS and not isinstance(value, str):
+            return f"{name} {value!r} of {instruction_id!r} is not a string"
+    # Built as the scorer builds it (if_verifiable.common.evaluate_instructions); a checker may draw a
+    # missing argument from Python's global random, whose state the caller keeps.
+    state = random.getstate()
+    try:
+        checker = checker_class(instruction_id)
+        checker.build_description(**given)
+        args = checker.get_instruction_args()
+        if args and "prompt" in args:
+            checker.build_description(prompt=prompt)
+    except Exception as err:  # noqa: BLE001 (the checker's own refusal of the record's arguments, whatever its kind)
+        return f"the checker of {instruction_id!r} rejects its kwargs {given}: {type(err).__name__}: {err}"
+    finally:
+        random.setstate(state)
+    return None
+
+
 def read_ifeval(path: str) -> list[dict]:
     """IFEval's input records, each checked before any generation (a bad one would fail after it)."""
     known = known_instruction_ids()
+    keys = FirstLines(path, "key")
     rows = []
     for lineno, row in jsonl_records(path, missing=f"eval.ifeval.path: {path} does not exist"):
         if not (
@@ -58,6 +128,10 @@ def read_ifeval(path: str) -> list[dict]:
                 raise ChipadaptError(f"{path}:{lineno}: {unknown_instruction(instruction_id, known)}")
         if not all(isinstance(kwargs, dict) for kwargs in row["kwargs"]):
             raise ChipadaptError(f"{path}:{lineno}: each entry of 'kwargs' must be an object ({{}} for none)")
+        for instruction_id, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+            if problem := kwargs_problem(instruction_id, kwargs, row["prompt"]):
+                raise ChipadaptError(f"{path}:{lineno}: kwargs: {problem}")
+        keys.check(row["key"], lineno)
         rows.append(row)
     if not rows:  # a score over no prompts is no score
         raise ChipadaptError(f"eval.ifeval.path: {path} holds no prompts")
@@ -85,6 +159,9 @@ class IFEvalTask(TaskBase):
         self.rows = read_ifeval(self.path)[:limit]
         if not self.rows:
             raise ChipadaptError(f"eval.ifeval: no prompts left of {path} (limit={limit})")
+
+    def inputs(self) -> list[tuple[str, str]]:
+        return [("path", str(self.path)), ("nltk_data", self.nltk_data)]
 
     def run(self, model, tokenizer) -> dict[str, float]:
         os.environ["NLTK_DATA"] = self.nltk_data  # read by nltk when the checkers import it

@@ -8,23 +8,30 @@ small subset of MMLU spans all 57 subjects instead of the first few in the file.
 on the same questions (eval/mcq_baselines.py): read `acc` and `acc_norm` against them.
 """
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import content_id, summarize
 from chipadapt.eval.mcq_baselines import chance_baseline, longest_choice_baseline
-from chipadapt.eval.presets import adds_special_tokens, check_preset, mmlu_context
+from chipadapt.eval.presets import adds_special_tokens, check_preset, mmlu_context, subject_shots
 from chipadapt.eval.scoring import continuation_logprobs
-from chipadapt.eval.task_base import TaskBase
+from chipadapt.eval.task_base import ItemIds, TaskBase, fit_to_context
 from chipadapt.io.jsonl import jsonl_records
+
+log = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGHIJ"
 
 
-def read_mcq(path: Path, key: str, letters: bool = False) -> list[dict]:
+def read_mcq(path: Path, key: str, letters: bool = False, items: bool = False) -> list[dict]:
     """JSONL, or a Hugging Face dataset (`hf:cais/mmlu:test`, parquet/arrow, save_to_disk folder).
-    `letters`: the choices are named A-J in the prompt (style=letters), so at most 10 can be asked."""
+    `letters`: the choices are named A-J in the prompt (style=letters), so at most 10 can be asked.
+    `items`: the rows are the questions scored, each given its item `id` (task_base.ItemIds) over the
+    whole file, before any selection, so that a question has the same id whatever limit picks it."""
     rows = []
+    ids = ItemIds(path)
     for lineno, row in jsonl_records(path, missing=f"{key}: {path} does not exist"):
         problem = mcq_problem(row)
         if problem:
@@ -36,10 +43,22 @@ def read_mcq(path: Path, key: str, letters: bool = False) -> list[dict]:
                 f"{path}:{lineno}: {len(row['choices'])} choices, more than style=letters can name "
                 f"(letters A-{LETTERS[-1]}); use eval.mcq.style=cloze"
             )
+        if items:
+            row = {**row, "id": ids.of(row.get("id"), lineno, row["question"], row["choices"])}
         rows.append(row)
     if not rows:  # a score over no questions is no score: results.json would carry counts and no acc
         raise ChipadaptError(f"{key}: {path} holds no questions")
+    if ids.repeats:
+        log.info(
+            "%s: %d questions repeat an earlier one word for word; each is scored as an item (id #2...)",
+            path,
+            ids.repeats,
+        )
     return rows
+
+
+def subject_name(subject) -> str:
+    return f"subject {subject!r}" if subject is not None else "no subject"
 
 
 def mcq_problem(row) -> str | None:
@@ -51,6 +70,8 @@ def mcq_problem(row) -> str | None:
         return f"no {', '.join(missing)}"
     if not isinstance(row["question"], str):
         return "question is not text"
+    if isinstance(row["choices"], str):  # a CSV column: it cannot hold a list
+        return "choices is text, not a list (write the file as JSON Lines or parquet)"
     if not isinstance(row["choices"], list):
         return "choices is not a list"
     if len(row["choices"]) < 2:  # one choice is always the pick: the question would always count as right
@@ -92,7 +113,8 @@ class MCQTask(TaskBase):
         if style not in ("letters", "cloze"):
             raise ChipadaptError(f"eval.mcq.style: {style!r} is not letters or cloze")
         letters = style == "letters"
-        rows = read_mcq(Path(path), "eval.mcq.path", letters)
+        self.path, self.fewshot_path = path, fewshot_path
+        rows = read_mcq(Path(path), "eval.mcq.path", letters, items=True)
         if max_per_subject:
             rows = first_per_subject(rows, max_per_subject)
         self.rows = rows[:limit]
@@ -112,7 +134,36 @@ class MCQTask(TaskBase):
                     f"holds {len(self.shots)}"
                 )
             self.shots = self.shots[:num_fewshot]
+        elif num_fewshot:
+            self._check_subject_shots()
         self.style, self.batch_size, self.max_length = style, batch_size, max_length
+
+    def _check_subject_shots(self) -> None:
+        """lm_eval takes each question's shots from its own subject; like lm-eval's first_n sampler, refuse
+        a run that would give some question fewer than asked (it would be scored as the asked setting)."""
+        available = Counter(s.get("subject") for s in self.shots)
+        subjects = list(dict.fromkeys(r.get("subject") for r in self.rows))
+        short = [s for s in subjects if available[s] < self.num_fewshot]
+        if not short:
+            return
+        fewest = min(available[s] for s in subjects)
+        more = f" (and {len(short) - 1} more subjects short)" if len(short) > 1 else ""
+        lower = f"ask for at most {fewest}, " if fewest else ""
+        raise ChipadaptError(
+            f"eval.mcq.num_fewshot: {self.num_fewshot} examples asked; preset=lm_eval takes them from the question's "
+            f"own subject, and eval.mcq.fewshot_path ({self.fewshot_path}) holds {available[short[0]]} of "
+            f"{subject_name(short[0])}{more}; {lower}add examples of that subject, or use preset=chipadapt "
+            "(the file's first examples whatever their subject)"
+        )
+
+    def shots_for(self, row: dict) -> int:
+        """How many solved examples precede the question."""
+        if self.preset == "lm_eval":
+            return len(subject_shots(row, self.shots, self.num_fewshot))
+        return len(self.shots)
+
+    def inputs(self) -> list[tuple[str, str]]:
+        return [("path", self.path), *([("fewshot_path", self.fewshot_path)] if self.shots else [])]
 
     def render(self, row: dict, with_answer: bool) -> str:
         text = f"Question: {row['question'].strip()}\n"
@@ -145,30 +196,35 @@ class MCQTask(TaskBase):
             context = self.context(row, prefix)
             for i in range(len(row["choices"])):
                 pairs.append((context, " " + self.choice_text(row, i)))
+        max_length = fit_to_context(model, self.max_length, "mcq")
         scores = continuation_logprobs(
             model,
             tokenizer,
             pairs,
             self.batch_size,
-            self.max_length,
+            max_length,
             add_special_tokens=adds_special_tokens(self.preset),
             progress="mcq",
         )
         self.items = []
+        shots = [self.shots_for(row) for row in self.rows]
         position = 0
-        for row in self.rows:
+        for row, row_shots in zip(self.rows, shots):
             k = len(row["choices"])
             ll = scores[position : position + k]
             norm = [s / self.norm_length(row, i) for i, s in enumerate(ll)]
             pick, pick_norm = max(range(k), key=ll.__getitem__), max(range(k), key=norm.__getitem__)
             self.items.append(
                 {
-                    "id": str(row.get("id") or content_id(row["question"], row["choices"])),
+                    "id": row["id"],
                     "prediction": pick,
                     "prediction_norm": pick_norm,
                     "reference": int(row["answer"]),
                     "scores": {"acc": pick == int(row["answer"]), "acc_norm": pick_norm == int(row["answer"])},
                     "subject": row.get("subject"),
+                    # What the question is, so compare.py pairs only the same question under one id.
+                    "content": content_id(row["question"], row["choices"]),
+                    "shots": row_shots,
                     "loglikelihoods": ll,
                 }
             )
@@ -176,6 +232,11 @@ class MCQTask(TaskBase):
         return {
             **summarize(self.items),
             "preset": self.preset,
+            "style": self.style,
+            "num_fewshot": self.num_fewshot,
+            "shots_min": min(shots),
+            "shots_mean": sum(shots) / len(shots),
+            "max_length": max_length,
             "questions": len(self.rows),
             "subjects": len({r.get("subject") for r in self.rows}),
             "baseline_chance": chance_baseline(self.rows),

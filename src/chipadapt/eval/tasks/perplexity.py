@@ -25,7 +25,7 @@ from chipadapt.data.sources import read_source, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
-from chipadapt.eval.task_base import TaskBase
+from chipadapt.eval.task_base import TaskBase, fit_to_context
 from chipadapt.io.answer_journal import journal_for
 from chipadapt.io.hf_dataset import PREFIX, SPLIT
 from chipadapt.models.token_bytes import token_byte_lengths
@@ -88,6 +88,9 @@ class PerplexityTask(TaskBase):
         self.max_tokens_per_document = max_tokens_per_document
         self.max_chars_per_document = max_chars_per_document
 
+    def inputs(self) -> list[tuple[str, str]]:
+        return [(f"splits.{name}.path", str(spec.path)) for name, spec in self.splits.items()]
+
     def documents(self, name: str) -> list:
         docs = read_source(self.splits[name], f"eval.perplexity.splits.{name}")
         fraction = self.held_out[name]
@@ -122,6 +125,7 @@ class PerplexityTask(TaskBase):
         journal = journal_for(model)  # answers given before an interruption (io/answer_journal.py)
         rows = model.get_output_embeddings().weight.shape[0]
         byte_lengths = token_byte_lengths(tokenizer, rows)
+        max_length = fit_to_context(model, self.max_length, "perplexity")
         for name in self.splits:
             docs = self.documents(name)
             split_items, n_tokens, used = [], 0, 0
@@ -135,10 +139,10 @@ class PerplexityTask(TaskBase):
                     ids = ids[: self.max_tokens_per_document + 1]  # +1: the last scored token's target
                 nll, n_bytes, doc_tokens = 0.0, 0, 0
                 # Non-overlapping windows: each token is scored once, with the context of its window.
-                for start in range(0, len(ids) - 1, self.max_length):
+                for start in range(0, len(ids) - 1, max_length):
                     if self.max_tokens and n_tokens + doc_tokens >= self.max_tokens:
                         break
-                    piece = ids[start : start + self.max_length + 1]
+                    piece = ids[start : start + max_length + 1]
                     if len(piece) < 2:
                         continue
                     nll += self._window_nll(model, piece, journal)
@@ -167,6 +171,7 @@ class PerplexityTask(TaskBase):
             results[f"{name}.tokens"] = n_tokens
             results[f"{name}.documents"] = used
             self.items += split_items
+        results["max_length"] = max_length
         domain = [name for name, spec in self.splits.items() if not spec.general and f"{name}.bpb" in results]
         if len(domain) > 1:
             # One number per model for sweeps: every domain source counts the same, however long.

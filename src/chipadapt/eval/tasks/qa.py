@@ -16,7 +16,7 @@ from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import FirstLines, jsonl_records
 from chipadapt.retrieval.rag import PLAIN_TEMPLATE, rag_prompt
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def read_qa(path: str | Path, question_key: str | None, answer_key: str) -> list
     QUESTION_KEYS it uses, and every record must use the same one."""
     path = Path(path)
     rows = []
+    ids = FirstLines(path)
     for lineno, record in jsonl_records(path, missing=f"QA file {path} does not exist"):
         if question_key is None:
             question_key = next((k for k in QUESTION_KEYS if k in record), QUESTION_KEYS[0])
@@ -40,7 +41,7 @@ def read_qa(path: str | Path, question_key: str | None, answer_key: str) -> list
             raise ChipadaptError(f"{path}:{lineno}: needs string fields {question_key!r} and {answer_key!r}")
         if not question.strip() or not answer.strip():  # an empty reference scores every answer 0
             raise ChipadaptError(f"{path}:{lineno}: {question_key!r} or {answer_key!r} is empty")
-        rows.append({"id": str(record.get("id", lineno)), "question": question, "answer": answer})
+        rows.append({"id": ids.check(record.get("id", lineno), lineno), "question": question, "answer": answer})
     if not rows:
         raise ChipadaptError(f"{path}: no questions")
     return rows
@@ -83,6 +84,15 @@ class QATask(TaskBase):
             r, prefix = self.retrieval, f"eval.{name}.retrieval"
             inputs = retrieval_inputs(prefix, r.get("passages"), r.get("build"), r.get("encoders"), r.get("bm25"))
             check_index_dir(r.get("index_dir"), f"{prefix}.index_dir", [*inputs, (f"eval.{name}.path", path)])
+
+    def inputs(self) -> list[tuple[str, str]]:
+        if not self.retrieval:
+            return [("path", str(self.path))]
+        from chipadapt.retrieval.build import retrieval_inputs
+
+        r = self.retrieval
+        found = retrieval_inputs("retrieval", r.get("passages"), r.get("build"), r.get("encoders"), r.get("bm25"))
+        return [("path", str(self.path)), *found]
 
     def _retrieve(self, questions: list[str]) -> list[list]:
         from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers

@@ -67,6 +67,7 @@ class RetrievalTask(TaskBase):
         ]
         # Checked now, before any passage is read: the indexes are written into it as each encoder runs.
         check_index_dir(index_dir, "eval.retrieval.index_dir", inputs)
+        self._inputs = [(key.removeprefix("eval.retrieval."), str(path)) for key, path in inputs if path]
         if misses_file:  # checked now: the file is written after the whole evaluation
             check_output_file(
                 misses_file,
@@ -74,6 +75,9 @@ class RetrievalTask(TaskBase):
                 is_misses_file,
                 [("eval.retrieval.passages", passages), ("eval.retrieval.queries", queries)],
             )
+
+    def inputs(self) -> list[tuple[str, str]]:
+        return self._inputs
 
     def _choose_fusion(self, hybrid, all_queries) -> dict:
         """Fuse the hybrid's parts as chosen on the tuning split (and say how it was chosen)."""

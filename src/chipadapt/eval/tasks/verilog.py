@@ -67,6 +67,9 @@ class VerilogTask(TaskBase):
         self.timeout_s, self.workers, self.references_only = timeout_s, workers, references_only
         self.shape = shape  # VerilogEvalShape or SelfCheckingShape: reads tasks, names the module, simulates
 
+    def inputs(self) -> list[tuple[str, str]]:
+        return [("path", str(self.path))]
+
     @property
     def needs_model(self) -> bool:
         return not self.references_only

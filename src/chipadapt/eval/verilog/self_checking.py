@@ -22,7 +22,7 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.verilog.hdl_scan import defined_modules, instantiated_modules
 from chipadapt.eval.verilog.simulate import SimResult, compile_and_run
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import jsonl_records, unique_field
 
 COMPILED_SUFFIXES = (".v", ".sv")
 CANDIDATE_FILE, TESTBENCH_FILE = "_candidate.sv", "_testbench.sv"
@@ -44,7 +44,9 @@ class SelfCheckingShape:
     def read(self, path: str | Path) -> list[dict]:
         path = Path(path)
         tasks = []
-        for lineno, record in jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"):
+        for lineno, record in unique_field(
+            jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"), path, "task_id"
+        ):
             where = f"{path}:{lineno}"
             missing = [k for k in ("task_id", "prompt", "test") if not isinstance(record.get(k), str)]
             if missing:

@@ -6,14 +6,16 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.verilog.simulate import SimResult, simulate
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import jsonl_records, unique_field
 
 
 class VerilogEvalShape:
     def read(self, path: str | Path) -> list[dict]:
         path = Path(path)
         tasks = []
-        for lineno, record in jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"):
+        for lineno, record in unique_field(
+            jsonl_records(path, missing=f"eval.verilog.path: {path} does not exist"), path, "task_id"
+        ):
             missing = [k for k in ("task_id", "prompt", "ref", "test") if not isinstance(record.get(k), str)]
             if missing:
                 raise ChipadaptError(f"{path}:{lineno}: missing string field(s) {missing}")
