@@ -212,6 +212,8 @@ def test_slurm_launcher_config_composes():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    import chipadapt  # noqa: F401  (the launcher's resolvers)
+
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra_compose(
             "train",

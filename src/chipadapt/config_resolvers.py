@@ -34,3 +34,49 @@ def gpus_per_node(devices, default: int = 8) -> int:
 
 if not OmegaConf.has_resolver("chipadapt_gpus_per_node"):
     OmegaConf.register_new_resolver("chipadapt_gpus_per_node", gpus_per_node)
+
+
+def run_folder(timestamped: str, command: str) -> str:
+    """`hydra.run.dir` below outputs/: `<date>/<time>`, but in a SLURM job `slurm-<job id>/<command>`,
+    the same folder for every requeue of the job (which reruns the same command), so it resumes there."""
+    from chipadapt.scaleout.slurm_requeue import slurm_job_id
+
+    job = slurm_job_id()
+    return f"slurm-{job}/{command}" if job else timestamped
+
+
+if not OmegaConf.has_resolver("chipadapt_run_folder"):
+    OmegaConf.register_new_resolver("chipadapt_run_folder", run_folder)
+
+
+def trainer_setting(key: str, *, _root_):
+    """`trainer.<key>` for the SLURM launcher's resources; `--cfg hydra` shows the hydra section
+    without the trainer, so it is told which view has both."""
+    value = OmegaConf.select(_root_, f"trainer.{key}", default=None)
+    if value is None:
+        raise ValueError(
+            f"hydra.launcher follows trainer.{key}, which this view leaves out: "
+            "preview it with --cfg all --resolve -p hydra.launcher"
+        )
+    return value
+
+
+if not OmegaConf.has_resolver("chipadapt_trainer"):
+    OmegaConf.register_new_resolver("chipadapt_trainer", trainer_setting)
+
+
+def slurm_gpus_per_node(accelerator: str, devices, default: int = 8) -> int:
+    """GPUs to ask SLURM for: none for a CPU trainer, else one per device of `trainer.devices`."""
+    return 0 if str(accelerator).lower() == "cpu" else gpus_per_node(devices, default)
+
+
+def slurm_tasks_per_node(gpus: int, devices) -> int:
+    """Lightning's SLURM environment maps one task to one device: one per GPU asked for (which
+    `hydra.launcher.gpus_per_node` may set), or for a CPU trainer one per process of `trainer.devices`."""
+    return gpus if gpus >= 1 else gpus_per_node(devices, 1)
+
+
+if not OmegaConf.has_resolver("chipadapt_slurm_gpus"):
+    OmegaConf.register_new_resolver("chipadapt_slurm_gpus", slurm_gpus_per_node)
+if not OmegaConf.has_resolver("chipadapt_slurm_tasks"):
+    OmegaConf.register_new_resolver("chipadapt_slurm_tasks", slurm_tasks_per_node)

@@ -1,45 +1,122 @@
-"""SIGINT and SIGTERM as a clean stop: the run's manifest says `interrupted`, training writes its
-last checkpoint at the next step boundary, temporary outputs are removed on the way out.
+"""SIGINT, SIGTERM and SLURM's warning signals (USR1, USR2) as a clean stop: the run's manifest says
+`interrupted`, training writes its last checkpoint at the next step boundary, temporary outputs are
+removed on the way out; after a warning signal the SLURM job is also requeued, as the job stops.
 
-Outside training the first signal raises `Interrupted` at once, so `finally` blocks and the
-atomic writers clean up. Inside `deferred()` (the Lightning fit loop) it is only recorded, and the
+The handlers are installed when the job starts (`install()`, before data preparation) and stay
+until it ends. Outside training the first signal raises `Interrupted` at once, so `finally` blocks and
+the atomic writers clean up. Inside `deferred()` (the Lightning fit loop) it is only recorded, and the
 `StopAtStepBoundary` callback saves `last.ckpt` and raises after the optimizer step completes:
-stopping mid-step would checkpoint half-updated weights."""
+stopping mid-step would checkpoint half-updated weights. A second Ctrl-C stops at once, without that
+checkpoint. Once training has finished (`training_finished()`), a warning signal no longer stops
+the job: the validation and the model save that follow are what a requeued job would redo."""
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_state = {"received": None, "deferring": False}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SLURM's warning before a time limit or a preemption: `sbatch --signal=USR1@120`, submitit's USR2.
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+_state: dict = {"received": None, "deferring": False, "trained": False, "late": None, "launcher": {}}
 
 
 class Interrupted(BaseException):
     """Raised by the handlers; a BaseException so `except Exception` blocks do not swallow it."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int, note: str | None = None, launcher_status: int | None = None):
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}; {note}" if note else name)
         self.signum = signum
+        self.launcher_status = launcher_status
 
     @property
     def exit_status(self) -> int:
-        return 128 + self.signum
+        # A launcher that requeued the job may read the exit status (submitit's local executor does).
+        return self.launcher_status if self.launcher_status is not None else 128 + self.signum
+
+
+def _say(text: str) -> None:
+    # os.write, not print: a signal handler may run while the main thread is inside a print to stderr.
+    if all(os.environ.get(v, "0") in ("", "0") for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):
+        os.write(2, f"chipadapt: {text}\n".encode())
+
+
+def stop(signum: int) -> Interrupted:
+    """The exception that ends the job for `signum`, after requeueing the SLURM job when a warning
+    signal asked for it (also one that came after training, before a SIGTERM cut the save short)."""
+    requeue_for = signum if signum in REQUEUE_SIGNALS else _state["late"]
+    if requeue_for is None:
+        return Interrupted(signum)
+    from chipadapt.scaleout.slurm_requeue import requeue_job
+
+    requeued = requeue_job(requeue_for, _state["launcher"].get(requeue_for))
+    return Interrupted(signum, requeued.note, requeued.exit_status)
 
 
 def handle_signal(signum, frame) -> None:
+    if signum in REQUEUE_SIGNALS and _state["trained"]:
+        if _state["late"] is None:
+            _state["late"] = signum
+            _say(f"{signal.Signals(signum).name} after training had finished: completing the run (nothing to requeue)")
+        return
+    if _state["received"] is not None:
+        if signum == signal.SIGINT:  # a second Ctrl-C: the user does not want to wait for the save
+            raise stop(signum)
+        return  # already stopping (SLURM's SIGTERM after a requeue, say): let the clean-up finish
     _state["received"] = signum
     if not _state["deferring"]:
-        raise Interrupted(signum)
+        raise stop(signum)
+    if signum == signal.SIGINT:
+        _say("stopping after this step: saving a checkpoint; press Ctrl-C again to stop now without saving")
+    else:
+        _say(f"{signal.Signals(signum).name}: stopping after this step: saving a checkpoint")
+
+
+def take_over(signals=STOP_SIGNALS + REQUEUE_SIGNALS) -> dict:
+    """Install the handler for `signals`; returns the handlers it replaced. A launcher's handler of a
+    warning signal (submitit's) is kept, to requeue the job its way when the job stops."""
+    replaced = {}
+    for sig in signals:
+        previous = signal.getsignal(sig)
+        replaced[sig] = previous
+        if sig in REQUEUE_SIGNALS and callable(previous) and not _is_ours_or_lightnings(previous):
+            _state["launcher"][sig] = previous
+        signal.signal(sig, handle_signal)
+    return replaced
+
+
+def _is_ours_or_lightnings(handler) -> bool:
+    module = getattr(handler, "__module__", None) or type(handler).__module__
+    return handler is handle_signal or module.startswith("lightning")
 
 
 def install() -> None:
-    """Take over SIGINT and SIGTERM for this process (entry points call it once)."""
-    _state["received"] = None
-    signal.signal(signal.SIGINT, handle_signal)
-    signal.signal(signal.SIGTERM, handle_signal)
+    """Take over the signals for this process (entry points call it once, as the job starts)."""
+    reset()
+    take_over()
+
+
+def reset() -> None:
+    """Forget the signals of an earlier job in this process (not whether a fit is running now)."""
+    _state.update(received=None, trained=False, late=None, launcher={})
+
+
+def owns(sig: int) -> bool:
+    return signal.getsignal(sig) is handle_signal
 
 
 def received() -> int | None:
     return _state["received"]
+
+
+def training_finished() -> None:
+    """Training ran to its end: a warning signal from now on (or one that came after the last step's
+    boundary) lets the job complete instead of stopping it."""
+    _state["trained"] = True
+    if _state["received"] in REQUEUE_SIGNALS:
+        _state["late"], _state["received"] = _state["received"], None
 
 
 @contextmanager
@@ -56,4 +133,4 @@ def deferred() -> Iterator[None]:
 
 def raise_if_received() -> None:
     if _state["received"] is not None:
-        raise Interrupted(_state["received"])
+        raise stop(_state["received"])

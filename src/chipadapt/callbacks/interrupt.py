@@ -1,5 +1,6 @@
-"""Stop a training run cleanly on SIGINT/SIGTERM: finish the optimizer step in flight, write
-`last.ckpt` (what a rerun in the same folder resumes from), then raise `Interrupted`."""
+"""Stop a training run cleanly on SIGINT/SIGTERM and SLURM's warning signals (USR1/USR2): finish the
+optimizer step in flight, write `last.ckpt` (what a rerun in the same folder resumes from), then
+raise `Interrupted` (after requeueing the SLURM job, for a warning signal)."""
 
 import signal
 import threading
@@ -48,7 +49,7 @@ class StopAtStepBoundary(L.Callback):
 
     def _stop_now(self) -> None:
         if self._stop:
-            raise interrupts.Interrupted(interrupts.received() or signal.SIGTERM)
+            raise interrupts.stop(interrupts.received() or signal.SIGTERM)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._stop_now()
@@ -61,3 +62,5 @@ class StopAtStepBoundary(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._stop_now()
+        # Trained to the end: a warning signal from now on lets the validation and the save finish.
+        interrupts.training_finished()
