@@ -31,6 +31,11 @@ def apply_lora(model, cfg: DictConfig, folder: Path):
     if ids:
         settings["trainable_token_indices"] = {"embed_tokens": ids}
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **settings))
+    # The base stays in its dtype (frozen: bf16 is fine); adapters and new token rows train, so they
+    # are float32 master weights, and so is their Adam state (a bf16 update of ~lr rounds away).
+    for param in peft_model.parameters():
+        if param.requires_grad and param.is_floating_point():
+            param.data = param.data.float()
     trainable, total = peft_model.get_nb_trainable_parameters()
     log.info(
         "LoRA r=%s on %s: %s trainable of %s parameters (%.3f%%)%s",

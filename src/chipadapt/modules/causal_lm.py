@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 from torchmetrics import SumMetric
-from torchmetrics.text import Perplexity
 
 from chipadapt.data.sft_batches import block_causal_mask
 from chipadapt.models.checkpointing import enable_activation_checkpointing
@@ -40,7 +39,12 @@ class CausalLMModule(L.LightningModule):
     ):
         """`val_split_names`: the DataModule's validation splits, in the order of its loaders."""
         super().__init__()
-        self.model = load_causal_lm(Path(model_folder), dtype, attn_implementation)
+        lora = peft is not None and bool(peft.get("r"))
+        # Weights that train are float32 master weights whatever `dtype` says: at ChipNeMo's lr 5e-6
+        # an Adam update (~lr) is below half the bf16 spacing of a 0.02 weight and rounds away (92% of
+        # a model's weights never moved). bf16 compute comes from trainer.precision=bf16-mixed;
+        # `dtype` is what frozen weights (LoRA's base) and inference use.
+        self.model = load_causal_lm(Path(model_folder), dtype if lora else "float32", attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
         if gradient_checkpointing:
             enable_activation_checkpointing(self.model, "model.gradient_checkpointing")
@@ -48,21 +52,23 @@ class CausalLMModule(L.LightningModule):
         self.optim = optim
         self.loss_guard = LossSpikeGuard(**loss_guard) if loss_guard else LossSpikeGuard(False, 0.0, 1, 0)
         self.peft_cfg = peft
-        if peft is not None and peft.get("r"):
+        if lora:
             self.model = apply_lora(self.model, peft, Path(model_folder))
         rows = self.model.get_output_embeddings().weight.shape[0]
         self.register_buffer(
             "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
         )
         self.val_split_names = list(val_split_names)
+        # Sums over a split's labelled tokens: perplexity, loss and bits per byte all come from them.
         self.val_metrics = torch.nn.ModuleDict(
             {
-                name: torch.nn.ModuleDict(
-                    {"ppl": Perplexity(ignore_index=-100), "nll": SumMetric(), "bytes": SumMetric()}
-                )
+                name: torch.nn.ModuleDict({"nll": SumMetric(), "tokens": SumMetric(), "bytes": SumMetric()})
                 for name in self.val_split_names
             }
         )
+        # The mean loss of the current optimizer step: its micro-batches' losses, summed, and their count.
+        self.step_loss_sum = torch.zeros(())
+        self.step_micro_batches = 0
         self.val_results: dict[str, dict[str, float]] = {}
         self.last_val_step: int | None = None
 
@@ -80,15 +86,37 @@ class CausalLMModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(**self.model_inputs(batch), labels=batch["labels"])
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # Every micro-batch goes backward, even a spiking one: the guard decides per optimizer step,
+        # the same way on every process (optimizer_step), and a skipped step drops all its gradients.
         loss = self(batch).loss
-        # float() waits for the device: only when the guard is on.
-        if self.loss_guard.enabled and not self.loss_guard.admit(float(loss.detach())):
-            # Returning None skips backward and the optimizer step for this batch.
-            self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
-            return None
-        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].size(0))
+        self.step_loss_sum = self.step_loss_sum.to(loss.device) + loss.detach().float()
+        self.step_micro_batches += 1
         return loss
+
+    def step_loss(self) -> float:
+        """The optimizer step's loss, the mean over its micro-batches on every process: what the
+        gradient averages (each micro-batch's loss is the mean over its labelled tokens), the same
+        number on every process and for any number of processes."""
+        total = torch.stack([self.step_loss_sum, torch.tensor(float(self.step_micro_batches))]).to(self.device)
+        total = self.trainer.strategy.reduce(total, reduce_op="sum")
+        self.step_loss_sum, self.step_micro_batches = torch.zeros((), device=self.device), 0
+        return float(total[0] / total[1])
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        def closure():
+            result = optimizer_closure()  # the step's last micro-batch: forward and backward
+            loss = self.step_loss()  # all-reduced: every process reaches the same verdict
+            if self.loss_guard.enabled and not self.loss_guard.admit(loss):
+                # No update at all: parameters without a gradient are left alone by the optimizer
+                # (and their Adam state too); None also tells mixed precision to skip its step.
+                optimizer.zero_grad(set_to_none=True)
+                self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
+                return None
+            self.log("train/loss", loss, prog_bar=True, on_step=True)
+            return result
+
+        optimizer.step(closure=closure)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         from lightning.pytorch.strategies import FSDPStrategy
@@ -101,36 +129,75 @@ class CausalLMModule(L.LightningModule):
             optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
         )
 
+    def setup(self, stage: str) -> None:
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        if self.loss_guard.enabled and isinstance(self.trainer.strategy, DeepSpeedStrategy):
+            # DeepSpeed's engine owns its gradients and steps itself: a step cannot be skipped from
+            # here (returning None stops it with an error at the first spike, hours into a run).
+            log.warning("loss_guard: off under DeepSpeed, which cannot skip an optimizer step from the module")
+            self.loss_guard.enabled = False
+
+    def frozen_weight_names(self) -> set[str]:
+        """With LoRA, the base weights (state-dict names): they never change, and resume loads them
+        again from the model folder it fingerprints, so checkpoints leave them out (~140 GB a save at
+        70B). Empty under FSDP/DeepSpeed, whose sharded checkpoints have their own layout."""
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+        if not self.peft_cfg or not self.peft_cfg.get("r"):
+            return set()
+        if not isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
+            return set()
+        trained = {f"model.{name}" for name, param in self.model.named_parameters() if param.requires_grad}
+        # From the state dict, not named_parameters(): a tied lm_head is a name of its own there.
+        return {name for name in self.state_dict() if name.startswith("model.") and name not in trained}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["loss_guard"] = self.loss_guard.state_dict()
+        frozen = self.frozen_weight_names()
+        if frozen:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+            checkpoint["frozen_weights_left_out"] = True
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.loss_guard.load_state_dict(checkpoint.get("loss_guard", {}))
+        if checkpoint.get("frozen_weights_left_out"):
+            # The frozen base as loaded from the model folder; strict loading still checks the rest.
+            own = self.state_dict()
+            checkpoint["state_dict"] = {**{k: own[k] for k in self.frozen_weight_names()}, **checkpoint["state_dict"]}
+
+    def on_validation_epoch_start(self) -> None:
+        # trainer.precision=*-true casts the whole module, metric states included (a bf16 sum of
+        # log-likelihoods read 458.000, then 444.000): the sums are kept in float64.
+        for metrics in self.val_metrics.values():
+            for metric in metrics.values():
+                metric.set_dtype(torch.float64)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(**self.model_inputs(batch)).logits
         metrics = self.val_metrics[self.val_split_names[dataloader_idx]]
-        # Position t predicts token t+1; the metrics add up over labelled tokens of all batches.
+        # Position t predicts token t+1; the sums run over labelled tokens of all batches.
         logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-        metrics["ppl"].update(logits, labels)
-        nll = torch.nn.functional.cross_entropy(
+        nll = torch.nn.functional.cross_entropy(  # log-softmax in float32, whatever the model computes in
             logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
         )
-        metrics["nll"].update(nll)
-        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum())
+        metrics["nll"].update(nll.double())
+        metrics["tokens"].update((labels != -100).sum().double())
+        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum().double())
 
     def on_validation_epoch_end(self) -> None:
         results = {}
         for name in self.val_split_names:
             metrics = self.val_metrics[name]
-            if not metrics["ppl"].update_called:
+            if not metrics["nll"].update_called:
                 continue
-            ppl = float(metrics["ppl"].compute())
-            # Bits per byte of text: comparable across tokenizers (perplexity is per token).
-            bpb = float(metrics["nll"].compute() / metrics["bytes"].compute().clamp(min=1)) / math.log(2)
+            nll, tokens, nbytes = (float(metrics[key].compute()) for key in ("nll", "tokens", "bytes"))
             for metric in metrics.values():
                 metric.reset()
-            results[name] = dict(zip(VAL_METRICS, (ppl, math.log(ppl), bpb)))
+            loss = nll / max(tokens, 1.0)
+            # Bits per byte of text: comparable across tokenizers (perplexity is per token).
+            bpb = nll / max(nbytes, 1.0) / math.log(2)
+            results[name] = dict(zip(VAL_METRICS, (math.exp(loss), loss, bpb)))
             for key, value in results[name].items():
                 self.log(f"val/{name}/{key}", value)
         self.val_results = results

@@ -1,8 +1,15 @@
 """The optimizer and learning-rate schedule of every LightningModule here, from the `optim` group."""
 
+import logging
+
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# Values looked at per tensor to estimate how many updates round away (enough for a share in %).
+SAMPLE_PER_TENSOR = 1 << 20
 
 
 def decay_groups(
@@ -30,9 +37,50 @@ def optimizers_for(model: torch.nn.Module, optim: DictConfig, trainer, lr_by_pre
     """`configure_optimizers`' return value: the optimizer over `model`, with the per-step schedule when set."""
     params = decay_groups(model, optim.optimizer.weight_decay, lr_by_prefix)
     optimizer = instantiate(optim.optimizer)(params=params)
+    warn_if_updates_round_away(optimizer, trainer)
     if optim.scheduler is None:
         return optimizer
     scheduler = instantiate(optim.scheduler)(
         optimizer=optimizer, num_training_steps=int(trainer.estimated_stepping_batches)
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def share_of_updates_lost(param: torch.Tensor, lr: float) -> float:
+    """The share of `param`'s values for which an update of size `lr` is under half the spacing of
+    their floating-point format, so rounds away (Adam moves a weight by about lr a step)."""
+    values = param.detach().flatten()
+    values = values[:: max(1, values.numel() // SAMPLE_PER_TENSOR)].float().abs()
+    _, exponent = torch.frexp(values)  # |w| = m 2^e with m in [0.5, 1): spacing eps 2^(e-1)
+    spacing = torch.finfo(param.dtype).eps * torch.pow(2.0, exponent.float() - 1)
+    lost = (values > 0) & (lr < spacing / 2)
+    return float(lost.float().mean()) if values.numel() else 0.0
+
+
+def warn_if_updates_round_away(optimizer: torch.optim.Optimizer, trainer) -> None:
+    """One line when weights that train are half precision (trainer.precision=bf16-true/16-true casts
+    every weight): at ChipNeMo's lr 5e-6 most of a model's weights would never change. A warning, not
+    a refusal: at larger learning rates (SFT, LoRA at 1e-4) pure bf16 training is a real memory saving."""
+    half = [
+        (param, group["lr"])
+        for group in optimizer.param_groups
+        for param in group["params"]
+        if param.dtype in (torch.bfloat16, torch.float16)
+    ]
+    if not half or not getattr(trainer, "is_global_zero", True):
+        return
+    total = sum(p.numel() for p, _ in half)
+    lost = sum(share_of_updates_lost(p, lr) * p.numel() for p, lr in half) / total
+    if lost == 0:
+        return
+    dtype = str(half[0][0].dtype).removeprefix("torch.")
+    log.warning(
+        "training %s weights (trainer.precision=%s): at lr %g an update is under half the %s spacing of "
+        "%.1f%% of them and rounds away, so they do not train; trainer.precision=bf16-mixed keeps float32 "
+        "master weights",
+        dtype,
+        getattr(trainer, "precision", "?"),
+        max(lr for _, lr in half),
+        dtype,
+        100 * lost,
+    )
