@@ -13,6 +13,7 @@ from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_folder_key import run_folder_key
+from chipadapt.trainer_schema import check_trainer_on_this_machine
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def train(cfg: DictConfig) -> dict:
     if metrics is not None:
         log.info("train: %s completed before with these settings and inputs; not trained again", out)
         return metrics
+    # Here, in the process that trains (a SLURM login node that only submits the job has no GPU), and
+    # before the data is prepared and the model loaded: a GPU asked of a CPU machine stops in seconds.
+    check_trainer_on_this_machine(cfg.trainer)
     # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
     # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
     check_output_folder(

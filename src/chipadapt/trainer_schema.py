@@ -1,10 +1,14 @@
 """Lightning Trainer and callback settings users edit (`trainer.max_steps`, `trainer.devices`,
-`callbacks.checkpoint.every_n_train_steps`), checked with the rest of the config by
-config_schema.validate. Lightning checks some only once training starts, after the data is
-prepared, with a traceback that names no key."""
+`trainer.precision`, `callbacks.checkpoint.every_n_train_steps`), checked with the rest of the config by
+config_schema.validate; and, in the job that trains, whether this machine has what they ask for
+(`check_trainer_on_this_machine`). Lightning checks these only when the Trainer is built, after the
+data is prepared and the model loaded, and its error went through Hydra's error path (an "Error
+executing job" line above ours) naming no key."""
 
+import importlib.util
+import inspect
 import re
-from typing import Any
+from typing import Any, get_args
 
 from omegaconf import DictConfig, ListConfig
 
@@ -58,7 +62,8 @@ def check_devices(devices: Any) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """A training run's Trainer and callback counts; whole numbers written as floats are made ints."""
+    """A training run's Trainer and callback counts (whole numbers written as floats are made ints), its
+    precision and accelerator names, and no argument the Trainer does not take."""
     for dotted, (low, nullable, fraction) in TRAINER_COUNTS.items():
         section, _, key = dotted.partition(".")
         node = cfg.get(section)
@@ -73,3 +78,141 @@ def check_trainer(cfg: DictConfig) -> None:
             node[key] = _count(dotted, node[key], low, nullable, fraction)
     if isinstance(cfg.get("trainer"), DictConfig) and "devices" in cfg.trainer:
         check_devices(cfg.trainer.devices)
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, DictConfig):
+        check_precision(trainer.get("precision"))
+        check_accelerator_name(trainer.get("accelerator"))
+        check_trainer_arguments(trainer)
+
+
+def lightning_precisions() -> tuple | None:
+    """Every `precision` Lightning's Trainer accepts, from Lightning's own list (the strings, their
+    aliases `bf16`, `32` and the ints 16, 32, 64); None where this Lightning keeps it elsewhere."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT
+    except ImportError:
+        return None
+    return tuple(value for group in get_args(_PRECISION_INPUT) for value in get_args(group))
+
+
+def check_precision(precision: Any) -> None:
+    allowed = lightning_precisions()
+    if precision is None or allowed is None or isinstance(precision, bool):
+        return
+    if precision not in allowed:
+        names = ", ".join(repr(value) for value in allowed if isinstance(value, str))
+        raise ChipadaptError(f"trainer.precision: {precision!r} is not a precision Lightning accepts ({names})")
+
+
+# `gpu` is Lightning's word for whichever GPU backend the machine has (CUDA, else Apple's MPS).
+ACCELERATOR_WORDS = ("auto", "gpu")
+
+
+def check_accelerator_name(accelerator: Any) -> None:
+    if not isinstance(accelerator, str):  # an Accelerator built from a _target_: Lightning's to check
+        return
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    names = sorted(AcceleratorRegistry.available_accelerators()) + list(ACCELERATOR_WORDS)
+    if accelerator.lower() not in names:
+        raise ChipadaptError(f"trainer.accelerator: {accelerator!r} is not an accelerator ({', '.join(names)})")
+
+
+# Trainer arguments the recipe (stages/common.build_trainer) passes itself, from these settings: a
+# value under trainer.* would be replaced without a word.
+SET_BY_RECIPE = {
+    "accumulate_grad_batches": "data.global_batch_size and data.micro_batch_size (global = micro x "
+    "processes x accumulation)",
+    "gradient_clip_val": "optim.gradient_clip_val",
+    "logger": "logger=csv|tensorboard|wandb",
+    "callbacks": "the callbacks group (callbacks.NAME)",
+    "default_root_dir": "hydra.run.dir",
+}
+
+
+def trainer_parameters(target: str) -> set[str] | None:
+    """The keyword arguments `target` (lightning.Trainer, or a subclass a user names) takes; None when
+    it takes any (**kwargs) or cannot be imported (instantiate then says so)."""
+    from hydra.utils import get_object
+
+    try:
+        built = get_object(target)
+        signature = inspect.signature(built.__init__ if inspect.isclass(built) else built)
+    except Exception:  # noqa: BLE001 - not importable or no signature: nothing to compare here
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    return {name for name in signature.parameters if name != "self"}
+
+
+def check_trainer_arguments(trainer: DictConfig) -> None:
+    """Every trainer.* key is an argument of the Trainer (`+trainer.foo=1` would fail once the data is
+    prepared), and none is one the recipe sets from another key."""
+    keys = [key for key in trainer if not str(key).startswith("_")]  # _target_, _convert_, ...: Hydra's
+    for key in keys:
+        if key in SET_BY_RECIPE:
+            raise ChipadaptError(f"trainer.{key}: train.py sets it from {SET_BY_RECIPE[key]}; set that instead")
+    known = trainer_parameters(str(trainer.get("_target_", "")))
+    if known is None:
+        return
+    for key in keys:
+        if key not in known:
+            raise ChipadaptError(
+                f"trainer.{key}: not an argument of {trainer._target_} (see its documentation for the arguments "
+                "it takes)"
+            )
+
+
+def _strategy_target(strategy: Any) -> str:
+    """`fsdp`, `ddp` ... or a strategy's `_target_` (chipadapt.scaleout.strategies.fsdp_strategy)."""
+    if isinstance(strategy, DictConfig):
+        return str(strategy.get("_target_", "")).rsplit(".", 1)[-1]
+    return str(strategy or "")
+
+
+def check_trainer_on_this_machine(trainer: DictConfig) -> None:
+    """What the Trainer asks of the machine it trains on: a GPU asked for exists (and as many as
+    `trainer.devices` names), FSDP runs on GPUs, DeepSpeed is installed. Called by the job that trains
+    (pipeline.train, before any data is read), never where a sweep is only launched: a SLURM login node
+    submitting jobs to GPU nodes (hydra/launcher=slurm) has no GPU itself."""
+    import torch
+
+    accelerator = trainer.get("accelerator", "auto")
+    name = accelerator.lower() if isinstance(accelerator, str) else None
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    if (name == "cuda" and not cuda) or (name == "gpu" and not (cuda or mps)):
+        raise ChipadaptError(
+            f"trainer.accelerator: {accelerator!r} asks for a GPU, but this machine has no GPU that torch can use "
+            "(torch.cuda.is_available() is false); train on the CPU with trainer=cpu (or trainer.accelerator=cpu "
+            "with trainer=ddp), or run on a GPU node"
+        )
+    on_cuda = cuda and name in ("gpu", "cuda", "auto")
+    if on_cuda and name != "auto":
+        check_gpu_count(trainer.get("devices"), torch.cuda.device_count())
+    strategy = _strategy_target(trainer.get("strategy"))
+    if strategy.startswith("fsdp") and not on_cuda:
+        # Lightning checks this when the job starts its processes, for its own FSDP class only.
+        raise ChipadaptError("trainer=fsdp: FSDP needs GPUs (trainer.accelerator=gpu); on CPU use trainer=ddp")
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ChipadaptError("trainer=deepspeed_*: DeepSpeed is not installed (pip install '.[gpu]')")
+
+
+def check_gpu_count(devices: Any, count: int) -> None:
+    """`trainer.devices` (a count, a list of indices or a string of them; -1 and auto: all) within the
+    `count` GPUs this machine has."""
+    if isinstance(devices, str) and re.fullmatch(r"\s*\d+\s*", devices):
+        devices = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        devices = [int(part) for part in devices.split(",") if part.strip()]
+    if isinstance(devices, bool):
+        return
+    asked = devices if isinstance(devices, int) else None
+    if isinstance(devices, (list, ListConfig)):
+        asked = max(devices) + 1 if devices else None
+        devices = list(devices)
+    if asked is not None and asked > count:
+        raise ChipadaptError(
+            f"trainer.devices: {devices!r} asks for more GPUs than this machine has: it has {count} GPUs; "
+            "trainer.devices=-1 uses every GPU of the node"
+        )

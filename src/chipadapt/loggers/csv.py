@@ -10,7 +10,9 @@ A job tells the logger where its own logging starts (`start_at`, before the firs
 from a checkpoint at step N logs steps N, N+1, ... again, so the rows an earlier attempt logged from
 step N on (after that checkpoint: lost with the kill) are dropped first instead of appearing twice; a
 run started over (resume=false), and an evaluate.py or merge.py rerun, start at 0 and so start the
-file over. Without `start_at` (the logger used on its own) every row is kept.
+file over. A run started over discards the checkpoint it did not resume at that same moment
+(stages/common.discard_checkpoint): the rows below a checkpoint's step are always its own run's.
+Without `start_at` (the logger used on its own) every row is kept.
 """
 
 import csv

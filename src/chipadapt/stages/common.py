@@ -5,12 +5,14 @@ class."""
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,28 +70,72 @@ def record_data_inputs(cfg: DictConfig, manifest: RunManifest) -> None:
                 manifest.add_input(f"data.{section}.{name}", source.path)
 
 
-def build_trainer(cfg: DictConfig, out: Path, accumulation: int, start_step: int | None = 0) -> tuple[L.Trainer, dict]:
+def build_trainer(
+    cfg: DictConfig, out: Path, accumulation: int, start_step: int | None = 0, start_over: bool = False
+) -> tuple[L.Trainer, dict]:
     """The Trainer of every training stage, and its callbacks by name. A group entry set to null
     (callbacks.progress=null, logger.csv=null) switches that callback or logger off. `start_step`:
-    the first step this run logs (a resumed run's checkpoint step, None if unknown), where the loggers start."""
+    the first step this run logs (a resumed run's checkpoint step, None if unknown), where the loggers
+    start. `start_over` (resume=false): the checkpoint not resumed is discarded as the loggers start over."""
     callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items() if c is not None}
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        accumulate_grad_batches=accumulation,
-        gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=build_loggers(cfg.logger, start_step),
-        callbacks=[
-            *callbacks.values(),
-            RecordSettings(trajectory_settings(cfg)),
-            StartingMetrics(validation_settings(cfg)),
-        ],
-        default_root_dir=str(out),
-    )
+    try:
+        trainer: L.Trainer = instantiate(
+            cfg.trainer,
+            accumulate_grad_batches=accumulation,
+            gradient_clip_val=cfg.optim.gradient_clip_val,
+            logger=build_loggers(cfg.logger, start_step),
+            callbacks=[
+                *callbacks.values(),
+                RecordSettings(trajectory_settings(cfg)),
+                StartingMetrics(validation_settings(cfg)),
+            ],
+            default_root_dir=str(out),
+        )
+    except InstantiationException as err:
+        refused = lightning_refusal(err)
+        if refused is None:
+            raise
+        # trainer_schema checks what it knows of before the data is read; what Lightning refuses
+        # beyond that is still the user's setting, told in one line.
+        raise ChipadaptError(f"trainer: Lightning refuses these settings: {refused}") from None
     use_same_folder_checkpoints(trainer)
+    if start_over and trainer.is_global_zero:
+        discard_checkpoint(out)  # before the first logger call below starts metrics.csv over
     config = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:  # the whole resolved config, not only the module's hyperparameters
         logger.log_hyperparams(config)
     return trainer, callbacks
+
+
+def discard_checkpoint(out: Path) -> None:
+    """resume=false: the folder's `last.ckpt` goes at the moment its curves start over (metrics.csv is
+    cut to the new run's rows, TensorBoard's purge_step hides the old events), not when the new run's
+    first checkpoint replaces it. Kept until then, a start-over killed before that checkpoint left
+    the old run's checkpoint beside the new run's first rows, and the next rerun resumed it and
+    logged on below them: one curve of two runs, the old run's early steps lost all the same. The
+    user asked to start over; keeping the checkpoint and not its curves helps nobody. It is renamed
+    aside first (one atomic step; a folder checkpoint's removal takes long), then removed, with what
+    an earlier replacement or discard left (hidden names, ours)."""
+    ckpt = out / "checkpoints" / "last.ckpt"
+    aside = ckpt.parent / f".{ckpt.name}.discarded"
+    if ckpt.exists() or ckpt.is_symlink():
+        folder_swap.discard(aside)
+        os.replace(ckpt, aside)
+        log.warning("resume=false: %s, not resumed, is discarded; the run and its curves start over", ckpt)
+    for leftover in (aside, folder_swap.partial_path(ckpt), folder_swap.old_path(ckpt)):
+        folder_swap.discard(leftover)
+
+
+def lightning_refusal(err: BaseException) -> str | None:
+    """The one-line message of the Lightning misconfiguration behind an instantiate error, if one is."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    cause = err.__cause__
+    while cause is not None:
+        if isinstance(cause, (MisconfigurationException, ValueError)):
+            return " ".join(str(cause).split())
+        cause = cause.__cause__
+    return None
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | None:
@@ -175,7 +221,7 @@ def train_module(
     resume_from = resume_checkpoint(cfg, out, check=False)  # checked by pipeline.train
     # Where this run's logging starts: the loggers drop what the attempt it resumes logged after its checkpoint.
     start_step = checkpoint_step(Path(resume_from)) if resume_from else 0
-    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step)
+    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=not cfg.resume)
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
     if resume_from:

@@ -7,9 +7,14 @@ what only says where outputs go, how progress is shown, what hardware runs it, o
 after training; the cache, shared-data and package folders (which move between machines and SLURM
 nodes) by name. A resume with other settings is an error. A few may change with a
 warning: the run's length (training a finished run longer; a scheduled lr is then recomputed for the
-new length) and activation checkpointing (the usual answer to running out of memory; the same batches,
-so the same trajectory). Not the micro-batch size: a run resumed with another one trained on other
-batches than an uninterrupted run (a probe, experiments/LOG.md)."""
+new length), and what is turned after running out of memory: activation checkpointing and the
+micro-batch size (with the global batch unchanged). The sampler cuts the data by global batches
+(data/resume_sampler.py), so every optimizer step trains on the same sequences at any micro-batch
+size; only the order in which their gradients add up differs, and, where rows hold different numbers
+of trained tokens (SFT answers), how the per-micro-batch mean loss weighs them (as with another
+number of processes). Lightning counts micro-batches in its loop state, which RecordSettings converts
+to the new accumulation on resume (without that, a resume from accumulation 2 to 4 at an odd step
+stepped after half a global batch, and the weights differed from an uninterrupted run's by 2e-3)."""
 
 import logging
 from importlib import resources
@@ -53,7 +58,7 @@ IGNORED = (
     "encoder.search",
 )
 LENGTH = ("trainer.max_steps", "trainer.max_epochs")
-WARNED = (*LENGTH, "gradient_checkpointing")
+WARNED = (*LENGTH, "gradient_checkpointing", "micro_batch_size")
 SHOWN = 6  # changes named in the error
 # A folder checkpoint (sharded FSDP, DeepSpeed) keeps what is not a tensor in one of these.
 FOLDER_METADATA = (
@@ -133,14 +138,61 @@ def flatten(tree: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+# Micro-batches per optimizer step (per process) of the run that wrote a checkpoint.
+ACCUMULATION_KEY = "chipadapt_accumulation"
+BATCH_PROGRESS = "epoch_loop.batch_progress"
+
+
 class RecordSettings(L.Callback):
-    """Writes the run's trajectory settings into every checkpoint it saves."""
+    """Writes the run's trajectory settings into every checkpoint it saves, and its accumulation; a run
+    resumed with another accumulation (another micro-batch size or number of processes) has Lightning's
+    count of micro-batches converted to it first."""
 
     def __init__(self, settings: dict[str, object]):
         self.settings = settings
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.settings
+        checkpoint[ACCUMULATION_KEY] = trainer.accumulate_grad_batches
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Called before Lightning restores its loops from `checkpoint` (Lightning 2.6).
+        recount_micro_batches(checkpoint, trainer.accumulate_grad_batches)
+
+
+def recount_micro_batches(checkpoint: dict, accumulation: int) -> None:
+    """Lightning's fit loop counts micro-batches (`batch_progress`), and steps the optimizer when that
+    count is a multiple of the accumulation and ends the epoch when it reaches the loader's length. At
+    another accumulation the restored count is in the wrong unit: the first step after the resume took
+    part of a global batch and the epoch ended early or late. The count of whole steps is kept and
+    expressed in the new micro-batches; checkpoints fall on step boundaries."""
+    progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get(BATCH_PROGRESS)
+    if not isinstance(progress, dict):
+        return
+    before = checkpoint.get(ACCUMULATION_KEY)
+    total_ready = (progress.get("total") or {}).get("ready")
+    step = checkpoint.get("global_step")
+    if before is None and isinstance(total_ready, int) and isinstance(step, int) and step and total_ready % step == 0:
+        before = total_ready // step  # a checkpoint written before the accumulation was recorded
+    if not isinstance(before, int) or before < 1 or before == accumulation:
+        return
+    parts = [progress.get(part) for part in ("total", "current")]
+    if not all(isinstance(counts, dict) and isinstance(counts.get("ready"), int) for counts in parts):
+        return
+    if any(counts["ready"] % before for counts in parts):
+        log.warning(
+            "the checkpoint was not written at a step boundary of its %d micro-batches a step; Lightning's count "
+            "of micro-batches is not converted to %d a step",
+            before,
+            accumulation,
+        )
+        return
+    for counts in parts:
+        ready = counts["ready"]
+        converted = ready // before * accumulation
+        for key, value in counts.items():
+            if isinstance(value, int):  # started, processed, completed: the same distance behind `ready`
+                counts[key] = max(0, converted - (ready - value))
 
 
 def recorded_settings(ckpt: Path) -> dict | None:
@@ -195,10 +247,18 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
         raise ChipadaptError(
             f"{ckpt} was written by a run with other settings ({'; '.join(different[:SHOWN])}{more}); rerun with "
             "that run's settings to resume it, give this run its own hydra.run.dir, or start over here with "
-            "resume=false (its checkpoint is then replaced)"
+            "resume=false (its checkpoint is then discarded as training starts)"
         )
     if changed:
-        if not any(ends_with(key, LENGTH) for key in changed):
+        if any(ends_with(key, ("micro_batch_size",)) for key in changed) and not any(
+            ends_with(key, LENGTH) for key in changed
+        ):
+            effect = (
+                "the global batch is unchanged, so the same sequences at every step; their gradients add up in "
+                "another order, and rows with different numbers of trained tokens (SFT answers) are weighed by "
+                "another per-micro-batch mean"
+            )
+        elif not any(ends_with(key, LENGTH) for key in changed):
             effect = "the global batch, and so the trajectory, is unchanged"
         elif cfg.optim.get("scheduler"):
             effect = "a scheduled lr is recomputed for the new length, so it jumps at the resumed step"
@@ -220,7 +280,7 @@ def check_data_contents(ckpt: Path, changed: list[str], current: dict) -> None:
         raise ChipadaptError(
             f"{ckpt} was written by a run on other data: {named} changed since; rerun on that data to resume "
             "it, give this run its own hydra.run.dir, or start over here with resume=false (its checkpoint is "
-            "then replaced)"
+            "then discarded as training starts)"
         )
 
 
