@@ -76,6 +76,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         template = getattr(datamodule, "template", None)
         if isinstance(template, StringTemplate):  # fine-tuned in a config template: saved as its chat template
             tokenizer.chat_template = template.as_jinja()
+        # Full fine-tuning is written as trained, in float32 master weights, whatever model.dtype: bf16 would
+        # round away what a short or low-lr run changed (3 steps at lr 5e-6 move a weight by less than
+        # half its bf16 spacing). A bf16 copy for serving is one `.to(torch.bfloat16)` away.
         save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
 
     trained = train_module(
