@@ -28,6 +28,7 @@ KINDS = {
     "reproduce": "reproduce",
     "compare": "compare",
     "curate": "curate",
+    "export": "export",
 }
 
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.atomic import atomic_directory
+from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.jsonl import json_object
 from chipadapt.models.locate import locate_model
 from chipadapt.models.portable_folder import make_portable
@@ -94,9 +94,17 @@ def check_causal_lm_weights(folder: Path, key: str = "model.path") -> None:
     safe_from_pretrained(AutoModelForCausalLM, folder, key, exact=True, device_map="meta")
 
 
-def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None = None, command: str = "train") -> Path:
+def save_hf_folder(
+    model,
+    tokenizer,
+    dest: str | Path,
+    state_dict: dict | None = None,
+    command: str = "train",
+    records: dict | None = None,
+) -> Path:
     """Write model (safetensors) + tokenizer as one folder, atomically (`state_dict`: weights gathered
-    from shards, when the model's own parameters are only this process's shard)."""
+    from shards, when the model's own parameters are only this process's shard; `records`: JSON files
+    by name, published with the weights, e.g. export.json)."""
     dest = Path(dest)
     with atomic_directory(dest, command) as tmp:
         model.save_pretrained(
@@ -104,5 +112,7 @@ def save_hf_folder(model, tokenizer, dest: str | Path, state_dict: dict | None =
         )
         tokenizer.save_pretrained(tmp)
         make_portable(tmp)
+        for name, record in (records or {}).items():
+            write_json_atomic(tmp / name, record)
     log.info("saved Hugging Face folder %s", dest)
     return dest
