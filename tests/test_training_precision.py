@@ -157,3 +157,28 @@ def test_lora_checkpoints_hold_the_adapters_only_and_resume_exactly(tmp_path, ti
     one, two = (load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("whole", "cut"))
     for name in one:
         assert torch.equal(one[name], two[name]), name
+
+
+def test_adapter_only_checkpoints_refuse_a_base_that_changed_since(tmp_path):
+    """The checkpoint leaves the frozen base out, so resume would put the adapters on whatever the
+    folder holds now (a DAPT run trained on in place meanwhile): refused by content fingerprint."""
+    import json
+    import shutil
+
+    from helpers.models import tiny_llama
+    from omegaconf import OmegaConf
+
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.manifest import fingerprint_input
+    from chipadapt.modules.causal_lm import CausalLMModule
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama(tmp_path / "cache"), base)
+    peft = OmegaConf.create({"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    module = CausalLMModule(base, "float32", "sdpa", False, OmegaConf.create({}), peft=peft)
+    recorded = fingerprint_input(base)["fingerprint"]
+    checkpoint = {"frozen_weights_left_out": True, "frozen_weights_fingerprint": recorded, "state_dict": {}}
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "note": "trained on"}))
+    with pytest.raises(ChipadaptError, match=r"has changed since the checkpoint's LoRA adapters were trained"):
+        module.on_load_checkpoint(checkpoint)

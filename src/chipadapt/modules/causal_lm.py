@@ -11,6 +11,8 @@ from omegaconf import DictConfig
 from torchmetrics import SumMetric
 
 from chipadapt.data.sft_batches import block_causal_mask
+from chipadapt.errors import ChipadaptError
+from chipadapt.manifest import fingerprint_input
 from chipadapt.models.checkpointing import enable_activation_checkpointing
 from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
 from chipadapt.models.lora import apply_lora
@@ -40,6 +42,7 @@ class CausalLMModule(L.LightningModule):
         """`val_split_names`: the DataModule's validation splits, in the order of its loaders."""
         super().__init__()
         lora = peft is not None and bool(peft.get("r"))
+        self.model_folder = Path(model_folder)
         # Weights that train are float32 master weights whatever `dtype` says: at ChipNeMo's lr 5e-6
         # an Adam update (~lr) is below half the bf16 spacing of a 0.02 weight and rounds away (92% of
         # a model's weights never moved). bf16 compute comes from trainer.precision=bf16-mixed;
@@ -98,7 +101,7 @@ class CausalLMModule(L.LightningModule):
         """The optimizer step's loss, the mean over its micro-batches on every process: what the
         gradient averages (each micro-batch's loss is the mean over its labelled tokens), the same
         number on every process and for any number of processes."""
-        total = torch.stack([self.step_loss_sum, torch.tensor(float(self.step_micro_batches))]).to(self.device)
+        total = step_total(self.step_loss_sum, self.step_micro_batches).to(self.device)
         total = self.trainer.strategy.reduce(total, reduce_op="sum")
         self.step_loss_sum, self.step_micro_batches = torch.zeros((), device=self.device), 0
         return float(total[0] / total[1])
@@ -158,20 +161,33 @@ class CausalLMModule(L.LightningModule):
         if frozen:
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
             checkpoint["frozen_weights_left_out"] = True
+            # What they are: resume refuses another base (a DAPT run trained on in place meanwhile).
+            checkpoint["frozen_weights_fingerprint"] = fingerprint_input(self.model_folder)["fingerprint"]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.loss_guard.load_state_dict(checkpoint.get("loss_guard", {}))
         if checkpoint.get("frozen_weights_left_out"):
+            recorded, now = checkpoint.get("frozen_weights_fingerprint"), fingerprint_input(self.model_folder)
+            if recorded and recorded != now["fingerprint"]:
+                raise ChipadaptError(
+                    f"model.path: {self.model_folder} has changed since the checkpoint's LoRA adapters were "
+                    "trained on it (its content fingerprint differs; the checkpoint leaves the frozen base out): "
+                    "resuming would put them on other weights; restore the folder, or start over with resume=false"
+                )
             # The frozen base as loaded from the model folder; strict loading still checks the rest.
             own = self.state_dict()
             checkpoint["state_dict"] = {**{k: own[k] for k in self.frozen_weight_names()}, **checkpoint["state_dict"]}
+
+    def sum_dtype(self) -> torch.dtype:
+        """float64 for validation sums; Apple's MPS has no float64, float32 there."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
 
     def on_validation_epoch_start(self) -> None:
         # trainer.precision=*-true casts the whole module, metric states included (a bf16 sum of
         # log-likelihoods read 458.000, then 444.000): the sums are kept in float64.
         for metrics in self.val_metrics.values():
             for metric in metrics.values():
-                metric.set_dtype(torch.float64)
+                metric.set_dtype(self.sum_dtype())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(**self.model_inputs(batch)).logits
@@ -181,9 +197,10 @@ class CausalLMModule(L.LightningModule):
         nll = torch.nn.functional.cross_entropy(  # log-softmax in float32, whatever the model computes in
             logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
         )
-        metrics["nll"].update(nll.double())
-        metrics["tokens"].update((labels != -100).sum().double())
-        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum().double())
+        dtype = self.sum_dtype()
+        metrics["nll"].update(nll.to(dtype))
+        metrics["tokens"].update((labels != -100).sum().to(dtype))
+        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum().to(dtype))
 
     def on_validation_epoch_end(self) -> None:
         results = {}
@@ -205,3 +222,9 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         return optimizers_for(self.model, self.optim, self.trainer)
+
+
+def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:
+    """[sum of the step's micro-batch losses, their count] on the device the sum is on (CUDA in
+    training: a count made on the CPU beside it fails to stack)."""
+    return torch.stack([loss_sum, torch.tensor(float(micro_batches), device=loss_sum.device)])
