@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import tarfile
 import zipfile
@@ -12,8 +13,7 @@ import zipfile
 import pytest
 from test_curation import RTL, config, records
 
-from chipadapt.curation.run import curate
-from chipadapt.errors import ChipadaptError
+from chipadapt.curation.run import SKIPS_WORTH_A_WARNING, curate
 
 SDC = "create_clock -name clk -period 10 [get_ports clk]\nset_input_delay 1 -clock clk [all_inputs]\n"
 
@@ -93,24 +93,51 @@ def test_jsonl_records_are_curated_one_document_per_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad_line, message",
+    "bad_line, detail",
     [
-        ('{"text": "unterminated', r"bugs\.jsonl:2: not JSON"),
+        ('{"text": "unterminated', r"bugs\.jsonl:2: not JSON \(Unterminated string"),
         ('["a", "list"]', r"bugs\.jsonl:2: a JSON list, not an object"),
         ('{"body": "no text key"}', r"bugs\.jsonl:2: no string \"text\" \(keys: body\)"),
         ('{"text": "lone \\ud800 surrogate here"}', r"bugs\.jsonl:2: .*surrogate"),
     ],
 )
-def test_a_malformed_jsonl_line_is_one_error_naming_file_and_line(tmp_path, bad_line, message):
+def test_a_malformed_jsonl_line_skips_its_file_whole_naming_file_and_line(tmp_path, caplog, bad_line, detail):
+    """A damaged records file stops no curation: it is skipped whole (no record of it curated), counted,
+    and its first bad line named in the report and in one warning."""
     root = tmp_path / "threads"
     root.mkdir()
     (root / "bugs.jsonl").write_text(
         json.dumps({"text": "a fine first record of some length"}) + "\n" + bad_line + "\n"
     )
-    with pytest.raises(ChipadaptError, match=message) as caught:
-        curate(config([root]), tmp_path / "out")
-    assert "\n" not in str(caught.value) and str(root / "bugs.jsonl") in str(caught.value)
-    assert not (tmp_path / "out").exists()  # nothing published
+    (root / "counter.v").write_text(RTL)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        report = curate(config([root]), out)
+    assert report["skipped"] == {"jsonl_malformed": 1} and report["files_read"] == 1
+    assert report["records"] == {"files": 0, "read": 0, "skipped": {}}
+    assert [r["path"] for r in records(out)] == ["counter.v"]  # not the fine first record
+    [example] = report["skipped_examples"]["jsonl_malformed"]
+    assert re.fullmatch(detail + ".*", example) and "\n" not in example
+    warnings = [r.getMessage() for r in caplog.records if "bugs.jsonl" in r.getMessage()]
+    assert warnings == [f"1 {SKIPS_WORTH_A_WARNING['jsonl_malformed']}: {example}"]
+    assert "skipped whole" in warnings[0]
+    assert_files_add_up(report)
+    assert_documents_add_up(report)
+
+
+def test_a_malformed_jsonl_inside_an_archive_is_skipped_the_same_way(tmp_path, caplog):
+    zip_path = tmp_path / "threads.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("a/bugs.jsonl", json.dumps({"text": SDC}) + "\n{broken\n")
+        archive.writestr("a/top.sdc", SDC + "set_load 0.05 [all_outputs]\n")
+    with caplog.at_level(logging.WARNING):
+        report = curate(config([zip_path]), tmp_path / "out")
+    assert report["skipped"] == {"jsonl_malformed": 1} and report["files_read"] == 1
+    assert report["documents_written"] == 1  # top.sdc, not the record identical to SDC
+    [example] = report["skipped_examples"]["jsonl_malformed"]
+    assert example.startswith("threads.zip/a/bugs.jsonl:2: not JSON (")
+    assert example in caplog.text
+    assert_files_add_up(report)
 
 
 def test_a_jsonl_of_another_kind_is_skipped_and_said_not_fatal(tmp_path, caplog):

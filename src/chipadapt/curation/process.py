@@ -9,9 +9,8 @@ from chipadapt.curation.dedup import content_hash, minhash_signature
 from chipadapt.curation.extract import BINARY_EXTRACTORS, ExtractError, html_text
 from chipadapt.curation.filters import GeneratedRules, generated_reason, redact
 from chipadapt.curation.languages import BINARY_FORMATS, language_of
-from chipadapt.curation.records import is_record_file, looks_like_records, read_records
+from chipadapt.curation.records import MalformedRecord, is_record_file, looks_like_records, read_records
 from chipadapt.curation.walk import Unit, archive_members, is_archive
-from chipadapt.errors import ChipadaptError
 from chipadapt.io.binary_files import looks_binary
 
 
@@ -43,10 +42,11 @@ class Result:
     digest: str = ""
     signature: np.ndarray | None = None
     line: int = 0
+    detail: str = ""  # for a skip its reason does not explain alone: where in the file, and what
 
 
-def process_file(source: str, path: str, data: bytes | None, size: int, s: Settings, where: str) -> list[Result]:
-    """One file's Results: itself, then (a .jsonl file) one per record. `where` names it in errors."""
+def process_file(source: str, path: str, data: bytes | None, size: int, s: Settings) -> list[Result]:
+    """One file's Results: itself, then (a .jsonl file) one per record."""
     if is_record_file(path) and (data is None or size > s.max_bytes):
         # Its own reason: a records file this large is a dataset the user meant, not a generated dump.
         return [Result(source, path, size, "jsonl_too_large")]
@@ -57,8 +57,15 @@ def process_file(source: str, path: str, data: bytes | None, size: int, s: Setti
             return [Result(source, path, size, "encoding_error")]
         if not looks_like_records(content):
             return [Result(source, path, size, "jsonl_without_text")]
+        try:
+            records = read_records(content)
+        except MalformedRecord as bad:
+            # Skipped whole, none of its records curated: a file broken at one line (a truncated copy,
+            # a merge conflict) may be broken elsewhere in ways that still parse, and a corpus silently
+            # missing part of a file is harder to notice than a file named in a warning.
+            return [Result(source, path, size, "jsonl_malformed", "jsonl", detail=str(bad))]
         results = [Result(source, path, size, "records", "jsonl")]
-        for record in read_records(content, where):
+        for record in records:
             lang = record.lang or language_of(record.path, record.text[:4096])
             results.append(document(source, f"{path}:{record.line}", 0, record.text, lang, s, record.line))
         return results
@@ -115,9 +122,7 @@ def process_unit(unit: Unit, s: Settings) -> list[Result]:
                 if link:
                     results.append(Result(unit.source, f"{label}/{name}", 0, "symlink"))
                     continue
-                results += process_file(unit.source, f"{label}/{name}", data, size, s, f"{unit.archive}/{name}")
-        except ChipadaptError:
-            raise  # a malformed record: the user's to fix, not a damaged archive
+                results += process_file(unit.source, f"{label}/{name}", data, size, s)
         except Exception as err:  # a damaged archive is skipped whole, with its reason
             results.append(
                 Result(unit.source, label, os.path.getsize(unit.archive), f"archive_error:{type(err).__name__}")
@@ -134,5 +139,5 @@ def process_unit(unit: Unit, s: Settings) -> list[Result]:
         except OSError:
             results.append(Result(unit.source, label, 0, "unreadable"))
             continue
-        results += process_file(unit.source, label, data, size, s, path)
+        results += process_file(unit.source, label, data, size, s)
     return results

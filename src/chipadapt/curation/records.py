@@ -2,16 +2,13 @@
 
 A user who drops JSONL records (`{"text": ...}`, or curation's own output) into a folder means the
 records, not the JSON syntax, to be the training text. Every non-blank line must be a JSON object
-with a string `text`; anything else is a one-line error naming the file and line, since reading a
-broken line as text (or leaving it out) would change the corpus without the user knowing.
+with a string `text`; a file with any other line is damaged (a truncated copy, a merge conflict, a
+hand edit) and read_records says which line and why, for the caller to skip the file and say so.
 """
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-from chipadapt.errors import ChipadaptError
 
 RECORD_SUFFIX = ".jsonl"
 TEXT_KEY = "text"
@@ -57,8 +54,18 @@ def _language(record: dict) -> str:
     return lang if _LANG.fullmatch(lang) else ""
 
 
-def read_records(content: str, where: str) -> Iterator[Record]:
-    """The records of a decoded .jsonl file; `where` names the file in errors."""
+class MalformedRecord(ValueError):
+    """A line of a records file that is not a record: its number and what is wrong with it."""
+
+    def __init__(self, line: int, reason: str):
+        super().__init__(f"{line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+def read_records(content: str) -> list[Record]:
+    """The records of a decoded .jsonl file, all of them or MalformedRecord for its first bad line."""
+    records = []
     # Split on \n only: str.splitlines would also split on U+2028 and friends, which JSON allows unescaped.
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
@@ -66,23 +73,19 @@ def read_records(content: str, where: str) -> Iterator[Record]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ChipadaptError(
-                f"{where}:{number}: not JSON ({err.msg}, column {err.colno}); a .jsonl input is read as "
-                f'records {{"{TEXT_KEY}": ...}}, one per line'
-            ) from None
+            raise MalformedRecord(number, f"not JSON ({err.msg}, column {err.colno})") from None
         if not isinstance(record, dict):
             kind = {list: "list", str: "string"}.get(type(record), type(record).__name__)
-            raise ChipadaptError(f"{where}:{number}: a JSON {kind}, not an object with a string {TEXT_KEY!r}")
+            raise MalformedRecord(number, f"a JSON {kind}, not an object with a string {TEXT_KEY!r}")
         text = record.get(TEXT_KEY)
         if not isinstance(text, str):
             keys = ", ".join(sorted(record)[:8]) or "none"
-            raise ChipadaptError(
-                f'{where}:{number}: no string "{TEXT_KEY}" (keys: {keys}); a .jsonl input is read as corpus records'
-            )
+            raise MalformedRecord(number, f'no string "{TEXT_KEY}" (keys: {keys})')
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise ChipadaptError(
-                f"{where}:{number}: a lone UTF-16 surrogate escape in {TEXT_KEY!r} (valid JSON, but no character)"
+            raise MalformedRecord(
+                number, f"a lone UTF-16 surrogate escape in {TEXT_KEY!r} (valid JSON, but no character)"
             ) from None
-        yield Record(number, text, _optional_string(record, "path", "id"), _language(record))
+        records.append(Record(number, text, _optional_string(record, "path", "id"), _language(record)))
+    return records

@@ -39,6 +39,8 @@ SKIPS_WORTH_A_WARNING = {
     "raise the limit, or split the file, to curate its records)",
     "jsonl_without_text": '.jsonl file(s) skipped: their first line is not a record with a string "text" '
     "(logs or data of another kind, not corpus records)",
+    "jsonl_malformed": '.jsonl file(s) of records skipped whole: a later line is not a record with a string "text" '
+    "(the file is damaged; fix the line to curate its records)",
 }
 
 
@@ -98,7 +100,8 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     writers = {kind: ShardWriter(out / kind, int(cfg.docs_per_shard)) for kind in ("handwritten", "generated")}
     dedup = Deduplicator(near=settings.near_dedup, num_perm=settings.num_perm, threshold=float(cfg.dedup.threshold))
     skipped, generated, redactions, records_skipped = Counter(), Counter(), Counter(), Counter()
-    examples = defaultdict(list)  # skip reason -> the first few paths, so the user can find them
+    # skip reason -> the first few paths (with line and cause, if the reason needs them), so the user can find them
+    examples = defaultdict(list)
     chars = defaultdict(Counter)
     # Every file seen is read or skipped for one reason: files == read + sum(skipped).
     files = read = total_bytes = written = record_files = records_read = 0
@@ -132,7 +135,7 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
                     if r.status != "ok":
                         skipped[r.status] += 1
                         if len(examples[r.status]) < SKIPPED_EXAMPLES:
-                            examples[r.status].append(r.path)
+                            examples[r.status].append(f"{r.path}:{r.detail}" if r.detail else r.path)
                         continue
                     read += 1
                 doc_id = f"{r.source}/{r.path}"
@@ -163,8 +166,9 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
                 "%d %s: %s%s",
                 skipped[reason],
                 why,
-                ", ".join(examples[reason]),
-                ", ..." if skipped[reason] > len(examples[reason]) else "",
+                # "; ": an example with its detail holds commas ("bugs.jsonl:2: not JSON (..., column 9)")
+                "; ".join(examples[reason]),
+                "; ..." if skipped[reason] > len(examples[reason]) else "",
             )
 
     largest = sorted(dedup.clusters.items(), key=lambda kv: -len(kv[1]))[:20]
