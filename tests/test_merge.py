@@ -110,11 +110,11 @@ def test_merged_tiny_model_loads_and_generates(tmp_path, tiny_pair, method):
 
 
 def test_blockwise_streaming_gives_the_same_tensors_as_whole_tensor_merging(tmp_path, tiny_pair, monkeypatch):
-    import chipadapt.merge.run as merge_run
+    import chipadapt.merge.tensor_merge as tensor_merge
 
     chip, instruct = tiny_pair
     run(merge_cfg("chipalign", chip, instruct, tmp_path / "whole", lam=0.6))
-    monkeypatch.setattr(merge_run, "BLOCK_ELEMENTS", 100)  # many blocks of a few rows each
+    monkeypatch.setattr(tensor_merge, "BLOCK_ELEMENTS", 100)  # many blocks of a few rows each
     run(merge_cfg("chipalign", chip, instruct, tmp_path / "blocks", lam=0.6))
     whole, blocks = (
         load_file(tmp_path / "whole" / "model.safetensors"),

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from test_merge import merge_cfg, tiny_pair  # noqa: F401  (fixture)
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.merge.mergekit_config import evaluate, overrides_from_mergekit
+from chipadapt.merge.mergekit_config import overrides_from_mergekit
+from chipadapt.merge.mergekit_recipe import evaluate
 from chipadapt.merge.run import run
 
 

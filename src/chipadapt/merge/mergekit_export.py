@@ -1,0 +1,84 @@
+"""mergekit YAML out: every merge writes `mergekit_config.yml` beside its manifest, the merge it ran
+as a mergekit recipe (names mapped as merge/mergekit_recipe.py describes), so either tool can redo
+the other's merge (`merge.py config=mergekit_config.yml` reads it back: merge/mergekit_config.py)."""
+
+from pathlib import Path
+
+import yaml
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.merge.mergekit_recipe import INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
+
+
+def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
+    """A scalar when every tensor has the same value, else one filter per tensor (whole names,
+    longest first, so a name that contains another is matched by its own rule)."""
+    values = {row["tensor"]: value_of(row["lam"]) for row in rows}
+    if len(set(values.values())) <= 1:
+        return next(iter(values.values()), None)
+    return [{"filter": name, "value": values[name]} for name in sorted(values, key=lambda n: (-len(n), n))]
+
+
+def mergekit_recipe(cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None) -> dict:
+    """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
+    `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
+    unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's)."""
+    name, method = cfg.merge.name, cfg.merge.method
+    chip, instruct, base = str(cfg.models.chip), str(cfg.models.instruct), cfg.models.base
+    recipe: dict = {"merge_method": name}
+    if name in INTERPOLATIONS:
+        recipe["base_model"] = instruct
+        recipe["models"] = [{"model": chip}, {"model": instruct}]
+        recipe["parameters"] = {"t": _per_tensor(rows, float)}
+    elif name in WEIGHTED:
+        # 1 - 0.7 is 0.30000000000000004 in floats: written as the 0.3 a person would (15 digits still
+        # tell any two float64 weights a merge could be given apart).
+        per_model = [
+            {"weight": _per_tensor(rows, float)},
+            {"weight": _per_tensor(rows, lambda lam: float(f"{1.0 - lam:.15g}"))},
+        ]
+        if name in ("ties", "della"):
+            for params in per_model:
+                params["density"] = float(method.density)
+                if name == "della":
+                    params["epsilon"] = float(method.epsilon)
+        recipe["models"] = [
+            {"model": chip, "parameters": per_model[0]},
+            {"model": instruct, "parameters": per_model[1]},
+        ]
+        if base:
+            recipe["base_model"] = str(base)
+        if name != "linear":
+            recipe["parameters"] = {"lambda": float(method.scale), "normalize": NORMALIZE_DEFAULT[name]}
+        else:
+            recipe["parameters"] = {"normalize": True}
+    else:
+        raise ChipadaptError(f"merge={name}: no mergekit equivalent is known")
+    recipe["dtype"] = "float32"  # the merge math; mergekit's out_dtype is what gets written
+    recipe["out_dtype"] = out_dtype
+    if tokenizer_source:
+        recipe["tokenizer_source"] = tokenizer_source
+    return recipe
+
+
+HEADER = """\
+# The merge chipadapt ran, as a mergekit config (merge.py config=THIS_FILE runs it again here).
+# {note}
+"""
+NOTES = {
+    "chipalign": "chipalign is ChipAlign's geodesic merge (arXiv 2412.19819), a custom method: mergekit has no "
+    "built-in of that name. t is the chip model's weight; base_model is the instruct model.",
+    "slerp": "t is the chip model's weight; base_model is the instruct model (t=0).",
+    "della": "chipadapt's DELLA draws its drop mask from merge.method.seed; mergekit draws its own, so "
+    "tensors agree in distribution, not bit for bit.",
+}
+
+
+def write_mergekit_config(
+    dest: Path, cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None
+) -> None:
+    note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
+    text = HEADER.format(note=note) + yaml.safe_dump(
+        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source), sort_keys=False, default_flow_style=None
+    )
+    Path(dest).write_text(text)
