@@ -180,8 +180,11 @@ def compare(cfg: DictConfig) -> dict:
     metrics = chosen_metrics(runs, as_list(cfg, "metrics", unique=True))
     axis = numeric_axis(runs, cfg.x)
     given = [(r.label, r.folder) for r in runs]  # the paired comparisons are against the first run as named
-    # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval):
-    # computed before anything is written, so that runs of other items are refused with no output left.
+    # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval),
+    # for the tasks of the metrics asked for. A task whose items cannot be paired (other items, other
+    # limits) is a "not paired" row with its reason and one warning, and the exit status stays 0: the
+    # tables and plots, which need no pairing, are right and complete, the paired file says what it left
+    # out and why, and a failing status would make a sweep's script drop a comparison that is usable.
     paired = paired_rows(given, as_list(cfg, "metrics"))
     if axis:
         runs.sort(key=lambda r: float(r.overrides[axis]))

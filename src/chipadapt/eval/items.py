@@ -22,7 +22,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import Estimate, proportion, ratio
 from chipadapt.io import strict_json
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.io.jsonl import jsonl_records
+from chipadapt.io.jsonl import FirstLines, jsonl_records
 
 # results.json: beside each metric `m`, these keys say how sure it is.
 SUFFIXES = ("_stderr", "_ci", "_n", "_ci_method")
@@ -92,15 +92,19 @@ def write_items(folder: Path, task: str, items: list[dict]) -> Path:
 def read_items(path: Path) -> dict[str, dict]:
     """{id: item} of a `<task>_items.jsonl`. An id named twice is an error: keeping either record would
     pair (and count) one item where the file has several (6 records with id "same" were compared as n=1)."""
-    items, lines = {}, {}
+    items, first = {}, FirstLines(path)
     for lineno, item in jsonl_records(path):
         if "id" not in item or not isinstance(item.get("scores"), dict):
             raise ChipadaptError(f"{path}:{lineno}: an item needs 'id' and a 'scores' object")
-        key = str(item["id"])
-        if key in items:
+        try:
+            key = first.check(item["id"], lineno)
+        except ChipadaptError:  # the same fault, said as it arises here: an evaluation's output, not a data file
+            key = str(item["id"])
             raise ChipadaptError(
-                f"{path}:{lineno}: id {key!r} is already at line {lines[key]}; items cannot be matched by id "
-                "(its data file names an id twice: give each record its own id and evaluate again)"
-            )
-        items[key], lines[key] = item, lineno
+                f"{path}:{lineno}: id {key!r} repeats line {first.lines[key]}: an items file written before "
+                "repeated questions were numbered (the default mcq set repeats 3 word for word), or its data "
+                "file names an id twice; evaluate again with this version (it numbers a repeated "
+                "question <id>#2 and refuses an id a data file repeats)"
+            ) from None
+        items[key] = item
     return items

@@ -2,11 +2,15 @@
 
 For each task whose `<task>_items.jsonl` is in both run folders (beside results.json), each metric the items
 score is compared on the items both runs scored and that are the same items (eval/same_items.py: an id
-whose question, reference or scored text differs is left out and counted, or refused where most differ),
+whose question, reference or scored text differs is left out and counted),
 by eval/paired.py: McNemar for pass/fail; otherwise the exact permutation test over 16 items or fewer,
 the paired bootstrap over more. Written to `compare_paired.md` and `.csv`; "within noise" only where
 the difference's 95% interval covers 0 (over 5 items or fewer the exact interval is unbounded: such a
 table shows [-inf, +inf]).
+Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
+cannot be paired (most differ, its limits differ, its items file is unreadable) is one row with the
+verdict "not paired" and the reason, and one warning: the other tasks, and compare.py's tables and
+plots, which need no pairing, are not held back by it.
 """
 
 import csv
@@ -15,10 +19,12 @@ import logging
 import math
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import paired_difference
-from chipadapt.eval.same_items import same_items
+from chipadapt.eval.same_items import same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
 SUFFIX = "_items.jsonl"
@@ -37,7 +43,9 @@ COLUMNS = [
     "verdict",
     "left_out",
     "first_left_out",
+    "reason",  # why a task was not paired (verdict "not paired"); blank on a compared row
 ]
+NOT_PAIRED = "not paired"
 
 
 def task_items(folder: Path) -> dict[str, Path]:
@@ -45,8 +53,38 @@ def task_items(folder: Path) -> dict[str, Path]:
     return {f.name[: -len(SUFFIX)]: f for f in sorted(Path(folder).glob(f"*{SUFFIX}"))}
 
 
+def task_settings(folder: Path, task: str) -> dict | None:
+    """The run's config of `task` (manifest.json's config.eval.<task>); None where the folder records none."""
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    found = ((json_object(manifest).get("config") or {}).get("eval") or {}).get(task)
+    return found if isinstance(found, dict) else None
+
+
+def asked_for(task: str, metrics: list[str] | None) -> bool:
+    """Whether the user asked for a metric of `task` (every task, when no metric is named)."""
+    return not metrics or any(m.startswith(f"{task}.") for m in metrics)
+
+
+def not_paired(label: str, first_label: str, task: str, reason: str) -> dict:
+    reason = reason.removeprefix(f"{task}: ")  # the row names the task already
+    log.warning("compare: %s of %s not paired with %s: %s", task, label, first_label, reason)
+    row = dict.fromkeys(COLUMNS, "")
+    return {
+        **row,
+        "run": label,
+        "against": first_label,
+        "metric": task,
+        "test": NOT_PAIRED,
+        "verdict": NOT_PAIRED,
+        "reason": reason,
+    }
+
+
 def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) -> list[dict]:
-    """One row per (later run, metric): its difference from the first run. `runs` are (label, run folder)."""
+    """One row per (later run, metric): its difference from the first run; one "not paired" row per
+    (later run, task) whose items cannot be compared. `runs` are (label, run folder)."""
     if len(runs) < 2:
         return []
     first_label, first_folder = runs[0]
@@ -54,10 +92,15 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
     rows = []
     for label, folder in runs[1:]:
         for task in task_items(folder):
-            if task not in first_tasks:
+            if task not in first_tasks or not asked_for(task, metrics):
                 continue
-            a, b = read_items(first_tasks[task]), read_items(items_file(folder, task))
-            b, left_out = same_items(task, first_label, label, a, b)
+            try:
+                same_settings(task, first_label, label, task_settings(first_folder, task), task_settings(folder, task))
+                a, b = read_items(first_tasks[task]), read_items(items_file(folder, task))
+                b, left_out = same_items(task, first_label, label, a, b)
+            except ChipadaptError as err:
+                rows.append(not_paired(label, first_label, task, str(err)))
+                continue
             if left_out:
                 log.warning(
                     "compare: %s: %d item(s) of %s differ from %s's with the same id; left out (first: %s)",
@@ -91,6 +134,7 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                         "verdict": d.verdict,
                         "left_out": len(left_out),
                         "first_left_out": left_out[0] if left_out else "",
+                        "reason": "",
                     }
                 )
     return rows
@@ -121,13 +165,20 @@ def markdown(rows: list[dict]) -> str:
         "| run | against | metric | n | first | this | difference [95% CI] | p | test | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    compared = [r for r in rows if r["verdict"] != NOT_PAIRED]
     for r in rows:
+        if r["verdict"] == NOT_PAIRED:
+            lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | | | | | | | {NOT_PAIRED} (below) |")
+            continue
         lines.append(
             f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
             f"{interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'])} | "
             f"{r['p']:.3g} | {r['test']} | {r['verdict']} |"
         )
-    notes = {(r["run"], r["metric"].split(".")[0]): r for r in rows if r["left_out"]}
+    for r in rows:
+        if r["verdict"] == NOT_PAIRED:
+            lines.append(f"\n{r['metric']} of {r['run']}: {NOT_PAIRED} with {r['against']}: {r['reason']}")
+    notes = {(r["run"], r["metric"].split(".")[0]): r for r in compared if r["left_out"]}
     for (run, task), r in notes.items():
         lines.append(
             f"\n{r['left_out']} item{'s' if r['left_out'] > 1 else ''} of {run} left out of {task}: the same id as in "
@@ -141,7 +192,7 @@ def write_paired(
 ) -> list[dict]:
     """The paired section of compare.py: compare_paired.{md,csv} in `out`, printed too; [] (nothing
     written) when no two runs have per-item files of the same task. `rows`: paired_rows' already
-    computed (compare.py computes them first, so that runs of other items are refused before it writes)."""
+    computed (compare.py computes them before it writes anything)."""
     rows = paired_rows(runs, metrics) if rows is None else rows
     if not rows:
         log.info("compare: no per-item files shared by the first run and another; no paired comparison")

@@ -14,8 +14,11 @@ fields a task writes about the item itself (never about the model's answer) are 
   token budget that cut a document short changes it by much more.
 Rule: items that differ are never paired. Where at least half of the items the two runs share differ,
 the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
-matches one time in four): refused, as one error. Otherwise the differing ones are left out and counted
-(an edited data file, a document the token budget cut in one run).
+matches one time in four): the task is not paired (NotSameItems). Otherwise the differing ones are left
+out and counted (an edited data file, a document the token budget cut in one run).
+Before any item, the task's settings that decide how much of each item is scored (SCORED_PART, from each
+run's manifest) must be equal: runs that cut documents at other limits differ on the long documents only,
+and leaving those out (28 of 82 in one comparison) would give a verdict about the short ones.
 """
 
 from chipadapt.errors import ChipadaptError
@@ -24,6 +27,14 @@ FIELDS = ("content", "question", "query", "prompt", "kwargs", "reference", "subj
 # Bytes of the unscored first token: no first token of a usual text is longer (GPT-2-style tokenizers'
 # longest pieces are whitespace runs and code punctuation).
 BYTES_SLACK = 16
+# A task's settings (eval.<task>.KEY) that cut its items: perplexity's character limit, token limit and
+# split budget. Settings that change how the model answers (max_new_tokens, chat) leave the items whole
+# and the same: a paired test of them is a fair test of the setting.
+SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document")
+
+
+class NotSameItems(ChipadaptError):
+    """Two runs' items of a task that a paired test cannot compare; the message says why."""
 
 
 def _choices(item: dict) -> int | None:
@@ -54,15 +65,30 @@ def same_items(
     task: str, a_label: str, b_label: str, a: dict[str, dict], b: dict[str, dict]
 ) -> tuple[dict[str, dict], list[str]]:
     """b's items without those that differ from a's record with the same id, and the ids left out;
-    an error where at least half of the shared ids differ (module docstring)."""
+    NotSameItems where at least half of the shared ids differ (module docstring)."""
     shared = [key for key in a if key in b]
     differing = {key: d for key in shared if (d := difference(a[key], b[key])) is not None}
     if differing and 2 * len(differing) >= len(shared):
         first = next(iter(differing))
         field, va, vb = differing[first]
-        raise ChipadaptError(
-            f"compare: {task}: {len(differing)} of {len(shared)} items of {b_label} differ from {a_label}'s "
+        raise NotSameItems(
+            f"{task}: {len(differing)} of {len(shared)} items of {b_label} differ from {a_label}'s "
             f"with the same id (first: {first!r}, {field} {_short(va)} vs {_short(vb)}): the runs evaluated "
             "other items, which a paired test cannot compare"
         )
     return {key: item for key, item in b.items() if key not in differing}, list(differing)
+
+
+def same_settings(task: str, a_label: str, b_label: str, a: dict | None, b: dict | None) -> None:
+    """NotSameItems where the two runs' configs of `task` (None: not recorded, as in a folder older than
+    manifests, which says nothing) set a SCORED_PART key differently. A key one config lacks is unset:
+    configs are recorded whole, so it is missing only where the version had no such limit."""
+    if a is None or b is None:
+        return
+    for key in SCORED_PART:
+        if a.get(key) != b.get(key):
+            raise NotSameItems(
+                f"{task}: {b_label} was scored with other limits than {a_label} ({key} {a.get(key)!r} vs "
+                f"{b.get(key)!r}): the documents a limit cuts are the long ones, and leaving them out would "
+                "compare the short ones only; evaluate both with the same limits"
+            )
