@@ -1,10 +1,13 @@
 """SLURM requeue and interruption as a cluster user meets them: `sbatch --requeue` reruns the same
-command, which must find its own folder again (named by the job id) and resume there; SLURM's warning
+command lines, each of which must find its own folder again (named by the job id and the command line)
+and resume there, while different command lines of one job keep apart; SLURM's warning
 signal (USR1/USR2) at any moment of the job ends it cleanly (before training: requeued without
 training; after training: the run completes); Ctrl-C is acknowledged and a second one stops at once.
 Every job runs train.py in a subprocess, with fake SLURM variables and a fake `scontrol` on PATH."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,14 +40,15 @@ def scontrol_calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def train(cwd: Path, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    """train.py run from `cwd` (so its default outputs/ folder lands there), test helpers importable."""
+def train(cwd: Path, args: list[str], env: dict | None = None, script: str = "train.py") -> subprocess.CompletedProcess:
+    """train.py (or another entry point) run from `cwd` (so its default outputs/ folder lands there),
+    test helpers importable."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(TESTS)}
     for variable in ("HYDRA_FULL_ERROR", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         full_env.pop(variable, None)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(ROOT / script), *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -57,28 +61,107 @@ def callback(name: str, target: str, **params) -> list[str]:
     return [f"+callbacks.{name}._target_={target}", *(f"+callbacks.{name}.{k}={v}" for k, v in params.items())]
 
 
-def test_a_requeued_sbatch_job_resumes_in_the_folder_its_job_id_names(tmp_path):
+def only_folder(parent: Path) -> Path:
+    (folder,) = parent.iterdir()
+    return folder
+
+
+def test_a_requeued_sbatch_job_resumes_in_the_folder_its_job_id_and_command_line_name(tmp_path):
     env = fake_slurm(tmp_path, SLURM_JOB_ID="4243")
-    usr1 = callback("signal", "helpers.kill.KillAtStep", step=2, sig="SIGUSR1")
-    first = train(tmp_path, [*COMMON, *usr1], env)
+    # SLURM warns the job once; the requeued job reruns the exact same command line, this callback included.
+    warning = callback(
+        "signal", "helpers.slurm_warning.WarnOnceAtStep", step=2, sig="SIGUSR1", sent_file=tmp_path / "warned"
+    )
+    command = [*COMMON, *warning]
+    first = train(tmp_path, command, env)
     assert first.returncode == 128 + signal.SIGUSR1, first.stderr[-3000:]
     assert "Traceback" not in first.stderr and "requeued" in first.stderr, first.stderr[-3000:]
     assert scontrol_calls(tmp_path) == ["requeue 4243"]
-    run = tmp_path / "outputs" / "slurm-4243" / "train"
+    run = only_folder(tmp_path / "outputs" / "slurm-4243")
+    assert run.name.startswith("train-"), run
     assert read_manifest(run)["status"] == "interrupted"
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
-    # SLURM reruns the same batch script: same job id, same command (here without the test's signal).
-    again = train(tmp_path, COMMON, env)
+    again = train(tmp_path, command, env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout + again.stderr
     manifest = read_manifest(run)
     assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 4
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["slurm-4243"]
+    assert only_folder(tmp_path / "outputs" / "slurm-4243") == run
 
 
-def resolved_run_dir(tmp_path: Path, env: dict, *overrides: str) -> str:
-    shown = train(tmp_path, ["model=tiny", *overrides, "--cfg", "hydra", "--resolve", "-p", "hydra.run.dir"], env)
+def evaluate(cwd: Path, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return train(cwd, args, env, script="evaluate.py")
+
+
+def test_two_command_lines_of_one_job_keep_their_results_apart_and_a_rerun_finds_its_own(tmp_path):
+    """An sbatch script (or an salloc session) that evaluates twice with other settings: each run keeps
+    its own results; the requeued job's rerun of the first command line goes back to its folder."""
+    env = {"SLURM_JOB_ID": "4242"}
+    one_document, three_documents = (
+        ["model=tiny", "eval=[perplexity]", f"eval.perplexity.max_documents={n}"] for n in (1, 3)
+    )
+    assert evaluate(tmp_path, one_document, env).returncode == 0
+    (first,) = (tmp_path / "outputs" / "slurm-4242").iterdir()
+    results = (first / "results.json").read_bytes()
+    second = evaluate(tmp_path, three_documents, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    folders = sorted((tmp_path / "outputs" / "slurm-4242").iterdir())
+    assert len(folders) == 2 and all(f.name.startswith("evaluate-") for f in folders), folders
+    assert (first / "results.json").read_bytes() == results  # not replaced by the other command line
+    (other,) = [f for f in folders if f != first]
+    assert json.loads((other / "results.json").read_text())["perplexity"]["domain.documents"] == 3
+
+    rerun = evaluate(tmp_path, one_document, env)  # the requeued job: the same command line again
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted((tmp_path / "outputs" / "slurm-4242").iterdir()) == folders
+    assert json.loads((first / "results.json").read_text())["perplexity"]["domain.documents"] == 1
+    # What `--cfg hydra` shows is the folder the run really used (Hydra adds hydra.mode=RUN to a run only).
+    assert (
+        resolved_run_dir(tmp_path, env, *one_document[1:], script="evaluate.py") == f"outputs/slurm-4242/{first.name}"
+    )
+
+
+ENTRY_POINTS = {  # two command lines a job could run one after the other
+    "train": (["experiment=quickstart"], ["experiment=quickstart", "stage=sft"]),
+    "evaluate": (["model.path=runs/dapt/model"], ["model.path=runs/sft/model"]),
+    "compare": (["runs=[runs/a,runs/b]"], ["runs=[runs/a,runs/c]"]),
+    "chat": (["model.path=runs/dapt/model"], ["model.path=runs/dapt/model", "generate.temperature=0.7"]),
+    "merge": (["models.chip=a", "models.instruct=b"], ["models.chip=a", "models.instruct=b", "merge.lam=0.3"]),
+    "export": (["run=runs/dapt", "step=100"], ["run=runs/dapt", "step=200"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(ENTRY_POINTS))
+def test_every_entry_point_gets_a_folder_per_command_line_within_one_job(command, monkeypatch):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import chipadapt  # noqa: F401  (the resolvers)
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    for variable in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def run_dir(overrides: list[str]) -> str:
+        # The job is named after its script, as the entry points' Hydra names it.
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=command):
+            return hydra_compose(command, overrides=overrides, return_hydra_config=True).hydra.run.dir
+
+    one, other = ENTRY_POINTS[command]
+    assert run_dir(one).startswith(f"outputs/slurm-4242/{command}-")
+    assert run_dir(one) != run_dir(other)
+    assert run_dir(one) == run_dir(list(one))  # a requeue: the same line, the same folder
+    # An override's text names the line, not its value: the requeue's `now` is another time.
+    timed = [*one, "+tag=${now:%H-%M-%S-%f}"]
+    assert run_dir(timed) == run_dir(timed)
+
+
+def resolved_run_dir(tmp_path: Path, env: dict, *overrides: str, script: str = "train.py") -> str:
+    shown = train(
+        tmp_path, ["model=tiny", *overrides, "--cfg", "hydra", "--resolve", "-p", "hydra.run.dir"], env, script=script
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
     return shown.stdout.strip().splitlines()[-1]
 
@@ -87,8 +170,10 @@ def test_the_default_run_folder_follows_the_slurm_job_array_task_and_a_given_one
     # An array task has a SLURM_JOB_ID of its own, kept across its requeues; its folder reads like
     # SLURM's own %A_%a log names.
     array = {"SLURM_JOB_ID": "5003", "SLURM_ARRAY_JOB_ID": "5000", "SLURM_ARRAY_TASK_ID": "3"}
-    assert resolved_run_dir(tmp_path, array) == "outputs/slurm-5000_3/train"
-    assert resolved_run_dir(tmp_path, {"SLURM_JOB_ID": "77"}) == "outputs/slurm-77/train"
+    in_array = resolved_run_dir(tmp_path, array)
+    assert re.fullmatch(r"outputs/slurm-5000_3/train-[0-9a-f]{8}", in_array), in_array
+    in_job = resolved_run_dir(tmp_path, {"SLURM_JOB_ID": "77"})
+    assert in_job == in_array.replace("slurm-5000_3", "slurm-77")  # the same command line
     assert resolved_run_dir(tmp_path, {"SLURM_JOB_ID": "77"}, "hydra.run.dir=mine") == "mine"
     outside = resolved_run_dir(tmp_path, {})
     assert outside.startswith("outputs/20") and "slurm" not in outside  # outputs/<date>/<time>

@@ -1,5 +1,7 @@
 """OmegaConf resolvers the config tree uses; registered once when chipadapt is imported."""
 
+import hashlib
+import json
 from importlib import resources
 
 from omegaconf import OmegaConf
@@ -36,13 +38,36 @@ if not OmegaConf.has_resolver("chipadapt_gpus_per_node"):
     OmegaConf.register_new_resolver("chipadapt_gpus_per_node", gpus_per_node)
 
 
-def run_folder(timestamped: str, command: str) -> str:
-    """`hydra.run.dir` below outputs/: `<date>/<time>`, but in a SLURM job `slurm-<job id>/<command>`,
-    the same folder for every requeue of the job (which reruns the same command), so it resumes there."""
+def run_folder(timestamped: str, command: str, config_name, task_overrides, hydra_overrides) -> str:
+    """`hydra.run.dir` below outputs/: `<date>/<time>`, but in a SLURM job
+    `slurm-<job id>/<command>-<hash8>`, where the hash is of the command line (config name, then the
+    overrides in the order given). `sbatch --requeue` reruns the script's exact command lines, so each
+    finds its own folder again and resumes there; two different command lines of one job (a script that
+    trains then evaluates several checkpoints, an `salloc` session) get two folders, so neither replaces
+    the other's results."""
     from chipadapt.scaleout.slurm_requeue import slurm_job_id
 
     job = slurm_job_id()
-    return f"slurm-{job}/{command}" if job else timestamped
+    if not job:
+        return timestamped
+    return f"slurm-{job}/{command}-{command_line_hash(config_name, task_overrides, hydra_overrides)}"
+
+
+def command_line_hash(config_name, task_overrides, hydra_overrides) -> str:
+    """8 hex digits naming one command line: its config name and its overrides as typed (Hydra keeps each
+    one's text: `hydra.overrides.task` and `.hydra`), in their order, since a later one may override an
+    earlier one. The shell's quoting is gone by then, so `'k=[a,b]'` and `k=[a,b]` are the same line."""
+    # `hydra.mode=RUN` is what Hydra adds to every run (not to a `--cfg` preview): it names no line.
+    hydra_own = [o for o in _as_typed(hydra_overrides) if not o.lstrip("+~").startswith("hydra.mode=")]
+    line = [str(config_name), _as_typed(task_overrides), hydra_own]
+    return hashlib.sha256(json.dumps(line).encode()).hexdigest()[:8]
+
+
+def _as_typed(overrides) -> list[str]:
+    # The text, not its value: `+tag=${now:%S}` resolved would name another folder at every requeue.
+    if OmegaConf.is_list(overrides):
+        overrides = OmegaConf.to_container(overrides, resolve=False)
+    return [str(o) for o in overrides or []]
 
 
 if not OmegaConf.has_resolver("chipadapt_run_folder"):

@@ -4,7 +4,7 @@ and this callback installs them for the fit where nothing did, so that USR1/USR2
 SIGTERM (the interrupt callback writes `checkpoints/last.ckpt` at the step boundary) and then requeue
 the job (`chipadapt.scaleout.slurm_requeue`). The requeued job runs in the same folder (submitit
 reruns the same Hydra job; `sbatch --requeue` reruns the command, whose default folder the job id
-names), where `resume=true` continues from that checkpoint: same step, same data position."""
+names with the command line), where `resume=true` continues from that checkpoint: same step, same data position."""
 
 import signal
 
