@@ -3,7 +3,6 @@ holding the weights the run had at that step, LoRA merged in; what cannot be exp
 
 import itertools
 import json
-import shutil
 
 import pytest
 import torch
@@ -131,23 +130,37 @@ def test_a_starting_model_changed_since_the_run_is_refused(runs, tmp_path):
 
 
 def test_what_cannot_be_exported_is_one_line(runs, tmp_path):
+    """The command line once (one line, exit 2); the other refusals in-process, each a subprocess less."""
+    from omegaconf import OmegaConf
+
+    from chipadapt.checkpoint_export import find_checkpoint, run_record
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.models.checkpoint_weights import checkpoint_layout
+
     run = runs["full"]
-    assert_user_error(export(tmp_path, f"checkpoint={run}/checkpoints/nope.ckpt"), "checkpoint:", "does not exist")
     assert_user_error(export(tmp_path, f"run={run}", "step=99"), "no checkpoint of step 99", "steps 1, 2, 3")
-    assert_user_error(export(tmp_path, f"run={run}", "step=abc"), "step:")
-    assert_user_error(export(tmp_path, "step=1"), "checkpoint: required")
+
+    def refused(match: str, **settings):
+        cfg = OmegaConf.create({"checkpoint": None, "run": None, "step": None, **settings})
+        with pytest.raises(ChipadaptError, match=match):
+            find_checkpoint(cfg)
+
+    refused("checkpoint: .* does not exist", checkpoint=f"{run}/checkpoints/nope.ckpt")
+    refused("step: 'abc'", run=str(run), step="abc")
+    refused("checkpoint: required", step=1)
 
     # A retriever run (its record says so): its model/ is the only export.
     other = tmp_path / "retriever_run"
     (other / "checkpoints").mkdir(parents=True)
-    shutil.copy(run / "checkpoints" / "last.ckpt", other / "checkpoints" / "last.ckpt")
     record = json.loads((run / "manifest.json").read_text())
     record["config"]["stage"] = {"name": "retriever", "runner": {"_target_": "chipadapt.stages.retriever.run"}}
     (other / "manifest.json").write_text(json.dumps(record))
-    assert_user_error(export(tmp_path, f"run={other}"), "retriever run", f"{other}/model")
+    with pytest.raises(ChipadaptError, match=f"retriever run.*{other}/model"):
+        run_record(other)
 
     # DeepSpeed's folder: only its own script puts it together.
     deepspeed = tmp_path / "ds.ckpt"
     (deepspeed / "checkpoint").mkdir(parents=True)
     (deepspeed / "latest").write_text("checkpoint")
-    assert_user_error(export(tmp_path, f"run={run}", f"checkpoint={deepspeed}"), "DeepSpeed", "zero_to_fp32.py")
+    with pytest.raises(ChipadaptError, match="DeepSpeed.*zero_to_fp32.py"):
+        checkpoint_layout(deepspeed, "checkpoint")

@@ -66,12 +66,9 @@ def load_module_weights(module: torch.nn.Module, path: Path, key: str) -> dict:
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict):
         raise ChipadaptError(f"{key}: {path} holds no state_dict")
-    if checkpoint.get("frozen_weights_left_out"):
-        # LoRA checkpoints leave out the frozen base (modules/causal_lm.py): it is what the module loaded
-        # from the run's starting folder, whose content was checked against the run's record.
-        trained = {f"model.{name}" for name, param in module.model.named_parameters() if param.requires_grad}
-        own = module.state_dict()
-        state = {**{k: v for k, v in own.items() if k.startswith("model.") and k not in trained}, **state}
+    if hasattr(module, "restore_frozen_weights"):  # LoRA checkpoints leave the frozen base out
+        module.restore_frozen_weights(checkpoint)
+        state = checkpoint["state_dict"]
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -166,17 +166,24 @@ class CausalLMModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.loss_guard.load_state_dict(checkpoint.get("loss_guard", {}))
-        if checkpoint.get("frozen_weights_left_out"):
-            recorded, now = checkpoint.get("frozen_weights_fingerprint"), fingerprint_input(self.model_folder)
-            if recorded and recorded != now["fingerprint"]:
-                raise ChipadaptError(
-                    f"model.path: {self.model_folder} has changed since the checkpoint's LoRA adapters were "
-                    "trained on it (its content fingerprint differs; the checkpoint leaves the frozen base out): "
-                    "resuming would put them on other weights; restore the folder, or start over with resume=false"
-                )
-            # The frozen base as loaded from the model folder; strict loading still checks the rest.
-            own = self.state_dict()
-            checkpoint["state_dict"] = {**{k: own[k] for k in self.frozen_weight_names()}, **checkpoint["state_dict"]}
+        self.restore_frozen_weights(checkpoint)
+
+    def restore_frozen_weights(self, checkpoint: dict) -> None:
+        """A checkpoint saved without the frozen base (LoRA) gets it back from the weights this module
+        loaded from the model folder, once that folder is the one the adapters were trained on; strict
+        loading still checks the rest. Resume and export.py both read checkpoints through this."""
+        if not checkpoint.get("frozen_weights_left_out"):
+            return
+        recorded, now = checkpoint.get("frozen_weights_fingerprint"), fingerprint_input(self.model_folder)
+        if recorded and recorded != now["fingerprint"]:
+            raise ChipadaptError(
+                f"model.path: {self.model_folder} has changed since the checkpoint's LoRA adapters were "
+                "trained on it (its content fingerprint differs; the checkpoint leaves the frozen base out): "
+                "resuming would put them on other weights; restore the folder, or start over with resume=false"
+            )
+        trained = {f"model.{name}" for name, param in self.model.named_parameters() if param.requires_grad}
+        own = {k: v for k, v in self.state_dict().items() if k.startswith("model.") and k not in trained}
+        checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
 
     def sum_dtype(self) -> torch.dtype:
         """float64 for validation sums; Apple's MPS has no float64, float32 there."""
