@@ -11,6 +11,7 @@ import sys
 import pytest
 from conftest import ROOT, SHARED_DATA, write_jsonl
 from helpers.models import tiny_llama
+from test_eval_inputs_trial import mcq_task
 
 from chipadapt.errors import ChipadaptError
 
@@ -18,23 +19,6 @@ MCQ = {"question": "Which keyword starts a module?", "choices": ["module", "bana
 IFEVAL = {"key": 1, "prompt": "No commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
 WORDS = "length_constraints:number_words"
 EDA = {"prompt": "Print the block name.", "script": "print(design.getBlock().getName())", "category": "db"}
-
-
-def mcq_task(path, **changes):
-    from chipadapt.eval.tasks.mcq import MCQTask
-
-    settings = dict(
-        path=str(path),
-        fewshot_path=None,
-        num_fewshot=0,
-        limit=None,
-        style="letters",
-        batch_size=4,
-        max_length=128,
-        max_per_subject=None,
-        preset="chipadapt",
-    )
-    return MCQTask(**{**settings, **changes})
 
 
 def eda_task(path, eval_fraction=0.2, **changes):

@@ -5,7 +5,8 @@ import csv
 
 import pytest
 import torch
-from conftest import compose, run_train
+from conftest import compose
+from helpers.ddp_runs import one_and_two_processes
 
 
 def logged(run_dir, key: str) -> dict[int, float]:
@@ -34,20 +35,7 @@ def test_a_spike_seen_by_one_process_skips_the_step_on_every_process(tmp_path, t
         "loss_guard.max_ratio=1.0",
         "loss_guard.warmup_steps=1",
     ]
-    single = run_train([*common, f"hydra.run.dir={tmp_path / 'one'}"])
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_train(
-        [
-            *common,
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.precision=32-true",
-            f"hydra.run.dir={tmp_path / 'two'}",
-        ],
-        timeout=600,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    _, ddp = one_and_two_processes(common, tmp_path)
     assert "Traceback" not in ddp.stderr
     # The same global batches give the same step losses, the same verdicts and the same weights.
     one_loss, two_loss = logged(tmp_path / "one", "train/loss"), logged(tmp_path / "two", "train/loss")

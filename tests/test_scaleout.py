@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF, ROOT, compose, run_train
+from helpers.ddp_runs import one_and_two_processes
 
 
 def losses(run_dir) -> dict[int, float]:
@@ -35,20 +36,7 @@ def test_two_process_ddp_updates_the_model_as_one_process_on_the_same_global_bat
         "callbacks.checkpoint=null",
         "loss_guard.enabled=false",
     ]
-    single = run_train([*common, f"hydra.run.dir={tmp_path / 'one'}"])
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_train(
-        [
-            *common,
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.precision=32-true",
-            f"hydra.run.dir={tmp_path / 'two'}",
-        ],
-        timeout=600,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    _, ddp = one_and_two_processes(common, tmp_path)
     plan = json.loads((tmp_path / "two" / "manifest.json").read_text())["plan"]["text"]
     assert "micro 2 x 2 processes x 1 accumulation" in plan
     one, two = weights(tmp_path / "one" / "model"), weights(tmp_path / "two" / "model")

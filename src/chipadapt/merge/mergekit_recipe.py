@@ -146,20 +146,18 @@ class Recipe:
         def check(node, keys, where: str) -> None:
             if not isinstance(node, dict):
                 raise ChipadaptError(f"{self.source}: {where or 'the recipe'}: expected a mapping, got {node!r}")
+            at = f"{self.source}: {where}." if where else f"{self.source}: "
             for key in node:
                 if key not in keys:
-                    raise ChipadaptError(
-                        f"{self.source}: {where + '.' if where else ''}{key}: unknown key "
-                        f"(known here: {', '.join(keys)})"
-                    )
+                    raise ChipadaptError(f"{at}{key}: unknown key (known here: {', '.join(keys)})")
             params = node.get("parameters")
             if "parameters" in keys and params is not None:
                 if not isinstance(params, dict):
-                    raise ChipadaptError(f"{self.source}: {where + '.' if where else ''}parameters: expected a mapping")
+                    raise ChipadaptError(f"{at}parameters: expected a mapping")
                 for name in params:
                     if name not in known:
                         raise ChipadaptError(
-                            f"{self.source}: {where + '.' if where else ''}parameters.{name}: unknown parameter "
+                            f"{at}parameters.{name}: unknown parameter "
                             f"(merge_method {self.method} reads {', '.join(known)})"
                         )
 
