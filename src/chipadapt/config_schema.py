@@ -107,6 +107,33 @@ class CurateSchema:
     dedup: CurateDedupSchema = field(default_factory=CurateDedupSchema)
 
 
+@dataclass
+class FSDPStrategySchema:
+    """`trainer.strategy` of trainer=fsdp (chipadapt.scaleout.strategies.fsdp_strategy)."""
+
+    _target_: str = MISSING
+    layer_classes: list[str] = field(default_factory=lambda: MISSING)
+    sharding_strategy: str = MISSING
+    activation_checkpointing: bool = MISSING
+    cpu_offload: bool = MISSING
+    state_dict_type: str = MISSING
+    load_on_rank0: bool = MISSING
+    limit_all_gathers: bool = MISSING
+
+
+FSDP_STRATEGY = "chipadapt.scaleout.strategies.fsdp_strategy"
+
+
+def check_fsdp_strategy(trainer: DictConfig) -> None:
+    """Typed like a group; the values OmegaConf converts are written back (`load_on_rank0=off` is
+    false here, and would be a true string to the strategy)."""
+    strategy = trainer.get("strategy")
+    if not isinstance(strategy, DictConfig) or strategy.get("_target_") != FSDP_STRATEGY:
+        return
+    for key, value in _typed("trainer.strategy", FSDPStrategySchema, strategy).items():
+        strategy[key] = value
+
+
 GROUPS = {"optim": OptimSchema, "merge": MergeSchema, "model": ModelSchema}
 ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
 DTYPES = ("float32", "bfloat16", "float16")
@@ -336,6 +363,8 @@ def validate(cfg: DictConfig) -> None:
     check_optimized_metric(cfg)
     if "stage" in cfg:  # train.py
         check_trainer(cfg)
+        if isinstance(cfg.get("trainer"), DictConfig):
+            check_fsdp_strategy(cfg.trainer)
     for group, schema in GROUPS.items():
         node = cfg.get(group)
         if isinstance(node, DictConfig):

@@ -87,6 +87,26 @@ def load_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str 
     return model
 
 
+def empty_causal_lm(folder: Path, dtype: str, attn_implementation: str, key: str = "model.path"):
+    """load_causal_lm's model without its weights: the architecture config.json describes, every
+    parameter and buffer on the meta device (no storage; config.json is the only file read). FSDP's
+    rank-0 loading builds this on the other ranks and fills their shards from rank 0's weights
+    (scaleout/rank0_load.py)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise ChipadaptError(f"{key}: cannot read {folder}/config.json: {' '.join(str(err).split())}") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(
+            config,
+            dtype=getattr(torch, dtype),
+            attn_implementation=resolve_attention(attn_implementation),
+            trust_remote_code=False,
+        )
+
+
 def check_causal_lm_weights(folder: Path, key: str = "model.path") -> None:
     """load_causal_lm's weight checks on the meta device: names and shapes come from the files'
     headers and no tensor is read, so a model that cannot train is refused in about a second, before

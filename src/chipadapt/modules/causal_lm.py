@@ -14,7 +14,7 @@ from chipadapt.data.sft_batches import block_causal_mask
 from chipadapt.errors import ChipadaptError
 from chipadapt.manifest import fingerprint_input
 from chipadapt.models.checkpointing import enable_activation_checkpointing
-from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
+from chipadapt.models.hf_folder import empty_causal_lm, load_causal_lm, load_tokenizer
 from chipadapt.models.lora import apply_lora
 from chipadapt.models.token_bytes import token_byte_lengths
 from chipadapt.modules.loss_guard import LossSpikeGuard
@@ -38,8 +38,13 @@ class CausalLMModule(L.LightningModule):
         loss_guard: DictConfig | None = None,
         peft: DictConfig | None = None,
         val_split_names: list[str] = (),
+        read_weights: bool = True,
     ):
-        """`val_split_names`: the DataModule's validation splits, in the order of its loaders."""
+        """`val_split_names`: the DataModule's validation splits, in the order of its loaders.
+        `read_weights` false: the model's architecture alone, on the meta device (a rank other than 0
+        under FSDP's rank-0 loading, whose shards FSDP fills from rank 0: scaleout/rank0_load.py).
+        LoRA reads them on every process all the same, as before: LoRA under FSDP does not run yet
+        (its frozen base and its adapters differ in dtype, which FSDP cannot flatten into one shard)."""
         super().__init__()
         lora = peft is not None and bool(peft.get("r"))
         self.model_folder = Path(model_folder)
@@ -47,7 +52,8 @@ class CausalLMModule(L.LightningModule):
         # an Adam update (~lr) is below half the bf16 spacing of a 0.02 weight and rounds away (92% of
         # a model's weights never moved). bf16 compute comes from trainer.precision=bf16-mixed;
         # `dtype` is what frozen weights (LoRA's base) and inference use.
-        self.model = load_causal_lm(Path(model_folder), dtype if lora else "float32", attn_implementation)
+        build = load_causal_lm if read_weights or lora else empty_causal_lm
+        self.model = build(Path(model_folder), dtype if lora else "float32", attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
         if gradient_checkpointing:
             enable_activation_checkpointing(self.model, "model.gradient_checkpointing")

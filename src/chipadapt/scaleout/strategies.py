@@ -31,11 +31,13 @@ def fsdp_strategy(
     activation_checkpointing: bool,
     cpu_offload: bool,
     state_dict_type: str,
+    load_on_rank0: bool,
     limit_all_gathers: bool = True,
 ):
     """FSDP wrapping each decoder layer (full shard by default), optional activation checkpointing of
     the same layers, sharded checkpoints (each rank writes its shard: fast resume at 70B), each
-    replaced whole (scaleout/whole_checkpoints.py)."""
+    replaced whole (scaleout/whole_checkpoints.py); with `load_on_rank0`, global rank 0 alone reads
+    the weights and FSDP broadcasts them as it shards (scaleout/rank0_load.py)."""
     from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP
 
     layers = _layer_classes(layer_classes)
@@ -45,6 +47,7 @@ def fsdp_strategy(
         sharding_strategy=sharding_strategy,
         cpu_offload=cpu_offload,
         state_dict_type=state_dict_type,
+        load_on_rank0=load_on_rank0,
         limit_all_gathers=limit_all_gathers,
     )
 

@@ -17,6 +17,7 @@ from chipadapt.models.hf_folder import check_causal_lm_weights, load_tokenizer, 
 from chipadapt.models.lora import merged_model
 from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.report import before_after_table, console
+from chipadapt.scaleout.rank0_load import reads_weights
 from chipadapt.scaleout.save import full_model_state
 from chipadapt.stages.common import begin, check_seq_len, record_data_inputs, starting_model, train_module
 from chipadapt.tokenizer.report import reduction_table
@@ -54,7 +55,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     manifest.update("data", datamodule.stats)
     console.print(datamodule.summary())
     check_optimized_metric(cfg, datamodule.val_split_names)
-    module = instantiate(cfg.stage.module)(model_folder=folder, val_split_names=datamodule.val_split_names)
+    module = instantiate(cfg.stage.module)(
+        model_folder=folder, val_split_names=datamodule.val_split_names, read_weights=reads_weights(cfg.trainer)
+    )
 
     # Whole global batches an epoch, and at least one (data/resume_sampler.py)
     steps_per_epoch = max(1, datamodule.stats["train_sequences"] // plan.global_batch)
