@@ -90,8 +90,19 @@ def test_not_resolved_corpus_differences_are_sized_in_documents_and_tokens(tmp_p
     from chipadapt.reproduce.report.pairs import documents
     from chipadapt.reproduce.report.verdicts import judge_documents
 
-    write_eval(tmp_path, "eval_base", {"corpus_ppl": corpus_items(1.0, 1.0, seed=0)})
-    write_eval(tmp_path, "eval_dapt", {"corpus_ppl": corpus_items(1.0, 1.0, seed=5)})  # other spread: noise
+    base = corpus_items(1.0, 1.0, seed=0)
+    # another spread of bpb on the same documents (their bytes kept, or they would not pair): noise
+    noise = [
+        corpus_item(
+            o["split"],
+            int(o["id"].rpartition("doc")[2]),
+            o["scores"][f"{o['split']}.bpb"]["num"] / o["bytes"],
+            b["bytes"],
+        )
+        for o, b in zip(corpus_items(1.0, 1.0, seed=5), base)
+    ]
+    write_eval(tmp_path, "eval_base", {"corpus_ppl": base})
+    write_eval(tmp_path, "eval_dapt", {"corpus_ppl": noise})
     write_json(tmp_path / "steps.json", {n: {"status": "completed"} for n in ("eval_base", "eval_dapt")})
     ctx = context(tmp_path, steps_of(["eval_base", "eval_dapt"]))
     pair = documents(ctx, "eval_base", "eval_dapt")

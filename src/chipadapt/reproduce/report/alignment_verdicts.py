@@ -32,7 +32,13 @@ def eda_rows(f: dict) -> list[list]:
     eda = f.get("eda", {})
     if d or eda.get("eval_sft"):
         loss = f"; held-out script loss {heldout[0]:.3f} → {heldout[1]:.3f}" if heldout else ""
-        figure = diff_text(d, "scripts") if d else f"{fmt(eda.get('eval_base', {}).get('eda_script.call_f1'))} → "
+        figure = (
+            diff_text(d, "scripts")
+            if d
+            else "not paired"
+            if d is not None
+            else f"{fmt(eda.get('eval_base', {}).get('eda_script.call_f1'))} → "
+        )
         here = f"API-call F1, chip model minus general model: {figure}{loss}"
         verdict, why = power.verdict(d, +1, "scripts")
         if verdict != REPRODUCES and heldout and heldout[1] < heldout[0]:
@@ -43,11 +49,10 @@ def eda_rows(f: dict) -> list[list]:
             )
         rows.append([*EDA_SFT, here, verdict, why])
     d = f.get("eda_dapt")
-    if d:
+    if d is not None:  # a NotPaired too: its row says why
         verdict, why = power.verdict(d, +1, "scripts")
-        rows.append(
-            [*DAPT_SFT, f"API-call F1, DAPT + SFT minus general + SFT: {diff_text(d, 'scripts')}", verdict, why]
-        )
+        figure = diff_text(d, "scripts") if d else "not paired"
+        rows.append([*DAPT_SFT, f"API-call F1, DAPT + SFT minus general + SFT: {figure}", verdict, why])
     return rows
 
 
@@ -55,10 +60,13 @@ def drift_row(f: dict) -> list | None:
     prompt, instruction = f.get("ifeval_prompt"), f.get("ifeval_instruction")
     if prompt is None and instruction is None:
         return None
-    here = "; ".join(
-        f"{label} {d.a:.3f} → {d.b:.3f}, {diff_text(d, 'prompts')}"
-        for label, d in (("prompt-level", prompt), ("instruction-level", instruction))
-        if d is not None
+    here = (
+        "; ".join(
+            f"{label} {d.a:.3f} → {d.b:.3f}, {diff_text(d, 'prompts')}"
+            for label, d in (("prompt-level", prompt), ("instruction-level", instruction))
+            if d
+        )
+        or "not paired"
     )
     # McNemar's test over the prompts decides; the instruction-level bootstrap (the merge study's
     # measure) is reported beside it, and named where it disagrees.

@@ -145,7 +145,9 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         "about half the time (twice that for 80% power); a "
         f"bootstrap over fewer than {MIN_RESAMPLED} items resolves nothing. Held-out domain bpb is compared on "
         "every held-out domain document pooled (corpus_ppl's domain_all.bpb). "
-        "*Not measured*: no per-item records to pair (the row says what was measured instead). "
+        "*Not measured*: no per-item records to pair, or two runs' records that are not the same items (other "
+        "questions under the same ids, other limits on the text scored: the row says why), never paired "
+        "(the row says what was measured instead). "
         f"Sizes here: {facts['n_ifeval'] or '–'} IFEval prompts, {facts['n_mmlu'] or '–'} MMLU questions.",
         "",
     ]

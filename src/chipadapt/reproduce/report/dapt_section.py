@@ -25,7 +25,7 @@ from chipadapt.reproduce.report.dapt_sweep import (
     with_ci,
 )
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
-from chipadapt.reproduce.report.pairs import DocumentPair, change_pct, diff_text, documents, pct_text
+from chipadapt.reproduce.report.pairs import DocumentPair, NotPaired, change_pct, diff_text, documents, pct_text
 
 GOAL_PCT = 15.0  # issue 23: the chip model's held-out domain bpb at least this much lower than the general model's
 
@@ -214,6 +214,14 @@ def long_part(ctx: Context, long: dict | None) -> list[str]:
             g = long["general"].d
             lines[0] += f" WikiText-2 bpb {g.a:.3f} → {g.b:.3f} ({pct_text(g)}, {g.n} documents)."
         lines += ["", *per_source(ctx, long)]
+    elif isinstance(long["domain"], NotPaired):
+        lines[0] += (
+            f" Its corpus_ppl evaluation ({ctx.link(long['eval_step'])}) is not paired with the general model's: "
+            f"{long['domain'].reason}. Its own validation only, domain bpb {r['domain_before']:.3f} → "
+            f"{r['domain_after']:.3f} ({pct(r['domain_change'])}), WikiText-2 {pct(r['general_change'])}, "
+            "without an interval."
+        )
+        lines.append("")
     else:
         lines[0] += (
             f" No corpus_ppl evaluation of it in this run ({long.get('eval_step') or 'eval_dapt'} not completed or "

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, get, table
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
-from chipadapt.reproduce.report.pairs import documents, pct_text
+from chipadapt.reproduce.report.pairs import NotPaired, documents, pct_text
 
 BASE_EVAL = "eval_base"
 
@@ -115,6 +115,12 @@ def sweep_part(ctx: Context, arms: list[dict], choice: dict | None) -> list[str]
             ]
         )
     tokens = next((a["tokens"] for a in arms if a["tokens"]), None)
+    # corpus_ppl's items are checked once for the domain documents and WikiText-2's alike
+    unpaired = [
+        f"{ctx.link(a['eval_step'])} is not paired with the general model's evaluation: {a['domain_vs_base'].reason}"
+        for a in arms
+        if isinstance(a["domain_vs_base"], NotPaired)
+    ]
     return [
         f"Learning-rate sweep: {len(arms)} short run{'s' if len(arms) > 1 else ''} with the base tokenizer"
         + (f", {tokens:,} tokens each" if tokens else "")
@@ -139,6 +145,8 @@ def sweep_part(ctx: Context, arms: list[dict], choice: dict | None) -> list[str]
             body,
         ),
         "",
+        *(f"{line}." for line in unpaired),
+        *([""] if unpaired else []),
     ]
 
 

@@ -33,7 +33,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "base_acc": get(base, "mcq.acc"),
         "base_ci": get(base, "mcq.acc_ci"),
         "questions": get(base, "mcq.questions"),
-        "paired": {n: (ctx.label(n), d) for n, d in paired.items() if d},
+        "paired": {n: (ctx.label(n), d) for n, d in paired.items() if d is not None},  # NotPaired kept: its reason
     }
     lines = [
         f"MMLU: {mmlu.get('questions', '–')} test questions ({mmlu.get('subjects', '–')} subjects), "
@@ -45,7 +45,10 @@ def section(ctx: Context) -> tuple[str, dict]:
         "",
         table(["model", *[label for _, label in COLUMNS]], rows),
     ]
-    against = [f"{label}: {diff_text(d, 'questions')}" for label, d in mmlu_facts["paired"].values()]
+    against = [
+        f"{label}: {diff_text(d, 'questions') if d else f'not paired ({d.reason})'}"
+        for label, d in mmlu_facts["paired"].values()
+    ]
     if against:
         lines += ["", "MMLU accuracy minus the general model's, paired by question: " + "; ".join(against) + "."]
     return "\n".join(lines), {"values": facts, "mmlu": mmlu_facts}

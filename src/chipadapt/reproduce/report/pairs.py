@@ -4,15 +4,35 @@ on the same questions, an answer with and without retrieved context).
 
 Every function returns None where a step did not run or wrote no per-item file (runs from before they
 were written): the verdict is then "not measured", never a guess from the summary figures.
+Two steps' records are paired only where they are the same items, as compare.py checks them
+(eval/same_items.py: the same question, reference and scored text under each id, the same limits on
+what is scored): otherwise the comparison is a NotPaired with the reason, and the verdict "not measured".
 """
 
+import logging
 from dataclasses import dataclass
 
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
+from chipadapt.eval.paired_compare import task_settings
+from chipadapt.eval.same_items import NotSameItems, same_items, same_settings
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NotPaired:
+    """Two steps' records of a task that are not the same items: why, in place of a difference.
+    False as a condition, like the None of a step without per-item records, so that every path that
+    has nothing to pair takes it; power.verdict gives its reason."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -45,13 +65,38 @@ def step_items(ctx: Context, step: str, task: str) -> dict[str, dict] | None:
     return read_items(path) if path.is_file() else None
 
 
-def between(ctx: Context, a: str, b: str, dotted: str) -> PairedDifference | None:
-    """b - a of 'task.metric' over the items both steps scored."""
-    task, _, metric = dotted.partition(".")
+def same_step_items(ctx: Context, a: str, b: str, task: str) -> tuple[dict, dict] | NotPaired | None:
+    """Steps a's and b's items of `task` that are the same items (eval/same_items.py, as compare.py pairs
+    them): b's records that differ from a's with the same id left out; NotPaired where the steps' limits on
+    what is scored differ or most shared ids hold other items; None where either step wrote no items."""
     a_items, b_items = step_items(ctx, a, task), step_items(ctx, b, task)
     if a_items is None or b_items is None:
         return None
-    return paired_difference(a_items, b_items, metric)
+    try:
+        same_settings(task, a, b, task_settings(ctx.folder(a), task), task_settings(ctx.folder(b), task))
+        b_items, left_out = same_items(task, a, b, a_items, b_items)
+    except NotSameItems as err:
+        log.warning("report: %s not paired with %s: %s", b, a, err)
+        return NotPaired(str(err))
+    if left_out:
+        log.warning(
+            "report: %s: %d item(s) of %s differ from %s's with the same id; left out (first: %s)",
+            task,
+            len(left_out),
+            b,
+            a,
+            left_out[0],
+        )
+    return a_items, b_items
+
+
+def between(ctx: Context, a: str, b: str, dotted: str) -> PairedDifference | NotPaired | None:
+    """b - a of 'task.metric' over the items both steps scored that are the same items."""
+    task, _, metric = dotted.partition(".")
+    found = same_step_items(ctx, a, b, task)
+    if not found:
+        return found
+    return paired_difference(*found, metric)
 
 
 def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> PairedDifference | None:
@@ -65,13 +110,15 @@ def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> Paire
     return paired_difference(only(metric_a), only(metric_b), "score")
 
 
-def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair | None:
+def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair | NotPaired | None:
     """b - a of held-out bits per byte, paired by document: the domain documents pooled (corpus_ppl's
     domain_all.bpb; domain_mean.bpb where a run predates it, report/domain_bpb.py), or WikiText-2's
-    (`domain=False`)."""
-    a_items, b_items = step_items(ctx, a, "corpus_ppl"), step_items(ctx, b, "corpus_ppl")
-    if a_items is None or b_items is None:
-        return None
+    (`domain=False`). Two tokenizers' runs on the same text pair: their documents' bytes differ by the
+    first token only (eval/same_items.py's BYTES_SLACK)."""
+    found = same_step_items(ctx, a, b, "corpus_ppl")
+    if not found:
+        return found
+    a_items, b_items = found
     sources = domain_bpb.source_metrics(a_items)
     if domain:
         d = domain_bpb.paired(a_items, b_items) if sources else None

@@ -6,6 +6,7 @@ for documents, tokens) would resolve a difference as large as the one seen."""
 import math
 
 from chipadapt.eval.paired import MCNEMAR, MIN_DISCORDANT, PairedDifference
+from chipadapt.reproduce.report.pairs import NotPaired
 
 REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
     "reproduces",
@@ -49,15 +50,22 @@ def size(n: float, unit: str, per_item: float | None) -> str:
     return f"{n:,.0f} {unit}" + (f" / {n * per_item:,.0f} tokens" if per_item else "")
 
 
+def not_paired_why(d: NotPaired | None) -> str:
+    """The why-cell of a comparison with no difference: the steps' items are not the same items, or there
+    are no per-item records."""
+    return f"not paired: {d.reason}" if isinstance(d, NotPaired) else "no per-item records to pair"
+
+
 def verdict(
-    d: PairedDifference | None, paper_sign: int, unit: str = "items", per_item: float | None = None
+    d: PairedDifference | NotPaired | None, paper_sign: int, unit: str = "items", per_item: float | None = None
 ) -> tuple[str, str]:
     """(verdict cell, why) for a paired difference b - a whose sign the paper predicts (+1: b higher, -1:
     b lower). `unit` names the items (prompts, documents); `per_item`, where given, is tokens per item
     (documents of very different lengths), so the size that would resolve it is also given in tokens.
-    A bootstrap over fewer than MIN_RESAMPLED items resolves nothing, whatever its interval."""
-    if d is None:
-        return NOT_MEASURED, "no per-item records to pair"
+    A bootstrap over fewer than MIN_RESAMPLED items resolves nothing, whatever its interval. Items that
+    are not the same items (NotPaired) are "not measured", with the reason."""
+    if not d:
+        return NOT_MEASURED, not_paired_why(d)
     if d.test.startswith("paired-bootstrap") and d.n < MIN_RESAMPLED:
         return (
             f"{NOT_RESOLVED}{NEEDS}at least {size(MIN_RESAMPLED, unit, per_item)}",

@@ -13,7 +13,7 @@ The reasons given where a finding does not reproduce are facts of this setup, no
 from chipadapt.reproduce.report import merge_verdicts, power
 from chipadapt.reproduce.report.alignment_verdicts import alignment_rows
 from chipadapt.reproduce.report.context import fmt
-from chipadapt.reproduce.report.pairs import DocumentPair, diff_text, pct_text
+from chipadapt.reproduce.report.pairs import DocumentPair, NotPaired, diff_text, pct_text
 from chipadapt.reproduce.report.power import (
     CONTRADICTS,
     NOT_MEASURED,
@@ -21,18 +21,19 @@ from chipadapt.reproduce.report.power import (
     NOT_RUN,
     REPRODUCES,
     joined,
+    not_paired_why,
 )
 
 MCQ_CHANCE = 0.25  # four choices per MMLU question
 LARGE_LR = 1e-4  # ChipNeMo's ablation: 5e-6 against a learning rate 10-60x larger
 
 
-def judge_documents(p: DocumentPair | None, paper_sign: int) -> tuple:
+def judge_documents(p: DocumentPair | NotPaired | None, paper_sign: int) -> tuple:
     """power.verdict of a corpus_ppl comparison, sized in documents and tokens; where the runs predate the
     pooled domain_all.bpb (compared on the mean of sources), it names the sources whose single document
     adds no variance."""
-    if p is None:
-        return power.verdict(None, paper_sign, "documents")
+    if not p:
+        return power.verdict(p, paper_sign, "documents")
     verdict, why = power.verdict(p.d, paper_sign, "documents", p.tokens_per_doc)
     if p.thin:
         why = joined(
@@ -103,17 +104,22 @@ def dapt_row(long: dict | None) -> list:
         return [*DAPT, "–", NOT_RUN, ""]
     r, p = long["row"], long.get("domain")
     tokens = f" after {r['tokens']:,} tokens" if r["tokens"] else ""
-    if p is None:
+    if not p:
         here = (
             f"{long['name']}: its own validation only, domain bpb {r['domain_change']:+.1f}%, "
             f"WikiText-2 {r['general_change']:+.1f}%{tokens}"
+        )
+        why = (
+            f"The DAPT model's corpus_ppl evaluation is {not_paired_why(p)}"
+            if isinstance(p, NotPaired)
+            else "No corpus_ppl evaluation of the DAPT model in this variant (eval_dapt): no per-document records "
+            "to pair"
         )
         return [
             *DAPT,
             here,
             NOT_MEASURED,
-            "No corpus_ppl evaluation of the DAPT model in this variant (eval_dapt): no per-document records "
-            f"to pair, only its validation on {r.get('val_sequences') or 'a few'} sequences per split.",
+            f"{why}; only its validation on {r.get('val_sequences') or 'a few'} sequences per split.",
         ]
     general = long.get("general")
     measure = (
@@ -137,13 +143,19 @@ def large_lr_row(arms: list[dict]) -> list:
             "This variant has no large-lr arm; the full variant sweeps up to 1e-3.",
         ]
     small, large = arms[0], max(arms, key=lambda a: a["lr"])
-    if large.get("general_vs_base") is None:
+    if not large.get("general_vs_base"):
         here = (
             f"their own validation: WikiText-2 bpb {small['general_change']:+.1f}% at lr {small['lr']:g} vs "
             f"{large['general_change']:+.1f}% at {large['lr']:g}"
         )
-        return [*LARGE, here, NOT_MEASURED, "The lr arms have no corpus_ppl evaluation here: nothing to pair."]
-    parts = [f"lr {a['lr']:g} {pct_text(a['general_vs_base'].d)}" for a in arms if a.get("general_vs_base") is not None]
+        unpaired = large.get("general_vs_base")
+        why = (
+            f"The lr {large['lr']:g} arm's corpus_ppl evaluation is {not_paired_why(unpaired)}."
+            if isinstance(unpaired, NotPaired)
+            else "The lr arms have no corpus_ppl evaluation here: nothing to pair."
+        )
+        return [*LARGE, here, NOT_MEASURED, why]
+    parts = [f"lr {a['lr']:g} {pct_text(a['general_vs_base'].d)}" for a in arms if a.get("general_vs_base")]
     here = f"WikiText-2 bpb against the general model, paired by document: {', '.join(parts)}"
     verdict, why = judge_documents(large["general_vs_base"], +1)
     if verdict == CONTRADICTS:
@@ -159,21 +171,23 @@ def augmented_row(aug: list[dict], same: dict | None) -> list | None:
         return None
     if same is None:
         return [*AUGMENTED, "no base-tokenizer run at the same lr", NOT_RUN, ""]
-    paired = [r for r in aug if r.get("domain_vs_same") is not None]
+    paired = [r for r in aug if r.get("domain_vs_same")]
     if paired:
         return augmented_paired_row(paired)
     figures = "; ".join(f"{r['name']} {r['domain_after']:.3f} (before DAPT {r['domain_before']:.3f})" for r in aug)
     here = (
         f"domain bpb after DAPT, training validation: {figures} vs {same['domain_after']:.3f} with the base tokenizer"
     )
-    return [
-        *AUGMENTED,
-        here,
-        NOT_MEASURED,
-        "The augmented arms have no corpus_ppl evaluation: only their training validation on "
+    unpaired = [r for r in aug if isinstance(r.get("domain_vs_same"), NotPaired)]
+    why = (
+        "; ".join(f"{r['name']}'s corpus_ppl evaluation is {not_paired_why(r['domain_vs_same'])}" for r in unpaired)
+        + f": only their training validation on {aug[0].get('val_sequences') or 'a few'} sequences per split"
+        if unpaired
+        else "The augmented arms have no corpus_ppl evaluation: only their training validation on "
         f"{aug[0].get('val_sequences') or 'a few'} sequences per split, point figures with no per-document "
-        "records to pair.",
-    ]
+        "records to pair."
+    )
+    return [*AUGMENTED, here, NOT_MEASURED, why]
 
 
 def augmented_paired_row(paired: list[dict]) -> list:
@@ -193,7 +207,7 @@ def augmented_paired_row(paired: list[dict]) -> list:
     first = next((r for r in paired if r["tokenizer"] == "augmented"), paired[0])
     verdict, why = judge_documents(first["domain_vs_same"], -1)
     general = first.get("general_vs_same")
-    if general is not None and judge_documents(general, -1)[0] == CONTRADICTS:
+    if general and judge_documents(general, -1)[0] == CONTRADICTS:
         verdict, why = CONTRADICTS, ""  # general text costs more bits: not "nothing", whatever domain text does
     if verdict == CONTRADICTS:
         trained = f"{first['tokens']:,} DAPT tokens" if first.get("tokens") else "a short DAPT run"
@@ -274,7 +288,7 @@ def mmlu_row(f: dict) -> list:
         f"general model acc {f['base_acc']:.3f}"
         + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         + "; minus the general model, paired: "
-        + "; ".join(f"{label} {diff_text(d, 'questions')}" for label, d in paired.values())
+        + "; ".join(f"{label} {diff_text(d, 'questions') if d else 'not paired'}" for label, d in paired.values())
     )
     # A general model at chance has no measured knowledge to lose: any verdict on keeping it would be vacuous.
     if ci and ci[0] <= MCQ_CHANCE <= ci[1]:
