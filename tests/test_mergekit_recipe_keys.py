@@ -160,3 +160,62 @@ def test_merge_cli_says_what_a_recipe_changes_before_hydra_starts(tmp_path, tiny
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "parameters.foo" in proc.stderr
+
+
+def sliced(*sources, **slice_keys) -> dict:
+    return {
+        "merge_method": "slerp",
+        "base_model": "instruct",
+        "slices": [{"sources": list(sources), **slice_keys}],
+        "parameters": {"t": 0.5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ({**sliced(), "slices": [{}]}, r"slices\[0\]\.sources: a slice lists its models there .*it has none"),
+        (sliced(), r"slices\[0\]\.sources: .*it has none"),
+        (
+            {**sliced(), "slices": [{"sources": {"model": "chip", "layer_range": [0, 2]}}]},
+            r"slices\[0\]\.sources: expected a list, got \{",
+        ),
+        ({**sliced(), "slices": {"sources": []}}, r"slices: expected a list"),
+        (
+            sliced({"layer_range": [0, 2]}, {"model": "instruct", "layer_range": [0, 2]}),
+            r"slices\[0\]\.sources\[0\]\.model: expected a model's path or name, it is missing",
+        ),
+        (
+            sliced({"model": "chip"}, {"model": "instruct", "layer_range": [0, 2]}),
+            r"slices\[0\]\.sources\[0\]\.layer_range: expected \[start, end\].*, it is missing",
+        ),
+        (sliced({"model": "chip", "layer_range": 2}), r"slices\[0\]\.sources\[0\]\.layer_range: .*got 2"),
+        (sliced({"model": "chip", "layer_range": [0]}), r"slices\[0\]\.sources\[0\]\.layer_range: .*got \[0\]"),
+        (sliced({"model": "chip", "layer_range": [2, 0]}), r"slices\[0\]\.sources\[0\]\.layer_range: .*got \[2, 0\]"),
+        (sliced({"model": None, "layer_range": [0, 2]}), r"slices\[0\]\.sources\[0\]\.model: .*got None"),
+        (
+            {"merge_method": "slerp", "base_model": "instruct", "models": [{"parameters": {"t": 0.5}}]},
+            r"models\[0\]\.model: expected a model's path or name, it is missing",
+        ),
+        ({"merge_method": "slerp", "models": {"model": "chip"}}, r"models: expected a list"),
+    ],
+)
+def test_malformed_models_and_slices_are_one_line_errors_naming_the_key(tmp_path, recipe, message):
+    # Each once ended in a KeyError or TypeError traceback, or in an error about the wrong key.
+    with pytest.raises(ChipadaptError, match=rf"bad\.yml: {message}") as err:
+        overrides_from_mergekit(write(tmp_path / "bad.yml", recipe))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.integration
+def test_merge_cli_refuses_a_slice_without_sources_in_one_line(tmp_path):
+    bad = write(tmp_path / "empty_slice.yml", {**sliced(), "slices": [{}]})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "merge.py"), f"config={bad}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"chipadapt: error: config={bad}: slices[0].sources: ")

@@ -163,8 +163,21 @@ class Recipe:
 
         check(data, RECIPE_KEYS, "")
 
+        def entries(node: dict, key: str, where: str) -> list:
+            """A list of the recipe (models, slices, a slice's sources); an absent one is empty."""
+            value = node.get(key)
+            if value is None:
+                return []
+            if not isinstance(value, list):
+                raise ChipadaptError(f"{self.source}: {where}: expected a list, got {value!r}")
+            return value
+
         def check_model(model, keys, where: str) -> None:
             check(model, keys, where)
+            name = model.get("model")
+            if not isinstance(name, str) or not name:
+                got = "it is missing" if "model" not in model else f"got {name!r}"
+                raise ChipadaptError(f"{self.source}: {where}.model: expected a model's path or name, {got}")
             if "lambda" in (model.get("parameters") or {}):
                 # mergekit's DELLA once read it per model (the first model's), later versions only globally.
                 raise ChipadaptError(
@@ -172,16 +185,33 @@ class Recipe:
                     "lambda; give it once under the top-level parameters"
                 )
 
-        for i, model in enumerate(data.get("models") or []):
+        for i, model in enumerate(entries(data, "models", "models")):
             check_model(model, MODEL_KEYS, f"models[{i}]")
-        for i, piece in enumerate(data.get("slices") or []):
+        for i, piece in enumerate(entries(data, "slices", "slices")):
             check(piece, SLICE_KEYS, f"slices[{i}]")
             if piece.get("residual_weight") is not None:
                 raise ChipadaptError(
                     f"{self.source}: slices[{i}].residual_weight: not supported (chipadapt merges whole models)"
                 )
-            for j, source in enumerate(piece.get("sources") or []):
-                check_model(source, SOURCE_KEYS, f"slices[{i}].sources[{j}]")
+            sources = entries(piece, "sources", f"slices[{i}].sources")
+            if not sources:
+                raise ChipadaptError(
+                    f"{self.source}: slices[{i}].sources: a slice lists its models there "
+                    "([{model: ..., layer_range: [0, N]}, ...]); it has none"
+                )
+            for j, source in enumerate(sources):
+                where = f"slices[{i}].sources[{j}]"
+                check_model(source, SOURCE_KEYS, where)
+                self._check_layer_range(source.get("layer_range"), f"{where}.layer_range")
+
+    def _check_layer_range(self, value, where: str) -> None:
+        """mergekit's [start, end): two whole numbers, end past start."""
+        whole = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not whole or len(value) != 2 or not 0 <= value[0] < value[1]:
+            got = "it is missing" if value is None else f"got {value!r}"
+            raise ChipadaptError(
+                f"{self.source}: {where}: expected [start, end], the layers taken (end excluded), {got}"
+            )
 
     def _check_tokenizer(self, data: dict) -> None:
         """Only mergekit's union is what chipadapt writes; another tokenizer would not be the one published."""
