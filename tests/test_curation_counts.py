@@ -44,6 +44,26 @@ def test_symlinks_are_counted_as_skipped_and_named_in_the_report_and_log(tmp_pat
     assert_files_add_up(report)
 
 
+def test_hidden_files_and_folders_are_counted_as_skipped_without_being_read(tmp_path):
+    root = tmp_path / "chip"
+    (root / ".git" / "objects" / "ab").mkdir(parents=True)
+    (root / "rtl" / ".cache").mkdir(parents=True)
+    (root / "rtl" / "counter.v").write_text(RTL)
+    (root / ".gitignore").write_text("build/\n")
+    (root / ".git" / "config").write_text("[core]\n\trepositoryformatversion = 0\n")
+    (root / ".git" / "objects" / "ab" / "cdef").write_bytes(b"x\x9c" + bytes(50))
+    (root / "rtl" / ".cache" / "counter.v").write_text(RTL)
+    os.symlink(root / "rtl", root / ".rtl_link")  # a hidden link to a folder: one hidden entry, not followed
+    (root / "rtl" / ".constraints.sdc").write_text(SDC)  # a document, were it read
+    report = curate(config([root]), tmp_path / "out")
+    assert report["skipped"] == {"hidden": 6} and report["files_read"] == 1 and report["documents_written"] == 1
+    # listed, never read: the bytes seen are counter.v's alone
+    assert report["files_seen"] == 7 and report["bytes_seen"] == len(RTL)
+    walked = [".git/config", ".git/objects/ab/cdef", ".rtl_link", ".gitignore", "rtl/.cache/counter.v"]
+    assert report["skipped_examples"]["hidden"] == walked  # the first five; rtl/.constraints.sdc is counted
+    assert_files_add_up(report)
+
+
 def test_symlinks_inside_archives_are_counted(tmp_path):
     tar_path = tmp_path / "bundle.tar"
     with tarfile.open(tar_path, "w") as archive:

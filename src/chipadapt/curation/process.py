@@ -115,6 +115,7 @@ def document(source: str, path: str, size: int, text: str, lang: str, s: Setting
 
 def process_unit(unit: Unit, s: Settings) -> list[Result]:
     results = [Result(unit.source, os.path.relpath(link, unit.root), 0, "symlink") for link in unit.links]
+    results += [Result(unit.source, os.path.relpath(path, unit.root), 0, "hidden") for path in unit.hidden]
     if unit.archive:
         label = os.path.relpath(unit.archive, unit.root)
         try:

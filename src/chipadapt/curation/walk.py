@@ -15,17 +15,33 @@ FILES_PER_UNIT = 32
 @dataclass(frozen=True)
 class Unit:
     """One piece of work for a worker: a batch of plain files, or one whole archive. `links` are the
-    symbolic links met on the way: not followed, but reported, so the counts add up."""
+    symbolic links met on the way: not followed, but reported, so the counts add up. `hidden` are the
+    hidden files (a name starting with a dot, or under such a folder: .git, .github, .gitignore): not
+    read, but reported the same way."""
 
     source: str
     root: str
     files: tuple[str, ...] = ()
     archive: str | None = None
     links: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 def is_archive(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def hidden_files(folder: str) -> list[str]:
+    """Every file under a hidden folder (links, to files or folders, listed as they are, not followed),
+    in sorted order: only listed, never opened."""
+    if os.path.islink(folder):
+        return [folder]
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(parent, d) for d in dirs if os.path.islink(os.path.join(parent, d))]
+        found += [os.path.join(parent, name) for name in sorted(names)]
+    return found
 
 
 def units(inputs: dict[str, str]) -> Iterator[Unit]:
@@ -39,7 +55,12 @@ def units(inputs: dict[str, str]) -> Iterator[Unit]:
             continue
         batch: list[str] = []
         links: list[str] = []
+        hidden: list[str] = []
         for folder, dirs, names in os.walk(root_path):
+            # Hidden folders (.git, .github, .venv) are not curated, but their files are counted: a user
+            # who meant one to be read learns it was not from the report.
+            for d in sorted(d for d in dirs if d.startswith(".")):
+                hidden += hidden_files(os.path.join(folder, d))
             visible = sorted(d for d in dirs if not d.startswith("."))
             # os.walk does not enter a link to a folder; it is listed among the folders, so counted here.
             links += [os.path.join(folder, d) for d in visible if os.path.islink(os.path.join(folder, d))]
@@ -47,19 +68,19 @@ def units(inputs: dict[str, str]) -> Iterator[Unit]:
             for name in sorted(names):
                 path = os.path.join(folder, name)
                 if name.startswith("."):
-                    continue
-                if os.path.islink(path):  # the target may be outside the input, or read twice, or gone
+                    hidden.append(path)
+                elif os.path.islink(path):  # the target may be outside the input, or read twice, or gone
                     links.append(path)
                 elif is_archive(name):
                     yield Unit(source, str(root_path), archive=path)
                     continue
                 else:
                     batch.append(path)
-                if len(batch) + len(links) >= FILES_PER_UNIT:
-                    yield Unit(source, str(root_path), files=tuple(batch), links=tuple(links))
-                    batch, links = [], []
-        if batch or links:
-            yield Unit(source, str(root_path), files=tuple(batch), links=tuple(links))
+                if len(batch) + len(links) + len(hidden) >= FILES_PER_UNIT:
+                    yield Unit(source, str(root_path), tuple(batch), links=tuple(links), hidden=tuple(hidden))
+                    batch, links, hidden = [], [], []
+        if batch or links or hidden:
+            yield Unit(source, str(root_path), tuple(batch), links=tuple(links), hidden=tuple(hidden))
 
 
 def _zip_link(info: zipfile.ZipInfo) -> bool:
