@@ -41,10 +41,11 @@ if not OmegaConf.has_resolver("chipadapt_gpus_per_node"):
 def run_folder(timestamped: str, command: str, config_name, task_overrides, hydra_overrides) -> str:
     """`hydra.run.dir` below outputs/: `<date>/<time>`, but in a SLURM job
     `slurm-<job id>/<command>-<hash8>`, where the hash is of the command line (config name, then the
-    overrides in the order given). `sbatch --requeue` reruns the script's exact command lines, so each
-    finds its own folder again and resumes there; two different command lines of one job (a script that
-    trains then evaluates several checkpoints, an `salloc` session) get two folders, so neither replaces
-    the other's results."""
+    overrides, in an order that only overrides of one key change). `sbatch --requeue` reruns the
+    script's exact command lines, so each finds its own folder again and resumes there, as does a
+    launcher that passes the same overrides in another order; two different command lines of one job (a
+    script that trains then evaluates several checkpoints, an `salloc` session) get two folders, so
+    neither replaces the other's results."""
     from chipadapt.scaleout.slurm_requeue import slurm_job_id
 
     job = slurm_job_id()
@@ -55,12 +56,41 @@ def run_folder(timestamped: str, command: str, config_name, task_overrides, hydr
 
 def command_line_hash(config_name, task_overrides, hydra_overrides) -> str:
     """8 hex digits naming one command line: its config name and its overrides as typed (Hydra keeps each
-    one's text: `hydra.overrides.task` and `.hydra`), in their order, since a later one may override an
-    earlier one. The shell's quoting is gone by then, so `'k=[a,b]'` and `k=[a,b]` are the same line."""
+    one's text: `hydra.overrides.task` and `.hydra`), in canonical order (`canonical_order`): `a=1 b=2`
+    and `b=2 a=1` are one line, `a=1 a=2` and `a=2 a=1` two, since the later one wins. The shell's
+    quoting is gone by then, so `'k=[a,b]'` and `k=[a,b]` are the same line."""
     # `hydra.mode=RUN` is what Hydra adds to every run (not to a `--cfg` preview): it names no line.
     hydra_own = [o for o in _as_typed(hydra_overrides) if not o.lstrip("+~").startswith("hydra.mode=")]
-    line = [str(config_name), _as_typed(task_overrides), hydra_own]
+    line = [str(config_name), canonical_order(_as_typed(task_overrides)), canonical_order(hydra_own)]
     return hashlib.sha256(json.dumps(line).encode()).hexdigest()[:8]
+
+
+def override_key(override: str) -> str:
+    """The config key an override sets or deletes: `model.path` of `++model.path=x`, `db` of `~db` or of
+    `db@pkg=mysql` (its package left out: two overrides of one group may target each other's)."""
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0].strip()
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two keys may touch the same value: equal, or one inside the other (`model` and
+    `model.path`: `model={path:x}` and `model.path=y` set the same value)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def canonical_order(overrides: list[str]) -> list[str]:
+    """The overrides in an order that does not depend on how those of different keys were interleaved:
+    each step takes the smallest text among the overrides that no earlier remaining one of an overlapping
+    key precedes. Overrides of one key keep their relative order (Hydra's last one wins), so two lines
+    with the same result-deciding order give one list, and lines that differ in it give two."""
+    keys = [override_key(o) for o in overrides]
+    left = list(range(len(overrides)))
+    ordered = []
+    while left:
+        free = [i for n, i in enumerate(left) if not any(_overlap(keys[j], keys[i]) for j in left[:n])]
+        pick = min(free, key=lambda i: overrides[i])
+        ordered.append(overrides[pick])
+        left.remove(pick)
+    return ordered
 
 
 def _as_typed(overrides) -> list[str]:
