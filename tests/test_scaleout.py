@@ -232,6 +232,11 @@ def test_lora_with_an_augmented_tokenizer_trains_the_new_token_rows_only(tmp_pat
         "tokenizer=augmented",
         "tokenizer.adapt.min_savings=2",
         "tokenizer.adapt.domain_vocab_size=1000",
+        # The new rows' initial fits and the starting-bpb table are tested elsewhere; here they only cost time.
+        "tokenizer.adapt.init.warmup=null",
+        "tokenizer.adapt.init.input_fit=null",
+        "tokenizer.adapt.init.fit=null",
+        "tokenizer.adapt.starting_bpb=null",
         "peft=lora_small",
         "peft.r=4",
         "trainer.max_steps=3",
