@@ -3,7 +3,7 @@ baseline at the setting its screening chose and ChipAlign at the lambda the same
 the same prompts; every figure with its 95% interval, and paired tests of ChipAlign at its best
 against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
-from chipadapt.eval.paired import EXACT_MAX_ITEMS
+from chipadapt.eval.paired import EXACT_MAX_ITEMS, PairedDifference
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
 from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
@@ -36,6 +36,8 @@ from chipadapt.reproduce.report.merge_tests import (
     same_lambda,
     signed,
 )
+from chipadapt.reproduce.report.pairs import NotPaired
+from chipadapt.reproduce.report.power import NOT_MEASURED, not_paired_why
 
 LABELS = {key: label for key, label, _ in SUITE}
 KNOB_NAMES = {"merge.lam": "lambda", "merge.method.density": "density", "merge.method.scale": "scale"}
@@ -120,14 +122,17 @@ def choose_best(merged: list[Run], scores: dict[float, float | None]) -> Run | N
     return merged[0] if len(merged) == 1 else None
 
 
+def not_measured(d: NotPaired | None) -> str:
+    """The test cell of a comparison with no difference: why, where the runs' items are not the same items."""
+    return f"{NOT_MEASURED}: {not_paired_why(d)}" if isinstance(d, NotPaired) else NOT_MEASURED
+
+
 def tests_table(best: Run, tests: dict[str, dict]) -> str:
     rows = []
     for other, by_key in tests.items():
         for key, d in by_key.items():
-            if d is None:
-                rows.append(
-                    [f"chipalign {best.lam:g} − {other}", LABELS[key], "–", "–", "–", "–", "–", "–", "not measured"]
-                )
+            if not d:
+                rows.append([f"chipalign {best.lam:g} − {other}", LABELS[key], *["–"] * 6, not_measured(d)])
                 continue
             rows.append(
                 [
@@ -157,8 +162,8 @@ def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
     rows = [
         [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], d.a, d.b, signed(d.diff)]
         + [f"[{signed(d.ci[0])}, {signed(d.ci[1])}]", f"{d.p:.2g}", str(d.n), d.test]
-        if d is not None
-        else [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], *["–"] * 6, "not measured"]
+        if d
+        else [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], *["–"] * 6, not_measured(d)]
         for method, t in twins.items()
         for key, d in t.items()
         if key != "lam"
@@ -173,12 +178,32 @@ def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
     ]
 
 
-def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | None:
-    """An end's (IFEval instr., domain bpb) on the items it was paired on."""
+def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | NotPaired | None:
+    """An end's (IFEval instr., domain bpb) on the items it was paired on; where either measure has no
+    difference, its NotPaired (the end's items are not the same items), else None."""
     by_key = tests.get(name) or {}
-    if by_key.get(INSTRUCT) is None or by_key.get(DOMAIN) is None:
-        return None
-    return by_key[INSTRUCT].a, by_key[DOMAIN].a
+    ifeval, domain = by_key.get(INSTRUCT), by_key.get(DOMAIN)
+    if not ifeval or not domain:
+        return first_unpaired(ifeval, domain)
+    return ifeval.a, domain.a
+
+
+def first_unpaired(*found) -> NotPaired | None:
+    """The first NotPaired among comparisons: why a figure built on them all is not measured."""
+    return next((d for d in found if isinstance(d, NotPaired)), None)
+
+
+def balance_between(
+    ifeval: PairedDifference | NotPaired | None,
+    domain: PairedDifference | NotPaired | None,
+    instruct_end: tuple[float, float] | NotPaired | None,
+    chip_end: tuple[float, float] | NotPaired | None,
+    ifeval_scale: float | None,
+) -> PairedDifference | NotPaired | None:
+    """merge_tests.balance_difference where both ends were paired, else why not (first_unpaired)."""
+    if not instruct_end or not chip_end:
+        return first_unpaired(instruct_end, chip_end)
+    return balance_difference(ifeval, domain, instruct_end, chip_end, ifeval_scale)
 
 
 def paper_lambda_test(
@@ -199,11 +224,10 @@ def paper_lambda_test(
         return None
     pair = compare_suite(rival, paper, [INSTRUCT, DOMAIN], exclude)
     instruct, chip = end_values(tests, "instruct model"), end_values(tests, "chip model")
-    both = instruct is not None and chip is not None
     return {
         "rival": rival.lam,
         **pair,
-        "balance": balance_difference(pair[INSTRUCT], pair[DOMAIN], instruct, chip, ifeval_scale) if both else None,
+        "balance": balance_between(pair[INSTRUCT], pair[DOMAIN], instruct, chip, ifeval_scale),
     }
 
 
@@ -247,9 +271,9 @@ def section(ctx: Context) -> tuple[str, dict]:
     instruct_end, chip_end = end_values(tests, "instruct model"), end_values(tests, "chip model")
     # ChipAlign minus each baseline on merge_balance: what decides when the two measures disagree.
     balances = {
-        m: balance_difference(tests[m].get(INSTRUCT), tests[m].get(DOMAIN), instruct_end, chip_end, scale)
+        m: balance_between(tests[m].get(INSTRUCT), tests[m].get(DOMAIN), instruct_end, chip_end, scale)
         for m in baselines
-        if m in tests and instruct_end is not None and chip_end is not None
+        if m in tests
     }
     twins = same_lambda(merged, baselines, best, exclude)
     angle = angles(merged)

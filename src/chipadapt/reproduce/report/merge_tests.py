@@ -14,6 +14,7 @@ from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.reproduce.choices import ifeval_gap
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
+from chipadapt.reproduce.report.pairs import NotPaired, same_run_items
 from chipadapt.reproduce.report.power import Z95
 
 # Baselines swept over lambda as ChipAlign is: at the same lambda the two differ by the method alone.
@@ -31,13 +32,15 @@ def items(folder: Path, task: str) -> dict[str, dict] | None:
 
 
 def compare(
-    a_items: dict[str, dict] | None, b_items: dict[str, dict] | None, key: str, exclude_ifeval: frozenset[str]
-) -> PairedDifference | None:
-    """b - a of 'task.metric' on the items both runs scored (IFEval: less the prompts `exclude_ifeval`);
-    None when either run has no per-item records of it."""
+    found: tuple[dict, dict] | NotPaired | None, key: str, exclude_ifeval: frozenset[str]
+) -> PairedDifference | NotPaired | None:
+    """b - a of 'task.metric' on the items both runs scored (IFEval: less the prompts `exclude_ifeval`),
+    `found` being the two runs' items of the task that are the same items (pairs.same_run_items); None
+    when either run has no per-item records of it, NotPaired when they are not the same items."""
+    if not found:
+        return found
+    a_items, b_items = found
     task, _, metric = key.partition(".")
-    if a_items is None or b_items is None:
-        return None
     if key == DOMAIN:
         return domain_bpb.paired(a_items, b_items)
     if task == "ifeval" and exclude_ifeval:
@@ -47,11 +50,15 @@ def compare(
 
 def compare_suite(
     a: Run, b: Run, keys: list[str], exclude_ifeval: frozenset[str] = frozenset()
-) -> dict[str, PairedDifference | None]:
-    """b - a of each metric (runs a and b), each task's items read once."""
-    tasks = {key.partition(".")[0] for key in keys}
-    a_items, b_items = ({t: items(run.folder_for(t), t) for t in tasks} for run in (a, b))
-    return {key: compare(a_items[t], b_items[t], key, exclude_ifeval) for key in keys for t in [key.partition(".")[0]]}
+) -> dict[str, PairedDifference | NotPaired | None]:
+    """b - a of each metric (runs a and b), each task's items read once and checked to be the same items
+    (pairs.same_run_items) over every item, the screening prompts too: which prompts chose a setting does
+    not change whether two runs scored the same ones."""
+    found = {}
+    for task in {key.partition(".")[0] for key in keys}:
+        a_side, b_side = ((run.name, run.folder_for(task), items(run.folder_for(task), task)) for run in (a, b))
+        found[task] = same_run_items(task, a_side, b_side)
+    return {key: compare(found[key.partition(".")[0]], key, exclude_ifeval) for key in keys}
 
 
 def same_lambda(
@@ -80,12 +87,12 @@ def ends_ifeval_gap(instruct: Run | None, chip: Run | None) -> float | None:
 
 
 def balance_difference(
-    ifeval: PairedDifference | None,
-    domain: PairedDifference | None,
+    ifeval: PairedDifference | NotPaired | None,
+    domain: PairedDifference | NotPaired | None,
     instruct: tuple[float, float],
     chip: tuple[float, float],
     ifeval_scale: float | None = None,
-) -> PairedDifference | None:
+) -> PairedDifference | NotPaired | None:
     """b - a of merge_balance (reproduce/choices.py) from the paired differences of its two measures,
     IFEval instruction-level and domain bpb, with the ends' (IFEval, bpb) on the same items: each
     measure's share of the way between the ends, halved (a measure whose ends tie counts 0, as there).
@@ -93,9 +100,10 @@ def balance_difference(
     the ends' over every prompt both scored); without it, the ends' gap on these items.
     The measures are scored on different items, so they vary independently: the interval is normal,
     each measure's half-width scaled by its weight and the two added in quadrature. n is the IFEval
-    prompts (the documents grow with them)."""
-    if ifeval is None or domain is None:
-        return None
+    prompts (the documents grow with them). Where a measure is not paired (NotPaired, or None: no
+    records), neither is the balance: that measure's NotPaired or None, whose reason the verdict gives."""
+    if not ifeval or not domain:
+        return ifeval if not ifeval else domain
     # (difference, value in a, weight, offset): share = offset + weight * value
     parts = []
     for d, end_i, end_c, sign in ((ifeval, instruct[0], chip[0], 1), (domain, instruct[1], chip[1], -1)):

@@ -4,6 +4,7 @@ prompts, held-out domain documents pooled): each verdict is power.verdict's, nev
 from chipadapt.eval.paired import PairedDifference
 from chipadapt.reproduce.report.merge_runs import DOMAIN, INSTRUCT
 from chipadapt.reproduce.report.merge_tests import signed
+from chipadapt.reproduce.report.pairs import NotPaired
 from chipadapt.reproduce.report.power import (
     CONTRADICTS,
     NEEDS,
@@ -12,6 +13,7 @@ from chipadapt.reproduce.report.power import (
     REPRODUCES,
     is_not_resolved,
     needed_size,
+    not_paired_why,
     verdict,
 )
 
@@ -29,7 +31,7 @@ TRADE_OFF = "a trade-off: better on one measure, worse on the other, each beyond
 UNITS = {INSTRUCT: "prompts", DOMAIN: "documents"}
 
 
-def judged(d: PairedDifference | None, key: str, paper_sign: int) -> tuple[str, str]:
+def judged(d: PairedDifference | NotPaired | None, key: str, paper_sign: int) -> tuple[str, str]:
     return verdict(d, paper_sign, UNITS.get(key, "items"))
 
 
@@ -38,17 +40,19 @@ def combined(ifeval: tuple[str, str], domain: tuple[str, str]) -> tuple[str, str
     paper's claim is instruction following kept better at no domain cost, so IFEval decides: it holds
     when IFEval resolves ChipAlign's way and domain bpb does not resolve against it, and fails when
     either resolves against it without the other resolving for it (resolving opposite ways is a
-    trade-off). A domain-only win is not enough: the cell then names the prompts IFEval would need."""
-    (v_if, w_if), (v_dom, _) = ifeval, domain
-    if {v_if, v_dom} == {NOT_MEASURED}:
-        return NOT_MEASURED, w_if
+    trade-off). A domain-only win is not enough: the cell then names the prompts IFEval would need.
+    A measure not measured (no records, or runs that are not the same items) leaves the claim not measured
+    unless the other contradicts it."""
+    (v_if, _), (v_dom, _) = ifeval, domain
+    named = (("IFEval", ifeval), ("domain bpb", domain))
+    if NOT_MEASURED in (v_if, v_dom) and CONTRADICTS not in (v_if, v_dom):
+        return NOT_MEASURED, "; ".join(f"{name}: {w}" for name, (v, w) in named if v == NOT_MEASURED)
     if {v_if, v_dom} == {REPRODUCES, CONTRADICTS}:
         return NOT_RESOLVED, TRADE_OFF
     if v_if == REPRODUCES:
         return REPRODUCES, ""
     if CONTRADICTS in (v_if, v_dom):
         return CONTRADICTS, ""
-    named = (("IFEval", ifeval), ("domain bpb", domain))
     why = "; ".join(f"{name}: {w}" for name, (_, w) in named if w)
     if v_dom == REPRODUCES:
         why = "better on domain bpb only" + (f"; {why}" if why else "")
@@ -56,9 +60,9 @@ def combined(ifeval: tuple[str, str], domain: tuple[str, str]) -> tuple[str, str
     return (f"{NOT_RESOLVED}{NEEDS}{' or '.join(sizes)}" if sizes else NOT_RESOLVED), why
 
 
-def diff_text(d: PairedDifference | None, what: str) -> str:
-    if d is None:
-        return f"{what} not measured"
+def diff_text(d: PairedDifference | NotPaired | None, what: str) -> str:
+    if not d:
+        return f"{what} not measured" + (" (not paired)" if isinstance(d, NotPaired) else "")
     return f"{what} {signed(d.diff)} [{signed(d.ci[0])}, {signed(d.ci[1])}] (p = {d.p:.2g}, n = {d.n})"
 
 
@@ -69,6 +73,8 @@ def domain_label(f: dict) -> str:
 def restores_row(f: dict) -> list:
     tests, best = f["tests"].get("chip model") or {}, f["best"]
     d = tests.get(INSTRUCT)
+    if isinstance(d, NotPaired):
+        return [*RESTORES, diff_text(d, "IFEval instr."), NOT_MEASURED, not_paired_why(d)]
     if d is None:
         return [*RESTORES, "–", NOT_MEASURED, "no chip-model evaluation or per-item records to pair"]
     prompt = tests.get("ifeval.prompt_loose")
@@ -85,12 +91,17 @@ def restores_row(f: dict) -> list:
 
 def keeps_row(f: dict) -> list:
     """ChipAlign at its lambda against the chip model on each domain measure: worse on any beyond noise
-    contradicts the claim; it reproduces when none is worse and one is better, each beyond noise."""
+    contradicts the claim; it reproduces when none is worse and one is better, each beyond noise. A measure
+    whose runs are not the same items (NotPaired) is named, with why, and judges nothing."""
     tests, lam = f["tests"].get("chip model") or {}, f["best"]["lam"]
-    found = [(label, sign, unit, tests[key]) for key, label, sign, unit in DOMAIN_MEASURES if tests.get(key)]
-    if not found:
+    listed = [(label, sign, unit, d) for key, label, sign, unit in DOMAIN_MEASURES if (d := tests.get(key)) is not None]
+    if not listed:
         return [*KEEPS, "–", NOT_MEASURED, "no chip-model evaluation or per-item records to pair"]
-    here = f"ChipAlign {lam:g} minus the chip model: " + "; ".join(diff_text(d, label) for label, _, _, d in found)
+    here = f"ChipAlign {lam:g} minus the chip model: " + "; ".join(diff_text(d, label) for label, _, _, d in listed)
+    unpaired = "; ".join(f"{label}: {not_paired_why(d)}" for label, _, _, d in listed if not d)
+    found = [entry for entry in listed if entry[3]]
+    if not found:
+        return [*KEEPS, here, NOT_MEASURED, unpaired]
     judged_each = [(label, verdict(d, sign, unit)) for label, sign, unit, d in found]
     worse = [label for label, (v, _) in judged_each if v == CONTRADICTS]
     better = [label for label, (v, _) in judged_each if v == REPRODUCES]
@@ -100,9 +111,9 @@ def keeps_row(f: dict) -> list:
         )
         return [*KEEPS, here, CONTRADICTS, why]
     if better:
-        return [*KEEPS, here, REPRODUCES, ""]
+        return [*KEEPS, here, REPRODUCES, unpaired]
     sizes = [f"{size} ({label})" for label, (v, _) in judged_each if (size := needed_size(v))]
-    return [*KEEPS, here, f"{NOT_RESOLVED}{NEEDS}{' or '.join(sizes)}" if sizes else NOT_RESOLVED, ""]
+    return [*KEEPS, here, f"{NOT_RESOLVED}{NEEDS}{' or '.join(sizes)}" if sizes else NOT_RESOLVED, unpaired]
 
 
 def best_lambda_row(f: dict) -> list:
@@ -168,9 +179,11 @@ def beats_rows(f: dict) -> list[list]:
         v = combined(judged(ifeval, INSTRUCT, +1), judged(domain, DOMAIN, -1))
         if v[1] == TRADE_OFF:
             balance = (f.get("balances") or {}).get(method)
-            if balance is not None:
+            if balance:
                 here += "; " + diff_text(balance, "merge_balance")
                 v = settled_by_balance(balance)
+            elif isinstance(balance, NotPaired):  # the trade-off stands; why merge_balance cannot settle it
+                v = (v[0], f"{v[1]}; merge_balance: {not_paired_why(balance)}")
         elif is_not_resolved(v[0]) and f.get("angle"):
             geometry = f.get("geometry") if method == "linear" else None
             apart = (

@@ -11,6 +11,7 @@ what is scored): otherwise the comparison is a NotPaired with the reason, and th
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
@@ -66,25 +67,35 @@ def step_items(ctx: Context, step: str, task: str) -> dict[str, dict] | None:
 
 
 def same_step_items(ctx: Context, a: str, b: str, task: str) -> tuple[dict, dict] | NotPaired | None:
-    """Steps a's and b's items of `task` that are the same items (eval/same_items.py, as compare.py pairs
-    them): b's records that differ from a's with the same id left out; NotPaired where the steps' limits on
-    what is scored differ or most shared ids hold other items; None where either step wrote no items."""
-    a_items, b_items = step_items(ctx, a, task), step_items(ctx, b, task)
+    """Steps a's and b's items of `task` that are the same items (same_run_items)."""
+    return same_run_items(
+        task, (a, ctx.folder(a), step_items(ctx, a, task)), (b, ctx.folder(b), step_items(ctx, b, task))
+    )
+
+
+def same_run_items(
+    task: str, a: tuple[str, Path, dict | None], b: tuple[str, Path, dict | None]
+) -> tuple[dict, dict] | NotPaired | None:
+    """Two runs' items of `task`, each run given as (label, folder with its manifest, items), that are the
+    same items (eval/same_items.py, as compare.py pairs them): b's records that differ from a's with the
+    same id left out; NotPaired where the runs' limits on what is scored differ or most shared ids hold
+    other items; None where either run wrote no items."""
+    (a_label, a_folder, a_items), (b_label, b_folder, b_items) = a, b
     if a_items is None or b_items is None:
         return None
     try:
-        same_settings(task, a, b, task_settings(ctx.folder(a), task), task_settings(ctx.folder(b), task))
-        b_items, left_out = same_items(task, a, b, a_items, b_items)
+        same_settings(task, a_label, b_label, task_settings(a_folder, task), task_settings(b_folder, task))
+        b_items, left_out = same_items(task, a_label, b_label, a_items, b_items)
     except NotSameItems as err:
-        log.warning("report: %s not paired with %s: %s", b, a, err)
+        log.warning("report: %s not paired with %s: %s", b_label, a_label, err)
         return NotPaired(str(err))
     if left_out:
         log.warning(
             "report: %s: %d item(s) of %s differ from %s's with the same id; left out (first: %s)",
             task,
             len(left_out),
-            b,
-            a,
+            b_label,
+            a_label,
             left_out[0],
         )
     return a_items, b_items
