@@ -64,6 +64,41 @@ def test_hidden_files_and_folders_are_counted_as_skipped_without_being_read(tmp_
     assert_files_add_up(report)
 
 
+def test_hidden_members_of_archives_are_counted_as_skipped_without_being_read(tmp_path):
+    """As in a folder: an archive member with a hidden part in its path (.git, .gitignore) is listed and
+    counted, never read; './' (as `tar -C repo .` writes names) hides nothing."""
+    hook = "#!/bin/sh\n# An example hook script to verify what is about to be committed.\n" + "exit 0\n" * 20
+    tar_path = tmp_path / "repo.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as archive:
+        for name, text in [
+            ("./repo/.git/hooks/pre-commit.sample", hook),
+            ("./repo/.gitignore", "build/\n"),
+            ("./repo/rtl/counter.v", RTL),
+            ("./repo/rtl/.cache/counter.v", RTL),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+        link = tarfile.TarInfo("./repo/.latest")  # a hidden link: hidden, as in a folder
+        link.type, link.linkname = tarfile.SYMTYPE, "rtl"
+        archive.addfile(link)
+    zip_path = tmp_path / "proj.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("proj/.github/workflows/ci.yml", "on: push\njobs:\n  lint:\n    runs-on: ubuntu-latest\n")
+        archive.writestr("proj/top.sdc", SDC)
+    report = curate(config([tar_path, zip_path]), tmp_path / "out")
+    assert report["skipped"] == {"hidden": 5} and report["files_read"] == 2 and report["documents_written"] == 2
+    assert report["files_seen"] == 7 and report["bytes_seen"] == len(RTL) + len(SDC)  # hidden ones never read
+    assert sorted(report["skipped_examples"]["hidden"]) == [
+        "proj.zip/proj/.github/workflows/ci.yml",
+        "repo.tar.gz/./repo/.git/hooks/pre-commit.sample",
+        "repo.tar.gz/./repo/.gitignore",
+        "repo.tar.gz/./repo/.latest",
+        "repo.tar.gz/./repo/rtl/.cache/counter.v",
+    ]
+    assert_files_add_up(report)
+
+
 def test_symlinks_inside_archives_are_counted(tmp_path):
     tar_path = tmp_path / "bundle.tar"
     with tarfile.open(tar_path, "w") as archive:

@@ -119,9 +119,9 @@ def process_unit(unit: Unit, s: Settings) -> list[Result]:
     if unit.archive:
         label = os.path.relpath(unit.archive, unit.root)
         try:
-            for name, data, size, link in archive_members(unit.archive, s.max_bytes):
-                if link:
-                    results.append(Result(unit.source, f"{label}/{name}", 0, "symlink"))
+            for name, data, size, skipped in archive_members(unit.archive, s.max_bytes):
+                if skipped:  # a hidden member or a link: counted, not read
+                    results.append(Result(unit.source, f"{label}/{name}", 0, skipped))
                     continue
                 results += process_file(unit.source, f"{label}/{name}", data, size, s)
         except Exception as err:  # a damaged archive is skipped whole, with its reason

@@ -88,26 +88,36 @@ def _zip_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-def archive_members(path: str, max_bytes: int) -> Iterator[tuple[str, bytes | None, int, bool]]:
-    """(member name, bytes or None when over max_bytes or a link, size, is a link) for each regular
-    file and each link (symbolic or hard, never followed) in the archive."""
+def hidden_member(name: str) -> bool:
+    """An archive member under a hidden path, as a hidden file in a folder is: a part of its name starting
+    with a dot ('.' and '..' are not names: `tar -C repo .` writes './src/a.v')."""
+    return any(part.startswith(".") and part not in (".", "..") for part in name.split("/"))
+
+
+def archive_members(path: str, max_bytes: int) -> Iterator[tuple[str, bytes | None, int, str | None]]:
+    """(member name, bytes or None, size, why skipped or None) for each regular file and each link (symbolic
+    or hard, never followed) in the archive. Skipped ones, with bytes None and size 0 as in a folder:
+    "hidden" (hidden_member; never read, links included) and "symlink". Bytes are None over max_bytes too."""
     if path.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
                 if info.is_dir():
                     continue
-                if _zip_link(info):
-                    yield info.filename, None, 0, True
+                skip = "hidden" if hidden_member(info.filename) else "symlink" if _zip_link(info) else None
+                if skip:
+                    yield info.filename, None, 0, skip
                     continue
                 data = archive.read(info) if info.file_size <= max_bytes else None
-                yield info.filename, data, info.file_size, False
+                yield info.filename, data, info.file_size, None
         return
     with tarfile.open(path, "r:*") as archive:
         for member in archive:
-            if member.issym() or member.islnk():
-                yield member.name, None, 0, True
+            link = member.issym() or member.islnk()
+            if not link and not member.isfile():
                 continue
-            if not member.isfile():
+            skip = "hidden" if hidden_member(member.name) else "symlink" if link else None
+            if skip:
+                yield member.name, None, 0, skip
                 continue
             data = archive.extractfile(member).read() if member.size <= max_bytes else None
-            yield member.name, data, member.size, False
+            yield member.name, data, member.size, None
