@@ -1,7 +1,9 @@
 """What a hyperparameter search optimises: the metric named by the root key `optimized_metric`
 (`val/domain/bpb`, `ifeval.prompt_loose`, ...), read from the finished run's manifest.json, so
 every entry point's `main` returns it and a Hydra sweeper (Optuna) can use it. Its direction
-(minimize/maximize) is set beside it in each `hparams_search` preset."""
+(minimize/maximize) is set beside it in each `hparams_search` preset; `better_direction` says which one
+the metric needs, so that a sweep told the other (a preset's metric overridden, its direction kept) is
+refused before its first trial (sweep_preflight) instead of searching for the worst value."""
 
 import json
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.run_metrics import run_metrics
+from chipadapt.run_metrics import is_metric_name, lower_is_better, run_metrics
 
 
 def optimized_value(cfg: DictConfig) -> float | None:
@@ -25,3 +27,15 @@ def optimized_value(cfg: DictConfig) -> float | None:
             f"optimized_metric: {name!r} is not a metric of this run (it has: {', '.join(sorted(metrics)[:12])})"
         )
     return metrics[name]
+
+
+def better_direction(name: str) -> str | None:
+    """`minimize` or `maximize`: how a search must optimise the metric `name`, by the rule compare.py
+    labels its tables and plots with (run_metrics: bits per byte, perplexity, losses and the other
+    LOWER_IS_BETTER names are lower-is-better, every other metric higher-is-better). None where `name`
+    is no metric (a count such as `perplexity.domain.tokens`, a setting, an interval): its sense is
+    unknown, and the run itself says whether it records such a metric."""
+    if lower_is_better(name):
+        return "minimize"
+    last = name.replace("/", ".").split(".")[-1].removeprefix("train_")
+    return "maximize" if last and is_metric_name(last) else None

@@ -5,7 +5,7 @@ with `optim.lr=1e-3,abc` or `merge.lam=0.5,1.5`, job 0 trains or merges to the e
 its bad value. Here each listed value of each swept key is composed (the other swept keys at their
 first value) and validated at the sweep's start, so a bad one stops the sweep in one line before any
 work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are not listed, and not
-checked here."""
+checked here. An Optuna direction that contradicts the sense of `optimized_metric` is refused too."""
 
 import logging
 import shutil
@@ -62,6 +62,38 @@ def check_sweeper_and_launcher(hydra: DictConfig) -> None:
         )
 
 
+def check_direction(config: DictConfig) -> None:
+    """An Optuna search whose direction contradicts its metric's sense: `hparams_search=merge_lam_optuna
+    optimized_metric=perplexity.domain.bpb` kept the preset's `maximize` and reported the worst lambda's
+    bits per byte as the best, without a word. A metric of unknown sense is left to the user."""
+    if "optuna" not in _target(config.hydra.get("sweeper")).lower():
+        return
+    name = config.get("optimized_metric")
+    directions = config.hydra.sweeper.get("direction")
+    given = list(directions) if OmegaConf.is_list(directions) else [directions]
+    if not name or len(given) != 1:  # several directions: a multi-objective study, not one metric
+        return
+    from chipadapt.optimized_metric import better_direction  # here: it loads numpy, which only a search needs
+
+    wanted, said = better_direction(str(name)), str(given[0]).lower()
+    if wanted is None or said == wanted:
+        return
+    if wanted == "minimize":  # bits per byte, perplexity, a loss: certain from the name
+        _refuse(
+            f"hydra.sweeper.direction={said} but optimized_metric={name} is lower-is-better; "
+            f"set hydra.sweeper.direction={wanted}"
+        )
+    # Higher-is-better is compare.py's rule for every other name, a misspelt one too (`val/domain/bpbb`),
+    # which the run itself then names: a warning, not a refusal that would blame the wrong thing.
+    log.warning(
+        "hydra.sweeper.direction=%s: optimized_metric=%s is higher-is-better by compare.py's rule (its name has "
+        "no bpb, ppl or loss), so this search seeks its lowest value; set hydra.sweeper.direction=maximize if "
+        "that is not meant",
+        said,
+        name,
+    )
+
+
 class SweepPreflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if "slurm" in _target(config.hydra.get("launcher")).lower():
@@ -72,6 +104,7 @@ class SweepPreflight(Callback):
         from chipadapt.config_schema import validate
 
         check_sweeper_and_launcher(config.hydra)
+        check_direction(config)
 
         task = list(OmegaConf.to_container(config.hydra.overrides.task))
         loader = GlobalHydra.instance().config_loader()

@@ -6,6 +6,7 @@ one group of runs whose names say what differs.
 
 The command line is read from what the launching process recorded (io/command_line.py)."""
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,14 @@ class JobIdentity:
     job_type: str | None
 
 
-def sweep_group(sweep_dir: str | Path) -> str:
-    """`multirun/2026-12-03/10-00-00` -> `2026-12-03_10-00-00`: the folder and its parent, so sweeps
-    started at the same time on different days stay apart."""
-    sweep = Path(sweep_dir)
-    return f"{sweep.parent.name}_{sweep.name}" if sweep.parent.name else sweep.name
+def sweep_group(sweep_dir: str | Path, cwd: str | Path | None = None) -> str:
+    """`multirun/2026-12-03/10-00-00` -> `2026-12-03_10-00-00_3f9a1c2e`: the folder and its parent, to
+    read, and a hash of the folder's absolute path (relative ones taken from `cwd`, else the current
+    folder), so that two sweeps never share a group: `/a/x/sweep` and `/b/x/sweep` both read `x_sweep`
+    and were one group. A hash, not the path, goes to the tracker: it names no machine's folders."""
+    sweep = Path(os.path.abspath(Path(cwd or os.getcwd(), sweep_dir)))
+    readable = f"{sweep.parent.name}_{sweep.name}" if sweep.parent.name else sweep.name
+    return f"{readable}_{hashlib.sha1(str(sweep).encode()).hexdigest()[:8]}"
 
 
 def swept_overrides(job_overrides: list[str], command_line: list[str]) -> str:
@@ -72,6 +76,6 @@ def job_identity() -> JobIdentity:
     name = hydra.job.override_dirname or Path(hydra.runtime.output_dir).name
     group = None
     if hydra.mode == RunMode.MULTIRUN:
-        group = sweep_group(hydra.sweep.dir)
+        group = sweep_group(hydra.sweep.dir, hydra.runtime.cwd)  # the launching process's folder, as in a worker
         name = swept_overrides(list(hydra.overrides.task), sweep_overrides(hydra)) or name
     return JobIdentity(name, group, JOB_TYPES.get(hydra.job.config_name, hydra.job.config_name))

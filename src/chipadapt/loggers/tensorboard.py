@@ -9,9 +9,18 @@ over while the earlier event files stay where they are (the reader hides what th
 
 Lightning writes hparams.yaml in place, and only when the file is absent: a kill mid-write left a
 truncated file for good, and a run started over in the folder kept the first run's settings there.
-Each save now replaces it whole with this job's."""
+Each save now replaces it whole with this job's.
+
+TensorBoard's HPARAMS view lists each run's settings beside the metrics the run declared with them;
+Lightning declares one, `hp_metric`, and logs it as -1 at once, so every run read -1 there. Switching
+Lightning's placeholder off (`default_hp_metric=False`) would leave the view empty: Lightning then
+writes no settings for it at all. So the declaration stays, the -1 goes, and a run that succeeds logs
+as `hp_metric` the metric it is judged by: `optimized_metric` (what a sweep optimises, named in the
+config the job logs), else its domain bits per byte, at the step it was measured. The HPARAMS view
+then ranks a sweep's runs by that figure; a run that failed shows no value rather than a made-up one."""
 
 import os
+from collections.abc import Mapping
 
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -19,8 +28,62 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from chipadapt.io.atomic import atomic_file
 
+HP_METRIC = "hp_metric"
+# hp_metric without an `optimized_metric` the run logs: the domain bits per byte, as training's
+# validation and evaluate.py's or merge.py's perplexity task log it (names with "/" read as ".").
+DOMAIN_BPB = ("val.domain.bpb", "perplexity.domain.bpb")
+
+
+def _dotted(name: str) -> str:
+    """A metric's name as `optimized_metric` writes it and as the loggers log it, made the same."""
+    return str(name).replace("/", ".")
+
 
 class RunTensorBoardLogger(TensorBoardLogger):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._optimized_metric: str | None = None
+        self._latest: dict[str, tuple[float, int | None]] = {}  # each metric's last value and step
+        self._hp_logged: tuple[float, int | None] | None = None
+        self._placeholder = False  # inside Lightning's log_hyperparams, which logs hp_metric=-1
+
+    @rank_zero_only
+    def log_hyperparams(self, params, metrics=None, step=None) -> None:
+        if isinstance(params, Mapping) and params.get("optimized_metric"):  # the job's whole config
+            self._optimized_metric = _dotted(params["optimized_metric"])
+        self._placeholder = metrics is None and self._default_hp_metric
+        try:
+            super().log_hyperparams(params, metrics, step)  # declares hp_metric to the HPARAMS view
+        finally:
+            self._placeholder = False
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        if self._placeholder:  # the -1 Lightning logs with the declaration: no measurement
+            return
+        for name, value in metrics.items():
+            try:
+                self._latest[_dotted(name)] = (float(value), step)
+            except (TypeError, ValueError):  # add_scalars' dict of curves: no one figure
+                pass
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if status == "success":
+            self._log_hp_metric()
+        super().finalize(status)
+
+    def _log_hp_metric(self) -> None:
+        """The run's metric as hp_metric; again only when it changed (a training run finalizes after its
+        validation before training, after fitting, and after its last validation)."""
+        for name in (self._optimized_metric, *DOMAIN_BPB):
+            if name in self._latest:
+                if self._latest[name] != self._hp_logged:
+                    value, step = self._hp_logged = self._latest[name]
+                    super().log_metrics({HP_METRIC: value}, step)
+                return
+
     def start_at(self, step: int) -> None:
         """This job logs from `step` on; called before the first event is written (the writer reads
         `purge_step` once, when it opens its file)."""

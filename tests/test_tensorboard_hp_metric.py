@@ -1,0 +1,54 @@
+"""TensorBoard's HPARAMS view shows each run's own figure as `hp_metric`: Lightning's placeholder -1
+was every run's value there (two -1 events at step 0 per training run), whatever the run measured."""
+
+import pytest
+
+
+def scalars(folder, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [(e.step, pytest.approx(e.value)) for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def hparams_declared(folder) -> bool:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def new_logger(tmp_path):
+    from chipadapt.loggers.tensorboard import RunTensorBoardLogger
+
+    return RunTensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+
+
+def test_a_training_run_shows_its_last_domain_bpb_not_minus_one(tmp_path):
+    logger = new_logger(tmp_path)
+    logger.log_hyperparams({"optimized_metric": None, "optim": {"lr": 1e-3}})  # the job's config
+    logger.log_hyperparams({"lr": 1e-3})  # the module's own, as Lightning logs them at fit start
+    logger.log_metrics({"val/domain/bpb": 4.0, "val/general/bpb": 4.4}, step=0)
+    logger.log_metrics({"train/loss": 6.0}, step=2)
+    logger.log_metrics({"val/domain/bpb": 3.5, "val/general/bpb": 4.1}, step=4)
+    logger.finalize("success")
+    logger.finalize("success")  # fit, then the last validation: the same figure is logged once
+    folder = tmp_path / "tensorboard"
+    assert scalars(folder, "hp_metric") == [(4, 3.5)]
+    assert hparams_declared(folder)  # the settings still reach the HPARAMS view
+
+
+def test_the_optimized_metric_is_the_hp_metric_and_a_failed_run_has_none(tmp_path):
+    logger = new_logger(tmp_path / "merge")
+    logger.log_hyperparams({"optimized_metric": "ifeval.prompt_loose", "merge": {"lam": 0.5}})
+    logger.log_metrics({"perplexity/domain.bpb": 4.8, "ifeval/prompt_loose": 0.25}, step=0)  # as JobLoggers logs
+    logger.finalize("success")
+    assert scalars(tmp_path / "merge" / "tensorboard", "hp_metric") == [(0, 0.25)]
+
+    failed = new_logger(tmp_path / "failed")
+    failed.log_hyperparams({"optimized_metric": None})
+    failed.log_metrics({"val/domain/bpb": 4.0}, step=0)
+    failed.finalize("failed")
+    assert scalars(tmp_path / "failed" / "tensorboard", "hp_metric") == []  # blank, not a made-up -1
