@@ -1,11 +1,13 @@
 """What every entry point (train, evaluate, merge, chat, compare, curate, reproduce) shares: Hydra
 composes the config; what goes wrong in the user's input, at composition or later, comes out as one
 `chipadapt: error:` line with exit status 2 and no traceback; SIGINT/SIGTERM end the run as
-`interrupted` with status 128+signal. Heavy modules are imported only when a job runs, so `--help`
-and shell completion stay fast."""
+`interrupted` with status 128+signal, also between the jobs of a sweep. A run whose training diverged
+is a failure told in one line (status 1); in a sweep the other jobs go on. Heavy modules are
+imported only when a job runs, so `--help` and shell completion stay fast."""
 
 import importlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
-from chipadapt.errors import exit_on_user_error
+from chipadapt.errors import TrainingDiverged, exit_on_user_error
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
 from chipadapt.run_folder_guard import restore_records_after_refusal
@@ -25,6 +27,11 @@ from chipadapt.run_folder_key import run_folder_key
 
 USER_ERROR_STATUS = 2
 DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, told in one line
+# Training that diverged ran with settings that were valid: a failed run, not refused input (status 2
+# would also put back the folder's records of its earlier run, when this run's failure is the record).
+DIVERGED_STATUS = 1
+DIVERGED = object()  # what run_job returns for a diverged job of a sweep
+_last_job: dict[str, str | None] = {"run_folder_key": None}
 
 
 def _one_line(text: str) -> str:
@@ -67,6 +74,11 @@ def describe_hydra_error(err: BaseException) -> str | None:
         text = _one_line(err.args[0] if err.args else err).split("; Available options")[0]
         return f"{text} (available: {', '.join(options)})" if options else text
     if isinstance(err, (HydraException, OmegaConfBaseException)):
+        from chipadapt.config_schema import RETIRED_KEYS
+
+        for key, replaced in RETIRED_KEYS.items():
+            if f"'{key}'" in str(err):  # "Could not override 'data.val_max_sequences'"
+                return f"{key}: {replaced}"
         cause = err.__cause__
         text = _one_line(err)
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(err):
@@ -108,6 +120,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     """Run `module:function` on the composed config: validated first, user errors as one line,
     a signal as a clean `interrupted` exit."""
     interrupts.install()
+    _last_job["run_folder_key"] = run_folder_key()
     module_name, function_name = target.split(":")
     try:
         from chipadapt.config_schema import validate
@@ -119,28 +132,62 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         if stop.code == USER_ERROR_STATUS:  # refused: the folder's records describe its earlier run again
             restore_records_after_refusal()
         raise
+    except TrainingDiverged as failed:  # the manifest says failed, with this reason
+        print(f"chipadapt: error: {failed}", file=sys.stderr, flush=True)
+        if in_sweep():
+            return DIVERGED
+        sys.exit(DIVERGED_STATUS)
     except Exception as err:
         exit_if_disk_full(err)
         raise
     except interrupts.Interrupted as stop:
-        print(
-            f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same {run_folder_key()} "
-            "resumes",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(stop.exit_status)
+        exit_interrupted(stop)
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def worst_value() -> float | list[float]:
+    """What a diverged job of a sweep returns: the worst value in the sweeper's direction (a list
+    for several), which an Optuna study records as a poor trial before it asks for the next. An
+    exception from the job ends the study, and so does NaN (optuna 2.10 refuses it in `tell`, and the
+    Optuna sweeper's retry as a failed trial refuses the value again). The basic sweeper ignores it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    worst = {"minimize": math.inf, "maximize": -math.inf}
+    direction = HydraConfig.get().sweeper.get("direction")
+    directions = [direction] if direction is None or isinstance(direction, str) else list(direction)
+    # An enum (`Direction.minimize`) where the sweeper's dataclass default is kept; its name otherwise.
+    values = [worst.get(str(getattr(d, "name", d)).lower(), math.nan) for d in directions]
+    return values[0] if len(values) == 1 else values
+
+
+def exit_interrupted(stop: interrupts.Interrupted, folder_key: str | None = None) -> None:
+    print(
+        f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same "
+        f"{folder_key or run_folder_key()} resumes",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(stop.exit_status)
 
 
 def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], Any]:
     """The `main` of an entry-point script: `main = entry_point(CONF, "train", "chipadapt.pipeline:train")`."""
 
     def main(cfg: DictConfig) -> Any:
-        run_job(target, cfg)
+        if run_job(target, cfg) is DIVERGED:  # told and recorded: the sweep goes on
+            return worst_value()
         # A sweeper (hparams_search=...) optimises what main returns: the metric `optimized_metric` names.
         from chipadapt.optimized_metric import optimized_value
 
-        return exit_on_user_error(optimized_value, cfg)
+        value = exit_on_user_error(optimized_value, cfg)
+        # Non-finite (recorded as null): Optuna ends the study on NaN; the worst value lets it go on.
+        return worst_value() if value is not None and math.isnan(value) and in_sweep() else value
 
     # Hydra names the job (and its log file, e.g. train.log) after the task function's module.
     main.__module__ = config_name
@@ -151,6 +198,12 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
         # Before Hydra starts: a job run by a submitit worker sees `_submit.py` as its argv.
         record_command(sys.argv)
         # Hydra checks its own command-line flags (`-m --cfg job`) before its reporter runs.
-        return _report_in_one_line(main)
+        try:
+            return _report_in_one_line(main)
+        except interrupts.Interrupted as stop:
+            # Between two jobs of a sweep (Hydra composing the next one): the handlers of the job
+            # before are still installed, and nothing of that job is left to clean up. Hydra has put
+            # back its config of no job by then: the folder key is the one the last job read.
+            exit_interrupted(stop, _last_job["run_folder_key"])
 
     return launch

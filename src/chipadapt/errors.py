@@ -24,3 +24,10 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
         print(f"chipadapt: error: {cause}", file=sys.stderr, flush=True)
         log.debug("user error", exc_info=True)
         sys.exit(2)
+
+
+class TrainingDiverged(Exception):
+    """Training ran with valid settings and its weights or validation went non-finite: a failed run,
+    told in one line (cli.run_job), its model not published. Not a ChipadaptError: nothing in the input
+    was refused, so it exits with status 1 (a failure), not 2 (input refused, the folder's records of
+    its earlier run put back)."""

@@ -3,8 +3,9 @@
 removed on the way out; after a warning signal the SLURM job is also requeued, as the job stops.
 
 The handlers are installed when the job starts (`install()`, before data preparation) and stay
-until it ends. Outside training the first signal raises `Interrupted` at once, so `finally` blocks and
-the atomic writers clean up. Inside `deferred()` (the Lightning fit loop) it is only recorded, and the
+installed; between two jobs of a sweep the `Interrupted` they raise ends the sweep in cli.launch.
+Outside training the first signal raises `Interrupted` at once, so `finally` blocks and the atomic
+writers clean up. Inside `deferred()` (the Lightning fit loop) it is only recorded, and the
 `StopAtStepBoundary` callback saves `last.ckpt` and raises after the optimizer step completes:
 stopping mid-step would checkpoint half-updated weights. A second Ctrl-C stops at once, without that
 checkpoint. Once training has finished (`training_finished()`), a warning signal no longer stops

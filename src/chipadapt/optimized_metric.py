@@ -6,6 +6,7 @@ the metric needs, so that a sweep told the other (a preset's metric overridden, 
 refused before its first trial (sweep_preflight) instead of searching for the worst value."""
 
 import json
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -21,7 +22,11 @@ def optimized_value(cfg: DictConfig) -> float | None:
     manifest_file = Path(cfg.paths.output_dir) / "manifest.json"
     if not manifest_file.is_file():
         raise ChipadaptError(f"optimized_metric: {manifest_file} was not written; this entry point records no metrics")
-    metrics = run_metrics(json.loads(manifest_file.read_text()))
+    manifest = json.loads(manifest_file.read_text())
+    metrics = run_metrics(manifest)
+    if name not in metrics and name in run_metrics(_nulls_as_nan(manifest)):
+        # Recorded as null: non-finite (an infinite perplexity after a huge loss; strict JSON has no inf).
+        return math.nan
     if name not in metrics:
         raise ChipadaptError(
             f"optimized_metric: {name!r} is not a metric of this run (it has: {', '.join(sorted(metrics)[:12])})"
@@ -39,3 +44,11 @@ def better_direction(name: str) -> str | None:
         return "minimize"
     last = name.replace("/", ".").split(".")[-1].removeprefix("train_")
     return "maximize" if last and is_metric_name(last) else None
+
+
+def _nulls_as_nan(tree):
+    if isinstance(tree, dict):
+        return {key: _nulls_as_nan(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_nulls_as_nan(value) for value in tree]
+    return math.nan if tree is None else tree

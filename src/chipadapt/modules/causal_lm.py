@@ -69,9 +69,13 @@ class CausalLMModule(L.LightningModule):
         )
         self.val_split_names = list(val_split_names)
         # Sums over a split's labelled tokens: perplexity, loss and bits per byte all come from them.
+        # NaN is kept (torchmetrics' default drops it with a warning): diverged weights gave a sum of
+        # 0, reported as loss 0, ppl 1, the best run of the sweep.
         self.val_metrics = torch.nn.ModuleDict(
             {
-                name: torch.nn.ModuleDict({"nll": SumMetric(), "tokens": SumMetric(), "bytes": SumMetric()})
+                name: torch.nn.ModuleDict(
+                    {key: SumMetric(nan_strategy="disable") for key in ("nll", "tokens", "bytes")}
+                )
                 for name in self.val_split_names
             }
         )
@@ -227,14 +231,39 @@ class CausalLMModule(L.LightningModule):
             loss = nll / max(tokens, 1.0)
             # Bits per byte of text: comparable across tokenizers (perplexity is per token).
             bpb = nll / max(nbytes, 1.0) / math.log(2)
-            results[name] = dict(zip(VAL_METRICS, (math.exp(loss), loss, bpb)))
+            results[name] = dict(zip(VAL_METRICS, (perplexity(loss), loss, bpb)))
             for key, value in results[name].items():
                 self.log(f"val/{name}/{key}", value)
         self.val_results = results
         self.last_val_step = self.global_step
+        diverged = self.divergence()
+        if diverged and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            # A validation inside fit (val_check_interval): non-finite weights do not come back, so
+            # training stops here instead of running on to max_steps; the run then fails as diverged.
+            log.warning("training diverged (%s): stopping", diverged)
+            self.trainer.should_stop = True
+
+    def divergence(self) -> str | None:
+        """What shows that the weights of the last validation have diverged: its first loss or bits per
+        byte that is not finite (NaN or inf weights give NaN). None when every one is finite: a loss
+        too large for its exp (ppl inf) is a bad model, reported as measured, not a failed run."""
+        for name, values in self.val_results.items():
+            for key in ("loss", "bpb"):
+                if not math.isfinite(values[key]):
+                    return f"val/{name}/{key} is {values[key]} at step {self.last_val_step}"
+        return None
 
     def configure_optimizers(self):
         return optimizers_for(self.model, self.optim, self.trainer)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf past the float range (a diverged run's loss of 57,527 nats) instead of an
+    OverflowError that ended the job, and the sweep around it."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:

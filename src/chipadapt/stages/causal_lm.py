@@ -19,7 +19,15 @@ from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.report import before_after_table, console
 from chipadapt.scaleout.rank0_load import reads_weights
 from chipadapt.scaleout.save import full_model_state
-from chipadapt.stages.common import begin, check_seq_len, record_data_inputs, starting_model, train_module
+from chipadapt.stages.common import (
+    begin,
+    check_seq_len,
+    diverged,
+    non_finite_weights,
+    record_data_inputs,
+    starting_model,
+    train_module,
+)
 from chipadapt.tokenizer.report import reduction_table
 
 log = logging.getLogger(__name__)
@@ -71,8 +79,17 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
 
     def save(trainer) -> None:
         full_state = full_model_state(trainer, module)  # FSDP: gathered on rank 0
+        # Every process holds the same validation (its sums are reduced across them): all stop on it.
+        if module.divergence():
+            raise diverged(cfg, out, module.divergence())
         if not trainer.is_global_zero:
             return
+        # Non-finite weights that no validation showed (limit_val_batches=0): never published either.
+        bad_weights = non_finite_weights(
+            full_state if full_state is not None else module.model.state_dict(), trainer.global_step
+        )
+        if bad_weights:
+            raise diverged(cfg, out, bad_weights)
         if module.peft_cfg is not None and module.peft_cfg.get("r"):
             with atomic_directory(out / "adapter", "train") as tmp:  # the adapters alone, loadable with peft
                 module.model.save_pretrained(tmp)

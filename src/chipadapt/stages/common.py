@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt import interrupts
-from chipadapt.errors import ChipadaptError
+from chipadapt.errors import ChipadaptError, TrainingDiverged
 from chipadapt.io import folder_swap
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.checkpoints import check_checkpoint
@@ -68,6 +68,29 @@ def record_data_inputs(cfg: DictConfig, manifest: RunManifest) -> None:
         for name, source in (cfg.data.get(section) or {}).items():
             if source and source.get("path"):
                 manifest.add_input(f"data.{section}.{name}", source.path)
+
+
+def non_finite_weights(state: dict[str, torch.Tensor], step: int) -> str | None:
+    """What is wrong with weights about to be published, when a floating-point tensor holds a NaN or
+    an inf (one isfinite pass a tensor; a tensor left on the meta device has no values to check)."""
+    bad = [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all())
+    ]
+    if not bad:
+        return None
+    return f"{len(bad)} of {len(state)} weight tensors are not finite at step {step} (first: {bad[0]})"
+
+
+def diverged(cfg: DictConfig, out: Path, what: str) -> TrainingDiverged:
+    """The failure of a run whose validation or weights went non-finite: nothing is published, and the
+    checkpoints stay as they were written, the last good state or the first bad one, for inspection."""
+    return TrainingDiverged(
+        f"training diverged: {what} (optim.lr={OmegaConf.select(cfg, 'optim.lr')}); the model was not "
+        f"published, its checkpoints are kept as they are for inspection in {out / 'checkpoints'}; a lower "
+        "optim.lr with resume=false starts over"
+    )
 
 
 def build_trainer(
@@ -158,7 +181,7 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
 # settings), and a "before" read on other sequences than "after" is no comparison.
 VALIDATION_KEYS = (
     "data.val_fraction",
-    "data.val_max_sequences",
+    "data.val_max_bytes",
     "data.val_max_conversations",
     "data.val_sources",
     "trainer.limit_val_batches",
