@@ -71,7 +71,7 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path):
             "~data.sources",
             f"+data.sources.rtl.path={corpus}",
             "trainer.max_steps=1",
-            "data.val_max_sequences=1",
+            "data.val_max_bytes=128",
             f"hydra.sweep.dir={sweep}",
         ],
         timeout=600,

@@ -43,9 +43,21 @@ def test_shuffled_sequences_are_a_permutation_and_partial_tail_only_when_asked()
     as_set = lambda p: sorted(tuple(p[i]["input_ids"].tolist()) for i in range(len(p)))  # noqa: E731
     assert as_set(plain) == as_set(shuffled)
     assert [shuffled[i]["input_ids"].tolist() for i in range(3)] != [plain[i]["input_ids"].tolist() for i in range(3)]
-    tiny = PackedSequences([make_source([3])], np.array([[0, 0]]), 8, SEP, allow_partial=True)
+    tiny = PackedSequences([make_source([3])], np.array([[0, 0]]), 8, SEP, keep_tail=True)
     assert len(tiny) == 1 and tiny[0]["input_ids"].tolist() == [1, 2, 3, SEP]
     assert len(PackedSequences([make_source([3])], np.array([[0, 0]]), 8, SEP)) == 0
+
+
+@pytest.mark.parametrize("seq_len", [1, 3, 7, 16, 50])
+def test_validation_keeps_its_whole_text_at_any_seq_len_and_a_cut_last_document_has_no_separator(seq_len):
+    # Validation scores all of its text (the short last window too), so that every seq_len reads the same.
+    sources = [make_source([5, 1, 12, 3]), make_source([20, 2], start=1000)]
+    order = np.array([[0, 2], [1, 0], [0, 0]])
+    packed = PackedSequences(sources, order, seq_len, SEP, keep_tail=True, last_tokens=4)
+    expected = stream(sources, order)[:-1][: 13 + 21 + 4]  # the last document: its first 4 tokens, no separator
+    assert expected[-4:] == [1, 2, 3, 4]
+    got = [t for i in range(len(packed)) for t in packed[i]["input_ids"].tolist()]
+    assert got == expected and packed.total_tokens == len(expected)
 
 
 def test_collate_pads_only_short_sequences_and_masks_their_labels():

@@ -282,6 +282,23 @@ def test_a_fast_like_run_without_eval_dapt_builds_with_notes(tmp_path):
     assert "_Retriever: not in this run" in text
 
 
+def test_the_validation_size_is_read_from_the_runs_record_old_and_new(tmp_path):
+    # Runs capped in bytes record how many sequences each split read; runs from before keep their cap's
+    # wording (data.val_max_sequences in their config).
+    steps = fake_run(tmp_path, full=False)
+    dapt = row(build(tmp_path, steps, variant="fast"), "DAPT lowers domain perplexity")
+    assert "only its validation on 6-8 sequences per split" in dapt[4]
+    for name in ("dapt", *LRS):
+        path = tmp_path / name / "manifest.json"
+        if path.is_file():
+            manifest = json.loads(path.read_text())
+            manifest.pop("data")
+            manifest["config"]["data"] = {"global_batch_size": 8, "seq_len": 512, "val_max_sequences": 16}
+            write_json(path, manifest)
+    dapt = row(build(tmp_path, steps, variant="fast"), "DAPT lowers domain perplexity")
+    assert "only its validation on 16 sequences per split" in dapt[4]
+
+
 def test_arms_without_per_item_records_are_not_measured(tmp_path):
     steps = fake_run(tmp_path)
     dapt_manifest(tmp_path, "dapt_aug_lr5e-5", 5e-5, 1.3, 1.1, steps=12)

@@ -29,7 +29,7 @@ def test_folders_that_move_between_machines_are_not_settings(tmp_path):
 
 
 def test_what_is_read_only_around_training_is_not_compared(tmp_path):
-    assert settings(tmp_path) == settings(tmp_path, "stage.validate_before=false", "data.val_max_sequences=3")
+    assert settings(tmp_path) == settings(tmp_path, "stage.validate_before=false", "data.val_max_bytes=300")
     assert settings(tmp_path) != settings(tmp_path, "data.global_batch_size=8")
 
 
@@ -65,14 +65,14 @@ def test_an_old_or_unreadable_checkpoint(tmp_path, caplog):
 def test_the_starting_validation_comes_back_only_when_the_resumed_run_validates_the_same_sequences(caplog):
     from chipadapt.stages.common import StartingMetrics, validation_settings
 
-    cfg = OmegaConf.create({"data": {"val_fraction": 0.1, "val_max_sequences": 8}, "trainer": {}})
+    cfg = OmegaConf.create({"data": {"val_fraction": 0.1, "val_max_bytes": 8192}, "trainer": {}})
     first = StartingMetrics(validation_settings(cfg))
     first.values = {"domain": {"loss": 2.0}}
     state = first.state_dict()
     same = StartingMetrics(validation_settings(cfg))
     same.load_state_dict(state)
     assert same.values == {"domain": {"loss": 2.0}}
-    cfg.data.val_max_sequences = 64  # not a training setting: the resume is allowed, the comparison is not
+    cfg.data.val_max_bytes = 65536  # not a training setting: the resume is allowed, the comparison is not
     other = StartingMetrics(validation_settings(cfg))
     other.load_state_dict(state)
-    assert other.values == {} and "data.val_max_sequences" in caplog.text
+    assert other.values == {} and "data.val_max_bytes" in caplog.text

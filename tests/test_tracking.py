@@ -5,6 +5,7 @@ requeue with exact resume; progress lines without a terminal; --help without tor
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,9 +17,10 @@ from conftest import ROOT, TINY_FAST, compose, read_manifest, run_train, write_j
 from helpers.models import perturbed_copy
 from helpers.wandb_records import read_run
 
+from chipadapt.loggers.identity import sweep_group
 from chipadapt.loggers.job import numeric_items
 
-STEPS = ["trainer.max_steps=2", "data.val_max_sequences=1", "stage.validate_before=false"]
+STEPS = ["trainer.max_steps=2", "data.val_max_bytes=128", "stage.validate_before=false"]
 
 
 def run_script(
@@ -129,7 +131,8 @@ def test_a_two_job_wandb_multirun_gives_two_runs_with_config_group_names_and_his
     first, second = runs["0"][0], runs["1"][0]
     assert first["config"]["optim"]["lr"] == 1e-4 and second["config"]["optim"]["lr"] == 5e-6  # the resolved config
     assert first["config"]["model"]["name"] == "tiny" and "trainer" in first["config"] and "data" in first["config"]
-    assert first["run"].run_group == second["run"].run_group == f"{train_sweep.parent.name}_sweep"
+    assert first["run"].run_group == second["run"].run_group == sweep_group(train_sweep)  # the sweep's own group
+    assert sweep_group(train_sweep).startswith(f"{train_sweep.parent.name}_sweep_")  # readable, then a hash
     # Named after what the sweep varies (the overrides every job shares are left out).
     assert (first["run"].display_name, second["run"].display_name) == ("optim.lr=0.0001", "optim.lr=5e-06")
     assert first["run"].job_type == "train" and {"dapt", "tiny", "base"} <= set(first["run"].tags)
@@ -241,7 +244,7 @@ def test_an_optuna_search_kept_in_sqlite_goes_on_across_invocations_and_returns_
             [
                 *TINY_FAST,
                 "trainer.max_steps=1",
-                "data.val_max_sequences=1",
+                "data.val_max_bytes=128",
                 "stage.validate_before=false",
                 "hparams_search=dapt_optuna",
                 f"hydra.sweeper.n_trials={trials}",
@@ -279,6 +282,13 @@ def test_an_unknown_optimized_metric_is_one_line_naming_the_metrics_there_are(tm
         ChipadaptError, match="optimized_metric: 'val/domian/bpb' is not a metric of this run .*val/domain/bpb"
     ):
         optimized_value(cfg)
+    # Written as null (an infinite perplexity after a huge loss; strict JSON): NaN, which a sweep's job
+    # turns into the worst value so that an Optuna study goes on, not "not a metric of this run".
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"kind": "train", "metrics": {"after": {"domain": {"bpb": 9.5, "ppl": None}}}})
+    )
+    cfg.optimized_metric = "val/domain/ppl"
+    assert math.isnan(optimized_value(cfg))
 
 
 def losses(run_dir) -> dict[int, float]:

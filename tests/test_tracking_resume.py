@@ -25,7 +25,7 @@ KILLED = [
     "trainer.max_steps=8",
     "callbacks.checkpoint.every_n_train_steps=3",
     "trainer.val_check_interval=8",  # micro-batches: a validation every 2 steps, rows of another kind
-    "data.val_max_sequences=1",
+    "data.val_max_bytes=128",
     "logger=tensorboard",  # with metrics.csv, and W&B beside them
     "+logger.wandb._target_=chipadapt.loggers.wandb.JobWandbLogger",
     "+logger.wandb.save_dir=${paths.output_dir}",
@@ -260,7 +260,7 @@ def test_bad_logger_settings_stop_training_before_any_work(tmp_path, overrides, 
 def test_no_logger_at_all_trains_when_the_lr_monitor_is_off_too(tmp_path):
     from chipadapt.pipeline import train
 
-    overrides = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false", "data.val_max_sequences=1"]
+    overrides = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false", "data.val_max_bytes=128"]
     train(compose([*overrides, "logger.csv=null", "callbacks.lr_monitor=null"], tmp_path))
     assert (tmp_path / "model").is_dir() and not (tmp_path / "metrics.csv").exists()
 

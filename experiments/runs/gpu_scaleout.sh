@@ -7,7 +7,7 @@ set -euo pipefail
 : "${SMOL:?an HF folder with the SmolLM2-135M architecture}" "${DOMAIN:?a corpus JSONL}" "${GENERAL:?a general-text JSONL}" "${OUT:=gpu_scaleout}"
 STEPS=${STEPS:-30}
 DATA=(data.seq_len=2048 "~data.sources" "+data.sources.domain.path=$DOMAIN" "+data.sources.domain.epochs=8" "data.val_sources.general.path=$GENERAL"
-      "data.val_max_sequences=2" stage.validate_before=false callbacks.progress=null callbacks.checkpoint=null trainer.max_steps=$STEPS)
+      "data.val_max_bytes=16384" stage.validate_before=false callbacks.progress=null callbacks.checkpoint=null trainer.max_steps=$STEPS)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:warnings || true
 run() { name=$1; shift; python3 train.py "${DATA[@]}" "$@" hydra.run.dir="$OUT/$name" >> "$OUT/$name.log" 2>&1 && python3 benchmarks/mfu.py "$OUT/$name" || { echo "$name failed"; tail -5 "$OUT/$name.log"; }; }

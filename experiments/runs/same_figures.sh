@@ -12,7 +12,7 @@ for commit in "$old" "$new"; do
   run() { name=$1; shift; (cd "$wt" && PYTHONPATH="$wt/src" "$repo/.venv/bin/python" train.py "$@" \
       callbacks.progress=null paths.shared_data="$repo/../shared/data" hydra.run.dir="$out/$commit/$name" >> "$out/$commit/$name.log" 2>&1) || echo "$commit $name failed"; }
   mkdir -p "$out/$commit"
-  run dapt experiment=reproduce_dapt tokenizer=base trainer.max_steps=4 data.seq_len=256 data.global_batch_size=4 data.val_max_sequences=2
+  run dapt experiment=reproduce_dapt tokenizer=base trainer.max_steps=4 data.seq_len=256 data.global_batch_size=4 data.val_max_bytes=4096
   run sft stage=sft data.seq_len=256 data.global_batch_size=4 trainer.max_steps=4 data.val_max_conversations=8
   run attribute stage=attribute_model trainer.max_steps=4 data.seq_len=256
   run retriever stage=retriever retriever.synthetic.method=ict retriever.synthetic.num_samples=160 trainer.max_steps=4 \

@@ -48,7 +48,7 @@ class BlendSchema:
     micro_batch_size: int = MISSING
     global_batch_size: int = MISSING
     val_fraction: float = MISSING
-    val_max_sequences: int = MISSING
+    val_max_bytes: int = MISSING
     val_max_conversations: int = MISSING
     num_workers: int = MISSING
     packing: bool = MISSING
@@ -152,6 +152,14 @@ def _whole_numbers(schema: type, node: DictConfig) -> None:
             node[spec.name] = int(value)
 
 
+# Keys a release removed, with what replaces them: an old command line or config names the new key,
+# not "unknown key" (cli.describe_hydra_error says the same for an override of a key no config has).
+RETIRED_KEYS = {
+    "data.val_max_sequences": "replaced by data.val_max_bytes, bytes of held-out text per validation split (N "
+    "sequences were other text at each seq_len and tokenizer; e.g. data.val_max_bytes=32768)",
+}
+
+
 def _typed(group: str, schema: type, node: DictConfig) -> dict:
     """The group merged into its schema: OmegaConf converts what it can ("1e-3" -> 0.001) and
     raises for what it cannot and for keys the schema lacks. Returns plain values, without the
@@ -164,7 +172,7 @@ def _typed(group: str, schema: type, node: DictConfig) -> dict:
         key = f"{group}.{err.full_key}" if getattr(err, "full_key", None) else group
         message = str(getattr(err, "msg", err)).splitlines()[0]
         if "not in struct" in message or "Key '" in message and "not in" in message:
-            raise ChipadaptError(f"{key}: unknown key ({WHERE})") from None
+            raise ChipadaptError(f"{key}: {RETIRED_KEYS.get(key, f'unknown key ({WHERE})')}") from None
         raise ChipadaptError(f"{key}: {message}") from None
 
 
@@ -239,6 +247,8 @@ def check_blend(data: dict) -> None:
             _number(f"data.{key}", data[key], 0, low_open=True)
     if "val_fraction" in data:
         _number("data.val_fraction", data["val_fraction"], 0, 1)
+    if "val_max_bytes" in data:
+        _number("data.val_max_bytes", data["val_max_bytes"], 0, low_open=True)
     for split in ("sources", "val_sources"):
         for name, spec in (data.get(split) or {}).items():
             if spec is None:

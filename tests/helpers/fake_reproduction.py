@@ -111,8 +111,9 @@ def dapt_manifest(out: Path, name: str, lr: float, domain_after: float, general_
         out / name / "manifest.json",
         {
             "metrics": {"before": before, "after": after, "global_step": steps, "train_tokens_per_s": 812.5},
+            "data": {"val_sequences": {s: 8 for s in SOURCES} | {"general": 6}},
             "config": {
-                "data": {"global_batch_size": 8, "seq_len": 512, "val_max_sequences": 8},
+                "data": {"global_batch_size": 8, "seq_len": 512, "val_max_bytes": 16384},
                 "optim": {"lr": lr},
                 "tokenizer": {"name": "base"},
             },

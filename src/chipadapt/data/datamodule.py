@@ -2,7 +2,7 @@
 
 Validation splits: documents held out of the training sources (into the split each source names,
 "domain" by default) and one split per entry of `data.val_sources` (e.g. general prose, to watch
-forgetting), each reported separately.
+forgetting), each reported separately, each up to `data.val_max_bytes` of text (data/val_text.py).
 """
 
 import logging
@@ -17,7 +17,9 @@ from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.sources import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
+from chipadapt.data.val_text import ValidationText, validation_text
 from chipadapt.errors import ChipadaptError
+from chipadapt.models.token_bytes import token_byte_lengths
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class PretrainDataModule(TrainingDataModule):
         self.blend: list[BlendRow] = []
         self._tokenized: tuple[dict[str, TokenizedSource], dict[str, TokenizedSource]] | None = None
         self._tokenize_seconds = 0.0
+        self._token_bytes: np.ndarray | None = None
+        self.val_text: dict[str, ValidationText] = {}
 
     # -- preparation ---------------------------------------------------------------------------
     def _specs(self) -> tuple[dict[str, SourceSpec], dict[str, SourceSpec]]:
@@ -104,25 +108,22 @@ class PretrainDataModule(TrainingDataModule):
                 f"fewer than one sequence of data.seq_len={seq_len}"
             )
 
-        max_val = self.data.val_max_sequences
+        # The same held-out text at any seq_len and with any tokenizer (data/val_text.py).
+        self.val_text = {}
         for split, parts in held.items():
-            self.val_sets[split] = PackedSequences(
-                tokenized,
-                np.concatenate(parts).astype(np.int64),
-                seq_len,
-                self.separator_id,
-                max_sequences=max_val,
-                allow_partial=True,
-            )
+            self._validation_split(split, tokenized, names, np.concatenate(parts).astype(np.int64))
         for name, tok in val.items():
             if name in self.val_sets:
                 raise ChipadaptError(
                     f"data.val_sources.{name}: a training source already holds out documents into split {name!r}"
                 )
             rows = np.stack([np.zeros(tok.num_docs, dtype=np.int64), np.arange(tok.num_docs)], axis=1)
-            self.val_sets[name] = PackedSequences(
-                [tok], rows, seq_len, self.separator_id, max_sequences=max_val, allow_partial=True
-            )
+            self._validation_split(name, [tok], [name], rows)
+        log.info(
+            "validation text per split (data.val_max_bytes=%s): %s",
+            self.data.val_max_bytes,
+            ", ".join(f"{n} {t.bytes} bytes of {len(t.keys)} documents" for n, t in self.val_text.items()),
+        )
 
         every = list(train.values()) + list(val.values())
         self.stats = {
@@ -134,6 +135,7 @@ class PretrainDataModule(TrainingDataModule):
             "train_tokens": len(self.train_set) * seq_len,
             "packing_efficiency": self.train_set.packing_efficiency,
             "val_sequences": {n: len(s) for n, s in self.val_sets.items()},
+            "val_text": {n: text.record() for n, text in self.val_text.items()},
             "blend": [vars(r) for r in self.blend],
             "token_cache_keys": {n: t.key for n, t in {**train, **val}.items()},
         }
@@ -143,6 +145,15 @@ class PretrainDataModule(TrainingDataModule):
             seq_len,
             100 * self.train_set.packing_efficiency,
             self.stats["prep_seconds"],
+        )
+
+    def _validation_split(self, split: str, sources: list, names: list[str], rows: np.ndarray) -> None:
+        if self._token_bytes is None:
+            self._token_bytes = token_byte_lengths(self.tokenizer, len(self.tokenizer)).numpy()
+        text = validation_text(sources, names, rows, self._token_bytes, int(self.data.val_max_bytes))
+        self.val_text[split] = text
+        self.val_sets[split] = PackedSequences(
+            sources, text.rows, int(self.data.seq_len), self.separator_id, keep_tail=True, last_tokens=text.last_tokens
         )
 
     def collate(self, items: list) -> dict:

@@ -1,8 +1,9 @@
 """Packing documents into fixed-length sequences separated by a document separator token.
 
 Documents are laid end to end (each followed by the separator) and cut into `seq_len` windows,
-so no position is padding; only the tail shorter than one window is dropped. Items are built on
-the fly from the memory-mapped token cache, so a sweep shares one copy of the data on disk.
+so no position is padding; in training the tail shorter than one window is dropped, in validation it
+is kept (the text scored is then the same at every seq_len). Items are built on the fly from the
+memory-mapped token cache, so a sweep shares one copy of the data on disk.
 """
 
 import numpy as np
@@ -20,26 +21,28 @@ class PackedSequences(Dataset):
         seq_len: int,
         separator_id: int,
         shuffle_seed: int | None = None,
-        max_sequences: int | None = None,
-        allow_partial: bool = False,
+        keep_tail: bool = False,
+        last_tokens: int | None = None,
     ):
-        """order: rows of (source index, document index). allow_partial keeps a short last window
-        (validation on tiny splits); training never pads."""
+        """order: rows of (source index, document index). keep_tail keeps the short last window
+        (validation scores all its text; training never pads). last_tokens: the last document is cut to
+        this many tokens, with no separator after it (it did not end there)."""
         self.sources = sources
         self.order = order
         self.seq_len = seq_len
         self.separator_id = separator_id
+        self.last_tokens = last_tokens
         lengths = np.array([sources[s].doc_length(d) + 1 for s, d in order], dtype=np.int64)
+        if last_tokens is not None and len(lengths):
+            lengths[-1] = last_tokens
         self.ends = np.cumsum(lengths)
         self.total_tokens = int(self.ends[-1]) if len(self.ends) else 0
-        full = self.total_tokens // seq_len
-        self.partial_tail = allow_partial and self.total_tokens % seq_len > 0 and full == 0
-        count = full + int(self.partial_tail)
+        count = self.total_tokens // seq_len
+        self.partial_tail = keep_tail and self.total_tokens % seq_len > 0
+        count += int(self.partial_tail)
         index = np.arange(count)
         if shuffle_seed is not None:
             index = np.random.default_rng(shuffle_seed).permutation(count)
-        if max_sequences is not None:
-            index = index[:max_sequences]
         self.index = index
 
     @property
@@ -51,24 +54,31 @@ class PackedSequences(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def _row(self, k: int) -> tuple[np.ndarray, bool]:
+        """Row k's tokens in the stream, and whether a separator follows them."""
+        src, doc = self.order[k]
+        tokens = self.sources[src].doc_tokens(doc)
+        if self.last_tokens is not None and k == len(self.order) - 1:
+            return tokens[: self.last_tokens], False
+        return tokens, True
+
     def window(self, start: int, stop: int) -> np.ndarray:
         stop = min(stop, self.total_tokens)
         out = np.empty(stop - start, dtype=np.int64)
         k = int(np.searchsorted(self.ends, start, side="right"))
         pos, filled = start, 0
         while pos < stop:
-            src, doc = self.order[k]
-            doc_start = int(self.ends[k]) - self.sources[src].doc_length(doc) - 1
-            tokens = self.sources[src].doc_tokens(doc)
-            lo = pos - doc_start
-            hi = min(stop - doc_start, len(tokens) + 1)
+            tokens, separated = self._row(k)
+            row_start = int(self.ends[k]) - len(tokens) - int(separated)
+            lo = pos - row_start
+            hi = min(stop - row_start, len(tokens) + int(separated))
             take = tokens[lo : min(hi, len(tokens))]
             out[filled : filled + len(take)] = take
             filled += len(take)
-            if hi == len(tokens) + 1:  # the window includes this document's separator
+            if separated and hi == len(tokens) + 1:  # the window includes this document's separator
                 out[filled] = self.separator_id
                 filled += 1
-            pos = doc_start + hi
+            pos = row_start + hi
             k += 1
         return out
 

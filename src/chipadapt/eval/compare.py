@@ -5,7 +5,9 @@ its overrides and its metrics by name (`chipadapt.run_metrics`: `val/domain/bpb`
 `ifeval.prompt_loose` for evaluations). The table puts what the sweep varied beside the metrics.
 Plots: each metric against the numeric key every run sets (ChipAlign's lambda curve) or grouped bars
 (ChipNeMo's before/after bars); with exactly two metrics named, one against the other with the
-Pareto front.
+Pareto front. A training run whose validation read other held-out text than the first training run's
+(another byte budget or documents, or a run from before the record with other settings) is marked
+not comparable (compare_validation.py); a "running" one that no live process holds is "stopped".
 """
 
 import csv
@@ -17,7 +19,8 @@ from omegaconf import DictConfig, ListConfig
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_plots import metric_plot, pareto_plot
-from chipadapt.eval.compare_runs import Run, load_runs, swept_keys
+from chipadapt.eval.compare_runs import STOPPED, Run, load_runs, swept_keys
+from chipadapt.eval.compare_validation import validation_notes
 from chipadapt.eval.paired_compare import paired_rows, write_paired
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
@@ -99,8 +102,16 @@ def cell(run: Run, metric: str) -> str:
 
 
 def row_label(run: Run) -> str:
-    """The run's label, and its status where it did not complete: a failed run is not a blank row."""
-    return run.label if run.status in (None, "completed") else f"{run.label} ({run.status})"
+    """The run's label, and its status where it did not complete (a failed run is not a blank row), and
+    why its validation figures do not compare where they read other text (compare_validation.py)."""
+    label = run.label
+    if run.status == STOPPED:
+        label += " (stopped without finishing: status running, but no live process holds its lock)"
+    elif run.status not in (None, "completed"):
+        label += f" ({run.status})"
+    if run.extra.get("val_note"):
+        label += f" (val/ not comparable: {run.extra['val_note']})"
+    return label
 
 
 def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
@@ -108,7 +119,8 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = [(m, f"{m}_ci95_lo", f"{m}_ci95_hi", f"{m}_n") for m in metrics]
-    writer.writerow(["run", "kind", "status", "folder", *swept, *(c for group in columns for c in group)])
+    header = ["run", "kind", "status", "folder", *swept, *(c for group in columns for c in group)]
+    writer.writerow([*header, "validation_text"])
     for r in runs:
         writer.writerow(
             [
@@ -118,6 +130,7 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
                 str(r.folder),
                 *(r.overrides.get(k, "") for k in swept),
                 *(v for m in metrics for v in (r.metrics.get(m, ""), *_interval(r, m))),
+                r.extra.get("val_note", ""),
             ]
         )
     write_text_atomic(out / "compare.csv", buffer.getvalue())
@@ -126,6 +139,11 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
         lines.append(f"| {row_label(r)} | " + " | ".join(cell(r, m) for m in metrics) + " |")
     if any(r.uncertainty for r in runs):
         lines.append("\nEach value: [its 95% interval] n=items it is computed from (results.json's _ci and _n).")
+    if any(r.extra.get("val_note") for r in runs):
+        lines.append(
+            "\nval/ figures compare only on the same held-out text; a run marked read other text than the first "
+            "training run (data.val_max_bytes of whole documents, the same at any seq_len and tokenizer)."
+        )
     write_text_atomic(out / "compare.md", "\n".join(lines) + "\n")
     return lines
 
@@ -179,6 +197,8 @@ def compare(cfg: DictConfig) -> dict:
     runs = load_runs(as_list(cfg, "runs") or [], as_list(cfg, "labels", unique=True))
     metrics = chosen_metrics(runs, as_list(cfg, "metrics", unique=True))
     axis = numeric_axis(runs, cfg.x)
+    for line in validation_notes(runs, metrics):  # against the first training run as named, before sorting
+        log.warning(line)
     given = [(r.label, r.folder) for r in runs]  # the paired comparisons are against the first run as named
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval),
     # for the tasks of the metrics asked for. A task whose items cannot be paired (other items, other

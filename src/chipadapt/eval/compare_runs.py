@@ -1,7 +1,8 @@
 """The runs compare.py reads: train, evaluate and merge run folders, multirun roots (every job folder
-below them), results.json files and globs of any of these. Each run comes with its kind, its
-overrides and its metrics by name (`chipadapt.run_metrics`), from its manifest.json; folders written
-before manifests existed are read from results.json and .hydra/overrides.yaml."""
+below them), results.json files and globs of any of these. Each run comes with its kind, its status
+(a "running" one whose folder lock nobody holds was killed: "stopped"), its overrides and its metrics
+by name (`chipadapt.run_metrics`), from its manifest.json; folders written before manifests existed are
+read from results.json and .hydra/overrides.yaml."""
 
 import glob
 from dataclasses import dataclass, field
@@ -11,9 +12,11 @@ import yaml
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.jsonl import json_object
+from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.run_metrics import evaluation_metrics, evaluation_uncertainty, run_metrics
 
 RECORDS = ("manifest.json", "results.json")
+STOPPED = "stopped"  # recorded "running", but no live process holds its folder lock
 
 
 @dataclass
@@ -85,6 +88,14 @@ def _hydra_overrides(folder: Path) -> dict[str, str]:
     return parse_overrides(yaml.safe_load(file.read_text()) or []) if file.is_file() else {}
 
 
+def run_status(folder: Path, recorded: str | None) -> str | None:
+    """The manifest's status, except that a "running" job whose folder lock no live process holds
+    stopped without finishing (killed: SIGKILL and power loss leave no chance to record it)."""
+    if recorded == "running" and folder_lock_held(folder) is False:
+        return STOPPED
+    return recorded
+
+
 def load_run(folder: Path) -> Run:
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
@@ -96,7 +107,10 @@ def load_run(folder: Path) -> Run:
             results = json_object(folder / "results.json")
             metrics = evaluation_metrics(results)
         overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
-        run = Run(folder, manifest.get("kind", "train"), manifest.get("status"), overrides, metrics)
+        run = Run(folder, manifest.get("kind", "train"), run_status(folder, manifest.get("status")), overrides, metrics)
+        if run.kind == "train":  # what its validation read (eval/compare_validation.py)
+            run.extra["val_text"] = (manifest.get("data") or {}).get("val_text")
+            run.extra["config"] = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     else:
         results = json_object(folder / "results.json")
         run = Run(folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(results))

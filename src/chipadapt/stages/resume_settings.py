@@ -49,7 +49,8 @@ TRAINER_KEYS = ("precision", "gradient_clip_val", "max_steps", "max_epochs")
 IGNORED = (
     "num_workers",
     "validate_before",
-    "val_max_sequences",
+    "val_max_bytes",
+    "val_max_sequences",  # retired (config_schema.RETIRED_KEYS), in checkpoints of runs before val_max_bytes
     "val_max_conversations",
     "evaluate_after",
     "eval_queries",
@@ -141,23 +142,70 @@ def flatten(tree: dict, prefix: str = ""):
 # Micro-batches per optimizer step (per process) of the run that wrote a checkpoint.
 ACCUMULATION_KEY = "chipadapt_accumulation"
 BATCH_PROGRESS = "epoch_loop.batch_progress"
+# Whether the checkpoint was written with the run's training done (its last step at its length), and
+# the last training loss logged before it.
+FINISHED_KEY = "chipadapt_training_done"
+LAST_LOSS_KEY = "chipadapt_last_train_loss"
+LOSS = "train/loss"  # what every module logs at each optimizer step
 
 
 class RecordSettings(L.Callback):
-    """Writes the run's trajectory settings into every checkpoint it saves, and its accumulation; a run
-    resumed with another accumulation (another micro-batch size or number of processes) has Lightning's
-    count of micro-batches converted to it first."""
+    """Writes the run's trajectory settings into every checkpoint it saves, its accumulation, whether its
+    training was done and its last training loss; a run resumed with another accumulation (another
+    micro-batch size or number of processes) has Lightning's count of micro-batches converted to it
+    first. A fit resumed from a checkpoint of a training already done trains no step: Lightning then
+    leaves its logging step one behind (it adds the one as its epoch loop restarts, which it does not)
+    and has no loss; both are put right at the fit's end, so the final validation and the manifest read
+    what the run that wrote the checkpoint ended with."""
 
     def __init__(self, settings: dict[str, object]):
         self.settings = settings
+        self.last_loss: float | None = None
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.settings
         checkpoint[ACCUMULATION_KEY] = trainer.accumulate_grad_batches
+        checkpoint[FINISHED_KEY] = training_done(trainer)
+        loss = trainer.callback_metrics.get(LOSS)
+        checkpoint[LAST_LOSS_KEY] = float(loss) if loss is not None else self.last_loss
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # Called before Lightning restores its loops from `checkpoint` (Lightning 2.6).
         recount_micro_batches(checkpoint, trainer.accumulate_grad_batches)
+        self.last_loss = checkpoint.get(LAST_LOSS_KEY)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        loop = trainer.fit_loop
+        if not loop.restarting:  # the loop ran (a fresh fit, or a resume with steps left): all is right
+            return
+        # Restored and skipped (Fit's `skip`: nothing left to train). Every module here steps its one
+        # optimizer once per logged step, so the step a fresh run would log its end at is global_step.
+        loop.epoch_loop._batches_that_stepped = max(loop.epoch_loop._batches_that_stepped, trainer.global_step)
+        if LOSS not in trainer.callback_metrics and self.last_loss is not None:
+            trainer.callback_metrics[LOSS] = torch.tensor(self.last_loss)
+
+
+def training_done(trainer) -> bool:
+    """Whether the fit has reached its length (`max_steps`, else `max_epochs`): what Lightning's
+    `fit_loop.done` tells, without its log lines."""
+    loop = trainer.fit_loop
+    steps, epochs = loop.max_steps, loop.max_epochs
+    if steps is not None and steps >= 0 and loop.epoch_loop.global_step >= steps:
+        return True
+    return epochs is not None and epochs >= 0 and loop.epoch_progress.current.processed >= epochs
+
+
+def finished_training(ckpt: Path, cfg: DictConfig) -> bool:
+    """`ckpt` ends a training that was done at this config's length (`trainer.max_steps`,
+    `trainer.max_epochs` as recorded in it): resuming it trains nothing. `overwrite=true` over a completed
+    run so starts over, as a fresh run would, instead of publishing the old run's weights again (after a
+    change the settings do not show: the code, a model replaced in place); a longer length still
+    continues the finished run from it."""
+    content = checkpoint_metadata(ckpt) or {}
+    recorded = content.get(CHECKPOINT_KEY)
+    if not content.get(FINISHED_KEY) or not isinstance(recorded, dict):
+        return False
+    return all(recorded.get(key) == OmegaConf.select(cfg, key) for key in LENGTH)
 
 
 def recount_micro_batches(checkpoint: dict, accumulation: int) -> None:

@@ -43,6 +43,17 @@ def change(before: float, after: float) -> float:
     return 100 * (after - before) / before
 
 
+def validation_sequences(manifest: dict, data: dict) -> str | int | None:
+    """How many sequences each split validated on: the cap of a run from before `data.val_max_bytes`
+    (`data.val_max_sequences`), else the counts the run recorded per split ("6-34" where they differ)."""
+    if data.get("val_max_sequences") is not None:
+        return data["val_max_sequences"]
+    counts = sorted(set(((manifest.get("data") or {}).get("val_sequences") or {}).values()))
+    if not counts:
+        return None
+    return counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def summary(ctx: Context, name: str) -> dict:
     """A DAPT run's own record: its lr and tokenizer (from the step's meta, or for a step whose lr was
     chosen, from the config it ran with), tokens trained, and the validation before and after."""
@@ -61,7 +72,7 @@ def summary(ctx: Context, name: str) -> dict:
         if "global_batch_size" in data and "seq_len" in data
         else None,
         "tokens_per_s": metrics.get("train_tokens_per_s"),
-        "val_sequences": data.get("val_max_sequences"),
+        "val_sequences": validation_sequences(manifest, data),
         "domain_before": domain_mean(before),
         "domain_after": domain_mean(after),
         "general_before": before[GENERAL_SPLIT]["bpb"],

@@ -1,0 +1,106 @@
+"""Whether training runs' validation figures (`val/<split>/<metric>`) were read on the same text.
+
+Each run validates up to `data.val_max_bytes` of held-out text per split and records what it read
+(data/val_text.py: bytes, documents, a fingerprint of the documents' ids, the bytes of the token the
+last document was cut at). Two runs read the same text when the documents are the same and the bytes
+differ by less than that last token (another tokenizer cuts the last document a token earlier or
+later); then a seq_len or tokenizer sweep compares. Other text is no comparison: the validation of a
+seq_len 64 vs 128 sweep moved 4.864 vs 4.698 bits per byte while training moved each by 0.005.
+A run from before the record existed (capped in sequences: other text at each seq_len and tokenizer)
+is taken to read its reference's text only where every setting that decided it is the same; so is a
+run that `trainer.limit_val_batches` cut to its first batches."""
+
+from chipadapt.eval.compare_runs import Run
+
+VALIDATION_PREFIX = "val/"
+# Settings that do not decide which held-out text a run from before the record read.
+NOT_TEXT = ("micro_batch_size", "global_batch_size", "num_workers")
+
+
+def _splits(metrics: list[str]) -> list[str]:
+    """The validation splits the compared metrics read (`val/domain/bpb` -> domain)."""
+    return list(dict.fromkeys(m.split("/")[1] for m in metrics if m.startswith(VALIDATION_PREFIX) and m.count("/") > 1))
+
+
+def _old_settings(run: Run) -> dict:
+    """What decided the validation text of a run without a record: its data settings, tokenizer and model."""
+    config = run.extra.get("config") or {}
+    data = {k: v for k, v in (config.get("data") or {}).items() if k not in NOT_TEXT}
+    model = {k: (config.get("model") or {}).get(k) for k in ("name", "path", "source")}
+    return {"data": data, "tokenizer": config.get("tokenizer"), "model": model}
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    for key in dict.fromkeys([*a, *b]):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            if found := _first_difference(va, vb, f"{prefix}{key}."):
+                return found
+        elif va != vb:
+            return f"{prefix}{key} {va!r} vs {vb!r}"
+    return None
+
+
+def _batch_limit(run: Run) -> dict:
+    """`trainer.limit_val_batches` (where set) and what decides the text its batches hold."""
+    config = run.extra.get("config") or {}
+    limit = (config.get("trainer") or {}).get("limit_val_batches")
+    if limit in (None, 1.0):
+        return {}
+    data = config.get("data") or {}
+    return {
+        "trainer.limit_val_batches": limit,
+        "data.seq_len": data.get("seq_len"),
+        "data.micro_batch_size": data.get("micro_batch_size"),
+        "tokenizer": config.get("tokenizer"),
+    }
+
+
+def _unrecorded(run: Run) -> str:
+    """Why a run has no record of its validation text."""
+    stage = ((run.extra.get("config") or {}).get("stage") or {}).get("name")
+    return "a run from before data.val_max_bytes" if stage in (None, "dapt") else f"stage {stage} does not record it"
+
+
+def text_difference(reference: Run, run: Run, splits: list[str]) -> str | None:
+    """Why `run` validated on other text than `reference` in `splits`; None where it is the same."""
+    limits = _batch_limit(reference), _batch_limit(run)
+    if (limits[0] or limits[1]) and (found := _first_difference(*limits)):
+        # the batches it cut validation to hold the first N x micro-batch x seq_len tokens of its text
+        return f"validation cut to batches by trainer.limit_val_batches, and {found}"
+    a, b = reference.extra.get("val_text"), run.extra.get("val_text")
+    if a is None or b is None:
+        if a is None and b is None and (config := _first_difference(_old_settings(reference), _old_settings(run))):
+            return f"validation text not recorded ({_unrecorded(run)}) and {config}"
+        if a is None and b is None:
+            return None  # the same code and settings: the same text
+        if b is None:
+            return f"validation text not recorded ({_unrecorded(run)})"
+        return f"{reference.label} did not record its validation text ({_unrecorded(reference)})"
+    for split in splits:
+        ta, tb = a.get(split), b.get(split)
+        if ta is None or tb is None:
+            continue  # a split one run lacks: its cells are blank
+        if ta.get("documents_fingerprint") != tb.get("documents_fingerprint"):
+            return f"validation text differs: {split} reads other documents"
+        slack = max(ta.get("cut_token_bytes", 0), tb.get("cut_token_bytes", 0))
+        gap = abs(ta["bytes"] - tb["bytes"])
+        if gap and gap >= slack:
+            return f"validation text differs: {split} {ta['bytes']} vs {tb['bytes']} bytes"
+    return None
+
+
+def validation_notes(runs: list[Run], metrics: list[str]) -> list[str]:
+    """Marks each training run whose validation text is not the first one's (`run.extra["val_note"]`),
+    for the compared `val/` metrics; returns one line per run marked."""
+    splits = _splits(metrics)
+    trained = [r for r in runs if r.kind == "train" and any(m.startswith(VALIDATION_PREFIX) for m in r.metrics)]
+    if not splits or len(trained) < 2:
+        return []
+    reference, lines = trained[0], []
+    for run in trained[1:]:
+        why = text_difference(reference, run, splits)
+        if why:
+            run.extra["val_note"] = why
+            lines.append(f"{run.label}: val/ figures not comparable with {reference.label}'s: {why}")
+    return lines
