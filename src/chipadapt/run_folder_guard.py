@@ -7,7 +7,12 @@ run at all (a user's project folder, `out=~/work`) is refused as well: the comma
 `model/`, `checkpoints/` and the like among the user's files, and reproduce.py would move a subfolder
 that happens to bear a step's name to `.stale/`. The check runs at `on_run_start`, before Hydra writes
 anything; a rerun of the same command (a resume) passes, and so does a folder holding only hidden
-entries (what a killed save leaves: its `.<name>.<pid>.*.tmp` staging folder)."""
+entries (what a killed save leaves: its `.<name>.<pid>.*.tmp` staging folder).
+
+Hydra also rewrites a run's `.hydra/` records, and a sweep's `multirun.yaml`, before any of our code
+runs in the job; an attempt refused before it recorded anything puts back what the folder's earlier
+run had there (`restore_records_after_refusal`), so the records keep describing the model they sit
+beside."""
 
 import json
 import os
@@ -17,6 +22,8 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from chipadapt.sweep_job_folders import differences, job_folders, shared_folder
 
 # An entry point's config name -> the `kind` its manifest records; compare and curate write no manifest,
 # and are known by the job name Hydra records in `.hydra/hydra.yaml` (our job name is the config name).
@@ -104,31 +111,57 @@ def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str] | None:
 # Run folders' records as they were before Hydra rewrote them for this attempt: {folder: {name: bytes}}.
 _BEFORE: dict[Path, dict[str, bytes | None]] = {}
 RECORDS = ("manifest.json", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+MANIFEST = "manifest.json"
+# The sweep this process runs, known in the sweeper's process (the basic launcher runs its jobs there):
+# its multirun.yaml before the sweeper replaced it, and each job folder's manifest as its job started.
+_SWEEP: dict[str, Path | bytes | None] = {}
+_JOBS: dict[Path, bytes | None] = {}
 
 
 def remember_records(folder: Path) -> None:
-    """Kept before Hydra writes `.hydra/` for this attempt (a run's, or each existing job's of a sweep),
-    so that an attempt refused before it recorded anything (other settings into a finished run's
-    folder) can put the earlier run's records back."""
-    if (folder / "manifest.json").is_file():
+    """Kept before Hydra writes `.hydra/` for this attempt (a run's, or each job's of a sweep that exists
+    when the sweep starts), and after each job of a sweep, so that an attempt refused before it recorded
+    anything (other settings into a finished run's folder) can put the earlier run's records back."""
+    if (folder / MANIFEST).is_file():
         _BEFORE[folder] = {name: _read(folder / name) for name in RECORDS}
 
 
 def restore_records_after_refusal() -> None:
     """After a user error in the current job: when its folder's manifest is as it was (the attempt was
     refused before its job was recorded), `.hydra/` describes the earlier run again, not the refused
-    settings; a record the earlier run did not have is removed (Hydra wrote it for this attempt)."""
+    settings; a record the earlier run did not have is removed (Hydra wrote it for this attempt). In a
+    sweep none of whose jobs recorded itself, `multirun.yaml` is put back as well: it describes the
+    jobs in the folder, not the settings of a sweep that ran none of them."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return
     folder = _absolute(HydraConfig.get().runtime.output_dir)
     before = _BEFORE.pop(folder, None)
-    if before is None or _read(folder / "manifest.json") != before["manifest.json"]:
-        return  # a new folder, or this attempt recorded itself: its .hydra/ is right
+    if before is not None and _read(folder / MANIFEST) == before[MANIFEST]:
+        _put_back(folder, before)  # else a new folder, or this attempt recorded itself: its .hydra/ is right
+    sweep, multirun = _SWEEP.get("folder"), _SWEEP.get("multirun")
+    if isinstance(multirun, bytes) and sweep == _sweep_of(HydraConfig.get()) and not _a_job_recorded_itself():
+        _put_back(sweep, {"multirun.yaml": multirun})
+
+
+def _sweep_of(hydra) -> Path | None:
+    """The sweep folder of the running job; None outside a sweep."""
+    from hydra.types import RunMode
+
+    return _absolute(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
+
+
+def _a_job_recorded_itself() -> bool:
+    """Whether a job of this sweep wrote its manifest (trained, or failed while doing so); the jobs that
+    passed as completed before and the one refused left theirs as they were."""
+    return any(_read(folder / MANIFEST) != manifest for folder, manifest in _JOBS.items())
+
+
+def _put_back(folder: Path, records: dict[str, bytes | None]) -> None:
     from chipadapt.io.atomic import atomic_file
 
-    for name, content in before.items():
+    for name, content in records.items():
         if content is None:
             (folder / name).unlink(missing_ok=True)
         elif _read(folder / name) != content:
@@ -166,6 +199,25 @@ def _absolute(path) -> Path:
     return Path(os.path.abspath(Path(str(path)).expanduser()))  # `new/../old` is old
 
 
+def check_job_folders(config: DictConfig, sweep: Path) -> list[Path]:
+    """Refuse a sweep two of whose jobs would write into one folder (a `hydra.sweep.subdir` named after
+    what they share): the second would find the first one's model, and its refusal would come after the
+    first job's work. Returns the job folders, where the sweeper lists them beforehand."""
+    folders = job_folders(config, sweep)
+    if folders is None:
+        return []
+    shared = shared_folder(folders)
+    if shared:
+        first, second, folder = shared
+        a, b = differences(folders[first][0], folders[second][0])
+        refuse(
+            f"hydra.sweep.subdir: jobs #{first} ({a}) and #{second} ({b}) would both write into {folder}; "
+            "name the subdir after what the jobs differ in (${hydra.job.override_dirname}), or leave it "
+            "at ${hydra.job.num}"
+        )
+    return [folder for _, folder in folders]
+
+
 class RunFolderGuard(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         """A sweep's jobs write into `hydra.sweep.dir/<subdir>` with no `on_run_start`, and Hydra writes
@@ -174,7 +226,14 @@ class RunFolderGuard(Callback):
         sweep, command = _absolute(config.hydra.sweep.dir), _command(config, config_name)
         if command in KINDS and (holder := inside_an_input(sweep, config)):
             refuse(f"hydra.sweep.dir: {sweep} lies inside {holder[0]} ({holder[1]}); write the sweep somewhere else")
-        if not sweep.is_dir() or command not in KINDS:
+        if command not in KINDS:
+            return
+        jobs = check_job_folders(config, sweep)
+        _SWEEP.update(folder=sweep, multirun=_read(sweep / "multirun.yaml"))
+        _JOBS.clear()
+        for folder in jobs:  # nested subdirs too, which the listing below does not reach
+            remember_records(folder)
+        if not sweep.is_dir():
             return
         recorded = sweep_kind(sweep)
         if recorded and recorded != command:
@@ -206,7 +265,20 @@ class RunFolderGuard(Callback):
                 f"{command} would write its jobs and records among them: choose a new or empty folder"
             )
 
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        if _SWEEP:  # a job of the sweep this process started: its manifest before the job runs
+            folder = _absolute(config.hydra.runtime.output_dir)
+            _JOBS.setdefault(folder, _read(folder / MANIFEST))
+
+    def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
+        # What a job left is what a later job of the sweep refused in the same folder (a sweeper that
+        # draws its jobs as it goes can send two there) puts back.
+        if _SWEEP:
+            remember_records(_absolute(config.hydra.runtime.output_dir))
+
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
+        _SWEEP.clear()  # a sweep run earlier in this process (a notebook) is none of this run's business
+        _JOBS.clear()
         folder = _absolute(config.hydra.run.dir)
         config_name = _command(config, config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}

@@ -28,7 +28,13 @@ from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
-from chipadapt.stages.resume_settings import RecordSettings, check_resume_settings, checkpoint_step, trajectory_settings
+from chipadapt.stages.resume_settings import (
+    RecordSettings,
+    check_resume_settings,
+    checkpoint_step,
+    finished_training,
+    trajectory_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,7 @@ def build_trainer(
             cfg.trainer,
             accumulate_grad_batches=accumulation,
             gradient_clip_val=cfg.optim.gradient_clip_val,
-            logger=build_loggers(cfg.logger, start_step),
+            logger=build_loggers(cfg.logger, start_step, new_run=start_over),
             callbacks=[
                 *callbacks.values(),
                 RecordSettings(trajectory_settings(cfg)),
@@ -144,7 +150,7 @@ def discard_checkpoint(out: Path) -> None:
     if ckpt.exists() or ckpt.is_symlink():
         folder_swap.discard(aside)
         os.replace(ckpt, aside)
-        log.warning("resume=false: %s, not resumed, is discarded; the run and its curves start over", ckpt)
+        log.warning("%s, not resumed, is discarded; the run and its curves start over", ckpt)
     for leftover in (aside, folder_swap.partial_path(ckpt), folder_swap.old_path(ckpt)):
         folder_swap.discard(leftover)
 
@@ -174,6 +180,8 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     if check:
         check_checkpoint(ckpt)
         check_resume_settings(ckpt, cfg)
+    if cfg.overwrite and finished_training(ckpt, cfg):
+        return None  # overwrite=true trains a finished run again, from the start, as a fresh run would
     return str(ckpt)
 
 
@@ -244,7 +252,9 @@ def train_module(
     resume_from = resume_checkpoint(cfg, out, check=False)  # checked by pipeline.train
     # Where this run's logging starts: the loggers drop what the attempt it resumes logged after its checkpoint.
     start_step = checkpoint_step(Path(resume_from)) if resume_from else 0
-    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=not cfg.resume)
+    # A checkpoint not resumed (resume=false; overwrite=true over a finished training) goes as the curves start over.
+    start_over = not cfg.resume or (resume_from is None and (out / "checkpoints" / "last.ckpt").exists())
+    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=start_over)
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
     if resume_from:
