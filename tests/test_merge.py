@@ -202,6 +202,26 @@ def test_augmented_chip_vocabulary_keeps_its_extra_rows(tmp_path):
     )
 
 
+def test_an_output_of_another_command_is_refused_naming_that_command(tmp_path, tiny_pair):
+    """`output=RUN/model` of a train run: its marker says train.py wrote it, which the refusal says."""
+    from chipadapt.io.outputs import publish_folder
+
+    chip, instruct = tiny_pair
+    trained = tmp_path / "run" / "model"
+    with publish_folder(trained, "train") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"trained weights")
+    with pytest.raises(ChipadaptError, match=r"^output: .*run/model is an output of train, not of merge"):
+        run(merge_cfg("chipalign", chip, instruct, trained, extra=["overwrite=true"]))
+    assert (trained / "model.safetensors").read_bytes() == b"trained weights"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ChipadaptError, match="is not an output of merge .no chipadapt marker."):
+        run(merge_cfg("chipalign", chip, instruct, mine, extra=["overwrite=true"]))
+    with pytest.raises(ChipadaptError, match="is models.chip itself"):  # an input is named as one first
+        run(merge_cfg("chipalign", chip, instruct, chip, extra=["overwrite=true"]))
+
+
 def test_mismatch_errors_and_interrupted_merge_leaves_nothing(tmp_path, tiny_pair, monkeypatch):
     chip, instruct = tiny_pair
     with pytest.raises(ChipadaptError, match="models.base: merge=ties needs a base model folder"):

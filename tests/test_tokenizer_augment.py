@@ -22,7 +22,7 @@ RTL = [
 PROSE = ["The river flows past the old mill and the children play in the meadow near the bridge."] * 10
 
 
-def build(tmp_path, base_folder, domain_texts, general_texts, **settings):
+def build(tmp_path, base_folder, domain_texts, general_texts, cache_dir=None, **settings):
     domain = write_jsonl(tmp_path / "domain.jsonl", [{"text": t} for t in domain_texts])
     general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in general_texts])
     defaults = dict(
@@ -34,7 +34,7 @@ def build(tmp_path, base_folder, domain_texts, general_texts, **settings):
         init={"input": "mean", "output": "zero"},
     )
     return DomainTokenizer(
-        cache_dir=str(tmp_path / "cache"),
+        cache_dir=str(cache_dir or tmp_path / "cache"),
         sources=OmegaConf.create({"rtl": {"path": str(domain)}}),
         report_general=OmegaConf.create({"prose": {"path": str(general)}}),
         **(defaults | settings),
@@ -136,6 +136,17 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
         resize_for_new_tokens(model, [], [], 8, input_rule="mean", output_rule="zero")
     with pytest.raises(ChipadaptError, match=r"init.output='nope': choose one of zero, mean"):
         resize_for_new_tokens(model, [], [], 64, input_rule="mean", output_rule="nope")
+
+
+def test_a_cache_folder_inside_the_input_model_is_refused_before_anything_is_written(tmp_path, tiny_folder):
+    import shutil
+
+    base = shutil.copytree(tiny_folder, tmp_path / "my_model")
+    before = sorted(p.relative_to(base) for p in base.rglob("*"))
+    for cache_dir in (base, base / "builds"):
+        with pytest.raises(ChipadaptError, match=r"^tokenizer\.adapt\.cache_dir: .* lies inside model\.path"):
+            build(tmp_path, base, RTL, PROSE, cache_dir=cache_dir)
+    assert sorted(p.relative_to(base) for p in base.rglob("*")) == before  # no build, no lock in the user's model
 
 
 def test_resize_keeps_what_the_embedding_module_does_beyond_a_lookup():
@@ -263,3 +274,27 @@ def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(
         for line in path.open():
             text = json.loads(line)["text"]
             assert ext.decode(ext.encode(text).ids) == base.decode(base.encode(text).ids), path
+
+
+def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_passed(tmp_path):
+    """As a completed DAPT run: a sweep rerun after an interruption goes on instead of stopping here."""
+    from helpers.models import tiny_model_copy
+    from safetensors.torch import load_file, save_file
+
+    base = tiny_model_copy(tmp_path)
+    run = tmp_path / "tok"
+    overrides = ["stage=tokenizer", "tokenizer=augmented_small", "model=hf_folder", f"model.path={base}"]
+    metrics = train(compose(overrides, run))
+    published = (run / "model" / "model.safetensors").stat().st_mtime_ns
+    assert train(compose(overrides, run)) == metrics  # not built or published again
+    assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
+    # Other settings, or the same settings with other inputs (the base model retrained in place), are
+    # another build: refused as for any stage, overwrite=true replaces it.
+    with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
+        train(compose([*overrides, "tokenizer.adapt.min_savings=5"], run))
+    tensors = load_file(base / "model.safetensors")
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ChipadaptError, match="holds a previous train output"):
+        train(compose(overrides, run))
+    assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published

@@ -240,6 +240,18 @@ class CommandError(Exception):
     pass
 
 
+def transcript_path(argument: str, run_dir: Path) -> Path:
+    return Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
+
+
+def why_not_written(dest: Path, err: OSError) -> str:
+    """The reason, naming a file that stands where a folder of `dest` would be (mkdir says "File exists")."""
+    existing = next((folder for folder in dest.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    return err.strerror or type(err).__name__
+
+
 def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> tuple[Path, str]:
     """The conversation in the chat data format (one JSONL line), so it can feed SFT directly; and a
     note when its replies were generated under different attributes.
@@ -247,7 +259,7 @@ def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> tuple
     The record's `attributes` are those the replies were generated under, not the ones set last. When
     `/attributes` changed them between replies, no one set describes the conversation: each assistant
     message then carries its own `attributes` and the record none."""
-    dest = Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
+    dest = transcript_path(argument, run_dir)
     if argument and dest.exists():  # the run folder's transcript is ours to rewrite; the user's files are not
         raise CommandError(f"/save: {dest} exists; give a new file name")
     record: dict = {"messages": session.messages}
@@ -285,11 +297,14 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
     elif name == "/sources":
         print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
     elif name == "/save":
-        print(
-            "(transcript of {} messages written to {}{})".format(
-                len(session.messages), *save_transcript(session, argument, run_dir)
-            )
-        )
+        try:
+            saved = save_transcript(session, argument, run_dir)
+        except OSError as err:  # a read-only folder, a path under a file, a full disk: the session goes on
+            dest = transcript_path(argument, run_dir)
+            raise CommandError(
+                f"/save: cannot write {dest} ({why_not_written(dest, err)}); give another file name"
+            ) from None
+        print("(transcript of {} messages written to {}{})".format(len(session.messages), *saved))
     else:
         raise CommandError(f"unknown command {name} (/help lists the commands); nothing was sent to the model")
     return True

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 # Stages whose every input is recorded by content: the starting model and each data source. The others
-# (the tokenizer stage records a derived cache folder, the retriever and reranker not all they read) are
+# (the tokenizer stage decides by its `stage.finished_before`, the retriever and reranker read more) are
 # trained again only with overwrite=true, as before.
 RECORDED_STAGES = ("dapt", "sft", "steerlm")
 
@@ -69,7 +69,7 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
 def train(cfg: DictConfig) -> dict:
     silence_known_noise()  # before the output checks and the loggers start
     out = Path(cfg.paths.output_dir)
-    metrics = finished_before(cfg, out)
+    metrics = (instantiate(hook) if (hook := cfg.stage.get("finished_before")) else finished_before)(cfg, out)
     if metrics is not None:
         log.info("train: %s completed before with these settings and inputs; not trained again", out)
         return metrics

@@ -38,6 +38,7 @@ OUTPUT_KEYS = {"index_dir", "misses_file"}
 # out-of-memory crash with a smaller batch keeps the answers given before it.
 SPEED_KEYS = {"batch_size", "workers"}
 MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost more than the task it keys
+RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 
 
 def identity(path: Path) -> str:
@@ -101,7 +102,7 @@ def code_version() -> dict[str, str | None]:
 class FinishedTasks:
     def __init__(self, run_folder: Path, running: dict[str, str]):
         self.run_folder = Path(run_folder)
-        self.folder = self.run_folder / "tasks"
+        self.folder = self.run_folder / RECORDS_FOLDER
         self.running = running  # dtype, attention, device as resolved: they change a model's answers
 
     def key(self, task_cfg: DictConfig, model: Path | None, answers: bool = False) -> str:
@@ -145,3 +146,36 @@ class FinishedTasks:
         journal of its answers is no longer needed."""
         write_json_atomic(self.folder / f"{name}.json", {"key": key, "items": items, "results": results})
         self.answers_path(name).unlink(missing_ok=True)
+
+
+def recorded_tasks(run_folder: Path) -> set[str]:
+    """The tasks `run_folder` holds a record or an answers journal of (written by `FinishedTasks`)."""
+    folder = Path(run_folder) / RECORDS_FOLDER
+    if not folder.is_dir():
+        return set()
+    names = {path.name.removesuffix(".answers.jsonl") for path in folder.glob("*.answers.jsonl")}
+    return names | {path.stem for path in folder.glob("*.json") if is_task_record(path)}
+
+
+def is_task_record(path: Path) -> bool:
+    """`path` is a record `FinishedTasks.save` wrote (a file of another origin has not its fields)."""
+    try:
+        record = json_object(path)
+    except (ChipadaptError, OSError):
+        return False
+    return {"key", "results"} <= record.keys()
+
+
+def remove_task_files(run_folder: Path, name: str) -> None:
+    """The files an evaluation wrote for task `name`: its record, its answers journal, its per-item file;
+    a record that is not one of ours (another origin under the same name) is left."""
+    from chipadapt.eval.items import items_file
+
+    folder = Path(run_folder) / RECORDS_FOLDER
+    record = folder / f"{name}.json"
+    if record.is_file() and is_task_record(record):
+        record.unlink()
+    (folder / f"{name}.answers.jsonl").unlink(missing_ok=True)
+    items_file(run_folder, name).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

@@ -145,15 +145,21 @@ def run(cfg: DictConfig) -> dict:
         raise ChipadaptError(
             "eval: no task selected; name at least one, e.g. eval=[perplexity,mcq] (the tasks are conf/eval/*.yaml)"
         )
+    from chipadapt.eval.earlier_evaluation import check_earlier_evaluation, clear_earlier_evaluation
     from chipadapt.job import recorded_job
     from chipadapt.loggers.job import JobLoggers
     from chipadapt.models.hf_folder import resolve_model_folder
+    from chipadapt.run_folder_key import run_folder_key
 
     out = Path(cfg.paths.output_dir)
+    # Before this run's manifest replaces the earlier one: the folder holds one model's evaluation.
+    earlier = check_earlier_evaluation(cfg, out, run_folder_key())
     with (
         recorded_job(cfg, "evaluate", out) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
     ):
+        if earlier is not None:  # overwrite=true, under the folder's lock
+            clear_earlier_evaluation(out, earlier)
 
         def model_folder() -> Path:
             folder = resolve_model_folder(cfg.model)

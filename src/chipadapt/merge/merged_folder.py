@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
-from chipadapt.io.outputs import check_output_folder
+from chipadapt.io.outputs import check_output_folder, refuse_overlap_with_inputs, written_by
 from chipadapt.manifest import fingerprint_input, git_state
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
@@ -104,6 +104,21 @@ def input_fingerprints(cfg: DictConfig) -> dict[str, str | None]:
     return {key: fingerprint_input(cfg.models[key])["fingerprint"] for key in MODEL_KEYS if cfg.models.get(key)}
 
 
+def check_merge_output(dest: str, overwrite: bool, inputs: list[tuple[str, Path]]) -> Path:
+    """`check_output_folder` for `output`, naming the command whose output a folder of another one is
+    (`output=RUN/model` is train.py's model: its marker says so, and "no marker" would send the user
+    looking for one)."""
+    target = Path(dest).expanduser().resolve()
+    owner = written_by(target) if target.is_dir() else None
+    if owner not in (None, "merge"):
+        refuse_overlap_with_inputs(dest, "output", inputs)  # an input is named as such first
+        raise ChipadaptError(
+            f"output: {dest} is an output of {owner}, not of merge (its .chipadapt-output.json says so); "
+            "refusing to replace it: choose another folder"
+        )
+    return check_output_folder(dest, "merge", "output", overwrite, inputs)
+
+
 def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict]:
     """Merge the models into `cfg.output` (published whole when complete); (folder, summary)."""
     start = time.perf_counter()
@@ -127,12 +142,8 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
         model.check_against_config()
     vocabulary = shared_vocabulary(chip, inputs[1:])
     # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
-    out = check_output_folder(
-        cfg.output,
-        "merge",
-        "output",
-        bool(cfg.overwrite) or replace_own_output,
-        [(m.key, m.folder) for m in (chip, instruct, base) if m],
+    out = check_merge_output(
+        cfg.output, bool(cfg.overwrite) or replace_own_output, [(m.key, m.folder) for m in (chip, instruct, base) if m]
     )
     lam_for = lambda_schedule(float(cfg.merge.lam), cfg.merge.schedule)
     tied = chip.tied and instruct.tied and (base is None or base.tied)

@@ -1,15 +1,21 @@
 """`stage=tokenizer`: build the augmented tokenizer + resized model into DIR/model/ and write
-DIR/tokenizer_report.json (the contract other scripts read). No training."""
+DIR/tokenizer_report.json (the contract other scripts read). No training.
+
+A rerun with the same settings in a folder this stage completed is passed (`finished_before`), as
+train.py passes a DAPT run that completed: a sweep rerun after an interruption goes on with the jobs
+that did not finish. What this stage read is recorded through the build it published: the build's
+folder name is a key of the base model's files, every source's content and the settings."""
 
 import json
 import logging
 import shutil
 from pathlib import Path
 
-from omegaconf import DictConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
-from chipadapt.manifest import RunManifest
+from chipadapt.manifest import RunManifest, fingerprint_input
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.stages.common import begin, starting_model
 
@@ -43,3 +49,36 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
             }
     manifest.update("metrics", metrics)
     return metrics
+
+
+def finished_before(cfg: DictConfig, out: Path) -> dict | None:
+    """The metrics of this very build when `out` holds it completed: the same settings (the resolved
+    config), the build the inputs as they are now key to (the same base model files, sources and
+    settings: `DomainTokenizer.build_folder`), and `out/model/` as it was published. None otherwise,
+    and always with overwrite=true; train.py then checks the folder as for any stage."""
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    path = out / "manifest.json"
+    if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if recorded.get("kind") != "train" or recorded.get("status") != "completed":
+        return None
+    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return None
+    build = (recorded.get("inputs") or {}).get("model")
+    if not isinstance(build, dict) or not build.get("fingerprint"):
+        return None
+    base = resolve_model_folder(cfg.model)
+    build_folder = getattr(instantiate(cfg.tokenizer.adapt), "build_folder", None)
+    # tokenizer=base builds nothing: its "build" is the model folder itself, compared by content.
+    if str((build_folder(base) if build_folder else base).resolve()) != build.get("path"):
+        return None
+    if build_folder is None and fingerprint_input(base)["fingerprint"] != build["fingerprint"]:
+        return None
+    if fingerprint_input(out / "model")["fingerprint"] != build["fingerprint"]:
+        return None  # DIR/model/ changed since it was published
+    return recorded.get("metrics") or {}

@@ -30,6 +30,7 @@ from chipadapt.io import strict_json
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
+from chipadapt.io.outputs import refuse_overlap_with_inputs
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, load_tokenizer
 from chipadapt.models.portable_folder import make_portable
 from chipadapt.report import console
@@ -138,8 +139,30 @@ class DomainTokenizer:
         base["weights"] = {p.name: fingerprint_file(p) for p in sorted(base_folder.glob("*.safetensors"))}
         return sha256_json([self.settings, files, base])[:16]
 
+    def inputs(self, base_folder: Path) -> list[tuple[str, str]]:
+        """(config key, path) of every local folder or file the build reads."""
+        sources = [
+            (f"{section}.{name}.path", spec.path)
+            for section, group in (
+                ("data.sources", {**self.domain, **self.general_train}),
+                ("data.val_sources", self.report_general),
+            )
+            for name, spec in group.items()
+        ]
+        return [("model.path", str(base_folder)), *sources]
+
+    def build_folder(self, base_folder: Path) -> Path:
+        """Where the build of `base_folder` with these settings and sources lies (built or not): its name
+        holds the key of every input's content."""
+        return self.cache_dir / f"{base_folder.name}--augmented-{self._key(base_folder)}"
+
     def __call__(self, base_folder: Path) -> Path:
-        folder = self.cache_dir / f"{base_folder.name}--augmented-{self._key(base_folder)}"
+        folder = self.build_folder(base_folder)
+        # Before the build's lock and folder: the cache entry is written among no input's files (a user's
+        # model folder as tokenizer.adapt.cache_dir), as a run folder or an output is not.
+        refuse_overlap_with_inputs(
+            folder, "tokenizer.adapt.cache_dir", self.inputs(base_folder), "choose a cache folder outside the inputs"
+        )
         if not (folder / REPORT_NAME).is_file():
             with cache_entry_lock(folder):
                 if not (folder / REPORT_NAME).is_file():  # else built by another process while this one waited

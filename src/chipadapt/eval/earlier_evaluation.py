@@ -1,0 +1,113 @@
+"""A run folder of evaluate.py describes one evaluation: one model, loaded one way.
+
+A rerun in the same `hydra.run.dir` resumes that evaluation (eval/finished_tasks.py keeps its finished
+tasks and runs the others, also tasks it never ran). Another model there would replace the earlier
+model's results.json and manifest.json and leave its per-item files (`<task>_items.jsonl`,
+`tasks/<task>.json`), which compare.py would then pair under the new model's name. So, as train.py
+does for a changed run in its folder, another model (another path, or the same path with other
+files) or another `model.dtype`/`model.attn_implementation` is refused before anything is written,
+and `overwrite=true` first removes every file the earlier evaluation wrote, known by the task names
+its manifest and task records give and the names evaluate.py gives those files."""
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from chipadapt.errors import ChipadaptError
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER, recorded_tasks, remove_task_files
+from chipadapt.eval.items import items_file
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("results.json", "results.csv")
+# How the model is loaded: another dtype or attention kernel gives other numbers. The device is left out:
+# a job requeued from a GPU node onto a CPU node goes on with the evaluation (its model tasks run again).
+LOADING = ("dtype", "attn_implementation")
+RECORD_ENDS = (".json", ".answers.jsonl")  # a task's record and its answers journal under tasks/
+
+
+def earlier_manifest(out: Path) -> dict | None:
+    """The manifest of the evaluation this folder holds (any status: an interrupted one has finished
+    tasks too); None for none, or another command's."""
+    try:
+        recorded = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) and recorded.get("kind") == "evaluate" else None
+
+
+def earlier_tasks(out: Path, recorded: dict) -> set[str]:
+    """The tasks of the earlier evaluation that left files here: those its config selected or its
+    results name, and those with a task record."""
+    names = set((recorded.get("config") or {}).get("eval") or {}) | set(recorded.get("results") or {})
+    names |= recorded_tasks(out)
+    return {name for name in names if has_files(out, name)}
+
+
+def has_files(out: Path, name: str) -> bool:
+    records = out / RECORDS_FOLDER
+    return items_file(out, name).is_file() or any((records / f"{name}{end}").is_file() for end in RECORD_ENDS)
+
+
+def model_settings(model: dict | None, loading: dict) -> dict[str, object]:
+    """What names the evaluated model: its folder, its files' fingerprint and how it is loaded."""
+    model = model or {}
+    return {
+        "model.path": model.get("path"),
+        "model files (fingerprint)": (model.get("fingerprint") or "")[:12] or None,
+        **{f"model.{key}": loading.get(key) for key in LOADING},
+    }
+
+
+def current_model(cfg: DictConfig) -> dict | None:
+    """The model this run evaluates, recorded as the manifest records it; None where it cannot be
+    resolved (a run of tasks that need no model may name none: evaluate_folder reports it if one does)."""
+    from chipadapt.manifest import fingerprint_input
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    try:
+        return fingerprint_input(resolve_model_folder(cfg.model))  # memoised: the manifest's record reads it
+    except ChipadaptError:
+        return None
+
+
+def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] | None:
+    """Refuse, before anything is written, to evaluate another model, or the model loaded another way,
+    in a folder holding an evaluation (`key` names the folder's config key), unless `cfg.overwrite`.
+    With overwrite=true, the earlier evaluation's tasks, for `clear_earlier_evaluation`; else None."""
+    recorded = earlier_manifest(out)
+    if recorded is None:
+        return None
+    tasks = earlier_tasks(out, recorded)
+    if not tasks and not any((out / name).is_file() for name in RESULTS):
+        return None  # it left nothing (stopped before its first task)
+    if cfg.overwrite:
+        return sorted(tasks)
+    model = (recorded.get("inputs") or {}).get("model")
+    current = current_model(cfg) if model else None
+    if current is None:
+        return None  # no model evaluated before, or none to compare now: its tasks keep their own keys
+    before = model_settings(model, (recorded.get("config") or {}).get("model") or {})
+    now = model_settings(current, cfg.model)
+    changed = [name for name in before if before[name] != now[name]]
+    if changed:
+        from chipadapt.stages.resume_settings import describe  # train's wording of a changed run
+
+        raise ChipadaptError(
+            f"{key}: {out} holds an evaluation of another model or loading "
+            f"({'; '.join(describe(changed, before, now))}); overwrite=true replaces it (its results and "
+            "per-item files), or give this evaluation its own folder"
+        )
+    return None
+
+
+def clear_earlier_evaluation(out: Path, tasks: list[str]) -> None:
+    """overwrite=true: the earlier evaluation's results and its tasks' files go, so that the folder
+    holds this evaluation only (the manifest and the loggers' files are this run's already)."""
+    log.info("overwrite=true: removing the earlier evaluation in %s (%s)", out, ", ".join(tasks) or "results")
+    for name in tasks:
+        remove_task_files(out, name)
+    for name in RESULTS:
+        (out / name).unlink(missing_ok=True)
