@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED_DATA, compose, read_manifest, write_jsonl
+from conftest import SHARED_DATA, TINY_FAST, compose, read_manifest, write_jsonl
 from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -292,6 +292,35 @@ def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_
     # another build: refused as for any stage, overwrite=true replaces it.
     with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
         train(compose([*overrides, "tokenizer.adapt.min_savings=5"], run))
+    tensors = load_file(base / "model.safetensors")
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ChipadaptError, match="holds a previous train output"):
+        train(compose(overrides, run))
+    assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
+
+
+def test_a_completed_dapt_run_on_the_augmented_tokenizer_is_passed_on_rerun(tmp_path):
+    """Its recorded model is the tokenizer build; the rerun keys the build from the inputs as they are now."""
+    from helpers.models import tiny_model_copy
+    from safetensors.torch import load_file, save_file
+
+    base = tiny_model_copy(tmp_path)
+    run = tmp_path / "dapt"
+    overrides = [
+        *TINY_FAST,
+        "tokenizer=augmented_small",
+        "model=hf_folder",
+        f"model.path={base}",
+        "model.doc_separator='<|endoftext|>'",
+        "trainer.max_steps=1",
+        "stage.validate_before=false",
+    ]
+    metrics = train(compose(overrides, run))
+    published = (run / "model" / "model.safetensors").stat().st_mtime_ns
+    assert train(compose(overrides, run)) == metrics  # not trained or published again
+    assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
+    # The base model retrained in place keys another build: refused as for any changed input.
     tensors = load_file(base / "model.safetensors")
     name = next(n for n, t in tensors.items() if t.is_floating_point())
     save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})

@@ -29,13 +29,13 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     config), the same inputs by content (each data source and the model the config names now, and every
     input recorded), its model/ in place. A sweep rerun after an interruption (a preempted SLURM array, a
     killed Optuna search) so passes the jobs that finished instead of refusing their model/; merge.py
-    does the same. None otherwise, and always with overwrite=true. Only the model's own tokenizer: an
-    augmented one is built in a cache folder keyed by the model and corpus, which a changed input
-    would not replace."""
+    does the same. None otherwise, and always with overwrite=true. With an augmented tokenizer the run
+    started from the build the current inputs key to (`DomainTokenizer.build_folder`: the base model's
+    files, the corpus and the settings), as recorded; the base model is compared through that key."""
     path = out / "manifest.json"
     if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
         return None
-    if cfg.stage.get("name") not in RECORDED_STAGES or cfg.get("tokenizer", {}).get("name") != "base":
+    if cfg.stage.get("name") not in RECORDED_STAGES:
         return None
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -52,7 +52,16 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
         for name, source in (cfg.data.get(section) or {}).items()
         if source and source.get("path")
     ]
-    if cfg.model.get("path"):
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    build_folder = getattr(instantiate(cfg.tokenizer.adapt), "build_folder", None)
+    if build_folder is not None:  # tokenizer=augmented: the recorded model is the build
+        model = inputs.get("model")
+        if not isinstance(model, dict) or str(build_folder(resolve_model_folder(cfg.model)).resolve()) != model.get(
+            "path"
+        ):
+            return None
+    elif cfg.model.get("path"):
         named.append(("model", cfg.model.path))
     for key, current in named:  # what the config names now, as it resolves now
         record = inputs.get(key)
