@@ -82,6 +82,14 @@ def test_more_tasks_of_the_same_model_go_on_in_its_folder(tmp_path, evaluate):
     results = job(a, ["perplexity", "mcq"])
     assert eval_tasks.RUNS == ["perplexity", "mcq"]  # perplexity kept, mcq added
     assert set(results) == {"perplexity", "mcq"} and (out / "mcq_items.jsonl").is_file()
+    # overwrite=true on the same model (a requeued command line): the finished tasks are kept, not redone.
+    misses = out / "retrieval_misses.md"
+    misses.write_text("# Retrieval misses: a\n")
+    assert set(job(a, ["perplexity", "mcq"], "overwrite=true")) == {"perplexity", "mcq"}
+    assert eval_tasks.RUNS == ["perplexity", "mcq"] and misses.is_file()
+    # Another model with overwrite=true: the earlier evaluation's files go, its retrieval misses too.
+    job(model_folder(tmp_path, "b", b"weights of b"), ["perplexity"], "overwrite=true")
+    assert not misses.exists() and not (out / "mcq_items.jsonl").exists()
 
 
 def test_overwrite_leaves_a_file_of_another_origin_under_a_task_record_name(tmp_path, evaluate):

@@ -83,15 +83,17 @@ def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] 
     tasks = earlier_tasks(out, recorded)
     if not tasks and not any((out / name).is_file() for name in RESULTS):
         return None  # it left nothing (stopped before its first task)
-    if cfg.overwrite:
-        return sorted(tasks)
     model = (recorded.get("inputs") or {}).get("model")
     current = current_model(cfg) if model else None
     if current is None:
-        return None  # no model evaluated before, or none to compare now: its tasks keep their own keys
+        # No model evaluated before, or none to compare now: its tasks keep their own keys; overwrite=true
+        # cannot tell the same model, so it clears as asked.
+        return sorted(tasks) if cfg.overwrite else None
     before = model_settings(model, (recorded.get("config") or {}).get("model") or {})
     now = model_settings(current, cfg.model)
     changed = [name for name in before if before[name] != now[name]]
+    if changed and cfg.overwrite:
+        return sorted(tasks)
     if changed:
         from chipadapt.stages.resume_settings import describe  # train's wording of a changed run
 
@@ -100,6 +102,8 @@ def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] 
             f"({'; '.join(describe(changed, before, now))}); overwrite=true replaces it (its results and "
             "per-item files), or give this evaluation its own folder"
         )
+    # The same model: its finished tasks are kept and its half-done ones resume (a requeued `overwrite=true`
+    # line keeps its work); resume=false redoes them.
     return None
 
 
@@ -111,3 +115,8 @@ def clear_earlier_evaluation(out: Path, tasks: list[str]) -> None:
         remove_task_files(out, name)
     for name in RESULTS:
         (out / name).unlink(missing_ok=True)
+    from chipadapt.retrieval.misses import is_misses_file
+
+    for path in out.glob("*.md"):  # eval=retrieval's misses (misses_file's default is in this folder)
+        if is_misses_file(path):
+            path.unlink()
