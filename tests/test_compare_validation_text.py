@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from chipadapt.io.lock import run_folder_lock
@@ -22,7 +23,7 @@ def train_run(
     path.mkdir(parents=True)
     metrics = {"after": {"domain": {"bpb": 4.8}, "general": {"bpb": 5.1}}} if status == "completed" else {}
     config = {
-        "data": {"seq_len": seq_len, "val_max_sequences": 16},
+        "data": {"seq_len": seq_len, "val_max_sequences": 16},  # a run from before val_max_bytes
         "tokenizer": {"name": "base"},
         "trainer": {"limit_val_batches": limit},
     }
@@ -82,10 +83,11 @@ def test_a_seq_len_sweep_on_the_same_text_compares_and_other_text_is_said(tmp_pa
     assert by_run == {"data.seq_len=64": "", "data.seq_len=32": "validation text differs: domain reads other documents"}
 
 
-def test_validation_cut_to_its_first_batches_reads_other_text_at_another_seq_len(tmp_path):
+@pytest.mark.parametrize("limit", [2, 1])  # the integer 1 is one batch (1.0 would be all of them)
+def test_validation_cut_to_its_first_batches_reads_other_text_at_another_seq_len(tmp_path, limit):
     runs = [
-        train_run(tmp_path / "a", ["data.seq_len=64"], text(3003), limit=2),
-        train_run(tmp_path / "b", ["data.seq_len=128"], text(3003), seq_len=128, limit=2),
+        train_run(tmp_path / "a", ["data.seq_len=64"], text(3003), limit=limit),
+        train_run(tmp_path / "b", ["data.seq_len=128"], text(3003), seq_len=128, limit=limit),
     ]
     _, rows = compare_table(tmp_path / "cmp", runs)
     assert rows[1]["validation_text"] == (

@@ -45,7 +45,7 @@ def _batch_limit(run: Run) -> dict:
     """`trainer.limit_val_batches` (where set) and what decides the text its batches hold."""
     config = run.extra.get("config") or {}
     limit = (config.get("trainer") or {}).get("limit_val_batches")
-    if limit in (None, 1.0):
+    if limit is None or (isinstance(limit, float) and limit == 1.0):  # the integer 1 is one batch, not all
         return {}
     data = config.get("data") or {}
     return {
