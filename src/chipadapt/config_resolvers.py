@@ -3,6 +3,7 @@
 import hashlib
 import json
 from importlib import resources
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -38,6 +39,11 @@ if not OmegaConf.has_resolver("chipadapt_gpus_per_node"):
     OmegaConf.register_new_resolver("chipadapt_gpus_per_node", gpus_per_node)
 
 
+# Where conf/hydra/default.yaml puts run folders (`hydra.run.dir: outputs/${chipadapt_run_folder:...}`),
+# relative to the folder the command runs in.
+OUTPUTS = Path("outputs")
+
+
 def run_folder(timestamped: str, command: str, config_name, task_overrides, hydra_overrides) -> str:
     """`hydra.run.dir` below outputs/: `<date>/<time>`, but in a SLURM job
     `slurm-<job id>/<command>-<hash8>`, where the hash is of the command line (config name, then the
@@ -51,17 +57,24 @@ def run_folder(timestamped: str, command: str, config_name, task_overrides, hydr
     job = slurm_job_id()
     if not job:
         return timestamped
-    return f"slurm-{job}/{command}-{command_line_hash(config_name, task_overrides, hydra_overrides)}"
+    folder = f"slurm-{job}/{command}-{command_line_hash(config_name, task_overrides, hydra_overrides)}"
+    # A job started before the hash took the canonical order, requeued after an upgrade: its folder is
+    # named by the overrides in their typed order. Found there, it resumes there instead of starting over.
+    typed = f"slurm-{job}/{command}-{command_line_hash(config_name, task_overrides, hydra_overrides, canonical=False)}"
+    if typed != folder and (OUTPUTS / typed).is_dir() and not (OUTPUTS / folder).exists():
+        return typed
+    return folder
 
 
-def command_line_hash(config_name, task_overrides, hydra_overrides) -> str:
+def command_line_hash(config_name, task_overrides, hydra_overrides, canonical: bool = True) -> str:
     """8 hex digits naming one command line: its config name and its overrides as typed (Hydra keeps each
     one's text: `hydra.overrides.task` and `.hydra`), in canonical order (`canonical_order`): `a=1 b=2`
     and `b=2 a=1` are one line, `a=1 a=2` and `a=2 a=1` two, since the later one wins. The shell's
     quoting is gone by then, so `'k=[a,b]'` and `k=[a,b]` are the same line."""
     # `hydra.mode=RUN` is what Hydra adds to every run (not to a `--cfg` preview): it names no line.
     hydra_own = [o for o in _as_typed(hydra_overrides) if not o.lstrip("+~").startswith("hydra.mode=")]
-    line = [str(config_name), canonical_order(_as_typed(task_overrides)), canonical_order(hydra_own)]
+    order = canonical_order if canonical else list
+    line = [str(config_name), order(_as_typed(task_overrides)), order(hydra_own)]
     return hashlib.sha256(json.dumps(line).encode()).hexdigest()[:8]
 
 
@@ -77,6 +90,12 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
+def _appends_or_deletes(override: str) -> bool:
+    """`+group=x`, `++key=v`, `~key`: they change the defaults list or the config's shape, composed in the
+    order given (`+a=one +b=two` and `+b=two +a=one` may set one key differently), so they keep it."""
+    return override.startswith(("+", "~"))
+
+
 def canonical_order(overrides: list[str]) -> list[str]:
     """The overrides in an order that does not depend on how those of different keys were interleaved:
     each step takes the smallest text among the overrides that no earlier remaining one of an overlapping
@@ -86,7 +105,14 @@ def canonical_order(overrides: list[str]) -> list[str]:
     left = list(range(len(overrides)))
     ordered = []
     while left:
-        free = [i for n, i in enumerate(left) if not any(_overlap(keys[j], keys[i]) for j in left[:n])]
+        free = [
+            i
+            for n, i in enumerate(left)
+            if not any(
+                _overlap(keys[j], keys[i]) or (_appends_or_deletes(overrides[j]) and _appends_or_deletes(overrides[i]))
+                for j in left[:n]
+            )
+        ]
         pick = min(free, key=lambda i: overrides[i])
         ordered.append(overrides[pick])
         left.remove(pick)
