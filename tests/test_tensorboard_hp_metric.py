@@ -52,3 +52,11 @@ def test_the_optimized_metric_is_the_hp_metric_and_a_failed_run_has_none(tmp_pat
     failed.log_metrics({"val/domain/bpb": 4.0}, step=0)
     failed.finalize("failed")
     assert scalars(tmp_path / "failed" / "tensorboard", "hp_metric") == []  # blank, not a made-up -1
+
+    # Diverged (a validation inside training showed NaN and stopped it; the fit itself ends as success):
+    # no value, not a NaN beside the settings.
+    diverged = new_logger(tmp_path / "diverged")
+    diverged.log_hyperparams({"optimized_metric": None})
+    diverged.log_metrics({"val/domain/bpb": float("nan")}, step=3)
+    diverged.finalize("success")
+    assert scalars(tmp_path / "diverged" / "tensorboard", "hp_metric") == []

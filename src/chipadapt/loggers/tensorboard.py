@@ -19,6 +19,7 @@ as `hp_metric` the metric it is judged by: `optimized_metric` (what a sweep opti
 config the job logs), else its domain bits per byte, at the step it was measured. The HPARAMS view
 then ranks a sweep's runs by that figure; a run that failed shows no value rather than a made-up one."""
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -79,6 +80,8 @@ class RunTensorBoardLogger(TensorBoardLogger):
         validation before training, after fitting, and after its last validation)."""
         for name in (self._optimized_metric, *DOMAIN_BPB):
             if name in self._latest:
+                if not math.isfinite(self._latest[name][0]):  # diverged: the run fails, it is judged by nothing
+                    return
                 if self._latest[name] != self._hp_logged:
                     value, step = self._hp_logged = self._latest[name]
                     super().log_metrics({HP_METRIC: value}, step)
