@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.distributed.fsdp as fsdp
-import torch.distributed.fsdp._init_utils as fsdp_init
 from conftest import compose
+from helpers.cpu_fsdp import allow_fsdp_on_cpu, fork_two_ranks
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import OmegaConf
@@ -168,19 +168,8 @@ def wrap_on_two_ranks(rank: int, port: int, folder: str, results: str) -> None:
     """One of two gloo ranks started as Lightning's launcher starts them (LOCAL_RANK): with the key on
     and off, the model built as CausalLMModule builds it and wrapped by our strategy's own
     `_setup_model`, FSDP on the CPU; what each rank then holds is saved to `results`."""
-    # FSDP refuses the CPU twice where it could run there: Lightning passes no device for it (torch
-    # then wants an accelerator), and sync_module_states wants GPU tensors because NCCL broadcasts
-    # only those (gloo broadcasts CPU tensors). Both lifted; materializing, broadcasting and
-    # sharding are torch's own.
+    allow_fsdp_on_cpu()  # materializing, broadcasting and sharding are torch's own
     FSDP = fsdp.FullyShardedDataParallel
-
-    class OnCPU(FSDP):
-        def __init__(self, module, *args, device_id=None, **kwargs):
-            super().__init__(module, *args, device_id=device_id or torch.device("cpu"), **kwargs)
-
-    fsdp.FullyShardedDataParallel = OnCPU
-    fsdp_init._check_module_states_for_sync_module_states = lambda states: None
-
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))
@@ -219,20 +208,6 @@ def wrap_on_two_ranks(rank: int, port: int, folder: str, results: str) -> None:
         (Path(results) / f"refused-{rank}.txt").write_text(refused)
     finally:
         dist.destroy_process_group()
-
-
-def fork_two_ranks(fn, *args) -> None:
-    """Forked, not spawned: the two processes start with torch, transformers and Lightning imported
-    (about 8 s of imports each on a shared 2-core machine). Nothing here has touched a GPU or a
-    process group before the fork."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mp.start_processes(fn, args=(port, *args), nprocs=2, join=True, start_method="fork")
 
 
 def test_fsdp_gives_every_rank_the_folders_weights_and_buffers(tiny, tmp_path):

@@ -102,7 +102,7 @@ class LoadOnRank0:
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         wrapped = any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
-        if self.load_on_rank0 and not wrapped:  # wrapped: a second fit/validate in this process
+        if self.load_on_rank0 and not wrapped:  # wrapped: by the module (configure_model) or another Trainer
             require_weights_on_rank0(model, self.global_rank, self.broadcast)
             self.kwargs.update(sync_module_states=True, param_init_fn=EmptyStorage(self.root_device))
         return super()._setup_model(model)
