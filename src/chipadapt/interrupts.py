@@ -8,8 +8,10 @@ Outside training the first signal raises `Interrupted` at once, so `finally` blo
 writers clean up. Inside `deferred()` (the Lightning fit loop) it is only recorded, and the
 `StopAtStepBoundary` callback saves `last.ckpt` and raises after the optimizer step completes:
 stopping mid-step would checkpoint half-updated weights. A second Ctrl-C stops at once, without that
-checkpoint. Once training has finished (`training_finished()`), a warning signal no longer stops
-the job: the validation and the model save that follow are what a requeued job would redo."""
+checkpoint, and is told as an interruption like the first (`unmasked()`), also when it lands inside
+that save (whose temporary file is removed; the previous `last.ckpt` stays as it was). Once training
+has finished (`training_finished()`), a warning signal no longer stops the job: the validation and the
+model save that follow are what a requeued job would redo."""
 
 import os
 import signal
@@ -120,13 +122,41 @@ def training_finished() -> None:
         _state["late"], _state["received"] = _state["received"], None
 
 
+def interruption_behind(err: BaseException) -> Interrupted | None:
+    """The `Interrupted` that `err` was raised while handling, if any (its chain of causes and contexts)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, Interrupted):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextmanager
+def unmasked() -> Iterator[None]:
+    """Within the block, an error raised while an `Interrupted` was on its way out is that interruption.
+    A library whose clean-up fails once our handler cut its work short replaces the interruption with
+    its own error: torch's zip writer, stopped by a second Ctrl-C in the middle of a checkpoint, raises
+    `RuntimeError: unexpected pos` from its `__exit__`, and the job ended in two chained tracebacks,
+    exit status 1 and a manifest saying `failed`, where the user had pressed Ctrl-C."""
+    try:
+        yield
+    except Exception as err:
+        behind = interruption_behind(err)
+        if behind is None:
+            raise
+        raise behind from None
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """Within the block a signal only marks the run as interrupted; raise_if_received() acts on it."""
     previous = _state["deferring"]
     _state["deferring"] = True
     try:
-        yield
+        with unmasked():
+            yield
     finally:
         _state["deferring"] = previous
     raise_if_received()

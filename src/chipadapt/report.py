@@ -1,5 +1,7 @@
 """The console, and the table of validation before vs. after a stage."""
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -15,17 +17,73 @@ def while_running() -> dict:
     return {"transient": True, "disable": not (console.is_terminal or console.is_jupyter), "console": console}
 
 
-def before_after_table(before: dict[str, dict], after: dict[str, dict], label: str) -> Table:
-    table = Table(title=f"Validation: starting model vs. after {label} (bits per byte compare across tokenizers)")
-    for column in ("split", "ppl before", "ppl after", "change", "bits/byte before", "bits/byte after"):
-        table.add_column(column, justify="left" if column == "split" else "right")
+def number(value) -> float:
+    """A figure as a float; null (non-finite in a strict-JSON manifest) as NaN."""
+    return math.nan if value is None else float(value)
+
+
+def interval_ends(ci: list) -> tuple[float, float]:
+    """An interval's ends; null (a manifest's non-finite end: strict JSON) is unbounded."""
+    low, high = ci
+    return -math.inf if low is None else float(low), math.inf if high is None else float(high)
+
+
+def with_interval(figures: dict, name: str, digits: int) -> str:
+    """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one."""
+    value, ci = figures[name], figures.get(f"{name}_ci")
+    text = "inf" if value is None else f"{value:.{digits}f}"  # null: past the float range (ppl of a huge loss)
+    if not ci:
+        return text
+    low, high = interval_ends(ci)
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def paired_text(change: dict | None, digits: int, scale: float = 1.0, unit: str = "") -> str:
+    """`-0.0123 [-0.02, -0.00512]`: after - before on the same items, with its paired 95% interval
+    (`scale` turns it into a share of the value before: ppl's change in %)."""
+    if not change:
+        return "-"
+    low, high = (scale * end for end in interval_ends(change["ci"]))
+    # Significant digits, not decimals: a short run's change (-4.1e-05 bits/byte) is not a row of zeros.
+    return f"{scale * number(change['difference']):+.{digits}g}{unit} [{low:+.{digits}g}, {high:+.{digits}g}]"
+
+
+def before_after_table(before: dict[str, dict], after: dict[str, dict], change: dict[str, dict], label: str) -> Table:
+    """Each split's bits per byte and perplexity before and after, each with its 95% interval over the
+    held-out items, and the change as a paired comparison on the same items (`change`: stages'
+    `metrics.change`, eval/paired.py's test) with its interval, p-value and verdict."""
+    table = Table(
+        title=f"Validation: starting model vs. after {label} (bits per byte compare across tokenizers; "
+        "[95% interval] over n held-out items; changes, p and verdict of bits/byte: paired on the same items)"
+    )
+    columns = (
+        "split",
+        "n",
+        "bits/byte before",
+        "bits/byte after",
+        "bits/byte change",
+        "ppl before",
+        "ppl after",
+        "ppl change",
+        "p",
+        "verdict",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("split", "verdict") else "right")
     for split in after:
-        new, old = after[split], before.get(split)
+        new, old, paired = after[split], before.get(split), (change or {}).get(split) or {}
+        n = paired.get("bpb", {}).get("n", new.get("bpb_n"))
+        bpb = paired.get("bpb")
         if old:
-            change = f"{100 * (new['ppl'] - old['ppl']) / old['ppl']:+.1f}%"
-            table.add_row(
-                split, f"{old['ppl']:.3f}", f"{new['ppl']:.3f}", change, f"{old['bpb']:.4f}", f"{new['bpb']:.4f}"
+            ppl_change = (
+                paired_text(paired["ppl"], 2, 100 / number(paired["ppl"]["before"]), "%")
+                if paired.get("ppl")
+                else f"{100 * (number(new['ppl']) - number(old['ppl'])) / number(old['ppl']):+.1f}%"
             )
+            cells = [with_interval(old, "bpb", 4), with_interval(new, "bpb", 4), paired_text(bpb, 3)]
+            cells += [with_interval(old, "ppl", 3), with_interval(new, "ppl", 3), ppl_change]
         else:
-            table.add_row(split, "-", f"{new['ppl']:.3f}", "-", "-", f"{new['bpb']:.4f}")
+            cells = ["-", with_interval(new, "bpb", 4), "-", "-", with_interval(new, "ppl", 3), "-"]
+        p, verdict = (f"{bpb['p']:.3g}", bpb["verdict"]) if bpb else ("-", "-")
+        table.add_row(split, "-" if n is None else str(n), *cells, p, verdict)
     return table

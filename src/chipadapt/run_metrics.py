@@ -74,7 +74,8 @@ def run_metrics(manifest: dict) -> dict[str, float]:
     metrics = dict(evaluation_metrics(manifest.get("results") or {}))
     if manifest.get("kind", "train") == "train":
         measured = dict(manifest.get("metrics") or {})
-        after, _ = measured.pop("after", None) or {}, measured.pop("before", None)
+        # The paired change from before to after is a comparison of two validations, not the run's measure.
+        after, _, _ = measured.pop("after", None) or {}, measured.pop("before", None), measured.pop("change", None)
         for split, values in after.items():
             metrics.update(_numbers(values, f"val/{split}", "/"))
         metrics.update(_numbers(measured, "", "."))
@@ -97,5 +98,15 @@ def _uncertainty(tree: Any, prefix: str) -> dict[str, dict]:
 
 def evaluation_uncertainty(results: dict) -> dict[str, dict]:
     """{"task.metric": {"ci": [low, high] or None, "n": items}} for the evaluation metrics that carry them
-    (`<metric>_ci`, `<metric>_n` in results.json); training's validation figures carry none."""
+    (`<metric>_ci`, `<metric>_n` in results.json, or `run_results`' flattened training validation)."""
     return _uncertainty(results, "")
+
+
+def run_results(manifest: dict) -> dict:
+    """What a run's uncertainty is read from (`evaluation_uncertainty`): an evaluation's results, or a
+    training run's final validation named as `run_metrics` names it, `val/<split>/<metric>` with its
+    `_ci` and `_n` beside it (`val/domain/bpb_ci`)."""
+    if manifest.get("results") or manifest.get("kind", "train") != "train":
+        return manifest.get("results") or {}
+    after = (manifest.get("metrics") or {}).get("after") or {}
+    return {f"val/{split}/{key}": value for split, values in after.items() for key, value in values.items()}

@@ -136,6 +136,7 @@ class PretrainDataModule(TrainingDataModule):
             "packing_efficiency": self.train_set.packing_efficiency,
             "val_sequences": {n: len(s) for n, s in self.val_sets.items()},
             "val_text": {n: text.record() for n, text in self.val_text.items()},
+            "val_item": "document",  # what validation's intervals resample (modules/val_items.py)
             "blend": [vars(r) for r in self.blend],
             "token_cache_keys": {n: t.key for n, t in {**train, **val}.items()},
         }
@@ -153,7 +154,13 @@ class PretrainDataModule(TrainingDataModule):
         text = validation_text(sources, names, rows, self._token_bytes, int(self.data.val_max_bytes))
         self.val_text[split] = text
         self.val_sets[split] = PackedSequences(
-            sources, text.rows, int(self.data.seq_len), self.separator_id, keep_tail=True, last_tokens=text.last_tokens
+            sources,
+            text.rows,
+            int(self.data.seq_len),
+            self.separator_id,
+            keep_tail=True,
+            last_tokens=text.last_tokens,
+            with_items=True,  # each token's held-out document: the items of validation's intervals
         )
 
     def collate(self, items: list) -> dict:

@@ -4,6 +4,11 @@ Documents are laid end to end (each followed by the separator) and cut into `seq
 so no position is padding; in training the tail shorter than one window is dropped, in validation it
 is kept (the text scored is then the same at every seq_len). Items are built on the fly from the
 memory-mapped token cache, so a sweep shares one copy of the data on disk.
+
+A validation set (`with_items`) also says which sequence each row is (`row_index`, the dataset index)
+and which document each token belongs to (`item_index`, the document's place in `order`; a document's
+separator is its own last token): validation sums each held-out document's loss, tokens and bytes, the
+items its interval resamples (modules/val_items.py).
 """
 
 import numpy as np
@@ -23,11 +28,14 @@ class PackedSequences(Dataset):
         shuffle_seed: int | None = None,
         keep_tail: bool = False,
         last_tokens: int | None = None,
+        with_items: bool = False,
     ):
         """order: rows of (source index, document index). keep_tail keeps the short last window
         (validation scores all its text; training never pads). last_tokens: the last document is cut to
-        this many tokens, with no separator after it (it did not end there)."""
+        this many tokens, with no separator after it (it did not end there). with_items: each row also
+        carries its index and its tokens' documents (validation)."""
         self.sources = sources
+        self.with_items = with_items
         self.order = order
         self.seq_len = seq_len
         self.separator_id = separator_id
@@ -82,19 +90,35 @@ class PackedSequences(Dataset):
             k += 1
         return out
 
+    def documents_of(self, start: int, stop: int) -> np.ndarray:
+        """For each token of the stream's window [start, stop), the index in `order` of its document."""
+        return np.searchsorted(self.ends, np.arange(start, min(stop, self.total_tokens)), side="right")
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         start = int(self.index[i]) * self.seq_len
-        return {"input_ids": torch.from_numpy(self.window(start, start + self.seq_len))}
+        item = {"input_ids": torch.from_numpy(self.window(start, start + self.seq_len))}
+        if self.with_items:
+            item["row_index"] = torch.tensor(i)
+            item["item_index"] = torch.from_numpy(self.documents_of(start, start + self.seq_len))
+        return item
 
 
 def collate_causal_lm(batch: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Stack packed sequences; pad (label -100, attention 0) only a short validation tail."""
+    """Stack packed sequences; pad (label -100, attention 0, item -1) only a short validation tail."""
     longest = max(item["input_ids"].numel() for item in batch)
     input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), longest), dtype=torch.long)
+    items = "item_index" in batch[0]
+    item_index = torch.full((len(batch), longest), -1, dtype=torch.long) if items else None
     for row, item in enumerate(batch):
         n = item["input_ids"].numel()
         input_ids[row, :n] = item["input_ids"]
         attention[row, :n] = 1
+        if items:
+            item_index[row, :n] = item["item_index"]
     labels = input_ids.masked_fill(attention == 0, -100)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if items:
+        out["row_index"] = torch.stack([item["row_index"] for item in batch])
+        out["item_index"] = item_index
+    return out

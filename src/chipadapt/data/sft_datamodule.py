@@ -8,7 +8,9 @@ training set and reported in the run's manifest either way.
 
 import logging
 import random
+from collections.abc import Sequence
 
+import torch
 from hydra.utils import instantiate
 from jinja2.exceptions import TemplateError
 from omegaconf import DictConfig, OmegaConf
@@ -28,6 +30,19 @@ log = logging.getLogger(__name__)
 def _plain(spec):
     """A source entry as plain data; a scalar where a source belongs is reported by the reader."""
     return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+
+
+class IndexedConversations(Sequence):
+    """A validation split's encoded conversations, each read with its index (`row_index` in a batch)."""
+
+    def __init__(self, samples: list[tuple[list[int], list[int]]]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[int, tuple[list[int], list[int]]]:
+        return i, self.samples[i]
 
 
 class SFTDataModule(TrainingDataModule):
@@ -111,7 +126,9 @@ class SFTDataModule(TrainingDataModule):
                 ", ".join(f"{n} of {name}" for name, n in cut.items()),
             )
         rng.shuffle(train)
-        self.train_samples, self.val_sets = train, {k: v for k, v in val.items() if v}
+        self.train_samples = train
+        # Each validation conversation with its index: the item validation's intervals resample.
+        self.val_sets = {k: IndexedConversations(v) for k, v in val.items() if v}
         lengths = [len(ids) for ids, _ in train]
         self.train_set = self.train_rows = (
             [[train[i] for i in b] for b in pack_first_fit(lengths, self.cfg.seq_len)] if self.cfg.packing else train
@@ -130,6 +147,7 @@ class SFTDataModule(TrainingDataModule):
             "packing_efficiency": 1 - packing_waste(lengths, self.cfg.seq_len)
             if self.cfg.packing
             else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
+            "val_item": "conversation",  # what validation's intervals resample (modules/val_items.py)
             "sources": [
                 dict(
                     zip(
@@ -186,4 +204,7 @@ class SFTDataModule(TrainingDataModule):
         )
 
     def val_collate(self, items):
-        return collate_padded(items, self.pad_id)  # validation conversations one per row
+        rows, samples = zip(*items)
+        batch = collate_padded(list(samples), self.pad_id)  # validation conversations one per row
+        batch["row_index"] = torch.tensor(rows, dtype=torch.long)
+        return batch

@@ -13,7 +13,7 @@ import yaml
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.jsonl import json_object
 from chipadapt.io.lock_probe import folder_lock_held
-from chipadapt.run_metrics import evaluation_metrics, evaluation_uncertainty, run_metrics
+from chipadapt.run_metrics import evaluation_metrics, evaluation_uncertainty, run_metrics, run_results
 
 RECORDS = ("manifest.json", "results.json")
 STOPPED = "stopped"  # recorded "running", but no live process holds its folder lock
@@ -100,7 +100,7 @@ def load_run(folder: Path) -> Run:
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
         manifest = json_object(manifest_file)
-        metrics, results = run_metrics(manifest), manifest.get("results") or {}
+        metrics, results = run_metrics(manifest), run_results(manifest)
         if (
             not metrics and (folder / "results.json").is_file()
         ):  # an evaluation recorded before results moved into manifests

@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig
-from torchmetrics import SumMetric
+from torchmetrics import CatMetric
 
 from chipadapt.data.sft_batches import block_causal_mask
 from chipadapt.errors import ChipadaptError
@@ -19,12 +20,12 @@ from chipadapt.models.lora import apply_lora
 from chipadapt.models.token_bytes import token_byte_lengths
 from chipadapt.modules.loss_guard import LossSpikeGuard
 from chipadapt.modules.optim import optimizers_for
+from chipadapt.modules.val_figures import VAL_METRICS, perplexity, split_figures
+from chipadapt.modules.val_items import batch_records, item_table
 
 log = logging.getLogger(__name__)
 
-
-# Each validation split's metrics, logged as val/<split>/<metric> (what optimized_metric may name).
-VAL_METRICS = ("ppl", "loss", "bpb")
+__all__ = ["VAL_METRICS", "CausalLMModule", "perplexity", "step_total"]
 
 
 class CausalLMModule(L.LightningModule):
@@ -68,21 +69,21 @@ class CausalLMModule(L.LightningModule):
             "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
         )
         self.val_split_names = list(val_split_names)
-        # Sums over a split's labelled tokens: perplexity, loss and bits per byte all come from them.
-        # NaN is kept (torchmetrics' default drops it with a warning): diverged weights gave a sum of
-        # 0, reported as loss 0, ppl 1, the best run of the sweep.
-        self.val_metrics = torch.nn.ModuleDict(
-            {
-                name: torch.nn.ModuleDict(
-                    {key: SumMetric(nan_strategy="disable") for key in ("nll", "tokens", "bytes")}
-                )
-                for name in self.val_split_names
-            }
+        # Per split, the sums of each item (a held-out document) a validation scored, as records
+        # [row, item, nll, tokens, bytes] (modules/val_items.py): perplexity, loss and bits per byte
+        # come from their totals, their intervals from the items. CatMetric gathers every process's
+        # records (of any count). NaN is kept (torchmetrics' default drops it with a warning):
+        # diverged weights gave a sum of 0, reported as loss 0, ppl 1, the best run of the sweep.
+        self.val_records = torch.nn.ModuleDict(
+            {name: CatMetric(nan_strategy="disable") for name in self.val_split_names}
         )
         # The mean loss of the current optimizer step: its micro-batches' losses, summed, and their count.
         self.step_loss_sum = torch.zeros(())
         self.step_micro_batches = 0
         self.val_results: dict[str, dict[str, float]] = {}
+        # The last validation's item table per split, [item, nll, tokens, bytes] rows: what a later
+        # validation on the same items is paired with (the before/after comparison).
+        self.val_items: dict[str, np.ndarray] = {}
         self.last_val_step: int | None = None
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -202,39 +203,36 @@ class CausalLMModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         # trainer.precision=*-true casts the whole module, metric states included (a bf16 sum of
         # log-likelihoods read 458.000, then 444.000): the sums are kept in float64.
-        for metrics in self.val_metrics.values():
-            for metric in metrics.values():
-                metric.set_dtype(self.sum_dtype())
+        for records in self.val_records.values():
+            records.set_dtype(self.sum_dtype())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(**self.model_inputs(batch)).logits
-        metrics = self.val_metrics[self.val_split_names[dataloader_idx]]
         # Position t predicts token t+1; the sums run over labelled tokens of all batches.
         logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(  # log-softmax in float32, whatever the model computes in
-            logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
-        )
-        dtype = self.sum_dtype()
-        metrics["nll"].update(nll.to(dtype))
-        metrics["tokens"].update((labels != -100).sum().to(dtype))
-        metrics["bytes"].update(self.token_bytes[labels.clamp(min=0)].masked_fill(labels < 0, 0).sum().to(dtype))
+        token_nll = torch.nn.functional.cross_entropy(  # log-softmax in float32, whatever the model computes in
+            logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
+        ).view_as(labels)
+        if "row_index" not in batch:
+            # A DataModule that does not name its rows: each row is an item, numbered apart per process
+            # (a padded repeat under DDP then counts twice, as before items were kept).
+            first = (batch_idx * self.trainer.world_size + self.global_rank) * labels.shape[0]
+            batch = {**batch, "row_index": torch.arange(first, first + labels.shape[0], device=labels.device)}
+        records = batch_records(batch, token_nll, labels, self.token_bytes, self.sum_dtype())
+        self.val_records[self.val_split_names[dataloader_idx]].update(records)
 
     def on_validation_epoch_end(self) -> None:
-        results = {}
+        results, items = {}, {}
         for name in self.val_split_names:
-            metrics = self.val_metrics[name]
-            if not metrics["nll"].update_called:
+            records = self.val_records[name]
+            if not records.update_called:
                 continue
-            nll, tokens, nbytes = (float(metrics[key].compute()) for key in ("nll", "tokens", "bytes"))
-            for metric in metrics.values():
-                metric.reset()
-            loss = nll / max(tokens, 1.0)
-            # Bits per byte of text: comparable across tokenizers (perplexity is per token).
-            bpb = nll / max(nbytes, 1.0) / math.log(2)
-            results[name] = dict(zip(VAL_METRICS, (perplexity(loss), loss, bpb)))
-            for key, value in results[name].items():
-                self.log(f"val/{name}/{key}", value)
-        self.val_results = results
+            items[name] = item_table(records.compute().double().cpu().numpy())  # every process's, once each
+            records.reset()
+            results[name] = split_figures(items[name])
+            for key in VAL_METRICS:
+                self.log(f"val/{name}/{key}", results[name][key])
+        self.val_results, self.val_items = results, items
         self.last_val_step = self.global_step
         diverged = self.divergence()
         if diverged and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
@@ -255,15 +253,6 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         return optimizers_for(self.model, self.optim, self.trainer)
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss), inf past the float range (a diverged run's loss of 57,527 nats) instead of an
-    OverflowError that ended the job, and the sweep around it."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
 
 
 def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import check_causal_lm_weights, load_tokenizer, save_hf_folder
 from chipadapt.models.lora import merged_model
 from chipadapt.modules.causal_lm import VAL_METRICS
+from chipadapt.modules.val_figures import paired_change
 from chipadapt.report import before_after_table, console
 from chipadapt.scaleout.rank0_load import reads_weights
 from chipadapt.scaleout.save import full_model_state
@@ -45,6 +46,12 @@ def check_optimized_metric(cfg: DictConfig, split_names: list[str]) -> None:
         raise ChipadaptError(
             f"optimized_metric: {name!r} is not a metric this run records (it has: {', '.join(known)})"
         )
+
+
+def validation_change(before: dict, after: dict) -> dict[str, dict]:
+    """{split: {metric: paired difference}} for the splits both validations kept items of."""
+    change = {split: paired_change(before[split], after[split]) for split in after if split in before}
+    return {split: found for split, found in change.items() if found}
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -108,13 +115,15 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     metrics = {
         "before": trained.before,
         "after": trained.after,
+        # after - before per split, paired on the items both validations scored (modules/val_figures.py)
+        "change": validation_change(trained.before_items, trained.after_items),
         "global_step": trained.trainer.global_step,
         "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
         "train_loss": trained.train_loss,
     }
     manifest.update("metrics", metrics)
     if trained.before:
-        console.print(before_after_table(trained.before, trained.after, cfg.stage.name))
+        console.print(before_after_table(trained.before, trained.after, metrics["change"], cfg.stage.name))
     if "tokenizer_report" in manifest.data["inputs"]:
         console.print(reduction_table(manifest.data["inputs"]["tokenizer_report"]))
     log.info("outputs in %s", out)

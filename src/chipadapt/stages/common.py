@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -207,23 +208,31 @@ def validation_settings(cfg: DictConfig) -> dict:
 class StartingMetrics(L.Callback):
     """The validation before training, carried in every checkpoint with the settings it was read under:
     a run resumed after a preemption still reports its before/after comparison, unless it now
-    validates on other sequences."""
+    validates on other sequences. With it its per-item sums where the module keeps them (the causal
+    LM's `val_items`, a few floats per held-out document): what the comparison pairs item by item."""
 
     def __init__(self, settings: dict):
-        self.settings, self.values = settings, {}
+        self.settings, self.values, self.items = settings, {}, {}
+
+    def record(self, module: ValidatedModule) -> None:
+        # Modules other than the causal LM's keep no items: their comparison is not paired.
+        self.values, self.items = module.val_results, dict(getattr(module, "val_items", None) or {})
 
     def state_dict(self) -> dict:
-        return {"before": self.values, "settings": self.settings}
+        # Items as plain lists: a checkpoint is read with torch.load's weights_only where it can be.
+        items = {split: np.asarray(table).tolist() for split, table in self.items.items()}
+        return {"before": self.values, "settings": self.settings, "items": items}
 
     def load_state_dict(self, state_dict: dict) -> None:
         before, recorded = dict(state_dict.get("before") or {}), state_dict.get("settings")
+        items = {split: np.asarray(rows, dtype=np.float64) for split, rows in (state_dict.get("items") or {}).items()}
         if before and recorded != self.settings:
             changed = sorted(k for k in self.settings if (recorded or {}).get(k) != self.settings[k])
             log.warning(
                 "the starting model's validation is not reported: it was read with other %s", ", ".join(changed)
             )
-            before = {}
-        self.values = before
+            before, items = {}, {}
+        self.values, self.items = before, items
 
 
 @dataclass
@@ -233,6 +242,10 @@ class Trained:
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
     train_loss: float | None = None  # the last logged training loss
+    # Per split, the item sums of the validation before and after (StartingMetrics); empty where the
+    # module keeps none.
+    before_items: dict = field(default_factory=dict)
+    after_items: dict = field(default_factory=dict)
 
 
 def train_module(
@@ -261,17 +274,19 @@ def train_module(
         log.info("resuming from %s", resume_from)
     elif validate_before:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        result.before = starting.values = module.val_results
+        starting.record(module)
+        result.before = starting.values
         manifest.update("metrics", {"before": result.before})
     with interrupts.deferred():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    result.before = starting.values  # on resume, as the checkpoint recorded it
+    result.before, result.before_items = starting.values, starting.items  # on resume, as the checkpoint recorded them
     # Read before the validation below, which starts Lightning's callback metrics afresh.
     if "train/loss" in trainer.callback_metrics:
         result.train_loss = float(trainer.callback_metrics["train/loss"])
-    # Fit validates at the end of its epoch; a run cut short by max_steps has not, so do it here.
-    if module.last_val_step != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    result.after = module.val_results
-    save(trainer)
+    with interrupts.unmasked():  # a Ctrl-C inside the save below is told as one, not as the save's error
+        # Fit validates at the end of its epoch; a run cut short by max_steps has not, so do it here.
+        if module.last_val_step != trainer.global_step:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        result.after, result.after_items = module.val_results, dict(getattr(module, "val_items", None) or {})
+        save(trainer)
     return result
