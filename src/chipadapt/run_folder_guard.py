@@ -23,7 +23,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.sweep_job_folders import differences, job_folders, shared_folder
+from chipadapt.io.creatable import cannot_create, creation_message
+from chipadapt.sweep_job_folders import differences, drawn_jobs_share, job_folders, job_outputs, shared_folder
 
 # An entry point's config name -> the `kind` its manifest records; compare and curate write no manifest,
 # and are known by the job name Hydra records in `.hydra/hydra.yaml` (our job name is the config name).
@@ -98,14 +99,22 @@ def input_paths(config: DictConfig) -> list[tuple[str, str]]:
     return found
 
 
-def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str] | None:
-    """The input (key, path) that `folder` is or lies inside, if any: the run would write its .hydra/,
-    log and outputs among a user's model or data."""
+def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str, str] | None:
+    """(key, path, "is" or "lies inside") of the input that `folder` is or lies inside, if any: the run
+    would write its .hydra/, log and outputs among a user's model or data. Links are followed, as the
+    writes would follow them: a link to the model folder is the model folder."""
+    real = folder.resolve()
     for key, path in input_paths(config):
-        source = _absolute(path)
-        if source.is_dir() and (folder == source or source in folder.parents):
-            return key, path
+        source = _absolute(path).resolve()
+        if source.is_dir() and (real == source or source in real.parents):
+            return key, path, "is" if real == source else "lies inside"
     return None
+
+
+def _linked(folder: Path) -> str:
+    """` (a link to <where it leads>)` for a folder reached through a link, else ''."""
+    real = folder.resolve()
+    return f" (a link to {real})" if real != folder else ""
 
 
 # Run folders' records as they were before Hydra rewrote them for this attempt: {folder: {name: bytes}}.
@@ -218,6 +227,48 @@ def check_job_folders(config: DictConfig, sweep: Path) -> list[Path]:
     return [folder for _, folder in folders]
 
 
+# Settings that name where a job writes outside its run folder, when set: merge.py's, export.py's and
+# compare.py's `output`, the annotate stage's and the retrieval task's files. Shared on purpose, and not
+# checked: caches (`tokenizer.adapt.cache_dir`, `index_dir`), whose entries are named by their content,
+# and reproduce.py's `out`, where jobs that run other steps (`only=[a],[b]`) add to one reproduction.
+OUTPUT_KEYS = ("output", "annotate.output", "eval.retrieval.misses_file")
+
+
+def check_job_outputs(config: DictConfig, sweep: Path) -> None:
+    """Refuse a sweep two of whose jobs would write one output (`output=models/merged` over a list of
+    lambdas): the later job would replace the earlier one's model, whose record then describes another
+    model; without overwrite=true, the later job would fail after its work."""
+    for key in OUTPUT_KEYS:
+        outputs = job_outputs(config, sweep, key)
+        if outputs:
+            shared = shared_folder(outputs)
+            if shared:
+                first, second, path = shared
+                a, b = differences(outputs[first][0], outputs[second][0])
+                refuse(
+                    f"{key}: jobs #{first} ({a}) and #{second} ({b}) would both write into {path}, the later "
+                    f"replacing the earlier's output; {way_out(key, 'job')}: '{key}={per_job(path, a)}'"
+                )
+        elif outputs is None and (path := drawn_jobs_share(config, key)):
+            refuse(
+                f"{key}: every trial of this search would write into {path}, each replacing the one before; "
+                f"{way_out(key, 'trial')}: '{key}={per_job(Path(path), '')}'"
+            )
+
+
+def way_out(key: str, job: str) -> str:
+    # Each key's default is the job's own: its folder, or its checkpoint's (export.py's RUN/exports/step-N).
+    return f"leave {key} unset so that each {job} writes its own, or make it differ per {job}"
+
+
+def per_job(path: Path, difference: str) -> str:
+    """`path` made to differ per job: named after the first swept setting the jobs differ in (a value,
+    not a config group), else after the job's number."""
+    swept = difference.split(",", 1)[0].split("=", 1)[0].lstrip("+~")
+    tag = f"${{{swept}}}" if "." in swept else "${hydra:job.num}"
+    return str(path.with_name(f"{path.stem}_{tag}{path.suffix}"))
+
+
 class RunFolderGuard(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         """A sweep's jobs write into `hydra.sweep.dir/<subdir>` with no `on_run_start`, and Hydra writes
@@ -225,10 +276,15 @@ class RunFolderGuard(Callback):
         sweeper writes its multirun.yaml."""
         sweep, command = _absolute(config.hydra.sweep.dir), _command(config, config_name)
         if command in KINDS and (holder := inside_an_input(sweep, config)):
-            refuse(f"hydra.sweep.dir: {sweep} lies inside {holder[0]} ({holder[1]}); write the sweep somewhere else")
+            key, path, where = holder
+            refuse(f"hydra.sweep.dir: {sweep}{_linked(sweep)} {where} {key} ({path}); write the sweep somewhere else")
         if command not in KINDS:
             return
         jobs = check_job_folders(config, sweep)
+        check_job_outputs(config, sweep)
+        for folder in [sweep, *jobs]:  # before Hydra's mkdir, which would fail as a traceback
+            if reason := cannot_create(folder):
+                refuse(creation_message(folder, "hydra.sweep.dir", reason))
         _SWEEP.update(folder=sweep, multirun=_read(sweep / "multirun.yaml"))
         _JOBS.clear()
         for folder in jobs:  # nested subdirs too, which the listing below does not reach
@@ -283,8 +339,8 @@ class RunFolderGuard(Callback):
         config_name = _command(config, config_name)
         key = "out" if config_name == "reproduce" else "hydra.run.dir"  # reproduce's run folder is ${out}
         if config_name in KINDS and (holder := inside_an_input(folder, config)):
-            where = "is" if folder == _absolute(holder[1]) else "lies inside"
-            refuse(f"{key}: {folder} {where} {holder[0]} ({holder[1]}); write the run somewhere else")
+            input_key, path, where = holder
+            refuse(f"{key}: {folder}{_linked(folder)} {where} {input_key} ({path}); write the run somewhere else")
         remember_records(folder)
         kind = foreign_kind(folder, config_name)
         if kind:
@@ -298,3 +354,7 @@ class RunFolderGuard(Callback):
                 f"{config_name} would write its own among them: choose a new or empty folder (a run folder "
                 "copied from elsewhere needs its .hydra/ and manifest.json)"
             )
+        # Last: Hydra's mkdir of the folder and its first writes there (the log, .hydra/) come next, and
+        # would fail as a traceback.
+        if reason := cannot_create(folder):
+            refuse(creation_message(folder, key, reason))

@@ -51,7 +51,8 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def atomic_directory(dest: str | os.PathLike, command: str = "chipadapt"):
+def atomic_directory(dest: str | os.PathLike, command: str = "chipadapt", key: str | None = None):
     """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed.
-    Only a folder that `command` published before is ever replaced (see io/outputs.py)."""
-    return publish_folder(dest, command)
+    Only a folder that `command` published before is ever replaced (see io/outputs.py). `key`: the
+    setting that names `dest`, for the one-line error where no folder can be made there."""
+    return publish_folder(dest, command, key)

@@ -16,11 +16,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.command_line import launch_command
+from chipadapt.io.creatable import place_error
 
 LOCK_NAME = ".chipadapt.lock"
 log = logging.getLogger(__name__)
@@ -58,14 +59,14 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
 
 
 @contextmanager
-def cache_entry_lock(entry: str | os.PathLike) -> Iterator[None]:
+def cache_entry_lock(entry: str | os.PathLike, key: str | None = None) -> Iterator[None]:
     """Hold the build of cache entry `entry` (a folder, not yet created) for this process; another
     process building the same entry waits here. Check again inside the block whether the entry is
     complete: it may have been built while this process waited. The lock file is a hidden sibling,
     `.<name>.build.lock`, kept for the next builder (removing a lock file others may hold is racy).
-    Not re-entrant: two open files conflict under flock even within one process."""
+    Not re-entrant: two open files conflict under flock even within one process. `key`: the setting
+    that names the cache (`tokenizer.adapt.cache_dir`), for the one-line error where it cannot be made."""
     entry = Path(entry).expanduser()
-    entry.parent.mkdir(parents=True, exist_ok=True)
 
     def building(holder: str) -> None:
         log.info("waiting for %s, which is building %s ...", holder, entry)
@@ -74,7 +75,14 @@ def cache_entry_lock(entry: str | os.PathLike) -> Iterator[None]:
         f"{entry.parent}: this filesystem has no flock; {entry.name} is built without a lock (jobs that start "
         "together each build it, and the last one's copy replaces the others')"
     )
-    with _exclusive(entry.parent / f".{entry.name}.build.lock", building, unlocked):
+    with ExitStack() as held:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(_exclusive(entry.parent / f".{entry.name}.build.lock", building, unlocked))
+        except OSError as err:  # a file where the cache folder should be, a folder that takes no new entries
+            if (refused := place_error(entry.parent, err, key)) is not None:
+                raise refused from err
+            raise
         yield
 
 
@@ -107,8 +115,11 @@ def _open_lock_file(path: Path) -> tuple[int, bool]:
     by a group works; a lock file another user made is opened read-only (flock works on it too)."""
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
-    except PermissionError:
-        return os.open(path, os.O_RDONLY), False
+    except PermissionError as refused:
+        try:
+            return os.open(path, os.O_RDONLY), False
+        except FileNotFoundError:  # none to share: the folder takes no new file, which is what to tell
+            raise refused from None
 
 
 def _flock(fd: int, blocking: bool) -> bool:

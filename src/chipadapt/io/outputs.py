@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.creatable import cannot_create, creation_message, place_error
 from chipadapt.io.disk_full import disk_full_error
 
 MARKER = ".chipadapt-output.json"
@@ -73,7 +74,8 @@ def check_output_folder(
     overwrite: bool,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
 ) -> Path:
-    """Refuse, before any work, every destination whose replacement could lose something.
+    """Refuse, before any work, every destination whose replacement could lose something, and one that
+    cannot be made where it is named (under a file, in a folder that takes no new entries).
 
     `inputs` are (config key, path) pairs the command reads; `key` names the output's config key."""
     target = refuse_overlap_with_inputs(dest, key, inputs)
@@ -88,6 +90,11 @@ def check_output_folder(
             )
         if not overwrite:
             raise ChipadaptError(f"{key}: {dest} holds a previous {command} output; overwrite=true replaces it")
+    # The output is written into (compare.py) or built beside it and renamed in (publish_folder): both
+    # places must take new entries. Checked here, before the work, not at its end.
+    for place in (target, target.parent) if target.is_dir() else (target,):
+        if reason := cannot_create(place):
+            raise ChipadaptError(creation_message(dest, key, reason if place == target else f"{place}: {reason}"))
     return target
 
 
@@ -178,16 +185,22 @@ def write_marker(folder: Path, command: str) -> None:
 
 
 @contextmanager
-def publish_folder(dest: str | os.PathLike, command: str) -> Iterator[Path]:
+def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside `dest`; when the block completes it becomes `dest`.
 
     A folder already at `dest` must carry `command`'s marker (callers check earlier, with the
     user's overwrite choice); it is moved aside, the new one renamed in, and only then removed,
-    so a crash at any point leaves one complete copy. On failure the temporary folder goes."""
+    so a crash at any point leaves one complete copy. On failure the temporary folder goes.
+    `dest` where no folder can be made is one line naming `key` (the setting that names it)."""
     dest = Path(dest).expanduser()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(dest)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(dest)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
+    except OSError as err:
+        if (refused := place_error(dest, err, key)) is not None:
+            raise refused from err
+        raise
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700; published, as readable as any folder made here
     try:
         yield tmp

@@ -164,7 +164,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
     }
 
     rows, fallbacks = [], Counter()
-    with atomic_directory(out, "merge") as tmp:
+    with atomic_directory(out, "merge", "output") as tmp:
         writer = PlannedShardWriter(tmp, [(n, shapes[n], dtypes[n]) for n in names], int(cfg.max_shard_bytes))
         with Progress(
             TextColumn(f"merge={cfg.merge.name}"),

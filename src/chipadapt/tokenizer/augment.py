@@ -164,7 +164,7 @@ class DomainTokenizer:
             folder, "tokenizer.adapt.cache_dir", self.inputs(base_folder), "choose a cache folder outside the inputs"
         )
         if not (folder / REPORT_NAME).is_file():
-            with cache_entry_lock(folder):
+            with cache_entry_lock(folder, "tokenizer.adapt.cache_dir"):
                 if not (folder / REPORT_NAME).is_file():  # else built by another process while this one waited
                     return self._build(base_folder, folder)
         log.info("augmented tokenizer and model: cached %s", folder)
