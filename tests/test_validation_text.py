@@ -120,3 +120,9 @@ def test_the_former_sequence_cap_is_an_error_naming_the_byte_cap(tmp_path):
     cfg = compose([*TINY_FAST, "data.val_max_bytes=1e4"], tmp_path / "run")
     validate(cfg)
     assert OmegaConf.select(cfg, "data.val_max_bytes") == 10000
+
+
+def test_a_budget_too_small_for_one_prediction_is_refused_not_a_perfect_score(tmp_path, tokenizer):
+    # One byte kept one token a split: no labelled token, and the sums read bpb 0.0000, ppl 1.000.
+    with pytest.raises(ChipadaptError, match=r"^data.val_max_bytes=1: validation split '\w+' holds 1 token"):
+        datamodule(tmp_path, tokenizer, "data.val_max_bytes=1")

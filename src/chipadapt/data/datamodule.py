@@ -162,6 +162,12 @@ class PretrainDataModule(TrainingDataModule):
             last_tokens=text.last_tokens,
             with_items=True,  # each token's held-out document: the items of validation's intervals
         )
+        if self.val_sets[split].total_tokens < 2:  # no token with a next one to predict: no loss to measure
+            raise ChipadaptError(
+                f"data.val_max_bytes={self.data.val_max_bytes}: validation split {split!r} holds "
+                f"{self.val_sets[split].total_tokens} token(s) of held-out text ({text.bytes} bytes); it needs at "
+                "least 2 to measure anything: raise data.val_max_bytes"
+            )
 
     def collate(self, items: list) -> dict:
         return collate_causal_lm(items, pad_id=self.pad_id)
