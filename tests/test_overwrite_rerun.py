@@ -145,3 +145,14 @@ def test_an_overwrite_rerun_of_a_completed_run_is_a_fresh_run(tmp_path):
     assert metrics["after"] == fresh["after"]
     assert rows(run) == fresh_rows  # the final validation at step 3, as the fresh run logged it
     assert (run / "model" / "model.safetensors").read_bytes() == (tmp_path / "fresh.safetensors").read_bytes()
+    from chipadapt.stages.common import resume_checkpoint
+
+    # Other settings with overwrite=true: trained afresh too, not refused as a resume of other settings.
+    assert (
+        resume_checkpoint(compose([*TINY_FAST, "trainer.max_steps=3", "overwrite=true", "optim.lr=1e-2"], run), run)
+        is None
+    )
+    # Not yet published (a preemption between the last checkpoint and the save): the requeued line resumes.
+    (run / "model").rename(tmp_path / "published")
+    resumed = resume_checkpoint(compose([*TINY_FAST, "trainer.max_steps=3", "overwrite=true"], run), run)
+    assert resumed == str(run / "checkpoints" / "last.ckpt")

@@ -180,9 +180,13 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
         return None
     if check:
         check_checkpoint(ckpt)
+    # overwrite=true over a finished, published run trains again from the start, as a fresh run would,
+    # with these settings or others. Not before its model/ is published: a requeue of the same line
+    # after a preemption between the last checkpoint and the save resumes, and publishes.
+    if cfg.overwrite and (out / "model").is_dir() and finished_training(ckpt, cfg):
+        return None
+    if check:
         check_resume_settings(ckpt, cfg)
-    if cfg.overwrite and finished_training(ckpt, cfg):
-        return None  # overwrite=true trains a finished run again, from the start, as a fresh run would
     return str(ckpt)
 
 
