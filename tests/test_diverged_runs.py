@@ -106,6 +106,7 @@ def test_a_diverged_single_run_exits_1_in_one_line(tmp_path, capsys, monkeypatch
     """Status 1, not 2: the settings were valid and ran; 2 means input refused (and puts back the
     folder's records of its earlier run)."""
     monkeypatch.setattr(cli, "in_sweep", lambda: False)
+    monkeypatch.setattr(cli, "_diverged_jobs", [])
     cfg = compose(TINY_FAST, tmp_path / "run")
     with pytest.raises(SystemExit) as stop:
         cli.run_job("test_diverged_runs:diverge", cfg)
@@ -191,3 +192,20 @@ def test_an_optuna_study_goes_on_past_a_diverged_trial(tmp_path):
     for job in ("0", "1"):  # the second trial ran after the first diverged
         assert read_manifest(sweep / job)["status"] == "failed" and not (sweep / job / "model").exists()
     assert "best_value: .inf" in (sweep / "optimization_results.yaml").read_text()
+    assert "chipadapt: warning: 2 trial(s) diverged and count as the worst value: trial #0" in done.stderr
+
+
+def test_a_grid_sweep_with_a_diverged_job_fails_at_its_end_and_a_search_warns(monkeypatch, capsys):
+    """A grid with a diverged job is incomplete: exit 1 once the others ran (set -e scripts, SLURM)."""
+    monkeypatch.setattr(cli, "_diverged_jobs", ["#1 (optim.lr=10000.0)"])
+    with pytest.raises(SystemExit) as stopped:
+        cli.exit_if_a_sweep_job_diverged()
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == (
+        "chipadapt: error: 1 job(s) of this sweep diverged (the others completed): #1 (optim.lr=10000.0)\n"
+    )
+    monkeypatch.setattr(cli, "_diverged_jobs", ["trial #0 (optim.lr=10000.0)"])
+    cli.exit_if_a_sweep_job_diverged()  # a search's result stands
+    assert "warning: 1 trial(s) diverged" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_diverged_jobs", [])
+    cli.exit_if_a_sweep_job_diverged()

@@ -32,6 +32,8 @@ DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, t
 DIVERGED_STATUS = 1
 DIVERGED = object()  # what run_job returns for a diverged job of a sweep
 _last_job: dict[str, str | None] = {"run_folder_key": None}
+# The diverged jobs of a sweep run in this process ("#1 (optim.lr=10000.0)"): said again at its end.
+_diverged_jobs: list[str] = []
 
 
 def _one_line(text: str) -> str:
@@ -135,6 +137,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     except TrainingDiverged as failed:  # the manifest says failed, with this reason
         print(f"chipadapt: error: {failed}", file=sys.stderr, flush=True)
         if in_sweep():
+            _diverged_jobs.append(_job_name())
             return DIVERGED
         sys.exit(DIVERGED_STATUS)
     except Exception as err:
@@ -142,6 +145,35 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         raise
     except interrupts.Interrupted as stop:
         exit_interrupted(stop)
+
+
+def _job_name() -> str:
+    """`#1 (optim.lr=10000.0)`, or `trial #1 (...)` in a search (read while the job's config is set)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "a job"
+    hydra = HydraConfig.get()
+    searched = "optuna" in str(hydra.sweeper.get("_target_", "")).lower()
+    return f"{'trial ' if searched else ''}#{hydra.job.num} ({hydra.job.override_dirname or 'no overrides'})"
+
+
+def exit_if_a_sweep_job_diverged() -> None:
+    """At the end of a sweep: a grid with a diverged job is incomplete, so the command fails (exit 1,
+    for `set -e` scripts and SLURM accounting) after the other jobs ran; a search (Optuna) counts a
+    diverged trial as its worst value and its result stands, so it ends in a warning line."""
+    if not _diverged_jobs:
+        return
+    count, names = len(_diverged_jobs), ", ".join(_diverged_jobs)
+    if _diverged_jobs[0].startswith("trial "):
+        print(f"chipadapt: warning: {count} trial(s) diverged and count as the worst value: {names}", file=sys.stderr)
+        return
+    print(
+        f"chipadapt: error: {count} job(s) of this sweep diverged (the others completed): {names}",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(DIVERGED_STATUS)
 
 
 def in_sweep() -> bool:
@@ -199,7 +231,9 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
         record_command(sys.argv)
         # Hydra checks its own command-line flags (`-m --cfg job`) before its reporter runs.
         try:
-            return _report_in_one_line(main)
+            returned = _report_in_one_line(main)
+            exit_if_a_sweep_job_diverged()
+            return returned
         except interrupts.Interrupted as stop:
             # Between two jobs of a sweep (Hydra composing the next one): the handlers of the job
             # before are still installed, and nothing of that job is left to clean up. Hydra has put
