@@ -64,6 +64,9 @@ class CausalLMModule(L.LightningModule):
         self.peft_cfg = peft
         if lora:
             self.model = apply_lora(self.model, peft, Path(model_folder))
+        # Each parameter's rank as built: FSDP flattens every parameter into a 1-D shard view before
+        # configure_optimizers, where weight decay, which goes by rank, would then decay nothing.
+        self.param_ndims = {name: param.ndim for name, param in self.model.named_parameters()}
         rows = self.model.get_output_embeddings().weight.shape[0]
         self.register_buffer(
             "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
@@ -252,7 +255,7 @@ class CausalLMModule(L.LightningModule):
         return None
 
     def configure_optimizers(self):
-        return optimizers_for(self.model, self.optim, self.trainer)
+        return optimizers_for(self.model, self.optim, self.trainer, ndims=self.param_ndims)
 
 
 def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:

@@ -12,8 +12,21 @@ log = logging.getLogger(__name__)
 SAMPLE_PER_TENSOR = 1 << 20
 
 
+# What FSDP (and activation checkpointing) put into parameter names as they wrap modules.
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def unwrapped_name(name: str) -> str:
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
 def decay_groups(
-    model: torch.nn.Module, weight_decay: float, lr_by_prefix: dict[str, float] | None = None
+    model: torch.nn.Module,
+    weight_decay: float,
+    lr_by_prefix: dict[str, float] | None = None,
+    ndims: dict[str, int] | None = None,
 ) -> list[dict]:
     """Weight decay on matrices only: norms and biases (1-D tensors) are not decayed, as in Megatron/NeMo.
     `lr_by_prefix`: parameters whose names start with a prefix get that learning rate (a new head
@@ -21,21 +34,29 @@ def decay_groups(
 
     The first two groups are always [decayed, not decayed], even when one is empty (LoRA trains only
     matrices): a checkpoint's optimizer state is matched to the groups by position, so their number
-    and order must not depend on the model. Groups with their own learning rate come after them."""
+    and order must not depend on the model. Groups with their own learning rate come after them.
+    `ndims`: each parameter's rank before FSDP flattened it into a 1-D shard (by unwrapped name)."""
     groups: dict[tuple[bool, float | None], list] = {(True, None): [], (False, None): []}
     for name, param in model.named_parameters():
         if param.requires_grad:
             lr = next((lr for prefix, lr in (lr_by_prefix or {}).items() if name.startswith(prefix)), None)
-            groups.setdefault((param.ndim >= 2, lr), []).append(param)
+            ndim = (ndims or {}).get(unwrapped_name(name), param.ndim)
+            groups.setdefault((ndim >= 2, lr), []).append(param)
     return [
         {"params": params, "weight_decay": weight_decay if decay else 0.0, **({"lr": lr} if lr is not None else {})}
         for (decay, lr), params in groups.items()
     ]
 
 
-def optimizers_for(model: torch.nn.Module, optim: DictConfig, trainer, lr_by_prefix: dict[str, float] | None = None):
+def optimizers_for(
+    model: torch.nn.Module,
+    optim: DictConfig,
+    trainer,
+    lr_by_prefix: dict[str, float] | None = None,
+    ndims: dict[str, int] | None = None,
+):
     """`configure_optimizers`' return value: the optimizer over `model`, with the per-step schedule when set."""
-    params = decay_groups(model, optim.optimizer.weight_decay, lr_by_prefix)
+    params = decay_groups(model, optim.optimizer.weight_decay, lr_by_prefix, ndims)
     optimizer = instantiate(optim.optimizer)(params=params)
     warn_if_updates_round_away(optimizer, trainer)
     if optim.scheduler is None:
