@@ -276,10 +276,18 @@ def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(
             assert ext.decode(ext.encode(text).ids) == base.decode(base.encode(text).ids), path
 
 
+def retrain_in_place(base) -> None:
+    """The base model's weights changed in its own folder: another input, by content."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(base / "model.safetensors")
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})
+
+
 def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_passed(tmp_path):
     """As a completed DAPT run: a sweep rerun after an interruption goes on instead of stopping here."""
     from helpers.models import tiny_model_copy
-    from safetensors.torch import load_file, save_file
 
     base = tiny_model_copy(tmp_path)
     run = tmp_path / "tok"
@@ -292,9 +300,7 @@ def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_
     # another build: refused as for any stage, overwrite=true replaces it.
     with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
         train(compose([*overrides, "tokenizer.adapt.min_savings=5"], run))
-    tensors = load_file(base / "model.safetensors")
-    name = next(n for n, t in tensors.items() if t.is_floating_point())
-    save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})
+    retrain_in_place(base)
     with pytest.raises(ChipadaptError, match="holds a previous train output"):
         train(compose(overrides, run))
     assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
@@ -303,7 +309,6 @@ def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_
 def test_a_completed_dapt_run_on_the_augmented_tokenizer_is_passed_on_rerun(tmp_path):
     """Its recorded model is the tokenizer build; the rerun keys the build from the inputs as they are now."""
     from helpers.models import tiny_model_copy
-    from safetensors.torch import load_file, save_file
 
     base = tiny_model_copy(tmp_path)
     run = tmp_path / "dapt"
@@ -321,9 +326,7 @@ def test_a_completed_dapt_run_on_the_augmented_tokenizer_is_passed_on_rerun(tmp_
     assert train(compose(overrides, run)) == metrics  # not trained or published again
     assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
     # The base model retrained in place keys another build: refused as for any changed input.
-    tensors = load_file(base / "model.safetensors")
-    name = next(n for n, t in tensors.items() if t.is_floating_point())
-    save_file({**tensors, name: tensors[name] + 1.0}, base / "model.safetensors", metadata={"format": "pt"})
+    retrain_in_place(base)
     with pytest.raises(ChipadaptError, match="holds a previous train output"):
         train(compose(overrides, run))
     assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published

@@ -2,6 +2,7 @@
 
 import csv
 import logging
+import shutil
 
 import pytest
 import torch
@@ -116,12 +117,17 @@ def test_a_checkpoint_of_a_run_with_other_settings_is_not_resumed(tmp_path, tiny
     another cache folder changes nothing that is trained, and a longer run is said."""
     common = [*tiny_overrides, "stage.validate_before=false", "optim.lr=1e-3"]
     train(compose([*common, "trainer.max_steps=2"], tmp_path / "run"))
-    ckpt, manifest = tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "run" / "manifest.json"
+    # Its model/ not yet published (preempted before the save): a rerun would resume the checkpoint, so
+    # other settings are refused, with overwrite=true too (a published one is trained afresh instead:
+    # test_overwrite_rerun.py).
+    unpublished = tmp_path / "unpublished"
+    shutil.copytree(tmp_path / "run", unpublished, ignore=shutil.ignore_patterns("model"))
+    ckpt, manifest = unpublished / "checkpoints" / "last.ckpt", unpublished / "manifest.json"
     written = (ckpt.stat().st_mtime_ns, manifest.read_bytes())
     with pytest.raises(
         ChipadaptError, match=r"last.ckpt was written by a run with other settings \(optim.lr, .*: 0.001 -> 0.0005"
     ):
-        train(compose([*common, "trainer.max_steps=2", "optim.lr=5e-4", "overwrite=true"], tmp_path / "run"))
+        train(compose([*common, "trainer.max_steps=2", "optim.lr=5e-4", "overwrite=true"], unpublished))
     assert (ckpt.stat().st_mtime_ns, manifest.read_bytes()) == written  # the other run's records are untouched
     # Trained longer: the finished run's last checkpoint is at its last step's boundary (not at the end of
     # an epoch marked complete), so the rerun trains steps 3 and 4 on the batches a 4-step run would.

@@ -1,13 +1,13 @@
 """The entry behind train.py: check the output folder, then run the configured stage's recipe
 (`stage.runner`, one of chipadapt/stages/) inside a recorded job whose manifest says how it ended."""
 
-import json
 import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from chipadapt.finished_run import completed_record
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
@@ -32,18 +32,10 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     does the same. None otherwise, and always with overwrite=true. With an augmented tokenizer the run
     started from the build the current inputs key to (`DomainTokenizer.build_folder`: the base model's
     files, the corpus and the settings), as recorded; the base model is compared through that key."""
-    path = out / "manifest.json"
-    if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
-        return None
     if cfg.stage.get("name") not in RECORDED_STAGES:
         return None
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if recorded.get("kind") != "train" or recorded.get("status") != "completed":
-        return None
-    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+    recorded = completed_record(cfg, out)
+    if recorded is None:
         return None
     inputs = recorded.get("inputs") or {}
     named = [

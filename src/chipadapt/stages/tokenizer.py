@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from chipadapt.finished_run import completed_record
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.manifest import RunManifest, fingerprint_input
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
@@ -58,16 +59,8 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     and always with overwrite=true; train.py then checks the folder as for any stage."""
     from chipadapt.models.hf_folder import resolve_model_folder
 
-    path = out / "manifest.json"
-    if cfg.overwrite or not path.is_file() or not (out / "model").is_dir():
-        return None
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if recorded.get("kind") != "train" or recorded.get("status") != "completed":
-        return None
-    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+    recorded = completed_record(cfg, out)
+    if recorded is None:
         return None
     build = (recorded.get("inputs") or {}).get("model")
     if not isinstance(build, dict) or not build.get("fingerprint"):
