@@ -41,10 +41,11 @@ from chipadapt.tokenizer.extend import (
     resize_for_new_tokens,
     set_output_rows,
 )
+from chipadapt.tokenizer.extension_checks import check_round_trip, check_specials
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.input_fit import InputRowFit
 from chipadapt.tokenizer.output_fit import OutputRowFit
-from chipadapt.tokenizer.report import efficiency_rows, reduction_table, starting_bpb_table
+from chipadapt.tokenizer.report import efficiency_rows, most_useful_tokens, reduction_table, starting_bpb_table
 from chipadapt.tokenizer.select_tokens import select_new_tokens
 from chipadapt.tokenizer.starting_bpb import StartingBpb
 from chipadapt.tokenizer.warmup import EmbeddingWarmup
@@ -209,8 +210,8 @@ class DomainTokenizer:
         extended_json, new_tokens = extended_tokenizer_json(base.to_str(), chosen)
         extended = Tokenizer.from_str(extended_json)
         general_docs = {n: read_source(s, f"data.val_sources.{n}") for n, s in self.report_general.items()}
-        self._check_round_trip(base, extended, domain_texts, "domain")
-        self._check_round_trip(
+        check_round_trip(base, extended, domain_texts, "domain")
+        check_round_trip(
             base,
             extended,
             filter_docs + [d.text for docs in general_docs.values() for d in docs],
@@ -226,7 +227,7 @@ class DomainTokenizer:
             # it would give a slow tokenizer the base vocabulary, which decodes new ids wrongly.
             (tmp / "tokenizer.model").unlink(missing_ok=True)
             new_tokenizer = load_tokenizer(tmp)
-            self._check_specials(tokenizer, new_tokenizer, len(new_tokens))
+            check_specials(tokenizer, new_tokenizer, len(new_tokens))
             model = load_causal_lm(base_folder, "float32", "sdpa")
             new_ids = [extended.token_to_id(t) for t in new_tokens]
             rows = padded_size(len(new_tokenizer))
@@ -297,7 +298,7 @@ class DomainTokenizer:
                 **resize,
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
-                "most_useful": self._most_useful(base, extended, all_domain, set(new_tokens)),
+                "most_useful": most_useful_tokens(base, extended, all_domain, set(new_tokens)),
                 # without the bpb measurement, the warm-up and the fit
                 "build_seconds": round(time.perf_counter() - start - measure_seconds - trained_seconds, 1),
                 "starting_bpb_seconds": round(measure_seconds, 1),
@@ -390,34 +391,3 @@ class DomainTokenizer:
 
         result = self.warmup.run(model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure)
         return result | {"starting_bpb": per_step}
-
-    @staticmethod
-    def _check_round_trip(
-        base: Tokenizer, extended: Tokenizer, texts: list[str], kind: str, not_longer: bool = False
-    ) -> None:
-        # Extension must decode exactly as the base does (the base itself may drop bytes its
-        # vocabulary lacks; that is the base's property, not ours); on general text it must never
-        # need more tokens than the base.
-        for i, (old, new) in enumerate(zip(base.encode_batch(texts), extended.encode_batch(texts))):
-            if extended.decode(new.ids) != base.decode(old.ids):
-                raise ChipadaptError(f"tokenizer: round trip differs from the base tokenizer on {kind} document {i}")
-            if not_longer and len(new.ids) > len(old.ids):
-                raise ChipadaptError(f"tokenizer: {kind} document {i} needs more tokens than with the base tokenizer")
-
-    @staticmethod
-    def _check_specials(before, after, added: int) -> None:
-        if after.all_special_tokens != before.all_special_tokens or after.chat_template != before.chat_template:
-            raise ChipadaptError("tokenizer: extension changed the special tokens or the chat template")
-        if len(after) != len(before) + added:
-            raise ChipadaptError(f"tokenizer: expected {len(before) + added} entries, got {len(after)}")
-
-    @staticmethod
-    def _most_useful(base: Tokenizer, extended: Tokenizer, counts, new: set[str], top: int = 30) -> list[dict]:
-        saved: dict[str, int] = {}
-        for word, n in counts.items():
-            for token in extended.model.tokenize(word):
-                if token.value in new:
-                    saved[token.value] = saved.get(token.value, 0) + n * (len(base.model.tokenize(token.value)) - 1)
-        best = sorted(saved.items(), key=lambda kv: -kv[1])[:top]
-        decoder = base.decoder
-        return [{"token": decoder.decode([t]) if decoder else t, "tokens_saved": s} for t, s in best]

@@ -3,6 +3,7 @@
 from collections import Counter
 
 from rich.table import Table
+from tokenizers import Tokenizer
 
 from chipadapt.tokenizer.words import token_count
 
@@ -113,3 +114,15 @@ def starting_bpb_table(report: dict) -> Table | None:
 def _end(value: float | None, unbounded: str) -> str:
     """An interval end as read back from the report file, where an unbounded end is null."""
     return unbounded if value is None or abs(value) == float("inf") else f"{value:+.4f}"
+
+
+def most_useful_tokens(base: Tokenizer, extended: Tokenizer, counts, new: set[str], top: int = 30) -> list[dict]:
+    """The new tokens that save the most tokens on the domain words `counts`, for the report."""
+    saved: dict[str, int] = {}
+    for word, n in counts.items():
+        for token in extended.model.tokenize(word):
+            if token.value in new:
+                saved[token.value] = saved.get(token.value, 0) + n * (len(base.model.tokenize(token.value)) - 1)
+    best = sorted(saved.items(), key=lambda kv: -kv[1])[:top]
+    decoder = base.decoder
+    return [{"token": decoder.decode([t]) if decoder else t, "tokens_saved": s} for t, s in best]

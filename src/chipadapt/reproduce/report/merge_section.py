@@ -3,7 +3,7 @@ baseline at the setting its screening chose and ChipAlign at the lambda the same
 the same prompts; every figure with its 95% interval, and paired tests of ChipAlign at its best
 against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
-from chipadapt.eval.paired import EXACT_MAX_ITEMS, PairedDifference
+from chipadapt.eval.paired import EXACT_MAX_ITEMS
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
 from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
@@ -30,8 +30,9 @@ from chipadapt.reproduce.report.merge_runs import (
     setting,
 )
 from chipadapt.reproduce.report.merge_tests import (
-    balance_difference,
+    balance_between,
     compare_suite,
+    end_values,
     ends_ifeval_gap,
     same_lambda,
     signed,
@@ -176,34 +177,6 @@ def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
         table(["comparison", "metric", "other", "chipalign", "difference", "95% interval", "p", "n", "test"], rows),
         "",
     ]
-
-
-def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | NotPaired | None:
-    """An end's (IFEval instr., domain bpb) on the items it was paired on; where either measure has no
-    difference, its NotPaired (the end's items are not the same items), else None."""
-    by_key = tests.get(name) or {}
-    ifeval, domain = by_key.get(INSTRUCT), by_key.get(DOMAIN)
-    if not ifeval or not domain:
-        return first_unpaired(ifeval, domain)
-    return ifeval.a, domain.a
-
-
-def first_unpaired(*found) -> NotPaired | None:
-    """The first NotPaired among comparisons: why a figure built on them all is not measured."""
-    return next((d for d in found if isinstance(d, NotPaired)), None)
-
-
-def balance_between(
-    ifeval: PairedDifference | NotPaired | None,
-    domain: PairedDifference | NotPaired | None,
-    instruct_end: tuple[float, float] | NotPaired | None,
-    chip_end: tuple[float, float] | NotPaired | None,
-    ifeval_scale: float | None,
-) -> PairedDifference | NotPaired | None:
-    """merge_tests.balance_difference where both ends were paired, else why not (first_unpaired)."""
-    if not instruct_end or not chip_end:
-        return first_unpaired(instruct_end, chip_end)
-    return balance_difference(ifeval, domain, instruct_end, chip_end, ifeval_scale)
 
 
 def paper_lambda_test(

@@ -13,7 +13,7 @@ from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.reproduce.choices import ifeval_gap
 from chipadapt.reproduce.report import domain_bpb
-from chipadapt.reproduce.report.merge_runs import DOMAIN, Run
+from chipadapt.reproduce.report.merge_runs import DOMAIN, INSTRUCT, Run
 from chipadapt.reproduce.report.pairs import NotPaired, same_run_items
 from chipadapt.reproduce.report.power import Z95
 
@@ -119,3 +119,31 @@ def balance_difference(
     p = math.erfc(abs(diff) / se / math.sqrt(2)) if se > 0 else float(diff == 0)
     ci = (diff - Z95 * se, diff + Z95 * se)
     return PairedDifference(a, a + diff, diff, ci, p, ifeval.n, "normal, from the two paired tests")
+
+
+def end_values(tests: dict[str, dict], name: str) -> tuple[float, float] | NotPaired | None:
+    """An end's (IFEval instr., domain bpb) on the items it was paired on; where either measure has no
+    difference, its NotPaired (the end's items are not the same items), else None."""
+    by_key = tests.get(name) or {}
+    ifeval, domain = by_key.get(INSTRUCT), by_key.get(DOMAIN)
+    if not ifeval or not domain:
+        return first_unpaired(ifeval, domain)
+    return ifeval.a, domain.a
+
+
+def first_unpaired(*found) -> NotPaired | None:
+    """The first NotPaired among comparisons: why a figure built on them all is not measured."""
+    return next((d for d in found if isinstance(d, NotPaired)), None)
+
+
+def balance_between(
+    ifeval: PairedDifference | NotPaired | None,
+    domain: PairedDifference | NotPaired | None,
+    instruct_end: tuple[float, float] | NotPaired | None,
+    chip_end: tuple[float, float] | NotPaired | None,
+    ifeval_scale: float | None,
+) -> PairedDifference | NotPaired | None:
+    """merge_tests.balance_difference where both ends were paired, else why not (first_unpaired)."""
+    if not instruct_end or not chip_end:
+        return first_unpaired(instruct_end, chip_end)
+    return balance_difference(ifeval, domain, instruct_end, chip_end, ifeval_scale)
