@@ -11,7 +11,14 @@ from chipadapt.batch_plan import batch_plan
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
 from chipadapt.report import console
-from chipadapt.stages.common import begin, check_seq_len, record_data_inputs, starting_model, train_module
+from chipadapt.stages.common import (
+    begin,
+    check_seq_len,
+    publish_if_finite,
+    record_data_inputs,
+    starting_model,
+    train_module,
+)
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -35,7 +42,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         manifest,
         module,
         datamodule,
-        save=lambda trainer: trainer.is_global_zero and save_hf_folder(module.model, tokenizer, out / "model"),
+        save=lambda trainer: publish_if_finite(
+            cfg, out, trainer, module.model, lambda: save_hf_folder(module.model, tokenizer, out / "model")
+        ),
         accumulation=batch_plan(cfg.data, cfg.trainer).accumulation,
     )
     table = Table(title="Attribute model on held-out conversations (baseline: each attribute's training mean)")

@@ -100,6 +100,18 @@ def diverged(cfg: DictConfig, out: Path, what: str) -> TrainingDiverged:
     )
 
 
+def publish_if_finite(cfg: DictConfig, out: Path, trainer: L.Trainer, model: torch.nn.Module, publish) -> None:
+    """`publish()` on rank 0, unless the trained weights hold a NaN or an inf: the stages whose
+    validation shows no loss (retriever, reranker, attribute model) would otherwise publish a diverged
+    model, and a search over their learning rate would score it as any other trial."""
+    if not trainer.is_global_zero:
+        return
+    bad_weights = non_finite_weights(model.state_dict(), trainer.global_step)
+    if bad_weights:
+        raise diverged(cfg, out, bad_weights)
+    publish()
+
+
 def build_trainer(
     cfg: DictConfig, out: Path, accumulation: int, start_step: int | None = 0, start_over: bool = False
 ) -> tuple[L.Trainer, dict]:

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chipadapt.manifest import RunManifest
-from chipadapt.stages.common import begin, train_module
+from chipadapt.stages.common import begin, publish_if_finite, train_module
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -26,7 +26,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         manifest,
         module,
         datamodule,
-        save=lambda trainer: trainer.is_global_zero and scorer.save(out / "model"),
+        save=lambda trainer: publish_if_finite(cfg, out, trainer, scorer.model, lambda: scorer.save(out / "model")),
     )
     metrics = {"global_step": trained.trainer.global_step, "val": trained.after}
     manifest.update("metrics", metrics)

@@ -20,7 +20,7 @@ from chipadapt.retrieval.passages import read_passages, write_passages
 from chipadapt.retrieval.queries import read_queries, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
-from chipadapt.stages.common import begin, train_module
+from chipadapt.stages.common import begin, publish_if_finite, train_module
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         manifest,
         module,
         datamodule,
-        save=lambda trainer: trainer.is_global_zero and encoder.save(out / "model"),
+        save=lambda trainer: publish_if_finite(cfg, out, trainer, encoder.model, lambda: encoder.save(out / "model")),
     )
 
     metrics = {"global_step": trained.trainer.global_step, "val": trained.after}
