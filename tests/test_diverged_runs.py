@@ -209,3 +209,20 @@ def test_a_grid_sweep_with_a_diverged_job_fails_at_its_end_and_a_search_warns(mo
     assert "warning: 1 trial(s) diverged" in capsys.readouterr().err
     monkeypatch.setattr(cli, "_diverged_jobs", [])
     cli.exit_if_a_sweep_job_diverged()
+
+
+def test_ctrl_c_before_the_first_job_is_one_line(monkeypatch, capsys):
+    """Before any job installs the handlers, Ctrl-C is Python's KeyboardInterrupt: it was a traceback."""
+
+    def composing_the_first_job(main):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_install_hydra_reporter", lambda: None)
+    monkeypatch.setattr(cli, "_report_in_one_line", composing_the_first_job)
+    monkeypatch.setattr(cli, "record_command", lambda argv: None)
+    monkeypatch.setattr(cli, "_last_job", {"run_folder_key": None}, raising=False)
+    launch = cli.entry_point(str(CONF), "train", "chipadapt.pipeline:train")
+    with pytest.raises(SystemExit) as stop:
+        launch()
+    assert stop.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err == "chipadapt: interrupted (SIGINT) before a job started; no run was begun\n"

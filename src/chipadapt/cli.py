@@ -9,6 +9,7 @@ import importlib
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -239,5 +240,12 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
             # before are still installed, and nothing of that job is left to clean up. Hydra has put
             # back its config of no job by then: the folder key is the one the last job read.
             exit_interrupted(stop, _last_job["run_folder_key"])
+        except KeyboardInterrupt:
+            # Before the first job installed the handlers (Hydra composing, a sweeper importing Optuna):
+            # Python's own Ctrl-C, with no run begun, or with what the last job left complete.
+            if _last_job["run_folder_key"] is not None:
+                exit_interrupted(interrupts.Interrupted(signal.SIGINT), _last_job["run_folder_key"])
+            print("chipadapt: interrupted (SIGINT) before a job started; no run was begun", file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
 
     return launch
