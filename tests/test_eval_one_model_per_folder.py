@@ -101,3 +101,24 @@ def test_overwrite_leaves_a_file_of_another_origin_under_a_task_record_name(tmp_
     notes.write_text('{"mine": true}\n')  # not a task record: not the evaluation's to remove
     job(b, ["perplexity"], "overwrite=true")
     assert notes.read_text() == '{"mine": true}\n' and not (out / "mcq_items.jsonl").exists()
+
+
+def test_overwrite_with_another_model_starts_a_new_wandb_run(tmp_path, evaluate, monkeypatch):
+    """Before, the folder's W&B run was continued: b's results logged into a's run, over its history."""
+    from chipadapt.loggers import job as job_loggers
+
+    continued = []
+
+    class Recorder(job_loggers.JobLoggers):
+        def __init__(self, logger_cfg, config):
+            continued.append(logger_cfg.wandb.continue_run)
+            super().__init__(OmegaConf.create({}), config)
+
+    monkeypatch.setattr(job_loggers, "JobLoggers", Recorder)
+    job, _ = evaluate
+    a = model_folder(tmp_path, "a", b"weights of a")
+    b = model_folder(tmp_path, "b", b"weights of b")
+    job(a, ["perplexity"], "logger=wandb")
+    job(a, ["mcq"], "logger=wandb", "overwrite=true")  # the same model: its evaluation and its W&B run go on
+    job(b, ["perplexity"], "logger=wandb", "overwrite=true")
+    assert continued == [True, True, False]

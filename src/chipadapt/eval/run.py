@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
@@ -154,6 +154,11 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     # Before this run's manifest replaces the earlier one: the folder holds one model's evaluation.
     earlier = check_earlier_evaluation(cfg, out, run_folder_key())
+    if earlier is not None and (cfg.get("logger") or {}).get("wandb"):
+        # overwrite=true over another model's evaluation: a W&B run of its own, not the earlier model's
+        # run continued with this model's results logged over its history.
+        with open_dict(cfg):
+            cfg.logger.wandb.continue_run = False
     with (
         recorded_job(cfg, "evaluate", out) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
