@@ -3,6 +3,7 @@ bpb with a 95% bootstrap interval over the held-out documents and their count (m
 `metrics.before/after`, compare.py's `_ci95_lo/_ci95_hi/_n`), and the before/after change as a paired
 test on the same documents. The items are counted once when DDP's sampler repeats a sequence."""
 
+import json
 import math
 
 import numpy as np
@@ -161,3 +162,22 @@ def test_two_processes_validate_each_document_once(tmp_path, tiny_overrides):
         for split in one[when]:
             for key in ("bpb", "loss", "bpb_n"):
                 assert two[when][split][key] == pytest.approx(one[when][split][key], rel=1e-6), (when, split, key)
+
+
+def test_compare_reads_the_intervals_of_what_a_training_stage_measured_besides_validation(tmp_path):
+    """The retriever stage's retrieval figures carry _ci and _n in its manifest; compare.py showed them bare."""
+    from chipadapt.eval.compare_runs import load_run
+
+    figures = {"hit@8": 0.5, "hit@8_ci": [0.19, 0.81], "hit@8_n": 10, "hit@8_stderr": 0.16}
+    manifest = {
+        "kind": "train",
+        "status": "completed",
+        "overrides": ["stage=retriever"],
+        "metrics": {"global_step": 4, "val": {"val/loss": 0.1}, "retrieval": {"eval_queries": {"finetuned": figures}}},
+    }
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_run(run)
+    assert loaded.metrics["retrieval.eval_queries.finetuned.hit@8"] == 0.5
+    assert loaded.uncertainty["retrieval.eval_queries.finetuned.hit@8"] == {"ci": [0.19, 0.81], "n": 10}

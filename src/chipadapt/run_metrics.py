@@ -105,8 +105,10 @@ def evaluation_uncertainty(results: dict) -> dict[str, dict]:
 def run_results(manifest: dict) -> dict:
     """What a run's uncertainty is read from (`evaluation_uncertainty`): an evaluation's results, or a
     training run's final validation named as `run_metrics` names it, `val/<split>/<metric>` with its
-    `_ci` and `_n` beside it (`val/domain/bpb_ci`)."""
+    `_ci` and `_n` beside it (`val/domain/bpb_ci`), and the other figures its stage measured, under the
+    names `run_metrics` gives them (the retriever stage's `retrieval.eval_queries.finetuned.hit@8`)."""
     if manifest.get("results") or manifest.get("kind", "train") != "train":
         return manifest.get("results") or {}
-    after = (manifest.get("metrics") or {}).get("after") or {}
-    return {f"val/{split}/{key}": value for split, values in after.items() for key, value in values.items()}
+    measured = dict(manifest.get("metrics") or {})
+    after, _, _ = measured.pop("after", None) or {}, measured.pop("before", None), measured.pop("change", None)
+    return {**measured, **{f"val/{split}/{key}": v for split, values in after.items() for key, v in values.items()}}
