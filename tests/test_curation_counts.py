@@ -14,6 +14,7 @@ import pytest
 from test_curation import RTL, config, records
 
 from chipadapt.curation.run import SKIPS_WORTH_A_WARNING, curate
+from chipadapt.errors import ChipadaptError
 
 SDC = "create_clock -name clk -period 10 [get_ports clk]\nset_input_delay 1 -clock clk [all_inputs]\n"
 
@@ -212,6 +213,7 @@ def test_a_records_file_over_the_size_limit_is_said_with_the_key_to_raise(tmp_pa
     root = tmp_path / "threads"
     root.mkdir()
     (root / "bugs.jsonl").write_text(json.dumps({"text": "a bug thread " * 50}) + "\n")
+    (root / "counter.v").write_text(RTL[:90])  # a document kept: a corpus of none is refused
     cfg = config([root])
     cfg.limits.max_bytes = 100
     with caplog.at_level(logging.WARNING):
@@ -244,3 +246,19 @@ def test_files_seen_is_files_read_plus_files_skipped_per_reason(tmp_path):
     assert_documents_add_up(report)
     written = json.loads((tmp_path / "out" / "curation_report.json").read_text())
     assert written["files_read"] == 4 and written["skipped_examples"]["too_large"] == ["huge.txt"]
+
+
+def test_inputs_that_give_no_document_publish_nothing_and_are_named(tmp_path, caplog):
+    """An empty folder was curated into a published corpus/ holding only its report, exit 0."""
+    empty, chip = tmp_path / "empty", tmp_path / "chip"
+    empty.mkdir()
+    chip.mkdir()
+    (empty / ".notes").write_text("hidden, not read\n")
+    with pytest.raises(ChipadaptError, match=r"no document kept from .*empty \(1 file\(s\) seen, 0 read, skipped"):
+        curate(config([empty]), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    (chip / "counter.v").write_text(RTL)
+    with caplog.at_level(logging.WARNING):
+        report = curate(config([chip, empty]), tmp_path / "out")
+    assert report["documents_written"] == 1
+    assert re.search(r"data.curate.inputs\[empty\]: no document kept from .*empty", caplog.text)

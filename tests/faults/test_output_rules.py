@@ -54,6 +54,16 @@ def test_a_folder_of_another_command_or_of_the_user_is_never_replaced(tmp_path):
     assert len(kept) == 1 and (kept[0] / "x").is_file()  # the new output is kept, not thrown away
 
 
+def test_a_refusal_from_inside_the_block_leaves_no_half_made_folder(tmp_path):
+    """A ChipadaptError raised while the output was being made (curating inputs that gave no document)
+    left its temporary folder beside the destination."""
+    with pytest.raises(ChipadaptError, match="no document"):
+        with publish_folder(tmp_path / "corpus", "curate") as tmp:
+            (tmp / "report.json").write_text("{}")
+            raise ChipadaptError("no document kept")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "relation, message",
     [("same", "is models.chip itself"), ("parent", "holds models.chip"), ("inside", "lies inside models.chip")],

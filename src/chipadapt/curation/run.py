@@ -171,6 +171,14 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
                 "; ..." if skipped[reason] > len(examples[reason]) else "",
             )
 
+    if not written:  # a corpus of nothing would train nothing: said before anything is published
+        raise ChipadaptError(
+            f"data.curate.inputs: no document kept from {', '.join(inputs.values()) or 'no input'} ({files} file(s) "
+            f"seen, {read} read, skipped: {dict(skipped) or 'none'}); nothing was published"
+        )
+    for source, path in inputs.items():  # one input of several that gave nothing (a wrong folder, say)
+        if source not in chars:
+            log.warning("data.curate.inputs[%s]: no document kept from %s", source, path)
     largest = sorted(dedup.clusters.items(), key=lambda kv: -len(kv[1]))[:20]
     report = {
         "inputs": inputs,

@@ -202,12 +202,14 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
             raise refused from err
         raise
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700; published, as readable as any folder made here
+    kept = False  # the complete new output, refused its place: kept for the user, named in the error
     try:
         yield tmp
         readable_as_umask_allows(tmp)
         write_marker(tmp, command)
         if dest.exists():
             if written_by(dest) != command and any(dest.iterdir()):
+                kept = True
                 raise ChipadaptError(
                     f"{dest}: exists and is not an output of {command}; refusing to replace it "
                     f"(the new output is kept at {tmp})"
@@ -218,10 +220,11 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    except ChipadaptError:
-        raise
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not kept:  # also a refusal from inside the block (a ChipadaptError): nothing half-made stays
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, ChipadaptError):
+            raise
         full = disk_full_error(err)
         if full is not None and not full.filename:  # safetensors' writer names no file: name the output
             raise OSError(full.errno, os.strerror(full.errno), str(dest)) from err
