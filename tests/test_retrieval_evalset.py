@@ -142,7 +142,7 @@ def test_fusion_is_chosen_on_the_grid_and_falls_back_to_the_better_part():
         choose_fusion(sparse, dense, positives, {"sum": {"weight": [0.5]}}, "mrr@10", [1, 5], 10)
 
 
-def test_retrieval_task_reports_a_split_by_type_with_the_fusion_choice_and_misses(tmp_path):
+def test_retrieval_task_reports_a_split_by_type_with_the_fusion_choice_and_misses(tmp_path, caplog):
     from omegaconf import OmegaConf
 
     from chipadapt.eval.tasks.retrieval import RetrievalTask
@@ -205,10 +205,12 @@ def test_retrieval_task_reports_a_split_by_type_with_the_fusion_choice_and_misse
 
     module.make_retrievers = with_fake_hybrid
     try:
-        results = task.run()
+        with caplog.at_level("WARNING"):
+            results = task.run()
     finally:
         module.make_retrievers = real
     assert results["split"] == "test" and results["bm25"]["queries"] == 3
+    assert "hit@5 over 4 passages ranks every passage" in caplog.text  # 1 for any retriever: said
     assert (
         results["bm25"]["by_type"]["how-to"]["queries"] == 1 and results["bm25"]["by_type"]["concept"]["queries"] == 2
     )

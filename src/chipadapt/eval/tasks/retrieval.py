@@ -171,6 +171,13 @@ class RetrievalTask(TaskBase):
             raise ChipadaptError(f"eval.retrieval: no questions left of {self.queries_path} (limit={self.limit})")
         if (self.fusion or {}).get("tune_on"):  # checked before any retriever runs, not after all of them
             select_split(all_queries, self.fusion["tune_on"], str(self.queries_path), "eval.retrieval.fusion.tune_on")
+        trivial = [k for k in self.ks if k >= len(passages)]
+        if trivial:  # every passage is in the top k: a hit says nothing about the retriever
+            log.warning(
+                "eval.retrieval.ks: hit@%s over %d passages ranks every passage; those figures are 1 for any retriever",
+                ",".join(map(str, trivial)),
+                len(passages),
+            )
         retrievers = make_retrievers(self.encoders, self.dense, self.bm25, self.hybrid, self.index_dir)
         results = {}
         self.items = [
