@@ -145,7 +145,9 @@ def test_conversation_sources_name_bad_lines_and_keep_the_eval_split_out(tmp_pat
     bad.write_text(
         '{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{"role": "bot", "content": "x"}]}\n'
     )
-    with pytest.raises(ChipadaptError, match="bad.jsonl:2: 'messages' must be a list"):
+    with pytest.raises(
+        ChipadaptError, match="bad.jsonl:2: 'messages' turn 1 has role 'bot', not one of system, user, assistant"
+    ):
         read_conversations("chat", {"path": str(bad), "format": "chat"})
     rows = [{"prompt": f"task {i}", "script": f"x = {i}"} for i in range(60)]
     path = write_jsonl(tmp_path / "eda.jsonl", rows)

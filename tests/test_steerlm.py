@@ -139,7 +139,6 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
             "annotate.input.format=chat",
             "~annotate.input.prompt_key",
             "~annotate.input.completion_key",
-            "~annotate.input.exclude_eval_split",
             f"hydra.run.dir={ann}",
         ]
     )

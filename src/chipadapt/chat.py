@@ -105,7 +105,8 @@ class ChatSession:
             log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
         self.messages: list[dict] = []
         self.reply_attributes: list[dict] = []  # the attributes each assistant message was generated under
-        self.last_sources: list[str] = []
+        self.last_sources: list[str] = []  # ids of the passages in the last prompt, in rank order
+        self.last_retrieved: list[str] = []  # ids the retriever returned for it (top_k; some may not fit)
         self.retriever = self.passages = None
         if cfg.get("retrieval"):
             from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
@@ -127,8 +128,24 @@ class ChatSession:
         prompt, used = rag_prompt(
             text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.cfg.retrieval.budget_tokens
         )
-        self.last_sources = [self.passages[pid].source or pid for pid in used]
+        self.last_retrieved, self.last_sources = [pid for pid, _ in hits], used
         return {"role": "user", "content": prompt}
+
+    def source_lines(self) -> list[str]:
+        """/sources: one line per passage of the last prompt, its id and where it comes from (its
+        document title and section path, else its source document), so that two passages of one
+        document can be told apart."""
+        lines = []
+        for rank, pid in enumerate(self.last_sources, start=1):
+            where = self.passages[pid].context or self.passages[pid].source
+            lines.append(f"[{rank}] {pid}" + (f"  ({where})" if where else ""))
+        return lines
+
+    def sources_record(self) -> str:
+        """chat.log's line for the last retrieval: the ids in the prompt, then those cut by the budget."""
+        cut = [pid for pid in self.last_retrieved if pid not in self.last_sources]
+        note = f"; retrieved but over retrieval.budget_tokens: {', '.join(cut)}" if cut else ""
+        return f"sources: {', '.join(self.last_sources) or '(none fit)'}{note}"
 
     @torch.no_grad()
     def reply(self, text: str, out=sys.stdout) -> str | None:
@@ -295,7 +312,7 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
         if note := unfamiliar_attributes(session.attributes, session.order):
             print(f"(note: {note}; a SteerLM model has never seen it)")
     elif name == "/sources":
-        print("\n".join(session.last_sources) or "(no retrieval for the last answer)")
+        print("\n".join(session.source_lines()) or "(no retrieval for the last answer)")
     elif name == "/save":
         try:
             saved = save_transcript(session, argument, run_dir)
@@ -348,6 +365,8 @@ def converse(session: ChatSession, cfg: DictConfig, run_dir: Path) -> None:
                 continue
             print("assistant> ", end="", flush=True)
             answer = session.reply(line)
+            if session.retriever is not None:
+                record.info("%s", session.sources_record())
             record.info("assistant: %s", answer if answer is not None else "(stopped by Ctrl-C)")
         except (CommandError, ChipadaptError) as err:
             print(f"chipadapt: error: {err}", file=sys.stderr, flush=True)

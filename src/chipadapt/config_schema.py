@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.steerlm.stage_settings import check_steerlm_stages
 from chipadapt.trainer_schema import check_trainer
 
 WHERE = "see src/chipadapt/config_schema.py for the keys each group takes"
@@ -373,6 +374,7 @@ def validate(cfg: DictConfig) -> None:
     check_optimized_metric(cfg)
     if "stage" in cfg:  # train.py
         check_trainer(cfg)
+        check_steerlm_stages(cfg)  # stage=annotate|bootstrap: counts and attribute settings (steerlm/stage_settings.py)
         if isinstance(cfg.get("trainer"), DictConfig):
             check_fsdp_strategy(cfg.trainer)
     for group, schema in GROUPS.items():

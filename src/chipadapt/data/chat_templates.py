@@ -14,6 +14,7 @@ offset mapping, so a template that tokenises differently in context cannot shift
 import json
 from dataclasses import dataclass
 
+from chipadapt.data.conversations import LATER_SYSTEM
 from chipadapt.errors import ChipadaptError
 
 USE_CHIPNEMO = "use ChipNeMo's format: train.py data/template=chipnemo, chat.py data/template@template=chipnemo"
@@ -23,6 +24,15 @@ USE_CHIPNEMO = "use ChipNeMo's format: train.py data/template=chipnemo, chat.py 
 class Rendered:
     text: str
     spans: list[tuple[int, int]]  # [start, end) of the text the model learns to produce
+
+
+def first_system(messages: list[dict], default: str | None) -> str | None:
+    """The conversation's system message (its first turn), else `default`. A later one is refused, as
+    the data loader refuses it (data/conversations.py): both templates would otherwise drop it."""
+    for number, message in enumerate(messages, 1):
+        if message["role"] == "system" and number > 1:
+            raise ChipadaptError(LATER_SYSTEM.format(number=number))
+    return messages[0]["content"] if messages and messages[0]["role"] == "system" else default
 
 
 def attribute_string(attributes: dict | None, order: list[str] | None = None) -> str:
@@ -45,7 +55,7 @@ class ModelChatTemplate:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
     def with_system(self, messages: list[dict], attributes: str) -> list[dict]:
-        system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
+        system = first_system(messages, self.default_system)
         rest = [m for m in messages if m["role"] != "system"]
         if attributes:
             system = (
@@ -94,7 +104,7 @@ class StringTemplate:
         self.assistant_end, self.attribute_line, self.default_system = assistant_end, attribute_line, default_system
 
     def _pieces(self, messages: list[dict], attributes: str):
-        system = next((m["content"] for m in messages if m["role"] == "system"), self.default_system)
+        system = first_system(messages, self.default_system)
         yield self.system.format(content=system), False
         for message in messages:
             if message["role"] == "system":
@@ -134,12 +144,14 @@ class StringTemplate:
             before, _, after = fmt.partition("{content}")
             return literal(before) + "{{ " + what + " }}" + literal(after)
 
+        later_before, _, later_after = LATER_SYSTEM.partition("{number}")  # as render() refuses it
         return (
             "{%- set ns = namespace(system=" + json.dumps(self.default_system) + ") -%}"
-            "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = m['content'] -%}{%- endfor -%}"
-            + around(self.system, "ns.system")
-            + "{%- for m in messages -%}"
-            "{%- if m['role'] == 'user' -%}" + around(self.user, "m['content']") + ""
+            "{%- if messages and messages[0]['role'] == 'system' -%}{%- set ns.system = messages[0]['content'] -%}"
+            "{%- endif -%}" + around(self.system, "ns.system") + "{%- for m in messages -%}"
+            "{%- if m['role'] == 'system' and not loop.first -%}"
+            "{{ raise_exception(" + json.dumps(later_before) + " ~ loop.index ~ " + json.dumps(later_after) + ") }}"
+            "{%- elif m['role'] == 'user' -%}" + around(self.user, "m['content']") + ""
             "{%- elif m['role'] == 'assistant' -%}"
             + literal(self.assistant_header)
             + "{{ m['content'] }}"
@@ -149,8 +161,9 @@ class StringTemplate:
         )
 
 
-def tokenize_with_labels(tokenizer, rendered: Rendered, max_length: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels: a token is learned when it starts inside a learned span; others get -100."""
+def tokenize_with_labels(tokenizer, rendered: Rendered, max_length: int | None) -> tuple[list[int], list[int]]:
+    """Token ids and labels: a token is learned when it starts inside a learned span; others get -100.
+    Cut to `max_length` tokens (None: whole)."""
     encoded = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     labels = []

@@ -11,7 +11,9 @@ it is never asked for. A null value means "not labelled".
 A record without an assistant turn (or with `messages: []`) teaches nothing: it is left out, counted
 per source and warned about. A conversation whose first turn (after the system message) is the
 assistant's is refused: its reply answers nothing, and most chat templates cannot render it (a
-greeting belongs in the system message, or after the user turn it answers).
+greeting belongs in the system message, or after the user turn it answers). So is a system message
+after the first turn (see LATER_SYSTEM), and a turn whose role is not system, user or assistant,
+named by its number and role.
 """
 
 import dataclasses
@@ -30,6 +32,13 @@ HELPSTEER_KEYS = ("helpfulness", "correctness", "coherence", "complexity", "verb
 ROLES = {"user", "assistant", "system"}
 FORMATS = ("chat", "prompt_completion", "hf")
 ATTRIBUTE_SCALE = (0, 4)  # OASST steerlm_attributes, HelpSteer 1 and 2, annotate's clamped predictions
+# Refused, not dropped or moved: SteerLM's attributes and ChipNeMo's format have one place for a system
+# message, at the start, and models' own templates differ on later ones (ChatML renders them where they
+# stand, Llama 2's and Mistral's refuse them), so the same data would train another text on each model.
+LATER_SYSTEM = (
+    "turn {number} is a system message after the conversation began; a conversation has one system "
+    "message, its first turn: fold this one into it, or into the user turn it instructs"
+)
 
 
 @dataclass
@@ -125,6 +134,36 @@ def _attributes(where: str, record: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _kind(value) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def check_turns(where: str, key: str, messages) -> None:
+    """A chat record's turns, each {role: system|user|assistant, content: str}, a system message only
+    as the first; the first bad turn is named by its number (from 1) and role."""
+    if not isinstance(messages, list):
+        raise ChipadaptError(f"{where}: {key!r} must be a list of turns, got {_kind(messages)}")
+    for number, turn in enumerate(messages, 1):
+        if not isinstance(turn, dict) or "role" not in turn:
+            raise ChipadaptError(
+                f"{where}: {key!r} turn {number} is {turn!r:.60}, not an object with a role and content"
+            )
+        role = turn["role"]
+        if role not in ROLES:
+            hint = f" (lower-case: {role.lower()!r})" if isinstance(role, str) and role.lower() in ROLES else ""
+            raise ChipadaptError(
+                f"{where}: {key!r} turn {number} has role {role!r}, not one of system, user, assistant{hint}"
+            )
+        if "content" not in turn:
+            raise ChipadaptError(f"{where}: {key!r} turn {number} ({role}) has no 'content'")
+        if not isinstance(turn["content"], str):
+            raise ChipadaptError(
+                f"{where}: {key!r} turn {number} ({role}) has 'content' {_kind(turn['content'])}, not a string"
+            )
+        if role == "system" and number > 1:
+            raise ChipadaptError(f"{where}: {LATER_SYSTEM.format(number=number)}")
+
+
 def read_conversations(name: str, spec: dict, key: str | None = None) -> list[Conversation]:
     """Conversations of one source; see load_conversations."""
     return load_conversations(name, spec, key).conversations
@@ -140,12 +179,7 @@ def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceC
         kind = src.format if src.format != "hf" else ("chat" if src.messages_key in record else "prompt_completion")
         if kind == "chat":
             messages = record.get(src.messages_key)
-            if not isinstance(messages, list) or not all(
-                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
-            ):
-                raise ChipadaptError(
-                    f"{where}: {src.messages_key!r} must be a list of {{role: system|user|assistant, content: str}}"
-                )
+            check_turns(where, src.messages_key, messages)
             if src.format == "hf":  # arrow rows carry every column of the schema, None where a message lacks it
                 messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         else:
@@ -194,7 +228,8 @@ def _records(src: ConversationSource, key: str):
         from chipadapt.io.hf_dataset import hf_records
 
         for index, record in hf_records(str(src.path), src.split, src.subset, bool(src.streaming), key):
-            yield f"{src.path} [{src.split}] row {index}", index, record
+            # numbered from 1, as JSONL lines and DAPT's dataset rows are; the id (index) keeps its split
+            yield f"row {index + 1} of {src.path} [{src.split}]", index, record
         return
     path = Path(src.path)
     if path.is_dir() and not is_dataset_path(path):

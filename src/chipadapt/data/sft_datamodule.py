@@ -8,6 +8,7 @@ training set and reported in the run's manifest either way.
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -56,7 +57,9 @@ class SFTDataModule(TrainingDataModule):
         self.template = instantiate(data.template)(tokenizer=tokenizer)
         self.pad_id = pad_token_id(tokenizer, tokenizer.convert_tokens_to_ids(separator_token))
 
-    def encode(self, conversation: Conversation) -> tuple[list[int], list[int]] | None:
+    def encode(self, conversation: Conversation) -> tuple[tuple[list[int], list[int]] | None, int]:
+        """(ids, labels) of the conversation within data.seq_len tokens (None when no answer token is
+        inside them), and how many answer tokens lie past data.seq_len, not learned."""
         attrs = (
             attribute_string(conversation.attributes, list(self.cfg.attributes.order))
             if self.cfg.attributes.use
@@ -69,8 +72,40 @@ class SFTDataModule(TrainingDataModule):
             raise ChipadaptError(
                 f"{conversation.where}: the chat template cannot render this conversation: {first}"
             ) from None
-        ids, labels = tokenize_with_labels(self.tokenizer, rendered, self.cfg.seq_len)
-        return (ids, labels) if any(label != -100 for label in labels) else None  # truncated past every answer
+        ids, labels = tokenize_with_labels(self.tokenizer, rendered, None)
+        cut = sum(label != -100 for label in labels[self.cfg.seq_len :])
+        ids, labels = ids[: self.cfg.seq_len], labels[: self.cfg.seq_len]
+        return ((ids, labels) if any(label != -100 for label in labels) else None), cut
+
+    def encode_all(self, conversations: list[Conversation]) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+        """The samples with an answer inside data.seq_len, and, for each of them whose answers run past
+        it, the answer tokens cut."""
+        results = [self.encode(c) for c in conversations]
+        return [sample for sample, _ in results if sample], [cut for sample, cut in results if sample and cut]
+
+    def warn_unknown_attributes(self, key: str, conversations: list[Conversation]) -> dict[str, int] | None:
+        """{name: conversations} of attribute names outside data.attributes.order, with one line when
+        there are any (None when attributes do not enter training). A warning, as chat.py's for
+        generate.attributes: a name of one's own is allowed (SteerLM takes any), but a misspelt one
+        (`qualty`) teaches an attribute no one asks for while the conversation loses its label."""
+        if not self.cfg.attributes.use:
+            return None
+        order = list(self.cfg.attributes.order)
+        unknown = Counter(name for c in conversations for name in set(c.attributes) - set(order))
+        carriers = [c for c in conversations if set(c.attributes) - set(order)]
+        if carriers:
+            log.warning(
+                "%s: %d conversation%s attribute names outside data.attributes.order: %s (first: %s); SteerLM "
+                "puts them into the prompt as they are, and chat.py warns about them as unfamiliar; fix the names "
+                "or add them to data.attributes.order (it has: %s)",
+                key,
+                len(carriers),
+                " carries" if len(carriers) == 1 else "s carry",
+                ", ".join(sorted(unknown)),
+                carriers[0].where,
+                ", ".join(order),
+            )
+        return dict(sorted(unknown.items()))
 
     def prepare_data(self) -> None:
         pass
@@ -83,47 +118,63 @@ class SFTDataModule(TrainingDataModule):
         for name, spec in self.cfg.sources.items():
             if spec is None:  # a source switched off (data.sources.NAME=null)
                 continue
-            loaded = load_conversations(name, _plain(spec), f"data.sources.{name}")
+            key = f"data.sources.{name}"
+            loaded = load_conversations(name, _plain(spec), key)
             convs = loaded.conversations
+            unknown = self.warn_unknown_attributes(key, convs)
             val_convs = [c for c in convs if held_out(c.id, self.cfg.val_fraction)] if self.cfg.val_fraction else []
             train_convs = [c for c in convs if not (self.cfg.val_fraction and held_out(c.id, self.cfg.val_fraction))]
-            encoded = [e for e in map(self.encode, train_convs) if e]
+            encoded, cut = self.encode_all(train_convs)
             times = loaded.source.weight * loaded.source.epochs
             whole, extra = copies(times, len(encoded))
             blended = encoded * whole + rng.sample(encoded, extra)
             train += blended
             if val_convs:
-                val[name] = [e for e in map(self.encode, val_convs[: self.cfg.val_max_conversations]) if e]
+                val[name] = self.encode_all(val_convs[: self.cfg.val_max_conversations])[0]
             rows.append(
-                (
-                    name,
-                    len(convs),
-                    loaded.no_answer,  # records with no assistant turn (warned about as they are read)
-                    len(train_convs),
-                    len(train_convs) - len(encoded),  # every answer past data.seq_len: nothing to learn
-                    len(val_convs),
-                    times,
-                    len(blended),
-                    sum(len(i) for i, _ in blended),
-                )
+                {
+                    "name": name,
+                    "conversations": len(convs),
+                    "no_answer": loaded.no_answer,  # records with no assistant turn (warned about as they are read)
+                    "train": len(train_convs),
+                    "too_long": len(train_convs) - len(encoded),  # every answer past data.seq_len: nothing to learn
+                    "answers_cut": len(cut),  # trained on, but answer tokens past data.seq_len are not learned
+                    "answer_tokens_cut": sum(cut),
+                    "val": len(val_convs),
+                    "weight_x_epochs": times,
+                    "blended": len(blended),
+                    "blended_tokens": sum(len(i) for i, _ in blended),
+                    **({} if unknown is None else {"unknown_attributes": unknown}),
+                }
             )
         for name, spec in (self.cfg.get("val_sources") or {}).items():
             if spec is None:
                 continue
-            convs = load_conversations(name, _plain(spec), f"data.val_sources.{name}").conversations[
-                : self.cfg.val_max_conversations
-            ]
-            val[name] = [e for e in map(self.encode, convs) if e]
+            key = f"data.val_sources.{name}"
+            convs = load_conversations(name, _plain(spec), key).conversations[: self.cfg.val_max_conversations]
+            self.warn_unknown_attributes(key, convs)
+            val[name] = self.encode_all(convs)[0]
         if not train:
             raise ChipadaptError(
                 f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
             )
-        cut = {row[0]: row[4] for row in rows if row[4]}
-        if cut:
+        too_long = {row["name"]: row["too_long"] for row in rows if row["too_long"]}
+        if too_long:
             log.warning(
                 "left out of training, every answer past data.seq_len=%d tokens: %s",
                 self.cfg.seq_len,
-                ", ".join(f"{n} of {name}" for name, n in cut.items()),
+                ", ".join(f"{n} of {name}" for name, n in too_long.items()),
+            )
+        cut = {row["name"]: row["answers_cut"] for row in rows if row["answers_cut"]}
+        if cut:
+            log.warning(
+                "data.seq_len=%d cuts the answers of %d training conversation%s (%s answer tokens not learned): %s; "
+                "raise data.seq_len to learn them whole",
+                self.cfg.seq_len,
+                sum(cut.values()),
+                "" if sum(cut.values()) == 1 else "s",
+                f"{sum(row['answer_tokens_cut'] for row in rows):,}",
+                ", ".join(f"{name} {n}" for name, n in cut.items()),
             )
         rng.shuffle(train)
         self.train_samples = train
@@ -148,25 +199,7 @@ class SFTDataModule(TrainingDataModule):
             if self.cfg.packing
             else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
             "val_item": "conversation",  # what validation's intervals resample (modules/val_items.py)
-            "sources": [
-                dict(
-                    zip(
-                        (
-                            "name",
-                            "conversations",
-                            "no_answer",
-                            "train",
-                            "too_long",
-                            "val",
-                            "weight_x_epochs",
-                            "blended",
-                            "blended_tokens",
-                        ),
-                        r,
-                    )
-                )
-                for r in rows
-            ],
+            "sources": rows,
         }
 
     def summary(self) -> Table:
@@ -177,23 +210,27 @@ class SFTDataModule(TrainingDataModule):
             f"{100 * s['learned_share']:.1f}% of tokens learned; waste: packed {100 * s['packing_waste']:.1f}%, "
             f"padded {100 * s['padding_waste']:.1f}% ({'packing' if s['packing'] else 'padding'} used)"
         )
-        columns = (
-            "source",
-            "conversations",
-            "no assistant turn",
-            "train",
-            "answer past seq_len",
-            "val",
-            "weight x epochs",
-            "blended",
-            "tokens",
-        )
+        columns = {
+            "source": "name",
+            "conversations": "conversations",
+            "no assistant turn": "no_answer",
+            "train": "train",
+            "answer past seq_len": "too_long",
+            "answers cut": "answers_cut",
+            "val": "val",
+            "weight x epochs": "weight_x_epochs",
+            "blended": "blended",
+            "tokens": "blended_tokens",
+        }
         for column in columns:
             table.add_column(column, justify="left" if column == "source" else "right")
-        for name, n, no_answer, tr, cut, va, times, blended, tokens in self.rows:
-            table.add_row(
-                name, str(n), str(no_answer), str(tr), str(cut), str(va), f"{times:g}", str(blended), f"{tokens:,}"
-            )
+        for row in self.rows:
+            cells = {column: str(row[key]) for column, key in columns.items()}
+            if row["answers_cut"]:
+                cells["answers cut"] += f" ({row['answer_tokens_cut']:,} tokens)"
+            cells["weight x epochs"] = f"{row['weight_x_epochs']:g}"
+            cells["tokens"] = f"{row['blended_tokens']:,}"
+            table.add_row(*cells.values())
         return table
 
     def collate(self, items):

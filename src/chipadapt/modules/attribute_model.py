@@ -10,10 +10,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torchmetrics.regression import MeanAbsoluteError, SpearmanCorrCoef
 from transformers import AutoModelForSequenceClassification
 
 from chipadapt.models.safe_load import safe_from_pretrained
+from chipadapt.modules.attribute_figures import LOGGED, attribute_figures
 from chipadapt.modules.optim import optimizers_for
 
 
@@ -84,18 +84,10 @@ class AttributeModule(L.LightningModule):
             m = mask[:, i]
             if m.sum() < 3:
                 continue
-            p, y = preds[m, i], labels[m, i]
-            baseline = torch.full_like(y, float(self.label_means[i]))
-            results[name] = {
-                "mae": float(MeanAbsoluteError()(p, y)),
-                "baseline_mae": float(MeanAbsoluteError()(baseline, y)),
-                "spearman": float(SpearmanCorrCoef()(p, y))
-                if y.unique().numel() > 1 and p.unique().numel() > 1
-                else 0.0,
-                "n": int(m.sum()),
-            }
-            for key, value in results[name].items():
-                self.log(f"val/{name}/{key}", float(value))
+            results[name] = attribute_figures(preds[m, i].tolist(), labels[m, i].tolist(), float(self.label_means[i]))
+            for key in LOGGED:
+                if results[name].get(key) is not None:
+                    self.log(f"val/{name}/{key}", float(results[name][key]))
         self.val_results = results
         self.last_val_step = self.global_step
         self._reset_val()

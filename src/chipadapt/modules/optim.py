@@ -6,6 +6,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from chipadapt.modules.lr_schedule import warmup_that_fits
+
 log = logging.getLogger(__name__)
 
 # Values looked at per tensor to estimate how many updates round away (enough for a share in %).
@@ -61,10 +63,32 @@ def optimizers_for(
     warn_if_updates_round_away(optimizer, trainer)
     if optim.scheduler is None:
         return optimizer
-    scheduler = instantiate(optim.scheduler)(
-        optimizer=optimizer, num_training_steps=int(trainer.estimated_stepping_batches)
-    )
+    total = int(trainer.estimated_stepping_batches)
+    fitted = {}
+    if "num_warmup_steps" in optim.scheduler:
+        fitted["num_warmup_steps"] = warmup_fitted_to_run(int(optim.scheduler.num_warmup_steps), total, optim, trainer)
+    scheduler = instantiate(optim.scheduler, **fitted)(optimizer=optimizer, num_training_steps=total)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_fitted_to_run(warmup: int, total: int, optim: DictConfig, trainer) -> int:
+    """The warm-up this run has room for, with one line when it is shorter than configured: a warm-up
+    longer than the run (adamw_cosine's 10 steps in a 3-step run) trained at a fraction of optim.lr,
+    or, in a 1-step run, at lr 0. Capped rather than refused: a short run is usually a test of the
+    pipeline, and the configured warm-up is the optim group's default more often than a choice."""
+    fitted = warmup_that_fits(warmup, total)
+    if fitted < warmup and getattr(trainer, "is_global_zero", True):
+        log.warning(
+            "optim.scheduler.num_warmup_steps=%d is more than half of the %d step%s this run takes: warming up "
+            "over %d step%s instead, so it trains at optim.lr=%g (train longer to warm up as configured)",
+            warmup,
+            total,
+            "" if total == 1 else "s",
+            fitted,
+            "" if fitted == 1 else "s",
+            optim.lr,
+        )
+    return fitted
 
 
 def share_of_updates_lost(param: torch.Tensor, lr: float) -> float:

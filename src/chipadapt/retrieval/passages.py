@@ -119,10 +119,27 @@ def _heading(piece: str) -> tuple[int, str]:
     return len(stripped) - len(stripped.lstrip("#")), stripped.lstrip("#").strip()
 
 
+def _under(path: tuple[tuple[int, str], ...], heading: str) -> tuple[tuple[int, str], ...]:
+    """The heading path once `heading` opens its section: it replaces its level and those below."""
+    level, title = _heading(heading)
+    return (*(h for h in path if h[0] < level), (level, title))
+
+
+def _opening_section(body: list[tuple[str, bool, tuple]]) -> tuple[tuple[int, str], ...]:
+    """The section a passage's first prose belongs to: the path before its first piece that is not a
+    heading. A passage that opens with `### set_derate` is about set_derate, not about the section
+    before that heading (the path before its first piece), which would label it with a neighbour's name."""
+    for _, is_heading, before in body:
+        if not is_heading:
+            return before
+    return _under(body[-1][2], body[-1][0])  # headings only (a document's last lines)
+
+
 def chunk_sections(
     text: str, max_chars: int, min_chars: int, overlap_chars: int
 ) -> list[tuple[str, tuple[tuple[int, str], ...]]]:
-    """The passages of one document with, for each, the (level, heading) path enclosing its start."""
+    """The passages of one document with, for each, the (level, heading) path of the section it opens
+    in (`_opening_section`)."""
     if max_chars < 32:
         raise ChipadaptError(f"passages.max_chars={max_chars} is too small (at least 32)")
     pieces: list[tuple[str, bool]] = []  # (text, is_heading)
@@ -138,14 +155,14 @@ def chunk_sections(
             while trailing < len(body) and body[len(body) - 1 - trailing][1]:
                 trailing += 1
             if trailing < len(body):  # headings at the end move on with the section they title
-                chunks.append(("\n\n".join(t for t, *_ in body[: len(body) - trailing]), body[0][2]))
+                kept = body[: len(body) - trailing]
+                chunks.append(("\n\n".join(t for t, *_ in kept), _opening_section(kept)))
                 body = body[len(body) - trailing :]
         body.append((piece, is_heading, path))
         if is_heading:
-            level, title = _heading(piece)
-            path = (*(h for h in path if h[0] < level), (level, title))
+            path = _under(path, piece)
     if body:
-        chunks.append(("\n\n".join(t for t, *_ in body), body[0][2]))
+        chunks.append(("\n\n".join(t for t, *_ in body), _opening_section(body)))
     # A short tail (a closing line, a lone link) joins the passage before it.
     merged: list[tuple[str, tuple]] = []
     for chunk, where in chunks:

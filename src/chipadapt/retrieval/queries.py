@@ -31,6 +31,8 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
     for lineno, record in unique_field(jsonl_records(path, missing=f"queries file {path} does not exist"), path, "id"):
         if not isinstance(record.get("query"), str):
             raise ChipadaptError(f"{path}:{lineno}: a query needs a string 'query'")
+        if not record["query"].strip():  # retrievers find nothing for it: it would count as a miss
+            raise ChipadaptError(f"{path}:{lineno}: 'query' is empty")
         positives = record.get("positive_ids")
         if not isinstance(positives, list) or not positives:
             raise ChipadaptError(f"{path}:{lineno}: 'positive_ids' must be a non-empty list")

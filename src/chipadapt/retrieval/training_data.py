@@ -1,5 +1,6 @@
-"""The retriever's training data: synthetic groups written once into the run folder (a rerun with
-the same folder reuses them), and the split of groups into training and held-out queries."""
+"""The retriever's training data: synthetic groups written into the run folder (a rerun in the same
+folder reuses them while their settings and inputs are unchanged: io/built_from.py), and the split of
+groups into training and held-out queries."""
 
 import json
 import logging
@@ -8,7 +9,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.holdout import held_out
-from chipadapt.io.atomic import write_json_atomic, write_text_atomic
+from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.built_from import reusable, write_built
+from chipadapt.retrieval.built_inputs import synthesis_inputs
 from chipadapt.retrieval.passages import Passage
 from chipadapt.retrieval.queries import Query
 
@@ -20,17 +23,24 @@ def plain(node):
 
 
 def synthesize_training_file(
-    syn: DictConfig, bm25: DictConfig, model: DictConfig, passages: list[Passage], out: Path, seed: int
+    syn: DictConfig,
+    bm25: DictConfig,
+    model: DictConfig,
+    passages: list[Passage],
+    out: Path,
+    seed: int,
+    resumed: str | None = None,
 ) -> Path:
-    """Write `out/synthetic/train.jsonl` (all groups, Tevatron format) unless it is there already.
-    `model`: the causal LM that writes and judges the questions (method=llm)."""
+    """Write `out/synthetic/train.jsonl` (all groups, Tevatron format) unless it is there already, built
+    from the same settings and inputs. `model`: the causal LM that writes and judges the questions
+    (method=llm). `resumed`: the checkpoint this run resumes (trained on the file there)."""
     from chipadapt.models.inference import load_inference_model
     from chipadapt.retrieval.retrievers import BM25Retriever
     from chipadapt.retrieval.synthetic import LLMHelper, synthesize
 
     target = out / "synthetic" / "train.jsonl"
-    if target.is_file():
-        log.info("reusing synthetic training data in %s", target)
+    built_from = synthesis_inputs(plain(syn), plain(bm25), model, passages, seed)
+    if reusable(target, built_from, "train on it as given with retriever.train_file=FILE", resumed):
         return target
     llm, folder = None, None
     if syn.method == "llm":
@@ -56,7 +66,7 @@ def synthesize_training_file(
     )
     report["generator_model"] = str(folder) if llm else None
     write_json_atomic(out / "synthetic" / "report.json", report)
-    write_text_atomic(target, "".join(json.dumps(g.to_tevatron(), ensure_ascii=False) + "\n" for g in groups))
+    write_built(target, "".join(json.dumps(g.to_tevatron(), ensure_ascii=False) + "\n" for g in groups), built_from)
     return target
 
 

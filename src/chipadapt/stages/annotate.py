@@ -1,5 +1,12 @@
 """`stage=annotate`, SteerLM step 2: label every conversation of `annotate.input` with the attribute
-model's predictions (no training) -> DIR/annotated.jsonl (or `annotate.output`)."""
+model's predictions (no training) -> DIR/annotated.jsonl (or `annotate.output`). An attribute whose head
+had no training label is written as null (steerlm/attribute_record.py), which SteerLM reads as unlabelled.
+
+eval=eda_script's evaluation scripts stay out of what SteerLM trains on, the hash split that
+data.sources.eda_scripts applies: for the EDA-Corpus files (`annotate.eda_eval_split.corpus`) only. A
+split defined over EDA scripts means nothing for a file of the user's own, where it would drop a fifth of
+it at random; an explicit `annotate.input.exclude_eval_split` applies it to any file. What it leaves out
+is counted and told either way."""
 
 import json
 import logging
@@ -8,14 +15,18 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.data.conversations import read_conversations
+from chipadapt.data.conversations import Conversation, read_conversations
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_file, first_line
-from chipadapt.manifest import RunManifest
+from chipadapt.manifest import RunManifest, fingerprint_input
+from chipadapt.run_folder_key import run_folder_key
 from chipadapt.stages.common import begin
+from chipadapt.stages.output_rerun import finished_or_refused
 from chipadapt.steerlm.rating import AttributeRater
 
 log = logging.getLogger(__name__)
+
+KEY = "annotate.input"
 
 
 def _annotated_by_us(path: Path) -> bool:
@@ -26,23 +37,83 @@ def _annotated_by_us(path: Path) -> bool:
         return False
 
 
+def output_file(cfg: DictConfig, out: Path) -> tuple[Path, str]:
+    """Where the annotated conversations go, and the setting that says so."""
+    if cfg.annotate.output:
+        return Path(str(cfg.annotate.output)).expanduser().resolve(), "annotate.output"
+    return out / "annotated.jsonl", run_folder_key()
+
+
+def finished_before(cfg: DictConfig, out: Path) -> dict | None:
+    """train.py's hook: a rerun of this completed annotation is passed, one with other settings or
+    inputs refused unless overwrite=true (stages/output_rerun.py)."""
+    target, key = output_file(cfg, out)
+    return finished_or_refused(cfg, out, target, key)
+
+
+def input_spec(a: DictConfig) -> tuple[dict, str | None]:
+    """`annotate.input` as a source, with the EDA evaluation split where the input is an EDA-Corpus file;
+    and how to keep the rows the split leaves out, where one applies."""
+    spec = OmegaConf.to_container(a.input, resolve=True)
+    if spec.get("exclude_eval_split") is not None:
+        return spec, f"without {KEY}.exclude_eval_split they are kept"
+    split = a.get("eda_eval_split")
+    if split and spec.get("path"):
+        corpus = Path(str(split.corpus)).expanduser().resolve()
+        source = Path(str(spec["path"])).expanduser().resolve()
+        if source == corpus or corpus in source.parents:
+            spec["exclude_eval_split"] = {"fraction": float(split.fraction)}
+            return spec, "annotate.eda_eval_split=null keeps them"
+    return spec, None
+
+
+def read_input(spec: dict, switch_off: str | None) -> tuple[list[Conversation], int]:
+    """The conversations to annotate, and how many rows the evaluation split left out."""
+    convs = read_conversations(KEY, spec)
+    if switch_off is None or spec.get("format", "chat") == "chat":
+        return convs, 0  # the split applies to prompt/completion rows only (data/conversations.py)
+    whole = read_conversations(KEY, {k: v for k, v in spec.items() if k != "exclude_eval_split"})
+    left_out = len(whole) - len(convs)
+    log.info(  # what the user or the default asked for; told with its count, and how to keep them
+        "%s: left out %d of %d rows, the scripts eval=eda_script scores (its hash split, fraction %g); %s",
+        KEY,
+        left_out,
+        len(whole),
+        spec["exclude_eval_split"]["fraction"],
+        switch_off,
+    )
+    return convs, left_out
+
+
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     a = cfg.annotate
-    target = out / "annotated.jsonl"
+    target, _ = output_file(cfg, out)
+    spec, switch_off = input_spec(a)
     if a.output:  # a user-named file: checked before the attribute model rates anything
-        source = a.input.get("path") if isinstance(a.input, DictConfig) else None
-        inputs = [("annotate.input.path", source), ("annotate.attribute_model", a.attribute_model)]
+        inputs = [("annotate.input.path", spec.get("path")), ("annotate.attribute_model", a.attribute_model)]
         target = check_output_file(a.output, "annotate.output", _annotated_by_us, inputs)
     rater = AttributeRater(a.attribute_model, instantiate(cfg.data.template), a.max_tokens, a.batch_size)
-    convs = read_conversations("annotate.input", OmegaConf.to_container(a.input, resolve=True))[: a.limit]
+    manifest.add_input("annotate.attribute_model", rater.folder)
+    if Path(str(spec["path"])).expanduser().exists():  # a local file or folder, not a dataset on the hub
+        manifest.add_input(KEY, Path(str(spec["path"])).expanduser())
+    convs, left_out = read_input(spec, switch_off)
+    convs = convs[: a.limit]  # a.limit: null or >= 1 (steerlm/stage_settings.py)
     predicted = rater.rate([c.messages for c in convs])
     lines = [
         json.dumps({"id": c.id, "messages": c.messages, "attributes": p, "human_attributes": c.attributes or None})
         for c, p in zip(convs, predicted)
     ]
     write_text_atomic(target, "\n".join(lines) + "\n")
-    means = {k: sum(p[k] for p in predicted) / len(predicted) for k in rater.attributes}
-    manifest.update("metrics", {"annotated": len(convs), "mean_attributes": means, "output": str(target)})
+    means = {k: sum(p[k] for p in predicted) / len(predicted) if k in rater.rated else None for k in rater.attributes}
+    metrics = {
+        "annotated": len(convs),
+        "left_out_eval_split": left_out,
+        "unrated": rater.unrated,  # heads without a training label: null in every record
+        "mean_attributes": means,
+        "output": str(target),
+    }
+    manifest.update("metrics", metrics)
+    manifest.update("results", {"output": fingerprint_input(target)})
     log.info("annotated %d conversations -> %s (means %s)", len(convs), target, means)
-    return {"annotated": len(convs), "output": str(target)}
+    return metrics

@@ -1,5 +1,6 @@
 """`stage=attribute_model`, SteerLM step 1: the LM with a regression head trained on human-labelled
-conversations; reports per-attribute MAE and Spearman against a constant-mean baseline."""
+conversations; reports per-attribute MAE against a constant-mean baseline (paired on the same held-out
+conversations) and Spearman, each with its 95% interval; its folder records which heads had labels."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.table import Table
 from chipadapt.batch_plan import batch_plan
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
+from chipadapt.modules.attribute_figures import interval_text
 from chipadapt.report import console
 from chipadapt.stages.common import (
     begin,
@@ -19,6 +21,7 @@ from chipadapt.stages.common import (
     starting_model,
     train_module,
 )
+from chipadapt.steerlm.attribute_record import record_train_labels
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -36,22 +39,40 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         pad_token_id=datamodule.pad_id,
         label_means=datamodule.label_means,
     )
+
+    def publish() -> None:
+        # Which heads had labels to learn from: annotate and bootstrap rate with those only.
+        record_train_labels(module.model.config, datamodule.train_labels)
+        save_hf_folder(module.model, tokenizer, out / "model")
+
     trained = train_module(
         cfg,
         out,
         manifest,
         module,
         datamodule,
-        save=lambda trainer: publish_if_finite(
-            cfg, out, trainer, module.model, lambda: save_hf_folder(module.model, tokenizer, out / "model")
-        ),
+        save=lambda trainer: publish_if_finite(cfg, out, trainer, module.model, publish),
         accumulation=batch_plan(cfg.data, cfg.trainer).accumulation,
     )
-    table = Table(title="Attribute model on held-out conversations (baseline: each attribute's training mean)")
-    for column in ("attribute", "n", "MAE", "baseline MAE", "Spearman"):
+    table = Table(
+        title="Attribute model on held-out conversations, 95% intervals over them (baseline: each attribute's "
+        "training mean; model minus baseline paired on the same conversations)"
+    )
+    for column in ("attribute", "n", "MAE", "baseline MAE", "MAE - baseline", "p", "Spearman"):
         table.add_column(column, justify="left" if column == "attribute" else "right")
     for name, m in trained.after.items():
-        table.add_row(name, str(m["n"]), f"{m['mae']:.3f}", f"{m['baseline_mae']:.3f}", f"{m['spearman']:+.3f}")
+        paired = m["mae_minus_baseline"]
+        table.add_row(
+            name,
+            str(m["n"]),
+            interval_text(m["mae"], m["mae_ci"]),
+            interval_text(m["baseline_mae"], m["baseline_mae_ci"]),
+            interval_text(paired["difference"], paired["ci"], signed=True) + f" {paired['verdict']}",
+            f"{paired['p']:.3g}",
+            interval_text(m["spearman"], m["spearman_ci"], signed=True)
+            if m["spearman"] is not None
+            else f"undefined: {m['spearman_undefined']}",
+        )
     console.print(table)
     metrics = {"val": trained.after, "global_step": trained.trainer.global_step}
     manifest.update("metrics", metrics)

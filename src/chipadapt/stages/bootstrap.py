@@ -1,6 +1,7 @@
 """`stage=bootstrap`, SteerLM step 4, one round: sample replies under several attribute settings,
 rate them with the attribute model, keep the best-rated reply per prompt -> DIR/bootstrap.jsonl
-(train on it with stage=steerlm)."""
+(train on it with stage=steerlm). An attribute the attribute model had no training label for is rated
+null and left out of the score (steerlm/attribute_record.py)."""
 
 import json
 import logging
@@ -10,14 +11,69 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.conversations import read_conversations
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.manifest import RunManifest
+from chipadapt.manifest import RunManifest, fingerprint_input
 from chipadapt.models.inference import load_for_inference
+from chipadapt.run_folder_key import run_folder_key
 from chipadapt.stages.common import begin, starting_model
+from chipadapt.stages.output_rerun import finished_or_refused
+from chipadapt.steerlm.attribute_record import ORDER_KEY, recorded_attribute_order
 from chipadapt.steerlm.generate import sample_with_attributes
 from chipadapt.steerlm.rating import AttributeRater
+from chipadapt.steerlm.setting_figures import by_setting
+from chipadapt.steerlm.stage_settings import check_attribute_setting
 
 log = logging.getLogger(__name__)
+
+OUTPUT = "bootstrap.jsonl"
+
+
+def finished_before(cfg: DictConfig, out: Path) -> dict | None:
+    """train.py's hook: a rerun of this completed round is passed, one with other settings or inputs
+    refused unless overwrite=true (stages/output_rerun.py)."""
+    return finished_or_refused(cfg, out, out / OUTPUT, run_folder_key())
+
+
+def steering_order(cfg: DictConfig, folder: Path) -> list[str]:
+    """The order the attribute strings are written in: the one the SteerLM model records it was trained
+    with, else data.attributes.order."""
+    configured = list(cfg.data.attributes.order)
+    recorded = recorded_attribute_order(folder)
+    if recorded is None:
+        return configured
+    if recorded != configured:
+        log.warning(
+            "data.attributes.order (%s) is not the order %s/config.json records its training used (%s "
+            "%s): the model's is used",
+            ", ".join(configured),
+            folder,
+            ORDER_KEY,
+            ", ".join(recorded),
+        )
+    return recorded
+
+
+def score_weights(b: DictConfig, rater: AttributeRater) -> dict[str, float]:
+    """`bootstrap.score_weights` over the attributes the attribute model rates. A weight on another one
+    (a misspelt name, an attribute the model has no head or no training label for) scores nothing: told,
+    and an error when no weight is left."""
+    weights = {str(k): float(v) for k, v in b.score_weights.items()}
+    unknown = [name for name in weights if name not in rater.attributes]
+    unrated = [name for name in weights if name in rater.unrated]
+    if unknown or unrated:
+        log.warning(
+            "bootstrap.score_weights: %s left out of the score (the attribute model %s rates %s)",
+            ", ".join(unknown + unrated),
+            rater.folder,
+            ", ".join(rater.rated),
+        )
+    weights = {name: w for name, w in weights.items() if name in rater.rated}
+    if not any(weights.values()):
+        raise ChipadaptError(
+            f"bootstrap.score_weights: no weight on an attribute the attribute model rates ({', '.join(rater.rated)})"
+        )
+    return weights
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -26,43 +82,45 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     b = cfg.bootstrap
     folder = starting_model(cfg, manifest)
+    order = steering_order(cfg, folder)
+    settings = [OmegaConf.to_container(s, resolve=True) for s in b.attribute_settings]
+    for i, setting in enumerate(settings):  # against the model's own order (config_schema checked the configured one)
+        check_attribute_setting(f"bootstrap.attribute_settings[{i}]", setting, order)
+    # Before the generator loads: a wrong attribute model or weight stops in seconds.
+    rater = AttributeRater(b.attribute_model, instantiate(cfg.data.template), b.max_tokens, b.batch_size)
+    weights = score_weights(b, rater)
+    manifest.add_input("bootstrap.attribute_model", rater.folder)
+    prompts_spec = OmegaConf.to_container(b.prompts, resolve=True)
+    if Path(str(prompts_spec["path"])).expanduser().exists():  # a local file or folder, not a dataset on the hub
+        manifest.add_input("bootstrap.prompts", Path(str(prompts_spec["path"])).expanduser())
+    convs = read_conversations("bootstrap.prompts", prompts_spec)[: b.limit]  # limit: null or >= 1
+    prompts = [c.messages[: max(i for i, m in enumerate(c.messages) if m["role"] == "assistant")] for c in convs]
     loaded = load_for_inference(folder, cfg.model.dtype, cfg.model.attn_implementation)
     model, tokenizer = loaded.model, loaded.tokenizer
     template = instantiate(cfg.data.template)(tokenizer=tokenizer)
-    convs = read_conversations("bootstrap.prompts", OmegaConf.to_container(b.prompts, resolve=True))[: b.limit]
-    prompts = [c.messages[: max(i for i, m in enumerate(c.messages) if m["role"] == "assistant")] for c in convs]
-    settings = [OmegaConf.to_container(s) for s in b.attribute_settings]
     candidates = sample_with_attributes(
         model,
         tokenizer,
         template,
         prompts,
         settings,
-        list(cfg.data.attributes.order),
+        order,
         b.samples_per_setting,
         b.max_new_tokens,
         b.temperature,
         b.batch_size,
     )
-    rater = AttributeRater(b.attribute_model, instantiate(cfg.data.template), b.max_tokens, b.batch_size)
     flat = [(pi, reply) for pi, replies in enumerate(candidates) for reply in replies]
     ratings = rater.rate([prompts[pi] + [{"role": "assistant", "content": reply}] for pi, reply in flat])
     # Which setting each reply was sampled under (replies of a prompt are setting-major): the mean
     # rating per setting shows whether the model follows its attributes at all.
     setting_of = [j // b.samples_per_setting for replies in candidates for j in range(len(replies))]
-    by_setting = []
-    for si, setting in enumerate(settings):
-        rated = [r for r, s in zip(ratings, setting_of) if s == si]
-        by_setting.append(
-            {
-                "setting": setting,
-                "replies": len(rated),
-                "mean_rating": {k: sum(r[k] for r in rated) / max(len(rated), 1) for k in rater.attributes},
-            }
-        )
+    figures = by_setting(
+        settings, ratings, setting_of, [pi for pi, _ in flat], len(prompts), rater.attributes, rater.rated
+    )
     best: dict[int, tuple[float, str, dict]] = {}
     for (pi, reply), rating in zip(flat, ratings):
-        score = sum(float(b.score_weights.get(k, 0.0)) * v for k, v in rating.items())
+        score = sum(w * rating[k] for k, w in weights.items())
         if reply.strip() and (pi not in best or score > best[pi][0]):
             best[pi] = (score, reply, rating)
     lines = [
@@ -76,16 +134,20 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         )
         for pi, (score, reply, rating) in sorted(best.items())
     ]
-    target = out / "bootstrap.jsonl"
+    target = out / OUTPUT
     write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
     metrics = {
         "prompts": len(prompts),
         "candidates": len(flat),
         "kept": len(lines),
         "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1),
+        "unrated": rater.unrated,  # heads without a training label: null in every record, not scored
         "output": str(target),
-        "by_setting": by_setting,
+        "by_setting": figures,
     }
     manifest.update("metrics", metrics)
-    log.info("bootstrap round: %s", metrics)
+    manifest.update("results", {"output": fingerprint_input(target)})
+    log.info("bootstrap round: %s", {k: v for k, v in metrics.items() if k != "by_setting"})
+    for entry in figures:
+        log.info("setting %s: mean ratings %s", entry["setting"], entry["mean_rating"])
     return metrics

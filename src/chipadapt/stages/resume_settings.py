@@ -54,6 +54,7 @@ IGNORED = (
     "val_max_conversations",
     "evaluate_after",
     "eval_queries",
+    "eval_split",  # fixretr: retriever.eval_split (which eval_queries are evaluated after training)
     "eval_ks",
     "eval_batch_size",
     "encoder.search",

@@ -1,7 +1,9 @@
 """`stage=retriever`: passages -> synthetic training data -> contrastive training -> `DIR/model/`.
 
-Each step's output stays in the run folder and a rerun with the same `hydra.run.dir` reuses it:
-`passages.jsonl`, `synthetic/{train.jsonl,heldout_queries.jsonl,report.json}`, `checkpoints/last.ckpt`.
+Each step's output stays in the run folder and a rerun with the same `hydra.run.dir` reuses it while it
+was built from the same settings and inputs (`<file>.built_from.json` beside it; io/built_from.py), and
+builds it again otherwise: `passages.jsonl`, `synthetic/{train.jsonl,report.json}`; `checkpoints/last.ckpt`
+is resumed under the checks of every stage (stages/resume_settings.py).
 """
 
 import logging
@@ -12,48 +14,72 @@ from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.built_from import reusable, write_built
 from chipadapt.manifest import RunManifest
 from chipadapt.report import console
 from chipadapt.retrieval.build import load_passages
-from chipadapt.retrieval.compare_encoders import compare_encoders, comparison_tables
-from chipadapt.retrieval.passages import read_passages, write_passages
-from chipadapt.retrieval.queries import read_queries, write_queries
+from chipadapt.retrieval.built_inputs import passages_inputs
+from chipadapt.retrieval.compare_encoders import (
+    QuerySet,
+    compare_encoders,
+    comparison_tables,
+    eval_question_set,
+    with_known_passages,
+)
+from chipadapt.retrieval.passages import Passage, read_passages
+from chipadapt.retrieval.queries import write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
-from chipadapt.stages.common import begin, publish_if_finite, train_module
+from chipadapt.stages.common import begin, publish_if_finite, resume_checkpoint, train_module
 
 log = logging.getLogger(__name__)
+
+
+def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Passage]:
+    """`retriever.passages` as given, or those `passages` builds, kept in DIR/passages.jsonl."""
+    if cfg.retriever.passages:
+        return read_passages(cfg.retriever.passages)
+    target = out / "passages.jsonl"
+    build = plain(cfg.passages)
+    built_from = passages_inputs(build)
+    if reusable(target, built_from, "use it as given with retriever.passages=FILE", resumed):
+        return read_passages(target)
+    passages = load_passages(None, build)
+    write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
+    return passages
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     rcfg = cfg.retriever
-    passages_file = out / "passages.jsonl"
-    if rcfg.passages:
-        passages = read_passages(rcfg.passages)
-    elif passages_file.is_file():
-        passages = read_passages(passages_file)
-    else:
-        passages = load_passages(None, plain(cfg.passages))
-        write_passages(passages, passages_file)
+    # The checkpoint train_module will resume (pipeline.train has checked its settings): it trained on the
+    # passages and synthetic data in this folder, which are then not built again.
+    resumed = resume_checkpoint(cfg, out, check=False)
+    evaluated = bool(rcfg.evaluate_after and rcfg.eval_queries)
+    questions = eval_question_set(rcfg.eval_queries, rcfg.eval_split) if evaluated else None
+    passages = stage_passages(cfg, out, resumed)
     log.info("%d passages", len(passages))
+    known = {p.id for p in passages}
+    if questions is not None:  # before synthesis and training: a wrong gold id is found in seconds
+        where = rcfg.passages or f"the {len(passages)} passages in {out / 'passages.jsonl'}"
+        questions = with_known_passages(questions, known, f"passages: {where}")
 
     if rcfg.train_file:
         files = [rcfg.train_file] if isinstance(rcfg.train_file, str) else list(rcfg.train_file)
         train_file = ",".join(files)
         groups = [g for f in files for g in read_tevatron(f)]
     else:
-        train_file = synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed)
+        train_file = synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed, resumed)
         groups = read_tevatron(train_file)
     train_groups, heldout = split_groups(groups, rcfg.heldout_fraction)
     if not train_groups:
         raise ChipadaptError(
             f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction})"
         )
-    known = {p.id for p in passages}
     held_queries = heldout_queries(heldout, known)
+    held_file = out / "synthetic" / "heldout_queries.jsonl"
     if held_queries:
-        write_queries(held_queries, out / "synthetic" / "heldout_queries.jsonl")
+        write_queries(held_queries, held_file)
     manifest.update(
         "data",
         {
@@ -61,8 +87,12 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
             "train_groups": len(train_groups),
             "heldout_groups": len(heldout),
             "train_file": str(train_file),
+            # what the stage's figures on retriever.eval_queries are measured on (null: none)
+            "eval_queries": {**questions.about, "queries": len(questions.queries)} if questions else None,
         },
     )
+    if questions is not None:
+        manifest.add_input("retriever.eval_queries", questions.about["file"])
 
     encoder = instantiate(cfg.stage.encoder)
     encoder.model.train()
@@ -78,12 +108,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     )
 
     metrics = {"global_step": trained.trainer.global_step, "val": trained.after}
-    query_sets = {"synthetic_heldout": held_queries} if held_queries else {}
-    if rcfg.eval_queries:
-        try:
-            query_sets["eval_queries"] = read_queries(rcfg.eval_queries, known_ids=known)
-        except ChipadaptError as err:
-            log.warning("retriever.eval_queries not evaluated: %s", err)
+    query_sets = {"synthetic_heldout": QuerySet(held_queries, {"file": str(held_file)})} if held_queries else {}
+    if questions is not None:
+        query_sets["eval_queries"] = questions
     if query_sets and rcfg.evaluate_after:
         encoders = {
             "base": {"path": rcfg.encoder.path, "package": rcfg.encoder.package},
@@ -91,7 +118,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         }
         metrics["retrieval"] = compare_encoders(rcfg, passages, query_sets, encoders)
         write_json_atomic(out / "results.json", {"retrieval": metrics["retrieval"]})
-        for table in comparison_tables(metrics["retrieval"], query_sets):
+        for table in comparison_tables(metrics["retrieval"]):
             console.print(table)
     manifest.update("metrics", metrics)
     log.info("encoder saved to %s", out / "model")

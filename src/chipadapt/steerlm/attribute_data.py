@@ -71,17 +71,34 @@ class AttributeDataModule(TrainingDataModule):
         train = [c for c in convs if not held_out(c.id, self.cfg.val_fraction)]
         self.train_set = self.train_items = [self._item(c) for c in train]
         self.val_sets = {"attributes": [self._item(c) for c in val]} if val else {}
-        means = []
-        for i, _ in enumerate(self.attributes):
+        means, counts = [], {}
+        for i, name in enumerate(self.attributes):
             present = [v[i] for _, v, p in self.train_items if p[i]]
             means.append(sum(present) / len(present) if present else 0.0)
-        self.label_means = means
+            counts[name] = len(present)
+        self.label_means, self.train_labels = means, counts
+        unlabelled_heads = [name for name, n in counts.items() if not n]
+        if len(unlabelled_heads) == len(self.attributes):
+            raise ChipadaptError(
+                f"data.val_fraction={self.cfg.val_fraction}: all {len(convs)} labelled conversations are held out "
+                "for validation, none is left to train on"
+            )
+        if unlabelled_heads:
+            # Their heads stay as initialised: the model folder records them (steerlm/attribute_record.py),
+            # and annotate and bootstrap write null for them, not an untrained head's output as a label.
+            log.warning(
+                "data.attributes.names: no training conversation is labelled with %s: untrained heads, written "
+                "as null by annotate and bootstrap (data.attributes.names=[%s] trains only the labelled ones)",
+                ", ".join(unlabelled_heads),
+                ",".join(name for name in self.attributes if counts[name]),
+            )
         self.stats = {
             "train_conversations": len(train),
             "val_conversations": len(val),
             "unlabelled": unlabelled,
             "attributes": self.attributes,
             "label_means": dict(zip(self.attributes, means)),
+            "train_labels": counts,
             "train_sequences": len(train),
         }
 

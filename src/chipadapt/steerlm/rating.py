@@ -1,5 +1,7 @@
 """Rate conversations with a trained attribute model (annotation and bootstrapping)."""
 
+import logging
+
 import torch
 
 from chipadapt.data.conversations import Conversation
@@ -8,6 +10,9 @@ from chipadapt.models.hf_folder import load_tokenizer
 from chipadapt.models.locate import locate_model
 from chipadapt.modules.attribute_model import load_attribute_model
 from chipadapt.steerlm.attribute_data import collate_ratings, encode_for_rating
+from chipadapt.steerlm.attribute_record import TRAIN_LABELS_KEY, head_names, untrained_heads
+
+log = logging.getLogger(__name__)
 
 
 class AttributeRater:
@@ -17,18 +22,37 @@ class AttributeRater:
             raise ChipadaptError(
                 f"attribute_model: {folder} is not a model folder (train one with stage=attribute_model)"
             )
+        self.folder = folder
         self.model = load_attribute_model(folder).eval()
         if torch.cuda.is_available():
             self.model.cuda()
         self.tokenizer = load_tokenizer(folder)
         self.template = template_factory(tokenizer=self.tokenizer)
-        labels = self.model.config.id2label
-        self.attributes = [labels[i] for i in range(len(labels))]
+        self.attributes = head_names(self.model.config)
+        untrained = untrained_heads(self.model.config)
+        # Heads no training label reached output their initialisation: null, not a made-up rating.
+        self.unrated = untrained or []
+        if untrained:
+            log.warning(
+                "%s had no training labels for %s (config.json %s): written as null, not rated",
+                folder,
+                ", ".join(untrained),
+                TRAIN_LABELS_KEY,
+            )
+        elif untrained is None:
+            log.warning(
+                "%s/config.json records no %s (trained before they were recorded): every head is used as "
+                "trained, also one whose attribute had no training label; a retrained model leaves those out",
+                folder,
+                TRAIN_LABELS_KEY,
+            )
+        self.rated = [a for a in self.attributes if a not in self.unrated]
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.pad_id = self.model.config.pad_token_id
 
     @torch.no_grad()
-    def rate(self, conversations: list[list[dict]]) -> list[dict[str, float]]:
+    def rate(self, conversations: list[list[dict]]) -> list[dict[str, float | None]]:
+        """{attribute: rating on 0-4} per conversation, None for an attribute the model never learned."""
         out = []
         for start in range(0, len(conversations), self.batch_size):
             chunk = conversations[start : start + self.batch_size]
@@ -46,5 +70,5 @@ class AttributeRater:
                 attention_mask=batch["attention_mask"].to(self.model.device),
             ).logits.float()
             for row in logits.clamp(0, 4).cpu().tolist():
-                out.append({a: round(v, 3) for a, v in zip(self.attributes, row)})
+                out.append({a: None if a in self.unrated else round(v, 3) for a, v in zip(self.attributes, row)})
         return out

@@ -1,0 +1,56 @@
+"""What the retriever stage's reusable files are built from (io/built_from.py): the settings that shape
+them and their inputs by content, so that a rerun in the same folder with other passage settings, edited
+documents, other synthesis settings or another generating model builds them again instead of reusing them."""
+
+from pathlib import Path
+
+from chipadapt.data.sources import source_files, source_fingerprint, source_spec
+from chipadapt.io.hashing import fingerprint_file, sha256_json
+from chipadapt.retrieval.passages import Passage
+
+
+def passages_inputs(build: dict) -> dict:
+    """`passages.*` with each source's content in place of its local path (the same documents elsewhere
+    are the same passages; a file edited in place is not)."""
+    sources = {}
+    for name, spec in build["sources"].items():
+        key = f"passages.sources.{name}"
+        local = Path(str(spec.get("path"))).expanduser().exists()
+        sources[name] = {
+            **{k: v for k, v in spec.items() if not (local and k == "path")},
+            "content": source_content(spec, key),
+        }
+    return {"passages": {**{k: v for k, v in build.items() if k != "sources"}, "sources": sources}}
+
+
+def source_content(spec: dict, key: str) -> str:
+    """A source's documents by content: its files' names (they are in the passage ids) and hashes, or a
+    dataset's fingerprint."""
+    parsed = source_spec(dict(spec), key)
+    root = Path(parsed.path).expanduser()
+    files = source_files(parsed, key)
+    if files:
+        return sha256_json(
+            [[str(f.relative_to(root)) if root.is_dir() else f.name, fingerprint_file(f)] for f in files]
+        )
+    return sha256_json(source_fingerprint(parsed, key))
+
+
+def synthesis_inputs(syn: dict, bm25: dict, model, passages: list[Passage], seed: int) -> dict:
+    """`retriever.synthetic.*`, the BM25 miner's settings, the seed, the passages by content and, where an
+    LLM writes the questions (method=llm), that model by content and the precision it runs in."""
+    inputs = {
+        "retriever": {"synthetic": syn, "bm25": bm25},
+        "seed": seed,
+        "passages": {"count": len(passages), "content": sha256_json([p.to_json() for p in passages])},
+    }
+    if syn["method"] == "llm":
+        from chipadapt.manifest import fingerprint_input
+        from chipadapt.models.hf_folder import resolve_model_folder
+
+        inputs["model"] = {
+            "content": fingerprint_input(resolve_model_folder(model))["fingerprint"],
+            "dtype": model.get("dtype"),
+            "attn_implementation": model.get("attn_implementation"),
+        }
+    return inputs
