@@ -350,3 +350,8 @@ def test_the_attribute_row_sizes_the_attribute_that_would_make_a_majority():
     assert "it has 97 labelled conversations now" in cells[4]
     val["humor"] = metrics(0.30)  # now three resolve
     assert attribute_row(val)[3] == REPRODUCES
+    # A Spearman left undefined (labels or ratings all equal; recorded as null) is named, not counted.
+    val["toxicity"] = {**metrics(0.0), "spearman": None}
+    cells = attribute_row(val)
+    assert "undefined (labels or ratings all equal): toxicity" in cells[2] and "MAE below" in cells[2]
+    assert attribute_row({"quality": {**metrics(0.0), "spearman": None}})[3] == NOT_MEASURED

@@ -49,7 +49,17 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
     lines, facts = [], {}
     if ctx.has("attribute_model"):
         val = ctx.read_json("attribute_model", "manifest.json")["metrics"]["val"]
-        rows = [[name, m["n"], m["mae"], m["baseline_mae"], f"{m['spearman']:+.3f}"] for name, m in val.items()]
+        # Spearman is null where the labels or the ratings are all equal (the record says why)
+        rows = [
+            [
+                name,
+                m["n"],
+                m["mae"],
+                m["baseline_mae"],
+                "undefined" if m["spearman"] is None else f"{m['spearman']:+.3f}",
+            ]
+            for name, m in val.items()
+        ]
         facts["attributes"] = val
         lines += [
             f"Attribute model ({ctx.link('attribute_model')}), on held-out OASST conversations with human labels; "

@@ -94,12 +94,18 @@ def pairs_for_spearman(r: float) -> int | None:
 
 
 def attribute_row(val: dict) -> list:
+    undefined = sorted(name for name, m in val.items() if m["spearman"] is None)
+    # An attribute whose labels or ratings are all equal has no rank correlation: it is named, not counted.
+    val = {name: m for name, m in val.items() if m["spearman"] is not None}
+    if not val:
+        return [*ATTRIBUTES, f"Spearman undefined for every attribute: {', '.join(undefined)}", NOT_MEASURED, ""]
     spans = {name: spearman_interval(m["spearman"], int(m["n"])) for name, m in val.items()}
     here = ", ".join(f"{name} {val[name]['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}]" for name, (lo, hi) in spans.items())
     better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
     here = (
         f"Spearman against held-out human labels: {here}; MAE below the constant-mean baseline's on "
         f"{better} of {len(val)}"
+        + (f"; undefined (labels or ratings all equal): {', '.join(undefined)}" if undefined else "")
     )
     above = sum(lo > 0 for lo, _ in spans.values())
     below = sum(hi < 0 for _, hi in spans.values())
