@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import SHARED_DATA, run_train, write_jsonl
+from conftest import CONF, SHARED_DATA, run_train, write_jsonl
 
 FUNNY, PLAIN = "It is a banana with pins!", "It is a RISC-V core."
 
@@ -87,6 +87,19 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
         for m in (ask, longer)
     ]
     assert batched == single and tok.pad_token is None and tok.padding_side == side
+
+    # The folder records the order its attribute strings were written in; chat.py prompts in that order,
+    # whatever its own attribute_order says (it used its own: another order than the model learned).
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.chat import ChatSession
+    from chipadapt.steerlm.attribute_record import recorded_attribute_order
+
+    trained_order = list(OmegaConf.load(out / ".hydra" / "config.yaml").data.attributes.order)
+    assert recorded_attribute_order(out / "model") == trained_order
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        chat_cfg = compose("chat", overrides=[f"model.path={out / 'model'}", "attribute_order=[humor,quality]"])
+    assert ChatSession(chat_cfg).order == trained_order
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.models.inference import load_inference_model
 from chipadapt.quiet import silence_known_noise
+from chipadapt.steerlm.attribute_record import recorded_attribute_order
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,12 @@ class ChatSession:
         self.template = instantiate(cfg.template)(tokenizer=self.tokenizer)
         self.cfg = cfg
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
-        self.order = list(cfg.attribute_order)
+        # A SteerLM model's folder records the order its training wrote the attribute strings in: that
+        # order, not this config's, is the one the model knows.
+        recorded = recorded_attribute_order(self.folder)
+        self.order = recorded or list(cfg.attribute_order)
+        if recorded and recorded != list(cfg.attribute_order):
+            log.info("attribute order from %s/config.json: %s", self.folder, ", ".join(recorded))
         if note := unfamiliar_attributes(self.attributes, self.order):
             log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
         self.messages: list[dict] = []

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.batch_plan import batch_plan, describe_plan, planned_steps
 from chipadapt.data.chat_templates import StringTemplate
@@ -29,6 +29,7 @@ from chipadapt.stages.common import (
     starting_model,
     train_module,
 )
+from chipadapt.steerlm.attribute_record import record_attribute_order
 from chipadapt.tokenizer.report import reduction_table
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,11 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         # Full fine-tuning is written as trained, in float32 master weights, whatever model.dtype: bf16 would
         # round away what a short or low-lr run changed (3 steps at lr 5e-6 move a weight by less than
         # half its bf16 spacing). A bf16 copy for serving is one `.to(torch.bfloat16)` away.
-        save_hf_folder(merged_model(module.model), tokenizer, out / "model", state_dict=full_state)
+        published = merged_model(module.model)
+        attributes = OmegaConf.select(cfg, "data.attributes") or {}
+        if attributes.get("use"):  # SteerLM: the order its attribute strings were written in, for chat.py
+            record_attribute_order(published.config, list(attributes.order))
+        save_hf_folder(published, tokenizer, out / "model", state_dict=full_state)
 
     trained = train_module(
         cfg, out, manifest, module, datamodule, save, plan.accumulation, validate_before=cfg.stage.validate_before
