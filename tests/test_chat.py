@@ -142,6 +142,7 @@ def _session(model):
     session.template = type("T", (), {"prompt": staticmethod(lambda messages, attributes: "prompt")})()
     session.cfg = OmegaConf.create({"generate": {"temperature": 0, "top_p": 1, "max_new_tokens": 500}})
     session.attributes, session.order, session.messages, session.reply_attributes = {}, [], [], []
+    session.context, session.window = None, 0  # a fake model: no context to fit
     # As chat.run sets it before the conversation; a test run started as a background job (`cmd &`)
     # inherits SIGINT ignored, and the tests check the handler is put back as it was.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -334,7 +335,9 @@ def test_chat_in_a_terminal_ctrl_c_stops_the_reply_and_ctrl_d_exits_cleanly(tmp_
 
     # Greedy decoding of the tiny random model writes newlines until max_new_tokens: a reply of
     # many seconds, long enough to interrupt.
-    term = Terminal(["model=tiny", "generate.max_new_tokens=2000", f"hydra.run.dir={tmp_path / 'chat'}"], ROOT)
+    # (A context of 4,096 positions: a reply stops at the context's end.)
+    args = ["model=tiny", "model.source.max_position_embeddings=4096", "generate.max_new_tokens=2000"]
+    term = Terminal([*args, f"hydra.run.dir={tmp_path / 'chat'}"], ROOT)
     try:
         term.expect("you> ")
         term.send("/help\r")
@@ -363,3 +366,67 @@ def test_chat_in_a_terminal_ctrl_c_stops_the_reply_and_ctrl_d_exits_cleanly(tmp_
 
     history = Path(os.environ["CHIPADAPT_CACHE"]) / "chat_history"
     assert "/bogus" in history.read_text()
+
+
+class _Tokens:
+    """One token a character: sizes that are easy to reason about."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return type("E", (), {"input_ids": list(range(len(text)))})()
+
+
+def _sized_session(context: int, max_new_tokens: int):
+    from omegaconf import OmegaConf
+
+    from chipadapt.chat import ChatSession
+
+    session = ChatSession.__new__(ChatSession)
+    session.tokenizer, session.retriever, session.context, session.window = _Tokens(), None, context, 0
+    session.template = type("T", (), {"prompt": staticmethod(lambda m, a: "".join(t["content"] for t in m))})()
+    session.cfg = OmegaConf.create(
+        {"generate": {"max_new_tokens": max_new_tokens}, "retrieval": {"top_k": 2, "budget_tokens": 1024}}
+    )
+    session.attributes, session.order, session.messages, session.reply_attributes = {}, [], [], []
+    return session
+
+
+def test_the_prompt_leaves_out_the_earliest_turns_that_no_longer_fit_the_models_context():
+    """Before, the whole history went into every prompt: past the model's context (the tiny model's 512
+    positions, a 2k-context model after a few RAG turns), a model reads positions it never saw."""
+    import io
+
+    from chipadapt.errors import ChipadaptError
+
+    session = _sized_session(context=100, max_new_tokens=20)
+    for n in range(4):  # four turns of 20 characters each
+        session.messages += [{"role": "user", "content": f"q{n}".ljust(10)}, {"role": "assistant", "content": "a" * 10}]
+    said = io.StringIO()
+    history = session.fitted_history({"role": "user", "content": "x" * 30}, said)
+    # 80 + 30 characters would not leave 20 for the reply: the first two turns are left out
+    assert history[0]["content"].startswith("q2") and len(history) == 5 and session.window == 4
+    assert "the 2 earliest turn(s) no longer fit the model's context of 100 tokens" in said.getvalue()
+    assert len(session.messages) == 8  # /save still has the whole conversation
+    with pytest.raises(ChipadaptError, match="this question takes 90 prompt tokens, which leaves fewer than 20 of"):
+        session.fitted_history({"role": "user", "content": "y" * 90}, said)
+    assert session.reply_tokens(70) == 20
+    # A reply asked longer than the context allows stops at the context's end; half of it stays for it.
+    greedy = _sized_session(context=100, max_new_tokens=2000)
+    assert greedy.reply_room() == 50 and greedy.reply_tokens(30) == 70
+    session.reset()
+    assert session.window == 0 and session.messages == []
+
+
+def test_retrieved_passages_get_only_the_room_the_context_leaves():
+    from chipadapt.retrieval.rag import RAG_TEMPLATE
+
+    question = "how is skew balanced?"
+    frame = len(RAG_TEMPLATE.format(context="", question=question))
+    roomy = _sized_session(context=8192, max_new_tokens=256)
+    assert roomy.passage_budget(question) == 1024  # retrieval.budget_tokens as set
+    tight = _sized_session(context=512, max_new_tokens=256)
+    assert tight.passage_budget(question) == 512 - 256 - frame - 16
+    tight.last_retrieved, tight.last_sources = ["a#1", "b#2"], ["a#1"]
+    assert (
+        tight.sources_record()
+        == f"sources: a#1; retrieved but over the {512 - 256 - frame - 16} tokens the model's context leaves: b#2"
+    )

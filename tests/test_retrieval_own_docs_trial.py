@@ -187,6 +187,7 @@ def _chat_session(passages, top_k, budget_tokens):
     session.tokenizer = _Words()
     session.cfg = OmegaConf.create({"retrieval": {"top_k": top_k, "budget_tokens": budget_tokens}})
     session.messages, session.reply_attributes, session.last_sources, session.last_retrieved = [], [], [], []
+    session.context, session.window = None, 0  # no model: no context to fit
     return session
 
 

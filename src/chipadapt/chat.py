@@ -110,6 +110,9 @@ class ChatSession:
         if note := unfamiliar_attributes(self.attributes, self.order):
             log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
         self.messages: list[dict] = []
+        # The model's context: a prompt and its reply past it are positions the model never saw.
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
+        self.window = 0  # the first message of the history the prompt still holds (earlier ones no longer fit)
         self.reply_attributes: list[dict] = []  # the attributes each assistant message was generated under
         self.last_sources: list[str] = []  # ids of the passages in the last prompt, in rank order
         self.last_retrieved: list[str] = []  # ids the retriever returned for it (top_k; some may not fit)
@@ -132,10 +135,66 @@ class ChatSession:
 
         hits = self.retriever.search([text], self.cfg.retrieval.top_k)[0]
         prompt, used = rag_prompt(
-            text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.cfg.retrieval.budget_tokens
+            text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.passage_budget(text)
         )
         self.last_retrieved, self.last_sources = [pid for pid, _ in hits], used
         return {"role": "user", "content": prompt}
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        prompt = self.template.prompt(messages, attribute_string(self.attributes, self.order))
+        return len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+
+    def passage_budget(self, text: str) -> int:
+        """retrieval.budget_tokens, or less where the model's context has no room for it beside the question,
+        the prompt's own text and the reply (SmolLM2 has 8,192 positions; a 2k-context model has not)."""
+        from chipadapt.retrieval.rag import RAG_TEMPLATE
+
+        budget = int(self.cfg.retrieval.budget_tokens)
+        if self.context is None:
+            return budget
+        question = [{"role": "user", "content": RAG_TEMPLATE.format(context="", question=text)}]
+        # A few tokens a passage for its "[n] (source)" line and the blank lines between passages.
+        room = self.context - self.reply_room() - self.prompt_tokens(question)
+        self.last_budget = max(0, min(budget, room - 8 * int(self.cfg.retrieval.top_k)))
+        return self.last_budget
+
+    def reply_room(self) -> int:
+        """The positions kept for the reply: generate.max_new_tokens, or half the context where that asks
+        for more (a reply then stops at the context's end: `reply_tokens`)."""
+        return min(int(self.cfg.generate.max_new_tokens), self.context // 2)
+
+    def reply_tokens(self, prompt_tokens: int) -> int:
+        """generate.max_new_tokens, cut to the positions the context has left after the prompt."""
+        wanted = int(self.cfg.generate.max_new_tokens)
+        return wanted if self.context is None else max(1, min(wanted, self.context - prompt_tokens))
+
+    def fitted_history(self, turn: dict, out) -> list[dict]:
+        """The history the prompt holds with `turn`: the earliest turns left out, with a note, while the
+        prompt and generate.max_new_tokens would run past the model's context; an error when `turn`
+        alone does."""
+        if self.context is None:
+            return self.messages + [turn]
+        room = self.context - self.reply_room()
+        left_out = 0
+        while self.prompt_tokens(self.messages[self.window :] + [turn]) > room and self.window < len(self.messages):
+            self.window += 2  # a user turn and its reply
+            left_out += 1
+        if left_out:
+            out.write(
+                f"(the {left_out} earliest turn(s) no longer fit the model's context of {self.context} tokens and are "
+                "left out of the prompt; /reset starts afresh)\n"
+            )
+        needed = self.prompt_tokens([turn])
+        if needed > room:
+            raise ChipadaptError(
+                f"this question takes {needed} prompt tokens, which leaves fewer than {self.reply_room()} of the "
+                f"model's context of {self.context} tokens for the reply: ask it shorter, or lower "
+                "generate.max_new_tokens"
+            )
+        return self.messages[self.window :] + [turn]
+
+    def reset(self) -> None:
+        self.messages, self.reply_attributes, self.window = [], [], 0
 
     def source_lines(self) -> list[str]:
         """/sources: one line per passage of the last prompt, its id and where it comes from (its
@@ -150,14 +209,17 @@ class ChatSession:
     def sources_record(self) -> str:
         """chat.log's line for the last retrieval: the ids in the prompt, then those cut by the budget."""
         cut = [pid for pid in self.last_retrieved if pid not in self.last_sources]
-        note = f"; retrieved but over retrieval.budget_tokens: {', '.join(cut)}" if cut else ""
+        budget = int(self.cfg.retrieval.budget_tokens)
+        limit = getattr(self, "last_budget", budget)
+        over = "retrieval.budget_tokens" if limit >= budget else f"the {limit} tokens the model's context leaves"
+        note = f"; retrieved but over {over}: {', '.join(cut)}" if cut else ""
         return f"sources: {', '.join(self.last_sources) or '(none fit)'}{note}"
 
     @torch.no_grad()
     def reply(self, text: str, out=sys.stdout) -> str | None:
         """Stream the answer to `text`; None when Ctrl-C stopped it (the turn is then not kept)."""
         turn = self.user_turn(text)
-        prompt = self.template.prompt(self.messages + [turn], attribute_string(self.attributes, self.order))
+        prompt = self.template.prompt(self.fitted_history(turn, out), attribute_string(self.attributes, self.order))
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         g = self.cfg.generate
@@ -174,7 +236,7 @@ class ChatSession:
             try:
                 self.model.generate(
                     **encoded,
-                    max_new_tokens=g.max_new_tokens,
+                    max_new_tokens=self.reply_tokens(encoded.input_ids.shape[1]),
                     pad_token_id=pad,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([stop]),
@@ -310,7 +372,7 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
         width = max(map(len, COMMANDS))
         print("\n".join(f"  {cmd.ljust(width)}  {what}" for cmd, what in COMMANDS.items()))
     elif name == "/reset":
-        session.messages, session.reply_attributes = [], []
+        session.reset()
         print("(history cleared)")
     elif name == "/attributes":
         session.attributes = parse_attributes(argument)
