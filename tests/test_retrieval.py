@@ -271,6 +271,11 @@ def test_group_dataset_rotates_negatives_over_epochs_and_names_bad_lines(tmp_pat
     bad.write_text('{"query": "q", "positive_passages": []}\n')
     with pytest.raises(ChipadaptError, match="bad.jsonl:1: no positive passage"):
         read_tevatron(bad)
+    bad.write_text(
+        '{"query": "q", "positive_passages": [{"docid": "p", "text": "P"}]}\n{"query": " ", "positive_passages": []}\n'
+    )
+    with pytest.raises(ChipadaptError, match="bad.jsonl:2: 'query' is empty"):
+        read_tevatron(bad)
 
 
 @pytest.mark.integration

@@ -22,6 +22,8 @@ def read_tevatron(path: str | Path) -> list[dict]:
     for lineno, record in jsonl_records(path, missing=f"training file {path} does not exist"):
         if not isinstance(record.get("query"), str):
             raise ChipadaptError(f"{path}:{lineno}: a training group needs a string 'query'")
+        if not record["query"].strip():  # an empty query trains the encoder to match nothing to the positive
+            raise ChipadaptError(f"{path}:{lineno}: 'query' is empty")
         for key in ("positive_passages", "negative_passages"):
             value = record.get(key, [] if key == "negative_passages" else None)
             if not isinstance(value, list) or not all(
