@@ -286,9 +286,10 @@ def test_bootstrap_score_weights_must_weigh_a_rated_attribute(steer, tmp_path, c
 # 5. Reruns: the training stages' rule.
 
 
-def test_a_rerun_with_other_settings_keeps_the_output_unless_overwrite(steer, tmp_path):
+def test_a_rerun_with_other_settings_keeps_the_output_unless_overwrite(steer, tmp_path, caplog):
     from chipadapt.pipeline import train
 
+    caplog.set_level("INFO", logger="chipadapt.pipeline")
     run = tmp_path / "ann"
     train(compose(annotate_overrides(steer, "annotate.limit=6"), run))
     written = (run / "annotated.jsonl").read_bytes()
@@ -298,6 +299,7 @@ def test_a_rerun_with_other_settings_keeps_the_output_unless_overwrite(steer, tm
         compose(annotate_overrides(steer, "annotate.limit=6"), run)
     )  # the same settings: passed, nothing redone
     assert again["annotated"] == 6 and (run / "manifest.json").read_bytes() == manifest
+    assert "completed before with these settings and inputs; not annotated again" in caplog.text
 
     with pytest.raises(
         ChipadaptError,

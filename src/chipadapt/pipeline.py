@@ -67,12 +67,17 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     return recorded.get("metrics") or {}
 
 
+# What a passed rerun says of the stages that train nothing.
+NOT_AGAIN = {"annotate": "not annotated again", "bootstrap": "not sampled again", "tokenizer": "not built again"}
+
+
 def train(cfg: DictConfig) -> dict:
     silence_known_noise()  # before the output checks and the loggers start
     out = Path(cfg.paths.output_dir)
     metrics = (instantiate(hook) if (hook := cfg.stage.get("finished_before")) else finished_before)(cfg, out)
     if metrics is not None:
-        log.info("train: %s completed before with these settings and inputs; not trained again", out)
+        again = NOT_AGAIN.get(cfg.stage.name, "not trained again")
+        log.info("train: %s completed before with these settings and inputs; %s", out, again)
         return metrics
     # Here, in the process that trains (a SLURM login node that only submits the job has no GPU), and
     # before the data is prepared and the model loaded: a GPU asked of a CPU machine stops in seconds.
