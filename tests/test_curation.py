@@ -179,6 +179,29 @@ def test_language_detection_and_redaction_units():
     assert counts == {"aws_access_key": 1, "github_token": 1, "private_key": 1} and "AKIA" not in text
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        'API_TOKEN = "sk-osprey-9f8e7d6c5b4a3f2e1d0c"',
+        'DB_PASSWORD = "hunter2hunter2xx"',
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "export LICENSE_TOKEN=abc123def456ghi789",
+        'os.environ["OPENAI_API_KEY"] = "sk-proj-1234567890abcdef"',
+        '{"password": "s3cr3tvalue123"}',
+        "client_secret: ZXhhbXBsZXNlY3JldDEyMw",
+    ],
+)
+def test_credentials_under_any_prefixed_name_are_redacted(line):
+    """A prefix (`DB_`, `AWS_`, `OPENAI_`) let these through into the corpus: `_` is a word character."""
+    text, counts = redact(line)
+    assert "<secret>" in text and counts == {"assigned_secret": 1}
+
+
+def test_code_that_names_a_token_is_not_redacted():
+    for line in ("eos_token = tokenizer.unk_token_id", 'tokenizer_path = "models/tokenizer.json"', "max_tokens: 2048"):
+        assert redact(line) == (line, {})
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
 def test_the_shared_corpus_as_raw_files(tmp_path):

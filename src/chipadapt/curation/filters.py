@@ -12,9 +12,13 @@ SECRETS = {
     "aws_access_key": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     "github_token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
     "slack_token": re.compile(r"\bxox[abpors]-[A-Za-z0-9-]{10,}\b"),
+    # A name that ends in a credential word, with any prefix (`DB_PASSWORD`, `AWS_SECRET_ACCESS_KEY`,
+    # `os.environ["OPENAI_API_KEY"]`: `_` is a word character, so a `\b` before the word let them all
+    # through), assigned with `=` or `:` (Python, shell `export`, YAML, JSON).
     "assigned_secret": re.compile(
-        r"(?i)\b((?:api[_-]?key|secret|passw(?:or)?d|access[_-]?token|auth[_-]?token)\s*[:=]\s*)"
-        r"([\"']?)([A-Za-z0-9/+_\-.]{12,})\2"
+        r"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_.\-]*?"
+        r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|passphrase|pwd|token|"
+        r"credentials?)[\"']?\]?\s*[:=]\s*)([\"']?)([A-Za-z0-9/+_\-.]{12,})\2"
     ),
     # Tcl assigns with `set NAME VALUE`, the common form in EDA scripts.
     "assigned_secret_tcl": re.compile(
@@ -23,18 +27,27 @@ SECRETS = {
 }
 
 
+def _assigned(match: re.Match) -> str:
+    """The assignment with its value replaced; an unquoted value with no digit is kept: it reads as code
+    (`eos_token = tokenizer.unk_token_id`), and opaque credentials hold digits."""
+    quote, value = match.group(2), match.group(3)
+    if not quote and not any(c.isdigit() for c in value):
+        return match.group(0)
+    return f"{match.group(1)}{quote}<secret>{quote}"
+
+
 def redact(text: str) -> tuple[str, dict[str, int]]:
     counts: dict[str, int] = {}
     text, n = EMAIL.subn("<email>", text)
     if n:
         counts["email"] = n
     for name, pattern in SECRETS.items():
-        replacement = (
-            (lambda m: f"{m.group(1)}{m.group(2)}<secret>{m.group(2)}")
-            if name.startswith("assigned_secret")
-            else "<secret>"
-        )
-        text, n = pattern.subn(replacement, text)
+        if name.startswith("assigned_secret"):
+            kept = pattern.sub(_assigned, text)
+            n = sum(1 for m in pattern.finditer(text) if _assigned(m) != m.group(0))
+            text = kept
+        else:
+            text, n = pattern.subn("<secret>", text)
         if n:
             counts[name] = n
     return text, counts
