@@ -189,6 +189,11 @@ def test_language_detection_and_redaction_units():
         'os.environ["OPENAI_API_KEY"] = "sk-proj-1234567890abcdef"',
         '{"password": "s3cr3tvalue123"}',
         "client_secret: ZXhhbXBsZXNlY3JldDEyMw",
+        # no digit, unquoted: still a password or a key (redacted before the prefixes were)
+        "password=correcthorsebattery",
+        "password: CorrectHorseBatteryStaple",
+        "api_key = abcdefghijklmnopqrstuv",
+        "export DB_PASSWORD=SuperSecretPassword",
     ],
 )
 def test_credentials_under_any_prefixed_name_are_redacted(line):
@@ -198,7 +203,8 @@ def test_credentials_under_any_prefixed_name_are_redacted(line):
 
 
 def test_code_that_names_a_token_is_not_redacted():
-    for line in ("eos_token = tokenizer.unk_token_id", 'tokenizer_path = "models/tokenizer.json"', "max_tokens: 2048"):
+    code = ("eos_token = tokenizer.unk_token_id", 'tokenizer_path = "models/tokenizer.json"', "max_tokens: 2048")
+    for line in (*code, "PWD=/home/user/work2024/run"):  # the shell's working folder
         assert redact(line) == (line, {})
 
 

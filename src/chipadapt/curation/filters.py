@@ -17,7 +17,7 @@ SECRETS = {
     # through), assigned with `=` or `:` (Python, shell `export`, YAML, JSON).
     "assigned_secret": re.compile(
         r"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_.\-]*?"
-        r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|passphrase|pwd|token|"
+        r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|passphrase|token|"
         r"credentials?)[\"']?\]?\s*[:=]\s*)([\"']?)([A-Za-z0-9/+_\-.]{12,})\2"
     ),
     # Tcl assigns with `set NAME VALUE`, the common form in EDA scripts.
@@ -27,11 +27,16 @@ SECRETS = {
 }
 
 
+# Names that also name code (`eos_token = tokenizer.unk_token_id`, `credentials = load_credentials`).
+_CODE_LIKE_NAMES = re.compile(r"(?i)(token|credentials?)[\"']?\]?\s*[:=]\s*$")
+
+
 def _assigned(match: re.Match) -> str:
-    """The assignment with its value replaced; an unquoted value with no digit is kept: it reads as code
-    (`eos_token = tokenizer.unk_token_id`), and opaque credentials hold digits."""
+    """The assignment with its value replaced. After a token or credentials name, an unquoted value with no
+    digit is kept: it reads as code, where an opaque token holds digits. A password, passphrase, secret or
+    key is replaced whatever it holds (`password=correcthorsebattery`)."""
     quote, value = match.group(2), match.group(3)
-    if not quote and not any(c.isdigit() for c in value):
+    if not quote and not any(c.isdigit() for c in value) and _CODE_LIKE_NAMES.search(match.group(1)):
         return match.group(0)
     return f"{match.group(1)}{quote}<secret>{quote}"
 
