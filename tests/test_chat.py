@@ -401,13 +401,15 @@ def test_the_prompt_leaves_out_the_earliest_turns_that_no_longer_fit_the_models_
     for n in range(4):  # four turns of 20 characters each
         session.messages += [{"role": "user", "content": f"q{n}".ljust(10)}, {"role": "assistant", "content": "a" * 10}]
     said = io.StringIO()
-    history = session.fitted_history({"role": "user", "content": "x" * 30}, said)
-    # 80 + 30 characters would not leave 20 for the reply: the first two turns are left out
-    assert history[0]["content"].startswith("q2") and len(history) == 5 and session.window == 4
-    assert "the 2 earliest turn(s) no longer fit the model's context of 100 tokens" in said.getvalue()
-    assert len(session.messages) == 8  # /save still has the whole conversation
     with pytest.raises(ChipadaptError, match="this question takes 90 prompt tokens, which leaves fewer than 20 of"):
         session.fitted_history({"role": "user", "content": "y" * 90}, said)
+    assert session.window == 0 and not said.getvalue()  # a refused question leaves nothing out of later prompts
+    history = session.fitted_history({"role": "user", "content": "x" * 30}, said)
+    # 80 + 30 characters would not leave 20 for the reply: the first two turns are left out
+    assert history[0]["content"].startswith("q2") and len(history) == 5 and session.next_window == 4
+    assert "the 2 earliest turn(s) no longer fit the model's context of 100 tokens" in said.getvalue()
+    assert session.window == 0  # only once the turn is kept (a reply stopped by Ctrl-C is not)
+    assert len(session.messages) == 8  # /save still has the whole conversation
     assert session.reply_tokens(70) == 20
     # A reply asked longer than the context allows stops at the context's end; half of it stays for it.
     greedy = _sized_session(context=100, max_new_tokens=2000)

@@ -172,26 +172,28 @@ class ChatSession:
         """The history the prompt holds with `turn`: the earliest turns left out, with a note, while the
         prompt and generate.max_new_tokens would run past the model's context; an error when `turn`
         alone does."""
+        self.next_window = self.window
         if self.context is None:
             return self.messages + [turn]
         room = self.context - self.reply_room()
-        left_out = 0
-        while self.prompt_tokens(self.messages[self.window :] + [turn]) > room and self.window < len(self.messages):
-            self.window += 2  # a user turn and its reply
-            left_out += 1
-        if left_out:
-            out.write(
-                f"(the {left_out} earliest turn(s) no longer fit the model's context of {self.context} tokens and are "
-                "left out of the prompt; /reset starts afresh)\n"
-            )
         needed = self.prompt_tokens([turn])
-        if needed > room:
+        if needed > room:  # before any turn is left out: the history stays as it was for the next question
             raise ChipadaptError(
                 f"this question takes {needed} prompt tokens, which leaves fewer than {self.reply_room()} of the "
                 f"model's context of {self.context} tokens for the reply: ask it shorter, or lower "
                 "generate.max_new_tokens"
             )
-        return self.messages[self.window :] + [turn]
+        window = self.window
+        while self.prompt_tokens(self.messages[window:] + [turn]) > room and window < len(self.messages):
+            window += 2  # a user turn and its reply
+        if window > self.window:
+            out.write(
+                f"(the {(window - self.window) // 2} earliest turn(s) no longer fit the model's context of "
+                f"{self.context} tokens and are left out of the prompt; /reset starts afresh)\n"
+            )
+        # Kept once this turn is (a reply stopped by Ctrl-C is not): then the next prompts start there too.
+        self.next_window = window
+        return self.messages[window:] + [turn]
 
     def reset(self) -> None:
         self.messages, self.reply_attributes, self.window = [], [], 0
@@ -280,6 +282,7 @@ class ChatSession:
         answer = "".join(pieces).strip()
         # The history keeps the plain question: retrieved passages are for the turn they were found for.
         self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+        self.window = self.next_window
         self.reply_attributes.append(dict(self.attributes))
         return answer
 
