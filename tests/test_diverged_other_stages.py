@@ -81,7 +81,7 @@ def test_a_diverged_attribute_model_is_not_published(tmp_path):
     assert_failed_unpublished(run)
 
 
-def test_finite_weights_are_published_and_only_on_rank_zero(tmp_path):
+def test_finite_weights_are_published_on_rank_zero_and_diverged_ones_stop_every_rank(tmp_path):
     from omegaconf import OmegaConf
 
     from chipadapt.stages.common import publish_if_finite
@@ -99,6 +99,7 @@ def test_finite_weights_are_published_and_only_on_rank_zero(tmp_path):
     assert published == ["rank 0"]
     with torch.no_grad():
         layer.bias[1] = float("inf")
-    with pytest.raises(TrainingDiverged, match=r"1 of 2 weight tensors are not finite at step 3 \(first: bias\)"):
-        publish_if_finite(cfg, tmp_path, Rank(True), layer, lambda: published.append("again"))
+    for zero in (True, False):  # rank 1 stops too, rather than going on to a model that is not there
+        with pytest.raises(TrainingDiverged, match=r"1 of 2 weight tensors are not finite at step 3 \(first: bias\)"):
+            publish_if_finite(cfg, tmp_path, Rank(zero), layer, lambda: published.append("again"))
     assert published == ["rank 0"]

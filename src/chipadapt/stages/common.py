@@ -103,13 +103,13 @@ def diverged(cfg: DictConfig, out: Path, what: str) -> TrainingDiverged:
 def publish_if_finite(cfg: DictConfig, out: Path, trainer: L.Trainer, model: torch.nn.Module, publish) -> None:
     """`publish()` on rank 0, unless the trained weights hold a NaN or an inf: the stages whose
     validation shows no loss (retriever, reranker, attribute model) would otherwise publish a diverged
-    model, and a search over their learning rate would score it as any other trial."""
-    if not trainer.is_global_zero:
-        return
+    model, and a search over their learning rate would score it as any other trial. Checked on every
+    rank (DDP keeps the weights identical): all stop as diverged, none goes on without the model."""
     bad_weights = non_finite_weights(model.state_dict(), trainer.global_step)
     if bad_weights:
         raise diverged(cfg, out, bad_weights)
-    publish()
+    if trainer.is_global_zero:
+        publish()
 
 
 def build_trainer(
