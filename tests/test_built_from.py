@@ -47,3 +47,13 @@ def test_a_file_without_a_record_is_neither_reused_nor_replaced(tmp_path):
     with pytest.raises(ChipadaptError, match=r"passages\.jsonl: no record .*; move it away .*, or use retriever"):
         reusable(target, BUILT_FROM, "use retriever.passages=FILE")
     assert target.read_text() == "mine\n"
+
+
+def test_the_resume_of_a_checkpoint_that_trained_on_an_unrecorded_file_adopts_it(tmp_path):
+    """A run preempted under the previous chipadapt, which kept no records: its resume was refused, and
+    moving the file away (as the message said) was refused too, leaving only resume=false."""
+    target = tmp_path / "passages.jsonl"
+    target.write_text("built by an earlier chipadapt\n")
+    assert reusable(target, BUILT_FROM, "", resumed="DIR/checkpoints/last.ckpt")
+    assert target.read_text() == "built by an earlier chipadapt\n"
+    assert why_rebuild(target, BUILT_FROM, "") is None  # recorded now: the next rerun reuses it too

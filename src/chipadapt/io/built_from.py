@@ -6,7 +6,8 @@ settings would be trained and evaluated on while the run's records name the new 
 
 The record is written before the file, so a build cut off between the two leaves a record whose hash
 does not match (built again), never a file without one. A file without a record was not written here
-by this code (an earlier chipadapt, the user): it is neither reused nor replaced."""
+by this code (an earlier chipadapt, the user): it is neither reused nor replaced, except by the resume of
+a checkpoint that trained on it (a run preempted under an earlier chipadapt), which adopts it as it is."""
 
 import json
 import logging
@@ -57,6 +58,14 @@ def why_rebuild(target: Path, built_from: dict, advice: str) -> str | None:
 def reusable(target: Path, built_from: dict, advice: str, resumed: str | None = None) -> bool:
     """Whether `target` is reused (else the caller builds it). `resumed`: the checkpoint this run resumes,
     which trained on the file as it is: building it again under that training is refused."""
+    if resumed and target.is_file() and not record_path(target).is_file():
+        # Written by an earlier chipadapt, which kept no record, and trained on by the checkpoint resumed:
+        # what the resume must read, recorded now as built from these settings.
+        log.warning(
+            "%s has no record of what it was built from; %s trained on it: reused, and recorded", target, resumed
+        )
+        write_json_atomic(record_path(target), {"built_from": normalised(built_from), "sha256": sha256_file(target)})
+        return True
     why = why_rebuild(target, built_from, advice)
     if why is None:
         log.info("reusing %s (built from these settings and inputs)", target)

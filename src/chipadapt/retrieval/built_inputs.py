@@ -8,6 +8,11 @@ from chipadapt.data.sources import source_files, source_fingerprint, source_spec
 from chipadapt.io.hashing import fingerprint_file, sha256_json
 from chipadapt.retrieval.passages import Passage
 
+# The versions of the code that builds each file, in its record: a change to what the same settings build
+# (section paths, ICT sentences) builds a folder's files again rather than reusing the old ones.
+PASSAGES_BUILDER = 2  # 2: the section path of a passage that opens with a heading
+SYNTHESIS_BUILDER = 2  # 2: ICT sentences across soft line wraps
+
 
 def passages_inputs(build: dict) -> dict:
     """`passages.*` with each source's content in place of its local path (the same documents elsewhere
@@ -20,7 +25,10 @@ def passages_inputs(build: dict) -> dict:
             **{k: v for k, v in spec.items() if not (local and k == "path")},
             "content": source_content(spec, key),
         }
-    return {"passages": {**{k: v for k, v in build.items() if k != "sources"}, "sources": sources}}
+    return {
+        "builder": PASSAGES_BUILDER,
+        "passages": {**{k: v for k, v in build.items() if k != "sources"}, "sources": sources},
+    }
 
 
 def source_content(spec: dict, key: str) -> str:
@@ -40,6 +48,7 @@ def synthesis_inputs(syn: dict, bm25: dict, model, passages: list[Passage], seed
     """`retriever.synthetic.*`, the BM25 miner's settings, the seed, the passages by content and, where an
     LLM writes the questions (method=llm), that model by content and the precision it runs in."""
     inputs = {
+        "builder": SYNTHESIS_BUILDER,
         "retriever": {"synthetic": syn, "bm25": bm25},
         "seed": seed,
         "passages": {"count": len(passages), "content": sha256_json([p.to_json() for p in passages])},
