@@ -50,6 +50,23 @@ def test_a_folder_checkpoint_is_compared_through_its_metadata_file(tmp_path):
     check_resume_settings(sharded, cfg)
 
 
+def test_a_checkpoint_of_the_earlier_warm_up_schedule_resumes_under_the_new_one(tmp_path, caplog):
+    """adamw_cosine's scheduler changed its `_target_` (NeMo's warm-up, the first step above lr 0): every
+    SFT, SteerLM and retriever run preempted under the earlier version was refused its resume."""
+    cfg = compose([*TINY_FAST, "optim=adamw_cosine"], tmp_path / "run")
+    earlier = {
+        key: "transformers.get_cosine_schedule_with_warmup" if key.endswith("scheduler._target_") else value
+        for key, value in trajectory_settings(cfg).items()
+    }
+    assert "transformers.get_cosine_schedule_with_warmup" in earlier.values()
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(save(tmp_path / "last.ckpt", {CHECKPOINT_KEY: earlier, "global_step": 3}), cfg)
+    assert "written with Hugging Face's warm-up" in caplog.text
+    other = {**earlier, "optim.lr": 1.0}  # anything else still stops it
+    with pytest.raises(ChipadaptError, match="optim.lr"):
+        check_resume_settings(save(tmp_path / "other.ckpt", {CHECKPOINT_KEY: other, "global_step": 3}), cfg)
+
+
 def test_an_old_or_unreadable_checkpoint(tmp_path, caplog):
     cfg = compose(TINY_FAST, tmp_path / "run")
     with caplog.at_level(logging.INFO):

@@ -278,6 +278,26 @@ def checkpoint_metadata(ckpt: Path) -> dict | None:
     return content
 
 
+# Values an earlier chipadapt recorded, and what stands for them now. adamw_cosine's scheduler was Hugging
+# Face's (warm-up step i at lr i/w, the first at 0) and is chipadapt's ((i+1)/(w+1)): past the warm-up the
+# two give the same lr at every step, so a run preempted under the earlier one resumes under the new one.
+RENAMED_VALUES = {
+    "transformers.get_cosine_schedule_with_warmup": "chipadapt.modules.lr_schedule.cosine_with_warmup",
+}
+
+
+def with_current_names(ckpt: Path, recorded: dict) -> dict:
+    renamed = {key: RENAMED_VALUES[v] for key, v in recorded.items() if isinstance(v, str) and v in RENAMED_VALUES}
+    if renamed:
+        log.warning(
+            "%s was written with Hugging Face's warm-up (its first step at lr 0), resumed with chipadapt's: the "
+            "lr of a warm-up step still to run differs by at most optim.lr/(num_warmup_steps+1); after the "
+            "warm-up it is the same",
+            ckpt,
+        )
+    return {**recorded, **renamed}
+
+
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     """Stop when `ckpt` was written by a run with other settings; warn when only its length or its
     activation checkpointing changed."""
@@ -285,6 +305,7 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     if recorded is None:
         log.info("%s predates recorded settings: resumed without comparing them", ckpt)
         return
+    recorded = with_current_names(ckpt, recorded)
     current = trajectory_settings(cfg)
     if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
         current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
