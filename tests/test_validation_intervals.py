@@ -174,6 +174,8 @@ def test_compare_reads_the_intervals_of_what_a_training_stage_measured_besides_v
         "status": "completed",
         "overrides": ["stage=retriever"],
         "metrics": {"global_step": 4, "val": {"val/loss": 0.1}, "retrieval": {"eval_queries": {"finetuned": figures}}},
+        # a stage's own record of its output (annotate, bootstrap) hid the measured figures' intervals
+        "results": {"output": {"path": "annotated.jsonl", "fingerprint": "ab12"}},
     }
     run = tmp_path / "run"
     run.mkdir()

@@ -107,8 +107,11 @@ def run_results(manifest: dict) -> dict:
     training run's final validation named as `run_metrics` names it, `val/<split>/<metric>` with its
     `_ci` and `_n` beside it (`val/domain/bpb_ci`), and the other figures its stage measured, under the
     names `run_metrics` gives them (the retriever stage's `retrieval.eval_queries.finetuned.hit@8`)."""
-    if manifest.get("results") or manifest.get("kind", "train") != "train":
-        return manifest.get("results") or {}
+    results = manifest.get("results") or {}
+    if manifest.get("kind", "train") != "train":
+        return results
+    # A training stage's own results (annotate's and bootstrap's output record) beside what it measured.
     measured = dict(manifest.get("metrics") or {})
     after, _, _ = measured.pop("after", None) or {}, measured.pop("before", None), measured.pop("change", None)
-    return {**measured, **{f"val/{split}/{key}": v for split, values in after.items() for key, v in values.items()}}
+    validation = {f"val/{split}/{key}": v for split, values in after.items() for key, v in values.items()}
+    return {**results, **measured, **validation}
