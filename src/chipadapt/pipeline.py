@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chipadapt.finished_run import completed_record
+from chipadapt.finished_run import completed_record, what_changed
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
@@ -90,6 +90,7 @@ def train(cfg: DictConfig) -> dict:
         run_folder_key(),
         bool(cfg.overwrite),
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
+        previous="" if cfg.overwrite else what_changed(cfg, out),
     )
     if cfg.resume:  # before anything is built or written: a checkpoint of another run is not resumed
         from chipadapt.stages.common import resume_checkpoint

@@ -3,14 +3,22 @@
 A source contributes `weight * epochs` copies of its training documents: whole copies for the
 integer part and a seeded random subset for the fraction. All copies are shuffled together, so
 the order is fully decided by the seed and a resumed run sees the same stream.
+A source given a weight above 0 is always in the blend: a fraction of a few documents that rounds to
+none (0.5 of one document) takes one, with a warning naming the source. The user named the source to
+train on it, and a weight says how much, never whether; leaving it out silently (as it was: `blended
+tokens 0`) or by a coin toss made the weight a switch the user never set. A source with no training
+document at all (each one held out for validation) adds nothing, and is warned about too.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 from rich.table import Table
 
 from chipadapt.data.token_cache import TokenizedSource
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,11 +32,22 @@ class BlendRow:
     share: float = 0.0  # of all blended tokens
 
 
-def copies(multiplier: float, examples: int) -> tuple[int, int]:
+def copies(multiplier: float, examples: int, key: str = "a data source") -> tuple[int, int]:
     """How a source with `examples` training examples enters the blend at `weight * epochs`: whole
-    copies for the integer part, plus a seeded random subset of this many examples for the fraction."""
+    copies for the integer part, plus a seeded random subset of this many examples for the fraction;
+    at least one example where the weight is above 0 (module docstring), warned about under `key`."""
     whole = int(np.floor(multiplier))
-    return whole, int(round((multiplier - whole) * examples))
+    extra = int(round((multiplier - whole) * examples))
+    if multiplier > 0 and examples and not whole and not extra:
+        log.warning(
+            "%s: weight x epochs %g of %d training example(s) rounds to none; it takes 1 (a weight above 0 "
+            "keeps a source in the blend; weight=0 or =null leaves it out)",
+            key,
+            multiplier,
+            examples,
+        )
+        extra = 1
+    return whole, extra
 
 
 def blend_order(
@@ -38,7 +57,15 @@ def blend_order(
     rng = np.random.default_rng(seed)
     parts, rows = [], []
     for src_index, (name, tok, train_idx, multiplier) in enumerate(sources):
-        whole, count = copies(multiplier, len(train_idx))
+        whole, count = copies(multiplier, len(train_idx), f"data.sources.{name}")
+        if multiplier > 0 and not len(train_idx):
+            log.warning(
+                "data.sources.%s: weight x epochs %g but no training document (%d, all held out for validation): "
+                "it adds nothing to training",
+                name,
+                multiplier,
+                tok.num_docs,
+            )
         picked = [train_idx] * whole
         if multiplier > whole and len(train_idx):
             picked.append(rng.choice(train_idx, size=count, replace=False))

@@ -126,7 +126,7 @@ class SFTDataModule(TrainingDataModule):
             train_convs = [c for c in convs if not (self.cfg.val_fraction and held_out(c.id, self.cfg.val_fraction))]
             encoded, cut = self.encode_all(train_convs)
             times = loaded.source.weight * loaded.source.epochs
-            whole, extra = copies(times, len(encoded))
+            whole, extra = copies(times, len(encoded), key)
             blended = encoded * whole + rng.sample(encoded, extra)
             train += blended
             if val_convs:

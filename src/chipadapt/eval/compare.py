@@ -21,7 +21,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_plots import metric_plot, pareto_plot
 from chipadapt.eval.compare_runs import STOPPED, Run, load_runs, swept_keys
 from chipadapt.eval.compare_validation import validation_notes
-from chipadapt.eval.paired_compare import paired_rows, write_paired
+from chipadapt.eval.paired_compare import other_tokenizer_notes, paired_rows, write_paired
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
 
@@ -114,7 +114,8 @@ def row_label(run: Run) -> str:
     return label
 
 
-def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
+def write_tables(runs: list[Run], metrics: list[str], out: Path, notes: list[str] = ()) -> list[str]:
+    """compare.csv and compare.md; `notes` go under the table (per-token figures of other tokenizers)."""
     swept = swept_keys(runs)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -144,6 +145,7 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path) -> list[str]:
             "\nval/ figures compare only on the same held-out text; a run marked read other text than the first "
             "training run (data.val_max_bytes of whole documents, the same at any seq_len and tokenizer)."
         )
+    lines += [f"\n{note}" for note in notes]
     write_text_atomic(out / "compare.md", "\n".join(lines) + "\n")
     return lines
 
@@ -210,7 +212,7 @@ def compare(cfg: DictConfig) -> dict:
         runs.sort(key=lambda r: float(r.overrides[axis]))
     out = output_folder(cfg, runs)
     earlier = earlier_outputs(out)
-    lines = write_tables(runs, metrics, out)
+    lines = write_tables(runs, metrics, out, other_tokenizer_notes(paired))
     plots = {"metrics": str(metric_plot(runs, metrics[: cfg.max_plot_metrics], axis, out))}
     summary = {"runs": len(runs), "metrics": metrics, "axis": axis, "plot": plots["metrics"]}
     both = [r for r in runs if all(m in r.metrics for m in metrics)]

@@ -10,7 +10,9 @@ table shows [-inf, +inf]).
 Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
 cannot be paired (most differ, its limits differ, its items file is unreadable) is one row with the
 verdict "not paired" and the reason, and one warning: the other tasks, and compare.py's tables and
-plots, which need no pairing, are not held back by it.
+plots, which need no pairing, are not held back by it. A per-token figure (perplexity's `ppl`) of runs
+whose items were cut into other tokens (another tokenizer: an augmented one against the base model's)
+is a "not paired" row too, with the reason; bits per byte, per the same bytes, are compared.
 """
 
 import csv
@@ -22,7 +24,7 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import paired_difference
-from chipadapt.eval.same_items import same_items, same_settings
+from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.jsonl import json_object
 
@@ -68,6 +70,7 @@ def asked_for(task: str, metrics: list[str] | None) -> bool:
 
 
 def not_paired(label: str, first_label: str, task: str, reason: str) -> dict:
+    """A "not paired" row of `task` (a task, or one metric of it), with one warning."""
     reason = reason.removeprefix(f"{task}: ")  # the row names the task already
     log.warning("compare: %s of %s not paired with %s: %s", task, label, first_label, reason)
     row = dict.fromkeys(COLUMNS, "")
@@ -111,9 +114,13 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                     left_out[0],
                 )
             names = dict.fromkeys(k for item in a.values() for k in item["scores"])
+            tokens = other_tokens(task, first_label, label, a, b)
             for name in names:
                 metric = f"{task}.{name}"
                 if metrics and metric not in metrics:
+                    continue
+                if tokens and per_token(name):
+                    rows.append(not_paired(label, first_label, metric, tokens))
                     continue
                 d = paired_difference(a, b, name)
                 if d is None:
@@ -138,6 +145,16 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                     }
                 )
     return rows
+
+
+def other_tokenizer_notes(rows: list[dict]) -> list[str]:
+    """compare.md's note on each per-token metric a later run does not pair on for another tokenizer:
+    the plain table shows its figures side by side, which read as comparable."""
+    return [
+        f"{r['metric']} of {r['run']} and of {r['against']}: {OTHER_TOKENIZER}."
+        for r in rows
+        if r["verdict"] == NOT_PAIRED and r["reason"].startswith(OTHER_TOKENIZER)
+    ]
 
 
 def _decimals(values: tuple[float, ...]) -> int:

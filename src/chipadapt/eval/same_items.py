@@ -16,6 +16,10 @@ Rule: items that differ are never paired. Where at least half of the items the t
 the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
 matches one time in four): the task is not paired (NotSameItems). Otherwise the differing ones are left
 out and counted (an edited data file, a document the token budget cut in one run).
+Per-token figures (a score named `.ppl` or `.loss`: the mean over the item's tokens) compare only where
+both runs counted the same tokens in the same text: another tokenizer cuts the text into other units,
+so its perplexity is per another unit and a lower one says nothing of the model (bits per byte, per
+the text's bytes, compares). `other_tokens` finds the first shared item whose `tokens` differ.
 Before any item, the task's settings that decide how much of each item is scored (SCORED_PART, from each
 run's manifest) must be equal: runs that cut documents at other limits differ on the long documents only,
 and leaving those out (28 of 82 in one comparison) would give a verdict about the short ones.
@@ -92,3 +96,25 @@ def same_settings(task: str, a_label: str, b_label: str, a: dict | None, b: dict
                 f"{b.get(key)!r}): the documents a limit cuts are the long ones, and leaving them out would "
                 "compare the short ones only; evaluate both with the same limits"
             )
+
+
+PER_TOKEN = (".ppl", ".loss")
+OTHER_TOKENIZER = "the runs use different tokenizers (per-token figures; compare bpb)"
+
+
+def per_token(metric: str) -> bool:
+    """Whether a score is a mean over the item's tokens (module docstring)."""
+    return metric.endswith(PER_TOKEN)
+
+
+def other_tokens(task: str, a_label: str, b_label: str, a: dict[str, dict], b: dict[str, dict]) -> str | None:
+    """Why the two runs' per-token figures of `task` do not pair: the first shared item whose token
+    count differs (the runs use different tokenizers); None where every shared item has the same count."""
+    for key in a:
+        if key in b and isinstance(a[key].get("tokens"), int) and isinstance(b[key].get("tokens"), int):
+            if a[key]["tokens"] != b[key]["tokens"]:
+                return (
+                    f"{OTHER_TOKENIZER}: {key!r} is "
+                    f"{a[key]['tokens']} tokens in {a_label}, {b[key]['tokens']} in {b_label}"
+                )
+    return None

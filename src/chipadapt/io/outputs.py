@@ -73,11 +73,14 @@ def check_output_folder(
     key: str,
     overwrite: bool,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    previous: str = "",
 ) -> Path:
     """Refuse, before any work, every destination whose replacement could lose something, and one that
     cannot be made where it is named (under a file, in a folder that takes no new entries).
 
-    `inputs` are (config key, path) pairs the command reads; `key` names the output's config key."""
+    `inputs` are (config key, path) pairs the command reads; `key` names the output's config key;
+    `previous` says what the earlier output is (", completed before with other settings: ..."), told
+    where an earlier output of this command is refused."""
     target = refuse_overlap_with_inputs(dest, key, inputs)
     if target.is_file() or target.is_symlink():
         raise ChipadaptError(f"{key}: {dest} exists and is not a folder written by {command}; refusing to replace it")
@@ -91,7 +94,9 @@ def check_output_folder(
                 "refusing to replace it: choose another folder"
             )
         if not overwrite:
-            raise ChipadaptError(f"{key}: {dest} holds a previous {command} output; overwrite=true replaces it")
+            raise ChipadaptError(
+                f"{key}: {dest} holds a previous {command} output{previous}; overwrite=true replaces it"
+            )
     # The output is written into (compare.py) or built beside it and renamed in (publish_folder): both
     # places must take new entries. Checked here, before the work, not at its end.
     for place in (target, target.parent) if target.is_dir() else (target,):

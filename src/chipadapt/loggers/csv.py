@@ -8,7 +8,8 @@ cut file, the whole logged curve lost. Both are written beside and renamed over 
 
 A job tells the logger where its own logging starts (`start_at`, before the first row): a run resumed
 from a checkpoint at step N logs steps N, N+1, ... again, so the rows an earlier attempt logged from
-step N on (after that checkpoint: lost with the kill) are dropped first instead of appearing twice; a
+step N on (after that checkpoint: lost with the kill) are dropped first instead of appearing twice, but
+for the validation at step N, of the checkpoint's own weights, which the resumed run does not repeat; a
 run started over (resume=false), and an evaluate.py or merge.py rerun, start at 0 and so start the
 file over. A run started over discards the checkpoint it did not resume at that same moment
 (stages/common.discard_checkpoint): the rows below a checkpoint's step are always its own run's.
@@ -30,7 +31,16 @@ from chipadapt.io.atomic import atomic_file, write_text_atomic
 class _AppendingWriter(ExperimentWriter):
     def __init__(self, log_dir: str, start_step: int | None = None):
         self.start_step = start_step  # read by _check_log_dir_exists, which the base __init__ calls
+        self.kept_validation_step: int | None = None  # a validation row kept at the resumed step, if any
         super().__init__(log_dir=log_dir)
+
+    def log_metrics(self, metrics_dict: dict, step: int | None = None) -> None:
+        # The resumed run validated the checkpoint's weights again after all (a checkpoint written before
+        # its step's validation): its row replaces the kept one, rather than appearing twice.
+        if step is not None and step == self.kept_validation_step and any(k.startswith("val/") for k in metrics_dict):
+            self._drop_kept_validation(step)
+            self.kept_validation_step = None
+        super().log_metrics(metrics_dict, step)
 
     def _check_log_dir_exists(self) -> None:
         if self.start_step is not None and os.path.isfile(self.metrics_file_path):
@@ -48,13 +58,26 @@ class _AppendingWriter(ExperimentWriter):
                         handle.write(b"\r\n")
 
     def _drop_rows_from(self, start: int) -> None:
-        """Keep the rows logged before step `start`; a row whose step cannot be read (one cut short by
-        the kill) goes too. The file is replaced whole, and only when a row goes."""
+        """Keep the rows logged before step `start`, and a validation at `start`; a row whose step cannot
+        be read (one cut short by the kill) goes too. The file is replaced whole, and only when a row goes."""
+        rows, fieldnames = self._rows()
+        kept = [row for row in rows if _step(row) is not None and (_step(row) < start or _validation_at(row, start))]
+        if any(_step(row) == start for row in kept):
+            self.kept_validation_step = start
+        self._write_kept(rows, kept, fieldnames)
+
+    def _drop_kept_validation(self, step: int) -> None:
+        """The validation row kept at `step` goes (the rows this run logged since stay)."""
+        self.save()  # what this run logged so far is in the file before it is rewritten
+        rows, fieldnames = self._rows()
+        self._write_kept(rows, [row for row in rows if not _validation_at(row, step)], fieldnames)
+
+    def _rows(self) -> tuple[list[dict], list[str]]:
         with open(self.metrics_file_path, newline="") as handle:
             reader = csv.DictReader(handle)
-            rows = list(reader)
-            fieldnames = list(reader.fieldnames or [])
-        kept = [row for row in rows if _step(row) is not None and _step(row) < start]
+            return list(reader), list(reader.fieldnames or [])
+
+    def _write_kept(self, rows: list[dict], kept: list[dict], fieldnames: list[str]) -> None:
         if len(kept) == len(rows):
             return
         buffer = io.StringIO(newline="")
@@ -78,6 +101,15 @@ class _AppendingWriter(ExperimentWriter):
         self.hparams.update(params)
         with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
             save_hparams_to_yaml(tmp, self.hparams)
+
+
+def _validation_at(row: dict, start: int) -> bool:
+    """A validation row at the checkpoint's own step: it measured the checkpoint's weights, and a resumed
+    run does not always validate them again (Lightning skips the validation of a finished run's last step
+    when `overwrite=true trainer.max_steps=...` trains it longer: dropping the row lost that run's final
+    validation). Where the resumed run does validate them, its row replaces this one (`log_metrics`)."""
+    metrics = [key for key, value in row.items() if value not in ("", None) and key not in ("epoch", "step")]
+    return _step(row) == start and bool(metrics) and all(key.startswith("val/") for key in metrics)
 
 
 def _step(row: dict) -> int | None:
