@@ -51,7 +51,7 @@ def tiny_folder(tmp_path):
 def test_new_rows_are_subtoken_means_and_zero_outputs_and_old_function_is_kept(tmp_path, tiny_folder):
     folder = build(tmp_path, tiny_folder, RTL, PROSE)
     report = json.loads((folder / "tokenizer_report.json").read_text())
-    assert report["new_tokens"] > 0 and report["domain_reduction_pct"] > 0
+    assert report["new_tokens"] > 0 and report["domain_reduction_in_sample_pct"] > 0
     assert report["untied_embeddings"] is True  # the tiny Llama ties embeddings, like SmolLM2
     assert report["embedding_rows"] % 64 == 0
 
@@ -183,7 +183,7 @@ def test_stage_tokenizer_writes_the_contract_files_and_dapt_trains_on_the_augmen
     ]
     metrics = train(compose(["stage=tokenizer", *overrides], run))
     report = json.loads((run / "tokenizer_report.json").read_text())
-    for key in ("domain_reduction_pct", "general_change_pct", "new_tokens"):
+    for key in ("domain_reduction_in_sample_pct", "general_change_pct", "new_tokens"):
         assert isinstance(report[key], (int, float))
     assert metrics["new_tokens"] == report["new_tokens"] > 0
     assert report["init"] == {"input": "mean", "output": "mean"}
@@ -266,7 +266,7 @@ def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(
         init={"input": "mean", "output": "mean"},
     )(smollm2_folder)
     report = json.loads((folder / "tokenizer_report.json").read_text())
-    assert report["domain_reduction_pct"] >= 5.0
+    assert report["domain_reduction_in_sample_pct"] >= 5.0
     assert report["general_change_pct"] <= 0.5
     base = Tokenizer.from_file(str(smollm2_folder / "tokenizer.json"))
     ext = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -298,7 +298,11 @@ def test_a_completed_tokenizer_stage_rerun_with_the_same_settings_and_inputs_is_
     assert (run / "model" / "model.safetensors").stat().st_mtime_ns == published
     # Other settings, or the same settings with other inputs (the base model retrained in place), are
     # another build: refused as for any stage, overwrite=true replaces it.
-    with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
+    with pytest.raises(
+        ChipadaptError,
+        match=r"holds a previous train output, completed before with other settings: "
+        r"tokenizer.adapt.min_savings: .*; overwrite=true replaces it",
+    ):
         train(compose([*overrides, "tokenizer.adapt.min_savings=5"], run))
     retrain_in_place(base)
     with pytest.raises(ChipadaptError, match="holds a previous train output"):

@@ -102,8 +102,12 @@ def test_a_finished_run_rerun_as_it_was_is_passed_and_any_change_refused(tmp_pat
         again = train(compose(common, tmp_path))
     assert "completed before with these settings and inputs; not trained again" in caplog.text
     assert (tmp_path / "manifest.json").read_bytes() == manifest and again == read_manifest(tmp_path)["metrics"]
-    with pytest.raises(ChipadaptError, match="holds a previous train output; overwrite=true replaces it"):
-        train(compose([*common, "optim.lr=1e-4"], tmp_path))  # another setting
+    with pytest.raises(
+        ChipadaptError,
+        match=r"holds a previous train output, completed before with other settings: "
+        r".*optim.lr.*: 5e-06 -> 0.0001; overwrite=true replaces it",
+    ):
+        train(compose([*common, "optim.lr=1e-4"], tmp_path))  # another setting, named
     recorded = json.loads(manifest)
     name = next(k for k, v in recorded["inputs"].items() if isinstance(v, dict) and "fingerprint" in v)
     recorded["inputs"][name]["fingerprint"] = "an earlier version of that input"

@@ -1,16 +1,19 @@
 """`tokenizer=augmented`: ChipNeMo's domain-adapted tokenizer, built once per inputs and cached.
 
-1. train a BPE tokenizer from scratch on the domain sources, words split as the base model's
-   tokenizer splits them (family.py: byte-level or SentencePiece-style BPE; others are refused);
-2. select its pieces the base vocabulary lacks, rare in general text, by tokens saved per entry;
+1. train a BPE tokenizer from scratch on the domain sources' training documents (not the ones DAPT
+   holds out: held_out.py), words split as the base model's tokenizer splits them (family.py:
+   byte-level or SentencePiece-style BPE; others are refused);
+2. select its pieces the base vocabulary lacks, rare in general text, by tokens saved per entry on
+   those training documents;
 3. extend the base tokenizer with them as merges (extend.py says why), checking the round trip on
    every domain and general document and that no general document gets longer;
 4. resize the model, new rows by `init` (init_rows.py; a tied model is untied), embeddings padded
    to a multiple of 64; then, with `init.warmup`, train the new rows alone briefly (warmup.py); with
    `init.input_fit`, teach the new input rows the base tokenization's hidden states (input_fit.py);
    and with `init.fit`, fit the new output rows to the training text (output_fit.py);
-5. report tokens per character before and after, per source, on domain and general text, and the
-   starting model's bits per byte per output-row rule against the base tokenizer's.
+5. report tokens per character before and after, per source, on domain and general text: in-sample
+   on the training documents, and on the held-out ones with a 95% interval paired by document; and
+   the starting model's bits per byte per output-row rule against the base tokenizer's.
 The result is one Hugging Face folder (model + tokenizer) with tokenizer_report.json inside.
 """
 
@@ -43,9 +46,16 @@ from chipadapt.tokenizer.extend import (
 )
 from chipadapt.tokenizer.extension_checks import check_round_trip, check_specials
 from chipadapt.tokenizer.family import tokenizer_family
+from chipadapt.tokenizer.held_out import held_out_rows, split_documents
 from chipadapt.tokenizer.input_fit import InputRowFit
 from chipadapt.tokenizer.output_fit import OutputRowFit
-from chipadapt.tokenizer.report import efficiency_rows, most_useful_tokens, reduction_table, starting_bpb_table
+from chipadapt.tokenizer.report import (
+    efficiency_rows,
+    held_out_text,
+    most_useful_tokens,
+    reduction_table,
+    starting_bpb_table,
+)
 from chipadapt.tokenizer.select_tokens import select_new_tokens
 from chipadapt.tokenizer.starting_bpb import StartingBpb
 from chipadapt.tokenizer.warmup import EmbeddingWarmup
@@ -54,6 +64,11 @@ from chipadapt.tokenizer.words import word_counts
 log = logging.getLogger(__name__)
 
 REPORT_NAME = TOKENIZER_REPORT_NAME
+
+# The stages whose data.sources are the text a domain tokenizer is built from (pretraining documents).
+# Another stage's sources are conversations, queries or ratings: it starts from the model a tokenizer
+# or DAPT run built (model.path), whose tokenizer is in its folder.
+BUILDING_STAGES = ("tokenizer", "dapt")
 
 
 def keep_base(folder: Path) -> Path:
@@ -90,7 +105,18 @@ class DomainTokenizer:
         max_pieces: int,
         init: DictConfig,
         starting_bpb: StartingBpb | None = None,  # null: do not measure
+        held_out: float | None = None,  # data.val_fraction: DAPT's held-out documents, kept out of selection
+        stage: str | None = None,  # stage.name (none outside train.py)
     ):
+        if stage is not None and stage not in BUILDING_STAGES:
+            raise ChipadaptError(
+                f"tokenizer: stage={stage} does not build an augmented tokenizer: it would be trained on this stage's "
+                "data.sources, which are not pretraining documents (conversations, for sft); build it with "
+                "stage=tokenizer (or in stage=dapt) and start this stage from that run's model with "
+                "model.path=RUN/model, leaving tokenizer at base"
+            )
+        if starting_bpb is not None:
+            starting_bpb.check_held_out()  # after the stage: SFT's data holds nothing out, which is not the point
         self.cache_dir = Path(cache_dir).expanduser()
         specs = _specs(sources, "data.sources")
         self.domain = {n: s for n, s in specs.items() if not s.general}
@@ -110,6 +136,8 @@ class DomainTokenizer:
             min_savings=min_savings,
             max_pieces=max_pieces,
             init={"input": init["input"], "output": init["output"]},
+            # Always in the key: builds before it chose tokens on the held-out documents too.
+            held_out=held_out,
         )
         self.warmup: EmbeddingWarmup | None = init.get("warmup")
         if self.warmup is not None:  # only then in the cache key: builds without warm-up keep theirs
@@ -181,15 +209,21 @@ class DomainTokenizer:
         family = tokenizer_family(base, f"tokenizer=augmented ({base_folder.name})")
         domain_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.domain.items()}
         domain_texts = [d.text for docs in domain_docs.values() for d in docs]
+        split = {n: split_documents(docs, self.domain[n], self.settings["held_out"]) for n, docs in domain_docs.items()}
+        selection_docs = {n: train for n, (train, _) in split.items() if train}
+        held_docs = {n: held for n, (_, held) in split.items() if held}
 
         log.info(
-            "training a %d-entry %s domain tokenizer on %d documents ...",
+            "training a %d-entry %s domain tokenizer on %d documents (%d held out, as DAPT holds them out) ...",
             self.settings["domain_vocab_size"],
             family.name,
-            len(domain_texts),
+            sum(len(docs) for docs in selection_docs.values()),
+            sum(len(docs) for docs in held_docs.values()),
         )
-        domain_vocab = family.train_domain_vocab(domain_texts, self.settings["domain_vocab_size"])
-        domain_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in domain_docs.items()}
+        domain_vocab = family.train_domain_vocab(
+            [d.text for docs in selection_docs.values() for d in docs], self.settings["domain_vocab_size"]
+        )
+        domain_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in selection_docs.items()}
         all_domain = sum(domain_counts.values(), start=Counter())
         filter_specs = self.general_train or self.report_general
         if not self.general_train:
@@ -219,7 +253,7 @@ class DomainTokenizer:
             not_longer=True,
         )
         general_counts = {n: word_counts(family, (d.text for d in docs)) for n, docs in general_docs.items()}
-        chars = {n: sum(len(d.text) for d in docs) for n, docs in {**domain_docs, **general_docs}.items()}
+        chars = {n: sum(len(d.text) for d in docs) for n, docs in {**selection_docs, **general_docs}.items()}
         with atomic_directory(folder) as tmp:
             tokenizer.save_pretrained(tmp)
             (tmp / "tokenizer.json").write_text(extended_json, encoding="utf-8")
@@ -296,7 +330,13 @@ class DomainTokenizer:
                 "new_tokens": len(new_tokens),
                 "embedding_rows": rows,
                 **resize,
+                # In-sample: the documents the tokens were chosen from.
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
+                "domain_held_out": held_out_rows(family, base, extended, held_docs),
+                "documents": {
+                    n: {"selection": len(train), "held_out": len(held)} for n, (train, held) in split.items()
+                },
+                "general_chose_tokens": not self.general_train,  # the report's general text filtered them
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
                 "most_useful": most_useful_tokens(base, extended, all_domain, set(new_tokens)),
                 # without the bpb measurement, the warm-up and the fit
@@ -309,16 +349,20 @@ class DomainTokenizer:
                 **starting,
             }
             overall = report["domain"].get("overall") or next(iter(report["domain"].values()))
-            report["domain_reduction_pct"] = overall["reduction_pct"]
+            report["domain_reduction_in_sample_pct"] = overall["reduction_pct"]
+            held = report["domain_held_out"].get("overall") or next(iter(report["domain_held_out"].values()), None)
+            report["domain_held_out_reduction"] = held
             general_rows = report["general"].get("overall") or next(iter(report["general"].values()), None)
             # Positive = general text needs more tokens than before (worse).
             report["general_change_pct"] = -general_rows["reduction_pct"] if general_rows else None
             (tmp / REPORT_NAME).write_text(strict_json.dumps(report, indent=1, ensure_ascii=False))
         _print_report(report)
         log.info(
-            "augmented tokenizer: %d new tokens, domain %.2f%% fewer tokens, built in %.0fs",
+            "augmented tokenizer: %d new tokens, domain %s fewer tokens on held-out documents "
+            "(%.2f%% in-sample), built in %.0fs",
             len(new_tokens),
-            report["domain_reduction_pct"],
+            held_out_text(report),
+            report["domain_reduction_in_sample_pct"],
             report["build_seconds"],
         )
         return folder

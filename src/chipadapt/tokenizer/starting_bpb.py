@@ -23,11 +23,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from chipadapt.data.holdout import held_out_mask
 from chipadapt.data.sources import SourceSpec, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.paired import paired_domain_mean
 from chipadapt.eval.tasks.perplexity import PerplexityTask
+from chipadapt.tokenizer.held_out import split_documents
 
 
 def text_blocks(text: str, block_chars: int) -> list[str]:
@@ -66,11 +66,6 @@ class StartingBpb:
                 f"tokenizer.adapt.starting_bpb: block_chars={block_chars}, general_chars={general_chars} and "
                 f"domain_chars={domain_chars} must be >= 1 (domain_chars: null = all held-out text)"
             )
-        if domain_chars is None and not held_out:
-            raise ChipadaptError(
-                "tokenizer.adapt.starting_bpb.domain_chars: null scores all held-out text, but nothing is held out "
-                "(data.val_fraction is unset): give a number of characters"
-            )
         self.outputs = list(outputs)
         # With `init.warmup`: also measured after these warm-up steps (the warm-up's rate is
         # constant, so step N of the run is what an N-step warm-up gives), and after the last.
@@ -78,10 +73,19 @@ class StartingBpb:
         self.held_out, self.domain_chars, self.general_chars = held_out, domain_chars, general_chars
         self.block_chars, self.max_length = block_chars, max_length
 
+    def check_held_out(self) -> None:
+        """Called by the tokenizer build once it knows its stage builds one: a stage that builds none
+        holds out nothing either, and its error is the one that says what is wrong."""
+        if self.domain_chars is None and not self.held_out:
+            raise ChipadaptError(
+                "tokenizer.adapt.starting_bpb.domain_chars: null scores all held-out text, but nothing is held out "
+                "(data.val_fraction is unset): give a number of characters"
+            )
+
     def _excerpt(self, spec: SourceSpec, key: str, fraction: float | None, max_chars: int | None) -> list[dict]:
         docs = read_source(spec, key)
-        if fraction:
-            docs = [d for d, keep in zip(docs, held_out_mask([d.doc_id for d in docs], float(fraction))) if keep]
+        if fraction:  # DAPT's held-out documents (none of a source with val_split: null)
+            docs = split_documents(docs, spec, fraction)[1]
         out, left = [], max_chars if max_chars is not None else sum(len(d.text) for d in docs)
         for i, doc in enumerate(docs):
             if left <= 0:
