@@ -15,6 +15,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
+from chipadapt.io.dotted_keys import flatten
 from chipadapt.io.hashing import sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,6 @@ def differences(recorded: dict, current: dict) -> list[str]:
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key)
     ]
-
-
-def flatten(tree: dict, prefix: str = ""):
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def short(value) -> str:

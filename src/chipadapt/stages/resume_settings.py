@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.dotted_keys import flatten
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,6 @@ def source_content(source: dict, key: str, path: Path) -> str | None:
         if files:
             return sha256_json([[str(f.relative_to(path)), fingerprint_file(f)] for f in files])
     return fingerprint_input(path)["fingerprint"]
-
-
-def flatten(tree: dict, prefix: str = ""):
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 # Micro-batches per optimizer step (per process) of the run that wrote a checkpoint.
