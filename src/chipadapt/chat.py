@@ -223,6 +223,7 @@ class ChatSession:
         turn = self.user_turn(text)
         prompt = self.template.prompt(self.fitted_history(turn, out), attribute_string(self.attributes, self.order))
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+        prompt_length = None if self.context is None else encoded.input_ids.shape[1]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         g = self.cfg.generate
         sampling = (
@@ -238,7 +239,7 @@ class ChatSession:
             try:
                 self.model.generate(
                     **encoded,
-                    max_new_tokens=self.reply_tokens(encoded.input_ids.shape[1]),
+                    max_new_tokens=g.max_new_tokens if self.context is None else self.reply_tokens(prompt_length),
                     pad_token_id=pad,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([stop]),

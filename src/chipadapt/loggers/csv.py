@@ -61,7 +61,12 @@ class _AppendingWriter(ExperimentWriter):
         """Keep the rows logged before step `start`, and a validation at `start`; a row whose step cannot
         be read (one cut short by the kill) goes too. The file is replaced whole, and only when a row goes."""
         rows, fieldnames = self._rows()
-        kept = [row for row in rows if _step(row) is not None and (_step(row) < start or _validation_at(row, start))]
+        # A start at 0 is a run started over: nothing of the earlier one stays, its first validation neither.
+        kept = [
+            row
+            for row in rows
+            if _step(row) is not None and (_step(row) < start or (start > 0 and _validation_at(row, start)))
+        ]
         if any(_step(row) == start for row in kept):
             self.kept_validation_step = start
         self._write_kept(rows, kept, fieldnames)
@@ -70,18 +75,20 @@ class _AppendingWriter(ExperimentWriter):
         """The validation row kept at `step` goes (the rows this run logged since stay)."""
         self.save()  # what this run logged so far is in the file before it is rewritten
         rows, fieldnames = self._rows()
-        self._write_kept(rows, [row for row in rows if not _validation_at(row, step)], fieldnames)
+        self._write_kept(rows, [row for row in rows if not _validation_at(row, step)], fieldnames, header=True)
 
     def _rows(self) -> tuple[list[dict], list[str]]:
         with open(self.metrics_file_path, newline="") as handle:
             reader = csv.DictReader(handle)
             return list(reader), list(reader.fieldnames or [])
 
-    def _write_kept(self, rows: list[dict], kept: list[dict], fieldnames: list[str]) -> None:
+    def _write_kept(self, rows: list[dict], kept: list[dict], fieldnames: list[str], header: bool = False) -> None:
+        """`kept` of the file's `rows`, whole; with nothing kept an empty file (the next run writes the header
+        of what it logs), unless `header`: this run's keys are known to the writer already, so it keeps them."""
         if len(kept) == len(rows):
             return
         buffer = io.StringIO(newline="")
-        if kept:
+        if kept or header:
             writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
