@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import compose, write_jsonl
+from test_sft import CHIPNEMO as SFT_CHIPNEMO
 from test_sft_inputs_trial import QA, CharTokenizer, sft_data
 
 from chipadapt.data.chat_templates import ModelChatTemplate, StringTemplate
@@ -15,14 +16,7 @@ from chipadapt.data.conversations import read_conversations
 from chipadapt.errors import ChipadaptError
 from chipadapt.modules.optim import optimizers_for
 
-CHIPNEMO = dict(
-    system="<extra_id_0>System\n{content}\n",
-    user="<extra_id_1>User\n{content}\n",
-    assistant_header="<extra_id_1>Assistant\n",
-    attribute_line="<extra_id_2>{content}\n",
-    assistant_end="\n",
-    default_system="Be helpful.",
-)
+CHIPNEMO = {**SFT_CHIPNEMO, "default_system": "Be helpful."}
 LATER_SYSTEM = [
     {"role": "system", "content": "First system."},
     *QA,
