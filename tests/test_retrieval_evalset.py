@@ -131,11 +131,17 @@ def test_fusion_is_chosen_on_the_grid_and_falls_back_to_the_better_part():
     dense = [[("x", 0.9), ("a", 0.8)], [("y", 0.9), ("b", 0.8)]]
     choice = choose_fusion(sparse, dense, positives, grid, "mrr@10", [1, 5], 10)
     assert choice["use"] == "sparse" and choice["sparse_mrr@10"] == 1.0 and len(choice["grid"]) == 4
+    # The fused setting that lost is not named where the setting in use is: a reader took it as in use.
+    assert not {"fusion", "weight", "rrf_k", "fused_mrr@10"} & choice.keys()
+    rejected = choice["rejected_fusion"]
+    assert rejected["fused_mrr@10"] == max(choice["grid"].values()) <= choice["sparse_mrr@10"]
+    assert {"fusion", "weight", "rrf_k"} <= rejected.keys()
     # Each part finds one question at rank 1 and the other at rank 2: fusion puts both first.
     sparse = [[("a", 9.0), ("x", 8.0)], [("y", 9.0), ("b", 5.0)]]
     dense = [[("x", 0.9), ("a", 0.8)], [("b", 0.9), ("y", 0.2)]]
     choice = choose_fusion(sparse, dense, positives, grid, "mrr@10", [1, 5], 10)
     assert choice["use"] == "fused" and choice["fused_mrr@10"] == 1.0 > choice["sparse_mrr@10"]
+    assert "rejected_fusion" not in choice and {"fusion", "weight", "rrf_k"} <= choice.keys()
     with pytest.raises(ChipadaptError, match="fusion.metric"):
         choose_fusion(sparse, dense, positives, grid, "ndcg", [1, 5], 10)
     with pytest.raises(ChipadaptError, match="fusion.grid: 'sum'"):
@@ -217,6 +223,7 @@ def test_retrieval_task_reports_a_split_by_type_with_the_fusion_choice_and_misse
     assert results["bm25"]["by_type"]["how-to"]["hit@1"] == 1.0 and "hit@1_ci" in results["bm25"]["by_type"]["concept"]
     fusion = results["hybrid"]["fusion"]
     assert fusion["tuned_on"] == "dev" and fusion["questions"] == 2 and fusion["use"] == "sparse"
+    assert "fusion" not in fusion and "weight" not in fusion and "fusion" in fusion["rejected_fusion"]
     assert results["hybrid"]["hit@1"] == results["bm25"]["hit@1"]  # it answered with BM25 alone
     assert [item["id"] for item in task.items] == ["c", "d", "e"] and task.items[0]["type"] == "how-to"
     text = misses.read_text()

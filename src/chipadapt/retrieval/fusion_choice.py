@@ -3,7 +3,9 @@
 Each setting of a small grid (fusion method x dense weight x RRF constant) fuses the same candidate
 lists, so the parts are searched once. The best setting (by `metric`, ties broken by the grid's
 order) is kept only if it beats the better single part on that metric; otherwise the hybrid answers
-with that part alone, so on dev it never loses to its best component.
+with that part alone, so on dev it never loses to its best component. The record names only what is
+in use at its top level: a fused setting that lost is kept under `rejected_fusion`, with its figure,
+so that nobody reads it beside `use: sparse` as the setting the hybrid searched with.
 """
 
 import itertools
@@ -49,8 +51,9 @@ def choose_fusion(
     ks: list[int],
     mrr_k: int,
 ) -> dict:
-    """The chosen setting ({"use": "fused"|"sparse"|"dense", "fusion", "weight", "rrf_k"}) and every
-    score it was chosen from, on the questions whose part hits are given."""
+    """The chosen setting and every score it was chosen from, on the questions whose part hits are given:
+    {"use": "fused", "fusion", "weight", "rrf_k", "fused_<metric>", ...} when fusing wins, else
+    {"use": "sparse"|"dense", ..., "rejected_fusion": {"fusion", "weight", "rrf_k", "fused_<metric>"}}."""
     depth = max([*ks, mrr_k])
     check_tuning_metric(metric, ks, mrr_k)
     tried = []
@@ -67,16 +70,15 @@ def choose_fusion(
         "dense": mean_metric(dense_hits, positives, metric, ks, mrr_k),
     }
     better_part = max(parts, key=lambda name: (parts[name], name == "sparse"))  # equal: BM25, the cheaper
-    use = "fused" if best[metric] > parts[better_part] else better_part
-    return {
-        "use": use,
+    fused = {
         "fusion": best["fusion"],
         "weight": best["weight"],
         "rrf_k": best["rrf_k"],
-        "metric": metric,
-        "questions": len(positives),
         f"fused_{metric}": best[metric],
-        f"sparse_{metric}": parts["sparse"],
-        f"dense_{metric}": parts["dense"],
-        "grid": {name: t[metric] for name, t in zip(names, tried)},
     }
+    figures = {"metric": metric, "questions": len(positives)}
+    figures.update({f"{name}_{metric}": parts[name] for name in ("sparse", "dense")})
+    grid_figures = {"grid": {name: t[metric] for name, t in zip(names, tried)}}
+    if best[metric] > parts[better_part]:
+        return {"use": "fused", **fused, **figures, **grid_figures}
+    return {"use": better_part, **figures, "rejected_fusion": fused, **grid_figures}

@@ -4,6 +4,12 @@ Each step's output stays in the run folder and a rerun with the same `hydra.run.
 was built from the same settings and inputs (`<file>.built_from.json` beside it; io/built_from.py), and
 builds it again otherwise: `passages.jsonl`, `synthetic/{train.jsonl,report.json}`; `checkpoints/last.ckpt`
 is resumed under the checks of every stage (stages/resume_settings.py).
+
+Every process of a distributed run (torchrun, srun) runs this before the Trainer makes its process
+group, and all of them write into the one run folder: each step is built under a build lock on its
+file (io/lock.py), so one process builds and records it while the others wait and then reuse that
+file and record, as a rerun would. Built twice, an LLM's nondeterministic questions gave the ranks
+different training data and left one rank's record beside another rank's file.
 """
 
 import logging
@@ -15,6 +21,7 @@ from omegaconf import DictConfig
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.built_from import reusable, write_built
+from chipadapt.io.lock import cache_entry_lock, is_secondary_rank
 from chipadapt.manifest import RunManifest
 from chipadapt.report import console
 from chipadapt.retrieval.build import load_passages
@@ -27,7 +34,7 @@ from chipadapt.retrieval.compare_encoders import (
     with_known_passages,
 )
 from chipadapt.retrieval.passages import Passage, read_passages
-from chipadapt.retrieval.queries import write_queries
+from chipadapt.retrieval.queries import Query, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
 from chipadapt.stages.common import begin, publish_if_finite, resume_checkpoint, train_module
@@ -42,11 +49,26 @@ def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Pass
     target = out / "passages.jsonl"
     build = plain(cfg.passages)
     built_from = passages_inputs(build)
-    if reusable(target, built_from, "use it as given with retriever.passages=FILE", resumed):
-        return read_passages(target)
-    passages = load_passages(None, build)
-    write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
+    with cache_entry_lock(target):  # one builder among the run's processes (module docstring)
+        if reusable(target, built_from, "use it as given with retriever.passages=FILE", resumed):
+            return read_passages(target)
+        passages = load_passages(None, build)
+        write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
     return passages
+
+
+def stage_training_file(cfg: DictConfig, out: Path, passages: list[Passage], resumed: str | None) -> Path:
+    """DIR/synthetic/train.jsonl (with its report), built from `passages` by one of the run's processes."""
+    rcfg = cfg.retriever
+    with cache_entry_lock(out / "synthetic" / "train.jsonl"):
+        return synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed, resumed)
+
+
+def write_heldout_queries(queries: list[Query], file: Path) -> None:
+    """The held-out groups' queries, written by the launching process alone: every process derives the
+    same ones from the same training file, and the others' copies would only replace it."""
+    if queries and not is_secondary_rank():
+        write_queries(queries, file)
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -69,7 +91,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         train_file = ",".join(files)
         groups = [g for f in files for g in read_tevatron(f)]
     else:
-        train_file = synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed, resumed)
+        train_file = stage_training_file(cfg, out, passages, resumed)
         groups = read_tevatron(train_file)
     train_groups, heldout = split_groups(groups, rcfg.heldout_fraction)
     if not train_groups:
@@ -78,8 +100,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         )
     held_queries = heldout_queries(heldout, known)
     held_file = out / "synthetic" / "heldout_queries.jsonl"
-    if held_queries:
-        write_queries(held_queries, held_file)
+    write_heldout_queries(held_queries, held_file)
     manifest.update(
         "data",
         {

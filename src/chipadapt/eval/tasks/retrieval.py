@@ -95,17 +95,17 @@ class RetrievalTask(TaskBase):
             self.ks,
             self.mrr_k,
         )
-        hybrid.fusion, hybrid.weight, hybrid.rrf_k = choice["fusion"], choice["weight"], choice["rrf_k"]
-        hybrid.only = None if choice["use"] == "fused" else choice["use"]
+        if choice["use"] == "fused":
+            hybrid.fusion, hybrid.weight, hybrid.rrf_k = choice["fusion"], choice["weight"], choice["rrf_k"]
+            hybrid.only = None
+            setting = f"fused ({choice['fusion']}, weight {choice['weight']}, rrf_k {choice['rrf_k']})"
+        else:  # the configured fusion stays as it was: the hybrid does not fuse
+            hybrid.only, lost = choice["use"], choice["rejected_fusion"]
+            setting = (
+                f"{hybrid.only} alone (the best fusion, {lost['fusion']} weight {lost['weight']}, did not beat it)"
+            )
         log.info(
-            "hybrid: %s (fusion %s, weight %s, rrf_k %s) chosen on %d %s questions by %s",
-            choice["use"],
-            choice["fusion"],
-            choice["weight"],
-            choice["rrf_k"],
-            len(tune),
-            self.fusion["tune_on"],
-            choice["metric"],
+            "hybrid: %s; chosen on %d %s questions by %s", setting, len(tune), self.fusion["tune_on"], choice["metric"]
         )
         return {"tuned_on": self.fusion["tune_on"], **self._tuned_on_reported(self.fusion["tune_on"]), **choice}
 
