@@ -58,7 +58,8 @@ def input_spec(a: DictConfig) -> tuple[dict, str | None]:
     if spec.get("exclude_eval_split") is not None:
         return spec, f"without {KEY}.exclude_eval_split they are kept"
     split = a.get("eda_eval_split")
-    if split and spec.get("path"):
+    # fraction null: eval.eda_script.eval_fraction=null scores a file of the user's own whole, no EDA split
+    if split and split.get("fraction") is not None and spec.get("path"):
         corpus = Path(str(split.corpus)).expanduser().resolve()
         source = Path(str(spec["path"])).expanduser().resolve()
         if source == corpus or corpus in source.parents:

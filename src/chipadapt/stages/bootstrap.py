@@ -84,7 +84,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     folder = starting_model(cfg, manifest)
     order = steering_order(cfg, folder)
     settings = [OmegaConf.to_container(s, resolve=True) for s in b.attribute_settings]
-    for i, setting in enumerate(settings):  # against the model's own order (config_schema checked the configured one)
+    # Again against this folder's order: config_schema checked model.path's, and this may be model.source's.
+    for i, setting in enumerate(settings):
         check_attribute_setting(f"bootstrap.attribute_settings[{i}]", setting, order)
     # Before the generator loads: a wrong attribute model or weight stops in seconds.
     rater = AttributeRater(b.attribute_model, instantiate(cfg.data.template), b.max_tokens, b.batch_size)

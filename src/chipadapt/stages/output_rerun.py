@@ -5,7 +5,12 @@ file as that completed run wrote it: passed, its metrics returned, nothing redon
 interruption goes on with the jobs that did not finish), and the same settings after a run that failed or
 was stopped run again. Anything else replaces the file only with overwrite=true; without it the rerun
 is refused, as train.py's is, before it writes anything, its manifest included. Called from each
-stage's `finished_before` hook (pipeline.train)."""
+stage's `finished_before` hook (pipeline.train).
+
+A completed run of an earlier version recorded no fingerprint of its file (`results.output`): refused
+as that, not adopted, even with the same command. Nothing tells that the file is still what it wrote,
+and what it wrote is not what this version writes for the same settings (annotate rated heads that no
+label trained and kept the scripts eval=eda_script scores; bootstrap scored those heads)."""
 
 import json
 from pathlib import Path
@@ -36,9 +41,15 @@ def _changed_inputs(recorded: dict) -> list[str]:
     ]
 
 
+# `overwrite` says what may be replaced, not what is made. `eval` is in stage=annotate's config only for
+# annotate.eda_eval_split.fraction to resolve from (eval.eda_script.eval_fraction), and the resolved config
+# holds that value there: the evaluation's other settings make no other file.
+NOT_SETTINGS = ("overwrite", "eval")
+
+
 def _settings(config) -> dict:
-    """The resolved config without `overwrite`, which says what may be replaced, not what is made."""
-    return {key: value for key, value in (config or {}).items() if key != "overwrite"}
+    """The resolved config without what does not change the file written."""
+    return {key: value for key, value in (config or {}).items() if key not in NOT_SETTINGS}
 
 
 def _other_settings(recorded: dict, config: dict) -> str:
@@ -58,6 +69,7 @@ def finished_or_refused(cfg: DictConfig, out: Path, target: Path, key: str) -> d
     config = _settings(OmegaConf.to_container(cfg, resolve=True))
     completed = recorded is not None and recorded.get("status") == "completed"
     output = ((recorded or {}).get("results") or {}).get("output") or {}
+    earlier_version = completed and not output  # this version records the output as it completes
     same_file = completed and output.get("fingerprint") == fingerprint_input(target)["fingerprint"]
     same_config = recorded is not None and _settings(recorded.get("config")) == config
     if not cfg.overwrite and same_file and same_config and not _changed_inputs(recorded):
@@ -65,7 +77,11 @@ def finished_or_refused(cfg: DictConfig, out: Path, target: Path, key: str) -> d
     if cfg.overwrite or (same_config and not completed):  # the same command after it failed or was stopped
         return None
     stage = cfg.stage.name
-    if not same_file:
+    if earlier_version:
+        why = f"written by a completed {stage} run of an earlier chipadapt version, which recorded no fingerprint of it"
+    elif completed and not same_file:
+        why = "changed since the completed run in this folder wrote it"
+    elif not same_file:
         why = "not as a completed run in this folder wrote it (a run that failed or was stopped, or another run's)"
     elif not same_config:
         why = f"written by a completed {stage} run with other settings ({_other_settings(recorded, config)})"

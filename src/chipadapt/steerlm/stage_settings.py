@@ -7,10 +7,12 @@ and reported as if asked for."""
 
 import difflib
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.steerlm.attribute_record import recorded_attribute_order
 
 # Counts of each stage: a whole number >= 1; `limit` may be null (every conversation / prompt).
 COUNTS = {
@@ -71,10 +73,21 @@ def check_bootstrap(node: DictConfig, order: list[str] | None) -> None:
             raise ChipadaptError(f"bootstrap.score_weights.{name}: {weight!r} is not a number")
 
 
+def steering_names(cfg: DictConfig) -> list[str] | None:
+    """The attribute names bootstrap's settings are checked against: the order the SteerLM model at
+    `model.path` records it was trained with (what bootstrap samples with), else data.attributes.order
+    (a model saved before the record was, or one not yet materialised from `model.source`)."""
+    path = OmegaConf.select(cfg, "model.path", default=None)
+    recorded = recorded_attribute_order(Path(str(path)).expanduser()) if path else None
+    if recorded is not None:
+        return recorded
+    order = OmegaConf.select(cfg, "data.attributes.order")
+    return list(order) if isinstance(order, ListConfig) else None
+
+
 def check_steerlm_stages(cfg: DictConfig) -> None:
     """stage=annotate's and stage=bootstrap's settings, where the composed config has them."""
     if isinstance(cfg.get("annotate"), DictConfig):
         _whole_numbers("annotate", cfg.annotate)
     if isinstance(cfg.get("bootstrap"), DictConfig):
-        order = OmegaConf.select(cfg, "data.attributes.order")
-        check_bootstrap(cfg.bootstrap, list(order) if isinstance(order, ListConfig) else None)
+        check_bootstrap(cfg.bootstrap, steering_names(cfg))
