@@ -7,6 +7,13 @@ discard the older events at step N and later, so the replayed steps replace the 
 started over (resume=false), and an evaluate.py or merge.py rerun, start at 0: their curves start
 over while the earlier event files stay where they are (the reader hides what they held).
 
+The marker hides the validation logged at step N too, of the checkpoint's own weights, which the resumed
+run does not always repeat (Lightning skips a finished run's last validation when `overwrite=true
+trainer.max_steps=...` trains it longer): metrics.csv keeps that row, so the values TensorBoard showed at
+N are written again right after the marker. Where the resumed run validates step N after all (a
+checkpoint written before its step's validation), a second marker at N hides the copies and what this
+job logged at N so far is written again before the new validation: one point at N, as in metrics.csv.
+
 Lightning writes hparams.yaml in place, and only when the file is absent: a kill mid-write left a
 truncated file for good, and a run started over in the folder kept the first run's settings there.
 Each save now replaces it whole with this job's.
@@ -19,13 +26,18 @@ as `hp_metric` the metric it is judged by: `optimized_metric` (what a sweep opti
 config the job logs), else its domain bits per byte, at the step it was measured. The HPARAMS view
 then ranks a sweep's runs by that figure; a run that failed shows no value rather than a made-up one."""
 
+import glob
 import math
 import os
+import time
 from collections.abc import Mapping
 
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from chipadapt.io.atomic import atomic_file
 
@@ -33,6 +45,7 @@ HP_METRIC = "hp_metric"
 # hp_metric without an `optimized_metric` the run logs: the domain bits per byte, as training's
 # validation and evaluate.py's or merge.py's perplexity task log it (names with "/" read as ".").
 DOMAIN_BPB = ("val.domain.bpb", "perplexity.domain.bpb")
+VALIDATION_PREFIX = "val/"  # what the training module's validation logs, as metrics.csv's kept row has it
 
 
 def _dotted(name: str) -> str:
@@ -47,6 +60,11 @@ class RunTensorBoardLogger(TensorBoardLogger):
         self._latest: dict[str, tuple[float, int | None]] = {}  # each metric's last value and step
         self._hp_logged: tuple[float, int | None] | None = None
         self._placeholder = False  # inside Lightning's log_hyperparams, which logs hp_metric=-1
+        self._start_step: int | None = None
+        # The validation TensorBoard showed at the resumed step (tag: value, wall time), written again
+        # after the marker; None once this job's own validation of that step replaced it.
+        self._kept_validation: dict[str, tuple[float, float]] | None = None
+        self._logged_at_start: list[dict] = []  # what this job logged at the resumed step, in order
 
     @rank_zero_only
     def log_hyperparams(self, params, metrics=None, step=None) -> None:
@@ -58,10 +76,25 @@ class RunTensorBoardLogger(TensorBoardLogger):
         finally:
             self._placeholder = False
 
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        opening = self._experiment is None
+        writer = super().experiment
+        if opening and self._kept_validation:
+            for tag, (value, wall_time) in self._kept_validation.items():
+                writer.add_scalar(tag, value, self._start_step, walltime=wall_time)  # after the marker
+        return writer
+
     @rank_zero_only
     def log_metrics(self, metrics, step=None) -> None:
         if self._placeholder:  # the -1 Lightning logs with the declaration: no measurement
             return
+        if self._kept_validation is not None and step is not None and step == self._start_step:
+            if any(_is_validation(name) for name in metrics):
+                self._replace_kept_validation(step)
+            else:
+                self._logged_at_start.append(dict(metrics))
         for name, value in metrics.items():
             try:
                 self._latest[_dotted(name)] = (float(value), step)
@@ -91,6 +124,21 @@ class RunTensorBoardLogger(TensorBoardLogger):
         """This job logs from `step` on; called before the first event is written (the writer reads
         `purge_step` once, when it opens its file)."""
         self._kwargs["purge_step"] = step
+        self._start_step = step
+        # A start at 0 is a run started over: nothing of the earlier one stays, its first validation neither.
+        self._kept_validation = (_visible_validation(self.log_dir, step) if step > 0 else None) or None
+
+    def _replace_kept_validation(self, step: int) -> None:
+        """This job validates the resumed step again: a marker at `step` hides the copies written after the
+        first one, and what this job logged at `step` before its validation is written again after it."""
+        self._kept_validation = None
+        writer = self.experiment
+        writer._get_file_writer().add_event(  # the event SummaryWriter writes for `purge_step`
+            Event(step=step, wall_time=time.time(), session_log=SessionLog(status=SessionLog.START))
+        )
+        for metrics in self._logged_at_start:
+            super().log_metrics(metrics, step)
+        self._logged_at_start = []
 
     @rank_zero_only
     def save(self) -> None:
@@ -98,3 +146,23 @@ class RunTensorBoardLogger(TensorBoardLogger):
             with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
                 save_hparams_to_yaml(tmp, self.hparams)
         super().save()  # the file is there now, so Lightning's own in-place write is skipped
+
+
+def _is_validation(name: str) -> bool:
+    return str(name).startswith(VALIDATION_PREFIX)
+
+
+def _visible_validation(log_dir: str, step: int) -> dict[str, tuple[float, float]]:
+    """The validation scalars at `step` that TensorBoard shows from the event files in `log_dir`: read in
+    TensorBoard's order (by file name), a marker at a step up to `step` hides what came before it."""
+    shown: dict[str, tuple[float, float]] = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(log_dir), "*tfevents*"))):
+        for event in LegacyEventFileLoader(path).Load():  # a file cut by a kill ends at its last whole event
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                if event.step <= step:
+                    shown.clear()
+            elif event.step == step and event.HasField("summary"):
+                for value in event.summary.value:
+                    if _is_validation(value.tag) and value.HasField("simple_value"):
+                        shown[value.tag] = (value.simple_value, event.wall_time)
+    return shown

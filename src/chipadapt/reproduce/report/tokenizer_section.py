@@ -11,9 +11,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from chipadapt.eval.paired import PairedDifference, paired_bootstrap
 from chipadapt.models.hf_folder import load_tokenizer
 from chipadapt.reproduce.report.context import Context, missing, table
+from chipadapt.tokenizer.held_out import token_ratio  # the saving's paired interval, as the tokenizer step reports it
 
 # (name, kind, file under the shared data folder, field holding the text)
 HELD_OUT_TEXTS = [
@@ -46,14 +46,6 @@ def held_out_counts(base: Path, augmented: Path, shared: Path) -> list[dict]:
             }
         )
     return rows
-
-
-def token_ratio(before: list[int], after: list[int]) -> PairedDifference | None:
-    """sum(after) / sum(before) - 1 with its interval, resampling documents (the same for both
-    tokenizers): negative where the augmented tokenizer needs fewer tokens."""
-    if not before or sum(before) == 0:
-        return None
-    return paired_bootstrap(before, before, after, before)
 
 
 def saving_text(r: dict) -> str:
