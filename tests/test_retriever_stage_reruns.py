@@ -159,3 +159,20 @@ def test_bad_eval_queries_stop_the_run_before_any_training(encoder, docs, tmp_pa
     with pytest.raises(ChipadaptError, match=error):
         train(overrides(encoder, docs, "retriever.evaluate_after=true", f"retriever.eval_queries={file}"), run)
     assert not (run / "synthetic").exists() and not (run / "checkpoints").exists()
+
+
+def test_only_the_launching_process_compares_the_encoders_after_training(encoder, docs, tmp_path, monkeypatch):
+    """Every process of a distributed run returns from training into the stage: the others repeated the
+    whole comparison of encoders and replaced the launching process's results.json with their own."""
+    import lightning.pytorch as L
+
+    import chipadapt.stages.retriever as stage
+
+    compared = []
+    monkeypatch.setattr(stage, "compare_encoders", lambda *a, **k: compared.append(1) or {})
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    run = tmp_path / "run"
+    ids = [p.id for p in expected_passages(docs, 512)]
+    file = questions(tmp_path / "q.jsonl", ids, ["test", "dev", "test"])
+    train(overrides(encoder, docs, "retriever.evaluate_after=true", f"retriever.eval_queries={file}"), run)
+    assert compared == [] and not (run / "results.json").exists()

@@ -132,7 +132,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     query_sets = {"synthetic_heldout": QuerySet(held_queries, {"file": str(held_file)})} if held_queries else {}
     if questions is not None:
         query_sets["eval_queries"] = questions
-    if query_sets and rcfg.evaluate_after:
+    # The launching process alone compares the encoders: the others would repeat its whole evaluation and
+    # replace its results.json with the same figures.
+    if query_sets and rcfg.evaluate_after and trained.trainer.is_global_zero:
         encoders = {
             "base": {"path": rcfg.encoder.path, "package": rcfg.encoder.package},
             "finetuned": {"path": str(out / "model"), "package": None},
