@@ -119,25 +119,36 @@ def _linked(folder: Path) -> str:
 
 # Run folders' records as they were before Hydra rewrote them for this attempt: {folder: {name: bytes}}.
 _BEFORE: dict[Path, dict[str, bytes | None]] = {}
-RECORDS = ("manifest.json", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+HYDRA_RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 MANIFEST = "manifest.json"
+# What a job writes once it has recorded itself in its folder: the manifest of the commands that keep
+# one, and, for the two that keep none, what they publish last (curation's report, in the same rename as
+# its shards; compare's table). One that changed means the attempt did record itself: its .hydra/ stays.
+OWN_RECORDS = (MANIFEST, "corpus/curation_report.json", "compare.csv")
+RECORDS = (*OWN_RECORDS, *HYDRA_RECORDS)
 # The sweep this process runs, known in the sweeper's process (the basic launcher runs its jobs there):
-# its multirun.yaml before the sweeper replaced it, and each job folder's manifest as its job started.
+# its multirun.yaml before the sweeper replaced it, and each job folder's OWN_RECORDS as its job started.
 _SWEEP: dict[str, Path | bytes | None] = {}
-_JOBS: dict[Path, bytes | None] = {}
+_JOBS: dict[Path, tuple[bytes | None, ...]] = {}
 
 
 def remember_records(folder: Path) -> None:
     """Kept before Hydra writes `.hydra/` for this attempt (a run's, or each job's of a sweep that exists
     when the sweep starts), and after each job of a sweep, so that an attempt refused before it recorded
     anything (other settings into a finished run's folder) can put the earlier run's records back."""
-    if (folder / MANIFEST).is_file():
+    # Any run's records, not only a manifest's: curate and compare keep none, and their .hydra/ is all
+    # that says which inputs and settings the corpus or tables beside it came from.
+    if any((folder / name).is_file() for name in RECORDS):
         _BEFORE[folder] = {name: _read(folder / name) for name in RECORDS}
 
 
+def _own_records(folder: Path) -> tuple[bytes | None, ...]:
+    return tuple(_read(folder / name) for name in OWN_RECORDS)
+
+
 def restore_records_after_refusal() -> None:
-    """After a user error in the current job: when its folder's manifest is as it was (the attempt was
-    refused before its job was recorded), `.hydra/` describes the earlier run again, not the refused
+    """After a user error in the current job: when its folder's OWN_RECORDS are as they were (the attempt
+    was refused before its job was recorded), `.hydra/` describes the earlier run again, not the refused
     settings; a record the earlier run did not have is removed (Hydra wrote it for this attempt). In a
     sweep none of whose jobs recorded itself, `multirun.yaml` is put back as well: it describes the
     jobs in the folder, not the settings of a sweep that ran none of them."""
@@ -147,7 +158,7 @@ def restore_records_after_refusal() -> None:
         return
     folder = _absolute(HydraConfig.get().runtime.output_dir)
     before = _BEFORE.pop(folder, None)
-    if before is not None and _read(folder / MANIFEST) == before[MANIFEST]:
+    if before is not None and _own_records(folder) == tuple(before[name] for name in OWN_RECORDS):
         _put_back(folder, before)  # else a new folder, or this attempt recorded itself: its .hydra/ is right
     sweep, multirun = _SWEEP.get("folder"), _SWEEP.get("multirun")
     if isinstance(multirun, bytes) and sweep == _sweep_of(HydraConfig.get()) and not _a_job_recorded_itself():
@@ -164,7 +175,7 @@ def _sweep_of(hydra) -> Path | None:
 def _a_job_recorded_itself() -> bool:
     """Whether a job of this sweep wrote its manifest (trained, or failed while doing so); the jobs that
     passed as completed before and the one refused left theirs as they were."""
-    return any(_read(folder / MANIFEST) != manifest for folder, manifest in _JOBS.items())
+    return any(_own_records(folder) != records for folder, records in _JOBS.items())
 
 
 def _put_back(folder: Path, records: dict[str, bytes | None]) -> None:
@@ -324,7 +335,7 @@ class RunFolderGuard(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         if _SWEEP:  # a job of the sweep this process started: its manifest before the job runs
             folder = _absolute(config.hydra.runtime.output_dir)
-            _JOBS.setdefault(folder, _read(folder / MANIFEST))
+            _JOBS.setdefault(folder, _own_records(folder))
 
     def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
         # What a job left is what a later job of the sweep refused in the same folder (a sweeper that

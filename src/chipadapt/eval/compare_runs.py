@@ -110,6 +110,8 @@ def load_run(folder: Path) -> Run:
         run = Run(folder, manifest.get("kind", "train"), run_status(folder, manifest.get("status")), overrides, metrics)
         if run.kind == "train":  # what its validation read (eval/compare_validation.py)
             run.extra["val_text"] = (manifest.get("data") or {}).get("val_text")
+            # Resumes that went on validating on other text (stages/common.py StartingMetrics).
+            run.extra["validation_changes"] = (manifest.get("data") or {}).get("validation_changes") or []
             run.extra["config"] = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     else:
         results = json_object(folder / "results.json")

@@ -11,6 +11,7 @@ is taken to read its reference's text only where every setting that decided it i
 run that `trainer.limit_val_batches` cut to its first batches."""
 
 from chipadapt.eval.compare_runs import Run
+from chipadapt.validation_change import validation_change_message
 
 VALIDATION_PREFIX = "val/"
 # Settings that do not decide which held-out text a run from before the record read.
@@ -92,12 +93,21 @@ def text_difference(reference: Run, run: Run, splits: list[str]) -> str | None:
 
 def validation_notes(runs: list[Run], metrics: list[str]) -> list[str]:
     """Marks each training run whose validation text is not the first one's (`run.extra["val_note"]`),
-    for the compared `val/` metrics; returns one line per run marked."""
+    for the compared `val/` metrics; returns one line per run marked, and one per resume of a run that
+    went on validating on other text (its val/ curve is of two texts; its last figures, the ones
+    compared here, are of the later one)."""
     splits = _splits(metrics)
     trained = [r for r in runs if r.kind == "train" and any(m.startswith(VALIDATION_PREFIX) for m in r.metrics)]
-    if not splits or len(trained) < 2:
+    if not splits:
         return []
-    reference, lines = trained[0], []
+    lines = [
+        f"{run.label}: {validation_change_message(change)}"
+        for run in trained
+        for change in run.extra.get("validation_changes") or []
+    ]
+    if len(trained) < 2:
+        return lines
+    reference = trained[0]
     for run in trained[1:]:
         why = text_difference(reference, run, splits)
         if why:

@@ -36,6 +36,7 @@ from chipadapt.stages.resume_settings import (
     finished_training,
     trajectory_settings,
 )
+from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,11 @@ class StartingMetrics(L.Callback):
 
     def __init__(self, settings: dict):
         self.settings, self.values, self.items = settings, {}, {}
+        # Each resume that changed the validation settings: {"step", "changed": {key: [before, after]}},
+        # carried from checkpoint to checkpoint, so that every later attempt's manifest still has them.
+        self.changes: list[dict] = []
+        self._changed_now: dict | None = None  # this resume's change, told once the resumed step is known
+        self.manifest: RunManifest | None = None  # where train_module records a change; None elsewhere
 
     def record(self, module: ValidatedModule) -> None:
         # Modules other than the causal LM's keep no items: their comparison is not paired.
@@ -237,18 +243,40 @@ class StartingMetrics(L.Callback):
     def state_dict(self) -> dict:
         # Items as plain lists: a checkpoint is read with torch.load's weights_only where it can be.
         items = {split: np.asarray(table).tolist() for split, table in self.items.items()}
-        return {"before": self.values, "settings": self.settings, "items": items}
+        return {"before": self.values, "settings": self.settings, "items": items, "changes": self.changes}
 
     def load_state_dict(self, state_dict: dict) -> None:
         before, recorded = dict(state_dict.get("before") or {}), state_dict.get("settings")
         items = {split: np.asarray(rows, dtype=np.float64) for split, rows in (state_dict.get("items") or {}).items()}
-        if before and recorded != self.settings:
-            changed = sorted(k for k in self.settings if (recorded or {}).get(k) != self.settings[k])
-            log.warning(
-                "the starting model's validation is not reported: it was read with other %s", ", ".join(changed)
-            )
+        self.changes = [dict(change) for change in state_dict.get("changes") or []]
+        self._changed_now = None
+        if recorded is not None and recorded != self.settings:
+            # A key only one side has (data.val_max_sequences in a checkpoint of an older version) counts.
+            keys = sorted(set(recorded) | set(self.settings))
+            self._changed_now = {
+                k: [recorded.get(k), self.settings.get(k)] for k in keys if recorded.get(k) != self.settings.get(k)
+            }
+            if before:
+                log.warning(
+                    "the starting model's validation is not reported: it was read with other %s",
+                    ", ".join(self._changed_now),
+                )
             before, items = {}, {}
         self.values, self.items = before, items
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resume that validates on other text: the curve goes on on other sequences from here, which
+        no curve shows (a falling val/ curve that jumps up looks like a regression). Said with the step,
+        and recorded in the run's manifest (`data.validation_changes`), which compare.py reads; so are
+        the changes of earlier resumes, which this attempt's new manifest would otherwise not know."""
+        if self._changed_now is not None:
+            change = {"step": int(trainer.global_step), "changed": self._changed_now}
+            self.changes.append(change)
+            self._changed_now = None
+            if trainer.is_global_zero:
+                log.warning(validation_change_message(change))
+        if self.changes and self.manifest is not None:
+            self.manifest.update("data", {"validation_changes": self.changes})
 
 
 @dataclass
@@ -286,6 +314,7 @@ def train_module(
     trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=start_over)
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
+    starting.manifest = manifest  # fixupg2: a resume that changes the validation text is recorded there
     if resume_from:
         log.info("resuming from %s", resume_from)
     elif validate_before:

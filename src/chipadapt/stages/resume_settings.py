@@ -16,6 +16,7 @@ number of processes). Lightning counts micro-batches in its loop state, which Re
 to the new accumulation on resume (without that, a resume from accumulation 2 to 4 at an odd step
 stepped after half a global batch, and the weights differed from an uninterrupted run's by 2e-3)."""
 
+import json
 import logging
 from importlib import resources
 from pathlib import Path
@@ -194,12 +195,75 @@ def finished_training(ckpt: Path, cfg: DictConfig) -> bool:
     `trainer.max_epochs` as recorded in it): resuming it trains nothing. `overwrite=true` over a completed
     run so starts over, as a fresh run would, instead of publishing the old run's weights again (after a
     change the settings do not show: the code, a model replaced in place); a longer length still
-    continues the finished run from it."""
+    continues the finished run from it. A checkpoint written before chipadapt recorded whether its
+    training was done is judged by what it and its run folder hold (`finished_before_recorded`)."""
     content = checkpoint_metadata(ckpt) or {}
     recorded = content.get(CHECKPOINT_KEY)
-    if not content.get(FINISHED_KEY) or not isinstance(recorded, dict):
+    if FINISHED_KEY not in content:
+        return finished_before_recorded(ckpt, content, cfg)
+    if not content[FINISHED_KEY] or not isinstance(recorded, dict):
         return False
+    return same_length(recorded, cfg)
+
+
+def same_length(recorded: dict, cfg: DictConfig) -> bool:
     return all(recorded.get(key) == OmegaConf.select(cfg, key) for key in LENGTH)
+
+
+def finished_before_recorded(ckpt: Path, content: dict, cfg: DictConfig) -> bool:
+    """Whether a checkpoint of a release that did not record FINISHED_KEY ends its training at
+    this config's length. Reading it as unfinished resumed it: `overwrite=true` over such a completed run
+    trained 0 steps and published the old weights again. Its length is in its settings, or for one older
+    still in its folder's manifest. Finished: its step reached `max_steps`, or the folder's manifest says
+    its last attempt completed at this length (that attempt wrote `last.ckpt` at its last step); not
+    finished: neither, and only `max_steps` bounds the run; otherwise (an epoch-bounded run whose last
+    attempt did not complete) it cannot be told, and the run stops rather than guess. The answer is kept
+    for the process: pipeline.train asks before the attempt's manifest replaces the folder's, the stage's
+    runner again after it."""
+    stat = ckpt.stat()
+    asked = (str(ckpt.resolve()), stat.st_mtime_ns, stat.st_size, *(OmegaConf.select(cfg, key) for key in LENGTH))
+    if asked not in _DECIDED:
+        _DECIDED[asked] = _finished_before_recorded(ckpt, content, cfg)
+    return _DECIDED[asked]
+
+
+_DECIDED: dict[tuple, bool] = {}
+
+
+def _finished_before_recorded(ckpt: Path, content: dict, cfg: DictConfig) -> bool:
+    manifest = run_manifest(ckpt.parent.parent)
+    recorded = content.get(CHECKPOINT_KEY)
+    if not isinstance(recorded, dict):
+        trainer = (manifest.get("config") or {}).get("trainer") or {}
+        recorded = {key: trainer.get(key.split(".")[-1]) for key in LENGTH} if trainer else None
+    if recorded is not None:
+        if not same_length(recorded, cfg):
+            return False  # trained longer: continued from it
+        max_steps, step = recorded.get("trainer.max_steps"), content.get("global_step")
+        if isinstance(max_steps, int) and max_steps >= 0 and isinstance(step, int) and step >= max_steps:
+            return True
+        trainer = (manifest.get("config") or {}).get("trainer") or {}
+        if manifest.get("status") == "completed" and all(
+            trainer.get(k.split(".")[-1]) == recorded.get(k) for k in LENGTH
+        ):
+            return True
+        max_epochs = recorded.get("trainer.max_epochs")
+        if isinstance(max_steps, int) and max_steps >= 0 and (max_epochs is None or max_epochs < 0):
+            return False
+    raise ChipadaptError(
+        f"{ckpt} was written by an earlier chipadapt, which did not record whether its training was done, and "
+        f"its run's manifest (status: {manifest.get('status')}) does not tell: resume=false trains this run "
+        "from the start (its checkpoint is discarded as training starts)"
+    )
+
+
+def run_manifest(out: Path) -> dict:
+    """The train manifest of run folder `out`; {} where there is none or it cannot be read."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == "train" else {}
 
 
 def recount_micro_batches(checkpoint: dict, accumulation: int) -> None:
@@ -291,6 +355,40 @@ def with_current_names(ckpt: Path, recorded: dict) -> dict:
     return {**recorded, **renamed}
 
 
+# Keys a later chipadapt added, with what a run recorded without them did: a run of an earlier release is read
+# at that meaning, so a key whose value keeps the earlier behaviour is no change, and one whose value does not
+# is named with the override that gives the earlier behaviour back. tokenizer.adapt.held_out: tokens were
+# chosen from every document, DAPT's held-out ones too, as with null now. tokenizer.adapt.stage names the
+# stage it is built in, only to refuse stages that do not build one: the run's own stage.name.
+ADDED_KEYS = {
+    "tokenizer.adapt.held_out": lambda recorded: None,
+    "tokenizer.adapt.stage": lambda recorded: recorded.get("stage.name"),
+}
+
+
+def with_earlier_meanings(recorded: dict, current: dict) -> dict:
+    """`recorded`, with each key of ADDED_KEYS that it lacks and `current` has read at its earlier meaning."""
+    added = {key: meaning(recorded) for key, meaning in ADDED_KEYS.items() if key in current and key not in recorded}
+    return {**recorded, **added}
+
+
+def overrides_back(keys: list[str], recorded: dict, current: dict) -> list[str]:
+    """The command-line overrides that give `keys` their recorded values: the keys a user sets (not the copies
+    under stage.*, not a source's content) with a plain value, present in this version's config."""
+    found = []
+    for key in keys:
+        value = recorded.get(key)
+        if key.startswith("stage.") or key.endswith(CONTENT) or key not in recorded or key not in current:
+            continue
+        if value is None or isinstance(value, bool):
+            found.append(f"{key}={'null' if value is None else str(value).lower()}")
+        elif isinstance(value, (int, float)) or (isinstance(value, str) and value and value.isprintable()):
+            text = str(value)
+            plain = all(c.isalnum() or c in "._-/:" for c in text)  # else quoted: the shell leaves ${..} alone
+            found.append(f"{key}={text}" if plain else f"{key}='{text}'")
+    return found
+
+
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     """Stop when `ckpt` was written by a run with other settings; warn when only its length or its
     activation checkpointing changed."""
@@ -298,18 +396,21 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     if recorded is None:
         log.info("%s predates recorded settings: resumed without comparing them", ckpt)
         return
-    recorded = with_current_names(ckpt, recorded)
     current = trajectory_settings(cfg)
+    recorded = with_earlier_meanings(with_current_names(ckpt, recorded), current)
     if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
         current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
     changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
     check_data_contents(ckpt, changed, current)
-    different = describe([key for key in changed if not ends_with(key, WARNED)], recorded, current)
+    refused = [key for key in changed if not ends_with(key, WARNED)]
+    different = describe(refused, recorded, current)
     if different:
         more = f" and {len(different) - SHOWN} more" if len(different) > SHOWN else ""
+        back = overrides_back(refused, recorded, current)
+        given = f" ({' '.join(back)})" if back else ""
         raise ChipadaptError(
             f"{ckpt} was written by a run with other settings ({'; '.join(different[:SHOWN])}{more}); rerun with "
-            "that run's settings to resume it, give this run its own hydra.run.dir, or start over here with "
+            f"that run's settings{given} to resume it, give this run its own hydra.run.dir, or start over here with "
             "resume=false (its checkpoint is then discarded as training starts)"
         )
     if changed:
