@@ -31,3 +31,18 @@ def test_train_stops_on_the_refusal_before_writing_anything(tmp_path):
     cause = stopped.value.__cause__ or stopped.value
     assert isinstance(cause, ChipadaptError) and re.match(REFUSAL.format(stage="attribute_model"), str(cause))
     assert not (run / "model").exists() and not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "stage, required",
+    [("retriever", []), ("reranker", ["reranker.train_file=t.jsonl"]), ("annotate", ["annotate.attribute_model=m"])],
+)
+def test_stages_that_never_read_the_tokenizer_group_refuse_an_augmented_one(tmp_path, stage, required):
+    """These stages trained or labelled with their models' own tokenizers while the run recorded
+    tokenizer=augmented, as if it had been applied."""
+    from chipadapt.config_schema import validate
+
+    cfg = compose([f"stage={stage}", "model=tiny", "tokenizer=augmented", *required], tmp_path / "run")
+    with pytest.raises(ChipadaptError, match=rf"^tokenizer=augmented: stage={stage} does not use it"):
+        validate(cfg)
+    validate(compose([f"stage={stage}", "model=tiny", *required], tmp_path / "run"))  # the base tokenizer passes

@@ -353,6 +353,20 @@ def check_optimized_metric(cfg: DictConfig) -> None:
         )
 
 
+# Stages whose models keep their own tokenizers: they never read the `tokenizer` group, which a user who
+# asked for `tokenizer=augmented` there took as applied (the run trained with the encoder's own).
+TOKENIZER_UNUSED = ("retriever", "reranker", "annotate")
+
+
+def check_tokenizer_used(cfg: DictConfig) -> None:
+    stage, tokenizer = OmegaConf.select(cfg, "stage.name"), OmegaConf.select(cfg, "tokenizer.name")
+    if stage in TOKENIZER_UNUSED and tokenizer not in (None, "base"):
+        raise ChipadaptError(
+            f"tokenizer={tokenizer}: stage={stage} does not use it (its models keep their own tokenizers); "
+            "leave tokenizer at base"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise a ChipadaptError for the first problem found in the composed config."""
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
@@ -375,6 +389,7 @@ def validate(cfg: DictConfig) -> None:
     if "stage" in cfg:  # train.py
         check_trainer(cfg)
         check_steerlm_stages(cfg)  # stage=annotate|bootstrap: counts and attribute settings (steerlm/stage_settings.py)
+        check_tokenizer_used(cfg)
         if isinstance(cfg.get("trainer"), DictConfig):
             check_fsdp_strategy(cfg.trainer)
     for group, schema in GROUPS.items():
