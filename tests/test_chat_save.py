@@ -23,6 +23,7 @@ def test_save_to_an_unwritable_place_is_one_line_and_the_chat_goes_on(tmp_path, 
     from omegaconf import OmegaConf
 
     from chipadapt import chat as chat_module
+    from chipadapt import chat_commands
 
     (tmp_path / "notes.txt").write_text("mine\n")
     target = tmp_path / "notes.txt" / "t.jsonl"
@@ -32,7 +33,7 @@ def test_save_to_an_unwritable_place_is_one_line_and_the_chat_goes_on(tmp_path, 
         def refused(path, text):
             raise PermissionError(1, "Operation not permitted", str(path.parent / f".{path.name}.x.tmp"))
 
-        monkeypatch.setattr(chat_module, "write_text_atomic", refused)
+        monkeypatch.setattr(chat_commands, "write_text_atomic", refused)  # where /save looks it up
     lines = [f"/save {target}", "What is a latch?", "/save"]
     monkeypatch.setattr(chat_module, "read_lines", lambda prompt, history: iter(lines))
     if unwritable == "read_only":

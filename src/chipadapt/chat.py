@@ -4,288 +4,34 @@ stops the reply being written and returns to the prompt, Ctrl-D leaves (exit 0),
 commands, an unknown /command is an error and never reaches the model, /save writes the transcript,
 and the run folder's chat.log records the session."""
 
-import contextlib
-import json
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from omegaconf import DictConfig
 
-from chipadapt.data.chat_templates import attribute_string
+from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
+from chipadapt.chat_commands import CommandError, command, save_transcript
+from chipadapt.chat_session import ChatSession
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.atomic import write_text_atomic
-from chipadapt.models.inference import load_inference_model
 from chipadapt.quiet import silence_known_noise
-from chipadapt.steerlm.attribute_record import recorded_attribute_order
 
-log = logging.getLogger(__name__)
+# The session's parts live in chat_session.py, chat_attributes.py and chat_commands.py; the names
+# tests and earlier code import from chipadapt.chat stay importable from here.
+__all__ = [
+    "ChatSession",
+    "command",
+    "converse",
+    "parse_attributes",
+    "read_lines",
+    "run",
+    "save_transcript",
+    "unfamiliar_attributes",
+]
 
-COMMANDS = {
-    "/help": "this list",
-    "/reset": "forget the conversation so far",
-    "/attributes k:v,...": "SteerLM attributes for the next replies (e.g. quality:4,humor:0; empty: none)",
-    "/sources": "the passages behind the last answer (with retrieval=...)",
-    "/save [FILE]": "write the transcript as chat JSONL (default: transcript.jsonl in the run folder)",
-    "/quit": "leave (also /exit, or Ctrl-D)",
-}
 HISTORY_LENGTH = 1000
-
-
-class StopFlag(StoppingCriteria):
-    """Set from the main thread on Ctrl-C; generate() checks it after every token."""
-
-    def __init__(self):
-        self.event = threading.Event()
-
-    def __call__(self, input_ids, scores, **kwargs) -> bool:
-        return self.event.is_set()
-
-
-@contextlib.contextmanager
-def ctrl_c_sets(event: threading.Event):
-    """While inside, the first SIGINT sets `event` rather than raising; a second one raises
-    KeyboardInterrupt as usual (the way out when generate() is stuck, e.g. in a long prefill).
-    Outside the main thread, a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def first_press(signum, frame) -> None:
-        event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first_press)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-
-
-def parse_attributes(text: str) -> dict[str, float]:
-    """`quality:4,humor:0` -> {"quality": 4.0, "humor": 0.0}; a bad item names itself."""
-    out = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition(":")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise ChipadaptError(f"attributes: {item!r} is not name:value (e.g. quality:4,humor:0)") from None
-        if not sep:
-            raise ChipadaptError(f"attributes: {item!r} is not name:value (e.g. quality:4,humor:0)")
-    return out
-
-
-# The scale of SteerLM's labels here (OASST's steerlm_attributes, HelpSteer, the attribute model's ratings).
-ATTRIBUTE_SCALE = (0.0, 4.0)
-
-
-def unfamiliar_attributes(attributes: dict[str, float], order: list[str]) -> str:
-    """A note on names outside `attribute_order` (a typo: `helpfullness`) and values off the 0-4 scale:
-    the model saw neither in training, so they would steer nothing. Empty when all are familiar."""
-    low, high = ATTRIBUTE_SCALE
-    notes = [f"{k} is not one of attribute_order ({', '.join(order)})" for k in attributes if k not in order]
-    notes += [f"{k}:{v:g} is off the {low:g}-{high:g} scale" for k, v in attributes.items() if not low <= v <= high]
-    return "; ".join(notes)
-
-
-class ChatSession:
-    def __init__(self, cfg: DictConfig):
-        loaded = load_inference_model(cfg.model)
-        self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
-        self.template = instantiate(cfg.template)(tokenizer=self.tokenizer)
-        self.cfg = cfg
-        self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
-        # A SteerLM model's folder records the order its training wrote the attribute strings in: that
-        # order, not this config's, is the one the model knows.
-        recorded = recorded_attribute_order(self.folder)
-        self.order = recorded or list(cfg.attribute_order)
-        if recorded and recorded != list(cfg.attribute_order):
-            log.info("attribute order from %s/config.json: %s", self.folder, ", ".join(recorded))
-        if note := unfamiliar_attributes(self.attributes, self.order):
-            log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
-        self.messages: list[dict] = []
-        # The model's context: a prompt and its reply past it are positions the model never saw.
-        self.context = getattr(self.model.config, "max_position_embeddings", None)
-        self.window = 0  # the first message of the history the prompt still holds (earlier ones no longer fit)
-        self.reply_attributes: list[dict] = []  # the attributes each assistant message was generated under
-        self.last_sources: list[str] = []  # ids of the passages in the last prompt, in rank order
-        self.last_retrieved: list[str] = []  # ids the retriever returned for it (top_k; some may not fit)
-        self.retriever = self.passages = None
-        if cfg.get("retrieval"):
-            from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
-
-            r = OmegaConf.to_container(cfg.retrieval, resolve=True)
-            passages = load_passages(r.get("passages"), r["build"])
-            retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))
-            self.retriever = chosen_retriever(retrievers, r["use"], "retrieval.use")
-            self.retriever.index(passages)
-            self.passages = {p.id: p for p in passages}
-
-    def user_turn(self, text: str) -> dict:
-        """The user's message, with retrieved passages in front of it when a retriever is configured."""
-        if self.retriever is None:
-            return {"role": "user", "content": text}
-        from chipadapt.retrieval.rag import rag_prompt
-
-        hits = self.retriever.search([text], self.cfg.retrieval.top_k)[0]
-        prompt, used = rag_prompt(
-            text, [self.passages[pid] for pid, _ in hits], self.tokenizer, self.passage_budget(text)
-        )
-        self.last_retrieved, self.last_sources = [pid for pid, _ in hits], used
-        return {"role": "user", "content": prompt}
-
-    def prompt_tokens(self, messages: list[dict]) -> int:
-        prompt = self.template.prompt(messages, attribute_string(self.attributes, self.order))
-        return len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
-
-    def passage_budget(self, text: str) -> int:
-        """retrieval.budget_tokens, or less where the model's context has no room for it beside the question,
-        the prompt's own text and the reply (SmolLM2 has 8,192 positions; a 2k-context model has not)."""
-        from chipadapt.retrieval.rag import RAG_TEMPLATE
-
-        budget = int(self.cfg.retrieval.budget_tokens)
-        if self.context is None:
-            return budget
-        question = [{"role": "user", "content": RAG_TEMPLATE.format(context="", question=text)}]
-        # A few tokens a passage for its "[n] (source)" line and the blank lines between passages.
-        room = self.context - self.reply_room() - self.prompt_tokens(question)
-        self.last_budget = max(0, min(budget, room - 8 * int(self.cfg.retrieval.top_k)))
-        return self.last_budget
-
-    def reply_room(self) -> int:
-        """The positions kept for the reply: generate.max_new_tokens, or half the context where that asks
-        for more (a reply then stops at the context's end: `reply_tokens`)."""
-        return min(int(self.cfg.generate.max_new_tokens), self.context // 2)
-
-    def reply_tokens(self, prompt_tokens: int) -> int:
-        """generate.max_new_tokens, cut to the positions the context has left after the prompt."""
-        wanted = int(self.cfg.generate.max_new_tokens)
-        return wanted if self.context is None else max(1, min(wanted, self.context - prompt_tokens))
-
-    def fitted_history(self, turn: dict, out) -> list[dict]:
-        """The history the prompt holds with `turn`: the earliest turns left out, with a note, while the
-        prompt and generate.max_new_tokens would run past the model's context; an error when `turn`
-        alone does."""
-        self.next_window = self.window
-        if self.context is None:
-            return self.messages + [turn]
-        room = self.context - self.reply_room()
-        needed = self.prompt_tokens([turn])
-        if needed > room:  # before any turn is left out: the history stays as it was for the next question
-            raise ChipadaptError(
-                f"this question takes {needed} prompt tokens, which leaves fewer than {self.reply_room()} of the "
-                f"model's context of {self.context} tokens for the reply: ask it shorter, or lower "
-                "generate.max_new_tokens"
-            )
-        window = self.window
-        while self.prompt_tokens(self.messages[window:] + [turn]) > room and window < len(self.messages):
-            window += 2  # a user turn and its reply
-        if window > self.window:
-            out.write(
-                f"(the {(window - self.window) // 2} earliest turn(s) no longer fit the model's context of "
-                f"{self.context} tokens and are left out of the prompt; /reset starts afresh)\n"
-            )
-        # Kept once this turn is (a reply stopped by Ctrl-C is not): then the next prompts start there too.
-        self.next_window = window
-        return self.messages[window:] + [turn]
-
-    def reset(self) -> None:
-        self.messages, self.reply_attributes, self.window = [], [], 0
-
-    def source_lines(self) -> list[str]:
-        """/sources: one line per passage of the last prompt, its id and where it comes from (its
-        document title and section path, else its source document), so that two passages of one
-        document can be told apart."""
-        lines = []
-        for rank, pid in enumerate(self.last_sources, start=1):
-            where = self.passages[pid].context or self.passages[pid].source
-            lines.append(f"[{rank}] {pid}" + (f"  ({where})" if where else ""))
-        return lines
-
-    def sources_record(self) -> str:
-        """chat.log's line for the last retrieval: the ids in the prompt, then those cut by the budget."""
-        cut = [pid for pid in self.last_retrieved if pid not in self.last_sources]
-        budget = int(self.cfg.retrieval.budget_tokens)
-        limit = getattr(self, "last_budget", budget)
-        over = "retrieval.budget_tokens" if limit >= budget else f"the {limit} tokens the model's context leaves"
-        note = f"; retrieved but over {over}: {', '.join(cut)}" if cut else ""
-        return f"sources: {', '.join(self.last_sources) or '(none fit)'}{note}"
-
-    @torch.no_grad()
-    def reply(self, text: str, out=sys.stdout) -> str | None:
-        """Stream the answer to `text`; None when Ctrl-C stopped it (the turn is then not kept)."""
-        turn = self.user_turn(text)
-        prompt = self.template.prompt(self.fitted_history(turn, out), attribute_string(self.attributes, self.order))
-        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        prompt_length = None if self.context is None else encoded.input_ids.shape[1]
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        g = self.cfg.generate
-        sampling = (
-            {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p}
-            if g.temperature > 0
-            else {"do_sample": False}
-        )
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        stop = StopFlag()
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                self.model.generate(
-                    **encoded,
-                    max_new_tokens=g.max_new_tokens if self.context is None else self.reply_tokens(prompt_length),
-                    pad_token_id=pad,
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([stop]),
-                    **sampling,
-                )
-            except BaseException as err:  # re-raised in the main thread
-                failure.append(err)
-            finally:
-                # The loop below ends on this whatever happened; streamer.end() is no help when the
-                # streamer's own decode is what failed. A second stop signal after end()'s is harmless.
-                streamer.text_queue.put(streamer.stop_signal)
-
-        # A daemon: a worker stuck in generate() must not keep the process alive after a second Ctrl-C.
-        worker = threading.Thread(target=generate, daemon=True)
-        pieces = []
-        # Ctrl-C sets the stop flag instead of raising KeyboardInterrupt: an exception raised at an
-        # arbitrary point of the streamer's queue.get() can leave its lock half released
-        # ("RuntimeError: release unlocked lock"). The loop then drains the streamer, which ends once
-        # generate() has stopped at its next token.
-        with ctrl_c_sets(stop.event):
-            worker.start()
-            try:
-                for piece in streamer:
-                    if stop.event.is_set():
-                        continue
-                    pieces.append(piece)
-                    out.write(piece)
-                    out.flush()
-            except BaseException:  # the terminal went away, or a second Ctrl-C: stop generating
-                stop.event.set()
-                raise
-            stopped = stop.event.is_set()  # a Ctrl-C during the join below comes after the whole reply
-            worker.join()
-        if failure:
-            raise failure[0]
-        if stopped:
-            out.write("\n(reply stopped; not kept in the history)\n")
-            out.flush()
-            return None
-        out.write("\n")
-        answer = "".join(pieces).strip()
-        # The history keeps the plain question: retrieved passages are for the turn they were found for.
-        self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
-        self.window = self.next_window
-        self.reply_attributes.append(dict(self.attributes))
-        return answer
 
 
 def transcript_logger() -> logging.Logger:
@@ -323,80 +69,6 @@ def read_lines(prompt: str, history_file: Path):
     finally:
         history_file.parent.mkdir(parents=True, exist_ok=True)
         readline.write_history_file(history_file)
-
-
-class CommandError(Exception):
-    pass
-
-
-def transcript_path(argument: str, run_dir: Path) -> Path:
-    return Path(argument).expanduser() if argument else run_dir / "transcript.jsonl"
-
-
-def why_not_written(dest: Path, err: OSError) -> str:
-    """The reason, naming a file that stands where a folder of `dest` would be (mkdir says "File exists")."""
-    existing = next((folder for folder in dest.parents if folder.exists()), None)
-    if existing is not None and not existing.is_dir():
-        return f"{existing} is a file, not a folder"
-    return err.strerror or type(err).__name__
-
-
-def save_transcript(session: ChatSession, argument: str, run_dir: Path) -> tuple[Path, str]:
-    """The conversation in the chat data format (one JSONL line), so it can feed SFT directly; and a
-    note when its replies were generated under different attributes.
-
-    The record's `attributes` are those the replies were generated under, not the ones set last. When
-    `/attributes` changed them between replies, no one set describes the conversation: each assistant
-    message then carries its own `attributes` and the record none."""
-    dest = transcript_path(argument, run_dir)
-    if argument and dest.exists():  # the run folder's transcript is ours to rewrite; the user's files are not
-        raise CommandError(f"/save: {dest} exists; give a new file name")
-    record: dict = {"messages": session.messages}
-    distinct = {json.dumps(a, sort_keys=True) for a in session.reply_attributes}
-    note = ""
-    if len(distinct) == 1 and session.reply_attributes[0]:
-        record["attributes"] = session.reply_attributes[0]
-    elif len(distinct) > 1:
-        replies = iter(session.reply_attributes)
-        record["messages"] = [
-            {**m, "attributes": next(replies)} if m["role"] == "assistant" else m for m in session.messages
-        ]
-        note = "; the replies were generated under different attributes, so each assistant message carries its own"
-    write_text_atomic(dest, json.dumps(record, ensure_ascii=False) + "\n")
-    return dest, note
-
-
-def command(session: ChatSession, line: str, run_dir: Path) -> bool:
-    """Run one /command; False when the session should end."""
-    name, _, argument = line.partition(" ")
-    argument = argument.strip()
-    if name in ("/quit", "/exit"):
-        return False
-    if name == "/help":
-        width = max(map(len, COMMANDS))
-        print("\n".join(f"  {cmd.ljust(width)}  {what}" for cmd, what in COMMANDS.items()))
-    elif name == "/reset":
-        session.reset()
-        print("(history cleared)")
-    elif name == "/attributes":
-        session.attributes = parse_attributes(argument)
-        print(f"(attributes: {attribute_string(session.attributes, session.order) or 'none'})")
-        if note := unfamiliar_attributes(session.attributes, session.order):
-            print(f"(note: {note}; a SteerLM model has never seen it)")
-    elif name == "/sources":
-        print("\n".join(session.source_lines()) or "(no retrieval for the last answer)")
-    elif name == "/save":
-        try:
-            saved = save_transcript(session, argument, run_dir)
-        except OSError as err:  # a read-only folder, a path under a file, a full disk: the session goes on
-            dest = transcript_path(argument, run_dir)
-            raise CommandError(
-                f"/save: cannot write {dest} ({why_not_written(dest, err)}); give another file name"
-            ) from None
-        print("(transcript of {} messages written to {}{})".format(len(session.messages), *saved))
-    else:
-        raise CommandError(f"unknown command {name} (/help lists the commands); nothing was sent to the model")
-    return True
 
 
 def run(cfg: DictConfig) -> None:
