@@ -82,10 +82,30 @@ def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path)
     model = load_causal_lm(check_hf_folder(tmp_path / "step1", "model.path"), "float32", "sdpa")
     assert model.config.vocab_size == 512
 
-    # An export is replaced only when asked; the run's model/ (train's output) never.
+    # The same command again (a requeued job) passes, writing nothing; another checkpoint into the same
+    # folder replaces the export only when asked; the run's model/ (train's output) never.
+    before = snapshot(tmp_path / "step1")
     again = export(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}")
-    assert_user_error(again, "overwrite=true")
-    exported_ok(export(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}", "overwrite=true"))
+    exported_ok(again)
+    assert "exported before from this checkpoint and inputs; not exported again" in again.stderr + again.stdout
+    assert snapshot(tmp_path / "step1") == before
+    # The same checkpoint file whose content is not what the export recorded is another export.
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from chipadapt.checkpoint_export import exported_before, plan_export
+
+    edited = shutil.copytree(tmp_path / "step1", tmp_path / "edited")
+    record = json.loads((edited / "export.json").read_text())
+    assert exported_before(plan_export(OmegaConf.create({"run": str(run), "step": 1, "output": str(edited)}))) is None
+    record["sources"]["checkpoint"]["fingerprint"] = "0" * 64
+    (edited / "export.json").write_text(json.dumps(record))
+    job = plan_export(OmegaConf.create({"run": str(run), "step": 1, "output": str(edited)}))
+    assert exported_before(job) == ", of the same checkpoint file, but its content changed since"
+    other = export(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}")
+    assert_user_error(other, "holds a previous export output, of step 1 of", "overwrite=true", before=before)
+    exported_ok(export(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}", "overwrite=true"))
     before = snapshot(run / "model")
     assert_user_error(
         export(tmp_path, f"run={run}", f"output={run / 'model'}", "overwrite=true"),

@@ -8,22 +8,26 @@ tokenizer and config come from there). The checkpoint's weights go in, LoRA is m
 and the folder is written as the run writes its model/ (stages/causal_lm.py), with export.json saying
 what it came from."""
 
+import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.hashing import sha256_json
 from chipadapt.io.jsonl import json_object
-from chipadapt.io.outputs import check_output_folder
+from chipadapt.io.outputs import check_output_folder, written_by
 from chipadapt.manifest import RunManifest, fingerprint_input
 
 log = logging.getLogger(__name__)
 
 COMMAND = "export"
+EXPORT_RECORD = "export.json"
 CAUSAL_LM_RUNNER = "chipadapt.stages.causal_lm.run"
 # Lightning's default checkpoint names: `epoch=0-step=4.ckpt` (save_top_k=-1 keeps one per save).
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)(?:[-_.]|$)")
@@ -148,10 +152,22 @@ def size_text(path: Path) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
-def export(cfg: DictConfig, manifest: RunManifest) -> dict:
-    from chipadapt.models.checkpoint_weights import checkpoint_layout, checkpoint_metadata, load_module_weights
-    from chipadapt.models.hf_folder import save_hf_folder
-    from chipadapt.models.lora import merged_model
+@dataclass(frozen=True)
+class ExportJob:
+    """What one export.py command reads and writes, known before any work."""
+
+    run: Path
+    ckpt: Path
+    record: dict  # the run's manifest.json
+    step: int
+    dest: Path
+    folder: Path  # the starting model
+    model_record: dict  # its fingerprint, checked against the run's record
+
+
+def plan_export(cfg: DictConfig) -> ExportJob:
+    """The checkpoint, its run and the output, every refusal of them made before the job's manifest."""
+    from chipadapt.models.checkpoint_weights import checkpoint_layout, checkpoint_metadata
 
     run, ckpt = find_checkpoint(cfg)
     record = run_record(run)
@@ -159,10 +175,53 @@ def export(cfg: DictConfig, manifest: RunManifest) -> dict:
     step = checkpoint_metadata(ckpt, "checkpoint")["global_step"]
     dest = Path(str(cfg.output)).expanduser() if cfg.get("output") else run / "exports" / f"step-{step}"
     folder, model_record = starting_folder(run, record)
-    check_output_folder(
-        dest, COMMAND, "output", bool(cfg.overwrite), [("checkpoint", ckpt), ("the starting model", folder)]
-    )
-    manifest.update("inputs", {"run": str(run.resolve()), "model": model_record})
+    return ExportJob(run, ckpt, record, step, dest, folder, model_record)
+
+
+def sources(job: ExportJob) -> dict:
+    """What the exported folder is made of, as its export.json records it: the same again is the same export."""
+    return {
+        "starting_model": {key: job.model_record.get(key) for key in ("path", "fingerprint", "tokenizer_fingerprint")},
+        "checkpoint": {key: fingerprint_input(job.ckpt).get(key) for key in ("path", "fingerprint")},
+        "run_config": sha256_json(job.record["config"]),
+    }
+
+
+SOURCE_NAMES = {"starting_model": "the starting model", "checkpoint": "its content", "run_config": "the run's settings"}
+
+
+def exported_before(job: ExportJob) -> str | None:
+    """None where `job.dest` holds export.py's output of this very checkpoint, from this run's settings and
+    starting model (a rerun of the same command: a requeued job); else what differs, for the refusal.
+    Not a folder of export's: check_output_folder says whose it is."""
+    if written_by(job.dest) != COMMAND:
+        return ""
+    try:
+        recorded = json.loads((job.dest / EXPORT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f", with no readable {EXPORT_RECORD}"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sources"), dict):
+        return f", with no readable {EXPORT_RECORD}"
+    if recorded.get("checkpoint") != str(job.ckpt.resolve()) or recorded.get("step") != job.step:
+        return f", of step {recorded.get('step')} of {recorded.get('checkpoint')}"
+    before, now = recorded["sources"], sources(job)
+    # Exports written before run_config was recorded name the whole manifest of the run, which a run that
+    # goes on rewrites: those are compared by it.
+    if "run_config" not in before:
+        before = {**before, "run_config": None}
+        if recorded["sources"].get("run_manifest") == fingerprint_input(job.run / "manifest.json")["fingerprint"]:
+            before["run_config"] = now["run_config"]
+    changed = [SOURCE_NAMES[name] for name in now if before.get(name) != now[name]]
+    return f", of the same checkpoint file, but {' and '.join(changed)} changed since" if changed else None
+
+
+def export(job: ExportJob, manifest: RunManifest) -> dict:
+    from chipadapt.models.checkpoint_weights import load_module_weights
+    from chipadapt.models.hf_folder import save_hf_folder
+    from chipadapt.models.lora import merged_model
+
+    run, ckpt, record, step, dest, folder = job.run, job.ckpt, job.record, job.step, job.dest, job.folder
+    manifest.update("inputs", {"run": str(run.resolve()), "model": job.model_record})
     log.info("fingerprinting %s (%s)", ckpt, size_text(ckpt))
     ckpt_record = manifest.add_input("checkpoint", ckpt)
 
@@ -181,8 +240,7 @@ def export(cfg: DictConfig, manifest: RunManifest) -> dict:
         "stage": record["config"]["stage"].get("name"),
         "lora_merged": bool((record["config"].get("peft") or {}).get("r")),
         "sources": {
-            "starting_model": {key: model_record.get(key) for key in ("path", "fingerprint", "tokenizer_fingerprint")},
-            "checkpoint": {key: ckpt_record.get(key) for key in ("path", "fingerprint")},
+            **sources(job),
             "run_manifest": fingerprint_input(run / "manifest.json")["fingerprint"],
         },
     }
@@ -192,7 +250,7 @@ def export(cfg: DictConfig, manifest: RunManifest) -> dict:
         tokenizer_as_saved(record["config"], folder),
         dest,
         command=COMMAND,
-        records={"export.json": exported},
+        records={EXPORT_RECORD: exported},
     )
     log.info("exported step %d of %s to %s in %.0f s", step, run, dest, time.perf_counter() - started)
     results = {"output": str(dest.resolve()), "step": step}
@@ -206,5 +264,23 @@ def run(cfg: DictConfig) -> dict:
 
     silence_known_noise()
     out = Path(cfg.paths.output_dir)
+    job = plan_export(cfg)
+    previous = "" if cfg.overwrite else exported_before(job)
+    if previous is None:  # the same command again (a requeued job): its output is there, whole
+        log.info(
+            "export: %s holds step %d of %s, exported before from this checkpoint and inputs; not exported again",
+            job.dest,
+            job.step,
+            job.ckpt,
+        )
+        return {"output": str(job.dest.resolve()), "step": job.step}
+    check_output_folder(
+        job.dest,
+        COMMAND,
+        "output",
+        bool(cfg.overwrite),
+        [("checkpoint", job.ckpt), ("the starting model", job.folder)],
+        previous=previous,
+    )
     with recorded_job(cfg, COMMAND, out) as manifest:
-        return export(cfg, manifest)
+        return export(job, manifest)

@@ -10,6 +10,7 @@ retriever and reranker, which train on passages) is left out. Validation setting
 resume's: a completed run is passed as done with the metrics it recorded, which another validation would
 not have measured."""
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.dotted_keys import flatten
+from chipadapt.io.lock_probe import folder_lock_held
+from chipadapt.io.outputs import MARKER, written_by
 
 # Sections of the config a stage never reads: a change there is no change of its run.
 NOT_READ = {"retriever": ("data",), "reranker": ("data",)}
@@ -79,25 +82,73 @@ def _recorded(out: Path) -> dict | None:
     return recorded if isinstance(recorded, dict) and recorded.get("kind") == "train" else None
 
 
+def _published_at(model: Path) -> dt.datetime | None:
+    """When train.py published `model` (its marker's time); None for a folder without that marker."""
+    if written_by(model) != "train":
+        return None
+    try:
+        return dt.datetime.fromisoformat(json.loads((model / MARKER).read_text(encoding="utf-8"))["written"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def stopped_after_publishing(cfg: DictConfig, out: Path) -> dict | None:
+    """The record of the earlier attempt of this very run that published `out/model/` and stopped before
+    it recorded itself completed (SIGKILL, a lost node or the OOM killer between the save and the
+    manifest's last write: it still says "running"; a SIGTERM or an error there: "interrupted",
+    "failed"). None otherwise, and always with overwrite=true (which replaces any earlier model/).
+
+    Its model/ is the run's own: the same settings (compared as for a completed run), published by
+    train.py after the attempt that the manifest records started (before that, it is an earlier run's,
+    which only overwrite=true replaces), and no live process holds the folder's lock (the attempt is
+    gone: a "running" one whose lock nobody holds was killed, as compare.py reads it). A requeue of the
+    same command then completes the run, resuming its last checkpoint (finished: no step trained)
+    and publishing model/ again, instead of being refused until overwrite=true retrains it all."""
+    recorded = _recorded(out)
+    if cfg.overwrite or recorded is None or recorded.get("status") == "completed":
+        return None
+    lock = folder_lock_held(out)
+    # A "running" record is told apart from a live run only by the lock; the others recorded their end.
+    if lock is True or (recorded.get("status") == "running" and lock is not False):
+        return None
+    published = _published_at(out / "model")
+    try:
+        started = dt.datetime.fromisoformat(str(recorded.get("started")))
+    except ValueError:
+        return None
+    if published is None or published < started:
+        return None
+    before, now = compared(recorded.get("config") or {}, cfg)
+    return recorded if before == now else None
+
+
 def what_changed(cfg: DictConfig, out: Path) -> str:
     """Why `out`'s model/ is not this run's, for the refusal to replace it: `, completed before with
     other settings: optim.lr: 5e-05 -> 0.0001` (the settings compared key by key, as a resume names its
     changes), with the keys one version has and the other not named as such (a run of an earlier
     release), `, completed before with these settings but other inputs` (a data file or the model changed
-    in place), or the earlier run's status where it did not complete; "" where the folder records no train
-    run. The user who reran with another learning rate then knows what the refusal is about, and that a
-    new hydra.run.dir keeps both runs."""
+    in place), or the earlier run's status where it did not complete, with its other settings where it
+    had others (with the same ones, a stopped attempt's own model/ is no refusal: stopped_after_publishing);
+    "" where the folder records no train run. The user who reran with another learning rate then knows
+    what the refusal is about, and that a new hydra.run.dir keeps both runs."""
     recorded = _recorded(out)
     if recorded is None:
         return ""
-    if recorded.get("status") != "completed":
-        return f" (its run's status: {recorded.get('status')})"
-    from chipadapt.stages.resume_settings import RENAMED_VALUES, describe
-
     before, now = compared(recorded.get("config") or {}, cfg)
     keys = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
+    if recorded.get("status") != "completed":
+        status = f" (its run's status: {recorded.get('status')})"
+        return f"{status}, with other settings: {_changes(keys, before, now)}" if keys else status
     if not keys:
         return ", completed before with these settings but other inputs (a data source or the model changed since)"
+    return f", completed before with other settings: {_changes(keys, before, now)}"
+
+
+def _changes(keys: list[str], before: dict, now: dict) -> str:
+    """`optim.lr: 5e-05 -> 0.0001; ...`, the first NAMED_CHANGES of `keys`, and what of them a change of
+    chipadapt's version explains."""
+    from chipadapt.stages.resume_settings import RENAMED_VALUES, describe
+
     changes = describe(keys, before, now)
     more = f" and {len(changes) - NAMED_CHANGES} more" if len(changes) > NAMED_CHANGES else ""
     # A key only one side has is a change of chipadapt's version, not of the user's command (copies under
@@ -117,4 +168,4 @@ def what_changed(cfg: DictConfig, out: Path) -> str:
         if part
     )
     by = f" (the run was made by another chipadapt version: {version})" if version else ""
-    return f", completed before with other settings: {'; '.join(changes[:NAMED_CHANGES])}{more}{by}"
+    return f"{'; '.join(changes[:NAMED_CHANGES])}{more}{by}"

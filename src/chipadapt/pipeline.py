@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chipadapt.finished_run import completed_record, what_changed
+from chipadapt.finished_run import completed_record, stopped_after_publishing, what_changed
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
@@ -82,13 +82,25 @@ def train(cfg: DictConfig) -> dict:
     # Here, in the process that trains (a SLURM login node that only submits the job has no GPU), and
     # before the data is prepared and the model loaded: a GPU asked of a CPU machine stops in seconds.
     check_trainer_on_this_machine(cfg.trainer)
+    # The run's own model/, published by an attempt killed before it recorded itself completed: the
+    # requeue of the same command completes the run (resumes its last checkpoint, publishes again).
+    own = stopped_after_publishing(cfg, out)
+    if own is not None:
+        resumed = " from its last checkpoint" if (out / "checkpoints" / "last.ckpt").exists() else ""
+        log.info(
+            "train: %s was published by an earlier attempt of this run that stopped before recording itself "
+            "completed (status %s, no live process holds the folder); completing the run%s, model/ published again",
+            out / "model",
+            own.get("status"),
+            resumed,
+        )
     # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
     # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
     check_output_folder(
         out / "model",
         "train",
         run_folder_key(),
-        bool(cfg.overwrite),
+        bool(cfg.overwrite) or own is not None,
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
         previous="" if cfg.overwrite else what_changed(cfg, out),
     )

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.creatable import cannot_create, creation_message
+from chipadapt.io.outputs import remove_dead_temporaries
 from chipadapt.sweep_job_folders import differences, drawn_jobs_share, job_folders, job_outputs, shared_folder
 
 # An entry point's config name -> the `kind` its manifest records; compare and curate write no manifest,
@@ -333,6 +334,7 @@ class RunFolderGuard(Callback):
             )
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        remove_dead_temporaries(_absolute(config.hydra.runtime.output_dir))  # what writes killed outright left
         if _SWEEP:  # a job of the sweep this process started: its manifest before the job runs
             folder = _absolute(config.hydra.runtime.output_dir)
             _JOBS.setdefault(folder, _own_records(folder))

@@ -1,6 +1,8 @@
 """Atomic outputs: write to a temporary sibling, rename only when complete.
 
-A crash mid-write then never leaves a file or folder that looks finished.
+A crash mid-write then never leaves a file or folder that looks finished. The temporary carries the
+writer's pid (`.<name>.<pid>.<random>.tmp`, as io/outputs.py names them): what a killed writer left is
+removed by the next write to the same file, never one that a live process is still writing.
 """
 
 import os
@@ -11,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from chipadapt.io import strict_json
-from chipadapt.io.outputs import current_umask, publish_folder
+from chipadapt.io.outputs import current_umask, publish_folder, remove_stale_temporaries, temporary_prefix
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)  # a write killed outright (SIGKILL) left its temporary
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from a group
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -38,10 +41,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 @contextmanager
 def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `dest` for a writer that wants a file name (savefig, copyfile);
-    it replaces `dest` when the block ends without error and is removed otherwise."""
+    it replaces `dest` when the block ends without error and is removed otherwise. The name ends in
+    .tmp, not in `dest`'s suffix: a writer that picks its format by the name is told it (format="png")."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=dest.suffix or ".tmp")
+    remove_stale_temporaries(dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temporary_prefix(dest), suffix=".tmp")
     os.fchmod(fd, 0o666 & ~current_umask())  # kept by a writer that opens the name again
     os.close(fd)
     try:

@@ -9,9 +9,12 @@ to a temporary sibling and swaps it in only when complete, keeping the old folde
 """
 
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -144,22 +147,51 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# The temporaries this project names beside a destination: `.<name>.<pid>[-<host>].<mkstemp's random
+# part>.tmp`, `.<name>.<pid>.old.<random>.tmp` for a folder moved aside. The writer's pid tells one left
+# by a killed process from one still being written; the host tag keeps a file that jobs on several
+# machines write (a sweep's plot on a shared disk) from being judged by a pid of another machine.
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{8}))?\.(?:old\.)?[a-z0-9_]+\.tmp$")
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temporary_prefix(dest: Path) -> str:
+    """The start of this process's temporary names beside `dest` (mkstemp/mkdtemp add the rest)."""
+    return f".{dest.name}.{os.getpid()}-{HOST}."
+
+
+def _remove_dead(folder: Path, name: str | None) -> list[Path]:
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        found = TEMPORARY.match(entry.name)
+        if not found or name not in (None, found["name"]) or found["host"] not in (None, HOST):
+            continue
+        if _alive(int(found["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 def remove_stale_temporaries(dest: Path) -> list[Path]:
     """Temporary siblings `.<name>.<pid>.*.tmp` of `dest` left by processes that are gone (a killed
-    merge or save); ours by name, so removing them deletes nothing a user made."""
-    removed = []
-    if not dest.parent.is_dir():
-        return removed
-    prefix = f".{dest.name}."
-    for entry in dest.parent.iterdir():
-        name = entry.name
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        pid = name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
+    merge, save or file write); ours by name, so removing them deletes nothing a user made."""
+    return _remove_dead(dest.parent, dest.name)
+
+
+def remove_dead_temporaries(run_folder: str | os.PathLike) -> list[Path]:
+    """Every temporary in `run_folder` (of any destination there) whose writer is gone, as a job starts
+    there: a rerun that finds its work done writes nothing that would remove them. None while another
+    process holds the folder's lock (a rank of this run, a run on another machine that the lock will
+    refuse): its temporaries may be in use."""
+    from chipadapt.io.lock_probe import folder_lock_held
+
+    return [] if folder_lock_held(run_folder) else _remove_dead(Path(run_folder), None)
 
 
 def current_umask() -> int:

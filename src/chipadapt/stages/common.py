@@ -190,6 +190,11 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     if cfg.resume:
         folder_swap.recover(ckpt)
     if not cfg.resume or not ckpt.exists():
+        # An earlier attempt in this folder (its manifest) left no checkpoint to resume: killed before its
+        # first one. Said once (pipeline.train's check), so that a rerun from step 0 is not taken for a
+        # resume; nothing for a new folder, nor for the stages that train nothing (tokenizer, annotate).
+        if check and cfg.resume and "module" in cfg.stage and (out / "manifest.json").is_file():
+            log.info("no checkpoint in %s: training starts from step 0", ckpt.parent)
         return None
     if check:
         check_checkpoint(ckpt)
@@ -314,7 +319,7 @@ def train_module(
     trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=start_over)
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
-    starting.manifest = manifest  # fixupg2: a resume that changes the validation text is recorded there
+    starting.manifest = manifest  # a resume that changes the validation text is recorded there
     if resume_from:
         log.info("resuming from %s", resume_from)
     elif validate_before:
