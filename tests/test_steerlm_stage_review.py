@@ -52,7 +52,8 @@ def test_a_completed_output_of_an_earlier_version_is_refused_as_that(tmp_path, s
 def test_an_output_changed_after_its_run_completed_is_told_as_that(tmp_path):
     from chipadapt.stages.bootstrap import finished_before
 
-    out, cfg = completed_folder(tmp_path, "bootstrap", results={"output": {"fingerprint": "not-this-file"}})
+    recorded = {"output": {"path": str((tmp_path / "bootstrap" / "bootstrap.jsonl").resolve()), "fingerprint": "x"}}
+    out, cfg = completed_folder(tmp_path, "bootstrap", results=recorded)
     with pytest.raises(ChipadaptError, match=r"bootstrap.jsonl exists, changed since the completed run"):
         finished_before(cfg, out)
     overwrite = compose(["stage=bootstrap", *TINY_FAST, "bootstrap.attribute_model=a", "overwrite=true"], out)
@@ -111,3 +112,17 @@ def test_annotate_reruns_compare_the_fraction_annotate_resolved_not_the_evaluati
     assert finished_before(compose([*same, "eval.eda_script.batch_size=3"], out), out) == record["metrics"]
     with pytest.raises(ChipadaptError, match=r"other settings \(annotate.eda_eval_split.fraction: 0.2 -> 0.3\)"):
         finished_before(compose([*same, "eval.eda_script.eval_fraction=0.3"], out), out)
+
+
+def test_another_file_at_the_output_path_is_not_called_the_completed_runs_file_changed(tmp_path):
+    """annotate.output naming a file the completed run never wrote: before, "changed since the completed run
+    in this folder wrote it", which it did not."""
+    from chipadapt.stages.output_rerun import finished_or_refused
+
+    recorded = {"output": {"path": str((tmp_path / "annotate" / "annotated.jsonl").resolve()), "fingerprint": "x"}}
+    out, cfg = completed_folder(tmp_path, "annotate", results=recorded)
+    someone_elses = tmp_path / "someone_elses.jsonl"
+    someone_elses.write_text('{"id": "u0"}\n')
+    with pytest.raises(ChipadaptError) as refused:
+        finished_or_refused(cfg, out, someone_elses, "annotate.output")
+    assert "changed since" not in str(refused.value) and "or another run's" in str(refused.value)

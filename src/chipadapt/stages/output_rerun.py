@@ -79,7 +79,7 @@ def finished_or_refused(cfg: DictConfig, out: Path, target: Path, key: str) -> d
     stage = cfg.stage.name
     if earlier_version:
         why = f"written by a completed {stage} run of an earlier chipadapt version, which recorded no fingerprint of it"
-    elif completed and not same_file:
+    elif completed and not same_file and output.get("path") == str(target.resolve()):
         why = "changed since the completed run in this folder wrote it"
     elif not same_file:
         why = "not as a completed run in this folder wrote it (a run that failed or was stopped, or another run's)"
