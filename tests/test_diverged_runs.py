@@ -13,6 +13,7 @@ from conftest import CONF, TINY_FAST, compose, read_manifest
 from helpers.faults import run_entry
 
 from chipadapt import cli, interrupts
+from chipadapt.after_interruption import TRAIN, rerun_note
 from chipadapt.errors import TrainingDiverged
 
 SPOIL = "+callbacks.spoil._target_=helpers.spoil.SpoilWeights"
@@ -163,7 +164,7 @@ def test_a_diverged_trial_is_the_worst_value_the_study_takes(sweep_job):
         study.tell(study.ask(), values=[math.nan])
 
 
-def test_ctrl_c_between_two_jobs_of_a_sweep_is_one_line(monkeypatch, capsys):
+def test_ctrl_c_between_two_jobs_of_a_sweep_is_one_line(monkeypatch, capsys, tmp_path):
     """The signal came while Hydra composed the next job, outside run_job: a 100-line traceback."""
 
     def composing_the_next_job(main):
@@ -172,13 +173,15 @@ def test_ctrl_c_between_two_jobs_of_a_sweep_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_install_hydra_reporter", lambda: None)
     monkeypatch.setattr(cli, "_report_in_one_line", composing_the_next_job)
     monkeypatch.setattr(cli, "record_command", lambda argv: None)
-    monkeypatch.setattr(cli, "_last_job", {"run_folder_key": "hydra.sweep.dir"}, raising=False)  # the last job's
+    # The line the last job (a DAPT sweep's) made as it began.
+    monkeypatch.setattr(cli, "_last_job", {"rerun": rerun_note(TRAIN, compose([], tmp_path), "hydra.sweep.dir")})
     launch = cli.entry_point(str(CONF), "train", "chipadapt.pipeline:train")
     with pytest.raises(SystemExit) as stop:
         launch()
     assert stop.value.code == 128 + signal.SIGINT
     assert capsys.readouterr().err == (
-        "chipadapt: interrupted (SIGINT); what was complete is kept, a rerun with the same hydra.sweep.dir resumes\n"
+        "chipadapt: interrupted (SIGINT); what was complete is kept, a rerun with the same hydra.sweep.dir resumes "
+        "from its last checkpoint\n"
     )
 
 
@@ -220,7 +223,7 @@ def test_ctrl_c_before_the_first_job_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_install_hydra_reporter", lambda: None)
     monkeypatch.setattr(cli, "_report_in_one_line", composing_the_first_job)
     monkeypatch.setattr(cli, "record_command", lambda argv: None)
-    monkeypatch.setattr(cli, "_last_job", {"run_folder_key": None}, raising=False)
+    monkeypatch.setattr(cli, "_last_job", {"rerun": None})
     launch = cli.entry_point(str(CONF), "train", "chipadapt.pipeline:train")
     with pytest.raises(SystemExit) as stop:
         launch()

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
+from chipadapt.after_interruption import UNKNOWN, rerun_note
 from chipadapt.errors import TrainingDiverged, exit_on_user_error
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
@@ -32,7 +33,8 @@ DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, t
 # would also put back the folder's records of its earlier run, when this run's failure is the record).
 DIVERGED_STATUS = 1
 DIVERGED = object()  # what run_job returns for a diverged job of a sweep
-_last_job: dict[str, str | None] = {"run_folder_key": None}
+# What a rerun of the last job begun in this process does after an interruption (after_interruption.py).
+_last_job: dict[str, str | None] = {"rerun": None}
 # The diverged jobs of a sweep run in this process ("#1 (optim.lr=10000.0)"): said again at its end.
 _diverged_jobs: list[str] = []
 
@@ -123,7 +125,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     """Run `module:function` on the composed config: validated first, user errors as one line,
     a signal as a clean `interrupted` exit."""
     interrupts.install()
-    _last_job["run_folder_key"] = run_folder_key()
+    _last_job["rerun"] = rerun_note(target, cfg, run_folder_key())
     module_name, function_name = target.split(":")
     try:
         from chipadapt.config_schema import validate
@@ -145,7 +147,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         exit_if_disk_full(err)
         raise
     except interrupts.Interrupted as stop:
-        exit_interrupted(stop)
+        exit_interrupted(stop, _last_job["rerun"])
 
 
 def _job_name() -> str:
@@ -199,13 +201,9 @@ def worst_value() -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
-def exit_interrupted(stop: interrupts.Interrupted, folder_key: str | None = None) -> None:
-    print(
-        f"chipadapt: interrupted ({stop}); what was complete is kept, a rerun with the same "
-        f"{folder_key or run_folder_key()} resumes",
-        file=sys.stderr,
-        flush=True,
-    )
+def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:
+    """One line, status 128+signal; `rerun`: what a rerun of the job does (after_interruption.py)."""
+    print(f"chipadapt: interrupted ({stop}); {rerun or UNKNOWN}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_status)
 
 
@@ -238,13 +236,13 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
         except interrupts.Interrupted as stop:
             # Between two jobs of a sweep (Hydra composing the next one): the handlers of the job
             # before are still installed, and nothing of that job is left to clean up. Hydra has put
-            # back its config of no job by then: the folder key is the one the last job read.
-            exit_interrupted(stop, _last_job["run_folder_key"])
+            # back its config of no job by then: the line is the one the last job made.
+            exit_interrupted(stop, _last_job["rerun"])
         except KeyboardInterrupt:
             # Before the first job installed the handlers (Hydra composing, a sweeper importing Optuna):
             # Python's own Ctrl-C, with no run begun, or with what the last job left complete.
-            if _last_job["run_folder_key"] is not None:
-                exit_interrupted(interrupts.Interrupted(signal.SIGINT), _last_job["run_folder_key"])
+            if _last_job["rerun"] is not None:
+                exit_interrupted(interrupts.Interrupted(signal.SIGINT), _last_job["rerun"])
             print("chipadapt: interrupted (SIGINT) before a job started; no run was begun", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
 

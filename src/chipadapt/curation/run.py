@@ -7,7 +7,6 @@ Generated files get their own shards so a blend can weight them (data.sources.<n
 """
 
 import logging
-import multiprocessing
 import time
 from collections import Counter, defaultdict
 from functools import partial
@@ -22,6 +21,7 @@ from chipadapt.curation.process import Settings, process_unit
 from chipadapt.curation.report import chars_chart, summary_table
 from chipadapt.curation.shards import ShardWriter
 from chipadapt.curation.walk import units
+from chipadapt.curation.workers import WorkerPool
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.lock import run_folder_lock
@@ -107,17 +107,15 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     files = read = total_bytes = written = record_files = records_read = 0
 
     start = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/tokenizer threads
-    workers = max(1, int(cfg.workers))
     with (
-        ctx.Pool(workers) as pool,
+        WorkerPool(int(cfg.workers), partial(process_unit, s=settings)) as pool,
         Progress(
             TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar,
     ):
         task = bar.add_task("", total=len(work))
         # imap keeps input order, so which copy of a duplicate is kept does not depend on timing.
-        for results in pool.imap(partial(process_unit, s=settings), work, chunksize=1):
+        for results in pool.imap(work):
             bar.advance(task)
             for r in results:
                 if r.line:  # a record of the .jsonl file counted just before it
