@@ -126,3 +126,17 @@ def test_another_file_at_the_output_path_is_not_called_the_completed_runs_file_c
     with pytest.raises(ChipadaptError) as refused:
         finished_or_refused(cfg, out, someone_elses, "annotate.output")
     assert "changed since" not in str(refused.value) and "or another run's" in str(refused.value)
+
+
+def test_an_annotate_folder_made_with_an_augmented_tokenizer_passes_the_same_command_without_it(tmp_path):
+    """Annotate never read the tokenizer group and now refuses tokenizer=augmented: a folder recorded with it
+    was refused over tokenizer.* for the command that can still be given."""
+    from chipadapt.manifest import fingerprint_input
+    from chipadapt.stages.output_rerun import finished_or_refused
+
+    out, cfg = completed_folder(tmp_path, "annotate", results=None)
+    record = json.loads((out / "manifest.json").read_text())
+    record["config"]["tokenizer"] = {"name": "augmented", "adapt": {"domain_vocab_size": 32000}}
+    record["results"] = {"output": fingerprint_input(out / "annotated.jsonl")}
+    (out / "manifest.json").write_text(json.dumps(record))
+    assert finished_or_refused(cfg, out, out / "annotated.jsonl", "hydra.run.dir") == record["metrics"]

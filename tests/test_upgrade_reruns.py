@@ -99,9 +99,13 @@ def test_keys_added_since_read_at_their_earlier_meaning_and_the_refusal_gives_th
     check_resume_settings(tmp_path / "last.ckpt", compose([*AUGMENTED, "tokenizer.adapt.held_out=null"], tmp_path))
 
 
+EARLIER_COMMIT = "0123456789abcdef" * 2 + "01234567"  # the earlier release's
+
+
 def earlier_manifest(out, config: dict, status: str = "completed"):
     (out / "model").mkdir(parents=True)
-    (out / "manifest.json").write_text(json.dumps({"kind": "train", "status": status, "config": config}))
+    record = {"kind": "train", "status": status, "config": config, "git": {"commit": EARLIER_COMMIT, "dirty": False}}
+    (out / "manifest.json").write_text(json.dumps(record))
 
 
 def moved(config: dict, cfg) -> dict:

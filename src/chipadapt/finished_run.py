@@ -1,55 +1,38 @@
 """What a rerun of a train command needs to know first: whether its folder holds this very run, completed,
 and where it holds another one, what the user changed since (said beside the refusal to replace it).
 
-Both compare the resolved configs as the run's settings, not as text: a folder is named by its config key
-(`${paths.cache_dir}`, the installed package's resources), so a cache, shared-data or package folder moved
-to another machine, or the run folder itself moved, is no change (what matters is its content, which
-pipeline.finished_before compares by fingerprint); a key a later chipadapt added reads, in an earlier run's
-record, at its earlier meaning (resume_settings.ADDED_KEYS); a section the stage never reads (`data.*` for the
-retriever and reranker, which train on passages) is left out. Validation settings are compared, unlike a
+Both compare the resolved configs as the run's settings, read as a resume reads them (run_settings: folders
+by their config key, so a cache, shared-data or package folder moved to another machine, or the run folder
+itself moved, is no change, what matters being its content, which pipeline.finished_before compares by
+fingerprint; the sections the stage never reads left out; keys a later chipadapt added read at their
+earlier meaning). Validation settings are compared, unlike a
 resume's: a completed run is passed as done with the metrics it recorded, which another validation would
 not have measured."""
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.io.dotted_keys import flatten
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import MARKER, written_by
+from chipadapt.manifest import git_state
+from chipadapt.run_settings import describe, run_settings, version_changes, with_earlier_meanings
 
-# Sections of the config a stage never reads: a change there is no change of its run.
-NOT_READ = {"retriever": ("data",), "reranker": ("data",)}
 # Not a setting of the run: whether it may replace the folder's.
 NOT_COMPARED = ("overwrite",)
-# The installed package's resources folder, wherever it was installed (a run of another checkout or release).
-PACKAGE_RESOURCES = re.compile(r"\S*?/chipadapt/resources(?=/|$)")
 
 
 def settings(config: dict) -> dict[str, object]:
-    """A resolved config as dotted keys, folders named by their config key, without what is not compared."""
-    folders = [(str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value]
-    folders.sort(key=lambda item: -len(item[0]))  # a folder inside another is named by its own key
-    unread = NOT_READ.get(str((config.get("stage") or {}).get("name")), ())
-    found = {}
-    for key, value in flatten(config):
-        if key in NOT_COMPARED or key.split(".")[0] in unread:
-            continue
-        if isinstance(value, str):
-            for folder, name in folders:
-                value = value.replace(folder, name)
-            value = PACKAGE_RESOURCES.sub("${chipadapt_resource:}", value)
-        found[key] = value
-    return found
+    """A resolved config as dotted keys, as run_settings reads them, without what is not compared."""
+    stage = (config.get("stage") or {}).get("name")
+    found = run_settings(config, stage, config.get("paths"))
+    return {key: value for key, value in found.items() if key not in NOT_COMPARED}
 
 
 def compared(recorded_config: dict, cfg: DictConfig) -> tuple[dict, dict]:
     """The recorded run's settings and this run's, the keys added since read at their earlier meaning."""
-    from chipadapt.stages.resume_settings import with_earlier_meanings
-
     now = settings(OmegaConf.to_container(cfg, resolve=True))
     return with_earlier_meanings(settings(recorded_config), now), now
 
@@ -125,12 +108,13 @@ def stopped_after_publishing(cfg: DictConfig, out: Path) -> dict | None:
 def what_changed(cfg: DictConfig, out: Path) -> str:
     """Why `out`'s model/ is not this run's, for the refusal to replace it: `, completed before with
     other settings: optim.lr: 5e-05 -> 0.0001` (the settings compared key by key, as a resume names its
-    changes), with the keys one version has and the other not named as such (a run of an earlier
-    release), `, completed before with these settings but other inputs` (a data file or the model changed
-    in place), or the earlier run's status where it did not complete, with its other settings where it
-    had others (with the same ones, a stopped attempt's own model/ is no refusal: stopped_after_publishing);
-    "" where the folder records no train run. The user who reran with another learning rate then knows
-    what the refusal is about, and that a new hydra.run.dir keeps both runs."""
+    changes), with what of them a change of chipadapt's version explains where the run was made by
+    another version (its manifest's commit is not this code's), `, completed before with these settings
+    but other inputs` (a data file or the model changed in place), or the earlier run's status where it
+    did not complete, with its other settings where it had others (with the same ones, a stopped
+    attempt's own model/ is no refusal: stopped_after_publishing); "" where the folder records no train
+    run. The user who reran with another learning rate then knows what the refusal is about, and that a
+    new hydra.run.dir keeps both runs."""
     recorded = _recorded(out)
     if recorded is None:
         return ""
@@ -138,34 +122,36 @@ def what_changed(cfg: DictConfig, out: Path) -> str:
     keys = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
     if recorded.get("status") != "completed":
         status = f" (its run's status: {recorded.get('status')})"
-        return f"{status}, with other settings: {_changes(keys, before, now)}" if keys else status
+        return f"{status}, with other settings: {_changes(keys, before, now, recorded)}" if keys else status
     if not keys:
         return ", completed before with these settings but other inputs (a data source or the model changed since)"
-    return f", completed before with other settings: {_changes(keys, before, now)}"
+    return f", completed before with other settings: {_changes(keys, before, now, recorded)}"
 
 
-def _changes(keys: list[str], before: dict, now: dict) -> str:
-    """`optim.lr: 5e-05 -> 0.0001; ...`, the first NAMED_CHANGES of `keys`, and what of them a change of
-    chipadapt's version explains."""
-    from chipadapt.stages.resume_settings import RENAMED_VALUES, describe
+def made_by_another_version(recorded: dict) -> bool:
+    """Whether the run `recorded` (its manifest) was made by other code than this: its recorded commit is
+    not this checkout's. Where neither knows its commit (an install without git), or the manifest records
+    none (one written by hand), nothing tells."""
+    if not isinstance(recorded.get("git"), dict):
+        return False
+    then = recorded["git"].get("commit")
+    now = git_state().get("commit")
+    return then != now and (then is not None or now is not None)
 
+
+def _changes(keys: list[str], before: dict, now: dict, recorded: dict) -> str:
+    """`optim.lr: 5e-05 -> 0.0001; ...`, the first NAMED_CHANGES of `keys`, and, where another chipadapt
+    version made the run, what of them that version change explains (a key only one side has is else the
+    user's own change: `optim=`, `model=` or `tokenizer=` switched, a data source added)."""
     changes = describe(keys, before, now)
     more = f" and {len(changes) - NAMED_CHANGES} more" if len(changes) > NAMED_CHANGES else ""
-    # A key only one side has is a change of chipadapt's version, not of the user's command (copies under
-    # stage.* are named by the key they copy).
-    gone = [key for key in keys if key not in now and not key.startswith("stage.")]
-    new = [key for key in keys if key not in before and not key.startswith("stage.")]
-    renamed = [
-        key for key in keys if not key.startswith("stage.") and RENAMED_VALUES.get(str(before.get(key))) == now.get(key)
-    ]
-    version = "; ".join(
-        part
-        for part in (
-            f"{', '.join(gone)} no longer a setting" if gone else "",
-            f"{', '.join(new)} added since" if new else "",
-            f"{', '.join(renamed)} renamed in this version" if renamed else "",
-        )
-        if part
-    )
-    by = f" (the run was made by another chipadapt version: {version})" if version else ""
+    by = ""
+    if made_by_another_version(recorded):
+        # As the earlier run wrote its settings, without the keys added since read at their earlier meaning.
+        written = settings(recorded.get("config") or {})
+        own = [key for key in keys if not key.startswith("stage.")]  # copies under stage.* are named by their key
+        how = version_changes(own, written, now)
+        said = {"retired": "no longer a setting", "added": "added since", "renamed": "renamed in this version"}
+        version = "; ".join(f"{', '.join(how[kind])} {said[kind]}" for kind in said if how[kind])
+        by = f" (the run was made by another chipadapt version{': ' + version if version else ''})"
     return f"{'; '.join(changes[:NAMED_CHANGES])}{more}{by}"

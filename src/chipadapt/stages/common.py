@@ -29,6 +29,7 @@ from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
+from chipadapt.run_settings import by_name, named_folders
 from chipadapt.stages.resume_settings import (
     RecordSettings,
     check_resume_settings,
@@ -130,7 +131,7 @@ def build_trainer(
             callbacks=[
                 *callbacks.values(),
                 RecordSettings(trajectory_settings(cfg)),
-                StartingMetrics(validation_settings(cfg)),
+                StartingMetrics(validation_settings(cfg), validation_folders(cfg)),
             ],
             default_root_dir=str(out),
         )
@@ -219,11 +220,20 @@ VALIDATION_KEYS = (
 )
 
 
+def validation_folders(cfg: DictConfig) -> list[tuple[str, str]]:
+    """The folders named by their config key in validation settings, as the resume check names them."""
+    paths = cfg.get("paths")
+    return named_folders(OmegaConf.to_container(paths, resolve=True) if paths is not None else None)
+
+
 def validation_settings(cfg: DictConfig) -> dict:
-    settings = {}
+    """VALIDATION_KEYS' values, folders by name (run_settings): a shared-data folder reached through a
+    symlink, on another machine or from another install reads the same held-out text."""
+    settings, folders = {}, validation_folders(cfg)
     for key in VALIDATION_KEYS:
         value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
-        settings[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        settings[key] = by_name(value, folders)
     return settings
 
 
@@ -233,8 +243,11 @@ class StartingMetrics(L.Callback):
     validates on other sequences. With it its per-item sums where the module keeps them (the causal
     LM's `val_items`, a few floats per held-out document): what the comparison pairs item by item."""
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, folders: list[tuple[str, str]] | None = None):
         self.settings, self.values, self.items = settings, {}, {}
+        # This run's folders, by which a checkpoint's settings recorded with their paths are read (an
+        # earlier version recorded them as resolved); the installed package's own where none are given.
+        self.folders = named_folders(None) if folders is None else folders
         # Each resume that changed the validation settings: {"step", "changed": {key: [before, after]}},
         # carried from checkpoint to checkpoint, so that every later attempt's manifest still has them.
         self.changes: list[dict] = []
@@ -252,6 +265,7 @@ class StartingMetrics(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         before, recorded = dict(state_dict.get("before") or {}), state_dict.get("settings")
+        recorded = by_name(recorded, self.folders) if isinstance(recorded, dict) else recorded
         items = {split: np.asarray(rows, dtype=np.float64) for split, rows in (state_dict.get("items") or {}).items()}
         self.changes = [dict(change) for change in state_dict.get("changes") or []]
         self._changed_now = None

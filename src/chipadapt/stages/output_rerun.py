@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.manifest import fingerprint_input
+from chipadapt.run_settings import unread_sections
 from chipadapt.stages.resume_settings import SHOWN, describe, flatten
 
 
@@ -41,15 +42,18 @@ def _changed_inputs(recorded: dict) -> list[str]:
     ]
 
 
-# `overwrite` says what may be replaced, not what is made. `eval` is in stage=annotate's config only for
-# annotate.eda_eval_split.fraction to resolve from (eval.eda_script.eval_fraction), and the resolved config
-# holds that value there: the evaluation's other settings make no other file.
-NOT_SETTINGS = ("overwrite", "eval")
+# `overwrite` says what may be replaced, not what is made. Nor do the sections the stage never reads
+# (run_settings.unread_sections): `eval`, in stage=annotate's config only for annotate.eda_eval_split.fraction
+# to resolve from (the resolved config holds that value there), and annotate's `tokenizer` (the attribute model
+# keeps its own; a folder made with tokenizer=augmented, refused since, would have no command that passes it).
+NOT_SETTINGS = ("overwrite",)
 
 
 def _settings(config) -> dict:
     """The resolved config without what does not change the file written."""
-    return {key: value for key, value in (config or {}).items() if key not in NOT_SETTINGS}
+    config = config or {}
+    skipped = {*NOT_SETTINGS, *unread_sections((config.get("stage") or {}).get("name"))}
+    return {key: value for key, value in config.items() if key not in skipped}
 
 
 def _other_settings(recorded: dict, config: dict) -> str:

@@ -18,7 +18,6 @@ stepped after half a global batch, and the weights differed from an uninterrupte
 
 import json
 import logging
-from importlib import resources
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +25,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.io.dotted_keys import flatten
+from chipadapt.io.dotted_keys import flatten as flatten  # re-exported: output_rerun reads its settings so
+from chipadapt.run_settings import (
+    RENAMED_VALUES,
+    describe,
+    run_settings,
+    unread_sections,
+    with_earlier_meanings,
+    without_unread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +85,21 @@ def ends_with(key: str, names: tuple[str, ...]) -> bool:
 
 def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
     """The resolved config as dotted keys, without the sections and keys that do not shape training,
-    and with the folders that differ between machines (cache, shared data, the installed package) named
-    by their config key. A user's own model or data folder is compared as given: another one is
-    another run; a training source's content too (data_contents), so data replaced in place is."""
+    read as run_settings reads a run's settings (folders that differ between machines by name, sections
+    the stage never reads left out). A user's own model or data folder is compared as given: another one
+    is another run; a training source's content too (data_contents), so data replaced in place is."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    folders = [(str(value), f"${{paths.{key}}}") for key, value in (config.get("paths") or {}).items() if value]
-    folders.append((str(resources.files("chipadapt") / "resources"), "${chipadapt_resource:}"))
-    folders.sort(key=lambda item: -len(item[0]))  # a folder inside another is named by its own key
+    stage = (config.get("stage") or {}).get("name")
     kept = {key: value for key, value in config.items() if key not in NOT_TRAJECTORY}
     trainer = config.get("trainer") or {}
     kept["trainer"] = {key: trainer.get(key) for key in TRAINER_KEYS}
-    settings = {}
-    for key, value in flatten(kept):
-        if ends_with(key, IGNORED):
-            continue
-        if isinstance(value, str):
-            for folder, name in folders:
-                value = value.replace(folder, name)
-        settings[key] = value
-    settings.update(data_contents(config))
+    settings = {
+        key: value
+        for key, value in run_settings(kept, stage, config.get("paths")).items()
+        if not ends_with(key, IGNORED)
+    }
+    if "data" not in unread_sections(stage):  # the retriever's data is its passages: no corpus fingerprinted
+        settings.update(data_contents(config))
     return settings
 
 
@@ -335,14 +338,6 @@ def checkpoint_metadata(ckpt: Path) -> dict | None:
     return content
 
 
-# Values an earlier chipadapt recorded, and what stands for them now. adamw_cosine's scheduler was Hugging
-# Face's (warm-up step i at lr i/w, the first at 0) and is chipadapt's ((i+1)/(w+1)): past the warm-up the
-# two give the same lr at every step, so a run preempted under the earlier one resumes under the new one.
-RENAMED_VALUES = {
-    "transformers.get_cosine_schedule_with_warmup": "chipadapt.modules.lr_schedule.cosine_with_warmup",
-}
-
-
 def with_current_names(ckpt: Path, recorded: dict) -> dict:
     renamed = {key: RENAMED_VALUES[v] for key, v in recorded.items() if isinstance(v, str) and v in RENAMED_VALUES}
     if renamed:
@@ -355,38 +350,57 @@ def with_current_names(ckpt: Path, recorded: dict) -> dict:
     return {**recorded, **renamed}
 
 
-# Keys a later chipadapt added, with what a run recorded without them did: a run of an earlier release is read
-# at that meaning, so a key whose value keeps the earlier behaviour is no change, and one whose value does not
-# is named with the override that gives the earlier behaviour back. tokenizer.adapt.held_out: tokens were
-# chosen from every document, DAPT's held-out ones too, as with null now. tokenizer.adapt.stage names the
-# stage it is built in, only to refuse stages that do not build one: the run's own stage.name.
-ADDED_KEYS = {
-    "tokenizer.adapt.held_out": lambda recorded: None,
-    "tokenizer.adapt.stage": lambda recorded: recorded.get("stage.name"),
-}
-
-
-def with_earlier_meanings(recorded: dict, current: dict) -> dict:
-    """`recorded`, with each key of ADDED_KEYS that it lacks and `current` has read at its earlier meaning."""
-    added = {key: meaning(recorded) for key, meaning in ADDED_KEYS.items() if key in current and key not in recorded}
-    return {**recorded, **added}
-
-
-def overrides_back(keys: list[str], recorded: dict, current: dict) -> list[str]:
+def overrides_back(keys: list[str], recorded: dict, current: dict) -> list[str] | None:
     """The command-line overrides that give `keys` their recorded values: the keys a user sets (not the copies
-    under stage.*, not a source's content) with a plain value, present in this version's config."""
-    found = []
+    under stage.*, not a source's content) with a plain value, present in this version's config. None where
+    they would not give every key back (a key only the recorded run has: `optim=` or `model=` switched since,
+    whose group's other keys no override of a key of this config brings back): a partial answer is refused
+    again."""
+    found, given = [], set()
     for key in keys:
         value = recorded.get(key)
-        if key.startswith("stage.") or key.endswith(CONTENT) or key not in recorded or key not in current:
+        if key.startswith("stage.") or key.endswith(CONTENT):
             continue
+        if key not in recorded or key not in current:
+            return None
         if value is None or isinstance(value, bool):
             found.append(f"{key}={'null' if value is None else str(value).lower()}")
         elif isinstance(value, (int, float)) or (isinstance(value, str) and value and value.isprintable()):
-            text = str(value)
-            plain = all(c.isalnum() or c in "._-/:" for c in text)  # else quoted: the shell leaves ${..} alone
-            found.append(f"{key}={text}" if plain else f"{key}='{text}'")
+            found.append(f"{key}={_shell_word(str(value))}")
+        else:
+            return None
+        given.add(key)
+    changes = {(repr(recorded.get(key)), repr(current.get(key))) for key in given}
+    for key in keys:
+        # A copy under stage.* comes back with the key it copies; a source's content with its path.
+        if key.startswith("stage.") and (repr(recorded.get(key)), repr(current.get(key))) not in changes:
+            return None
+        if key.endswith(CONTENT) and f"{key[: -len(CONTENT)]}.path" not in given:
+            return None
     return found
+
+
+def _shell_word(text: str) -> str:
+    plain = all(c.isalnum() or c in "._-/:=+" for c in text)  # else quoted: the shell leaves ${..} alone
+    return text if plain else "'" + text.replace("'", "'\\''") + "'"
+
+
+# Recorded overrides quoted in a refusal up to this length; longer ones are pointed to.
+QUOTED_OVERRIDES = 240
+
+
+def recorded_overrides(ckpt: Path) -> str:
+    """Where the run that wrote `ckpt` says how it was launched: its manifest's overrides, quoted where short
+    (a refused attempt writes no manifest, so it is still that run's); its .hydra/overrides.yaml otherwise
+    (which a refused attempt puts back as it found it: run_folder_guard)."""
+    out = ckpt.parent.parent
+    overrides = run_manifest(out).get("overrides")
+    if isinstance(overrides, list) and overrides:
+        text = " ".join(_shell_word(str(item)) for item in overrides)
+        if len(text) <= QUOTED_OVERRIDES:
+            return f"its overrides, as {out / 'manifest.json'} records them: {text}"
+        return f"its overrides: `overrides` in {out / 'manifest.json'}"
+    return f"its overrides: {out / '.hydra' / 'overrides.yaml'}"
 
 
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
@@ -398,6 +412,8 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
         return
     current = trajectory_settings(cfg)
     recorded = with_earlier_meanings(with_current_names(ckpt, recorded), current)
+    # A record of an earlier version kept sections the stage never reads (the retriever's data.*).
+    recorded = without_unread(recorded, current.get("stage.name"))
     if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
         current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
     changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
@@ -407,7 +423,7 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     if different:
         more = f" and {len(different) - SHOWN} more" if len(different) > SHOWN else ""
         back = overrides_back(refused, recorded, current)
-        given = f" ({' '.join(back)})" if back else ""
+        given = f" ({' '.join(back)})" if back else f" ({recorded_overrides(ckpt)})"
         raise ChipadaptError(
             f"{ckpt} was written by a run with other settings ({'; '.join(different[:SHOWN])}{more}); rerun with "
             f"that run's settings{given} to resume it, give this run its own hydra.run.dir, or start over here with "
@@ -446,11 +462,3 @@ def check_data_contents(ckpt: Path, changed: list[str], current: dict) -> None:
             "it, give this run its own hydra.run.dir, or start over here with resume=false (its checkpoint is "
             "then discarded as training starts)"
         )
-
-
-def describe(keys: list[str], recorded: dict, current: dict) -> list[str]:
-    """`a, b: old -> new`, one entry per change: a value copied under several keys is named once."""
-    by_change: dict[str, list[str]] = {}
-    for key in keys:
-        by_change.setdefault(f"{recorded.get(key)!r} -> {current.get(key)!r}", []).append(key)
-    return [f"{', '.join(names)}: {change}" for change, names in by_change.items()]

@@ -1,0 +1,125 @@
+"""A run's settings as the checks that compare two runs read them: the resume check
+(stages/resume_settings.trajectory_settings), the completed-run check (finished_run.settings) and the
+validation a resumed run compares with its start (stages/common.StartingMetrics).
+
+All three read a setting the same way, or one check passes what another refuses:
+- a folder that moves between machines, SLURM nodes or installs (the cache, the shared data, the
+  installed package's resources) is named by its config key: `${paths.shared_data}/chat/x.jsonl` on
+  every machine, through a symlink or at the real path; what matters is its content, which the
+  checks compare by fingerprint;
+- a section the stage never reads is left out (`data.*` and `tokenizer.*` for the retriever and the
+  reranker, which train on passages with the encoder's own tokenizer; `tokenizer.*` for annotate), and
+  so is the evaluation composed beside a stage's config (`eval.*`: what it decides, such as the
+  eda_script split, is resolved into the stage's own keys);
+- a key a later chipadapt added or a value it renamed reads, in an earlier run's record, at its earlier
+  meaning (ADDED_KEYS, RENAMED_VALUES)."""
+
+import re
+from importlib import resources
+
+from chipadapt.config_schema import RETIRED_KEYS
+from chipadapt.io.dotted_keys import flatten
+
+# Sections of the config a stage never reads: a change there is no change of its run.
+NOT_READ = {
+    "retriever": ("data", "tokenizer"),
+    "reranker": ("data", "tokenizer"),
+    "annotate": ("tokenizer",),
+}
+# Sections no stage's run is shaped by: the evaluations composed beside it (stage=annotate, sft).
+NEVER_READ = ("eval",)
+RESOURCES = "${chipadapt_resource:}"
+# The installed package's resources folder as a run of another install recorded it (another checkout,
+# release or virtual environment): a path ending in chipadapt/resources.
+PACKAGE_RESOURCES = re.compile(r"[^\s'\"=,]*?/chipadapt/resources(?=/|$)")
+
+
+def unread_sections(stage: object) -> tuple[str, ...]:
+    """The top-level sections stage `stage` (its stage.name) never reads."""
+    return (*NEVER_READ, *NOT_READ.get(str(stage), ()))
+
+
+def named_folders(paths: dict | None) -> list[tuple[str, str]]:
+    """(folder, name) for each of `paths`' folders and the installed package's resources folder, the
+    longest first: a folder inside another is named by its own key."""
+    folders = [(str(value), f"${{paths.{key}}}") for key, value in (paths or {}).items() if value]
+    folders.append((str(resources.files("chipadapt") / "resources"), RESOURCES))
+    return sorted(folders, key=lambda item: -len(item[0]))
+
+
+def by_name(value: object, folders: list[tuple[str, str]]) -> object:
+    """`value` with the folders in it named by their config key (strings, and strings in lists/dicts)."""
+    if isinstance(value, str):
+        for folder, name in folders:
+            value = value.replace(folder, name)
+        return PACKAGE_RESOURCES.sub(lambda _: RESOURCES, value)
+    if isinstance(value, list):
+        return [by_name(item, folders) for item in value]
+    if isinstance(value, dict):
+        return {key: by_name(item, folders) for key, item in value.items()}
+    return value
+
+
+def without_unread(settings: dict, stage: object) -> dict:
+    """Dotted `settings` without the sections `stage` never reads (a record of an earlier version kept them)."""
+    unread = unread_sections(stage)
+    return {key: value for key, value in settings.items() if key.split(".")[0] not in unread}
+
+
+def run_settings(config: dict, stage: object, paths: dict | None) -> dict[str, object]:
+    """Resolved `config` as dotted keys, without what `stage` never reads, its folders (`paths`) by name."""
+    folders = named_folders(paths)
+    unread = unread_sections(stage)
+    return {key: by_name(value, folders) for key, value in flatten(config) if key.split(".")[0] not in unread}
+
+
+# Values an earlier chipadapt recorded, and what stands for them now. adamw_cosine's scheduler was Hugging
+# Face's (warm-up step i at lr i/w, the first at 0) and is chipadapt's ((i+1)/(w+1)): past the warm-up the
+# two give the same lr at every step, so a run preempted under the earlier one resumes under the new one.
+RENAMED_VALUES = {
+    "transformers.get_cosine_schedule_with_warmup": "chipadapt.modules.lr_schedule.cosine_with_warmup",
+}
+
+# Keys a later chipadapt added, with what a run recorded without them did: a run of an earlier release is read
+# at that meaning, so a key whose value keeps the earlier behaviour is no change, and one whose value does not
+# is named with the override that gives the earlier behaviour back. tokenizer.adapt.held_out: tokens were
+# chosen from every document, DAPT's held-out ones too, as with null now. tokenizer.adapt.stage names the
+# stage it is built in, only to refuse stages that do not build one: the run's own stage.name.
+ADDED_KEYS = {
+    "tokenizer.adapt.held_out": lambda recorded: None,
+    "tokenizer.adapt.stage": lambda recorded: recorded.get("stage.name"),
+}
+
+
+def with_earlier_meanings(recorded: dict, current: dict) -> dict:
+    """`recorded`, with each key of ADDED_KEYS that it lacks and `current` has read at its earlier meaning."""
+    added = {key: meaning(recorded) for key, meaning in ADDED_KEYS.items() if key in current and key not in recorded}
+    return {**recorded, **added}
+
+
+def version_changes(keys: list[str], recorded: dict, current: dict) -> dict[str, list[str]]:
+    """Of the changed `keys`, those a change of chipadapt's version explains, by how: "retired" (a key of
+    config_schema.RETIRED_KEYS that `recorded` has), "added" (a key of ADDED_KEYS that `recorded`, as the
+    earlier run wrote it, before with_earlier_meanings, lacks), "renamed" (a value RENAMED_VALUES renamed to
+    what `current` has). Any other key only one side has is the user's own change (a config group
+    switched, a data source added)."""
+    return {
+        "retired": [key for key in keys if key in RETIRED_KEYS and key in recorded and key not in current],
+        "added": [key for key in keys if key in ADDED_KEYS and key not in recorded],
+        "renamed": [key for key in keys if RENAMED_VALUES.get(_text(recorded.get(key)), _MISSING) == current.get(key)],
+    }
+
+
+_MISSING = object()  # no renamed value: never equal to one of `current`'s
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def describe(keys: list[str], recorded: dict, current: dict) -> list[str]:
+    """`a, b: old -> new`, one entry per change: a value copied under several keys is named once."""
+    by_change: dict[str, list[str]] = {}
+    for key in keys:
+        by_change.setdefault(f"{recorded.get(key)!r} -> {current.get(key)!r}", []).append(key)
+    return [f"{', '.join(names)}: {change}" for change, names in by_change.items()]
