@@ -42,8 +42,11 @@ def test_every_entry_point_and_stage_says_what_its_rerun_does():
 @pytest.mark.parametrize(
     ("overrides", "said"),
     [
-        ([], f"{KEPT} resumes from its last checkpoint"),
-        (["stage=sft", "resume=false"], f"{KEPT} and resume=true resumes from its last checkpoint"),
+        ([], f"{KEPT} resumes from its last checkpoint (step 0 if none was written)"),
+        (
+            ["stage=sft", "resume=false"],
+            f"{KEPT} and resume=true resumes from its last checkpoint (step 0 if none was written)",
+        ),
         (["stage=annotate"], STARTS_OVER),
         (["stage=bootstrap"], STARTS_OVER),
         (["stage=tokenizer"], STARTS_OVER),
@@ -65,5 +68,5 @@ def test_the_other_commands_say_what_their_rerun_does():
     )
     # A config the job has not validated yet (a ??? left) still gets its line.
     assert rerun_note(TRAIN, OmegaConf.create({"resume": "???", "stage": {"name": "dapt"}}), "hydra.run.dir") == (
-        f"{KEPT} resumes from its last checkpoint"
+        f"{KEPT} resumes from its last checkpoint (step 0 if none was written)"
     )

@@ -90,3 +90,22 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_a_job_start_keeps_a_users_hidden_files_shaped_like_temporaries(tmp_path):
+    """The review found the job start's cleanup removing a user's `.backup.20241107.v1.tmp/` (and its files)
+    in a run folder: any `.<x>.<digits>.<word>.tmp` read as a temporary of a dead pid. It now takes only names
+    this machine's writers tag; it stops on no pid this machine can have, and does nothing where the folder's
+    lock cannot be told free."""
+    run = tmp_path / "run"
+    left = killed_writer(run / "manifest.json")
+    backup = run / ".backup.20241107.v1.tmp"
+    backup.mkdir()
+    (backup / "notes.txt").write_text("mine")
+    odd = run / ".x.99999999999999999999.a.tmp"  # no pid at all: os.kill raised OverflowError
+    odd.write_text("mine")
+    assert remove_dead_temporaries(run) == []  # no lock file: whether a run holds the folder is unknown
+    with run_folder_lock(run):
+        pass  # a run was here and ended: its lock is free
+    assert remove_dead_temporaries(run) == left
+    assert (backup / "notes.txt").read_text() == "mine" and odd.read_text() == "mine"

@@ -90,3 +90,16 @@ def test_a_worker_killed_outright_is_an_error_naming_its_files_not_a_hang():
     with pytest.raises(RuntimeError, match=r"killed by SIGKILL\) while it curated /in/big.v \(and 1 more file"):
         with WorkerPool(1, die) as pool:
             list(pool.imap(units))
+
+
+def unpicklable(unit: Unit):
+    return lambda: unit  # no pickle for a lambda
+
+
+def test_an_answer_that_cannot_be_pickled_is_said_as_that_not_as_a_dead_worker():
+    """The worker's send raised, it printed a traceback and exited 1, and the main process blamed memory."""
+    units = [Unit(source="s", root="a", files=("/in/a.v",))]
+    with pytest.raises(RuntimeError, match=r"a curation worker's answer: .*(pickle|lambda)") as raised:
+        with WorkerPool(1, unpicklable) as pool:
+            list(pool.imap(units))
+    assert "out of memory" not in str(raised.value)

@@ -181,7 +181,7 @@ def test_ctrl_c_between_two_jobs_of_a_sweep_is_one_line(monkeypatch, capsys, tmp
     assert stop.value.code == 128 + signal.SIGINT
     assert capsys.readouterr().err == (
         "chipadapt: interrupted (SIGINT); what was complete is kept, a rerun with the same hydra.sweep.dir resumes "
-        "from its last checkpoint\n"
+        "from its last checkpoint (step 0 if none was written)\n"
     )
 
 

@@ -125,3 +125,31 @@ def test_a_rerun_with_no_checkpoint_to_resume_says_it_starts_from_step_0(tmp_pat
     with caplog.at_level(logging.INFO, logger="chipadapt.stages.common"):
         resume_checkpoint(compose([*TINY_FAST, "stage=tokenizer"], tmp_path), tmp_path)
     assert caplog.records == []  # a stage that trains nothing has no step 0
+
+
+class _Checked(Exception):
+    pass
+
+
+def test_a_secondary_process_follows_rank_0_once_it_holds_the_folder(tmp_path, monkeypatch):
+    """Under DDP the other ranks run train.py too, after rank 0 took the folder and wrote its own manifest:
+    they no longer saw a stopped attempt, refused the run's model/ with exit 2, and the requeue failed."""
+    import chipadapt.pipeline as pipeline
+
+    cfg = compose([*TINY_FAST, "trainer.max_steps=2"], tmp_path)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    _killed_after_publishing(tmp_path, config, started_ago_s=-5)  # rank 0's attempt: started after model/
+    asked = []
+
+    def check_output_folder(folder, kind, key, may_replace, *args, **kwargs):
+        asked.append(may_replace)
+        raise _Checked
+
+    monkeypatch.setattr(pipeline, "check_output_folder", check_output_folder)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with open(tmp_path / LOCK_NAME) as held, pytest.raises(_Checked):  # rank 0 holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        pipeline.train(cfg)
+    with pytest.raises(_Checked):  # nobody holds it: rank 0 stopped (refused): the rank does not go on alone
+        pipeline.train(cfg)
+    assert asked == [True, False]

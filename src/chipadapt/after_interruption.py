@@ -38,7 +38,7 @@ def rerun_note(target: str, cfg: DictConfig, folder_key: str) -> str:
     if target == TRAIN:
         stage = OmegaConf.select(cfg, "stage.name", default=None, throw_on_resolution_failure=False)
         if stage in TRAINING_STAGES:
-            return f"what was complete is kept, {same} resumes from its last checkpoint"
+            return f"what was complete is kept, {same} resumes from its last checkpoint (step 0 if none was written)"
         return starts_over if stage in PUBLISHED_WHOLE else UNKNOWN
     if target in GOES_ON:
         return f"what was complete is kept, {same} {GOES_ON[target]}"

@@ -8,6 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chipadapt.finished_run import completed_record, stopped_after_publishing, what_changed
+from chipadapt.io.lock import is_secondary_rank
+from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.manifest import fingerprint_input
@@ -85,7 +87,10 @@ def train(cfg: DictConfig) -> dict:
     # The run's own model/, published by an attempt killed before it recorded itself completed: the
     # requeue of the same command completes the run (resumes its last checkpoint, publishes again).
     own = stopped_after_publishing(cfg, out)
-    if own is not None:
+    # A secondary process of a distributed run started after rank 0 took the folder (its lock held, its
+    # manifest this attempt's) sees no stopped attempt any more: rank 0 decided, and only rank 0 publishes.
+    rank_0_decided = is_secondary_rank() and folder_lock_held(out) is True
+    if own is not None and not is_secondary_rank():
         resumed = " from its last checkpoint" if (out / "checkpoints" / "last.ckpt").exists() else ""
         log.info(
             "train: %s was published by an earlier attempt of this run that stopped before recording itself "
@@ -100,7 +105,7 @@ def train(cfg: DictConfig) -> dict:
         out / "model",
         "train",
         run_folder_key(),
-        bool(cfg.overwrite) or own is not None,
+        bool(cfg.overwrite) or own is not None or rank_0_decided,
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
         previous="" if cfg.overwrite else what_changed(cfg, out),
     )

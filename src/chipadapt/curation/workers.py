@@ -41,7 +41,13 @@ def _serve(conn: Connection, func: Callable[[Any], Any]) -> None:
                 answer = (index, True, func(unit))
             except Exception as err:  # re-raised by the main process, as Pool.imap did
                 answer = (index, False, (err, traceback.format_exc()))
-            conn.send(answer)
+            try:
+                conn.send(answer)  # pickled whole before a byte is sent
+            except Exception as err:  # an answer that cannot be pickled: said as what it is, not as a death
+                text = traceback.format_exc()
+                conn.send(
+                    (index, False, (RuntimeError(f"a curation worker's answer: {type(err).__name__}: {err}"), text))
+                )
     except (EOFError, BrokenPipeError):  # the main process is gone (SIGKILL): nobody to answer
         return
 
@@ -125,6 +131,9 @@ class WorkerPool:
                     index, ok, value = pipe.recv()
                 except EOFError:  # the worker died (killed, out of memory) before it answered
                     raise RuntimeError(self._died(self.processes[pipe], busy[pipe][1])) from None
+                except Exception as err:  # an answer pickled in the worker that cannot be rebuilt here
+                    unit = describe(busy[pipe][1])
+                    raise RuntimeError(f"a curation worker's answer for {unit} could not be read: {err}") from err
                 if not ok:
                     error, text = value
                     raise error from WorkerTraceback(text)

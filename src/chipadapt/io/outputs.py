@@ -144,6 +144,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError):  # no pid this machine can have: not a name of ours, kept
+        return True
     return True
 
 
@@ -160,13 +162,15 @@ def temporary_prefix(dest: Path) -> str:
     return f".{dest.name}.{os.getpid()}-{HOST}."
 
 
-def _remove_dead(folder: Path, name: str | None) -> list[Path]:
+def _remove_dead(folder: Path, name: str | None, tagged_only: bool = False) -> list[Path]:
     removed = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
         found = TEMPORARY.match(entry.name)
         if not found or name not in (None, found["name"]) or found["host"] not in (None, HOST):
+            continue
+        if tagged_only and found["host"] != HOST:
             continue
         if _alive(int(found["pid"])):
             continue
@@ -186,12 +190,16 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
 
 def remove_dead_temporaries(run_folder: str | os.PathLike) -> list[Path]:
     """Every temporary in `run_folder` (of any destination there) whose writer is gone, as a job starts
-    there: a rerun that finds its work done writes nothing that would remove them. None while another
-    process holds the folder's lock (a rank of this run, a run on another machine that the lock will
-    refuse): its temporaries may be in use."""
+    there: a rerun that finds its work done writes nothing that would remove them. Only names that carry
+    this machine's tag (what this version's file writes name, `temporary_prefix`): not knowing which
+    destination a name is for, a hidden `.notes.2024.v1.tmp` of the user's looks like one of ours with
+    a dead pid. None unless the folder's lock is known to be free (held: a rank of this run, or a run the
+    lock will refuse; unknown: no lock file, or a filesystem without flock): its temporaries may be in use."""
     from chipadapt.io.lock_probe import folder_lock_held
 
-    return [] if folder_lock_held(run_folder) else _remove_dead(Path(run_folder), None)
+    if folder_lock_held(run_folder) is not False:
+        return []
+    return _remove_dead(Path(run_folder), None, tagged_only=True)
 
 
 def current_umask() -> int:
