@@ -15,11 +15,11 @@ from test_overwrite_rerun import fit
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.finished_run import completed_record, what_changed
+from chipadapt.stages.finished_checkpoint import finished_training
 from chipadapt.stages.resume_settings import (
     CHECKPOINT_KEY,
     FINISHED_KEY,
     check_resume_settings,
-    finished_training,
     trajectory_settings,
 )
 
