@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.finished_run import completed_record, settings, what_changed
 from chipadapt.manifest import git_state
+from chipadapt.run_settings import by_name, named_folders
 from chipadapt.stages.common import StartingMetrics, validation_folders, validation_settings
 from chipadapt.stages.resume_settings import CHECKPOINT_KEY, check_resume_settings, trajectory_settings
 
@@ -133,3 +134,51 @@ def test_sft_excludes_the_one_split_eval_eda_script_scores(tmp_path):
         for found in (trajectory_settings(cfg), settings(OmegaConf.to_container(cfg, resolve=True))):
             assert not any(key.startswith("eval.") for key in found)
             assert found["data.val_sources.eda_heldout.only_eval_split.fraction"] == 0.3
+
+
+def test_a_short_relative_folder_is_named_only_where_a_value_is_that_folder_or_inside_it():
+    # paths.shared_data=d (relative, from the folder the job started in): the letter d of other values, and
+    # a folder d2 beside it, are not that folder; replaced as text, "dapt" read "${paths.shared_data}apt".
+    folders = named_folders({"shared_data": "d", "cache_dir": "cache/"})
+    named = {
+        "stage.name": "dapt",
+        "data.sources.mine.path": "d/held.jsonl",
+        "data.sources.other.path": "d2/held.jsonl",
+        "root": "d",
+        "list": ["x=d/a", "d", "other/d/a", "cache/models", "cache"],
+        "already": "${paths.shared_data}/held.jsonl",
+    }
+    assert by_name(named, folders) == {
+        "stage.name": "dapt",
+        "data.sources.mine.path": "${paths.shared_data}/held.jsonl",
+        "data.sources.other.path": "d2/held.jsonl",
+        "root": "${paths.shared_data}",
+        "list": [
+            "x=${paths.shared_data}/a",
+            "${paths.shared_data}",
+            "other/d/a",
+            "${paths.cache_dir}/models",
+            "${paths.cache_dir}",
+        ],
+        # A checkpoint's settings, named when recorded, are read by name again on resume: unchanged.
+        "already": "${paths.shared_data}/held.jsonl",
+    }
+
+
+def test_a_run_whose_shared_data_is_a_short_relative_folder_resumes_its_starting_validation(tmp_path):
+    def validation(shared):
+        val = {"held": {"path": "${paths.shared_data}/held.jsonl"}}
+        return OmegaConf.create(
+            {"paths": {"shared_data": shared}, "data": {"val_fraction": 0.1, "val_sources": val}, "trainer": {}}
+        )
+
+    first = StartingMetrics(validation_settings(validation("d")), validation_folders(validation("d")))
+    first.values = {"held": {"loss": 2.0}}
+    resumed = StartingMetrics(validation_settings(validation("d")), validation_folders(validation("d")))
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.values == {"held": {"loss": 2.0}}
+    # Recorded on a machine whose shared data is elsewhere, resumed where it is `d`: the same text.
+    elsewhere = StartingMetrics(validation_settings(validation("/mnt/shared/data")))
+    elsewhere.values = {"held": {"loss": 2.0}}
+    resumed.load_state_dict(elsewhere.state_dict())
+    assert resumed.values == {"held": {"loss": 2.0}}

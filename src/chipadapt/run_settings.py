@@ -17,7 +17,7 @@ All three read a setting the same way, or one check passes what another refuses:
 import re
 from importlib import resources
 
-from chipadapt.config_schema import RETIRED_KEYS
+from chipadapt.config_typing import RETIRED_KEYS
 from chipadapt.io.dotted_keys import flatten
 
 # Sections of the config a stage never reads: a change there is no change of its run.
@@ -32,6 +32,13 @@ RESOURCES = "${chipadapt_resource:}"
 # The installed package's resources folder as a run of another install recorded it (another checkout,
 # release or virtual environment): a path ending in chipadapt/resources.
 PACKAGE_RESOURCES = re.compile(r"[^\s'\"=,]*?/chipadapt/resources(?=/|$)")
+# A folder is named where a path starts with it, at the start of a value or after what separates the words
+# of a command line or list (space, quote, `=`, `,`), and only whole: ending there or at a `/`. Replaced as
+# text anywhere, a short relative folder (`paths.shared_data=d`) renamed every other d (`dapt` read
+# `${paths.shared_data}apt`, and a name already recorded was renamed inside), and the settings of the same
+# run differed.
+PATH_START = r"(?<![^\s'\"=,])"
+FOLDER_END = r"(?![^\s'\"=,/])"
 
 
 def unread_sections(stage: object) -> tuple[str, ...]:
@@ -42,7 +49,8 @@ def unread_sections(stage: object) -> tuple[str, ...]:
 def named_folders(paths: dict | None) -> list[tuple[str, str]]:
     """(folder, name) for each of `paths`' folders and the installed package's resources folder, the
     longest first: a folder inside another is named by its own key."""
-    folders = [(str(value), f"${{paths.{key}}}") for key, value in (paths or {}).items() if value]
+    # `cache/` and `cache` are one folder: named without the slash, `cache/models` is inside it.
+    folders = [(str(value).rstrip("/") or "/", f"${{paths.{key}}}") for key, value in (paths or {}).items() if value]
     folders.append((str(resources.files("chipadapt") / "resources"), RESOURCES))
     return sorted(folders, key=lambda item: -len(item[0]))
 
@@ -51,7 +59,7 @@ def by_name(value: object, folders: list[tuple[str, str]]) -> object:
     """`value` with the folders in it named by their config key (strings, and strings in lists/dicts)."""
     if isinstance(value, str):
         for folder, name in folders:
-            value = value.replace(folder, name)
+            value = re.sub(PATH_START + re.escape(folder) + FOLDER_END, lambda _, name=name: name, value)
         return PACKAGE_RESOURCES.sub(lambda _: RESOURCES, value)
     if isinstance(value, list):
         return [by_name(item, folders) for item in value]

@@ -1,0 +1,93 @@
+"""Checks of what a job asks for beyond one group's types: the root `device`, each evaluation task's
+counts, the metric a sweep optimizes, a tokenizer the stage would not use, and FSDP's strategy settings."""
+
+from omegaconf import DictConfig, OmegaConf
+
+from chipadapt.config_groups import FSDPStrategySchema
+from chipadapt.config_typing import typed_group
+from chipadapt.errors import ChipadaptError
+
+FSDP_STRATEGY = "chipadapt.scaleout.strategies.fsdp_strategy"
+
+
+def check_fsdp_strategy(trainer: DictConfig) -> None:
+    """Typed like a group; the values OmegaConf converts are written back (`load_on_rank0=off` is
+    false here, and would be a true string to the strategy)."""
+    strategy = trainer.get("strategy")
+    if not isinstance(strategy, DictConfig) or strategy.get("_target_") != FSDP_STRATEGY:
+        return
+    for key, value in typed_group("trainer.strategy", FSDPStrategySchema, strategy).items():
+        strategy[key] = value
+
+
+def check_device(device: str) -> None:
+    """The root `device` (evaluate, merge): auto or a torch device this machine has."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ChipadaptError(f"device: {device!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ChipadaptError(f"device: {device} asked for, but torch sees no CUDA GPU here (device=auto or cpu)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ChipadaptError(f"device: {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
+# Counts an evaluation task takes (conf/eval/*.yaml); each is a whole number >= its minimum, or null.
+EVAL_COUNTS = {
+    "limit": 1,
+    "batch_size": 1,
+    "max_new_tokens": 1,
+    "num_fewshot": 0,
+    "samples": 1,
+    "top_k": 1,
+    "budget_tokens": 1,
+    "misses_k": 0,
+    "mrr_k": 1,
+}
+
+
+def check_eval(tasks: DictConfig) -> None:
+    """Each task's counts, so that `eval.mcq.limit=abc` names the key rather than a failed instantiation."""
+    for task, node in tasks.items():
+        if not isinstance(node, DictConfig):
+            continue
+        for key, low in EVAL_COUNTS.items():
+            value = node.get(key)
+            if value is None:
+                continue
+            if isinstance(value, float) and value.is_integer():  # `limit=1e3`
+                node[key] = value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ChipadaptError(f"eval.{task}.{key}: {value!r} is not a whole number >= {low}")
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """evaluate.py and merge.py record only their tasks' metrics (`<task>.<metric>`): a metric of a task
+    that is not selected would be found missing only after every task ran."""
+    metric = cfg.get("optimized_metric")
+    if not metric or "stage" in cfg or "eval" not in cfg:  # train.py's metrics are known only once it ran
+        return
+    tasks = list(cfg.eval or {})
+    if str(metric).split(".")[0] not in tasks:
+        raise ChipadaptError(
+            f"optimized_metric: {metric!r} is not a metric of the selected tasks (eval=[{','.join(tasks)}]); "
+            "name one as <task>.<metric>, e.g. ifeval.prompt_loose"
+        )
+
+
+# Stages whose models keep their own tokenizers: they never read the `tokenizer` group, which a user who
+# asked for `tokenizer=augmented` there took as applied (the run trained with the encoder's own).
+TOKENIZER_UNUSED = ("retriever", "reranker", "annotate")
+
+
+def check_tokenizer_used(cfg: DictConfig) -> None:
+    stage, tokenizer = OmegaConf.select(cfg, "stage.name"), OmegaConf.select(cfg, "tokenizer.name")
+    if stage in TOKENIZER_UNUSED and tokenizer not in (None, "base"):
+        raise ChipadaptError(
+            f"tokenizer={tokenizer}: stage={stage} does not use it (its models keep their own tokenizers); "
+            "leave tokenizer at base"
+        )

@@ -1,0 +1,66 @@
+"""A config group read as its schema types it (config_groups): OmegaConf converts what it can
+("1e-3" -> 0.001), and what it cannot, a key the schema lacks, a value out of range or a required key
+left unset is a ChipadaptError naming the key."""
+
+import math
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from chipadapt.errors import ChipadaptError
+
+WHERE = "see src/chipadapt/config_groups.py for the keys each group takes"
+
+
+def whole_numbers(schema: type, node: DictConfig) -> None:
+    """`max_bytes=5e6` is a float to Hydra's parser, and a whole number to the user who wrote it: an
+    integral float in a field the schema types int is made that int, in the config the job reads.
+    `5.5` stays a float and is refused by `typed_group`, naming the key."""
+    for spec in fields(schema):
+        value = node.get(spec.name) if spec.name in node else None
+        if is_dataclass(spec.type) and isinstance(value, DictConfig):
+            whole_numbers(spec.type, value)
+        elif spec.type is int and isinstance(value, float) and value.is_integer():
+            node[spec.name] = int(value)
+
+
+# Keys a release removed, with what replaces them: an old command line or config names the new key,
+# not "unknown key" (cli.describe_hydra_error says the same for an override of a key no config has).
+RETIRED_KEYS = {
+    "data.val_max_sequences": "replaced by data.val_max_bytes, bytes of held-out text per validation split (N "
+    "sequences were other text at each seq_len and tokenizer; e.g. data.val_max_bytes=32768)",
+}
+
+
+def typed_group(group: str, schema: type, node: DictConfig) -> dict:
+    """The group merged into its schema: OmegaConf converts what it can ("1e-3" -> 0.001) and
+    raises for what it cannot and for keys the schema lacks. Returns plain values, without the
+    keys this group's YAML does not set."""
+    try:
+        values = OmegaConf.to_container(node, resolve=True)
+        typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), values))
+        return {key: value for key, value in typed.items() if value != "???"}
+    except OmegaConfBaseException as err:
+        key = f"{group}.{err.full_key}" if getattr(err, "full_key", None) else group
+        message = str(getattr(err, "msg", err)).splitlines()[0]
+        if "not in struct" in message or "Key '" in message and "not in" in message:
+            raise ChipadaptError(f"{key}: {RETIRED_KEYS.get(key, f'unknown key ({WHERE})')}") from None
+        raise ChipadaptError(f"{key}: {message}") from None
+
+
+def bounded_number(key: str, value: Any, low: float | None = None, high: float | None = None, low_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChipadaptError(f"{key}: {value!r} is not a finite number")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ChipadaptError(f"{key}: {value} must be {'>' if low_open else '>='} {low}")
+    if high is not None and value > high:
+        raise ChipadaptError(f"{key}: {value} must be <= {high}")
+    return float(value)
+
+
+def required_value(group: str, values: dict, key: str) -> Any:
+    if key not in values:
+        raise ChipadaptError(f"{group}.{key}: required, not set")
+    return values[key]
