@@ -99,6 +99,8 @@ def conversation_source(values: dict, key: str) -> ConversationSource:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ChipadaptError(f"{key}.{name}: {value!r} is not a non-negative number")
     for name in ("exclude_eval_split", "only_eval_split"):
+        # {fraction: null}, eval.eda_script.eval_fraction=null's: no split, every row
+        values = {**values, name: None} if values.get(name) == {"fraction": None} else values
         value = values.get(name)
         fraction = value.get("fraction") if isinstance(value, dict) else None
         if value is not None and (

@@ -55,6 +55,8 @@ def input_spec(a: DictConfig) -> tuple[dict, str | None]:
     """`annotate.input` as a source, with the EDA evaluation split where the input is an EDA-Corpus file;
     and how to keep the rows the split leaves out, where one applies."""
     spec = OmegaConf.to_container(a.input, resolve=True)
+    if spec.get("exclude_eval_split") == {"fraction": None}:  # null, as eval.eda_script.eval_fraction=null: no split
+        return {**spec, "exclude_eval_split": None}, None
     if spec.get("exclude_eval_split") is not None:
         return spec, f"without {KEY}.exclude_eval_split they are kept"
     split = a.get("eda_eval_split")

@@ -3,7 +3,9 @@
 Each step's output stays in the run folder and a rerun with the same `hydra.run.dir` reuses it while it
 was built from the same settings and inputs (`<file>.built_from.json` beside it; io/built_from.py), and
 builds it again otherwise: `passages.jsonl`, `synthetic/{train.jsonl,report.json}`; `checkpoints/last.ckpt`
-is resumed under the checks of every stage (stages/resume_settings.py).
+is resumed under the checks of every stage (stages/resume_settings.py). A file found there without a record
+(built by a chipadapt that kept none) is checked before anything is written (`finished_before`): one the
+folder's earlier retriever run built is replaced with overwrite=true, anything else is refused.
 
 Every process of a distributed run (torchrun, srun) runs this before the Trainer makes its process
 group, and all of them write into the one run folder: each step is built under a build lock on its
@@ -12,6 +14,7 @@ file and record, as a rerun would. Built twice, an LLM's nondeterministic questi
 different training data and left one rank's record beside another rank's file.
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.built_from import reusable, write_built
+from chipadapt.io.built_from import record_path, reusable, write_built
 from chipadapt.io.lock import cache_entry_lock, is_secondary_rank
 from chipadapt.manifest import RunManifest
 from chipadapt.report import console
@@ -42,6 +45,68 @@ from chipadapt.stages.common import begin, publish_if_finite, resume_checkpoint,
 log = logging.getLogger(__name__)
 
 
+# What the stage builds in its run folder: (file, the setting that, null, has the stage build it, how to
+# keep a file found there without a record of what it was built from).
+BUILT_FILES = (
+    ("passages.jsonl", "retriever.passages", "use it as given with retriever.passages=FILE"),
+    ("synthetic/train.jsonl", "retriever.train_file", "train on it as given with retriever.train_file=FILE"),
+)
+
+
+def finished_before(cfg: DictConfig, out: Path) -> None:
+    """train.py's hook, run before anything is written: no retriever run passes as completed (one is trained
+    again only with overwrite=true, pipeline.RECORDED_STAGES), but the files the stage would build that the
+    folder holds without a record of what they were built from are checked here, while its manifest is
+    still the earlier run's: refused later, the folder's manifest would already say `failed`."""
+    if resume_checkpoint(cfg, out, check=False):
+        return None  # its checkpoint trained on them: adopted as they are (io/built_from.reusable)
+    for name, key, advice in BUILT_FILES:
+        target = out / name
+        if _selected(cfg, key) or not target.exists() or record_path(target).is_file():
+            continue
+        if not _built_by_earlier_run(out, key):
+            raise ChipadaptError(
+                f"{target}: no record of what it was built from ({record_path(target).name}) and no retriever run "
+                f"recorded in {out} built it, so it is neither reused nor replaced; move it away to have it "
+                f"built again, or {advice}"
+            )
+        if not cfg.overwrite:
+            raise ChipadaptError(
+                f"{target}: built by the earlier retriever run in this folder, which kept no record of what it "
+                f"was built from (an earlier chipadapt); overwrite=true builds it again, or {advice}"
+            )
+    return None
+
+
+def _selected(cfg: DictConfig, key: str):
+    section, name = key.split(".")
+    return cfg[section][name]
+
+
+def _built_by_earlier_run(out: Path, key: str) -> bool:
+    """Whether the run `out/manifest.json` records (this attempt's manifest is not written yet) was a
+    retriever run that built the file `key` names when null: a file of the user's own, or one another
+    stage's run left, is not taken for the stage's own."""
+    try:
+        record = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        config = record["config"]
+        section, name = key.split(".")
+        return record["kind"] == "train" and config["stage"]["name"] == "retriever" and config[section][name] is None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def replaced_by_overwrite(cfg: DictConfig, target: Path, resumed: str | None) -> bool:
+    """`target` is the earlier run's file without a record, which `finished_before` let overwrite=true
+    replace (it refused every other such file before this attempt started)."""
+    replaced = bool(cfg.overwrite) and not resumed and target.is_file() and not record_path(target).is_file()
+    if replaced:
+        log.warning(
+            "%s: the earlier run's, with no record of what it was built from; built again (overwrite=true)", target
+        )
+    return replaced
+
+
 def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Passage]:
     """`retriever.passages` as given, or those `passages` builds, kept in DIR/passages.jsonl."""
     if cfg.retriever.passages:
@@ -50,7 +115,8 @@ def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Pass
     build = plain(cfg.passages)
     built_from = passages_inputs(build)
     with cache_entry_lock(target):  # one builder among the run's processes (module docstring)
-        if reusable(target, built_from, "use it as given with retriever.passages=FILE", resumed):
+        advice = BUILT_FILES[0][2]
+        if not replaced_by_overwrite(cfg, target, resumed) and reusable(target, built_from, advice, resumed):
             return read_passages(target)
         passages = load_passages(None, build)
         write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
@@ -60,7 +126,12 @@ def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Pass
 def stage_training_file(cfg: DictConfig, out: Path, passages: list[Passage], resumed: str | None) -> Path:
     """DIR/synthetic/train.jsonl (with its report), built from `passages` by one of the run's processes."""
     rcfg = cfg.retriever
-    with cache_entry_lock(out / "synthetic" / "train.jsonl"):
+    target = out / "synthetic" / "train.jsonl"
+    with cache_entry_lock(target):
+        if replaced_by_overwrite(cfg, target, resumed):
+            # Removed for the build to write anew: synthesize_training_file keeps, and so refuses, a file
+            # without a record. A build cut off leaves no file, which a rerun builds.
+            target.unlink()
         return synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed, resumed)
 
 
