@@ -2,7 +2,8 @@
 preemption, a terminal's Ctrl-C) ends it in one line with status 128+signal: its multiprocessing.Pool
 workers got the signal too, and killed by SIGTERM, one of them holding the task queue's lock, they
 left the main process waiting on that lock forever; Ctrl-C gave each a KeyboardInterrupt traceback.
-Results come in input order; a worker's error is raised, a worker's death told."""
+Results come in input order; a worker's error is raised, a worker's death told (by curate.py in one line,
+the other workers stopped). A signal that comes once the corpus is published lets the run complete."""
 
 import json
 import os
@@ -10,12 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from functools import partial
 
 import pytest
 from conftest import ROOT
+from omegaconf import OmegaConf
 
+from chipadapt.curation import run as curation_run
 from chipadapt.curation.walk import Unit
-from chipadapt.curation.workers import WorkerPool, WorkerTraceback
+from chipadapt.curation.workers import WorkerDied, WorkerPool, WorkerTraceback
 
 RTL = "module counter(input clk, output reg [3:0] q);\n  always @(posedge clk) q <= q + 1;\nendmodule\n"
 
@@ -87,7 +92,9 @@ def test_a_worker_killed_outright_is_an_error_naming_its_files_not_a_hang():
     """multiprocessing.Pool started another worker and waited forever for the lost unit (the out-of-memory
     killer's SIGKILL)."""
     units = [Unit(source="s", root="/in", files=("/in/big.v", "/in/b.v"))]
-    with pytest.raises(RuntimeError, match=r"killed by SIGKILL\) while it curated /in/big.v \(and 1 more file"):
+    with pytest.raises(
+        WorkerDied, match=r"killed by signal 9 \(SIGKILL\) while it curated /in/big.v \(and 1 more file"
+    ):
         with WorkerPool(1, die) as pool:
             list(pool.imap(units))
 
@@ -103,3 +110,88 @@ def test_an_answer_that_cannot_be_pickled_is_said_as_that_not_as_a_dead_worker()
         with WorkerPool(1, unpicklable) as pool:
             list(pool.imap(units))
     assert "out of memory" not in str(raised.value)
+
+
+def killed_or_kept_busy(unit, s):
+    """big.v: killed as the out-of-memory killer kills; any other unit: busy until it is ended, its pid noted."""
+    if unit.files[0].endswith("big.v"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    with open(os.path.join(os.environ["CHIPADAPT_TEST_MARKS"], str(os.getpid())), "w"):
+        pass
+    time.sleep(120)
+
+
+def _curate_job_config(inputs, run) -> "OmegaConf":
+    curate = OmegaConf.load(ROOT / "conf" / "data" / "curate" / "sample.yaml")
+    curate.inputs, curate.workers = [str(p) for p in inputs], len(inputs)
+    return OmegaConf.create({"paths": {"output_dir": str(run)}, "data": {"curate": curate}, "overwrite": False})
+
+
+def test_a_worker_killed_alone_ends_curation_in_one_line_with_the_others_stopped(tmp_path, monkeypatch, capsys):
+    """The trial's SIGKILL of one worker (as the OOM killer does) ended curate.py in a traceback, exit 1."""
+    marks, run = tmp_path / "marks", tmp_path / "run"
+    marks.mkdir()
+    inputs = [tmp_path / "busy.v", tmp_path / "big.v"]  # a unit each, one per worker
+    for path in inputs:
+        path.write_text(RTL)
+    monkeypatch.setenv("CHIPADAPT_TEST_MARKS", str(marks))
+    monkeypatch.setattr(curation_run, "process_unit", killed_or_kept_busy)  # what the spawned workers run
+    with pytest.raises(SystemExit) as stopped:
+        curation_run.curate_job(_curate_job_config(inputs, run))
+    assert stopped.value.code == 1  # a failure, not refused input (2)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"chipadapt: error: a curation worker process was killed by signal 9 (SIGKILL) while it curated {inputs[1]}, "
+        "likely out of memory (fewer data.curate.workers, or a lower data.curate.limits.max_bytes, the largest file a "
+        "worker reads whole, use less); the other workers were stopped and nothing was published: a rerun of the "
+        "same command starts over"
+    ]
+    assert [p.name for p in run.iterdir()] == [".chipadapt.lock"]  # no corpus, no staging folder
+    busy = [int(p.name) for p in marks.iterdir()]
+    for pid in busy:  # the busy worker was ended (and reaped), not left running its unit
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@contextmanager
+def signal_once_published(real_atomic_directory, *args, **kwargs):
+    """curation's atomic_directory, then a SIGTERM to this process the moment its rename has published."""
+    with real_atomic_directory(*args, **kwargs) as staging:
+        yield staging
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_after_the_corpus_is_published_lets_the_run_complete(tmp_path, monkeypatch):
+    """The trial's SIGTERM just after the rename: "nothing was published" over a published corpus (exit 143),
+    or, once Python's exit had put the default handler back, death by the signal with no line at all."""
+    from chipadapt import interrupts
+
+    source = tmp_path / "in.v"
+    source.write_text(RTL)
+    cfg = _curate_job_config([source], tmp_path / "run")
+    cfg.data.curate.workers = 1
+    monkeypatch.setattr(curation_run, "atomic_directory", partial(signal_once_published, curation_run.atomic_directory))
+    before = {sig: signal.getsignal(sig) for sig in curation_run.STOP_SIGNALS}
+    interrupts.install()  # as the CLI job does
+    try:
+        report = curation_run.curate_job(cfg)
+        # ignored, as Python's exit leaves it: a signal during the exit ends nothing
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in curation_run.STOP_SIGNALS)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        interrupts.reset()
+    assert report["documents_written"] == 1
+    assert (tmp_path / "run" / "corpus" / "curation_report.json").is_file()
+
+
+def test_curation_leaves_the_signal_handlers_it_did_not_install_alone(tmp_path):
+    """Called in-process (a notebook, pytest), curation keeps its caller's Ctrl-C."""
+    source = tmp_path / "in.v"
+    source.write_text(RTL)
+    before = {sig: signal.getsignal(sig) for sig in curation_run.STOP_SIGNALS}
+    cfg = _curate_job_config([source], tmp_path / "run")
+    cfg.data.curate.workers = 1
+    curation_run.curate_job(cfg)
+    assert {sig: signal.getsignal(sig) for sig in curation_run.STOP_SIGNALS} == before

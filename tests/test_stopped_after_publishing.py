@@ -153,3 +153,63 @@ def test_a_secondary_process_follows_rank_0_once_it_holds_the_folder(tmp_path, m
     with pytest.raises(_Checked):  # nobody holds it: rank 0 stopped (refused): the rank does not go on alone
         pipeline.train(cfg)
     assert asked == [True, False]
+
+
+def test_a_running_record_without_a_lock_to_probe_is_refused_with_the_way_that_trains_nothing(tmp_path, monkeypatch):
+    """The trial's refusal named only overwrite=true, which trains the finished run again from step 0."""
+    import chipadapt.finished_run as finished_run
+
+    _killed_after_publishing(tmp_path, CONFIG)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"finished")
+    (tmp_path / LOCK_NAME).unlink()  # copied without it
+    cfg = OmegaConf.create(CONFIG)
+    said = what_changed(cfg, tmp_path)
+    assert said == (
+        f" (its run's status: running); whether its job still runs cannot be told: {tmp_path} has no {LOCK_NAME} "
+        "(a folder copied without it, or written before run folders were locked). If no job uses the folder any "
+        f"more, `touch {tmp_path / LOCK_NAME}` and run this command again: it completes the run from "
+        "checkpoints/last.ckpt and publishes model/ again, instead of training it again"
+    )
+    (tmp_path / LOCK_NAME).touch()  # what the refusal says to do: then the probe tells, and the run is its own
+    assert stopped_after_publishing(cfg, tmp_path)["status"] == "running"
+
+    monkeypatch.setattr(finished_run, "folder_lock_held", lambda folder: None)  # a filesystem without flock
+    assert stopped_after_publishing(cfg, tmp_path) is None
+    assert "cannot be told: this filesystem has no flock. If no job uses the folder any more, copy" in what_changed(
+        cfg, tmp_path
+    )
+    # no checkpoint to resume: the rerun would train again anyway, no way to name but overwrite=true
+    (tmp_path / "checkpoints" / "last.ckpt").unlink()
+    assert what_changed(cfg, tmp_path) == " (its run's status: running)"
+
+
+def test_the_ways_the_refusal_names_complete_a_run_whose_lock_cannot_be_probed(tmp_path):
+    """In-process, a 2-step run with its manifest put back as the kill left it and no lock file: refused,
+    naming `touch`; after it, the same command completes the run without training (same weights). A copy
+    of the folder (the way named where the filesystem has no flock) completes the same way."""
+    import shutil
+
+    from chipadapt.pipeline import train
+
+    run = tmp_path / "run"
+    overrides = [*TINY_FAST, "trainer.max_steps=2"]
+    train(compose(overrides, run))
+    weights, completed = _weights(run), read_manifest(run)
+    killed = {**completed, "status": "running", "finished": None, "wall_s": None}
+    killed["metrics"] = {"before": completed["metrics"]["before"]}
+    (run / "manifest.json").write_text(json.dumps(killed))
+    (run / LOCK_NAME).unlink()
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / LOCK_NAME).touch()  # as `cp -a` copies it from a filesystem without flock, where the job made it
+
+    with pytest.raises(ChipadaptError, match=rf"If no job uses the folder any more, `touch {run / LOCK_NAME}`"):
+        train(compose(overrides, run))
+    (run / LOCK_NAME).touch()
+    train(compose(overrides, run))
+    assert read_manifest(run)["status"] == "completed" and _weights(run) == weights
+    assert read_manifest(run)["metrics"]["after"] == completed["metrics"]["after"]
+
+    train(compose(overrides, copy))
+    assert read_manifest(copy)["status"] == "completed" and _weights(copy) == weights

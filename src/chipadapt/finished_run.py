@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.io.lock import LOCK_NAME
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import MARKER, written_by
 from chipadapt.manifest import git_state
@@ -94,15 +95,46 @@ def stopped_after_publishing(cfg: DictConfig, out: Path) -> dict | None:
     # A "running" record is told apart from a live run only by the lock; the others recorded their end.
     if lock is True or (recorded.get("status") == "running" and lock is not False):
         return None
+    return recorded if _published_by(recorded, cfg, out) else None
+
+
+def _published_by(recorded: dict, cfg: DictConfig, out: Path) -> bool:
+    """Whether `out/model/` is the attempt `recorded`'s own: published by train.py after that attempt
+    started, with this run's settings."""
     published = _published_at(out / "model")
     try:
         started = dt.datetime.fromisoformat(str(recorded.get("started")))
     except ValueError:
-        return None
+        return False
     if published is None or published < started:
-        return None
+        return False
     before, now = compared(recorded.get("config") or {}, cfg)
-    return recorded if before == now else None
+    return before == now
+
+
+def untold_stop(cfg: DictConfig, out: Path, recorded: dict) -> str:
+    """For the refusal of a stopped attempt's own model/ whose folder lock cannot be probed (its manifest
+    still "running"): why nothing tells whether its job still runs, and the way to complete the run that
+    trains nothing again, once the user knows no job uses the folder; "" where that is not the case.
+    The trial's refusal named only overwrite=true, which trains the finished run again from step 0.
+    Not taken as stopped unasked: a live job of this run past its publication (still evaluating, say)
+    would then share the folder with the rerun."""
+    if recorded.get("status") != "running" or folder_lock_held(out) is not None:
+        return ""
+    # Without a checkpoint to resume, the rerun would train again anyway, as overwrite=true does.
+    if not (out / "checkpoints" / "last.ckpt").exists() or not _published_by(recorded, cfg, out):
+        return ""
+    lock = out / LOCK_NAME
+    if lock.exists():  # its job made the file: this filesystem has no flock to probe it with
+        why = "this filesystem has no flock"
+        then = f"copy {out} (`cp -a`) to a filesystem with flock and run this command with the copy as its folder"
+    else:
+        why = f"{out} has no {LOCK_NAME} (a folder copied without it, or written before run folders were locked)"
+        then = f"`touch {lock}` and run this command again"
+    return (
+        f"; whether its job still runs cannot be told: {why}. If no job uses the folder any more, {then}: it "
+        "completes the run from checkpoints/last.ckpt and publishes model/ again, instead of training it again"
+    )
 
 
 def what_changed(cfg: DictConfig, out: Path) -> str:
@@ -112,7 +144,8 @@ def what_changed(cfg: DictConfig, out: Path) -> str:
     another version (its manifest's commit is not this code's), `, completed before with these settings
     but other inputs` (a data file or the model changed in place), or the earlier run's status where it
     did not complete, with its other settings where it had others (with the same ones, a stopped
-    attempt's own model/ is no refusal: stopped_after_publishing); "" where the folder records no train
+    attempt's own model/ is no refusal: stopped_after_publishing; where its lock cannot be probed, the
+    way to complete it: untold_stop); "" where the folder records no train
     run. The user who reran with another learning rate then knows what the refusal is about, and that a
     new hydra.run.dir keeps both runs."""
     recorded = _recorded(out)
@@ -122,7 +155,11 @@ def what_changed(cfg: DictConfig, out: Path) -> str:
     keys = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
     if recorded.get("status") != "completed":
         status = f" (its run's status: {recorded.get('status')})"
-        return f"{status}, with other settings: {_changes(keys, before, now, recorded)}" if keys else status
+        return (
+            f"{status}, with other settings: {_changes(keys, before, now, recorded)}"
+            if keys
+            else status + untold_stop(cfg, out, recorded)
+        )
     if not keys:
         return ", completed before with these settings but other inputs (a data source or the model changed since)"
     return f", completed before with other settings: {_changes(keys, before, now, recorded)}"

@@ -7,6 +7,8 @@ Generated files get their own shards so a blend can weight them (data.sources.<n
 """
 
 import logging
+import signal
+import sys
 import time
 from collections import Counter, defaultdict
 from functools import partial
@@ -15,13 +17,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chipadapt import interrupts
 from chipadapt.curation.dedup import Deduplicator, lsh_index
 from chipadapt.curation.filters import GeneratedRules
 from chipadapt.curation.process import Settings, process_unit
 from chipadapt.curation.report import chars_chart, summary_table
 from chipadapt.curation.shards import ShardWriter
 from chipadapt.curation.walk import units
-from chipadapt.curation.workers import WorkerPool
+from chipadapt.curation.workers import WorkerDied, WorkerPool
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.lock import run_folder_lock
@@ -91,7 +94,26 @@ def curate(cfg: DictConfig, dest: Path, overwrite: bool = False) -> dict:
         dest, "curate", "output", overwrite, [(f"data.curate.inputs[{name}]", path) for name, path in inputs.items()]
     )
     with atomic_directory(dest, "curate") as staging:
-        return _curate_into(cfg, inputs, staging)
+        report = _curate_into(cfg, inputs, staging)
+        complete_regardless_of_signals()
+    return report
+
+
+# What interrupts.py turns into a stop while the job works: SIGINT, SIGTERM and SLURM's warning signals.
+STOP_SIGNALS = (*interrupts.STOP_SIGNALS, *interrupts.REQUEUE_SIGNALS)
+
+
+def complete_regardless_of_signals() -> None:
+    """From here on a stop signal is ignored: the corpus and its report are written, and what is left (the
+    rename that publishes them, the job's exit) takes a moment. Where a signal stopped the job after the
+    rename, the line said "nothing was published" over a published corpus, whose rerun is then refused
+    without overwrite=true; later, once Python's exit has put the default handlers back, the process died
+    of the signal with no line at all (status 143). Ignored (SIG_IGN, which that exit keeps) the job ends
+    as it would have a moment later: its summary printed, status 0. Only the handlers interrupts.py
+    installed are replaced (a caller's own, pytest's, stay); the next job of a sweep installs them again."""
+    for sig in STOP_SIGNALS:
+        if interrupts.owns(sig):
+            signal.signal(sig, signal.SIG_IGN)  # a signal pending until now still stops the job, unpublished
 
 
 def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
@@ -209,8 +231,23 @@ def _curate_into(cfg: DictConfig, inputs: dict[str, str], out: Path) -> dict:
     return report
 
 
+# A failed curation, not refused input: status 2 would put back the folder's records of an earlier run.
+FAILED_STATUS = 1
+
+
 def curate_job(cfg: DictConfig) -> dict:
     """`python -m chipadapt.data.curate`: the curated corpus lands in `<run dir>/corpus/`."""
     out = Path(cfg.paths.output_dir)
-    with run_folder_lock(out):
-        return curate(cfg.data.curate, out / "corpus", bool(cfg.overwrite))
+    try:
+        with run_folder_lock(out):
+            return curate(cfg.data.curate, out / "corpus", bool(cfg.overwrite))
+    except WorkerDied as died:  # the OOM killer, most often: one line, as the CLI says any failure it knows
+        log.debug("curation worker died", exc_info=True)
+        # The pool stopped the other workers on its way out, and the staging folder went with the error.
+        print(
+            f"chipadapt: error: {died}; the other workers were stopped and nothing was published: a rerun of "
+            "the same command starts over",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(FAILED_STATUS)

@@ -7,7 +7,8 @@ signals in Pool's workers only moves the hang: Pool.terminate() holds that lock 
 workers with SIGTERM, which they would ignore. Here each worker has a pipe of its own, so no lock is
 shared and a worker that dies blocks nothing. The workers ignore SIGINT and SIGTERM: the main process
 decides (interrupts.py turns the signal into `Interrupted`) and, leaving the pool on any exception,
-kills them with SIGKILL; what they were doing goes with the unpublished staging folder.
+kills them with SIGKILL; what they were doing goes with the unpublished staging folder. A worker that
+dies alone (the out-of-memory killer) is a `WorkerDied`, which the curation says in one line.
 """
 
 import multiprocessing
@@ -25,6 +26,11 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 class WorkerTraceback(Exception):
     """The traceback of an error raised in a worker, as the cause of that error in the main process."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended before it answered (the out-of-memory killer's SIGKILL, most often): not an
+    error of the code it ran, which would have come back as that error, so no traceback says anything."""
 
 
 def _serve(conn: Connection, func: Callable[[Any], Any]) -> None:
@@ -130,7 +136,7 @@ class WorkerPool:
                 try:
                     index, ok, value = pipe.recv()
                 except EOFError:  # the worker died (killed, out of memory) before it answered
-                    raise RuntimeError(self._died(self.processes[pipe], busy[pipe][1])) from None
+                    raise WorkerDied(self._died(self.processes[pipe], busy[pipe][1])) from None
                 except Exception as err:  # an answer pickled in the worker that cannot be rebuilt here
                     unit = describe(busy[pipe][1])
                     raise RuntimeError(f"a curation worker's answer for {unit} could not be read: {err}") from err
@@ -144,11 +150,25 @@ class WorkerPool:
     def _died(self, process: multiprocessing.Process, unit: Unit) -> str:
         process.join(timeout=5)
         code = process.exitcode
-        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
-        return (
-            f"a curation worker process ended ({how}) while it curated {describe(unit)}; nothing was "
-            "published (out of memory? fewer data.curate.workers or a lower data.curate.limits.max_bytes use less)"
+        if code is None or code >= 0:
+            return f"a curation worker process ended (exit status {code}) while it curated {describe(unit)}"
+        how = f"a curation worker process was killed by signal {-code}{_name_of(-code)}"
+        # The kernel's out-of-memory killer sends SIGKILL; another signal (SIGSEGV in a parser) is no sign of it.
+        memory = (
+            ", likely out of memory (fewer data.curate.workers, or a lower data.curate.limits.max_bytes, the "
+            "largest file a worker reads whole, use less)"
+            if -code == signal.SIGKILL
+            else ""
         )
+        return f"{how} while it curated {describe(unit)}{memory}"
+
+
+def _name_of(signum: int) -> str:
+    """` (SIGKILL)`; "" for a signal with no name (a real-time one)."""
+    try:
+        return f" ({signal.Signals(signum).name})"
+    except ValueError:
+        return ""
 
 
 def describe(unit: Unit) -> str:
