@@ -7,34 +7,61 @@ live writer's temporary and a user's file stay. The kill trial found `.manifest.
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
-from chipadapt.io.atomic import atomic_file, write_text_atomic
+from chipadapt.io import outputs
+from chipadapt.io.atomic import atomic_directory, atomic_file, write_text_atomic
+from chipadapt.io.checkpoint_io import SameFolderCheckpointIO
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.io.outputs import HOST, remove_dead_temporaries
 from chipadapt.run_folder_guard import RunFolderGuard
 
+# Each dies at its rename (os.replace below), its temporary complete.
+KILLED_WRITES = {
+    "write_text_atomic": "atomic.write_text_atomic(path, 'half')",
+    "atomic_file": "with atomic.atomic_file(path) as tmp:\n    tmp.write_text('half')",
+    "atomic_directory": "with atomic.atomic_directory(path, 'train') as tmp:\n    (tmp / 'w').write_text('half')",
+    "checkpoint": "from chipadapt.io.checkpoint_io import SameFolderCheckpointIO as IO\n"
+    "IO().save_checkpoint({'step': 1}, path)",
+}
 
-def killed_writer(path: Path, how: str = "write_text_atomic") -> list[Path]:
+
+def killed_writer(path: Path, how: str = "write_text_atomic", host: str | None = None) -> list[Path]:
     """Run a writer of `path` in another process that dies (as under SIGKILL: no cleanup runs) between its
-    write and its rename; the temporaries it left."""
-    script = textwrap.dedent(f"""
-        import os, sys
-        from chipadapt.io import atomic
-        atomic.os.replace = lambda *a: os._exit(9)
-        if {how!r} == "write_text_atomic":
-            atomic.write_text_atomic(sys.argv[1], "half")
-        else:
-            with atomic.atomic_file(sys.argv[1]) as tmp:
-                tmp.write_text("half")
-    """)
+    write and its rename; the temporaries it left. `host`: the writer's machine's name, for a machine that
+    shares the disk (its pid, gone here, tells nothing of the writer there)."""
+    script = "\n".join(
+        [
+            "import os, sys, socket",
+            f"socket.gethostname = lambda: {host!r}" if host else "",
+            "from pathlib import Path",
+            "from chipadapt.io import atomic",
+            "os.replace = lambda *a: os._exit(9)",
+            "path = Path(sys.argv[1])",
+            KILLED_WRITES[how],
+        ]
+    )
     before = set(path.parent.iterdir()) if path.parent.is_dir() else set()
     proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
     return sorted(set(path.parent.iterdir()) - before)
+
+
+def write_again(path: Path, how: str) -> None:
+    """The next write of `path` in this process, by the writer `how` names, completed."""
+    if how == "atomic_directory":
+        with atomic_directory(path, "train") as tmp:
+            (tmp / "w").write_text("whole")
+    elif how == "checkpoint":
+        SameFolderCheckpointIO().save_checkpoint({"step": 2}, path)
+    elif how == "atomic_file":
+        with atomic_file(path) as tmp:
+            tmp.write_text("whole")
+    else:
+        write_text_atomic(path, "whole")
 
 
 def test_a_killed_write_leaves_a_temporary_named_by_its_pid_that_the_next_write_removes(tmp_path):
@@ -109,3 +136,73 @@ def test_a_job_start_keeps_a_users_hidden_files_shaped_like_temporaries(tmp_path
         pass  # a run was here and ended: its lock is free
     assert remove_dead_temporaries(run) == left
     assert (backup / "notes.txt").read_text() == "mine" and odd.read_text() == "mine"
+
+
+WRITERS = ["write_text_atomic", "atomic_file", "atomic_directory", "checkpoint"]
+
+
+@pytest.mark.parametrize("how", WRITERS)
+def test_every_writers_temporary_is_named_by_its_pid_and_machine_and_goes_at_the_next_write(tmp_path, how):
+    """Folder and checkpoint temporaries were named `.<name>.<pid>.<random>.tmp`, without the machine."""
+    dest = tmp_path / "run" / ("model" if how == "atomic_directory" else "last.ckpt")
+    left = killed_writer(dest, how)
+    assert len(left) == 1 and left[0].name.startswith(f".{dest.name}.") and f"-{HOST}." in left[0].name
+    write_again(dest, how)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]
+
+
+@pytest.mark.parametrize("how", WRITERS)
+def test_a_temporary_another_machine_is_writing_is_kept(tmp_path, how):
+    """On a disk two nodes share, a writer on the other node has a pid that is no process here: a folder
+    or checkpoint temporary (no machine in its name) was taken for a dead writer's and removed under it."""
+    dest = tmp_path / "shared" / ("model" if how == "atomic_directory" else "last.ckpt")
+    elsewhere = killed_writer(dest, how, host="another-node")  # its pid is gone here: alive there, for all we know
+    assert len(elsewhere) == 1
+    write_again(dest, how)
+    assert elsewhere[0].exists()
+
+
+@pytest.mark.parametrize("how", WRITERS)
+def test_a_hidden_name_without_the_machine_tag_is_never_removed(tmp_path, how):
+    """A user's `.<name>.<digits>.<word>.tmp`, or an older version's temporary: its writer cannot be told."""
+    dest = tmp_path / ("model" if how == "atomic_directory" else "results.csv")
+    backup = tmp_path / f".{dest.name}.{dead_pid()}.v1.tmp"
+    backup.mkdir()
+    (backup / "notes.txt").write_text("mine")
+    write_again(dest, how)
+    assert (backup / "notes.txt").read_text() == "mine"
+
+
+def test_a_process_looks_through_a_folder_once_per_destination(tmp_path, monkeypatch):
+    """Every write listed its whole folder: in a folder of 20,000 files a manifest write took five times as
+    long (benchmarks/atomic_writes.py). Dead writers' temporaries are looked for at a destination's first
+    write in a process: its later writes leave none behind."""
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(outputs.os, "scandir", lambda folder: listed.append(folder) or real(folder))
+    for _ in range(3):
+        write_text_atomic(tmp_path / "manifest.json", "{}")
+    write_text_atomic(tmp_path / "metrics.csv", "a\n")
+    assert listed == [tmp_path, tmp_path]
+
+
+def test_a_new_output_kept_beside_a_folder_it_may_not_replace_outlives_its_writer(tmp_path):
+    """A publish refused at its end (the user made the destination meanwhile) keeps the new output and names
+    it in the error; under its temporary's name, the next write of that destination removed it once its
+    writer had exited."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    script = (
+        "import sys\nfrom chipadapt.errors import ChipadaptError\nfrom chipadapt.io.outputs import publish_folder\n"
+        "try:\n    with publish_folder(sys.argv[1], 'merge') as tmp:\n        (tmp / 'x').write_text('hours of work')\n"
+        "except ChipadaptError as err:\n    print(err)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(user)], capture_output=True, text=True)
+    assert "kept at" in proc.stdout, proc.stderr
+    kept = Path(proc.stdout.split("kept at ")[1].rstrip(")\n"))
+    outputs.remove_stale_temporaries(user)
+    with run_folder_lock(tmp_path):
+        pass
+    remove_dead_temporaries(tmp_path)
+    assert (kept / "x").read_text() == "hours of work" and (user / "notes.txt").read_text() == "mine"

@@ -14,12 +14,13 @@ from chipadapt.cli import exit_if_disk_full
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.checkpoint_io import SameFolderCheckpointIO
 from chipadapt.io.disk_full import disk_full_message
+from chipadapt.io.outputs import HOST
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints" / "last.ckpt"
     path.parent.mkdir()
-    killed = path.parent / ".last.ckpt.999999999.x1y2.tmp"  # what a save killed outright (SIGKILL) leaves
+    killed = path.parent / f".last.ckpt.999999999-{HOST}.x1y2.tmp"  # what a save killed outright (SIGKILL) leaves
     killed.write_bytes(b"\0" * 1000)
     io = SameFolderCheckpointIO()
     io.save_checkpoint({"global_step": 2}, path)

@@ -9,6 +9,7 @@ from helpers.faults import assert_unchanged, assert_user_error, run_entry, snaps
 from helpers.models import tiny_model_copy
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.outputs import HOST
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def _raw_folder(tmp_path):
 def test_curate_rerun_needs_overwrite_and_a_killed_run_publishes_nothing(tmp_path):
     raw, run = _raw_folder(tmp_path), tmp_path / "run"
     # What a SIGKILLed curation leaves: only its hidden staging folder (pid gone), never part-*.jsonl.
-    stale = run / ".corpus.999999999.x.tmp" / "handwritten"
+    stale = run / f".corpus.999999999-{HOST}.x.tmp" / "handwritten"
     stale.mkdir(parents=True)
     (stale / "part-00000.jsonl").write_text('{"text": "half a run"}\n')
     first = run_entry(
@@ -138,7 +139,7 @@ def test_every_loader_refuses_pickles_and_missing_heads(folders):
 
 def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
     run = tmp_path / "run"
-    stale = run / ".model.999999999.ab.tmp"  # what a SIGKILLed build leaves: its staging folder only
+    stale = run / f".model.999999999-{HOST}.ab.tmp"  # what a SIGKILLed build leaves: its staging folder only
     stale.mkdir(parents=True)
     (stale / "tokenizer.json").write_text("{half")
     args = ["stage=tokenizer", "model=tiny", "tokenizer=augmented_small", f"hydra.run.dir={run}"]

@@ -9,6 +9,8 @@ import torch
 from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import perturbed_copy, tiny_model_copy
 
+from chipadapt.io.outputs import HOST
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
@@ -166,7 +168,7 @@ def test_lambda_outside_unit_interval_with_extrapolation_allowed(models, tmp_pat
 def test_stale_temporary_folder_of_a_killed_merge_is_cleaned_on_the_next_run(models, tmp_path):
     # A pid no process has (above any pid_max), as a merge killed with SIGKILL leaves behind; a real
     # exited child's pid could be handed to a new process on a busy host before the merge checks it.
-    stale = tmp_path / ".out.999999999.abc.tmp"
+    stale = tmp_path / f".out.999999999-{HOST}.abc.tmp"
     stale.mkdir()
     (stale / "model.safetensors.partial").write_bytes(b"\0" * 100)
     mine = tmp_path / ".out.keep"  # not the merge's pattern: never touched

@@ -1,8 +1,9 @@
 """Atomic outputs: write to a temporary sibling, rename only when complete.
 
 A crash mid-write then never leaves a file or folder that looks finished. The temporary carries the
-writer's pid (`.<name>.<pid>.<random>.tmp`, as io/outputs.py names them): what a killed writer left is
-removed by the next write to the same file, never one that a live process is still writing.
+writer's pid and machine (`.<name>.<pid>-<host>.<random>.tmp`, io/outputs.py `temporary_prefix`): what a
+killed writer left is removed by the next process's first write to the same file (`left_by_dead_writer`),
+never one that a live process, here or on another machine sharing the disk, is still writing.
 """
 
 import os

@@ -18,7 +18,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from chipadapt.io.disk_full import disk_full_error
-from chipadapt.io.outputs import current_umask, remove_stale_temporaries
+from chipadapt.io.outputs import current_umask, remove_stale_temporaries, temporary_prefix
 
 
 class SameFolderCheckpointIO(TorchCheckpointIO):
@@ -28,7 +28,7 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)  # a save killed outright (SIGKILL) left a full-size one
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
         try:
             os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the checkpoint from a group
             with os.fdopen(fd, "wb") as handle:

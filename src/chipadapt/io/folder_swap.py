@@ -7,7 +7,11 @@ checkpoint is written to `.NAME.partial` beside `NAME`; once complete, `NAME` is
 `.NAME.old`, the new one is renamed in and the old one removed. At every moment one complete
 checkpoint exists: `NAME`, or (cut between the two renames) `.NAME.partial` and `.NAME.old`, of
 which `recover` puts the newer in place.
-Both hidden names are ours, so removing them deletes nothing a user made.
+Both hidden names are ours, so removing them deletes nothing a user made. Unlike the temporaries of
+io/outputs.py they carry no pid or machine: every rank, on every node, writes into the one partial folder,
+and a rerun (on other nodes, as a cluster allocates them) must find what a killed save left to finish or
+remove it. So no writer's liveness is judged here: they are removed by the next save (`prepare`) or resume
+(`recover`) of the one job that holds the run folder's lock (io/lock.py), which keeps any other out.
 """
 
 import logging

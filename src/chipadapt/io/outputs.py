@@ -149,57 +149,86 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# The temporaries this project names beside a destination: `.<name>.<pid>[-<host>].<mkstemp's random
-# part>.tmp`, `.<name>.<pid>.old.<random>.tmp` for a folder moved aside. The writer's pid tells one left
-# by a killed process from one still being written; the host tag keeps a file that jobs on several
-# machines write (a sweep's plot on a shared disk) from being judged by a pid of another machine.
-TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{8}))?\.(?:old\.)?[a-z0-9_]+\.tmp$")
+# The temporaries this project names beside a destination: `.<name>.<pid>-<host>.<mkstemp's random
+# part>.tmp`, `.<name>.<pid>-<host>.old.<random>.tmp` for a folder moved aside: files (io/atomic.py),
+# published folders (`publish_folder`) and Lightning checkpoints (io/checkpoint_io.py) alike. The writer's
+# pid tells one left by a killed process from one still being written; the host tag keeps a temporary
+# that a job on another machine is writing on a shared disk (the same pid numbers there) from being
+# judged by a pid of this machine. Names without the tag (a user's `.notes.2024.v1.tmp`, or what an
+# older version wrote) are never removed: their writer cannot be told. Folder swaps (io/folder_swap.py)
+# are no such temporary: every rank writes the one `.NAME.partial`, whose leftovers the next save removes.
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.(?:old\.)?[a-z0-9_]+\.tmp$")
 HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def temporary_prefix(dest: Path) -> str:
-    """The start of this process's temporary names beside `dest` (mkstemp/mkdtemp add the rest)."""
-    return f".{dest.name}.{os.getpid()}-{HOST}."
+def temporary_prefix(dest: Path, aside: bool = False) -> str:
+    """The start of this process's temporary names beside `dest` (mkstemp/mkdtemp add the rest and the
+    `.tmp` suffix); `aside`: the folder an output already at `dest` is moved into while it is replaced."""
+    return f".{dest.name}.{os.getpid()}-{HOST}.{'old.' if aside else ''}"
 
 
-def _remove_dead(folder: Path, name: str | None, tagged_only: bool = False) -> list[Path]:
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        found = TEMPORARY.match(entry.name)
-        if not found or name not in (None, found["name"]) or found["host"] not in (None, HOST):
-            continue
-        if tagged_only and found["host"] != HOST:
-            continue
-        if _alive(int(found["pid"])):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
+def left_by_dead_writer(name: str, dest_name: str | None = None) -> bool:
+    """Whether `name` is a temporary that a writer on this machine named (`temporary_prefix`), of the
+    destination `dest_name` (None: of any), and that writer is gone: a name removing which loses nothing."""
+    found = TEMPORARY.match(name)
+    if not found or found["host"] != HOST or dest_name not in (None, found["name"]):
+        return False
+    return not _alive(int(found["pid"]))
+
+
+def _remove_dead(folder: Path, dest_name: str | None) -> list[Path]:
+    # os.scandir and a test of the name's start, not Path.iterdir and a regex on every entry: a folder of
+    # 20,000 shards is listed in a few milliseconds (benchmarks/atomic_writes.py).
+    start = f".{dest_name}." if dest_name is not None else "."
+    try:
+        with os.scandir(folder) as entries:
+            dead = [
+                Path(entry.path)
+                for entry in entries
+                if entry.name.startswith(start)
+                and entry.name.endswith(".tmp")
+                and left_by_dead_writer(entry.name, dest_name)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for path in dead:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
         else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
+            path.unlink(missing_ok=True)
+    return dead
+
+
+# Destinations whose dead writers' temporaries this process has looked for. Once is enough: what this
+# process writes it removes itself on failure, and a writer killed later is found by the next process's
+# first write or job start. Every write looking again listed the folder each time: in a folder of
+# 20,000 files a manifest write took 5 times as long as the write itself (benchmarks/atomic_writes.py).
+_looked_for: set[str] = set()
 
 
 def remove_stale_temporaries(dest: Path) -> list[Path]:
-    """Temporary siblings `.<name>.<pid>.*.tmp` of `dest` left by processes that are gone (a killed
-    merge, save or file write); ours by name, so removing them deletes nothing a user made."""
-    return _remove_dead(dest.parent, dest.name)
+    """Temporary siblings of `dest` (`.<name>.<pid>-<host>.*.tmp`) left by processes of this machine that
+    are gone (a killed merge, save or file write); ours by name, so removing them deletes nothing a user
+    made. Looked for at this process's first write of `dest`."""
+    key = os.path.abspath(dest)
+    if key in _looked_for:
+        return []
+    removed = _remove_dead(dest.parent, dest.name)
+    _looked_for.add(key)
+    return removed
 
 
 def remove_dead_temporaries(run_folder: str | os.PathLike) -> list[Path]:
     """Every temporary in `run_folder` (of any destination there) whose writer is gone, as a job starts
-    there: a rerun that finds its work done writes nothing that would remove them. Only names that carry
-    this machine's tag (what this version's file writes name, `temporary_prefix`): not knowing which
-    destination a name is for, a hidden `.notes.2024.v1.tmp` of the user's looks like one of ours with
-    a dead pid. None unless the folder's lock is known to be free (held: a rank of this run, or a run the
-    lock will refuse; unknown: no lock file, or a filesystem without flock): its temporaries may be in use."""
+    there: a rerun that finds its work done writes nothing that would remove them. Only names this
+    machine's writers tag (`left_by_dead_writer`), and none unless the folder's lock is known to be free
+    (held: a rank of this run, or a run the lock will refuse; unknown: no lock file, or a filesystem
+    without flock): its temporaries may be in use."""
     from chipadapt.io.lock_probe import folder_lock_held
 
     if folder_lock_held(run_folder) is not False:
         return []
-    return _remove_dead(Path(run_folder), None, tagged_only=True)
+    return _remove_dead(Path(run_folder), None)
 
 
 def current_umask() -> int:
@@ -243,7 +272,7 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(dest)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=temporary_prefix(dest), suffix=".tmp"))
     except OSError as err:
         if (refused := place_error(dest, err, key)) is not None:
             raise refused from err
@@ -257,11 +286,14 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
         if dest.exists():
             if written_by(dest) != command and any(dest.iterdir()):
                 kept = True
+                # Out of the temporaries' names: the cleanup of a later write or job start would remove it.
+                keep = tmp.with_name(tmp.name.removesuffix(".tmp") + ".kept")
+                os.replace(tmp, keep)
                 raise ChipadaptError(
                     f"{dest}: exists and is not an output of {command}; refusing to replace it "
-                    f"(the new output is kept at {tmp})"
+                    f"(the new output is kept at {keep})"
                 )
-            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.old.", suffix=".tmp"))
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=temporary_prefix(dest, aside=True), suffix=".tmp"))
             os.replace(dest, old / dest.name)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
