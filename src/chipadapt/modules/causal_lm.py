@@ -44,8 +44,8 @@ class CausalLMModule(L.LightningModule):
         """`val_split_names`: the DataModule's validation splits, in the order of its loaders.
         `read_weights` false: the model's architecture alone, on the meta device (a rank other than 0
         under FSDP's rank-0 loading, whose shards FSDP fills from rank 0: scaleout/rank0_load.py).
-        LoRA reads them on every process all the same, as before: LoRA under FSDP does not run yet
-        (its frozen base and its adapters differ in dtype, which FSDP cannot flatten into one shard)."""
+        With LoRA the adapters are then made on the meta device too, and FSDP gives them rank 0's
+        values with the rest (scaleout/adapter_units.py shards them apart from the frozen base)."""
         super().__init__()
         lora = peft is not None and bool(peft.get("r"))
         self.model_folder = Path(model_folder)
@@ -53,7 +53,7 @@ class CausalLMModule(L.LightningModule):
         # an Adam update (~lr) is below half the bf16 spacing of a 0.02 weight and rounds away (92% of
         # a model's weights never moved). bf16 compute comes from trainer.precision=bf16-mixed;
         # `dtype` is what frozen weights (LoRA's base) and inference use.
-        build = load_causal_lm if read_weights or lora else empty_causal_lm
+        build = load_causal_lm if read_weights else empty_causal_lm
         self.model = build(Path(model_folder), dtype if lora else "float32", attn_implementation)
         self.model.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps the mode it finds
         if gradient_checkpointing:

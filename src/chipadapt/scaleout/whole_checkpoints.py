@@ -19,6 +19,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from chipadapt.errors import ChipadaptError
 from chipadapt.io import folder_swap
 from chipadapt.io.disk_full import disk_full_error
+from chipadapt.scaleout.adapter_units import AdapterUnits
 from chipadapt.scaleout.kept_root import KeepsFSDPRoot
 from chipadapt.scaleout.rank0_load import LoadOnRank0
 
@@ -86,9 +87,10 @@ class CheckpointNotWritten(RuntimeError):
     """Raised on the ranks whose own part was written when another rank's failed."""
 
 
-class WholeCheckpointFSDP(WholeFolderSaves, KeepsFSDPRoot, LoadOnRank0, FSDPStrategy):
-    """Also reads the weights on rank 0 alone when asked (`load_on_rank0`, scaleout/rank0_load.py), and
-    gives one Trainer's next fit or validate the same FSDP root (scaleout/kept_root.py)."""
+class WholeCheckpointFSDP(WholeFolderSaves, KeepsFSDPRoot, AdapterUnits, LoadOnRank0, FSDPStrategy):
+    """Also reads the weights on rank 0 alone when asked (`load_on_rank0`, scaleout/rank0_load.py),
+    gives one Trainer's next fit or validate the same FSDP root (scaleout/kept_root.py), and shards
+    LoRA's adapters apart from its frozen base (scaleout/adapter_units.py)."""
 
     def writes_folder(self) -> bool:
         return self._state_dict_type == "sharded"

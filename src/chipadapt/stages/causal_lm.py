@@ -19,7 +19,7 @@ from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.modules.val_figures import paired_change
 from chipadapt.report import before_after_table, console
 from chipadapt.scaleout.rank0_load import reads_weights
-from chipadapt.scaleout.save import full_model_state
+from chipadapt.scaleout.save import full_model_state, publishable_model
 from chipadapt.stages.common import (
     begin,
     check_seq_len,
@@ -92,22 +92,23 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
             raise diverged(cfg, out, module.divergence())
         if not trainer.is_global_zero:
             return
+        model, full_state = publishable_model(module, full_state)  # LoRA under FSDP: unsharded, on rank 0
         # Non-finite weights that no validation showed (limit_val_batches=0): never published either.
         bad_weights = non_finite_weights(
-            full_state if full_state is not None else module.model.state_dict(), trainer.global_step
+            full_state if full_state is not None else model.state_dict(), trainer.global_step
         )
         if bad_weights:
             raise diverged(cfg, out, bad_weights)
         if module.peft_cfg is not None and module.peft_cfg.get("r"):
             with atomic_directory(out / "adapter", "train") as tmp:  # the adapters alone, loadable with peft
-                module.model.save_pretrained(tmp)
+                model.save_pretrained(tmp)
         template = getattr(datamodule, "template", None)
         if isinstance(template, StringTemplate):  # fine-tuned in a config template: saved as its chat template
             tokenizer.chat_template = template.as_jinja()
         # Full fine-tuning is written as trained, in float32 master weights, whatever model.dtype: bf16 would
         # round away what a short or low-lr run changed (3 steps at lr 5e-6 move a weight by less than
         # half its bf16 spacing). A bf16 copy for serving is one `.to(torch.bfloat16)` away.
-        published = merged_model(module.model)
+        published = merged_model(model)
         attributes = OmegaConf.select(cfg, "data.attributes") or {}
         if attributes.get("use"):  # SteerLM: the order its attribute strings were written in, for chat.py
             record_attribute_order(published.config, list(attributes.order))
