@@ -306,7 +306,8 @@ def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
     other = subprocess.run(
         [*proc.args[:3], "merge.lam=0.25,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT
     )
-    assert other.returncode == 2 and "holds a previous merge output" in other.stderr
+    assert other.returncode == 2 and "job #0 (merge.lam=0.25) would merge into" in other.stderr  # before any job
+    assert "holds a merged model of other settings (merge.lam: 0 -> 0.25)" in other.stderr
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(chip / "model.safetensors")

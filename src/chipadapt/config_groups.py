@@ -27,6 +27,8 @@ class MergeSchema:
     method: Any = MISSING
     allow_extrapolation: bool = MISSING
     out_dtype: str | None = MISSING
+    chat_template_from: str = MISSING
+    non_float_from: str | None = MISSING
 
 
 @dataclass

@@ -92,10 +92,14 @@ RENAMED_VALUES = {
 # at that meaning, so a key whose value keeps the earlier behaviour is no change, and one whose value does not
 # is named with the override that gives the earlier behaviour back. tokenizer.adapt.held_out: tokens were
 # chosen from every document, DAPT's held-out ones too, as with null now. tokenizer.adapt.stage names the
-# stage it is built in, only to refuse stages that do not build one: the run's own stage.name.
+# stage it is built in, only to refuse stages that do not build one: the run's own stage.name. A merge
+# (merge/job_settings.py) took its chat template and generation_config.json with the chip model's tokenizer
+# files, and interpolated the non-float tensors that now need merge.non_float_from only where they differ.
 ADDED_KEYS = {
     "tokenizer.adapt.held_out": lambda recorded: None,
     "tokenizer.adapt.stage": lambda recorded: recorded.get("stage.name"),
+    "merge.chat_template_from": lambda recorded: "chip",
+    "merge.non_float_from": lambda recorded: None,
 }
 
 

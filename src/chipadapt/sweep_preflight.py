@@ -5,7 +5,8 @@ with `optim.lr=1e-3,abc` or `merge.lam=0.5,1.5`, job 0 trains or merges to the e
 its bad value. Here each listed value of each swept key is composed (the other swept keys at their
 first value) and validated at the sweep's start, so a bad one stops the sweep in one line before any
 work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are not listed, and not
-checked here. An Optuna direction that contradicts the sense of `optimized_metric` is refused too."""
+checked here. An Optuna direction that contradicts the sense of `optimized_metric` is refused too, and
+so is a merge sweep one of whose jobs would find a merge of other settings in its folder (REPLACED_JOB_CHECKS)."""
 
 import logging
 import shutil
@@ -94,12 +95,33 @@ def check_direction(config: DictConfig) -> None:
     )
 
 
+# Commands whose jobs would be refused for what their folders hold from a sweep of other settings,
+# by a check of all of them before the first one runs (module:function(config, sweep folder) -> why).
+REPLACED_JOB_CHECKS = {"merge": "chipadapt.merge.sweep_rerun:replaced_job"}
+
+
+def check_replaced_jobs(config: DictConfig, config_name: str | None) -> None:
+    """A sweep of a command in REPLACED_JOB_CHECKS, refused before its first job where a job would be."""
+    import importlib
+    import os
+    from pathlib import Path
+
+    target = REPLACED_JOB_CHECKS.get(str(config.hydra.job.get("name") or config_name))
+    if target is None:
+        return
+    module, function = target.split(":")
+    sweep = Path(os.path.abspath(Path(str(config.hydra.sweep.dir)).expanduser()))
+    why = getattr(importlib.import_module(module), function)(config, sweep)
+    if why:
+        _refuse(why)
+
+
 class SweepPreflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if "slurm" in _target(config.hydra.get("launcher")).lower():
             log.warning("hydra/launcher=slurm launches sweeps (-m) only: this run goes on here, on this machine")
 
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+    def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         from chipadapt.cli import describe_hydra_error
         from chipadapt.config_schema import validate
 
@@ -134,6 +156,8 @@ class SweepPreflight(Callback):
                 _refuse(f"{described} (sweep value {swept})")
             finally:
                 hydra_config.cfg = previous
+        # Last: valid values, each job composed as it will run.
+        check_replaced_jobs(config, config_name)
 
 
 def _refuse(message: str) -> None:

@@ -8,6 +8,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.jsonl import json_object
 from chipadapt.merge.safetensors_stream import SafetensorsReader
 from chipadapt.models.locate import locate_model
+from chipadapt.models.whole_model_folder import require_config_json
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,8 @@ class SafetensorsModel:
     def __init__(self, folder: str, key: str):
         self.folder = locate_model(folder, key)  # a folder, a .gguf file or a hub id in the HF cache
         self.key = key
-        config = self.folder / "config.json"
-        if not config.is_file():
-            raise ChipadaptError(f"{key}: {self.folder} is not a Hugging Face model folder (no config.json)")
-        self.config = json_object(config, key)
+        require_config_json(self.folder, key)
+        self.config = json_object(self.folder / "config.json", key)
         index = self.folder / "model.safetensors.index.json"
         if index.is_file():
             weight_map = json_object(index, key).get("weight_map")

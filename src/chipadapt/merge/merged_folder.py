@@ -3,8 +3,10 @@ streamed tensor by tensor through a merge method (merge/tensor_merge.py).
 
 Writes an HF folder at `output` (temporary folder renamed when complete) with the tokenizer of the
 input whose vocabulary is longest, the chip model's on a tie (every input must have one, and each
-must be a prefix of that one: merge/vocabulary.py), `merge_diagnostics.csv` (per tensor: lambda,
-angle, norms, fallback, extra rows and the model they come from), `merge_manifest.json` and
+must be a prefix of that one: merge/vocabulary.py), the chat template and generation_config.json of
+the model that has one, the instruct model's where both do (merge/chat_files.py),
+`merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, extra rows and the model they come
+from, the input a non-float tensor is copied from: merge/non_float.py), `merge_manifest.json` and
 `mergekit_config.yml` (merge/mergekit_export.py).
 """
 
@@ -25,10 +27,12 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.outputs import check_output_folder, refuse_overlap_with_inputs, written_by
 from chipadapt.manifest import fingerprint_input, git_state
+from chipadapt.merge.chat_files import check_chat_template_from, take_chat_files
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
+from chipadapt.merge.non_float import copy_tensor, non_float_sources
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
-from chipadapt.merge.tensor_merge import lambda_schedule, merge_tensor
+from chipadapt.merge.tensor_merge import check_schedule_matches, lambda_schedule, merge_tensor
 from chipadapt.merge.vocabulary import SharedVocabulary, shared_vocabulary
 from chipadapt.models.portable_folder import make_portable
 from chipadapt.report import console
@@ -63,6 +67,7 @@ DIAGNOSTIC_COLUMNS = (
     "fallback",
     "extra_rows",
     "extra_rows_from",
+    "copied_from",
 )
 OUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Facts of the vocabulary, not of the weights: an output carrying another input's tokenizer takes them
@@ -125,6 +130,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
     out_dtype = cfg.merge.get("out_dtype")
     if out_dtype is not None and out_dtype not in OUT_DTYPES:
         raise ChipadaptError(f"merge.out_dtype: {out_dtype!r} is not one of {', '.join(OUT_DTYPES)} (or null)")
+    check_chat_template_from(cfg.merge.chat_template_from)
     method = instantiate(cfg.merge.method)
     chip = SafetensorsModel(cfg.models.chip, "models.chip")
     instruct = SafetensorsModel(cfg.models.instruct, "models.instruct")
@@ -141,10 +147,6 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
     for model in inputs:
         model.check_against_config()
     vocabulary = shared_vocabulary(chip, inputs[1:])
-    # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
-    out = check_merge_output(
-        cfg.output, bool(cfg.overwrite) or replace_own_output, [(m.key, m.folder) for m in (chip, instruct, base) if m]
-    )
     lam_for = lambda_schedule(float(cfg.merge.lam), cfg.merge.schedule)
     tied = chip.tied and instruct.tied and (base is None or base.tied)
     names = chip.names()
@@ -154,6 +156,13 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
         for name in other.names() if other else []:
             if not chip.has(name):
                 raise ChipadaptError(f"tensor {name}: in {other.key} but not in models.chip")
+    check_schedule_matches(cfg.merge.schedule, names)
+    # Masks and ids: copied, never interpolated; refused where the inputs' differ (before any work).
+    copied = non_float_sources(names, inputs, cfg.merge.non_float_from)
+    # Before any work: never onto an input, a folder holding one, or a folder merge.py did not write.
+    out = check_merge_output(
+        cfg.output, bool(cfg.overwrite) or replace_own_output, [(m.key, m.folder) for m in (chip, instruct, base) if m]
+    )
 
     plans = {name: vocabulary.row_plan(name) for name in names}
     shapes = {name: (plan.rows, *chip.shape(name)[1:]) if plan else chip.shape(name) for name, plan in plans.items()}
@@ -176,7 +185,10 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             task = bar.add_task("", total=len(names))
             for name in names:
                 lam = lam_for(name)
-                diag = merge_tensor(method, name, lam, chip, instruct, base, writer, plans[name], dtypes[name])
+                if name in copied:
+                    diag = copy_tensor(name, copied[name], writer, dtypes[name])
+                else:
+                    diag = merge_tensor(method, name, lam, chip, instruct, base, writer, plans[name], dtypes[name])
                 fallbacks[diag.get("fallback") or "none"] += 1
                 rows.append({"tensor": name, "shape": "x".join(map(str, shapes[name])), "lam": lam, **diag})
                 bar.advance(task)
@@ -185,6 +197,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
         for file in TOKENIZER_FILES:  # all from one input: files of two tokenizers would not agree
             if (vocabulary.source.folder / file).is_file():
                 shutil.copy2(vocabulary.source.folder / file, tmp / file)
+        chat_files = take_chat_files(tmp, vocabulary.source, chip, instruct, cfg.merge.chat_template_from)
         make_portable(tmp)
         table = io.StringIO()
         csv_writer = csv.DictWriter(table, fieldnames=DIAGNOSTIC_COLUMNS, extrasaction="ignore")
@@ -210,6 +223,9 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             "input_gb_per_s": input_bytes / 1e9 / seconds,
             "output_bytes": writer.total_bytes,
             "tied_embeddings": tied,
+            # Non-float tensors (masks, ids): copied, equal in every input or from non_float_from.
+            "non_float": {r["tensor"]: f"{r['fallback']} ({r['copied_from']})" for r in rows if r.get("copied_from")},
+            **chat_files,
         }
         write_json_atomic(
             tmp / "merge_manifest.json",

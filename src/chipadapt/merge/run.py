@@ -8,12 +8,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.outputs import written_by
 from chipadapt.manifest import fingerprint_input
-from chipadapt.merge.merged_folder import MODEL_KEYS, input_fingerprints, merge_weights
+from chipadapt.merge.job_settings import changed_settings, same_settings
+from chipadapt.merge.merged_folder import MODEL_KEYS, check_merge_output, input_fingerprints, merge_weights
+from chipadapt.models.locate import locate_model
+from chipadapt.run_folder_key import run_folder_key
 
 log = logging.getLogger(__name__)
+NAMED_CHANGES = 5  # changes named in a refusal; more are counted
+# (method, base folder) already told that the method does not read models.base: once per process, not
+# once per job of a sweep over lambdas.
+_UNREAD_BASE_TOLD: set[tuple[str, str]] = set()
 
 
 def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
@@ -54,7 +62,7 @@ def merged_before(cfg: DictConfig) -> tuple[Path, dict] | None:
         recorded = json.loads((out / "merge_manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if written_by(out) != "merge" or recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+    if written_by(out) != "merge" or not same_settings(recorded.get("config") or {}, _resolved(cfg)):
         return None
     # The same settings are not the same inputs: a chip model retrained in place since is merged again.
     if recorded.get("input_fingerprints") != input_fingerprints(cfg):
@@ -62,9 +70,30 @@ def merged_before(cfg: DictConfig) -> tuple[Path, dict] | None:
     return out, dict(recorded.get("summary") or {})
 
 
-def previous_job(cfg: DictConfig, run_dir: Path) -> tuple[str, dict | None]:
+def read_models(cfg: DictConfig) -> list[str]:
+    """The keys of `models` this merge reads: chip, instruct, and base where the method reads one. A
+    base given to a method that reads none (chipalign, linear, slerp) is said once and left out of the
+    job's inputs: recorded, it would claim the merge depended on a folder it never opened, and a base
+    of another architecture would seem to have been checked."""
+    from hydra.utils import instantiate
+
+    reads_base = bool(getattr(instantiate(cfg.merge.method), "needs_base", False))
+    base = cfg.models.get("base")
+    if base and not reads_base and (told := (str(cfg.merge.name), str(base))) not in _UNREAD_BASE_TOLD:
+        _UNREAD_BASE_TOLD.add(told)
+        log.warning(
+            "models.base: merge=%s reads no base model; %s is neither read nor checked (task_arithmetic, ties "
+            "and della read one)",
+            cfg.merge.name,
+            base,
+        )
+    return [key for key in MODEL_KEYS if cfg.models.get(key) and (key != "base" or reads_base)]
+
+
+def previous_job(cfg: DictConfig, run_dir: Path, keys: list[str]) -> tuple[str, dict | None]:
     """What this run folder already holds of this very job (a sweep rerun after an interruption: a
-    preempted SLURM array, reproduce.py resuming a step):
+    preempted SLURM array, reproduce.py resuming a step), the settings compared as job_settings reads
+    them (not `overwrite`) and the models read (`keys`) by content:
     - ("done", summary): it completed with the same settings and the same input models (by content):
       not merged and evaluated again;
     - ("unfinished", None): it started with the same settings and inputs but did not complete (the
@@ -78,17 +107,62 @@ def previous_job(cfg: DictConfig, run_dir: Path) -> tuple[str, dict | None]:
         recorded = json.loads(path.read_text())
     except (OSError, ValueError):
         return "new", None
-    if recorded.get("config") != OmegaConf.to_container(cfg, resolve=True):
+    if not isinstance(recorded, dict) or not same_settings(recorded.get("config") or {}, _resolved(cfg)):
         return "new", None
     inputs = recorded.get("inputs") or {}
-    for key in MODEL_KEYS:
-        if cfg.models.get(key):
-            before = (inputs.get(f"models.{key}") or {}).get("fingerprint")
-            if before is None or before != fingerprint_input(cfg.models[key])["fingerprint"]:
-                return "new", None
+    for key in keys:
+        before = (inputs.get(f"models.{key}") or {}).get("fingerprint")
+        if before is None or before != fingerprint_input(cfg.models[key])["fingerprint"]:
+            return "new", None
     if recorded.get("status") == "completed" and (Path(cfg.output) / "merge_manifest.json").is_file():
         return "done", {**(recorded.get("metrics") or {}), "evaluation": recorded.get("results")}
     return "unfinished", None
+
+
+def check_output_before_recording(cfg: DictConfig, keys: list[str], replace_own_output: bool) -> None:
+    """merge_weights' checks of `output`, made before the job records itself: a refused attempt then
+    leaves its folders as they were (manifest.json, the loggers' files, and the .hydra/ that Hydra
+    rewrote, which run_folder_guard puts back for an attempt that recorded nothing). Refused at the
+    merge, the job had already replaced the manifest of the run whose model it refused to replace."""
+    inputs = [(f"models.{key}", locate_model(cfg.models[key], f"models.{key}")) for key in keys]
+    out = check_merge_output(cfg.output, True, inputs)  # an input, another command's folder, a place not writable
+    if cfg.overwrite or replace_own_output or not out.is_dir() or not any(out.iterdir()):
+        return
+    raise ChipadaptError(
+        f"output: {cfg.output} holds a previous merge output{earlier_merge(cfg, out, keys)}; overwrite=true "
+        f"replaces it, or another {keeping_both(cfg)} keeps both"
+    )
+
+
+def earlier_merge(cfg: DictConfig, out: Path, keys: list[str]) -> str:
+    """What the merged model in `out` is, by its merge_manifest.json, beside this job: `, merged with
+    other settings: merge.lam: 1 -> 0.7`, or with other input models; "" where it records nothing."""
+    try:
+        recorded = json.loads((out / "merge_manifest.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(recorded, dict):
+        return ""
+    changes = changed_settings(recorded.get("config") or {}, _resolved(cfg))
+    if changes:
+        more = f" and {len(changes) - NAMED_CHANGES} more" if len(changes) > NAMED_CHANGES else ""
+        return f", merged with other settings: {'; '.join(changes[:NAMED_CHANGES])}{more}"
+    before = recorded.get("input_fingerprints") or {}
+    changed = [f"models.{key}" for key in keys if before.get(key) != fingerprint_input(cfg.models[key])["fingerprint"]]
+    if changed:
+        return f", merged with these settings from other input models ({', '.join(changed)} changed since)"
+    return ", merged with these settings and inputs by another run (not this run folder's)"
+
+
+def keeping_both(cfg: DictConfig) -> str:
+    """The setting that gives this job an output of its own: its run folder's key where `output` is the
+    default, inside the run folder, else `output`."""
+    out, run_dir = Path(cfg.output).expanduser().resolve(), Path(cfg.paths.output_dir).expanduser().resolve()
+    return run_folder_key() if run_dir == out or run_dir in out.parents else "output"
+
+
+def _resolved(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -99,19 +173,20 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.loggers.job import JobLoggers, numeric_items
 
     run_dir = Path(cfg.paths.output_dir)
-    state, summary = previous_job(cfg, run_dir)
+    keys = read_models(cfg)
+    state, summary = previous_job(cfg, run_dir, keys)
     if state == "done":
         log.info("merge: %s completed before with these settings and inputs; not merged again", run_dir)
         return summary
     if state == "unfinished":
         log.info("merge: %s did not complete before; going on", run_dir)
+    check_output_before_recording(cfg, keys, replace_own_output=state == "unfinished")
     with (
         recorded_job(cfg, "merge", run_dir) as manifest,
         JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
     ):
-        for key in MODEL_KEYS:
-            if cfg.models.get(key):
-                manifest.add_input(f"models.{key}", cfg.models[key])
+        for key in keys:
+            manifest.add_input(f"models.{key}", cfg.models[key])
         # An unfinished job of the same settings and inputs replaces its own output.
         summary = merge_models(cfg, replace_own_output=state == "unfinished")
         evaluation = summary.get("evaluation")

@@ -8,6 +8,7 @@ import torch
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.methods.base import TensorStats
+from chipadapt.merge.non_float import is_non_float
 from chipadapt.merge.vocabulary import RowPlan
 
 # Rows per block are chosen so a block holds about this many elements (16 MB in float32).
@@ -28,12 +29,30 @@ def lambda_schedule(default: float, schedule) -> callable:
     return lam_for
 
 
+def check_schedule_matches(schedule, names: list[str]) -> None:
+    """A rule that matches no tensor is a typo ('layerz') or another architecture's names: refused,
+    before any work, or the merge would run at the default lambda where the user asked for another."""
+    for i, rule in enumerate(schedule or []):
+        pattern = re.compile(rule["pattern"])
+        if not any(pattern.search(name) for name in names):
+            ordered = sorted(names)  # a few spread over the model: its naming of layers and parts
+            shown = ", ".join(dict.fromkeys(ordered[k * (len(ordered) - 1) // 3] for k in range(4)))
+            raise ChipadaptError(
+                f"merge.schedule[{i}].pattern: {rule['pattern']!r} matches no tensor of models.chip "
+                f"({len(names)} tensors: {shown})"
+            )
+
+
 def merge_tensor(
     method, name: str, lam: float, chip, instruct, base, writer, plan: RowPlan | None = None, dtype=None
 ) -> dict:
     """Merge one tensor into the writer, a block of rows at a time for chunkable methods. `plan`: for
     a vocabulary embedding, the rows merged and the rows copied from one input (merge/vocabulary.py).
-    `dtype`: the one written (merge.out_dtype), else the chip model's. Returns the tensor's diagnostics."""
+    `dtype`: the one written (merge.out_dtype), else the chip model's. Returns the tensor's diagnostics.
+    Non-float tensors never come here (merge/non_float.py): a float merge cast back to bool or int
+    would be a mask or ids neither model had."""
+    if any(is_non_float(model.dtype(name)) for model in (chip, instruct, base) if model):
+        raise ChipadaptError(f"tensor {name}: not floating point; copied as merge/non_float.py plans, never merged")
     shape_c, shape_i = chip.shape(name), instruct.shape(name)
     shape_b = base.shape(name) if base else shape_c
     if plan is None:

@@ -14,6 +14,7 @@ from chipadapt.io.jsonl import json_object
 from chipadapt.models.locate import locate_model
 from chipadapt.models.portable_folder import make_portable
 from chipadapt.models.safe_load import safe_from_pretrained, safe_tokenizer
+from chipadapt.models.whole_model_folder import require_config_json
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ def check_hf_folder(folder: str | Path, key: str) -> Path:
     folder = locate_model(folder, key)
     if not folder.is_dir():
         raise ChipadaptError(f"{key}: {folder} is not a folder")
-    if not (folder / "config.json").is_file():
-        raise ChipadaptError(f"{key}: {folder} is not a Hugging Face model folder (no config.json)")
+    require_config_json(folder, key)
     # Read once here so a broken config.json is one line naming it before any work, whichever
     # entry point reads it next (train.py's sequence-length check used to crash on it).
     json_object(folder / "config.json", key)

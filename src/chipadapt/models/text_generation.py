@@ -2,10 +2,32 @@
 refilled rows (models/generate.py) where the model allows it, else `model.generate`. Used by the
 evaluation tasks and by anything else that generates (synthetic retrieval data)."""
 
+import logging
+
 import torch
 
 from chipadapt.io.answer_journal import journal_for
 from chipadapt.models.generate import greedy_generate, supports_slot_decoding
+
+log = logging.getLogger(__name__)
+# Tokenizers already warned about (by folder): a task generating in many batches warns once.
+_WARNED_NO_TEMPLATE: set[str] = set()
+
+
+def uses_chat_template(tokenizer, chat: bool) -> bool:
+    """Whether prompts go through the chat template: asked for and the tokenizer has one. Asked for
+    without one (a base or DAPT model), prompts are given raw, and the caller must record that it did
+    not chat (a score of raw prompts read as a chat score would compare unlike things): said once
+    per model folder."""
+    if not chat:
+        return False
+    if getattr(tokenizer, "chat_template", None):
+        return True
+    folder = str(getattr(tokenizer, "name_or_path", "") or "the model")
+    if folder not in _WARNED_NO_TEMPLATE:
+        _WARNED_NO_TEMPLATE.add(folder)
+        log.warning("%s: chat was asked for but its tokenizer has no chat template; prompts are given raw", folder)
+    return False
 
 
 def encode(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
@@ -41,7 +63,7 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     if not prompts:
         return []
-    if chat and tokenizer.chat_template:
+    if uses_chat_template(tokenizer, chat):
         prompts = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
             for p in prompts

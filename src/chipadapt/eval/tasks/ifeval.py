@@ -18,6 +18,7 @@ from chipadapt.eval.presets import IFEVAL_MAX_NEW_TOKENS, adds_special_tokens, c
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.jsonl import FirstLines, jsonl_records
+from chipadapt.models.text_generation import uses_chat_template
 
 LIST_COMMAND = "python -m chipadapt.eval.tasks.ifeval"
 # The value each checker argument takes, as the checkers' docstrings give it: a misspelt or mistyped one
@@ -174,13 +175,14 @@ class IFEvalTask(TaskBase):
         from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
         rows = self.rows
+        chat = uses_chat_template(tokenizer, self.chat)
         responses = generate(
             model,
             tokenizer,
             [r["prompt"] for r in rows],
             self.batch_size,
             self.max_new_tokens,
-            chat=self.chat,
+            chat=chat,
             add_special_tokens=adds_special_tokens(self.preset),
             progress="ifeval",
         )
@@ -229,7 +231,9 @@ class IFEvalTask(TaskBase):
             "prompts": len(rows),
             "preset": self.preset,
             "max_new_tokens": self.max_new_tokens,
-            "chat": self.chat,
+            # What was used, not what was asked: a tokenizer with no chat template gets raw prompts.
+            "chat": chat,
+            **({"chat_asked": "no template: raw prompts"} if self.chat and not chat else {}),
         }
 
 

@@ -1,0 +1,39 @@
+"""A merge job's settings as a rerun compares them with what its folders record (the run folder's
+manifest.json, the output's merge_manifest.json): read as train.py's completed-run check reads its own
+(run_settings: folders by their config key, so a sweep folder moved elsewhere or a cache on another
+machine is the same job; what matters of a model is its content, compared by fingerprint).
+
+`overwrite` is left out: it says whether the job may replace an earlier output, not what the output
+is, so a merge made with overwrite=true is the same job as the command without it. Everything else
+counts, as in train.py: `eval` (the evaluation the run folder's results.json records; a job passed as
+done would keep the earlier one's figures) and `logger` (where the records went)."""
+
+from chipadapt.io.dotted_keys import flatten
+from chipadapt.run_settings import by_name, describe, named_folders, with_earlier_meanings
+
+NOT_COMPARED = ("overwrite",)
+
+
+def settings(config: dict) -> dict[str, object]:
+    """A resolved merge config as dotted keys, its folders named by their `paths.*` key, without what
+    is not compared."""
+    folders = named_folders(config.get("paths"))
+    return {key: by_name(value, folders) for key, value in flatten(config) if key not in NOT_COMPARED}
+
+
+def _compared(recorded: dict, config: dict) -> tuple[dict, dict]:
+    """Both sides' settings; a key added since `recorded` was written is read at its earlier meaning."""
+    now = settings(config)
+    return with_earlier_meanings(settings(recorded), now), now
+
+
+def same_settings(recorded: dict, config: dict) -> bool:
+    before, now = _compared(recorded, config)
+    return before == now
+
+
+def changed_settings(recorded: dict, config: dict) -> list[str]:
+    """`merge.lam: 1.0 -> 0.7`, one entry per change from `recorded` to `config`."""
+    before, now = _compared(recorded, config)
+    keys = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
+    return describe(keys, before, now)
