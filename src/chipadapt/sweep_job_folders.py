@@ -58,7 +58,7 @@ def job_folders(config: DictConfig, sweep: Path) -> list[tuple[list[str], Path]]
         return [(job, sweep / str(num)) for num, job in enumerate(jobs)]
     if "now:" in subdir:
         return None
-    return _each_job(config, sweep, jobs, lambda job, folder: folder)
+    return each_job(config, sweep, jobs, lambda job, folder: folder)
 
 
 def job_outputs(config: DictConfig, sweep: Path, key: str) -> list[tuple[list[str], Path]] | None:
@@ -79,7 +79,7 @@ def job_outputs(config: DictConfig, sweep: Path, key: str) -> list[tuple[list[st
         value = OmegaConf.select(job, key, default=None, throw_on_missing=False)
         return Path(os.path.abspath(Path(str(value)).expanduser())) if value not in (None, "") else None
 
-    outputs = _each_job(config, sweep, jobs, output_of)
+    outputs = each_job(config, sweep, jobs, output_of)
     if outputs is None:
         return None
     return [(overrides, output) for overrides, output in outputs if output is not None]
@@ -127,7 +127,7 @@ def _listed_jobs(config: DictConfig) -> list[list[str]] | None:
         return None
 
 
-def _each_job(
+def each_job(
     config: DictConfig, sweep: Path, jobs: list[list[str]], read: Callable[[DictConfig, Path], T]
 ) -> list[tuple[list[str], T]] | None:
     """(overrides, `read(job config, job folder)`) of each job, its config composed and its Hydra node

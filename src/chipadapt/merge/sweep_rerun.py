@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.outputs import written_by
 from chipadapt.merge.job_settings import changed_settings, same_settings
-from chipadapt.sweep_job_folders import _each_job, job_overrides
+from chipadapt.sweep_job_folders import each_job, job_overrides
 
 NAMED_CHANGES = 3  # changes named per job in a refusal; more are counted
 
@@ -34,7 +34,7 @@ def replaced_job(config: DictConfig, sweep: Path) -> str | None:
     if not jobs:
         return None
     shared = set.intersection(*(set(job) for job in jobs))  # the overrides every job has
-    composed = _each_job(config, sweep, jobs, _settings_of_job)
+    composed = each_job(config, sweep, jobs, _settings_of_job)
     for num, (overrides, (folder, job)) in enumerate(composed or []):
         if job is None or job.get("overwrite"):
             continue
