@@ -178,7 +178,14 @@ def loglikelihoods(
     rows = pack_rows(group_requests(encoded, max_length, todo), ROW_TOKENS)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     # Counted in contexts: for multiple choice, one per question.
-    bar = tqdm(total=sum(len(row) for row in rows), desc=progress, unit="item", disable=progress is None, mininterval=2)
+    # disable=None: no bar where stderr is no terminal (a log file), as the tasks' own bars (task_base.item_bar).
+    bar = tqdm(
+        total=sum(len(row) for row in rows),
+        desc=progress,
+        unit="item",
+        disable=True if progress is None else None,
+        mininterval=2,
+    )
     for start in range(0, len(rows), max(1, rows_per_batch)):
         batch = rows[start : start + rows_per_batch]
         for request, logprob in score_batch(model, batch, pad):

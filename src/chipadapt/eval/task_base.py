@@ -7,6 +7,8 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from chipadapt.eval.items import content_id
 from chipadapt.io.jsonl import FirstLines
 
@@ -16,6 +18,13 @@ log = logging.getLogger(__name__)
 class TaskBase:
     needs_model: bool = True
     items: list[dict] | None = None
+    # The name the task was selected by (`eval=[chip_mcq]`), where the runner sets it; one class serves
+    # several tasks (mcq and chip_mcq, qa_rouge and rag_qa), so only the runner knows which this is.
+    name: str | None = None
+
+    def label(self, default: str) -> str:
+        """The task's name for its progress bar: its selected name, else the usual task of its class."""
+        return self.name or default
 
     def run(self, model, tokenizer) -> dict:
         raise NotImplementedError
@@ -46,6 +55,12 @@ class ItemIds:
     def repeats(self) -> int:
         """How many records repeated an earlier record's content (and were numbered)."""
         return sum(n - 1 for n in self.seen.values())
+
+
+def item_bar(total: int, label: str):
+    """A progress bar of a task's items (items/s), as scoring and generation show theirs: labelled with
+    the task's name, and off where stderr is no terminal (a log file gets no bar lines)."""
+    return tqdm(total=total, desc=label, unit="item", mininterval=2, disable=None)
 
 
 def fit_to_context(model, max_length: int, task: str) -> int:

@@ -204,7 +204,7 @@ class MCQTask(TaskBase):
             self.batch_size,
             max_length,
             add_special_tokens=adds_special_tokens(self.preset),
-            progress="mcq",
+            progress=self.label("mcq"),
         )
         self.items = []
         shots = [self.shots_for(row) for row in self.rows]

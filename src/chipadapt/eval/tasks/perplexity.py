@@ -2,7 +2,12 @@
 
 A split may take only the documents DAPT held out (`held_out: 0.02`, the same hash of the document
 id as `data.val_fraction`), so a merged or SFT'd model is scored on exactly the documents its DAPT
-run never trained on; `max_tokens` caps the tokens scored per split (whole windows, in document order).
+run never trained on. A split's `path` may list several sources (the sources of a DAPT blend), each
+held out by its own hash as DAPT does, pooled in one split: the default `domain` split is the four
+documents DAPT on the sample corpus holds out, one per source. Whatever the split, the documents the
+evaluated model was trained on (by its runs' records: eval/training_overlap.py) are counted in
+`trained_on_overlap` and warned about: a figure on them is in-sample. `max_tokens` caps the tokens
+scored per split (whole windows, in document order).
 With several splits not marked `general: true`, `domain_mean.bpb` is their unweighted mean and
 `domain_all.bpb` the bits per byte of all their documents together.
 Items are documents (`<split>/<doc id>`, with their summed NLL, tokens and bytes): the intervals
@@ -15,20 +20,25 @@ tokenizers are then scored on the same text (a token cap gives the one with the 
 each document), so their bits per byte pair by document.
 """
 
+import logging
 import math
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import read_source, source_spec
+from chipadapt.data.sources import Document, SourceSpec, read_source, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
-from chipadapt.eval.task_base import TaskBase, fit_to_context
+from chipadapt.eval.task_base import TaskBase, fit_to_context, item_bar
+from chipadapt.eval.training_overlap import TrainingOverlap
 from chipadapt.io.answer_journal import journal_for
 from chipadapt.io.hf_dataset import PREFIX, SPLIT
 from chipadapt.models.token_bytes import token_byte_lengths
+
+log = logging.getLogger(__name__)
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
@@ -58,6 +68,26 @@ def dataset_source(values: dict, key: str) -> dict:
     return values
 
 
+def paths(values: dict, key: str) -> list:
+    """A split's sources: its `path`, or each of a list of paths (the same settings for each), so one
+    split can pool the held-out documents of every source of a DAPT blend."""
+    path = values.get("path")
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise ChipadaptError(f"{key}.path: an empty list; give a path or a list of paths")
+        return list(path)
+    return [path]  # one path, or a missing one: source_spec names what is wrong
+
+
+def source_labels(specs: list[SourceSpec]) -> list[str]:
+    """The prefix of each source's item ids: none for a single source (ids as before), else the source's
+    file or folder name (`docs/`, `bug_threads.jsonl/`), numbered where two share a name."""
+    if len(specs) == 1:
+        return [""]
+    names = [Path(str(spec.path)).name or str(spec.path) for spec in specs]
+    return [f"{n}/" if names.count(n) == 1 else f"{n}#{i}/" for i, n in enumerate(names)]
+
+
 class PerplexityTask(TaskBase):
     def __init__(
         self,
@@ -81,7 +111,9 @@ class PerplexityTask(TaskBase):
             if not isinstance(values, dict):
                 raise ChipadaptError(f"{key}: expected a source with a `path`, got {values!r}")
             self.held_out[name] = values.pop("held_out", None)
-            self.splits[name] = source_spec(dataset_source(values, key), key)
+            self.splits[name] = [
+                source_spec(dataset_source({**values, "path": p}, key), key) for p in paths(values, key)
+            ]
         if not self.splits:
             raise ChipadaptError("eval.perplexity.splits: no split configured")
         self.max_length, self.max_documents, self.max_tokens = max_length, max_documents, max_tokens
@@ -89,21 +121,48 @@ class PerplexityTask(TaskBase):
         self.max_chars_per_document = max_chars_per_document
 
     def inputs(self) -> list[tuple[str, str]]:
-        return [(f"splits.{name}.path", str(spec.path)) for name, spec in self.splits.items()]
+        return [
+            (f"splits.{name}.path" + (f".{i}" if len(specs) > 1 else ""), str(spec.path))
+            for name, specs in self.splits.items()
+            for i, spec in enumerate(specs)
+        ]
 
-    def documents(self, name: str) -> list:
-        docs = read_source(self.splits[name], f"eval.perplexity.splits.{name}")
-        fraction = self.held_out[name]
-        if fraction:
-            mask = held_out_mask([d.doc_id for d in docs], float(fraction))
-            docs = [d for d, keep in zip(docs, mask) if keep]
-        docs = docs[: self.max_documents]
-        if not docs:  # the split would report its counts and no ppl or bpb
+    def where(self, name: str) -> str:
+        return ", ".join(str(spec.path) for spec in self.splits[name])
+
+    def sourced_documents(self, name: str) -> list[tuple[SourceSpec, str, Document]]:
+        """(source, item id, document) of the documents a split scores, in order. `held_out` picks each
+        source's documents by DAPT's rule (data/holdout.py: per source, a hash of the document id); a
+        split of several sources names each document by its source too (`rtl/kes_uart_tx.sv`)."""
+        specs, fraction, chosen = self.splits[name], self.held_out[name], []
+        labels, total = source_labels(specs), 0
+        for spec, label in zip(specs, labels):
+            docs = read_source(spec, f"eval.perplexity.splits.{name}")
+            total += len(docs)
+            if fraction:
+                mask = held_out_mask([d.doc_id for d in docs], float(fraction))
+                docs = [d for d, keep in zip(docs, mask) if keep]
+            chosen += [(spec, f"{name}/{label}{d.doc_id}", d) for d in docs]
+        if fraction:  # said, since a path given on the command line keeps the default held_out
+            log.info(
+                "perplexity: split %r scores the %d of %d documents that DAPT with data.val_fraction=%s holds out "
+                "(held_out; eval.perplexity.splits.%s.held_out=null scores them all)",
+                name,
+                len(chosen),
+                total,
+                fraction,
+                name,
+            )
+        chosen = chosen[: self.max_documents]
+        if not chosen:  # the split would report its counts and no ppl or bpb
             raise ChipadaptError(
-                f"eval.perplexity.splits.{name}: no documents left of {self.splits[name].path} "
+                f"eval.perplexity.splits.{name}: no documents left of {self.where(name)} "
                 f"(held_out={fraction}, max_documents={self.max_documents})"
             )
-        return docs
+        return chosen
+
+    def documents(self, name: str) -> list[Document]:
+        return [doc for _, _, doc in self.sourced_documents(name)]
 
     @staticmethod
     def _window_nll(model, piece: list[int], journal) -> float:
@@ -119,6 +178,33 @@ class PerplexityTask(TaskBase):
             journal.record(slot, nll)
         return nll
 
+    def _mark_trained_on(self, overlap: TrainingOverlap, name: str, scored: list, items: list[dict]) -> int:
+        """How many of a split's scored documents the model was trained on; each such item says so
+        (`trained_on: true`), and a warning names the split, the count and the run that trained on them."""
+        ids, runs = set(), []
+        for spec in self.splits[name]:
+            mine = [(item_id, doc) for s, item_id, doc in scored if s is spec]
+            flags, where = overlap.trained_on(spec, [doc for _, doc in mine])
+            ids |= {item_id for (item_id, _), flag in zip(mine, flags) if flag}
+            runs += where
+        marked = [item for item in items if item["id"] in ids]  # documents of no token were not scored
+        for item in marked:
+            item["trained_on"] = True
+        if marked:
+            log.warning(
+                "perplexity: %d of the %d documents scored in split %r were TRAINED ON by this model (%s): "
+                "its %s.ppl and %s.bpb are in-sample, not held out (results: perplexity.trained_on_overlap). "
+                "Score only the documents the run held out: eval.perplexity.splits.%s.held_out=<its data.val_fraction>",
+                len(marked),
+                len(scored),
+                name,
+                "; ".join(dict.fromkeys(runs)),
+                name,
+                name,
+                name,
+            )
+        return len(marked)
+
     @torch.no_grad()
     def run(self, model, tokenizer) -> dict[str, float]:
         results, self.items = {}, []
@@ -126,13 +212,17 @@ class PerplexityTask(TaskBase):
         rows = model.get_output_embeddings().weight.shape[0]
         byte_lengths = token_byte_lengths(tokenizer, rows)
         max_length = fit_to_context(model, self.max_length, "perplexity")
+        overlap = TrainingOverlap(getattr(model, "name_or_path", None))
+        trained_on = {}
         for name in self.splits:
-            docs = self.documents(name)
+            chosen = self.sourced_documents(name)
             split_items, n_tokens, used = [], 0, 0
-            for doc in docs:
+            bar = item_bar(len(chosen), f"{self.label('perplexity')} {name}")
+            for _, item_id, doc in chosen:
                 if self.max_tokens and n_tokens >= self.max_tokens:
                     break
                 used += 1
+                bar.update(1)
                 text = doc.text[: self.max_chars_per_document] if self.max_chars_per_document else doc.text
                 ids = tokenizer(text, add_special_tokens=False).input_ids
                 if self.max_tokens_per_document:
@@ -153,7 +243,7 @@ class PerplexityTask(TaskBase):
                 if doc_tokens:
                     split_items.append(
                         {
-                            "id": f"{name}/{doc.doc_id}",
+                            "id": item_id,
                             "split": name,
                             "tokens": doc_tokens,
                             "bytes": n_bytes,
@@ -163,16 +253,21 @@ class PerplexityTask(TaskBase):
                             },
                         }
                     )
+            bar.close()
             if not split_items:  # every document shorter than two tokens: nothing was scored
                 raise ChipadaptError(
-                    f"eval.perplexity.splits.{name}: no document of {self.splits[name].path} has two tokens to score"
+                    f"eval.perplexity.splits.{name}: no document of {self.where(name)} has two tokens to score"
                 )
             results.update(summarize(split_items))
             results[f"{name}.tokens"] = n_tokens
             results[f"{name}.documents"] = used
+            if overlap.known:
+                trained_on[name] = self._mark_trained_on(overlap, name, chosen[:used], split_items)
             self.items += split_items
+        if overlap.known:  # checked: 0 says none of a split's documents was trained on
+            results["trained_on_overlap"] = trained_on
         results["max_length"] = max_length
-        domain = [name for name, spec in self.splits.items() if not spec.general and f"{name}.bpb" in results]
+        domain = [name for name, specs in self.splits.items() if not specs[0].general and f"{name}.bpb" in results]
         if len(domain) > 1:
             # One number per model for sweeps: every domain source counts the same, however long.
             groups = [

@@ -105,6 +105,9 @@ class QATask(TaskBase):
         by_id = {p.id: p for p in passages}
         return [[by_id[pid] for pid, _ in row] for row in retriever.search(questions, r["top_k"])]
 
+    def _bar_label(self) -> str:
+        return self.label("rag_qa" if self.retrieval else "qa_rouge")
+
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = self.rows
         questions = [r["question"] for r in rows]
@@ -117,6 +120,7 @@ class QATask(TaskBase):
                 self.batch_size,
                 self.max_new_tokens,
                 chat=True,
+                progress=self._bar_label(),
             )
             for item, answer in zip(items, plain):
                 item["prediction"] = answer
@@ -129,7 +133,15 @@ class QATask(TaskBase):
                     for q, hits in zip(questions, retrieved)
                 )
             )
-            with_rag = generate(model, tokenizer, list(prompts), self.batch_size, self.max_new_tokens, chat=True)
+            with_rag = generate(
+                model,
+                tokenizer,
+                list(prompts),
+                self.batch_size,
+                self.max_new_tokens,
+                chat=True,
+                progress=self._bar_label() + " (with retrieved passages)",
+            )
             for item, answer, hits, ids in zip(items, with_rag, retrieved, used):
                 item["prediction_rag"] = answer
                 item["scores"]["rougeL_rag"] = self.rouge.score(answer, item["reference"])

@@ -191,7 +191,18 @@ class RetrievalTask(TaskBase):
             }
             for q in queries
         ]
-        for name, retriever in [*retrievers.items(), *self._reranked(retrievers)]:
+        stages = [*retrievers.items(), *self._reranked(retrievers)]
+        for number, (name, retriever) in enumerate(stages, 1):
+            # Said in the log too: embedding thousands of passages on a CPU takes minutes, and its bar
+            # (retrieval/encoder.py) shows only on a terminal.
+            log.info(
+                "%s: retriever %d of %d: %s, indexing %d passages",
+                self.label("retrieval"),
+                number,
+                len(stages),
+                name,
+                len(passages),
+            )
             start = time.perf_counter()
             retriever.index(passages)
             index_s = time.perf_counter() - start

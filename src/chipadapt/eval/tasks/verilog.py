@@ -94,7 +94,7 @@ class VerilogTask(TaskBase):
                     f"has no `module {names[where]}` header in its prompt"
                 )
         out = [[] for _ in tasks]
-        for _ in range(self.samples):
+        for sample in range(self.samples):
             replies = generate(
                 model,
                 tokenizer,
@@ -104,6 +104,7 @@ class VerilogTask(TaskBase):
                 chat=self.mode == "chat",
                 temperature=self.temperature,
                 top_p=self.top_p,
+                progress=self.label("verilog") + (f" sample {sample + 1}/{self.samples}" if self.samples > 1 else ""),
             )
             for i, (reply, header) in enumerate(zip(replies, headers)):
                 out[i].append(extract_module(reply, header, names[i]))
