@@ -73,11 +73,15 @@ def test_mcnemar_on_a_hand_computed_table():
     b = [True] * 10 + [False] * 3 + [False] + [True] * 6
     d = mcnemar(a, b)
     assert d.diff == pytest.approx(5 / 20) and d.a == pytest.approx(11 / 20) and d.b == pytest.approx(16 / 20)
-    # McNemar's statistic (6 - 1) / sqrt(7) = 1.89 < 1.96: two-sided p = 0.0588
-    assert d.p == pytest.approx(0.058782, abs=1e-5) and d.verdict == "within noise" and d.ci[0] < 0 < d.ci[1]
-    # 8 gained, none lost: sqrt(8) = 2.83 > 1.96, so the interval leaves 0 out
+    # 7 discordant items: the exact binomial p, 2 * P(X <= 1 | 7, 1/2) = 2 * 8 / 128
+    assert d.p == pytest.approx(0.125) and d.p_method == "exact binomial"
+    assert d.verdict == "within noise" and d.ci[0] < 0 < d.ci[1] and (d.first_only, d.this_only) == (1, 6)
+    # 8 gained, none lost: exact p = 2 / 2**8, and the interval leaves 0 out
     strong = mcnemar([False] * 8 + [True] * 4, [True] * 12)
-    assert strong.p == pytest.approx(0.0046777, abs=1e-6) and strong.ci[0] > 0 and strong.verdict == "higher"
+    assert strong.p == pytest.approx(2 / 256) and strong.ci[0] > 0 and strong.verdict == "higher"
+    # 30 discordant items: McNemar's score test, (20 - 10) / sqrt(30) = 1.83
+    many = mcnemar([False] * 20 + [True] * 10, [True] * 20 + [False] * 10)
+    assert many.p_method == "score" and many.p == pytest.approx(0.067889, abs=1e-5)
     same = mcnemar([True, False], [True, False])
     assert same.diff == 0 and same.p == 1.0 and same.verdict == "within noise"
 
@@ -109,14 +113,18 @@ def test_the_interval_and_the_p_value_of_mcnemar_never_disagree():
             a = [False] * gained + [True] * lost + [True] * 5
             b = [True] * gained + [False] * lost + [True] * 5
             d = mcnemar(a, b)
-            assert (d.ci[0] <= 0 <= d.ci[1]) == (d.p >= 0.05 - 1e-12), (gained, lost, d)
-            # the verdict follows the interval, except that a handful of discordant items decides nothing
-            assert (d.verdict == "within noise") == (d.p >= 0.05 - 1e-12 or gained + lost < 6), (gained, lost, d)
+            covers = d.ci[0] <= 0 <= d.ci[1]
+            # "higher"/"lower" only where both the interval and p reject; where they disagree (the exact p
+            # of few discordant items against Tango's interval) the row carries a note that says so
+            assert (d.verdict == "within noise") == (covers or d.p >= 0.05 - 1e-12), (gained, lost, d)
+            assert bool(d.note) == (covers != (d.p >= 0.05 - 1e-12)), (gained, lost, d)
+            assert d.verdict == "within noise" or gained + lost >= 6  # the exact test's floor
             wide = mcnemar(a, b, confidence=0.9)  # at another level, p is read against 1 - confidence
-            assert (wide.ci[0] <= 0 <= wide.ci[1]) == (wide.p >= 0.1 - 1e-12), (gained, lost, wide)
-    # 4 of 4 one way: the score test's p = 0.046 (the exact test's 0.125); within noise, as for 5 of 5
+            assert (wide.verdict == "within noise") == (wide.ci[0] <= 0 <= wide.ci[1] or wide.p >= 0.1 - 1e-12)
+    # 4 of 4 one way: Tango's interval leaves 0 out, the exact p is 0.125; within noise, and the note says why
     four = mcnemar([False] * 4 + [True] * 6, [True] * 10)
-    assert four.p < 0.05 and four.ci[0] > 0 and four.too_few_discordant and four.verdict == "within noise"
+    assert four.p == pytest.approx(0.125) and four.ci[0] > 0 and four.verdict == "within noise"
+    assert "exact McNemar" in four.note
 
 
 def test_paired_bootstrap_finds_a_small_consistent_gain_that_independent_intervals_miss():
@@ -315,4 +323,5 @@ def test_the_paired_baseline_is_the_first_run_named_even_when_a_swept_key_orders
     )
     summary = compare(cfg)
     assert summary["axis"] == "eval.mcq.limit"
-    assert [r["run"] for r in summary["paired"]] == ["eval.mcq.limit=8"]  # compared with the first named (20)
+    # compared with the first named (20); the paired table names runs by their short labels
+    assert [(r["run"], r["against"]) for r in summary["paired"]] == [("mcq.limit=8", "mcq.limit=20")]

@@ -36,10 +36,10 @@ def test_one_discordant_prompt_of_eight_is_not_resolved_by_nine():
     d = mcnemar([k == 0 for k in range(8)], [False] * 8)
     assert d.discordant == 1 and d.ci == pytest.approx((-0.4709, 0.2400), abs=1e-4)
     assert judge(d, -1, "prompts")[0] == f"{NOT_RESOLVED}, needs about 48 prompts"
-    # Four of four prompts lost: Tango's interval leaves 0 out (p = 0.046), but four discordant prompts
-    # decide nothing (the exact test's p is 0.125).
+    # Four of four prompts lost: Tango's interval leaves 0 out, but four discordant prompts decide
+    # nothing (the exact test's p, which the row gives, is 0.125).
     four = mcnemar([True] * 4 + [False] * 4, [False] * 8)
-    assert four.ci[1] < 0 and four.p < 0.05
+    assert four.ci[1] < 0 and four.p == pytest.approx(0.125)
     cell, why = judge(four, -1, "prompts")
     assert cell == f"{NOT_RESOLVED}, needs about 12 prompts" and "only 4 of 8 prompts tell the two apart" in why
 

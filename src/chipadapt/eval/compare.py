@@ -5,7 +5,8 @@ its overrides and its metrics by name (`chipadapt.run_metrics`: `val/domain/bpb`
 `ifeval.prompt_loose` for evaluations). The table puts what the sweep varied beside the metrics.
 Plots: each metric against the numeric key every run sets (ChipAlign's lambda curve) or grouped bars
 (ChipNeMo's before/after bars); with exactly two metrics named, one against the other with the
-Pareto front. A training run whose validation read other held-out text than the first training run's
+Pareto front; with paired rows, compare_paired.png (each later run's difference from the first, with
+its paired interval and verdict). A training run whose validation read other held-out text than the first training run's
 (another byte budget or documents, or a run from before the record with other settings) is marked
 not comparable (compare_validation.py); a "running" one that no live process holds is "stopped".
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.compare_plots import metric_plot, pareto_plot
+from chipadapt.eval.compare_plots import metric_plot, paired_plot, pareto_plot, short_labels
 from chipadapt.eval.compare_runs import STOPPED, Run, load_runs, swept_keys
 from chipadapt.eval.compare_validation import validation_notes
 from chipadapt.eval.paired_compare import other_tokenizer_notes, paired_rows, write_paired
@@ -201,7 +202,9 @@ def compare(cfg: DictConfig) -> dict:
     axis = numeric_axis(runs, cfg.x)
     for line in validation_notes(runs, metrics):  # against the first training run as named, before sorting
         log.warning(line)
-    given = [(r.label, r.folder) for r in runs]  # the paired comparisons are against the first run as named
+    # The paired comparisons are against the first run named with per-item files; the paired table and plot name runs by
+    # their short labels (the whole override strings ran past 150 characters a cell).
+    given = [(label, r.folder) for label, r in zip(short_labels(runs), runs)]
     # Item by item against the first run, where both wrote per-item files (evaluate.py, merge.py with eval),
     # for the tasks of the metrics asked for. A task whose items cannot be paired (other items, other
     # limits) is a "not paired" row with its reason and one warning, and the exit status stays 0: the
@@ -225,6 +228,9 @@ def compare(cfg: DictConfig) -> dict:
     log.info("compared %d runs on %d metrics: %s", len(runs), len(metrics), out)
     print("\n".join(lines))
     summary["paired"] = write_paired(given, as_list(cfg, "metrics"), out, paired)
+    paired_png = paired_plot(summary["paired"], out)
+    if paired_png:
+        plots["paired"] = str(paired_png)
     for path, written in earlier.items():  # an earlier comparison's plots this one did not redraw
         if path.is_file() and file_version(path) == written:  # every output is replaced, never edited
             path.unlink()
@@ -233,7 +239,7 @@ def compare(cfg: DictConfig) -> dict:
 
 # Every file compare writes, by name: a user's `compare_notes.md` beside them is never one of them.
 OUTPUTS = ("compare.csv", "compare.md", "compare_curve.png", "compare_bars.png", "compare_pareto.png")
-PAIRED_OUTPUTS = ("compare_paired.csv", "compare_paired.md")
+PAIRED_OUTPUTS = ("compare_paired.csv", "compare_paired.md", "compare_paired.png")
 
 
 def earlier_outputs(out: Path) -> dict[Path, tuple[int, int]]:

@@ -1,10 +1,13 @@
 """compare.py's plots: each metric against the swept numeric key (a curve), grouped bars when there
 is none, and, when two metrics are named, one against the other with the Pareto front (the runs no
-other run beats on both) — e.g. domain bpb against IFEval for a merge sweep."""
+other run beats on both) — e.g. domain bpb against IFEval for a merge sweep. With paired rows
+(paired_compare.py), each later run's difference from the first with its paired interval: two runs'
+own intervals can overlap heavily where the paired test resolves the difference (bits per byte 1.797
+[1.648, 1.959] against 1.751 [1.610, 1.904], paired -0.046 [-0.059, -0.035])."""
 
 import math
 import os
-import textwrap
+import re
 from pathlib import Path
 
 from chipadapt.eval.compare_runs import swept_keys
@@ -45,28 +48,86 @@ def _distinct_paths(values: list[str]) -> list[str]:
     return [f"{'.../' if head else ''}{i}{'/...' if tail else ''}" for i in inner]
 
 
-def plot_labels(runs, width: int) -> list[str]:
-    """Each run's label as the plots show it: a path setting by the part that tells the runs apart, the
-    whole label wrapped at `width` characters (cut off, two runs could show the same label)."""
+def _paths(values: list[str]) -> list[str]:
+    """Path values as short as still tells them apart: the runs that set a path by the part that differs
+    (_distinct_paths); a path only one run sets (the others use the default) by its last two parts."""
+    set_ = [i for i, v in enumerate(values) if "/" in v]
+    if not set_:
+        return values
+    shown = list(values)
+    inner = _distinct_paths([values[i] for i in set_]) if len(set_) > 1 else [_tail(values[set_[0]])]
+    for i, text in zip(set_, inner):
+        shown[i] = text
+    return shown
+
+
+def _tail(path: str) -> str:
+    parts = path.rstrip("/").split("/")
+    return path if len(parts) <= 3 else ".../" + "/".join(parts[-2:])
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending of at least two parts that no other key ends with
+    (eval.mcq.limit -> mcq.limit beside eval.ifeval.limit; model.path stays)."""
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        for start in range(max(len(parts) - 2, 0), -1, -1):
+            ending = ".".join(parts[start:])
+            if not any(other != key and (other == ending or other.endswith("." + ending)) for other in keys):
+                short[key] = ending
+                break
+        else:
+            short[key] = key
+    return short
+
+
+def short_labels(runs) -> list[str]:
+    """Each run's label as plots and the paired table show it: the user's `labels=` as given; else the
+    overrides that differ between the runs, each key by its shortest distinct ending and each path by the
+    part that tells the runs apart (a whole override string runs past 150 characters). The whole labels,
+    where two short ones would read the same."""
     keys = list(dict.fromkeys(k for run in runs for k in run.label_keys))
-    shown = {k: _distinct_paths([str(run.overrides.get(k, "")) for run in runs]) for k in keys}
+    names = _short_keys(keys)
+    shown = {k: _paths([str(run.overrides.get(k, "")) for run in runs]) for k in keys}
     labels = [
-        " ".join(f"{k}={shown[k][i]}" for k in run.label_keys) if run.label_keys else run.label
+        " ".join(f"{names[k]}={shown[k][i]}" for k in run.label_keys) if run.label_keys else run.label
         for i, run in enumerate(runs)
     ]
-    return [_wrap(label, width) for label in labels]
+    return labels if len(set(labels)) == len(labels) else [run.label for run in runs]
+
+
+def plot_labels(runs, width: int) -> list[str]:
+    """short_labels wrapped at `width` characters (cut off, two runs could show the same label)."""
+    return [_wrap(label, width) for label in short_labels(runs)]
 
 
 def _wrap(label: str, width: int) -> str:
-    """One `key=value` per line; a longer one broken after its `=`, then every `width` characters."""
+    """One `key=value` per line; a longer one broken after its `=`, then after separators (/ , _ - . =),
+    so a line ends where a path part or word does ('.../dapt/' 'model', never 'dapt/mode' 'l'); a piece
+    longer than `width` without one is cut every `width` characters."""
     lines = []
     for part in label.split():
         key, sep, value = part.partition("=")
         if len(part) > width and sep:
-            lines += [key + sep, *textwrap.wrap(value, width, break_on_hyphens=False)]
+            lines += [key + sep, *_wrap_at_separators(value, width)]
         else:
-            lines += textwrap.wrap(part, width, break_on_hyphens=False)
+            lines += _wrap_at_separators(part, width)
     return "\n".join(lines)
+
+
+def _wrap_at_separators(text: str, width: int) -> list[str]:
+    lines = [""]
+    for piece in re.findall(r"[^/,_.=\-]*[/,_.=\-]?", text):
+        while len(piece) > width:  # no separator to break at
+            if lines[-1]:
+                lines.append("")
+            lines[-1], piece = piece[:width], piece[width:]
+            lines.append("")
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return [line for line in lines if line]
 
 
 def error_bars(runs, metric: str) -> list[list[float]]:
@@ -194,3 +255,57 @@ def pareto_plot(runs, x_metric: str, y_metric: str, out: Path) -> tuple[Path, li
     ax.grid(alpha=0.3)
     ax.set_title("runs on two metrics (up and right are better)", fontsize=9)
     return _save(fig, plt, out / "compare_pareto.png"), [kept[i].label for i in front]
+
+
+def _finite_span(rows: list[dict]) -> float:
+    """A width for the panel: the largest finite |end| or |difference|, so an unbounded end can be drawn
+    to the panel's edge."""
+    ends = [abs(float(v)) for r in rows for v in (r["difference"], r["ci95_lo"], r["ci95_hi"])]
+    finite = [v for v in ends if math.isfinite(v)]
+    return max(finite, default=0.0) or 1.0
+
+
+def paired_plot(rows: list[dict], out: Path) -> Path | None:
+    """compare_paired.png: one panel per metric, each later run's difference from the first run with its
+    paired 95% interval, a line at 0 and the verdict beside it (None where no row was compared). An
+    unbounded end (the exact test over 5 items or fewer) is drawn to the panel's edge, marked."""
+    compared = [r for r in rows if r["verdict"] != "not paired"]
+    if not compared:
+        return None
+    plt = _pyplot()
+    metrics = list(dict.fromkeys(r["metric"] for r in compared))
+    cols = min(2, len(metrics))
+    nrows = (len(metrics) + cols - 1) // cols
+    runs = list(dict.fromkeys(r["run"] for r in compared))
+    height = max(1.6, 0.5 * len(runs) + 1.0)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, height * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        mine = [r for r in compared if r["metric"] == metric]
+        edge = 1.5 * _finite_span(mine)
+        for y, r in enumerate(mine):
+            diff, low, high = (float(r[k]) for k in ("difference", "ci95_lo", "ci95_hi"))
+            drawn = (max(low, -edge), min(high, edge))
+            # green where the run is better by the paired test, red where worse, grey within noise
+            better = (r["verdict"] == "lower") == lower_is_better(metric)
+            color = "0.5" if r["verdict"] == "within noise" else ("C2" if better else "C3")
+            ax.errorbar([diff], [y], xerr=[[diff - drawn[0]], [drawn[1] - diff]], fmt="o", color=color, capsize=3)
+            unbounded = " (interval unbounded)" if not (math.isfinite(low) and math.isfinite(high)) else ""
+            ax.annotate(
+                f"{r['verdict']}, p {float(r['p']):.3g}{unbounded}",
+                (diff, y),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=7,
+                color=color,
+            )
+        ax.axvline(0, color="k", linewidth=0.8)
+        ax.set_xlim(-edge, edge)
+        ax.set_ylim(-0.7, len(mine) - 0.3)
+        ax.set_yticks(range(len(mine)), [_wrap(r["run"], 28) for r in mine], fontsize=6)
+        better = " (lower is better)" if lower_is_better(metric) else ""
+        ax.set_title(f"{metric}{better}: minus {mine[0]['against']} (paired 95% CI)", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    return _save(fig, plt, out / "compare_paired.png")

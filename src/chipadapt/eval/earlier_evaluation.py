@@ -1,7 +1,8 @@
 """A run folder of evaluate.py describes one evaluation: one model, loaded one way.
 
 A rerun in the same `hydra.run.dir` resumes that evaluation (eval/finished_tasks.py keeps its finished
-tasks and runs the others, also tasks it never ran). Another model there would replace the earlier
+tasks and runs the others, also tasks it never ran; the finished tasks it does not name stay in its
+results.json, eval/run.py). Another model there would replace the earlier
 model's results.json and manifest.json and leave its per-item files (`<task>_items.jsonl`,
 `tasks/<task>.json`), which compare.py would then pair under the new model's name. So, as train.py
 does for a changed run in its folder, another model (another path, or the same path with other

@@ -15,6 +15,10 @@ can change a task's numbers:
   not), torch's and transformers' versions.
 A task killed before it completes keeps the answers its model had given (`tasks/<task>.answers.jsonl`,
 io/answer_journal.py, under the same key): its rerun asks the model only the rest.
+The record also holds what the task was measured with, readable where the key is a digest: its resolved
+settings, the data files it read by content fingerprint (as the manifest records them) and the model by
+identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
+(`earlier_results`, eval/run.py), and compare.py pairs them with these settings (eval/evaluated_tasks.py).
 """
 
 import logging
@@ -37,6 +41,7 @@ OUTPUT_KEYS = {"index_dir", "misses_file"}
 # Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
 # out-of-memory crash with a smaller batch keeps the answers given before it.
 SPEED_KEYS = {"batch_size", "workers"}
+LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost more than the task it keys
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 
@@ -141,11 +146,62 @@ class FinishedTasks:
         (io/answer_journal.py): a task killed half-way keeps what it had computed, for its rerun."""
         return AnswerJournal(self.answers_path(name), self.key(task_cfg, folder, answers=True), model, reuse)
 
-    def save(self, name: str, key: str, results: dict, items: bool) -> None:
+    def save(
+        self,
+        name: str,
+        key: str,
+        results: dict,
+        items: bool,
+        measured: dict | None = None,
+    ) -> None:
         """After the task's per-item file is written: the record marks the task complete, and the
-        journal of its answers is no longer needed."""
-        write_json_atomic(self.folder / f"{name}.json", {"key": key, "items": items, "results": results})
+        journal of its answers is no longer needed. `measured`: `measured_with`'s record of the task."""
+        record = {"key": key, "items": items, "results": results, **(measured or {})}
+        write_json_atomic(self.folder / f"{name}.json", record)
         self.answers_path(name).unlink(missing_ok=True)
+
+    def measured_with(self, task_cfg: DictConfig, model: Path | None, inputs: dict[str, dict]) -> dict:
+        """What the task was measured with, as a reader compares it (module docstring): `settings`, the
+        `inputs` ({key under the task's config: the manifest's record of the file}), the `model` by
+        identity (None for a task that needs none) and how it ran (`running`)."""
+        return {
+            "settings": OmegaConf.to_container(task_cfg, resolve=True),
+            "inputs": inputs,
+            "model": identity(Path(model)) if model is not None else None,
+            "running": self.running if model is not None else None,
+        }
+
+    def earlier_results(self, selected: set[str], model: Path | None) -> dict[str, dict]:
+        """{task: results} of the tasks an earlier run of this folder finished and this one did not
+        select, measured on `model` (by identity, loaded with this dtype and attention; a task that
+        needed no model on any) and recorded with their settings; a record without them (written by an
+        earlier version) or of another model is left out, with a line saying so."""
+        kept = {}
+        for name in sorted(recorded_tasks(self.run_folder) - set(selected)):
+            path = self.folder / f"{name}.json"
+            if not path.is_file() or not is_task_record(path):
+                continue  # an answers journal only: the task never completed
+            record = json_object(path)
+            if not isinstance(record.get("settings"), dict):
+                log.warning(
+                    "%s: finished in an earlier run of this folder, recorded without its settings (an earlier "
+                    "version); left out of results.json, and compare.py does not pair it: evaluate it again here",
+                    name,
+                )
+                continue
+            if record.get("model") is not None and (
+                model is None
+                or record["model"] != identity(Path(model))
+                or {k: (record.get("running") or {}).get(k) for k in LOADING} != {k: self.running[k] for k in LOADING}
+            ):
+                log.warning(
+                    "%s: finished in an earlier run of this folder with another model or loading; left out of "
+                    "results.json",
+                    name,
+                )
+                continue
+            kept[name] = record["results"]
+        return kept
 
 
 def recorded_tasks(run_folder: Path) -> set[str]:

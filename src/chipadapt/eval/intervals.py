@@ -8,8 +8,10 @@ Three kinds of metric, told apart by how an item's score is written (see `eval/i
   prompts), optionally through `exp` (perplexity): the percentile bootstrap over items, which keeps
   the items' correlation (the tokens of a document, the instructions of a prompt) that a per-token
   or per-instruction interval would ignore.
-The standard error is the sample standard deviation over sqrt(n) (n - 1 in the variance, as
-lm-evaluation-harness's `_stderr`), linearised for ratios and through the delta method for `exp`.
+The standard error: for a proportion and a mean, the sample standard deviation over sqrt(n) (n - 1 in
+the variance, as lm-evaluation-harness's `_stderr`); for a ratio of sums, the delta-method (linearised)
+one, sqrt(sum((num_i - r den_i)^2) / (n (n - 1))) / mean(den), not a standard deviation of any scores;
+through `exp`, that times exp(r) (the delta method again).
 Bootstraps use a fixed seed, so the same scores always give the same interval.
 """
 

@@ -2,16 +2,26 @@
 
 Items are matched on their id, so each model's own item difficulty cancels out (a paired test
 resolves differences that two independent intervals would call overlapping).
-- Pass/fail scores: McNemar's test. Only discordant items (one run right, the other wrong) move the
-  difference (gained - lost) / n. The interval is Tango's score interval (Stat. Med. 1998): the
-  differences a score test, with the probability of a discordant item profiled out, does not reject.
-  At a difference of 0 that statistic is McNemar's, (gained - lost) / sqrt(gained + lost), so the
-  p-value (McNemar's score test) is below 1 - confidence (0.05) exactly when the interval leaves 0
-  out. The exact conditional interval used before ends at the estimate when all discordant items go
-  one way (+0.019 [-0.013, +0.019] for 2 gained, 0 lost of 108) and is a single point when none are
-  (Newcombe, Stat. Med. 1998); Tango's is neither. The score test is liberal with a handful of
-  discordant items (4 of 4 one way: p = 0.046, where the exact test gives 0.125), so with fewer than
-  MIN_DISCORDANT the verdict is "within noise" whatever the interval.
+- Pass/fail scores: McNemar's test. Only discordant items (b: right only in the first run, c: right only
+  in the second) move the difference (c - b) / n. The interval is Tango's score interval (Stat. Med.
+  1998): the differences a score test, with the probability of a discordant item profiled out, does not
+  reject. At a difference of 0 that statistic is McNemar's, (c - b) / sqrt(b + c). The exact conditional
+  interval used before ends at the estimate when all discordant items go one way (+0.019 [-0.013, +0.019]
+  for 2 gained, 0 lost of 108) and is a single point when none are (Newcombe, Stat. Med. 1998); Tango's is
+  neither. The p-value: with b + c >= EXACT_P_BELOW (25) McNemar's score test, which rejects at 0.05
+  exactly when Tango's interval leaves 0 out; below it the exact binomial test (b of b + c at 1/2,
+  twice the smaller tail), since the score test is liberal there (5 of 5 one way: 0.025, exact 0.0625; 7
+  against 1: 0.034, exact 0.070). Tango's interval is kept (the exact conditional one is the point or
+  one-sided interval above), so with few discordant items it can leave 0 out while the exact p is 0.05 or
+  more: the verdict then follows the exact p ("within noise"), and `note` says so (the tables print it).
+  The exact test cannot reject with fewer than 6 discordant items (2 * 0.5**5 > 0.05), so the earlier rule
+  "fewer than MIN_DISCORDANT is within noise" is one of its consequences, no extra threshold.
+- Counts of parts passed (IFEval's instructions followed of a prompt's) on which every item's two counts
+  are equal: no resampling or permutation varies anything, and both would give a zero-width interval
+  ([+0, +0] over 8 prompts, a certainty no 8 prompts give). The parts are then taken as McNemar items,
+  none discordant, and Tango's interval over them is given (`tango-over-parts`): it counts each part as
+  matched, as equal counts suggest but do not prove, and ignores that a prompt's parts are correlated, so it
+  is narrower than a prompt-level interval would be, but it has the width the parts' number allows.
 - Numbers and ratios over more than EXACT_MAX_ITEMS items: the paired bootstrap, resampling matched
   items (the same draw for both runs); percentile interval, and a p-value of twice the smaller share of
   resampled differences on either side of 0 (add-one corrected).
@@ -27,8 +37,9 @@ resolves differences that two independent intervals would call overlapping).
   the exact p is 0.125 (4 close differences all one way), which would bring back the contradiction. With 5
   items or fewer no shift is rejected at 95% (2 / 2**5 > 0.05), so the interval is unbounded: the honest
   answer for so few items.
-"within noise" means the interval covers 0 (or, for McNemar, fewer than MIN_DISCORDANT discordant
-items); otherwise the second run is "higher" or "lower".
+"within noise" means the interval covers 0 or, for McNemar, p >= 1 - confidence (the two disagree only
+below EXACT_P_BELOW discordant items, where `note` says which decided); otherwise the second run is "higher"
+or "lower".
 """
 
 import math
@@ -41,8 +52,13 @@ from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, pe
 # The name results and reports give the test of pass/fail scores.
 MCNEMAR = "mcnemar-tango"
 # Discordant items a McNemar difference needs before it can be told from noise: the exact test cannot
-# reject with fewer, even all one way (2 * 0.5**5 > 0.05), and the score test over-rejects there.
+# reject with fewer, even all one way (2 * 0.5**5 > 0.05); the report sizes experiments with it.
 MIN_DISCORDANT = 6
+# Below this many discordant items McNemar's p is the exact binomial one (the usual rule of thumb for the
+# normal approximation to b of b + c at 1/2); from it on, the score test that matches Tango's interval.
+EXACT_P_BELOW = 25
+# Counts of parts with no spread over items: Tango's interval over the parts (module docstring).
+PARTS_TANGO = "tango-over-parts"
 # Up to this many matched items the permutation test enumerates every swap (2**16 = 65,536 rows of
 # n numbers: milliseconds); above it the paired bootstrap, whose results stay as they were.
 EXACT_MAX_ITEMS = 16
@@ -59,16 +75,43 @@ class PairedDifference:
     n: int  # matched items
     test: str
     discordant: int | None = None  # McNemar: the items on which the two runs disagree
+    first_only: int | None = None  # McNemar's b: items right in the first run only
+    this_only: int | None = None  # McNemar's c: items right in the second run only
+    p_method: str = ""  # McNemar: "exact binomial" or "score"; the test's own otherwise
+    alpha: float = round(1 - CONFIDENCE, 12)  # p below it rejects "no difference"
 
     @property
     def too_few_discordant(self) -> bool:
         return self.test == MCNEMAR and (self.discordant or 0) < MIN_DISCORDANT
 
     @property
+    def covers_zero(self) -> bool:
+        return self.ci[0] <= 0 <= self.ci[1]
+
+    @property
     def verdict(self) -> str:
-        if self.ci[0] <= 0 <= self.ci[1] or self.too_few_discordant:
+        if self.covers_zero or (self.test == MCNEMAR and self.p >= self.alpha):
             return "within noise"
         return "higher" if self.diff > 0 else "lower"
+
+    @property
+    def note(self) -> str:
+        """Why the verdict is not what the interval alone says; "" where the two agree. Only McNemar
+        with few discordant items, whose exact p and Tango's score interval can disagree."""
+        if self.test != MCNEMAR or self.covers_zero == (self.p >= self.alpha):
+            return ""
+        counts = (
+            f"{self.discordant} discordant items ({self.first_only} right in the first run only, "
+            f"{self.this_only} in this one only)"
+        )
+        if self.covers_zero:
+            return (
+                f"{self.p_method} McNemar p {self.p:.3g} < {self.alpha:g} over {counts}, but Tango's interval covers 0"
+            )
+        return (
+            f"within noise by the exact McNemar test: p {self.p:.3g} >= {self.alpha:g} over {counts}; Tango's "
+            f"score interval leaves 0 out, but the score test is liberal below {EXACT_P_BELOW} discordant items"
+        )
 
 
 def _tango_statistic(gained: int, lost: int, n: int, delta: float) -> float:
@@ -100,11 +143,24 @@ def mcnemar(a: list[bool], b: list[bool], confidence: float = CONFIDENCE) -> Pai
     lost = sum(1 for x, y in zip(a, b) if x and not y)
     m = gained + lost
     pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
-    from scipy.stats import norm
-
-    p = float(2 * norm.sf(abs(gained - lost) / math.sqrt(m))) if m else 1.0
+    p, method = mcnemar_p(gained, lost)
     ci = tango_interval(gained, lost, n, confidence)
-    return PairedDifference(pa, pb, (gained - lost) / n, ci, min(1.0, p), n, MCNEMAR, m)
+    return PairedDifference(
+        pa, pb, (gained - lost) / n, ci, p, n, MCNEMAR, m, lost, gained, method, round(1 - confidence, 12)
+    )
+
+
+def mcnemar_p(gained: int, lost: int) -> tuple[float, str]:
+    """Two-sided McNemar p and how it was computed: exact binomial below EXACT_P_BELOW discordant items,
+    the score test (McNemar's chi-square without continuity correction) from there on."""
+    from scipy.stats import binom, norm
+
+    m = gained + lost
+    if m == 0:
+        return 1.0, "exact binomial"
+    if m < EXACT_P_BELOW:
+        return min(1.0, float(2 * binom.cdf(min(gained, lost), m, 0.5))), "exact binomial"
+    return min(1.0, float(2 * norm.sf(abs(gained - lost) / math.sqrt(m)))), "score"
 
 
 def paired_bootstrap(
@@ -124,6 +180,9 @@ def paired_bootstrap(
     n = len(a_num)
     f = TRANSFORMS[transform]
     stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
+    if transform is None and _equal_counts(a_num, a_den, b_num, b_den):
+        ci = tango_interval(0, 0, int(a_den.sum()))
+        return PairedDifference(stat_a, stat_b, 0.0, ci, 1.0, n, PARTS_TANGO, 0, 0, 0, "exact binomial")
     if n <= EXACT_MAX_ITEMS:
         p, (low, high) = exact_permutation([arrays])
         ci = (low, high) if transform is None else _through(f, a_num.sum() / a_den.sum(), (low, high))
@@ -139,6 +198,19 @@ def paired_bootstrap(
     diffs = np.concatenate(diffs)
     p = bootstrap_p(diffs)
     return PairedDifference(stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap")
+
+
+def _equal_counts(a_num, a_den, b_num, b_den) -> bool:
+    """Whole counts of parts passed out of parts (0 <= num <= den), the same in both runs on every item:
+    the differences have no spread (module docstring)."""
+    whole = all(np.all(x == np.round(x)) for x in (a_num, a_den))
+    return bool(
+        whole
+        and a_den.sum() > 0
+        and np.all((a_num >= 0) & (a_num <= a_den))
+        and np.array_equal(a_num, b_num)
+        and np.array_equal(a_den, b_den)
+    )
 
 
 def _through(f, rate_a: float, shifts: tuple[float, float]) -> tuple[float, float]:

@@ -1,6 +1,8 @@
-"""compare.py's paired section: every run against the first, item by item.
+"""compare.py's paired section: every run against the first, item by item (the first named with per-item
+files, `baseline`: a training run named first has none; a warning says which run the others pair against).
 
-For each task whose `<task>_items.jsonl` is in both run folders (beside results.json), each metric the items
+For each task whose `<task>_items.jsonl` is in both run folders and named by both runs' results (a file its
+results do not name was left by another evaluation in the folder: a "not paired" row), each metric the items
 score is compared on the items both runs scored and that are the same items (eval/same_items.py: an id
 whose question, reference or scored text differs is left out and counted),
 by eval/paired.py: McNemar for pass/fail; otherwise the exact permutation test over 16 items or fewer,
@@ -8,7 +10,8 @@ the paired bootstrap over more. Written to `compare_paired.md` and `.csv`; "with
 the difference's 95% interval covers 0 (over 5 items or fewer the exact interval is unbounded: such a
 table shows [-inf, +inf]).
 Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
-cannot be paired (most differ, its limits differ, its items file is unreadable) is one row with the
+cannot be paired (most differ, settings that change what is measured differ, eval/same_items.py, its items
+file is unreadable) is one row with the
 verdict "not paired" and the reason, and one warning: the other tasks, and compare.py's tables and
 plots, which need no pairing, are not held back by it. A per-token figure (perplexity's `ppl`) of runs
 whose items were cut into other tokens (another tokenizer: an augmented one against the base model's)
@@ -22,11 +25,11 @@ import math
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.evaluated_tasks import described_tasks, same_model, task_settings
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
 SUFFIX = "_items.jsonl"
@@ -46,6 +49,10 @@ COLUMNS = [
     "left_out",
     "first_left_out",
     "reason",  # why a task was not paired (verdict "not paired"); blank on a compared row
+    "first_only",  # McNemar's b: items right in the first run only (blank for other tests)
+    "this_only",  # McNemar's c: items right in this run only
+    "p_method",  # McNemar: "exact binomial" (under 25 discordant items) or "score"
+    "note",  # why the verdict is not the interval's reading (few discordant items); blank where they agree
 ]
 NOT_PAIRED = "not paired"
 
@@ -55,13 +62,27 @@ def task_items(folder: Path) -> dict[str, Path]:
     return {f.name[: -len(SUFFIX)]: f for f in sorted(Path(folder).glob(f"*{SUFFIX}"))}
 
 
-def task_settings(folder: Path, task: str) -> dict | None:
-    """The run's config of `task` (manifest.json's config.eval.<task>); None where the folder records none."""
-    manifest = Path(folder) / "manifest.json"
-    if not manifest.is_file():
-        return None
-    found = ((json_object(manifest).get("config") or {}).get("eval") or {}).get(task)
-    return found if isinstance(found, dict) else None
+def run_items(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """({task: its items file} of the tasks the run's results name, [tasks whose items file is there but
+    not in its results: left by another evaluation in the folder]) (eval/evaluated_tasks.py)."""
+    found, described = task_items(folder), described_tasks(folder)
+    if described is None:
+        return found, []
+    return {t: f for t, f in found.items() if t in described}, [t for t in found if t not in described]
+
+
+def baseline(runs: list[tuple[str, Path]]) -> int | None:
+    """The index of the run the others are paired against: the first named that has per-item files of
+    a task its results name (a training run, or an evaluation without them, has nothing to pair on)."""
+    return next((i for i, (_, folder) in enumerate(runs) if run_items(folder)[0]), None)
+
+
+def stray_reason(label: str) -> str:
+    return (
+        f"{label}'s per-item file of it is not in that run's results.json (left by an earlier evaluation in its "
+        "folder, with settings the run does not record); evaluate the task again there, or compare the folder "
+        "whose results name it"
+    )
 
 
 def asked_for(task: str, metrics: list[str] | None) -> bool:
@@ -86,24 +107,44 @@ def not_paired(label: str, first_label: str, task: str, reason: str) -> dict:
 
 
 def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) -> list[dict]:
-    """One row per (later run, metric): its difference from the first run; one "not paired" row per
-    (later run, task) whose items cannot be compared. `runs` are (label, run folder)."""
-    if len(runs) < 2:
+    """One row per (later run, metric): its difference from the baseline run (`baseline`: the first
+    named with per-item files); one "not paired" row per (later run, task) whose items cannot be
+    compared. `runs` are (label, run folder)."""
+    first = baseline(runs)
+    if first is None or first == len(runs) - 1:
         return []
-    first_label, first_folder = runs[0]
-    first_tasks = task_items(first_folder)
+    first_label, first_folder = runs[first]
+    if first > 0:
+        skipped = ", ".join(label for label, _ in runs[:first])
+        log.warning(
+            "compare: paired against %s, the first run named with per-item files (%s has none)", first_label, skipped
+        )
+    first_tasks, first_stray = run_items(first_folder)
     rows = []
-    for label, folder in runs[1:]:
-        for task in task_items(folder):
-            if task not in first_tasks or not asked_for(task, metrics):
+    for label, folder in runs[first + 1 :]:
+        tasks, stray = run_items(folder)
+        for task in sorted({*tasks, *stray}):
+            if task not in first_tasks and task not in first_stray or not asked_for(task, metrics):
+                continue
+            if task in stray or task in first_stray:
+                rows.append(not_paired(label, first_label, task, stray_reason(label if task in stray else first_label)))
                 continue
             try:
-                same_settings(task, first_label, label, task_settings(first_folder, task), task_settings(folder, task))
+                notes = same_settings(
+                    task,
+                    first_label,
+                    label,
+                    task_settings(first_folder, task),
+                    task_settings(folder, task),
+                    same_model(first_folder, folder),
+                )
                 a, b = read_items(first_tasks[task]), read_items(items_file(folder, task))
                 b, left_out = same_items(task, first_label, label, a, b)
             except ChipadaptError as err:
                 rows.append(not_paired(label, first_label, task, str(err)))
                 continue
+            for note in notes:
+                log.warning("compare: %s of %s paired with %s, but: %s", task, label, first_label, note)
             if left_out:
                 log.warning(
                     "compare: %s: %d item(s) of %s differ from %s's with the same id; left out (first: %s)",
@@ -141,10 +182,22 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                         "verdict": d.verdict,
                         "left_out": len(left_out),
                         "first_left_out": left_out[0] if left_out else "",
-                        "reason": "",
+                        "reason": "; ".join(notes),
+                        **discordance(d),
                     }
                 )
     return rows
+
+
+def discordance(d) -> dict:
+    """The row's McNemar counts, how its p was computed and the note on its verdict (blank otherwise)."""
+    counts = d.first_only is not None
+    return {
+        "first_only": d.first_only if counts else "",
+        "this_only": d.this_only if counts else "",
+        "p_method": d.p_method,
+        "note": d.note,
+    }
 
 
 def other_tokenizer_notes(rows: list[dict]) -> list[str]:
@@ -177,21 +230,39 @@ def interval_text(diff: float, low: float, high: float) -> str:
     return f"{_signed(diff, decimals)} [{_signed(low, decimals)}, {_signed(high, decimals)}]"
 
 
+def _p_text(r: dict) -> str:
+    """The p cell; `(exact)` where McNemar's p is the exact binomial one, not the score test's that
+    matches the interval."""
+    return f"{r['p']:.3g}" + (" (exact)" if r.get("p_method") == "exact binomial" else "")
+
+
+def _counts_text(r: dict) -> str:
+    """`b / c`: items right only in the first run / only in this one (McNemar rows); blank otherwise."""
+    return f"{r['first_only']} / {r['this_only']}" if r.get("first_only", "") != "" else ""
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| run | against | metric | n | first | this | difference [95% CI] | p | test | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | against | metric | n | first | this | right only in first / this | difference [95% CI] | p | test "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     compared = [r for r in rows if r["verdict"] != NOT_PAIRED]
+    footnotes = []
     for r in rows:
         if r["verdict"] == NOT_PAIRED:
-            lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | | | | | | | {NOT_PAIRED} (below) |")
+            lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | | | | | | | | {NOT_PAIRED} (below) |")
             continue
+        verdict = r["verdict"]
+        if r.get("note"):  # the verdict is not the interval's reading: the row says so, the note says why
+            footnotes.append(f"[{len(footnotes) + 1}] {r['metric']} of {r['run']}: {r['note']}.")
+            verdict += f" [{len(footnotes)}]"
         lines.append(
             f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
-            f"{interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'])} | "
-            f"{r['p']:.3g} | {r['test']} | {r['verdict']} |"
+            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'])} | "
+            f"{_p_text(r)} | {r['test']} | {verdict} |"
         )
+    lines += [f"\n{note}" for note in footnotes]
     for r in rows:
         if r["verdict"] == NOT_PAIRED:
             lines.append(f"\n{r['metric']} of {r['run']}: {NOT_PAIRED} with {r['against']}: {r['reason']}")
@@ -201,6 +272,10 @@ def markdown(rows: list[dict]) -> str:
             f"\n{r['left_out']} item{'s' if r['left_out'] > 1 else ''} of {run} left out of {task}: the same id as in "
             f"{r['against']} but another item (first: {r['first_left_out']}); n counts the items compared."
         )
+    # Settings that differ where the pairing holds (paired_rows): once per run and task, loud.
+    warned = {(r["run"], r["metric"].split(".")[0]): r for r in compared if r["reason"]}
+    for (run, task), r in warned.items():
+        lines.append(f"\n{task} of {run}, paired with {r['against']}, but: {r['reason']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +287,7 @@ def write_paired(
     computed (compare.py computes them before it writes anything)."""
     rows = paired_rows(runs, metrics) if rows is None else rows
     if not rows:
-        log.info("compare: no per-item files shared by the first run and another; no paired comparison")
+        log.info("compare: no per-item files shared by two runs' results; no paired comparison")
         return rows
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
@@ -221,5 +296,5 @@ def write_paired(
     write_text_atomic(Path(out) / "compare_paired.csv", buffer.getvalue())
     text = markdown(rows)
     write_text_atomic(Path(out) / "compare_paired.md", text)
-    print(f"\nPaired differences against {runs[0][0]} (same items):\n{text}")
+    print(f"\nPaired differences against {rows[0]['against']} (same items):\n{text}")
     return rows

@@ -50,10 +50,14 @@ def evaluate_folder(
             raise ChipadaptError(
                 f"eval.{name}: {type(task).__name__} is not an evaluation task (needs_model, items, run)"
             )
+        task.name = name  # its progress bar and lines say chip_mcq, not the class's mcq
+    inputs = {name: {} for name in built}  # {task: {key: the manifest's record of the file}}, for its record
     if record_input is not None:
         for name, task in built.items():
             for key, path in getattr(task, "inputs", list)():
-                record_input(f"eval.{name}.{key}", local_data_path(path))
+                recorded = record_input(f"eval.{name}.{key}", local_data_path(path))
+                if isinstance(recorded, dict):
+                    inputs[name][key] = recorded
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
     finished = FinishedTasks(items_dir, inference_settings(dtype, attn_implementation, device)) if items_dir else None
@@ -82,7 +86,9 @@ def evaluate_folder(
         if finished is not None:
             if task.items is not None:
                 write_items(items_dir, name, task.items)
-            finished.save(name, keys[name], results[name], items=task.items is not None)
+            used = folder if task.needs_model else None
+            measured = finished.measured_with(tasks[name], used, inputs[name])
+            finished.save(name, keys[name], results[name], task.items is not None, measured)
         log.info("%s: %s", name, results[name])
     return results
 
@@ -181,10 +187,36 @@ def run(cfg: DictConfig) -> dict:
             cfg.resume,
             record_input=manifest.add_input,
         )
-        write_results(results, out, f"Evaluation ({', '.join(cfg.eval)})")
-        manifest.update("results", results)
-        log_results(loggers, results, out)
-    return results
+        # The folder's results.json describes every per-item file beside it: the tasks an earlier run here
+        # finished (the same model: check_earlier_evaluation) and this one did not name stay, with the
+        # settings their records hold (compare.py pairs them with those, eval/evaluated_tasks.py).
+        earlier_tasks = kept_earlier_results(cfg, out, set(cfg.eval))
+        written = {**results, **earlier_tasks}
+        title = f"Evaluation ({', '.join(cfg.eval)}{'; earlier: ' + ', '.join(earlier_tasks) if earlier_tasks else ''})"
+        write_results(written, out, title)
+        manifest.update("results", written)
+        log_results(loggers, results, out)  # the earlier tasks' metrics were logged by their own runs
+    return written
+
+
+def kept_earlier_results(cfg: DictConfig, out: Path, selected: set[str]) -> dict[str, dict]:
+    """{task: results} of the tasks an earlier run of `out` finished on this model and this run did not
+    select (FinishedTasks.earlier_results), said in one line."""
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    try:
+        model = resolve_model_folder(cfg.model)
+    except ChipadaptError:  # no model named: only the tasks that needed none can be this model's
+        model = None
+    running = inference_settings(cfg.model.dtype, cfg.model.attn_implementation, cfg.device)
+    kept = FinishedTasks(out, running).earlier_results(selected, model)
+    if kept:
+        log.info(
+            "results.json keeps %s, finished in an earlier run of this folder with the settings in tasks/<task>.json "
+            "(not run again; a new hydra.run.dir evaluates only the tasks named)",
+            ", ".join(kept),
+        )
+    return kept
 
 
 def log_results(loggers, results: dict, out: Path) -> None:

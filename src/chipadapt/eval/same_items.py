@@ -20,10 +20,19 @@ Per-token figures (a score named `.ppl` or `.loss`: the mean over the item's tok
 both runs counted the same tokens in the same text: another tokenizer cuts the text into other units,
 so its perplexity is per another unit and a lower one says nothing of the model (bits per byte, per
 the text's bytes, compares). `other_tokens` finds the first shared item whose `tokens` differ.
-Before any item, the task's settings that decide how much of each item is scored (SCORED_PART, from each
-run's manifest) must be equal: runs that cut documents at other limits differ on the long documents only,
-and leaving those out (28 of 82 in one comparison) would give a verdict about the short ones.
+Before any item, the task's settings (each run's recorded config of the task, `settings_differ`) must be
+equal wherever they change what is measured: another preset, number of shots, prompt style, generation
+length, chat template, context length or scorer option scores the same item another way, and a paired
+difference would mix the two models' difference with the settings'. Only NOT_MEASURING settings (speed,
+files written beside the scores) and SELECTING ones (which items: the runs then pair on the items both
+scored) may differ. Where both runs evaluated the same model, loaded the same way, the differing setting
+is what the comparison is about: it pairs, with a warning naming it. The settings that decide how much
+of each item is scored (SCORED_PART) are never exempt: runs that cut documents at other limits differ on
+the long documents only, and leaving those out (28 of 82 in one comparison) would give a verdict about
+the short ones.
 """
+
+import dataclasses
 
 from chipadapt.errors import ChipadaptError
 
@@ -32,9 +41,14 @@ FIELDS = ("content", "question", "query", "prompt", "kwargs", "reference", "subj
 # longest pieces are whitespace runs and code punctuation).
 BYTES_SLACK = 16
 # A task's settings (eval.<task>.KEY) that cut its items: perplexity's character limit, token limit and
-# split budget. Settings that change how the model answers (max_new_tokens, chat) leave the items whole
-# and the same: a paired test of them is a fair test of the setting.
+# split budget. Unset where a config lacks them (configs are recorded whole: older versions had no limit).
 SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document")
+# Settings (the last part of a dotted key) that never change an item's score: how fast answers come (up to
+# rounding, as eval/finished_tasks.py's SPEED_KEYS) and what a task writes beside its scores.
+NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k")
+# Settings that pick which items are scored, never how one is (mcq: the first N of each subject, then the
+# first N; perplexity: the first N documents): runs that differ pair on the items both scored.
+SELECTING = ("limit", "max_per_subject", "max_documents")
 
 
 class NotSameItems(ChipadaptError):
@@ -83,19 +97,86 @@ def same_items(
     return {key: item for key, item in b.items() if key not in differing}, list(differing)
 
 
-def same_settings(task: str, a_label: str, b_label: str, a: dict | None, b: dict | None) -> None:
+@dataclasses.dataclass(frozen=True)
+class RecordedFile:
+    """A data file or folder a run read, as its manifest records it: equal by content (a checkout moved
+    elsewhere reads the same data under another path), shown with its path."""
+
+    fingerprint: str
+    path: str = dataclasses.field(compare=False)
+
+    def __repr__(self) -> str:
+        return f"{self.path} ({self.fingerprint[:12]})"
+
+
+def flat_settings(settings: dict, prefix: str = "") -> dict[str, object]:
+    """{dotted key: value} of a task's config (`splits.domain.path`, `rouge.use_stemmer`)."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_differ(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    """(dotted key, a's value, b's value) of each setting the two configs of a task set differently, but
+    NOT_MEASURING ones. A key one config lacks says nothing (a config written before the setting existed),
+    but a SCORED_PART key, which is unset there. A data file is compared by content where both runs
+    recorded reading it (RecordedFile)."""
+    fa, fb = flat_settings(a), flat_settings(b)
+    keys = dict.fromkeys([*fa, *fb])
+    differ = []
+    for key in keys:
+        last = key.rsplit(".", 1)[-1]
+        if last in NOT_MEASURING:
+            continue
+        if isinstance(fa.get(key), RecordedFile) != isinstance(fb.get(key), RecordedFile):
+            continue  # a file one run read and the other did not (0 shots): the setting that reads it differs
+        if key in SCORED_PART or (key in fa and key in fb):
+            if fa.get(key) != fb.get(key):
+                differ.append((key, fa.get(key), fb.get(key)))
+    return differ
+
+
+def _listed(differ: list[tuple[str, object, object]]) -> str:
+    return "; ".join(f"{key} {va!r} vs {vb!r}" for key, va, vb in differ)
+
+
+def same_settings(
+    task: str, a_label: str, b_label: str, a: dict | None, b: dict | None, same_model: bool = False
+) -> list[str]:
     """NotSameItems where the two runs' configs of `task` (None: not recorded, as in a folder older than
-    manifests, which says nothing) set a SCORED_PART key differently. A key one config lacks is unset:
-    configs are recorded whole, so it is missing only where the version had no such limit."""
+    manifests, which says nothing) differ in a setting that changes what is measured (module docstring);
+    else the warnings a paired difference needs: SELECTING settings that differ, and, with `same_model`
+    (both runs evaluated the same model, loaded the same way), the measuring settings that differ."""
     if a is None or b is None:
-        return
-    for key in SCORED_PART:
-        if a.get(key) != b.get(key):
-            raise NotSameItems(
-                f"{task}: {b_label} was scored with other limits than {a_label} ({key} {a.get(key)!r} vs "
-                f"{b.get(key)!r}): the documents a limit cuts are the long ones, and leaving them out would "
-                "compare the short ones only; evaluate both with the same limits"
-            )
+        return []
+    differ = settings_differ(a, b)
+    cut = [d for d in differ if d[0] in SCORED_PART]
+    if cut:
+        raise NotSameItems(
+            f"{task}: {b_label} was scored with other limits than {a_label} ({_listed(cut)}): the documents "
+            "a limit cuts are the long ones, and leaving them out would compare the short ones only; evaluate "
+            "both with the same limits"
+        )
+    selecting = [d for d in differ if d[0] in SELECTING]
+    measuring = [d for d in differ if d[0] not in SELECTING]
+    if measuring and not same_model:
+        raise NotSameItems(
+            f"{task}: {b_label} was evaluated with other settings than {a_label} ({_listed(measuring)}): "
+            "they score the same items another way, so a paired difference would mix the models' difference "
+            "with the settings'; evaluate both with the same settings"
+        )
+    notes = []
+    if measuring:
+        notes.append(
+            f"the same model evaluated with other settings ({_listed(measuring)}): the difference is the settings'"
+        )
+    if selecting:
+        notes.append(f"other items selected ({_listed(selecting)}): paired on the items both scored")
+    return notes
 
 
 PER_TOKEN = (".ppl", ".loss")

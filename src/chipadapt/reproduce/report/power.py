@@ -85,7 +85,7 @@ def verdict(
     why = (
         f"only {d.discordant} of {d.n} {unit} tell the two apart (at least {MIN_DISCORDANT} are needed)"
         if d.too_few_discordant and not d.ci[0] <= 0 <= d.ci[1]
-        else f"the 95% interval covers 0: a difference of {d.diff:+.3g} over {size(d.n, unit, per_item)}"
+        else d.note or f"the 95% interval covers 0: a difference of {d.diff:+.3g} over {size(d.n, unit, per_item)}"
     )
     return f"{NOT_RESOLVED}{NEEDS}about {size(needed, unit, per_item)}", why
 
