@@ -203,3 +203,30 @@ def test_earlier_records_without_settings_or_of_another_model_stay_out_of_result
     other.write_text(json.dumps({**json.loads(other.read_text()), "model": "another model's identity"}))
     evaluate(model, run, {"mcq": {}})
     assert set(json.loads((run / "results.json").read_text())) == {"mcq"}
+
+
+def test_a_split_of_several_paths_is_compared_path_by_path_and_a_path_recorded_on_one_side_only_differs():
+    """Lists of data paths (a perplexity split pooling sources) are flattened as the manifest records each
+    file read (`path.0`, ...), and a file whose content only one run recorded is compared by path."""
+    from chipadapt.eval.same_items import RecordedFile, settings_differ
+
+    pooled = {"splits": {"domain": {"path": ["/d/docs", "/d/bugs"], "held_out": 0.15}}}
+    other = {"splits": {"domain": {"path": ["/d/docs", "/d/rtl"], "held_out": 0.15}}}
+    assert [key for key, *_ in settings_differ(pooled, other)] == ["splits.domain.path.1"]
+    assert settings_differ(pooled, pooled) == []
+    recorded = {"splits": {"domain": {"path": RecordedFile("f" * 16, "/d/docs.jsonl")}}}
+    assert settings_differ(recorded, {"splits": {"domain": {"path": "/d/docs.jsonl"}}}) == []
+    differ = settings_differ(recorded, {"splits": {"domain": {"path": "/d/all_docs"}}})
+    assert [key for key, *_ in differ] == ["splits.domain.path"]
+
+
+def test_a_metric_no_item_of_which_both_runs_scored_is_said_not_paired(tmp_path):
+    """Item ids of another form (a split pooling sources names them domain/<source>/<doc>) leave no item
+    in common: the row says so rather than the metric vanishing from the paired table."""
+    base = _run(tmp_path / "base", {"mcq": MARKS_A})
+    other = _run(tmp_path / "other", {"mcq": MARKS_B})
+    items = [json.loads(line) for line in (other / "mcq_items.jsonl").read_text().splitlines()]
+    write_jsonl(other / "mcq_items.jsonl", [{**item, "id": f"x/{item['id']}"} for item in items])
+    rows = _rows([("base", base), ("other", other)])
+    row = rows[("other", "mcq.acc")]
+    assert row["verdict"] == "not paired" and "no item scored in both runs" in row["reason"]

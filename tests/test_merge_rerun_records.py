@@ -175,3 +175,15 @@ def test_a_merge_recorded_before_the_chat_and_non_float_keys_is_read_at_their_ea
         merge_cfg(chip, instruct, tmp_path / "run", "merge.chat_template_from=chip"), resolve=True
     )
     assert same_settings(earlier, as_before)
+
+
+def test_the_sweep_preflight_and_the_job_read_a_key_absent_from_the_record_alike():
+    """A key null now and absent from an earlier record: no change for either question (the preflight
+    asks changed_settings, the job same_settings); they disagreed, and a job the preflight passed was
+    refused partway through the sweep."""
+    from chipadapt.merge.job_settings import changed_settings, same_settings
+
+    recorded = {"merge": {"lam": 0.5, "chat_template_from": "chip"}, "models": {"chip": "a", "instruct": "b"}}
+    now = {**recorded, "eval": {"perplexity": {"splits": {"domain": {"held_out": None}}}}}
+    assert changed_settings(recorded, now) == []
+    assert same_settings(recorded, now)

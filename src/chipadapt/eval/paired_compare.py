@@ -164,7 +164,9 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                     rows.append(not_paired(label, first_label, metric, tokens))
                     continue
                 d = paired_difference(a, b, name)
-                if d is None:
+                if d is None:  # said, not dropped: another split or id format leaves the table a metric short
+                    reason = "no item scored in both runs (another split, id format or metric)"
+                    rows.append(not_paired(label, first_label, metric, reason))
                     continue
                 rows.append(
                     {

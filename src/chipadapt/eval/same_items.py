@@ -33,6 +33,7 @@ the short ones.
 """
 
 import dataclasses
+import os
 
 from chipadapt.errors import ChipadaptError
 
@@ -115,9 +116,16 @@ def flat_settings(settings: dict, prefix: str = "") -> dict[str, object]:
     for key, value in settings.items():
         if isinstance(value, dict) and value:
             out.update(flat_settings(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and value:  # `path.0`, `path.1`: as the manifest records each file read
+            out.update(flat_settings(dict(zip(map(str, range(len(value))), value)), f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _path_of(value: object) -> object:
+    path = value.path if isinstance(value, RecordedFile) else value
+    return os.path.realpath(path) if isinstance(path, str) and path else path
 
 
 def settings_differ(a: dict, b: dict) -> list[tuple[str, object, object]]:
@@ -133,7 +141,11 @@ def settings_differ(a: dict, b: dict) -> list[tuple[str, object, object]]:
         if last in NOT_MEASURING:
             continue
         if isinstance(fa.get(key), RecordedFile) != isinstance(fb.get(key), RecordedFile):
-            continue  # a file one run read and the other did not (0 shots): the setting that reads it differs
+            # Content recorded on one side only (a file the other run did not read, at 0 shots; or a run of
+            # an earlier version): compared by path. The same path says nothing more; another path differs.
+            if _path_of(fa.get(key)) != _path_of(fb.get(key)):
+                differ.append((key, fa.get(key), fb.get(key)))
+            continue
         if key in SCORED_PART or (key in fa and key in fb):
             if fa.get(key) != fb.get(key):
                 differ.append((key, fa.get(key), fb.get(key)))

@@ -27,13 +27,18 @@ def _compared(recorded: dict, config: dict) -> tuple[dict, dict]:
     return with_earlier_meanings(settings(recorded), now), now
 
 
-def same_settings(recorded: dict, config: dict) -> bool:
+def _changed_keys(recorded: dict, config: dict) -> tuple[list[str], dict, dict]:
+    # One rule for both questions: a key one side lacks reads as null there. A sweep's preflight asks
+    # changed_settings and the job same_settings; compared by dict equality, a key null now and absent
+    # from the record passed the preflight and then refused the job partway through the sweep.
     before, now = _compared(recorded, config)
-    return before == now
+    return [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)], before, now
+
+
+def same_settings(recorded: dict, config: dict) -> bool:
+    return not _changed_keys(recorded, config)[0]
 
 
 def changed_settings(recorded: dict, config: dict) -> list[str]:
     """`merge.lam: 1.0 -> 0.7`, one entry per change from `recorded` to `config`."""
-    before, now = _compared(recorded, config)
-    keys = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
-    return describe(keys, before, now)
+    return describe(*_changed_keys(recorded, config))
