@@ -2,11 +2,13 @@
 synthetic/train.jsonl were built from (no `<file>.built_from.json`; 328e29d and before). What the folder
 holds is checked before anything is written: a refusal leaves the folder as it was (before, the refusal
 came after this attempt's manifest had replaced the earlier one, which then said `failed`), and
-overwrite=true builds the earlier run's own files again, while a file no retriever run here built is not
-replaced."""
+overwrite=true builds the earlier run's own files again, keeping the earlier ones beside them as
+`<file>.unrecorded` (before, synthetic/train.jsonl, an LLM's hours of work, was deleted), while a file no
+retriever run here built is not replaced."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import write_jsonl
@@ -57,8 +59,14 @@ def test_overwrite_builds_the_earlier_runs_files_again_and_a_refusal_changes_not
         train(overrides(encoder, docs, "resume=false"), run)
     assert snapshot(run) == before  # its manifest still says completed
 
+    taken = run / "synthetic" / "train.jsonl.unrecorded"  # a name the user's file has
+    taken.write_text("mine")
     train(overrides(encoder, docs, "overwrite=true"), run)
     assert passage_ids(run) == [p.id for p in expected_passages(docs, 512)]
+    # the earlier run's files, moved aside, not deleted; the user's file as it was
+    assert (run / "passages.jsonl.unrecorded").read_bytes() == before[Path("passages.jsonl")]
+    assert (run / "synthetic" / "train.jsonl.unrecorded.2").read_bytes() == before[Path("synthetic/train.jsonl")]
+    assert taken.read_text() == "mine"
     assert all((run / f"{name}.built_from.json").is_file() for name in BUILT)
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
 

@@ -32,6 +32,7 @@ def config(docs) -> OmegaConf:
     return OmegaConf.create(
         {
             "seed": 3,
+            "overwrite": False,  # the stage reads it (an earlier release's files)
             "model": {"path": None},
             "passages": {
                 "sources": {"docs": {"path": str(docs)}},

@@ -76,6 +76,10 @@ class SourceConversations:
     no_answer: int  # records left out: no assistant turn, nothing to learn or rate
 
 
+# A split of {fraction: null} (eval.eda_script.eval_fraction=null): none, every row of the file.
+NO_SPLIT = {"fraction": None}
+
+
 def default_key(name: str) -> str:
     """A source name under `data.sources`, or already a full config key (`annotate.input`)."""
     return name if "." in name else f"data.sources.{name}"
@@ -100,7 +104,7 @@ def conversation_source(values: dict, key: str) -> ConversationSource:
             raise ChipadaptError(f"{key}.{name}: {value!r} is not a non-negative number")
     for name in ("exclude_eval_split", "only_eval_split"):
         # {fraction: null}, eval.eda_script.eval_fraction=null's: no split, every row
-        values = {**values, name: None} if values.get(name) == {"fraction": None} else values
+        values = {**values, name: None} if values.get(name) == NO_SPLIT else values
         value = values.get(name)
         fraction = value.get("fraction") if isinstance(value, dict) else None
         if value is not None and (

@@ -20,7 +20,7 @@ from rich.table import Table
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import copies
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
-from chipadapt.data.conversations import Conversation, load_conversations
+from chipadapt.data.conversations import NO_SPLIT, Conversation, load_conversations
 from chipadapt.data.holdout import held_out
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
@@ -107,6 +107,33 @@ class SFTDataModule(TrainingDataModule):
             )
         return dict(sorted(unknown.items()))
 
+    def warn_not_held_out(self) -> list[str]:
+        """The validation sources whose split is none (`only_eval_split: {fraction: null}`, what
+        eval.eda_script.eval_fraction=null gives eda_heldout), each told in one line: they validate on
+        every row of their file, which a training source (eda_scripts then leaves nothing out, and its
+        file holds the same scripts) may hold too, so their before/after figures are no held-out ones."""
+        whole = [
+            f"data.sources.{name}"
+            for name, spec in self.cfg.sources.items()
+            if spec is not None and _plain(spec).get("exclude_eval_split") == NO_SPLIT
+        ]
+        named = []
+        for name, spec in (self.cfg.get("val_sources") or {}).items():
+            if spec is None or _plain(spec).get("only_eval_split") != NO_SPLIT:
+                continue
+            named.append(name)
+            log.warning(
+                "data.val_sources.%s: not held out: only_eval_split.fraction is null (eval.eda_script.eval_fraction="
+                "null), so it validates on every row of %s, %s; its validation and before/after figures may be on "
+                "rows the model trained on (manifest: data.val_not_held_out)",
+                name,
+                _plain(spec).get("path"),
+                f"which {' and '.join(whole)} also trains on, nothing left out"
+                if whole
+                else "which a training source may also hold",
+            )
+        return named
+
     def prepare_data(self) -> None:
         pass
 
@@ -115,6 +142,7 @@ class SFTDataModule(TrainingDataModule):
             return
         rng = random.Random(self.seed)
         train, val, rows = [], {}, []
+        not_held_out = self.warn_not_held_out()
         for name, spec in self.cfg.sources.items():
             if spec is None:  # a source switched off (data.sources.NAME=null)
                 continue
@@ -200,6 +228,8 @@ class SFTDataModule(TrainingDataModule):
             else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
             "val_item": "conversation",  # what validation's intervals resample (modules/val_items.py)
             "sources": rows,
+            # Validation splits whose figures may be on rows the model trains on (`warn_not_held_out`).
+            **({"val_not_held_out": not_held_out} if not_held_out else {}),
         }
 
     def summary(self) -> Table:

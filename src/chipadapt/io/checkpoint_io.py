@@ -18,7 +18,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from chipadapt.io.disk_full import disk_full_error
-from chipadapt.io.outputs import current_umask, remove_stale_temporaries, temporary_prefix
+from chipadapt.io.outputs import current_umask, remove_every_temporary, temporary_prefix
 
 
 class SameFolderCheckpointIO(TorchCheckpointIO):
@@ -27,7 +27,10 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)  # a save killed outright (SIGKILL) left a full-size one
+        # A save killed outright (SIGKILL) left a full-size one, maybe on another node before a requeue. Any
+        # host's and an earlier version's go: Lightning saves on rank 0 alone, the process that holds the run
+        # folder's lock (io/lock.py), so no other writer of this checkpoint can be alive.
+        remove_every_temporary(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
         try:
             os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the checkpoint from a group

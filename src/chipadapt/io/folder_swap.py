@@ -10,8 +10,12 @@ which `recover` puts the newer in place.
 Both hidden names are ours, so removing them deletes nothing a user made. Unlike the temporaries of
 io/outputs.py they carry no pid or machine: every rank, on every node, writes into the one partial folder,
 and a rerun (on other nodes, as a cluster allocates them) must find what a killed save left to finish or
-remove it. So no writer's liveness is judged here: they are removed by the next save (`prepare`) or resume
-(`recover`) of the one job that holds the run folder's lock (io/lock.py), which keeps any other out.
+remove it. So no writer's liveness is judged here, but the run folder's lock (io/lock.py): they are removed
+by the next save (`prepare`, in the job that holds the lock) or resume (`recover`). A resume looks before
+it takes the lock (pipeline.train checks the checkpoint before anything is written), so `recover` given the
+run folder leaves everything as it is while a live process holds its lock: a second command started into a
+folder in use would otherwise finish, under the running job, a swap that job is in the middle of (its own
+second rename then fails), before the lock refuses it.
 """
 
 import logging
@@ -19,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import readable_as_umask_allows
 
 log = logging.getLogger(__name__)
@@ -41,13 +46,15 @@ def discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def recover(path: Path) -> bool:
+def recover(path: Path, run_folder: Path | None = None) -> bool:
     """Finish a swap that was cut between its two renames (True when it did): `.NAME.partial` is then
     complete (it is renamed only after every rank has written its part) and becomes `NAME`; without it,
     `.NAME.old` is put back. An `.NAME.old` beside a whole `NAME` is a leftover of a finished swap and
-    is removed."""
+    is removed. `run_folder`: nothing is done while a live process (this one too) holds its lock."""
     old, partial = old_path(path), partial_path(path)
     if not (old.exists() or old.is_symlink()):
+        return False
+    if run_folder is not None and folder_lock_held(run_folder) is True:
         return False
     if path.exists() or path.is_symlink():
         discard(old)

@@ -11,6 +11,7 @@ to a temporary sibling and swaps it in only when complete, keeping the old folde
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from chipadapt.io.disk_full import disk_full_error
 MARKER = ".chipadapt-output.json"
 # Folders written before the marker existed are recognised by the manifest they carry.
 LEGACY_MARKERS = {"merge": ("merge_manifest.json",), "chipadapt": ("index.faiss",), "reproduce": ("headline.md",)}
+log = logging.getLogger(__name__)
 
 
 def _resolved(path: str | os.PathLike) -> Path:
@@ -157,7 +159,7 @@ def _alive(pid: int) -> bool:
 # judged by a pid of this machine. Names without the tag (a user's `.notes.2024.v1.tmp`, or what an
 # older version wrote) are never removed: their writer cannot be told. Folder swaps (io/folder_swap.py)
 # are no such temporary: every rank writes the one `.NAME.partial`, whose leftovers the next save removes.
-TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.(?:old\.)?[a-z0-9_]+\.tmp$")
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.(?P<aside>old\.)?[a-z0-9_]+\.tmp$")
 HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
@@ -169,11 +171,31 @@ def temporary_prefix(dest: Path, aside: bool = False) -> str:
 
 def left_by_dead_writer(name: str, dest_name: str | None = None) -> bool:
     """Whether `name` is a temporary that a writer on this machine named (`temporary_prefix`), of the
-    destination `dest_name` (None: of any), and that writer is gone: a name removing which loses nothing."""
+    destination `dest_name` (None: of any), and that writer is gone. Removing it loses nothing once
+    `put_back_interrupted` has run: the one such name that can hold the only copy of an output, the
+    folder a published output was moved into (`.old.`) by a writer killed before the new one took its
+    place, is then empty or beside its destination again."""
     found = TEMPORARY.match(name)
     if not found or found["host"] != HOST or dest_name not in (None, found["name"]):
         return False
     return not _alive(int(found["pid"]))
+
+
+def put_back_interrupted(aside: Path) -> bool:
+    """A dead writer's `.NAME.<pid>-<host>.old.<random>.tmp` folder, holding the output moved out of `NAME`:
+    where `NAME` is missing (the writer was killed between `publish_folder`'s two renames) the output is
+    renamed back. False where it is missing and cannot be put back: then nothing of `NAME` may be removed."""
+    dest = aside.parent / TEMPORARY.match(aside.name)["name"]
+    moved = aside / dest.name
+    if dest.exists() or dest.is_symlink() or not (moved.exists() or moved.is_symlink()):
+        return True  # replaced (the aside copy is the old one) or never moved (the aside folder is empty)
+    try:
+        os.rename(moved, dest)  # not os.replace: an output made there meanwhile is not replaced
+    except OSError as err:
+        log.warning("%s: an interrupted replacement left the output at %s; not put back (%s)", dest, moved, err)
+        return False
+    log.warning("%s: an interrupted replacement of it was undone (the earlier output is back in place)", dest)
+    return True
 
 
 def _remove_dead(folder: Path, dest_name: str | None) -> list[Path]:
@@ -182,15 +204,23 @@ def _remove_dead(folder: Path, dest_name: str | None) -> list[Path]:
     start = f".{dest_name}." if dest_name is not None else "."
     try:
         with os.scandir(folder) as entries:
-            dead = [
+            dead = sorted(
                 Path(entry.path)
                 for entry in entries
                 if entry.name.startswith(start)
                 and entry.name.endswith(".tmp")
                 and left_by_dead_writer(entry.name, dest_name)
-            ]
+            )
     except (FileNotFoundError, NotADirectoryError):
         return []
+    # First the output a killed replacement moved aside goes back: removed with the rest, the destination
+    # and both its copies (the aside one and the new one, both temporaries) would be gone.
+    kept = {
+        TEMPORARY.match(path.name)["name"]
+        for path in dead
+        if TEMPORARY.match(path.name)["aside"] and not put_back_interrupted(path)
+    }
+    dead = [path for path in dead if TEMPORARY.match(path.name)["name"] not in kept]
     for path in dead:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -216,6 +246,34 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
     removed = _remove_dead(dest.parent, dest.name)
     _looked_for.add(key)
     return removed
+
+
+def remove_every_temporary(dest: Path) -> list[Path]:
+    """For a destination only the holder of its run folder's lock writes (io/checkpoint_io.py): every
+    temporary file of `dest` but this process's, each removed with one line. Its writer, here or on
+    another machine, cannot be alive: a save preempted on one node (SLURM's KillWait after its SIGTERM)
+    leaves a full-size `.last.ckpt.<pid>-<host>.<random>.tmp` that the requeued job, on another node,
+    may not judge by its pid. Also the untagged `.NAME.<pid>.<random>.tmp` an earlier version wrote.
+    Files only: a folder of such a name was made by no writer of `dest`. Looked for once per process."""
+    key = os.path.abspath(dest)
+    if key in _looked_for:
+        return []
+    ours = re.compile(rf"^\.{re.escape(dest.name)}\.\d+(?:-[0-9a-f]{{8}})?\.[a-z0-9_]+\.tmp$")
+    own = temporary_prefix(dest)
+    try:
+        with os.scandir(dest.parent) as entries:
+            left = sorted(
+                Path(entry.path)
+                for entry in entries
+                if ours.match(entry.name) and not entry.name.startswith(own) and entry.is_file(follow_symlinks=False)
+            )
+    except (FileNotFoundError, NotADirectoryError):
+        left = []
+    for path in left:
+        path.unlink(missing_ok=True)
+        log.info("%s: removed, the temporary of a save that was stopped before it completed", path)
+    _looked_for.add(key)
+    return left
 
 
 def remove_dead_temporaries(run_folder: str | os.PathLike) -> list[Path]:
@@ -266,7 +324,9 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
 
     A folder already at `dest` must carry `command`'s marker (callers check earlier, with the
     user's overwrite choice); it is moved aside, the new one renamed in, and only then removed,
-    so a crash at any point leaves one complete copy. On failure the temporary folder goes.
+    so a crash at any point leaves one complete copy. On failure the temporary folder goes and an
+    output moved aside is put back; a writer killed between the two renames leaves that to the next
+    cleanup of its temporaries (`put_back_interrupted`).
     `dest` where no folder can be made is one line naming `key` (the setting that names it)."""
     dest = Path(dest).expanduser()
     try:
@@ -279,6 +339,7 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
         raise
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700; published, as readable as any folder made here
     kept = False  # the complete new output, refused its place: kept for the user, named in the error
+    old = None
     try:
         yield tmp
         readable_as_umask_allows(tmp)
@@ -302,6 +363,8 @@ def publish_folder(dest: str | os.PathLike, command: str, key: str | None = None
     except BaseException as err:
         if not kept:  # also a refusal from inside the block (a ChipadaptError): nothing half-made stays
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and put_back_interrupted(old):  # stopped between the renames (a signal's exception)
+            shutil.rmtree(old, ignore_errors=True)
         if isinstance(err, ChipadaptError):
             raise
         full = disk_full_error(err)

@@ -189,7 +189,7 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     folder checkpoint whose replacement was cut off between its two renames is put back first."""
     ckpt = out / "checkpoints" / "last.ckpt"
     if cfg.resume:
-        folder_swap.recover(ckpt)
+        folder_swap.recover(ckpt, run_folder=out)  # never under a job that holds the folder (folder_swap.recover)
     if not cfg.resume or not ckpt.exists():
         # An earlier attempt in this folder (its manifest) left no checkpoint to resume: killed before its
         # first one. Said once (pipeline.train's check), so that a rerun from step 0 is not taken for a

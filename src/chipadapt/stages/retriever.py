@@ -5,7 +5,9 @@ was built from the same settings and inputs (`<file>.built_from.json` beside it;
 builds it again otherwise: `passages.jsonl`, `synthetic/{train.jsonl,report.json}`; `checkpoints/last.ckpt`
 is resumed under the checks of every stage (stages/resume_settings.py). A file found there without a record
 (built by a chipadapt that kept none) is checked before anything is written (`finished_before`): one the
-folder's earlier retriever run built is replaced with overwrite=true, anything else is refused.
+folder's earlier retriever run built is built again with overwrite=true, the earlier one kept beside it as
+`<file>.unrecorded` (a synthetic training set took an LLM hours, and may have been edited by hand), anything
+else is refused.
 
 Every process of a distributed run (torchrun, srun) runs this before the Trainer makes its process
 group, and all of them write into the one run folder: each step is built under a build lock on its
@@ -16,6 +18,7 @@ different training data and left one rank's record beside another rank's file.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -96,15 +99,24 @@ def _built_by_earlier_run(out: Path, key: str) -> bool:
         return False
 
 
-def replaced_by_overwrite(cfg: DictConfig, target: Path, resumed: str | None) -> bool:
-    """`target` is the earlier run's file without a record, which `finished_before` let overwrite=true
-    replace (it refused every other such file before this attempt started)."""
-    replaced = bool(cfg.overwrite) and not resumed and target.is_file() and not record_path(target).is_file()
-    if replaced:
-        log.warning(
-            "%s: the earlier run's, with no record of what it was built from; built again (overwrite=true)", target
-        )
-    return replaced
+def moved_aside_by_overwrite(cfg: DictConfig, target: Path, resumed: str | None) -> bool:
+    """`target` is the earlier run's file without a record, which `finished_before` let overwrite=true build
+    again (it refused every other such file before this attempt started): moved aside, never deleted, to
+    `<file>.unrecorded` (`.unrecorded.2`, ... where that name is taken), which the log line names."""
+    if not (cfg.overwrite and not resumed and target.is_file() and not record_path(target).is_file()):
+        return False
+    kept, number = target.with_name(f"{target.name}.unrecorded"), 1
+    while kept.exists() or kept.is_symlink():  # an earlier overwrite's: kept too
+        number += 1
+        kept = target.with_name(f"{target.name}.unrecorded.{number}")
+    os.rename(target, kept)  # under the build lock of `target`: no other process of the run names it
+    log.warning(
+        "%s: the earlier run's, with no record of what it was built from; built again (overwrite=true), "
+        "the earlier one kept as %s",
+        target,
+        kept,
+    )
+    return True
 
 
 def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Passage]:
@@ -116,7 +128,7 @@ def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Pass
     built_from = passages_inputs(build)
     with cache_entry_lock(target):  # one builder among the run's processes (module docstring)
         advice = BUILT_FILES[0][2]
-        if not replaced_by_overwrite(cfg, target, resumed) and reusable(target, built_from, advice, resumed):
+        if not moved_aside_by_overwrite(cfg, target, resumed) and reusable(target, built_from, advice, resumed):
             return read_passages(target)
         passages = load_passages(None, build)
         write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
@@ -128,10 +140,9 @@ def stage_training_file(cfg: DictConfig, out: Path, passages: list[Passage], res
     rcfg = cfg.retriever
     target = out / "synthetic" / "train.jsonl"
     with cache_entry_lock(target):
-        if replaced_by_overwrite(cfg, target, resumed):
-            # Removed for the build to write anew: synthesize_training_file keeps, and so refuses, a file
-            # without a record. A build cut off leaves no file, which a rerun builds.
-            target.unlink()
+        # Moved aside for the build to write anew: synthesize_training_file keeps, and so refuses, a file
+        # without a record. A build cut off leaves no file, which a rerun builds.
+        moved_aside_by_overwrite(cfg, target, resumed)
         return synthesize_training_file(rcfg.synthetic, rcfg.bm25, cfg.model, passages, out, cfg.seed, resumed)
 
 
