@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import BlendRow, blend_order, blend_table
-from chipadapt.data.holdout import held_out_mask
+from chipadapt.data.holdout import document_copies, held_out_mask
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.sources import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
@@ -89,18 +89,27 @@ class PretrainDataModule(TrainingDataModule):
 
         names = list(train)
         tokenized = [train[n] for n in names]
-        plan, held = [], {}  # held: validation split -> rows of (source, doc)
-        for index, name in enumerate(names):
+        masks = []
+        for name in names:
             spec = train_specs[name]
             if spec.weight < 0 or spec.epochs < 0:
                 raise ChipadaptError(f"data.sources.{name}: weight and epochs must be >= 0")
             fraction = float(self.data.val_fraction) if spec.val_split else 0.0
-            mask = held_out_mask(train[name].doc_ids, fraction)
-            plan.append((name, train[name], np.flatnonzero(~mask), spec.weight * spec.epochs))
+            masks.append(held_out_mask(train[name].doc_ids, fraction))
+        # A held-out text is never trained on, whatever id its copies carry (data/holdout.py).
+        copies = document_copies(tokenized, masks, list(val.values()))
+        plan, held = [], {}  # held: validation split -> rows of (source, doc)
+        for index, (name, mask, copy) in enumerate(zip(names, masks, copies)):
+            spec = train_specs[name]
+            plan.append((name, train[name], np.flatnonzero(~mask & ~copy), spec.weight * spec.epochs))
             if mask.any():
                 rows = np.stack([np.full(mask.sum(), index), np.flatnonzero(mask)], axis=1)
                 held.setdefault(spec.val_split, []).append(rows)
         order, self.blend = blend_order(plan, seed=self.seed)
+        for row, copy in zip(self.blend, copies):
+            row.val_duplicates_dropped = int(copy.sum())
+            row.val_docs -= row.val_duplicates_dropped  # blend_order counts every document not trained on
+        self._tell_dropped_copies()
         self.train_set = PackedSequences(tokenized, order, seq_len, self.separator_id, shuffle_seed=self.seed)
         if len(self.train_set) == 0:
             raise ChipadaptError(
@@ -138,6 +147,7 @@ class PretrainDataModule(TrainingDataModule):
             "val_text": {n: text.record() for n, text in self.val_text.items()},
             "val_item": "document",  # what validation's intervals resample (modules/val_items.py)
             "blend": [vars(r) for r in self.blend],
+            "val_duplicates_dropped": sum(r.val_duplicates_dropped for r in self.blend),
             "token_cache_keys": {n: t.key for n, t in {**train, **val}.items()},
         }
         log.info(
@@ -147,6 +157,18 @@ class PretrainDataModule(TrainingDataModule):
             100 * self.train_set.packing_efficiency,
             self.stats["prep_seconds"],
         )
+
+    def _tell_dropped_copies(self) -> None:
+        dropped = {r.name: r.val_duplicates_dropped for r in self.blend if r.val_duplicates_dropped}
+        if dropped:
+            log.warning(
+                "data: left out of training %d document%s whose text is a validation document's (held out, or of "
+                "data.val_sources) under another id: %s (manifest: data.val_duplicates_dropped; near copies are "
+                "curation's to find)",
+                sum(dropped.values()),
+                "" if sum(dropped.values()) == 1 else "s",
+                ", ".join(f"{n} of data.sources.{name}" for name, n in dropped.items()),
+            )
 
     def _validation_split(self, split: str, sources: list, names: list[str], rows: np.ndarray) -> None:
         if self._token_bytes is None:

@@ -2,9 +2,11 @@
 seed, so the same examples are held out across seeds, sweeps and blends and validation figures of
 different runs compare. Two hashes, because published splits depend on them: documents of the
 pretraining corpus (CRC-32 of the document id, as a mask over a source) and records (SHA-256 of a
-key: conversations, retriever groups, EDA script pairs)."""
+key: conversations, retriever groups, EDA script pairs). A training record whose content is a held-out
+one's is then left out of training (below)."""
 
 import hashlib
+import json
 import zlib
 
 import numpy as np
@@ -28,3 +30,40 @@ def held_out_mask(doc_ids: list[str], fraction: float) -> np.ndarray:
 def held_out(key: str, fraction: float) -> bool:
     """Whether the record with this key is held out (a fraction of 0 holds out nothing)."""
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+# Held out by id, a text can still be trained on: the same text under another id (a JSONL given twice,
+# its lines numbered on; one set of conversations as a chat file and as a dataset, two sources). So what
+# is held out is also matched by content, across sources, and each training record with the content of
+# a held-out one is left out of training (and counted: `val_duplicates_dropped`). Exact copies only: a
+# near copy (an edited file) is curation's to find (python -m chipadapt.data.curate).
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def conversation_digest(messages: list[dict]) -> bytes:
+    """A conversation's content, its turns' roles and texts with whitespace runs made one space (a
+    trailing newline or re-indented JSON is the same conversation); ids, sources and labels aside."""
+    turns = [[m["role"], " ".join(m["content"].split())] for m in messages]
+    return _digest(json.dumps(turns, ensure_ascii=False).encode())
+
+
+def document_copies(sources: list, held: list[np.ndarray], also_held: list | None = None) -> list[np.ndarray]:
+    """Per source (a TokenizedSource), a mask of its training documents (`held` False) whose tokens are
+    those of a document held out of any source (`held` True) or of a validation-only source
+    (`also_held`, every document). Tokens, not text, since the token cache keeps tokens; under one
+    tokenizer the same text is the same tokens. Only documents of a held-out one's length are hashed."""
+    validation = [(tok, np.flatnonzero(mask)) for tok, mask in zip(sources, held)]
+    validation += [(tok, np.arange(tok.num_docs)) for tok in also_held or []]
+    lengths = {int(n) for tok, docs in validation for n in np.diff(tok.offsets)[docs]}
+    digests = {_digest(tok.doc_tokens(d).tobytes()) for tok, docs in validation for d in docs}
+    copies = []
+    for tok, mask in zip(sources, held):
+        sizes = np.diff(tok.offsets)
+        found = np.zeros(tok.num_docs, dtype=bool)
+        for d in np.flatnonzero(~mask & np.isin(sizes, list(lengths))):
+            found[d] = _digest(tok.doc_tokens(d).tobytes()) in digests
+        copies.append(found)
+    return copies

@@ -21,7 +21,7 @@ from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import copies
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
 from chipadapt.data.conversations import NO_SPLIT, Conversation, load_conversations
-from chipadapt.data.holdout import held_out
+from chipadapt.data.holdout import conversation_digest, held_out
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
 
@@ -134,6 +134,30 @@ class SFTDataModule(TrainingDataModule):
             )
         return named
 
+    def read_val_sources(self) -> dict[str, list[Conversation]]:
+        """The conversations each validation-only source (data.val_sources) validates on, by name."""
+        out = {}
+        for name, spec in (self.cfg.get("val_sources") or {}).items():
+            if spec is None:
+                continue
+            key = f"data.val_sources.{name}"
+            convs = load_conversations(name, _plain(spec), key).conversations[: self.cfg.val_max_conversations]
+            self.warn_unknown_attributes(key, convs)
+            out[name] = convs
+        return out
+
+    @staticmethod
+    def tell_dropped_copies(rows: list[dict]) -> None:
+        dropped = {row["name"]: row["val_duplicates_dropped"] for row in rows if row["val_duplicates_dropped"]}
+        if dropped:
+            log.warning(
+                "left out of training %d conversation%s whose content is a validation conversation's under another "
+                "id: %s (manifest: sources[].val_duplicates_dropped)",
+                sum(dropped.values()),
+                "" if sum(dropped.values()) == 1 else "s",
+                ", ".join(f"{n} of data.sources.{name}" for name, n in dropped.items()),
+            )
+
     def prepare_data(self) -> None:
         pass
 
@@ -143,15 +167,28 @@ class SFTDataModule(TrainingDataModule):
         rng = random.Random(self.seed)
         train, val, rows = [], {}, []
         not_held_out = self.warn_not_held_out()
+        loaded_sources, splits = {}, {}
         for name, spec in self.cfg.sources.items():
             if spec is None:  # a source switched off (data.sources.NAME=null)
                 continue
+            loaded_sources[name] = load_conversations(name, _plain(spec), f"data.sources.{name}")
+            convs = loaded_sources[name].conversations
+            held = [bool(self.cfg.val_fraction) and held_out(c.id, self.cfg.val_fraction) for c in convs]
+            splits[name] = [c for c, h in zip(convs, held) if h], [c for c, h in zip(convs, held) if not h]
+        val_only = self.read_val_sources()
+        # Held out by id, a conversation can still be trained on as a copy under another id (another
+        # source, another line): every training conversation with a validation one's content is left out.
+        validated = {conversation_digest(c.messages) for held, _ in splits.values() for c in held}
+        # Not a validation source that is not held out (warn_not_held_out): it validates on training rows by design.
+        validated |= {
+            conversation_digest(c.messages) for n, convs in val_only.items() if n not in not_held_out for c in convs
+        }
+        for name, loaded in loaded_sources.items():
             key = f"data.sources.{name}"
-            loaded = load_conversations(name, _plain(spec), key)
             convs = loaded.conversations
             unknown = self.warn_unknown_attributes(key, convs)
-            val_convs = [c for c in convs if held_out(c.id, self.cfg.val_fraction)] if self.cfg.val_fraction else []
-            train_convs = [c for c in convs if not (self.cfg.val_fraction and held_out(c.id, self.cfg.val_fraction))]
+            val_convs, kept = splits[name]
+            train_convs = [c for c in kept if conversation_digest(c.messages) not in validated]
             encoded, cut = self.encode_all(train_convs)
             times = loaded.source.weight * loaded.source.epochs
             whole, extra = copies(times, len(encoded), key)
@@ -169,19 +206,18 @@ class SFTDataModule(TrainingDataModule):
                     "answers_cut": len(cut),  # trained on, but answer tokens past data.seq_len are not learned
                     "answer_tokens_cut": sum(cut),
                     "val": len(val_convs),
+                    # left out of training: the content of a validation conversation (held out, or of a
+                    # data.val_sources that is held out) under another id
+                    "val_duplicates_dropped": len(kept) - len(train_convs),
                     "weight_x_epochs": times,
                     "blended": len(blended),
                     "blended_tokens": sum(len(i) for i, _ in blended),
                     **({} if unknown is None else {"unknown_attributes": unknown}),
                 }
             )
-        for name, spec in (self.cfg.get("val_sources") or {}).items():
-            if spec is None:
-                continue
-            key = f"data.val_sources.{name}"
-            convs = load_conversations(name, _plain(spec), key).conversations[: self.cfg.val_max_conversations]
-            self.warn_unknown_attributes(key, convs)
+        for name, convs in val_only.items():
             val[name] = self.encode_all(convs)[0]
+        self.tell_dropped_copies(rows)
         if not train:
             raise ChipadaptError(
                 f"data.sources: no training conversations with an answer inside data.seq_len={self.cfg.seq_len} tokens"
