@@ -5,6 +5,8 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+from chipadapt.eval.intervals import CONFIDENCE
+
 console = Console()
 if not (console.is_terminal or console.is_jupyter):  # piped or redirected: whole names, not cut at 80 columns
     console.width = 1000
@@ -28,6 +30,26 @@ def interval_ends(ci: list) -> tuple[float, float]:
     return -math.inf if low is None else float(low), math.inf if high is None else float(high)
 
 
+# Items the exact paired test (eval/paired.py, used up to 16 items) needs before it can reject any
+# shift: with n items its smallest two-sided p is 2 / 2**n, so at 95% it needs 6 (2 / 2**5 > 0.05).
+# Over fewer, the interval it gives is (-inf, +inf): the honest answer, printed as too few, not as numbers.
+FEWEST_FOR_AN_INTERVAL = math.ceil(math.log2(2 / (1 - CONFIDENCE)) - 1e-9)
+
+
+def unbounded(ci: list | tuple | None) -> bool:
+    """Both ends of an interval unbounded (null in a manifest, or infinite): no interval was given."""
+    return bool(ci) and all(end is None or math.isinf(end) for end in ci)
+
+
+def no_interval(n: int | None) -> str:
+    """What a table prints for an interval unbounded at both ends (see unbounded), in place of
+    `[-inf, +inf]`: `(interval n/a: n=4, too few)` where n is below FEWEST_FOR_AN_INTERVAL. In
+    parentheses: rich would read `[n/a ...]` as a markup tag and print nothing."""
+    if n is not None and n < FEWEST_FOR_AN_INTERVAL:
+        return f"(interval n/a: n={n}, too few)"
+    return "(interval n/a: unbounded)"
+
+
 def with_interval(figures: dict, name: str, digits: int) -> str:
     """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one."""
     value, ci = figures[name], figures.get(f"{name}_ci")
@@ -43,9 +65,12 @@ def paired_text(change: dict | None, digits: int, scale: float = 1.0, unit: str 
     (`scale` turns it into a share of the value before: ppl's change in %)."""
     if not change:
         return "-"
+    figure = f"{scale * number(change['difference']):+.{digits}g}{unit}"
+    if unbounded(change["ci"]):
+        return f"{figure} {no_interval(change.get('n'))}"
     low, high = (scale * end for end in interval_ends(change["ci"]))
     # Significant digits, not decimals: a short run's change (-4.1e-05 bits/byte) is not a row of zeros.
-    return f"{scale * number(change['difference']):+.{digits}g}{unit} [{low:+.{digits}g}, {high:+.{digits}g}]"
+    return f"{figure} [{low:+.{digits}g}, {high:+.{digits}g}]"
 
 
 def before_after_table(before: dict[str, dict], after: dict[str, dict], change: dict[str, dict], label: str) -> Table:

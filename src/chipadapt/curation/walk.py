@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.hf_dataset import is_dataset_path
+
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 FILES_PER_UNIT = 32
 
@@ -44,7 +47,23 @@ def hidden_files(folder: str) -> list[str]:
     return found
 
 
+def refuse_datasets(inputs: dict[str, str]) -> None:
+    """A Hugging Face dataset given as an input (a save_to_disk folder, a DatasetDict's, a .parquet or
+    .arrow file) is refused in one line. Walked as files it gave junk: its metadata JSON as documents
+    and its rows, in binary .arrow files, skipped. train.py reads it whole as a `format: hf` source, whose
+    text_key names the text column (one a dataset is likely to call `content` or `body`, not `text`)."""
+    for source, root in inputs.items():
+        if is_dataset_path(root):
+            raise ChipadaptError(
+                f"data.curate.inputs[{source}]: {root} is a Hugging Face dataset, whose rows curation does not "
+                f"read (it reads files); give it to train.py as a source instead: "
+                f"'+data.sources.{source}.path={root}' +data.sources.{source}.format=hf "
+                f"(+data.sources.{source}.text_key=COLUMN where its text column is not 'text')"
+            )
+
+
 def units(inputs: dict[str, str]) -> Iterator[Unit]:
+    refuse_datasets(inputs)
     for source, root in inputs.items():
         root_path = Path(root)
         if root_path.is_file():

@@ -162,7 +162,10 @@ def _tokenize(spec: SourceSpec, key: str, tokenizer, skipped: Counter) -> tuple[
     ) as bar:
         task = bar.add_task("", total=None)
         while batch := list(islice(docs, _BATCH_DOCS)):
-            ids = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
+            # Whole documents, longer than the model's context on purpose (packing cuts them into
+            # sequences): verbose=False drops transformers' "Token indices sequence length is longer
+            # than the specified maximum sequence length" warning, which is about feeding a model.
+            ids = tokenizer([d.text for d in batch], add_special_tokens=False, verbose=False)["input_ids"]
             for doc, seq in zip(batch, ids):
                 lengths.append(len(seq))
                 chunks.append(np.asarray(seq, dtype=np.uint32))

@@ -6,6 +6,7 @@ from collections import Counter
 from rich.table import Table
 from tokenizers import Tokenizer
 
+from chipadapt.report import no_interval, unbounded
 from chipadapt.tokenizer.words import token_count
 
 
@@ -39,10 +40,13 @@ def efficiency_rows(base, extended, counts_by_source: dict[str, Counter], chars_
 
 def saving_text(row: dict | None, with_n: bool = True) -> str:
     """'3.73% [3.10, 4.40] (n=12 documents)': a held-out row's saving, its 95% interval (paired by
-    document; unbounded over 5 documents or fewer) and n."""
+    document) and n; over 5 documents or fewer the interval is unbounded: '37.59% (interval n/a: n=4,
+    too few)'."""
     if row is None:
         return "nothing held out"
     ci = row.get("reduction_ci_pct")
+    if unbounded(ci):
+        return f"{row['reduction_pct']:.2f}% {no_interval(row.get('documents'))}"
     interval = f" [{_end(ci[0], '-inf', '.2f')}, {_end(ci[1], '+inf', '.2f')}]" if ci else ""
     return f"{row['reduction_pct']:.2f}%{interval}" + (f" (n={row['documents']} documents)" if with_n else "")
 
