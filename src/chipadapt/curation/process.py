@@ -7,7 +7,7 @@ import numpy as np
 
 from chipadapt.curation.dedup import content_hash, minhash_signature
 from chipadapt.curation.extract import BINARY_EXTRACTORS, ExtractError, html_text
-from chipadapt.curation.filters import GeneratedRules, generated_reason, redact
+from chipadapt.curation.filters import GeneratedRules, generated_reason, redact, redact_path
 from chipadapt.curation.languages import BINARY_FORMATS, language_of
 from chipadapt.curation.records import MalformedRecord, is_record_file, looks_like_records, read_records
 from chipadapt.curation.walk import Unit, archive_members, is_archive
@@ -24,6 +24,9 @@ class Settings:
     num_perm: int
     shingle: int
     generated: GeneratedRules
+    # Keys the tags of redacted paths (redact_path): curation passes this machine's (redaction_key.py), so
+    # reruns write the same paths; never written, so a tag cannot be traced back to the address it replaced.
+    path_key: bytes = field(default_factory=lambda: os.urandom(16), repr=False)
 
 
 @dataclass
@@ -55,6 +58,8 @@ def process_file(source: str, path: str, data: bytes | None, size: int, s: Setti
             content = data.decode("utf-8")
         except UnicodeDecodeError:
             return [Result(source, path, size, "encoding_error")]
+        if not content.strip():  # no line at all: "empty", not a JSONL of another kind
+            return [Result(source, path, size, "empty")]
         if not looks_like_records(content):
             return [Result(source, path, size, "jsonl_without_text")]
         try:
@@ -114,6 +119,18 @@ def document(source: str, path: str, size: int, text: str, lang: str, s: Setting
 
 
 def process_unit(unit: Unit, s: Settings) -> list[Result]:
+    results = _unit_results(unit, s)
+    if s.redact:
+        # A path is written to the corpus and the report: an address or a key in a file name is redacted
+        # there as in the text (`docs/<email-1f0c2a9e>_notes.md`).
+        for r in results:
+            r.path, counts = redact_path(r.path, s.path_key)
+            for kind, n in counts.items():
+                r.redactions[f"path_{kind}"] = r.redactions.get(f"path_{kind}", 0) + n
+    return results
+
+
+def _unit_results(unit: Unit, s: Settings) -> list[Result]:
     results = [Result(unit.source, os.path.relpath(link, unit.root), 0, "symlink") for link in unit.links]
     results += [Result(unit.source, os.path.relpath(path, unit.root), 0, "hidden") for path in unit.hidden]
     if unit.archive:

@@ -21,6 +21,7 @@ from chipadapt import interrupts
 from chipadapt.curation.dedup import Deduplicator, lsh_index
 from chipadapt.curation.filters import GeneratedRules
 from chipadapt.curation.process import Settings, process_unit
+from chipadapt.curation.redaction_key import redaction_key
 from chipadapt.curation.report import chars_chart, summary_table
 from chipadapt.curation.shards import ShardWriter
 from chipadapt.curation.walk import units
@@ -65,6 +66,7 @@ def settings_from(cfg: DictConfig) -> Settings:
             max_compression_ratio=float(g.max_compression_ratio),
             netlist_instance_share=float(g.netlist_instance_share),
         ),
+        path_key=redaction_key(),
     )
 
 
