@@ -49,7 +49,9 @@ def test_a_gpu_asked_on_a_machine_without_one(tmp_path, monkeypatch):
     for trainer in ("gpu", "ddp"):
         with pytest.raises(ChipadaptError, match=r"trainer.accelerator: 'gpu' .* no GPU.*trainer.accelerator=cpu"):
             check_trainer_on_this_machine(composed(tmp_path, f"trainer={trainer}").trainer)
-    check_trainer_on_this_machine(composed(tmp_path, "trainer=ddp", "trainer.accelerator=cpu").trainer)
+    check_trainer_on_this_machine(
+        composed(tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2").trainer
+    )
     with pytest.raises(ChipadaptError, match=r"trainer.accelerator: 'cuda'"):
         check_trainer_on_this_machine(composed(tmp_path, "trainer.accelerator=cuda").trainer)
     with pytest.raises(ChipadaptError, match=r"trainer=fsdp: FSDP needs GPUs .*trainer=ddp"):

@@ -6,7 +6,11 @@ a bootstrap round and a tokenizer build publish their output whole at their end,
 them over. The line said "resumes" for all of them, and a user who waited for an interrupted
 curation to resume watched it start again from its first file."""
 
+import sys
+
 from omegaconf import DictConfig, OmegaConf
+
+from chipadapt.io.lock import is_secondary_rank
 
 TRAIN = "chipadapt.pipeline:train"  # entry_point's `target` of train.py, whose stages differ
 # Stages that train under Lightning: the interrupt wrote checkpoints/last.ckpt at a step boundary.
@@ -47,3 +51,10 @@ def rerun_note(target: str, cfg: DictConfig, folder_key: str) -> str:
     if target in SHORT:
         return "a rerun starts over"
     return "the conversation is not kept, a rerun starts a new one" if target == CHAT else UNKNOWN
+
+
+def say_interrupted(stop: BaseException, rerun: str | None) -> None:
+    """The line that ends an interrupted run, from global rank 0 alone: under Lightning's own launcher
+    (trainer=ddp without torchrun) every process is stopped by the signal and each said it again."""
+    if not is_secondary_rank():
+        print(f"chipadapt: interrupted ({stop}); {rerun or UNKNOWN}", file=sys.stderr, flush=True)

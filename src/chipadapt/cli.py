@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
-from chipadapt.after_interruption import UNKNOWN, rerun_note
+from chipadapt.after_interruption import rerun_note, say_interrupted
 from chipadapt.errors import TrainingDiverged, exit_on_user_error
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
@@ -203,7 +203,7 @@ def worst_value() -> float | list[float]:
 
 def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:
     """One line, status 128+signal; `rerun`: what a rerun of the job does (after_interruption.py)."""
-    print(f"chipadapt: interrupted ({stop}); {rerun or UNKNOWN}", file=sys.stderr, flush=True)
+    say_interrupted(stop, rerun)  # from global rank 0 alone
     sys.exit(stop.exit_status)
 
 

@@ -6,8 +6,18 @@ from rich.console import Console
 from rich.table import Table
 
 from chipadapt.eval.intervals import CONFIDENCE
+from chipadapt.io.lock import is_secondary_rank
 
-console = Console()
+
+def first_process() -> bool:
+    """Whether this process is global rank 0 of its run (or its only process): the one that prints the
+    run's plan and results. Lightning's own launcher (trainer=ddp without torchrun) reruns the script
+    for every other process with LOCAL_RANK set, as torchrun and srun set RANK and SLURM_PROCID; each
+    printed the results table again."""
+    return not is_secondary_rank()
+
+
+console = Console(quiet=not first_process())  # the other processes print nothing of it
 if not (console.is_terminal or console.is_jupyter):  # piped or redirected: whole names, not cut at 80 columns
     console.width = 1000
 

@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 from omegaconf import DictConfig, ListConfig
 
+from chipadapt.batch_plan import cpu_devices_refusal, processes_per_node
 from chipadapt.errors import ChipadaptError
 
 # Lightning Trainer and callback counts users edit: (lowest whole number, a null allowed, a fraction in
@@ -50,8 +51,19 @@ def _count(key: str, value: Any, low: int, nullable: bool, fraction: bool) -> An
     return value
 
 
-def check_devices(devices: Any) -> None:
-    """`trainer.devices`: a count (-1 = all), `auto`, a list of indices or a string of them (`0,1`)."""
+def check_devices(devices: Any, accelerator: Any = None) -> None:
+    """`trainer.devices`: a count (-1 = all), `auto`, a list of indices or a string of them (`0,1`); on
+    `trainer.accelerator=cpu` a count of processes > 0 or `auto` (Lightning refuses the rest, once the data
+    is prepared). Whether `auto` resolves to the CPU is known only where the job trains:
+    check_trainer_on_this_machine."""
+    if isinstance(accelerator, str) and accelerator.lower() == "cpu" and devices != "auto":
+        from lightning.pytorch.accelerators import CPUAccelerator
+
+        try:
+            CPUAccelerator.parse_devices(devices)
+        except (TypeError, ValueError):
+            raise ChipadaptError(cpu_devices_refusal(devices)) from None
+        return
     if isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1):
         return
     if isinstance(devices, str) and (devices == "auto" or re.fullmatch(r"\s*-?\d+\s*(,\s*\d+\s*)*,?", devices)):
@@ -77,7 +89,10 @@ def check_trainer(cfg: DictConfig) -> None:
         if key in node and not (key == "val_check_interval" and isinstance(node[key], (str, DictConfig))):
             node[key] = _count(dotted, node[key], low, nullable, fraction)
     if isinstance(cfg.get("trainer"), DictConfig) and "devices" in cfg.trainer:
-        check_devices(cfg.trainer.devices)
+        accelerator = cfg.trainer.get("accelerator")
+        if _strategy_target(cfg.trainer.get("strategy")).startswith("fsdp") and accelerator == "cpu":
+            raise ChipadaptError(FSDP_ON_CPU)  # before its devices, which name GPUs
+        check_devices(cfg.trainer.devices, accelerator)
     trainer = cfg.get("trainer")
     if isinstance(trainer, DictConfig):
         check_precision(trainer.get("precision"))
@@ -170,6 +185,9 @@ def _strategy_target(strategy: Any) -> str:
     return str(strategy or "")
 
 
+FSDP_ON_CPU = "trainer=fsdp: FSDP needs GPUs (trainer.accelerator=gpu); on CPU use trainer=ddp"
+
+
 def check_trainer_on_this_machine(trainer: DictConfig) -> None:
     """What the Trainer asks of the machine it trains on: a GPU asked for exists (and as many as
     `trainer.devices` names), FSDP runs on GPUs, DeepSpeed is installed. Called by the job that trains
@@ -193,9 +211,10 @@ def check_trainer_on_this_machine(trainer: DictConfig) -> None:
     strategy = _strategy_target(trainer.get("strategy"))
     if strategy.startswith("fsdp") and not on_cuda:
         # Lightning checks this when the job starts its processes, for its own FSDP class only.
-        raise ChipadaptError("trainer=fsdp: FSDP needs GPUs (trainer.accelerator=gpu); on CPU use trainer=ddp")
+        raise ChipadaptError(FSDP_ON_CPU)
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ChipadaptError("trainer=deepspeed_*: DeepSpeed is not installed (pip install '.[gpu]')")
+    check_launched_processes(trainer)
 
 
 def check_gpu_count(devices: Any, count: int) -> None:
@@ -215,4 +234,35 @@ def check_gpu_count(devices: Any, count: int) -> None:
         raise ChipadaptError(
             f"trainer.devices: {devices!r} asks for more GPUs than this machine has: it has {count} GPUs; "
             "trainer.devices=-1 uses every GPU of the node"
+        )
+
+
+def launched_processes() -> tuple[str, int] | None:
+    """(how, processes) a launcher started this job with, read as Lightning reads it: torchrun's
+    WORLD_SIZE first (it also runs inside SLURM), else srun's SLURM_NTASKS (not in an interactive
+    `bash`/`interactive` allocation, where Lightning ignores SLURM); None when started by hand."""
+    import os
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if TorchElasticEnvironment.detect():
+        return "torchrun started WORLD_SIZE", int(os.environ["WORLD_SIZE"])
+    if "SLURM_NTASKS" in os.environ and SLURMEnvironment.job_name() not in ("bash", "interactive"):
+        return "srun started SLURM_NTASKS", int(os.environ["SLURM_NTASKS"])
+    return None
+
+
+def check_launched_processes(trainer: DictConfig) -> None:
+    """`trainer.devices` on `trainer.accelerator` (as Lightning parses them on this machine) x
+    `trainer.num_nodes` is the number of processes the launcher started: Lightning checks this only
+    once the Trainer is built, after the data is prepared, in a traceback from every rank."""
+    per_node = processes_per_node(trainer.get("accelerator", "auto"), trainer.get("devices", "auto"))
+    nodes = int(trainer.get("num_nodes", 1))
+    launched = launched_processes()
+    if launched is not None and launched[1] != per_node * nodes:
+        how, count = launched
+        raise ChipadaptError(
+            f"trainer.devices={trainer.get('devices')!r} x trainer.num_nodes={nodes} is {per_node * nodes} "
+            f"processes, but {how}={count}: set trainer.devices to the processes per node (torchrun "
+            "--nproc_per_node, srun --ntasks-per-node) and trainer.num_nodes to the nodes"
         )

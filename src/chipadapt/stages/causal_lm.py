@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from chipadapt.batch_plan import batch_plan, describe_plan, planned_steps
+from chipadapt.batch_plan import batch_plan, run_plan
 from chipadapt.data.chat_templates import StringTemplate
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory
@@ -17,7 +17,7 @@ from chipadapt.models.hf_folder import check_causal_lm_weights, load_tokenizer, 
 from chipadapt.models.lora import merged_model
 from chipadapt.modules.causal_lm import VAL_METRICS
 from chipadapt.modules.val_figures import paired_change
-from chipadapt.report import before_after_table, console
+from chipadapt.report import before_after_table, console, first_process
 from chipadapt.scaleout.rank0_load import reads_weights
 from chipadapt.scaleout.save import full_model_state, publishable_model
 from chipadapt.stages.common import (
@@ -55,6 +55,15 @@ def validation_change(before: dict, after: dict) -> dict[str, dict]:
     return {split: found for split, found in change.items() if found}
 
 
+def tell_plan(planned: dict) -> None:
+    """The plan's line, and its note, once: from global rank 0 (report.first_process), not from every
+    process of a distributed run."""
+    if first_process():
+        if planned["note"]:
+            log.warning("%s", planned["note"])
+        log.info("%s", planned["text"])
+
+
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     begin(cfg)
     folder = starting_model(cfg, manifest)
@@ -75,15 +84,10 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         model_folder=folder, val_split_names=datamodule.val_split_names, read_weights=reads_weights(cfg.trainer)
     )
 
-    # Whole global batches an epoch, and at least one (data/resume_sampler.py)
-    steps_per_epoch = max(1, datamodule.stats["train_sequences"] // plan.global_batch)
-    epochs = cfg.trainer.get("max_epochs")
-    steps, note = planned_steps(steps_per_epoch, cfg.trainer.get("max_steps"), None if epochs is None else int(epochs))
-    if note:
-        log.warning("%s", note)
-    summary = describe_plan(plan, steps, cfg.plan.tokens_per_s_per_gpu, cfg.plan.gpu)
-    log.info("%s", summary)
-    manifest.update("plan", {"text": summary, "steps": steps, "tokens": steps * plan.tokens_per_step})
+    # The steps and tokens the blend gives (whole global batches an epoch, data/resume_sampler.py)
+    planned = run_plan(plan, datamodule.stats["train_sequences"], cfg.trainer, cfg.plan)
+    tell_plan(planned)
+    manifest.update("plan", planned)
 
     def save(trainer) -> None:
         full_state = full_model_state(trainer, module)  # FSDP: gathered on rank 0

@@ -18,11 +18,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt import interrupts
+from chipadapt.batch_plan import check_trainer_world, world_size
 from chipadapt.errors import ChipadaptError, TrainingDiverged
 from chipadapt.io import folder_swap
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.checkpoints import check_checkpoint
 from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.io.lock import run_folder_lock
+from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.loggers.build import build_loggers
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
@@ -142,6 +145,9 @@ def build_trainer(
         # trainer_schema checks what it knows of before the data is read; what Lightning refuses
         # beyond that is still the user's setting, told in one line.
         raise ChipadaptError(f"trainer: Lightning refuses these settings: {refused}") from None
+    # The accumulation was computed for world_size(cfg.trainer) processes: a Trainer running others would
+    # train another global batch than data.global_batch_size, and say nothing.
+    check_trainer_world(world_size(cfg.trainer), trainer)
     use_same_folder_checkpoints(trainer)
     if start_over and trainer.is_global_zero:
         discard_checkpoint(out)  # before the first logger call below starts metrics.csv over
@@ -187,6 +193,8 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
     settings, is a one-line error (`check`: pipeline.train checks before anything is written). A
     folder checkpoint whose replacement was cut off between its two renames is put back first."""
+    if check:
+        refuse_if_folder_in_use(out)
     ckpt = out / "checkpoints" / "last.ckpt"
     if cfg.resume:
         folder_swap.recover(ckpt, run_folder=out)  # never under a job that holds the folder (folder_swap.recover)
@@ -207,6 +215,16 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     if check:
         check_resume_settings(ckpt, cfg)
     return str(ckpt)
+
+
+def refuse_if_folder_in_use(out: Path) -> None:
+    """The refusal of a second command in a run folder a live job holds, before the resume check says
+    anything: its lines (no checkpoint, resuming with other settings) went to the log file Hydra opened
+    in that folder, the running job's train.log, and read as the running job's. The lock is taken and
+    given back at once (io/lock.py names the holder); the job takes it again in recorded_job."""
+    if folder_lock_held(out) is True:
+        with run_folder_lock(out):
+            pass  # released since the probe: the job goes on and takes the lock for itself
 
 
 # What decides which sequences a validation reads: a resume may change them (they are not training

@@ -140,6 +140,8 @@ def source_content(source: dict, key: str, path: Path) -> str | None:
 # Micro-batches per optimizer step (per process) of the run that wrote a checkpoint.
 ACCUMULATION_KEY = "chipadapt_accumulation"
 BATCH_PROGRESS = "epoch_loop.batch_progress"
+# How many processes (the world size) wrote the checkpoint: a resume on another number is warned of.
+PROCESSES_KEY = "chipadapt_processes"
 # Whether the checkpoint was written with the run's training done (its last step at its length), and
 # the last training loss logged before it.
 FINISHED_KEY = "chipadapt_training_done"
@@ -163,6 +165,7 @@ class RecordSettings(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.settings
         checkpoint[ACCUMULATION_KEY] = trainer.accumulate_grad_batches
+        checkpoint[PROCESSES_KEY] = trainer.world_size
         checkpoint[FINISHED_KEY] = training_done(trainer)
         loss = trainer.callback_metrics.get(LOSS)
         checkpoint[LAST_LOSS_KEY] = float(loss) if loss is not None else self.last_loss
@@ -362,6 +365,7 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
             f"that run's settings{given} to resume it, give this run its own hydra.run.dir, or start over here with "
             "resume=false (its checkpoint is then discarded as training starts)"
         )
+    warn_process_change(ckpt, cfg, recorded)
     if changed:
         if any(ends_with(key, ("micro_batch_size",)) for key in changed) and not any(
             ends_with(key, LENGTH) for key in changed
@@ -395,3 +399,44 @@ def check_data_contents(ckpt: Path, changed: list[str], current: dict) -> None:
             "it, give this run its own hydra.run.dir, or start over here with resume=false (its checkpoint is "
             "then discarded as training starts)"
         )
+
+
+def recorded_processes(content: dict, recorded: dict) -> int | None:
+    """The number of processes that wrote a checkpoint: recorded since PROCESSES_KEY; for an earlier
+    checkpoint, what its global batch, micro-batch and accumulation imply; None where unknown."""
+    processes = content.get(PROCESSES_KEY)
+    if isinstance(processes, int):
+        return processes
+    global_batch, micro = recorded.get("data.global_batch_size"), recorded.get("data.micro_batch_size")
+    accumulation = content.get(ACCUMULATION_KEY)
+    if not all(isinstance(n, int) and n > 0 for n in (global_batch, micro, accumulation)):
+        return None
+    return global_batch // (micro * accumulation) if global_batch % (micro * accumulation) == 0 else None
+
+
+def warn_process_change(ckpt: Path, cfg: DictConfig, recorded: dict) -> None:
+    """Warn, once (global rank 0), when a run resumes on another number of processes than wrote `ckpt`.
+    The sampler cuts the data by global batches (data/resume_sampler.py), so every step still trains on
+    the same sequences. What differs from an uninterrupted run is the random draws: callbacks/step_seed.py
+    seeds each micro-batch by the seed, the step and the micro-batch's place within its process's share
+    of the step, not by the rank, so at another process count a sequence sits at another place and gets
+    other dropout masks: the resumed run then matches an uninterrupted run on neither process count."""
+    from chipadapt.batch_plan import world_size
+    from chipadapt.io.lock import is_secondary_rank
+
+    if is_secondary_rank():
+        return
+    before, now = recorded_processes(checkpoint_metadata(ckpt) or {}, recorded), world_size(cfg.trainer)
+    if before is None or before == now:
+        return
+    log.warning(
+        "resuming %s, written by %d process%s, on %d: every step trains on the same sequences (the data is "
+        "cut by global batches), but the random draws inside training (dropout masks, and any other draw "
+        "per process) differ from those of an uninterrupted run on either number of processes "
+        "(callbacks/step_seed.py seeds them by the step and a micro-batch's place within its process's "
+        "share, not by the rank); without dropout only the order in which gradients add up differs",
+        ckpt,
+        before,
+        "" if before == 1 else "es",
+        now,
+    )
