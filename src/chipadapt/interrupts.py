@@ -18,6 +18,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from chipadapt.io.lock import is_secondary_rank
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # SLURM's warning before a time limit or a preemption: `sbatch --signal=USR1@120`, submitit's USR2.
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
@@ -42,7 +44,7 @@ class Interrupted(BaseException):
 
 def _say(text: str) -> None:
     # os.write, not print: a signal handler may run while the main thread is inside a print to stderr.
-    if all(os.environ.get(v, "0") in ("", "0") for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):
+    if not is_secondary_rank():
         os.write(2, f"chipadapt: {text}\n".encode())
 
 

@@ -6,7 +6,10 @@ its bad value. Here each listed value of each swept key is composed (the other s
 first value) and validated at the sweep's start, so a bad one stops the sweep in one line before any
 work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are not listed, and not
 checked here. An Optuna direction that contradicts the sense of `optimized_metric` is refused too, and
-so is a merge sweep one of whose jobs would find a merge of other settings in its folder (REPLACED_JOB_CHECKS)."""
+so is a merge sweep one of whose jobs would find a merge of other settings in its folder (REPLACED_JOB_CHECKS).
+Each training job's batch plan is checked as its run would check it, with the processes the launcher
+gives it (check_job_plan); under hydra/launcher=slurm the first job too, which would otherwise fail only
+once its nodes are allocated."""
 
 import logging
 import shutil
@@ -116,6 +119,48 @@ def check_replaced_jobs(config: DictConfig, config_name: str | None) -> None:
         _refuse(why)
 
 
+# Recipes that split data.global_batch_size over the run's processes (batch_plan.batch_plan); the others
+# (retriever, reranker, tokenizer, ...) never read it.
+BATCH_PLAN_RUNNERS = ("chipadapt.stages.causal_lm.run", "chipadapt.stages.attribute_model.run")
+
+
+def slurm_resources(job: DictConfig) -> tuple[int, int, int] | None:
+    """(nodes, tasks per node, GPUs per node) the SLURM launcher asks for this job, as it resolves them
+    (they follow the trainer unless hydra.launcher.* sets them); None for a launcher that runs jobs here."""
+    launcher = job.hydra.get("launcher")
+    if "slurm" not in _target(launcher).lower():
+        return None
+    return int(launcher.nodes), int(launcher.tasks_per_node), int(launcher.get("gpus_per_node") or 0)
+
+
+def check_job_plan(job: DictConfig) -> None:
+    """What a training job's run refuses once started, checked for the job as it will be launched: its
+    `trainer.devices`, and its batch plan (global batch = micro x processes x accumulation) with the
+    processes the job will have. Under SLURM that is nodes x tasks per node (one process per task, as
+    Lightning's SLURM environment makes them), not what this login node would give, and the devices a
+    task uses must be among the GPUs asked for per node."""
+    from chipadapt.batch_plan import batch_plan
+    from chipadapt.trainer_schema import check_devices, check_gpu_count
+
+    trainer, data = job.get("trainer"), job.get("data")
+    if not isinstance(trainer, DictConfig) or OmegaConf.select(job, "stage.runner._target_") not in BATCH_PLAN_RUNNERS:
+        return
+    check_devices(trainer.get("devices"))
+    resources = slurm_resources(job)
+    if resources is None:  # the jobs run on this machine: the plan the run itself makes
+        batch_plan(data, trainer)
+        return
+    nodes, tasks, gpus = resources
+    if gpus >= 1 and str(trainer.get("accelerator")).lower() != "cpu":
+        check_gpu_count(trainer.devices, gpus)
+    # A plain count on the CPU accelerator: `tasks` processes per node whatever this machine has.
+    launched = OmegaConf.create({"accelerator": "cpu", "devices": tasks, "num_nodes": nodes})
+    try:
+        batch_plan(data, launched)
+    except ChipadaptError as err:
+        raise ChipadaptError(f"{err} (hydra/launcher=slurm: {nodes} nodes x {tasks} tasks per node)") from None
+
+
 class SweepPreflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if "slurm" in _target(config.hydra.get("launcher")).lower():
@@ -137,6 +182,7 @@ class SweepPreflight(Callback):
         except Exception:  # noqa: BLE001 (a sweep this check cannot expand: its jobs check themselves)
             log.debug("sweep values not listed before the sweep", exc_info=True)
             return
+        remote = "slurm" in _target(config.hydra.get("launcher")).lower()
         for swept, overrides in sets:
             try:
                 job = loader.load_sweep_config(config, overrides)
@@ -145,8 +191,12 @@ class SweepPreflight(Callback):
                     job.hydra.runtime.output_dir = str(config.hydra.sweep.dir)
                 hydra_config.set_config(job)
                 validate(OmegaConf.masked_copy(job, [key for key in job if key != "hydra"]))
+                check_job_plan(job)
             except Exception as err:  # noqa: BLE001 (a composition error is the user's; anything else the job reports)
                 described = str(err) if isinstance(err, ChipadaptError) else describe_hydra_error(err)
+                if swept is None and described is not None and remote:
+                    # Submitted, it would fail only once its nodes are allocated, after its wait in the queue.
+                    _refuse(f"{described} (job #0 of the sweep, {' '.join(overrides) or 'no overrides'})")
                 if swept is None:  # the first job's own problem: it stops that job at once, in its own words
                     log.debug("sweep values not checked before the sweep", exc_info=True)
                     return

@@ -50,6 +50,8 @@ SKIPS_WORTH_A_WARNING = {
 
 def settings_from(cfg: DictConfig) -> Settings:
     g = cfg.generated
+    # The key lives in the cache; without redaction it is not needed, so an unusable cache is no error.
+    key = {"path_key": redaction_key()} if cfg.redact else {}
     return Settings(
         max_bytes=int(cfg.limits.max_bytes),
         min_chars=int(cfg.limits.min_chars),
@@ -66,7 +68,7 @@ def settings_from(cfg: DictConfig) -> Settings:
             max_compression_ratio=float(g.max_compression_ratio),
             netlist_instance_share=float(g.netlist_instance_share),
         ),
-        path_key=redaction_key(),
+        **key,
     )
 
 

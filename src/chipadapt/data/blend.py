@@ -15,7 +15,9 @@ tokens 0`) or by a coin toss made the weight a switch the user never set. A sour
 document at all (each one held out for validation) adds nothing, and is warned about too.
 """
 
+import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,6 +167,19 @@ def blend_order(
         row.share = row.blended_tokens / total
         row.target_share = row.target_tokens / target
     return order, rows
+
+
+def order_digest(parts: Iterable[np.ndarray]) -> str:
+    """A short hash of a training order (the blend's rows of (source, document), or SFT's samples' token ids
+    in order), recorded in checkpoints: a resume whose data gives another order (copies of held-out texts
+    dropped since, a fraction drawn otherwise, another corpus) trains on another stream from the resumed
+    step, which stages/resume_settings.py tells."""
+    digest = hashlib.sha256()
+    for part in parts:
+        values = np.asarray(part, dtype=np.int64)
+        digest.update(np.int64(values.size).tobytes())  # where one part ends, so [1, 2][3] is not [1][2, 3]
+        digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def blend_table(rows: list[BlendRow], packing_efficiency: float, sequences: int, seq_len: int) -> Table:

@@ -12,7 +12,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
-from chipadapt.data.blend import BlendRow, blend_order, blend_table
+from chipadapt.data.blend import BlendRow, blend_order, blend_table, order_digest
 from chipadapt.data.holdout import document_copies, held_out_mask
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.sources import SourceSpec, source_spec
@@ -149,6 +149,8 @@ class PretrainDataModule(TrainingDataModule):
             "blend": [vars(r) for r in self.blend],
             "val_duplicates_dropped": sum(r.val_duplicates_dropped for r in self.blend),
             "token_cache_keys": {n: t.key for n, t in {**train, **val}.items()},
+            # What a checkpoint records, to tell a resume on another order (stages/resume_settings.py).
+            "training_order": {"hash": order_digest([order])},
         }
         log.info(
             "data: %d training sequences of %d tokens, packing efficiency %.2f%%, prepared in %.2fs",

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
-from chipadapt.data.blend import copies
+from chipadapt.data.blend import copies, order_digest
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
 from chipadapt.data.conversations import NO_SPLIT, Conversation, load_conversations
 from chipadapt.data.holdout import conversation_digest, held_out
@@ -264,6 +264,8 @@ class SFTDataModule(TrainingDataModule):
             else 1 - padding_waste(lengths, self.cfg.micro_batch_size),
             "val_item": "conversation",  # what validation's intervals resample (modules/val_items.py)
             "sources": rows,
+            # What a checkpoint records, to tell a resume on another order (stages/resume_settings.py).
+            "training_order": {"hash": order_digest(ids for ids, _ in train)},
             # Validation splits whose figures may be on rows the model trains on (`warn_not_held_out`).
             **({"val_not_held_out": not_held_out} if not_held_out else {}),
         }

@@ -11,6 +11,7 @@ Offline first: with HF_HUB_OFFLINE=1 (HF_DATASETS_OFFLINE follows it) a hub id c
 or fails in one line.
 """
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -30,8 +31,37 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+# Larger than any metadata file `save_to_disk` writes: a bigger state.json is some other program's.
+_METADATA_BYTES = 1 << 20
+
+
+def _json_object(path: Path) -> dict:
+    """The JSON object in `path`, or {} where it is missing, too large, unreadable or not an object."""
+    try:
+        if not path.is_file() or path.stat().st_size > _METADATA_BYTES:
+            return {}
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _saved_to_disk(folder: Path) -> bool:
-    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+    """Whether `folder` is what `save_to_disk` wrote (what `load_from_disk` opens), by its signature, not by
+    a file name alone: a source repository may hold a `state.json` of its own (`{"k": 1}`), and was taken
+    for a dataset. A Dataset's folder has a state.json listing its `_data_files` beside a
+    dataset_info.json; a DatasetDict's has a dataset_dict.json listing its `splits`."""
+    if isinstance(_json_object(folder / "dataset_dict.json").get("splits"), list):
+        return True
+    return (folder / "dataset_info.json").is_file() and isinstance(
+        _json_object(folder / "state.json").get("_data_files"), list
+    )
+
+
+def _arrow_dataset_folder(folder: Path) -> bool:
+    """A dataset's .arrow files beside its dataset_info.json, without the state.json `load_from_disk` needs
+    (`datasets` reads the folder as data files)."""
+    return (folder / "dataset_info.json").is_file() and any(folder.glob("*.arrow"))
 
 
 def local_location(path: str) -> Path:
@@ -171,7 +201,7 @@ def is_dataset_path(path: str | Path) -> bool:
         return True
     local = Path(text).expanduser()
     return (local.is_file() and local.suffix.lower() in (".parquet", ".arrow")) or (
-        local.is_dir() and _saved_to_disk(local)
+        local.is_dir() and (_saved_to_disk(local) or _arrow_dataset_folder(local))
     )
 
 

@@ -13,6 +13,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chipadapt.io.lock import is_secondary_rank
+
 log = logging.getLogger(__name__)
 
 
@@ -23,14 +25,6 @@ def slurm_job_id() -> str | None:
     if array_job and array_task:
         return f"{array_job}_{array_task}"
     return os.environ.get("SLURM_JOB_ID") or None
-
-
-def _secondary_rank() -> bool:
-    for variable in ("RANK", "SLURM_PROCID"):
-        value = os.environ.get(variable, "0")
-        if value.isdigit() and int(value) > 0:
-            return True
-    return False
 
 
 @dataclass
@@ -55,7 +49,9 @@ def requeue_job(signum: int, launcher_handler: Callable | None) -> Requeued:
     job = slurm_job_id()
     if job is None:
         return Requeued("not a SLURM job, not requeued")
-    if _secondary_rank():
+    # LOCAL_RANK and NODE_RANK too: the processes Lightning starts itself (trainer=ddp with trainer.devices
+    # in an sbatch script of one task) have no RANK or SLURM_PROCID of their own, and each would requeue.
+    if is_secondary_rank():
         return Requeued(f"SLURM job {job}: rank 0 requeues it")
     if shutil.which("scontrol") is None:
         return Requeued(f"SLURM job {job} not requeued: scontrol is not on PATH")

@@ -147,6 +147,10 @@ PROCESSES_KEY = "chipadapt_processes"
 FINISHED_KEY = "chipadapt_training_done"
 LAST_LOSS_KEY = "chipadapt_last_train_loss"
 LOSS = "train/loss"  # what every module logs at each optimizer step
+# The hash of the training order the checkpoint was written on (the datamodule's stats["training_order"]),
+# and the order changes of earlier resumes, carried on so every later manifest lists them.
+ORDER_KEY = "chipadapt_training_order"
+ORDER_CHANGES_KEY = "chipadapt_training_order_changes"
 
 
 class RecordSettings(L.Callback):
@@ -169,11 +173,16 @@ class RecordSettings(L.Callback):
         checkpoint[FINISHED_KEY] = training_done(trainer)
         loss = trainer.callback_metrics.get(LOSS)
         checkpoint[LAST_LOSS_KEY] = float(loss) if loss is not None else self.last_loss
+        order = training_order(trainer)
+        if order is not None:
+            checkpoint[ORDER_KEY] = order["hash"]
+            checkpoint[ORDER_CHANGES_KEY] = order.get("changes_on_resume", [])
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # Called before Lightning restores its loops from `checkpoint` (Lightning 2.6).
         recount_micro_batches(checkpoint, trainer.accumulate_grad_batches)
         self.last_loss = checkpoint.get(LAST_LOSS_KEY)
+        check_training_order(checkpoint, training_order(trainer), tell=trainer.is_global_zero)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         loop = trainer.fit_loop
@@ -184,6 +193,42 @@ class RecordSettings(L.Callback):
         loop.epoch_loop._batches_that_stepped = max(loop.epoch_loop._batches_that_stepped, trainer.global_step)
         if LOSS not in trainer.callback_metrics and self.last_loss is not None:
             trainer.callback_metrics[LOSS] = torch.tensor(self.last_loss)
+
+
+def training_order(trainer) -> dict | None:
+    """The datamodule's record of its training order ({"hash": ...}); None for one without (the retriever's).
+    The manifest's `data` section holds this same dict (manifest.update("data", stats) keeps its values), so
+    a change added to it here is in the manifest the next time it is written."""
+    stats = getattr(getattr(trainer, "datamodule", None), "stats", None)
+    order = stats.get("training_order") if isinstance(stats, dict) else None
+    return order if isinstance(order, dict) and isinstance(order.get("hash"), str) else None
+
+
+def check_training_order(checkpoint: dict, order: dict | None, tell: bool = True) -> None:
+    """A resume whose data gives another training order than the checkpoint's trains, from its step on, on
+    another stream than an uninterrupted run would: said in one line, and recorded in the manifest
+    (`data.training_order.changes_on_resume`, with those of earlier resumes). The settings compared before
+    (check_resume_settings) do not catch it: the data's content and settings may be the same while this
+    version builds the order otherwise. A checkpoint written before the order was recorded: nothing said."""
+    if order is None:
+        return
+    changes = [c for c in checkpoint.get(ORDER_CHANGES_KEY) or [] if isinstance(c, dict)]
+    before = checkpoint.get(ORDER_KEY)
+    if isinstance(before, str) and before != order["hash"]:
+        step = checkpoint.get("global_step")
+        changes.append({"step": step, "before": before, "after": order["hash"]})
+        if tell:
+            log.warning(
+                "resuming at step %s on another training order than the checkpoint's (order %s, now %s): the data "
+                "order changed (copies of held-out texts now left out of training, a fractional weight's "
+                "documents drawn otherwise, or the corpus changed), so from this step on the run trains on "
+                "another stream than an uninterrupted run would (manifest: data.training_order.changes_on_resume)",
+                step,
+                before,
+                order["hash"],
+            )
+    if changes:
+        order["changes_on_resume"] = changes
 
 
 def training_done(trainer) -> bool:

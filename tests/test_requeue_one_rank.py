@@ -1,0 +1,61 @@
+"""One requeue per SLURM job, whoever started the processes: with trainer=ddp and trainer.devices=2 in an
+sbatch script of one task, Lightning starts the second process itself, which has LOCAL_RANK=1 but no
+RANK or SLURM_PROCID of its own. Before, that process ran `scontrol requeue` too (the job requeued
+twice); now every rank question goes through one helper (io.lock.is_secondary_rank)."""
+
+import os
+import signal
+
+import pytest
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+
+
+@pytest.fixture
+def slurm_job(tmp_path, monkeypatch):
+    """SLURM job 777 with an `scontrol` that records its calls; no rank variable set."""
+    for variable in RANK_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "scontrol.log"}"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    log = tmp_path / "scontrol.log"
+    return lambda: log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize(
+    "rank",
+    [{"LOCAL_RANK": "1"}, {"NODE_RANK": "1", "LOCAL_RANK": "0"}, {"RANK": "3"}, {"SLURM_PROCID": "1"}],
+)
+def test_a_process_that_is_not_global_rank_0_leaves_the_requeue_to_rank_0(slurm_job, monkeypatch, rank):
+    from chipadapt.scaleout.slurm_requeue import requeue_job
+
+    for variable, value in rank.items():
+        monkeypatch.setenv(variable, value)
+    assert requeue_job(signal.SIGUSR1, None).note == "SLURM job 777: rank 0 requeues it"
+    assert slurm_job() == []
+
+
+def test_global_rank_0_requeues_once(slurm_job, monkeypatch):
+    from chipadapt.scaleout.slurm_requeue import requeue_job
+
+    monkeypatch.setenv("LOCAL_RANK", "0")  # Lightning's first process, SLURM_PROCID unset
+    assert "requeued" in requeue_job(signal.SIGUSR1, None).note
+    assert slurm_job() == ["requeue 777"]
+
+
+def test_only_global_rank_0_says_what_a_signal_did(monkeypatch, capfd):
+    from chipadapt.interrupts import _say
+
+    for variable in RANK_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("NODE_RANK", "1")  # the first process of the second node
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    _say("stopping")
+    monkeypatch.setenv("NODE_RANK", "0")
+    _say("rank zero")
+    assert capfd.readouterr().err == "chipadapt: rank zero\n"
