@@ -111,3 +111,11 @@ def test_the_sequences_left_out_of_whole_global_batches_are_said():
     planned = plan_of(600, 64, -1, 1)
     assert (planned["steps"], planned["tokens"]) == (2, 512 * 64) and planned["note"] is None
     assert "88 sequences an epoch left out" in planned["text"]
+
+
+def test_one_process_in_a_slurm_job_of_several_tasks_trains(no_launcher):
+    """A batch script's `python train.py` (no srun) in a job of 4 tasks: SLURM_NTASKS is the job's count, and
+    Lightning runs one process on a single-device strategy, reading nothing of SLURM."""
+    no_launcher.setenv("SLURM_NTASKS", "4")
+    no_launcher.setenv("SLURM_JOB_NAME", "train")
+    check_trainer_on_this_machine(trainer(1, "cpu"))

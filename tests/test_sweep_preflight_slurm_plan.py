@@ -92,3 +92,23 @@ def test_a_local_sweep_value_the_processes_do_not_divide_is_refused_before_the_f
         capsys, ["model=tiny", "trainer=cpu", "data.global_batch_size=8,6", "data.micro_batch_size=4"], tmp_path
     )
     assert "data.global_batch_size=6" in line and "sweep value data.global_batch_size=6" in line
+
+
+@pytest.mark.usefixtures("sbatch_on_path")
+def test_a_gpu_device_this_login_node_lacks_is_left_to_the_nodes_the_sweep_runs_on(tmp_path):
+    """evaluate.py -m device=cuda under SLURM, submitted from a login node without a GPU: the jobs run on GPU
+    nodes, so the preflight checks the setting's form, not this machine's GPUs."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    import chipadapt  # noqa: F401  (resolvers)
+    from chipadapt.sweep_preflight import SweepPreflight
+
+    overrides = ["device=cuda", "model=tiny", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=1"]
+    overrides += ["hydra.launcher.tasks_per_node=1", "hydra.launcher.nodes=1", f"hydra.sweep.dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        config = (
+            GlobalHydra.instance().config_loader().load_configuration("evaluate", overrides, run_mode=RunMode.MULTIRUN)
+        )
+        SweepPreflight().on_multirun_start(config=config, config_name="evaluate")

@@ -133,6 +133,16 @@ def slurm_resources(job: DictConfig) -> tuple[int, int, int] | None:
     return int(launcher.nodes), int(launcher.tasks_per_node), int(launcher.get("gpus_per_node") or 0)
 
 
+def as_on_its_nodes(job: DictConfig, remote: bool) -> DictConfig:
+    """`job` as its checks may judge it here: a job submitted to other nodes (SLURM) asks for GPUs those nodes
+    have, so `device=cuda` is checked for its form only (as `cpu`), not against this login node's GPUs."""
+    device = job.get("device") if remote else None
+    if isinstance(device, str) and device.startswith("cuda"):
+        with open_dict(job):
+            job.device = "cpu"
+    return job
+
+
 def check_job_plan(job: DictConfig) -> None:
     """What a training job's run refuses once started, checked for the job as it will be launched: its
     `trainer.devices`, and its batch plan (global batch = micro x processes x accumulation) with the
@@ -190,7 +200,7 @@ class SweepPreflight(Callback):
                 with read_write(job.hydra.runtime), open_dict(job.hydra.runtime):
                     job.hydra.runtime.output_dir = str(config.hydra.sweep.dir)
                 hydra_config.set_config(job)
-                validate(OmegaConf.masked_copy(job, [key for key in job if key != "hydra"]))
+                validate(as_on_its_nodes(OmegaConf.masked_copy(job, [key for key in job if key != "hydra"]), remote))
                 check_job_plan(job)
             except Exception as err:  # noqa: BLE001 (a composition error is the user's; anything else the job reports)
                 described = str(err) if isinstance(err, ChipadaptError) else describe_hydra_error(err)

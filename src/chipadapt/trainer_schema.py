@@ -259,6 +259,10 @@ def check_launched_processes(trainer: DictConfig) -> None:
     per_node = processes_per_node(trainer.get("accelerator", "auto"), trainer.get("devices", "auto"))
     nodes = int(trainer.get("num_nodes", 1))
     launched = launched_processes()
+    if launched is not None and launched[0].startswith("srun") and per_node * nodes == 1:
+        # One process: Lightning runs a single-device strategy and reads nothing of SLURM, so a batch script's
+        # `python train.py` in a job of several tasks (SLURM_NTASKS its job's count, not this process's) trains.
+        launched = None
     if launched is not None and launched[1] != per_node * nodes:
         how, count = launched
         raise ChipadaptError(
