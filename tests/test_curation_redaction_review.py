@@ -114,3 +114,29 @@ def test_a_comment_after_a_line_value_is_kept():
     assert redact("password: correcthorse battery staple  # rotate monthly\n")[0] == (
         "password: <secret>  # rotate monthly\n"
     )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "connect(user=u,password=pw_value_here,host=h)",
+        "var a={password:e.password,user:e.user};b.token=c;",
+        "password: '%env(DB_PASSWORD)%'",
+        'password: "${{ secrets.DB_PASSWORD }}"',
+        "x.password = '#{ENV[\"PW\"]}'",
+        "  api_key: !secret openai_api_key",
+    ],
+)
+def test_code_and_references_in_a_line_are_kept(line):
+    assert redact(line) == (line, {})
+
+
+def test_a_keyword_argument_secret_is_replaced_to_its_comma():
+    assert redact("conn(password=S3cretPass123,host=h)")[0] == "conn(password=<secret>,host=h)"
+
+
+@pytest.mark.parametrize("text", ["sk-" * 70_000, "x-sk-" * 40_000, "password=x" + ")" * 200_000])
+def test_long_runs_of_key_prefixes_or_closers_take_linear_time(text):
+    start = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - start < 5

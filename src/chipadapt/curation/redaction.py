@@ -41,7 +41,7 @@ TOKEN_FORMATS = {
     "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     # OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-`); a digit in it tells a key from a CSS class name.
-    "openai_key": re.compile(r"\bsk-(?=[A-Za-z0-9_\-]{20,})(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]+"),
+    "openai_key": re.compile(r"\bsk-(?=[A-Za-z0-9_\-]{20})(?=[A-Za-z_\-]{0,100}\d)[A-Za-z0-9_\-]+"),
     "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"),
 }
 # Each a credential after a context that names none: (prefix kept, secret replaced).
@@ -66,6 +66,9 @@ _NAME = r"(?P<name>[A-Za-z0-9_.\-]{0,64}?" + _WORDS + r")"
 # open, to the end of the line; an unquoted one runs to the next whitespace.
 _QUOTED = r"(?P<q>[\"'])(?P<qv>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<qend>(?P=q)|$)"
 _VALUE = r"(?:" + _QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
+# Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
+# `connect(user=u,password=pw,host=h)` and `{password:e.password,user:e.user}` are code to the next `,`.
+_VALUE_IN_LINE = r"(?:" + _QUOTED + r"|(?P<uv>[^\s\"',;][^\s,;]*))"
 ASSIGNMENTS = {
     # At the start of a line (YAML, ini, .env, Dockerfile `ENV NAME value`), an unquoted value runs to the end
     # of the line, less a ` #` comment: `password: correcthorse battery staple` is one value.
@@ -84,7 +87,7 @@ ASSIGNMENTS = {
         r"(?im)(?P<lead>(?<![A-Za-z0-9])(?=[A-Za-z0-9_.\-]{1,90}+[\"']?\]?[ \t]*[=:?])"
         + _NAME
         + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:))[ \t]*)"
-        + _VALUE
+        + _VALUE_IN_LINE
     ),
     # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
     "assigned_secret_tcl": re.compile(
@@ -122,7 +125,9 @@ _TOKEN = re.compile(r"(?i)(?:token|credentials?)$")
 # a <placeholder> (curation's own <secret> included, so a curated corpus curated again is left as it is).
 # Tcl `$::env(PASS)` and `$cfg(pw)` are references too.
 _REFERENCE = re.compile(
-    r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*\)|\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
+    r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*\)|\$?\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
+    # GitHub Actions `${{ secrets.X }}` (above), Symfony `%env(X)%`, Ruby `#{ENV["X"]}`, YAML tags `!secret name`
+    r"|%env\([\w:]+\)%|#\{.*\}|![A-Za-z_]\w* \S+"
 )
 # Unquoted code: a structure, a call or a subscript, an attribute path, a variable name.
 _CODE = re.compile(
@@ -177,10 +182,16 @@ def _looks_opaque(value: str) -> bool:
 def split_tail(value: str) -> tuple[str, str]:
     """An unquoted value and what ends the statement around it: `hunter2;` -> (`hunter2`, `;`),
     `password)` in `connect(password=password)` -> (`password`, `)`); a closer the value opened stays."""
+    # Each closer's surplus over its opener counted once: counted again for every trailing closer, a line
+    # ending in 200,000 `)` took minutes.
+    surplus = {c: value.count(c) - value.count(opener) for c, opener in _CLOSERS.items()}
     end = len(value)
     while end:
         c = value[end - 1]
-        if c in ";," or (c in _CLOSERS and value[:end].count(c) > value[:end].count(_CLOSERS[c])):
+        if c in ";,":
+            end -= 1
+        elif c in _CLOSERS and surplus[c] > 0:
+            surplus[c] -= 1
             end -= 1
         else:
             break
