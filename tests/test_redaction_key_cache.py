@@ -101,3 +101,18 @@ def test_a_new_key_is_never_seen_empty(tmp_path, monkeypatch):
     monkeypatch.setattr(key_module.os, "link", link_and_look)
     key = redaction_key(tmp_path)
     assert seen == [KEY_BYTES] and len(key) == KEY_BYTES
+
+
+def test_a_cache_without_hard_links_keeps_one_key(tmp_path, monkeypatch):
+    """Some FUSE and SMB mounts refuse os.link: the key is made in place there, and read back after."""
+    import errno
+
+    from chipadapt.curation import redaction_key as rk
+
+    def no_links(*_):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(rk.os, "link", no_links)
+    first = rk.redaction_key(tmp_path)
+    assert len(first) == rk.KEY_BYTES and rk.redaction_key(tmp_path) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["redaction.key"]

@@ -6,6 +6,7 @@ every rerun of the same curation wrote other paths. Kept in `$CHIPADAPT_CACHE/cu
 readable by its owner only and never written into an output: reruns on one machine are identical, and
 the corpus alone does not lead back to an address."""
 
+import errno
 import fcntl
 import os
 import time
@@ -18,6 +19,7 @@ KEY_BYTES = 16
 # How long a caller waits for a key file of the wrong length to be replaced by the caller that wrote it
 # (only a file left by an older chipadapt, which wrote the key in place, can be short for a moment).
 WAIT_SECONDS = 2.0
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 def redaction_key(folder: Path | None = None) -> bytes:
@@ -38,6 +40,8 @@ def _kept_key(path: Path) -> bytes:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         try:
+            if path.exists():  # the usual case: read, nothing written
+                return _existing_key(path)
             return path.read_bytes() if _publish_new_key(path) else _existing_key(path)
         except _NotYetWhole:
             if time.monotonic() > deadline:
@@ -70,8 +74,24 @@ def _publish_new_key(path: Path) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        # A filesystem without hard links (some FUSE and SMB mounts): created in place, written at once; a
+        # caller that reads it short waits (_NotYetWhole) rather than taking a part of it.
+        return _create_in_place(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_in_place(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as out:
+        out.write(os.urandom(KEY_BYTES))
+    return True
 
 
 def _existing_key(path: Path) -> bytes:
