@@ -50,7 +50,7 @@ def requeue_job(signum: int, launcher_handler: Callable | None) -> Requeued:
     if job is None:
         return Requeued("not a SLURM job, not requeued")
     # LOCAL_RANK and NODE_RANK too: the processes Lightning starts itself (trainer=ddp with trainer.devices
-    # in an sbatch script of one task) have no RANK or SLURM_PROCID of their own, and each would requeue.
+    # outside srun) have no RANK or SLURM_PROCID of their own, and each would requeue.
     if is_secondary_rank():
         return Requeued(f"SLURM job {job}: rank 0 requeues it")
     if shutil.which("scontrol") is None:
