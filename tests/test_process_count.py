@@ -45,7 +45,7 @@ def test_a_trainer_running_other_processes_than_planned_is_refused():
         check_trainer_world(8, Built())
 
 
-@pytest.mark.parametrize("devices", [-1, "-1", "0,1", [0, 1], 0])
+@pytest.mark.parametrize("devices", [-1, "-1", "0,1", [0, 1]])  # 0 is no device count on any accelerator
 def test_cpu_devices_that_lightning_refuses_are_refused_in_one_line(devices):
     with pytest.raises(ChipadaptError, match=r"trainer\.devices: .* trainer\.accelerator=cpu.*trainer\.devices=2"):
         check_devices(devices, "cpu")

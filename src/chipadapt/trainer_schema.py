@@ -55,7 +55,11 @@ def check_devices(devices: Any, accelerator: Any = None) -> None:
     """`trainer.devices`: a count (-1 = all), `auto`, a list of indices or a string of them (`0,1`); on
     `trainer.accelerator=cpu` a count of processes > 0 or `auto` (Lightning refuses the rest, once the data
     is prepared). Whether `auto` resolves to the CPU is known only where the job trains:
-    check_trainer_on_this_machine."""
+    check_trainer_on_this_machine. A value of no accelerator's form is said as such first."""
+    if not _device_form(devices):
+        raise ChipadaptError(
+            f"trainer.devices: {devices!r} is not a device count (-1 for all), auto, or a list of indices"
+        )
     if isinstance(accelerator, str) and accelerator.lower() == "cpu" and devices != "auto":
         from lightning.pytorch.accelerators import CPUAccelerator
 
@@ -63,14 +67,16 @@ def check_devices(devices: Any, accelerator: Any = None) -> None:
             CPUAccelerator.parse_devices(devices)
         except (TypeError, ValueError):
             raise ChipadaptError(cpu_devices_refusal(devices)) from None
-        return
-    if isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1):
-        return
-    if isinstance(devices, str) and (devices == "auto" or re.fullmatch(r"\s*-?\d+\s*(,\s*\d+\s*)*,?", devices)):
-        return
-    if isinstance(devices, (list, ListConfig)) and devices and all(isinstance(d, int) and d >= 0 for d in devices):
-        return
-    raise ChipadaptError(f"trainer.devices: {devices!r} is not a device count (-1 for all), auto, or a list of indices")
+
+
+def _device_form(devices: Any) -> bool:
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        return devices == "auto" or re.fullmatch(r"\s*-?\d+\s*(,\s*\d+\s*)*,?", devices) is not None
+    if isinstance(devices, (list, ListConfig)):
+        return bool(devices) and all(isinstance(d, int) and d >= 0 for d in devices)
+    return False
 
 
 def check_trainer(cfg: DictConfig) -> None:

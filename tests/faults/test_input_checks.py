@@ -303,11 +303,13 @@ def test_trainer_counts_written_as_floats_or_strings_lightning_takes_pass(tmp_pa
 
     from chipadapt.config_schema import validate
 
-    overrides = ["model=tiny", "trainer.max_steps=2e3", "trainer.devices='0,1'", "trainer.val_check_interval=0.5"]
+    # GPU indices as a string or a list (trainer=cpu takes a process count: trainer.accelerator=cpu refuses them)
+    gpus = ["model=tiny", "trainer.accelerator=gpu"]
+    overrides = [*gpus, "trainer.max_steps=2e3", "trainer.devices='0,1'", "trainer.val_check_interval=0.5"]
     cfg = compose(overrides, tmp_path)
     validate(cfg)
     assert cfg.trainer.max_steps == 2000 and type(cfg.trainer.max_steps) is int
-    others = ["model=tiny", "trainer.devices=[0,1]", "callbacks.progress=null", "trainer.max_epochs=null"]
+    others = [*gpus, "trainer.devices=[0,1]", "callbacks.progress=null", "trainer.max_epochs=null"]
     validate(compose(others, tmp_path))
     # Lightning's ways to switch things off, and its time-based validation interval
     off = [
