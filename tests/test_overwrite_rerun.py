@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from chipadapt.callbacks.step_checkpoint import StepCheckpoint
+from chipadapt.stages.checkpoint_records import FINISHED_KEY, RecordSettings
 from chipadapt.stages.finished_checkpoint import finished_training
-from chipadapt.stages.resume_settings import FINISHED_KEY, RecordSettings
 
 
 class Line(L.LightningModule):

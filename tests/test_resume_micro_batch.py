@@ -85,7 +85,7 @@ def loop_state(ready: int, completed: int, step: int, accumulation: int | None) 
 
 
 def test_lightnings_count_of_micro_batches_follows_the_accumulation():
-    from chipadapt.stages.resume_settings import recount_micro_batches
+    from chipadapt.stages.checkpoint_records import recount_micro_batches
 
     # Saved after step 3 at 2 micro-batches a step (completed trails ready by the batch being ended).
     checkpoint = loop_state(ready=6, completed=5, step=3, accumulation=2)

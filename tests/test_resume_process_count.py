@@ -8,15 +8,9 @@ from types import SimpleNamespace
 import torch
 from conftest import TINY_FAST, compose
 
-from chipadapt.stages import resume_settings
-from chipadapt.stages.resume_settings import (
-    ACCUMULATION_KEY,
-    CHECKPOINT_KEY,
-    PROCESSES_KEY,
-    RecordSettings,
-    check_resume_settings,
-    trajectory_settings,
-)
+from chipadapt.stages import checkpoint_records
+from chipadapt.stages.checkpoint_records import ACCUMULATION_KEY, CHECKPOINT_KEY, PROCESSES_KEY, RecordSettings
+from chipadapt.stages.resume_settings import check_resume_settings, trajectory_settings
 
 
 def checkpoint(tmp_path, **content):
@@ -34,7 +28,7 @@ def resume(tmp_path, ckpt, caplog, devices: int) -> str:
 
 
 def test_every_checkpoint_records_its_number_of_processes(monkeypatch):
-    monkeypatch.setattr(resume_settings, "training_done", lambda trainer: False)
+    monkeypatch.setattr(checkpoint_records, "training_done", lambda trainer: False)
     trainer = SimpleNamespace(accumulate_grad_batches=2, world_size=2, callback_metrics={})
     content = {}
     RecordSettings({}).on_save_checkpoint(trainer, None, content)

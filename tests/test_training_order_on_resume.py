@@ -9,7 +9,7 @@ import numpy as np
 
 from chipadapt.data.blend import blend_order, order_digest
 from chipadapt.data.token_cache import TokenizedSource
-from chipadapt.stages.resume_settings import ORDER_CHANGES_KEY, ORDER_KEY, RecordSettings
+from chipadapt.stages.checkpoint_records import ORDER_CHANGES_KEY, ORDER_KEY, RecordSettings
 
 
 def _source(lengths):

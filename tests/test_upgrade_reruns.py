@@ -15,13 +15,9 @@ from test_overwrite_rerun import fit
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.finished_run import completed_record, what_changed
+from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY
 from chipadapt.stages.finished_checkpoint import finished_training
-from chipadapt.stages.resume_settings import (
-    CHECKPOINT_KEY,
-    FINISHED_KEY,
-    check_resume_settings,
-    trajectory_settings,
-)
+from chipadapt.stages.resume_settings import check_resume_settings, trajectory_settings
 
 
 def length(max_steps: int, max_epochs: int):

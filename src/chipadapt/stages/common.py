@@ -33,13 +33,9 @@ from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
+from chipadapt.stages.checkpoint_records import RecordSettings
 from chipadapt.stages.finished_checkpoint import finished_training
-from chipadapt.stages.resume_settings import (
-    RecordSettings,
-    check_resume_settings,
-    checkpoint_step,
-    trajectory_settings,
-)
+from chipadapt.stages.resume_settings import check_resume_settings, checkpoint_step, trajectory_settings
 from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)

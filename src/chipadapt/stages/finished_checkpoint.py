@@ -8,7 +8,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.stages.resume_settings import CHECKPOINT_KEY, FINISHED_KEY, LENGTH, checkpoint_metadata, run_manifest
+from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY
+from chipadapt.stages.resume_settings import LENGTH, checkpoint_metadata, run_manifest
 
 
 def finished_training(ckpt: Path, cfg: DictConfig) -> bool:
