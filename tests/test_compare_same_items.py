@@ -213,7 +213,9 @@ def test_differences_print_without_negative_zero_and_with_the_digits_a_tiny_one_
     assert interval_text(-0.00001234, -0.00002, -0.000003) == "-0.0000123 [-0.0000200, -0.0000030]"
     assert interval_text(-1e-9, -1e-9, 0.0) == "-0.0000000010 [-0.0000000010, +0.0000000000]"
     assert interval_text(-0.5, -0.81, 0.09) == "-0.5000 [-0.8100, +0.0900]"
-    assert interval_text(-1.2, -math.inf, math.inf) == "-1.2000 [-inf, +inf]"
+    assert interval_text(-1.2, -math.inf, 0.5) == "-1.2000 [-inf, +0.5000]"  # one end unbounded: shown so
+    # Both ends unbounded (the exact test over 5 items or fewer): said in words, with n, not as [-inf, +inf].
+    assert interval_text(-1.2, -math.inf, math.inf, 4) == "-1.2000 (interval n/a: n=4, too few)"
 
 
 def test_the_main_table_carries_intervals_and_n_marks_failed_runs_and_skips_settings(tmp_path):

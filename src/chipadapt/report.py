@@ -60,6 +60,18 @@ def no_interval(n: int | None) -> str:
     return "(interval n/a: unbounded)"
 
 
+def bracketed(low, high, n: int | None, end=lambda x: f"{x:.3f}") -> str:
+    """`[low, high]`, each end written by `end` (an unbounded end, infinite or null in a manifest, as
+    -inf/+inf); where both ends are unbounded, no_interval(n) instead: a report reads
+    `(interval n/a: n=4, too few)`, not `[-inf, +inf]`."""
+    if unbounded((low, high)):
+        return no_interval(n)
+    ends = [
+        end(float(x)) if x is not None and math.isfinite(x) else side for x, side in ((low, "-inf"), (high, "+inf"))
+    ]
+    return f"[{ends[0]}, {ends[1]}]"
+
+
 def with_interval(figures: dict, name: str, digits: int) -> str:
     """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one."""
     value, ci = figures[name], figures.get(f"{name}_ci")

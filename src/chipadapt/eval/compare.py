@@ -25,6 +25,7 @@ from chipadapt.eval.compare_validation import validation_notes
 from chipadapt.eval.paired_compare import other_tokenizer_notes, paired_rows, write_paired
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
+from chipadapt.report import bracketed
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ def cell(run: Run, metric: str) -> str:
         return ""
     low, high, n = _interval(run, metric)
     text = f"{run.metrics[metric]:.4g}"
-    if low != "":
-        text += f" [{low:.4g}, {high:.4g}]"
+    if low != "":  # an end past the float range (a diverged model's ppl) is null in results.json
+        text += " " + bracketed(low, high, n if n != "" else None, lambda end: f"{end:.4g}")
     return text + (f" n={n}" if n != "" else "")
 
 

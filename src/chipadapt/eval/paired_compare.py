@@ -30,6 +30,7 @@ from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
+from chipadapt.report import bracketed
 
 log = logging.getLogger(__name__)
 SUFFIX = "_items.jsonl"
@@ -226,10 +227,11 @@ def _signed(value: float, decimals: int) -> str:
     return "+" + text[1:] if float(text) == 0 else text  # no "-0.0000": a sign of nothing
 
 
-def interval_text(diff: float, low: float, high: float) -> str:
-    """`difference [low, high]` with one number of decimals for the three."""
+def interval_text(diff: float, low: float, high: float, n: int | None = None) -> str:
+    """`difference [low, high]` with one number of decimals for the three; where both ends are
+    unbounded (the exact test over 5 items or fewer), `difference (interval n/a: n=4, too few)`."""
     decimals = _decimals((diff, low, high))
-    return f"{_signed(diff, decimals)} [{_signed(low, decimals)}, {_signed(high, decimals)}]"
+    return f"{_signed(diff, decimals)} {bracketed(low, high, n, lambda end: _signed(end, decimals))}"
 
 
 def _p_text(r: dict) -> str:
@@ -261,7 +263,7 @@ def markdown(rows: list[dict]) -> str:
             verdict += f" [{len(footnotes)}]"
         lines.append(
             f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
-            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'])} | "
+            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'], r['n'])} | "
             f"{_p_text(r)} | {r['test']} | {verdict} |"
         )
     lines += [f"\n{note}" for note in footnotes]

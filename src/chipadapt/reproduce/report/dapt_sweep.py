@@ -4,6 +4,7 @@ chip model's DAPT took from them (the ledger's `choice`)."""
 
 import matplotlib.pyplot as plt
 
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, get, table
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
@@ -50,7 +51,7 @@ def value_ci_text(value_ci: tuple) -> str:
     value, ci = value_ci
     if value is None:
         return "–"
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+    return f"{value:.3f} {bracketed(*ci, None)}" if ci else f"{value:.3f}"
 
 
 def sweep_arms(ctx: Context, rows: list[dict], eval_of: dict[str, str]) -> list[dict]:

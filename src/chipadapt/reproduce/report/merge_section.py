@@ -4,6 +4,7 @@ the same prompts; every figure with its 95% interval, and paired tests of ChipAl
 against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
 from chipadapt.eval.paired import EXACT_MAX_ITEMS
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
 from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
@@ -142,7 +143,7 @@ def tests_table(best: Run, tests: dict[str, dict]) -> str:
                     d.a,
                     d.b,
                     signed(d.diff),
-                    f"[{signed(d.ci[0])}, {signed(d.ci[1])}]",
+                    bracketed(*d.ci, d.n, signed),
                     f"{d.p:.2g}",
                     str(d.n),
                     d.test,
@@ -162,7 +163,7 @@ def same_lambda_part(twins: dict[str, dict], ifeval_note: str) -> list[str]:
         return []
     rows = [
         [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], d.a, d.b, signed(d.diff)]
-        + [f"[{signed(d.ci[0])}, {signed(d.ci[1])}]", f"{d.p:.2g}", str(d.n), d.test]
+        + [bracketed(*d.ci, d.n, signed), f"{d.p:.2g}", str(d.n), d.test]
         if d
         else [f"chipalign {t['lam']:g} − {method} {t['lam']:g}", LABELS[key], *["–"] * 6, not_measured(d)]
         for method, t in twins.items()

@@ -2,6 +2,7 @@
 prompts, held-out domain documents pooled): each verdict is power.verdict's, never a threshold on a score."""
 
 from chipadapt.eval.paired import PairedDifference
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report.merge_runs import DOMAIN, INSTRUCT
 from chipadapt.reproduce.report.merge_tests import signed
 from chipadapt.reproduce.report.pairs import NotPaired
@@ -63,7 +64,7 @@ def combined(ifeval: tuple[str, str], domain: tuple[str, str]) -> tuple[str, str
 def diff_text(d: PairedDifference | NotPaired | None, what: str) -> str:
     if not d:
         return f"{what} not measured" + (" (not paired)" if isinstance(d, NotPaired) else "")
-    return f"{what} {signed(d.diff)} [{signed(d.ci[0])}, {signed(d.ci[1])}] (p = {d.p:.2g}, n = {d.n})"
+    return f"{what} {signed(d.diff)} {bracketed(*d.ci, d.n, signed)} (p = {d.p:.2g}, n = {d.n})"
 
 
 def domain_label(f: dict) -> str:

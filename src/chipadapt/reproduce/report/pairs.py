@@ -17,6 +17,7 @@ from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.eval.paired_compare import task_settings
 from chipadapt.eval.same_items import NotSameItems, same_items, same_settings
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
@@ -157,11 +158,11 @@ def change_pct(d: PairedDifference) -> tuple[float, float, float]:
 
 def diff_text(d: PairedDifference, unit: str = "items", digits: int = 3) -> str:
     return (
-        f"{d.diff:+.{digits}f} [{d.ci[0]:+.{digits}f}, {d.ci[1]:+.{digits}f}] over {d.n} {unit} "
+        f"{d.diff:+.{digits}f} {bracketed(*d.ci, d.n, lambda end: f'{end:+.{digits}f}')} over {d.n} {unit} "
         f"({d.test}, p = {d.p:.2g})"
     )
 
 
 def pct_text(d: PairedDifference) -> str:
     change, low, high = change_pct(d)
-    return f"{change:+.1f}% [{low:+.1f}, {high:+.1f}]"
+    return f"{change:+.1f}% {bracketed(low, high, d.n, lambda end: f'{end:+.1f}')}"

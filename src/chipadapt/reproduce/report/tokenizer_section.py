@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from chipadapt.models.hf_folder import load_tokenizer
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report.context import Context, missing, table
 from chipadapt.tokenizer.held_out import token_ratio  # the saving's paired interval, as the tokenizer step reports it
 
@@ -53,7 +54,7 @@ def saving_text(r: dict) -> str:
     d = r.get("paired")
     if d is None:
         return f"{r['reduction_pct']:.2f}%"
-    return f"{-100 * d.diff:.2f}% [{-100 * d.ci[1]:.2f}, {-100 * d.ci[0]:.2f}]"
+    return f"{-100 * d.diff:.2f}% {bracketed(-100 * d.ci[1], -100 * d.ci[0], d.n, lambda end: f'{end:.2f}')}"
 
 
 def section(ctx: Context) -> tuple[str, dict]:

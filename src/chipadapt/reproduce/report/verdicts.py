@@ -10,6 +10,7 @@ nothing to pair say what their interval rests on instead; "not measured" means n
 The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
 """
 
+from chipadapt.report import bracketed
 from chipadapt.reproduce.report import merge_verdicts, power
 from chipadapt.reproduce.report.alignment_verdicts import alignment_rows
 from chipadapt.reproduce.report.context import fmt
@@ -65,7 +66,8 @@ def tokenizer_row(f: dict) -> list:
     held = f.get("held_out") or []
     domain = [r for r in held if r["kind"] == "domain"]
     savings = "; ".join(
-        f"{r['text']} {-100 * r['paired'].diff:.1f}% [{-100 * r['paired'].ci[1]:.1f}, {-100 * r['paired'].ci[0]:.1f}]"
+        f"{r['text']} {-100 * r['paired'].diff:.1f}% "
+        + bracketed(-100 * r["paired"].ci[1], -100 * r["paired"].ci[0], r["paired"].n, lambda end: f"{end:.1f}")
         for r in held
         if r.get("paired")
     )
@@ -286,7 +288,7 @@ def mmlu_row(f: dict) -> list:
     ci = f.get("base_ci")
     here = (
         f"general model acc {f['base_acc']:.3f}"
-        + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        + (f" {bracketed(*ci, None)}" if ci else "")
         + "; minus the general model, paired: "
         + "; ".join(f"{label} {diff_text(d, 'questions') if d else 'not paired'}" for label, d in paired.values())
     )
