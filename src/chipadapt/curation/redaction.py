@@ -1,14 +1,18 @@
 """Redaction of e-mail addresses and credentials, in a document's text and in its path.
 
 A credential is recognised three ways: by a published format (a private key block, an AWS, GitHub,
-GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhook, the password in a URL),
-by its context (`Authorization: Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`), or by
-the name it is assigned to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`,
-`ENV`, `#define`, `<password>`). An assigned value is replaced whole, to its closing quote or, unquoted, to
-the next whitespace (at the start of a YAML, ini or .env line, to the line's end less a comment): a value
-cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus. Code that merely
-names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key = round_key_reg;`,
-`AES_KEY = 128'h2b7e...;`) is kept, and so is the `;` or `)` that ends the statement around a value.
+GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhook, the password in a URL,
+an Ansible vault, an AWS secret key beside its id or random enough alone), by its context (`Authorization:
+Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection string's `Password=`, a
+login's second argument, `the password is ...`), or by the name it is assigned to (`DB_PASSWORD=...`,
+`"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`, `<password>`, `<add
+key="ApiKey" value=...>`, `set_password("...")`, a YAML block or anchor). The rule is one: a name that says
+credential, and a value that looks like one. An assigned value is replaced whole, to its closing quote or,
+unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end less a
+comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus. Code
+that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
+round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`) and a message about a password
+(`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement.
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
@@ -18,102 +22,21 @@ import math
 import re
 from collections.abc import Callable
 
-# Its end is "no letter or digit next", not \b: `_` is a word character, and a file name such as
-# `alice.smith@chipco.com_notes.md` has no word boundary after the address.
-# A match starts only where a run of address characters starts (not at each `.` or `-` inside one, which
-# scanned every run to its end again and again: quadratic time on a long base64 line).
-EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?![A-Za-z0-9])")
-# To its END line or, in a truncated copy that has none, to the end of the document: the key's body is
-# the secret, and a missing END line must not let it through.
-PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S
+from chipadapt.curation.redaction_forms import (
+    ANSIBLE_VAULT,
+    ASSIGNMENTS,
+    AWS_SECRET,
+    CONTEXT_FORMATS,
+    EMAIL,
+    FORMS,
+    PRIVATE_KEY,
+    TOKEN_FORMATS,
+    URL_PASSWORD,
+    YAML_ALIAS,
+    YAML_ANCHOR,
+    YAML_BLOCK,
+    is_aws_secret,
 )
-# `scheme://user:PASSWORD@host`: a database or proxy address with its password in it; the user may be
-# empty (`redis://:PASSWORD@cache`). Starts only where a run of scheme characters starts (linear time).
-URL_PASSWORD = re.compile(r"((?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)(?=@)")
-# Published formats, recognised wherever they stand.
-TOKEN_FORMATS = {
-    "aws_access_key": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),
-    "gitlab_token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-    "slack_token": re.compile(r"\bxox[abpors]-[A-Za-z0-9-]{10,}\b"),
-    "stripe_key": re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
-    "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
-    "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
-    # OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-`); a digit in it tells a key from a CSS class name.
-    "openai_key": re.compile(r"\bsk-(?=[A-Za-z0-9_\-]{20})(?=[A-Za-z_\-]{0,100}\d)[A-Za-z0-9_\-]+"),
-    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"),
-}
-# Each a credential after a context that names none: (prefix kept, secret replaced).
-CONTEXT_FORMATS = {
-    "slack_webhook": re.compile(r"(\bhooks\.slack\.com/services/)([A-Za-z0-9_\-/]+)"),
-    # `Authorization: Bearer ...` in a header, a curl `-H`, a JSON or Python dict.
-    "authorization": re.compile(
-        r"(?i)(\b(?:proxy-)?authorization[\"']?[ \t]*[:=,][ \t]*[\"']?(?:bearer|basic|token)[ \t]+)"
-        r"((?=[A-Za-z0-9._~+/\-]*[0-9=+/])[A-Za-z0-9._~+/\-]{8,}=*)"
-    ),
-}
-
-# A name ending in one of these may hold a credential; which ones do is decided by _kind.
-_WORDS = (
-    r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|pass[_-]?phrase"
-    r"|token|credentials?|key|pass|pwd)"
-)
-# Bounded: unbounded, every `_`, `.` or `-` in a long run began a match that scanned the run to its end, so
-# a 40 KB line of `a_a_...` took a minute and a 1 MB base64 blob hours. No credential name is longer.
-_NAME = r"(?P<name>[A-Za-z0-9_.\-]{0,64}?" + _WORDS + r")"
-# A quoted value runs to its closing quote (any characters but that quote, escapes allowed) or, left
-# open, to the end of the line; an unquoted one runs to the next whitespace.
-_QUOTED = r"(?P<q>[\"'])(?P<qv>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<qend>(?P=q)|$)"
-_VALUE = r"(?:" + _QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
-# Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
-# `connect(user=u,password=pw,host=h)` and `{password:e.password,user:e.user}` are code to the next `,`.
-_VALUE_IN_LINE = r"(?:" + _QUOTED + r"|(?P<uv>[^\s\"',;][^\s,;]*))"
-ASSIGNMENTS = {
-    # At the start of a line (YAML, ini, .env, Dockerfile `ENV NAME value`), an unquoted value runs to the end
-    # of the line, less a ` #` comment: `password: correcthorse battery staple` is one value.
-    "assigned_secret_line": re.compile(
-        r"(?im)^(?P<lead>[ \t]*(?:export[ \t]+|-[ \t]+)?" + _NAME + r"[ \t]*(?:=(?!=)|:(?!:))[ \t]*)"
-        r"(?P<lv>[^\s\"'][^\n]*)"
-    ),
-    "assigned_secret_env": re.compile(
-        r"(?m)^(?P<lead>[ \t]*ENV[ \t]+(?i:" + _NAME + r")[ \t]+)(?P<lv>[^\s\"'=][^\n]*)"
-    ),
-    # `NAME = v`, `NAME: v`, `NAME => v`, `NAME := v`, `export NAME=v`, `"NAME": v`, `env["NAME"] = v`
-    # (Python, shell, YAML, JSON, Perl, make); `==` is a comparison, not an assignment.
-    "assigned_secret": re.compile(
-        # The lookahead (possessive: one scan) finds a name's run followed by an operator before the slower
-        # search for a credential word in it: five times faster on text full of `_` and `-`.
-        r"(?im)(?P<lead>(?<![A-Za-z0-9])(?=[A-Za-z0-9_.\-]{1,90}+[\"']?\]?[ \t]*[=:?])"
-        + _NAME
-        + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:))[ \t]*)"
-        + _VALUE_IN_LINE
-    ),
-    # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
-    "assigned_secret_tcl": re.compile(
-        r"(?im)(?P<lead>(?<![\w$])set[ \t]+(?:::)?(?:env\()?" + _NAME.replace(r"_.\-", r"_.\-:") + r"\)?[ \t]+)"
-        r"(?:\{(?P<bv>[^}\n]*)(?P<bend>\}|$)|" + _VALUE + r")"
-    ),
-    # csh `setenv NAME v`.
-    "assigned_secret_setenv": re.compile(r"(?im)(?P<lead>(?<![\w$])setenv[ \t]+" + _NAME + r"[ \t]+)" + _VALUE),
-    # C `#define API_KEY "..."`.
-    "assigned_secret_define": re.compile(r"(?im)(?P<lead>^[ \t]*#[ \t]*define[ \t]+" + _NAME + r"[ \t]+)" + _VALUE),
-    # XML `<password>...</password>`.
-    "assigned_secret_xml": re.compile(r"(?i)(?P<lead><" + _NAME + r">)(?P<xv>[^<\n]+)(?=</(?P=name)>)"),
-    # .netrc `machine HOST login USER password PASSWORD`.
-    "netrc_password": re.compile(
-        r"(?P<lead>\bmachine\s+\S+(?:\s+(?:login|account)\s+\S+)*\s+(?P<name>password)\s+)" + _VALUE
-    ),
-    # Command lines: `--password VALUE` (the `=` form is an assignment), `mysql -pVALUE`, `sshpass -p VALUE`.
-    # `-p` is a password only after these two: elsewhere it is a port, a path, a parent flag.
-    "command_line_password": re.compile(
-        r"(?i)(?P<lead>(?<![\w-])--" + _NAME.replace("{0,64}?", "{0,40}?") + r"[ \t]+)(?!-)" + _VALUE
-    ),
-    "mysql_password": re.compile(
-        r"(?P<lead>\bmysql(?:admin|dump|import|show|check)?\b[^\n]*?[ \t]-p)(?P<name>)" + _VALUE
-    ),
-    "sshpass_password": re.compile(r"(?P<lead>\bsshpass\b[^\n]*?[ \t]-p[ \t]*)(?P<name>)" + _VALUE),
-}
 
 # Shorter values are left: `token = "<s>"`, `password: str`, `key = k` are code, not credentials.
 MIN_SECRET_CHARS = 8
@@ -123,9 +46,10 @@ _STRONG = re.compile(
 _TOKEN = re.compile(r"(?i)(?:token|credentials?)$")
 # Not a value but a reference to one: $VAR, ${VAR}, $(cmd), $env(VAR), {{ template }}, %(name)s,
 # a <placeholder> (curation's own <secret> included, so a curated corpus curated again is left as it is).
-# Tcl `$::env(PASS)` and `$cfg(pw)` are references too.
+# Tcl `$::env(PASS)` and `$cfg(pw)` are references too, and so is a command's output, `$(...` or `` `...``,
+# cut at a space: `pwd=$(dirname "$0")`.
 _REFERENCE = re.compile(
-    r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*\)|\$?\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
+    r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*|`.*|\$?\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
     # GitHub Actions `${{ secrets.X }}` (above), Symfony `%env(X)%`, Ruby `#{ENV["X"]}`, YAML tags `!secret name`
     r"|%env\([\w:]+\)%|#\{.*\}|![A-Za-z_]\w* \S+"
 )
@@ -140,6 +64,30 @@ _CODE = re.compile(
     # it is a design constant (or a published test vector), not a credential.
     r"|\d+'[sS]?[hHbBdDoO][0-9a-fA-F_xXzZ?]+"
 )
+# A password is often short: after a name that says password, 6 or 7 letters and digits, both, are one
+# (`password: abc123`); not a type (`uint64`) nor a hex number.
+_PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|pass|pwd|pw)$")
+_SHORT_PASSWORD = re.compile(r"(?!(?:u?int|float|bytes|char)\d)(?!0[xX])(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9]{6,7}")
+# A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
+_PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
+# Words in a value that make it a message about a credential, not one: a UI string, a prompt.
+_ABOUT_PASSWORD = re.compile(r"(?i)\b(?:passw(?:or)?ds?|passphrases?)\b")
+
+
+def _is_config_word(name: str, value: str) -> bool:
+    """In a config file, `my_secret_pass` and `foo.bar.baz` are values; `default_password` and
+    `args.password`, which end in the name's own word, still name another variable."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(?:[._]\w+)+", value):
+        return False
+    word = re.search(r"(?i)[a-z]+$", name)
+    return value.lower().rsplit(".", 1)[-1].rsplit("_", 1)[-1] != (word.group().lower() if word else "")
+
+
+# A word in a sentence after `password`: 6 or more characters with a letter and a digit (`hunter22`); a
+# word of letters (`the password is wrong`) is English.
+_SENTENCE_PASSWORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{6,64}")
+# An ini or TOML `[section]` line: its `NAME = value` lines are config, not code.
+_INI_SECTION = re.compile(r"(?m)^[ \t]*\[[\w .\-\"]+\][ \t]*$")
 # A quoted value that is an identifier (`PRIMARY_KEY = 'user_id_column'`, `SORT_KEY = "created_at"`): after
 # a plain `*_KEY` it names a column or a field; after a password it may well be the password.
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)+")
@@ -157,8 +105,10 @@ def _kind(name: str) -> str | None:
     an UPPER_CASE `*_KEY`), "token" (token and credentials also name code), "weak" (a lower-case `*_key`,
     a credential only when its value looks like one), or None (`key` alone: a dict key, a loop variable)."""
     last = re.split(r"[.:]", name)[-1]
+    if re.fullmatch(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw", last):
+        return "strong"  # `PASS=`, `PW=`, `pw:`, `db_pw`; a path after `PWD=` is judged by is_secret
     if re.search(r"(?i)(?:pass|pwd)$", last) and not _STRONG.search(last):
-        # `DB_PASS`, `MYSQL_PWD`; not `PWD` (the shell's directory), `bypass`, `first_pass`.
+        # `DB_PASS`, `MYSQL_PWD`; not `bypass`, `first_pass`.
         return "strong" if re.fullmatch(r"[A-Z0-9_\-]*[_\-](?:PASS|PWD)", last) else None
     if _STRONG.search(last):
         return "strong"
@@ -181,14 +131,19 @@ def _looks_opaque(value: str) -> bool:
 
 def split_tail(value: str) -> tuple[str, str]:
     """An unquoted value and what ends the statement around it: `hunter2;` -> (`hunter2`, `;`),
-    `password)` in `connect(password=password)` -> (`password`, `)`); a closer the value opened stays."""
+    `password)` in `connect(password=password)` -> (`password`, `)`); a closer the value opened stays, and
+    so does a quote that is not the string's around it (`"Pwd=Xy9#kLm2q"` -> (`Xy9#kLm2q`, `"`))."""
     # Each closer's surplus over its opener counted once: counted again for every trailing closer, a line
     # ending in 200,000 `)` took minutes.
     surplus = {c: value.count(c) - value.count(opener) for c, opener in _CLOSERS.items()}
+    surplus |= {q: value.count(q) % 2 for q in "\"'"}
     end = len(value)
     while end:
         c = value[end - 1]
         if c in ";,":
+            end -= 1
+        elif c in "\"'" and surplus[c] > 0:
+            surplus[c] -= 1
             end -= 1
         elif c in _CLOSERS and surplus[c] > 0:
             surplus[c] -= 1
@@ -198,14 +153,24 @@ def split_tail(value: str) -> tuple[str, str]:
     return value[:end], value[end:]
 
 
-def is_secret(name: str, value: str, quoted: bool) -> bool:
-    """Whether `value`, assigned to `name`, is to be redacted."""
+def _says_password(name: str) -> bool:
+    return bool(_PASSWORD_NAME.search(re.split(r"[.:]", name)[-1])) and _kind(name) == "strong"
+
+
+def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool:
+    """Whether `value`, assigned to `name`, is to be redacted. `config`: the assignment is a config file's
+    line (YAML `NAME: value`, `.env`/.properties `NAME=value`, ini), where a word with `_` or `.` in it is a
+    value, not a variable or an attribute."""
     kind = _kind(name)
     bare = value if quoted else split_tail(value)[0]  # a statement's end is not the value's
-    if kind is None or len(bare) < MIN_SECRET_CHARS or _REFERENCE.fullmatch(bare):
+    if kind is None or _REFERENCE.fullmatch(bare) or _PATH.fullmatch(bare):
         return False
-    if not quoted and _CODE.fullmatch(bare):
+    if len(bare) < MIN_SECRET_CHARS and not (_says_password(name) and _SHORT_PASSWORD.fullmatch(bare)):
         return False
+    if not quoted and _CODE.fullmatch(bare) and not (config and _is_config_word(name, bare)):
+        return False
+    if any(c.isspace() for c in bare) and _ABOUT_PASSWORD.search(bare):
+        return False  # `forgot_password: Forgot your password?`: a message about one
     if bare.lower() in {name.lower(), re.split(r"[.:]", name)[-1].lower()}:
         return False  # `password=password`: a keyword argument passed on
     if quoted and _IDENTIFIER.fullmatch(bare) and re.search(r"(?i)(?<![a-z])key$", name):
@@ -226,7 +191,7 @@ def _plain(placeholder: str, _original: str) -> str:
     return f"<{placeholder}>"
 
 
-def _line_value(name: str, line: str) -> tuple[str, str] | None:
+def _line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | None:
     """The value of a line's `NAME: value` to be replaced and what follows it (a comment, an end of
     statement), or None where the line is kept: the value is one word judged like any other, or several
     when the first is a secret or all are a phrase (`correcthorse battery staple`), not code."""
@@ -234,22 +199,27 @@ def _line_value(name: str, line: str) -> tuple[str, str] | None:
     rest = line[len(value) :]
     if not any(c.isspace() for c in value):
         core, tail = split_tail(value)
-        return (core, tail + rest) if is_secret(name, value, False) else None
+        return (core, tail + rest) if is_secret(name, value, False, config) else None
     first = value.split()[0]
-    if is_secret(name, first, False) or (
+    if is_secret(name, first, False, config) or (
         _PHRASE.fullmatch(value) and not _CODE_WORDS & set(value.split()) and is_secret(name, value, True)
     ):
         return value, rest
     return None
 
 
-def _assignment_replacer(mark: Mark, counter: list[int], implied_name: str) -> Callable[[re.Match], str]:
+def _assignment_replacer(mark: Mark, counter: list[int], ini: bool) -> Callable[[re.Match], str]:
+    """`ini`: the document has an `[section]` line, so `NAME = value` is a config line there too."""
+
     def replace(m: re.Match) -> str:
         groups = m.groupdict()
-        name = m.group("name") or implied_name
+        name = m.group("name") or "password"  # a form with no name (`mysql -p`, `login(u, pw)`) has a password
         after = ""
         if groups.get("lv") is not None:  # a line's value, to its end
-            found = _line_value(name, m.group("lv"))
+            # YAML `NAME: v` and unspaced `NAME=v` (.env, .properties, shell) are config; spaced `NAME = v`
+            # is config in an ini file, and code (`password = default_password`) elsewhere.
+            config = groups.get("op") == ":" or groups.get("sp") == "" or ini
+            found = _line_value(name, m.group("lv"), config and not re.search(r"[,;)]$", m.group("lv").rstrip()))
             if found is None:
                 return m.group(0)
             (value, after), opening, closing = found, "", ""
@@ -257,6 +227,14 @@ def _assignment_replacer(mark: Mark, counter: list[int], implied_name: str) -> C
             value, opening, closing = m.group("xv"), "", ""
             if not is_secret(name, value, True):
                 return m.group(0)
+        elif groups.get("pv") is not None:  # a word in a sentence: a password when it looks like one
+            word = m.group("pv")
+            core = word.lstrip("`\"'").rstrip(".,;:!?)").rstrip("`\"'")  # `hunter22`. -> hunter22
+            start = word.index(core) if core else 0
+            if not (_SENTENCE_PASSWORD.fullmatch(core) and is_secret(name, core, False)):
+                return m.group(0)
+            counter[0] += 1
+            return f"{m.group('lead')}{word[:start]}{mark('secret', core)}{word[start + len(core) :]}"
         elif groups.get("bv") is not None:  # Tcl {braced}
             value, opening, closing = groups["bv"], "{", groups["bend"]
         elif m.group("q"):
@@ -272,27 +250,86 @@ def _assignment_replacer(mark: Mark, counter: list[int], implied_name: str) -> C
     return replace
 
 
+def _block_replacer(mark: Mark) -> Callable[[re.Match], str | None]:
+    """A YAML block under a credential name becomes one placeholder at the block's indentation."""
+
+    def replace(m: re.Match) -> str | None:
+        value = " ".join(line.strip() for line in m.group("yb").splitlines() if line.strip())
+        if not is_secret(m.group("name"), value, True):
+            return None
+        return m.group("lead") + mark("secret", m.group("yb"))
+
+    return replace
+
+
+def _anchor_replacer(mark: Mark, text: str) -> Callable[[re.Match], str | None]:
+    """`defaults: &db_pw hunter2` where some `password: *db_pw` uses it: the anchor's value is a password."""
+    names: dict[str, str] = {}
+
+    def replace(m: re.Match) -> str | None:
+        if not names:  # the aliases read at the first anchor: most documents have none, and this scan is slow
+            names.update(
+                (a.group("alias"), a.group("name")) for a in YAML_ALIAS.finditer(text) if _kind(a.group("name"))
+            )
+            names.setdefault("", "")  # read once, even where no alias names a credential
+        name, value = names.get(m.group("anchor")), m.group("av")
+        if name is None:
+            return None
+        quoted = re.fullmatch(r"([\"'])(.*)\1[ \t]*(#.*)?", value)
+        if quoted and is_secret(name, quoted.group(2), True):
+            found = quoted.group(2), value[len(quoted.group(2)) + 1 :]
+            opening = quoted.group(1)
+        else:
+            found, opening = _line_value(name, value, config=True), ""
+        if found is None:
+            return None
+        return f"{m.group('lead')}{opening}{mark('secret', found[0])}{found[1]}"
+
+    return replace
+
+
 def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     """`text` with e-mail addresses and credentials replaced (by <email>, <secret>), and how many of each."""
     counts: dict[str, int] = {}
 
-    def run(name: str, pattern: re.Pattern, replacement) -> None:
+    def run(name: str, pattern: re.Pattern, replacement: Callable[[re.Match], str | None]) -> None:
+        """Each match replaced by `replacement`'s text, or kept where that is None, and counted if replaced."""
         nonlocal text
-        text, n = pattern.subn(replacement, text)
-        if n:
-            counts[name] = counts.get(name, 0) + n
+        replaced = 0
+
+        def counted(m: re.Match) -> str:
+            nonlocal replaced
+            out = replacement(m)
+            replaced += out is not None
+            return m.group(0) if out is None else out
+
+        text = pattern.sub(counted, text)
+        if replaced:
+            counts[name] = counts.get(name, 0) + replaced
 
     run("private_key", PRIVATE_KEY, lambda m: mark("secret", m.group(0)))
     run("url_password", URL_PASSWORD, lambda m: m.group(1) + mark("secret", m.group(2)))
     run("email", EMAIL, lambda m: mark("email", m.group(0)))
+    if "$ANSIBLE_VAULT;" in text:
+        run("ansible_vault", ANSIBLE_VAULT, lambda m: m.group("ind") + mark("secret", m.group(0).strip()))
+    run("yaml_block_secret", YAML_BLOCK, _block_replacer(mark))
+    run("yaml_anchor_secret", YAML_ANCHOR, _anchor_replacer(mark, text))
+    ini = bool(_INI_SECTION.search(text))
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
-    for name, pattern in ASSIGNMENTS.items():
+    for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
         counter = [0]
-        text = pattern.sub(_assignment_replacer(mark, counter, "password"), text)
+        text = pattern.sub(_assignment_replacer(mark, counter, ini), text)
         if counter[0]:
             # a line's `NAME: value` is counted as the assignment it is
             key = name.removesuffix("_line")
             counts[key] = counts.get(key, 0) + counter[0]
+    # After assignments (`AWS_SECRET_ACCESS_KEY=...` is counted as one), before the key id beside a bare key
+    # is replaced: the id is what tells a secret key from other base64.
+    run(
+        "aws_secret_key",
+        AWS_SECRET,
+        lambda m: mark("secret", m.group(0)) if is_aws_secret(m.string, *m.span()) else None,
+    )
     for name, pattern in TOKEN_FORMATS.items():
         run(name, pattern, lambda m: mark("secret", m.group(0)))
     for name, pattern in CONTEXT_FORMATS.items():

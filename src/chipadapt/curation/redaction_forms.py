@@ -1,0 +1,194 @@
+"""The forms in which redaction.py finds credentials: published formats, contexts, assignments (`NAME = value`
+in a dozen languages), and beyond one line's assignment a bare AWS secret access key, a YAML block or
+anchored value, an Ansible vault, a .NET `<add key=... value=...>`, a password in a connection string, in a
+call or in a sentence. Patterns only: redaction.py judges each value they find. Every pattern runs in time
+linear in the text: a corpus holds megabyte-long lines of base64.
+"""
+
+import base64
+import binascii
+import math
+import re
+
+# A name ending in one of these may hold a credential; which ones do is decided by redaction._kind.
+WORDS = (
+    r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|pass[_-]?phrase"
+    r"|token|credentials?|key|pass|pwd|pw)"
+)
+# Bounded: unbounded, every `_`, `.` or `-` in a long run began a match that scanned the run to its end, so
+# a 40 KB line of `a_a_...` took a minute and a 1 MB base64 blob hours. No credential name is longer.
+NAME = r"(?P<name>[A-Za-z0-9_.\-]{0,64}?" + WORDS + r")"
+# A quoted value runs to its closing quote (any characters but that quote, escapes allowed) or, left open,
+# to the end of the line. Python's `"""` is tried before `"`, which would read it as an empty string.
+QUOTED = r"(?P<q>\"\"\"|'''|[\"'])(?P<qv>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<qend>(?P=q)|$)"
+
+# Its end is "no letter or digit next", not \b: `_` is a word character, and a file name such as
+# `alice.smith@chipco.com_notes.md` has no word boundary after the address.
+# A match starts only where a run of address characters starts (not at each `.` or `-` inside one, which
+# scanned every run to its end again and again: quadratic time on a long base64 line).
+EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?![A-Za-z0-9])")
+# To its END line or, in a truncated copy that has none, to the end of the document: the key's body is
+# the secret, and a missing END line must not let it through.
+PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S
+)
+# `scheme://user:PASSWORD@host`: a database or proxy address with its password in it; the user may be
+# empty (`redis://:PASSWORD@cache`). Starts only where a run of scheme characters starts (linear time).
+URL_PASSWORD = re.compile(r"((?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)(?=@)")
+# Published formats, recognised wherever they stand.
+TOKEN_FORMATS = {
+    "aws_access_key": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),
+    "gitlab_token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    "slack_token": re.compile(r"\bxox[abpors]-[A-Za-z0-9-]{10,}\b"),
+    "stripe_key": re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
+    "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
+    "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
+    # OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-`); a digit in it tells a key from a CSS class name.
+    "openai_key": re.compile(r"\bsk-(?=[A-Za-z0-9_\-]{20})(?=[A-Za-z_\-]{0,100}\d)[A-Za-z0-9_\-]+"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"),
+}
+# Each a credential after a context that names none: (prefix kept, secret replaced).
+CONTEXT_FORMATS = {
+    "slack_webhook": re.compile(r"(\bhooks\.slack\.com/services/)([A-Za-z0-9_\-/]+)"),
+    # `Authorization: Bearer ...` in a header, a curl `-H`, a JSON or Python dict.
+    "authorization": re.compile(
+        r"(?i)(\b(?:proxy-)?authorization[\"']?[ \t]*[:=,][ \t]*[\"']?(?:bearer|basic|token)[ \t]+)"
+        r"((?=[A-Za-z0-9._~+/\-]*[0-9=+/])[A-Za-z0-9._~+/\-]{8,}=*)"
+    ),
+}
+
+# An unquoted value runs to the next whitespace.
+_VALUE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
+# Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
+# `connect(user=u,password=pw,host=h)` and `{password:e.password,user:e.user}` are code to the next `,`.
+_VALUE_IN_LINE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"',;][^\s,;]*))"
+ASSIGNMENTS = {
+    # At the start of a line (YAML, ini, .env, Dockerfile `ENV NAME value`), an unquoted value runs to the end
+    # of the line, less a ` #` comment: `password: correcthorse battery staple` is one value. A YAML anchor
+    # (`password: &pw hunter2`) stays with the name.
+    "assigned_secret_line": re.compile(
+        r"(?im)^(?P<lead>[ \t]*(?:export[ \t]+|-[ \t]+)?" + NAME + r"(?P<sp>[ \t]*)(?P<op>=(?!=)|:(?!:))[ \t]*"
+        r"(?:&[^\s]+[ \t]+)?)(?P<lv>[^\s\"'][^\n]*)"
+    ),
+    "assigned_secret_env": re.compile(r"(?m)^(?P<lead>[ \t]*ENV[ \t]+(?i:" + NAME + r")[ \t]+)(?P<lv>[^\s\"'=][^\n]*)"),
+    # `NAME = v`, `NAME: v`, `NAME => v`, `NAME := v`, `export NAME=v`, `"NAME": v`, `env["NAME"] = v`
+    # (Python, shell, YAML, JSON, Perl, make); `==` is a comparison, not an assignment.
+    "assigned_secret": re.compile(
+        # The lookahead (possessive: one scan) finds a name's run followed by an operator before the slower
+        # search for a credential word in it: five times faster on text full of `_` and `-`.
+        r"(?im)(?P<lead>(?<![A-Za-z0-9])(?=[A-Za-z0-9_.\-]{1,90}+[\"']?\]?[ \t]*[=:?])"
+        + NAME
+        + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:))[ \t]*)"
+        + _VALUE_IN_LINE
+    ),
+    # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
+    "assigned_secret_tcl": re.compile(
+        r"(?im)(?P<lead>(?<![\w$])set[ \t]+(?:::)?(?:env\()?" + NAME.replace(r"_.\-", r"_.\-:") + r"\)?[ \t]+)"
+        r"(?:\{(?P<bv>[^}\n]*)(?P<bend>\}|$)|" + _VALUE + r")"
+    ),
+    # csh `setenv NAME v`.
+    "assigned_secret_setenv": re.compile(r"(?im)(?P<lead>(?<![\w$])setenv[ \t]+" + NAME + r"[ \t]+)" + _VALUE),
+    # C `#define API_KEY "..."`.
+    "assigned_secret_define": re.compile(r"(?im)(?P<lead>^[ \t]*#[ \t]*define[ \t]+" + NAME + r"[ \t]+)" + _VALUE),
+    # XML `<password>...</password>`.
+    "assigned_secret_xml": re.compile(r"(?i)(?P<lead><" + NAME + r">)(?P<xv>[^<\n]+)(?=</(?P=name)>)"),
+    # .netrc `machine HOST login USER password PASSWORD`.
+    "netrc_password": re.compile(
+        r"(?P<lead>\bmachine\s+\S+(?:\s+(?:login|account)\s+\S+)*\s+(?P<name>password)\s+)" + _VALUE
+    ),
+    # Command lines: `--password VALUE` (the `=` form is an assignment), `mysql -pVALUE`, `sshpass -p VALUE`.
+    # `-p` is a password only after these two: elsewhere it is a port, a path, a parent flag.
+    "command_line_password": re.compile(
+        r"(?i)(?P<lead>(?<![\w-])--" + NAME.replace("{0,64}?", "{0,40}?") + r"[ \t]+)(?!-)" + _VALUE
+    ),
+    "mysql_password": re.compile(
+        r"(?P<lead>\bmysql(?:admin|dump|import|show|check)?\b[^\n]*?[ \t]-p)(?P<name>)" + _VALUE
+    ),
+    "sshpass_password": re.compile(r"(?P<lead>\bsshpass\b[^\n]*?[ \t]-p[ \t]*)(?P<name>)" + _VALUE),
+}
+
+# An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
+# credentials file). Exactly 40 in a run, with upper case, lower case and a digit: not a hex hash (one case),
+# not a piece of a longer base64 blob. redaction.aws_secret_at judges the rest.
+AWS_SECRET = re.compile(
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[0-9])"
+    r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+)
+# An AWS key id or the word itself: the secret key is written next to its id, in a file about AWS.
+_AWS_CONTEXT = re.compile(r"(?i)(?:AKIA|ASIA)[0-9A-Z]{16}|aws")
+_AWS_WINDOW = 300  # characters either side searched for that context: a few lines of a credentials file
+
+
+def _entropy(value: str) -> float:
+    return -sum(value.count(c) / len(value) * math.log2(value.count(c) / len(value)) for c in set(value))
+
+
+def _decodes_to_text(token: str) -> bool:
+    """A base64 test vector encodes text (`TWFueSBoYW5kcy...`); a key's 30 bytes are random."""
+    try:
+        raw = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return sum(32 <= b < 127 or b in (9, 10, 13) for b in raw) >= 0.9 * len(raw)
+
+
+def is_aws_secret(text: str, start: int, end: int) -> bool:
+    """Whether the 40-character token at text[start:end] is an AWS secret key: random enough (a CamelCase
+    identifier or a path has less entropy, a path more than three `/`) and, unless an AWS key id or the word
+    `aws` is near, with a `/` or `+` in it as most keys have."""
+    token = text[start:end]
+    if token.startswith("/") or token.count("/") > 3 or _decodes_to_text(token):
+        return False
+    window = text[max(0, start - _AWS_WINDOW) : start] + " " + text[end : end + _AWS_WINDOW]
+    if _AWS_CONTEXT.search(window) or _AWS_CONTEXT.search(token):
+        return _entropy(token) >= 4.3
+    return ("/" in token or "+" in token) and _entropy(token) >= 4.4
+
+
+# A whole Ansible vault (`$ANSIBLE_VAULT;1.1;AES256` and its lines of hex), whatever name it is under.
+ANSIBLE_VAULT = re.compile(r"(?m)^(?P<ind>[ \t]*)\$ANSIBLE_VAULT;[^\n]*(?:\n[ \t]*[0-9a-fA-F]+[ \t]*(?=\n|\Z))*")
+# A name's run followed by `:`, found (possessive: one scan) before the slower search for a credential word
+# in it, as redaction's `assigned_secret` does: most lines are not `NAME:` at all.
+_THEN_COLON = r"(?=[A-Za-z0-9_.\-]{1,90}+[ \t]*:)"
+# A YAML block scalar under a credential name (`password: |`, `password: >-`, `key: !vault |`): its lines,
+# more indented than the name's, are the value. The name's line stays; the block becomes one placeholder.
+YAML_BLOCK = re.compile(
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[ \t]*:[ \t]*(?:&\S+[ \t]+)?(?:!\S+[ \t]+)?"
+    r"[|>][0-9+\-]{0,2}[ \t]*(?:#[^\n]*)?\n(?:[ \t]*\n)*(?P<bind>(?P=ind)[ \t]+))"
+    r"(?P<yb>\S[^\n]*(?:\n(?:[ \t]*\n)*(?P=bind)[^\n]*)*)"
+)
+# `password: *db_pw`: the alias names an anchor (`defaults: &db_pw hunter2`) whose value is the password.
+YAML_ALIAS = re.compile(
+    r"(?im)^[ \t]*(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[ \t]*:[ \t]*\*(?P<alias>[^\s,\[\]{}]+)[ \t]*(?:#[^\n]*)?$"
+)
+YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
+
+# Forms judged like an assignment (redaction._assignment_replacer): `name` the credential's name, the value
+# in `q`/`qv`/`qend` (quoted), `xv` (a literal to its end) or `pv` (a word in a sentence).
+FORMS = {
+    # .NET `<add key="ApiKey" value="..."/>` (appSettings).
+    "assigned_secret_xml_attribute": re.compile(
+        r"(?i)(?P<lead><add\b[^<>]*?\bkey[ \t]*=[ \t]*[\"']" + NAME + r"[\"'][^<>]*?\bvalue[ \t]*=[ \t]*)" + QUOTED
+    ),
+    # `Server=db;User Id=sa;Password=my pass 123;`: in a connection string a value runs to its `;`. After a
+    # `;` or a quote only: `PWD=/home/alice` at a line's start is the shell's directory.
+    "connection_string_password": re.compile(
+        r"(?i)(?P<lead>(?<=[;\"'])[ \t]*(?P<name>password|pwd)[ \t]*=[ \t]*)(?P<xv>[^;\"'\n<>]+)"
+    ),
+    # A setter whose name says what its argument is: `set_password("...")`, `setApiKey('...')`, `with_token(`;
+    # not a getter, whose argument is the secret's name (`get_secret("prod/db")`), nor a test (`is_secret`).
+    "call_secret": re.compile(
+        r"(?i)(?P<lead>(?<![\w$])(?P<name>(?:set|with|use|update|change|store|save)_?[A-Za-z0-9_]{0,30}?"
+        r"(?:passw(?:or)?d|pass[_-]?phrase|secret|api[_-]?key|token))[ \t]*\([ \t]*)" + QUOTED + r"(?=[ \t]*[,)])"
+    ),
+    # `ftp.login(user, "...")`, `smtp.login(...)`, `imap.login(...)`: a login's second argument is a password.
+    "login_password": re.compile(
+        r"(?P<lead>(?<![\w$])login[ \t]*\([^(),\n]*,[ \t]*)(?P<name>)" + QUOTED + r"(?=[ \t]*\))"
+    ),
+    # A sentence: `the password is hunter22`, `passwd hunter22`, `pw - hunter22` (a bug thread, a README).
+    "prose_password": re.compile(
+        r"(?i)(?P<lead>(?<![\w.$/\-])(?P<name>passw(?:or)?d|pass[_-]?phrase|pw)"
+        r"(?:[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=\-])?[ \t]+)(?P<pv>[`\"']?[^\s`\"']{6,64}[`\"']?[.,;:!?)]*)(?!\S)"
+    ),
+}

@@ -1,0 +1,132 @@
+"""Redaction, from the leaks a session left: credentials in forms that got through whole, and the UI
+strings, paths and RTL names next to them that must stay as they are."""
+
+import time
+
+import pytest
+
+from chipadapt.curation.redaction import redact
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret key
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        # a bare AWS secret access key: under a name that says nothing, or none, beside its key id
+        (f'aws_secret = "{AWS_SECRET}"', 'aws_secret = "<secret>"'),
+        (f"export AWS={AWS_SECRET}", "export AWS=<secret>"),
+        (f"[default]\nAKIAIOSFODNN7EXAMPLE\n{AWS_SECRET}\n", "[default]\n<secret>\n<secret>\n"),
+        (f"keys: {AWS_SECRET} (rotated)", "keys: <secret> (rotated)"),
+        # YAML blocks, anchors and aliases, Ansible vaults
+        ("password: |\n  correct horse\n  battery staple\nuser: bob\n", "password: |\n  <secret>\nuser: bob\n"),
+        (
+            "db:\n  password: >-\n    S3cret\n    pass\n  user: bob\n",
+            "db:\n  password: >-\n    <secret>\n  user: bob\n",
+        ),
+        ("password: &pw hunter2hunter2\nother: *pw\n", "password: &pw <secret>\nother: *pw\n"),
+        (
+            "defaults: &db_pw hunter2hunter2\ndb:\n  password: *db_pw\n",
+            "defaults: &db_pw <secret>\ndb:\n  password: *db_pw\n",
+        ),
+        (
+            "db_password: !vault |\n          $ANSIBLE_VAULT;1.1;AES256\n          62313365396662343061393464336163\n"
+            "          3966\nnext: 1\n",
+            "db_password: !vault |\n          <secret>\nnext: 1\n",
+        ),
+        ("$ANSIBLE_VAULT;1.1;AES256\n6231336539666234\n3061393464336163\n", "<secret>\n"),
+        # .NET configuration
+        ('<add key="ApiKey" value="abcd1234efgh5678"/>', '<add key="ApiKey" value="<secret>"/>'),
+        (
+            '<add name="db" connectionString="Server=db;User Id=sa;Password=my pass 123;" />',
+            '<add name="db" connectionString="Server=db;User Id=sa;Password=<secret>;" />',
+        ),
+        ('"Data Source=db;Pwd=Xy9#kLm2q"', '"Data Source=db;Pwd=<secret>"'),
+        ("<password>hunter22</password>", "<password><secret></password>"),
+        # prose, and the short names a shell or a chat uses
+        ("the password is hunter22", "the password is <secret>"),
+        ("the password is `hunter22`.", "the password is `<secret>`."),
+        ("pw: hunter22", "pw: <secret>"),
+        ("passwd hunter22 for root", "passwd <secret> for root"),
+        ("PW=hunter22", "PW=<secret>"),
+        ("PASS=hunter22", "PASS=<secret>"),
+        ("PWD=hunter22", "PWD=<secret>"),
+        # snake_case and dotted values in a config file, triple quotes, calls, short passwords
+        ("[db]\npassword = my_secret_pass\n", "[db]\npassword = <secret>\n"),
+        ("password: my_secret_pass", "password: <secret>"),
+        ("DB_PASSWORD=my_secret_pass", "DB_PASSWORD=<secret>"),
+        ("db.password=foo.bar.baz", "db.password=<secret>"),
+        ('password = """S3cret pass phrase"""', 'password = """<secret>"""'),
+        ('client.set_password("hunter22")', 'client.set_password("<secret>")'),
+        ('setApiKey("abcd1234efgh5678")', 'setApiKey("<secret>")'),
+        ('smtp.login(user, "S3cretPass1")', 'smtp.login(user, "<secret>")'),
+        ("password: abc123", "password: <secret>"),
+        ("pw = 'abc123'", "pw = '<secret>'"),
+    ],
+)
+def test_a_credential_in_a_leaked_form_is_replaced_whole(text, redacted):
+    out, counts = redact(text)
+    assert out == redacted and counts, out
+
+
+KEPT = [
+    # UI strings and messages about a password
+    "forgot_password: Forgot your password?",
+    'password_label: "Password"',
+    "# set the password here",
+    "reset_password_url: /reset",
+    'prompt_password("Enter password: ")',
+    "the password is incorrect",
+    "password is 12345678 characters?",
+    "passwd root",
+    # RTL names
+    "wire password_valid;",
+    "assign pw_ok = pw_a & pw_b;",
+    "wire [7:0] pw_data;",
+    ".pw(pw_sig),",
+    "password: uint64",
+    # paths and references
+    "PWD=/home/alice",
+    "cd $PWD/build",
+    "password: ~/secrets/db.txt",
+    'password: "${{ secrets.DB_PASSWORD }}"',
+    "password: |",
+    "password: *db_pw",
+    # code: an identifier outside a config file, one ending in the name's own word, a trailing comma
+    "password = default_password",
+    "  password: default_password",
+    "  password: config_password,",
+    "login(user, password)",
+    "PASS=1",
+    # near a bare AWS key: hashes, base64 of text, identifiers, paths
+    'sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"',
+    "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709",
+    "// base64 vector: TWFueSBoYW5kcyBtYWtlIGxpZ2h0IHdvcmsuIFll",
+    "AxiLiteRegisterFileWithParity32bitWidth1 in the aws-fpga shell",
+    "src/main/java/com/ExampleCo/Module1/Foo2",
+    "# aws docs: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+]
+
+
+@pytest.mark.parametrize("line", KEPT)
+def test_ui_text_rtl_paths_and_code_are_kept(line):
+    assert redact(line) == (line, {})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY " * 5_000),  # every token searches its neighbourhood
+        "password: |\n" * 20_000 + "  x\n",
+        "a: &x " * 40_000,
+        "<add key='ApiKey' " + "x" * 200_000,
+        "login(" * 40_000,
+        "the password is " * 15_000,
+        "$ANSIBLE_VAULT;1.1\n" + "0a" * 100_000 + "g",
+    ],
+    ids=["aws", "yaml-blocks", "anchors", "add-key", "logins", "sentences", "vault"],
+)
+def test_the_new_forms_take_linear_time(text):
+    start = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
