@@ -39,9 +39,12 @@ def test_numpy_floats_are_numbers_not_strings(tmp_path):
 
 
 def test_tokenizer_report_table_reads_unbounded_ends_back():
-    row = {"domain_bpb": 1.0, "domain_minus_base": 0.2, "domain_minus_base_ci": [None, None]}
+    row = {"domain_bpb": 1.0, "domain_minus_base": 0.2, "domain_minus_base_ci": [None, 0.5], "domain_blocks": 4}
+    row |= {"general_bpb": 1.1, "general_minus_base": 0.1, "general_minus_base_ci": [None, None], "general_blocks": 4}
     starting = {"base_tokenizer": {"domain_bpb": 0.8}, "input": "mean", "outputs": {"mean": row}}
     report = {"init": {"output": "mean"}, "starting_bpb": starting}
     table = starting_bpb_table(report)
     cells = [str(cell) for column in table.columns for cell in column._cells]
-    assert any("[-inf, +inf]" in cell for cell in cells)
+    assert any("+0.2000 [-inf, +0.5000]" in cell for cell in cells)  # one end unbounded: null read back
+    # Both ends unbounded (the exact test over 5 blocks or fewer): said in words, not `[-inf, +inf]`.
+    assert any("+0.1000 (interval n/a: n=4, too few)" in cell for cell in cells)

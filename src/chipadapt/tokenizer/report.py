@@ -6,7 +6,7 @@ from collections import Counter
 from rich.table import Table
 from tokenizers import Tokenizer
 
-from chipadapt.report import no_interval, unbounded
+from chipadapt.report import bracketed, no_interval, unbounded
 from chipadapt.tokenizer.words import token_count
 
 
@@ -47,7 +47,7 @@ def saving_text(row: dict | None, with_n: bool = True) -> str:
     ci = row.get("reduction_ci_pct")
     if unbounded(ci):
         return f"{row['reduction_pct']:.2f}% {no_interval(row.get('documents'))}"
-    interval = f" [{_end(ci[0], '-inf', '.2f')}, {_end(ci[1], '+inf', '.2f')}]" if ci else ""
+    interval = f" {bracketed(*ci, row.get('documents'), lambda end: f'{end:.2f}')}" if ci else ""
     return f"{row['reduction_pct']:.2f}%{interval}" + (f" (n={row['documents']} documents)" if with_n else "")
 
 
@@ -147,15 +147,10 @@ def starting_bpb_table(report: dict) -> Table | None:
                 if diff is None
                 else f"{diff:+.4f}"
                 + (f" ± {err:.4f}" if err else "")
-                + (f" [{_end(ci[0], '-inf')}, {_end(ci[1], '+inf')}]" if ci else ""),
+                + (f" {bracketed(*ci, row.get(f'{kind}_blocks'), lambda end: f'{end:+.4f}')}" if ci else ""),
             ]
         table.add_row(label, *cells)
     return table
-
-
-def _end(value: float | None, unbounded: str, spec: str = "+.4f") -> str:
-    """An interval end as read back from the report file, where an unbounded end is null."""
-    return unbounded if value is None or abs(value) == float("inf") else f"{value:{spec}}"
 
 
 def most_useful_tokens(base: Tokenizer, extended: Tokenizer, counts, new: set[str], top: int = 30) -> list[dict]:
