@@ -61,7 +61,41 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented exam
         ('setApiKey("abcd1234efgh5678")', 'setApiKey("<secret>")'),
         ('smtp.login(user, "S3cretPass1")', 'smtp.login(user, "<secret>")'),
         ("password: abc123", "password: <secret>"),
-        ("pw = 'abc123'", "pw = '<secret>'"),
+        ("secret = 'abc123'", "secret = '<secret>'"),
+        # after pass, pw or pwd only a value that looks random: quoted, or one word with a letter and a digit
+        ('pw = "hunter22"', 'pw = "<secret>"'),
+        # CRLF line ends, kept as they were
+        (
+            "password: |\r\n  correct horse\r\n  battery staple\r\nuser: bob\r\n",
+            "password: |\r\n  <secret>\r\nuser: bob\r\n",
+        ),
+        (
+            "defaults: &db_pw hunter2hunter2\r\ndb:\r\n  password: *db_pw\r\n",
+            "defaults: &db_pw <secret>\r\ndb:\r\n  password: *db_pw\r\n",
+        ),
+        (
+            "db_password: !vault |\r\n          $ANSIBLE_VAULT;1.1;AES256\r\n"
+            "          62313365396662343061393464336163\r\n          3966\r\nnext: 1\r\n",
+            "db_password: !vault |\r\n          <secret>\r\nnext: 1\r\n",
+        ),
+        # a triple-quoted value to its closing quotes, across lines
+        ('password = """S3cret\npass phrase"""\nx = 1', 'password = """<secret>"""\nx = 1'),
+        # YAML: a quoted key, a value on the next line, an alias in a flow mapping
+        ('"password": |\n  S3cretPassw0rd\nuser: bob\n', '"password": |\n  <secret>\nuser: bob\n'),
+        ("password:\n  S3cretPassw0rd\nuser: bob\n", "password:\n  <secret>\nuser: bob\n"),
+        ("password: &pw\n  hunter2hunter2\n", "password: &pw\n  <secret>\n"),
+        (
+            "db: {user: bob, password: *db_pw}\ndefaults: &db_pw hunter2hunter2\n",
+            "db: {user: bob, password: *db_pw}\ndefaults: &db_pw <secret>\n",
+        ),
+        # .NET with the value first or unquoted; an account's password; a setter's second argument; prose
+        ('<add value="abcd1234efgh5678" key="ApiKey"/>', '<add value="<secret>" key="ApiKey"/>'),
+        ('<add key="ApiKey" value=abcd1234efgh5678 />', '<add key="ApiKey" value=<secret> />'),
+        ('db_pass = "hunter22"', 'db_pass = "<secret>"'),
+        ('dbPass = "hunter22"', 'dbPass = "<secret>"'),
+        ("dbPw: hunter22", "dbPw: <secret>"),
+        ('client.set_password(user, "hunter22")', 'client.set_password(user, "<secret>")'),
+        ("the password for root is hunter22", "the password for root is <secret>"),
     ],
 )
 def test_a_credential_in_a_leaked_form_is_replaced_whole(text, redacted):
@@ -98,6 +132,39 @@ KEPT = [
     "  password: config_password,",
     "login(user, password)",
     "PASS=1",
+    # pass, pw and pwd as a test's result, a pulse width, a signal, a Tcl or shell variable
+    "PASS: No warnings",
+    "PASS: all 128 vectors matched",
+    "PASS: rv32ui-p-add",
+    "PASS: test_uart_1",
+    "  PASS: Both ICGs properly connected to CTS tree",
+    "  PASS: pass_count2 <= pass_count2 + 1;",
+    "  PW: done with setup",
+    "Pass: no errors found",
+    "pass: run the flow again",
+    "PW: 1024x8",
+    "PW: 100MHz",
+    "assign pw = cnt123;",
+    "assign pass = cmp_out2;",
+    "  pass = pass1_en;",
+    "pw = pw1 ^ pw2",
+    'pass = "stage1"',
+    "set pw 32bits",
+    "set PWD build1x",
+    "set PWD $::env(HOME)/flow2",
+    "setenv PWD build_run2",
+    "export PWD=build2x",
+    "PWD=build_dir2",
+    "pwd: build2",
+    # a `[1]` footnote or an indented `[a]` is no ini section
+    "[1]\nsecret_key = round_key_reg\n",
+    "  [a]\nDB_PASSWORD = other_module.value",
+    "[1]\n  pass = stage_two",
+    # prose after a dash, a secret's name passed on, a format string's placeholder
+    "Each pw - 32bits of the key",
+    'use_token("GITHUB_TOKEN2")',
+    'set_secret("AES_KEY_BITS_128")',
+    '"Server=db;Password={password}"',
     # near a bare AWS key: hashes, base64 of text, identifiers, paths
     'sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"',
     "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709",
@@ -113,6 +180,13 @@ def test_ui_text_rtl_paths_and_code_are_kept(line):
     assert redact(line) == (line, {})
 
 
+def test_a_yaml_anchor_before_a_quoted_password_is_counted_as_an_assignment():
+    assert redact("Password: &PW 'hunter2hunter2'\nother: *PW\n") == (
+        "Password: &PW '<secret>'\nother: *PW\n",
+        {"assigned_secret": 1},
+    )
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -123,8 +197,26 @@ def test_ui_text_rtl_paths_and_code_are_kept(line):
         "login(" * 40_000,
         "the password is " * 15_000,
         "$ANSIBLE_VAULT;1.1\n" + "0a" * 100_000 + "g",
+        'password = """a' * 40_000,
+        'password = """' + "a\n" * 100_000,
+        "<add " + 'value="x" ' * 40_000,
+        "password:\n" * 40_000 + "  x\n",
+        "[a]\npassword = x\n" * 20_000,
     ],
-    ids=["aws", "yaml-blocks", "anchors", "add-key", "logins", "sentences", "vault"],
+    ids=[
+        "aws",
+        "yaml-blocks",
+        "anchors",
+        "add-key",
+        "logins",
+        "sentences",
+        "vault",
+        "triple-quotes",
+        "open-triple-quote",
+        "add-values",
+        "next-lines",
+        "ini",
+    ],
 )
 def test_the_new_forms_take_linear_time(text):
     start = time.perf_counter()

@@ -11,17 +11,20 @@ credential, and a value that looks like one. An assigned value is replaced whole
 unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end less a
 comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus. Code
 that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
-round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`) and a message about a password
+round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse
+width under the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
 (`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement.
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
+import functools
 import hashlib
 import hmac
 import math
 import re
 from collections.abc import Callable
 
+from chipadapt.curation.redaction_aws import is_aws_secret
 from chipadapt.curation.redaction_forms import (
     ANSIBLE_VAULT,
     ASSIGNMENTS,
@@ -35,7 +38,6 @@ from chipadapt.curation.redaction_forms import (
     YAML_ALIAS,
     YAML_ANCHOR,
     YAML_BLOCK,
-    is_aws_secret,
 )
 
 # Shorter values are left: `token = "<s>"`, `password: str`, `key = k` are code, not credentials.
@@ -50,6 +52,7 @@ _TOKEN = re.compile(r"(?i)(?:token|credentials?)$")
 # cut at a space: `pwd=$(dirname "$0")`.
 _REFERENCE = re.compile(
     r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*|`.*|\$?\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
+    r"|\{[A-Za-z_]\w*\}"  # a format string's `{password}`
     # GitHub Actions `${{ secrets.X }}` (above), Symfony `%env(X)%`, Ruby `#{ENV["X"]}`, YAML tags `!secret name`
     r"|%env\([\w:]+\)%|#\{.*\}|![A-Za-z_]\w* \S+"
 )
@@ -64,9 +67,10 @@ _CODE = re.compile(
     # it is a design constant (or a published test vector), not a credential.
     r"|\d+'[sS]?[hHbBdDoO][0-9a-fA-F_xXzZ?]+"
 )
-# A password is often short: after a name that says password, 6 or 7 letters and digits, both, are one
-# (`password: abc123`); not a type (`uint64`) nor a hex number.
-_PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|pass|pwd|pw)$")
+# A password is often short: after a name that says password unambiguously (password, passwd, passphrase,
+# secret), 6 or 7 letters and digits, both, are one (`password: abc123`); not a type (`uint64`) nor a hex
+# number. Not after pass, pw or pwd, which name a test's result and a pulse width as often (`PW: 1024x8`).
+_PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|secret)$")
 _SHORT_PASSWORD = re.compile(r"(?!(?:u?int|float|bytes|char)\d)(?!0[xX])(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9]{6,7}")
 # A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
 _PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
@@ -86,8 +90,13 @@ def _is_config_word(name: str, value: str) -> bool:
 # A word in a sentence after `password`: 6 or more characters with a letter and a digit (`hunter22`); a
 # word of letters (`the password is wrong`) is English.
 _SENTENCE_PASSWORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{6,64}")
-# An ini or TOML `[section]` line: its `NAME = value` lines are config, not code.
-_INI_SECTION = re.compile(r"(?m)^[ \t]*\[[\w .\-\"]+\][ \t]*$")
+# An ini or TOML `[section]` header: a name at the line's start, plain, dotted or quoted (`[db]`,
+# `[tool.ruff]`, `[remote "origin"]`); not a footnote `[1]` nor an indented list `  [a]`. Under one, an
+# unindented `NAME = value` is config, not code, unless the document is code (a `def`, a `;` ending a line).
+_INI_SECTION = re.compile(r"(?m)^\[(?:[A-Za-z_][\w\-]*(?:\.[\w\-]+)*(?:[ \t]+\"[^\"\n]*\")?|\"[^\"\n]+\")\][ \t]*\r?$")
+_CODE_SIGNAL = re.compile(
+    r"(?m)^[ \t]*(?:def|class|import|from|module|assign|always|function|proc|return|if|for|while)\b|[;{][ \t]*\r?$"
+)
 # A quoted value that is an identifier (`PRIMARY_KEY = 'user_id_column'`, `SORT_KEY = "created_at"`): after
 # a plain `*_KEY` it names a column or a field; after a password it may well be the password.
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)+")
@@ -98,15 +107,33 @@ _PHRASE = re.compile(r"[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+(?:[ \t]+[^\s()\[\]{}<>=|&
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 # What a tokenizer calls a token: <|endoftext|>, [PAD], or a plain word (`chat_template_token = "assistant"`).
 _TOKENIZER_TOKEN = re.compile(r"[<\[].*[>\]]|[a-z_.\-]+")
+# The bare short names pass, pw and pwd (and `*_pw`) name a test's result (`PASS: test_uart_1`), a pulse
+# width (`PW: 100MHz`), a signal (`assign pw = cnt123;`) and the shell's directory (`PWD=build_dir2`) as
+# often as a password. After one, a value is a password only where it looks random: quoted, 8 or more
+# characters and no spaces; unquoted, one word of 8 to 64 characters with a letter and a digit and no `_`,
+# `.` or `-` (which join the words of a name, a test, a version). Never a phrase (`PASS: No warnings`), and
+# never in a Verilog statement (`assign`, `<=`, a `;` at the end), a Tcl `set`, a shell `export` or `setenv`.
+_SHORT_NAME = re.compile(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw")
+_RANDOM_WORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[^\s_.\-]{8,64}")
+_SHORT_NAME_CODE = re.compile(
+    r"^[ \t]*(?:assign|export|set|setenv|localparam|parameter|wire|logic|reg)\b|<=|;[ \t]*\r?$"
+)
+# A name that passes a secret's name on (`use_token("GITHUB_TOKEN2")`), not its value.
+_UPPER_SNAKE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 
 
+@functools.lru_cache(maxsize=4096)  # called for every match, and a document repeats its names
 def _kind(name: str) -> str | None:
     """How strongly a name says its value is a credential: "strong" (a password, a secret, an API key,
     an UPPER_CASE `*_KEY`), "token" (token and credentials also name code), "weak" (a lower-case `*_key`,
     a credential only when its value looks like one), or None (`key` alone: a dict key, a loop variable)."""
     last = re.split(r"[.:]", name)[-1]
-    if re.fullmatch(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw", last):
-        return "strong"  # `PASS=`, `PW=`, `pw:`, `db_pw`; a path after `PWD=` is judged by is_secret
+    if _SHORT_NAME.fullmatch(last):
+        return "short"  # `PASS=`, `PW=`, `pw:`, `db_pw`: a password only where the value looks random
+    if re.fullmatch(
+        r"(?i)(?:db|user|admin|root|mysql|sql|ftp|smtp|mail|login|ldap|redis|app|sudo|wifi)_?p(?:ass|w)", last
+    ):
+        return "strong"  # `db_pass`, `dbPass`, `dbPw`: an account's password
     if re.search(r"(?i)(?:pass|pwd)$", last) and not _STRONG.search(last):
         # `DB_PASS`, `MYSQL_PWD`; not `bypass`, `first_pass`.
         return "strong" if re.fullmatch(r"[A-Z0-9_\-]*[_\-](?:PASS|PWD)", last) else None
@@ -181,6 +208,14 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
         return any(c.isdigit() for c in bare)  # an opaque token holds digits; a name in code has none
     if kind == "weak":
         return _looks_opaque(bare)
+    if kind == "short":
+        if any(c.isspace() for c in bare):
+            return False
+        return (
+            not (_IDENTIFIER.fullmatch(bare) or _UPPER_SNAKE.fullmatch(bare))
+            if quoted
+            else bool(_RANDOM_WORD.fullmatch(bare))
+        )
     return True
 
 
@@ -208,16 +243,39 @@ def _line_value(name: str, line: str, config: bool = False) -> tuple[str, str] |
     return None
 
 
-def _assignment_replacer(mark: Mark, counter: list[int], ini: bool) -> Callable[[re.Match], str]:
-    """`ini`: the document has an `[section]` line, so `NAME = value` is a config line there too."""
+def _line_around(m: re.Match) -> str:
+    """The line a match is on, at most 200 characters either side of it (a megabyte-long line is not
+    scanned again for each match in it)."""
+    text, start, end = m.string, m.start(), m.end()
+    lo, hi = max(0, start - 200), min(len(text), end + 200)
+    before = text.rfind("\n", lo, start)
+    after = text.find("\n", end, hi)
+    return text[before + 1 if before >= 0 else lo : after if after >= 0 else hi]
+
+
+# Forms in which pass, pw and pwd are a Tcl or csh variable, never a password (see _SHORT_NAME).
+_SHORT_NAME_NEVER = {"assigned_secret_tcl", "assigned_secret_setenv"}
+
+
+def _assignment_replacer(mark: Mark, counter: list[int], ini_start: int | None, form: str) -> Callable[[re.Match], str]:
+    """`ini_start`: where the document's first ini `[section]` header is (None: it has none, or it is code).
+    `form`: the pattern's name in ASSIGNMENTS or FORMS."""
 
     def replace(m: re.Match) -> str:
         groups = m.groupdict()
         name = m.group("name") or "password"  # a form with no name (`mysql -p`, `login(u, pw)`) has a password
+        if form == "connection_string_password":
+            name = "password"  # in a connection string `Pwd=` is the password, whatever else pwd names
+        if _kind(name) == "short" and (form in _SHORT_NAME_NEVER or _SHORT_NAME_CODE.search(_line_around(m))):
+            return m.group(0)
+        if groups.get("call") is not None and m.group("q") and _UPPER_SNAKE.fullmatch(m.group("qv")):
+            return m.group(0)  # `use_token("GITHUB_TOKEN")` passes a secret's name
         after = ""
         if groups.get("lv") is not None:  # a line's value, to its end
             # YAML `NAME: v` and unspaced `NAME=v` (.env, .properties, shell) are config; spaced `NAME = v`
-            # is config in an ini file, and code (`password = default_password`) elsewhere.
+            # is config on an unindented line under an ini section, and code (`password = default_password`)
+            # elsewhere.
+            ini = ini_start is not None and m.start() > ini_start and m.group("lead")[:1] not in " \t"
             config = groups.get("op") == ":" or groups.get("sp") == "" or ini
             found = _line_value(name, m.group("lv"), config and not re.search(r"[,;)]$", m.group("lv").rstrip()))
             if found is None:
@@ -254,10 +312,12 @@ def _block_replacer(mark: Mark) -> Callable[[re.Match], str | None]:
     """A YAML block under a credential name becomes one placeholder at the block's indentation."""
 
     def replace(m: re.Match) -> str | None:
-        value = " ".join(line.strip() for line in m.group("yb").splitlines() if line.strip())
+        block = m.group("yb")
+        value = " ".join(line.strip() for line in block.splitlines() if line.strip())
         if not is_secret(m.group("name"), value, True):
             return None
-        return m.group("lead") + mark("secret", m.group("yb"))
+        cr = "\r" if block.endswith("\r") else ""  # a CRLF line's end stays as it was
+        return m.group("lead") + mark("secret", block.removesuffix(cr)) + cr
 
     return replace
 
@@ -265,17 +325,19 @@ def _block_replacer(mark: Mark) -> Callable[[re.Match], str | None]:
 def _anchor_replacer(mark: Mark, text: str) -> Callable[[re.Match], str | None]:
     """`defaults: &db_pw hunter2` where some `password: *db_pw` uses it: the anchor's value is a password."""
     names: dict[str, str] = {}
+    read = False
 
     def replace(m: re.Match) -> str | None:
-        if not names:  # the aliases read at the first anchor: most documents have none, and this scan is slow
+        nonlocal read
+        if not read:  # the aliases read at the first anchor: most documents have none, and this scan is slow
             names.update(
                 (a.group("alias"), a.group("name")) for a in YAML_ALIAS.finditer(text) if _kind(a.group("name"))
             )
-            names.setdefault("", "")  # read once, even where no alias names a credential
+            read = True
         name, value = names.get(m.group("anchor")), m.group("av")
         if name is None:
             return None
-        quoted = re.fullmatch(r"([\"'])(.*)\1[ \t]*(#.*)?", value)
+        quoted = re.fullmatch(r"([\"'])(.*)\1[ \t\r]*(#.*)?", value)
         if quoted and is_secret(name, quoted.group(2), True):
             found = quoted.group(2), value[len(quoted.group(2)) + 1 :]
             opening = quoted.group(1)
@@ -314,11 +376,12 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
         run("ansible_vault", ANSIBLE_VAULT, lambda m: m.group("ind") + mark("secret", m.group(0).strip()))
     run("yaml_block_secret", YAML_BLOCK, _block_replacer(mark))
     run("yaml_anchor_secret", YAML_ANCHOR, _anchor_replacer(mark, text))
-    ini = bool(_INI_SECTION.search(text))
+    code = bool(_CODE_SIGNAL.search(text))
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
         counter = [0]
-        text = pattern.sub(_assignment_replacer(mark, counter, ini), text)
+        section = None if code else _INI_SECTION.search(text)  # again: earlier replacements moved it
+        text = pattern.sub(_assignment_replacer(mark, counter, section and section.start(), name), text)
         if counter[0]:
             # a line's `NAME: value` is counted as the assignment it is
             key = name.removesuffix("_line")

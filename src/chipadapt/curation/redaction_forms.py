@@ -5,9 +5,6 @@ call or in a sentence. Patterns only: redaction.py judges each value they find. 
 linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
-import base64
-import binascii
-import math
 import re
 
 # A name ending in one of these may hold a credential; which ones do is decided by redaction._kind.
@@ -19,8 +16,16 @@ WORDS = (
 # a 40 KB line of `a_a_...` took a minute and a 1 MB base64 blob hours. No credential name is longer.
 NAME = r"(?P<name>[A-Za-z0-9_.\-]{0,64}?" + WORDS + r")"
 # A quoted value runs to its closing quote (any characters but that quote, escapes allowed) or, left open,
-# to the end of the line. Python's `"""` is tried before `"`, which would read it as an empty string.
-QUOTED = r"(?P<q>\"\"\"|'''|[\"'])(?P<qv>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<qend>(?P=q)|$)"
+# to the end of the line. Python's `"""` is tried before `"`, which would read it as an empty string, and
+# runs across lines (`password = """S3cret\npass phrase"""`) to a closing quote within 4 KB; one not
+# closed within them is redacted to its line's end, not to the end of a megabyte-long document.
+_QUOTED_LINE = r"(?:\\.|(?!(?P=q))[^\\\n])*"
+# Lazy and bounded: a start with no closing quote within 4 KB costs 4 KB, and starts are 4 KB apart.
+_QUOTED_SPAN = r"(?:\\.|(?!(?P=q))[^\\]){0,4096}?(?=(?P=q))"
+QUOTED = (
+    r"(?P<q>(?P<tq>\"\"\"|''')|[\"'])"
+    r"(?P<qv>(?(tq)(?:" + _QUOTED_SPAN + "|" + _QUOTED_LINE + ")|" + _QUOTED_LINE + r"))(?P<qend>(?P=q)|$)"
+)
 
 # Its end is "no letter or digit next", not \b: `_` is a word character, and a file name such as
 # `alice.smith@chipco.com_notes.md` has no word boundary after the address.
@@ -79,7 +84,7 @@ ASSIGNMENTS = {
         # search for a credential word in it: five times faster on text full of `_` and `-`.
         r"(?im)(?P<lead>(?<![A-Za-z0-9])(?=[A-Za-z0-9_.\-]{1,90}+[\"']?\]?[ \t]*[=:?])"
         + NAME
-        + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:))[ \t]*)"
+        + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:)(?:[ \t]*&[^\s,;]+(?=[ \t]))?)[ \t]*)"
         + _VALUE_IN_LINE
     ),
     # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
@@ -110,57 +115,40 @@ ASSIGNMENTS = {
 
 # An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
 # credentials file). Exactly 40 in a run, with upper case, lower case and a digit: not a hex hash (one case),
-# not a piece of a longer base64 blob. redaction.aws_secret_at judges the rest.
+# not a piece of a longer base64 blob. redaction_aws.is_aws_secret judges the rest.
 AWS_SECRET = re.compile(
     r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[0-9])"
     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
 )
-# An AWS key id or the word itself: the secret key is written next to its id, in a file about AWS.
-_AWS_CONTEXT = re.compile(r"(?i)(?:AKIA|ASIA)[0-9A-Z]{16}|aws")
-_AWS_WINDOW = 300  # characters either side searched for that context: a few lines of a credentials file
-
-
-def _entropy(value: str) -> float:
-    return -sum(value.count(c) / len(value) * math.log2(value.count(c) / len(value)) for c in set(value))
-
-
-def _decodes_to_text(token: str) -> bool:
-    """A base64 test vector encodes text (`TWFueSBoYW5kcy...`); a key's 30 bytes are random."""
-    try:
-        raw = base64.b64decode(token, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return sum(32 <= b < 127 or b in (9, 10, 13) for b in raw) >= 0.9 * len(raw)
-
-
-def is_aws_secret(text: str, start: int, end: int) -> bool:
-    """Whether the 40-character token at text[start:end] is an AWS secret key: random enough (a CamelCase
-    identifier or a path has less entropy, a path more than three `/`) and, unless an AWS key id or the word
-    `aws` is near, with a `/` or `+` in it as most keys have."""
-    token = text[start:end]
-    if token.startswith("/") or token.count("/") > 3 or _decodes_to_text(token):
-        return False
-    window = text[max(0, start - _AWS_WINDOW) : start] + " " + text[end : end + _AWS_WINDOW]
-    if _AWS_CONTEXT.search(window) or _AWS_CONTEXT.search(token):
-        return _entropy(token) >= 4.3
-    return ("/" in token or "+" in token) and _entropy(token) >= 4.4
-
-
 # A whole Ansible vault (`$ANSIBLE_VAULT;1.1;AES256` and its lines of hex), whatever name it is under.
-ANSIBLE_VAULT = re.compile(r"(?m)^(?P<ind>[ \t]*)\$ANSIBLE_VAULT;[^\n]*(?:\n[ \t]*[0-9a-fA-F]+[ \t]*(?=\n|\Z))*")
+# A line may end in `\r\n` here and in the YAML forms below: the `\r` is left where it was.
+ANSIBLE_VAULT = re.compile(
+    r"(?m)^(?P<ind>[ \t]*)\$ANSIBLE_VAULT;[^\r\n]*(?:\r?\n[ \t]*[0-9a-fA-F]+[ \t]*(?=\r?\n|\Z))*"
+)
 # A name's run followed by `:`, found (possessive: one scan) before the slower search for a credential word
 # in it, as redaction's `assigned_secret` does: most lines are not `NAME:` at all.
-_THEN_COLON = r"(?=[A-Za-z0-9_.\-]{1,90}+[ \t]*:)"
+_THEN_COLON = r"[\"']?(?=[A-Za-z0-9_.\-]{1,90}+[\"']?[ \t]*:)"
 # A YAML block scalar under a credential name (`password: |`, `password: >-`, `key: !vault |`): its lines,
 # more indented than the name's, are the value. The name's line stays; the block becomes one placeholder.
 YAML_BLOCK = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[ \t]*:[ \t]*(?:&\S+[ \t]+)?(?:!\S+[ \t]+)?"
-    r"[|>][0-9+\-]{0,2}[ \t]*(?:#[^\n]*)?\n(?:[ \t]*\n)*(?P<bind>(?P=ind)[ \t]+))"
-    r"(?P<yb>\S[^\n]*(?:\n(?:[ \t]*\n)*(?P=bind)[^\n]*)*)"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?"
+    + _THEN_COLON
+    + NAME
+    + r"[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]+)?(?:!\S+[ \t]+)?"
+    r"[|>][0-9+\-]{0,2}[ \t]*(?:#[^\n]*)?\r?\n(?:[ \t]*\r?\n)*(?P<bind>(?P=ind)[ \t]+))"
+    r"(?P<yb>\S[^\n]*(?:\n(?:[ \t]*\r?\n)*(?P=bind)[^\n]*)*)"
 )
-# `password: *db_pw`: the alias names an anchor (`defaults: &db_pw hunter2`) whose value is the password.
+# `password: *db_pw`: the alias names an anchor (`defaults: &db_pw hunter2`) whose value is the password; on
+# a line of its own or in a flow mapping (`db: {user: bob, password: *db_pw}`).
 YAML_ALIAS = re.compile(
-    r"(?im)^[ \t]*(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[ \t]*:[ \t]*\*(?P<alias>[^\s,\[\]{}]+)[ \t]*(?:#[^\n]*)?$"
+    r"(?im)(?:^[ \t]*(?:-[ \t]+)?|[{,][ \t]*)" + _THEN_COLON + NAME + r"[\"']?[ \t]*:[ \t]*\*(?P<alias>[^\s,\[\]{}]+)"
+    r"[ \t]*(?=[,}]|#|\r?$)"
+)
+# `password:` with its value on the next, more indented line (`password:\n  S3cret`, `password: &pw\n  S3cret`);
+# not a mapping's first key (`db:\n  user: bob`), a list, a comment or a quoted value.
+YAML_NEXT_LINE = re.compile(
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*(?P<op>:)[ \t]*(?:&\S+[ \t]*)?"
+    r"\r?\n(?P=ind)[ \t]+)(?![^\s:#]*:(?:[ \t]|\r?$))(?P<lv>[^\s\"'#\-|>&*!{\[][^\n]*)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
@@ -168,8 +156,18 @@ YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)
 # in `q`/`qv`/`qend` (quoted), `xv` (a literal to its end) or `pv` (a word in a sentence).
 FORMS = {
     # .NET `<add key="ApiKey" value="..."/>` (appSettings).
+    # `value=` before `key=`, or a value left unquoted, too. Bounded: a tag is short, and unbounded a tag of
+    # many `value=` scanned to its end from each.
     "assigned_secret_xml_attribute": re.compile(
-        r"(?i)(?P<lead><add\b[^<>]*?\bkey[ \t]*=[ \t]*[\"']" + NAME + r"[\"'][^<>]*?\bvalue[ \t]*=[ \t]*)" + QUOTED
+        r"(?i)(?P<lead><add\b[^<>]*?\bkey[ \t]*=[ \t]*[\"']" + NAME + r"[\"'][^<>]*?\bvalue[ \t]*=[ \t]*)"
+        r"(?:" + QUOTED + r"|(?P<uv>[^\s\"'<>/]+))"
+    ),
+    "assigned_secret_xml_attribute_value_first": re.compile(
+        r"(?i)(?P<lead><add\b[^<>]{0,300}?\bvalue[ \t]*=[ \t]*)"
+        + QUOTED
+        + r"(?=[^<>]{0,300}?\bkey[ \t]*=[ \t]*[\"']"
+        + NAME
+        + r"[\"'])"
     ),
     # `Server=db;User Id=sa;Password=my pass 123;`: in a connection string a value runs to its `;`. After a
     # `;` or a quote only: `PWD=/home/alice` at a line's start is the shell's directory.
@@ -180,15 +178,21 @@ FORMS = {
     # not a getter, whose argument is the secret's name (`get_secret("prod/db")`), nor a test (`is_secret`).
     "call_secret": re.compile(
         r"(?i)(?P<lead>(?<![\w$])(?P<name>(?:set|with|use|update|change|store|save)_?[A-Za-z0-9_]{0,30}?"
-        r"(?:passw(?:or)?d|pass[_-]?phrase|secret|api[_-]?key|token))[ \t]*\([ \t]*)" + QUOTED + r"(?=[ \t]*[,)])"
+        r"(?:passw(?:or)?d|pass[_-]?phrase|secret|api[_-]?key|token))[ \t]*\((?:[^(),\n\"']{1,80},)?[ \t]*)(?P<call>)"
+        + QUOTED
+        + r"(?=[ \t]*[,)])"
     ),
     # `ftp.login(user, "...")`, `smtp.login(...)`, `imap.login(...)`: a login's second argument is a password.
     "login_password": re.compile(
         r"(?P<lead>(?<![\w$])login[ \t]*\([^(),\n]*,[ \t]*)(?P<name>)" + QUOTED + r"(?=[ \t]*\))"
     ),
-    # A sentence: `the password is hunter22`, `passwd hunter22`, `pw - hunter22` (a bug thread, a README).
+    # YAML `password:` with its value on the next line.
+    "yaml_next_line_secret": YAML_NEXT_LINE,
+    # A sentence: `the password is hunter22`, `the password for root is hunter22`, `passwd hunter22` (a bug
+    # thread, a README). Not `pw - 32bits of the key`: after a dash a sentence goes on about something else.
     "prose_password": re.compile(
         r"(?i)(?P<lead>(?<![\w.$/\-])(?P<name>passw(?:or)?d|pass[_-]?phrase|pw)"
-        r"(?:[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=\-])?[ \t]+)(?P<pv>[`\"']?[^\s`\"']{6,64}[`\"']?[.,;:!?)]*)(?!\S)"
+        r"(?:(?:[ \t]+for[ \t]+[^\s]{1,40})?[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=])?[ \t]+)"
+        r"(?P<pv>[`\"']?[^\s`\"']{6,64}[`\"']?[.,;:!?)]*)(?!\S)"
     ),
 }
