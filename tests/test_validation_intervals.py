@@ -118,6 +118,7 @@ def _saved(obj):
 
 def test_training_reports_intervals_counts_and_a_paired_change(tmp_path):
     from chipadapt.eval.compare_runs import load_run
+    from chipadapt.eval.items import VALIDATION_TASK, estimate, items_file, read_items
     from chipadapt.pipeline import train
     from chipadapt.report import before_after_table, console
 
@@ -138,6 +139,12 @@ def test_training_reports_intervals_counts_and_a_paired_change(tmp_path):
     # compare.py reads them as it reads an evaluation's
     found = load_run(run).uncertainty["val/domain/bpb"]
     assert found == {"ci": metrics["after"]["domain"]["bpb_ci"], "n": held_out["domain"]["documents"]}
+    # the final validation per document, for compare.py to pair two training runs on
+    items = read_items(items_file(run, VALIDATION_TASK))
+    for split, figures in metrics["after"].items():
+        mine = [item for item in items.values() if item["split"] == split]
+        assert len(mine) == held_out[split]["documents"]
+        assert estimate([i["scores"][f"val/{split}/bpb"] for i in mine]).value == pytest.approx(figures["bpb"])
     with console.capture() as shown:
         console.print(before_after_table(metrics["before"], metrics["after"], metrics["change"], "dapt"))
     low, high = metrics["after"]["domain"]["bpb_ci"]

@@ -9,6 +9,9 @@ Pareto front; with paired rows, compare_paired.png (each later run's difference 
 its paired interval and verdict). A training run whose validation read other held-out text than the first training run's
 (another byte budget or documents, or a run from before the record with other settings) is marked
 not comparable (compare_validation.py); a "running" one that no live process holds is "stopped".
+Training runs pair on their final validation's per-document file (paired_compare.py); where they trained
+for other numbers of steps (a sweep whose blend weights shrink the epoch below trainer.max_steps) the
+table gets a `trained` column and a note.
 """
 
 import csv
@@ -116,14 +119,39 @@ def row_label(run: Run) -> str:
     return label
 
 
+def _budget_text(run: Run) -> str:
+    """`2 steps, 8,192 tokens` a training run trained for (compare_runs.trained_budget); blank otherwise."""
+    budget = run.extra.get("trained")
+    if not budget:
+        return ""
+    steps, tokens = budget
+    return f"{steps} steps" + (f", {tokens:,} tokens" if tokens is not None else "")
+
+
+def unequal_budgets(runs: list[Run]) -> bool:
+    """Whether the training runs compared trained for different numbers of steps or tokens."""
+    return len({tuple(r.extra["trained"]) for r in runs if r.extra.get("trained")}) > 1
+
+
+def budget_note(runs: list[Run]) -> str:
+    steps = sorted({r.extra["trained"][0] for r in runs if r.extra.get("trained")})
+    return (
+        f"The training runs trained for different budgets ({steps[0]} to {steps[-1]} steps; column `trained`): "
+        "their figures compare unequal training, not only the settings they vary. trainer.max_steps binds only "
+        "where the epochs hold as many steps (trainer.max_epochs, the sources' epochs and weights decide them)."
+    )
+
+
 def write_tables(runs: list[Run], metrics: list[str], out: Path, notes: list[str] = ()) -> list[str]:
-    """compare.csv and compare.md; `notes` go under the table (per-token figures of other tokenizers)."""
+    """compare.csv and compare.md; `notes` go under the table (per-token figures of other tokenizers).
+    Training runs that trained for other numbers of steps get a `trained` column and a note."""
     swept = swept_keys(runs)
+    unequal = unequal_budgets(runs)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = [(m, f"{m}_ci95_lo", f"{m}_ci95_hi", f"{m}_n") for m in metrics]
     header = ["run", "kind", "status", "folder", *swept, *(c for group in columns for c in group)]
-    writer.writerow([*header, "validation_text"])
+    writer.writerow([*header, "validation_text", "trained_steps", "trained_tokens"])
     for r in runs:
         writer.writerow(
             [
@@ -134,12 +162,15 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path, notes: list[str
                 *(r.overrides.get(k, "") for k in swept),
                 *(v for m in metrics for v in (r.metrics.get(m, ""), *_interval(r, m))),
                 r.extra.get("val_note", ""),
+                *(("" if v is None else v) for v in (r.extra.get("trained") or ("", ""))),
             ]
         )
     write_text_atomic(out / "compare.csv", buffer.getvalue())
-    lines = ["| run | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    shown = [*metrics, "trained"] if unequal else metrics
+    lines = ["| run | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
     for r in runs:
-        lines.append(f"| {row_label(r)} | " + " | ".join(cell(r, m) for m in metrics) + " |")
+        cells = [cell(r, m) for m in metrics] + ([_budget_text(r)] if unequal else [])
+        lines.append(f"| {row_label(r)} | " + " | ".join(cells) + " |")
     if any(r.uncertainty for r in runs):
         lines.append("\nEach value: [its 95% interval] n=items it is computed from (results.json's _ci and _n).")
     if any(r.extra.get("val_note") for r in runs):
@@ -147,6 +178,8 @@ def write_tables(runs: list[Run], metrics: list[str], out: Path, notes: list[str
             "\nval/ figures compare only on the same held-out text; a run marked read other text than the first "
             "training run (data.val_max_bytes of whole documents, the same at any seq_len and tokenizer)."
         )
+    if unequal:
+        lines.append(f"\n{budget_note(runs)}")
     lines += [f"\n{note}" for note in notes]
     write_text_atomic(out / "compare.md", "\n".join(lines) + "\n")
     return lines

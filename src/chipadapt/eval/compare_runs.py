@@ -96,6 +96,21 @@ def run_status(folder: Path, recorded: str | None) -> str | None:
     return recorded
 
 
+def trained_budget(manifest: dict) -> tuple[int, int | None] | None:
+    """(optimizer steps, tokens) a training run trained for, from its manifest: the final global_step and
+    that many steps of its plan's tokens a step; None where it records no step (a run that never finished).
+    Runs of one sweep can differ in them (trainer.max_epochs stops a trial whose blend holds fewer steps
+    than trainer.max_steps), and their figures then compare unequal budgets."""
+    steps = (manifest.get("metrics") or {}).get("global_step")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        return None
+    plan = manifest.get("plan") or {}
+    planned, tokens = plan.get("steps"), plan.get("tokens")
+    if isinstance(planned, int) and planned > 0 and isinstance(tokens, int):
+        return steps, steps * (tokens // planned)
+    return steps, None
+
+
 def load_run(folder: Path) -> Run:
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
@@ -113,6 +128,7 @@ def load_run(folder: Path) -> Run:
             # Resumes that went on validating on other text (stages/common.py StartingMetrics).
             run.extra["validation_changes"] = (manifest.get("data") or {}).get("validation_changes") or []
             run.extra["config"] = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+            run.extra["trained"] = trained_budget(manifest)
     else:
         results = json_object(folder / "results.json")
         run = Run(folder, "evaluate", None, _hydra_overrides(folder), evaluation_metrics(results))

@@ -10,7 +10,10 @@ A run from before the record existed (capped in sequences: other text at each se
 is taken to read its reference's text only where every setting that decided it is the same; so is a
 run that `trainer.limit_val_batches` cut to its first batches."""
 
-from chipadapt.eval.compare_runs import Run
+from pathlib import Path
+
+from chipadapt.eval.compare_runs import Run, load_run
+from chipadapt.eval.same_items import NotSameItems
 from chipadapt.validation_change import validation_change_message
 
 VALIDATION_PREFIX = "val/"
@@ -89,6 +92,22 @@ def text_difference(reference: Run, run: Run, splits: list[str]) -> str | None:
         if gap and gap >= slack:
             return f"validation text differs: {split} {ta['bytes']} vs {tb['bytes']} bytes"
     return None
+
+
+def validation_text_refusal(a_label: str, a_folder: Path, b_label: str, b_folder: Path) -> None:
+    """NotSameItems where two training runs' final validations, whose per-item files compare.py would
+    pair (stages/validation_items.py), read other held-out text (`text_difference`, over every split
+    either recorded): the same item number is then another document, or another part of one."""
+    a, b = load_run(a_folder), load_run(b_folder)
+    a.label, b.label = a_label, b_label
+    texts = [run.extra.get("val_text") or {} for run in (a, b)]
+    splits = list(dict.fromkeys([*texts[0], *texts[1]]))
+    why = text_difference(a, b, splits)
+    if why:
+        raise NotSameItems(
+            f"{b_label} validated on other held-out text than {a_label} ({why}): its per-document scores are "
+            "of other documents; validate both on the same text (data.val_max_bytes, the validation sources)"
+        )
 
 
 def validation_notes(runs: list[Run], metrics: list[str]) -> list[str]:

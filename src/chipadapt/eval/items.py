@@ -79,6 +79,19 @@ def summarize(items: list[dict], prefix: str = "") -> dict:
     return fields
 
 
+# A training run's final validation as per-item records, one per held-out document (or conversation) and
+# split (stages/validation_items.py): what compare.py pairs two training runs on. Its scores are named as
+# the run's metrics are (`val/domain/bpb`). A dotted name no evaluate.py task can have (a task is a
+# config key, eval.<task>), so its file never stands for, or is taken for, an evaluation's.
+VALIDATION_TASK = "train.val"
+
+
+def metric_of(task: str, name: str) -> str:
+    """The run metric an item score `name` of `task` is: `<task>.<name>`, or the score's own name for a
+    training run's validation (already `val/<split>/<metric>`)."""
+    return name if task == VALIDATION_TASK else f"{task}.{name}"
+
+
 def items_file(folder: Path, task: str) -> Path:
     return Path(folder) / f"{task}_items.jsonl"
 

@@ -1,5 +1,7 @@
 """compare.py's paired section: every run against the first, item by item (the first named with per-item
-files, `baseline`: a training run named first has none; a warning says which run the others pair against).
+files of a task a later run has, `baseline`; a warning says which run the others pair against). A training
+run's are its final validation's (`train.val_items.jsonl`, stages/validation_items.py), paired only with
+another training run's, and only where both validated on the same held-out text (compare_validation.py).
 
 For each task whose `<task>_items.jsonl` is in both run folders and named by both runs' results (a file its
 results do not name was left by another evaluation in the folder: a "not paired" row), each metric the items
@@ -25,8 +27,9 @@ import math
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.evaluated_tasks import described_tasks, same_model, task_settings
-from chipadapt.eval.items import items_file, read_items
+from chipadapt.eval.compare_validation import validation_text_refusal
+from chipadapt.eval.evaluated_tasks import described_tasks, manifest, same_model, task_settings
+from chipadapt.eval.items import VALIDATION_TASK, items_file, metric_of, read_items
 from chipadapt.eval.paired import paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
@@ -67,15 +70,24 @@ def run_items(folder: Path) -> tuple[dict[str, Path], list[str]]:
     """({task: its items file} of the tasks the run's results name, [tasks whose items file is there but
     not in its results: left by another evaluation in the folder]) (eval/evaluated_tasks.py)."""
     found, described = task_items(folder), described_tasks(folder)
+    if VALIDATION_TASK in found and not ((manifest(folder).get("metrics") or {}).get("after")):
+        # A training run's validation file stands only beside the final validation its manifest records
+        # (written first): one left by an earlier run of an overwritten folder is not this run's.
+        found.pop(VALIDATION_TASK)
     if described is None:
         return found, []
+    described = {*described, VALIDATION_TASK}  # a training run's own, never an evaluation's (eval/items.py)
     return {t: f for t, f in found.items() if t in described}, [t for t in found if t not in described]
 
 
 def baseline(runs: list[tuple[str, Path]]) -> int | None:
     """The index of the run the others are paired against: the first named that has per-item files of
-    a task its results name (a training run, or an evaluation without them, has nothing to pair on)."""
-    return next((i for i, (_, folder) in enumerate(runs) if run_items(folder)[0]), None)
+    a task its results name (an evaluation without them, or a training run from before its validation's
+    file, has nothing to pair on) and shares one with a later run: a training run named before
+    evaluations (its `train.val` task is no evaluation's) leaves them paired with each other."""
+    tasks = [set(run_items(folder)[0]) for _, folder in runs]
+    shared = (i for i, found in enumerate(tasks) if any(found & later for later in tasks[i + 1 :]))
+    return next(shared, next((i for i, found in enumerate(tasks) if found), None))
 
 
 def stray_reason(label: str) -> str:
@@ -88,6 +100,8 @@ def stray_reason(label: str) -> str:
 
 def asked_for(task: str, metrics: list[str] | None) -> bool:
     """Whether the user asked for a metric of `task` (every task, when no metric is named)."""
+    if task == VALIDATION_TASK:  # its scores are named as the run's metrics: `val/domain/bpb`
+        return not metrics or any(m.startswith("val/") for m in metrics)
     return not metrics or any(m.startswith(f"{task}.") for m in metrics)
 
 
@@ -117,9 +131,11 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
     first_label, first_folder = runs[first]
     if first > 0:
         skipped = ", ".join(label for label, _ in runs[:first])
-        log.warning(
-            "compare: paired against %s, the first run named with per-item files (%s has none)", first_label, skipped
-        )
+        if any(run_items(folder)[0] for _, folder in runs[:first]):  # files of no task a later run has
+            why = "the first run named with per-item files of a task a later run has (%s: none)"
+        else:
+            why = "the first run named with per-item files (%s has none)"
+        log.warning(f"compare: paired against %s, {why}", first_label, skipped)
     first_tasks, first_stray = run_items(first_folder)
     rows = []
     for label, folder in runs[first + 1 :]:
@@ -131,14 +147,18 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                 rows.append(not_paired(label, first_label, task, stray_reason(label if task in stray else first_label)))
                 continue
             try:
-                notes = same_settings(
-                    task,
-                    first_label,
-                    label,
-                    task_settings(first_folder, task),
-                    task_settings(folder, task),
-                    same_model(first_folder, folder),
-                )
+                if task == VALIDATION_TASK:  # two training runs: the same held-out text, or no pairing
+                    validation_text_refusal(first_label, first_folder, label, folder)
+                    notes = []
+                else:
+                    notes = same_settings(
+                        task,
+                        first_label,
+                        label,
+                        task_settings(first_folder, task),
+                        task_settings(folder, task),
+                        same_model(first_folder, folder),
+                    )
                 a, b = read_items(first_tasks[task]), read_items(items_file(folder, task))
                 b, left_out = same_items(task, first_label, label, a, b)
             except ChipadaptError as err:
@@ -158,7 +178,7 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
             names = dict.fromkeys(k for item in a.values() for k in item["scores"])
             tokens = other_tokens(task, first_label, label, a, b)
             for name in names:
-                metric = f"{task}.{name}"
+                metric = metric_of(task, name)
                 if metrics and metric not in metrics:
                     continue
                 if tokens and per_token(name):
@@ -245,6 +265,11 @@ def _counts_text(r: dict) -> str:
     return f"{r['first_only']} / {r['this_only']}" if r.get("first_only", "") != "" else ""
 
 
+def _task_of(metric: str) -> str:
+    """`ifeval` of `ifeval.prompt_loose`; `val` of a training run's `val/domain/bpb`."""
+    return metric.split(".")[0].split("/")[0]
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| run | against | metric | n | first | this | right only in first / this | difference [95% CI] | p | test "
@@ -270,14 +295,14 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         if r["verdict"] == NOT_PAIRED:
             lines.append(f"\n{r['metric']} of {r['run']}: {NOT_PAIRED} with {r['against']}: {r['reason']}")
-    notes = {(r["run"], r["metric"].split(".")[0]): r for r in compared if r["left_out"]}
+    notes = {(r["run"], _task_of(r["metric"])): r for r in compared if r["left_out"]}
     for (run, task), r in notes.items():
         lines.append(
             f"\n{r['left_out']} item{'s' if r['left_out'] > 1 else ''} of {run} left out of {task}: the same id as in "
             f"{r['against']} but another item (first: {r['first_left_out']}); n counts the items compared."
         )
     # Settings that differ where the pairing holds (paired_rows): once per run and task, loud.
-    warned = {(r["run"], r["metric"].split(".")[0]): r for r in compared if r["reason"]}
+    warned = {(r["run"], _task_of(r["metric"])): r for r in compared if r["reason"]}
     for (run, task), r in warned.items():
         lines.append(f"\n{task} of {run}, paired with {r['against']}, but: {r['reason']}.")
     return "\n".join(lines) + "\n"

@@ -16,10 +16,11 @@ Rule: items that differ are never paired. Where at least half of the items the t
 the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
 matches one time in four): the task is not paired (NotSameItems). Otherwise the differing ones are left
 out and counted (an edited data file, a document the token budget cut in one run).
-Per-token figures (a score named `.ppl` or `.loss`: the mean over the item's tokens) compare only where
-both runs counted the same tokens in the same text: another tokenizer cuts the text into other units,
-so its perplexity is per another unit and a lower one says nothing of the model (bits per byte, per
-the text's bytes, compares). `other_tokens` finds the first shared item whose `tokens` differ.
+Per-token figures (a score named `.ppl` or `.loss`, a training run's `/ppl` or `/loss`: the mean over
+the item's tokens) compare only where both runs counted the same tokens in the same text: another
+tokenizer cuts the text into other units, so its perplexity is per another unit and a lower one says
+nothing of the model (bits per byte, per the text's bytes, compares).
+`other_tokens` finds the first shared item whose `tokens` differ.
 Before any item, the task's settings (each run's recorded config of the task, `settings_differ`) must be
 equal wherever they change what is measured: another preset, number of shots, prompt style, generation
 length, chat template, context length or scorer option scores the same item another way, and a paired
@@ -191,7 +192,7 @@ def same_settings(
     return notes
 
 
-PER_TOKEN = (".ppl", ".loss")
+PER_TOKEN = (".ppl", ".loss", "/ppl", "/loss")  # an evaluation's `corpus.ppl`, a training run's `val/domain/ppl`
 OTHER_TOKENIZER = "the runs use different tokenizers (per-token figures; compare bpb)"
 
 

@@ -29,6 +29,7 @@ from chipadapt.stages.common import (
     starting_model,
     train_module,
 )
+from chipadapt.stages.validation_items import write_validation_items
 from chipadapt.steerlm.attribute_record import record_attribute_order
 from chipadapt.tokenizer.report import reduction_table
 
@@ -131,6 +132,10 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
         "train_loss": trained.train_loss,
     }
+    # The final validation per item, what compare.py pairs two runs on: before the manifest's metrics, which
+    # compare.py takes it with (a file beside a manifest without them is an earlier run's of the folder).
+    if trained.trainer.is_global_zero:
+        write_validation_items(out, trained.after_items)
     manifest.update("metrics", metrics)
     if trained.before:
         console.print(before_after_table(trained.before, trained.after, metrics["change"], cfg.stage.name))
