@@ -20,6 +20,12 @@ def hparams_declared(folder) -> bool:
     return "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
+def end_of_job(succeeded: bool) -> None:
+    from chipadapt.loggers.tensorboard import end_of_job as ended
+
+    ended(succeeded)
+
+
 def new_logger(tmp_path):
     from chipadapt.loggers.tensorboard import RunTensorBoardLogger
 
@@ -34,7 +40,8 @@ def test_a_training_run_shows_its_last_domain_bpb_not_minus_one(tmp_path):
     logger.log_metrics({"train/loss": 6.0}, step=2)
     logger.log_metrics({"val/domain/bpb": 3.5, "val/general/bpb": 4.1}, step=4)
     logger.finalize("success")
-    logger.finalize("success")  # fit, then the last validation: the same figure is logged once
+    logger.finalize("success")  # fit, then the last validation: Lightning's, no hp_metric yet
+    end_of_job(True)  # the job succeeded (job.recorded_job, through loggers/job_end.py)
     folder = tmp_path / "tensorboard"
     assert scalars(folder, "hp_metric") == [(4, 3.5)]
     assert hparams_declared(folder)  # the settings still reach the HPARAMS view
@@ -45,12 +52,14 @@ def test_the_optimized_metric_is_the_hp_metric_and_a_failed_run_has_none(tmp_pat
     logger.log_hyperparams({"optimized_metric": "ifeval.prompt_loose", "merge": {"lam": 0.5}})
     logger.log_metrics({"perplexity/domain.bpb": 4.8, "ifeval/prompt_loose": 0.25}, step=0)  # as JobLoggers logs
     logger.finalize("success")
+    end_of_job(True)
     assert scalars(tmp_path / "merge" / "tensorboard", "hp_metric") == [(0, 0.25)]
 
     failed = new_logger(tmp_path / "failed")
     failed.log_hyperparams({"optimized_metric": None})
     failed.log_metrics({"val/domain/bpb": 4.0}, step=0)
     failed.finalize("failed")
+    end_of_job(False)
     assert scalars(tmp_path / "failed" / "tensorboard", "hp_metric") == []  # blank, not a made-up -1
 
     # Diverged (a validation inside training showed NaN and stopped it; the fit itself ends as success):
@@ -59,4 +68,5 @@ def test_the_optimized_metric_is_the_hp_metric_and_a_failed_run_has_none(tmp_pat
     diverged.log_hyperparams({"optimized_metric": None})
     diverged.log_metrics({"val/domain/bpb": float("nan")}, step=3)
     diverged.finalize("success")
+    end_of_job(True)
     assert scalars(tmp_path / "diverged" / "tensorboard", "hp_metric") == []

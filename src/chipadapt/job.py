@@ -12,7 +12,7 @@ from chipadapt.interrupts import Interrupted
 from chipadapt.io.disk_full import disk_full_error
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.loggers.checks import check_logger_config
-from chipadapt.loggers.wandb import finish_wandb_run
+from chipadapt.loggers.job_end import finish_job_loggers
 from chipadapt.manifest import RunManifest
 
 
@@ -29,7 +29,7 @@ def recorded_job(cfg: DictConfig, kind: str, out: str | Path) -> Iterator[RunMan
             yield manifest
         except Interrupted as stop:
             manifest.finish("interrupted", error=f"stopped by {stop}")
-            finish_wandb_run(succeeded=False)
+            finish_job_loggers(succeeded=False)
             raise
         except BaseException as err:
             try:
@@ -39,7 +39,7 @@ def recorded_job(cfg: DictConfig, kind: str, out: str | Path) -> Iterator[RunMan
                     raise
                 # The disk that stopped the job cannot take the manifest either: it still says "running",
                 # which compare.py and reproduce.py read as not finished; the job's own error is raised.
-            finish_wandb_run(succeeded=False)
+            finish_job_loggers(succeeded=False)
             raise
         manifest.finish("completed")
-        finish_wandb_run(succeeded=True)
+        finish_job_loggers(succeeded=True)

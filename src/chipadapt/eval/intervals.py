@@ -3,7 +3,8 @@
 Three kinds of metric, told apart by how an item's score is written (see `eval/items.py`):
 - a proportion (each item passes or fails: `true`/`false`): the exact binomial (Clopper-Pearson)
   interval, which never undercovers, even at 0 or n successes and on a few dozen items;
-- a mean of per-item numbers (ROUGE-L, F1, MRR): the percentile bootstrap over items;
+- a mean of per-item numbers (ROUGE-L, F1, MRR): the percentile bootstrap over items, except where
+  every item scores 0 or every one 1: that bound's exact binomial interval over the n items;
 - a ratio of sums (`{"num", "den"}`: bits per byte over documents, instructions followed over
   prompts), optionally through `exp` (perplexity): the percentile bootstrap over items, which keeps
   the items' correlation (the tokens of a document, the instructions of a prompt) that a per-token
@@ -93,6 +94,14 @@ def ratio(
         k = 0 if num_a.sum() == 0 else n
         method = "clopper-pearson over items (every item at 0 or 1: the bootstrap has no spread)"
         return Estimate(float(r), stderr, clopper_pearson(k, n), n, method)
+    if den is None and transform is None and _scores_at_a_bound(num_a):
+        # A mean of [0, 1] scores (reciprocal rank, ROUGE-L, nDCG) that every item has at 0, or every one
+        # at 1: the bootstrap's interval was that one point ([1, 1] for MRR over 2 queries, beside hit@1's
+        # [0.16, 1] on the same ones). Items all at a bound are n passes (or n failures) of the exact
+        # binomial, whose interval is the one a score between them cannot narrow.
+        k = 0 if num_a.sum() == 0 else n
+        method = "clopper-pearson over items (every item scores 0, or every one 1: the bootstrap has no spread)"
+        return Estimate(float(r), stderr, clopper_pearson(k, n), n, method)
     lo, hi = percentile_interval(bootstrap_ratios(num_a, den_a, resamples, seed))
     kind = "mean" if den is None else "ratio of sums"
     return Estimate(
@@ -102,6 +111,11 @@ def ratio(
         n,
         f"bootstrap-percentile ({kind}, {resamples} resamples over items)",
     )
+
+
+def _scores_at_a_bound(scores: np.ndarray) -> bool:
+    """Every item's score 0, or every one 1: the two bounds of the [0, 1] scores a mean is taken of here."""
+    return bool(np.all(scores == 0.0) or np.all(scores == 1.0))
 
 
 def _counts_at_a_bound(num: np.ndarray, den: np.ndarray) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from chipadapt.loggers.build import build_loggers
-from chipadapt.loggers.wandb import finish_wandb_run
+from chipadapt.loggers.job_end import finish_job_loggers
 
 # Per-item files an evaluation writes beside results.json (`<task>_predictions.jsonl`, `verilog_results.jsonl`).
 ITEM_FILE_PATTERNS = ("*_predictions.jsonl", "*_results.jsonl", "*_items.jsonl")
@@ -83,7 +83,7 @@ class JobLoggers:
         for logger in self.loggers:
             logger.finalize("success" if succeeded else "failed")
             logger.save()
-        finish_wandb_run(succeeded)
+        finish_job_loggers(succeeded)
 
     def __enter__(self) -> "JobLoggers":
         return self

@@ -24,12 +24,17 @@ Lightning's placeholder off (`default_hp_metric=False`) would leave the view emp
 writes no settings for it at all. So the declaration stays, the -1 goes, and a run that succeeds logs
 as `hp_metric` the metric it is judged by: `optimized_metric` (what a sweep optimises, named in the
 config the job logs), else its domain bits per byte, at the step it was measured. The HPARAMS view
-then ranks a sweep's runs by that figure; a run that failed shows no value rather than a made-up one."""
+then ranks a sweep's runs by that figure; a run that failed shows no value rather than a made-up one.
+It is logged once, when the job ends and has succeeded (`end_of_job`, which the job's end calls through
+`loggers.job_end.finish_job_loggers`), not at Lightning's `finalize("success")`: Lightning says that at the
+end of every `validate` and `fit`, and a training run killed after its validation before training
+showed the starting model's figure as the run's."""
 
 import glob
 import math
 import os
 import time
+import weakref
 from collections.abc import Mapping
 
 from lightning.pytorch.core.saving import save_hparams_to_yaml
@@ -46,6 +51,18 @@ HP_METRIC = "hp_metric"
 # validation and evaluate.py's or merge.py's perplexity task log it (names with "/" read as ".").
 DOMAIN_BPB = ("val.domain.bpb", "perplexity.domain.bpb")
 VALIDATION_PREFIX = "val/"  # what the training module's validation logs, as metrics.csv's kept row has it
+
+
+# This process's loggers whose job has not ended yet: `end_of_job` logs their hp_metric.
+_OPEN: "weakref.WeakSet[RunTensorBoardLogger]" = weakref.WeakSet()
+
+
+def end_of_job(succeeded: bool) -> None:
+    """The job of this process ended: on success each of its TensorBoard loggers logs its hp_metric, once."""
+    for logger in list(_OPEN):
+        if succeeded:
+            logger.log_hp_metric()
+    _OPEN.clear()
 
 
 def _dotted(name: str) -> str:
@@ -65,6 +82,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
         # after the marker; None once this job's own validation of that step replaced it.
         self._kept_validation: dict[str, tuple[float, float]] | None = None
         self._logged_at_start: list[dict] = []  # what this job logged at the resumed step, in order
+        _OPEN.add(self)
 
     @rank_zero_only
     def log_hyperparams(self, params, metrics=None, step=None) -> None:
@@ -103,14 +121,9 @@ class RunTensorBoardLogger(TensorBoardLogger):
         super().log_metrics(metrics, step)
 
     @rank_zero_only
-    def finalize(self, status: str) -> None:
-        if status == "success":
-            self._log_hp_metric()
-        super().finalize(status)
-
-    def _log_hp_metric(self) -> None:
-        """The run's metric as hp_metric; again only when it changed (a training run finalizes after its
-        validation before training, after fitting, and after its last validation)."""
+    def log_hp_metric(self) -> None:
+        """The run's metric as hp_metric, when its job has succeeded (`end_of_job`); again only when it
+        changed (a second call logs nothing), and written out at once: the job ends here."""
         for name in (self._optimized_metric, *DOMAIN_BPB):
             if name in self._latest:
                 if not math.isfinite(self._latest[name][0]):  # diverged: the run fails, it is judged by nothing
@@ -118,6 +131,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
                 if self._latest[name] != self._hp_logged:
                     value, step = self._hp_logged = self._latest[name]
                     super().log_metrics({HP_METRIC: value}, step)
+                    self.experiment.close()  # written out: Lightning's finalize closed the writer before
                 return
 
     def start_at(self, step: int) -> None:

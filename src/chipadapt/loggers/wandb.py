@@ -18,7 +18,7 @@ import re
 import secrets
 import string
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
@@ -91,6 +91,23 @@ def tag_list(tags: str | Iterable[str | None] | None) -> list[str]:
     return sorted({str(tag)[:64] for tag in tags or () if tag})
 
 
+def models_used(config: Mapping, llm_tag: str | None) -> list[str | None]:
+    """The models a job's config (the whole resolved one) has it use, as tags. The retriever stage trains
+    an encoder, and reads `model` (an LLM, `llm_tag`) only to write synthetic questions
+    (retriever.synthetic.method=llm, no retriever.train_file): an ICT run was tagged with an LLM it never
+    loaded, and not with its encoder. Other jobs: `llm_tag`, the model config's."""
+    stage = config.get("stage")
+    retriever = config.get("retriever")
+    if not (isinstance(stage, Mapping) and stage.get("name") == "retriever" and isinstance(retriever, Mapping)):
+        return [llm_tag]
+    encoder = retriever.get("encoder") or {}
+    used = [model_tag(encoder.get("package"), encoder.get("path"))]
+    synthetic = retriever.get("synthetic") or {}
+    if not retriever.get("train_file") and synthetic.get("method") == "llm":
+        used.append(llm_tag)
+    return used
+
+
 class JobWandbLogger(WandbLogger):
     def __init__(
         self,
@@ -105,14 +122,23 @@ class JobWandbLogger(WandbLogger):
         **kwargs,
     ):
         job = job_identity()
+        self._given_tags, self._model_tag = tag_list(tags), model_tag(model_name, model_path)
         super().__init__(
             name=name or job.name,
             group=group or job.group,
             job_type=job_type or job.job_type,
-            tags=tag_list([*tag_list(tags), model_tag(model_name, model_path)]) or None,
+            tags=tag_list([*self._given_tags, self._model_tag]) or None,
             **kwargs,
         )
         self._continue_run = continue_run
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        # The job's whole config (logged before anything else starts the W&B run) says which models the
+        # run uses; the model config alone named the LLM of every job, a retriever's too.
+        if self._experiment is None and isinstance(params, Mapping) and "stage" in params:
+            used = models_used(params, self._model_tag)
+            self._wandb_init["tags"] = tag_list([*self._given_tags, *used]) or None
+        super().log_hyperparams(params, *args, **kwargs)
 
     @property
     @rank_zero_experiment
@@ -134,7 +160,8 @@ def runs_offline(offline: bool | None) -> bool:
 
 
 def finish_wandb_run(succeeded: bool) -> None:
-    """End this process's W&B run, if one was started (wandb imported and a run live)."""
+    """End this process's W&B run, if one was started (wandb imported and a run live); called however a
+    job ends (loggers/job_end.py)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.run.finish(exit_code=0 if succeeded else 1)

@@ -11,10 +11,10 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.items import is_uncertainty_key
+from chipadapt.eval.items import is_uncertainty_key, summarize
 from chipadapt.report import with_interval
 from chipadapt.retrieval.build import make_retrievers
-from chipadapt.retrieval.metrics import retrieval_metrics
+from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.queries import Query, read_queries, select_split
 from chipadapt.retrieval.training_data import plain
 
@@ -59,20 +59,57 @@ def shipped(path: str) -> bool:
     return Path(path).resolve().is_relative_to(Path(str(resources.files("chipadapt") / "resources")).resolve())
 
 
-def compare_encoders(rcfg: DictConfig, passages, query_sets: dict[str, QuerySet], encoders: dict) -> dict:
-    """{query_set: {file, split?, queries, retriever: metrics}} for BM25 and each encoder (name -> {path, package})."""
+@dataclass
+class Comparison:
+    results: dict  # {query_set: {file, split?, queries, retriever: metrics}}
+    # One per query of every set, as eval/items.py has them (task `retrieval`, results.json's top key):
+    # the figures are their means, so the search's objective can be recomputed and paired from the folder.
+    items: list[dict]
+
+
+def compare_encoders(rcfg: DictConfig, passages, query_sets: dict[str, QuerySet], encoders: dict) -> Comparison:
+    """BM25 and each encoder (name -> {path, package}) on each query set: figures and per-query items."""
     dense = {k: v for k, v in plain(rcfg.encoder).items() if k not in ("path", "package")}
     retrievers = make_retrievers(encoders, {**dense, "batch_size": rcfg.eval_batch_size}, plain(rcfg.bm25), None)
     ks, mrr_k = list(rcfg.eval_ks), MRR_K
     results = {name: {**qs.about, "queries": len(qs.queries)} for name, qs in query_sets.items()}
+    items = {qname: [query_item(qname, q) for q in qs.queries] for qname, qs in query_sets.items()}
     for rname, retriever in retrievers.items():
         retriever.index(passages)
         for qname, qs in query_sets.items():
             hits = retriever.search([q.query for q in qs.queries], max([*ks, mrr_k]))
-            results[qname][rname] = retrieval_metrics(
-                [[pid for pid, _ in row] for row in hits], [q.positive_ids for q in qs.queries], ks, mrr_k
-            )
-    return results
+            for item, q, row in zip(items[qname], qs.queries, hits):
+                score_item(item, qname, rname, [pid for pid, _ in row], q.positive_ids, ks, mrr_k)
+            results[qname][rname] = {
+                **summarize(items[qname], prefix=f"{qname}.{rname}."),
+                "queries": len(qs.queries),
+            }
+    return Comparison(results, [item for rows in items.values() for item in rows])
+
+
+def query_item(qname: str, query: Query) -> dict:
+    """A query's record before any retriever ran. Its id names its set too: the held-out synthetic
+    queries and `retriever.eval_queries` are two files, whose ids may meet."""
+    return {
+        "id": f"{qname}:{query.id}",
+        "query_set": qname,
+        "query": query.query,
+        "reference": list(query.positive_ids),
+        "prediction": {},
+        "rank": {},
+        "scores": {},
+    }
+
+
+def score_item(item: dict, qname: str, rname: str, ranked: list[str], gold, ks: list[int], mrr_k: int) -> None:
+    """`rname`'s ranked ids for the query, the rank of its first gold passage among them (null: none
+    there) and its scores (`<set>.<retriever>.hit@k`, `... .mrr@10`: the reciprocal rank within 10),
+    named as results.json names their means under `retrieval`."""
+    ranked = list(dict.fromkeys(ranked))
+    item["prediction"][rname] = ranked
+    item["rank"][rname] = next((rank for rank, pid in enumerate(ranked, start=1) if pid in set(gold)), None)
+    scores = query_scores(ranked, tuple(gold), ks, mrr_k)
+    item["scores"].update({f"{qname}.{rname}.{name}": value for name, value in scores.items()})
 
 
 def comparison_tables(results: dict) -> list[Table]:

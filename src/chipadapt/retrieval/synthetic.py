@@ -277,6 +277,26 @@ def warn_if_fallbacks_carry(report: dict) -> None:
 
 
 @torch.no_grad()
+def no_queries_message(report: dict, method: str, min_passage_chars: int) -> str:
+    """Why no training query was made, and the settings that change it."""
+    made = f"retriever.synthetic: no synthetic query was made from the {report['passages']} passages"
+    if not report["eligible"]:
+        return (
+            f"{made}: none is at least retriever.synthetic.min_passage_chars={min_passage_chars} characters "
+            "long; lower it, or build longer passages (passages.max_chars)"
+        )
+    how = (
+        "an ICT query is a prose sentence of 6 to 40 words of its passage"
+        if method == "ict"
+        else "the LLM wrote no usable question for any, and the ICT fallback found no prose sentence of 6 to 40 words"
+    )
+    return (
+        f"{made}: {report['sampled']} of the {report['eligible']} long enough were drawn and all {report['dropped']} "
+        f"were dropped ({how}); build longer passages (passages.max_chars), or add query styles that read "
+        "the passages' structure (retriever.synthetic.styles: keyword, flag, error)"
+    )
+
+
 def synthesize(
     passages: list[Passage],
     num_samples: int,
@@ -317,6 +337,8 @@ def synthesize(
         "styles": {},
     }
     queries = _style_queries(passages, eligible, quotas, method, llm, rng, report)
+    if not queries:  # BM25 then mined for no query at all and failed inside bm25s with a traceback
+        raise ChipadaptError(no_queries_message(report, method, min_passage_chars))
     for entry in queries:
         report[entry[2]] += 1
     if method == "llm":

@@ -25,9 +25,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.items import write_items
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.built_from import record_path, reusable, write_built
 from chipadapt.io.lock import cache_entry_lock, is_secondary_rank
+from chipadapt.loggers.final_figures import log_final_figures
 from chipadapt.manifest import RunManifest
 from chipadapt.report import console
 from chipadapt.retrieval.build import load_passages
@@ -43,6 +45,7 @@ from chipadapt.retrieval.passages import Passage, read_passages
 from chipadapt.retrieval.queries import Query, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
+from chipadapt.run_metrics import evaluation_metrics
 from chipadapt.stages.common import begin, publish_if_finite, resume_checkpoint, train_module
 
 log = logging.getLogger(__name__)
@@ -221,10 +224,15 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
             "base": {"path": rcfg.encoder.path, "package": rcfg.encoder.package},
             "finetuned": {"path": str(out / "model"), "package": None},
         }
-        metrics["retrieval"] = compare_encoders(rcfg, passages, query_sets, encoders)
+        comparison = compare_encoders(rcfg, passages, query_sets, encoders)
+        metrics["retrieval"] = comparison.results
+        # Before results.json, which names the task: its items are then there whenever its figures are.
+        write_items(out, "retrieval", comparison.items)
         write_json_atomic(out / "results.json", {"retrieval": metrics["retrieval"]})
         for table in comparison_tables(metrics["retrieval"]):
             console.print(table)
+        figures = evaluation_metrics({"retrieval": metrics["retrieval"]})
+        log_final_figures(trained.trainer.loggers, figures, trained.trainer.global_step)
     manifest.update("metrics", metrics)
     log.info("encoder saved to %s", out / "model")
     return metrics

@@ -1,0 +1,14 @@
+"""The end of a job for its loggers, however it ends (job.recorded_job, JobLoggers.close): TensorBoard
+logs its `hp_metric` only then, when the job succeeded (Lightning's `finalize("success")` comes after
+every validate and fit, also of a job killed later), and the W&B run is ended with the job's status."""
+
+import sys
+
+from chipadapt.loggers.wandb import finish_wandb_run
+
+
+def finish_job_loggers(succeeded: bool) -> None:
+    tensorboard = sys.modules.get("chipadapt.loggers.tensorboard")  # not imported: no TensorBoard logger
+    if tensorboard is not None:
+        tensorboard.end_of_job(succeeded)
+    finish_wandb_run(succeeded)
