@@ -4,9 +4,11 @@ Each job validates its own config (config_schema.validate), but a sweep's jobs r
 with `optim.lr=1e-3,abc` or `merge.lam=0.5,1.5`, job 0 trains or merges to the end before job 1 finds
 its bad value. Here each listed value of each swept key is composed (the other swept keys at their
 first value) and validated at the sweep's start, so a bad one stops the sweep in one line before any
-work. Values an optimizer draws from an interval (Optuna's `interval(...)`) are not listed, and not
-checked here. An Optuna direction that contradicts the sense of `optimized_metric` is refused too, and
-so is a merge sweep one of whose jobs would find a merge of other settings in its folder (REPLACED_JOB_CHECKS).
+work. An interval an optimizer draws from (Optuna's `interval(...)`, from the command line or the preset's
+hydra.sweeper.params) is checked at its ends and midpoint, for its order and log scale, and a whole-number key
+for whole ends; so is the metric's fit to the stage, and a search's n_trials. An Optuna direction that
+contradicts the sense of `optimized_metric` is refused too, and so is a merge sweep one of whose jobs would
+find a merge of other settings in its folder (REPLACED_JOB_CHECKS).
 Each training job's batch plan is checked as its run would check it, with the processes the launcher
 gives it (check_job_plan); under hydra/launcher=slurm the first job too, which would otherwise fail only
 once its nodes are allocated."""
@@ -36,14 +38,81 @@ def job_override_sets(task_overrides: list[str]) -> list[tuple[str | None, list[
     loader = hydra.config_loader() if hydra.is_initialized() else None
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(task_overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    swept = [o for o in parsed if o.is_sweep_override() and not o.is_interval_sweep()]
-    values = {id(o): [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept}
+    swept = [o for o in parsed if o.is_sweep_override()]
+    values = {id(o): [f"{o.get_key_element()}={v}" for v in swept_values(o)] for o in swept}
     first = {id(o): values[id(o)][:1] for o in swept}
     sets: list[tuple[str | None, list[str]]] = [(None, [*fixed, *(line for o in swept for line in first[id(o)])])]
     for override in swept:
         others = [line for o in swept if o is not override for line in first[id(o)]]
         sets.extend((line, [*fixed, *others, line]) for line in values[id(override)][1:])
     return sets[:MAX_CHECKED]
+
+
+def swept_values(override) -> list:
+    """The values of a swept key to check: each listed one, or an interval's ends and midpoint (what an
+    optimizer may draw, composed and validated as a listed value would be). A reversed interval, or a log
+    one that reaches 0, is refused here: Optuna would raise it as a traceback."""
+    if not override.is_interval_sweep():
+        return list(override.sweep_string_iterator())
+    sweep, key = override.value(), override.get_key_element()
+    low, high = sweep.start, sweep.end
+    if low > high:
+        raise ChipadaptError(
+            f"{key}=interval({low}, {high}): its low end is above its high end; write interval({high}, {low})"
+        )
+    if "log" in sweep.tags and low <= 0:
+        raise ChipadaptError(f"{key}=tag(log, interval({low}, {high})): a log scale needs a low end above 0")
+    whole = isinstance(low, int) and isinstance(high, int)
+    middle = (low + high) // 2 if whole else (low + high) / 2
+    return [low, middle, high]
+
+
+def searched_lines(config: DictConfig) -> list[str]:
+    """A search's keys and values as the Optuna sweeper reads them: hydra.sweeper.params, then the command
+    line's overrides (which win over a preset's params of the same key)."""
+    params = config.hydra.sweeper.get("params") if "optuna" in _target(config.hydra.get("sweeper")).lower() else None
+    lines = [f"{key}={value}" for key, value in (params or {}).items()]
+    task = [str(line) for line in config.hydra.overrides.task]
+    named = {line.split("=", 1)[0] for line in task}
+    return [line for line in lines if line.split("=", 1)[0] not in named] + task
+
+
+def check_int_intervals(config: DictConfig, first_job: DictConfig) -> None:
+    """A key whose value is a whole number searched over an interval (`interval(0.5, 2.5)`; Hydra parses
+    `interval(0, 3)` as floats too): Optuna draws fractions, which the job takes as a fractional count.
+    Checked against the value the key has without the search."""
+    parsed = OverridesParser.create().parse_overrides(searched_lines(config))
+    for override in parsed:
+        if not override.is_interval_sweep():
+            continue
+        key, sweep = override.get_key_element(), override.value()
+        current = OmegaConf.select(first_job, key, default=None, throw_on_missing=False)
+        if isinstance(current, int) and not isinstance(current, bool):
+            if not (isinstance(sweep.start, int) and isinstance(sweep.end, int)):
+                _refuse(
+                    f"{key}=interval({sweep.start}, {sweep.end}): {key} is a whole number ({current}); "
+                    "Hydra reads interval ends as fractions, so search it with range(low, high + 1) or choice(...)"
+                )
+
+
+def check_metric_of_stage(job: DictConfig) -> None:
+    """A training job's `optimized_metric` of another stage (`stage=retriever hparams_search=dapt_optuna`):
+    found missing only after trial 0 trained to the end. A causal-LM run's metric is checked by the run's own
+    check (its splits known once its data is), here for its form; a retriever's metrics are `retrieval.*`."""
+    name, runner = job.get("optimized_metric"), OmegaConf.select(job, "stage.runner._target_")
+    if not name or runner is None:
+        return
+    name = str(name)
+    if runner == "chipadapt.stages.causal_lm.run":
+        from chipadapt.stages.causal_lm import check_optimized_metric
+
+        parts = name.split("/")
+        check_optimized_metric(job, [parts[1]] if len(parts) == 3 and parts[0] == "val" else [])
+    elif runner == "chipadapt.stages.retriever.run" and not name.startswith("retrieval."):
+        raise ChipadaptError(
+            f"optimized_metric: {name!r} is not a metric of stage={OmegaConf.select(job, 'stage.name')} "
+            "(it records retrieval.<queries>.<encoder>.<measure>, e.g. retrieval.synthetic_heldout.finetuned.mrr@10)"
+        )
 
 
 def _target(node) -> str:
@@ -59,6 +128,9 @@ def check_sweeper_and_launcher(hydra: DictConfig) -> None:
         bad = [d for d in given if str(d).lower() not in ("minimize", "maximize")]
         if bad:
             _refuse(f"hydra.sweeper.direction: {bad[0]!r} is not minimize or maximize")
+        trials = hydra.sweeper.get("n_trials")
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            _refuse(f"hydra.sweeper.n_trials={trials}: a search runs 1 trial or more")
     if "slurm" in _target(hydra.get("launcher")).lower() and shutil.which("sbatch") is None:
         _refuse(
             "hydra/launcher=slurm: sbatch is not on this machine's PATH; submit from a SLURM login node, "
@@ -183,16 +255,21 @@ class SweepPreflight(Callback):
         check_sweeper_and_launcher(config.hydra)
         check_direction(config)
 
-        task = list(OmegaConf.to_container(config.hydra.overrides.task))
+        task = searched_lines(config)
         loader = GlobalHydra.instance().config_loader()
         hydra_config = HydraConfig.instance()
         previous = hydra_config.cfg
         try:
             sets = job_override_sets(task)
+        except ChipadaptError as err:  # a bad interval
+            _refuse(str(err))
         except Exception:  # noqa: BLE001 (a sweep this check cannot expand: its jobs check themselves)
             log.debug("sweep values not listed before the sweep", exc_info=True)
             return
         remote = "slurm" in _target(config.hydra.get("launcher")).lower()
+        searched = "optuna" in _target(config.hydra.get("sweeper")).lower()  # trial 0 need not draw the first values
+        if any("interval(" in line for line in task):
+            check_int_intervals(config, loader.load_sweep_config(config, [line for line in task if "(" not in line]))
         for swept, overrides in sets:
             try:
                 job = loader.load_sweep_config(config, overrides)
@@ -202,9 +279,10 @@ class SweepPreflight(Callback):
                 hydra_config.set_config(job)
                 validate(as_on_its_nodes(OmegaConf.masked_copy(job, [key for key in job if key != "hydra"]), remote))
                 check_job_plan(job)
+                check_metric_of_stage(job)
             except Exception as err:  # noqa: BLE001 (a composition error is the user's; anything else the job reports)
                 described = str(err) if isinstance(err, ChipadaptError) else describe_hydra_error(err)
-                if swept is None and described is not None and remote:
+                if swept is None and described is not None and (remote or searched):
                     # Submitted, it would fail only once its nodes are allocated, after its wait in the queue.
                     _refuse(f"{described} (job #0 of the sweep, {' '.join(overrides) or 'no overrides'})")
                 if swept is None:  # the first job's own problem: it stops that job at once, in its own words
