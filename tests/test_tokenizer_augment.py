@@ -129,7 +129,7 @@ def test_base_weights_changed_in_place_are_not_served_from_the_cache(tmp_path, t
 def test_bad_input_is_a_clear_error(tmp_path, tiny_folder):
     with pytest.raises(ChipadaptError, match="holds no non-empty documents"):
         build(tmp_path, tiny_folder, ["   "], PROSE)
-    with pytest.raises(ChipadaptError, match="domain_vocab_size=100 must be at least 300"):
+    with pytest.raises(ChipadaptError, match=r"tokenizer.adapt.domain_vocab_size: 100 must be >= 300"):
         build(tmp_path, tiny_folder, RTL, PROSE, domain_vocab_size=100)
     model = AutoModelForCausalLM.from_pretrained(tiny_folder)
     with pytest.raises(ChipadaptError, match="smaller than the model's"):

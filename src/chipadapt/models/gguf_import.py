@@ -4,12 +4,21 @@ transformers' GGUF loader dequantises to dense float32. The loaded model still c
 GGUF quantizer, which makes save_pretrained refuse it, so that marker is removed first; the
 folder then reloads bit-identically and is what every later run opens (the conversion takes
 about 20 s and 1.7 GiB for SmolLM2-135M, once).
+
+The GGUF names its pre-tokenizer only by llama.cpp's name (`tokenizer.ggml.pre`); transformers
+rebuilds the ones it knows, others get a plain byte-level one. SmolLM2's ("smollm") splits every
+digit on its own, and its vocabulary was learned that way: without that rule the folder would still
+encode as the base (no multi-digit tokens exist), but a tokenizer extended from it could add digit
+merges the model never saw. So the known names are mapped to the Hugging Face pre-tokenizer they
+stand for, and CONVERSION_VERSION is in the cache folder's name: folders converted before this
+rule are not reused.
 """
 
 import importlib.util
 import logging
 from pathlib import Path
 
+from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chipadapt.errors import ChipadaptError
@@ -17,6 +26,29 @@ from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder
 
 log = logging.getLogger(__name__)
+
+# Bumped when the conversion writes a different folder for the same GGUF (2: the pre-tokenizer).
+CONVERSION_VERSION = 2
+
+# llama.cpp pre-tokenizer names transformers already rebuilds exactly (its GGUF_PRE_TOKENIZER_SPLITS
+# covers more; these are the ones checked here), and those it leaves as plain byte-level, with the
+# Hugging Face pre-tokenizer each stands for. "gpt2" is the plain byte-level one itself.
+KEPT_BY_TRANSFORMERS = ("llama-bpe", "llama3", "llama-v3", "qwen2")
+
+
+def _digits_then_byte_level():
+    # SmolLM2's and StarCoder's tokenizer.json: every digit alone, then GPT-2's byte-level regex.
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+
+
+PRE_TOKENIZERS = {
+    "gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False),
+    "smollm": _digits_then_byte_level,
+    "starcoder": _digits_then_byte_level,
+    "refact": _digits_then_byte_level,
+}
 
 
 def package_folder(package: str) -> Path:
@@ -39,7 +71,7 @@ class GgufPackageModel:
 
     @property
     def folder(self) -> Path:
-        return self.cache_dir / f"{self.package}--{Path(self.gguf_file).stem}"
+        return self.cache_dir / f"{self.package}--{Path(self.gguf_file).stem}--v{CONVERSION_VERSION}"
 
     def materialize(self) -> Path:
         if (self.folder / "config.json").is_file():
@@ -63,5 +95,33 @@ def convert_gguf(source: Path, gguf_file: str, dest: Path, key: str) -> Path:
         # transformers reads the GGUF architectures it knows; others fail here.
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ChipadaptError(f"{key}: {source / gguf_file} could not be read as a GGUF causal LM ({reason})") from None
+    set_pre_tokenizer(tokenizer, source / gguf_file)
     model.hf_quantizer.remove_quantization_config(model)
     return save_hf_folder(model, tokenizer, dest)
+
+
+def gguf_pre_tokenizer_name(path: Path) -> str | None:
+    from transformers.integrations.gguf.reader import read_gguf_metadata
+
+    metadata, _ = read_gguf_metadata(str(path))
+    name = metadata.get("tokenizer.ggml.pre")
+    return name if isinstance(name, str) else None
+
+
+def set_pre_tokenizer(tokenizer, path: Path) -> None:
+    """Give a byte-level BPE tokenizer read from the GGUF `path` the pre-tokenizer its
+    `tokenizer.ggml.pre` names (see the module's docstring); an unknown name is warned about."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "BPE" or backend.model.byte_fallback:
+        return  # SentencePiece-style vocabularies have no pre-tokenizer name to honour
+    name = gguf_pre_tokenizer_name(path)
+    if name is None or name in KEPT_BY_TRANSFORMERS:
+        return
+    if name not in PRE_TOKENIZERS:
+        log.warning(
+            "%s: pre-tokenizer %r is not known here; kept transformers' (check it against the model's tokenizer.json)",
+            path.name,
+            name,
+        )
+        return
+    backend.pre_tokenizer = PRE_TOKENIZERS[name]()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.config_group_checks import check_tokenizer_adapt
 from chipadapt.data.sources import SourceSpec, source_fingerprint, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
@@ -91,11 +92,17 @@ class DomainTokenizer(AugmentedBuild):
         self.report_general = _specs(report_general, "data.val_sources")
         if not self.domain:
             raise ChipadaptError("tokenizer.adapt.sources: no domain source (every source is marked general)")
-        if domain_vocab_size < 300 or max_new_tokens < 1:
-            raise ChipadaptError(
-                f"tokenizer.adapt: domain_vocab_size={domain_vocab_size} must be at least 300 (bytes + specials) "
-                f"and max_new_tokens={max_new_tokens} at least 1"
+        # Before any source is read or tokenizer trained (a bad init rule used to fail only after).
+        check_tokenizer_adapt(
+            dict(
+                domain_vocab_size=domain_vocab_size,
+                max_new_tokens=max_new_tokens,
+                max_general_per_million=max_general_per_million,
+                min_savings=min_savings,
+                max_pieces=max_pieces,
+                init=init,
             )
+        )
         self.settings = dict(
             domain_vocab_size=domain_vocab_size,
             max_new_tokens=max_new_tokens,

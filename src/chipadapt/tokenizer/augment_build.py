@@ -20,7 +20,6 @@ from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME, load_causal_lm, lo
 from chipadapt.models.portable_folder import make_portable
 from chipadapt.report import console
 from chipadapt.tokenizer.extend import (
-    extended_tokenizer_json,
     padded_size,
     piece_ids,
     resize_for_new_tokens,
@@ -29,6 +28,7 @@ from chipadapt.tokenizer.extend import (
 from chipadapt.tokenizer.extension_checks import check_round_trip, check_specials
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.held_out import held_out_rows, split_documents
+from chipadapt.tokenizer.produced import choose_produced
 from chipadapt.tokenizer.report import (
     efficiency_rows,
     held_out_text,
@@ -36,7 +36,6 @@ from chipadapt.tokenizer.report import (
     reduction_table,
     starting_bpb_table,
 )
-from chipadapt.tokenizer.select_tokens import select_new_tokens
 from chipadapt.tokenizer.words import word_counts
 
 log = logging.getLogger(__name__)
@@ -84,17 +83,18 @@ class AugmentedBuild:
         filter_docs = [d.text for n, s in filter_specs.items() for d in read_source(s, f"tokenizer.adapt.{n}")]
         filter_counts = word_counts(family, filter_docs)
 
-        chosen, _ = select_new_tokens(
+        _, extended_json, new_tokens, dropped = choose_produced(
             base,
-            domain_vocab,
             all_domain,
-            filter_counts,
-            max_new_tokens=self.settings["max_new_tokens"],
-            max_general_per_million=self.settings["max_general_per_million"],
-            min_savings=self.settings["min_savings"],
-            max_pieces=self.settings["max_pieces"],
+            dict(
+                domain_vocab=domain_vocab,
+                general_counts=filter_counts,
+                max_new_tokens=self.settings["max_new_tokens"],
+                max_general_per_million=self.settings["max_general_per_million"],
+                min_savings=self.settings["min_savings"],
+                max_pieces=self.settings["max_pieces"],
+            ),
         )
-        extended_json, new_tokens = extended_tokenizer_json(base.to_str(), chosen)
         extended = Tokenizer.from_str(extended_json)
         general_docs = {n: read_source(s, f"data.val_sources.{n}") for n, s in self.report_general.items()}
         check_round_trip(base, extended, domain_texts, "domain")
@@ -181,6 +181,8 @@ class AugmentedBuild:
                 "vocab_size_before": len(tokenizer),
                 "vocab_size_after": len(new_tokenizer),
                 "new_tokens": len(new_tokens),
+                # Candidates replaced because another's merges took their pieces first (produced.py).
+                "dropped_never_produced": dropped,
                 "embedding_rows": rows,
                 **resize,
                 # In-sample: the documents the tokens were chosen from.

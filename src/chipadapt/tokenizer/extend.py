@@ -6,7 +6,9 @@ they change how general text is split. Merges appended after the base merges hav
 priority: on every word the base segmentation is computed first, unchanged, and a new merge can
 only join pieces of that result. So general text can only get shorter, never differently split
 before the last step; decoding is still byte-exact; special tokens and the chat template are
-untouched; and the new tokens are really used wherever a domain word has the pieces they join.
+untouched. A new token is used where a domain word has the pieces it joins, unless a merge of
+another chain, ranked earlier, takes one of them first: produced.py keeps only tokens that the
+extended tokenizer really produces.
 """
 
 import json

@@ -7,6 +7,7 @@ savings estimate counts exactly those places: for every word, every run of two o
 base pieces is a potential new token saving (pieces - 1) tokens per occurrence.
 """
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -34,6 +35,19 @@ def span_savings(backend, counts: Counter, max_pieces: int) -> Counter:
     return savings
 
 
+def splits_digits(backend) -> bool:
+    """Whether the base pre-tokenizer isolates every digit (SmolLM2, StarCoder: Digits(individual_digits))."""
+    if backend.pre_tokenizer is None:
+        return False
+
+    def walk(node: dict) -> bool:
+        if node.get("type") == "Digits" and node.get("individual_digits"):
+            return True
+        return any(walk(child) for child in node.get("pretokenizers") or [])
+
+    return walk(json.loads(backend.pre_tokenizer.__getstate__()))
+
+
 def chain_intermediates(pieces: list[str]) -> list[str]:
     """Tokens a left-to-right merge chain creates on the way to the full token (the last is the token)."""
     out, acc = [], pieces[0]
@@ -52,10 +66,13 @@ def select_new_tokens(
     max_general_per_million: float,
     min_savings: int,
     max_pieces: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[list[Candidate], list[str]]:
     """Returns the chosen candidates and every vocabulary entry to add (tokens + chain intermediates),
-    in merge order."""
+    in merge order. `exclude`: tokens not to choose (produced.py drops those the extended tokenizer
+    never produces)."""
     base_vocab = backend.get_vocab()
+    lone_digits = splits_digits(backend)
     domain_savings = span_savings(backend, domain_counts, max_pieces)
     general_runs = span_savings(backend, general_counts, max_pieces)
     general_words = max(1, sum(general_counts.values()))
@@ -65,7 +82,12 @@ def select_new_tokens(
 
     candidates = []
     for token in domain_vocab:
-        if token in base_vocab or domain_savings[token] < min_savings:
+        if token in base_vocab or token in exclude or domain_savings[token] < min_savings:
+            continue
+        if lone_digits and any(c in "0123456789" for c in token):
+            # The base pre-tokenizer makes every digit a word of its own: no merge may join one, and
+            # the model never saw a token that did. (ASCII digits only: in the byte-level alphabet
+            # '½', '²', '¹' stand for bytes that are parts of letters, e.g. Cyrillic 'н' is 'Ð½'.)
             continue
         pieces = segment(backend, token)
         if len(pieces) < 2 or len(pieces) > max_pieces:
