@@ -33,6 +33,9 @@ def test_smollm2_gguf_becomes_a_trainable_hf_folder_once(smollm2_folder, isolate
         [{"role": "user", "content": "What is a flip-flop?"}], tokenize=False, add_generation_prompt=True
     )
     assert "<|im_start|>user\nWhat is a flip-flop?<|im_end|>" in chat and chat.endswith("<|im_start|>assistant\n")
+    # SmolLM2's own pre-tokenizer (the GGUF's `smollm`): digits one by one, as the model was trained to read them.
+    pieces = [p for p, _ in tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str("wait 125 ns")]
+    assert all(sum(c.isdigit() for c in piece) <= 1 for piece in pieces) and "".join(pieces).count("1") == 1
 
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.model_type == "llama" and model.config.tie_word_embeddings
