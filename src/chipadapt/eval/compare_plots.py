@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from chipadapt.eval.compare_runs import swept_keys
+from chipadapt.eval.compare_runs import label_values, swept_keys
 from chipadapt.io.atomic import atomic_file
 from chipadapt.run_metrics import lower_is_better
 
@@ -89,7 +89,7 @@ def short_labels(runs) -> list[str]:
     where two short ones would read the same."""
     keys = list(dict.fromkeys(k for run in runs for k in run.label_keys))
     names = _short_keys(keys)
-    shown = {k: _paths([str(run.overrides.get(k, "")) for run in runs]) for k in keys}
+    shown = {k: _paths([str(label_values(run).get(k, "")) for run in runs]) for k in keys}
     labels = [
         " ".join(f"{names[k]}={shown[k][i]}" for k in run.label_keys) if run.label_keys else run.label
         for i, run in enumerate(runs)

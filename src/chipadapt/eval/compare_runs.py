@@ -123,6 +123,7 @@ def load_run(folder: Path) -> Run:
             metrics = evaluation_metrics(results)
         overrides = parse_overrides(manifest["overrides"]) if "overrides" in manifest else _hydra_overrides(folder)
         run = Run(folder, manifest.get("kind", "train"), run_status(folder, manifest.get("status")), overrides, metrics)
+        run.extra["group_names"] = group_names(manifest.get("config"))
         if run.kind == "train":  # what its validation read (eval/compare_validation.py)
             run.extra["val_text"] = (manifest.get("data") or {}).get("val_text")
             # Resumes that went on validating on other text (stages/common.py StartingMetrics).
@@ -136,9 +137,36 @@ def load_run(folder: Path) -> Run:
     return run
 
 
+def group_names(config: object) -> dict[str, str]:
+    """{group: the `name` its option records} of a run's resolved config (`tokenizer: {name: base, ...}`)."""
+    config = config if isinstance(config, dict) else {}
+    return {k: v["name"] for k, v in config.items() if isinstance(v, dict) and isinstance(v.get("name"), str)}
+
+
+def implied_choices(runs: list[Run], differing: set[str]) -> None:
+    """Label values of the group choices a run did not override (an experiment's or the default's) where
+    another run's label names that group: `tokenizer=augmented_small` beside `tokenizer=base`, not the folder
+    name. Taken from the `name` the run's config records for the group, and only for a group whose every
+    override names the option by that same name (model=smollm2_135m records another name)."""
+    for key in sorted(k for k in differing if "." not in k):
+        chosen = [run for run in runs if key in run.overrides]
+        if not all(run.extra.get("group_names", {}).get(key) == run.overrides[key] for run in chosen):
+            continue
+        for run in runs:
+            name = run.extra.get("group_names", {}).get(key)
+            if key not in run.overrides and name is not None:
+                run.extra.setdefault("label_values", {})[key] = name
+
+
+def label_values(run: Run) -> dict[str, str]:
+    """The values a run's label shows: its overrides and the group choices implied_choices found."""
+    return {**run.overrides, **run.extra.get("label_values", {})}  # implied only where no override
+
+
 def label_runs(runs: list[Run], labels: list[str] | None) -> None:
     """Given labels (one per run), else the overrides that differ between the runs (all of them for a
-    single run), else the folder name."""
+    single run; a group one run set and another took from its experiment or the defaults, by the option's
+    name: implied_choices), else the folder name."""
     if labels is not None and len(labels) != len(runs):
         # Labels are matched to runs by position: with a count that differs, some run would carry another's.
         raise ChipadaptError(
@@ -149,11 +177,13 @@ def label_runs(runs: list[Run], labels: list[str] | None) -> None:
         if len(runs) > 1
         else None
     )
+    if differing and labels is None:
+        implied_choices(runs, differing)
     for i, run in enumerate(runs):
         if labels is not None:
             run.label, run.label_keys = labels[i], []
             continue
-        shown = {k: v for k, v in run.overrides.items() if differing is None or k in differing}
+        shown = {k: v for k, v in label_values(run).items() if differing is None or k in differing}
         run.label = " ".join(f"{k}={v}" for k, v in shown.items()) or run.folder.name
         run.label_keys = list(shown)
 

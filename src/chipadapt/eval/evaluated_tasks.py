@@ -8,6 +8,8 @@
   an earlier run of the folder finished and this one kept without running it (eval/run.py), the settings
   its record holds (tasks/<task>.json). A data file or folder the run recorded reading (the manifest's
   inputs `eval.<task>.<key>`, the record's `inputs`) is compared by its content's fingerprint, not by path.
+  A rule the task records in its results rather than its config (same_items.SCORING_RULE: perplexity's
+  `first_token: scored`) is one of its settings too; a run from before the task recorded it lacks it.
 - Its model: the manifest's model input by fingerprint, and how it was loaded (model.dtype,
   model.attn_implementation).
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.finished_tasks import RECORDS_FOLDER
-from chipadapt.eval.same_items import RecordedFile, flat_settings
+from chipadapt.eval.same_items import SCORING_RULE, RecordedFile, flat_settings
 from chipadapt.io.jsonl import json_object
 
 LOADING = ("dtype", "attn_implementation")  # as eval/earlier_evaluation.py: they change a model's answers
@@ -51,6 +53,12 @@ def _with_files(settings: dict, files: dict) -> dict:
     return flat
 
 
+def _scoring_rule(results: object) -> dict:
+    """The SCORING_RULE settings a task's results record (none in a run from before they were recorded)."""
+    results = results if isinstance(results, dict) else {}
+    return {key: results[key] for key in SCORING_RULE if key in results}
+
+
 def task_settings(folder: Path, task: str) -> dict | None:
     """The settings the run measured `task` with (module docstring), as {dotted key: value}; None where
     the folder records none."""
@@ -59,10 +67,13 @@ def task_settings(folder: Path, task: str) -> dict | None:
     if isinstance(found, dict):
         prefix = f"eval.{task}."
         inputs = recorded.get("inputs") or {}
-        return _with_files(found, {k[len(prefix) :]: v for k, v in inputs.items() if k.startswith(prefix)})
+        results = _read(Path(folder) / "results.json") or recorded.get("results") or {}
+        settings = _with_files(found, {k[len(prefix) :]: v for k, v in inputs.items() if k.startswith(prefix)})
+        return {**settings, **_scoring_rule(results.get(task))}
     record = _read(Path(folder) / RECORDS_FOLDER / f"{task}.json") or {}
     if isinstance(record.get("settings"), dict):
-        return _with_files(record["settings"], record.get("inputs") or {})
+        settings = _with_files(record["settings"], record.get("inputs") or {})
+        return {**settings, **_scoring_rule(record.get("results"))}
     return None
 
 

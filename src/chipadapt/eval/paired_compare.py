@@ -176,12 +176,11 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                     left_out[0],
                 )
             names = dict.fromkeys(k for item in a.values() for k in item["scores"])
-            tokens = other_tokens(task, first_label, label, a, b)
             for name in names:
                 metric = metric_of(task, name)
                 if metrics and metric not in metrics:
                     continue
-                if tokens and per_token(name):
+                if per_token(name) and (tokens := other_tokens(task, first_label, label, a, b, name)):
                     rows.append(not_paired(label, first_label, metric, tokens))
                     continue
                 d = paired_difference(a, b, name)

@@ -8,10 +8,12 @@ fields a task writes about the item itself (never about the model's answer) are 
   `type`, `split`: equal wherever both records carry the field (a field one record lacks, as in a
   file written before it existed, says nothing either way);
 - MCQ: the number of choices (its `loglikelihoods`, one per choice);
-- perplexity: `bytes`, the text scored. With the same token count (the same tokenizer) it must be
-  equal. With another token count it may differ by up to BYTES_SLACK: another tokenizer leaves another
-  first token unscored (bits per byte compare across tokenizers), while a prefix, a character limit or a
-  token budget that cut a document short changes it by much more.
+- perplexity: `bytes`, the text scored, must be equal. The evaluation scores every byte of a document
+  (its items say `first_token: scored`, eval/tasks/perplexity.py), so two tokenizers' items of one text
+  carry the same bytes, and any difference is other text (a prefix, a character limit, a token budget
+  that cut a document short). Items without that mark (a training run's validation, which leaves the
+  first token of each packed row unscored) may differ by up to BYTES_SLACK where their token counts
+  differ: another tokenizer cuts the rows at other tokens.
 Rule: items that differ are never paired. Where at least half of the items the two runs share differ,
 the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
 matches one time in four): the task is not paired (NotSameItems). Otherwise the differing ones are left
@@ -30,7 +32,10 @@ scored) may differ. Where both runs evaluated the same model, loaded the same wa
 is what the comparison is about: it pairs, with a warning naming it. The settings that decide how much
 of each item is scored (SCORED_PART) are never exempt: runs that cut documents at other limits differ on
 the long documents only, and leaving those out (28 of 82 in one comparison) would give a verdict about
-the short ones.
+the short ones. Nor are the SCORING_RULE ones, recorded by the task in its results rather than set in
+its config (eval/evaluated_tasks.py): a perplexity run from before the first token of each document was
+scored differs from one after on every item by that token, whatever the models.
+Per-token figures pair split by split: `other_tokens` looks only at the items of the metric's split.
 """
 
 import dataclasses
@@ -39,9 +44,11 @@ import os
 from chipadapt.errors import ChipadaptError
 
 FIELDS = ("content", "question", "query", "prompt", "kwargs", "reference", "subject", "category", "type", "split")
-# Bytes of the unscored first token: no first token of a usual text is longer (GPT-2-style tokenizers'
-# longest pieces are whitespace runs and code punctuation).
+# Bytes of an unscored first token of a training validation row: no token of a usual text is longer
+# (GPT-2-style tokenizers' longest pieces are whitespace runs and code punctuation). Never for items that
+# score every byte (ALL_BYTES).
 BYTES_SLACK = 16
+ALL_BYTES = ("first_token", "scored")  # the mark of an item whose first token was scored (eval/tasks/perplexity.py)
 # A task's settings (eval.<task>.KEY) that cut its items: perplexity's character limit, token limit and
 # split budget. Unset where a config lacks them (configs are recorded whole: older versions had no limit).
 SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document")
@@ -51,6 +58,9 @@ NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k"
 # Settings that pick which items are scored, never how one is (mcq: the first N of each subject, then the
 # first N; perplexity: the first N documents): runs that differ pair on the items both scored.
 SELECTING = ("limit", "max_per_subject", "max_documents")
+# Settings a task records in its results (not its config) that change how every item is scored: unset in
+# a run from before the task recorded them, which scored the other way (module docstring).
+SCORING_RULE = ("first_token",)
 
 
 class NotSameItems(ChipadaptError):
@@ -70,7 +80,8 @@ def difference(a: dict, b: dict) -> tuple[str, object, object] | None:
     if _choices(a) is not None and _choices(b) is not None and _choices(a) != _choices(b):
         return "number of choices", _choices(a), _choices(b)
     if isinstance(a.get("bytes"), int) and isinstance(b.get("bytes"), int):
-        slack = 0 if a.get("tokens") == b.get("tokens") else BYTES_SLACK
+        all_bytes = all(item.get(ALL_BYTES[0]) == ALL_BYTES[1] for item in (a, b))
+        slack = 0 if all_bytes or a.get("tokens") == b.get("tokens") else BYTES_SLACK
         if abs(a["bytes"] - b["bytes"]) > slack:
             return "bytes", a["bytes"], b["bytes"]
     return None
@@ -147,7 +158,7 @@ def settings_differ(a: dict, b: dict) -> list[tuple[str, object, object]]:
             if _path_of(fa.get(key)) != _path_of(fb.get(key)):
                 differ.append((key, fa.get(key), fb.get(key)))
             continue
-        if key in SCORED_PART or (key in fa and key in fb):
+        if key in SCORED_PART or key in SCORING_RULE or (key in fa and key in fb):
             if fa.get(key) != fb.get(key):
                 differ.append((key, fa.get(key), fb.get(key)))
     return differ
@@ -167,6 +178,13 @@ def same_settings(
     if a is None or b is None:
         return []
     differ = settings_differ(a, b)
+    rule = [d for d in differ if d[0] in SCORING_RULE]
+    if rule:
+        raise NotSameItems(
+            f"{task}: {b_label} was scored by another rule than {a_label} ({_listed(rule)}; None: a run from "
+            "before the rule was recorded): every item differs by it, whatever the models; evaluate both "
+            "with the same version"
+        )
     cut = [d for d in differ if d[0] in SCORED_PART]
     if cut:
         raise NotSameItems(
@@ -201,10 +219,18 @@ def per_token(metric: str) -> bool:
     return metric.endswith(PER_TOKEN)
 
 
-def other_tokens(task: str, a_label: str, b_label: str, a: dict[str, dict], b: dict[str, dict]) -> str | None:
+def other_tokens(
+    task: str, a_label: str, b_label: str, a: dict[str, dict], b: dict[str, dict], metric: str | None = None
+) -> str | None:
     """Why the two runs' per-token figures of `task` do not pair: the first shared item whose token
-    count differs (the runs use different tokenizers); None where every shared item has the same count."""
+    count differs (the runs use different tokenizers); None where every shared item has the same count.
+    With `metric`, only the items that carry it count: a split's `general.ppl` pairs where the general
+    documents have the same tokens, whatever the domain ones have."""
     for key in a:
+        if metric is not None and (
+            metric not in a[key].get("scores", {}) or metric not in b.get(key, {}).get("scores", {})
+        ):
+            continue
         if key in b and isinstance(a[key].get("tokens"), int) and isinstance(b[key].get("tokens"), int):
             if a[key]["tokens"] != b[key]["tokens"]:
                 return (

@@ -18,6 +18,12 @@ spreads a split's token budget over more documents (more items, a tighter interv
 `max_chars_per_document` cuts each document's text before it is tokenized: two models with different
 tokenizers are then scored on the same text (a token cap gives the one with the longer tokens more of
 each document), so their bits per byte pair by document.
+Every byte of a document is scored: its first token is predicted after the tokenizer's document start
+(its bos token, else its eos token), as a model sees a text begin in pretraining (DAPT's packing puts
+model.doc_separator before each document but the first). Left unscored, the first token took its bytes out of
+the figure: 1 byte (`B`) with one tokenizer and 3 (`Bug`) with another, which favoured the tokenizer with
+the longer first token. Results and items say so (`first_token: scored`): a run from before, which
+left it out, does not pair with one after (eval/same_items.py).
 """
 
 import logging
@@ -43,6 +49,21 @@ log = logging.getLogger(__name__)
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
 RESERVED_SPLIT_NAMES = ("domain_mean", "domain_all")
+# What results and items record about a document's first token (module docstring); the setting
+# eval/evaluated_tasks.py reads for pairing.
+FIRST_TOKEN, FIRST_TOKEN_SCORED = "first_token", "scored"
+
+
+def document_start(tokenizer) -> int:
+    """The token a document's first token is predicted after: the tokenizer's bos, else its eos, the
+    prefix lm-evaluation-harness's HF backend gives a rolling log-likelihood (`HFLM.prefix_token_id`)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    raise ChipadaptError(
+        "perplexity: the model's tokenizer has neither a bos nor an eos token, so a document's first token "
+        "has nothing to be predicted after; give the tokenizer one (tokenizer_config.json bos_token)"
+    )
 
 
 def dataset_source(values: dict, key: str) -> dict:
@@ -213,6 +234,12 @@ class PerplexityTask(TaskBase):
         byte_lengths = token_byte_lengths(tokenizer, rows)
         max_length = fit_to_context(model, self.max_length, "perplexity")
         overlap = TrainingOverlap(getattr(model, "name_or_path", None))
+        start_id = document_start(tokenizer)
+        log.info(
+            "perplexity: each document's first token is scored after %r (the tokenizer's %s token)",
+            tokenizer.convert_ids_to_tokens(start_id),
+            "bos" if start_id == tokenizer.bos_token_id else "eos",
+        )
         trained_on = {}
         for name in self.splits:
             chosen = self.sourced_documents(name)
@@ -224,9 +251,10 @@ class PerplexityTask(TaskBase):
                 used += 1
                 bar.update(1)
                 text = doc.text[: self.max_chars_per_document] if self.max_chars_per_document else doc.text
-                ids = tokenizer(text, add_special_tokens=False).input_ids
+                # The document start is context only (never a target): every token of the text is scored.
+                ids = [start_id, *tokenizer(text, add_special_tokens=False).input_ids]
                 if self.max_tokens_per_document:
-                    ids = ids[: self.max_tokens_per_document + 1]  # +1: the last scored token's target
+                    ids = ids[: self.max_tokens_per_document + 1]  # +1: the document start
                 nll, n_bytes, doc_tokens = 0.0, 0, 0
                 # Non-overlapping windows: each token is scored once, with the context of its window.
                 for start in range(0, len(ids) - 1, max_length):
@@ -247,6 +275,7 @@ class PerplexityTask(TaskBase):
                             "split": name,
                             "tokens": doc_tokens,
                             "bytes": n_bytes,
+                            FIRST_TOKEN: FIRST_TOKEN_SCORED,
                             "scores": {
                                 f"{name}.ppl": {"num": nll, "den": doc_tokens, "transform": "exp"},
                                 f"{name}.bpb": {"num": nll / math.log(2), "den": max(n_bytes, 1)},
@@ -254,9 +283,9 @@ class PerplexityTask(TaskBase):
                         }
                     )
             bar.close()
-            if not split_items:  # every document shorter than two tokens: nothing was scored
+            if not split_items:  # every document empty: nothing was scored
                 raise ChipadaptError(
-                    f"eval.perplexity.splits.{name}: no document of {self.where(name)} has two tokens to score"
+                    f"eval.perplexity.splits.{name}: no document of {self.where(name)} has a token to score"
                 )
             results.update(summarize(split_items))
             results[f"{name}.tokens"] = n_tokens
@@ -267,6 +296,8 @@ class PerplexityTask(TaskBase):
         if overlap.known:  # checked: 0 says none of a split's documents was trained on
             results["trained_on_overlap"] = trained_on
         results["max_length"] = max_length
+        results[FIRST_TOKEN] = FIRST_TOKEN_SCORED
+        results["first_token_context"] = tokenizer.convert_ids_to_tokens(start_id)
         domain = [name for name, specs in self.splits.items() if not specs[0].general and f"{name}.bpb" in results]
         if len(domain) > 1:
             # One number per model for sweeps: every domain source counts the same, however long.

@@ -125,8 +125,8 @@ def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> Paire
 def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair | NotPaired | None:
     """b - a of held-out bits per byte, paired by document: the domain documents pooled (corpus_ppl's
     domain_all.bpb; domain_mean.bpb where a run predates it, report/domain_bpb.py), or WikiText-2's
-    (`domain=False`). Two tokenizers' runs on the same text pair: their documents' bytes differ by the
-    first token only (eval/same_items.py's BYTES_SLACK)."""
+    (`domain=False`). Two tokenizers' runs on the same text pair: every byte of a document is scored
+    (eval/tasks/perplexity.py), and runs from before that differ by the first token only (eval/same_items.py)."""
     found = same_step_items(ctx, a, b, "corpus_ppl")
     if not found:
         return found
