@@ -163,6 +163,7 @@ class ExportJob:
     dest: Path
     folder: Path  # the starting model
     model_record: dict  # its fingerprint, checked against the run's record
+    dtype: str | None = None  # the exported weights' (`dtype=`); None: the run's
 
 
 def plan_export(cfg: DictConfig) -> ExportJob:
@@ -172,10 +173,51 @@ def plan_export(cfg: DictConfig) -> ExportJob:
     run, ckpt = find_checkpoint(cfg)
     record = run_record(run)
     checkpoint_layout(ckpt, "checkpoint")  # DeepSpeed and non-checkpoints refused before any reading
-    step = checkpoint_metadata(ckpt, "checkpoint")["global_step"]
+    content = checkpoint_metadata(ckpt, "checkpoint")
+    step = content["global_step"]
+    check_written_by_run(run, ckpt, record, content)
     dest = Path(str(cfg.output)).expanduser() if cfg.get("output") else run / "exports" / f"step-{step}"
     folder, model_record = starting_folder(run, record)
-    return ExportJob(run, ckpt, record, step, dest, folder, model_record)
+    return ExportJob(run, ckpt, record, step, dest, folder, model_record, export_dtype(cfg))
+
+
+def check_written_by_run(run: Path, ckpt: Path, record: dict, content: dict) -> None:
+    """Refuse a checkpoint that is not this run's: one written by another run in the same folder (one an
+    earlier version's start-over left there: a step of the discarded run its shorter successor did not reach),
+    told by the settings it recorded (checkpoint_records.RecordSettings) against the run's manifest, and by
+    a step beyond what the manifest says the run trained. Exported, its weights were named the new run's.
+    What a resume may change (the length, micro-batch size, activation checkpointing) and the content of the
+    data (the manifest records it by other means) are not compared; a checkpoint from before settings were
+    recorded is not either."""
+    from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
+    from chipadapt.stages.resume_settings import CONTENT, WARNED, ends_with, trajectory_settings
+
+    step, config = content.get("global_step"), record["config"]
+    trained = (record.get("metrics") or {}).get("global_step") if record.get("status") == "completed" else None
+    max_steps = (config.get("trainer") or {}).get("max_steps")
+    bound, said = (trained, "trained") if isinstance(trained, int) else (max_steps, "trains at most")
+    if isinstance(bound, int) and bound >= 0 and isinstance(step, int) and step > bound:
+        raise ChipadaptError(
+            f"checkpoint: {ckpt} holds step {step}, but {run}/manifest.json says this run {said} {bound} steps: "
+            "it is an earlier run's checkpoint in this folder, not this run's weights"
+        )
+    recorded = content.get(CHECKPOINT_KEY)
+    if not isinstance(recorded, dict):
+        return
+    current = trajectory_settings(OmegaConf.create(config), contents=False)
+    changed = sorted(
+        key
+        for key in recorded.keys() | current.keys()
+        if not key.endswith(CONTENT) and not ends_with(key, WARNED) and recorded.get(key) != current.get(key)
+    )
+    if changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        first = changed[0]
+        raise ChipadaptError(
+            f"checkpoint: {ckpt} was written by a run with other settings than {run}/manifest.json records "
+            f"({first}: {recorded.get(first)!r} there, {current.get(first)!r} in the manifest{more}): an earlier "
+            "run's checkpoint in this folder, not this run's weights"
+        )
 
 
 def sources(job: ExportJob) -> dict:
@@ -184,10 +226,16 @@ def sources(job: ExportJob) -> dict:
         "starting_model": {key: job.model_record.get(key) for key in ("path", "fingerprint", "tokenizer_fingerprint")},
         "checkpoint": {key: fingerprint_input(job.ckpt).get(key) for key in ("path", "fingerprint")},
         "run_config": sha256_json(job.record["config"]),
+        "dtype": job.dtype,
     }
 
 
-SOURCE_NAMES = {"starting_model": "the starting model", "checkpoint": "its content", "run_config": "the run's settings"}
+SOURCE_NAMES = {
+    "starting_model": "the starting model",
+    "checkpoint": "its content",
+    "run_config": "the run's settings",
+    "dtype": "dtype",
+}
 
 
 def exported_before(job: ExportJob) -> str | None:
@@ -216,7 +264,6 @@ def exported_before(job: ExportJob) -> str | None:
 
 
 def export(job: ExportJob, manifest: RunManifest) -> dict:
-    from chipadapt.models.checkpoint_weights import load_module_weights
     from chipadapt.models.hf_folder import save_hf_folder
     from chipadapt.models.lora import merged_model
 
@@ -229,9 +276,7 @@ def export(job: ExportJob, manifest: RunManifest) -> dict:
     log.info("loading the run's starting model %s (%s)", folder, size_text(folder))
     module = build_module(record["config"], folder)
     log.info("reading the weights of step %d from %s", step, ckpt)
-    checkpoint = load_module_weights(module, ckpt, "checkpoint")
-    if checkpoint["global_step"] != step or fingerprint_input(ckpt)["fingerprint"] != ckpt_record["fingerprint"]:
-        raise ChipadaptError(f"checkpoint: {ckpt} was replaced while it was read (the run saved again); export again")
+    checkpoint = read_while_unchanged(module, job, ckpt_record["fingerprint"], manifest)
     exported = {
         "run": str(run.resolve()),
         "checkpoint": str(ckpt.resolve()),
@@ -244,18 +289,112 @@ def export(job: ExportJob, manifest: RunManifest) -> dict:
             "run_manifest": fingerprint_input(run / "manifest.json")["fingerprint"],
         },
     }
+    published = with_dtype(merged_model(module.model), job.dtype)
+    with_stage_records(published.config, record["config"])
+    exported["dtype"] = str(published.dtype).removeprefix("torch.")
     log.info("writing %s", dest)
-    save_hf_folder(
-        merged_model(module.model),
-        tokenizer_as_saved(record["config"], folder),
-        dest,
-        command=COMMAND,
-        records={EXPORT_RECORD: exported},
-    )
+    try:
+        save_hf_folder(
+            published,
+            tokenizer_as_saved(record["config"], folder),
+            dest,
+            command=COMMAND,
+            records={EXPORT_RECORD: exported},
+        )
+    except OSError as err:
+        exit_if_disk_full(err, dest)
+        raise
     log.info("exported step %d of %s to %s in %.0f s", step, run, dest, time.perf_counter() - started)
     results = {"output": str(dest.resolve()), "step": step}
     manifest.update("results", results)
     return results
+
+
+# How often, and how far apart, a checkpoint replaced while it was read (a live run saving `last.ckpt`) is
+# read again before the export gives up: a save takes seconds, so a few short tries see it through.
+READ_TRIES = 3
+READ_RETRY_S = 2.0
+# Where the exported weights' dtype may be set (`dtype=`); null keeps the run's: float32 for a full
+# fine-tune (its master weights), model.dtype for a LoRA run's merged model.
+DTYPES = ("float32", "bfloat16", "float16")
+RUN_FAILED_STATUS = 1  # not the user's input (cli.DISK_FULL_STATUS): told in one line, exit 1
+
+
+def read_while_unchanged(module, job: ExportJob, fingerprint: str, manifest: RunManifest) -> dict:
+    """The checkpoint's weights read into `module`, tried again when the file changed while it was read (the
+    run saved meanwhile); after READ_TRIES, one line and exit 1: the input was right, the run was saving."""
+    from chipadapt.models.checkpoint_weights import load_module_weights
+
+    step = None
+    for attempt in range(READ_TRIES):
+        if attempt:
+            time.sleep(READ_RETRY_S)
+            fingerprint = manifest.add_input("checkpoint", job.ckpt)["fingerprint"]
+        checkpoint = load_module_weights(module, job.ckpt, "checkpoint")
+        step = checkpoint["global_step"]
+        if step == job.step and fingerprint_input(job.ckpt)["fingerprint"] == fingerprint:
+            return checkpoint
+        log.info("%s changed while it was read (the run saved again); reading it again", job.ckpt)
+    moved = f", now of step {step}" if step != job.step else ""
+    fail(
+        f"checkpoint: {job.ckpt} was replaced while it was read, {READ_TRIES} times (the run is saving{moved}); "
+        f"export again when it has saved, or name a step's checkpoint: run={job.run} step=N"
+    )
+
+
+def fail(message: str) -> None:
+    """A failure that is not bad input: one line, exit 1 (the job's manifest says failed)."""
+    import sys
+
+    print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(RUN_FAILED_STATUS)
+
+
+def exit_if_disk_full(err: OSError, dest: Path) -> None:
+    """A full disk while the export was written: the cli's line, with what to do for an export (nothing is left
+    half-written: the folder is renamed in only when complete)."""
+    from chipadapt.io.disk_full import disk_full_error, disk_full_message
+
+    if disk_full_error(err) is None:
+        return
+    what = disk_full_message(err).split("; ")[0]
+    fail(f"{what}; {dest} was not written (nothing half-written is left): free some space and run the export again")
+
+
+def export_dtype(cfg: DictConfig) -> str | None:
+    """`dtype`, checked: the exported weights' dtype, None for the run's."""
+    dtype = cfg.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise ChipadaptError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)} (or null: the run's)")
+    return dtype
+
+
+def with_dtype(model, dtype: str | None):
+    """The model in `dtype` (config.torch_dtype follows: save_pretrained writes the weights' dtype)."""
+    import torch
+
+    return model if dtype is None else model.to(getattr(torch, dtype))
+
+
+def with_stage_records(config, run_config: dict) -> None:
+    """What the run's stage adds to the config.json of its model/ (stages/causal_lm.py): a SteerLM run's
+    attribute order, which chat.py and bootstrap condition generation on; read from the run's settings, so
+    a checkpoint of a run killed before its model/ was written carries it too."""
+    from chipadapt.steerlm.attribute_record import record_attribute_order
+
+    attributes = (run_config.get("data") or {}).get("attributes") or {}
+    if isinstance(attributes, dict) and attributes.get("use") and attributes.get("order"):
+        record_attribute_order(config, list(attributes["order"]))
+
+
+def refuse_model_settings(cfg: DictConfig) -> None:
+    """`+model.dtype=...` and the like: export has no model settings (the run's manifest gives them), and
+    an added key was silently ignored."""
+    if cfg.get("model") is not None:
+        raise ChipadaptError(
+            "model: export.py takes the model's settings from the run's manifest; dtype=bfloat16 (or float16) "
+            "sets the exported weights' dtype"
+        )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -264,6 +403,7 @@ def run(cfg: DictConfig) -> dict:
 
     silence_known_noise()
     out = Path(cfg.paths.output_dir)
+    refuse_model_settings(cfg)
     job = plan_export(cfg)
     previous = "" if cfg.overwrite else exported_before(job)
     if previous is None:  # the same command again (a requeued job): its output is there, whole

@@ -119,4 +119,10 @@ def _first_problem(err: RuntimeError) -> str:
     """torch's load_state_dict message is many lines; its first missing/unexpected/size entry is enough."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     detail = next((line for line in lines[1:]), lines[0] if lines else "")
+    # `Missing key(s) in state_dict: "a", "b", ...` names every key, hundreds for a model of another
+    # run: the first and how many more say it.
+    head, colon, keys = detail.partition(": ")
+    names = [name.strip().strip('"') for name in keys.rstrip(".").split(", ")] if colon else []
+    if " key(s) in state_dict" in head and len(names) > 1:
+        return f'{head}: "{names[0]}" and {len(names) - 1} more'
     return detail[:300]

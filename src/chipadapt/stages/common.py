@@ -33,9 +33,17 @@ from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
-from chipadapt.stages.checkpoint_records import RecordSettings
+from chipadapt.stages.checkpoint_records import FINISHED_KEY, RecordSettings
 from chipadapt.stages.finished_checkpoint import finished_training
-from chipadapt.stages.resume_settings import check_resume_settings, checkpoint_step, trajectory_settings
+from chipadapt.stages.resume_settings import (
+    WARNED,
+    check_resume_settings,
+    checkpoint_metadata,
+    checkpoint_step,
+    ends_with,
+    settings_changes,
+    trajectory_settings,
+)
 from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)
@@ -154,22 +162,40 @@ def build_trainer(
 
 
 def discard_checkpoint(out: Path) -> None:
-    """resume=false: the folder's `last.ckpt` goes at the moment its curves start over (metrics.csv is
+    """resume=false: the folder's checkpoints go at the moment its curves start over (metrics.csv is
     cut to the new run's rows, TensorBoard's purge_step hides the old events), not when the new run's
-    first checkpoint replaces it. Kept until then, a start-over killed before that checkpoint left
+    first checkpoint replaces them. Kept until then, a start-over killed before that checkpoint left
     the old run's checkpoint beside the new run's first rows, and the next rerun resumed it and
     logged on below them: one curve of two runs, the old run's early steps lost all the same. The
-    user asked to start over; keeping the checkpoint and not its curves helps nobody. It is renamed
-    aside first (one atomic step; a folder checkpoint's removal takes long), then removed, with what
-    an earlier replacement or discard left (hidden names, ours)."""
-    ckpt = out / "checkpoints" / "last.ckpt"
-    aside = ckpt.parent / f".{ckpt.name}.discarded"
-    if ckpt.exists() or ckpt.is_symlink():
-        folder_swap.discard(aside)
-        os.replace(ckpt, aside)
-        log.warning("%s, not resumed, is discarded; the run and its curves start over", ckpt)
-    for leftover in (aside, folder_swap.partial_path(ckpt), folder_swap.old_path(ckpt)):
-        folder_swap.discard(leftover)
+    user asked to start over; keeping the checkpoint and not its curves helps nobody. Every checkpoint
+    the earlier run kept goes, not only `last.ckpt`: the step checkpoints of save_top_k=-1 that the new
+    run does not reach (a shorter run) were otherwise left under the new run's name, and export.py run=RUN
+    step=N exported the old run's weights as the new run's. The folder is the checkpoint callback's
+    (`dirpath`), so its `*.ckpt` entries are this tool's, written for this run folder. Each is renamed aside
+    first (one atomic step; a folder checkpoint's removal takes long), then removed, with what an earlier
+    replacement or discard left (hidden names, ours)."""
+    folder = out / "checkpoints"
+    if not folder.is_dir():
+        return
+    ckpt = folder / "last.ckpt"
+    kept = sorted(entry for entry in folder.glob("*.ckpt") if entry != ckpt)
+    for entry in [ckpt, *kept]:
+        aside = folder / f".{entry.name}.discarded"
+        if entry.exists() or entry.is_symlink():
+            folder_swap.discard(aside)
+            os.replace(entry, aside)
+            if entry == ckpt:
+                log.warning("%s, not resumed, is discarded; the run and its curves start over", ckpt)
+        for leftover in (aside, folder_swap.partial_path(entry), folder_swap.old_path(entry)):
+            folder_swap.discard(leftover)
+    if kept:
+        log.warning(
+            "%d step checkpoint%s of the earlier run in %s discarded as well (%s)",
+            len(kept),
+            "" if len(kept) == 1 else "s",
+            folder,
+            ", ".join(entry.name for entry in kept),
+        )
 
 
 def lightning_refusal(err: BaseException) -> str | None:
@@ -206,11 +232,42 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     # overwrite=true over a finished, published run trains again from the start, as a fresh run would,
     # with these settings or others. Not before its model/ is published: a requeue of the same line
     # after a preemption between the last checkpoint and the save resumes, and publishes.
-    if cfg.overwrite and (out / "model").is_dir() and finished_training(ckpt, cfg):
+    if cfg.overwrite and (out / "model").is_dir() and overwrite_starts_over(ckpt, cfg):
         return None
     if check:
         check_resume_settings(ckpt, cfg)
     return str(ckpt)
+
+
+def overwrite_starts_over(ckpt: Path, cfg: DictConfig) -> bool:
+    """Whether overwrite=true over a run whose `model/` is published trains again from step 0 rather than
+    resuming `ckpt`. A checkpoint of a training done at this length: always (resuming trains nothing). One
+    done at another length: unless the run only asks to be trained longer, the one case the README has
+    continue from the finished checkpoint. A shorter length, or other settings, start over: resumed, the
+    first trained nothing and published the old weights, the second was refused as "written by a run with
+    other settings" though overwrite=true had asked for exactly that run. A checkpoint whose training is
+    not done (a requeue of this overwrite=true line after a preemption) is resumed."""
+    if finished_training(ckpt, cfg):
+        return True
+    content = checkpoint_metadata(ckpt) or {}
+    compared = settings_changes(ckpt, cfg)
+    if not content.get(FINISHED_KEY) or compared is None:
+        return False
+    changed, recorded, _ = compared
+    if any(not ends_with(key, WARNED) for key in changed):
+        return True
+    return not trains_longer(recorded, cfg, content.get("global_step"))
+
+
+def trains_longer(recorded: dict, cfg: DictConfig, step: object) -> bool:
+    """Whether `cfg`'s length goes beyond a finished training recorded with `recorded` at `step`."""
+    max_steps = OmegaConf.select(cfg, "trainer.max_steps")
+    if isinstance(max_steps, int) and max_steps >= 0:
+        return isinstance(step, int) and max_steps > step
+    epochs, before = OmegaConf.select(cfg, "trainer.max_epochs"), recorded.get("trainer.max_epochs")
+    if not isinstance(epochs, int) or epochs < 0:
+        return True  # unbounded
+    return isinstance(before, int) and 0 <= before < epochs
 
 
 def refuse_if_folder_in_use(out: Path) -> None:

@@ -82,7 +82,7 @@ def ends_with(key: str, names: tuple[str, ...]) -> bool:
     return any(key == name or key.endswith("." + name) for name in names)
 
 
-def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
+def trajectory_settings(cfg: DictConfig, contents: bool = True) -> dict[str, object]:
     """The resolved config as dotted keys, without the sections and keys that do not shape training,
     read as run_settings reads a run's settings (folders that differ between machines by name, sections
     the stage never reads left out). A user's own model or data folder is compared as given: another one
@@ -97,7 +97,9 @@ def trajectory_settings(cfg: DictConfig) -> dict[str, object]:
         for key, value in run_settings(kept, stage, config.get("paths")).items()
         if not ends_with(key, IGNORED)
     }
-    if "data" not in unread_sections(stage):  # the retriever's data is its passages: no corpus fingerprinted
+    # `contents`: off where only the settings are compared (export.py's check of a checkpoint against its
+    # run's manifest, which should not read a corpus through).
+    if contents and "data" not in unread_sections(stage):  # the retriever's data is its passages
         settings.update(data_contents(config))
     return settings
 
@@ -244,13 +246,12 @@ def recorded_overrides(ckpt: Path) -> str:
     return f"its overrides: {out / '.hydra' / 'overrides.yaml'}"
 
 
-def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
-    """Stop when `ckpt` was written by a run with other settings; warn when only its length or its
-    activation checkpointing changed."""
+def settings_changes(ckpt: Path, cfg: DictConfig) -> tuple[list[str], dict, dict] | None:
+    """The settings keys in which `ckpt`'s run and `cfg` differ, with both sides' settings (as the resume
+    check compares them); None for a checkpoint from before settings were recorded."""
     recorded = recorded_settings(ckpt)
     if recorded is None:
-        log.info("%s predates recorded settings: resumed without comparing them", ckpt)
-        return
+        return None
     current = trajectory_settings(cfg)
     recorded = with_earlier_meanings(with_current_names(ckpt, recorded), current)
     # A record of an earlier version kept sections the stage never reads (the retriever's data.*).
@@ -258,6 +259,17 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
         current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
     changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
+    return changed, recorded, current
+
+
+def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
+    """Stop when `ckpt` was written by a run with other settings; warn when only its length or its
+    activation checkpointing changed."""
+    compared = settings_changes(ckpt, cfg)
+    if compared is None:
+        log.info("%s predates recorded settings: resumed without comparing them", ckpt)
+        return
+    changed, recorded, current = compared
     check_data_contents(ckpt, changed, current)
     refused = [key for key in changed if not ends_with(key, WARNED)]
     different = describe(refused, recorded, current)
