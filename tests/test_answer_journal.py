@@ -17,6 +17,10 @@ PROMPTS = [f"module m{i}(input a, output y); assign y = {'~' * (i % 3)}a;" for i
 PAIRS = [[f"Question {i}: which gate inverts?", f" answer {c}"] for i in range(5) for c in "AB"]
 
 
+# evaluate_folder's dtype and attn_implementation: evaluate.py passes model.dtype and model.attn_implementation.
+FLOAT32 = ("float32", "sdpa")
+
+
 def task(max_new_tokens: int = 6) -> OmegaConf:
     return OmegaConf.create(
         {
@@ -72,7 +76,7 @@ def kill_after(monkeypatch, answers: int) -> None:
 
 
 def test_a_task_killed_half_way_reruns_only_what_it_had_not_answered(tmp_path, model_folder, asked, monkeypatch):
-    whole = eval_run.evaluate_folder(model_folder, task(), "cpu", tmp_path / "whole", resume=True)["answers"]
+    whole = eval_run.evaluate_folder(model_folder, task(), "cpu", tmp_path / "whole", *FLOAT32, resume=True)["answers"]
     assert asked == {"prompts": len(PROMPTS), "requests": len(PAIRS)}
     assert not (tmp_path / "whole" / "tasks" / "answers.answers.jsonl").exists()  # removed once the task is recorded
 
@@ -81,7 +85,7 @@ def test_a_task_killed_half_way_reruns_only_what_it_had_not_answered(tmp_path, m
     with monkeypatch.context() as patch:
         kill_after(patch, 3)  # three prompts answered, then the kill
         with pytest.raises(KeyboardInterrupt):
-            eval_run.evaluate_folder(model_folder, task(), "cpu", run, resume=True)
+            eval_run.evaluate_folder(model_folder, task(), "cpu", run, *FLOAT32, resume=True)
     assert len(journal.read_text().splitlines()) == 1 + 3
     with journal.open("a") as handle:
         handle.write('{"id": "half a line')  # the line the kill cut short
@@ -89,10 +93,10 @@ def test_a_task_killed_half_way_reruns_only_what_it_had_not_answered(tmp_path, m
     with monkeypatch.context() as patch:
         kill_after(patch, len(PROMPTS) - 3 + 4)  # every prompt, and four of the scored pairs
         with pytest.raises(KeyboardInterrupt):
-            eval_run.evaluate_folder(model_folder, task(), "cpu", run, resume=True)
+            eval_run.evaluate_folder(model_folder, task(), "cpu", run, *FLOAT32, resume=True)
     assert asked["prompts"] == len(PROMPTS) - 3
     asked.update(prompts=0, requests=0)
-    resumed = eval_run.evaluate_folder(model_folder, task(), "cpu", run, resume=True)["answers"]
+    resumed = eval_run.evaluate_folder(model_folder, task(), "cpu", run, *FLOAT32, resume=True)["answers"]
     assert asked["prompts"] == 0 and 0 < asked["requests"] <= len(PAIRS) - 4
     assert resumed["answers"] == whole["answers"]
     assert resumed["logprobs"] == pytest.approx(whole["logprobs"], abs=1e-4)
@@ -104,18 +108,18 @@ def test_answers_under_other_settings_or_with_resume_off_are_asked_again(tmp_pat
     with monkeypatch.context() as patch:
         kill_after(patch, 4)
         with pytest.raises(KeyboardInterrupt):
-            eval_run.evaluate_folder(model_folder, task(), "cpu", tmp_path, resume=True)
+            eval_run.evaluate_folder(model_folder, task(), "cpu", tmp_path, *FLOAT32, resume=True)
     first_key = json.loads(journal.read_text().splitlines()[0])["key"]
     asked.update(prompts=0, requests=0)
     with monkeypatch.context() as patch:  # longer answers: another key, every prompt again
         kill_after(patch, 1)
         with pytest.raises(KeyboardInterrupt):
-            eval_run.evaluate_folder(model_folder, task(max_new_tokens=8), "cpu", tmp_path, resume=True)
+            eval_run.evaluate_folder(model_folder, task(max_new_tokens=8), "cpu", tmp_path, *FLOAT32, resume=True)
     assert asked["prompts"] == len(PROMPTS)
     lines = journal.read_text().splitlines()
     assert json.loads(lines[0])["key"] != first_key and len(lines) == 2
     asked.update(prompts=0, requests=0)
-    eval_run.evaluate_folder(model_folder, task(max_new_tokens=8), "cpu", tmp_path, resume=False)
+    eval_run.evaluate_folder(model_folder, task(max_new_tokens=8), "cpu", tmp_path, *FLOAT32, resume=False)
     assert asked == {"prompts": len(PROMPTS), "requests": len(PAIRS)}
 
 

@@ -9,6 +9,10 @@ from chipadapt.eval import run as eval_run
 TARGET = "helpers.eval_tasks.CountingTask"
 
 
+# evaluate_folder's dtype and attn_implementation: evaluate.py passes model.dtype and model.attn_implementation.
+FLOAT32 = ("float32", "sdpa")
+
+
 def tasks(**settings) -> OmegaConf:
     return OmegaConf.create({name: {"_target_": TARGET, "name": name, **extra} for name, extra in settings.items()})
 
@@ -32,31 +36,37 @@ def test_a_rerun_keeps_finished_tasks_and_runs_the_one_a_kill_stopped(tmp_path, 
     (model / "model.safetensors").write_bytes(b"weights")
     with pytest.raises(RuntimeError, match="ifeval: stopped"):
         eval_run.evaluate_folder(
-            model, tasks(mcq={"needs_model": True}, ifeval={"fail": True}), "cpu", tmp_path, resume=True
+            model, tasks(mcq={"needs_model": True}, ifeval={"fail": True}), "cpu", tmp_path, *FLOAT32, resume=True
         )
     assert done == ["mcq"] and (tmp_path / "tasks" / "mcq.json").is_file()
-    results = eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True}, ifeval={}), "cpu", tmp_path, resume=True)
+    results = eval_run.evaluate_folder(
+        model, tasks(mcq={"needs_model": True}, ifeval={}), "cpu", tmp_path, *FLOAT32, resume=True
+    )
     assert done == ["mcq", "ifeval"] and results["mcq"]["acc_n"] == 2 and results["ifeval"]["acc"] == 1.0
     assert len(loads) == 1  # the second run needed no model: its one model task was kept
     # Other settings, another model, a lost items file or resume=false: the task runs again.
-    eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, resume=True)
+    eval_run.evaluate_folder(
+        model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, *FLOAT32, resume=True
+    )
     assert done[-1] == "mcq" and len(done) == 3
     (model / "model.safetensors").write_bytes(b"other weights")
-    eval_run.evaluate_folder(model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, resume=True)
+    eval_run.evaluate_folder(
+        model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, *FLOAT32, resume=True
+    )
     assert len(done) == 4
     eval_run.evaluate_folder(
-        model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, dtype="bfloat16", resume=True
+        model, tasks(mcq={"needs_model": True, "limit": 3}), "cpu", tmp_path, "bfloat16", "sdpa", resume=True
     )
     assert len(done) == 5
-    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, *FLOAT32, resume=True)
     assert len(done) == 5  # a task without a model does not depend on how the model is loaded
     (tmp_path / "ifeval_items.jsonl").unlink()
-    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, *FLOAT32, resume=True)
     assert done[-1] == "ifeval" and len(done) == 6
-    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=False)
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, *FLOAT32, resume=False)
     assert len(done) == 7
     (tmp_path / "tasks" / "ifeval.json").write_text("{half")  # a damaged record: run again, no error
-    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, resume=True)
+    eval_run.evaluate_folder(model, tasks(ifeval={}), "cpu", tmp_path, *FLOAT32, resume=True)
     assert len(done) == 8
 
 
@@ -66,16 +76,16 @@ def test_data_a_task_reads_is_taken_by_identity_not_by_path(tmp_path, runs):
     data.parent.mkdir()
     data.write_text('{"question": "q1"}\n')
     run = tmp_path / "run"
-    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
-    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, *FLOAT32, resume=True)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, *FLOAT32, resume=True)
     assert done == ["mcq"]
     data.write_text('{"question": "q2"}\n')  # the same path, rewritten: the task runs again
-    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, resume=True)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(data)}), "cpu", run, *FLOAT32, resume=True)
     assert done == ["mcq", "mcq"]
     # The same file under another name (a checkout moved elsewhere) is the same data.
     moved = tmp_path / "elsewhere.jsonl"
     data.rename(moved)
-    eval_run.evaluate_folder(None, tasks(mcq={"path": str(moved)}), "cpu", run, resume=True)
+    eval_run.evaluate_folder(None, tasks(mcq={"path": str(moved)}), "cpu", run, *FLOAT32, resume=True)
     assert done == ["mcq", "mcq"]
 
 

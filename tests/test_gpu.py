@@ -54,7 +54,7 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
             },
         }
     )
-    results = evaluate_folder(resolve_model_folder(cfg.model), tasks, "cuda")
+    results = evaluate_folder(resolve_model_folder(cfg.model), tasks, "cuda", None, "float32", "sdpa", False)
     assert results["perplexity"]["domain.ppl"] > 1 and results["mcq"]["questions"] == 1
 
 

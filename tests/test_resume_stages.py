@@ -107,7 +107,6 @@ def test_attribute_model_resumes_exactly(tmp_path):
         "trainer.max_steps=8",
         "trainer.max_epochs=50",
         "optim.lr=3e-3",
-        "loss_guard.enabled=false",
     ]
     assert_exact_resume(tmp_path, args, steps=8, kill_at=5)
 

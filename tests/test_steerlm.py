@@ -146,7 +146,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
     proc = run_train(
         [
             "stage=annotate",
-            *tiny_overrides,
+            "model=tiny",  # annotate and bootstrap train nothing: no data or callbacks
             f"annotate.attribute_model={attr / 'model'}",
             f"annotate.input.path={chat}",
             "annotate.input.format=chat",
@@ -164,7 +164,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
     proc = run_train(
         [
             "stage=bootstrap",
-            *tiny_overrides,
+            "model=tiny",  # annotate and bootstrap train nothing: no data or callbacks
             f"bootstrap.attribute_model={attr / 'model'}",
             f"bootstrap.prompts.path={chat}",
             "bootstrap.limit=2",

@@ -119,7 +119,7 @@ def test_shipped_references_pass_through_the_config_and_empty_designs_fail(shape
                 "eval.verilog.references_only=true",
             ],
         )
-    results = evaluate_folder(None, cfg.eval, "cpu")["verilog"]  # no model is loaded
+    results = evaluate_folder(None, cfg.eval, "cpu", None, "float32", "sdpa", False)["verilog"]  # no model is loaded
     assert results["tasks"] == len(shipped_tasks()) >= 5 and results["passed_tasks"] == results["tasks"]
 
     tasks = {t["task_id"]: t for t in shape.read(SHIPPED)}

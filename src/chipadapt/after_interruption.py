@@ -36,7 +36,7 @@ def rerun_note(target: str, cfg: DictConfig, folder_key: str) -> str:
     """The end of the interruption line of the job `target` run with `cfg`, in the folder `folder_key`
     names (hydra.run.dir, or hydra.sweep.dir in a sweep)."""
     # select: read before the job validates its config, which may still hold a ??? or a bad value
-    resumed = OmegaConf.select(cfg, "resume", default=True, throw_on_resolution_failure=False) is not False
+    resumed = OmegaConf.select(cfg, "resume", throw_on_resolution_failure=False) is not False  # None: unset
     same = f"a rerun with the same {folder_key}" + ("" if resumed else " and resume=true")
     starts_over = f"nothing was published, a rerun with the same {folder_key} starts over"
     if target == TRAIN:

@@ -14,6 +14,21 @@ def check_optim(optim: dict) -> None:
     bounded_number("optim.lr", required_value("optim", optim, "lr"), 0, low_open=True)
     if optim.get("gradient_clip_val") is not None:
         bounded_number("optim.gradient_clip_val", optim["gradient_clip_val"], 0)
+    optimizer = optim.get("optimizer") if isinstance(optim.get("optimizer"), dict) else {}
+    if "weight_decay" in optimizer:
+        bounded_number("optim.optimizer.weight_decay", optimizer["weight_decay"], 0)
+    if "betas" in optimizer:  # Adam's two decay rates; one alone failed in the optimizer, once training began
+        betas = optimizer["betas"]
+        if (
+            not isinstance(betas, list)
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+        ):
+            raise ChipadaptError(f"optim.optimizer.betas: {betas!r} is not two numbers in [0, 1), e.g. [0.9, 0.95]")
+    scheduler = optim.get("scheduler") if isinstance(optim.get("scheduler"), dict) else {}
+    warmup = scheduler.get("num_warmup_steps")
+    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0):
+        raise ChipadaptError(f"optim.scheduler.num_warmup_steps: {warmup!r} is not a whole number >= 0")
 
 
 def check_merge(merge: dict) -> None:
@@ -67,6 +82,8 @@ def check_blend(data: dict) -> None:
         bounded_number("data.val_fraction", data["val_fraction"], 0, 1)
     if "val_max_bytes" in data:
         bounded_number("data.val_max_bytes", data["val_max_bytes"], 0, low_open=True)
+    if "num_workers" in data:
+        bounded_number("data.num_workers", data["num_workers"], 0)  # the DataLoader's worker processes; 0: none
     for split in ("sources", "val_sources"):
         for name, spec in (data.get(split) or {}).items():
             if spec is None:
@@ -106,3 +123,27 @@ def check_curate(curate: dict) -> None:
         value = values.get(key, "???") if isinstance(values, dict) else "???"
         if value != "???":
             bounded_number(f"data.curate.{dotted}", value, low, high, low_open)
+
+
+# tokenizer.adapt's numbers (lowest, lowest excluded). A domain tokenizer needs the 256 bytes and
+# the special tokens; a new token joins at least 2 base pieces, so max_pieces < 2 adds nothing.
+TOKENIZER_ADAPT_BOUNDS = {
+    "domain_vocab_size": (300, False),
+    "max_new_tokens": (1, False),
+    "max_general_per_million": (0, False),
+    "min_savings": (0, False),
+    "max_pieces": (2, False),
+}
+
+
+def check_tokenizer_adapt(adapt: dict) -> None:
+    """`tokenizer=augmented`'s settings, before any work: each bad key named on its own."""
+    from chipadapt.tokenizer.init_rows import INPUT_RULES, OUTPUT_RULES, rule
+
+    for key, (low, low_open) in TOKENIZER_ADAPT_BOUNDS.items():
+        value = adapt[key]
+        bounded_number(f"tokenizer.adapt.{key}", value, low, low_open=low_open)
+        if key != "max_general_per_million" and not float(value).is_integer():
+            raise ChipadaptError(f"tokenizer.adapt.{key}: {value!r} is not a whole number")
+    rule(INPUT_RULES, adapt["init"]["input"], "input")
+    rule(OUTPUT_RULES, adapt["init"]["output"], "output")

@@ -111,3 +111,43 @@ class FSDPStrategySchema:
     state_dict_type: str = MISSING
     load_on_rank0: bool = MISSING
     limit_all_gathers: bool = MISSING
+
+
+@dataclass
+class LossGuardSchema:
+    """`loss_guard` (train.py): skip an optimizer step whose loss spikes (modules/loss_guard.py)."""
+
+    enabled: bool = MISSING
+    max_ratio: float = MISSING
+    window: int = MISSING
+    warmup_steps: int = MISSING
+
+
+@dataclass
+class PeftSchema:
+    """`peft` (lora_small, lora_large, none): LoRA's settings. Other keys of peft.LoraConfig pass through
+    (`+peft.use_rslora=true`) and are checked by name in config_value_checks."""
+
+    name: str = MISSING
+    r: int | None = MISSING
+    lora_alpha: float = MISSING
+    lora_dropout: float = MISSING
+    target_modules: Any = MISSING
+    train_new_token_rows: bool = MISSING
+
+
+@dataclass
+class TinyLlamaSourceSchema:
+    """`model.source` of model=tiny and model=llama_1b_random (chipadapt.models.tiny.TinyLlama)."""
+
+    _target_: str = MISSING
+    cache_dir: str = MISSING
+    text_dir: str = MISSING
+    vocab_size: int = MISSING
+    hidden_size: int = MISSING
+    num_layers: int = MISSING
+    num_heads: int = MISSING
+    num_kv_heads: int = MISSING
+    intermediate_size: int = MISSING
+    max_position_embeddings: int = MISSING
+    seed: int = MISSING

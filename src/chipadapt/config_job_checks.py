@@ -4,7 +4,7 @@ counts, the metric a sweep optimizes, a tokenizer the stage would not use, and F
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.config_groups import FSDPStrategySchema
-from chipadapt.config_typing import typed_group
+from chipadapt.config_typing import bounded_number, typed_group
 from chipadapt.errors import ChipadaptError
 
 FSDP_STRATEGY = "chipadapt.scaleout.strategies.fsdp_strategy"
@@ -47,7 +47,17 @@ EVAL_COUNTS = {
     "budget_tokens": 1,
     "misses_k": 0,
     "mrr_k": 1,
+    # perplexity's limits: a 0 would be taken as no limit (falsy), a negative one cut each document short
+    "max_length": 1,
+    "max_documents": 1,
+    "max_tokens": 1,
+    "max_tokens_per_document": 1,
+    "max_chars_per_document": 1,
 }
+# Counts without a "no limit": the window of context a task scores (eval/task_base.fit_to_context).
+EVAL_COUNTS_NOT_NULL = ("max_length",)
+# An evaluation task's switches, true or false: `chat=maybe` was a true string.
+EVAL_FLAGS = ("chat", "references_only", "answer_without_context")
 
 
 def check_eval(tasks: DictConfig) -> None:
@@ -57,12 +67,32 @@ def check_eval(tasks: DictConfig) -> None:
             continue
         for key, low in EVAL_COUNTS.items():
             value = node.get(key)
+            if value is None and key in node and key in EVAL_COUNTS_NOT_NULL:
+                raise ChipadaptError(f"eval.{task}.{key}: null is not a whole number >= {low}")
             if value is None:
                 continue
             if isinstance(value, float) and value.is_integer():  # `limit=1e3`
                 node[key] = value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ChipadaptError(f"eval.{task}.{key}: {value!r} is not a whole number >= {low}")
+        for key in EVAL_FLAGS:
+            if key in node and not isinstance(node[key], bool):
+                raise ChipadaptError(f"eval.{task}.{key}: {node[key]!r} is not true or false")
+        if node.get("temperature") is not None:  # a negative one was taken as greedy without a word
+            bounded_number(f"eval.{task}.temperature", node.temperature, 0)
+        check_held_out(task, node.get("splits"))
+
+
+def check_held_out(task: str, splits) -> None:
+    """Perplexity's `splits.<name>.held_out`: the share of documents DAPT held out, in (0, 1], or null for
+    every document (a 0 was taken as null; 1.5 as all)."""
+    if not isinstance(splits, DictConfig):
+        return
+    for name, split in splits.items():
+        fraction = split.get("held_out") if isinstance(split, DictConfig) else None
+        if fraction is not None:
+            key = f"eval.{task}.splits.{name}.held_out"
+            bounded_number(key, fraction, 0, 1, low_open=True)
 
 
 def check_optimized_metric(cfg: DictConfig) -> None:
@@ -75,7 +105,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
     if str(metric).split(".")[0] not in tasks:
         raise ChipadaptError(
             f"optimized_metric: {metric!r} is not a metric of the selected tasks (eval=[{','.join(tasks)}]); "
-            "name one as <task>.<metric>, e.g. ifeval.prompt_loose"
+            f"add its task to eval: eval=[{','.join([*tasks, str(metric).split('.')[0]])}]"
         )
 
 

@@ -4,8 +4,9 @@ Checked per group present in the composed config: wrong types (`optim.lr=abc`), 
 (`+optim.lrr=1e-3`, which Hydra would add silently), values out of range (`merge.lam=1.5` without
 `merge.allow_extrapolation=true`), required keys left unset (`models.chip`). The parts, each its own
 module: the groups' typed schemas (config_groups), reading a group as its schema types it
-(config_typing), each group's values (config_group_checks), and what a job asks for across groups
-(config_job_checks). Their public names are importable from here too."""
+(config_typing), each group's values (config_group_checks), train.py's other settings
+(config_value_checks), and what a job asks for across groups (config_job_checks). Their public names
+are importable from here too."""
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,7 +42,9 @@ from chipadapt.config_job_checks import (
     check_tokenizer_used,
 )
 from chipadapt.config_typing import RETIRED_KEYS, WHERE, typed_group, whole_numbers
+from chipadapt.config_value_checks import check_model_source, check_train_settings
 from chipadapt.errors import ChipadaptError
+from chipadapt.stage_reads import check_stage_reads
 from chipadapt.steerlm.stage_settings import check_steerlm_stages
 from chipadapt.trainer_schema import check_trainer
 
@@ -86,6 +89,7 @@ ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes":
 
 def validate(cfg: DictConfig) -> None:
     """Raise a ChipadaptError for the first problem found in the composed config."""
+    check_stage_reads(cfg)  # first: a key required by a group the stage never reads (stage=reranker model=llama2_7b)
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
     if missing:
         raise ChipadaptError(f"{missing[0]}: required, not set (add {missing[0]}=...)")
@@ -106,6 +110,7 @@ def validate(cfg: DictConfig) -> None:
     if "stage" in cfg:  # train.py
         check_trainer(cfg)
         check_steerlm_stages(cfg)  # stage=annotate|bootstrap: counts and attribute settings (steerlm/stage_settings.py)
+        check_train_settings(cfg)  # loss_guard, peft, retriever, matmul_precision, ... (config_value_checks.py)
         check_tokenizer_used(cfg)
         if isinstance(cfg.get("trainer"), DictConfig):
             check_fsdp_strategy(cfg.trainer)
@@ -114,6 +119,8 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig):
             whole_numbers(schema, node)
             CHECKS[group](typed_group(group, schema, node))
+    if isinstance(cfg.get("model"), DictConfig):
+        check_model_source(cfg.model)
     data = cfg.get("data")
     if isinstance(data, DictConfig) and "seq_len" in data:  # a training blend (curation has data.curate)
         whole_numbers(BlendSchema, data)

@@ -7,10 +7,11 @@ All three read a setting the same way, or one check passes what another refuses:
   installed package's resources) is named by its config key: `${paths.shared_data}/chat/x.jsonl` on
   every machine, through a symlink or at the real path; what matters is its content, which the
   checks compare by fingerprint;
-- a section the stage never reads is left out (`data.*` and `tokenizer.*` for the retriever and the
-  reranker, which train on passages with the encoder's own tokenizer; `tokenizer.*` for annotate), and
-  so is the evaluation composed beside a stage's config (`eval.*`: what it decides, such as the
-  eda_script split, is resolved into the stage's own keys);
+- what the stage never reads is left out (NOT_READ, READ_IN_PART: `data.*` and `tokenizer.*` for the
+  retriever and the reranker, which train on passages with the encoder's own tokenizer; the training
+  groups for the stages that train nothing), and so is the evaluation composed beside a stage's config
+  (`eval.*`: what it decides, such as the eda_script split, is resolved into the stage's own keys); the
+  same table refuses a command-line override of what the stage never reads (stage_reads.py);
 - a key a later chipadapt added or a value it renamed reads, in an earlier run's record, at its earlier
   meaning (ADDED_KEYS, RENAMED_VALUES)."""
 
@@ -20,14 +21,31 @@ from importlib import resources
 from chipadapt.config_typing import RETIRED_KEYS
 from chipadapt.io.dotted_keys import flatten
 
-# Sections of the config a stage never reads: a change there is no change of its run.
+# What a stage never reads, as top-level sections or dotted keys: a change there is no change of its run, and
+# train.py refuses a command-line override of it before any work (stage_reads.check_stage_reads), as the
+# user would take it for applied. The stages that train nothing never read the training groups; the retriever
+# and the reranker train their encoders without LoRA or the loss guard, and the reranker scores with its own
+# encoder (no causal LM: `model`); the attribute model trains its float32 head on a float32 LM, whole.
+NO_TRAINING = ("trainer", "optim", "peft", "loss_guard", "plan", "callbacks", "logger")
 NOT_READ = {
-    "retriever": ("data", "tokenizer"),
-    "reranker": ("data", "tokenizer"),
-    "annotate": ("tokenizer",),
+    "retriever": ("data", "tokenizer", "peft", "loss_guard"),
+    "reranker": ("data", "tokenizer", "peft", "loss_guard", "model"),
+    "annotate": ("tokenizer", *NO_TRAINING),
+    "bootstrap": NO_TRAINING,
+    "tokenizer": NO_TRAINING,
+    "attribute_model": ("peft", "loss_guard", "model.dtype", "model.gradient_checkpointing"),
+}
+# Sections a stage reads only in part: of each, the keys it reads (annotate and bootstrap format conversations
+# with the data group's template; bootstrap steers in its attribute order).
+READ_IN_PART = {
+    "annotate": {"data": ("template",)},
+    "bootstrap": {"data": ("template", "attributes.order")},
 }
 # Sections no stage's run is shaped by: the evaluations composed beside it (stage=annotate, sft).
 NEVER_READ = ("eval",)
+# Keys of a section never read whose values a stage's own keys take by interpolation (annotate.eda_eval_split,
+# the SFT sources' eda split): compared there, and an override of them does change the run.
+READ_THROUGH = ("eval.eda_script.eval_fraction",)
 RESOURCES = "${chipadapt_resource:}"
 # The installed package's resources folder as a run of another install recorded it (another checkout,
 # release or virtual environment): a path ending in chipadapt/resources.
@@ -42,8 +60,24 @@ FOLDER_END = r"(?![^\s'\"=,/])"
 
 
 def unread_sections(stage: object) -> tuple[str, ...]:
-    """The top-level sections stage `stage` (its stage.name) never reads."""
+    """The sections and dotted keys stage `stage` (its stage.name) never reads, whole."""
     return (*NEVER_READ, *NOT_READ.get(str(stage), ()))
+
+
+def _within(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def is_unread(key: str, stage: object) -> bool:
+    """Whether stage `stage` never reads dotted `key` (a section, a group or a key inside one)."""
+    if any(_within(key, unread) for unread in unread_sections(stage)):
+        return True
+    for section, read in READ_IN_PART.get(str(stage), {}).items():
+        if key.startswith(section + "."):
+            rest = key[len(section) + 1 :]
+            # a key read, one inside it, or one holding it (`data.attributes` holds `attributes.order`)
+            return not any(_within(rest, kept) or _within(kept, rest) for kept in read)
+    return False
 
 
 def named_folders(paths: dict | None) -> list[tuple[str, str]]:
@@ -70,15 +104,13 @@ def by_name(value: object, folders: list[tuple[str, str]]) -> object:
 
 def without_unread(settings: dict, stage: object) -> dict:
     """Dotted `settings` without the sections `stage` never reads (a record of an earlier version kept them)."""
-    unread = unread_sections(stage)
-    return {key: value for key, value in settings.items() if key.split(".")[0] not in unread}
+    return {key: value for key, value in settings.items() if not is_unread(key, stage)}
 
 
 def run_settings(config: dict, stage: object, paths: dict | None) -> dict[str, object]:
     """Resolved `config` as dotted keys, without what `stage` never reads, its folders (`paths`) by name."""
     folders = named_folders(paths)
-    unread = unread_sections(stage)
-    return {key: by_name(value, folders) for key, value in flatten(config) if key.split(".")[0] not in unread}
+    return {key: by_name(value, folders) for key, value in flatten(config) if not is_unread(key, stage)}
 
 
 # Values an earlier chipadapt recorded, and what stands for them now. adamw_cosine's scheduler was Hugging

@@ -31,6 +31,7 @@ TRAINER_COUNTS = {
     ),  # also a time ("00:01:00:00") or a dict of one: Lightning checks those
     "trainer.limit_val_batches": (0, True, True),
     "callbacks.checkpoint.every_n_train_steps": (0, True, False),  # 0 or null: only the last step's checkpoint
+    "callbacks.checkpoint.save_top_k": (-1, False, False),  # -1: every checkpoint; 0: last.ckpt only
     "callbacks.progress.every_n_steps": (1, False, False),
 }
 

@@ -27,10 +27,10 @@ def evaluate_folder(
     folder,
     tasks: DictConfig,
     device: str,
-    items_dir: Path | None = None,
-    dtype: str = "float32",
-    attn_implementation: str = "sdpa",
-    resume: bool = False,
+    items_dir: Path | None,
+    dtype: str,
+    attn_implementation: str,
+    resume: bool,
     record_input: Callable[[str, str], object] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} for every task config in `tasks` (name -> _target_ config); with

@@ -25,7 +25,7 @@ def apply_lora(model, cfg: DictConfig, folder: Path):
     from peft import LoraConfig, get_peft_model
 
     settings = OmegaConf.to_container(cfg, resolve=True)
-    train_new_rows = settings.pop("train_new_token_rows", True)
+    train_new_rows = settings.pop("train_new_token_rows")  # conf/peft/*.yaml sets it
     settings.pop("name", None)
     ids = new_token_ids(folder) if train_new_rows else []
     if ids:

@@ -94,7 +94,7 @@ class LoadOnRank0:
     """For Lightning's FSDPStrategy: with `load_on_rank0`, FSDP is given the `param_init_fn` and
     `sync_module_states` that fill the other ranks' meta-device models from rank 0's as it wraps."""
 
-    def __init__(self, *args, load_on_rank0: bool = False, **kwargs):
+    def __init__(self, *args, load_on_rank0: bool, **kwargs):  # trainer/fsdp.yaml's default
         super().__init__(*args, **kwargs)
         self.load_on_rank0 = load_on_rank0
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.manifest import fingerprint_input
-from chipadapt.run_settings import unread_sections
+from chipadapt.run_settings import unread_sections, without_unread
 from chipadapt.stages.resume_settings import SHOWN, describe, flatten
 
 
@@ -50,14 +50,18 @@ NOT_SETTINGS = ("overwrite",)
 
 
 def _settings(config) -> dict:
-    """The resolved config without what does not change the file written."""
+    """The resolved config, as dotted keys, without what does not change the file written: run_settings'
+    one table of what the stage never reads (whole sections, and the parts of `data` annotate and
+    bootstrap do not read), the table stage_reads.py refuses overrides by."""
     config = config or {}
-    skipped = {*NOT_SETTINGS, *unread_sections((config.get("stage") or {}).get("name"))}
-    return {key: value for key, value in config.items() if key not in skipped}
+    stage = (config.get("stage") or {}).get("name")
+    skipped = {*NOT_SETTINGS, *unread_sections(stage)}
+    kept = {key: value for key, value in config.items() if key not in skipped}
+    return without_unread(dict(flatten(kept)), stage)
 
 
 def _other_settings(recorded: dict, config: dict) -> str:
-    before, now = dict(flatten(_settings(recorded.get("config")))), dict(flatten(config))
+    before, now = _settings(recorded.get("config")), config
     keys = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
     shown = describe(keys[:SHOWN], before, now)
     return "; ".join(shown) + (f"; and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
