@@ -237,3 +237,23 @@ def test_retrieved_passages_get_only_the_room_the_context_leaves():
         tight.sources_record()
         == f"sources: a#1; retrieved but over the {512 - 256 - frame - 16} tokens the model's context leaves: b#2"
     )
+
+
+def test_the_note_counts_every_turn_left_out_and_a_question_past_the_context_is_told_so():
+    """Before, a second note counted only the turns newly left out ("the 1 earliest" after 2 were), and a
+    question longer than the whole context was told to lower generate.max_new_tokens, which cannot help."""
+    import io
+
+    from chipadapt.errors import ChipadaptError
+
+    session = _sized_session(context=100, max_new_tokens=20)
+    for n in range(4):
+        session.messages += [{"role": "user", "content": f"q{n}".ljust(10)}, {"role": "assistant", "content": "a" * 10}]
+    session.window = 2  # one turn already left out
+    said = io.StringIO()
+    session.fitted_history({"role": "user", "content": "x" * 30}, said)
+    assert "(the 2 earliest turn(s) no longer fit" in said.getvalue()
+    with pytest.raises(
+        ChipadaptError, match=r"^this question is 120 prompt tokens for the model's context of 100 tokens"
+    ):
+        session.fitted_history({"role": "user", "content": "y" * 120}, said)

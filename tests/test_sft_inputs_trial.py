@@ -17,6 +17,7 @@ class CharTokenizer:
     """One token per character, with offsets: enough for StringTemplate rendering and label masks."""
 
     pad_token_id, eos_token_id, chat_template = 0, 1, None
+    eos_token = "\x01"  # one character, as ChipNeMo's template ends each reply with it (conf/data/template)
 
     def convert_tokens_to_ids(self, token):
         return 1

@@ -43,7 +43,7 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
             *tiny_overrides,
             "data=sft_sample",
             f"data.sources.kestrel_qa.path={steer_data(tmp_path)}",
-            "+data.sources.kestrel_qa.epochs=40",
+            "+data.sources.kestrel_qa.epochs=60",
             "data.val_sources=null",
             "data.attributes.use=true",
             "data/template=chipnemo",

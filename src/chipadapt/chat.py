@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
+from chipadapt.chat_checks import check_chat_config
 from chipadapt.chat_commands import CommandError, command, save_transcript
 from chipadapt.chat_session import ChatSession
 from chipadapt.errors import ChipadaptError
@@ -80,6 +81,7 @@ def run(cfg: DictConfig) -> None:
             f"template: {cfg.get('template')!r} is not a chat template's config; "
             "choose one with data/template@template=chipnemo (or =model)"
         )
+    check_chat_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     with recorded_job(cfg, "chat", run_dir) as manifest:
         session = ChatSession(cfg)

@@ -22,6 +22,16 @@ from chipadapt.steerlm.attribute_record import recorded_attribute_order
 log = logging.getLogger(__name__)
 
 
+def stop_token_ids(model, tokenizer) -> list[int] | None:
+    """The ids a reply ends on: the tokenizer's end-of-sequence token (ChipNeMo's template ends every
+    trained reply with it) and those of the model's generation_config, which may lack it."""
+    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids |= set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    return sorted(ids) or None
+
+
 class StopFlag(StoppingCriteria):
     """Set from the main thread on Ctrl-C; generate() checks it after every token."""
 
@@ -58,6 +68,8 @@ class ChatSession:
         self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
         self.template = instantiate(cfg.template)(tokenizer=self.tokenizer)
         self.cfg = cfg
+        # generate.system_prompt: the system turn of every prompt (None: the template's default one).
+        self.system = cfg.generate.get("system_prompt")
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
         # A SteerLM model's folder records the order its training wrote the attribute strings in: that
         # order, not this config's, is the one the model knows.
@@ -76,11 +88,23 @@ class ChatSession:
         self.last_retrieved: list[str] = []  # ids the retriever returned for it (top_k; some may not fit)
         self.retriever = self.passages = None
         if cfg.get("retrieval"):
-            from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
+            from chipadapt.retrieval.build import (
+                check_index_dir,
+                chosen_retriever,
+                load_passages,
+                make_retrievers,
+                retrieval_inputs,
+            )
 
             r = OmegaConf.to_container(cfg.retrieval, resolve=True)
+            # retrieval.index_dir: the dense index is kept there and reused by the next session over the
+            # same passages and encoder (as evaluate.py's retrieval tasks keep theirs).
+            inputs = retrieval_inputs("retrieval", r.get("passages"), r.get("build"), r.get("encoders"), r.get("bm25"))
+            check_index_dir(r.get("index_dir"), "retrieval.index_dir", [*inputs, ("model.path", str(self.folder))])
             passages = load_passages(r.get("passages"), r["build"])
-            retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"))
+            retrievers = make_retrievers(
+                r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"), index_root=r.get("index_dir")
+            )
             self.retriever = chosen_retriever(retrievers, r["use"], "retrieval.use")
             self.retriever.index(passages)
             self.passages = {p.id: p for p in passages}
@@ -98,8 +122,16 @@ class ChatSession:
         self.last_retrieved, self.last_sources = [pid for pid, _ in hits], used
         return {"role": "user", "content": prompt}
 
+    def with_system(self, messages: list[dict]) -> list[dict]:
+        """The messages behind generate.system_prompt's system turn, when it is set."""
+        system = getattr(self, "system", None)
+        return ([{"role": "system", "content": system}] if system is not None else []) + messages
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        return self.template.prompt(self.with_system(messages), attribute_string(self.attributes, self.order))
+
     def prompt_tokens(self, messages: list[dict]) -> int:
-        prompt = self.template.prompt(messages, attribute_string(self.attributes, self.order))
+        prompt = self.prompt_text(messages)
         return len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
 
     def passage_budget(self, text: str) -> int:
@@ -135,6 +167,11 @@ class ChatSession:
             return self.messages + [turn]
         room = self.context - self.reply_room()
         needed = self.prompt_tokens([turn])
+        if needed >= self.context:  # no reply length makes room for it
+            raise ChipadaptError(
+                f"this question is {needed} prompt tokens for the model's context of {self.context} tokens, which "
+                "leaves no room for a reply: ask it shorter"
+            )
         if needed > room:  # before any turn is left out: the history stays as it was for the next question
             raise ChipadaptError(
                 f"this question takes {needed} prompt tokens, which leaves fewer than {self.reply_room()} of the "
@@ -144,9 +181,9 @@ class ChatSession:
         window = self.window
         while self.prompt_tokens(self.messages[window:] + [turn]) > room and window < len(self.messages):
             window += 2  # a user turn and its reply
-        if window > self.window:
+        if window > self.window:  # said when more are left out; the count is of all left out so far
             out.write(
-                f"(the {(window - self.window) // 2} earliest turn(s) no longer fit the model's context of "
+                f"(the {window // 2} earliest turn(s) no longer fit the model's context of "
                 f"{self.context} tokens and are left out of the prompt; /reset starts afresh)\n"
             )
         # Kept once this turn is (a reply stopped by Ctrl-C is not): then the next prompts start there too.
@@ -179,7 +216,7 @@ class ChatSession:
     def reply(self, text: str, out=sys.stdout) -> str | None:
         """Stream the answer to `text`; None when Ctrl-C stopped it (the turn is then not kept)."""
         turn = self.user_turn(text)
-        prompt = self.template.prompt(self.fitted_history(turn, out), attribute_string(self.attributes, self.order))
+        prompt = self.prompt_text(self.fitted_history(turn, out))
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         prompt_length = None if self.context is None else encoded.input_ids.shape[1]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -201,6 +238,7 @@ class ChatSession:
                     pad_token_id=pad,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([stop]),
+                    eos_token_id=stop_token_ids(self.model, self.tokenizer),
                     **sampling,
                 )
             except BaseException as err:  # re-raised in the main thread

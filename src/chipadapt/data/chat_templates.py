@@ -85,10 +85,33 @@ class ModelChatTemplate:
         return self._render(self.with_system(messages, attributes), True)
 
 
+# Written in a template's `assistant_end`, the tokenizer's end-of-sequence token (ChipNeMo: "\n{eos_token}").
+EOS_PLACEHOLDER = "{eos_token}"
+
+
+def resolved_end(assistant_end: str, tokenizer) -> str:
+    """`assistant_end` with {eos_token} replaced by the tokenizer's end-of-sequence token."""
+    if EOS_PLACEHOLDER not in assistant_end:
+        return assistant_end
+    eos = getattr(tokenizer, "eos_token", None)
+    if not eos:
+        raise ChipadaptError(
+            f"data.template.assistant_end: {assistant_end!r} ends a turn with {EOS_PLACEHOLDER}, "
+            "but the tokenizer has no end-of-sequence token"
+        )
+    return assistant_end.replace(EOS_PLACEHOLDER, eos)
+
+
 class StringTemplate:
     """A template from config: each role a format string around `{content}`. The assistant's
     `{content}` plus `assistant_end` is learned; the attribute line (SteerLM) sits in the masked
-    assistant header, as in NeMo's SteerLM format."""
+    assistant header, as in NeMo's SteerLM format.
+
+    `assistant_end` must hold something a generator stops on, or a model trained in the template never
+    learns to end its turn and writes until max_new_tokens: ChipNeMo's ends a turn with the tokenizer's
+    end-of-sequence token ({eos_token}), the token every generation_config.json, chat.py and
+    evaluate.py stop on. (NeMo ends it with the next turn's `<extra_id_1>`, plain text to these
+    tokenizers, which a plain `model.generate` has no way to stop on.)"""
 
     def __init__(
         self,
@@ -101,7 +124,8 @@ class StringTemplate:
         tokenizer=None,
     ):  # the tokenizer is not needed: same call as ModelChatTemplate
         self.system, self.user, self.assistant_header = system, user, assistant_header
-        self.assistant_end, self.attribute_line, self.default_system = assistant_end, attribute_line, default_system
+        self.assistant_end = resolved_end(assistant_end, tokenizer)
+        self.attribute_line, self.default_system = attribute_line, default_system
 
     def _pieces(self, messages: list[dict], attributes: str):
         system = first_system(messages, self.default_system)

@@ -87,12 +87,14 @@ def generate(
 
     if not todo:
         return outputs
+    # The tokenizer's end-of-sequence token (ChipNeMo's template ends every trained reply with it) and
+    # the generation_config's, which may lack it: both decoding paths stop on either.
+    stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    if model.generation_config is not None and model.generation_config.eos_token_id is not None:
+        eos = model.generation_config.eos_token_id
+        stop |= set(eos if isinstance(eos, list) else [eos])
     if temperature <= 0 and supports_slot_decoding(model):
         ids = [encode(tokenizer, prompts[i], add_special_tokens) for i in todo]
-        stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        if model.generation_config is not None and model.generation_config.eos_token_id is not None:
-            eos = model.generation_config.eos_token_id
-            stop |= set(eos if isinstance(eos, list) else [eos])
         answers = greedy_generate(
             model,
             ids,
@@ -117,7 +119,11 @@ def generate(
             [prompts[todo[p]] for p in index], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(model.device)
         generated = model.generate(
-            **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(stop) or None,
+            **sampling,
         )
         for p, text in zip(
             index, tokenizer.batch_decode(generated[:, encoded.input_ids.shape[1] :], skip_special_tokens=True)
