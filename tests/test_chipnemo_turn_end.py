@@ -129,3 +129,15 @@ def test_a_system_prompt_is_the_system_turn_of_every_prompt(tokenizer):
     assert session.prompt_text([QA[0]]).startswith("<extra_id_0>System\nYou review Verilog.\n<extra_id_1>User")
     session.system = None
     assert "A chat between a curious user" in session.prompt_text([QA[0]])  # the template's default
+
+
+def test_steerlm_generation_stops_on_the_end_of_sequence_token(folder, tokenizer):
+    from chipadapt.steerlm.generate import generate_with_attributes, sample_with_attributes
+
+    template, order = chipnemo(tokenizer), ["quality"]
+    answer = generate_with_attributes(forced_model(folder, tokenizer, 2), tokenizer, template, [QA[0]], {}, order, 40)
+    assert answer == tokenizer.decode([filler(tokenizer)] * 2)  # before: 40 tokens (bootstrap's replies too)
+    [[sampled]] = sample_with_attributes(
+        forced_model(folder, tokenizer, 3), tokenizer, template, [[QA[0]]], [{}], order, 1, 40, 0.0, 1
+    )
+    assert sampled == tokenizer.decode([filler(tokenizer)] * 3)

@@ -17,19 +17,10 @@ from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.inference import load_inference_model
+from chipadapt.models.text_generation import stop_token_ids
 from chipadapt.steerlm.attribute_record import recorded_attribute_order
 
 log = logging.getLogger(__name__)
-
-
-def stop_token_ids(model, tokenizer) -> list[int] | None:
-    """The ids a reply ends on: the tokenizer's end-of-sequence token (ChipNeMo's template ends every
-    trained reply with it) and those of the model's generation_config, which may lack it."""
-    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
-    config = getattr(model, "generation_config", None)
-    eos = getattr(config, "eos_token_id", None)
-    ids |= set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-    return sorted(ids) or None
 
 
 class StopFlag(StoppingCriteria):

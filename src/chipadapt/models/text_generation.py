@@ -14,6 +14,16 @@ log = logging.getLogger(__name__)
 _WARNED_NO_TEMPLATE: set[str] = set()
 
 
+def stop_token_ids(model, tokenizer) -> list[int] | None:
+    """The ids a reply ends on: the tokenizer's end-of-sequence token (ChipNeMo's template ends every
+    trained reply with it) and those of the model's generation_config, which may lack it."""
+    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids |= set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    return sorted(ids) or None
+
+
 def uses_chat_template(tokenizer, chat: bool) -> bool:
     """Whether prompts go through the chat template: asked for and the tokenizer has one. Asked for
     without one (a base or DAPT model), prompts are given raw, and the caller must record that it did
@@ -87,12 +97,7 @@ def generate(
 
     if not todo:
         return outputs
-    # The tokenizer's end-of-sequence token (ChipNeMo's template ends every trained reply with it) and
-    # the generation_config's, which may lack it: both decoding paths stop on either.
-    stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    if model.generation_config is not None and model.generation_config.eos_token_id is not None:
-        eos = model.generation_config.eos_token_id
-        stop |= set(eos if isinstance(eos, list) else [eos])
+    stop = set(stop_token_ids(model, tokenizer) or ())  # both decoding paths stop on any of them
     if temperature <= 0 and supports_slot_decoding(model):
         ids = [encode(tokenizer, prompts[i], add_special_tokens) for i in todo]
         answers = greedy_generate(

@@ -4,6 +4,7 @@ import torch
 
 from chipadapt.data.base import pad_token_id
 from chipadapt.data.chat_templates import attribute_string
+from chipadapt.models.text_generation import stop_token_ids
 
 
 @torch.no_grad()
@@ -22,7 +23,10 @@ def generate_with_attributes(
     encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     pad = pad_token_id(tokenizer)
-    output = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, streamer=streamer, **sampling)
+    stop = stop_token_ids(model, tokenizer)  # a ChipNeMo-format reply ends with the tokenizer's eos
+    output = model.generate(
+        **encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stop, streamer=streamer, **sampling
+    )
     return tokenizer.decode(output[0, encoded.input_ids.shape[1] :], skip_special_tokens=True)
 
 
@@ -47,7 +51,7 @@ def sample_with_attributes(
         for _ in range(samples_per_setting)
     ]
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    pad = pad_token_id(tokenizer)
+    pad, stop = pad_token_id(tokenizer), stop_token_ids(model, tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens follow every prompt's end
     pad_token = tokenizer.pad_token
     if pad_token is None:  # Llama-2 and others ship none; padded positions are masked anyway
@@ -59,7 +63,9 @@ def sample_with_attributes(
             encoded = tokenizer(
                 [text for _, text in chunk], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(model.device)
-            generated = model.generate(**encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
+            generated = model.generate(
+                **encoded, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stop, **sampling
+            )
             width = encoded.input_ids.shape[1]
             for (pi, _), row in zip(chunk, generated):
                 out[pi].append(tokenizer.decode(row[width:], skip_special_tokens=True))
