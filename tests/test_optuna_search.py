@@ -1,7 +1,10 @@
 """chipadapt's Optuna sweeper keeps one study one search: a stored study of other settings is refused,
 a rerun continues the study in folders numbered by trial (a trial a killed invocation left RUNNING runs
 again in its own folder), and optimization_results.yaml names ties and the runner-up. Before, a study was
-joined whatever its settings, job folders restarted at 0, and the report named Optuna's first best only."""
+joined whatever its settings, job folders restarted at 0, and the report named Optuna's first best only.
+Then: a second process on the study ran the first's trial again, a trial whose job refused its input stayed
+RUNNING and blocked the fixed rerun, another study's folders were reused, n_trials of a stored study counted
+extra trials, and a trial without a recorded folder was paired against the working directory."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,33 +14,57 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import UniformDistribution
 
-from chipadapt.optuna_search import StudySweeper, check_study, report, search_settings
+from chipadapt.io.lock import run_folder_lock
+from chipadapt.optuna_results import FOLDER, report
+from chipadapt.optuna_search import StudySweeper, check_study, search_settings
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"optim.lr": UniformDistribution(0.0, 1.0)}
 
 
 class FakeLauncher:
-    """Runs no job: records the job index each trial was launched at and returns a value from its params."""
+    """Runs no training: records the job index each trial was launched at, makes its folder as a job does
+    (under its run lock, with a manifest) and returns a value from its params. `during(index)` runs while
+    the job holds its folder (another process at work meanwhile); it may raise, as a refusing job exits."""
 
-    def __init__(self):
+    def __init__(self, sweep_dir: Path, during=None):
+        self.sweep_dir, self.during = sweep_dir, during
         self.launched: list[tuple[int, tuple]] = []
 
     def launch(self, overrides, initial_job_idx):
-        self.launched.extend((initial_job_idx + i, o) for i, o in enumerate(overrides))
-        lr = [float(dict(line.split("=", 1) for line in o)["optim.lr"]) for o in overrides]
-        return [SimpleNamespace(return_value=(x - 0.3) ** 2) for x in lr]
+        returns = []
+        for index, override in enumerate(overrides, start=initial_job_idx):
+            self.launched.append((index, override))
+            with run_folder_lock(self.sweep_dir / str(index)):
+                if self.during:
+                    self.during(index)
+                (self.sweep_dir / str(index) / "manifest.json").write_text("{}")
+            x = float(dict(line.split("=", 1) for line in override)["optim.lr"])
+            returns.append(SimpleNamespace(return_value=(x - 0.3) ** 2))
+        return returns
 
 
-def sweeper(tmp_path: Path, storage: str | None, n_trials: int, fixed: str = "trainer.max_steps=2") -> StudySweeper:
+def sweeper(
+    tmp_path: Path,
+    storage: str | None,
+    n_trials: int,
+    fixed: str = "trainer.max_steps=2",
+    sweep: str = "sweep",
+    name: str = "dapt",
+    n_jobs: int = 1,
+) -> StudySweeper:
     sampler = optuna.samplers.TPESampler(seed=1234, n_startup_trials=5)
-    search = StudySweeper(sampler, "minimize", storage, "dapt", n_trials, 1, None, None, OmegaConf.create({}))
+    search = StudySweeper(sampler, "minimize", storage, name, n_trials, n_jobs, None, None, OmegaConf.create({}))
     search.config = OmegaConf.create(
-        {"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}, "sweeper": {"sampler": {"seed": 1234}}}}
+        {"hydra": {"sweep": {"dir": str(tmp_path / sweep)}, "sweeper": {"sampler": {"seed": 1234}}}}
     )
-    search.launcher = FakeLauncher()
+    search.launcher = FakeLauncher(tmp_path / sweep)
     search.arguments = ["optim.lr=interval(0,1)", fixed]
     return search
+
+
+def states(storage: str) -> list[str]:
+    return [t.state.name for t in optuna.load_study(study_name="dapt", storage=storage).trials]
 
 
 def test_a_stored_study_of_other_fixed_settings_is_refused_naming_the_setting(tmp_path, capsys):
@@ -68,9 +95,12 @@ def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial_in_its_own_
     first = sweeper(tmp_path, storage, 2)
     first.sweep(first.arguments)
     study = optuna.load_study(study_name="dapt", storage=storage)
-    killed = study.ask()  # a trial a killed invocation was running
+    killed = study.ask()  # a trial a killed invocation was running: its job took its folder's lock, and died
     killed.suggest_float("optim.lr", 0.0, 1.0)
-    again = sweeper(tmp_path, storage, 2)
+    killed.set_user_attr(FOLDER, str(tmp_path / "sweep" / "2"))
+    with run_folder_lock(tmp_path / "sweep" / "2"):
+        pass
+    again = sweeper(tmp_path, storage, 4)  # n_trials: the study's total, as the first command would say
     again.sweep(again.arguments)
     numbers = [number for number, _ in again.launcher.launched]
     assert numbers == [2, 3]  # the job folders are the trials' numbers, not 0 and 1 again
@@ -101,7 +131,7 @@ def test_the_results_name_tied_trials_and_the_runner_up(tmp_path):
     report(study, tmp_path, ["maximize"], config)
     results = OmegaConf.load(tmp_path / "optimization_results.yaml")
     assert [t.number for t in results.tied_best] == [0, 1]
-    assert results.runner_up.number == 1
+    assert results.runner_up.number == 2  # not #1, tied with the best
     assert results.versus_runner_up.paired is False and results.versus_runner_up.reason
 
 
@@ -131,3 +161,150 @@ def test_the_end_says_when_the_merge_sweep_report_chooses_another_trial(tmp_path
     report(study, tmp_path, ["maximize"], config)
     assert OmegaConf.load(tmp_path / "optimization_results.yaml").merge_sweep_report_choice == "1"
     assert "the merge sweep report (sweep_report.json) chooses job 1" in caplog.text
+
+
+@pytest.mark.parametrize("its_sweep", ["sweep", "other_sweep"])
+def test_a_trial_another_process_is_running_is_left_to_it(tmp_path, its_sweep):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    second = sweeper(tmp_path, storage, 2)
+
+    def meanwhile(index):  # the first process trains trial 0, holding its folder; a second one starts
+        second.sweep(second.arguments)
+
+    first = sweeper(tmp_path, storage, 1, sweep=its_sweep)
+    first.launcher.during = meanwhile
+    first.sweep(first.arguments)
+    assert [number for number, _ in second.launcher.launched] == [1]  # not trial 0 again
+    assert states(storage) == ["COMPLETE", "COMPLETE"]  # and the first's tell found its trial open
+
+
+def test_a_trial_finished_meanwhile_by_another_process_is_no_crash(tmp_path, caplog):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = sweeper(tmp_path, storage, 1)
+    first.launcher.during = lambda index: optuna.load_study(study_name="dapt", storage=storage).tell(index, 9.0)
+    first.sweep(first.arguments)
+    assert "finished by another process meanwhile" in caplog.text
+    assert optuna.load_study(study_name="dapt", storage=storage).trials[0].value == 9.0
+
+
+def test_a_trial_whose_job_refused_its_input_fails_and_the_fixed_input_is_accepted(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    bad = sweeper(tmp_path, storage, 1, fixed="optimized_metric=val/nope/bpb")
+
+    def refused(index):
+        raise SystemExit(2)  # as cli.py exits on a ChipadaptError
+
+    bad.launcher.during = refused
+    with pytest.raises(SystemExit):
+        bad.sweep(bad.arguments)
+    assert states(storage) == ["FAIL"]
+    fixed = sweeper(tmp_path, storage, 1, fixed="optimized_metric=val/domain/bpb")
+    fixed.sweep(fixed.arguments)  # no trial ran with the bad input: not "ran with other settings"
+    assert [number for number, _ in fixed.launcher.launched] == [1]  # the failed trial is not repeated
+    assert states(storage) == ["FAIL", "COMPLETE"]
+
+
+def test_a_sweep_folder_holding_another_studys_trials_is_refused(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = sweeper(tmp_path, storage, 1)
+    first.sweep(first.arguments)
+    other = sweeper(tmp_path, storage, 1, name="dapt2")
+    with pytest.raises(SystemExit) as stop:
+        other.sweep(other.arguments)
+    assert stop.value.code == 2
+    said = capsys.readouterr().err
+    assert "holds the trial folders of 'dapt' (0)" in said and "another hydra.sweep.dir" in said
+    assert not other.launcher.launched
+
+
+def test_the_study_advice_names_another_sweep_folder_too(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = sweeper(tmp_path, storage, 1)
+    first.sweep(first.arguments)
+    other = sweeper(tmp_path, storage, 1, fixed="trainer.max_steps=30")
+    with pytest.raises(SystemExit):
+        other.sweep(other.arguments)
+    assert "with another hydra.sweep.dir" in capsys.readouterr().err
+
+
+def test_n_trials_is_the_stored_studys_total(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = sweeper(tmp_path, storage, 2)
+    first.sweep(first.arguments)
+    same = sweeper(tmp_path, storage, 2)  # the same command again: the study is complete
+    same.sweep(same.arguments)
+    assert same.launcher.launched == []
+    more = sweeper(tmp_path, storage, 3)
+    more.sweep(more.arguments)
+    assert [number for number, _ in more.launcher.launched] == [2]
+
+
+def test_a_failed_batch_mate_leaves_no_completed_trial_running(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    search = sweeper(tmp_path, storage, 2, n_jobs=2)
+    launch = search.launcher.launch
+
+    def one_fails(overrides, initial_job_idx):
+        returns = launch(overrides, initial_job_idx)
+
+        class Raised:
+            @property
+            def return_value(self):
+                raise RuntimeError("the job raised")
+
+        return [Raised(), *returns[1:]]
+
+    search.launcher.launch = one_fails
+    with pytest.raises(RuntimeError):
+        search.sweep(search.arguments)
+    assert states(storage) == ["FAIL", "COMPLETE"]
+
+
+def test_the_trial_folder_is_the_one_the_job_ran_in(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    search = sweeper(tmp_path, storage, 1)
+    launch = search.launcher.launch
+    elsewhere = tmp_path / "sweep" / "lr_0"  # hydra.sweep.subdir other than the job number
+
+    def named(overrides, initial_job_idx):
+        return [SimpleNamespace(**vars(r), working_dir=str(elsewhere)) for r in launch(overrides, initial_job_idx)]
+
+    search.launcher.launch = named
+    search.sweep(search.arguments)
+    assert optuna.load_study(study_name="dapt", storage=storage).trials[0].user_attrs[FOLDER] == str(elsewhere)
+
+
+def test_trials_without_a_recorded_folder_are_not_paired_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = optuna.create_study(direction="minimize")
+    for x, value in ((0.1, 1.0), (0.2, 2.0)):
+        study.add_trial(optuna.trial.create_trial(params={"optim.lr": x}, distributions=SPACE, value=value))
+    report(study, tmp_path, ["minimize"], OmegaConf.create({"optimized_metric": "val/domain/bpb", "hydra": {}}))
+    reason = OmegaConf.load(tmp_path / "optimization_results.yaml").versus_runner_up.reason
+    assert "no recorded job folder" in reason
+
+
+def test_diverged_trials_tied_at_the_worst_value_are_said_to_have_diverged(tmp_path):
+    study = optuna.create_study(direction="minimize")
+    for x in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(params={"optim.lr": x}, distributions=SPACE, value=float("inf")))
+    report(study, tmp_path, ["minimize"], OmegaConf.create({"optimized_metric": "val/domain/bpb", "hydra": {}}))
+    results = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert "diverged" in results.note and str(results.runner_up).startswith("tied")
+
+
+def test_a_trial_refused_because_another_process_runs_it_is_not_failed(tmp_path):
+    from contextlib import ExitStack
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    search = sweeper(tmp_path, storage, 1)
+    other = ExitStack()  # the process that took the trial for interrupted first, and runs it still
+
+    def in_use(overrides, initial_job_idx):
+        other.enter_context(run_folder_lock(tmp_path / "sweep" / str(initial_job_idx)))
+        raise SystemExit(2)  # the job: "run folder in use"
+
+    search.launcher.launch = in_use
+    with other, pytest.raises(SystemExit):
+        search.sweep(search.arguments)
+    assert states(storage) == ["RUNNING"]

@@ -93,3 +93,10 @@ def test_a_metric_of_an_unselected_task_says_to_add_the_task():
     config = OmegaConf.create({"optimized_metric": "ifeval.prompt_loose", "eval": {"perplexity": {}}})
     with pytest.raises(ChipadaptError, match=r"add its task to eval: eval=\[perplexity,ifeval\]"):
         check_optimized_metric(config)
+
+
+def test_a_float_key_written_as_a_whole_number_in_its_yaml_is_searched_over_an_interval():
+    config = searching("optim.gradient_clip_val=interval(0.5,2.5)")
+    job = compose(["hparams_search=dapt_optuna", "model=tiny"])
+    job.optim.gradient_clip_val = 1  # `gradient_clip_val: 1` in an optim YAML: a float to the typed schema
+    check_int_intervals(config, job)

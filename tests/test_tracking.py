@@ -257,7 +257,7 @@ def test_an_optuna_search_kept_in_sqlite_goes_on_across_invocations_and_returns_
         return tmp_path / folder
 
     values = {}
-    for sweep in (search("first", 2), search("second", 1)):  # the second invocation adds a trial to the study
+    for sweep in (search("first", 2), search("second", 3)):  # n_trials, the study's total: the second adds one
         for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
             manifest = read_manifest(job)
             assert manifest["config"]["optimized_metric"] == "val/domain/bpb"

@@ -156,8 +156,10 @@ def _job_name() -> str:
 
     if not HydraConfig.initialized():
         return "a job"
+    from chipadapt.sweep_preflight import is_optuna_search
+
     hydra = HydraConfig.get()
-    searched = "optuna" in str(hydra.sweeper.get("_target_", "")).lower()
+    searched = is_optuna_search(hydra)
     return f"{'trial ' if searched else ''}#{hydra.job.num} ({hydra.job.override_dirname or 'no overrides'})"
 
 

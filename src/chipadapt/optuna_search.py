@@ -5,17 +5,19 @@ The plugin's sweeper joins any stored study of the same name whatever its settin
 on every invocation (so a rerun's folder 0 holds an earlier trial of other parameters), leaves the trials a
 killed invocation was running RUNNING for ever, and reports Optuna's first best trial only. Here:
 - a stored study whose trials ran with other fixed overrides, another search space or direction is refused
-  before the first trial (each study records its settings in its user attributes);
-- job folders are numbered by trial number, so a rerun of the same command continues the study, and a
-  trial left RUNNING is run again with its own parameters in its own folder (its checkpoint resumes);
+  before the first trial (each study records its settings in its user attributes), and so is a sweep folder
+  holding another study's trial folders;
+- job folders are numbered by trial number, so a rerun of the same command continues the study (n_trials is
+  the study's total), and a trial left RUNNING by a killed job (its folder lock free) is run again with its
+  own parameters in its own folder (its checkpoint resumes); one another process runs is left to it;
+- a trial whose job refused its input is marked failed, not left RUNNING;
 - a seeded sampler is reseeded by the number of trials already stored, so it does not draw its start-up
   trials again;
-- optimization_results.yaml names the tied best trials, the runner-up and their paired difference."""
+- optimization_results.yaml names the tied best trials, the runner-up and their paired difference
+  (optuna_results.py)."""
 
 import json
 import logging
-import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,16 @@ from omegaconf import OmegaConf
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
+from chipadapt.errors import ChipadaptError
+from chipadapt.io.lock_probe import folder_lock_held
+from chipadapt.optuna_results import FOLDER, report
+from chipadapt.run_folder_guard import refuse
+
 log = logging.getLogger(__name__)
 SETTINGS = "chipadapt_settings"  # the study's user attribute: what its trials ran with
-FOLDER = "chipadapt_folder"  # a trial's user attribute: the job folder it ran in
-USER_ERROR_STATUS = 2
+STUDY_RECORD = "optuna_study.json"  # in the sweep folder: the study whose trials its numbered folders hold
+# Trials that ran with the study's settings: a trial failed at its start (bad input, exit 2) ran with none.
+RAN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def search_settings(directions: list[str], space: dict, fixed: dict) -> dict:
@@ -67,24 +75,70 @@ def _said(value: Any) -> str:
     return str(value)
 
 
-def refuse(message: str) -> None:
-    print(f"chipadapt: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(USER_ERROR_STATUS)
-
-
 def check_study(study: optuna.Study, wanted: dict, name: str) -> None:
-    """Refuse a stored study whose trials ran with other settings, naming the first one that differs."""
+    """Refuse a stored study whose trials ran with other settings, naming the first one that differs. Only
+    trials that ran count: a study whose trials all failed at their start (bad input) takes the new settings."""
+    ran = [t for t in study.trials if t.state in RAN]
     recorded = study.user_attrs.get(SETTINGS)
-    stored = [recorded] if recorded else [trial_settings(t, wanted["direction"]) for t in study.trials if t.params]
-    for settings in stored:
+    stored = [recorded] if recorded else [trial_settings(t, wanted["direction"]) for t in ran if t.params]
+    for settings in stored if ran else []:
         why = first_difference(settings, wanted)
         if why:
             refuse(
                 f"hydra.sweeper.study_name={name}: the stored study's trials ran with other settings ({why}); "
-                "name another study (hydra.sweeper.study_name=...) or rerun with the study's settings"
+                "name another study (hydra.sweeper.study_name=...) with another hydra.sweep.dir, or rerun with "
+                "the study's settings"
             )
-    if not recorded:
+    if recorded != wanted:
         study.set_user_attr(SETTINGS, wanted)
+
+
+def check_sweep_folder(sweep_dir: Path, name: str, study: optuna.Study, stored: bool) -> None:
+    """Trial folders are numbered by trial: another study's folders in this sweep folder would be taken for
+    this study's trials (its trial 0 launched into their folder 0). Refused before the first trial; the study
+    is recorded in the sweep folder for the next invocation to tell."""
+    from chipadapt.io.atomic import write_text_atomic
+
+    record = sweep_dir / STUDY_RECORD
+    try:
+        owner = json.loads(record.read_text()).get("study_name")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    held = held_trials(sweep_dir)
+    if owner is None and held and stored:  # folders of a study stored before the record, or of a grid sweep
+        own = {Path(str(t.user_attrs.get(FOLDER))) for t in study.trials}
+        if not any(sweep_dir / str(number) in own for number in held):
+            owner = "another search"
+    if owner is not None and owner != name:
+        whose = owner if owner == "another search" else repr(owner)
+        listed = ", ".join(map(str, held[:5])) + (" ..." if len(held) > 5 else "")
+        refuse(
+            f"hydra.sweep.dir={sweep_dir} holds the trial folders of {whose} ({listed}): study {name!r} would run"
+            " its trials in them; give it another hydra.sweep.dir"
+        )
+    if owner is None:
+        write_text_atomic(record, json.dumps({"study_name": name}) + "\n")
+
+
+def left_to_its_process(trial: optuna.trial.FrozenTrial, sweep_dir: Path) -> str | None:
+    """Why a RUNNING trial is not this invocation's to run again, or None when it was interrupted here.
+    Several processes may share one stored study (Optuna's way to search in parallel): a trial another
+    process is running must not run twice. Resumed only when it ran in this sweep folder and nobody holds
+    its folder's run lock (a killed job's lock died with it, io/lock_probe.py)."""
+    folder = trial.user_attrs.get(FOLDER)
+    if not folder:
+        return "no job folder recorded (asked by a process that has not launched it yet, or by an older chipadapt)"
+    folder = Path(folder)
+    if not folder.is_relative_to(sweep_dir):
+        return (
+            f"it runs in {folder}, another sweep folder (hydra.sweep.dir={folder.parent} resumes it if it was killed)"
+        )
+    held = folder_lock_held(folder)
+    if held:
+        return f"a live process holds {folder}"
+    if held is None:
+        return f"{folder} has no run lock to tell whether a process still runs it (a job not started yet)"
+    return None
 
 
 def held_trials(sweep_dir: Path) -> list[int]:
@@ -141,24 +195,20 @@ class StudySweeper(OptunaSweeperImpl):
                     f"{len(held)} or more (the seeded sampler redraws the same trials, read back from their folders), "
                     "or another hydra.sweep.dir"
                 )
+        check_sweep_folder(sweep_dir, str(self.study_name), study, self.storage is not None)
         reseed(self.sampler, OmegaConf.select(self.config, "hydra.sweeper.sampler.seed"), len(stored))
-        running = [t for t in stored if t.state == TrialState.RUNNING]
-        for trial in running:
-            folder = trial.user_attrs.get(FOLDER)
-            if folder and Path(folder) != sweep_dir / str(trial.number):
-                log.warning(
-                    "trial #%d was interrupted in %s: it runs again in %s (hydra.sweep.dir=%s resumes its checkpoint)",
-                    trial.number,
-                    folder,
-                    sweep_dir / str(trial.number),
-                    Path(folder).parent,
-                )
+        for trial in [t for t in stored if t.state == TrialState.RUNNING]:
+            why = left_to_its_process(trial, sweep_dir)
+            if why:
+                log.warning("trial #%d is RUNNING and left alone: %s", trial.number, why)
+                continue
+            log.warning("trial #%d was interrupted: it runs again in its folder", trial.number)
             self._run(study, [(trial.number, dict(trial.params), fixed)], sweep_dir, directions)
-        to_go = self.n_trials - len(running)
-        while to_go > 0:
-            batch = min(to_go, self.n_jobs)
+        # n_trials is the study's total, as for an in-memory study: a rerun of the same command (or a second
+        # process on the same study) runs what is missing. A trial that failed is not counted: it has no value.
+        while (to_go := self.n_trials - sum(t.state != TrialState.FAIL for t in study.trials)) > 0:
             asked = []
-            for _ in range(batch):
+            for _ in range(min(to_go, self.n_jobs)):
                 trial = study.ask()
                 for name, distribution in space.items():
                     trial._suggest(name, distribution)
@@ -168,7 +218,6 @@ class StudySweeper(OptunaSweeperImpl):
                     self.custom_search_space_extender(self.config, trial)
                 asked.append((trial.number, dict(trial.params), fixed))
             self._run(study, asked, sweep_dir, directions)
-            to_go -= batch
         report(study, sweep_dir, directions, self.config)
 
     def _run(self, study: optuna.Study, trials: list, sweep_dir: Path, directions: list[str]) -> None:
@@ -180,113 +229,65 @@ class StudySweeper(OptunaSweeperImpl):
                 self._run(study, [trial], sweep_dir, directions)
             return
         for number in numbers:
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-            study._storage.set_trial_user_attr(trial_id, FOLDER, str(sweep_dir / str(number)))
+            record_folder(study, number, sweep_dir / str(number))
         overrides = [tuple(f"{k}={v}" for k, v in {**params, **fixed}.items()) for _, params, fixed in trials]
-        returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
+        try:
+            returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
+        except (SystemExit, ChipadaptError):
+            # A job refused its input (exit 2, e.g. a metric it does not record): its trial failed, and is
+            # neither resumed by the rerun nor counted as having run with these settings. An interrupt
+            # (KeyboardInterrupt) is not caught: its trial stays RUNNING, to resume.
+            for number in numbers:
+                if folder_lock_held(sweep_dir / str(number)):  # refused as in use: another process runs it
+                    log.warning("trial #%d is run by the process holding its folder: left to it", number)
+                else:
+                    fail(study, number)
+            raise
+        failed = None
         for number, returned in zip(numbers, returns):
+            if getattr(returned, "working_dir", None):  # hydra.sweep.subdir may name it otherwise than its number
+                record_folder(study, number, Path(str(returned.working_dir)).absolute())
             try:  # a job that raised raises here (Hydra's JobReturn); one interrupted never returns: left RUNNING
                 value = returned.return_value
                 values = [float(value)] if len(directions) == 1 else [float(v) for v in value]
-            except Exception:
-                study.tell(number, state=TrialState.FAIL)
-                raise
-            study.tell(number, values=values)
+            except Exception as err:  # noqa: BLE001 (raised once the batch-mates' values are told)
+                fail(study, number)
+                failed = failed or err
+                continue
+            tell(study, number, values)
+        if failed is not None:
+            raise failed
 
 
-def matching(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's completed trials, best first (their settings are this search's: check_study)."""
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    return sorted(done, key=lambda t: (sign * t.value, t.number))
+def record_folder(study: optuna.Study, number: int, folder: Path) -> None:
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    study._storage.set_trial_user_attr(trial_id, FOLDER, str(folder))
 
 
-def report(study: optuna.Study, sweep_dir: Path, directions: list[str], config) -> None:
-    from chipadapt.io.atomic import write_text_atomic
-
-    if len(directions) > 1:
-        front = [{"number": t.number, "params": t.params, "values": t.values} for t in study.best_trials]
-        results: dict = {"name": "optuna", "solutions": front}
-    else:
-        ranked = matching(study)
-        if not ranked:
-            log.warning("no trial of the study completed: no optimization_results.yaml")
-            return
-        best = ranked[0]
-        tied = [t for t in ranked if t.value == best.value]
-        results = {
-            "name": "optuna",
-            "best_trial": best.number,
-            "best_params": best.params,
-            "best_value": best.value,
-            "completed_trials": len(ranked),
-        }
-        if len(tied) > 1:
-            results["tied_best"] = [{"number": t.number, "params": t.params} for t in tied]
-            log.warning(
-                "best value %s is tied between %d trials (%s): Optuna names the first",
-                best.value,
-                len(tied),
-                ", ".join(f"#{t.number}" for t in tied),
-            )
-        if len(ranked) > 1:
-            second = ranked[1]
-            results["runner_up"] = {"number": second.number, "params": second.params, "value": second.value}
-            results["versus_runner_up"] = versus(best, second, str(config.get("optimized_metric") or ""))
-        other = merge_report_choice(config, sweep_dir)
-        if other is not None and other != _folder_name(best):
-            results["merge_sweep_report_choice"] = other
-            log.warning(
-                "Optuna's best trial is #%d; the merge sweep report (sweep_report.json) chooses job %s, %s",
-                best.number,
-                other,
-                "tied with it on this metric (the report weighs the domain metric too)"
-                if other in {_folder_name(t) for t in tied}
-                else "weighing the domain metric too",
-            )
-        log.info("Best trial #%d: value %s, params %s", best.number, best.value, best.params)
-    write_text_atomic(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
+def finished_meanwhile(study: optuna.Study, number: int) -> bool:
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return study._storage.get_trial(trial_id).state.is_finished()
 
 
-def _folder_name(trial: optuna.trial.FrozenTrial) -> str:
-    return Path(trial.user_attrs.get(FOLDER) or str(trial.number)).name
-
-
-def versus(best: optuna.trial.FrozenTrial, second: optuna.trial.FrozenTrial, metric: str) -> dict:
-    """The winner's paired difference from the runner-up on the objective's items, or why there is none."""
-    folders = [Path(t.user_attrs.get(FOLDER) or "") for t in (second, best)]
-    if not all(f.is_dir() for f in folders):
-        return {"paired": False, "reason": "a trial's folder is not on this machine"}
-    from chipadapt.eval.paired_compare import paired_rows
-
+def tell(study: optuna.Study, number: int, values: list[float]) -> None:
+    """Tell a trial's values, unless another process finished the trial meanwhile (it took the trial for
+    interrupted: only a trial whose folder nobody held, so rarely): said, not a crash."""
     try:
-        rows = paired_rows([(f"#{second.number}", folders[0]), (f"#{best.number}", folders[1])], [metric])
-    except Exception as err:  # noqa: BLE001 (the pairing is an addition to the result: said, not fatal)
-        return {"paired": False, "reason": f"{type(err).__name__}: {err}"}
-    row = next((r for r in rows if r.get("metric") in (metric, metric.split(".")[0])), None)
-    if row is None:
-        return {"paired": False, "reason": f"the trials' folders hold no per-item files for {metric}"}
-    if row.get("test") == row.get("verdict") and row.get("reason"):
-        return {"paired": False, "reason": str(row["reason"])}
-    keys = ("n", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict")
-    out = {"paired": True, "metric": row.get("metric"), "of": f"#{best.number} - #{second.number}"}
-    out.update({k: row.get(k) for k in keys})
-    if "exact" in str(row.get("test")) and isinstance(row.get("n"), int) and row["n"] < 6:
-        out["note"] = f"n={row['n']} items: an exact test cannot go below p={2 / 2 ** row['n']:.3g}"
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        if not finished_meanwhile(study, number):
+            study.tell(number, values=values)
+            return
+    except RuntimeError:  # finished between the look and the tell
+        if not finished_meanwhile(study, number):
+            raise
+    log.warning(
+        "trial #%d was finished by another process meanwhile: this run's value %s is not stored", number, values
+    )
 
 
-def merge_report_choice(config, sweep_dir: Path) -> str | None:
-    """The job the merge sweep report (merge/sweep_report.py) chooses from the same folders, when it runs."""
-    spec = OmegaConf.select(config, "hydra.callbacks.lambda_sweep")
-    if spec is None:
-        return None
-    from chipadapt.merge.sweep_report import choose, collect
-
-    rows = collect(sweep_dir, str(spec.domain_metric), str(spec.instruct_metric))
-    if not rows:
-        return None
-    from chipadapt.optimized_metric import better_direction
-
-    instruct_higher = better_direction(str(spec.instruct_metric)) != "minimize"
-    return str(choose(rows, bool(spec.domain_higher_is_better), instruct_higher)["job"])
+def fail(study: optuna.Study, number: int) -> None:
+    if not finished_meanwhile(study, number):
+        try:
+            study.tell(number, state=TrialState.FAIL)
+        except RuntimeError:
+            if not finished_meanwhile(study, number):
+                raise

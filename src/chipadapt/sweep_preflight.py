@@ -70,7 +70,7 @@ def swept_values(override) -> list:
 def searched_lines(config: DictConfig) -> list[str]:
     """A search's keys and values as the Optuna sweeper reads them: hydra.sweeper.params, then the command
     line's overrides (which win over a preset's params of the same key)."""
-    params = config.hydra.sweeper.get("params") if "optuna" in _target(config.hydra.get("sweeper")).lower() else None
+    params = config.hydra.sweeper.get("params") if is_optuna_search(config.hydra) else None
     lines = [f"{key}={value}" for key, value in (params or {}).items()]
     task = [str(line) for line in config.hydra.overrides.task]
     named = {line.split("=", 1)[0] for line in task}
@@ -87,7 +87,10 @@ def check_int_intervals(config: DictConfig, first_job: DictConfig) -> None:
             continue
         key, sweep = override.get_key_element(), override.value()
         current = OmegaConf.select(first_job, key, default=None, throw_on_missing=False)
-        if isinstance(current, int) and not isinstance(current, bool):
+        whole = whole_number_key(key)
+        if whole is None:
+            whole = isinstance(current, int) and not isinstance(current, bool)
+        if whole:
             if not (isinstance(sweep.start, int) and isinstance(sweep.end, int)):
                 _refuse(
                     f"{key}=interval({sweep.start}, {sweep.end}): {key} is a whole number ({current}); "
@@ -119,10 +122,35 @@ def _target(node) -> str:
     return str(node.get("_target_") or "") if isinstance(node, DictConfig) else ""
 
 
+def is_optuna_search(hydra: DictConfig) -> bool:
+    """Whether the sweep is an Optuna search (Hydra's sweeper or chipadapt's, hydra/sweeper=chipadapt_optuna)."""
+    return "optuna" in _target(hydra.get("sweeper")).lower()
+
+
+def whole_number_key(key: str) -> bool | None:
+    """Whether the typed schema (config_groups) takes `key` as a whole number, or None where it does not
+    type the key (`optim.scheduler.*`, a group without a schema): the YAML's value tells then. A float key
+    written `1` in its YAML is a float still."""
+    from dataclasses import fields, is_dataclass
+    from typing import get_args
+
+    from chipadapt.config_groups import BlendSchema
+    from chipadapt.config_schema import GROUPS
+
+    group, *parts = key.split(".")
+    kind = {**GROUPS, "data": BlendSchema}.get(group)
+    for part in parts:
+        kind = {spec.name: spec.type for spec in fields(kind)}.get(part) if is_dataclass(kind) else None
+    if kind is None or not parts:
+        return None
+    kinds = {kind, *get_args(kind)}
+    return True if int in kinds and float not in kinds else False if float in kinds else None
+
+
 def check_sweeper_and_launcher(hydra: DictConfig) -> None:
     """What the Optuna sweeper and the SLURM launcher would otherwise raise as a traceback, after the
     sweep started: a direction that is not minimize/maximize, and no `sbatch` to submit with."""
-    if "optuna" in _target(hydra.get("sweeper")).lower():
+    if is_optuna_search(hydra):
         directions = hydra.sweeper.get("direction")
         given = list(directions) if OmegaConf.is_list(directions) else [directions]
         bad = [d for d in given if str(d).lower() not in ("minimize", "maximize")]
@@ -142,7 +170,7 @@ def check_direction(config: DictConfig) -> None:
     """An Optuna search whose direction contradicts its metric's sense: `hparams_search=merge_lam_optuna
     optimized_metric=perplexity.domain.bpb` kept the preset's `maximize` and reported the worst lambda's
     bits per byte as the best, without a word. A metric of unknown sense is left to the user."""
-    if "optuna" not in _target(config.hydra.get("sweeper")).lower():
+    if not is_optuna_search(config.hydra):
         return
     name = config.get("optimized_metric")
     directions = config.hydra.sweeper.get("direction")
@@ -267,7 +295,7 @@ class SweepPreflight(Callback):
             log.debug("sweep values not listed before the sweep", exc_info=True)
             return
         remote = "slurm" in _target(config.hydra.get("launcher")).lower()
-        searched = "optuna" in _target(config.hydra.get("sweeper")).lower()  # trial 0 need not draw the first values
+        searched = is_optuna_search(config.hydra)  # trial 0 need not draw the first values
         if any("interval(" in line for line in task):
             check_int_intervals(config, loader.load_sweep_config(config, [line for line in task if "(" not in line]))
         for swept, overrides in sets:

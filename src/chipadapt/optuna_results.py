@@ -1,0 +1,133 @@
+"""What an Optuna search ends with (optuna_search.StudySweeper): <sweep dir>/optimization_results.yaml with
+the best trial, the trials tied with it, the runner-up and the winner's paired difference from it on the
+objective's per-item files, and whether the merge sweep report (merge/sweep_report.py) chooses another job."""
+
+import logging
+import math
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+FOLDER = "chipadapt_folder"  # a trial's user attribute: the job folder it ran in
+
+
+def matching(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's completed trials, best first (their settings are this search's: optuna_search.check_study)."""
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(done, key=lambda t: (sign * t.value, t.number))
+
+
+def report(study: optuna.Study, sweep_dir: Path, directions: list[str], config) -> None:
+    from chipadapt.io.atomic import write_text_atomic
+
+    if len(directions) > 1:
+        front = [{"number": t.number, "params": t.params, "values": t.values} for t in study.best_trials]
+        results: dict = {"name": "optuna", "solutions": front}
+    else:
+        ranked = matching(study)
+        if not ranked:
+            log.warning("no trial of the study completed: no optimization_results.yaml")
+            return
+        results = single_objective(ranked, str(config.get("optimized_metric") or ""))
+        best = ranked[0]
+        tied = [t for t in ranked if t.value == best.value]
+        other = merge_report_choice(config, sweep_dir)
+        if other is not None and other != folder_name(best):
+            results["merge_sweep_report_choice"] = other
+            log.warning(
+                "Optuna's best trial is #%d; the merge sweep report (sweep_report.json) chooses job %s, %s",
+                best.number,
+                other,
+                "tied with it on this metric (the report weighs the domain metric too)"
+                if other in {folder_name(t) for t in tied}
+                else "weighing the domain metric too",
+            )
+        log.info("Best trial #%d: value %s, params %s", best.number, best.value, best.params)
+    write_text_atomic(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
+
+
+def single_objective(ranked: list[optuna.trial.FrozenTrial], metric: str) -> dict:
+    """The best trial, any tied with it, and the runner-up: the best trial of a worse value (a tied trial
+    is no runner-up: the paired difference between two tied trials says nothing about the winner)."""
+    best = ranked[0]
+    tied = [t for t in ranked if t.value == best.value]
+    results: dict = {
+        "name": "optuna",
+        "best_trial": best.number,
+        "best_params": best.params,
+        "best_value": best.value,
+        "completed_trials": len(ranked),
+    }
+    if not math.isfinite(best.value):  # a diverged trial returns the direction's worst value (cli.py)
+        results["note"] = (
+            f"every completed trial diverged (stored as {best.value}, the worst value for the direction): "
+            "none is a best; lower optim.lr or the search's upper end"
+        )
+    if len(tied) > 1:
+        results["tied_best"] = [{"number": t.number, "params": t.params} for t in tied]
+        log.warning(
+            "best value %s is tied between %d trials (%s): Optuna names the first%s",
+            best.value,
+            len(tied),
+            ", ".join(f"#{t.number}" for t in tied),
+            "" if math.isfinite(best.value) else " (all of them diverged)",
+        )
+    worse = ranked[len(tied) :]
+    if worse:
+        second = worse[0]
+        results["runner_up"] = {"number": second.number, "params": second.params, "value": second.value}
+        results["versus_runner_up"] = versus(best, second, metric)
+    elif len(tied) > 1:
+        results["runner_up"] = "tied (every completed trial has the best value: tied_best)"
+    return results
+
+
+def folder_name(trial: optuna.trial.FrozenTrial) -> str:
+    return Path(trial.user_attrs.get(FOLDER) or str(trial.number)).name
+
+
+def versus(best: optuna.trial.FrozenTrial, second: optuna.trial.FrozenTrial, metric: str) -> dict:
+    """The winner's paired difference from the runner-up on the objective's items, or why there is none."""
+    recorded = [t.user_attrs.get(FOLDER) for t in (second, best)]
+    if not all(recorded):  # a study stored before trials recorded their folders: none to read, not the cwd
+        return {"paired": False, "reason": "a trial has no recorded job folder (stored before folders were)"}
+    folders = [Path(f) for f in recorded]
+    if not all(f.is_dir() for f in folders):
+        return {"paired": False, "reason": "a trial's folder is not on this machine"}
+    from chipadapt.eval.paired_compare import paired_rows
+
+    try:
+        rows = paired_rows([(f"#{second.number}", folders[0]), (f"#{best.number}", folders[1])], [metric])
+    except Exception as err:  # noqa: BLE001 (the pairing is an addition to the result: said, not fatal)
+        return {"paired": False, "reason": f"{type(err).__name__}: {err}"}
+    row = next((r for r in rows if r.get("metric") in (metric, metric.split(".")[0])), None)
+    if row is None:
+        return {"paired": False, "reason": f"the trials' folders hold no per-item files for {metric}"}
+    if row.get("test") == row.get("verdict") and row.get("reason"):
+        return {"paired": False, "reason": str(row["reason"])}
+    keys = ("n", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict")
+    out = {"paired": True, "metric": row.get("metric"), "of": f"#{best.number} - #{second.number}"}
+    out.update({k: row.get(k) for k in keys})
+    if "exact" in str(row.get("test")) and isinstance(row.get("n"), int) and row["n"] < 6:
+        out["note"] = f"n={row['n']} items: an exact test cannot go below p={2 / 2 ** row['n']:.3g}"
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def merge_report_choice(config, sweep_dir: Path) -> str | None:
+    """The job the merge sweep report (merge/sweep_report.py) chooses from the same folders, when it runs."""
+    spec = OmegaConf.select(config, "hydra.callbacks.lambda_sweep")
+    if spec is None:
+        return None
+    from chipadapt.merge.sweep_report import choose, collect
+
+    rows = collect(sweep_dir, str(spec.domain_metric), str(spec.instruct_metric))
+    if not rows:
+        return None
+    from chipadapt.optimized_metric import better_direction
+
+    instruct_higher = better_direction(str(spec.instruct_metric)) != "minimize"
+    return str(choose(rows, bool(spec.domain_higher_is_better), instruct_higher)["job"])
