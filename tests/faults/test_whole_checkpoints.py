@@ -15,7 +15,7 @@ from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP
 def fsdp_sharded():
     # Lightning's own sharded save (torch.distributed.checkpoint) runs in one process without a
     # process group, so the real writer is exercised here without a GPU.
-    return WholeCheckpointFSDP(state_dict_type="sharded")
+    return WholeCheckpointFSDP(state_dict_type="sharded", load_on_rank0=False)
 
 
 def lightning_checkpoint(value: float) -> dict:
@@ -115,7 +115,7 @@ def join_two_ranks(rank: int, port: int, timeout_s: float | None = None) -> Whol
     environment = LightningEnvironment()
     environment.set_global_rank(rank)
     environment.set_world_size(2)
-    return WholeCheckpointFSDP(state_dict_type="sharded", cluster_environment=environment)
+    return WholeCheckpointFSDP(state_dict_type="sharded", load_on_rank0=False, cluster_environment=environment)
 
 
 def save_sharded(strategy: WholeCheckpointFSDP, step: int, root: str) -> None:
