@@ -8,6 +8,7 @@ import pytest
 import yaml
 from test_reproduce import compose_reproduce
 
+from chipadapt.code_versions import code_versions
 from chipadapt.errors import ChipadaptError
 from chipadapt.reproduce.choices import NotReady, choose
 from chipadapt.reproduce.ledger import Ledger
@@ -152,7 +153,11 @@ def test_a_step_is_out_of_date_when_a_step_it_needs_finished_after_it_started(tm
     ledger = Ledger(tmp_path / "steps.json")
     for s in steps:
         (tmp_path / s.name).mkdir()
-        ledger.records[s.name] = {"command": s.command(tmp_path), "status": "completed"}
+        ledger.records[s.name] = {
+            "command": s.command(tmp_path),
+            "status": "completed",
+            "code_versions": code_versions(),
+        }
     ledger.records["a"] |= {"started": "2026-12-04T10:00:00", "finished": "2026-12-04T10:05:00"}
     ledger.records["b"] |= {"started": "2026-12-04T10:05:00", "finished": "2026-12-04T10:09:00"}
     assert [a for _, a in plan(steps, ledger, tmp_path, set(), set())] == ["skip", "skip"]

@@ -50,13 +50,37 @@ def produced_on_own_words(extended_json: str, new_tokens: list[str], words: Coun
 def test_colliding_chains_are_replaced_so_every_added_token_is_produced():
     chosen, extended_json, new_tokens, dropped = choose_produced(BASE, DOMAIN, SETTINGS)
     assert sorted(c.token for c in chosen) == ["IFO", "ĠBA"]  # ' FIFO' dropped, the budget refilled
-    assert dropped == 1
+    assert dropped == {"never_produced": 1, "below_min_savings": 0}
     # every entry is produced, or is a step of a produced token's chain ('ĠB' of ' BA')
     produced = produced_on_own_words(extended_json, new_tokens, DOMAIN)
     assert produced["IFO"] and produced["ĠBA"] and set(new_tokens) == {"IFO", "ĠB", "ĠBA"}
     extended = Tokenizer.from_str(extended_json)
     assert extended.encode(" FIFO IFO BA").tokens == ["ĠF", "IFO", "Ġ", "IFO", "ĠBA"]
     assert extended.decode(extended.encode(" FIFO IFO BA").ids) == " FIFO IFO BA"
+
+
+def test_a_token_produced_too_rarely_to_save_min_savings_is_replaced():
+    # ' FIFO' words count toward 'ĠFIF' (ĠF + IF) in the estimate (12 saved), but there IFO takes IF
+    # first: only the two bare ' FIF' words produce it (2 saved < min_savings=3). ' BA' refills.
+    domain = Counter({"ĠFIFO": 10, "IFO": 50, "ĠFIF": 2, "ĠBA": 6})
+    settings = SETTINGS | dict(domain_vocab=["IFO", "ĠFIF", "ĠBA"])
+    chosen, extended_json, new_tokens, dropped = choose_produced(BASE, domain, settings)
+    assert sorted(c.token for c in chosen) == ["IFO", "ĠBA"]
+    assert dropped == {"never_produced": 0, "below_min_savings": 1}
+    assert set(new_tokens) == {"IFO", "ĠB", "ĠBA"}
+    assert Tokenizer.from_str(extended_json).encode(" FIF").tokens == ["ĠF", "IF"]
+
+
+def test_every_round_chooses_from_one_candidate_pool(monkeypatch):
+    # Segmenting both corpora is the costly part of a round: done once, however many refills.
+    import chipadapt.tokenizer.select_tokens as select_tokens
+
+    calls = []
+    real = select_tokens.span_savings
+    monkeypatch.setattr(select_tokens, "span_savings", lambda *a: calls.append(1) or real(*a))
+    domain = Counter({"ĠFIFO": 10, "IFO": 50, "ĠFIF": 2, "ĠBA": 6})
+    choose_produced(BASE, domain, SETTINGS | dict(domain_vocab=["IFO", "ĠFIFO", "ĠFIF", "ĠBA"]))
+    assert len(calls) == 2  # domain and general, once each
 
 
 def test_selection_alone_would_add_a_token_nothing_produces():

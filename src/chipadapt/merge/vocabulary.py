@@ -13,6 +13,12 @@ has are merged; a row past the shortest tokenizer is one model's token only (in 
 is missing, or an untrained padding row of an embedding padded to a multiple of 64), so it is copied
 unmerged from the model with the longest tokenizer, as mergekit takes a token found in one model
 from that model.
+
+The same ids are not enough: the tokenizers must also cut text into the same words before the ids
+(normalizer and pre-tokenizer). A chip model trained on a conversion that lost SmolLM2's digit rule
+saw ' 2024' as one word and the instruct model sees five; merged, one of them is fed text split as it
+never was, and the output carries only one of the two tokenizers. Such inputs are refused as unrelated
+vocabularies are, naming the first sample text the two split differently.
 """
 
 from dataclasses import dataclass
@@ -63,10 +69,11 @@ def shared_vocabulary(chip: SafetensorsModel, others: list[SafetensorsModel]) ->
     """Refuse inputs whose tokenizers disagree on a shared id, or that have no tokenizer (the merged
     folder is published with one of them, and the comparison needs them all); else which tokenizer
     the output carries: the longest (the chip model's on a tie)."""
-    vocabs = {chip.key: _vocab(chip)}
+    tokenizers = {m.key: safe_tokenizer(m.folder, m.key) for m in (chip, *others)}
+    vocabs = {key: _vocab(tokenizer) for key, tokenizer in tokenizers.items()}
     for other in others:
-        vocabs[other.key] = _vocab(other)
         _check_prefix(other, vocabs[other.key], chip, vocabs[chip.key])
+        _check_splitting(other, tokenizers[other.key], chip, tokenizers[chip.key])
     tokens = {key: max(vocab, default=-1) + 1 for key, vocab in vocabs.items()}
     models = [chip, *others]
     source = max(models, key=lambda m: tokens[m.key])  # the first (chip) of the longest
@@ -89,7 +96,43 @@ def _check_prefix(other: SafetensorsModel, other_vocab: dict, reference: Safeten
         )
 
 
-def _vocab(model: SafetensorsModel) -> dict[int, str]:
+def _vocab(tokenizer) -> dict[int, str]:
     """id -> token, added tokens included."""
-    vocab = safe_tokenizer(model.folder, model.key).get_vocab()
-    return {i: token for token, i in vocab.items()}
+    return {i: token for token, i in tokenizer.get_vocab().items()}
+
+
+# Where pre-tokenizers that share a vocabulary differ: digit runs, whitespace runs before a digit or a
+# word, tabs, CRLF, digits of other scripts, contractions, punctuation, accents (normalizers).
+SPLIT_SAMPLES = (
+    "x 2024 = 16'h00ff;",
+    "a  1\tb\r\n2",
+    "\u0663\u0664 \uff15 \u00b2",
+    "We'll   don't!!",
+    "Caf\u00e9 \u0130stanbul \uff21\uff22",
+)
+
+
+def _words(tokenizer, text: str) -> list[str] | None:
+    """The text as the tokenizer cuts it before its model (normalized, pre-tokenized); None for a
+    tokenizer without a Rust backend to ask."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    if backend.normalizer is not None:
+        text = backend.normalizer.normalize_str(text)
+    if backend.pre_tokenizer is None:
+        return [text]
+    return [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def _check_splitting(other: SafetensorsModel, other_tok, reference: SafetensorsModel, ref_tok) -> None:
+    for text in SPLIT_SAMPLES:
+        mine, theirs = _words(other_tok, text), _words(ref_tok, text)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ChipadaptError(
+                f"{other.key}: the tokenizer of {other.folder} splits text differently from the one of "
+                f"{reference.key} {reference.folder} (normalizer or pre-tokenizer): {text!r} is {mine} vs "
+                f"{theirs}; a model trained on one split cannot be merged with one trained on the other "
+                "(a chip model from a GGUF conversion before SmolLM2's digit rule: train it again from the "
+                "converted --v2 folder)"
+            )

@@ -7,11 +7,13 @@ about 20 s and 1.7 GiB for SmolLM2-135M, once).
 
 The GGUF names its pre-tokenizer only by llama.cpp's name (`tokenizer.ggml.pre`); transformers
 rebuilds the ones it knows, others get a plain byte-level one. SmolLM2's ("smollm") splits every
-digit on its own, and its vocabulary was learned that way: without that rule the folder would still
-encode as the base (no multi-digit tokens exist), but a tokenizer extended from it could add digit
-merges the model never saw. So the known names are mapped to the Hugging Face pre-tokenizer they
-stand for, and CONVERSION_VERSION is in the cache folder's name: folders converted before this
-rule are not reused.
+digit on its own, and its vocabulary was learned that way. Without that rule the folder encodes
+differently from the base, not only where digits join: the Digits split comes first, so the byte-level
+regex sees other words (a run of spaces, a tab or CRLF before a digit, digits of other scripts are cut
+elsewhere: 380 of the shared corpus's 3,203 documents got other ids), and a tokenizer extended from it
+could add digit merges the model never saw. So the known names are mapped to the Hugging Face
+pre-tokenizer they stand for, and CONVERSION_VERSION is in the cache folder's name: folders converted
+before this rule are not reused.
 """
 
 import importlib.util
@@ -21,19 +23,23 @@ from pathlib import Path
 from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from chipadapt.code_versions import CONVERSION_VERSION  # bumped when the same GGUF converts differently
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder
 
 log = logging.getLogger(__name__)
 
-# Bumped when the conversion writes a different folder for the same GGUF (2: the pre-tokenizer).
-CONVERSION_VERSION = 2
 
-# llama.cpp pre-tokenizer names transformers already rebuilds exactly (its GGUF_PRE_TOKENIZER_SPLITS
-# covers more; these are the ones checked here), and those it leaves as plain byte-level, with the
-# Hugging Face pre-tokenizer each stands for. "gpt2" is the plain byte-level one itself.
-KEPT_BY_TRANSFORMERS = ("llama-bpe", "llama3", "llama-v3", "qwen2")
+def kept_by_transformers() -> frozenset[str]:
+    """llama.cpp pre-tokenizer names transformers rebuilds itself (its GGUF_PRE_TOKENIZER_SPLITS:
+    llama3, qwen2, tekken, gpt-4o, ...): read from the installed version, which is the one that
+    rebuilds them, so a name it learns is not warned about here."""
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
+    except ImportError:  # another layout: the names it once had, checked against 5.x
+        return frozenset({"llama-bpe", "llama3", "llama-v3", "qwen2"})
+    return frozenset(GGUF_PRE_TOKENIZER_SPLITS)
 
 
 def _digits_then_byte_level():
@@ -43,11 +49,24 @@ def _digits_then_byte_level():
     )
 
 
+def _byte_level():
+    return pre_tokenizers.ByteLevel(add_prefix_space=False)
+
+
+# The names transformers leaves as plain byte-level, with the Hugging Face pre-tokenizer each stands
+# for, as llama.cpp's llama-vocab.cpp spells and groups them: its GPT2 type is GPT-2's regex alone;
+# its STARCODER, REFACT, COMMAND_R, SMOLLM, CODESHELL, EXAONE and MINERVA types all split "\p{N}"
+# (each digit alone) before that regex.
 PRE_TOKENIZERS = {
-    "gpt2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False),
+    "gpt-2": _byte_level,
+    "phi-2": _byte_level,
     "smollm": _digits_then_byte_level,
     "starcoder": _digits_then_byte_level,
     "refact": _digits_then_byte_level,
+    "command-r": _digits_then_byte_level,
+    "codeshell": _digits_then_byte_level,
+    "exaone": _digits_then_byte_level,
+    "minerva-7b": _digits_then_byte_level,
 }
 
 
@@ -115,7 +134,7 @@ def set_pre_tokenizer(tokenizer, path: Path) -> None:
     if backend is None or type(backend.model).__name__ != "BPE" or backend.model.byte_fallback:
         return  # SentencePiece-style vocabularies have no pre-tokenizer name to honour
     name = gguf_pre_tokenizer_name(path)
-    if name is None or name in KEPT_BY_TRANSFORMERS:
+    if name is None or name in kept_by_transformers():
         return
     if name not in PRE_TOKENIZERS:
         log.warning(

@@ -1,6 +1,12 @@
-"""`steps.json` in the reproduction folder: per step, the command it ran, how it ended, how long it took.
+"""`steps.json` in the reproduction folder: per step, the command it ran, the code versions it ran with,
+how it ended, how long it took.
 
-A step is done when its recorded command is the one configured now and it completed; the ledger is
+A step is done when its recorded command is the one configured now, it completed, and it ran with the
+code versions of now (code_versions.py: the GGUF conversion and the tokenizer selection). Those are
+not in every command: the tokenizer and evaluation steps name the model by its package, not by the
+converted folder, so without the stamp a step from before a conversion change would be skipped while
+the merges that name the new folder ran again, and one report would mix both. A record without a
+stamp is from before it was kept, and is not done either. the ledger is
 rewritten atomically after every change, so a crash leaves the record of every finished step. A step
 that was interrupted or failed resumes when the same command runs again, so its `seconds` add up
 every segment's time (`segments` counts them); a step killed without a record of its time (SIGKILL)
@@ -11,6 +17,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from chipadapt.code_versions import code_versions
 from chipadapt.io.atomic import write_json_atomic
 
 
@@ -21,7 +28,25 @@ class Ledger:
 
     def done(self, name: str, command: list[str]) -> bool:
         record = self.records.get(name)
-        return bool(record) and record.get("status") == "completed" and record.get("command") == command
+        return (
+            bool(record)
+            and record.get("status") == "completed"
+            and record.get("command") == command
+            and not self.other_code(name)
+        )
+
+    def other_code(self, name: str) -> str | None:
+        """How the code versions `name` was recorded with differ from now ("conversion v1"), or
+        "no code versions" for a record from before they were kept; None when they are the same or
+        the step has no record."""
+        record = self.records.get(name)
+        if not record:
+            return None
+        recorded = record.get("code_versions")
+        if recorded is None:
+            return "no code versions"
+        changed = [f"{what} v{recorded.get(what)}" for what, v in code_versions().items() if recorded.get(what) != v]
+        return ", ".join(changed) or None
 
     def recorded_command(self, name: str) -> list[str] | None:
         record = self.records.get(name)
@@ -29,9 +54,15 @@ class Ledger:
 
     def start(self, name: str, command: list[str], log: Path, choice=None) -> None:
         earlier = self.records.get(name)
-        resumes = bool(earlier) and earlier.get("command") == command and earlier.get("status") != "completed"
+        resumes = (
+            bool(earlier)
+            and earlier.get("command") == command
+            and earlier.get("status") != "completed"
+            and not self.other_code(name)
+        )
         self.records[name] = {
             "command": command,
+            "code_versions": code_versions(),
             **({"choice": dataclasses.asdict(choice)} if choice else {}),
             "status": "running",
             "log": str(log),
@@ -61,3 +92,8 @@ class Ledger:
 
     def save(self) -> None:
         write_json_atomic(self.path, self.records)
+
+
+def now_versions() -> str:
+    """The code versions of now, as a dry run's line names them: "conversion v2, selection v3"."""
+    return ", ".join(f"{what} v{v}" for what, v in code_versions().items())

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
-from chipadapt.reproduce.ledger import Ledger
+from chipadapt.reproduce.ledger import Ledger, now_versions
 from chipadapt.reproduce.report_models import report_models, report_rebuilds
 from chipadapt.reproduce.runner import ROOT, completed, plan, resolved_command, run_steps
 from chipadapt.reproduce.steps import load_steps
@@ -42,6 +42,9 @@ def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) 
         pending = (
             " (+ settings chosen when its candidates are done)" if step.choose and command == step.command(out) else ""
         )
+        code = ledger.other_code(step.name) if action in ("run", "rerun") else None
+        if code:  # the command alone would not say why a step that completed runs again
+            pending += f" (rerun: recorded with {code}; now {now_versions()})"
         # Quoted for a shell and never wrapped: each command can be pasted to run that step by hand.
         console.print(
             f"[bold]{action:>6}[/bold] {step.name}: python {escape(shlex.join(command))}{pending}",

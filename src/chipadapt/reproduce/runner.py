@@ -128,7 +128,8 @@ def plan(steps: list[Step], ledger: Ledger, out: Path, only: set[str], force: se
             actions.append((step, "skip"))
             continue
         recorded = ledger.recorded_command(step.name)
-        same = recorded == command and step.name not in force and not upstream
+        # Same command but other code versions (a new GGUF conversion): not resumed, its folder moved aside.
+        same = recorded == command and step.name not in force and not upstream and not ledger.other_code(step.name)
         actions.append(
             (step, "resume" if same and step.folder(out).exists() else "rerun" if step.folder(out).exists() else "run")
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.code_versions import SELECTION_VERSION
 from chipadapt.config_group_checks import check_tokenizer_adapt
 from chipadapt.data.sources import SourceSpec, source_fingerprint, source_spec
 from chipadapt.errors import ChipadaptError
@@ -140,7 +141,10 @@ class DomainTokenizer(AugmentedBuild):
         # Weight contents, not sizes: a model retrained in place keeps its file sizes, and an augmented
         # copy of the old weights must not be reused for it. Files over 1 GiB are sampled (fingerprint_file).
         base["weights"] = {p.name: fingerprint_file(p) for p in sorted(base_folder.glob("*.safetensors"))}
-        return sha256_json([self.settings, files, base])[:16]
+        # The selection code's version too (code_versions.py): a build whose tokens an earlier selection
+        # chose is not reused for the same inputs; it stays in the cache under its own key, unread, as a
+        # GGUF folder of an earlier conversion does.
+        return sha256_json([self.settings, files, base, {"selection_version": SELECTION_VERSION}])[:16]
 
     def inputs(self, base_folder: Path) -> list[tuple[str, str]]:
         """(config key, path) of every local folder or file the build reads."""

@@ -181,8 +181,10 @@ class AugmentedBuild:
                 "vocab_size_before": len(tokenizer),
                 "vocab_size_after": len(new_tokenizer),
                 "new_tokens": len(new_tokens),
-                # Candidates replaced because another's merges took their pieces first (produced.py).
-                "dropped_never_produced": dropped,
+                # Candidates replaced because another's merges took their pieces first (produced.py):
+                # never produced at all, or produced too rarely to save min_savings tokens.
+                "dropped_never_produced": dropped["never_produced"],
+                "dropped_below_min_savings": dropped["below_min_savings"],
                 "embedding_rows": rows,
                 **resize,
                 # In-sample: the documents the tokens were chosen from.

@@ -70,7 +70,24 @@ def select_new_tokens(
 ) -> tuple[list[Candidate], list[str]]:
     """Returns the chosen candidates and every vocabulary entry to add (tokens + chain intermediates),
     in merge order. `exclude`: tokens not to choose (produced.py drops those the extended tokenizer
-    never produces)."""
+    never produces, or that save too little once it runs)."""
+    pool = candidate_pool(
+        backend, domain_vocab, domain_counts, general_counts, max_general_per_million, min_savings, max_pieces
+    )
+    return choose_greedy(pool, backend.get_vocab(), max_new_tokens, min_savings, exclude)
+
+
+def candidate_pool(
+    backend,
+    domain_vocab: list[str],
+    domain_counts: Counter,
+    general_counts: Counter,
+    max_general_per_million: float,
+    min_savings: int,
+    max_pieces: int,
+) -> list[Candidate]:
+    """Every domain token that may be added, best savings per new entry first. The costly part of the
+    selection (both corpora segmented): produced.py computes it once and chooses from it every round."""
     base_vocab = backend.get_vocab()
     lone_digits = splits_digits(backend)
     domain_savings = span_savings(backend, domain_counts, max_pieces)
@@ -82,7 +99,7 @@ def select_new_tokens(
 
     candidates = []
     for token in domain_vocab:
-        if token in base_vocab or token in exclude or domain_savings[token] < min_savings:
+        if token in base_vocab or domain_savings[token] < min_savings:
             continue
         if lone_digits and any(c in "0123456789" for c in token):
             # The base pre-tokenizer makes every digit a word of its own: no merge may join one, and
@@ -103,13 +120,19 @@ def select_new_tokens(
         if general * 1e6 / general_words > max_general_per_million:
             continue
         candidates.append(Candidate(token, pieces, domain_savings[token], general_count(token, len(pieces))))
+    return sorted(candidates, key=lambda c: -c.savings / (len(c.pieces) - 1))
 
-    # Greedy: best savings per new vocabulary entry first; intermediates shared between chains
-    # are paid for once.
+
+def choose_greedy(
+    pool: list[Candidate], base_vocab: dict, max_new_tokens: int, min_savings: int, exclude: frozenset[str]
+) -> tuple[list[Candidate], list[str]]:
+    """Greedy over candidate_pool's order: best savings per new vocabulary entry first; intermediates
+    shared between chains are paid for once. (chosen, entries to add in merge order)."""
     added: dict[str, None] = {}
     chosen: list[Candidate] = []
-    pending = sorted(candidates, key=lambda c: -c.savings / (len(c.pieces) - 1))
-    for cand in pending:
+    for cand in pool:
+        if cand.token in exclude:
+            continue
         new = [t for t in chain_intermediates(cand.pieces) if t not in base_vocab and t not in added]
         if not new:
             continue

@@ -1,0 +1,51 @@
+"""The GGUF conversion's pre-tokenizer table uses llama.cpp's spelling of the names, leaves alone (and
+does not warn about) the ones transformers rebuilds, and splits digits for every llama.cpp type that does."""
+
+import logging
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+import chipadapt.models.gguf_import as gguf_import
+
+
+def fast_tokenizer(pre_tokenizer) -> PreTrainedTokenizerFast:
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab, []))
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def words(tok, text: str) -> list[str]:
+    return [w for w, _ in tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)]
+
+
+@pytest.mark.parametrize("name", ["smollm", "command-r", "codeshell", "exaone", "minerva-7b", "starcoder"])
+def test_llama_cpp_types_that_split_digits_split_them(monkeypatch, tmp_path, name):
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: name)
+    tok = fast_tokenizer(pre_tokenizers.ByteLevel(add_prefix_space=False))
+    gguf_import.set_pre_tokenizer(tok, tmp_path / "m.gguf")
+    assert words(tok, "x 2024") == ["x", "Ġ", "2", "0", "2", "4"]
+
+
+def test_llama_cpp_gpt2_name_is_the_plain_byte_level_one(monkeypatch, tmp_path, caplog):
+    # llama.cpp writes "gpt-2": a folder that had another pre-tokenizer gets GPT-2's, with no warning.
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: "gpt-2")
+    tok = fast_tokenizer(pre_tokenizers.Whitespace())
+    with caplog.at_level(logging.WARNING, logger="chipadapt.models.gguf_import"):
+        gguf_import.set_pre_tokenizer(tok, tmp_path / "m.gguf")
+    assert not caplog.records
+    assert words(tok, "x 2024") == ["x", "Ġ2024"]
+
+
+@pytest.mark.parametrize("name", ["falcon3", "tekken", "qwen35", "gpt-4o", "dbrx", "smaug-bpe", "llama-bpe"])
+def test_names_transformers_rebuilds_are_kept_without_a_warning(monkeypatch, tmp_path, caplog, name):
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: name)
+    tok = fast_tokenizer(pre_tokenizers.Whitespace())
+    before = tok.backend_tokenizer.pre_tokenizer.__getstate__()
+    with caplog.at_level(logging.WARNING, logger="chipadapt.models.gguf_import"):
+        gguf_import.set_pre_tokenizer(tok, tmp_path / "m.gguf")
+    assert tok.backend_tokenizer.pre_tokenizer.__getstate__() == before
+    assert not caplog.records
