@@ -190,21 +190,33 @@ def check_written_by_run(run: Path, ckpt: Path, record: dict, content: dict) -> 
     data (the manifest records it by other means) are not compared; a checkpoint from before settings were
     recorded is not either."""
     from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
-    from chipadapt.stages.resume_settings import CONTENT, WARNED, ends_with, trajectory_settings
+    from chipadapt.stages.resume_settings import (
+        CONTENT,
+        WARNED,
+        comparable_settings,
+        ends_with,
+        trajectory_settings,
+    )
 
     step, config = content.get("global_step"), record["config"]
     trained = (record.get("metrics") or {}).get("global_step") if record.get("status") == "completed" else None
     max_steps = (config.get("trainer") or {}).get("max_steps")
-    bound, said = (trained, "trained") if isinstance(trained, int) else (max_steps, "trains at most")
+    bound, said = (trained, "trained {} steps") if isinstance(trained, int) else (max_steps, "trains at most {} steps")
+    # A run that resumed a checkpoint past its length (a shorter overwrite=true rerun whose attempt did not
+    # complete) holds that step as its own: bounded by the step it resumed (stages/common.train_module).
+    resumed = ((record.get("inputs") or {}).get("resumed") or {}).get("step")
+    if not isinstance(trained, int) and isinstance(resumed, int) and isinstance(bound, int) and 0 <= bound < resumed:
+        bound, said = resumed, "resumed at step {} and trains no further"
     if isinstance(bound, int) and bound >= 0 and isinstance(step, int) and step > bound:
         raise ChipadaptError(
-            f"checkpoint: {ckpt} holds step {step}, but {run}/manifest.json says this run {said} {bound} steps: "
+            f"checkpoint: {ckpt} holds step {step}, but {run}/manifest.json says this run {said.format(bound)}: "
             "it is an earlier run's checkpoint in this folder, not this run's weights"
         )
     recorded = content.get(CHECKPOINT_KEY)
     if not isinstance(recorded, dict):
         return
-    current = trajectory_settings(OmegaConf.create(config), contents=False)
+    # Read as the resume check reads them: what resumes after a version change is this run's.
+    recorded, current = comparable_settings(recorded, trajectory_settings(OmegaConf.create(config), contents=False))
     changed = sorted(
         key
         for key in recorded.keys() | current.keys()
@@ -261,6 +273,12 @@ def exported_before(job: ExportJob) -> str | None:
             before["run_config"] = now["run_config"]
     changed = [SOURCE_NAMES[name] for name in now if before.get(name) != now[name]]
     return f", of the same checkpoint file, but {' and '.join(changed)} changed since" if changed else None
+
+
+def earlier_exports(job: ExportJob) -> list[str]:
+    """The folders of RUN/exports that a start-over found there: the earlier run's (stages/common.py)."""
+    names = (job.record.get("inputs") or {}).get("earlier_run_exports")
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def export(job: ExportJob, manifest: RunManifest) -> dict:
@@ -406,6 +424,8 @@ def run(cfg: DictConfig) -> dict:
     refuse_model_settings(cfg)
     job = plan_export(cfg)
     previous = "" if cfg.overwrite else exported_before(job)
+    if previous is not None and job.dest.parent == job.run / "exports" and job.dest.name in earlier_exports(job):
+        previous += ", an export of the earlier run this run started over from, not of this run"
     if previous is None:  # the same command again (a requeued job): its output is there, whole
         log.info(
             "export: %s holds step %d of %s, exported before from this checkpoint and inputs; not exported again",

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.config_typing import RETIRED_KEYS
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.dotted_keys import flatten as flatten  # re-exported: output_rerun reads its settings so
 from chipadapt.run_settings import (
@@ -181,9 +182,10 @@ def checkpoint_metadata(ckpt: Path) -> dict | None:
     return content
 
 
-def with_current_names(ckpt: Path, recorded: dict) -> dict:
+def with_current_names(ckpt: Path | None, recorded: dict) -> dict:
+    """`recorded` with the values an earlier chipadapt named otherwise renamed; said for a resume (`ckpt`)."""
     renamed = {key: RENAMED_VALUES[v] for key, v in recorded.items() if isinstance(v, str) and v in RENAMED_VALUES}
-    if renamed:
+    if renamed and ckpt is not None:
         log.warning(
             "%s was written with Hugging Face's warm-up (its first step at lr 0), resumed with chipadapt's: the "
             "lr of a warm-up step still to run differs by at most optim.lr/(num_warmup_steps+1); after the "
@@ -223,6 +225,24 @@ def overrides_back(keys: list[str], recorded: dict, current: dict) -> list[str] 
     return found
 
 
+# A shipped template's earlier ending, and the template that keeps it: a checkpoint written before the change
+# resumes with it (its "\n" given on the command line is a backslash and an n).
+EARLIER_TEMPLATE_ENDS = {"\n": "data/template=chipnemo_v1"}
+
+
+def earlier_template(keys: list[str], recorded: dict) -> list[str] | None:
+    """The template option that gives `keys` their recorded values, where they are exactly a reply's ending
+    that an earlier chipadapt's shipped template wrote (conf/data/template/chipnemo_v1.yaml)."""
+    if not keys or not all(ends_with(key, ("template.assistant_end",)) for key in keys):
+        return None
+    options = {EARLIER_TEMPLATE_ENDS.get(_text_value(recorded.get(key))) for key in keys}
+    return [options.pop()] if len(options) == 1 and None not in options else None
+
+
+def _text_value(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _shell_word(text: str) -> str:
     plain = all(c.isalnum() or c in "._-/:=+" for c in text)  # else quoted: the shell leaves ${..} alone
     return text if plain else "'" + text.replace("'", "'\\''") + "'"
@@ -252,14 +272,31 @@ def settings_changes(ckpt: Path, cfg: DictConfig) -> tuple[list[str], dict, dict
     recorded = recorded_settings(ckpt)
     if recorded is None:
         return None
-    current = trajectory_settings(cfg)
+    recorded, current = comparable_settings(recorded, trajectory_settings(cfg), ckpt)
+    changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
+    return changed, recorded, current
+
+
+def comparable_settings(recorded: dict, current: dict, ckpt: Path | None = None) -> tuple[dict, dict]:
+    """A checkpoint's recorded settings and a run's, read alike: what a change of chipadapt's version alone
+    made differ is not a difference (a renamed value, a key added since read at its earlier meaning, a
+    section the stage never reads that an earlier version recorded, a retired key, data contents where the
+    record predates them). The resume check and export.py's check of a checkpoint against its run both
+    compare through it, so a checkpoint that resumes is one export accepts as the run's. `ckpt`: where a
+    renamed value is said (the resume's line); None says nothing."""
     recorded = with_earlier_meanings(with_current_names(ckpt, recorded), current)
     # A record of an earlier version kept sections the stage never reads (the retriever's data.*).
     recorded = without_unread(recorded, current.get("stage.name"))
+    # A key this version retired, still in an earlier run's record, is no setting of this run; nor is a key
+    # read only before or after training (IGNORED), which an earlier version's record may hold.
+    recorded = {
+        key: value
+        for key, value in recorded.items()
+        if (key not in RETIRED_KEYS or key in current) and not ends_with(key, IGNORED)
+    }
     if not any(key.endswith(CONTENT) for key in recorded):  # written before data contents were recorded
         current = {key: value for key, value in current.items() if not key.endswith(CONTENT)}
-    changed = sorted(key for key in recorded.keys() | current.keys() if recorded.get(key) != current.get(key))
-    return changed, recorded, current
+    return recorded, current
 
 
 def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
@@ -275,7 +312,7 @@ def check_resume_settings(ckpt: Path, cfg: DictConfig) -> None:
     different = describe(refused, recorded, current)
     if different:
         more = f" and {len(different) - SHOWN} more" if len(different) > SHOWN else ""
-        back = overrides_back(refused, recorded, current)
+        back = earlier_template(refused, recorded) or overrides_back(refused, recorded, current)
         given = f" ({' '.join(back)})" if back else f" ({recorded_overrides(ckpt)})"
         raise ChipadaptError(
             f"{ckpt} was written by a run with other settings ({'; '.join(different[:SHOWN])}{more}); rerun with "
