@@ -29,6 +29,8 @@ TRAIN_CASES = [
     ("loss_guard.warmup_steps=-2", r"loss_guard.warmup_steps: -2 is not a whole number >= 1"),
     ("loss_guard.warmup_steps=2.5", r"loss_guard.warmup_steps: Value '2.5' of type 'float' could not be converted"),
     ("+loss_guard.windw=3", r"loss_guard.windw: unknown key"),
+    # the window holds at most `window` losses and the guard compares once it holds warmup_steps of them
+    ("loss_guard.window=5", r"loss_guard.window: 5 is less than loss_guard.warmup_steps=10: the guard would never"),
     # 2. optimizer, scheduler, data loader, retriever
     (
         "optim=adamw_cosine optim.scheduler.num_warmup_steps=-5",
@@ -48,6 +50,15 @@ TRAIN_CASES = [
     ("peft=lora_small +peft.lora_alpah=8", r"peft.lora_alpah: unknown key \(did you mean peft.lora_alpha\?"),
     ("peft=lora_small peft.target_modules=[]", r"peft.target_modules: \[\] is not a module name"),
     ("peft=lora_small peft.train_new_token_rows=maybe", r"peft.train_new_token_rows: Value 'maybe' is not a valid"),
+    # LoRA on peft=none: a KeyError for train_new_token_rows at model setup
+    (
+        "peft=none peft.r=8",
+        r"^peft.r=8: LoRA also needs peft.lora_alpha, .*peft.train_new_token_rows; choose peft=lora_s",
+    ),
+    # LoraConfig got task_type twice, a TypeError at model setup
+    ("peft=lora_small +peft.task_type=CAUSAL_LM", r"^peft.task_type: set by chipadapt itself"),
+    # full fine-tuning: a LoRA setting beside it did nothing
+    ("peft=none +peft.use_dora=true", r"^peft.use_dora: a LoRA setting, and peft.r is null"),
     # 6. model source, checkpoint callback
     ("model.source.hidden_size=abc", r"model.source.hidden_size: Value 'abc' of type 'str' could not be converted"),
     ("model.source.num_layers=0", r"model.source.num_layers: 0 is not a whole number >= 1"),
@@ -78,6 +89,7 @@ EVALUATE_CASES = [
     (["eval=[corpus_ppl]", "eval.corpus_ppl.splits.ibex.held_out=-0.1"], r"splits.ibex.held_out: -0.1 must be > 0"),
     # 7. switches and sampling
     (["eval=[ifeval]", "eval.ifeval.chat=maybe"], r"eval.ifeval.chat: 'maybe' is not true or false"),
+    (["eval=[ifeval]", "eval.ifeval.chat=1.5"], r"eval.ifeval.chat: 1.5 is not true or false"),
     (["eval=[verilog]", "eval.verilog.references_only=maybe"], r"eval.verilog.references_only: 'maybe' is not true"),
     (["eval=[verilog]", "eval.verilog.temperature=-1"], r"eval.verilog.temperature: -1 must be >= 0"),
     # 6. model.source on evaluate.py too
@@ -123,3 +135,20 @@ def test_every_shipped_option_validates(tmp_path, override):
 @pytest.mark.parametrize("task", sorted(p.stem for p in (CONF / "eval").glob("*.yaml")))
 def test_every_shipped_eval_task_validates(tmp_path, task):
     validate(evaluate_config([f"eval=[{task}]"], tmp_path))
+
+
+def test_whole_floats_and_switch_words_read_alike_in_every_group(tmp_path):
+    """`num_warmup_steps=1e2` was refused while trainer.max_steps=1e2 was made 100; `eval.ifeval.chat=no`
+    refused while loss_guard.enabled=no was made false: one rule each (config_typing)."""
+    cfg = compose([*TINY, "optim=adamw_cosine", "optim.scheduler.num_warmup_steps=1e2", "resume=no"], tmp_path)
+    validate(cfg)
+    assert cfg.optim.scheduler.num_warmup_steps == 100 and type(cfg.optim.scheduler.num_warmup_steps) is int
+    assert cfg.resume is False
+    cfg = compose(
+        [*TINY, "optim=adamw_cosine", "optim.scheduler.num_warmup_steps=10.0", "stage.validate_before=off"], tmp_path
+    )
+    validate(cfg)
+    assert type(cfg.optim.scheduler.num_warmup_steps) is int and cfg.stage.validate_before is False
+    cfg = evaluate_config(["eval=[ifeval]", "eval.ifeval.chat=no"], tmp_path)
+    validate(cfg)
+    assert cfg.eval.ifeval.chat is False

@@ -63,11 +63,17 @@ def as_run(tmp_path):
         ("bootstrap", "loss_guard.enabled=false", "loss_guard"),
         ("sft", "eval.eda_script.path=/does/not/exist.jsonl", "eval"),
         ("sft", "eval.eda_script.categories=[nosuch]", "eval"),
+        # annotate rates with annotate.attribute_model: the causal LM's group was taken as applied
+        ("annotate", "model=tiny", "model (it rates with the attribute model"),
+        ("annotate", "model.dtype=bfloat16", "model (it rates with the attribute model"),
+        ("attribute_model", "model.attn_implementation=eager", "model.attn_implementation"),
+        # what the refusal says is the stage's: the reranker's was "(the attribute model trains in float32)"
+        ("reranker", "model.dtype=float32", "model (the causal LM)"),
     ],
 )
 def test_an_override_the_stage_never_reads_is_refused_in_one_line(as_run, stage, override, what):
     with pytest.raises(ChipadaptError) as refused:
-        validate(as_run(stage, "model=tiny" if stage != "reranker" else "seed=1", override))
+        validate(as_run(stage, "model=tiny" if stage not in ("reranker", "annotate") else "seed=1", override))
     assert str(refused.value).startswith(f"{override}: stage={stage} does not use {what}")
     assert str(refused.value).endswith("; remove it") and "\n" not in str(refused.value)
 
@@ -78,7 +84,7 @@ def test_an_override_the_stage_never_reads_is_refused_in_one_line(as_run, stage,
         ("retriever", ["peft=none", "optim=adamw_cosine", "optim.lr=1e-4", "trainer.max_steps=2"]),  # its defaults
         ("reranker", ["model=smollm2_135m", "callbacks.progress=null"]),
         ("attribute_model", ["model=tiny", "peft=none", "data=attributes_oasst", "optim.lr=1e-4", "model.path=m"]),
-        ("annotate", ["model=tiny", "data.template.attribute_prefix=x", "data=steerlm_blend"]),
+        ("annotate", ["data.template.attribute_prefix=x", "data=steerlm_blend"]),
         (
             "bootstrap",
             ["model=tiny", "data.attributes.order=[helpfulness,quality,toxicity,humor,creativity]", "trainer=cpu"],
@@ -104,3 +110,22 @@ def test_the_rerun_comparison_leaves_out_what_the_check_refuses(as_run):
     config = OmegaConf.to_container(as_run("bootstrap", "model=tiny"), resolve=True)
     keys = set(run_settings(config, "bootstrap", None))
     assert "data.attributes.order" in keys and not any(key.startswith("data.sources") for key in keys)
+
+
+@pytest.mark.parametrize(
+    "stage, overrides",
+    [
+        # each was asked for model.path, and then refused `model.path=...` as a group the stage never reads
+        ("reranker", ["experiment=chipnemo_7b"]),
+        ("annotate", ["experiment=chipnemo_7b"]),
+        ("retriever", ["retriever.synthetic.method=ict", "model=llama2_7b"]),
+        ("retriever", ["retriever.train_file=t.jsonl", "model=llama2_7b"]),
+    ],
+)
+def test_a_required_key_the_stage_never_reads_is_not_demanded(as_run, stage, overrides):
+    validate(as_run(stage, *overrides))
+
+
+def test_the_retriever_writing_questions_with_the_llm_still_needs_its_path(as_run):
+    with pytest.raises(ChipadaptError, match=r"^model.path: required, not set"):
+        validate(as_run("retriever", "model=llama2_7b"))

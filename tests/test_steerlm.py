@@ -145,8 +145,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
     chat = write_jsonl(tmp_path / "chat.jsonl", labelled[:6])
     proc = run_train(
         [
-            "stage=annotate",
-            "model=tiny",  # annotate and bootstrap train nothing: no data or callbacks
+            "stage=annotate",  # rates with annotate.attribute_model: no `model` (refused as unread)
             f"annotate.attribute_model={attr / 'model'}",
             f"annotate.input.path={chat}",
             "annotate.input.format=chat",

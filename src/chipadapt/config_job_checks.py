@@ -4,7 +4,7 @@ counts, the metric a sweep optimizes, a tokenizer the stage would not use, and F
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.config_groups import FSDPStrategySchema
-from chipadapt.config_typing import bounded_number, typed_group
+from chipadapt.config_typing import bounded_number, true_or_false, typed_group, whole_in_place
 from chipadapt.errors import ChipadaptError
 
 FSDP_STRATEGY = "chipadapt.scaleout.strategies.fsdp_strategy"
@@ -71,13 +71,12 @@ def check_eval(tasks: DictConfig) -> None:
                 raise ChipadaptError(f"eval.{task}.{key}: null is not a whole number >= {low}")
             if value is None:
                 continue
-            if isinstance(value, float) and value.is_integer():  # `limit=1e3`
-                node[key] = value = int(value)
+            value = whole_in_place(node, key)  # `limit=1e3`
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ChipadaptError(f"eval.{task}.{key}: {value!r} is not a whole number >= {low}")
         for key in EVAL_FLAGS:
-            if key in node and not isinstance(node[key], bool):
-                raise ChipadaptError(f"eval.{task}.{key}: {node[key]!r} is not true or false")
+            if key in node:
+                true_or_false(node, key, f"eval.{task}.{key}")
         if node.get("temperature") is not None:  # a negative one was taken as greedy without a word
             bounded_number(f"eval.{task}.temperature", node.temperature, 0)
         check_held_out(task, node.get("splits"))

@@ -41,9 +41,10 @@ from chipadapt.config_job_checks import (
     check_optimized_metric,
     check_tokenizer_used,
 )
-from chipadapt.config_typing import RETIRED_KEYS, WHERE, typed_group, whole_numbers
+from chipadapt.config_typing import RETIRED_KEYS, WHERE, true_or_false, typed_group, whole_in_place, whole_numbers
 from chipadapt.config_value_checks import check_model_source, check_train_settings
 from chipadapt.errors import ChipadaptError
+from chipadapt.run_settings import is_unread_in_run
 from chipadapt.stage_reads import check_stage_reads
 from chipadapt.steerlm.stage_settings import check_steerlm_stages
 from chipadapt.trainer_schema import check_trainer
@@ -90,18 +91,28 @@ ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes":
 def validate(cfg: DictConfig) -> None:
     """Raise a ChipadaptError for the first problem found in the composed config."""
     check_stage_reads(cfg)  # first: a key required by a group the stage never reads (stage=reranker model=llama2_7b)
-    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
+    stage = OmegaConf.select(cfg, "stage.name")
+
+    def select(key: str) -> object:
+        return OmegaConf.select(cfg, key, throw_on_missing=False)
+
+    # A required key of what the stage never reads is no demand: `experiment=chipnemo_7b stage=reranker` was
+    # asked for model.path, and refused `model.path=...` as unread.
+    missing = sorted(
+        key
+        for key in OmegaConf.missing_keys(cfg)
+        if not key.startswith("hydra") and not (stage is not None and is_unread_in_run(key, stage, select))
+    )
     if missing:
         raise ChipadaptError(f"{missing[0]}: required, not set (add {missing[0]}=...)")
     for key, kind in ROOT_TYPES.items():
         if key in cfg and cfg[key] is not None:
-            value = cfg[key]
-            if kind is int and isinstance(value, float) and value.is_integer():  # `max_shard_bytes=2e9`
-                cfg[key] = value = int(value)
-            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            if kind is bool:
+                true_or_false(cfg, key, key)
+                continue
+            value = whole_in_place(cfg, key)  # `max_shard_bytes=2e9`
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ChipadaptError(f"{key}: {value!r} is not a whole number")
-            if kind is bool and not isinstance(value, bool):
-                raise ChipadaptError(f"{key}: {value!r} is not true or false")
     if isinstance(cfg.get("device"), str):
         check_device(cfg.device)
     if isinstance(cfg.get("eval"), DictConfig):
@@ -118,6 +129,8 @@ def validate(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             whole_numbers(schema, node)
+            if group == "optim" and isinstance(node.get("scheduler"), DictConfig):
+                whole_in_place(node.scheduler, "num_warmup_steps")  # the scheduler is any callable: untyped
             CHECKS[group](typed_group(group, schema, node))
     if isinstance(cfg.get("model"), DictConfig):
         check_model_source(cfg.model)

@@ -6,7 +6,7 @@ import math
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import BooleanNode, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chipadapt.errors import ChipadaptError
@@ -22,8 +22,31 @@ def whole_numbers(schema: type, node: DictConfig) -> None:
         value = node.get(spec.name) if spec.name in node else None
         if is_dataclass(spec.type) and isinstance(value, DictConfig):
             whole_numbers(spec.type, value)
-        elif spec.type is int and isinstance(value, float) and value.is_integer():
-            node[spec.name] = int(value)
+        elif spec.type is int:
+            whole_in_place(node, spec.name)
+
+
+def whole_in_place(node: DictConfig, key: str) -> Any:
+    """`node[key]` made an int where it is an integral float (`5e6`, `10.0`), written back; returns the value.
+    Every whole-number setting reads floats so, typed by a schema or not."""
+    value = node.get(key) if key in node else None
+    if isinstance(value, float) and value.is_integer():
+        node[key] = value = int(value)
+    return value
+
+
+def true_or_false(node: DictConfig, key: str, where: str) -> bool:
+    """`node[key]` as a bool by OmegaConf's rule for a schema's bool fields (true/false, yes/no, on/off, y/n,
+    any case), written back, so a switch without a schema (`eval.ifeval.chat=no`) reads as one with a
+    schema does (`loss_guard.enabled=no`); anything else is refused, naming `where`."""
+    try:
+        value = BooleanNode(value=node[key])._value()
+    except OmegaConfBaseException:
+        value = None
+    if not isinstance(value, bool):
+        raise ChipadaptError(f"{where}: {node[key]!r} is not true or false")
+    node[key] = value
+    return value
 
 
 # Keys a release removed, with what replaces them: an old command line or config names the new key,

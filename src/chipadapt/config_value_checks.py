@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chipadapt.config_groups import LossGuardSchema, PeftSchema, TinyLlamaSourceSchema
-from chipadapt.config_typing import WHERE, bounded_number, typed_group, whole_numbers
+from chipadapt.config_typing import WHERE, bounded_number, true_or_false, typed_group, whole_in_place, whole_numbers
 from chipadapt.errors import ChipadaptError
 
 # torch.set_float32_matmul_precision takes any string; one it does not know turns TF32 off without a word.
@@ -24,9 +24,8 @@ def typed_in_place(group: str, schema: type, node: DictConfig) -> dict:
     back, since the code reading the group reads the raw node (`enabled: "off"` would be true there)."""
     whole_numbers(schema, node)
     for spec in fields(schema):  # whole_numbers takes `int` fields; `int | None` ones too (peft.r=16.0)
-        value = node.get(spec.name)
-        if spec.type == int | None and isinstance(value, float) and value.is_integer():
-            node[spec.name] = int(value)
+        if spec.type == int | None:
+            whole_in_place(node, spec.name)
     values = typed_group(group, schema, node)
     for key, value in values.items():
         if isinstance(node.get(key), str) and not isinstance(value, str):
@@ -50,6 +49,17 @@ def check_loss_guard(node: DictConfig) -> None:
     if "warmup_steps" in guard:
         # 0 compares the first loss with the mean of no losses (a division by zero at step 1).
         whole_number("loss_guard.warmup_steps", guard["warmup_steps"], 1)
+    if (
+        guard.get("enabled")
+        and "window" in guard
+        and "warmup_steps" in guard
+        and guard["window"] < guard["warmup_steps"]
+    ):
+        # modules/loss_guard.py compares once it holds warmup_steps losses, and holds at most `window`.
+        raise ChipadaptError(
+            f"loss_guard.window: {guard['window']} is less than loss_guard.warmup_steps={guard['warmup_steps']}: "
+            "the guard would never hold enough losses to compare; make window >= warmup_steps"
+        )
 
 
 def lora_settings() -> set[str]:
@@ -61,9 +71,19 @@ def lora_settings() -> set[str]:
     return {spec.name for spec in fields(LoraConfig)}
 
 
+# What LoRA (models/lora.apply_lora) needs of `peft` once peft.r is set: the keys conf/peft/lora_*.yaml set.
+LORA_NEEDS = ("lora_alpha", "lora_dropout", "target_modules", "train_new_token_rows")
+# LoraConfig's arguments models/lora.apply_lora gives itself: the same one from the user was a TypeError at
+# model setup (task_type) or replaced without a word (trainable_token_indices, from the tokenizer's new rows).
+LORA_SET_BY_CODE = ("task_type", "trainable_token_indices")
+
+
 def check_peft(node: DictConfig) -> None:
     ours = {spec.name for spec in fields(PeftSchema)}
     others = [str(key) for key in node if key not in ours]
+    for key in others:
+        if key in LORA_SET_BY_CODE:
+            raise ChipadaptError(f"peft.{key}: set by chipadapt itself (models/lora.py); remove it")
     if others:
         known = lora_settings()
         for key in others:
@@ -76,9 +96,21 @@ def check_peft(node: DictConfig) -> None:
     for key in ("r", "train_new_token_rows"):  # `r=16.0`, `train_new_token_rows=off`: as the schema types them
         if key in peft and type(node.get(key)) is not type(peft[key]):
             node[key] = peft[key]
-    if peft.get("r") is None:  # peft=none: full fine-tuning, the rest unused
+    if peft.get("r") is None:  # peft=none: full fine-tuning, a LoRA setting beside it would do nothing
+        unused = [str(key) for key in node if key not in ("name", "r")]
+        if unused:
+            raise ChipadaptError(
+                f"peft.{unused[0]}: a LoRA setting, and peft.r is null (full fine-tuning: no LoRA); "
+                "remove it, or choose LoRA with peft=lora_small"
+            )
         return
     r = peft["r"]
+    lacking = [key for key in LORA_NEEDS if key not in node]
+    if lacking:
+        raise ChipadaptError(
+            f"peft.r={r}: LoRA also needs {', '.join('peft.' + key for key in lacking)}; "
+            f"choose peft=lora_small (and peft.r={r} on it)"
+        )
     if r < 1:
         raise ChipadaptError(f"peft.r: {r} is not a rank >= 1 (peft=none trains every weight)")
     if "lora_alpha" in peft:
@@ -132,8 +164,7 @@ def check_train_settings(cfg: DictConfig) -> None:
         raise ChipadaptError(f"matmul_precision: {cfg.matmul_precision!r} is not one of {', '.join(MATMUL_PRECISIONS)}")
     stage = cfg.get("stage")
     if isinstance(stage, DictConfig) and "validate_before" in stage:
-        if not isinstance(stage.validate_before, bool):
-            raise ChipadaptError(f"stage.validate_before: {stage.validate_before!r} is not true or false")
+        true_or_false(stage, "validate_before", "stage.validate_before")
     speed = OmegaConf.select(cfg, "plan.tokens_per_s_per_gpu")
     if speed is not None:
         bounded_number("plan.tokens_per_s_per_gpu", speed, 0, low_open=True)

@@ -30,10 +30,18 @@ NO_TRAINING = ("trainer", "optim", "peft", "loss_guard", "plan", "callbacks", "l
 NOT_READ = {
     "retriever": ("data", "tokenizer", "peft", "loss_guard"),
     "reranker": ("data", "tokenizer", "peft", "loss_guard", "model"),
-    "annotate": ("tokenizer", *NO_TRAINING),
+    # annotate rates with the attribute model at annotate.attribute_model, never the causal LM of `model`
+    "annotate": ("tokenizer", "model", *NO_TRAINING),
     "bootstrap": NO_TRAINING,
     "tokenizer": NO_TRAINING,
-    "attribute_model": ("peft", "loss_guard", "model.dtype", "model.gradient_checkpointing"),
+    # modules/attribute_model.load_attribute_model builds the head model in float32 with transformers' attention
+    "attribute_model": (
+        "peft",
+        "loss_guard",
+        "model.dtype",
+        "model.gradient_checkpointing",
+        "model.attn_implementation",
+    ),
 }
 # Sections a stage reads only in part: of each, the keys it reads (annotate and bootstrap format conversations
 # with the data group's template; bootstrap steers in its attribute order).
@@ -57,6 +65,26 @@ PACKAGE_RESOURCES = re.compile(r"[^\s'\"=,]*?/chipadapt/resources(?=/|$)")
 # run differed.
 PATH_START = r"(?<![^\s'\"=,])"
 FOLDER_END = r"(?![^\s'\"=,/])"
+
+
+# Sections a stage reads only under some of its settings, with the test of when it reads them (`select`, a
+# dotted lookup in the run's config): the retriever loads the causal LM of `model` only to write and judge
+# synthetic questions (retriever.synthetic.method=llm without retriever.train_file), the rule by which
+# loggers/wandb.models_used tags a run. Only the demand for a required key (config_schema.validate) reads it:
+# `experiment=chipnemo_7b stage=retriever retriever.synthetic.method=ict` asked for model.path it never loads.
+READ_WHEN = {
+    "retriever": {
+        "model": lambda select: select("retriever.synthetic.method") == "llm" and not select("retriever.train_file"),
+    },
+}
+
+
+def is_unread_in_run(key: str, stage: object, select) -> bool:
+    """is_unread, or `key` is in a section READ_WHEN says this run (`select(dotted_key)`) leaves unread."""
+    if is_unread(key, stage):
+        return True
+    conditions = READ_WHEN.get(str(stage), {})
+    return any(_within(key, section) and not reads(select) for section, reads in conditions.items())
 
 
 def unread_sections(stage: object) -> tuple[str, ...]:

@@ -17,10 +17,24 @@ WHAT = {
     "loss_guard": "loss_guard (the skipping of outlying steps)",
     "tokenizer": "it: its models keep their own tokenizers",
     "model": "model (the causal LM)",
-    "model.dtype": "model.dtype (the attribute model trains in float32)",
-    "model.gradient_checkpointing": "model.gradient_checkpointing (the attribute model keeps its activations)",
     "eval": "eval (train.py reads only eval.eda_script.eval_fraction; evaluate with evaluate.py)",
 }
+# The same, where what it says is true of one stage only: looked up first.
+WHAT_IN_STAGE = {
+    "attribute_model": {
+        "model.dtype": "model.dtype (the attribute model trains in float32)",
+        "model.gradient_checkpointing": "model.gradient_checkpointing (the attribute model keeps its activations)",
+        "model.attn_implementation": "model.attn_implementation (the attribute model loads with transformers' default)",
+    },
+    "annotate": {"model": "model (it rates with the attribute model at annotate.attribute_model)"},
+}
+
+
+def what(key: str, stage: str) -> str:
+    """What a refusal of `key` at `stage` names: the key, said plainly where it alone would not say it."""
+    own = WHAT_IN_STAGE.get(stage, {})
+    group = key.split(".")[0]
+    return own.get(key) or WHAT.get(key) or own.get(group) or WHAT.get(group) or key
 
 
 def check_stage_reads(cfg: DictConfig) -> None:
@@ -41,8 +55,7 @@ def check_stage_reads(cfg: DictConfig) -> None:
         is_group = "." not in key and conf is not None and (conf / key).is_dir()
         if is_group and not parsed.is_delete() and str(parsed.value()) == defaults.get(key):
             continue
-        what = WHAT.get(key) or WHAT.get(key.split(".")[0]) or key
-        raise ChipadaptError(f"{text}: stage={stage} does not use {what}; remove it")
+        raise ChipadaptError(f"{text}: stage={stage} does not use {what(key, str(stage))}; remove it")
 
 
 def _hydra_config(cfg: DictConfig) -> DictConfig | None:

@@ -6,6 +6,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.report import console
+from chipadapt.run_settings import READ_THROUGH, is_unread
 
 SCRIPTS = ("train.py", "evaluate.py", "merge.py")
 
@@ -44,6 +46,35 @@ def flatten(items) -> list[str]:
     return flat
 
 
+def common_key(arg: str) -> str:
+    """The dotted key a common argument sets: `logger=tensorboard` -> logger, `+model.x=1` -> model.x."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(arg).key_or_group.replace("/", ".")
+
+
+def stage_of(args: list[str]) -> str | None:
+    """The stage a train.py step's arguments name (the last `stage=`); None for train.yaml's own, dapt, which
+    reads every group (run_settings.NOT_READ has no entry for it)."""
+    named = [arg.split("=", 1)[1] for arg in args if arg.startswith("stage=")]
+    return named[-1] if named else None
+
+
+def read_common(common: list[str], name: str, args: list[str], left_out: dict[str, list[str]]) -> list[str]:
+    """Of the variant's common arguments, those train.py step `name` (its `args`) reads: train.py refuses an
+    override of what its stage never reads (stage_reads.py), and common_args go before every step, so
+    `logger=tensorboard` stopped the tokenizer step. What is left out is recorded in `left_out` (arg -> steps)."""
+    stage = stage_of([*common, *args])
+    kept = []
+    for arg in common:
+        key = common_key(arg)
+        if key not in READ_THROUGH and is_unread(key, stage):
+            left_out.setdefault(arg, []).append(name)
+        else:
+            kept.append(arg)
+    return kept
+
+
 def load_steps(cfg: DictConfig) -> list[Step]:
     """`steps` in config order, less the variant's `skip` and whatever needs a skipped step."""
     skip = set(cfg.variant.skip or [])
@@ -52,6 +83,7 @@ def load_steps(cfg: DictConfig) -> list[Step]:
         raise ChipadaptError(f"variant.skip: no step named {sorted(unknown)[0]!r} (steps: {', '.join(cfg.steps)})")
     common = flatten(OmegaConf.to_container(cfg.variant.common_args, resolve=True) or [])
     steps, dropped = [], set(skip)
+    left_out: dict[str, list[str]] = {}  # common argument -> the train.py steps whose stage never reads it
     for name, node in cfg.steps.items():
         if node is None:
             dropped.add(name)
@@ -96,7 +128,9 @@ def load_steps(cfg: DictConfig) -> list[Step]:
         if script not in SCRIPTS:
             raise ChipadaptError(f"steps.{name}.script: {script!r} is not one of {', '.join(SCRIPTS)}")
         args = flatten(spec.get("args") or [])
-        if script != "merge.py":  # merge.py names its models itself; the others take the variant's model
+        if script == "train.py":
+            args = read_common(common, name, args, left_out) + args
+        elif script != "merge.py":  # merge.py names its models itself; the others take the variant's model
             args = common + args
         steps.append(
             Step(
@@ -111,5 +145,10 @@ def load_steps(cfg: DictConfig) -> list[Step]:
                 meta=spec.get("meta") or {},
                 choose=choice,
             )
+        )
+    for arg, names in left_out.items():  # once per reproduction: the dry run and the log show it
+        console.print(
+            f"variant.common_args: {arg} left out of {', '.join(names)} (train.py; their stage never reads it)",
+            highlight=False,
         )
     return steps
