@@ -174,7 +174,15 @@ def test_adapter_only_checkpoints_refuse_a_base_that_changed_since(tmp_path):
 
     base = tmp_path / "base"
     shutil.copytree(tiny_llama(tmp_path / "cache"), base)
-    peft = OmegaConf.create({"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    peft = OmegaConf.create(
+        {
+            "r": 4,
+            "lora_alpha": 8,
+            "lora_dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj"],
+            "train_new_token_rows": True,
+        }
+    )
     module = CausalLMModule(base, "float32", "sdpa", False, OmegaConf.create({}), peft=peft)
     recorded = fingerprint_input(base)["fingerprint"]
     checkpoint = {"frozen_weights_left_out": True, "frozen_weights_fingerprint": recorded, "state_dict": {}}
