@@ -149,15 +149,23 @@ def test_a_folder_published_before_the_record_is_told_by_time(tmp_path):
     assert resume_checkpoint(cfg, tmp_path, check=False) is None
 
 
-@pytest.mark.parametrize(("max_steps", "starts_over"), [(4, True), (6, True), (10, False)])
-def test_an_earlier_release_checkpoint_at_a_shorter_length_starts_over(tmp_path, max_steps, starts_over):
+@pytest.mark.parametrize(
+    ("overrides", "starts_over"),
+    [
+        (["trainer.max_steps=4"], True),
+        (["trainer.max_steps=6"], True),
+        (["trainer.max_steps=10"], False),
+        (["trainer.max_steps=10", "optim.lr=1e-4"], True),  # resumed, the settings check then refused it
+    ],
+)
+def test_an_earlier_release_checkpoint_at_a_shorter_length_starts_over(tmp_path, overrides, starts_over):
     """Without FINISHED_KEY, `trainer.max_steps=4 overwrite=true` over a finished 6-step run resumed it, trained 0
     steps and republished the 6-step weights."""
     ckpt = finished_checkpoint(tmp_path, config(tmp_path, "trainer.max_steps=6"), 6)
     content = torch.load(ckpt, weights_only=False)
     del content[FINISHED_KEY]
     torch.save(content, ckpt)
-    cfg = config(tmp_path, f"trainer.max_steps={max_steps}", "overwrite=true")
+    cfg = config(tmp_path, *overrides, "overwrite=true")
     assert (resume_checkpoint(cfg, tmp_path, check=False) is None) == starts_over
 
 
@@ -230,3 +238,20 @@ def test_a_checkpoint_of_the_earlier_chipnemo_ending_is_pointed_to_chipnemo_v1(t
     with pytest.raises(ChipadaptError, match=r"\(data/template=chipnemo_v1\)"):
         check_resume_settings(ckpt, now)
     check_resume_settings(ckpt, before)
+
+
+def test_a_requeued_retrain_with_the_same_settings_resumes_its_own_checkpoint(tmp_path):
+    """A published 6-step run retrained with `overwrite=true` and the same settings: its start-over, then its
+    own step-6 checkpoint and a preemption before the publish. The earlier run's publish record matched that
+    checkpoint (same step, same settings), so the requeue took it as published and started over again."""
+    from chipadapt.stages.common import PUBLISHED_RECORD, published_record
+
+    cfg = config(tmp_path, "trainer.max_steps=6", "overwrite=true")
+    finished_checkpoint(tmp_path, cfg, 6)
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / PUBLISHED_RECORD).write_text(json.dumps(published_record(6, trajectory_settings(cfg))))
+    discard_checkpoint(tmp_path)  # the retrain's start-over
+    assert not (tmp_path / PUBLISHED_RECORD).exists()
+    ckpt = finished_checkpoint(tmp_path, cfg, 6)  # the retrain's own last checkpoint, after model/
+    os.utime(ckpt, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    assert resume_checkpoint(cfg, tmp_path, check=False) == str(ckpt)

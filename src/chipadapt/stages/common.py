@@ -254,6 +254,10 @@ def discard_checkpoint(out: Path, filename: str | None = None, metric_names: boo
             folder,
             ", ".join(entry.name for entry in kept),
         )
+    # What model/ was published from is the earlier run's: kept, it matched the new training's checkpoint at
+    # the same step and settings (an overwrite=true retrain), which a requeue then took as published and
+    # started over again, each preemption losing the whole training. Without it, model/'s time decides.
+    (out / PUBLISHED_RECORD).unlink(missing_ok=True)
     marker.unlink()
 
 
@@ -325,6 +329,8 @@ def overwrite_starts_over(ckpt: Path, cfg: DictConfig) -> bool:
         return False
     max_steps = OmegaConf.select(cfg, "trainer.max_steps")
     if FINISHED_KEY not in content and isinstance(max_steps, int) and max_steps >= 0:
+        if compared and any(not ends_with(key, WARNED) for key in compared[0]):
+            return True  # other settings: not a continuation (resumed, the settings check refused it)
         return not trains_longer(compared[1] if compared else {}, cfg, content.get("global_step"))
     if finished_training(ckpt, cfg):
         return True
