@@ -70,3 +70,18 @@ def test_the_optimized_metric_is_the_hp_metric_and_a_failed_run_has_none(tmp_pat
     diverged.finalize("success")
     end_of_job(True)
     assert scalars(tmp_path / "diverged" / "tensorboard", "hp_metric") == []
+
+
+def test_the_hp_metric_of_a_job_ended_within_its_first_second_is_shown(tmp_path, monkeypatch):
+    """Lightning's finalize closes the writer, so the hp_metric goes into a file opened at the job's end. Within
+    the second the run's own file was opened, the process's file count made that file sort first (`.10`
+    before `.9`), and the run's own file, read after it, purged the hp_metric with its start-step marker."""
+    from tensorboard.summary.writer import event_file_writer
+
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    logger = new_logger(tmp_path)
+    logger.start_at(0)  # a training run's logger: a purge marker at its start step
+    logger.log_metrics({"val/domain/bpb": 4.0}, step=0)
+    logger.finalize("success")
+    end_of_job(True)
+    assert scalars(tmp_path / "tensorboard", "hp_metric") == [(0, 4.0)]

@@ -3,18 +3,17 @@ checkpoint's own weights) stays one point when the resumed run does not validate
 trained longer), and is replaced by the resumed run's own when it does (a checkpoint written before its
 step's validation); the replayed training events at N show once either way."""
 
-import time
-
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from chipadapt.loggers.tensorboard import RunTensorBoardLogger
+from chipadapt.loggers.tensorboard import RunTensorBoardLogger, after_event_files
 
 VAL = "val/domain/bpb"
 
 
 def job(folder, start: int | None, logged: list[tuple[int, dict]]) -> None:
     """One job's logging in `folder` (a training run resumed at `start`), closed as Lightning closes it."""
-    after_earlier_files(folder)
+    # Separate processes (as resumed runs are) open their files in other seconds; this one may not.
+    after_event_files(str(folder / "tensorboard"))
     logger = RunTensorBoardLogger(save_dir=str(folder), name="tensorboard", version="")
     if start is not None:
         logger.start_at(start)
@@ -22,16 +21,6 @@ def job(folder, start: int | None, logged: list[tuple[int, dict]]) -> None:
     for step, metrics in logged:
         logger.log_metrics(metrics, step=step)
     logger.finalize("success")
-
-
-def after_earlier_files(folder) -> None:
-    """Wait for the next second where this folder holds an event file of this one. TensorBoard reads the
-    files in name order, `events.out.tfevents.<second>.<host>.<pid>.<count>`: jobs of separate
-    processes (as resumed runs are) differ in their second, but the jobs of one test process can share
-    it, and the process's count then sorts `.10` before `.9` once earlier tests have opened nine files."""
-    seconds = [int(path.name.split(".")[3]) for path in (folder / "tensorboard").glob("*tfevents*")]
-    while seconds and int(time.time()) <= max(seconds):
-        time.sleep(0.05)
 
 
 def shown(folder, tag: str) -> list[tuple[int, float]]:

@@ -130,6 +130,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
                     return
                 if self._latest[name] != self._hp_logged:
                     value, step = self._hp_logged = self._latest[name]
+                    after_event_files(self.log_dir)  # Lightning's finalize closed the writer: a new file
                     super().log_metrics({HP_METRIC: value}, step)
                     self.experiment.close()  # written out: Lightning's finalize closed the writer before
                 return
@@ -160,6 +161,19 @@ class RunTensorBoardLogger(TensorBoardLogger):
             with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
                 save_hparams_to_yaml(tmp, self.hparams)
         super().save()  # the file is there now, so Lightning's own in-place write is skipped
+
+
+def after_event_files(log_dir: str) -> None:
+    """Wait, at most a second, until a writer opened now names its file after every event file in
+    `log_dir`. TensorBoard reads the files in name order, `events.out.tfevents.<second>.<host>.<pid>.<n>`,
+    where n counts the files this process opened: within one second `.10` sorts before `.9`, and the
+    run's own file, read after, then purged the hp_metric of a job that ended within the second of its
+    start (its purge marker at the start step hides what came before it)."""
+    names = os.listdir(log_dir) if os.path.isdir(log_dir) else []
+    parts = [name.split(".") for name in names if name.startswith("events.out.tfevents.")]
+    seconds = [int(part[3]) for part in parts if len(part) > 3 and part[3].isdigit()]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.05)
 
 
 def _is_validation(name: str) -> bool:
