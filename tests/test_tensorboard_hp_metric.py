@@ -85,3 +85,17 @@ def test_the_hp_metric_of_a_job_ended_within_its_first_second_is_shown(tmp_path,
     logger.finalize("success")
     end_of_job(True)
     assert scalars(tmp_path / "tensorboard", "hp_metric") == [(0, 4.0)]
+
+
+def test_figures_logged_after_the_writer_closed_within_its_first_second_are_shown(tmp_path, monkeypatch):
+    """The retriever stage logs its evaluation after fit, whose finalize closed the writer: the same purge."""
+    from tensorboard.summary.writer import event_file_writer
+
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    logger = new_logger(tmp_path)
+    logger.start_at(0)
+    logger.log_metrics({"val/in_batch_loss": 0.5}, step=0)
+    logger.finalize("success")
+    logger.log_metrics({"retrieval.mrr": 0.75}, step=1)
+    logger.finalize("success")
+    assert scalars(tmp_path / "tensorboard", "retrieval.mrr") == [(1, 0.75)]

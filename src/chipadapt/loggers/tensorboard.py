@@ -108,6 +108,9 @@ class RunTensorBoardLogger(TensorBoardLogger):
     def log_metrics(self, metrics, step=None) -> None:
         if self._placeholder:  # the -1 Lightning logs with the declaration: no measurement
             return
+        if self._experiment is not None and getattr(self._experiment, "file_writer", True) is None:
+            after_event_files(self.log_dir)  # closed by Lightning's finalize: this opens a new file (the stage's
+            # figures logged after fit, as the retriever's evaluation)
         if self._kept_validation is not None and step is not None and step == self._start_step:
             if any(_is_validation(name) for name in metrics):
                 self._replace_kept_validation(step)
