@@ -308,3 +308,108 @@ def test_a_trial_refused_because_another_process_runs_it_is_not_failed(tmp_path)
     with other, pytest.raises(SystemExit):
         search.sweep(search.arguments)
     assert states(storage) == ["RUNNING"]
+
+
+def basic_launcher_batch(search: StudySweeper, refused: set[int], diverged: frozenset[int] = frozenset()):
+    """Hydra's basic launcher runs a batch's jobs one after the other in this process: a job that refuses
+    its input (exit 2) ends the launch, and the values of the jobs before it are never returned."""
+    import json
+
+    def launch(overrides, initial_job_idx):
+        for index, override in enumerate(overrides, start=initial_job_idx):
+            if index in refused:
+                raise SystemExit(2)
+            folder = search.launcher.sweep_dir / str(index)
+            with run_folder_lock(folder):
+                x = float(dict(line.split("=", 1) for line in override)["optim.lr"])
+                done = {"status": "completed", "error": None, "metrics": {"after": {"domain": {"bpb": x}}}}
+                if index in diverged:
+                    done = {"status": "failed", "error": "TrainingDiverged: training diverged: loss is nan"}
+                manifest = {"kind": "train", "overrides": list(override), "config": {}, **done}
+                (folder / "manifest.json").write_text(json.dumps(manifest))
+        raise AssertionError("a batch with a refused job ends in SystemExit")
+
+    search.launcher.launch = launch
+
+
+@pytest.mark.parametrize("refused", [1, 0])
+def test_a_refused_trial_of_a_batch_fails_alone(tmp_path, refused):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    search = sweeper(tmp_path, storage, 2, n_jobs=2)
+    search.config.optimized_metric = "val/domain/bpb"
+    basic_launcher_batch(search, {refused})
+    with pytest.raises(SystemExit):
+        search.sweep(search.arguments)
+    trials = optuna.load_study(study_name="dapt", storage=storage).trials
+    if refused == 1:  # the batch-mate that completed first keeps its value
+        assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
+        assert trials[0].value == pytest.approx(trials[0].params["optim.lr"])
+    else:  # the batch-mate that never started has no value: failed, so the rerun draws another trial
+        assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+
+
+def test_a_diverged_batch_mate_of_a_refused_trial_counts_as_the_worst_value(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    search = sweeper(tmp_path, storage, 2, n_jobs=2)
+    search.config.optimized_metric = "val/domain/bpb"
+    basic_launcher_batch(search, {1}, diverged=frozenset({0}))
+    with pytest.raises(SystemExit):
+        search.sweep(search.arguments)
+    trials = optuna.load_study(study_name="dapt", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"] and trials[0].value == float("inf")
+
+
+@pytest.mark.parametrize("folder", ["never made", "named otherwise"])
+def test_a_trial_whose_search_process_died_before_its_job_locked_a_folder_runs_again(tmp_path, folder):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    killed = sweeper(tmp_path, storage, 1)
+
+    def dies(overrides, initial_job_idx):
+        if folder == "named otherwise":  # hydra.sweep.subdir: the job ran in a folder the study does not know
+            with run_folder_lock(tmp_path / "sweep" / "lr_0"):
+                pass
+        raise KeyboardInterrupt  # the process is killed: the study keeps trial 0 RUNNING
+
+    killed.launcher.launch = dies
+    with pytest.raises(KeyboardInterrupt):
+        killed.sweep(killed.arguments)
+    assert states(storage) == ["RUNNING"]
+    again = sweeper(tmp_path, storage, 1)  # the same command: n_trials counted the RUNNING trial before
+    again.sweep(again.arguments)
+    assert [number for number, _ in again.launcher.launched] == [0]
+    assert states(storage) == ["COMPLETE"]
+
+
+def test_a_trial_whose_search_process_lives_is_left_to_it_before_its_job_starts(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    second = sweeper(tmp_path, storage, 2)
+    first = sweeper(tmp_path, storage, 1)
+    queued = first.launcher.launch
+
+    def in_a_queue(overrides, initial_job_idx):  # a SLURM job not started yet: no folder lock
+        second.sweep(second.arguments)
+        return queued(overrides, initial_job_idx)
+
+    first.launcher.launch = in_a_queue
+    first.sweep(first.arguments)
+    assert [number for number, _ in second.launcher.launched] == [1]
+    assert states(storage) == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.parametrize(
+    "metric, setting, items",
+    [
+        ("ifeval.prompt_loose", {"eval": {"ifeval": {"limit": 50}}}, "the first 50 items of eval task 'ifeval'"),
+        ("val/domain/bpb", {"data": {"val_fraction": 0.15}}, "split 'domain' (data.val_fraction=0.15)"),
+    ],
+)
+def test_the_results_say_the_chosen_figure_is_measured_on_the_items_it_was_chosen_on(
+    tmp_path, caplog, metric, setting, items
+):
+    study = optuna.create_study(direction="minimize")
+    for x, value in ((0.1, 1.0), (0.2, 2.0)):
+        study.add_trial(optuna.trial.create_trial(params={"optim.lr": x}, distributions=SPACE, value=value))
+    report(study, tmp_path, ["minimize"], OmegaConf.create({"optimized_metric": metric, "hydra": {}, **setting}))
+    said = OmegaConf.load(tmp_path / "optimization_results.yaml").selection_bias
+    assert items in said and "of 2 trial(s)" in said and "not an unbiased estimate" in said
+    assert said in caplog.text  # on the console too

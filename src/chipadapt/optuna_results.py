@@ -32,7 +32,7 @@ def report(study: optuna.Study, sweep_dir: Path, directions: list[str], config) 
         if not ranked:
             log.warning("no trial of the study completed: no optimization_results.yaml")
             return
-        results = single_objective(ranked, str(config.get("optimized_metric") or ""))
+        results = single_objective(ranked, str(config.get("optimized_metric") or ""), config)
         best = ranked[0]
         tied = [t for t in ranked if t.value == best.value]
         other = merge_report_choice(config, sweep_dir)
@@ -47,10 +47,11 @@ def report(study: optuna.Study, sweep_dir: Path, directions: list[str], config) 
                 else "weighing the domain metric too",
             )
         log.info("Best trial #%d: value %s, params %s", best.number, best.value, best.params)
+        log.warning("%s", results["selection_bias"])
     write_text_atomic(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
 
 
-def single_objective(ranked: list[optuna.trial.FrozenTrial], metric: str) -> dict:
+def single_objective(ranked: list[optuna.trial.FrozenTrial], metric: str, config) -> dict:
     """The best trial, any tied with it, and the runner-up: the best trial of a worse value (a tied trial
     is no runner-up: the paired difference between two tied trials says nothing about the winner)."""
     best = ranked[0]
@@ -61,6 +62,7 @@ def single_objective(ranked: list[optuna.trial.FrozenTrial], metric: str) -> dic
         "best_params": best.params,
         "best_value": best.value,
         "completed_trials": len(ranked),
+        "selection_bias": selection_bias(metric, len(ranked), config),
     }
     if not math.isfinite(best.value):  # a diverged trial returns the direction's worst value (cli.py)
         results["note"] = (
@@ -84,6 +86,36 @@ def single_objective(ranked: list[optuna.trial.FrozenTrial], metric: str) -> dic
     elif len(tied) > 1:
         results["runner_up"] = "tied (every completed trial has the best value: tied_best)"
     return results
+
+
+def selection_bias(metric: str, trials: int, config) -> str:
+    """One line: the items every trial's objective was measured on, and why the chosen trial's figure on them
+    is no estimate of its settings' quality (the best of several noisy figures on the same items is
+    optimistic: the search fitted them, and a report measuring those items again inherits the bias)."""
+    return (
+        f"best_value is the best {metric or 'objective'} of {trials} trial(s) on the items every trial was measured "
+        f"on ({objective_items(metric, config)}): optimistically biased by the choice, not an unbiased estimate of "
+        "the chosen settings; measure them again on items the search did not see"
+    )
+
+
+def objective_items(metric: str, config) -> str:
+    """Which items a search's metric is computed on, by its name and the config that chose them."""
+
+    def setting(key: str):
+        return OmegaConf.select(config, key, default=None)
+
+    if metric.startswith("val/"):
+        split = metric.split("/")[1]
+        fraction = setting("data.val_fraction")
+        held = f"data.val_fraction={fraction}" if fraction is not None else "the data's hold-out"
+        return f"the held-out validation documents of split {split!r} ({held}), the ones evaluate.py and reports read"
+    if metric.startswith("retrieval.synthetic_heldout."):
+        return f"the held-out synthetic queries (retriever.heldout_fraction={setting('retriever.heldout_fraction')})"
+    task = metric.split(".")[0].split("/")[0]
+    limit = setting(f"eval.{task}.limit")
+    first = f"the first {limit} items" if limit is not None else "all items"
+    return f"{first} of eval task {task!r} (eval.{task}.limit), the ones a report on that task scores"
 
 
 def folder_name(trial: optuna.trial.FrozenTrial) -> str:

@@ -9,8 +9,10 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
   holding another study's trial folders;
 - job folders are numbered by trial number, so a rerun of the same command continues the study (n_trials is
   the study's total), and a trial left RUNNING by a killed job (its folder lock free) is run again with its
-  own parameters in its own folder (its checkpoint resumes); one another process runs is left to it;
-- a trial whose job refused its input is marked failed, not left RUNNING;
+  own parameters in its own folder (its checkpoint resumes), and so is one whose job never took its folder's
+  lock once the search process that asked for it is gone (search_claim); one another process runs is left to it;
+- a trial whose job refused its input is marked failed, not left RUNNING, and its batch-mates are told what
+  their own folders say (optuna_trial_outcome.py);
 - a seeded sampler is reseeded by the number of trials already stored, so it does not draw its start-up
   trials again;
 - optimization_results.yaml names the tied best trials, the runner-up and their paired difference
@@ -18,6 +20,8 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from optuna.trial import TrialState
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.optuna_results import FOLDER, report
+from chipadapt.optuna_trial_outcome import outcome
 from chipadapt.run_folder_guard import refuse
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,8 @@ SETTINGS = "chipadapt_settings"  # the study's user attribute: what its trials r
 STUDY_RECORD = "optuna_study.json"  # in the sweep folder: the study whose trials its numbered folders hold
 # Trials that ran with the study's settings: a trial failed at its start (bad input, exit 2) ran with none.
 RAN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+CLAIM = "chipadapt_claim"  # a trial's user attribute: the lock its search process holds (search_claim)
+CLAIMS = ".optuna_searches"  # in the sweep folder: one locked folder per search process (search_claim)
 
 
 def search_settings(directions: list[str], space: dict, fixed: dict) -> dict:
@@ -123,22 +130,48 @@ def check_sweep_folder(sweep_dir: Path, name: str, study: optuna.Study, stored: 
 def left_to_its_process(trial: optuna.trial.FrozenTrial, sweep_dir: Path) -> str | None:
     """Why a RUNNING trial is not this invocation's to run again, or None when it was interrupted here.
     Several processes may share one stored study (Optuna's way to search in parallel): a trial another
-    process is running must not run twice. Resumed only when it ran in this sweep folder and nobody holds
-    its folder's run lock (a killed job's lock died with it, io/lock_probe.py)."""
+    process is running must not run twice. Resumed when it ran in this sweep folder and nobody holds its
+    folder's run lock (a killed job's lock died with it, io/lock_probe.py), or when its folder has no lock to
+    tell (killed before its job took it, or run in a folder hydra.sweep.subdir names otherwise) but the search
+    process that asked for it holds its claim no more (search_claim): its jobs died with it."""
     folder = trial.user_attrs.get(FOLDER)
+    if folder and folder_lock_held(folder):
+        return f"a live process holds {folder}"
+    claim = trial.user_attrs.get(CLAIM)
+    searcher = folder_lock_held(claim) if claim else None
+    if searcher:
+        return f"the search process that asked for it still runs (it holds {claim}; its job may wait in a queue)"
+    if folder and not Path(folder).is_relative_to(sweep_dir):
+        parent = Path(folder).parent
+        return f"it runs in {folder}, another sweep folder (hydra.sweep.dir={parent} resumes it if it was killed)"
+    if searcher is False:  # Hydra gives the rerun the same job folder: its checkpoint resumes
+        return None
     if not folder:
         return "no job folder recorded (asked by a process that has not launched it yet, or by an older chipadapt)"
-    folder = Path(folder)
-    if not folder.is_relative_to(sweep_dir):
-        return (
-            f"it runs in {folder}, another sweep folder (hydra.sweep.dir={folder.parent} resumes it if it was killed)"
-        )
-    held = folder_lock_held(folder)
-    if held:
-        return f"a live process holds {folder}"
-    if held is None:
+    if folder_lock_held(folder) is None:
         return f"{folder} has no run lock to tell whether a process still runs it (a job not started yet)"
     return None
+
+
+@contextmanager
+def search_claim(sweep_dir: Path, stored: bool) -> Iterator[str | None]:
+    """A lock this search process holds while its trials run, recorded on each (CLAIM): a later process on
+    the study tells from it whether a RUNNING trial whose job never took its folder's lock is still this
+    process's (its job queued, or about to start) or was left by a killed one. Kept after the search, as
+    every lock file is (removing one another process may be probing is racy). None for an in-memory study,
+    which no other process sees."""
+    if not stored:
+        yield None
+        return
+    import os
+    import socket
+    import uuid
+
+    from chipadapt.io.lock import run_folder_lock
+
+    folder = sweep_dir / CLAIMS / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with run_folder_lock(folder):
+        yield str(folder)
 
 
 def held_trials(sweep_dir: Path) -> list[int]:
@@ -197,12 +230,23 @@ class StudySweeper(OptunaSweeperImpl):
                 )
         check_sweep_folder(sweep_dir, str(self.study_name), study, self.storage is not None)
         reseed(self.sampler, OmegaConf.select(self.config, "hydra.sweeper.sampler.seed"), len(stored))
+        with search_claim(sweep_dir, self.storage is not None) as claim:
+            self._search(study, space, fixed, sweep_dir, directions, claim)
+        report(study, sweep_dir, directions, self.config)
+
+    def _search(
+        self, study: optuna.Study, space: dict, fixed: dict, sweep_dir: Path, directions: list[str], claim: str | None
+    ) -> None:
+        """Run the interrupted trials again, then ask for and run trials until the study has n_trials."""
+        stored = study.trials
         for trial in [t for t in stored if t.state == TrialState.RUNNING]:
             why = left_to_its_process(trial, sweep_dir)
             if why:
                 log.warning("trial #%d is RUNNING and left alone: %s", trial.number, why)
                 continue
             log.warning("trial #%d was interrupted: it runs again in its folder", trial.number)
+            if claim:
+                record(study, trial.number, CLAIM, claim)
             self._run(study, [(trial.number, dict(trial.params), fixed)], sweep_dir, directions)
         # n_trials is the study's total, as for an in-memory study: a rerun of the same command (or a second
         # process on the same study) runs what is missing. A trial that failed is not counted: it has no value.
@@ -214,11 +258,12 @@ class StudySweeper(OptunaSweeperImpl):
                     trial._suggest(name, distribution)
                 for name, value in fixed.items():
                     trial.set_user_attr(name, value)
+                if claim:
+                    trial.set_user_attr(CLAIM, claim)
                 if self.custom_search_space_extender:
                     self.custom_search_space_extender(self.config, trial)
                 asked.append((trial.number, dict(trial.params), fixed))
             self._run(study, asked, sweep_dir, directions)
-        report(study, sweep_dir, directions, self.config)
 
     def _run(self, study: optuna.Study, trials: list, sweep_dir: Path, directions: list[str]) -> None:
         """Launch trials (number, params, fixed), each in the job folder of its number, and tell their values.
@@ -235,12 +280,18 @@ class StudySweeper(OptunaSweeperImpl):
             returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
         except (SystemExit, ChipadaptError):
             # A job refused its input (exit 2, e.g. a metric it does not record): its trial failed, and is
-            # neither resumed by the rerun nor counted as having run with these settings. An interrupt
-            # (KeyboardInterrupt) is not caught: its trial stays RUNNING, to resume.
-            for number in numbers:
-                if folder_lock_held(sweep_dir / str(number)):  # refused as in use: another process runs it
+            # neither resumed by the rerun nor counted as having run with these settings. Its batch-mates
+            # are each told what their own folder says (optuna_trial_outcome.py). An interrupt
+            # (KeyboardInterrupt) is not caught: its trials stay RUNNING, to resume.
+            metric = str(OmegaConf.select(self.config, "optimized_metric", default=None) or "")
+            for number, launched in zip(numbers, overrides):
+                ended = outcome(sweep_dir / str(number), launched, metric, directions)
+                if ended.running:  # refused as in use: another process runs it
                     log.warning("trial #%d is run by the process holding its folder: left to it", number)
+                elif ended.values is not None:
+                    tell(study, number, ended.values)
                 else:
+                    log.warning("trial #%d failed: %s", number, ended.why)
                     fail(study, number)
             raise
         failed = None
@@ -260,8 +311,12 @@ class StudySweeper(OptunaSweeperImpl):
 
 
 def record_folder(study: optuna.Study, number: int, folder: Path) -> None:
+    record(study, number, FOLDER, str(folder))
+
+
+def record(study: optuna.Study, number: int, key: str, value: str) -> None:
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    study._storage.set_trial_user_attr(trial_id, FOLDER, str(folder))
+    study._storage.set_trial_user_attr(trial_id, key, value)
 
 
 def finished_meanwhile(study: optuna.Study, number: int) -> bool:
