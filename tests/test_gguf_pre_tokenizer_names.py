@@ -49,3 +49,33 @@ def test_names_transformers_rebuilds_are_kept_without_a_warning(monkeypatch, tmp
         gguf_import.set_pre_tokenizer(tok, tmp_path / "m.gguf")
     assert tok.backend_tokenizer.pre_tokenizer.__getstate__() == before
     assert not caplog.records
+
+
+@pytest.mark.parametrize("name", ["command-r", "codeshell", "exaone", "minerva-7b"])
+def test_folders_converted_before_a_name_was_mapped_are_converted_again_and_no_other(monkeypatch, tmp_path, name):
+    """Version 2 left these names plain byte-level (digits joined): their cached folders must not be
+    reused; SmolLM2's (`smollm`), converted the same way, keeps its folder."""
+    from chipadapt.models.locate import gguf_folder
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache"))
+    converted = []
+
+    def fake_convert(source, file, dest, key):
+        converted.append(dest)
+        (dest).mkdir(parents=True)
+        (dest / "config.json").write_text("{}")
+        return dest
+
+    monkeypatch.setattr(gguf_import, "convert_gguf", fake_convert)
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: "smollm")
+    before = gguf_folder(gguf, "model.path")
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: name)
+    assert gguf_folder(gguf, "model.path") != before and len(converted) == 2
+    # a package's GGUF: the folder name carries the version of its pre-tokenizer name
+    package = gguf_import.GgufPackageModel("pytest", "__init__.py", str(tmp_path))
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: "smollm")
+    assert package.folder.name.endswith("--v2")  # SmolLM2's folder of version 2: reused, not converted again
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: name)
+    assert package.folder.name.endswith("--v3")

@@ -162,3 +162,62 @@ def test_bad_settings_are_refused_when_the_adapter_is_made(tmp_path, setting, me
     # Constructing it reads no source and trains nothing: the refusal comes before any work.
     with pytest.raises(ChipadaptError, match=message):
         adapter(tmp_path, domain=tmp_path / "absent", **setting)
+
+
+def sentencepiece_base(root, split_digits: bool):
+    """A Llama-2-style base at toy size (sentencepiece BPE with byte fallback, read by transformers):
+    trained on prose with numbers, its digits split one by one as Llama-2's and Mistral's are, or not."""
+    import json
+
+    from helpers.tokenizer_material import GENERAL, texts
+    from transformers import AutoTokenizer
+
+    sentencepiece = pytest.importorskip("sentencepiece")
+    numbers = [
+        f"In {year} the board shipped {year - 1900} units at 100 MHz, 2000 more by {year + 1}."
+        for year in range(1990, 2030)
+    ]
+    (root / "general.txt").write_text("\n".join(texts(GENERAL) + numbers * 5))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(root / "general.txt"),
+        model_prefix=str(root / "tokenizer"),
+        model_type="bpe",
+        vocab_size=700,
+        byte_fallback=True,
+        character_coverage=1.0,
+        split_digits=split_digits,
+        allow_whitespace_only_pieces=True,
+        normalization_rule_name="identity",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (root / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    return AutoTokenizer.from_pretrained(root).backend_tokenizer
+
+
+@pytest.mark.parametrize("split_digits", [True, False])
+def test_no_digit_merges_when_a_sentencepiece_base_splits_digits(tmp_path, split_digits):
+    """Llama-2 and Mistral split every digit (sentencepiece's split_digits), which their tokenizer.json
+    does not say: the rule only knew the Digits pre-tokenizer, and let `00`, `▁1`, `▁0x` through from the
+    domain vocabulary (36 of the sample corpus's 420 candidates on this base; 0 of 384 now)."""
+    from helpers.tokenizer_material import DOMAIN, texts
+
+    from chipadapt.tokenizer.family import tokenizer_family
+    from chipadapt.tokenizer.select_tokens import candidate_pool, splits_digits
+    from chipadapt.tokenizer.words import word_counts
+
+    backend = sentencepiece_base(tmp_path, split_digits)
+    family, domain = tokenizer_family(backend), texts(DOMAIN)
+    pool = candidate_pool(
+        backend, family.train_domain_vocab(domain, 1000), word_counts(family, domain), Counter(), 1e6, 3, 6
+    )
+    with_digits = [c.token for c in pool if any(ch.isdigit() for ch in c.token)]
+    assert splits_digits(backend) is split_digits
+    if split_digits:
+        assert len(pool) > 100 and with_digits == []
+    else:  # a base whose vocabulary joins digits (`▁20`): digits may join in new tokens too
+        assert with_digits

@@ -144,6 +144,8 @@ def test_training_reports_intervals_counts_and_a_paired_change(tmp_path):
     for split, figures in metrics["after"].items():
         mine = [item for item in items.values() if item["split"] == split]
         assert len(mine) == held_out[split]["documents"]
+        # every byte scored, said as evaluate.py's perplexity says it (tests/test_validation_all_bytes.py)
+        assert held_out[split]["first_token"] == "scored" and all(i["first_token"] == "scored" for i in mine)
         assert estimate([i["scores"][f"val/{split}/bpb"] for i in mine]).value == pytest.approx(figures["bpb"])
     with console.capture() as shown:
         console.print(before_after_table(metrics["before"], metrics["after"], metrics["change"], "dapt"))

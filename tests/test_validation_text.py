@@ -40,9 +40,10 @@ def datamodule(tmp_path, tokenizer, *overrides: str):
 
 
 def split_tokens(module, split: str) -> list[int]:
-    """The tokens validation reads in `split`, windows joined back into one stream."""
+    """The tokens validation predicts in `split` (each row's but its first, the context), joined back
+    into one stream."""
     packed = module.val_sets[split]
-    return [t for i in range(len(packed)) for t in packed[i]["input_ids"].tolist()]
+    return [t for i in range(len(packed)) for t in packed[i]["input_ids"].tolist()[1:]]
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,22 @@ earlier code is reused or counted as done. Kept here, free of heavy imports, for
 # The GGUF -> Hugging Face conversion (models/gguf_import.py). 2: the base pre-tokenizer is kept
 # (SmolLM2: every digit alone).
 CONVERSION_VERSION = 2
+# GGUF pre-tokenizer names (`tokenizer.ggml.pre`) whose conversion changed after CONVERSION_VERSION, with
+# the version of that change. Only a GGUF of such a name gets it in its folder's cache key
+# (conversion_version): raising CONVERSION_VERSION instead would convert SmolLM2's GGUF (`smollm`, converted
+# the same way) again and rerun every recorded reproduction step, whose stamp it is. 3: mapped to digits
+# then byte-level, as llama.cpp splits them (version 2 left them plain byte-level: digits joined).
+PRE_TOKENIZER_CONVERSION = {"command-r": 3, "codeshell": 3, "exaone": 3, "minerva-7b": 3}
 
 # The augmented tokenizer's choice of new tokens (tokenizer/produced.py, select_tokens.py). 1: every
 # selected candidate kept; 2: those the final tokenizer never produces dropped and refilled; 3: also
 # those that realise fewer than min_savings saved tokens on the selection words.
-SELECTION_VERSION = 3
+SELECTION_VERSION = 4  # 4: copies of held-out documents left out of selection and windows
+
+
+def conversion_version(pre_tokenizer: str | None) -> int:
+    """The conversion version of a GGUF whose `tokenizer.ggml.pre` is `pre_tokenizer` (None: none read)."""
+    return max(CONVERSION_VERSION, PRE_TOKENIZER_CONVERSION.get(pre_tokenizer or "", 0))
 
 
 def code_versions() -> dict[str, int]:

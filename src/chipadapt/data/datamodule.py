@@ -175,7 +175,14 @@ class PretrainDataModule(TrainingDataModule):
     def _validation_split(self, split: str, sources: list, names: list[str], rows: np.ndarray) -> None:
         if self._token_bytes is None:
             self._token_bytes = token_byte_lengths(self.tokenizer, len(self.tokenizer)).numpy()
+        if int(self.data.seq_len) < 2:
+            raise ChipadaptError(
+                f"data.seq_len={self.data.seq_len}: validation predicts each token from at least the one before "
+                "it in its row; it needs data.seq_len >= 2"
+            )
         text = validation_text(sources, names, rows, self._token_bytes, int(self.data.val_max_bytes))
+        # Every token is predicted, the first after the separator every later document follows too.
+        text.first_token_context = self.tokenizer.convert_ids_to_tokens(self.separator_id)
         self.val_text[split] = text
         self.val_sets[split] = PackedSequences(
             sources,
@@ -185,6 +192,7 @@ class PretrainDataModule(TrainingDataModule):
             keep_tail=True,
             last_tokens=text.last_tokens,
             with_items=True,  # each token's held-out document: the items of validation's intervals
+            start_token=self.separator_id,  # every byte scored (data/packing.py)
         )
         if self.val_sets[split].total_tokens < 2:  # no token with a next one to predict: no loss to measure
             raise ChipadaptError(

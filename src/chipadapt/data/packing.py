@@ -9,6 +9,12 @@ A validation set (`with_items`) also says which sequence each row is (`row_index
 and which document each token belongs to (`item_index`, the document's place in `order`; a document's
 separator is its own last token): validation sums each held-out document's loss, tokens and bytes, the
 items its interval resamples (modules/val_items.py).
+
+Validation also predicts every token of its text (`start_token`): the stream begins with the token a
+document begins after (the separator, as every later document does), and each row begins with the last
+token of the row before, the context its first prediction is made from. Rows cut at seq_len - 1 new
+tokens: the first token of each row, which nothing in the row predicts, was left unscored (its bytes out
+of the figure, other bytes with another tokenizer or seq_len, so two runs' documents differed by them).
 """
 
 import numpy as np
@@ -29,12 +35,21 @@ class PackedSequences(Dataset):
         keep_tail: bool = False,
         last_tokens: int | None = None,
         with_items: bool = False,
+        start_token: int | None = None,
     ):
         """order: rows of (source index, document index). keep_tail keeps the short last window
         (validation scores all its text; training never pads). last_tokens: the last document is cut to
         this many tokens, with no separator after it (it did not end there). with_items: each row also
-        carries its index and its tokens' documents (validation)."""
+        carries its index and its tokens' documents (validation). start_token: the stream's first token
+        is predicted after it, and rows overlap by one token (validation: module docstring); it implies
+        keep_tail."""
+        if start_token is not None and seq_len < 2:
+            raise ValueError("a row that predicts every token needs seq_len >= 2 (one token of context)")
         self.sources = sources
+        self.start_token = start_token
+        # Rows overlap by the one token of context that starts each (validation predicting every token).
+        self.lead = int(start_token is not None)
+        self.stride = seq_len - self.lead
         self.with_items = with_items
         self.order = order
         self.seq_len = seq_len
@@ -45,8 +60,8 @@ class PackedSequences(Dataset):
             lengths[-1] = last_tokens
         self.ends = np.cumsum(lengths)
         self.total_tokens = int(self.ends[-1]) if len(self.ends) else 0
-        count = self.total_tokens // seq_len
-        self.partial_tail = keep_tail and self.total_tokens % seq_len > 0
+        count = self.total_tokens // self.stride
+        self.partial_tail = (keep_tail or self.lead > 0) and self.total_tokens % self.stride > 0
         count += int(self.partial_tail)
         index = np.arange(count)
         if shuffle_seed is not None:
@@ -95,11 +110,20 @@ class PackedSequences(Dataset):
         return np.searchsorted(self.ends, np.arange(start, min(stop, self.total_tokens)), side="right")
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        start = int(self.index[i]) * self.seq_len
-        item = {"input_ids": torch.from_numpy(self.window(start, start + self.seq_len))}
-        if self.with_items:
+        # The row's new tokens start at `start`; with a lead, the token before them comes first.
+        start = int(self.index[i]) * self.stride
+        stop = start + self.stride
+        first = max(start - self.lead, 0)
+        tokens = self.window(first, stop)
+        documents = self.documents_of(first, stop) if self.with_items else None
+        if self.lead and start == 0:  # the stream's first row: its context is the start token
+            tokens = np.concatenate([[self.start_token], tokens])
+            if documents is not None:  # never a target: any document does (the first one's)
+                documents = np.concatenate([[0], documents])
+        item = {"input_ids": torch.from_numpy(tokens.astype(np.int64))}
+        if documents is not None:
             item["row_index"] = torch.tensor(i)
-            item["item_index"] = torch.from_numpy(self.documents_of(start, start + self.seq_len))
+            item["item_index"] = torch.from_numpy(np.asarray(documents, dtype=np.int64))
         return item
 
 

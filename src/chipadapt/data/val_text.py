@@ -11,7 +11,10 @@ depends on neither the tokenizer nor the seed.
 
 What a run validated on is recorded per split (`record`): its bytes, documents, the bytes of the token
 the last document was cut at (the slack between two tokenizers), and a fingerprint of the documents'
-ids. compare.py reads it (eval/compare_validation.py)."""
+ids. compare.py reads it (eval/compare_validation.py). And, where validation predicts every token of the
+text (data/packing.py's start_token), `first_token: scored` and the token a document begins after, as
+evaluate.py's perplexity records them: a run from before left the first token of each packed row out of
+its figures, so its documents carry other bytes and it does not pair with one after."""
 
 import hashlib
 from dataclasses import dataclass
@@ -29,14 +32,20 @@ class ValidationText:
     bytes: int
     cut_token_bytes: int  # bytes of the token the last document was cut at (0: none cut)
     keys: list[str]  # "source/document id" of each document read
+    # The token the text's first token is predicted after, where every token is (module docstring).
+    first_token_context: str | None = None
 
     def record(self) -> dict:
-        return {
+        recorded = {
             "bytes": self.bytes,
             "documents": len(self.keys),
             "cut_token_bytes": self.cut_token_bytes,
             "documents_fingerprint": sha256_json(self.keys)[:16],
         }
+        if self.first_token_context is not None:
+            # The mark eval/same_items.py's ALL_BYTES reads (written out: data does not import eval).
+            recorded |= {"first_token": "scored", "first_token_context": self.first_token_context}
+        return recorded
 
 
 def reading_order(keys: list[str]) -> np.ndarray:

@@ -6,6 +6,10 @@ last document was cut at). Two runs read the same text when the documents are th
 differ by less than that last token (another tokenizer cuts the last document a token earlier or
 later); then a seq_len or tokenizer sweep compares. Other text is no comparison: the validation of a
 seq_len 64 vs 128 sweep moved 4.864 vs 4.698 bits per byte while training moved each by 0.005.
+Two runs must also have scored the text by the same rule: a run whose validation predicts every token
+(its record says `first_token: scored`, data/val_text.py) scores bytes that a run from before, which left
+the first token of each packed row out, did not; their figures and documents differ by those bytes
+whatever the models, so they are not compared, as evaluate.py's perplexity runs before and after are not.
 A run from before the record existed (capped in sequences: other text at each seq_len and tokenizer)
 is taken to read its reference's text only where every setting that decided it is the same; so is a
 run that `trainer.limit_val_batches` cut to its first batches."""
@@ -13,12 +17,13 @@ run that `trainer.limit_val_batches` cut to its first batches."""
 from pathlib import Path
 
 from chipadapt.eval.compare_runs import Run, load_run
-from chipadapt.eval.same_items import NotSameItems
+from chipadapt.eval.same_items import ALL_BYTES, NotSameItems
 from chipadapt.validation_change import validation_change_message
 
 VALIDATION_PREFIX = "val/"
 # Settings that do not decide which held-out text a run from before the record read.
 NOT_TEXT = ("micro_batch_size", "global_batch_size", "num_workers")
+OTHER_RULE = "validation scored by another rule"
 
 
 def _splits(metrics: list[str]) -> list[str]:
@@ -87,6 +92,11 @@ def text_difference(reference: Run, run: Run, splits: list[str]) -> str | None:
             continue  # a split one run lacks: its cells are blank
         if ta.get("documents_fingerprint") != tb.get("documents_fingerprint"):
             return f"validation text differs: {split} reads other documents"
+        if (rule := ta.get(ALL_BYTES[0])) != tb.get(ALL_BYTES[0]):
+            return (
+                f"{OTHER_RULE}: {split} first_token {rule!r} vs {tb.get(ALL_BYTES[0])!r} "
+                "(None: a run from before validation scored the first token of each row)"
+            )
         slack = max(ta.get("cut_token_bytes", 0), tb.get("cut_token_bytes", 0))
         gap = abs(ta["bytes"] - tb["bytes"])
         if gap and gap >= slack:
@@ -103,6 +113,11 @@ def validation_text_refusal(a_label: str, a_folder: Path, b_label: str, b_folder
     texts = [run.extra.get("val_text") or {} for run in (a, b)]
     splits = list(dict.fromkeys([*texts[0], *texts[1]]))
     why = text_difference(a, b, splits)
+    if why and why.startswith(OTHER_RULE):
+        raise NotSameItems(
+            f"{b_label}'s validation was scored by another rule than {a_label}'s ({why}): every document's "
+            "score differs by it, whatever the models; validate both with the same version"
+        )
     if why:
         raise NotSameItems(
             f"{b_label} validated on other held-out text than {a_label} ({why}): its per-document scores are "

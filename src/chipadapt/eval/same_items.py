@@ -11,9 +11,12 @@ fields a task writes about the item itself (never about the model's answer) are 
 - perplexity: `bytes`, the text scored, must be equal. The evaluation scores every byte of a document
   (its items say `first_token: scored`, eval/tasks/perplexity.py), so two tokenizers' items of one text
   carry the same bytes, and any difference is other text (a prefix, a character limit, a token budget
-  that cut a document short). Items without that mark (a training run's validation, which leaves the
-  first token of each packed row unscored) may differ by up to BYTES_SLACK where their token counts
-  differ: another tokenizer cuts the rows at other tokens.
+  that cut a document short). A training run's validation scores every byte too and marks its items
+  alike (stages/validation_items.py), but for the last document its byte budget cut, whose record carries
+  `cut_token_bytes`: two tokenizers cut it within that token, so its bytes may differ by less. Items
+  without the mark (a training run's validation from before, which left the first token of each packed
+  row unscored) may differ by up to BYTES_SLACK where their token counts differ: another tokenizer cuts
+  the rows at other tokens.
 Rule: items that differ are never paired. Where at least half of the items the two runs share differ,
 the runs evaluated other data, and the few that agree most likely agree by chance (an MCQ answer index
 matches one time in four): the task is not paired (NotSameItems). Otherwise the differing ones are left
@@ -81,8 +84,12 @@ def difference(a: dict, b: dict) -> tuple[str, object, object] | None:
         return "number of choices", _choices(a), _choices(b)
     if isinstance(a.get("bytes"), int) and isinstance(b.get("bytes"), int):
         all_bytes = all(item.get(ALL_BYTES[0]) == ALL_BYTES[1] for item in (a, b))
-        slack = 0 if all_bytes or a.get("tokens") == b.get("tokens") else BYTES_SLACK
-        if abs(a["bytes"] - b["bytes"]) > slack:
+        gap = abs(a["bytes"] - b["bytes"])
+        if all_bytes:  # the same text, but the last document of a byte budget, cut within one token
+            cut = max(a.get("cut_token_bytes", 0), b.get("cut_token_bytes", 0))
+            if gap and gap >= cut:
+                return "bytes", a["bytes"], b["bytes"]
+        elif gap > (0 if a.get("tokens") == b.get("tokens") else BYTES_SLACK):
             return "bytes", a["bytes"], b["bytes"]
     return None
 

@@ -12,18 +12,20 @@ differently from the base, not only where digits join: the Digits split comes fi
 regex sees other words (a run of spaces, a tab or CRLF before a digit, digits of other scripts are cut
 elsewhere: 380 of the shared corpus's 3,203 documents got other ids), and a tokenizer extended from it
 could add digit merges the model never saw. So the known names are mapped to the Hugging Face
-pre-tokenizer they stand for, and CONVERSION_VERSION is in the cache folder's name: folders converted
-before this rule are not reused.
+pre-tokenizer they stand for, and the conversion version of the GGUF's pre-tokenizer name
+(code_versions.conversion_version) is in the cache folder's name: folders converted before this rule, or
+before their name was mapped, are not reused, and the others are.
 """
 
 import importlib.util
 import logging
+import struct
 from pathlib import Path
 
 from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from chipadapt.code_versions import CONVERSION_VERSION  # bumped when the same GGUF converts differently
+from chipadapt.code_versions import conversion_version  # raised when the same GGUF converts differently
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder
@@ -90,7 +92,12 @@ class GgufPackageModel:
 
     @property
     def folder(self) -> Path:
-        return self.cache_dir / f"{self.package}--{Path(self.gguf_file).stem}--v{CONVERSION_VERSION}"
+        spec = importlib.util.find_spec(self.package)
+        found = spec is not None and spec.submodule_search_locations
+        version = gguf_conversion_version(
+            Path(list(spec.submodule_search_locations)[0]) / self.gguf_file if found else None
+        )
+        return self.cache_dir / f"{self.package}--{Path(self.gguf_file).stem}--v{version}"
 
     def materialize(self) -> Path:
         if (self.folder / "config.json").is_file():
@@ -125,6 +132,17 @@ def gguf_pre_tokenizer_name(path: Path) -> str | None:
     metadata, _ = read_gguf_metadata(str(path))
     name = metadata.get("tokenizer.ggml.pre")
     return name if isinstance(name, str) else None
+
+
+def gguf_conversion_version(path: Path | None) -> int:
+    """The conversion version of the GGUF at `path` by its pre-tokenizer name (code_versions.py); the
+    common one where there is no file or its header cannot be read (converting it says why)."""
+    if path is None or not path.is_file():
+        return conversion_version(None)
+    try:
+        return conversion_version(gguf_pre_tokenizer_name(path))
+    except (ValueError, KeyError, OSError, struct.error):
+        return conversion_version(None)
 
 
 def set_pre_tokenizer(tokenizer, path: Path) -> None:

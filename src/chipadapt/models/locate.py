@@ -115,10 +115,10 @@ def gguf_folder(gguf: Path, key: str) -> Path:
     """A GGUF file as a Hugging Face folder, converted once into the cache (keyed by the file's
     path, size and modification time: a replaced file converts again)."""
     from chipadapt.io.lock import cache_entry_lock
-    from chipadapt.models.gguf_import import CONVERSION_VERSION, convert_gguf
+    from chipadapt.models.gguf_import import convert_gguf, gguf_conversion_version
 
     stat = gguf.stat()
-    stamp = f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|v{CONVERSION_VERSION}"
+    stamp = f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|v{gguf_conversion_version(gguf)}"
     stamp = hashlib.sha256(stamp.encode()).hexdigest()[:12]
     folder = conversion_cache() / f"gguf--{gguf.stem}--{stamp}"
     if (folder / "config.json").is_file():

@@ -7,7 +7,11 @@ sums the causal LM keeps (modules/val_items.py): id `<split>/<item>` (the item's
 validation set, the same in every run that read the same text: compare.py checks that first, by the
 runs' recorded validation fingerprints), its `split`, `tokens` and `bytes` (what eval/same_items.py
 checks an item by), and its scores named as the run's metrics (`val/domain/bpb`), each the ratio whose
-sums over items give the logged figure."""
+sums over items give the logged figure. Where the split's validation predicted every token of its text
+(data/val_text.py's record says `first_token: scored`), each record says so too, as evaluate.py's
+perplexity items do: two tokenizers' records of a whole document then carry the same bytes, and the
+document the byte budget cut carries `cut_token_bytes`, the bytes within which two tokenizers' cuts agree
+(eval/same_items.py)."""
 
 import math
 from pathlib import Path
@@ -15,17 +19,28 @@ from pathlib import Path
 import numpy as np
 
 from chipadapt.eval.items import VALIDATION_TASK, write_items
+from chipadapt.eval.same_items import ALL_BYTES
 from chipadapt.modules.val_figures import ratio_parts
 from chipadapt.modules.val_items import BYTES, ITEM, TOKENS
 
 
-def validation_records(tables: dict[str, np.ndarray]) -> list[dict]:
+def _marks(text: dict | None, item: int) -> dict:
+    """What a split's validation text record (data/val_text.py) says of how item `item` was scored."""
+    if not text or text.get(ALL_BYTES[0]) != ALL_BYTES[1]:
+        return {}
+    cut = text.get("cut_token_bytes", 0) and item == text.get("documents", 0) - 1  # the last one read
+    return {ALL_BYTES[0]: ALL_BYTES[1], **({"cut_token_bytes": text["cut_token_bytes"]} if cut else {})}
+
+
+def validation_records(tables: dict[str, np.ndarray], texts: dict[str, dict] | None = None) -> list[dict]:
     """{split: item table} -> one record per (split, item). A non-finite sum (diverged weights) is left
-    unscored: no paired test reads it, and strict JSON cannot hold it."""
+    unscored: no paired test reads it, and strict JSON cannot hold it. `texts`: the datamodule's record of
+    each split's validation text, where it keeps one (DAPT's; SFT's conversations have none)."""
     records = []
     for split, table in tables.items():
         table = np.asarray(table, dtype=np.float64).reshape(-1, 4)
         parts = ratio_parts(table)
+        text = (texts or {}).get(split)
         for row in range(len(table)):
             scores = {}
             for name, (num, den, transform) in parts.items():
@@ -38,15 +53,18 @@ def validation_records(tables: dict[str, np.ndarray]) -> list[dict]:
                     "split": split,
                     "tokens": int(table[row, TOKENS]),
                     "bytes": int(table[row, BYTES]),
+                    **_marks(text, int(table[row, ITEM])),
                     "scores": scores,
                 }
             )
     return records
 
 
-def write_validation_items(out: Path, tables: dict[str, np.ndarray]) -> Path | None:
+def write_validation_items(
+    out: Path, tables: dict[str, np.ndarray], texts: dict[str, dict] | None = None
+) -> Path | None:
     """`train.val_items.jsonl` in the run folder, written whole or not at all; None where the module
     kept no items (a stage whose validation is not per item)."""
     if not tables:
         return None
-    return write_items(out, VALIDATION_TASK, validation_records(tables))
+    return write_items(out, VALIDATION_TASK, validation_records(tables, texts))

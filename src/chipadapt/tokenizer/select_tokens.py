@@ -8,6 +8,7 @@ base pieces is a potential new token saving (pieces - 1) tokens per occurrence.
 """
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -35,17 +36,31 @@ def span_savings(backend, counts: Counter, max_pieces: int) -> Counter:
     return savings
 
 
+DIGITS = "0123456789"
+BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # a SentencePiece byte-fallback piece, not text
+
+
 def splits_digits(backend) -> bool:
-    """Whether the base pre-tokenizer isolates every digit (SmolLM2, StarCoder: Digits(individual_digits))."""
-    if backend.pre_tokenizer is None:
-        return False
+    """Whether the base keeps every digit a token of its own: its pre-tokenizer isolates each (SmolLM2,
+    StarCoder: Digits(individual_digits)), or it is SentencePiece-style (byte fallback) and no piece of
+    its vocabulary holds a digit beside anything else (Llama-2, Mistral: trained with sentencepiece's
+    split_digits, which their tokenizer.json does not carry; its BPE merely has no merge that joins one)."""
 
     def walk(node: dict) -> bool:
         if node.get("type") == "Digits" and node.get("individual_digits"):
             return True
         return any(walk(child) for child in node.get("pretokenizers") or [])
 
-    return walk(json.loads(backend.pre_tokenizer.__getstate__()))
+    if backend.pre_tokenizer is not None and walk(json.loads(backend.pre_tokenizer.__getstate__())):
+        return True
+    if not getattr(backend.model, "byte_fallback", False):
+        return False  # byte-level BPE without the Digits rule (GPT-2): its merges join digits freely
+    markup = {token.content for token in backend.get_added_tokens_decoder().values()}  # <unused12>
+    return not any(
+        len(piece) > 1 and any(c in DIGITS for c in piece)
+        for piece in backend.get_vocab(with_added_tokens=False)
+        if piece not in markup and not BYTE_PIECE.fullmatch(piece)
+    )
 
 
 def chain_intermediates(pieces: list[str]) -> list[str]:
@@ -101,10 +116,11 @@ def candidate_pool(
     for token in domain_vocab:
         if token in base_vocab or domain_savings[token] < min_savings:
             continue
-        if lone_digits and any(c in "0123456789" for c in token):
-            # The base pre-tokenizer makes every digit a word of its own: no merge may join one, and
-            # the model never saw a token that did. (ASCII digits only: in the byte-level alphabet
-            # '½', '²', '¹' stand for bytes that are parts of letters, e.g. Cyrillic 'н' is 'Ð½'.)
+        if lone_digits and any(c in DIGITS for c in token):
+            # The base keeps every digit alone: no merge may join one, and the model never saw a token
+            # that did. (A Digits pre-tokenizer already keeps digits out of the words counted here; a
+            # SentencePiece base's words, `▁2024`, hold them joined.) ASCII digits only: in the byte-level
+            # alphabet '½', '²', '¹' stand for bytes that are parts of letters (Cyrillic 'н' is 'Ð½').
             continue
         pieces = segment(backend, token)
         if len(pieces) < 2 or len(pieces) > max_pieces:
