@@ -96,6 +96,27 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented exam
         ("dbPw: hunter22", "dbPw: <secret>"),
         ('client.set_password(user, "hunter22")', 'client.set_password(user, "<secret>")'),
         ("the password for root is hunter22", "the password for root is <secret>"),
+        # a YAML list under a credential name, the `-` indented or not, each item alone
+        ("password:\n  - S3cret99\n", "password:\n  - <secret>\n"),
+        ("password:\n- S3cret99\nuser: bob\n", "password:\n- <secret>\nuser: bob\n"),
+        ('db:\n  password:\n    - "S3cret99"\n    - null\n', 'db:\n  password:\n    - "<secret>"\n    - null\n'),
+        # a flow mapping, and a block scalar opened in one
+        ("db: {password: hunter2x, user: bob}", "db: {password: <secret>, user: bob}"),
+        ("db: {password: |\n    hunter2x\n  }\n", "db: {password: |\n    <secret>\n  }\n"),
+        # `user:password` where the context makes it a credential
+        ("curl -u admin:hunter22 https://ci/api", "curl -u admin:<secret> https://ci/api"),
+        ('curl -s -u "admin:hunter22" https://ci/api', 'curl -s -u "admin:<secret>" https://ci/api'),
+        ("curl --user admin:secret https://ci/api", "curl --user admin:<secret> https://ci/api"),
+        ("wget --user admin:hunter22", "wget --user admin:<secret>"),
+        ("http://admin:hunter22@host", "http://admin:<secret>@host"),
+        # base64 of 44 characters under a name that says AWS
+        ("aws: 16sMvlMk74wsRFoe4GKhhVSvAeGdGVnMf6RJoQ8xowo=", "aws: <secret>"),
+        ("aws_secret: 16sMvlMk74wsRFoe4GKhhVSvAeGdGVnMf6RJoQ8xowo=", "aws_secret: <secret>"),
+        # an unquoted dotted value with a digit outside code; an unquoted argument; short passwords
+        ("password = my_db.pass_01", "password = <secret>"),
+        ("password(hunter2x)", "password(<secret>)"),
+        ("password: abc12", "password: <secret>"),
+        ("secret: ab12", "secret: <secret>"),
     ],
 )
 def test_a_credential_in_a_leaked_form_is_replaced_whole(text, redacted):
@@ -172,6 +193,38 @@ KEPT = [
     "AxiLiteRegisterFileWithParity32bitWidth1 in the aws-fpga shell",
     "src/main/java/com/ExampleCo/Module1/Foo2",
     "# aws docs: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    # placeholders, references, settings and types under a password's name
+    "password_min_length: 8",
+    "password: null",
+    "password: None",
+    'password: ""',
+    "password: <redacted>",
+    "password: ${DB_PASSWORD}",
+    "password: {{ vault_pw }}",
+    "password: str",
+    "password: md5",
+    "password: sha256",
+    "password: utf8",
+    "password:\n  - null\n",
+    # a letters-only word after pass, pw or pwd; Verilog and Tcl
+    "pw: hunter",
+    "pass: abcdef",
+    "assign pw = a & b;",
+    "set PWD [pwd]",
+    # `a:b` that is no credential: a bus range, a port, a time, docker's uid:gid, a reference, a refspec
+    "wire [7:0] data;",
+    "connect module:port",
+    "time: 10ns",
+    "docker run --user 1000:1000 img",
+    "docker run --user app:app img",
+    "curl -u $USER:$TOKEN https://ci/api",
+    "git push -u origin main:main",
+    # calls whose argument is a variable, a getter's, a Verilog port connection
+    "hash_password(user_pw)",
+    "check_password(pw1234)",
+    ".password(key1234),",
+    # base64 near `aws` that is text or has one case
+    "aws: TWFueSBoYW5kcyBtYWtlIGxpZ2h0IHdvcmsuIFllcw==",
 ]
 
 
@@ -202,6 +255,12 @@ def test_a_yaml_anchor_before_a_quoted_password_is_counted_as_an_assignment():
         "<add " + 'value="x" ' * 40_000,
         "password:\n" * 40_000 + "  x\n",
         "[a]\npassword = x\n" * 20_000,
+        "password:\n" * 40_000 + "  - x\n",
+        "curl -u " * 40_000,
+        "--user a:" * 40_000,
+        "a: {" + "x," * 100_000,
+        "password(" * 40_000,
+        "aws: " * 50_000,
     ],
     ids=[
         "aws",
@@ -216,6 +275,12 @@ def test_a_yaml_anchor_before_a_quoted_password_is_counted_as_an_assignment():
         "add-values",
         "next-lines",
         "ini",
+        "lists",
+        "curl",
+        "users",
+        "flow",
+        "calls",
+        "aws-names",
     ],
 )
 def test_the_new_forms_take_linear_time(text):

@@ -35,3 +35,11 @@ def is_aws_secret(text: str, start: int, end: int) -> bool:
     if _AWS_CONTEXT.search(window) or _AWS_CONTEXT.search(token):
         return _entropy(token) >= 4.3
     return ("/" in token or "+" in token) and _entropy(token) >= 4.4
+
+
+def is_named_aws_secret(token: str) -> bool:
+    """Whether base64 written under a name that says AWS (`aws: ...`) is a key: both cases, a digit and
+    random, not text encoded (a test vector)."""
+    body = token.rstrip("=")
+    mixed = any(c.isupper() for c in body) and any(c.islower() for c in body) and any(c.isdigit() for c in body)
+    return mixed and not _decodes_to_text(token) and _entropy(body) >= 4.3

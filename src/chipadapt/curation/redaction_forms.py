@@ -63,6 +63,26 @@ CONTEXT_FORMATS = {
     ),
 }
 
+# `user:PASSWORD` where the context says it is one: curl's `-u`, `-U`, `--user`, `--proxy-user`. Elsewhere
+# `--user` may be docker's `uid:gid` (`--user 1000:1000`, `--user app:app`): a password there only where it
+# has a letter and a digit. A reference (`-u $USER:$TOKEN`) is left, and so is every other `a:b` (RTL
+# `[7:0]`, `module:port`, `time: 10ns`).
+BASIC_AUTH = {
+    "basic_auth_curl": re.compile(
+        r"(\bcurl\b[^\n]{0,300}?[ \t](?:-[uU][ \t]*|--(?:proxy-)?user(?:[ \t]+|=))[\"']?[^\s:\"'@$]*:)"
+        r"([^\s\"'@$<{][^\s\"']*?)(?=[;,]?(?:[\s\"']|\Z))"
+    ),
+    "basic_auth_user": re.compile(
+        r"((?<![\w-])--(?:proxy-)?user(?:[ \t]+|=)[\"']?[^\s:\"'@$]+:)"
+        r"((?=[^\s\"']*[A-Za-z])(?=[^\s\"']*\d)[^\s\"'@$<{][^\s\"']*?)(?=[;,]?(?:[\s\"']|\Z))"
+    ),
+}
+# `aws: ...`, `aws_secret: ...`: base64 of 40 to 44 characters (a secret access key, or a key as long) under a
+# name that says AWS and nothing more. redaction_aws.is_named_aws_secret judges it.
+AWS_NAMED = re.compile(
+    r"(?i)((?<![\w.\-])aws[\w\-]{0,30}[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9/+]{40,44}={0,2})(?![A-Za-z0-9/+=])"
+)
+
 # An unquoted value runs to the next whitespace.
 _VALUE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
 # Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
@@ -130,8 +150,9 @@ ANSIBLE_VAULT = re.compile(
 _THEN_COLON = r"[\"']?(?=[A-Za-z0-9_.\-]{1,90}+[\"']?[ \t]*:)"
 # A YAML block scalar under a credential name (`password: |`, `password: >-`, `key: !vault |`): its lines,
 # more indented than the name's, are the value. The name's line stays; the block becomes one placeholder.
+# In a flow mapping too (`db: {password: |`): its block is the lines more indented than the mapping's line.
 YAML_BLOCK = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+|[^\n{#]*\{(?:[^\n{}#]*,)?[ \t]*)?"
     + _THEN_COLON
     + NAME
     + r"[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]+)?(?:!\S+[ \t]+)?"
@@ -149,6 +170,11 @@ YAML_ALIAS = re.compile(
 YAML_NEXT_LINE = re.compile(
     r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*(?P<op>:)[ \t]*(?:&\S+[ \t]*)?"
     r"\r?\n(?P=ind)[ \t]+)(?![^\s:#]*:(?:[ \t]|\r?$))(?P<lv>[^\s\"'#\-|>&*!{\[][^\n]*)"
+)
+# `password:` with its value a list (`password:\n  - S3cret99`, the `-` indented or not): each item a value.
+YAML_LIST = re.compile(
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]*)?"
+    r"(?:#[^\n]*)?\r?\n)(?P<items>(?:(?P=ind)[ \t]*-[ \t]+[^\n]*(?:\n|\Z))+)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
@@ -181,6 +207,14 @@ FORMS = {
         r"(?:passw(?:or)?d|pass[_-]?phrase|secret|api[_-]?key|token))[ \t]*\((?:[^(),\n\"']{1,80},)?[ \t]*)(?P<call>)"
         + QUOTED
         + r"(?=[ \t]*[,)])"
+    ),
+    # `password(hunter2x)`: an unquoted argument of a call named after a password, judged like an assigned
+    # value (a variable, `hash_password(user_pw)`, is code). Not a getter or a check, nor a Verilog port
+    # connection `.password(key_in)`.
+    "call_password_unquoted": re.compile(
+        r"(?i)(?P<lead>(?<![\w.$])(?!(?:get|is|has|check|verify|validate|hash|read|load|fetch)_?)"
+        r"(?P<name>[A-Za-z0-9_]{0,30}?(?:passw(?:or)?d|pass[_-]?phrase))[ \t]*\([ \t]*)"
+        r"(?P<uv>[^\s(),\"'`]{4,64})(?=[ \t]*\))"
     ),
     # `ftp.login(user, "...")`, `smtp.login(...)`, `imap.login(...)`: a login's second argument is a password.
     "login_password": re.compile(

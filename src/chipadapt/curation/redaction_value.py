@@ -1,0 +1,171 @@
+"""Whether a value assigned to a name is a credential: the judgement redaction.py applies to every value that
+redaction_forms' patterns find (how strongly the name says credential, whether the value looks like one,
+or like code, a reference, a path, a message about a password)."""
+
+import functools
+import math
+import re
+
+# Shorter values are left: `token = "<s>"`, `password: str`, `key = k` are code, not credentials.
+MIN_SECRET_CHARS = 8
+_STRONG = re.compile(
+    r"(?i)(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|pass[_-]?phrase)$"
+)
+_TOKEN = re.compile(r"(?i)(?:token|credentials?)$")
+# Not a value but a reference to one: $VAR, ${VAR}, $(cmd), $env(VAR), {{ template }}, %(name)s,
+# a <placeholder> (curation's own <secret> included, so a curated corpus curated again is left as it is).
+# Tcl `$::env(PASS)` and `$cfg(pw)` are references too, and so is a command's output, `$(...` or `` `...``,
+# cut at a space: `pwd=$(dirname "$0")`.
+_REFERENCE = re.compile(
+    r"\$\{[^{}]*\}|\$(?:::)?[A-Za-z_][\w.:]*(?:\([\w:]*\))?|\$\(.*|`.*|\$?\{\{.*\}\}|%\(\w+\)s|<[^<>\s]*>"
+    r"|\{[A-Za-z_]\w*\}"  # a format string's `{password}`
+    # GitHub Actions `${{ secrets.X }}` (above), Symfony `%env(X)%`, Ruby `#{ENV["X"]}`, YAML tags `!secret name`
+    r"|%env\([\w:]+\)%|#\{.*\}|![A-Za-z_]\w* \S+"
+)
+# Unquoted code: a structure, a call or a subscript, an attribute path, a variable name.
+_CODE = re.compile(
+    r"[(\[{].*"  # (, [ or { first: a structure, a Tcl command substitution
+    r"|[A-Za-z_][\w.]*[(\[].*"  # getpass.getpass(), os.environ["X"], tokens[i]
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+"  # args.password, settings.SECRET_KEY
+    r"|_*[a-z]+(?:_[a-z]+)+|_*[A-Z]+(?:_[A-Z]+)+"  # round_key_reg, DEFAULT_PASSWORD
+    r"|undefined|required|optional|nullable|string|boolean|integer"
+    # A Verilog sized constant (`128'h2b7e...`, `32'hDEADBEEF`): RTL is what the corpus is for, and a key in
+    # it is a design constant (or a published test vector), not a credential.
+    r"|\d+'[sS]?[hHbBdDoO][0-9a-fA-F_xXzZ?]+"
+)
+# A password is often short: after a name that says password unambiguously (password, passwd, passphrase,
+# secret), 4 to 7 letters and digits, both, are one (`password: abc12`); not a type (`uint64`, `utf8`), a
+# hash's name (`sha256`, `md5`) nor a hex number. A word of letters alone (`password: str`) is a type or a
+# word. Not after pass, pw or pwd, which name a test's result and a pulse width as often (`PW: 1024x8`).
+_PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|secret)$")
+_SHORT_PASSWORD = re.compile(
+    r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)[a-z0-9]{4,7}"
+)
+# A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
+_PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
+# Words in a value that make it a message about a credential, not one: a UI string, a prompt.
+_ABOUT_PASSWORD = re.compile(r"(?i)\b(?:passw(?:or)?ds?|passphrases?)\b")
+
+
+def _is_config_word(name: str, value: str) -> bool:
+    """In a config file, `my_secret_pass` and `foo.bar.baz` are values; `default_password` and
+    `args.password`, which end in the name's own word, still name another variable."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(?:[._]\w+)+", value):
+        return False
+    word = re.search(r"(?i)[a-z]+$", name)
+    return value.lower().rsplit(".", 1)[-1].rsplit("_", 1)[-1] != (word.group().lower() if word else "")
+
+
+# A quoted value that is an identifier (`PRIMARY_KEY = 'user_id_column'`, `SORT_KEY = "created_at"`): after
+# a plain `*_KEY` it names a column or a field; after a password it may well be the password.
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)+")
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+# What a tokenizer calls a token: <|endoftext|>, [PAD], or a plain word (`chat_template_token = "assistant"`).
+_TOKENIZER_TOKEN = re.compile(r"[<\[].*[>\]]|[a-z_.\-]+")
+# The bare short names pass, pw and pwd (and `*_pw`) name a test's result (`PASS: test_uart_1`), a pulse
+# width (`PW: 100MHz`), a signal (`assign pw = cnt123;`) and the shell's directory (`PWD=build_dir2`) as
+# often as a password. After one, a value is a password only where it looks random: quoted, 8 or more
+# characters and no spaces; unquoted, one word of 8 to 64 characters with a letter and a digit and no `_`,
+# `.` or `-` (which join the words of a name, a test, a version). Never a phrase (`PASS: No warnings`), and
+# never in a Verilog statement (`assign`, `<=`, a `;` at the end), a Tcl `set`, a shell `export` or `setenv`.
+_SHORT_NAME = re.compile(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw")
+_RANDOM_WORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[^\s_.\-]{8,64}")
+# A name that passes a secret's name on (`use_token("GITHUB_TOKEN2")`), not its value.
+UPPER_SNAKE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
+
+@functools.lru_cache(maxsize=4096)  # called for every match, and a document repeats its names
+def credential_kind(name: str) -> str | None:
+    """How strongly a name says its value is a credential: "strong" (a password, a secret, an API key,
+    an UPPER_CASE `*_KEY`), "token" (token and credentials also name code), "weak" (a lower-case `*_key`,
+    a credential only when its value looks like one), or None (`key` alone: a dict key, a loop variable)."""
+    last = re.split(r"[.:]", name)[-1]
+    if _SHORT_NAME.fullmatch(last):
+        return "short"  # `PASS=`, `PW=`, `pw:`, `db_pw`: a password only where the value looks random
+    if re.fullmatch(
+        r"(?i)(?:db|user|admin|root|mysql|sql|ftp|smtp|mail|login|ldap|redis|app|sudo|wifi)_?p(?:ass|w)", last
+    ):
+        return "strong"  # `db_pass`, `dbPass`, `dbPw`: an account's password
+    if re.search(r"(?i)(?:pass|pwd)$", last) and not _STRONG.search(last):
+        # `DB_PASS`, `MYSQL_PWD`; not `bypass`, `first_pass`.
+        return "strong" if re.fullmatch(r"[A-Z0-9_\-]*[_\-](?:PASS|PWD)", last) else None
+    if _STRONG.search(last):
+        return "strong"
+    if _TOKEN.search(last):
+        return "token"
+    if re.search(r"(?i)key$", last) and len(last) > 3:
+        return "strong" if re.fullmatch(r"[A-Z0-9_\-]*[_\-]KEY", last) else "weak"
+    return None
+
+
+def _looks_opaque(value: str) -> bool:
+    """A random-looking string: long, no spaces, letters and digits mixed, many distinct characters."""
+    if len(value) < 16 or any(c.isspace() for c in value):
+        return False
+    digits, letters = sum(c.isdigit() for c in value), sum(c.isalpha() for c in value)
+    counts = [value.count(c) for c in set(value)]
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts)
+    return digits >= 3 and letters >= 3 and entropy >= 3.3
+
+
+def split_tail(value: str) -> tuple[str, str]:
+    """An unquoted value and what ends the statement around it: `hunter2;` -> (`hunter2`, `;`),
+    `password)` in `connect(password=password)` -> (`password`, `)`); a closer the value opened stays, and
+    so does a quote that is not the string's around it (`"Pwd=Xy9#kLm2q"` -> (`Xy9#kLm2q`, `"`))."""
+    # Each closer's surplus over its opener counted once: counted again for every trailing closer, a line
+    # ending in 200,000 `)` took minutes.
+    surplus = {c: value.count(c) - value.count(opener) for c, opener in _CLOSERS.items()}
+    surplus |= {q: value.count(q) % 2 for q in "\"'"}
+    end = len(value)
+    while end:
+        c = value[end - 1]
+        if c in ";,":
+            end -= 1
+        elif c in "\"'" and surplus[c] > 0:
+            surplus[c] -= 1
+            end -= 1
+        elif c in _CLOSERS and surplus[c] > 0:
+            surplus[c] -= 1
+            end -= 1
+        else:
+            break
+    return value[:end], value[end:]
+
+
+def says_password(name: str) -> bool:
+    return bool(_PASSWORD_NAME.search(re.split(r"[.:]", name)[-1])) and credential_kind(name) == "strong"
+
+
+def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool:
+    """Whether `value`, assigned to `name`, is to be redacted. `config`: the assignment is a config file's
+    line (YAML `NAME: value`, `.env`/.properties `NAME=value`, ini), where a word with `_` or `.` in it is a
+    value, not a variable or an attribute."""
+    kind = credential_kind(name)
+    bare = value if quoted else split_tail(value)[0]  # a statement's end is not the value's
+    if kind is None or _REFERENCE.fullmatch(bare) or _PATH.fullmatch(bare):
+        return False
+    if len(bare) < MIN_SECRET_CHARS and not (says_password(name) and _SHORT_PASSWORD.fullmatch(bare)):
+        return False
+    if not quoted and _CODE.fullmatch(bare) and not (config and _is_config_word(name, bare)):
+        return False
+    if any(c.isspace() for c in bare) and _ABOUT_PASSWORD.search(bare):
+        return False  # `forgot_password: Forgot your password?`: a message about one
+    if bare.lower() in {name.lower(), re.split(r"[.:]", name)[-1].lower()}:
+        return False  # `password=password`: a keyword argument passed on
+    if quoted and _IDENTIFIER.fullmatch(bare) and re.search(r"(?i)(?<![a-z])key$", name):
+        return False
+    if kind == "token":
+        if quoted:
+            return not (_TOKENIZER_TOKEN.fullmatch(bare) or any(c.isspace() for c in bare))
+        return any(c.isdigit() for c in bare)  # an opaque token holds digits; a name in code has none
+    if kind == "weak":
+        return _looks_opaque(bare)
+    if kind == "short":
+        if any(c.isspace() for c in bare):
+            return False
+        return (
+            not (_IDENTIFIER.fullmatch(bare) or UPPER_SNAKE.fullmatch(bare))
+            if quoted
+            else bool(_RANDOM_WORD.fullmatch(bare))
+        )
+    return True
