@@ -12,7 +12,7 @@ from conftest import TINY_FAST, compose
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import LOCK_NAME
-from chipadapt.stages.common import resume_checkpoint
+from chipadapt.stages.resume_decision import resume_checkpoint
 
 
 @pytest.fixture

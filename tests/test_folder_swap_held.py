@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from chipadapt.io import folder_swap
 from chipadapt.io.lock import run_folder_lock
-from chipadapt.stages.common import resume_checkpoint
+from chipadapt.stages.resume_decision import resume_checkpoint
 
 
 def mid_swap(run):

@@ -142,7 +142,7 @@ def test_an_overwrite_rerun_of_a_completed_run_is_a_fresh_run(tmp_path):
     assert metrics["after"] == fresh["after"]
     assert rows(run) == fresh_rows  # the final validation at step 3, as the fresh run logged it
     assert (run / "model" / "model.safetensors").read_bytes() == (tmp_path / "fresh.safetensors").read_bytes()
-    from chipadapt.stages.common import resume_checkpoint
+    from chipadapt.stages.resume_decision import resume_checkpoint
 
     # Other settings with overwrite=true: trained afresh too, not refused as a resume of other settings.
     assert (

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY
-from chipadapt.stages.common import discard_checkpoint, resume_checkpoint
+from chipadapt.stages.resume_decision import discard_checkpoint, resume_checkpoint
 from chipadapt.stages.resume_settings import trajectory_settings
 
 
@@ -127,7 +127,7 @@ def test_the_callback_filename_decides_which_step_checkpoints_are_its(tmp_path):
 def test_a_requeued_overwrite_continuation_resumes_its_unpublished_checkpoint(tmp_path):
     """Run A (6 steps) published; `trainer.max_steps=8 overwrite=true` resumed it to 8 and was preempted between
     step 8's checkpoint and the publish; the requeue of that line started over from step 0."""
-    from chipadapt.stages.common import PUBLISHED_RECORD, published_record
+    from chipadapt.stages.resume_decision import PUBLISHED_RECORD, published_record
 
     first = config(tmp_path, "trainer.max_steps=6")
     longer = config(tmp_path, "trainer.max_steps=8", "overwrite=true")
@@ -172,7 +172,7 @@ def test_an_earlier_release_checkpoint_at_a_shorter_length_starts_over(tmp_path,
 def test_a_start_over_cut_short_is_finished_by_the_rerun(tmp_path):
     """A kill after last.ckpt was renamed aside, before the step checkpoints were: the rerun with resume=true
     neither resumed what was left nor discarded it."""
-    from chipadapt.stages.common import START_OVER_MARKER, start_over_pending
+    from chipadapt.stages.resume_decision import START_OVER_MARKER, start_over_pending
 
     folder = tmp_path / "checkpoints"
     recorded_checkpoint(folder / "last.ckpt")
@@ -244,7 +244,7 @@ def test_a_requeued_retrain_with_the_same_settings_resumes_its_own_checkpoint(tm
     """A published 6-step run retrained with `overwrite=true` and the same settings: its start-over, then its
     own step-6 checkpoint and a preemption before the publish. The earlier run's publish record matched that
     checkpoint (same step, same settings), so the requeue took it as published and started over again."""
-    from chipadapt.stages.common import PUBLISHED_RECORD, published_record
+    from chipadapt.stages.resume_decision import PUBLISHED_RECORD, published_record
 
     cfg = config(tmp_path, "trainer.max_steps=6", "overwrite=true")
     finished_checkpoint(tmp_path, cfg, 6)

@@ -109,10 +109,10 @@ def test_the_same_command_completes_a_run_killed_after_publishing(tmp_path, capl
 
 
 def test_a_rerun_with_no_checkpoint_to_resume_says_it_starts_from_step_0(tmp_path, caplog):
-    from chipadapt.stages.common import resume_checkpoint
+    from chipadapt.stages.resume_decision import resume_checkpoint
 
     cfg = compose(TINY_FAST, tmp_path)
-    with caplog.at_level(logging.INFO, logger="chipadapt.stages.common"):
+    with caplog.at_level(logging.INFO, logger="chipadapt.stages.resume_decision"):
         assert resume_checkpoint(cfg, tmp_path) is None  # a new folder: nothing to say
         (tmp_path / "manifest.json").write_text(json.dumps({"kind": "train", "status": "running"}))
         assert resume_checkpoint(cfg, tmp_path, check=False) is None  # said once, by pipeline.train's check
@@ -122,7 +122,7 @@ def test_a_rerun_with_no_checkpoint_to_resume_says_it_starts_from_step_0(tmp_pat
         f"no checkpoint in {tmp_path / 'checkpoints'}: training starts from step 0"
     ]
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="chipadapt.stages.common"):
+    with caplog.at_level(logging.INFO, logger="chipadapt.stages.resume_decision"):
         resume_checkpoint(compose([*TINY_FAST, "stage=tokenizer"], tmp_path), tmp_path)
     assert caplog.records == []  # a stage that trains nothing has no step 0
 

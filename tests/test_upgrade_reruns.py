@@ -68,7 +68,7 @@ def test_an_epoch_bounded_one_is_told_by_its_manifest_or_refused(tmp_path):
 
 
 def test_overwrite_over_an_earlier_release_finished_run_starts_over(tmp_path):
-    from chipadapt.stages.common import resume_checkpoint
+    from chipadapt.stages.resume_decision import resume_checkpoint
 
     out = tmp_path / "run"
     cfg = compose([*TINY_FAST, "trainer.max_steps=3", "overwrite=true"], out)

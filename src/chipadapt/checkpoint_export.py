@@ -73,13 +73,13 @@ def chosen_step(run: Path, step: int | None, key: str) -> Path:
         return last
     from chipadapt.models.checkpoint_weights import checkpoint_metadata
 
-    named = {}
+    named: dict[int, list[Path]] = {}
     for entry in sorted(folder.glob("*.ckpt")):
         found = STEP_IN_NAME.search(entry.name)
         if found:
-            named.setdefault(int(found.group(1)), entry)
+            named.setdefault(int(found.group(1)), []).append(entry)
     if step in named:
-        return named[step]
+        return one_of_step(run, named[step], step, key)
     last_step = checkpoint_metadata(last, key)["global_step"] if last.exists() else None
     if last_step == step:
         return last
@@ -87,6 +87,40 @@ def chosen_step(run: Path, step: int | None, key: str) -> Path:
     raise ChipadaptError(
         f"step: {folder} has no checkpoint of step {step} (it has steps {', '.join(map(str, kept)) or 'none'}); "
         "a run keeps a checkpoint per save with callbacks.checkpoint.save_top_k=-1"
+    )
+
+
+def one_of_step(run: Path, candidates: list[Path], step: int, key: str) -> Path:
+    """The one checkpoint of `step` among files whose names claim it: where there are several (an earlier run's
+    under another callbacks.checkpoint.filename, or from before settings were recorded, which a start-over
+    keeps), the one whose recorded settings are the run's; the first by name was exported as the run's, which
+    could be the earlier run's weights. Refused in one line, naming the files, where that is not one."""
+    if len(candidates) == 1:
+        return candidates[0]
+    from chipadapt.models.checkpoint_weights import checkpoint_metadata
+    from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
+
+    record = run_record(run)
+    matching = []
+    for entry in candidates:
+        content = checkpoint_metadata(entry, key)
+        if not isinstance(content.get(CHECKPOINT_KEY), dict):
+            continue  # no settings recorded: nothing tells whose it is
+        try:
+            check_written_by_run(run, entry, record, content)
+        except ChipadaptError:
+            continue
+        matching.append(entry)
+    if len(matching) == 1:
+        return matching[0]
+    why = (
+        "none records the settings of this run"
+        if not matching
+        else f"{len(matching)} record this run's settings ({', '.join(entry.name for entry in matching)})"
+    )
+    raise ChipadaptError(
+        f"step: {run / 'checkpoints'} holds {len(candidates)} checkpoints of step {step} "
+        f"({', '.join(entry.name for entry in candidates)}) and {why}; name the one to export with checkpoint=FILE"
     )
 
 

@@ -109,9 +109,9 @@ def train(cfg: DictConfig) -> dict:
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
         previous="" if cfg.overwrite else what_changed(cfg, out),
     )
-    if cfg.resume:  # before anything is built or written: a checkpoint of another run is not resumed
-        from chipadapt.stages.common import resume_checkpoint
+    from chipadapt.stages.resume_decision import resume_checkpoint, resumes
 
+    if resumes(cfg, out):  # before anything is built or written: a checkpoint of another run is not resumed
         resume_checkpoint(cfg, out)
     with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
         return instantiate(cfg.stage.runner)(cfg, out, manifest)

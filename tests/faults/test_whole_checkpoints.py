@@ -68,7 +68,7 @@ def test_a_partial_folder_left_by_a_kill_is_replaced_by_the_next_save(tmp_path):
 
 
 def test_a_swap_cut_between_its_renames_is_put_back_before_resuming(tmp_path):
-    from chipadapt.stages.common import resume_checkpoint
+    from chipadapt.stages.resume_decision import resume_checkpoint
 
     out = tmp_path / "run"
     ckpt = out / "checkpoints" / "last.ckpt"

@@ -5,8 +5,6 @@ class."""
 
 import json
 import logging
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt import interrupts
 from chipadapt.batch_plan import check_trainer_world, world_size
 from chipadapt.errors import ChipadaptError, TrainingDiverged
-from chipadapt.io import folder_swap
-from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
-from chipadapt.io.checkpoints import check_checkpoint
-from chipadapt.io.hashing import fingerprint_folder, sha256_json
-from chipadapt.io.lock import run_folder_lock
-from chipadapt.io.lock_probe import folder_lock_held
+from chipadapt.io.hashing import fingerprint_folder
 from chipadapt.loggers.build import build_loggers
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
@@ -35,17 +28,19 @@ from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
-from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY, RecordSettings
-from chipadapt.stages.finished_checkpoint import finished_training
-from chipadapt.stages.resume_settings import (
-    WARNED,
-    check_resume_settings,
-    checkpoint_metadata,
-    checkpoint_step,
-    ends_with,
-    settings_changes,
-    trajectory_settings,
+from chipadapt.stages.checkpoint_records import RecordSettings
+from chipadapt.stages.resume_decision import (
+    discard_checkpoint,
+    record_published,
+    record_start_over_job,
+    refuse_a_resume_that_trained_nothing,
+    resume_checkpoint,
+    resumes,
+    slurm_job,
+    slurm_restarts,
+    start_over_pending,
 )
+from chipadapt.stages.resume_settings import checkpoint_step, trajectory_settings
 from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)
@@ -159,106 +154,11 @@ def build_trainer(
         # before the first logger call below starts metrics.csv over
         checkpoint = OmegaConf.select(cfg, "callbacks.checkpoint") or {}
         discard_checkpoint(out, checkpoint.get("filename"), checkpoint.get("auto_insert_metric_name", True))
+        record_start_over_job(out)
     config = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:  # the whole resolved config, not only the module's hyperparameters
         logger.log_hyperparams(config)
     return trainer, callbacks
-
-
-# Written first and removed last by a start-over (discard_checkpoint): a rerun that finds it finishes the
-# start-over the kill cut short, rather than resuming what is left of the earlier run.
-START_OVER_MARKER = ".start_over"
-# Lightning's name of a step checkpoint when the callback's `filename` is not set.
-DEFAULT_CHECKPOINT_NAME = "{epoch}-{step}"
-
-
-def start_over_pending(out: Path) -> bool:
-    """Whether a start-over in `out` was cut off before it finished discarding the earlier run's checkpoints."""
-    return (out / "checkpoints" / START_OVER_MARKER).exists()
-
-
-def step_checkpoint_name(filename: str | None, metric_names: bool = True) -> re.Pattern:
-    """The names the checkpoint callback gives step checkpoints for its `filename` (Lightning's
-    `{epoch}-{step}` where unset): each `{metric}` becomes `metric=VALUE` (`metric_names`: the callback's
-    auto_insert_metric_name) or its value, with `.ckpt` and a `-vN` version after it."""
-    parts = re.split(r"(\{[^{}]*\})", filename or DEFAULT_CHECKPOINT_NAME)
-    pattern = ""
-    for part in parts:
-        if part.startswith("{") and part.endswith("}"):
-            name = re.escape(part[1:-1].split(":")[0].strip())
-            pattern += f"{name}=[^/]+?" if metric_names else "[^/]+?"
-        else:
-            pattern += re.escape(part)
-    return re.compile(f"{pattern}(?:-v\\d+)?\\.ckpt")
-
-
-def holds_our_records(entry: Path) -> bool:
-    """Whether a checkpoint holds what RecordSettings writes into every checkpoint of this tool (its metadata
-    read without its tensors); a file that is no checkpoint, or a folder without metadata, does not."""
-    try:
-        content = checkpoint_metadata(entry)
-    except ChipadaptError:
-        return False
-    return isinstance(content, dict) and CHECKPOINT_KEY in content
-
-
-def discard_checkpoint(out: Path, filename: str | None = None, metric_names: bool = True) -> None:
-    """resume=false: the folder's checkpoints go at the moment its curves start over (metrics.csv is
-    cut to the new run's rows, TensorBoard's purge_step hides the old events), not when the new run's
-    first checkpoint replaces them. Kept until then, a start-over killed before that checkpoint left
-    the old run's checkpoint beside the new run's first rows, and the next rerun resumed it and
-    logged on below them: one curve of two runs, the old run's early steps lost all the same. The
-    user asked to start over; keeping the checkpoint and not its curves helps nobody. The earlier run's
-    step checkpoints go too, not only `last.ckpt`: those of save_top_k=-1 that the new run does not reach
-    (a shorter run) were otherwise left under the new run's name, and export.py run=RUN step=N exported the
-    old run's weights as the new run's. Only what the checkpoint callback writes goes: `last.ckpt` and the
-    names of its `filename` (`filename`, `metric_names`) that hold this tool's records; anything else in the folder (a
-    checkpoint copied there by hand, another tool's) is the user's, kept and named. Each is renamed aside
-    first (one atomic step; a folder checkpoint's removal takes long), then removed, with what an earlier
-    replacement or discard left (hidden names, ours). START_OVER_MARKER is written before the first rename
-    and removed after the last: a kill in between leaves it, and the rerun finishes the start-over."""
-    folder = out / "checkpoints"
-    if not folder.is_dir():
-        return
-    marker = folder / START_OVER_MARKER
-    write_json_atomic(marker, {"started_over": True})
-    ckpt = folder / "last.ckpt"
-    names = step_checkpoint_name(filename, metric_names)
-    ours, kept = [], []
-    for entry in sorted(folder.glob("*.ckpt")):
-        if entry == ckpt:
-            continue
-        (ours if names.fullmatch(entry.name) and holds_our_records(entry) else kept).append(entry)
-    for entry in [ckpt, *ours]:
-        aside = folder / f".{entry.name}.discarded"
-        if entry.exists() or entry.is_symlink():
-            folder_swap.discard(aside)
-            os.replace(entry, aside)
-            if entry == ckpt:
-                log.warning("%s, not resumed, is discarded; the run and its curves start over", ckpt)
-        for leftover in (aside, folder_swap.partial_path(entry), folder_swap.old_path(entry)):
-            folder_swap.discard(leftover)
-    if ours:
-        log.warning(
-            "%d step checkpoint%s of the earlier run in %s discarded as well (%s)",
-            len(ours),
-            "" if len(ours) == 1 else "s",
-            folder,
-            ", ".join(entry.name for entry in ours),
-        )
-    for leftover in folder.glob(".*.ckpt.discarded"):  # what a start-over cut off renamed aside
-        folder_swap.discard(leftover)
-    if kept:
-        log.warning(
-            "kept in %s, not the checkpoint callback's (another name, or no chipadapt records): %s",
-            folder,
-            ", ".join(entry.name for entry in kept),
-        )
-    # What model/ was published from is the earlier run's: kept, it matched the new training's checkpoint at
-    # the same step and settings (an overwrite=true retrain), which a requeue then took as published and
-    # started over again, each preemption losing the whole training. Without it, model/'s time decides.
-    (out / PUBLISHED_RECORD).unlink(missing_ok=True)
-    marker.unlink()
 
 
 def lightning_refusal(err: BaseException) -> str | None:
@@ -271,129 +171,6 @@ def lightning_refusal(err: BaseException) -> str | None:
             return " ".join(str(cause).split())
         cause = cause.__cause__
     return None
-
-
-def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | None:
-    """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
-    cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
-    settings, is a one-line error (`check`: pipeline.train checks before anything is written). A
-    folder checkpoint whose replacement was cut off between its two renames is put back first."""
-    if check:
-        refuse_if_folder_in_use(out)
-    ckpt = out / "checkpoints" / "last.ckpt"
-    if cfg.resume:
-        folder_swap.recover(ckpt, run_folder=out)  # never under a job that holds the folder (folder_swap.recover)
-    if cfg.resume and start_over_pending(out):
-        # A start-over killed while it discarded the earlier run's checkpoints: finished (train_module), never
-        # resumed from what it left.
-        if check:
-            log.info("%s: a start-over was cut off here; it is finished and training starts from step 0", ckpt.parent)
-        return None
-    if not cfg.resume or not ckpt.exists():
-        # An earlier attempt in this folder (its manifest) left no checkpoint to resume: killed before its
-        # first one. Said once (pipeline.train's check), so that a rerun from step 0 is not taken for a
-        # resume; nothing for a new folder, nor for the stages that train nothing (tokenizer, annotate).
-        if check and cfg.resume and "module" in cfg.stage and (out / "manifest.json").is_file():
-            log.info("no checkpoint in %s: training starts from step 0", ckpt.parent)
-        return None
-    if check:
-        check_checkpoint(ckpt)
-    # overwrite=true over a finished, published run trains again from the start, as a fresh run would,
-    # with these settings or others. Not before its model/ is published: a requeue of the same line
-    # after a preemption between the last checkpoint and the save resumes, and publishes.
-    if cfg.overwrite and (out / "model").is_dir() and overwrite_starts_over(ckpt, cfg):
-        return None
-    if check:
-        check_resume_settings(ckpt, cfg)
-    return str(ckpt)
-
-
-def overwrite_starts_over(ckpt: Path, cfg: DictConfig) -> bool:
-    """Whether overwrite=true over a run whose `model/` is published trains again from step 0 rather than
-    resuming `ckpt`. A checkpoint of a training done at this length: always (resuming trains nothing). One
-    done at another length: unless the run only asks to be trained longer, the one case the README has
-    continue from the finished checkpoint. A shorter length, or other settings, start over: resumed, the
-    first trained nothing and published the old weights, the second was refused as "written by a run with
-    other settings" though overwrite=true had asked for exactly that run. A checkpoint whose training is
-    not done (a requeue of this overwrite=true line after a preemption) is resumed; so is one done with these
-    very settings that `model/` was not published from (the requeue after a preemption between the last
-    checkpoint and the publish: started over, the whole training was lost). A checkpoint of an earlier
-    release, which did not record whether its training was done, at this length or a shorter one: starts
-    over (resumed, it trained nothing and published its own length's weights again)."""
-    content = checkpoint_metadata(ckpt) or {}
-    compared = settings_changes(ckpt, cfg)
-    if compared is not None and not compared[0] and not published_from(ckpt, content):
-        log.info(
-            "%s is a later checkpoint than the published %s: resumed, and published", ckpt, ckpt.parent.parent / "model"
-        )
-        return False
-    max_steps = OmegaConf.select(cfg, "trainer.max_steps")
-    if FINISHED_KEY not in content and isinstance(max_steps, int) and max_steps >= 0:
-        if compared and any(not ends_with(key, WARNED) for key in compared[0]):
-            return True  # other settings: not a continuation (resumed, the settings check refused it)
-        return not trains_longer(compared[1] if compared else {}, cfg, content.get("global_step"))
-    if finished_training(ckpt, cfg):
-        return True
-    if not content.get(FINISHED_KEY) or compared is None:
-        return False
-    changed, recorded, _ = compared
-    if any(not ends_with(key, WARNED) for key in changed):
-        return True
-    return not trains_longer(recorded, cfg, content.get("global_step"))
-
-
-# Beside model/: what it was published from (the checkpoint's step and recorded settings), so that overwrite=true
-# tells a finished checkpoint whose publish a preemption cut off from the rerun of a published run.
-PUBLISHED_RECORD = ".published_from.json"
-
-
-def published_record(step: int, settings: object) -> dict:
-    return {"step": step, "settings": sha256_json(settings)}
-
-
-def published_from(ckpt: Path, content: dict) -> bool:
-    """Whether the run folder's `model/` was published from the training `ckpt` holds: its record says so
-    (written after each publish); for a folder published before the record was kept, `model/` written after
-    the checkpoint (a run saves its last checkpoint, then publishes)."""
-    out = ckpt.parent.parent
-    try:
-        record = json.loads((out / PUBLISHED_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    if isinstance(record, dict):
-        return record == published_record(content.get("global_step"), content.get(CHECKPOINT_KEY))
-    published = out / "model" / "config.json"
-    return not published.is_file() or published.stat().st_mtime_ns >= ckpt.stat().st_mtime_ns
-
-
-def record_published(out: Path, trainer: L.Trainer) -> None:
-    """After `model/` is published: the step and settings it was trained to, as its last checkpoint records
-    them (RecordSettings). A kill before this line leaves the previous record: the checkpoint then reads as
-    not published, and a rerun resumes it and publishes the same weights again, which costs nothing."""
-    record = next((c for c in trainer.callbacks if isinstance(c, RecordSettings)), None)
-    if record is not None and trainer.is_global_zero:
-        write_json_atomic(out / PUBLISHED_RECORD, published_record(int(trainer.global_step), record.settings))
-
-
-def trains_longer(recorded: dict, cfg: DictConfig, step: object) -> bool:
-    """Whether `cfg`'s length goes beyond a finished training recorded with `recorded` at `step`."""
-    max_steps = OmegaConf.select(cfg, "trainer.max_steps")
-    if isinstance(max_steps, int) and max_steps >= 0:
-        return isinstance(step, int) and max_steps > step
-    epochs, before = OmegaConf.select(cfg, "trainer.max_epochs"), recorded.get("trainer.max_epochs")
-    if not isinstance(epochs, int) or epochs < 0:
-        return True  # unbounded
-    return isinstance(before, int) and 0 <= before < epochs
-
-
-def refuse_if_folder_in_use(out: Path) -> None:
-    """The refusal of a second command in a run folder a live job holds, before the resume check says
-    anything: its lines (no checkpoint, resuming with other settings) went to the log file Hydra opened
-    in that folder, the running job's train.log, and read as the running job's. The lock is taken and
-    given back at once (io/lock.py names the holder); the job takes it again in recorded_job."""
-    if folder_lock_held(out) is True:
-        with run_folder_lock(out):
-            pass  # released since the probe: the job goes on and takes the lock for itself
 
 
 # What decides which sequences a validation reads: a resume may change them (they are not training
@@ -518,12 +295,14 @@ def train_module(
     # A checkpoint not resumed (resume=false; overwrite=true over a finished training) goes as the curves start over.
     # A start-over a kill cut short (start_over_pending) is finished.
     start_over = (
-        not cfg.resume
+        not resumes(cfg, out)
         or (resume_from is None and (out / "checkpoints" / "last.ckpt").exists())
         or start_over_pending(out)
     )
     if start_over:
         tell_earlier_exports(out, manifest)
+        if (job := slurm_job()) is not None:  # whose requeue continues this start-over (resume_decision.resumes)
+            manifest.update("inputs", {"started_over_by_slurm_job": {**job, "restarts": slurm_restarts()}})
     elif resume_from:
         manifest.update("inputs", {"resumed": {"checkpoint": resume_from, "step": start_step}})
     trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=start_over)
@@ -539,6 +318,7 @@ def train_module(
         manifest.update("metrics", {"before": result.before})
     with interrupts.deferred():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    refuse_a_resume_that_trained_nothing(cfg, resume_from, start_step, int(trainer.global_step))
     result.before, result.before_items = starting.values, starting.items  # on resume, as the checkpoint recorded them
     # Read before the validation below, which starts Lightning's callback metrics afresh.
     if "train/loss" in trainer.callback_metrics:

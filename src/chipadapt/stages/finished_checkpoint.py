@@ -1,5 +1,5 @@
 """Whether a checkpoint ends a training that is done at a config's length: what `overwrite=true` over a
-completed run asks (stages/common.resume_checkpoint), so that it starts over instead of resuming a finished
+completed run asks (stages/resume_decision.resume_checkpoint), so that it starts over instead of resuming a finished
 checkpoint and publishing the old weights again. Checkpoints of this version record it (FINISHED_KEY); those
 of earlier releases are judged by what they and their run folder hold."""
 

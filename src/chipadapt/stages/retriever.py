@@ -46,7 +46,8 @@ from chipadapt.retrieval.queries import Query, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
 from chipadapt.run_metrics import evaluation_metrics
-from chipadapt.stages.common import begin, publish_if_finite, resume_checkpoint, train_module
+from chipadapt.stages.common import begin, publish_if_finite, train_module
+from chipadapt.stages.resume_decision import resume_checkpoint
 
 log = logging.getLogger(__name__)
 
