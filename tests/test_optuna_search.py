@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from omegaconf import OmegaConf
 from optuna.distributions import UniformDistribution
 
@@ -22,12 +23,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"optim.lr": UniformDistribution(0.0, 1.0)}
 
 
-class FakeLauncher:
-    """Runs no training: records the job index each trial was launched at, makes its folder as a job does
+class FakeLauncher(BasicLauncher):
+    """Hydra's basic launcher (it runs the jobs in the search process), running no training: records the
+    job index each trial was launched at, makes its folder as a job does
     (under its run lock, with a manifest) and returns a value from its params. `during(index)` runs while
     the job holds its folder (another process at work meanwhile); it may raise, as a refusing job exits."""
 
     def __init__(self, sweep_dir: Path, during=None):
+        super().__init__()
         self.sweep_dir, self.during = sweep_dir, during
         self.launched: list[tuple[int, tuple]] = []
 
@@ -267,7 +270,10 @@ def test_the_trial_folder_is_the_one_the_job_ran_in(tmp_path):
     elsewhere = tmp_path / "sweep" / "lr_0"  # hydra.sweep.subdir other than the job number
 
     def named(overrides, initial_job_idx):
-        return [SimpleNamespace(**vars(r), working_dir=str(elsewhere)) for r in launch(overrides, initial_job_idx)]
+        ran = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(elsewhere)}}})
+        # working_dir is the process's cwd (hydra.job.chdir=false), not the job's folder
+        returns = launch(overrides, initial_job_idx)
+        return [SimpleNamespace(**vars(r), hydra_cfg=ran, working_dir=str(tmp_path)) for r in returns]
 
     search.launcher.launch = named
     search.sweep(search.arguments)
@@ -310,22 +316,26 @@ def test_a_trial_refused_because_another_process_runs_it_is_not_failed(tmp_path)
     assert states(storage) == ["RUNNING"]
 
 
-def basic_launcher_batch(search: StudySweeper, refused: set[int], diverged: frozenset[int] = frozenset()):
+def basic_launcher_batch(
+    search: StudySweeper, refused: set[int], diverged: frozenset[int] = frozenset(), folder_name=str
+):
     """Hydra's basic launcher runs a batch's jobs one after the other in this process: a job that refuses
     its input (exit 2) ends the launch, and the values of the jobs before it are never returned."""
+    import datetime as dt
     import json
 
     def launch(overrides, initial_job_idx):
         for index, override in enumerate(overrides, start=initial_job_idx):
             if index in refused:
                 raise SystemExit(2)
-            folder = search.launcher.sweep_dir / str(index)
+            folder = search.launcher.sweep_dir / folder_name(index)
             with run_folder_lock(folder):
                 x = float(dict(line.split("=", 1) for line in override)["optim.lr"])
                 done = {"status": "completed", "error": None, "metrics": {"after": {"domain": {"bpb": x}}}}
                 if index in diverged:
                     done = {"status": "failed", "error": "TrainingDiverged: training diverged: loss is nan"}
-                manifest = {"kind": "train", "overrides": list(override), "config": {}, **done}
+                started = dt.datetime.now().isoformat(timespec="seconds")
+                manifest = {"kind": "train", "overrides": list(override), "started": started, "config": {}, **done}
                 (folder / "manifest.json").write_text(json.dumps(manifest))
         raise AssertionError("a batch with a refused job ends in SystemExit")
 

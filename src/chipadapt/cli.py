@@ -195,12 +195,18 @@ def worst_value() -> float | list[float]:
     Optuna sweeper's retry as a failed trial refuses the value again). The basic sweeper ignores it."""
     from hydra.core.hydra_config import HydraConfig
 
-    worst = {"minimize": math.inf, "maximize": -math.inf}
     direction = HydraConfig.get().sweeper.get("direction")
     directions = [direction] if direction is None or isinstance(direction, str) else list(direction)
-    # An enum (`Direction.minimize`) where the sweeper's dataclass default is kept; its name otherwise.
-    values = [worst.get(str(getattr(d, "name", d)).lower(), math.nan) for d in directions]
+    values = worst_for(directions)
     return values[0] if len(values) == 1 else values
+
+
+def worst_for(directions: list) -> list[float]:
+    """The worst value of each direction (NaN for an unknown one); also what the search tells for a
+    diverged trial it reads back from its folder (optuna_trial_outcome.py)."""
+    worst = {"minimize": math.inf, "maximize": -math.inf}
+    # An enum (`Direction.minimize`) where the sweeper's dataclass default is kept; its name otherwise.
+    return [worst.get(str(getattr(d, "name", d)).lower(), math.nan) for d in directions]
 
 
 def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 FOLDER = "chipadapt_folder"  # a trial's user attribute: the job folder it ran in
+PERPLEXITY_CAPS = ("max_documents", "max_tokens")  # conf/eval/perplexity.yaml: what caps each split's items
 
 
 def matching(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -111,10 +112,28 @@ def objective_items(metric: str, config) -> str:
         held = f"data.val_fraction={fraction}" if fraction is not None else "the data's hold-out"
         return f"the held-out validation documents of split {split!r} ({held}), the ones evaluate.py and reports read"
     if metric.startswith("retrieval.synthetic_heldout."):
-        return f"the held-out synthetic queries (retriever.heldout_fraction={setting('retriever.heldout_fraction')})"
-    task = metric.split(".")[0].split("/")[0]
+        stage = "reranker" if setting("stage.name") == "reranker" else "retriever"  # each holds its own out
+        key = f"{stage}.heldout_fraction"
+        return f"the {stage}'s held-out synthetic query groups ({key}={setting(key)})"
+    task, _, rest = metric.partition(".")
+    if "/" in task or not rest or setting(f"eval.{task}") is None:  # train_loss, a custom metric
+        return "the items the metric was computed on"
     limit = setting(f"eval.{task}.limit")
     first = f"the first {limit} items" if limit is not None else "all items"
+    if task == "perplexity":
+        split = rest.split(".")[0]
+        caps = ", ".join(f"eval.perplexity.{k}={setting(f'eval.perplexity.{k}')}" for k in PERPLEXITY_CAPS)
+        held = f"eval.perplexity.splits.{split}.held_out={setting(f'eval.perplexity.splits.{split}.held_out')}"
+        return f"the held-out documents of eval.perplexity split {split!r} ({held}; {caps}), the ones a report scores"
+    if task == "eda_script":
+        fraction = setting("eval.eda_script.eval_fraction")
+        return f"{first} of eda_script's evaluation split (eval.eda_script.eval_fraction={fraction}, eval.{task}.limit)"
+    if setting(f"eval.{task}.max_per_subject") is not None or task in ("mcq", "chip_mcq"):
+        per = setting(f"eval.{task}.max_per_subject")
+        return (
+            f"{first} of eval task {task!r} after the first {per if per is not None else 'all'} of each subject "
+            f"(eval.{task}.max_per_subject, eval.{task}.limit), the ones a report on that task scores"
+        )
     return f"{first} of eval task {task!r} (eval.{task}.limit), the ones a report on that task scores"
 
 

@@ -10,9 +10,10 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
 - job folders are numbered by trial number, so a rerun of the same command continues the study (n_trials is
   the study's total), and a trial left RUNNING by a killed job (its folder lock free) is run again with its
   own parameters in its own folder (its checkpoint resumes), and so is one whose job never took its folder's
-  lock once the search process that asked for it is gone (search_claim); one another process runs is left to it;
+  lock once the search process that asked for it is gone (search_claim), where that process ran its jobs
+  itself (the basic launcher); one another process runs, or may still run (a queued SLURM job), is left to it;
 - a trial whose job refused its input is marked failed, not left RUNNING, and its batch-mates are told what
-  their own folders say (optuna_trial_outcome.py);
+  their own folders say (optuna_trial_outcome.py); an interrupted batch stays RUNNING, to resume;
 - a seeded sampler is reseeded by the number of trials already stored, so it does not draw its start-up
   trials again;
 - optimization_results.yaml names the tied best trials, the runner-up and their paired difference
@@ -31,10 +32,10 @@ from omegaconf import OmegaConf
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
-from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.optuna_results import FOLDER, report
-from chipadapt.optuna_trial_outcome import outcome
+from chipadapt.optuna_trial_outcome import Launched, batch_outcomes, launch_time
+from chipadapt.optuna_trial_store import fail, record, record_folder, recorded_folder, tell
 from chipadapt.run_folder_guard import refuse
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ STUDY_RECORD = "optuna_study.json"  # in the sweep folder: the study whose trial
 RAN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CLAIM = "chipadapt_claim"  # a trial's user attribute: the lock its search process holds (search_claim)
 CLAIMS = ".optuna_searches"  # in the sweep folder: one locked folder per search process (search_claim)
+# A trial's user attribute: whether its jobs ran inside the search process (Hydra's basic launcher), so that
+# they died with it. submitit (hydra/launcher=slurm) does not cancel its queued jobs when the search dies.
+JOBS_HERE = "chipadapt_jobs_in_search_process"
 
 
 def search_settings(directions: list[str], space: dict, fixed: dict) -> dict:
@@ -132,8 +136,9 @@ def left_to_its_process(trial: optuna.trial.FrozenTrial, sweep_dir: Path) -> str
     Several processes may share one stored study (Optuna's way to search in parallel): a trial another
     process is running must not run twice. Resumed when it ran in this sweep folder and nobody holds its
     folder's run lock (a killed job's lock died with it, io/lock_probe.py), or when its folder has no lock to
-    tell (killed before its job took it, or run in a folder hydra.sweep.subdir names otherwise) but the search
-    process that asked for it holds its claim no more (search_claim): its jobs died with it."""
+    tell (killed before its job took it, or run in a folder hydra.sweep.subdir names otherwise), the search
+    process that asked for it holds its claim no more (search_claim) and that process ran its jobs itself
+    (JOBS_HERE: they died with it). A job another launcher queued (SLURM) outlives the search: left alone."""
     folder = trial.user_attrs.get(FOLDER)
     if folder and folder_lock_held(folder):
         return f"a live process holds {folder}"
@@ -144,8 +149,16 @@ def left_to_its_process(trial: optuna.trial.FrozenTrial, sweep_dir: Path) -> str
     if folder and not Path(folder).is_relative_to(sweep_dir):
         parent = Path(folder).parent
         return f"it runs in {folder}, another sweep folder (hydra.sweep.dir={parent} resumes it if it was killed)"
-    if searcher is False:  # Hydra gives the rerun the same job folder: its checkpoint resumes
+    if searcher is False and folder and folder_lock_held(folder) is False:  # its job was killed: resumes
         return None
+    if searcher is False and trial.user_attrs.get(JOBS_HERE) is True:  # its jobs died with its search
+        return None
+    if searcher is False:
+        return (
+            "its job never took its folder's lock and was submitted by a launcher that runs jobs outside the search"
+            " process (hydra/launcher=slurm), which does not cancel them when the search dies: it may still be"
+            " queued (if it is not, mark the trial failed in the study to run it again)"
+        )
     if not folder:
         return "no job folder recorded (asked by a process that has not launched it yet, or by an older chipadapt)"
     if folder_lock_held(folder) is None:
@@ -247,6 +260,7 @@ class StudySweeper(OptunaSweeperImpl):
             log.warning("trial #%d was interrupted: it runs again in its folder", trial.number)
             if claim:
                 record(study, trial.number, CLAIM, claim)
+            record(study, trial.number, JOBS_HERE, runs_jobs_here(self.launcher))
             self._run(study, [(trial.number, dict(trial.params), fixed)], sweep_dir, directions)
         # n_trials is the study's total, as for an in-memory study: a rerun of the same command (or a second
         # process on the same study) runs what is missing. A trial that failed is not counted: it has no value.
@@ -260,6 +274,7 @@ class StudySweeper(OptunaSweeperImpl):
                     trial.set_user_attr(name, value)
                 if claim:
                     trial.set_user_attr(CLAIM, claim)
+                trial.set_user_attr(JOBS_HERE, runs_jobs_here(self.launcher))
                 if self.custom_search_space_extender:
                     self.custom_search_space_extender(self.config, trial)
                 asked.append((trial.number, dict(trial.params), fixed))
@@ -273,21 +288,21 @@ class StudySweeper(OptunaSweeperImpl):
             for trial in trials:
                 self._run(study, [trial], sweep_dir, directions)
             return
-        for number in numbers:
-            record_folder(study, number, sweep_dir / str(number))
+        folders = [recorded_folder(study, number) or sweep_dir / str(number) for number in numbers]
+        for number, folder in zip(numbers, folders):
+            record_folder(study, number, folder)
         overrides = [tuple(f"{k}={v}" for k, v in {**params, **fixed}.items()) for _, params, fixed in trials]
+        since = launch_time()
         try:
             returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
-        except (SystemExit, ChipadaptError):
-            # A job refused its input (exit 2, e.g. a metric it does not record): its trial failed, and is
-            # neither resumed by the rerun nor counted as having run with these settings. Its batch-mates
-            # are each told what their own folder says (optuna_trial_outcome.py). An interrupt
-            # (KeyboardInterrupt) is not caught: its trials stay RUNNING, to resume.
+        except BaseException as err:
+            # A job refused its input (exit 2), or a launcher reports a failed job (submitit): each trial is
+            # told what its own folder says (optuna_trial_outcome.py). An interrupt leaves them RUNNING.
             metric = str(OmegaConf.select(self.config, "optimized_metric", default=None) or "")
-            for number, launched in zip(numbers, overrides):
-                ended = outcome(sweep_dir / str(number), launched, metric, directions)
-                if ended.running:  # refused as in use: another process runs it
-                    log.warning("trial #%d is run by the process holding its folder: left to it", number)
+            batch = [Launched(*launched) for launched in zip(numbers, folders, overrides)]
+            for number, ended in zip(numbers, batch_outcomes(err, batch, sweep_dir, since, metric, directions) or []):
+                if ended.running:
+                    log.warning("trial #%d is left RUNNING: %s", number, ended.why)
                 elif ended.values is not None:
                     tell(study, number, ended.values)
                 else:
@@ -296,8 +311,10 @@ class StudySweeper(OptunaSweeperImpl):
             raise
         failed = None
         for number, returned in zip(numbers, returns):
-            if getattr(returned, "working_dir", None):  # hydra.sweep.subdir may name it otherwise than its number
-                record_folder(study, number, Path(str(returned.working_dir)).absolute())
+            job_hydra = getattr(returned, "hydra_cfg", None)
+            ran_in = OmegaConf.select(job_hydra, "hydra.runtime.output_dir") if job_hydra is not None else None
+            if ran_in:  # hydra.sweep.subdir may name it otherwise than its number (working_dir: the cwd, not it)
+                record_folder(study, number, Path(str(ran_in)).absolute())
             try:  # a job that raised raises here (Hydra's JobReturn); one interrupted never returns: left RUNNING
                 value = returned.return_value
                 values = [float(value)] if len(directions) == 1 else [float(v) for v in value]
@@ -310,39 +327,8 @@ class StudySweeper(OptunaSweeperImpl):
             raise failed
 
 
-def record_folder(study: optuna.Study, number: int, folder: Path) -> None:
-    record(study, number, FOLDER, str(folder))
+def runs_jobs_here(launcher: Any) -> bool:
+    """Whether the launcher runs the jobs inside this process (Hydra's basic launcher), so they end with it."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
-
-def record(study: optuna.Study, number: int, key: str, value: str) -> None:
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    study._storage.set_trial_user_attr(trial_id, key, value)
-
-
-def finished_meanwhile(study: optuna.Study, number: int) -> bool:
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return study._storage.get_trial(trial_id).state.is_finished()
-
-
-def tell(study: optuna.Study, number: int, values: list[float]) -> None:
-    """Tell a trial's values, unless another process finished the trial meanwhile (it took the trial for
-    interrupted: only a trial whose folder nobody held, so rarely): said, not a crash."""
-    try:
-        if not finished_meanwhile(study, number):
-            study.tell(number, values=values)
-            return
-    except RuntimeError:  # finished between the look and the tell
-        if not finished_meanwhile(study, number):
-            raise
-    log.warning(
-        "trial #%d was finished by another process meanwhile: this run's value %s is not stored", number, values
-    )
-
-
-def fail(study: optuna.Study, number: int) -> None:
-    if not finished_meanwhile(study, number):
-        try:
-            study.tell(number, state=TrialState.FAIL)
-        except RuntimeError:
-            if not finished_meanwhile(study, number):
-                raise
+    return isinstance(launcher, BasicLauncher)
