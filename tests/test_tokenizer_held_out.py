@@ -66,7 +66,7 @@ def test_tokens_are_chosen_on_the_training_documents_and_the_saving_is_reported_
     # Every new token occurs in the training documents: none comes from the held-out-only word (the
     # selection on every document added 'blax', 'zor', 'qu' and 'int' of it).
     assert [p for p in new_pieces if p not in training_text] == []
-    assert report["documents"] == {"rtl": {"selection": 40 - held, "held_out": held}}
+    assert report["documents"] == {"rtl": {"selection": 40 - held, "held_out": held, "held_out_copies_dropped": 0}}
 
     row = report["domain_held_out_reduction"]
     assert row["documents"] == held and row["tokens_after"] < row["tokens_before"]
@@ -84,7 +84,7 @@ def test_nothing_held_out_says_so_instead_of_an_interval(tmp_path, tiny_folder):
     folder = adapter(tmp_path, path, None)(tiny_folder)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     assert report["domain_held_out"] == {} and report["domain_held_out_reduction"] is None
-    assert report["documents"]["rtl"] == {"selection": 40, "held_out": 0}
+    assert report["documents"]["rtl"] == {"selection": 40, "held_out": 0, "held_out_copies_dropped": 0}
     console = Console(width=200, record=True)
     console.print(reduction_table(report))
     text = console.export_text()

@@ -229,7 +229,7 @@ def test_input_fit_restores_the_model_and_moves_only_rows_of_tokens_it_saw(tmp_p
 
     assert model.training and all(p.requires_grad for p in model.parameters())
     is_new = [i >= len(base) for i in range(len(extended))]
-    samples = fit._sample(base.backend_tokenizer, extended.backend_tokenizer, docs, is_new)  # the same draws
+    samples = fit._sample(base.backend_tokenizer, extended.backend_tokenizer, docs, is_new, None)  # the same draws
     seen = sorted({t for _, aug_ids, _, _ in samples for t in aug_ids if is_new[t]})
     unseen = sorted(set(new_ids) - set(seen))
     assert result["new_tokens_seen"] == len(seen) > 0 and unseen

@@ -7,6 +7,7 @@ one's is then left out of training (below)."""
 
 import hashlib
 import json
+import re
 import zlib
 
 import numpy as np
@@ -35,12 +36,32 @@ def held_out(key: str, fraction: float) -> bool:
 # Held out by id, a text can still be trained on: the same text under another id (a JSONL given twice,
 # its lines numbered on; one set of conversations as a chat file and as a dataset, two sources). So what
 # is held out is also matched by content, across sources, and each training record with the content of
-# a held-out one is left out of training (and counted: `val_duplicates_dropped`). Exact copies only: a
-# near copy (an edited file) is curation's to find (python -m chipadapt.data.curate).
+# a held-out one is left out of training, and counted: `val_duplicates_dropped` (DAPT, SFT: the name their
+# manifests have always had), `held_out_copies_dropped` (tokenizer, SteerLM attribute model, retriever,
+# reranker), `eval_question_copies_dropped` (retriever, reranker: an evaluation question asked again).
+# Exact copies only: a near copy (an edited file) is curation's to find (python -m chipadapt.data.curate).
 
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def text_digest(text: str) -> bytes:
+    """A text's content with whitespace runs made one space, as conversation_digest reads a turn."""
+    return _digest(" ".join(text.split()).encode())
+
+
+def question_digest(question: str) -> bytes:
+    """A question's text case-folded, its whitespace runs made one space and its trailing `?`, `.` and `!`
+    dropped: a query asked again with another capital, spacing or end mark is the same question. Other
+    punctuation counts: `a+b` and `a-b`, `!rst_n` and `rst_n`, `1.5 V` and `1 5 V` are other questions."""
+    return _digest(re.sub(r"[\s?.!]+$", "", " ".join(question.casefold().split())).encode())
+
+
+def without_copies(items: list, digest, held: set[bytes]) -> tuple[list, int]:
+    """(the items whose `digest(item)` is not in `held`, how many were left out)."""
+    kept = [item for item in items if digest(item) not in held]
+    return kept, len(items) - len(kept)
 
 
 def conversation_digest(messages: list[dict]) -> bytes:

@@ -12,6 +12,13 @@ A training source is compared with a scored source when one path is, holds or li
 their content fingerprints are equal (a copy); its training documents (the ones its run did not hold
 out) are then read as they are now and matched to the scored ones by the hash of their text, so a
 document is found whatever its id in either reading.
+
+A run that left out of training the copies of its validation texts under other ids (data/holdout.py: its
+manifest records `data.val_duplicates_dropped`) did not train on them: the texts held out of any of its
+sources and those of its `data.val_sources` are taken off its training texts. Not for a run from before
+that rule, nor for one resumed across it (`data.training_order.changes_on_resume`: it trained on the
+copies before the resume). A validation source that cannot be read now is told and taken off nothing:
+counting a document as trained on that was not is the safe side of the error.
 """
 
 import hashlib
@@ -40,6 +47,11 @@ class TrainedSource:
     spec: SourceSpec  # as the run read it, at the path its manifest resolved
     fraction: float  # the share held out (data.val_fraction; 0 where the source held none out)
     fingerprint: str | None  # its content when the run read it
+    # Whether the run left out of training the documents whose text is a validation one's under another
+    # id (module docstring), and its validation-only sources (data.val_sources.NAME, spec), whose texts
+    # it left out too.
+    drops_copies: bool = False
+    val_specs: tuple[tuple[str, SourceSpec], ...] = ()
 
 
 def _record(path: Path) -> dict | None:
@@ -60,19 +72,38 @@ def _run_sources(run: Path, record: dict) -> list[TrainedSource]:
     if (stage.get("datamodule") or {}).get("_target_") not in DOCUMENT_DATAMODULES:
         return []
     data, inputs = config.get("data") or {}, record.get("inputs") or {}
+    drops_copies = _dropped_copies_throughout(record.get("data") or {})
+    val_specs = tuple((key, spec) for key, spec, _ in _specs(run, data.get("val_sources"), inputs, "data.val_sources"))
     found = []
-    for name, values in (data.get("sources") or {}).items():
+    for key, spec, recorded in _specs(run, data.get("sources"), inputs, "data.sources"):
+        fraction = float(data.get("val_fraction") or 0.0) if spec.val_split else 0.0
+        found.append(TrainedSource(run, key, spec, fraction, recorded.get("fingerprint"), drops_copies, val_specs))
+    return found
+
+
+def _dropped_copies_throughout(data: dict) -> bool:
+    """Whether the run's every step left out the copies of its validation texts: it counted them
+    (`val_duplicates_dropped`, recorded since that rule) and was not resumed onto another training order
+    (a checkpoint from before the rule trained on them up to the resumed step)."""
+    order = data.get("training_order")
+    resumed_onto_another = isinstance(order, dict) and bool(order.get("changes_on_resume"))
+    return "val_duplicates_dropped" in data and not resumed_onto_another
+
+
+def _specs(run: Path, sources, inputs: dict, section: str) -> list[tuple[str, SourceSpec, dict]]:
+    """(key, spec at the path the run resolved, its inputs record) of each source of a config section."""
+    found = []
+    for name, values in (sources or {}).items():
         if not isinstance(values, dict):
             continue
-        key = f"data.sources.{name}"
+        key = f"{section}.{name}"
         recorded = inputs.get(key) if isinstance(inputs.get(key), dict) else {}
         try:
             spec = source_spec({**values, "path": recorded.get("path") or values.get("path")}, key)
         except ChipadaptError as err:
             log.warning("%s/manifest.json %s: %s; not checked against the scored documents", run, key, err)
             continue
-        fraction = float(data.get("val_fraction") or 0.0) if spec.val_split else 0.0
-        found.append(TrainedSource(run, key, spec, fraction, recorded.get("fingerprint")))
+        found.append((key, spec, recorded))
     return found
 
 
@@ -139,11 +170,37 @@ def _related(trained: TrainedSource, scored: SourceSpec) -> bool:
     return False
 
 
-def _training_texts(trained: TrainedSource) -> set[str]:
-    """Hashes of the texts the run trained on from this source: the documents it did not hold out."""
+def _split_texts(trained: TrainedSource) -> tuple[set[str], set[str]]:
+    """Hashes of the texts of this source's documents the run did not hold out, and of those it did."""
     docs = read_source(trained.spec, f"{trained.run}/manifest.json {trained.key}")
     mask = held_out_mask([d.doc_id for d in docs], trained.fraction)
-    return {text_hash(d.text) for d, held in zip(docs, mask) if not held}
+    hashes = [text_hash(d.text) for d in docs]
+    return {t for t, h in zip(hashes, mask) if not h}, {t for t, h in zip(hashes, mask) if h}
+
+
+def _validated_texts(run_sources: list[TrainedSource]) -> set[str]:
+    """Hashes of the texts one run validated on: held out of any of its sources, or of its data.val_sources.
+    The run left their copies under other ids out of training (TrainedSource.drops_copies). A source that
+    cannot be read now is told and adds none: its copies then count as trained on (module docstring)."""
+    texts = set()
+    for trained in run_sources:
+        try:
+            texts |= _split_texts(trained)[1]
+        except ChipadaptError as err:
+            log.warning("%s: %s; copies of its held-out documents count as trained on", trained.key, err)
+    run = run_sources[0].run if run_sources else None
+    for key, spec in run_sources[0].val_specs if run_sources else ():
+        try:
+            texts |= {text_hash(d.text) for d in read_source(spec, f"{run}/manifest.json {key}")}
+        except ChipadaptError as err:
+            log.warning("%s: %s; copies of its documents count as trained on", key, err)
+    return texts
+
+
+def _training_texts(trained: TrainedSource, validated: set[str]) -> set[str]:
+    """Hashes of the texts the run trained on from this source: the documents it did not hold out, less
+    the copies of a validation text it left out (`validated`: the run's _validated_texts, or none)."""
+    return _split_texts(trained)[0] - validated
 
 
 class TrainingOverlap:
@@ -152,6 +209,12 @@ class TrainingOverlap:
     def __init__(self, folder: str | Path | None):
         self.sources, self.runs = trained_sources(folder) if folder else ([], [])
         self._texts: dict[int, set[str]] = {}
+        self._validated: dict[Path, set[str]] = {}
+
+    def _validated_by(self, run: Path) -> set[str]:
+        if run not in self._validated:
+            self._validated[run] = _validated_texts([s for s in self.sources if s.run == run])
+        return self._validated[run]
 
     @property
     def known(self) -> bool:
@@ -165,8 +228,9 @@ class TrainingOverlap:
             if not _related(trained, scored):
                 continue
             if index not in self._texts:
+                validated = self._validated_by(trained.run) if trained.drops_copies else set()  # never raises
                 try:
-                    self._texts[index] = _training_texts(trained)
+                    self._texts[index] = _training_texts(trained, validated)
                 except ChipadaptError as err:  # moved or deleted since the run: say it could not be checked
                     log.warning("%s: %s; its documents cannot be compared with the scored ones", trained.key, err)
                     self._texts[index] = set()

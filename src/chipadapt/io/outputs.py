@@ -92,7 +92,7 @@ def check_output_folder(
     if target.is_dir() and any(target.iterdir()):
         owner = written_by(target)
         if owner != command:
-            # fixsteer: a folder of another command (export.py output=RUN/model) is named as its marker says
+            # a folder of another command (export.py output=RUN/model) is named as its marker says
             why = f"{owner} wrote it, as its {MARKER} says" if owner else "no chipadapt marker"
             raise ChipadaptError(
                 f"{key}: {dest} exists and is not an output of {command} ({why}); "

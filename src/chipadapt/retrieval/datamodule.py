@@ -3,6 +3,7 @@
 from chipadapt.data.base import TrainingDataModule
 from chipadapt.retrieval.encoder import TextEncoder
 from chipadapt.retrieval.tevatron_data import GroupDataset
+from chipadapt.retrieval.training_data import group_order
 
 
 class RetrieverDataModule(TrainingDataModule):
@@ -23,7 +24,12 @@ class RetrieverDataModule(TrainingDataModule):
         self.train_set = GroupDataset(train_groups, n_passages, seed, positive)
         if val_groups:
             self.val_sets = {"synthetic_heldout": GroupDataset(val_groups, n_passages, seed + 1, "first")}
-        self.stats = {"train_sequences": len(train_groups), "val_groups": len(val_groups)}
+        self.stats = {
+            "train_sequences": len(train_groups),
+            "val_groups": len(val_groups),
+            # What a checkpoint records, to tell a resume on other groups (stages/checkpoint_records.py).
+            "training_order": group_order(train_groups),
+        }
 
     def collate(self, items: list[tuple[str, list[str]]]) -> dict:
         queries = [q for q, _ in items]

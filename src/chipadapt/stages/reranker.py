@@ -19,6 +19,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     files = cfg.reranker.train_file
     for i, path in enumerate([files] if isinstance(files, str) else list(files)):
         manifest.add_input(f"reranker.train_file.{i}", path)
+    for i, path in enumerate(datamodule.eval_queries):  # whose questions' copies were left out of training
+        manifest.add_input(f"reranker.eval_queries.{i}", path)
     module = instantiate(cfg.stage.module)(scorer=scorer)
     trained = train_module(
         cfg,

@@ -62,8 +62,8 @@ IGNORED = (
     "val_max_sequences",  # retired (config_schema.RETIRED_KEYS), in checkpoints of runs before val_max_bytes
     "val_max_conversations",
     "evaluate_after",
-    "eval_queries",
-    "eval_split",  # fixretr: retriever.eval_split (which eval_queries are evaluated after training)
+    "eval_queries",  # also leaves its questions' copies out of training: told by data.training_order instead
+    "eval_split",  # retriever.eval_split (which eval_queries are evaluated after training)
     "eval_ks",
     "eval_batch_size",
     "encoder.search",

@@ -44,7 +44,14 @@ from chipadapt.retrieval.compare_encoders import (
 from chipadapt.retrieval.passages import Passage, read_passages
 from chipadapt.retrieval.queries import Query, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
-from chipadapt.retrieval.training_data import heldout_queries, plain, split_groups, synthesize_training_file
+from chipadapt.retrieval.training_data import (
+    eval_questions,
+    heldout_queries,
+    plain,
+    split_groups,
+    synthesize_training_file,
+    without_heldout_questions,
+)
 from chipadapt.run_metrics import evaluation_metrics
 from chipadapt.stages.common import begin, publish_if_finite, train_module
 from chipadapt.stages.resume_decision import resume_checkpoint
@@ -165,6 +172,12 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     resumed = resume_checkpoint(cfg, out, check=False)
     evaluated = bool(rcfg.evaluate_after and rcfg.eval_queries)
     questions = eval_question_set(rcfg.eval_queries, rcfg.eval_split) if evaluated else None
+    # Every question of the file, dev and test (dev chooses eval=retrieval's settings, test reports), whose
+    # copies are left out of training: read before synthesis (hours with method=llm), so a bad file stops
+    # the run at once.
+    asked = eval_questions(rcfg.eval_queries)
+    if rcfg.eval_queries:
+        manifest.add_input("retriever.eval_queries", rcfg.eval_queries)
     passages = stage_passages(cfg, out, resumed)
     log.info("%d passages", len(passages))
     known = {p.id for p in passages}
@@ -180,9 +193,11 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         train_file = stage_training_file(cfg, out, passages, resumed)
         groups = read_tevatron(train_file)
     train_groups, heldout = split_groups(groups, rcfg.heldout_fraction)
+    train_groups, copies = without_heldout_questions(train_groups, heldout, asked)
     if not train_groups:
         raise ChipadaptError(
-            f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction})"
+            f"{train_file}: every group is held out (retriever.heldout_fraction={rcfg.heldout_fraction}) "
+            "or asks an evaluation question"
         )
     held_queries = heldout_queries(heldout, known)
     held_file = out / "synthetic" / "heldout_queries.jsonl"
@@ -193,17 +208,18 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
             "passages": len(passages),
             "train_groups": len(train_groups),
             "heldout_groups": len(heldout),
+            **copies,
             "train_file": str(train_file),
             # what the stage's figures on retriever.eval_queries are measured on (null: none)
             "eval_queries": {**questions.about, "queries": len(questions.queries)} if questions else None,
         },
     )
-    if questions is not None:
-        manifest.add_input("retriever.eval_queries", questions.about["file"])
 
     encoder = instantiate(cfg.stage.encoder)
     encoder.model.train()
     datamodule = instantiate(cfg.stage.datamodule)(train_groups=train_groups, val_groups=heldout, encoder=encoder)
+    # Its training order, which a resume compares with its checkpoint's (data.training_order.changes_on_resume).
+    manifest.update("data", {"training_order": datamodule.stats["training_order"]})
     module = instantiate(cfg.stage.module)(encoder=encoder)
     trained = train_module(
         cfg,

@@ -2,13 +2,15 @@
 
 import logging
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
+from chipadapt.data.blend import order_digest
 from chipadapt.data.conversations import Conversation, read_conversations
-from chipadapt.data.holdout import held_out
+from chipadapt.data.holdout import conversation_digest, held_out, without_copies
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,12 @@ def collate_ratings(items, pad_id: int, n_attributes: int):
         attention[r, : len(ids)] = 1
         labels[r], mask[r] = torch.tensor(values), torch.tensor(present)
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "label_mask": mask}
+
+
+def _numbers(item) -> tuple[np.ndarray, np.ndarray]:
+    """A training item (token ids, labels, which are given) as the integer arrays order_digest hashes."""
+    ids, values, present = item
+    return np.asarray(ids, dtype=np.int64), np.asarray([*values, *present], dtype=np.float64).view(np.int64)
 
 
 class AttributeDataModule(TrainingDataModule):
@@ -68,7 +76,20 @@ class AttributeDataModule(TrainingDataModule):
         if not convs:
             raise ChipadaptError(f"data.sources: no conversation carries any of the attributes {self.attributes}")
         val = [c for c in convs if held_out(c.id, self.cfg.val_fraction)]
-        train = [c for c in convs if not held_out(c.id, self.cfg.val_fraction)]
+        # Held out by id, a conversation can still be trained on as a copy under another id (another
+        # source, another line): the held-out MAE would then be in-sample (data/holdout.py).
+        validated = {conversation_digest(c.messages) for c in val}
+        train, copies = without_copies(
+            [c for c in convs if not held_out(c.id, self.cfg.val_fraction)],
+            lambda c: conversation_digest(c.messages),
+            validated,
+        )
+        if copies:
+            log.warning(
+                "left out of training %d conversation(s) whose content is a held-out conversation's under another "
+                "id (manifest: data.held_out_copies_dropped)",
+                copies,
+            )
         self.train_set = self.train_items = [self._item(c) for c in train]
         self.val_sets = {"attributes": [self._item(c) for c in val]} if val else {}
         means, counts = [], {}
@@ -79,9 +100,10 @@ class AttributeDataModule(TrainingDataModule):
         self.label_means, self.train_labels = means, counts
         unlabelled_heads = [name for name, n in counts.items() if not n]
         if len(unlabelled_heads) == len(self.attributes):
+            copied = f", the other {copies} copies of held-out ones under another id," if copies else ""
             raise ChipadaptError(
-                f"data.val_fraction={self.cfg.val_fraction}: all {len(convs)} labelled conversations are held out "
-                "for validation, none is left to train on"
+                f"data.val_fraction={self.cfg.val_fraction}: of {len(convs)} labelled conversations {len(val)} are "
+                f"held out for validation{copied} and none is left to train on"
             )
         if unlabelled_heads:
             # Their heads stay as initialised: the model folder records them (steerlm/attribute_record.py),
@@ -95,11 +117,15 @@ class AttributeDataModule(TrainingDataModule):
         self.stats = {
             "train_conversations": len(train),
             "val_conversations": len(val),
+            "held_out_copies_dropped": copies,
             "unlabelled": unlabelled,
             "attributes": self.attributes,
             "label_means": dict(zip(self.attributes, means)),
             "train_labels": counts,
             "train_sequences": len(train),
+            # What a checkpoint records, to tell a resume on other training conversations (copies of held-out
+            # ones left out since, other sources): stages/checkpoint_records.py.
+            "training_order": {"hash": order_digest(part for item in self.train_items for part in _numbers(item))},
         }
 
     def collate(self, items):

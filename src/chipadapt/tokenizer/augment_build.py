@@ -27,7 +27,7 @@ from chipadapt.tokenizer.extend import (
 )
 from chipadapt.tokenizer.extension_checks import check_round_trip, check_specials
 from chipadapt.tokenizer.family import tokenizer_family
-from chipadapt.tokenizer.held_out import held_out_rows, split_documents
+from chipadapt.tokenizer.held_out import held_out_rows, split_documents, without_held_copies
 from chipadapt.tokenizer.produced import choose_produced
 from chipadapt.tokenizer.report import (
     efficiency_rows,
@@ -62,6 +62,7 @@ class AugmentedBuild:
         domain_docs = {n: read_source(s, f"data.sources.{n}") for n, s in self.domain.items()}
         domain_texts = [d.text for docs in domain_docs.values() for d in docs]
         split = {n: split_documents(docs, self.domain[n], self.settings["held_out"]) for n, docs in domain_docs.items()}
+        split, copies = without_held_copies(split)
         selection_docs = {n: train for n, (train, _) in split.items() if train}
         held_docs = {n: held for n, (_, held) in split.items() if held}
 
@@ -140,6 +141,8 @@ class AugmentedBuild:
                     if self.warmup is not None or self.fit is not None
                     else {}
                 )
+                # The report's general text, on which the starting bits/byte are measured: no window is a copy.
+                report_docs = [d for docs in general_docs.values() for d in docs]
                 warmup = self._warm_up(
                     model,
                     extended,
@@ -149,6 +152,7 @@ class AugmentedBuild:
                     new_tokenizer.eos_token_id,
                     task,
                     new_tokenizer,
+                    report_docs,
                 )
                 per_step = warmup.pop("starting_bpb") if warmup else {}
                 label = init["output"]
@@ -157,7 +161,7 @@ class AugmentedBuild:
                     starting["starting_bpb"]["warmup_steps"] = per_step
                     starting["starting_bpb"]["outputs"][label] = per_step[str(self.warmup.steps)]
                 input_fit = (
-                    self.input_fit.run(model, base, extended, domain_docs, new_ids)
+                    self.input_fit.run(model, base, extended, domain_docs, new_ids, report_docs)
                     if self.input_fit is not None
                     else None
                 )
@@ -165,7 +169,9 @@ class AugmentedBuild:
                     label += "+input_fit"
                     self._measure(starting, label, "the input fit", task, model, new_tokenizer)
                 fit = (
-                    self.fit.run(model, extended, domain_docs, general_train, new_ids, new_tokenizer.eos_token_id)
+                    self.fit.run(
+                        model, extended, domain_docs, general_train, new_ids, new_tokenizer.eos_token_id, report_docs
+                    )
                     if self.fit is not None
                     else None
                 )
@@ -191,7 +197,8 @@ class AugmentedBuild:
                 "domain": efficiency_rows(base, extended, domain_counts, {n: chars[n] for n in domain_counts}),
                 "domain_held_out": held_out_rows(family, base, extended, held_docs),
                 "documents": {
-                    n: {"selection": len(train), "held_out": len(held)} for n, (train, held) in split.items()
+                    n: {"selection": len(train), "held_out": len(held), "held_out_copies_dropped": copies[n]}
+                    for n, (train, held) in split.items()
                 },
                 "general_chose_tokens": not self.general_train,  # the report's general text filtered them
                 "general": efficiency_rows(base, extended, general_counts, {n: chars[n] for n in general_counts}),
@@ -270,6 +277,7 @@ class AugmentedBuild:
         separator,
         task,
         tokenizer,
+        validation: list,
     ) -> dict | None:
         """Train the new rows alone (warmup.py) on the domain sources and the general training sources;
         with `task`, the starting bpb after each of `starting_bpb.warmup_steps` and after the last step."""
@@ -290,5 +298,7 @@ class AugmentedBuild:
                     per_step[str(step)].get("general_minus_base", float("nan")),
                 )
 
-        result = self.warmup.run(model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure)
+        result = self.warmup.run(
+            model, extended, domain_docs, general_docs, new_ids, separator, on_step=measure, validation=validation
+        )
         return result | {"starting_bpb": per_step}

@@ -9,16 +9,39 @@ read: both tokenizers count the same documents, so its 95% interval comes from a
 documents (eval/paired.py: exact over 16 documents or fewer, unbounded over 5 or fewer).
 """
 
-from chipadapt.data.holdout import held_out_mask
+import logging
+
+from chipadapt.data.holdout import held_out_mask, text_digest, without_copies
 from chipadapt.data.sources import Document, SourceSpec
 from chipadapt.eval.paired import PairedDifference, paired_bootstrap
 from chipadapt.tokenizer.words import token_count, word_counts
+
+log = logging.getLogger(__name__)
 
 
 def split_documents(docs: list[Document], spec: SourceSpec, fraction: float | None) -> tuple[list, list]:
     """(training documents, held-out documents) of one source, by the rule DAPT's blend uses."""
     mask = held_out_mask([d.doc_id for d in docs], float(fraction or 0.0) if spec.val_split else 0.0)
     return [d for d, held in zip(docs, mask) if not held], [d for d, held in zip(docs, mask) if held]
+
+
+def without_held_copies(split: dict[str, tuple[list, list]]) -> tuple[dict[str, tuple[list, list]], dict[str, int]]:
+    """`split` (per source: training, held-out documents) less the training documents whose text is a
+    held-out one's, of any source, under another id; and how many each source lost. Held out by id
+    only, a copy would choose tokens for the text the saving is then measured on."""
+    held = {text_digest(d.text) for _, docs in split.values() for d in docs}
+    out, dropped = {}, {}
+    for name, (train, docs) in split.items():
+        kept, dropped[name] = without_copies(train, lambda d: text_digest(d.text), held)
+        out[name] = (kept, docs)
+    if any(dropped.values()):
+        log.warning(
+            "tokenizer: left out of token selection %d document(s) whose text is a held-out document's under "
+            "another id: %s (tokenizer_report.json: documents.*.held_out_copies_dropped)",
+            sum(dropped.values()),
+            ", ".join(f"{n} of {name}" for name, n in dropped.items() if n),
+        )
+    return out, dropped
 
 
 def token_ratio(before: list[int], after: list[int]) -> PairedDifference | None:

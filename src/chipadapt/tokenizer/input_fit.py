@@ -82,8 +82,8 @@ class InputRowFit:
             return None
         return base_ids, aug_ids, [i for i, _ in aligned], [j for _, j in aligned]
 
-    def _sample(self, base, extended, domain: dict[str, list], is_new) -> list[tuple]:
-        texts = training_texts(domain, self.held_out)
+    def _sample(self, base, extended, domain: dict[str, list], is_new, validation: list | None) -> list[tuple]:
+        texts = training_texts(domain, self.held_out, validation=validation)
         if not texts:
             raise ChipadaptError("tokenizer.adapt.init.input_fit: no domain training document to draw windows from")
         rng = random.Random(self.seed)
@@ -104,7 +104,9 @@ class InputRowFit:
             )
         return out
 
-    def run(self, model, base, extended, domain: dict[str, list], new_ids: list[int]) -> dict | None:
+    def run(
+        self, model, base, extended, domain: dict[str, list], new_ids: list[int], validation: list | None = None
+    ) -> dict | None:
         """Fit the new input rows of `model` in place. `base`/`extended`: the base and the extended
         `tokenizers.Tokenizer`; `domain`: documents per domain source. Returns what the report records
         (None without new tokens: nothing to fit)."""
@@ -120,7 +122,7 @@ class InputRowFit:
         is_new = [False] * embed.shape[0]
         for t in new_ids:
             is_new[t] = True
-        samples = self._sample(base, extended, domain, is_new)
+        samples = self._sample(base, extended, domain, is_new, validation)
         decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         device = embed.device
         old = embed.detach().clone()

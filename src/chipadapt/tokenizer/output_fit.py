@@ -65,7 +65,14 @@ class OutputRowFit:
         return dict(vars(self))
 
     def run(
-        self, model, backend, domain: dict[str, list], general: dict[str, list], new_ids: list[int], separator
+        self,
+        model,
+        backend,
+        domain: dict[str, list],
+        general: dict[str, list],
+        new_ids: list[int],
+        separator,
+        validation: list | None = None,  # the report's general documents (windows.training_texts)
     ) -> dict | None:
         """Fit the new output rows of `model` in place (arguments as `EmbeddingWarmup.run`); returns
         what the report records (None without new tokens: nothing to fit)."""
@@ -92,6 +99,7 @@ class OutputRowFit:
             self.general_fraction,
             self.held_out,
             "tokenizer.adapt.init.fit",
+            validation,
         )
         hidden, targets = self._hidden_states(model, sampler)
         before = head.detach().cpu().clone()

@@ -59,6 +59,7 @@ class EmbeddingWarmup:
         new_ids: list[int],
         separator: int | None,
         on_step=None,
+        validation: list | None = None,  # the report's general documents (windows.training_texts)
     ) -> dict:
         """Train the new rows of `model` in place. `domain`/`general`: documents per training source;
         `backend`: the extended `tokenizers.Tokenizer`; `on_step(step)` is called after every step
@@ -73,6 +74,7 @@ class EmbeddingWarmup:
             self.general_fraction,
             self.held_out,
             "tokenizer.adapt.init.warmup",
+            validation,
         )
 
         embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from chipadapt.data.holdout import held_out_mask
+from chipadapt.data.holdout import held_out_mask, text_digest
 from chipadapt.errors import ChipadaptError
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,24 @@ def token_stream(backend, texts: list[str], separator: int | None) -> torch.Tens
     return torch.tensor(ids, dtype=torch.long)
 
 
-def training_texts(docs_by_source: dict[str, list], held_out: float | None) -> dict[str, list[str]]:
-    """Each source's documents less the ones held out (by the hash `data.val_fraction` uses)."""
+def training_texts(
+    docs_by_source: dict[str, list],
+    held_out: float | None,
+    also: dict[str, list] | None = None,
+    validation: list | None = None,
+) -> dict[str, list[str]]:
+    """Each source's documents less the ones held out (by the hash `data.val_fraction` uses) and less
+    any whose text is a held-out document's under another id, of these sources or of `also`'s, or is one
+    of `validation` (the report's general text, `data.val_sources`, every document of it held out): the
+    starting bits/byte are measured on the held-out domain text and on that general text (data/holdout.py)."""
+    fraction = float(held_out or 0.0)
+    sources = {(0, name): docs for name, docs in docs_by_source.items()} | {(1, n): d for n, d in (also or {}).items()}
+    masks = {key: held_out_mask([d.doc_id for d in docs], fraction) for key, docs in sources.items()}
+    held = {text_digest(d.text) for key, docs in sources.items() for d, m in zip(docs, masks[key]) if m}
+    held |= {text_digest(d.text) for d in validation or []}
     out = {}
     for name, docs in docs_by_source.items():
-        keep = ~held_out_mask([d.doc_id for d in docs], float(held_out)) if held_out else None
-        texts = [d.text for i, d in enumerate(docs) if keep is None or keep[i]]
+        texts = [d.text for d, m in zip(docs, masks[(0, name)]) if not m and text_digest(d.text) not in held]
         if texts:
             out[name] = texts
     return out
@@ -50,10 +62,14 @@ class TrainingWindows:
         general_fraction: float,
         held_out: float | None,
         key: str,
+        validation: list | None = None,
     ):
+        """`validation`: the report's general documents, whose copies are never drawn (training_texts)."""
         self.seq_len = seq_len
-        self.domain = self._streams(backend, training_texts(domain, held_out), separator, "domain", key)
-        self.general = self._streams(backend, training_texts(general, held_out), separator, "general", key)
+        domain_texts = training_texts(domain, held_out, general, validation)
+        general_texts = training_texts(general, held_out, domain, validation)
+        self.domain = self._streams(backend, domain_texts, separator, "domain", key)
+        self.general = self._streams(backend, general_texts, separator, "general", key)
         if not self.domain:
             raise ChipadaptError(
                 f"{key}: no domain source has a training document of {seq_len + 1} tokens or more (lower seq_len)"
