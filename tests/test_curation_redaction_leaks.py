@@ -258,6 +258,7 @@ def test_a_yaml_anchor_before_a_quoted_password_is_counted_as_an_assignment():
         "password:\n" * 40_000 + "  - x\n",
         "curl -u " * 40_000,
         "--user a:" * 40_000,
+        "--user=a:" * 20_000,  # each `a:` a password's start: an unbounded one scanned the run to its end
         "a: {" + "x," * 100_000,
         "password(" * 40_000,
         "aws: " * 50_000,
@@ -278,6 +279,7 @@ def test_a_yaml_anchor_before_a_quoted_password_is_counted_as_an_assignment():
         "lists",
         "curl",
         "users",
+        "users-unspaced",
         "flow",
         "calls",
         "aws-names",

@@ -35,12 +35,20 @@ from chipadapt.curation.redaction_forms import (
     PRIVATE_KEY,
     TOKEN_FORMATS,
     URL_PASSWORD,
-    YAML_ALIAS,
     YAML_ANCHOR,
     YAML_BLOCK,
+    YAML_FLOW_LIST,
     YAML_LIST,
 )
-from chipadapt.curation.redaction_value import UPPER_SNAKE, credential_kind, is_secret, says_password, split_tail
+from chipadapt.curation.redaction_value import (
+    UPPER_SNAKE,
+    credential_kind,
+    is_secret,
+    line_value,
+    says_password,
+    split_tail,
+)
+from chipadapt.curation.redaction_yaml import Mark, anchor_replacer, block_replacer, flow_list_replacer, list_replacer
 
 # A word in a sentence after `password`: 6 or more characters with a letter and a digit (`hunter22`); a
 # word of letters (`the password is wrong`) is English.
@@ -52,10 +60,6 @@ _INI_SECTION = re.compile(r"(?m)^\[(?:[A-Za-z_][\w\-]*(?:\.[\w\-]+)*(?:[ \t]+\"[
 _CODE_SIGNAL = re.compile(
     r"(?m)^[ \t]*(?:def|class|import|from|module|assign|always|function|proc|return|if|for|while)\b|[;{][ \t]*\r?$"
 )
-# Words that make a line code, not a phrase: `api_key = None if cfg is None else cfg.key`.
-_CODE_WORDS = {"if", "else", "elif", "for", "while", "lambda", "return", "yield", "await", "new", "function"}
-_CODE_WORDS |= {"None", "True", "False", "null", "nil", "undefined", "and", "or", "not"}
-_PHRASE = re.compile(r"[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+(?:[ \t]+[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+)+")
 # Where pass, pw and pwd are code, never a password (see _SHORT_NAME in redaction_value.py): a Verilog statement,
 # a Tcl `set`, a shell `export` or csh `setenv`.
 _SHORT_NAME_CODE = re.compile(
@@ -63,28 +67,8 @@ _SHORT_NAME_CODE = re.compile(
 )
 
 
-Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
-
-
 def _plain(placeholder: str, _original: str) -> str:
     return f"<{placeholder}>"
-
-
-def _line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | None:
-    """The value of a line's `NAME: value` to be replaced and what follows it (a comment, an end of
-    statement), or None where the line is kept: the value is one word judged like any other, or several
-    when the first is a secret or all are a phrase (`correcthorse battery staple`), not code."""
-    value = re.split(r"[ \t]#", line, maxsplit=1)[0].rstrip()
-    rest = line[len(value) :]
-    if not any(c.isspace() for c in value):
-        core, tail = split_tail(value)
-        return (core, tail + rest) if is_secret(name, value, False, config) else None
-    first = value.split()[0]
-    if is_secret(name, first, False, config) or (
-        _PHRASE.fullmatch(value) and not _CODE_WORDS & set(value.split()) and is_secret(name, value, True)
-    ):
-        return value, rest
-    return None
 
 
 def _line_around(m: re.Match) -> str:
@@ -96,6 +80,14 @@ def _line_around(m: re.Match) -> str:
     after = text.find("\n", end, hi)
     return text[before + 1 if before >= 0 else lo : after if after >= 0 else hi]
 
+
+# An unquoted call argument that is a name: in code any identifier, elsewhere a word with an index after it
+# (`password(clk1)`, `gen_passphrase(rng0)`); `password(hunter2x)`, a digit inside the word, is a value.
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_INDEXED_WORD = re.compile(r"[A-Za-z_]+\d*")
+# `password = args.pw2`, `db_cfg.pw2`: an attribute, its last part a word with at most an index; not
+# `my_db.pass_01`, a value's words joined by `_` and `.`.
+_ATTRIBUTE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z]+\d*[ \t]*(?:[;#]|\r?$)")
 
 # Forms in which pass, pw and pwd are a Tcl or csh variable, never a password (see _SHORT_NAME).
 _SHORT_NAME_NEVER = {"assigned_secret_tcl", "assigned_secret_setenv"}
@@ -116,6 +108,8 @@ def _assignment_replacer(
             return m.group(0)
         if groups.get("call") is not None and m.group("q") and UPPER_SNAKE.fullmatch(m.group("qv")):
             return m.group(0)  # `use_token("GITHUB_TOKEN")` passes a secret's name
+        if form == "call_password_unquoted" and (_IDENTIFIER if code else _INDEXED_WORD).fullmatch(m.group("uv")):
+            return m.group(0)  # `password(clk1)`, `reset_password(buf2)`: a signal, a variable
         after = ""
         if groups.get("lv") is not None:  # a line's value, to its end
             # YAML `NAME: v` and unspaced `NAME=v` (.env, .properties, shell) are config; spaced `NAME = v`
@@ -125,9 +119,11 @@ def _assignment_replacer(
             # keeps a value that ends in the name's own word (`password = args.password`).
             ini = ini_start is not None and m.start() > ini_start and m.group("lead")[:1] not in " \t"
             # ... and there only a value with a digit: `DB_PASSWORD = other_module.value` names a variable.
-            prose = not code and says_password(name) and bool(re.match(r"\S*\d", m.group("lv")))
+            # Not an attribute (`password = args.pw2`): code even in a snippet with no other sign of it.
+            lv = m.group("lv")
+            prose = not code and says_password(name) and bool(re.match(r"\S*\d", lv)) and not _ATTRIBUTE.match(lv)
             config = groups.get("op") == ":" or groups.get("sp") == "" or ini or prose
-            found = _line_value(name, m.group("lv"), config and not re.search(r"[,;)]$", m.group("lv").rstrip()))
+            found = line_value(name, m.group("lv"), config and not re.search(r"[,;)]$", m.group("lv").rstrip()))
             if found is None:
                 return m.group(0)
             (value, after), opening, closing = found, "", ""
@@ -149,6 +145,8 @@ def _assignment_replacer(
             value, opening, closing = m.group("qv"), m.group("q"), m.group("qend")
         else:
             value, after = split_tail(m.group("uv"))
+            if m.string[m.start() - 1 : m.start()] in ("?", "&") and "&" in value:  # a URL's query: to its `&`
+                value, after = value[: value.index("&")], value[value.index("&") :] + after
             opening, closing = "", ""
         if groups.get("lv") is None and groups.get("xv") is None and not is_secret(name, value, bool(opening)):
             return m.group(0)
@@ -158,89 +156,24 @@ def _assignment_replacer(
     return replace
 
 
-def _block_replacer(mark: Mark) -> Callable[[re.Match], str | None]:
-    """A YAML block under a credential name becomes one placeholder at the block's indentation."""
-
-    def replace(m: re.Match) -> str | None:
-        block = m.group("yb")
-        value = " ".join(line.strip() for line in block.splitlines() if line.strip())
-        if not is_secret(m.group("name"), value, True):
-            return None
-        cr = "\r" if block.endswith("\r") else ""  # a CRLF line's end stays as it was
-        return m.group("lead") + mark("secret", block.removesuffix(cr)) + cr
-
-    return replace
-
-
-def _list_replacer(mark: Mark) -> Callable[[re.Match], str | None]:
-    """A YAML list under a credential name: each item judged as the name's value, and replaced alone."""
-
-    def replace(m: re.Match) -> str | None:
-        name, replaced = m.group("name"), 0
-
-        def item(line: re.Match) -> str:
-            nonlocal replaced
-            quoted = re.fullmatch(r"([\"'])(.*)\1[ \t]*(#.*)?", line.group("v"))
-            if quoted and is_secret(name, quoted.group(2), True):
-                found = quoted.group(2), line.group("v")[len(quoted.group(2)) + 1 :]
-                opening = quoted.group(1)
-            else:
-                found, opening = (None if quoted else _line_value(name, line.group("v"), config=True)), ""
-            if found is None:
-                return line.group(0)
-            replaced += 1
-            return f"{line.group('dash')}{opening}{mark('secret', found[0])}{found[1]}"
-
-        items = re.sub(r"(?m)^(?P<dash>[ \t]*-[ \t]+)(?P<v>[^\r\n]*)", item, m.group("items"))
-        return m.group("lead") + items if replaced else None
-
-    return replace
-
-
-def _anchor_replacer(mark: Mark, text: str) -> Callable[[re.Match], str | None]:
-    """`defaults: &db_pw hunter2` where some `password: *db_pw` uses it: the anchor's value is a password."""
-    names: dict[str, str] = {}
-    read = False
-
-    def replace(m: re.Match) -> str | None:
-        nonlocal read
-        if not read:  # the aliases read at the first anchor: most documents have none, and this scan is slow
-            names.update(
-                (a.group("alias"), a.group("name"))
-                for a in YAML_ALIAS.finditer(text)
-                if credential_kind(a.group("name"))
-            )
-            read = True
-        name, value = names.get(m.group("anchor")), m.group("av")
-        if name is None:
-            return None
-        quoted = re.fullmatch(r"([\"'])(.*)\1[ \t\r]*(#.*)?", value)
-        if quoted and is_secret(name, quoted.group(2), True):
-            found = quoted.group(2), value[len(quoted.group(2)) + 1 :]
-            opening = quoted.group(1)
-        else:
-            found, opening = _line_value(name, value, config=True), ""
-        if found is None:
-            return None
-        return f"{m.group('lead')}{opening}{mark('secret', found[0])}{found[1]}"
-
-    return replace
-
-
 def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     """`text` with e-mail addresses and credentials replaced (by <email>, <secret>), and how many of each."""
     counts: dict[str, int] = {}
 
-    def run(name: str, pattern: re.Pattern, replacement: Callable[[re.Match], str | None]) -> None:
-        """Each match replaced by `replacement`'s text, or kept where that is None, and counted if replaced."""
+    def run(name: str, pattern: re.Pattern, replacement: Callable[[re.Match], str | tuple[str, int] | None]) -> None:
+        """Each match replaced by `replacement`'s text, or kept where that is None, and counted if replaced
+        (as many times as it says where it replaces several values, a list's items)."""
         nonlocal text
         replaced = 0
 
         def counted(m: re.Match) -> str:
             nonlocal replaced
             out = replacement(m)
-            replaced += out is not None
-            return m.group(0) if out is None else out
+            if out is None:
+                return m.group(0)
+            out, n = out if isinstance(out, tuple) else (out, 1)
+            replaced += n
+            return out
 
         text = pattern.sub(counted, text)
         if replaced:
@@ -251,9 +184,10 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("email", EMAIL, lambda m: mark("email", m.group(0)))
     if "$ANSIBLE_VAULT;" in text:
         run("ansible_vault", ANSIBLE_VAULT, lambda m: m.group("ind") + mark("secret", m.group(0).strip()))
-    run("yaml_block_secret", YAML_BLOCK, _block_replacer(mark))
-    run("yaml_anchor_secret", YAML_ANCHOR, _anchor_replacer(mark, text))
-    run("yaml_list_secret", YAML_LIST, _list_replacer(mark))
+    run("yaml_block_secret", YAML_BLOCK, block_replacer(mark))
+    run("yaml_anchor_secret", YAML_ANCHOR, anchor_replacer(mark, text))
+    run("yaml_list_secret", YAML_LIST, list_replacer(mark))
+    run("yaml_list_secret", YAML_FLOW_LIST, flow_list_replacer(mark))
     code = bool(_CODE_SIGNAL.search(text))
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
@@ -278,7 +212,7 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
         lambda m: m.group(1) + mark("secret", m.group(2)) if is_named_aws_secret(m.group(2)) else None,
     )
     for name, pattern in BASIC_AUTH.items():
-        run(name, pattern, lambda m: m.group(1) + mark("secret", m.group(2)))
+        run(name, pattern, lambda m: m.group("pre") + mark("secret", m.group("pw")))
     for name, pattern in TOKEN_FORMATS.items():
         run(name, pattern, lambda m: mark("secret", m.group(0)))
     for name, pattern in CONTEXT_FORMATS.items():

@@ -7,7 +7,8 @@ linear in the text: a corpus holds megabyte-long lines of base64.
 
 import re
 
-# A name ending in one of these may hold a credential; which ones do is decided by redaction._kind.
+# A name ending in one of these may hold a credential; which ones do is decided by
+# redaction_value.credential_kind.
 WORDS = (
     r"(?:api[_-]?key|access[_-]?key|private[_-]?key|secret(?:[_-]?key)?|passw(?:or)?d|pass[_-]?phrase"
     r"|token|credentials?|key|pass|pwd|pw)"
@@ -45,7 +46,7 @@ TOKEN_FORMATS = {
     "aws_access_key": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),
     "gitlab_token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-    "slack_token": re.compile(r"\bxox[abpors]-[A-Za-z0-9-]{10,}\b"),
+    "slack_token": re.compile(r"\b(?:xox[abpors]|xapp)-[A-Za-z0-9-]{10,}\b"),
     "stripe_key": re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
     "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
@@ -63,24 +64,34 @@ CONTEXT_FORMATS = {
     ),
 }
 
-# `user:PASSWORD` where the context says it is one: curl's `-u`, `-U`, `--user`, `--proxy-user`. Elsewhere
-# `--user` may be docker's `uid:gid` (`--user 1000:1000`, `--user app:app`): a password there only where it
-# has a letter and a digit. A reference (`-u $USER:$TOKEN`) is left, and so is every other `a:b` (RTL
-# `[7:0]`, `module:port`, `time: 10ns`).
+# `user:PASSWORD` where the context says it is one: curl's `-u`, `-U`, `--user`, `--proxy-user`, in the same
+# command (not past a `;`, `|`, `&&` or a background `&`: `curl https://x -o a; sort -u a:b` is sort's).
+# Elsewhere `--user` may be docker's `uid:gid` (`--user 1000:1000`, `--user app:app`): a password there only
+# where it has a letter and a digit. The user may be a reference (`-u "$CI_USER:S3cret"`); a password that is
+# one (`-u $USER:$TOKEN`) is left, and so is every other `a:b` (RTL `[7:0]`, `module:port`, `time: 10ns`).
+# A quoted pair is redacted to its closing quote (`-u 'admin:S3cret Pass9'`). Every run is bounded: from each
+# `--user=a:` of a long run of them an unbounded value scanned the run to its end (quadratic time).
+_AUTH_USER = r"(?:\$\{\w{1,64}\}|\$\w{1,64}|[^\s:\"'@$]{0,100})"
+_AUTH_PASSWORD = (
+    r"(?(aq)(?![$<{])[^\n\"']{1,200}(?=(?P=aq))"
+    r"|[^\s\"'@$<{][^\s\"']{0,200}?(?=[;,]?(?:[\s\"']|\Z)))"
+)
 BASIC_AUTH = {
     "basic_auth_curl": re.compile(
-        r"(\bcurl\b[^\n]{0,300}?[ \t](?:-[uU][ \t]*|--(?:proxy-)?user(?:[ \t]+|=))[\"']?[^\s:\"'@$]*:)"
-        r"([^\s\"'@$<{][^\s\"']*?)(?=[;,]?(?:[\s\"']|\Z))"
+        r"(?P<pre>\bcurl\b(?:[^\n;|&]|&(?![&\s])){0,300}?[ \t](?:-[uU][ \t]*|--(?:proxy-)?user(?:[ \t]+|=))"
+        r"(?P<aq>[\"'])?" + _AUTH_USER + ":)(?P<pw>" + _AUTH_PASSWORD + ")"
     ),
     "basic_auth_user": re.compile(
-        r"((?<![\w-])--(?:proxy-)?user(?:[ \t]+|=)[\"']?[^\s:\"'@$]+:)"
-        r"((?=[^\s\"']*[A-Za-z])(?=[^\s\"']*\d)[^\s\"'@$<{][^\s\"']*?)(?=[;,]?(?:[\s\"']|\Z))"
+        r"(?P<pre>(?<![\w-])--(?:proxy-)?user(?:[ \t]+|=)(?P<aq>[\"'])?" + _AUTH_USER + ":)"
+        r"(?P<pw>(?=[^\s\"']{0,200}?[A-Za-z])(?=[^\s\"']{0,200}?\d)" + _AUTH_PASSWORD + ")"
     ),
 }
-# `aws: ...`, `aws_secret: ...`: base64 of 40 to 44 characters (a secret access key, or a key as long) under a
-# name that says AWS and nothing more. redaction_aws.is_named_aws_secret judges it.
+# `aws: ...`, `aws_secret: ...`, `AWS_SECRET_ACCESS_KEY: ...`: base64 of 40 to 44 characters (a secret access
+# key, or a key as long) under a name that says AWS and nothing more, or AWS's secret (not `aws_sha256`,
+# `aws-fpga`: a checksum, a project). redaction_aws.is_named_aws_secret judges it.
 AWS_NAMED = re.compile(
-    r"(?i)((?<![\w.\-])aws[\w\-]{0,30}[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9/+]{40,44}={0,2})(?![A-Za-z0-9/+=])"
+    r"(?i)((?<![\w.\-])aws(?:[_\-]?secret[\w\-]{0,24})?[\"']?[ \t]*[:=][ \t]*[\"']?)"
+    r"([A-Za-z0-9/+]{40,44}={0,2})(?![A-Za-z0-9/+=])"
 )
 
 # An unquoted value runs to the next whitespace.
@@ -128,9 +139,14 @@ ASSIGNMENTS = {
         r"(?i)(?P<lead>(?<![\w-])--" + NAME.replace("{0,64}?", "{0,40}?") + r"[ \t]+)(?!-)" + _VALUE
     ),
     "mysql_password": re.compile(
-        r"(?P<lead>\bmysql(?:admin|dump|import|show|check)?\b[^\n]*?[ \t]-p)(?P<name>)" + _VALUE
+        r"(?P<lead>\bmysql(?:admin|dump|import|show|check)?\b[^\n]{0,300}?[ \t]-p)(?P<name>)" + _VALUE
     ),
-    "sshpass_password": re.compile(r"(?P<lead>\bsshpass\b[^\n]*?[ \t]-p[ \t]*)(?P<name>)" + _VALUE),
+    "sshpass_password": re.compile(r"(?P<lead>\bsshpass\b[^\n]{0,300}?[ \t]-p[ \t]*)(?P<name>)" + _VALUE),
+    # `docker login -u alice -p S3cret` (podman, helm registry, buildah alike).
+    "registry_login_password": re.compile(
+        r"(?P<lead>\b(?:docker|podman|buildah|helm[ \t]+registry)[ \t]+login\b[^\n;|&]{0,300}?[ \t]-p[ \t]+)(?P<name>)"
+        + _VALUE
+    ),
 }
 
 # An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
@@ -171,10 +187,18 @@ YAML_NEXT_LINE = re.compile(
     r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*(?P<op>:)[ \t]*(?:&\S+[ \t]*)?"
     r"\r?\n(?P=ind)[ \t]+)(?![^\s:#]*:(?:[ \t]|\r?$))(?P<lv>[^\s\"'#\-|>&*!{\[][^\n]*)"
 )
-# `password:` with its value a list (`password:\n  - S3cret99`, the `-` indented or not): each item a value.
+# `password:` with its value a list (`password:\n  - S3cret99`, `passwords:\n- a`): each item a value. The items
+# are deeper than the key's own `-` (`users:\n  - password:\n    - a\n  - name: bob`: bob is a user), or at
+# the key's column or deeper where it has none; one list's items share one column.
 YAML_LIST = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]*)?"
-    r"(?:#[^\n]*)?\r?\n)(?P<items>(?:(?P=ind)[ \t]*-[ \t]+[^\n]*(?:\n|\Z))+)"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?P<kd>-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]*)?"
+    r"(?:#[^\n]*)?\r?\n)(?P<items>(?P<iind>(?P=ind)(?(kd)[ \t]+|[ \t]*))-[ \t]+[^\n]*(?:\n|\Z)"
+    r"(?:(?P=iind)-[ \t]+[^\n]*(?:\n|\Z))*)"
+)
+# `password: [S3cret99, hunter2x]`: a flow list under a credential name, on one line.
+YAML_FLOW_LIST = re.compile(
+    r"(?im)^(?P<lead>[ \t]*(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*\[)"
+    r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
@@ -219,6 +243,10 @@ FORMS = {
     # `ftp.login(user, "...")`, `smtp.login(...)`, `imap.login(...)`: a login's second argument is a password.
     "login_password": re.compile(
         r"(?P<lead>(?<![\w$])login[ \t]*\([^(),\n]*,[ \t]*)(?P<name>)" + QUOTED + r"(?=[ \t]*\))"
+    ),
+    # Kubernetes `env:` `- name: DB_PASSWORD` with its `value:` on the next line.
+    "k8s_env_value": re.compile(
+        r"(?m)^(?P<lead>[ \t]*-[ \t]+name:[ \t]*[\"']?(?i:" + NAME + r")[\"']?[ \t]*\r?\n[ \t]+value:[ \t]*)" + _VALUE
     ),
     # YAML `password:` with its value on the next line.
     "yaml_next_line_secret": YAML_NEXT_LINE,

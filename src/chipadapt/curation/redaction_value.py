@@ -38,8 +38,16 @@ _CODE = re.compile(
 # hash's name (`sha256`, `md5`) nor a hex number. A word of letters alone (`password: str`) is a type or a
 # word. Not after pass, pw or pwd, which name a test's result and a pulse width as often (`PW: 1024x8`).
 _PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|secret)$")
+# ... and after an account's `DB_PASS`, `MYSQL_PWD`, `ansible_become_pass` (a .env's `DB_PASS=hunter2`).
+_ACCOUNT_PASS = re.compile(r"(?i)(?:pass|pwd|pw)$")
 _SHORT_PASSWORD = re.compile(
     r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)[a-z0-9]{4,7}"
+)
+# A process node, a memory standard, a core, an API version (`secret: tsmc7`, `sky130`, `ddr4`, `rv32imc`,
+# `v1alpha1`, `k8s1`): the chips and tools the corpus is about, a value no password is made of.
+_TECH_NAME = re.compile(
+    r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+[a-z0-9]*"
+    r"|v\d+(?:alpha|beta)\d*|k8s\w*"
 )
 # A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
 _PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
@@ -83,7 +91,9 @@ def credential_kind(name: str) -> str | None:
     if _SHORT_NAME.fullmatch(last):
         return "short"  # `PASS=`, `PW=`, `pw:`, `db_pw`: a password only where the value looks random
     if re.fullmatch(
-        r"(?i)(?:db|user|admin|root|mysql|sql|ftp|smtp|mail|login|ldap|redis|app|sudo|wifi)_?p(?:ass|w)", last
+        r"(?i)(?:db|user|admin|root|mysql|sql|ftp|smtp|mail|login|ldap|redis|app|sudo|wifi)_?p(?:ass|w)"
+        r"|ansible_(?:become_|ssh_|sudo_|su_)?pass",  # Ansible's inventory variables
+        last,
     ):
         return "strong"  # `db_pass`, `dbPass`, `dbPw`: an account's password
     if re.search(r"(?i)(?:pass|pwd)$", last) and not _STRONG.search(last):
@@ -144,7 +154,10 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
     bare = value if quoted else split_tail(value)[0]  # a statement's end is not the value's
     if kind is None or _REFERENCE.fullmatch(bare) or _PATH.fullmatch(bare):
         return False
-    if len(bare) < MIN_SECRET_CHARS and not (says_password(name) and _SHORT_PASSWORD.fullmatch(bare)):
+    short_ok = says_password(name) or (kind == "strong" and _ACCOUNT_PASS.search(name))
+    if len(bare) < MIN_SECRET_CHARS and not (short_ok and _SHORT_PASSWORD.fullmatch(bare)):
+        return False
+    if not quoted and _TECH_NAME.fullmatch(bare):
         return False
     if not quoted and _CODE.fullmatch(bare) and not (config and _is_config_word(name, bare)):
         return False
@@ -169,3 +182,26 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
             else bool(_RANDOM_WORD.fullmatch(bare))
         )
     return True
+
+
+# Words that make a line code, not a phrase: `api_key = None if cfg is None else cfg.key`.
+_CODE_WORDS = {"if", "else", "elif", "for", "while", "lambda", "return", "yield", "await", "new", "function"}
+_CODE_WORDS |= {"None", "True", "False", "null", "nil", "undefined", "and", "or", "not"}
+_PHRASE = re.compile(r"[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+(?:[ \t]+[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+)+")
+
+
+def line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | None:
+    """The value of a line's `NAME: value` to be replaced and what follows it (a comment, an end of
+    statement), or None where the line is kept: the value is one word judged like any other, or several
+    when the first is a secret or all are a phrase (`correcthorse battery staple`), not code."""
+    value = re.split(r"[ \t]#", line, maxsplit=1)[0].rstrip()
+    rest = line[len(value) :]
+    if not any(c.isspace() for c in value):
+        core, tail = split_tail(value)
+        return (core, tail + rest) if is_secret(name, value, False, config) else None
+    first = value.split()[0]
+    if is_secret(name, first, False, config) or (
+        _PHRASE.fullmatch(value) and not _CODE_WORDS & set(value.split()) and is_secret(name, value, True)
+    ):
+        return value, rest
+    return None
