@@ -40,6 +40,11 @@ def config(docs) -> OmegaConf:
                 "min_chars": 64,
                 "overlap_chars": 0,
                 "context": False,
+                # conf/passages/folder.yaml's cleaning (retrieval/passage_cleaning.py)
+                "redact": True,
+                "drop_duplicates": True,
+                "keep_machine_like": False,
+                "undecodable_share": 0.05,
             },
             "retriever": {
                 "passages": None,

@@ -58,7 +58,8 @@ def passage_ids(run):
 
 def expected_passages(docs, max_chars):
     build = {"sources": {"kestrel": {"path": str(docs)}}, "max_chars": max_chars, "min_chars": 64}
-    return load_passages(None, {**build, "overlap_chars": 0, "context": False})
+    cleaning = {"redact": True, "drop_duplicates": True, "keep_machine_like": False, "undecodable_share": 0.05}
+    return load_passages(None, {**build, "overlap_chars": 0, "context": False, **cleaning})
 
 
 def test_a_rerun_with_other_passage_settings_builds_passages_and_training_data_again(encoder, docs, tmp_path, caplog):
@@ -132,7 +133,12 @@ def test_eval_queries_are_evaluated_on_their_test_split_with_intervals(encoder, 
     assert (measured["split"], measured["queries"], measured["file"]) == ("test", 3, str(file))
     manifest = read_manifest(run)
     assert manifest["metrics"]["retrieval"]["eval_queries"]["split"] == "test"
-    assert manifest["data"]["eval_queries"] == {"file": str(file), "split": "test", "queries": 3}
+    assert manifest["data"]["eval_queries"] == {
+        "file": str(file),
+        "split": "test",
+        "queries": 3,
+        "gold_without_evidence": 0,
+    }
     printed = capsys.readouterr().out
     assert "retrieval on eval_queries (test split, 3 queries" in printed
     hit8 = measured["finetuned"]["hit@8_ci"]

@@ -28,6 +28,11 @@ SKIP_REASONS = {
     "blank": ("text left out: empty or whitespace only", "texts left out: empty or whitespace only"),
     "binary": ("binary file left out (a NUL byte, as curation judges)", "binary files left out (NUL bytes)"),
     "encoding": ("file left out: not UTF-8 text", "files left out: not UTF-8 text"),
+    # Read, not left out: a file with a few undecodable bytes (`undecodable_share`) keeps its text.
+    "repaired": (
+        "file read with its undecodable bytes replaced by U+FFFD",
+        "files read with their undecodable bytes replaced by U+FFFD",
+    ),
     "link": ("symbolic link left out: its file is read already", "symbolic links left out: their files are read"),
     "broken_link": ("broken symbolic link left out", "broken symbolic links left out"),
     "linked_folder": ("linked folder not followed", "linked folders not followed"),
@@ -37,6 +42,26 @@ SKIP_REASONS = {
         ".jsonl files read as one document each (the folder holds other files; format: jsonl reads records)",
     ),
 }
+
+
+# At most this many files are named per reason in the warning; the rest are counted.
+NAMED_PER_REASON = 5
+
+
+class LeftOut(Counter):
+    """A Counter of what a reader left out, by reason, that also keeps the files' names: a warning that
+    says "2 files left out" without saying which leaves the user to hunt for them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.names: dict[str, list[str]] = {}
+
+
+def note_left_out(skipped: Counter, reason: str, name: str) -> None:
+    """Count `name` under `reason`, and keep its name where `skipped` keeps names."""
+    skipped[reason] += 1
+    if isinstance(skipped, LeftOut):
+        skipped.names.setdefault(reason, []).append(name)
 
 
 @dataclass(frozen=True)
@@ -278,9 +303,25 @@ def read_hf(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Document]:
         yield Document(doc_id=str(doc_id), text=text)
 
 
-def read_folder(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Document]:
-    """One document per file; binary and non-UTF-8 files are counted and left out (curation reports
-    them by name)."""
+def decoded(data: bytes, undecodable_share: float) -> tuple[str | None, bool]:
+    """(text, repaired): UTF-8 text; or, where at most `undecodable_share` of its characters are bytes
+    that do not decode (one Latin-1 `é` in a UTF-8 note), the text with each replaced by U+FFFD, rather
+    than the whole file lost for one byte; else (None, False). A file in another encoding (Shift-JIS,
+    mostly-Latin-1 prose) has far more such bytes and is still left out, not read as mojibake."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        pass
+    if undecodable_share <= 0:
+        return None, False
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    return (text, True) if bad <= undecodable_share * len(text) else (None, False)
+
+
+def read_folder(spec: SourceSpec, key: str, skipped: Counter, undecodable_share: float = 0.0) -> Iterator[Document]:
+    """One document per file; binary and non-UTF-8 files are counted and left out (named where `skipped`
+    keeps names), except a file with few undecodable bytes where `undecodable_share` allows (decoded)."""
     root = Path(spec.path)
     files, left_out = _folder_selection(spec, key, "folder")
     skipped.update(left_out)
@@ -292,20 +333,22 @@ def read_folder(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Docume
                 f"(python -m chipadapt.data.curate) or raise {key}.max_bytes"
             )
         data = file.read_bytes()
+        name = str(file.relative_to(root))
         if looks_binary(data):  # a file of NULs is valid UTF-8: decoding alone would train on it
-            skipped["binary"] += 1
+            note_left_out(skipped, "binary", name)
             continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            skipped["encoding"] += 1
+        text, repaired = decoded(data, undecodable_share)
+        if text is None:
+            note_left_out(skipped, "encoding", name)
             continue
+        if repaired:
+            note_left_out(skipped, "repaired", name)
         if spec.format == "auto" and file.name.lower().endswith(".jsonl"):  # `folder` asked for whole files
             skipped["jsonl_whole"] += 1
         yield Document(doc_id=str(file.relative_to(root)), text=text)
 
 
-def _documents(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Document]:
+def _documents(spec: SourceSpec, key: str, skipped: Counter, undecodable_share: float) -> Iterator[Document]:
     fmt = resolve_format(spec, key)
     if fmt == "hf":
         return read_hf(spec, key, skipped)
@@ -313,15 +356,20 @@ def _documents(spec: SourceSpec, key: str, skipped: Counter) -> Iterator[Documen
         return read_jsonl_source(spec, key, skipped)
     if spec.where:
         raise ChipadaptError(f"{key}.where: only JSONL and dataset sources can be filtered by field")
-    return read_folder(spec, key, skipped)
+    return read_folder(spec, key, skipped, undecodable_share)
 
 
 def skipped_summary(skipped: Counter) -> str:
     """`2 binary files; 1 symbolic link to a file read already`; empty when nothing was left out."""
     parts = []
+    names = getattr(skipped, "names", {})
     for reason, (one, many) in SKIP_REASONS.items():
         if skipped.get(reason):
-            parts.append(f"{skipped[reason]:,} {one if skipped[reason] == 1 else many}")
+            part = f"{skipped[reason]:,} {one if skipped[reason] == 1 else many}"
+            if named := names.get(reason):
+                rest = skipped[reason] - min(len(named), NAMED_PER_REASON)
+                part += f" ({', '.join(named[:NAMED_PER_REASON])}{f' and {rest:,} more' if rest > 0 else ''})"
+            parts.append(part)
     return "; ".join(parts)
 
 
@@ -330,15 +378,18 @@ def tell_skipped(key: str, path: str, skipped: Counter) -> None:
         log.warning("%s: %s: %s", key, path, summary)
 
 
-def iter_source(spec: SourceSpec, key: str, skipped: Counter | None = None) -> Iterator[Document]:
+def iter_source(
+    spec: SourceSpec, key: str, skipped: Counter | None = None, undecodable_share: float = 0.0
+) -> Iterator[Document]:
     """The non-empty documents of a source, as they are read. What is left out is counted in
     `skipped` (when given) and warned about once the source is read through; a source that yields
-    nothing is left to the caller's error (no_documents), which says why."""
-    skipped = Counter() if skipped is None else skipped
+    nothing is left to the caller's error (no_documents), which says why. `undecodable_share`: see
+    `decoded` (0, for sources whose caches are keyed by file content alone: every non-UTF-8 file out)."""
+    skipped = LeftOut() if skipped is None else skipped
     yielded = False
-    for doc in _documents(spec, key, skipped):
+    for doc in _documents(spec, key, skipped, undecodable_share):
         if not doc.text.strip():
-            skipped["blank"] += 1
+            note_left_out(skipped, "blank", doc.doc_id)
             continue
         yielded = True
         yield doc
@@ -358,7 +409,7 @@ def no_documents(spec: SourceSpec, key: str, skipped: Counter) -> ChipadaptError
 
 def read_source(spec: SourceSpec, key: str) -> list[Document]:
     """All non-empty documents of a source; an empty source is an error naming its config key."""
-    skipped = Counter()
+    skipped = LeftOut()
     docs = list(iter_source(spec, key, skipped))
     if not docs:
         raise no_documents(spec, key, skipped)

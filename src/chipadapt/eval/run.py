@@ -18,7 +18,7 @@ from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference
 from chipadapt.protocols import EvalTask
-from chipadapt.report import console
+from chipadapt.report import console, no_interval
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def write_results(results: dict, out: Path, title: str) -> None:
                 task,
                 metric,
                 f"{value:.4f}" if isinstance(value, float) else str(value),
-                f"[{lo:.4f}, {hi:.4f}]" if lo != "" else "",
+                f"[{lo:.4f}, {hi:.4f}]" if lo != "" else (no_interval(n) if n != "" else ""),
                 str(n),
             )
     console.print(table)

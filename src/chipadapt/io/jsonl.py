@@ -72,7 +72,9 @@ def jsonl_records(
                         f"; {path.name} looks like CSV, not JSON Lines: give it as hf:{path} to read it as a table "
                         "(text and number columns; a list field needs JSON Lines or parquet)"
                     )
-                raise ChipadaptError(f"{path}:{lineno}: malformed JSON ({err.msg}){hint}") from None
+                raise ChipadaptError(
+                    f"{path}:{lineno}: malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno}){hint}"
+                ) from None
             if not isinstance(record, dict):
                 raise ChipadaptError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             if SURROGATE_ESCAPE.search(raw) and (bad := lone_surrogate(record)) is not None:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.outputs import written_by
-from chipadapt.retrieval.passages import Passage, build_passages, read_passages
+from chipadapt.retrieval.passage_cleaning import CleaningReport
+from chipadapt.retrieval.passages import Passage, build_passages_report, read_passages
 from chipadapt.retrieval.retrievers import INDEX_WRITER, BM25Retriever, DenseRetriever, HybridRetriever
 
 # What the dense index writer leaves in `<index_dir>/<encoder>/` beside its entries (folders it
@@ -14,13 +15,34 @@ from chipadapt.retrieval.retrievers import INDEX_WRITER, BM25Retriever, DenseRet
 LEGACY_INDEX_FILES = {"index.faiss", "ids.json", "index.json"}
 
 
+# The build settings that clean documents before they are cut (passage_cleaning.py); set in every
+# conf/passages preset.
+CLEANING_KEYS = ("redact", "drop_duplicates", "keep_machine_like", "undecodable_share")
+
+
 def load_passages(path: str | None, build: dict) -> list[Passage]:
     """A passages file (ids used as given, not re-chunked), or passages built from `build`'s sources;
     with `build.context`, each built passage starts with its document title and section path."""
+    return load_passages_report(path, build)[0]
+
+
+def load_passages_report(path: str | None, build: dict) -> tuple[list[Passage], CleaningReport | None]:
+    """`load_passages`, and for a build what its cleaning did (logged here; None for a passages file).
+    Its `duplicates` map each dropped passage id to the one kept, for gold ids that name a dropped one."""
     if path:
-        return read_passages(Path(path))
-    passages = build_passages(build["sources"], build["max_chars"], build["min_chars"], build["overlap_chars"])
-    return [p.with_context() for p in passages] if build["context"] else passages
+        return read_passages(Path(path)), None
+    missing = [k for k in CLEANING_KEYS if k not in build]
+    if missing:
+        raise ChipadaptError(f"passages.{missing[0]}: not set (see conf/passages/folder.yaml)")
+    passages, report = build_passages_report(
+        build["sources"],
+        build["max_chars"],
+        build["min_chars"],
+        build["overlap_chars"],
+        {k: build[k] for k in CLEANING_KEYS},
+    )
+    report.tell()
+    return ([p.with_context() for p in passages] if build["context"] else passages), report
 
 
 def make_retrievers(

@@ -10,7 +10,8 @@ from chipadapt.retrieval.passages import Passage
 
 # The versions of the code that builds each file, in its record: a change to what the same settings build
 # (section paths, ICT sentences) builds a folder's files again rather than reusing the old ones.
-PASSAGES_BUILDER = 2  # 2: the section path of a passage that opens with a heading
+# 2: the section path of a passage that opens with a heading; 3: cleaned (passage_cleaning.py)
+PASSAGES_BUILDER = 3
 SYNTHESIS_BUILDER = 2  # 2: ICT sentences across soft line wraps
 
 

@@ -12,10 +12,11 @@ from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import is_uncertainty_key, summarize
-from chipadapt.report import with_interval
+from chipadapt.report import no_interval, with_interval
 from chipadapt.retrieval.build import make_retrievers
 from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.queries import Query, read_queries, select_split
+from chipadapt.retrieval.timing import timed_search
 from chipadapt.retrieval.training_data import plain
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,14 @@ def compare_encoders(rcfg: DictConfig, passages, query_sets: dict[str, QuerySet]
     for rname, retriever in retrievers.items():
         retriever.index(passages)
         for qname, qs in query_sets.items():
-            hits = retriever.search([q.query for q in qs.queries], max([*ks, mrr_k]))
+            # timed as evaluate.py times it, so the two commands' figures compare
+            hits, ms_per_query = timed_search(retriever, [q.query for q in qs.queries], max([*ks, mrr_k]))
             for item, q, row in zip(items[qname], qs.queries, hits):
                 score_item(item, qname, rname, [pid for pid, _ in row], q.positive_ids, ks, mrr_k)
             results[qname][rname] = {
                 **summarize(items[qname], prefix=f"{qname}.{rname}."),
                 "queries": len(qs.queries),
+                "ms_per_query": ms_per_query,
             }
     return Comparison(results, [item for rows in items.values() for item in rows])
 
@@ -126,6 +129,14 @@ def comparison_tables(results: dict) -> list[Table]:
         for column in ("retriever", "n", *columns):
             table.add_column(column, justify="left" if column == "retriever" else "right")
         for rname, m in by_retriever.items():
-            table.add_row(rname, str(m["queries"]), *(with_interval(m, c, 3) for c in columns))
+            table.add_row(rname, str(m["queries"]), *(figure_text(m, c) for c in columns))
         tables.append(table)
     return tables
+
+
+def figure_text(measured: dict, name: str) -> str:
+    """A figure with its interval, or why it has none: a bootstrap over one query gives no interval
+    (eval/items.py), and a bare `0.500` read as if it were exact."""
+    if measured.get(f"{name}_ci"):
+        return with_interval(measured, name, 3)
+    return f"{measured[name]:.3f} {no_interval(measured.get(f'{name}_n', measured.get('queries')))}"

@@ -20,6 +20,13 @@ from chipadapt.data.sources import iter_source, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.jsonl import jsonl_records
+from chipadapt.retrieval.passage_cleaning import (
+    CleaningReport,
+    drop_duplicates,
+    machine_like_reason,
+    note_dominant,
+    redacted,
+)
 
 FENCE = re.compile(r"^(```|~~~)")
 
@@ -194,29 +201,83 @@ def _tail(text: str, n: int) -> str:
     return (tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail) + "\n"
 
 
-def build_passages(sources: dict, max_chars: int, min_chars: int, overlap_chars: int) -> list[Passage]:
-    """Every source's documents, chunked; ids are `<source>:<doc id>#<n>` (stable for fixed settings)."""
+def build_passages(
+    sources: dict, max_chars: int, min_chars: int, overlap_chars: int, clean: dict | None = None
+) -> list[Passage]:
+    """Every source's documents, chunked; ids are `<source>:<doc id>#<n>` (stable for fixed settings).
+    `clean`: the build's `redact`, `drop_duplicates`, `keep_machine_like` and `undecodable_share`
+    (passage_cleaning.py); None cuts the documents as they are."""
+    return build_passages_report(sources, max_chars, min_chars, overlap_chars, clean)[0]
+
+
+def build_passages_report(
+    sources: dict, max_chars: int, min_chars: int, overlap_chars: int, clean: dict | None = None
+) -> tuple[list[Passage], CleaningReport]:
+    """`build_passages`, and what its cleaning did."""
+    report = CleaningReport()
     passages = []
     for name, spec in sources.items():
-        count = 0
-        for doc in iter_source(source_spec(dict(spec), f"passages.sources.{name}"), f"passages.sources.{name}"):
-            sections = chunk_sections(doc.text, max_chars, min_chars, overlap_chars)
-            title = document_title(doc.doc_id, doc.text)
-            for n, (chunk, path) in enumerate(sections):
-                passages.append(
-                    Passage(
-                        id=f"{name}:{doc.doc_id}#{n}",
-                        text=chunk,
-                        source=f"{name}:{doc.doc_id}",
-                        context=passage_context(title, path),
-                    )
+        key = f"passages.sources.{name}"
+        count, skipped_before = 0, len(report.machine_like)
+        share = clean["undecodable_share"] if clean else 0.0
+        for doc in iter_source(source_spec(dict(spec), key), key, undecodable_share=share):
+            if clean and not clean["keep_machine_like"] and (why := machine_like_reason(doc.doc_id, doc.text)):
+                report.machine_like[f"{name}:{doc.doc_id}"] = why
+                continue
+            for n, (chunk, context) in enumerate(
+                _document_passages(
+                    doc.doc_id, doc.text, max_chars, min_chars, overlap_chars, bool(clean and clean["redact"]), report
                 )
+            ):
+                passages.append(Passage(f"{name}:{doc.doc_id}#{n}", chunk, f"{name}:{doc.doc_id}", context))
                 count += 1
         if count == 0:
-            raise ChipadaptError(
-                f"passages.sources.{name}: no passages (path {spec.get('path')}, filter {spec.get('where')})"
-            )
-    return passages
+            machine = len(report.machine_like) - skipped_before
+            why = f"; {machine:,} machine-like files skipped (passages.keep_machine_like)" if machine else ""
+            raise ChipadaptError(f"{key}: no passages (path {spec.get('path')}, filter {spec.get('where')}{why})")
+    if clean and clean["drop_duplicates"]:
+        passages = drop_duplicates(passages, report)
+    note_dominant(passages, report)
+    return passages, report
+
+
+def _document_passages(
+    doc_id: str, text: str, max_chars: int, min_chars: int, overlap_chars: int, redact: bool, report: CleaningReport
+) -> list[tuple[str, str]]:
+    """(text, context) of one document's passages, redacted when `redact`. Each passage is redacted after
+    cutting, so a passage keeps the number (id) it has unredacted and gold ids stay valid; only where a
+    secret straddles a boundary (a private key block across passages: a passage line the redacted whole
+    document no longer holds) is the redacted document cut instead, so that no part of a key is left."""
+    sections = chunk_sections(text, max_chars, min_chars, overlap_chars)
+    title = document_title(doc_id, text)
+    plain = [(chunk, passage_context(title, path)) for chunk, path in sections]
+    if not redact:
+        return plain
+    found = CleaningReport()
+    out = [(redacted(chunk, found), redacted(context, CleaningReport())) for chunk, context in plain]
+    whole = CleaningReport()
+    clean_text = redacted(text, whole)
+    if whole.redactions and _straddled(out, clean_text):
+        report.recut_documents.append(doc_id)
+        title = document_title(doc_id, clean_text)
+        found = whole  # what passage-wise redaction adds (a value a passage shows without its code) on top
+        cut = chunk_sections(clean_text, max_chars, min_chars, overlap_chars)
+        plain = [(chunk, passage_context(title, path)) for chunk, path in cut]
+        out = [(redacted(chunk, found), redacted(context, CleaningReport())) for chunk, context in plain]
+        plain = [(chunk, "") for chunk, _ in cut]
+    report.redactions.update(found.redactions)
+    report.redacted_passages += sum(
+        new != old or "<secret>" in new or "<email>" in new for (new, _), (old, _) in zip(out, plain)
+    )
+    return out
+
+
+def _straddled(passages: list[tuple[str, str]], clean_text: str) -> bool:
+    """Whether a redacted passage holds a line the redacted whole document does not: part of a value that
+    only the whole document shows to be a secret."""
+    # Whitespace aside: the chunker cuts long lines on spaces and may glue cut pieces of lines together.
+    whole = "".join(clean_text.split())
+    return any("".join(line.split()) not in whole for chunk, _ in passages for line in chunk.splitlines())
 
 
 def write_passages(passages: Iterable[Passage], path: Path) -> Path:

@@ -6,6 +6,8 @@ retriever.index(passages); hits = retriever.search(queries, k)   # [[(passage_id
 import hashlib
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,9 @@ INDEX_WRITER = "chipadapt"
 # Letters and digits: identifiers such as `global_placement` and `set_wire_rc` split at the
 # underscores, so that a question that says "global placement" matches them.
 TOKEN_PATTERN = r"(?u)[^\W_]{2,}"
+# Passages embedded between saves of a cached index's build: a build killed after thousands of passages
+# resumes from its last saved part, not from zero; a part costs one .npy write (3 MB at 768 dimensions).
+EMBED_PART = 1024
 
 
 def read_expansions(path: str | Path) -> dict[str, list[str]]:
@@ -163,8 +168,10 @@ class DenseRetriever:
                     "%s holds an index in an earlier layout, no longer read: delete it to free the space",
                     self.index_dir / "index.faiss",
                 )
-            self._embed(passages)
+            partial = entry.with_name(f".{entry.name}.partial.tmp")  # hidden .tmp: check_index_dir lets it be
+            self._embed(passages, partial, fingerprint)
             self.save(entry, fingerprint)
+            shutil.rmtree(partial, ignore_errors=True)  # its parts are in the published index now
 
     def _load(self, entry: Path, fingerprint: dict) -> bool:
         """Open the cached index when it was built from these passages with this encoder."""
@@ -178,7 +185,9 @@ class DenseRetriever:
         self._to_device(self.faiss_index.reconstruct_n(0, self.faiss_index.ntotal))
         return True
 
-    def _embed(self, passages: list[Passage]) -> None:
+    def _embed(self, passages: list[Passage], partial: Path | None = None, fingerprint: dict | None = None) -> None:
+        """Embed `passages` into a flat index; with `partial` (a cached index's build), in parts saved there
+        and resumed from it when the build was cut off (`_embed_in_parts`)."""
         import faiss
 
         # Said in the log too: the bar is off where no terminal shows it, and this can take minutes.
@@ -186,15 +195,50 @@ class DenseRetriever:
             log.info("dense index: embedding %d passages (kept in %s for the next run)", len(passages), self.index_dir)
         else:
             log.info("dense index: embedding %d passages (not kept: set index_dir to reuse it)", len(passages))
-        vectors = self.encoder.encode(
-            [p.indexed_text(self.context) for p in passages],
-            is_query=False,
-            batch_size=self.batch_size,
-            progress=f"embedding {len(passages)} passages",
-        )
+        texts = [p.indexed_text(self.context) for p in passages]
+        if partial is None:
+            vectors = self.encoder.encode(
+                texts, is_query=False, batch_size=self.batch_size, progress=f"embedding {len(passages)} passages"
+            )
+        else:
+            vectors = self._embed_in_parts(texts, partial, fingerprint)
         self.faiss_index = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss_index.add(vectors)
         self._to_device(vectors)
+
+    def _embed_in_parts(self, texts: list[str], partial: Path, fingerprint: dict) -> np.ndarray:
+        """The embeddings of `texts`, EMBED_PART at a time, each part saved in `partial` as it is done; parts a
+        killed build of the same fingerprint saved there are read, not embedded again."""
+        partial.mkdir(parents=True, exist_ok=True)
+        stamp = partial / "index.json"
+        if stamp.is_file() and json.loads(stamp.read_text()) != fingerprint:  # a 16-hex-digit name shared
+            for old in partial.glob("part-*.npy"):
+                old.unlink()
+        write_json_atomic(stamp, fingerprint)
+        parts, resumed = [], 0
+        for start in range(0, len(texts), EMBED_PART):
+            chunk, file = texts[start : start + EMBED_PART], partial / f"part-{start:09d}.npy"
+            if file.is_file():
+                part = np.load(file)
+                if part.shape[0] == len(chunk):
+                    parts.append(part)
+                    resumed += len(chunk)
+                    continue
+            end = start + len(chunk)
+            part = self.encoder.encode(
+                chunk,
+                is_query=False,
+                batch_size=self.batch_size,
+                progress=f"embedding passages {start + 1}-{end} of {len(texts)}",
+            )
+            tmp = file.with_name(file.name + ".tmp")  # written whole, then renamed: a part is complete or absent
+            with open(tmp, "wb") as out:
+                np.save(out, part)
+            os.replace(tmp, file)
+            parts.append(part)
+        if resumed:
+            log.info("dense index: %d of %d passages read from the build cut off at %s", resumed, len(texts), partial)
+        return np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), dtype=np.float32)
 
     def _to_device(self, vectors: np.ndarray) -> None:
         if self.search_device is not None:

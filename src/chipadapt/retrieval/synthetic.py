@@ -276,6 +276,27 @@ def warn_if_fallbacks_carry(report: dict) -> None:
         )
 
 
+def warn_if_few_made(report: dict, made: int, min_passage_chars: int) -> None:
+    """One warning, whatever the method, when fewer than half of the requested samples became training
+    queries: 40 requested, 1 made, trained and saved as a fine-tuned encoder, said nowhere but in the
+    report's counts."""
+    requested = report["requested"]
+    if requested and made < requested / 2:
+        log.warning(
+            "retriever.synthetic: only %d training queries made of %d requested (%d passages drawn, %d dropped "
+            "with no usable query; %d of the %d passages are at least min_passage_chars=%d long): the encoder "
+            "learns from almost nothing; build more or longer passages, or add query styles "
+            "(retriever.synthetic.styles: keyword, flag, error)",
+            made,
+            requested,
+            report["sampled"],
+            report["dropped"],
+            report["eligible"],
+            report["passages"],
+            min_passage_chars,
+        )
+
+
 @torch.no_grad()
 def no_queries_message(report: dict, method: str, min_passage_chars: int) -> str:
     """Why no training query was made, and the settings that change it."""
@@ -343,6 +364,7 @@ def synthesize(
         report[entry[2]] += 1
     if method == "llm":
         warn_if_fallbacks_carry(report)
+    warn_if_few_made(report, len(queries), min_passage_chars)
 
     by_id = {p.id: p for p in passages}
     mined = miner.search([entry[1] for entry in queries], mine_depth + 1)

@@ -42,7 +42,7 @@ from chipadapt.retrieval.compare_encoders import (
     with_known_passages,
 )
 from chipadapt.retrieval.passages import Passage, read_passages
-from chipadapt.retrieval.queries import Query, write_queries
+from chipadapt.retrieval.queries import Query, gold_without_evidence, write_queries
 from chipadapt.retrieval.tevatron_data import read_tevatron
 from chipadapt.retrieval.training_data import (
     eval_questions,
@@ -184,6 +184,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     if questions is not None:  # before synthesis and training: a wrong gold id is found in seconds
         where = rcfg.passages or f"the {len(passages)} passages in {out / 'passages.jsonl'}"
         questions = with_known_passages(questions, known, f"passages: {where}")
+        if questions is not None:  # gold ids by position: an edited document moved them (queries.py)
+            stale = gold_without_evidence(questions.queries, passages, str(rcfg.eval_queries))
+            questions.about["gold_without_evidence"] = len(stale)
 
     if rcfg.train_file:
         files = [rcfg.train_file] if isinstance(rcfg.train_file, str) else list(rcfg.train_file)
@@ -236,6 +239,17 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         query_sets["eval_queries"] = questions
     # The launching process alone compares the encoders: the others would repeat its whole evaluation and
     # replace its results.json with the same figures.
+    if rcfg.evaluate_after and not query_sets:
+        # Else nothing said why no results.json came: Lightning's own line ("Total length of list across
+        # ranks is zero") was all a user saw.
+        log.warning(
+            "evaluation after training skipped: no held-out synthetic query (%d group(s) held out of %d, "
+            "retriever.heldout_fraction=%s) and no retriever.eval_queries%s",
+            len(heldout),
+            len(groups),
+            rcfg.heldout_fraction,
+            " questions for these passages" if rcfg.eval_queries else "",
+        )
     if query_sets and rcfg.evaluate_after and trained.trainer.is_global_zero:
         encoders = {
             "base": {"path": rcfg.encoder.path, "package": rcfg.encoder.package},

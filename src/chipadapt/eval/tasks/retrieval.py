@@ -16,14 +16,45 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
-from chipadapt.io.outputs import check_output_file
+from chipadapt.io.outputs import check_output_file, refuse_overlap_with_inputs
 from chipadapt.retrieval.build import check_index_dir, load_passages, make_retrievers, retrieval_inputs
 from chipadapt.retrieval.fusion_choice import check_tuning_metric, choose_fusion
 from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.misses import is_misses_file, write_misses
-from chipadapt.retrieval.queries import read_queries, select_split
+from chipadapt.retrieval.queries import gold_without_evidence, read_queries, select_split
+from chipadapt.retrieval.timing import timed_search
 
 log = logging.getLogger(__name__)
+
+# Below this many tuning questions a setting chosen among many (a fusion grid, reranker weights) is
+# mostly chosen by chance: said, with the count, beside the choice.
+FEWEST_TUNING_QUESTIONS = 20
+
+
+def warn_if_few_tuning_questions(what: str, settings: int, questions: int, split: str) -> None:
+    if questions < FEWEST_TUNING_QUESTIONS:
+        log.warning(
+            "%s: chosen among %d settings on only %d %s question(s) (fewer than %d): the choice is mostly "
+            "noise; add %s questions or fix the setting",
+            what,
+            settings,
+            questions,
+            split,
+            FEWEST_TUNING_QUESTIONS,
+            split,
+        )
+
+
+def refuse_run_dir_among_inputs(inputs: list[tuple[str, str]]) -> None:
+    """The run folder (hydra.run.dir: evaluate.log, results.json) inside the docs folder the passages are
+    built from was indexed with them: the log and the results became passages of the next run, and
+    of this one (the log is written before the passages are read)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        refuse_overlap_with_inputs(
+            HydraConfig.get().runtime.output_dir, "hydra.run.dir", inputs, "write the run folder somewhere else"
+        )
 
 
 class RetrievalTask(TaskBase):
@@ -68,13 +99,12 @@ class RetrievalTask(TaskBase):
         # Checked now, before any passage is read: the indexes are written into it as each encoder runs.
         check_index_dir(index_dir, "eval.retrieval.index_dir", inputs)
         self._inputs = [(key.removeprefix("eval.retrieval."), str(path)) for key, path in inputs if path]
+        refuse_run_dir_among_inputs(inputs)
         if misses_file:  # checked now: the file is written after the whole evaluation
-            check_output_file(
-                misses_file,
-                "eval.retrieval.misses_file",
-                is_misses_file,
-                [("eval.retrieval.passages", passages), ("eval.retrieval.queries", queries)],
-            )
+            # Every input, build sources included: a misses file written into the docs folder the passages
+            # are built from was indexed by the next run, and its questions retrieved it first.
+            refuse_overlap_with_inputs(misses_file, "eval.retrieval.misses_file", inputs)
+            check_output_file(misses_file, "eval.retrieval.misses_file", is_misses_file, inputs)
 
     def inputs(self) -> list[tuple[str, str]]:
         return self._inputs
@@ -107,6 +137,7 @@ class RetrievalTask(TaskBase):
         log.info(
             "hybrid: %s; chosen on %d %s questions by %s", setting, len(tune), self.fusion["tune_on"], choice["metric"]
         )
+        warn_if_few_tuning_questions("hybrid fusion", len(choice.get("grid") or {}), len(tune), self.fusion["tune_on"])
         return {"tuned_on": self.fusion["tune_on"], **self._tuned_on_reported(self.fusion["tune_on"]), **choice}
 
     def _check_rerank_weights(self) -> None:
@@ -150,6 +181,7 @@ class RetrievalTask(TaskBase):
             tune_on,
             choice["metric"],
         )
+        warn_if_few_tuning_questions(f"{name} cross-encoder weight", len(self.reranker["weights"]), len(tune), tune_on)
         return {"tuned_on": tune_on, **self._tuned_on_reported(tune_on), **choice}
 
     def _tuned_on_reported(self, tune_on: str) -> dict:
@@ -166,6 +198,7 @@ class RetrievalTask(TaskBase):
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
         passages = load_passages(self.passages_path, self.build)
         all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
+        stale = gold_without_evidence(all_queries, passages, str(self.queries_path))
         queries = select_split(all_queries, self.split, str(self.queries_path), "eval.retrieval.split")[: self.limit]
         if not queries:  # limit=0: no figure could be computed
             raise ChipadaptError(f"eval.retrieval: no questions left of {self.queries_path} (limit={self.limit})")
@@ -212,14 +245,15 @@ class RetrievalTask(TaskBase):
             rerank_choice = None
             if hasattr(retriever, "reranker") and self.reranker["weight"] is None:
                 rerank_choice = self._choose_rerank_weight(name, retriever, all_queries)
-            # One query untimed first: no retriever's ms/query carries a first call's set-up (a
-            # reranker whose weight was chosen had that in its dev pass, one with a fixed weight not).
-            retriever.search([queries[0].query], 1)
-            if hasattr(retriever, "reranker"):
-                retriever.reranker.seconds = 0.0
-            start = time.perf_counter()
-            hits = retriever.search([q.query for q in queries], max([*self.ks, self.mrr_k]))
-            search_s = time.perf_counter() - start
+            # One query untimed first (retrieval/timing.py): a reranker whose weight was chosen had its
+            # set-up in its dev pass, one with a fixed weight not; its own timer restarts after it.
+            reranker = getattr(retriever, "reranker", None)
+            hits, ms_per_query = timed_search(
+                retriever,
+                [q.query for q in queries],
+                max([*self.ks, self.mrr_k]),
+                lambda r=reranker: r is not None and setattr(r, "seconds", 0.0),
+            )
             for item, q, row in zip(self.items, queries, hits):
                 ranked = [pid for pid, _ in row]
                 item["prediction"][name] = ranked
@@ -229,7 +263,7 @@ class RetrievalTask(TaskBase):
             metrics = {**summarize(self.items, prefix=f"{name}."), "queries": len(queries)}
             if not getattr(retriever, "reuses_parts", False):  # a hybrid searches its parts' indexes
                 metrics["passages_per_s"] = round(len(passages) / max(index_s, 1e-9), 1)
-            metrics["ms_per_query"] = round(1000 * search_s / len(queries), 2)
+            metrics["ms_per_query"] = ms_per_query
             if hasattr(retriever, "reranker"):  # the part of ms_per_query the cross-encoder adds
                 metrics["rerank_ms_per_query"] = round(1000 * retriever.reranker.seconds / len(queries), 2)
             by_type = self._by_type(name)
@@ -247,6 +281,7 @@ class RetrievalTask(TaskBase):
                 metrics.get(f"mrr@{self.mrr_k}", float("nan")),
             )
         results["passages"] = len(passages)
+        results["gold_without_evidence"] = len(stale)  # questions whose evidence no gold passage holds
         results["split"] = self.split
         if self.misses_file:
             by_id = {p.id: p for p in passages}
