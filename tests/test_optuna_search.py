@@ -93,16 +93,28 @@ def test_a_study_stored_without_settings_is_judged_by_its_trials():
         check_study(study, search_settings(["minimize"], SPACE, {"trainer.max_steps": "2"}), "dapt")
 
 
+def killed_trial(tmp_path: Path, storage: str, jobs_here: bool) -> optuna.trial.Trial:
+    """A trial a killed invocation was running: its job took its folder's lock, and died (or, under SLURM,
+    was requeued: its lock is free as well); the search process's claim is released."""
+    from chipadapt.optuna_resume import CLAIM, JOBS_HERE
+
+    study = optuna.load_study(study_name="dapt", storage=storage)
+    killed = study.ask()
+    killed.suggest_float("optim.lr", 0.0, 1.0)
+    killed.set_user_attr(FOLDER, str(tmp_path / "sweep" / "2"))
+    killed.set_user_attr(CLAIM, str(tmp_path / "sweep" / ".optuna_searches" / "dead"))
+    killed.set_user_attr(JOBS_HERE, jobs_here)
+    for folder in (tmp_path / "sweep" / "2", tmp_path / "sweep" / ".optuna_searches" / "dead"):
+        with run_folder_lock(folder):
+            pass
+    return killed
+
+
 def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial_in_its_own_folder(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     first = sweeper(tmp_path, storage, 2)
     first.sweep(first.arguments)
-    study = optuna.load_study(study_name="dapt", storage=storage)
-    killed = study.ask()  # a trial a killed invocation was running: its job took its folder's lock, and died
-    killed.suggest_float("optim.lr", 0.0, 1.0)
-    killed.set_user_attr(FOLDER, str(tmp_path / "sweep" / "2"))
-    with run_folder_lock(tmp_path / "sweep" / "2"):
-        pass
+    killed = killed_trial(tmp_path, storage, jobs_here=True)
     again = sweeper(tmp_path, storage, 4)  # n_trials: the study's total, as the first command would say
     again.sweep(again.arguments)
     numbers = [number for number, _ in again.launcher.launched]

@@ -21,13 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 import chipadapt  # noqa: F401  (registers the config resolvers)
 from chipadapt import interrupts
 from chipadapt.after_interruption import rerun_note, say_interrupted
-from chipadapt.errors import TrainingDiverged, exit_on_user_error
+from chipadapt.errors import USER_ERROR_STATUS, TrainingDiverged, exit_on_user_error, worst_for
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
 from chipadapt.run_folder_guard import restore_records_after_refusal
 from chipadapt.run_folder_key import run_folder_key
 
-USER_ERROR_STATUS = 2
 DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, told in one line
 # Training that diverged ran with settings that were valid: a failed run, not refused input (status 2
 # would also put back the folder's records of its earlier run, when this run's failure is the record).
@@ -199,14 +198,6 @@ def worst_value() -> float | list[float]:
     directions = [direction] if direction is None or isinstance(direction, str) else list(direction)
     values = worst_for(directions)
     return values[0] if len(values) == 1 else values
-
-
-def worst_for(directions: list) -> list[float]:
-    """The worst value of each direction (NaN for an unknown one); also what the search tells for a
-    diverged trial it reads back from its folder (optuna_trial_outcome.py)."""
-    worst = {"minimize": math.inf, "maximize": -math.inf}
-    # An enum (`Direction.minimize`) where the sweeper's dataclass default is kept; its name otherwise.
-    return [worst.get(str(getattr(d, "name", d)).lower(), math.nan) for d in directions]
 
 
 def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:

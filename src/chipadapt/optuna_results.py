@@ -12,7 +12,9 @@ from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 FOLDER = "chipadapt_folder"  # a trial's user attribute: the job folder it ran in
-PERPLEXITY_CAPS = ("max_documents", "max_tokens")  # conf/eval/perplexity.yaml: what caps each split's items
+# conf/eval/perplexity.yaml: what caps each split's documents and the text scored of each
+PERPLEXITY_CAPS = ("max_documents", "max_tokens", "max_tokens_per_document", "max_chars_per_document")
+RETRIEVAL_STAGES = ("retriever", "reranker")  # each holds its own synthetic query groups out (<stage>.heldout_fraction)
 
 
 def matching(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -106,25 +108,24 @@ def objective_items(metric: str, config) -> str:
     def setting(key: str):
         return OmegaConf.select(config, key, default=None)
 
+    stage = setting("stage.name")
+    if metric.startswith("retrieval.synthetic_heldout.") or (metric.startswith("val/") and stage in RETRIEVAL_STAGES):
+        stage = stage if stage in RETRIEVAL_STAGES else "retriever"
+        key = f"{stage}.heldout_fraction"
+        return f"the {stage}'s held-out synthetic query groups ({key}={setting(key)}), validated on and reported"
     if metric.startswith("val/"):
-        split = metric.split("/")[1]
+        parts = metric.split("/")  # val/<split>/<measure>, or val/loss over every validation split
+        of = f"of split {parts[1]!r}" if len(parts) > 2 else "of every validation split"
         fraction = setting("data.val_fraction")
         held = f"data.val_fraction={fraction}" if fraction is not None else "the data's hold-out"
-        return f"the held-out validation documents of split {split!r} ({held}), the ones evaluate.py and reports read"
-    if metric.startswith("retrieval.synthetic_heldout."):
-        stage = "reranker" if setting("stage.name") == "reranker" else "retriever"  # each holds its own out
-        key = f"{stage}.heldout_fraction"
-        return f"the {stage}'s held-out synthetic query groups ({key}={setting(key)})"
+        return f"the held-out validation documents {of} ({held}), the ones evaluate.py and reports read"
     task, _, rest = metric.partition(".")
     if "/" in task or not rest or setting(f"eval.{task}") is None:  # train_loss, a custom metric
         return "the items the metric was computed on"
     limit = setting(f"eval.{task}.limit")
     first = f"the first {limit} items" if limit is not None else "all items"
     if task == "perplexity":
-        split = rest.split(".")[0]
-        caps = ", ".join(f"eval.perplexity.{k}={setting(f'eval.perplexity.{k}')}" for k in PERPLEXITY_CAPS)
-        held = f"eval.perplexity.splits.{split}.held_out={setting(f'eval.perplexity.splits.{split}.held_out')}"
-        return f"the held-out documents of eval.perplexity split {split!r} ({held}; {caps}), the ones a report scores"
+        return perplexity_items(rest.split(".")[0], setting)
     if task == "eda_script":
         fraction = setting("eval.eda_script.eval_fraction")
         return f"{first} of eda_script's evaluation split (eval.eda_script.eval_fraction={fraction}, eval.{task}.limit)"
@@ -135,6 +136,34 @@ def objective_items(metric: str, config) -> str:
             f"(eval.{task}.max_per_subject, eval.{task}.limit), the ones a report on that task scores"
         )
     return f"{first} of eval task {task!r} (eval.{task}.limit), the ones a report on that task scores"
+
+
+def perplexity_items(split: str, setting) -> str:
+    """The documents eval.perplexity scores for `split`, or for every domain split (not `general: true`)
+    behind the aggregates domain_mean/domain_all: each split's held-out part, or all of it where its
+    held_out is null (a general split too), capped as the caps say."""
+    splits = setting("eval.perplexity.splits") or {}
+    names = (
+        [n for n in splits if not (splits[n] or {}).get("general")]
+        if split in ("domain_mean", "domain_all")
+        else [split]
+    )
+    parts = []
+    for name in names:
+        held_out = setting(f"eval.perplexity.splits.{name}.held_out")
+        key = f"eval.perplexity.splits.{name}.held_out={'null' if held_out is None else held_out}"
+        parts.append(
+            f"every document of {name!r} ({key}: scored whole)"
+            if held_out is None
+            else f"the held-out documents of {name!r} ({key})"
+        )
+    caps = ", ".join(f"eval.perplexity.{k}={setting(f'eval.perplexity.{k}')}" for k in PERPLEXITY_CAPS)
+    which = (
+        f"eval.perplexity {split} over its domain splits"
+        if split in ("domain_mean", "domain_all")
+        else "eval.perplexity"
+    )
+    return f"{which}: {'; '.join(parts) or 'no split configured'} ({caps}), the ones a report scores"
 
 
 def folder_name(trial: optuna.trial.FrozenTrial) -> str:

@@ -8,12 +8,12 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
   before the first trial (each study records its settings in its user attributes), and so is a sweep folder
   holding another study's trial folders;
 - job folders are numbered by trial number, so a rerun of the same command continues the study (n_trials is
-  the study's total), and a trial left RUNNING by a killed job (its folder lock free) is run again with its
-  own parameters in its own folder (its checkpoint resumes), and so is one whose job never took its folder's
-  lock once the search process that asked for it is gone (search_claim), where that process ran its jobs
-  itself (the basic launcher); one another process runs, or may still run (a queued SLURM job), is left to it;
-- a trial whose job refused its input is marked failed, not left RUNNING, and its batch-mates are told what
-  their own folders say (optuna_trial_outcome.py); an interrupted batch stays RUNNING, to resume;
+  the study's total); a trial left RUNNING by a killed search process that ran its jobs itself (the basic
+  launcher: they died with it) is run again with its own parameters in its own folder (its checkpoint
+  resumes), by one process only (a lock per trial); one whose job another launcher submitted
+  (hydra/launcher=slurm: queued or requeued still, maybe) or a live process runs is left to it;
+- a trial whose job refused its input is marked failed, not left RUNNING, and each batch-mate is told what
+  its own folder records of the launch (optuna_trial_outcome.py): where it records no end, RUNNING, to resume;
 - a seeded sampler is reseeded by the number of trials already stored, so it does not draw its start-up
   trials again;
 - optimization_results.yaml names the tied best trials, the runner-up and their paired difference
@@ -21,8 +21,9 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,18 @@ from omegaconf import OmegaConf
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
-from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.optuna_results import FOLDER, report
+from chipadapt.optuna_resume import CLAIM, JOBS_HERE, resumable, runs_jobs_here, search_claim
 from chipadapt.optuna_trial_outcome import Launched, batch_outcomes, launch_time
-from chipadapt.optuna_trial_store import fail, record, record_folder, recorded_folder, tell
+from chipadapt.optuna_trial_store import fail, record, record_folder, tell
 from chipadapt.run_folder_guard import refuse
+from chipadapt.sweep_job_folders import NUMBERED
 
 log = logging.getLogger(__name__)
 SETTINGS = "chipadapt_settings"  # the study's user attribute: what its trials ran with
 STUDY_RECORD = "optuna_study.json"  # in the sweep folder: the study whose trials its numbered folders hold
 # Trials that ran with the study's settings: a trial failed at its start (bad input, exit 2) ran with none.
 RAN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-CLAIM = "chipadapt_claim"  # a trial's user attribute: the lock its search process holds (search_claim)
-CLAIMS = ".optuna_searches"  # in the sweep folder: one locked folder per search process (search_claim)
-# A trial's user attribute: whether its jobs ran inside the search process (Hydra's basic launcher), so that
-# they died with it. submitit (hydra/launcher=slurm) does not cancel its queued jobs when the search dies.
-JOBS_HERE = "chipadapt_jobs_in_search_process"
 
 
 def search_settings(directions: list[str], space: dict, fixed: dict) -> dict:
@@ -131,62 +128,6 @@ def check_sweep_folder(sweep_dir: Path, name: str, study: optuna.Study, stored: 
         write_text_atomic(record, json.dumps({"study_name": name}) + "\n")
 
 
-def left_to_its_process(trial: optuna.trial.FrozenTrial, sweep_dir: Path) -> str | None:
-    """Why a RUNNING trial is not this invocation's to run again, or None when it was interrupted here.
-    Several processes may share one stored study (Optuna's way to search in parallel): a trial another
-    process is running must not run twice. Resumed when it ran in this sweep folder and nobody holds its
-    folder's run lock (a killed job's lock died with it, io/lock_probe.py), or when its folder has no lock to
-    tell (killed before its job took it, or run in a folder hydra.sweep.subdir names otherwise), the search
-    process that asked for it holds its claim no more (search_claim) and that process ran its jobs itself
-    (JOBS_HERE: they died with it). A job another launcher queued (SLURM) outlives the search: left alone."""
-    folder = trial.user_attrs.get(FOLDER)
-    if folder and folder_lock_held(folder):
-        return f"a live process holds {folder}"
-    claim = trial.user_attrs.get(CLAIM)
-    searcher = folder_lock_held(claim) if claim else None
-    if searcher:
-        return f"the search process that asked for it still runs (it holds {claim}; its job may wait in a queue)"
-    if folder and not Path(folder).is_relative_to(sweep_dir):
-        parent = Path(folder).parent
-        return f"it runs in {folder}, another sweep folder (hydra.sweep.dir={parent} resumes it if it was killed)"
-    if searcher is False and folder and folder_lock_held(folder) is False:  # its job was killed: resumes
-        return None
-    if searcher is False and trial.user_attrs.get(JOBS_HERE) is True:  # its jobs died with its search
-        return None
-    if searcher is False:
-        return (
-            "its job never took its folder's lock and was submitted by a launcher that runs jobs outside the search"
-            " process (hydra/launcher=slurm), which does not cancel them when the search dies: it may still be"
-            " queued (if it is not, mark the trial failed in the study to run it again)"
-        )
-    if not folder:
-        return "no job folder recorded (asked by a process that has not launched it yet, or by an older chipadapt)"
-    if folder_lock_held(folder) is None:
-        return f"{folder} has no run lock to tell whether a process still runs it (a job not started yet)"
-    return None
-
-
-@contextmanager
-def search_claim(sweep_dir: Path, stored: bool) -> Iterator[str | None]:
-    """A lock this search process holds while its trials run, recorded on each (CLAIM): a later process on
-    the study tells from it whether a RUNNING trial whose job never took its folder's lock is still this
-    process's (its job queued, or about to start) or was left by a killed one. Kept after the search, as
-    every lock file is (removing one another process may be probing is racy). None for an in-memory study,
-    which no other process sees."""
-    if not stored:
-        yield None
-        return
-    import os
-    import socket
-    import uuid
-
-    from chipadapt.io.lock import run_folder_lock
-
-    folder = sweep_dir / CLAIMS / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with run_folder_lock(folder):
-        yield str(folder)
-
-
 def held_trials(sweep_dir: Path) -> list[int]:
     """The trial folders (numbered, with a manifest) the sweep folder already holds."""
     if not sweep_dir.is_dir():
@@ -251,17 +192,16 @@ class StudySweeper(OptunaSweeperImpl):
         self, study: optuna.Study, space: dict, fixed: dict, sweep_dir: Path, directions: list[str], claim: str | None
     ) -> None:
         """Run the interrupted trials again, then ask for and run trials until the study has n_trials."""
-        stored = study.trials
-        for trial in [t for t in stored if t.state == TrialState.RUNNING]:
-            why = left_to_its_process(trial, sweep_dir)
-            if why:
-                log.warning("trial #%d is RUNNING and left alone: %s", trial.number, why)
-                continue
-            log.warning("trial #%d was interrupted: it runs again in its folder", trial.number)
-            if claim:
-                record(study, trial.number, CLAIM, claim)
-            record(study, trial.number, JOBS_HERE, runs_jobs_here(self.launcher))
-            self._run(study, [(trial.number, dict(trial.params), fixed)], sweep_dir, directions)
+        for number in [t.number for t in study.trials if t.state == TrialState.RUNNING]:
+            with ExitStack() as held:
+                trial = resumable(study, number, sweep_dir, held)
+                if trial is None:
+                    continue
+                log.warning("trial #%d was interrupted: it runs again in its folder", number)
+                if claim:
+                    record(study, number, CLAIM, claim)
+                record(study, number, JOBS_HERE, runs_jobs_here(self.launcher))
+                self._run(study, [(number, dict(trial.params), fixed)], sweep_dir, directions)
         # n_trials is the study's total, as for an in-memory study: a rerun of the same command (or a second
         # process on the same study) runs what is missing. A trial that failed is not counted: it has no value.
         while (to_go := self.n_trials - sum(t.state != TrialState.FAIL for t in study.trials)) > 0:
@@ -288,19 +228,20 @@ class StudySweeper(OptunaSweeperImpl):
             for trial in trials:
                 self._run(study, [trial], sweep_dir, directions)
             return
-        folders = [recorded_folder(study, number) or sweep_dir / str(number) for number in numbers]
-        for number, folder in zip(numbers, folders):
-            record_folder(study, number, folder)
         overrides = [tuple(f"{k}={v}" for k, v in {**params, **fixed}.items()) for _, params, fixed in trials]
+        here = runs_jobs_here(self.launcher)
+        folders = [job_folder(self.config, sweep_dir, n, o, here) for n, o in zip(numbers, overrides)]
+        for number, folder in zip(numbers, folders):
+            if folder is not None:
+                record_folder(study, number, folder)
         since = launch_time()
         try:
             returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
         except BaseException as err:
-            # A job refused its input (exit 2), or a launcher reports a failed job (submitit): each trial is
-            # told what its own folder says (optuna_trial_outcome.py). An interrupt leaves them RUNNING.
+            # Each trial is told what its own folder says of this launch (optuna_trial_outcome.py).
             metric = str(OmegaConf.select(self.config, "optimized_metric", default=None) or "")
             batch = [Launched(*launched) for launched in zip(numbers, folders, overrides)]
-            for number, ended in zip(numbers, batch_outcomes(err, batch, sweep_dir, since, metric, directions) or []):
+            for number, ended in zip(numbers, batch_outcomes(err, batch, here, since, metric, directions)):
                 if ended.running:
                     log.warning("trial #%d is left RUNNING: %s", number, ended.why)
                 elif ended.values is not None:
@@ -308,7 +249,19 @@ class StudySweeper(OptunaSweeperImpl):
                 else:
                     log.warning("trial #%d failed: %s", number, ended.why)
                     fail(study, number)
-            raise
+            if here or not isinstance(err, Exception) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            # A launcher's own report of a job that failed elsewhere (submitit's UncompletedJobError, with
+            # the job's stderr): one line, not a traceback; the job's log in its folder says the rest.
+            first = (str(err).strip().splitlines() or [""])[0]
+            numbered = f"#{numbers[0]}" + (f"-#{numbers[-1]}" if len(numbers) > 1 else "")
+            print(
+                f"chipadapt: error: a job of trials {numbered} failed ({type(err).__name__}: {first}); see its "
+                "log in its job folder; the trials whose folders record no end stay RUNNING",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1) from err
         failed = None
         for number, returned in zip(numbers, returns):
             job_hydra = getattr(returned, "hydra_cfg", None)
@@ -327,8 +280,29 @@ class StudySweeper(OptunaSweeperImpl):
             raise failed
 
 
-def runs_jobs_here(launcher: Any) -> bool:
-    """Whether the launcher runs the jobs inside this process (Hydra's basic launcher), so they end with it."""
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+def job_folder(config: Any, sweep_dir: Path, number: int, overrides: tuple[str, ...], jobs_here: bool) -> Path | None:
+    """The folder hydra.sweep.subdir gives job `number`, resolved as Hydra's launchers resolve it (the
+    job's config, hydra.job.num and, under the basic launcher (`jobs_here`), .id set to its number); None
+    where it cannot be told before the job (a subdir read from the clock, a job id that SLURM assigns)."""
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    if subdir in (None, NUMBERED):  # the default: no composition needed
+        return sweep_dir / str(number)
+    if "now:" in str(subdir) or ("job.id" in str(subdir) and not jobs_here):
+        return None
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
-    return isinstance(launcher, BasicLauncher)
+    hydra, hydra_config = GlobalHydra.instance(), HydraConfig.instance()
+    previous = hydra_config.cfg
+    try:
+        job = hydra.config_loader().load_sweep_config(config, list(overrides)) if hydra.is_initialized() else config
+        job = OmegaConf.create(OmegaConf.to_container(job, resolve=False))  # a copy: the sweep's config unchanged
+        for key in ("hydra.job.id", "hydra.job.num"):
+            OmegaConf.update(job, key, number, force_add=True)
+        hydra_config.cfg = job  # for ${hydra:...} in the subdir
+        return Path(os.path.abspath(sweep_dir / str(OmegaConf.select(job, "hydra.sweep.subdir"))))
+    except Exception:  # noqa: BLE001 (the job meets it, and reports it in its own words)
+        log.debug("trial #%d: its job folder is not resolved before the job", number, exc_info=True)
+        return None
+    finally:
+        hydra_config.cfg = previous

@@ -1,16 +1,17 @@
 """What each trial of a batch ended as when the launch of the batch raised (optuna_search.StudySweeper._run),
-read from its own job folder: the values of the batch-mates that finished are not lost with the launch.
-- A job that refused its input exits 2 (cli.USER_ERROR_STATUS). Hydra's basic launcher runs the batch's
-  jobs one after the other in the search process and that SystemExit ends the launch: the trials before
-  the refusing one ended as their folders say, the refusing one failed (unless a live process holds its
-  folder: refused as in use, it is that process's), and the ones after it never started: failed.
-- A launcher that runs jobs elsewhere (hydra/launcher=slurm: submitit) raises its own error for the first
-  failed job (submitit's UncompletedJobError, a RuntimeError), whatever the job's exit status: each trial
-  is then told what its own folder says.
-- An interrupt (Ctrl-C or SIGTERM: cli.py exits 128+signal, or KeyboardInterrupt) is none of these: the
-  batch's trials stay RUNNING and the next run of the search resumes them from their checkpoints.
-A folder's manifest counts only when it records this launch: its overrides are exactly the trial's and it
-started at or after the launch (a folder keeps an earlier command's manifest where a job refused)."""
+read from its own job folder only (the one Hydra's hydra.sweep.subdir gives its job number), so that the
+values of the batch-mates that finished are not lost with the launch. One rule for every raise:
+- a folder whose manifest records this launch (exactly the trial's overrides, started at or after the
+  launch) says how the trial ended: completed (its value), diverged (the direction's worst value), failed
+  (an ordinary exception: its own failure), running or interrupted (left RUNNING, to resume);
+- a folder a live process holds is that process's: left RUNNING;
+- a folder without a manifest of this launch: where Hydra's basic launcher ran the batch in the search
+  process and a job refused its input (exit 2, errors.USER_ERROR_STATUS), that job ended the launch and the
+  ones after it never started, so each such trial failed (the refused one and the never started alike; a
+  rerun with the input fixed must not resume them with the refused settings). After anything else (an
+  interrupt, or an error of a launcher that runs jobs elsewhere, such as submitit's UncompletedJobError
+  under hydra/launcher=slurm, whose other jobs may still be queued) such a trial is uncertain: left
+  RUNNING for the next run of the search to resume (optuna_resume.left_to_its_process decides when)."""
 
 import datetime as dt
 import json
@@ -18,11 +19,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from chipadapt.cli import USER_ERROR_STATUS, worst_for
-from chipadapt.errors import ChipadaptError, TrainingDiverged
+from chipadapt.errors import USER_ERROR_STATUS, ChipadaptError, TrainingDiverged, worst_for
 from chipadapt.io.lock_probe import folder_lock_held
 
 STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that may resume or still runs
+# manifest.json's `started` is naive local time of the host that ran the job (a SLURM node, under submitit),
+# `since` that of the search's host: one whose clock or time zone differs by up to this much is still told
+# apart from an earlier command's manifest (by its start time, besides its exact overrides).
+CLOCK_TOLERANCE = dt.timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,16 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Launched:
-    """A trial of the batch: its number, the folder recorded for it and the overrides it was launched with."""
+    """A trial of the batch: its number, its job folder (hydra.sweep.subdir) and the overrides it was launched with."""
 
     number: int
-    folder: Path
+    folder: Path | None  # None: hydra.sweep.subdir names it only when the job runs (optuna_search.job_folder)
     overrides: tuple[str, ...]
 
 
 def launch_time() -> dt.datetime:
-    """Taken before a launch; whole seconds, local time, as manifest.json's `started`."""
-    return dt.datetime.now().replace(microsecond=0)
+    """Taken before a launch (aware, so that a manifest's time can be compared whatever its host's zone)."""
+    return dt.datetime.now().astimezone().replace(microsecond=0)
 
 
 def is_user_error(err: BaseException) -> bool:
@@ -53,35 +57,19 @@ def is_user_error(err: BaseException) -> bool:
 
 
 def batch_outcomes(
-    err: BaseException, batch: list[Launched], sweep_dir: Path, since: dt.datetime, metric: str, directions: list[str]
-) -> list[Outcome] | None:
-    """Each trial's outcome after the launch raised `err`, in batch order; None where every trial stays
-    RUNNING (an interrupt, or an exit status other than a refusal)."""
-    if isinstance(err, SystemExit) and not is_user_error(err):
-        return None
-    if not isinstance(err, Exception | SystemExit):  # KeyboardInterrupt, chipadapt.interrupts.Interrupted
-        return None
-    taken = {t.folder for t in batch}  # a batch-mate of the same parameters has its own folder
-    ended = [outcome(trial_folder(t, sweep_dir, since, taken), t.overrides, metric, directions, since) for t in batch]
-    if not is_user_error(err):
-        return ended
-    # In order: the trials before the refusing one ended as their folders say; the ones after never started.
-    refused = next((i for i, o in enumerate(ended) if o.values is None and not o.running), len(ended))
-    told = ended[: refused + 1]  # the refusing one: failed, as its folder says (no record of this launch)
-    never = f"never started: the launch ended when trial #{batch[min(refused, len(batch) - 1)].number} was refused"
-    told += [o if o.running else Outcome(why=never) for o in ended[refused + 1 :]]
-    return told
-
-
-def trial_folder(trial: Launched, sweep_dir: Path, since: dt.datetime, taken: set[Path]) -> Path:
-    """The folder recorded for the trial, or, where that holds no record of this launch, the sweep folder's
-    one that does and is no other trial's (a hydra.sweep.subdir other than the job number names it otherwise)."""
-    if this_launch(read_manifest(trial.folder), trial.overrides, since):
-        return trial.folder
-    for manifest in [*sweep_dir.glob("*/manifest.json"), *sweep_dir.glob("*/*/manifest.json")]:
-        if manifest.parent not in taken and this_launch(read_manifest(manifest.parent), trial.overrides, since):
-            return manifest.parent
-    return trial.folder
+    err: BaseException, batch: list[Launched], jobs_here: bool, since: dt.datetime, metric: str, directions: list
+) -> list[Outcome]:
+    """Each trial's outcome after the launch raised `err`, in batch order; `jobs_here`: Hydra's basic launcher
+    ran the batch's jobs one after the other in this process."""
+    refused = jobs_here and is_user_error(err)
+    unrecorded = (
+        Outcome(
+            why="its folder records no run of this launch: refused (exit 2), or never started once a refusal ended it"
+        )
+        if refused
+        else Outcome(running=True, why="its folder records no end of this launch (its job may be queued still)")
+    )
+    return [outcome(t, since, metric, directions) or unrecorded for t in batch]
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -93,28 +81,31 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.datetime) -> bool:
-    """Whether `manifest` records the job launched at `since` with exactly `overrides`."""
+    """Whether `manifest` records the job launched at `since` with exactly `overrides` (a naive `started` is
+    taken as this host's local time, within CLOCK_TOLERANCE)."""
     if manifest is None or sorted(map(str, manifest.get("overrides") or [])) != sorted(overrides):
         return False
     try:
-        return dt.datetime.fromisoformat(str(manifest.get("started"))) >= since
+        started = dt.datetime.fromisoformat(str(manifest.get("started")))
     except ValueError:
         return False
+    tolerance = dt.timedelta(0) if started.tzinfo else CLOCK_TOLERANCE
+    return started.astimezone() >= since - tolerance
 
 
-def outcome(
-    folder: Path, overrides: tuple[str, ...], metric: str, directions: list[str], since: dt.datetime
-) -> Outcome:
-    """How the job launched with `overrides` in `folder` at `since` ended: its `metric` where it completed,
-    the direction's worst value where its training diverged (as cli.run_job returns in a sweep), RUNNING
-    where a live process holds the folder or the job was interrupted (it resumes), else failed."""
+def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) -> Outcome | None:
+    """How the trial's job of this launch ended, as its folder says: its `metric` where it completed, the
+    direction's worst value where its training diverged (as cli.run_job returns in a sweep), RUNNING where a
+    live process holds the folder or the job was interrupted (it resumes), failed where it failed; None
+    where the folder holds no manifest of this launch."""
+    folder = trial.folder
+    if folder is None:
+        return None
     if folder_lock_held(folder):
         return Outcome(running=True, why=f"a live process holds {folder}")
     manifest = read_manifest(folder)
-    if manifest is None:
-        return Outcome(why="its job recorded no run (refused before it began, or never started: the launch ended)")
-    if not this_launch(manifest, overrides, since):
-        return Outcome(why=f"{folder / 'manifest.json'} records another run (other overrides, or an earlier start)")
+    if not this_launch(manifest, trial.overrides, since):
+        return None
     status, error = manifest.get("status"), str(manifest.get("error") or "")
     config = manifest.get("config") or {}
     if not isinstance(config, dict):

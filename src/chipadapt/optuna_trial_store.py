@@ -17,13 +17,6 @@ def record_folder(study: optuna.Study, number: int, folder: Path) -> None:
     record(study, number, FOLDER, str(folder))
 
 
-def recorded_folder(study: optuna.Study, number: int) -> Path | None:
-    """The folder a resumed trial ran in before (hydra.sweep.subdir may name it otherwise than its number)."""
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    folder = study._storage.get_trial(trial_id).user_attrs.get(FOLDER)
-    return Path(folder) if folder else None
-
-
 def record(study: optuna.Study, number: int, key: str, value: Any) -> None:
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     study._storage.set_trial_user_attr(trial_id, key, value)
