@@ -78,11 +78,11 @@ def smollm2_folder(isolated_cache):
 def fake_step_scripts(tmp_path: Path, monkeypatch, script: str) -> Path:
     """A repository whose train.py and evaluate.py are `script`, for reproduce.py's runner to call:
     steps run in seconds and record what they were asked."""
-    from chipadapt.reproduce import runner
+    from chipadapt.reproduce import step_process
 
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("train.py", "evaluate.py"):
         (repo / name).write_text(script)
-    monkeypatch.setattr(runner, "ROOT", repo)
+    monkeypatch.setattr(step_process, "ROOT", repo)  # where execute() reads it
     return repo

@@ -124,4 +124,7 @@ def test_a_validation_file_beside_a_manifest_without_the_final_validation_is_not
     b = train_folder(tmp_path / "1", [290.0, 345.0, 410.0, 480.0])
     manifest = json.loads((b / "manifest.json").read_text())
     (b / "manifest.json").write_text(json.dumps({**manifest, "status": "failed", "metrics": {"before": {}}}))
-    assert paired_rows([("a", a), ("b", b)]) == []
+    rows = paired_rows([("a", a), ("b", b)])  # said as b's having none, not paired with the old file
+    assert [(r["metric"], r["verdict"], r["reason"]) for r in rows] == [
+        ("train.val", "not paired", "the other has none (b)")
+    ]

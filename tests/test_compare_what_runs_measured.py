@@ -230,3 +230,14 @@ def test_a_metric_no_item_of_which_both_runs_scored_is_said_not_paired(tmp_path)
     rows = _rows([("base", base), ("other", other)])
     row = rows[("other", "mcq.acc")]
     assert row["verdict"] == "not paired" and "no item scored in both runs" in row["reason"]
+
+
+def test_a_task_only_one_run_measured_is_a_not_paired_row_saying_which_has_none(tmp_path):
+    """compare_paired.md left out, without a word, the tasks only one of the two runs measured."""
+    base = _run(tmp_path / "base", {"mcq": MARKS_A, "chip_mcq": MARKS_A}, {"mcq": MCQ, "chip_mcq": MCQ})
+    other = _run(tmp_path / "other", {"mcq": MARKS_B, "ifeval": MARKS_B}, {"mcq": MCQ, "ifeval": IFEVAL})
+    rows = _rows([("base", base), ("other", other)])
+    assert rows[("other", "chip_mcq")]["verdict"] == "not paired"
+    assert rows[("other", "chip_mcq")]["reason"].startswith("the other has none")
+    assert rows[("other", "ifeval")]["reason"].startswith("the baseline has none")
+    assert rows[("other", "mcq.acc")]["verdict"] != "not paired"

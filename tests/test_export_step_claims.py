@@ -43,3 +43,19 @@ def test_the_runs_own_checkpoint_of_a_step_is_exported_never_the_first_by_name(t
     own.unlink()  # only the other run's and the unrecorded one: neither is known to be this run's
     with pytest.raises(ChipadaptError, match="none records the settings of this run; name the one to export"):
         _step_2(run)
+
+
+def test_names_of_one_file_are_one_candidate_and_an_unreadable_one_is_set_aside(tmp_path):
+    """A `best-step=2.ckpt` link to the step's checkpoint read as a second checkpoint recording the run's settings
+    (refused: "2 record this run's settings"); a file of the step that cannot be read stopped the export."""
+    from chipadapt.pipeline import train
+
+    run = tmp_path / "run"
+    keep = ["callbacks.checkpoint.save_top_k=-1", "callbacks.checkpoint.every_n_train_steps=1"]
+    train(compose([*TINY_FAST, "trainer.max_steps=2", "stage.validate_before=false", *keep], run))
+    folder = run / "checkpoints"
+    own = folder / "epoch=0-step=2.ckpt"
+    (folder / "best-step=2.ckpt").symlink_to(own.name)
+    assert _step_2(run) == own
+    (folder / "a-step=2.ckpt").write_bytes(b"cut short")
+    assert _step_2(run) == own

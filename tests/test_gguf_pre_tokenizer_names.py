@@ -78,4 +78,23 @@ def test_folders_converted_before_a_name_was_mapped_are_converted_again_and_no_o
     monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: "smollm")
     assert package.folder.name.endswith("--v2")  # SmolLM2's folder of version 2: reused, not converted again
     monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: name)
-    assert package.folder.name.endswith("--v3")
+    assert package.folder.name.endswith("--v2")  # read once per model source: its header is not read again
+    assert gguf_import.GgufPackageModel("pytest", "__init__.py", str(tmp_path)).folder.name.endswith("--v3")
+
+
+def test_a_package_model_reads_its_gguf_header_once(tmp_path, monkeypatch):
+    from chipadapt.models import gguf_import
+
+    reads = []
+    monkeypatch.setattr(gguf_import, "gguf_pre_tokenizer_name", lambda path: reads.append(path) or "command-r")
+    package = gguf_import.GgufPackageModel("pytest", "__init__.py", str(tmp_path))
+    assert {package.folder.name for _ in range(5)} == {"pytest--__init__--v3"}
+    assert len(reads) == 1  # was one read of the header per look at the folder
+
+
+@pytest.mark.parametrize("name, version", [("command-r", 3), ("minerva-7b", 3), ("smollm", 2), (None, 2)])
+def test_the_reproduction_stamp_carries_the_conversion_version_of_its_gguf(name, version):
+    from chipadapt.code_versions import SELECTION_VERSION, code_versions
+
+    # Was conversion 2 for every GGUF: a command-r reproduction's steps from before version 3 counted as done.
+    assert code_versions(name) == {"conversion": version, "selection": SELECTION_VERSION}

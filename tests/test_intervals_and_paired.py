@@ -314,7 +314,7 @@ def test_the_paired_baseline_is_the_first_run_named_even_when_a_swept_key_orders
             "runs": runs,
             "labels": None,
             "metrics": ["mcq.acc"],
-            "x": None,
+            "x": "eval.mcq.limit",  # asked for: an item selector is never the axis by itself
             "output": str(tmp_path / "cmp"),
             "overwrite": False,
             "paths": {"output_dir": str(tmp_path / "cmp")},

@@ -25,10 +25,11 @@ from chipadapt.reproduce.fingerprint import (
     loss_difference,
 )
 from chipadapt.reproduce.ledger import Ledger
+from chipadapt.reproduce.rebuild import REBUILD_TOLERANCE
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.report_models import rebuild_for_report, report_rebuilds
 from chipadapt.reproduce.restore import restore
-from chipadapt.reproduce.runner import REBUILD_TOLERANCE, plan, run_steps
+from chipadapt.reproduce.runner import plan, run_steps
 from chipadapt.reproduce.steps import Step
 
 

@@ -73,13 +73,7 @@ def test_a_requeued_resume_false_job_continues_its_own_checkpoint(tmp_path, monk
     line = [*TINY_FAST, "trainer.max_steps=2", "resume=false"]
     _in_slurm_job(monkeypatch, restarts=None)
     train(compose(line, run))
-    started_by = read_manifest(run)["inputs"]["started_over_by_slurm_job"]
-    assert started_by == {
-        "SLURM_JOB_ID": "4242",
-        "SLURM_ARRAY_JOB_ID": "4240",
-        "SLURM_ARRAY_TASK_ID": "2",
-        "restarts": 0,
-    }
+    started_by = read_manifest(run)["inputs"].get("started_over_by_slurm_job")
     shutil.rmtree(run / "model")  # what the preemption had not written yet
     _as_killed(run)
 
@@ -90,11 +84,56 @@ def test_a_requeued_resume_false_job_continues_its_own_checkpoint(tmp_path, monk
     assert any("was requeued (SLURM_RESTART_COUNT=1)" in line for line in said), said
     assert read_manifest(run)["inputs"]["resumed"]["step"] == 2
     assert not any("discarded" in line for line in said)
+    assert started_by == {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_ARRAY_JOB_ID": "4240",
+        "SLURM_ARRAY_TASK_ID": "2",
+        "restarts": 0,
+    }
+
+
+def test_a_requeue_after_the_settings_changed_starts_over_as_its_resume_false_asks(tmp_path, monkeypatch):
+    """`scontrol requeue` after the user edited the job's settings: resumed, the settings check refused the
+    checkpoint and said to start over with resume=false, which the job gives already, at every restart."""
+    from chipadapt.pipeline import train
+
+    run = tmp_path / "run"
+    _in_slurm_job(monkeypatch, restarts=None)
+    train(compose([*TINY_FAST, "trainer.max_steps=2", "resume=false"], run))
+    shutil.rmtree(run / "model")
+    _as_killed(run)
+    _in_slurm_job(monkeypatch, restarts=1)
+    train(compose([*TINY_FAST, "trainer.max_steps=2", "optim.lr=0.001", "resume=false"], run))
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and "resumed" not in manifest["inputs"]
+
+
+def test_a_start_over_outside_slurm_forgets_the_job_that_started_the_folder_over_before(tmp_path, monkeypatch):
+    """A resume=false run by hand after a SLURM job's start-over: a later requeue of that job took the hand-run's
+    checkpoint for its own and resumed it."""
+    from chipadapt.pipeline import train
+
+    run = tmp_path / "run"
+    line = [*TINY_FAST, "trainer.max_steps=2", "resume=false"]
+    _in_slurm_job(monkeypatch, restarts=None)
+    train(compose(line, run))
+    monkeypatch.delenv("SLURM_JOB_ID")
+    train(compose([*line, "overwrite=true"], run))  # by hand, killed before its publish
+    shutil.rmtree(run / "model")
+    _as_killed(run)
+    _in_slurm_job(monkeypatch, restarts=1)  # the SLURM job requeued later
+    train(compose(line, run))
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and "resumed" not in manifest["inputs"]
 
 
 def test_only_the_same_job_requeued_continues_a_resume_false_start_over(tmp_path, monkeypatch):
-    from chipadapt.stages.resume_decision import record_start_over_job, requeued_start_over
+    from functools import partial
 
+    from chipadapt.stages.slurm_start_over import record_start_over_job
+    from chipadapt.stages.slurm_start_over import requeued_start_over as requeued
+
+    requeued_start_over = partial(requeued, cfg=compose(TINY_FAST, tmp_path))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     record_start_over_job(tmp_path)  # outside SLURM: nothing recorded, today's start-over
     assert not (tmp_path / "checkpoints").exists() and requeued_start_over(tmp_path) is None
@@ -131,7 +170,71 @@ def test_a_resume_that_would_train_nothing_of_the_steps_asked_says_so(tmp_path):
     weights = (run / "model" / "model.safetensors").read_bytes()
 
     longer = [*TINY_FAST, "stage.validate_before=false", f"trainer.max_steps={step + 2}", "overwrite=true"]
-    with pytest.raises(ChipadaptError, match=rf"trainer.max_steps={step + 2}: the resumed .* trained no step"):
+    ckpt_bytes = ckpt.read_bytes()
+    with pytest.raises(ChipadaptError, match=rf"trainer.max_steps={step + 2}: .* no step"):
         train(compose(longer, run))
     assert (run / "model" / "model.safetensors").read_bytes() == weights
-    assert read_manifest(run)["status"] == "failed"
+    assert ckpt.read_bytes() == ckpt_bytes
+    # Refused before the attempt's manifest: the run is still the completed one, which its own command passes.
+    assert read_manifest(run)["status"] == "completed"
+    assert train(compose([*TINY_FAST, "stage.validate_before=false"], run)) == read_manifest(run)["metrics"]
+
+
+@pytest.mark.parametrize("changed", ["base model", "not overwrite"])
+def test_a_stopped_publish_of_another_run_is_not_taken_for_this_continuations(tmp_path, changed):
+    """The killed attempt that published model/ recorded another base model by content (one retrained at the same
+    path), or was no overwrite=true run: the overwrite=true line trains again rather than republish its weights."""
+    from chipadapt.pipeline import train
+
+    run = tmp_path / "run"
+    train(compose([*TINY_FAST, "trainer.max_steps=2"], run))
+    longer = [*TINY_FAST, "trainer.max_steps=3", "overwrite=true"]
+    train(compose(longer, run))
+    _as_killed(run)
+    killed = read_manifest(run)
+    if changed == "base model":
+        killed["inputs"]["model"]["fingerprint"] = "0" * 64
+    else:
+        killed["config"]["overwrite"] = False
+    (run / "manifest.json").write_text(json.dumps(killed))
+
+    train(compose(longer, run))
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and "resumed" not in manifest["inputs"]
+
+
+def test_every_process_of_a_distributed_run_takes_rank_0s_answer(tmp_path, monkeypatch):
+    """A process started after rank 0 took the folder (its lock, its attempt's manifest) read no stopped attempt
+    and started over while rank 0 completed the stopped one from last.ckpt: the processes trained apart."""
+    from chipadapt.io.lock import run_folder_lock
+    from chipadapt.manifest import RunManifest
+    from chipadapt.pipeline import train
+    from chipadapt.stages import resume_decision
+
+    run = tmp_path / "run"
+    train(compose([*TINY_FAST, "trainer.max_steps=2"], run))
+    longer = [*TINY_FAST, "trainer.max_steps=3", "overwrite=true"]
+    train(compose(longer, run))
+    _as_killed(run)
+    cfg = compose(longer, run)
+    resume_decision._OWN_PUBLISH.clear()
+    rank_0 = resume_decision.resume_checkpoint(cfg, run)
+    assert rank_0 == str(run / "checkpoints" / "last.ckpt")
+    with run_folder_lock(run):  # rank 0's recorded_job: the folder's lock, this attempt's manifest
+        RunManifest(run, cfg)
+        monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning starts at fit, rank 0's environment inherited
+        resume_decision._OWN_PUBLISH.clear()
+        assert resume_decision.resume_checkpoint(cfg, run) == rank_0
+        assert resume_decision.resume_checkpoint(cfg, run, check=False) == rank_0
+
+
+def test_a_process_a_launcher_started_waits_for_rank_0s_answer_of_its_launch(tmp_path, monkeypatch):
+    from chipadapt.stages.rank_0_decision import DECISION_VARIABLE, rank_0_decision, record_rank_0_decision
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
+    record_rank_0_decision(tmp_path, "ckpt-of-rank-0", processes=2)
+    monkeypatch.delenv(DECISION_VARIABLE)  # torchrun's processes share no environment with rank 0
+    assert rank_0_decision(tmp_path, wait_s=0) == "ckpt-of-rank-0"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")  # the next launch: the file is the earlier one's
+    with pytest.raises(ChipadaptError, match="rank 0 said within 0 s neither"):
+        rank_0_decision(tmp_path, wait_s=0)

@@ -145,7 +145,7 @@ def test_answers_cut_at_seq_len_are_counted_in_the_table_and_manifest_and_warned
     warnings = [r.getMessage() for r in caplog.records if "data.seq_len=300" in r.getMessage()]
     assert warnings == [
         f"data.seq_len=300 cuts the answers of 2 training conversations ({source['answer_tokens_cut']:,} "
-        "answer tokens not learned): mine 2; raise data.seq_len to learn them whole"
+        f"answer tokens not learned): 2 of data.sources.mine (first: {path}:4); raise data.seq_len to learn them whole"
     ]
 
 

@@ -127,7 +127,7 @@ def test_the_callback_filename_decides_which_step_checkpoints_are_its(tmp_path):
 def test_a_requeued_overwrite_continuation_resumes_its_unpublished_checkpoint(tmp_path):
     """Run A (6 steps) published; `trainer.max_steps=8 overwrite=true` resumed it to 8 and was preempted between
     step 8's checkpoint and the publish; the requeue of that line started over from step 0."""
-    from chipadapt.stages.resume_decision import PUBLISHED_RECORD, published_record
+    from chipadapt.stages.published_record import PUBLISHED_RECORD, published_record
 
     first = config(tmp_path, "trainer.max_steps=6")
     longer = config(tmp_path, "trainer.max_steps=8", "overwrite=true")
@@ -244,7 +244,7 @@ def test_a_requeued_retrain_with_the_same_settings_resumes_its_own_checkpoint(tm
     """A published 6-step run retrained with `overwrite=true` and the same settings: its start-over, then its
     own step-6 checkpoint and a preemption before the publish. The earlier run's publish record matched that
     checkpoint (same step, same settings), so the requeue took it as published and started over again."""
-    from chipadapt.stages.resume_decision import PUBLISHED_RECORD, published_record
+    from chipadapt.stages.published_record import PUBLISHED_RECORD, published_record
 
     cfg = config(tmp_path, "trainer.max_steps=6", "overwrite=true")
     finished_checkpoint(tmp_path, cfg, 6)

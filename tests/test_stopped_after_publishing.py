@@ -145,14 +145,22 @@ def test_a_secondary_process_follows_rank_0_once_it_holds_the_folder(tmp_path, m
         asked.append(may_replace)
         raise _Checked
 
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.stages import rank_0_decision
+
     monkeypatch.setattr(pipeline, "check_output_folder", check_output_folder)
+    rank_0_decision.record_rank_0_decision(tmp_path, "last.ckpt", processes=1)  # rank 0's answer, inherited
     monkeypatch.setenv("LOCAL_RANK", "1")
     with open(tmp_path / LOCK_NAME) as held, pytest.raises(_Checked):  # rank 0 holds the folder
         fcntl.flock(held, fcntl.LOCK_EX)
         pipeline.train(cfg)
-    with pytest.raises(_Checked):  # nobody holds it: rank 0 stopped (refused): the rank does not go on alone
+    assert asked == [True]
+    # Rank 0 stopped (refused) before it answered: the rank does not go on alone, whoever holds the folder.
+    monkeypatch.delenv(rank_0_decision.DECISION_VARIABLE)
+    monkeypatch.setattr(rank_0_decision, "WAIT_S", 0.0)
+    with pytest.raises(ChipadaptError, match="rank 0 said within 0 s neither"):
         pipeline.train(cfg)
-    assert asked == [True, False]
+    assert asked == [True]
 
 
 def test_a_running_record_without_a_lock_to_probe_is_refused_with_the_way_that_trains_nothing(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import logging
 from collections import Counter
 
 import pytest
+from helpers.sentencepiece_base import sentencepiece_base
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -162,41 +163,6 @@ def test_bad_settings_are_refused_when_the_adapter_is_made(tmp_path, setting, me
     # Constructing it reads no source and trains nothing: the refusal comes before any work.
     with pytest.raises(ChipadaptError, match=message):
         adapter(tmp_path, domain=tmp_path / "absent", **setting)
-
-
-def sentencepiece_base(root, split_digits: bool):
-    """A Llama-2-style base at toy size (sentencepiece BPE with byte fallback, read by transformers):
-    trained on prose with numbers, its digits split one by one as Llama-2's and Mistral's are, or not."""
-    import json
-
-    from helpers.tokenizer_material import GENERAL, texts
-    from transformers import AutoTokenizer
-
-    sentencepiece = pytest.importorskip("sentencepiece")
-    numbers = [
-        f"In {year} the board shipped {year - 1900} units at 100 MHz, 2000 more by {year + 1}."
-        for year in range(1990, 2030)
-    ]
-    (root / "general.txt").write_text("\n".join(texts(GENERAL) + numbers * 5))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(root / "general.txt"),
-        model_prefix=str(root / "tokenizer"),
-        model_type="bpe",
-        vocab_size=700,
-        byte_fallback=True,
-        character_coverage=1.0,
-        split_digits=split_digits,
-        allow_whitespace_only_pieces=True,
-        normalization_rule_name="identity",
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    (root / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
-    return AutoTokenizer.from_pretrained(root).backend_tokenizer
 
 
 @pytest.mark.parametrize("split_digits", [True, False])

@@ -178,10 +178,27 @@ def test_online_evaluate_merge_and_sweep_report_reruns_continue_the_folders_wand
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     Image.new("RGB", (4, 4)).save(sweep / "sweep_report.png")
-    for _ in range(2):
-        log_sweep_report(OmegaConf.create({"wandb": node}), sweep, sweep / "sweep_report.png", [{"lam": 0.5}], {})
+    for lam in (0.5, 0.6):  # a report that changed (the same one is not logged again: next test)
+        log_sweep_report(OmegaConf.create({"wandb": node}), sweep, sweep / "sweep_report.png", [{"lam": lam}], {})
     ids = run_ids(sweep)
     assert len(ids) == 2 and len(set(ids)) == 1
+
+
+def test_an_offline_no_op_sweep_rerun_adds_no_second_report_run(tmp_path, monkeypatch):
+    """A merge sweep rerun whose jobs were all done added a duplicate `sweep_report` offline run."""
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from chipadapt.loggers.sweep_run import log_sweep_report
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    node = OmegaConf.create({"wandb": {"save_dir": str(tmp_path), "project": "chipadapt", "offline": True}})
+    Image.new("RGB", (4, 4)).save(tmp_path / "sweep_report.png")
+    for rows in ([{"lam": 0.5}], [{"lam": 0.5}]):
+        log_sweep_report(node, tmp_path, tmp_path / "sweep_report.png", rows, {"lam": 0.5})
+    assert len(run_ids(tmp_path)) == 1
+    log_sweep_report(node, tmp_path, tmp_path / "sweep_report.png", [{"lam": 0.7}], {"lam": 0.7})
+    assert len(run_ids(tmp_path)) == 2  # another report: a run of its own, as offline attempts are
 
 
 def test_a_folder_from_before_ids_were_recorded_continues_its_latest_wandb_run(tmp_path):

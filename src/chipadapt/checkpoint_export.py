@@ -94,7 +94,11 @@ def one_of_step(run: Path, candidates: list[Path], step: int, key: str) -> Path:
     """The one checkpoint of `step` among files whose names claim it: where there are several (an earlier run's
     under another callbacks.checkpoint.filename, or from before settings were recorded, which a start-over
     keeps), the one whose recorded settings are the run's; the first by name was exported as the run's, which
-    could be the earlier run's weights. Refused in one line, naming the files, where that is not one."""
+    could be the earlier run's weights. Refused in one line, naming the files, where that is not one. Names of
+    one file (a `best-step=2.ckpt` link to the step's checkpoint) are one candidate; one that cannot be read (a
+    file cut short, a sharded folder without its meta.pt) is set aside, said in a line, rather than stopping the
+    export of the one that is the run's."""
+    candidates = distinct_files(candidates)
     if len(candidates) == 1:
         return candidates[0]
     from chipadapt.models.checkpoint_weights import checkpoint_metadata
@@ -103,7 +107,11 @@ def one_of_step(run: Path, candidates: list[Path], step: int, key: str) -> Path:
     record = run_record(run)
     matching = []
     for entry in candidates:
-        content = checkpoint_metadata(entry, key)
+        try:
+            content = checkpoint_metadata(entry, key)
+        except (ChipadaptError, OSError) as err:
+            log.warning("step: %s set aside, it cannot be read (%s)", entry, " ".join(str(err).split()))
+            continue
         if not isinstance(content.get(CHECKPOINT_KEY), dict):
             continue  # no settings recorded: nothing tells whose it is
         try:
@@ -122,6 +130,20 @@ def one_of_step(run: Path, candidates: list[Path], step: int, key: str) -> Path:
         f"step: {run / 'checkpoints'} holds {len(candidates)} checkpoints of step {step} "
         f"({', '.join(entry.name for entry in candidates)}) and {why}; name the one to export with checkpoint=FILE"
     )
+
+
+def distinct_files(candidates: list[Path]) -> list[Path]:
+    """`candidates` less the names of a file already in it (links, hard links): each file by its own name where
+    a candidate is that (a link's target before the link), else by its first."""
+    kept: list[Path] = []
+    for entry in sorted(candidates, key=Path.is_symlink):  # stable: by name within each kind
+        try:
+            if any(entry.samefile(other) for other in kept):
+                continue
+        except OSError:  # a dangling link is its own candidate, set aside as unreadable
+            pass
+        kept.append(entry)
+    return kept
 
 
 def run_record(run: Path) -> dict:

@@ -24,6 +24,9 @@ def conversion_version(pre_tokenizer: str | None) -> int:
     return max(CONVERSION_VERSION, PRE_TOKENIZER_CONVERSION.get(pre_tokenizer or "", 0))
 
 
-def code_versions() -> dict[str, int]:
-    """The stamp a reproduction step is recorded with."""
-    return {"conversion": CONVERSION_VERSION, "selection": SELECTION_VERSION}
+def code_versions(pre_tokenizer: str | None = None) -> dict[str, int]:
+    """The stamp a reproduction step is recorded with. `pre_tokenizer`: the `tokenizer.ggml.pre` of the GGUF
+    the reproduction's model is converted from (models/gguf_import.py gguf_pre_tokenizer_name), whose own
+    conversion version the stamp carries: a command-r GGUF's steps from before its version 3 then run again,
+    a SmolLM2 one's (`smollm`) stay done. None: no GGUF, or its name is not known."""
+    return {"conversion": conversion_version(pre_tokenizer), "selection": SELECTION_VERSION}

@@ -78,6 +78,8 @@ def check_blend(data: dict) -> None:
     for key in ("seq_len", "micro_batch_size", "global_batch_size"):
         if key in data:
             bounded_number(f"data.{key}", data[key], 0, low_open=True)
+    if data.get("seq_len") == 1:  # refused here, before the sources are tokenized
+        raise ChipadaptError("data.seq_len: 1 must be >= 2: a row predicts each token from the one before it")
     if "val_fraction" in data:
         bounded_number("data.val_fraction", data["val_fraction"], 0, 1)
     if "val_max_bytes" in data:

@@ -13,12 +13,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.lock import LOCK_NAME
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import MARKER, written_by
-from chipadapt.manifest import git_state
+from chipadapt.manifest import fingerprint_input, git_state
 from chipadapt.run_settings import describe, run_settings, version_changes, with_earlier_meanings
 
 # Not a setting of the run: whether it may replace the folder's.
@@ -53,6 +54,10 @@ def completed_record(cfg: DictConfig, out: Path) -> dict | None:
     before, now = compared(recorded.get("config") or {}, cfg)
     return recorded if before == now else None
 
+
+# Stages a rerun of the same command never passes as done (pipeline.RECORDED_STAGES and the stages'
+# finished_before hooks pass the others): there "other inputs" would blame a change no one made.
+NOT_PASSED = ("retriever", "reranker")
 
 # Changes named in a refusal; more are counted ("and 3 more").
 NAMED_CHANGES = 5
@@ -160,6 +165,12 @@ def what_changed(cfg: DictConfig, out: Path) -> str:
             if keys
             else status + untold_stop(cfg, out, recorded)
         )
+    stage = OmegaConf.select(cfg, "stage.name")
+    if not keys and stage in NOT_PASSED:
+        return (
+            f", completed before with these settings; a stage={stage} run is not passed as done (it reads "
+            "inputs not all recorded by content): overwrite=true trains it again, a new hydra.run.dir keeps both"
+        )
     if not keys:
         return ", completed before with these settings but other inputs (a data source or the model changed since)"
     return f", completed before with other settings: {_changes(keys, before, now, recorded)}"
@@ -192,3 +203,39 @@ def _changes(keys: list[str], before: dict, now: dict, recorded: dict) -> str:
         version = "; ".join(f"{', '.join(how[kind])} {said[kind]}" for kind in said if how[kind])
         by = f" (the run was made by another chipadapt version{': ' + version if version else ''})"
     return f"{'; '.join(changes[:NAMED_CHANGES])}{more}{by}"
+
+
+def same_inputs(cfg: DictConfig, recorded: dict) -> bool:
+    """Whether the inputs a run's manifest `recorded` are this run's by content: each data source and the model
+    the config names now, as they resolve now, and every input recorded (pipeline.finished_before; the overwrite
+    continuation whose publish a kill cut short, stages/resume_decision.py). With an augmented tokenizer the run
+    started from the build the current inputs key to (`DomainTokenizer.build_folder`: the base model's files,
+    the corpus and the settings), as recorded; the base model is compared through that key."""
+    inputs = recorded.get("inputs") or {}
+    named = [
+        (f"data.{section}.{name}", source.path)
+        for section in ("sources", "val_sources")
+        for name, source in (cfg.data.get(section) or {}).items()
+        if source and source.get("path")
+    ]
+    from chipadapt.models.hf_folder import resolve_model_folder
+
+    build_folder = getattr(instantiate(cfg.tokenizer.adapt), "build_folder", None)
+    if build_folder is not None:  # tokenizer=augmented: the recorded model is the build
+        model = inputs.get("model")
+        if not isinstance(model, dict) or str(build_folder(resolve_model_folder(cfg.model)).resolve()) != model.get(
+            "path"
+        ):
+            return False
+    elif cfg.model.get("path"):
+        named.append(("model", cfg.model.path))
+    for key, current in named:  # what the config names now, as it resolves now
+        record = inputs.get(key)
+        if not isinstance(record, dict) or fingerprint_input(current)["fingerprint"] != record.get("fingerprint"):
+            return False
+    for record in inputs.values():
+        # add_input's records ({path, fingerprint, files}); other entries of the section are descriptive
+        if isinstance(record, dict) and {"path", "fingerprint"} <= record.keys():
+            if fingerprint_input(record["path"])["fingerprint"] != record["fingerprint"]:
+                return False
+    return True

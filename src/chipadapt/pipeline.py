@@ -7,12 +7,10 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chipadapt.finished_run import completed_record, stopped_after_publishing, what_changed
+from chipadapt.finished_run import completed_record, same_inputs, stopped_after_publishing, what_changed
 from chipadapt.io.lock import is_secondary_rank
-from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
-from chipadapt.manifest import fingerprint_input
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_folder_key import run_folder_key
 from chipadapt.trainer_schema import check_trainer_on_this_machine
@@ -20,10 +18,11 @@ from chipadapt.trainer_schema import check_trainer_on_this_machine
 log = logging.getLogger(__name__)
 
 
-# Stages whose every input is recorded by content: the starting model and each data source. The others
-# (the tokenizer stage decides by its `stage.finished_before`, the retriever and reranker read more) are
-# trained again only with overwrite=true, as before.
-RECORDED_STAGES = ("dapt", "sft", "steerlm")
+# Stages whose every input is recorded by content: the starting model and each data source (the attribute
+# model's too: stages/attribute_model.py records both). The others (the tokenizer stage decides by its
+# `stage.finished_before`, the retriever and reranker read more: finished_run.NOT_PASSED) are trained
+# again only with overwrite=true, as before.
+RECORDED_STAGES = ("dapt", "sft", "steerlm", "attribute_model")
 
 
 def finished_before(cfg: DictConfig, out: Path) -> dict | None:
@@ -37,35 +36,8 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     if cfg.stage.get("name") not in RECORDED_STAGES:
         return None
     recorded = completed_record(cfg, out)
-    if recorded is None:
+    if recorded is None or not same_inputs(cfg, recorded):
         return None
-    inputs = recorded.get("inputs") or {}
-    named = [
-        (f"data.{section}.{name}", source.path)
-        for section in ("sources", "val_sources")
-        for name, source in (cfg.data.get(section) or {}).items()
-        if source and source.get("path")
-    ]
-    from chipadapt.models.hf_folder import resolve_model_folder
-
-    build_folder = getattr(instantiate(cfg.tokenizer.adapt), "build_folder", None)
-    if build_folder is not None:  # tokenizer=augmented: the recorded model is the build
-        model = inputs.get("model")
-        if not isinstance(model, dict) or str(build_folder(resolve_model_folder(cfg.model)).resolve()) != model.get(
-            "path"
-        ):
-            return None
-    elif cfg.model.get("path"):
-        named.append(("model", cfg.model.path))
-    for key, current in named:  # what the config names now, as it resolves now
-        record = inputs.get(key)
-        if not isinstance(record, dict) or fingerprint_input(current)["fingerprint"] != record.get("fingerprint"):
-            return None
-    for record in inputs.values():
-        # add_input's records ({path, fingerprint, files}); other entries of the section are descriptive
-        if isinstance(record, dict) and {"path", "fingerprint"} <= record.keys():
-            if fingerprint_input(record["path"])["fingerprint"] != record["fingerprint"]:
-                return None
     return recorded.get("metrics") or {}
 
 
@@ -86,11 +58,16 @@ def train(cfg: DictConfig) -> dict:
     check_trainer_on_this_machine(cfg.trainer)
     # The run's own model/, published by an attempt killed before it recorded itself completed: the
     # requeue of the same command completes the run (resumes its last checkpoint, publishes again).
-    own = stopped_after_publishing(cfg, out)
-    # A secondary process of a distributed run started after rank 0 took the folder (its lock held, its
-    # manifest this attempt's) sees no stopped attempt any more: rank 0 decided, and only rank 0 publishes.
-    rank_0_decided = is_secondary_rank() and folder_lock_held(out) is True
-    if own is not None and not is_secondary_rank():
+    # The other processes of a distributed run take rank 0's answers (stages/rank_0_decision.py): one started
+    # after rank 0 took the folder (its lock held, its manifest this attempt's) sees no stopped attempt any more,
+    # and only rank 0 publishes.
+    rank_0_decided = is_secondary_rank()
+    from chipadapt.stages.resume_decision import resume_checkpoint
+
+    if rank_0_decided:  # rank 0 answers once its checks below have passed: without its answer no process goes on
+        resume_checkpoint(cfg, out)
+    own = None if rank_0_decided else stopped_after_publishing(cfg, out)
+    if own is not None:
         resumed = " from its last checkpoint" if (out / "checkpoints" / "last.ckpt").exists() else ""
         log.info(
             "train: %s was published by an earlier attempt of this run that stopped before recording itself "
@@ -109,9 +86,8 @@ def train(cfg: DictConfig) -> dict:
         [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
         previous="" if cfg.overwrite else what_changed(cfg, out),
     )
-    from chipadapt.stages.resume_decision import resume_checkpoint, resumes
-
-    if resumes(cfg, out):  # before anything is built or written: a checkpoint of another run is not resumed
-        resume_checkpoint(cfg, out)
+    # Before anything is built or written: a checkpoint of another run is not resumed, nor one that would train
+    # no step; rank 0 hands its answer on to the other processes.
+    resume_checkpoint(cfg, out)
     with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
         return instantiate(cfg.stage.runner)(cfg, out, manifest)

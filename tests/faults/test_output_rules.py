@@ -215,7 +215,7 @@ def umask() -> int:
 
 def test_a_rebuilt_model_is_swapped_in_whole_with_the_restored_records_kept(tmp_path):
     from chipadapt.io import folder_swap
-    from chipadapt.reproduce.runner import put_in_place
+    from chipadapt.reproduce.rebuild import put_in_place
 
     model, built = tmp_path / "step" / "model", tmp_path / ".rebuild" / "step" / "model"
     model.mkdir(parents=True)

@@ -13,7 +13,18 @@ per source and warned about. A conversation whose first turn (after the system m
 assistant's is refused: its reply answers nothing, and most chat templates cannot render it (a
 greeting belongs in the system message, or after the user turn it answers). So is a system message
 after the first turn (see LATER_SYSTEM), and a turn whose role is not system, user or assistant,
-named by its number and role.
+named by its number and role. So is a user or assistant turn with no text: a user turn that asks
+nothing, or an empty answer the model would be taught to give (an empty system message is none).
+
+An assistant turn's own `attributes` (chat.py's /save, when /attributes changed between replies) are
+validated as a record's and kept per turn (`Conversation.reply_attributes`); the stages that train on
+attributes refuse them, since a template has one attribute string per conversation (data/template=model
+puts it in the system message), so a reply's own could not be rendered as it was generated.
+
+Held out by group: a source whose records share a key, as OASST's threads share the
+`message_tree_id` of the tree they were cut from (each thread one path to a reply, its turns before that
+its siblings' too), sets `group_by: message_tree_id`, and every conversation of a group is held out
+or trained on together; by its own id, a held-out thread's earlier turns are trained on in its siblings.
 """
 
 import dataclasses
@@ -47,6 +58,13 @@ class Conversation:
     messages: list[dict]
     attributes: dict = field(default_factory=dict)
     where: str = ""  # file:line (or dataset row) for messages about this conversation
+    group: str = ""  # the source's `group_by` value: conversations held out together ("": by its own id)
+    reply_attributes: dict = field(default_factory=dict)  # turn number (from 1) -> an assistant turn's own
+
+    @property
+    def holdout_key(self) -> str:
+        """What decides whether the conversation is held out (data/holdout.held_out): its group, else its id."""
+        return self.group or self.id
 
 
 @dataclass
@@ -67,6 +85,9 @@ class ConversationSource:
     split: str = "train"
     subset: str | None = None
     streaming: bool = False
+    # The record key whose value groups conversations held out together (module docstring); null: each
+    # conversation by its own id.
+    group_by: str | None = None
 
 
 @dataclass
@@ -111,6 +132,9 @@ def conversation_source(values: dict, key: str) -> ConversationSource:
             set(value) != {"fraction"} or not isinstance(fraction, (int, float)) or not 0 < fraction < 1
         ):
             raise ChipadaptError(f"{key}.{name}: expected {{fraction: a number between 0 and 1}}, got {value!r}")
+    group_by = values.get("group_by")
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise ChipadaptError(f"{key}.group_by: expected the name of a record key (or null), got {group_by!r}")
     return ConversationSource(**{k: v for k, v in values.items() if v is not None})  # null: the default
 
 
@@ -168,6 +192,31 @@ def check_turns(where: str, key: str, messages) -> None:
             )
         if role == "system" and number > 1:
             raise ChipadaptError(f"{where}: {LATER_SYSTEM.format(number=number)}")
+        if role != "system" and not turn["content"].strip():
+            raise ChipadaptError(f"{where}: {key!r} turn {number} ({role}) is empty; {EMPTY[role]}")
+
+
+EMPTY = {
+    "user": "it asks nothing: give it its text or leave the conversation out",
+    "assistant": "trained on, it would teach an empty answer: give it its text or leave the conversation out",
+}
+
+
+def _reply_attributes(where: str, messages: list[dict]) -> dict:
+    """{turn number: attributes} of the assistant turns that carry their own (null: none)."""
+    out = {}
+    for number, turn in enumerate(messages, 1):
+        labels = turn.get("attributes")
+        if labels is None:
+            continue
+        if turn["role"] != "assistant" or not isinstance(labels, dict):
+            raise ChipadaptError(
+                f"{where}: turn {number} ({turn['role']}) has 'attributes' {labels!r:.60}; only an assistant turn "
+                "carries its own, an object of attribute: 0-4"
+            )
+        values = {k: _attribute_value(f"{where}: turn {number}", k, v) for k, v in labels.items()}
+        out[number] = {k: v for k, v in values.items() if v is not None}
+    return out
 
 
 def read_conversations(name: str, spec: dict, key: str | None = None) -> list[Conversation]:
@@ -183,9 +232,11 @@ def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceC
     out, no_answer, first_skipped = [], 0, None
     for where, lineno, record in _records(src, key):
         kind = src.format if src.format != "hf" else ("chat" if src.messages_key in record else "prompt_completion")
+        reply_attributes = {}
         if kind == "chat":
             messages = record.get(src.messages_key)
             check_turns(where, src.messages_key, messages)
+            reply_attributes = _reply_attributes(where, messages)
             if src.format == "hf":  # arrow rows carry every column of the schema, None where a message lacks it
                 messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         else:
@@ -199,6 +250,9 @@ def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceC
                 continue
             if src.only_eval_split and not is_eval_row(record[src.completion_key], src.only_eval_split["fraction"]):
                 continue
+            for field in (src.prompt_key, src.completion_key):
+                if not record[field].strip():
+                    raise ChipadaptError(f"{where}: {field!r} is empty; a conversation needs a question and its answer")
             messages = [
                 {"role": "user", "content": record[src.prompt_key]},
                 {"role": "assistant", "content": record[src.completion_key]},
@@ -214,7 +268,9 @@ def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceC
                 "put a greeting in the system message, or add the user turn it answers"
             )
         cid = str(record.get("id") or record.get("message_id") or f"{name}:{lineno}")
-        out.append(Conversation(cid, messages, _attributes(where, record), where))
+        conversation = Conversation(cid, messages, _attributes(where, record), where, _group(where, record, src, key))
+        conversation.reply_attributes = reply_attributes
+        out.append(conversation)
     if no_answer:
         log.warning(
             "%s: left out %d record%s with no assistant turn, nothing to learn (first: %s)",
@@ -226,6 +282,36 @@ def load_conversations(name: str, spec: dict, key: str | None = None) -> SourceC
     if not out:
         raise ChipadaptError(f"{key}: {src.path} holds no conversations with an assistant turn")
     return SourceConversations(src, out, no_answer)
+
+
+def refuse_reply_attributes(conversation: Conversation, key: str) -> None:
+    """Refused where attributes are trained on: a template renders one attribute string per conversation."""
+    if not conversation.reply_attributes:
+        return
+    number, labels = next(iter(conversation.reply_attributes.items()))
+    raise ChipadaptError(
+        f"{conversation.where}: turn {number} (assistant) carries its own 'attributes' {labels} (chat.py's /save when "
+        f"/attributes changed between replies), which {key} cannot render: a template has one attribute string per "
+        "conversation (data/template=model: in its system message); give the record one 'attributes' and drop the "
+        "turns' own, or split the conversation where they change"
+    )
+
+
+# Why a source holds out groups: OASST exports one conversation per path through a message tree, so the
+# threads of a tree share their first turns. Held out each by its own id, 128 of the attribute model's 136
+# held-out threads had every turn but the rated reply trained on in a sibling (oasst1_val_en_threads), and
+# 15 of SFT's 36 held-out answers were trained on verbatim (oasst_en100_threads): in-sample figures.
+def _group(where: str, record: dict, src: ConversationSource, key: str) -> str:
+    """The record's group (its `group_by` value), "" where the source sets none."""
+    if src.group_by is None:
+        return ""
+    value = record.get(src.group_by)
+    if value is None or value == "":
+        raise ChipadaptError(
+            f"{where}: no {src.group_by!r}, which {key}.group_by holds conversations out by "
+            f"({key}.group_by=null holds each out by its own id)"
+        )
+    return str(value)
 
 
 def _records(src: ConversationSource, key: str):

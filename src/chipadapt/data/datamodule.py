@@ -33,6 +33,13 @@ class PretrainDataModule(TrainingDataModule):
         self.token_cache_dir = token_cache_dir
         if separator_token not in tokenizer.get_vocab():
             raise ChipadaptError(f"model.doc_separator: {separator_token!r} is not a token of the model's tokenizer")
+        if separator_token not in tokenizer.all_special_tokens:
+            # A text token ("\n\n") also occurs inside documents, so nothing marks where one ends, and
+            # validation would score its bytes as the document's: item bytes no longer sum to the split's.
+            raise ChipadaptError(
+                f"model.doc_separator: {separator_token!r} is text to the model's tokenizer, not markup; give one of "
+                f"its special tokens: {', '.join(map(repr, tokenizer.all_special_tokens))}"
+            )
         self.separator_id = tokenizer.convert_tokens_to_ids(separator_token)
         self.pad_id = pad_token_id(tokenizer, self.separator_id)
         self.blend: list[BlendRow] = []
@@ -175,11 +182,6 @@ class PretrainDataModule(TrainingDataModule):
     def _validation_split(self, split: str, sources: list, names: list[str], rows: np.ndarray) -> None:
         if self._token_bytes is None:
             self._token_bytes = token_byte_lengths(self.tokenizer, len(self.tokenizer)).numpy()
-        if int(self.data.seq_len) < 2:
-            raise ChipadaptError(
-                f"data.seq_len={self.data.seq_len}: validation predicts each token from at least the one before "
-                "it in its row; it needs data.seq_len >= 2"
-            )
         text = validation_text(sources, names, rows, self._token_bytes, int(self.data.val_max_bytes))
         # Every token is predicted, the first after the separator every later document follows too.
         text.first_token_context = self.tokenizer.convert_ids_to_tokens(self.separator_id)

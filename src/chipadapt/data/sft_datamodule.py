@@ -20,7 +20,7 @@ from rich.table import Table
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import copies, order_digest
 from chipadapt.data.chat_templates import attribute_string, tokenize_with_labels
-from chipadapt.data.conversations import NO_SPLIT, Conversation, load_conversations
+from chipadapt.data.conversations import NO_SPLIT, Conversation, load_conversations, refuse_reply_attributes
 from chipadapt.data.holdout import conversation_digest, held_out
 from chipadapt.data.sft_batches import collate_packed, collate_padded, pack_first_fit, packing_waste, padding_waste
 from chipadapt.errors import ChipadaptError
@@ -60,6 +60,8 @@ class SFTDataModule(TrainingDataModule):
     def encode(self, conversation: Conversation) -> tuple[tuple[list[int], list[int]] | None, int]:
         """(ids, labels) of the conversation within data.seq_len tokens (None when no answer token is
         inside them), and how many answer tokens lie past data.seq_len, not learned."""
+        if self.cfg.attributes.use:
+            refuse_reply_attributes(conversation, "data.attributes.use=true")
         attrs = (
             attribute_string(conversation.attributes, list(self.cfg.attributes.order))
             if self.cfg.attributes.use
@@ -77,11 +79,15 @@ class SFTDataModule(TrainingDataModule):
         ids, labels = ids[: self.cfg.seq_len], labels[: self.cfg.seq_len]
         return ((ids, labels) if any(label != -100 for label in labels) else None), cut
 
-    def encode_all(self, conversations: list[Conversation]) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+    def encode_all(
+        self, conversations: list[Conversation]
+    ) -> tuple[list[tuple[list[int], list[int]]], list[tuple[str, int]]]:
         """The samples with an answer inside data.seq_len, and, for each of them whose answers run past
-        it, the answer tokens cut."""
-        results = [self.encode(c) for c in conversations]
-        return [sample for sample, _ in results if sample], [cut for sample, cut in results if sample and cut]
+        it, where it was read (file:line) and the answer tokens cut."""
+        results = [(c, *self.encode(c)) for c in conversations]
+        return [sample for _, sample, _ in results if sample], [
+            (c.where, n) for c, sample, n in results if sample and n
+        ]
 
     def warn_unknown_attributes(self, key: str, conversations: list[Conversation]) -> dict[str, int] | None:
         """{name: conversations} of attribute names outside data.attributes.order, with one line when
@@ -165,7 +171,7 @@ class SFTDataModule(TrainingDataModule):
         if self.stats:
             return
         rng = random.Random(self.seed)
-        train, val, rows = [], {}, []
+        train, val, rows, first_cut = [], {}, [], {}
         not_held_out = self.warn_not_held_out()
         loaded_sources, splits = {}, {}
         for name, spec in self.cfg.sources.items():
@@ -173,7 +179,8 @@ class SFTDataModule(TrainingDataModule):
                 continue
             loaded_sources[name] = load_conversations(name, _plain(spec), f"data.sources.{name}")
             convs = loaded_sources[name].conversations
-            held = [bool(self.cfg.val_fraction) and held_out(c.id, self.cfg.val_fraction) for c in convs]
+            # By group where the source sets `group_by` (OASST: the message tree), else by the conversation's id.
+            held = [bool(self.cfg.val_fraction) and held_out(c.holdout_key, self.cfg.val_fraction) for c in convs]
             splits[name] = [c for c, h in zip(convs, held) if h], [c for c, h in zip(convs, held) if not h]
         val_only = self.read_val_sources()
         # Held out by id, a conversation can still be trained on as a copy under another id (another
@@ -190,6 +197,8 @@ class SFTDataModule(TrainingDataModule):
             val_convs, kept = splits[name]
             train_convs = [c for c in kept if conversation_digest(c.messages) not in validated]
             encoded, cut = self.encode_all(train_convs)
+            if cut:
+                first_cut[name] = cut[0][0]
             times = loaded.source.weight * loaded.source.epochs
             whole, extra = copies(times, len(encoded), key)
             blended = encoded * whole + rng.sample(encoded, extra)
@@ -204,7 +213,7 @@ class SFTDataModule(TrainingDataModule):
                     "train": len(train_convs),
                     "too_long": len(train_convs) - len(encoded),  # every answer past data.seq_len: nothing to learn
                     "answers_cut": len(cut),  # trained on, but answer tokens past data.seq_len are not learned
-                    "answer_tokens_cut": sum(cut),
+                    "answer_tokens_cut": sum(n for _, n in cut),
                     "val": len(val_convs),
                     # left out of training: the content of a validation conversation (held out, or of a
                     # data.val_sources that is held out) under another id
@@ -238,7 +247,7 @@ class SFTDataModule(TrainingDataModule):
                 sum(cut.values()),
                 "" if sum(cut.values()) == 1 else "s",
                 f"{sum(row['answer_tokens_cut'] for row in rows):,}",
-                ", ".join(f"{name} {n}" for name, n in cut.items()),
+                ", ".join(f"{n} of data.sources.{name} (first: {first_cut[name]})" for name, n in cut.items()),
             )
         rng.shuffle(train)
         self.train_samples = train

@@ -14,7 +14,13 @@ the last document was cut at (the slack between two tokenizers), and a fingerpri
 ids. compare.py reads it (eval/compare_validation.py). And, where validation predicts every token of the
 text (data/packing.py's start_token), `first_token: scored` and the token a document begins after, as
 evaluate.py's perplexity records them: a run from before left the first token of each packed row out of
-its figures, so its documents carry other bytes and it does not pair with one after."""
+its figures, so its documents carry other bytes and it does not pair with one after. So does the rule a
+token's bytes were counted by (`byte_count`, models/token_bytes.py).
+
+These figures are not evaluate.py's perplexity of the same documents (eval/tasks/perplexity.py), and the
+two are never paired: there each document is scored alone, its first token after the tokenizer's bos
+(else eos); here each follows model.doc_separator, the prediction of the separator that ends it is scored
+as its own (the model learns where a document ends), and a packed row sees the documents before it."""
 
 import hashlib
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ import numpy as np
 
 from chipadapt.data.token_cache import TokenizedSource
 from chipadapt.io.hashing import sha256_json
+from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
 
 
 @dataclass
@@ -42,10 +49,9 @@ class ValidationText:
             "cut_token_bytes": self.cut_token_bytes,
             "documents_fingerprint": sha256_json(self.keys)[:16],
         }
-        if self.first_token_context is not None:
-            # The mark eval/same_items.py's ALL_BYTES reads (written out: data does not import eval).
-            recorded |= {"first_token": "scored", "first_token_context": self.first_token_context}
-        return recorded
+        if self.first_token_context is not None:  # the marks eval/compare_validation.py compares
+            recorded |= {FIRST_TOKEN: FIRST_TOKEN_SCORED, "first_token_context": self.first_token_context}
+        return recorded | {BYTE_COUNT: BYTE_COUNT_PIECES}  # token bytes as models/token_bytes.py counts them
 
 
 def reading_order(keys: list[str]) -> np.ndarray:

@@ -26,6 +26,7 @@ from chipadapt.eval.compare_plots import metric_plot, paired_plot, pareto_plot, 
 from chipadapt.eval.compare_runs import STOPPED, Run, load_runs, swept_keys
 from chipadapt.eval.compare_validation import validation_notes
 from chipadapt.eval.paired_compare import other_tokenizer_notes, paired_rows, write_paired
+from chipadapt.eval.same_items import SELECTING
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
 from chipadapt.report import bracketed
@@ -46,10 +47,18 @@ def distinct_numbers(runs: list[Run], key: str) -> int:
         return 0
 
 
+def item_selector(key: str) -> bool:
+    """A key that picks which items are scored (eval.chip_mcq.limit, max_per_subject): base and adapted
+    runs evaluated on 12 and 6 items are no curve over the item count; they are bars, paired on the items
+    both scored."""
+    return key.rsplit(".", 1)[-1] in SELECTING
+
+
 def axis_candidates(runs: list[Run]) -> dict[str, int]:
-    """{key: its number of values} for the overrides every run sets to a number that differs between runs."""
+    """{key: its number of values} for the overrides every run sets to a number that differs between runs,
+    but item selectors."""
     common = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
-    counts = {key: distinct_numbers(runs, key) for key in sorted(common)}
+    counts = {key: distinct_numbers(runs, key) for key in sorted(common) if not item_selector(key)}
     return {key: count for key, count in counts.items() if count > 1}
 
 

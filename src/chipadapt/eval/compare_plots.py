@@ -8,9 +8,11 @@ own intervals can overlap heavily where the paired test resolves the difference 
 import math
 import os
 import re
+import textwrap
 from pathlib import Path
 
 from chipadapt.eval.compare_runs import label_values, swept_keys
+from chipadapt.eval.compare_validation import VALIDATION_PREFIX
 from chipadapt.io.atomic import atomic_file
 from chipadapt.run_metrics import lower_is_better
 
@@ -39,6 +41,8 @@ def _distinct_paths(values: list[str]) -> list[str]:
         return values
     head = os.path.commonprefix(values)
     head = head[: head.rfind("/") + 1]
+    if head.strip("/") == "":  # no folder in common (a cached model against a run's): each by its ending
+        return _distinct_endings(values)
     tails = [v[len(head) :] for v in values]
     tail = os.path.commonprefix([t[::-1] for t in tails])[::-1]
     tail = tail[tail.find("/") :] if "/" in tail else ""
@@ -46,6 +50,20 @@ def _distinct_paths(values: list[str]) -> list[str]:
     if len(set(inner)) < len(set(values)) or not all(inner):
         return values
     return [f"{'.../' if head else ''}{i}{'/...' if tail else ''}" for i in inner]
+
+
+def _distinct_endings(values: list[str]) -> list[str]:
+    """Each path by its shortest ending of at least two parts that no other path ends with:
+    /root/.cache/models/tiny-llama-d4ee and /tmp/sw_tb/0/model -> .../models/tiny-llama-d4ee, .../0/model."""
+    parts = [v.rstrip("/").split("/") for v in values]
+    shown = []
+    for i, mine in enumerate(parts):
+        for n in range(2, len(mine) + 1):
+            ending = mine[-n:]
+            if not any(j != i and other[-n:] == ending for j, other in enumerate(parts)):
+                break
+        shown.append(values[i] if n >= len(mine) - 1 else ".../" + "/".join(ending))
+    return shown if len(set(shown)) == len(shown) else values
 
 
 def _paths(values: list[str]) -> list[str]:
@@ -158,8 +176,11 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
     cols = min(3, len(metrics))
     rows = (len(metrics) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
-    series = _series(runs, axis) if axis else {}
     for ax, metric in zip(axes.flat, metrics):
+        # A run whose val/ figures read other text (compare_validation.py, marked in compare.md) is left out
+        # of their panel: drawn on the same line it would read as the same measure.
+        runs_all, runs = runs, comparable(runs, metric)
+        series = _series(runs, axis) if axis and len(runs) > 1 else {}
         values = [r.metrics.get(metric, float("nan")) for r in runs]
         if axis and not series:
             # Every run its own setting of the other keys (a search): points only, since a line between
@@ -187,18 +208,29 @@ def metric_plot(runs, metrics: list[str], axis: str | None, out: Path) -> Path:
         if axis and log_scale([float(r.overrides[axis]) for r in runs]):
             ax.set_xscale("log")
         bars = " (bars: 95% CI)" if any(metric in r.uncertainty for r in runs) else ""
-        ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else "") + bars, fontsize=9)
+        left = len(runs_all) - len(runs)
+        out_of = f"\n{left} run(s) left out: val/ of other text" if left else ""
+        ax.set_title(metric + (" (lower is better)" if lower_is_better(metric) else "") + bars + out_of, fontsize=9)
         ax.grid(alpha=0.3)
+        runs = runs_all
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     return _save(fig, plt, out / ("compare_curve.png" if axis else "compare_bars.png"))
 
 
+def comparable(runs, metric: str) -> list:
+    """The runs whose `metric` compares with the first training run's: all but, for a val/ metric, those
+    compare_validation.py marked as validated on other text."""
+    if not metric.startswith(VALIDATION_PREFIX):
+        return runs
+    return [r for r in runs if not r.extra.get("val_note")]
+
+
 def log_scale(values: list[float]) -> bool:
-    """A logarithmic axis for positive values spread over more than a factor of 10 (learning rates
+    """A logarithmic axis for positive values spread over a factor of 10 or more (learning rates
     1e-6 to 1e-3 sit at one point of a linear axis); a lambda in [0, 1] keeps its linear one."""
     positive = [v for v in values if v > 0]
-    return len(positive) == len(values) > 1 and max(positive) / min(positive) > 10
+    return len(positive) == len(values) > 1 and max(positive) / min(positive) >= 10 * (1 - 1e-9)
 
 
 def _series(runs, axis: str) -> dict[str, list]:
@@ -265,6 +297,9 @@ def _finite_span(rows: list[dict]) -> float:
     return max(finite, default=0.0) or 1.0
 
 
+TITLE_WIDTH = 70  # characters of an 8-point title on a 6-inch panel
+
+
 def paired_plot(rows: list[dict], out: Path) -> Path | None:
     """compare_paired.png: one panel per metric, each later run's difference from the first run with its
     paired 95% interval, a line at 0 and the verdict beside it (None where no row was compared). An
@@ -277,7 +312,7 @@ def paired_plot(rows: list[dict], out: Path) -> Path | None:
     cols = min(2, len(metrics))
     nrows = (len(metrics) + cols - 1) // cols
     runs = list(dict.fromkeys(r["run"] for r in compared))
-    height = max(1.6, 0.5 * len(runs) + 1.0)
+    height = max(1.6, 0.5 * len(runs) + 1.4)  # room for a title of two or three lines
     fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, height * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         mine = [r for r in compared if r["metric"] == metric]
@@ -304,7 +339,9 @@ def paired_plot(rows: list[dict], out: Path) -> Path | None:
         ax.set_ylim(-0.7, len(mine) - 0.3)
         ax.set_yticks(range(len(mine)), [_wrap(r["run"], 28) for r in mine], fontsize=6)
         better = " (lower is better)" if lower_is_better(metric) else ""
-        ax.set_title(f"{metric}{better}: minus {mine[0]['against']} (paired 95% CI)", fontsize=8)
+        # Wrapped to the panel's width: side by side in the 2-column grid, whole titles ran into each other.
+        title = f"{metric}{better}: minus {mine[0]['against']} (paired 95% CI)"
+        ax.set_title(textwrap.fill(title, TITLE_WIDTH, break_on_hyphens=False), fontsize=8)
         ax.grid(alpha=0.3, axis="x")
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")

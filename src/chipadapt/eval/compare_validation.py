@@ -10,6 +10,8 @@ Two runs must also have scored the text by the same rule: a run whose validation
 (its record says `first_token: scored`, data/val_text.py) scores bytes that a run from before, which left
 the first token of each packed row out, did not; their figures and documents differ by those bytes
 whatever the models, so they are not compared, as evaluate.py's perplexity runs before and after are not.
+So must they have counted a token's bytes alike (`byte_count`, models/token_bytes.py): a run from before
+counted a SentencePiece tokenizer's (Llama-2's) about 15% short.
 A run from before the record existed (capped in sequences: other text at each seq_len and tokenizer)
 is taken to read its reference's text only where every setting that decided it is the same; so is a
 run that `trainer.limit_val_batches` cut to its first batches."""
@@ -17,13 +19,19 @@ run that `trainer.limit_val_batches` cut to its first batches."""
 from pathlib import Path
 
 from chipadapt.eval.compare_runs import Run, load_run
-from chipadapt.eval.same_items import ALL_BYTES, NotSameItems
+from chipadapt.eval.same_items import NotSameItems
+from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN
 from chipadapt.validation_change import validation_change_message
 
 VALIDATION_PREFIX = "val/"
 # Settings that do not decide which held-out text a run from before the record read.
 NOT_TEXT = ("micro_batch_size", "global_batch_size", "num_workers")
 OTHER_RULE = "validation scored by another rule"
+# What a run lacking each mark of its scoring rule (data/val_text.py records them) did instead.
+BEFORE_MARK = {
+    FIRST_TOKEN: "a run from before, which left the first token of each row unscored",
+    BYTE_COUNT: "a run from before, which counted a token's bytes by decoding it alone",
+}
 
 
 def _splits(metrics: list[str]) -> list[str]:
@@ -92,11 +100,9 @@ def text_difference(reference: Run, run: Run, splits: list[str]) -> str | None:
             continue  # a split one run lacks: its cells are blank
         if ta.get("documents_fingerprint") != tb.get("documents_fingerprint"):
             return f"validation text differs: {split} reads other documents"
-        if (rule := ta.get(ALL_BYTES[0])) != tb.get(ALL_BYTES[0]):
-            return (
-                f"{OTHER_RULE}: {split} first_token {rule!r} vs {tb.get(ALL_BYTES[0])!r} "
-                "(None: a run from before validation scored the first token of each row)"
-            )
+        for mark, before in BEFORE_MARK.items():
+            if (rule := ta.get(mark)) != tb.get(mark):
+                return f"{OTHER_RULE}: {split} {mark} {rule!r} vs {tb.get(mark)!r} (None: {before})"
         slack = max(ta.get("cut_token_bytes", 0), tb.get("cut_token_bytes", 0))
         gap = abs(ta["bytes"] - tb["bytes"])
         if gap and gap >= slack:

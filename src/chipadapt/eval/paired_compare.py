@@ -140,8 +140,15 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
     rows = []
     for label, folder in runs[first + 1 :]:
         tasks, stray = run_items(folder)
-        for task in sorted({*tasks, *stray}):
-            if task not in first_tasks and task not in first_stray or not asked_for(task, metrics):
+        for task in sorted({*tasks, *stray, *first_tasks, *first_stray}):
+            if not asked_for(task, metrics):
+                continue
+            # Said, not left out: a task only one of the two measured was a silent gap in the paired table.
+            if task not in first_tasks and task not in first_stray:
+                rows.append(not_paired(label, first_label, task, f"the baseline has none ({first_label})"))
+                continue
+            if task not in tasks and task not in stray:
+                rows.append(not_paired(label, first_label, task, f"the other has none ({label})"))
                 continue
             if task in stray or task in first_stray:
                 rows.append(not_paired(label, first_label, task, stray_reason(label if task in stray else first_label)))

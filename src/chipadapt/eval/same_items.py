@@ -37,7 +37,8 @@ of each item is scored (SCORED_PART) are never exempt: runs that cut documents a
 the long documents only, and leaving those out (28 of 82 in one comparison) would give a verdict about
 the short ones. Nor are the SCORING_RULE ones, recorded by the task in its results rather than set in
 its config (eval/evaluated_tasks.py): a perplexity run from before the first token of each document was
-scored differs from one after on every item by that token, whatever the models.
+scored differs from one after on every item by that token, whatever the models; one from before a token's
+bytes were its piece's own (`byte_count`) counted a SentencePiece tokenizer's bytes wrong by about 15%.
 Per-token figures pair split by split: `other_tokens` looks only at the items of the metric's split.
 """
 
@@ -45,25 +46,31 @@ import dataclasses
 import os
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN, FIRST_TOKEN_SCORED
 
 FIELDS = ("content", "question", "query", "prompt", "kwargs", "reference", "subject", "category", "type", "split")
 # Bytes of an unscored first token of a training validation row: no token of a usual text is longer
 # (GPT-2-style tokenizers' longest pieces are whitespace runs and code punctuation). Never for items that
 # score every byte (ALL_BYTES).
 BYTES_SLACK = 16
-ALL_BYTES = ("first_token", "scored")  # the mark of an item whose first token was scored (eval/tasks/perplexity.py)
+ALL_BYTES = (
+    FIRST_TOKEN,
+    FIRST_TOKEN_SCORED,
+)  # the mark of an item whose first token was scored (eval/tasks/perplexity.py)
 # A task's settings (eval.<task>.KEY) that cut its items: perplexity's character limit, token limit and
 # split budget. Unset where a config lacks them (configs are recorded whole: older versions had no limit).
 SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document")
 # Settings (the last part of a dotted key) that never change an item's score: how fast answers come (up to
 # rounding, as eval/finished_tasks.py's SPEED_KEYS) and what a task writes beside its scores.
-NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k")
+# answer_without_context only adds the no-passage answers (rougeL, rag_gain) in a generation of their own:
+# rougeL_rag is the same either way (qa.py), and a score one run lacks is not paired anyway.
+NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k", "answer_without_context")
 # Settings that pick which items are scored, never how one is (mcq: the first N of each subject, then the
 # first N; perplexity: the first N documents): runs that differ pair on the items both scored.
 SELECTING = ("limit", "max_per_subject", "max_documents")
 # Settings a task records in its results (not its config) that change how every item is scored: unset in
-# a run from before the task recorded them, which scored the other way (module docstring).
-SCORING_RULE = ("first_token",)
+# a run from before the task recorded them, which scored the other way (module docstring; scoring_rules.py).
+SCORING_RULE = (FIRST_TOKEN, BYTE_COUNT)
 
 
 class NotSameItems(ChipadaptError):

@@ -133,6 +133,6 @@ def _check_splitting(other: SafetensorsModel, other_tok, reference: SafetensorsM
                 f"{other.key}: the tokenizer of {other.folder} splits text differently from the one of "
                 f"{reference.key} {reference.folder} (normalizer or pre-tokenizer): {text!r} is {mine} vs "
                 f"{theirs}; a model trained on one split cannot be merged with one trained on the other "
-                "(a chip model from a GGUF conversion before SmolLM2's digit rule: train it again from the "
-                "converted --v2 folder)"
+                "(a chip model trained from a GGUF converted by an earlier version, before its pre-tokenizer's "
+                "digit rule: train it again from the folder the current version converts, `--v<N>` in its name)"
             )

@@ -17,6 +17,7 @@ pre-tokenizer they stand for, and the conversion version of the GGUF's pre-token
 before their name was mapped, are not reused, and the others are.
 """
 
+import functools
 import importlib.util
 import logging
 import struct
@@ -90,7 +91,7 @@ class GgufPackageModel:
         self.gguf_file = gguf_file
         self.cache_dir = Path(cache_dir).expanduser()
 
-    @property
+    @functools.cached_property  # the version reads the GGUF's header: once, not on every look at the folder
     def folder(self) -> Path:
         spec = importlib.util.find_spec(self.package)
         found = spec is not None and spec.submodule_search_locations

@@ -1,7 +1,36 @@
 """Bytes of text each token id stands for, so that validation can report bits per byte: a
-tokenizer-independent score that compares runs with the base and the augmented tokenizer."""
+tokenizer-independent score that compares runs with the base and the augmented tokenizer.
+
+A token's bytes are those of its piece (scoring_rules.BYTE_COUNT): byte-level BPE (GPT-2, SmolLM2,
+Llama-3) writes one character per byte; a SentencePiece-style vocabulary (Llama-2, Mistral, Gemma)
+writes a space as `▁` and, with byte fallback, a byte it has no piece for as `<0xNN>`, one byte each.
+Decoding a piece alone gets both wrong: the decoder strips the space a text starts with (`▁The` 3 bytes,
+`▁` 0) and a lone byte of a longer character decodes to U+FFFD (3 bytes): "héllo wörld" counted 20 for
+its 13 bytes on a Llama-2-style base. A tokenizer that prepends `▁` to a text (Llama-2's dummy prefix)
+counts that space too: one byte a document more than its text, for every model on that base alike.
+"""
+
+import json
+import re
 
 import torch
+
+# A byte-fallback piece: one byte of a character the vocabulary has no piece for.
+BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _space_mark(decoder: dict | None) -> str | None:
+    """The character a decoder turns into a space (SentencePiece's `▁`), or None."""
+    if not decoder:
+        return None
+    if decoder.get("type") == "Metaspace":
+        return decoder.get("replacement")
+    if decoder.get("type") == "Replace" and decoder.get("content") == " ":
+        return (decoder.get("pattern") or {}).get("String")
+    for part in decoder.get("decoders") or []:  # a Sequence
+        if mark := _space_mark(part):
+            return mark
+    return None
 
 
 def token_byte_lengths(tokenizer, rows: int) -> torch.Tensor:
@@ -9,6 +38,9 @@ def token_byte_lengths(tokenizer, rows: int) -> torch.Tensor:
     backend = tokenizer.backend_tokenizer
     decoder = backend.decoder
     byte_level = decoder is not None and type(decoder).__name__ == "ByteLevel"
+    described = json.loads(backend.to_str())
+    mark = _space_mark(described.get("decoder"))
+    byte_fallback = bool((described.get("model") or {}).get("byte_fallback"))
     special = set(tokenizer.all_special_ids)
     lengths = torch.zeros(rows, dtype=torch.long)
     for token, token_id in backend.get_vocab(with_added_tokens=True).items():
@@ -16,6 +48,10 @@ def token_byte_lengths(tokenizer, rows: int) -> torch.Tensor:
             continue  # special tokens are markup, not text
         if byte_level:
             lengths[token_id] = len(token)  # byte-level BPE: one character per byte
-        else:
+        elif byte_fallback and BYTE_PIECE.fullmatch(token):
+            lengths[token_id] = 1
+        elif mark:
+            lengths[token_id] = len(token.replace(mark, " ").encode("utf-8"))
+        else:  # another kind of vocabulary (WordPiece's `##`): its decoder knows its marks
             lengths[token_id] = len(tokenizer.convert_tokens_to_string([token]).encode("utf-8"))
     return lengths

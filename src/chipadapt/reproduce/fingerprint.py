@@ -4,7 +4,7 @@ model is the one a reproduction's later steps were measured with.
 Per tensor: its shape, its L2 norm and a fixed sample of its values (positions drawn from the tensor's
 name, so every machine samples the same ones), plus each weight file's SHA-256. The weights stay out
 of the repository; the fingerprint travels with the step's records (report/archive.py), and a fresh
-machine that retrains the model (runner.py: `rebuild`) compares against it."""
+machine that retrains the model (rebuild.py) compares against it."""
 
 import csv
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 from chipadapt.io.hashing import sha256_file
 
 FINGERPRINT = "model.fingerprint.json"  # beside the step's model/ folder
-# Beyond runner.REBUILD_TOLERANCE, up to ROUNDING_DRIFT, a rebuild whose logged training losses equal
+# Beyond rebuild.REBUILD_TOLERANCE, up to ROUNDING_DRIFT, a rebuild whose logged training losses equal
 # the recorded ones at every step is the same run computed on another host: AdamW's steps are about lr
 # in size even where a gradient is rounding noise, so float rounding between CPUs grows in the weights
 # (the reproduction's retriever: 5.8e-4 from the recorded one, its 12 losses equal to 5e-7, the same

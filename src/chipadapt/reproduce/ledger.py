@@ -2,11 +2,13 @@
 how it ended, how long it took.
 
 A step is done when its recorded command is the one configured now, it completed, and it ran with the
-code versions of now (code_versions.py: the GGUF conversion and the tokenizer selection). Those are
-not in every command: the tokenizer and evaluation steps name the model by its package, not by the
-converted folder, so without the stamp a step from before a conversion change would be skipped while
-the merges that name the new folder ran again, and one report would mix both. A record without a
-stamp is from before it was kept, and is not done either. the ledger is
+code versions of now (code_versions.py: the GGUF conversion and the tokenizer selection) that apply to
+it (code_scope.py: a new selection does not rerun a base-tokenizer step). Those are not in every
+command: the tokenizer and evaluation steps name the model by its package, not by the converted
+folder, so without the stamp a step from before a conversion change would be skipped while the merges
+that name the new folder ran again, and one report would mix both. Every step is stamped with every
+version, so a record stays valid when a step's scope changes. A record without a stamp is from before
+it was kept, and is not done either. The ledger is
 rewritten atomically after every change, so a crash leaves the record of every finished step. A step
 that was interrupted or failed resumes when the same command runs again, so its `seconds` add up
 every segment's time (`segments` counts them); a step killed without a record of its time (SIGKILL)
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from chipadapt.code_versions import code_versions
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.reproduce.code_scope import applies
 
 
 class Ledger:
@@ -26,39 +29,43 @@ class Ledger:
         self.path = path
         self.records: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def done(self, name: str, command: list[str]) -> bool:
+    def done(self, name: str, command: list[str], scope: frozenset[str] | None = None) -> bool:
         record = self.records.get(name)
         return (
             bool(record)
             and record.get("status") == "completed"
             and record.get("command") == command
-            and not self.other_code(name)
+            and not self.other_code(name, scope)
         )
 
-    def other_code(self, name: str) -> str | None:
-        """How the code versions `name` was recorded with differ from now ("conversion v1"), or
-        "no code versions" for a record from before they were kept; None when they are the same or
-        the step has no record."""
+    def other_code(self, name: str, scope: frozenset[str] | None = None) -> str | None:
+        """How the code versions `name` was recorded with differ from now ("conversion v1") in the code
+        of `scope` (Step.code_scope; None: every version), or "no code versions" for a record from
+        before they were kept; None when they are the same or the step has no record."""
         record = self.records.get(name)
         if not record:
             return None
         recorded = record.get("code_versions")
         if recorded is None:
             return "no code versions"
-        changed = [f"{what} v{recorded.get(what)}" for what, v in code_versions().items() if recorded.get(what) != v]
+        changed = [
+            f"{what} v{recorded.get(what)}"
+            for what, v in code_versions().items()
+            if recorded.get(what) != v and applies(what, scope)
+        ]
         return ", ".join(changed) or None
 
     def recorded_command(self, name: str) -> list[str] | None:
         record = self.records.get(name)
         return record.get("command") if record else None
 
-    def start(self, name: str, command: list[str], log: Path, choice=None) -> None:
+    def start(self, name: str, command: list[str], log: Path, choice=None, scope: frozenset[str] | None = None) -> None:
         earlier = self.records.get(name)
         resumes = (
             bool(earlier)
             and earlier.get("command") == command
             and earlier.get("status") != "completed"
-            and not self.other_code(name)
+            and not self.other_code(name, scope)
         )
         self.records[name] = {
             "command": command,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.reproduce.ledger import Ledger
-from chipadapt.reproduce.runner import Terminated, packed, rebuild_step, step_progress, stop_on_sigterm
+from chipadapt.reproduce.rebuild import packed, rebuild_step
+from chipadapt.reproduce.runner import Terminated, step_progress, stop_on_sigterm
 from chipadapt.reproduce.steps import Step
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 A report keeps each step's records (manifest, results, per-item files, overrides, the ledger and its
 models' fingerprints; report/archive.py) with paths written `$CHIPADAPT_CACHE/...`. Restoring puts
 them back under `out` with this machine's paths, so the ledger counts those steps as done; the models
-they left out are retrained only when a step still to run needs them (runner.py: `rebuild`). A run too
+they left out are retrained only when a step still to run needs them (rebuild.py). A run too
 long for one machine's lifetime then resumes anywhere the repository goes.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_file, write_json_atomic
 from chipadapt.io.cache_root import cache_root
-from chipadapt.reproduce.runner import ROOT
+from chipadapt.reproduce.step_process import ROOT
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
 from chipadapt.reproduce.ledger import Ledger, now_versions
 from chipadapt.reproduce.report_models import report_models, report_rebuilds
-from chipadapt.reproduce.runner import ROOT, completed, plan, resolved_command, run_steps
+from chipadapt.reproduce.runner import completed, plan, resolved_command, run_steps
+from chipadapt.reproduce.step_process import ROOT
 from chipadapt.reproduce.steps import load_steps
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) 
         pending = (
             " (+ settings chosen when its candidates are done)" if step.choose and command == step.command(out) else ""
         )
-        code = ledger.other_code(step.name) if action in ("run", "rerun") else None
+        code = ledger.other_code(step.name, step.code_scope) if action in ("run", "rerun") else None
         if code:  # the command alone would not say why a step that completed runs again
             pending += f" (rerun: recorded with {code}; now {now_versions()})"
         # Quoted for a shell and never wrapped: each command can be pasted to run that step by hand.

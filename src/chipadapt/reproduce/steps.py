@@ -1,12 +1,13 @@
 """The steps of a reproduction, as configured: one command line each, and what it needs."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.report import console
+from chipadapt.reproduce.code_scope import converted_model, own_scope, with_needs
 from chipadapt.run_settings import READ_THROUGH, is_unread
 
 SCRIPTS = ("train.py", "evaluate.py", "merge.py")
@@ -24,6 +25,8 @@ class Step:
     report_reads_model: bool = False  # the report opens its model's files, not only its records
     meta: dict = field(default_factory=dict, hash=False, compare=False)
     choose: dict | None = field(default=None, hash=False, compare=False)  # see reproduce/choices.py
+    # The code versions its results depend on (code_scope.py); None: every one (a step made by hand).
+    code_scope: frozenset[str] | None = field(default=None, hash=False, compare=False)
 
     def folder(self, out: Path) -> Path:
         return out / self.name
@@ -146,6 +149,12 @@ def load_steps(cfg: DictConfig) -> list[Step]:
                 choose=choice,
             )
         )
+    converted, base_model = converted_model(cfg), OmegaConf.select(cfg, "base_model")
+    scopes = with_needs(
+        {s.name: own_scope(s.script, list(s.args), converted, base_model) for s in steps},
+        {s.name: tuple(n for n in s.needs if n not in dropped) for s in steps},
+    )
+    steps = [replace(s, code_scope=scopes[s.name]) for s in steps]
     for arg, names in left_out.items():  # once per reproduction: the dry run and the log show it
         console.print(
             f"variant.common_args: {arg} left out of {', '.join(names)} (train.py; their stage never reads it)",

@@ -31,6 +31,7 @@ from chipadapt.stages.common import (
 )
 from chipadapt.stages.validation_items import write_validation_items
 from chipadapt.steerlm.attribute_record import record_attribute_order
+from chipadapt.table_log import print_and_log
 from chipadapt.tokenizer.report import reduction_table
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     manifest.update("data", datamodule.stats)
-    console.print(datamodule.summary())
+    print_and_log(datamodule.summary(), log)  # the blend in train.log too, not only on stdout
     check_optimized_metric(cfg, datamodule.val_split_names)
     module = instantiate(cfg.stage.module)(
         model_folder=folder, val_split_names=datamodule.val_split_names, read_weights=reads_weights(cfg.trainer)

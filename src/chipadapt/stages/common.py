@@ -21,6 +21,7 @@ from chipadapt.batch_plan import check_trainer_world, world_size
 from chipadapt.errors import ChipadaptError, TrainingDiverged
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.hashing import fingerprint_folder
+from chipadapt.io.lock import is_secondary_rank
 from chipadapt.loggers.build import build_loggers
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
@@ -28,19 +29,12 @@ from chipadapt.models.hf_folder import context_length, resolve_model_folder
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
+from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
 from chipadapt.stages.checkpoint_records import RecordSettings
-from chipadapt.stages.resume_decision import (
-    discard_checkpoint,
-    record_published,
-    record_start_over_job,
-    refuse_a_resume_that_trained_nothing,
-    resume_checkpoint,
-    resumes,
-    slurm_job,
-    slurm_restarts,
-    start_over_pending,
-)
+from chipadapt.stages.published_record import record_published
+from chipadapt.stages.resume_decision import discard_checkpoint, resume_checkpoint, resumes, start_over_pending
 from chipadapt.stages.resume_settings import checkpoint_step, trajectory_settings
+from chipadapt.stages.slurm_start_over import record_start_over_job, slurm_job, slurm_restarts
 from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)
@@ -182,6 +176,8 @@ VALIDATION_KEYS = (
     "data.val_sources",
     "trainer.limit_val_batches",
 )
+# The datamodule whose validation scores every token of packed documents (stage=dapt).
+PACKED_DOCUMENTS = "chipadapt.data.datamodule.PretrainDataModule"
 
 
 def validation_folders(cfg: DictConfig) -> list[tuple[str, str]]:
@@ -192,12 +188,17 @@ def validation_folders(cfg: DictConfig) -> list[tuple[str, str]]:
 
 def validation_settings(cfg: DictConfig) -> dict:
     """VALIDATION_KEYS' values, folders by name (run_settings): a shared-data folder reached through a
-    symlink, on another machine or from another install reads the same held-out text."""
+    symlink, on another machine or from another install reads the same held-out text. With them the rules
+    validation scores by (scoring_rules.py): a checkpoint written before a rule lacks it, so a run resumed
+    across it drops the starting validation that the earlier rule measured, as after any changed setting."""
     settings, folders = {}, validation_folders(cfg)
     for key in VALIDATION_KEYS:
         value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         settings[key] = by_name(value, folders)
+    settings[BYTE_COUNT] = BYTE_COUNT_PIECES  # every stage's bits per byte (models/token_bytes.py)
+    if OmegaConf.select(cfg, "stage.datamodule._target_") == PACKED_DOCUMENTS:
+        settings[FIRST_TOKEN] = FIRST_TOKEN_SCORED  # packed documents' rows (data/packing.py start_token)
     return settings
 
 
@@ -293,11 +294,16 @@ def train_module(
     # Where this run's logging starts: the loggers drop what the attempt it resumes logged after its checkpoint.
     start_step = checkpoint_step(Path(resume_from)) if resume_from else 0
     # A checkpoint not resumed (resume=false; overwrite=true over a finished training) goes as the curves start over.
-    # A start-over a kill cut short (start_over_pending) is finished.
+    # A start-over a kill cut short (start_over_pending) is finished. The other processes of a distributed run
+    # take rank 0's answer (resume_checkpoint), not the folder as rank 0 may have changed it since; rank 0 discards.
     start_over = (
-        not resumes(cfg, out)
-        or (resume_from is None and (out / "checkpoints" / "last.ckpt").exists())
-        or start_over_pending(out)
+        resume_from is None
+        if is_secondary_rank()
+        else (
+            not resumes(cfg, out)
+            or (resume_from is None and (out / "checkpoints" / "last.ckpt").exists())
+            or start_over_pending(out)
+        )
     )
     if start_over:
         tell_earlier_exports(out, manifest)
@@ -318,7 +324,6 @@ def train_module(
         manifest.update("metrics", {"before": result.before})
     with interrupts.deferred():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    refuse_a_resume_that_trained_nothing(cfg, resume_from, start_step, int(trainer.global_step))
     result.before, result.before_items = starting.values, starting.items  # on resume, as the checkpoint recorded them
     # Read before the validation below, which starts Lightning's callback metrics afresh.
     if "train/loss" in trainer.callback_metrics:

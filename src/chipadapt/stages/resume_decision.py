@@ -1,27 +1,28 @@
 """Whether a training run resumes its last checkpoint, starts over or trains again: the start-over
-that discards the checkpoint callback's own files (and finishes one a kill cut short), the overwrite=true
-rule over a published run, and the record of what `model/` was published from. stages/common.py's
-training path asks here; nothing here builds a Trainer."""
+that discards the checkpoint callback's own files (and finishes one a kill cut short), and the overwrite=true
+rule over a published run. stages/common.py's training path asks here; nothing here builds a Trainer. What
+`model/` was published from: published_record.py; a requeued resume=false SLURM job: slurm_start_over.py;
+the other processes of a distributed run take rank 0's answer: rank_0_decision.py."""
 
-import json
 import logging
 import os
 import re
 from pathlib import Path
 
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.batch_plan import world_size
 from chipadapt.errors import ChipadaptError
-from chipadapt.finished_run import stopped_after_publishing
+from chipadapt.finished_run import same_inputs, stopped_after_publishing
 from chipadapt.io import folder_swap
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.checkpoints import check_checkpoint
-from chipadapt.io.hashing import sha256_json
-from chipadapt.io.lock import run_folder_lock
+from chipadapt.io.lock import is_secondary_rank, run_folder_lock
 from chipadapt.io.lock_probe import folder_lock_held
-from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY, RecordSettings
+from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY
 from chipadapt.stages.finished_checkpoint import finished_training, same_length
+from chipadapt.stages.published_record import PUBLISHED_RECORD, published_from
+from chipadapt.stages.rank_0_decision import rank_0_decision, record_rank_0_decision
 from chipadapt.stages.resume_settings import (
     WARNED,
     check_resume_settings,
@@ -29,6 +30,7 @@ from chipadapt.stages.resume_settings import (
     ends_with,
     settings_changes,
 )
+from chipadapt.stages.slurm_start_over import STARTED_OVER_BY, requeued_start_over, slurm_restarts
 
 log = logging.getLogger(__name__)
 
@@ -125,55 +127,11 @@ def discard_checkpoint(out: Path, filename: str | None = None, metric_names: boo
     # the same step and settings (an overwrite=true retrain), which a requeue then took as published and
     # started over again, each preemption losing the whole training. Without it, model/'s time decides.
     (out / PUBLISHED_RECORD).unlink(missing_ok=True)
+    # Which SLURM job started the folder over is the earlier start-over's: kept, a later requeue of that job took
+    # this start-over's checkpoint (a resume=false run by hand, say) for its own. record_start_over_job writes
+    # this one's, within SLURM.
+    (folder / STARTED_OVER_BY).unlink(missing_ok=True)
     marker.unlink()
-
-
-# Beside the checkpoints: the SLURM job that last started the folder over (resume=false) and its restart count
-# then, so that the same job requeued after a preemption (SLURM reruns its command line, resume=false
-# included) continues its own work instead of discarding it again.
-STARTED_OVER_BY = ".started_over_by.json"
-# What names one SLURM job: its id, and for an array task the array's id and the task's index.
-SLURM_JOB_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
-
-
-def slurm_job() -> dict | None:
-    """This process's SLURM job (SLURM_JOB_KEYS that are set); None outside SLURM."""
-    if not os.environ.get("SLURM_JOB_ID"):
-        return None
-    return {key: os.environ[key] for key in SLURM_JOB_KEYS if os.environ.get(key)}
-
-
-def slurm_restarts() -> int:
-    """How many times SLURM has requeued this job (SLURM_RESTART_COUNT, unset before the first requeue)."""
-    try:
-        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    except ValueError:
-        return 0
-
-
-def record_start_over_job(out: Path) -> None:
-    """After a start-over's discard (rank 0): which SLURM job started the folder over, at which restart."""
-    job = slurm_job()
-    if job is not None:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "checkpoints" / STARTED_OVER_BY, {"job": job, "restarts": slurm_restarts()})
-
-
-def requeued_start_over(out: Path) -> dict | None:
-    """The SLURM job that started `out` over, when this process is that job requeued since (its restart count
-    is higher than the start-over's): resume=false then continues the job's own work. None outside SLURM,
-    for another job (a deliberate rerun starts over), and for a second command in the same job attempt."""
-    job = slurm_job()
-    if job is None:
-        return None
-    try:
-        record = json.loads((out / "checkpoints" / STARTED_OVER_BY).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("job") != job:
-        return None
-    restarts = record.get("restarts")
-    return job if isinstance(restarts, int) and slurm_restarts() > restarts else None
 
 
 def resumes(cfg: DictConfig, out: Path, tell: bool = False) -> bool:
@@ -181,7 +139,7 @@ def resumes(cfg: DictConfig, out: Path, tell: bool = False) -> bool:
     that started the folder over (`tell`: said once, by pipeline.train's check)."""
     if cfg.resume:
         return True
-    job = requeued_start_over(out)
+    job = requeued_start_over(out, cfg)
     if job is not None and tell:
         log.info(
             "resume=false, but SLURM job %s was requeued (SLURM_RESTART_COUNT=%d) after it started %s over: "
@@ -197,7 +155,17 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
     """`DIR/checkpoints/last.ckpt` when the run folder has one and `resume` is on; a checkpoint that
     cannot be read (a crash while it was written, a damaged disk), or was written by a run with other
     settings, is a one-line error (`check`: pipeline.train checks before anything is written). A
-    folder checkpoint whose replacement was cut off between its two renames is put back first."""
+    folder checkpoint whose replacement was cut off between its two renames is put back first. The other
+    processes of a distributed run take rank 0's answer (rank_0_decision.py), which its check hands on."""
+    if is_secondary_rank():
+        return rank_0_decision(out)
+    resumed = _own_decision(cfg, out, check)
+    if check:
+        record_rank_0_decision(out, resumed, world_size(cfg.trainer) if "trainer" in cfg else 1)
+    return resumed
+
+
+def _own_decision(cfg: DictConfig, out: Path, check: bool) -> str | None:
     if check:
         refuse_if_folder_in_use(out)
     ckpt = out / "checkpoints" / "last.ckpt"
@@ -226,6 +194,7 @@ def resume_checkpoint(cfg: DictConfig, out: Path, check: bool = True) -> str | N
         return None
     if check:
         check_resume_settings(ckpt, cfg)
+        refuse_a_resume_that_trains_nothing(ckpt, cfg)
     return str(ckpt)
 
 
@@ -245,8 +214,9 @@ def overwrite_starts_over(ckpt: Path, cfg: DictConfig) -> bool:
     compared = settings_changes(ckpt, cfg)
     if compared is not None and not compared[0] and own_publish_cut_short(ckpt, cfg, content):
         log.info(
-            "%s was published from %s by an attempt of this overwrite=true run that stopped before recording itself "
-            "completed: resumed (no step trained) and published again, not trained again",
+            "%s was published from %s by an attempt of this overwrite=true run, with these settings and inputs, that "
+            "stopped before recording itself completed: resumed (no step trained) and published again, not trained "
+            "again (to train it again: resume=false overwrite=true)",
             ckpt.parent.parent / "model",
             ckpt,
         )
@@ -275,53 +245,26 @@ def own_publish_cut_short(ckpt: Path, cfg: DictConfig, content: dict) -> bool:
     """Whether `model/` was published from `ckpt` by the folder's last attempt, this very run, which stopped
     before recording itself completed (finished_run.stopped_after_publishing, overwrite aside: an overwrite=true
     line killed between its publish and its manifest's last write). Its requeue completes that run; started over,
-    a continuation (6 steps, then trainer.max_steps=8 overwrite=true) became 8 fresh steps. A completed run's
-    manifest is no such attempt: overwrite=true over it trains again. Decided once a process, before this attempt's
-    manifest replaces the folder's (pipeline.train's check), and kept for the runner's call after it."""
+    a continuation (6 steps, then trainer.max_steps=8 overwrite=true) became 8 fresh steps. Only an attempt that
+    was itself overwrite=true, with this run's inputs by content as it recorded them (the starting model and each
+    data source, compared as pipeline.finished_before compares them: a base model retrained at the same path is
+    another run, trained again); a completed run's manifest is no such attempt: overwrite=true over it trains
+    again. Decided once a process, before this attempt's manifest replaces the folder's (pipeline.train's check),
+    and kept for the runner's call after it; rank 0 alone decides (rank_0_decision.py)."""
     stat = ckpt.stat()
     asked = (str(ckpt.resolve()), stat.st_mtime_ns, stat.st_size)
     if asked not in _OWN_PUBLISH:
         stopped = stopped_after_publishing(OmegaConf.merge(cfg, {"overwrite": False}), ckpt.parent.parent)
-        _OWN_PUBLISH[asked] = stopped is not None and published_from(ckpt, content, recorded_only=True)
+        _OWN_PUBLISH[asked] = (
+            stopped is not None
+            and (stopped.get("config") or {}).get("overwrite") is True
+            and published_from(ckpt, content, recorded_only=True)
+            and same_inputs(cfg, stopped)
+        )
     return _OWN_PUBLISH[asked]
 
 
 _OWN_PUBLISH: dict[tuple, bool] = {}
-
-
-# Beside model/: what it was published from (the checkpoint's step and recorded settings), so that overwrite=true
-# tells a finished checkpoint whose publish a preemption cut off from the rerun of a published run.
-PUBLISHED_RECORD = ".published_from.json"
-
-
-def published_record(step: int, settings: object) -> dict:
-    return {"step": step, "settings": sha256_json(settings)}
-
-
-def published_from(ckpt: Path, content: dict, recorded_only: bool = False) -> bool:
-    """Whether the run folder's `model/` was published from the training `ckpt` holds: its record says so
-    (written after each publish); for a folder published before the record was kept, `model/` written after
-    the checkpoint (a run saves its last checkpoint, then publishes)."""
-    out = ckpt.parent.parent
-    try:
-        record = json.loads((out / PUBLISHED_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    if isinstance(record, dict):
-        return record == published_record(content.get("global_step"), content.get(CHECKPOINT_KEY))
-    if recorded_only:  # only the record tells that this very checkpoint was published
-        return False
-    published = out / "model" / "config.json"
-    return not published.is_file() or published.stat().st_mtime_ns >= ckpt.stat().st_mtime_ns
-
-
-def record_published(out: Path, trainer: L.Trainer) -> None:
-    """After `model/` is published: the step and settings it was trained to, as its last checkpoint records
-    them (RecordSettings). A kill before this line leaves the previous record: the checkpoint then reads as
-    not published, and a rerun resumes it and publishes the same weights again, which costs nothing."""
-    record = next((c for c in trainer.callbacks if isinstance(c, RecordSettings)), None)
-    if record is not None and trainer.is_global_zero:
-        write_json_atomic(out / PUBLISHED_RECORD, published_record(int(trainer.global_step), record.settings))
 
 
 def trains_longer(recorded: dict, cfg: DictConfig, step: object) -> bool:
@@ -345,24 +288,43 @@ def refuse_if_folder_in_use(out: Path) -> None:
             pass  # released since the probe: the job goes on and takes the lock for itself
 
 
-def refuse_a_resume_that_trained_nothing(cfg: DictConfig, resumed: str | None, step: object, trained_to: int) -> None:
-    """After a resumed fit: one that trained no step though `trainer.max_steps` asks for more than the checkpoint
-    holds, from a checkpoint not recorded done at this very length, is refused in one line before anything is
-    published. An epoch-bounded checkpoint (an earlier release's, or one continued with a longer max_steps)
-    is at its `trainer.max_epochs` already, which Lightning stops at first: the run completed, trained nothing
-    and published the checkpoint's weights as the asked length's. A checkpoint done at this length (the requeue
-    of a run stopped between its last checkpoint and its publish) trains nothing by right."""
-    max_steps = OmegaConf.select(cfg, "trainer.max_steps")
-    if resumed is None or not isinstance(step, int) or trained_to != step:
+def refuse_a_resume_that_trains_nothing(ckpt: Path, cfg: DictConfig) -> None:
+    """Before anything is written: a resume that would train no step though `trainer.max_steps` asks for more than
+    the checkpoint holds, its loop state having reached `trainer.max_epochs` already (which Lightning stops at
+    first: an epoch-bounded checkpoint of an earlier release, or one continued with a longer max_steps), is
+    refused in one line. Resumed, the run completed having trained nothing and published the checkpoint's weights
+    as the asked length's; refused after the fit, its failed manifest then stood in the way of the command that
+    made the run. A checkpoint done at this very length (the requeue of a run stopped between its last checkpoint
+    and its publish) trains nothing by right."""
+    max_steps, max_epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
+    content = checkpoint_metadata(ckpt) or {}
+    step = content.get("global_step")
+    if not isinstance(step, int) or not isinstance(max_steps, int) or max_steps <= step:
         return
-    if not isinstance(max_steps, int) or max_steps <= step:
+    if not isinstance(max_epochs, int) or max_epochs < 0:
         return
-    content = checkpoint_metadata(Path(resumed)) or {}
     recorded = content.get(CHECKPOINT_KEY)
     if content.get(FINISHED_KEY) is True and isinstance(recorded, dict) and same_length(recorded, cfg):
         return
+    epochs = epochs_done(content)
+    if epochs is None or epochs < max_epochs:
+        return
     raise ChipadaptError(
-        f"trainer.max_steps={max_steps}: the resumed {resumed} (step {step}, epoch {content.get('epoch')}) trained no "
-        f"step, its trainer.max_epochs={OmegaConf.select(cfg, 'trainer.max_epochs')} being reached already; nothing "
-        f"was published. trainer.max_epochs=-1 trains on to step {max_steps}, resume=false starts over"
+        f"trainer.max_steps={max_steps}: {ckpt} (step {step}, {epochs} epoch{'' if epochs == 1 else 's'} done) "
+        f"has reached trainer.max_epochs={max_epochs} already, so resuming it would train no step; nothing was "
+        f"written. trainer.max_epochs=-1 trains on to step {max_steps}, resume=false starts over"
     )
+
+
+def epochs_done(content: dict) -> int | None:
+    """The epochs a checkpoint's fit loop has run to their end, as Lightning counts them when it decides to stop
+    (its epoch progress); the checkpoint's `epoch` where the loop state is missing."""
+    loops = content.get("loops")
+    fit = loops.get("fit_loop") if isinstance(loops, dict) else None
+    progress = fit.get("epoch_progress") if isinstance(fit, dict) else None
+    current = progress.get("current") if isinstance(progress, dict) else None
+    processed = current.get("processed") if isinstance(current, dict) else None
+    if isinstance(processed, int):
+        return processed
+    epoch = content.get("epoch")
+    return epoch if isinstance(epoch, int) else None

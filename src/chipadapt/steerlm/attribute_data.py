@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import order_digest
-from chipadapt.data.conversations import Conversation, read_conversations
+from chipadapt.data.conversations import Conversation, read_conversations, refuse_reply_attributes
 from chipadapt.data.holdout import conversation_digest, held_out, without_copies
 from chipadapt.errors import ChipadaptError
 
@@ -63,6 +63,8 @@ class AttributeDataModule(TrainingDataModule):
                 continue
             plain = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
             read = read_conversations(name, plain, f"data.sources.{name}")
+            for conversation in read:  # a reply's own attributes are what it was generated under, not its rating
+                refuse_reply_attributes(conversation, "stage=attribute_model")
             labelled = [c for c in read if any(a in c.attributes for a in self.attributes)]
             if len(labelled) < len(read):
                 unlabelled[name] = len(read) - len(labelled)
@@ -75,12 +77,14 @@ class AttributeDataModule(TrainingDataModule):
             )
         if not convs:
             raise ChipadaptError(f"data.sources: no conversation carries any of the attributes {self.attributes}")
-        val = [c for c in convs if held_out(c.id, self.cfg.val_fraction)]
+        # By group where the source sets `group_by` (OASST: the message tree): a sibling thread's shared turns
+        # trained on would make the held-out MAE partly in-sample (data/conversations.py).
+        val = [c for c in convs if held_out(c.holdout_key, self.cfg.val_fraction)]
         # Held out by id, a conversation can still be trained on as a copy under another id (another
         # source, another line): the held-out MAE would then be in-sample (data/holdout.py).
         validated = {conversation_digest(c.messages) for c in val}
         train, copies = without_copies(
-            [c for c in convs if not held_out(c.id, self.cfg.val_fraction)],
+            [c for c in convs if not held_out(c.holdout_key, self.cfg.val_fraction)],
             lambda c: conversation_digest(c.messages),
             validated,
         )

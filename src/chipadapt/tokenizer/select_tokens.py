@@ -8,11 +8,14 @@ base pieces is a potential new token saving (pieces - 1) tokens per occurrence.
 """
 
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
 
 from chipadapt.tokenizer.words import segment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,11 +43,12 @@ DIGITS = "0123456789"
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # a SentencePiece byte-fallback piece, not text
 
 
-def splits_digits(backend) -> bool:
-    """Whether the base keeps every digit a token of its own: its pre-tokenizer isolates each (SmolLM2,
-    StarCoder: Digits(individual_digits)), or it is SentencePiece-style (byte fallback) and no piece of
-    its vocabulary holds a digit beside anything else (Llama-2, Mistral: trained with sentencepiece's
-    split_digits, which their tokenizer.json does not carry; its BPE merely has no merge that joins one)."""
+def digit_rule(backend) -> tuple[bool, str]:
+    """Whether the base keeps every digit a token of its own, and what decided it: its pre-tokenizer
+    isolates each (SmolLM2, StarCoder: Digits(individual_digits)), or it is SentencePiece-style (byte
+    fallback) and no piece of its vocabulary holds a digit beside anything else (Llama-2, Mistral: trained
+    with sentencepiece's split_digits, which their tokenizer.json does not carry; its BPE merely has no
+    merge that joins one). A SentencePiece vocabulary with one such piece (`▁20`) joins digits."""
 
     def walk(node: dict) -> bool:
         if node.get("type") == "Digits" and node.get("individual_digits"):
@@ -52,15 +56,22 @@ def splits_digits(backend) -> bool:
         return any(walk(child) for child in node.get("pretokenizers") or [])
 
     if backend.pre_tokenizer is not None and walk(json.loads(backend.pre_tokenizer.__getstate__())):
-        return True
+        return True, "pre-tokenizer splits each digit off (Digits)"
     if not getattr(backend.model, "byte_fallback", False):
-        return False  # byte-level BPE without the Digits rule (GPT-2): its merges join digits freely
+        # byte-level BPE without the Digits rule (GPT-2): its merges join digits freely
+        return False, "byte-level BPE has no pre-tokenizer rule that splits digits"
     markup = {token.content for token in backend.get_added_tokens_decoder().values()}  # <unused12>
-    return not any(
-        len(piece) > 1 and any(c in DIGITS for c in piece)
-        for piece in backend.get_vocab(with_added_tokens=False)
-        if piece not in markup and not BYTE_PIECE.fullmatch(piece)
-    )
+    vocab = backend.get_vocab(with_added_tokens=False)
+    for piece in sorted(vocab, key=vocab.__getitem__):  # by id: the same piece named every time
+        if piece not in markup and not BYTE_PIECE.fullmatch(piece) and len(piece) > 1:
+            if any(c in DIGITS for c in piece):
+                return False, f"vocabulary piece {piece!r} joins a digit with more"
+    return True, "SentencePiece vocabulary has no piece that joins a digit with anything (split_digits)"
+
+
+def splits_digits(backend) -> bool:
+    """Whether the base keeps every digit a token of its own (digit_rule)."""
+    return digit_rule(backend)[0]
 
 
 def chain_intermediates(pieces: list[str]) -> list[str]:
@@ -104,7 +115,9 @@ def candidate_pool(
     """Every domain token that may be added, best savings per new entry first. The costly part of the
     selection (both corpora segmented): produced.py computes it once and chooses from it every round."""
     base_vocab = backend.get_vocab()
-    lone_digits = splits_digits(backend)
+    lone_digits, why = digit_rule(backend)
+    # Once per selection: a wrong guess about a Llama-2-style base is seen in the log, with its reason.
+    log.info("tokenizer: new tokens %s digits: the base's %s", "may not hold" if lone_digits else "may hold", why)
     domain_savings = span_savings(backend, domain_counts, max_pieces)
     general_runs = span_savings(backend, general_counts, max_pieces)
     general_words = max(1, sum(general_counts.values()))

@@ -23,7 +23,8 @@ Every byte of a document is scored: its first token is predicted after the token
 model.doc_separator before each document but the first). Left unscored, the first token took its bytes out of
 the figure: 1 byte (`B`) with one tokenizer and 3 (`Bug`) with another, which favoured the tokenizer with
 the longer first token. Results and items say so (`first_token: scored`): a run from before, which
-left it out, does not pair with one after (eval/same_items.py).
+left it out, does not pair with one after (eval/same_items.py). Nor does one from before a token's bytes were
+its piece's own (`byte_count: piece_utf8`, models/token_bytes.py).
 """
 
 import logging
@@ -43,15 +44,13 @@ from chipadapt.eval.training_overlap import TrainingOverlap
 from chipadapt.io.answer_journal import journal_for
 from chipadapt.io.hf_dataset import PREFIX, SPLIT
 from chipadapt.models.token_bytes import token_byte_lengths
+from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
 
 log = logging.getLogger(__name__)
 
 # Keys of a split that choose documents; the rest is the source (SourceSpec).
 SELECTION_KEYS = ("held_out",)
 RESERVED_SPLIT_NAMES = ("domain_mean", "domain_all")
-# What results and items record about a document's first token (module docstring); the setting
-# eval/evaluated_tasks.py reads for pairing.
-FIRST_TOKEN, FIRST_TOKEN_SCORED = "first_token", "scored"
 
 
 def document_start(tokenizer) -> int:
@@ -297,6 +296,7 @@ class PerplexityTask(TaskBase):
             results["trained_on_overlap"] = trained_on
         results["max_length"] = max_length
         results[FIRST_TOKEN] = FIRST_TOKEN_SCORED
+        results[BYTE_COUNT] = BYTE_COUNT_PIECES  # models/token_bytes.py
         results["first_token_context"] = tokenizer.convert_ids_to_tokens(start_id)
         domain = [name for name, specs in self.splits.items() if not specs[0].general and f"{name}.bpb" in results]
         if len(domain) > 1:

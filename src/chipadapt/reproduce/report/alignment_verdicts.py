@@ -5,6 +5,7 @@ import math
 
 from chipadapt.reproduce.report import power
 from chipadapt.reproduce.report.context import fmt
+from chipadapt.reproduce.report.general_model import sized_model
 from chipadapt.reproduce.report.pairs import diff_text
 from chipadapt.reproduce.report.power import (
     CONTRADICTS,
@@ -26,7 +27,7 @@ ATTRIBUTES = ("SteerLM attribute model ranks conversations as humans do", "attri
 STEERS = ("SteerLM follows the attributes asked for", "replies track the requested quality/helpfulness")
 
 
-def eda_rows(f: dict) -> list[list]:
+def eda_rows(f: dict, size: str | None = None) -> list[list]:
     rows = []
     d, heldout = f.get("eda_sft"), f.get("sft_heldout")
     eda = f.get("eda", {})
@@ -44,8 +45,8 @@ def eda_rows(f: dict) -> list[list]:
         if verdict != REPRODUCES and heldout and heldout[1] < heldout[0]:
             why = joined(
                 why,
-                "the loss on held-out scripts falls, but a 135M model does not yet write the reference OpenROAD "
-                "calls (ChipNeMo: 7B-70B models)",
+                f"the loss on held-out scripts falls, but {sized_model(size)} does not yet write the reference "
+                "OpenROAD calls (ChipNeMo: 7B-70B models)",
             )
         rows.append([*EDA_SFT, here, verdict, why])
     d = f.get("eda_dapt")
@@ -145,9 +146,9 @@ def steer_row(f: dict) -> list:
     ]
 
 
-def alignment_rows(f: dict) -> list[list]:
+def alignment_rows(f: dict, size: str | None = None) -> list[list]:
     f = f or {}
-    rows = eda_rows(f)
+    rows = eda_rows(f, size)
     drift = drift_row(f)
     rows += [drift] if drift else []
     if f.get("attributes"):

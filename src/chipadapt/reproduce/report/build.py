@@ -11,7 +11,7 @@ import os
 import platform
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.cache_root import cache_root
@@ -27,9 +27,10 @@ from chipadapt.reproduce.report import (
 )
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.report.context import Context, get, table
+from chipadapt.reproduce.report.general_model import parameter_count, size_text
 from chipadapt.reproduce.report.power import MIN_RESAMPLED
 from chipadapt.reproduce.report.verdicts import headline
-from chipadapt.reproduce.runner import ROOT
+from chipadapt.reproduce.step_process import ROOT
 from chipadapt.reproduce.steps import Step
 
 # Which corpus_ppl evaluation belongs to which DAPT run (the learning-rate sweep); the chip model's
@@ -58,12 +59,25 @@ def out_override(out: Path) -> str:
     return " out=$REPRODUCE_OUT"
 
 
+def step_commits(ctx: Context, name: str) -> str | None:
+    """The commit(s) a step's code was at: its manifest's, or for a sweep (-m), whose manifests are its
+    jobs' (<step>/<job>/manifest.json), each distinct one of its jobs'."""
+    folder = ctx.folder(name)
+    own = folder / "manifest.json"
+    manifests = [own] if own.is_file() else sorted(folder.glob("*/manifest.json"))
+    commits = []
+    for path in manifests:
+        commit = (json.loads(path.read_text()).get("git") or {}).get("commit")
+        if commit and commit[:10] not in commits:
+            commits.append(commit[:10])
+    return ", ".join(commits) or None
+
+
 def provenance(ctx: Context) -> str:
     rows = []
     for name, step in ctx.steps.items():
         record = ctx.ledger.get(name, {})
-        manifest = ctx.read_json(name, "manifest.json") or {}
-        commit = (manifest.get("git") or {}).get("commit")
+        commit = step_commits(ctx, name)
         seconds = record.get("seconds")
         rows.append(
             [
@@ -71,7 +85,7 @@ def provenance(ctx: Context) -> str:
                 step.section,
                 record.get("status", "not run"),
                 f"{seconds / 60:.1f}" if seconds else "–",
-                (commit or "–")[:10],
+                commit or "–",
                 f"`python {' '.join(record.get('command') or step.command(ctx.out))}`".replace("|", "\\|"),
             ]
         )
@@ -93,6 +107,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         ledger=ledger,
         base_model=Path(cfg.base_model),
         shared_data=shared if shared.is_absolute() else ROOT / shared,
+        model_name=OmegaConf.select(cfg, "model.name") or "",  # a config of the records alone may lack it
+        model_size=size_text(parameter_count(Path(cfg.base_model))),
     )
     chip_dapt = cfg.chip_dapt
     eval_of = {**DAPT_EVALS, chip_dapt: "eval_dapt"}
@@ -115,6 +131,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
     base = ctx.results("eval_base")
     facts["n_ifeval"] = get(base, "ifeval.prompts") or 0
     facts["n_mmlu"] = get(base, "mcq.questions") or 0
+    facts["model_size"] = ctx.model_size
     rows = headline(facts)
     head = table(["finding", "paper", "here", "verdict", "why it may differ"], rows)
     done = sum(ctx.has(n) for n in ctx.steps)
@@ -126,7 +143,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         f"Built {dt.datetime.now():%Y-%m-%d %H:%M} from `{Path(out).resolve()}` "
         f"({done}/{len(ctx.steps)} steps completed, {wall_minutes(ctx):.0f} minutes of step wall time on "
         f"{os.cpu_count()} CPU cores, {platform.machine()}); code at commit {(git['commit'] or '?')[:10]}"
-        f"{' with uncommitted changes' if git['dirty'] else ''}. General model: SmolLM2-135M-Instruct; chip model: "
+        f"{' with uncommitted changes' if git['dirty'] else ''}. General model: {ctx.model_name}"
+        f"{f' ({ctx.model_size} parameters)' if ctx.model_size else ''}; chip model: "
         f"`{chip_dapt}` + SFT. Every figure links to the record of the step it was read from "
         "(`runs/<step>/`: manifest.json or results.json and .hydra/overrides.yaml, which say exactly what ran); "
         "`runs/steps.json` has each step's command and wall time. Rebuild with "

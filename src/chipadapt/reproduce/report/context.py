@@ -22,6 +22,8 @@ class Context:
     base_model: Path
     shared_data: Path
     figures: list[str] = field(default_factory=list)
+    model_name: str = ""  # the config's `model.name`
+    model_size: str | None = None  # general_model.size_text of its weights: 135M; None unread
 
     def has(self, name: str) -> bool:
         """The step is configured in this variant and completed."""

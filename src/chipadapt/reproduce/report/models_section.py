@@ -38,7 +38,7 @@ def section(ctx: Context) -> tuple[str, dict]:
     lines = [
         f"MMLU: {mmlu.get('questions', '–')} test questions ({mmlu.get('subjects', '–')} subjects), "
         "each choice scored by the model's log-likelihood of its text "
-        "(cloze; at 135M parameters the lettered format is at chance); chance is 0.25. "
+        "(cloze: SmolLM2-135M scored the lettered format at chance); chance is 0.25. "
         f"Domain bpb: every held-out corpus document pooled (corpus_ppl's domain_all.bpb); IFEval: "
         f"{get(first, 'ifeval.prompts') or '–'} prompts."
         + (f" {domain_bpb.FALLBACK_NOTE}" if domain_bpb.falls_back([ctx.results(n) for n in names]) else ""),

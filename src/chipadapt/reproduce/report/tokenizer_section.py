@@ -103,7 +103,7 @@ def section(ctx: Context) -> tuple[str, dict]:
     }
     text = [
         f"Built by {ctx.link('tokenizer')}: {report['new_tokens']:,} domain tokens added to the "
-        f"{report['vocab_size_before']:,}-token SmolLM2 vocabulary "
+        f"{report['vocab_size_before']:,}-token vocabulary of {ctx.model_name or 'the general model'} "
         "(embedding rows initialised from their sub-token means).",
         "",
         "On the corpus the tokens were chosen from:",

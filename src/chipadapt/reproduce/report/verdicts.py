@@ -14,6 +14,7 @@ from chipadapt.report import bracketed
 from chipadapt.reproduce.report import merge_verdicts, power
 from chipadapt.reproduce.report.alignment_verdicts import alignment_rows
 from chipadapt.reproduce.report.context import fmt
+from chipadapt.reproduce.report.general_model import sized_model
 from chipadapt.reproduce.report.pairs import DocumentPair, NotPaired, diff_text, pct_text
 from chipadapt.reproduce.report.power import (
     CONTRADICTS,
@@ -240,7 +241,7 @@ RAG = ("RAG improves domain answers", "retrieved context improves answers")
 RAG_JUDGED = ("eval_sft", "eval_dapt", "eval_base")  # the chip model's answers decide, where it ran
 
 
-def retrieval_rows(f: dict) -> list[list]:
+def retrieval_rows(f: dict, size: str | None = None) -> list[list]:
     if not f:
         return [[*RETRIEVER, "–", NOT_RUN, ""]]
     rows = []
@@ -258,7 +259,8 @@ def retrieval_rows(f: dict) -> list[list]:
         if verdict != REPRODUCES:
             why = joined(
                 why,
-                "a few hundred synthetic training queries from a 135M model (ChipNeMo: 3,000 generated domain samples)",
+                f"a few hundred synthetic training queries from {sized_model(size)} "
+                "(ChipNeMo: 3,000 generated domain samples)",
             )
         rows.append([*RETRIEVER, here, verdict, why])
     rag = f.get("rag") or {}
@@ -279,7 +281,7 @@ def retrieval_rows(f: dict) -> list[list]:
 MMLU = ("DAPT costs a little general knowledge (MMLU)", "a slight MMLU drop after DAPT")
 
 
-def mmlu_row(f: dict) -> list:
+def mmlu_row(f: dict, size: str | None = None) -> list:
     """The DAPT model (else the chip model) against the general model, question by question."""
     f = f or {}
     paired = f.get("paired") or {}
@@ -298,7 +300,7 @@ def mmlu_row(f: dict) -> list:
             *MMLU,
             here,
             f"{NOT_RESOLVED} (the general model is at chance)",
-            f"The general model's own interval covers chance ({MCQ_CHANCE:.2f}): at 135M parameters this MMLU "
+            f"The general model's own interval covers chance ({MCQ_CHANCE:.2f}): for {sized_model(size)} this MMLU "
             "subset measures no general knowledge for DAPT to lose; more questions will not change that.",
         ]
     label, d = paired.get("eval_dapt") or next(iter(paired.values()))
@@ -310,8 +312,8 @@ def headline(facts: dict) -> list[list]:
     return (
         [tokenizer_row(facts.get("tokenizer"))]
         + dapt_rows(facts.get("dapt"))
-        + alignment_rows(facts.get("alignment"))
+        + alignment_rows(facts.get("alignment"), facts.get("model_size"))
         + merge_rows(facts.get("merge"))
-        + retrieval_rows(facts.get("retrieval"))
-        + [mmlu_row((facts.get("models") or {}).get("mmlu"))]
+        + retrieval_rows(facts.get("retrieval"), facts.get("model_size"))
+        + [mmlu_row((facts.get("models") or {}).get("mmlu"), facts.get("model_size"))]
     )

@@ -1,0 +1,30 @@
+"""Settings under which validation's figures would not add up are refused before any work: a separator
+that is text (its bytes scored as the document's) and rows of one token (nothing to predict from)."""
+
+import pytest
+from conftest import TINY_FAST, compose
+from test_validation_text import tiny_tokenizer
+
+from chipadapt.errors import ChipadaptError
+
+
+def test_a_separator_that_is_text_not_markup_is_refused(tmp_path):
+    from hydra.utils import instantiate
+
+    tokenizer = tiny_tokenizer(tmp_path)
+    text_piece = next(p for p in tokenizer.get_vocab() if p not in tokenizer.all_special_tokens and len(p) > 1)
+    cfg = compose(TINY_FAST, tmp_path / "run")
+    make = instantiate(cfg.stage.datamodule)
+    with pytest.raises(ChipadaptError, match=rf"^model.doc_separator: {text_piece!r} is text to the model's tokenizer"):
+        make(data=cfg.data, tokenizer=tokenizer, separator_token=text_piece, token_cache_dir=None, seed=0)
+    # The configured one, a special token, is taken.
+    make(data=cfg.data, tokenizer=tokenizer, separator_token=cfg.model.doc_separator, token_cache_dir=None, seed=0)
+
+
+def test_rows_of_one_token_are_refused_when_the_config_is_checked(tmp_path):
+    from chipadapt.config_schema import validate
+
+    # Before, the refusal came once every source was tokenized, as validation was set up.
+    with pytest.raises(ChipadaptError, match=r"^data.seq_len: 1 must be >= 2"):
+        validate(compose([*TINY_FAST, "data.seq_len=1"], tmp_path / "run"))
+    validate(compose([*TINY_FAST, "data.seq_len=2"], tmp_path / "run"))
