@@ -8,10 +8,15 @@ import pytest
 from conftest import CONF, ROOT, compose
 from omegaconf import OmegaConf
 
-from chipadapt.after_interruption import PUBLISHED_WHOLE, TRAIN, TRAINING_STAGES, UNKNOWN, rerun_note
+from chipadapt.after_interruption import JOURNALED, PUBLISHED_WHOLE, TRAIN, TRAINING_STAGES, UNKNOWN, rerun_note
 
 KEPT = "what was complete is kept, a rerun with the same hydra.run.dir"
 STARTS_OVER = "nothing was published, a rerun with the same hydra.run.dir starts over"
+# stage=annotate and stage=bootstrap journal their ratings and replies (steerlm/progress_journal.py).
+CONTINUES = (
+    "the ratings and replies made are kept, a rerun with the same hydra.run.dir (and the same settings) makes only "
+    "the rest"
+)
 
 
 def entry_point_targets() -> dict[str, str]:
@@ -36,7 +41,7 @@ def test_every_entry_point_and_stage_says_what_its_rerun_does():
     for path in (CONF / "stage").glob("*.yaml"):  # `stage:` holds the keys of some (`# @package _global_`)
         stage = OmegaConf.load(path)
         stages.add(stage.get("stage", stage).get("name"))
-    assert stages == set(TRAINING_STAGES) | set(PUBLISHED_WHOLE)
+    assert stages == set(TRAINING_STAGES) | set(PUBLISHED_WHOLE) | set(JOURNALED)
 
 
 @pytest.mark.parametrize(
@@ -47,8 +52,8 @@ def test_every_entry_point_and_stage_says_what_its_rerun_does():
             ["stage=sft", "resume=false"],
             f"{KEPT} and resume=true resumes from its last checkpoint (step 0 if none was written)",
         ),
-        (["stage=annotate"], STARTS_OVER),
-        (["stage=bootstrap"], STARTS_OVER),
+        (["stage=annotate"], CONTINUES),
+        (["stage=bootstrap"], CONTINUES),
         (["stage=tokenizer"], STARTS_OVER),
     ],
 )

@@ -137,7 +137,7 @@ def test_steerlm_generation_stops_on_the_end_of_sequence_token(folder, tokenizer
     template, order = chipnemo(tokenizer), ["quality"]
     answer = generate_with_attributes(forced_model(folder, tokenizer, 2), tokenizer, template, [QA[0]], {}, order, 40)
     assert answer == tokenizer.decode([filler(tokenizer)] * 2)  # before: 40 tokens (bootstrap's replies too)
-    [[sampled]] = sample_with_attributes(
+    [[sampled]], _ = sample_with_attributes(
         forced_model(folder, tokenizer, 3), tokenizer, template, [[QA[0]]], [{}], order, 1, 40, 0.0, 1
     )
     assert sampled == tokenizer.decode([filler(tokenizer)] * 3)

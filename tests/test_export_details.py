@@ -25,6 +25,18 @@ def test_a_steerlm_runs_attribute_order_goes_into_the_exported_config():
     assert not hasattr(plain, ORDER_KEY)
 
 
+def test_a_steerlm_runs_chat_template_goes_into_the_exported_config():
+    """chat.py and bootstrap prompt an exported SteerLM model in the template it was trained in."""
+    from transformers import LlamaConfig
+
+    from chipadapt.steerlm.attribute_record import TEMPLATE_KEY
+
+    template = {"_target_": "chipadapt.data.chat_templates.StringTemplate", "attribute_line": "<extra_id_2>{content}\n"}
+    config = LlamaConfig()
+    ce.with_stage_records(config, {"data": {"template": template, "attributes": {"use": True, "order": ["quality"]}}})
+    assert getattr(config, TEMPLATE_KEY) == template
+
+
 def test_dtype_is_checked_and_model_keys_are_refused():
     assert ce.export_dtype(OmegaConf.create({"dtype": None})) is None
     assert ce.export_dtype(OmegaConf.create({"dtype": "bfloat16"})) == "bfloat16"

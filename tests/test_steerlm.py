@@ -81,7 +81,9 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     tok.pad_token, side = None, tok.padding_side
     longer = [{"role": "user", "content": "Describe the chip in more words, please, and its pipeline."}]
     settings = [{"humor": 4, "quality": 4}, {"humor": 0, "quality": 4}]
-    batched = sample_with_attributes(model, tok, template, [ask, longer], settings, ["quality", "humor"], 1, 12, 0.0, 4)
+    batched, _ = sample_with_attributes(
+        model, tok, template, [ask, longer], settings, ["quality", "humor"], 1, 12, 0.0, 4
+    )
     single = [
         [generate_with_attributes(model, tok, template, m, s, ["quality", "humor"], 12) for s in settings]
         for m in (ask, longer)
@@ -124,6 +126,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
             "stage=attribute_model",
             *tiny_overrides,
             f"data.sources.oasst_labelled.path={data}",
+            "data.sources.oasst_labelled.group_by=null",  # no OASST trees: each conversation held out alone
             "data.attributes.names=[quality,humor]",
             "data.val_fraction=0.3",
             "data.seq_len=64",

@@ -1,10 +1,11 @@
 """What a rerun does after an interruption, for the line that ends the interrupted run (cli.py).
 
 Each entry point keeps something else of an interrupted run: training resumes from the checkpoint
-the interrupt wrote; an evaluation keeps the tasks and answers it finished; a curation, an annotation,
-a bootstrap round and a tokenizer build publish their output whole at their end, so a rerun starts
-them over. The line said "resumes" for all of them, and a user who waited for an interrupted
-curation to resume watched it start again from its first file."""
+the interrupt wrote; an evaluation keeps the tasks and answers it finished; an annotation and a
+bootstrap round keep each rating and reply as it is made (steerlm/progress_journal.py); a curation
+and a tokenizer build publish their output whole at their end, so a rerun starts them over.
+The line said "resumes" for all of them, and a user who waited for an interrupted curation to resume
+watched it start again from its first file."""
 
 import sys
 
@@ -16,7 +17,9 @@ TRAIN = "chipadapt.pipeline:train"  # entry_point's `target` of train.py, whose 
 # Stages that train under Lightning: the interrupt wrote checkpoints/last.ckpt at a step boundary.
 TRAINING_STAGES = ("dapt", "sft", "steerlm", "attribute_model", "retriever", "reranker")
 # Stages that publish one output at their end: nothing of a stopped one is.
-PUBLISHED_WHOLE = ("annotate", "bootstrap", "tokenizer")
+PUBLISHED_WHOLE = ("tokenizer",)
+# Stages that journal each rating and sample as it completes (steerlm/progress_journal.py).
+JOURNALED = ("annotate", "bootstrap")
 # What a rerun in the same folder does, after "a rerun with the same <folder key>".
 GOES_ON = {
     "chipadapt.eval.run:run": "keeps the tasks and answers it finished and runs the rest",
@@ -43,6 +46,8 @@ def rerun_note(target: str, cfg: DictConfig, folder_key: str) -> str:
         stage = OmegaConf.select(cfg, "stage.name", default=None, throw_on_resolution_failure=False)
         if stage in TRAINING_STAGES:
             return f"what was complete is kept, {same} resumes from its last checkpoint (step 0 if none was written)"
+        if stage in JOURNALED:
+            return f"the ratings and replies made are kept, {same} (and the same settings) makes only the rest"
         return starts_over if stage in PUBLISHED_WHOLE else UNKNOWN
     if target in GOES_ON:
         return f"what was complete is kept, {same} {GOES_ON[target]}"

@@ -16,9 +16,11 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
+from chipadapt.models.context_fit import earliest_kept, reply_room, reply_tokens
 from chipadapt.models.inference import load_inference_model
 from chipadapt.models.text_generation import stop_token_ids
 from chipadapt.steerlm.attribute_record import recorded_attribute_order
+from chipadapt.steerlm.steering_template import named_on_command_line, steering_template
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,16 @@ class ChatSession:
     def __init__(self, cfg: DictConfig):
         loaded = load_inference_model(cfg.model)
         self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
-        self.template = instantiate(cfg.template)(tokenizer=self.tokenizer)
+        # A SteerLM model is prompted in the template its folder records it was trained in; another one named
+        # on the command line is refused (steerlm/steering_template.py).
+        template = steering_template(
+            OmegaConf.to_container(cfg.template, resolve=True),
+            self.folder,
+            "template",
+            named_on_command_line("data/template", "template"),
+            refuse=True,
+        )
+        self.template = instantiate(template)(tokenizer=self.tokenizer)
         self.cfg = cfg
         # generate.system_prompt: the system turn of every prompt (None: the template's default one).
         self.system = cfg.generate.get("system_prompt")
@@ -142,12 +153,11 @@ class ChatSession:
     def reply_room(self) -> int:
         """The positions kept for the reply: generate.max_new_tokens, or half the context where that asks
         for more (a reply then stops at the context's end: `reply_tokens`)."""
-        return min(int(self.cfg.generate.max_new_tokens), self.context // 2)
+        return reply_room(self.context, int(self.cfg.generate.max_new_tokens))
 
     def reply_tokens(self, prompt_tokens: int) -> int:
         """generate.max_new_tokens, cut to the positions the context has left after the prompt."""
-        wanted = int(self.cfg.generate.max_new_tokens)
-        return wanted if self.context is None else max(1, min(wanted, self.context - prompt_tokens))
+        return reply_tokens(self.context, int(self.cfg.generate.max_new_tokens), prompt_tokens)
 
     def fitted_history(self, turn: dict, out) -> list[dict]:
         """The history the prompt holds with `turn`: the earliest turns left out, with a note, while the
@@ -169,9 +179,8 @@ class ChatSession:
                 f"model's context of {self.context} tokens for the reply: ask it shorter, or lower "
                 "generate.max_new_tokens"
             )
-        window = self.window
-        while self.prompt_tokens(self.messages[window:] + [turn]) > room and window < len(self.messages):
-            window += 2  # a user turn and its reply
+        # A user turn and its reply at a time (models/context_fit.py, as bootstrap fits its prompts).
+        window = earliest_kept(self.messages, lambda kept: self.prompt_tokens(kept + [turn]), room, self.window)
         if window > self.window:  # said when more are left out; the count is of all left out so far
             out.write(
                 f"(the {window // 2} earliest turn(s) no longer fit the model's context of "

@@ -458,7 +458,8 @@ def with_stage_records(config, run_config: dict) -> None:
 
     attributes = (run_config.get("data") or {}).get("attributes") or {}
     if isinstance(attributes, dict) and attributes.get("use") and attributes.get("order"):
-        record_attribute_order(config, list(attributes["order"]))
+        # and the chat template its attribute strings were rendered in
+        record_attribute_order(config, list(attributes["order"]), (run_config.get("data") or {}).get("template"))
 
 
 def refuse_model_settings(cfg: DictConfig) -> None:

@@ -5,6 +5,7 @@ composes the config; what goes wrong in the user's input, at composition or late
 is a failure told in one line (status 1); in a sweep the other jobs go on. Heavy modules are
 imported only when a job runs, so `--help` and shell completion stay fast."""
 
+import atexit
 import importlib
 import logging
 import math
@@ -206,6 +207,15 @@ def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:
     sys.exit(stop.exit_status)
 
 
+def ignore_signals_at_exit() -> None:
+    """From the process's exit on, a stop signal is ignored. Python gives back the default action
+    when it tears down its signal handlers, and torch's teardown takes up to a second after that: a Ctrl-C
+    there killed a job whose manifest said completed with status 130 and no line at all."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if interrupts.owns(sig):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], Any]:
     """The `main` of an entry-point script: `main = entry_point(CONF, "train", "chipadapt.pipeline:train")`."""
 
@@ -224,6 +234,7 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
     main = hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(main)
 
     def launch() -> Any:
+        atexit.register(ignore_signals_at_exit)
         _install_hydra_reporter()
         # Before Hydra starts: a job run by a submitit worker sees `_submit.py` as its argv.
         record_command(sys.argv)

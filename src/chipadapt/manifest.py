@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.command_line import launch_command
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
+from chipadapt.io.lock import is_secondary_rank
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
@@ -142,4 +143,7 @@ class RunManifest:
         self.write()
 
     def write(self) -> None:
-        write_json_atomic(self.path, self.data)
+        # Rank 0 writes the run's record; another process of a distributed run keeps its copy in memory: its
+        # writes would replace rank 0's (its own `started`, inputs and status) in the folder they share.
+        if not is_secondary_rank():
+            write_json_atomic(self.path, self.data)

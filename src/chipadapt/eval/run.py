@@ -14,6 +14,7 @@ from rich.table import Table
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
+from chipadapt.eval.steering import start_steering, steering_record
 from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference
@@ -60,7 +61,8 @@ def evaluate_folder(
                     inputs[name][key] = recorded
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
-    finished = FinishedTasks(items_dir, inference_settings(dtype, attn_implementation, device)) if items_dir else None
+    running = {**inference_settings(dtype, attn_implementation, device), **steering_record()}
+    finished = FinishedTasks(items_dir, running) if items_dir else None
     keys = {}
     if finished is not None:
         keys = {name: finished.key(tasks[name], folder if task.needs_model else None) for name, task in built.items()}
@@ -175,6 +177,7 @@ def run(cfg: DictConfig) -> dict:
         def model_folder() -> Path:
             folder = resolve_model_folder(cfg.model)
             loggers.log_model("evaluated_model", manifest.add_input("model", folder))
+            start_steering(cfg, folder)  # generate.attributes for a SteerLM model (eval/steering.py)
             return folder
 
         results = evaluate_folder(
@@ -190,6 +193,8 @@ def run(cfg: DictConfig) -> dict:
         # The folder's results.json describes every per-item file beside it: the tasks an earlier run here
         # finished (the same model: check_earlier_evaluation) and this one did not name stay, with the
         # settings their records hold (compare.py pairs them with those, eval/evaluated_tasks.py).
+        for task_results in results.values():  # the attributes generation was steered with
+            task_results.update({k: v for k, v in steering_record().items() if k == "steerlm_attributes"})
         earlier_tasks = kept_earlier_results(cfg, out, set(cfg.eval))
         written = {**results, **earlier_tasks}
         title = f"Evaluation ({', '.join(cfg.eval)}{'; earlier: ' + ', '.join(earlier_tasks) if earlier_tasks else ''})"

@@ -22,7 +22,9 @@ from chipadapt.manifest import RunManifest, fingerprint_input
 from chipadapt.run_folder_key import run_folder_key
 from chipadapt.stages.common import begin
 from chipadapt.stages.output_rerun import finished_or_refused
+from chipadapt.steerlm.progress_journal import progress_journal
 from chipadapt.steerlm.rating import AttributeRater
+from chipadapt.steerlm.rating_intervals import mean_with_interval, shown
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +104,33 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         manifest.add_input(KEY, Path(str(spec["path"])).expanduser())
     convs, left_out = read_input(spec, switch_off)
     convs = convs[: a.limit]  # a.limit: null or >= 1 (steerlm/stage_settings.py)
-    predicted = rater.rate([c.messages for c in convs])
+    # Every rating is kept as it completes, for a rerun after an interruption (steerlm/progress_journal.py).
+    journal = progress_journal(cfg, out, "annotate", {"attribute_model": rater.folder})
+    predicted = rater.rate([c.messages for c in convs], journal)
     lines = [
         json.dumps({"id": c.id, "messages": c.messages, "attributes": p, "human_attributes": c.attributes or None})
         for c, p in zip(convs, predicted)
     ]
     write_text_atomic(target, "\n".join(lines) + "\n")
-    means = {k: sum(p[k] for p in predicted) / len(predicted) if k in rater.rated else None for k in rater.attributes}
+    journal.close()
+    journal.path.unlink(missing_ok=True)  # published: nothing is left to continue
+    # With their 95% intervals over the conversations (steerlm/rating_intervals.py).
+    figures = {
+        k: mean_with_interval([p[k] for p in predicted], "conversation") if k in rater.rated else None
+        for k in rater.attributes
+    }
+    means = {k: f["mean"] if f else None for k, f in figures.items()}
     metrics = {
         "annotated": len(convs),
         "left_out_eval_split": left_out,
         "unrated": rater.unrated,  # heads without a training label: null in every record
         "mean_attributes": means,
+        "mean_attributes_ci": {k: f["ci"] if f else None for k, f in figures.items()},
+        "mean_attributes_ci_method": {k: f["ci_method"] if f else None for k, f in figures.items()},
         "output": str(target),
     }
     manifest.update("metrics", metrics)
     manifest.update("results", {"output": fingerprint_input(target)})
-    log.info("annotated %d conversations -> %s (means %s)", len(convs), target, means)
+    shown_means = ", ".join(f"{k} {shown(f)}" for k, f in figures.items())
+    log.info("annotated %d conversations -> %s (mean ratings, 95%% intervals: %s)", len(convs), target, shown_means)
     return metrics

@@ -20,9 +20,11 @@ from chipadapt.stages.common import begin, starting_model
 from chipadapt.stages.output_rerun import finished_or_refused
 from chipadapt.steerlm.attribute_record import ORDER_KEY, recorded_attribute_order
 from chipadapt.steerlm.generate import sample_with_attributes
+from chipadapt.steerlm.progress_journal import progress_journal
 from chipadapt.steerlm.rating import AttributeRater
 from chipadapt.steerlm.setting_figures import by_setting
 from chipadapt.steerlm.stage_settings import check_attribute_setting
+from chipadapt.steerlm.steering_template import named_on_command_line, steering_template
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,13 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     prompts = [c.messages[: max(i for i, m in enumerate(c.messages) if m["role"] == "assistant")] for c in convs]
     loaded = load_for_inference(folder, cfg.model.dtype, cfg.model.attn_implementation)
     model, tokenizer = loaded.model, loaded.tokenizer
-    template = instantiate(cfg.data.template)(tokenizer=tokenizer)
-    candidates = sample_with_attributes(
+    configured = OmegaConf.to_container(cfg.data.template, resolve=True)
+    # The SteerLM model's own template (steerlm/steering_template.py); data.template still rates.
+    steering = steering_template(configured, folder, "data.template", named_on_command_line("data/template"), False)
+    template = instantiate(steering)(tokenizer=tokenizer)
+    # Every reply and rating is kept as it completes, for a rerun after an interruption.
+    journal = progress_journal(cfg, out, "bootstrap", {"model": folder, "attribute_model": rater.folder})
+    candidates, fitting = sample_with_attributes(
         model,
         tokenizer,
         template,
@@ -110,9 +117,19 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         b.max_new_tokens,
         b.temperature,
         b.batch_size,
+        journal,
     )
+    if fitting["prompts_cut"] or fitting["prompts_too_long"]:
+        log.warning(
+            "bootstrap.prompts: %d of %d prompts left their earliest turns out to fit the model's context with "
+            "bootstrap.max_new_tokens=%d; %d had no room for a reply at all and were not sampled",
+            fitting["prompts_cut"],
+            len(prompts),
+            b.max_new_tokens,
+            fitting["prompts_too_long"],
+        )
     flat = [(pi, reply) for pi, replies in enumerate(candidates) for reply in replies]
-    ratings = rater.rate([prompts[pi] + [{"role": "assistant", "content": reply}] for pi, reply in flat])
+    ratings = rater.rate([prompts[pi] + [{"role": "assistant", "content": reply}] for pi, reply in flat], journal)
     # Which setting each reply was sampled under (replies of a prompt are setting-major): the mean
     # rating per setting shows whether the model follows its attributes at all.
     setting_of = [j // b.samples_per_setting for replies in candidates for j in range(len(replies))]
@@ -137,8 +154,11 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     ]
     target = out / OUTPUT
     write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
+    journal.close()
+    journal.path.unlink(missing_ok=True)  # published: nothing is left to continue
     metrics = {
         "prompts": len(prompts),
+        **fitting,  # prompts cut to the model's context, and those with no room for a reply
         "candidates": len(flat),
         "kept": len(lines),
         "mean_kept_score": sum(s for s, _, _ in best.values()) / max(len(best), 1),
@@ -149,6 +169,10 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     manifest.update("metrics", metrics)
     manifest.update("results", {"output": fingerprint_input(target)})
     log.info("bootstrap round: %s", {k: v for k, v in metrics.items() if k != "by_setting"})
-    for entry in figures:
-        log.info("setting %s: mean ratings %s", entry["setting"], entry["mean_rating"])
+    for entry in figures:  # with their 95% intervals over the prompts (steerlm/rating_intervals.py)
+        shown_ratings = {
+            a: "none" if m is None else "{:.3f} [{:.3f}, {:.3f}]".format(m, *entry["mean_rating_ci"][a])
+            for a, m in entry["mean_rating"].items()
+        }
+        log.info("setting %s: mean ratings %s", entry["setting"], shown_ratings)
     return metrics

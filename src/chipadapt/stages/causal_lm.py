@@ -117,7 +117,8 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         published = merged_model(model)
         attributes = OmegaConf.select(cfg, "data.attributes") or {}
         if attributes.get("use"):  # SteerLM: the order its attribute strings were written in, for chat.py
-            record_attribute_order(published.config, list(attributes.order))
+            template = OmegaConf.to_container(cfg.data.template, resolve=True)  # recorded too
+            record_attribute_order(published.config, list(attributes.order), template)
         save_hf_folder(published, tokenizer, out / "model", state_dict=full_state)
 
     trained = train_module(

@@ -50,9 +50,27 @@ class AttributeRater:
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.pad_id = self.model.config.pad_token_id
 
+    def rate(self, conversations: list[list[dict]], journal=None) -> list[dict[str, float | None]]:
+        """{attribute: rating on 0-4} per conversation, None for an attribute the model never learned.
+        With a `journal` (steerlm/progress_journal.py), ratings it holds from an interrupted run are
+        reused and each new one is appended as its batch completes."""
+        if journal is None:
+            return self._rate(conversations)
+        slots, out = [], []
+        for messages in conversations:
+            slot, found, rating = journal.ask(["rate", self.rated, messages])
+            slots.append(slot)
+            out.append(rating if found else None)
+        todo = [i for i, rating in enumerate(out) if rating is None]
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            for i, rating in zip(chunk, self._rate([conversations[i] for i in chunk])):
+                out[i] = rating
+                journal.record(slots[i], rating)
+        return out
+
     @torch.no_grad()
-    def rate(self, conversations: list[list[dict]]) -> list[dict[str, float | None]]:
-        """{attribute: rating on 0-4} per conversation, None for an attribute the model never learned."""
+    def _rate(self, conversations: list[list[dict]]) -> list[dict[str, float | None]]:
         out = []
         for start in range(0, len(conversations), self.batch_size):
             chunk = conversations[start : start + self.batch_size]

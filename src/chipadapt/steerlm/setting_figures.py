@@ -3,15 +3,15 @@ rating of each attribute with its 95% interval, and each setting against the fir
 
 The prompts are the independent draws: the replies to one prompt share it, so the interval is the
 bootstrap over prompts of the mean of each prompt's mean rating (every prompt has `samples_per_setting`
-replies under each setting, so that is the mean over the replies). Every setting answered every prompt,
-so two settings are compared paired on the prompts (eval/paired.py: the exact permutation test up to 16
-prompts, the paired bootstrap above), which a comparison of the two intervals is not."""
+replies under each setting, so that is the mean over the replies); where every prompt's mean is the
+same there is no spread, and `ci_method` says so (steerlm/rating_intervals.py). Every setting
+answered every prompt, so two settings are compared paired on the prompts (eval/paired.py: the exact
+permutation test up to 16 prompts, the paired bootstrap above; no test where every difference is 0),
+which a comparison of the two intervals is not."""
 
 import numpy as np
 
-from chipadapt.eval.intervals import ratio
-from chipadapt.eval.items import metric_fields
-from chipadapt.eval.paired import paired_bootstrap
+from chipadapt.steerlm.rating_intervals import mean_with_interval, paired_difference
 
 
 def _per_prompt(ratings: list[dict], prompt_of: list[int], n_prompts: int, attribute: str) -> np.ndarray:
@@ -34,22 +34,23 @@ def by_setting(
     rated: list[str],
 ) -> list[dict]:
     """One entry per setting: its replies, `mean_rating` ({attribute: mean}, None for an attribute the
-    attribute model does not rate), `mean_rating_ci`, and from the second setting on `minus_first`:
-    {attribute: this setting's mean minus the first's, paired over the prompts}."""
+    attribute model does not rate), `mean_rating_ci`, `ci_method` ({attribute: how that interval was
+    made}), and from the second setting on `minus_first`: {attribute: this setting's mean minus the
+    first's, paired over the prompts}."""
     parts = {}  # (setting, attribute) -> per-prompt mean ratings
     out = []
     for si, setting in enumerate(settings):
         mine = [i for i, s in enumerate(setting_of) if s == si]
-        entry = {"setting": setting, "replies": len(mine), "mean_rating": {}, "mean_rating_ci": {}}
+        entry = {"setting": setting, "replies": len(mine), "mean_rating": {}, "mean_rating_ci": {}, "ci_method": {}}
         for a in attributes:
-            if a not in rated or not mine:
-                entry["mean_rating"][a], entry["mean_rating_ci"][a] = None, None
-                continue
-            means = _per_prompt([ratings[i] for i in mine], [prompt_of[i] for i in mine], n_prompts, a)
-            parts[si, a] = means
-            fields = metric_fields("m", ratio(means[~np.isnan(means)].tolist()))
-            entry["mean_rating"][a], entry["mean_rating_ci"][a] = fields["m"], fields["m_ci"]
-        entry["ci_method"] = "bootstrap over prompts (the mean of each prompt's mean rating)"
+            figure = None
+            if a in rated and mine:
+                means = _per_prompt([ratings[i] for i in mine], [prompt_of[i] for i in mine], n_prompts, a)
+                parts[si, a] = means
+                figure = mean_with_interval(means.tolist(), "prompt")
+            entry["mean_rating"][a] = figure["mean"] if figure else None
+            entry["mean_rating_ci"][a] = figure["ci"] if figure else None
+            entry["ci_method"][a] = figure["ci_method"] if figure else None
         if si:
             entry["minus_first"] = {}
             for a in rated:
@@ -57,15 +58,6 @@ def by_setting(
                     continue
                 first, this = parts[0, a], parts[si, a]
                 both = ~np.isnan(first) & ~np.isnan(this)
-                ones = np.ones(int(both.sum()))
-                d = paired_bootstrap(first[both], ones, this[both], ones)
-                entry["minus_first"][a] = {
-                    "difference": d.diff,
-                    "ci": list(d.ci),
-                    "p": d.p,
-                    "n": d.n,  # prompts both settings answered
-                    "test": d.test,
-                    "verdict": d.verdict,
-                }
+                entry["minus_first"][a] = paired_difference(first[both], this[both])
         out.append(entry)
     return out
