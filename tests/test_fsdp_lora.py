@@ -36,7 +36,7 @@ def train_on_two_ranks(rank: int, port: int, out: str, overrides: list[str]) -> 
     FSDPPrecision.forward_context = lambda self: (
         torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16-mixed" else gpu_context(self)
     )
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank), WORLD_SIZE="2")
     pipeline.train(compose([*LORA, *ON_TWO_CPU_RANKS, *overrides], Path(out)))
 
 

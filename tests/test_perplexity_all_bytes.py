@@ -37,7 +37,7 @@ def test_every_byte_of_every_document_is_scored(tmp_path, tiny):
     assert [i["bytes"] for i in task.items] == [len(t.encode()) for t in texts]
     assert [i["tokens"] for i in task.items] == [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
     assert results["first_token"] == "scored" and all(i["first_token"] == "scored" for i in task.items)
-    assert results["byte_count"] == "piece_utf8"  # a token's bytes are its piece's (models/token_bytes.py)
+    assert "byte_count" not in results  # byte-level BPE counts as before the piece rule: no mark (token_bytes.py)
     assert results["first_token_context"] == tokenizer.bos_token
 
 

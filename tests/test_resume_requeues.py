@@ -210,6 +210,7 @@ def test_every_process_of_a_distributed_run_takes_rank_0s_answer(tmp_path, monke
     from chipadapt.manifest import RunManifest
     from chipadapt.pipeline import train
     from chipadapt.stages import resume_decision
+    from chipadapt.stages.rank_0_decision import record_rank_0_decision
 
     run = tmp_path / "run"
     train(compose([*TINY_FAST, "trainer.max_steps=2"], run))
@@ -222,19 +223,9 @@ def test_every_process_of_a_distributed_run_takes_rank_0s_answer(tmp_path, monke
     assert rank_0 == str(run / "checkpoints" / "last.ckpt")
     with run_folder_lock(run):  # rank 0's recorded_job: the folder's lock, this attempt's manifest
         RunManifest(run, cfg)
+        record_rank_0_decision(run, rank_0)  # pipeline.train's answer, holding the lock
         monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning starts at fit, rank 0's environment inherited
+        monkeypatch.setenv("WORLD_SIZE", "2")
         resume_decision._OWN_PUBLISH.clear()
         assert resume_decision.resume_checkpoint(cfg, run) == rank_0
         assert resume_decision.resume_checkpoint(cfg, run, check=False) == rank_0
-
-
-def test_a_process_a_launcher_started_waits_for_rank_0s_answer_of_its_launch(tmp_path, monkeypatch):
-    from chipadapt.stages.rank_0_decision import DECISION_VARIABLE, rank_0_decision, record_rank_0_decision
-
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
-    record_rank_0_decision(tmp_path, "ckpt-of-rank-0", processes=2)
-    monkeypatch.delenv(DECISION_VARIABLE)  # torchrun's processes share no environment with rank 0
-    assert rank_0_decision(tmp_path, wait_s=0) == "ckpt-of-rank-0"
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")  # the next launch: the file is the earlier one's
-    with pytest.raises(ChipadaptError, match="rank 0 said within 0 s neither"):
-        rank_0_decision(tmp_path, wait_s=0)

@@ -97,3 +97,16 @@ def test_compare_repeats_the_change_of_a_compared_run(tmp_path, caplog):
     assert len(said) == 1 and said[0].startswith(
         "data.val_max_bytes=8192: the validation text changed at the resumed step 207"
     )
+
+
+def test_a_resume_across_a_scoring_rule_says_the_rule_changed_not_the_text():
+    from chipadapt.validation_change import validation_change_message
+
+    # Before, every change read "the validation text changed", the text being the same.
+    rule = validation_change_message({"step": 5, "changed": {"byte_count": [None, "piece_utf8"]}})
+    assert rule.startswith("the validation scoring rule changed at the resumed step 5 (byte_count: None -> ")
+    assert "were scored by other rules and are not comparable" in rule
+    both = {"byte_count": [None, "piece_utf8"], "data.val_max_bytes": [32768, 8192]}
+    assert validation_change_message({"step": 5, "changed": both}).startswith(
+        "the validation text and its scoring rule changed"
+    )

@@ -61,8 +61,8 @@ def test_a_run_resumed_from_a_checkpoint_scored_by_an_earlier_rule_drops_its_sta
 
     dapt = {"datamodule": {"_target_": "chipadapt.data.datamodule.PretrainDataModule"}}
     cfg = OmegaConf.create({"data": {"val_fraction": 0.1, "val_max_bytes": 8192}, "trainer": {}, "stage": dapt})
-    now = validation_settings(cfg)
-    assert now["first_token"] == "scored" and now["byte_count"] == "piece_utf8"
+    now = validation_settings(cfg) | {"byte_count": "piece_utf8"}  # as with a SentencePiece-style tokenizer
+    assert now["first_token"] == "scored"
     # A checkpoint of the version before: the same settings, no rules; its "before" left first tokens out.
     old = {key: value for key, value in now.items() if key not in ("first_token", "byte_count")}
     state = {"before": {"domain": {"bpb": 1.2}}, "settings": old, "items": {}, "changes": []}
@@ -83,4 +83,6 @@ def test_the_validation_text_record_says_how_bytes_were_counted():
     from chipadapt.data.val_text import ValidationText
 
     text = ValidationText(np.zeros((1, 2), dtype=np.int64), None, 40, 0, ["a/0"], first_token_context="</s>")
+    assert "byte_count" not in text.record() and text.record()["first_token"] == "scored"  # byte-level BPE
+    text.byte_count = "piece_utf8"  # a SentencePiece-style tokenizer's (models/token_bytes.py byte_count_rule)
     assert text.record()["byte_count"] == "piece_utf8" and text.record()["first_token"] == "scored"

@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY, FINISHED_KEY
-from chipadapt.stages.resume_decision import discard_checkpoint, resume_checkpoint
+from chipadapt.stages.resume_decision import resume_checkpoint
 from chipadapt.stages.resume_settings import trajectory_settings
+from chipadapt.stages.start_over import discard_checkpoint
 
 
 def config(tmp_path: Path, *overrides: str):
@@ -172,7 +173,7 @@ def test_an_earlier_release_checkpoint_at_a_shorter_length_starts_over(tmp_path,
 def test_a_start_over_cut_short_is_finished_by_the_rerun(tmp_path):
     """A kill after last.ckpt was renamed aside, before the step checkpoints were: the rerun with resume=true
     neither resumed what was left nor discarded it."""
-    from chipadapt.stages.resume_decision import START_OVER_MARKER, start_over_pending
+    from chipadapt.stages.start_over import START_OVER_MARKER, start_over_pending
 
     folder = tmp_path / "checkpoints"
     recorded_checkpoint(folder / "last.ckpt")

@@ -149,8 +149,9 @@ def test_a_secondary_process_follows_rank_0_once_it_holds_the_folder(tmp_path, m
     from chipadapt.stages import rank_0_decision
 
     monkeypatch.setattr(pipeline, "check_output_folder", check_output_folder)
-    rank_0_decision.record_rank_0_decision(tmp_path, "last.ckpt", processes=1)  # rank 0's answer, inherited
+    rank_0_decision.record_rank_0_decision(tmp_path, "last.ckpt")  # rank 0's answer, inherited
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as Lightning's launcher sets it for the processes it starts
     with open(tmp_path / LOCK_NAME) as held, pytest.raises(_Checked):  # rank 0 holds the folder
         fcntl.flock(held, fcntl.LOCK_EX)
         pipeline.train(cfg)

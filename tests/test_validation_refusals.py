@@ -28,3 +28,18 @@ def test_rows_of_one_token_are_refused_when_the_config_is_checked(tmp_path):
     with pytest.raises(ChipadaptError, match=r"^data.seq_len: 1 must be >= 2"):
         validate(compose([*TINY_FAST, "data.seq_len=1"], tmp_path / "run"))
     validate(compose([*TINY_FAST, "data.seq_len=2"], tmp_path / "run"))
+
+
+def test_an_added_token_marked_special_is_taken_as_the_separator(tmp_path):
+    from hydra.utils import instantiate
+    from tokenizers import AddedToken
+
+    # Llama-3's `<|end_of_text|>`: an added token with special=True, which all_special_tokens does not list.
+    tokenizer = tiny_tokenizer(tmp_path)
+    tokenizer.add_tokens([AddedToken("<|end_of_text|>", special=True), AddedToken("<|plain|>", special=False)])
+    assert "<|end_of_text|>" not in tokenizer.all_special_tokens
+    cfg = compose(TINY_FAST, tmp_path / "run")
+    make = instantiate(cfg.stage.datamodule)
+    make(data=cfg.data, tokenizer=tokenizer, separator_token="<|end_of_text|>", token_cache_dir=None, seed=0)
+    with pytest.raises(ChipadaptError, match=r"^model.doc_separator: '<\|plain\|>' is text"):
+        make(data=cfg.data, tokenizer=tokenizer, separator_token="<|plain|>", token_cache_dir=None, seed=0)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.command_line import launch_command
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
-from chipadapt.io.lock import is_secondary_rank
+from chipadapt.io.launch_ranks import other_process_of_a_launch, rank_label
 
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
@@ -141,9 +141,14 @@ class RunManifest:
         self.data["wall_s"] = round(time.perf_counter() - self._clock, 1)
         self.data["error"] = error
         self.write()
+        if status != "completed" and other_process_of_a_launch():
+            # Where rank 0's record does not say it (it names its own end): this process's failure, kept beside it.
+            # compare.py and reproduce read manifest.json by that name alone.
+            write_json_atomic(self.path.with_name(f"manifest.rank{rank_label()}.json"), self.data)
 
     def write(self) -> None:
-        # Rank 0 writes the run's record; another process of a distributed run keeps its copy in memory: its
-        # writes would replace rank 0's (its own `started`, inputs and status) in the folder they share.
-        if not is_secondary_rank():
+        # Rank 0 writes the run's record; another process a launcher started keeps its copy in memory: its writes
+        # would replace rank 0's (its own `started`, inputs and status) in the folder they share. A lone process
+        # in whose environment a cluster left a rank variable (NODE_RANK, SLURM_PROCID) writes its own.
+        if not other_process_of_a_launch():
             write_json_atomic(self.path, self.data)

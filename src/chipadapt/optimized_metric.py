@@ -12,12 +12,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.launch_ranks import other_process_of_a_launch
 from chipadapt.run_metrics import is_metric_name, lower_is_better, run_metrics
 
 
 def optimized_value(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
-    if not name:
+    # Rank 0's value alone feeds a sweeper: another process a launcher started writes no manifest.json, and the one
+    # it would read is rank 0's, which may have no metrics yet (rank 0 still publishing), not "no such metric".
+    if not name or other_process_of_a_launch():
         return None
     manifest_file = Path(cfg.paths.output_dir) / "manifest.json"
     if not manifest_file.is_file():

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chipadapt.finished_run import completed_record, same_inputs, stopped_after_publishing, what_changed
-from chipadapt.io.lock import is_secondary_rank
+from chipadapt.io.launch_ranks import other_process_of_a_launch
 from chipadapt.io.outputs import check_output_folder
 from chipadapt.job import recorded_job
 from chipadapt.quiet import silence_known_noise
@@ -60,34 +60,40 @@ def train(cfg: DictConfig) -> dict:
     # requeue of the same command completes the run (resumes its last checkpoint, publishes again).
     # The other processes of a distributed run take rank 0's answers (stages/rank_0_decision.py): one started
     # after rank 0 took the folder (its lock held, its manifest this attempt's) sees no stopped attempt any more,
-    # and only rank 0 publishes.
-    rank_0_decided = is_secondary_rank()
+    # and only rank 0 publishes. Rank 0 answers once it holds the folder's lock; a refusal before that is their
+    # refusal too.
+    trains = "module" in cfg.stage
+    rank_0_decided = trains and other_process_of_a_launch()
+    from chipadapt.stages.rank_0_decision import rank_0_answers
     from chipadapt.stages.resume_decision import resume_checkpoint
 
     if rank_0_decided:  # rank 0 answers once its checks below have passed: without its answer no process goes on
         resume_checkpoint(cfg, out)
-    own = None if rank_0_decided else stopped_after_publishing(cfg, out)
-    if own is not None:
-        resumed = " from its last checkpoint" if (out / "checkpoints" / "last.ckpt").exists() else ""
-        log.info(
-            "train: %s was published by an earlier attempt of this run that stopped before recording itself "
-            "completed (status %s, no live process holds the folder); completing the run%s, model/ published again",
+    with rank_0_answers(out, trains and not rank_0_decided) as answer:
+        own = None if rank_0_decided else stopped_after_publishing(cfg, out)
+        if own is not None:
+            resumed = " from its last checkpoint" if (out / "checkpoints" / "last.ckpt").exists() else ""
+            log.info(
+                "train: %s was published by an earlier attempt of this run that stopped before recording itself "
+                "completed (status %s, no live process holds the folder); completing the run%s, model/ published "
+                "again",
+                out / "model",
+                own.get("status"),
+                resumed,
+            )
+        # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
+        # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
+        check_output_folder(
             out / "model",
-            own.get("status"),
-            resumed,
+            "train",
+            run_folder_key(),
+            bool(cfg.overwrite) or own is not None or rank_0_decided,
+            [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
+            previous="" if cfg.overwrite else what_changed(cfg, out),
         )
-    # Before the manifest of this attempt replaces the last one: a finished model/ is replaced only
-    # with overwrite=true, a model/ that train.py did not write never, nor a folder holding model.path.
-    check_output_folder(
-        out / "model",
-        "train",
-        run_folder_key(),
-        bool(cfg.overwrite) or own is not None or rank_0_decided,
-        [("model.path", cfg.model.path)] if cfg.model.get("path") else [],
-        previous="" if cfg.overwrite else what_changed(cfg, out),
-    )
-    # Before anything is built or written: a checkpoint of another run is not resumed, nor one that would train
-    # no step; rank 0 hands its answer on to the other processes.
-    resume_checkpoint(cfg, out)
-    with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
-        return instantiate(cfg.stage.runner)(cfg, out, manifest)
+        # Before anything is built or written: a checkpoint of another run is not resumed, nor one that would
+        # train no step.
+        resumed = resume_checkpoint(cfg, out)
+        with recorded_job(cfg, "train", out) as manifest:  # manifest status and the W&B run end with the job
+            answer(resumed)  # holding the folder's lock
+            return instantiate(cfg.stage.runner)(cfg, out, manifest)

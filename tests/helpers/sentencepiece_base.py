@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from helpers.tokenizer_material import GENERAL, texts
+from helpers.tokenizer_material import GENERAL, texts, train_llama2_style
 
 
 def sentencepiece_base(root, split_digits: bool):
@@ -18,22 +18,8 @@ def sentencepiece_base(root, split_digits: bool):
         for year in range(1990, 2030)
     ]
     (root / "general.txt").write_text("\n".join(texts(GENERAL) + numbers * 5))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(root / "general.txt"),
-        model_prefix=str(root / "tokenizer"),
-        model_type="bpe",
-        vocab_size=700,
-        byte_fallback=True,
-        character_coverage=1.0,
-        split_digits=split_digits,
-        allow_whitespace_only_pieces=True,
-        normalization_rule_name="identity",
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
+    train_llama2_style(
+        sentencepiece, root / "general.txt", root / "tokenizer", vocab_size=700, split_digits=split_digits
     )
     (root / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
     return AutoTokenizer.from_pretrained(root).backend_tokenizer

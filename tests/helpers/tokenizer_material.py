@@ -60,20 +60,17 @@ def tiny_llama(vocab_size: int, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def build_llama2_style(root: Path, sentencepiece) -> tuple[Path, Path]:
-    """LLaMA-2's recipe at toy size: sentencepiece BPE with byte fallback trained on general prose,
-    the `tokenizer.model` read by transformers into a fast tokenizer, on a tiny random Llama.
-    Returns (folder with tokenizer.json, folder with only tokenizer.model)."""
-    corpus = root / "general.txt"
-    corpus.write_text("\n".join(texts(GENERAL)))
+def train_llama2_style(sentencepiece, corpus: Path, prefix: Path, vocab_size: int, split_digits: bool) -> None:
+    """sentencepiece BPE as LLaMA-2 trains it (byte fallback, whitespace-only pieces, no normalisation, ids
+    unk 0 / bos 1 / eos 2), at toy size: `prefix`.model and .vocab."""
     sentencepiece.SentencePieceTrainer.train(
         input=str(corpus),
-        model_prefix=str(root / "spm"),
+        model_prefix=str(prefix),
         model_type="bpe",
-        vocab_size=600,
+        vocab_size=vocab_size,
         byte_fallback=True,
         character_coverage=1.0,
-        split_digits=True,
+        split_digits=split_digits,
         allow_whitespace_only_pieces=True,
         normalization_rule_name="identity",
         unk_id=0,
@@ -83,6 +80,15 @@ def build_llama2_style(root: Path, sentencepiece) -> tuple[Path, Path]:
         hard_vocab_limit=False,
         minloglevel=2,
     )
+
+
+def build_llama2_style(root: Path, sentencepiece) -> tuple[Path, Path]:
+    """LLaMA-2's recipe at toy size: sentencepiece BPE with byte fallback trained on general prose,
+    the `tokenizer.model` read by transformers into a fast tokenizer, on a tiny random Llama.
+    Returns (folder with tokenizer.json, folder with only tokenizer.model)."""
+    corpus = root / "general.txt"
+    corpus.write_text("\n".join(texts(GENERAL)))
+    train_llama2_style(sentencepiece, corpus, root / "spm", vocab_size=600, split_digits=True)
     only_model = root / "only_model"
     only_model.mkdir()
     shutil.copy(root / "spm.model", only_model / "tokenizer.model")

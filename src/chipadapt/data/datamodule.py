@@ -19,9 +19,18 @@ from chipadapt.data.sources import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.data.val_text import ValidationText, validation_text
 from chipadapt.errors import ChipadaptError
-from chipadapt.models.token_bytes import token_byte_lengths
+from chipadapt.models.token_bytes import byte_count_rule, token_byte_lengths
 
 log = logging.getLogger(__name__)
+
+
+def is_special_token(tokenizer, token: str) -> bool:
+    """A special token by the tokenizer's lists or by its added token's own flag: Llama-3's
+    `<|end_of_text|>` is an added token marked special, which all_special_tokens (bos, eos, pad, unk and
+    additional_special_tokens) does not list."""
+    if token in tokenizer.all_special_tokens:
+        return True
+    return any(added.content == token and added.special for added in tokenizer.added_tokens_decoder.values())
 
 
 class PretrainDataModule(TrainingDataModule):
@@ -33,7 +42,7 @@ class PretrainDataModule(TrainingDataModule):
         self.token_cache_dir = token_cache_dir
         if separator_token not in tokenizer.get_vocab():
             raise ChipadaptError(f"model.doc_separator: {separator_token!r} is not a token of the model's tokenizer")
-        if separator_token not in tokenizer.all_special_tokens:
+        if not is_special_token(tokenizer, separator_token):
             # A text token ("\n\n") also occurs inside documents, so nothing marks where one ends, and
             # validation would score its bytes as the document's: item bytes no longer sum to the split's.
             raise ChipadaptError(
@@ -185,6 +194,7 @@ class PretrainDataModule(TrainingDataModule):
         text = validation_text(sources, names, rows, self._token_bytes, int(self.data.val_max_bytes))
         # Every token is predicted, the first after the separator every later document follows too.
         text.first_token_context = self.tokenizer.convert_ids_to_tokens(self.separator_id)
+        text.byte_count = byte_count_rule(self.tokenizer)
         self.val_text[split] = text
         self.val_sets[split] = PackedSequences(
             sources,

@@ -15,7 +15,8 @@ ids. compare.py reads it (eval/compare_validation.py). And, where validation pre
 text (data/packing.py's start_token), `first_token: scored` and the token a document begins after, as
 evaluate.py's perplexity records them: a run from before left the first token of each packed row out of
 its figures, so its documents carry other bytes and it does not pair with one after. So does the rule a
-token's bytes were counted by (`byte_count`, models/token_bytes.py).
+token's bytes were counted by (`byte_count`, models/token_bytes.py), where it counts otherwise than before
+(a SentencePiece-style vocabulary; none for byte-level BPE, whose records pair with earlier ones).
 
 These figures are not evaluate.py's perplexity of the same documents (eval/tasks/perplexity.py), and the
 two are never paired: there each document is scored alone, its first token after the tokenizer's bos
@@ -29,7 +30,7 @@ import numpy as np
 
 from chipadapt.data.token_cache import TokenizedSource
 from chipadapt.io.hashing import sha256_json
-from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
+from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN, FIRST_TOKEN_SCORED
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ValidationText:
     keys: list[str]  # "source/document id" of each document read
     # The token the text's first token is predicted after, where every token is (module docstring).
     first_token_context: str | None = None
+    # How the token bytes were counted, where it is not as before (models/token_bytes.py byte_count_rule).
+    byte_count: str | None = None
 
     def record(self) -> dict:
         recorded = {
@@ -51,7 +54,9 @@ class ValidationText:
         }
         if self.first_token_context is not None:  # the marks eval/compare_validation.py compares
             recorded |= {FIRST_TOKEN: FIRST_TOKEN_SCORED, "first_token_context": self.first_token_context}
-        return recorded | {BYTE_COUNT: BYTE_COUNT_PIECES}  # token bytes as models/token_bytes.py counts them
+        if self.byte_count is not None:
+            recorded[BYTE_COUNT] = self.byte_count
+        return recorded
 
 
 def reading_order(keys: list[str]) -> np.ndarray:

@@ -12,7 +12,7 @@ step N on (after that checkpoint: lost with the kill) are dropped first instead 
 for the validation at step N, of the checkpoint's own weights, which the resumed run does not repeat; a
 run started over (resume=false), and an evaluate.py or merge.py rerun, start at 0 and so start the
 file over. A run started over discards the checkpoint it did not resume at that same moment
-(stages/resume_decision.discard_checkpoint): the rows below a checkpoint's step are always its own run's.
+(stages/start_over.discard_checkpoint): the rows below a checkpoint's step are always its own run's.
 Without `start_at` (the logger used on its own) every row is kept.
 """
 

@@ -7,13 +7,19 @@ writes a space as `▁` and, with byte fallback, a byte it has no piece for as `
 Decoding a piece alone gets both wrong: the decoder strips the space a text starts with (`▁The` 3 bytes,
 `▁` 0) and a lone byte of a longer character decodes to U+FFFD (3 bytes): "héllo wörld" counted 20 for
 its 13 bytes on a Llama-2-style base. A tokenizer that prepends `▁` to a text (Llama-2's dummy prefix)
-counts that space too: one byte a document more than its text, for every model on that base alike.
+counts that space too, one byte a document more than its text: evaluate.py's perplexity takes it off each
+document (`added_space_bytes`); training validation still counts it (every run on that base alike).
+
+Only such vocabularies count otherwise than before the rule: their results carry the mark
+(`byte_count_rule`), a byte-level one's none, so its earlier results still pair with new ones.
 """
 
 import json
 import re
 
 import torch
+
+from chipadapt.scoring_rules import BYTE_COUNT_PIECES
 
 # A byte-fallback piece: one byte of a character the vocabulary has no piece for.
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
@@ -33,17 +39,43 @@ def _space_mark(decoder: dict | None) -> str | None:
     return None
 
 
-def token_byte_lengths(tokenizer, rows: int) -> torch.Tensor:
-    """Tensor of `rows` lengths (embedding rows beyond the tokenizer, i.e. padding, count 0)."""
+def _vocabulary_kind(tokenizer) -> tuple[bool, str | None, bool]:
+    """(byte-level BPE, the space mark, byte fallback) of a fast tokenizer."""
     backend = tokenizer.backend_tokenizer
     decoder = backend.decoder
     byte_level = decoder is not None and type(decoder).__name__ == "ByteLevel"
     described = json.loads(backend.to_str())
     mark = _space_mark(described.get("decoder"))
     byte_fallback = bool((described.get("model") or {}).get("byte_fallback"))
+    return byte_level, mark, byte_fallback
+
+
+def byte_count_rule(tokenizer) -> str | None:
+    """The byte_count mark (scoring_rules.py) a result of this tokenizer carries: BYTE_COUNT_PIECES where
+    pieces count otherwise than decoded alone (a space mark, byte fallback), None where they count as they
+    always did (byte-level BPE, WordPiece): a mark there would unpair every earlier result for nothing."""
+    byte_level, mark, byte_fallback = _vocabulary_kind(tokenizer)
+    return BYTE_COUNT_PIECES if not byte_level and (mark or byte_fallback) else None
+
+
+def added_space_bytes(tokenizer, lengths: torch.Tensor) -> tuple[int, int]:
+    """Bytes the tokenizer's pieces count before a text's own: for a text that does not start with a space,
+    and for one that does. Llama-2's dummy prefix adds a `▁` to the first (Metaspace's prepend_scheme
+    first/always) or to both (a Prepend normalizer); 0 for tokenizers that add nothing."""
+
+    def extra(text: str) -> int:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        return max(int(lengths[ids].sum()) - len(text.encode("utf-8")), 0)
+
+    return extra("a"), extra(" a")
+
+
+def token_byte_lengths(tokenizer, rows: int) -> torch.Tensor:
+    """Tensor of `rows` lengths (embedding rows beyond the tokenizer, i.e. padding, count 0)."""
+    byte_level, mark, byte_fallback = _vocabulary_kind(tokenizer)
     special = set(tokenizer.all_special_ids)
     lengths = torch.zeros(rows, dtype=torch.long)
-    for token, token_id in backend.get_vocab(with_added_tokens=True).items():
+    for token, token_id in tokenizer.backend_tokenizer.get_vocab(with_added_tokens=True).items():
         if token_id >= rows or token_id in special:
             continue  # special tokens are markup, not text
         if byte_level:

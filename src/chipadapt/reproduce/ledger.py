@@ -23,6 +23,21 @@ from chipadapt.code_versions import code_versions
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.reproduce.code_scope import applies
 
+# The `tokenizer.ggml.pre` of the GGUF this reproduction's model is converted from (run.py sets it once the
+# model is resolved): its conversion version is the stamp's (code_versions.py), so a command-r model's steps
+# converted by version 2 run again while a SmolLM2 one's stay done. One model per reproduce.py process.
+_model_pre_tokenizer: str | None = None
+
+
+def use_model_pre_tokenizer(name: str | None) -> None:
+    global _model_pre_tokenizer
+    _model_pre_tokenizer = name
+
+
+def stamp() -> dict[str, int]:
+    """The code versions a step runs with now (code_versions.py), for this reproduction's model."""
+    return code_versions(_model_pre_tokenizer)
+
 
 class Ledger:
     def __init__(self, path: Path):
@@ -50,7 +65,7 @@ class Ledger:
             return "no code versions"
         changed = [
             f"{what} v{recorded.get(what)}"
-            for what, v in code_versions().items()
+            for what, v in stamp().items()
             if recorded.get(what) != v and applies(what, scope)
         ]
         return ", ".join(changed) or None
@@ -69,7 +84,7 @@ class Ledger:
         )
         self.records[name] = {
             "command": command,
-            "code_versions": code_versions(),
+            "code_versions": stamp(),
             **({"choice": dataclasses.asdict(choice)} if choice else {}),
             "status": "running",
             "log": str(log),
@@ -103,4 +118,4 @@ class Ledger:
 
 def now_versions() -> str:
     """The code versions of now, as a dry run's line names them: "conversion v2, selection v3"."""
-    return ", ".join(f"{what} v{v}" for what, v in code_versions().items())
+    return ", ".join(f"{what} v{v}" for what, v in stamp().items())

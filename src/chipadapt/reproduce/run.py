@@ -2,6 +2,7 @@
 
 import logging
 import shlex
+import struct
 import time
 from pathlib import Path
 
@@ -9,9 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
+from chipadapt.errors import ChipadaptError
+from chipadapt.models.gguf_import import GgufPackageModel, gguf_pre_tokenizer_name, package_folder
 from chipadapt.models.hf_folder import resolve_model_folder
 from chipadapt.report import console
-from chipadapt.reproduce.ledger import Ledger, now_versions
+from chipadapt.reproduce.ledger import Ledger, now_versions, use_model_pre_tokenizer
 from chipadapt.reproduce.report_models import report_models, report_rebuilds
 from chipadapt.reproduce.runner import completed, plan, resolved_command, run_steps
 from chipadapt.reproduce.step_process import ROOT
@@ -24,6 +27,20 @@ REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the fo
 def from_root(path: str) -> Path:
     """Relative paths in the config are taken from the repository, where the steps run."""
     return Path(path) if Path(path).is_absolute() else (ROOT / path).resolve()
+
+
+def model_pre_tokenizer(cfg: DictConfig) -> str | None:
+    """The `tokenizer.ggml.pre` of the GGUF package the reproduction's model is converted from; None for a
+    model given by folder (model.path, a Hugging Face folder) or a GGUF whose header cannot be read."""
+    if cfg.model.path or cfg.model.source is None:
+        return None
+    source = instantiate(cfg.model.source)
+    if not isinstance(source, GgufPackageModel):
+        return None
+    try:
+        return gguf_pre_tokenizer_name(package_folder(source.package) / source.gguf_file)
+    except (ChipadaptError, ValueError, KeyError, OSError, struct.error):
+        return None  # converting it says why
 
 
 def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) -> None:
@@ -67,6 +84,7 @@ def run(cfg: DictConfig) -> Path:
     else:
         base_model = resolve_model_folder(cfg.model)
     OmegaConf.update(cfg, "base_model", str(base_model))
+    use_model_pre_tokenizer(model_pre_tokenizer(cfg))  # the conversion version the ledger stamps
     steps = load_steps(cfg)
     only, force = set(cfg.only or []), set(cfg.force or [])
     out = from_root(cfg.out)

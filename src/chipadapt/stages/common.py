@@ -21,20 +21,22 @@ from chipadapt.batch_plan import check_trainer_world, world_size
 from chipadapt.errors import ChipadaptError, TrainingDiverged
 from chipadapt.io.checkpoint_io import use_same_folder_checkpoints
 from chipadapt.io.hashing import fingerprint_folder
-from chipadapt.io.lock import is_secondary_rank
+from chipadapt.io.launch_ranks import other_process_of_a_launch
 from chipadapt.loggers.build import build_loggers
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import TOKENIZER_REPORT_NAME as REPORT_NAME
 from chipadapt.models.hf_folder import context_length, resolve_model_folder
+from chipadapt.models.token_bytes import byte_count_rule
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
-from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
+from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN, FIRST_TOKEN_SCORED
 from chipadapt.stages.checkpoint_records import RecordSettings
 from chipadapt.stages.published_record import record_published
-from chipadapt.stages.resume_decision import discard_checkpoint, resume_checkpoint, resumes, start_over_pending
+from chipadapt.stages.resume_decision import resume_checkpoint, resumes
 from chipadapt.stages.resume_settings import checkpoint_step, trajectory_settings
 from chipadapt.stages.slurm_start_over import record_start_over_job, slurm_job, slurm_restarts
+from chipadapt.stages.start_over import discard_checkpoint, start_over_pending
 from chipadapt.validation_change import validation_change_message
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,12 @@ def publish_if_finite(cfg: DictConfig, out: Path, trainer: L.Trainer, model: tor
 
 
 def build_trainer(
-    cfg: DictConfig, out: Path, accumulation: int, start_step: int | None = 0, start_over: bool = False
+    cfg: DictConfig,
+    out: Path,
+    accumulation: int,
+    start_step: int | None = 0,
+    start_over: bool = False,
+    tokenizer=None,  # the data's, whose byte count validation_settings records
 ) -> tuple[L.Trainer, dict]:
     """The Trainer of every training stage, and its callbacks by name. A group entry set to null
     (callbacks.progress=null, logger.csv=null) switches that callback or logger off. `start_step`:
@@ -129,7 +136,7 @@ def build_trainer(
             callbacks=[
                 *callbacks.values(),
                 RecordSettings(trajectory_settings(cfg)),
-                StartingMetrics(validation_settings(cfg), validation_folders(cfg)),
+                StartingMetrics(validation_settings(cfg, tokenizer), validation_folders(cfg)),
             ],
             default_root_dir=str(out),
         )
@@ -186,17 +193,21 @@ def validation_folders(cfg: DictConfig) -> list[tuple[str, str]]:
     return named_folders(OmegaConf.to_container(paths, resolve=True) if paths is not None else None)
 
 
-def validation_settings(cfg: DictConfig) -> dict:
+def validation_settings(cfg: DictConfig, tokenizer=None) -> dict:
     """VALIDATION_KEYS' values, folders by name (run_settings): a shared-data folder reached through a
     symlink, on another machine or from another install reads the same held-out text. With them the rules
     validation scores by (scoring_rules.py): a checkpoint written before a rule lacks it, so a run resumed
-    across it drops the starting validation that the earlier rule measured, as after any changed setting."""
+    across it drops the starting validation that the earlier rule measured, as after any changed setting.
+    The byte count's only where the data's `tokenizer` counts otherwise than before (byte_count_rule): a
+    byte-level BPE checkpoint keeps its starting validation. (One written between the first-token rule and
+    its record, b455399, lacks that record and is told changed: a checkpoint keeps no version to tell it.)"""
     settings, folders = {}, validation_folders(cfg)
     for key in VALIDATION_KEYS:
         value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         settings[key] = by_name(value, folders)
-    settings[BYTE_COUNT] = BYTE_COUNT_PIECES  # every stage's bits per byte (models/token_bytes.py)
+    if getattr(tokenizer, "is_fast", False) and (rule := byte_count_rule(tokenizer)):
+        settings[BYTE_COUNT] = rule  # every stage's bits per byte (models/token_bytes.py)
     if OmegaConf.select(cfg, "stage.datamodule._target_") == PACKED_DOCUMENTS:
         settings[FIRST_TOKEN] = FIRST_TOKEN_SCORED  # packed documents' rows (data/packing.py start_token)
     return settings
@@ -298,7 +309,7 @@ def train_module(
     # take rank 0's answer (resume_checkpoint), not the folder as rank 0 may have changed it since; rank 0 discards.
     start_over = (
         resume_from is None
-        if is_secondary_rank()
+        if other_process_of_a_launch()
         else (
             not resumes(cfg, out)
             or (resume_from is None and (out / "checkpoints" / "last.ckpt").exists())
@@ -311,7 +322,9 @@ def train_module(
             manifest.update("inputs", {"started_over_by_slurm_job": {**job, "restarts": slurm_restarts()}})
     elif resume_from:
         manifest.update("inputs", {"resumed": {"checkpoint": resume_from, "step": start_step}})
-    trainer, callbacks = build_trainer(cfg, out, accumulation, start_step, start_over=start_over)
+    trainer, callbacks = build_trainer(
+        cfg, out, accumulation, start_step, start_over=start_over, tokenizer=getattr(datamodule, "tokenizer", None)
+    )
     result = Trained(trainer, callbacks)
     starting = next(c for c in trainer.callbacks if isinstance(c, StartingMetrics))
     starting.manifest = manifest  # a resume that changes the validation text is recorded there

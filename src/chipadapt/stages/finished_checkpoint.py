@@ -77,3 +77,45 @@ def _finished_before_recorded(ckpt: Path, content: dict, cfg: DictConfig) -> boo
         f"its run's manifest (status: {manifest.get('status')}) does not tell: resume=false trains this run "
         "from the start (its checkpoint is discarded as training starts)"
     )
+
+
+def refuse_a_resume_that_trains_nothing(ckpt: Path, cfg: DictConfig) -> None:
+    """Before anything is written: a resume that would train no step though `trainer.max_steps` asks for more than
+    the checkpoint holds, its loop state having reached `trainer.max_epochs` already (which Lightning stops at
+    first: an epoch-bounded checkpoint of an earlier release, or one continued with a longer max_steps), is
+    refused in one line. Resumed, the run completed having trained nothing and published the checkpoint's weights
+    as the asked length's; refused after the fit, its failed manifest then stood in the way of the command that
+    made the run. A checkpoint done at this very length (the requeue of a run stopped between its last checkpoint
+    and its publish) trains nothing by right."""
+    max_steps, max_epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
+    content = checkpoint_metadata(ckpt) or {}
+    step = content.get("global_step")
+    if not isinstance(step, int) or not isinstance(max_steps, int) or max_steps <= step:
+        return
+    if not isinstance(max_epochs, int) or max_epochs < 0:
+        return
+    recorded = content.get(CHECKPOINT_KEY)
+    if content.get(FINISHED_KEY) is True and isinstance(recorded, dict) and same_length(recorded, cfg):
+        return
+    epochs = epochs_done(content)
+    if epochs is None or epochs < max_epochs:
+        return
+    raise ChipadaptError(
+        f"trainer.max_steps={max_steps}: {ckpt} (step {step}, {epochs} epoch{'' if epochs == 1 else 's'} done) "
+        f"has reached trainer.max_epochs={max_epochs} already, so resuming it would train no step; nothing was "
+        f"written. trainer.max_epochs=-1 trains on to step {max_steps}, resume=false starts over"
+    )
+
+
+def epochs_done(content: dict) -> int | None:
+    """The epochs a checkpoint's fit loop has run to their end, as Lightning counts them when it decides to stop
+    (its epoch progress); the checkpoint's `epoch` where the loop state is missing."""
+    loops = content.get("loops")
+    fit = loops.get("fit_loop") if isinstance(loops, dict) else None
+    progress = fit.get("epoch_progress") if isinstance(fit, dict) else None
+    current = progress.get("current") if isinstance(progress, dict) else None
+    processed = current.get("processed") if isinstance(current, dict) else None
+    if isinstance(processed, int):
+        return processed
+    epoch = content.get("epoch")
+    return epoch if isinstance(epoch, int) else None

@@ -2,21 +2,41 @@
 decide for itself, but the answer reads the folder as rank 0 found it (its last manifest, its lock): a process
 started after rank 0 took the folder's lock and replaced its manifest read another folder and decided another
 thing (rank 0 completing a stopped attempt from last.ckpt, the others starting over), and the processes hung
-or trained apart. Rank 0 hands its answer on in the environment, which the processes Lightning starts
-(trainer.devices=N) inherit, and in a file beside the checkpoints, which processes a launcher started
-(torchrun, srun) wait for, told apart from an earlier launch's by the launcher's variables."""
+or trained apart.
+
+Rank 0 hands its answer on in the environment, which the processes Lightning starts (trainer.devices=N) inherit,
+and, where a launcher started several processes (torchrun, srun), in a file beside the checkpoints that they wait
+for. The file is written once rank 0 holds the run folder's lock, and names the lock as rank 0 took it (its pid, the
+lock file's inode and time of change, a random nonce); another process takes it only while that lock is held so.
+The launcher's variables could not tell the launches apart (torchrun with a fixed --master_port gives every launch
+the same TORCHELASTIC_RUN_ID=none, RESTART_COUNT=0, MASTER_ADDR and PORT): the answer an earlier launch left was
+taken for this one's, one process resumed while another started over, and they hung. Rank 0 removes the file when
+its job ends; a kill leaves it, which the lock check sets aside.
+
+Where rank 0 refuses the run before it answers (the output folder, a folder in use, a resume with other settings),
+it writes the refusal's line instead, which the other processes stop with at once: they waited out WAIT_S and
+blamed rank 0's silence. A refusal comes before the lock, so it is taken only when it was written during this
+process's life by a launch with this process's launcher variables."""
 
 import json
 import os
+import secrets
+import socket
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.launch_ranks import several_processes_launched
+from chipadapt.io.lock import LOCK_NAME
+from chipadapt.io.lock_probe import folder_lock_held
 
 DECISION_VARIABLE = "CHIPADAPT_RANK_0_RESUMES"
 DECISION_FILE = ".rank_0_resumes.json"
-# Set alike in every process of one launch, and different in the next: torchrun's and srun's.
+# Set alike in every process of one launch: a refusal of another launch (another SLURM step, a requeue) is set
+# aside by them; one of an earlier torchrun launch on the same port by its time.
 LAUNCH_VARIABLES = (
     "TORCHELASTIC_RUN_ID",
     "TORCHELASTIC_RESTART_COUNT",
@@ -29,43 +49,149 @@ LAUNCH_VARIABLES = (
 # How long a process waits for rank 0's answer: rank 0 answers before it loads the model or the data.
 WAIT_S = 600.0
 POLL_S = 0.5
+# Clocks of two nodes (or of a node and its file server) differ a little.
+CLOCK_SLACK_S = 2.0
 
 
 def launch() -> dict:
     return {key: os.environ[key] for key in LAUNCH_VARIABLES if os.environ.get(key)}
 
 
-def record_rank_0_decision(out: Path, checkpoint: str | None, processes: int) -> None:
-    """Rank 0, once it has decided: `checkpoint` resumed, or None (from step 0)."""
-    decision = {"folder": str(out.resolve()), "checkpoint": checkpoint, "launch": launch()}
-    os.environ[DECISION_VARIABLE] = json.dumps(decision)
-    if processes > 1:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "checkpoints" / DECISION_FILE, decision)
+def _lock_as_held(out: Path) -> dict | None:
+    """The run folder's lock file as its holder left it: its holder writes its pid there when it takes it."""
+    try:
+        stat = os.stat(out / LOCK_NAME)
+        holder = json.loads((out / LOCK_NAME).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    return {"inode": stat.st_ino, "changed_ns": stat.st_mtime_ns, "pid": holder.get("pid")}
+
+
+def _process_started() -> float:
+    """When this process started (Linux: its start time in clock ticks after boot), else when this module was
+    imported."""
+    try:
+        fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return int(boot.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+def _record(out: Path, answer: dict) -> None:
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        out / "checkpoints" / DECISION_FILE,
+        {**answer, "host": socket.gethostname(), "pid": os.getpid(), "nonce": secrets.token_hex(8), "launch": launch()},
+    )
+
+
+def record_rank_0_decision(out: Path, checkpoint: str | None) -> None:
+    """Rank 0, holding the run folder's lock, once it has decided: `checkpoint` resumed, or None (from step 0)."""
+    os.environ[DECISION_VARIABLE] = json.dumps({"folder": str(out.resolve()), "checkpoint": checkpoint})
+    if several_processes_launched():
+        _record(out, {"checkpoint": checkpoint, "lock": _lock_as_held(out), "written": time.time()})
+
+
+def forget_rank_0_decision(out: Path) -> None:
+    """Rank 0, when its job ends: the answer is this job's alone."""
+    os.environ.pop(DECISION_VARIABLE, None)
+    path = out / "checkpoints" / DECISION_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if (
+        isinstance(recorded, dict)
+        and recorded.get("pid") == os.getpid()
+        and recorded.get("host") == socket.gethostname()
+    ):
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def rank_0_answers(out: Path, trains: bool) -> Iterator[Callable[[str | None], None]]:
+    """Rank 0's job: `answer(checkpoint)` once it holds the folder's lock; a refusal raised before it answered is
+    written for the other processes; the answer is removed when the job ends. Nothing where the stage trains
+    nothing (no other process waits)."""
+    answered = False
+
+    def answer(checkpoint: str | None) -> None:
+        nonlocal answered
+        if trains:
+            record_rank_0_decision(out, checkpoint)
+            answered = True
+
+    try:
+        yield answer
+    except ChipadaptError as refused:
+        if trains and not answered and several_processes_launched():
+            try:
+                _record(out, {"refused": str(refused), "written": time.time()})
+            except OSError:
+                pass  # a folder that takes no file: the others wait and say so
+        raise
+    finally:
+        if answered:
+            forget_rank_0_decision(out)
+
+
+def _this_launch(recorded: dict) -> bool:
+    """Written during this process's life by a process with its launcher's variables."""
+    written = recorded.get("written")
+    return (
+        isinstance(written, (int, float))
+        and recorded.get("launch") == launch()
+        and written >= _process_started() - CLOCK_SLACK_S
+    )
+
+
+def _refusal(recorded: dict) -> str | None:
+    refused = recorded.get("refused")
+    return refused if isinstance(refused, str) and _this_launch(recorded) else None
+
+
+def _holds_the_lock(out: Path, recorded: dict) -> bool:
+    """Whether the process that wrote the answer still holds the run folder's lock it took before writing it. On a
+    filesystem without flock (nothing to tell), an answer of this launch written during this process's life."""
+    lock, held = recorded.get("lock"), folder_lock_held(out)
+    if held is None or not isinstance(lock, dict):
+        return held is None and _this_launch(recorded)
+    return held and _lock_as_held(out) == lock and lock.get("pid") == recorded.get("pid")
 
 
 def rank_0_decision(out: Path, wait_s: float | None = None) -> str | None:
-    """Another process's answer: rank 0's, from the environment it inherited, else from the file of this launch,
-    waited for; one line where rank 0 gives none in time."""
-    folder = str(out.resolve())
+    """Another process's answer: rank 0's, from the environment it inherited, else from the file rank 0 wrote holding
+    the folder's lock, waited for; rank 0's refusal, or one line where rank 0 gives none in time."""
     try:
         inherited = json.loads(os.environ.get(DECISION_VARIABLE) or "null")
     except ValueError:
         inherited = None
-    if isinstance(inherited, dict) and inherited.get("folder") == folder:
+    if isinstance(inherited, dict) and inherited.get("folder") == str(out.resolve()):
         return inherited.get("checkpoint")
-    path, this_launch = out / "checkpoints" / DECISION_FILE, launch()
-    deadline = time.monotonic() + (WAIT_S if wait_s is None else wait_s)
+    path = out / "checkpoints" / DECISION_FILE
+    wait_s = WAIT_S if wait_s is None else wait_s
+    deadline, set_aside = time.monotonic() + wait_s, None
     while True:
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             recorded = None
-        if isinstance(recorded, dict) and recorded.get("folder") == folder and recorded.get("launch") == this_launch:
-            return recorded.get("checkpoint")
+        if isinstance(recorded, dict):
+            if (refused := _refusal(recorded)) is not None:
+                raise ChipadaptError(f"rank 0 stopped: {refused}")
+            if "checkpoint" in recorded and _holds_the_lock(out, recorded):
+                return recorded.get("checkpoint")
+            set_aside = recorded
         if time.monotonic() >= deadline:
+            earlier = ""
+            if set_aside is not None and "refused" in set_aside:
+                earlier = f"; an earlier launch's refusal is there, not taken for this one's: {set_aside['refused']}"
             raise ChipadaptError(
-                f"{out}: rank 0 said within {WAIT_S if wait_s is None else wait_s:.0f} s neither whether it resumes "
-                f"nor that it starts over ({path}); see its log for why it stopped"
+                f"{out}: rank 0 said within {wait_s:.0f} s neither whether it resumes nor that it starts over "
+                f"({path}: written once rank 0 holds the folder's lock){earlier}; see rank 0's log for why it stopped"
             )
         time.sleep(POLL_S)

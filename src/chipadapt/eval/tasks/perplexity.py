@@ -24,7 +24,10 @@ model.doc_separator before each document but the first). Left unscored, the firs
 the figure: 1 byte (`B`) with one tokenizer and 3 (`Bug`) with another, which favoured the tokenizer with
 the longer first token. Results and items say so (`first_token: scored`): a run from before, which
 left it out, does not pair with one after (eval/same_items.py). Nor does one from before a token's bytes were
-its piece's own (`byte_count: piece_utf8`, models/token_bytes.py).
+its piece's own (`byte_count: piece_utf8`, models/token_bytes.py), recorded where the rule counts otherwise
+(a SentencePiece-style vocabulary; byte-level BPE counts as it always did and carries no mark). The space a
+Llama-2-style tokenizer prepends to a text (its dummy prefix) is no byte of the document: taken off its bytes,
+so a document counts the bytes of its text whatever the tokenizer.
 """
 
 import logging
@@ -43,8 +46,8 @@ from chipadapt.eval.task_base import TaskBase, fit_to_context, item_bar
 from chipadapt.eval.training_overlap import TrainingOverlap
 from chipadapt.io.answer_journal import journal_for
 from chipadapt.io.hf_dataset import PREFIX, SPLIT
-from chipadapt.models.token_bytes import token_byte_lengths
-from chipadapt.scoring_rules import BYTE_COUNT, BYTE_COUNT_PIECES, FIRST_TOKEN, FIRST_TOKEN_SCORED
+from chipadapt.models.token_bytes import added_space_bytes, byte_count_rule, token_byte_lengths
+from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN, FIRST_TOKEN_SCORED
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +234,8 @@ class PerplexityTask(TaskBase):
         journal = journal_for(model)  # answers given before an interruption (io/answer_journal.py)
         rows = model.get_output_embeddings().weight.shape[0]
         byte_lengths = token_byte_lengths(tokenizer, rows)
+        # The dummy prefix's bytes before a text that does not / does start with a space (0, 0: none added).
+        added_space = added_space_bytes(tokenizer, byte_lengths)
         max_length = fit_to_context(model, self.max_length, "perplexity")
         overlap = TrainingOverlap(getattr(model, "name_or_path", None))
         start_id = document_start(tokenizer)
@@ -267,7 +272,8 @@ class PerplexityTask(TaskBase):
                     n_bytes += int(byte_lengths[targets].sum())
                     doc_tokens += targets.numel()
                 n_tokens += doc_tokens
-                if doc_tokens:
+                if doc_tokens:  # the first window, with the first token's prepended space, was scored
+                    n_bytes -= added_space[text.startswith(" ")]
                     split_items.append(
                         {
                             "id": item_id,
@@ -296,7 +302,8 @@ class PerplexityTask(TaskBase):
             results["trained_on_overlap"] = trained_on
         results["max_length"] = max_length
         results[FIRST_TOKEN] = FIRST_TOKEN_SCORED
-        results[BYTE_COUNT] = BYTE_COUNT_PIECES  # models/token_bytes.py
+        if rule := byte_count_rule(tokenizer):  # none where token bytes count as they always did
+            results[BYTE_COUNT] = rule
         results["first_token_context"] = tokenizer.convert_ids_to_tokens(start_id)
         domain = [name for name, specs in self.splits.items() if not specs[0].general and f"{name}.bpb" in results]
         if len(domain) > 1:
