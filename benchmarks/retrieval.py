@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from _config import ROOT
 
+from chipadapt.retrieval.build import CLEANING_KEYS
 from chipadapt.retrieval.passages import build_passages
 from chipadapt.retrieval.retrievers import BM25Retriever, DenseRetriever
 
@@ -27,9 +28,20 @@ def passages(limit: int):
     corpus = {
         name: {"path": f"{shared}/corpus/{name}.jsonl", "where": {"lang": "markdown"}} for name in ("openroad", "orfs")
     }
+    preset = "openroad_docs"
     if not os.path.isfile(corpus["openroad"]["path"]):
-        corpus = {"kestrel": {"path": str(ROOT / "src/chipadapt/resources/sample_corpus/docs")}}
-    return build_passages(corpus, 512, 64, 0)[:limit]
+        corpus, preset = {"kestrel": {"path": str(ROOT / "src/chipadapt/resources/sample_corpus/docs")}}, "sample_docs"
+    # Cleaned as the preset cleans them (redaction, duplicates, machine-like files): the passages measured are
+    # those evaluate.py and stage=retriever index.
+    return build_passages(corpus, 512, 64, 0, preset_cleaning(preset))[:limit]
+
+
+def preset_cleaning(name: str) -> dict:
+    """The cleaning settings of conf/passages/<name>.yaml."""
+    import yaml
+
+    preset = yaml.safe_load((ROOT / "conf" / "passages" / f"{name}.yaml").read_text(encoding="utf-8"))
+    return {key: preset[key] for key in CLEANING_KEYS}
 
 
 def main() -> None:

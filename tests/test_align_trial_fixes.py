@@ -80,7 +80,7 @@ def test_the_attribute_model_holds_out_whole_trees(tmp_path):
     assert data.stats["val_conversations"] == 3 * len(trees) > 0
     # Before (by message_id): the held-out replies' questions were trained on in their siblings.
     tokenizer = data.tokenizer
-    asked = lambda items: {t for ids, _, _ in items for t in range(30) if f"tree {t}?" in tokenizer.decode(ids)}  # noqa: E731
+    asked = lambda items: {t for ids, *_ in items for t in range(30) if f"tree {t}?" in tokenizer.decode(ids)}  # noqa: E731
     assert asked(data.val_sets["attributes"]) == trees and not trees & asked(data.train_items)
 
 

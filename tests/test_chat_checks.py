@@ -69,7 +69,7 @@ def test_retrieval_index_dir_keeps_the_dense_index_for_the_next_session(tmp_path
         return {"hybrid": Retriever()}
 
     monkeypatch.setattr(build, "make_retrievers", make_retrievers)
-    monkeypatch.setattr(build, "load_passages", lambda path, spec: [])
+    monkeypatch.setattr(build, "load_passages", lambda path, spec, key: [])
     monkeypatch.setattr(
         "chipadapt.chat_session.load_inference_model",
         lambda cfg: type("L", (), {"folder": tmp_path / "model", "model": Model(), "tokenizer": object()})(),

@@ -69,6 +69,7 @@ def test_a_diverged_attribute_model_is_not_published(tmp_path):
         "stage=attribute_model",
         *TINY_FAST,
         f"data.sources.oasst_labelled.path={write_jsonl(tmp_path / 'labelled.jsonl', labelled)}",
+        "data.sources.oasst_labelled.group_by=null",  # its rows carry no message_tree_id
         "data.attributes.names=[quality]",
         "data.val_fraction=0.2",
         "data.micro_batch_size=4",

@@ -10,8 +10,8 @@ from test_steerlm_progress_journal import Watched
 from test_steerlm_template_record import steerlm_folder  # noqa: F401 (a fixture)
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.steering import start_steering, steering_record
-from chipadapt.models.text_generation import STEERING, generate
+from chipadapt.eval.steering import STEERING, start_steering, steering_record, stop_steering
+from chipadapt.models.text_generation import generate
 
 
 def test_generation_prompts_a_steerlm_model_with_its_attributes(steerlm_folder, caplog):  # noqa: F811
@@ -38,3 +38,4 @@ def test_generation_prompts_a_steerlm_model_with_its_attributes(steerlm_folder, 
             start_steering(cfg, steerlm_folder.parent)
     finally:
         STEERING.reset(token)
+        stop_steering()

@@ -89,7 +89,7 @@ def test_a_copy_of_a_held_out_attribute_conversation_is_not_trained_on(tmp_path)
     cfg.data.val_fraction = 0.2
     data = AttributeDataModule(cfg.data, load_tokenizer(resolve_model_folder(cfg.model)), seed=0)
     data.setup("fit")
-    validated = {tuple(ids) for ids, _, _ in data.val_sets["attributes"]}
+    validated = {tuple(ids) for ids, *_ in data.val_sets["attributes"]}
     # Before: held-out conversations were trained on as the other source's copies.
     assert not validated & {tuple(ids) for ids, _, _ in data.train_items}
     assert data.stats["val_conversations"] >= 2 and data.stats["held_out_copies_dropped"] >= 1

@@ -17,7 +17,7 @@ NEW = {"conversion": 2, "selection": 4}
 
 def test_smoke_steps_on_the_tiny_model_depend_on_neither_version():
     steps = load_steps(compose_reproduce(["variant=smoke"]))
-    assert steps and all(step.code_scope == frozenset() for step in steps)
+    assert steps and all(step.code_scope <= {"heldout"} for step in steps)  # OASST's held-out rule: SFT's
 
 
 def test_the_selection_applies_to_the_tokenizer_and_what_is_built_on_it_the_conversion_to_the_gguf_model():
@@ -72,3 +72,32 @@ def test_a_hand_made_step_without_a_scope_still_takes_every_version(tmp_path, ol
 def test_the_kill_line_says_what_a_rerun_does():
     with pytest.raises(runner.Terminated, match="skips the steps done and resumes the interrupted one"):
         runner._on_sigterm(15, None)
+
+
+def test_the_held_out_rule_applies_to_the_steps_trained_on_grouped_conversations_and_what_is_built_on_them():
+    full = by_name(load_steps(compose_reproduce(["variant=full"])))
+    for name in ("attribute_model", "annotate", "steerlm", "steer_probe"):
+        assert "heldout" in full[name].code_scope, name
+    # The full variant's SFT leaves OASST out (data.sources.oasst=null): its figures never held OASST out.
+    for name in ("sft", "dapt", "retriever", "tokenizer", "eval_base"):
+        assert "heldout" not in full[name].code_scope, name
+    fast = by_name(load_steps(compose_reproduce(["variant=fast"])))
+    assert "heldout" in fast["sft"].code_scope and "heldout" in fast["eval_sft"].code_scope
+    assert "heldout" not in fast["dapt"].code_scope
+
+
+def test_a_record_from_before_the_held_out_rule_reruns_only_its_scope(tmp_path, monkeypatch):
+    steps = [
+        Step("dapt", "train.py", ("tokenizer=base",), "s", code_scope=frozenset()),
+        Step("attribute_model", "train.py", ("stage=attribute_model",), "s", code_scope=frozenset({"heldout"})),
+    ]
+    monkeypatch.setattr(ledger_module, "code_versions", lambda *_, **__: dict(NEW))  # no "heldout": before it
+    ledger = Ledger(tmp_path / "steps.json")
+    for step in steps:
+        ledger.start(step.name, step.command(tmp_path), tmp_path / "log")
+        ledger.finish(step.name, "completed", 1.0, 0)
+        step.folder(tmp_path).mkdir()
+    monkeypatch.setattr(ledger_module, "code_versions", lambda *_, **__: {**NEW, "heldout": 2})
+    ledger = Ledger(tmp_path / "steps.json")
+    assert [a for _, a in plan(steps, ledger, tmp_path, set(), set())] == ["skip", "rerun"]
+    assert ledger.other_code("attribute_model", steps[1].code_scope) == "heldout vNone"

@@ -94,24 +94,26 @@ def together(call, processes: int = 2) -> list:
 
 def test_processes_that_start_together_build_the_passages_once_and_read_one_file(tmp_path, monkeypatch):
     cfg, out = config(docs_folder(tmp_path)), tmp_path / "run"
-    real, builds = stage.load_passages, []
+    real, builds = stage.load_passages_report, []
 
-    def nondeterministic(path, build):
+    def nondeterministic(path, build, key):
         builds.append(1)
         time.sleep(0.3)  # long enough for the other process to arrive while this one builds
-        return [replace(p, text=f"{p.text} {uuid4().hex}") for p in real(path, build)]
+        passages, report = real(path, build, key)
+        return [replace(p, text=f"{p.text} {uuid4().hex}") for p in passages], report
 
-    monkeypatch.setattr(stage, "load_passages", nondeterministic)
-    first, second = together(lambda: stage.stage_passages(cfg, out, None))
+    monkeypatch.setattr(stage, "load_passages_report", nondeterministic)
+    (first, first_cleaning), (second, second_cleaning) = together(lambda: stage.stage_passages(cfg, out, None))
     assert len(builds) == 1
     target = out / "passages.jsonl"
     assert first == second == read_passages(target) and len(first) == 3
+    assert first_cleaning == second_cleaning is not None  # the reuse reads the builder's report from its record
     assert why_rebuild(target, passages_inputs(plain(cfg.passages)), "") is None  # its own record
 
 
 def test_processes_that_start_together_synthesize_once_and_train_on_one_file(tmp_path, monkeypatch):
     cfg, out = config(docs_folder(tmp_path)), tmp_path / "run"
-    passages = stage.stage_passages(cfg, out, None)
+    passages, _ = stage.stage_passages(cfg, out, None)
     real, builds = synthetic.synthesize, []
 
     def nondeterministic(*args, **kwargs):

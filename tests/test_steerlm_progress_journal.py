@@ -120,7 +120,7 @@ def test_bootstrap_prompts_are_fitted_to_the_model_context(model_and_tokenizer):
     replies, counts = sample_with_attributes(
         watched, tok, chipnemo(tok), [history, too_long, history[-1:]], [{"quality": 4}], ["quality"], 1, 16, 0.0, 1
     )
-    assert counts == {"prompts_cut": 1, "prompts_too_long": 1}
+    assert counts == {"prompts_cut": 1, "prompts_too_long": 1, "system_too_long": 0}
     assert len(replies[0]) == 1 and replies[1] == [] and len(replies[2]) == 1
     # Before: the whole history, past the 256 positions the model has.
     assert all(shape[1] + new <= 256 for shape, new in watched.calls)

@@ -103,7 +103,7 @@ class ChatSession:
             # same passages and encoder (as evaluate.py's retrieval tasks keep theirs).
             inputs = retrieval_inputs("retrieval", r.get("passages"), r.get("build"), r.get("encoders"), r.get("bm25"))
             check_index_dir(r.get("index_dir"), "retrieval.index_dir", [*inputs, ("model.path", str(self.folder))])
-            passages = load_passages(r.get("passages"), r["build"])
+            passages = load_passages(r.get("passages"), r["build"], "retrieval.build")
             retrievers = make_retrievers(
                 r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"), index_root=r.get("index_dir")
             )

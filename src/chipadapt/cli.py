@@ -7,12 +7,14 @@ imported only when a job runs, so `--help` and shell completion stay fast."""
 
 import atexit
 import importlib
+import json
 import logging
 import math
 import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -34,7 +36,9 @@ DISK_FULL_STATUS = 1  # not the user's input: the status of any other failure, t
 DIVERGED_STATUS = 1
 DIVERGED = object()  # what run_job returns for a diverged job of a sweep
 # What a rerun of the last job begun in this process does after an interruption (after_interruption.py).
-_last_job: dict[str, str | None] = {"rerun": None}
+# The last job's rerun note, and whether it completed (its manifest says so): the exit ignores stop signals
+# only then (ignore_signals_at_exit).
+_last_job: dict[str, Any] = {"rerun": None, "completed": False}
 # The diverged jobs of a sweep run in this process ("#1 (optim.lr=10000.0)"): said again at its end.
 _diverged_jobs: list[str] = []
 
@@ -126,13 +130,19 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     a signal as a clean `interrupted` exit."""
     interrupts.install()
     _last_job["rerun"] = rerun_note(target, cfg, run_folder_key())
+    _last_job["completed"] = False
     module_name, function_name = target.split(":")
     try:
         from chipadapt.config_schema import validate
 
         exit_on_user_error(validate, cfg)
         function = getattr(importlib.import_module(module_name), function_name)
-        return exit_on_user_error(function, cfg, *args)
+        returned = exit_on_user_error(function, cfg, *args)
+        if job_completed():
+            _last_job["completed"] = True
+            atexit.unregister(ignore_signals_at_exit)  # once, however many jobs of a sweep complete
+            atexit.register(ignore_signals_at_exit)
+        return returned
     except SystemExit as stop:
         if stop.code == USER_ERROR_STATUS:  # refused: the folder's records describe its earlier run again
             restore_records_after_refusal()
@@ -207,10 +217,30 @@ def exit_interrupted(stop: interrupts.Interrupted, rerun: str | None) -> None:
     sys.exit(stop.exit_status)
 
 
+def job_completed() -> bool:
+    """The job that just returned recorded itself completed: its manifest.json (in Hydra's output folder)
+    says so, or it writes none (a job whose record is its results)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return True
+    manifest = Path(HydraConfig.get().runtime.output_dir) / "manifest.json"
+    try:
+        return json.loads(manifest.read_text()).get("status") == "completed"
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def ignore_signals_at_exit() -> None:
-    """From the process's exit on, a stop signal is ignored. Python gives back the default action
-    when it tears down its signal handlers, and torch's teardown takes up to a second after that: a Ctrl-C
-    there killed a job whose manifest said completed with status 130 and no line at all."""
+    """From the exit of a process whose last job completed, a stop signal is ignored. Python gives back the
+    default action when it tears down its signal handlers, and torch's teardown takes up to a second after
+    that: a Ctrl-C there killed a job whose manifest said completed with status 130 and no line at all.
+    Registered only once a job completed (run_job), and still only where the last one did: after a failed or
+    interrupted job, a teardown that hangs (an NCCL destructor) stays stoppable by Ctrl-C and SIGTERM."""
+    if not _last_job["completed"]:
+        return
     for sig in (signal.SIGINT, signal.SIGTERM):
         if interrupts.owns(sig):
             signal.signal(sig, signal.SIG_IGN)
@@ -234,7 +264,6 @@ def entry_point(config_dir: str, config_name: str, target: str) -> Callable[[], 
     main = hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(main)
 
     def launch() -> Any:
-        atexit.register(ignore_signals_at_exit)
         _install_hydra_reporter()
         # Before Hydra starts: a job run by a submitit worker sees `_submit.py` as its argv.
         record_command(sys.argv)

@@ -18,6 +18,17 @@ PRE_TOKENIZER_CONVERSION = {"command-r": 3, "codeshell": 3, "exaone": 3, "minerv
 # those that realise fewer than min_savings saved tokens on the selection words.
 SELECTION_VERSION = 4  # 4: copies of held-out documents left out of selection and windows
 
+# The redaction rules (curation/redaction*.py) as passages built with `passages.redact` apply them: in the
+# retriever stage's passages record (retrieval/built_inputs.py), so that passages redacted by older rules
+# are built again. Raise it with every change to what curation/redaction*.py replaces.
+REDACTION_VERSION = 1
+
+# How conversations are held out of SFT, SteerLM and the attribute model (data/conversations.py group_by).
+# 2: a source's `group_by` group (OASST: the message tree) held out whole; 1 held each thread out by its own
+# id, so siblings of a held-out thread trained (its figures partly in-sample). Reproduction steps that train
+# on such a source, and those built on them, run again (reproduce/code_scope.py).
+HELDOUT_VERSION = 2
+
 
 def conversion_version(pre_tokenizer: str | None) -> int:
     """The conversion version of a GGUF whose `tokenizer.ggml.pre` is `pre_tokenizer` (None: none read)."""
@@ -29,4 +40,4 @@ def code_versions(pre_tokenizer: str | None = None) -> dict[str, int]:
     the reproduction's model is converted from (models/gguf_import.py gguf_pre_tokenizer_name), whose own
     conversion version the stamp carries: a command-r GGUF's steps from before its version 3 then run again,
     a SmolLM2 one's (`smollm`) stay done. None: no GGUF, or its name is not known."""
-    return {"conversion": conversion_version(pre_tokenizer), "selection": SELECTION_VERSION}
+    return {"conversion": conversion_version(pre_tokenizer), "selection": SELECTION_VERSION, "heldout": HELDOUT_VERSION}

@@ -120,3 +120,32 @@ def check_tokenizer_used(cfg: DictConfig) -> None:
             f"tokenizer={tokenizer}: stage={stage} does not use it (its models keep their own tokenizers); "
             "leave tokenizer at base"
         )
+
+
+def passage_source_paths(cfg: DictConfig) -> list[tuple[str, str]]:
+    """(config key, path) of each folder passages are built from: `eval.<task>.build` (eval=retrieval),
+    `eval.<task>.retrieval.build` (rag_qa), chat's `retrieval.build` and stage=retriever's `passages`, each
+    where no passages file replaces it. A run folder inside one was indexed with the documents: its log,
+    manifest and results became passages of the next run (run_folder_guard refuses it before Hydra writes)."""
+    sections = []  # (passages file key, build key)
+    tasks = cfg.get("eval")
+    for task in list(tasks) if isinstance(tasks, DictConfig) else []:
+        sections += [(f"eval.{task}.passages", f"eval.{task}.build")]
+        sections += [(f"eval.{task}.retrieval.passages", f"eval.{task}.retrieval.build")]
+    sections.append(("retrieval.passages", "retrieval.build"))
+    if OmegaConf.select(cfg, "stage.name", throw_on_missing=False) == "retriever":
+        sections.append(("retriever.passages", "passages"))
+    found = []
+    for file_key, build_key in sections:
+        try:
+            replaced = OmegaConf.select(cfg, file_key, throw_on_missing=False)
+            sources = OmegaConf.select(cfg, f"{build_key}.sources", throw_on_missing=False)
+            if replaced or not isinstance(sources, DictConfig):
+                continue
+            for name in sources:
+                path = OmegaConf.select(cfg, f"{build_key}.sources.{name}.path", throw_on_missing=False)
+                if isinstance(path, str) and path:
+                    found.append((f"{build_key}.sources.{name}.path", path))
+        except Exception:  # noqa: BLE001 (an interpolation that needs the job: the task checks it later)
+            continue
+    return found

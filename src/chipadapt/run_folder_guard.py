@@ -97,7 +97,9 @@ def input_paths(config: DictConfig) -> list[tuple[str, str]]:
     inputs = OmegaConf.select(config, "data.curate.inputs", throw_on_missing=False)
     for index in range(len(inputs) if OmegaConf.is_list(inputs) else 0):
         add(f"data.curate.inputs[{index}]")
-    return found
+    from chipadapt.config_job_checks import passage_source_paths  # the docs folders of retrieval
+
+    return found + passage_source_paths(config)
 
 
 def inside_an_input(folder: Path, config: DictConfig) -> tuple[str, str, str] | None:

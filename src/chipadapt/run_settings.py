@@ -155,17 +155,34 @@ RENAMED_VALUES = {
 # stage it is built in, only to refuse stages that do not build one: the run's own stage.name. A merge
 # (merge/job_settings.py) took its chat template and generation_config.json with the chip model's tokenizer
 # files, and interpolated the non-float tensors that now need merge.non_float_from only where they differ.
+# A chat source's group_by (any source name: `*` stands for one key segment): conversations were held out by
+# their own id, as with null now (SFT, SteerLM, the attribute model's oasst_labelled), so a checkpoint of an
+# earlier release reads as a version change and is given `data.sources.NAME.group_by=null` back.
 ADDED_KEYS = {
     "tokenizer.adapt.held_out": lambda recorded: None,
     "tokenizer.adapt.stage": lambda recorded: recorded.get("stage.name"),
     "merge.chat_template_from": lambda recorded: "chip",
     "merge.non_float_from": lambda recorded: None,
+    "data.sources.*.group_by": lambda recorded: None,
+    "stage.datamodule.data.sources.*.group_by": lambda recorded: None,  # its copy in the stage's datamodule
 }
+
+
+def added_meaning(key: str):
+    """The earlier meaning of `key` where a later chipadapt added it (ADDED_KEYS, `*` one segment), else None."""
+    parts = key.split(".")
+    for pattern, meaning in ADDED_KEYS.items():
+        wanted = pattern.split(".")
+        if len(wanted) == len(parts) and all(w in ("*", part) for w, part in zip(wanted, parts)):
+            return meaning
+    return None
 
 
 def with_earlier_meanings(recorded: dict, current: dict) -> dict:
     """`recorded`, with each key of ADDED_KEYS that it lacks and `current` has read at its earlier meaning."""
-    added = {key: meaning(recorded) for key, meaning in ADDED_KEYS.items() if key in current and key not in recorded}
+    added = {
+        key: meaning(recorded) for key in current if key not in recorded and (meaning := added_meaning(key)) is not None
+    }
     return {**recorded, **added}
 
 
@@ -177,7 +194,7 @@ def version_changes(keys: list[str], recorded: dict, current: dict) -> dict[str,
     switched, a data source added)."""
     return {
         "retired": [key for key in keys if key in RETIRED_KEYS and key in recorded and key not in current],
-        "added": [key for key in keys if key in ADDED_KEYS and key not in recorded],
+        "added": [key for key in keys if added_meaning(key) is not None and key not in recorded],
         "renamed": [key for key in keys if RENAMED_VALUES.get(_text(recorded.get(key)), _MISSING) == current.get(key)],
     }
 

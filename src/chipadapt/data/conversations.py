@@ -309,7 +309,8 @@ def _group(where: str, record: dict, src: ConversationSource, key: str) -> str:
     if value is None or value == "":
         raise ChipadaptError(
             f"{where}: no {src.group_by!r}, which {key}.group_by holds conversations out by "
-            f"({key}.group_by=null holds each out by its own id)"
+            f"({key}.group_by=null holds each out by its own id; or add your file as its own source: "
+            f"+data.sources.mine.path=FILE)"
         )
     return str(value)
 

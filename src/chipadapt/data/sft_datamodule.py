@@ -79,6 +79,12 @@ class SFTDataModule(TrainingDataModule):
         ids, labels = ids[: self.cfg.seq_len], labels[: self.cfg.seq_len]
         return ((ids, labels) if any(label != -100 for label in labels) else None), cut
 
+    def encode_val(self, conversations: list[Conversation]) -> tuple[list[tuple[list[int], list[int]]], list[str]]:
+        """The validation samples with an answer inside data.seq_len, and each one's group (its `group_by`
+        value, else its id): train.val_items.jsonl records it, for an interval over groups (OASST trees)."""
+        encoded = [(c, self.encode(c)[0]) for c in conversations]
+        return [sample for _, sample in encoded if sample], [c.holdout_key for c, sample in encoded if sample]
+
     def encode_all(
         self, conversations: list[Conversation]
     ) -> tuple[list[tuple[list[int], list[int]]], list[tuple[str, int]]]:
@@ -172,6 +178,7 @@ class SFTDataModule(TrainingDataModule):
             return
         rng = random.Random(self.seed)
         train, val, rows, first_cut = [], {}, [], {}
+        self.val_groups: dict[str, list[str]] = {}  # per split, each validation row's group (encode_val)
         not_held_out = self.warn_not_held_out()
         loaded_sources, splits = {}, {}
         for name, spec in self.cfg.sources.items():
@@ -204,7 +211,7 @@ class SFTDataModule(TrainingDataModule):
             blended = encoded * whole + rng.sample(encoded, extra)
             train += blended
             if val_convs:
-                val[name] = self.encode_all(val_convs[: self.cfg.val_max_conversations])[0]
+                val[name], self.val_groups[name] = self.encode_val(val_convs[: self.cfg.val_max_conversations])
             rows.append(
                 {
                     "name": name,
@@ -225,7 +232,7 @@ class SFTDataModule(TrainingDataModule):
                 }
             )
         for name, convs in val_only.items():
-            val[name] = self.encode_all(convs)[0]
+            val[name], self.val_groups[name] = self.encode_val(convs)
         self.tell_dropped_copies(rows)
         if not train:
             raise ChipadaptError(

@@ -22,86 +22,23 @@ identity with how it ran. A rerun that names fewer tasks keeps the others' resul
 """
 
 import logging
-from functools import cache
-from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import sha256_bytes, sha256_json, stat_signature
+from chipadapt.io.hashing import sha256_json
+from chipadapt.io.identity import by_identity, code_version, identity, package_identity  # noqa: F401 (re-exported)
 from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
-# Settings that name where a task writes or caches, not what it reads: their contents change as it runs.
-OUTPUT_KEYS = {"index_dir", "misses_file"}
 # Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
 # out-of-memory crash with a smaller batch keeps the answers given before it.
 SPEED_KEYS = {"batch_size", "workers"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
-MAX_FILES = 20_000  # a folder with more is taken by name: its walk would cost more than the task it keys
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
-
-
-def identity(path: Path) -> str:
-    """Size and modification time of every visible file under `path` (or of the file); a huge tree (a
-    cache, a home folder) by name only: its walk would cost more than the task it keys."""
-    if path.is_dir() and len(list(islice(path.rglob("*"), MAX_FILES + 1))) > MAX_FILES:
-        return sha256_json(["folder", str(path.resolve())])
-    signature = stat_signature(path)
-    if path.is_file():  # the same file under another name (a checkout moved elsewhere) is the same data
-        signature = [entry[1:] for entry in signature]
-    return sha256_json(signature)
-
-
-def package_identity(name: str) -> str | None:
-    """A model shipped as a Python package (`encoders.<name>.package`) by its installed files, found
-    without importing it: a reinstalled or upgraded package is another model."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    # Not its bytecode: Python writes __pycache__ at the first import, which would change the key once.
-    files = stat_signature(Path(next(iter(spec.submodule_search_locations))))
-    return sha256_json([entry for entry in files if "__pycache__" not in Path(entry[0]).parts])
-
-
-def by_identity(value: Any, key: str = "") -> Any:
-    """The settings with each existing file or folder they name replaced by its identity."""
-    if isinstance(value, dict):
-        return {k: by_identity(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [by_identity(v, key) for v in value]
-    if key == "package" and isinstance(value, str) and value.isidentifier():
-        return {"package": value, "identity": package_identity(value)}
-    if isinstance(value, str) and key not in OUTPUT_KEYS and 0 < len(value) < 4096:
-        path = Path(value).expanduser()
-        try:
-            if path.exists():
-                return {"identity": identity(path)}
-        except OSError:  # a value too long or odd for a path is a plain setting
-            return value
-    return value
-
-
-@cache
-def code_version() -> dict[str, str | None]:
-    """chipadapt's own source (every module of the package, so an uncommitted edit counts and a commit
-    that changes only documentation does not), torch's and transformers' versions."""
-    import torch
-    import transformers
-
-    package = Path(__file__).resolve().parents[1]
-    sources = sorted(package.rglob("*.py"))
-    source = sha256_json([[str(p.relative_to(package)), sha256_bytes(p.read_bytes())] for p in sources])
-    return {"chipadapt_source": source, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 class FinishedTasks:

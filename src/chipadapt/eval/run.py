@@ -14,7 +14,7 @@ from rich.table import Table
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
-from chipadapt.eval.steering import start_steering, steering_record
+from chipadapt.eval.steering import prompts_written, start_steering, steering_key, steering_label, stop_steering
 from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference
@@ -61,14 +61,23 @@ def evaluate_folder(
                     inputs[name][key] = recorded
     if any(task.needs_model for task in built.values()):
         folder = folder() if callable(folder) else folder
-    running = {**inference_settings(dtype, attn_implementation, device), **steering_record()}
-    finished = FinishedTasks(items_dir, running) if items_dir else None
+    running = inference_settings(dtype, attn_implementation, device)
+    # Each task's finished record and key with the steering only where it generates chat replies
+    # (eval/steering.py): perplexity keeps its result whatever generate.attributes says.
+    records = (
+        {name: FinishedTasks(items_dir, {**running, **steering_key(task)}) for name, task in built.items()}
+        if items_dir
+        else {}
+    )
+    finished = next(iter(records.values()), None)
     keys = {}
     if finished is not None:
-        keys = {name: finished.key(tasks[name], folder if task.needs_model else None) for name, task in built.items()}
+        keys = {
+            name: records[name].key(tasks[name], folder if task.needs_model else None) for name, task in built.items()
+        }
     kept = {}
     if resume and finished is not None:
-        kept = {name: r for name in built if (r := finished.load(name, keys[name])) is not None}
+        kept = {name: r for name in built if (r := records[name].load(name, keys[name])) is not None}
     model = tokenizer = None
     if any(task.needs_model for name, task in built.items() if name not in kept):
         loaded = load_for_inference(folder, dtype, attn_implementation, device)
@@ -78,19 +87,20 @@ def evaluate_folder(
         if name in kept:
             results[name] = kept[name]
             continue
-        start = time.perf_counter()
+        start, written = time.perf_counter(), prompts_written()
         if finished is not None and task.needs_model:
-            with recording(finished.answers(name, tasks[name], folder, model, reuse=resume)):
+            with recording(records[name].answers(name, tasks[name], folder, model, reuse=resume)):
                 results[name] = task.run(model, tokenizer)
         else:
             results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
+        results[name].update(steering_label(task, written))  # the attributes its prompts took, if any
         if finished is not None:
             if task.items is not None:
                 write_items(items_dir, name, task.items)
             used = folder if task.needs_model else None
-            measured = finished.measured_with(tasks[name], used, inputs[name])
-            finished.save(name, keys[name], results[name], task.items is not None, measured)
+            measured = records[name].measured_with(tasks[name], used, inputs[name])
+            records[name].save(name, keys[name], results[name], task.items is not None, measured)
         log.info("%s: %s", name, results[name])
     return results
 
@@ -173,6 +183,7 @@ def run(cfg: DictConfig) -> dict:
     ):
         if earlier is not None:  # overwrite=true, under the folder's lock
             clear_earlier_evaluation(out, earlier)
+        stop_steering()  # a job of a sweep whose tasks need no model does not inherit the last job's attributes
 
         def model_folder() -> Path:
             folder = resolve_model_folder(cfg.model)
@@ -193,8 +204,6 @@ def run(cfg: DictConfig) -> dict:
         # The folder's results.json describes every per-item file beside it: the tasks an earlier run here
         # finished (the same model: check_earlier_evaluation) and this one did not name stay, with the
         # settings their records hold (compare.py pairs them with those, eval/evaluated_tasks.py).
-        for task_results in results.values():  # the attributes generation was steered with
-            task_results.update({k: v for k, v in steering_record().items() if k == "steerlm_attributes"})
         earlier_tasks = kept_earlier_results(cfg, out, set(cfg.eval))
         written = {**results, **earlier_tasks}
         title = f"Evaluation ({', '.join(cfg.eval)}{'; earlier: ' + ', '.join(earlier_tasks) if earlier_tasks else ''})"

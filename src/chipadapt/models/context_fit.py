@@ -25,11 +25,26 @@ def reply_tokens(context: int | None, max_new_tokens: int, prompt_tokens: int) -
 
 def earliest_kept(history: list[dict], tokens: Callable[[list[dict]], int], room: int, start: int = 0) -> int:
     """The first message of `history` a prompt of at most `room` tokens holds, from `start` on, leaving
-    out a user turn and its reply at a time; `tokens(messages)`: the prompt's length with those."""
+    out a user turn and what follows it up to the next user turn at a time (two user turns in a row are two
+    steps): a kept prompt never starts with an assistant turn, which no template renders as a first turn;
+    `tokens(messages)`: the prompt's length with those."""
     window = start
-    while tokens(history[window:]) > room and window < len(history):
-        window += 2
+    while window < len(history) and tokens(history[window:]) > room:
+        window += 1
+        while window < len(history) and history[window].get("role") != "user":
+            window += 1
     return window
+
+
+def system_too_long(
+    messages: list[dict], tokens: Callable[[list[dict]], int], context: int | None, max_new_tokens: int
+) -> bool:
+    """The conversation's system turn alone (with an empty user turn) leaves the reply no room: no prompt
+    of it fits, whatever is left out, and what to shorten is the system prompt."""
+    if context is None or not messages or messages[0].get("role") != "system":
+        return False
+    room = context - reply_room(context, max_new_tokens)
+    return tokens(messages[:1] + [{"role": "user", "content": ""}]) > room
 
 
 def fitted_prompt(

@@ -3,7 +3,9 @@ refilled rows (models/generate.py) where the model allows it, else `model.genera
 evaluation tasks and by anything else that generates (synthetic retrieval data)."""
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 import torch
 
@@ -13,9 +15,12 @@ from chipadapt.models.generate import greedy_generate, supports_slot_decoding
 log = logging.getLogger(__name__)
 # Tokenizers already warned about (by folder): a task generating in many batches warns once.
 _WARNED_NO_TEMPLATE: set[str] = set()
-# evaluate.py's generate.attributes (eval/steering.py): (the SteerLM model's recorded template config, its
-# attribute string). A chat prompt is then written in that template with that string, as the model was trained.
-STEERING: ContextVar[tuple[dict, str] | None] = ContextVar("chipadapt_steering", default=None)
+# What writes chat prompts in place of the tokenizer's chat template, where a caller sets one: a function of
+# (prompts, tokenizer) -> prompts. evaluate.py sets it for a SteerLM model's attributes (eval/steering.py);
+# generation itself knows nothing of SteerLM.
+CHAT_PROMPTS: ContextVar[Callable[[list[str], Any], list[str]] | None] = ContextVar(
+    "chipadapt_chat_prompts", default=None
+)
 
 
 def stop_token_ids(model, tokenizer) -> list[int] | None:
@@ -77,12 +82,9 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     if not prompts:
         return []
-    steering = STEERING.get() if chat else None
-    if steering is not None:
-        from hydra.utils import instantiate
-
-        template = instantiate(steering[0])(tokenizer=tokenizer)
-        prompts = [template.prompt([{"role": "user", "content": p}], steering[1]) for p in prompts]
+    write_chat = CHAT_PROMPTS.get() if chat else None
+    if write_chat is not None:
+        prompts = write_chat(prompts, tokenizer)
     elif uses_chat_template(tokenizer, chat):
         prompts = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)

@@ -56,7 +56,7 @@ class AttributeModule(L.LightningModule):
         self.last_val_step: int | None = None
 
     def _reset_val(self):
-        self._preds, self._labels, self._mask = [], [], []
+        self._preds, self._labels, self._mask, self._groups = [], [], [], []
 
     def _loss(self, batch):
         pred = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
@@ -74,17 +74,25 @@ class AttributeModule(L.LightningModule):
         self._preds.append(pred.detach().cpu())
         self._labels.append(batch["labels"].cpu())
         self._mask.append(batch["label_mask"].cpu())
+        if "group" in batch:  # which held-out conversations belong together (steerlm/attribute_data.py)
+            self._groups.append(batch["group"].cpu())
 
     def on_validation_epoch_end(self):
         if not self._preds:
             return
         preds, labels, mask = torch.cat(self._preds), torch.cat(self._labels), torch.cat(self._mask).bool()
+        groups = torch.cat(self._groups) if len(self._groups) == len(self._preds) else None
         results = {}
         for i, name in enumerate(self.attributes):
             m = mask[:, i]
             if m.sum() < 3:
                 continue
-            results[name] = attribute_figures(preds[m, i].tolist(), labels[m, i].tolist(), float(self.label_means[i]))
+            results[name] = attribute_figures(
+                preds[m, i].tolist(),
+                labels[m, i].tolist(),
+                float(self.label_means[i]),
+                groups=None if groups is None else groups[m].tolist(),
+            )
             for key in LOGGED:
                 if results[name].get(key) is not None:
                     self.log(f"val/{name}/{key}", float(results[name][key]))

@@ -20,20 +20,23 @@ LEGACY_INDEX_FILES = {"index.faiss", "ids.json", "index.json"}
 CLEANING_KEYS = ("redact", "drop_duplicates", "keep_machine_like", "undecodable_share")
 
 
-def load_passages(path: str | None, build: dict) -> list[Passage]:
+def load_passages(path: str | None, build: dict, key: str = "passages") -> list[Passage]:
     """A passages file (ids used as given, not re-chunked), or passages built from `build`'s sources;
-    with `build.context`, each built passage starts with its document title and section path."""
-    return load_passages_report(path, build)[0]
+    with `build.context`, each built passage starts with its document title and section path. `key`: the
+    config key of `build` (`eval.retrieval.build`), named in its errors."""
+    return load_passages_report(path, build, key)[0]
 
 
-def load_passages_report(path: str | None, build: dict) -> tuple[list[Passage], CleaningReport | None]:
+def load_passages_report(
+    path: str | None, build: dict, key: str = "passages"
+) -> tuple[list[Passage], CleaningReport | None]:
     """`load_passages`, and for a build what its cleaning did (logged here; None for a passages file).
     Its `duplicates` map each dropped passage id to the one kept, for gold ids that name a dropped one."""
     if path:
         return read_passages(Path(path)), None
     missing = [k for k in CLEANING_KEYS if k not in build]
     if missing:
-        raise ChipadaptError(f"passages.{missing[0]}: not set (see conf/passages/folder.yaml)")
+        raise ChipadaptError(f"{key}.{missing[0]}: not set (see conf/passages/folder.yaml)")
     passages, report = build_passages_report(
         build["sources"],
         build["max_chars"],
@@ -43,6 +46,15 @@ def load_passages_report(path: str | None, build: dict) -> tuple[list[Passage], 
     )
     report.tell()
     return ([p.with_context() for p in passages] if build["context"] else passages), report
+
+
+def passages_named(path: str | None, build: dict | None, count: int) -> str:
+    """Where a gold id was looked for, for the error "positive id X is not ...": a file, or a build and its
+    sources."""
+    if path:
+        return f"in the passages file {path}"
+    sources = ", ".join(str((spec or {}).get("path")) for spec in ((build or {}).get("sources") or {}).values())
+    return f"among the {count:,} passages built from {sources}"
 
 
 def make_retrievers(

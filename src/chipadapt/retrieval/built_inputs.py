@@ -4,6 +4,7 @@ documents, other synthesis settings or another generating model builds them agai
 
 from pathlib import Path
 
+from chipadapt.code_versions import REDACTION_VERSION
 from chipadapt.data.sources import source_files, source_fingerprint, source_spec
 from chipadapt.io.hashing import fingerprint_file, sha256_json
 from chipadapt.retrieval.passages import Passage
@@ -26,10 +27,13 @@ def passages_inputs(build: dict) -> dict:
             **{k: v for k, v in spec.items() if not (local and k == "path")},
             "content": source_content(spec, key),
         }
-    return {
+    inputs = {
         "builder": PASSAGES_BUILDER,
         "passages": {**{k: v for k, v in build.items() if k != "sources"}, "sources": sources},
     }
+    if build.get("redact"):  # passages redacted by older rules are built again (code_versions.py)
+        inputs["redaction"] = REDACTION_VERSION
+    return inputs
 
 
 def source_content(spec: dict, key: str) -> str:

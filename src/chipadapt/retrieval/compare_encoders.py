@@ -41,19 +41,23 @@ def eval_question_set(path: str, split: str) -> QuerySet:
     return QuerySet(queries, {"file": str(path), "split": split})
 
 
-def with_known_passages(questions: QuerySet, known_ids: set[str], passages_named: str) -> QuerySet | None:
-    """`questions` when every gold id is a passage; otherwise an error, except for a question set shipped
-    with chipadapt (the default, the OpenROAD questions): against other passages it is left out with a
-    warning, a run on other documents being no mistake."""
+def with_known_passages(
+    questions: QuerySet, known_ids: set[str], passages_named: str, duplicates: dict[str, str] | None = None
+) -> QuerySet | None:
+    """`questions` when every gold id is a passage (one naming an exact duplicate the build dropped read as
+    the passage kept, `duplicates`); otherwise an error, except for a question set shipped with chipadapt
+    (the default, the OpenROAD questions): against other passages it is left out with a warning, a run on
+    other documents being no mistake."""
     path = questions.about["file"]
     try:
-        read_queries(path, known_ids=known_ids)
+        resolved = read_queries(path, known_ids, duplicates, passages_named)
     except ChipadaptError as err:
         if shipped(path):
             log.warning("retriever.eval_queries not evaluated (its questions are for other passages): %s", err)
             return None
-        raise ChipadaptError(f"retriever.eval_queries: {err} ({passages_named})") from None
-    return questions
+        raise ChipadaptError(f"retriever.eval_queries: {err}") from None
+    by_id = {q.id: q for q in resolved}
+    return QuerySet([by_id[q.id] for q in questions.queries], questions.about)
 
 
 def shipped(path: str) -> bool:

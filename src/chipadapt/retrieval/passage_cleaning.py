@@ -47,14 +47,16 @@ class CleaningReport:
     dominant: tuple[str, int, int] | None = None  # (source:doc, its passages, all passages)
 
     def to_json(self) -> dict:
+        """As recorded with the figures (results.json, the retriever stage's manifest and passages record):
+        the ids and files as lists of pairs, which a results table shows in one row, not one per id."""
         return {
             "redactions": dict(sorted(self.redactions.items())),
             "redacted_passages": self.redacted_passages,
             "recut_documents": self.recut_documents,
             "duplicates_dropped": len(self.duplicates),
-            "duplicates": self.duplicates,
+            "duplicates": [[dropped, kept] for dropped, kept in self.duplicates.items()],  # [dropped, kept]
             "machine_like_skipped": len(self.machine_like),
-            "machine_like": self.machine_like,
+            "machine_like": [[name, why] for name, why in self.machine_like.items()],  # [file, reason]
             "dominant_file": None
             if self.dominant is None
             else {"file": self.dominant[0], "passages": self.dominant[1], "of": self.dominant[2]},

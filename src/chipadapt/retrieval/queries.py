@@ -28,10 +28,19 @@ class Query:
         return json.dumps({**record, **self.extra}, ensure_ascii=False)
 
 
-def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Query]:
-    """Queries with at least one positive; with `known_ids`, every positive must be a passage id."""
+def read_queries(
+    path: str | Path,
+    known_ids: set[str] | None = None,
+    duplicates: dict[str, str] | None = None,
+    passages_named: str = "in the passages file",
+) -> list[Query]:
+    """Queries with at least one positive; with `known_ids`, every positive must be a passage id.
+    `duplicates`: passage ids a build dropped as exact copies -> the id kept (passage_cleaning.py); a gold
+    id naming a dropped copy is read as the kept one, said once per id. `passages_named`: where an unknown
+    id is not, in the error ("among the 12 passages built from DOCS")."""
     path = Path(path)
     queries = []
+    said: set[str] = set()
     for lineno, record in unique_field(jsonl_records(path, missing=f"queries file {path} does not exist"), path, "id"):
         if not isinstance(record.get("query"), str):
             raise ChipadaptError(f"{path}:{lineno}: a query needs a string 'query'")
@@ -40,10 +49,11 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
         positives = record.get("positive_ids")
         if not isinstance(positives, list) or not positives:
             raise ChipadaptError(f"{path}:{lineno}: 'positive_ids' must be a non-empty list")
+        positives = kept_ids([str(p) for p in positives], duplicates or {}, f"{path}:{lineno}", said)
         if known_ids is not None:
-            unknown = [p for p in positives if str(p) not in known_ids]
+            unknown = [p for p in positives if p not in known_ids]
             if unknown:
-                raise ChipadaptError(f"{path}:{lineno}: positive id {unknown[0]!r} is not in the passages file")
+                raise ChipadaptError(f"{path}:{lineno}: positive id {unknown[0]!r} is not {passages_named}")
         extra = {k: v for k, v in record.items() if k not in ("id", "query", "positive_ids", "answer")}
         queries.append(
             Query(
@@ -58,6 +68,28 @@ def read_queries(path: str | Path, known_ids: set[str] | None = None) -> list[Qu
     if not queries:
         raise ChipadaptError(f"{path}: no queries")
     return queries
+
+
+def kept_ids(ids: list[str], duplicates: dict[str, str], where: str, said: set[str]) -> list[str]:
+    """`ids` with each exact duplicate the build dropped replaced by the passage kept for it (the same text,
+    so the same answer), in order and without repeats; warned once per dropped id (`said`)."""
+    resolved = []
+    for pid in ids:
+        kept = duplicates.get(pid)
+        if kept is not None and pid not in said:
+            said.add(pid)
+            log.warning(
+                "%s: gold id %r names a passage dropped as an exact duplicate of %r (passages.drop_duplicates): "
+                "scored as %r",
+                where,
+                pid,
+                kept,
+                kept,
+            )
+        kept = kept or pid
+        if kept not in resolved:
+            resolved.append(kept)
+    return resolved
 
 
 def write_queries(queries: list[Query], path: Path) -> Path:
@@ -98,27 +130,33 @@ def gold_without_evidence(queries: list[Query], passages, source: str) -> list[s
     """The ids of the questions whose `evidence` string (spacing and case aside) is in none of their gold
     passages, each warned about with its line and the passages that hold the evidence now. Gold ids are
     `<file>#<n>` by position: an edited document moves them, and the question is then scored against a
-    passage that no longer answers it, silently."""
+    passage that no longer answers it, silently. Evidence quoting a credential or an e-mail address is
+    looked for as the passage build redacts it (passages.redact) too."""
+    from chipadapt.curation.redaction import redact
+
     texts = {p.id: _flat(p.text) for p in passages}
     stale = []
     for q in queries:
         evidence = q.extra.get("evidence")
         if not isinstance(evidence, str) or not evidence.strip():
             continue
-        wanted = _flat(evidence)
-        if any(wanted in texts.get(pid, "") for pid in q.positive_ids):
+        forms = {_flat(evidence), _flat(redact(evidence)[0])}
+        if any(form in texts.get(pid, "") for pid in q.positive_ids for form in forms):
             continue
         stale.append(q.id)
-        holders = [pid for pid, text in texts.items() if wanted in text]
+        holders = [pid for pid, text in texts.items() if any(form in text for form in forms)]
         now = f"passages holding it now: {', '.join(holders[:5])}" if holders else "no passage holds it now"
+        why = "a document edited since the gold ids were written moves them"
+        if len(forms) > 1:  # not the redaction: the evidence was looked for as passages.redact writes it too
+            why = f"looked for redacted too (<secret>, <email>: passages.redact); {why}"
         log.warning(
-            "%s:%s: question %r: its evidence %r is in none of its gold passages (%s); %s (a document edited "
-            "since the gold ids were written moves them)",
+            "%s:%s: question %r: its evidence %r is in none of its gold passages (%s); %s (%s)",
             source,
             q.line,
             q.id,
-            evidence[:60],
+            redact(evidence)[0][:60],  # never a secret in the log
             ", ".join(q.positive_ids),
             now,
+            why,
         )
     return stale

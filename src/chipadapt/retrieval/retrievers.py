@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.hashing import fingerprint_file
 from chipadapt.io.lock import cache_entry_lock
 from chipadapt.retrieval.encoder import TextEncoder, resolve_encoder_folder
+from chipadapt.retrieval.index_partials import remove_stale_partials
 from chipadapt.retrieval.passages import Passage
 
 log = logging.getLogger(__name__)
@@ -169,9 +171,12 @@ class DenseRetriever:
                     self.index_dir / "index.faiss",
                 )
             partial = entry.with_name(f".{entry.name}.partial.tmp")  # hidden .tmp: check_index_dir lets it be
+            started = time.time()
             self._embed(passages, partial, fingerprint)
             self.save(entry, fingerprint)
             shutil.rmtree(partial, ignore_errors=True)  # its parts are in the published index now
+        # Other fingerprints' cut-off builds no later build resumes (passages or encoder changed since).
+        remove_stale_partials(self.index_dir, partial, fingerprint, started)
 
     def _load(self, entry: Path, fingerprint: dict) -> bool:
         """Open the cached index when it was built from these passages with this encoder."""

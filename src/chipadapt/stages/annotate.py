@@ -22,7 +22,7 @@ from chipadapt.manifest import RunManifest, fingerprint_input
 from chipadapt.run_folder_key import run_folder_key
 from chipadapt.stages.common import begin
 from chipadapt.stages.output_rerun import finished_or_refused
-from chipadapt.steerlm.progress_journal import progress_journal
+from chipadapt.steerlm.progress_journal import drop_when_completed, progress_journal
 from chipadapt.steerlm.rating import AttributeRater
 from chipadapt.steerlm.rating_intervals import mean_with_interval, shown
 
@@ -50,7 +50,10 @@ def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     """train.py's hook: a rerun of this completed annotation is passed, one with other settings or
     inputs refused unless overwrite=true (stages/output_rerun.py)."""
     target, key = output_file(cfg, out)
-    return finished_or_refused(cfg, out, target, key)
+    done = finished_or_refused(cfg, out, target, key)
+    if done is not None:
+        drop_when_completed(out, "annotate")  # its ratings are in the published file now
+    return done
 
 
 def input_spec(a: DictConfig) -> tuple[dict, str | None]:
@@ -112,8 +115,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         for c, p in zip(convs, predicted)
     ]
     write_text_atomic(target, "\n".join(lines) + "\n")
-    journal.close()
-    journal.path.unlink(missing_ok=True)  # published: nothing is left to continue
+    journal.close()  # kept until the manifest says completed: removed on the rerun that passes this as done
     # With their 95% intervals over the conversations (steerlm/rating_intervals.py).
     figures = {
         k: mean_with_interval([p[k] for p in predicted], "conversation") if k in rater.rated else None

@@ -55,16 +55,17 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         accumulation=batch_plan(cfg.data, cfg.trainer).accumulation,
     )
     table = Table(
-        title="Attribute model on held-out conversations, 95% intervals over them (baseline: each attribute's "
-        "training mean; model minus baseline paired on the same conversations)"
+        title="Attribute model on held-out conversations, 95% intervals over their groups (OASST: message trees, "
+        "held out together; baseline: each attribute's training mean; model minus baseline paired on the same "
+        "conversations)"
     )
-    for column in ("attribute", "n", "MAE", "baseline MAE", "MAE - baseline", "p", "Spearman"):
+    for column in ("attribute", "n (groups)", "MAE", "baseline MAE", "MAE - baseline", "p", "Spearman"):
         table.add_column(column, justify="left" if column == "attribute" else "right")
     for name, m in trained.after.items():
         paired = m["mae_minus_baseline"]
         table.add_row(
             name,
-            str(m["n"]),
+            f"{m['n']} ({m.get('groups', m['n'])})",
             interval_text(m["mae"], m["mae_ci"]),
             interval_text(m["baseline_mae"], m["baseline_mae_ci"]),
             interval_text(paired["difference"], paired["ci"], signed=True) + f" {paired['verdict']}",

@@ -20,7 +20,7 @@ from chipadapt.stages.common import begin, starting_model
 from chipadapt.stages.output_rerun import finished_or_refused
 from chipadapt.steerlm.attribute_record import ORDER_KEY, recorded_attribute_order
 from chipadapt.steerlm.generate import sample_with_attributes
-from chipadapt.steerlm.progress_journal import progress_journal
+from chipadapt.steerlm.progress_journal import drop_when_completed, progress_journal
 from chipadapt.steerlm.rating import AttributeRater
 from chipadapt.steerlm.setting_figures import by_setting
 from chipadapt.steerlm.stage_settings import check_attribute_setting
@@ -34,7 +34,10 @@ OUTPUT = "bootstrap.jsonl"
 def finished_before(cfg: DictConfig, out: Path) -> dict | None:
     """train.py's hook: a rerun of this completed round is passed, one with other settings or inputs
     refused unless overwrite=true (stages/output_rerun.py)."""
-    return finished_or_refused(cfg, out, out / OUTPUT, run_folder_key())
+    done = finished_or_refused(cfg, out, out / OUTPUT, run_folder_key())
+    if done is not None:
+        drop_when_completed(out, "bootstrap")  # its samples and ratings are in the published file now
+    return done
 
 
 def steering_order(cfg: DictConfig, folder: Path) -> list[str]:
@@ -119,6 +122,20 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         b.batch_size,
         journal,
     )
+    if fitting["system_too_long"]:
+        log.warning(
+            "bootstrap.prompts: the system prompt of %d prompt(s) is longer than the model's context leaves a "
+            "prompt with bootstrap.max_new_tokens=%d: shorten that system turn (or lower bootstrap.max_new_tokens)",
+            fitting["system_too_long"],
+            b.max_new_tokens,
+        )
+    if prompts and fitting["prompts_too_long"] == len(prompts):
+        raise ChipadaptError(
+            f"bootstrap.prompts: none of the {len(prompts)} prompts leaves the model's context room for a reply with "
+            f"bootstrap.max_new_tokens={b.max_new_tokens}"
+            + (f" ({fitting['system_too_long']} by their system prompt alone)" if fitting["system_too_long"] else "")
+            + ": nothing to sample; shorten the prompts or lower bootstrap.max_new_tokens"
+        )
     if fitting["prompts_cut"] or fitting["prompts_too_long"]:
         log.warning(
             "bootstrap.prompts: %d of %d prompts left their earliest turns out to fit the model's context with "
@@ -154,8 +171,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     ]
     target = out / OUTPUT
     write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
-    journal.close()
-    journal.path.unlink(missing_ok=True)  # published: nothing is left to continue
+    journal.close()  # kept until the manifest says completed: removed on the rerun that passes this as done
     metrics = {
         "prompts": len(prompts),
         **fitting,  # prompts cut to the model's context, and those with no room for a reply

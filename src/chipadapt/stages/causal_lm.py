@@ -137,7 +137,9 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     # The final validation per item, what compare.py pairs two runs on: before the manifest's metrics, which
     # compare.py takes it with (a file beside a manifest without them is an earlier run's of the folder).
     if trained.trainer.is_global_zero:
-        write_validation_items(out, trained.after_items, datamodule.stats.get("val_text"))
+        write_validation_items(
+            out, trained.after_items, datamodule.stats.get("val_text"), getattr(datamodule, "val_groups", None)
+        )
     manifest.update("metrics", metrics)
     if trained.before:
         console.print(before_after_table(trained.before, trained.after, metrics["change"], cfg.stage.name))

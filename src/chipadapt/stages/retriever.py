@@ -32,7 +32,7 @@ from chipadapt.io.lock import cache_entry_lock, is_secondary_rank
 from chipadapt.loggers.final_figures import log_final_figures
 from chipadapt.manifest import RunManifest
 from chipadapt.report import console
-from chipadapt.retrieval.build import load_passages
+from chipadapt.retrieval.build import load_passages_report, passages_named
 from chipadapt.retrieval.built_inputs import passages_inputs
 from chipadapt.retrieval.compare_encoders import (
     QuerySet,
@@ -130,20 +130,33 @@ def moved_aside_by_overwrite(cfg: DictConfig, target: Path, resumed: str | None)
     return True
 
 
-def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> list[Passage]:
-    """`retriever.passages` as given, or those `passages` builds, kept in DIR/passages.jsonl."""
+def stage_passages(cfg: DictConfig, out: Path, resumed: str | None) -> tuple[list[Passage], dict | None]:
+    """`retriever.passages` as given, or those `passages` builds, kept in DIR/passages.jsonl; and what the
+    build's cleaning did (passage_cleaning.py's report: redactions, dropped duplicates, skipped files),
+    kept in its record's `cleaning` so that a reuse has it too (None for a passages file)."""
     if cfg.retriever.passages:
-        return read_passages(cfg.retriever.passages)
+        return read_passages(cfg.retriever.passages), None
     target = out / "passages.jsonl"
     build = plain(cfg.passages)
     built_from = passages_inputs(build)
     with cache_entry_lock(target):  # one builder among the run's processes (module docstring)
         advice = BUILT_FILES[0][2]
         if not moved_aside_by_overwrite(cfg, target, resumed) and reusable(target, built_from, advice, resumed):
-            return read_passages(target)
-        passages = load_passages(None, build)
+            return read_passages(target), recorded_cleaning(target)
+        passages, report = load_passages_report(None, build, "passages")
         write_built(target, "".join(p.to_json() + "\n" for p in passages), built_from)
-    return passages
+        # Beside what it was built from (why_rebuild reads only `built_from` and `sha256`): not an input.
+        record = json.loads(record_path(target).read_text(encoding="utf-8"))
+        write_json_atomic(record_path(target), {**record, "cleaning": report.to_json()})
+    return passages, report.to_json()
+
+
+def recorded_cleaning(target: Path) -> dict | None:
+    """The cleaning report kept in `target`'s record (None in a record written before it was kept)."""
+    try:
+        return json.loads(record_path(target).read_text(encoding="utf-8")).get("cleaning")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def stage_training_file(cfg: DictConfig, out: Path, passages: list[Passage], resumed: str | None) -> Path:
@@ -178,12 +191,13 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
     asked = eval_questions(rcfg.eval_queries)
     if rcfg.eval_queries:
         manifest.add_input("retriever.eval_queries", rcfg.eval_queries)
-    passages = stage_passages(cfg, out, resumed)
+    passages, cleaning = stage_passages(cfg, out, resumed)
     log.info("%d passages", len(passages))
     known = {p.id for p in passages}
     if questions is not None:  # before synthesis and training: a wrong gold id is found in seconds
-        where = rcfg.passages or f"the {len(passages)} passages in {out / 'passages.jsonl'}"
-        questions = with_known_passages(questions, known, f"passages: {where}")
+        named = passages_named(rcfg.passages, plain(cfg.passages), len(passages))
+        duplicates = dict((cleaning or {}).get("duplicates") or [])  # [dropped, kept] pairs
+        questions = with_known_passages(questions, known, named, duplicates)
         if questions is not None:  # gold ids by position: an edited document moved them (queries.py)
             stale = gold_without_evidence(questions.queries, passages, str(rcfg.eval_queries))
             questions.about["gold_without_evidence"] = len(stale)
@@ -209,6 +223,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         "data",
         {
             "passages": len(passages),
+            "passages_cleaning": cleaning,  # redactions, dropped duplicates, skipped files (null: a file given)
             "train_groups": len(train_groups),
             "heldout_groups": len(heldout),
             **copies,

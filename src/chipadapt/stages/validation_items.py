@@ -32,10 +32,14 @@ def _marks(text: dict | None, item: int) -> dict:
     return {ALL_BYTES[0]: ALL_BYTES[1], **({"cut_token_bytes": text["cut_token_bytes"]} if cut else {})}
 
 
-def validation_records(tables: dict[str, np.ndarray], texts: dict[str, dict] | None = None) -> list[dict]:
+def validation_records(
+    tables: dict[str, np.ndarray], texts: dict[str, dict] | None = None, groups: dict[str, list[str]] | None = None
+) -> list[dict]:
     """{split: item table} -> one record per (split, item). A non-finite sum (diverged weights) is left
     unscored: no paired test reads it, and strict JSON cannot hold it. `texts`: the datamodule's record of
-    each split's validation text, where it keeps one (DAPT's; SFT's conversations have none)."""
+    each split's validation text, where it keeps one (DAPT's; SFT's conversations have none). `groups`: each
+    split's item -> group (SFT: the conversation's group_by value, OASST's tree), as `group`: items of one
+    group are not independent draws, for an interval that resamples groups (compare.py does not yet)."""
     records = []
     for split, table in tables.items():
         table = np.asarray(table, dtype=np.float64).reshape(-1, 4)
@@ -54,17 +58,26 @@ def validation_records(tables: dict[str, np.ndarray], texts: dict[str, dict] | N
                     "tokens": int(table[row, TOKENS]),
                     "bytes": int(table[row, BYTES]),
                     **_marks(text, int(table[row, ITEM])),
+                    **_group(groups, split, int(table[row, ITEM])),
                     "scores": scores,
                 }
             )
     return records
 
 
+def _group(groups: dict[str, list[str]] | None, split: str, item: int) -> dict:
+    of_split = (groups or {}).get(split) or []
+    return {"group": of_split[item]} if item < len(of_split) else {}
+
+
 def write_validation_items(
-    out: Path, tables: dict[str, np.ndarray], texts: dict[str, dict] | None = None
+    out: Path,
+    tables: dict[str, np.ndarray],
+    texts: dict[str, dict] | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> Path | None:
     """`train.val_items.jsonl` in the run folder, written whole or not at all; None where the module
     kept no items (a stage whose validation is not per item)."""
     if not tables:
         return None
-    return write_items(out, VALIDATION_TASK, validation_records(tables, texts))
+    return write_items(out, VALIDATION_TASK, validation_records(tables, texts, groups))

@@ -23,16 +23,21 @@ def encode_for_rating(tokenizer, template, conversation: Conversation, max_token
 
 
 def collate_ratings(items, pad_id: int, n_attributes: int):
-    width = max(len(ids) for ids, _, _ in items)
+    """A batch of (ids, labels, which are given) items; a held-out item's fourth element, its group's
+    index (the conversations held out together), becomes `group`: intervals resample groups, not threads."""
+    width = max(len(item[0]) for item in items)
     input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(items), width), dtype=torch.long)
     labels = torch.zeros((len(items), n_attributes))
     mask = torch.zeros((len(items), n_attributes))
-    for r, (ids, values, present) in enumerate(items):
+    for r, (ids, values, present, *_) in enumerate(items):
         input_ids[r, : len(ids)] = torch.tensor(ids)  # right padding: the head finds the last real token
         attention[r, : len(ids)] = 1
         labels[r], mask[r] = torch.tensor(values), torch.tensor(present)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "label_mask": mask}
+    batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "label_mask": mask}
+    if all(len(item) == 4 for item in items):
+        batch["group"] = torch.tensor([item[3] for item in items], dtype=torch.long)
+    return batch
 
 
 def _numbers(item) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +100,10 @@ class AttributeDataModule(TrainingDataModule):
                 copies,
             )
         self.train_set = self.train_items = [self._item(c) for c in train]
-        self.val_sets = {"attributes": [self._item(c) for c in val]} if val else {}
+        # Each held-out item with its group's index (its own where the source sets no group_by): the threads of
+        # one OASST tree share turns and raters, so the attribute model's intervals resample trees.
+        group_index = {key: i for i, key in enumerate(dict.fromkeys(c.holdout_key for c in val))}
+        self.val_sets = {"attributes": [(*self._item(c), group_index[c.holdout_key]) for c in val]} if val else {}
         means, counts = [], {}
         for i, name in enumerate(self.attributes):
             present = [v[i] for _, v, p in self.train_items if p[i]]
@@ -121,6 +129,7 @@ class AttributeDataModule(TrainingDataModule):
         self.stats = {
             "train_conversations": len(train),
             "val_conversations": len(val),
+            "val_groups": len(group_index),  # held out together (OASST: trees): the intervals' independent units
             "held_out_copies_dropped": copies,
             "unlabelled": unlabelled,
             "attributes": self.attributes,

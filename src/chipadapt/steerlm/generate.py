@@ -4,7 +4,7 @@ import torch
 
 from chipadapt.data.base import pad_token_id
 from chipadapt.data.chat_templates import attribute_string
-from chipadapt.models.context_fit import fitted_prompt, model_context, reply_tokens
+from chipadapt.models.context_fit import fitted_prompt, model_context, reply_tokens, system_too_long
 from chipadapt.models.text_generation import stop_token_ids
 
 
@@ -62,6 +62,12 @@ def sample_with_attributes(
     counts = {
         "prompts_cut": sum(1 for kept, left_out in fitted if kept is not None and left_out),
         "prompts_too_long": sum(1 for kept, _ in fitted if kept is None),
+        # of those, the prompts whose system turn alone leaves no room: the system prompt is what to shorten
+        "system_too_long": sum(
+            1
+            for (kept, _), messages in zip(fitted, prompts)
+            if kept is None and system_too_long(messages, tokens, context, max_new_tokens)
+        ),
     }
     jobs = [
         (pi, template.prompt(kept, attribute_string(setting, order)))

@@ -70,6 +70,7 @@ class QATask(TaskBase):
         self.limit, self.max_new_tokens, self.batch_size = limit, max_new_tokens, batch_size
         self.rouge = rouge
         self.items: list[dict] | None = None
+        self.passages_cleaning: dict | None = None  # what the passage build redacted or left out (_retrieve)
         self.retrieval = (
             OmegaConf.to_container(retrieval, resolve=True) if isinstance(retrieval, DictConfig) else retrieval
         )
@@ -95,10 +96,12 @@ class QATask(TaskBase):
         return [("path", str(self.path)), *found]
 
     def _retrieve(self, questions: list[str]) -> list[list]:
-        from chipadapt.retrieval.build import chosen_retriever, load_passages, make_retrievers
+        from chipadapt.retrieval.build import chosen_retriever, load_passages_report, make_retrievers
 
         r = self.retrieval
-        passages = load_passages(r.get("passages"), r["build"])
+        passages, cleaning = load_passages_report(r.get("passages"), r["build"], f"eval.{self.name}.retrieval.build")
+        # What the build left out or redacted, recorded with the figures (results.json's passages_cleaning).
+        self.passages_cleaning = cleaning.to_json() if cleaning else None
         retrievers = make_retrievers(r.get("encoders"), r["dense"], r.get("bm25"), r.get("hybrid"), r.get("index_dir"))
         retriever = chosen_retriever(retrievers, r["use"], f"eval.{self.name}.retrieval.use")
         retriever.index(passages)
@@ -152,4 +155,10 @@ class QATask(TaskBase):
                 item["scores"]["passages_in_prompt"] = len(ids)
                 item.update({"retrieved_ids": [p.id for p in hits], "prompt_passage_ids": list(ids)})
         self.items = items
-        return {**summarize(items), "questions": len(rows), "rougeL_scorer": self.rouge.describe()}
+        cleaning = self.passages_cleaning
+        return {
+            **summarize(items),
+            "questions": len(rows),
+            "rougeL_scorer": self.rouge.describe(),
+            **({"passages_cleaning": cleaning} if cleaning else {}),
+        }

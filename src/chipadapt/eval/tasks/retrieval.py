@@ -17,7 +17,13 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.outputs import check_output_file, refuse_overlap_with_inputs
-from chipadapt.retrieval.build import check_index_dir, load_passages, make_retrievers, retrieval_inputs
+from chipadapt.retrieval.build import (
+    check_index_dir,
+    load_passages_report,
+    make_retrievers,
+    passages_named,
+    retrieval_inputs,
+)
 from chipadapt.retrieval.fusion_choice import check_tuning_metric, choose_fusion
 from chipadapt.retrieval.metrics import query_scores
 from chipadapt.retrieval.misses import is_misses_file, write_misses
@@ -196,8 +202,13 @@ class RetrievalTask(TaskBase):
         return {"chosen_on_reported_questions": True}
 
     def run(self, model=None, tokenizer=None) -> dict[str, dict[str, float]]:
-        passages = load_passages(self.passages_path, self.build)
-        all_queries = read_queries(self.queries_path, known_ids={p.id for p in passages})
+        passages, cleaning = load_passages_report(self.passages_path, self.build, "eval.retrieval.build")
+        all_queries = read_queries(
+            self.queries_path,
+            known_ids={p.id for p in passages},
+            duplicates=cleaning.duplicates if cleaning else None,
+            passages_named=passages_named(self.passages_path, self.build, len(passages)),
+        )
         stale = gold_without_evidence(all_queries, passages, str(self.queries_path))
         queries = select_split(all_queries, self.split, str(self.queries_path), "eval.retrieval.split")[: self.limit]
         if not queries:  # limit=0: no figure could be computed
@@ -281,6 +292,8 @@ class RetrievalTask(TaskBase):
                 metrics.get(f"mrr@{self.mrr_k}", float("nan")),
             )
         results["passages"] = len(passages)
+        if cleaning is not None:  # what the build left out or redacted: the figures are over what remained
+            results["passages_cleaning"] = cleaning.to_json()
         results["gold_without_evidence"] = len(stale)  # questions whose evidence no gold passage holds
         results["split"] = self.split
         if self.misses_file:

@@ -91,6 +91,7 @@ def steerlm_part(ctx: Context) -> tuple[list[str], dict]:
             facts["steer_quality_gap"] = hi.get("quality", 0) - lo.get("quality", 0)
             facts["steer_helpfulness_gap"] = hi.get("helpfulness", 0) - lo.get("helpfulness", 0)
             facts["steer_replies"] = probe[0]["replies"]
+            facts["steer_minus_first"] = probe[1].get("minus_first")  # low minus high, paired over prompts
     return lines, facts
 
 

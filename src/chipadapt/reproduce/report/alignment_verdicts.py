@@ -94,13 +94,25 @@ def pairs_for_spearman(r: float) -> int | None:
     return math.ceil(3 + Z95**2 * (1 + r * r / 2) / math.atanh(min(abs(r), 0.999999)) ** 2)
 
 
+# Said of a figure recorded before conversations were held out by group (code_versions.HELDOUT_VERSION 2).
+BY_THREAD_ID = "Measured with threads held out by their own id (partly in-sample); not measured again."
+
+
 def attribute_row(val: dict) -> list:
     undefined = sorted(name for name, m in val.items() if m["spearman"] is None)
     # An attribute whose labels or ratings are all equal has no rank correlation: it is named, not counted.
     val = {name: m for name, m in val.items() if m["spearman"] is not None}
     if not val:
         return [*ATTRIBUTES, f"Spearman undefined for every attribute: {', '.join(undefined)}", NOT_MEASURED, ""]
-    spans = {name: spearman_interval(m["spearman"], int(m["n"])) for name, m in val.items()}
+    # Recorded with the held-out groups (trees) it was measured over: its own interval, over resampled groups
+    # (modules/attribute_figures.py). Recorded without: held out by thread id, the Fisher-z interval over them.
+    grouped = all("groups" in m for m in val.values())
+    spans = {
+        name: tuple(m["spearman_ci"])
+        if grouped and m.get("spearman_ci")
+        else spearman_interval(m["spearman"], int(m["n"]))
+        for name, m in val.items()
+    }
     here = ", ".join(f"{name} {val[name]['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}]" for name, (lo, hi) in spans.items())
     better = sum(m["mae"] < m["baseline_mae"] for m in val.values())
     here = (
@@ -110,7 +122,14 @@ def attribute_row(val: dict) -> list:
     )
     above = sum(lo > 0 for lo, _ in spans.values())
     below = sum(hi < 0 for _, hi in spans.values())
-    note = "Not a paired test: one model's ratings against the labels (Fisher-z interval over the conversations)"
+    if grouped:
+        units = ", ".join(sorted({f"{int(m['n'])} conversations from {int(m['groups'])} groups" for m in val.values()}))
+        note = f"Not a paired test: one model's ratings against the labels (interval over held-out groups: {units})"
+    else:
+        note = (
+            "Not a paired test: one model's ratings against the labels (Fisher-z interval over the conversations). "
+            f"{BY_THREAD_ID}"
+        )
     if above > len(val) / 2:
         verdict = REPRODUCES
         why = note + ("" if better > len(val) / 2 else "; it ranks them, but its scale is off the labels' (MAE)")
@@ -123,7 +142,9 @@ def attribute_row(val: dict) -> list:
         ranked = sorted(val.items(), key=lambda kv: -kv[1]["spearman"])
         name, m = ranked[len(val) // 2]
         needed = pairs_for_spearman(m["spearman"]) if m["spearman"] > 0 else None
-        verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} conversations" if needed else NOT_RESOLVED
+        # Over groups, Fisher-z's count is of independent units: as many groups (trees), not threads.
+        unit = "independent groups (trees)" if grouped else "conversations"
+        verdict = f"{NOT_RESOLVED}{NEEDS}about {needed:,} {unit}" if needed else NOT_RESOLVED
         why = (
             f"{note}; {above} of {len(val)} attributes resolved; a majority needs {name} ({m['spearman']:+.2f}) "
             f"resolved too; it has {int(m['n'])} labelled conversations now"
@@ -137,12 +158,31 @@ def steer_row(f: dict) -> list:
         f"rated quality {gap:+.2f}, helpfulness {f.get('steer_helpfulness_gap', 0):+.2f} "
         f"(high minus low setting, {f.get('steer_replies', '–')} replies each)"
     )
+    # The probe's paired tests (steerlm/setting_figures.py): the low setting minus the high one over the same
+    # prompts, turned here into high minus low. A record from before them has none.
+    paired = {a: d for a, d in (f.get("steer_minus_first") or {}).items() if a in ("quality", "helpfulness") and d}
+    if not paired:
+        return [
+            *STEERS,
+            here,
+            NOT_MEASURED,
+            "The probe's record holds each setting's mean rating, not a paired test over its prompts: no interval "
+            "(a rerun of steer_probe records one). Its ratings come from the attribute model above.",
+        ]
+    parts, above, below = [], 0, 0
+    for a, d in paired.items():
+        lo, hi = -d["ci"][1], -d["ci"][0]
+        parts.append(f"{a} {-d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] (p = {d['p']:.2g}, n = {d['n']} prompts)")
+        above, below = above + (lo > 0), below + (hi < 0)
+    here = f"high minus low setting, paired over the same prompts: {'; '.join(parts)}"
+    verdict = REPRODUCES if above == len(paired) else CONTRADICTS if below == len(paired) else NOT_RESOLVED
+    tests = sorted({d["test"] for d in paired.values()})
     return [
         *STEERS,
         here,
-        NOT_MEASURED,
-        "The probe keeps each setting's mean rating, not the replies' ratings: no interval and no paired test "
-        "(the same prompts under both settings would pair). Its ratings come from the attribute model above.",
+        verdict,
+        f"Paired test over prompts ({', '.join(tests)}); the ratings come from the attribute model above, so "
+        "they are as good as its ranking.",
     ]
 
 
