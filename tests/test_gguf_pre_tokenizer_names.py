@@ -94,7 +94,7 @@ def test_a_package_model_reads_its_gguf_header_once(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, version", [("command-r", 3), ("minerva-7b", 3), ("smollm", 2), (None, 2)])
 def test_the_reproduction_stamp_carries_the_conversion_version_of_its_gguf(name, version):
-    from chipadapt.code_versions import SELECTION_VERSION, code_versions
+    from chipadapt.code_versions import HELDOUT_VERSION, SELECTION_VERSION, code_versions
 
     # Was conversion 2 for every GGUF: a command-r reproduction's steps from before version 3 counted as done.
-    assert code_versions(name) == {"conversion": version, "selection": SELECTION_VERSION}
+    assert code_versions(name) == {"conversion": version, "selection": SELECTION_VERSION, "heldout": HELDOUT_VERSION}

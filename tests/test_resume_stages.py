@@ -99,6 +99,7 @@ def test_attribute_model_resumes_exactly(tmp_path):
         "stage=attribute_model",
         *TINY_FAST,
         f"data.sources.oasst_labelled.path={data}",
+        "data.sources.oasst_labelled.group_by=null",  # no OASST trees: each conversation held out alone
         "data.attributes.names=[quality,humor]",
         "data.val_fraction=0.2",
         "data.seq_len=64",

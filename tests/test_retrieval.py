@@ -66,6 +66,7 @@ def test_dense_and_hybrid_retrieval_and_the_index_cache(tmp_path, caplog):
     hits = dense.search(["Which step builds the power distribution network?"], 2)
     assert hits[0][0][0] == "p2" and 0 < hits[0][0][1] <= 1.0001
     caplog.set_level("INFO")
+    caplog.clear()  # the first build's lines too, where an earlier test left the logger at INFO
     again = DenseRetriever(encoder_path=str(folder), encoder_package=None, index_dir=str(tmp_path / "idx"), **DENSE)
     again.index(PASSAGES)
     assert "dense index loaded" in caplog.text and "building" not in caplog.text

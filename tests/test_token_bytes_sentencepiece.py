@@ -1,8 +1,7 @@
 """A SentencePiece-style vocabulary (Llama-2, Mistral, Gemma) counts each piece's own bytes: `▁` a space,
-a byte-fallback piece one byte (models/token_bytes.py)."""
+a byte-fallback piece one byte (models/token_bytes.py). Gemma-3's real tokenizer is checked where
+tests/test_tokenizer_families.py reads it already (20 s a read)."""
 
-import pytest
-from helpers.gguf_tokenizer import gemma3_tokenizer_folder
 from helpers.sentencepiece_base import sentencepiece_base
 from transformers import AutoTokenizer
 
@@ -28,15 +27,3 @@ def test_a_llama2_style_piece_counts_its_space_and_a_byte_piece_one_byte(tmp_pat
         # 40 bytes counted 33 before, "héllo wörld ✓" 17 counted 29.
         assert counted(tokenizer, lengths, text) == len(text.encode("utf-8")) + 1
     assert counted(tokenizer, lengths, " two  spaces\n\nx") == len(b" two  spaces\n\nx")  # no prefix added
-
-
-@pytest.mark.slow  # reading the GGUF tokenizer takes about 20 s
-def test_gemma3_counts_the_bytes_of_its_text(tmp_path):
-    folder = gemma3_tokenizer_folder(tmp_path)
-    if folder is None:
-        pytest.skip("the Gemma-3 GGUF package is not installed")
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="tokenizer.gguf")
-    lengths = token_byte_lengths(tokenizer, len(tokenizer))
-    for text in TEXTS:  # as before: Gemma's pieces of text decode alone to their bytes
-        assert counted(tokenizer, lengths, text) == len(text.encode("utf-8"))
-    assert int(lengths[tokenizer.convert_tokens_to_ids("<0xC3>")]) == 1  # was 3: U+FFFD decoded alone

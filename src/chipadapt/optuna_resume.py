@@ -102,7 +102,10 @@ def resumable(study: optuna.Study, number: int, sweep_dir: Path, held: ExitStack
 
 
 def runs_jobs_here(launcher: Any) -> bool:
-    """Whether the launcher runs the jobs inside this process (Hydra's basic launcher), so they end with it."""
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-    return isinstance(launcher, BasicLauncher)
+    """Whether the launcher runs the jobs inside this process (Hydra's basic launcher), so they end with it.
+    By the class's name, not isinstance: Hydra's plugin discovery may import its plugin modules again, and a
+    launcher made from the earlier module's class is then no instance of the later one's."""
+    return any(
+        cls.__name__ == "BasicLauncher" and cls.__module__ == "hydra._internal.core_plugins.basic_launcher"
+        for cls in type(launcher).__mro__
+    )
