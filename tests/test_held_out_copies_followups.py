@@ -205,25 +205,12 @@ def _retriever_overrides(tmp_path, *extra):
     import shutil
 
     from helpers.models import tiny_bert
+    from helpers.retriever_runs import retriever_overrides
 
     from chipadapt.config_resolvers import resource_path
 
     docs = shutil.copytree(resource_path("sample_corpus/docs"), tmp_path / "docs")
-    return [
-        "stage=retriever",
-        f"retriever.encoder.path={tiny_bert(tmp_path / 'bert')}",
-        "passages=sample_docs",
-        f"passages.sources.kestrel.path={docs}",
-        "retriever.synthetic.method=ict",
-        "retriever.synthetic.num_samples=16",
-        "retriever.synthetic.min_passage_chars=100",
-        "retriever.evaluate_after=false",
-        "retriever.train.batch_size=4",
-        "retriever.heldout_fraction=0.2",
-        "trainer.max_steps=1",
-        "callbacks.progress=null",
-        *extra,
-    ]
+    return retriever_overrides(tiny_bert(tmp_path / "bert"), docs, *extra)
 
 
 def test_a_bad_eval_queries_file_stops_the_retriever_before_synthesis(tmp_path):

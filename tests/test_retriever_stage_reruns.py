@@ -10,6 +10,7 @@ import shutil
 import pytest
 from conftest import compose, read_manifest, write_jsonl
 from helpers.models import tiny_bert
+from helpers.retriever_runs import retriever_overrides
 
 from chipadapt.config_resolvers import resource_path
 from chipadapt.errors import ChipadaptError
@@ -29,21 +30,7 @@ def docs(tmp_path):
 
 
 def overrides(encoder, docs, *extra):
-    return [
-        "stage=retriever",
-        f"retriever.encoder.path={encoder}",
-        "passages=sample_docs",
-        f"passages.sources.kestrel.path={docs}",
-        "retriever.synthetic.method=ict",
-        "retriever.synthetic.num_samples=16",
-        "retriever.synthetic.min_passage_chars=100",
-        "retriever.evaluate_after=false",
-        "retriever.train.batch_size=4",
-        "retriever.heldout_fraction=0.2",
-        "trainer.max_steps=1",
-        "callbacks.progress=null",
-        *extra,
-    ]
+    return retriever_overrides(encoder, docs, *extra)
 
 
 def train(args, run):
