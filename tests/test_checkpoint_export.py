@@ -153,7 +153,8 @@ def test_what_cannot_be_exported_is_one_line(runs, tmp_path):
     """The command line once (one line, exit 2); the other refusals in-process, each a subprocess less."""
     from omegaconf import OmegaConf
 
-    from chipadapt.checkpoint_export import find_checkpoint, run_record
+    from chipadapt.checkpoint_choice import find_checkpoint
+    from chipadapt.checkpoint_ownership import run_record
     from chipadapt.errors import ChipadaptError
     from chipadapt.models.checkpoint_weights import checkpoint_layout
 

@@ -80,7 +80,7 @@ def _short_context_tokenizer():
 
 
 def test_whole_documents_tokenize_without_the_longer_than_maximum_warning(tmp_path):
-    from chipadapt.data.sources import SourceSpec
+    from chipadapt.data.source_spec import SourceSpec
     from chipadapt.data.token_cache import _tokenize
 
     (tmp_path / "docs.jsonl").write_text('{"text": "' + "module counter clk endmodule " * 50 + '"}\n')

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import TINY_FAST, compose, write_jsonl
 
-from chipadapt.data.sources import SourceSpec, read_source, source_files, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_files, source_spec
+from chipadapt.data.sources import read_source
 from chipadapt.errors import ChipadaptError
 
 TEXTS = [f"module m{i}(input clk); endmodule // {i}" for i in range(6)]

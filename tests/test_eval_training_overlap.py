@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 import chipadapt.config_resolvers  # noqa: F401  (chipadapt_resource)
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import read_source, source_spec
+from chipadapt.data.source_spec import source_spec
+from chipadapt.data.sources import read_source
 
 DAPT_TARGET = "chipadapt.data.datamodule.PretrainDataModule"
 

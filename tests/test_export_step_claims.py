@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_FAST, compose
 from omegaconf import OmegaConf
 
-from chipadapt.checkpoint_export import find_checkpoint
+from chipadapt.checkpoint_choice import find_checkpoint
 from chipadapt.errors import ChipadaptError
 from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
 

@@ -9,7 +9,8 @@ from conftest import compose, write_jsonl
 from omegaconf import OmegaConf
 
 from chipadapt.data.holdout import held_out, held_out_mask
-from chipadapt.data.sources import Document, SourceSpec, read_source, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_spec
+from chipadapt.data.sources import Document, read_source
 
 LINE = "module fifo_ctrl(input clk_i, input rst_ni); assign wready_o = !fifo_full; // posedge clk_i"
 SECRET = "zorblaxquint"  # a word only the held-out documents (and their copies) hold

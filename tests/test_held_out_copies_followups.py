@@ -11,7 +11,8 @@ import pytest
 from conftest import compose, write_jsonl
 
 from chipadapt.data.holdout import held_out, held_out_mask, question_digest
-from chipadapt.data.sources import Document, read_source, source_spec
+from chipadapt.data.source_spec import source_spec
+from chipadapt.data.sources import Document, read_source
 from chipadapt.errors import ChipadaptError
 
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import write_jsonl
 from helpers.models import tiny_llama
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import read_source
 from chipadapt.errors import ChipadaptError
 
 TEXTS = [f"module m{i}(input clk, output reg q); always @(posedge clk) q <= ~q; endmodule // {i}" for i in range(12)]

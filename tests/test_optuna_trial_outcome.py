@@ -15,8 +15,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.optuna_sweeper import SPACE, FakeLauncher, basic_launcher_batch, states, sweeper
 from omegaconf import OmegaConf
-from test_optuna_search import SPACE, FakeLauncher, basic_launcher_batch, states, sweeper
 
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.optuna_results import report
@@ -210,7 +210,7 @@ def test_the_results_name_the_items_each_kind_of_metric_is_measured_on(tmp_path,
 
 @pytest.mark.parametrize("jobs_here", [False, None], ids=["slurm", "stored before the record"])
 def test_a_trial_whose_job_ran_outside_the_search_is_not_run_again_on_a_free_folder_lock(tmp_path, caplog, jobs_here):
-    from test_optuna_search import killed_trial
+    from helpers.optuna_sweeper import killed_trial
 
     from chipadapt.optuna_resume import JOBS_HERE
 
@@ -330,7 +330,7 @@ def test_a_batch_mate_is_not_told_the_value_of_another_folder_of_the_same_overri
 
 
 def test_two_searches_do_not_both_run_a_trial_again(tmp_path, monkeypatch):
-    from test_optuna_search import killed_trial
+    from helpers.optuna_sweeper import killed_trial
 
     import chipadapt.optuna_search as optuna_search
 

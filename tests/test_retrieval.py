@@ -214,7 +214,8 @@ def test_synthetic_groups_never_take_a_near_duplicate_of_the_positive_as_negativ
 def test_llm_synthesis_falls_back_to_ict_where_the_model_writes_no_question(tmp_path):
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
     from chipadapt.retrieval.retrievers import BM25Retriever
-    from chipadapt.retrieval.synthetic import LLMHelper, synthesize
+    from chipadapt.retrieval.synthetic import synthesize
+    from chipadapt.retrieval.synthetic_llm import LLMHelper
 
     folder = tiny_llama(tmp_path, num_layers=1, max_position_embeddings=512)
     llm = LLMHelper(load_causal_lm(folder, "float32", "sdpa").eval(), load_tokenizer(folder), 4, 8, 200)

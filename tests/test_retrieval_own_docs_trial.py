@@ -81,7 +81,7 @@ REDUCE_SENTENCE = "Reduce the placement density or widen the layer range so that
 
 
 def test_ict_queries_are_whole_sentences_of_a_hard_wrapped_paragraph():
-    from chipadapt.retrieval.synthetic import ict_query
+    from chipadapt.retrieval.synthetic_queries import ict_query
 
     queries = {ict_query(WRAPPED, random.Random(seed))[0] for seed in range(20)}
     # never "... could not fit all nets into the", nor the list item or the table row

@@ -1,7 +1,8 @@
 import pytest
 from conftest import write_jsonl
 
-from chipadapt.data.sources import SourceSpec, read_source, source_files
+from chipadapt.data.source_spec import SourceSpec, source_files
+from chipadapt.data.sources import read_source
 from chipadapt.errors import ChipadaptError
 
 

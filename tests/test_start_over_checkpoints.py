@@ -78,7 +78,7 @@ def manifest_of(cfg, status: str = "completed", trained: int | None = 4) -> dict
 
 
 def test_export_refuses_a_checkpoint_of_another_run_in_the_folder(tmp_path):
-    from chipadapt.checkpoint_export import check_written_by_run
+    from chipadapt.checkpoint_ownership import check_written_by_run
 
     run, ckpt = tmp_path, tmp_path / "checkpoints" / "epoch=1-step=6.ckpt"
     now = config(tmp_path, "trainer.max_steps=4", "optim.lr=1e-3")
@@ -205,7 +205,7 @@ def test_a_start_over_names_the_earlier_runs_exports(tmp_path, caplog):
 
 
 def test_export_accepts_its_own_checkpoint_after_a_shorter_resume_that_did_not_complete(tmp_path):
-    from chipadapt.checkpoint_export import check_written_by_run
+    from chipadapt.checkpoint_ownership import check_written_by_run
 
     now = config(tmp_path, "trainer.max_steps=4")
     record = {**manifest_of(now, "failed", None), "inputs": {"resumed": {"step": 6}}}
@@ -217,7 +217,7 @@ def test_export_accepts_its_own_checkpoint_after_a_shorter_resume_that_did_not_c
 
 def test_export_reads_recorded_settings_as_the_resume_check_does(tmp_path):
     """A record of an earlier version (a retired key, a renamed value) resumes; export refused it."""
-    from chipadapt.checkpoint_export import check_written_by_run
+    from chipadapt.checkpoint_ownership import check_written_by_run
     from chipadapt.run_settings import RENAMED_VALUES
 
     now = config(tmp_path, "trainer.max_steps=4", "optim=adamw_cosine")

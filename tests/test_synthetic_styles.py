@@ -101,7 +101,8 @@ def test_template_styles_name_what_the_structure_holds():
 
 def test_synthesis_records_styles_splits_by_share_and_keeps_same_flag_passages_out_of_negatives():
     from chipadapt.retrieval.retrievers import BM25Retriever
-    from chipadapt.retrieval.synthetic import style_quotas, synthesize
+    from chipadapt.retrieval.synthetic import synthesize
+    from chipadapt.retrieval.synthetic_queries import style_quotas
 
     assert style_quotas({"question": 2, "flag": 1, "keyword": 1}, 100) == {"question": 50, "flag": 25, "keyword": 25}
     with pytest.raises(ChipadaptError, match="'riddle' is not one of"):

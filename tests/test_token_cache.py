@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import write_jsonl
 
-from chipadapt.data.sources import SourceSpec
+from chipadapt.data.source_spec import SourceSpec
 from chipadapt.data.token_cache import tokenize_source
 
 
@@ -42,7 +42,7 @@ def test_key_changes_with_file_content_and_tokenizer(tmp_path, tokenizer):
 CONCURRENT_TOKENIZER = """
 import json, sys, time
 from pathlib import Path
-from chipadapt.data.sources import SourceSpec
+from chipadapt.data.source_spec import SourceSpec
 from chipadapt.data.token_cache import tokenize_source
 from chipadapt.models.tiny import train_tiny_tokenizer
 

@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.pipeline import train
 from chipadapt.tokenizer.augment import DomainTokenizer

@@ -10,7 +10,6 @@ what it came from."""
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.checkpoint_choice import find_checkpoint
+from chipadapt.checkpoint_ownership import check_written_by_run, run_record, starting_folder
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import sha256_json
-from chipadapt.io.jsonl import json_object
 from chipadapt.io.outputs import check_output_folder, written_by
 from chipadapt.manifest import RunManifest, fingerprint_input
 
@@ -28,157 +28,6 @@ log = logging.getLogger(__name__)
 
 COMMAND = "export"
 EXPORT_RECORD = "export.json"
-CAUSAL_LM_RUNNER = "chipadapt.stages.causal_lm.run"
-# Lightning's default checkpoint names: `epoch=0-step=4.ckpt` (save_top_k=-1 keeps one per save).
-STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)(?:[-_.]|$)")
-
-
-def find_checkpoint(cfg: DictConfig) -> tuple[Path, Path]:
-    """(run folder, checkpoint) from `checkpoint=`, `run=` and `step=`."""
-    step = cfg.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise ChipadaptError(f"step: {step!r} is not a whole number >= 0")
-    run = Path(str(cfg.run)).expanduser() if cfg.get("run") else None
-    if cfg.get("checkpoint"):
-        if step is not None:
-            raise ChipadaptError("step: give step= with run=RUN, or checkpoint=FILE alone (not both)")
-        ckpt = Path(str(cfg.checkpoint)).expanduser()
-        if not ckpt.exists():
-            raise ChipadaptError(f"checkpoint: {ckpt} does not exist")
-        if run is None and (ckpt / "checkpoints").is_dir() and (ckpt / "manifest.json").is_file():
-            return ckpt, chosen_step(ckpt, None, "checkpoint")  # a run folder: its last.ckpt
-        if run is None:
-            if ckpt.parent.name != "checkpoints":
-                raise ChipadaptError(
-                    f"checkpoint: {ckpt} is not in a run's checkpoints/ folder; name its run too: run=RUN"
-                )
-            run = ckpt.parent.parent
-        return run, ckpt
-    if run is None:
-        raise ChipadaptError(
-            "checkpoint: required, not set (checkpoint=RUN/checkpoints/last.ckpt, or run=RUN [step=N])"
-        )
-    return run, chosen_step(run, step, "run")
-
-
-def chosen_step(run: Path, step: int | None, key: str) -> Path:
-    """The run's last.ckpt (step None), else the checkpoint of that optimizer step."""
-    folder = run / "checkpoints"
-    if not folder.is_dir():
-        raise ChipadaptError(f"{key}: {run} has no checkpoints/ folder (not a training run, or none saved yet)")
-    last = folder / "last.ckpt"
-    if step is None:
-        if not last.exists():
-            raise ChipadaptError(f"{key}: {folder} has no last.ckpt yet; step=N picks another checkpoint")
-        return last
-    from chipadapt.models.checkpoint_weights import checkpoint_metadata
-
-    named: dict[int, list[Path]] = {}
-    for entry in sorted(folder.glob("*.ckpt")):
-        found = STEP_IN_NAME.search(entry.name)
-        if found:
-            named.setdefault(int(found.group(1)), []).append(entry)
-    if step in named:
-        return one_of_step(run, named[step], step, key)
-    last_step = checkpoint_metadata(last, key)["global_step"] if last.exists() else None
-    if last_step == step:
-        return last
-    kept = sorted({*named, *([last_step] if last_step is not None else [])})
-    raise ChipadaptError(
-        f"step: {folder} has no checkpoint of step {step} (it has steps {', '.join(map(str, kept)) or 'none'}); "
-        "a run keeps a checkpoint per save with callbacks.checkpoint.save_top_k=-1"
-    )
-
-
-def one_of_step(run: Path, candidates: list[Path], step: int, key: str) -> Path:
-    """The one checkpoint of `step` among files whose names claim it: where there are several (an earlier run's
-    under another callbacks.checkpoint.filename, or from before settings were recorded, which a start-over
-    keeps), the one whose recorded settings are the run's; the first by name was exported as the run's, which
-    could be the earlier run's weights. Refused in one line, naming the files, where that is not one. Names of
-    one file (a `best-step=2.ckpt` link to the step's checkpoint) are one candidate; one that cannot be read (a
-    file cut short, a sharded folder without its meta.pt) is set aside, said in a line, rather than stopping the
-    export of the one that is the run's."""
-    candidates = distinct_files(candidates)
-    if len(candidates) == 1:
-        return candidates[0]
-    from chipadapt.models.checkpoint_weights import checkpoint_metadata
-    from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
-
-    record = run_record(run)
-    matching = []
-    for entry in candidates:
-        try:
-            content = checkpoint_metadata(entry, key)
-        except (ChipadaptError, OSError) as err:
-            log.warning("step: %s set aside, it cannot be read (%s)", entry, " ".join(str(err).split()))
-            continue
-        if not isinstance(content.get(CHECKPOINT_KEY), dict):
-            continue  # no settings recorded: nothing tells whose it is
-        try:
-            check_written_by_run(run, entry, record, content)
-        except ChipadaptError:
-            continue
-        matching.append(entry)
-    if len(matching) == 1:
-        return matching[0]
-    why = (
-        "none records the settings of this run"
-        if not matching
-        else f"{len(matching)} record this run's settings ({', '.join(entry.name for entry in matching)})"
-    )
-    raise ChipadaptError(
-        f"step: {run / 'checkpoints'} holds {len(candidates)} checkpoints of step {step} "
-        f"({', '.join(entry.name for entry in candidates)}) and {why}; name the one to export with checkpoint=FILE"
-    )
-
-
-def distinct_files(candidates: list[Path]) -> list[Path]:
-    """`candidates` less the names of a file already in it (links, hard links): each file by its own name where
-    a candidate is that (a link's target before the link), else by its first."""
-    kept: list[Path] = []
-    for entry in sorted(candidates, key=Path.is_symlink):  # stable: by name within each kind
-        try:
-            if any(entry.samefile(other) for other in kept):
-                continue
-        except OSError:  # a dangling link is its own candidate, set aside as unreadable
-            pass
-        kept.append(entry)
-    return kept
-
-
-def run_record(run: Path) -> dict:
-    """The run's manifest.json: its resolved config and its inputs by content."""
-    record = json_object(run / "manifest.json", "run")
-    if record.get("kind") != "train" or not isinstance(record.get("config"), dict):
-        raise ChipadaptError(f"run: {run}/manifest.json is not a training run's record")
-    stage = record["config"].get("stage") or {}
-    if (stage.get("runner") or {}).get("_target_") != CAUSAL_LM_RUNNER:
-        raise ChipadaptError(
-            f"run: {run} is a {stage.get('name', 'non-causal-LM')} run; export rebuilds causal-LM runs "
-            f"(dapt, sft, steerlm) only: its model is {run}/model, written when the run ends"
-        )
-    return record
-
-
-def starting_folder(run: Path, record: dict) -> tuple[Path, dict]:
-    """The folder the run started from, refused when its content is not what the run recorded."""
-    recorded = (record.get("inputs") or {}).get("model")
-    if not isinstance(recorded, dict) or not recorded.get("path") or not recorded.get("fingerprint"):
-        raise ChipadaptError(f"run: {run}/manifest.json records no starting model (inputs.model)")
-    folder = Path(recorded["path"])
-    if not folder.is_dir():
-        raise ChipadaptError(
-            f"run: the starting model {folder} ({run}/manifest.json inputs.model) is gone; the checkpoint needs "
-            "its tokenizer and config (and, with LoRA, its weights)"
-        )
-    log.info("checking the starting model %s against the run's record", folder)
-    current = fingerprint_input(folder)
-    if current["fingerprint"] != recorded["fingerprint"]:
-        raise ChipadaptError(
-            f"run: the starting model {folder} changed since the run started from it (its content fingerprint "
-            f"differs from {run}/manifest.json inputs.model); restore it to export this run's checkpoints"
-        )
-    return folder, current
 
 
 def build_module(config: dict, folder: Path):
@@ -235,57 +84,6 @@ def plan_export(cfg: DictConfig) -> ExportJob:
     dest = Path(str(cfg.output)).expanduser() if cfg.get("output") else run / "exports" / f"step-{step}"
     folder, model_record = starting_folder(run, record)
     return ExportJob(run, ckpt, record, step, dest, folder, model_record, export_dtype(cfg))
-
-
-def check_written_by_run(run: Path, ckpt: Path, record: dict, content: dict) -> None:
-    """Refuse a checkpoint that is not this run's: one written by another run in the same folder (one an
-    earlier version's start-over left there: a step of the discarded run its shorter successor did not reach),
-    told by the settings it recorded (checkpoint_records.RecordSettings) against the run's manifest, and by
-    a step beyond what the manifest says the run trained. Exported, its weights were named the new run's.
-    What a resume may change (the length, micro-batch size, activation checkpointing) and the content of the
-    data (the manifest records it by other means) are not compared; a checkpoint from before settings were
-    recorded is not either."""
-    from chipadapt.stages.checkpoint_records import CHECKPOINT_KEY
-    from chipadapt.stages.resume_settings import (
-        CONTENT,
-        WARNED,
-        comparable_settings,
-        ends_with,
-        trajectory_settings,
-    )
-
-    step, config = content.get("global_step"), record["config"]
-    trained = (record.get("metrics") or {}).get("global_step") if record.get("status") == "completed" else None
-    max_steps = (config.get("trainer") or {}).get("max_steps")
-    bound, said = (trained, "trained {} steps") if isinstance(trained, int) else (max_steps, "trains at most {} steps")
-    # A run that resumed a checkpoint past its length (a shorter overwrite=true rerun whose attempt did not
-    # complete) holds that step as its own: bounded by the step it resumed (stages/common.train_module).
-    resumed = ((record.get("inputs") or {}).get("resumed") or {}).get("step")
-    if not isinstance(trained, int) and isinstance(resumed, int) and isinstance(bound, int) and 0 <= bound < resumed:
-        bound, said = resumed, "resumed at step {} and trains no further"
-    if isinstance(bound, int) and bound >= 0 and isinstance(step, int) and step > bound:
-        raise ChipadaptError(
-            f"checkpoint: {ckpt} holds step {step}, but {run}/manifest.json says this run {said.format(bound)}: "
-            "it is an earlier run's checkpoint in this folder, not this run's weights"
-        )
-    recorded = content.get(CHECKPOINT_KEY)
-    if not isinstance(recorded, dict):
-        return
-    # Read as the resume check reads them: what resumes after a version change is this run's.
-    recorded, current = comparable_settings(recorded, trajectory_settings(OmegaConf.create(config), contents=False))
-    changed = sorted(
-        key
-        for key in recorded.keys() | current.keys()
-        if not key.endswith(CONTENT) and not ends_with(key, WARNED) and recorded.get(key) != current.get(key)
-    )
-    if changed:
-        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        first = changed[0]
-        raise ChipadaptError(
-            f"checkpoint: {ckpt} was written by a run with other settings than {run}/manifest.json records "
-            f"({first}: {recorded.get(first)!r} there, {current.get(first)!r} in the manifest{more}): an earlier "
-            "run's checkpoint in this folder, not this run's weights"
-        )
 
 
 def sources(job: ExportJob) -> dict:

@@ -9,7 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import read_source
 from chipadapt.tokenizer.augment import DomainTokenizer
 
 RESOURCES = Path(__file__).resolve().parents[2] / "src" / "chipadapt" / "resources"

@@ -15,7 +15,7 @@ from chipadapt.data.base import TrainingDataModule, pad_token_id
 from chipadapt.data.blend import BlendRow, blend_order, blend_table, order_digest
 from chipadapt.data.holdout import document_copies, held_out_mask
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
-from chipadapt.data.sources import SourceSpec, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_spec
 from chipadapt.data.token_cache import TokenizedSource, tokenize_source, tokenizer_fingerprint
 from chipadapt.data.val_text import ValidationText, validation_text
 from chipadapt.errors import ChipadaptError

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chipadapt.data.sources import SourceSpec, iter_source, no_documents, resolve_format, source_files, tell_skipped
+from chipadapt.data.source_spec import SourceSpec, resolve_format, source_files
+from chipadapt.data.sources import iter_source, no_documents, tell_skipped
 from chipadapt.io.atomic import atomic_directory
 from chipadapt.io.hashing import sha256_bytes, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock

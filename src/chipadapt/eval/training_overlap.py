@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import Document, SourceSpec, read_source, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_spec
+from chipadapt.data.sources import Document, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_file, sha256_json
 

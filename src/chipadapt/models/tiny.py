@@ -11,7 +11,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import read_source
 from chipadapt.io.hashing import sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock
 from chipadapt.models.hf_folder import save_hf_folder

@@ -5,7 +5,7 @@ documents, other synthesis settings or another generating model builds them agai
 from pathlib import Path
 
 from chipadapt.code_versions import REDACTION_VERSION
-from chipadapt.data.sources import source_files, source_fingerprint, source_spec
+from chipadapt.data.source_spec import source_files, source_fingerprint, source_spec
 from chipadapt.io.hashing import fingerprint_file, sha256_json
 from chipadapt.retrieval.passages import Passage
 

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chipadapt.data.sources import iter_source, source_spec
+from chipadapt.data.source_spec import source_spec
+from chipadapt.data.sources import iter_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.jsonl import jsonl_records

@@ -40,7 +40,8 @@ def synthesize_training_file(
     (method=llm). `resumed`: the checkpoint this run resumes (trained on the file there)."""
     from chipadapt.models.inference import load_inference_model
     from chipadapt.retrieval.retrievers import BM25Retriever
-    from chipadapt.retrieval.synthetic import LLMHelper, synthesize
+    from chipadapt.retrieval.synthetic import synthesize
+    from chipadapt.retrieval.synthetic_llm import LLMHelper
 
     target = out / "synthetic" / "train.jsonl"
     built_from = synthesis_inputs(plain(syn), plain(bm25), model, passages, seed)

@@ -125,7 +125,7 @@ def source_content(source: dict, key: str, path: Path) -> str | None:
     """A file's fingerprint; for a folder, that of the files its reader selects (suffixes, no hidden
     entries), so a `git fetch` or a build in a source repository between preemption and requeue is
     no change of data."""
-    from chipadapt.data.sources import source_files, source_spec
+    from chipadapt.data.source_spec import source_files, source_spec
     from chipadapt.io.hashing import fingerprint_file, sha256_json
     from chipadapt.manifest import fingerprint_input
 

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.code_versions import SELECTION_VERSION
 from chipadapt.config_group_checks import check_tokenizer_adapt
-from chipadapt.data.sources import SourceSpec, source_fingerprint, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_fingerprint, source_spec
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.hashing import fingerprint_file, sha256_file, sha256_json
 from chipadapt.io.lock import cache_entry_lock

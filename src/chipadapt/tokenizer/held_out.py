@@ -12,7 +12,8 @@ documents (eval/paired.py: exact over 16 documents or fewer, unbounded over 5 or
 import logging
 
 from chipadapt.data.holdout import held_out_mask, text_digest, without_copies
-from chipadapt.data.sources import Document, SourceSpec
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import Document
 from chipadapt.eval.paired import PairedDifference, paired_bootstrap
 from chipadapt.tokenizer.words import token_count, word_counts
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from chipadapt.data.sources import SourceSpec, read_source
+from chipadapt.data.source_spec import SourceSpec
+from chipadapt.data.sources import read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.paired import paired_domain_mean
 from chipadapt.eval.tasks.perplexity import PerplexityTask

@@ -38,7 +38,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.holdout import held_out_mask
-from chipadapt.data.sources import Document, SourceSpec, read_source, source_spec
+from chipadapt.data.source_spec import SourceSpec, source_spec
+from chipadapt.data.sources import Document, read_source
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import mean_of_ratios
 from chipadapt.eval.items import estimate, metric_fields, score_values, summarize
@@ -71,7 +72,7 @@ def document_start(tokenizer) -> int:
 def dataset_source(values: dict, key: str) -> dict:
     """A split's source settings with its path read as every other evaluation path is:
     `hf:ID_OR_FOLDER[:SPLIT]` (io/hf_dataset.py) names a Hugging Face dataset and its split. (A
-    .parquet/.arrow file or a save_to_disk folder is recognised by data/sources.py itself.)"""
+    .parquet/.arrow file or a save_to_disk folder is recognised by data/source_spec.py itself.)"""
     path, fmt = values.get("path"), values.get("format", "auto")
     if not isinstance(path, str):
         return values  # source_spec names what is wrong with it
