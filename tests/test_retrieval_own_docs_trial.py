@@ -255,3 +255,31 @@ def test_sources_without_retrieval_say_so(capsys, tmp_path):
     session.user_turn("density target")
     command(session, "/sources", tmp_path)
     assert capsys.readouterr().out.strip() == "[1] docs:placer.md#1  (Zephyr Placer > Commands > place_global)"
+
+
+def test_the_judge_runs_without_an_autograd_graph():
+    # The LLM judge's forward passes over every candidate built a graph that nothing used.
+    import torch
+
+    from chipadapt.retrieval.retrievers import BM25Retriever
+    from chipadapt.retrieval.synthetic import synthesize
+
+    class _Judge:
+        grad_seen: list[bool] = []
+
+        def write_questions(self, items, prompt=None, starts_with=""):
+            return ["How does the router handle congestion on this layer?" for _ in items]
+
+        def yes_scores(self, pairs):
+            self.grad_seen.append(torch.is_grad_enabled())
+            return [1.0 for _ in pairs]
+
+    passages = [
+        Passage(f"d{i}", f"The router handles layer {i} congestion with care. Timing repair runs on path {i}.", "d")
+        for i in range(6)
+    ]
+    miner = BM25Retriever(1.5, 0.75, "english", "en", False)
+    miner.index(passages)
+    judge = _Judge()
+    synthesize(passages, 4, "llm", miner, judge, 3, 1, 0.0, 2, 0.5, 10, 1)
+    assert judge.grad_seen and not any(judge.grad_seen)

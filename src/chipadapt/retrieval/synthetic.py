@@ -84,7 +84,6 @@ def warn_if_few_made(report: dict, made: int, min_passage_chars: int) -> None:
         )
 
 
-@torch.no_grad()
 def no_queries_message(report: dict, method: str, min_passage_chars: int) -> str:
     """Why no training query was made, and the settings that change it."""
     made = f"retriever.synthetic: no synthetic query was made from the {report['passages']} passages"
@@ -105,6 +104,7 @@ def no_queries_message(report: dict, method: str, min_passage_chars: int) -> str
     )
 
 
+@torch.no_grad()  # the judge's forward passes need no graph
 def synthesize(
     passages: list[Passage],
     num_samples: int,
