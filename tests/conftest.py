@@ -86,3 +86,14 @@ def fake_step_scripts(tmp_path: Path, monkeypatch, script: str) -> Path:
         (repo / name).write_text(script)
     monkeypatch.setattr(step_process, "ROOT", repo)  # where execute() reads it
     return repo
+
+
+@pytest.fixture(autouse=True)
+def launch_forgotten():
+    """io/launch_ranks remembers a launch of several processes once it has seen one (WORLD_SIZE can vanish
+    mid-run); a test that set WORLD_SIZE must not make the next test's process look like one of several."""
+    from chipadapt.io import launch_ranks
+
+    launch_ranks._seen_several = launch_ranks._launcher_says_several()
+    yield
+    launch_ranks._seen_several = False

@@ -15,8 +15,12 @@ from chipadapt.after_interruption import say_interrupted
 from chipadapt.interrupts import Interrupted
 from chipadapt.stages.causal_lm import tell_plan
 
-RANKS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-OTHER_PROCESSES = [{"LOCAL_RANK": "1"}, {"RANK": "3"}, {"SLURM_PROCID": "1"}]
+RANKS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "WORLD_SIZE", "SLURM_NTASKS")
+OTHER_PROCESSES = [
+    {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
+    {"RANK": "3", "WORLD_SIZE": "4"},
+    {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"},
+]
 PLAN = {"text": "plan: global batch 8 = micro 1 x 2 processes x 4 accumulation", "note": None}
 
 
@@ -43,6 +47,12 @@ def test_the_other_processes_print_neither_the_table_nor_the_plan(env, monkeypat
     with caplog.at_level(logging.INFO):
         tell_plan(PLAN)
     assert caplog.text == ""
+
+
+def test_a_lone_process_its_cluster_gave_a_rank_prints_the_table():
+    # A cluster may set SLURM_PROCID or NODE_RANK for every process; one no launcher started is its own rank 0.
+    assert table_printed({"SLURM_PROCID": "1"}) == "results table\n"
+    assert table_printed({"NODE_RANK": "2"}) == "results table\n"
 
 
 def test_global_rank_0_prints_both(monkeypatch, caplog):

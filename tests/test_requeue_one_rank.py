@@ -8,7 +8,16 @@ import signal
 
 import pytest
 
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "SLURM_PROCID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "WORLD_SIZE",
+    "SLURM_NTASKS",
+)
 
 
 @pytest.fixture
@@ -29,7 +38,12 @@ def slurm_job(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "rank",
-    [{"LOCAL_RANK": "1"}, {"NODE_RANK": "1", "LOCAL_RANK": "0"}, {"RANK": "3"}, {"SLURM_PROCID": "1"}],
+    [
+        {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
+        {"NODE_RANK": "1", "LOCAL_RANK": "0", "WORLD_SIZE": "4"},
+        {"RANK": "3", "WORLD_SIZE": "4"},
+        {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"},
+    ],
 )
 def test_a_process_that_is_not_global_rank_0_leaves_the_requeue_to_rank_0(slurm_job, monkeypatch, rank):
     from chipadapt.scaleout.slurm_requeue import requeue_job
@@ -55,6 +69,7 @@ def test_only_global_rank_0_says_what_a_signal_did(monkeypatch, capfd):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("NODE_RANK", "1")  # the first process of the second node
     monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
     _say("stopping")
     monkeypatch.setenv("NODE_RANK", "0")
     _say("rank zero")

@@ -15,8 +15,20 @@ def _count(variable: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def several_processes_launched() -> bool:
+def _launcher_says_several() -> bool:
     return _count("WORLD_SIZE") > 1 or _count("SLURM_NTASKS") > 1
+
+
+# Remembered once seen: Lightning's own launcher deletes WORLD_SIZE when its strategy tears down after fit
+# (LightningEnvironment.teardown), and a process it started would then pass for a lone one, writing manifest.json
+# or taking rank 0's folder lock after training. Read at import too, which in a started process comes before fit.
+_seen_several = _launcher_says_several()
+
+
+def several_processes_launched() -> bool:
+    global _seen_several
+    _seen_several = _seen_several or _launcher_says_several()
+    return _seen_several
 
 
 def other_process_of_a_launch() -> bool:

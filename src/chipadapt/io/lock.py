@@ -22,6 +22,7 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.command_line import launch_command
 from chipadapt.io.creatable import place_error
+from chipadapt.io.launch_ranks import other_process_of_a_launch
 
 LOCK_NAME = ".chipadapt.lock"
 log = logging.getLogger(__name__)
@@ -31,12 +32,10 @@ _UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def is_secondary_rank() -> bool:
-    """A worker process of a distributed run shares rank 0's folder and does not lock it."""
-    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
-        value = os.environ.get(variable, "0")
-        if value.isdigit() and int(value) > 0:
-            return True
-    return False
+    """One of several processes a launcher started, not the first: it shares rank 0's folder and leaves what is
+    said and written once to rank 0. A rank variable alone does not make one (io/launch_ranks): a cluster may set
+    NODE_RANK or SLURM_PROCID for a process that runs alone."""
+    return other_process_of_a_launch()
 
 
 @contextmanager

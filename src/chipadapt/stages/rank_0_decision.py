@@ -16,9 +16,17 @@ its job ends; a kill leaves it, which the lock check sets aside.
 Where rank 0 refuses the run before it answers (the output folder, a folder in use, a resume with other settings),
 it writes the refusal's line instead, which the other processes stop with at once: they waited out WAIT_S and
 blamed rank 0's silence. A refusal comes before the lock, so it is taken only when it was written during this
-process's life by a launch with this process's launcher variables."""
+process's life by a launch with this process's launcher variables, or by the same task of a SLURM job step (whose
+job, step and restart count name one launch alone, whenever its tasks start: a node that starts its container late).
+An answer of this launch whose writer no longer holds the folder's lock is rank 0 ended (killed, or failed while the
+others had not joined): the others stop with it at once as well.
+
+Processes started by hand (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported) have nothing that names their
+launch: an answer written before such a process started may be an earlier launch's, and is named while it waits, not
+taken."""
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -33,6 +41,7 @@ from chipadapt.io.launch_ranks import several_processes_launched
 from chipadapt.io.lock import LOCK_NAME
 from chipadapt.io.lock_probe import folder_lock_held
 
+log = logging.getLogger(__name__)
 DECISION_VARIABLE = "CHIPADAPT_RANK_0_RESUMES"
 DECISION_FILE = ".rank_0_resumes.json"
 # Set alike in every process of one launch: a refusal of another launch (another SLURM step, a requeue) is set
@@ -51,6 +60,9 @@ WAIT_S = 600.0
 POLL_S = 0.5
 # Clocks of two nodes (or of a node and its file server) differ a little.
 CLOCK_SLACK_S = 2.0
+# Slurm's own steps (the batch script, the extern and interactive steps) have ids from here up; one launched by
+# srun has a number below.
+SLURM_SPECIAL_STEPS = 0xFFFFFFF0
 
 
 def launch() -> dict:
@@ -139,13 +151,29 @@ def rank_0_answers(out: Path, trains: bool) -> Iterator[Callable[[str | None], N
             forget_rank_0_decision(out)
 
 
+def _tasks_of_one_slurm_step() -> bool:
+    """This process is one of the tasks srun started for a job step: SLURM_JOB_ID, SLURM_STEP_ID and
+    SLURM_RESTART_COUNT then name this launch alone. Not torchrun's workers inside a step (several launches may run
+    one after another in it), nor processes started by hand in a step of one task (`srun --pty bash`)."""
+    step = os.environ.get("SLURM_STEP_ID", "")
+    return (
+        bool(os.environ.get("SLURM_JOB_ID"))
+        and step.isdigit()
+        and int(step) < SLURM_SPECIAL_STEPS
+        and os.environ.get("SLURM_NTASKS", "").isdigit()
+        and int(os.environ["SLURM_NTASKS"]) > 1
+        and not os.environ.get("TORCHELASTIC_RUN_ID")
+    )
+
+
 def _this_launch(recorded: dict) -> bool:
-    """Written during this process's life by a process with its launcher's variables."""
+    """Written by a process with this one's launcher variables, during this process's life or, where those
+    variables name one launch alone (the tasks of a SLURM job step), before it started."""
     written = recorded.get("written")
     return (
         isinstance(written, (int, float))
         and recorded.get("launch") == launch()
-        and written >= _process_started() - CLOCK_SLACK_S
+        and (written >= _process_started() - CLOCK_SLACK_S or _tasks_of_one_slurm_step())
     )
 
 
@@ -163,9 +191,24 @@ def _holds_the_lock(out: Path, recorded: dict) -> bool:
     return held and _lock_as_held(out) == lock and lock.get("pid") == recorded.get("pid")
 
 
+def _ended_after_answering(out: Path, recorded: dict) -> str | None:
+    """The line for an answer of this launch whose writer holds the run folder's lock no more: rank 0 took the lock
+    before it answered, and gives it back only as its job ends."""
+    if "checkpoint" not in recorded or folder_lock_held(out) is not False or not _this_launch(recorded):
+        return None
+    checkpoint = recorded.get("checkpoint")
+    decided = f"resumes {checkpoint}" if checkpoint else "starts from step 0"
+    writer = f"pid {recorded.get('pid', '?')} on {recorded.get('host', '?')}"
+    return (
+        f"rank 0 ({writer}) answered that the run {decided}, then ended: it holds {out}'s lock no more; "
+        "see rank 0's log for why it stopped"
+    )
+
+
 def rank_0_decision(out: Path, wait_s: float | None = None) -> str | None:
     """Another process's answer: rank 0's, from the environment it inherited, else from the file rank 0 wrote holding
-    the folder's lock, waited for; rank 0's refusal, or one line where rank 0 gives none in time."""
+    the folder's lock, waited for; rank 0's refusal or its end after answering, or one line where rank 0 gives none
+    in time."""
     try:
         inherited = json.loads(os.environ.get(DECISION_VARIABLE) or "null")
     except ValueError:
@@ -185,6 +228,15 @@ def rank_0_decision(out: Path, wait_s: float | None = None) -> str | None:
                 raise ChipadaptError(f"rank 0 stopped: {refused}")
             if "checkpoint" in recorded and _holds_the_lock(out, recorded):
                 return recorded.get("checkpoint")
+            if (ended := _ended_after_answering(out, recorded)) is not None:
+                raise ChipadaptError(ended)
+            if "refused" in recorded and set_aside != recorded:
+                log.warning(
+                    "%s holds a refusal of rank 0 that is not known to be this launch's (written before this process "
+                    "started, or by a launch with other launcher variables), waiting for this launch's rank 0: %s",
+                    path,
+                    recorded["refused"],
+                )
             set_aside = recorded
         if time.monotonic() >= deadline:
             earlier = ""
