@@ -27,6 +27,7 @@ from chipadapt.after_interruption import rerun_note, say_interrupted
 from chipadapt.errors import USER_ERROR_STATUS, TrainingDiverged, exit_on_user_error, worst_for
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
+from chipadapt.manifest import record_refusal
 from chipadapt.run_folder_guard import restore_records_after_refusal
 from chipadapt.run_folder_key import run_folder_key
 
@@ -146,6 +147,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     except SystemExit as stop:
         if stop.code == USER_ERROR_STATUS:  # refused: the folder's records describe its earlier run again
             restore_records_after_refusal()
+            record_refusal()  # a sweep job's note: a launcher that keeps no exit status can tell it from a queued one
         raise
     except TrainingDiverged as failed:  # the manifest says failed, with this reason
         print(f"chipadapt: error: {failed}", file=sys.stderr, flush=True)

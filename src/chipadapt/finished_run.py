@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.io.lock import LOCK_NAME
 from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.io.outputs import MARKER, written_by
-from chipadapt.manifest import fingerprint_input, git_state
+from chipadapt.manifest import fingerprint_input, git_state, recorded_time
 from chipadapt.run_settings import describe, run_settings, version_changes, with_earlier_meanings
 
 # Not a setting of the run: whether it may replace the folder's.
@@ -75,8 +75,8 @@ def _published_at(model: Path) -> dt.datetime | None:
     """When train.py published `model` (its marker's time); None for a folder without that marker."""
     if written_by(model) != "train":
         return None
-    try:
-        return dt.datetime.fromisoformat(json.loads((model / MARKER).read_text(encoding="utf-8"))["written"])
+    try:  # aware: the manifest's `started` it is compared with may be in UTC, and the marker in local time
+        return recorded_time(json.loads((model / MARKER).read_text(encoding="utf-8"))["written"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -106,12 +106,8 @@ def stopped_after_publishing(cfg: DictConfig, out: Path) -> dict | None:
 def _published_by(recorded: dict, cfg: DictConfig, out: Path) -> bool:
     """Whether `out/model/` is the attempt `recorded`'s own: published by train.py after that attempt
     started, with this run's settings."""
-    published = _published_at(out / "model")
-    try:
-        started = dt.datetime.fromisoformat(str(recorded.get("started")))
-    except ValueError:
-        return False
-    if published is None or published < started:
+    published, started = _published_at(out / "model"), recorded_time(recorded.get("started"))
+    if published is None or started is None or published < started:
         return False
     before, now = compared(recorded.get("config") or {}, cfg)
     return before == now

@@ -5,6 +5,7 @@ Rewritten atomically as it goes, so its `status` tells a finished run ("complete
 or failed one ("running" left behind, or "failed")."""
 
 import datetime as dt
+import logging
 import subprocess
 import time
 from collections.abc import Iterable
@@ -18,9 +19,30 @@ from chipadapt.io.command_line import launch_command
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
 from chipadapt.io.launch_ranks import other_process_of_a_launch, rank_label
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 2
 # Every manifest has exactly these keys (sections a kind of run does not use stay empty), in this order.
 SECTIONS = ("inputs", "data", "plan", "metrics", "results")
+# Beside manifest.json in a sweep job's folder: the last attempt refused before it recorded itself (exit 2).
+# Hidden, as it is no run's record (run_folder_guard.not_a_run); a job's manifest of the same launch wins.
+REFUSAL = ".refused.json"
+
+
+def utc_now() -> str:
+    """A record's time, aware and in UTC (`2026-12-07T10:00:00+00:00`): the same instant for every host and
+    zone that reads it (a SLURM node's record read by the search host), across a DST change too."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def recorded_time(value: Any) -> dt.datetime | None:
+    """A record's time, aware: as written where it names its zone; a naive one (records written before they
+    were in UTC) as this host's local time, in which it was written. None where it is no time."""
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.astimezone()
 
 
 def git_state(ignore: Path | Iterable[Path] = (), repo: Path | None = None) -> dict[str, Any]:
@@ -115,7 +137,7 @@ class RunManifest:
             "status": "running",
             "command": " ".join(launch_command()),  # the user's, also in a submitit worker
             "overrides": hydra_overrides(),
-            "started": dt.datetime.now().isoformat(timespec="seconds"),
+            "started": utc_now(),
             "finished": None,
             "wall_s": None,
             "error": None,
@@ -137,7 +159,7 @@ class RunManifest:
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.data["status"] = status
-        self.data["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+        self.data["finished"] = utc_now()
         self.data["wall_s"] = round(time.perf_counter() - self._clock, 1)
         self.data["error"] = error
         self.write()
@@ -152,3 +174,24 @@ class RunManifest:
         # in whose environment a cluster left a rank variable (NODE_RANK, SLURM_PROCID) writes its own.
         if not other_process_of_a_launch():
             write_json_atomic(self.path, self.data)
+
+
+def record_refusal() -> None:
+    """After the current sweep job refused its input (exit 2): which launch of its folder was refused (its
+    overrides, when), for a search whose launcher runs jobs elsewhere (submitit) to tell it from a job
+    queued still (optuna_trial_outcome.py), where a refused attempt leaves no manifest of its own (it puts
+    the folder's earlier records back: run_folder_guard.restore_records_after_refusal). Only in a sweep
+    job's existing folder, and from one process of a launch."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or other_process_of_a_launch():
+        return
+    hydra = HydraConfig.get()
+    folder = Path(hydra.runtime.output_dir)
+    if hydra.mode != RunMode.MULTIRUN or not folder.is_dir():
+        return
+    try:
+        write_json_atomic(folder / REFUSAL, {"status": "refused", "overrides": hydra_overrides(), "refused": utc_now()})
+    except OSError as err:  # the refusal's own line and exit status matter more than the note
+        log.warning("could not note the refusal in %s: %s", folder, err)

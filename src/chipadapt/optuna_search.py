@@ -14,6 +14,8 @@ killed invocation was running RUNNING for ever, and reports Optuna's first best 
   (hydra/launcher=slurm: queued or requeued still, maybe) or a live process runs is left to it;
 - a trial whose job refused its input is marked failed, not left RUNNING, and each batch-mate is told what
   its own folder records of the launch (optuna_trial_outcome.py): where it records no end, RUNNING, to resume;
+  one left RUNNING whose job refused later (queued by SLURM when a batch-mate's error ended the launch) is
+  failed by the next run of the search;
 - a seeded sampler is reseeded by the number of trials already stored, so it does not draw its start-up
   trials again;
 - optimization_results.yaml names the tied best trials, the runner-up and their paired difference
@@ -35,7 +37,7 @@ from optuna.trial import TrialState
 
 from chipadapt.optuna_results import FOLDER, report
 from chipadapt.optuna_resume import CLAIM, JOBS_HERE, resumable, runs_jobs_here, search_claim
-from chipadapt.optuna_trial_outcome import Launched, batch_outcomes, launch_time
+from chipadapt.optuna_trial_outcome import Launched, batch_outcomes, launch_time, refused_since
 from chipadapt.optuna_trial_store import fail, record, record_folder, tell
 from chipadapt.run_folder_guard import refuse
 from chipadapt.sweep_job_folders import NUMBERED
@@ -193,6 +195,8 @@ class StudySweeper(OptunaSweeperImpl):
     ) -> None:
         """Run the interrupted trials again, then ask for and run trials until the study has n_trials."""
         for number in [t.number for t in study.trials if t.state == TrialState.RUNNING]:
+            if fail_if_refused(study, number, fixed):
+                continue
             with ExitStack() as held:
                 trial = resumable(study, number, sweep_dir, held)
                 if trial is None:
@@ -228,7 +232,7 @@ class StudySweeper(OptunaSweeperImpl):
             for trial in trials:
                 self._run(study, [trial], sweep_dir, directions)
             return
-        overrides = [tuple(f"{k}={v}" for k, v in {**params, **fixed}.items()) for _, params, fixed in trials]
+        overrides = [trial_overrides(params, fixed) for _, params, fixed in trials]
         here = runs_jobs_here(self.launcher)
         folders = [job_folder(self.config, sweep_dir, n, o, here) for n, o in zip(numbers, overrides)]
         for number, folder in zip(numbers, folders):
@@ -278,6 +282,27 @@ class StudySweeper(OptunaSweeperImpl):
             tell(study, number, values)
         if failed is not None:
             raise failed
+
+
+def trial_overrides(params: dict, fixed: dict) -> tuple[str, ...]:
+    """The overrides a trial's job is launched with: its parameters, then the search's fixed overrides."""
+    return tuple(f"{k}={v}" for k, v in {**params, **fixed}.items())
+
+
+def fail_if_refused(study: optuna.Study, number: int, fixed: dict) -> bool:
+    """Fail the RUNNING trial `number` where its job refused its input once the search that launched it had
+    stopped waiting for it (a batch-mate SLURM still queued when another job's error ended the launch): its
+    folder's refusal record says so (optuna_trial_outcome.refused_since). True where it was failed."""
+    trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+    folder = trial.user_attrs.get(FOLDER)
+    if trial.state != TrialState.RUNNING or not folder or trial.datetime_start is None:
+        return False
+    asked = trial.datetime_start.astimezone()  # Optuna's naive local time of the search host that asked
+    if not refused_since(Path(folder), trial_overrides(trial.params, fixed), asked):
+        return False
+    log.warning("trial #%d failed: its job refused its input (exit 2; its log in %s says why)", number, folder)
+    fail(study, number)
+    return True
 
 
 def job_folder(config: Any, sweep_dir: Path, number: int, overrides: tuple[str, ...], jobs_here: bool) -> Path | None:

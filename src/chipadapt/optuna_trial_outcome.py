@@ -5,8 +5,11 @@ values of the batch-mates that finished are not lost with the launch. One rule f
   launch) says how the trial ended: completed (its value), diverged (the direction's worst value), failed
   (an ordinary exception: its own failure), running or interrupted (left RUNNING, to resume);
 - a folder a live process holds is that process's: left RUNNING;
-- a folder without a manifest of this launch: where Hydra's basic launcher ran the batch in the search
-  process and a job refused its input (exit 2, errors.USER_ERROR_STATUS), that job ended the launch and the
+- a folder whose job of this launch refused its input before it recorded itself (exit 2,
+  errors.USER_ERROR_STATUS; its refusal record, manifest.REFUSAL) says the trial failed, whichever launcher
+  ran it (submitit's error does not give the job's exit status);
+- a folder without a record of this launch: where Hydra's basic launcher ran the batch in the search
+  process and a job refused its input (exit 2), that job ended the launch and the
   ones after it never started, so each such trial failed (the refused one and the never started alike; a
   rerun with the input fixed must not resume them with the refused settings). After anything else (an
   interrupt, or an error of a launcher that runs jobs elsewhere, such as submitit's UncompletedJobError
@@ -21,11 +24,12 @@ from pathlib import Path
 
 from chipadapt.errors import USER_ERROR_STATUS, ChipadaptError, TrainingDiverged, worst_for
 from chipadapt.io.lock_probe import folder_lock_held
+from chipadapt.manifest import REFUSAL, recorded_time
 
 STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that may resume or still runs
-# manifest.json's `started` is naive local time of the host that ran the job (a SLURM node, under submitit),
-# `since` that of the search's host: one whose clock or time zone differs by up to this much is still told
-# apart from an earlier command's manifest (by its start time, besides its exact overrides).
+# A manifest written before `started` was in UTC holds the naive local time of the host that ran the job (a
+# SLURM node, under submitit), read as the search host's: one whose clock or time zone differs by up to this
+# much is still told apart from an earlier command's manifest (by its start time, besides its exact overrides).
 CLOCK_TOLERANCE = dt.timedelta(minutes=2)
 
 
@@ -72,25 +76,39 @@ def batch_outcomes(
     return [outcome(t, since, metric, directions) or unrecorded for t in batch]
 
 
-def read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path, name: str = "manifest.json") -> dict | None:
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((folder / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None
 
 
-def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.datetime) -> bool:
-    """Whether `manifest` records the job launched at `since` with exactly `overrides` (a naive `started` is
-    taken as this host's local time, within CLOCK_TOLERANCE)."""
+def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.datetime, at: str = "started") -> bool:
+    """Whether `manifest` records the job launched at `since` with exactly `overrides`, by its time `at` (a
+    naive one is taken as this host's local time, within CLOCK_TOLERANCE)."""
     if manifest is None or sorted(map(str, manifest.get("overrides") or [])) != sorted(overrides):
         return False
     try:
-        started = dt.datetime.fromisoformat(str(manifest.get("started")))
+        started = dt.datetime.fromisoformat(str(manifest.get(at)))
     except ValueError:
         return False
     tolerance = dt.timedelta(0) if started.tzinfo else CLOCK_TOLERANCE
     return started.astimezone() >= since - tolerance
+
+
+def refused_since(folder: Path, overrides: tuple[str, ...], since: dt.datetime) -> bool:
+    """Whether the job last launched into `folder` with `overrides` after `since` (when its trial was asked,
+    by the clock of a search host: within CLOCK_TOLERANCE) refused its input, and nothing ran there since:
+    no live process holds the folder and no manifest started after the refusal."""
+    if folder_lock_held(folder):
+        return False
+    refusal = read_manifest(folder, REFUSAL)
+    if not this_launch(refusal, overrides, since - CLOCK_TOLERANCE, at="refused"):
+        return False
+    refused = recorded_time(refusal.get("refused"))
+    started = recorded_time((read_manifest(folder) or {}).get("started"))
+    return started is None or started <= refused
 
 
 def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) -> Outcome | None:
@@ -105,6 +123,8 @@ def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) 
         return Outcome(running=True, why=f"a live process holds {folder}")
     manifest = read_manifest(folder)
     if not this_launch(manifest, trial.overrides, since):
+        if this_launch(read_manifest(folder, REFUSAL), trial.overrides, since, at="refused"):
+            return Outcome(why="its job refused its input (exit 2; its log says why)")
         return None
     status, error = manifest.get("status"), str(manifest.get("error") or "")
     config = manifest.get("config") or {}
