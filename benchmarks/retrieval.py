@@ -37,10 +37,11 @@ def passages(limit: int):
 
 
 def preset_cleaning(name: str) -> dict:
-    """The cleaning settings of conf/passages/<name>.yaml."""
-    import yaml
+    """The cleaning settings of conf/passages/<name>.yaml, with those it includes from conf/passages/common/."""
+    from hydra import compose, initialize_config_dir
 
-    preset = yaml.safe_load((ROOT / "conf" / "passages" / f"{name}.yaml").read_text(encoding="utf-8"))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        preset = compose(f"passages/{name}").passages
     return {key: preset[key] for key in CLEANING_KEYS}
 
 

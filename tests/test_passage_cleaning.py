@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
@@ -15,9 +16,15 @@ from chipadapt.retrieval.build import load_passages, load_passages_report
 REPO = Path(__file__).resolve().parents[1]
 
 
+def preset(name: str) -> dict:
+    """conf/passages/NAME.yaml as Hydra composes it: with the settings it includes from conf/passages/common/."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return OmegaConf.to_container(compose(f"passages/{name}").passages)
+
+
 def folder_build(docs: Path, **overrides) -> dict:
     """conf/passages/folder.yaml, as a user's command line sets it."""
-    build = OmegaConf.to_container(OmegaConf.load(REPO / "conf/passages/folder.yaml"))
+    build = preset("folder")
     build["sources"]["docs"]["path"] = str(docs)
     return {**build, **overrides}
 
@@ -91,7 +98,9 @@ def test_only_machine_like_files_is_an_error_saying_so(tmp_path: Path) -> None:
 def test_one_file_giving_most_passages_is_named_in_a_warning(docs: Path, caplog) -> None:
     words = "buffer cell strap clock inverter macro skew via pin net slack".split()
     rng = random.Random(2)
-    (docs / "salad.txt").write_text(" ".join(rng.choice(words) for _ in range(3000)))  # prose to curation
+    # Sentences (a word list on one line without them is machine-like: tests/test_word_salad.py).
+    sentences = (" ".join(rng.choice(words) for _ in range(12)).capitalize() + "." for _ in range(250))
+    (docs / "salad.txt").write_text(" ".join(sentences))
     with caplog.at_level(logging.WARNING):
         passages, report = load_passages_report(None, folder_build(docs))
     name, count, total = report.dominant
@@ -114,5 +123,16 @@ def test_non_utf8_files_named_few_bad_bytes_repaired(docs: Path, caplog) -> None
 def test_every_passages_preset_sets_the_cleaning_keys() -> None:
     from chipadapt.retrieval.build import CLEANING_KEYS
 
-    for preset in sorted((REPO / "conf/passages").glob("*.yaml")):
-        assert set(CLEANING_KEYS) <= set(OmegaConf.load(preset)), preset.name
+    for path in sorted((REPO / "conf/passages").glob("*.yaml")):
+        assert set(CLEANING_KEYS) <= set(preset(path.stem)), path.name
+
+
+def test_each_cutting_and_cleaning_key_has_one_default() -> None:
+    """Before, the 8 keys were repeated in each of the three presets; now conf/passages/common/default.yaml sets
+    them and a preset only where it differs (openroad_docs keeps repeated passages its questions name)."""
+    common = OmegaConf.load(REPO / "conf/passages/common/default.yaml")
+    keys = set(common) - {"sources"}
+    assert len(keys) == 8
+    for path in sorted((REPO / "conf/passages").glob("*.yaml")):
+        assert set(OmegaConf.load(path)) & keys <= {"drop_duplicates"}, path.name
+    assert preset("openroad_docs")["drop_duplicates"] is False and preset("folder")["drop_duplicates"] is True

@@ -101,10 +101,12 @@ def test_per_query_scores_agree_with_torchmetrics_retrieval_metrics():
 def test_hand_written_questions_point_at_passages_that_hold_their_evidence():
     if not (SHARED_DATA / "corpus" / "openroad.jsonl").is_file():
         pytest.skip("shared data not present")
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    root = OmegaConf.create({"paths": {"shared_data": str(SHARED_DATA)}})
-    root.passages = OmegaConf.load(ROOT / "conf" / "passages" / "openroad_docs.yaml")
+    # The preset with the settings it includes from conf/passages/common/.
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        root = compose("passages/openroad_docs", overrides=[f"+paths.shared_data={SHARED_DATA}"])
     plain = OmegaConf.to_container(root, resolve=True)["passages"]
     passages = {
         p.id: p

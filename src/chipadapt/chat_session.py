@@ -110,6 +110,44 @@ class ChatSession:
             self.retriever = chosen_retriever(retrievers, r["use"], "retrieval.use")
             self.retriever.index(passages)
             self.passages = {p.id: p for p in passages}
+        # Once, before the first question: otherwise each question would be refused, or its passages cut,
+        # with nothing saying the cause is the configuration (as bootstrap warns of its prompts).
+        if warning := self.context_warning():
+            log.warning("%s", warning)
+
+    def context_warning(self) -> str | None:
+        """What of the configured prompt is longer than the model's context leaves beside the reply: the system
+        prompt (no question can be asked), or it with retrieval.budget_tokens of passages (they are cut)."""
+        if self.context is None:
+            return None
+        room = self.context - self.reply_room()
+        system = "generate.system_prompt" if self.with_system([]) else "the template's own text (its system prompt)"
+        fits = (
+            f"tokens the model's context of {self.context} leaves beside a reply "
+            f"(generate.max_new_tokens={self.cfg.generate.max_new_tokens})"
+        )
+        alone = self.prompt_tokens([{"role": "user", "content": ""}])
+        if alone > room:
+            return (
+                f"{system} takes {alone} prompt tokens, more than the {room} {fits}: every question will be refused; "
+                "shorten it (or lower generate.max_new_tokens)"
+            )
+        if self.retriever is None:
+            return None
+        from chipadapt.retrieval.rag import RAG_TEMPLATE
+
+        budget, top_k = int(self.cfg.retrieval.budget_tokens), int(self.cfg.retrieval.top_k)
+        frame = self.prompt_tokens([{"role": "user", "content": RAG_TEMPLATE.format(context="", question="")}])
+        # As passage_budget counts them: a few tokens a passage for its "[n] (source)" line.
+        with_passages = frame + budget + 8 * top_k
+        if with_passages <= room:
+            return None
+        return (
+            f"{system} with retrieval.budget_tokens={budget} of passages (top_k={top_k}) takes {with_passages} "
+            f"prompt tokens, more than the {room} {fits}: the passages will be cut to at most "
+            f"{max(0, room - frame - 8 * top_k)} tokens (fewer for a longer question); lower retrieval.budget_tokens "
+            "or generate.max_new_tokens, or shorten the system prompt"
+        )
 
     def user_turn(self, text: str) -> dict:
         """The user's message, with retrieved passages in front of it when a retriever is configured."""

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 FOLDER = "chipadapt_folder"  # a trial's user attribute: the job folder it ran in
 # conf/eval/perplexity.yaml: what caps each split's documents and the text scored of each
 PERPLEXITY_CAPS = ("max_documents", "max_tokens", "max_tokens_per_document", "max_chars_per_document")
-RETRIEVAL_STAGES = ("retriever", "reranker")  # each holds its own synthetic query groups out (<stage>.heldout_fraction)
+RETRIEVAL_STAGES = ("retriever", "reranker")  # each holds synthetic query groups out (<stage>.heldout_fraction)
 
 
 def matching(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -112,7 +112,9 @@ def objective_items(metric: str, config) -> str:
     if metric.startswith("retrieval.synthetic_heldout.") or (metric.startswith("val/") and stage in RETRIEVAL_STAGES):
         stage = stage if stage in RETRIEVAL_STAGES else "retriever"
         key = f"{stage}.heldout_fraction"
-        return f"the {stage}'s held-out synthetic query groups ({key}={setting(key)}), validated on and reported"
+        fraction = setting(key)
+        held = f"{key}={fraction}" if fraction is not None else f"{key}=null: those the retriever run held out"
+        return f"the {stage}'s held-out synthetic query groups ({held}), validated on and reported"
     if metric.startswith("val/"):
         parts = metric.split("/")  # val/<split>/<measure>, or val/loss over every validation split
         of = f"of split {parts[1]!r}" if len(parts) > 2 else "of every validation split"

@@ -3,9 +3,12 @@ negatives, from Tevatron-format groups (the synthetic data of `stage=retriever`)
 
 The groups' negatives are BM25's, already cleared of false negatives by the synthetic-data guards.
 A share of the groups, chosen by a hash of the query id (the same ones in every run), is held out
-for validation. Left out of training, as the retriever leaves them out: the groups asking an evaluation
-question (`reranker.eval_queries`; null: the `retriever.eval_queries` the retriever run that built the
-file read, found in its manifest.json) and those asking a held-out group's query about the same passages.
+for validation: by default the share the retriever run that built the file held out
+(`retriever.heldout_fraction` in its manifest.json), which by the same hash is the same groups, so that
+the reranker's `synthetic_heldout` figure and the retriever's dev figures are on queries neither trained
+on. Left out of training, as the retriever leaves them out: the groups asking an evaluation question
+(`reranker.eval_queries`; null: the `retriever.eval_queries` the retriever run that built the file read)
+and those asking a held-out group's query about the same passages.
 """
 
 import json
@@ -25,7 +28,7 @@ class RerankerDataModule(TrainingDataModule):
     def __init__(
         self,
         train_file: str | list[str],
-        heldout_fraction: float,
+        heldout_fraction: float | None,
         styles: list[str] | None,
         scorer: PairScorer,
         n_passages: int,
@@ -33,17 +36,22 @@ class RerankerDataModule(TrainingDataModule):
         seed: int,
         eval_queries: str | None = None,
     ):
-        """`styles`: only groups of those query styles (None: all); `eval_queries`: the evaluation questions
-        whose copies are left out of training (None: those of the retriever runs that built the files)."""
+        """`heldout_fraction`: the share of groups held out (None: each file's retriever run's); `styles`: only
+        groups of those query styles (None: all); `eval_queries`: the evaluation questions whose copies are left
+        out of training (None: those of the retriever runs that built the files)."""
         # (index, epoch) items: which negatives each epoch sees comes from the sampler, also on resume.
         super().__init__(batch_size, 0, seed, with_epoch=True)
         if n_passages < 2:
             raise ChipadaptError(f"reranker.train.n_passages={n_passages}: at least 2 (the positive and a negative)")
         files = [train_file] if isinstance(train_file, (str, Path)) else list(train_file)
-        groups = [g for f in files for g in read_tevatron(f) if g.get("negative_passages")]
-        if styles is not None:
-            groups = [g for g in groups if g.get("style", "question") in list(styles)]
-        train, val = split_groups(groups, heldout_fraction)
+        train, val, self.heldout_fractions = [], [], {}
+        for file in files:
+            fraction = file_heldout_fraction(file, heldout_fraction)
+            self.heldout_fractions[str(file)] = fraction
+            # Split as the retriever split the whole file (a group without an id by its line), then filtered.
+            file_train, file_val = split_groups(read_tevatron(file), fraction)
+            train += kept_groups(file_train, styles)
+            val += kept_groups(file_val, styles)
         named = {eval_queries: "reranker.eval_queries"} if eval_queries else retriever_questions(files)
         self.eval_queries = list(named)
         asked = [q for path, key in named.items() for q in eval_questions(path, key)]
@@ -60,6 +68,7 @@ class RerankerDataModule(TrainingDataModule):
         self.stats = {
             "train_sequences": len(train),
             "val_groups": len(val),
+            "heldout_fraction": self.heldout_fractions,  # file -> the share of its groups held out
             **copies,
             "eval_queries": self.eval_queries,
             # What a checkpoint records, to tell a resume on other groups (stages/checkpoint_records.py).
@@ -72,21 +81,63 @@ class RerankerDataModule(TrainingDataModule):
         return {"pairs": self.scorer.tokenize(queries, passages)}
 
 
+def kept_groups(groups: list[dict], styles: list[str] | None) -> list[dict]:
+    """The groups a cross-encoder trains or validates on: with negatives, of `styles` (None: any)."""
+    return [
+        g
+        for g in groups
+        if g.get("negative_passages") and (styles is None or g.get("style", "question") in list(styles))
+    ]
+
+
+def retriever_settings(file) -> dict | None:
+    """The `retriever` settings of the retriever run whose synthetic data `file` is (RUN/synthetic/train.jsonl,
+    beside RUN/manifest.json), or None: not a retriever run's, or one that read a given train_file."""
+    run = Path(file).resolve().parent.parent
+    try:
+        config = json.loads((run / "manifest.json").read_text(encoding="utf-8"))["config"]
+        built = config["stage"]["name"] == "retriever" and config["retriever"]["train_file"] is None
+        return dict(config["retriever"]) if built else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def file_heldout_fraction(file, configured: float | None) -> float:
+    """The share of `file`'s groups held out: `reranker.heldout_fraction`, or (None) the one of the retriever
+    run that built it, whose held-out groups are then the reranker's (the same hash of each query id)."""
+    built = retriever_settings(file)
+    theirs = (built or {}).get("heldout_fraction")
+    if configured is None:
+        if not isinstance(theirs, (int, float)):
+            raise ChipadaptError(
+                f"reranker.heldout_fraction: null holds out the groups the retriever run that built {file} held out, "
+                "and it is not a retriever run's synthetic data (no manifest.json of stage=retriever with "
+                "retriever.heldout_fraction beside its folder): set reranker.heldout_fraction"
+            )
+        return float(theirs)
+    if isinstance(theirs, (int, float)) and float(theirs) != float(configured):
+        log.warning(
+            "reranker.heldout_fraction=%s is not the retriever.heldout_fraction=%s of the retriever run that built "
+            "%s: %s; reranker.heldout_fraction=null holds out the same groups as that run",
+            configured,
+            theirs,
+            file,
+            "the reranker trains on groups that run held out (its dev figures)"
+            if configured < theirs
+            else "the reranker holds out groups that run trained on",
+        )
+    return float(configured)
+
+
 def retriever_questions(files: list) -> dict[str, str]:
     """{file: the key that names it} of the `retriever.eval_queries` the retriever runs that built `files`
-    (RUN/synthetic/train.jsonl, beside RUN/manifest.json) read; a file of no retriever run is told: its
-    groups are checked against no evaluation question."""
+    read; a file of no retriever run is told: its groups are checked against no evaluation question."""
     found = {}
     for file in files:
         run = Path(file).resolve().parent.parent
-        try:
-            record = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-            config = record["config"]
-            built = config["stage"]["name"] == "retriever" and config["retriever"]["train_file"] is None
-            path = config["retriever"]["eval_queries"] if built else None
-        except (OSError, ValueError, KeyError, TypeError):
-            built, path = False, None
-        if not built:
+        built = retriever_settings(file)
+        path = (built or {}).get("eval_queries")
+        if built is None:
             log.warning(
                 "reranker.train_file %s: not the synthetic data of a retriever run (no %s of stage=retriever), so "
                 "its groups are not checked against evaluation questions; reranker.eval_queries=FILE checks them",
