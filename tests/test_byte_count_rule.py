@@ -35,7 +35,7 @@ def test_a_byte_level_tokenizer_carries_no_mark_a_sentencepiece_one_does(tiny_fo
     from chipadapt.models.hf_folder import load_tokenizer
 
     assert byte_count_rule(load_tokenizer(tiny_folder)) is None
-    assert byte_count_rule(AutoTokenizer.from_pretrained(llama2_style)) == "piece_utf8"
+    assert byte_count_rule(AutoTokenizer.from_pretrained(llama2_style)) == "piece_utf8_no_added_space"
 
 
 def test_a_byte_level_checkpoint_of_before_keeps_its_starting_validation(tiny_folder, llama2_style):
@@ -50,10 +50,10 @@ def test_a_byte_level_checkpoint_of_before_keeps_its_starting_validation(tiny_fo
     resumed.load_state_dict(state)
     assert resumed.values == {"domain": {"bpb": 1.2}}
     pieces = validation_settings(cfg, AutoTokenizer.from_pretrained(llama2_style))
-    assert pieces["byte_count"] == "piece_utf8"
+    assert pieces["byte_count"] == "piece_utf8_no_added_space"
     resumed = StartingMetrics(pieces)
     resumed.load_state_dict(state)  # its bytes were counted by decoding pieces alone: dropped
-    assert resumed.values == {} and resumed._changed_now == {"byte_count": [None, "piece_utf8"]}
+    assert resumed.values == {} and resumed._changed_now == {"byte_count": [None, "piece_utf8_no_added_space"]}
 
 
 def test_a_byte_level_perplexity_result_pairs_with_an_earlier_one(tmp_path, tiny_folder):
@@ -91,7 +91,7 @@ def test_the_dummy_prefix_space_is_no_byte_of_the_document(tmp_path, llama2_styl
     results = task.run(model, tokenizer)
     # Before: 41, 18, 15 and 2 bytes: one more than the text wherever it did not start with a space.
     assert [i["bytes"] for i in task.items] == [len(t.encode()) for t in TEXTS]
-    assert results["byte_count"] == "piece_utf8"
+    assert results["byte_count"] == "piece_utf8_no_added_space"
 
 
 def test_a_tokenizer_that_prepends_before_any_text_has_the_space_taken_off_every_document():

@@ -12,3 +12,8 @@ FIRST_TOKEN, FIRST_TOKEN_SCORED = "first_token", "scored"
 # `<0xC3>` one byte. Before, the piece was decoded alone, which dropped the space of `▁The` and made a byte
 # piece the 3 bytes of U+FFFD: Llama-2-style tokenizers' bits per byte were off by about 15%.
 BYTE_COUNT, BYTE_COUNT_PIECES = "byte_count", "piece_utf8"
+# And, of a tokenizer that prepends a space to a text (Llama-2's dummy prefix), without that space: no byte
+# of the document. Before, training validation counted it, one byte a document, and so did evaluate.py's
+# perplexity before 8089a3e under the same BYTE_COUNT_PIECES. A tokenizer that prepends nothing (Gemma's)
+# counts as under BYTE_COUNT_PIECES and keeps that mark.
+BYTE_COUNT_NO_ADDED_SPACE = "piece_utf8_no_added_space"

@@ -7,11 +7,12 @@ writes a space as `▁` and, with byte fallback, a byte it has no piece for as `
 Decoding a piece alone gets both wrong: the decoder strips the space a text starts with (`▁The` 3 bytes,
 `▁` 0) and a lone byte of a longer character decodes to U+FFFD (3 bytes): "héllo wörld" counted 20 for
 its 13 bytes on a Llama-2-style base. A tokenizer that prepends `▁` to a text (Llama-2's dummy prefix)
-counts that space too, one byte a document more than its text: evaluate.py's perplexity takes it off each
-document (`added_space_bytes`); training validation still counts it (every run on that base alike).
+counts that space too, one byte a document more than its text: evaluate.py's perplexity and training
+validation (modules/causal_lm.py) take it off each document (`added_space_bytes`).
 
 Only such vocabularies count otherwise than before the rule: their results carry the mark
-(`byte_count_rule`), a byte-level one's none, so its earlier results still pair with new ones.
+(`byte_count_rule`), a byte-level one's none, so its earlier results still pair with new ones; one that
+prepends a space carries the later mark, since its validation counted that space before.
 """
 
 import json
@@ -19,7 +20,7 @@ import re
 
 import torch
 
-from chipadapt.scoring_rules import BYTE_COUNT_PIECES
+from chipadapt.scoring_rules import BYTE_COUNT_NO_ADDED_SPACE, BYTE_COUNT_PIECES
 
 # A byte-fallback piece: one byte of a character the vocabulary has no piece for.
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
@@ -52,10 +53,15 @@ def _vocabulary_kind(tokenizer) -> tuple[bool, str | None, bool]:
 
 def byte_count_rule(tokenizer) -> str | None:
     """The byte_count mark (scoring_rules.py) a result of this tokenizer carries: BYTE_COUNT_PIECES where
-    pieces count otherwise than decoded alone (a space mark, byte fallback), None where they count as they
+    pieces count otherwise than decoded alone (a space mark, byte fallback), BYTE_COUNT_NO_ADDED_SPACE where
+    the tokenizer also prepends a space to a text (`added_space_bytes`), None where they count as they
     always did (byte-level BPE, WordPiece): a mark there would unpair every earlier result for nothing."""
     byte_level, mark, byte_fallback = _vocabulary_kind(tokenizer)
-    return BYTE_COUNT_PIECES if not byte_level and (mark or byte_fallback) else None
+    if byte_level or not (mark or byte_fallback):
+        return None
+    rows = max(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+    added = added_space_bytes(tokenizer, token_byte_lengths(tokenizer, rows))
+    return BYTE_COUNT_NO_ADDED_SPACE if any(added) else BYTE_COUNT_PIECES
 
 
 def added_space_bytes(tokenizer, lengths: torch.Tensor) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from chipadapt.manifest import fingerprint_input
 from chipadapt.models.checkpointing import enable_activation_checkpointing
 from chipadapt.models.hf_folder import empty_causal_lm, load_causal_lm, load_tokenizer
 from chipadapt.models.lora import apply_lora
-from chipadapt.models.token_bytes import token_byte_lengths
+from chipadapt.models.token_bytes import added_space_bytes, token_byte_lengths
 from chipadapt.modules.loss_guard import LossSpikeGuard
 from chipadapt.modules.optim import optimizers_for
 from chipadapt.modules.val_figures import VAL_METRICS, perplexity, split_figures
@@ -26,6 +26,9 @@ from chipadapt.modules.val_items import batch_records, item_table
 log = logging.getLogger(__name__)
 
 __all__ = ["VAL_METRICS", "CausalLMModule", "perplexity", "step_total"]
+
+# Columns of modules/val_items.py's batch records: [row, item, nll, tokens, bytes].
+RECORD_ROW, RECORD_ITEM, RECORD_BYTES = 0, 1, 4
 
 
 class CausalLMModule(L.LightningModule):
@@ -68,9 +71,13 @@ class CausalLMModule(L.LightningModule):
         # configure_optimizers, where weight decay, which goes by rank, would then decay nothing.
         self.param_ndims = {name: param.ndim for name, param in self.model.named_parameters()}
         rows = self.model.get_output_embeddings().weight.shape[0]
-        self.register_buffer(
-            "token_bytes", token_byte_lengths(load_tokenizer(Path(model_folder)), rows), persistent=False
-        )
+        tokenizer = load_tokenizer(Path(model_folder))
+        self.register_buffer("token_bytes", token_byte_lengths(tokenizer, rows), persistent=False)
+        # The space a tokenizer prepends to a text (Llama-2's dummy prefix), counted in a document's first
+        # token: no byte of the document, taken off as evaluate.py's perplexity takes it off (0: none added).
+        # That of a text not starting with a space: token ids cannot tell one that does (Metaspace then
+        # prepends nothing and gives the same ids), so such a document counts one byte short.
+        self.added_space = added_space_bytes(tokenizer, self.token_bytes)[0]
         self.val_split_names = list(val_split_names)
         # Per split, the sums of each item (a held-out document) a validation scored, as records
         # [row, item, nll, tokens, bytes] (modules/val_items.py): perplexity, loss and bits per byte
@@ -222,6 +229,8 @@ class CausalLMModule(L.LightningModule):
             first = (batch_idx * self.trainer.world_size + self.global_rank) * labels.shape[0]
             batch = {**batch, "row_index": torch.arange(first, first + labels.shape[0], device=labels.device)}
         records = batch_records(batch, token_nll, labels, self.token_bytes, self.sum_dtype())
+        if self.added_space and "item_index" in batch:  # packed documents (DAPT); SFT's rows are conversations
+            records = without_added_space(records, batch, labels, self.token_bytes, self.added_space)
         self.val_records[self.val_split_names[dataloader_idx]].update(records)
 
     def on_validation_epoch_end(self) -> None:
@@ -256,6 +265,33 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         return optimizers_for(self.model, self.optim, self.trainer, ndims=self.param_ndims)
+
+
+def document_starts(batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor) -> torch.Tensor:
+    """Which predicted tokens (positions of the shifted `labels`) begin a packed held-out document: where
+    the document changes from the token before, and the stream's first token, which follows the start
+    token (a special token, of no bytes) that data/packing.py numbers as the first document's."""
+    items, inputs = batch["item_index"].to(labels.device), batch["input_ids"].to(labels.device)
+    starts = items[:, 1:] != items[:, :-1]
+    starts[:, 0] |= (batch["row_index"].to(labels.device) == 0) & (token_bytes[inputs[:, 0]] == 0)
+    return starts & (labels != -100)
+
+
+def without_added_space(
+    records: torch.Tensor, batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor, added: int
+) -> torch.Tensor:
+    """The batch's records with the prepended space taken off the bytes of each document whose first token
+    the batch predicts: at most that token's bytes (a document of no text begins with its separator)."""
+    starts = document_starts(batch, labels, token_bytes)
+    if not starts.any():
+        return records
+    rows = batch["row_index"].to(labels.device).unsqueeze(1).expand_as(labels)[starts].to(records.dtype)
+    items = batch["item_index"][:, 1:].to(labels.device)[starts].to(records.dtype)
+    taken = token_bytes[labels[starts]].clamp(max=added).to(records.dtype)
+    match = (records[:, None, RECORD_ROW] == rows) & (records[:, None, RECORD_ITEM] == items)
+    records = records.clone()
+    records[:, RECORD_BYTES] -= (match.to(records.dtype) * taken).sum(1)
+    return records
 
 
 def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:

@@ -6,6 +6,9 @@ they are still too long), then the three final prompts run on the result. ROUGE-
 against the references a row has; `judge.model_path` adds an LLM-as-judge 1-7 Likert score per
 output (the judge's expected rating from its next-token distribution over the digits 1-7).
 Items are threads: the three outputs, their references and per-output scores.
+The judge's ratings are journaled with the model's answers (io/answer_journal.py), each under the judge
+folder's identity and how it ran: a rerun after a kill rates only the outputs not yet rated (and loads no
+judge when none is left), and another judge, or this one rewritten, rates every output again.
 """
 
 import logging
@@ -18,6 +21,8 @@ from chipadapt.eval.items import summarize
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
+from chipadapt.io.answer_journal import journal_for
+from chipadapt.io.identity import identity
 from chipadapt.io.jsonl import FirstLines, jsonl_records
 
 log = logging.getLogger(__name__)
@@ -137,29 +142,46 @@ class BugSummaryTask(TaskBase):
             thread = condensed
         return thread, rounds
 
+    @staticmethod
     @torch.no_grad()
-    def _likert(
-        self, judge_model, judge_tok, rows: list[dict], outputs: dict[str, list[str]]
-    ) -> dict[str, list[float]]:
-        """{kind: the judge's rating of each row's output}."""
+    def _rate(judge_model, judge_tok, prompt: str) -> float:
+        """The judge's expected 1-7 rating of one filled-in JUDGE prompt."""
         digits = [judge_tok(str(d), add_special_tokens=False).input_ids[-1] for d in range(1, 8)]
-        scores = {}
+        if judge_tok.chat_template:
+            prompt = judge_tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        ids = judge_tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids[:, -4096:]
+        probs = judge_model(input_ids=ids.to(judge_model.device)).logits[0, -1, digits].float().softmax(-1)
+        return float((probs * torch.arange(1, 8, device=probs.device)).sum())
+
+    def _likert(self, model, rows: list[dict], outputs: dict[str, list[str]]) -> dict[str, list[float]]:
+        """{kind: the judge's rating of each row's output}, each taken from the journal of the evaluated
+        `model`'s answers where a run before a kill rated it, else rated now and journaled at once."""
+        from chipadapt.models.hf_folder import check_hf_folder
+        from chipadapt.models.inference import load_for_inference
+
+        folder = check_hf_folder(self.judge["model_path"], "judge.model_path")
+        # The judge runs like the evaluated model: its dtype, attention and device.
+        dtype, attn = str(model.dtype).removeprefix("torch."), model.config._attn_implementation
+        journal = journal_for(model)
+        # What a rating depends on beyond its prompt: the judge's files and how it runs.
+        judge_key = {"judge": identity(folder), "dtype": dtype, "attn": attn}
+        scores, judge = {}, None
         for kind, texts in outputs.items():
-            ratings = []
+            scores[kind] = []
             for row, summary in zip(rows, texts):
                 prompt = JUDGE.format(kind=kind, thread=row[self.thread_key][:6000], summary=summary)
-                if judge_tok.chat_template:
-                    prompt = judge_tok.apply_chat_template(
-                        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-                    )
-                ids = (
-                    judge_tok(prompt, return_tensors="pt", add_special_tokens=False)
-                    .input_ids[:, -4096:]
-                    .to(judge_model.device)
+                slot, found, rating = (
+                    journal.ask(["judge_likert", judge_key, prompt]) if journal is not None else (None, False, None)
                 )
-                probs = judge_model(input_ids=ids).logits[0, -1, digits].float().softmax(-1)
-                ratings.append(float((probs * torch.arange(1, 8, device=probs.device)).sum()))
-            scores[kind] = ratings
+                if not found:
+                    if judge is None:  # loaded only for an output no earlier run rated
+                        judge = load_for_inference(folder, dtype, attn, str(model.device), "judge.model_path")
+                    rating = self._rate(judge.model, judge.tokenizer, prompt)
+                    if journal is not None:
+                        journal.record(slot, rating)
+                scores[kind].append(rating)
         return scores
 
     def run(self, model, tokenizer) -> dict[str, float]:
@@ -184,19 +206,7 @@ class BugSummaryTask(TaskBase):
                 }
             )
         if self.judge and self.judge.get("model_path"):
-            from chipadapt.models.hf_folder import check_hf_folder
-            from chipadapt.models.inference import load_for_inference
-
-            folder = check_hf_folder(self.judge["model_path"], "judge.model_path")
-            # The judge runs like the evaluated model: its dtype, attention and device.
-            judge = load_for_inference(
-                folder,
-                str(model.dtype).removeprefix("torch."),
-                model.config._attn_implementation,
-                str(model.device),
-                "judge.model_path",
-            )
-            for kind, ratings in self._likert(judge.model, judge.tokenizer, rows, outputs).items():
+            for kind, ratings in self._likert(model, rows, outputs).items():
                 for item, rating in zip(items, ratings):
                     item["scores"][f"{kind}.likert"] = rating
         self.items = items
