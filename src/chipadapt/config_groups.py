@@ -28,6 +28,7 @@ class MergeSchema:
     allow_extrapolation: bool = MISSING
     out_dtype: str | None = MISSING
     chat_template_from: str = MISSING
+    chat_template: str | None = MISSING
     non_float_from: str | None = MISSING
 
 

@@ -7,8 +7,10 @@ the string and template join that task's finished-task key, so it is not kept wh
 attributes, and its results record the string (`steerlm_attributes`) where its prompts took it; a
 log-likelihood task (perplexity, mcq) or a completion-mode one is neither keyed nor labelled by it. Each
 evaluation starts unsteered (stop_steering): a job of a sweep whose tasks need no model does not inherit
-the previous job's attributes."""
+the previous job's attributes. Refused for a merged model that records none, the message gives
+merge.py's reason for leaving its inputs' record out (merge/steerlm_record.py)."""
 
+import json
 import logging
 from contextvars import ContextVar
 from pathlib import Path
@@ -94,8 +96,8 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     template = recorded_template(folder)
     if order is None or template is None:
         raise ChipadaptError(
-            f"{KEY}: {folder}/config.json records no {ORDER_KEY} and {TEMPLATE_KEY} (not a SteerLM model, or one "
-            "saved before they were recorded), so the attributes' format is unknown"
+            f"{KEY}: {folder}/config.json records no {ORDER_KEY} and {TEMPLATE_KEY} ({_no_record_cause(folder)}), "
+            "so the attributes' format is unknown"
         )
     attributes = parse_attributes(str(text))
     if note := unfamiliar_attributes(attributes, order):
@@ -104,6 +106,25 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     STEERING.set((template, string))
     CHAT_PROMPTS.set(_steered_prompts)
     return string
+
+
+def _no_record_cause(folder: Path) -> str:
+    """Why a folder records no SteerLM attribute format: merge.py's reason for a merged model (its
+    merge_manifest.json), else what a plain folder lacking it is."""
+    try:
+        manifest = json.loads((Path(folder) / "merge_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        return "not a SteerLM model, or one saved before they were recorded"
+    why = ((manifest.get("summary") or {}).get("steerlm_record") or {}).get("why")
+    if why:
+        return f"a merged model: merge.py did not carry its inputs' record, as {why}"
+    inputs = ", ".join(f"{key}: {path}" for key, path in (manifest.get("inputs") or {}).items())
+    return (
+        "a merged model written before merge.py carried its inputs' SteerLM record; "
+        f"merge again to carry it where an input records one ({inputs})"
+    )
 
 
 def steering_record() -> dict:

@@ -7,11 +7,21 @@ instructions as the instruct model does. So each of the two is taken from the mo
 where both have one and they differ, from `merge.chat_template_from` (conf/merge.yaml: instruct|chip). The
 vocabulary stays the one chosen for the rows; only the template (a tokenizer_config.json key or
 chat_template.jinja) and generation_config.json are replaced.
+
+`merge.chat_template` (set by a mergekit recipe's `chat_template`: merge/mergekit_config.py) chooses the
+template as mergekit does: `auto` takes the one most of the inputs read have (mergekit's plurality over
+its referenced models; a dict of named templates counts by its `default`, whitespace at the ends is
+stripped), a tie going to the first of chip, instruct, base (recent mergekit takes the first model its
+recipe lists, the chip model in the recipes chipadapt writes); where no input has one, it is chosen as
+without the key. Any other value is the Jinja template itself. mergekit also takes a name of a template
+it bundles (chatml, llama3, ...): chipadapt carries none of them, so a name is refused, with the
+Jinja text asked for instead.
 """
 
 import json
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
@@ -19,6 +29,11 @@ from chipadapt.errors import ChipadaptError
 log = logging.getLogger(__name__)
 
 CHOICES = ("instruct", "chip")
+AUTO = "auto"
+# The templates mergekit bundles (mergekit/_data/chat_templates), by the names its recipes give them.
+MERGEKIT_NAMES = ("alpaca", "chatml", "exaone", "llama3")
+# mergekit's test of a template given inline: a value shorter than this, or without "{", is a name.
+SHORTEST_TEMPLATE = 20
 JINJA = "chat_template.jinja"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 GENERATION_CONFIG = "generation_config.json"
@@ -58,15 +73,74 @@ def check_chat_template_from(prefer) -> None:
         raise ChipadaptError(f"merge.chat_template_from: {prefer!r} is not one of {', '.join(CHOICES)}")
 
 
-def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str) -> dict:
+def check_chat_template(value, key: str = "merge.chat_template") -> None:
+    """A `merge.chat_template` chipadapt can honour: null, auto, or a Jinja template transformers compiles."""
+    if value is None or value == AUTO:
+        return
+    if not isinstance(value, str):
+        raise ChipadaptError(f"{key}: {value!r} is neither {AUTO} nor a Jinja chat template")
+    if len(value) < SHORTEST_TEMPLATE or "{" not in value:
+        if value in MERGEKIT_NAMES:
+            raise ChipadaptError(
+                f"{key}: {value!r} names a template bundled with mergekit, which chipadapt does not carry: give "
+                f"the template's Jinja text instead, or {AUTO} (the one most inputs have)"
+            )
+        raise ChipadaptError(
+            f"{key}: {value!r} is neither {AUTO} nor a Jinja chat template (mergekit reads a value under "
+            f"{SHORTEST_TEMPLATE} characters or without '{{' as the name of a template it bundles; chipadapt "
+            "carries none of those)"
+        )
+    from jinja2 import TemplateError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        _compile_jinja_template(value)
+    except TemplateError as err:
+        line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
+        raise ChipadaptError(f"{key}: not a Jinja template transformers can compile ({err.message}{line})") from None
+
+
+def _comparable(template) -> str | None:
+    """A template as mergekit's `auto` counts it: the `default` of a set of named ones, ends stripped."""
+    if isinstance(template, list):  # tokenizer_config.json's form of transformers' dict of named templates
+        template = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    if isinstance(template, dict):
+        template = template.get("default")
+    return template.strip() if isinstance(template, str) and template.strip() else None
+
+
+def most_common_template(models: list) -> tuple[str | None, str | None, str]:
+    """mergekit's `auto`: (the template most of `models` have, the key of the first that has it, why);
+    (None, None, why) where none has one."""
+    found = {m.key: _comparable(chat_template_of(m.folder)) for m in models}
+    counts = Counter(t for t in found.values() if t is not None)
+    if not counts:
+        return None, None, f"merge.chat_template={AUTO}: no input has one"
+    template, n = counts.most_common(1)[0]  # equal counts: the first found, in the order of `models`
+    key = next(k for k, t in found.items() if t == template)
+    return template, key, f"merge.chat_template={AUTO}: the most common of the inputs' ({n} of {len(found)})"
+
+
+def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting=None, base=None) -> dict:
     """Replace the chat template and generation_config.json in the output being written (`tmp`, which
-    holds the tokenizer files of `copied_from`) by the ones chosen; what was chosen, for the manifest."""
+    holds the tokenizer files of `copied_from`) by the ones chosen; what was chosen, for the manifest.
+    `setting`: merge.chat_template; `base`: models.base where the merge reads it (one of auto's inputs)."""
     check_chat_template_from(prefer)
+    check_chat_template(setting)
     models = {m.key: m for m in (chip, instruct)}
     templates = {key: chat_template_of(m.folder) for key, m in models.items()}
     template_from, template_why = choose(templates, prefer)
-    if template_from is not None and templates[template_from] != chat_template_of(copied_from.folder):
-        _write_template(tmp, templates[template_from])
+    chosen_text = templates[template_from] if template_from is not None else None
+    if setting == AUTO:
+        voted, voted_from, voted_why = most_common_template([m for m in (chip, instruct, base) if m])
+        if voted is not None:
+            chosen_text, template_from, template_why = voted, voted_from, voted_why
+        else:
+            template_why = f"{voted_why}; {template_why}"
+    elif setting is not None:
+        chosen_text, template_from, template_why = setting, "merge.chat_template", "given (mergekit's chat_template)"
+    if template_from is not None and chosen_text != chat_template_of(copied_from.folder):
+        _write_template(tmp, chosen_text)
     elif template_from is None and chat_template_of(copied_from.folder) is not None:
         template_from = copied_from.key  # models.base's, which carries the vocabulary
     configs = {key: generation_config_of(m.folder) for key, m in models.items()}

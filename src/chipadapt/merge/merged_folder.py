@@ -4,7 +4,8 @@ streamed tensor by tensor through a merge method (merge/tensor_merge.py).
 Writes an HF folder at `output` (temporary folder renamed when complete) with the tokenizer of the
 input whose vocabulary is longest, the chip model's on a tie (every input must have one, and each
 must be a prefix of that one: merge/vocabulary.py), the chat template and generation_config.json of
-the model that has one, the instruct model's where both do (merge/chat_files.py),
+the model that has one, the instruct model's where both do (merge/chat_files.py), the SteerLM attribute
+record where the merged weights hold a SteerLM model's (merge/steerlm_record.py),
 `merge_diagnostics.csv` (per tensor: lambda, angle, norms, fallback, extra rows and the model they come
 from, the input a non-float tensor is copied from: merge/non_float.py), `merge_manifest.json` and
 `mergekit_config.yml` (merge/mergekit_export.py).
@@ -27,11 +28,12 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.outputs import check_output_folder, refuse_overlap_with_inputs, written_by
 from chipadapt.manifest import fingerprint_input, git_state
-from chipadapt.merge.chat_files import check_chat_template_from, take_chat_files
+from chipadapt.merge.chat_files import chat_template_of, check_chat_template, check_chat_template_from, take_chat_files
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
 from chipadapt.merge.non_float import copy_tensor, non_float_sources
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
+from chipadapt.merge.steerlm_record import carried_record, with_record
 from chipadapt.merge.tensor_merge import check_schedule_matches, lambda_schedule, merge_tensor
 from chipadapt.merge.vocabulary import SharedVocabulary, shared_vocabulary
 from chipadapt.models.portable_folder import make_portable
@@ -105,8 +107,27 @@ def output_config(chip: SafetensorsModel, vocabulary: SharedVocabulary, tied: bo
     return config
 
 
+def models_read(cfg: DictConfig) -> list[str]:
+    """The keys of `models` the merge reads: chip, instruct, and base where the method reads one
+    (task_arithmetic, ties, della; chipalign, linear and slerp read none, whatever models.base says)."""
+    reads_base = bool(getattr(instantiate(cfg.merge.method), "needs_base", False))
+    return [key for key in MODEL_KEYS if cfg.models.get(key) and (key != "base" or reads_base)]
+
+
 def input_fingerprints(cfg: DictConfig) -> dict[str, str | None]:
-    return {key: fingerprint_input(cfg.models[key])["fingerprint"] for key in MODEL_KEYS if cfg.models.get(key)}
+    """The content fingerprints of the models the merge reads: a base it never opens is no input of it
+    (hashing it cost a pass over a whole model, and a retrained one would have passed for a changed merge)."""
+    return {key: fingerprint_input(cfg.models[key])["fingerprint"] for key in models_read(cfg)}
+
+
+def same_inputs(recorded, cfg: DictConfig) -> bool:
+    """Whether a merge_manifest.json's `input_fingerprints` are this merge's inputs. Only the models read
+    are compared: a manifest written before unread bases were left out also fingerprints the base of a
+    chipalign/linear/slerp merge, and is still this merge when the models it read are unchanged."""
+    if not isinstance(recorded, dict):
+        return False
+    now = input_fingerprints(cfg)
+    return all(recorded.get(key) == fingerprint for key, fingerprint in now.items())
 
 
 def check_merge_output(dest: str, overwrite: bool, inputs: list[tuple[str, Path]]) -> Path:
@@ -131,6 +152,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
     if out_dtype is not None and out_dtype not in OUT_DTYPES:
         raise ChipadaptError(f"merge.out_dtype: {out_dtype!r} is not one of {', '.join(OUT_DTYPES)} (or null)")
     check_chat_template_from(cfg.merge.chat_template_from)
+    check_chat_template(cfg.merge.chat_template)
     method = instantiate(cfg.merge.method)
     chip = SafetensorsModel(cfg.models.chip, "models.chip")
     instruct = SafetensorsModel(cfg.models.instruct, "models.instruct")
@@ -193,11 +215,22 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
                 rows.append({"tensor": name, "shape": "x".join(map(str, shapes[name])), "lam": lam, **diag})
                 bar.advance(task)
         writer.close()
-        write_json_atomic(tmp / "config.json", output_config(chip, vocabulary, tied, out_dtype))
+        # The SteerLM record where the merged weights hold a SteerLM model's (merge/steerlm_record.py).
+        steerlm, steerlm_from = carried_record(chip, instruct, [r["lam"] for r in rows if r["tensor"] not in copied])
+        config = with_record(output_config(chip, vocabulary, tied, out_dtype), steerlm)
+        write_json_atomic(tmp / "config.json", config)
         for file in TOKENIZER_FILES:  # all from one input: files of two tokenizers would not agree
             if (vocabulary.source.folder / file).is_file():
                 shutil.copy2(vocabulary.source.folder / file, tmp / file)
-        chat_files = take_chat_files(tmp, vocabulary.source, chip, instruct, cfg.merge.chat_template_from)
+        chat_files = take_chat_files(
+            tmp,
+            vocabulary.source,
+            chip,
+            instruct,
+            cfg.merge.chat_template_from,
+            cfg.merge.chat_template,
+            base,
+        )
         make_portable(tmp)
         table = io.StringIO()
         csv_writer = csv.DictWriter(table, fieldnames=DIAGNOSTIC_COLUMNS, extrasaction="ignore")
@@ -226,6 +259,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             # Non-float tensors (masks, ids): copied, equal in every input or from non_float_from.
             "non_float": {r["tensor"]: f"{r['fallback']} ({r['copied_from']})" for r in rows if r.get("copied_from")},
             **chat_files,
+            "steerlm_record": steerlm_from,
         }
         write_json_atomic(
             tmp / "merge_manifest.json",
@@ -245,6 +279,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             rows,
             str(dtypes[names[0]]).removeprefix("torch."),
             None if vocabulary.same else "union",
+            chat_template_of(tmp),
         )
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",

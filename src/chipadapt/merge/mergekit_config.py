@@ -125,6 +125,8 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     ]
     if recipe.out_dtype:
         overrides.append(f"merge.out_dtype={recipe.out_dtype}")
+    if recipe.chat_template is not None:
+        overrides.append(f"merge.chat_template={_quote(recipe.chat_template)}")
     if scales:
         overrides.append(f"merge.method.scale={_quote(_single(scales, 'lambda', f'config={path}'))}")
     if densities:

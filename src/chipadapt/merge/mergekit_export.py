@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.chat_files import check_chat_template
 from chipadapt.merge.mergekit_recipe import INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
 
 
@@ -19,10 +20,13 @@ def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
     return [{"filter": name, "value": values[name]} for name in sorted(values, key=lambda n: (-len(n), n))]
 
 
-def mergekit_recipe(cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None) -> dict:
+def mergekit_recipe(
+    cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None, carried_template=None
+) -> dict:
     """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
     `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
-    unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's)."""
+    unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's).
+    `carried_template`: the chat template the output carries."""
     name, method = cfg.merge.name, cfg.merge.method
     chip, instruct, base = str(cfg.models.chip), str(cfg.models.instruct), cfg.models.base
     recipe: dict = {"merge_method": name}
@@ -58,7 +62,25 @@ def mergekit_recipe(cfg, rows: list[dict], out_dtype: str, tokenizer_source: str
     recipe["out_dtype"] = out_dtype
     if tokenizer_source:
         recipe["tokenizer_source"] = tokenizer_source
+    if template := _chat_template(cfg.merge.chat_template, carried_template):
+        recipe["chat_template"] = template
     return recipe
+
+
+def _chat_template(setting, carried) -> str | None:
+    """mergekit's `chat_template`: merge.chat_template as given (auto or a template); without it, the
+    template the output carries (chosen by merge.chat_template_from), which mergekit would otherwise
+    take from its donor model, not always the same input. None where mergekit cannot be given it: a set
+    of named templates, or one it would read as a template's name."""
+    if setting is not None:
+        return str(setting)
+    if not isinstance(carried, str) or "${" in carried:  # "${": merge/mergekit_recipe.py refuses it
+        return None
+    try:
+        check_chat_template(carried, "carried")
+    except ChipadaptError:
+        return None
+    return carried
 
 
 HEADER = """\
@@ -75,10 +97,12 @@ NOTES = {
 
 
 def write_mergekit_config(
-    dest: Path, cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None
+    dest: Path, cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None, carried_template=None
 ) -> None:
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
     text = HEADER.format(note=note) + yaml.safe_dump(
-        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source), sort_keys=False, default_flow_style=None
+        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template),
+        sort_keys=False,
+        default_flow_style=None,
     )
     Path(dest).write_text(text)

@@ -15,6 +15,9 @@ The two tools name the same things differently:
   for every tensor of the chip model and writes the result as `merge.schedule` (regex -> lam).
 - mergekit's `out_dtype` (else `dtype`, which it also writes in) is `merge.out_dtype`, the dtype the
   weights are written in; `dtype` is also mergekit's compute dtype, where chipadapt keeps float32.
+- mergekit's `chat_template` (auto, or a Jinja template) is `merge.chat_template` (merge/chat_files.py);
+  a merge without one writes the template its output carries, so mergekit, which otherwise keeps its
+  donor tokenizer's (base_model's, else the first model's), publishes the same one.
 
 Every key of a recipe is honoured or refused: mergekit's pydantic models ignore keys they do not know,
 but a misspelt `densty` or a tokenizer setting left out would merge something else than the recipe says.
@@ -23,6 +26,7 @@ but a misspelt `densty` or a tokenizer setting left out would merge something el
 import re
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.chat_files import check_chat_template
 
 INTERPOLATIONS = ("slerp", "chipalign")  # t from base_model (instruct) to the chip model
 WEIGHTED = ("linear", "task_arithmetic", "ties", "della")  # per-model weights
@@ -233,10 +237,13 @@ class Recipe:
                     continue
                 what = f"{value!r} is not supported" if key == "source" else "is not supported"
                 raise ChipadaptError(f"{self.source}: tokenizer.{key}: {what}: {UNION}")
-        if data.get("chat_template") is not None:
+        self.chat_template = data.get("chat_template") or None  # mergekit: empty is unset
+        check_chat_template(self.chat_template, f"{self.source}: chat_template")
+        if self.chat_template is not None and "${" in self.chat_template:
+            # Hydra would resolve it as an interpolation in the override that carries the template.
             raise ChipadaptError(
-                f"{self.source}: chat_template: not supported: the output keeps the chat template of the "
-                "tokenizer it carries (remove the key, or edit chat_template.jinja in the output)"
+                f"{self.source}: chat_template: holds '${{', which the merge.chat_template override would "
+                "read as an interpolation; chipadapt cannot pass this template on"
             )
 
     def _dtype(self, data: dict, key: str) -> str | None:

@@ -13,7 +13,7 @@ from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.outputs import written_by
 from chipadapt.manifest import fingerprint_input
 from chipadapt.merge.job_settings import changed_settings, same_settings
-from chipadapt.merge.merged_folder import MODEL_KEYS, check_merge_output, input_fingerprints, merge_weights
+from chipadapt.merge.merged_folder import check_merge_output, merge_weights, models_read, same_inputs
 from chipadapt.models.locate import locate_model
 from chipadapt.run_folder_key import run_folder_key
 
@@ -65,7 +65,7 @@ def merged_before(cfg: DictConfig) -> tuple[Path, dict] | None:
     if written_by(out) != "merge" or not same_settings(recorded.get("config") or {}, _resolved(cfg)):
         return None
     # The same settings are not the same inputs: a chip model retrained in place since is merged again.
-    if recorded.get("input_fingerprints") != input_fingerprints(cfg):
+    if not same_inputs(recorded.get("input_fingerprints"), cfg):
         return None
     return out, dict(recorded.get("summary") or {})
 
@@ -75,11 +75,9 @@ def read_models(cfg: DictConfig) -> list[str]:
     base given to a method that reads none (chipalign, linear, slerp) is said once and left out of the
     job's inputs: recorded, it would claim the merge depended on a folder it never opened, and a base
     of another architecture would seem to have been checked."""
-    from hydra.utils import instantiate
-
-    reads_base = bool(getattr(instantiate(cfg.merge.method), "needs_base", False))
+    keys = models_read(cfg)
     base = cfg.models.get("base")
-    if base and not reads_base and (told := (str(cfg.merge.name), str(base))) not in _UNREAD_BASE_TOLD:
+    if base and "base" not in keys and (told := (str(cfg.merge.name), str(base))) not in _UNREAD_BASE_TOLD:
         _UNREAD_BASE_TOLD.add(told)
         log.warning(
             "models.base: merge=%s reads no base model; %s is neither read nor checked (task_arithmetic, ties "
@@ -87,7 +85,7 @@ def read_models(cfg: DictConfig) -> list[str]:
             cfg.merge.name,
             base,
         )
-    return [key for key in MODEL_KEYS if cfg.models.get(key) and (key != "base" or reads_base)]
+    return keys
 
 
 def previous_job(cfg: DictConfig, run_dir: Path, keys: list[str]) -> tuple[str, dict | None]:
