@@ -2,12 +2,13 @@
 
 A credential is recognised three ways: by a published format (a private key block, an AWS, GitHub,
 GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhook, the password in a URL,
-an Ansible vault, an AWS secret key beside its id or random enough alone), by its context (`Authorization:
-Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection string's `Password=`, a
-login's second argument, `the password is ...`), or by the name it is assigned to (`DB_PASSWORD=...`,
+an Ansible vault, an AWS secret key beside its id or random enough alone, a Docker config in base64), by its
+context (`Authorization: Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection
+string's `Password=`, a login's second argument, `the password is ...`, a Docker config's `auth`, every value
+of a Kubernetes Secret's `data:` and `stringData:`), or by the name it is assigned to (`DB_PASSWORD=...`,
 `"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`, `<password>`, `<add
-key="ApiKey" value=...>`, `set_password("...")`, a YAML block or anchor). The rule is one: a name that says
-credential, and a value that looks like one. An assigned value is replaced whole, to its closing quote or,
+key="ApiKey" value=...>`, `set_password("...")`, a YAML block, list or anchor). The rule is one: a name that
+says credential, and a value that looks like one. An assigned value is replaced whole, to its closing quote or,
 unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end less a
 comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus. Code
 that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
@@ -30,8 +31,10 @@ from chipadapt.curation.redaction_forms import (
     AWS_SECRET,
     BASIC_AUTH,
     CONTEXT_FORMATS,
+    DOCKER_AUTH,
     EMAIL,
     FORMS,
+    K8S_SECRET_MAP,
     PRIVATE_KEY,
     TOKEN_FORMATS,
     URL_PASSWORD,
@@ -43,12 +46,20 @@ from chipadapt.curation.redaction_forms import (
 from chipadapt.curation.redaction_value import (
     UPPER_SNAKE,
     credential_kind,
+    is_base64_login,
     is_secret,
     line_value,
     says_password,
     split_tail,
 )
-from chipadapt.curation.redaction_yaml import Mark, anchor_replacer, block_replacer, flow_list_replacer, list_replacer
+from chipadapt.curation.redaction_yaml import (
+    Mark,
+    anchor_replacer,
+    block_replacer,
+    flow_list_replacer,
+    list_replacer,
+    secret_map_replacer,
+)
 
 # A word in a sentence after `password`: 6 or more characters with a letter and a digit (`hunter22`); a
 # word of letters (`the password is wrong`) is English.
@@ -184,6 +195,8 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("email", EMAIL, lambda m: mark("email", m.group(0)))
     if "$ANSIBLE_VAULT;" in text:
         run("ansible_vault", ANSIBLE_VAULT, lambda m: m.group("ind") + mark("secret", m.group(0).strip()))
+    # A Secret's map before the forms that judge a value by its key: there every value is a secret.
+    run("k8s_secret_data", K8S_SECRET_MAP, secret_map_replacer(mark, text))
     run("yaml_block_secret", YAML_BLOCK, block_replacer(mark))
     run("yaml_anchor_secret", YAML_ANCHOR, anchor_replacer(mark, text))
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))
@@ -210,6 +223,11 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
         "aws_secret_key",
         AWS_NAMED,
         lambda m: m.group(1) + mark("secret", m.group(2)) if is_named_aws_secret(m.group(2)) else None,
+    )
+    run(
+        "docker_auth",
+        DOCKER_AUTH,
+        lambda m: m.group(1) + mark("secret", m.group(2)) if is_base64_login(m.group(2)) else None,
     )
     for name, pattern in BASIC_AUTH.items():
         run(name, pattern, lambda m: m.group("pre") + mark("secret", m.group("pw")))

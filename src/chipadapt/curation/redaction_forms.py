@@ -52,11 +52,18 @@ TOKEN_FORMATS = {
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     # OpenAI and Anthropic (`sk-`, `sk-proj-`, `sk-ant-`); a digit in it tells a key from a CSS class name.
     "openai_key": re.compile(r"\bsk-(?=[A-Za-z0-9_\-]{20})(?=[A-Za-z_\-]{0,100}\d)[A-Za-z0-9_\-]+"),
+    # A Docker config JSON in base64, wherever it is written: `{"auths":` encodes to `eyJhdXRocyI6`.
+    "docker_config": re.compile(r"\beyJhdXRocyI6[A-Za-z0-9+/]*={0,2}"),
     "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"),
 }
 # Each a credential after a context that names none: (prefix kept, secret replaced).
 CONTEXT_FORMATS = {
     "slack_webhook": re.compile(r"(\bhooks\.slack\.com/services/)([A-Za-z0-9_\-/]+)"),
+    # A Kubernetes image pull secret's Docker config, base64 under its key (`.dockerconfigjson: eyJ...`,
+    # `--from-literal=.dockercfg=...`): it holds every registry's login.
+    "docker_config": re.compile(
+        r"((?<![\w.\-])[\"']?\.docker(?:configjson|cfg)[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9+/]{8,}={0,2})"
+    ),
     # `Authorization: Bearer ...` in a header, a curl `-H`, a JSON or Python dict.
     "authorization": re.compile(
         r"(?i)(\b(?:proxy-)?authorization[\"']?[ \t]*[:=,][ \t]*[\"']?(?:bearer|basic|token)[ \t]+)"
@@ -149,6 +156,23 @@ ASSIGNMENTS = {
     ),
 }
 
+# A Docker config's `"auth": "dXNlcjpwYXNz"`: base64 of `user:password` (redaction_value.is_base64_login
+# judges it), in JSON or YAML.
+DOCKER_AUTH = re.compile(
+    r"(?i)((?<![\w.\-])[\"']?auth[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])"
+)
+# A Kubernetes Secret's `data:` (base64) or `stringData:` map: every entry's value is a secret, whatever its
+# key is named (`username`, `.dockerconfigjson`, `tls.key`). The entries are the lines below it, more
+# indented (blank lines among them). redaction_yaml.secret_map_replacer replaces each value; `data:` only in
+# a YAML document whose `kind` is Secret (a ConfigMap's `data:` is config), `stringData:` (a Secret's only)
+# anywhere.
+K8S_SECRET_MAP = re.compile(
+    r"(?m)^(?P<lead>(?P<ind>[ \t]*)(?P<field>data|stringData):[ \t]*(?:#[^\n]*)?\r?\n)"
+    r"(?P<entries>(?:(?P=ind)[ \t]+[^\n]*(?:\n|\Z)|[ \t]*\r?\n)*)"
+)
+K8S_SECRET_KIND = re.compile(r"(?m)^[ \t]*(?:-[ \t]+)?kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#[^\n]*)?\r?$")
+YAML_DOCUMENT_START = re.compile(r"(?m)^---")
+
 # An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
 # credentials file). Exactly 40 in a run, with upper case, lower case and a digit: not a hex hash (one case),
 # not a piece of a longer base64 blob. redaction_aws.is_aws_secret judges the rest.
@@ -195,9 +219,11 @@ YAML_LIST = re.compile(
     r"(?:#[^\n]*)?\r?\n)(?P<items>(?P<iind>(?P=ind)(?(kd)[ \t]+|[ \t]*))-[ \t]+[^\n]*(?:\n|\Z)"
     r"(?:(?P=iind)-[ \t]+[^\n]*(?:\n|\Z))*)"
 )
-# `password: [S3cret99, hunter2x]`: a flow list under a credential name, on one line.
+# `password: [S3cret99, hunter2x]`: a flow list under a credential name, on one line, its own or the next,
+# more indented one (`password:\n  [S3cret99]`).
 YAML_FLOW_LIST = re.compile(
-    r"(?im)^(?P<lead>[ \t]*(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*\[)"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*"
+    r"(?:\r?\n(?P=ind)[ \t]+)?\[)"
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")

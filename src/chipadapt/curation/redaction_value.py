@@ -2,6 +2,8 @@
 redaction_forms' patterns find (how strongly the name says credential, whether the value looks like one,
 or like code, a reference, a path, a message about a password)."""
 
+import base64
+import binascii
 import functools
 import math
 import re
@@ -34,14 +36,16 @@ _CODE = re.compile(
     r"|\d+'[sS]?[hHbBdDoO][0-9a-fA-F_xXzZ?]+"
 )
 # A password is often short: after a name that says password unambiguously (password, passwd, passphrase,
-# secret), 4 to 7 letters and digits, both, are one (`password: abc12`); not a type (`uint64`, `utf8`), a
-# hash's name (`sha256`, `md5`) nor a hex number. A word of letters alone (`password: str`) is a type or a
-# word. Not after pass, pw or pwd, which name a test's result and a pulse width as often (`PW: 1024x8`).
+# secret), 4 to 7 letters and digits, both, are one (`password: abc12`), with a password's punctuation too
+# (`S3cret!`, `p@ss1`); not a type (`uint64`, `utf8`), a hash's name (`sha256`, `md5`) nor a hex number. A
+# word of letters alone (`password: str`) is a type or a word. Not after pass, pw or pwd, which name a test's
+# result and a pulse width as often (`PW: 1024x8`).
 _PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|secret)$")
 # ... and after an account's `DB_PASS`, `MYSQL_PWD`, `ansible_become_pass` (a .env's `DB_PASS=hunter2`).
 _ACCOUNT_PASS = re.compile(r"(?i)(?:pass|pwd|pw)$")
 _SHORT_PASSWORD = re.compile(
-    r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)[a-z0-9]{4,7}"
+    r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)"
+    r"[a-z0-9!@#%^&*?~+]{4,7}"
 )
 # A process node, a memory standard, a core, an API version (`secret: tsmc7`, `sky130`, `ddr4`, `rv32imc`,
 # `v1alpha1`, `k8s1`): the chips and tools the corpus is about, a value no password is made of.
@@ -49,6 +53,10 @@ _TECH_NAME = re.compile(
     r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+[a-z0-9]*"
     r"|v\d+(?:alpha|beta)\d*|k8s\w*"
 )
+# ... but not after a name that says password (`password: sky1234`, `DB_PASS=gf180`): what is assigned to one
+# is its value, a process name or not. `secret:` keeps the exception: it names a Kubernetes object or an API
+# version as often (`secret: v1alpha1`).
+_PASSWORD_ONLY = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|pass|pwd|pw)$")
 # A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
 _PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
 # Words in a value that make it a message about a credential, not one: a UI string, a prompt.
@@ -157,7 +165,7 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
     short_ok = says_password(name) or (kind == "strong" and _ACCOUNT_PASS.search(name))
     if len(bare) < MIN_SECRET_CHARS and not (short_ok and _SHORT_PASSWORD.fullmatch(bare)):
         return False
-    if not quoted and _TECH_NAME.fullmatch(bare):
+    if not quoted and _TECH_NAME.fullmatch(bare) and not (short_ok and _PASSWORD_ONLY.search(name)):
         return False
     if not quoted and _CODE.fullmatch(bare) and not (config and _is_config_word(name, bare)):
         return False
@@ -205,3 +213,21 @@ def line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | 
     ):
         return value, rest
     return None
+
+
+def is_reference(value: str) -> bool:
+    """`$DB_PASSWORD`, `{{ .Values.password | b64enc }}`, `<secret>`: a reference to a value, not one."""
+    return bool(_REFERENCE.fullmatch(value))
+
+
+def is_base64_login(token: str) -> bool:
+    """Whether `token` is base64 of `user:password` (a Docker config's `auth`, HTTP basic auth): printable text
+    with a `:` between two non-empty parts. `true`, `none` and a hex hash decode to bytes, not text."""
+    try:
+        body = token.rstrip("=")
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        text = raw.decode("ascii")
+    except (binascii.Error, ValueError):
+        return False
+    user, colon, password = text.partition(":")
+    return bool(colon and user and password) and text.isprintable()
