@@ -172,6 +172,16 @@ def folder_name(trial: optuna.trial.FrozenTrial) -> str:
     return Path(trial.user_attrs.get(FOLDER) or str(trial.number)).name
 
 
+def exact_floor_note(row: dict) -> str | None:
+    """Where an exact paired test has too few draws to reach a small p. Over groups (e.g. conversation trees)
+    whole groups are swapped: they, not the items, bound it."""
+    grouped = row.get("groups") not in (None, "")
+    draws, unit = (row["groups"], "groups") if grouped else (row.get("n"), "items")
+    if "exact" in str(row.get("test")) and isinstance(draws, int) and draws < 6:
+        return f"n={draws} {unit}: an exact test cannot go below p={2 / 2**draws:.3g}"
+    return None
+
+
 def versus(best: optuna.trial.FrozenTrial, second: optuna.trial.FrozenTrial, metric: str) -> dict:
     """The winner's paired difference from the runner-up on the objective's items, or why there is none."""
     recorded = [t.user_attrs.get(FOLDER) for t in (second, best)]
@@ -191,11 +201,13 @@ def versus(best: optuna.trial.FrozenTrial, second: optuna.trial.FrozenTrial, met
         return {"paired": False, "reason": f"the trials' folders hold no per-item files for {metric}"}
     if row.get("test") == row.get("verdict") and row.get("reason"):
         return {"paired": False, "reason": str(row["reason"])}
-    keys = ("n", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict")
+    keys = ("n", "groups", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict")
     out = {"paired": True, "metric": row.get("metric"), "of": f"#{best.number} - #{second.number}"}
     out.update({k: row.get(k) for k in keys})
-    if "exact" in str(row.get("test")) and isinstance(row.get("n"), int) and row["n"] < 6:
-        out["note"] = f"n={row['n']} items: an exact test cannot go below p={2 / 2 ** row['n']:.3g}"
+    if out["groups"] == "":  # items drawn one by one (no groups)
+        del out["groups"]
+    if note := exact_floor_note(row):
+        out["note"] = note
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 

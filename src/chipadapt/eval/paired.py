@@ -37,16 +37,29 @@ resolves differences that two independent intervals would call overlapping).
   the exact p is 0.125 (4 close differences all one way), which would bring back the contradiction. With 5
   items or fewer no shift is rejected at 95% (2 / 2**5 > 0.05), so the interval is unbounded: the honest
   answer for so few items.
+- Items that carry a `group` (an SFT run's validation items: the OASST message tree of each held-out
+  thread, stages/validation_items.py) where some group holds several: the groups are the independent
+  draws (28 threads of 4 trees are 4), so whole groups are resampled or swapped. Each group's items are
+  summed (a pass/fail score as 1 or 0 out of 1), the metric being the ratio of sums over groups as over
+  items, and the tests above run on the groups' sums: the exact permutation test up to EXACT_MAX_ITEMS
+  groups (a swap exchanges every item of a group at once), the paired cluster bootstrap above it; the
+  test's name ends in " over groups", and `groups` counts them beside `n`. Items each their own group,
+  or without one, are compared as above. An item without a group in one run takes the other's (a run from
+  before the record); two runs that put one item in other groups are refused (GroupsDiffer): which items
+  move together is then not known. Groups whose sums are equal in both runs leave a cluster test nothing
+  to vary (a zero-width interval): the items are then compared as above.
 "within noise" means the interval covers 0 or, for McNemar, p >= 1 - confidence (the two disagree only
 below EXACT_P_BELOW discordant items, where `note` says which decided); otherwise the second run is "higher"
 or "lower".
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, percentile_interval
 
 # The name results and reports give the test of pass/fail scores.
@@ -63,6 +76,12 @@ PARTS_TANGO = "tango-over-parts"
 # n numbers: milliseconds); above it the paired bootstrap, whose results stay as they were.
 EXACT_MAX_ITEMS = 16
 EXACT = "paired-permutation-exact"
+# Appended to the test's name where whole groups were resampled or swapped (module docstring).
+OVER_GROUPS = " over groups"
+
+
+class GroupsDiffer(ChipadaptError):
+    """Two runs' records of one item name other groups: no test by group can be run; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,7 @@ class PairedDifference:
     this_only: int | None = None  # McNemar's c: items right in the second run only
     p_method: str = ""  # McNemar: "exact binomial" or "score"; the test's own otherwise
     alpha: float = round(1 - CONFIDENCE, 12)  # p below it rejects "no difference"
+    groups: int | None = None  # the groups resampled whole (module docstring); None: the items were
 
     @property
     def too_few_discordant(self) -> bool:
@@ -177,12 +197,20 @@ def paired_bootstrap(
     EXACT_MAX_ITEMS items or fewer the exact permutation test instead (every caller gets it here)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (a_num, a_den, b_num, b_den)]
     a_num, a_den, b_num, b_den = arrays
+    if transform is None and _equal_counts(a_num, a_den, b_num, b_den):
+        f = TRANSFORMS[transform]
+        stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
+        ci = tango_interval(0, 0, int(a_den.sum()))
+        return PairedDifference(stat_a, stat_b, 0.0, ci, 1.0, len(a_num), PARTS_TANGO, 0, 0, 0, "exact binomial")
+    return _resampled(arrays, transform, resamples, seed, chunk)
+
+
+def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, seed: int, chunk: int = 256):
+    """paired_bootstrap's test over the rows of (a_num, a_den, b_num, b_den): items, or groups' sums."""
+    a_num, a_den, b_num, b_den = arrays
     n = len(a_num)
     f = TRANSFORMS[transform]
     stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
-    if transform is None and _equal_counts(a_num, a_den, b_num, b_den):
-        ci = tango_interval(0, 0, int(a_den.sum()))
-        return PairedDifference(stat_a, stat_b, 0.0, ci, 1.0, n, PARTS_TANGO, 0, 0, 0, "exact binomial")
     if n <= EXACT_MAX_ITEMS:
         p, (low, high) = exact_permutation([arrays])
         ci = (low, high) if transform is None else _through(f, a_num.sum() / a_den.sum(), (low, high))
@@ -276,28 +304,70 @@ def _num_den(values: list) -> tuple[list[float], list[float], str | None]:
     return [float(v) for v in values], [1.0] * len(values), None
 
 
-def matched_scores(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> tuple[list, list]:
-    """`metric`'s scores in both runs on the items both scored ({id: item}), in the same order."""
-    ids = [
+def matched_ids(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> list[str]:
+    """The ids of the items both runs scored on `metric` ({id: item}), in the first run's order."""
+    return [
         i
         for i in a_items
         if i in b_items
         and a_items[i]["scores"].get(metric) is not None
         and b_items[i]["scores"].get(metric) is not None
     ]
+
+
+def matched_scores(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> tuple[list, list]:
+    """`metric`'s scores in both runs on the items both scored ({id: item}), in the same order."""
+    ids = matched_ids(a_items, b_items, metric)
     return [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
 
 
+def matched_groups(a_items: dict[str, dict], b_items: dict[str, dict], ids: list[str]) -> np.ndarray | None:
+    """Each item's group as an index 0..k-1, where the items' `group`s put several items in one (module
+    docstring); None where every item is its own (no group recorded, or each a group of one).
+    GroupsDiffer where the two runs record other groups for one item."""
+    index: dict[tuple, int] = {}
+    rows = []
+    for i in ids:
+        ga, gb = a_items[i].get("group"), b_items[i].get("group")
+        if ga is not None and gb is not None and ga != gb:
+            raise GroupsDiffer(
+                f"item {i!r} is of group {ga!r} in the first run, {gb!r} in the second (another group_by, or "
+                "other held-out data): the items of a group are one draw, and the runs do not agree which "
+                "items belong together, so no test over groups can pair them; validate both with the same data"
+            )
+        # an item with no group in either run is its own: keyed apart from any group's name
+        key = ("group", ga if ga is not None else gb) if ga is not None or gb is not None else ("item", i)
+        rows.append(index.setdefault(key, len(index)))
+    return np.asarray(rows) if len(index) < len(ids) else None
+
+
+def _by_group(values: list, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups' sums of numerators and of denominators (a pass/fail score: 1 or 0 out of 1)."""
+    num, den, _ = _num_den([float(v) if isinstance(v, bool) else v for v in values])
+    return np.bincount(index, weights=num), np.bincount(index, weights=den)
+
+
 def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
-    """The difference b - a of `metric` on the items both runs scored ({id: item}); None when they share none."""
-    a, b = matched_scores(a_items, b_items, metric)
-    if not a:
+    """The difference b - a of `metric` on the items both runs scored ({id: item}); None when they share
+    none. Over groups where the items carry them (module docstring)."""
+    ids = matched_ids(a_items, b_items, metric)
+    if not ids:
         return None
-    if all(isinstance(v, bool) for v in a + b):
+    a, b = [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
+    booleans = all(isinstance(v, bool) for v in a + b)
+    a_tf = b_tf = None
+    if not booleans:
+        (a_num, a_den, a_tf), (b_num, b_den, b_tf) = _num_den(a), _num_den(b)
+        if a_tf != b_tf:
+            raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
+    index = matched_groups(a_items, b_items, ids)
+    if index is not None:
+        sums = [*_by_group(a, index), *_by_group(b, index)]
+        if not (np.array_equal(sums[0], sums[2]) and np.array_equal(sums[1], sums[3])):
+            d = _resampled(sums, a_tf, RESAMPLES, SEED)
+            return dataclasses.replace(d, n=len(ids), test=d.test + OVER_GROUPS, groups=len(sums[0]))
+    if booleans:
         return mcnemar(a, b)
-    (a_num, a_den, a_tf), (b_num, b_den, b_tf) = _num_den(a), _num_den(b)
-    if a_tf != b_tf:
-        raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
     return paired_bootstrap(a_num, a_den, b_num, b_den, a_tf)
 
 

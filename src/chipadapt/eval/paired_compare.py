@@ -8,9 +8,12 @@ results do not name was left by another evaluation in the folder: a "not paired"
 score is compared on the items both runs scored and that are the same items (eval/same_items.py: an id
 whose question, reference or scored text differs is left out and counted),
 by eval/paired.py: McNemar for pass/fail; otherwise the exact permutation test over 16 items or fewer,
-the paired bootstrap over more. Written to `compare_paired.md` and `.csv`; "within noise" only where
-the difference's 95% interval covers 0 (over 5 items or fewer the exact interval is unbounded: such a
-table shows [-inf, +inf]).
+the paired bootstrap over more. Items that carry a group (an SFT run's validation threads, by OASST message
+tree) are resampled or swapped by whole groups, the test named "... over groups" and the `groups` column
+(the n cell: `28 (4 groups)`) saying how many independent draws the items are; two runs that put one
+item in other groups are a "not paired" row for that metric, with the reason.
+Written to `compare_paired.md` and `.csv`; "within noise" only where the difference's 95% interval covers
+0 (over 5 items or groups or fewer the exact interval is unbounded: such a table shows [-inf, +inf]).
 Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
 cannot be paired (most differ, settings that change what is measured differ, eval/same_items.py, its items
 file is unreadable) is one row with the
@@ -30,7 +33,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_validation import validation_text_refusal
 from chipadapt.eval.evaluated_tasks import described_tasks, manifest, same_model, task_settings
 from chipadapt.eval.items import VALIDATION_TASK, items_file, metric_of, read_items
-from chipadapt.eval.paired import paired_difference
+from chipadapt.eval.paired import GroupsDiffer, paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.report import bracketed
@@ -42,6 +45,7 @@ COLUMNS = [
     "against",
     "metric",
     "n",
+    "groups",  # the groups resampled whole where the items carry them (eval/paired.py); blank otherwise
     "first",
     "this",
     "difference",
@@ -190,7 +194,11 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                 if per_token(name) and (tokens := other_tokens(task, first_label, label, a, b, name)):
                     rows.append(not_paired(label, first_label, metric, tokens))
                     continue
-                d = paired_difference(a, b, name)
+                try:
+                    d = paired_difference(a, b, name)
+                except GroupsDiffer as err:
+                    rows.append(not_paired(label, first_label, metric, str(err)))
+                    continue
                 if d is None:  # said, not dropped: another split or id format leaves the table a metric short
                     reason = "no item scored in both runs (another split, id format or metric)"
                     rows.append(not_paired(label, first_label, metric, reason))
@@ -201,6 +209,7 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                         "against": first_label,
                         "metric": metric,
                         "n": d.n,
+                        "groups": d.groups if d.groups is not None else "",
                         "first": d.a,
                         "this": d.b,
                         "difference": d.diff,
@@ -292,9 +301,13 @@ def markdown(rows: list[dict]) -> str:
         if r.get("note"):  # the verdict is not the interval's reading: the row says so, the note says why
             footnotes.append(f"[{len(footnotes) + 1}] {r['metric']} of {r['run']}: {r['note']}.")
             verdict += f" [{len(footnotes)}]"
+        # Over groups, the groups are the draws: an interval the exact test leaves unbounded is "too few" of them.
+        grouped = r.get("groups", "") != ""
+        units = r["groups"] if grouped else r["n"]
+        n_text = f"{r['n']} ({r['groups']} groups)" if grouped else r["n"]
         lines.append(
-            f"| {r['run']} | {r['against']} | {r['metric']} | {r['n']} | {r['first']:.4g} | {r['this']:.4g} | "
-            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'], r['n'])} | "
+            f"| {r['run']} | {r['against']} | {r['metric']} | {n_text} | {r['first']:.4g} | {r['this']:.4g} | "
+            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'], units)} | "
             f"{_p_text(r)} | {r['test']} | {verdict} |"
         )
     lines += [f"\n{note}" for note in footnotes]
