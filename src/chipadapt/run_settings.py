@@ -154,7 +154,8 @@ RENAMED_VALUES = {
 # chosen from every document, DAPT's held-out ones too, as with null now. tokenizer.adapt.stage names the
 # stage it is built in, only to refuse stages that do not build one: the run's own stage.name. A merge
 # (merge/job_settings.py) took its chat template and generation_config.json with the chip model's tokenizer
-# files (no mergekit chat_template), and interpolated the non-float tensors that now need merge.non_float_from only where they differ.
+# files (no mergekit chat_template), and interpolated the non-float tensors that now need merge.non_float_from
+# only where they differ.
 # A chat source's group_by (any source name: `*` stands for one key segment): conversations were held out by
 # their own id, as with null now (SFT, SteerLM, the attribute model's oasst_labelled), so a checkpoint of an
 # earlier release reads as a version change and is given `data.sources.NAME.group_by=null` back.
