@@ -5,7 +5,9 @@ time (the stopped-attempt check against its model's marker) would raise."""
 
 import datetime as dt
 import json
+import time
 
+import pytest
 from omegaconf import OmegaConf
 
 from chipadapt.finished_run import stopped_after_publishing
@@ -14,6 +16,16 @@ from chipadapt.io.outputs import write_marker
 from chipadapt.manifest import RunManifest, recorded_time
 
 CONFIG = {"overwrite": False, "optim": {"lr": 5e-05}}
+
+
+@pytest.fixture
+def new_york():
+    """A local zone other than UTC, so that reading a naive time as UTC would show (CI machines run in UTC)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TZ", "America/New_York")
+        time.tzset()
+        yield
+    time.tzset()  # the zone the process had
 
 
 def test_a_new_manifest_records_its_times_in_utc(tmp_path):
@@ -27,9 +39,9 @@ def test_a_new_manifest_records_its_times_in_utc(tmp_path):
         assert before <= when <= dt.datetime.now(dt.UTC)
 
 
-def test_a_naive_time_is_read_as_local_time_and_an_aware_one_as_written():
-    local = dt.datetime(2026, 7, 1, 12, 0, 0)
-    assert recorded_time(local.isoformat()) == local.astimezone()
+def test_a_naive_time_is_read_as_local_time_and_an_aware_one_as_written(new_york):
+    local = dt.datetime(2026, 7, 1, 12, 0, 0)  # noon in New York (EDT, UTC-4)
+    assert recorded_time(local.isoformat()) == dt.datetime(2026, 7, 1, 16, tzinfo=dt.UTC)
     assert recorded_time("2026-12-07T10:00:00+00:00") == dt.datetime(2026, 12, 7, 10, tzinfo=dt.UTC)
     assert recorded_time("2026-12-07T11:00:00+01:00") == recorded_time("2026-12-07T10:00:00+00:00")
     assert recorded_time(None) is None and recorded_time("yesterday") is None
@@ -55,7 +67,7 @@ def test_a_utc_start_is_compared_with_a_local_model_marker(tmp_path):
     assert stopped_after_publishing(OmegaConf.create(CONFIG), tmp_path / "earlier") is None
 
 
-def test_an_old_manifests_naive_start_is_still_read(tmp_path):
+def test_an_old_manifests_naive_start_is_still_read(tmp_path, new_york):
     started = (dt.datetime.now() - dt.timedelta(seconds=60)).isoformat(timespec="seconds")
     _stopped_attempt(tmp_path, started)
     assert stopped_after_publishing(OmegaConf.create(CONFIG), tmp_path)["status"] == "running"

@@ -353,7 +353,7 @@ def test_two_searches_do_not_both_run_a_trial_again(tmp_path, monkeypatch):
 
 
 def test_a_manifest_of_this_launch_is_told_by_its_start_within_a_clock_tolerance():
-    from chipadapt.optuna_trial_outcome import CLOCK_TOLERANCE, launch_time, this_launch
+    from chipadapt.optuna_trial_outcome import CLOCK_SKEW, CLOCK_TOLERANCE, launch_time, this_launch
 
     since = launch_time()
     local = since.replace(tzinfo=None)  # manifest.json's naive local time
@@ -361,8 +361,7 @@ def test_a_manifest_of_this_launch_is_told_by_its_start_within_a_clock_tolerance
     assert not this_launch(
         {"overrides": ["a=1"], "started": (local - 2 * CLOCK_TOLERANCE).isoformat()}, ("a=1",), since
     )
-    utc = since.astimezone(dt.UTC)  # an aware time of another zone: compared exactly
-    assert this_launch({"overrides": ["a=1"], "started": utc.isoformat()}, ("a=1",), since)
-    assert not this_launch(
-        {"overrides": ["a=1"], "started": (utc - dt.timedelta(seconds=1)).isoformat()}, ("a=1",), since
-    )
+    utc = since.astimezone(dt.UTC)  # an aware time of another zone: within the clocks' skew alone
+    assert this_launch({"overrides": ["a=1"], "started": (utc - CLOCK_SKEW / 2).isoformat()}, ("a=1",), since)
+    assert not this_launch({"overrides": ["a=1"], "started": (utc - 2 * CLOCK_SKEW).isoformat()}, ("a=1",), since)
+    assert CLOCK_SKEW < CLOCK_TOLERANCE  # an aware time does not differ by the zone it was read in

@@ -2,12 +2,15 @@
 read from its own job folder only (the one Hydra's hydra.sweep.subdir gives its job number), so that the
 values of the batch-mates that finished are not lost with the launch. One rule for every raise:
 - a folder whose manifest records this launch (exactly the trial's overrides, started at or after the
-  launch) says how the trial ended: completed (its value), diverged (the direction's worst value), failed
-  (an ordinary exception: its own failure), running or interrupted (left RUNNING, to resume);
+  launch, by the search host's clock within CLOCK_SKEW) says how the trial ended: completed (its value),
+  diverged (the direction's worst value), failed (an ordinary exception: its own failure), running or
+  interrupted (left RUNNING, to resume);
 - a folder a live process holds is that process's: left RUNNING;
 - a folder whose job of this launch refused its input before it recorded itself (exit 2,
   errors.USER_ERROR_STATUS; its refusal record, manifest.REFUSAL) says the trial failed, whichever launcher
-  ran it (submitit's error does not give the job's exit status);
+  ran it (submitit's error does not give the job's exit status); so does one whose manifest of this launch
+  still says running because the job refused after it (preempted and requeued by SLURM, its requeued
+  attempt refused and put the first attempt's records back);
 - a folder without a record of this launch: where Hydra's basic launcher ran the batch in the search
   process and a job refused its input (exit 2), that job ended the launch and the
   ones after it never started, so each such trial failed (the refused one and the never started alike; a
@@ -27,9 +30,12 @@ from chipadapt.io.lock_probe import folder_lock_held
 from chipadapt.manifest import REFUSAL, recorded_time
 
 STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that may resume or still runs
-# A manifest written before `started` was in UTC holds the naive local time of the host that ran the job (a
-# SLURM node, under submitit), read as the search host's: one whose clock or time zone differs by up to this
-# much is still told apart from an earlier command's manifest (by its start time, besides its exact overrides).
+# A record's time is written by the host that ran the job (a SLURM node, under submitit) and compared with the
+# search host's launch time: a record up to this much earlier is still this launch's (an earlier command's
+# is told apart by its start time, besides its exact overrides). An aware time (UTC) differs by the clocks'
+# skew alone; a naive one (a manifest written before `started` was in UTC) read as the search host's local
+# time differs by its zone too, so by more.
+CLOCK_SKEW = dt.timedelta(seconds=30)
 CLOCK_TOLERANCE = dt.timedelta(minutes=2)
 
 
@@ -85,52 +91,59 @@ def read_manifest(folder: Path, name: str = "manifest.json") -> dict | None:
 
 
 def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.datetime, at: str = "started") -> bool:
-    """Whether `manifest` records the job launched at `since` with exactly `overrides`, by its time `at` (a
-    naive one is taken as this host's local time, within CLOCK_TOLERANCE)."""
+    """Whether `manifest` records the job launched at `since` (by the search host's clock) with exactly
+    `overrides`, by its time `at`: not earlier than `since` by more than CLOCK_SKEW for an aware time, or
+    CLOCK_TOLERANCE for a naive one (taken as this host's local time)."""
     if manifest is None or sorted(map(str, manifest.get("overrides") or [])) != sorted(overrides):
         return False
     try:
         started = dt.datetime.fromisoformat(str(manifest.get(at)))
     except ValueError:
         return False
-    tolerance = dt.timedelta(0) if started.tzinfo else CLOCK_TOLERANCE
+    tolerance = CLOCK_SKEW if started.tzinfo else CLOCK_TOLERANCE
     return started.astimezone() >= since - tolerance
+
+
+def refused_after(folder: Path, overrides: tuple[str, ...], since: dt.datetime, manifest: dict | None) -> bool:
+    """Whether `folder`'s refusal record is of the job launched at `since` with `overrides` (this_launch) and
+    `manifest`, the folder's, started no later than the refusal: no attempt ran there after it."""
+    refusal = read_manifest(folder, REFUSAL)
+    if not this_launch(refusal, overrides, since, at="refused"):
+        return False
+    refused = recorded_time(refusal.get("refused"))
+    started = recorded_time((manifest or {}).get("started"))
+    return refused is not None and (started is None or started <= refused)
 
 
 def refused_since(folder: Path, overrides: tuple[str, ...], since: dt.datetime) -> bool:
     """Whether the job last launched into `folder` with `overrides` after `since` (when its trial was asked,
-    by the clock of a search host: within CLOCK_TOLERANCE) refused its input, and nothing ran there since:
-    no live process holds the folder and no manifest started after the refusal."""
-    if folder_lock_held(folder):
-        return False
-    refusal = read_manifest(folder, REFUSAL)
-    if not this_launch(refusal, overrides, since - CLOCK_TOLERANCE, at="refused"):
-        return False
-    refused = recorded_time(refusal.get("refused"))
-    started = recorded_time((read_manifest(folder) or {}).get("started"))
-    return started is None or started <= refused
+    by the search host's clock) refused its input, and nothing ran there since: no live process holds the
+    folder and no manifest started after the refusal."""
+    return not folder_lock_held(folder) and refused_after(folder, overrides, since, read_manifest(folder))
 
 
 def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) -> Outcome | None:
     """How the trial's job of this launch ended, as its folder says: its `metric` where it completed, the
     direction's worst value where its training diverged (as cli.run_job returns in a sweep), RUNNING where a
-    live process holds the folder or the job was interrupted (it resumes), failed where it failed; None
-    where the folder holds no manifest of this launch."""
+    live process holds the folder or the job was interrupted (it resumes), failed where it failed or refused
+    its input after it recorded itself; None where the folder holds no record of this launch."""
     folder = trial.folder
     if folder is None:
         return None
     if folder_lock_held(folder):
         return Outcome(running=True, why=f"a live process holds {folder}")
     manifest = read_manifest(folder)
+    refused = Outcome(why="its job refused its input (exit 2; its log says why)")
     if not this_launch(manifest, trial.overrides, since):
-        if this_launch(read_manifest(folder, REFUSAL), trial.overrides, since, at="refused"):
-            return Outcome(why="its job refused its input (exit 2; its log says why)")
-        return None
+        return refused if refused_after(folder, trial.overrides, since, manifest) else None
     status, error = manifest.get("status"), str(manifest.get("error") or "")
     config = manifest.get("config") or {}
     if not isinstance(config, dict):
         return Outcome(why=f"{folder / 'manifest.json'} is unreadable: its `config` is not a mapping")
     if status in STILL_RUNNING:
+        # a requeued attempt that refused put back the records of the one that wrote this manifest
+        if refused_after(folder, trial.overrides, since, manifest):
+            return refused
         return Outcome(running=True, why=f"its job was {status} (left RUNNING: the next run resumes it)")
     # job.recorded_job records a failure as "<exception class>: <message>"
     if status == "failed" and error.split(":", 1)[0] == TrainingDiverged.__name__ and len(directions) == 1:
