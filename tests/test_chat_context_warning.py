@@ -102,3 +102,23 @@ def test_rag_passages_that_do_not_fit_beside_the_system_prompt_are_warned_of(mon
         f"{100 + frame + 1024 + 16} prompt tokens, more than the 768 tokens the model's context of 1024 leaves"
     )
     assert f"cut to at most {768 - 100 - frame - 16} tokens" in said
+
+
+def test_a_max_new_tokens_past_half_the_context_names_the_half_it_keeps(monkeypatch, caplog):
+    # max_new_tokens=80 of a 100-position context: half the context, 50 positions, is kept for the reply.
+    with caplog.at_level(logging.WARNING):
+        session(monkeypatch, context=100, system="s" * 60, max_new_tokens=80)
+    assert warnings(caplog) == [
+        "generate.system_prompt takes 60 prompt tokens, more than the 50 tokens the model's context of 100 leaves "
+        "beside a reply (half the context, 50 tokens: generate.max_new_tokens=80 asks for more): every question "
+        "will be refused; shorten it (or lower generate.max_new_tokens below 50)"
+    ]
+    caplog.clear()
+    retrieval = {"use": "bm25", "top_k": 2, "budget_tokens": 1024, "dense": {}, "build": {}}
+    with caplog.at_level(logging.WARNING):
+        session(monkeypatch, context=1024, system="s" * 100, max_new_tokens=4096, retrieval=retrieval)
+    (said,) = warnings(caplog)
+    assert "more than the 512 tokens the model's context of 1024 leaves beside a reply (half the context, 512 " in said
+    assert said.endswith(
+        "lower retrieval.budget_tokens or generate.max_new_tokens below 512, or shorten the system prompt"
+    )

@@ -69,3 +69,27 @@ def test_another_fraction_is_kept_and_told_and_null_needs_a_retriever_run(tmp_pa
     with pytest.raises(ChipadaptError, match=r"^reranker\.heldout_fraction: null holds out the groups"):
         RerankerDataModule(str(own), None, None, None, n_passages=2, batch_size=2, seed=0)
     assert RerankerDataModule(str(own), 0.2, None, None, n_passages=2, batch_size=2, seed=0).stats["val_groups"] > 0
+
+
+def test_null_without_a_built_run_says_which_case_and_to_set_the_fraction(tmp_path):
+    # Not a retriever run's file at all: no manifest.json of stage=retriever beside its folder.
+    (tmp_path / "mine" / "groups").mkdir(parents=True)
+    own = write_jsonl(tmp_path / "mine" / "groups" / "train.jsonl", [_group(i) for i in range(20)])
+    with pytest.raises(ChipadaptError) as not_a_run:
+        RerankerDataModule(str(own), None, None, None, n_passages=2, batch_size=2, seed=0)
+    assert "is not a retriever run's synthetic data" in str(not_a_run.value)
+    assert "set reranker.heldout_fraction" in str(not_a_run.value)
+    # A retriever run that read a given train_file: its manifest is there, but it built no synthetic data.
+    train_file = _retriever_run(tmp_path, 0.1)
+    manifest = train_file.parent.parent / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["config"]["retriever"]["train_file"] = str(own)
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(ChipadaptError, match=r"^reranker\.heldout_fraction: null holds out the groups") as given:
+        RerankerDataModule(str(train_file), None, None, None, n_passages=2, batch_size=2, seed=0)
+    message = str(given.value)
+    assert f"read retriever.train_file={own}" in message and "not a retriever run's" not in message
+    assert (
+        f"set reranker.heldout_fraction (to hold out the groups that run held out, reranker.train_file={own} with "
+        "reranker.heldout_fraction=0.1" in message
+    )

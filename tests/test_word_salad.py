@@ -1,6 +1,7 @@
 """A docs folder holding "word salad" (thousands of words from a word list on one line, no sentences): before,
 curation's prose rule read the line as a paragraph, so the passage build warned that the file gave most
-passages yet indexed it. It is machine-like now; real prose, Markdown tables, Tcl and Verilog still pass."""
+passages yet indexed it. It is machine-like now; real prose, Markdown tables, Tcl and Verilog still pass, and
+a run folder's passages built before the rule are built again."""
 
 import json
 import logging
@@ -8,10 +9,15 @@ import random
 
 import pytest
 from conftest import SHARED_DATA
+from omegaconf import OmegaConf
 
+import chipadapt.retrieval.built_inputs as built_inputs
+import chipadapt.stages.retriever as stage
 from chipadapt.curation.filters import is_prose
+from chipadapt.io.built_from import write_built
 from chipadapt.retrieval.build import load_passages_report
 from chipadapt.retrieval.passage_cleaning import machine_like_reason
+from chipadapt.retrieval.passages import read_passages
 
 WORDS = (
     "buffer cell strap clock inverter macro skew via pin net slack placement routing congestion legalizer "
@@ -64,6 +70,52 @@ def test_long_prose_lines_people_write_are_still_prose():
     assert is_prose(bug)
     table_row = "| " + " | ".join(" ".join(WORDS[i : i + 6]) for i in range(0, 30, 3)) + " |"
     assert len(table_row) > 200 and is_prose((table_row + " ") * 4)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "{}.[{}]",  # a Wikipedia citation after the full stop
+        "<p>{}.</p>",  # a scraped HTML page on one line
+        "**{}.**",  # Markdown bold, italics, code
+        "_{}._",
+        "`{}.`",
+    ],
+)
+def test_sentences_that_end_before_a_citation_or_markup_are_prose(sentence):
+    # 480 words, a full stop every 12 of them, none followed by a space: each stop is a sentence break.
+    line = " ".join(sentence.format(salad(12, seed=s).capitalize(), s) for s in range(40))
+    assert is_prose(line) and machine_like_reason("article.txt", line) is None
+
+
+def test_a_dot_inside_a_number_or_a_file_name_is_no_sentence_break():
+    tokens = salad(400).split()
+    tokens[::10] = [f"top_{i}.v 3.14" for i in range(len(tokens[::10]))]
+    assert not is_prose(" ".join(tokens))
+
+
+def test_a_run_folders_passages_built_before_the_rule_are_built_again(tmp_path, monkeypatch):
+    """The same settings build other passages now (the salad is left out): the builder's version in the
+    passages record says so, and a rerun in the folder builds them again rather than indexing the salad."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text(". ".join(salad(12, seed=s).capitalize() for s in range(20)) + ".\n")
+    (docs / "salad.txt").write_text(salad(2000))
+    settings = build(docs)
+    out = tmp_path / "run"
+    out.mkdir()
+    # What the code before the rule wrote: the salad's passages, recorded under the builder version then.
+    with monkeypatch.context() as before:
+        before.setattr(built_inputs, "PASSAGES_BUILDER", 3)
+        old, _ = load_passages_report(None, {**settings, "keep_machine_like": True})
+        assert "docs:salad.txt" in {p.source for p in old}
+        write_built(
+            out / "passages.jsonl", "".join(p.to_json() + "\n" for p in old), built_inputs.passages_inputs(settings)
+        )
+    cfg = OmegaConf.create({"overwrite": False, "passages": settings, "retriever": {"passages": None}})
+    passages, _ = stage.stage_passages(cfg, out, None)
+    assert {p.source for p in passages} == {"docs:notes.md"}
+    assert read_passages(out / "passages.jsonl") == passages
 
 
 def _records(name: str, lang: str, count: int) -> list[dict]:

@@ -120,17 +120,20 @@ class ChatSession:
         prompt (no question can be asked), or it with retrieval.budget_tokens of passages (they are cut)."""
         if self.context is None:
             return None
-        room = self.context - self.reply_room()
+        kept, asked = self.reply_room(), int(self.cfg.generate.max_new_tokens)
+        room = self.context - kept
         system = "generate.system_prompt" if self.with_system([]) else "the template's own text (its system prompt)"
-        fits = (
-            f"tokens the model's context of {self.context} leaves beside a reply "
-            f"(generate.max_new_tokens={self.cfg.generate.max_new_tokens})"
-        )
+        beside = f"tokens the model's context of {self.context} leaves beside a reply"
+        if kept < asked:  # the room is then half the context's, and a lower max_new_tokens helps only below it
+            fits = f"{beside} (half the context, {kept} tokens: generate.max_new_tokens={asked} asks for more)"
+            lower = f"generate.max_new_tokens below {kept}"
+        else:
+            fits, lower = f"{beside} (generate.max_new_tokens={asked})", "generate.max_new_tokens"
         alone = self.prompt_tokens([{"role": "user", "content": ""}])
         if alone > room:
             return (
                 f"{system} takes {alone} prompt tokens, more than the {room} {fits}: every question will be refused; "
-                "shorten it (or lower generate.max_new_tokens)"
+                f"shorten it (or lower {lower})"
             )
         if self.retriever is None:
             return None
@@ -146,7 +149,7 @@ class ChatSession:
             f"{system} with retrieval.budget_tokens={budget} of passages (top_k={top_k}) takes {with_passages} "
             f"prompt tokens, more than the {room} {fits}: the passages will be cut to at most "
             f"{max(0, room - frame - 8 * top_k)} tokens (fewer for a longer question); lower retrieval.budget_tokens "
-            "or generate.max_new_tokens, or shorten the system prompt"
+            f"or {lower}, or shorten the system prompt"
         )
 
     def user_turn(self, text: str) -> dict:

@@ -51,12 +51,14 @@ _PUNCTUATION = "\"'`()[]{}<>,.;:!?*\u2018\u2019\u201c\u201d\u2014\u2026"
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 
 
-# Where a sentence or a clause ends, or a table cell does: a CJK full stop, or a Latin mark before a space,
-# a closing quote or bracket, or the line's end. Not a comma: a list of words is one clause however long.
-_BREAK = re.compile(r"[\u3002\uff01\uff1f]|[.!?;:](?=[\s\"')\]\u201d\u2019]|$)|\s\|(?=\s)")
+# Where a sentence or a clause ends, or a table cell does: a CJK full stop, or a Latin mark not followed by
+# a letter or digit (a space, the line's end, a quote or bracket, a citation `.[1]`, markup `.</p>`, `.**`,
+# `._`), so that neither 3.14 nor file.v is one. Not a comma: a list of words is one clause however long.
+_BREAK = re.compile(r"[\u3002\uff01\uff1f]|[.!?;:](?![^\W_])|\s\|(?=\s)")
 # People's paragraphs break this often at least: of the long prose lines in the shared data (Wikipedia
 # articles on one line, MMLU's legal passages, OpenAssistant replies), the sparsest has a break every 115
-# words (a disambiguation page); a word list written out on one line (word salad) has none.
+# words (a disambiguation page); a word list written out on one line (word salad) has none. A trade-off,
+# chosen: a paragraph written with no punctuation at all (a raw speech transcript) reads as word salad too.
 MAX_WORDS_PER_BREAK = 200
 
 

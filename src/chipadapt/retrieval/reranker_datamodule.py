@@ -93,11 +93,17 @@ def kept_groups(groups: list[dict], styles: list[str] | None) -> list[dict]:
 def retriever_settings(file) -> dict | None:
     """The `retriever` settings of the retriever run whose synthetic data `file` is (RUN/synthetic/train.jsonl,
     beside RUN/manifest.json), or None: not a retriever run's, or one that read a given train_file."""
+    settings = retriever_run_settings(file)
+    return settings if settings is not None and "train_file" in settings and settings["train_file"] is None else None
+
+
+def retriever_run_settings(file) -> dict | None:
+    """The `retriever` settings in RUN/manifest.json beside `file`'s folder when RUN is a retriever run (one
+    that built `file` or read a given retriever.train_file), else None."""
     run = Path(file).resolve().parent.parent
     try:
         config = json.loads((run / "manifest.json").read_text(encoding="utf-8"))["config"]
-        built = config["stage"]["name"] == "retriever" and config["retriever"]["train_file"] is None
-        return dict(config["retriever"]) if built else None
+        return dict(config["retriever"]) if config["stage"]["name"] == "retriever" else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -109,11 +115,7 @@ def file_heldout_fraction(file, configured: float | None) -> float:
     theirs = (built or {}).get("heldout_fraction")
     if configured is None:
         if not isinstance(theirs, (int, float)):
-            raise ChipadaptError(
-                f"reranker.heldout_fraction: null holds out the groups the retriever run that built {file} held out, "
-                "and it is not a retriever run's synthetic data (no manifest.json of stage=retriever with "
-                "retriever.heldout_fraction beside its folder): set reranker.heldout_fraction"
-            )
+            raise ChipadaptError(f"reranker.heldout_fraction: null holds out the groups {unknown_holdout(file)}")
         return float(theirs)
     if isinstance(theirs, (int, float)) and float(theirs) != float(configured):
         log.warning(
@@ -127,6 +129,28 @@ def file_heldout_fraction(file, configured: float | None) -> float:
             else "the reranker holds out groups that run trained on",
         )
     return float(configured)
+
+
+def unknown_holdout(file) -> str:
+    """Why no retriever run's held-out groups are known for `file`, and what to set instead: two cases, since
+    a retriever run given its groups (retriever.train_file) held out that file's, with a share it names."""
+    manifest = Path(file).resolve().parent.parent / "manifest.json"
+    run = retriever_run_settings(file)
+    if run is not None and run.get("train_file") is not None:
+        given = run["train_file"]
+        given = ",".join(map(str, given)) if isinstance(given, list) else given
+        return (
+            f"the retriever run that built {file} held out, and the retriever run of {manifest} built none: it "
+            f"read retriever.train_file={given} and held out groups of that; set reranker.heldout_fraction (to hold "
+            f"out the groups that run held out, reranker.train_file={given} with reranker.heldout_fraction="
+            f"{run.get('heldout_fraction')}, its retriever.heldout_fraction)"
+        )
+    return (
+        f"the retriever run that built {file} held out, and it is not a retriever run's synthetic data (no "
+        f"{manifest} of stage=retriever naming retriever.heldout_fraction): set reranker.heldout_fraction (to "
+        "the retriever.heldout_fraction of a retriever run that read it as retriever.train_file, to hold out "
+        "the groups that run held out)"
+    )
 
 
 def retriever_questions(files: list) -> dict[str, str]:
