@@ -1,11 +1,15 @@
 """bug_summary's judge verdicts are journaled with the model's answers (io/answer_journal.py): a run killed
 after k ratings is rerun without asking the judge for those k, one with every rating journaled loads no
-judge, and another judge rates every output again (eval/tasks/bug_summary.py)."""
+judge, and another judge rates every output again, from the model's journaled answers: the journal's key
+(eval/finished_tasks.py) leaves the judge out (eval/tasks/bug_summary.py)."""
 
 import pytest
 from conftest import write_jsonl
 from helpers.models import perturbed_copy, tiny_llama
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from chipadapt.eval.finished_tasks import FinishedTasks
 from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.tasks.bug_summary import BugSummaryTask
 from chipadapt.io.answer_journal import AnswerJournal, recording
@@ -88,10 +92,51 @@ def test_a_rerun_after_a_kill_asks_the_judge_only_for_the_outputs_not_yet_rated(
     assert likert(again) == likert(resumed)
 
 
-def test_another_judge_does_not_reuse_the_journaled_verdicts(tmp_path, tiny, tiny_folder, judged):
-    run(tmp_path, tiny_folder, *tiny)
-    assert judged["ratings"] == RATINGS
+def task_config(threads, judge_folder):
+    """The task's settings as conf/eval/bug_summary.yaml composes them, which evaluate.py keys and builds."""
+    return OmegaConf.create(
+        {
+            "_target_": "chipadapt.eval.tasks.bug_summary.BugSummaryTask",
+            "path": str(threads),
+            "thread_key": "thread",
+            "limit": None,
+            "max_input_tokens": 500,
+            "max_new_tokens": 4,
+            "batch_size": 2,
+            "judge": {"model_path": str(judge_folder)},
+            "rouge": {"_target_": "chipadapt.eval.rouge.RougeL", "use_stemmer": True},
+        }
+    )
+
+
+def test_another_judge_rates_every_output_again_from_the_journaled_answers(tmp_path, tiny, tiny_folder, judged):
+    model, tokenizer = tiny
+    records = FinishedTasks(tmp_path, {"dtype": "float32", "attn": "sdpa", "device": "cpu"})
     other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
-    judged.update(ratings=0)
-    run(tmp_path, other, *tiny)
-    assert judged["ratings"] == RATINGS
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)  # once: the key holds its size and time
+    answered = []
+    hook = model.register_forward_pre_hook(lambda *_: answered.append(1))
+
+    def evaluate(judge_folder) -> dict:
+        """The task as evaluate.py runs it killed before its record: keyed, built and journaled."""
+        cfg = task_config(threads, judge_folder)
+        with recording(records.answers("bug_summary", cfg, tiny_folder, model, reuse=True)):
+            return instantiate(cfg).run(model, tokenizer)
+
+    try:
+        first = evaluate(tiny_folder)
+        assert judged["ratings"] == RATINGS and answered
+        answered.clear()
+        judged.update(ratings=0, loads=0)
+        second = evaluate(other)
+    finally:
+        hook.remove()
+    assert not answered  # the evaluated model's summaries come from the journal: not generated again
+    assert judged["ratings"] == RATINGS and judged["loads"] == 1  # the other judge rates every one of them
+    assert likert(second) != likert(first)
+    assert {k: v for k, v in second.items() if k.endswith(".rougeL")} == {
+        k: v for k, v in first.items() if k.endswith(".rougeL")
+    }
+    judged.update(ratings=0, loads=0)
+    evaluate(tiny_folder)  # the first judge's ratings are still journaled
+    assert judged["ratings"] == 0 and judged["loads"] == 0

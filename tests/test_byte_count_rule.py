@@ -56,6 +56,23 @@ def test_a_byte_level_checkpoint_of_before_keeps_its_starting_validation(tiny_fo
     assert resumed.values == {} and resumed._changed_now == {"byte_count": [None, "piece_utf8_no_added_space"]}
 
 
+def test_an_sft_checkpoint_keeps_the_earlier_mark_and_its_starting_validation(llama2_style):
+    # SFT's (and SteerLM's) validation rows are conversations: nothing was taken off them, so they count as
+    # under piece_utf8 and keep that mark; only packed documents (DAPT) have the prepended space left out.
+    tokenizer = AutoTokenizer.from_pretrained(llama2_style)
+    sft = {"datamodule": {"_target_": "chipadapt.data.sft_datamodule.SFTDataModule"}}
+    data = {"val_fraction": 0.1, "val_max_bytes": 8192, "val_max_conversations": 64}
+    now = validation_settings(OmegaConf.create({"data": data, "trainer": {}, "stage": sft}), tokenizer)
+    assert now["byte_count"] == "piece_utf8" and "first_token" not in now
+    # Written under the piece rule before the prepended space was left out of DAPT's documents.
+    state = {"before": {"val": {"bpb": 1.2}}, "settings": dict(now), "items": {}, "changes": []}
+    resumed = StartingMetrics(now)
+    resumed.load_state_dict(state)
+    assert resumed.values == {"val": {"bpb": 1.2}} and resumed._changed_now is None
+    dapt = validation_settings(OmegaConf.create({"data": data, "trainer": {}, "stage": DAPT}), tokenizer)
+    assert dapt["byte_count"] == "piece_utf8_no_added_space"
+
+
 def test_a_byte_level_perplexity_result_pairs_with_an_earlier_one(tmp_path, tiny_folder):
     from conftest import write_jsonl
 

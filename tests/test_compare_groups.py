@@ -79,6 +79,35 @@ def test_pass_fail_items_of_groups_are_compared_as_proportions_over_groups():
     assert (d.a, d.b) == pytest.approx((0.5, 40 / 60)) and d.diff == pytest.approx(40 / 60 - 0.5)
 
 
+def test_groups_whose_sums_are_all_equal_are_counted_and_said():
+    a, _, groups = _clustered(4, 7)
+    a = [round(x) for x in a]  # whole numbers: a group's sums add up exactly in any order
+    b = [a[1], a[0], *a[2:]]  # two items of the first group trade scores: every group's sums are as before
+    d = paired_difference(_items(a, groups), _items(b, groups), "bpb")
+    assert d.diff == 0 and (d.n, d.groups) == (28, 4) and not d.test.endswith(" over groups")
+    assert d.note.startswith("every one of the 4 groups has equal sums in both runs, so the difference is 0")
+    row = {"run": "b", "against": "a", "metric": "bpb", "n": d.n, "groups": d.groups, "first": d.a, "this": d.b}
+    row |= {"difference": d.diff, "ci95_lo": d.ci[0], "ci95_hi": d.ci[1], "p": d.p, "test": d.test}
+    row |= {"verdict": d.verdict, "note": d.note, "left_out": 0, "reason": ""}
+    text = markdown([row])
+    assert "| 28 (4 groups) |" in text and "within noise [1]" in text and "[1] bpb of b: every one of the 4" in text
+
+
+def test_a_row_without_groups_reads_as_items_whether_blank_or_none():
+    row = {"run": "b", "against": "a", "metric": "bpb", "n": 4, "first": 1.0, "this": 1.1, "difference": 0.1}
+    row |= {
+        "ci95_lo": -np.inf,
+        "ci95_hi": np.inf,
+        "p": 0.5,
+        "test": "paired-permutation-exact",
+        "verdict": "within noise",
+    }
+    row |= {"note": "", "left_out": 0, "reason": ""}
+    for groups in ("", None):
+        text = markdown([{**row, "groups": groups}])
+        assert "| 4 |" in text and "(interval n/a: n=4, too few)" in text and "groups" not in text.split("\n")[2]
+
+
 def test_other_groups_for_one_item_are_refused():
     a, b, groups = _clustered(4, 7)
     other = [*groups[:-1], "tree9"]
@@ -111,7 +140,7 @@ def test_compare_says_the_groups_and_refuses_runs_that_group_items_otherwise(tmp
     bpb = rows["val/domain/bpb"]
     assert (bpb["n"], bpb["groups"], bpb["test"]) == (28, 4, "paired-permutation-exact over groups")
     assert "groups" in COLUMNS and "| 28 (4 groups) |" in markdown([bpb])
-    assert "(interval n/a: n=4, too few)" in markdown([bpb])  # the groups are what is too few
+    assert "(interval n/a: n=4 groups, too few)" in markdown([bpb])  # the groups are what is too few
 
     regrouped = _sft_run(tmp_path / "c", [x * 40 for x in b], [f"c{i}" for i in range(28)])
     rows = {r["metric"]: r for r in paired_rows([("a", first), ("c", regrouped)])}

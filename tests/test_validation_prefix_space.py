@@ -1,7 +1,8 @@
 """Training validation leaves out the space a Llama-2-style tokenizer prepends to each document (its dummy
-prefix), as evaluate.py's perplexity does: a packed document counts the bytes of its text. Its results and
+prefix), as evaluate.py's perplexity does: a packed document counts the bytes of its text, but for one whose
+text starts with a space, which counts one byte short (validation has only its ids). Its results and DAPT
 checkpoints carry the later byte-count mark, so those from before are told apart; a byte-level tokenizer
-counts as before and carries no mark (models/token_bytes.py, modules/causal_lm.py)."""
+counts as before and carries no mark (models/token_bytes.py, modules/val_items.py)."""
 
 import numpy as np
 import pytest
@@ -93,17 +94,28 @@ def test_a_packed_document_counts_the_bytes_of_its_text_not_the_prepended_space(
     assert piece_bytes(module, TEXTS, seq_len) == [n + 1 for n in text_bytes]  # before: one byte a document more
 
 
-def test_validation_counts_each_document_as_evaluate_perplexity_does(tmp_path, llama2_folder):
+def test_validation_counts_a_document_as_evaluate_perplexity_does_but_one_that_starts_with_a_space(
+    tmp_path, llama2_folder
+):
     from conftest import write_jsonl
 
     from chipadapt.eval.tasks.perplexity import PerplexityTask
     from chipadapt.models.hf_folder import load_causal_lm
 
     module = module_for(llama2_folder)
-    corpus = write_jsonl(tmp_path / "docs.jsonl", [{"text": t, "id": f"d{i}"} for i, t in enumerate(TEXTS)])
+    # The tokenizer prepends nothing to a text that starts with a space, and gives the ids it gives that text
+    # without its space: validation, which has only the ids, takes a byte off it that was its own.
+    texts = [*TEXTS, " leading space", "  two leading"]
+    assert [t.startswith(" ") for t in texts] == [False] * len(TEXTS) + [True, True]
+    assert module_tokenizer(module)(" leading space").input_ids == module_tokenizer(module)("leading space").input_ids
+    corpus = write_jsonl(tmp_path / "docs.jsonl", [{"text": t, "id": f"d{i}"} for i, t in enumerate(texts)])
     task = PerplexityTask(OmegaConf.create({"docs": {"path": str(corpus)}}), 8, None, None, None, None)
     results = task.run(load_causal_lm(llama2_folder, "float32", "sdpa").eval(), module_tokenizer(module))
-    assert [item["bytes"] for item in task.items] == validated_bytes(module, TEXTS, 16)
+    perplexity_bytes = [item["bytes"] for item in task.items]
+    assert perplexity_bytes == [len(t.encode("utf-8")) for t in texts]
+    # The known gap, one byte of each space-leading document and no other (README: data.val_fraction).
+    gap = [p - v for p, v in zip(perplexity_bytes, validated_bytes(module, texts, 16))]
+    assert gap == [0] * len(TEXTS) + [1, 1]
     assert results["byte_count"] == "piece_utf8_no_added_space"
 
 

@@ -204,7 +204,7 @@ def versus(best: optuna.trial.FrozenTrial, second: optuna.trial.FrozenTrial, met
     keys = ("n", "groups", "difference", "ci95_lo", "ci95_hi", "p", "test", "verdict")
     out = {"paired": True, "metric": row.get("metric"), "of": f"#{best.number} - #{second.number}"}
     out.update({k: row.get(k) for k in keys})
-    if out["groups"] == "":  # items drawn one by one (no groups)
+    if out["groups"] in (None, ""):  # items drawn one by one (no groups), as exact_floor_note reads it
         del out["groups"]
     if note := exact_floor_note(row):
         out["note"] = note

@@ -132,5 +132,7 @@ def before_after_table(before: dict[str, dict], after: dict[str, dict], change: 
         else:
             cells = ["-", with_interval(new, "bpb", 4), "-", "-", with_interval(new, "ppl", 3), "-"]
         p, verdict = (f"{bpb['p']:.3g}", bpb["verdict"]) if bpb else ("-", "-")
-        table.add_row(split, "-" if n is None else str(n), *cells, p, verdict)
+        groups = (bpb or {}).get("groups")  # items drawn by whole groups (eval/paired.py)
+        n_text = "-" if n is None else f"{n} ({groups} groups)" if groups else str(n)
+        table.add_row(split, n_text, *cells, p, verdict)
     return table

@@ -15,5 +15,6 @@ BYTE_COUNT, BYTE_COUNT_PIECES = "byte_count", "piece_utf8"
 # And, of a tokenizer that prepends a space to a text (Llama-2's dummy prefix), without that space: no byte
 # of the document. Before, training validation counted it, one byte a document, and so did evaluate.py's
 # perplexity before 8089a3e under the same BYTE_COUNT_PIECES. A tokenizer that prepends nothing (Gemma's)
-# counts as under BYTE_COUNT_PIECES and keeps that mark.
+# counts as under BYTE_COUNT_PIECES and keeps that mark, as does validation of other rows than packed
+# documents (SFT's conversations: stages/common.py validation_settings), which is counted as before.
 BYTE_COUNT_NO_ADDED_SPACE = "piece_utf8_no_added_space"

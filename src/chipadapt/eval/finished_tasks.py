@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 # Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
 # out-of-memory crash with a smaller batch keeps the answers given before it.
 SPEED_KEYS = {"batch_size", "workers"}
+# Settings of a model a task runs beside the evaluated one, whose answers the task journals itself under
+# requests that name that model and how it ran (bug_summary's judge: eval/tasks/bug_summary.py): another
+# judge rates the journaled outputs again instead of having the evaluated model answer everything again.
+JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 
@@ -49,10 +53,11 @@ class FinishedTasks:
 
     def key(self, task_cfg: DictConfig, model: Path | None, answers: bool = False) -> str:
         """What the task's results depend on; `answers`: the key of its model's answers (io/answer_journal.py),
-        which leaves out the settings that only change its speed."""
+        which leaves out the settings that only change its speed and those of a model journaled apart. A
+        journal written under the key of before (the judge in it, or older code) is started afresh."""
         settings = by_identity(OmegaConf.to_container(task_cfg, resolve=True))
         if answers:
-            settings = {k: v for k, v in settings.items() if k not in SPEED_KEYS}
+            settings = {k: v for k, v in settings.items() if k not in SPEED_KEYS | JOURNALED_APART}
         used = {"model": identity(Path(model)), **self.running} if model is not None else {}
         return sha256_json({"task": settings, **used, "code": code_version(), "answers": answers})
 

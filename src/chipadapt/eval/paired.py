@@ -46,8 +46,11 @@ resolves differences that two independent intervals would call overlapping).
   test's name ends in " over groups", and `groups` counts them beside `n`. Items each their own group,
   or without one, are compared as above. An item without a group in one run takes the other's (a run from
   before the record); two runs that put one item in other groups are refused (GroupsDiffer): which items
-  move together is then not known. Groups whose sums are equal in both runs leave a cluster test nothing
-  to vary (a zero-width interval): the items are then compared as above.
+  move together is then not known. Where every group's sums are equal in both runs (the difference is 0)
+  a test over groups has nothing to vary (its interval would be [0, 0]): the items are then tested as
+  above, as if independent, and the result keeps `groups` with a `note` saying so (NOTHING_TO_VARY). A
+  training run's own before/after change and its splits' intervals group the same way
+  (modules/val_figures.py, through `group_index` and `by_groups`).
 "within noise" means the interval covers 0 or, for McNemar, p >= 1 - confidence (the two disagree only
 below EXACT_P_BELOW discordant items, where `note` says which decided); otherwise the second run is "higher"
 or "lower".
@@ -78,6 +81,12 @@ EXACT_MAX_ITEMS = 16
 EXACT = "paired-permutation-exact"
 # Appended to the test's name where whole groups were resampled or swapped (module docstring).
 OVER_GROUPS = " over groups"
+# The note where every group's sums are equal in both runs: the items' test stands in (module docstring).
+NOTHING_TO_VARY = (
+    "every one of the {groups} groups has equal sums in both runs, so the difference is 0 and a test over "
+    "groups has nothing to vary (its interval would be [0, 0]); the {n} items were tested instead as if "
+    "independent, which items of one group are not"
+)
 
 
 class GroupsDiffer(ChipadaptError):
@@ -98,7 +107,8 @@ class PairedDifference:
     this_only: int | None = None  # McNemar's c: items right in the second run only
     p_method: str = ""  # McNemar: "exact binomial" or "score"; the test's own otherwise
     alpha: float = round(1 - CONFIDENCE, 12)  # p below it rejects "no difference"
-    groups: int | None = None  # the groups resampled whole (module docstring); None: the items were
+    groups: int | None = None  # the groups the items fall in (module docstring); None: no item shares one
+    group_note: str = ""  # NOTHING_TO_VARY where the groups' sums left nothing to test over groups
 
     @property
     def too_few_discordant(self) -> bool:
@@ -116,8 +126,12 @@ class PairedDifference:
 
     @property
     def note(self) -> str:
-        """Why the verdict is not what the interval alone says; "" where the two agree. Only McNemar
-        with few discordant items, whose exact p and Tango's score interval can disagree."""
+        """What a reader must know beside the row: why the verdict is not what the interval alone says
+        (McNemar with few discordant items, whose exact p and Tango's score interval can disagree), and
+        that groups whose sums are all equal were tested item by item (group_note); "" for neither."""
+        return "; ".join(text for text in (self._verdict_note(), self.group_note) if text)
+
+    def _verdict_note(self) -> str:
         if self.test != MCNEMAR or self.covers_zero == (self.p >= self.alpha):
             return ""
         counts = (
@@ -321,12 +335,19 @@ def matched_scores(a_items: dict[str, dict], b_items: dict[str, dict], metric: s
     return [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
 
 
+def group_index(keys: list) -> np.ndarray | None:
+    """Each item's group as an index 0..k-1 from its key (equal keys: one group), in the items' order;
+    None where every key is its own (no group holds several items: the items are the draws)."""
+    index: dict = {}
+    rows = [index.setdefault(key, len(index)) for key in keys]
+    return np.asarray(rows) if len(index) < len(rows) else None
+
+
 def matched_groups(a_items: dict[str, dict], b_items: dict[str, dict], ids: list[str]) -> np.ndarray | None:
     """Each item's group as an index 0..k-1, where the items' `group`s put several items in one (module
     docstring); None where every item is its own (no group recorded, or each a group of one).
     GroupsDiffer where the two runs record other groups for one item."""
-    index: dict[tuple, int] = {}
-    rows = []
+    keys = []
     for i in ids:
         ga, gb = a_items[i].get("group"), b_items[i].get("group")
         if ga is not None and gb is not None and ga != gb:
@@ -336,15 +357,21 @@ def matched_groups(a_items: dict[str, dict], b_items: dict[str, dict], ids: list
                 "items belong together, so no test over groups can pair them; validate both with the same data"
             )
         # an item with no group in either run is its own: keyed apart from any group's name
-        key = ("group", ga if ga is not None else gb) if ga is not None or gb is not None else ("item", i)
-        rows.append(index.setdefault(key, len(index)))
-    return np.asarray(rows) if len(index) < len(ids) else None
+        keys.append(("group", ga if ga is not None else gb) if ga is not None or gb is not None else ("item", i))
+    return group_index(keys)
 
 
-def _by_group(values: list, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The groups' sums of numerators and of denominators (a pass/fail score: 1 or 0 out of 1)."""
-    num, den, _ = _num_den([float(v) if isinstance(v, bool) else v for v in values])
-    return np.bincount(index, weights=num), np.bincount(index, weights=den)
+def by_groups(arrays: list, index: np.ndarray, transform: str | None, items_test) -> PairedDifference:
+    """The test of (a_num, a_den, b_num, b_den) over the groups `index` puts the items in (module
+    docstring): on the groups' sums, named "... over groups", `n` the items and `groups` their groups.
+    Where every group's sums are equal in both runs, `items_test()` (the items' own test) with `groups`
+    kept and NOTHING_TO_VARY as its note."""
+    sums = [np.bincount(index, weights=np.asarray(x, dtype=np.float64)) for x in arrays]
+    k, n = len(sums[0]), len(index)
+    if np.array_equal(sums[0], sums[2]) and np.array_equal(sums[1], sums[3]):
+        return dataclasses.replace(items_test(), groups=k, group_note=NOTHING_TO_VARY.format(groups=k, n=n))
+    d = _resampled(sums, transform, RESAMPLES, SEED)
+    return dataclasses.replace(d, n=n, test=d.test + OVER_GROUPS, groups=k)
 
 
 def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
@@ -355,20 +382,16 @@ def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric
         return None
     a, b = [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
     booleans = all(isinstance(v, bool) for v in a + b)
-    a_tf = b_tf = None
-    if not booleans:
-        (a_num, a_den, a_tf), (b_num, b_den, b_tf) = _num_den(a), _num_den(b)
-        if a_tf != b_tf:
-            raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
+    # a pass/fail score is 1 or 0 out of 1 where groups sum it
+    (a_num, a_den, a_tf), (b_num, b_den, b_tf) = (_num_den([float(v) if booleans else v for v in x]) for x in (a, b))
+    if a_tf != b_tf:
+        raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
+
+    def items_test() -> PairedDifference:
+        return mcnemar(a, b) if booleans else paired_bootstrap(a_num, a_den, b_num, b_den, a_tf)
+
     index = matched_groups(a_items, b_items, ids)
-    if index is not None:
-        sums = [*_by_group(a, index), *_by_group(b, index)]
-        if not (np.array_equal(sums[0], sums[2]) and np.array_equal(sums[1], sums[3])):
-            d = _resampled(sums, a_tf, RESAMPLES, SEED)
-            return dataclasses.replace(d, n=len(ids), test=d.test + OVER_GROUPS, groups=len(sums[0]))
-    if booleans:
-        return mcnemar(a, b)
-    return paired_bootstrap(a_num, a_den, b_num, b_den, a_tf)
+    return items_test() if index is None else by_groups([a_num, a_den, b_num, b_den], index, a_tf, items_test)
 
 
 def paired_mean_of_ratios(

@@ -11,7 +11,8 @@ by eval/paired.py: McNemar for pass/fail; otherwise the exact permutation test o
 the paired bootstrap over more. Items that carry a group (an SFT run's validation threads, by OASST message
 tree) are resampled or swapped by whole groups, the test named "... over groups" and the `groups` column
 (the n cell: `28 (4 groups)`) saying how many independent draws the items are; two runs that put one
-item in other groups are a "not paired" row for that metric, with the reason.
+item in other groups are a "not paired" row for that metric, with the reason; where every group's sums
+are equal in both runs the items' own test stands in, the groups still counted and a footnote saying so.
 Written to `compare_paired.md` and `.csv`; "within noise" only where the difference's 95% interval covers
 0 (over 5 items or groups or fewer the exact interval is unbounded: such a table shows [-inf, +inf]).
 Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
@@ -36,7 +37,7 @@ from chipadapt.eval.items import VALIDATION_TASK, items_file, metric_of, read_it
 from chipadapt.eval.paired import GroupsDiffer, paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.report import bracketed
+from chipadapt.report import FEWEST_FOR_AN_INTERVAL, bracketed, unbounded
 
 log = logging.getLogger(__name__)
 SUFFIX = "_items.jsonl"
@@ -262,10 +263,13 @@ def _signed(value: float, decimals: int) -> str:
     return "+" + text[1:] if float(text) == 0 else text  # no "-0.0000": a sign of nothing
 
 
-def interval_text(diff: float, low: float, high: float, n: int | None = None) -> str:
+def interval_text(diff: float, low: float, high: float, n: int | None = None, unit: str = "") -> str:
     """`difference [low, high]` with one number of decimals for the three; where both ends are
-    unbounded (the exact test over 5 items or fewer), `difference (interval n/a: n=4, too few)`."""
+    unbounded (the exact test over 5 items or fewer), `difference (interval n/a: n=4, too few)`, with
+    `unit` what n counts where not items (`n=4 groups, too few`)."""
     decimals = _decimals((diff, low, high))
+    if unit and unbounded((low, high)) and n is not None and n < FEWEST_FOR_AN_INTERVAL:
+        return f"{_signed(diff, decimals)} (interval n/a: n={n} {unit}, too few)"
     return f"{_signed(diff, decimals)} {bracketed(low, high, n, lambda end: _signed(end, decimals))}"
 
 
@@ -298,16 +302,17 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['run']} | {r['against']} | {r['metric']} | | | | | | | | {NOT_PAIRED} (below) |")
             continue
         verdict = r["verdict"]
-        if r.get("note"):  # the verdict is not the interval's reading: the row says so, the note says why
+        # the verdict is not the interval's reading, or the groups were tested item by item: the note says so
+        if r.get("note"):
             footnotes.append(f"[{len(footnotes) + 1}] {r['metric']} of {r['run']}: {r['note']}.")
             verdict += f" [{len(footnotes)}]"
         # Over groups, the groups are the draws: an interval the exact test leaves unbounded is "too few" of them.
-        grouped = r.get("groups", "") != ""
-        units = r["groups"] if grouped else r["n"]
+        grouped = r.get("groups") not in (None, "")
+        units, unit = (r["groups"], "groups") if grouped else (r["n"], "")
         n_text = f"{r['n']} ({r['groups']} groups)" if grouped else r["n"]
         lines.append(
             f"| {r['run']} | {r['against']} | {r['metric']} | {n_text} | {r['first']:.4g} | {r['this']:.4g} | "
-            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'], units)} | "
+            f"{_counts_text(r)} | {interval_text(r['difference'], r['ci95_lo'], r['ci95_hi'], units, unit)} | "
             f"{_p_text(r)} | {r['test']} | {verdict} |"
         )
     lines += [f"\n{note}" for note in footnotes]

@@ -12,7 +12,7 @@ The journal's first line holds the key of what it answers for (the task's settin
 eval/finished_tasks.py); a journal written under another key is started afresh. It answers only for
 the model it was opened for (`journal_for`): a task that also runs a judge model (bug_summary) journals the
 judge's verdicts itself, in the same journal under requests that name the judge, so they are kept and
-dropped with the model's answers.
+dropped with the model's answers. The key leaves the judge out: another judge rates the kept answers again.
 A request asked again in the same run (VerilogEval's n samples of one prompt) is another request:
 the k-th asking gets the k-th answer, so sampled answers stay n different samples.
 """

@@ -8,7 +8,10 @@ Decoding a piece alone gets both wrong: the decoder strips the space a text star
 `▁` 0) and a lone byte of a longer character decodes to U+FFFD (3 bytes): "héllo wörld" counted 20 for
 its 13 bytes on a Llama-2-style base. A tokenizer that prepends `▁` to a text (Llama-2's dummy prefix)
 counts that space too, one byte a document more than its text: evaluate.py's perplexity and training
-validation (modules/causal_lm.py) take it off each document (`added_space_bytes`).
+validation (modules/causal_lm.py) take it off each document (`added_space_bytes`). The perplexity takes
+off what the tokenizer prepends to that text; training validation, which has only token ids, always takes
+off what it prepends to a text that does not start with a space: a held-out document that does start with
+one (to which Metaspace's prepend_scheme first prepends nothing) counts one byte short there.
 
 Only such vocabularies count otherwise than before the rule: their results carry the mark
 (`byte_count_rule`), a byte-level one's none, so its earlier results still pair with new ones; one that
@@ -67,7 +70,9 @@ def byte_count_rule(tokenizer) -> str | None:
 def added_space_bytes(tokenizer, lengths: torch.Tensor) -> tuple[int, int]:
     """Bytes the tokenizer's pieces count before a text's own: for a text that does not start with a space,
     and for one that does. Llama-2's dummy prefix adds a `▁` to the first (Metaspace's prepend_scheme
-    first/always) or to both (a Prepend normalizer); 0 for tokenizers that add nothing."""
+    first/always) or to both (a Prepend normalizer); 0 for tokenizers that add nothing. Training validation
+    takes the first off every document, so where the two differ a document that starts with a space counts
+    one byte short there (evaluate.py's perplexity, which has the text, takes the one it applies)."""
 
     def extra(text: str) -> int:
         ids = tokenizer(text, add_special_tokens=False).input_ids

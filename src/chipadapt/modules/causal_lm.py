@@ -21,14 +21,11 @@ from chipadapt.models.token_bytes import added_space_bytes, token_byte_lengths
 from chipadapt.modules.loss_guard import LossSpikeGuard
 from chipadapt.modules.optim import optimizers_for
 from chipadapt.modules.val_figures import VAL_METRICS, perplexity, split_figures
-from chipadapt.modules.val_items import batch_records, item_table
+from chipadapt.modules.val_items import batch_records, item_table, without_added_space
 
 log = logging.getLogger(__name__)
 
 __all__ = ["VAL_METRICS", "CausalLMModule", "perplexity", "step_total"]
-
-# Columns of modules/val_items.py's batch records: [row, item, nll, tokens, bytes].
-RECORD_ROW, RECORD_ITEM, RECORD_BYTES = 0, 1, 4
 
 
 class CausalLMModule(L.LightningModule):
@@ -75,8 +72,10 @@ class CausalLMModule(L.LightningModule):
         self.register_buffer("token_bytes", token_byte_lengths(tokenizer, rows), persistent=False)
         # The space a tokenizer prepends to a text (Llama-2's dummy prefix), counted in a document's first
         # token: no byte of the document, taken off as evaluate.py's perplexity takes it off (0: none added).
-        # That of a text not starting with a space: token ids cannot tell one that does (Metaspace then
-        # prepends nothing and gives the same ids), so such a document counts one byte short.
+        # Always that of a text not starting with a space: token ids cannot tell one that does (Metaspace's
+        # prepend_scheme first then prepends nothing and gives the same ids), so a held-out document that
+        # starts with a space counts one byte short here, where evaluate.py's perplexity, which has the
+        # text, counts it whole (tests/test_validation_prefix_space.py holds the gap to that one byte).
         self.added_space = added_space_bytes(tokenizer, self.token_bytes)[0]
         self.val_split_names = list(val_split_names)
         # Per split, the sums of each item (a held-out document) a validation scored, as records
@@ -235,13 +234,16 @@ class CausalLMModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         results, items = {}, {}
+        # Each split's item -> group where the datamodule holds items out together (SFT: OASST's message
+        # trees, data/sft_datamodule.py): the intervals resample whole groups then (modules/val_figures.py).
+        groups = getattr(self.trainer.datamodule, "val_groups", None) or {}
         for name in self.val_split_names:
             records = self.val_records[name]
             if not records.update_called:
                 continue
             items[name] = item_table(records.compute().double().cpu().numpy())  # every process's, once each
             records.reset()
-            results[name] = split_figures(items[name])
+            results[name] = split_figures(items[name], groups.get(name))
             for key in VAL_METRICS:
                 self.log(f"val/{name}/{key}", results[name][key])
         self.val_results, self.val_items = results, items
@@ -265,33 +267,6 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         return optimizers_for(self.model, self.optim, self.trainer, ndims=self.param_ndims)
-
-
-def document_starts(batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor) -> torch.Tensor:
-    """Which predicted tokens (positions of the shifted `labels`) begin a packed held-out document: where
-    the document changes from the token before, and the stream's first token, which follows the start
-    token (a special token, of no bytes) that data/packing.py numbers as the first document's."""
-    items, inputs = batch["item_index"].to(labels.device), batch["input_ids"].to(labels.device)
-    starts = items[:, 1:] != items[:, :-1]
-    starts[:, 0] |= (batch["row_index"].to(labels.device) == 0) & (token_bytes[inputs[:, 0]] == 0)
-    return starts & (labels != -100)
-
-
-def without_added_space(
-    records: torch.Tensor, batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor, added: int
-) -> torch.Tensor:
-    """The batch's records with the prepended space taken off the bytes of each document whose first token
-    the batch predicts: at most that token's bytes (a document of no text begins with its separator)."""
-    starts = document_starts(batch, labels, token_bytes)
-    if not starts.any():
-        return records
-    rows = batch["row_index"].to(labels.device).unsqueeze(1).expand_as(labels)[starts].to(records.dtype)
-    items = batch["item_index"][:, 1:].to(labels.device)[starts].to(records.dtype)
-    taken = token_bytes[labels[starts]].clamp(max=added).to(records.dtype)
-    match = (records[:, None, RECORD_ROW] == rows) & (records[:, None, RECORD_ITEM] == items)
-    records = records.clone()
-    records[:, RECORD_BYTES] -= (match.to(records.dtype) * taken).sum(1)
-    return records
 
 
 def step_total(loss_sum: torch.Tensor, micro_batches: int) -> torch.Tensor:

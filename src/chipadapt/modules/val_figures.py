@@ -2,15 +2,24 @@
 results.json gives its metrics: `ppl`, `loss` and `bpb`, each with `_stderr`, `_ci` (95%), `_n` (items)
 and `_ci_method`. The intervals are evaluate.py's perplexity task's: the bootstrap of the pooled ratio
 over items (eval/intervals.py), since the tokens of one document are not independent. And the change
-from one validation to another on the same items, as a paired test (eval/paired.py)."""
+from one validation to another on the same items, as a paired test (eval/paired.py).
 
+Items held out together (`groups`, the datamodule's `val_groups`: an SFT conversation's OASST message tree)
+are no independent draws: 28 threads of 4 trees are closer to 4 draws than to 28. Where some group holds
+several items, the intervals resample whole groups (the ratio of each group's sums: a cluster bootstrap,
+`_ci_method` naming the groups; `_n` still counts the items), and the change is eval/paired.py's test over
+groups (`test` "... over groups", `groups` beside `n`), as compare.py pairs two runs. Without groups (DAPT's
+documents) every figure is over items, as before."""
+
+import dataclasses
+import functools
 import math
 
 import numpy as np
 
-from chipadapt.eval.intervals import ratio
+from chipadapt.eval.intervals import Estimate, ratio
 from chipadapt.eval.items import metric_fields
-from chipadapt.eval.paired import paired_bootstrap
+from chipadapt.eval.paired import by_groups, group_index, paired_bootstrap
 from chipadapt.modules.val_items import BYTES, ITEM, NLL, TOKENS
 
 # Each validation split's metrics, logged as val/<split>/<metric> (what optimized_metric may name).
@@ -45,13 +54,36 @@ def split_values(table: np.ndarray) -> dict[str, float]:
     return dict(zip(VAL_METRICS, (perplexity(loss), loss, nll / max(nbytes, 1.0) / math.log(2))))
 
 
-def split_figures(table: np.ndarray) -> dict[str, float | list | int | str | None]:
-    """The split's values, each with its interval over the items and their count."""
+def item_groups(table: np.ndarray, groups: list | None) -> np.ndarray | None:
+    """Each row's group as 0..k-1 (eval/paired.group_index) where `groups` (item -> group, the datamodule's
+    val_groups of the split) puts several of the table's items in one; None otherwise. An item past the
+    list is its own, as train.val_items.jsonl records it without a group (stages/validation_items.py)."""
+    if not groups:
+        return None
+    items = table[:, ITEM].astype(int)
+    return group_index([("group", groups[i]) if 0 <= i < len(groups) else ("item", i) for i in items])
+
+
+def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate:
+    """ratio's estimate over whole groups: the ratio of the groups' sums, resampled by group; n the items."""
+    k = int(index.max()) + 1
+    est = ratio(np.bincount(index, weights=num, minlength=k), np.bincount(index, weights=den, minlength=k), transform)
+    method = f"{est.method.replace('over items', 'over groups')}: {k} groups of the {len(index)} items"
+    return dataclasses.replace(est, method=method)
+
+
+def split_figures(table: np.ndarray, groups: list | None = None) -> dict[str, float | list | int | str | None]:
+    """The split's values, each with its interval over the items (over their groups where `groups`, the
+    item -> group list, puts several in one: module docstring) and the items' count."""
     values, n = split_values(table), len(table)
+    index = item_groups(table, groups)
     figures = {}
     for name, (num, den, transform) in ratio_parts(table).items():
         if n and np.isfinite(num).all() and den.sum() > 0:
-            fields = metric_fields(name, ratio(num, den, transform))
+            if index is None:
+                fields = metric_fields(name, ratio(num, den, transform))
+            else:  # `_n` the items, as over items; the interval's groups are named in `_ci_method`
+                fields = metric_fields(name, _over_groups(num, den, transform, index)) | {f"{name}_n": n}
         else:  # nothing to resample: a non-finite loss (diverged weights) or no labelled token
             fields = {f"{name}_stderr": None, f"{name}_ci": None, f"{name}_n": n, f"{name}_ci_method": None}
         figures.update(fields)
@@ -59,21 +91,26 @@ def split_figures(table: np.ndarray) -> dict[str, float | list | int | str | Non
     return figures
 
 
-def paired_change(before: np.ndarray, after: np.ndarray) -> dict[str, dict] | None:
+def paired_change(before: np.ndarray, after: np.ndarray, groups: list | None = None) -> dict[str, dict] | None:
     """after - before of each metric on the items both validations scored (matched by item), as
-    eval/paired.py tests it: paired bootstrap, or the exact permutation test over 16 items or fewer.
+    eval/paired.py tests it: paired bootstrap, or the exact permutation test over 16 items or fewer; over
+    whole groups where `groups` (item -> group) puts several shared items in one (module docstring), the
+    result then with `groups` (and `note` where every group's sums are equal, eval/paired.py).
     None where they share no item or a loss is not finite."""
     shared, a_rows, b_rows = np.intersect1d(before[:, ITEM], after[:, ITEM], return_indices=True)
     if not len(shared):
         return None
     a_table, b_table = before[a_rows], after[b_rows]
     a_parts, b_parts = ratio_parts(a_table), ratio_parts(b_table)
+    index = item_groups(a_table, groups)
     change = {}
     for name in VAL_METRICS:
         (a_num, a_den, transform), (b_num, b_den, _) = a_parts[name], b_parts[name]
         if not (np.isfinite(a_num).all() and np.isfinite(b_num).all()) or a_den.sum() <= 0 or b_den.sum() <= 0:
             return None
-        paired = paired_bootstrap(a_num, a_den, b_num, b_den, transform)
+        arrays = [a_num, a_den, b_num, b_den]
+        items_test = functools.partial(paired_bootstrap, *arrays, transform)
+        paired = items_test() if index is None else by_groups(arrays, index, transform, items_test)
         change[name] = {
             "before": paired.a,
             "after": paired.b,
@@ -81,7 +118,9 @@ def paired_change(before: np.ndarray, after: np.ndarray) -> dict[str, dict] | No
             "ci": list(paired.ci),
             "p": paired.p,
             "n": paired.n,
+            **({"groups": paired.groups} if paired.groups is not None else {}),
             "test": paired.test,
             "verdict": paired.verdict,
+            **({"note": paired.note} if paired.note else {}),
         }
     return change

@@ -7,13 +7,17 @@ documents, each token's document (`item_index`); without `item_index` a row is o
 conversation). Each batch gives one record per (row, item) it scored: [row, item, nll, tokens, bytes].
 Records from every process are gathered and a (row, item) seen twice is kept once: under DDP,
 DistributedSampler pads the last round with repeats of the first sequences, which would otherwise
-count twice. Position t predicts token t+1, so a loss is the item of the token it predicts."""
+count twice. Position t predicts token t+1, so a loss is the item of the token it predicts.
+A tokenizer that prepends a space to a text (Llama-2's dummy prefix) has it taken off each packed
+document's bytes (`without_added_space`), as evaluate.py's perplexity does, from the token ids alone."""
 
 import numpy as np
 import torch
 
 # Columns of a split's item table (`item_table`).
 ITEM, NLL, TOKENS, BYTES = range(4)
+# Columns of a batch's records (`batch_records`): [row, item, nll, tokens, bytes].
+RECORD_ROW, RECORD_ITEM, RECORD_BYTES = 0, 1, 4
 
 
 def batch_records(
@@ -38,6 +42,36 @@ def batch_records(
     sums = torch.zeros((len(pairs), 3), dtype=dtype, device=labels.device).index_add_(0, where, values)
     keys = torch.stack([rows[pairs // width], pairs % width], dim=1).to(dtype)
     return torch.cat([keys, sums], dim=1)
+
+
+def document_starts(batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor) -> torch.Tensor:
+    """Which predicted tokens (positions of the shifted `labels`) begin a packed held-out document: where
+    the document changes from the token before, and the stream's first token, which follows the start
+    token (a special token, of no bytes) that data/packing.py numbers as the first document's."""
+    items, inputs = batch["item_index"].to(labels.device), batch["input_ids"].to(labels.device)
+    starts = items[:, 1:] != items[:, :-1]
+    starts[:, 0] |= (batch["row_index"].to(labels.device) == 0) & (token_bytes[inputs[:, 0]] == 0)
+    return starts & (labels != -100)
+
+
+def without_added_space(
+    records: torch.Tensor, batch: dict[str, torch.Tensor], labels: torch.Tensor, token_bytes: torch.Tensor, added: int
+) -> torch.Tensor:
+    """The batch's records with the prepended space (`added` bytes) taken off the bytes of each document
+    whose first token the batch predicts: at most that token's bytes (a document of no text begins with its
+    separator). The ids do not say whether the text itself started with a space, which the tokenizer then
+    did not prepend (Metaspace's prepend_scheme first): such a document counts one byte short, where
+    evaluate.py's perplexity, which has the text, takes off nothing."""
+    starts = document_starts(batch, labels, token_bytes)
+    if not starts.any():
+        return records
+    rows = batch["row_index"].to(labels.device).unsqueeze(1).expand_as(labels)[starts].to(records.dtype)
+    items = batch["item_index"][:, 1:].to(labels.device)[starts].to(records.dtype)
+    taken = token_bytes[labels[starts]].clamp(max=added).to(records.dtype)
+    match = (records[:, None, RECORD_ROW] == rows) & (records[:, None, RECORD_ITEM] == items)
+    records = records.clone()
+    records[:, RECORD_BYTES] -= (match.to(records.dtype) * taken).sum(1)
+    return records
 
 
 def item_table(records: np.ndarray) -> np.ndarray:

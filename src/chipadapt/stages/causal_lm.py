@@ -51,9 +51,13 @@ def check_optimized_metric(cfg: DictConfig, split_names: list[str]) -> None:
         )
 
 
-def validation_change(before: dict, after: dict) -> dict[str, dict]:
-    """{split: {metric: paired difference}} for the splits both validations kept items of."""
-    change = {split: paired_change(before[split], after[split]) for split in after if split in before}
+def validation_change(before: dict, after: dict, groups: dict | None = None) -> dict[str, dict]:
+    """{split: {metric: paired difference}} for the splits both validations kept items of; over whole groups
+    where a split's items carry them (an SFT conversation's tree: `groups`, the datamodule's val_groups)."""
+    groups = groups or {}
+    change = {
+        split: paired_change(before[split], after[split], groups.get(split)) for split in after if split in before
+    }
     return {split: found for split, found in change.items() if found}
 
 
@@ -129,7 +133,7 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         "before": trained.before,
         "after": trained.after,
         # after - before per split, paired on the items both validations scored (modules/val_figures.py)
-        "change": validation_change(trained.before_items, trained.after_items),
+        "change": validation_change(trained.before_items, trained.after_items, getattr(datamodule, "val_groups", None)),
         "global_step": trained.trainer.global_step,
         "train_tokens_per_s": throughput.mean_tokens_per_s if throughput else None,
         "train_loss": trained.train_loss,

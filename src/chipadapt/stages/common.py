@@ -30,7 +30,13 @@ from chipadapt.models.token_bytes import byte_count_rule
 from chipadapt.protocols import TrainingData, ValidatedModule
 from chipadapt.quiet import silence_known_noise
 from chipadapt.run_settings import by_name, named_folders
-from chipadapt.scoring_rules import BYTE_COUNT, FIRST_TOKEN, FIRST_TOKEN_SCORED
+from chipadapt.scoring_rules import (
+    BYTE_COUNT,
+    BYTE_COUNT_NO_ADDED_SPACE,
+    BYTE_COUNT_PIECES,
+    FIRST_TOKEN,
+    FIRST_TOKEN_SCORED,
+)
 from chipadapt.stages.checkpoint_records import RecordSettings
 from chipadapt.stages.published_record import record_published
 from chipadapt.stages.resume_decision import resume_checkpoint, resumes
@@ -206,9 +212,13 @@ def validation_settings(cfg: DictConfig, tokenizer=None) -> dict:
         value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         settings[key] = by_name(value, folders)
+    packed = OmegaConf.select(cfg, "stage.datamodule._target_") == PACKED_DOCUMENTS
     if getattr(tokenizer, "is_fast", False) and (rule := byte_count_rule(tokenizer)):
-        settings[BYTE_COUNT] = rule  # every stage's bits per byte (models/token_bytes.py)
-    if OmegaConf.select(cfg, "stage.datamodule._target_") == PACKED_DOCUMENTS:
+        # Every stage's bits per byte (models/token_bytes.py). Only packed documents have the prepended space
+        # taken off (modules/causal_lm.py validation_step): other stages count as under the earlier mark, and
+        # keep it, so their checkpoints from before it keep their starting validation.
+        settings[BYTE_COUNT] = rule if packed or rule != BYTE_COUNT_NO_ADDED_SPACE else BYTE_COUNT_PIECES
+    if packed:
         settings[FIRST_TOKEN] = FIRST_TOKEN_SCORED  # packed documents' rows (data/packing.py start_token)
     return settings
 

@@ -39,7 +39,7 @@ def validation_records(
     unscored: no paired test reads it, and strict JSON cannot hold it. `texts`: the datamodule's record of
     each split's validation text, where it keeps one (DAPT's; SFT's conversations have none). `groups`: each
     split's item -> group (SFT: the conversation's group_by value, OASST's tree), as `group`: items of one
-    group are not independent draws, for an interval that resamples groups (compare.py does not yet)."""
+    group are not independent draws: compare.py's paired test resamples or swaps whole groups (eval/paired.py)."""
     records = []
     for split, table in tables.items():
         table = np.asarray(table, dtype=np.float64).reshape(-1, 4)

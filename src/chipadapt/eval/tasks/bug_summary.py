@@ -7,14 +7,17 @@ against the references a row has; `judge.model_path` adds an LLM-as-judge 1-7 Li
 output (the judge's expected rating from its next-token distribution over the digits 1-7).
 Items are threads: the three outputs, their references and per-output scores.
 The judge's ratings are journaled with the model's answers (io/answer_journal.py), each under the judge
-folder's identity and how it ran: a rerun after a kill rates only the outputs not yet rated (and loads no
-judge when none is left), and another judge, or this one rewritten, rates every output again.
+folder's identity, its other settings and how it ran: a rerun after a kill rates only the outputs not yet
+rated (and loads no judge when none is left), and another judge, or this one rewritten, rates every output
+again. The journal's key leaves the judge out (eval/finished_tasks.py JOURNALED_APART): the evaluated model's
+journaled answers are kept for another judge, not generated again.
 """
 
 import logging
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import summarize
@@ -22,7 +25,7 @@ from chipadapt.eval.rouge import RougeL
 from chipadapt.eval.scoring import generate
 from chipadapt.eval.task_base import TaskBase
 from chipadapt.io.answer_journal import journal_for
-from chipadapt.io.identity import identity
+from chipadapt.io.identity import by_identity, identity
 from chipadapt.io.jsonl import FirstLines, jsonl_records
 
 log = logging.getLogger(__name__)
@@ -165,8 +168,11 @@ class BugSummaryTask(TaskBase):
         # The judge runs like the evaluated model: its dtype, attention and device.
         dtype, attn = str(model.dtype).removeprefix("torch."), model.config._attn_implementation
         journal = journal_for(model)
-        # What a rating depends on beyond its prompt: the judge's files and how it runs.
-        judge_key = {"judge": identity(folder), "dtype": dtype, "attn": attn}
+        # What a rating depends on beyond its prompt: the judge's files, its other settings and how it runs (the
+        # journal's key leaves every judge setting out).
+        settings = OmegaConf.to_container(self.judge, resolve=True) if OmegaConf.is_config(self.judge) else self.judge
+        others = by_identity({k: v for k, v in settings.items() if k != "model_path"})  # a file by its identity
+        judge_key = {"judge": identity(folder), "settings": others, "dtype": dtype, "attn": attn}
         scores, judge = {}, None
         for kind, texts in outputs.items():
             scores[kind] = []

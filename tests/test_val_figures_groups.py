@@ -1,0 +1,132 @@
+"""A training run's own figures over groups: an SFT run's validation conversations carry their OASST message
+tree (the datamodule's val_groups), and 28 threads of 4 trees are about 4 independent draws, so each split's
+interval and the run's before/after change resample or swap whole groups (modules/val_figures.py). DAPT's
+documents (no groups) keep the figures and keys they had."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from chipadapt.eval.paired import paired_bootstrap
+from chipadapt.modules.val_figures import VAL_METRICS, paired_change, ratio_parts, split_figures
+
+
+def _tables(n_groups: int, per_group: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Item tables [item, nll, tokens, bytes] before and after, where training moved each group's items
+    together (a tree's threads share their first turns): a shift per group, little spread inside it."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    tokens = rng.integers(80, 120, n).astype(float)
+    before = np.stack([np.arange(n), tokens * rng.uniform(2.0, 2.2, n), tokens, tokens * 4], axis=1)
+    after = before.copy()
+    after[:, 1] *= 1 + np.repeat(rng.normal(-0.03, 0.05, n_groups), per_group) + rng.normal(0, 0.002, n)
+    return before, after, [f"tree{i // per_group}" for i in range(n)]
+
+
+def test_a_split_interval_resamples_whole_groups_and_counts_the_items():
+    before, _, groups = _tables(20, 5)
+    items, grouped = split_figures(before), split_figures(before, groups)
+    assert grouped["bpb"] == items["bpb"] and grouped["bpb_n"] == items["bpb_n"] == 100
+    assert "20 groups of the 100 items" in grouped["bpb_ci_method"] and "over groups" in grouped["bpb_ci_method"]
+    assert "groups" not in items["bpb_ci_method"]
+    assert set(grouped) == set(items)  # no key compare.py would read as a metric of its own
+    # items of a group are alike: resampling groups sees less spread per draw but fewer draws
+    assert grouped["bpb_ci"] != items["bpb_ci"]
+
+
+def test_the_change_over_few_groups_is_the_exact_test_over_groups():
+    before, after, groups = _tables(4, 7)
+    items = paired_change(before, after)
+    change = paired_change(before, after[::-1], groups)  # matched by item, whatever the order
+    for name in VAL_METRICS:
+        assert change[name]["test"] == "paired-permutation-exact over groups"
+        assert (change[name]["n"], change[name]["groups"]) == (28, 4)
+        assert change[name]["difference"] == pytest.approx(items[name]["difference"])
+        # 4 groups bound no interval at 95%: the 28 items' bootstrap claimed one
+        assert change[name]["ci"] == [-np.inf, np.inf] and change[name]["verdict"] == "within noise"
+        assert items[name]["test"] == "paired-bootstrap" and np.isfinite(items[name]["ci"]).all()
+
+
+def test_the_change_over_many_groups_is_the_cluster_bootstrap_and_wider():
+    before, after, groups = _tables(20, 5)
+    items, change = paired_change(before, after)["bpb"], paired_change(before, after, groups)["bpb"]
+    assert change["test"] == "paired-bootstrap over groups" and (change["n"], change["groups"]) == (100, 20)
+    assert change["ci"][1] - change["ci"][0] > 2 * (items["ci"][1] - items["ci"][0])
+
+
+def test_groups_whose_sums_are_equal_keep_their_count_and_say_so():
+    before, _, groups = _tables(4, 7)
+    before[:, 1] = np.round(before[:, 1])  # whole nats: a group's sums add up exactly in any order
+    after = before.copy()
+    after[[0, 1], 1] += [1.0, -1.0]  # two items of one tree trade a nat: every group's sums are as before
+    change = paired_change(before, after, groups)["loss"]
+    assert change["groups"] == 4 and change["difference"] == 0
+    assert not change["test"].endswith(" over groups")
+    assert "every one of the 4 groups has equal sums in both runs" in change["note"]
+    assert "the 28 items were tested instead as if independent" in change["note"]
+
+
+def test_without_groups_the_figures_and_keys_are_as_before():
+    before, after, _ = _tables(6, 5)
+    change = paired_change(before, after)
+    assert paired_change(before, after, None) == change == paired_change(before, after, [])
+    (a_num, a_den, transform), (b_num, b_den, _) = ratio_parts(before)["ppl"], ratio_parts(after)["ppl"]
+    d = paired_bootstrap(a_num, a_den, b_num, b_den, transform)
+    assert change["ppl"] == {
+        "before": d.a,
+        "after": d.b,
+        "difference": d.diff,
+        "ci": list(d.ci),
+        "p": d.p,
+        "n": d.n,
+        "test": d.test,
+        "verdict": d.verdict,
+    }
+    # each item its own group, or items past the group list (no group recorded): over items as well
+    assert paired_change(before, after, [f"c{i}" for i in range(30)]) == change
+    assert split_figures(before, [f"c{i}" for i in range(30)]) == split_figures(before)
+    assert paired_change(before, after, ["t0", "t0"])["bpb"]["groups"] == 29
+
+
+class _Conversations(L.LightningDataModule):
+    """Validation rows, one conversation each, of 2 message trees (the SFT datamodule's val_groups)."""
+
+    val_groups = {"domain": ["tree0"] * 4 + ["tree1"] * 4}
+
+    def val_dataloader(self):
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(8):
+            ids = torch.tensor(rng.integers(3, 500, 12))
+            rows.append(
+                {"input_ids": ids, "attention_mask": torch.ones(12, dtype=torch.long), "labels": ids, "row_index": i}
+            )
+        return torch.utils.data.DataLoader(rows, batch_size=4)
+
+
+def test_the_module_takes_the_datamodule_s_groups_for_its_intervals(tmp_path):
+    from helpers.models import tiny_llama
+
+    from chipadapt.modules.causal_lm import CausalLMModule
+
+    module = CausalLMModule(
+        tiny_llama(tmp_path), "float32", "sdpa", False, OmegaConf.create({}), val_split_names=["domain"]
+    )
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.validate(module, datamodule=_Conversations(), verbose=False)
+    figures = module.val_results["domain"]
+    assert figures["bpb_n"] == 8 and "2 groups of the 8 items" in figures["bpb_ci_method"]
+
+
+def test_the_stage_s_change_and_its_printed_table_go_over_the_datamodule_s_groups():
+    from chipadapt.report import before_after_table
+    from chipadapt.stages.causal_lm import validation_change
+
+    before, after, groups = _tables(4, 7)
+    change = validation_change({"chat": before}, {"chat": after}, {"chat": groups})
+    assert change["chat"]["bpb"]["groups"] == 4 and "over groups" in change["chat"]["bpb"]["test"]
+    assert "groups" not in validation_change({"chat": before}, {"chat": after})["chat"]["bpb"]
+    table = before_after_table({"chat": split_figures(before)}, {"chat": split_figures(after)}, change, "SFT")
+    assert list(table.columns[1].cells) == ["28 (4 groups)"]
