@@ -3,6 +3,7 @@ come from the input that has one, from `chat_template_from` (instruct by default
 and they differ; the manifest says which, and the vocabulary stays the one the rows were merged for."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from helpers.models import tiny_model_copy
@@ -10,6 +11,7 @@ from test_merge import merge_cfg
 from transformers import AutoTokenizer
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.chat_files import chat_template_of, take_chat_files
 from chipadapt.merge.run import run
 
 INSTRUCT_TEMPLATE = "INSTRUCT {% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -83,3 +85,61 @@ def test_an_unknown_chat_template_from_is_refused_before_writing(tmp_path, pair)
     with pytest.raises(ChipadaptError, match="merge.chat_template_from: .base. is not one of instruct, chip"):
         merged(tmp_path, chip, instruct, ["merge.chat_template_from=base"])
     assert not (tmp_path / "merged").exists()
+
+
+def _input(tmp_path, name: str, template: str | None, generation: dict | None) -> SimpleNamespace:
+    """A model folder holding only the chat files (take_chat_files reads no weights)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "tokenizer_config.json").write_text(json.dumps({}))
+    set_template(folder, template)
+    set_generation_config(folder, generation)
+    return SimpleNamespace(key=f"models.{name}", folder=folder)
+
+
+def _taken(tmp_path, copied_from, chip, instruct, prefer, base=None) -> tuple[dict, str, dict]:
+    """take_chat_files with auto into an output holding `copied_from`'s files: (chosen, template, generation)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        if (copied_from.folder / name).is_file():
+            (out / name).write_bytes((copied_from.folder / name).read_bytes())
+    chosen = take_chat_files(out, copied_from, chip, instruct, prefer, "auto", base)
+    return chosen, chat_template_of(out), json.loads((out / "generation_config.json").read_text())
+
+
+def test_auto_takes_generation_config_from_the_input_it_took_the_template_from(tmp_path):
+    # auto takes the instruct template (2 of 3); chat_template_from=chip would have given the chip
+    # model's generation_config.json, whose eos the instruct template never writes.
+    chip = _input(tmp_path, "chip", CHIP_TEMPLATE, {"eos_token_id": 2})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000]})
+    base = _input(tmp_path, "base", INSTRUCT_TEMPLATE, None)
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "chip", base)
+    assert template == INSTRUCT_TEMPLATE and generation == {"eos_token_id": [2, 32000]}
+    assert chosen["generation_config"] == {
+        "from": "models.instruct",
+        "why": "the input merge.chat_template=auto took the template from",
+    }
+
+
+def test_auto_keeps_chat_template_from_for_generation_config_where_its_input_has_none(tmp_path):
+    chip = _input(tmp_path, "chip", CHIP_TEMPLATE, {"eos_token_id": 2})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000]})
+    base = _input(tmp_path, "base", INSTRUCT_TEMPLATE, None)
+    set_generation_config(instruct.folder, None)
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "instruct", base)
+    assert template == INSTRUCT_TEMPLATE and generation == {"eos_token_id": 2}
+    assert chosen["generation_config"] == {"from": "models.chip", "why": "only models.chip has one"}
+
+
+def test_a_tie_under_auto_takes_the_chip_models_template_and_generation_config(tmp_path):
+    # The reviewer's case: template from chip (the tie's first), generation_config.json from instruct.
+    chip = _input(tmp_path, "chip", CHIP_TEMPLATE, {"eos_token_id": 2})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000]})
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "instruct")
+    assert template == CHIP_TEMPLATE and generation == {"eos_token_id": 2}
+    assert chosen["chat_template"] == {
+        "from": "models.chip",
+        "why": "merge.chat_template=auto: a tie: the first of chip, instruct, base (1 of 2 inputs each)",
+    }
+    assert chosen["generation_config"]["from"] == "models.chip"

@@ -85,3 +85,38 @@ def test_a_record_left_out_is_named_when_attributes_are_asked_for(tmp_path, pair
     assert "merge.py did not carry its inputs' record" in message
     assert "only models.instruct records one, and none of its weights are in the merge" in message
     assert "\n" not in message
+
+
+def test_a_record_carried_without_its_template_is_named_as_such(tmp_path, pair):
+    # An instruct model saved before templates were recorded: its order is carried, no template exists.
+    chip, instruct = pair
+    config = json.loads((instruct / "config.json").read_text())
+    del config[TEMPLATE_KEY]
+    (instruct / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "merged"
+    run(merge_cfg("chipalign", chip, instruct, out, lam=0.5))
+    assert recorded_attribute_order(out) == ["quality", "humor"] and recorded_template(out) is None
+    token = STEERING.set(None)
+    try:
+        with pytest.raises(ChipadaptError) as refused:
+            start_steering(STEERED, out)
+    finally:
+        STEERING.reset(token)
+    message = str(refused.value)
+    assert "records steerlm_attribute_order but no steerlm_template" in message
+    assert "the record merge.py carried from models.instruct has no steerlm_template" in message
+    assert "did not carry" not in message and "and its weights are merged in" not in message
+    assert "\n" not in message
+
+
+def test_a_steerlm_folder_without_its_template_is_not_called_a_non_steerlm_model(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", ORDER_KEY: ["quality", "humor"]}))
+    token = STEERING.set(None)
+    try:
+        with pytest.raises(ChipadaptError) as refused:
+            start_steering(STEERED, tmp_path)
+    finally:
+        STEERING.reset(token)
+    message = str(refused.value)
+    assert "records steerlm_attribute_order but no steerlm_template" in message
+    assert "a SteerLM model saved before templates were recorded" in message and "not a SteerLM model" not in message

@@ -88,3 +88,40 @@ def test_a_merge_without_the_key_writes_the_template_it_published(tmp_path, pair
     run(merge_cfg("linear", chip, instruct, out, lam=0.5))  # mergekit's donor: the chip model
     assert AutoTokenizer.from_pretrained(out).chat_template == INSTRUCT_TEMPLATE
     assert yaml.safe_load((out / "mergekit_config.yml").read_text())["chat_template"] == INSTRUCT_TEMPLATE
+
+
+def test_a_tie_under_auto_is_written_as_the_template_chosen(tmp_path, pair):
+    # mergekit lists its models from a set: on a tie, `auto` there could publish either template.
+    chip, instruct = pair
+    out = tmp_path / "merged"
+    run(merge_cfg("slerp", chip, instruct, out, lam=0.5, extra=["++merge.chat_template=auto"]))
+    assert AutoTokenizer.from_pretrained(out).chat_template == CHIP_TEMPLATE
+    summary = json.loads((out / "merge_manifest.json").read_text())["summary"]
+    assert summary["chat_template"]["why"] == (
+        "merge.chat_template=auto: a tie: the first of chip, instruct, base (1 of 2 inputs each)"
+    )
+    assert yaml.safe_load((out / "mergekit_config.yml").read_text())["chat_template"] == CHIP_TEMPLATE
+
+
+def test_a_template_holding_an_interpolation_sign_arrives_as_written(tmp_path, pair):
+    chip, instruct = pair
+    template = "{% for m in messages %}${ {{ m['content'] }} } \\${x}{% endfor %}"
+    overrides = overrides_from_mergekit(recipe_file(tmp_path, slerp_recipe(chip, instruct, chat_template=template)))
+    out = tmp_path / "merged"
+    run(merge_cfg_from(overrides, out))
+    assert AutoTokenizer.from_pretrained(out).chat_template == template
+    written = out / "mergekit_config.yml"
+    assert yaml.safe_load(written.read_text())["chat_template"] == template
+    again = tmp_path / "again"
+    run(merge_cfg_from(overrides_from_mergekit(written), again))
+    assert AutoTokenizer.from_pretrained(again).chat_template == template
+
+
+def test_templates_are_still_checked_where_transformers_moves_its_compiler(monkeypatch, caplog):
+    import transformers.utils.chat_template_utils as utils
+
+    monkeypatch.delattr(utils, "_compile_jinja_template")
+    check_chat_template(GIVEN)
+    assert "checked by jinja2's sandbox instead" in caplog.text
+    with pytest.raises(ChipadaptError, match="^merge.chat_template: not a Jinja template transformers can compile"):
+        check_chat_template("{% for m in messages %}{{ m }}")

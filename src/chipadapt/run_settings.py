@@ -208,9 +208,29 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# A value longer than this (its repr) is shown in part: a chat template is several KB on one line.
+LONGEST_SHOWN = 100
+SHOWN_PART = 60
+BEFORE_DIFFERENCE = 20  # characters shown before where two long values first differ
+
+
 def describe(keys: list[str], recorded: dict, current: dict) -> list[str]:
-    """`a, b: old -> new`, one entry per change: a value copied under several keys is named once."""
+    """`a, b: old -> new`, one entry per change: a value copied under several keys is named once; a long
+    value is cut to a part, from where it first differs from the other side, and its length."""
     by_change: dict[str, list[str]] = {}
     for key in keys:
-        by_change.setdefault(f"{recorded.get(key)!r} -> {current.get(key)!r}", []).append(key)
+        old, new = recorded.get(key), current.get(key)
+        by_change.setdefault(f"{_shown(old, new)} -> {_shown(new, old)}", []).append(key)
     return [f"{', '.join(names)}: {change}" for change, names in by_change.items()]
+
+
+def _shown(value, other) -> str:
+    text = repr(value)
+    if len(text) <= LONGEST_SHOWN:
+        return text
+    other_text = repr(other)
+    same = next((i for i, (a, b) in enumerate(zip(text, other_text)) if a != b), min(len(text), len(other_text)))
+    start = max(0, min(same - BEFORE_DIFFERENCE, len(text) - SHOWN_PART))
+    size = len(value) if isinstance(value, str) else len(text)
+    end = start + SHOWN_PART
+    return f"{'...' if start else ''}{text[start:end]}{'...' if end < len(text) else ''} ({size} chars)"

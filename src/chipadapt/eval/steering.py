@@ -95,8 +95,9 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
         return None
     template = recorded_template(folder)
     if order is None or template is None:
+        lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
         raise ChipadaptError(
-            f"{KEY}: {folder}/config.json records no {ORDER_KEY} and {TEMPLATE_KEY} ({_no_record_cause(folder)}), "
+            f"{KEY}: {folder}/config.json records {lacks} ({_no_record_cause(folder, order is not None)}), "
             "so the attributes' format is unknown"
         )
     attributes = parse_attributes(str(text))
@@ -108,18 +109,30 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     return string
 
 
-def _no_record_cause(folder: Path) -> str:
+def _no_record_cause(folder: Path, has_order: bool) -> str:
     """Why a folder records no SteerLM attribute format: merge.py's reason for a merged model (its
-    merge_manifest.json), else what a plain folder lacking it is."""
+    merge_manifest.json), else what a plain folder lacking it is. `has_order`: the attribute order is
+    recorded, the template is not (a SteerLM model saved before templates were recorded)."""
+    add = f"add {TEMPLATE_KEY} (the data.template it was trained with, resolved) to"
     try:
         manifest = json.loads((Path(folder) / "merge_manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         manifest = None
     if not isinstance(manifest, dict):
+        if has_order:
+            return f"a SteerLM model saved before templates were recorded: {add} its config.json, or leave {KEY} unset"
         return "not a SteerLM model, or one saved before they were recorded"
-    why = ((manifest.get("summary") or {}).get("steerlm_record") or {}).get("why")
-    if why:
-        return f"a merged model: merge.py did not carry its inputs' record, as {why}"
+    carried = (manifest.get("summary") or {}).get("steerlm_record") or {}
+    if carried.get("from"):
+        # The record was carried, but from an input saved before templates were recorded: `why` says why
+        # it was carried, which is no cause of its lack.
+        return (
+            f"a merged model: the record merge.py carried from {carried['from']} has no {TEMPLATE_KEY}, as that "
+            f"input was saved before SteerLM templates were recorded; {add} that input's config.json and merge "
+            f"again, or leave {KEY} unset"
+        )
+    if carried.get("why"):
+        return f"a merged model: merge.py did not carry its inputs' record, as {carried['why']}"
     inputs = ", ".join(f"{key}: {path}" for key, path in (manifest.get("inputs") or {}).items())
     return (
         "a merged model written before merge.py carried its inputs' SteerLM record; "

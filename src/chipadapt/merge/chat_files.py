@@ -11,11 +11,14 @@ chat_template.jinja) and generation_config.json are replaced.
 `merge.chat_template` (set by a mergekit recipe's `chat_template`: merge/mergekit_config.py) chooses the
 template as mergekit does: `auto` takes the one most of the inputs read have (mergekit's plurality over
 its referenced models; a dict of named templates counts by its `default`, whitespace at the ends is
-stripped), a tie going to the first of chip, instruct, base (recent mergekit takes the first model its
-recipe lists, the chip model in the recipes chipadapt writes); where no input has one, it is chosen as
-without the key. Any other value is the Jinja template itself. mergekit also takes a name of a template
-it bundles (chatml, llama3, ...): chipadapt carries none of them, so a name is refused, with the
-Jinja text asked for instead.
+stripped), a tie going to the first of chip, instruct, base. mergekit builds its list of referenced
+models from a set, so which of tied templates it takes follows hash order: on a tie, the
+mergekit_config.yml a merge writes names the chosen template's text, not `auto`
+(merge/mergekit_export.py). generation_config.json comes with the template from the input `auto`
+chose, where that input has one: the two together say how a turn ends. Where no input has a template,
+both are chosen as without the key. Any other value is the Jinja template itself. mergekit also takes
+a name of a template it bundles (chatml, llama3, ...): chipadapt carries none of them, so a name is
+refused, with the Jinja text asked for instead.
 """
 
 import json
@@ -91,13 +94,35 @@ def check_chat_template(value, key: str = "merge.chat_template") -> None:
             "carries none of those)"
         )
     from jinja2 import TemplateError
-    from transformers.utils.chat_template_utils import _compile_jinja_template
 
     try:
-        _compile_jinja_template(value)
+        _compile(value)
     except TemplateError as err:
         line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
         raise ChipadaptError(f"{key}: not a Jinja template transformers can compile ({err.message}{line})") from None
+
+
+def _compile(template: str) -> None:
+    """Compile `template` as transformers does (its tags and filters: {% generation %}, tojson), raising
+    jinja2's TemplateError. That compiler is private to transformers: where a release moves or changes
+    it, jinja2's sandbox compiles it instead (with transformers' loop controls; a template using its own
+    tags is then refused where transformers would take it, and the note says why)."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        _compile_jinja_template(template)
+        return
+    except (ImportError, TypeError) as err:  # TypeError: the private function's signature changed
+        log.warning(
+            "merge: transformers' chat template compiler is not where chipadapt looks (%s): the template is "
+            "checked by jinja2's sandbox instead, which does not know transformers' own tags",
+            err,
+        )
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    ).from_string(template)
 
 
 def _comparable(template) -> str | None:
@@ -111,14 +136,33 @@ def _comparable(template) -> str | None:
 
 def most_common_template(models: list) -> tuple[str | None, str | None, str]:
     """mergekit's `auto`: (the template most of `models` have, the key of the first that has it, why);
-    (None, None, why) where none has one."""
+    (None, None, why) where none has one. `models` come in the order chip, instruct, base: on a tie the
+    first of them that has a tied template wins. mergekit itself lists its models from a set, so its
+    choice among tied templates follows hash order (auto_is_a_tie: the recipe written names the text)."""
     found = {m.key: _comparable(chat_template_of(m.folder)) for m in models}
     counts = Counter(t for t in found.values() if t is not None)
     if not counts:
         return None, None, f"merge.chat_template={AUTO}: no input has one"
     template, n = counts.most_common(1)[0]  # equal counts: the first found, in the order of `models`
     key = next(k for k, t in found.items() if t == template)
+    if _tied(counts):
+        return (
+            template,
+            key,
+            f"merge.chat_template={AUTO}: a tie: the first of chip, instruct, base ({n} of {len(found)} inputs each)",
+        )
     return template, key, f"merge.chat_template={AUTO}: the most common of the inputs' ({n} of {len(found)})"
+
+
+def auto_is_a_tie(models: list) -> bool:
+    """Whether mergekit's `auto` over `models` finds two templates equally common (its pick is then
+    hash order)."""
+    return _tied(Counter(t for m in models if (t := _comparable(chat_template_of(m.folder))) is not None))
+
+
+def _tied(counts: Counter) -> bool:
+    top = counts.most_common(2)
+    return len(top) == 2 and top[0][1] == top[1][1]
 
 
 def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting=None, base=None) -> dict:
@@ -131,6 +175,7 @@ def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting
     templates = {key: chat_template_of(m.folder) for key, m in models.items()}
     template_from, template_why = choose(templates, prefer)
     chosen_text = templates[template_from] if template_from is not None else None
+    voted_from = None
     if setting == AUTO:
         voted, voted_from, voted_why = most_common_template([m for m in (chip, instruct, base) if m])
         if voted is not None:
@@ -143,10 +188,16 @@ def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting
         _write_template(tmp, chosen_text)
     elif template_from is None and chat_template_of(copied_from.folder) is not None:
         template_from = copied_from.key  # models.base's, which carries the vocabulary
+    inputs = {m.key: m for m in (chip, instruct, base) if m}
     configs = {key: generation_config_of(m.folder) for key, m in models.items()}
-    config_from, config_why = choose(configs, prefer)
+    if voted_from is not None and generation_config_of(inputs[voted_from].folder) is not None:
+        # The template's own stop tokens: an instruct model's eos list beside the chip model's template
+        # (or the reverse) ends turns at a token that template never writes.
+        config_from, config_why = voted_from, f"the input merge.chat_template={AUTO} took the template from"
+    else:
+        config_from, config_why = choose(configs, prefer)
     if config_from is not None and config_from != copied_from.key:
-        shutil.copy2(models[config_from].folder / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
+        shutil.copy2(inputs[config_from].folder / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
     elif config_from is None and (tmp / GENERATION_CONFIG).is_file():
         config_from = copied_from.key
     chosen = {

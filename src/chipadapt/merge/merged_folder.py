@@ -28,7 +28,14 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
 from chipadapt.io.outputs import check_output_folder, refuse_overlap_with_inputs, written_by
 from chipadapt.manifest import fingerprint_input, git_state
-from chipadapt.merge.chat_files import chat_template_of, check_chat_template, check_chat_template_from, take_chat_files
+from chipadapt.merge.chat_files import (
+    AUTO,
+    auto_is_a_tie,
+    chat_template_of,
+    check_chat_template,
+    check_chat_template_from,
+    take_chat_files,
+)
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
 from chipadapt.merge.non_float import copy_tensor, non_float_sources
@@ -280,6 +287,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             str(dtypes[names[0]]).removeprefix("torch."),
             None if vocabulary.same else "union",
             chat_template_of(tmp),
+            cfg.merge.chat_template == AUTO and auto_is_a_tie(inputs),
         )
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",

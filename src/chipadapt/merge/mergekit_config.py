@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.merge.literal_text import literal
 from chipadapt.merge.mergekit_recipe import (
     INTERPOLATIONS,
     NORMALIZE_DEFAULT,
@@ -126,7 +127,7 @@ def overrides_from_mergekit(path: str | Path) -> list[str]:
     if recipe.out_dtype:
         overrides.append(f"merge.out_dtype={recipe.out_dtype}")
     if recipe.chat_template is not None:
-        overrides.append(f"merge.chat_template={_quote(recipe.chat_template)}")
+        overrides.append(f"merge.chat_template={_quote(literal(recipe.chat_template))}")
     if scales:
         overrides.append(f"merge.method.scale={_quote(_single(scales, 'lambda', f'config={path}'))}")
     if densities:

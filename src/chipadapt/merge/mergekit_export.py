@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.merge.chat_files import check_chat_template
+from chipadapt.merge.chat_files import AUTO, check_chat_template
 from chipadapt.merge.mergekit_recipe import INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
 
 
@@ -21,12 +21,18 @@ def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
 
 
 def mergekit_recipe(
-    cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None, carried_template=None
+    cfg,
+    rows: list[dict],
+    out_dtype: str,
+    tokenizer_source: str | None = None,
+    carried_template=None,
+    auto_tied: bool = False,
 ) -> dict:
     """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
     `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
     unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's).
-    `carried_template`: the chat template the output carries."""
+    `carried_template`: the chat template the output carries; `auto_tied`: merge.chat_template=auto found
+    two templates equally common (merge/chat_files.py auto_is_a_tie)."""
     name, method = cfg.merge.name, cfg.merge.method
     chip, instruct, base = str(cfg.models.chip), str(cfg.models.instruct), cfg.models.base
     recipe: dict = {"merge_method": name}
@@ -62,19 +68,28 @@ def mergekit_recipe(
     recipe["out_dtype"] = out_dtype
     if tokenizer_source:
         recipe["tokenizer_source"] = tokenizer_source
-    if template := _chat_template(cfg.merge.chat_template, carried_template):
+    if template := _chat_template(cfg.merge.chat_template, carried_template, auto_tied):
         recipe["chat_template"] = template
     return recipe
 
 
-def _chat_template(setting, carried) -> str | None:
-    """mergekit's `chat_template`: merge.chat_template as given (auto or a template); without it, the
-    template the output carries (chosen by merge.chat_template_from), which mergekit would otherwise
-    take from its donor model, not always the same input. None where mergekit cannot be given it: a set
-    of named templates, or one it would read as a template's name."""
+def _chat_template(setting, carried, auto_tied: bool = False) -> str | None:
+    """mergekit's `chat_template`: merge.chat_template as given (auto or a template), except an auto
+    that was a tie: mergekit takes one of tied templates in hash order, so the text of the one the output
+    carries is written instead. Without the setting, the template the output carries (chosen by
+    merge.chat_template_from), which mergekit would otherwise take from its donor model, not always the
+    same input. None where mergekit cannot be given it: a set of named templates, or one it would read
+    as a template's name."""
+    if setting == AUTO and auto_tied:
+        return _writable(carried) or AUTO  # a set of named templates: auto is the nearest mergekit has
     if setting is not None:
         return str(setting)
-    if not isinstance(carried, str) or "${" in carried:  # "${": merge/mergekit_recipe.py refuses it
+    return _writable(carried)
+
+
+def _writable(carried) -> str | None:
+    """`carried` where a mergekit recipe can hold it as a Jinja template, else None."""
+    if not isinstance(carried, str):
         return None
     try:
         check_chat_template(carried, "carried")
@@ -97,11 +112,17 @@ NOTES = {
 
 
 def write_mergekit_config(
-    dest: Path, cfg, rows: list[dict], out_dtype: str, tokenizer_source: str | None = None, carried_template=None
+    dest: Path,
+    cfg,
+    rows: list[dict],
+    out_dtype: str,
+    tokenizer_source: str | None = None,
+    carried_template=None,
+    auto_tied: bool = False,
 ) -> None:
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
     text = HEADER.format(note=note) + yaml.safe_dump(
-        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template),
+        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template, auto_tied),
         sort_keys=False,
         default_flow_style=None,
     )

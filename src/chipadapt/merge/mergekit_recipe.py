@@ -239,12 +239,6 @@ class Recipe:
                 raise ChipadaptError(f"{self.source}: tokenizer.{key}: {what}: {UNION}")
         self.chat_template = data.get("chat_template") or None  # mergekit: empty is unset
         check_chat_template(self.chat_template, f"{self.source}: chat_template")
-        if self.chat_template is not None and "${" in self.chat_template:
-            # Hydra would resolve it as an interpolation in the override that carries the template.
-            raise ChipadaptError(
-                f"{self.source}: chat_template: holds '${{', which the merge.chat_template override would "
-                "read as an interpolation; chipadapt cannot pass this template on"
-            )
 
     def _dtype(self, data: dict, key: str) -> str | None:
         value = data.get(key)

@@ -1,0 +1,22 @@
+"""Text OmegaConf reads back as written. A chat template (merge.chat_template) may hold `${` as text to
+write; OmegaConf reads `${` as an interpolation, in a Hydra override and wherever a resolved config is
+made an OmegaConf config again (Lightning's hparams.yaml of the CSV and TensorBoard loggers)."""
+
+import re
+
+
+def literal(text: str) -> str:
+    """`text` with each `${` written `\\${` (a literal `${` to OmegaConf), the backslashes just before it
+    doubled, as OmegaConf halves them there."""
+    return re.sub(r"(\\*)\$\{", lambda m: m[1] * 2 + "\\${", text)
+
+
+def literal_strings(value):
+    """`value` (a resolved config: dicts, lists, scalars) with every string `literal`."""
+    if isinstance(value, str):
+        return literal(value)
+    if isinstance(value, dict):
+        return {key: literal_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal_strings(item) for item in value]
+    return value
