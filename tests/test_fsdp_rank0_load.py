@@ -27,6 +27,7 @@ RANK_VARIABLES = (
     "LOCAL_RANK",
     "NODE_RANK",
     "GROUP_RANK",
+    "WORLD_SIZE",
     "TORCHELASTIC_RUN_ID",
     "SLURM_NTASKS",
     "SLURM_PROCID",
@@ -64,9 +65,10 @@ def tiny(tmp_path_factory) -> Path:
     [
         ({}, True),  # Lightning's launcher: the process started by the user
         ({"LOCAL_RANK": "1"}, False),  # ... and the ones it starts, the script rerun
-        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),  # the first process of another node
-        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "3", "LOCAL_RANK": "0"}, False),  # torchrun, node 2
-        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1", "WORLD_SIZE": "2"}, False),  # the first process of another node
+        ({"NODE_RANK": "1"}, True),  # a lone process on a node of a multi-node allocation
+        ({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "8", "RANK": "3", "LOCAL_RANK": "0"}, False),  # torchrun, node 2
+        ({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "8", "RANK": "0", "LOCAL_RANK": "0"}, True),
         ({"SLURM_NTASKS": "16", "SLURM_PROCID": "8", "SLURM_JOB_NAME": "dapt"}, False),  # srun
         ({"SLURM_NTASKS": "16", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "dapt"}, True),
         # An interactive SLURM shell: Lightning's launcher starts the processes, SLURM_PROCID is 0 in all.

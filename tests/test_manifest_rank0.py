@@ -63,6 +63,7 @@ def test_a_secondary_process_feeds_no_value_to_the_sweeper(tmp_path, monkeypatch
     RunManifest(tmp_path, OmegaConf.create({}))  # rank 0's attempt, no metrics yet
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun: its RANK is the rank
     mine = RunManifest(tmp_path, OmegaConf.create({}))
     mine.update("metrics", {"after": {"val/domain/bpb": 1.23}})
     mine.finish("completed")

@@ -120,3 +120,27 @@ def test_a_lone_process_with_a_rank_variable_decides_for_itself(tmp_path, monkey
     monkeypatch.setenv("NODE_RANK", "1")
     monkeypatch.setattr(answers, "WAIT_S", 0.0)
     assert resume_checkpoint(compose([*TINY_FAST, "trainer.max_steps=2"], tmp_path), tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "line"),
+    [
+        (RuntimeError("CUDA out of memory while loading the model"), "RuntimeError: CUDA out of memory while loading"),
+        (ChipadaptError("data.train: no such file"), "data.train: no such file"),
+    ],
+)
+def test_rank_0_that_fails_after_answering_leaves_its_failure_for_the_others(tmp_path, torchrun, failure, line):
+    """Rank 0 answered, then failed (out of memory while loading the model): its answer was removed, and a process
+    that had not yet taken it waited out WAIT_S. It stops at once with rank 0's failure."""
+    torchrun(0)
+    with pytest.raises(type(failure)):
+        with answers.rank_0_answers(tmp_path, trains=True) as answer:
+            with run_folder_lock(tmp_path):
+                answer(None)
+                raise failure
+    assert answers.DECISION_VARIABLE not in os.environ
+    torchrun(1)
+    started = time.monotonic()
+    with pytest.raises(ChipadaptError, match=f"^rank 0 stopped: rank 0 failed after answering: {line}"):
+        answers.rank_0_decision(tmp_path, wait_s=3)
+    assert time.monotonic() - started < 1.0

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.io.command_line import COMMAND_ENV, launch_command
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.stages import rank_0_decision as answers
 
@@ -34,9 +35,17 @@ TORCHRUN_RANK_1 = {"TORCHELASTIC_RUN_ID": "none", "MASTER_ADDR": "127.0.0.1", "M
 
 
 def _refusal_before_this_process(out, line: str) -> None:
-    """Rank 0's refusal as written by a process with this one's launcher variables, an hour before this one started."""
+    """Rank 0's refusal as written by a process with this one's launcher variables and command line, an hour before
+    this one started."""
     (out / "checkpoints").mkdir(exist_ok=True)
-    recorded = {"refused": line, "written": time.time() - 3600, "launch": answers.launch(), "host": "node1", "pid": 7}
+    recorded = {
+        "refused": line,
+        "written": time.time() - 3600,
+        "launch": answers.launch(),
+        "command": launch_command(),
+        "host": "node1",
+        "pid": 7,
+    }
     (out / "checkpoints" / answers.DECISION_FILE).write_text(json.dumps(recorded))
 
 
@@ -47,6 +56,33 @@ def test_a_task_of_the_step_started_after_rank_0_refused_stops_at_once(tmp_path,
     with pytest.raises(ChipadaptError, match=r"^rank 0 stopped: model/: holds files train.py did not write$"):
         answers.rank_0_decision(tmp_path, wait_s=3)
     assert time.monotonic() - started < 1.0
+
+
+def test_a_refusal_of_the_steps_earlier_command_is_set_aside(tmp_path, launched, monkeypatch, caplog):
+    """`srun -n2 bash -c 'train.py out=X; train.py out=X overwrite=true'`: the second command's tasks have the first
+    one's SLURM variables, and one of them that starts after the first command's rank 0 refused waits for its own
+    rank 0 rather than stopping with that refusal."""
+    launched(**SRUN_TASK_1)
+    monkeypatch.setenv(COMMAND_ENV, json.dumps(["train.py", "out=X"]))
+    _refusal_before_this_process(tmp_path, "X/model: holds files train.py did not write")
+    monkeypatch.setenv(COMMAND_ENV, json.dumps(["train.py", "out=X", "overwrite=true"]))
+    with caplog.at_level(logging.WARNING, logger=answers.__name__):
+        with pytest.raises(ChipadaptError, match="rank 0 said within 0 s neither.*earlier launch's refusal"):
+            answers.rank_0_decision(tmp_path, wait_s=0)
+    assert "not known to be this launch's" in caplog.text
+    monkeypatch.setenv(COMMAND_ENV, json.dumps(["train.py", "out=X"]))  # the same command: taken (indistinguishable)
+    with pytest.raises(ChipadaptError, match=r"^rank 0 stopped: X/model: holds files"):
+        answers.rank_0_decision(tmp_path, wait_s=0)
+
+
+def test_rank_0_records_its_command_line_with_a_refusal(tmp_path, launched, monkeypatch):
+    launched(**{**SRUN_TASK_1, "SLURM_PROCID": "0"})
+    monkeypatch.setenv(COMMAND_ENV, json.dumps(["train.py", "out=X"]))
+    with pytest.raises(ChipadaptError):
+        with answers.rank_0_answers(tmp_path, trains=True):
+            raise ChipadaptError("X/model: refused")
+    recorded = json.loads((tmp_path / "checkpoints" / answers.DECISION_FILE).read_text())
+    assert recorded["refused"] == "X/model: refused" and recorded["command"] == ["train.py", "out=X"]
 
 
 BY_HAND = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "1", "WORLD_SIZE": "2", "RANK": "1"}

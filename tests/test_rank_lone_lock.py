@@ -11,7 +11,16 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import LOCK_NAME, run_folder_lock
 from chipadapt.io.lock_probe import folder_lock_held
 
-LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "WORLD_SIZE", "SLURM_NTASKS")
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "SLURM_PROCID",
+    "WORLD_SIZE",
+    "SLURM_NTASKS",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_NAME",
+)
 
 
 def started_with(monkeypatch, **variables: str) -> None:
@@ -38,9 +47,11 @@ def test_a_lone_process_with_a_rank_variable_locks_its_run_folder(tmp_path, monk
 @pytest.mark.parametrize(
     "variables",
     [
-        {"RANK": "1", "WORLD_SIZE": "2"},
+        {"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "none"},
         {"SLURM_PROCID": "1", "SLURM_NTASKS": "4"},
         {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
+        {"LOCAL_RANK": "1"},  # a worker of Lightning's ddp_fork/ddp_spawn: no WORLD_SIZE
+        {"NODE_RANK": "1", "WORLD_SIZE": "4"},
     ],
 )
 def test_the_other_processes_of_a_launch_share_rank_0s_folder_unlocked(tmp_path, monkeypatch, variables):

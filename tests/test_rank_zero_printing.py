@@ -15,10 +15,20 @@ from chipadapt.after_interruption import say_interrupted
 from chipadapt.interrupts import Interrupted
 from chipadapt.stages.causal_lm import tell_plan
 
-RANKS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "WORLD_SIZE", "SLURM_NTASKS")
+RANKS = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "SLURM_PROCID",
+    "WORLD_SIZE",
+    "SLURM_NTASKS",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_NAME",
+)
 OTHER_PROCESSES = [
     {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
-    {"RANK": "3", "WORLD_SIZE": "4"},
+    {"LOCAL_RANK": "1"},  # a worker of trainer.strategy=ddp_fork/ddp_spawn: no WORLD_SIZE
+    {"TORCHELASTIC_RUN_ID": "none", "RANK": "3", "WORLD_SIZE": "4"},
     {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"},
 ]
 PLAN = {"text": "plan: global batch 8 = micro 1 x 2 processes x 4 accumulation", "note": None}

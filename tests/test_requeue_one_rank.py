@@ -17,6 +17,8 @@ RANK_VARIABLES = (
     "SLURM_ARRAY_TASK_ID",
     "WORLD_SIZE",
     "SLURM_NTASKS",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_NAME",
 )
 
 
@@ -41,8 +43,11 @@ def slurm_job(tmp_path, monkeypatch):
     [
         {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
         {"NODE_RANK": "1", "LOCAL_RANK": "0", "WORLD_SIZE": "4"},
-        {"RANK": "3", "WORLD_SIZE": "4"},
+        {"LOCAL_RANK": "1"},  # a worker of trainer.strategy=ddp_fork/ddp_spawn: Lightning sets no WORLD_SIZE there
+        {"TORCHELASTIC_RUN_ID": "none", "RANK": "3", "WORLD_SIZE": "4"},
         {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"},
+        # torchrun in srun -N2 tasks: ranks by arrival, torchrun's RANK is Lightning's rank, not SLURM_PROCID
+        {"TORCHELASTIC_RUN_ID": "j77", "RANK": "5", "WORLD_SIZE": "8", "SLURM_PROCID": "0", "SLURM_NTASKS": "2"},
     ],
 )
 def test_a_process_that_is_not_global_rank_0_leaves_the_requeue_to_rank_0(slurm_job, monkeypatch, rank):
@@ -58,6 +63,18 @@ def test_global_rank_0_requeues_once(slurm_job, monkeypatch):
     from chipadapt.scaleout.slurm_requeue import requeue_job
 
     monkeypatch.setenv("LOCAL_RANK", "0")  # Lightning's first process, SLURM_PROCID unset
+    assert "requeued" in requeue_job(signal.SIGUSR1, None).note
+    assert slurm_job() == ["requeue 777"]
+
+
+def test_torchruns_rank_0_requeues_whatever_task_of_the_step_it_runs_in(slurm_job, monkeypatch):
+    """srun -N2 torchrun --rdzv-backend c10d: RANK 0 may land in the task SLURM_PROCID=1; it alone requeues."""
+    from chipadapt.scaleout.slurm_requeue import requeue_job
+
+    for variable, value in {"TORCHELASTIC_RUN_ID": "j77", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "8"}.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
     assert "requeued" in requeue_job(signal.SIGUSR1, None).note
     assert slurm_job() == ["requeue 777"]
 

@@ -8,9 +8,9 @@ host memory (280 GB at 70B), not once per process (2.2 TB on 8 GPUs). Accelerate
 `fsdp_cpu_ram_efficient_loading`.
 
 The module builds its model before the Trainer exists, so which process is rank 0 is read from what
-its launcher set; the strategy checks the result once the process group is up (`LoadOnRank0`)."""
+its launcher set, by the rule that names rank 0 everywhere (io/launch_ranks, in Lightning's order); the
+strategy checks the result once the process group is up (`LoadOnRank0`)."""
 
-import os
 import weakref
 
 import torch
@@ -18,32 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from chipadapt.errors import ChipadaptError
-
-
-def launched_as_global_zero() -> bool:
-    """Whether the launcher started this process as global rank 0. Lightning's own order
-    (accelerator_connector._choose_and_init_cluster_environment): torchrun's RANK, srun's
-    SLURM_PROCID, LSF and MPI; otherwise Lightning's launcher, which reruns the script for every
-    other process with LOCAL_RANK and NODE_RANK set (rank 0 is the first process of node 0)."""
-    from lightning.fabric.plugins.environments import (
-        LightningEnvironment,
-        LSFEnvironment,
-        MPIEnvironment,
-        SLURMEnvironment,
-        TorchElasticEnvironment,
-    )
-
-    if TorchElasticEnvironment.detect():
-        return int(os.environ["RANK"]) == 0
-    if SLURMEnvironment.detect():
-        # Not SLURMEnvironment(): its checks of the srun variables belong to the Trainer, which
-        # makes them (with Lightning's message) moments later.
-        return int(os.environ["SLURM_PROCID"]) == 0
-    for environment in (LSFEnvironment, MPIEnvironment):
-        if environment.detect():
-            return environment().global_rank() == 0
-    own = LightningEnvironment()
-    return own.node_rank() == 0 and own.local_rank() == 0
+from chipadapt.io.launch_ranks import launched_as_global_zero
 
 
 def reads_weights(trainer: DictConfig) -> bool:

@@ -11,19 +11,23 @@ lock file's inode and time of change, a random nonce); another process takes it 
 The launcher's variables could not tell the launches apart (torchrun with a fixed --master_port gives every launch
 the same TORCHELASTIC_RUN_ID=none, RESTART_COUNT=0, MASTER_ADDR and PORT): the answer an earlier launch left was
 taken for this one's, one process resumed while another started over, and they hung. Rank 0 removes the file when
-its job ends; a kill leaves it, which the lock check sets aside.
+its job ends, or, failing after it answered (out of memory while loading the model), replaces it with that failure's
+line, with which the others stop at once; a kill leaves it, which the lock check sets aside.
 
 Where rank 0 refuses the run before it answers (the output folder, a folder in use, a resume with other settings),
 it writes the refusal's line instead, which the other processes stop with at once: they waited out WAIT_S and
 blamed rank 0's silence. A refusal comes before the lock, so it is taken only when it was written during this
-process's life by a launch with this process's launcher variables, or by the same task of a SLURM job step (whose
-job, step and restart count name one launch alone, whenever its tasks start: a node that starts its container late).
+process's life by a launch with this process's launcher variables, or by the same command in a task of the same SLURM
+job step (whose job, step and restart count name one launch of the step's command, whenever its tasks start: a node
+that starts its container late). The command line tells apart the commands one step runs one after another (`srun -n2
+bash -c 'train.py out=X; train.py out=X overwrite=true'`); the same command run twice in one step does not differ in
+anything, and a task of the second run that starts after the first run's rank 0 refused stops with that refusal.
 An answer of this launch whose writer no longer holds the folder's lock is rank 0 ended (killed, or failed while the
 others had not joined): the others stop with it at once as well.
 
-Processes started by hand (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported) have nothing that names their
-launch: an answer written before such a process started may be an earlier launch's, and is named while it waits, not
-taken."""
+Processes started by hand (NODE_RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported) have nothing
+that names their launch: an answer written before such a process started may be an earlier launch's, and is named
+while it waits, not taken."""
 
 import json
 import logging
@@ -37,6 +41,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
+from chipadapt.io.command_line import launch_command
 from chipadapt.io.launch_ranks import several_processes_launched
 from chipadapt.io.lock import LOCK_NAME
 from chipadapt.io.lock_probe import folder_lock_held
@@ -97,7 +102,14 @@ def _record(out: Path, answer: dict) -> None:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         out / "checkpoints" / DECISION_FILE,
-        {**answer, "host": socket.gethostname(), "pid": os.getpid(), "nonce": secrets.token_hex(8), "launch": launch()},
+        {
+            **answer,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "nonce": secrets.token_hex(8),
+            "launch": launch(),
+            "command": launch_command(),
+        },
     )
 
 
@@ -127,8 +139,9 @@ def forget_rank_0_decision(out: Path) -> None:
 @contextmanager
 def rank_0_answers(out: Path, trains: bool) -> Iterator[Callable[[str | None], None]]:
     """Rank 0's job: `answer(checkpoint)` once it holds the folder's lock; a refusal raised before it answered is
-    written for the other processes; the answer is removed when the job ends. Nothing where the stage trains
-    nothing (no other process waits)."""
+    written for the other processes; the answer is removed when the job ends, or replaced with the failure's line
+    where the job fails after answering (the others may still be waiting: a node that starts late). Nothing where
+    the stage trains nothing (no other process waits)."""
     answered = False
 
     def answer(checkpoint: str | None) -> None:
@@ -139,22 +152,42 @@ def rank_0_answers(out: Path, trains: bool) -> Iterator[Callable[[str | None], N
 
     try:
         yield answer
-    except ChipadaptError as refused:
-        if trains and not answered and several_processes_launched():
-            try:
-                _record(out, {"refused": str(refused), "written": time.time()})
-            except OSError:
-                pass  # a folder that takes no file: the others wait and say so
+    except BaseException as failed:
+        if answered and several_processes_launched():
+            # Replaced, not removed: a process that has not yet taken the answer would wait out WAIT_S for it. Any
+            # exception, an ordinary failure (out of memory while loading) as much as a refusal.
+            answered = False
+            os.environ.pop(DECISION_VARIABLE, None)
+            _record_refusal(out, f"rank 0 failed after answering: {_one_line(failed)}")
+        elif trains and not answered and isinstance(failed, ChipadaptError) and several_processes_launched():
+            _record_refusal(out, str(failed))
         raise
     finally:
         if answered:
             forget_rank_0_decision(out)
 
 
+def _record_refusal(out: Path, line: str) -> None:
+    try:
+        _record(out, {"refused": line, "written": time.time()})
+    except OSError:
+        pass  # a folder that takes no file: the others wait and say so
+
+
+def _one_line(failed: BaseException) -> str:
+    """The failure as the others print it: a ChipadaptError's own line, else its type and first line."""
+    if isinstance(failed, ChipadaptError):
+        return str(failed)
+    first = str(failed).strip().splitlines()[:1]
+    return ": ".join([type(failed).__name__, *first])
+
+
 def _tasks_of_one_slurm_step() -> bool:
     """This process is one of the tasks srun started for a job step: SLURM_JOB_ID, SLURM_STEP_ID and
-    SLURM_RESTART_COUNT then name this launch alone. Not torchrun's workers inside a step (several launches may run
-    one after another in it), nor processes started by hand in a step of one task (`srun --pty bash`)."""
+    SLURM_RESTART_COUNT then name the step's launch, and with the command line one command of it (a task may run
+    several one after another: `srun -n2 bash -c 'train.py out=X; train.py out=X overwrite=true'`; two identical
+    ones remain indistinguishable). Not torchrun's workers inside a step (several launches may run one after another
+    in it), nor processes started by hand in a step of one task (`srun --pty bash`)."""
     step = os.environ.get("SLURM_STEP_ID", "")
     return (
         bool(os.environ.get("SLURM_JOB_ID"))
@@ -168,12 +201,16 @@ def _tasks_of_one_slurm_step() -> bool:
 
 def _this_launch(recorded: dict) -> bool:
     """Written by a process with this one's launcher variables, during this process's life or, where those
-    variables name one launch alone (the tasks of a SLURM job step), before it started."""
+    variables name one launch alone (the tasks of a SLURM job step) and the command line is this process's, before
+    it started. Identical commands run one after another in one step remain indistinguishable."""
     written = recorded.get("written")
     return (
         isinstance(written, (int, float))
         and recorded.get("launch") == launch()
-        and (written >= _process_started() - CLOCK_SLACK_S or _tasks_of_one_slurm_step())
+        and (
+            written >= _process_started() - CLOCK_SLACK_S
+            or (_tasks_of_one_slurm_step() and recorded.get("command") == launch_command())
+        )
     )
 
 
