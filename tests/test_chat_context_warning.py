@@ -74,7 +74,7 @@ def test_a_system_prompt_past_the_context_is_warned_of_once_at_start(monkeypatch
     assert warnings(caplog) == [
         "generate.system_prompt takes 90 prompt tokens, more than the 80 tokens the model's context of 100 leaves "
         "beside a reply (generate.max_new_tokens=20): every question will be refused; shorten it (or lower "
-        "generate.max_new_tokens)"
+        "generate.max_new_tokens below 10)"
     ]
     caplog.clear()
     chat.reset()
@@ -111,7 +111,7 @@ def test_a_max_new_tokens_past_half_the_context_names_the_half_it_keeps(monkeypa
     assert warnings(caplog) == [
         "generate.system_prompt takes 60 prompt tokens, more than the 50 tokens the model's context of 100 leaves "
         "beside a reply (half the context, 50 tokens: generate.max_new_tokens=80 asks for more): every question "
-        "will be refused; shorten it (or lower generate.max_new_tokens below 50)"
+        "will be refused; shorten it (or lower generate.max_new_tokens below 40)"
     ]
     caplog.clear()
     retrieval = {"use": "bm25", "top_k": 2, "budget_tokens": 1024, "dense": {}, "build": {}}
@@ -122,3 +122,11 @@ def test_a_max_new_tokens_past_half_the_context_names_the_half_it_keeps(monkeypa
     assert said.endswith(
         "lower retrieval.budget_tokens or generate.max_new_tokens below 512, or shorten the system prompt"
     )
+
+
+def test_a_system_prompt_as_long_as_the_context_is_told_to_be_shortened_alone(monkeypatch, caplog):
+    # No reply length makes room for a 120-token prompt in 100 positions: lowering it is not offered.
+    with caplog.at_level(logging.WARNING):
+        session(monkeypatch, context=100, system="s" * 120, max_new_tokens=80)
+    (said,) = warnings(caplog)
+    assert said.endswith("every question will be refused; shorten it")

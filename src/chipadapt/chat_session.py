@@ -131,9 +131,11 @@ class ChatSession:
             fits, lower = f"{beside} (generate.max_new_tokens={asked})", "generate.max_new_tokens"
         alone = self.prompt_tokens([{"role": "user", "content": ""}])
         if alone > room:
+            # A shorter reply helps only where the prompt alone leaves the context room for one.
+            helps = f" (or lower generate.max_new_tokens below {self.context - alone})" if alone < self.context else ""
             return (
                 f"{system} takes {alone} prompt tokens, more than the {room} {fits}: every question will be refused; "
-                f"shorten it (or lower {lower})"
+                f"shorten it{helps}"
             )
         if self.retriever is None:
             return None

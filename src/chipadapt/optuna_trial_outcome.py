@@ -33,8 +33,9 @@ STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that ma
 # A record's time is written by the host that ran the job (a SLURM node, under submitit) and compared with the
 # search host's launch time: a record up to this much earlier is still this launch's (an earlier command's
 # is told apart by its start time, besides its exact overrides). An aware time (UTC) differs by the clocks'
-# skew alone; a naive one (a manifest written before `started` was in UTC) read as the search host's local
-# time differs by its zone too, so by more.
+# skew alone; a naive one (a manifest written before `started` was in UTC) is read as the search host's local
+# time, and its 2 minutes cover clock drift only: a node in a zone behind the search host that wrote naive
+# times is not recognised as this launch's.
 CLOCK_SKEW = dt.timedelta(seconds=30)
 CLOCK_TOLERANCE = dt.timedelta(minutes=2)
 

@@ -54,7 +54,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 # Where a sentence or a clause ends, or a table cell does: a CJK full stop, or a Latin mark not followed by
 # a letter or digit (a space, the line's end, a quote or bracket, a citation `.[1]`, markup `.</p>`, `.**`,
 # `._`), so that neither 3.14 nor file.v is one. Not a comma: a list of words is one clause however long.
-_BREAK = re.compile(r"[\u3002\uff01\uff1f]|[.!?;:](?![^\W_])|\s\|(?=\s)")
+_BREAK = re.compile(r"[\u3002\uff01\uff1f]|[.!?;:](?![^\W_]|\.)|\s\|(?=\s)")  # an ellipsis breaks once
 # People's paragraphs break this often at least: of the long prose lines in the shared data (Wikipedia
 # articles on one line, MMLU's legal passages, OpenAssistant replies), the sparsest has a break every 115
 # words (a disambiguation page); a word list written out on one line (word salad) has none. A trade-off,

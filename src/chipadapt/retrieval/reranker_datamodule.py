@@ -138,11 +138,15 @@ def unknown_holdout(file) -> str:
     run = retriever_run_settings(file)
     if run is not None and run.get("train_file") is not None:
         given = run["train_file"]
-        given = ",".join(map(str, given)) if isinstance(given, list) else given
+        # A list as Hydra takes it in one run ("a,b" would be a sweep); the retriever read a list as one
+        # sequence, so a group without a query_id is keyed by where it stands there, the reranker per file.
+        several = isinstance(given, list) and len(given) > 1
+        given = f"[{','.join(map(str, given))}]" if isinstance(given, list) else given
+        same = "the groups with a query_id that run held out" if several else "the groups that run held out"
         return (
             f"the retriever run that built {file} held out, and the retriever run of {manifest} built none: it "
             f"read retriever.train_file={given} and held out groups of that; set reranker.heldout_fraction (to hold "
-            f"out the groups that run held out, reranker.train_file={given} with reranker.heldout_fraction="
+            f"out {same}, reranker.train_file={given} with reranker.heldout_fraction="
             f"{run.get('heldout_fraction')}, its retriever.heldout_fraction)"
         )
     return (
