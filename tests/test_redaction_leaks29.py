@@ -2,6 +2,8 @@
 blocks and a flow list on the next line under a password, and a short or process-like password after its key;
 with the process names, config maps and templates next to them that must stay as they are."""
 
+import base64
+import textwrap
 import time
 
 import pytest
@@ -17,6 +19,13 @@ data:
   password: UzNjcmV0IQ==
   username: YWRtaW4=
 """
+PRIVATE_KEY_B64 = base64.b64encode(
+    b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+    b"-----END RSA PRIVATE KEY-----\n"
+).decode()
+CERTIFICATE_B64 = base64.b64encode(
+    b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUb3\n-----END CERTIFICATE-----\n"
+).decode()
 DOCKER_CONFIG = "eyJhdXRocyI6eyJyZWdpc3RyeS5leGFtcGxlLmNvbSI6eyJhdXRoIjoiZFhObGNqcHdZWE56In19fQ=="
 
 
@@ -95,6 +104,26 @@ DOCKER_CONFIG = "eyJhdXRocyI6eyJyZWdpc3RyeS5leGFtcGxlLmNvbSI6eyJhdXRoIjoiZFhObGN
         ("db_password: sky130\n", "db_password: <secret>\n", {"assigned_secret": 1}),
         ("DB_PASS=gf180mcu\n", "DB_PASS=<secret>\n", {"assigned_secret": 1}),
         ("password = tsmc7\n", "password = <secret>\n", {"assigned_secret": 1}),
+        # ... and so after any other name than the bare `secret` and pass/pw/pwd, and after those a random token
+        # that only begins like a process name
+        ("client_secret: sky130xyz\n", "client_secret: <secret>\n", {"assigned_secret": 1}),
+        ("api_key: gen2x8f9k3m\n", "api_key: <secret>\n", {"assigned_secret": 1}),
+        ("token: arm7x9k2m4q8\n", "token: <secret>\n", {"assigned_secret": 1}),
+        ("db_secret: tsmc7abc\n", "db_secret: <secret>\n", {"assigned_secret": 1}),
+        ("secret: sm1x9k2m4q8\n", "secret: <secret>\n", {"assigned_secret": 1}),
+        ("PW: arm7x9k2m4q8\n", "PW: <secret>\n", {"assigned_secret": 1}),
+        # a Secret in JSON (`kubectl get secret -o json`): its private key found by its base64, on one line or
+        # wrapped; a certificate beside it is no secret
+        (
+            f'{{"kind": "Secret", "data": {{"tls.crt": "{CERTIFICATE_B64}", "tls.key": "{PRIVATE_KEY_B64}"}}}}\n',
+            f'{{"kind": "Secret", "data": {{"tls.crt": "{CERTIFICATE_B64}", "tls.key": "<secret>"}}}}\n',
+            {"private_key": 1},
+        ),
+        (
+            "key: |\r\n  " + "\r\n  ".join(textwrap.wrap(PRIVATE_KEY_B64, 40)) + "\r\n  done\r\nnext: 1\r\n",
+            "key: |\r\n  <secret>\r\n  done\r\nnext: 1\r\n",
+            {"private_key": 1},
+        ),
     ],
 )
 def test_the_leaks_are_redacted_and_keys_kept(text, redacted, counts):
@@ -119,6 +148,16 @@ def test_the_leaks_are_redacted_and_keys_kept(text, redacted, counts):
         "auth: YWRtaW4=\n",  # base64 of `admin`, no password in it
         # short words after a password that are a type or a hash's name
         "password: uint64\npassword: sha256\n",
+        # process names after the bare `secret` and pass/pw, a RISC-V ISA's letters included
+        "secret: sky130\nsecret: gf180\nsecret: gf180mcu\n",
+        "PASS: rv32imac\nPW: gf180mcu\n",
+        # base64 cut at a character base64 has not is no login; a path to a Docker config is no config
+        "auth: dXNlcjpwYXNz_d29yZA==\n",
+        "kubectl create secret generic r --from-file=.dockerconfigjson=/home/alice/.docker/config.json\n",
+        "kubectl create secret generic r --from-file=.dockerconfigjson=config/docker.json\n",
+        # `-----BEGIN` in base64 that is no private key: a certificate, a run too short to hold a header
+        f'"tls.crt": "{CERTIFICATE_B64}"\n',
+        "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVkt\n",
     ],
 )
 def test_text_beside_the_leaks_is_kept(text):
@@ -143,3 +182,23 @@ def test_the_new_forms_take_linear_time(text):
     start = time.perf_counter()
     redact(text)
     assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kind: Secret\ndata:\n  a" + " " * 40_000 + "b\n",
+        "stringData:\n  a" + " " * 40_000 + "b\n",
+        "password:\n" + " " * 30_000 + "[x",
+        "LS0tLS1CRUdJTi" * 10_000,
+        "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVkt" + "\nABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij" * 5_000,
+    ],
+    ids=["entry-spaces", "string-data-spaces", "indented-line", "key-starts", "key-lines"],
+)
+def test_long_runs_take_linear_time(text):
+    """A map entry's key followed by a long run of spaces, and a long indented line (which YAML_BLOCK searched
+    for a `{` once for every shorter indentation), took seconds (5 s to 14 s) in quadratic time; in linear
+    time, well under a second."""
+    start = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - start < 2

@@ -1,19 +1,20 @@
 """Redaction of e-mail addresses and credentials, in a document's text and in its path.
 
-A credential is recognised three ways: by a published format (a private key block, an AWS, GitHub,
-GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhook, the password in a URL,
-an Ansible vault, an AWS secret key beside its id or random enough alone, a Docker config in base64), by its
+A credential is recognised three ways: by a published format (a private key block or its base64, an AWS, GitHub,
+GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhook, the password in a URL, an
+Ansible vault, an AWS secret key beside its id or random enough alone, a Docker config in base64), by its
 context (`Authorization: Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection
-string's `Password=`, a login's second argument, `the password is ...`, a Docker config's `auth`, every value
-of a Kubernetes Secret's `data:` and `stringData:`), or by the name it is assigned to (`DB_PASSWORD=...`,
-`"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`, `<password>`, `<add
-key="ApiKey" value=...>`, `set_password("...")`, a YAML block, list or anchor). The rule is one: a name that
-says credential, and a value that looks like one. An assigned value is replaced whole, to its closing quote or,
-unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end less a
-comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus. Code
-that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
-round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse
-width under the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
+string's `Password=`, a login's second argument, `the password is ...`, a Docker config's `auth`, every value of
+a Kubernetes Secret's `data:` and `stringData:` written as YAML's indented map; a Secret in JSON or a flow map
+has its values judged by their keys, and a private key in it found by its base64), or by the name it is assigned
+to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`,
+`<password>`, `<add key="ApiKey" value=...>`, `set_password("...")`, a YAML block, list or anchor). The rule is
+one: a name that says credential, and a value that looks like one. An assigned value is replaced whole, to its
+closing quote or, unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end
+less a comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus.
+Code that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
+round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse width under
+the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
 (`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement.
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
@@ -36,6 +37,7 @@ from chipadapt.curation.redaction_forms import (
     FORMS,
     K8S_SECRET_MAP,
     PRIVATE_KEY,
+    PRIVATE_KEY_BASE64,
     TOKEN_FORMATS,
     URL_PASSWORD,
     YAML_ANCHOR,
@@ -45,6 +47,7 @@ from chipadapt.curation.redaction_forms import (
 )
 from chipadapt.curation.redaction_value import (
     UPPER_SNAKE,
+    base64_private_key,
     credential_kind,
     is_base64_login,
     is_secret,
@@ -167,6 +170,12 @@ def _assignment_replacer(
     return replace
 
 
+def _base64_private_key(m: re.Match, mark: Mark) -> str | None:
+    """A private key in base64 replaced, the lines after a wrapped one's end kept; None where it is none."""
+    end = base64_private_key(m.group(0))
+    return mark("secret", m.group(0)[:end]) + m.group(0)[end:] if end else None
+
+
 def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     """`text` with e-mail addresses and credentials replaced (by <email>, <secret>), and how many of each."""
     counts: dict[str, int] = {}
@@ -191,6 +200,7 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
             counts[name] = counts.get(name, 0) + replaced
 
     run("private_key", PRIVATE_KEY, lambda m: mark("secret", m.group(0)))
+    run("private_key", PRIVATE_KEY_BASE64, lambda m: _base64_private_key(m, mark))
     run("url_password", URL_PASSWORD, lambda m: m.group(1) + mark("secret", m.group(2)))
     run("email", EMAIL, lambda m: mark("email", m.group(0)))
     if "$ANSIBLE_VAULT;" in text:

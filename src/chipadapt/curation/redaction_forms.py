@@ -38,6 +38,12 @@ EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z
 PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S
 )
+# The same block in base64, as a Kubernetes Secret in JSON holds it (`"tls.key": "LS0tLS1CRUdJTi..."`, what
+# `-----BEGIN` encodes to), on one line or wrapped over lines of base64 alone (redaction_value.base64_private_key
+# tells where a wrapped one ends, and a certificate, whose header is no private key's, from one).
+PRIVATE_KEY_BASE64 = re.compile(
+    r"(?m)(?<![A-Za-z0-9+/])LS0tLS1CRUdJTi[A-Za-z0-9+/]{22,}(?:\r?\n[ \t]*[A-Za-z0-9+/]+={0,2}(?=\r?$))*={0,2}"
+)
 # `scheme://user:PASSWORD@host`: a database or proxy address with its password in it; the user may be
 # empty (`redis://:PASSWORD@cache`). Starts only where a run of scheme characters starts (linear time).
 URL_PASSWORD = re.compile(r"((?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)(?=@)")
@@ -62,7 +68,10 @@ CONTEXT_FORMATS = {
     # A Kubernetes image pull secret's Docker config, base64 under its key (`.dockerconfigjson: eyJ...`,
     # `--from-literal=.dockercfg=...`): it holds every registry's login.
     "docker_config": re.compile(
-        r"((?<![\w.\-])[\"']?\.docker(?:configjson|cfg)[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9+/]{8,}={0,2})"
+        # Not a path (`--from-file=.dockerconfigjson=/home/alice/.docker/config.json`), nor base64's start
+        # cut at a character base64 has not (`=config/docker.json`).
+        r"((?<![\w.\-])[\"']?\.docker(?:configjson|cfg)[\"']?[ \t]*[:=][ \t]*[\"']?)"
+        r"((?!/)[A-Za-z0-9+/]{8,}={0,2})(?![\w+/=\-.])"
     ),
     # `Authorization: Bearer ...` in a header, a curl `-H`, a JSON or Python dict.
     "authorization": re.compile(
@@ -157,9 +166,10 @@ ASSIGNMENTS = {
 }
 
 # A Docker config's `"auth": "dXNlcjpwYXNz"`: base64 of `user:password` (redaction_value.is_base64_login
-# judges it), in JSON or YAML.
+# judges it), in JSON or YAML. Whole: not cut at a character base64 has not (`dXNlcjpwYXNz_d29yZA==` is
+# no login, and its first part alone would be replaced as one).
 DOCKER_AUTH = re.compile(
-    r"(?i)((?<![\w.\-])[\"']?auth[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])"
+    r"(?i)((?<![\w.\-])[\"']?auth[\"']?[ \t]*[:=][ \t]*[\"']?)([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=\-.])"
 )
 # A Kubernetes Secret's `data:` (base64) or `stringData:` map: every entry's value is a secret, whatever its
 # key is named (`username`, `.dockerconfigjson`, `tls.key`). The entries are the lines below it, more
@@ -191,8 +201,10 @@ _THEN_COLON = r"[\"']?(?=[A-Za-z0-9_.\-]{1,90}+[\"']?[ \t]*:)"
 # A YAML block scalar under a credential name (`password: |`, `password: >-`, `key: !vault |`): its lines,
 # more indented than the name's, are the value. The name's line stays; the block becomes one placeholder.
 # In a flow mapping too (`db: {password: |`): its block is the lines more indented than the mapping's line.
+# The indentation is the line's whole (possessive): given back a character at a time, a line of 20,000 spaces
+# was searched for a `{` 20,000 times (seconds).
 YAML_BLOCK = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+|[^\n{#]*\{(?:[^\n{}#]*,)?[ \t]*)?"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*+)(?:-[ \t]+|[^\n{#]*\{(?:[^\n{}#]*,)?[ \t]*)?"
     + _THEN_COLON
     + NAME
     + r"[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]+)?(?:!\S+[ \t]+)?"

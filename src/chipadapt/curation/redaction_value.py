@@ -47,15 +47,20 @@ _SHORT_PASSWORD = re.compile(
     r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)"
     r"[a-z0-9!@#%^&*?~+]{4,7}"
 )
-# A process node, a memory standard, a core, an API version (`secret: tsmc7`, `sky130`, `ddr4`, `rv32imc`,
-# `v1alpha1`, `k8s1`): the chips and tools the corpus is about, a value no password is made of.
+# A process node, a memory standard, a core (`secret: tsmc7`, `sky130`, `gf180mcu`, `ddr4`, `rv32imc`): the
+# chips and tools the corpus is about. At most 3 characters after the number: `sm1x9k2m4q8`, `gen2x8f9k3m`
+# and `arm7x9k2m4q8` are random tokens that begin like one. A RISC-V ISA's letters may be more (`rv32imafc`).
+# A value no password is made of only after a name as ambiguous as the value: bare `secret` (a Kubernetes
+# object, a flag, as often as a password) and the short pass, pw, pwd (see _SHORT_NAME). After any other name
+# what is assigned is its value, a process name or not: `password: sky1234`, `DB_PASS=gf180`,
+# `client_secret: sky130xyz`, `db_secret: tsmc7abc`, `api_key: gen2x8f9k3m`.
 _TECH_NAME = re.compile(
-    r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+[a-z0-9]*"
-    r"|v\d+(?:alpha|beta)\d*|k8s\w*"
+    r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+[a-z0-9]{0,3}"
+    r"|rv(?:32|64|128)[a-z]{1,16}"
 )
-# ... but not after a name that says password (`password: sky1234`, `DB_PASS=gf180`): what is assigned to one
-# is its value, a process name or not. `secret:` keeps the exception: it names a Kubernetes object or an API
-# version as often (`secret: v1alpha1`).
+# An API version (`secret: v1alpha1`, `token: k8s1`) is one after any name but a password's own
+# (_PASSWORD_ONLY: `password: v1beta1` is a password).
+_API_VERSION = re.compile(r"(?i)v\d+(?:alpha|beta)\d*|k8s\w*")
 _PASSWORD_ONLY = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|pass|pwd|pw)$")
 # A path (`PWD=/home/alice`, `password_file: ~/.pw`) is where a value is, not the value.
 _PATH = re.compile(r"(?:~?/|\.\.?/)[\w.\-/~+@%]*")
@@ -165,7 +170,10 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
     short_ok = says_password(name) or (kind == "strong" and _ACCOUNT_PASS.search(name))
     if len(bare) < MIN_SECRET_CHARS and not (short_ok and _SHORT_PASSWORD.fullmatch(bare)):
         return False
-    if not quoted and _TECH_NAME.fullmatch(bare) and not (short_ok and _PASSWORD_ONLY.search(name)):
+    if not quoted and _API_VERSION.fullmatch(bare) and not (short_ok and _PASSWORD_ONLY.search(name)):
+        return False
+    ambiguous = kind == "short" or re.split(r"[.:]", name)[-1].lower() == "secret"
+    if not quoted and _TECH_NAME.fullmatch(bare) and ambiguous:
         return False
     if not quoted and _CODE.fullmatch(bare) and not (config and _is_config_word(name, bare)):
         return False
@@ -231,3 +239,33 @@ def is_base64_login(token: str) -> bool:
         return False
     user, colon, password = text.partition(":")
     return bool(colon and user and password) and text.isprintable()
+
+
+_PRIVATE_KEY_HEADER = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----")
+# Base64 wrapped by `base64` (76 characters a line), openssl or PEM (64) is no wider; a key on one line is.
+_MAX_WRAP = 120
+
+
+def base64_private_key(run: str) -> int:
+    """How much of a run of base64 that begins with `-----BEGIN` encoded is a private key (0: none, a
+    certificate). Its first 128 characters decode to the header; wrapped, its lines are as long as its first
+    but the last, and a line after a shorter or padded one (`done`) is no part of it."""
+    lines = run.split("\n")
+    body = [lines[0].rstrip("\r")]
+    width = end = len(body[0])
+    start = len(lines[0]) + 1  # where the next line starts
+    for line in lines[1:] if width <= _MAX_WRAP else ():
+        if len(body[-1].rstrip("=")) != width:
+            break  # the line before was the last: shorter than the width, or padded
+        core = line.strip()
+        if len(core) > width:
+            break
+        body.append(core)
+        end = start + len(line.rstrip("\r"))
+        start += len(line) + 1
+    head = "".join(body)[:128]
+    try:
+        raw = base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
+    except (binascii.Error, ValueError):
+        return 0
+    return end if _PRIVATE_KEY_HEADER.match(raw) else 0

@@ -111,8 +111,12 @@ def anchor_replacer(mark: Mark, text: str) -> Callable[[re.Match], str | None]:
     return replace
 
 
-# One entry of a Secret's map: its key (plain or quoted), `:`, and its value to the line's end.
-_MAP_ENTRY = re.compile(r"(?P<key>(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s:#\"'][^:\n]*?)[ \t]*:)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)")
+# One entry of a Secret's map: its key (plain or quoted), `:`, and its value to the line's end. A plain key
+# runs (greedy) to the first `:`, spaces before it included: a lazy key followed by `[ \t]*:` scanned the
+# spaces after each of its characters again, seconds on a line of 40,000 spaces.
+_MAP_ENTRY = re.compile(
+    r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
+)
 _MAP_QUOTED = re.compile(r"([\"'])(.*)\1([ \t]*(?:#.*)?)")
 
 
