@@ -3,6 +3,8 @@ tree (the datamodule's val_groups), and 28 threads of 4 trees are about 4 indepe
 interval and the run's before/after change resample or swap whole groups (modules/val_figures.py). DAPT's
 documents (no groups) keep the figures and keys they had."""
 
+import json
+
 import lightning as L
 import numpy as np
 import pytest
@@ -118,6 +120,7 @@ def test_the_module_takes_the_datamodule_s_groups_for_its_intervals(tmp_path):
     trainer.validate(module, datamodule=_Conversations(), verbose=False)
     figures = module.val_results["domain"]
     assert figures["bpb_n"] == 8 and "2 groups of the 8 items" in figures["bpb_ci_method"]
+    assert figures["bpb_ci"] is None  # 2 groups: too few for an interval
 
 
 def test_the_stage_s_change_and_its_printed_table_go_over_the_datamodule_s_groups():
@@ -128,5 +131,58 @@ def test_the_stage_s_change_and_its_printed_table_go_over_the_datamodule_s_group
     change = validation_change({"chat": before}, {"chat": after}, {"chat": groups})
     assert change["chat"]["bpb"]["groups"] == 4 and "over groups" in change["chat"]["bpb"]["test"]
     assert "groups" not in validation_change({"chat": before}, {"chat": after})["chat"]["bpb"]
-    table = before_after_table({"chat": split_figures(before)}, {"chat": split_figures(after)}, change, "SFT")
+    old, new = split_figures(before, groups), split_figures(after, groups)
+    table = before_after_table({"chat": old}, {"chat": new}, change, "SFT")
     assert list(table.columns[1].cells) == ["28 (4 groups)"]
+    # 4 groups are the draws, as compare.py says: not "unbounded" as if the 28 items were
+    (cell,) = table.columns[4].cells
+    assert cell.endswith(" (interval n/a: n=4 groups, too few)"), cell
+    (cell,) = table.columns[7].cells  # ppl's change, in %
+    assert cell.endswith("% (interval n/a: n=4 groups, too few)"), cell
+    # each split's own figures over the 4 groups: no interval either, and the table says why
+    for column in (2, 3):
+        (cell,) = table.columns[column].cells
+        assert cell.endswith(" (interval n/a: n=4 groups, too few)") and "[" not in cell, cell
+
+
+def test_the_items_change_over_few_items_still_says_too_few_items():
+    from chipadapt.report import paired_text
+
+    change = {"difference": -0.1, "ci": [None, None], "n": 4}
+    assert paired_text(change, 3) == "-0.1 (interval n/a: n=4, too few)"
+    assert paired_text({**change, "n": 28, "groups": 4}, 3) == "-0.1 (interval n/a: n=4 groups, too few)"
+    assert paired_text({**change, "n": 28}, 3) == "-0.1 (interval n/a: unbounded)"
+
+
+@pytest.mark.parametrize("n_groups", [2, 3, 5])
+def test_a_split_over_too_few_groups_has_no_interval_and_says_why(n_groups):
+    from chipadapt.io import strict_json
+    from chipadapt.report import FEWEST_FOR_AN_INTERVAL, with_interval
+    from chipadapt.run_metrics import evaluation_uncertainty, run_results
+
+    assert n_groups < FEWEST_FOR_AN_INTERVAL
+    before, _, groups = _tables(n_groups, 7)
+    figures, items = split_figures(before, groups), split_figures(before)
+    assert set(figures) == set(items)
+    for name in VAL_METRICS:
+        assert figures[name] == items[name] and figures[f"{name}_n"] == 7 * n_groups
+        assert figures[f"{name}_ci"] is None and figures[f"{name}_stderr"] is None
+        method = figures[f"{name}_ci_method"]
+        assert method.startswith(f"interval n/a: n={n_groups} groups, too few;"), method
+        assert f"{n_groups} groups of the {7 * n_groups} items" in method
+        assert with_interval(figures, name, 4) == f"{figures[name]:.4f} (interval n/a: n={n_groups} groups, too few)"
+    # as manifest.json stores it, and as compare.py reads it back: no interval, the items counted
+    manifest = json.loads(strict_json.dumps({"kind": "train", "metrics": {"after": {"chat": figures}}}))
+    assert evaluation_uncertainty(run_results(manifest))["val/chat/bpb"] == {"ci": None, "n": 7 * n_groups}
+
+
+def test_a_split_over_enough_groups_has_its_interval():
+    from chipadapt.report import FEWEST_FOR_AN_INTERVAL
+
+    before, _, groups = _tables(FEWEST_FOR_AN_INTERVAL, 7)
+    figures = split_figures(before, groups)
+    assert all(len(figures[f"{name}_ci"]) == 2 for name in VAL_METRICS)
+    assert (
+        f"{FEWEST_FOR_AN_INTERVAL} groups of the" in figures["bpb_ci_method"]
+        and "over groups" in figures["bpb_ci_method"]
+    )

@@ -4,11 +4,15 @@ text starts with a space, which counts one byte short (validation has only its i
 checkpoints carry the later byte-count mark, so those from before are told apart; a byte-level tokenizer
 counts as before and carries no mark (models/token_bytes.py, modules/val_items.py)."""
 
+from types import SimpleNamespace
+
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from chipadapt.data.datamodule import PretrainDataModule
 from chipadapt.data.packing import PackedSequences, collate_causal_lm
 from chipadapt.data.token_cache import TokenizedSource
 from chipadapt.models.token_bytes import byte_count_rule
@@ -60,8 +64,12 @@ def module_tokenizer(module: CausalLMModule):
     return load_tokenizer(module.model_folder)
 
 
-def validated_bytes(module: CausalLMModule, texts: list[str], seq_len: int, batch_size: int = 2) -> list[int]:
-    """Bytes per document of one validation of `texts` through the module's validation step."""
+def validated_bytes(
+    module: CausalLMModule, texts: list[str], seq_len: int, batch_size: int = 2, datamodule=PretrainDataModule
+) -> list[int]:
+    """Bytes per document of one validation of `texts` through the module's validation step, under a trainer
+    whose datamodule is `datamodule` (DAPT's: packed documents)."""
+    module.trainer = SimpleNamespace(datamodule=datamodule)  # all validation_step reads of its trainer
     rows = packed(module, texts, seq_len)
     pad = module_tokenizer(module).eos_token_id
     with torch.no_grad():
@@ -117,6 +125,32 @@ def test_validation_counts_a_document_as_evaluate_perplexity_does_but_one_that_s
     gap = [p - v for p, v in zip(perplexity_bytes, validated_bytes(module, texts, 16))]
     assert gap == [0] * len(TEXTS) + [1, 1]
     assert results["byte_count"] == "piece_utf8_no_added_space"
+
+
+class _NumberedRows(L.LightningDataModule):
+    """A datamodule whose rows number their items (`item_index`) but that does not say it packs documents."""
+
+
+def test_only_a_datamodule_that_packs_documents_has_the_space_taken_off_and_the_mark_that_says_so(llama2_folder):
+    from transformers import AutoTokenizer
+
+    module, tokenizer = module_for(llama2_folder), AutoTokenizer.from_pretrained(llama2_folder)
+    text_bytes = [len(t.encode("utf-8")) for t in TEXTS]
+    # The same batches, item_index and all: the bytes follow the datamodule's word, as the mark does.
+    assert validated_bytes(module, TEXTS, 7) == text_bytes
+    assert validated_bytes(module, TEXTS, 7, datamodule=_NumberedRows()) == piece_bytes(module, TEXTS, 7)
+    assert validated_bytes(module, TEXTS, 7, datamodule=None) == piece_bytes(module, TEXTS, 7)  # validate(dataloaders)
+    data = {"val_fraction": 0.1, "val_max_bytes": 8192}
+
+    def mark(target: str) -> str:
+        stage = {"datamodule": {"_target_": target}}
+        return validation_settings(OmegaConf.create({"data": data, "trainer": {}, "stage": stage}), tokenizer)[
+            "byte_count"
+        ]
+
+    assert mark(DAPT["datamodule"]["_target_"]) == "piece_utf8_no_added_space"
+    assert mark(f"{__name__}._NumberedRows") == "piece_utf8"
+    assert mark("chipadapt.data.sft_datamodule.SFTDataModule") == "piece_utf8"
 
 
 def test_a_document_of_no_text_is_not_taken_below_zero(llama2_folder):

@@ -51,21 +51,26 @@ def unbounded(ci: list | tuple | None) -> bool:
     return bool(ci) and all(end is None or math.isinf(end) for end in ci)
 
 
-def no_interval(n: int | None) -> str:
+NOT_GIVEN = "interval n/a:"  # how no_interval's text begins
+
+
+def no_interval(n: int | None, unit: str = "") -> str:
     """What a table prints for an interval unbounded at both ends (see unbounded), in place of
-    `[-inf, +inf]`: `(interval n/a: n=4, too few)` where n is below FEWEST_FOR_AN_INTERVAL. In
-    parentheses: rich would read `[n/a ...]` as a markup tag and print nothing."""
+    `[-inf, +inf]`: `(interval n/a: n=4, too few)` where n is below FEWEST_FOR_AN_INTERVAL, with
+    `unit` what n counts where not items (`n=4 groups, too few`: items drawn by whole groups, where
+    the groups are the draws). In parentheses: rich would read `[n/a ...]` as a markup tag and print
+    nothing."""
     if n is not None and n < FEWEST_FOR_AN_INTERVAL:
-        return f"(interval n/a: n={n}, too few)"
-    return "(interval n/a: unbounded)"
+        return f"({NOT_GIVEN} n={n}{f' {unit}' if unit else ''}, too few)"
+    return f"({NOT_GIVEN} unbounded)"
 
 
-def bracketed(low, high, n: int | None, end=lambda x: f"{x:.3f}") -> str:
+def bracketed(low, high, n: int | None, end=lambda x: f"{x:.3f}", unit: str = "") -> str:
     """`[low, high]`, each end written by `end` (an unbounded end, infinite or null in a manifest, as
-    -inf/+inf); where both ends are unbounded, no_interval(n) instead: a report reads
+    -inf/+inf); where both ends are unbounded, no_interval(n, unit) instead: a report reads
     `(interval n/a: n=4, too few)`, not `[-inf, +inf]`."""
     if unbounded((low, high)):
-        return no_interval(n)
+        return no_interval(n, unit)
     ends = [
         end(float(x)) if x is not None and math.isfinite(x) else side for x, side in ((low, "-inf"), (high, "+inf"))
     ]
@@ -73,9 +78,14 @@ def bracketed(low, high, n: int | None, end=lambda x: f"{x:.3f}") -> str:
 
 
 def with_interval(figures: dict, name: str, digits: int) -> str:
-    """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one."""
+    """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one; where they
+    carry none and their `_ci_method` says why (`interval n/a: n=4 groups, too few; ...`, a training
+    run's split over too few groups, modules/val_figures.py), `4.7452 (interval n/a: n=4 groups, too few)`."""
     value, ci = figures[name], figures.get(f"{name}_ci")
     text = "inf" if value is None else f"{value:.{digits}f}"  # null: past the float range (ppl of a huge loss)
+    method = figures.get(f"{name}_ci_method")
+    if not ci and isinstance(method, str) and method.startswith(NOT_GIVEN):
+        return f"{text} ({method.split(';')[0]})"
     if not ci:
         return text
     low, high = interval_ends(ci)
@@ -89,7 +99,9 @@ def paired_text(change: dict | None, digits: int, scale: float = 1.0, unit: str 
         return "-"
     figure = f"{scale * number(change['difference']):+.{digits}g}{unit}"
     if unbounded(change["ci"]):
-        return f"{figure} {no_interval(change.get('n'))}"
+        # Over groups (eval/paired.py) the groups are the draws: too few of them, not of the items.
+        groups = change.get("groups")
+        return f"{figure} {no_interval(groups, 'groups') if groups else no_interval(change.get('n'))}"
     low, high = (scale * end for end in interval_ends(change["ci"]))
     # Significant digits, not decimals: a short run's change (-4.1e-05 bits/byte) is not a row of zeros.
     return f"{figure} [{low:+.{digits}g}, {high:+.{digits}g}]"

@@ -34,6 +34,12 @@ def is_special_token(tokenizer, token: str) -> bool:
 
 
 class PretrainDataModule(TrainingDataModule):
+    # Its validation rows are packed documents, each token's document in `item_index`: the space a
+    # Llama-2-style tokenizer prepends to each is taken off its bytes (modules/causal_lm.py validation_step),
+    # and the run's validation settings carry the byte-count mark that says so (stages/common.py
+    # validation_settings). Both read this, not the batch's keys or the config's `_target_` string.
+    packs_documents = True
+
     def __init__(self, data: DictConfig, tokenizer, separator_token: str, token_cache_dir: str, seed: int):
         # The blend is shuffled once when built: one pass in its order (shuffle=False).
         super().__init__(data.micro_batch_size, data.num_workers, seed, shuffle=False)

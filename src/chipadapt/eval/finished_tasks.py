@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 SPEED_KEYS = {"batch_size", "workers"}
 # Settings of a model a task runs beside the evaluated one, whose answers the task journals itself under
 # requests that name that model and how it ran (bug_summary's judge: eval/tasks/bug_summary.py): another
-# judge rates the journaled outputs again instead of having the evaluated model answer everything again.
+# judge rates the journaled outputs again instead of having the evaluated model answer everything again,
+# while the journal is there (a killed run's; `save` deletes it once the task is recorded, so another judge
+# after a recorded run has the model answer again).
 JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl

@@ -14,7 +14,8 @@ tree) are resampled or swapped by whole groups, the test named "... over groups"
 item in other groups are a "not paired" row for that metric, with the reason; where every group's sums
 are equal in both runs the items' own test stands in, the groups still counted and a footnote saying so.
 Written to `compare_paired.md` and `.csv`; "within noise" only where the difference's 95% interval covers
-0 (over 5 items or groups or fewer the exact interval is unbounded: such a table shows [-inf, +inf]).
+0 (over 5 items or groups or fewer the exact interval is unbounded: such a table shows
+`(interval n/a: n=4 groups, too few)`, report.no_interval).
 Only the tasks with a metric the user asked for are read (all, when none is named). A task whose items
 cannot be paired (most differ, settings that change what is measured differ, eval/same_items.py, its items
 file is unreadable) is one row with the
@@ -37,7 +38,7 @@ from chipadapt.eval.items import VALIDATION_TASK, items_file, metric_of, read_it
 from chipadapt.eval.paired import GroupsDiffer, paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
-from chipadapt.report import FEWEST_FOR_AN_INTERVAL, bracketed, unbounded
+from chipadapt.report import bracketed
 
 log = logging.getLogger(__name__)
 SUFFIX = "_items.jsonl"
@@ -268,9 +269,7 @@ def interval_text(diff: float, low: float, high: float, n: int | None = None, un
     unbounded (the exact test over 5 items or fewer), `difference (interval n/a: n=4, too few)`, with
     `unit` what n counts where not items (`n=4 groups, too few`)."""
     decimals = _decimals((diff, low, high))
-    if unit and unbounded((low, high)) and n is not None and n < FEWEST_FOR_AN_INTERVAL:
-        return f"{_signed(diff, decimals)} (interval n/a: n={n} {unit}, too few)"
-    return f"{_signed(diff, decimals)} {bracketed(low, high, n, lambda end: _signed(end, decimals))}"
+    return f"{_signed(diff, decimals)} {bracketed(low, high, n, lambda end: _signed(end, decimals), unit)}"
 
 
 def _p_text(r: dict) -> str:

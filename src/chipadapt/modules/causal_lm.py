@@ -228,7 +228,10 @@ class CausalLMModule(L.LightningModule):
             first = (batch_idx * self.trainer.world_size + self.global_rank) * labels.shape[0]
             batch = {**batch, "row_index": torch.arange(first, first + labels.shape[0], device=labels.device)}
         records = batch_records(batch, token_nll, labels, self.token_bytes, self.sum_dtype())
-        if self.added_space and "item_index" in batch:  # packed documents (DAPT); SFT's rows are conversations
+        # Packed documents (DAPT) by the datamodule's word, as the run's byte-count mark is chosen
+        # (stages/common.py validation_settings): SFT's rows are conversations, and a datamodule that numbers
+        # its items without saying so keeps its bytes as the mark it records counts them.
+        if self.added_space and getattr(self.trainer.datamodule, "packs_documents", False):
             records = without_added_space(records, batch, labels, self.token_bytes, self.added_space)
         self.val_records[self.val_split_names[dataloader_idx]].update(records)
 

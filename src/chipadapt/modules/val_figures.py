@@ -7,7 +7,8 @@ from one validation to another on the same items, as a paired test (eval/paired.
 Items held out together (`groups`, the datamodule's `val_groups`: an SFT conversation's OASST message tree)
 are no independent draws: 28 threads of 4 trees are closer to 4 draws than to 28. Where some group holds
 several items, the intervals resample whole groups (the ratio of each group's sums: a cluster bootstrap,
-`_ci_method` naming the groups; `_n` still counts the items), and the change is eval/paired.py's test over
+`_ci_method` naming the groups; `_n` still counts the items; under FEWEST_FOR_AN_INTERVAL groups no
+interval at all, `_ci` None and `_ci_method` saying so), and the change is eval/paired.py's test over
 groups (`test` "... over groups", `groups` beside `n`), as compare.py pairs two runs. Without groups (DAPT's
 documents) every figure is over items, as before."""
 
@@ -21,6 +22,7 @@ from chipadapt.eval.intervals import Estimate, ratio
 from chipadapt.eval.items import metric_fields
 from chipadapt.eval.paired import by_groups, group_index, paired_bootstrap
 from chipadapt.modules.val_items import BYTES, ITEM, NLL, TOKENS
+from chipadapt.report import FEWEST_FOR_AN_INTERVAL, no_interval
 
 # Each validation split's metrics, logged as val/<split>/<metric> (what optimized_metric may name).
 VAL_METRICS = ("ppl", "loss", "bpb")
@@ -64,12 +66,29 @@ def item_groups(table: np.ndarray, groups: list | None) -> np.ndarray | None:
     return group_index([("group", groups[i]) if 0 <= i < len(groups) else ("item", i) for i in items])
 
 
-def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate:
-    """ratio's estimate over whole groups: the ratio of the groups' sums, resampled by group; n the items."""
+def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate | None:
+    """ratio's estimate over whole groups: the ratio of the groups' sums, resampled by group; n the items.
+    None under FEWEST_FOR_AN_INTERVAL groups: a percentile bootstrap over 3 or 4 group sums covers about
+    79% where it claims 95% (the resamples of so few draws are narrower than their spread), and the
+    paired change over as few groups is unbounded (eval/paired.py): too few groups for an interval."""
     k = int(index.max()) + 1
+    if k < FEWEST_FOR_AN_INTERVAL:
+        return None
     est = ratio(np.bincount(index, weights=num, minlength=k), np.bincount(index, weights=den, minlength=k), transform)
     method = f"{est.method.replace('over items', 'over groups')}: {k} groups of the {len(index)} items"
     return dataclasses.replace(est, method=method)
+
+
+def too_few_groups(name: str, index: np.ndarray) -> dict:
+    """A metric's fields without an interval over too few groups (_over_groups): no `_ci` nor `_stderr`
+    (as unreliable over so few draws), `_n` the items, and `_ci_method` saying why, its first clause
+    what a table prints in place of the interval (report.with_interval)."""
+    k = int(index.max()) + 1
+    why = (
+        f"{no_interval(k, 'groups')[1:-1]}; {k} groups of the {len(index)} items, fewer than "
+        f"{FEWEST_FOR_AN_INTERVAL}: a bootstrap over so few groups covers far less than 95%"
+    )
+    return {f"{name}_stderr": None, f"{name}_ci": None, f"{name}_n": len(index), f"{name}_ci_method": why}
 
 
 def split_figures(table: np.ndarray, groups: list | None = None) -> dict[str, float | list | int | str | None]:
@@ -82,8 +101,10 @@ def split_figures(table: np.ndarray, groups: list | None = None) -> dict[str, fl
         if n and np.isfinite(num).all() and den.sum() > 0:
             if index is None:
                 fields = metric_fields(name, ratio(num, den, transform))
+            elif (est := _over_groups(num, den, transform, index)) is None:
+                fields = too_few_groups(name, index)
             else:  # `_n` the items, as over items; the interval's groups are named in `_ci_method`
-                fields = metric_fields(name, _over_groups(num, den, transform, index)) | {f"{name}_n": n}
+                fields = metric_fields(name, est) | {f"{name}_n": n}
         else:  # nothing to resample: a non-finite loss (diverged weights) or no labelled token
             fields = {f"{name}_stderr": None, f"{name}_ci": None, f"{name}_n": n, f"{name}_ci_method": None}
         figures.update(fields)

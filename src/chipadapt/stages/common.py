@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt import interrupts
@@ -189,8 +189,6 @@ VALIDATION_KEYS = (
     "data.val_sources",
     "trainer.limit_val_batches",
 )
-# The datamodule whose validation scores every token of packed documents (stage=dapt).
-PACKED_DOCUMENTS = "chipadapt.data.datamodule.PretrainDataModule"
 
 
 def validation_folders(cfg: DictConfig) -> list[tuple[str, str]]:
@@ -212,7 +210,9 @@ def validation_settings(cfg: DictConfig, tokenizer=None) -> dict:
         value = OmegaConf.select(cfg, key)  # a node keeps its place in cfg: interpolations resolve
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         settings[key] = by_name(value, folders)
-    packed = OmegaConf.select(cfg, "stage.datamodule._target_") == PACKED_DOCUMENTS
+    target = OmegaConf.select(cfg, "stage.datamodule._target_")
+    # The datamodule's own word, as validation_step reads it (data/datamodule.py packs_documents).
+    packed = bool(target) and getattr(get_class(target), "packs_documents", False)
     if getattr(tokenizer, "is_fast", False) and (rule := byte_count_rule(tokenizer)):
         # Every stage's bits per byte (models/token_bytes.py). Only packed documents have the prepended space
         # taken off (modules/causal_lm.py validation_step): other stages count as under the earlier mark, and

@@ -10,7 +10,8 @@ The judge's ratings are journaled with the model's answers (io/answer_journal.py
 folder's identity, its other settings and how it ran: a rerun after a kill rates only the outputs not yet
 rated (and loads no judge when none is left), and another judge, or this one rewritten, rates every output
 again. The journal's key leaves the judge out (eval/finished_tasks.py JOURNALED_APART): the evaluated model's
-journaled answers are kept for another judge, not generated again.
+journaled answers are kept for another judge, not generated again, while the journal exists (a killed run's:
+a recorded task's journal is deleted, so another judge after it has the outputs generated again).
 """
 
 import logging
