@@ -39,3 +39,24 @@ def test_generation_prompts_a_steerlm_model_with_its_attributes(steerlm_folder, 
     finally:
         STEERING.reset(token)
         stop_steering()
+
+
+def test_a_folder_recording_a_template_without_the_order_is_named_as_such(tmp_path):
+    # It read "records no steerlm_attribute_order and steerlm_template (not a SteerLM model ...)".
+    import json
+
+    from chipadapt.steerlm.attribute_record import TEMPLATE_KEY
+
+    for template in ({"_target_": "chipadapt.data.chat_templates.ChatTemplate"}, "x {quality}"):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", TEMPLATE_KEY: template}))
+        token = STEERING.set(None)
+        try:
+            with pytest.raises(ChipadaptError) as refused:
+                start_steering(OmegaConf.create({"generate": {"attributes": "quality:4"}}), tmp_path)
+        finally:
+            STEERING.reset(token)
+        message = str(refused.value)
+        assert message.startswith(
+            f"generate.attributes: {tmp_path}/config.json records steerlm_template but no steerlm_attribute_order"
+        )
+        assert "not a SteerLM model" not in message and "\n" not in message

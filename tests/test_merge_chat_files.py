@@ -143,3 +143,47 @@ def test_a_tie_under_auto_takes_the_chip_models_template_and_generation_config(t
         "why": "merge.chat_template=auto: a tie: the first of chip, instruct, base (1 of 2 inputs each)",
     }
     assert chosen["generation_config"]["from"] == "models.chip"
+
+
+def test_auto_takes_a_template_several_inputs_share_from_chat_template_from(tmp_path):
+    # chip and instruct share the template: it came from the chip model (the first holding it), and its
+    # generation_config.json with it, whatever chat_template_from said.
+    chip = _input(tmp_path, "chip", INSTRUCT_TEMPLATE, {"eos_token_id": 2})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000], "top_p": 0.9})
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "instruct")
+    assert template == INSTRUCT_TEMPLATE and generation == {"eos_token_id": [2, 32000], "top_p": 0.9}
+    assert chosen["chat_template"]["from"] == "models.instruct"
+    assert chosen["chat_template"]["why"].endswith("; merge.chat_template_from=instruct among the inputs that have it")
+    assert chosen["generation_config"] == {
+        "from": "models.instruct",
+        "why": "the input merge.chat_template=auto took the template from",
+    }
+
+
+def test_auto_takes_the_first_input_sharing_the_template_where_chat_template_from_holds_another(tmp_path):
+    chip = _input(tmp_path, "chip", CHIP_TEMPLATE, {"eos_token_id": 7})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000]})
+    base = _input(tmp_path, "base", INSTRUCT_TEMPLATE, {"eos_token_id": 2})
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "chip", base)
+    assert template == INSTRUCT_TEMPLATE and generation == {"eos_token_id": [2, 32000]}
+    assert chosen["chat_template"] == {
+        "from": "models.instruct",
+        "why": "merge.chat_template=auto: the most common of the inputs' (2 of 3)",
+    }
+    assert chosen["generation_config"]["from"] == "models.instruct"
+
+
+def test_auto_takes_generation_config_from_another_input_sharing_the_template(tmp_path):
+    # instruct's template is taken but it has no generation_config.json: the base model holds the same
+    # template and one; chat_template_from=chip gave the chip model's, whose eos that template never writes.
+    chip = _input(tmp_path, "chip", CHIP_TEMPLATE, {"eos_token_id": 7})
+    instruct = _input(tmp_path, "instruct", INSTRUCT_TEMPLATE, None)
+    base = _input(tmp_path, "base", INSTRUCT_TEMPLATE, {"eos_token_id": [2, 32000]})
+    chosen, template, generation = _taken(tmp_path, chip, chip, instruct, "chip", base)
+    assert template == INSTRUCT_TEMPLATE and generation == {"eos_token_id": [2, 32000]}
+    assert chosen["chat_template"]["from"] == "models.instruct"
+    assert chosen["generation_config"] == {
+        "from": "models.base",
+        "why": "it holds the template merge.chat_template=auto took, as models.instruct does, which has no "
+        "generation_config.json",
+    }

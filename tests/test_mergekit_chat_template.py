@@ -123,5 +123,30 @@ def test_templates_are_still_checked_where_transformers_moves_its_compiler(monke
     monkeypatch.delattr(utils, "_compile_jinja_template")
     check_chat_template(GIVEN)
     assert "checked by jinja2's sandbox instead" in caplog.text
-    with pytest.raises(ChipadaptError, match="^merge.chat_template: not a Jinja template transformers can compile"):
+    with pytest.raises(ChipadaptError, match="^merge.chat_template: jinja2's sandbox cannot compile it") as refused:
         check_chat_template("{% for m in messages %}{{ m }}")
+    assert "transformers can compile" not in str(refused.value)
+
+
+def test_a_compiler_whose_signature_changed_is_not_called(monkeypatch, caplog):
+    import transformers.utils.chat_template_utils as utils
+
+    def moved(template, tools):  # a release that asks for more than the template
+        raise AssertionError("called")
+
+    monkeypatch.setattr(utils, "_compile_jinja_template", moved)
+    check_chat_template(GIVEN)
+    assert "checked by jinja2's sandbox instead" in caplog.text and "(template, tools)" in caplog.text
+
+
+def test_a_type_error_inside_transformers_compiler_is_not_taken_for_a_moved_one(monkeypatch):
+    # Caught as a changed signature, it sent the template to jinja2's sandbox, which knows none of
+    # transformers' own tags, and said the compiler had moved.
+    import transformers.utils.chat_template_utils as utils
+
+    def failing(chat_template):
+        raise TypeError("inside the compiler")
+
+    monkeypatch.setattr(utils, "_compile_jinja_template", failing)
+    with pytest.raises(TypeError, match="inside the compiler"):
+        check_chat_template(GIVEN)

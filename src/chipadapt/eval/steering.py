@@ -94,6 +94,14 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
             )
         return None
     template = recorded_template(folder)
+    if order is None and _config_holds(folder, TEMPLATE_KEY):
+        # Neither a model saved before the record nor one merge.py wrote: both write the order, the
+        # template alone is a record cut short (by hand).
+        raise ChipadaptError(
+            f"{KEY}: {folder}/config.json records {TEMPLATE_KEY} but no {ORDER_KEY} (the order its attribute "
+            f"strings were written in: add it, the data.attributes.order it was trained with, to its "
+            f"config.json, or leave {KEY} unset), so the attributes' format is unknown"
+        )
     if order is None or template is None:
         lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
         raise ChipadaptError(
@@ -107,6 +115,15 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     STEERING.set((template, string))
     CHAT_PROMPTS.set(_steered_prompts)
     return string
+
+
+def _config_holds(folder: Path, key: str) -> bool:
+    """Whether the folder's config.json has `key` at all (recorded_template reads only a usable one)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get(key) is not None
 
 
 def _no_record_cause(folder: Path, has_order: bool) -> str:

@@ -20,12 +20,12 @@ import csv
 import io
 import os
 
-from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from chipadapt.io.atomic import atomic_file, write_text_atomic
+from chipadapt.io.atomic import write_text_atomic
+from chipadapt.loggers.hparams_file import save_hparams_file
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -106,8 +106,7 @@ class _AppendingWriter(ExperimentWriter):
 
     def log_hparams(self, params: dict) -> None:
         self.hparams.update(params)
-        with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
-            save_hparams_to_yaml(tmp, self.hparams)
+        save_hparams_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
 
 
 def _validation_at(row: dict, start: int) -> bool:

@@ -37,14 +37,13 @@ import time
 import weakref
 from collections.abc import Mapping
 
-from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-from chipadapt.io.atomic import atomic_file
+from chipadapt.loggers.hparams_file import save_hparams_file
 
 HP_METRIC = "hp_metric"
 # hp_metric without an `optimized_metric` the run logs: the domain bits per byte, as training's
@@ -161,8 +160,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
     @rank_zero_only
     def save(self) -> None:
         if os.path.isdir(self.log_dir):
-            with atomic_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
-                save_hparams_to_yaml(tmp, self.hparams)
+            save_hparams_file(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
         super().save()  # the file is there now, so Lightning's own in-place write is skipped
 
 

@@ -14,9 +14,11 @@ its referenced models; a dict of named templates counts by its `default`, whites
 stripped), a tie going to the first of chip, instruct, base. mergekit builds its list of referenced
 models from a set, so which of tied templates it takes follows hash order: on a tie, the
 mergekit_config.yml a merge writes names the chosen template's text, not `auto`
-(merge/mergekit_export.py). generation_config.json comes with the template from the input `auto`
-chose, where that input has one: the two together say how a turn ends. Where no input has a template,
-both are chosen as without the key. Any other value is the Jinja template itself. mergekit also takes
+(merge/mergekit_export.py). Where several inputs hold the template `auto` took, it is taken from the one
+`chat_template_from` names if it is among them, else from the first. generation_config.json comes with
+the template, from that input, or where it has none from another input holding the same template (base
+included): the two together say how a turn ends. Where no input has a template, both are chosen as
+without the key. Any other value is the Jinja template itself. mergekit also takes
 a name of a template it bundles (chatml, llama3, ...): chipadapt carries none of them, so a name is
 refused, with the Jinja text asked for instead.
 """
@@ -95,29 +97,61 @@ def check_chat_template(value, key: str = "merge.chat_template") -> None:
         )
     from jinja2 import TemplateError
 
+    compiler = _transformers_compiler()
     try:
-        _compile(value)
+        _compile(value, compiler)
     except TemplateError as err:
         line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
-        raise ChipadaptError(f"{key}: not a Jinja template transformers can compile ({err.message}{line})") from None
+        if compiler is not None:
+            raise ChipadaptError(
+                f"{key}: not a Jinja template transformers can compile ({err.message}{line})"
+            ) from None
+        raise ChipadaptError(
+            f"{key}: jinja2's sandbox cannot compile it as a Jinja template ({err.message}{line}; transformers' "
+            "own compiler was not found)"
+        ) from None
 
 
-def _compile(template: str) -> None:
-    """Compile `template` as transformers does (its tags and filters: {% generation %}, tojson), raising
-    jinja2's TemplateError. That compiler is private to transformers: where a release moves or changes
-    it, jinja2's sandbox compiles it instead (with transformers' loop controls; a template using its own
-    tags is then refused where transformers would take it, and the note says why)."""
+def _transformers_compiler():
+    """transformers' chat template compiler (its tags and filters: {% generation %}, tojson), or None
+    where a release moved it or changed how it is called: it is private to transformers. Its signature is
+    checked before the call, so that a TypeError the compiler raises is not taken for a changed one."""
+    import inspect
+
     try:
         from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError as err:
+        found = f"{err}"
+    else:
+        try:
+            inspect.signature(_compile_jinja_template).bind("template")
+            return _compile_jinja_template
+        except (TypeError, ValueError):  # ValueError: no signature to read
+            found = f"_compile_jinja_template{_signature(_compile_jinja_template)} takes no template alone"
+    log.warning(
+        "merge: transformers' chat template compiler is not where chipadapt looks (%s): the template is "
+        "checked by jinja2's sandbox instead, which does not know transformers' own tags",
+        found,
+    )
+    return None
 
-        _compile_jinja_template(template)
+
+def _signature(function) -> str:
+    import inspect
+
+    try:
+        return str(inspect.signature(function))
+    except (TypeError, ValueError):
+        return "(?)"
+
+
+def _compile(template: str, compiler) -> None:
+    """Compile `template` with `compiler` (_transformers_compiler's), raising jinja2's TemplateError;
+    without one, with jinja2's sandbox and transformers' loop controls (a template using transformers'
+    own tags is then refused where transformers would take it, and the refusal says which compiled it)."""
+    if compiler is not None:
+        compiler(template)
         return
-    except (ImportError, TypeError) as err:  # TypeError: the private function's signature changed
-        log.warning(
-            "merge: transformers' chat template compiler is not where chipadapt looks (%s): the template is "
-            "checked by jinja2's sandbox instead, which does not know transformers' own tags",
-            err,
-        )
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     ImmutableSandboxedEnvironment(
@@ -175,11 +209,19 @@ def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting
     templates = {key: chat_template_of(m.folder) for key, m in models.items()}
     template_from, template_why = choose(templates, prefer)
     chosen_text = templates[template_from] if template_from is not None else None
-    voted_from = None
+    inputs = {m.key: m for m in (chip, instruct, base) if m}
+    carriers: list[str] = []  # under auto: the inputs holding the template it took, the one taken first
     if setting == AUTO:
-        voted, voted_from, voted_why = most_common_template([m for m in (chip, instruct, base) if m])
+        voted, _, voted_why = most_common_template(list(inputs.values()))
         if voted is not None:
-            chosen_text, template_from, template_why = voted, voted_from, voted_why
+            carriers = [key for key, m in inputs.items() if _comparable(chat_template_of(m.folder)) == voted]
+            if f"models.{prefer}" in carriers and carriers[0] != f"models.{prefer}":
+                # Several inputs hold it: chat_template_from names the one it is taken from, and so
+                # the generation_config.json that goes with it, as it does where auto is not set.
+                carriers.remove(f"models.{prefer}")
+                carriers.insert(0, f"models.{prefer}")
+                voted_why = f"{voted_why}; merge.chat_template_from={prefer} among the inputs that have it"
+            chosen_text, template_from, template_why = voted, carriers[0], voted_why
         else:
             template_why = f"{voted_why}; {template_why}"
     elif setting is not None:
@@ -188,14 +230,20 @@ def take_chat_files(tmp: Path, copied_from, chip, instruct, prefer: str, setting
         _write_template(tmp, chosen_text)
     elif template_from is None and chat_template_of(copied_from.folder) is not None:
         template_from = copied_from.key  # models.base's, which carries the vocabulary
-    inputs = {m.key: m for m in (chip, instruct, base) if m}
-    configs = {key: generation_config_of(m.folder) for key, m in models.items()}
-    if voted_from is not None and generation_config_of(inputs[voted_from].folder) is not None:
-        # The template's own stop tokens: an instruct model's eos list beside the chip model's template
-        # (or the reverse) ends turns at a token that template never writes.
-        config_from, config_why = voted_from, f"the input merge.chat_template={AUTO} took the template from"
+    # The template's own stop tokens: an instruct model's eos list beside the chip model's template (or
+    # the reverse) ends turns at a token that template never writes. So the generation_config.json of an
+    # input holding the template auto took, the one it was taken from first.
+    with_config = [key for key in carriers if generation_config_of(inputs[key].folder) is not None]
+    if with_config and with_config[0] == template_from:
+        config_from, config_why = template_from, f"the input merge.chat_template={AUTO} took the template from"
+    elif with_config:
+        config_from = with_config[0]
+        config_why = (
+            f"it holds the template merge.chat_template={AUTO} took, as {template_from} does, which has no "
+            f"{GENERATION_CONFIG}"
+        )
     else:
-        config_from, config_why = choose(configs, prefer)
+        config_from, config_why = choose({key: generation_config_of(m.folder) for key, m in models.items()}, prefer)
     if config_from is not None and config_from != copied_from.key:
         shutil.copy2(inputs[config_from].folder / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
     elif config_from is None and (tmp / GENERATION_CONFIG).is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.merge.literal_text import literal
+from chipadapt.loggers.literal_text import literal
 from chipadapt.merge.mergekit_recipe import (
     INTERPOLATIONS,
     NORMALIZE_DEFAULT,

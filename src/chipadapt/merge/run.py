@@ -13,7 +13,6 @@ from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.outputs import written_by
 from chipadapt.manifest import fingerprint_input
 from chipadapt.merge.job_settings import changed_settings, same_settings
-from chipadapt.merge.literal_text import literal_strings
 from chipadapt.merge.merged_folder import check_merge_output, merge_weights, models_read, same_inputs
 from chipadapt.models.locate import locate_model
 from chipadapt.run_folder_key import run_folder_key
@@ -182,7 +181,7 @@ def run(cfg: DictConfig) -> dict:
     check_output_before_recording(cfg, keys, replace_own_output=state == "unfinished")
     with (
         recorded_job(cfg, "merge", run_dir) as manifest,
-        JobLoggers(cfg.get("logger"), literal_strings(manifest.data["config"])) as loggers,
+        JobLoggers(cfg.get("logger"), manifest.data["config"]) as loggers,
     ):
         for key in keys:
             manifest.add_input(f"models.{key}", cfg.models[key])

@@ -1,6 +1,7 @@
-"""Text OmegaConf reads back as written. A chat template (merge.chat_template) may hold `${` as text to
-write; OmegaConf reads `${` as an interpolation, in a Hydra override and wherever a resolved config is
-made an OmegaConf config again (Lightning's hparams.yaml of the CSV and TensorBoard loggers)."""
+"""Text OmegaConf reads back as written. A config value may hold `${` as text (a chat template in
+merge.chat_template, a prompt); OmegaConf reads `${` as an interpolation wherever a resolved config is
+made an OmegaConf config again: Lightning's hparams.yaml of the CSV and TensorBoard loggers (written
+and read back through OmegaConf, loggers/hparams_file.py) and a Hydra override (merge/mergekit_config.py)."""
 
 import re
 
