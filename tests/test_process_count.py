@@ -86,7 +86,16 @@ def test_srun_tasks_other_than_devices_x_nodes_are_refused(no_launcher):
     with pytest.raises(ChipadaptError, match="is 2 processes, but srun started SLURM_NTASKS=4"):
         check_trainer_on_this_machine(trainer(1, "cpu", nodes=2, strategy="ddp"))
     no_launcher.setenv("SLURM_JOB_NAME", "bash")  # an interactive allocation: Lightning ignores SLURM
+    no_launcher.setenv("WORLD_SIZE", "2")  # started by hand on each node, as Lightning's multi-node launch needs
     check_trainer_on_this_machine(trainer(1, "cpu", nodes=2, strategy="ddp"))
+
+
+def test_several_nodes_started_by_hand_without_world_size_are_refused(no_launcher):
+    # Node 1's process would pass for a lone one until Lightning set WORLD_SIZE at fit: it took the run folder.
+    with pytest.raises(ChipadaptError, match=r"trainer\.num_nodes=2 with no launcher .*export WORLD_SIZE=4"):
+        check_trainer_on_this_machine(trainer(2, "cpu", nodes=2, strategy="ddp"))
+    no_launcher.setenv("WORLD_SIZE", "4")
+    check_trainer_on_this_machine(trainer(2, "cpu", nodes=2, strategy="ddp"))
 
 
 def plan_of(sequences, seq_len, max_steps, max_epochs, global_batch=256):

@@ -7,6 +7,7 @@ executing job" line above ours) naming no key."""
 
 import importlib.util
 import inspect
+import os
 import re
 from typing import Any, get_args
 
@@ -248,7 +249,6 @@ def launched_processes() -> tuple[str, int] | None:
     """(how, processes) a launcher started this job with, read as Lightning reads it: torchrun's
     WORLD_SIZE first (it also runs inside SLURM), else srun's SLURM_NTASKS (not in an interactive
     `bash`/`interactive` allocation, where Lightning ignores SLURM); None when started by hand."""
-    import os
 
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
@@ -270,6 +270,15 @@ def check_launched_processes(trainer: DictConfig) -> None:
         # One process: Lightning runs a single-device strategy and reads nothing of SLURM, so a batch script's
         # `python train.py` in a job of several tasks (SLURM_NTASKS its job's count, not this process's) trains.
         launched = None
+    if launched is None and nodes > 1 and os.environ.get("WORLD_SIZE") != str(per_node * nodes):
+        # Lightning's own multi-node launch (a process per node started by hand) sets WORLD_SIZE only when it fits:
+        # before that, node 1's process could not be told from a lone one and took the run folder, its resume
+        # decision and, under FSDP's load_on_rank0, the whole model as rank 0 does.
+        raise ChipadaptError(
+            f"trainer.num_nodes={nodes} with no launcher (torchrun, srun): export WORLD_SIZE={per_node * nodes} "
+            "(trainer.devices x trainer.num_nodes), MASTER_ADDR, MASTER_PORT and NODE_RANK on every node, as "
+            "Lightning's multi-node launch needs, or start the processes with torchrun or srun"
+        )
     if launched is not None and launched[1] != per_node * nodes:
         how, count = launched
         raise ChipadaptError(
