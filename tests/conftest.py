@@ -6,6 +6,15 @@ from pathlib import Path
 
 import pytest
 
+# submitit configures logging when first imported (logging.config.dictConfig with a handler on sys.stderr as it
+# is then). Imported first inside a test that uses capsys, its handlers kept that test's stream, closed after it,
+# and every later test of the worker failed writing to it ("I/O operation on closed file"). Imported here, at
+# collection, they keep pytest's session-long stream.
+try:
+    import submitit  # noqa: F401
+except ImportError:  # without the SLURM launcher's package its tests skip
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = Path(os.environ.get("CHIPADAPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
