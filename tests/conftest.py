@@ -106,3 +106,14 @@ def launch_forgotten():
     launch_ranks._seen_several = launch_ranks._launcher_says_several()
     yield
     launch_ranks._seen_several = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a slow test, then an integration one, go first: pytest-xdist's --dist loadfile hands files
+    out in this order, and a long file started last (the reproduction smoke test, about 4 minutes) ran alone on one
+    worker after the other had finished."""
+    rank = {}
+    for item in items:
+        heavy = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2
+        rank[item.path] = min(rank.get(item.path, 2), heavy)
+    items.sort(key=lambda item: rank[item.path])  # stable: each file's tests keep their order
