@@ -1,6 +1,7 @@
 """The console, and the table of validation before vs. after a stage."""
 
 import math
+import re
 
 from rich.console import Console
 from rich.table import Table
@@ -77,17 +78,33 @@ def bracketed(low, high, n: int | None, end=lambda x: f"{x:.3f}", unit: str = ""
     return f"[{ends[0]}, {ends[1]}]"
 
 
+def why_no_interval(method) -> str:
+    """`(interval n/a: n=4 groups, too few)`: the first clause of a `_ci_method` that says why a figure carries
+    no interval (a training run's split over too few groups, modules/val_figures.py); "" for any other."""
+    return f"({method.split(';')[0]})" if isinstance(method, str) and method.startswith(NOT_GIVEN) else ""
+
+
+# How a split's `_ci_method` counts the groups its interval is over (modules/val_figures.py): a table reads
+# the count back from it where no paired change carries `groups` (no validation before training).
+GROUPS_OF = "{groups} groups of the {n} items"
+
+
+def groups_of(figures: dict, name: str) -> int | None:
+    """The groups `name`'s interval in `figures` is over (GROUPS_OF in its `_ci_method`); None for items."""
+    method = figures.get(f"{name}_ci_method")
+    found = re.search(GROUPS_OF.format(groups=r"(\d+)", n=r"\d+"), method) if isinstance(method, str) else None
+    return int(found.group(1)) if found else None
+
+
 def with_interval(figures: dict, name: str, digits: int) -> str:
     """`4.7452 [4.6101, 4.8803]`: a value and its 95% interval where the figures carry one; where they
     carry none and their `_ci_method` says why (`interval n/a: n=4 groups, too few; ...`, a training
     run's split over too few groups, modules/val_figures.py), `4.7452 (interval n/a: n=4 groups, too few)`."""
     value, ci = figures[name], figures.get(f"{name}_ci")
     text = "inf" if value is None else f"{value:.{digits}f}"  # null: past the float range (ppl of a huge loss)
-    method = figures.get(f"{name}_ci_method")
-    if not ci and isinstance(method, str) and method.startswith(NOT_GIVEN):
-        return f"{text} ({method.split(';')[0]})"
     if not ci:
-        return text
+        why = why_no_interval(figures.get(f"{name}_ci_method"))
+        return f"{text} {why}" if why else text
     low, high = interval_ends(ci)
     return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -144,7 +161,8 @@ def before_after_table(before: dict[str, dict], after: dict[str, dict], change: 
         else:
             cells = ["-", with_interval(new, "bpb", 4), "-", "-", with_interval(new, "ppl", 3), "-"]
         p, verdict = (f"{bpb['p']:.3g}", bpb["verdict"]) if bpb else ("-", "-")
-        groups = (bpb or {}).get("groups")  # items drawn by whole groups (eval/paired.py)
+        # items drawn by whole groups (eval/paired.py); without a validation before, the split's own figures say
+        groups = (bpb or {}).get("groups") or groups_of(new, "bpb")
         n_text = "-" if n is None else f"{n} ({groups} groups)" if groups else str(n)
         table.add_row(split, n_text, *cells, p, verdict)
     return table

@@ -62,8 +62,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, percentile_interval
+
+# The group machinery and the exact test live in paired_groups.py; importers read them from here too.
+from chipadapt.eval.paired_groups import (  # noqa: F401 (re-exported)
+    EXACT_MAX_ITEMS,
+    NOTHING_TO_VARY,
+    OVER_GROUPS,
+    GroupsDiffer,
+    exact_permutation,
+    group_index,
+    matched_groups,
+)
 
 # The name results and reports give the test of pass/fail scores.
 MCNEMAR = "mcnemar-tango"
@@ -75,22 +85,7 @@ MIN_DISCORDANT = 6
 EXACT_P_BELOW = 25
 # Counts of parts with no spread over items: Tango's interval over the parts (module docstring).
 PARTS_TANGO = "tango-over-parts"
-# Up to this many matched items the permutation test enumerates every swap (2**16 = 65,536 rows of
-# n numbers: milliseconds); above it the paired bootstrap, whose results stay as they were.
-EXACT_MAX_ITEMS = 16
 EXACT = "paired-permutation-exact"
-# Appended to the test's name where whole groups were resampled or swapped (module docstring).
-OVER_GROUPS = " over groups"
-# The note where every group's sums are equal in both runs: the items' test stands in (module docstring).
-NOTHING_TO_VARY = (
-    "every one of the {groups} groups has equal sums in both runs, so the difference is 0 and a test over "
-    "groups has nothing to vary (its interval would be [0, 0]); the {n} items were tested instead as if "
-    "independent, which items of one group are not"
-)
-
-
-class GroupsDiffer(ChipadaptError):
-    """Two runs' records of one item name other groups: no test by group can be run; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -263,49 +258,6 @@ def _through(f, rate_a: float, shifts: tuple[float, float]) -> tuple[float, floa
     return tuple(float(f(rate_a + delta) - f(rate_a)) if math.isfinite(delta) else float(delta) for delta in shifts)
 
 
-def _swaps(n: int) -> np.ndarray:
-    """Every way to swap a and b on some of n items, as 0/1 rows; row 0 swaps none (the pairing seen)."""
-    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
-
-
-def _swapped_statistics(groups: list, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """For each swap s, the statistic (the mean over groups of b's ratio of sums minus a's) minus the one
-    seen, as c_s + k_s * delta when b's numerators are lowered by delta * b_den. Each ratio is linear in
-    delta, and k_s >= 0: swapping moves some of the shift from b's side to a's. Also the ratios' scale."""
-    t, slope, scale, start = np.zeros(len(swaps)), np.zeros(len(swaps)), 0.0, 0
-    for a_num, a_den, b_num, b_den in groups:
-        s = swaps[:, start : start + len(a_num)]
-        keep, start = 1 - s, start + len(a_num)
-        b_side = np.maximum(keep @ b_den + s @ a_den, 1e-300)
-        a_side = np.maximum(keep @ a_den + s @ b_den, 1e-300)
-        t += (keep @ b_num + s @ a_num) / b_side - (keep @ a_num + s @ b_num) / a_side
-        slope += -(keep @ b_den) / b_side + (s @ b_den) / a_side
-        scale = max(scale, abs(a_num.sum() / max(a_den.sum(), 1e-300)), abs(b_num.sum() / max(b_den.sum(), 1e-300)))
-    return (t - t[0]) / len(groups), (slope - slope[0]) / len(groups), scale
-
-
-def exact_permutation(groups: list, confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float]]:
-    """Exact paired permutation test of the mean over groups of (b's ratio of sums - a's), groups given as
-    (a_num, a_den, b_num, b_den) arrays: the two-sided p-value and the interval of shifts it does not
-    reject (module docstring). For a mean (den = 1) it is the sign-flip test of the per-item differences."""
-    n = sum(len(group[0]) for group in groups)
-    c, k, scale = _swapped_statistics(groups, _swaps(n))
-    c[np.abs(c) <= 1e-12 * max(scale, 1e-300)] = 0.0  # equal sums added in another order are a tie
-    fixed = k <= 1e-12  # swaps whose statistic moves with the observed one (row 0, zero denominators)
-    up_always, down_always = int((c[fixed] >= 0).sum()), int((c[fixed] <= 0).sum())
-    # A swap is at least as far up as the one seen for delta >= its root, at most as far for delta <= it.
-    roots = np.sort(-c[~fixed] / k[~fixed])
-    at_least = up_always + int((roots <= 0).sum())
-    at_most = down_always + int((roots >= 0).sum())
-    p = min(1.0, 2 * min(at_least, at_most) / 2**n)
-    # p(delta) >= 1 - confidence needs `needed` swaps on each side (the same rule as p above, so the
-    # interval covers 0 exactly when p does not reject).
-    needed = math.ceil((1 - confidence) * 2 ** (n - 1) - 1e-9)
-    low = -math.inf if up_always >= needed else float(roots[needed - up_always - 1])
-    high = math.inf if down_always >= needed else float(roots[::-1][needed - down_always - 1])
-    return p, (low, high)
-
-
 def bootstrap_p(diffs: np.ndarray) -> float:
     """Two-sided p-value of "no difference" from bootstrap draws of a difference. Add-one (Davison &
     Hinkley): a bootstrap never gives p = 0, only p below 2 / (resamples + 1)."""
@@ -333,32 +285,6 @@ def matched_scores(a_items: dict[str, dict], b_items: dict[str, dict], metric: s
     """`metric`'s scores in both runs on the items both scored ({id: item}), in the same order."""
     ids = matched_ids(a_items, b_items, metric)
     return [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
-
-
-def group_index(keys: list) -> np.ndarray | None:
-    """Each item's group as an index 0..k-1 from its key (equal keys: one group), in the items' order;
-    None where every key is its own (no group holds several items: the items are the draws)."""
-    index: dict = {}
-    rows = [index.setdefault(key, len(index)) for key in keys]
-    return np.asarray(rows) if len(index) < len(rows) else None
-
-
-def matched_groups(a_items: dict[str, dict], b_items: dict[str, dict], ids: list[str]) -> np.ndarray | None:
-    """Each item's group as an index 0..k-1, where the items' `group`s put several items in one (module
-    docstring); None where every item is its own (no group recorded, or each a group of one).
-    GroupsDiffer where the two runs record other groups for one item."""
-    keys = []
-    for i in ids:
-        ga, gb = a_items[i].get("group"), b_items[i].get("group")
-        if ga is not None and gb is not None and ga != gb:
-            raise GroupsDiffer(
-                f"item {i!r} is of group {ga!r} in the first run, {gb!r} in the second (another group_by, or "
-                "other held-out data): the items of a group are one draw, and the runs do not agree which "
-                "items belong together, so no test over groups can pair them; validate both with the same data"
-            )
-        # an item with no group in either run is its own: keyed apart from any group's name
-        keys.append(("group", ga if ga is not None else gb) if ga is not None or gb is not None else ("item", i))
-    return group_index(keys)
 
 
 def by_groups(arrays: list, index: np.ndarray, transform: str | None, items_test) -> PairedDifference:

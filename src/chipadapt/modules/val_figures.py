@@ -6,11 +6,11 @@ from one validation to another on the same items, as a paired test (eval/paired.
 
 Items held out together (`groups`, the datamodule's `val_groups`: an SFT conversation's OASST message tree)
 are no independent draws: 28 threads of 4 trees are closer to 4 draws than to 28. Where some group holds
-several items, the intervals resample whole groups (the ratio of each group's sums: a cluster bootstrap,
-`_ci_method` naming the groups; `_n` still counts the items; under FEWEST_FOR_AN_INTERVAL groups no
-interval at all, `_ci` None and `_ci_method` saying so), and the change is eval/paired.py's test over
-groups (`test` "... over groups", `groups` beside `n`), as compare.py pairs two runs. Without groups (DAPT's
-documents) every figure is over items, as before."""
+several items, the intervals are over whole groups (the ratio of the groups' sums, its interval the
+sign-flip test over the groups inverted, eval/paired_groups.py; `_ci_method` naming the groups; `_n` still
+counts the items; under FEWEST_FOR_AN_INTERVAL groups no interval at all, `_ci` None and `_ci_method`
+saying so), and the change is eval/paired.py's test over groups (`test` "... over groups", `groups` beside
+`n`), as compare.py pairs two runs. Without groups (DAPT's documents) every figure is over items, as before."""
 
 import dataclasses
 import functools
@@ -21,8 +21,9 @@ import numpy as np
 from chipadapt.eval.intervals import Estimate, ratio
 from chipadapt.eval.items import metric_fields
 from chipadapt.eval.paired import by_groups, group_index, paired_bootstrap
+from chipadapt.eval.paired_groups import ratio_over_groups
 from chipadapt.modules.val_items import BYTES, ITEM, NLL, TOKENS
-from chipadapt.report import FEWEST_FOR_AN_INTERVAL, no_interval
+from chipadapt.report import FEWEST_FOR_AN_INTERVAL, GROUPS_OF, no_interval
 
 # Each validation split's metrics, logged as val/<split>/<metric> (what optimized_metric may name).
 VAL_METRICS = ("ppl", "loss", "bpb")
@@ -67,16 +68,19 @@ def item_groups(table: np.ndarray, groups: list | None) -> np.ndarray | None:
 
 
 def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate | None:
-    """ratio's estimate over whole groups: the ratio of the groups' sums, resampled by group; n the items.
-    None under FEWEST_FOR_AN_INTERVAL groups: a percentile bootstrap over 3 or 4 group sums covers about
-    79% where it claims 95% (the resamples of so few draws are narrower than their spread), and the
-    paired change over as few groups is unbounded (eval/paired.py): too few groups for an interval."""
+    """The ratio over whole groups: the ratio of the groups' sums, its interval the ratios the sign-flip
+    test over the groups does not reject (eval/paired_groups.py: the percentile bootstrap over so few group
+    sums covered 85% at 6 groups where it claimed 95%); `n` the items. None under FEWEST_FOR_AN_INTERVAL
+    groups: that test then rejects no ratio, as the paired change over as few groups is unbounded
+    (eval/paired.py): too few groups for an interval."""
     k = int(index.max()) + 1
     if k < FEWEST_FOR_AN_INTERVAL:
         return None
-    est = ratio(np.bincount(index, weights=num, minlength=k), np.bincount(index, weights=den, minlength=k), transform)
-    method = f"{est.method.replace('over items', 'over groups')}: {k} groups of the {len(index)} items"
-    return dataclasses.replace(est, method=method)
+    est = ratio_over_groups(
+        np.bincount(index, weights=num, minlength=k), np.bincount(index, weights=den, minlength=k), transform
+    )
+    method = f"{est.method}: {GROUPS_OF.format(groups=k, n=len(index))}"
+    return dataclasses.replace(est, n=len(index), method=method)
 
 
 def too_few_groups(name: str, index: np.ndarray) -> dict:
@@ -85,8 +89,9 @@ def too_few_groups(name: str, index: np.ndarray) -> dict:
     what a table prints in place of the interval (report.with_interval)."""
     k = int(index.max()) + 1
     why = (
-        f"{no_interval(k, 'groups')[1:-1]}; {k} groups of the {len(index)} items, fewer than "
-        f"{FEWEST_FOR_AN_INTERVAL}: a bootstrap over so few groups covers far less than 95%"
+        f"{no_interval(k, 'groups')[1:-1]}; {GROUPS_OF.format(groups=k, n=len(index))}, fewer than "
+        f"{FEWEST_FOR_AN_INTERVAL}: a test over {k} groups can reject no value at 95% (its smallest p, "
+        f"2 / 2**{k}, is over 0.05)"
     )
     return {f"{name}_stderr": None, f"{name}_ci": None, f"{name}_n": len(index), f"{name}_ci_method": why}
 
