@@ -5,7 +5,8 @@ values of the batch-mates that finished are not lost with the launch. One rule f
   launch, by the search host's clock within CLOCK_SKEW) says how the trial ended: completed (its value),
   diverged (the direction's worst value), failed (an ordinary exception: its own failure), running or
   interrupted (left RUNNING, to resume);
-- a folder a live process holds is that process's: left RUNNING;
+- a folder a live process holds is that process's: left RUNNING; so is one whose records change while they are
+  read (settled_records: a requeued attempt taking the folder as the search reads it);
 - a folder whose job of this launch refused its input before it recorded itself (exit 2,
   errors.USER_ERROR_STATUS; its refusal record, manifest.REFUSAL) says the trial failed, whichever launcher
   ran it (submitit's error does not give the job's exit status); so does one whose manifest of this launch
@@ -38,6 +39,9 @@ STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that ma
 # times is not recognised as this launch's.
 CLOCK_SKEW = dt.timedelta(seconds=30)
 CLOCK_TOLERANCE = dt.timedelta(minutes=2)
+# Reads of a folder's records around its lock probe before a folder whose records keep changing is left to the
+# process writing them (settled_records).
+SETTLE_READS = 3
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,26 @@ def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.dat
     return started.astimezone() >= since - tolerance
 
 
-def refused_after(folder: Path, overrides: tuple[str, ...], since: dt.datetime, manifest: dict | None) -> bool:
-    """Whether `folder`'s refusal record is of the job launched at `since` with `overrides` (this_launch) and
-    `manifest`, the folder's, started no later than the refusal: no attempt ran there after it."""
-    refusal = read_manifest(folder, REFUSAL)
+def settled_records(folder: Path) -> tuple[dict | None, dict | None] | None:
+    """`folder`'s manifest and refusal record as they stand while no live process holds the folder: read, the
+    lock probed, read again, taken where both reads agree. None where a live process holds the folder, or the
+    records changed while read (SETTLE_READS times): an attempt is writing them. The lock is probed between the
+    reads, not before them: an attempt (a job requeued by `scontrol requeue`) takes the folder's lock, then
+    writes its manifest, and one that did both after an earlier probe left the search reading the manifest of
+    the attempt before it beside a newer refusal record, and failing the trial the new attempt runs."""
+    for _ in range(SETTLE_READS):
+        records = read_manifest(folder), read_manifest(folder, REFUSAL)
+        if folder_lock_held(folder):
+            return None
+        if (read_manifest(folder), read_manifest(folder, REFUSAL)) == records:
+            return records
+    return None
+
+
+def refused_after(refusal: dict | None, overrides: tuple[str, ...], since: dt.datetime, manifest: dict | None) -> bool:
+    """Whether the refusal record `refusal` is of the job launched at `since` with `overrides` (this_launch) and
+    `manifest`, the folder's, started no later than the refusal: no attempt ran there after it. Both from one
+    reading of the folder (settled_records)."""
     if not this_launch(refusal, overrides, since, at="refused"):
         return False
     refused = recorded_time(refusal.get("refused"))
@@ -120,7 +140,8 @@ def refused_since(folder: Path, overrides: tuple[str, ...], since: dt.datetime) 
     """Whether the job last launched into `folder` with `overrides` after `since` (when its trial was asked,
     by the search host's clock) refused its input, and nothing ran there since: no live process holds the
     folder and no manifest started after the refusal."""
-    return not folder_lock_held(folder) and refused_after(folder, overrides, since, read_manifest(folder))
+    records = settled_records(folder)
+    return records is not None and refused_after(records[1], overrides, since, records[0])
 
 
 def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) -> Outcome | None:
@@ -131,19 +152,20 @@ def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) 
     folder = trial.folder
     if folder is None:
         return None
-    if folder_lock_held(folder):
-        return Outcome(running=True, why=f"a live process holds {folder}")
-    manifest = read_manifest(folder)
+    records = settled_records(folder)
+    if records is None:
+        return Outcome(running=True, why=f"a live process holds {folder} (or is writing its records)")
+    manifest, refusal = records
     refused = Outcome(why="its job refused its input (exit 2; its log says why)")
     if not this_launch(manifest, trial.overrides, since):
-        return refused if refused_after(folder, trial.overrides, since, manifest) else None
+        return refused if refused_after(refusal, trial.overrides, since, manifest) else None
     status, error = manifest.get("status"), str(manifest.get("error") or "")
     config = manifest.get("config") or {}
     if not isinstance(config, dict):
         return Outcome(why=f"{folder / 'manifest.json'} is unreadable: its `config` is not a mapping")
     if status in STILL_RUNNING:
         # a requeued attempt that refused put back the records of the one that wrote this manifest
-        if refused_after(folder, trial.overrides, since, manifest):
+        if refused_after(refusal, trial.overrides, since, manifest):
             return refused
         return Outcome(running=True, why=f"its job was {status} (left RUNNING: the next run resumes it)")
     # job.recorded_job records a failure as "<exception class>: <message>"
