@@ -1,6 +1,7 @@
 """Per-document checks: tool-generated detection; redaction (redaction.py) is re-exported for callers."""
 
 import re
+import unicodedata
 import zlib
 from dataclasses import dataclass
 
@@ -51,10 +52,20 @@ _PUNCTUATION = "\"'`()[]{}<>,.;:!?*\u2018\u2019\u201c\u201d\u2014\u2026"
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 
 
-# Where a sentence or a clause ends, or a table cell does: a CJK full stop, or a Latin mark not followed by
-# a letter or digit (a space, the line's end, a quote or bracket, a citation `.[1]`, markup `.</p>`, `.**`,
-# `._`), so that neither 3.14 nor file.v is one. Not a comma: a list of words is one clause however long.
-_BREAK = re.compile(r"[\u3002\uff01\uff1f]|[.!?;:](?![^\W_]|\.)|\s\|(?=\s)")  # an ellipsis breaks once
+# Where a sentence or a clause ends, or a table cell does: a script's own sentence mark (below), or a Latin
+# mark not followed by a letter or digit (a space, the line's end, a quote or bracket, a citation `.[1]`,
+# markup `.</p>`, `.**`, `._`), so that neither 3.14 nor file.v is one. Not a comma: a list of words is one
+# clause however long (so not Myanmar's little section U+104A, a comma; nor Thai's paiyannoi U+0E2F, a
+# letter that abbreviates: Thai ends a sentence with a space).
+_SCRIPT_STOPS = (
+    "\u3002\uff01\uff1f\uff61"  # CJK: ideographic full stop, fullwidth ! ?, halfwidth full stop
+    "\u0964\u0965"  # Devanagari danda, double danda (Hindi, Marathi, Nepali, Sanskrit; Bengali, Punjabi too)
+    "\u061b\u061f\u06d4"  # Arabic semicolon, question mark, full stop (Urdu)
+    "\u037e\u0589"  # Greek question mark, Armenian full stop
+    "\u1362\u1367"  # Ethiopic full stop, question mark (Amharic)
+    "\u104b\u0f0d\u17d4"  # Myanmar section (full stop), Tibetan shad, Khmer khan
+)
+_BREAK = re.compile(rf"[{_SCRIPT_STOPS}]|[.!?;:](?![^\W_]|\.)|\s\|(?=\s)")  # an ellipsis breaks once
 # People's paragraphs break this often at least: of the long prose lines in the shared data (Wikipedia
 # articles on one line, MMLU's legal passages, OpenAssistant replies), the sparsest has a break every 115
 # words (a disambiguation page); a word list written out on one line (word salad) has none. A trade-off,
@@ -71,8 +82,25 @@ def is_prose(line: str) -> bool:
         return False
     if len(tokens) / (len(_BREAK.findall(line)) + 1) > MAX_WORDS_PER_BREAK:
         return False
-    words = sum(1 for token in tokens if _WORD.fullmatch(token.strip(_PUNCTUATION)))
+    words = sum(1 for token in tokens if _is_word(token.strip(_PUNCTUATION)))
     return words >= 0.6 * len(tokens)
+
+
+def _is_word(token: str) -> bool:
+    # Letters with their combining marks: Devanagari's vowel signs and virama, Arabic's harakat, a decomposed
+    # accent are marks (category M), which `\w` leaves out, so `हिन्दी` would be no word.
+    return bool(_WORD.fullmatch(token) or _WORD.fullmatch(_without_marks(token)))
+
+
+def _without_marks(token: str) -> str:
+    """`token` less its combining marks, as long as each stands after a letter (a mark alone is no word)."""
+    kept = []
+    for char in token:
+        if unicodedata.category(char)[0] != "M":
+            kept.append(char)
+        elif not (kept and kept[-1].isalpha()):
+            return token
+    return "".join(kept)
 
 
 def generated_reason(text: str, lang: str, rules: GeneratedRules) -> str | None:

@@ -45,11 +45,17 @@ class RerankerDataModule(TrainingDataModule):
             raise ChipadaptError(f"reranker.train.n_passages={n_passages}: at least 2 (the positive and a negative)")
         files = [train_file] if isinstance(train_file, (str, Path)) else list(train_file)
         train, val, self.heldout_fractions = [], [], {}
+        given = 0  # groups of the files before this one that no retriever run built
         for file in files:
             fraction = file_heldout_fraction(file, heldout_fraction)
             self.heldout_fractions[str(file)] = fraction
-            # Split as the retriever split the whole file (a group without an id by its line), then filtered.
-            file_train, file_val = split_groups(read_tevatron(file), fraction)
+            # Split as the retriever split the whole file, then filtered. A group without an id is keyed by
+            # where it stands: a retriever run split the file it built alone, and read a list of given files
+            # (retriever.train_file) as one sequence, so the given files here stand on in the order listed.
+            groups = read_tevatron(file)
+            built = retriever_settings(file) is not None
+            file_train, file_val = split_groups(groups, fraction, 0 if built else given)
+            given += 0 if built else len(groups)
             train += kept_groups(file_train, styles)
             val += kept_groups(file_val, styles)
         named = {eval_queries: "reranker.eval_queries"} if eval_queries else retriever_questions(files)
@@ -138,15 +144,13 @@ def unknown_holdout(file) -> str:
     run = retriever_run_settings(file)
     if run is not None and run.get("train_file") is not None:
         given = run["train_file"]
-        # A list as Hydra takes it in one run ("a,b" would be a sweep); the retriever read a list as one
-        # sequence, so a group without a query_id is keyed by where it stands there, the reranker per file.
-        several = isinstance(given, list) and len(given) > 1
+        # A list as Hydra takes it in one run ("a,b" would be a sweep), in the retriever's order: a group
+        # without a query_id is keyed by where it stands in the files' sequence, on both sides.
         given = f"[{','.join(map(str, given))}]" if isinstance(given, list) else given
-        same = "the groups with a query_id that run held out" if several else "the groups that run held out"
         return (
             f"the retriever run that built {file} held out, and the retriever run of {manifest} built none: it "
             f"read retriever.train_file={given} and held out groups of that; set reranker.heldout_fraction (to hold "
-            f"out {same}, reranker.train_file={given} with reranker.heldout_fraction="
+            f"out the groups that run held out, reranker.train_file={given} with reranker.heldout_fraction="
             f"{run.get('heldout_fraction')}, its retriever.heldout_fraction)"
         )
     return (

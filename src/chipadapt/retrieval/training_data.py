@@ -75,10 +75,12 @@ def synthesize_training_file(
     return target
 
 
-def split_groups(groups: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
-    """(training, held out): by a hash of each group's method and query id, the same in every run."""
+def split_groups(groups: list[dict], fraction: float, first: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training, held out): by a hash of each group's method and query id, the same in every run; a group
+    without a query id by its position in the sequence read, `first` that of `groups[0]` (files read as one
+    sequence, as stages/retriever.py reads a list of retriever.train_file, split one by one)."""
     train, val = [], []
-    for i, g in enumerate(groups):
+    for i, g in enumerate(groups, first):
         (val if held_out(f"{g.get('method', '')}{g.get('query_id', i)}", fraction) else train).append(g)
     return train, val
 
