@@ -14,7 +14,9 @@ can change a task's numbers:
 - the code: chipadapt's own source files (an uncommitted edit counts, a commit of documentation does
   not), torch's and transformers' versions.
 A task killed before it completes keeps the answers its model had given (`tasks/<task>.answers.jsonl`,
-io/answer_journal.py, under the same key): its rerun asks the model only the rest.
+io/answer_journal.py, under the same key): its rerun asks the model only the rest. A finished task's record
+keeps the key of its model's answers, so a rerun that changes only a setting journaled apart (another
+judge) is given the finished run's per-item records instead of having the model answer again.
 The record also holds what the task was measured with, readable where the key is a digest: its resolved
 settings, the data files it read by content fingerprint (as the manifest records them) and the model by
 identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
@@ -39,9 +41,10 @@ log = logging.getLogger(__name__)
 SPEED_KEYS = {"batch_size", "workers"}
 # Settings of a model a task runs beside the evaluated one, whose answers the task journals itself under
 # requests that name that model and how it ran (bug_summary's judge: eval/tasks/bug_summary.py): another
-# judge rates the journaled outputs again instead of having the evaluated model answer everything again,
-# while the journal is there (a killed run's; `save` deletes it once the task is recorded, so another judge
-# after a recorded run has the model answer again).
+# judge rates the journaled outputs again instead of having the evaluated model answer everything again.
+# `save` deletes the journal once the task is recorded; the record then keeps the key of its answers
+# (`answers_key`), and a rerun under that key is given the finished run's per-item records
+# (`recorded_answers`), whose outputs the other judge rates instead.
 JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
@@ -87,8 +90,30 @@ class FinishedTasks:
 
     def answers(self, name: str, task_cfg: DictConfig, folder: Path, model, reuse: bool) -> AnswerJournal:
         """The journal of the loaded `model`'s answers (from `folder`) while the task runs
-        (io/answer_journal.py): a task killed half-way keeps what it had computed, for its rerun."""
-        return AnswerJournal(self.answers_path(name), self.key(task_cfg, folder, answers=True), model, reuse)
+        (io/answer_journal.py): a task killed half-way keeps what it had computed, for its rerun. With
+        `reuse`, it also holds the per-item records of a finished run of the same answers (`recorded`)."""
+        key = self.key(task_cfg, folder, answers=True)
+        journal = AnswerJournal(self.answers_path(name), key, model, reuse)
+        if reuse:
+            journal.recorded = self.recorded_answers(name, key)
+        return journal
+
+    def recorded_answers(self, name: str, key: str) -> dict[str, dict]:
+        """{id: item} of the task's per-item file where its finished record was answered under `key` (the
+        same model, loading, answer settings and code; settings journaled apart, a judge, may differ); else {}."""
+        from chipadapt.eval.items import items_file, read_items
+
+        path = self.folder / f"{name}.json"
+        if not path.is_file():
+            return {}
+        try:
+            record = json_object(path)
+            if record.get("answers_key") != key or not record.get("items"):
+                return {}  # other answers, or a record of before answers_key: the model answers again
+            return read_items(items_file(self.run_folder, name))
+        except (ChipadaptError, OSError) as err:  # the items file gone or damaged: answered again
+            log.info("%s: the finished run's per-item records are not readable (%s); answering again", name, err)
+            return {}
 
     def save(
         self,
@@ -113,6 +138,8 @@ class FinishedTasks:
             "inputs": inputs,
             "model": identity(Path(model)) if model is not None else None,
             "running": self.running if model is not None else None,
+            # What its model's answers were given under: a rerun for another judge reads them back.
+            "answers_key": self.key(task_cfg, model, answers=True) if model is not None else None,
         }
 
     def earlier_results(self, selected: set[str], model: Path | None) -> dict[str, dict]:

@@ -13,6 +13,8 @@ eval/finished_tasks.py); a journal written under another key is started afresh. 
 the model it was opened for (`journal_for`): a task that also runs a judge model (bug_summary) journals the
 judge's verdicts itself, in the same journal under requests that name the judge, so they are kept and
 dropped with the model's answers. The key leaves the judge out: another judge rates the kept answers again.
+Once the task is recorded its journal is deleted; a rerun under the same key is then given the finished
+run's per-item records (`recorded`, eval/finished_tasks.py), which a task reads its answers back from.
 A request asked again in the same run (VerilogEval's n samples of one prompt) is another request:
 the k-th asking gets the k-th answer, so sampled answers stay n different samples.
 """
@@ -36,6 +38,9 @@ class AnswerJournal:
         """`reuse=False` starts the file afresh whatever it holds."""
         self.path, self.key, self.model = Path(path), key, model
         self.answers: dict[str, Any] = {}
+        # {id: item} of a finished run's per-item records answered under this key (eval/finished_tasks.py):
+        # a task whose items hold its model's answers (bug_summary) takes them instead of asking again.
+        self.recorded: dict[str, dict] = {}
         self.asked: Counter[str] = Counter()  # how often each request was asked so far in this run
         self._torn = False
         if reuse:

@@ -9,6 +9,7 @@ counts, as in train.py: `eval` (the evaluation the run folder's results.json rec
 done would keep the earlier one's figures) and `logger` (where the records went)."""
 
 from chipadapt.io.dotted_keys import flatten
+from chipadapt.merge.resolved_settings import with_nulls_resolved
 from chipadapt.run_settings import by_name, describe, named_folders, with_earlier_meanings
 
 NOT_COMPARED = ("overwrite",)
@@ -31,8 +32,12 @@ def _changed_keys(recorded: dict, config: dict) -> tuple[list[str], dict, dict]:
     # One rule for both questions: a key one side lacks reads as null there. A sweep's preflight asks
     # changed_settings and the job same_settings; compared by dict equality, a key null now and absent
     # from the record passed the preflight and then refused the job partway through the sweep.
+    # A null that resolves to the other side's value (merge/resolved_settings.py) is no change; a change
+    # is still named with the values as each side wrote them.
     before, now = _compared(recorded, config)
-    return [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)], before, now
+    same_before, same_now = with_nulls_resolved(before, now, recorded, config)
+    keys = [key for key in dict.fromkeys([*before, *now]) if same_before.get(key) != same_now.get(key)]
+    return keys, before, now
 
 
 def same_settings(recorded: dict, config: dict) -> bool:

@@ -10,8 +10,9 @@ The judge's ratings are journaled with the model's answers (io/answer_journal.py
 folder's identity, its other settings and how it ran: a rerun after a kill rates only the outputs not yet
 rated (and loads no judge when none is left), and another judge, or this one rewritten, rates every output
 again. The journal's key leaves the judge out (eval/finished_tasks.py JOURNALED_APART): the evaluated model's
-journaled answers are kept for another judge, not generated again, while the journal exists (a killed run's:
-a recorded task's journal is deleted, so another judge after it has the outputs generated again).
+journaled answers are kept for another judge, not generated again. A recorded task's journal is deleted; its
+per-item records hold the same answers, and a rerun under the same key of answers (another judge after a
+finished run) takes them from there (AnswerJournal.recorded) and only rates them.
 """
 
 import logging
@@ -191,13 +192,31 @@ class BugSummaryTask(TaskBase):
                 scores[kind].append(rating)
         return scores
 
+    def _recorded(self, model) -> tuple[dict[str, list[str]], list[int]] | None:
+        """(outputs by kind, condensing rounds per row) of a finished run of the same model, settings and
+        code (AnswerJournal.recorded: its per-item records), where they hold every row's; else None."""
+        journal = journal_for(model)
+        recorded = [(journal.recorded if journal is not None else {}).get(str(row["id"])) for row in self.rows]
+        if not all(_holds_answers(item) for item in recorded):
+            return None
+        log.info(
+            "%s: the model's outputs of the finished run of these settings kept; not generated again",
+            self.label("bug_summary"),
+        )
+        outputs = {kind: [item["prediction"][kind] for item in recorded] for kind in OUTPUTS}
+        return outputs, [item["condensing_rounds"] for item in recorded]
+
     def run(self, model, tokenizer) -> dict[str, float]:
         rows = self.rows
-        fitted = [self._fit(model, tokenizer, r[self.thread_key]) for r in rows]
-        outputs = {}
-        for kind, instruction in OUTPUTS.items():
-            prompts = [f"{instruction}\n\nBug thread:\n{text}" for text, _ in fitted]
-            outputs[kind] = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=True)
+        recorded = self._recorded(model)
+        if recorded is not None:
+            outputs, fitted = recorded[0], [(None, rounds) for rounds in recorded[1]]
+        else:
+            fitted = [self._fit(model, tokenizer, r[self.thread_key]) for r in rows]
+            outputs = {}
+            for kind, instruction in OUTPUTS.items():
+                prompts = [f"{instruction}\n\nBug thread:\n{text}" for text, _ in fitted]
+                outputs[kind] = generate(model, tokenizer, prompts, self.batch_size, self.max_new_tokens, chat=True)
         items = []
         for i, row in enumerate(rows):
             references = {kind: row.get(kind) for kind in OUTPUTS if isinstance(row.get(kind), str)}
@@ -223,3 +242,11 @@ class BugSummaryTask(TaskBase):
             "hierarchical": sum(r > 0 for _, r in fitted),
             "rougeL_scorer": self.rouge.describe(),
         }
+
+
+def _holds_answers(item) -> bool:
+    """A per-item record this task wrote: every output's text and the thread's condensing rounds."""
+    if not isinstance(item, dict) or not isinstance(item.get("prediction"), dict):
+        return False
+    rounds = item.get("condensing_rounds")
+    return all(isinstance(item["prediction"].get(kind), str) for kind in OUTPUTS) and isinstance(rounds, int)

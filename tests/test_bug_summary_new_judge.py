@@ -1,0 +1,118 @@
+"""bug_summary with another judge after a finished (recorded) run: the journal of the model's answers is
+deleted once the task is recorded, so the other judge had the model generate every output again. The
+finished run's per-item records hold those outputs: the record keeps the key they were answered under
+(eval/finished_tasks.py), and a rerun under the same key rates them without generating; one whose
+generation settings differ generates again."""
+
+import json
+
+import pytest
+from conftest import write_jsonl
+from helpers.models import perturbed_copy, tiny_llama
+from omegaconf import OmegaConf
+
+from chipadapt.eval.items import items_file, read_items
+from chipadapt.eval.run import evaluate_folder
+from chipadapt.eval.tasks import bug_summary
+from chipadapt.models import inference
+
+THREADS = [
+    {"id": "fifo", "thread": "[a] The FIFO overflowed; fixed the full flag.", "technical": "full flag fixed"},
+    {"id": 7, "thread": "[b] Reset was not synchronised.\n\n[c] Added a two-flop synchroniser."},
+]
+RATINGS = 3 * len(THREADS)  # technical, managerial and assignment of each thread
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return tiny_llama(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Calls of the evaluated model's generation (bug_summary's `generate`) and the judge's ratings."""
+    counts = {"generate": 0, "ratings": 0}
+    generate, load = bug_summary.generate, inference.load_for_inference
+
+    def counting_generate(*args, **kwargs):
+        counts["generate"] += 1
+        return generate(*args, **kwargs)
+
+    def counting_load(*args, **kwargs):  # bug_summary loads its judge through it
+        loaded = load(*args, **kwargs)
+        loaded.model.register_forward_pre_hook(lambda *_: counts.__setitem__("ratings", counts["ratings"] + 1))
+        return loaded
+
+    monkeypatch.setattr(bug_summary, "generate", counting_generate)
+    monkeypatch.setattr(inference, "load_for_inference", counting_load)
+    return counts
+
+
+def evaluate(run_dir, model_folder, threads, judge_folder, max_new_tokens: int = 4) -> dict:
+    """evaluate.py's evaluation of bug_summary in `run_dir`, resumed: kept tasks, records and journals."""
+    task = {
+        "_target_": "chipadapt.eval.tasks.bug_summary.BugSummaryTask",
+        "path": str(threads),
+        "thread_key": "thread",
+        "limit": None,
+        "max_input_tokens": 500,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": 2,
+        "judge": {"model_path": str(judge_folder)},
+        "rouge": {"_target_": "chipadapt.eval.rouge.RougeL", "use_stemmer": True},
+    }
+    tasks = OmegaConf.create({"bug_summary": task})
+    return evaluate_folder(model_folder, tasks, "cpu", run_dir, "float32", "sdpa", resume=True)["bug_summary"]
+
+
+def likert(results: dict) -> dict:
+    return {k: v for k, v in results.items() if k.endswith(".likert")}
+
+
+def predictions(run_dir) -> dict:
+    return {key: item["prediction"] for key, item in read_items(items_file(run_dir, "bug_summary")).items()}
+
+
+def test_another_judge_after_a_finished_run_rates_the_recorded_outputs(tmp_path, tiny_folder, counted):
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    first = evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    assert counted["generate"] > 0 and counted["ratings"] == RATINGS
+    assert not (run_dir / "tasks" / "bug_summary.answers.jsonl").exists()  # recorded: its journal is gone
+    answered = predictions(run_dir)
+    counted.update(generate=0, ratings=0)
+    second = evaluate(run_dir, tiny_folder, threads, other)
+    assert counted["generate"] == 0  # the recorded outputs, not generated again
+    assert counted["ratings"] == RATINGS  # the other judge rates every one of them
+    assert predictions(run_dir) == answered
+    assert likert(second) != likert(first)
+    assert {k: v for k, v in second.items() if k.endswith(".rougeL")} == {
+        k: v for k, v in first.items() if k.endswith(".rougeL")
+    }
+    assert second["hierarchical"] == first["hierarchical"] and second["threads"] == len(THREADS)
+    record = json.loads((run_dir / "tasks" / "bug_summary.json").read_text())
+    assert record["settings"]["judge"]["model_path"] == str(other)
+
+
+def test_other_generation_settings_generate_again(tmp_path, tiny_folder, counted):
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    counted.update(generate=0, ratings=0)
+    evaluate(run_dir, tiny_folder, threads, other, max_new_tokens=3)
+    assert counted["generate"] == len(bug_summary.OUTPUTS) and counted["ratings"] == RATINGS
+
+
+def test_recorded_items_that_lack_a_thread_are_not_taken(tmp_path, tiny_folder, counted):
+    """Per-item records that do not hold every thread's outputs (edited by hand): the model answers again."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    items = items_file(run_dir, "bug_summary")
+    items.write_text(items.read_text().splitlines(keepends=True)[0])
+    counted.update(generate=0, ratings=0)
+    evaluate(run_dir, tiny_folder, threads, other)
+    assert counted["generate"] == len(bug_summary.OUTPUTS)
