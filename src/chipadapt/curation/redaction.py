@@ -5,17 +5,18 @@ GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhoo
 Ansible vault, an AWS secret key beside its id or random enough alone, a Docker config in base64), by its
 context (`Authorization: Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection
 string's `Password=`, a login's second argument, `the password is ...`, a Docker config's `auth`, every value of
-a Kubernetes Secret's `data:` and `stringData:` written as YAML's indented map; a Secret in JSON or a flow map
-has its values judged by their keys, and a private key in it found by its base64), or by the name it is assigned
-to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`,
-`<password>`, `<add key="ApiKey" value=...>`, `set_password("...")`, a YAML block, list or anchor). The rule is
-one: a name that says credential, and a value that looks like one. An assigned value is replaced whole, to its
+a Kubernetes Secret's `data:` and `stringData:`, as YAML's indented map, a flow map or JSON, but a certificate
+in a flow map), or by the name it is assigned to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl
+`set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`, `<password>`, `<add key="ApiKey" value=...>`,
+`set_password("...")`, a YAML block, list or anchor). The rule is one: a name that says credential, and a value
+that looks like one. An assigned value is replaced whole, to its
 closing quote or, unquoted, to the next whitespace (at the start of a YAML, ini or .env line, to the line's end
 less a comment): a value cut at its first unusual character (`Tr0ub4dor&3...`) is a value left in the corpus.
 Code that merely names a credential (`token = tokens[i]`, `connect(password=password)`, `assign secret_key =
 round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse width under
 the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
-(`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement.
+(`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement, a YAML
+anchor on a value (`password: &pw <secret>`) and an alias (`password: *pw`), which names one.
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
@@ -35,6 +36,7 @@ from chipadapt.curation.redaction_forms import (
     DOCKER_AUTH,
     EMAIL,
     FORMS,
+    K8S_SECRET_FLOW,
     K8S_SECRET_MAP,
     PRIVATE_KEY,
     PRIVATE_KEY_BASE64,
@@ -45,6 +47,7 @@ from chipadapt.curation.redaction_forms import (
     YAML_FLOW_LIST,
     YAML_LIST,
 )
+from chipadapt.curation.redaction_secret import secret_flow_replacer, secret_map_replacer
 from chipadapt.curation.redaction_value import (
     UPPER_SNAKE,
     base64_private_key,
@@ -61,7 +64,6 @@ from chipadapt.curation.redaction_yaml import (
     block_replacer,
     flow_list_replacer,
     list_replacer,
-    secret_map_replacer,
 )
 
 # A word in a sentence after `password`: 6 or more characters with a letter and a digit (`hunter22`); a
@@ -103,6 +105,10 @@ _INDEXED_WORD = re.compile(r"[A-Za-z_]+\d*")
 # `my_db.pass_01`, a value's words joined by `_` and `.`.
 _ATTRIBUTE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z]+\d*[ \t]*(?:[;#]|\r?$)")
 
+# A YAML alias after `:` (`password: *db_pw`, `{password: *db_pw}`): it names an anchor's value (judged where
+# the anchor is), and stays as it is.
+_YAML_ALIAS_VALUE = re.compile(r"\*[^\s,\[\]{}]+[\]}]*[ \t]*(?:#.*)?\r?")
+
 # Forms in which pass, pw and pwd are a Tcl or csh variable, never a password (see _SHORT_NAME).
 _SHORT_NAME_NEVER = {"assigned_secret_tcl", "assigned_secret_setenv"}
 
@@ -119,6 +125,9 @@ def _assignment_replacer(
         if form == "connection_string_password":
             name = "password"  # in a connection string `Pwd=` is the password, whatever else pwd names
         if credential_kind(name) == "short" and (form in _SHORT_NAME_NEVER or _SHORT_NAME_CODE.search(_line_around(m))):
+            return m.group(0)
+        value_text = groups.get("lv") or groups.get("uv") or groups.get("pv")
+        if value_text and m.group("lead").rstrip().endswith(":") and _YAML_ALIAS_VALUE.fullmatch(value_text):
             return m.group(0)
         if groups.get("call") is not None and m.group("q") and UPPER_SNAKE.fullmatch(m.group("qv")):
             return m.group(0)  # `use_token("GITHUB_TOKEN")` passes a secret's name
@@ -207,6 +216,7 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
         run("ansible_vault", ANSIBLE_VAULT, lambda m: m.group("ind") + mark("secret", m.group(0).strip()))
     # A Secret's map before the forms that judge a value by its key: there every value is a secret.
     run("k8s_secret_data", K8S_SECRET_MAP, secret_map_replacer(mark, text))
+    run("k8s_secret_data", K8S_SECRET_FLOW, secret_flow_replacer(mark, text))
     run("yaml_block_secret", YAML_BLOCK, block_replacer(mark))
     run("yaml_anchor_secret", YAML_ANCHOR, anchor_replacer(mark, text))
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))

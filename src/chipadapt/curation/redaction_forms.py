@@ -173,15 +173,21 @@ DOCKER_AUTH = re.compile(
 )
 # A Kubernetes Secret's `data:` (base64) or `stringData:` map: every entry's value is a secret, whatever its
 # key is named (`username`, `.dockerconfigjson`, `tls.key`). The entries are the lines below it, more
-# indented (blank lines among them). redaction_yaml.secret_map_replacer replaces each value; `data:` only in
-# a YAML document whose `kind` is Secret (a ConfigMap's `data:` is config), `stringData:` (a Secret's only)
+# indented (blank lines among them). redaction_secret.secret_map_replacer replaces each value; `data:` only in
+# a YAML mapping whose `kind` is Secret (a ConfigMap's `data:` is config), `stringData:` (a Secret's only)
 # anywhere.
 K8S_SECRET_MAP = re.compile(
     r"(?m)^(?P<lead>(?P<ind>[ \t]*)(?P<field>data|stringData):[ \t]*(?:#[^\n]*)?\r?\n)"
     r"(?P<entries>(?:(?P=ind)[ \t]+[^\n]*(?:\n|\Z)|[ \t]*\r?\n)*)"
 )
 K8S_SECRET_KIND = re.compile(r"(?m)^[ \t]*(?:-[ \t]+)?kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#[^\n]*)?\r?$")
-YAML_DOCUMENT_START = re.compile(r"(?m)^---")
+# The same map as a flow map or JSON (`data: {password: UzNjcmV0}`, `"data": {"tls.key": "LS0t..."}`), on one
+# line or many, and a `kind` inside braces (`{"kind": "Secret", ...}`) that says whose it is
+# (redaction_secret.secret_flow_replacer). A map with an object in it (`{{ template }}`) is none.
+K8S_SECRET_FLOW = re.compile(
+    r"(?P<lead>(?<![\w\"'.\-])(?P<q>[\"']?)(?P<field>data|stringData)(?P=q)[ \t]*:[ \t]*\{)(?P<entries>[^{}]*)(?=\})"
+)
+K8S_SECRET_KIND_FLOW = re.compile(r"(?<![\w\"'.\-])[\"']?kind[\"']?[ \t]*:[ \t]*[\"']?Secret[\"']?(?=[ \t\r\n]*[,}])")
 
 # An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
 # credentials file). Exactly 40 in a run, with upper case, lower case and a digit: not a hex hash (one case),
@@ -232,10 +238,10 @@ YAML_LIST = re.compile(
     r"(?:(?P=iind)-[ \t]+[^\n]*(?:\n|\Z))*)"
 )
 # `password: [S3cret99, hunter2x]`: a flow list under a credential name, on one line, its own or the next,
-# more indented one (`password:\n  [S3cret99]`).
+# more indented one (`password:\n  [S3cret99]`), an anchor on it or not (`password: &pw [S3cret99]`).
 YAML_FLOW_LIST = re.compile(
     r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*"
-    r"(?:\r?\n(?P=ind)[ \t]+)?\[)"
+    r"(?:&[^\s\[\]{},]+[ \t]*)?(?:\r?\n(?P=ind)[ \t]+)?\[)"
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")

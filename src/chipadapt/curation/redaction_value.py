@@ -37,26 +37,29 @@ _CODE = re.compile(
 )
 # A password is often short: after a name that says password unambiguously (password, passwd, passphrase,
 # secret), 4 to 7 letters and digits, both, are one (`password: abc12`), with a password's punctuation too
-# (`S3cret!`, `p@ss1`); not a type (`uint64`, `utf8`), a hash's name (`sha256`, `md5`) nor a hex number. A
-# word of letters alone (`password: str`) is a type or a word. Not after pass, pw or pwd, which name a test's
-# result and a pulse width as often (`PW: 1024x8`).
+# (`S3cret!`, `p@ss1`, `pa$$1`, `my_p.1`); not a type (`uint64`, `utf8`, `int_32`), a hash's name (`sha256`,
+# `md5`), a version (`v1.2`), a hex number nor a shell expansion inside one (`pw${N}`, `x$(id)1`). A word of
+# letters alone (`password: str`) is a type or a word. Not after pass, pw or pwd, which name a test's result and
+# a pulse width as often (`PW: 1024x8`).
 _PASSWORD_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pass[_-]?phrase|secret)$")
 # ... and after an account's `DB_PASS`, `MYSQL_PWD`, `ansible_become_pass` (a .env's `DB_PASS=hunter2`).
 _ACCOUNT_PASS = re.compile(r"(?i)(?:pass|pwd|pw)$")
 _SHORT_PASSWORD = re.compile(
-    r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)\d+$)(?!0x)(?=.*[a-z])(?=.*\d)"
-    r"[a-z0-9!@#%^&*?~+]{4,7}"
+    r"(?i)(?!(?:u?int|float|bytes|char|utf|ucs|sha|md|crc|aes|rsa|x|v)[_\-.]?\d+$)(?!v\d+(?:\.\d+)+$)(?!0x)"
+    r"(?!.*\$[{(])(?=.*[a-z])(?=.*\d)[a-z0-9!@#$%^&*?~+_.]{4,7}"
 )
 # A process node, a memory standard, a core (`secret: tsmc7`, `sky130`, `gf180mcu`, `ddr4`, `rv32imc`): the
-# chips and tools the corpus is about. At most 3 characters after the number: `sm1x9k2m4q8`, `gen2x8f9k3m`
-# and `arm7x9k2m4q8` are random tokens that begin like one. A RISC-V ISA's letters may be more (`rv32imafc`).
+# chips and tools the corpus is about. After the number only a suffix such names have (`sky130A`, `sky130hd`,
+# `sg13g2`, `gf180mcuD`, `lpddr5x`) or a RISC-V ISA's letters (`rv32imafc`): `sky130xyz`, `sm1x9k2m4q8` and
+# `rv32xyz` are random tokens that begin like one, and a secret's value.
 # A value no password is made of only after a name as ambiguous as the value: bare `secret` (a Kubernetes
 # object, a flag, as often as a password) and the short pass, pw, pwd (see _SHORT_NAME). After any other name
 # what is assigned is its value, a process name or not: `password: sky1234`, `DB_PASS=gf180`,
 # `client_secret: sky130xyz`, `db_secret: tsmc7abc`, `api_key: gen2x8f9k3m`.
 _TECH_NAME = re.compile(
-    r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+[a-z0-9]{0,3}"
-    r"|rv(?:32|64|128)[a-z]{1,16}"
+    r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+"
+    r"(?:[a-fx]|hd|hs|ms|ls|lp|hp|ll|hvl|hdll|lpp|lpe|ulp|ffc|hpc|nm|io|ram|g2|mcu[a-d]?)?"
+    r"|rv(?:32|64|128)[imafdqlcbjtpvnhkgsuxze]{1,16}"
 )
 # An API version (`secret: v1alpha1`, `token: k8s1`) is one after any name but a password's own
 # (_PASSWORD_ONLY: `password: v1beta1` is a password).

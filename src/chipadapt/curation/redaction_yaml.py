@@ -1,14 +1,13 @@
 """Replacers for the YAML forms redaction_forms finds beyond one line's `NAME: value`: a block scalar, a
-list (block or flow) and an anchored value under a credential name, and a Kubernetes Secret's map. Each
-judges its values with redaction_value, like an assignment (a Secret's values are all secrets), and returns
-None where it keeps the match."""
+list (block or flow) and an anchored value under a credential name (a Kubernetes Secret's map is
+redaction_secret's). Each judges its values with redaction_value, like an assignment, and returns None where
+it keeps the match."""
 
-import bisect
 import re
 from collections.abc import Callable
 
-from chipadapt.curation.redaction_forms import K8S_SECRET_KIND, YAML_ALIAS, YAML_DOCUMENT_START
-from chipadapt.curation.redaction_value import credential_kind, is_reference, is_secret, line_value
+from chipadapt.curation.redaction_forms import YAML_ALIAS
+from chipadapt.curation.redaction_value import credential_kind, is_secret, line_value
 
 Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
 
@@ -107,107 +106,5 @@ def anchor_replacer(mark: Mark, text: str) -> Callable[[re.Match], str | None]:
         if found is None:
             return None
         return f"{m.group('lead')}{opening}{mark('secret', found[0])}{found[1]}"
-
-    return replace
-
-
-# One entry of a Secret's map: its key (plain or quoted), `:`, and its value to the line's end. A plain key
-# runs (greedy) to the first `:`, spaces before it included: a lazy key followed by `[ \t]*:` scanned the
-# spaces after each of its characters again, seconds on a line of 40,000 spaces.
-_MAP_ENTRY = re.compile(
-    r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
-)
-_MAP_QUOTED = re.compile(r"([\"'])(.*)\1([ \t]*(?:#.*)?)")
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def _map_value(value: str, mark: Mark) -> str | None:
-    """One entry's value on its key's line, replaced, or None where it is kept: empty, a reference (a Helm
-    template's `{{ .Values.password | b64enc }}`), a block scalar's indicator (its lines follow)."""
-    quoted = _MAP_QUOTED.fullmatch(value)
-    if quoted:
-        inner = quoted.group(2)
-        if not inner or is_reference(inner.strip()):
-            return None
-        return f"{quoted.group(1)}{mark('secret', inner)}{quoted.group(1)}{quoted.group(3)}"
-    core = re.split(r"[ \t]#", value, maxsplit=1)[0].rstrip()
-    if not core or core[0] in "|>#" or is_reference(core):
-        return None
-    return mark("secret", core) + value[len(core) :]
-
-
-def _secret_map(entries: str, mark: Mark) -> tuple[str, int]:
-    """A Secret's map with each entry's value replaced: a value on its key's line alone, a block (`tls.key:
-    |`, or a value on the lines below an empty one) as one placeholder at its first line's indentation."""
-    lines = entries.splitlines(keepends=True)
-    column = next((_indent(line) for line in lines if line.strip()), 0)
-    out: list[str] = []
-    block: list[str] = []  # the lines under the entry last read, more indented than its key
-    replaced = 0
-
-    def close_block() -> None:
-        nonlocal replaced
-        if not block:
-            return
-        text = "".join(block)
-        body = text.rstrip("\r\n")
-        ending = text[len(body) :]
-        stripped = body.strip()
-        if stripped and not is_reference(" ".join(stripped.split())):
-            start = _indent(body)
-            out.append(body[:start] + mark("secret", body[start:]) + ending)
-            replaced += 1
-        else:
-            out.append(text)
-        block.clear()
-
-    for line in lines:
-        depth = _indent(line)
-        if line.strip() and depth > column:
-            block.append(line)
-            continue
-        if not line.strip() and block:
-            block.append(line)  # a blank line inside a block; one at its end stays outside it (below)
-            continue
-        close_block()
-        entry = _MAP_ENTRY.fullmatch(line.rstrip("\r\n")[depth:]) if depth == column else None
-        new = _map_value(entry.group("v"), mark) if entry else None
-        if new is None:
-            out.append(line)
-        else:
-            ending = line[len(line.rstrip("\r\n")) :]
-            out.append(line[:depth] + entry.group("key") + entry.group("sp") + new + ending)
-            replaced += 1
-    # Blank lines that ended the last block are not part of its value.
-    trailing = []
-    while block and not block[-1].strip():
-        trailing.insert(0, block.pop())
-    close_block()
-    return "".join(out + trailing), replaced
-
-
-def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
-    """A Kubernetes Secret's `data:` or `stringData:`: every value replaced (and counted) alone, the keys
-    kept. `data:` only in a YAML document (between `---` lines) whose `kind` is Secret."""
-    documents: list[int] = []
-    secrets: set[int] = set()
-    read = False
-
-    def in_secret(position: int) -> bool:
-        nonlocal read
-        if not read:  # read at the first `data:`: most documents have none
-            documents.extend(m.start() for m in YAML_DOCUMENT_START.finditer(text))
-            secrets.update(bisect.bisect_right(documents, m.start()) for m in K8S_SECRET_KIND.finditer(text))
-            read = True
-        return bisect.bisect_right(documents, position) in secrets
-
-    def replace(m: re.Match) -> tuple[str, int] | None:
-        if m.group("field") == "data" and not in_secret(m.start()):
-            return None
-        entries, replaced = _secret_map(m.group("entries"), mark)
-        return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace

@@ -1,0 +1,249 @@
+"""A Kubernetes Secret's `data:` and `stringData:`: every value replaced (and counted) alone, the keys kept,
+written as YAML's indented map or as a flow map (`data: {password: UzNjcmV0}`, JSON's `"data": {...}`).
+`data:` only in the mapping whose `kind` is Secret: in a `kind: List` beside a ConfigMap, the ConfigMap's
+`data:` is config. A YAML anchor on a value (`password: &pw UzNjcmV0`) stays, and an alias (`copy: *pw`) is
+a reference, not a value. Every scan is linear in the text."""
+
+import base64
+import binascii
+import bisect
+import re
+from collections.abc import Callable
+
+from chipadapt.curation.redaction_forms import K8S_SECRET_KIND, K8S_SECRET_KIND_FLOW
+from chipadapt.curation.redaction_value import is_reference
+
+Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
+
+# One entry of a Secret's map: its key (plain or quoted), `:`, and its value to the line's end. A plain key
+# runs (greedy) to the first `:`, spaces before it included: a lazy key followed by `[ \t]*:` scanned the
+# spaces after each of its characters again, seconds on a line of 40,000 spaces.
+_MAP_ENTRY = re.compile(
+    r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
+)
+_MAP_QUOTED = re.compile(r"([\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
+# `&pw ` before a value: the anchor is YAML's structure (an alias elsewhere names it), not the value.
+_ANCHOR = re.compile(r"&[^\s,\[\]{}]+(?:[ \t]+|$)")
+_ALIAS = re.compile(r"\*[^\s,\[\]{}]+")
+# A flow map's parts: a quoted string whole (a `,` or `:` in it is its own), a run of anything else, or one
+# character that ends an entry or opens a string left unclosed. Each token is found once: linear time.
+_FLOW_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,:\"']+|.", re.S)
+# A YAML line: its indentation and, on a list's item, the `- ` that opens a mapping at the key's column.
+_YAML_LINE = re.compile(r"(?P<ind>[ \t]*)(?P<dash>(?:-[ \t]+)*)(?P<rest>[^\r\n]*)")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _is_certificate(value: str) -> bool:
+    """A certificate, in PEM or in base64 (`tls.crt`, `ca.crt`): public, not a secret."""
+    if value.startswith("-----BEGIN CERTIFICATE"):
+        return True
+    head = value[:40]
+    try:
+        return base64.b64decode(head[: len(head) - len(head) % 4], validate=True).startswith(b"-----BEGIN CERTIFICATE")
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _map_value(value: str, mark: Mark, keep_certificate: bool = False) -> str | None:
+    """One entry's value on its key's line, replaced, or None where it is kept: empty, a reference (a Helm
+    template's `{{ .Values.password | b64enc }}`), an alias, a block scalar's indicator (its lines follow)."""
+    anchor = _ANCHOR.match(value)
+    prefix = anchor.group(0) if anchor else ""
+    value = value[len(prefix) :]
+    quoted = _MAP_QUOTED.fullmatch(value)
+    if quoted:
+        inner = quoted.group(2)
+        if not inner or is_reference(inner.strip()) or (keep_certificate and _is_certificate(inner)):
+            return None
+        return f"{prefix}{quoted.group(1)}{mark('secret', inner)}{quoted.group(1)}{quoted.group(3)}"
+    core = re.split(r"[ \t]#", value, maxsplit=1)[0].rstrip()
+    if not core or core[0] in "|>#" or is_reference(core) or _ALIAS.fullmatch(core):
+        return None
+    if keep_certificate and _is_certificate(core):
+        return None
+    return prefix + mark("secret", core) + value[len(core) :]
+
+
+def _secret_map(entries: str, mark: Mark) -> tuple[str, int]:
+    """A Secret's map with each entry's value replaced: a value on its key's line alone, a block (`tls.key:
+    |`, or a value on the lines below an empty one) as one placeholder at its first line's indentation."""
+    lines = entries.splitlines(keepends=True)
+    column = next((_indent(line) for line in lines if line.strip()), 0)
+    out: list[str] = []
+    block: list[str] = []  # the lines under the entry last read, more indented than its key
+    replaced = 0
+
+    def close_block() -> None:
+        nonlocal replaced
+        if not block:
+            return
+        text = "".join(block)
+        body = text.rstrip("\r\n")
+        ending = text[len(body) :]
+        stripped = body.strip()
+        if stripped and not is_reference(" ".join(stripped.split())):
+            start = _indent(body)
+            out.append(body[:start] + mark("secret", body[start:]) + ending)
+            replaced += 1
+        else:
+            out.append(text)
+        block.clear()
+
+    for line in lines:
+        depth = _indent(line)
+        if line.strip() and depth > column:
+            block.append(line)
+            continue
+        if not line.strip() and block:
+            block.append(line)  # a blank line inside a block; one at its end stays outside it (below)
+            continue
+        close_block()
+        entry = _MAP_ENTRY.fullmatch(line.rstrip("\r\n")[depth:]) if depth == column else None
+        new = _map_value(entry.group("v"), mark) if entry else None
+        if new is None:
+            out.append(line)
+        else:
+            ending = line[len(line.rstrip("\r\n")) :]
+            out.append(line[:depth] + entry.group("key") + entry.group("sp") + new + ending)
+            replaced += 1
+    # Blank lines that ended the last block are not part of its value.
+    trailing = []
+    while block and not block[-1].strip():
+        trailing.insert(0, block.pop())
+    close_block()
+    return "".join(out + trailing), replaced
+
+
+def _flow_map(entries: str, mark: Mark) -> tuple[str, int]:
+    """A flow map's inside (`password: UzNj, "tls.key": "LS0t..."`) with each entry's value replaced; a
+    certificate (`tls.crt`) beside a key is public and kept."""
+    parts: list[list[str]] = [[]]
+    for token in _FLOW_TOKEN.findall(entries):
+        if token == ",":
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    out, replaced = [], 0
+    for tokens in parts:
+        part = "".join(tokens)
+        colon = next((i for i, t in enumerate(tokens) if t == ":"), None)
+        if colon is None:
+            out.append(part)
+            continue
+        key, value = "".join(tokens[: colon + 1]), "".join(tokens[colon + 1 :])
+        core = value.strip()
+        new = _map_value(core, mark, keep_certificate=True) if core else None
+        if new is None:
+            out.append(part)
+            continue
+        start = len(value) - len(value.lstrip())
+        out.append(key + value[:start] + new + value[start + len(core) :])
+        replaced += 1
+    return ",".join(out), replaced
+
+
+def _yaml_mappings(text: str) -> tuple[list[int], list[int]]:
+    """Each content line's start and the YAML mapping it is a key of (a number): a line at a mapping's
+    column continues it, a deeper one opens one, a shallower one closes the deeper ones, a list item's
+    `- ` opens one at its key's column, and `---` starts a document."""
+    starts: list[int] = []
+    ids: list[int] = []
+    stack: list[tuple[int, int]] = []  # (column, mapping) from the outermost
+    count = 0
+    for line in _YAML_LINE.finditer(text):
+        rest = line.group("rest")
+        if not rest.strip() and not line.group("dash") or rest.startswith("#"):
+            continue
+        if line.group("ind") == "" and line.group(0).startswith("---"):
+            stack.clear()
+            continue
+        column = line.end("dash") - line.start()
+        while stack and (stack[-1][0] > column or (line.group("dash") and stack[-1][0] == column)):
+            stack.pop()
+        if not stack or stack[-1][0] < column:
+            count += 1
+            stack.append((column, count))
+        starts.append(line.start())
+        ids.append(stack[-1][1])
+    return starts, ids
+
+
+def _json_objects(text: str) -> tuple[list[int], list[int]]:
+    """Where each brace object's inside begins and ends, as boundaries and the innermost object (a number,
+    0: none) from each on; a string's braces are its own."""
+    bounds, ids, stack, count = [0], [0], [], 0
+    for m in re.finditer(r"\"(?:[^\"\\\n]|\\.)*\"|[{}]", text):
+        if m.group() == "{":
+            count += 1
+            stack.append(count)
+        elif m.group() == "}" and stack:
+            stack.pop()
+        else:
+            continue
+        bounds.append(m.end())
+        ids.append(stack[-1] if stack else 0)
+    return bounds, ids
+
+
+def _at(scope: tuple[list[int], list[int]], position: int) -> int:
+    starts, ids = scope
+    i = bisect.bisect_right(starts, position) - 1
+    return ids[i] if i >= 0 else 0
+
+
+class _SecretScope:
+    """Whether a `data` at a position is a Secret's: its YAML mapping holds `kind: Secret` or, a flow map's
+    inside a brace object (YAML's flow mapping, JSON), that object does. Read at the first `data` asked
+    about: most documents have none."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.read = False
+
+    def _read(self) -> None:
+        self.read = True
+        kinds = [m.start() for m in K8S_SECRET_KIND.finditer(self.text)]
+        flow_kinds = [m.start() for m in K8S_SECRET_KIND_FLOW.finditer(self.text)]
+        self.yaml = _yaml_mappings(self.text) if kinds else ([], [])
+        self.objects = _json_objects(self.text) if flow_kinds else ([0], [0])
+        self.secret_mappings = {_at(self.yaml, p) for p in kinds}
+        self.secret_objects = {_at(self.objects, p) for p in flow_kinds} - {0}
+
+    def holds(self, position: int, flow: bool) -> bool:
+        if not self.read:
+            self._read()
+        # A YAML map's `data:` is judged by its mapping alone: a stray `{` in the text around it (code, prose)
+        # is no object it is in.
+        inside = _at(self.objects, position) if flow else 0
+        if inside:
+            return inside in self.secret_objects
+        return bool(self.secret_mappings) and _at(self.yaml, position) in self.secret_mappings
+
+
+def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
+    """A Secret's YAML `data:` or `stringData:` map (K8S_SECRET_MAP): every value replaced alone."""
+    scope = _SecretScope(text)
+
+    def replace(m: re.Match) -> tuple[str, int] | None:
+        if m.group("field") == "data" and not scope.holds(m.start(), flow=False):
+            return None
+        entries, replaced = _secret_map(m.group("entries"), mark)
+        return (m.group("lead") + entries, replaced) if replaced else None
+
+    return replace
+
+
+def secret_flow_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
+    """A Secret's `data` or `stringData` as a flow map or JSON (K8S_SECRET_FLOW): every value replaced alone."""
+    scope = _SecretScope(text)
+
+    def replace(m: re.Match) -> tuple[str, int] | None:
+        if m.group("field") == "data" and not scope.holds(m.start(), flow=True):
+            return None
+        entries, replaced = _flow_map(m.group("entries"), mark)
+        return (m.group("lead") + entries, replaced) if replaced else None
+
+    return replace
