@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("CHIPADAPT_CACHE", None)
     else:
         os.environ["CHIPADAPT_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_in_pytests_folder(tmp_path_factory):
+    """The system temp folder of the session (subprocesses too) under pytest's own, which keeps the last three runs:
+    wandb's media and artifact folders and torch.compile's cache otherwise stayed in /tmp after every run."""
+    scratch = tmp_path_factory.mktemp("system_tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
+        patch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
+        yield scratch
 
 
 def compose(overrides: list[str], output_dir: Path):
