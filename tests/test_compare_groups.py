@@ -1,4 +1,4 @@
-"""compare.py's paired test resamples whole groups where the items carry one: an SFT run's validation
+"""compare.py's paired test swaps whole groups where the items carry one: an SFT run's validation
 items record the OASST message tree each held-out thread came from (stages/validation_items.py), and 28
 threads of 4 trees are 4 independent draws, not 28. Items without groups, or each its own group, are
 compared as before; two runs that put one item in other groups are not paired by group."""
@@ -48,13 +48,13 @@ def test_few_groups_are_permuted_whole():
     assert d.p >= 0.125 and d.ci == (-np.inf, np.inf) and d.verdict == "within noise"
 
 
-def test_many_groups_are_resampled_whole():
+def test_many_groups_are_swapped_whole_at_random():
     a, b, groups = _clustered(20, 5)
     items = paired_difference(_items(a), _items(b), "bpb")
     d = paired_difference(_items(a, groups), _items(b, groups), "bpb")
-    assert d.test == "paired-bootstrap over groups" and (d.n, d.groups) == (100, 20)
+    assert d.test == "paired-permutation-random over groups" and (d.n, d.groups) == (100, 20)
     assert d.diff == pytest.approx(items.diff)
-    # items that move with their group: the cluster interval is the wider (about sqrt(5) here)
+    # items that move with their group: the interval over groups is the wider (about sqrt(5) here)
     assert d.ci[1] - d.ci[0] > 1.5 * (items.ci[1] - items.ci[0])
 
 
@@ -75,7 +75,7 @@ def test_pass_fail_items_of_groups_are_compared_as_proportions_over_groups():
     a = {f"q{i}": {"scores": {"acc": i % 2 == 0}, "group": groups[i]} for i in range(60)}
     b = {f"q{i}": {"scores": {"acc": i % 3 != 2}, "group": groups[i]} for i in range(60)}
     d = paired_difference(a, b, "acc")
-    assert d.test == "paired-bootstrap over groups" and (d.n, d.groups) == (60, 20)
+    assert d.test == "paired-permutation-random over groups" and (d.n, d.groups) == (60, 20)
     assert (d.a, d.b) == pytest.approx((0.5, 40 / 60)) and d.diff == pytest.approx(40 / 60 - 0.5)
 
 

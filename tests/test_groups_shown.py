@@ -8,7 +8,7 @@ import numpy as np
 
 from chipadapt.eval.compare import cell
 from chipadapt.eval.compare_runs import load_run
-from chipadapt.modules.val_figures import split_figures
+from chipadapt.modules.val_figures import paired_change, split_figures
 from chipadapt.report import before_after_table
 
 
@@ -48,3 +48,23 @@ def test_a_split_validated_only_after_training_counts_its_groups():
     assert list(before_after_table({}, after, {}, "SFT").columns[1].cells) == ["56 (8 groups)"]
     # items without groups (DAPT's documents): the items alone
     assert list(before_after_table({}, {"chat": split_figures(table)}, {}, "SFT").columns[1].cells) == ["56"]
+
+
+def test_compare_reads_why_from_the_run_as_loaded(tmp_path):
+    table, groups = _split(4)
+    run = _train_folder(tmp_path / "few", split_figures(table, groups))
+    assert run.uncertainty["val/chat/bpb"]["why"].startswith("interval n/a: n=4 groups, too few;")
+    (tmp_path / "few" / "manifest.json").unlink()  # the cell needs no second read of the manifest
+    assert cell(run, "val/chat/bpb").endswith(" (interval n/a: n=4 groups, too few) n=28")
+
+
+def test_a_change_over_items_counts_no_groups_though_the_split_after_has_them():
+    # validated before on 6 items, one per tree (each its own group: the change is over items), after on
+    # all 56 items of 8 trees: n is the change's 6 items, not 6 "of 8 groups"
+    after, groups = _split(8)
+    before = after[:42:7].copy()
+    before[:, 1] *= 1.01  # the starting model's loss, a little higher
+    change = {"chat": paired_change(before, after, groups)}
+    assert "groups" not in change["chat"]["bpb"] and change["chat"]["bpb"]["n"] == 6
+    old, new = {"chat": split_figures(before, groups)}, {"chat": split_figures(after, groups)}
+    assert list(before_after_table(old, new, change, "SFT").columns[1].cells) == ["6"]

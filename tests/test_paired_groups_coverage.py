@@ -1,14 +1,16 @@
 """A training run's split interval over a few groups holds its 95%: items held out by whole groups (an SFT
-run's threads by OASST tree) are k draws, and the percentile bootstrap over k group sums covered 88% at
-k=6 and 88% at k=8. The sign-flip test over the groups, inverted (eval/paired_groups.py), is what
-modules/val_figures.py gives now; here its coverage is measured on simulated validations."""
+run's threads by OASST tree) are k draws, and on this file's 1000 simulated validations per k the
+percentile bootstrap over the k group sums covered 84% at k=6 and 87% at k=8. The sign-flip test over the
+groups, inverted (eval/paired_groups.py), is what modules/val_figures.py gives now (96% and 95% here); the
+paired change over more than 16 groups is the same test over random swaps."""
 
 import math
 
 import numpy as np
 import pytest
 
-from chipadapt.eval.paired_groups import exact_permutation, ratio_interval, ratio_over_groups
+from chipadapt.eval.paired import by_groups
+from chipadapt.eval.paired_groups import exact_permutation, random_permutation, ratio_interval, ratio_over_groups
 from chipadapt.modules.val_figures import split_figures
 
 PER_GROUP, RATE = 5, 2.0  # items per group; nats per token the model has in truth
@@ -56,3 +58,26 @@ def test_many_groups_are_flipped_at_random_and_the_interval_holds_the_ratio():
     assert low < est.value < high and est.value == pytest.approx(math.exp(num.sum() / den.sum()))
     assert est.method == "sign-flip test inverted (ratio of sums, 2000 random sign flips over groups)"
     assert ratio_over_groups(num, den, "exp") == est  # seeded: the same sums, the same interval
+
+
+def test_the_paired_change_over_many_groups_is_the_split_interval_s_test():
+    """Above 16 groups the change and a split's interval flip the same seeded random rows: for a mean against
+    0 their intervals are one, and the change's p rejects exactly where its interval leaves 0 out."""
+    rng = np.random.default_rng(2)
+    for k in (17, 20, 49):
+        x, ones = rng.normal(0.3, 1, k), np.ones(k)
+        p, ci = random_permutation([(0 * x, ones, x, ones)])
+        assert ci == pytest.approx(ratio_interval(x, ones))
+        assert (p < 0.05) == (not ci[0] <= 0 <= ci[1])
+        # by_groups over k groups of 3 items: this test on the groups' sums, not the cluster bootstrap
+        index = np.repeat(np.arange(k), 3)
+        d = by_groups([np.zeros(3 * k), np.ones(3 * k), np.repeat(x, 3) / 3, np.ones(3 * k)], index, None, None)
+        assert d.test == "paired-permutation-random over groups" and (d.n, d.groups) == (3 * k, k)
+        assert d.ci == pytest.approx((ci[0] / 3, ci[1] / 3)) and d.p == pytest.approx(p)  # each group's den is 3
+
+
+def test_random_swaps_come_close_to_all_of_them():
+    rng = np.random.default_rng(3)
+    groups = [(rng.normal(2, 0.1, 14), np.ones(14), rng.normal(2.05, 0.1, 14), np.ones(14))]
+    (p, ci), (p_random, ci_random) = exact_permutation(groups), random_permutation(groups)
+    assert p_random == pytest.approx(p, abs=0.03) and ci_random == pytest.approx(ci, abs=0.02)

@@ -51,10 +51,10 @@ def test_the_change_over_few_groups_is_the_exact_test_over_groups():
         assert items[name]["test"] == "paired-bootstrap" and np.isfinite(items[name]["ci"]).all()
 
 
-def test_the_change_over_many_groups_is_the_cluster_bootstrap_and_wider():
+def test_the_change_over_many_groups_is_the_random_sign_flip_test_and_wider():
     before, after, groups = _tables(20, 5)
     items, change = paired_change(before, after)["bpb"], paired_change(before, after, groups)["bpb"]
-    assert change["test"] == "paired-bootstrap over groups" and (change["n"], change["groups"]) == (100, 20)
+    assert change["test"] == "paired-permutation-random over groups" and (change["n"], change["groups"]) == (100, 20)
     assert change["ci"][1] - change["ci"][0] > 2 * (items["ci"][1] - items["ci"][0])
 
 
@@ -171,9 +171,11 @@ def test_a_split_over_too_few_groups_has_no_interval_and_says_why(n_groups):
         assert method.startswith(f"interval n/a: n={n_groups} groups, too few;"), method
         assert f"{n_groups} groups of the {7 * n_groups} items" in method
         assert with_interval(figures, name, 4) == f"{figures[name]:.4f} (interval n/a: n={n_groups} groups, too few)"
-    # as manifest.json stores it, and as compare.py reads it back: no interval, the items counted
+    # as manifest.json stores it, and as compare.py reads it back: no interval, the items counted, and why
+    # (the `_ci_method`, which compare.py's cell prints the first clause of)
     manifest = json.loads(strict_json.dumps({"kind": "train", "metrics": {"after": {"chat": figures}}}))
-    assert evaluation_uncertainty(run_results(manifest))["val/chat/bpb"] == {"ci": None, "n": 7 * n_groups}
+    found = evaluation_uncertainty(run_results(manifest))["val/chat/bpb"]
+    assert found == {"ci": None, "n": 7 * n_groups, "why": figures["bpb_ci_method"]}
 
 
 def test_a_split_over_enough_groups_has_its_interval():

@@ -161,8 +161,9 @@ def before_after_table(before: dict[str, dict], after: dict[str, dict], change: 
         else:
             cells = ["-", with_interval(new, "bpb", 4), "-", "-", with_interval(new, "ppl", 3), "-"]
         p, verdict = (f"{bpb['p']:.3g}", bpb["verdict"]) if bpb else ("-", "-")
-        # items drawn by whole groups (eval/paired.py); without a validation before, the split's own figures say
-        groups = (bpb or {}).get("groups") or groups_of(new, "bpb")
+        # items drawn by whole groups (eval/paired.py); without a validation before, the split's own figures
+        # say. A paired change over items (no shared group holds several) counts no groups: n is its items.
+        groups = bpb.get("groups") if bpb else groups_of(new, "bpb")
         n_text = "-" if n is None else f"{n} ({groups} groups)" if groups else str(n)
         table.add_row(split, n_text, *cells, p, verdict)
     return table

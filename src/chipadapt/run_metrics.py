@@ -90,15 +90,20 @@ def _uncertainty(tree: Any, prefix: str) -> dict[str, dict]:
             if isinstance(value, dict):
                 out.update(_uncertainty(value, name))
             elif is_metric_name(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                ci, n = tree.get(f"{key}_ci"), tree.get(f"{key}_n")
-                if (isinstance(ci, list) and len(ci) == 2) or isinstance(n, int):
-                    out[name] = {"ci": ci if isinstance(ci, list) and len(ci) == 2 else None, "n": n}
+                ci, n, method = tree.get(f"{key}_ci"), tree.get(f"{key}_n"), tree.get(f"{key}_ci_method")
+                ci = ci if isinstance(ci, list) and len(ci) == 2 else None
+                if ci is not None or isinstance(n, int):
+                    out[name] = {"ci": ci, "n": n}
+                    if ci is None and isinstance(method, str):
+                        out[name]["why"] = method
     return out
 
 
 def evaluation_uncertainty(results: dict) -> dict[str, dict]:
     """{"task.metric": {"ci": [low, high] or None, "n": items}} for the evaluation metrics that carry them
-    (`<metric>_ci`, `<metric>_n` in results.json, or `run_results`' flattened training validation)."""
+    (`<metric>_ci`, `<metric>_n` in results.json, or `run_results`' flattened training validation), and
+    `why`, the metric's `_ci_method`, where it has no interval but a method that says why (a training run's
+    split over too few groups, modules/val_figures.py: report.why_no_interval reads it)."""
     return _uncertainty(results, "")
 
 

@@ -25,13 +25,11 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_plots import metric_plot, paired_plot, pareto_plot, short_labels
 from chipadapt.eval.compare_runs import STOPPED, Run, load_runs, swept_keys
 from chipadapt.eval.compare_validation import validation_notes
-from chipadapt.eval.evaluated_tasks import manifest
 from chipadapt.eval.paired_compare import other_tokenizer_notes, paired_rows, write_paired
 from chipadapt.eval.same_items import SELECTING
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.io.outputs import check_output_folder, write_marker
 from chipadapt.report import bracketed, why_no_interval
-from chipadapt.run_metrics import run_results
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +103,12 @@ def _interval(run: Run, metric: str) -> tuple[object, object, object]:
     return low, high, found.get("n", "")
 
 
+def _why_no_interval(run: Run, metric: str) -> str:
+    """Why `metric` of `run` carries no interval where its figures say (a training run's split over too few
+    groups: `(interval n/a: n=4 groups, too few)`, modules/val_figures.py); "" otherwise."""
+    return why_no_interval((run.uncertainty.get(metric) or {}).get("why"))
+
+
 def cell(run: Run, metric: str) -> str:
     """`0.3 [0.0667, 0.6525] n=10`: a value read beside another needs its interval and item count
     (0.3 over 10 items is no better than 0.2414 over 58)."""
@@ -117,13 +121,6 @@ def cell(run: Run, metric: str) -> str:
     elif n != "" and (why := _why_no_interval(run, metric)):
         text += f" {why}"
     return text + (f" n={n}" if n != "" else "")
-
-
-def _why_no_interval(run: Run, metric: str) -> str:
-    """Why `metric` of `run` carries no interval where its figures say (a training run's split over too few
-    groups: `(interval n/a: n=4 groups, too few)`, modules/val_figures.py); "" otherwise. Read from the
-    run's manifest: the uncertainty compare_runs keeps has no `_ci_method`."""
-    return why_no_interval(run_results(manifest(run.folder)).get(f"{metric}_ci_method"))
 
 
 def row_label(run: Run) -> str:

@@ -1,20 +1,30 @@
 """Items drawn by whole groups (eval/paired.py's module docstring: an SFT run's validation threads by OASST
-message tree), and the exact tests that swap or flip whole groups: which items fall in one group, the exact
-paired permutation test (over items, or over groups' sums: a swap exchanges every item of a group at
-once), and the interval of one run's ratio of sums over its groups (`ratio_interval`).
+message tree), and the tests that swap or flip whole groups: which items fall in one group, the paired
+permutation test (over items, or over groups' sums: a swap exchanges every item of a group at once), exact
+over every swap (`exact_permutation`) or over RESAMPLES seeded random ones (`random_permutation`), and the
+interval of one run's ratio of sums over its groups (`ratio_interval`).
 
 One run's ratio over k groups: the interval is the ratios r that the sign-flip test of the groups'
 residuals num_g - r * den_g does not reject (all 2**k flips up to EXACT_MAX_ITEMS groups, RESAMPLES random
 ones with the unflipped row above). It is exact where each residual is symmetric about 0 at the true ratio,
 and its edges are the paired permutation test's: under 6 groups no ratio is rejected at 95% (2 / 2**5 >
 0.05), the interval is unbounded, and a table prints "too few" (report.no_interval). Measured on 1000
-simulated validations per k (groups of 5 items sharing a normal shift): the percentile bootstrap over
-the k group sums used before covered 85% at k=6 and 88% at k=8 where it claimed 95% (74% at 3 groups, 92%
-at 20: resamples of so few draws are narrower than their spread); this interval covers 96.5%, 96%, and
-94.5% at 12 and at 20 groups. With skewed shifts and groups of 1 to 13 items it covers 92-94% (the
-bootstrap 81-91%). A Student-t interval over the groups (k - 1 df) covered as much with normal shifts, but
-86% against 94% at k=6 with the skewed ones, and would give 4 or 5 groups an interval that covered 85%
-with them: the rule of no interval under 6 groups stays.
+simulated validations per k (tests/test_paired_groups_coverage.py's: groups of 5 items sharing a normal
+shift; each share +-0.7 points): the percentile bootstrap over the k group sums used before covered 84%,
+87%, 90% and 93% at k = 6, 8, 12 and 20 where it claimed 95% (resamples of so few draws are narrower than
+their spread); this interval covers 96%, 95%, 94% and 95%. With skewed shifts (exponential, centred) and
+groups of 1 to 13 items, 1000 per k (+-1 point), it covered 94%, 92%, 90%, 90%, 93% and 95% at k = 6, 8,
+12, 17, 20 and 49 (exact only for symmetric residuals), the bootstrap 80%, 84%, 85%, 87%, 90% and 95%. A
+Student-t interval over the groups (k - 1 df) covered as much with normal shifts, but 86% against 94% at
+k=6 with the skewed ones, and would give 4 or 5 groups an interval that covered 85% with them: the rule of
+no interval under 6 groups stays.
+
+The paired change over groups (eval/paired.py's by_groups) is the same test on the two runs' group sums:
+exact up to EXACT_MAX_ITEMS groups, `random_permutation` above, where the percentile cluster bootstrap was
+before. Measured on 2000 simulated before/after pairs per k (a true change of -0.05 nats per token, a
+shift per group; each share +-0.6 points): it covers 95.3%, 94.3% and 94.7% at k = 17, 20 and 49 with
+normal shifts and groups of 5 (the bootstrap 93.2%, 92.3%, 93.0%), and 91.4%, 92.7% and 93.2% with the
+skewed shifts and groups of 1 to 13 items (the bootstrap 88.2%, 90.6%, 91.8%); its interval is 5-15% wider.
 Where a moved docstring below says "module docstring", it is eval/paired.py's.
 """
 
@@ -26,7 +36,8 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, Estimate
 
 # Up to this many matched items the permutation test enumerates every swap (2**16 = 65,536 rows of
-# n numbers: milliseconds); above it the paired bootstrap, whose results stay as they were.
+# n numbers: milliseconds); above it the paired bootstrap over items, whose results stay as they were,
+# and over groups RESAMPLES random swaps (module docstring).
 EXACT_MAX_ITEMS = 16
 
 
@@ -51,6 +62,13 @@ def _swaps(n: int) -> np.ndarray:
     return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
 
 
+def _random_swaps(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """`resamples` seeded 0/1 rows over n items, row 0 the pairing seen, as in _swaps: a randomization
+    test that counts the row seen among its rows stays exact (its p is never below 1 / resamples)."""
+    rng = np.random.default_rng(seed)
+    return np.vstack([np.zeros((1, n)), rng.integers(0, 2, size=(resamples - 1, n))]).astype(np.float64)
+
+
 def _swapped_statistics(groups: list, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """For each swap s, the statistic (the mean over groups of b's ratio of sums minus a's) minus the one
     seen, as c_s + k_s * delta when b's numerators are lowered by delta * b_den. Each ratio is linear in
@@ -71,8 +89,24 @@ def exact_permutation(groups: list, confidence: float = CONFIDENCE) -> tuple[flo
     """Exact paired permutation test of the mean over groups of (b's ratio of sums - a's), groups given as
     (a_num, a_den, b_num, b_den) arrays: the two-sided p-value and the interval of shifts it does not
     reject (module docstring). For a mean (den = 1) it is the sign-flip test of the per-item differences."""
-    n = sum(len(group[0]) for group in groups)
-    c, k, scale = _swapped_statistics(groups, _swaps(n))
+    return permutation_test(groups, _swaps(sum(len(group[0]) for group in groups)), confidence)
+
+
+def random_permutation(
+    groups: list, resamples: int = RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
+) -> tuple[float, tuple[float, float]]:
+    """exact_permutation's test over `resamples` seeded random swaps (the pairing seen in row 0) instead of
+    all 2**n: for more items than EXACT_MAX_ITEMS, where all would be too many. p and interval come from
+    the same rows, so the interval covers 0 exactly when p does not reject."""
+    return permutation_test(groups, _random_swaps(sum(len(group[0]) for group in groups), resamples, seed), confidence)
+
+
+def permutation_test(
+    groups: list, swaps: np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[float, tuple[float, float]]:
+    """The two-sided p-value and interval of shifts of the paired permutation test over the 0/1 rows
+    `swaps` (row 0 swapping none): all 2**n of them (exact_permutation) or a random sample."""
+    c, k, scale = _swapped_statistics(groups, swaps)
     c[np.abs(c) <= 1e-12 * max(scale, 1e-300)] = 0.0  # equal sums added in another order are a tie
     fixed = k <= 1e-12  # swaps whose statistic moves with the observed one (row 0, zero denominators)
     up_always, down_always = int((c[fixed] >= 0).sum()), int((c[fixed] <= 0).sum())
@@ -80,10 +114,10 @@ def exact_permutation(groups: list, confidence: float = CONFIDENCE) -> tuple[flo
     roots = np.sort(-c[~fixed] / k[~fixed])
     at_least = up_always + int((roots <= 0).sum())
     at_most = down_always + int((roots >= 0).sum())
-    p = min(1.0, 2 * min(at_least, at_most) / 2**n)
+    p = min(1.0, 2 * min(at_least, at_most) / len(swaps))
     # p(delta) >= 1 - confidence needs `needed` swaps on each side (the same rule as p above, so the
     # interval covers 0 exactly when p does not reject).
-    needed = math.ceil((1 - confidence) * 2 ** (n - 1) - 1e-9)
+    needed = math.ceil((1 - confidence) * len(swaps) / 2 - 1e-9)
     low = -math.inf if up_always >= needed else float(roots[needed - up_always - 1])
     high = math.inf if down_always >= needed else float(roots[::-1][needed - down_always - 1])
     return p, (low, high)
@@ -121,11 +155,7 @@ def ratio_interval(num, den, confidence: float = CONFIDENCE, seed: int = SEED) -
     docstring). Unbounded at both ends where no r is rejected (under 6 groups at 95%)."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     k = len(num)
-    if k <= EXACT_MAX_ITEMS:
-        flips = _swaps(k)
-    else:  # the seen signs first, as in _swaps: a randomization test that counts them stays exact
-        rng = np.random.default_rng(seed)
-        flips = np.vstack([np.zeros((1, k)), rng.integers(0, 2, size=(RESAMPLES - 1, k))]).astype(np.float64)
+    flips = _swaps(k) if k <= EXACT_MAX_ITEMS else _random_swaps(k, RESAMPLES, seed)
     # The statistic is the residuals' sum; flipping the groups in a row moves it, less the one seen, by
     # c + slope * r, slope >= 0: as in exact_permutation, each row is at least as far up as the one seen
     # for r >= its root, at most as far for r <= it.

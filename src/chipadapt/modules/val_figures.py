@@ -70,7 +70,7 @@ def item_groups(table: np.ndarray, groups: list | None) -> np.ndarray | None:
 def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate | None:
     """The ratio over whole groups: the ratio of the groups' sums, its interval the ratios the sign-flip
     test over the groups does not reject (eval/paired_groups.py: the percentile bootstrap over so few group
-    sums covered 85% at 6 groups where it claimed 95%); `n` the items. None under FEWEST_FOR_AN_INTERVAL
+    sums covered 84% at 6 groups where it claimed 95%); `n` the items. None under FEWEST_FOR_AN_INTERVAL
     groups: that test then rejects no ratio, as the paired change over as few groups is unbounded
     (eval/paired.py): too few groups for an interval."""
     k = int(index.max()) + 1
