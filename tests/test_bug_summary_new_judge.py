@@ -2,17 +2,22 @@
 deleted once the task is recorded, so the other judge had the model generate every output again. The
 finished run's per-item records hold those outputs: the record keeps the key they were answered under
 (eval/finished_tasks.py), and a rerun under the same key rates them without generating; one whose
-generation settings differ generates again."""
+generation settings differ generates again. The key of the answers is the one the task started with (a
+model folder rewritten while it ran is another model), a record of another run is not left beside new
+per-item records, and the steered model's results keep the attributes their recorded answers were given."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import write_jsonl
 from helpers.models import perturbed_copy, tiny_llama
 from omegaconf import OmegaConf
 
+from chipadapt.eval import finished_tasks
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.run import evaluate_folder
+from chipadapt.eval.steering import start_steering, stop_steering
 from chipadapt.eval.tasks import bug_summary
 from chipadapt.models import inference
 
@@ -116,3 +121,80 @@ def test_recorded_items_that_lack_a_thread_are_not_taken(tmp_path, tiny_folder, 
     counted.update(generate=0, ratings=0)
     evaluate(run_dir, tiny_folder, threads, other)
     assert counted["generate"] == len(bug_summary.OUTPUTS)
+
+
+def test_a_model_folder_rewritten_during_the_run_is_answered_again(tmp_path, counted, monkeypatch):
+    """The record's key of the answers was taken once the task had finished: a folder rewritten while the task
+    ran recorded the old content's answers under the new content's key, and another judge took them."""
+    model = tiny_llama(tmp_path / "model")
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(model, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    generate = bug_summary.generate
+
+    def rewriting_generate(*args, **kwargs):
+        (model / "README.md").write_text("rewritten while the task ran")
+        return generate(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(bug_summary, "generate", rewriting_generate)
+        evaluate(run_dir, model, threads, model)
+    counted.update(generate=0, ratings=0)
+    evaluate(run_dir, model, threads, other)
+    assert counted["generate"] == len(bug_summary.OUTPUTS)
+
+
+def test_a_run_killed_between_its_items_and_its_record_leaves_no_record_of_another_run(
+    tmp_path, tiny_folder, counted, monkeypatch
+):
+    """A run of other generation settings killed after writing its per-item file, before its record: the
+    earlier run's record stayed beside the new items, and a rerun of the earlier settings took them as its."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    evaluate(run_dir, tiny_folder, threads, tiny_folder, max_new_tokens=4)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(finished_tasks.FinishedTasks, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(run_dir, tiny_folder, threads, tiny_folder, max_new_tokens=3)
+    counted.update(generate=0, ratings=0)
+    evaluate(run_dir, tiny_folder, threads, other, max_new_tokens=4)
+    assert counted["generate"] == len(bug_summary.OUTPUTS)  # max_new_tokens=3's outputs are not taken
+
+
+@pytest.fixture(scope="module")
+def steerlm_folder(tmp_path_factory):
+    """A SteerLM model: its folder records the attribute order and template it was trained with."""
+    from transformers import AutoConfig
+
+    from chipadapt.steerlm.attribute_record import record_attribute_order
+
+    root = Path(__file__).resolve().parents[1]
+    template = OmegaConf.to_container(OmegaConf.load(root / "conf/data/template/chipnemo.yaml"))
+    folder = tiny_llama(tmp_path_factory.mktemp("steer"), num_layers=1, max_position_embeddings=256)
+    config = AutoConfig.from_pretrained(folder)
+    record_attribute_order(config, ["quality", "humor"], template)
+    config.save_pretrained(folder)
+    return folder
+
+
+def test_a_steered_model_rated_by_another_judge_keeps_its_attributes(tmp_path, steerlm_folder, counted):
+    """The recorded answers are taken without writing a prompt: the results lost `steerlm_attributes`."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(steerlm_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    steering = OmegaConf.create({"generate": {"attributes": "quality:4,humor:0"}})
+    try:
+        start_steering(steering, steerlm_folder)
+        first = evaluate(run_dir, steerlm_folder, threads, steerlm_folder)
+        counted.update(generate=0, ratings=0)
+        start_steering(steering, steerlm_folder)
+        second = evaluate(run_dir, steerlm_folder, threads, other)
+    finally:
+        stop_steering()
+    assert counted["generate"] == 0  # the recorded answers were taken
+    assert first["steerlm_attributes"] == second["steerlm_attributes"] == "quality:4,humor:0"

@@ -43,8 +43,8 @@ SPEED_KEYS = {"batch_size", "workers"}
 # requests that name that model and how it ran (bug_summary's judge: eval/tasks/bug_summary.py): another
 # judge rates the journaled outputs again instead of having the evaluated model answer everything again.
 # `save` deletes the journal once the task is recorded; the record then keeps the key of its answers
-# (`answers_key`), and a rerun under that key is given the finished run's per-item records
-# (`recorded_answers`), whose outputs the other judge rates instead.
+# (`answers_key`, the journal's: taken as the task started), and a rerun under that key is given the
+# finished run's per-item records (`recorded_answers`), whose outputs the other judge rates instead.
 JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
@@ -88,32 +88,45 @@ class FinishedTasks:
         self.answers_path(name).unlink(missing_ok=True)  # left by a kill just after the record was written
         return record["results"]
 
-    def answers(self, name: str, task_cfg: DictConfig, folder: Path, model, reuse: bool) -> AnswerJournal:
+    def answers(
+        self, name: str, task_cfg: DictConfig, folder: Path, model, reuse: bool, key: str | None = None
+    ) -> AnswerJournal:
         """The journal of the loaded `model`'s answers (from `folder`) while the task runs
         (io/answer_journal.py): a task killed half-way keeps what it had computed, for its rerun. With
-        `reuse`, it also holds the per-item records of a finished run of the same answers (`recorded`)."""
-        key = self.key(task_cfg, folder, answers=True)
+        `reuse`, it also holds the per-item records of a finished run of the same answers (`recorded`) and
+        that run's results (`recorded_results`). `key`: the key of the answers as the task started
+        (`measured_with`'s answers_key, which its record keeps); computed now where not given."""
+        key = key or self.key(task_cfg, folder, answers=True)
         journal = AnswerJournal(self.answers_path(name), key, model, reuse)
         if reuse:
-            journal.recorded = self.recorded_answers(name, key)
+            journal.recorded, journal.recorded_results = self.recorded_answers(name, key)
         return journal
 
-    def recorded_answers(self, name: str, key: str) -> dict[str, dict]:
-        """{id: item} of the task's per-item file where its finished record was answered under `key` (the
-        same model, loading, answer settings and code; settings journaled apart, a judge, may differ); else {}."""
+    def recorded_answers(self, name: str, key: str) -> tuple[dict[str, dict], dict]:
+        """({id: item} of the task's per-item file, the results recorded with it) where its finished record
+        was answered under `key` (the same model, loading, answer settings and code; settings journaled
+        apart, a judge, may differ); else ({}, {})."""
         from chipadapt.eval.items import items_file, read_items
 
         path = self.folder / f"{name}.json"
         if not path.is_file():
-            return {}
+            return {}, {}
         try:
             record = json_object(path)
             if record.get("answers_key") != key or not record.get("items"):
-                return {}  # other answers, or a record of before answers_key: the model answers again
-            return read_items(items_file(self.run_folder, name))
+                return {}, {}  # other answers, or a record of before answers_key: the model answers again
+            results = record.get("results")
+            return read_items(items_file(self.run_folder, name)), results if isinstance(results, dict) else {}
         except (ChipadaptError, OSError) as err:  # the items file gone or damaged: answered again
             log.info("%s: the finished run's per-item records are not readable (%s); answering again", name, err)
-            return {}
+            return {}, {}
+
+    def forget(self, name: str) -> None:
+        """Drop the task's record (ours only) before its per-item file is replaced: the record says whose
+        items the file holds, and a kill between the two writes must not leave it saying so of the new ones."""
+        path = self.folder / f"{name}.json"
+        if path.is_file() and is_task_record(path):
+            path.unlink()
 
     def save(
         self,
@@ -132,7 +145,9 @@ class FinishedTasks:
     def measured_with(self, task_cfg: DictConfig, model: Path | None, inputs: dict[str, dict]) -> dict:
         """What the task was measured with, as a reader compares it (module docstring): `settings`, the
         `inputs` ({key under the task's config: the manifest's record of the file}), the `model` by
-        identity (None for a task that needs none) and how it ran (`running`)."""
+        identity (None for a task that needs none), how it ran (`running`) and the key of its answers
+        (`answers_key`). Taken as the task starts (eval/run.py), with its key: the model folder as it was
+        when the task read it."""
         return {
             "settings": OmegaConf.to_container(task_cfg, resolve=True),
             "inputs": inputs,

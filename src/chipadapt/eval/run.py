@@ -70,11 +70,15 @@ def evaluate_folder(
         else {}
     )
     finished = next(iter(records.values()), None)
-    keys = {}
+    keys, measured = {}, {}
     if finished is not None:
-        keys = {
-            name: records[name].key(tasks[name], folder if task.needs_model else None) for name, task in built.items()
-        }
+        for name, task in built.items():
+            used = folder if task.needs_model else None
+            keys[name] = records[name].key(tasks[name], used)
+            # As the task starts, with its key and its journal's: a model folder rewritten while the task
+            # runs would otherwise lend its new identity to the old content's answers, which a later run
+            # (another judge) would take as the new content's.
+            measured[name] = records[name].measured_with(tasks[name], used, inputs[name])
     kept = {}
     if resume and finished is not None:
         kept = {name: r for name in built if (r := records[name].load(name, keys[name])) is not None}
@@ -87,20 +91,25 @@ def evaluate_folder(
         if name in kept:
             results[name] = kept[name]
             continue
-        start, written = time.perf_counter(), prompts_written()
+        start, written, taken = time.perf_counter(), prompts_written(), None
         if finished is not None and task.needs_model:
-            with recording(records[name].answers(name, tasks[name], folder, model, reuse=resume)):
+            journal = records[name].answers(
+                name, tasks[name], folder, model, reuse=resume, key=measured[name]["answers_key"]
+            )
+            with recording(journal):
                 results[name] = task.run(model, tokenizer)
+            taken = journal.recorded_results if journal.took_recorded else None
         else:
             results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
-        results[name].update(steering_label(task, written))  # the attributes its prompts took, if any
+        results[name].update(steering_label(task, written, taken))  # the attributes its prompts took, if any
         if finished is not None:
+            # The record describes the per-item file: one of another run left beside the new file (a kill
+            # between the two writes) would serve the new items as its own (load, recorded_answers).
+            records[name].forget(name)
             if task.items is not None:
                 write_items(items_dir, name, task.items)
-            used = folder if task.needs_model else None
-            measured = records[name].measured_with(tasks[name], used, inputs[name])
-            records[name].save(name, keys[name], results[name], task.items is not None, measured)
+            records[name].save(name, keys[name], results[name], task.items is not None, measured[name])
         log.info("%s: %s", name, results[name])
     return results
 

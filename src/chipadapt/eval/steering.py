@@ -68,13 +68,20 @@ def prompts_written() -> int:
     return _written["batches"]
 
 
-def steering_label(task, written_before: int) -> dict:
+def steering_label(task, written_before: int, recorded_results: dict | None = None) -> dict:
     """`steerlm_attributes` for the results of `task`, where its prompts took the attributes since the count
-    was `written_before` (IFEval asks for chat prompts only where the tokenizer has a chat template)."""
+    was `written_before` (IFEval asks for chat prompts only where the tokenizer has a chat template).
+    `recorded_results`: those of the finished run whose recorded answers the task took instead of prompting
+    the model (AnswerJournal.took_recorded): their key holds the steering, so that run's prompts were the
+    ones this run would have written, and its label says whether they took the attributes."""
     steering = STEERING.get()
-    if steering is None or not chat_generation(task) or prompts_written() == written_before:
+    if steering is None or not chat_generation(task):
         return {}
-    return {"steerlm_attributes": steering[1]}
+    if recorded_results is not None:
+        taken = recorded_results.get("steerlm_attributes") == steering[1]
+    else:
+        taken = prompts_written() != written_before
+    return {"steerlm_attributes": steering[1]} if taken else {}
 
 
 def start_steering(cfg: DictConfig, folder: Path) -> str | None:

@@ -41,6 +41,10 @@ class AnswerJournal:
         # {id: item} of a finished run's per-item records answered under this key (eval/finished_tasks.py):
         # a task whose items hold its model's answers (bug_summary) takes them instead of asking again.
         self.recorded: dict[str, dict] = {}
+        self.recorded_results: dict = {}  # the results that finished run recorded with them
+        # Set by a task that took its answers from `recorded`: it wrote no prompt, so what its prompts were
+        # given (eval/steering.py's label) is read from `recorded_results`.
+        self.took_recorded = False
         self.asked: Counter[str] = Counter()  # how often each request was asked so far in this run
         self._torn = False
         if reuse:

@@ -199,6 +199,7 @@ class BugSummaryTask(TaskBase):
         recorded = [(journal.recorded if journal is not None else {}).get(str(row["id"])) for row in self.rows]
         if not all(_holds_answers(item) for item in recorded):
             return None
+        journal.took_recorded = True
         log.info(
             "%s: the model's outputs of the finished run of these settings kept; not generated again",
             self.label("bug_summary"),
