@@ -118,6 +118,52 @@ def test_a_run_folders_passages_built_before_the_rule_are_built_again(tmp_path, 
     assert read_passages(out / "passages.jsonl") == passages
 
 
+# Hindi words in sentences ending in the script's own full stops: before the rule counted them (builder 4), such
+# a paragraph on one line was read as a word list and skipped.
+HINDI = [
+    w.strip("।॥?")
+    for w in "भारत एक विशाल देश है और इसकी संस्कृति बहुत पुरानी है। यहाँ अनेक भाषाएँ बोली जाती हैं और हर राज्य की "
+    "अपनी परंपराएँ हैं। क्या आपने कभी गंगा नदी के किनारे सूर्योदय देखा है? प्राचीन ग्रंथों में इस नदी का वर्णन "
+    "बार बार मिलता है॥".split()
+]
+
+
+def hindi_paragraph(words: int, seed: int = 0) -> str:
+    rng, sentences, count = random.Random(seed), [], 0
+    while count < words:
+        n = rng.randint(8, 14)
+        sentences.append(" ".join(rng.choice(HINDI) for _ in range(n)) + rng.choice("।।?॥"))
+        count += n
+    return " ".join(sentences)
+
+
+def test_a_run_folders_passages_built_before_other_scripts_were_prose_are_built_again(tmp_path, monkeypatch):
+    """A folder built under builder 4 left the Hindi paragraph out; the same settings keep it now, so a rerun
+    builds the passages again rather than reusing ones without it (as a fresh folder would not)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text(". ".join(salad(12, seed=s).capitalize() for s in range(20)) + ".\n")
+    line = hindi_paragraph(300)
+    assert len(line.split()) >= 300 and is_prose(line)
+    (docs / "hindi.md").write_text(f"# नोट्स\n\n{line}\n")
+    settings = build(docs)
+    out = tmp_path / "run"
+    out.mkdir()
+    fresh, _ = load_passages_report(None, settings)
+    assert "docs:hindi.md" in {p.source for p in fresh}
+    # What the code under builder 4 wrote: the same passages less the Hindi paragraph's.
+    with monkeypatch.context() as before:
+        before.setattr(built_inputs, "PASSAGES_BUILDER", 4)
+        old = [p for p in fresh if p.source != "docs:hindi.md"]
+        write_built(
+            out / "passages.jsonl", "".join(p.to_json() + "\n" for p in old), built_inputs.passages_inputs(settings)
+        )
+    cfg = OmegaConf.create({"overwrite": False, "passages": settings, "retriever": {"passages": None}})
+    passages, _ = stage.stage_passages(cfg, out, None)
+    assert {p.source for p in passages} == {"docs:notes.md", "docs:hindi.md"}
+    assert read_passages(out / "passages.jsonl") == passages
+
+
 def _records(name: str, lang: str, count: int) -> list[dict]:
     out = []
     with open(CORPUS / name) as f:

@@ -13,9 +13,11 @@ from chipadapt.retrieval.passages import Passage
 # (section paths, ICT sentences) builds a folder's files again rather than reusing the old ones.
 # 2: the section path of a passage that opens with a heading; 3: cleaned (passage_cleaning.py); 4: a file
 # of words strung on one line without sentence breaks skipped as machine-like (curation/filters.is_prose),
-# so a folder built under 3 with word salad in it is built again. The synthetic data and dense indexes key
-# on the passages' content, so they follow whenever the rebuilt passages differ.
-PASSAGES_BUILDER = 4
+# so a folder built under 3 with word salad in it is built again; 5: prose in other scripts' full stops
+# (Hindi, Urdu, Arabic) and with combining marks (NFD accents) no longer skipped as such a word list. The
+# synthetic data and dense indexes key on the passages' content, so they follow whenever the rebuilt passages
+# differ.
+PASSAGES_BUILDER = 5
 SYNTHESIS_BUILDER = 2  # 2: ICT sentences across soft line wraps
 
 

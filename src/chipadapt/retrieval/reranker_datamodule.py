@@ -9,6 +9,10 @@ the reranker's `synthetic_heldout` figure and the retriever's dev figures are on
 on. Left out of training, as the retriever leaves them out: the groups asking an evaluation question
 (`reranker.eval_queries`; null: the `retriever.eval_queries` the retriever run that built the file read)
 and those asking a held-out group's query about the same passages.
+
+A group without a query_id is hashed by where it stands: along the list of files, the retriever run's
+way of reading a list of retriever.train_file ("sequence"), or, in a run resumed from a checkpoint of an
+earlier chipadapt, from 0 in each file as that checkpoint did ("per_file": stages/reranker.py).
 """
 
 import json
@@ -23,6 +27,11 @@ from chipadapt.retrieval.training_data import eval_questions, group_order, split
 
 log = logging.getLogger(__name__)
 
+# How groups without a query_id are numbered for the held-out hash (stats["heldout_numbering"], and the
+# datamodule's state in each checkpoint, so that a resume holds out the groups its checkpoint held out).
+SEQUENCE, PER_FILE = "sequence", "per_file"
+NUMBERINGS = (SEQUENCE, PER_FILE)
+
 
 class RerankerDataModule(TrainingDataModule):
     def __init__(
@@ -35,27 +44,36 @@ class RerankerDataModule(TrainingDataModule):
         batch_size: int,
         seed: int,
         eval_queries: str | None = None,
+        heldout_numbering: str = SEQUENCE,
     ):
         """`heldout_fraction`: the share of groups held out (None: each file's retriever run's); `styles`: only
         groups of those query styles (None: all); `eval_queries`: the evaluation questions whose copies are left
-        out of training (None: those of the retriever runs that built the files)."""
+        out of training (None: those of the retriever runs that built the files); `heldout_numbering`: how a
+        group without a query_id is numbered (NUMBERINGS; not a setting: a resume keeps its checkpoint's)."""
         # (index, epoch) items: which negatives each epoch sees comes from the sampler, also on resume.
         super().__init__(batch_size, 0, seed, with_epoch=True)
         if n_passages < 2:
             raise ChipadaptError(f"reranker.train.n_passages={n_passages}: at least 2 (the positive and a negative)")
+        if heldout_numbering not in NUMBERINGS:
+            raise ChipadaptError(f"heldout_numbering={heldout_numbering!r}: one of {', '.join(NUMBERINGS)}")
+        self.heldout_numbering = heldout_numbering
+        # Whether the two numberings hold out other groups: a file after the first has groups without an id.
+        self.numbering_matters = False
         files = [train_file] if isinstance(train_file, (str, Path)) else list(train_file)
         train, val, self.heldout_fractions = [], [], {}
-        given = 0  # groups of the files before this one that no retriever run built
+        before = 0  # groups of the files before this one
         for file in files:
             fraction = file_heldout_fraction(file, heldout_fraction)
             self.heldout_fractions[str(file)] = fraction
             # Split as the retriever split the whole file, then filtered. A group without an id is keyed by
-            # where it stands: a retriever run split the file it built alone, and read a list of given files
-            # (retriever.train_file) as one sequence, so the given files here stand on in the order listed.
+            # where it stands: a retriever run read a list of retriever.train_file as one sequence, so every
+            # file counts, one it built too (a retriever run split that alone, but synthesis gives every group
+            # an id, so where it stands never decides).
             groups = read_tevatron(file)
-            built = retriever_settings(file) is not None
-            file_train, file_val = split_groups(groups, fraction, 0 if built else given)
-            given += 0 if built else len(groups)
+            first = before if heldout_numbering == SEQUENCE else 0
+            file_train, file_val = split_groups(groups, fraction, first)
+            self.numbering_matters |= before > 0 and any("query_id" not in g for g in groups)
+            before += len(groups)
             train += kept_groups(file_train, styles)
             val += kept_groups(file_val, styles)
         named = {eval_queries: "reranker.eval_queries"} if eval_queries else retriever_questions(files)
@@ -75,11 +93,24 @@ class RerankerDataModule(TrainingDataModule):
             "train_sequences": len(train),
             "val_groups": len(val),
             "heldout_fraction": self.heldout_fractions,  # file -> the share of its groups held out
+            "heldout_numbering": heldout_numbering,
             **copies,
             "eval_queries": self.eval_queries,
             # What a checkpoint records, to tell a resume on other groups (stages/checkpoint_records.py).
             "training_order": group_order(train),
         }
+
+    def state_dict(self) -> dict:
+        """Kept in every checkpoint (Lightning: under the class name), read by stages/reranker.py on resume."""
+        return {"heldout_numbering": self.heldout_numbering}
+
+    def load_state_dict(self, state: dict) -> None:
+        recorded = state.get("heldout_numbering")
+        if recorded is not None and recorded != self.heldout_numbering:  # stages/reranker.py builds it otherwise
+            raise ChipadaptError(
+                f"the checkpoint resumed held out groups without a query_id by heldout_numbering={recorded}, this "
+                f"run by {self.heldout_numbering}: it would hold out other groups than the checkpoint did"
+            )
 
     def collate(self, items: list[tuple[str, list[str]]]) -> dict:
         queries = [q for q, group in items for _ in group]
@@ -104,14 +135,33 @@ def retriever_settings(file) -> dict | None:
 
 
 def retriever_run_settings(file) -> dict | None:
-    """The `retriever` settings in RUN/manifest.json beside `file`'s folder when RUN is a retriever run (one
-    that built `file` or read a given retriever.train_file), else None."""
-    run = Path(file).resolve().parent.parent
+    """The `retriever` settings in RUN/manifest.json when `file` is RUN/synthetic/train.jsonl, where a retriever
+    run RUN builds its synthetic data (one that read a given retriever.train_file built none), else None. Any
+    other file inside a run folder is a user's own, whatever run it lies in."""
+    run = synthetic_run(file)
+    if run is None:
+        return None
     try:
         config = json.loads((run / "manifest.json").read_text(encoding="utf-8"))["config"]
         return dict(config["retriever"]) if config["stage"]["name"] == "retriever" else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def synthetic_run(file) -> Path | None:
+    """RUN where `file` is (or links to) RUN/synthetic/train.jsonl, the file stages/retriever.py builds; else None."""
+    path = Path(file).resolve()
+    run = path.parent.parent
+    return run if path == run / "synthetic" / "train.jsonl" else None
+
+
+def not_synthetic_why(file, wanted: str = "") -> str:
+    """Why `file` is no retriever run's synthetic data: not where a run builds it, or no run there (whose
+    manifest says `wanted` too)."""
+    run = synthetic_run(file)
+    if run is None:
+        return "not a RUN/synthetic/train.jsonl, where a retriever run builds its synthetic data"
+    return f"no {run / 'manifest.json'} of stage=retriever{wanted}"
 
 
 def file_heldout_fraction(file, configured: float | None) -> float:
@@ -154,8 +204,8 @@ def unknown_holdout(file) -> str:
             f"{run.get('heldout_fraction')}, its retriever.heldout_fraction)"
         )
     return (
-        f"the retriever run that built {file} held out, and it is not a retriever run's synthetic data (no "
-        f"{manifest} of stage=retriever naming retriever.heldout_fraction): set reranker.heldout_fraction (to "
+        f"the retriever run that built {file} held out, and it is not a retriever run's synthetic data "
+        f"({not_synthetic_why(file, ' naming retriever.heldout_fraction')}): set reranker.heldout_fraction (to "
         "the retriever.heldout_fraction of a retriever run that read it as retriever.train_file, to hold out "
         "the groups that run held out)"
     )
@@ -171,10 +221,10 @@ def retriever_questions(files: list) -> dict[str, str]:
         path = (built or {}).get("eval_queries")
         if built is None:
             log.warning(
-                "reranker.train_file %s: not the synthetic data of a retriever run (no %s of stage=retriever), so "
-                "its groups are not checked against evaluation questions; reranker.eval_queries=FILE checks them",
+                "reranker.train_file %s: not the synthetic data of a retriever run (%s), so its groups are not "
+                "checked against evaluation questions; reranker.eval_queries=FILE checks them",
                 file,
-                run / "manifest.json",
+                not_synthetic_why(file),
             )
         elif path and path not in found:
             found[path] = f"{run / 'manifest.json'} retriever.eval_queries"
