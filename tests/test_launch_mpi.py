@@ -1,17 +1,23 @@
 """mpirun: Lightning reads the rank of an MPI launch through mpi4py (MPIEnvironment, after torchrun, srun and LSF),
 and io/launch_ranks read none of it, so under `mpirun -np 4 python train.py` every process took itself for a lone
 rank 0: each read the weights under load_on_rank0, took the folder's lock and wrote its manifest. Where mpi4py is
-missing Lightning runs each such process alone, writing the same folder: that launch is refused in one line."""
+missing Lightning runs each such process alone, writing the same folder: the launcher's rank 0 runs as a lone
+process, the others are refused in one line."""
 
 import sys
+from types import SimpleNamespace
 
 import pytest
+from helpers.faults import assert_user_error, run_entry
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.fabric.plugins.environments import mpi as lightning_mpi
 from lightning_utilities.core.imports import RequirementCache
 
 from chipadapt.errors import ChipadaptError, exit_on_user_error
 from chipadapt.io import launch_ranks
 from chipadapt.io.lock import is_secondary_rank
+from chipadapt.manifest import REFUSAL, record_refusal
 from chipadapt.scaleout.rank0_load import launched_as_global_zero
 
 VARIABLES = (
@@ -146,9 +152,8 @@ def test_launchers_before_mpi_in_lightnings_order_need_no_mpi4py(launched_as, va
 @pytest.mark.parametrize(
     "variables",
     [
-        {**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "0"},
         {**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "1"},
-        {**HYDRA, "PMI_RANK": "0"},
+        {**HYDRA, "PMI_RANK": "3"},
         {"PMIX_RANK": "1"},
     ],
 )
@@ -165,6 +170,50 @@ def test_mpirun_without_mpi4py_is_refused_in_one_line(launched_as, capsys, varia
     for asked in (launch_ranks.several_processes_launched, is_secondary_rank, launch_ranks.rank_label):
         with pytest.raises(ChipadaptError):
             asked()
+
+
+@pytest.mark.parametrize("variables", [{**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "0"}, {**HYDRA, "PMI_RANK": "0"}])
+@pytest.mark.parametrize("mpi4py", ["missing", "of another MPI"])
+def test_the_launchers_rank_0_runs_as_a_lone_process_where_lightning_sees_no_mpi(
+    launched_as, mpi4py_installed, variables, mpi4py
+):
+    """As under SLURM: a lone child of an mpirun rank 0 (`bash -c 'python evaluate.py'`, reproduce.py's steps)
+    inherits the launcher's size; Lightning runs it alone, and it is rank 0. Before: refused."""
+    launched_as(**variables)
+    if mpi4py == "of another MPI":
+        mpi4py_installed(alone=True)
+    assert lightning_rank() is None
+    launch_ranks.check_launch()
+    assert launched_as_global_zero() is True
+    assert is_secondary_rank() is False
+    assert launch_ranks.rank_label() == "0"
+
+
+def test_a_refused_mpi_rank_notes_no_refusal_in_the_folder_rank_0_runs(launched_as, tmp_path, monkeypatch):
+    """cli.run_job notes a sweep job's refusal (manifest.record_refusal) after the refusal's line: it asked the
+    rank again and raised the refusal a second time, three tracebacks and exit 1 (the sweep ended, no note)."""
+    folder = tmp_path / "sweep" / "0"
+    folder.mkdir(parents=True)
+    hydra = SimpleNamespace(runtime=SimpleNamespace(output_dir=str(folder)), mode=RunMode.MULTIRUN)
+    hydra.overrides = SimpleNamespace(task=["optim.lr=0.1"])
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: hydra))
+    launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="1")
+    record_refusal()
+    assert not (folder / REFUSAL).exists()
+    launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="0")  # a lone process: its refusal is its folder's
+    record_refusal()
+    assert (folder / REFUSAL).is_file()
+
+
+def test_train_on_an_mpi_rank_above_0_without_mpi4py_is_refused_in_one_line(launched_as, tmp_path):
+    """Refused before any model is loaded; before: exit 1, the line followed by three chained tracebacks."""
+    launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="1")  # the environment the process inherits
+    proc = run_entry(
+        "train.py", ["model=tiny", "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}"], timeout=240
+    )
+    assert_user_error(proc, "an MPI launcher started 4 processes", "OMPI_COMM_WORLD_RANK=1", "mpi4py is not installed")
+    assert not (tmp_path / "run" / "manifest.json").exists()
 
 
 def test_mpirun_with_an_mpi4py_of_another_mpi_is_refused(launched_as, mpi4py_installed):

@@ -78,6 +78,20 @@ def test_a_requeued_attempt_that_takes_the_folder_as_the_search_reads_it_keeps_i
     assert told is not None and told.running, told.why
 
 
+def test_an_attempt_that_takes_the_lock_after_the_probe_and_writes_after_the_second_read_keeps_its_trial_running(
+    tmp_path, monkeypatch
+):
+    """The lock is probed again after the second read: the attempt holds the folder but its manifest (written after
+    RunManifest's git subprocesses) is not there yet, so both reads agreed on the refused attempt's records."""
+    since, folder = launch_time() - dt.timedelta(minutes=5), tmp_path / "0"
+    refused_then_requeued(folder, since)
+    with ExitStack() as attempt:
+        starts_after(monkeypatch, "folder_lock_held", lambda: attempt.enter_context(run_folder_lock(folder)))
+        told = outcome(Launched(0, folder, OVERRIDES), since, "val/domain/bpb", ["minimize"])
+        assert told is not None and told.running, told.why
+        assert not refused_since(folder, OVERRIDES, since)
+
+
 def test_the_next_search_does_not_fail_a_trial_whose_requeued_attempt_takes_the_folder_as_it_reads(
     tmp_path, monkeypatch, requeued_attempt
 ):

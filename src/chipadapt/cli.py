@@ -27,6 +27,7 @@ from chipadapt.after_interruption import rerun_note, say_interrupted
 from chipadapt.errors import USER_ERROR_STATUS, TrainingDiverged, exit_on_user_error, worst_for
 from chipadapt.io.command_line import record_command
 from chipadapt.io.disk_full import disk_full_error, disk_full_message
+from chipadapt.io.launch_ranks import check_launch
 from chipadapt.manifest import record_refusal
 from chipadapt.run_folder_guard import restore_records_after_refusal
 from chipadapt.run_folder_key import run_folder_key
@@ -136,6 +137,8 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
     try:
         from chipadapt.config_schema import validate
 
+        # Before any of the job's code asks its rank (many places do, some outside exit_on_user_error).
+        exit_on_user_error(check_launch)
         exit_on_user_error(validate, cfg)
         function = getattr(importlib.import_module(module_name), function_name)
         returned = exit_on_user_error(function, cfg, *args)

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.command_line import launch_command
 from chipadapt.io.hashing import fingerprint_file, fingerprint_folder, sha256_json, stat_signature
@@ -185,8 +186,13 @@ def record_refusal() -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized() or other_process_of_a_launch():
+    if not HydraConfig.initialized():
         return
+    try:
+        if other_process_of_a_launch():
+            return
+    except ChipadaptError:  # the refusal itself (io/launch_ranks): a process above the launcher's rank 0, which
+        return  # runs the job in this folder; a note there would fail the trial rank 0 runs
     hydra = HydraConfig.get()
     folder = Path(hydra.runtime.output_dir)
     if hydra.mode != RunMode.MULTIRUN or not folder.is_dir():

@@ -111,16 +111,22 @@ def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.dat
 
 def settled_records(folder: Path) -> tuple[dict | None, dict | None] | None:
     """`folder`'s manifest and refusal record as they stand while no live process holds the folder: read, the
-    lock probed, read again, taken where both reads agree. None where a live process holds the folder, or the
-    records changed while read (SETTLE_READS times): an attempt is writing them. The lock is probed between the
-    reads, not before them: an attempt (a job requeued by `scontrol requeue`) takes the folder's lock, then
-    writes its manifest, and one that did both after an earlier probe left the search reading the manifest of
-    the attempt before it beside a newer refusal record, and failing the trial the new attempt runs."""
+    lock probed, read again, the lock probed again, taken where both reads agree and neither probe found the lock
+    held. None where a live process holds the folder, or the records changed while read (SETTLE_READS times): an
+    attempt is writing them. An attempt (a job requeued by `scontrol requeue`) takes the folder's lock, then
+    writes its manifest (after RunManifest's git subprocesses): one that did both after a probe made before the
+    reads left the search reading the manifest of the attempt before it beside a newer refusal record, and one
+    that took the lock after the probe between the reads and wrote its manifest after the second read was
+    unseen too; either way the search failed the trial the new attempt runs. The probe after the second read
+    finds that attempt holding the lock."""
     for _ in range(SETTLE_READS):
         records = read_manifest(folder), read_manifest(folder, REFUSAL)
         if folder_lock_held(folder):
             return None
-        if (read_manifest(folder), read_manifest(folder, REFUSAL)) == records:
+        again = read_manifest(folder), read_manifest(folder, REFUSAL)
+        if folder_lock_held(folder):
+            return None
+        if again == records:
             return records
     return None
 

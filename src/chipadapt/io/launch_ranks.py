@@ -23,8 +23,11 @@ than one process, and its rank is then the rank in COMM_WORLD. mpi4py (not among
 asked only where an MPI launcher says it started several processes (Open MPI's OMPI_COMM_WORLD_SIZE, Hydra's PMI_SIZE
 for MPICH and Intel MPI, a PMIx rank above 0), since importing it initialises MPI. Where it is missing, or its MPI
 is not the launcher's (COMM_WORLD of one process), Lightning runs each of those processes as a lone rank 0 that locks,
-writes and publishes the same folder: that launch is refused (a ChipadaptError) the first time the rank is
-asked, before the folder's lock is taken or its manifest written."""
+writes and publishes the same folder. As under SLURM, the process the launcher numbers 0 (OMPI_COMM_WORLD_RANK,
+PMI_RANK, PMIX_RANK) is then rank 0 and runs as a lone process: a child that one rank of an mpirun job starts
+alone (`bash -c 'python evaluate.py'` on rank 0, reproduce.py's steps) inherits the launcher's size and is no
+worker of anything. A process the launcher numbers above 0 is refused (a ChipadaptError) the first time the rank is
+asked (cli.run_job asks before the job's work), before the folder's lock is taken or its manifest written."""
 
 import importlib.util
 import os
@@ -49,13 +52,14 @@ def _count(variable: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def _mpi_launch() -> tuple[str, int] | None:
-    """The variable and number of processes by which an MPI launcher says it started several, None where none did."""
-    for _, size in MPI_LAUNCH_VARIABLES:
+def _mpi_launch() -> tuple[str, str, int] | None:
+    """(rank variable, the variable that says so, number of processes) where an MPI launcher says it started
+    several, None where none did."""
+    for rank, size in MPI_LAUNCH_VARIABLES:
         if _count(size) > 1:
-            return size, _count(size)
+            return rank, size, _count(size)
     if _count(PMIX_RANK) > 0:
-        return PMIX_RANK, _count(PMIX_RANK) + 1
+        return PMIX_RANK, PMIX_RANK, _count(PMIX_RANK) + 1
     return None
 
 
@@ -74,23 +78,26 @@ def _mpi_world() -> tuple[int, int] | None:
 
 def _mpi_rank() -> int | None:
     """This process's rank in COMM_WORLD where an MPI launcher started several and Lightning would use
-    MPIEnvironment; None where no MPI launcher did."""
+    MPIEnvironment; 0 where Lightning would not and the launcher numbers this process 0 (a lone process); None
+    where no MPI launcher started several."""
     launch = _mpi_launch()
     if launch is None:
         return None
     world = _mpi_world()
     if world is None or world[1] < 2:
-        variable, size = launch
+        rank, variable, size = launch
+        if _count(rank) == 0:
+            return 0
         seen = (
             "mpi4py is not installed (or finds no MPI library)"
             if world is None
             else "mpi4py's MPI sees this process alone"
         )
+        numbered = f"{variable}={os.environ[variable]}" + ("" if rank == variable else f", {rank}={_count(rank)}")
         raise ChipadaptError(
-            f"an MPI launcher started {size}{'+' if variable == PMIX_RANK else ''} processes "
-            f"({variable}={os.environ[variable]}) but "
-            f"{seen}, so each would run as a lone rank 0 writing the same folder; install mpi4py built against the "
-            "launcher's MPI, or launch with torchrun or srun"
+            f"an MPI launcher started {size}{'+' if variable == PMIX_RANK else ''} processes ({numbered}) but "
+            f"{seen}, so this one would run as a lone rank 0 writing the folder of the launcher's rank 0; install "
+            "mpi4py built against the launcher's MPI, or launch with torchrun or srun"
         )
     return world[0]
 
@@ -121,6 +128,12 @@ def _launcher_says_several() -> bool:
 # (LightningEnvironment.teardown), and a process it started would then pass for a lone one, writing manifest.json
 # or taking rank 0's folder lock after training. Read at import too, which in a started process comes before fit.
 _seen_several = _launcher_says_several()
+
+
+def check_launch() -> None:
+    """Refuse (a ChipadaptError) a process of an MPI launch that Lightning would run as a lone rank 0 beside the
+    launcher's rank 0: asked once before a job's work, so that the refusal is its one line."""
+    _global_rank()
 
 
 def several_processes_launched() -> bool:

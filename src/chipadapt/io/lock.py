@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 # flock is not offered by every shared filesystem (Lustre without the flock mount option): there a
 # folder or cache entry goes unlocked, with a warning, as before the locks existed.
 _UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
+# How long a run folder's lock is tried again while its holder is not known to be a live process here: a
+# reader's probe (io/lock_probe, which a search makes of its trials' folders as a requeued attempt starts) holds
+# it a moment, and names no pid, or the pid of the attempt before, killed (SIGKILL leaves its record); so does a
+# run between taking it and writing its pid. A live process of this host named in it is refused at once.
+UNKNOWN_HOLDER_PATIENCE_S = 0.5
+_RETRY_EVERY_S = 0.02
 
 
 def is_secondary_rank() -> bool:
@@ -52,7 +59,10 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         )
 
     with _exclusive(
-        folder / LOCK_NAME, in_use, f"{folder}: this filesystem has no flock; the run folder is not locked"
+        folder / LOCK_NAME,
+        in_use,
+        f"{folder}: this filesystem has no flock; the run folder is not locked",
+        UNKNOWN_HOLDER_PATIENCE_S,
     ):
         yield
 
@@ -86,17 +96,15 @@ def cache_entry_lock(entry: str | os.PathLike, key: str | None = None) -> Iterat
 
 
 @contextmanager
-def _exclusive(path: Path, on_busy: Callable[[str], None], unsupported: str) -> Iterator[None]:
+def _exclusive(path: Path, on_busy: Callable[[str], None], unsupported: str, patience_s: float = 0.0) -> Iterator[None]:
     """Hold an exclusive flock on `path` while the block runs. When another process holds it,
-    `on_busy(holder)` raises (give up) or returns (wait for it); where the filesystem has no flock,
-    warn `unsupported` and run unlocked."""
+    `on_busy(holder)` raises (give up) or returns (wait for it), after trying again for up to `patience_s`
+    unless the file names a live process of this host; where the filesystem has no flock, warn `unsupported`
+    and run unlocked."""
     fd, writable = _open_lock_file(path)
     try:
-        try:
-            locked, busy = _flock(fd, blocking=False), False
-        except BlockingIOError:
-            busy = True
-        if busy:  # outside the except clause: an error raised by on_busy carries no BlockingIOError context
+        locked = _flock_unless_held_by_a_live_process(fd, path, patience_s)
+        if locked is None:  # outside an except clause: an error raised by on_busy carries no BlockingIOError context
             on_busy(_holder(path))
             locked = _flock(fd, blocking=True)
         if not locked:
@@ -149,9 +157,43 @@ def _holding(fd: int, writable: bool) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _holder(path: Path) -> str:
+def _flock_unless_held_by_a_live_process(fd: int, path: Path, patience_s: float) -> bool | None:
+    """_flock without waiting: True, False (no flock), or None where another holds it; tried again every
+    _RETRY_EVERY_S for up to `patience_s` while the file names no live process of this host."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return _flock(fd, blocking=False)
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline or _names_a_live_process(path):
+            return None
+        time.sleep(_RETRY_EVERY_S)
+
+
+def _names_a_live_process(path: Path) -> bool:
+    """The pid in the lock file is a live process of this host (one of another host, sharing the folder over
+    the network, or a killed holder's, is not known to be)."""
+    pid = _holder_record(path).get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _holder_record(path: Path) -> dict:
     try:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        holder = {}
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _holder(path: Path) -> str:
+    holder = _holder_record(path)
     return f"pid {holder.get('pid', '?')} ({holder.get('command', 'another chipadapt command')})"
