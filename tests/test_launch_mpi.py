@@ -1,8 +1,8 @@
 """mpirun: Lightning reads the rank of an MPI launch through mpi4py (MPIEnvironment, after torchrun, srun and LSF),
 and io/launch_ranks read none of it, so under `mpirun -np 4 python train.py` every process took itself for a lone
 rank 0: each read the weights under load_on_rank0, took the folder's lock and wrote its manifest. Where mpi4py is
-missing Lightning runs each such process alone, writing the same folder: the launcher's rank 0 runs as a lone
-process, the others are refused in one line."""
+missing Lightning runs each such process alone, writing the same folder: every one is refused in one line (rank 0
+too: mpirun ends the job once the others exit with an error, and a rank 0 let through was killed half-started)."""
 
 import sys
 from types import SimpleNamespace
@@ -153,7 +153,9 @@ def test_launchers_before_mpi_in_lightnings_order_need_no_mpi4py(launched_as, va
     "variables",
     [
         {**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "1"},
+        {**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "0"},
         {**HYDRA, "PMI_RANK": "3"},
+        {**HYDRA, "PMI_RANK": "0"},
         {"PMIX_RANK": "1"},
     ],
 )
@@ -172,21 +174,11 @@ def test_mpirun_without_mpi4py_is_refused_in_one_line(launched_as, capsys, varia
             asked()
 
 
-@pytest.mark.parametrize("variables", [{**OPEN_MPI, "OMPI_COMM_WORLD_RANK": "0"}, {**HYDRA, "PMI_RANK": "0"}])
-@pytest.mark.parametrize("mpi4py", ["missing", "of another MPI"])
-def test_the_launchers_rank_0_runs_as_a_lone_process_where_lightning_sees_no_mpi(
-    launched_as, mpi4py_installed, variables, mpi4py
-):
-    """As under SLURM: a lone child of an mpirun rank 0 (`bash -c 'python evaluate.py'`, reproduce.py's steps)
-    inherits the launcher's size; Lightning runs it alone, and it is rank 0. Before: refused."""
-    launched_as(**variables)
-    if mpi4py == "of another MPI":
-        mpi4py_installed(alone=True)
-    assert lightning_rank() is None
-    launch_ranks.check_launch()
-    assert launched_as_global_zero() is True
-    assert is_secondary_rank() is False
-    assert launch_ranks.rank_label() == "0"
+def test_a_lone_process_inside_an_mpi_job_is_told_which_variable_to_unset(launched_as, capsys):
+    launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="0")
+    with pytest.raises(SystemExit):
+        exit_on_user_error(launch_ranks.check_launch)
+    assert "unset OMPI_COMM_WORLD_SIZE" in capsys.readouterr().err
 
 
 def test_a_refused_mpi_rank_notes_no_refusal_in_the_folder_rank_0_runs(launched_as, tmp_path, monkeypatch):
@@ -201,7 +193,7 @@ def test_a_refused_mpi_rank_notes_no_refusal_in_the_folder_rank_0_runs(launched_
     launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="1")
     record_refusal()
     assert not (folder / REFUSAL).exists()
-    launched_as(**OPEN_MPI, OMPI_COMM_WORLD_RANK="0")  # a lone process: its refusal is its folder's
+    launched_as()  # a lone process: its refusal is its folder's
     record_refusal()
     assert (folder / REFUSAL).is_file()
 

@@ -23,11 +23,11 @@ than one process, and its rank is then the rank in COMM_WORLD. mpi4py (not among
 asked only where an MPI launcher says it started several processes (Open MPI's OMPI_COMM_WORLD_SIZE, Hydra's PMI_SIZE
 for MPICH and Intel MPI, a PMIx rank above 0), since importing it initialises MPI. Where it is missing, or its MPI
 is not the launcher's (COMM_WORLD of one process), Lightning runs each of those processes as a lone rank 0 that locks,
-writes and publishes the same folder. As under SLURM, the process the launcher numbers 0 (OMPI_COMM_WORLD_RANK,
-PMI_RANK, PMIX_RANK) is then rank 0 and runs as a lone process: a child that one rank of an mpirun job starts
-alone (`bash -c 'python evaluate.py'` on rank 0, reproduce.py's steps) inherits the launcher's size and is no
-worker of anything. A process the launcher numbers above 0 is refused (a ChipadaptError) the first time the rank is
-asked (cli.run_job asks before the job's work), before the folder's lock is taken or its manifest written."""
+writes and publishes the same folder. Every such process is refused (a ChipadaptError) the first time the rank is
+asked (cli.run_job asks before the job's work), before the folder's lock is taken or its manifest written: the
+launcher's rank 0 too, since mpirun ends the whole job once the others exit with an error, and a rank 0 let through
+would be killed with its folder half-started. A process that one rank of an MPI job starts alone inherits the
+launcher's variables: the message names the one to unset for it."""
 
 import importlib.util
 import os
@@ -78,16 +78,13 @@ def _mpi_world() -> tuple[int, int] | None:
 
 def _mpi_rank() -> int | None:
     """This process's rank in COMM_WORLD where an MPI launcher started several and Lightning would use
-    MPIEnvironment; 0 where Lightning would not and the launcher numbers this process 0 (a lone process); None
-    where no MPI launcher started several."""
+    MPIEnvironment; None where no MPI launcher started several. Refused where Lightning would not use it."""
     launch = _mpi_launch()
     if launch is None:
         return None
     world = _mpi_world()
     if world is None or world[1] < 2:
         rank, variable, size = launch
-        if _count(rank) == 0:
-            return 0
         seen = (
             "mpi4py is not installed (or finds no MPI library)"
             if world is None
@@ -96,8 +93,9 @@ def _mpi_rank() -> int | None:
         numbered = f"{variable}={os.environ[variable]}" + ("" if rank == variable else f", {rank}={_count(rank)}")
         raise ChipadaptError(
             f"an MPI launcher started {size}{'+' if variable == PMIX_RANK else ''} processes ({numbered}) but "
-            f"{seen}, so this one would run as a lone rank 0 writing the folder of the launcher's rank 0; install "
-            "mpi4py built against the launcher's MPI, or launch with torchrun or srun"
+            f"{seen}, so each would run as a lone rank 0 writing the same folder; install mpi4py built against "
+            f"the launcher's MPI, or launch with torchrun or srun (a process started alone inside an MPI job: "
+            f"unset {variable})"
         )
     return world[0]
 
