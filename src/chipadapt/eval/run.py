@@ -104,9 +104,8 @@ def evaluate_folder(
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
         results[name].update(steering_label(task, written, taken))  # the attributes its prompts took, if any
         if finished is not None:
-            # The record describes the per-item file: one of another run left beside the new file (a kill
-            # between the two writes) would serve the new items as its own (load, recorded_answers).
-            records[name].forget(name)
+            # The finished run's record stays until the new one replaces it: a failure in between (a kill, a
+            # full disk) keeps what it recorded, and its digest of the per-item file tells it from new items.
             if task.items is not None:
                 write_items(items_dir, name, task.items)
             records[name].save(name, keys[name], results[name], task.items is not None, measured[name])

@@ -14,7 +14,8 @@ the model it was opened for (`journal_for`): a task that also runs a judge model
 judge's verdicts itself, in the same journal under requests that name the judge, so they are kept and
 dropped with the model's answers. The key leaves the judge out: another judge rates the kept answers again.
 Once the task is recorded its journal is deleted; a rerun under the same key is then given the finished
-run's per-item records (`recorded`, eval/finished_tasks.py), which a task reads its answers back from.
+run's per-item records (`recorded`, eval/finished_tasks.py, while the per-item file is the one its record
+wrote), which a task reads its answers back from and journals as it takes them (bug_summary).
 A request asked again in the same run (VerilogEval's n samples of one prompt) is another request:
 the k-th asking gets the k-th answer, so sampled answers stay n different samples.
 """
@@ -42,7 +43,8 @@ class AnswerJournal:
         # a task whose items hold its model's answers (bug_summary) takes them instead of asking again.
         self.recorded: dict[str, dict] = {}
         self.recorded_results: dict = {}  # the results that finished run recorded with them
-        # Set by a task that took its answers from `recorded`: it wrote no prompt, so what its prompts were
+        # Set by a task that took its answers from `recorded` (or from this journal, where an earlier try had
+        # taken them and journaled them with `recorded_results`): it wrote no prompt, so what its prompts were
         # given (eval/steering.py's label) is read from `recorded_results`.
         self.took_recorded = False
         self.asked: Counter[str] = Counter()  # how often each request was asked so far in this run

@@ -12,7 +12,9 @@ rated (and loads no judge when none is left), and another judge, or this one rew
 again. The journal's key leaves the judge out (eval/finished_tasks.py JOURNALED_APART): the evaluated model's
 journaled answers are kept for another judge, not generated again. A recorded task's journal is deleted; its
 per-item records hold the same answers, and a rerun under the same key of answers (another judge after a
-finished run) takes them from there (AnswerJournal.recorded) and only rates them.
+finished run) takes them from there (AnswerJournal.recorded), where the file is still the one its record
+wrote, journals them at once (a rerun after a failure before this run's record takes them from the journal)
+and only rates them.
 """
 
 import logging
@@ -42,6 +44,8 @@ OUTPUTS = {
     ),
     "assignment": "List who (which team) must do what next according to this bug thread, one line per team.",
 }
+# The journal's request for the outputs taken from a finished run's per-item records (`_recorded`).
+RECORDED = "bug_summary_recorded_outputs"
 CONDENSE = "Condense this part of a bug thread into short notes that keep every technical fact, name and number."
 JUDGE = (
     "Rate the following {kind} of a bug thread on a scale from 1 (useless) to 7 (excellent) for accuracy and "
@@ -194,11 +198,24 @@ class BugSummaryTask(TaskBase):
 
     def _recorded(self, model) -> tuple[dict[str, list[str]], list[int]] | None:
         """(outputs by kind, condensing rounds per row) of a finished run of the same model, settings and
-        code (AnswerJournal.recorded: its per-item records), where they hold every row's; else None."""
+        code (AnswerJournal.recorded: its per-item records), where they hold every row's; else None.
+        Taken, they are journaled at once with that run's results (its steering label): a run that fails
+        before its own record (a kill, a full disk) leaves them to its rerun, whatever became of the
+        finished run's record and per-item file."""
         journal = journal_for(model)
-        recorded = [(journal.recorded if journal is not None else {}).get(str(row["id"])) for row in self.rows]
-        if not all(_holds_answers(item) for item in recorded):
+        if journal is None:
             return None
+        slot, found, kept = journal.ask([RECORDED, [str(row["id"]) for row in self.rows]])
+        if found and _holds_recorded(kept, len(self.rows)):
+            recorded, journal.recorded_results = kept["items"], kept["results"]
+        else:
+            recorded = [journal.recorded.get(str(row["id"])) for row in self.rows]
+            if not all(_holds_answers(item) for item in recorded):
+                return None
+            recorded = [
+                {"prediction": item["prediction"], "condensing_rounds": item["condensing_rounds"]} for item in recorded
+            ]
+            journal.record(slot, {"items": recorded, "results": journal.recorded_results})
         journal.took_recorded = True
         log.info(
             "%s: the model's outputs of the finished run of these settings kept; not generated again",
@@ -251,3 +268,14 @@ def _holds_answers(item) -> bool:
         return False
     rounds = item.get("condensing_rounds")
     return all(isinstance(item["prediction"].get(kind), str) for kind in OUTPUTS) and isinstance(rounds, int)
+
+
+def _holds_recorded(kept, rows: int) -> bool:
+    """A journaled taking of recorded outputs (`_recorded`): every row's outputs, and that run's results."""
+    return (
+        isinstance(kept, dict)
+        and isinstance(kept.get("results"), dict)
+        and isinstance(kept.get("items"), list)
+        and len(kept["items"]) == rows
+        and all(_holds_answers(item) for item in kept["items"])
+    )
