@@ -113,11 +113,11 @@ DOCKER_CONFIG = "eyJhdXRocyI6eyJyZWdpc3RyeS5leGFtcGxlLmNvbSI6eyJhdXRoIjoiZFhObGN
         ("secret: sm1x9k2m4q8\n", "secret: <secret>\n", {"assigned_secret": 1}),
         ("PW: arm7x9k2m4q8\n", "PW: <secret>\n", {"assigned_secret": 1}),
         # a Secret in JSON (`kubectl get secret -o json`): its private key found by its base64, on one line or
-        # wrapped; a certificate beside it is no secret
+        # wrapped; a certificate beside it is a Secret's value like any other (a `tls.crt` may bundle its key)
         (
             f'{{"kind": "Secret", "data": {{"tls.crt": "{CERTIFICATE_B64}", "tls.key": "{PRIVATE_KEY_B64}"}}}}\n',
-            f'{{"kind": "Secret", "data": {{"tls.crt": "{CERTIFICATE_B64}", "tls.key": "<secret>"}}}}\n',
-            {"private_key": 1},
+            '{"kind": "Secret", "data": {"tls.crt": "<secret>", "tls.key": "<secret>"}}\n',
+            {"private_key": 1, "k8s_secret_data": 1},
         ),
         (
             "key: |\r\n  " + "\r\n  ".join(textwrap.wrap(PRIVATE_KEY_B64, 40)) + "\r\n  done\r\nnext: 1\r\n",

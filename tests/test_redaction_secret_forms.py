@@ -1,9 +1,13 @@
 """Redaction of the leaks session 29 left: a random token after `secret` that begins like a process name,
 short passwords with `$`, `_` or `.` in them, a Kubernetes Secret written as JSON or as a YAML flow map; and of
 what it redacted too much: a ConfigMap's `data:` beside a Secret in one `kind: List`, a YAML anchor on a
-redacted value, an alias."""
+redacted value, an alias. Then of what the review of that found: a certificate bundled with its key, a password
+that begins with `*`, a Secret escaped in a JSON string (kubectl's last-applied-configuration), a flow map on
+the line below `data:` or with a `{` in a value; and a short variable in code, a process name with a longer
+suffix and a `kind: Secret` in a string's text, redacted too much."""
 
 import base64
+import json
 import time
 
 import pytest
@@ -11,6 +15,36 @@ import pytest
 from chipadapt.curation.redaction import redact
 
 CERTIFICATE_B64 = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUb3\n").decode()
+CERTIFICATE_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUb3xyzxyzxyzxyz\n-----END CERTIFICATE-----\n"
+KEY_PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAxyzxyzxyzxyzabcdef\n-----END RSA PRIVATE KEY-----\n"
+# A certificate and its private key in one value (haproxy's .pem): a certificate at its start.
+BUNDLE_B64 = base64.b64encode((CERTIFICATE_PEM + KEY_PEM).encode()).decode()
+# `kubectl get secret -o json`: the last-applied-configuration annotation holds the Secret again, escaped.
+KUBECTL_LIST = (
+    json.dumps(
+        {
+            "apiVersion": "v1",
+            "items": [
+                {
+                    "apiVersion": "v1",
+                    "data": {"password": "UzNjcmV0IQ==", "host": "ZGIuZXhhbXBsZQ=="},
+                    "kind": "Secret",
+                    "metadata": {
+                        "annotations": {
+                            "kubectl.kubernetes.io/last-applied-configuration": '{"apiVersion":"v1","data":'
+                            '{"password":"UzNjcmV0IQ=="},"kind":"Secret"}\n'
+                        },
+                        "name": "db",
+                    },
+                    "type": "Opaque",
+                }
+            ],
+            "kind": "List",
+        },
+        indent=4,
+    )
+    + "\n"
+)
 JSON_SECRET = """{
     "apiVersion": "v1",
     "data": {
@@ -105,17 +139,24 @@ def test_the_leaks_are_redacted_and_keys_kept(text, redacted, counts):
         # process names after `secret` and pw, with the suffixes they have
         "secret: sky130A\nsecret: sg13g2\nsecret: gf180mcuD\nsecret: lpddr5x\n",
         "PW: sky130hd\n",
+        "secret: tsmc65gp\nsecret: tsmc28hpm\nsecret: gf22fdx\nsecret: sky90fd\nsecret: arm926ej\n",
+        "PW: tsmc65gp\nPW: tsmc28hpm\nPW: gf22fdx\nPW: sky90fd\nPW: arm926ej\n",
         # a type, a version and a shell expansion after a password: no characters of a password
         "password: int_32\npassword: v1.2\npassword: pw${N}\n",
         # an alias names an anchor's value, redacted where the anchor is
-        "password: *db_password_1\n",
-        "db: {password: *pw_value9}\n",
+        "base: &db_password_1\n  user: bob\npassword: *db_password_1\n",
+        "base: &pw_value9\n  user: bob\ndb: {password: *pw_value9}\n",
+        # a short name in code with `_` in it is a variable
+        "module m;\n  assign secret = key_r1;\nendmodule\n",
+        "  case (st)\n    SECRET: st_1 = 2;\n  endcase\n",
+        "int main() {\n  char *password = pw_1;\n}\n",
+        # `kind: Secret` in a string's text says nothing of the object's `data`
+        '{"description": "kind: Secret", "data": {"mode": "fast"}}\n',
+        '{"note": "kind: Secret, see below", "data": {"mode": "fast"}}\n',
         # a ConfigMap's data, in YAML's flow map and in JSON, and a Secret's template
         "kind: ConfigMap\ndata: {mode: fast, level: debug7}\n",
         '{"kind": "ConfigMap", "data": {"level": "debug7x9"}}\n',
         "kind: Secret\ndata: {{ toYaml .Values.secrets | nindent 2 }}\n",
-        # a certificate in a JSON Secret is public
-        f'{{"kind": "Secret", "data": {{"ca.crt": "{CERTIFICATE_B64}"}}}}\n',
     ],
 )
 def test_text_beside_the_leaks_is_kept(text):
@@ -129,9 +170,86 @@ def test_text_beside_the_leaks_is_kept(text):
         "kind: Secret\ndata: {" + "a " * 40_000 + "}\n",
         "kind: Secret\ndata: {a: " + "'\"" * 40_000 + "}\n",
         '{"kind": "Secret", ' * 5_000 + '"data": {"a": "b"}' + "}" * 5_000,
+        # a string left open, every quote after it escaped: searched again from each, quadratic time
+        '{"kind": "Secret", "data": {"a": "b"}}\n"' + '\\"' * 20_000 + "\n",
+        '{"kind": "Secret", "data": {"a": "' + '\\"' * 20_000 + "}}\n",
+        # ... and in JSON escaped in a string
+        '"' + '{\\"kind\\":\\"Secret\\",\\"data\\":{\\"a\\":\\"' * 5_000 + "}\n",
     ],
 )
 def test_the_flow_forms_take_linear_time(text):
     start = time.perf_counter()
     redact(text)
     assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted", "counts"),
+    [
+        # every value of a Secret, in every form: a certificate too, which may bundle its private key
+        (
+            f'{{"kind": "Secret", "data": {{"haproxy.pem": "{BUNDLE_B64}"}}}}\n',
+            '{"kind": "Secret", "data": {"haproxy.pem": "<secret>"}}\n',
+            {"k8s_secret_data": 1},
+        ),
+        (
+            f"kind: Secret\ndata: {{tls.crt: {BUNDLE_B64}}}\n",
+            "kind: Secret\ndata: {tls.crt: <secret>}\n",
+            {"k8s_secret_data": 1},
+        ),
+        (
+            f"kind: Secret\ndata:\n  tls.crt: {BUNDLE_B64}\n",
+            "kind: Secret\ndata:\n  tls.crt: <secret>\n",
+            {"k8s_secret_data": 1},
+        ),
+        (
+            f'{{"kind": "Secret", "data": {{"ca.crt": "{CERTIFICATE_B64}"}}}}\n',
+            '{"kind": "Secret", "data": {"ca.crt": "<secret>"}}\n',
+            {"k8s_secret_data": 1},
+        ),
+        # a password that begins with `*` where the text defines no anchor of that name
+        (
+            "mysql root password: *Hx92kq!Lm7\nDB_PASSWORD: *Zx9kq2Tr0ub\n",
+            "mysql root password: <secret>\nDB_PASSWORD: <secret>\n",
+            {"assigned_secret": 2},
+        ),
+        (
+            "kind: Secret\ndata:\n  copy: *Zx9kq2Tr0ub\n",
+            "kind: Secret\ndata:\n  copy: <secret>\n",
+            {"k8s_secret_data": 1},
+        ),
+        # the Secret escaped in kubectl's last-applied-configuration, and in a log line
+        (
+            KUBECTL_LIST,
+            KUBECTL_LIST.replace("UzNjcmV0IQ==", "<secret>").replace("ZGIuZXhhbXBsZQ==", "<secret>"),
+            {"k8s_secret_data": 3},
+        ),
+        (
+            '{"msg": "applied", "object": "{\\"kind\\":\\"Secret\\",\\"data\\":{\\"host\\":\\"ZGIuZXhh\\"}}"}\n',
+            '{"msg": "applied", "object": "{\\"kind\\":\\"Secret\\",\\"data\\":{\\"host\\":\\"<secret>\\"}}"}\n',
+            {"k8s_secret_data": 1},
+        ),
+        # a flow map on the line below `data:` keeps its `}`
+        (
+            "kind: Secret\ndata:\n  {password: UzNjcmV0, user: YWRtaW4=}\n",
+            "kind: Secret\ndata:\n  {password: <secret>, user: <secret>}\n",
+            {"k8s_secret_data": 2},
+        ),
+        # a `{` in a value: embedded JSON, a Helm template
+        (
+            '{"kind": "Secret", "stringData": {"config.json": "{\\"a\\": 1}", "license": "XK7Q-99AB-LL2Z"}}\n',
+            '{"kind": "Secret", "stringData": {"config.json": "<secret>", "license": "<secret>"}}\n',
+            {"k8s_secret_data": 2},
+        ),
+        (
+            "kind: Secret\ndata: {password: {{ .Values.pw | b64enc }}, user: YWRtaW4=}\n",
+            "kind: Secret\ndata: {password: {{ .Values.pw | b64enc }}, user: <secret>}\n",
+            {"k8s_secret_data": 1},
+        ),
+        # a short value with `_` or `.` is a password where it is quoted or a config's
+        ('{"password": "pw_1"}\n', '{"password": "<secret>"}\n', {"assigned_secret": 1}),
+        ("DB_PASS=my_p1\n", "DB_PASS=<secret>\n", {"assigned_secret": 1}),
+    ],
+)
+def test_the_review_leaks_are_redacted(text, redacted, counts):
+    assert redact(text) == (redacted, counts)

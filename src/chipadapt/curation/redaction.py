@@ -5,8 +5,8 @@ GitLab, Slack, Stripe, Google, Hugging Face or OpenAI key, a JWT, a Slack webhoo
 Ansible vault, an AWS secret key beside its id or random enough alone, a Docker config in base64), by its
 context (`Authorization: Bearer ...`, .netrc, `mysql -p...`, `sshpass -p`, `--password ...`, a connection
 string's `Password=`, a login's second argument, `the password is ...`, a Docker config's `auth`, every value of
-a Kubernetes Secret's `data:` and `stringData:`, as YAML's indented map, a flow map or JSON, but a certificate
-in a flow map), or by the name it is assigned to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl
+a Kubernetes Secret's `data:` and `stringData:`, as YAML's indented map, a flow map, JSON or JSON escaped in a
+string, a certificate too), or by the name it is assigned to (`DB_PASSWORD=...`, `"api_key": "..."`, Tcl
 `set ::env(LM_LICENSE_PASSWORD) ...`, `ENV`, `#define`, `<password>`, `<add key="ApiKey" value=...>`,
 `set_password("...")`, a YAML block, list or anchor). The rule is one: a name that says credential, and a value
 that looks like one. An assigned value is replaced whole, to its
@@ -16,10 +16,11 @@ Code that merely names a credential (`token = tokens[i]`, `connect(password=pass
 round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse width under
 the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
 (`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement, a YAML
-anchor on a value (`password: &pw <secret>`) and an alias (`password: *pw`), which names one.
+anchor on a value (`password: &pw <secret>`) and an alias to an anchor the text defines (`password: *pw`).
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
+import functools
 import hashlib
 import hmac
 import re
@@ -50,6 +51,7 @@ from chipadapt.curation.redaction_forms import (
 from chipadapt.curation.redaction_secret import secret_flow_replacer, secret_map_replacer
 from chipadapt.curation.redaction_value import (
     UPPER_SNAKE,
+    anchor_names,
     base64_private_key,
     credential_kind,
     is_base64_login,
@@ -105,19 +107,25 @@ _INDEXED_WORD = re.compile(r"[A-Za-z_]+\d*")
 # `my_db.pass_01`, a value's words joined by `_` and `.`.
 _ATTRIBUTE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z]+\d*[ \t]*(?:[;#]|\r?$)")
 
-# A YAML alias after `:` (`password: *db_pw`, `{password: *db_pw}`): it names an anchor's value (judged where
-# the anchor is), and stays as it is.
-_YAML_ALIAS_VALUE = re.compile(r"\*[^\s,\[\]{}]+[\]}]*[ \t]*(?:#.*)?\r?")
+# A YAML alias after `:` (`password: *db_pw`, `{password: *db_pw}`): where the text defines its anchor
+# (`&db_pw`) it names that anchor's value (judged where the anchor is), and stays as it is.
+_YAML_ALIAS_VALUE = re.compile(r"\*(?P<alias>[^\s,\[\]{}]+)[\]}]*[ \t]*(?:#.*)?\r?")
 
 # Forms in which pass, pw and pwd are a Tcl or csh variable, never a password (see _SHORT_NAME).
 _SHORT_NAME_NEVER = {"assigned_secret_tcl", "assigned_secret_setenv"}
 
 
 def _assignment_replacer(
-    mark: Mark, counter: list[int], ini_start: int | None, form: str, code: bool
+    mark: Mark,
+    counter: list[int],
+    ini_start: int | None,
+    form: str,
+    code: bool,
+    anchors: Callable[[], frozenset[str]],
 ) -> Callable[[re.Match], str]:
     """`ini_start`: where the document's first ini `[section]` header is (None: it has none, or it is code).
-    `form`: the pattern's name in ASSIGNMENTS or FORMS. `code`: the document shows signs of code."""
+    `form`: the pattern's name in ASSIGNMENTS or FORMS. `code`: the document shows signs of code. `anchors`:
+    the YAML anchors the document defines (read when first asked for)."""
 
     def replace(m: re.Match) -> str:
         groups = m.groupdict()
@@ -127,7 +135,8 @@ def _assignment_replacer(
         if credential_kind(name) == "short" and (form in _SHORT_NAME_NEVER or _SHORT_NAME_CODE.search(_line_around(m))):
             return m.group(0)
         value_text = groups.get("lv") or groups.get("uv") or groups.get("pv")
-        if value_text and m.group("lead").rstrip().endswith(":") and _YAML_ALIAS_VALUE.fullmatch(value_text):
+        alias = _YAML_ALIAS_VALUE.fullmatch(value_text) if value_text else None
+        if alias and m.group("lead").rstrip().endswith(":") and alias.group("alias") in anchors():
             return m.group(0)
         if groups.get("call") is not None and m.group("q") and UPPER_SNAKE.fullmatch(m.group("qv")):
             return m.group(0)  # `use_token("GITHUB_TOKEN")` passes a secret's name
@@ -222,11 +231,12 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))
     run("yaml_list_secret", YAML_FLOW_LIST, flow_list_replacer(mark))
     code = bool(_CODE_SIGNAL.search(text))
+    anchors = functools.cache(lambda: anchor_names(text))  # the text as it is now: redaction keeps anchors
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
         counter = [0]
         section = None if code else _INI_SECTION.search(text)  # again: earlier replacements moved it
-        replacer = _assignment_replacer(mark, counter, section and section.start(), name, code)
+        replacer = _assignment_replacer(mark, counter, section and section.start(), name, code, anchors)
         text = pattern.sub(replacer, text)
         if counter[0]:
             # a line's `NAME: value` is counted as the assignment it is

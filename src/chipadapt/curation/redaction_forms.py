@@ -182,12 +182,23 @@ K8S_SECRET_MAP = re.compile(
 )
 K8S_SECRET_KIND = re.compile(r"(?m)^[ \t]*(?:-[ \t]+)?kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#[^\n]*)?\r?$")
 # The same map as a flow map or JSON (`data: {password: UzNjcmV0}`, `"data": {"tls.key": "LS0t..."}`), on one
-# line or many, and a `kind` inside braces (`{"kind": "Secret", ...}`) that says whose it is
-# (redaction_secret.secret_flow_replacer). A map with an object in it (`{{ template }}`) is none.
+# line or many, its `{` on the key's line or the next, or as JSON escaped in a JSON string (`eq`: kubectl's
+# `last-applied-configuration`, `{\"data\":{\"password\":\"UzNj...\"},\"kind\":\"Secret\"}`), and a `kind`
+# inside braces (`{"kind": "Secret", ...}`) that says whose it is (redaction_secret.secret_flow_replacer).
+# A string in an entry holds what it will (`"config.json": "{\"a\": 1}"`), and so does a Helm template
+# (`{{ .Values.pw | b64enc }}`); another `{` makes the map none. A string runs to its close or the line's end,
+# and no part of the entries is read twice (possessive): linear time.
 K8S_SECRET_FLOW = re.compile(
-    r"(?P<lead>(?<![\w\"'.\-])(?P<q>[\"']?)(?P<field>data|stringData)(?P=q)[ \t]*:[ \t]*\{)(?P<entries>[^{}]*)(?=\})"
+    r"(?P<lead>(?<![\w\"'.\-])(?:(?P<eq>\\\")|(?P<q>[\"']?))(?P<field>data|stringData)(?(eq)\\\"|(?P=q))"
+    r"[ \t]*:[ \t]*(?:\r?\n[ \t]*)?\{)"
+    r"(?P<entries>(?(eq)[^{}]*|(?:\"(?:[^\"\\\n]|\\.)*+\"?|'[^'\n]*'|\{\{[^{}\n]*\}\}|[^{}])*+))(?=\})"
 )
-K8S_SECRET_KIND_FLOW = re.compile(r"(?<![\w\"'.\-])[\"']?kind[\"']?[ \t]*:[ \t]*[\"']?Secret[\"']?(?=[ \t\r\n]*[,}])")
+# `kind: Secret` quoted alike on both sides or on neither (`"kind: Secret"` is a string's text, no key), the
+# quote `\"` in escaped JSON.
+K8S_SECRET_KIND_FLOW = re.compile(
+    r"(?<![\w\"'.\-])(?P<q>\\?[\"'])?kind(?(q)(?P=q))[ \t]*:[ \t]*(?P<vq>\\?[\"'])?Secret(?(vq)(?P=vq))"
+    r"(?=[ \t\r\n]*[,}])"
+)
 
 # An AWS secret access key: 40 characters of base64 with no name of its own (`export AWS=...`, a line of a
 # credentials file). Exactly 40 in a run, with upper case, lower case and a digit: not a hex hash (one case),

@@ -1,17 +1,18 @@
 """A Kubernetes Secret's `data:` and `stringData:`: every value replaced (and counted) alone, the keys kept,
-written as YAML's indented map or as a flow map (`data: {password: UzNjcmV0}`, JSON's `"data": {...}`).
-`data:` only in the mapping whose `kind` is Secret: in a `kind: List` beside a ConfigMap, the ConfigMap's
-`data:` is config. A YAML anchor on a value (`password: &pw UzNjcmV0`) stays, and an alias (`copy: *pw`) is
-a reference, not a value. Every scan is linear in the text."""
+written as YAML's indented map or as a flow map (`data: {password: UzNjcmV0}`, JSON's `"data": {...}`, JSON
+escaped in a JSON string). Every value: a certificate too (`tls.crt` may hold its private key after it, and
+decoding each value whole to tell is no scan to run on a megabyte-long one). `data:` only in the mapping whose
+`kind` is Secret: in a `kind: List` beside a ConfigMap, the ConfigMap's `data:` is config. A YAML anchor on a
+value (`password: &pw UzNjcmV0`) stays, and an alias to an anchor the text defines (`copy: *pw`) is a
+reference, not a value. Every scan is linear in the text."""
 
-import base64
-import binascii
 import bisect
+import functools
 import re
 from collections.abc import Callable
 
-from chipadapt.curation.redaction_forms import K8S_SECRET_KIND, K8S_SECRET_KIND_FLOW
-from chipadapt.curation.redaction_value import is_reference
+from chipadapt.curation.redaction_forms import K8S_SECRET_FLOW, K8S_SECRET_KIND, K8S_SECRET_KIND_FLOW
+from chipadapt.curation.redaction_value import anchor_names, is_reference
 
 Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
 
@@ -21,13 +22,18 @@ Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text 
 _MAP_ENTRY = re.compile(
     r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
 )
-_MAP_QUOTED = re.compile(r"([\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
+# A quoted value, `\"` the quote in escaped JSON.
+_MAP_QUOTED = re.compile(r"(\\?[\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
 # `&pw ` before a value: the anchor is YAML's structure (an alias elsewhere names it), not the value.
 _ANCHOR = re.compile(r"&[^\s,\[\]{}]+(?:[ \t]+|$)")
 _ALIAS = re.compile(r"\*[^\s,\[\]{}]+")
-# A flow map's parts: a quoted string whole (a `,` or `:` in it is its own), a run of anything else, or one
-# character that ends an entry or opens a string left unclosed. Each token is found once: linear time.
-_FLOW_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,:\"']+|.", re.S)
+# A flow map's parts: a quoted string whole (a `,` or `:` in it is its own), a Helm template, a run of anything
+# else, or one character that ends an entry. Each token is found once, a string to its close or, left open,
+# the end (a string that failed to close was searched again from each quote after it: quadratic time).
+_FLOW_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"?|'[^']*'|\{\{[^{}]*\}\}|[^,:\"'{]+|.", re.S)
+# ... and in JSON escaped in a string, whose strings are quoted by `\"`: in them `\\` is a backslash, which
+# escapes the unit after it.
+_FLOW_TOKEN_ESCAPED = re.compile(r'\\"(?:[^"\\]|\\[^"\\]|\\\\(?:[^"\\]|\\[^"\\]|\\\\|\\"))*(?:\\")?|[^,:"\\]+|.', re.S)
 # A YAML line: its indentation and, on a list's item, the `- ` that opens a mapping at the key's column.
 _YAML_LINE = re.compile(r"(?P<ind>[ \t]*)(?P<dash>(?:-[ \t]+)*)(?P<rest>[^\r\n]*)")
 
@@ -36,18 +42,10 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _is_certificate(value: str) -> bool:
-    """A certificate, in PEM or in base64 (`tls.crt`, `ca.crt`): public, not a secret."""
-    if value.startswith("-----BEGIN CERTIFICATE"):
-        return True
-    head = value[:40]
-    try:
-        return base64.b64decode(head[: len(head) - len(head) % 4], validate=True).startswith(b"-----BEGIN CERTIFICATE")
-    except (binascii.Error, ValueError):
-        return False
+Anchors = Callable[[], frozenset[str]]  # the anchors the text defines, read when first asked for
 
 
-def _map_value(value: str, mark: Mark, keep_certificate: bool = False) -> str | None:
+def _map_value(value: str, mark: Mark, anchors: Anchors) -> str | None:
     """One entry's value on its key's line, replaced, or None where it is kept: empty, a reference (a Helm
     template's `{{ .Values.password | b64enc }}`), an alias, a block scalar's indicator (its lines follow)."""
     anchor = _ANCHOR.match(value)
@@ -56,18 +54,16 @@ def _map_value(value: str, mark: Mark, keep_certificate: bool = False) -> str | 
     quoted = _MAP_QUOTED.fullmatch(value)
     if quoted:
         inner = quoted.group(2)
-        if not inner or is_reference(inner.strip()) or (keep_certificate and _is_certificate(inner)):
+        if not inner or is_reference(inner.strip()):
             return None
         return f"{prefix}{quoted.group(1)}{mark('secret', inner)}{quoted.group(1)}{quoted.group(3)}"
     core = re.split(r"[ \t]#", value, maxsplit=1)[0].rstrip()
-    if not core or core[0] in "|>#" or is_reference(core) or _ALIAS.fullmatch(core):
-        return None
-    if keep_certificate and _is_certificate(core):
+    if not core or core[0] in "|>#" or is_reference(core) or (_ALIAS.fullmatch(core) and core[1:] in anchors()):
         return None
     return prefix + mark("secret", core) + value[len(core) :]
 
 
-def _secret_map(entries: str, mark: Mark) -> tuple[str, int]:
+def _secret_map(entries: str, mark: Mark, anchors: Anchors) -> tuple[str, int]:
     """A Secret's map with each entry's value replaced: a value on its key's line alone, a block (`tls.key:
     |`, or a value on the lines below an empty one) as one placeholder at its first line's indentation."""
     lines = entries.splitlines(keepends=True)
@@ -102,7 +98,7 @@ def _secret_map(entries: str, mark: Mark) -> tuple[str, int]:
             continue
         close_block()
         entry = _MAP_ENTRY.fullmatch(line.rstrip("\r\n")[depth:]) if depth == column else None
-        new = _map_value(entry.group("v"), mark) if entry else None
+        new = _map_value(entry.group("v"), mark, anchors) if entry else None
         if new is None:
             out.append(line)
         else:
@@ -117,11 +113,11 @@ def _secret_map(entries: str, mark: Mark) -> tuple[str, int]:
     return "".join(out + trailing), replaced
 
 
-def _flow_map(entries: str, mark: Mark) -> tuple[str, int]:
-    """A flow map's inside (`password: UzNj, "tls.key": "LS0t..."`) with each entry's value replaced; a
-    certificate (`tls.crt`) beside a key is public and kept."""
+def _flow_map(entries: str, mark: Mark, anchors: Anchors, escaped: bool = False) -> tuple[str, int]:
+    """A flow map's inside (`password: UzNj, "tls.key": "LS0t..."`) with each entry's value replaced.
+    `escaped`: the map is JSON escaped in a string (`\"password\":\"UzNj\"`)."""
     parts: list[list[str]] = [[]]
-    for token in _FLOW_TOKEN.findall(entries):
+    for token in (_FLOW_TOKEN_ESCAPED if escaped else _FLOW_TOKEN).findall(entries):
         if token == ",":
             parts.append([])
         else:
@@ -135,7 +131,7 @@ def _flow_map(entries: str, mark: Mark) -> tuple[str, int]:
             continue
         key, value = "".join(tokens[: colon + 1]), "".join(tokens[colon + 1 :])
         core = value.strip()
-        new = _map_value(core, mark, keep_certificate=True) if core else None
+        new = _map_value(core, mark, anchors) if core else None
         if new is None:
             out.append(part)
             continue
@@ -171,27 +167,52 @@ def _yaml_mappings(text: str) -> tuple[list[int], list[int]]:
     return starts, ids
 
 
-def _json_objects(text: str) -> tuple[list[int], list[int]]:
-    """Where each brace object's inside begins and ends, as boundaries and the innermost object (a number,
-    0: none) from each on; a string's braces are its own."""
-    bounds, ids, stack, count = [0], [0], [], 0
-    for m in re.finditer(r"\"(?:[^\"\\\n]|\\.)*\"|[{}]", text):
-        if m.group() == "{":
+# What tells JSON's objects and strings apart: a quote with the run of backslashes before it (their number says
+# whether it opens or closes a string, or a string of JSON escaped in one), a brace, a line's end. A run of
+# backslashes is read from its start only: linear time.
+_JSON_TOKEN = re.compile(r"(?<!\\)(\\*)\"|[{}\n]")
+
+
+def _json_objects(text: str) -> tuple[list[int], list[int], list[int]]:
+    """Where each brace object's inside begins and ends, as boundaries, and from each on the innermost object
+    (a number, 0: none) and the depth in strings (0: none, 1: a string, 2: a string in JSON escaped in one).
+    A string's braces are objects inside it only (JSON escaped in it: kubectl's last-applied-configuration),
+    closed with it; a string ends at its quote or its line's end."""
+    bounds, ids, levels = [0], [0], [0]
+    stack: list[int] = []
+    count, level, base = 0, 0, 0  # base: how deep the stack was where the open string began
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        slashes = len(m.group(1) or "")
+        if token == "\n" and not level:
+            continue
+        if token == "\n" or (token[-1] == '"' and level and slashes % 2 == 0):
+            level = 0  # the string's end, or its line's: what its braces opened ends with it
+            del stack[base:]
+        elif token[-1] == '"' and not level:
+            level, base = 1, len(stack)
+        elif token[-1] == '"':
+            if slashes % 4 == 3:
+                continue  # `\\\"`: a quote escaped in a string of the escaped JSON
+            level = 3 - level  # `\"`: a quote of the escaped JSON, which opens or closes a string of it
+        elif level == 2:
+            continue  # a brace in the escaped JSON's string is its own
+        elif token == "{":
             count += 1
             stack.append(count)
-        elif m.group() == "}" and stack:
+        elif len(stack) > (base if level else 0):
             stack.pop()
         else:
             continue
         bounds.append(m.end())
         ids.append(stack[-1] if stack else 0)
-    return bounds, ids
+        levels.append(level)
+    return bounds, ids, levels
 
 
-def _at(scope: tuple[list[int], list[int]], position: int) -> int:
-    starts, ids = scope
-    i = bisect.bisect_right(starts, position) - 1
-    return ids[i] if i >= 0 else 0
+def _at(scope: tuple[list[int], ...], position: int, column: int = 1) -> int:
+    i = bisect.bisect_right(scope[0], position) - 1
+    return scope[column][i] if i >= 0 else 0
 
 
 class _SecretScope:
@@ -206,15 +227,23 @@ class _SecretScope:
     def _read(self) -> None:
         self.read = True
         kinds = [m.start() for m in K8S_SECRET_KIND.finditer(self.text)]
-        flow_kinds = [m.start() for m in K8S_SECRET_KIND_FLOW.finditer(self.text)]
+        flow_kinds = list(K8S_SECRET_KIND_FLOW.finditer(self.text))
         self.yaml = _yaml_mappings(self.text) if kinds else ([], [])
-        self.objects = _json_objects(self.text) if flow_kinds else ([0], [0])
+        self.objects = _json_objects(self.text) if flow_kinds else ([0], [0], [0])
         self.secret_mappings = {_at(self.yaml, p) for p in kinds}
-        self.secret_objects = {_at(self.objects, p) for p in flow_kinds} - {0}
+        # A `kind` in JSON as a key, in its own form: a string's text (`"description": "kind: Secret"`) is none.
+        self.secret_objects = {
+            _at(self.objects, m.start())
+            for m in flow_kinds
+            if _at(self.objects, m.start(), 2) == (1 if (m.group("q") or "").startswith("\\") else 0)
+        } - {0}
 
-    def holds(self, position: int, flow: bool) -> bool:
+    def holds(self, position: int, flow: bool, escaped: bool = False) -> bool:
+        """`escaped`: the `data` is a key of JSON escaped in a string."""
         if not self.read:
             self._read()
+        if flow and _at(self.objects, position, 2) != (1 if escaped else 0):
+            return False  # a string's text, or escaped JSON read where the text has none
         # A YAML map's `data:` is judged by its mapping alone: a stray `{` in the text around it (code, prose)
         # is no object it is in.
         inside = _at(self.objects, position) if flow else 0
@@ -224,13 +253,17 @@ class _SecretScope:
 
 
 def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
-    """A Secret's YAML `data:` or `stringData:` map (K8S_SECRET_MAP): every value replaced alone."""
+    """A Secret's YAML `data:` or `stringData:` map (K8S_SECRET_MAP): every value replaced alone. A flow map
+    on the line below the key (`data:\n  {password: UzNj}`) is secret_flow_replacer's, where it reads it."""
     scope = _SecretScope(text)
+    anchors = functools.cache(lambda: anchor_names(text))
 
     def replace(m: re.Match) -> tuple[str, int] | None:
+        if m.group("entries").lstrip().startswith("{") and K8S_SECRET_FLOW.match(m.string, m.start("field")):
+            return None
         if m.group("field") == "data" and not scope.holds(m.start(), flow=False):
             return None
-        entries, replaced = _secret_map(m.group("entries"), mark)
+        entries, replaced = _secret_map(m.group("entries"), mark, anchors)
         return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace
@@ -239,11 +272,13 @@ def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str
 def secret_flow_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
     """A Secret's `data` or `stringData` as a flow map or JSON (K8S_SECRET_FLOW): every value replaced alone."""
     scope = _SecretScope(text)
+    anchors = functools.cache(lambda: anchor_names(text))
 
     def replace(m: re.Match) -> tuple[str, int] | None:
-        if m.group("field") == "data" and not scope.holds(m.start(), flow=True):
+        escaped = m.group("eq") is not None
+        if m.group("field") == "data" and not scope.holds(m.start(), flow=True, escaped=escaped):
             return None
-        entries, replaced = _flow_map(m.group("entries"), mark)
+        entries, replaced = _flow_map(m.group("entries"), mark, anchors, escaped)
         return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace

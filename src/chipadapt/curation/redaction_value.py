@@ -50,7 +50,8 @@ _SHORT_PASSWORD = re.compile(
 )
 # A process node, a memory standard, a core (`secret: tsmc7`, `sky130`, `gf180mcu`, `ddr4`, `rv32imc`): the
 # chips and tools the corpus is about. After the number only a suffix such names have (`sky130A`, `sky130hd`,
-# `sg13g2`, `gf180mcuD`, `lpddr5x`) or a RISC-V ISA's letters (`rv32imafc`): `sky130xyz`, `sm1x9k2m4q8` and
+# `sg13g2`, `gf180mcuD`, `lpddr5x`, `tsmc65gp`, `tsmc28hpm`, `gf22fdx`, `sky90fd`, `arm926ej`) or a RISC-V ISA's
+# letters (`rv32imafc`): `sky130xyz`, `sm1x9k2m4q8` and
 # `rv32xyz` are random tokens that begin like one, and a secret's value.
 # A value no password is made of only after a name as ambiguous as the value: bare `secret` (a Kubernetes
 # object, a flag, as often as a password) and the short pass, pw, pwd (see _SHORT_NAME). After any other name
@@ -58,7 +59,8 @@ _SHORT_PASSWORD = re.compile(
 # `client_secret: sky130xyz`, `db_secret: tsmc7abc`, `api_key: gen2x8f9k3m`.
 _TECH_NAME = re.compile(
     r"(?i)(?:tsmc|asap|gf|sky|ihp|sg|ddr|lpddr|gddr|hbm|pcie|usb|rv|cv|avx|sse|arm|sm|gen|ipv|el)\d+"
-    r"(?:[a-fx]|hd|hs|ms|ls|lp|hp|ll|hvl|hdll|lpp|lpe|ulp|ffc|hpc|nm|io|ram|g2|mcu[a-d]?)?"
+    r"(?:[a-fx]|hd|hs|ms|ls|lp|hp|ll|hvl|hdll|lpp|lpe|lpu|ulp|ull|gp|hpm|hpcp?|ffcp?|ffp?|fdx|fd|ej(?:-s)?|nm|io"
+    r"|ram|g2|mcu[a-d]?)?"
     r"|rv(?:32|64|128)[imafdqlcbjtpvnhkgsuxze]{1,16}"
 )
 # An API version (`secret: v1alpha1`, `token: k8s1`) is one after any name but a password's own
@@ -94,6 +96,10 @@ _TOKENIZER_TOKEN = re.compile(r"[<\[].*[>\]]|[a-z_.\-]+")
 # never in a Verilog statement (`assign`, `<=`, a `;` at the end), a Tcl `set`, a shell `export` or `setenv`.
 _SHORT_NAME = re.compile(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw")
 _RANDOM_WORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[^\s_.\-]{8,64}")
+# An identifier: in code a short one with `_` in it names a variable (`key_r1`), not a password.
+_WORD = re.compile(r"[A-Za-z_]\w*")
+# A YAML anchor (`&db_pw`) where a node may begin: after a line's start, a space, `:`, `-`, `[`, `{` or `,`.
+_ANCHOR_NAME = re.compile(r"(?<![^\s:\[{,\-])&([^\s,\[\]{}]+)")
 # A name that passes a secret's name on (`use_token("GITHUB_TOKEN2")`), not its value.
 UPPER_SNAKE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 
@@ -173,6 +179,8 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
     short_ok = says_password(name) or (kind == "strong" and _ACCOUNT_PASS.search(name))
     if len(bare) < MIN_SECRET_CHARS and not (short_ok and _SHORT_PASSWORD.fullmatch(bare)):
         return False
+    if len(bare) < MIN_SECRET_CHARS and not (quoted or config) and "_" in bare and _WORD.fullmatch(bare):
+        return False  # `assign secret = key_r1;`, `char *password = pw_1;`: a short name in code is a variable
     if not quoted and _API_VERSION.fullmatch(bare) and not (short_ok and _PASSWORD_ONLY.search(name)):
         return False
     ambiguous = kind == "short" or re.split(r"[.:]", name)[-1].lower() == "secret"
@@ -224,6 +232,12 @@ def line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | 
     ):
         return value, rest
     return None
+
+
+def anchor_names(text: str) -> frozenset[str]:
+    """The YAML anchors `text` defines: `*name` is an alias only where `&name` is one of them, and elsewhere
+    (`password: *Hx92kq!Lm7`) a password that begins with `*`."""
+    return frozenset(_ANCHOR_NAME.findall(text))
 
 
 def is_reference(value: str) -> bool:
