@@ -47,7 +47,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.run_settings import is_unread_in_run
 from chipadapt.stage_reads import check_stage_reads
 from chipadapt.steerlm.stage_settings import check_steerlm_stages
-from chipadapt.trainer_schema import check_trainer
+from chipadapt.trainer_schema import check_trainer, check_trainer_names
 
 __all__ = [
     "ATTENTION",
@@ -141,3 +141,5 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(data, DictConfig) and isinstance(data.get("curate"), DictConfig):
         whole_numbers(CurateSchema, data.curate)
         check_curate(typed_group("data.curate", CurateSchema, data.curate))
+    if "stage" in cfg:
+        check_trainer_names(cfg)

@@ -82,8 +82,7 @@ def _device_form(devices: Any) -> bool:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """A training run's Trainer and callback counts (whole numbers written as floats are made ints), its
-    precision and accelerator names, and no argument the Trainer does not take."""
+    """A training run's Trainer and callback counts (whole numbers written as floats are made ints)."""
     for dotted, (low, nullable, fraction) in TRAINER_COUNTS.items():
         section, _, key = dotted.partition(".")
         node = cfg.get(section)
@@ -96,6 +95,12 @@ def check_trainer(cfg: DictConfig) -> None:
                 continue
         if key in node and not (key == "val_check_interval" and isinstance(node[key], (str, DictConfig))):
             node[key] = _count(dotted, node[key], low, nullable, fraction)
+
+
+def check_trainer_names(cfg: DictConfig) -> None:
+    """A training run's devices, precision and accelerator names, and no argument the Trainer does not take:
+    the config's last checks, since they import lightning (about 5 s), which a mistake elsewhere need not wait
+    for."""
     if isinstance(cfg.get("trainer"), DictConfig) and "devices" in cfg.trainer:
         accelerator = cfg.trainer.get("accelerator")
         if _strategy_target(cfg.trainer.get("strategy")).startswith("fsdp") and accelerator == "cpu":
