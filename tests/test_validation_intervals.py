@@ -156,7 +156,10 @@ def test_training_reports_intervals_counts_and_a_paired_change(tmp_path):
 @pytest.mark.integration
 def test_two_processes_validate_each_document_once(tmp_path, tiny_overrides):
     """43 general sequences on 2 processes: DistributedSampler repeats one, which was counted twice."""
-    from helpers.ddp_runs import one_and_two_processes
+    from conftest import run_train
+    from helpers.ddp_runs import TWO_CPU_PROCESSES
+
+    from chipadapt.pipeline import train
 
     common = [
         *tiny_overrides,
@@ -165,7 +168,10 @@ def test_two_processes_validate_each_document_once(tmp_path, tiny_overrides):
         "callbacks.checkpoint=null",
         "loss_guard.enabled=false",
     ]
-    one_and_two_processes(common, tmp_path)
+    # The one-process reference in this process (a train.py start fewer); the two processes as train.py runs them.
+    train(compose(common, tmp_path / "one"))
+    ddp = run_train([*common, *TWO_CPU_PROCESSES, f"hydra.run.dir={tmp_path / 'two'}"], timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = (read_manifest(tmp_path / name)["metrics"] for name in ("one", "two"))
     for when in ("before", "after"):
         for split in one[when]:
