@@ -3,12 +3,15 @@ holding the weights the run had at that step, LoRA merged in; what cannot be exp
 
 import itertools
 import json
+import logging
 
 import pytest
 import torch
-from conftest import TINY_FAST, run_train
-from helpers.faults import assert_user_error, run_entry, snapshot
+from conftest import CONF, TINY_FAST, run_train
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
+
+from chipadapt.errors import ChipadaptError
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +45,21 @@ def export(tmp_path, *args):
     return run_entry("export.py", [*args, f"hydra.run.dir={tmp_path / 'export_logs' / str(next(EXPORTS))}"])
 
 
+def export_here(tmp_path, *args) -> dict:
+    """export.py's job in this process, composed as the command composes it (each export.py process spent
+    seconds importing): the command line's own contract, exit 0 and one error line with exit 2, is checked
+    by the first export of test_last_and_an_earlier_step_hold_the_weights_of_their_step and by
+    test_what_cannot_be_exported_is_one_line."""
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.checkpoint_export import run
+
+    logs = tmp_path / "export_logs" / str(next(EXPORTS))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("export", overrides=[*args, f"paths.output_dir={logs}"])
+    return run(cfg)
+
+
 def exported_ok(proc):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -49,19 +67,24 @@ def exported_ok(proc):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, isolated_cache):
     """A full fine-tuning run keeping every step's checkpoint, and a LoRA run, both from a copy of the
-    tiny model (a test changes the copy)."""
+    tiny model (a test changes the copy): the two jobs of one sweep, one process starting for both."""
     root = tmp_path_factory.mktemp("export_runs")
     base = tiny_model_copy(root, "base")
-    full = root / "full"
-    proc = run_train([*TRAIN, f"model.path={base}", "callbacks.checkpoint.save_top_k=-1", f"hydra.run.dir={full}"])
+    proc = run_train(
+        [
+            "-m",
+            *TRAIN,
+            f"model.path={base}",
+            "callbacks.checkpoint.save_top_k=-1",
+            "peft=none,lora_small",
+            f"hydra.sweep.dir={root / 'sweep'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lora = root / "lora"
-    proc = run_train([*TRAIN, f"model.path={base}", "peft=lora_small", f"hydra.run.dir={lora}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"base": base, "full": full, "lora": lora}
+    return {"base": base, "full": root / "sweep" / "0", "lora": root / "sweep" / "1"}
 
 
-def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path):
+def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path, caplog):
     from chipadapt.models.hf_folder import check_hf_folder, load_causal_lm
 
     run = runs["full"]
@@ -72,7 +95,7 @@ def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path)
     assert record["step"] == STEPS and record["sources"]["starting_model"]["path"] == str(runs["base"].resolve())
 
     # step 1 by number, from the checkpoint Lightning named `epoch=0-step=1.ckpt`
-    exported_ok(export(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}"))
+    export_here(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}")
     ckpt = torch.load(run / "checkpoints" / "epoch=0-step=1.ckpt", map_location="cpu", weights_only=True)
     at_step = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     early = weights(tmp_path / "step1")
@@ -85,9 +108,9 @@ def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path)
     # The same command again (a requeued job) passes, writing nothing; another checkpoint into the same
     # folder replaces the export only when asked; the run's model/ (train's output) never.
     before = snapshot(tmp_path / "step1")
-    again = export(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}")
-    exported_ok(again)
-    assert "exported before from this checkpoint and inputs; not exported again" in again.stderr + again.stdout
+    caplog.set_level(logging.INFO, logger="chipadapt.checkpoint_export")
+    export_here(tmp_path, f"run={run}", "step=1", f"output={tmp_path / 'step1'}")
+    assert "exported before from this checkpoint and inputs; not exported again" in caplog.text
     assert snapshot(tmp_path / "step1") == before
     # The same checkpoint file whose content is not what the export recorded is another export.
     import shutil
@@ -103,22 +126,22 @@ def test_last_and_an_earlier_step_hold_the_weights_of_their_step(runs, tmp_path)
     (edited / "export.json").write_text(json.dumps(record))
     job = plan_export(OmegaConf.create({"run": str(run), "step": 1, "output": str(edited)}))
     assert exported_before(job) == ", of the same checkpoint file, but its content changed since"
-    other = export(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}")
-    assert_user_error(other, "holds a previous export output, of step 1 of", "overwrite=true", before=before)
-    exported_ok(export(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}", "overwrite=true"))
+    with pytest.raises(ChipadaptError, match=r"holds a previous export output, of step 1 of .*overwrite=true"):
+        export_here(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}")
+    assert_unchanged(before)
+    assert export_here(tmp_path, f"run={run}", "step=2", f"output={tmp_path / 'step1'}", "overwrite=true")["step"] == 2
+    assert json.loads((tmp_path / "step1" / "export.json").read_text())["step"] == 2
     before = snapshot(run / "model")
-    assert_user_error(
-        export(tmp_path, f"run={run}", f"output={run / 'model'}", "overwrite=true"),
-        "not an output of export",
-        before=before,
-    )
+    with pytest.raises(ChipadaptError, match="not an output of export"):
+        export_here(tmp_path, f"run={run}", f"output={run / 'model'}", "overwrite=true")
+    assert_unchanged(before)
 
 
 def test_lora_checkpoint_holding_adapters_only_exports_the_merged_model(runs, tmp_path):
     run = runs["lora"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["frozen_weights_left_out"]  # the base comes from the starting folder
-    exported_ok(export(tmp_path, f"run={run}", f"output={tmp_path / 'merged'}"))
+    export_here(tmp_path, f"run={run}", f"output={tmp_path / 'merged'}")
     assert_same_weights(weights(run / "model"), weights(tmp_path / "merged"))
     assert json.loads((tmp_path / "merged" / "export.json").read_text())["lora_merged"] is True
 
@@ -133,7 +156,7 @@ def test_sharded_checkpoint_folder_exports_like_the_file(runs, tmp_path):
     sharded = tmp_path / "sharded.ckpt"
     dcp.save({"model": checkpoint.pop("state_dict")}, checkpoint_id=str(sharded), no_dist=True)
     torch.save(checkpoint, sharded / "meta.pt")
-    exported_ok(export(tmp_path, f"run={run}", f"checkpoint={sharded}", f"output={tmp_path / 'out'}"))
+    export_here(tmp_path, f"run={run}", f"checkpoint={sharded}", f"output={tmp_path / 'out'}")
     assert_same_weights(weights(run / "model"), weights(tmp_path / "out"))
 
 
@@ -142,8 +165,9 @@ def test_a_starting_model_changed_since_the_run_is_refused(runs, tmp_path):
     original = config.read_text()
     try:
         config.write_text(original.replace("{", "{ ", 1))
-        proc = export(tmp_path, f"run={runs['full']}", f"output={tmp_path / 'out'}")
-        assert_user_error(proc, "changed since the run", str(runs["base"]))
+        with pytest.raises(ChipadaptError, match="changed since the run") as refused:
+            export_here(tmp_path, f"run={runs['full']}", f"output={tmp_path / 'out'}")
+        assert str(runs["base"]) in str(refused.value)
     finally:
         config.write_text(original)
     assert not (tmp_path / "out").exists()
@@ -155,7 +179,6 @@ def test_what_cannot_be_exported_is_one_line(runs, tmp_path):
 
     from chipadapt.checkpoint_choice import find_checkpoint
     from chipadapt.checkpoint_ownership import run_record
-    from chipadapt.errors import ChipadaptError
     from chipadapt.models.checkpoint_weights import checkpoint_layout
 
     run = runs["full"]

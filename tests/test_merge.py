@@ -85,6 +85,10 @@ def test_baseline_methods():
     assert torch.equal(first, second) and not torch.equal(first, base)
 
 
+def snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
 def tiny_pair(tmp_path):
     """The tiny model as `instruct` and a perturbed copy as `chip`."""
@@ -302,12 +306,32 @@ def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
     log = again.stdout + again.stderr
     assert "completed before with these settings" in log and "did not complete before" in log
     assert "holds this job's merged model; not merged again" in log
-    # Other settings in the same folders, or a chip model retrained in place: refused as before.
+    # Other settings in the same folders, or a chip model retrained in place: refused as before. A sweep of
+    # other lambdas is refused before its first job: nothing runs, multirun.yaml, every job's .hydra/,
+    # manifest and model stay as they were (job #0, the same settings, would have passed and logged).
+    before = snapshot(sweep)
     other = subprocess.run(
-        [*proc.args[:3], "merge.lam=0.25,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT
+        [*proc.args[:3], "merge.lam=0,0.7,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT
     )
-    assert other.returncode == 2 and "job #0 (merge.lam=0.25) would merge into" in other.stderr  # before any job
-    assert "holds a merged model of other settings (merge.lam: 0 -> 0.25)" in other.stderr
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert other.stderr.strip().splitlines()[-1] == (
+        f"chipadapt: error: hydra.sweep.dir: job #1 (merge.lam=0.7) would merge into {sweep / '1' / 'model'}, which "
+        "holds a merged model of other settings (merge.lam: 0.5 -> 0.7); another hydra.sweep.dir keeps both, or "
+        "overwrite=true replaces it"
+    )
+    assert snapshot(sweep) == before
+    # A single run refused in a job's folder (no sweep to check beforehand) is refused before it records
+    # itself: .hydra/ is put back, manifest.json and the logger files are the lam=0.5 job's.
+    job = sweep / "1"
+    kept = {name: data for name, data in snapshot(job).items() if name != "merge.log"}
+    alone = subprocess.run(
+        [*proc.args[:2], "merge.lam=0.7", *proc.args[4:-1], f"hydra.run.dir={job}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert alone.returncode == 2 and "holds a previous merge output, merged with other settings" in alone.stderr
+    assert {name: data for name, data in snapshot(job).items() if name != "merge.log"} == kept
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(chip / "model.safetensors")

@@ -1,17 +1,16 @@
 """merge.py run again where an earlier merge lives: what it refuses is refused before the job records
-anything (the earlier run's manifest, logger files and .hydra/ stay as they were), a sweep of other
-lambdas in the same sweep folder is refused before its first job, `overwrite` is no setting of the
-merge, a base model the method does not read is said to be unread, and a LoRA adapter given as a
-model is named as one."""
+anything (the earlier run's manifest, logger files and .hydra/ stay as they were), `overwrite` is no
+setting of the merge, a base model the method does not read is said to be unread, and a LoRA adapter
+given as a model is named as one. The same through merge.py's command line (a sweep of other lambdas in
+the same sweep folder refused before its first job, a single run refused in a job's folder putting back
+its .hydra/) is test_merge.py::test_merge_cli_contract_and_lambda_sweep, on the sweep that test makes."""
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF, ROOT, compose
+from conftest import CONF, compose
 from helpers.models import perturbed_copy
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -123,38 +122,6 @@ def test_a_lora_adapter_is_named_as_one_with_the_merged_model_beside_it(tmp_path
         SafetensorsModel(str(adapter), "models.chip")
     with pytest.raises(ChipadaptError, match=r"is not a Hugging Face model folder \(no config.json\)"):
         SafetensorsModel(str(tmp_path), "models.chip")  # neither a model nor an adapter: as before
-
-
-@pytest.mark.integration
-def test_a_sweep_of_other_lambdas_in_the_same_folder_is_refused_before_its_first_job(tmp_path, pair):
-    chip, instruct = pair
-    sweep = tmp_path / "sweep"
-
-    def merge_py(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(ROOT / "merge.py"), *args, f"models.chip={chip}", f"models.instruct={instruct}"]
-        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
-
-    first = merge_py("-m", "merge.lam=0,1", f"hydra.sweep.dir={sweep}")
-    assert first.returncode == 0, first.stderr[-2000:]
-    before = snapshot(sweep)
-    other = merge_py("-m", "merge.lam=0,0.7,1", f"hydra.sweep.dir={sweep}")
-    assert other.returncode == 2, other.stderr[-2000:]
-    assert other.stderr.strip().splitlines()[-1] == (
-        f"chipadapt: error: hydra.sweep.dir: job #1 (merge.lam=0.7) would merge into {sweep / '1' / 'model'}, which "
-        "holds a merged model of other settings (merge.lam: 1 -> 0.7); another hydra.sweep.dir keeps both, or "
-        "overwrite=true replaces it"
-    )
-    assert snapshot(sweep) == before  # nothing ran: multirun.yaml, every job's .hydra/, manifest and model as they were
-    # The same sweep again is its own rerun: passed, job by job.
-    same = merge_py("-m", "merge.lam=0,1", f"hydra.sweep.dir={sweep}")
-    assert same.returncode == 0 and "completed before with these settings" in same.stdout + same.stderr
-    # A single run refused in a job's folder (no sweep to check beforehand) is refused before it records
-    # itself: .hydra/ is put back, manifest.json and the logger files are the lam=1 job's.
-    job = sweep / "1"
-    kept = {name: data for name, data in snapshot(job).items() if name != "merge.log"}
-    alone = merge_py("merge.lam=0.7", f"hydra.run.dir={job}")
-    assert alone.returncode == 2 and "holds a previous merge output, merged with other settings" in alone.stderr
-    assert {name: data for name, data in snapshot(job).items() if name != "merge.log"} == kept
 
 
 def test_a_merge_recorded_before_the_chat_and_non_float_keys_is_read_at_their_earlier_meaning(tmp_path, pair):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
+from helpers.faults import ROOT, assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
 
 from chipadapt.errors import ChipadaptError
@@ -249,8 +249,10 @@ def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_the_first_job():
 
 
 def test_a_sweep_with_a_bad_later_value_runs_no_job(tmp_path):
+    """Its config group as a glob too: expanded for the checks, not refused nor left unchecked (the
+    expansion itself, in-process: test_a_glob_sweep_is_expanded_for_its_checks_not_refused)."""
     sweep = tmp_path / "sweep"
-    proc = run_entry("train.py", ["-m", "model=tiny", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
+    proc = run_entry("train.py", ["-m", "model=glob(tiny)", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
     assert_user_error(proc, "optim.lr: Value 'abc'", "(sweep value optim.lr=abc)")
     assert not sweep.exists()
 
@@ -278,16 +280,39 @@ def test_slurm_asks_for_the_gpus_trainer_devices_names():
     assert [gpus_per_node(d) for d in (4, "2", "0,1,2", [0, 1], -1, "auto")] == [4, 2, 3, 2, 8, 8]
 
 
-def test_a_refused_rerun_leaves_the_finished_runs_records_as_they_were(tmp_path):
-    run = tmp_path / "run"
-    common = ["model=tiny", "data.seq_len=64", "data.global_batch_size=4", "trainer.max_steps=1"]
-    first = run_entry("train.py", [*common, "callbacks.progress=null", "optim.lr=1e-3", f"hydra.run.dir={run}"])
+TRAIN_ONE_STEP = [
+    "model=tiny",
+    "data.seq_len=64",
+    "data.global_batch_size=4",
+    "trainer.max_steps=1",
+    "callbacks.progress=null",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_sweep(tmp_path_factory):
+    """A finished sweep of one one-step training job: what both refused reruns below are refused in (one
+    training process for the two)."""
+    sweep = tmp_path_factory.mktemp("trained") / "sweep"
+    first = run_entry("train.py", ["-m", *TRAIN_ONE_STEP, "optim.lr=1e-3", f"hydra.sweep.dir={sweep}"])
     assert first.returncode == 0, first.stderr[-2000:]
-    records = [run / ".hydra" / "overrides.yaml", run / ".hydra" / "config.yaml", run / "manifest.json"]
-    before = snapshot(*records)
-    proc = run_entry("train.py", [*common, "callbacks.progress=null", "optim.lr=1e-4", f"hydra.run.dir={run}"])
+    return sweep
+
+
+def job_records(sweep: Path) -> list[Path]:
+    return [
+        sweep / "0" / ".hydra" / "overrides.yaml",
+        sweep / "0" / ".hydra" / "config.yaml",
+        sweep / "0" / "manifest.json",
+    ]
+
+
+def test_a_refused_rerun_leaves_the_finished_runs_records_as_they_were(trained_sweep):
+    run = trained_sweep / "0"  # a finished run's folder (a sweep's job: the same records)
+    before = snapshot(*job_records(trained_sweep))
+    proc = run_entry("train.py", [*TRAIN_ONE_STEP, "optim.lr=1e-4", f"hydra.run.dir={run}"])
     assert_user_error(proc, "holds a previous train output")
-    assert snapshot(*records) == before  # .hydra/ does not claim the refused lr=1e-4 trained this model
+    assert snapshot(*job_records(trained_sweep)) == before  # .hydra/ does not claim the refused lr=1e-4 trained it
 
 
 @pytest.mark.parametrize("multirun", [False, True])
@@ -303,29 +328,23 @@ def test_a_run_folder_inside_the_model_it_reads_is_refused_before_anything_is_wr
     assert set(snapshot(model)) == set(before) and not (model / "run1").exists() and not (model / "runs").exists()
 
 
-def test_a_glob_sweep_is_expanded_for_its_checks_not_refused(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_entry("train.py", ["-m", "model=glob(tiny)", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
-    assert_user_error(proc, "(sweep value optim.lr=abc)")
+def test_a_glob_sweep_is_expanded_for_its_checks_not_refused():
+    """The jobs a glob over a config group makes, as the preflight lists them with Hydra's config loader
+    (the command line, one process: test_a_sweep_with_a_bad_later_value_runs_no_job)."""
+    from hydra import initialize_config_dir
+
+    from chipadapt.sweep_preflight import job_override_sets
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        sets = job_override_sets(["model=glob(tiny)", "optim.lr=1e-3,abc"])
+    assert sets == [
+        (None, ["model=tiny", "optim.lr=0.001"]),
+        ("optim.lr=abc", ["model=tiny", "optim.lr=abc"]),
+    ]
 
 
-def test_a_refused_sweep_job_leaves_the_finished_jobs_records_as_they_were(tmp_path):
-    sweep = tmp_path / "sweep"
-    common = [
-        "model=tiny",
-        "data.seq_len=64",
-        "data.global_batch_size=4",
-        "trainer.max_steps=1",
-        "callbacks.progress=null",
-    ]
-    first = run_entry("train.py", ["-m", *common, "optim.lr=1e-3", f"hydra.sweep.dir={sweep}"])
-    assert first.returncode == 0, first.stderr[-2000:]
-    records = [
-        sweep / "0" / ".hydra" / "overrides.yaml",
-        sweep / "0" / ".hydra" / "config.yaml",
-        sweep / "0" / "manifest.json",
-    ]
-    before = snapshot(*records)
-    proc = run_entry("train.py", ["-m", *common, "optim.lr=1e-2", f"hydra.sweep.dir={sweep}"])
+def test_a_refused_sweep_job_leaves_the_finished_jobs_records_as_they_were(trained_sweep):
+    before = snapshot(*job_records(trained_sweep))
+    proc = run_entry("train.py", ["-m", *TRAIN_ONE_STEP, "optim.lr=1e-2", f"hydra.sweep.dir={trained_sweep}"])
     assert_user_error(proc, "hydra.sweep.dir:", "holds a previous train output")
-    assert snapshot(*records) == before
+    assert snapshot(*job_records(trained_sweep)) == before
