@@ -4,7 +4,8 @@ what it redacted too much: a ConfigMap's `data:` beside a Secret in one `kind: L
 redacted value, an alias. Then of what the review of that found: a certificate bundled with its key, a password
 that begins with `*`, a Secret escaped in a JSON string (kubectl's last-applied-configuration), a flow map on
 the line below `data:` or with a `{` in a value; and a short variable in code, a process name with a longer
-suffix and a `kind: Secret` in a string's text, redacted too much."""
+suffix and a `kind: Secret` in a string's text, redacted too much. Then a short password with `_` outside a
+statement of code (a sentence, a command line, a flow map, a URL), kept, and an alias of another document's anchor."""
 
 import base64
 import json
@@ -253,3 +254,100 @@ def test_the_flow_forms_take_linear_time(text):
 )
 def test_the_review_leaks_are_redacted(text, redacted, counts):
     assert redact(text) == (redacted, counts)
+
+
+# A short identifier with `_` in it is a variable only in a statement of code: everywhere else it is a password.
+# Each row after a line of plain text and after a line that makes the document code.
+SHORT_PASSWORDS_WITH_UNDERSCORE = [
+    ("the password is my_pw12\n", "the password is <secret>\n", "prose_password"),
+    ("mysql -u root --password my_pw1 db\n", "mysql -u root --password <secret> db\n", "command_line_password"),
+    ("mysql --password=my_pw1 db\n", "mysql --password=<secret> db\n", "assigned_secret"),
+    ("mysql -uroot -proot_12 db\n", "mysql -uroot -p<secret> db\n", "mysql_password"),
+    ("sshpass -p root_12 ssh host\n", "sshpass -p <secret> ssh host\n", "sshpass_password"),
+    ("machine h login bob password root_12\n", "machine h login bob password <secret>\n", "netrc_password"),
+    (
+        "docker login -u bob -p ab_c12 registry\n",
+        "docker login -u bob -p <secret> registry\n",
+        "registry_login_password",
+    ),
+    ("app --client-secret ab_1234\n", "app --client-secret <secret>\n", "command_line_password"),
+    (
+        "https://host/login?password=ab_c12&user=x\n",
+        "https://host/login?password=<secret>&user=x\n",
+        "assigned_secret",
+    ),
+    ("creds: {user: bob, password: root_12}\n", "creds: {user: bob, password: <secret>}\n", "assigned_secret"),
+    ("users: [{name: bob, password: root_12}]\n", "users: [{name: bob, password: <secret>}]\n", "assigned_secret"),
+    # Tcl's and csh's unquoted word is a string (a variable is `$a_b1`)
+    ("set password a_b1\n", "set password <secret>\n", "assigned_secret_tcl"),
+]
+
+
+@pytest.mark.parametrize("before", ["", "import os\n", "module m;\n"])
+@pytest.mark.parametrize(("text", "redacted", "form"), SHORT_PASSWORDS_WITH_UNDERSCORE)
+def test_a_short_password_with_an_underscore_is_redacted_outside_a_statement(before, text, redacted, form):
+    assert redact(before + text) == (before + redacted, {form: 1})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "module m;\n  assign secret = key_r1;\nendmodule\n",
+        "  case (st)\n    SECRET: st_1 = 2;\n  endcase\n",
+        "int main() {\n  char *password = pw_1;\n}\n",
+        "#define API_SECRET key_r1\nint x;\n",
+        # SystemVerilog's assignment pattern is code, not a flow map
+        "module m;\n  key_t k = '{secret: s_r1, valid: 1'b1};\nendmodule\n",
+    ],
+)
+def test_a_short_identifier_in_a_statement_of_code_is_kept(text):
+    assert redact(text) == (text, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted", "counts"),
+    [
+        # an anchor is its own `---` document's: in the next, `*db_pw_x9` is no alias of it but a value
+        (
+            "base: &db_pw_x9 hunter22x\n---\npassword: *db_pw_x9\n",
+            "base: &db_pw_x9 <secret>\n---\npassword: <secret>\n",
+            {"yaml_anchor_secret": 1, "assigned_secret": 1},
+        ),
+        (
+            "x: &pw_value9 1\n---\ndb: {password: *pw_value9}\n",
+            "x: &pw_value9 1\n---\ndb: {password: <secret>}\n",
+            {"assigned_secret": 1},
+        ),
+        (
+            "kind: Secret\ndata:\n  a: &pw UzNjcmV0IQ==\n---\nkind: Secret\ndata:\n  b: *pw\n",
+            "kind: Secret\ndata:\n  a: &pw <secret>\n---\nkind: Secret\ndata:\n  b: <secret>\n",
+            {"k8s_secret_data": 2},
+        ),
+        (
+            "kind: Secret\ndata: {a: &pw UzNjcmV0IQ==}\n---\nkind: Secret\ndata: {b: *pw}\n",
+            "kind: Secret\ndata: {a: &pw <secret>}\n---\nkind: Secret\ndata: {b: <secret>}\n",
+            {"k8s_secret_data": 2},
+        ),
+        # ... and in its own document it stays an alias
+        (
+            "---\nbase: &db_pw_x9 hunter22x\npassword: *db_pw_x9\n",
+            "---\nbase: &db_pw_x9 <secret>\npassword: *db_pw_x9\n",
+            {"yaml_anchor_secret": 1},
+        ),
+        (
+            "kind: Secret\ndata:\n  a: &pw UzNjcmV0IQ==\n  b: *pw\n",
+            "kind: Secret\ndata:\n  a: &pw <secret>\n  b: *pw\n",
+            {"k8s_secret_data": 1},
+        ),
+    ],
+)
+def test_an_alias_names_an_anchor_of_its_own_document(text, redacted, counts):
+    assert redact(text) == (redacted, counts)
+
+
+def test_aliases_in_many_documents_take_linear_time():
+    text = "a: &pw_x1 1\n" + "---\npassword: *pw_x1\n" * 5_000
+    start = time.perf_counter()
+    redacted, counts = redact(text)
+    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+    assert counts == {"assigned_secret": 5_000}

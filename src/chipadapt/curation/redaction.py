@@ -16,11 +16,10 @@ Code that merely names a credential (`token = tokens[i]`, `connect(password=pass
 round_key_reg;`, `AES_KEY = 128'h2b7e...;`), a path (`PWD=/home/alice`), a test's result or a pulse width under
 the short names pass, pw, pwd (`PASS: test_uart_1`, `PW: 100MHz`) and a message about a password
 (`forgot_password: Forgot your password?`) are kept, and so is the `;` or `)` that ends a statement, a YAML
-anchor on a value (`password: &pw <secret>`) and an alias to an anchor the text defines (`password: *pw`).
+anchor on a value (`password: &pw <secret>`) and an alias to an anchor its `---` document defines (`password: *pw`).
 Every pattern runs in time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
-import functools
 import hashlib
 import hmac
 import re
@@ -55,6 +54,7 @@ from chipadapt.curation.redaction_value import (
     base64_private_key,
     credential_kind,
     is_base64_login,
+    is_code_variable,
     is_secret,
     line_value,
     says_password,
@@ -113,6 +113,16 @@ _YAML_ALIAS_VALUE = re.compile(r"\*(?P<alias>[^\s,\[\]{}]+)[\]}]*[ \t]*(?:#.*)?\
 
 # Forms in which pass, pw and pwd are a Tcl or csh variable, never a password (see _SHORT_NAME).
 _SHORT_NAME_NEVER = {"assigned_secret_tcl", "assigned_secret_setenv"}
+# The forms that are a statement assigning a value to a name (`assign secret = key_r1;`, `char *password =
+# pw_1;`, `#define`): in code an unquoted short identifier there is a variable (redaction_value.is_code_variable).
+# Not a command line's password (`--password`, `mysql -p`, `sshpass -p`, `docker login -p`), .netrc's, a
+# sentence's, a flow map's entry (`{user: bob, password: root_12}`) nor a URL's query (`?password=ab_c12&u=x`):
+# a password. Nor Tcl's `set`, csh's `setenv` or a Dockerfile's `ENV`, whose unquoted word is a string literal
+# (a variable is `$key_r1`).
+_STATEMENTS = {"assigned_secret_line", "assigned_secret", "assigned_secret_define"}
+# The line before a name inside a flow map or an object (`creds: {user: bob, `): a `{` not closed after it, but
+# SystemVerilog's assignment pattern `'{` (`k = '{secret: s_r1, valid: 1'b1};`), which is code.
+_IN_FLOW_MAP = re.compile(r"(?<!')\{[^{}]*$")
 
 
 def _assignment_replacer(
@@ -121,11 +131,9 @@ def _assignment_replacer(
     ini_start: int | None,
     form: str,
     code: bool,
-    anchors: Callable[[], frozenset[str]],
 ) -> Callable[[re.Match], str]:
     """`ini_start`: where the document's first ini `[section]` header is (None: it has none, or it is code).
-    `form`: the pattern's name in ASSIGNMENTS or FORMS. `code`: the document shows signs of code. `anchors`:
-    the YAML anchors the document defines (read when first asked for)."""
+    `form`: the pattern's name in ASSIGNMENTS or FORMS. `code`: the document shows signs of code."""
 
     def replace(m: re.Match) -> str:
         groups = m.groupdict()
@@ -136,13 +144,28 @@ def _assignment_replacer(
             return m.group(0)
         value_text = groups.get("lv") or groups.get("uv") or groups.get("pv")
         alias = _YAML_ALIAS_VALUE.fullmatch(value_text) if value_text else None
-        if alias and m.group("lead").rstrip().endswith(":") and alias.group("alias") in anchors():
+        if (
+            alias
+            and m.group("lead").rstrip().endswith(":")
+            and alias.group("alias") in anchor_names(m.string, m.start())
+        ):
             return m.group(0)
         if groups.get("call") is not None and m.group("q") and UPPER_SNAKE.fullmatch(m.group("qv")):
             return m.group(0)  # `use_token("GITHUB_TOKEN")` passes a secret's name
         if form == "call_password_unquoted" and (_IDENTIFIER if code else _INDEXED_WORD).fullmatch(m.group("uv")):
             return m.group(0)  # `password(clk1)`, `reset_password(buf2)`: a signal, a variable
         after = ""
+        # The line before the name, 200 characters at most (a long line is not read again for each match): a
+        # flow map's `{`, a URL query's `?` or `&`, a command line's option (`--password=my_pw1`).
+        window = m.string[max(0, m.start() - 200) : m.start()]
+        line_before = window[window.rfind("\n") + 1 :]
+        statement = (
+            code
+            and form in _STATEMENTS
+            and not name.startswith("-")
+            and line_before[-1:] not in ("?", "&")
+            and not _IN_FLOW_MAP.search(line_before)
+        )
         if groups.get("lv") is not None:  # a line's value, to its end
             # YAML `NAME: v` and unspaced `NAME=v` (.env, .properties, shell) are config; spaced `NAME = v`
             # is config on an unindented line under an ini section or, after a name that says password, in a
@@ -155,7 +178,8 @@ def _assignment_replacer(
             lv = m.group("lv")
             prose = not code and says_password(name) and bool(re.match(r"\S*\d", lv)) and not _ATTRIBUTE.match(lv)
             config = groups.get("op") == ":" or groups.get("sp") == "" or ini or prose
-            found = line_value(name, m.group("lv"), config and not re.search(r"[,;)]$", m.group("lv").rstrip()))
+            config = config and not re.search(r"[,;)]$", lv.rstrip())
+            found = line_value(name, lv, config, code=statement and not config)
             if found is None:
                 return m.group(0)
             (value, after), opening, closing = found, "", ""
@@ -182,6 +206,8 @@ def _assignment_replacer(
             opening, closing = "", ""
         if groups.get("lv") is None and groups.get("xv") is None and not is_secret(name, value, bool(opening)):
             return m.group(0)
+        if groups.get("uv") is not None and statement and is_code_variable(value):
+            return m.group(0)  # `assign secret = key_r1;`, `char *password = pw_1;`: a variable
         counter[0] += 1
         return f"{m.group('lead')}{opening}{mark('secret', value)}{closing}{after}"
 
@@ -231,12 +257,11 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))
     run("yaml_list_secret", YAML_FLOW_LIST, flow_list_replacer(mark))
     code = bool(_CODE_SIGNAL.search(text))
-    anchors = functools.cache(lambda: anchor_names(text))  # the text as it is now: redaction keeps anchors
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
         counter = [0]
         section = None if code else _INI_SECTION.search(text)  # again: earlier replacements moved it
-        replacer = _assignment_replacer(mark, counter, section and section.start(), name, code, anchors)
+        replacer = _assignment_replacer(mark, counter, section and section.start(), name, code)
         text = pattern.sub(replacer, text)
         if counter[0]:
             # a line's `NAME: value` is counted as the assignment it is

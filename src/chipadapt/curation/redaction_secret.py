@@ -3,11 +3,10 @@ written as YAML's indented map or as a flow map (`data: {password: UzNjcmV0}`, J
 escaped in a JSON string). Every value: a certificate too (`tls.crt` may hold its private key after it, and
 decoding each value whole to tell is no scan to run on a megabyte-long one). `data:` only in the mapping whose
 `kind` is Secret: in a `kind: List` beside a ConfigMap, the ConfigMap's `data:` is config. A YAML anchor on a
-value (`password: &pw UzNjcmV0`) stays, and an alias to an anchor the text defines (`copy: *pw`) is a
+value (`password: &pw UzNjcmV0`) stays, and an alias to an anchor its document defines (`copy: *pw`) is a
 reference, not a value. Every scan is linear in the text."""
 
 import bisect
-import functools
 import re
 from collections.abc import Callable
 
@@ -42,7 +41,7 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-Anchors = Callable[[], frozenset[str]]  # the anchors the text defines, read when first asked for
+Anchors = Callable[[], frozenset[str]]  # the anchors the entries' document defines, read when asked for
 
 
 def _map_value(value: str, mark: Mark, anchors: Anchors) -> str | None:
@@ -256,14 +255,13 @@ def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str
     """A Secret's YAML `data:` or `stringData:` map (K8S_SECRET_MAP): every value replaced alone. A flow map
     on the line below the key (`data:\n  {password: UzNj}`) is secret_flow_replacer's, where it reads it."""
     scope = _SecretScope(text)
-    anchors = functools.cache(lambda: anchor_names(text))
 
     def replace(m: re.Match) -> tuple[str, int] | None:
         if m.group("entries").lstrip().startswith("{") and K8S_SECRET_FLOW.match(m.string, m.start("field")):
             return None
         if m.group("field") == "data" and not scope.holds(m.start(), flow=False):
             return None
-        entries, replaced = _secret_map(m.group("entries"), mark, anchors)
+        entries, replaced = _secret_map(m.group("entries"), mark, lambda: anchor_names(m.string, m.start()))
         return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace
@@ -272,13 +270,12 @@ def secret_map_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str
 def secret_flow_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[str, int] | None]:
     """A Secret's `data` or `stringData` as a flow map or JSON (K8S_SECRET_FLOW): every value replaced alone."""
     scope = _SecretScope(text)
-    anchors = functools.cache(lambda: anchor_names(text))
 
     def replace(m: re.Match) -> tuple[str, int] | None:
         escaped = m.group("eq") is not None
         if m.group("field") == "data" and not scope.holds(m.start(), flow=True, escaped=escaped):
             return None
-        entries, replaced = _flow_map(m.group("entries"), mark, anchors, escaped)
+        entries, replaced = _flow_map(m.group("entries"), mark, lambda: anchor_names(m.string, m.start()), escaped)
         return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace

@@ -4,6 +4,7 @@ or like code, a reference, a path, a message about a password)."""
 
 import base64
 import binascii
+import bisect
 import functools
 import math
 import re
@@ -96,7 +97,7 @@ _TOKENIZER_TOKEN = re.compile(r"[<\[].*[>\]]|[a-z_.\-]+")
 # never in a Verilog statement (`assign`, `<=`, a `;` at the end), a Tcl `set`, a shell `export` or `setenv`.
 _SHORT_NAME = re.compile(r"(?i)pass|pwd|pw|[\w\-]*[_\-]pw")
 _RANDOM_WORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[^\s_.\-]{8,64}")
-# An identifier: in code a short one with `_` in it names a variable (`key_r1`), not a password.
+# An identifier: in a statement of code a short one with `_` in it names a variable (`key_r1`), not a password.
 _WORD = re.compile(r"[A-Za-z_]\w*")
 # A YAML anchor (`&db_pw`) where a node may begin: after a line's start, a space, `:`, `-`, `[`, `{` or `,`.
 _ANCHOR_NAME = re.compile(r"(?<![^\s:\[{,\-])&([^\s,\[\]{}]+)")
@@ -179,8 +180,6 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
     short_ok = says_password(name) or (kind == "strong" and _ACCOUNT_PASS.search(name))
     if len(bare) < MIN_SECRET_CHARS and not (short_ok and _SHORT_PASSWORD.fullmatch(bare)):
         return False
-    if len(bare) < MIN_SECRET_CHARS and not (quoted or config) and "_" in bare and _WORD.fullmatch(bare):
-        return False  # `assign secret = key_r1;`, `char *password = pw_1;`: a short name in code is a variable
     if not quoted and _API_VERSION.fullmatch(bare) and not (short_ok and _PASSWORD_ONLY.search(name)):
         return False
     ambiguous = kind == "short" or re.split(r"[.:]", name)[-1].lower() == "secret"
@@ -217,27 +216,51 @@ _CODE_WORDS |= {"None", "True", "False", "null", "nil", "undefined", "and", "or"
 _PHRASE = re.compile(r"[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+(?:[ \t]+[^\s()\[\]{}<>=|&+*/\\,;\"'`$]+)+")
 
 
-def line_value(name: str, line: str, config: bool = False) -> tuple[str, str] | None:
+def is_code_variable(value: str) -> bool:
+    """Whether an unquoted value assigned in a statement of code is a variable's name: short, with `_` in it
+    (`assign secret = key_r1;`, `char *password = pw_1;`). Only there: a sentence's `the password is my_pw12`,
+    `mysql -proot_12`, a flow map's `{password: root_12}` and a URL's `?password=ab_c12` hold a password."""
+    bare = split_tail(value)[0]
+    return len(bare) < MIN_SECRET_CHARS and "_" in bare and bool(_WORD.fullmatch(bare))
+
+
+def line_value(name: str, line: str, config: bool = False, code: bool = False) -> tuple[str, str] | None:
     """The value of a line's `NAME: value` to be replaced and what follows it (a comment, an end of
     statement), or None where the line is kept: the value is one word judged like any other, or several
-    when the first is a secret or all are a phrase (`correcthorse battery staple`), not code."""
+    when the first is a secret or all are a phrase (`correcthorse battery staple`), not code. `code`: the
+    line is a statement of code, where a first word that is_code_variable is a variable."""
     value = re.split(r"[ \t]#", line, maxsplit=1)[0].rstrip()
     rest = line[len(value) :]
     if not any(c.isspace() for c in value):
         core, tail = split_tail(value)
-        return (core, tail + rest) if is_secret(name, value, False, config) else None
+        secret = is_secret(name, value, False, config) and not (code and is_code_variable(value))
+        return (core, tail + rest) if secret else None
     first = value.split()[0]
-    if is_secret(name, first, False, config) or (
+    if (is_secret(name, first, False, config) and not (code and is_code_variable(first))) or (
         _PHRASE.fullmatch(value) and not _CODE_WORDS & set(value.split()) and is_secret(name, value, True)
     ):
         return value, rest
     return None
 
 
-def anchor_names(text: str) -> frozenset[str]:
-    """The YAML anchors `text` defines: `*name` is an alias only where `&name` is one of them, and elsewhere
-    (`password: *Hx92kq!Lm7`) a password that begins with `*`."""
-    return frozenset(_ANCHOR_NAME.findall(text))
+# Where a YAML document begins after the first: a `---` line (`--- !tag` too). An anchor is defined for its own
+# document alone: `*pw` in the next is no alias of it.
+_DOCUMENT_START = re.compile(r"(?m)^---(?=[ \t]|\r?$)")
+
+
+@functools.lru_cache(maxsize=2)  # asked for at each alias of a text, and one text at a time
+def _document_anchors(text: str) -> tuple[list[int], list[frozenset[str]]]:
+    """Where each `---` document of `text` begins, and the anchors it defines."""
+    starts = [0] + [m.start() for m in _DOCUMENT_START.finditer(text)]
+    ends = starts[1:] + [len(text)]
+    return starts, [frozenset(_ANCHOR_NAME.findall(text, a, b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def anchor_names(text: str, position: int) -> frozenset[str]:
+    """The YAML anchors that the `---` document of `text` holding `position` defines: `*name` there is an alias
+    only where `&name` is one of them, and elsewhere (`password: *Hx92kq!Lm7`) a password that begins with `*`."""
+    starts, names = _document_anchors(text)
+    return names[bisect.bisect_right(starts, position) - 1]
 
 
 def is_reference(value: str) -> bool:
