@@ -159,6 +159,9 @@ def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
     for figure in ("merge_lambda.png", "merge_balance.png"):
         assert (report / figure).stat().st_size > 10_000
     assert (report / "retrieval.png").is_file()
+    # rag_qa's retrieval reads the index retrieval_eval built (equal dense settings): one per encoder
+    indexes = [[p for p in d.iterdir() if p.is_dir()] for d in sorted((out / "indexes").iterdir())]
+    assert [len(found) for found in indexes] == [1, 1]
     assert (report / "runs" / "eval_base" / "results.json").is_file() and (report / "runs" / "steps.json").is_file()
     headline = (report / "headline.md").read_text()
     assert headline.startswith("| finding |") and "ChipAlign beats the other merges: vs linear" in headline
