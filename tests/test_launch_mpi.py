@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from helpers.faults import assert_user_error, run_entry
+from helpers.launch_env import launched_with
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.plugins.environments import mpi as lightning_mpi
@@ -19,26 +20,6 @@ from chipadapt.io import launch_ranks
 from chipadapt.io.lock import is_secondary_rank
 from chipadapt.manifest import REFUSAL, record_refusal
 from chipadapt.scaleout.rank0_load import launched_as_global_zero
-
-VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "WORLD_SIZE",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_NTASKS",
-    "SLURM_PROCID",
-    "SLURM_JOB_NAME",
-    "LSB_JOBID",
-    "JSM_NAMESPACE_RANK",
-    "JSM_NAMESPACE_SIZE",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-    "PMI_RANK",
-    "PMI_SIZE",
-    "PMIX_RANK",
-)
 
 # An mpi4py whose COMM_WORLD is what the launcher started (or, `alone`, an MPI library other than the launcher's,
 # which sees each process as a singleton).
@@ -59,12 +40,8 @@ COMM_WORLD = _World()
 @pytest.fixture
 def launched_as(monkeypatch):
     def launch(**variables: str) -> None:
-        for name in VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        launch_ranks._seen_several = False
-        launch_ranks._mpi_world.cache_clear()
+        launched_with(monkeypatch, **variables)
+        launch_ranks._mpi_world.cache_clear()  # COMM_WORLD as this launch's mpi4py (or none) gives it
 
     yield launch
     launch_ranks._mpi_world.cache_clear()
@@ -222,3 +199,12 @@ def test_a_lone_process_never_imports_mpi4py(launched_as, mpi4py_installed):
     mpi4py_installed()
     assert launched_as_global_zero() is True
     assert "mpi4py.MPI" not in sys.modules
+
+
+def test_the_console_module_imports_under_a_refused_mpi_launch(launched_as):
+    """chipadapt.report builds its console on import with first_process(), which asked the rank: the refusal was a
+    traceback at import, before cli.run_job could say it in one line."""
+    from chipadapt.report import first_process
+
+    launched_as(**HYDRA, PMI_RANK="2")
+    assert first_process() is True

@@ -6,6 +6,7 @@ import re
 from rich.console import Console
 from rich.table import Table
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import CONFIDENCE
 from chipadapt.io.lock import is_secondary_rank
 
@@ -14,8 +15,13 @@ def first_process() -> bool:
     """Whether this process is global rank 0 of its run (or its only process): the one that prints the
     run's plan and results. Lightning's own launcher (trainer=ddp without torchrun) reruns the script
     for every other process with LOCAL_RANK set, as torchrun and srun set RANK and SLURM_PROCID; each
-    printed the results table again."""
-    return not is_secondary_rank()
+    printed the results table again. A launch the rank rule refuses (mpirun without mpi4py) counts as first
+    here: this module builds its console on import, where a refusal would be a traceback; cli.run_job refuses
+    it in one line before any work."""
+    try:
+        return not is_secondary_rank()
+    except ChipadaptError:
+        return True
 
 
 console = Console(quiet=not first_process())  # the other processes print nothing of it
