@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.distributed.fsdp as fsdp
 from conftest import compose
 from helpers.cpu_fsdp import allow_fsdp_on_cpu, fork_two_ranks
+from helpers.launch_env import launched_with
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import OmegaConf
@@ -22,34 +23,12 @@ from chipadapt.models.hf_folder import empty_causal_lm, load_causal_lm
 from chipadapt.scaleout.rank0_load import EmptyStorage, launched_as_global_zero, reads_weights
 from chipadapt.scaleout.whole_checkpoints import WholeCheckpointFSDP
 
-RANK_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "WORLD_SIZE",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_NTASKS",
-    "SLURM_PROCID",
-    "SLURM_JOB_NAME",
-    "LSB_JOBID",
-    "JSM_NAMESPACE_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-    "PMI_SIZE",
-)
-
 
 @pytest.fixture
 def launched_as(monkeypatch):
     """Sets the variables a launcher gives a process, and none other."""
 
-    def launch(**variables: str) -> None:
-        for name in RANK_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-
-    return launch
+    return lambda **variables: launched_with(monkeypatch, **variables)
 
 
 @pytest.fixture(scope="module")

@@ -4,40 +4,21 @@ does not set overrode one it does, and no process of such a launch locked, answe
 workers of Lightning's ddp_fork/ddp_spawn/ddp_notebook have LOCAL_RANK and no WORLD_SIZE: each was taken for a lone
 process, and on SIGUSR1 every one requeued the job."""
 
+import ast
+import inspect
 import queue
 
 import pytest
+from helpers.launch_env import LAUNCHER_VARIABLES, launched_with
 
 from chipadapt.io import launch_ranks
 from chipadapt.io.lock import is_secondary_rank
 from chipadapt.scaleout.rank0_load import launched_as_global_zero
 
-VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "WORLD_SIZE",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_NTASKS",
-    "SLURM_PROCID",
-    "SLURM_JOB_NAME",
-    "LSB_JOBID",
-    "JSM_NAMESPACE_RANK",
-    "JSM_NAMESPACE_SIZE",
-)
-
 
 @pytest.fixture
 def launched_as(monkeypatch):
-    def launch(**variables: str) -> None:
-        for name in VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        launch_ranks._seen_several = False
-
-    return launch
+    return lambda **variables: launched_with(monkeypatch, **variables)
 
 
 # srun -N2 torchrun --rdzv-backend c10d: c10d numbers the ranks by arrival, so the task SLURM_PROCID=1 may hold RANK 0.
@@ -97,3 +78,21 @@ def test_lightnings_forked_and_spawned_workers_are_other_processes(launched_as, 
 
         launcher._wrapping_function(process_idx, None, probe, (), {}, queue.Queue())
     assert seen == {1: (True, False, "1"), 0: (False, True, "0")}
+
+
+def test_every_variable_launch_ranks_reads_is_cleared_for_a_test(launched_as, monkeypatch):
+    """A variable of the developer's shell that a test's launch left in place changed which process was rank 0
+    (PMIX_RANK=1 left by an MPI module had every lone process refused)."""
+    source = ast.parse(inspect.getsource(launch_ranks))
+    read = {
+        node.value
+        for node in ast.walk(source)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isupper()
+    }
+    assert {"PMIX_RANK", "JSM_NAMESPACE_LOCAL_RANK", "GROUP_RANK"} <= read  # the scan finds the names
+    assert read <= set(LAUNCHER_VARIABLES)
+    for variable in read:
+        monkeypatch.setenv(variable, "3")
+    launched_as(NODE_RANK="1")
+    assert launched_as_global_zero() is True
+    assert launch_ranks.rank_label() == "1-0"

@@ -4,17 +4,15 @@ kept beside rank 0's record; a lone process whose cluster set a rank variable wr
 import json
 
 import pytest
+from helpers.launch_env import launched_with
 from omegaconf import OmegaConf
 
 from chipadapt.manifest import RunManifest
 
-RANKS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "WORLD_SIZE", "SLURM_NTASKS")
-
 
 @pytest.fixture(autouse=True)
 def no_launcher(monkeypatch):
-    for variable in RANKS:
-        monkeypatch.delenv(variable, raising=False)
+    launched_with(monkeypatch)
 
 
 def test_a_secondary_process_leaves_rank_0s_manifest_as_it_is(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import TINY_FAST, compose
+from helpers.launch_env import launched_with
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import LOCK_NAME, run_folder_lock
@@ -19,10 +20,8 @@ LAUNCH = {"TORCHELASTIC_RUN_ID": "none", "TORCHELASTIC_RESTART_COUNT": "0", "MAS
 @pytest.fixture
 def torchrun(monkeypatch):
     """torchrun --nproc_per_node 2 --master_port 29517: every launch has the same launcher variables."""
-    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_NTASKS", answers.DECISION_VARIABLE):
-        monkeypatch.delenv(variable, raising=False)
-    for key, value in {**LAUNCH, "MASTER_PORT": "29517", "WORLD_SIZE": "2"}.items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(answers.DECISION_VARIABLE, raising=False)
+    launched_with(monkeypatch, **LAUNCH, MASTER_PORT="29517", WORLD_SIZE="2")
 
     def as_rank(rank: int) -> None:
         monkeypatch.setenv("RANK", str(rank))
@@ -115,9 +114,8 @@ def test_a_lone_process_with_a_rank_variable_decides_for_itself(tmp_path, monkey
     """A cluster that sets SLURM_PROCID or NODE_RANK for a one-process job: that process waited for a rank 0."""
     from chipadapt.stages.resume_decision import resume_checkpoint
 
-    for variable in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", answers.DECISION_VARIABLE):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.delenv(answers.DECISION_VARIABLE, raising=False)
+    launched_with(monkeypatch, NODE_RANK="1")
     monkeypatch.setattr(answers, "WAIT_S", 0.0)
     assert resume_checkpoint(compose([*TINY_FAST, "trainer.max_steps=2"], tmp_path), tmp_path) is None
 

@@ -8,13 +8,12 @@ import logging
 import time
 
 import pytest
+from helpers.launch_env import launched_with
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.command_line import COMMAND_ENV, launch_command
 from chipadapt.io.lock import run_folder_lock
 from chipadapt.stages import rank_0_decision as answers
-
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "WORLD_SIZE", "SLURM_NTASKS")
 
 
 @pytest.fixture
@@ -22,10 +21,9 @@ def launched(monkeypatch):
     """This process started as `variables` say, with no launcher variable of the test's own environment left."""
 
     def start(**variables: str) -> None:
-        for variable in (*RANK_VARIABLES, *answers.LAUNCH_VARIABLES, answers.DECISION_VARIABLE):
+        for variable in (*answers.LAUNCH_VARIABLES, answers.DECISION_VARIABLE):
             monkeypatch.delenv(variable, raising=False)
-        for variable, value in variables.items():
-            monkeypatch.setenv(variable, value)
+        launched_with(monkeypatch, **variables)
 
     return start
 

@@ -6,28 +6,11 @@ SLURM_NTASKS above 1) still share rank 0's folder without locking it."""
 import os
 
 import pytest
+from helpers.launch_env import launched_with
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.lock import LOCK_NAME, run_folder_lock
 from chipadapt.io.lock_probe import folder_lock_held
-
-LAUNCHER_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "SLURM_PROCID",
-    "WORLD_SIZE",
-    "SLURM_NTASKS",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_JOB_NAME",
-)
-
-
-def started_with(monkeypatch, **variables: str) -> None:
-    for variable in LAUNCHER_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    for variable, value in variables.items():
-        monkeypatch.setenv(variable, value)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +18,7 @@ def started_with(monkeypatch, **variables: str) -> None:
     [{"NODE_RANK": "1"}, {"SLURM_PROCID": "3", "SLURM_NTASKS": "1"}, {"NODE_RANK": "2", "WORLD_SIZE": "1"}],
 )
 def test_a_lone_process_with_a_rank_variable_locks_its_run_folder(tmp_path, monkeypatch, variables):
-    started_with(monkeypatch, **variables)
+    launched_with(monkeypatch, **variables)
     with run_folder_lock(tmp_path):
         assert folder_lock_held(tmp_path) is True
         with pytest.raises(ChipadaptError, match=f"run folder in use by pid {os.getpid()}"):
@@ -55,12 +38,12 @@ def test_a_lone_process_with_a_rank_variable_locks_its_run_folder(tmp_path, monk
     ],
 )
 def test_the_other_processes_of_a_launch_share_rank_0s_folder_unlocked(tmp_path, monkeypatch, variables):
-    started_with(monkeypatch)
+    launched_with(monkeypatch)
     with run_folder_lock(tmp_path):  # rank 0 holds the folder
-        started_with(monkeypatch, **variables)
+        launched_with(monkeypatch, **variables)
         with run_folder_lock(tmp_path):
             pass
-    started_with(monkeypatch, **variables)
+    launched_with(monkeypatch, **variables)
     with run_folder_lock(tmp_path / "fresh"):
         assert not (tmp_path / "fresh" / LOCK_NAME).exists()
 
@@ -70,7 +53,7 @@ def test_a_started_process_stays_one_of_several_after_its_launcher_drops_world_s
     # leave rank 0's folder lock and manifest alone.
     from chipadapt.io.launch_ranks import other_process_of_a_launch
 
-    started_with(monkeypatch, LOCAL_RANK="1", WORLD_SIZE="2")
+    launched_with(monkeypatch, LOCAL_RANK="1", WORLD_SIZE="2")
     assert other_process_of_a_launch() is True
     monkeypatch.delenv("WORLD_SIZE")
     assert other_process_of_a_launch() is True

@@ -10,21 +10,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers.launch_env import LAUNCHER_VARIABLES, launched_with
 
 from chipadapt.after_interruption import say_interrupted
 from chipadapt.interrupts import Interrupted
 from chipadapt.stages.causal_lm import tell_plan
 
-RANKS = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "SLURM_PROCID",
-    "WORLD_SIZE",
-    "SLURM_NTASKS",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_JOB_NAME",
-)
 OTHER_PROCESSES = [
     {"LOCAL_RANK": "1", "WORLD_SIZE": "2"},
     {"LOCAL_RANK": "1"},  # a worker of trainer.strategy=ddp_fork/ddp_spawn: no WORLD_SIZE
@@ -36,7 +27,7 @@ PLAN = {"text": "plan: global batch 8 = micro 1 x 2 processes x 4 accumulation",
 
 def table_printed(env: dict[str, str]) -> str:
     """What report.console prints in a process started with `env` (the console is made at import)."""
-    clean = {key: value for key, value in os.environ.items() if key not in RANKS}
+    clean = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
     script = "from chipadapt.report import console; console.print('results table')"
     done = subprocess.run([sys.executable, "-c", script], env={**clean, **env}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -44,10 +35,7 @@ def table_printed(env: dict[str, str]) -> str:
 
 
 def as_process(monkeypatch, env: dict[str, str]) -> None:
-    for variable in RANKS:
-        monkeypatch.delenv(variable, raising=False)
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
+    launched_with(monkeypatch, **env)
 
 
 @pytest.mark.parametrize("env", OTHER_PROCESSES)

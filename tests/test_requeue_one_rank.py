@@ -7,26 +7,18 @@ import os
 import signal
 
 import pytest
+from helpers.launch_env import launched_with
 
-RANK_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "SLURM_PROCID",
-    "SLURM_ARRAY_JOB_ID",
-    "SLURM_ARRAY_TASK_ID",
-    "WORLD_SIZE",
-    "SLURM_NTASKS",
-    "TORCHELASTIC_RUN_ID",
-    "SLURM_JOB_NAME",
-)
+# A job array's task is requeued as <array job>_<task> (slurm_requeue.slurm_job_id): the tests requeue job 777.
+ARRAY_VARIABLES = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
 
 
 @pytest.fixture
 def slurm_job(tmp_path, monkeypatch):
     """SLURM job 777 with an `scontrol` that records its calls; no rank variable set."""
-    for variable in RANK_VARIABLES:
+    for variable in ARRAY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    launched_with(monkeypatch)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scontrol = bin_dir / "scontrol"
@@ -82,11 +74,9 @@ def test_torchruns_rank_0_requeues_whatever_task_of_the_step_it_runs_in(slurm_jo
 def test_only_global_rank_0_says_what_a_signal_did(monkeypatch, capfd):
     from chipadapt.interrupts import _say
 
-    for variable in RANK_VARIABLES:
+    for variable in ARRAY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NODE_RANK", "1")  # the first process of the second node
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    launched_with(monkeypatch, NODE_RANK="1", LOCAL_RANK="0", WORLD_SIZE="4")  # the first process of the second node
     _say("stopping")
     monkeypatch.setenv("NODE_RANK", "0")
     _say("rank zero")

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from uuid import uuid4
 
+from helpers.launch_env import launched_with
 from omegaconf import OmegaConf
 
 import chipadapt.retrieval.synthetic as synthetic
@@ -133,8 +134,7 @@ def test_processes_that_start_together_synthesize_once_and_train_on_one_file(tmp
 
 
 def test_the_held_out_queries_are_written_by_the_launching_process_alone(tmp_path, monkeypatch):
-    for variable in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
-        monkeypatch.delenv(variable, raising=False)
+    launched_with(monkeypatch)
     queries, held = [Query("q1", "how is density set?", ("docs:place.md#0",))], tmp_path / "heldout.jsonl"
     monkeypatch.setenv("LOCAL_RANK", "1")
     stage.write_heldout_queries(queries, held)
