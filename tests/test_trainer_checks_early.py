@@ -1,6 +1,8 @@
 """Trainer settings are checked before any data is prepared or any model loads: one
 `chipadapt: error:` line naming the key, exit status 2, and not Hydra's "Error executing job" line."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import TINY_FAST, compose, run_train
@@ -100,3 +102,26 @@ def test_train_py_stops_in_one_line_before_preparing_data(tmp_path, overrides, m
     assert "Error executing job" not in result.stderr + result.stdout
     # Nothing was prepared, loaded or recorded: the job stopped before its manifest was written.
     assert not (run_dir / "manifest.json").exists() and "plan:" not in result.stdout + result.stderr
+
+
+def test_a_mistake_outside_the_trainer_is_told_without_importing_lightning(tmp_path):
+    """Lightning's names are the config's last checks (importing lightning is about 5 CPU-s): `optim.lr=abc`
+    took 7.3 CPU-s to refuse, 0.8 now."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from conftest import TINY_FAST, compose
+from chipadapt.config_schema import validate
+from chipadapt.errors import ChipadaptError
+try:
+    validate(compose([*TINY_FAST, "optim.lr=abc"], {str(tmp_path / "run")!r}))
+except ChipadaptError as err:
+    print("refused:", err)
+print("lightning imported:", "lightning" in sys.modules)
+"""
+    tests = str(Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tests, timeout=120)
+    assert "refused: optim.lr" in proc.stdout, proc.stdout + proc.stderr
+    assert "lightning imported: False" in proc.stdout
