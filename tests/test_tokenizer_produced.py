@@ -5,28 +5,15 @@ import logging
 from collections import Counter
 
 import pytest
+from helpers.byte_level_base import byte_level_base
 from helpers.sentencepiece_base import sentencepiece_base
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.gguf_import import GgufPackageModel, set_pre_tokenizer
 from chipadapt.tokenizer.produced import choose_produced
 from chipadapt.tokenizer.select_tokens import select_new_tokens
-
-
-def byte_level_base(merges: list[tuple[str, str]], digits: bool = False) -> Tokenizer:
-    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab, merges))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if digits else byte_level
-    )
-    tok.decoder = decoders.ByteLevel()
-    return tok
-
 
 # ' FIFO' is ĠF + IF + O and 'IFO' is IF + O: IFO saves more per entry, so its merge (IF, O) is
 # appended first and takes IF from ' FIFO' before (ĠF, IF) can. ' BA' is the next candidate.
