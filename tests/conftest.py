@@ -120,6 +120,22 @@ def launch_forgotten():
     launch_ranks._seen_several = False
 
 
+@pytest.fixture(autouse=True)
+def process_state_kept():
+    """A training run inside the test process (28 files do) leaves Lightning's seed variables (PL_GLOBAL_SEED,
+    PL_SEED_WORKERS), other environment variables and torch's float32 matmul precision set, and a later test of
+    the same worker, or the subprocess it starts, inherited them."""
+    environment = dict(os.environ)
+    torch = sys.modules.get("torch")
+    precision = torch.get_float32_matmul_precision() if torch else "highest"  # torch's own default
+    yield
+    for name in set(os.environ) - set(environment):
+        del os.environ[name]
+    os.environ.update({name: value for name, value in environment.items() if os.environ.get(name) != value})
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_float32_matmul_precision(precision)
+
+
 def pytest_collection_modifyitems(config, items):
     """Files holding a slow test, then an integration one, go first: pytest-xdist's --dist loadfile hands files
     out in this order, and a long file started last (the reproduction smoke test, about 4 minutes) ran alone on one
