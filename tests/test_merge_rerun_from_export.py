@@ -8,10 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
-from helpers.models import perturbed_copy
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
+from helpers.merge_jobs import merge_cfg, tiny_pair
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.mergekit_config import overrides_from_mergekit
@@ -20,25 +17,7 @@ from chipadapt.merge.run import run
 
 @pytest.fixture
 def pair(tmp_path):
-    """The tiny model as `instruct` and a perturbed copy as `chip`."""
-    from chipadapt.models.hf_folder import resolve_model_folder
-
-    instruct = resolve_model_folder(compose(["model=tiny"], tmp_path / "unused").model)
-    return perturbed_copy(instruct, tmp_path / "chip"), instruct
-
-
-def merge_cfg(chip, instruct, run_dir: Path, *extra: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(
-            "merge",
-            overrides=[
-                f"models.chip={chip}",
-                f"models.instruct={instruct}",
-                f"paths.output_dir={run_dir}",
-                f"output={run_dir / 'model'}",
-                *extra,
-            ],
-        )
+    return tiny_pair(tmp_path)
 
 
 def exported(run_dir: Path) -> list[str]:
