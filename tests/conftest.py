@@ -120,11 +120,7 @@ def launch_forgotten():
     launch_ranks._seen_several = False
 
 
-@pytest.fixture(autouse=True)
-def process_state_kept():
-    """A training run inside the test process (28 files do) leaves Lightning's seed variables (PL_GLOBAL_SEED,
-    PL_SEED_WORKERS), other environment variables and torch's float32 matmul precision set, and a later test of
-    the same worker, or the subprocess it starts, inherited them."""
+def _state_kept():
     environment = dict(os.environ)
     torch = sys.modules.get("torch")
     precision = torch.get_float32_matmul_precision() if torch else "highest"  # torch's own default
@@ -134,6 +130,20 @@ def process_state_kept():
     os.environ.update({name: value for name, value in environment.items() if os.environ.get(name) != value})
     if "torch" in sys.modules:
         sys.modules["torch"].set_float32_matmul_precision(precision)
+
+
+@pytest.fixture(autouse=True)
+def process_state_kept():
+    """A training run inside the test process (28 files do) leaves Lightning's seed variables (PL_GLOBAL_SEED,
+    PL_SEED_WORKERS), other environment variables and torch's float32 matmul precision set, and a later test of
+    the same worker, or the subprocess it starts, inherited them."""
+    yield from _state_kept()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def process_state_kept_by_module():
+    """The same for a module fixture that trains in-process, once its file is done."""
+    yield from _state_kept()
 
 
 def pytest_collection_modifyitems(config, items):
