@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import types
 from pathlib import Path
 
@@ -74,11 +75,12 @@ loss_scale = 1.0 + float(os.environ.get("FAKE_LOSS_DRIFT", "0"))
 rows = "".join(f"0,{step},{2.0 / (step + 1) * loss_scale!r}\\n" for step in range(3))
 (run_dir / "metrics.csv").write_text("epoch,step,train/loss\\n" + rows)
 if "train" in sys.argv[0]:
-    import torch
-    from safetensors.torch import save_file
+    # numpy, not torch: the same safetensors file without a torch import (seconds of CPU) per step run.
+    import numpy as np
+    from safetensors.numpy import save_file
     (run_dir / "model").mkdir(exist_ok=True)
-    scale = 1.0 + float(os.environ.get("FAKE_DRIFT", "0"))
-    weight = torch.arange(64, dtype=torch.float32).reshape(8, 8) * scale
+    scale = np.float32(1.0 + float(os.environ.get("FAKE_DRIFT", "0")))
+    weight = np.arange(64, dtype=np.float32).reshape(8, 8) * scale
     save_file({"w": weight}, str(run_dir / "model" / "model.safetensors"))
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"resume state")
@@ -97,31 +99,46 @@ def chain(out: Path) -> list[Step]:
     ]
 
 
+@pytest.fixture(scope="module")
+def machine_one(tmp_path_factory) -> Path:
+    """A run of dapt, sft and eval_sft on machine one, archived as a report's runs/ records in its repository
+    (repo/report/runs): run once for the file, each test takes a copy (two_machines)."""
+    base = tmp_path_factory.mktemp("machine_one")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        repo = fake_step_scripts(base, monkeypatch, FAKE_TRAIN)
+        monkeypatch.setattr("chipadapt.io.portable_paths.ROOT", repo)
+        monkeypatch.setenv("CHIPADAPT_CACHE", str(base / "cache_one"))
+        first = base / "cache_one" / "run"
+        run_steps(chain(first), first, {"dapt_short", "dapt", "sft", "eval_sft"}, set())
+        archive_records(
+            first, ["dapt_short", "dapt", "sft", "eval_sft"], repo / "report" / "runs", PortablePaths(first)
+        )
+    return base
+
+
 @pytest.fixture
-def two_machines(tmp_path, monkeypatch):
-    """A run of dapt, sft and eval_sft on machine one, archived as a report's runs/ records."""
-    repo = fake_step_scripts(tmp_path, monkeypatch, FAKE_TRAIN)
+def two_machines(machine_one, tmp_path, monkeypatch):
+    """Machine one's repository with its records, copied to this test (tests change the records), and
+    machine two's cache; (records, the run folder they restore into)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(machine_one / "repo", repo)
+    monkeypatch.setattr("chipadapt.reproduce.step_process.ROOT", repo)
     monkeypatch.setattr("chipadapt.reproduce.restore.ROOT", repo)
     monkeypatch.setattr("chipadapt.io.portable_paths.ROOT", repo)
-    monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache_one"))
-    first = tmp_path / "cache_one" / "run"
-    run_steps(chain(first), first, {"dapt_short", "dapt", "sft", "eval_sft"}, set())
-    records = repo / "report" / "runs"
-    archive_records(first, ["dapt_short", "dapt", "sft", "eval_sft"], records, PortablePaths(first))
     monkeypatch.setenv("CHIPADAPT_CACHE", str(tmp_path / "cache_two"))
-    return records, tmp_path / "cache_two" / "run"
+    return repo / "report" / "runs", tmp_path / "cache_two" / "run"
 
 
-def test_records_carry_no_machine_path_and_come_back_with_this_machines(two_machines, tmp_path):
+def test_records_carry_no_machine_path_and_come_back_with_this_machines(two_machines, machine_one):
     records, second = two_machines
-    assert str(tmp_path) not in (records / "steps.json").read_text()
+    assert str(machine_one) not in (records / "steps.json").read_text()
     assert (records / "dapt" / FINGERPRINT).is_file() and not (records / "dapt" / "model").exists()
     assert restore(records, second) > 0
     ledger = json.loads((second / "steps.json").read_text())
     assert f"hydra.run.dir={second / 'sft'}" in ledger["sft"]["command"]
     assert json.loads((second / "sft" / "results.json").read_text())["run_dir"] == str(second / "sft")
     assert Path(ledger["sft"]["log"]).is_file()  # the log the ledger names travelled with the records
-    assert str(tmp_path) not in (records / "logs" / "sft.log").read_text()
+    assert str(machine_one) not in (records / "logs" / "sft.log").read_text()
     (second / "eval_sft" / "results.json").write_text("{}")
     assert restore(records, second) == 0  # a folder with its own ledger is this machine's run: untouched
     assert (second / "eval_sft" / "results.json").read_text() == "{}"
