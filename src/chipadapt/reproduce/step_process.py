@@ -64,7 +64,10 @@ def execute(
         try:
             while proc.poll() is None:
                 progress.update(task, description=f"{command[0]}: {last_line(log_path)}")
-                time.sleep(1.0)
+                try:  # a wait, not a sleep: the next step starts as soon as this one ends
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
         except BaseException:
             proc.terminate()
             try:
