@@ -1,10 +1,12 @@
 """evaluate, chat, curate, reproduce and the model loaders: one line for bad input, nothing lost."""
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.fault_jobs import refused_here, run_here
 from helpers.faults import ROOT, assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
 
@@ -36,19 +38,14 @@ def test_evaluate_bad_mcq_file(folders, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_bytes(b'{"question": "q", "choices": ["a", "b"], "answer": 0}\n\xff\xfe\n')
     before = snapshot(questions, good)
-    proc = run_entry(
-        "evaluate.py",
-        [f"model.path={good}", "eval=[mcq]", f"eval.mcq.path={questions}", f"hydra.run.dir={tmp_path / 'run'}"],
-    )
-    assert_user_error(proc, "q.jsonl:2", before=before)
+    overrides = [f"model.path={good}", "eval=[mcq]", f"eval.mcq.path={questions}"]
+    refused_here("evaluate", overrides, tmp_path / "run", "q.jsonl:2", before=before)
 
 
 @pytest.mark.parametrize(
     "args, fragment",
     [
         (["eval=[nope]"], "eval/nope'. (available: bug_summary, chip_mcq"),
-        (["model.path=/does/not/exist"], "model.path"),
-        (["+eval.perplexity.colour=1"], "colour"),
         (["device=tpu9"], "device: 'tpu9' is not a device"),
     ],
 )
@@ -56,10 +53,20 @@ def test_evaluate_config_errors(tmp_path, args, fragment):
     assert_user_error(run_entry("evaluate.py", [*args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
 
 
+@pytest.mark.parametrize(
+    "args, fragment", [(["model.path=/does/not/exist"], "model.path"), (["+eval.perplexity.colour=1"], "colour")]
+)
+def test_evaluate_config_errors_found_by_the_job(tmp_path, args, fragment):
+    """Refused after the job's imports (seconds a process each): the line each would print, in-process; the
+    command line's contract for such a refusal: test_evaluate_refuses_a_pickle_only_model."""
+    refused_here("evaluate", args, tmp_path / "run", fragment)
+
+
 def test_chat_refuses_a_pickle_only_model(folders, tmp_path):
+    """chat.py's job, in-process (the command line's one-line refusals: test_chat_unknown_group_option and
+    evaluate.py's of the same loader, test_evaluate_refuses_a_pickle_only_model)."""
     _, pickled = folders
-    proc = run_entry("chat.py", [f"model.path={pickled}", f"hydra.run.dir={tmp_path / 'run'}"])
-    assert_user_error(proc, "pickled weights")
+    refused_here("chat", [f"model.path={pickled}"], tmp_path / "run", "pickled weights", before=snapshot(pickled))
 
 
 def test_chat_unknown_group_option(tmp_path):
@@ -137,20 +144,22 @@ def test_every_loader_refuses_pickles_and_missing_heads(folders):
     assert_unchanged(before)
 
 
-def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path):
+def test_tokenizer_stage_after_a_kill_and_its_rerun(tmp_path, caplog):
+    """train.py's tokenizer stage, its job in-process (a train.py process each spent seconds importing)."""
     run = tmp_path / "run"
     stale = run / f".model.999999999-{HOST}.ab.tmp"  # what a SIGKILLed build leaves: its staging folder only
     stale.mkdir(parents=True)
     (stale / "tokenizer.json").write_text("{half")
-    args = ["stage=tokenizer", "model=tiny", "tokenizer=augmented_small", f"hydra.run.dir={run}"]
-    built = run_entry("train.py", args)
-    assert built.returncode == 0, built.stderr[-2000:]
+    args = ["stage=tokenizer", "model=tiny", "tokenizer=augmented_small"]
+    run_here("train", args, run)
     assert not stale.exists() and (run / "model" / "tokenizer.json").is_file()
     before = snapshot(run / "model")
     # The same command again: the finished build is passed, as a training run's is (its build keyed from
     # the inputs as they are now; other settings or inputs are refused: test_tokenizer_augment.py).
-    again = run_entry("train.py", args)
-    assert again.returncode == 0 and "completed before" in again.stdout + again.stderr, again.stderr[-2000:]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="chipadapt.pipeline"):
+        run_here("train", args, run)
+    assert "completed before" in caplog.text
     assert snapshot(run / "model") == before
 
 

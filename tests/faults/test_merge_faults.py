@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from helpers.fault_jobs import refused_here, run_here
 from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import perturbed_copy, tiny_model_copy
 
@@ -32,8 +33,12 @@ def broken_copy(models, tmp_path, damage) -> "Path":  # noqa: F821
     return folder
 
 
-@pytest.mark.parametrize("where", ["parent", "chip", "instruct", "inside_chip", "user_folder", "user_file"])
-def test_merge_refuses_outputs_that_would_lose_data(models, tmp_path, where):
+LOSSY = ["parent", "chip", "instruct", "inside_chip", "user_folder", "user_file"]
+
+
+def lossy_output(models, tmp_path, where) -> tuple["Path", dict]:  # noqa: F821
+    """An output whose writing would lose data (an input, a folder holding one, a folder or file merge.py
+    did not write), and the snapshot of what must stay as it is."""
     user = tmp_path / "mine"
     user.mkdir()
     (user / "thesis.tex").write_text("months of work\n")
@@ -46,23 +51,30 @@ def test_merge_refuses_outputs_that_would_lose_data(models, tmp_path, where):
         "user_folder": user,
         "user_file": tmp_path / "plain.txt",
     }[where]
-    before = snapshot(models, user, tmp_path / "plain.txt")
+    return out, snapshot(models, user, tmp_path / "plain.txt")
+
+
+def test_merge_py_refuses_an_output_inside_its_input_in_one_line(models, tmp_path):
+    """The command line's refusal: exit status 2, one line, nothing written (every case: in-process below)."""
+    out, before = lossy_output(models, tmp_path, "inside_chip")
     proc = run_entry("merge.py", merge_args(models, out, f"hydra.run.dir={tmp_path / 'run'}"))
     assert_user_error(proc, "output:", before=before)
     assert not (models / "chip" / "merged").exists()
 
 
+@pytest.mark.parametrize("where", LOSSY)
+def test_merge_refuses_outputs_that_would_lose_data(models, tmp_path, where):
+    out, before = lossy_output(models, tmp_path, where)
+    refused_here("merge", merge_args(models, out), tmp_path / "run", "output:", before=before)
+    assert not (models / "chip" / "merged").exists()
+
+
 def test_previous_output_is_replaced_only_with_overwrite(models, tmp_path):
     out = tmp_path / "merged"
-    first = run_entry("merge.py", merge_args(models, out, "merge.lam=0.2", f"hydra.run.dir={tmp_path / 'r1'}"))
-    assert first.returncode == 0, first.stderr[-2000:]
+    run_here("merge", merge_args(models, out, "merge.lam=0.2"), tmp_path / "r1")
     before = snapshot(out, models)
-    again = run_entry("merge.py", merge_args(models, out, "merge.lam=0.8", f"hydra.run.dir={tmp_path / 'r2'}"))
-    assert_user_error(again, "overwrite=true", before=before)
-    replaced = run_entry(
-        "merge.py", merge_args(models, out, "merge.lam=0.8", "overwrite=true", f"hydra.run.dir={tmp_path / 'r3'}")
-    )
-    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    refused_here("merge", merge_args(models, out, "merge.lam=0.8"), tmp_path / "r2", "overwrite=true", before=before)
+    run_here("merge", merge_args(models, out, "merge.lam=0.8", "overwrite=true"), tmp_path / "r3")
     assert json.loads((out / "merge_manifest.json").read_text())["summary"]["lam"] == 0.8
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".merged")]  # nothing left beside it
 
@@ -86,28 +98,35 @@ def _empty(path):
     path.write_bytes(b"")
 
 
-@pytest.mark.parametrize(
-    "damage, fragment",
-    [
-        (_truncate_data, "truncated"),
-        (_truncate_header, "not a complete safetensors"),
-        (_garble_header, "damaged safetensors header"),
-        (_empty, "not a complete"),
-    ],
-)
+DAMAGES = [
+    (_truncate_data, "truncated"),
+    (_truncate_header, "not a complete safetensors"),
+    (_garble_header, "damaged safetensors header"),
+    (_empty, "not a complete"),
+]
+
+
+def broken_args(models, broken, tmp_path) -> list[str]:
+    return [f"models.chip={broken}", f"models.instruct={models / 'instruct'}", f"output={tmp_path / 'out'}"]
+
+
+def test_merge_py_names_the_file_and_tensor_of_damaged_weights_in_one_line(models, tmp_path):
+    """The command line's refusal of damaged weights (every damage: in-process below)."""
+    broken = broken_copy(models, tmp_path, _truncate_data)
+    before = snapshot(models, broken)
+    proc = run_entry("merge.py", [*broken_args(models, broken, tmp_path), f"hydra.run.dir={tmp_path / 'run'}"])
+    line = assert_user_error(proc, "model.safetensors", "truncated", before=before)
+    assert "tensor " in line  # names the tensor that runs past the end
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, fragment", DAMAGES)
 def test_damaged_weights_are_one_line_naming_the_file(models, tmp_path, damage, fragment):
     broken = broken_copy(models, tmp_path, damage)
     before = snapshot(models, broken)
-    proc = run_entry(
-        "merge.py",
-        [
-            f"models.chip={broken}",
-            f"models.instruct={models / 'instruct'}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
+    line = refused_here(
+        "merge", broken_args(models, broken, tmp_path), tmp_path / "run", "model.safetensors", fragment, before=before
     )
-    line = assert_user_error(proc, "model.safetensors", fragment, before=before)
     if damage is _truncate_data:
         assert "tensor " in line  # names the tensor that runs past the end
     assert not (tmp_path / "out").exists()
@@ -119,16 +138,9 @@ def test_pickle_only_folder_is_refused(models, tmp_path):
     (pickled / "model.safetensors").unlink()
     torch.save({"w": torch.zeros(1)}, pickled / "pytorch_model.bin")
     before = snapshot(pickled)
-    proc = run_entry(
-        "merge.py",
-        [
-            f"models.chip={pickled}",
-            f"models.instruct={models / 'instruct'}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
+    refused_here(
+        "merge", broken_args(models, pickled, tmp_path), tmp_path / "run", "models.chip", "safetensors", before=before
     )
-    assert_user_error(proc, "models.chip", "safetensors", before=before)
 
 
 @pytest.mark.parametrize(
@@ -151,18 +163,8 @@ def test_config_errors_before_any_work(models, tmp_path, args, fragment):
 
 
 def test_lambda_outside_unit_interval_with_extrapolation_allowed(models, tmp_path):
-    proc = run_entry(
-        "merge.py",
-        merge_args(
-            models,
-            tmp_path / "out",
-            "merge=linear",
-            "merge.lam=1.2",
-            "merge.allow_extrapolation=true",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ),
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    extra = ["merge=linear", "merge.lam=1.2", "merge.allow_extrapolation=true"]
+    assert run_here("merge", merge_args(models, tmp_path / "out", *extra), tmp_path / "run")["lam"] == 1.2
 
 
 def test_stale_temporary_folder_of_a_killed_merge_is_cleaned_on_the_next_run(models, tmp_path):
@@ -174,7 +176,7 @@ def test_stale_temporary_folder_of_a_killed_merge_is_cleaned_on_the_next_run(mod
     mine = tmp_path / ".out.keep"  # not the merge's pattern: never touched
     mine.mkdir()
     before = snapshot(models)
-    proc = run_entry("merge.py", merge_args(models, tmp_path / "out", f"hydra.run.dir={tmp_path / 'run'}"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_here("merge", merge_args(models, tmp_path / "out"), tmp_path / "run")
+    assert (tmp_path / "out" / "model.safetensors").is_file()
     assert not stale.exists() and mine.exists()
     assert_unchanged(before)
