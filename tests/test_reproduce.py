@@ -107,7 +107,7 @@ if flag.exists() and "y=2" in sys.argv:
 """
 
 
-def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monkeypatch):
+def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monkeypatch, capsys):
     fake_step_scripts(tmp_path, monkeypatch, FAKE_TRAIN)
     out = tmp_path / "out"
     out.mkdir()
@@ -117,7 +117,9 @@ def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monke
     records = json.loads((out / "steps.json").read_text())
     assert records["a"]["status"] == "completed" and records["b"]["status"] == "failed" and "c" not in records
     assert "boom" in (out / "logs" / "b.log").read_text()
+    capsys.readouterr()
     run_steps(toy_steps(), out, set(), set())  # a skipped, b resumed in its own folder, c run
+    assert "done already, skipped: a\n" in capsys.readouterr().out
     assert (out / "a" / "calls").read_text().count("\n") == 1
     assert (out / "b" / "calls").read_text().count("\n") == 2
     assert json.loads((out / "steps.json").read_text())["c"]["status"] == "completed"
@@ -129,7 +131,7 @@ def test_a_failed_step_keeps_its_folder_and_the_rerun_resumes_it(tmp_path, monke
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="needs ../shared/data")
-def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
+def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path, capsys):
     out, report = tmp_path / "run", tmp_path / "report"
     command = [
         sys.executable,
@@ -152,10 +154,19 @@ def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
         "## Provenance",
     ):
         assert heading in text
-    # the sweeps' jobs, read from their folders; the screening's choice from the ledger
-    assert "[chipalign 0.5](runs/merge_chipalign/0)" in text and "| linear | 0.5 |" in text
-    assert "**chosen**" in text and "[linear](runs/merge_linear)" in text
-    assert "### Paired tests" in text and "chipalign 0.5 − linear" in text
+    # the sweeps' jobs, read from their folders; the choices from the ledger: the chip model's lr from the short
+    # run's manifest, ChipAlign's lambda on the screening's prompts, the rest of the suite run at it. (The
+    # baselines' rows, merge_linear's, are tested on fake records: tests/test_merge_report.py.)
+    assert "took `optim.lr=5e-05` from dapt_lr5e-5" in text
+    chipalign = next(
+        line for line in text.splitlines() if line.startswith("| [chipalign 0.5](runs/merge_chipalign/0) |")
+    )
+    assert chipalign.endswith(" (chosen) |")
+    assert "the same 2 IFEval prompts the baselines' screening scored" in text
+    assert "| linear | 0.5 |" in text and "[screen_interp/0](runs/screen_interp/0)" in text
+    rest = "the rest of the suite ran at the lambda it chose, 0.5 ([merge_chipalign_best](runs/merge_chipalign_best)"
+    assert rest in text
+    assert "### Paired tests" in text and "chipalign 0.5 − chip model" in text
     for figure in ("merge_lambda.png", "merge_balance.png"):
         assert (report / figure).stat().st_size > 10_000
     assert (report / "retrieval.png").is_file()
@@ -164,9 +175,24 @@ def test_smoke_variant_runs_every_kind_of_step_and_writes_the_report(tmp_path):
     assert [len(found) for found in indexes] == [1, 1]
     assert (report / "runs" / "eval_base" / "results.json").is_file() and (report / "runs" / "steps.json").is_file()
     headline = (report / "headline.md").read_text()
-    assert headline.startswith("| finding |") and "ChipAlign beats the other merges: vs linear" in headline
-    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert again.returncode == 0 and "done already, skipped" in again.stdout
+    assert headline.startswith("| finding |") and "| ChipAlign restores instruction following |" in headline
+    # A rerun skips every step: each command, its choices made again from the folders, is the one recorded.
+    # (Its plan, in-process: running it again would only pay another process's imports to print that.)
+    assert sorted(rerun_plan([*command[2:], "dry_run=true"], capsys)) == sorted(("skip", name) for name in records)
+
+
+def rerun_plan(overrides: list[str], capsys) -> list[tuple[str, str]]:
+    """(action, step) as `reproduce.py <overrides>` plans them, run in this process."""
+    from hydra import compose, initialize_config_dir
+
+    from chipadapt.reproduce.run import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("reproduce", overrides=overrides)
+    capsys.readouterr()
+    run(cfg)
+    lines = [line.split(":", 1)[0].split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+    return [(words[0], words[1]) for words in lines]
 
 
 def first_of_sweep(arg: str) -> str:
