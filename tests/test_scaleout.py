@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, ROOT, compose, run_train
-from helpers.ddp_runs import one_and_two_processes
+from conftest import CONF, ROOT, compose
+from helpers.ddp_runs import one_here_and_two_processes
 
 
 def losses(run_dir) -> dict[int, float]:
@@ -36,7 +36,7 @@ def test_two_process_ddp_updates_the_model_as_one_process_on_the_same_global_bat
         "callbacks.checkpoint=null",
         "loss_guard.enabled=false",
     ]
-    _, ddp = one_and_two_processes(common, tmp_path)
+    one_here_and_two_processes(common, tmp_path)
     plan = json.loads((tmp_path / "two" / "manifest.json").read_text())["plan"]["text"]
     assert "micro 2 x 2 processes x 1 accumulation" in plan
     one, two = weights(tmp_path / "one" / "model"), weights(tmp_path / "two" / "model")
@@ -52,8 +52,11 @@ def test_a_killed_run_resumes_with_the_loss_curve_of_an_uninterrupted_one(tmp_pa
         "callbacks.checkpoint.every_n_train_steps=2",
         "stage.validate_before=false",
     ]
-    whole = run_train([*common, f"hydra.run.dir={tmp_path / 'whole'}"])
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    from chipadapt.pipeline import train
+
+    # Only the killed run needs a process of its own (SIGKILL: no clean shutdown, no final save); the
+    # uninterrupted run and the resume are train.py's job in this process, on the same composed config.
+    train(compose(common, tmp_path / "whole"))
     env_path = f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     killed = subprocess.run(
         [
@@ -72,8 +75,8 @@ def test_a_killed_run_resumes_with_the_loss_curve_of_an_uninterrupted_one(tmp_pa
     )
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no clean shutdown, no final save
     assert not (tmp_path / "cut" / "model").exists() and (tmp_path / "cut" / "checkpoints" / "last.ckpt").is_file()
-    resumed = run_train([*common, f"hydra.run.dir={tmp_path / 'cut'}"])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = train(compose(common, tmp_path / "cut"))  # the rerun in the same folder resumes from the checkpoint
+    assert resumed["global_step"] == 8
     reference, cut = losses(tmp_path / "whole"), losses(tmp_path / "cut")
     assert sorted(reference) == sorted(cut) == list(range(8))
     for step in range(8):
@@ -122,21 +125,14 @@ def test_training_skips_a_batch_whose_loss_spikes(tmp_path, tiny_overrides, monk
 
 
 @pytest.mark.integration
-def test_lora_trains_adapters_and_saves_a_merged_plain_folder(tmp_path, tiny_overrides):
+def test_lora_trains_adapters_and_saves_a_merged_plain_folder(tmp_path, tiny_overrides, caplog):
+    from chipadapt.pipeline import train
+
+    caplog.set_level("INFO", logger="chipadapt.models.lora")  # what train.log holds of it in a train.py run
     out = tmp_path / "lora"
-    proc = run_train(
-        [
-            *tiny_overrides,
-            "peft=lora_small",
-            "peft.r=4",
-            "trainer.max_steps=2",
-            "optim.lr=1e-2",
-            "stage.validate_before=false",
-            f"hydra.run.dir={out}",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "LoRA r=4" in (out / "train.log").read_text() and (out / "adapter" / "adapter_config.json").is_file()
+    overrides = [*tiny_overrides, "peft=lora_small", "peft.r=4", "trainer.max_steps=2", "optim.lr=1e-2"]
+    train(compose([*overrides, "stage.validate_before=false"], out))
+    assert "LoRA r=4" in caplog.text and (out / "adapter" / "adapter_config.json").is_file()
     merged = weights(out / "model")
     assert not any("lora" in name for name in merged)
     from transformers import AutoModelForCausalLM

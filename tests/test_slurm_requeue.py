@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import CONF, ROOT, TINY_FAST, read_manifest
@@ -66,33 +67,48 @@ def only_folder(parent: Path) -> Path:
     return folder
 
 
-def test_a_requeued_sbatch_job_resumes_in_the_folder_its_job_id_and_command_line_name(tmp_path):
+@pytest.fixture(scope="module")
+def requeued_job(tmp_path_factory) -> SimpleNamespace:
+    """An sbatch job warned by SLURM at step 2, requeued, and its rerun, warned again during its validation
+    after training: the same command line twice, with what each left behind."""
+    tmp_path = tmp_path_factory.mktemp("requeued")
     env = fake_slurm(tmp_path, SLURM_JOB_ID="4243")
-    # SLURM warns the job once; the requeued job reruns the exact same command line, this callback included.
+    # SLURM warns the job once; the requeued job reruns the exact same command line, these callbacks included.
     warning = callback(
         "signal", "helpers.slurm_warning.WarnOnceAtStep", step=2, sig="SIGUSR1", sent_file=tmp_path / "warned"
     )
-    command = [*COMMON, *warning]
-    first = train(tmp_path, command, env)
+    late = callback("late", "helpers.signals.SignalAtFinalValidation", sig="SIGUSR2")
+    command = [*COMMON, *warning, *late]
+    job = SimpleNamespace(tmp_path=tmp_path)
+    job.first = train(tmp_path, command, env)
+    job.calls_after_first = scontrol_calls(tmp_path)
+    job.folders_after_first = list((tmp_path / "outputs" / "slurm-4243").iterdir())
+    job.run = job.folders_after_first[0]
+    job.manifest_after_first = read_manifest(job.run)
+    job.checkpoint_after_first = (job.run / "checkpoints" / "last.ckpt").is_file()
+    job.again = train(tmp_path, command, env)
+    job.calls_after_again = scontrol_calls(tmp_path)
+    return job
+
+
+def test_a_requeued_sbatch_job_resumes_in_the_folder_its_job_id_and_command_line_name(requeued_job):
+    job = requeued_job
+    first = job.first
     assert first.returncode == 128 + signal.SIGUSR1, first.stderr[-3000:]
     assert "Traceback" not in first.stderr and "requeued" in first.stderr, first.stderr[-3000:]
-    assert scontrol_calls(tmp_path) == ["requeue 4243"]
-    run = only_folder(tmp_path / "outputs" / "slurm-4243")
-    assert run.name.startswith("train-"), run
-    assert read_manifest(run)["status"] == "interrupted"
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "test: sending SIGUSR2" not in first.stderr  # interrupted before the validation after training
+    assert job.calls_after_first == ["requeue 4243"]
+    assert len(job.folders_after_first) == 1 and job.run.name.startswith("train-"), job.folders_after_first
+    assert job.manifest_after_first["status"] == "interrupted"
+    assert job.checkpoint_after_first
 
-    again = train(tmp_path, command, env)
+    again = job.again
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout + again.stderr
-    manifest = read_manifest(run)
+    manifest = read_manifest(job.run)
     assert manifest["status"] == "completed" and manifest["metrics"]["global_step"] == 4
-    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["slurm-4243"]
-    assert only_folder(tmp_path / "outputs" / "slurm-4243") == run
-
-
-def evaluate(cwd: Path, args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return train(cwd, args, env, script="evaluate.py")
+    assert [p.name for p in (job.tmp_path / "outputs").iterdir()] == ["slurm-4243"]
+    assert only_folder(job.tmp_path / "outputs" / "slurm-4243") == job.run
 
 
 def test_two_command_lines_of_one_job_keep_their_results_apart_and_a_rerun_finds_its_own(tmp_path):
@@ -102,21 +118,18 @@ def test_two_command_lines_of_one_job_keep_their_results_apart_and_a_rerun_finds
     one_document, three_documents = (
         ["model=tiny", "eval=[perplexity]", f"eval.perplexity.max_documents={n}"] for n in (1, 3)
     )
-    assert evaluate(tmp_path, one_document, env).returncode == 0
-    (first,) = (tmp_path / "outputs" / "slurm-4242").iterdir()
-    results = (first / "results.json").read_bytes()
-    second = evaluate(tmp_path, three_documents, env)
-    assert second.returncode == 0, second.stderr[-3000:]
-    folders = sorted((tmp_path / "outputs" / "slurm-4242").iterdir())
+    # The job's two lines, then the requeued job's rerun of the first, one after the other in one process (where
+    # a run goes depends on its line alone; the fresh process of `--cfg hydra` below names the same folder).
+    lines = [*one_document, "---", *three_documents, "---", *one_document]
+    ran = train(tmp_path, ["evaluate.py", *lines], env, script="tests/helpers/command_lines.py")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    statuses = [line for line in ran.stdout.splitlines() if line.startswith("command line ")]
+    assert statuses == [f"command line {n}: exit 0" for n in (1, 2, 3)], ran.stderr[-3000:]
+    folders = sorted((tmp_path / "outputs" / "slurm-4242").iterdir())  # the rerun found its own: no third
     assert len(folders) == 2 and all(f.name.startswith("evaluate-") for f in folders), folders
-    assert (first / "results.json").read_bytes() == results  # not replaced by the other command line
-    (other,) = [f for f in folders if f != first]
-    assert json.loads((other / "results.json").read_text())["perplexity"]["domain.documents"] == 3
-
-    rerun = evaluate(tmp_path, one_document, env)  # the requeued job: the same command line again
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert sorted((tmp_path / "outputs" / "slurm-4242").iterdir()) == folders
-    assert json.loads((first / "results.json").read_text())["perplexity"]["domain.documents"] == 1
+    documents = {f: json.loads((f / "results.json").read_text())["perplexity"]["domain.documents"] for f in folders}
+    assert sorted(documents.values()) == [1, 3]  # neither line's results replaced by the other's
+    (first,) = [f for f, n in documents.items() if n == 1]
     # What `--cfg hydra` shows is the folder the run really used (Hydra adds hydra.mode=RUN to a run only).
     assert (
         resolved_run_dir(tmp_path, env, *one_document[1:], script="evaluate.py") == f"outputs/slurm-4242/{first.name}"
@@ -191,18 +204,16 @@ def test_slurm_warning_before_training_requeues_the_job_without_training(tmp_pat
     assert not (run / "checkpoints" / "last.ckpt").exists() and not (run / "model").exists()  # nothing trained
 
 
-def test_slurm_warning_after_training_completes_the_run_and_does_not_requeue(tmp_path):
-    env = fake_slurm(tmp_path, SLURM_JOB_ID="4245")
-    run = tmp_path / "run"
-    late = callback("signal", "helpers.signals.SignalAtFinalValidation", sig="SIGUSR2")
-    done = train(tmp_path, [*COMMON, *late, f"hydra.run.dir={run}"], env)
+def test_slurm_warning_after_training_completes_the_run_and_does_not_requeue(requeued_job):
+    """The requeued job's rerun (requeued_job) is warned during its validation after training."""
+    done = requeued_job.again
     assert "test: sending SIGUSR2" in done.stderr, done.stderr[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
     assert "after training" in done.stderr
-    assert scontrol_calls(tmp_path) == []
-    manifest = read_manifest(run)
+    assert requeued_job.calls_after_again == requeued_job.calls_after_first  # no second requeue
+    manifest = read_manifest(requeued_job.run)
     assert manifest["status"] == "completed" and manifest["metrics"]["after"]["domain"]["loss"] > 0
-    assert (run / "model" / "model.safetensors").is_file()
+    assert (requeued_job.run / "model" / "model.safetensors").is_file()
 
 
 def test_ctrl_c_is_acknowledged_and_a_second_one_stops_at_once_without_a_checkpoint(tmp_path):

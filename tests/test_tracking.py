@@ -3,7 +3,9 @@ history; evaluate and merge runs logged with their results and model fingerprint
 schema for every entry point; compare.py over train and merge multiruns; an Optuna search; SLURM
 requeue with exact resume; progress lines without a terminal; --help without torch."""
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -107,20 +109,46 @@ def merge_sweep(tmp_path_factory, tiny_pair):
     return sweep
 
 
+@contextlib.contextmanager
+def entry_job(config_name: str, overrides: list[str], output_dir):
+    """An entry point's job config, composed in-process as its command composes it, with Hydra's config of the
+    job set while it runs (trackers read the job's kind and name from it) and the output folder set by the test.
+    The fresh processes of this file are the multiruns (whose W&B group, names and sweep report come from Hydra's
+    multirun), the Optuna search's two invocations (in one process), one compare.py run and its one-line refusal,
+    and --help."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    import chipadapt  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3", job_name=config_name):
+        cfg = hydra_compose(
+            config_name, overrides=[*overrides, f"hydra.run.dir={output_dir}"], return_hydra_config=True
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)  # what Hydra's run_job sets
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        yield cfg
+    finally:
+        HydraConfig.instance().cfg = None
+
+
 @pytest.fixture(scope="module")
 def evaluate_run(tmp_path_factory):
+    """evaluate.py's job, run in this process."""
+    from chipadapt.eval.run import run
+
     run_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    proc = run_script(
-        "evaluate.py",
-        [
-            "model=tiny",
-            "eval=[perplexity]",
-            "eval.perplexity.max_documents=1",
-            "logger=wandb",
-            f"hydra.run.dir={run_dir}",
-        ],
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    overrides = ["model=tiny", "eval=[perplexity]", "eval.perplexity.max_documents=1", "logger=wandb"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_SILENT", "true")
+        with entry_job("evaluate", overrides, run_dir) as cfg:
+            run(cfg)
     return run_dir
 
 
@@ -178,11 +206,14 @@ def test_merge_jobs_log_results_model_fingerprint_items_and_the_sweep_plot(merge
 
 
 @pytest.mark.integration
-def test_every_entry_point_writes_a_manifest_with_the_same_schema(train_sweep, merge_sweep, evaluate_run, tmp_path):
-    chat = run_script(
-        "chat.py", ["model=tiny", "generate.max_new_tokens=2", f"hydra.run.dir={tmp_path / 'chat'}"], timeout=300
-    )
-    assert chat.returncode == 0, chat.stderr[-2000:]
+def test_every_entry_point_writes_a_manifest_with_the_same_schema(
+    train_sweep, merge_sweep, evaluate_run, tmp_path, monkeypatch
+):
+    from chipadapt.chat import run as chat
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # the session ends at once, as on Ctrl-D
+    with entry_job("chat", ["model=tiny", "generate.max_new_tokens=2"], tmp_path / "chat") as cfg:
+        chat(cfg)
     manifests = {
         "train": read_manifest(train_sweep / "0"),
         "merge": read_manifest(merge_sweep / "0"),
@@ -213,8 +244,10 @@ def test_compare_reads_a_train_multirun_from_its_manifests(train_sweep, tmp_path
     assert (out / "compare.md").read_text().splitlines()[0] == "| run | val/domain/bpb | val/general/bpb |"
     assert (out / "compare_curve.png").stat().st_size > 1000 and (out / "compare_pareto.png").stat().st_size > 1000
     # Again in the same folder with one metric: no Pareto plot of the earlier comparison is left beside it.
-    again = run_script("compare.py", [f"runs=[{train_sweep}]", "metrics=[val/domain/bpb]", f"hydra.run.dir={out}"])
-    assert again.returncode == 0, again.stderr[-2000:]
+    from chipadapt.eval.compare import compare
+
+    with entry_job("compare", [f"runs=[{train_sweep}]", "metrics=[val/domain/bpb]"], out) as cfg:
+        compare(cfg)  # compare.py's job, in this process
     assert not (out / "compare_pareto.png").exists() and (out / "compare_curve.png").is_file()
     assert (out / "compare.md").read_text().splitlines()[0] == "| run | val/domain/bpb |"
 
@@ -222,8 +255,10 @@ def test_compare_reads_a_train_multirun_from_its_manifests(train_sweep, tmp_path
 @pytest.mark.integration
 def test_compare_reads_a_merge_multirun_and_rejects_an_empty_folder(merge_sweep, tmp_path):
     out = tmp_path / "cmp"
-    proc = run_script("compare.py", [f"runs=[{merge_sweep}]", f"hydra.run.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    from chipadapt.eval.compare import compare
+
+    with entry_job("compare", [f"runs=[{merge_sweep}]"], out) as cfg:
+        compare(cfg)  # compare.py's job, in this process (the command's exit status: the train multirun's test)
     table = (out / "compare.md").read_text().splitlines()
     assert "ifeval.prompt_loose" in table[0] and "perplexity.domain.bpb" in table[0]
     assert table[2].startswith("| merge.lam=0 |") and table[3].startswith("| merge.lam=1 |")
@@ -239,32 +274,36 @@ def test_compare_reads_a_merge_multirun_and_rejects_an_empty_folder(merge_sweep,
 
 @pytest.mark.integration
 def test_an_optuna_search_kept_in_sqlite_goes_on_across_invocations_and_returns_the_metric(tmp_path):
-    def search(folder: str, trials: int):
-        proc = run_train(
-            [
-                *TINY_FAST,
-                "trainer.max_steps=1",
-                "data.val_max_bytes=128",
-                "stage.validate_before=false",
-                "hparams_search=dapt_optuna",
-                f"hydra.sweeper.n_trials={trials}",
-                f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",
-                f"hydra.sweep.dir={tmp_path / folder}",
-            ],
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return tmp_path / folder
+    def search(folder: str, trials: int) -> list[str]:
+        return [
+            *TINY_FAST,
+            "trainer.max_steps=1",
+            "data.val_max_bytes=128",
+            "stage.validate_before=false",
+            "hparams_search=dapt_optuna",
+            f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",
+            f"hydra.sweep.dir={tmp_path / folder}",
+        ]
 
+    # The two invocations one after the other in one process (each fresh train.py spent seconds importing): what
+    # the second knows of the first is what the sqlite file kept, as between two commands.
+    # n_trials is the study's total: the second adds one.
+    lines = [*search("first", 1), "---", *search("second", 2)]
+    proc = run_script("tests/helpers/command_lines.py", ["train.py", *lines])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    statuses = [line for line in proc.stdout.splitlines() if line.startswith("command line ")]
+    assert statuses == ["command line 1: exit 0", "command line 2: exit 0"], proc.stderr[-3000:]
     values = {}
-    for sweep in (search("first", 2), search("second", 3)):  # n_trials, the study's total: the second adds one
+    for sweep in (tmp_path / "first", tmp_path / "second"):
         for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
             manifest = read_manifest(job)
             assert manifest["config"]["optimized_metric"] == "val/domain/bpb"
             values[f"{sweep.name}/{job.name}"] = manifest["metrics"]["after"]["domain"]["bpb"]
-    assert len(values) == 3
+    assert len(values) == 2
     result = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
-    assert result["best_value"] == pytest.approx(min(values.values()))  # main returned each trial's metric; all 3 kept
+    assert result["completed_trials"] == 2  # the study of the first invocation went on in the second
+    assert result["best_value"] == pytest.approx(min(values.values()))  # main returned each trial's metric
     assert {"optim.lr", "optim.scheduler.num_warmup_steps", "data.sources.docs.weight"} <= set(result["best_params"])
 
 

@@ -17,3 +17,16 @@ def one_and_two_processes(common: list[str], tmp_path) -> tuple[Run, Run]:
     ddp = run_train([*common, *TWO_CPU_PROCESSES, f"hydra.run.dir={tmp_path / 'two'}"], timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     return single, ddp
+
+
+def one_here_and_two_processes(common: list[str], tmp_path) -> Run:
+    """The same as one_and_two_processes, with the one-process run in this process (train.py's job on the composed
+    config): only DDP needs processes of its own, and each fresh train.py spends seconds importing."""
+    from conftest import compose
+
+    from chipadapt.pipeline import train
+
+    train(compose(common, tmp_path / "one"))
+    ddp = run_train([*common, *TWO_CPU_PROCESSES, f"hydra.run.dir={tmp_path / 'two'}"], timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return ddp
