@@ -25,30 +25,47 @@ from chipadapt.tokenizer.words import segment
 PAD_MULTIPLE = 64
 
 
+class MergeExtension:
+    """The base tokenizer.json parsed once, then extended by any list of chosen candidates: produced.py
+    extends it every round, and re-reading a 262k-entry base (Gemma) each time cost a second a round."""
+
+    def __init__(self, base_json: str):
+        self.spec = json.loads(base_json)
+        model = self.spec["model"]
+        if model.get("type") != "BPE":
+            raise ChipadaptError(f"tokenizer: only BPE tokenizers can be extended (this one is {model.get('type')})")
+        merges = model["merges"]
+        self.as_pairs = bool(merges) and isinstance(merges[0], list)
+        self.known = frozenset(tuple(m) if self.as_pairs else tuple(m.split(" ", 1)) for m in merges)
+        self.first_new_id = max([*model["vocab"].values(), *(t["id"] for t in self.spec.get("added_tokens", []))]) + 1
+
+    def extend(self, chosen: list[Candidate]) -> tuple[str, list[str]]:
+        """The base tokenizer.json with new vocabulary entries and merge chains appended (the base is
+        left as it was: each call starts from it)."""
+        model = self.spec["model"]
+        vocab: dict[str, int] = dict(model["vocab"])
+        merges = list(model["merges"])
+        known = set(self.known)
+        next_id = self.first_new_id
+        new_tokens: list[str] = []
+        for cand in chosen:
+            acc = cand.pieces[0]
+            for piece in cand.pieces[1:]:
+                if (acc, piece) not in known:
+                    known.add((acc, piece))
+                    merges.append([acc, piece] if self.as_pairs else f"{acc} {piece}")
+                acc += piece
+                if acc not in vocab:
+                    vocab[acc] = next_id
+                    next_id += 1
+                    new_tokens.append(acc)
+        spec = {**self.spec, "model": {**model, "vocab": vocab, "merges": merges}}
+        return json.dumps(spec, ensure_ascii=False), new_tokens
+
+
 def extended_tokenizer_json(base_json: str, chosen: list[Candidate]) -> tuple[str, list[str]]:
     """The base tokenizer.json with new vocabulary entries and merge chains appended."""
-    spec = json.loads(base_json)
-    model = spec["model"]
-    if model.get("type") != "BPE":
-        raise ChipadaptError(f"tokenizer: only BPE tokenizers can be extended (this one is {model.get('type')})")
-    vocab: dict[str, int] = model["vocab"]
-    merges = model["merges"]
-    as_pairs = bool(merges) and isinstance(merges[0], list)
-    known = {tuple(m) if as_pairs else tuple(m.split(" ", 1)) for m in merges}
-    next_id = max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
-    new_tokens: list[str] = []
-    for cand in chosen:
-        acc = cand.pieces[0]
-        for piece in cand.pieces[1:]:
-            if (acc, piece) not in known:
-                known.add((acc, piece))
-                merges.append([acc, piece] if as_pairs else f"{acc} {piece}")
-            acc += piece
-            if acc not in vocab:
-                vocab[acc] = next_id
-                next_id += 1
-                new_tokens.append(acc)
-    return json.dumps(spec, ensure_ascii=False), new_tokens
+    return MergeExtension(base_json).extend(chosen)
 
 
 def padded_size(size: int, multiple: int = PAD_MULTIPLE) -> int:

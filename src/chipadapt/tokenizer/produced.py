@@ -17,7 +17,7 @@ from collections import Counter
 
 from tokenizers import Tokenizer
 
-from chipadapt.tokenizer.extend import extended_tokenizer_json
+from chipadapt.tokenizer.extend import MergeExtension
 from chipadapt.tokenizer.select_tokens import Candidate, candidate_pool, chain_intermediates, choose_greedy
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def choose_produced(
         select_args["max_pieces"],
     )
     base_vocab = base.get_vocab()
+    extension = MergeExtension(base.to_str())  # the base read once, not every round
     excluded: dict[str, str] = {}
     chosen: list[Candidate] = []
     for round_ in range(MAX_ROUNDS + 1):
@@ -88,7 +89,7 @@ def choose_produced(
             log.warning("new tokens: still rejecting after %d refills; dropping the rest without refilling", MAX_ROUNDS)
         while True:
             chosen = [c for c in chosen if c.token not in excluded]
-            extended_json, new_tokens = extended_tokenizer_json(base.to_str(), chosen)
+            extended_json, new_tokens = extension.extend(chosen)
             bad = rejected(chosen, new_tokens, production_counts(extended_json, new_tokens, domain_counts), min_savings)
             excluded |= bad
             if not bad:
