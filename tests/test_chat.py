@@ -29,18 +29,47 @@ def chat(args: list[str], lines: list[str], tmp_path) -> subprocess.CompletedPro
 
 @pytest.mark.integration
 def test_chat_answers_each_question_and_handles_commands(tmp_path):
+    """Questions and every command in one session (each chat.py spent seconds starting): /save writes the
+    transcript and the log records the session; /quit stops before the last line."""
+    import json
+
+    mine = tmp_path / "mine.jsonl"
     proc = chat(
         [],
-        ["What is a latch?", "/attributes quality:4,humor:0", "And a flip-flop?", "/reset", "/quit", "never asked"],
+        [
+            "What is a latch?",
+            "/bogus",
+            "/save",
+            f"/save {mine}",
+            f"/save {mine}",
+            "/help",
+            "/attributes quality:4,humor:0",
+            "And a flip-flop?",
+            "/reset",
+            "/quit",
+            "never asked",
+        ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("assistant> ") == 2  # /quit stops before the last line
     assert "(attributes: quality:4,humor:0)" in proc.stdout and "(history cleared)" in proc.stdout
+    assert "chipadapt: error: unknown command /bogus" in proc.stderr
+    assert f"chipadapt: error: /save: {mine} exists" in proc.stderr  # a user's file is never overwritten
+    assert "/sources" in proc.stdout and "/save [FILE]" in proc.stdout  # /help
+    for saved in (tmp_path / "chat" / "transcript.jsonl", mine):  # saved after the first answer
+        record = json.loads(saved.read_text())
+        assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
+    log = (tmp_path / "chat" / "chat.log").read_text()
+    assert "user: What is a latch?" in log and "assistant: " in log and "error: unknown command /bogus" in log
+    assert "user: never asked" not in log
+    assert json.loads((tmp_path / "chat" / "manifest.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.integration
 def test_chat_with_retrieval_shows_the_sources_of_the_last_answer(tmp_path):
+    import json
+
     passages = write_jsonl(
         tmp_path / "p.jsonl",
         [
@@ -57,11 +86,12 @@ def test_chat_with_retrieval_shows_the_sources_of_the_last_answer(tmp_path):
             "retrieval.hybrid=null",
             "retrieval.top_k=1",
         ],
-        ["How is clock skew balanced?", "/sources", "/quit"],
+        ["How is clock skew balanced?", "/sources"],
         tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]  # stdin ends: the session ends cleanly
     assert "with retrieval" in proc.stdout and "cts.md" in proc.stdout.split("assistant> ")[-1]
+    assert json.loads((tmp_path / "chat" / "manifest.json").read_text())["status"] == "completed"
 
 
 def test_a_template_given_as_a_word_is_one_line_naming_the_group_override(tmp_path):
@@ -71,24 +101,6 @@ def test_a_template_given_as_a_word_is_one_line_naming_the_group_override(tmp_pa
         "chipadapt: error: template: 'chipnemo' is not a chat template's config; "
         "choose one with data/template@template=chipnemo (or =model)"
     ]
-
-
-@pytest.mark.integration
-def test_chat_commands_save_the_transcript_and_the_log_records_the_session(tmp_path):
-    import json
-
-    mine = tmp_path / "mine.jsonl"
-    proc = chat([], ["What is a latch?", "/bogus", "/save", f"/save {mine}", f"/save {mine}", "/help"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]  # stdin ends: the session ends cleanly
-    assert "chipadapt: error: unknown command /bogus" in proc.stderr and proc.stdout.count("assistant> ") == 1
-    assert f"chipadapt: error: /save: {mine} exists" in proc.stderr  # a user's file is never overwritten
-    assert "/sources" in proc.stdout and "/save [FILE]" in proc.stdout  # /help
-    for saved in (tmp_path / "chat" / "transcript.jsonl", tmp_path / "mine.jsonl"):
-        record = json.loads(saved.read_text())
-        assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
-    log = (tmp_path / "chat" / "chat.log").read_text()
-    assert "user: What is a latch?" in log and "assistant: " in log and "error: unknown command /bogus" in log
-    assert json.loads((tmp_path / "chat" / "manifest.json").read_text())["status"] == "completed"
 
 
 class Terminal:

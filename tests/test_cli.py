@@ -5,22 +5,29 @@ import json
 
 import pytest
 from conftest import TINY_FAST, read_manifest, run_train, write_jsonl
+from helpers.train_refusals import train_refusal
 
 pytestmark = pytest.mark.integration
 
 
-def error_lines(proc):
-    return [line for line in proc.stderr.splitlines() if line.startswith("chipadapt: error:")]
-
-
-def assert_failed_cleanly(proc, run_dir, expected):
-    assert proc.returncode != 0, proc.stdout[-2000:]
-    lines = error_lines(proc)
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert expected in lines[0]
+def assert_nothing_looks_complete(run_dir):
     assert not (run_dir / "model").exists()
     if (run_dir / "manifest.json").exists():
         assert read_manifest(run_dir)["status"] == "failed"
+
+
+def bad_input_args(case, tmp_path):
+    if case == "missing_model":
+        return ["model.path=/nonexistent/llama"]
+    if case == "empty_corpus":
+        (tmp_path / "empty.jsonl").write_text("\n\n")
+        return ["~data.sources", f"+data.sources.only.path={tmp_path / 'empty.jsonl'}"]
+    if case == "malformed_jsonl":
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"text": "module a; endmodule"}) + "\n{not json}\n")
+        return ["~data.sources", f"+data.sources.only.path={bad}"]
+    assert case == "seq_len_too_long"
+    return ["data.seq_len=4096"]
 
 
 @pytest.mark.parametrize(
@@ -33,21 +40,11 @@ def assert_failed_cleanly(proc, run_dir, expected):
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_finished_output(tmp_path, case, expected):
+    """train.py's job in this process: a fresh train.py refusing bad data in one line, exit status 2, its
+    manifest not completed, is tests/faults/test_train_faults.py::test_bad_training_data_is_one_line_from_train_py."""
     run_dir = tmp_path / "run"
-    args = [*TINY_FAST, f"hydra.run.dir={run_dir}"]
-    if case == "missing_model":
-        args.append("model.path=/nonexistent/llama")
-    elif case == "empty_corpus":
-        (tmp_path / "empty.jsonl").write_text("\n\n")
-        args += ["~data.sources", f"+data.sources.only.path={tmp_path / 'empty.jsonl'}"]
-    elif case == "malformed_jsonl":
-        bad = tmp_path / "bad.jsonl"
-        bad.write_text(json.dumps({"text": "module a; endmodule"}) + "\n{not json}\n")
-        args += ["~data.sources", f"+data.sources.only.path={bad}"]
-    elif case == "seq_len_too_long":
-        args.append("data.seq_len=4096")
-    proc = run_train(args)
-    assert_failed_cleanly(proc, run_dir, expected)
+    assert expected in train_refusal([*TINY_FAST, *bad_input_args(case, tmp_path)], run_dir)
+    assert_nothing_looks_complete(run_dir)
 
 
 def test_unknown_config_key_is_rejected_by_name(tmp_path):
@@ -71,6 +68,7 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path):
             "~data.sources",
             f"+data.sources.rtl.path={corpus}",
             "trainer.max_steps=1",
+            "stage.validate_before=false",  # the jobs' folders are the point, not the base model's scores
             "data.val_max_bytes=128",
             f"hydra.sweep.dir={sweep}",
         ],

@@ -1,5 +1,9 @@
 """train.py faults: bad configs, bad data and bad models are one line before any training; run
-folders are locked; a model/ the run did not write, or a finished one, is never replaced silently."""
+folders are locked; a model/ the run did not write, or a finished one, is never replaced silently.
+
+Each kind of refusal is made once by a fresh train.py (exit status 2, one `chipadapt: error:` line, no
+traceback, inputs unchanged); the other cases run train.py's job in this process (helpers/train_refusals.py),
+which raises the message that line carries."""
 
 import fcntl
 import json
@@ -9,8 +13,9 @@ import shutil
 import pytest
 import torch
 from conftest import TINY_FAST
-from helpers.faults import assert_user_error, run_entry, snapshot
+from helpers.faults import assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
+from helpers.train_refusals import train_refusal
 
 FAST = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false"]
 
@@ -18,6 +23,15 @@ FAST = [*TINY_FAST, "trainer.max_steps=1", "stage.validate_before=false"]
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     return tiny_model_copy(tmp_path_factory.mktemp("train_faults"))
+
+
+# A fresh train.py for one composition error (Hydra's own) and one validation error (cli.run_job's).
+@pytest.mark.parametrize(
+    "args, fragment", [(["+optim.lrr=1e-3"], "optim.lrr: unknown key"), (["model=hf_folder"], "model.path: required")]
+)
+def test_config_errors_are_one_line_from_train_py(tmp_path, args, fragment):
+    assert_user_error(run_entry("train.py", [*FAST, *args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
+    assert not (tmp_path / "run" / "model").exists()
 
 
 @pytest.mark.parametrize(
@@ -39,7 +53,7 @@ def tiny_model(tmp_path_factory):
     ],
 )
 def test_config_errors(tmp_path, args, fragment):
-    assert_user_error(run_entry("train.py", [*FAST, *args, f"hydra.run.dir={tmp_path / 'run'}"]), fragment)
+    assert fragment in train_refusal([*FAST, *args], tmp_path / "run")
     assert not (tmp_path / "run" / "model").exists()
 
 
@@ -51,6 +65,17 @@ def _source_args(path):
         "~data.sources.scripts",
         f"+data.sources.mine.path={path}",
     ]
+
+
+def test_bad_training_data_is_one_line_from_train_py(tmp_path):
+    source = tmp_path / "mine.jsonl"
+    source.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9 bytes"}\n')
+    before = snapshot(source)
+    proc = run_entry("train.py", [*FAST, *_source_args(source), f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_user_error(proc, "mine.jsonl:2: not UTF-8", before=before)
+    assert not (tmp_path / "run" / "model").exists()  # nothing left looking complete
+    manifest = tmp_path / "run" / "manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize(
@@ -66,8 +91,9 @@ def test_bad_training_data(tmp_path, content, extra, fragment):
     source = tmp_path / "mine.jsonl"
     source.write_bytes(content)
     before = snapshot(source)
-    proc = run_entry("train.py", [*FAST, *_source_args(source), *extra, f"hydra.run.dir={tmp_path / 'run'}"])
-    assert_user_error(proc, fragment, before=before)
+    assert fragment in train_refusal([*FAST, *_source_args(source), *extra], tmp_path / "run")
+    assert_unchanged(before)
+    assert not (tmp_path / "run" / "model").exists()
 
 
 def test_huge_file_in_a_folder_source(tmp_path):
@@ -75,11 +101,8 @@ def test_huge_file_in_a_folder_source(tmp_path):
     folder.mkdir()
     (folder / "small.v").write_text("module a; endmodule\n" * 20)
     (folder / "netlist.v").write_text("wire w;\n" * 1000)
-    proc = run_entry(
-        "train.py",
-        [*FAST, *_source_args(folder), "+data.sources.mine.max_bytes=4000", f"hydra.run.dir={tmp_path / 'run'}"],
-    )
-    assert_user_error(proc, "netlist.v", "data.sources.mine.max_bytes")
+    message = train_refusal([*FAST, *_source_args(folder), "+data.sources.mine.max_bytes=4000"], tmp_path / "run")
+    assert "netlist.v" in message and "data.sources.mine.max_bytes" in message
 
 
 @pytest.mark.parametrize("damage", ["pickle_only", "truncated"])
@@ -93,8 +116,9 @@ def test_damaged_or_pickled_model_folder(tiny_model, tmp_path, damage):
     else:
         weights.write_bytes(weights.read_bytes()[:-2048])
     before = snapshot(folder)
-    proc = run_entry("train.py", [*FAST, f"model.path={folder}", f"hydra.run.dir={tmp_path / 'run'}"])
-    assert_user_error(proc, "model.path", str(folder), before=before)
+    message = train_refusal([*FAST, f"model.path={folder}"], tmp_path / "run")
+    assert "model.path" in message and str(folder) in message
+    assert_unchanged(before)
 
 
 def test_corrupt_checkpoint_names_the_file_and_the_way_out(tmp_path):
@@ -103,8 +127,9 @@ def test_corrupt_checkpoint_names_the_file_and_the_way_out(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
     before = snapshot(run / "checkpoints")
-    proc = run_entry("train.py", [*FAST, f"hydra.run.dir={run}"])
-    assert_user_error(proc, "last.ckpt", "resume=false", before=before)
+    message = train_refusal(FAST, run)
+    assert "last.ckpt" in message and "resume=false" in message
+    assert_unchanged(before)
 
 
 def test_model_folder_the_run_did_not_write_is_never_replaced(tmp_path):
@@ -113,7 +138,8 @@ def test_model_folder_the_run_did_not_write_is_never_replaced(tmp_path):
     (run / "model").mkdir(parents=True)
     (run / "model" / "weights.safetensors").write_text("the user's model\n")
     before = snapshot(run / "model")
-    assert_user_error(run_entry("train.py", [*FAST, f"hydra.run.dir={run}"]), "not an output of train", before=before)
+    assert "not an output of train" in train_refusal(FAST, run)
+    assert_unchanged(before)
 
 
 def test_finished_model_needs_overwrite(tmp_path):
@@ -125,7 +151,8 @@ def test_finished_model_needs_overwrite(tmp_path):
     (run / "model" / "config.json").write_text("{}\n")
     write_marker(run / "model", "train")
     before = snapshot(run / "model")
-    assert_user_error(run_entry("train.py", [*FAST, f"hydra.run.dir={run}"]), "overwrite=true", before=before)
+    assert "overwrite=true" in train_refusal(FAST, run)
+    assert_unchanged(before)
 
 
 def test_run_folder_inside_the_input_model(tiny_model, tmp_path):
@@ -140,14 +167,16 @@ def test_run_folder_inside_the_input_model(tiny_model, tmp_path):
 
 
 def test_second_process_in_the_same_run_folder_is_refused(tmp_path):
+    """The holder is this test's own open file description of the lock: flock refuses a second one as it
+    refuses another process's, so train.py's job in this process stands for the second process."""
     run = tmp_path / "run"
     run.mkdir()
     holder = os.open(run / ".chipadapt.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running train.py holds it
     os.write(holder, json.dumps({"pid": 4242, "command": "train.py model=tiny"}).encode())
     try:
-        proc = run_entry("train.py", [*FAST, f"hydra.run.dir={run}"])
+        message = train_refusal(FAST, run)
     finally:
         os.close(holder)
-    assert_user_error(proc, "in use by pid 4242")
+    assert "in use by pid 4242" in message
     assert not (run / "manifest.json").exists()
