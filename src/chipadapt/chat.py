@@ -4,23 +4,29 @@ stops the reply being written and returns to the prompt, Ctrl-D leaves (exit 0),
 commands, an unknown /command is an error and never reaches the model, /save writes the transcript,
 and the run folder's chat.log records the session."""
 
+from __future__ import annotations
+
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig
 
 from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
 from chipadapt.chat_checks import check_chat_config
-from chipadapt.chat_commands import CommandError, command, save_transcript
-from chipadapt.chat_session import ChatSession
 from chipadapt.errors import ChipadaptError
 from chipadapt.quiet import silence_known_noise
 
+if TYPE_CHECKING:
+    from chipadapt.chat_commands import command, save_transcript
+    from chipadapt.chat_session import ChatSession
+
 # The session's parts live in chat_session.py, chat_attributes.py and chat_commands.py; the names
-# tests and earlier code import from chipadapt.chat stay importable from here.
+# tests and earlier code import from chipadapt.chat stay importable from here. The session and its
+# commands import torch and transformers (seconds): they are imported once the checks of run() pass,
+# or when a name of theirs is first asked for here (__getattr__), so a refused chat.py says so at once.
 __all__ = [
     "ChatSession",
     "command",
@@ -33,6 +39,18 @@ __all__ = [
 ]
 
 HISTORY_LENGTH = 1000
+
+
+def __getattr__(name: str):
+    if name == "ChatSession":
+        from chipadapt.chat_session import ChatSession
+
+        return ChatSession
+    if name in ("command", "save_transcript", "CommandError"):
+        from chipadapt import chat_commands
+
+        return getattr(chat_commands, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def transcript_logger() -> logging.Logger:
@@ -74,6 +92,7 @@ def read_lines(prompt: str, history_file: Path):
 
 def run(cfg: DictConfig) -> None:
     from chipadapt.job import recorded_job
+    from chipadapt.models.locate import locate_model, names_nothing
 
     silence_known_noise()
     if not isinstance(cfg.get("template"), DictConfig):  # `template=chipnemo` replaces the group's config by a word
@@ -82,6 +101,11 @@ def run(cfg: DictConfig) -> None:
             "choose one with data/template@template=chipnemo (or =model)"
         )
     check_chat_config(cfg)
+    path = cfg.model.get("path")
+    if path and names_nothing(path):  # refused as loading the session's model would, before its imports
+        locate_model(path, "model.path")
+    from chipadapt.chat_session import ChatSession
+
     run_dir = Path(cfg.paths.output_dir)
     with recorded_job(cfg, "chat", run_dir) as manifest:
         session = ChatSession(cfg)
@@ -94,6 +118,10 @@ def run(cfg: DictConfig) -> None:
 
 
 def converse(session: ChatSession, cfg: DictConfig, run_dir: Path) -> None:
+    import torch
+
+    from chipadapt.chat_commands import CommandError, command
+
     record = transcript_logger()
     rag = " with retrieval" if session.retriever else ""
     name = cfg.model.path or cfg.model.name

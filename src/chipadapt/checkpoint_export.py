@@ -73,10 +73,11 @@ class ExportJob:
 
 def plan_export(cfg: DictConfig) -> ExportJob:
     """The checkpoint, its run and the output, every refusal of them made before the job's manifest."""
-    from chipadapt.models.checkpoint_weights import checkpoint_layout, checkpoint_metadata
-
     run, ckpt = find_checkpoint(cfg)
     record = run_record(run)
+    # After the checks of the names above: reading a checkpoint imports torch (seconds of a refusal).
+    from chipadapt.models.checkpoint_weights import checkpoint_layout, checkpoint_metadata
+
     checkpoint_layout(ckpt, "checkpoint")  # DeepSpeed and non-checkpoints refused before any reading
     content = checkpoint_metadata(ckpt, "checkpoint")
     step = content["global_step"]

@@ -3,6 +3,7 @@ inside Lightning itself), so that the warnings that remain are worth reading."""
 
 import logging
 import re
+import sys
 import warnings
 
 _NOISE = (
@@ -39,9 +40,16 @@ def silence_known_noise() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger(name).addFilter(_warnings_only)
     # transformers' per-tensor "Loading weights" / "Writing model shards" bars on every load and save.
+    # Not imported here for it (2 CPU-s of every refused command): transformers takes the hub's setting
+    # when it is imported (transformers.utils.logging._tqdm_active), so the hub's switch is enough then.
     try:
-        from transformers.utils import logging as hf_logging
+        if "transformers.utils.logging" in sys.modules:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()
+        else:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
     except ImportError:
         pass

@@ -172,14 +172,17 @@ def run(cfg: DictConfig) -> dict:
             "eval: no task selected; name at least one, e.g. eval=[perplexity,mcq] (the tasks are conf/eval/*.yaml)"
         )
     from chipadapt.eval.earlier_evaluation import check_earlier_evaluation, clear_earlier_evaluation
-    from chipadapt.job import recorded_job
-    from chipadapt.loggers.job import JobLoggers
-    from chipadapt.models.hf_folder import resolve_model_folder
     from chipadapt.run_folder_key import run_folder_key
 
     out = Path(cfg.paths.output_dir)
     # Before this run's manifest replaces the earlier one: the folder holds one model's evaluation.
     earlier = check_earlier_evaluation(cfg, out, run_folder_key())
+    refuse_a_missing_model(cfg)
+    # After the checks above: the model loader imports torch and transformers (seconds of a refusal).
+    from chipadapt.job import recorded_job
+    from chipadapt.loggers.job import JobLoggers
+    from chipadapt.models.hf_folder import resolve_model_folder
+
     if earlier is not None and (cfg.get("logger") or {}).get("wandb"):
         # overwrite=true over another model's evaluation: a W&B run of its own, not the earlier model's
         # run continued with this model's results logged over its history.
@@ -219,6 +222,21 @@ def run(cfg: DictConfig) -> dict:
         manifest.update("results", written)
         log_results(loggers, results, out)  # the earlier tasks' metrics were logged by their own runs
     return written
+
+
+def refuse_a_missing_model(cfg: DictConfig) -> None:
+    """model.path naming nothing, refused before the run records itself and before the loggers and the
+    model loader are imported, as evaluate_folder refuses it once a task asks for the model. The tasks
+    are built only then: a run whose tasks read no model (eval=[retrieval]) is not refused for it, and a
+    task's own config error, said first in the job, is said first here too."""
+    from chipadapt.models.locate import locate_model, names_nothing
+
+    path = cfg.model.get("path")
+    if not path or not names_nothing(path):
+        return
+    tasks = [instantiate(task_cfg) for task_cfg in cfg.eval.values()]
+    if all(isinstance(task, EvalTask) for task in tasks) and any(task.needs_model for task in tasks):
+        locate_model(path, "model.path")
 
 
 def kept_earlier_results(cfg: DictConfig, out: Path, selected: set[str]) -> dict[str, dict]:

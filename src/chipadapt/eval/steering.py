@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
-from chipadapt.models.text_generation import CHAT_PROMPTS
+from chipadapt.models.chat_prompts import CHAT_PROMPTS
 from chipadapt.steerlm.attribute_record import ORDER_KEY, TEMPLATE_KEY, recorded_attribute_order, recorded_template
 from chipadapt.steerlm.attribute_values import parse_attributes, unfamiliar_attributes
 

@@ -4,11 +4,12 @@ every validate and fit, also of a job killed later), and the W&B run is ended wi
 
 import sys
 
-from chipadapt.loggers.wandb import finish_wandb_run
-
 
 def finish_job_loggers(succeeded: bool) -> None:
     tensorboard = sys.modules.get("chipadapt.loggers.tensorboard")  # not imported: no TensorBoard logger
     if tensorboard is not None:
         tensorboard.end_of_job(succeeded)
-    finish_wandb_run(succeeded)
+    if "wandb" in sys.modules:  # no W&B run without it; loggers.wandb imports Lightning (seconds of a refusal)
+        from chipadapt.loggers.wandb import finish_wandb_run
+
+        finish_wandb_run(succeeded)

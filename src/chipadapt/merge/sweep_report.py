@@ -18,15 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-import matplotlib
+from hydra.experimental.callback import Callback
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra.experimental.callback import Callback  # noqa: E402
-
-from chipadapt.io.atomic import atomic_file, write_json_atomic, write_text_atomic  # noqa: E402
-from chipadapt.merge.sweep_pairing import Versus, versus  # noqa: E402
-from chipadapt.optimized_metric import better_direction  # noqa: E402
+from chipadapt.io.atomic import atomic_file, write_json_atomic, write_text_atomic
+from chipadapt.merge.sweep_pairing import Versus, versus
+from chipadapt.optimized_metric import better_direction
 
 log = logging.getLogger(__name__)
 MEASURES = ("domain", "instruct")
@@ -156,6 +152,13 @@ def plot(
     distinguishable: bool | None = None,
     second: dict | None = None,
 ) -> None:
+    # Imported here, not with the module: Hydra builds this callback for every merge.py command, and
+    # matplotlib took 1.5 CPU-s of a refusal of a mistyped argument.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 5))
     for method in sorted({r["method"] for r in rows}):
         points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["lam"])

@@ -39,10 +39,21 @@ def locate_model(path: str | Path, key: str) -> Path:
         if local.suffix.lower() == ".gguf":
             return gguf_folder(local, key)
         raise ChipadaptError(f"{key}: {local} is a file; give a model folder, a .gguf file or a hub id")
-    match = HUB_ID.match(text)
-    if match is None or text.startswith((".", "~")):
+    match = _hub_id(text)
+    if match is None:
         raise ChipadaptError(f"{key}: {text} does not exist")
     return hub_snapshot(match["repo"], match["revision"], key)
+
+
+def _hub_id(text: str) -> re.Match | None:
+    return None if text.startswith((".", "~")) else HUB_ID.match(text)
+
+
+def names_nothing(path: str | Path) -> bool:
+    """`path` is no file or folder here and not a hub id either: locate_model refuses it as not existing.
+    Asked with nothing imported, so an entry point refuses such a model before its heavy imports."""
+    local = Path(str(path)).expanduser()
+    return not local.is_dir() and not local.is_file() and _hub_id(str(path)) is None
 
 
 def hub_snapshot(repo_id: str, revision: str | None, key: str) -> Path:

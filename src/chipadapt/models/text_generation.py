@@ -3,24 +3,16 @@ refilled rows (models/generate.py) where the model allows it, else `model.genera
 evaluation tasks and by anything else that generates (synthetic retrieval data)."""
 
 import logging
-from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
 
 import torch
 
 from chipadapt.io.answer_journal import journal_for
+from chipadapt.models.chat_prompts import CHAT_PROMPTS
 from chipadapt.models.generate import greedy_generate, supports_slot_decoding
 
 log = logging.getLogger(__name__)
 # Tokenizers already warned about (by folder): a task generating in many batches warns once.
 _WARNED_NO_TEMPLATE: set[str] = set()
-# What writes chat prompts in place of the tokenizer's chat template, where a caller sets one: a function of
-# (prompts, tokenizer) -> prompts. evaluate.py sets it for a SteerLM model's attributes (eval/steering.py);
-# generation itself knows nothing of SteerLM.
-CHAT_PROMPTS: ContextVar[Callable[[list[str], Any], list[str]] | None] = ContextVar(
-    "chipadapt_chat_prompts", default=None
-)
 
 
 def stop_token_ids(model, tokenizer) -> list[int] | None:
