@@ -3,7 +3,6 @@ history; evaluate and merge runs logged with their results and model fingerprint
 schema for every entry point; compare.py over train and merge multiruns; an Optuna search; SLURM
 requeue with exact resume; progress lines without a terminal; --help without torch."""
 
-import contextlib
 import csv
 import io
 import json
@@ -16,6 +15,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, TINY_FAST, compose, read_manifest, run_train, write_jsonl
+from helpers.entry_jobs import entry_job
 from helpers.models import perturbed_copy
 from helpers.wandb_records import read_run
 
@@ -107,35 +107,6 @@ def merge_sweep(tmp_path_factory, tiny_pair):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
-
-
-@contextlib.contextmanager
-def entry_job(config_name: str, overrides: list[str], output_dir):
-    """An entry point's job config, composed in-process as its command composes it, with Hydra's config of the
-    job set while it runs (trackers read the job's kind and name from it) and the output folder set by the test.
-    The fresh processes of this file are the multiruns (whose W&B group, names and sweep report come from Hydra's
-    multirun), the Optuna search's two invocations (in one process), one compare.py run and its one-line refusal,
-    and --help."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    import chipadapt  # noqa: F401  (resolvers)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3", job_name=config_name):
-        cfg = hydra_compose(
-            config_name, overrides=[*overrides, f"hydra.run.dir={output_dir}"], return_hydra_config=True
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)  # what Hydra's run_job sets
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    try:
-        yield cfg
-    finally:
-        HydraConfig.instance().cfg = None
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from chipadapt.cli import describe_hydra_error
 from chipadapt.errors import ChipadaptError
-from helpers.faults import ROOT, assert_unchanged
+from helpers.entry_jobs import entry_job
+from helpers.faults import assert_unchanged
 
 TARGETS = {
     "train": "chipadapt.pipeline:train",
@@ -23,25 +23,15 @@ TARGETS = {
 }
 
 
-def job_config(command: str, overrides: list[str], run_dir: Path):
-    """`command`'s config as `python {command}.py OVERRIDES hydra.run.dir=RUN_DIR` composes it."""
-    import chipadapt  # noqa: F401  (the config resolvers)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(command, overrides=[*overrides, f"paths.output_dir={run_dir}"])
-    if command == "merge" and not any(o.startswith("output=") for o in overrides):
-        cfg.output = str(run_dir / "model")  # its default, `${hydra:runtime.output_dir}/model`
-    return cfg
-
-
 def run_here(command: str, overrides: list[str], run_dir: Path) -> Any:
-    """The job's result, validated and run as run_job runs it (a ChipadaptError is the refusal)."""
+    """The job's result, validated and run as run_job runs it (a ChipadaptError is the refusal), with Hydra's
+    config of the job set as the command sets it."""
     from chipadapt.config_schema import validate
 
-    cfg = job_config(command, overrides, run_dir)
-    validate(cfg)
-    module, function = TARGETS[command].split(":")
-    return getattr(importlib.import_module(module), function)(cfg)
+    with entry_job(command, overrides, run_dir) as cfg:
+        validate(cfg)
+        module, function = TARGETS[command].split(":")
+        return getattr(importlib.import_module(module), function)(cfg)
 
 
 def refused_here(command: str, overrides: list[str], run_dir: Path, *fragments: str, before=None) -> str:
