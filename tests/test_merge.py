@@ -1,14 +1,12 @@
-"""ChipAlign and baseline merges: the math per tensor, and whole folders end to end."""
+"""ChipAlign and baseline merges: the math per tensor, and whole folders end to end (in-process; merge.py's
+command line over a lambda sweep is test_merge_sweep_cli.py)."""
 
 import json
 import math
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import CONF, ROOT, compose
+from conftest import CONF, compose
 from helpers.models import perturbed_copy
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -83,10 +81,6 @@ def test_baseline_methods():
     della = Della(density=0.3, epsilon=0.1, scale=1.0, seed=0)
     first, second = (della("w", chip, instruct, base, 0.5, stats).tensor for _ in range(2))
     assert torch.equal(first, second) and not torch.equal(first, base)
-
-
-def snapshot(folder) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -252,140 +246,6 @@ def test_mismatch_errors_and_interrupted_merge_leaves_nothing(tmp_path, tiny_pai
     with pytest.raises(KeyboardInterrupt):
         run(merge_cfg("chipalign", chip, instruct, out))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
-
-
-@pytest.mark.integration
-def test_merge_cli_contract_and_lambda_sweep(tmp_path, tiny_pair):
-    chip, instruct = tiny_pair
-    out = tmp_path / "contract"
-    args = [
-        sys.executable,
-        str(ROOT / "merge.py"),
-        "merge=chipalign",
-        "merge.lam=0.6",
-        f"models.chip={chip}",
-        f"models.instruct={instruct}",
-        f"output={out}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (out / "merge_manifest.json").is_file() and (out / "model.safetensors").is_file()
-    sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "merge.py"),
-            "-m",
-            "merge.lam=0,0.5,1",
-            f"models.chip={chip}",
-            f"models.instruct={instruct}",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lams = sorted(
-        json.loads((sweep / str(n) / "model" / "merge_manifest.json").read_text())["summary"]["lam"] for n in range(3)
-    )
-    assert lams == [0.0, 0.5, 1.0]
-    # The sweep again, as after a preemption: job 1 was interrupted after publishing its model (its
-    # evaluation unfinished), job 2 never started. Job 0 is not merged again (its model keeps its
-    # time); job 1 keeps its complete merged model and goes on with the rest; job 2 runs.
-    manifest1 = json.loads((sweep / "1" / "manifest.json").read_text())
-    (sweep / "1" / "manifest.json").write_text(json.dumps({**manifest1, "status": "interrupted"}))
-    shutil.rmtree(sweep / "2")
-    stamps = [(sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)]
-    again = subprocess.run(proc.args, capture_output=True, text=True, cwd=ROOT)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert [(sweep / str(n) / "model" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)] == stamps
-    assert json.loads((sweep / "1" / "manifest.json").read_text())["status"] == "completed"
-    assert (sweep / "2" / "model" / "model.safetensors").is_file()
-    log = again.stdout + again.stderr
-    assert "completed before with these settings" in log and "did not complete before" in log
-    assert "holds this job's merged model; not merged again" in log
-    # Other settings in the same folders, or a chip model retrained in place: refused as before. A sweep of
-    # other lambdas is refused before its first job: nothing runs, multirun.yaml, every job's .hydra/,
-    # manifest and model stay as they were (job #0, the same settings, would have passed and logged).
-    before = snapshot(sweep)
-    other = subprocess.run(
-        [*proc.args[:3], "merge.lam=0,0.7,1", *proc.args[4:]], capture_output=True, text=True, cwd=ROOT
-    )
-    assert other.returncode == 2, other.stderr[-2000:]
-    assert other.stderr.strip().splitlines()[-1] == (
-        f"chipadapt: error: hydra.sweep.dir: job #1 (merge.lam=0.7) would merge into {sweep / '1' / 'model'}, which "
-        "holds a merged model of other settings (merge.lam: 0.5 -> 0.7); another hydra.sweep.dir keeps both, or "
-        "overwrite=true replaces it"
-    )
-    assert snapshot(sweep) == before
-    # A single run refused in a job's folder (no sweep to check beforehand) is refused before it records
-    # itself: .hydra/ is put back, manifest.json and the logger files are the lam=0.5 job's.
-    job = sweep / "1"
-    kept = {name: data for name, data in snapshot(job).items() if name != "merge.log"}
-    alone = subprocess.run(
-        [*proc.args[:2], "merge.lam=0.7", *proc.args[4:-1], f"hydra.run.dir={job}"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert alone.returncode == 2 and "holds a previous merge output, merged with other settings" in alone.stderr
-    assert {name: data for name, data in snapshot(job).items() if name != "merge.log"} == kept
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(chip / "model.safetensors")
-    first = sorted(tensors)[0]
-    tensors[first] = tensors[first] + 1.0
-    save_file(tensors, chip / "model.safetensors", metadata={"format": "pt"})
-    changed = subprocess.run(proc.args, capture_output=True, text=True, cwd=ROOT)
-    assert changed.returncode == 2 and "holds a previous merge output" in changed.stderr
-
-
-@pytest.mark.integration
-def test_lambda_sweep_with_evaluation_writes_the_report_plot_and_chosen_lambda(tmp_path, tiny_pair):
-    from conftest import write_jsonl
-
-    chip, instruct = tiny_pair
-    prompts = write_jsonl(
-        tmp_path / "if.jsonl",
-        [
-            {
-                "key": 1,
-                "prompt": "Say hi without commas.",
-                "instruction_id_list": ["punctuation:no_comma"],
-                "kwargs": [{}],
-            }
-        ],
-    )
-    sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "merge.py"),
-            "-m",
-            "merge.lam=0,0.5,1",
-            f"models.chip={chip}",
-            f"models.instruct={instruct}",
-            "eval=[perplexity,ifeval]",
-            "eval.perplexity.max_documents=1",
-            f"eval.ifeval.path={prompts}",
-            f"eval.ifeval.nltk_data={tmp_path}",
-            "eval.ifeval.max_new_tokens=4",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((sweep / "sweep_report.json").read_text())
-    assert sorted(job["lam"] for job in report["jobs"]) == [0.0, 0.5, 1.0]
-    assert report["chosen"]["lam"] in (0.0, 0.5, 1.0)
-    assert (sweep / "sweep_report.png").stat().st_size > 1000
-    assert (sweep / "sweep_report.csv").read_text().count("\n") == 4
-    assert "evaluation" in json.loads((sweep / "0" / "model" / "merge_manifest.json").read_text())
 
 
 def test_statistics_recover_small_angles_between_close_tensors():

@@ -3,7 +3,8 @@ anything (the earlier run's manifest, logger files and .hydra/ stay as they were
 setting of the merge, a base model the method does not read is said to be unread, and a LoRA adapter
 given as a model is named as one. The same through merge.py's command line (a sweep of other lambdas in
 the same sweep folder refused before its first job, a single run refused in a job's folder putting back
-its .hydra/) is test_merge.py::test_merge_cli_contract_and_lambda_sweep, on the sweep that test makes."""
+its .hydra/) is test_merge_sweep_cli.py::test_a_sweep_run_again_goes_on_from_its_jobs_and_refuses_other_settings,
+on the sweep that file makes."""
 
 import json
 import logging

