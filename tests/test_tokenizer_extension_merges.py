@@ -13,7 +13,7 @@ from helpers.sentencepiece_base import sentencepiece_base
 from helpers.tokenizer_material import DOMAIN, texts
 from tokenizers import Tokenizer
 
-from chipadapt.tokenizer.extend import extended_tokenizer_json
+from chipadapt.tokenizer.extend import MergeExtension, extended_tokenizer_json
 from chipadapt.tokenizer.family import tokenizer_family
 from chipadapt.tokenizer.produced import choose_produced
 from chipadapt.tokenizer.select_tokens import Candidate, chain_intermediates
@@ -67,6 +67,21 @@ def test_byte_level_every_new_entry_is_made_by_its_chain_and_produced_alone(merg
     for token in new_tokens:
         token_id = extended.token_to_id(token)
         assert extended.encode(extended.decode([token_id])).ids == [token_id], token
+
+
+def test_one_parsed_base_extended_round_after_round_gives_each_round_what_a_fresh_extension_gives():
+    # choose_produced parses the base once and extends it every round: a round's entries and merges must not
+    # stay behind for the next (a shared vocab, merge list or set of known merges would).
+    base_json = byte_level_base([("Ġ", "F"), ("I", "F")]).to_str()
+    rounds = [
+        [Candidate("ĠBAD", ["Ġ", "B", "A", "D"], 9, 0)],
+        [Candidate("IFO", ["IF", "O"], 50, 0), Candidate("ĠBA", ["Ġ", "B", "A"], 12, 0)],
+        [],
+    ]
+    extension = MergeExtension(base_json)
+    for chosen in rounds:
+        assert extension.extend(chosen) == extended_tokenizer_json(base_json, chosen)
+    assert extension.extend([])[0] == json.dumps(json.loads(base_json), ensure_ascii=False)
 
 
 def test_sentencepiece_bpe_every_kept_token_is_made_by_its_chain_and_produced_alone(tmp_path):
