@@ -69,3 +69,34 @@ def test_export_and_chat_refuse_a_missing_input_before_torch(tmp_path, script, a
     line, imported = refused(script, [arg.format(tmp=tmp_path) for arg in args] + [f"hydra.run.dir={tmp_path / 'run'}"])
     assert line == "chipadapt: error: " + message.format(tmp=tmp_path)
     assert imported.isdisjoint({*HEAVY, "torch"}), sorted(imported & {*HEAVY, "torch"})
+
+
+def evaluate_job(tmp_path, *overrides: str):
+    """evaluate.py's job config with a model.path that names nothing (a context: Hydra's job config set)."""
+    from helpers.entry_jobs import entry_job
+
+    return entry_job("evaluate", [f"model.path={tmp_path / 'nope'}", *overrides], tmp_path / "run")
+
+
+def test_a_missing_model_is_no_refusal_for_tasks_that_read_no_model(tmp_path):
+    from chipadapt.eval.run import refuse_a_missing_model
+
+    with evaluate_job(tmp_path, "eval=[retrieval]") as cfg:  # BM25 and encoders: no language model
+        refuse_a_missing_model(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [("eval.mcq.style=bogus", "eval.mcq.style"), ("logger.wandb.offline=maybe", "logger.wandb.offline")],
+)
+def test_a_mistake_the_job_said_before_the_missing_model_is_still_said_first(tmp_path, override, named):
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.eval.run import run
+
+    extra = ["logger=wandb"] if override.startswith("logger.") else []
+    with evaluate_job(tmp_path, "eval=[mcq]", *extra, override) as cfg:
+        with pytest.raises(Exception) as raised:
+            run(cfg)
+    # A task's own refusal comes wrapped by Hydra's instantiate; the user's line is its cause's.
+    error = raised.value if isinstance(raised.value, ChipadaptError) else raised.value.__cause__
+    assert isinstance(error, ChipadaptError) and str(error).startswith(f"{named}: "), repr(raised.value)

@@ -172,11 +172,13 @@ def run(cfg: DictConfig) -> dict:
             "eval: no task selected; name at least one, e.g. eval=[perplexity,mcq] (the tasks are conf/eval/*.yaml)"
         )
     from chipadapt.eval.earlier_evaluation import check_earlier_evaluation, clear_earlier_evaluation
+    from chipadapt.loggers.checks import check_logger_config
     from chipadapt.run_folder_key import run_folder_key
 
     out = Path(cfg.paths.output_dir)
     # Before this run's manifest replaces the earlier one: the folder holds one model's evaluation.
     earlier = check_earlier_evaluation(cfg, out, run_folder_key())
+    check_logger_config(cfg)  # said first, as the job says it: two mistakes come out in the order they did
     refuse_a_missing_model(cfg)
     # After the checks above: the model loader imports torch and transformers (seconds of a refusal).
     from chipadapt.job import recorded_job
