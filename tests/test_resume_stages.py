@@ -18,8 +18,13 @@ EVERY_STEP = ["callbacks.checkpoint.every_n_train_steps=1"]
 
 
 def losses(run_dir) -> dict[int, float]:
+    """{step: train loss}; each step logged once (a rerun that trained from step 0 again, not from the
+    checkpoint, logs the first steps twice and ends on the same curve: the dict alone would not tell)."""
     with open(run_dir / "metrics.csv") as handle:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")}
+        rows = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(handle) if r.get("train/loss")]
+    steps = [step for step, _ in rows]
+    assert steps == sorted(set(steps)), steps
+    return dict(rows)
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
