@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import torch
 from conftest import TINY_FAST
+from helpers.fault_jobs import run_here
 from helpers.faults import run_entry
 
 from chipadapt.cli import exit_if_disk_full
@@ -89,8 +90,8 @@ def test_train_on_a_disk_that_fills_up_stops_in_one_line_and_resumes_once_there_
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         run = disk / "run"
-        args = [*TINY_FAST, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2", f"hydra.run.dir={run}"]
-        full = run_entry("train.py", args)
+        args = [*TINY_FAST, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2"]
+        full = run_entry("train.py", [*args, f"hydra.run.dir={run}"])
         assert full.returncode == 1, full.stderr[-3000:]
         lines = [line for line in full.stderr.splitlines() if line.startswith("chipadapt: error:")]
         assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
@@ -99,8 +100,7 @@ def test_train_on_a_disk_that_fills_up_stops_in_one_line_and_resumes_once_there_
         assert kept["global_step"] == 2  # the step-2 checkpoint, whole
         assert not [p for p in run.rglob("*.tmp")]
         assert mount_tmpfs(disk, "20m")  # the user frees space
-        resumed = run_entry("train.py", args)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        run_here("train", args, run)  # the rerun, in this process: the full disk's line is the process's claim
         assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
         assert (run / "model" / "model.safetensors").is_file()
     finally:
