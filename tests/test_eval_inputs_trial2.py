@@ -223,19 +223,19 @@ def test_an_empty_task_list_is_refused_in_one_line(tmp_path):
 def test_the_manifest_records_each_tasks_input_files(tmp_path):
     mcq = write_jsonl(tmp_path / "mcq.jsonl", [MCQ, {**MCQ, "question": "Second?"}])
     eda = write_jsonl(tmp_path / "eda.jsonl", [{**EDA, "prompt": f"Task {i}", "script": f"x = {i}"} for i in range(4)])
+    from helpers.fault_jobs import run_here
+
     out = tmp_path / "run"
-    proc = run_evaluate(
-        [
-            "model=tiny",
-            "eval=[mcq,eda_script]",
-            f"eval.mcq.path={mcq}",
-            f"eval.eda_script.path={eda}",
-            "eval.eda_script.eval_fraction=null",
-            "eval.eda_script.max_new_tokens=4",
-            f"hydra.run.dir={out}",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # evaluate.py's job in this process: the claim is the manifest's content, not the command line's contract.
+    overrides = [
+        "model=tiny",
+        "eval=[mcq,eda_script]",
+        f"eval.mcq.path={mcq}",
+        f"eval.eda_script.path={eda}",
+        "eval.eda_script.eval_fraction=null",
+        "eval.eda_script.max_new_tokens=4",
+    ]
+    run_here("evaluate", overrides, out)
     inputs = json.loads((out / "manifest.json").read_text())["inputs"]
     assert {"model", "eval.mcq.path", "eval.eda_script.path"} <= set(inputs)
     assert "eval.mcq.fewshot_path" not in inputs  # num_fewshot=0: not read

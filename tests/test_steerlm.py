@@ -3,9 +3,25 @@
 import json
 
 import pytest
-from conftest import CONF, SHARED_DATA, run_train, write_jsonl
+from conftest import CONF, SHARED_DATA, write_jsonl
 
 FUNNY, PLAIN = "It is a banana with pins!", "It is a RISC-V core."
+
+
+def train_here(overrides, out):
+    """train.py's job on its composed config, in this process (validated as the command validates it): these
+    tests are about what the stages make, not the command line's contract; each fresh train.py spent seconds
+    importing. Returns a copy of the job's config, to read after Hydra's job config is put back."""
+    from helpers.entry_jobs import entry_job
+    from omegaconf import OmegaConf
+
+    from chipadapt.config_schema import validate
+    from chipadapt.pipeline import train
+
+    with entry_job("train", overrides, out) as cfg:
+        validate(cfg)
+        train(cfg)
+        return OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
 
 
 def steer_data(tmp_path):
@@ -37,7 +53,7 @@ def steer_data(tmp_path):
 @pytest.mark.integration
 def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_path, tiny_overrides):
     out = tmp_path / "steer"
-    proc = run_train(
+    cfg = train_here(
         [
             "stage=steerlm",
             *tiny_overrides,
@@ -54,18 +70,16 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
             "optim=adam_const",
             "optim.lr=3e-3",
             "stage.validate_before=false",
-            f"hydra.run.dir={out}",
-        ]
+        ],
+        out,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from chipadapt.models.hf_folder import load_causal_lm, load_tokenizer
     from chipadapt.steerlm.generate import generate_with_attributes
 
     model, tok = load_causal_lm(out / "model", "float32", "sdpa").eval(), load_tokenizer(out / "model")
-    template = instantiate(OmegaConf.load(out / ".hydra" / "config.yaml").data.template)(tokenizer=tok)
+    template = instantiate(cfg.data.template)(tokenizer=tok)
     ask = [{"role": "user", "content": "Describe the chip."}]
     # Saved with the format it was trained in: apply_chat_template prompts it the same way.
     assert tok.apply_chat_template(ask, tokenize=False, add_generation_prompt=True) == template.prompt(ask)
@@ -97,7 +111,7 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     from chipadapt.chat import ChatSession
     from chipadapt.steerlm.attribute_record import recorded_attribute_order
 
-    trained_order = list(OmegaConf.load(out / ".hydra" / "config.yaml").data.attributes.order)
+    trained_order = list(cfg.data.attributes.order)
     assert recorded_attribute_order(out / "model") == trained_order
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         chat_cfg = compose("chat", overrides=[f"model.path={out / 'model'}", "attribute_order=[humor,quality]"])
@@ -121,7 +135,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
         )
     data = write_jsonl(tmp_path / "labelled.jsonl", labelled)
     attr = tmp_path / "attr"
-    proc = run_train(
+    train_here(
         [
             "stage=attribute_model",
             *tiny_overrides,
@@ -135,10 +149,9 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
             "trainer.max_epochs=8",
             "optim.lr=3e-3",
             "optim.scheduler.num_warmup_steps=2",
-            f"hydra.run.dir={attr}",
-        ]
+        ],
+        attr,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     val = json.loads((attr / "manifest.json").read_text())["metrics"]["val"]
     assert set(val) == {"quality", "humor"}
     assert val["quality"]["mae"] < val["quality"]["baseline_mae"]  # learns the easy split better than the mean
@@ -146,7 +159,7 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
 
     ann = tmp_path / "ann"
     chat = write_jsonl(tmp_path / "chat.jsonl", labelled[:6])
-    proc = run_train(
+    train_here(
         [
             "stage=annotate",  # rates with annotate.attribute_model: no `model` (refused as unread)
             f"annotate.attribute_model={attr / 'model'}",
@@ -154,16 +167,15 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
             "annotate.input.format=chat",
             "~annotate.input.prompt_key",
             "~annotate.input.completion_key",
-            f"hydra.run.dir={ann}",
-        ]
+        ],
+        ann,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(row) for row in (ann / "annotated.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(0 <= r["attributes"]["quality"] <= 4 for r in rows)
     assert rows[0]["attributes"]["quality"] > rows[1]["attributes"]["quality"]
 
     boot = tmp_path / "boot"
-    proc = run_train(
+    train_here(
         [
             "stage=bootstrap",
             "model=tiny",  # annotate and bootstrap train nothing: no data or callbacks
@@ -172,10 +184,9 @@ def test_attribute_model_annotate_and_a_bootstrap_round(tmp_path, tiny_overrides
             "bootstrap.limit=2",
             "bootstrap.samples_per_setting=1",
             "bootstrap.max_new_tokens=6",
-            f"hydra.run.dir={boot}",
-        ]
+        ],
+        boot,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((boot / "manifest.json").read_text())["metrics"]
     assert metrics["prompts"] == 2 and metrics["candidates"] == 4 and metrics["kept"] <= 2
     # Two settings, one reply per prompt each: the rating of each setting's replies is reported apart.
