@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.entry_fault_lines import refused_lines
 from helpers.fault_jobs import refused_here, run_here
 from helpers.faults import ROOT, assert_unchanged, assert_user_error, run_entry, snapshot
 from helpers.models import tiny_model_copy
@@ -27,10 +28,15 @@ def folders(tmp_path_factory):
 
 
 def test_evaluate_refuses_a_pickle_only_model(folders, tmp_path):
+    """Refused in the recorded job once the loader is imported (transformers: seconds), never by loading the
+    pickle. The command line without the CSV logger, whose import of Lightning doubled the process's seconds
+    before the same line; the job with its default loggers, in-process."""
     _, pickled = folders
     before = snapshot(pickled)
-    proc = run_entry("evaluate.py", [f"model.path={pickled}", "eval=[perplexity]", f"hydra.run.dir={tmp_path / 'run'}"])
+    args = [f"model.path={pickled}", "eval=[perplexity]"]
+    proc = run_entry("evaluate.py", [*args, "logger.csv=null", f"hydra.run.dir={tmp_path / 'run'}"])
     assert_user_error(proc, "pickled weights", before=before)
+    refused_here("evaluate", args, tmp_path / "job", "pickled weights", before=before)
 
 
 def test_evaluate_bad_mcq_file(folders, tmp_path):
@@ -257,13 +263,11 @@ def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_the_first_job():
     ]
 
 
-def test_a_sweep_with_a_bad_later_value_runs_no_job(tmp_path):
+def test_a_sweep_with_a_bad_later_value_runs_no_job(train_refusals):
     """Its config group as a glob too: expanded for the checks, not refused nor left unchecked (the
     expansion itself, in-process: test_a_glob_sweep_is_expanded_for_its_checks_not_refused)."""
-    sweep = tmp_path / "sweep"
-    proc = run_entry("train.py", ["-m", "model=glob(tiny)", "optim.lr=1e-3,abc", f"hydra.sweep.dir={sweep}"])
-    assert_user_error(proc, "optim.lr: Value 'abc'", "(sweep value optim.lr=abc)")
-    assert not sweep.exists()
+    assert_user_error(train_refusals["bad value"], "optim.lr: Value 'abc'", "(sweep value optim.lr=abc)")
+    assert not train_refusals.sweep.exists()
 
 
 def test_an_optuna_direction_or_a_slurm_launch_without_slurm_is_one_line_before_the_sweep(tmp_path, monkeypatch):
@@ -308,6 +312,30 @@ def trained_sweep(tmp_path_factory):
     return sweep
 
 
+class Refusals(dict):
+    """Each refused command line's CompletedProcess by name; the records before them; the bad sweep's folder."""
+
+    before: dict[str, str]
+    sweep: Path
+
+
+@pytest.fixture(scope="module")
+def train_refusals(trained_sweep, tmp_path_factory):
+    """The refused train.py command lines of the tests below, one after the other in one process (each
+    process spent 5-8 CPU-s importing before its line): a rerun into the finished sweep's job, the sweep
+    again with another value, a sweep whose later value is bad."""
+    refusals = Refusals()
+    refusals.before = snapshot(*job_records(trained_sweep))
+    refusals.sweep = tmp_path_factory.mktemp("bad_value") / "sweep"
+    lines = {
+        "rerun": [*TRAIN_ONE_STEP, "optim.lr=1e-4", f"hydra.run.dir={trained_sweep / '0'}"],
+        "sweep job": ["-m", *TRAIN_ONE_STEP, "optim.lr=1e-2", f"hydra.sweep.dir={trained_sweep}"],
+        "bad value": ["-m", "model=glob(tiny)", "optim.lr=1e-3,abc", f"hydra.sweep.dir={refusals.sweep}"],
+    }
+    refusals.update(zip(lines, refused_lines("train.py", list(lines.values())), strict=True))
+    return refusals
+
+
 def job_records(sweep: Path) -> list[Path]:
     return [
         sweep / "0" / ".hydra" / "overrides.yaml",
@@ -316,12 +344,11 @@ def job_records(sweep: Path) -> list[Path]:
     ]
 
 
-def test_a_refused_rerun_leaves_the_finished_runs_records_as_they_were(trained_sweep):
-    run = trained_sweep / "0"  # a finished run's folder (a sweep's job: the same records)
-    before = snapshot(*job_records(trained_sweep))
-    proc = run_entry("train.py", [*TRAIN_ONE_STEP, "optim.lr=1e-4", f"hydra.run.dir={run}"])
-    assert_user_error(proc, "holds a previous train output")
-    assert snapshot(*job_records(trained_sweep)) == before  # .hydra/ does not claim the refused lr=1e-4 trained it
+def test_a_refused_rerun_leaves_the_finished_runs_records_as_they_were(trained_sweep, train_refusals):
+    # hydra.run.dir is the finished sweep's job folder (a run's folder: the same records)
+    assert_user_error(train_refusals["rerun"], "hydra.run.dir:", "holds a previous train output")
+    # .hydra/ does not claim the refused lr=1e-4 trained it
+    assert snapshot(*job_records(trained_sweep)) == train_refusals.before
 
 
 @pytest.mark.parametrize("multirun", [False, True])
@@ -352,8 +379,6 @@ def test_a_glob_sweep_is_expanded_for_its_checks_not_refused():
     ]
 
 
-def test_a_refused_sweep_job_leaves_the_finished_jobs_records_as_they_were(trained_sweep):
-    before = snapshot(*job_records(trained_sweep))
-    proc = run_entry("train.py", ["-m", *TRAIN_ONE_STEP, "optim.lr=1e-2", f"hydra.sweep.dir={trained_sweep}"])
-    assert_user_error(proc, "hydra.sweep.dir:", "holds a previous train output")
-    assert snapshot(*job_records(trained_sweep)) == before
+def test_a_refused_sweep_job_leaves_the_finished_jobs_records_as_they_were(trained_sweep, train_refusals):
+    assert_user_error(train_refusals["sweep job"], "hydra.sweep.dir:", "holds a previous train output")
+    assert snapshot(*job_records(trained_sweep)) == train_refusals.before
