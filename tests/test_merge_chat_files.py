@@ -187,3 +187,9 @@ def test_auto_takes_generation_config_from_another_input_sharing_the_template(tm
         "why": "it holds the template merge.chat_template=auto took, as models.instruct does, which has no "
         "generation_config.json",
     }
+
+
+def test_a_chat_template_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    (tmp_path / "chat_template.jinja").write_bytes(b"{% for m in messages %}\xff{% endfor %}")  # Latin-1, say
+    with pytest.raises(ChipadaptError, match=r"chat_template\.jinja: not a readable UTF-8 chat template"):
+        chat_template_of(tmp_path)

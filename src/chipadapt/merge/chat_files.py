@@ -50,7 +50,10 @@ def chat_template_of(folder: Path):
     """The folder's chat template as transformers reads it: chat_template.jinja first, else the
     tokenizer_config.json key (a string, or a list of named templates); None when it has none."""
     if (folder / JINJA).is_file():
-        return (folder / JINJA).read_text(encoding="utf-8")
+        try:
+            return (folder / JINJA).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:  # transformers reads it as UTF-8 too
+            raise ChipadaptError(f"{folder / JINJA}: not a readable UTF-8 chat template ({err})") from None
     config = _json(folder / TOKENIZER_CONFIG)
     return (config or {}).get("chat_template") or None
 
