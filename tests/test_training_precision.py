@@ -119,6 +119,7 @@ def test_lora_checkpoints_hold_the_adapters_only_and_resume_exactly(tmp_path, ti
     import sys
 
     from conftest import ROOT
+    from helpers.fault_jobs import run_here
 
     from chipadapt.pipeline import train
 
@@ -151,7 +152,7 @@ def test_lora_checkpoints_hold_the_adapters_only_and_resume_exactly(tmp_path, ti
     state = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] == 2
     assert state["state_dict"] and all("lora_" in name for name in state["state_dict"]), list(state["state_dict"])
-    train(compose(common, tmp_path / "cut"))  # the rerun resumes from step 2, in this process
+    run_here("train", common, tmp_path / "cut")  # the rerun resumes from step 2, in this process, as train.py runs it
     train(compose(common, tmp_path / "whole"))  # the uninterrupted run
     from safetensors.torch import load_file
 

@@ -40,7 +40,8 @@ def main() -> None:
             launch()
             status = 0
         except SystemExit as stop:
-            status = stop.code if isinstance(stop.code, int) else 1
+            # As Python exits: sys.exit() is 0, an int is itself, anything else (a message) is 1.
+            status = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
         print(f"command line {number}: exit {status}", flush=True)
 
 
