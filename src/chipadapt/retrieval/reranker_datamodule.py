@@ -6,9 +6,11 @@ A share of the groups, chosen by a hash of the query id (the same ones in every 
 for validation: by default the share the retriever run that built the file held out
 (`retriever.heldout_fraction` in its manifest.json), which by the same hash is the same groups, so that
 the reranker's `synthetic_heldout` figure and the retriever's dev figures are on queries neither trained
-on. Left out of training, as the retriever leaves them out: the groups asking an evaluation question
-(`reranker.eval_queries`; null: the `retriever.eval_queries` the retriever run that built the file read)
-and those asking a held-out group's query about the same passages.
+on. A list of files whose runs held out different shares is refused with null: no retriever run that
+read the list (one share of every file) held out those groups. Left out of training, as the retriever
+leaves them out: the groups asking an evaluation question (`reranker.eval_queries`; null: the
+`retriever.eval_queries` the retriever run that built the file read) and those asking a held-out group's
+query about the same passages.
 
 A group without a query_id is hashed by where it stands: along the list of files, the retriever run's
 way of reading a list of retriever.train_file ("sequence"), or, in a run resumed from a checkpoint of an
@@ -60,11 +62,15 @@ class RerankerDataModule(TrainingDataModule):
         # Whether the two numberings hold out other groups: a file after the first has groups without an id.
         self.numbering_matters = False
         files = [train_file] if isinstance(train_file, (str, Path)) else list(train_file)
-        train, val, self.heldout_fractions = [], [], {}
+        # Every file's share before any is read: a list refused is refused at once.
+        listed = len({str(f) for f in files}) > 1
+        self.heldout_fractions = {str(f): file_heldout_fraction(f, heldout_fraction, listed) for f in files}
+        if heldout_fraction is None:
+            one_share(self.heldout_fractions)
+        train, val = [], []
         before = 0  # groups of the files before this one
         for file in files:
-            fraction = file_heldout_fraction(file, heldout_fraction)
-            self.heldout_fractions[str(file)] = fraction
+            fraction = self.heldout_fractions[str(file)]
             # Split as the retriever split the whole file, then filtered. A group without an id is keyed by
             # where it stands: a retriever run read a list of retriever.train_file as one sequence, so every
             # file counts, one it built too (a retriever run split that alone, but synthesis gives every group
@@ -164,9 +170,11 @@ def not_synthetic_why(file, wanted: str = "") -> str:
     return f"no {run / 'manifest.json'} of stage=retriever{wanted}"
 
 
-def file_heldout_fraction(file, configured: float | None) -> float:
+def file_heldout_fraction(file, configured: float | None, listed: bool = False) -> float:
     """The share of `file`'s groups held out: `reranker.heldout_fraction`, or (None) the one of the retriever
-    run that built it, whose held-out groups are then the reranker's (the same hash of each query id)."""
+    run that built it, whose held-out groups are then the reranker's (the same hash of each query id).
+    `listed`: `file` is one of a list of files, where null holds out that run's share only if every file's
+    run held out the same (one_share), so another share set is not answered with null."""
     built = retriever_settings(file)
     theirs = (built or {}).get("heldout_fraction")
     if configured is None:
@@ -176,15 +184,38 @@ def file_heldout_fraction(file, configured: float | None) -> float:
     if isinstance(theirs, (int, float)) and float(theirs) != float(configured):
         log.warning(
             "reranker.heldout_fraction=%s is not the retriever.heldout_fraction=%s of the retriever run that built "
-            "%s: %s; reranker.heldout_fraction=null holds out the same groups as that run",
+            "%s: %s; %s",
             configured,
             theirs,
             file,
             "the reranker trains on groups that run held out (its dev figures)"
             if configured < theirs
             else "the reranker holds out groups that run trained on",
+            # A retriever run that read the list held out one share of every file: the set one may be its.
+            "keep it if it is the retriever.heldout_fraction of a retriever run that read this list of "
+            "reranker.train_file, the retriever run the reranker's figures are compared with"
+            if listed
+            else "reranker.heldout_fraction=null holds out the same groups as that run",
         )
     return float(configured)
+
+
+def one_share(fractions: dict[str, float]) -> None:
+    """Refuse a list of files whose retriever runs held out different shares, each file's taken by null: no
+    retriever run that read the list held out those groups (it holds out one share of every file), and the
+    reranker would train on groups the dev split of one that did scored, whichever share it had."""
+    if len(set(fractions.values())) < 2:
+        return
+    files = f"[{','.join(fractions)}]"  # a list as Hydra takes it in one run ("a,b" would be a sweep)
+    shares = ", ".join(f"{file}: {share}" for file, share in fractions.items())
+    raise ChipadaptError(
+        f"reranker.heldout_fraction: null holds out the share the retriever run that built each file held out, "
+        f"and the runs that built reranker.train_file={files} held out different shares ({shares}), so no "
+        "retriever run that read that list held out those groups (one share of every file); set "
+        "reranker.heldout_fraction to the retriever.heldout_fraction of the retriever run the reranker's "
+        f"figures are compared with ({max(fractions.values())}, the largest, trains on no group any of those "
+        "runs held out)"
+    )
 
 
 def unknown_holdout(file) -> str:
