@@ -85,7 +85,8 @@ def test_a_refusal_of_another_launch_leaves_the_trial_running(tmp_path, monkeypa
         refuses(monkeypatch, tmp_path / "sweep" / str(initial_job_idx), recorded)
         if which == "earlier launch":  # a refusal recorded by an earlier command in the same folder
             record = tmp_path / "sweep" / str(initial_job_idx) / REFUSAL
-            record.write_text(json.dumps({**json.loads(record.read_text()), "refused": "2020-01-01T00:00:00+00:00"}))
+            earlier = {"refused": "2020-01-01T00:00:00+00:00", "launch": "an earlier launch's id"}
+            record.write_text(json.dumps({**json.loads(record.read_text()), **earlier}))
         raise uncompleted(0)
 
     search, storage = search_of_two(tmp_path, jobs)

@@ -5,7 +5,9 @@ Rewritten atomically as it goes, so its `status` tells a finished run ("complete
 or failed one ("running" left behind, or "failed")."""
 
 import datetime as dt
+import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Iterable
@@ -28,6 +30,17 @@ SECTIONS = ("inputs", "data", "plan", "metrics", "results")
 # Beside manifest.json in a sweep job's folder: the last attempt refused before it recorded itself (exit 2).
 # Hidden, as it is no run's record (run_folder_guard.not_a_run); a job's manifest of the same launch wins.
 REFUSAL = ".refused.json"
+# Set by a search around each launch of its trials (optuna_trial_outcome.launching): that launch's id, which its
+# jobs' manifests and refusal records carry (`launch`), so that the search tells its launch's records from an
+# earlier one's in the same folder without comparing the clocks of the hosts that wrote them. The environment
+# reaches the jobs of every launcher (io/command_line.COMMAND_ENV), a requeued SLURM job's as well.
+LAUNCH_ENV = "CHIPADAPT_SEARCH_LAUNCH"
+
+
+def search_launch() -> dict[str, str]:
+    """`{"launch": <id>}` in a job of a search's launch, for its records; {} elsewhere."""
+    launch = os.environ.get(LAUNCH_ENV)
+    return {"launch": launch} if launch else {}
 
 
 def utc_now() -> str:
@@ -138,6 +151,7 @@ class RunManifest:
             "status": "running",
             "command": " ".join(launch_command()),  # the user's, also in a submitit worker
             "overrides": hydra_overrides(),
+            **search_launch(),
             "started": utc_now(),
             "finished": None,
             "wall_s": None,
@@ -197,7 +211,17 @@ def record_refusal() -> None:
     folder = Path(hydra.runtime.output_dir)
     if hydra.mode != RunMode.MULTIRUN or not folder.is_dir():
         return
+    record = {"status": "refused", "overrides": hydra_overrides(), **search_launch(), "refused": utc_now()}
+    # The manifest the refusal leaves beside it (put back by restore_records_after_refusal): its `started`, by which
+    # the search tells that no attempt recorded itself after the refusal (a requeued one did where the manifest
+    # differs), without comparing the times of two hosts (optuna_trial_outcome.refused_after).
     try:
-        write_json_atomic(folder / REFUSAL, {"status": "refused", "overrides": hydra_overrides(), "refused": utc_now()})
+        record["manifest_started"] = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("started")
+    except FileNotFoundError:
+        record["manifest_started"] = None
+    except (OSError, ValueError, AttributeError):
+        pass  # an unreadable manifest: the search orders the refusal by the records' times, as before
+    try:
+        write_json_atomic(folder / REFUSAL, record)
     except OSError as err:  # the refusal's own line and exit status matter more than the note
         log.warning("could not note the refusal in %s: %s", folder, err)

@@ -37,7 +37,15 @@ from optuna.trial import TrialState
 
 from chipadapt.optuna_results import FOLDER, report
 from chipadapt.optuna_resume import CLAIM, JOBS_HERE, resumable, runs_jobs_here, search_claim
-from chipadapt.optuna_trial_outcome import Launched, batch_outcomes, launch_time, refused_since
+from chipadapt.optuna_trial_outcome import (
+    LAUNCH,
+    Launched,
+    batch_outcomes,
+    launch_time,
+    launching,
+    new_launch,
+    refused_since,
+)
 from chipadapt.optuna_trial_store import fail, record, record_folder, tell
 from chipadapt.run_folder_guard import refuse
 from chipadapt.sweep_job_folders import NUMBERED
@@ -238,14 +246,20 @@ class StudySweeper(OptunaSweeperImpl):
         for number, folder in zip(numbers, folders):
             if folder is not None:
                 record_folder(study, number, folder)
-        since = launch_time()
+        # The launch's id, which its jobs' records carry, tells them from an earlier launch's in the same folder
+        # (a trial run again) by no clock; kept on each trial for the next run of the search (fail_if_refused).
+        launch, since = new_launch(), launch_time()
+        for number in numbers:
+            record(study, number, LAUNCH, launch)
         try:
-            returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
+            with launching(launch):
+                returns = self.launcher.launch(overrides, initial_job_idx=numbers[0])
         except BaseException as err:
             # Each trial is told what its own folder says of this launch (optuna_trial_outcome.py).
             metric = str(OmegaConf.select(self.config, "optimized_metric", default=None) or "")
             batch = [Launched(*launched) for launched in zip(numbers, folders, overrides)]
-            for number, ended in zip(numbers, batch_outcomes(err, batch, here, since, metric, directions)):
+            ended_as = batch_outcomes(err, batch, here, since, metric, directions, launch)
+            for number, ended in zip(numbers, ended_as):
                 if ended.running:
                     log.warning("trial #%d is left RUNNING: %s", number, ended.why)
                 elif ended.values is not None:
@@ -298,7 +312,8 @@ def fail_if_refused(study: optuna.Study, number: int, fixed: dict) -> bool:
     if trial.state != TrialState.RUNNING or not folder or trial.datetime_start is None:
         return False
     asked = trial.datetime_start.astimezone()  # Optuna's naive local time of the search host that asked
-    if not refused_since(Path(folder), trial_overrides(trial.params, fixed), asked):
+    # Its last launch's id, where the study records one: its records are told by it, not by `asked`.
+    if not refused_since(Path(folder), trial_overrides(trial.params, fixed), asked, trial.user_attrs.get(LAUNCH)):
         return False
     log.warning("trial #%d failed: its job refused its input (exit 2; its log in %s says why)", number, folder)
     fail(study, number)

@@ -1,8 +1,9 @@
 """What each trial of a batch ended as when the launch of the batch raised (optuna_search.StudySweeper._run),
 read from its own job folder only (the one Hydra's hydra.sweep.subdir gives its job number), so that the
 values of the batch-mates that finished are not lost with the launch. One rule for every raise:
-- a folder whose manifest records this launch (exactly the trial's overrides, started at or after the
-  launch, by the search host's clock within CLOCK_SKEW) says how the trial ended: completed (its value),
+- a folder whose manifest records this launch (exactly the trial's overrides, and this launch's id, which the
+  search gives its jobs (launching); a record without one, of an earlier chipadapt, by its time: started at or
+  after the launch, by the search host's clock within CLOCK_SKEW) says how the trial ended: completed (its value),
   diverged (the direction's worst value), failed (an ordinary exception: its own failure), running or
   interrupted (left RUNNING, to resume);
 - a folder a live process holds is that process's: left RUNNING; so is one whose records change while they are
@@ -11,7 +12,9 @@ values of the batch-mates that finished are not lost with the launch. One rule f
   errors.USER_ERROR_STATUS; its refusal record, manifest.REFUSAL) says the trial failed, whichever launcher
   ran it (submitit's error does not give the job's exit status); so does one whose manifest of this launch
   still says running because the job refused after it (preempted and requeued by SLURM, its requeued
-  attempt refused and put the first attempt's records back);
+  attempt refused and put the first attempt's records back), where that manifest is still the one the refusal
+  was recorded beside: an attempt requeued after the refusal that recorded itself, and was preempted and
+  requeued again (not started yet), left RUNNING;
 - a folder without a record of this launch: where Hydra's basic launcher ran the batch in the search
   process and a job refused its input (exit 2), that job ended the launch and the
   ones after it never started, so each such trial failed (the refused one and the never started alike; a
@@ -23,12 +26,16 @@ values of the batch-mates that finished are not lost with the launch. One rule f
 import datetime as dt
 import json
 import math
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chipadapt.errors import USER_ERROR_STATUS, ChipadaptError, TrainingDiverged, worst_for
 from chipadapt.io.lock_probe import folder_lock_held
-from chipadapt.manifest import REFUSAL, recorded_time
+from chipadapt.manifest import LAUNCH_ENV, REFUSAL, recorded_time
 
 STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that may resume or still runs
 # A record's time is written by the host that ran the job (a SLURM node, under submitit) and compared with the
@@ -36,12 +43,14 @@ STILL_RUNNING = ("running", "interrupted")  # manifest statuses of a job that ma
 # is told apart by its start time, besides its exact overrides). An aware time (UTC) differs by the clocks'
 # skew alone; a naive one (a manifest written before `started` was in UTC) is read as the search host's local
 # time, and its 2 minutes cover clock drift only: a node in a zone behind the search host that wrote naive
-# times is not recognised as this launch's.
+# times is not recognised as this launch's. Both only for records without a launch id (an earlier chipadapt's):
+# a record with one is this launch's exactly where its id is this launch's.
 CLOCK_SKEW = dt.timedelta(seconds=30)
 CLOCK_TOLERANCE = dt.timedelta(minutes=2)
 # Reads of a folder's records around its lock probe before a folder whose records keep changing is left to the
 # process writing them (settled_records).
 SETTLE_READS = 3
+LAUNCH = "chipadapt_launch"  # a trial's user attribute: the id of its last launch (launching), which its records carry
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,26 @@ class Launched:
     overrides: tuple[str, ...]
 
 
+def new_launch() -> str:
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def launching(launch: str) -> Iterator[None]:
+    """While a launcher starts (and, for Hydra's basic launcher, runs) the jobs of a launch: its id in the
+    environment the jobs inherit (manifest.LAUNCH_ENV), taken back after, so that no later job of this process
+    records it."""
+    before = os.environ.get(LAUNCH_ENV)
+    os.environ[LAUNCH_ENV] = launch
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LAUNCH_ENV, None)
+        else:
+            os.environ[LAUNCH_ENV] = before
+
+
 def launch_time() -> dt.datetime:
     """Taken before a launch (aware, so that a manifest's time can be compared whatever its host's zone)."""
     return dt.datetime.now().astimezone().replace(microsecond=0)
@@ -72,10 +101,16 @@ def is_user_error(err: BaseException) -> bool:
 
 
 def batch_outcomes(
-    err: BaseException, batch: list[Launched], jobs_here: bool, since: dt.datetime, metric: str, directions: list
+    err: BaseException,
+    batch: list[Launched],
+    jobs_here: bool,
+    since: dt.datetime,
+    metric: str,
+    directions: list,
+    launch: str | None = None,
 ) -> list[Outcome]:
-    """Each trial's outcome after the launch raised `err`, in batch order; `jobs_here`: Hydra's basic launcher
-    ran the batch's jobs one after the other in this process."""
+    """Each trial's outcome after the launch `launch` (its id; None: known by `since` alone) raised `err`, in
+    batch order; `jobs_here`: Hydra's basic launcher ran the batch's jobs one after the other in this process."""
     refused = jobs_here and is_user_error(err)
     unrecorded = (
         Outcome(
@@ -84,7 +119,7 @@ def batch_outcomes(
         if refused
         else Outcome(running=True, why="its folder records no end of this launch (its job may be queued still)")
     )
-    return [outcome(t, since, metric, directions) or unrecorded for t in batch]
+    return [outcome(t, since, metric, directions, launch) or unrecorded for t in batch]
 
 
 def read_manifest(folder: Path, name: str = "manifest.json") -> dict | None:
@@ -95,12 +130,22 @@ def read_manifest(folder: Path, name: str = "manifest.json") -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def this_launch(manifest: dict | None, overrides: tuple[str, ...], since: dt.datetime, at: str = "started") -> bool:
+def this_launch(
+    manifest: dict | None,
+    overrides: tuple[str, ...],
+    since: dt.datetime,
+    at: str = "started",
+    launch: str | None = None,
+) -> bool:
     """Whether `manifest` records the job launched at `since` (by the search host's clock) with exactly
-    `overrides`, by its time `at`: not earlier than `since` by more than CLOCK_SKEW for an aware time, or
-    CLOCK_TOLERANCE for a naive one (taken as this host's local time)."""
+    `overrides`: by the launch's id `launch` where both the record and the search know one, else by its time
+    `at`: not earlier than `since` by more than CLOCK_SKEW for an aware time, or CLOCK_TOLERANCE for a naive one
+    (taken as this host's local time)."""
     if manifest is None or sorted(map(str, manifest.get("overrides") or [])) != sorted(overrides):
         return False
+    recorded = manifest.get("launch")
+    if launch and recorded:  # whatever the clocks of the hosts say: an earlier launch's record has another id
+        return str(recorded) == launch
     try:
         started = dt.datetime.fromisoformat(str(manifest.get(at)))
     except ValueError:
@@ -131,26 +176,40 @@ def settled_records(folder: Path) -> tuple[dict | None, dict | None] | None:
     return None
 
 
-def refused_after(refusal: dict | None, overrides: tuple[str, ...], since: dt.datetime, manifest: dict | None) -> bool:
+def refused_after(
+    refusal: dict | None,
+    overrides: tuple[str, ...],
+    since: dt.datetime,
+    manifest: dict | None,
+    launch: str | None = None,
+) -> bool:
     """Whether the refusal record `refusal` is of the job launched at `since` with `overrides` (this_launch) and
-    `manifest`, the folder's, started no later than the refusal: no attempt ran there after it. Both from one
-    reading of the folder (settled_records)."""
-    if not this_launch(refusal, overrides, since, at="refused"):
+    no attempt recorded itself there after it: `manifest`, the folder's, is the one the refusal was recorded
+    beside (its `started`, which the refusal names), or, for a refusal that names none (an earlier chipadapt's),
+    started no later than the refusal. Both from one reading of the folder (settled_records). By the clocks, an
+    attempt requeued after the refusal onto a node whose clock is behind the refused one's, and preempted and
+    requeued again, looked as if it had started before the refusal: its trial failed while its job waited to
+    start again."""
+    if not this_launch(refusal, overrides, since, "refused", launch):
         return False
+    if "manifest_started" in refusal:
+        return refusal["manifest_started"] == (manifest or {}).get("started")
     refused = recorded_time(refusal.get("refused"))
     started = recorded_time((manifest or {}).get("started"))
     return refused is not None and (started is None or started <= refused)
 
 
-def refused_since(folder: Path, overrides: tuple[str, ...], since: dt.datetime) -> bool:
+def refused_since(folder: Path, overrides: tuple[str, ...], since: dt.datetime, launch: str | None = None) -> bool:
     """Whether the job last launched into `folder` with `overrides` after `since` (when its trial was asked,
-    by the search host's clock) refused its input, and nothing ran there since: no live process holds the
-    folder and no manifest started after the refusal."""
+    by the search host's clock), of the launch `launch` where its trial records one, refused its input, and
+    nothing ran there since: no live process holds the folder and no attempt recorded itself after the refusal."""
     records = settled_records(folder)
-    return records is not None and refused_after(records[1], overrides, since, records[0])
+    return records is not None and refused_after(records[1], overrides, since, records[0], launch)
 
 
-def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) -> Outcome | None:
+def outcome(
+    trial: Launched, since: dt.datetime, metric: str, directions: list, launch: str | None = None
+) -> Outcome | None:
     """How the trial's job of this launch ended, as its folder says: its `metric` where it completed, the
     direction's worst value where its training diverged (as cli.run_job returns in a sweep), RUNNING where a
     live process holds the folder or the job was interrupted (it resumes), failed where it failed or refused
@@ -163,15 +222,15 @@ def outcome(trial: Launched, since: dt.datetime, metric: str, directions: list) 
         return Outcome(running=True, why=f"a live process holds {folder} (or is writing its records)")
     manifest, refusal = records
     refused = Outcome(why="its job refused its input (exit 2; its log says why)")
-    if not this_launch(manifest, trial.overrides, since):
-        return refused if refused_after(refusal, trial.overrides, since, manifest) else None
+    if not this_launch(manifest, trial.overrides, since, launch=launch):
+        return refused if refused_after(refusal, trial.overrides, since, manifest, launch) else None
     status, error = manifest.get("status"), str(manifest.get("error") or "")
     config = manifest.get("config") or {}
     if not isinstance(config, dict):
         return Outcome(why=f"{folder / 'manifest.json'} is unreadable: its `config` is not a mapping")
     if status in STILL_RUNNING:
         # a requeued attempt that refused put back the records of the one that wrote this manifest
-        if refused_after(refusal, trial.overrides, since, manifest):
+        if refused_after(refusal, trial.overrides, since, manifest, launch):
             return refused
         return Outcome(running=True, why=f"its job was {status} (left RUNNING: the next run resumes it)")
     # job.recorded_job records a failure as "<exception class>: <message>"
