@@ -39,6 +39,7 @@ from chipadapt.merge.chat_files import (
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
 from chipadapt.merge.non_float import copy_tensor, non_float_sources
+from chipadapt.merge.resolved_settings import CONFIG_DTYPE_KEYS, dtype_name, float_dtypes, written_dtype
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.steerlm_record import carried_record, with_record
 from chipadapt.merge.tensor_merge import check_schedule_matches, lambda_schedule, merge_tensor
@@ -195,7 +196,9 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
 
     plans = {name: vocabulary.row_plan(name) for name in names}
     shapes = {name: (plan.rows, *chip.shape(name)[1:]) if plan else chip.shape(name) for name, plan in plans.items()}
-    # The math is float32 whatever is written; integer buffers keep their dtype.
+    # The math is float32 whatever is written; integer buffers keep their dtype. merge.out_dtype casts every
+    # float tensor, as mergekit's out_dtype; null keeps each in the chip model's dtype for it (norms kept
+    # in float32 beside bfloat16 weights stay float32).
     dtypes = {
         name: OUT_DTYPES[out_dtype] if out_dtype and chip.dtype(name).is_floating_point else chip.dtype(name)
         for name in names
@@ -263,6 +266,8 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             "input_gb_per_s": input_bytes / 1e9 / seconds,
             "output_bytes": writer.total_bytes,
             "tied_embeddings": tied,
+            # Tensors written in each dtype: a null merge.out_dtype keeps the chip model's, which may be several.
+            "dtypes": dict(sorted(Counter(dtype_name(dtypes[name]) for name in names).items())),
             # Non-float tensors (masks, ids): copied, equal in every input or from non_float_from.
             "non_float": {r["tensor"]: f"{r['fallback']} ({r['copied_from']})" for r in rows if r.get("copied_from")},
             **chat_files,
@@ -279,15 +284,18 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
                 "diagnostics_csv": "merge_diagnostics.csv",
             },
         )
-        # The same merge as a mergekit recipe, so either tool can redo the other's merge.
+        # The same merge as a mergekit recipe, so either tool can redo the other's merge: out_dtype is the
+        # one dtype every float tensor was written in, None where no one dtype says what was written.
         write_mergekit_config(
             tmp / "mergekit_config.yml",
             cfg,
             rows,
-            str(dtypes[names[0]]).removeprefix("torch."),
+            out_dtype or written_dtype(chip),
             None if vocabulary.same else "union",
             chat_template_of(tmp),
             cfg.merge.chat_template == AUTO and auto_is_a_tie(inputs),
+            float_dtypes(chip),
+            next((chip.config[key] for key in CONFIG_DTYPE_KEYS if chip.config.get(key)), None),
         )
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",

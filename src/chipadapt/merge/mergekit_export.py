@@ -8,7 +8,7 @@ import yaml
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.chat_files import AUTO, check_chat_template
-from chipadapt.merge.mergekit_recipe import INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
+from chipadapt.merge.mergekit_recipe import DTYPES, INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
 
 
 def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
@@ -23,12 +23,16 @@ def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
 def mergekit_recipe(
     cfg,
     rows: list[dict],
-    out_dtype: str,
+    out_dtype: str | None,
     tokenizer_source: str | None = None,
     carried_template=None,
     auto_tied: bool = False,
 ) -> dict:
     """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
+    `out_dtype`: the dtype every float tensor was written in; None where no out_dtype says what a null
+    merge.out_dtype wrote (the chip model's several dtypes, one per tensor: resolved_settings.written_dtype),
+    which mergekit cannot be told: `dtype` and `out_dtype` are then null, since either one set makes
+    mergekit (and merge.py config=) write every tensor in it.
     `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
     unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's).
     `carried_template`: the chat template the output carries; `auto_tied`: merge.chat_template=auto found
@@ -64,7 +68,8 @@ def mergekit_recipe(
             recipe["parameters"] = {"normalize": True}
     else:
         raise ChipadaptError(f"merge={name}: no mergekit equivalent is known")
-    recipe["dtype"] = "float32"  # the merge math; mergekit's out_dtype is what gets written
+    # `dtype` is mergekit's merge math (chipadapt's is float32), `out_dtype` what gets written.
+    recipe["dtype"] = "float32" if out_dtype else None
     recipe["out_dtype"] = out_dtype
     if tokenizer_source:
         recipe["tokenizer_source"] = tokenizer_source
@@ -102,6 +107,12 @@ HEADER = """\
 # The merge chipadapt ran, as a mergekit config (merge.py config=THIS_FILE runs it again here).
 # {note}
 """
+# The line said where out_dtype is null (mergekit_recipe).
+MIXED_DTYPES = (
+    "# out_dtype: null: merge.out_dtype=null wrote each float tensor in models.chip's dtype for it ({counts}{config}), "
+    "which no single out_dtype ({dtypes}) writes; left null, mergekit merges and writes each tensor in its "
+    "inputs' stored dtype, not in float32\n"
+)
 NOTES = {
     "chipalign": "chipalign is ChipAlign's geodesic merge (arXiv 2412.19819), a custom method: mergekit has no "
     "built-in of that name. t is the chip model's weight; base_model is the instruct model.",
@@ -115,13 +126,22 @@ def write_mergekit_config(
     dest: Path,
     cfg,
     rows: list[dict],
-    out_dtype: str,
+    out_dtype: str | None,
     tokenizer_source: str | None = None,
     carried_template=None,
     auto_tied: bool = False,
+    chip_dtypes: dict[str, int] | None = None,
+    config_dtype: str | None = None,
 ) -> None:
+    """`chip_dtypes` ({dtype: tensors} of the chip model's float tensors) and `config_dtype` (its
+    config.json's) are said in the header where `out_dtype` is None."""
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
-    text = HEADER.format(note=note) + yaml.safe_dump(
+    text = HEADER.format(note=note)
+    if out_dtype is None:
+        counts = ", ".join(f"{name}: {n}" for name, n in sorted((chip_dtypes or {}).items()))
+        config = f"; its config.json says {config_dtype}" if config_dtype else ""
+        text += MIXED_DTYPES.format(counts=counts, config=config, dtypes=", ".join(DTYPES))
+    text += yaml.safe_dump(
         mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template, auto_tied),
         sort_keys=False,
         default_flow_style=None,

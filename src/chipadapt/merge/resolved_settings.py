@@ -1,8 +1,11 @@
 """Merge settings whose null stands for a value: `merge.out_dtype` (null writes each float tensor in the
-chip model's dtype) and `merge.chat_template` (null takes the template merge.chat_template_from chooses
-between the inputs: merge/chat_files.py). The mergekit_config.yml a merge writes names both values, so
-`merge.py config=mergekit_config.yml` into the same folder set what the first run left null; compared as
-written, the same merge was refused as "merged with other settings".
+chip model's dtype for that tensor) and `merge.chat_template` (null takes the template
+merge.chat_template_from chooses between the inputs: merge/chat_files.py). The mergekit_config.yml a
+merge writes names both values, so `merge.py config=mergekit_config.yml` into the same folder set what
+the first run left null; compared as written, the same merge was refused as "merged with other settings".
+A null out_dtype that no one dtype stands for (a chip model whose norms are float32 beside bfloat16
+weights, or whose config.json names another dtype than its tensors': written_dtype) is exported as
+null, as no out_dtype writes the same files.
 
 Where one side of a comparison leaves such a key null and the other sets it, the null is read as the
 value it resolves to, from the current job's input models: a rerun is accepted only with the same inputs
@@ -19,6 +22,7 @@ gives it; under a given template, merge.chat_template_from chooses, as without t
 Only model folders on this machine are read: a comparison also runs in a sweep's preflight, before any
 job, where a hub id would be downloaded and a .gguf converted; such an input leaves the value unresolved."""
 
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +38,7 @@ from chipadapt.merge.chat_files import (
     most_common_template,
 )
 from chipadapt.merge.io import SafetensorsModel
+from chipadapt.merge.mergekit_recipe import DTYPES
 from chipadapt.run_settings import by_name, named_folders
 
 OUT_DTYPE, CHAT_TEMPLATE, CHAT_TEMPLATE_FROM = "merge.out_dtype", "merge.chat_template", "merge.chat_template_from"
@@ -92,21 +97,38 @@ def _reads_base(config: dict) -> bool | None:
 
 
 def _written_dtype(models: dict, settings: dict) -> str | None:
-    """The dtype a null merge.out_dtype writes: that of every float tensor of the chip model, where they
-    share one and its config.json says the same (merge.out_dtype would rewrite a different one)."""
+    """The dtype a null merge.out_dtype writes (written_dtype), of the chip model's folder."""
     if models.get("chip") is None:
         return None
     try:
-        chip = SafetensorsModel(str(models["chip"]), "models.chip")
+        return written_dtype(SafetensorsModel(str(models["chip"]), "models.chip"))
     except UNREADABLE:
         return None
-    dtypes = {chip.dtype(name) for name in chip.names() if chip.dtype(name).is_floating_point}
+
+
+def float_dtypes(chip: SafetensorsModel) -> dict[str, int]:
+    """{dtype: tensors} of the chip model's float tensors: a null merge.out_dtype writes each in its own."""
+    return dict(Counter(dtype_name(chip.dtype(name)) for name in chip.names() if chip.dtype(name).is_floating_point))
+
+
+def written_dtype(chip: SafetensorsModel) -> str | None:
+    """The one dtype a null merge.out_dtype stands for: that of every float tensor of the chip model, where
+    they share one that merge.out_dtype can name and its config.json says the same (merge.out_dtype would
+    rewrite a different one); else None: no merge.out_dtype writes the same files (mergekit_export.py says
+    so in the exported config)."""
+    dtypes = float_dtypes(chip)
     if len(dtypes) != 1:
         return None
-    name = str(dtypes.pop()).removeprefix("torch.")
+    (name,) = dtypes
+    if name not in DTYPES:  # float64, float8: kept as they are, and no out_dtype a recipe can give
+        return None
     if any(chip.config.get(key, name) != name for key in CONFIG_DTYPE_KEYS):
         return None
     return name
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _taken_template(models: dict, settings: dict):
