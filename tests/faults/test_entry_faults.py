@@ -28,9 +28,8 @@ def folders(tmp_path_factory):
 
 
 def test_evaluate_refuses_a_pickle_only_model(folders, tmp_path):
-    """Refused in the recorded job once the loader is imported (transformers: seconds), never by loading the
-    pickle. The command line without the CSV logger, whose import of Lightning doubled the process's seconds
-    before the same line; the job with its default loggers, in-process."""
+    """Refused by the folder's file names, never by loading the pickle: the command line before its heavy
+    imports (tests/test_fast_refusals.py times that), the job with its default loggers in-process."""
     _, pickled = folders
     before = snapshot(pickled)
     args = [f"model.path={pickled}", "eval=[perplexity]"]

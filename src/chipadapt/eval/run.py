@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
@@ -227,18 +227,37 @@ def run(cfg: DictConfig) -> dict:
 
 
 def refuse_a_missing_model(cfg: DictConfig) -> None:
-    """model.path naming nothing, refused before the run records itself and before the loggers and the
-    model loader are imported, as evaluate_folder refuses it once a task asks for the model. The tasks
-    are built only then: a run whose tasks read no model (eval=[retrieval]) is not refused for it, and a
-    task's own config error, said first in the job, is said first here too."""
+    """model.path naming nothing, or a folder whose weights are only a pickle, refused before the run
+    records itself and before the loggers and the model loader are imported (Lightning and transformers:
+    about 5 CPU-s), as the job refuses it once a task asks for the model. The tasks are built only then:
+    a run whose tasks read no model (eval=[retrieval]) is not refused for it, and a task's own config
+    error, said first in the job, is said first here too."""
+    from chipadapt.eval.steering import KEY as STEERING_KEY
+    from chipadapt.io.jsonl import json_object
     from chipadapt.models.locate import locate_model, names_nothing
+    from chipadapt.models.safe_load import require_safetensors
+    from chipadapt.models.whole_model_folder import require_config_json
 
     path = cfg.model.get("path")
-    if not path or not names_nothing(path):
+    if not path:
         return
-    tasks = [instantiate(task_cfg) for task_cfg in cfg.eval.values()]
-    if all(isinstance(task, EvalTask) for task in tasks) and any(task.needs_model for task in tasks):
-        locate_model(path, "model.path")
+    folder = Path(str(path)).expanduser()
+    missing = names_nothing(path)
+    # With generate.attributes the job reads the folder's SteerLM record before its weights, and may refuse
+    # that first: left to the job. So is a hub id or a .gguf file (a lookup or a conversion).
+    if not missing and (not folder.is_dir() or OmegaConf.select(cfg, STEERING_KEY, default=None)):
+        return
+    try:
+        if missing:
+            locate_model(path, "model.path")
+        # The job's checks of the folder, in its order: config.json (check_hf_folder), then the weights.
+        require_config_json(folder, "model.path")
+        json_object(folder / "config.json", "model.path")
+        require_safetensors(folder, "model.path")
+    except ChipadaptError:
+        tasks = [instantiate(task_cfg) for task_cfg in cfg.eval.values()]
+        if all(isinstance(task, EvalTask) for task in tasks) and any(task.needs_model for task in tasks):
+            raise
 
 
 def kept_earlier_results(cfg: DictConfig, out: Path, selected: set[str]) -> dict[str, dict]:

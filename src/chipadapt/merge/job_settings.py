@@ -9,7 +9,6 @@ counts, as in train.py: `eval` (the evaluation the run folder's results.json rec
 done would keep the earlier one's figures) and `logger` (where the records went)."""
 
 from chipadapt.io.dotted_keys import flatten
-from chipadapt.merge.resolved_settings import with_nulls_resolved
 from chipadapt.run_settings import by_name, describe, named_folders, with_earlier_meanings
 
 NOT_COMPARED = ("overwrite",)
@@ -34,6 +33,9 @@ def _changed_keys(recorded: dict, config: dict) -> tuple[list[str], dict, dict]:
     # from the record passed the preflight and then refused the job partway through the sweep.
     # A null that resolves to the other side's value (merge/resolved_settings.py) is no change; a change
     # is still named with the values as each side wrote them.
+    # Imported here: it reads model folders (torch), and merge.py's job refuses a bad output before torch.
+    from chipadapt.merge.resolved_settings import with_nulls_resolved
+
     before, now = _compared(recorded, config)
     same_before, same_now = with_nulls_resolved(before, now, recorded, config)
     keys = [key for key in dict.fromkeys([*before, *now]) if same_before.get(key) != same_now.get(key)]

@@ -26,7 +26,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.io.atomic import atomic_directory, write_json_atomic
-from chipadapt.io.outputs import check_output_folder, refuse_overlap_with_inputs, written_by
 from chipadapt.manifest import fingerprint_input, git_state
 from chipadapt.merge.chat_files import (
     AUTO,
@@ -39,6 +38,7 @@ from chipadapt.merge.chat_files import (
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
 from chipadapt.merge.non_float import copy_tensor, non_float_sources
+from chipadapt.merge.output_folder import MODEL_KEYS, check_merge_output
 from chipadapt.merge.resolved_settings import CONFIG_DTYPE_KEYS, dtype_name, float_dtypes, written_dtype
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.steerlm_record import carried_record, with_record
@@ -83,9 +83,6 @@ OUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": t
 # Facts of the vocabulary, not of the weights: an output carrying another input's tokenizer takes them
 # from that input's config.json with it (config.json's eos_token_id must be the tokenizer's).
 VOCABULARY_CONFIG_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
-
-
-MODEL_KEYS = ("chip", "instruct", "base")  # cfg.models: the folders a merge reads
 
 
 def check_architecture(chip: SafetensorsModel, other: SafetensorsModel) -> None:
@@ -136,21 +133,6 @@ def same_inputs(recorded, cfg: DictConfig) -> bool:
         return False
     now = input_fingerprints(cfg)
     return all(recorded.get(key) == fingerprint for key, fingerprint in now.items())
-
-
-def check_merge_output(dest: str, overwrite: bool, inputs: list[tuple[str, Path]]) -> Path:
-    """`check_output_folder` for `output`, naming the command whose output a folder of another one is
-    (`output=RUN/model` is train.py's model: its marker says so, and "no marker" would send the user
-    looking for one)."""
-    target = Path(dest).expanduser().resolve()
-    owner = written_by(target) if target.is_dir() else None
-    if owner not in (None, "merge"):
-        refuse_overlap_with_inputs(dest, "output", inputs)  # an input is named as such first
-        raise ChipadaptError(
-            f"output: {dest} is an output of {owner}, not of merge (its .chipadapt-output.json says so); "
-            "refusing to replace it: choose another folder"
-        )
-    return check_output_folder(dest, "merge", "output", overwrite, inputs)
 
 
 def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict]:

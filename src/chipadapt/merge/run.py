@@ -13,8 +13,8 @@ from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.outputs import written_by
 from chipadapt.manifest import fingerprint_input
 from chipadapt.merge.job_settings import changed_settings, same_settings
-from chipadapt.merge.merged_folder import check_merge_output, merge_weights, models_read, same_inputs
-from chipadapt.models.locate import locate_model
+from chipadapt.merge.output_folder import MODEL_KEYS, check_merge_output
+from chipadapt.models.locate import locate_model, names_nothing
 from chipadapt.run_folder_key import run_folder_key
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
     """The merge (and its evaluation, with `eval=[...]`); its summary. `replace_own_output`: this job
     started before and did not complete; when its merged model was published (the evaluation was
     interrupted), it is evaluated as it is, and the tasks that evaluation finished are kept."""
+    from chipadapt.merge.merged_folder import merge_weights
+
     kept = merged_before(cfg) if replace_own_output else None
     if kept is None:
         out, summary = merge_weights(cfg, replace_own_output)
@@ -57,6 +59,8 @@ def merge_models(cfg: DictConfig, replace_own_output: bool = False) -> dict:
 def merged_before(cfg: DictConfig) -> tuple[Path, dict] | None:
     """(folder, summary) of a merged model this job published before, with exactly these settings
     (merge.py published it whole, so its merge_manifest.json says it is complete); else None."""
+    from chipadapt.merge.merged_folder import same_inputs
+
     out = Path(cfg.output).expanduser().resolve()
     try:
         recorded = json.loads((out / "merge_manifest.json").read_text())
@@ -75,6 +79,8 @@ def read_models(cfg: DictConfig) -> list[str]:
     base given to a method that reads none (chipalign, linear, slerp) is said once and left out of the
     job's inputs: recorded, it would claim the merge depended on a folder it never opened, and a base
     of another architecture would seem to have been checked."""
+    from chipadapt.merge.merged_folder import models_read
+
     keys = models_read(cfg)
     base = cfg.models.get("base")
     if base and "base" not in keys and (told := (str(cfg.merge.name), str(base))) not in _UNREAD_BASE_TOLD:
@@ -132,6 +138,45 @@ def check_output_before_recording(cfg: DictConfig, keys: list[str], replace_own_
     )
 
 
+def refuse_output_before_torch(cfg: DictConfig) -> None:
+    """check_output_before_recording's refusals that need only the config and the file system (an input
+    missing, `output` an input or inside one, another command's folder, a folder or file not merge.py's, a
+    place not writable), made before the merge method is built: its class, and with it the rest of the job,
+    imports torch (2 CPU-s of a refusal). A refusal only a later check makes (a previous merge output,
+    named by how its settings differ) is left to the job, as is a rerun of this run folder (previous_job
+    may find it done, with no checks) and an input that is a hub id or a .gguf file (a lookup or a
+    conversion)."""
+    if not cfg.overwrite and (Path(cfg.paths.output_dir) / "manifest.json").is_file():
+        return
+    given = [key for key in MODEL_KEYS if cfg.models.get(key)]
+    if not all(_found_without_work(cfg.models[key]) for key in given):
+        return
+    # Whether models.base is an input depends on the method's class (read_models): refused here only where
+    # both answers give the same refusal (a models.base the method never reads is no input it may not replace).
+    choices = [given, [key for key in given if key != "base"]] if "base" in given else [given]
+    refusals = [_output_refusal(cfg, keys) for keys in choices]
+    if refusals[0] is not None and all(str(other) == str(refusals[0]) for other in refusals[1:]):
+        raise refusals[0]
+
+
+def _found_without_work(path) -> bool:
+    """locate_model reads nothing to find `path`: a folder, a file it refuses, or nothing at all."""
+    local = Path(str(path)).expanduser()
+    if local.is_file():
+        return local.suffix.lower() != ".gguf"
+    return local.is_dir() or names_nothing(path)
+
+
+def _output_refusal(cfg: DictConfig, keys: list[str]) -> ChipadaptError | None:
+    """What check_output_before_recording's checks of the inputs and of `output` refuse, with `keys` read."""
+    try:
+        inputs = [(f"models.{key}", locate_model(cfg.models[key], f"models.{key}")) for key in keys]
+        check_merge_output(cfg.output, True, inputs)
+    except ChipadaptError as refusal:
+        return refusal
+    return None
+
+
 def earlier_merge(cfg: DictConfig, out: Path, keys: list[str]) -> str:
     """What the merged model in `out` is, by its merge_manifest.json, beside this job: `, merged with
     other settings: merge.lam: 1 -> 0.7`, or with other input models; "" where it records nothing."""
@@ -171,6 +216,7 @@ def run(cfg: DictConfig) -> dict:
     from chipadapt.loggers.job import JobLoggers, numeric_items
 
     run_dir = Path(cfg.paths.output_dir)
+    refuse_output_before_torch(cfg)
     keys = read_models(cfg)
     state, summary = previous_job(cfg, run_dir, keys)
     if state == "done":
