@@ -7,8 +7,11 @@ import json
 import logging
 
 import pytest
+import torch
 from conftest import write_jsonl
+from omegaconf import OmegaConf
 
+import chipadapt.stages.reranker as reranker_stage
 from chipadapt.errors import ChipadaptError
 from chipadapt.retrieval.reranker_datamodule import RerankerDataModule
 from chipadapt.retrieval.tevatron_data import read_tevatron
@@ -88,3 +91,58 @@ def test_a_set_share_over_a_list_warns_about_the_builder_without_offering_null(t
     with caplog.at_level(logging.WARNING):
         _read(built, 0.1)  # one file: null is its run's share
     assert "reranker.heldout_fraction=null holds out the same groups as that run" in caplog.text
+
+
+def test_a_set_share_over_a_list_of_one_share_offers_null_and_one_file_twice_is_one_file(tmp_path, caplog, monkeypatch):
+    files = [_built(tmp_path / "run_a", "a", 0.2), _built(tmp_path / "run_c", "c", 0.2)]
+    with caplog.at_level(logging.WARNING):
+        _read(files, 0.1)
+    # Every file's run held out 0.2: null holds out their groups, said once all shares are known.
+    assert "reranker.heldout_fraction=null holds out the same groups as that run" in caplog.text
+    assert "every file's run held out 0.2" in caplog.text
+    assert "figures are compared with" not in caplog.text
+    # Another share in the list: null would refuse it.
+    caplog.clear()
+    files.append(_built(tmp_path / "run_d", "d", 0.3))
+    with caplog.at_level(logging.WARNING):
+        _read(files, 0.1)
+    assert "null holds out the same groups" not in caplog.text and "figures are compared with" in caplog.text
+    # The same file under two names is one file: its run's share, told once.
+    caplog.clear()
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        _read(["run_a/synthetic/train.jsonl", "./run_a/synthetic/train.jsonl"], 0.1)
+    assert caplog.text.count("reranker.heldout_fraction=0.1 is not") == 1
+    assert "null holds out the same groups as that run" in caplog.text and "other files" not in caplog.text
+
+
+def test_a_run_that_kept_each_files_share_before_the_refusal_resumes_on_them_and_a_fresh_one_is_refused(
+    tmp_path, monkeypatch, caplog
+):
+    files = [_built(tmp_path / "run_a", "a", 0.1), _built(tmp_path / "run_c", "c", 0.3)]
+    datamodule = {
+        "_target_": "chipadapt.retrieval.reranker_datamodule.RerankerDataModule",
+        "_partial_": True,
+        **{"train_file": files, "heldout_fraction": None, "styles": None, "eval_queries": None},
+        **{"n_passages": 2, "batch_size": 2, "seed": 0},
+    }
+    cfg = OmegaConf.create({"stage": {"datamodule": datamodule}})
+    # A checkpoint of a run started before such a list was refused, which held out each file's run's share; a
+    # share set on resume is refused by the settings check (another setting than the checkpoint's).
+    ckpt = tmp_path / "out" / "last.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"global_step": 2, "RerankerDataModule": {"heldout_numbering": "sequence"}}, ckpt)
+    resumed = {"path": str(ckpt)}
+    monkeypatch.setattr(reranker_stage, "resume_checkpoint", lambda cfg, out, check: resumed["path"])
+    with caplog.at_level(logging.WARNING):
+        data = reranker_stage.resumed_datamodule(cfg, ckpt.parent, scorer=None)
+    assert data.stats["heldout_fraction"] == {files[0]: 0.1, files[1]: 0.3}
+    own_val = [g for f, share in zip(files, (0.1, 0.3), strict=True) for g in split_groups(read_tevatron(f), share)[1]]
+    assert _queries(data.val_sets["synthetic_heldout"].groups) == _queries(own_val)
+    assert not _queries(data.train_set.groups) & _queries(own_val)
+    assert f"resuming {ckpt}, whose run kept with reranker.heldout_fraction=null" in caplog.text
+    assert f"{files[0]}: 0.1, {files[1]}: 0.3" in caplog.text and "a start over (resume=false)" in caplog.text
+    # A fresh run in the folder is refused as before.
+    resumed["path"] = None
+    with pytest.raises(ChipadaptError, match=r"^reranker\.heldout_fraction: null holds out the share"):
+        reranker_stage.resumed_datamodule(cfg, ckpt.parent, scorer=None)

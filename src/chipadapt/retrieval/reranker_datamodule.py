@@ -7,7 +7,8 @@ for validation: by default the share the retriever run that built the file held 
 (`retriever.heldout_fraction` in its manifest.json), which by the same hash is the same groups, so that
 the reranker's `synthetic_heldout` figure and the retriever's dev figures are on queries neither trained
 on. A list of files whose runs held out different shares is refused with null: no retriever run that
-read the list (one share of every file) held out those groups. Left out of training, as the retriever
+read the list (one share of every file) held out those groups (a resume of a run that kept them, before
+such a list was refused, keeps them). Left out of training, as the retriever
 leaves them out: the groups asking an evaluation question (`reranker.eval_queries`; null: the
 `retriever.eval_queries` the retriever run that built the file read) and those asking a held-out group's
 query about the same passages.
@@ -47,11 +48,14 @@ class RerankerDataModule(TrainingDataModule):
         seed: int,
         eval_queries: str | None = None,
         heldout_numbering: str = SEQUENCE,
+        resumed: str | None = None,
     ):
         """`heldout_fraction`: the share of groups held out (None: each file's retriever run's); `styles`: only
         groups of those query styles (None: all); `eval_queries`: the evaluation questions whose copies are left
         out of training (None: those of the retriever runs that built the files); `heldout_numbering`: how a
-        group without a query_id is numbered (NUMBERINGS; not a setting: a resume keeps its checkpoint's)."""
+        group without a query_id is numbered (NUMBERINGS; not a setting: a resume keeps its checkpoint's);
+        `resumed`: the checkpoint this run resumes (not a setting: stages/reranker.py), whose run may have kept
+        each file's share under null where the files' runs held out different ones (one_share)."""
         # (index, epoch) items: which negatives each epoch sees comes from the sampler, also on resume.
         super().__init__(batch_size, 0, seed, with_epoch=True)
         if n_passages < 2:
@@ -63,10 +67,7 @@ class RerankerDataModule(TrainingDataModule):
         self.numbering_matters = False
         files = [train_file] if isinstance(train_file, (str, Path)) else list(train_file)
         # Every file's share before any is read: a list refused is refused at once.
-        listed = len({str(f) for f in files}) > 1
-        self.heldout_fractions = {str(f): file_heldout_fraction(f, heldout_fraction, listed) for f in files}
-        if heldout_fraction is None:
-            one_share(self.heldout_fractions)
+        self.heldout_fractions = heldout_fractions(files, heldout_fraction, resumed)
         train, val = [], []
         before = 0  # groups of the files before this one
         for file in files:
@@ -170,18 +171,53 @@ def not_synthetic_why(file, wanted: str = "") -> str:
     return f"no {run / 'manifest.json'} of stage=retriever{wanted}"
 
 
-def file_heldout_fraction(file, configured: float | None, listed: bool = False) -> float:
-    """The share of `file`'s groups held out: `reranker.heldout_fraction`, or (None) the one of the retriever
-    run that built it, whose held-out groups are then the reranker's (the same hash of each query id).
-    `listed`: `file` is one of a list of files, where null holds out that run's share only if every file's
-    run held out the same (one_share), so another share set is not answered with null."""
-    built = retriever_settings(file)
-    theirs = (built or {}).get("heldout_fraction")
+def heldout_fractions(files: list, configured: float | None, resumed: str | None = None) -> dict[str, float]:
+    """{file: the share of its groups held out}: `reranker.heldout_fraction`, or (None) the one of the retriever
+    run that built each file, whose held-out groups are then the reranker's (the same hash of each query id),
+    if those runs held out one share (one_share). A set share other than a run's is kept and told."""
+    built = {str(f): built_share(f) for f in files}
     if configured is None:
-        if not isinstance(theirs, (int, float)):
-            raise ChipadaptError(f"reranker.heldout_fraction: null holds out the groups {unknown_holdout(file)}")
-        return float(theirs)
-    if isinstance(theirs, (int, float)) and float(theirs) != float(configured):
+        fractions = {}
+        for file in files:
+            if built[str(file)] is None:
+                raise ChipadaptError(f"reranker.heldout_fraction: null holds out the groups {unknown_holdout(file)}")
+            fractions[str(file)] = built[str(file)]
+        one_share(fractions, resumed)
+        return fractions
+    other_share_told(files, built, float(configured))
+    return {str(f): float(configured) for f in files}
+
+
+def built_share(file) -> float | None:
+    """The retriever.heldout_fraction of the retriever run that built `file`, or None: no run built it."""
+    theirs = (retriever_settings(file) or {}).get("heldout_fraction")
+    return float(theirs) if isinstance(theirs, (int, float)) else None
+
+
+def other_share_told(files: list, built: dict[str, float | None], configured: float) -> None:
+    """Warn about each file whose run held out another share than the set one. The advice is decided over the
+    whole list: null holds out the runs' groups only where every file has a run and all held out one share
+    (one_share); otherwise the set share may be that of a retriever run that read the list (one share of every
+    file). The same file given twice (./x and x) is one file."""
+    shares = set(built.values())
+    null_holds_theirs = None not in shares and len(shares) == 1
+    told = set()
+    several = len({Path(f).resolve() for f in files}) > 1
+    for file in files:
+        theirs = built[str(file)]
+        if theirs is None or theirs == configured or Path(file).resolve() in told:
+            continue
+        told.add(Path(file).resolve())
+        if not null_holds_theirs:
+            # A retriever run that read the list held out one share of every file: the set one may be its.
+            advice = (
+                "keep it if it is the retriever.heldout_fraction of a retriever run that read this list of "
+                "reranker.train_file, the retriever run the reranker's figures are compared with"
+            )
+        else:
+            advice = "reranker.heldout_fraction=null holds out the same groups as that run" + (
+                f" and those of the other files' runs (every file's run held out {theirs})" if several else ""
+            )
         log.warning(
             "reranker.heldout_fraction=%s is not the retriever.heldout_fraction=%s of the retriever run that built "
             "%s: %s; %s",
@@ -191,29 +227,43 @@ def file_heldout_fraction(file, configured: float | None, listed: bool = False) 
             "the reranker trains on groups that run held out (its dev figures)"
             if configured < theirs
             else "the reranker holds out groups that run trained on",
-            # A retriever run that read the list held out one share of every file: the set one may be its.
-            "keep it if it is the retriever.heldout_fraction of a retriever run that read this list of "
-            "reranker.train_file, the retriever run the reranker's figures are compared with"
-            if listed
-            else "reranker.heldout_fraction=null holds out the same groups as that run",
+            advice,
         )
-    return float(configured)
 
 
-def one_share(fractions: dict[str, float]) -> None:
+def one_share(fractions: dict[str, float], resumed: str | None = None) -> None:
     """Refuse a list of files whose retriever runs held out different shares, each file's taken by null: no
     retriever run that read the list held out those groups (it holds out one share of every file), and the
-    reranker would train on groups the dev split of one that did scored, whichever share it had."""
+    reranker would train on groups the dev split of one that did scored, whichever share it had. A resume
+    (`resumed`: a checkpoint, of a run that kept them before such a list was refused) keeps them, and says so:
+    held out otherwise, it would validate on groups it trained on (and a share set on resume is refused as
+    another setting than the checkpoint's)."""
     if len(set(fractions.values())) < 2:
         return
     files = f"[{','.join(fractions)}]"  # a list as Hydra takes it in one run ("a,b" would be a sweep)
     shares = ", ".join(f"{file}: {share}" for file, share in fractions.items())
+    largest = max(fractions.values())
+    if resumed is not None:
+        log.warning(
+            "resuming %s, whose run kept with reranker.heldout_fraction=null the share each file's retriever run "
+            "held out, different shares (%s), as chipadapt did before it refused such a list: kept, so this run "
+            "holds out the groups it held out (manifest: data.heldout_fraction); no retriever run that read "
+            "reranker.train_file=%s held out those groups: a start over (resume=false) with "
+            "reranker.heldout_fraction set to the retriever.heldout_fraction of the retriever run the reranker's "
+            "figures are compared with holds out that run's groups (%s, the largest, trains on no group any of "
+            "those runs held out)",
+            resumed,
+            shares,
+            files,
+            largest,
+        )
+        return
     raise ChipadaptError(
         f"reranker.heldout_fraction: null holds out the share the retriever run that built each file held out, "
         f"and the runs that built reranker.train_file={files} held out different shares ({shares}), so no "
         "retriever run that read that list held out those groups (one share of every file); set "
         "reranker.heldout_fraction to the retriever.heldout_fraction of the retriever run the reranker's "
-        f"figures are compared with ({max(fractions.values())}, the largest, trains on no group any of those "
+        f"figures are compared with ({largest}, the largest, trains on no group any of those "
         "runs held out)"
     )
 

@@ -47,12 +47,15 @@ def resumed_datamodule(cfg: DictConfig, out: Path, scorer: PairScorer) -> Rerank
     groups without a query_id along the list of files, as a retriever run reads retriever.train_file; a
     checkpoint records its numbering (the datamodule's state); one written before that numbered per file.
     Its numbering is kept, so the run validates on the groups it held out and never trains on one of them:
-    renumbered, it would (a start over, resume=false, holds out a retriever run's groups)."""
+    renumbered, it would (a start over, resume=false, holds out a retriever run's groups). So are, under
+    reranker.heldout_fraction=null, the different shares of a list's files, which a fresh run is refused."""
+    resumed = resume_checkpoint(cfg, out, check=False)
 
     def build(numbering: str) -> RerankerDataModule:
-        return instantiate(cfg.stage.datamodule)(scorer=scorer, heldout_numbering=numbering)
+        # `resumed`: a checkpoint of a run that, with reranker.heldout_fraction=null, kept the different shares
+        # of a list's files (before such a list was refused) is resumed on those shares, and told.
+        return instantiate(cfg.stage.datamodule)(scorer=scorer, heldout_numbering=numbering, resumed=resumed)
 
-    resumed = resume_checkpoint(cfg, out, check=False)
     content = checkpoint_metadata(Path(resumed)) if resumed else None
     if content is None:
         return build(SEQUENCE)
