@@ -15,6 +15,7 @@ import yaml
 from helpers.merge_jobs import merge_cfg, tiny_pair
 from safetensors.torch import load_file, save_file
 
+from chipadapt.errors import ChipadaptError
 from chipadapt.merge.mergekit_config import overrides_from_mergekit
 from chipadapt.merge.run import run
 
@@ -60,11 +61,11 @@ def test_a_null_out_dtype_keeps_each_tensors_dtype_and_the_export_says_mergekit_
     notes = [line for line in text.splitlines() if "out_dtype" in line and line.startswith("#")]
     counts = {"bfloat16": sum(d == torch.bfloat16 for d in chip_dtypes.values())}
     counts["float32"] = len(chip_dtypes) - counts["bfloat16"]
-    assert (
-        len(notes) == 1
-        and f"bfloat16: {counts['bfloat16']}" in notes[0]
-        and f"float32: {counts['float32']}" in notes[0]
-    )
+    mixes = f"models.chip mixes bfloat16: {counts['bfloat16']}, float32: {counts['float32']}"
+    assert len(notes) == 1 and mixes in notes[0]
+    # What mergekit writes with them null: chipalign's tensors come out in its base_model's (the instruct
+    # model's) stored dtype, not in the inputs' (nor float32).
+    assert "in its base_model's (models.instruct's) stored dtype" in notes[0] and "not in float32" not in notes[0]
 
     manifest = json.loads((job / "model" / "merge_manifest.json").read_text())
     assert manifest["summary"]["dtypes"] == counts
@@ -76,6 +77,11 @@ def test_a_null_out_dtype_keeps_each_tensors_dtype_and_the_export_says_mergekit_
     stamp = model.stat().st_mtime_ns
     run(merge_cfg(chip, instruct, job, *overrides))
     assert model.stat().st_mtime_ns == stamp
+    # An export from before such a null was exported as null said out_dtype: float32 (the first tensor's
+    # dtype): its rerun is another merge, refused with the reason no out_dtype is the null.
+    refusal = rf"merge.out_dtype: None -> 'float32' \({mixes}; no one out_dtype writes what null wrote\)"
+    with pytest.raises(ChipadaptError, match=refusal):
+        run(merge_cfg(chip, instruct, job, *overrides, "merge.out_dtype=float32"))
     # ...and, run into another folder, the same tensors in the same dtypes.
     again = tmp_path / "again"
     run(merge_cfg(chip, instruct, again, *overrides))
@@ -108,12 +114,18 @@ def test_one_float_dtype_that_config_json_contradicts_is_not_exported_as_the_dty
     run(merge_cfg(chip, instruct, job))
     text, recipe = exported(job)
     assert recipe["out_dtype"] is None and recipe["dtype"] is None
+    # The tensors out_dtype=bfloat16 writes are these; config.json is the difference, and the line says so.
+    (note,) = [line for line in text.splitlines() if line.startswith("# out_dtype")]
+    assert "all bfloat16 but its config.json says float32" in note and "only config.json's dtype differs" in note
+    assert "mixes" not in note
     written_config = json.loads((job / "model" / "config.json").read_text())
     assert written_config.get("dtype", written_config.get("torch_dtype")) == "float32"  # the chip's, kept
     model = job / "model" / "model.safetensors"
     stamp = model.stat().st_mtime_ns
     run(merge_cfg(chip, instruct, job, *overrides_from_mergekit(job / "model" / "mergekit_config.yml")))
     assert model.stat().st_mtime_ns == stamp
+    with pytest.raises(ChipadaptError, match=r"'bfloat16' \(models.chip's float tensors are all bfloat16 but its"):
+        run(merge_cfg(chip, instruct, job, "merge.out_dtype=bfloat16"))
 
 
 def test_an_integer_tensor_stored_first_is_not_exported_as_the_dtype_written(tmp_path):
@@ -140,8 +152,8 @@ def test_an_integer_tensor_stored_first_is_not_exported_as_the_dtype_written(tmp
 def test_a_float_dtype_no_out_dtype_names_stands_for_no_out_dtype(tmp_path):
     """float64 weights are written as float64 under a null merge.out_dtype, which no recipe's out_dtype
     (nor merge.out_dtype) can say: no value to export or to read a null as."""
+    from chipadapt.merge.dtypes import no_out_dtype_reason, written_dtype
     from chipadapt.merge.io import SafetensorsModel
-    from chipadapt.merge.resolved_settings import written_dtype
 
     chip, _ = tiny_pair(tmp_path)
     path = chip / "model.safetensors"
@@ -150,3 +162,27 @@ def test_a_float_dtype_no_out_dtype_names_stands_for_no_out_dtype(tmp_path):
     (chip / "config.json").write_text(json.dumps({**config, **{k: "float64" for k in ("dtype", "torch_dtype")}}))
     model = SafetensorsModel(str(chip), "models.chip")
     assert {model.dtype(name) for name in model.names()} == {torch.float64} and written_dtype(model) is None
+    assert "float64, which no out_dtype (float32, bfloat16, float16)" in no_out_dtype_reason(model)
+
+
+def test_the_export_says_whose_dtype_mergekit_writes_for_each_method(tmp_path):
+    """mergekit's methods return their base_model's dtype (slerp, task_arithmetic, ties, della) or, for
+    linear, the promotion of the inputs': the export names that model, not the inputs' stored dtypes."""
+    from types import SimpleNamespace
+
+    from chipadapt.merge.mergekit_export import write_mergekit_config
+
+    rows = [{"tensor": "w", "lam": 0.5}]
+    method = SimpleNamespace(scale=1.0, density=0.5, epsilon=0.1)
+    expected = {
+        "slerp": "its base_model's (models.instruct's)",
+        "ties": "its base_model's (models.base's)",
+        "linear": "the wider of models.chip's and models.instruct's",
+    }
+    for name, whose in expected.items():
+        models = SimpleNamespace(chip="chip", instruct="instruct", base="base" if name == "ties" else None)
+        cfg = SimpleNamespace(merge=SimpleNamespace(name=name, method=method, chat_template=None), models=models)
+        dest = tmp_path / f"{name}.yml"
+        write_mergekit_config(dest, cfg, rows, None, dtype_reason="models.chip mixes bfloat16: 2, float32: 1")
+        (note,) = [line for line in dest.read_text().splitlines() if line.startswith("# out_dtype")]
+        assert f"writes each tensor in {whose} stored dtype" in note and "mixes bfloat16: 2, float32: 1" in note

@@ -47,5 +47,18 @@ def same_settings(recorded: dict, config: dict) -> bool:
 
 
 def changed_settings(recorded: dict, config: dict) -> list[str]:
-    """`merge.lam: 1.0 -> 0.7`, one entry per change from `recorded` to `config`."""
-    return describe(*_changed_keys(recorded, config))
+    """`merge.lam: 1.0 -> 0.7`, one entry per change from `recorded` to `config`. A merge.out_dtype set on
+    one side only, where the null stands for no one dtype, says why: an export from before such a null was
+    exported as null named a dtype, and its rerun was refused with no reason."""
+    from chipadapt.merge.resolved_settings import OUT_DTYPE, null_out_dtype_reason  # as _changed_keys
+
+    keys, before, now = _changed_keys(recorded, config)
+    changes = describe(keys, before, now)
+    if OUT_DTYPE not in keys or (before.get(OUT_DTYPE) is None) == (now.get(OUT_DTYPE) is None):
+        return changes
+    reason = null_out_dtype_reason(config)
+    if reason is None:
+        return changes
+    return [
+        f"{change} ({reason})" if OUT_DTYPE in change.partition(": ")[0].split(", ") else change for change in changes
+    ]

@@ -35,11 +35,11 @@ from chipadapt.merge.chat_files import (
     check_chat_template_from,
     take_chat_files,
 )
+from chipadapt.merge.dtypes import CONFIG_DTYPE_KEYS, dtype_name, no_out_dtype_reason, written_dtype
 from chipadapt.merge.io import SafetensorsModel
 from chipadapt.merge.mergekit_export import write_mergekit_config
 from chipadapt.merge.non_float import copy_tensor, non_float_sources
 from chipadapt.merge.output_folder import MODEL_KEYS, check_merge_output
-from chipadapt.merge.resolved_settings import CONFIG_DTYPE_KEYS, dtype_name, float_dtypes, written_dtype
 from chipadapt.merge.safetensors_stream import PlannedShardWriter
 from chipadapt.merge.steerlm_record import carried_record, with_record
 from chipadapt.merge.tensor_merge import check_schedule_matches, lambda_schedule, merge_tensor
@@ -98,7 +98,7 @@ def output_config(chip: SafetensorsModel, vocabulary: SharedVocabulary, tied: bo
     dtype its weights are written in (`dtype` in transformers 5, `torch_dtype` before)."""
     config = dict(chip.config, tie_word_embeddings=tied)
     if out_dtype:
-        config.update({key: out_dtype for key in ("dtype", "torch_dtype") if key in config})
+        config.update({key: out_dtype for key in CONFIG_DTYPE_KEYS if key in config})
     if vocabulary.source is not chip:
         source = vocabulary.source.config
         config.update({key: source[key] for key in VOCABULARY_CONFIG_KEYS if key in source})
@@ -276,8 +276,7 @@ def merge_weights(cfg: DictConfig, replace_own_output: bool) -> tuple[Path, dict
             None if vocabulary.same else "union",
             chat_template_of(tmp),
             cfg.merge.chat_template == AUTO and auto_is_a_tie(inputs),
-            float_dtypes(chip),
-            next((chip.config[key] for key in CONFIG_DTYPE_KEYS if chip.config.get(key)), None),
+            None if out_dtype else no_out_dtype_reason(chip),
         )
     log.info(
         "merge=%s lam=%s: %d tensors, fallbacks %s, mean angle %s deg, %.1f s (%.2f GB/s read) -> %s",

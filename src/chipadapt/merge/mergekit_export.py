@@ -8,7 +8,7 @@ import yaml
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.merge.chat_files import AUTO, check_chat_template
-from chipadapt.merge.mergekit_recipe import DTYPES, INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
+from chipadapt.merge.mergekit_recipe import INTERPOLATIONS, NORMALIZE_DEFAULT, WEIGHTED
 
 
 def _per_tensor(rows: list[dict], value_of) -> float | list[dict]:
@@ -30,9 +30,11 @@ def mergekit_recipe(
 ) -> dict:
     """The mergekit config of the merge `cfg` ran; `rows` are its per-tensor diagnostics (tensor, lam).
     `out_dtype`: the dtype every float tensor was written in; None where no out_dtype says what a null
-    merge.out_dtype wrote (the chip model's several dtypes, one per tensor: resolved_settings.written_dtype),
-    which mergekit cannot be told: `dtype` and `out_dtype` are then null, since either one set makes
-    mergekit (and merge.py config=) write every tensor in it.
+    merge.out_dtype wrote (the chip model's several dtypes, one per tensor, or a config.json that names
+    another dtype than its tensors': merge/dtypes.py written_dtype), which mergekit cannot be told: `dtype`
+    and `out_dtype` are then null, since either one set makes mergekit (and merge.py config=) write every
+    tensor in it. Left null, mergekit writes each tensor in its base_model's stored dtype (linear: the wider
+    of the inputs'), the same files only where that model stores each tensor as models.chip does.
     `tokenizer_source`: "union" where the inputs' vocabularies differ in length (the longest one, ids
     unchanged, is their union; a token of one model only keeps that model's row, as chipadapt's).
     `carried_template`: the chat template the output carries; `auto_tied`: merge.chat_template=auto found
@@ -107,12 +109,27 @@ HEADER = """\
 # The merge chipadapt ran, as a mergekit config (merge.py config=THIS_FILE runs it again here).
 # {note}
 """
-# The line said where out_dtype is null (mergekit_recipe).
-MIXED_DTYPES = (
-    "# out_dtype: null: merge.out_dtype=null wrote each float tensor in models.chip's dtype for it ({counts}{config}), "
-    "which no single out_dtype ({dtypes}) writes; left null, mergekit merges and writes each tensor in its "
-    "inputs' stored dtype, not in float32\n"
+# The line said where out_dtype is null (mergekit_recipe): why no out_dtype writes what merge.out_dtype=null
+# wrote, and what mergekit writes instead. With dtype and out_dtype null it loads each tensor as stored and
+# casts nothing on write, so a tensor comes out in the dtype its merge method returns: slerp's is its
+# base_model's tensor's, as are task_arithmetic's, ties' and della's; linear's the promotion of its inputs'.
+NULL_OUT_DTYPE = "# out_dtype: null: merge.out_dtype=null kept models.chip's dtypes ({reason}). {mergekit}\n"
+MERGEKIT_WRITES = (
+    "Left null, mergekit writes each tensor in {whose} stored dtype for it, which matches this folder only where {when}"
 )
+_INSTRUCT = ("its base_model's (models.instruct's)", "models.instruct stores each tensor as models.chip does")
+_BASE = ("its base_model's (models.base's)", "models.base stores each tensor as models.chip does")
+WHOSE = {
+    "slerp": _INSTRUCT,
+    "chipalign": _INSTRUCT,
+    "linear": (
+        "the wider of models.chip's and models.instruct's",
+        "models.instruct stores no tensor in a wider dtype than models.chip",
+    ),
+    "task_arithmetic": _BASE,
+    "ties": _BASE,
+    "della": _BASE,
+}
 NOTES = {
     "chipalign": "chipalign is ChipAlign's geodesic merge (arXiv 2412.19819), a custom method: mergekit has no "
     "built-in of that name. t is the chip model's weight; base_model is the instruct model.",
@@ -130,19 +147,18 @@ def write_mergekit_config(
     tokenizer_source: str | None = None,
     carried_template=None,
     auto_tied: bool = False,
-    chip_dtypes: dict[str, int] | None = None,
-    config_dtype: str | None = None,
+    dtype_reason: str | None = None,
 ) -> None:
-    """`chip_dtypes` ({dtype: tensors} of the chip model's float tensors) and `config_dtype` (its
-    config.json's) are said in the header where `out_dtype` is None."""
+    """`dtype_reason` (merge/dtypes.py no_out_dtype_reason) is said in the header where `out_dtype` is None."""
+    recipe = mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template, auto_tied)
     note = NOTES.get(cfg.merge.name, "The first model is the chip model, the second the instruct model.")
     text = HEADER.format(note=note)
     if out_dtype is None:
-        counts = ", ".join(f"{name}: {n}" for name, n in sorted((chip_dtypes or {}).items()))
-        config = f"; its config.json says {config_dtype}" if config_dtype else ""
-        text += MIXED_DTYPES.format(counts=counts, config=config, dtypes=", ".join(DTYPES))
+        whose, when = WHOSE[cfg.merge.name]
+        mergekit = MERGEKIT_WRITES.format(whose=whose, when=when)
+        text += NULL_OUT_DTYPE.format(reason=dtype_reason, mergekit=mergekit)
     text += yaml.safe_dump(
-        mergekit_recipe(cfg, rows, out_dtype, tokenizer_source, carried_template, auto_tied),
+        recipe,
         sort_keys=False,
         default_flow_style=None,
     )

@@ -4,8 +4,8 @@ merge.chat_template_from chooses between the inputs: merge/chat_files.py). The m
 merge writes names both values, so `merge.py config=mergekit_config.yml` into the same folder set what
 the first run left null; compared as written, the same merge was refused as "merged with other settings".
 A null out_dtype that no one dtype stands for (a chip model whose norms are float32 beside bfloat16
-weights, or whose config.json names another dtype than its tensors': written_dtype) is exported as
-null, as no out_dtype writes the same files.
+weights, or whose config.json names another dtype than its tensors': merge/dtypes.py written_dtype) is
+exported as null, and a change from or to it is named with the reason (null_out_dtype_reason).
 
 Where one side of a comparison leaves such a key null and the other sets it, the null is read as the
 value it resolves to, from the current job's input models: a rerun is accepted only with the same inputs
@@ -22,7 +22,6 @@ gives it; under a given template, merge.chat_template_from chooses, as without t
 Only model folders on this machine are read: a comparison also runs in a sweep's preflight, before any
 job, where a hub id would be downloaded and a .gguf converted; such an input leaves the value unresolved."""
 
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,13 +36,11 @@ from chipadapt.merge.chat_files import (
     generation_config_of,
     most_common_template,
 )
+from chipadapt.merge.dtypes import no_out_dtype_reason, written_dtype
 from chipadapt.merge.io import SafetensorsModel
-from chipadapt.merge.mergekit_recipe import DTYPES
 from chipadapt.run_settings import by_name, named_folders
 
 OUT_DTYPE, CHAT_TEMPLATE, CHAT_TEMPLATE_FROM = "merge.out_dtype", "merge.chat_template", "merge.chat_template_from"
-# config.json's dtype keys (transformers 5 and before): merge.out_dtype rewrites them, null keeps the chip's.
-CONFIG_DTYPE_KEYS = ("dtype", "torch_dtype")
 # What reading an input's files can raise: a folder gone or unreadable, a JSON file not JSON, a
 # chat_template.jinja not UTF-8, a value of the wrong type. Any of them leaves the setting unresolved.
 UNREADABLE = (ChipadaptError, OSError, UnicodeDecodeError, TypeError, ValueError)
@@ -97,38 +94,25 @@ def _reads_base(config: dict) -> bool | None:
 
 
 def _written_dtype(models: dict, settings: dict) -> str | None:
-    """The dtype a null merge.out_dtype writes (written_dtype), of the chip model's folder."""
+    """The dtype a null merge.out_dtype writes (merge/dtypes.py written_dtype), of the chip model's folder."""
+    chip = _chip_model(models)
+    return None if chip is None else written_dtype(chip)
+
+
+def null_out_dtype_reason(config: dict) -> str | None:
+    """Why no merge.out_dtype stands for a null one with `config`'s chip model (merge/dtypes.py
+    no_out_dtype_reason); None where one does or the chip model is not a readable folder here."""
+    chip = _chip_model(_local_folders(config))
+    return None if chip is None else no_out_dtype_reason(chip)
+
+
+def _chip_model(models: dict) -> SafetensorsModel | None:
     if models.get("chip") is None:
         return None
     try:
-        return written_dtype(SafetensorsModel(str(models["chip"]), "models.chip"))
+        return SafetensorsModel(str(models["chip"]), "models.chip")
     except UNREADABLE:
         return None
-
-
-def float_dtypes(chip: SafetensorsModel) -> dict[str, int]:
-    """{dtype: tensors} of the chip model's float tensors: a null merge.out_dtype writes each in its own."""
-    return dict(Counter(dtype_name(chip.dtype(name)) for name in chip.names() if chip.dtype(name).is_floating_point))
-
-
-def written_dtype(chip: SafetensorsModel) -> str | None:
-    """The one dtype a null merge.out_dtype stands for: that of every float tensor of the chip model, where
-    they share one that merge.out_dtype can name and its config.json says the same (merge.out_dtype would
-    rewrite a different one); else None: no merge.out_dtype writes the same files (mergekit_export.py says
-    so in the exported config)."""
-    dtypes = float_dtypes(chip)
-    if len(dtypes) != 1:
-        return None
-    (name,) = dtypes
-    if name not in DTYPES:  # float64, float8: kept as they are, and no out_dtype a recipe can give
-        return None
-    if any(chip.config.get(key, name) != name for key in CONFIG_DTYPE_KEYS):
-        return None
-    return name
-
-
-def dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def _taken_template(models: dict, settings: dict):
