@@ -28,6 +28,7 @@ from chipadapt.optuna_trial_outcome import (
     launching,
     new_launch,
     outcome,
+    refused_after,
     refused_since,
 )
 
@@ -170,3 +171,75 @@ def test_records_without_a_launch_id_are_told_by_their_times_as_before(tmp_path,
     told = outcome(Launched(0, tmp_path, OVERRIDES), since, "val/domain/bpb", ["minimize"], new_launch())
     assert told is not None and told.running is not failed and told.values is None
     assert refused_since(tmp_path, OVERRIDES, since, new_launch()) is failed
+
+
+def test_a_manifest_of_this_launch_written_by_a_node_minutes_behind_keeps_its_value(tmp_path, monkeypatch):
+    """Its `started` is minutes before the launch by the search host's clock, beyond CLOCK_SKEW: by the clocks it
+    was an earlier launch's, and its completed trial stayed RUNNING, to run again."""
+
+    def jobs(overrides, initial_job_idx):  # job 0 completed on a node whose clock is 5 minutes behind; job 1 failed
+        folder = tmp_path / "sweep" / "0"
+        folder.mkdir(parents=True)
+        as_job(monkeypatch, folder, overrides[0])
+        on_a_clock(monkeypatch, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+        run = RunManifest(folder, OmegaConf.create({}), "train")
+        run.update("metrics", {"after": {"domain": {"bpb": 0.25}}})
+        run.finish("completed")
+        raise uncompleted(1)
+
+    search, storage = search_of_two(tmp_path, jobs)
+    with pytest.raises(SystemExit):
+        search.sweep(search.arguments)
+    trials = optuna.load_study(study_name="dapt", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]  # before: ["RUNNING", "RUNNING"]
+    assert trials[0].value == 0.25
+
+
+def test_an_attempt_that_started_in_the_same_second_as_the_refused_records_is_not_taken_for_them(tmp_path, monkeypatch):
+    """The first attempt is preempted; the second refuses beside its manifest; the third, requeued onto a node
+    behind, records itself in the second the first did by their clocks, and is preempted and requeued in turn.
+    By `started` alone the folder's manifest was the one the refusal named, and the trial failed."""
+    since, launch, folder = launch_time(), new_launch(), tmp_path / "0"
+    folder.mkdir()
+    with launching(launch):
+        as_job(monkeypatch, folder, OVERRIDES)
+        on_a_clock(monkeypatch, since + dt.timedelta(seconds=10))
+        preempted(folder)
+        on_a_clock(monkeypatch, since + dt.timedelta(seconds=100))
+        record_refusal()
+        on_a_clock(monkeypatch, since + dt.timedelta(seconds=10))
+        preempted(folder)
+    told = outcome(Launched(0, folder, OVERRIDES), since, "val/domain/bpb", ["minimize"], launch)
+    assert told is not None and told.running  # before: failed, "its job refused its input"
+    assert not refused_since(folder, OVERRIDES, since - dt.timedelta(minutes=1), launch)
+    manifest, refusal = (json.loads((folder / name).read_text()) for name in ("manifest.json", REFUSAL))
+    assert refusal["manifest_started"] == manifest["started"] and refusal["manifest_attempt"] != manifest["attempt"]
+
+
+@pytest.mark.parametrize(
+    "named, manifest, refused",
+    [
+        ({"manifest_attempt": None, "manifest_started": "T1"}, {"started": "T1"}, True),
+        ({"manifest_attempt": None, "manifest_started": "T1"}, {"started": "T1", "attempt": "b"}, False),
+        ({"manifest_attempt": None, "manifest_started": None}, None, True),
+        ({"manifest_attempt": None, "manifest_started": None}, {"started": "T1", "attempt": "b"}, False),
+        ({"manifest_started": "T1"}, {"started": "T1", "attempt": "b"}, True),
+        ({"manifest_started": "T1"}, {"started": "T2", "attempt": "b"}, False),
+    ],
+    ids=[
+        "beside a manifest without an id, still there",
+        "beside a manifest without an id, replaced in the same second",
+        "beside none, none since",
+        "beside none, one recorded since",
+        "a refusal without attempt ids, by started: the same",
+        "a refusal without attempt ids, by started: another",
+    ],
+)
+def test_a_record_without_an_attempt_id_is_told_by_started(named, manifest, refused):
+    """A manifest or a refusal written before attempt ids (`attempt`, `manifest_attempt`): by the manifest's
+    `started` alone where the refusal names no id, by both where it names none (None) beside a manifest with one."""
+    since, launch = launch_time(), new_launch()
+    refusal = {"status": "refused", "overrides": list(OVERRIDES), "launch": launch, **named}
+    refusal["refused"] = since.astimezone(dt.UTC).isoformat(timespec="seconds")
+    folder_manifest = None if manifest is None else {**manifest, "overrides": list(OVERRIDES), "launch": launch}
+    assert refused_after(refusal, OVERRIDES, since, folder_manifest, launch) is refused

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,9 @@ class RunManifest:
             "command": " ".join(launch_command()),  # the user's, also in a submitit worker
             "overrides": hydra_overrides(),
             **search_launch(),
+            # This attempt's own id: a refusal names the manifest it leaves beside it by it (record_refusal), as
+            # two attempts' `started`, a second of the writing hosts' clocks, can be the same.
+            "attempt": uuid.uuid4().hex,
             "started": utc_now(),
             "finished": None,
             "wall_s": None,
@@ -212,13 +216,15 @@ def record_refusal() -> None:
     if hydra.mode != RunMode.MULTIRUN or not folder.is_dir():
         return
     record = {"status": "refused", "overrides": hydra_overrides(), **search_launch(), "refused": utc_now()}
-    # The manifest the refusal leaves beside it (put back by restore_records_after_refusal): its `started`, by which
-    # the search tells that no attempt recorded itself after the refusal (a requeued one did where the manifest
-    # differs), without comparing the times of two hosts (optuna_trial_outcome.refused_after).
+    # The manifest the refusal leaves beside it (put back by restore_records_after_refusal): its `attempt` (and
+    # `started`, for a manifest of an earlier chipadapt that has no attempt id), by which the search tells that no
+    # attempt recorded itself after the refusal (a requeued one did where the manifest differs), without comparing
+    # the times of two hosts (optuna_trial_outcome.refused_after).
     try:
-        record["manifest_started"] = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("started")
+        beside = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        record["manifest_attempt"], record["manifest_started"] = beside.get("attempt"), beside.get("started")
     except FileNotFoundError:
-        record["manifest_started"] = None
+        record["manifest_attempt"] = record["manifest_started"] = None
     except (OSError, ValueError, AttributeError):
         pass  # an unreadable manifest: the search orders the refusal by the records' times, as before
     try:

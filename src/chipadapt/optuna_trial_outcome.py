@@ -185,15 +185,19 @@ def refused_after(
 ) -> bool:
     """Whether the refusal record `refusal` is of the job launched at `since` with `overrides` (this_launch) and
     no attempt recorded itself there after it: `manifest`, the folder's, is the one the refusal was recorded
-    beside (its `started`, which the refusal names), or, for a refusal that names none (an earlier chipadapt's),
-    started no later than the refusal. Both from one reading of the folder (settled_records). By the clocks, an
-    attempt requeued after the refusal onto a node whose clock is behind the refused one's, and preempted and
-    requeued again, looked as if it had started before the refusal: its trial failed while its job waited to
-    start again."""
+    beside (its `attempt` id, or its `started` where either record has no id, as the refusal names it), or, for
+    a refusal that names none (an earlier chipadapt's), started no later than the refusal. Both from one reading
+    of the folder (settled_records). By the clocks, an attempt requeued after the refusal onto a node whose clock
+    is behind the refused one's, and preempted and requeued again, looked as if it had started before the
+    refusal: its trial failed while its job waited to start again."""
     if not this_launch(refusal, overrides, since, "refused", launch):
         return False
-    if "manifest_started" in refusal:
-        return refusal["manifest_started"] == (manifest or {}).get("started")
+    # The manifest the refusal names, by its attempt id where the refusal records one (None: a manifest without
+    # one, of an earlier chipadapt, or none), and by its `started`, which alone tells a refusal recorded before
+    # attempt ids (two attempts can share that second).
+    named = {key: refusal[f"manifest_{key}"] for key in ("attempt", "started") if f"manifest_{key}" in refusal}
+    if named:
+        return all((manifest or {}).get(key) == value for key, value in named.items())
     refused = recorded_time(refusal.get("refused"))
     started = recorded_time((manifest or {}).get("started"))
     return refused is not None and (started is None or started <= refused)
