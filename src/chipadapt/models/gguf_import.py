@@ -118,8 +118,9 @@ def convert_gguf(source: Path, gguf_file: str, dest: Path, key: str) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
-    except (ValueError, KeyError, OSError) as err:
-        # transformers reads the GGUF architectures it knows; others fail here.
+    except (ValueError, KeyError, OSError, struct.error) as err:
+        # transformers reads the GGUF architectures it knows; others fail here, and a truncated file in
+        # its header reader (struct.error).
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ChipadaptError(f"{key}: {source / gguf_file} could not be read as a GGUF causal LM ({reason})") from None
     set_pre_tokenizer(tokenizer, source / gguf_file)
