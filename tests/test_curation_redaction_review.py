@@ -19,9 +19,11 @@ from chipadapt.curation.redaction import redact
     ids=["underscores", "dashes", "base64url"],
 )
 def test_a_long_line_is_redacted_in_linear_time(text):
-    start = time.perf_counter()
+    start = time.process_time()
     redact(text)
-    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark (about 1 s)
+    assert (
+        time.process_time() - start < 5
+    )  # a guard against quadratic time, not a benchmark (CPU-s, about 1; a loaded machine does not count)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +139,6 @@ def test_a_keyword_argument_secret_is_replaced_to_its_comma():
 
 @pytest.mark.parametrize("text", ["sk-" * 70_000, "x-sk-" * 40_000, "password=x" + ")" * 200_000])
 def test_long_runs_of_key_prefixes_or_closers_take_linear_time(text):
-    start = time.perf_counter()
+    start = time.process_time()
     redact(text)
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5

@@ -120,6 +120,8 @@ def test_text_beside_the_reviewed_forms_is_kept(text):
     ids=["users", "proxy-users", "user-dashes", "curls", "curl-refs", "lists", "flow-list", "logins", "env", "query"],
 )
 def test_the_reviewed_forms_take_linear_time(text):
-    start = time.perf_counter()
+    start = time.process_time()
     redact(text)
-    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+    assert (
+        time.process_time() - start < 5
+    )  # a guard against quadratic time, not a benchmark (CPU-s: a loaded machine does not count)

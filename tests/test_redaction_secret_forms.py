@@ -179,9 +179,11 @@ def test_text_beside_the_leaks_is_kept(text):
     ],
 )
 def test_the_flow_forms_take_linear_time(text):
-    start = time.perf_counter()
+    start = time.process_time()
     redact(text)
-    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+    assert (
+        time.process_time() - start < 5
+    )  # a guard against quadratic time, not a benchmark (CPU-s: a loaded machine does not count)
 
 
 @pytest.mark.parametrize(
@@ -347,7 +349,9 @@ def test_an_alias_names_an_anchor_of_its_own_document(text, redacted, counts):
 
 def test_aliases_in_many_documents_take_linear_time():
     text = "a: &pw_x1 1\n" + "---\npassword: *pw_x1\n" * 5_000
-    start = time.perf_counter()
+    start = time.process_time()
     redacted, counts = redact(text)
-    assert time.perf_counter() - start < 5  # a guard against quadratic time, not a benchmark
+    assert (
+        time.process_time() - start < 5
+    )  # a guard against quadratic time, not a benchmark (CPU-s: a loaded machine does not count)
     assert counts == {"assigned_secret": 5_000}

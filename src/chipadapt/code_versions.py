@@ -21,8 +21,9 @@ SELECTION_VERSION = 4  # 4: copies of held-out documents left out of selection a
 # The redaction rules (curation/redaction*.py) as passages built with `passages.redact` apply them: in the
 # retriever stage's passages record (retrieval/built_inputs.py), so that passages redacted by older rules
 # are built again. Raise it with every change to what curation/redaction*.py replaces.
-REDACTION_VERSION = 3  # 2: a Kubernetes Secret's values, Docker logins, process-like passwords; 3: a Secret's
-# every value as JSON, a flow map or escaped JSON (certificates too), `*...` passwords with no anchor
+REDACTION_VERSION = 4  # 2: a Kubernetes Secret's values, Docker logins, process-like passwords; 3: a Secret's
+# every value as JSON, a flow map or escaped JSON (certificates too), `*...` passwords with no anchor; 4: secret
+# assignments and Secret data in JSON escaped once or more (kubectl's last-applied annotation)
 
 # How conversations are held out of SFT, SteerLM and the attribute model (data/conversations.py group_by).
 # 2: a source's `group_by` group (OASST: the message tree) held out whole; 1 held each thread out by its own

@@ -38,6 +38,7 @@ from chipadapt.curation.redaction_forms import (
     FORMS,
     K8S_SECRET_FLOW,
     K8S_SECRET_MAP,
+    NEEDS,
     PRIVATE_KEY,
     PRIVATE_KEY_BASE64,
     TOKEN_FORMATS,
@@ -76,8 +77,11 @@ _SENTENCE_PASSWORD = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{6,64}")
 # unindented `NAME = value` is config, not code, unless the document is code (a `def`, a `;` ending a line).
 _INI_SECTION = re.compile(r"(?m)^\[(?:[A-Za-z_][\w\-]*(?:\.[\w\-]+)*(?:[ \t]+\"[^\"\n]*\")?|\"[^\"\n]+\")\][ \t]*\r?$")
 _CODE_SIGNAL = re.compile(
-    r"(?m)^[ \t]*(?:def|class|import|from|module|assign|always|function|proc|return|if|for|while)\b|[;{][ \t]*\r?$"
+    r"(?m)^[ \t]*+(?:def|class|import|from|module|assign|always|function|proc|return|if|for|while)\b|[;{][ \t]*\r?$"
 )
+# What _CODE_SIGNAL needs: searched for first, a text of blanks is not tried at each of its positions.
+_CODE_NEEDS = (";", "{", "def", "class", "import", "from", "module", "assign", "always", "function", "proc")
+_CODE_NEEDS += ("return", "if", "for", "while")
 # Where pass, pw and pwd are code, never a password (see _SHORT_NAME in redaction_value.py): a Verilog statement,
 # a Tcl `set`, a shell `export` or csh `setenv`.
 _SHORT_NAME_CODE = re.compile(
@@ -197,6 +201,8 @@ def _assignment_replacer(
             return f"{m.group('lead')}{word[:start]}{mark('secret', core)}{word[start + len(core) :]}"
         elif groups.get("bv") is not None:  # Tcl {braced}
             value, opening, closing = groups["bv"], "{", groups["bend"]
+        elif groups.get("ev") is not None:  # escaped JSON's string: its closing quote stays after the match
+            value, opening, closing = m.group("ev"), m.group("eq"), ""
         elif groups.get("q"):
             value, opening, closing = m.group("qv"), m.group("q"), m.group("qend")
         else:
@@ -223,11 +229,28 @@ def _base64_private_key(m: re.Match, mark: Mark) -> str | None:
 def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     """`text` with e-mail addresses and credentials replaced (by <email>, <secret>), and how many of each."""
     counts: dict[str, int] = {}
+    lowered = ["", ""]  # the text last lower-cased, and its lower case
+    found: dict[tuple[str, ...], bool] = {}  # in that text: many patterns need the same words
+
+    def may_match(pattern: re.Pattern) -> bool:
+        """Whether the text holds what `pattern` needs (redaction_forms.NEEDS); asked of the text as it is now,
+        after the replacements before it."""
+        needs = NEEDS.get(pattern)
+        if needs is None or not text.isascii():
+            return True
+        if lowered[0] is not text:
+            lowered[:] = [text, text.lower()]
+            found.clear()
+        if needs not in found:
+            found[needs] = any(word in lowered[1] for word in needs)
+        return found[needs]
 
     def run(name: str, pattern: re.Pattern, replacement: Callable[[re.Match], str | tuple[str, int] | None]) -> None:
         """Each match replaced by `replacement`'s text, or kept where that is None, and counted if replaced
         (as many times as it says where it replaces several values, a list's items)."""
         nonlocal text
+        if not may_match(pattern):
+            return
         replaced = 0
 
         def counted(m: re.Match) -> str:
@@ -256,11 +279,13 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("yaml_anchor_secret", YAML_ANCHOR, anchor_replacer(mark, text))
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))
     run("yaml_list_secret", YAML_FLOW_LIST, flow_list_replacer(mark))
-    code = bool(_CODE_SIGNAL.search(text))
+    code = any(word in text for word in _CODE_NEEDS) and bool(_CODE_SIGNAL.search(text))
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():
+        if not may_match(pattern):
+            continue
         counter = [0]
-        section = None if code else _INI_SECTION.search(text)  # again: earlier replacements moved it
+        section = None if code or "[" not in text else _INI_SECTION.search(text)  # again: earlier replacements moved it
         replacer = _assignment_replacer(mark, counter, section and section.start(), name, code)
         text = pattern.sub(replacer, text)
         if counter[0]:

@@ -120,7 +120,7 @@ ASSIGNMENTS = {
     # of the line, less a ` #` comment: `password: correcthorse battery staple` is one value. A YAML anchor
     # (`password: &pw hunter2`) stays with the name.
     "assigned_secret_line": re.compile(
-        r"(?im)^(?P<lead>[ \t]*(?:export[ \t]+|-[ \t]+)?" + NAME + r"(?P<sp>[ \t]*)(?P<op>=(?!=)|:(?!:))[ \t]*"
+        r"(?im)^(?P<lead>[ \t]*+(?:export[ \t]+|-[ \t]+)?" + NAME + r"(?P<sp>[ \t]*)(?P<op>=(?!=)|:(?!:))[ \t]*"
         r"(?:&[^\s]+[ \t]+)?)(?P<lv>[^\s\"'][^\n]*)"
     ),
     "assigned_secret_env": re.compile(r"(?m)^(?P<lead>[ \t]*ENV[ \t]+(?i:" + NAME + r")[ \t]+)(?P<lv>[^\s\"'=][^\n]*)"),
@@ -133,6 +133,15 @@ ASSIGNMENTS = {
         + NAME
         + r"[\"']?\]?[ \t]*(?:=>|:=|\?=|=(?!=)|:(?!:)(?:[ \t]*&[^\s,;]+(?=[ \t]))?)[ \t]*)"
         + _VALUE_IN_LINE
+    ),
+    # `\"NAME\": \"v\"` in JSON escaped in a JSON string, at any depth (`\\\"NAME\\\": ...` in a string of
+    # that JSON: kubectl's last-applied-configuration in an annotation): a quote is a run of backslashes and `"`,
+    # the same run around the name and the value. A value with a quote in it is left (its run is longer).
+    # Begins with a backslash, a literal: the search skips the text between them at once. A run is read from
+    # its first backslash only (the lookbehind): from each of a long run's, the run was read again to its end.
+    "assigned_secret_escaped": re.compile(
+        r"(?i)(?P<lead>(?P<eq>\\(?<!\\\\)\\*+\")" + NAME + r"(?P=eq)[ \t]*:[ \t]*)(?P=eq)"
+        r"(?P<ev>(?:[^\"\\\n]|\\+[^\"\\\n])+)(?=(?P=eq))"
     ),
     # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
     "assigned_secret_tcl": re.compile(
@@ -183,20 +192,22 @@ K8S_SECRET_MAP = re.compile(
 K8S_SECRET_KIND = re.compile(r"(?m)^[ \t]*(?:-[ \t]+)?kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#[^\n]*)?\r?$")
 # The same map as a flow map or JSON (`data: {password: UzNjcmV0}`, `"data": {"tls.key": "LS0t..."}`), on one
 # line or many, its `{` on the key's line or the next, or as JSON escaped in a JSON string (`eq`: kubectl's
-# `last-applied-configuration`, `{\"data\":{\"password\":\"UzNj...\"},\"kind\":\"Secret\"}`), and a `kind`
-# inside braces (`{"kind": "Secret", ...}`) that says whose it is (redaction_secret.secret_flow_replacer).
+# `last-applied-configuration`, `{\"data\":{\"password\":\"UzNj...\"},\"kind\":\"Secret\"}`, escaped again at
+# any depth: `\\\"data\\\"`, an odd run of backslashes), and a `kind` inside braces (`{"kind": "Secret", ...}`)
+# that says whose it is (redaction_secret.secret_flow_replacer).
 # A string in an entry holds what it will (`"config.json": "{\"a\": 1}"`), and so does a Helm template
 # (`{{ .Values.pw | b64enc }}`); another `{` makes the map none. A string runs to its close or the line's end,
 # and no part of the entries is read twice (possessive): linear time.
 K8S_SECRET_FLOW = re.compile(
-    r"(?P<lead>(?<![\w\"'.\-])(?:(?P<eq>\\\")|(?P<q>[\"']?))(?P<field>data|stringData)(?(eq)\\\"|(?P=q))"
+    r"(?P<lead>(?<![\w\"'.\-])(?:(?<!\\)(?P<eq>(?:\\\\)*\\\")|(?P<q>[\"']?))(?P<field>data|stringData)"
+    r"(?(eq)(?P=eq)|(?P=q))"
     r"[ \t]*:[ \t]*(?:\r?\n[ \t]*)?\{)"
     r"(?P<entries>(?(eq)[^{}]*|(?:\"(?:[^\"\\\n]|\\.)*+\"?|'[^'\n]*'|\{\{[^{}\n]*\}\}|[^{}])*+))(?=\})"
 )
 # `kind: Secret` quoted alike on both sides or on neither (`"kind: Secret"` is a string's text, no key), the
-# quote `\"` in escaped JSON.
+# quote `\"` in escaped JSON (`\\\"` escaped twice).
 K8S_SECRET_KIND_FLOW = re.compile(
-    r"(?<![\w\"'.\-])(?P<q>\\?[\"'])?kind(?(q)(?P=q))[ \t]*:[ \t]*(?P<vq>\\?[\"'])?Secret(?(vq)(?P=vq))"
+    r"(?<![\w\"'.\-])(?:(?<!\\)(?P<q>\\*+[\"']))?kind(?(q)(?P=q))[ \t]*:[ \t]*(?P<vq>\\*+[\"'])?Secret(?(vq)(?P=vq))"
     r"(?=[ \t\r\n]*[,}])"
 )
 
@@ -212,6 +223,8 @@ AWS_SECRET = re.compile(
 ANSIBLE_VAULT = re.compile(
     r"(?m)^(?P<ind>[ \t]*)\$ANSIBLE_VAULT;[^\r\n]*(?:\r?\n[ \t]*[0-9a-fA-F]+[ \t]*(?=\r?\n|\Z))*"
 )
+# Here and in the YAML forms below a line's indentation is read whole (possessive): what follows it is no blank,
+# and given back a character at a time a line of a megabyte of spaces was searched again at each.
 # A name's run followed by `:`, found (possessive: one scan) before the slower search for a credential word
 # in it, as redaction's `assigned_secret` does: most lines are not `NAME:` at all.
 _THEN_COLON = r"[\"']?(?=[A-Za-z0-9_.\-]{1,90}+[\"']?[ \t]*:)"
@@ -231,33 +244,35 @@ YAML_BLOCK = re.compile(
 # `password: *db_pw`: the alias names an anchor (`defaults: &db_pw hunter2`) whose value is the password; on
 # a line of its own or in a flow mapping (`db: {user: bob, password: *db_pw}`).
 YAML_ALIAS = re.compile(
-    r"(?im)(?:^[ \t]*(?:-[ \t]+)?|[{,][ \t]*)" + _THEN_COLON + NAME + r"[\"']?[ \t]*:[ \t]*\*(?P<alias>[^\s,\[\]{}]+)"
+    r"(?im)(?:^[ \t]*+(?:-[ \t]+)?|[{,][ \t]*+)" + _THEN_COLON + NAME + r"[\"']?[ \t]*:[ \t]*\*(?P<alias>[^\s,\[\]{}]+)"
     r"[ \t]*(?=[,}]|#|\r?$)"
 )
 # `password:` with its value on the next, more indented line (`password:\n  S3cret`, `password: &pw\n  S3cret`);
 # not a mapping's first key (`db:\n  user: bob`), a list, a comment or a quoted value.
 YAML_NEXT_LINE = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*(?P<op>:)[ \t]*(?:&\S+[ \t]*)?"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*+)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"[\"']?[ \t]*(?P<op>:)[ \t]*(?:&\S+[ \t]*)?"
     r"\r?\n(?P=ind)[ \t]+)(?![^\s:#]*:(?:[ \t]|\r?$))(?P<lv>[^\s\"'#\-|>&*!{\[][^\n]*)"
 )
 # `password:` with its value a list (`password:\n  - S3cret99`, `passwords:\n- a`): each item a value. The items
 # are deeper than the key's own `-` (`users:\n  - password:\n    - a\n  - name: bob`: bob is a user), or at
 # the key's column or deeper where it has none; one list's items share one column.
 YAML_LIST = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?P<kd>-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]*)?"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*+)(?P<kd>-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*(?:&\S+[ \t]*)?"
     r"(?:#[^\n]*)?\r?\n)(?P<items>(?P<iind>(?P=ind)(?(kd)[ \t]+|[ \t]*))-[ \t]+[^\n]*(?:\n|\Z)"
     r"(?:(?P=iind)-[ \t]+[^\n]*(?:\n|\Z))*)"
 )
 # `password: [S3cret99, hunter2x]`: a flow list under a credential name, on one line, its own or the next,
 # more indented one (`password:\n  [S3cret99]`), an anchor on it or not (`password: &pw [S3cret99]`).
 YAML_FLOW_LIST = re.compile(
-    r"(?im)^(?P<lead>(?P<ind>[ \t]*)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*"
+    r"(?im)^(?P<lead>(?P<ind>[ \t]*+)(?:-[ \t]+)?" + _THEN_COLON + NAME + r"s?[\"']?[ \t]*:[ \t]*"
     r"(?:&[^\s\[\]{},]+[ \t]*)?(?:\r?\n(?P=ind)[ \t]+)?\[)"
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
-# Forms judged like an assignment (redaction._assignment_replacer): `name` the credential's name, the value
+# Forms judged like an assignment (redaction._assignment_replacer). A call's form tests for a word character
+# first: at each blank, a megabyte of them, its lookbehind and alternatives were tried in vain.
+# `name` the credential's name, the value
 # in `q`/`qv`/`qend` (quoted), `xv` (a literal to its end) or `pv` (a word in a sentence).
 FORMS = {
     # .NET `<add key="ApiKey" value="..."/>` (appSettings).
@@ -282,7 +297,7 @@ FORMS = {
     # A setter whose name says what its argument is: `set_password("...")`, `setApiKey('...')`, `with_token(`;
     # not a getter, whose argument is the secret's name (`get_secret("prod/db")`), nor a test (`is_secret`).
     "call_secret": re.compile(
-        r"(?i)(?P<lead>(?<![\w$])(?P<name>(?:set|with|use|update|change|store|save)_?[A-Za-z0-9_]{0,30}?"
+        r"(?i)(?P<lead>(?=\w)(?<![\w$])(?P<name>(?:set|with|use|update|change|store|save)_?[A-Za-z0-9_]{0,30}?"
         r"(?:passw(?:or)?d|pass[_-]?phrase|secret|api[_-]?key|token))[ \t]*\((?:[^(),\n\"']{1,80},)?[ \t]*)(?P<call>)"
         + QUOTED
         + r"(?=[ \t]*[,)])"
@@ -291,7 +306,7 @@ FORMS = {
     # value (a variable, `hash_password(user_pw)`, is code). Not a getter or a check, nor a Verilog port
     # connection `.password(key_in)`.
     "call_password_unquoted": re.compile(
-        r"(?i)(?P<lead>(?<![\w.$])(?!(?:get|is|has|check|verify|validate|hash|read|load|fetch)_?)"
+        r"(?i)(?P<lead>(?=\w)(?<![\w.$])(?!(?:get|is|has|check|verify|validate|hash|read|load|fetch)_?)"
         r"(?P<name>[A-Za-z0-9_]{0,30}?(?:passw(?:or)?d|pass[_-]?phrase))[ \t]*\([ \t]*)"
         r"(?P<uv>[^\s(),\"'`]{4,64})(?=[ \t]*\))"
     ),
@@ -312,4 +327,44 @@ FORMS = {
         r"(?:(?:[ \t]+for[ \t]+[^\s]{1,40})?[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=])?[ \t]+)"
         r"(?P<pv>[`\"']?[^\s`\"']{6,64}[`\"']?[.,;:!?)]*)(?!\S)"
     ),
+}
+
+# What a text must hold, lower-cased, for a pattern to match in it (any one of them): a pattern whose match
+# begins with no fixed character is tried at every position of the text, and a document of a megabyte of
+# blanks, or of anything without a credential's word, took seconds for nothing. Lower-cased: a name's match is
+# case-blind. Only where the text is ASCII (redaction.redact): case-blind `s` also matches `ſ`, whose lower case
+# is no `s`.
+_NAME_WORDS = ("key", "secret", "pass", "pw", "token", "credential")  # every one of WORDS holds one
+NEEDS: dict[re.Pattern, tuple[str, ...]] = {
+    EMAIL: ("@",),
+    PRIVATE_KEY_BASE64: ("ls0tls1crudjti",),
+    URL_PASSWORD: ("://",),
+    K8S_SECRET_MAP: ("data",),
+    K8S_SECRET_FLOW: ("data",),
+    YAML_BLOCK: _NAME_WORDS,
+    YAML_LIST: _NAME_WORDS,
+    YAML_FLOW_LIST: _NAME_WORDS,
+    AWS_SECRET: tuple("0123456789"),
+    AWS_NAMED: ("aws",),
+    DOCKER_AUTH: ("auth",),
+    BASIC_AUTH["basic_auth_curl"]: ("curl",),
+    BASIC_AUTH["basic_auth_user"]: ("user",),
+    **{p: _NAME_WORDS for p in [*ASSIGNMENTS.values(), *FORMS.values()]},
+    ASSIGNMENTS["mysql_password"]: ("mysql",),
+    ASSIGNMENTS["sshpass_password"]: ("sshpass",),
+    ASSIGNMENTS["registry_login_password"]: ("login",),
+    FORMS["login_password"]: ("login",),
+    TOKEN_FORMATS["aws_access_key"]: ("akia", "asia"),
+    TOKEN_FORMATS["github_token"]: ("gh", "github_pat_"),
+    TOKEN_FORMATS["gitlab_token"]: ("glpat-",),
+    TOKEN_FORMATS["slack_token"]: ("xox", "xapp-"),
+    TOKEN_FORMATS["stripe_key"]: ("k_live_", "k_test_"),
+    TOKEN_FORMATS["google_api_key"]: ("aiza",),
+    TOKEN_FORMATS["huggingface_token"]: ("hf_",),
+    TOKEN_FORMATS["openai_key"]: ("sk-",),
+    TOKEN_FORMATS["docker_config"]: ("eyjhdxrocyi6",),
+    TOKEN_FORMATS["jwt"]: ("eyj",),
+    CONTEXT_FORMATS["slack_webhook"]: ("hooks.slack.com/services/",),
+    CONTEXT_FORMATS["docker_config"]: (".docker",),
+    CONTEXT_FORMATS["authorization"]: ("authorization",),
 }

@@ -21,8 +21,8 @@ Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text 
 _MAP_ENTRY = re.compile(
     r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
 )
-# A quoted value, `\"` the quote in escaped JSON.
-_MAP_QUOTED = re.compile(r"(\\?[\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
+# A quoted value, `\"` the quote in escaped JSON (`\\\"` in JSON escaped twice).
+_MAP_QUOTED = re.compile(r"(\\*[\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
 # `&pw ` before a value: the anchor is YAML's structure (an alias elsewhere names it), not the value.
 _ANCHOR = re.compile(r"&[^\s,\[\]{}]+(?:[ \t]+|$)")
 _ALIAS = re.compile(r"\*[^\s,\[\]{}]+")
@@ -30,9 +30,9 @@ _ALIAS = re.compile(r"\*[^\s,\[\]{}]+")
 # else, or one character that ends an entry. Each token is found once, a string to its close or, left open,
 # the end (a string that failed to close was searched again from each quote after it: quadratic time).
 _FLOW_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"?|'[^']*'|\{\{[^{}]*\}\}|[^,:\"'{]+|.", re.S)
-# ... and in JSON escaped in a string, whose strings are quoted by `\"`: in them `\\` is a backslash, which
-# escapes the unit after it.
-_FLOW_TOKEN_ESCAPED = re.compile(r'\\"(?:[^"\\]|\\[^"\\]|\\\\(?:[^"\\]|\\[^"\\]|\\\\|\\"))*(?:\\")?|[^,:"\\]+|.', re.S)
+# ... and in JSON escaped in a string (escaped again, at any depth): a quote with its run of backslashes, an
+# entry's `,` or `:`, a run of anything else. _escaped_tokens joins a string's units into one token.
+_ESCAPED_UNIT = re.compile(r'(\\*)"|[,:]|[^,:"\\]+|\\+', re.S)
 # A YAML line: its indentation and, on a list's item, the `- ` that opens a mapping at the key's column.
 _YAML_LINE = re.compile(r"(?P<ind>[ \t]*)(?P<dash>(?:-[ \t]+)*)(?P<rest>[^\r\n]*)")
 
@@ -112,11 +112,43 @@ def _secret_map(entries: str, mark: Mark, anchors: Anchors) -> tuple[str, int]:
     return "".join(out + trailing), replaced
 
 
-def _flow_map(entries: str, mark: Mark, anchors: Anchors, escaped: bool = False) -> tuple[str, int]:
+def _quote_depth(slashes: int) -> int:
+    """How many times JSON escaped in a string must be unescaped for a quote after `slashes` backslashes to be
+    one: 0 after none (or 2, an escaped backslash), 1 after 1, 2 after 3, 3 after 7. Each escaping doubles the
+    backslashes before a quote and adds one."""
+    depth = 0
+    while slashes % 2:
+        slashes, depth = slashes // 2, depth + 1
+    return depth
+
+
+def _escaped_tokens(entries: str, depth: int) -> list[str]:
+    """The parts of a flow map's inside written in JSON escaped `depth` times: a string whole, from its quote
+    (after 1 backslash at depth 1, 3 at depth 2) to the next quote that closes it (one as deep, or one
+    shallower, which ends it with the string around it) or, left open, the end; a `,` or `:`; any other run.
+    One scan."""
+    tokens: list[str] = []
+    start = None  # where the open string began
+    for m in _ESCAPED_UNIT.finditer(entries):
+        unit = m.group()
+        if start is not None:
+            if unit[-1] == '"' and _quote_depth(len(m.group(1))) <= depth:
+                tokens.append(entries[start : m.end()])
+                start = None
+        elif unit[-1] == '"' and _quote_depth(len(m.group(1))) == depth:
+            start = m.start()
+        else:
+            tokens.append(unit)
+    if start is not None:
+        tokens.append(entries[start:])
+    return tokens
+
+
+def _flow_map(entries: str, mark: Mark, anchors: Anchors, depth: int = 0) -> tuple[str, int]:
     """A flow map's inside (`password: UzNj, "tls.key": "LS0t..."`) with each entry's value replaced.
-    `escaped`: the map is JSON escaped in a string (`\"password\":\"UzNj\"`)."""
+    `depth`: the map is JSON escaped in a string that many times (`\"password\":\"UzNj\"` is 1)."""
     parts: list[list[str]] = [[]]
-    for token in (_FLOW_TOKEN_ESCAPED if escaped else _FLOW_TOKEN).findall(entries):
+    for token in _escaped_tokens(entries, depth) if depth else _FLOW_TOKEN.findall(entries):
         if token == ",":
             parts.append([])
         else:
@@ -174,32 +206,31 @@ _JSON_TOKEN = re.compile(r"(?<!\\)(\\*)\"|[{}\n]")
 
 def _json_objects(text: str) -> tuple[list[int], list[int], list[int]]:
     """Where each brace object's inside begins and ends, as boundaries, and from each on the innermost object
-    (a number, 0: none) and the depth in strings (0: none, 1: a string, 2: a string in JSON escaped in one).
-    A string's braces are objects inside it only (JSON escaped in it: kubectl's last-applied-configuration),
-    closed with it; a string ends at its quote or its line's end."""
+    (a number, 0: none) and the depth in strings (0: none, 1: a string, 2: a string of the JSON escaped in
+    it, 3: a string of JSON escaped in that one, ...). A string's braces are objects inside it only (JSON
+    escaped in it: kubectl's last-applied-configuration), closed with it; a string ends at its quote, at a
+    shallower one (the string around it ends) or at its line's end."""
     bounds, ids, levels = [0], [0], [0]
     stack: list[int] = []
-    count, level, base = 0, 0, 0  # base: how deep the stack was where the open string began
+    count, level = 0, 0
+    bases: list[int] = []  # how deep the stack was where each open string began, the outermost first
     for m in _JSON_TOKEN.finditer(text):
         token = m.group()
-        slashes = len(m.group(1) or "")
+        depth = _quote_depth(len(m.group(1) or ""))
         if token == "\n" and not level:
             continue
-        if token == "\n" or (token[-1] == '"' and level and slashes % 2 == 0):
-            level = 0  # the string's end, or its line's: what its braces opened ends with it
-            del stack[base:]
-        elif token[-1] == '"' and not level:
-            level, base = 1, len(stack)
+        if token == "\n" or (token[-1] == '"' and level and depth < level):
+            level = 0 if token == "\n" else depth  # what the closed strings' braces opened ends with them
+            del stack[bases[level] :], bases[level:]
+        elif token[-1] == '"' and (not level or depth == level):
+            level += 1  # a string opens: in the text, or in the JSON escaped in the string around it
+            bases.append(len(stack))
         elif token[-1] == '"':
-            if slashes % 4 == 3:
-                continue  # `\\\"`: a quote escaped in a string of the escaped JSON
-            level = 3 - level  # `\"`: a quote of the escaped JSON, which opens or closes a string of it
-        elif level == 2:
-            continue  # a brace in the escaped JSON's string is its own
+            continue  # a quote escaped in a string of the escaped JSON
         elif token == "{":
             count += 1
             stack.append(count)
-        elif len(stack) > (base if level else 0):
+        elif len(stack) > (bases[-1] if level else 0):
             stack.pop()
         else:
             continue
@@ -234,14 +265,14 @@ class _SecretScope:
         self.secret_objects = {
             _at(self.objects, m.start())
             for m in flow_kinds
-            if _at(self.objects, m.start(), 2) == (1 if (m.group("q") or "").startswith("\\") else 0)
+            if _at(self.objects, m.start(), 2) == _quote_depth((m.group("q") or "").count("\\"))
         } - {0}
 
-    def holds(self, position: int, flow: bool, escaped: bool = False) -> bool:
-        """`escaped`: the `data` is a key of JSON escaped in a string."""
+    def holds(self, position: int, flow: bool, depth: int = 0) -> bool:
+        """`depth`: the `data` is a key of JSON escaped in a string that many times."""
         if not self.read:
             self._read()
-        if flow and _at(self.objects, position, 2) != (1 if escaped else 0):
+        if flow and _at(self.objects, position, 2) != depth:
             return False  # a string's text, or escaped JSON read where the text has none
         # A YAML map's `data:` is judged by its mapping alone: a stray `{` in the text around it (code, prose)
         # is no object it is in.
@@ -272,10 +303,10 @@ def secret_flow_replacer(mark: Mark, text: str) -> Callable[[re.Match], tuple[st
     scope = _SecretScope(text)
 
     def replace(m: re.Match) -> tuple[str, int] | None:
-        escaped = m.group("eq") is not None
-        if m.group("field") == "data" and not scope.holds(m.start(), flow=True, escaped=escaped):
+        depth = _quote_depth(len(m.group("eq") or '"') - 1)
+        if m.group("field") == "data" and not scope.holds(m.start(), flow=True, depth=depth):
             return None
-        entries, replaced = _flow_map(m.group("entries"), mark, lambda: anchor_names(m.string, m.start()), escaped)
+        entries, replaced = _flow_map(m.group("entries"), mark, lambda: anchor_names(m.string, m.start()), depth)
         return (m.group("lead") + entries, replaced) if replaced else None
 
     return replace

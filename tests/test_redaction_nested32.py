@@ -1,0 +1,116 @@
+"""JSON escaped in a string, escaped again (kubectl's last-applied-configuration inside an annotation), and a
+document of blanks: a credential in the first at any depth is redacted, the second is read in linear time."""
+
+import ast
+import json
+from pathlib import Path
+
+from chipadapt.curation import redaction_forms
+from chipadapt.curation.redaction import redact
+
+
+def _nested(obj: dict, depth: int) -> str:
+    """`obj` as JSON written as a string inside JSON `depth` times."""
+    text = json.dumps(obj)
+    for _ in range(depth):
+        text = json.dumps({"v": text})
+    return text
+
+
+def test_password_in_json_escaped_at_any_depth_is_redacted_keys_kept():
+    obj = {"db": {"password": "S3cr3tPass99", "host": "db.local"}}
+    for depth in (1, 2, 3):
+        out, counts = redact(_nested(obj, depth))
+        assert "S3cr3tPass99" not in out
+        assert counts == {"assigned_secret_escaped": 1}
+        # the structure stays: undo the escaping, and the key is where it was with the placeholder as its value
+        inner = out
+        for _ in range(depth):
+            inner = json.loads(inner)["v"]
+        assert json.loads(inner) == {"db": {"password": "<secret>", "host": "db.local"}}
+
+
+def test_secret_in_last_applied_configuration_twice_escaped():
+    secret = {"kind": "Secret", "data": {"password": "UzNjcmV0UGFzczk5"}}
+    annotation = {"metadata": {"annotations": {"last-applied-configuration": json.dumps(secret)}}}
+    out, _ = redact(json.dumps({"a": json.dumps(annotation)}))
+    assert "UzNjcmV0UGFzczk5" not in out
+
+
+def test_escaped_value_with_a_quote_in_it_is_left_whole():
+    text = json.dumps({"v": json.dumps({"api_key": 'ab"cdefgh12345678'})})
+    out, _ = redact(text)
+    assert out == text  # never cut at the inner quote, which would leave its tail in the corpus
+
+
+def test_indentation_is_read_once():
+    # A pattern that gives a line's indentation back a blank at a time tries the rest of it at each: a line
+    # of a megabyte of blanks was searched a million times over by each of these.
+    patterns = [getattr(redaction_forms, name) for name in ("YAML_LIST", "YAML_FLOW_LIST", "YAML_NEXT_LINE")]
+    for pattern in [*patterns, redaction_forms.YAML_ALIAS, redaction_forms.ASSIGNMENTS["assigned_secret_line"]]:
+        line_start = pattern.pattern.split("^", 1)[1]
+        assert "[ \\t]*+" in line_start[: line_start.index("]") + 3], pattern.pattern[:60]
+
+
+def _test_strings() -> list[str]:
+    """Every string the redaction tests write, credentials and code that is none."""
+    strings = []
+    for path in sorted(Path(__file__).parent.glob("test_*redact*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 5000:
+                strings.append(node.value)
+    return strings
+
+
+def test_what_a_pattern_needs_is_in_every_text_it_matches():
+    # redaction skips a pattern in a text without one of its words: a word that a match may lack would let
+    # that match through unredacted.
+    strings = _test_strings()
+    assert len(strings) > 500
+    for text in strings + [s.upper() for s in strings] + [s.title() for s in strings]:
+        lowered = text.lower()
+        for pattern, needs in redaction_forms.NEEDS.items():
+            if pattern.search(text):
+                assert any(word in lowered for word in needs), (pattern.pattern[:60], text[:80])
+
+
+def test_a_document_of_blanks_is_kept_and_a_credential_after_it_found():
+    blanks = " \t\n" * 20_000
+    assert redact(blanks) == (blanks, {})
+    out, counts = redact(blanks + "password: S3cr3tPass99\n")
+    assert out == blanks + "password: <secret>\n" and counts == {"assigned_secret": 1}
+
+
+def _annotated(obj: dict, depth: int) -> str:
+    """`obj` in a last-applied-configuration annotation, in JSON escaped `depth - 1` more times."""
+    annotation = {"metadata": {"annotations": {"last-applied-configuration": json.dumps(obj)}}}
+    return _nested(annotation, depth - 1)
+
+
+def _unnest(text: str, depth: int) -> dict:
+    obj = json.loads(text)
+    for _ in range(depth - 1):
+        obj = json.loads(obj["v"])
+    return json.loads(obj["metadata"]["annotations"]["last-applied-configuration"])
+
+
+def test_every_value_of_a_secret_escaped_twice_or_more_is_redacted_keys_kept():
+    secret = {"kind": "Secret", "metadata": {"name": "db"}, "data": {"username": "YWRtaW4=", "tls.key": "TFMwdA=="}}
+    for depth in (1, 2, 3):
+        out, counts = redact(_annotated(secret, depth))
+        assert counts == {"k8s_secret_data": 2}, depth
+        assert _unnest(out, depth)["data"] == {"username": "<secret>", "tls.key": "<secret>"}
+        assert _unnest(out, depth)["metadata"] == {"name": "db"}
+
+
+def test_a_config_map_escaped_twice_keeps_its_data():
+    config_map = {"kind": "ConfigMap", "data": {"username": "YWRtaW4=", "mode": "fast"}}
+    text = _annotated(config_map, 2)
+    assert redact(text) == (text, {})
+
+
+def test_a_kind_in_a_string_of_the_escaped_json_is_no_key():
+    # `kind: Secret` as the text of a string one level deeper than the `data` is not the object's kind
+    obj = {"note": json.dumps({"kind": "Secret"}), "data": {"username": "YWRtaW4="}}
+    text = _annotated(obj, 2)
+    assert redact(text) == (text, {})
