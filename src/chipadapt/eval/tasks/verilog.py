@@ -1,8 +1,12 @@
 """`verilog`: VerilogEval v2 RTL generation, checked by simulation with Icarus Verilog.
 
-Each task's reply is cut down to its `TopModule`, compiled with the reference `RefModule` and the
-self-checking testbench, and simulated with a timeout. pass@1 is greedy by default; with
-`samples=n` and a temperature, pass@k uses the unbiased estimator 1 - C(n-c, k) / C(n, k).
+Each task's reply is cut down to its `TopModule` and the helper modules it defines (eval/verilog/extract.py),
+compiled with the reference `RefModule` and the self-checking testbench, and simulated with a
+timeout. pass@1 is greedy by default; with `samples=n` and a temperature, pass@k uses the unbiased
+estimator 1 - C(n-c, k) / C(n, k).
+Each item keeps the prompt, the model's raw replies and the code taken from them (`prediction`); its
+`stage` per sample is compile | simulate | timeout | refused | ok (simulated to a verdict), and
+`compile_errors`, `timeouts` and `refused` count samples, out of `simulations` (tasks x samples).
 `references_only=true` simulates the reference solutions themselves (VerilogEval's own check:
 153/156 spec-to-rtl tasks pass with iverilog 11).
 The benchmark's shape (`shape`, built by Hydra) reads the tasks, names the design's module and checks a
@@ -59,6 +63,11 @@ class VerilogTask(TaskBase):
     ):
         if mode not in ("chat", "completion"):
             raise ChipadaptError(f"eval.verilog.mode: {mode!r} is not one of chat, completion")
+        # workers=0 was a ValueError of the thread pool; a timeout <= 0 made every task a timeout
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ChipadaptError(f"eval.verilog.workers: {workers!r} is not a whole number >= 1")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
+            raise ChipadaptError(f"eval.verilog.timeout_s: {timeout_s!r} must be a number of seconds > 0")
         if samples > 1 and temperature <= 0:
             raise ChipadaptError("eval.verilog: samples > 1 needs a temperature > 0")
         self.path, self.mode, self.limit = path, mode, limit
@@ -74,9 +83,10 @@ class VerilogTask(TaskBase):
     def needs_model(self) -> bool:
         return not self.references_only
 
-    def _candidates(self, model, tokenizer, tasks: list[dict]) -> list[list[str]]:
+    def _candidates(self, model, tokenizer, tasks: list[dict]) -> tuple[list[list[str]], list, list]:
+        """Per task: the candidates (one per sample), the model's raw replies, the prompt it was given."""
         if self.references_only:
-            return [[self.shape.reference(t)] for t in tasks]
+            return [[self.shape.reference(t)] for t in tasks], [None] * len(tasks), [None] * len(tasks)
         names = [self.shape.module_name(t) for t in tasks]
         if self.mode == "chat":
             prompts = [INSTRUCTION.format(prompt=t["prompt"].strip(), module=name) for t, name in zip(tasks, names)]
@@ -93,7 +103,7 @@ class VerilogTask(TaskBase):
                     f"eval.verilog.mode=completion: task {tasks[where]['task_id']} "
                     f"has no `module {names[where]}` header in its prompt"
                 )
-        out = [[] for _ in tasks]
+        out, raw = [[] for _ in tasks], [[] for _ in tasks]
         for sample in range(self.samples):
             replies = generate(
                 model,
@@ -107,15 +117,16 @@ class VerilogTask(TaskBase):
                 progress=self.label("verilog") + (f" sample {sample + 1}/{self.samples}" if self.samples > 1 else ""),
             )
             for i, (reply, header) in enumerate(zip(replies, headers)):
-                out[i].append(extract_module(reply, header, names[i]))
-        return out
+                raw[i].append(reply)
+                out[i].append(extract_module(reply, header, names[i], self.shape.reserved_modules(tasks[i])))
+        return out, raw, prompts
 
     def run(self, model=None, tokenizer=None) -> dict[str, float]:
         require_iverilog()
         tasks = self.shape.read(self.path)[: self.limit]
         if not tasks:  # a pass@1 over no tasks is no score
             raise ChipadaptError(f"eval.verilog: no tasks in {self.path} (limit={self.limit})")
-        candidates = self._candidates(model, tokenizer, tasks)
+        candidates, replies, prompts = self._candidates(model, tokenizer, tasks)
         jobs = [(ti, si, code) for ti, codes in enumerate(candidates) for si, code in enumerate(codes)]
         with ThreadPoolExecutor(self.workers) as pool:
             futures = [pool.submit(self.shape.simulate, tasks[ti], code, self.timeout_s) for ti, _, code in jobs]
@@ -128,6 +139,8 @@ class VerilogTask(TaskBase):
         self.items = [
             {
                 "id": t["task_id"],
+                "prompt": prompt,  # as given to the model (null under references_only)
+                "reply": reply,  # the model's raw replies, one per sample; `prediction` is the code taken from each
                 "prediction": codes,
                 "reference": t.get("ref"),
                 "scores": {
@@ -136,12 +149,15 @@ class VerilogTask(TaskBase):
                 "stage": [s.stage for s in sims_],
                 "detail": [s.detail for s in sims_],
             }
-            for t, sims_, codes in zip(tasks, per_task, candidates)
+            for t, sims_, codes, reply, prompt in zip(tasks, per_task, candidates, replies, prompts)
             for passed in [sum(s.passed for s in sims_)]
         ]
         results = summarize(self.items)
         results["tasks"] = len(tasks)
         results["passed_tasks"] = sum(any(s.passed for s in sims_) for sims_ in per_task)
+        # Counted over simulations (tasks x samples), like `simulations` itself; per task: each item's `stage`.
+        results["simulations"] = len(sims)
         results["compile_errors"] = sum(s.stage == "compile" for s in sims)
         results["timeouts"] = sum(s.stage == "timeout" for s in sims)
+        results["refused"] = sum(s.stage == "refused" for s in sims)
         return results

@@ -1,27 +1,73 @@
-"""Pull the design's module definition (`TopModule` in VerilogEval) out of a model's reply."""
+"""Pull the design (`TopModule` in VerilogEval) and the helper modules it needs out of a model's reply.
+
+Chat mode: the code block that defines the design is kept whole (every module in it, `timescale` and
+`define` lines too: VerilogEval's harness compiles the whole completion), and modules that only other
+blocks define are added. Completion mode: the reply continues the design's header, so the header is
+put back in front, the design ends at its first `endmodule`, and of what follows only the modules the
+design instantiates (directly or through each other) are kept; the rest is a base model running on.
+In both, a module named like one the harness defines itself (`reserved`: the testbench, the reference,
+the task's extra sources) is dropped: a second definition would be a compile error.
+"""
 
 import re
 
+from chipadapt.eval.verilog.hdl_scan import instantiated_modules
+
 FENCED = re.compile(r"```(?:verilog|systemverilog|sv|v)?\s*\n(.*?)(?:```|$)", re.S | re.I)
+ANY_MODULE = re.compile(r"\bmodule\s+([A-Za-z_]\w*)\b.*?\bendmodule\b", re.S)
 
 
 def module_pattern(name: str) -> re.Pattern:
     return re.compile(rf"\bmodule\s+{re.escape(name)}\b.*?\bendmodule\b", re.S)
 
 
-def extract_module(reply: str, prompt_header: str | None = None, name: str = "TopModule") -> str:
-    """The text of module `name`. In completion mode the reply continues `prompt_header` (the module's
-    port list), so the header is put back in front and the body cut at its first `endmodule`."""
+def modules(text: str) -> list[tuple[str, str]]:
+    """(name, text) of each complete module definition in `text`, in order."""
+    return [(m.group(1), m.group(0)) for m in ANY_MODULE.finditer(text)]
+
+
+def _without(text: str, names: set[str]) -> str:
+    return ANY_MODULE.sub(lambda m: "" if m.group(1) in names else m.group(0), text)
+
+
+def needed_helpers(design: str, helpers: list[tuple[str, str]]) -> list[str]:
+    """The helpers' texts that `design` instantiates, directly or through other helpers, in reply order."""
+    defined = dict(reversed(helpers))  # the first definition of a name wins
+    needed, todo = set(), instantiated_modules(design)
+    while todo:
+        name = todo.pop()
+        if name in defined and name not in needed:
+            needed.add(name)
+            todo.extend(instantiated_modules(defined[name]))
+    kept, seen = [], set()
+    for name, text in helpers:
+        if name in needed and name not in seen:
+            kept.append(text)
+            seen.add(name)
+    return kept
+
+
+def extract_module(
+    reply: str, prompt_header: str | None = None, name: str = "TopModule", reserved: frozenset[str] = frozenset()
+) -> str:
+    """The design module `name` and its helpers (see the module docstring). In completion mode the
+    reply continues `prompt_header` (the module's port list)."""
     if prompt_header is not None:
-        body = reply.split("endmodule")[0]
-        return f"{prompt_header.rstrip()}\n{body}\nendmodule\n"
+        body, _, rest = reply.split("```")[0].partition("endmodule")
+        design = f"{prompt_header.rstrip()}\n{body}\nendmodule\n"
+        helpers = [(n, t) for n, t in modules(rest) if n != name and n not in reserved]
+        return "\n".join([design, *needed_helpers(design, helpers)]).rstrip() + "\n"
     module = module_pattern(name)
-    for block in FENCED.findall(reply) or [reply]:
-        found = module.search(block)
-        if found:
-            return found.group(0) + "\n"
-    found = module.search(reply)
-    if found:
-        return found.group(0) + "\n"
-    blocks = FENCED.findall(reply)  # no complete module (cut off by max_new_tokens): the code, not the prose
-    return blocks[0] if blocks else reply
+    blocks = FENCED.findall(reply)
+    # Without a code block the reply's prose is not code: only its module definitions are kept.
+    chosen = next((b for b in blocks if module.search(b)), None) if blocks else None
+    if chosen is None and not module.search(reply):
+        return blocks[0] if blocks else reply  # no complete module (cut off by max_new_tokens): the code, not the prose
+    kept = [_without(chosen, set(reserved)).strip()] if chosen is not None else []
+    own = {n for n, _ in modules(chosen)} if chosen is not None else set()
+    for other in [b for b in blocks if b is not chosen] if blocks and chosen is not None else [reply]:
+        for n, text in modules(other):
+            if n not in own and n not in reserved:  # the first definition of a name wins
+                kept.append(text)
+                own.add(n)
+    return "\n".join(kept) + "\n"

@@ -8,24 +8,40 @@ One JSONL record per task: {"task_id", "prompt": the description, "test": the te
   nor the extra sources define (`module` settles it when a testbench instantiates several).
 - `sources` are paths relative to the task file's folder. All of them are copied into the simulation
   folder (data for $readmemh, headers for `include); the .v/.sv ones are also compiled.
-- The verdict is read from what the simulation prints, with two configurable regular expressions:
-  a `fail_pattern` match is a failure unless it captures a count (any group) that is zero ("Errors: 0",
-  "0 mismatches" are clean reports); a `pass_pattern` match or a clean report is pass evidence. A task
-  passes when nothing failed, there is pass evidence and the simulator exited cleanly; output with
-  neither is "no verdict" (stage `simulate`), like a testbench that crashed before reporting.
+- The verdict is read from what the simulation prints (at most simulate.MAX_OUTPUT_BYTES of it), with two
+  configurable regular expressions, each match one report:
+  - a `fail_pattern` match is a failure report, unless it captures a number (any group) and every number
+    it captures is zero: then it is a clean report ("Errors: 0", "0 mismatches", "0 failed", "FAIL=0");
+  - a `pass_pattern` match is pass evidence, unless it captures numbers: the first is how many passed,
+    the second (if any) how many there were; a zero count or one short of the total is a failure
+    report ("Passed 0 of 8 checks", "passed: 0/8", "7/8 tests passed").
+  A task passes when there is no failure report, some pass evidence or a clean report, and the
+  simulator exited 0; output with neither report is "no verdict" (stage `simulate`), like a testbench
+  that crashed before reporting. The defaults (conf/verilog_shape/self_checking.yaml) say which words count.
+- A candidate whose design (or a helper it instantiates) holds a string the pass pattern reads as a
+  pass ("TEST PASSED" in its own $display) is refused (stage `refused`) without simulating it: its
+  print would be taken for the testbench's verdict.
 """
 
+import logging
 import re
 import tempfile
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.verilog.hdl_scan import defined_modules, instantiated_modules
-from chipadapt.eval.verilog.simulate import SimResult, compile_and_run
+from chipadapt.eval.verilog.extract import modules, needed_helpers
+from chipadapt.eval.verilog.hdl_scan import COMMENTS_AND_STRINGS, defined_modules, instantiated_modules
+from chipadapt.eval.verilog.simulate import SimResult, compile_and_run, tail
 from chipadapt.io.jsonl import jsonl_records, unique_field
+
+log = logging.getLogger(__name__)
 
 COMPILED_SUFFIXES = (".v", ".sv")
 CANDIDATE_FILE, TESTBENCH_FILE = "_candidate.sv", "_testbench.sv"
+# The module names a task's description gives ("a module named xor_gate", "module xor_gate (").
+NAMED_IN_PROSE = re.compile(
+    r"\bmodule\s+(?:(?:named|called)\s+`?([A-Za-z_]\w*)|`([A-Za-z_]\w*)`|([A-Za-z_]\w*)\s*[(#;])", re.I
+)
 
 
 def _compile(pattern: str, key: str) -> re.Pattern:
@@ -60,7 +76,21 @@ class SelfCheckingShape:
             )
             module = record.get("module") or self._design_module(record["test"], compiled, where)
             tops = [m for m in defined_modules(record["test"]) if m not in instantiated_modules(record["test"])]
-            tasks.append({**record, "module": module, "testbench_tops": tops, "source_files": files})
+            named = {"".join(names) for names in NAMED_IN_PROSE.findall(record["prompt"])}
+            if named and module not in named:
+                log.warning(
+                    "%s: task %s's description names module %s but its testbench instantiates %s; "
+                    "the model is asked for %s (the testbench's name is the one that compiles)",
+                    where,
+                    record["task_id"],
+                    ", ".join(sorted(named)),
+                    module,
+                    module,
+                )
+            reserved = set(defined_modules(record["test"])) | set(defined_modules(compiled))
+            tasks.append(
+                {**record, "module": module, "testbench_tops": tops, "source_files": files, "reserved": reserved}
+            )
         return tasks
 
     @staticmethod
@@ -96,6 +126,10 @@ class SelfCheckingShape:
     def module_name(self, task: dict) -> str:
         return task["module"]
 
+    def reserved_modules(self, task: dict) -> frozenset[str]:
+        """Modules the testbench and the extra sources define: a candidate's own copy is dropped."""
+        return frozenset(task["reserved"])
+
     def reference(self, task: dict) -> str:
         if not isinstance(task.get("ref"), str):
             raise ChipadaptError(
@@ -104,6 +138,9 @@ class SelfCheckingShape:
         return task["ref"]
 
     def simulate(self, task: dict, candidate: str, timeout_s: float) -> SimResult:
+        printed = self._printed_verdict(candidate, task["module"])
+        if printed is not None:
+            return SimResult(False, "refused", f"the candidate prints a verdict itself: {printed}")
         with tempfile.TemporaryDirectory(prefix="chipadapt-vlog-") as tmp:
             work = Path(tmp)
             for name, data in task["source_files"].items():
@@ -116,18 +153,40 @@ class SelfCheckingShape:
             ran = compile_and_run(work, compiled, task["testbench_tops"], timeout_s)
         if isinstance(ran, SimResult):
             return ran
-        return self.verdict(ran.stdout + ran.stderr, ran.returncode)
+        return self.verdict(ran.output, ran.returncode)
 
-    def verdict(self, output: str, returncode: int = 0) -> SimResult:
-        failures, clean_reports = [], []
+    def _printed_verdict(self, candidate: str, module: str) -> str | None:
+        """A string literal of the design or a helper it instantiates that reads as pass evidence."""
+        defined = modules(candidate)
+        design = next((text for name, text in defined if name == module), candidate)
+        for text in [design, *needed_helpers(design, defined)]:
+            for literal in COMMENTS_AND_STRINGS.finditer(text):
+                if literal.group(0).startswith('"') and self._passes(literal.group(0)[1:-1]):
+                    return literal.group(0)
+        return None
+
+    def _passes(self, text: str) -> bool:
+        failures, evidence = self._reports(text)
+        return bool(evidence) and not failures
+
+    def _reports(self, output: str) -> tuple[list[str], list[str]]:
+        """(failure reports, pass evidence and clean reports): the rule in the module docstring."""
+        failures, evidence = [], []
         for match in self.fail_re.finditer(output):
             counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
-            (clean_reports if counts and not any(counts) else failures).append(match.group(0))
-        passes = [m.group(0) for m in self.pass_re.finditer(output)]
+            (evidence if counts and not any(counts) else failures).append(match.group(0))
+        for match in self.pass_re.finditer(output):
+            counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
+            short = counts and (counts[0] == 0 or (len(counts) > 1 and counts[0] < counts[1]))
+            (failures if short else evidence).append(match.group(0))
+        return failures, evidence
+
+    def verdict(self, output: str, returncode: int = 0) -> SimResult:
+        failures, evidence = self._reports(output)
         if failures:
             return SimResult(False, "ok", f"failed: {failures[0]!r} ({len(failures)} failure report(s))")
-        if not (passes or clean_reports):
-            return SimResult(False, "simulate", "no verdict in the output: " + output[-400:])
+        if not evidence:
+            return SimResult(False, "simulate", "no verdict in the output: " + tail(output, 400))
         if returncode != 0:
-            return SimResult(False, "simulate", f"simulator exited with {returncode}: " + output[-400:])
-        return SimResult(True, "ok", f"passed: {(passes or clean_reports)[-1]!r}")
+            return SimResult(False, "simulate", f"simulator exited with {returncode}: " + tail(output, 400))
+        return SimResult(True, "ok", f"passed: {evidence[-1]!r}")

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.verilog.hdl_scan import defined_modules
 from chipadapt.eval.verilog.simulate import SimResult, simulate
 from chipadapt.io.jsonl import jsonl_records, unique_field
 
@@ -24,6 +25,10 @@ class VerilogEvalShape:
 
     def module_name(self, task: dict) -> str:
         return "TopModule"
+
+    def reserved_modules(self, task: dict) -> frozenset[str]:
+        """The testbench's modules (tb, stimulus_gen) and RefModule: a candidate's own copy is dropped."""
+        return frozenset(defined_modules(task["test"])) | {"RefModule"}
 
     def reference(self, task: dict) -> str:
         return re.sub(r"\bRefModule\b", "TopModule", task["ref"])
