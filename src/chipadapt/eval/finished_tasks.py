@@ -24,14 +24,25 @@ The record also holds what the task was measured with, readable where the key is
 settings, the data files it read by content fingerprint (as the manifest records them) and the model by
 identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
 (`earlier_results`, eval/run.py), and compare.py pairs them with these settings (eval/evaluated_tasks.py).
+A rerun that measures a finished task otherwise (`changed_settings`: another setting that changes its
+figures, other data, or no model where a model answered: verilog's references_only) replaces its results
+with a warning naming each change, and its earlier record and per-item file are kept in
+`tasks/.stale/<task>-<time>/` (`set_aside`): nothing a run measured is lost to a rerun of other settings.
 """
 
+import functools
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.same_items import RecordedFile, flat_settings, settings_differ
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.hashing import sha256_file, sha256_json
@@ -53,6 +64,10 @@ JOURNALED_APART = {"judge"}
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 ITEMS_DIGEST = "items_sha256"  # a record's digest of the per-item file it was saved after
+# tasks/.stale/<task>-<time>/: a finished task's record and per-item file that results of other settings
+# replaced (a hidden folder: no reader of tasks/*.json or of the run's *_items.jsonl takes them for the run's,
+# as reproduce.py's steps of other settings go to .stale/).
+STALE_FOLDER = ".stale"
 
 
 class FinishedTasks:
@@ -74,7 +89,9 @@ class FinishedTasks:
     def answers_path(self, name: str) -> Path:
         return self.folder / f"{name}.answers.jsonl"
 
-    def load(self, name: str, key: str) -> dict | None:
+    def load(self, name: str, key: str, replacing: bool = False) -> dict | None:
+        """The task's finished results where its record has `key`; `replacing`: the record was measured
+        with other settings (`changed_settings`), said already as a warning."""
         path = self.folder / f"{name}.json"
         if not path.is_file():
             return None
@@ -84,7 +101,8 @@ class FinishedTasks:
             log.warning("%s: %s; running it again", name, err)
             return None
         if record.get("key") != key or "results" not in record:
-            log.info("%s: finished earlier with other settings, data, model or code; running it again", name)
+            if not replacing:  # other settings are warned of by whoever replaces the record (eval/run.py)
+                log.info("%s: finished earlier with other settings, data, model or code; running it again", name)
             return None
         if record.get("items") and not self._describes_items(name, record, undigested=True):
             log.info("%s: its per-item records are gone or not the ones it recorded; running it again", name)
@@ -178,11 +196,63 @@ class FinishedTasks:
             "answers_key": self.key(task_cfg, model, answers=True) if model is not None else None,
         }
 
-    def earlier_results(self, selected: set[str], model: Path | None) -> dict[str, dict]:
+    def finished_record(self, name: str) -> dict | None:
+        """The task's finished record here; None where there is none (or only an answers journal)."""
+        path = self.folder / f"{name}.json"
+        return json_object(path) if path.is_file() and is_task_record(path) else None
+
+    def changed_settings(self, name: str, measured: dict) -> list[str]:
+        """How the task's finished record here was measured otherwise than `measured` (`measured_with`'s
+        record of this run), one "key before -> now" each: the settings that change its figures (not its
+        speed: same_items.settings_differ), the data files by content, and whether a model answered at all
+        (verilog's references_only). [] where no finished record is here or none of these changed: other
+        code, a file's date or the device reruns the same measurement."""
+        record = self.finished_record(name)
+        if record is None:
+            return []
+        if not isinstance(record.get("settings"), dict):
+            return ["settings (an earlier version recorded none)"]
+        changed = [
+            f"{key} {before!r} -> {now!r}"
+            for key, before, now in settings_differ(recorded_settings(record), recorded_settings(measured))
+        ]
+        if (record.get("model") is None) != (measured.get("model") is None):
+            said = {True: "none", False: "the evaluated model"}
+            changed.append(f"model {said[record.get('model') is None]} -> {said[measured.get('model') is None]}")
+        return changed
+
+    def set_aside(self, name: str) -> Path | None:
+        """Before results of other settings replace the task's finished record: the record and its
+        per-item file, linked (else copied) into `tasks/.stale/<task>-<time>/`, which appears whole; the
+        files themselves stay until the new ones replace them. None where there is nothing to keep."""
+        from chipadapt.eval.items import items_file
+
+        files = [path for path in (self.folder / f"{name}.json", items_file(self.run_folder, name)) if path.is_file()]
+        if not files:
+            return None
+        stale = self.folder / STALE_FOLDER
+        stale.mkdir(parents=True, exist_ok=True)
+        stamp = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        target, n = stale / stamp, 1
+        while target.exists():  # two replacements within a second
+            target, n = stale / f"{stamp}-{n}", n + 1
+        partial = Path(tempfile.mkdtemp(prefix=f".{stamp}.", dir=stale))
+        for path in files:
+            try:
+                os.link(path, partial / path.name)  # the new file is renamed over the old: the link keeps it
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(path, partial / path.name)
+        partial.rename(target)
+        return target
+
+    def earlier_results(self, selected: set[str], model: Path | Callable[[], Path | None] | None) -> dict[str, dict]:
         """{task: results} of the tasks an earlier run of this folder finished and this one did not
         select, measured on `model` (by identity, loaded with this dtype and attention; a task that
         needed no model on any) and recorded with their settings; a record without them (written by an
-        earlier version) or of another model is left out, with a line saying so."""
+        earlier version) or of another model is left out, with a line saying so. `model` may be a
+        callable that returns it: called only for a record that names a model (resolving one may
+        convert or download it, which a run of tasks that read none does not)."""
+        current = functools.cache(model) if callable(model) else lambda: model
         kept = {}
         for name in sorted(recorded_tasks(self.run_folder) - set(selected)):
             path = self.folder / f"{name}.json"
@@ -197,8 +267,8 @@ class FinishedTasks:
                 )
                 continue
             if record.get("model") is not None and (
-                model is None
-                or record["model"] != identity(Path(model))
+                (evaluated := current()) is None
+                or record["model"] != identity(Path(evaluated))
                 or {k: (record.get("running") or {}).get(k) for k in LOADING} != {k: self.running[k] for k in LOADING}
             ):
                 log.warning(
@@ -216,6 +286,16 @@ class FinishedTasks:
                 continue
             kept[name] = record["results"]
         return kept
+
+
+def recorded_settings(record: dict) -> dict[str, object]:
+    """A task record's (or `measured_with`'s) settings as {dotted key: value}, each data file it recorded
+    reading (`inputs`: the manifest's record of it) by content (same_items.RecordedFile)."""
+    flat = flat_settings(record.get("settings") or {})
+    for key, found in (record.get("inputs") or {}).items():
+        if key in flat and isinstance(found, dict) and found.get("fingerprint"):
+            flat[key] = RecordedFile(found["fingerprint"], str(found.get("path") or flat[key]))
+    return flat
 
 
 def recorded_tasks(run_folder: Path) -> set[str]:

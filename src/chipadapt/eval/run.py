@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import FinishedTasks
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER, STALE_FOLDER, FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.eval.steering import prompts_written, start_steering, steering_key, steering_label, stop_steering
 from chipadapt.io.answer_journal import recording
@@ -79,9 +79,16 @@ def evaluate_folder(
             # runs would otherwise lend its new identity to the old content's answers, which a later run
             # (another judge) would take as the new content's.
             measured[name] = records[name].measured_with(tasks[name], used, inputs[name])
+    # A finished task measured here with other settings (another data file, references_only) is replaced
+    # by this run's results: said as a warning, and its record and per-item file are kept aside.
+    replacing = {name: records[name].changed_settings(name, measured[name]) for name in records}
     kept = {}
     if resume and finished is not None:
-        kept = {name: r for name in built if (r := records[name].load(name, keys[name])) is not None}
+        kept = {
+            name: r
+            for name in built
+            if (r := records[name].load(name, keys[name], replacing=bool(replacing[name]))) is not None
+        }
     model = tokenizer = None
     if any(task.needs_model for name, task in built.items() if name not in kept):
         loaded = load_for_inference(folder, dtype, attn_implementation, device)
@@ -91,6 +98,15 @@ def evaluate_folder(
         if name in kept:
             results[name] = kept[name]
             continue
+        if replacing.get(name):
+            log.warning(
+                "%s: finished in this folder before with other settings (%s); running it again, its results "
+                "replace those in results.json, and its earlier record and per-item file are kept in %s/%s",
+                name,
+                "; ".join(replacing[name]),
+                RECORDS_FOLDER,
+                STALE_FOLDER,
+            )
         start, written, taken = time.perf_counter(), prompts_written(), None
         if finished is not None and task.needs_model:
             journal = records[name].answers(
@@ -103,7 +119,13 @@ def evaluate_folder(
             results[name] = task.run(model, tokenizer)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
         results[name].update(steering_label(task, written, taken))  # the attributes its prompts took, if any
+        if getattr(task, "references_only", False):
+            # Figures of the reference solutions, not of a model: said where they are read (results.json,
+            # the manifest, the table), since a model's results of the task have the same names.
+            results[name]["references_only"] = True
         if finished is not None:
+            if replacing.get(name):
+                records[name].set_aside(name)
             # The finished run's record stays until the new one replaces it: a failure in between (a kill, a
             # full disk) keeps what it recorded, and its digest of the per-item file tells it from new items.
             if task.items is not None:
@@ -265,10 +287,14 @@ def kept_earlier_results(cfg: DictConfig, out: Path, selected: set[str]) -> dict
     select (FinishedTasks.earlier_results), said in one line."""
     from chipadapt.models.hf_folder import resolve_model_folder
 
-    try:
-        model = resolve_model_folder(cfg.model)
-    except ChipadaptError:  # no model named: only the tasks that needed none can be this model's
-        model = None
+    def model() -> Path | None:
+        # Resolved only for a kept record that names a model: a model named by a .gguf file or a hub id is
+        # converted or fetched there, which a run that read no model and keeps no model's task does not do.
+        try:
+            return resolve_model_folder(cfg.model)
+        except ChipadaptError:  # no model named: only the tasks that needed none can be this model's
+            return None
+
     running = inference_settings(cfg.model.dtype, cfg.model.attn_implementation, cfg.device)
     kept = FinishedTasks(out, running).earlier_results(selected, model)
     if kept:
