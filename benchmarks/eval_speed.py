@@ -103,11 +103,20 @@ def bench_mmlu(model, tokenizer, lm, per_subject: int, workdir: Path, style: str
     path = workdir / "mmlu.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     task = MCQTask(
-        str(path), None, 0, None, style, batch_size=8, max_length=2048, max_per_subject=None, preset="lm_eval"
+        str(path),
+        None,
+        0,
+        None,
+        style,
+        batch_size=8,
+        max_length=2048,
+        max_per_subject=None,
+        preset="lm_eval",
+        subjects=None,
     )
     with Clock() as ours:
         task.run(model, tokenizer)
-    predictions = {row["question"]: item["prediction"] for row, item in zip(task.rows, task.items)}
+    predictions = {i: item["prediction"] for i, item in enumerate(task.items)}  # task.rows are `rows`, in order
     # Only lm-eval's model calls are timed (its task building and dataset loading are left out).
     theirs = Clock()
     inner = lm.loglikelihood

@@ -36,6 +36,7 @@ def mcq_task(path, **changes):
         max_length=128,
         max_per_subject=None,
         preset="chipadapt",
+        subjects=None,
     )
     return MCQTask(**{**settings, **changes})
 

@@ -168,12 +168,17 @@ def test_progress_bars_carry_the_task_name(tmp_path, monkeypatch):
         def module_name(self, task):
             return "TopModule"
 
+        def reserved_modules(self, task):
+            return frozenset()
+
     task = verilog.VerilogTask("x", "chat", None, 8, 1, 2, 0.8, 0.95, [1], 5, 1, False, Shape())
     task._candidates(None, None, [{"prompt": "p"}])
     assert labels == ["verilog sample 1/2", "verilog sample 2/2"]
 
     rows = [{"question": "2+2?", "choices": ["3", "4"], "answer": 1}]
-    chip = mcq.MCQTask(str(write_jsonl(tmp_path / "q.jsonl", rows)), None, 0, None, "cloze", 2, 64, None, "chipadapt")
+    chip = mcq.MCQTask(
+        str(write_jsonl(tmp_path / "q.jsonl", rows)), None, 0, None, "cloze", 2, 64, None, "chipadapt", None
+    )
     chip.name = "chip_mcq"  # as the runner names the task it selected
     monkeypatch.setattr(
         mcq, "continuation_logprobs", lambda *a, progress=None, **k: labels.append(progress) or [0.0] * len(a[2])

@@ -82,6 +82,11 @@ def numeric_axis(runs: list[Run], x: str | None) -> str | None:
     return ranked[0]
 
 
+# A task's figures per group of its items (mcq's 57 MMLU subjects and 4 categories): named ones are
+# compared; the default table keeps to the task's own figures, as lm-eval's summary does.
+BREAKDOWNS = (".by_subject.", ".by_category.")
+
+
 def chosen_metrics(runs: list[Run], requested: list[str] | None) -> list[str]:
     available = sorted({m for r in runs for m in r.metrics})
     if not available:
@@ -89,7 +94,7 @@ def chosen_metrics(runs: list[Run], requested: list[str] | None) -> list[str]:
         raise ChipadaptError(
             f"compare.runs: no metrics in {len(runs)} run(s) ({folders}): unfinished runs, or runs without evaluation"
         )
-    metrics = requested or available
+    metrics = requested or [m for m in available if not any(part in m for part in BREAKDOWNS)] or available
     unknown = [m for m in metrics if m not in available]
     if unknown:
         raise ChipadaptError(f"compare.metrics: {unknown[0]!r} is in no results file (e.g. {available[:5]})")

@@ -17,14 +17,14 @@ import yaml
 VARIANTS = {"letters": ("default", ""), "cloze": ("continuation", "_continuation")}
 
 
-def write_mmlu_tasks(rows: list[dict], dev_rows: list[dict], folder: Path, style: str) -> list[str]:
-    """One lm-eval task per subject of `rows`, reading local files; returns the task names."""
+def write_mmlu_tasks(rows: list[dict], dev_rows: list[dict], folder: Path, style: str) -> dict[str, str]:
+    """One lm-eval task per subject of `rows`, reading local files; returns {task name: subject}."""
     import lm_eval
 
     variant, suffix = VARIANTS[style]
     installed = Path(lm_eval.__file__).parent / "tasks" / "mmlu" / variant
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
+    names = {}
     for subject in sorted({r["subject"] for r in rows}):
         data = {}
         for split, source in (("test", rows), ("dev", dev_rows)):
@@ -37,28 +37,33 @@ def write_mmlu_tasks(rows: list[dict], dev_rows: list[dict], folder: Path, style
         config.pop("tag", None)  # keep the local tasks out of lm-eval's own groups
         config.update({"dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": data}})
         (folder / f"{config['task']}.yaml").write_text(yaml.safe_dump(config))
-        names.append(config["task"])
+        names[config["task"]] = subject
     return names
 
 
-def run_mmlu(lm, rows: list[dict], dev_rows: list[dict], folder: Path, style: str, num_fewshot: int) -> dict[str, int]:
-    """lm-eval's prediction (argmax log-likelihood) per question, keyed by the question text."""
+def run_mmlu(lm, rows: list[dict], dev_rows: list[dict], folder: Path, style: str, num_fewshot: int) -> dict[int, int]:
+    """lm-eval's prediction (argmax log-likelihood) per question, keyed by its position in `rows`. Not by
+    its text: MMLU repeats questions word for word (173 of mmlu_test's 14,042 rows repeat an earlier one's
+    text, 80 texts across subjects), which a dict by text merged into one. lm-eval numbers each task's
+    documents (`doc_id`) in the order of its file, which holds the subject's rows in `rows` order."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     names = write_mmlu_tasks(rows, dev_rows, folder, style)
     out = simple_evaluate(
         model=lm,
-        tasks=names,
+        tasks=list(names),
         num_fewshot=num_fewshot,
         log_samples=True,
         task_manager=TaskManager(include_path=str(folder), include_defaults=False),
     )
+    # task name -> the positions in `rows` of its subject's rows, in file (doc_id) order
+    positions = {name: [i for i, r in enumerate(rows) if r["subject"] == subject] for name, subject in names.items()}
     predictions = {}
-    for samples in out["samples"].values():
+    for name, samples in out["samples"].items():
         for sample in samples:
             lls = [ll for ll, _ in sample["filtered_resps"]]
-            predictions[sample["doc"]["question"]] = max(range(len(lls)), key=lls.__getitem__)
+            predictions[positions[name][sample["doc_id"]]] = max(range(len(lls)), key=lls.__getitem__)
     return predictions
 
 

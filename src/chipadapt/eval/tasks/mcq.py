@@ -3,7 +3,10 @@
 `acc` picks the choice with the highest log-likelihood, `acc_norm` divides it by the choice's
 length in bytes (lm-eval's acc_norm). Records: {"question", "choices", "answer": index, "subject"?}.
 `max_per_subject` takes the first N questions of every subject (in file order) before `limit`, so a
-small subset of MMLU spans all 57 subjects instead of the first few in the file.
+small subset of MMLU spans all 57 subjects instead of the first few in the file. `subjects` (a list of
+names, as lm-eval's `--tasks mmlu_<subject>`) keeps only those, before `max_per_subject` and `limit`.
+results.json scores each subject and each category on its own (`by_subject`, `by_category`:
+eval/mcq_subjects.py); each item record keeps the prompt its choices were scored after (`context`).
 `baseline_chance` and `baseline_longest` are what guessing and picking the longest choice would score
 on the same questions (eval/mcq_baselines.py): read `acc` and `acc_norm` against them.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.items import content_id, summarize
 from chipadapt.eval.mcq_baselines import chance_baseline, longest_choice_baseline
+from chipadapt.eval.mcq_subjects import scores_by_group, select_subjects, subject_names
 from chipadapt.eval.presets import adds_special_tokens, check_preset, mmlu_context, subject_shots
 from chipadapt.eval.scoring import continuation_logprobs
 from chipadapt.eval.task_base import ItemIds, TaskBase, fit_to_context
@@ -108,6 +112,7 @@ class MCQTask(TaskBase):
         max_length: int,
         max_per_subject: int | None,
         preset: str,
+        subjects: list[str] | None,
     ):
         self.preset = check_preset(preset, "eval.mcq.preset")
         if style not in ("letters", "cloze"):
@@ -115,12 +120,15 @@ class MCQTask(TaskBase):
         letters = style == "letters"
         self.path, self.fewshot_path = path, fewshot_path
         rows = read_mcq(Path(path), "eval.mcq.path", letters, items=True)
+        self.subjects = subject_names(subjects, "eval.mcq.subjects")
+        rows = select_subjects(rows, self.subjects, path, "eval.mcq.subjects")
         if max_per_subject:
             rows = first_per_subject(rows, max_per_subject)
         self.rows = rows[:limit]
         if not self.rows:
             raise ChipadaptError(
-                f"eval.mcq: no questions left of {path} (limit={limit}, max_per_subject={max_per_subject})"
+                f"eval.mcq: no questions left of {path} (subjects={self.subjects}, limit={limit}, "
+                f"max_per_subject={max_per_subject})"
             )
         if num_fewshot and not fewshot_path:
             raise ChipadaptError(f"eval.mcq.num_fewshot: {num_fewshot} examples asked and no eval.mcq.fewshot_path")
@@ -211,6 +219,7 @@ class MCQTask(TaskBase):
         position = 0
         for row, row_shots in zip(self.rows, shots):
             k = len(row["choices"])
+            context = pairs[position][0]
             ll = scores[position : position + k]
             norm = [s / self.norm_length(row, i) for i, s in enumerate(ll)]
             pick, pick_norm = max(range(k), key=ll.__getitem__), max(range(k), key=norm.__getitem__)
@@ -225,6 +234,8 @@ class MCQTask(TaskBase):
                     # What the question is, so compare.py pairs only the same question under one id.
                     "content": content_id(row["question"], row["choices"]),
                     "shots": row_shots,
+                    # What each choice (" " + its letter or text) was scored after: lm-eval's `arguments`.
+                    "context": context,
                     "loglikelihoods": ll,
                 }
             )
@@ -239,6 +250,8 @@ class MCQTask(TaskBase):
             "max_length": max_length,
             "questions": len(self.rows),
             "subjects": len({r.get("subject") for r in self.rows}),
+            **({"selected_subjects": self.subjects} if self.subjects is not None else {}),
             "baseline_chance": chance_baseline(self.rows),
             "baseline_longest": longest_choice_baseline(self.rows),
+            **scores_by_group(self.items, self.rows),
         }
