@@ -40,7 +40,7 @@ def _clustered(n_groups: int, per_group: int, seed: int = 0) -> tuple[list, list
 def test_few_groups_are_permuted_whole():
     a, b, groups = _clustered(4, 7)
     items = paired_difference(_items(a), _items(b), "bpb")
-    assert items.test == "paired-bootstrap" and items.groups is None
+    assert items.test == "paired-permutation-random" and items.groups is None
     d = paired_difference(_items(a, groups), _items(b, groups), "bpb")
     assert d.test == "paired-permutation-exact over groups" and (d.n, d.groups) == (28, 4)
     assert d.diff == pytest.approx(items.diff)  # the same figure: only how sure it is changes

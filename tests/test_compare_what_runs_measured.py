@@ -174,6 +174,7 @@ def evaluate(tmp_path, monkeypatch):
 def test_a_rerun_with_fewer_tasks_keeps_the_others_in_results_json_with_their_own_settings(tmp_path, evaluate):
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')  # what evaluate checks before loading
     (model / "model.safetensors").write_bytes(b"weights")
     run = tmp_path / "run"
     evaluate(model, run, {"perplexity": {"limit": 4}, "mcq": {}, "ifeval": {}})
@@ -193,6 +194,7 @@ def test_a_rerun_with_fewer_tasks_keeps_the_others_in_results_json_with_their_ow
 def test_earlier_records_without_settings_or_of_another_model_stay_out_of_results_json(tmp_path, evaluate):
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')  # what evaluate checks before loading
     (model / "model.safetensors").write_bytes(b"weights")
     run = tmp_path / "run"
     evaluate(model, run, {"perplexity": {}, "ifeval": {}, "mcq": {}})

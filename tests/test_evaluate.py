@@ -81,8 +81,12 @@ def test_evaluate_writes_results_json_in_the_contract_shape(tmp_path):
     assert (
         lo <= results["ifeval"]["instruction_loose"] <= hi and results["ifeval"]["instruction_loose_n"] == 2
     )  # prompts, resampled whole
-    lo, hi = results["perplexity"]["domain.bpb_ci"]
-    assert lo <= results["perplexity"]["domain.bpb"] <= hi and results["perplexity"]["domain.bpb_stderr"] > 0
+    ci = results["perplexity"]["domain.bpb_ci"]
+    assert results["perplexity"]["domain.bpb_stderr"] > 0
+    if results["perplexity"]["domain.bpb_n"] < 6:  # too few documents for an interval (eval/intervals.py)
+        assert ci is None and results["perplexity"]["domain.bpb_ci_method"].startswith("interval n/a:")
+    else:
+        assert ci[0] <= results["perplexity"]["domain.bpb"] <= ci[1]
     assert (out / "results.csv").read_text().startswith("task,metric,value")
     assert "mcq/acc" in (out / "metrics.csv").read_text().splitlines()[0]  # also sent to the configured logger
 
@@ -120,7 +124,9 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
     from chipadapt.errors import ChipadaptError
     from chipadapt.eval.tasks.mcq import MCQTask
 
-    task = MCQTask(str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128, None, "chipadapt")
+    task = MCQTask(
+        str(write_jsonl(tmp_path / "m.jsonl", MCQ_ROWS)), None, 0, None, "cloze", 4, 128, None, "chipadapt", None
+    )
     import chipadapt.eval.tasks.mcq as mcq_module
 
     # A fake scorer: the "model" likes continuations containing 'module' or 'one bit'.
@@ -141,7 +147,7 @@ def test_mcq_scores_a_known_answer_and_rejects_bad_records(tmp_path, monkeypatch
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "choices": ["a"], "answer": 3}\n')
     with pytest.raises(ChipadaptError, match=r"bad\.jsonl:1: not a multiple-choice record"):
-        MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None, "chipadapt")
+        MCQTask(str(bad), None, 0, None, "cloze", 4, 128, None, "chipadapt", None)
 
 
 def test_ifeval_finds_its_nltk_data_when_nltk_was_imported_first(tmp_path, monkeypatch):

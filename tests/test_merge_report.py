@@ -188,7 +188,7 @@ def test_paired_tests_leave_out_the_screening_prompts(clear):
     domain = facts["tests"]["chip model"]["corpus_ppl.domain_all.bpb"]
     assert domain.diff == pytest.approx(0.6) and domain.n == sum(SOURCES.values())  # general split left out
     assert domain.test == "paired-permutation-exact"  # every domain document pooled, not stratified by source
-    assert "every held-out domain document pooled, by the paired bootstrap over documents" in text
+    assert "every held-out domain document pooled, by the paired permutation test over documents" in text
     assert "predate" not in text
     assert "IFEval on the 50 prompts that chose nothing" in text
     assert "| chipalign 0.4 − chip model | IFEval prompt (loose) | 0.000 | 1.000 | +1.000 |" in text

@@ -52,7 +52,7 @@ def test_not_resolved_corpus_differences_are_sized_in_documents_and_tokens(tmp_p
     pair = documents(ctx, "eval_base", "eval_dapt")
     assert pair.docs == {s: 12 for s in SOURCES} and pair.tokens_per_doc > 50
     # every domain document pooled: one plain paired bootstrap over the 72, WikiText-2 left out
-    assert pair.measure == "domain_all.bpb" and pair.d.n == 72 and pair.d.test == "paired-bootstrap"
+    assert pair.measure == "domain_all.bpb" and pair.d.n == 72 and pair.d.test == "paired-permutation-random"
     verdict, _ = judge_documents(pair, -1)
     assert (
         verdict.startswith(f"{NOT_RESOLVED}, needs about ")
@@ -147,7 +147,7 @@ def test_runs_from_before_domain_bpb_fall_back_to_the_mean_of_sources_and_say_so
     for name, scale in (("eval_base", 1.0), ("eval_dapt", 0.8)):
         replace_corpus(tmp_path, name, one_picorv32_document(corpus_items(scale, 1.0)))
     pair = documents(context(tmp_path, steps), "eval_base", "eval_dapt")
-    assert not pair.fallback and pair.thin == [] and pair.d.test == "paired-bootstrap" and pair.d.n == 61
+    assert not pair.fallback and pair.thin == [] and pair.d.test == "paired-permutation-random" and pair.d.n == 61
 
 
 def test_a_large_lr_that_raises_wikitext_bpb_reproduces_the_ablation(tmp_path):

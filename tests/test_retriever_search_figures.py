@@ -27,8 +27,8 @@ def test_a_mean_of_scores_all_at_one_bound_gets_the_exact_interval_not_a_point()
     assert all_first.value == 1 and all_first.ci == clopper_pearson(2, 2) and all_first.ci[0] < 0.2
     none = ratio([0.0] * 6)
     assert none.value == 0 and none.ci == clopper_pearson(0, 6) and none.ci[1] > 0.4
-    mixed = ratio([1.0, 0.5, 0.25, 1.0])  # not degenerate: the bootstrap as before
-    assert mixed.method.startswith("bootstrap") and mixed.ci[0] < mixed.value < mixed.ci[1]
+    mixed = ratio([1.0, 0.5, 0.25, 1.0, 0.5, 0.2])  # not degenerate: the sign-flip interval
+    assert mixed.method.startswith("sign-flip") and mixed.ci[0] < mixed.value < mixed.ci[1]
     items = [{"scores": {"hit@1": True, "mrr@10": 1.0}} for _ in range(6)]
     fields = summarize(items)
     assert fields["mrr@10_ci"] == pytest.approx(fields["hit@1_ci"])  # the same items, the same interval

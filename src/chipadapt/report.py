@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.intervals import CONFIDENCE
+from chipadapt.eval.intervals import FEWEST_FOR_AN_INTERVAL, NOT_GIVEN
 from chipadapt.io.lock import is_secondary_rank
 
 
@@ -47,10 +47,9 @@ def interval_ends(ci: list) -> tuple[float, float]:
     return -math.inf if low is None else float(low), math.inf if high is None else float(high)
 
 
-# Items the exact paired test (eval/paired.py, used up to 16 items) needs before it can reject any
-# shift: with n items its smallest two-sided p is 2 / 2**n, so at 95% it needs 6 (2 / 2**5 > 0.05).
-# Over fewer, the interval it gives is (-inf, +inf): the honest answer, printed as too few, not as numbers.
-FEWEST_FOR_AN_INTERVAL = math.ceil(math.log2(2 / (1 - CONFIDENCE)) - 1e-9)
+# FEWEST_FOR_AN_INTERVAL (eval/intervals.py): the draws a sign-flip or exact paired test needs before it
+# can reject any value at 95% (6: 2 / 2**5 > 0.05). Over fewer the interval is (-inf, +inf): the honest
+# answer, printed as too few, not as numbers. Importers read it from here too.
 
 
 def unbounded(ci: list | tuple | None) -> bool:
@@ -58,7 +57,8 @@ def unbounded(ci: list | tuple | None) -> bool:
     return bool(ci) and all(end is None or math.isinf(end) for end in ci)
 
 
-NOT_GIVEN = "interval n/a:"  # how no_interval's text begins
+# NOT_GIVEN ("interval n/a:", eval/intervals.py): how no_interval's text, and a `_ci_method` without an
+# interval, begin.
 
 
 def no_interval(n: int | None, unit: str = "") -> str:
@@ -108,9 +108,13 @@ def with_interval(figures: dict, name: str, digits: int) -> str:
     run's split over too few groups, modules/val_figures.py), `4.7452 (interval n/a: n=4 groups, too few)`."""
     value, ci = figures[name], figures.get(f"{name}_ci")
     text = "inf" if value is None else f"{value:.{digits}f}"  # null: past the float range (ppl of a huge loss)
-    if not ci:
+    if not ci or unbounded(ci):
+        # an evaluation's metric over too few items carries an unbounded interval ([null, null] in
+        # results.json) and a `_ci_method` saying why (eval/intervals.py)
         why = why_no_interval(figures.get(f"{name}_ci_method"))
-        return f"{text} {why}" if why else text
+        if why or not ci:
+            return f"{text} {why}" if why else text
+        return f"{text} {no_interval(figures.get(f'{name}_n'))}"
     low, high = interval_ends(ci)
     return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
 

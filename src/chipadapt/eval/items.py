@@ -16,6 +16,7 @@ has counts only those rows). Metric names are the ones in results.json, relative
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
@@ -51,13 +52,18 @@ def estimate(values: list) -> Estimate:
     raise ValueError(f"scores of mixed forms: {sorted({type(v).__name__ for v in values})}")
 
 
+def unbounded(est: Estimate) -> bool:
+    return not all(math.isfinite(end) for end in est.ci)
+
+
 def metric_fields(name: str, est: Estimate) -> dict:
     """`name` and its siblings, as results.json carries them."""
     return {
         name: est.value,
         f"{name}_stderr": est.stderr,
-        # One item: a bootstrap has nothing to resample (the exact binomial still has an interval).
-        f"{name}_ci": None if est.n < 2 and est.method.startswith("bootstrap") else list(est.ci),
+        # No interval where the method gives none (too few items: unbounded, its method says why); one item
+        # of a bootstrap has nothing to resample (the exact binomial still has an interval).
+        f"{name}_ci": None if unbounded(est) or (est.n < 2 and est.method.startswith("bootstrap")) else list(est.ci),
         f"{name}_n": est.n,
         f"{name}_ci_method": est.method,
     }

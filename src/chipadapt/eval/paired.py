@@ -22,10 +22,14 @@ resolves differences that two independent intervals would call overlapping).
   none discordant, and Tango's interval over them is given (`tango-over-parts`): it counts each part as
   matched, as equal counts suggest but do not prove, and ignores that a prompt's parts are correlated, so it
   is narrower than a prompt-level interval would be, but it has the width the parts' number allows.
-- Numbers and ratios over more than EXACT_MAX_ITEMS items: the paired bootstrap, resampling matched
-  items (the same draw for both runs); percentile interval, and a p-value of twice the smaller share of
-  resampled differences on either side of 0 (add-one corrected).
-- Numbers and ratios over EXACT_MAX_ITEMS items or fewer: the exact paired permutation test. The
+- Numbers and ratios over more than EXACT_MAX_ITEMS items: the same permutation test as below over
+  RESAMPLES seeded random swaps (the pairing seen in row 0), inverted the same way, p from the same swaps,
+  so interval, p and verdict agree (`paired-permutation-random`). The paired bootstrap used before called
+  differences of a few items "higher": 4 of 541 prompts gaining an instruction, +0.0037 [+0.0009, +0.0074]
+  p 0.034, where no swap test over 4 differing items goes below 2 / 2**4; under "no difference" with 4-10
+  items differing it said "higher" or "lower" 5.7-7.2% of the time, and covered 88.7% at 17 skewed items.
+  Items whose two scores are equal move nothing under a swap, so only the differing ones count.
+- Numbers and ratios over EXACT_MAX_ITEMS items or fewer: the exact paired permutation test. A
   bootstrap is far too sure there: 4 items all one way gave p = 0.001 and a narrow interval, where no
   exact test can go below 2 / 2**4 = 0.125 (resampling 4 items only ever sees those 4). Under "no
   difference" each item's two scores are exchangeable, so all 2**n swaps of an item's a and b (for a
@@ -37,16 +41,20 @@ resolves differences that two independent intervals would call overlapping).
   the exact p is 0.125 (4 close differences all one way), which would bring back the contradiction. With 5
   items or fewer no shift is rejected at 95% (2 / 2**5 > 0.05), so the interval is unbounded: the honest
   answer for so few items.
+- A metric written in other forms by the two runs ({"num", "den"} in one, a number in the other, or another
+  transform), or in both forms within one run, is refused (ScoresDiffer, a ChipadaptError): a ratio of sums
+  against a mean of per-item ratios is no difference of one quantity (the same bits per byte read +0.30
+  "higher"); compare.py's table shows the pair as "not paired", with the message.
 - Items that carry a `group` (an SFT run's validation items: the OASST message tree of each held-out thread,
   stages/validation_items.py) where some group holds several: the groups are the independent draws (28 threads
   of 4 trees are 4), so whole groups are swapped. Each group's items are summed (a pass/fail score as 1 or 0
   out of 1), the metric being the ratio of sums over groups as over items, and the permutation test above runs
   on the groups' sums (a swap exchanges every item of a group at once): exact up to EXACT_MAX_ITEMS groups,
-  above it over RESAMPLES seeded random swaps, the one seen in row 0 (RANDOM), inverted the same way and p
-  from the same swaps (it covered 94-95% at 17 to 49 groups, 91-93% with skewed shifts, where the cluster
-  bootstrap used before covered 92-93% and 88-92%: eval/paired_groups.py); the test's name ends in " over
-  groups", and `groups` counts them beside `n`. Items each their own group, or without one, are compared as
-  above. An item without a group in one run takes the other's (a run from before the record); two runs that
+  above it over RESAMPLES seeded random swaps, as over items (it covered 94-95% at 17 to 49 groups, 91-93%
+  with skewed shifts, where the cluster bootstrap used before covered 92-93% and 88-92%:
+  eval/paired_groups.py); the test's name ends in " over groups", and `groups` counts them beside `n`.
+  Items each their own group, or without one, are compared as above. An item without a group in one run
+  takes the other's (a run from before the record); two runs that
   put one item in other groups are refused (GroupsDiffer): which items move together is then not known. Where
   every group's sums are equal in both runs (the difference is 0) a test over groups has nothing to vary (its
   interval would be [0, 0]): the items are then tested as above, as if independent, and the result keeps
@@ -64,7 +72,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, percentile_interval
+from chipadapt.errors import ChipadaptError
+from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS
 
 # The group machinery and the exact test live in paired_groups.py; importers read them from here too.
 from chipadapt.eval.paired_groups import (  # noqa: F401 (re-exported)
@@ -205,10 +214,10 @@ def paired_bootstrap(
     transform: str | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
-    chunk: int = 256,
 ) -> PairedDifference:
-    """f(sum b_num / sum b_den) - f(sum a_num / sum a_den) over the same resampled items; over
-    EXACT_MAX_ITEMS items or fewer the exact permutation test instead (every caller gets it here)."""
+    """f(sum b_num / sum b_den) - f(sum a_num / sum a_den) on the same items by the paired permutation
+    test: exact over EXACT_MAX_ITEMS items or fewer, over `resamples` seeded random swaps above (every
+    caller gets it here; the name is the paired bootstrap's, which it was above 16 items)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (a_num, a_den, b_num, b_den)]
     a_num, a_den, b_num, b_den = arrays
     if transform is None and _equal_counts(a_num, a_den, b_num, b_den):
@@ -216,10 +225,10 @@ def paired_bootstrap(
         stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
         ci = tango_interval(0, 0, int(a_den.sum()))
         return PairedDifference(stat_a, stat_b, 0.0, ci, 1.0, len(a_num), PARTS_TANGO, 0, 0, 0, "exact binomial")
-    return _resampled(arrays, transform, resamples, seed, chunk)
+    return _resampled(arrays, transform, resamples, seed)
 
 
-def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, seed: int, chunk: int = 256):
+def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, seed: int):
     """paired_bootstrap's test over the rows of (a_num, a_den, b_num, b_den): items, or groups' sums."""
     a_num, a_den, b_num, b_den = arrays
     n = len(a_num)
@@ -229,17 +238,12 @@ def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, 
         p, (low, high) = exact_permutation([arrays])
         ci = (low, high) if transform is None else _through(f, a_num.sum() / a_den.sum(), (low, high))
         return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, EXACT)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, resamples, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        diffs.append(
-            f(b_num[idx].sum(1) / np.maximum(b_den[idx].sum(1), 1e-300))
-            - f(a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300))
-        )
-    diffs = np.concatenate(diffs)
-    p = bootstrap_p(diffs)
-    return PairedDifference(stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap")
+    # Above EXACT_MAX_ITEMS: the same test over seeded random swaps (module docstring). The paired
+    # bootstrap used before called 4 items of 541 that differ "higher" (p 0.034) where no sign-flip over
+    # them goes below 2 / 2**4.
+    p, shifts = random_permutation([arrays], resamples, seed)
+    ci = shifts if transform is None else _through(f, a_num.sum() / a_den.sum(), shifts)
+    return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, RANDOM)
 
 
 def _equal_counts(a_num, a_den, b_num, b_den) -> bool:
@@ -263,15 +267,24 @@ def _through(f, rate_a: float, shifts: tuple[float, float]) -> tuple[float, floa
     return tuple(float(f(rate_a + delta) - f(rate_a)) if math.isfinite(delta) else float(delta) for delta in shifts)
 
 
-def bootstrap_p(diffs: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" from bootstrap draws of a difference. Add-one (Davison &
-    Hinkley): a bootstrap never gives p = 0, only p below 2 / (resamples + 1)."""
-    return min(1.0, 2 * (min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (len(diffs) + 1))
+class ScoresDiffer(ChipadaptError):
+    """The two runs (or one run's items) write one metric's scores in other forms: {"num", "den"} beside a
+    number, or another transform. Pairing them would compare other quantities; the message says which."""
 
 
-def _num_den(values: list) -> tuple[list[float], list[float], str | None]:
+def _num_den(values: list, metric: str, run: str) -> tuple[list[float], list[float], str | None]:
+    """(nums, dens, transform) of one run's scores on `metric`: ratio parts where every score is
+    {"num", "den"}, a number over 1 where every one is a number; ScoresDiffer where they mix."""
     if all(isinstance(v, dict) for v in values):
-        return [v["num"] for v in values], [v["den"] for v in values], values[0].get("transform")
+        transforms = {v.get("transform") for v in values}
+        if len(transforms) > 1:
+            raise ScoresDiffer(f"{metric}: the {run} run's items mix transforms {sorted(map(str, transforms))}")
+        return [v["num"] for v in values], [v["den"] for v in values], transforms.pop()
+    if any(isinstance(v, dict) for v in values):
+        raise ScoresDiffer(
+            f"{metric}: the {run} run's items mix {{num, den}} ratio parts with plain numbers: one metric is "
+            "written in two forms, and no one difference compares them"
+        )
     return [float(v) for v in values], [1.0] * len(values), None
 
 
@@ -301,20 +314,8 @@ def by_groups(arrays: list, index: np.ndarray, transform: str | None, items_test
     k, n = len(sums[0]), len(index)
     if np.array_equal(sums[0], sums[2]) and np.array_equal(sums[1], sums[3]):
         return dataclasses.replace(items_test(), groups=k, group_note=NOTHING_TO_VARY.format(groups=k, n=n))
-    d = _resampled(sums, transform, RESAMPLES, SEED) if k <= EXACT_MAX_ITEMS else _sign_flipped(sums, transform)
+    d = _resampled(sums, transform, RESAMPLES, SEED)
     return dataclasses.replace(d, n=n, test=d.test + OVER_GROUPS, groups=k)
-
-
-def _sign_flipped(sums: list[np.ndarray], transform: str | None) -> PairedDifference:
-    """The paired permutation test over more than EXACT_MAX_ITEMS groups' sums: RESAMPLES seeded random swaps
-    of whole groups, inverted as the exact test is (module docstring), as a split's interval over as many
-    groups is (paired_groups.ratio_interval)."""
-    a_num, a_den, b_num, b_den = sums
-    f = TRANSFORMS[transform]
-    stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
-    p, shifts = random_permutation([sums], RESAMPLES, SEED)
-    ci = shifts if transform is None else _through(f, a_num.sum() / a_den.sum(), shifts)
-    return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, len(a_num), RANDOM)
 
 
 def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric: str) -> PairedDifference | None:
@@ -326,9 +327,17 @@ def paired_difference(a_items: dict[str, dict], b_items: dict[str, dict], metric
     a, b = [a_items[i]["scores"][metric] for i in ids], [b_items[i]["scores"][metric] for i in ids]
     booleans = all(isinstance(v, bool) for v in a + b)
     # a pass/fail score is 1 or 0 out of 1 where groups sum it
-    (a_num, a_den, a_tf), (b_num, b_den, b_tf) = (_num_den([float(v) if booleans else v for v in x]) for x in (a, b))
-    if a_tf != b_tf:
-        raise ValueError(f"{metric}: the runs score it differently ({a_tf} vs {b_tf})")
+    (a_num, a_den, a_tf), (b_num, b_den, b_tf) = (
+        _num_den([float(v) if booleans else v for v in x], metric, run) for x, run in ((a, "first"), (b, "second"))
+    )
+    forms = [("{num, den} ratio parts" if isinstance(x[0], dict) else "numbers") for x in (a, b)]
+    if forms[0] != forms[1] or a_tf != b_tf:
+        # bits per byte as {"num", "den"} in one run and a per-document number in the other: a ratio of sums
+        # against a mean of ratios, whose "difference" (+0.30) was no model's
+        raise ScoresDiffer(
+            f"{metric}: the runs score it in other forms (the first as {forms[0]}, transform {a_tf}; the "
+            f"second as {forms[1]}, transform {b_tf}): not the same quantity, so no paired difference"
+        )
 
     def items_test() -> PairedDifference:
         return mcnemar(a, b) if booleans else paired_bootstrap(a_num, a_den, b_num, b_den, a_tf)
@@ -344,8 +353,8 @@ def paired_mean_of_ratios(
 ) -> PairedDifference:
     """b - a of an unweighted mean of per-group ratios of sums (corpus_ppl's domain_mean.bpb: one
     ratio per corpus source), each group given as (a_num, a_den, b_num, b_den) over its matched items.
-    Items are resampled within their group, the same draw for both runs (a stratified paired bootstrap);
-    over EXACT_MAX_ITEMS items or fewer, all groups together, the exact permutation test instead."""
+    The paired permutation test over all groups' items together (a swap exchanges an item's two runs within
+    its group): exact over EXACT_MAX_ITEMS items or fewer, over `resamples` seeded random swaps above."""
     k = len(groups)
     arrays = [[np.asarray(x, dtype=np.float64) for x in group] for group in groups]
     stat_a = sum(a_num.sum() / a_den.sum() for a_num, a_den, _, _ in arrays) / k
@@ -355,35 +364,9 @@ def paired_mean_of_ratios(
         p, ci = exact_permutation(arrays)
         test = f"{EXACT} ({'one item per group' if n == k else 'stratified by group'})"
         return PairedDifference(float(stat_a), float(stat_b), float(stat_b - stat_a), ci, p, n, test)
-    rng = np.random.default_rng(seed)
-    if k > 1 and n == k:
-        # One item per group: resampling inside a group cannot vary (the interval would be a point);
-        # the groups' differences are resampled instead.
-        per_group = np.asarray(
-            [b_num.sum() / b_den.sum() - a_num.sum() / a_den.sum() for a_num, a_den, b_num, b_den in arrays]
-        )
-        diffs = per_group[rng.integers(0, k, size=(resamples, k))].mean(1)
-        p = bootstrap_p(diffs)
-        return PairedDifference(
-            stat_a,
-            stat_b,
-            stat_b - stat_a,
-            percentile_interval(diffs),
-            p,
-            n,
-            "paired-bootstrap over groups (one item each)",
-        )
-    diffs = np.zeros(resamples)
-    for a_num, a_den, b_num, b_den in arrays:
-        idx = rng.integers(0, len(a_num), size=(resamples, len(a_num)))
-        diffs += (b_num[idx].sum(1) / np.maximum(b_den[idx].sum(1), 1e-300)) - (
-            a_num[idx].sum(1) / np.maximum(a_den[idx].sum(1), 1e-300)
-        )
-    diffs /= k
-    p = bootstrap_p(diffs)
-    return PairedDifference(
-        stat_a, stat_b, stat_b - stat_a, percentile_interval(diffs), p, n, "paired-bootstrap (stratified by group)"
-    )
+    p, ci = random_permutation(arrays, resamples, seed)
+    test = f"{RANDOM} ({'one item per group' if n == k else 'stratified by group'})"
+    return PairedDifference(float(stat_a), float(stat_b), float(stat_b - stat_a), ci, p, n, test)
 
 
 def paired_domain_mean(

@@ -7,11 +7,12 @@ For each task whose `<task>_items.jsonl` is in both run folders and named by bot
 results do not name was left by another evaluation in the folder: a "not paired" row), each metric the items
 score is compared on the items both runs scored and that are the same items (eval/same_items.py: an id
 whose question, reference or scored text differs is left out and counted),
-by eval/paired.py: McNemar for pass/fail; otherwise the exact permutation test over 16 items or fewer,
-the paired bootstrap over more. Items that carry a group (an SFT run's validation threads, by OASST message
-tree) are resampled or swapped by whole groups, the test named "... over groups" and the `groups` column
+by eval/paired.py: McNemar for pass/fail; otherwise the paired permutation test, exact over 16 items or
+fewer, over seeded random swaps above. Items that carry a group (an SFT run's validation threads, by OASST
+message tree) are swapped by whole groups, the test named "... over groups" and the `groups` column
 (the n cell: `28 (4 groups)`) saying how many independent draws the items are; two runs that put one
-item in other groups are a "not paired" row for that metric, with the reason; where every group's sums
+item in other groups, or that write one metric in other forms (eval/paired.py's ScoresDiffer), are a
+"not paired" row for that metric, with the reason; where every group's sums
 are equal in both runs the items' own test stands in, the groups still counted and a footnote saying so.
 Written to `compare_paired.md` and `.csv`; "within noise" only where the difference's 95% interval covers
 0 (over 5 items or groups or fewer the exact interval is unbounded: such a table shows
@@ -35,7 +36,7 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.compare_validation import validation_text_refusal
 from chipadapt.eval.evaluated_tasks import described_tasks, manifest, same_model, task_settings
 from chipadapt.eval.items import VALIDATION_TASK, items_file, metric_of, read_items
-from chipadapt.eval.paired import GroupsDiffer, paired_difference
+from chipadapt.eval.paired import GroupsDiffer, ScoresDiffer, paired_difference
 from chipadapt.eval.same_items import OTHER_TOKENIZER, other_tokens, per_token, same_items, same_settings
 from chipadapt.io.atomic import write_text_atomic
 from chipadapt.report import bracketed
@@ -198,7 +199,7 @@ def paired_rows(runs: list[tuple[str, Path]], metrics: list[str] | None = None) 
                     continue
                 try:
                     d = paired_difference(a, b, name)
-                except GroupsDiffer as err:
+                except (GroupsDiffer, ScoresDiffer) as err:
                     rows.append(not_paired(label, first_label, metric, str(err)))
                     continue
                 if d is None:  # said, not dropped: another split or id format leaves the table a metric short

@@ -2,7 +2,8 @@
 message tree), and the tests that swap or flip whole groups: which items fall in one group, the paired
 permutation test (over items, or over groups' sums: a swap exchanges every item of a group at once), exact
 over every swap (`exact_permutation`) or over RESAMPLES seeded random ones (`random_permutation`), and the
-interval of one run's ratio of sums over its groups (`ratio_interval`).
+interval of one run's ratio of sums over its groups (`ratio_interval`, eval/intervals.py's sign-flip
+interval over the groups' sums).
 
 One run's ratio over k groups: the interval is the ratios r that the sign-flip test of the groups'
 residuals num_g - r * den_g does not reject (all 2**k flips up to EXACT_MAX_ITEMS groups, RESAMPLES random
@@ -20,11 +21,13 @@ k=6 with the skewed ones, and would give 4 or 5 groups an interval that covered 
 no interval under 6 groups stays.
 
 The paired change over groups (eval/paired.py's by_groups) is the same test on the two runs' group sums:
-exact up to EXACT_MAX_ITEMS groups, `random_permutation` above, where the percentile cluster bootstrap was
-before. Measured on 2000 simulated before/after pairs per k (a true change of -0.05 nats per token, a
-shift per group; each share +-0.6 points): it covers 95.3%, 94.3% and 94.7% at k = 17, 20 and 49 with
-normal shifts and groups of 5 (the bootstrap 93.2%, 92.3%, 93.0%), and 91.4%, 92.7% and 93.2% with the
-skewed shifts and groups of 1 to 13 items (the bootstrap 88.2%, 90.6%, 91.8%); its interval is 5-15% wider.
+exact up to EXACT_MAX_ITEMS groups, `random_permutation` above (as over items, now), where the percentile
+cluster bootstrap was before. The flips and the inversion themselves live in eval/intervals.py, which gives
+one run's interval over items by the same test. Measured on 2000 simulated before/after pairs per k (a
+true change of -0.05 nats per token, a shift per group; each share +-0.6 points): it covers 95.3%, 94.3%
+and 94.7% at k = 17, 20 and 49 with normal shifts and groups of 5 (the bootstrap 93.2%, 92.3%, 93.0%), and
+91.4%, 92.7% and 93.2% with the skewed shifts and groups of 1 to 13 items (the bootstrap 88.2%, 90.6%,
+91.8%); its interval is 5-15% wider.
 Where a moved docstring below says "module docstring", it is eval/paired.py's.
 """
 
@@ -33,13 +36,19 @@ import math
 import numpy as np
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.intervals import CONFIDENCE, RESAMPLES, SEED, TRANSFORMS, Estimate
-
-# Up to this many matched items the permutation test enumerates every swap (2**16 = 65,536 rows of
-# n numbers: milliseconds); above it the paired bootstrap over items, whose results stay as they were,
-# and over groups RESAMPLES random swaps (module docstring).
-EXACT_MAX_ITEMS = 16
-
+from chipadapt.eval.intervals import (
+    CONFIDENCE,
+    EXACT_MAX_ITEMS,  # noqa: F401 (re-exported: every swap up to it, RESAMPLES random ones above)
+    RESAMPLES,
+    SEED,
+    TRANSFORMS,
+    Estimate,
+    exact_flips,
+    flips_text,
+    inverted,
+    random_flips,
+    sign_flip_interval,
+)
 
 # Appended to the test's name where whole groups were resampled or swapped (module docstring).
 OVER_GROUPS = " over groups"
@@ -57,31 +66,28 @@ class GroupsDiffer(ChipadaptError):
     """Two runs' records of one item name other groups: no test by group can be run; the message says why."""
 
 
-def _swaps(n: int) -> np.ndarray:
-    """Every way to swap a and b on some of n items, as 0/1 rows; row 0 swaps none (the pairing seen)."""
-    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
-
-
-def _random_swaps(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """`resamples` seeded 0/1 rows over n items, row 0 the pairing seen, as in _swaps: a randomization
-    test that counts the row seen among its rows stays exact (its p is never below 1 / resamples)."""
-    rng = np.random.default_rng(seed)
-    return np.vstack([np.zeros((1, n)), rng.integers(0, 2, size=(resamples - 1, n))]).astype(np.float64)
-
-
-def _swapped_statistics(groups: list, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """For each swap s, the statistic (the mean over groups of b's ratio of sums minus a's) minus the one
-    seen, as c_s + k_s * delta when b's numerators are lowered by delta * b_den. Each ratio is linear in
-    delta, and k_s >= 0: swapping moves some of the shift from b's side to a's. Also the ratios' scale."""
-    t, slope, scale, start = np.zeros(len(swaps)), np.zeros(len(swaps)), 0.0, 0
-    for a_num, a_den, b_num, b_den in groups:
-        s = swaps[:, start : start + len(a_num)]
-        keep, start = 1 - s, start + len(a_num)
-        b_side = np.maximum(keep @ b_den + s @ a_den, 1e-300)
-        a_side = np.maximum(keep @ a_den + s @ b_den, 1e-300)
-        t += (keep @ b_num + s @ a_num) / b_side - (keep @ a_num + s @ b_num) / a_side
-        slope += -(keep @ b_den) / b_side + (s @ b_den) / a_side
-        scale = max(scale, abs(a_num.sum() / max(a_den.sum(), 1e-300)), abs(b_num.sum() / max(b_den.sum(), 1e-300)))
+def _swapped_statistics(groups: list, swaps) -> tuple[np.ndarray, np.ndarray, float]:
+    """For each swap s (0/1 rows, in chunks), the statistic (the mean over groups of b's ratio of sums minus
+    a's) minus the one seen, as c_s + k_s * delta when b's numerators are lowered by delta * b_den. Each
+    ratio is linear in delta, and k_s >= 0: swapping moves some of the shift from b's side to a's. Also the
+    ratios' scale."""
+    t_parts, slope_parts = [], []
+    for rows in swaps:
+        t, slope, start = np.zeros(len(rows)), np.zeros(len(rows)), 0
+        for a_num, a_den, b_num, b_den in groups:
+            s = rows[:, start : start + len(a_num)]
+            keep, start = 1 - s, start + len(a_num)
+            b_side = np.maximum(keep @ b_den + s @ a_den, 1e-300)
+            a_side = np.maximum(keep @ a_den + s @ b_den, 1e-300)
+            t += (keep @ b_num + s @ a_num) / b_side - (keep @ a_num + s @ b_num) / a_side
+            slope += -(keep @ b_den) / b_side + (s @ b_den) / a_side
+        t_parts.append(t)
+        slope_parts.append(slope)
+    t, slope = np.concatenate(t_parts), np.concatenate(slope_parts)
+    scale = max(
+        max(abs(a_num.sum() / max(a_den.sum(), 1e-300)), abs(b_num.sum() / max(b_den.sum(), 1e-300)))
+        for a_num, a_den, b_num, b_den in groups
+    )
     return (t - t[0]) / len(groups), (slope - slope[0]) / len(groups), scale
 
 
@@ -89,7 +95,7 @@ def exact_permutation(groups: list, confidence: float = CONFIDENCE) -> tuple[flo
     """Exact paired permutation test of the mean over groups of (b's ratio of sums - a's), groups given as
     (a_num, a_den, b_num, b_den) arrays: the two-sided p-value and the interval of shifts it does not
     reject (module docstring). For a mean (den = 1) it is the sign-flip test of the per-item differences."""
-    return permutation_test(groups, _swaps(sum(len(group[0]) for group in groups)), confidence)
+    return permutation_test(groups, [exact_flips(sum(len(group[0]) for group in groups))], confidence)
 
 
 def random_permutation(
@@ -97,30 +103,19 @@ def random_permutation(
 ) -> tuple[float, tuple[float, float]]:
     """exact_permutation's test over `resamples` seeded random swaps (the pairing seen in row 0) instead of
     all 2**n: for more items than EXACT_MAX_ITEMS, where all would be too many. p and interval come from
-    the same rows, so the interval covers 0 exactly when p does not reject."""
-    return permutation_test(groups, _random_swaps(sum(len(group[0]) for group in groups), resamples, seed), confidence)
+    the same rows, so the interval covers 0 exactly when p does not reject. The rows are drawn and used in
+    chunks, so memory stays small at 14,000 items."""
+    rows = random_flips(sum(len(group[0]) for group in groups), resamples, seed)
+    return permutation_test(groups, rows, confidence)
 
 
-def permutation_test(
-    groups: list, swaps: np.ndarray, confidence: float = CONFIDENCE
-) -> tuple[float, tuple[float, float]]:
+def permutation_test(groups: list, swaps, confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float]]:
     """The two-sided p-value and interval of shifts of the paired permutation test over the 0/1 rows
-    `swaps` (row 0 swapping none): all 2**n of them (exact_permutation) or a random sample."""
+    `swaps` (chunks of them, row 0 swapping none): all 2**n of them (exact_permutation) or a random sample."""
     c, k, scale = _swapped_statistics(groups, swaps)
     c[np.abs(c) <= 1e-12 * max(scale, 1e-300)] = 0.0  # equal sums added in another order are a tie
     fixed = k <= 1e-12  # swaps whose statistic moves with the observed one (row 0, zero denominators)
-    up_always, down_always = int((c[fixed] >= 0).sum()), int((c[fixed] <= 0).sum())
-    # A swap is at least as far up as the one seen for delta >= its root, at most as far for delta <= it.
-    roots = np.sort(-c[~fixed] / k[~fixed])
-    at_least = up_always + int((roots <= 0).sum())
-    at_most = down_always + int((roots >= 0).sum())
-    p = min(1.0, 2 * min(at_least, at_most) / len(swaps))
-    # p(delta) >= 1 - confidence needs `needed` swaps on each side (the same rule as p above, so the
-    # interval covers 0 exactly when p does not reject).
-    needed = math.ceil((1 - confidence) * len(swaps) / 2 - 1e-9)
-    low = -math.inf if up_always >= needed else float(roots[needed - up_always - 1])
-    high = math.inf if down_always >= needed else float(roots[::-1][needed - down_always - 1])
-    return p, (low, high)
+    return inverted(c, k, fixed, confidence)
 
 
 def group_index(keys: list) -> np.ndarray | None:
@@ -152,22 +147,9 @@ def matched_groups(a_items: dict[str, dict], b_items: dict[str, dict], ids: list
 def ratio_interval(num, den, confidence: float = CONFIDENCE, seed: int = SEED) -> tuple[float, float]:
     """The interval of sum(num) / sum(den) over k independent groups (num, den: each group's sums): the
     ratios r that the sign-flip test of the residuals num_g - r * den_g does not reject (this module's
-    docstring). Unbounded at both ends where no r is rejected (under 6 groups at 95%)."""
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    k = len(num)
-    flips = _swaps(k) if k <= EXACT_MAX_ITEMS else _random_swaps(k, RESAMPLES, seed)
-    # The statistic is the residuals' sum; flipping the groups in a row moves it, less the one seen, by
-    # c + slope * r, slope >= 0: as in exact_permutation, each row is at least as far up as the one seen
-    # for r >= its root, at most as far for r <= it.
-    c, slope = -2 * (flips @ num), 2 * (flips @ den)
-    c[np.abs(c) <= 1e-12 * max(abs(num).sum(), 1e-300)] = 0.0  # flipping groups that sum to 0 ties the one seen
-    fixed = slope <= 1e-12 * max(den.sum(), 1e-300)  # rows flipping no denominator (row 0)
-    up_always, down_always = int((c[fixed] >= 0).sum()), int((c[fixed] <= 0).sum())
-    roots = np.sort(-c[~fixed] / slope[~fixed])
-    needed = math.ceil((1 - confidence) * len(flips) / 2 - 1e-9)
-    low = -math.inf if up_always >= needed else float(roots[needed - up_always - 1])
-    high = math.inf if down_always >= needed else float(roots[::-1][needed - down_always - 1])
-    return low, high
+    docstring; eval/intervals.py gives one run's over items the same way). Unbounded at both ends where no
+    r is rejected (under 6 groups at 95%)."""
+    return sign_flip_interval(num, den, confidence, seed)
 
 
 def ratio_over_groups(num, den, transform: str | None = None) -> Estimate:
@@ -183,6 +165,5 @@ def ratio_over_groups(num, den, transform: str | None = None) -> Estimate:
         if transform == "exp":
             stderr *= float(f(r))
     low, high = ratio_interval(num, den)
-    flips = "every sign flip" if k <= EXACT_MAX_ITEMS else f"{RESAMPLES} random sign flips"
-    method = f"sign-flip test inverted (ratio of sums, {flips} over groups)"
+    method = f"sign-flip test inverted (ratio of sums, {flips_text(k)} over groups)"
     return Estimate(float(f(r)), stderr, (float(f(low)), float(f(high))), k, method)

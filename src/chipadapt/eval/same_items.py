@@ -209,10 +209,17 @@ def same_settings(
     selecting = [d for d in differ if d[0] in SELECTING]
     measuring = [d for d in differ if d[0] not in SELECTING]
     if measuring and not same_model:
-        raise NotSameItems(
-            f"{task}: {b_label} was evaluated with other settings than {a_label} ({_listed(measuring)}): "
-            "they score the same items another way, so a paired difference would mix the models' difference "
+        files = [d for d in measuring if "path" in d[0].split(".") or any(isinstance(v, RecordedFile) for v in d[1:])]
+        why = (
+            # another data file holds other items (or other answers under the same ids), not the same ones
+            "they read other data files, whose items are other items (or the same ids with other content), so "
+            "a paired difference would mix the models' difference with the data's; evaluate both on the same data"
+            if files
+            else "they score the same items another way, so a paired difference would mix the models' difference "
             "with the settings'; evaluate both with the same settings"
+        )
+        raise NotSameItems(
+            f"{task}: {b_label} was evaluated with other settings than {a_label} ({_listed(measuring)}): {why}"
         )
     notes = []
     if measuring:

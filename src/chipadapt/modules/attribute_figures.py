@@ -1,22 +1,26 @@
 """The attribute model's figures for one attribute on the held-out conversations labelled with it:
 MAE and the constant-mean baseline's MAE, each with its 95% interval over the conversations
-(eval/intervals.py: the percentile bootstrap of a mean), the two compared on the same conversations
-(eval/paired.py: model minus baseline, the exact permutation test up to 16 conversations, the paired
-bootstrap above), and Spearman's rho with its Fisher-z interval, or None and why (eval/correlation.py).
+(eval/intervals.py: the sign-flip test of a mean inverted, none under 6 conversations), the two compared on
+the same conversations (eval/paired.py: model minus baseline, the paired permutation test, exact up to 16
+conversations, over random swaps above), and Spearman's rho with its Fisher-z interval, or None and why
+(eval/correlation.py).
 The keys follow evaluate.py's results (`mae`, `mae_ci`, `mae_n`, ...).
 
 Conversations held out together (`groups`: OASST's threads of one message tree share their first turns
 and raters) are no independent draws: 118 threads from 16 trees are closer to 16 draws than to 118. Where
-the held-out set has groups of several conversations, every interval resamples groups (a cluster
-bootstrap): MAE as a ratio of each group's summed error over its count, the paired test on those sums,
-Spearman's rho by the percentile of rho over resampled groups. `groups` is said next to `n`."""
+the held-out set has groups of several conversations, the groups are the draws: MAE as a ratio of each
+group's summed error over its count with the sign-flip interval over groups (eval/paired_groups.py), the
+paired test on those sums, Spearman's rho by the percentile of rho over resampled groups (a cluster
+bootstrap). Under FEWEST_FOR_AN_INTERVAL (6) groups none of them has an interval, as the paired test over
+as few rejects nothing: `_ci` None and `_ci_method` saying why. `groups` is said next to `n`."""
 
 import numpy as np
 
 from chipadapt.eval.correlation import spearman
-from chipadapt.eval.intervals import RESAMPLES, SEED, percentile_interval, ratio
+from chipadapt.eval.intervals import FEWEST_FOR_AN_INTERVAL, RESAMPLES, SEED, percentile_interval, ratio, too_few
 from chipadapt.eval.items import metric_fields
 from chipadapt.eval.paired import paired_bootstrap
+from chipadapt.eval.paired_groups import ratio_over_groups
 
 # Logged per attribute as val/<attribute>/<name> (what optimized_metric may name); Spearman only where defined.
 LOGGED = ("mae", "baseline_mae", "spearman", "n")
@@ -27,6 +31,25 @@ CLUSTER_METHOD = "cluster bootstrap over groups (percentile)"
 
 def _by_group(values: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
     return np.bincount(index, weights=values, minlength=n_groups)
+
+
+def _fields(name: str, est) -> dict:
+    """metric_fields, `_ci` None where no interval was given (too few draws: both ends unbounded)."""
+    fields = metric_fields(name, est)
+    if fields[f"{name}_ci"] is not None and all(np.isinf(fields[f"{name}_ci"])):
+        fields[f"{name}_ci"] = None
+    return fields
+
+
+def _over_groups(name: str, sums: np.ndarray, counts: np.ndarray, n: int) -> dict:
+    """`name`'s fields as the ratio of the groups' summed errors over their counts, its interval over the
+    groups (module docstring); `_n` the groups, which the method names beside the conversations."""
+    k = len(sums)
+    if k < FEWEST_FOR_AN_INTERVAL:
+        est = ratio(sums.tolist(), counts.tolist())
+        return _fields(name, est) | {f"{name}_ci": None, f"{name}_ci_method": too_few(k, f"groups of the {n} items")}
+    est = ratio_over_groups(sums, counts)
+    return _fields(name, est) | {f"{name}_ci_method": f"{est.method}: {k} groups of the {n} items"}
 
 
 def cluster_spearman_interval(p: np.ndarray, y: np.ndarray, index: np.ndarray, n_groups: int) -> tuple | None:
@@ -55,12 +78,12 @@ def attribute_figures(predicted, labels, baseline: float, groups=None) -> dict:
     if clustered:
         counts = _by_group(np.ones_like(y), index, n_groups)
         model_sum, base_sum = _by_group(model_err, index, n_groups), _by_group(base_err, index, n_groups)
-        figures |= metric_fields("mae", ratio(model_sum.tolist(), counts.tolist()))
-        figures |= metric_fields("baseline_mae", ratio(base_sum.tolist(), counts.tolist()))
+        figures |= _over_groups("mae", model_sum, counts, len(y))
+        figures |= _over_groups("baseline_mae", base_sum, counts, len(y))
         paired = paired_bootstrap(base_sum, counts, model_sum, counts)
     else:
-        figures |= metric_fields("mae", ratio(model_err.tolist()))
-        figures |= metric_fields("baseline_mae", ratio(base_err.tolist()))
+        figures |= _fields("mae", ratio(model_err.tolist()))
+        figures |= _fields("baseline_mae", ratio(base_err.tolist()))
         ones = np.ones_like(y)
         paired = paired_bootstrap(base_err, ones, model_err, ones)
     figures["mae_minus_baseline"] = {
@@ -73,7 +96,10 @@ def attribute_figures(predicted, labels, baseline: float, groups=None) -> dict:
     }
     rho = spearman(p, y)
     ci, method = rho.ci, rho.method
-    if clustered and rho.value is not None:
+    if clustered and rho.value is not None and n_groups < FEWEST_FOR_AN_INTERVAL:
+        too = too_few(n_groups, f"groups of the {len(y)} items").split(";")[0]
+        ci, method = None, f"{too}; no interval over fewer than {FEWEST_FOR_AN_INTERVAL} groups, as for MAE"
+    elif clustered and rho.value is not None:
         ci, method = cluster_spearman_interval(p, y, index, n_groups), CLUSTER_METHOD
     figures |= {
         "spearman": rho.value,

@@ -155,7 +155,8 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         head,
         "",
         "Each verdict comes from a paired test wherever two models are scored on the same items (McNemar's test "
-        "with Tango's score interval for pass/fail scores, the paired bootstrap for F1, ROUGE-L and bits per byte; "
+        "with Tango's score interval for pass/fail scores, the paired permutation test for F1, ROUGE-L and bits "
+        "per byte; "
         "95% intervals): "
         "*reproduces* when the interval of the difference excludes 0 in the paper's direction, *contradicts* when "
         "it excludes 0 the other way, and *not resolved at this size* otherwise, with the number of items (for "

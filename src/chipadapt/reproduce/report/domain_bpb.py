@@ -1,10 +1,10 @@
 """Held-out domain bits per byte, the measure the report compares models on: corpus_ppl's `domain_all.bpb`,
 every held-out domain document pooled (each document one item), so two models' difference is a plain
-paired bootstrap over documents. Several sources hold out only one or two documents, so a per-source
+paired permutation test over documents. Several sources hold out only one or two documents, so a per-source
 interval (and `domain_mean.bpb`'s bootstrap stratified by source) is degenerate for them.
 
 Runs from before `domain_all.bpb` was written carry only `domain_mean.bpb`, the unweighted mean of the
-per-source bits per byte: the report falls back to it there (compared by the stratified bootstrap,
+per-source bits per byte: the report falls back to it there (compared by the stratified permutation test,
 eval/paired.py's paired_domain_mean) and says so (`FALLBACK_NOTE`), rather than fail.
 """
 
@@ -18,8 +18,8 @@ MEAN_SCORE = MEAN.removeprefix("corpus_ppl.")
 GENERAL_SPLIT = "general"  # corpus_ppl's WikiText-2 split; every other `<split>.bpb` is a corpus source
 FALLBACK_NOTE = (
     "Some runs here predate corpus_ppl's pooled `domain_all.bpb`: their domain bpb is `domain_mean.bpb` (the "
-    "unweighted mean of the per-source bits per byte), compared by a paired bootstrap stratified by source, "
-    "which leaves out the sampling variance of a source with a single held-out document."
+    "unweighted mean of the per-source bits per byte), compared by a paired permutation test stratified by "
+    "source, which leaves out the sampling variance of a source with a single held-out document."
 )
 
 

@@ -292,8 +292,9 @@ def section(ctx: Context) -> tuple[str, dict]:
         "twice), and TIES and DELLA's lambda has no effect, so they are screened over density and scale. "
         "Every merge takes the chip model's tokenizer and chat template (merge.py copies them from `models.chip`), "
         "so lambda 0 is prompted with the instruct model's own template and every merge with the chip model's. "
-        "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the bootstrap "
-        "over items otherwise). Domain bpb is corpus_ppl's `domain_all.bpb`, every held-out domain document pooled. "
+        "Intervals are 95% (results.json: Clopper-Pearson for prompt-level IFEval and parses, the sign-flip "
+        "test over items inverted otherwise, none under 6 items). Domain bpb is corpus_ppl's `domain_all.bpb`, "
+        "every held-out domain document pooled. "
         "Against each baseline, ChipAlign reproduces the paper when it follows more held-out prompts without a "
         "domain bpb loss beyond noise, and contradicts it when the baseline is as good on one measure and better "
         "on the other; when each merge is better on one measure beyond noise, neither dominates, and the paired "
@@ -360,17 +361,17 @@ def section(ctx: Context) -> tuple[str, dict]:
         text += [
             f"ChipAlign at lambda {best.lam:g} against each baseline at its best and against both ends, item by item: "
             f"{ifeval_note}; prompt-level by McNemar's test (Tango's interval), "
-            "instruction-level by the paired bootstrap. "
+            "instruction-level by the paired permutation test. "
             + (
-                "Domain bpb: domain_mean.bpb where a run predates domain_all.bpb, by the paired bootstrap "
-                "stratified by source; "
+                "Domain bpb: domain_mean.bpb where a run predates domain_all.bpb, by the paired permutation "
+                "test stratified by source; "
                 if fallback
                 else "Domain bpb: corpus_ppl's domain_all.bpb, every held-out domain document pooled, by the paired "
-                "bootstrap over documents (unlike the prompts, these documents also took part in choosing the "
+                "permutation test over documents (unlike the prompts, these documents also took part in choosing the "
                 "settings: too few to split, so a small selection bias remains in the domain half); "
             )
-            + "WikiText-2 is not part of it. The others by the paired bootstrap (McNemar for parses). Over "
-            f"{EXACT_MAX_ITEMS} items or fewer, the exact paired permutation test replaces the bootstrap (each row "
+            + "WikiText-2 is not part of it. The others by the paired permutation test (McNemar for parses): "
+            f"exact over {EXACT_MAX_ITEMS} items or fewer, over 2,000 seeded random swaps above (each row "
             "names its test). "
             "Difference = ChipAlign minus the other.",
             "",
