@@ -71,11 +71,30 @@ def _group_options(missing: str | None) -> list[str] | None:
         return None
 
 
+def yaml_error_line(err: BaseException) -> str | None:
+    """A config file that is not YAML (`lr: [1, 2` in `--config-dir DIR`'s optim/bad.yaml), raised by PyYAML as
+    Hydra composes: the file and line PyYAML stopped at, and its reason; None for any other error."""
+    import yaml
+
+    for cause in (err, err.__cause__, err.__context__):
+        if isinstance(cause, yaml.MarkedYAMLError):
+            mark = cause.problem_mark or cause.context_mark
+            where = f"{mark.name}:{mark.line + 1}" if mark is not None else "a config file"
+            reason = "; ".join(text for text in (cause.context, cause.problem) if text)
+            return f"{where}: not valid YAML ({reason})"
+        if isinstance(cause, yaml.YAMLError):
+            return f"a config file is not valid YAML ({_one_line(cause)})"
+    return None
+
+
 def describe_hydra_error(err: BaseException) -> str | None:
     """A one-line description of a composition error (unknown group option, unknown key, bad
     override syntax, wrong type), or None for anything that is not the user's input."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
+    malformed = yaml_error_line(err)
+    if malformed is not None:
+        return malformed
     if isinstance(err, ValueError) and str(err).startswith("Only one of --run, --multirun"):
         return f"{err} (a sweep's config shows with --cfg job or --cfg hydra, without -m)"
     if isinstance(err, OverrideParseException):
@@ -112,6 +131,12 @@ def _report_in_one_line(func: Callable[[], Any]) -> Any:
         sys.exit(USER_ERROR_STATUS)
 
 
+def in_one_line(func: Callable[[], Any]) -> Any:
+    """`func()` with the user's errors told as the entry points tell them: for a script that composes its
+    config itself (benchmarks/_config.py), where Hydra's traceback reached the user."""
+    return _report_in_one_line(func)
+
+
 def _install_hydra_reporter() -> None:
     import hydra._internal.utils as hydra_utils
 
@@ -141,7 +166,7 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         exit_on_user_error(check_launch)
         exit_on_user_error(validate, cfg)
         function = getattr(importlib.import_module(module_name), function_name)
-        returned = exit_on_user_error(function, cfg, *args)
+        returned = exit_on_user_error(_naming_target_keys, function, cfg, *args)
         if job_completed():
             _last_job["completed"] = True
             atexit.unregister(ignore_signals_at_exit)  # once, however many jobs of a sweep complete
@@ -163,6 +188,48 @@ def run_job(target: str, cfg: DictConfig, *args: Any) -> Any:
         raise
     except interrupts.Interrupted as stop:
         exit_interrupted(stop, _last_job["rerun"])
+
+
+def _naming_target_keys(function: Callable[..., Any], cfg: DictConfig, *args: Any) -> Any:
+    """`function(cfg, *args)`, where a `_target_` config given a key its target does not take (from a config
+    file: validate names the command line's) is refused naming the key, not as Hydra's "Error in call to
+    target 'X': TypeError(...)" after its "Error executing job" line."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return function(cfg, *args)
+    except InstantiationException as err:
+        named = _unknown_target_key(cfg, err)
+        if named is None:
+            raise
+        raise named from err
+
+
+def _unknown_target_key(cfg: DictConfig, err: BaseException) -> BaseException | None:
+    """The ChipadaptError naming a key of the config whose target `err` failed to call with it, or None."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from chipadapt.config_schema import check_target_keys
+    from chipadapt.errors import ChipadaptError
+
+    called = re.match(r"Error in call to target '([^']+)'", str(err))
+    if called is None or not isinstance(err.__cause__, TypeError):
+        return None
+    pending = [("", cfg)]
+    while pending:
+        where, node = pending.pop()
+        for key, value in node.items_ex(resolve=False):
+            if isinstance(value, DictConfig) and not OmegaConf.is_interpolation(node, key):
+                pending.append((f"{where}{key}.", value))
+        if OmegaConf.select(node, "_target_", default=None, throw_on_resolution_failure=False) != called.group(1):
+            continue
+        try:
+            check_target_keys(node, where.rstrip("."))
+        except ChipadaptError as named:
+            return named
+    return None
 
 
 def _job_name() -> str:

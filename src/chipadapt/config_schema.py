@@ -8,6 +8,9 @@ module: the groups' typed schemas (config_groups), reading a group as its schema
 (config_value_checks), and what a job asks for across groups (config_job_checks). Their public names
 are importable from here too."""
 
+import difflib
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.config_group_checks import (
@@ -39,6 +42,7 @@ from chipadapt.config_job_checks import (
     check_eval,
     check_fsdp_strategy,
     check_optimized_metric,
+    check_root_values,
     check_tokenizer_used,
 )
 from chipadapt.config_typing import RETIRED_KEYS, WHERE, true_or_false, typed_group, whole_in_place, whole_numbers
@@ -70,7 +74,9 @@ __all__ = [
     "MergeSchema",
     "ModelSchema",
     "OptimSchema",
+    "check_added_root_keys",
     "check_blend",
+    "check_target_keys",
     "check_curate",
     "check_device",
     "check_eval",
@@ -79,6 +85,7 @@ __all__ = [
     "check_model",
     "check_optim",
     "check_optimized_metric",
+    "command_line_adds",
     "check_tokenizer_used",
     "validate",
 ]
@@ -88,8 +95,94 @@ CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
 ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
 
 
+def command_line_adds(forced: bool = False) -> list[str]:
+    """The keys the command line adds with `+key=value` (and `++key=value` with `forced`), [] where the config
+    was composed without Hydra's job config; a group added (`+experiment=x`, `+data/template@t=x`) is no key."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return [
+        override.key_or_group
+        for override in overrides
+        if (override.is_add() or forced and override.is_force_add())
+        and override.package is None
+        and "/" not in override.key_or_group
+    ]
+
+
+def check_added_root_keys(cfg: DictConfig) -> None:
+    """A `+key=value` on the command line whose top-level key no config of this command has (`+resum=false`,
+    `+overwrit=true`, `+fooo.bar=1`): Hydra adds it and nothing reads it, so the typo would pass unsaid.
+    A group's own keys (`+data.foo`) are its schema's to check; a key under a config group the command could
+    select (`+retrieval.index_dir` in chat.py, `+eval.x.y` in merge.py with eval=[]) is left to the group's
+    checks, as is `++key=value` (it may set a key a selected config put at the top level)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    adds = command_line_adds()
+    if not adds:
+        return
+    hydra = HydraConfig.get()
+    # The roots of the command's config: those holding anything the command line did not add.
+    added = set(adds)
+
+    def only_added(node: object, prefix: str) -> bool:
+        if prefix in added:
+            return True
+        if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation() or len(node) == 0:
+            return False
+        return all(only_added(node._get_node(key), f"{prefix}.{key}") for key in node)
+
+    groups = {name.split("/")[0] for name in hydra.runtime.choices} | {
+        name.split("@")[1].split(".")[0] for name in hydra.runtime.choices if "@" in name
+    }
+    sources = [Path(source.path) for source in hydra.runtime.config_sources if source.schema == "file"]
+    known = sorted(str(key) for key in cfg if not only_added(cfg._get_node(key), str(key)))
+    for key in adds:
+        root = key.split(".")[0]
+        if root in known or root in groups or root == "hydra" or any((path / root).is_dir() for path in sources):
+            continue
+        near = difflib.get_close_matches(root, known, n=1)
+        hint = f"; did you mean {near[0]}{key[len(root) :]}?" if near else ""
+        raise ChipadaptError(
+            f"{key}: unknown key (conf/{hydra.job.config_name}.yaml and its groups have no `{root}`{hint})"
+        )
+
+
+def check_target_keys(node: DictConfig, where: str) -> None:
+    """A key of a `_target_` config its target does not take (`+eval.perplexity.foo=1`, `+merge.method.foo=1`),
+    named before any work: instantiating told it as Hydra's "Error in call to target" without the key's place,
+    or as `ChipAlign() takes no arguments` without the key at all. A target that takes **kwargs, or that cannot
+    be imported or inspected, is left to its instantiation to judge. Importing the target costs torch's import
+    for most: validate asks only where the command line added a key to the node."""
+    import inspect
+
+    from hydra._internal.utils import _locate
+
+    try:
+        target = _locate(str(node["_target_"]))
+        parameters = inspect.signature(target).parameters.values()
+    except Exception:  # noqa: BLE001 (an unimportable or uninspectable target: instantiate tells it)
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [parameter.name for parameter in parameters if parameter.kind in named]
+    for key in node:
+        if str(key).startswith("_") or key in accepted:  # Hydra's own: _target_, _partial_, _recursive_, ...
+            continue
+        near = difflib.get_close_matches(str(key), accepted, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        takes = f"takes {', '.join(accepted)}" if accepted else "takes no settings"
+        raise ChipadaptError(f"{where}.{key}: unknown key ({hint}{node['_target_']} {takes})")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise a ChipadaptError for the first problem found in the composed config."""
+    check_added_root_keys(cfg)  # `+resum=false`: before any check reads what the typo meant to set
     check_stage_reads(cfg)  # first: a key required by a group the stage never reads (stage=reranker model=llama2_7b)
     stage = OmegaConf.select(cfg, "stage.name")
 
@@ -115,6 +208,17 @@ def validate(cfg: DictConfig) -> None:
                 raise ChipadaptError(f"{key}: {value!r} is not a whole number")
     if isinstance(cfg.get("device"), str):
         check_device(cfg.device)
+    check_root_values(cfg)
+    # A refusal of what the command line asks stays before torch's import (merge.py's of its output): a
+    # target is imported to read what it takes only where the command line added a key to its config.
+    adds = command_line_adds(forced=True)
+    targets = {
+        f"eval.{task}": node for task, node in (cfg.eval.items() if isinstance(cfg.get("eval"), DictConfig) else ())
+    }
+    targets["merge.method"] = OmegaConf.select(cfg, "merge.method", default=None)
+    for where, node in targets.items():
+        if isinstance(node, DictConfig) and "_target_" in node and any(key.startswith(f"{where}.") for key in adds):
+            check_target_keys(node, where)
     if isinstance(cfg.get("eval"), DictConfig):
         check_eval(cfg.eval)
     check_optimized_metric(cfg)
