@@ -115,8 +115,8 @@ def batch_plan(data_cfg: DictConfig, trainer_cfg: DictConfig) -> BatchPlan:
 def planned_steps(steps_per_epoch: int, max_steps: int | None, max_epochs: int | None) -> tuple[int, str | None]:
     """The optimizer steps a run takes, and a note when trainer.max_steps asks for more than the epochs
     hold. Lightning stops at whichever of max_steps and max_epochs comes first; max_epochs unset is
-    1000 epochs when max_steps is unset too, else no limit, and -1 is no limit."""
-    max_steps = max_steps if max_steps and max_steps > 0 else None
+    1000 epochs when max_steps is unset too, else no limit, and -1 is no limit (0 is 0 steps, as in Lightning)."""
+    max_steps = max_steps if max_steps is not None and max_steps >= 0 else None
     if max_epochs is None:
         max_epochs = 1000 if max_steps is None else -1
     by_epochs = steps_per_epoch * max_epochs if max_epochs >= 0 else None

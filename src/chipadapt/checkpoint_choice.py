@@ -47,6 +47,10 @@ def find_checkpoint(cfg: DictConfig) -> tuple[Path, Path]:
 def chosen_step(run: Path, step: int | None, key: str) -> Path:
     """The run's last.ckpt (step None), else the checkpoint of that optimizer step."""
     folder = run / "checkpoints"
+    if not run.exists():
+        raise ChipadaptError(f"{key}: {run} does not exist (name the run folder train.py wrote)")
+    if not run.is_dir():
+        raise ChipadaptError(f"{key}: {run} is a file, not a run folder (name the run folder train.py wrote)")
     if not folder.is_dir():
         raise ChipadaptError(f"{key}: {run} has no checkpoints/ folder (not a training run, or none saved yet)")
     last = folder / "last.ckpt"

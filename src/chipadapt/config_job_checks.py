@@ -2,10 +2,12 @@
 counts, the metric a sweep optimizes, a tokenizer the stage would not use, and FSDP's strategy settings."""
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from chipadapt.config_groups import FSDPStrategySchema
 from chipadapt.config_typing import bounded_number, true_or_false, typed_group, whole_in_place
 from chipadapt.errors import ChipadaptError
+from chipadapt.eval.presets import check_preset
 
 FSDP_STRATEGY = "chipadapt.scaleout.strategies.fsdp_strategy"
 
@@ -80,6 +82,29 @@ def check_eval(tasks: DictConfig) -> None:
         if node.get("temperature") is not None:  # a negative one was taken as greedy without a word
             bounded_number(f"eval.{task}.temperature", node.temperature, 0)
         check_held_out(task, node.get("splits"))
+        check_task_preset(task, node)
+
+
+def check_task_preset(task: str, node: DictConfig) -> None:
+    """A task's `preset`, named by the key the user set: `${preset}` (conf/eval/mcq.yaml) is the root
+    `preset=`, which was told as `eval.mcq.preset`."""
+    try:
+        preset = node.get("preset")
+    except InterpolationResolutionError:  # no root `preset` to take it from: the task says so when built
+        return
+    if preset is not None:
+        check_preset(preset, "preset" if OmegaConf.is_interpolation(node, "preset") else f"eval.{task}.preset")
+
+
+def check_root_values(cfg: DictConfig) -> None:
+    """Root settings of evaluate.py and merge.py, after their types (config_schema.ROOT_TYPES): `preset`, which
+    only mcq and ifeval read (`preset=nope eval=[perplexity]` was recorded as the job's setting), and
+    `max_shard_bytes` (0 or less wrote one shard per tensor)."""
+    if cfg.get("preset") is not None:
+        check_preset(cfg.preset, "preset")
+    size = cfg.get("max_shard_bytes")
+    if isinstance(size, int) and not isinstance(size, bool) and size < 1:
+        raise ChipadaptError(f"max_shard_bytes: {size} is not a size in bytes >= 1")
 
 
 def check_held_out(task: str, splits) -> None:

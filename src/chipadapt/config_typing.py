@@ -70,6 +70,9 @@ def typed_group(group: str, schema: type, node: DictConfig) -> dict:
         message = str(getattr(err, "msg", err)).splitlines()[0]
         if "not in struct" in message or "Key '" in message and "not in" in message:
             raise ChipadaptError(f"{key}: {RETIRED_KEYS.get(key, f'unknown key ({WHERE})')}") from None
+        if "is not a ListConfig" in message:  # OmegaConf's "Invalid value assigned: AnyNode is not a ListConfig"
+            given = OmegaConf.select(node, str(err.full_key)) if getattr(err, "full_key", None) else None
+            raise ChipadaptError(f"{key}: {given!r} is not a list; write [{given}]") from None
         raise ChipadaptError(f"{key}: {message}") from None
 
 

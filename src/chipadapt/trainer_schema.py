@@ -35,6 +35,9 @@ TRAINER_COUNTS = {
     "callbacks.checkpoint.save_top_k": (-1, False, False),  # -1: every checkpoint; 0: last.ckpt only
     "callbacks.progress.every_n_steps": (1, False, False),
 }
+# Of these, the counts where 0 is a run that trains nothing: Lightning takes it, reports the run completed, and
+# the starting model was saved as the result. -1 (and max_epochs=null) stays Lightning's "unset".
+NO_ZERO = {"trainer.max_steps": "-1 for no step limit", "trainer.max_epochs": "-1 or null for no epoch limit"}
 
 
 def _count(key: str, value: Any, low: int, nullable: bool, fraction: bool) -> Any:
@@ -95,6 +98,8 @@ def check_trainer(cfg: DictConfig) -> None:
                 continue
         if key in node and not (key == "val_check_interval" and isinstance(node[key], (str, DictConfig))):
             node[key] = _count(dotted, node[key], low, nullable, fraction)
+            if dotted in NO_ZERO and node[key] == 0:
+                raise ChipadaptError(f"{dotted}: 0 trains nothing; give a whole number >= 1, or {NO_ZERO[dotted]}")
 
 
 def check_trainer_names(cfg: DictConfig) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.markup import escape
 
 from chipadapt.errors import ChipadaptError
@@ -18,7 +18,7 @@ from chipadapt.reproduce.ledger import Ledger, now_versions, use_model_pre_token
 from chipadapt.reproduce.report_models import report_models, report_rebuilds
 from chipadapt.reproduce.runner import completed, plan, resolved_command, run_steps
 from chipadapt.reproduce.step_process import ROOT
-from chipadapt.reproduce.steps import load_steps
+from chipadapt.reproduce.steps import check_chip_dapt, load_steps
 
 log = logging.getLogger(__name__)
 REPORT = "report"  # not a step: `only=[report]` rebuilds the report from the folders and runs no step
@@ -75,8 +75,31 @@ def print_plan(steps, out: Path, only: set[str], force: set[str], models: bool) 
             console.print(f"[bold]rebuild[/bold] {step.name}: its model, which the report reads", highlight=False)
 
 
+def step_names(cfg: DictConfig, key: str) -> set[str]:
+    """`only`/`force` as a set of step names: a list, or one name (`only=report`, which was read as the
+    list of its characters)."""
+    value = cfg.get(key)
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {value} if value else set()
+    if isinstance(value, ListConfig) and all(isinstance(name, str) for name in value):
+        return set(value)
+    raise ChipadaptError(f"{key}: {value!r} is not a step name or a list of step names (e.g. {key}=[tokenizer,report])")
+
+
 def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
+    from chipadapt.io.outputs import check_output_folder
+
+    # Before the model is converted (minutes), and in a dry run too (these write nothing): a report_dir the
+    # real run refuses passed the dry run.
+    only, force = step_names(cfg, "only"), step_names(cfg, "force")
+    check_chip_dapt(cfg)  # load_steps checks it too, after the conversion
+    out = from_root(cfg.out)
+    report_dir = check_output_folder(
+        from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True, inputs=[("out", out)]
+    )
     # Every merge and evaluation names the general model by folder: materialise it once, here. A dry
     # run builds nothing, so it names the folder the model will be converted into.
     if cfg.dry_run and not cfg.model.path and cfg.model.source is not None:
@@ -86,8 +109,6 @@ def run(cfg: DictConfig) -> Path:
     OmegaConf.update(cfg, "base_model", str(base_model))
     use_model_pre_tokenizer(model_pre_tokenizer(cfg))  # the conversion version the ledger stamps
     steps = load_steps(cfg)
-    only, force = set(cfg.only or []), set(cfg.force or [])
-    out = from_root(cfg.out)
     if cfg.resume_from:  # records only, into a folder without a ledger: a dry run shows the plan after it
         from chipadapt.reproduce.restore import restore
 
@@ -96,17 +117,14 @@ def run(cfg: DictConfig) -> Path:
         print_plan(steps, out, only, force, cfg.report_models)
         return out
     from chipadapt.io.lock import cache_entry_lock
-    from chipadapt.io.outputs import check_output_folder, publish_folder
+    from chipadapt.io.outputs import publish_folder
     from chipadapt.job import recorded_job
     from chipadapt.reproduce.report.build import build_report  # matplotlib only when a report is made
 
     # The report folder is rebuilt from the run folders whenever asked (it is derived, and committed),
-    # but a folder that reproduce.py did not write is never written into. It is built beside the old
-    # one and swapped in whole: no records of an earlier build (another `out`, steps since dropped) stay
-    # mixed into it, and a failed build leaves the previous report as it was.
-    report_dir = check_output_folder(
-        from_root(cfg.report_dir), "reproduce", "report_dir", overwrite=True, inputs=[("out", out)]
-    )
+    # but a folder that reproduce.py did not write is never written into (check_output_folder above). It is
+    # built beside the old one and swapped in whole: no records of an earlier build (another `out`, steps
+    # since dropped) stay mixed into it, and a failed build leaves the previous report as it was.
     # Each step writes its own manifest in <out>/<step>/; this one records the reproduction as a whole.
     with recorded_job(cfg, "reproduce", out) as manifest:
         # First, so that a rebuilt model that differs puts the steps built on it out of date before they are planned.

@@ -78,8 +78,23 @@ def read_common(common: list[str], name: str, args: list[str], left_out: dict[st
     return kept
 
 
+def check_chip_dapt(cfg: DictConfig) -> None:
+    """`chip_dapt` names a step of `steps`: the steps built on the chip model interpolate it into their
+    `needs`, where a wrong name was told as `steps.sft.needs`, a key the user never set."""
+    chip = cfg.get("chip_dapt")
+    if not (isinstance(chip, str) and chip in cfg.steps):
+        trained = [
+            str(name) for name, node in cfg.steps.items() if node is not None and node.get("script") == "train.py"
+        ]
+        raise ChipadaptError(
+            f"chip_dapt: no step named {chip!r} (the DAPT step the chip model comes from; train.py steps: "
+            f"{', '.join(trained)})"
+        )
+
+
 def load_steps(cfg: DictConfig) -> list[Step]:
     """`steps` in config order, less the variant's `skip` and whatever needs a skipped step."""
+    check_chip_dapt(cfg)
     skip = set(cfg.variant.skip or [])
     unknown = skip - set(cfg.steps)
     if unknown:
