@@ -49,3 +49,55 @@ def test_save_stamps_the_attributes_the_replies_were_generated_under(tmp_path):
         "attributes" not in json.loads(dest.read_text())
         and "attributes" not in json.loads(dest.read_text())["messages"][1]
     )
+
+
+def _folder(tmp_path, **record):
+    import json
+
+    folder = tmp_path / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], **record}))
+    return folder
+
+
+def test_attributes_for_a_model_that_records_no_steerlm_format_are_refused_as_evaluate_refuses_them(
+    monkeypatch, tmp_path
+):
+    """chat.py warned and prompted a plain model with an attribute string; evaluate.py refused the same
+    setting on the same model. Both refuse now, in the same words, before the template or the session."""
+    from omegaconf import OmegaConf
+
+    import chipadapt.chat_session as chat_session
+    from chipadapt.chat import ChatSession
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.eval.steering import start_steering
+
+    folder = _folder(tmp_path)
+    loaded = type("L", (), {"folder": folder, "model": None, "tokenizer": None})()
+    monkeypatch.setattr(chat_session, "load_inference_model", lambda model: loaded)
+    cfg = OmegaConf.create(
+        {"model": {}, "template": {}, "generate": {"attributes": "quality:4"}, "attribute_order": []}
+    )
+    with pytest.raises(ChipadaptError) as evaluate_refusal:
+        start_steering(cfg, folder)
+    with pytest.raises(ChipadaptError) as chat_refusal:
+        ChatSession(cfg)
+    assert str(chat_refusal.value) == str(evaluate_refusal.value)
+    assert str(chat_refusal.value).startswith(f"generate.attributes: {folder}/config.json records no steerlm_attr")
+
+
+def test_the_attributes_command_is_refused_for_such_a_model_and_taken_for_a_steerlm_one(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from chipadapt.chat_commands import command
+    from chipadapt.errors import ChipadaptError
+
+    session = SimpleNamespace(folder=_folder(tmp_path), attributes={}, order=["quality", "humor"])
+    with pytest.raises(ChipadaptError, match=r"^/attributes: .*records no steerlm_attribute_order and steerlm_te"):
+        command(session, "/attributes quality:4", tmp_path)
+    assert session.attributes == {}  # unchanged: the next replies are prompted as before
+    assert command(session, "/attributes", tmp_path) and "(attributes: none)" in capsys.readouterr().out
+
+    template = {"_target_": "chipadapt.data.chat_templates.StringTemplate"}
+    session.folder = _folder(tmp_path / "steerlm", steerlm_attribute_order=["quality"], steerlm_template=template)
+    assert command(session, "/attributes quality:4", tmp_path) and session.attributes == {"quality": 4.0}

@@ -67,7 +67,12 @@ def transcript_logger() -> logging.Logger:
 
 def read_lines(prompt: str, history_file: Path):
     """The user's lines: from an editable prompt with history when stdin is a terminal, else stdin.
-    Ctrl-C at the prompt starts a fresh line; Ctrl-D ends the session."""
+    Ctrl-C at the prompt starts a fresh line; Ctrl-D ends the session. Bytes that are no text in stdin's
+    encoding (Latin-1 pasted into a UTF-8 terminal) are read as U+FFFD: decoded strictly they ended the
+    session, and as lone surrogates (Python's choice under a C or C.UTF-8 locale) the tokenizer refused
+    them and the transcript could not be written as UTF-8. input() decodes with stdin's errors too."""
+    if hasattr(sys.stdin, "reconfigure"):  # a TextIOWrapper: the console's stdin, or a pipe
+        sys.stdin.reconfigure(errors="replace")
     if not sys.stdin.isatty():
         yield from sys.stdin
         return

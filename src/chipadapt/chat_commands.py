@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
+from chipadapt.chat_checks import check_attribute_record
 from chipadapt.chat_session import ChatSession
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.io.atomic import write_text_atomic
@@ -74,7 +75,10 @@ def command(session: ChatSession, line: str, run_dir: Path) -> bool:
         session.reset()
         print("(history cleared)")
     elif name == "/attributes":
-        session.attributes = parse_attributes(argument)
+        attributes = parse_attributes(argument)
+        if attributes:  # as generate.attributes is refused for a model that never learned attributes
+            check_attribute_record(session.folder, "/attributes")
+        session.attributes = attributes
         print(f"(attributes: {attribute_string(session.attributes, session.order) or 'none'})")
         if note := unfamiliar_attributes(session.attributes, session.order):
             print(f"(note: {note}; a SteerLM model has never seen it)")

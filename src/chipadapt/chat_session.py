@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from chipadapt.chat_attributes import parse_attributes, unfamiliar_attributes
+from chipadapt.chat_checks import check_attribute_record
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.context_fit import earliest_kept, reply_room, reply_tokens
@@ -59,6 +60,8 @@ class ChatSession:
     def __init__(self, cfg: DictConfig):
         loaded = load_inference_model(cfg.model)
         self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
+        if cfg.generate.attributes:  # before the template: its reason, not the template's, is the one to say
+            check_attribute_record(self.folder, "generate.attributes")
         # A SteerLM model is prompted in the template its folder records it was trained in; another one named
         # on the command line is refused (steerlm/steering_template.py).
         template = steering_template(
