@@ -75,22 +75,9 @@ def check_chat_config(cfg: DictConfig) -> None:
 
 def check_attribute_record(folder: Path, key: str) -> None:
     """Refuse attributes for a model whose folder records no SteerLM attribute format (its order and
-    template), with evaluate.py's reason and words (eval/steering.py start_steering): the model never
+    template), with evaluate.py's reason and words (eval/steering.py recorded_format): the model never
     learned attribute strings, so prompting it with one is a prompt it never saw. chat.py warned and went on
     where evaluate.py refused the same setting on the same model."""
-    from chipadapt.eval.steering import _config_holds, _no_record_cause
-    from chipadapt.steerlm.attribute_record import ORDER_KEY, TEMPLATE_KEY, recorded_attribute_order, recorded_template
+    from chipadapt.eval.steering import recorded_format
 
-    order, template = recorded_attribute_order(folder), recorded_template(folder)
-    if order is None and _config_holds(folder, TEMPLATE_KEY):
-        raise ChipadaptError(
-            f"{key}: {folder}/config.json records {TEMPLATE_KEY} but no {ORDER_KEY} (the order its attribute "
-            f"strings were written in: add it, the data.attributes.order it was trained with, to its "
-            f"config.json, or leave {key} unset), so the attributes' format is unknown"
-        )
-    if order is None or template is None:
-        lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
-        raise ChipadaptError(
-            f"{key}: {folder}/config.json records {lacks} ({_no_record_cause(folder, order is not None)}), "
-            "so the attributes' format is unknown"
-        )
+    recorded_format(folder, key)

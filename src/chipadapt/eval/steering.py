@@ -84,6 +84,27 @@ def steering_label(task, written_before: int, recorded_results: dict | None = No
     return {"steerlm_attributes": steering[1]} if taken else {}
 
 
+def recorded_format(folder: Path, key: str) -> tuple:
+    """The attribute order and template the SteerLM model in `folder` records; refused where it records
+    neither or only one (`key` names the setting that asked for attributes: evaluate's, chat's)."""
+    order, template = recorded_attribute_order(folder), recorded_template(folder)
+    if order is None and _config_holds(folder, TEMPLATE_KEY):
+        # Neither a model saved before the record nor one merge.py wrote: both write the order, the
+        # template alone is a record cut short (by hand).
+        raise ChipadaptError(
+            f"{key}: {folder}/config.json records {TEMPLATE_KEY} but no {ORDER_KEY} (the order its attribute "
+            f"strings were written in: add it, the data.attributes.order it was trained with, to its "
+            f"config.json, or leave {key} unset), so the attributes' format is unknown"
+        )
+    if order is None or template is None:
+        lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
+        raise ChipadaptError(
+            f"{key}: {folder}/config.json records {lacks} ({_no_record_cause(folder, order is not None)}), "
+            "so the attributes' format is unknown"
+        )
+    return order, template
+
+
 def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     """Set the steering of this evaluation's generation for the model in `folder`; its attribute string."""
     text = OmegaConf.select(cfg, KEY, default=None)
@@ -100,21 +121,7 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
                 KEY,
             )
         return None
-    template = recorded_template(folder)
-    if order is None and _config_holds(folder, TEMPLATE_KEY):
-        # Neither a model saved before the record nor one merge.py wrote: both write the order, the
-        # template alone is a record cut short (by hand).
-        raise ChipadaptError(
-            f"{KEY}: {folder}/config.json records {TEMPLATE_KEY} but no {ORDER_KEY} (the order its attribute "
-            f"strings were written in: add it, the data.attributes.order it was trained with, to its "
-            f"config.json, or leave {KEY} unset), so the attributes' format is unknown"
-        )
-    if order is None or template is None:
-        lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
-        raise ChipadaptError(
-            f"{KEY}: {folder}/config.json records {lacks} ({_no_record_cause(folder, order is not None)}), "
-            "so the attributes' format is unknown"
-        )
+    order, template = recorded_format(folder, KEY)
     attributes = parse_attributes(str(text))
     if note := unfamiliar_attributes(attributes, order):
         log.warning("%s: %s; a SteerLM model has never seen it", KEY, note)
