@@ -51,6 +51,9 @@ def test_evaluation_runs_on_gpu_in_bf16(tmp_path, tiny_overrides):
                 "style": "cloze",
                 "batch_size": 4,
                 "max_length": 128,
+                "max_per_subject": None,
+                "preset": "chipadapt",
+                "subjects": None,
             },
         }
     )
