@@ -55,6 +55,7 @@ def test_a_top_level_key_added_that_no_config_has_is_refused_naming_it(config_na
         ("merge", ["+merge.schedule=[]", "+eval.perplexity.max_documents=1", "++preset=chipadapt"]),
         ("chat", ["+retrieval.index_dir=idx", "+generate.system=x"]),  # chat's own checks name these
         ("compare", ["runs=[a]", "hydra.job.chdir=false"]),
+        ("train", ["model=tiny", "~seed", "+seed=7", "~loss_guard", "+loss_guard={window: 3}"]),  # replaced whole
     ],
 )
 def test_what_is_added_under_a_known_key_or_group_is_left_to_its_checks(config_name, overrides, tmp_path):

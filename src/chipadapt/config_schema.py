@@ -114,6 +114,15 @@ def command_line_adds(forced: bool = False) -> list[str]:
     ]
 
 
+def command_line_deletes() -> list[str]:
+    """The keys the command line deletes with `~key` (a config put them there)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return [override.key_or_group for override in overrides if override.is_delete() and override.package is None]
+
+
 def check_added_root_keys(cfg: DictConfig) -> None:
     """A `+key=value` on the command line whose top-level key no config of this command has (`+resum=false`,
     `+overwrit=true`, `+fooo.bar=1`): Hydra adds it and nothing reads it, so the typo would pass unsaid.
@@ -141,6 +150,9 @@ def check_added_root_keys(cfg: DictConfig) -> None:
     }
     sources = [Path(source.path) for source in hydra.runtime.config_sources if source.schema == "file"]
     known = sorted(str(key) for key in cfg if not only_added(cfg._get_node(key), str(key)))
+    # `~seed +seed=7` replaces what a config put there (Hydra's way to swap a dict rather than merge into it):
+    # the deleted key's root was the config's.
+    known = sorted({*known, *(key.split(".")[0] for key in command_line_deletes())})
     for key in adds:
         root = key.split(".")[0]
         if root in known or root in groups or root == "hydra" or any((path / root).is_dir() for path in sources):
