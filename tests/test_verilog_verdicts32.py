@@ -5,6 +5,7 @@ in memory, a description naming another module, and items without the model's re
 import logging
 import shutil
 import sys
+import time
 
 import pytest
 from conftest import CONF, write_jsonl
@@ -69,6 +70,37 @@ VERDICTS = {
     "at time 0 the check failed\nTEST PASSED": False,
     "ERROR: tb.sv:5: assertion\nAll tests passed": False,
     "Hint: Output 'y' has 5 mismatches. First mismatch occurred at time 10.\nMismatches: 5 in 64 samples": False,
+    # a number after a word other than all/with/have/found/... is an index, not a count
+    "Iteration 0 failed\nIteration 1 passed": False,
+    "Lane 0 FAILED\nTEST PASSED": False,
+    "Bit 0 mismatch\nTEST PASSED": False,
+    "Sample 0 passed\nSample 1 passed": True,
+    "Packet 3 of 8 passed": True,
+    "Frame 3/8 passed": True,
+    "Simulation done with 0 errors\nFound 0 mismatches\nTEST PASSED": True,
+    "8 passed and 0 failed": True,
+    "Lanes 1 and 2 failed": False,
+    "Overall: PASS (0 errors)": True,
+    "10 tests, 1 failure": False,
+    # the count after the word is the word's own
+    "PASS: 10 FAIL: 0": True,
+    "Passed: 10 Failed: 0": True,
+    "Pass 10 Fail 0": True,
+    "Tests: 10  Errors: 0": True,
+    "PASS: 10 FAIL: 1": False,
+    # after a singular word a number followed by more text is a value
+    "Error: 0, expected 1\nTEST PASSED": False,
+    "ERROR: 0 (expected 1)\nTEST PASSED": False,
+    "ERROR: 0 got=1\nTEST PASSED": False,
+    "Mismatch: 0 actual=1\nTEST PASSED": False,
+    "Errors: 0\nMismatches: 0 in 64 samples": True,
+    "Error(s): 0": True,
+    # UVM's report counts; its warnings are no failure
+    "UVM_INFO :   12\nUVM_WARNING :    3\nUVM_ERROR :    0\nUVM_FATAL :    0": True,
+    "UVM_ERROR :    2\n** TEST PASSED **": False,
+    "UVM_FATAL @ 0: reporter [NOCOMP] No components instantiated": False,
+    "pass_count=8 fail_count=0": True,
+    "Running test: fail_safe_mode\nAll tests passed": True,
 }
 
 
@@ -91,6 +123,27 @@ def test_a_candidate_that_prints_a_pass_itself_is_refused_but_its_own_testbench_
     assert shape.simulate(task, gaming_helper, 5).stage == "refused"
     own_testbench = f'{AND2}\n{MY_AND}\nmodule tb_mine; initial $display("PASS"); endmodule\n'
     assert shape._printed_verdict(own_testbench, "and2") is None  # never a root of the simulation
+
+
+@pytest.mark.parametrize(
+    ("code", "refused"),
+    [
+        # messages about the design, and strings it never prints, are not verdicts
+        ('initial $display("parity check passed");', False),
+        ('initial $display("ECC: 0 errors corrected");', False),
+        ('parameter MODE = "PASS";', False),
+        ('// $display("TEST PASSED");', False),
+        # a verdict line, however it is spelled out in the source
+        ('initial $display("TEST PASSED");', True),
+        ('initial $display("TEST ", "PASSED");', True),
+        ("initial $display(`MSG);", True),
+        ('initial $write("Errors: 0\\n");', True),
+        ('initial $display("All %0d tests passed at time %0t", 8, $time);', True),
+    ],
+)
+def test_only_a_verdict_line_the_candidate_prints_is_refused(shape, code, refused):
+    candidate = '`define MSG "TEST PASSED"\n' + AND2.replace("endmodule", f"{code}\nendmodule") + "\n" + MY_AND
+    assert (shape._printed_verdict(candidate, "and2") is not None) == refused
 
 
 def test_a_description_naming_another_module_is_warned_about(shape, tmp_path, caplog):
@@ -123,6 +176,12 @@ def test_helper_modules_the_reply_defines_are_kept_and_the_harness_modules_dropp
     # no code block: the module definitions, not the prose
     code = extract_module(f"Sure. {AND2}\n{MY_AND}\nHope this helps.", None, "and2")
     assert "module my_and" in code and "Sure" not in code and "Hope" not in code
+    # "module" in prose or a comment is no definition
+    code = extract_module(f"Here is a module that implements the AND gate:\n{AND2}\n{MY_AND}\n", None, "and2")
+    assert code.startswith("module and2") and "implements" not in code
+    commented = f"```verilog\n// This module tb-free and self-contained\n{AND2}\n{MY_AND}\nmodule tb; endmodule\n```"
+    code = extract_module(commented, None, "and2", frozenset({"tb"}))
+    assert "module and2" in code and "module my_and" in code and "module tb;" not in code
 
     # completion mode: the design ends at its first endmodule; of the rest, what it instantiates
     completed = extract_module(
@@ -180,6 +239,21 @@ def test_what_a_run_prints_is_capped_and_a_timeout_says_its_limit_and_last_lines
     result = simulate.compile_and_run(tmp_path, ["x.sv"], ["tb"], 7)
     assert result.stage == "timeout" and "compile" in result.detail and "7 s" in result.detail
     assert result.detail.rstrip().endswith("cycle 99") and len(result.detail) < 800
+
+
+@needs_iverilog
+def test_a_compile_that_runs_past_the_timeout_is_stopped_with_its_compiler(tmp_path):
+    import chipadapt.eval.verilog.simulate as simulate
+
+    # ivl, iverilog's child, elaborates this for minutes; it held the pipe after iverilog was killed
+    (tmp_path / "c.sv").write_text(
+        "module tff(input clk, output reg q = 0); genvar i;\n"
+        "generate for (i = 0; i < 200000000; i = i + 1) begin: g wire w; end endgenerate\n"
+        "always @(posedge clk) q <= ~q; endmodule\n"
+    )
+    start = time.monotonic()
+    output, returncode, cut = simulate._run_capped(["iverilog", "-g2012", "-o", "sim", "c.sv"], tmp_path, 1)
+    assert returncode is None and not cut and time.monotonic() - start < 4
 
 
 @needs_iverilog

@@ -11,23 +11,34 @@ the task's extra sources) is dropped: a second definition would be a compile err
 
 import re
 
-from chipadapt.eval.verilog.hdl_scan import instantiated_modules
+from chipadapt.eval.verilog.hdl_scan import COMMENTS_AND_STRINGS, instantiated_modules
 
 FENCED = re.compile(r"```(?:verilog|systemverilog|sv|v)?\s*\n(.*?)(?:```|$)", re.S | re.I)
-ANY_MODULE = re.compile(r"\bmodule\s+([A-Za-z_]\w*)\b.*?\bendmodule\b", re.S)
+# A definition needs a header's shape ("module and2 (", "module m #(", "module top;"): prose ("a module
+# that implements ...", "// This module tb-free") is not one.
+ANY_MODULE = re.compile(r"\bmodule\s+([A-Za-z_]\w*)\s*(?:#|\(|;).*?\bendmodule\b", re.S)
 
 
-def module_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"\bmodule\s+{re.escape(name)}\b.*?\bendmodule\b", re.S)
+def _code_only(text: str) -> str:
+    """`text` with comments and string literals blanked (same length, newlines kept): positions still
+    point into `text`, and neither a comment nor a printed string starts or ends a module."""
+    return COMMENTS_AND_STRINGS.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
 def modules(text: str) -> list[tuple[str, str]]:
     """(name, text) of each complete module definition in `text`, in order."""
-    return [(m.group(1), m.group(0)) for m in ANY_MODULE.finditer(text)]
+    return [(m.group(1), text[m.start() : m.end()]) for m in ANY_MODULE.finditer(_code_only(text))]
+
+
+def _defines(text: str, name: str) -> bool:
+    return any(n == name for n, _ in modules(text))
 
 
 def _without(text: str, names: set[str]) -> str:
-    return ANY_MODULE.sub(lambda m: "" if m.group(1) in names else m.group(0), text)
+    spans = [m.span() for m in ANY_MODULE.finditer(_code_only(text)) if m.group(1) in names]
+    for start, end in reversed(spans):
+        text = text[:start] + text[end:]
+    return text
 
 
 def needed_helpers(design: str, helpers: list[tuple[str, str]]) -> list[str]:
@@ -57,11 +68,10 @@ def extract_module(
         design = f"{prompt_header.rstrip()}\n{body}\nendmodule\n"
         helpers = [(n, t) for n, t in modules(rest) if n != name and n not in reserved]
         return "\n".join([design, *needed_helpers(design, helpers)]).rstrip() + "\n"
-    module = module_pattern(name)
     blocks = FENCED.findall(reply)
     # Without a code block the reply's prose is not code: only its module definitions are kept.
-    chosen = next((b for b in blocks if module.search(b)), None) if blocks else None
-    if chosen is None and not module.search(reply):
+    chosen = next((b for b in blocks if _defines(b, name)), None) if blocks else None
+    if chosen is None and not _defines(reply, name):
         return blocks[0] if blocks else reply  # no complete module (cut off by max_new_tokens): the code, not the prose
     kept = [_without(chosen, set(reserved)).strip()] if chosen is not None else []
     own = {n for n, _ in modules(chosen)} if chosen is not None else set()

@@ -79,3 +79,41 @@ def instantiated_modules(text: str) -> list[str]:
         if code.startswith("(", i) and name not in found:
             found.append(name)
     return found
+
+
+# The system tasks that print: what they print lands in the output a self-checking verdict is read from.
+PRINT_CALL = re.compile(r"\$f?(?:display|write|strobe|monitor)[bho]?\s*\(")
+MACRO_DEFINITION = re.compile(r"^[ \t]*`define[ \t]+([A-Za-z_]\w*)[ \t]+([^\n]*)", re.M)
+MACRO_USE = re.compile(r"`([A-Za-z_]\w*)")
+STRING = re.compile(r'"((?:\\.|[^"\\\n])*)"')
+
+
+def printed_strings(text: str, macros: str = "") -> list[str]:
+    """What each print call in `text` prints of its string arguments: each string alone and all of them
+    joined (`$display("TEST ", "PASSED")` prints "TEST PASSED"). A `` `NAME `` argument is replaced by
+    its `` `define `` in `text` or `macros` (a macro is defined for the whole compilation unit). A
+    reader of the literal text only: a string built at run time ($sformatf, a parameter) is not seen."""
+    defined = dict(MACRO_DEFINITION.findall(macros + "\n" + text))
+    code = COMMENTS_AND_STRINGS.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
+    printed = []
+    for call in PRINT_CALL.finditer(code):
+        args = code[call.end() - 1 : _skip_balanced_code(code, call.end() - 1)]
+        args = MACRO_USE.sub(lambda m: defined.get(m.group(1), m.group(0)), args)
+        strings = [s.replace("\\n", "\n").replace("\\t", "\t") for s in STRING.findall(args)]
+        printed += strings + (["".join(strings)] if len(strings) > 1 else [])
+    return printed
+
+
+def _skip_balanced_code(code: str, i: int) -> int:
+    """Index just past the parenthesis group at code[i] == "(", its string literals skipped."""
+    depth = 0
+    while i < len(code):
+        literal = STRING.match(code, i)
+        if literal:
+            i = literal.end()
+            continue
+        depth += (code[i] == "(") - (code[i] == ")")
+        i += 1
+        if depth == 0:
+            return i
+    return len(code)

@@ -10,17 +10,20 @@ One JSONL record per task: {"task_id", "prompt": the description, "test": the te
   folder (data for $readmemh, headers for `include); the .v/.sv ones are also compiled.
 - The verdict is read from what the simulation prints (at most simulate.MAX_OUTPUT_BYTES of it), with two
   configurable regular expressions, each match one report:
-  - a `fail_pattern` match is a failure report, unless it captures a number (any group) and every number
-    it captures is zero: then it is a clean report ("Errors: 0", "0 mismatches", "0 failed", "FAIL=0");
+  - a `fail_pattern` match is a failure report, unless it captures a number (any group) and the last
+    number it captures is zero: then it is a clean report ("Errors: 0", "0 mismatches", "0 failed",
+    "PASS: 10 FAIL: 0"; the last is the count after the word where the match also holds one before it);
   - a `pass_pattern` match is pass evidence, unless it captures numbers: the first is how many passed,
     the second (if any) how many there were; a zero count or one short of the total is a failure
     report ("Passed 0 of 8 checks", "passed: 0/8", "7/8 tests passed").
   A task passes when there is no failure report, some pass evidence or a clean report, and the
   simulator exited 0; output with neither report is "no verdict" (stage `simulate`), like a testbench
   that crashed before reporting. The defaults (conf/verilog_shape/self_checking.yaml) say which words count.
-- A candidate whose design (or a helper it instantiates) holds a string the pass pattern reads as a
-  pass ("TEST PASSED" in its own $display) is refused (stage `refused`) without simulating it: its
-  print would be taken for the testbench's verdict.
+- A candidate whose design (or a helper it instantiates) prints a verdict line of its own
+  (`$display("TEST PASSED")`, `$write("Errors: 0")`: pass evidence or a clean report with nothing around
+  it but a verdict's frame, VERDICT_FRAME) is refused (stage `refused`) without simulating it: its print
+  would be taken for the testbench's verdict. A heuristic read of the candidate's text, not a sandbox: a
+  verdict built at run time ($sformatf, a parameter, a file) is not seen.
 """
 
 import logging
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.verilog.extract import modules, needed_helpers
-from chipadapt.eval.verilog.hdl_scan import COMMENTS_AND_STRINGS, defined_modules, instantiated_modules
+from chipadapt.eval.verilog.hdl_scan import defined_modules, instantiated_modules, printed_strings
 from chipadapt.eval.verilog.simulate import SimResult, compile_and_run, tail
 from chipadapt.io.jsonl import jsonl_records, unique_field
 
@@ -41,6 +44,16 @@ CANDIDATE_FILE, TESTBENCH_FILE = "_candidate.sv", "_testbench.sv"
 # The module names a task's description gives ("a module named xor_gate", "module xor_gate (").
 NAMED_IN_PROSE = re.compile(
     r"\bmodule\s+(?:(?:named|called)\s+`?([A-Za-z_]\w*)|`([A-Za-z_]\w*)`|([A-Za-z_]\w*)\s*[(#;])", re.I
+)
+
+# What may stand beside a pass report in a line that is a verdict and nothing else: punctuation, counts,
+# format specifiers and the words of "All 8 tests passed", "==Your Design Passed==", "TEST PASSED at
+# time %t". Any other word makes it a message about something ("parity check passed").
+VERDICT_FRAME = re.compile(
+    r"(?i)%[-\d.]*\w|\b(?:all|the|your|my|this|tests?|cases?|checks?|design|module|dut|simulation|sim|testbench|tb|"
+    r"results?|status|overall|final|ok|at|time|in|after|with|on|and|of|were|have|has|been|is|successfully|"
+    r"samples?|vectors?|cycles?|patterns?|comparisons?|assertions?|outputs?|warnings?|complete|completed|done|"
+    r"finished|\d+)\b|[^\w%]+|_"
 )
 
 
@@ -156,30 +169,43 @@ class SelfCheckingShape:
         return self.verdict(ran.output, ran.returncode)
 
     def _printed_verdict(self, candidate: str, module: str) -> str | None:
-        """A string literal of the design or a helper it instantiates that reads as pass evidence."""
+        """What a print call of the design or a helper it instantiates prints that reads as a verdict line."""
         defined = modules(candidate)
         design = next((text for name, text in defined if name == module), candidate)
         for text in [design, *needed_helpers(design, defined)]:
-            for literal in COMMENTS_AND_STRINGS.finditer(text):
-                if literal.group(0).startswith('"') and self._passes(literal.group(0)[1:-1]):
-                    return literal.group(0)
+            for printed in printed_strings(text, macros=candidate):
+                if self._verdict_line(printed):
+                    return f'"{printed}"'
         return None
 
-    def _passes(self, text: str) -> bool:
-        failures, evidence = self._reports(text)
-        return bool(evidence) and not failures
+    def _verdict_line(self, text: str) -> bool:
+        """Whether `text` is pass evidence or a clean report and otherwise only a verdict's frame ("TEST
+        PASSED", "All 8 tests passed", "Errors: 0"); a message about the design ("parity check passed",
+        "ECC: 0 errors corrected") is not."""
+        failures, evidence = self._matches(text)
+        if failures or not evidence:
+            return False
+        rest = text
+        for match in sorted(evidence, key=lambda m: m.start(), reverse=True):
+            rest = rest[: match.start()] + " " + rest[match.end() :]
+        return not VERDICT_FRAME.sub("", rest)
 
-    def _reports(self, output: str) -> tuple[list[str], list[str]]:
+    def _matches(self, output: str) -> tuple[list[re.Match], list[re.Match]]:
         """(failure reports, pass evidence and clean reports): the rule in the module docstring."""
         failures, evidence = [], []
         for match in self.fail_re.finditer(output):
             counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
-            (evidence if counts and not any(counts) else failures).append(match.group(0))
+            # The last count is the word's own: in "PASS: 10 FAIL: 0" the 10 before FAIL counts passes.
+            (evidence if counts and counts[-1] == 0 else failures).append(match)
         for match in self.pass_re.finditer(output):
             counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
             short = counts and (counts[0] == 0 or (len(counts) > 1 and counts[0] < counts[1]))
-            (failures if short else evidence).append(match.group(0))
+            (failures if short else evidence).append(match)
         return failures, evidence
+
+    def _reports(self, output: str) -> tuple[list[str], list[str]]:
+        failures, evidence = self._matches(output)
+        return [m.group(0) for m in failures], [m.group(0) for m in evidence]
 
     def verdict(self, output: str, returncode: int = 0) -> SimResult:
         failures, evidence = self._reports(output)

@@ -5,8 +5,10 @@ clock edge and prints `Mismatches: N in M samples` at the end; a candidate passe
 `compile_and_run` is the one iverilog/vvp invocation, shared with the self-checking shape.
 """
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -34,6 +36,7 @@ def require_iverilog() -> None:
 # hang that keeps printing grew to 1.2 GB in memory within a 30 s limit.
 MAX_OUTPUT_BYTES = 8 << 20
 TAIL_CHARS = 600  # of the output, in a detail
+READER_GRACE_S = 5  # how long the output is read on after the run ended or was killed
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,16 @@ def tail(text: str, chars: int = TAIL_CHARS) -> str:
 def _run_capped(cmd: list[str], work: Path, timeout_s: float) -> tuple[str, int | None, bool]:
     """Run `cmd` keeping at most MAX_OUTPUT_BYTES of what it prints; it is killed at the timeout or when
     it prints more. (output, return code or None after a timeout, whether the output was cut)."""
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its own process group: iverilog runs its compiler (ivl) as a child that holds the output pipe, so
+    # killing iverilog alone left ivl running on and the reader waiting for it past the timeout.
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     kept, cut = bytearray(), threading.Event()
+
+    def kill_group():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the group is already gone
+            pass
 
     def read():
         while chunk := proc.stdout.read1(1 << 16):
@@ -62,19 +73,21 @@ def _run_capped(cmd: list[str], work: Path, timeout_s: float) -> tuple[str, int 
                 kept.extend(chunk[: MAX_OUTPUT_BYTES - len(kept)])
                 if len(kept) >= MAX_OUTPUT_BYTES:
                     cut.set()
-                    proc.kill()
+                    kill_group()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         returncode = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        kill_group()
         proc.wait()
         returncode = None
-    reader.join()
-    proc.stdout.close()
-    return kept.decode(errors="replace"), returncode, cut.is_set()
+    # A child that left the group could still hold the pipe: wait for the reader a bounded time.
+    reader.join(READER_GRACE_S)
+    if not reader.is_alive():
+        proc.stdout.close()
+    return bytes(kept).decode(errors="replace"), returncode, cut.is_set()
 
 
 def compile_and_run(work: Path, files: list[str], tops: list[str], timeout_s: float) -> SimResult | Ran:
