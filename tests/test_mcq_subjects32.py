@@ -149,6 +149,25 @@ def test_subjects_are_a_setting_of_the_shipped_tasks_and_change_the_tasks_key(tm
     assert len(keys) == 3  # a rerun with other subjects is not taken for the finished one
 
 
+def test_other_subjects_are_a_reported_change_and_pair_on_the_shared_questions(tmp_path):
+    from chipadapt.eval.finished_tasks import FinishedTasks
+    from chipadapt.eval.same_items import same_settings
+
+    one, two = ["anatomy"], ["anatomy", "virology"]
+    notes = same_settings("mcq", "A", "B", {"path": "q.jsonl", "subjects": one}, {"path": "q.jsonl", "subjects": two})
+    assert notes == [
+        "other items selected (subjects ['anatomy'] vs ['anatomy', 'virology']): paired on the items both scored"
+    ]
+    # A rerun that adds a subject (the first ones the same) is another measurement, said and set aside.
+    records = FinishedTasks(tmp_path, {"dtype": "float32", "attn": "sdpa", "device": "cpu"})
+    records.folder.mkdir()
+    (records.folder / "mcq.json").write_text(
+        json.dumps({"key": "k", "items": False, "results": {}, "settings": {"path": "q.jsonl", "subjects": one}})
+    )
+    measured = records.measured_with(OmegaConf.create({"path": "q.jsonl", "subjects": two}), None, {})
+    assert records.changed_settings("mcq", measured) == ["subjects ['anatomy'] -> ['anatomy', 'virology']"]
+
+
 def test_each_item_keeps_its_prompt(tmp_path, monkeypatch):
     task = mcq_task(write_jsonl(tmp_path / "q.jsonl", ROWS))
     run_picking_first(task, monkeypatch)

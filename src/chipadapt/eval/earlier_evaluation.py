@@ -8,7 +8,9 @@ model's results.json and manifest.json and leave its per-item files (`<task>_ite
 does for a changed run in its folder, another model (another path, or the same path with other
 files) or another `model.dtype`/`model.attn_implementation` is refused before anything is written,
 and `overwrite=true` first removes every file the earlier evaluation wrote, known by the task names
-its manifest and task records give and the names evaluate.py gives those files."""
+its manifest and task records give and the names evaluate.py gives those files. A run that read no model
+(verilog's references_only) records none in its manifest: after it, the model is the one its task records
+name (each by its files' sizes and times, and how it ran)."""
 
 import json
 import logging
@@ -17,7 +19,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import RECORDS_FOLDER, recorded_tasks, remove_task_files
+from chipadapt.eval.finished_tasks import LOADING as RUNNING
+from chipadapt.eval.finished_tasks import (
+    RECORDS_FOLDER,
+    finished_record_model,
+    recorded_tasks,
+    remove_task_files,
+)
 from chipadapt.eval.items import items_file
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,51 @@ def current_model(cfg: DictConfig) -> dict | None:
         return None
 
 
+def current_running(cfg: DictConfig) -> dict[str, object] | None:
+    """The model this run evaluates as a task record names it (finished_tasks.measured_with): its files'
+    identity and how it runs; None where it cannot be resolved (as `current_model`)."""
+    from chipadapt.io.identity import identity
+    from chipadapt.models.hf_folder import resolve_model_folder
+    from chipadapt.models.inference import inference_settings
+
+    try:
+        folder = resolve_model_folder(cfg.model)
+    except ChipadaptError:
+        return None
+    running = inference_settings(cfg.model.dtype, cfg.model.attn_implementation, cfg.device)
+    return {"model": identity(Path(folder)), **{key: running[key] for key in RUNNING}}
+
+
+def records_of_another_model(cfg: DictConfig, out: Path, tasks: set[str]) -> list[str]:
+    """Where the manifest names no model (its run read none: verilog's references_only): the tasks whose
+    record names a model other than this run's, or loaded otherwise, each with what changed; the model is
+    resolved only where a record names one."""
+    recorded = {name: found for name in sorted(tasks) if (found := finished_record_model(out, name)) is not None}
+    if not recorded:
+        return []
+    now = current_running(cfg)
+    if now is None:
+        return []  # none to compare: the tasks keep their own keys (a model task runs again on another)
+    from chipadapt.stages.resume_settings import describe  # train's wording of a changed run
+
+    changed = []
+    for name, before in recorded.items():
+        keys = [RECORDED_AS[key] for key in before if before[key] != now[key]]
+        if keys:
+            changed.append(f"{name}: {'; '.join(describe(keys, _shown(before), _shown(now)))}")
+    return changed
+
+
+# How a record's model and loading are named in a refusal (finished_tasks.measured_with's keys).
+RECORDED_AS = {"model": "model files (by size and time)", "dtype": "model.dtype", "attn": "model.attention (resolved)"}
+
+
+def _shown(running: dict[str, object]) -> dict[str, object]:
+    """A record's model as `describe` names it: its identity (a digest of its files' sizes and times) cut short."""
+    model = running.get("model")
+    return {RECORDED_AS[key]: str(model)[:12] if key == "model" and model else value for key, value in running.items()}
+
+
 def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] | None:
     """Refuse, before anything is written, to evaluate another model, or the model loaded another way,
     in a folder holding an evaluation (`key` names the folder's config key), unless `cfg.overwrite`.
@@ -85,7 +138,17 @@ def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] 
     if not tasks and not any((out / name).is_file() for name in RESULTS):
         return None  # it left nothing (stopped before its first task)
     model = (recorded.get("inputs") or {}).get("model")
-    current = current_model(cfg) if model else None
+    if not model:
+        # A run that read no model records none in its manifest; the tasks an earlier run here measured on
+        # a model still name it in their records, and another model must not replace their results.
+        others = [] if cfg.overwrite else records_of_another_model(cfg, out, tasks)
+        if others:
+            raise ChipadaptError(
+                f"{key}: {out} holds an evaluation of another model or loading (tasks/{'; tasks/'.join(others)}); "
+                "overwrite=true replaces it (its results and per-item files), or give this evaluation its own folder"
+            )
+        return sorted(tasks) if cfg.overwrite else None
+    current = current_model(cfg)
     if current is None:
         # No model evaluated before, or none to compare now: its tasks keep their own keys; overwrite=true
         # cannot tell the same model, so it clears as asked.

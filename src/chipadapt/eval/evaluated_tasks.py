@@ -17,8 +17,8 @@
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import RECORDS_FOLDER
-from chipadapt.eval.same_items import SCORING_RULE, RecordedFile, flat_settings
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER, recorded_settings
+from chipadapt.eval.same_items import SCORING_RULE
 from chipadapt.io.jsonl import json_object
 
 LOADING = ("dtype", "attn_implementation")  # as eval/earlier_evaluation.py: they change a model's answers
@@ -44,15 +44,6 @@ def described_tasks(folder: Path) -> set[str] | None:
     return set(results) if isinstance(results, dict) and results else None
 
 
-def _with_files(settings: dict, files: dict) -> dict:
-    """`settings` with each dotted key of `files` ({key: manifest input record}) replaced by the file."""
-    flat = flat_settings(settings)
-    for key, record in files.items():
-        if key in flat and isinstance(record, dict) and record.get("fingerprint"):
-            flat[key] = RecordedFile(record["fingerprint"], str(record.get("path") or flat[key]))
-    return flat
-
-
 def _scoring_rule(results: object) -> dict:
     """The SCORING_RULE settings a task's results record (none in a run from before they were recorded)."""
     results = results if isinstance(results, dict) else {}
@@ -68,11 +59,12 @@ def task_settings(folder: Path, task: str) -> dict | None:
         prefix = f"eval.{task}."
         inputs = recorded.get("inputs") or {}
         results = _read(Path(folder) / "results.json") or recorded.get("results") or {}
-        settings = _with_files(found, {k[len(prefix) :]: v for k, v in inputs.items() if k.startswith(prefix)})
+        files = {k[len(prefix) :]: v for k, v in inputs.items() if k.startswith(prefix)}
+        settings = recorded_settings({"settings": found, "inputs": files})
         return {**settings, **_scoring_rule(results.get(task))}
     record = _read(Path(folder) / RECORDS_FOLDER / f"{task}.json") or {}
     if isinstance(record.get("settings"), dict):
-        settings = _with_files(record["settings"], record.get("inputs") or {})
+        settings = recorded_settings(record)
         return {**settings, **_scoring_rule(record.get("results"))}
     return None
 

@@ -25,7 +25,8 @@ settings, the data files it read by content fingerprint (as the manifest records
 identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
 (`earlier_results`, eval/run.py), and compare.py pairs them with these settings (eval/evaluated_tasks.py).
 A rerun that measures a finished task otherwise (`changed_settings`: another setting that changes its
-figures, other data, or no model where a model answered: verilog's references_only) replaces its results
+figures or which of them it keeps, other data, no model where a model answered (verilog's references_only),
+or another model, by identity, or loading) replaces its results
 with a warning naming each change, and its earlier record and per-item file are kept in
 `tasks/.stale/<task>-<time>/` (`set_aside`): nothing a run measured is lost to a rerun of other settings.
 """
@@ -46,7 +47,13 @@ from chipadapt.eval.same_items import RecordedFile, flat_settings, settings_diff
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.hashing import sha256_file, sha256_json
-from chipadapt.io.identity import by_identity, code_version, identity, package_identity  # noqa: F401 (re-exported)
+from chipadapt.io.identity import (  # noqa: F401 (package_identity re-exported)
+    OUTPUT_KEYS,
+    by_identity,
+    code_version,
+    identity,
+    package_identity,
+)
 from chipadapt.io.jsonl import json_object
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,10 @@ SPEED_KEYS = {"batch_size", "workers"}
 # finished run's per-item records (`recorded_answers`, where the file is still the one the record wrote),
 # whose outputs the other judge rates instead.
 JOURNALED_APART = {"judge"}
+# Settings whose change leaves a finished task's figures and per-item records what they were (how fast they
+# come, what a task writes beside them): a rerun changing only these is no other measurement. Not all of
+# same_items.NOT_MEASURING: answer_without_context decides which figures a run keeps (rougeL, rag_gain).
+REPLACES_NOTHING = frozenset(SPEED_KEYS | OUTPUT_KEYS | {"misses_k"})
 LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 ITEMS_DIGEST = "items_sha256"  # a record's digest of the per-item file it was saved after
@@ -203,10 +214,11 @@ class FinishedTasks:
 
     def changed_settings(self, name: str, measured: dict) -> list[str]:
         """How the task's finished record here was measured otherwise than `measured` (`measured_with`'s
-        record of this run), one "key before -> now" each: the settings that change its figures (not its
-        speed: same_items.settings_differ), the data files by content, and whether a model answered at all
-        (verilog's references_only). [] where no finished record is here or none of these changed: other
-        code, a file's date or the device reruns the same measurement."""
+        record of this run), one "key before -> now" each: the settings that change its figures or which
+        of them it keeps (not its speed, REPLACES_NOTHING), the data files by content, whether a model
+        answered at all (verilog's references_only), and which model (its files by identity) loaded how,
+        where both name one. [] where no finished record is here or none of these changed: other code or
+        the device reruns the same measurement."""
         record = self.finished_record(name)
         if record is None:
             return []
@@ -214,23 +226,46 @@ class FinishedTasks:
             return ["settings (an earlier version recorded none)"]
         changed = [
             f"{key} {before!r} -> {now!r}"
-            for key, before, now in settings_differ(recorded_settings(record), recorded_settings(measured))
+            for key, before, now in settings_differ(
+                recorded_settings(record), recorded_settings(measured), REPLACES_NOTHING
+            )
         ]
-        if (record.get("model") is None) != (measured.get("model") is None):
+        before, now = record.get("model"), measured.get("model")
+        if (before is None) != (now is None):
             said = {True: "none", False: "the evaluated model"}
-            changed.append(f"model {said[record.get('model') is None]} -> {said[measured.get('model') is None]}")
+            changed.append(f"model {said[before is None]} -> {said[now is None]}")
+        elif before is not None and before != now:
+            # Another model, or the model's files rewritten in place (a retrained folder): other answers.
+            changed.append(f"model files {str(before)[:12]} -> {str(now)[:12]} (by size and modification time)")
+        if before is not None and now is not None and isinstance(record.get("running"), dict):
+            running = measured.get("running") or {}
+            changed += [
+                f"model {k} {record['running'].get(k)!r} -> {running.get(k)!r}"
+                for k in LOADING
+                if record["running"].get(k) != running.get(k)
+            ]
         return changed
 
     def set_aside(self, name: str) -> Path | None:
         """Before results of other settings replace the task's finished record: the record and its
         per-item file, linked (else copied) into `tasks/.stale/<task>-<time>/`, which appears whole; the
-        files themselves stay until the new ones replace them. None where there is nothing to keep."""
+        files themselves stay until the new ones replace them. The per-item file goes only where it is the
+        one the record was saved after: a rerun killed between writing its items and its record left new
+        items beside the old record. None where there is nothing to keep; the folder already holding the
+        same record (set aside by that killed rerun) where it is kept already."""
         from chipadapt.eval.items import items_file
 
-        files = [path for path in (self.folder / f"{name}.json", items_file(self.run_folder, name)) if path.is_file()]
-        if not files:
+        record = self.folder / f"{name}.json"
+        recorded = self.finished_record(name)
+        if recorded is None:
             return None
         stale = self.folder / STALE_FOLDER
+        for earlier in sorted(stale.glob(f"{name}-*/{name}.json")) if stale.is_dir() else []:
+            if earlier.read_bytes() == record.read_bytes():
+                return earlier.parent
+        files = [record]
+        if recorded.get("items") and self._describes_items(name, recorded, undigested=True):
+            files.append(items_file(self.run_folder, name))
         stale.mkdir(parents=True, exist_ok=True)
         stamp = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         target, n = stale / stamp, 1
@@ -296,6 +331,19 @@ def recorded_settings(record: dict) -> dict[str, object]:
         if key in flat and isinstance(found, dict) and found.get("fingerprint"):
             flat[key] = RecordedFile(found["fingerprint"], str(found.get("path") or flat[key]))
     return flat
+
+
+def finished_record_model(run_folder: Path, name: str) -> dict[str, object] | None:
+    """{"model": its identity, dtype, attn} of the model task `name`'s finished record in `run_folder` was
+    measured on (`measured_with`); None where there is no record or it names no model."""
+    path = Path(run_folder) / RECORDS_FOLDER / f"{name}.json"
+    if not path.is_file() or not is_task_record(path):
+        return None
+    record = json_object(path)
+    if record.get("model") is None:
+        return None
+    running = record.get("running") if isinstance(record.get("running"), dict) else {}
+    return {"model": record["model"], **{key: running.get(key) for key in LOADING}}
 
 
 def recorded_tasks(run_folder: Path) -> set[str]:

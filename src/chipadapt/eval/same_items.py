@@ -40,6 +40,8 @@ its config (eval/evaluated_tasks.py): a perplexity run from before the first tok
 scored differs from one after on every item by that token, whatever the models; one from before a token's
 bytes were its piece's own (`byte_count`) counted a SentencePiece tokenizer's bytes wrong by about 15%.
 Per-token figures pair split by split: `other_tokens` looks only at the items of the metric's split.
+A run that scored the reference solutions (verilog's `references_only`) pairs with no model's run, even one
+of the same folder's model: the reference solutions are not a model.
 """
 
 import dataclasses
@@ -67,7 +69,10 @@ SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document"
 NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k", "answer_without_context")
 # Settings that pick which items are scored, never how one is (mcq: the first N of each subject, then the
 # first N; perplexity: the first N documents): runs that differ pair on the items both scored.
-SELECTING = ("limit", "max_per_subject", "max_documents")
+SELECTING = ("limit", "max_per_subject", "max_documents", "subjects")
+# verilog's setting that scores the reference solutions instead of a model's designs: such a run measured no
+# model, so it never pairs with a model's run, whatever the two manifests say of the model.
+REFERENCES_ONLY = "references_only"
 # Settings a task records in its results (not its config) that change how every item is scored: unset in
 # a run from before the task recorded them, which scored the other way (module docstring; scoring_rules.py).
 SCORING_RULE = (FIRST_TOKEN, BYTE_COUNT)
@@ -142,7 +147,8 @@ def flat_settings(settings: dict, prefix: str = "") -> dict[str, object]:
     for key, value in settings.items():
         if isinstance(value, dict) and value:
             out.update(flat_settings(value, f"{prefix}{key}."))
-        elif isinstance(value, list) and value:  # `path.0`, `path.1`: as the manifest records each file read
+        elif isinstance(value, list) and value and key not in SELECTING:  # `path.0`, `path.1`: as the manifest
+            # records each file read; a selecting list (mcq's subjects) is one setting, compared whole
             out.update(flat_settings(dict(zip(map(str, range(len(value))), value)), f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -154,17 +160,19 @@ def _path_of(value: object) -> object:
     return os.path.realpath(path) if isinstance(path, str) and path else path
 
 
-def settings_differ(a: dict, b: dict) -> list[tuple[str, object, object]]:
+def settings_differ(
+    a: dict, b: dict, ignored: tuple[str, ...] | frozenset[str] = NOT_MEASURING
+) -> list[tuple[str, object, object]]:
     """(dotted key, a's value, b's value) of each setting the two configs of a task set differently, but
-    NOT_MEASURING ones. A key one config lacks says nothing (a config written before the setting existed),
-    but a SCORED_PART key, which is unset there. A data file is compared by content where both runs
-    recorded reading it (RecordedFile)."""
+    `ignored` ones (by the last part of the key). A key one config lacks says nothing (a config written
+    before the setting existed), but a SCORED_PART key, which is unset there. A data file is compared by
+    content where both runs recorded reading it (RecordedFile)."""
     fa, fb = flat_settings(a), flat_settings(b)
     keys = dict.fromkeys([*fa, *fb])
     differ = []
     for key in keys:
         last = key.rsplit(".", 1)[-1]
-        if last in NOT_MEASURING:
+        if last in ignored:
             continue
         if isinstance(fa.get(key), RecordedFile) != isinstance(fb.get(key), RecordedFile):
             # Content recorded on one side only (a file the other run did not read, at 0 shots; or a run of
@@ -182,15 +190,28 @@ def _listed(differ: list[tuple[str, object, object]]) -> str:
     return "; ".join(f"{key} {va!r} vs {vb!r}" for key, va, vb in differ)
 
 
+def _references_only(settings: dict) -> bool:
+    """Whether a task's config scored the reference solutions (a config without the key scored a model)."""
+    return flat_settings(settings).get(REFERENCES_ONLY) is True
+
+
 def same_settings(
     task: str, a_label: str, b_label: str, a: dict | None, b: dict | None, same_model: bool = False
 ) -> list[str]:
     """NotSameItems where the two runs' configs of `task` (None: not recorded, as in a folder older than
-    manifests, which says nothing) differ in a setting that changes what is measured (module docstring);
+    manifests, which says nothing) differ in a setting that changes what is measured (module docstring), or
+    where one of them scored the reference solutions (REFERENCES_ONLY), whatever `same_model` says;
     else the warnings a paired difference needs: SELECTING settings that differ, and, with `same_model`
     (both runs evaluated the same model, loaded the same way), the measuring settings that differ."""
     if a is None or b is None:
         return []
+    references = [label for label, settings in ((a_label, a), (b_label, b)) if _references_only(settings)]
+    if len(references) == 1:
+        raise NotSameItems(
+            f"{task}: {references[0]} scored the reference solutions ({REFERENCES_ONLY}=true), the other a "
+            "model's answers: the reference solutions are not a model, so a paired difference would say nothing "
+            "of either; compare each model's run with a model's"
+        )
     differ = settings_differ(a, b)
     rule = [d for d in differ if d[0] in SCORING_RULE]
     if rule:
