@@ -35,6 +35,7 @@ from chipadapt.curation.redaction_forms import (
     CONTEXT_FORMATS,
     DOCKER_AUTH,
     EMAIL,
+    ESCAPED_LIST,
     FORMS,
     K8S_SECRET_FLOW,
     K8S_SECRET_MAP,
@@ -65,6 +66,7 @@ from chipadapt.curation.redaction_yaml import (
     Mark,
     anchor_replacer,
     block_replacer,
+    escaped_list_replacer,
     flow_list_replacer,
     list_replacer,
 )
@@ -279,6 +281,7 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     run("yaml_anchor_secret", YAML_ANCHOR, anchor_replacer(mark, text))
     run("yaml_list_secret", YAML_LIST, list_replacer(mark))
     run("yaml_list_secret", YAML_FLOW_LIST, flow_list_replacer(mark))
+    run("assigned_secret_escaped", ESCAPED_LIST, escaped_list_replacer(mark))
     code = any(word in text for word in _CODE_NEEDS) and bool(_CODE_SIGNAL.search(text))
     # Assignments before formats: `set api_key "sk_live_..."` is counted as what it is, an assignment.
     for name, pattern in {**ASSIGNMENTS, **FORMS}.items():

@@ -112,6 +112,17 @@ AWS_NAMED = re.compile(
 
 # An unquoted value runs to the next whitespace.
 _VALUE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
+# In JSON escaped d times in a string a quote is 2^d - 1 backslashes and `"` (`eq`, its run `eb`); a backslash
+# of a string's text is 2^(d+1) of them (_ESCAPED_BACKSLASH), and a quote of its text (`\\\"` at depth 1) any
+# number of those and 2^(d+1) - 1 before its `"`. A value runs to its quote, the first `"` after a run that is
+# some backslashes of its text and `eb`: the quotes of its text, the backslashes before its closing quote (a
+# value that ends in one) are its own. Read once (possessive): a run is matched against `eb` and its double,
+# never against every shorter run (a backreference tried at each of a run's backslashes: quadratic time).
+_ESCAPED_QUOTE = r"(?P<eq>(?P<eb>\\(?<!\\\\)\\*+)\")"
+_ESCAPED_BACKSLASH = r"(?:(?P=eb)(?P=eb)\\\\)"
+_ESCAPED_VALUE = (
+    r"(?:[^\"\\\n]|\\++[^\"\\\n]|" + _ESCAPED_BACKSLASH + r"*+(?P=eb)(?P=eb)\\\")++" + _ESCAPED_BACKSLASH + "*+"
+)
 # Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
 # `connect(user=u,password=pw,host=h)` and `{password:e.password,user:e.user}` are code to the next `,`.
 _VALUE_IN_LINE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"',;][^\s,;]*))"
@@ -136,12 +147,16 @@ ASSIGNMENTS = {
     ),
     # `\"NAME\": \"v\"` in JSON escaped in a JSON string, at any depth (`\\\"NAME\\\": ...` in a string of
     # that JSON: kubectl's last-applied-configuration in an annotation): a quote is a run of backslashes and `"`,
-    # the same run around the name and the value. A value with a quote in it is left (its run is longer).
+    # the same run around the name and the value, which runs to the quote that closes it (_ESCAPED_VALUE).
     # Begins with a backslash, a literal: the search skips the text between them at once. A run is read from
     # its first backslash only (the lookbehind): from each of a long run's, the run was read again to its end.
     "assigned_secret_escaped": re.compile(
-        r"(?i)(?P<lead>(?P<eq>\\(?<!\\\\)\\*+\")" + NAME + r"(?P=eq)[ \t]*:[ \t]*)(?P=eq)"
-        r"(?P<ev>(?:[^\"\\\n]|\\+[^\"\\\n])+)(?=(?P=eq))"
+        r"(?i)(?P<lead>"
+        + _ESCAPED_QUOTE
+        + NAME
+        + r"(?P=eq)[ \t]*:[ \t]*)(?P=eq)(?P<ev>"
+        + _ESCAPED_VALUE
+        + r")(?=(?P=eq))"
     ),
     # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
     "assigned_secret_tcl": re.compile(
@@ -268,6 +283,16 @@ YAML_FLOW_LIST = re.compile(
     r"(?:&[^\s\[\]{},]+[ \t]*)?(?:\r?\n(?P=ind)[ \t]+)?\[)"
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
+# `\"passwords\": [\"S3cret99\", \"hunter2x\"]`: a list under a credential name in escaped JSON (above), its
+# items quoted by the name's quote; blanks between them may be escaped line ends (`\n` at depth 1).
+_ESCAPED_BLANK = r"(?:[ \t]|\\++[nrt])*+"
+_ESCAPED_LIST_ITEM = _ESCAPED_BLANK + r"(?P=eq)" + _ESCAPED_VALUE + r"(?P=eq)" + _ESCAPED_BLANK
+ESCAPED_LIST = re.compile(
+    r"(?i)(?P<lead>" + _ESCAPED_QUOTE + NAME + r"s?(?P=eq)[ \t]*:[ \t]*\[)"
+    r"(?P<items>(?:" + _ESCAPED_LIST_ITEM + r",)*+" + _ESCAPED_LIST_ITEM + r")(?=\])"
+)
+# One of its items, its closing quote read with it: the next item's search begins after it.
+ESCAPED_ITEM = re.compile(_ESCAPED_QUOTE + r"(?P<ev>" + _ESCAPED_VALUE + r")(?P=eq)")
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
 # Forms judged like an assignment (redaction._assignment_replacer). A call's form tests for a word character
@@ -344,6 +369,7 @@ NEEDS: dict[re.Pattern, tuple[str, ...]] = {
     YAML_BLOCK: _NAME_WORDS,
     YAML_LIST: _NAME_WORDS,
     YAML_FLOW_LIST: _NAME_WORDS,
+    ESCAPED_LIST: _NAME_WORDS,
     AWS_SECRET: tuple("0123456789"),
     AWS_NAMED: ("aws",),
     DOCKER_AUTH: ("auth",),

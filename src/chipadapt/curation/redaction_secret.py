@@ -21,8 +21,10 @@ Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text 
 _MAP_ENTRY = re.compile(
     r"(?P<key>(?:\"[^\"\n]*\"[ \t]*|'[^'\n]*'[ \t]*|[^\s:#\"'][^:\n]*):)(?P<sp>[ \t]*)(?P<v>[^\r\n]*)"
 )
-# A quoted value, `\"` the quote in escaped JSON (`\\\"` in JSON escaped twice).
-_MAP_QUOTED = re.compile(r"(\\*[\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
+# A quoted value, `\"` the quote in escaped JSON (`\\\"` in JSON escaped twice), to 31 backslashes (escaped 5
+# times): the closing quote is looked for at each character from the end, and an unbounded run (`\\\\...\"`)
+# was compared there as far as it reached, quadratic time.
+_MAP_QUOTED = re.compile(r"(\\{0,31}[\"'])(.*)\1([ \t]*(?:#.*)?)", re.S)
 # `&pw ` before a value: the anchor is YAML's structure (an alias elsewhere names it), not the value.
 _ANCHOR = re.compile(r"&[^\s,\[\]{}]+(?:[ \t]+|$)")
 _ALIAS = re.compile(r"\*[^\s,\[\]{}]+")

@@ -6,7 +6,7 @@ it keeps the match."""
 import re
 from collections.abc import Callable
 
-from chipadapt.curation.redaction_forms import YAML_ALIAS
+from chipadapt.curation.redaction_forms import ESCAPED_ITEM, YAML_ALIAS
 from chipadapt.curation.redaction_value import credential_kind, is_secret, line_value
 
 Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
@@ -76,6 +76,26 @@ def flow_list_replacer(mark: Mark) -> Callable[[re.Match], tuple[str, int] | Non
             replaced += new is not None
             out.append(part if new is None else part.replace(core, new, 1))
         return (m.group("lead") + ",".join(out), replaced) if replaced else None
+
+    return replace
+
+
+def escaped_list_replacer(mark: Mark) -> Callable[[re.Match], tuple[str, int] | None]:
+    """A list under a credential name in escaped JSON (`\\"passwords\\": [\\"S3cret99\\"]`): each item judged
+    as the name's quoted value, and replaced and counted alone; its quotes stay."""
+
+    def replace(m: re.Match) -> tuple[str, int] | None:
+        name, replaced = m.group("name"), 0
+
+        def item(quoted: re.Match) -> str:
+            nonlocal replaced
+            if not is_secret(name, quoted.group("ev"), True):
+                return quoted.group(0)
+            replaced += 1
+            return quoted.group("eq") + mark("secret", quoted.group("ev")) + quoted.group("eq")
+
+        items = ESCAPED_ITEM.sub(item, m.group("items"))
+        return (m.group("lead") + items, replaced) if replaced else None
 
     return replace
 
