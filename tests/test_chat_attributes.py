@@ -73,11 +73,9 @@ def test_attributes_for_a_model_that_records_no_steerlm_format_are_refused_as_ev
     from chipadapt.eval.steering import start_steering
 
     folder = _folder(tmp_path)
-    loaded = type("L", (), {"folder": folder, "model": None, "tokenizer": None})()
-    monkeypatch.setattr(chat_session, "load_inference_model", lambda model: loaded)
-    cfg = OmegaConf.create(
-        {"model": {}, "template": {}, "generate": {"attributes": "quality:4"}, "attribute_order": []}
-    )
+    monkeypatch.setattr(chat_session, "resolve_model_folder", lambda model: folder)
+    monkeypatch.setattr(chat_session, "load_for_inference", lambda *a: type("L", (), {"model": 0, "tokenizer": 0})())
+    cfg = OmegaConf.create({"model": {}, "template": {}, "generate": {"attributes": "quality:4"}})
     with pytest.raises(ChipadaptError) as evaluate_refusal:
         start_steering(cfg, folder)
     with pytest.raises(ChipadaptError) as chat_refusal:
@@ -101,3 +99,41 @@ def test_the_attributes_command_is_refused_for_such_a_model_and_taken_for_a_stee
     template = {"_target_": "chipadapt.data.chat_templates.StringTemplate"}
     session.folder = _folder(tmp_path / "steerlm", steerlm_attribute_order=["quality"], steerlm_template=template)
     assert command(session, "/attributes quality:4", tmp_path) and session.attributes == {"quality": 4.0}
+
+
+def test_attributes_are_refused_before_the_weights_load(monkeypatch, tmp_path):
+    """chat.py loaded the model, seconds to minutes of it, and only then refused generate.attributes; evaluate.py
+    refuses from the folder alone."""
+    from omegaconf import OmegaConf
+
+    import chipadapt.models.hf_folder as hf_folder
+    from chipadapt.chat import ChatSession
+    from chipadapt.errors import ChipadaptError
+
+    loads = []
+    monkeypatch.setattr(hf_folder, "load_causal_lm", lambda *a: loads.append("weights"))
+    monkeypatch.setattr(hf_folder, "load_tokenizer", lambda *a: loads.append("tokenizer"))
+    folder = _folder(tmp_path)
+    model = {"path": str(folder), "source": None, "dtype": "float32", "attn_implementation": "sdpa"}
+    cfg = OmegaConf.create({"model": model, "template": {}, "generate": {"attributes": "quality:4"}})
+    with pytest.raises(ChipadaptError, match=r"^generate.attributes: .*records no steerlm_attribute_order"):
+        ChatSession(cfg)
+    assert loads == []
+
+
+def test_the_refusal_says_to_leave_the_setting_that_asked_unset(tmp_path):
+    """The cause of a folder with an order and no template named evaluate's key whichever setting asked."""
+    from chipadapt.chat_commands import command
+    from chipadapt.errors import ChipadaptError
+    from chipadapt.steerlm.attribute_record import recorded_format
+
+    folder = _folder(tmp_path, steerlm_attribute_order=["quality"])
+    session = type("S", (), {"folder": folder, "attributes": {}, "order": ["quality"]})()
+    with pytest.raises(ChipadaptError) as refused:
+        command(session, "/attributes quality:4", tmp_path)
+    said = str(refused.value)
+    assert said.startswith("/attributes: ") and "saved before templates were recorded" in said
+    assert said.endswith("or leave /attributes unset), so the attributes' format is unknown")
+    assert "generate.attributes" not in said
+    with pytest.raises(ChipadaptError, match=r"or leave generate\.attributes unset\)"):
+        recorded_format(folder, "generate.attributes")

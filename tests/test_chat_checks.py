@@ -25,7 +25,7 @@ def chat_config(overrides: list[str], tmp_path):
         ("generate.max_new_tokens=0", r"^generate.max_new_tokens: 0 is not a whole number of at least 1$"),
         ("generate.temperature=-1", r"^generate.temperature: -1 is not a number >= 0"),
         ("generate.top_p=5", r"^generate.top_p: 5 is not a number in \(0, 1\]$"),
-        ("attribute_order=quality", r"^attribute_order: 'quality' is not a list of attribute names"),
+        ("+attribute_order=[quality]", r"^attribute_order: retired: chat.py writes .* in the order its folder records"),
         ("+generate.system=x", r"^generate.system: unknown setting \(known: max_new_tokens, .*system_prompt\)$"),
         ("+retrieval.index_dir=/tmp/x", r"^retrieval.index_dir: set, but no retrieval is chosen"),
     ],
@@ -70,12 +70,33 @@ def test_retrieval_index_dir_keeps_the_dense_index_for_the_next_session(tmp_path
 
     monkeypatch.setattr(build, "make_retrievers", make_retrievers)
     monkeypatch.setattr(build, "load_passages", lambda path, spec, key: [])
+    monkeypatch.setattr("chipadapt.chat_session.resolve_model_folder", lambda cfg: tmp_path / "model")
     monkeypatch.setattr(
-        "chipadapt.chat_session.load_inference_model",
-        lambda cfg: type("L", (), {"folder": tmp_path / "model", "model": Model(), "tokenizer": object()})(),
+        "chipadapt.chat_session.load_for_inference",
+        lambda folder, *a: type("L", (), {"model": Model(), "tokenizer": object()})(),
     )
     monkeypatch.setattr("chipadapt.chat_session.recorded_attribute_order", lambda folder: None)
     cfg = chat_config(["retrieval=openroad", f"+retrieval.index_dir={tmp_path / 'idx'}"], tmp_path)
     cfg.template = {"_target_": "builtins.dict", "_partial_": True}
     ChatSession(cfg)
     assert seen["index_root"] == str(tmp_path / "idx")
+
+
+def test_the_retired_attribute_order_is_refused_on_the_command_line_and_in_a_config(tmp_path):
+    """chat.py's attribute_order has no reader since attributes need the order the model's folder records."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    from chipadapt.cli import describe_hydra_error
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(HydraException) as composed:
+            compose("chat", overrides=["model=tiny", "attribute_order=[quality,humor]"])
+    said = describe_hydra_error(composed.value)
+    assert said.startswith("attribute_order: retired: ") and "steerlm_attribute_order" in said
+    cfg = chat_config([], tmp_path)
+    with open_dict(cfg):
+        cfg.attribute_order = ["quality"]  # as a config of the user's own sets it
+    with pytest.raises(ChipadaptError, match=r"^attribute_order: retired: .*leave the setting out$"):
+        check_chat_config(cfg)

@@ -40,15 +40,15 @@ def session(monkeypatch, context, system, max_new_tokens=20, retrieval=None):
     """A ChatSession built by its own __init__, the model load and template stubbed (one token a character)."""
     import chipadapt.chat_session as chat_session
 
-    monkeypatch.setattr(chat_session, "load_inference_model", lambda model: _Loaded(context))
+    monkeypatch.setattr(chat_session, "resolve_model_folder", lambda model: "model")
+    monkeypatch.setattr(chat_session, "load_for_inference", lambda folder, *a: _Loaded(context))
     monkeypatch.setattr(chat_session, "steering_template", lambda template, *a, **k: template)
     monkeypatch.setattr(chat_session, "instantiate", lambda template: _Template)
     monkeypatch.setattr(chat_session, "recorded_attribute_order", lambda folder: None)
     cfg = {
-        "model": {},
+        "model": {"dtype": "float32", "attn_implementation": "sdpa"},
         "template": {},
         "generate": {"system_prompt": system, "attributes": None, "max_new_tokens": max_new_tokens},
-        "attribute_order": [],
         "retrieval": retrieval,
     }
     if retrieval:

@@ -137,3 +137,8 @@ def test_a_lone_path_where_a_list_is_wanted_is_named_with_the_list_to_write():
         ChipadaptError, match=r"^data\.curate\.inputs: 'docs/hello.txt' is not a list; write \[docs/hello.txt\]$"
     ):
         typed_group("data.curate", CurateSchema, OmegaConf.create({"inputs": "docs/hello.txt"}))
+    # Where the bare text would be read as another list (two items, a bool, a number), the item is quoted.
+    for given, written in (("a,b.txt", "['a,b.txt']"), (True, "['True']"), ("x]", "['x]']")):
+        with pytest.raises(ChipadaptError) as refused:
+            typed_group("data.curate", CurateSchema, OmegaConf.create({"inputs": given}))
+        assert str(refused.value) == f"data.curate.inputs: {given!r} is not a list; write {written}"

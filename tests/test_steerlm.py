@@ -104,8 +104,8 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     ]
     assert batched == single and tok.pad_token is None and tok.padding_side == side
 
-    # The folder records the order its attribute strings were written in; chat.py prompts in that order,
-    # whatever its own attribute_order says (it used its own: another order than the model learned).
+    # The folder records the order its attribute strings were written in; chat.py prompts in that order
+    # (it once used an attribute_order of its own: another order than the model learned).
     from hydra import compose, initialize_config_dir
 
     from chipadapt.chat import ChatSession
@@ -114,7 +114,7 @@ def test_attribute_conditioned_sft_follows_the_attributes_the_user_chooses(tmp_p
     trained_order = list(cfg.data.attributes.order)
     assert recorded_attribute_order(out / "model") == trained_order
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        chat_cfg = compose("chat", overrides=[f"model.path={out / 'model'}", "attribute_order=[humor,quality]"])
+        chat_cfg = compose("chat", overrides=[f"model.path={out / 'model'}"])
     assert ChatSession(chat_cfg).order == trained_order
 
 

@@ -140,3 +140,9 @@ def test_a_key_from_a_config_file_its_target_does_not_take_is_named_when_the_job
             cfg.eval.perplexity._args_ = list(range(20))  # a TypeError that no key explains: kept as Hydra's
         with pytest.raises(InstantiationException):
             _naming_target_keys(lambda job: instantiate(job.eval.perplexity), cfg)
+
+
+def test_a_retired_key_added_with_a_plus_is_told_what_replaced_it(tmp_path):
+    with pytest.raises(ChipadaptError, match=r"^attribute_order: retired: "):
+        with entry_job("chat", ["model=tiny", "+attribute_order=[quality]"], tmp_path / "run") as cfg:
+            validate(cfg)

@@ -5,9 +5,11 @@ temperature below 0, top_p above 1, no new tokens) or a setting it would never r
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from chipadapt.config_typing import RETIRED_KEYS
 from chipadapt.errors import ChipadaptError
+from chipadapt.steerlm.attribute_record import recorded_format
 
 GENERATE_KEYS = ("max_new_tokens", "temperature", "top_p", "attributes", "system_prompt")
 # config.json architectures of a model that writes text: its hidden states were never trained as
@@ -36,12 +38,6 @@ def check_generate(generate: DictConfig) -> None:
         raise ChipadaptError(f"generate.system_prompt: {generate.system_prompt!r} is not a text")
 
 
-def check_attribute_order(order) -> None:
-    """A list of names: a single word would be taken letter by letter as the order."""
-    if not isinstance(order, ListConfig) or not all(isinstance(name, str) for name in order):
-        raise ChipadaptError(f"attribute_order: {order!r} is not a list of attribute names, e.g. [quality,humor]")
-
-
 def check_encoder_folders(encoders: dict | None, key: str) -> None:
     """Refuse an encoder path that holds a generative model (e.g. a chat model's folder given by mistake)."""
     for name, encoder in (encoders or {}).items():
@@ -63,7 +59,8 @@ def check_encoder_folders(encoders: dict | None, key: str) -> None:
 
 def check_chat_config(cfg: DictConfig) -> None:
     check_generate(cfg.generate)
-    check_attribute_order(cfg.attribute_order)
+    if "attribute_order" in cfg:  # `+attribute_order=...` or a config of the user's own: nothing reads it now
+        raise ChipadaptError(f"attribute_order: {RETIRED_KEYS['attribute_order']}")
     if cfg.get("retrieval"):
         retrieval = OmegaConf.to_container(cfg.retrieval, resolve=True)
         if "use" not in retrieval:  # `+retrieval.index_dir=...` alone: a setting for retrieval nobody turned on
@@ -75,9 +72,7 @@ def check_chat_config(cfg: DictConfig) -> None:
 
 def check_attribute_record(folder: Path, key: str) -> None:
     """Refuse attributes for a model whose folder records no SteerLM attribute format (its order and
-    template), with evaluate.py's reason and words (eval/steering.py recorded_format): the model never
-    learned attribute strings, so prompting it with one is a prompt it never saw. chat.py warned and went on
-    where evaluate.py refused the same setting on the same model."""
-    from chipadapt.eval.steering import recorded_format
-
+    template), with evaluate.py's reason and words (steerlm/attribute_record.py recorded_format): the model
+    never learned attribute strings, so prompting it with one is a prompt it never saw. chat.py warned and went
+    on where evaluate.py refused the same setting on the same model."""
     recorded_format(folder, key)

@@ -18,7 +18,8 @@ from chipadapt.chat_checks import check_attribute_record
 from chipadapt.data.chat_templates import attribute_string
 from chipadapt.errors import ChipadaptError
 from chipadapt.models.context_fit import earliest_kept, reply_room, reply_tokens
-from chipadapt.models.inference import load_inference_model
+from chipadapt.models.hf_folder import resolve_model_folder
+from chipadapt.models.inference import load_for_inference
 from chipadapt.models.text_generation import stop_token_ids
 from chipadapt.steerlm.attribute_record import recorded_attribute_order
 from chipadapt.steerlm.steering_template import named_on_command_line, steering_template
@@ -58,10 +59,13 @@ def ctrl_c_sets(event: threading.Event):
 
 class ChatSession:
     def __init__(self, cfg: DictConfig):
-        loaded = load_inference_model(cfg.model)
-        self.folder, self.model, self.tokenizer = loaded.folder, loaded.model, loaded.tokenizer
-        if cfg.generate.attributes:  # before the template: its reason, not the template's, is the one to say
+        # Attributes for a model that records no SteerLM format are refused before its weights load (as
+        # evaluate.py checks the folder first), and before the template: its reason is the one to say.
+        self.folder = resolve_model_folder(cfg.model)
+        if cfg.generate.attributes:
             check_attribute_record(self.folder, "generate.attributes")
+        loaded = load_for_inference(self.folder, cfg.model.dtype, cfg.model.attn_implementation)
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
         # A SteerLM model is prompted in the template its folder records it was trained in; another one named
         # on the command line is refused (steerlm/steering_template.py).
         template = steering_template(
@@ -76,12 +80,9 @@ class ChatSession:
         # generate.system_prompt: the system turn of every prompt (None: the template's default one).
         self.system = cfg.generate.get("system_prompt")
         self.attributes = parse_attributes(cfg.generate.attributes) if cfg.generate.attributes else {}
-        # A SteerLM model's folder records the order its training wrote the attribute strings in: that
-        # order, not this config's, is the one the model knows.
-        recorded = recorded_attribute_order(self.folder)
-        self.order = recorded or list(cfg.attribute_order)
-        if recorded and recorded != list(cfg.attribute_order):
-            log.info("attribute order from %s/config.json: %s", self.folder, ", ".join(recorded))
+        # A SteerLM model's folder records the order its training wrote the attribute strings in, the one
+        # order the model knows; attributes are refused for a folder without it, so none is needed else.
+        self.order = recorded_attribute_order(self.folder) or []
         if note := unfamiliar_attributes(self.attributes, self.order):
             log.warning("generate.attributes: %s; a SteerLM model has never seen it", note)
         self.messages: list[dict] = []

@@ -155,6 +155,8 @@ def check_added_root_keys(cfg: DictConfig) -> None:
     known = sorted({*known, *(key.split(".")[0] for key in command_line_deletes())})
     for key in adds:
         root = key.split(".")[0]
+        if key in RETIRED_KEYS:  # `+attribute_order=[..]`: what replaced it, not "unknown"
+            raise ChipadaptError(f"{key}: {RETIRED_KEYS[key]}")
         if root in known or root in groups or root == "hydra" or any((path / root).is_dir() for path in sources):
             continue
         near = difflib.get_close_matches(root, known, n=1)

@@ -54,7 +54,24 @@ def true_or_false(node: DictConfig, key: str, where: str) -> bool:
 RETIRED_KEYS = {
     "data.val_max_sequences": "replaced by data.val_max_bytes, bytes of held-out text per validation split (N "
     "sequences were other text at each seq_len and tokenizer; e.g. data.val_max_bytes=32768)",
+    "attribute_order": "retired: chat.py writes a SteerLM model's attributes in the order its folder records "
+    "(steerlm_attribute_order in its config.json, the order it was trained in), and refuses attributes for a "
+    "folder that records none; leave the setting out",
 }
+
+
+def list_of_one(given: Any) -> str:
+    """`[given]` as a command line writes the list holding `given` as its one text item: quoted where Hydra would
+    read it bare as something else (`[a,b.txt]` is two items, `[True]` a bool, `[5]` a number)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    text = str(given)
+    try:
+        bare = OverridesParser.create().parse_override(f"key=[{text}]").value()
+    except HydraException:  # `x]`, `a=b`: no list at all written bare
+        bare = None
+    return f"[{text}]" if bare == [text] else f"[{text!r}]"
 
 
 def typed_group(group: str, schema: type, node: DictConfig) -> dict:
@@ -72,7 +89,7 @@ def typed_group(group: str, schema: type, node: DictConfig) -> dict:
             raise ChipadaptError(f"{key}: {RETIRED_KEYS.get(key, f'unknown key ({WHERE})')}") from None
         if "is not a ListConfig" in message:  # OmegaConf's "Invalid value assigned: AnyNode is not a ListConfig"
             given = OmegaConf.select(node, str(err.full_key)) if getattr(err, "full_key", None) else None
-            raise ChipadaptError(f"{key}: {given!r} is not a list; write [{given}]") from None
+            raise ChipadaptError(f"{key}: {given!r} is not a list; write {list_of_one(given)}") from None
         raise ChipadaptError(f"{key}: {message}") from None
 
 

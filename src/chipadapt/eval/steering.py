@@ -10,7 +10,6 @@ evaluation starts unsteered (stop_steering): a job of a sweep whose tasks need n
 the previous job's attributes. Refused for a merged model that records none, the message gives
 merge.py's reason for leaving its inputs' record out (merge/steerlm_record.py)."""
 
-import json
 import logging
 from contextvars import ContextVar
 from pathlib import Path
@@ -18,9 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.data.chat_templates import attribute_string
-from chipadapt.errors import ChipadaptError
 from chipadapt.models.chat_prompts import CHAT_PROMPTS
-from chipadapt.steerlm.attribute_record import ORDER_KEY, TEMPLATE_KEY, recorded_attribute_order, recorded_template
+from chipadapt.steerlm.attribute_record import ORDER_KEY, recorded_attribute_order, recorded_format
 from chipadapt.steerlm.attribute_values import parse_attributes, unfamiliar_attributes
 
 log = logging.getLogger(__name__)
@@ -84,27 +82,6 @@ def steering_label(task, written_before: int, recorded_results: dict | None = No
     return {"steerlm_attributes": steering[1]} if taken else {}
 
 
-def recorded_format(folder: Path, key: str) -> tuple:
-    """The attribute order and template the SteerLM model in `folder` records; refused where it records
-    neither or only one (`key` names the setting that asked for attributes: evaluate's, chat's)."""
-    order, template = recorded_attribute_order(folder), recorded_template(folder)
-    if order is None and _config_holds(folder, TEMPLATE_KEY):
-        # Neither a model saved before the record nor one merge.py wrote: both write the order, the
-        # template alone is a record cut short (by hand).
-        raise ChipadaptError(
-            f"{key}: {folder}/config.json records {TEMPLATE_KEY} but no {ORDER_KEY} (the order its attribute "
-            f"strings were written in: add it, the data.attributes.order it was trained with, to its "
-            f"config.json, or leave {key} unset), so the attributes' format is unknown"
-        )
-    if order is None or template is None:
-        lacks = f"no {ORDER_KEY} and {TEMPLATE_KEY}" if order is None else f"{ORDER_KEY} but no {TEMPLATE_KEY}"
-        raise ChipadaptError(
-            f"{key}: {folder}/config.json records {lacks} ({_no_record_cause(folder, order is not None)}), "
-            "so the attributes' format is unknown"
-        )
-    return order, template
-
-
 def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     """Set the steering of this evaluation's generation for the model in `folder`; its attribute string."""
     text = OmegaConf.select(cfg, KEY, default=None)
@@ -129,46 +106,6 @@ def start_steering(cfg: DictConfig, folder: Path) -> str | None:
     STEERING.set((template, string))
     CHAT_PROMPTS.set(_steered_prompts)
     return string
-
-
-def _config_holds(folder: Path, key: str) -> bool:
-    """Whether the folder's config.json has `key` at all (recorded_template reads only a usable one)."""
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get(key) is not None
-
-
-def _no_record_cause(folder: Path, has_order: bool) -> str:
-    """Why a folder records no SteerLM attribute format: merge.py's reason for a merged model (its
-    merge_manifest.json), else what a plain folder lacking it is. `has_order`: the attribute order is
-    recorded, the template is not (a SteerLM model saved before templates were recorded)."""
-    add = f"add {TEMPLATE_KEY} (the data.template it was trained with, resolved) to"
-    try:
-        manifest = json.loads((Path(folder) / "merge_manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = None
-    if not isinstance(manifest, dict):
-        if has_order:
-            return f"a SteerLM model saved before templates were recorded: {add} its config.json, or leave {KEY} unset"
-        return "not a SteerLM model, or one saved before they were recorded"
-    carried = (manifest.get("summary") or {}).get("steerlm_record") or {}
-    if carried.get("from"):
-        # The record was carried, but from an input saved before templates were recorded: `why` says why
-        # it was carried, which is no cause of its lack.
-        return (
-            f"a merged model: the record merge.py carried from {carried['from']} has no {TEMPLATE_KEY}, as that "
-            f"input was saved before SteerLM templates were recorded; {add} that input's config.json and merge "
-            f"again, or leave {KEY} unset"
-        )
-    if carried.get("why"):
-        return f"a merged model: merge.py did not carry its inputs' record, as {carried['why']}"
-    inputs = ", ".join(f"{key}: {path}" for key, path in (manifest.get("inputs") or {}).items())
-    return (
-        "a merged model written before merge.py carried its inputs' SteerLM record; "
-        f"merge again to carry it where an input records one ({inputs})"
-    )
 
 
 def steering_record() -> dict:
