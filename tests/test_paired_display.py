@@ -74,7 +74,8 @@ def test_five_discordant_items_all_one_way_read_within_noise_with_the_exact_p_an
     # the paired plot is written beside the bars (bits per byte: 20 documents all 0.05 lower)
     assert (out / "compare_paired.png").stat().st_size > 0 and summary["plots"]["paired"].endswith("compare_paired.png")
     bpb = next(r for r in summary["paired"] if r["metric"] == "perplexity.bpb")
-    assert bpb["verdict"] == "lower" and bpb["note"] == ""
+    # no McNemar note; every document 0.05 lower: the point interval is marked as no spread, not certainty
+    assert bpb["verdict"] == "lower" and bpb["note"].startswith("every one of the 20 items differs by -0.05")
     # seven against one: exact p 0.070, not the score test's 0.034 beside "higher"
     d = paired_difference(*(_items(f / "mcq_items.jsonl") for f in (base2, mixed)), "acc")
     assert d.p == pytest.approx(18 / 256) and d.ci[0] > 0 and d.verdict == "within noise" and d.note

@@ -154,11 +154,20 @@ def error_bars(runs, metric: str) -> list[list[float]]:
     below, above = [], []
     for run in runs:
         value = run.metrics.get(metric, float("nan"))
-        ci = (run.uncertainty.get(metric) or {}).get("ci")
-        low, high = ci or (float("nan"), float("nan"))
-        below.append(max(value - low, 0.0) if ci else float("nan"))
-        above.append(max(high - value, 0.0) if ci else float("nan"))
+        low, high = (run.uncertainty.get(metric) or {}).get("ci") or (None, None)
+        # A null end (a manifest's unbounded one: [6.7e293, null] of a diverged perplexity) has no bar on
+        # its side, as a run with no interval has none: `value - None` ended compare.py in a traceback.
+        below.append(_distance(value, low))
+        above.append(_distance(high, value))
     return [below, above]
+
+
+def _distance(upper, lower) -> float:
+    """upper - lower, at least 0; nan (no bar) where either is missing or not finite."""
+    if upper is None or lower is None:
+        return float("nan")
+    gap = float(upper) - float(lower)
+    return max(gap, 0.0) if math.isfinite(gap) else float("nan")
 
 
 def _points(ax, x: list[float], runs, metric: str, **style) -> None:

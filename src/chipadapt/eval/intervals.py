@@ -17,6 +17,9 @@ Three kinds of metric, told apart by how an item's score is written (see `eval/i
   draws are narrower than their spread). The sign-flip interval is exact where the residuals are
   symmetric at the true value (93.5-96% on the ratio at n = 6 to 40) and near it with skewed scores
   (92-95% on the Beta(1, 4) mean at n = 6 to 40); tests/test_small_sample_intervals32.py checks n = 8.
+  Near 95% holds for moderately skewed scores, not for mostly-zero ones: on MRR-like scores, 85% of them 0,
+  it covered 85%, 89% and 89% at 20, 50 and 100 items (the percentile bootstrap 87/90/90%, a Student-t
+  interval 86/90/90%; no method here fixes that).
 - every item at the same rate (all items scoring 0.5; IFEval prompts that each follow 1 of their 2
   instructions): no resampling or flip varies anything, and either would give a zero-width interval.
   A mean of [0, 1] scores, or counts of parts passed, all at one rate r: the exact binomial interval of
@@ -115,7 +118,7 @@ def ratio(
         stderr = float(math.sqrt((residual**2).sum() / (n * (n - 1))))
         if transform == "exp":
             stderr *= float(_exp(r))  # math.exp raised OverflowError past ~709 nats
-    if _one_rate(num_a, den_a, r):
+    if one_rate(num_a, den_a, r):
         return Estimate(float(f(r)), stderr, *_one_rate_interval(num_a, den_a, r, n, den is None, transform))
     if n < FEWEST_FOR_AN_INTERVAL:
         return Estimate(float(f(r)), stderr, UNBOUNDED, n, too_few(n, "items"))
@@ -144,7 +147,7 @@ def flips_text(n: int, resamples: int = RESAMPLES) -> str:
     return "every sign flip" if n <= EXACT_MAX_ITEMS else f"{resamples} random sign flips"
 
 
-def _one_rate(num: np.ndarray, den: np.ndarray, r: float) -> bool:
+def one_rate(num: np.ndarray, den: np.ndarray, r: float) -> bool:
     """Every item at the rate r (one item included): nothing a flip or resample moves."""
     scale = max(float(np.abs(num).max()), float(np.abs(den).max()) * abs(r), 1e-300)
     return bool(np.all(np.abs(num - r * den) <= 1e-12 * scale))

@@ -53,7 +53,9 @@ def estimate(values: list) -> Estimate:
 
 
 def unbounded(est: Estimate) -> bool:
-    return not all(math.isfinite(end) for end in est.ci)
+    """No interval given: neither end finite (report.unbounded reads a manifest the same way). One infinite
+    end (a diverged model's perplexity, (6.7e293, inf)) keeps the finite one: written [6.7e293, null]."""
+    return not any(math.isfinite(end) for end in est.ci)
 
 
 def metric_fields(name: str, est: Estimate) -> dict:
@@ -61,8 +63,8 @@ def metric_fields(name: str, est: Estimate) -> dict:
     return {
         name: est.value,
         f"{name}_stderr": est.stderr,
-        # No interval where the method gives none (too few items: unbounded, its method says why); one item
-        # of a bootstrap has nothing to resample (the exact binomial still has an interval).
+        # No interval where the method gives none (too few items: unbounded at both ends, its method says
+        # why); one item of a bootstrap has nothing to resample (the exact binomial still has an interval).
         f"{name}_ci": None if unbounded(est) or (est.n < 2 and est.method.startswith("bootstrap")) else list(est.ci),
         f"{name}_n": est.n,
         f"{name}_ci_method": est.method,

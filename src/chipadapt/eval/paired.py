@@ -41,6 +41,14 @@ resolves differences that two independent intervals would call overlapping).
   the exact p is 0.125 (4 close differences all one way), which would bring back the contradiction. With 5
   items or fewer no shift is rejected at 95% (2 / 2**5 > 0.05), so the interval is unbounded: the honest
   answer for so few items.
+- Every item (or group) differing by the same amount d (a constant difference; d = 0 where the two runs'
+  numbers are equal on every item): the test's inverted interval is the point [d, d], the only shift after
+  which a swap moves nothing, and over 6 or more draws all one way its p (2 / 2**n, or 1 / RESAMPLES over
+  random swaps) rejects 0. Both are kept: the p is exact for these draws, and a wider interval would need
+  a spread the data do not show (every rank-, sign- or permutation-based interval of n equal differences is
+  that point; the constant-rate rule of one run's interval, eval/intervals.py, has Clopper-Pearson only for
+  [0, 1] scores at one rate, and a difference of two has no such bound). The point is marked instead:
+  `note` says every draw differs by d, so that it does not read as a difference known exactly (SAME_SHIFT).
 - A metric written in other forms by the two runs ({"num", "den"} in one, a number in the other, or another
   transform), or in both forms within one run, is refused (ScoresDiffer, a ChipadaptError): a ratio of sums
   against a mean of per-item ratios is no difference of one quantity (the same bits per byte read +0.30
@@ -100,6 +108,12 @@ PARTS_TANGO = "tango-over-parts"
 EXACT = "paired-permutation-exact"
 # The same test over a seeded random sample of the swaps (more groups than EXACT_MAX_ITEMS).
 RANDOM = "paired-permutation-random"
+# The note where every item (or group) differs by the same amount (module docstring).
+SAME_SHIFT = (
+    "every one of the {n} {unit} differs by {d:+.4g}: with no spread in the differences the interval is that "
+    "point, the one shift the test does not reject, not a certainty about other {unit}; the verdict rests on "
+    "the test's p"
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,7 @@ class PairedDifference:
     alpha: float = round(1 - CONFIDENCE, 12)  # p below it rejects "no difference"
     groups: int | None = None  # the groups the items fall in (module docstring); None: no item shares one
     group_note: str = ""  # NOTHING_TO_VARY where the groups' sums left nothing to test over groups
+    spread_note: str = ""  # SAME_SHIFT where every draw differs by the same amount: the interval is a point
 
     @property
     def too_few_discordant(self) -> bool:
@@ -136,9 +151,10 @@ class PairedDifference:
     @property
     def note(self) -> str:
         """What a reader must know beside the row: why the verdict is not what the interval alone says
-        (McNemar with few discordant items, whose exact p and Tango's score interval can disagree), and
-        that groups whose sums are all equal were tested item by item (group_note); "" for neither."""
-        return "; ".join(text for text in (self._verdict_note(), self.group_note) if text)
+        (McNemar with few discordant items, whose exact p and Tango's score interval can disagree), that
+        groups whose sums are all equal were tested item by item (group_note), and that a point interval is
+        the differences' lack of spread, not certainty (spread_note); "" for none."""
+        return "; ".join(text for text in (self._verdict_note(), self.group_note, self.spread_note) if text)
 
     def _verdict_note(self) -> str:
         if self.test != MCNEMAR or self.covers_zero == (self.p >= self.alpha):
@@ -228,22 +244,36 @@ def paired_bootstrap(
     return _resampled(arrays, transform, resamples, seed)
 
 
-def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, seed: int):
-    """paired_bootstrap's test over the rows of (a_num, a_den, b_num, b_den): items, or groups' sums."""
+def _resampled(arrays: list[np.ndarray], transform: str | None, resamples: int, seed: int, unit: str = "items"):
+    """paired_bootstrap's test over the rows of (a_num, a_den, b_num, b_den): items, or groups' sums (`unit`
+    names which, for the note where every one differs by the same amount)."""
     a_num, a_den, b_num, b_den = arrays
     n = len(a_num)
     f = TRANSFORMS[transform]
-    stat_a, stat_b = float(f(a_num.sum() / a_den.sum())), float(f(b_num.sum() / b_den.sum()))
+    rate_a, rate_b = a_num.sum() / a_den.sum(), b_num.sum() / b_den.sum()
+    stat_a, stat_b = float(f(rate_a)), float(f(rate_b))
     if n <= EXACT_MAX_ITEMS:
-        p, (low, high) = exact_permutation([arrays])
-        ci = (low, high) if transform is None else _through(f, a_num.sum() / a_den.sum(), (low, high))
-        return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, EXACT)
-    # Above EXACT_MAX_ITEMS: the same test over seeded random swaps (module docstring). The paired
-    # bootstrap used before called 4 items of 541 that differ "higher" (p 0.034) where no sign-flip over
-    # them goes below 2 / 2**4.
-    p, shifts = random_permutation([arrays], resamples, seed)
-    ci = shifts if transform is None else _through(f, a_num.sum() / a_den.sum(), shifts)
-    return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, RANDOM)
+        p, shifts = exact_permutation([arrays])
+        test = EXACT
+    else:
+        # Above EXACT_MAX_ITEMS: the same test over seeded random swaps (module docstring). The paired
+        # bootstrap used before called 4 items of 541 that differ "higher" (p 0.034) where no sign-flip over
+        # them goes below 2 / 2**4.
+        p, shifts = random_permutation([arrays], resamples, seed)
+        test = RANDOM
+    ci = shifts if transform is None else _through(f, rate_a, shifts)
+    spread = ""
+    if _no_spread(shifts, max(abs(rate_a), abs(rate_b))):
+        # Every draw moved by the same amount: the one shift not rejected is it (module docstring).
+        ci = (stat_b - stat_a, stat_b - stat_a)
+        spread = SAME_SHIFT.format(n=n, unit=unit, d=stat_b - stat_a)
+    return PairedDifference(stat_a, stat_b, stat_b - stat_a, ci, p, n, test, spread_note=spread)
+
+
+def _no_spread(shifts: tuple[float, float], scale: float) -> bool:
+    """The test's interval of shifts is a point (to rounding): every draw's difference is the same."""
+    low, high = shifts
+    return math.isfinite(low) and math.isfinite(high) and high - low <= 1e-9 * max(scale, 1e-300)
 
 
 def _equal_counts(a_num, a_den, b_num, b_den) -> bool:
@@ -314,7 +344,7 @@ def by_groups(arrays: list, index: np.ndarray, transform: str | None, items_test
     k, n = len(sums[0]), len(index)
     if np.array_equal(sums[0], sums[2]) and np.array_equal(sums[1], sums[3]):
         return dataclasses.replace(items_test(), groups=k, group_note=NOTHING_TO_VARY.format(groups=k, n=n))
-    d = _resampled(sums, transform, RESAMPLES, SEED)
+    d = _resampled(sums, transform, RESAMPLES, SEED, unit="groups")
     return dataclasses.replace(d, n=n, test=d.test + OVER_GROUPS, groups=k)
 
 

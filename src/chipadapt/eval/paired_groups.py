@@ -39,13 +39,16 @@ from chipadapt.errors import ChipadaptError
 from chipadapt.eval.intervals import (
     CONFIDENCE,
     EXACT_MAX_ITEMS,  # noqa: F401 (re-exported: every swap up to it, RESAMPLES random ones above)
+    NOT_GIVEN,
     RESAMPLES,
     SEED,
     TRANSFORMS,
+    UNBOUNDED,
     Estimate,
     exact_flips,
     flips_text,
     inverted,
+    one_rate,
     random_flips,
     sign_flip_interval,
 )
@@ -155,7 +158,7 @@ def ratio_interval(num, den, confidence: float = CONFIDENCE, seed: int = SEED) -
 def ratio_over_groups(num, den, transform: str | None = None) -> Estimate:
     """transform(sum num / sum den) over k groups' sums with ratio_interval's interval (ends through the
     transform, which is increasing) and the linearised standard error over the groups (as eval/intervals.py's
-    `ratio` gives it over items); `n` the groups."""
+    `ratio` gives it over items); `n` the groups. No interval where every group is at one rate."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     k, f, r = len(num), TRANSFORMS[transform], num.sum() / den.sum()
     stderr = None
@@ -164,6 +167,12 @@ def ratio_over_groups(num, den, transform: str | None = None) -> Estimate:
         stderr = float(math.sqrt((residual**2).sum() / (k * (k - 1))))
         if transform == "exp":
             stderr *= float(f(r))
+    if one_rate(num, den, r):
+        # Every group at one rate (an attribute model's errors all 0): no flip moves anything, and the
+        # inverted test's [r, r] would read as certainty. Group sums have no [0, 1] bound to give the
+        # exact binomial one run's [0, 1] items get (eval/intervals.py): no interval, saying why.
+        method = f"{NOT_GIVEN} every group at the same value, {float(f(r)):.6g}; no spread to size an interval on"
+        return Estimate(float(f(r)), stderr, UNBOUNDED, k, method)
     low, high = ratio_interval(num, den)
     method = f"sign-flip test inverted (ratio of sums, {flips_text(k)} over groups)"
     return Estimate(float(f(r)), stderr, (float(f(low)), float(f(high))), k, method)

@@ -3,6 +3,7 @@
 import csv
 import io
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference
 from chipadapt.protocols import EvalTask
-from chipadapt.report import console, no_interval
+from chipadapt.report import console, no_interval, why_no_interval
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,35 @@ def metric_rows(metrics: dict, prefix: str = ""):
             yield f"{prefix}{key}", value, metrics.get(f"{key}_stderr", ""), lo, hi, metrics.get(f"{key}_n", "")
 
 
+def interval_methods(metrics: dict, prefix: str = "") -> dict[str, str]:
+    """{dotted name: `_ci_method`} of the metrics metric_rows yields: what says why one has no interval."""
+    methods = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            methods |= interval_methods(value, f"{prefix}{key}.")
+        elif not is_uncertainty_key(key):
+            methods[f"{prefix}{key}"] = metrics.get(f"{key}_ci_method")
+    return methods
+
+
+def figure(x: float) -> str:
+    """A table's number: 4 decimals, or 4 significant digits past 1e9 (a diverged model's perplexity of
+    6.7e293 is not 294 digits); inf as inf."""
+    return f"{x:.4e}" if math.isfinite(x) and abs(x) >= 1e9 else f"{x:.4f}"
+
+
+def interval_cell(lo, hi, n, method) -> str:
+    """The table's 95% interval: `[lo, hi]` (an unbounded end as -inf/+inf, a finite one kept); where none
+    was given, why (the first clause of `_ci_method`: `interval n/a: every item at the same value, 0.5`),
+    else too few by n; blank for a figure that has no interval (counts, timings)."""
+    if lo != "":
+        ends = [figure(x) if x is not None and math.isfinite(x) else side for x, side in ((lo, "-inf"), (hi, "+inf"))]
+        return f"[{ends[0]}, {ends[1]}]"
+    if n == "":
+        return ""
+    return why_no_interval(method) or no_interval(n)
+
+
 def write_results(results: dict, out: Path, title: str) -> None:
     write_json_atomic(out / "results.json", results)
     buffer = io.StringIO()
@@ -174,12 +204,13 @@ def write_results(results: dict, out: Path, title: str) -> None:
     for column in ("task", "metric", "value", "95% interval", "n"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task, metrics in results.items():
+        methods = interval_methods(metrics)
         for metric, value, _, lo, hi, n in metric_rows(metrics):
             table.add_row(
                 task,
                 metric,
-                f"{value:.4f}" if isinstance(value, float) else str(value),
-                f"[{lo:.4f}, {hi:.4f}]" if lo != "" else (no_interval(n) if n != "" else ""),
+                figure(value) if isinstance(value, float) else str(value),
+                interval_cell(lo, hi, n, methods[metric]),
                 str(n),
             )
     console.print(table)

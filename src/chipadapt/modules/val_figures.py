@@ -1,7 +1,8 @@
 """A validation split's figures from its item table (modules/val_items.py), in the shape evaluate.py's
 results.json gives its metrics: `ppl`, `loss` and `bpb`, each with `_stderr`, `_ci` (95%), `_n` (items)
-and `_ci_method`. The intervals are evaluate.py's perplexity task's: the bootstrap of the pooled ratio
-over items (eval/intervals.py), since the tokens of one document are not independent. And the change
+and `_ci_method`. The intervals are evaluate.py's perplexity task's: the sign-flip test of the pooled
+ratio over items inverted (eval/intervals.py; none under 6 items), since the tokens of one document are
+not independent. And the change
 from one validation to another on the same items, as a paired test (eval/paired.py).
 
 Items held out together (`groups`, the datamodule's `val_groups`: an SFT conversation's OASST message tree)
@@ -69,8 +70,8 @@ def item_groups(table: np.ndarray, groups: list | None) -> np.ndarray | None:
 
 def _over_groups(num: np.ndarray, den: np.ndarray, transform: str | None, index: np.ndarray) -> Estimate | None:
     """The ratio over whole groups: the ratio of the groups' sums, its interval the ratios the sign-flip
-    test over the groups does not reject (eval/paired_groups.py: the percentile bootstrap over so few group
-    sums covered 84% at 6 groups where it claimed 95%); `n` the items. None under FEWEST_FOR_AN_INTERVAL
+    test over the groups does not reject (eval/paired_groups.py: the percentile bootstrap used before over so
+    few group sums covered 84% at 6 groups where it claimed 95%); `n` the items. None under FEWEST_FOR_AN_INTERVAL
     groups: that test then rejects no ratio, as the paired change over as few groups is unbounded
     (eval/paired.py): too few groups for an interval."""
     k = int(index.max()) + 1
@@ -119,7 +120,7 @@ def split_figures(table: np.ndarray, groups: list | None = None) -> dict[str, fl
 
 def paired_change(before: np.ndarray, after: np.ndarray, groups: list | None = None) -> dict[str, dict] | None:
     """after - before of each metric on the items both validations scored (matched by item), as
-    eval/paired.py tests it: paired bootstrap, or the exact permutation test over 16 items or fewer; over
+    eval/paired.py tests it: the paired permutation test, exact over 16 items or fewer, over random swaps above; over
     whole groups where `groups` (item -> group) puts several shared items in one (module docstring), the
     result then with `groups` (and `note` where every group's sums are equal, eval/paired.py).
     None where they share no item or a loss is not finite."""

@@ -12,7 +12,7 @@ from chipadapt.batch_plan import batch_plan
 from chipadapt.manifest import RunManifest
 from chipadapt.models.hf_folder import load_tokenizer, save_hf_folder
 from chipadapt.modules.attribute_figures import interval_text
-from chipadapt.report import console
+from chipadapt.report import console, why_no_interval
 from chipadapt.stages.common import (
     begin,
     check_seq_len,
@@ -22,6 +22,14 @@ from chipadapt.stages.common import (
     train_module,
 )
 from chipadapt.steerlm.attribute_record import record_train_labels
+
+
+def _cell(figures: dict, name: str, signed: bool = False) -> str:
+    """`0.412 [0.301, 0.530]`; with no interval, the reason its `_ci_method` gives (`0.412 (interval n/a: n=4
+    groups of the 20 items, too few)`), not the bare value, which would read as exact."""
+    text = interval_text(figures[name], figures[f"{name}_ci"], signed=signed)
+    why = why_no_interval(figures.get(f"{name}_ci_method")) if not figures[f"{name}_ci"] else ""
+    return f"{text} {why}" if why else text
 
 
 def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
@@ -66,13 +74,11 @@ def run(cfg: DictConfig, out: Path, manifest: RunManifest) -> dict:
         table.add_row(
             name,
             f"{m['n']} ({m.get('groups', m['n'])})",
-            interval_text(m["mae"], m["mae_ci"]),
-            interval_text(m["baseline_mae"], m["baseline_mae_ci"]),
+            _cell(m, "mae"),
+            _cell(m, "baseline_mae"),
             interval_text(paired["difference"], paired["ci"], signed=True) + f" {paired['verdict']}",
             f"{paired['p']:.3g}",
-            interval_text(m["spearman"], m["spearman_ci"], signed=True)
-            if m["spearman"] is not None
-            else f"undefined: {m['spearman_undefined']}",
+            _cell(m, "spearman", signed=True) if m["spearman"] is not None else f"undefined: {m['spearman_undefined']}",
         )
     console.print(table)
     metrics = {"val": trained.after, "global_step": trained.trainer.global_step}

@@ -69,7 +69,7 @@ def drift_row(f: dict) -> list | None:
         )
         or "not paired"
     )
-    # McNemar's test over the prompts decides; the instruction-level bootstrap (the merge study's
+    # McNemar's test over the prompts decides; the instruction-level permutation test (the merge study's
     # measure) is reported beside it, and named where it disagrees.
     verdict, why = power.verdict(prompt, -1, "prompts") if prompt else power.verdict(instruction, -1, "prompts")
     if prompt and instruction:

@@ -28,7 +28,7 @@ from chipadapt.reproduce.report import (
 from chipadapt.reproduce.report.archive import archive_records
 from chipadapt.reproduce.report.context import Context, get, table
 from chipadapt.reproduce.report.general_model import parameter_count, size_text
-from chipadapt.reproduce.report.power import MIN_RESAMPLED
+from chipadapt.reproduce.report.power import MIN_EXACT
 from chipadapt.reproduce.report.verdicts import headline
 from chipadapt.reproduce.step_process import ROOT
 from chipadapt.reproduce.steps import Step
@@ -162,7 +162,7 @@ def build_report(cfg: DictConfig, steps: list[Step], out: Path, report_dir: Path
         "it excludes 0 the other way, and *not resolved at this size* otherwise, with the number of items (for "
         "held-out text, documents and tokens) at which a difference as large as the one seen would resolve "
         "about half the time (twice that for 80% power); a "
-        f"bootstrap over fewer than {MIN_RESAMPLED} items resolves nothing. Held-out domain bpb is compared on "
+        f"paired test over fewer than {MIN_EXACT} items resolves nothing. Held-out domain bpb is compared on "
         "every held-out domain document pooled (corpus_ppl's domain_all.bpb). "
         "*Not measured*: no per-item records to pair, or two runs' records that are not the same items (other "
         "questions under the same ids, other limits on the text scored: the row says why), never paired "

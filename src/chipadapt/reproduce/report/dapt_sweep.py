@@ -4,7 +4,7 @@ chip model's DAPT took from them (the ledger's `choice`)."""
 
 import matplotlib.pyplot as plt
 
-from chipadapt.report import bracketed
+from chipadapt.report import bracketed, unbounded, why_no_interval
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, get, table
 from chipadapt.reproduce.report.domain_bpb import GENERAL_SPLIT
@@ -42,16 +42,22 @@ def sweep_plot(arms: list[dict]):
 # --- parts -----------------------------------------------------------------------------------------
 
 
-def with_ci(results: dict | None, dotted: str) -> tuple[float | None, tuple[float, float] | None]:
+def with_ci(results: dict | None, dotted: str) -> tuple[float | None, tuple[float, float] | None, str | None]:
+    """(value, interval or None, `_ci_method`: what says why there is no interval)."""
     value, ci = get(results, dotted), get(results, f"{dotted}_ci")
-    return value, (tuple(ci) if ci else None)
+    return value, (tuple(ci) if ci else None), get(results, f"{dotted}_ci_method")
 
 
 def value_ci_text(value_ci: tuple) -> str:
-    value, ci = value_ci
+    """`1.500 [1.200, 1.800]`; with no interval, the reason its `_ci_method` (a third element) gives
+    (`1.500 (interval n/a: n=4, too few)`), else the bare value."""
+    value, ci, *method = value_ci
     if value is None:
         return "–"
-    return f"{value:.3f} {bracketed(*ci, None)}" if ci else f"{value:.3f}"
+    why = why_no_interval(method[0] if method else None)
+    if ci and not (why and unbounded(ci)):
+        return f"{value:.3f} {bracketed(*ci, None)}"
+    return f"{value:.3f} {why}" if why else f"{value:.3f}"
 
 
 def sweep_arms(ctx: Context, rows: list[dict], eval_of: dict[str, str]) -> list[dict]:
@@ -66,7 +72,7 @@ def sweep_arms(ctx: Context, rows: list[dict], eval_of: dict[str, str]) -> list[
                 **r,
                 "eval_step": name if res else None,
                 "eval": {
-                    "domain": (domain_bpb.value(res), domain_bpb.ci(res)),
+                    "domain": domain_bpb.with_method(res),
                     "general": with_ci(res, f"corpus_ppl.{GENERAL_SPLIT}.bpb"),
                 }
                 if res
@@ -91,7 +97,7 @@ def sweep_part(ctx: Context, arms: list[dict], choice: dict | None) -> list[str]
                 f"general model ({ctx.link(BASE_EVAL)})",
                 "–",
                 "0",
-                value_ci_text((domain_bpb.value(base), domain_bpb.ci(base))),
+                value_ci_text(domain_bpb.with_method(base)),
                 value_ci_text(with_ci(base, f"corpus_ppl.{GENERAL_SPLIT}.bpb")),
                 "",
                 "",

@@ -1,7 +1,8 @@
 """Held-out domain bits per byte, the measure the report compares models on: corpus_ppl's `domain_all.bpb`,
 every held-out domain document pooled (each document one item), so two models' difference is a plain
 paired permutation test over documents. Several sources hold out only one or two documents, so a per-source
-interval (and `domain_mean.bpb`'s bootstrap stratified by source) is degenerate for them.
+interval (and `domain_mean.bpb`'s single-run interval, a bootstrap stratified by source, eval/intervals.py's
+mean_of_ratios) is degenerate for them.
 
 Runs from before `domain_all.bpb` was written carry only `domain_mean.bpb`, the unweighted mean of the
 per-source bits per byte: the report falls back to it there (compared by the stratified permutation test,
@@ -37,6 +38,11 @@ def ci(results: dict | None) -> tuple[float, float] | None:
     return tuple(found) if found else None
 
 
+def with_method(results: dict | None) -> tuple:
+    """(value, ci, `_ci_method`) of the run's domain bpb: what dapt_sweep.value_ci_text prints."""
+    return value(results), ci(results), get(results, f"{key(results)}_ci_method")
+
+
 def falls_back(results: list[dict | None]) -> bool:
     """Whether any of these runs' domain bpb is the mean of sources (they predate `domain_all.bpb`)."""
     return any(key(r) == MEAN for r in results if r)
@@ -59,7 +65,8 @@ def source_metrics(items: dict[str, dict]) -> list[str]:
 
 def paired(a_items: dict[str, dict], b_items: dict[str, dict]) -> PairedDifference | None:
     """b - a of held-out domain bpb over the documents both runs scored: the pooled `domain_all.bpb` (paired
-    bootstrap over documents), or, where either run predates it, domain_mean.bpb (stratified by source)."""
+    permutation test over documents), or, where either run predates it, domain_mean.bpb (the permutation
+    test stratified by source)."""
     if pooled(a_items) and pooled(b_items):
         return paired_difference(a_items, b_items, POOLED_SCORE)
     metrics = source_metrics(a_items)

@@ -17,12 +17,22 @@ ENDPOINT_STYLE = {"instruct": ("*", "tab:blue", 14), "chip": ("s", "tab:red", 9)
 
 
 def errors(run: Run, key: str) -> tuple[float, list[list[float]]] | None:
-    """The value and matplotlib's asymmetric error bar from the run's 95% interval (zero when it has none)."""
+    """The value and matplotlib's asymmetric error bar from the run's 95% interval (zero when it has none, nan
+    on a side whose end is unbounded)."""
     value = run.value(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     lo, hi = run.ci(key) or (value, value)
-    return value, [[max(value - lo, 0.0)], [max(hi - value, 0.0)]]
+    # A null (unbounded) end draws no bar on its side (nan): `value - None` stopped the report.
+    return value, [[_distance(value, lo)], [_distance(hi, value)]]
+
+
+def _distance(upper, lower) -> float:
+    """upper - lower, at least 0; nan (no bar) where an end is null or not finite."""
+    if upper is None or lower is None:
+        return math.nan
+    gap = float(upper) - float(lower)
+    return max(gap, 0.0) if math.isfinite(gap) else math.nan
 
 
 def point(ax, run: Run, **style) -> tuple[float, float] | None:

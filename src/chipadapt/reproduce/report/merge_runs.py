@@ -64,6 +64,10 @@ class Run:
         ci = get(self.results, f"{key}_ci")
         return tuple(ci) if ci else None
 
+    def ci_method(self, key: str) -> str | None:
+        """How the interval was found, or why there is none (`interval n/a: ...`)."""
+        return get(self.results, f"{domain_bpb.key(self.results) if key == DOMAIN else key}_ci_method")
+
 
 def jobs(ctx: Context, step: str) -> list[Path]:
     """A completed multirun step's job folders that hold results, in job order."""

@@ -4,7 +4,7 @@ the same prompts; every figure with its 95% interval, and paired tests of ChipAl
 against each baseline at its best and against both ends, on the IFEval prompts that chose nothing."""
 
 from chipadapt.eval.paired import EXACT_MAX_ITEMS
-from chipadapt.report import bracketed
+from chipadapt.report import bracketed, unbounded, why_no_interval
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.context import Context, fmt, missing, table
 from chipadapt.reproduce.report.merge_geometry import geometry_text, slerp_note, sweep_geometry
@@ -47,10 +47,15 @@ PAPER_LAMBDA = 0.6
 
 
 def with_ci(run: Run, key: str) -> str:
+    """`0.412 [0.301, 0.530]`; an unbounded end as -inf/+inf; no interval: the reason its `_ci_method`
+    gives (`0.412 (interval n/a: n=4, too few)`), else the bare value."""
     value, ci = run.value(key), run.ci(key)
     if value is None:
         return "–"
-    return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else fmt(value)
+    why = why_no_interval(run.ci_method(key))
+    if ci and not (why and unbounded(ci)):
+        return f"{fmt(value)} {bracketed(*ci, None, fmt)}"
+    return f"{fmt(value)} {why}" if why else fmt(value)
 
 
 def link(ctx: Context, run: Run) -> str:

@@ -3,8 +3,8 @@
 IFEval is compared on the prompts that chose no setting (all prompts minus the screening's): a
 setting picked for scoring well on some prompts scores too well on them, and ChipAlign's lambda and
 each baseline's setting were picked on the same ones. Domain bpb is corpus_ppl's domain_all.bpb, every
-held-out domain document pooled, compared by the paired bootstrap over documents (runs from before it:
-domain_mean.bpb, resampled within each source; report/domain_bpb.py); WikiText-2 is not part of it."""
+held-out domain document pooled, compared by the paired permutation test over documents (runs from before
+it: domain_mean.bpb, items swapped within each source; report/domain_bpb.py); WikiText-2 is not part of it."""
 
 import math
 from pathlib import Path
@@ -14,7 +14,7 @@ from chipadapt.eval.paired import PairedDifference, paired_difference
 from chipadapt.reproduce.choices import ifeval_gap
 from chipadapt.reproduce.report import domain_bpb
 from chipadapt.reproduce.report.merge_runs import DOMAIN, INSTRUCT, Run
-from chipadapt.reproduce.report.pairs import NotPaired, same_run_items
+from chipadapt.reproduce.report.pairs import NotPaired, paired_or_why, same_run_items
 from chipadapt.reproduce.report.power import Z95
 
 # Baselines swept over lambda as ChipAlign is: at the same lambda the two differ by the method alone.
@@ -42,10 +42,10 @@ def compare(
     a_items, b_items = found
     task, _, metric = key.partition(".")
     if key == DOMAIN:
-        return domain_bpb.paired(a_items, b_items)
+        return paired_or_why(domain_bpb.paired, a_items, b_items)
     if task == "ifeval" and exclude_ifeval:
         a_items = {i: item for i, item in a_items.items() if i not in exclude_ifeval}
-    return paired_difference(a_items, b_items, metric)
+    return paired_or_why(paired_difference, a_items, b_items, metric)
 
 
 def compare_suite(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chipadapt.eval.items import items_file, read_items
-from chipadapt.eval.paired import PairedDifference, paired_difference
+from chipadapt.eval.paired import GroupsDiffer, PairedDifference, ScoresDiffer, paired_difference
 from chipadapt.eval.paired_compare import task_settings
 from chipadapt.eval.same_items import NotSameItems, same_items, same_settings
 from chipadapt.report import bracketed
@@ -54,9 +54,9 @@ class DocumentPair:
 
     @property
     def thin(self) -> list[str]:
-        """Splits with a single matched document, where the bootstrap is stratified by source (the
-        fallback): resampling leaves them fixed, so their sampling variance is missing from the interval.
-        The pooled measure resamples every document together: none is left fixed."""
+        """Splits with a single matched document, where the test is stratified by source (the fallback): a
+        source's mean over one document is one draw, and its sampling variance beyond the swap of its two
+        runs is missing from the interval. The pooled measure weighs every document in one ratio."""
         return [split for split, n in self.docs.items() if n < 2] if self.fallback else []
 
 
@@ -102,13 +102,24 @@ def same_run_items(
     return a_items, b_items
 
 
+def paired_or_why(test, *args) -> PairedDifference | NotPaired | None:
+    """test(*args) (a paired test of two runs' items), or NotPaired with the reason where the runs score the
+    metric in other forms (ScoresDiffer) or put an item in other groups (GroupsDiffer): that comparison is
+    "not measured", not the end of the whole report."""
+    try:
+        return test(*args)
+    except (ScoresDiffer, GroupsDiffer) as err:
+        log.warning("report: not paired: %s", err)
+        return NotPaired(str(err))
+
+
 def between(ctx: Context, a: str, b: str, dotted: str) -> PairedDifference | NotPaired | None:
     """b - a of 'task.metric' over the items both steps scored that are the same items."""
     task, _, metric = dotted.partition(".")
     found = same_step_items(ctx, a, b, task)
     if not found:
         return found
-    return paired_difference(*found, metric)
+    return paired_or_why(paired_difference, *found, metric)
 
 
 def within(items: dict[str, dict] | None, metric_a: str, metric_b: str) -> PairedDifference | None:
@@ -133,15 +144,15 @@ def documents(ctx: Context, a: str, b: str, domain: bool = True) -> DocumentPair
     a_items, b_items = found
     sources = domain_bpb.source_metrics(a_items)
     if domain:
-        d = domain_bpb.paired(a_items, b_items) if sources else None
+        d = paired_or_why(domain_bpb.paired, a_items, b_items) if sources else None
         pooled = domain_bpb.pooled(a_items) and domain_bpb.pooled(b_items)
         measure = domain_bpb.POOLED_SCORE if pooled else domain_bpb.MEAN_SCORE
         metrics = sources
     else:
         measure = f"{GENERAL_SPLIT}.bpb"
-        d, metrics = paired_difference(a_items, b_items, measure), [measure]
-    if d is None:
-        return None
+        d, metrics = paired_or_why(paired_difference, a_items, b_items, measure), [measure]
+    if not d:  # None (nothing matched) or NotPaired (why)
+        return d
     matched = {
         m: [i for i, item in a_items.items() if m in item["scores"] and m in (b_items.get(i) or {}).get("scores", {})]
         for m in metrics

@@ -15,7 +15,8 @@ REPRODUCES, CONTRADICTS, NOT_RESOLVED, NOT_MEASURED = (
     "not measured",
 )
 # A percentile bootstrap over fewer items has almost nothing to resample: its "interval" is not one
-# (one document resampled is the same document every time, a zero-width interval).
+# (one document resampled is the same document every time, a zero-width interval). Kept for results
+# written before the permutation tests replaced it (test "paired-bootstrap..."); no test run now is one.
 MIN_RESAMPLED = 10
 # Items the exact paired permutation test needs before it can reject at 5%: all n one way gives
 # p = 2 / 2**n, below 0.05 from 6 items on (over fewer, its interval is unbounded).
@@ -62,7 +63,8 @@ def verdict(
     """(verdict cell, why) for a paired difference b - a whose sign the paper predicts (+1: b higher, -1:
     b lower). `unit` names the items (prompts, documents); `per_item`, where given, is tokens per item
     (documents of very different lengths), so the size that would resolve it is also given in tokens.
-    A bootstrap over fewer than MIN_RESAMPLED items resolves nothing, whatever its interval. Items that
+    A bootstrap over fewer than MIN_RESAMPLED items (older results) resolves nothing, whatever its interval;
+    a permutation test over fewer than MIN_EXACT has an unbounded interval. Items that
     are not the same items (NotPaired) are "not measured", with the reason."""
     if not d:
         return NOT_MEASURED, not_paired_why(d)

@@ -3,7 +3,8 @@
 The tokenizer step's own report counts the corpus it was built from; the same count on chip-design
 text it never saw (VerilogEval reference RTL, EDA-Corpus scripts) and on general text (IFEval
 prompts, WikiText-2 test) is the out-of-sample check that ChipNeMo's 1.6-3.3% figure is about. Both
-tokenizers count the same documents, so the saving's interval comes from a paired bootstrap over them.
+tokenizers count the same documents, so the saving's interval comes from a paired permutation test over
+them (tokenizer/held_out.py: exact over 16 documents or fewer, random swaps above; none under 6).
 """
 
 import json
@@ -110,7 +111,7 @@ def section(ctx: Context) -> tuple[str, dict]:
         "",
         table(["kind", "text", "tokens before", "tokens after", "fewer tokens"], rows),
         "",
-        "On text the tokenizer step never read (the saving's 95% interval resamples documents):",
+        "On text the tokenizer step never read (the saving's 95% interval swaps documents between the tokenizers):",
         "",
         "Not counted: the augmented tokenizer's files stayed on the machine that ran the tokenizer step, and "
         "only its records reached this one (`resume_from`); the counts measured there are in experiments/LOG.md."

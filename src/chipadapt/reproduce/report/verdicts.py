@@ -2,10 +2,10 @@
 
 Wherever two models (or two retrievers, or one model with and without retrieved context) are scored on
 the same items, the verdict is a paired test's (report/pairs.py, eval/paired.py: McNemar's test with
-Tango's interval for pass/fail scores, the paired bootstrap otherwise): the finding "reproduces" when the 95% interval
-of the difference excludes 0 in the paper's direction, "contradicts" it when it excludes 0 the other
-way, and is otherwise "not resolved at this size", with the number of items (for held-out text, also
-tokens) that would resolve a difference as large as the one seen (report/power.py). Findings with
+Tango's interval for pass/fail scores, the paired permutation test otherwise): the finding "reproduces"
+when the 95% interval of the difference excludes 0 in the paper's direction, "contradicts" it when it
+excludes 0 the other way, and is otherwise "not resolved at this size", with the number of items (for
+held-out text, also tokens) that would resolve a difference as large as the one seen (report/power.py). Findings with
 nothing to pair say what their interval rests on instead; "not measured" means no per-item records.
 The reasons given where a finding does not reproduce are facts of this setup, not guesses about it.
 """
