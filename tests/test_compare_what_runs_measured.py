@@ -202,7 +202,8 @@ def test_earlier_records_without_settings_or_of_another_model_stay_out_of_result
     old = json.loads(record.read_text())
     record.write_text(json.dumps({k: old[k] for k in ("key", "items", "results")}))
     other = run / "tasks" / "ifeval.json"  # another model's (a folder whose manifest was replaced)
-    other.write_text(json.dumps({**json.loads(other.read_text()), "model": "another model's identity"}))
+    another = {"model": "another model's identity", "model_fingerprint": "another model's content"}
+    other.write_text(json.dumps({**json.loads(other.read_text()), **another}))
     evaluate(model, run, {"mcq": {}})
     assert set(json.loads((run / "results.json").read_text())) == {"mcq"}
 

@@ -4,9 +4,14 @@ aside in tasks/.stale/), what another model is after a run that read none, and w
 - after a references-only run (its manifest names no model) another model is refused, taken from the task
   records; and a record of another model is a change (FinishedTasks.changed_settings);
 - answer_without_context decides which figures are kept: a change is set aside; batch_size is not a change;
-- a rerun killed between its items and its record leaves no mismatched copy in .stale on the next rerun."""
+- a rerun killed between its items and its record leaves no mismatched copy in .stale on the next rerun;
+- the same model is its content and its configured loading: after a references-only run, its files copied
+  with new dates, or a job requeued where `auto` picks another attention kernel, goes on (the tasks run
+  again without a warning or a copy set aside), and overwrite=true with it keeps its tasks."""
 
 import json
+import logging
+import os
 
 import pytest
 from conftest import CONF
@@ -81,11 +86,16 @@ def evaluate(tmp_path, monkeypatch):
     monkeypatch.setattr(hf_folder, "resolve_model_folder", lambda cfg: models[cfg.path[-1]])
     out = tmp_path / "run"
 
-    def job(model: str, overwrite: bool = False, **settings):
+    def job(model: str, overwrite: bool = False, extra: tuple = (), **settings):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(
                 "evaluate",
-                overrides=[f"paths.output_dir={out}", f"model.path={models[model]}", f"overwrite={overwrite}"],
+                overrides=[
+                    f"paths.output_dir={out}",
+                    f"model.path={models[model]}",
+                    f"overwrite={overwrite}",
+                    *extra,
+                ],
             )
         with open_dict(cfg):
             cfg.eval = tasks(**settings)
@@ -174,3 +184,87 @@ def test_a_rerun_killed_before_its_record_leaves_no_mismatched_copy_aside(tmp_pa
     (run / "verilog_items.jsonl").write_text('{"id": "x", "scores": {}}\n')
     aside = FinishedTasks(run, {}).set_aside("verilog")
     assert sorted(p.name for p in aside.iterdir()) == ["verilog.json"]
+
+
+def _new_dates(folder) -> None:
+    """The same bytes with other modification times (cp without -p, rsync without -t, a fresh clone)."""
+    for path in folder.iterdir():
+        os.utime(path, (path.stat().st_atime + 100, path.stat().st_mtime + 100))
+
+
+@pytest.mark.parametrize("references_between", [False, True])
+def test_the_same_model_with_new_file_dates_goes_on_without_a_warning(evaluate, tmp_path, caplog, references_between):
+    job, out = evaluate
+    job("A", mcq={})
+    if references_between:
+        job("A", verilog={"references_only": True})  # its manifest names no model: the records do
+    _new_dates(tmp_path / "modelA")
+    with caplog.at_level(logging.INFO):
+        job("A", mcq={})  # not refused: the same content
+    assert stale(out) == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "mcq: finished earlier with other settings" in caplog.text  # run again under its key, as before
+
+
+def test_another_content_after_a_references_only_run_is_refused_in_words(evaluate, tmp_path):
+    job, out = evaluate
+    job("A", mcq={})
+    job("A", verilog={"references_only": True})
+    (tmp_path / "modelA" / "model.safetensors").write_bytes(b"weights Z")  # retrained in place, same size
+    _new_dates(tmp_path / "modelA")
+    with pytest.raises(ChipadaptError, match=r"tasks/mcq: model files \(content fingerprint\): '[0-9a-f]{12}' ->"):
+        job("A", mcq={})
+
+
+@pytest.mark.parametrize("references_between", [False, True])
+def test_a_job_requeued_where_auto_attention_resolves_otherwise_goes_on(evaluate, monkeypatch, references_between):
+    from chipadapt.models import hf_folder
+
+    job, out = evaluate
+    kernel = {"auto": "flash_attention_2"}  # a GPU node with flash-attn
+    monkeypatch.setattr(hf_folder, "resolve_attention", lambda attn: kernel.get(attn, attn))
+    auto = ("model.attn_implementation=auto", "model.dtype=bfloat16")
+    job("A", extra=auto, mcq={})
+    assert json.loads((out / "tasks" / "mcq.json").read_text())["running"]["attn"] == "flash_attention_2"
+    if references_between:
+        job("A", extra=auto, verilog={"references_only": True})
+    kernel["auto"] = "sdpa"  # requeued onto a node without it
+    job("A", extra=auto, mcq={})
+    assert stale(out) == []
+    # An attention configured otherwise is another loading: refused after a references-only run.
+    with pytest.raises(ChipadaptError, match=r"model.attn_implementation: 'auto' -> 'eager'"):
+        job("A", extra=("model.attn_implementation=eager", "model.dtype=bfloat16"), verilog={"references_only": True})
+
+
+def test_a_changed_configured_attention_is_a_change_the_resolved_one_alone_is_not(tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "model.safetensors").write_bytes(b"weights A")
+    flash = {"dtype": "bfloat16", "attn": "flash_attention_2", "device": "cuda"}
+    sdpa = {"dtype": "bfloat16", "attn": "sdpa", "device": "cpu"}
+    FinishedTasks(run, flash, "auto").save(
+        "mcq",
+        "k",
+        {"x": 1.0},
+        False,
+        FinishedTasks(run, flash, "auto").measured_with(tasks(mcq={}).mcq, tmp_path / "A", {}),
+    )
+    record = FinishedTasks(run, sdpa, "auto")
+    assert record.changed_settings("mcq", record.measured_with(tasks(mcq={}).mcq, tmp_path / "A", {})) == []
+    assert record.earlier_results(set(), tmp_path / "A") == {"mcq": {"x": 1.0}}
+    other = FinishedTasks(run, sdpa, "sdpa")
+    assert other.changed_settings("mcq", other.measured_with(tasks(mcq={}).mcq, tmp_path / "A", {})) == [
+        "model.attn_implementation 'auto' -> 'sdpa'"
+    ]
+
+
+def test_overwrite_after_a_references_only_run_keeps_the_same_models_tasks(evaluate):
+    job, out = evaluate
+    job("A", mcq={})
+    job("A", verilog={"references_only": True})
+    mcq = (out / "mcq_items.jsonl").read_bytes()
+    job("A", overwrite=True, verilog={"references_only": True})  # a requeued overwrite=true line resumes
+    assert (out / "mcq_items.jsonl").read_bytes() == mcq
+    assert json.loads((out / "results.json").read_text()).keys() == {"mcq", "verilog"}
+    job("B", overwrite=True, verilog={"references_only": True})  # another model's: cleared
+    assert not (out / "mcq_items.jsonl").exists()
+    assert json.loads((out / "results.json").read_text()).keys() == {"verilog"}

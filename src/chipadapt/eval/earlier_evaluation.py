@@ -10,7 +10,8 @@ files) or another `model.dtype`/`model.attn_implementation` is refused before an
 and `overwrite=true` first removes every file the earlier evaluation wrote, known by the task names
 its manifest and task records give and the names evaluate.py gives those files. A run that read no model
 (verilog's references_only) records none in its manifest: after it, the model is the one its task records
-name (each by its files' sizes and times, and how it ran)."""
+name (each by its files' content fingerprint, and how it was configured to run; finished_tasks.model_changes),
+and `overwrite=true` with that model keeps its tasks as with a manifest that names it."""
 
 import json
 import logging
@@ -19,10 +20,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import LOADING as RUNNING
 from chipadapt.eval.finished_tasks import (
     RECORDS_FOLDER,
     finished_record_model,
+    model_changes,
+    model_record,
     recorded_tasks,
     remove_task_files,
 )
@@ -83,9 +85,8 @@ def current_model(cfg: DictConfig) -> dict | None:
 
 
 def current_running(cfg: DictConfig) -> dict[str, object] | None:
-    """The model this run evaluates as a task record names it (finished_tasks.measured_with): its files'
-    identity and how it runs; None where it cannot be resolved (as `current_model`)."""
-    from chipadapt.io.identity import identity
+    """The model this run evaluates as a task record names it (finished_tasks.model_record): its files and
+    how it runs; None where it cannot be resolved (as `current_model`)."""
     from chipadapt.models.hf_folder import resolve_model_folder
     from chipadapt.models.inference import inference_settings
 
@@ -94,37 +95,29 @@ def current_running(cfg: DictConfig) -> dict[str, object] | None:
     except ChipadaptError:
         return None
     running = inference_settings(cfg.model.dtype, cfg.model.attn_implementation, cfg.device)
-    return {"model": identity(Path(folder)), **{key: running[key] for key in RUNNING}}
+    return model_record(folder, running, cfg.model.attn_implementation)
 
 
-def records_of_another_model(cfg: DictConfig, out: Path, tasks: set[str]) -> list[str]:
+def records_of_another_model(cfg: DictConfig, out: Path, tasks: set[str]) -> list[str] | None:
     """Where the manifest names no model (its run read none: verilog's references_only): the tasks whose
-    record names a model other than this run's, or loaded otherwise, each with what changed; the model is
-    resolved only where a record names one."""
+    record names a model other than this run's, or loaded otherwise (finished_tasks.model_changes), each
+    with what changed; [] where every record that names a model names this one; None where none names one,
+    or this run's model cannot be resolved (nothing to compare: the tasks keep their own keys, and a model
+    task runs again on another). The model is resolved only where a record names one."""
     recorded = {name: found for name in sorted(tasks) if (found := finished_record_model(out, name)) is not None}
     if not recorded:
-        return []
+        return None
     now = current_running(cfg)
     if now is None:
-        return []  # none to compare: the tasks keep their own keys (a model task runs again on another)
+        return None
     from chipadapt.stages.resume_settings import describe  # train's wording of a changed run
 
     changed = []
     for name, before in recorded.items():
-        keys = [RECORDED_AS[key] for key in before if before[key] != now[key]]
-        if keys:
-            changed.append(f"{name}: {'; '.join(describe(keys, _shown(before), _shown(now)))}")
+        if changes := model_changes(before, now):
+            shown = [describe([what], {what: was}, {what: is_now})[0] for what, was, is_now in changes]
+            changed.append(f"{name}: {'; '.join(shown)}")
     return changed
-
-
-# How a record's model and loading are named in a refusal (finished_tasks.measured_with's keys).
-RECORDED_AS = {"model": "model files (by size and time)", "dtype": "model.dtype", "attn": "model.attention (resolved)"}
-
-
-def _shown(running: dict[str, object]) -> dict[str, object]:
-    """A record's model as `describe` names it: its identity (a digest of its files' sizes and times) cut short."""
-    model = running.get("model")
-    return {RECORDED_AS[key]: str(model)[:12] if key == "model" and model else value for key, value in running.items()}
 
 
 def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] | None:
@@ -141,13 +134,16 @@ def check_earlier_evaluation(cfg: DictConfig, out: Path, key: str) -> list[str] 
     if not model:
         # A run that read no model records none in its manifest; the tasks an earlier run here measured on
         # a model still name it in their records, and another model must not replace their results.
-        others = [] if cfg.overwrite else records_of_another_model(cfg, out, tasks)
+        others = records_of_another_model(cfg, out, tasks)
+        if cfg.overwrite:
+            # The same model keeps its tasks, as below; none to compare: cleared as asked.
+            return None if others == [] else sorted(tasks)
         if others:
             raise ChipadaptError(
                 f"{key}: {out} holds an evaluation of another model or loading (tasks/{'; tasks/'.join(others)}); "
                 "overwrite=true replaces it (its results and per-item files), or give this evaluation its own folder"
             )
-        return sorted(tasks) if cfg.overwrite else None
+        return None
     current = current_model(cfg)
     if current is None:
         # No model evaluated before, or none to compare now: its tasks keep their own keys; overwrite=true

@@ -10,7 +10,8 @@ again. The key holds what can change a task's numbers:
   size and modification time), not by path: rewritten data runs the task again, and a checkout moved
   elsewhere (`${chipadapt_resource:...}` resolves to an absolute path) does not;
 - the model folder, by the same identity, and how it runs (dtype, attention kernel and device as
-  resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again);
+  resolved: a job requeued from a GPU node onto a CPU node runs its model tasks again, as the same
+  measurement);
 - the code: chipadapt's own source files (an uncommitted edit counts, a commit of documentation does
   not), torch's and transformers' versions.
 A task killed before it completes keeps the answers its model had given (`tasks/<task>.answers.jsonl`,
@@ -22,11 +23,12 @@ the finished run's record, and its items where they were not replaced); the dige
 tells a record of another run left beside new items (a kill between the two writes) from its own.
 The record also holds what the task was measured with, readable where the key is a digest: its resolved
 settings, the data files it read by content fingerprint (as the manifest records them) and the model by
-identity with how it ran. A rerun that names fewer tasks keeps the others' results in results.json
-(`earlier_results`, eval/run.py), and compare.py pairs them with these settings (eval/evaluated_tasks.py).
+identity and by content fingerprint, with how it ran (the attention as resolved and as configured). A
+rerun that names fewer tasks keeps the others' results in results.json (`earlier_results`, eval/run.py),
+and compare.py pairs them with these settings (eval/evaluated_tasks.py).
 A rerun that measures a finished task otherwise (`changed_settings`: another setting that changes its
 figures or which of them it keeps, other data, no model where a model answered (verilog's references_only),
-or another model, by identity, or loading) replaces its results
+or another model, by content (`model_changes`), or loading as configured) replaces its results
 with a warning naming each change, and its earlier record and per-item file are kept in
 `tasks/.stale/<task>-<time>/` (`set_aside`): nothing a run measured is lost to a rerun of other settings.
 """
@@ -55,6 +57,7 @@ from chipadapt.io.identity import (  # noqa: F401 (package_identity re-exported)
     package_identity,
 )
 from chipadapt.io.jsonl import json_object
+from chipadapt.manifest import fingerprint_input
 
 log = logging.getLogger(__name__)
 # Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
@@ -72,7 +75,10 @@ JOURNALED_APART = {"judge"}
 # come, what a task writes beside them): a rerun changing only these is no other measurement. Not all of
 # same_items.NOT_MEASURING: answer_without_context decides which figures a run keeps (rougeL, rag_gain).
 REPLACES_NOTHING = frozenset(SPEED_KEYS | OUTPUT_KEYS | {"misses_k"})
-LOADING = ("dtype", "attn")  # how a model ran that changes its answers (the device is left out, as a requeue's)
+# The attention as configured (model.attn_implementation), which a record keeps beside the resolved `attn`:
+# `auto` takes the kernel each machine has, so a job requeued from a GPU node onto a CPU node measures what
+# it measured (the task runs again under its key, which holds the resolved kernel).
+CONFIGURED_ATTN = "attn_implementation"
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 ITEMS_DIGEST = "items_sha256"  # a record's digest of the per-item file it was saved after
 # tasks/.stale/<task>-<time>/: a finished task's record and per-item file that results of other settings
@@ -82,10 +88,11 @@ STALE_FOLDER = ".stale"
 
 
 class FinishedTasks:
-    def __init__(self, run_folder: Path, running: dict[str, str]):
+    def __init__(self, run_folder: Path, running: dict[str, str], attn_implementation: str | None = None):
         self.run_folder = Path(run_folder)
         self.folder = self.run_folder / RECORDS_FOLDER
         self.running = running  # dtype, attention, device as resolved: they change a model's answers
+        self.attn_implementation = attn_implementation  # as configured (CONFIGURED_ATTN); None: not known
 
     def key(self, task_cfg: DictConfig, model: Path | None, answers: bool = False) -> str:
         """What the task's results depend on; `answers`: the key of its model's answers (io/answer_journal.py),
@@ -194,15 +201,17 @@ class FinishedTasks:
 
     def measured_with(self, task_cfg: DictConfig, model: Path | None, inputs: dict[str, dict]) -> dict:
         """What the task was measured with, as a reader compares it (module docstring): `settings`, the
-        `inputs` ({key under the task's config: the manifest's record of the file}), the `model` by
-        identity (None for a task that needs none), how it ran (`running`) and the key of its answers
+        `inputs` ({key under the task's config: the manifest's record of the file}), the model
+        (`model_record`; `model` and `running` None for a task that needs none) and the key of its answers
         (`answers_key`). Taken as the task starts (eval/run.py), with its key: the model folder as it was
         when the task read it."""
+        used = model_record(model, self.running, self.attn_implementation) if model is not None else {}
         return {
             "settings": OmegaConf.to_container(task_cfg, resolve=True),
             "inputs": inputs,
-            "model": identity(Path(model)) if model is not None else None,
-            "running": self.running if model is not None else None,
+            "model": None,
+            "running": None,
+            **used,
             # What its model's answers were given under: a rerun for another judge reads them back.
             "answers_key": self.key(task_cfg, model, answers=True) if model is not None else None,
         }
@@ -216,9 +225,10 @@ class FinishedTasks:
         """How the task's finished record here was measured otherwise than `measured` (`measured_with`'s
         record of this run), one "key before -> now" each: the settings that change its figures or which
         of them it keeps (not its speed, REPLACES_NOTHING), the data files by content, whether a model
-        answered at all (verilog's references_only), and which model (its files by identity) loaded how,
-        where both name one. [] where no finished record is here or none of these changed: other code or
-        the device reruns the same measurement."""
+        answered at all (verilog's references_only), and which model (`model_changes`: its files by content,
+        its dtype and attention as configured) where both name one. [] where no finished record is here or
+        none of these changed: other code, the model files' dates (a copy without -p) or the device (the
+        attention `auto` resolves on it) reruns the same measurement."""
         record = self.finished_record(name)
         if record is None:
             return []
@@ -234,16 +244,9 @@ class FinishedTasks:
         if (before is None) != (now is None):
             said = {True: "none", False: "the evaluated model"}
             changed.append(f"model {said[before is None]} -> {said[now is None]}")
-        elif before is not None and before != now:
-            # Another model, or the model's files rewritten in place (a retrained folder): other answers.
-            changed.append(f"model files {str(before)[:12]} -> {str(now)[:12]} (by size and modification time)")
-        if before is not None and now is not None and isinstance(record.get("running"), dict):
-            running = measured.get("running") or {}
-            changed += [
-                f"model {k} {record['running'].get(k)!r} -> {running.get(k)!r}"
-                for k in LOADING
-                if record["running"].get(k) != running.get(k)
-            ]
+        elif before is not None:
+            # Another model, the model's files rewritten in place (a retrained folder), or loaded otherwise.
+            changed += [f"{what} {was!r} -> {is_now!r}" for what, was, is_now in model_changes(record, measured)]
         return changed
 
     def set_aside(self, name: str) -> Path | None:
@@ -282,12 +285,18 @@ class FinishedTasks:
 
     def earlier_results(self, selected: set[str], model: Path | Callable[[], Path | None] | None) -> dict[str, dict]:
         """{task: results} of the tasks an earlier run of this folder finished and this one did not
-        select, measured on `model` (by identity, loaded with this dtype and attention; a task that
-        needed no model on any) and recorded with their settings; a record without them (written by an
-        earlier version) or of another model is left out, with a line saying so. `model` may be a
-        callable that returns it: called only for a record that names a model (resolving one may
-        convert or download it, which a run of tasks that read none does not)."""
+        select, measured on `model` (`model_changes`: its files by content, this dtype and attention as
+        configured; a task that needed no model on any) and recorded with their settings; a record
+        without them (written by an earlier version) or of another model is left out, with a line saying
+        so. `model` may be a callable that returns it: called only for a record that names a model
+        (resolving one may convert or download it, which a run of tasks that read none does not)."""
         current = functools.cache(model) if callable(model) else lambda: model
+
+        @functools.cache
+        def evaluated() -> dict | None:
+            folder = current()
+            return None if folder is None else model_record(folder, self.running, self.attn_implementation)
+
         kept = {}
         for name in sorted(recorded_tasks(self.run_folder) - set(selected)):
             path = self.folder / f"{name}.json"
@@ -301,11 +310,7 @@ class FinishedTasks:
                     name,
                 )
                 continue
-            if record.get("model") is not None and (
-                (evaluated := current()) is None
-                or record["model"] != identity(Path(evaluated))
-                or {k: (record.get("running") or {}).get(k) for k in LOADING} != {k: self.running[k] for k in LOADING}
-            ):
+            if record.get("model") is not None and (evaluated() is None or model_changes(record, evaluated())):
                 log.warning(
                     "%s: finished in an earlier run of this folder with another model or loading; left out of "
                     "results.json",
@@ -333,17 +338,56 @@ def recorded_settings(record: dict) -> dict[str, object]:
     return flat
 
 
+def model_record(model: Path, running: dict, attn_implementation: str | None) -> dict[str, object]:
+    """How a task record names the model it was measured on (`measured_with`): its files by identity
+    (`model`: size and modification time, as the task's key takes them) and by content
+    (`model_fingerprint`, the manifest's: memoised, so the manifest's record of the model hashes it once),
+    and how it ran (`running`: as resolved, with the attention as configured where `attn_implementation` is
+    given)."""
+    configured = {CONFIGURED_ATTN: attn_implementation} if attn_implementation is not None else {}
+    return {
+        "model": identity(Path(model)),
+        "model_fingerprint": fingerprint_input(model)["fingerprint"],
+        "running": {**running, **configured},
+    }
+
+
+def model_changes(record: dict, now: dict) -> list[tuple[str, object, object]]:
+    """(what, before, now) for each way the model a task record (`measured_with`'s) was measured on differs
+    from `now`'s (a `model_record`), both naming one: its files by content where both record a fingerprint
+    (a copy that gave them new dates is the same model; a record of an earlier version has only their sizes
+    and dates), its dtype, and its attention as configured where both record it (`auto`: the kernel a
+    machine has, not another measurement), else as resolved; not the device (a requeue's). A record
+    without `running` (an earlier version) is compared by its files only."""
+    if record.get("model_fingerprint") and now.get("model_fingerprint"):
+        files = ("model files (content fingerprint)", "model_fingerprint")
+    else:
+        files = ("model files (by size and modification time)", "model")
+    changes = []
+    if record.get(files[1]) != now.get(files[1]):
+        changes.append((files[0], str(record.get(files[1]))[:12], str(now.get(files[1]))[:12]))
+    before, running = record.get("running"), now.get("running") or {}
+    if not isinstance(before, dict):
+        return changes
+    attn = (
+        ("model.attn_implementation", CONFIGURED_ATTN)
+        if before.get(CONFIGURED_ATTN) and running.get(CONFIGURED_ATTN)
+        else ("model attention (as resolved)", "attn")
+    )
+    for what, key in (("model.dtype", "dtype"), attn):
+        if before.get(key) != running.get(key):
+            changes.append((what, before.get(key), running.get(key)))
+    return changes
+
+
 def finished_record_model(run_folder: Path, name: str) -> dict[str, object] | None:
-    """{"model": its identity, dtype, attn} of the model task `name`'s finished record in `run_folder` was
-    measured on (`measured_with`); None where there is no record or it names no model."""
+    """Task `name`'s finished record in `run_folder`, where it was measured on a model (`measured_with`:
+    `model_changes` compares it); None where there is no record or it names no model."""
     path = Path(run_folder) / RECORDS_FOLDER / f"{name}.json"
     if not path.is_file() or not is_task_record(path):
         return None
     record = json_object(path)
-    if record.get("model") is None:
-        return None
-    running = record.get("running") if isinstance(record.get("running"), dict) else {}
-    return {"model": record["model"], **{key: running.get(key) for key in LOADING}}
+    return record if record.get("model") is not None else None
 
 
 def recorded_tasks(run_folder: Path) -> set[str]:

@@ -64,9 +64,13 @@ def evaluate_folder(
         folder = folder() if callable(folder) else folder
     running = inference_settings(dtype, attn_implementation, device)
     # Each task's finished record and key with the steering only where it generates chat replies
-    # (eval/steering.py): perplexity keeps its result whatever generate.attributes says.
+    # (eval/steering.py): perplexity keeps its result whatever generate.attributes says. The record keeps
+    # the attention as configured too: `auto` on another node is the same measurement.
     records = (
-        {name: FinishedTasks(items_dir, {**running, **steering_key(task)}) for name, task in built.items()}
+        {
+            name: FinishedTasks(items_dir, {**running, **steering_key(task)}, attn_implementation)
+            for name, task in built.items()
+        }
         if items_dir
         else {}
     )
@@ -327,7 +331,7 @@ def kept_earlier_results(cfg: DictConfig, out: Path, selected: set[str]) -> dict
             return None
 
     running = inference_settings(cfg.model.dtype, cfg.model.attn_implementation, cfg.device)
-    kept = FinishedTasks(out, running).earlier_results(selected, model)
+    kept = FinishedTasks(out, running, cfg.model.attn_implementation).earlier_results(selected, model)
     if kept:
         log.info(
             "results.json keeps %s, finished in an earlier run of this folder with the settings in tasks/<task>.json "
