@@ -74,9 +74,66 @@ def test_a_list_under_a_credential_name_in_escaped_json_is_redacted_item_by_item
             assert _inner(out, depth) == {"passwords": ["<secret>", "<secret>"], "user": "bob"}
 
 
-def test_an_escaped_list_of_references_or_names_is_kept():
-    text = _nested({"passwords": ["{{ .Values.pw }}", "${DB_PASSWORD}"], "tokens": []}, 1)
+def test_an_escaped_list_of_references_words_or_variable_names_is_kept():
+    # a tokenizer's vocabulary, a model config's stop words, the names of CI secrets: lists of names
+    kept = {
+        "passwords": ["{{ .Values.pw }}", "${DB_PASSWORD}"],
+        "tokens": ["\u0120Initialize", "\u0120endmodule", "32'hDEADBEEF", "always_ff", "<|endoftext|>", "posedge_clk1"],
+        "stop_tokens": ["</s>", "\n\nHuman:", "###Instruction"],
+        "input_tokens": ["module", "(", "CounterTop", "DataWidth32", "\u0120always_ff_posedge1"],
+        "secret_keys": ["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD_PROD"],
+        "secrets": ["GITHUB_TOKEN", "NPM_TOKEN"],
+        "api_tokens": [],
+    }
+    for depth in (1, 2, 3):
+        for indent in (None, 2):
+            for obj in [kept, {"model": {"type": "BPE"}, "tokens": ["ModuleDecl", "PortList99", "Identifier"]}]:
+                text = json.dumps(obj, indent=indent)
+                for _ in range(depth):
+                    text = json.dumps({"v": text})
+                assert redact(text) == (text, {}), (depth, indent, obj)
+    # a notebook's one-line cell that holds such a dict
+    cell = "tok = " + json.dumps({"tokens": ["\u0120Initialize", "\u0120endmodule"]}) + "\n"
+    text = json.dumps({"cells": [{"source": [cell, "x"]}]})
     assert redact(text) == (text, {})
+
+
+def test_a_secret_in_a_plural_names_escaped_list_is_redacted_its_names_kept():
+    github = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    obj = {
+        "tokens": ["<pad>", github, "tok_9f8e7d6c5b4a", "endmodule"],
+        "secrets": ["GITHUB_TOKEN", "S3cretPass99"],
+        "secret_keys": ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "DB_PASSWORD_PROD"],
+    }
+    for depth in (1, 2):
+        out, counts = redact(_nested(obj, depth))
+        assert counts == {"assigned_secret_escaped": 4}, depth
+        assert _inner(out, depth) == {
+            "tokens": ["<pad>", "<secret>", "<secret>", "endmodule"],
+            "secrets": ["GITHUB_TOKEN", "<secret>"],
+            "secret_keys": ["<secret>", "DB_PASSWORD_PROD"],
+        }
+
+
+def test_an_item_of_a_singular_names_escaped_list_is_judged_as_its_value():
+    names = ("password", "pass", "pw", "token", "secret", "credentials", "api_key", "secret_key")
+    values = ("S3cretPass99", "TestUart01", "GITHUB_TOKEN", "<|endoftext|>", "hunter", "abc12", "32'hDEADBEEF")
+    for name in names:
+        for value in values:
+            alone = bool(redact(_nested({name: value}, 1))[1])
+            assert bool(redact(_nested({name: [value, "x"]}, 1))[1]) == alone, (name, value)
+
+
+def test_numbers_null_and_booleans_in_an_escaped_list_are_read_past():
+    obj = {"password": [5, "S3cr3tPass99", None, True, False, -1.5e-3], "user": "bob"}
+    for depth in (1, 2):
+        for indent in (None, 2):
+            text = json.dumps(obj, indent=indent)
+            for _ in range(depth):
+                text = json.dumps({"v": text})
+            out, counts = redact(text)
+            assert counts == {"assigned_secret_escaped": 1}, (depth, indent)
+            assert _inner(out, depth) == {"password": [5, "<secret>", None, True, False, -1.5e-3], "user": "bob"}
 
 
 def test_a_secret_value_after_a_long_run_of_backslashes_is_read_in_linear_time():
@@ -99,6 +156,9 @@ def test_escaped_assignments_and_lists_are_read_in_linear_time():
         "\\" * k + '"password' + "\\" * k + '":' + "\\" * k + '"x' + "\\" * (k - 1) + '"\n',
         '\\"password\\": \\"' + 'a\\\\\\"pw\\\\\\":\\\\\\"' * (k // 4) + "\n",
         '\\"password\\": [' + '\\"abc\\", ' * (k // 2),
+        '\\"password\\": [' + "1, \\n" * (k // 2),
+        '\\"tokens\\": [' + '\\"\\\\u0120abc\\", ' * (k // 4) + '\\"x\\"]',
+        '\\"tokens\\": [\\"' + "\\\\u0120" * k + '\\"]',
         '\\"password\\": \\"' + "\\\\\\\\" * k + '\\\\\\"',
     ):
         start = time.process_time()

@@ -284,11 +284,16 @@ YAML_FLOW_LIST = re.compile(
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 # `\"passwords\": [\"S3cret99\", \"hunter2x\"]`: a list under a credential name in escaped JSON (above), its
-# items quoted by the name's quote; blanks between them may be escaped line ends (`\n` at depth 1).
+# items quoted by the name's quote; blanks between them may be escaped line ends (`\n` at depth 1). A number,
+# null, true or false among them is read past (`[\"S3cret99\", 5]`): the strings are still judged. `plural`:
+# the name's `s` (`tokens`, `secrets`), a list of names as often as of values (redaction_yaml judges which).
 _ESCAPED_BLANK = r"(?:[ \t]|\\++[nrt])*+"
-_ESCAPED_LIST_ITEM = _ESCAPED_BLANK + r"(?P=eq)" + _ESCAPED_VALUE + r"(?P=eq)" + _ESCAPED_BLANK
+_JSON_SCALAR = r"(?:-?\d[\w.+\-]*+|null|true|false)"
+_ESCAPED_LIST_ITEM = (
+    _ESCAPED_BLANK + r"(?:(?P=eq)" + _ESCAPED_VALUE + r"(?P=eq)|" + _JSON_SCALAR + r")" + _ESCAPED_BLANK
+)
 ESCAPED_LIST = re.compile(
-    r"(?i)(?P<lead>" + _ESCAPED_QUOTE + NAME + r"s?(?P=eq)[ \t]*:[ \t]*\[)"
+    r"(?i)(?P<lead>" + _ESCAPED_QUOTE + NAME + r"(?P<plural>s)?(?P=eq)[ \t]*:[ \t]*\[)"
     r"(?P<items>(?:" + _ESCAPED_LIST_ITEM + r",)*+" + _ESCAPED_LIST_ITEM + r")(?=\])"
 )
 # One of its items, its closing quote read with it: the next item's search begins after it.

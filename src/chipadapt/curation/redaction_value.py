@@ -131,7 +131,7 @@ def credential_kind(name: str) -> str | None:
     return None
 
 
-def _looks_opaque(value: str) -> bool:
+def looks_opaque(value: str) -> bool:
     """A random-looking string: long, no spaces, letters and digits mixed, many distinct characters."""
     if len(value) < 16 or any(c.isspace() for c in value):
         return False
@@ -198,7 +198,7 @@ def is_secret(name: str, value: str, quoted: bool, config: bool = False) -> bool
             return not (_TOKENIZER_TOKEN.fullmatch(bare) or any(c.isspace() for c in bare))
         return any(c.isdigit() for c in bare)  # an opaque token holds digits; a name in code has none
     if kind == "weak":
-        return _looks_opaque(bare)
+        return looks_opaque(bare)
     if kind == "short":
         if any(c.isspace() for c in bare):
             return False

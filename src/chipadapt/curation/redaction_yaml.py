@@ -3,11 +3,12 @@ list (block or flow) and an anchored value under a credential name (a Kubernetes
 redaction_secret's). Each judges its values with redaction_value, like an assignment, and returns None where
 it keeps the match."""
 
+import json
 import re
 from collections.abc import Callable
 
-from chipadapt.curation.redaction_forms import ESCAPED_ITEM, YAML_ALIAS
-from chipadapt.curation.redaction_value import credential_kind, is_secret, line_value
+from chipadapt.curation.redaction_forms import ESCAPED_ITEM, TOKEN_FORMATS, YAML_ALIAS
+from chipadapt.curation.redaction_value import UPPER_SNAKE, credential_kind, is_secret, line_value, looks_opaque
 
 Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
 
@@ -80,16 +81,45 @@ def flow_list_replacer(mark: Mark) -> Callable[[re.Match], tuple[str, int] | Non
     return replace
 
 
+def _unescaped(value: str, quote_run: int) -> str:
+    """An item of JSON escaped d times as its string holds it (`\\\\u0120Initialize` at depth 1 is `ĠInitialize`):
+    its quote is 2^d - 1 backslashes (`quote_run`) and `"`, and it is read d + 1 times. As far as it reads as
+    JSON: text that only looks like escaped JSON (a shell line's `\\"`) is judged as it stands."""
+    for _ in range((quote_run + 1).bit_length()):
+        try:
+            value = json.loads(f'"{value}"', strict=False)
+        except ValueError:
+            break
+    return value
+
+
+def _escaped_item_is_secret(name: str, plural: bool, value: str, quote_run: int) -> bool:
+    """Whether an escaped list's item is a secret: judged as the name's quoted value, and under a plural name
+    (`secrets`, `tokens`), a list of names as often as of secrets, not where it is a variable's name
+    (`GITHUB_TOKEN`, as `use_token("GITHUB_TOKEN")` passes one on); under a plural token's name (`tokens`,
+    `stop_tokens`: a tokenizer's, a model config's words) only where it looks random or has a published format."""
+    if not is_secret(name, value, True):
+        return False
+    if not plural:
+        return True
+    if UPPER_SNAKE.fullmatch(value):
+        return False
+    if credential_kind(name) != "token":
+        return True
+    text = _unescaped(value, quote_run)
+    return looks_opaque(text) or any(form.fullmatch(text) for form in TOKEN_FORMATS.values())
+
+
 def escaped_list_replacer(mark: Mark) -> Callable[[re.Match], tuple[str, int] | None]:
     """A list under a credential name in escaped JSON (`\\"passwords\\": [\\"S3cret99\\"]`): each item judged
-    as the name's quoted value, and replaced and counted alone; its quotes stay."""
+    (_escaped_item_is_secret), and replaced and counted alone; its quotes stay."""
 
     def replace(m: re.Match) -> tuple[str, int] | None:
-        name, replaced = m.group("name"), 0
+        name, plural, replaced = m.group("name"), m.group("plural") is not None, 0
 
         def item(quoted: re.Match) -> str:
             nonlocal replaced
-            if not is_secret(name, quoted.group("ev"), True):
+            if not _escaped_item_is_secret(name, plural, quoted.group("ev"), len(quoted.group("eb"))):
                 return quoted.group(0)
             replaced += 1
             return quoted.group("eq") + mark("secret", quoted.group("ev")) + quoted.group("eq")
