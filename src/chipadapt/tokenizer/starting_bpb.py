@@ -10,9 +10,10 @@ token, so its budget would reach further into the text.
 
 The text is scored in blocks of about `block_chars` characters (cut at line ends), each an item, and
 every model is paired with the base tokenizer block by block: the domain (and general) difference
-gets a 95% interval from a paired permutation test over blocks (a block's two scores swapped), within each source (the unweighted mean over
-sources, as `domain_minus_base`). Blocks, not documents, because some sources hold out one or two long documents
-(picorv32: one of 30,000 characters), whose own interval would be degenerate. Neighbouring blocks
+gets a 95% interval from a paired permutation test over blocks (a block's two scores swapped), within
+each source (the unweighted mean over sources, as `domain_minus_base`). Blocks, not documents, because
+some sources hold out one or two long documents (picorv32: one of 30,000 characters), whose own interval
+would be degenerate. Neighbouring blocks
 are not independent, so the interval is somewhat narrow; `domain_minus_base_stderr`, over the
 sources, says how much the cost differs from one source to the next.
 """
