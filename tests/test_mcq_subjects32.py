@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, write_jsonl
 from omegaconf import OmegaConf
+from test_eval_inputs_trial import mcq_task
 
 from chipadapt.errors import ChipadaptError
 
@@ -23,24 +24,6 @@ ROWS = [
     {"subject": "virology", "question": "Which of the following is true?", "choices": ["a", "b"], "answer": 0},
     {"subject": "virology", "question": "Which of the following is true?", "choices": ["c", "d"], "answer": 1},
 ]
-
-
-def mcq_task(path, **changes):
-    from chipadapt.eval.tasks.mcq import MCQTask
-
-    settings = dict(
-        path=str(path),
-        fewshot_path=None,
-        num_fewshot=0,
-        limit=None,
-        style="letters",
-        batch_size=4,
-        max_length=128,
-        max_per_subject=None,
-        preset="chipadapt",
-        subjects=None,
-    )
-    return MCQTask(**{**settings, **changes})
 
 
 def run_picking_first(task, monkeypatch):

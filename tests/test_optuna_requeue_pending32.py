@@ -17,10 +17,10 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from test_optuna_refused_job import search_of_two
 
 from chipadapt import manifest as manifest_module
 from chipadapt.manifest import LAUNCH_ENV, REFUSAL, RunManifest, record_refusal
-from chipadapt.optuna_search import StudySweeper
 from chipadapt.optuna_trial_outcome import (
     LAUNCH,
     Launched,
@@ -34,24 +34,6 @@ from chipadapt.optuna_trial_outcome import (
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 OVERRIDES = ("optim.lr=0.1",)
-
-
-class SubmititLike:
-    """Not Hydra's basic launcher: its jobs run elsewhere (submitit's); `jobs` plays them as its `launch`."""
-
-    def __init__(self, jobs):
-        self.launch = jobs
-
-
-def search_of_two(tmp_path: Path, jobs) -> tuple[StudySweeper, str]:
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    sampler = optuna.samplers.RandomSampler(seed=1)
-    search = StudySweeper(sampler, "minimize", storage, "dapt", 2, 2, None, None, OmegaConf.create({}))
-    search.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
-    search.config.optimized_metric = "val/domain/bpb"
-    search.launcher = SubmititLike(jobs)
-    search.arguments = ["optim.lr=interval(0,1)", "trainer.max_steps=2"]
-    return search, storage
 
 
 def states(storage: str) -> list[str]:
