@@ -10,7 +10,7 @@ files) or another `model.dtype`/`model.attn_implementation` is refused before an
 and `overwrite=true` first removes every file the earlier evaluation wrote, known by the task names
 its manifest and task records give and the names evaluate.py gives those files. A run that read no model
 (verilog's references_only) records none in its manifest: after it, the model is the one its task records
-name (each by its files' content fingerprint, and how it was configured to run; finished_tasks.model_changes),
+name (each by its files' content fingerprint, and how it was configured to run; task_reruns.model_changes),
 and `overwrite=true` with that model keeps its tasks as with a manifest that names it."""
 
 import json
@@ -20,15 +20,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import (
-    RECORDS_FOLDER,
-    finished_record_model,
-    model_changes,
-    model_record,
-    recorded_tasks,
-    remove_task_files,
-)
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER, finished_record_model, recorded_tasks, remove_task_files
 from chipadapt.eval.items import items_file
+from chipadapt.eval.task_reruns import model_changes, model_record
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +79,7 @@ def current_model(cfg: DictConfig) -> dict | None:
 
 
 def current_running(cfg: DictConfig) -> dict[str, object] | None:
-    """The model this run evaluates as a task record names it (finished_tasks.model_record): its files and
+    """The model this run evaluates as a task record names it (task_reruns.model_record): its files and
     how it runs; None where it cannot be resolved (as `current_model`)."""
     from chipadapt.models.hf_folder import resolve_model_folder
     from chipadapt.models.inference import inference_settings
@@ -100,7 +94,7 @@ def current_running(cfg: DictConfig) -> dict[str, object] | None:
 
 def records_of_another_model(cfg: DictConfig, out: Path, tasks: set[str]) -> list[str] | None:
     """Where the manifest names no model (its run read none: verilog's references_only): the tasks whose
-    record names a model other than this run's, or loaded otherwise (finished_tasks.model_changes), each
+    record names a model other than this run's, or loaded otherwise (task_reruns.model_changes), each
     with what changed; [] where every record that names a model names this one; None where none names one,
     or this run's model cannot be resolved (nothing to compare: the tasks keep their own keys, and a model
     task runs again on another). The model is resolved only where a record names one."""

@@ -17,8 +17,9 @@
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import RECORDS_FOLDER, recorded_settings
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER
 from chipadapt.eval.same_items import SCORING_RULE
+from chipadapt.eval.task_reruns import recorded_settings
 from chipadapt.io.jsonl import json_object
 
 LOADING = ("dtype", "attn_implementation")  # as eval/earlier_evaluation.py: they change a model's answers

@@ -26,43 +26,40 @@ settings, the data files it read by content fingerprint (as the manifest records
 identity and by content fingerprint, with how it ran (the attention as resolved and as configured). A
 rerun that names fewer tasks keeps the others' results in results.json (`earlier_results`, eval/run.py),
 and compare.py pairs them with these settings (eval/evaluated_tasks.py).
-A rerun that measures a finished task otherwise (`changed_settings`: another setting that changes its
-figures or which of them it keeps, other data, no model where a model answered (verilog's references_only),
-or another model, by content (`model_changes`), or loading as configured) replaces its results
-with a warning naming each change, and its earlier record and per-item file are kept in
-`tasks/.stale/<task>-<time>/` (`set_aside`): nothing a run measured is lost to a rerun of other settings.
+A rerun that measures a finished task otherwise (`changed_settings`) replaces its results with a warning
+naming each change, and its earlier record and per-item file are kept in `tasks/.stale/<task>-<time>/`
+(`set_aside`): what counts as a change, and how a record names its model, are eval/task_reruns.py's.
 """
 
 import functools
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.same_items import RecordedFile, flat_settings, settings_differ
+from chipadapt.eval.task_reruns import (
+    SPEED_KEYS,
+    STALE_FOLDER,
+    changed_settings,
+    keep_aside,
+    kept_already,
+    model_changes,
+    model_record,
+)
 from chipadapt.io.answer_journal import AnswerJournal
 from chipadapt.io.atomic import write_json_atomic
 from chipadapt.io.hashing import sha256_file, sha256_json
 from chipadapt.io.identity import (  # noqa: F401 (package_identity re-exported)
-    OUTPUT_KEYS,
     by_identity,
     code_version,
     identity,
     package_identity,
 )
 from chipadapt.io.jsonl import json_object
-from chipadapt.manifest import fingerprint_input
 
 log = logging.getLogger(__name__)
-# Settings that change how fast answers come, not what they are (up to rounding): a rerun after an
-# out-of-memory crash with a smaller batch keeps the answers given before it.
-SPEED_KEYS = {"batch_size", "workers"}
 # Settings of a model a task runs beside the evaluated one, whose answers the task journals itself under
 # requests that name that model and how it ran (bug_summary's judge: eval/tasks/bug_summary.py): another
 # judge rates the journaled outputs again instead of having the evaluated model answer everything again.
@@ -71,20 +68,8 @@ SPEED_KEYS = {"batch_size", "workers"}
 # finished run's per-item records (`recorded_answers`, where the file is still the one the record wrote),
 # whose outputs the other judge rates instead.
 JOURNALED_APART = {"judge"}
-# Settings whose change leaves a finished task's figures and per-item records what they were (how fast they
-# come, what a task writes beside them): a rerun changing only these is no other measurement. Not all of
-# same_items.NOT_MEASURING: answer_without_context decides which figures a run keeps (rougeL, rag_gain).
-REPLACES_NOTHING = frozenset(SPEED_KEYS | OUTPUT_KEYS | {"misses_k"})
-# The attention as configured (model.attn_implementation), which a record keeps beside the resolved `attn`:
-# `auto` takes the kernel each machine has, so a job requeued from a GPU node onto a CPU node measures what
-# it measured (the task runs again under its key, which holds the resolved kernel).
-CONFIGURED_ATTN = "attn_implementation"
 RECORDS_FOLDER = "tasks"  # <run>/tasks/<task>.json, <run>/tasks/<task>.answers.jsonl
 ITEMS_DIGEST = "items_sha256"  # a record's digest of the per-item file it was saved after
-# tasks/.stale/<task>-<time>/: a finished task's record and per-item file that results of other settings
-# replaced (a hidden folder: no reader of tasks/*.json or of the run's *_items.jsonl takes them for the run's,
-# as reproduce.py's steps of other settings go to .stale/).
-STALE_FOLDER = ".stale"
 
 
 class FinishedTasks:
@@ -223,31 +208,9 @@ class FinishedTasks:
 
     def changed_settings(self, name: str, measured: dict) -> list[str]:
         """How the task's finished record here was measured otherwise than `measured` (`measured_with`'s
-        record of this run), one "key before -> now" each: the settings that change its figures or which
-        of them it keeps (not its speed, REPLACES_NOTHING), the data files by content, whether a model
-        answered at all (verilog's references_only), and which model (`model_changes`: its files by content,
-        its dtype and attention as configured) where both name one. [] where no finished record is here or
-        none of these changed: other code, the model files' dates (a copy without -p) or the device (the
-        attention `auto` resolves on it) reruns the same measurement."""
-        record = self.finished_record(name)
-        if record is None:
-            return []
-        if not isinstance(record.get("settings"), dict):
-            return ["settings (an earlier version recorded none)"]
-        changed = [
-            f"{key} {before!r} -> {now!r}"
-            for key, before, now in settings_differ(
-                recorded_settings(record), recorded_settings(measured), REPLACES_NOTHING
-            )
-        ]
-        before, now = record.get("model"), measured.get("model")
-        if (before is None) != (now is None):
-            said = {True: "none", False: "the evaluated model"}
-            changed.append(f"model {said[before is None]} -> {said[now is None]}")
-        elif before is not None:
-            # Another model, the model's files rewritten in place (a retrained folder), or loaded otherwise.
-            changed += [f"{what} {was!r} -> {is_now!r}" for what, was, is_now in model_changes(record, measured)]
-        return changed
+        record of this run), one "key before -> now" each (task_reruns.changed_settings); [] where no
+        finished record is here or it measured the same."""
+        return changed_settings(self.finished_record(name), measured)
 
     def set_aside(self, name: str) -> Path | None:
         """Before results of other settings replace the task's finished record: the record and its
@@ -263,25 +226,12 @@ class FinishedTasks:
         if recorded is None:
             return None
         stale = self.folder / STALE_FOLDER
-        for earlier in sorted(stale.glob(f"{name}-*/{name}.json")) if stale.is_dir() else []:
-            if earlier.read_bytes() == record.read_bytes():
-                return earlier.parent
+        if (earlier := kept_already(stale, name, record)) is not None:
+            return earlier
         files = [record]
         if recorded.get("items") and self._describes_items(name, recorded, undigested=True):
             files.append(items_file(self.run_folder, name))
-        stale.mkdir(parents=True, exist_ok=True)
-        stamp = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-        target, n = stale / stamp, 1
-        while target.exists():  # two replacements within a second
-            target, n = stale / f"{stamp}-{n}", n + 1
-        partial = Path(tempfile.mkdtemp(prefix=f".{stamp}.", dir=stale))
-        for path in files:
-            try:
-                os.link(path, partial / path.name)  # the new file is renamed over the old: the link keeps it
-            except OSError:  # a filesystem without hard links
-                shutil.copy2(path, partial / path.name)
-        partial.rename(target)
-        return target
+        return keep_aside(stale, name, files)
 
     def earlier_results(self, selected: set[str], model: Path | Callable[[], Path | None] | None) -> dict[str, dict]:
         """{task: results} of the tasks an earlier run of this folder finished and this one did not
@@ -326,58 +276,6 @@ class FinishedTasks:
                 continue
             kept[name] = record["results"]
         return kept
-
-
-def recorded_settings(record: dict) -> dict[str, object]:
-    """A task record's (or `measured_with`'s) settings as {dotted key: value}, each data file it recorded
-    reading (`inputs`: the manifest's record of it) by content (same_items.RecordedFile)."""
-    flat = flat_settings(record.get("settings") or {})
-    for key, found in (record.get("inputs") or {}).items():
-        if key in flat and isinstance(found, dict) and found.get("fingerprint"):
-            flat[key] = RecordedFile(found["fingerprint"], str(found.get("path") or flat[key]))
-    return flat
-
-
-def model_record(model: Path, running: dict, attn_implementation: str | None) -> dict[str, object]:
-    """How a task record names the model it was measured on (`measured_with`): its files by identity
-    (`model`: size and modification time, as the task's key takes them) and by content
-    (`model_fingerprint`, the manifest's: memoised, so the manifest's record of the model hashes it once),
-    and how it ran (`running`: as resolved, with the attention as configured where `attn_implementation` is
-    given)."""
-    configured = {CONFIGURED_ATTN: attn_implementation} if attn_implementation is not None else {}
-    return {
-        "model": identity(Path(model)),
-        "model_fingerprint": fingerprint_input(model)["fingerprint"],
-        "running": {**running, **configured},
-    }
-
-
-def model_changes(record: dict, now: dict) -> list[tuple[str, object, object]]:
-    """(what, before, now) for each way the model a task record (`measured_with`'s) was measured on differs
-    from `now`'s (a `model_record`), both naming one: its files by content where both record a fingerprint
-    (a copy that gave them new dates is the same model; a record of an earlier version has only their sizes
-    and dates), its dtype, and its attention as configured where both record it (`auto`: the kernel a
-    machine has, not another measurement), else as resolved; not the device (a requeue's). A record
-    without `running` (an earlier version) is compared by its files only."""
-    if record.get("model_fingerprint") and now.get("model_fingerprint"):
-        files = ("model files (content fingerprint)", "model_fingerprint")
-    else:
-        files = ("model files (by size and modification time)", "model")
-    changes = []
-    if record.get(files[1]) != now.get(files[1]):
-        changes.append((files[0], str(record.get(files[1]))[:12], str(now.get(files[1]))[:12]))
-    before, running = record.get("running"), now.get("running") or {}
-    if not isinstance(before, dict):
-        return changes
-    attn = (
-        ("model.attn_implementation", CONFIGURED_ATTN)
-        if before.get(CONFIGURED_ATTN) and running.get(CONFIGURED_ATTN)
-        else ("model attention (as resolved)", "attn")
-    )
-    for what, key in (("model.dtype", "dtype"), attn):
-        if before.get(key) != running.get(key):
-            changes.append((what, before.get(key), running.get(key)))
-    return changes
 
 
 def finished_record_model(run_folder: Path, name: str) -> dict[str, object] | None:

@@ -13,9 +13,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.table import Table
 
 from chipadapt.errors import ChipadaptError
-from chipadapt.eval.finished_tasks import RECORDS_FOLDER, STALE_FOLDER, FinishedTasks
+from chipadapt.eval.finished_tasks import RECORDS_FOLDER, FinishedTasks
 from chipadapt.eval.items import is_uncertainty_key, write_items
 from chipadapt.eval.steering import prompts_written, start_steering, steering_key, steering_label, stop_steering
+from chipadapt.eval.task_reruns import STALE_FOLDER
 from chipadapt.io.answer_journal import recording
 from chipadapt.io.atomic import write_json_atomic, write_text_atomic
 from chipadapt.models.inference import inference_settings, load_for_inference

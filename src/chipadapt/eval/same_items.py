@@ -63,7 +63,7 @@ ALL_BYTES = (
 # split budget. Unset where a config lacks them (configs are recorded whole: older versions had no limit).
 SCORED_PART = ("max_tokens", "max_tokens_per_document", "max_chars_per_document")
 # Settings (the last part of a dotted key) that never change an item's score: how fast answers come (up to
-# rounding, as eval/finished_tasks.py's SPEED_KEYS) and what a task writes beside its scores.
+# rounding, as eval/task_reruns.py's SPEED_KEYS) and what a task writes beside its scores.
 # answer_without_context only adds the no-passage answers (rougeL, rag_gain) in a generation of their own:
 # rougeL_rag is the same either way (qa.py), and a score one run lacks is not paired anyway.
 NOT_MEASURING = ("batch_size", "workers", "index_dir", "misses_file", "misses_k", "answer_without_context")
