@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from chipadapt.curation import redaction_forms
+from chipadapt.curation import redaction_forms, redaction_needs
 from chipadapt.curation.redaction import redact
 
 
@@ -192,7 +192,7 @@ def test_what_a_pattern_needs_is_in_every_text_it_matches():
     assert len(strings) > 500
     for text in strings + [s.upper() for s in strings] + [s.title() for s in strings]:
         lowered = text.lower()
-        for pattern, needs in redaction_forms.NEEDS.items():
+        for pattern, needs in redaction_needs.NEEDS.items():
             if pattern.search(text):
                 assert any(word in lowered for word in needs), (pattern.pattern[:60], text[:80])
 

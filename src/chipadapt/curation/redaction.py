@@ -39,7 +39,6 @@ from chipadapt.curation.redaction_forms import (
     FORMS,
     K8S_SECRET_FLOW,
     K8S_SECRET_MAP,
-    NEEDS,
     PRIVATE_KEY,
     PRIVATE_KEY_BASE64,
     TOKEN_FORMATS,
@@ -49,6 +48,7 @@ from chipadapt.curation.redaction_forms import (
     YAML_FLOW_LIST,
     YAML_LIST,
 )
+from chipadapt.curation.redaction_needs import NEEDS
 from chipadapt.curation.redaction_secret import secret_flow_replacer, secret_map_replacer
 from chipadapt.curation.redaction_value import (
     UPPER_SNAKE,
@@ -235,7 +235,7 @@ def redact(text: str, mark: Mark = _plain) -> tuple[str, dict[str, int]]:
     found: dict[tuple[str, ...], bool] = {}  # in that text: many patterns need the same words
 
     def may_match(pattern: re.Pattern) -> bool:
-        """Whether the text holds what `pattern` needs (redaction_forms.NEEDS); asked of the text as it is now,
+        """Whether the text holds what `pattern` needs (redaction_needs.NEEDS); asked of the text as it is now,
         after the replacements before it."""
         needs = NEEDS.get(pattern)
         if needs is None or not text.isascii():

@@ -1,11 +1,14 @@
 """The forms in which redaction.py finds credentials: published formats, contexts, assignments (`NAME = value`
 in a dozen languages), and beyond one line's assignment a bare AWS secret access key, a YAML block or
 anchored value, an Ansible vault, a .NET `<add key=... value=...>`, a password in a connection string, in a
-call or in a sentence. Patterns only: redaction.py judges each value they find. Every pattern runs in time
-linear in the text: a corpus holds megabyte-long lines of base64.
+call or in a sentence. Patterns only: redaction.py judges each value they find, redaction_needs says what a
+text must hold for each to be tried, redaction_escaped reads JSON escaped in a string. Every pattern runs in
+time linear in the text: a corpus holds megabyte-long lines of base64.
 """
 
 import re
+
+from chipadapt.curation.redaction_escaped import ESCAPED_LIST_ITEM, ESCAPED_QUOTE, ESCAPED_VALUE
 
 # A name ending in one of these may hold a credential; which ones do is decided by
 # redaction_value.credential_kind.
@@ -112,17 +115,6 @@ AWS_NAMED = re.compile(
 
 # An unquoted value runs to the next whitespace.
 _VALUE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"'][^\s]*))"
-# In JSON escaped d times in a string a quote is 2^d - 1 backslashes and `"` (`eq`, its run `eb`); a backslash
-# of a string's text is 2^(d+1) of them (_ESCAPED_BACKSLASH), and a quote of its text (`\\\"` at depth 1) any
-# number of those and 2^(d+1) - 1 before its `"`. A value runs to its quote, the first `"` after a run that is
-# some backslashes of its text and `eb`: the quotes of its text, the backslashes before its closing quote (a
-# value that ends in one) are its own. Read once (possessive): a run is matched against `eb` and its double,
-# never against every shorter run (a backreference tried at each of a run's backslashes: quadratic time).
-_ESCAPED_QUOTE = r"(?P<eq>(?P<eb>\\(?<!\\\\)\\*+)\")"
-_ESCAPED_BACKSLASH = r"(?:(?P=eb)(?P=eb)\\\\)"
-_ESCAPED_VALUE = (
-    r"(?:[^\"\\\n]|\\++[^\"\\\n]|" + _ESCAPED_BACKSLASH + r"*+(?P=eb)(?P=eb)\\\")++" + _ESCAPED_BACKSLASH + "*+"
-)
 # Within a line (a call's keyword argument, a minified object) an unquoted value also ends at `,` or `;`:
 # `connect(user=u,password=pw,host=h)` and `{password:e.password,user:e.user}` are code to the next `,`.
 _VALUE_IN_LINE = r"(?:" + QUOTED + r"|(?P<uv>[^\s\"',;][^\s,;]*))"
@@ -147,15 +139,15 @@ ASSIGNMENTS = {
     ),
     # `\"NAME\": \"v\"` in JSON escaped in a JSON string, at any depth (`\\\"NAME\\\": ...` in a string of
     # that JSON: kubectl's last-applied-configuration in an annotation): a quote is a run of backslashes and `"`,
-    # the same run around the name and the value, which runs to the quote that closes it (_ESCAPED_VALUE).
+    # the same run around the name and the value, which runs to the quote that closes it (redaction_escaped).
     # Begins with a backslash, a literal: the search skips the text between them at once. A run is read from
     # its first backslash only (the lookbehind): from each of a long run's, the run was read again to its end.
     "assigned_secret_escaped": re.compile(
         r"(?i)(?P<lead>"
-        + _ESCAPED_QUOTE
+        + ESCAPED_QUOTE
         + NAME
         + r"(?P=eq)[ \t]*:[ \t]*)(?P=eq)(?P<ev>"
-        + _ESCAPED_VALUE
+        + ESCAPED_VALUE
         + r")(?=(?P=eq))"
     ),
     # Tcl `set NAME v`, `set ::env(NAME) v`, `set env(NAME) {v}`, the common form in EDA scripts.
@@ -284,20 +276,12 @@ YAML_FLOW_LIST = re.compile(
     r"(?P<items>[^\[\]{}\n]{1,1000})(?=\][ \t]*(?:#[^\n]*)?\r?$)"
 )
 # `\"passwords\": [\"S3cret99\", \"hunter2x\"]`: a list under a credential name in escaped JSON (above), its
-# items quoted by the name's quote; blanks between them may be escaped line ends (`\n` at depth 1). A number,
-# null, true or false among them is read past (`[\"S3cret99\", 5]`): the strings are still judged. `plural`:
-# the name's `s` (`tokens`, `secrets`), a list of names as often as of values (redaction_yaml judges which).
-_ESCAPED_BLANK = r"(?:[ \t]|\\++[nrt])*+"
-_JSON_SCALAR = r"(?:-?\d[\w.+\-]*+|null|true|false)"
-_ESCAPED_LIST_ITEM = (
-    _ESCAPED_BLANK + r"(?:(?P=eq)" + _ESCAPED_VALUE + r"(?P=eq)|" + _JSON_SCALAR + r")" + _ESCAPED_BLANK
-)
+# items (redaction_escaped.ESCAPED_LIST_ITEM) quoted by the name's quote. `plural`: the name's `s` (`tokens`,
+# `secrets`), a list of names as often as of values (redaction_yaml judges which).
 ESCAPED_LIST = re.compile(
-    r"(?i)(?P<lead>" + _ESCAPED_QUOTE + NAME + r"(?P<plural>s)?(?P=eq)[ \t]*:[ \t]*\[)"
-    r"(?P<items>(?:" + _ESCAPED_LIST_ITEM + r",)*+" + _ESCAPED_LIST_ITEM + r")(?=\])"
+    r"(?i)(?P<lead>" + ESCAPED_QUOTE + NAME + r"(?P<plural>s)?(?P=eq)[ \t]*:[ \t]*\[)"
+    r"(?P<items>(?:" + ESCAPED_LIST_ITEM + r",)*+" + ESCAPED_LIST_ITEM + r")(?=\])"
 )
-# One of its items, its closing quote read with it: the next item's search begins after it.
-ESCAPED_ITEM = re.compile(_ESCAPED_QUOTE + r"(?P<ev>" + _ESCAPED_VALUE + r")(?P=eq)")
 YAML_ANCHOR = re.compile(r"(?m)(?P<lead>:[ \t]*&(?P<anchor>[^\s,\[\]{}]+)[ \t]+)(?P<av>[^\s#][^\n]*)")
 
 # Forms judged like an assignment (redaction._assignment_replacer). A call's form tests for a word character
@@ -357,45 +341,4 @@ FORMS = {
         r"(?:(?:[ \t]+for[ \t]+[^\s]{1,40})?[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=])?[ \t]+)"
         r"(?P<pv>[`\"']?[^\s`\"']{6,64}[`\"']?[.,;:!?)]*)(?!\S)"
     ),
-}
-
-# What a text must hold, lower-cased, for a pattern to match in it (any one of them): a pattern whose match
-# begins with no fixed character is tried at every position of the text, and a document of a megabyte of
-# blanks, or of anything without a credential's word, took seconds for nothing. Lower-cased: a name's match is
-# case-blind. Only where the text is ASCII (redaction.redact): case-blind `s` also matches `ſ`, whose lower case
-# is no `s`.
-_NAME_WORDS = ("key", "secret", "pass", "pw", "token", "credential")  # every one of WORDS holds one
-NEEDS: dict[re.Pattern, tuple[str, ...]] = {
-    EMAIL: ("@",),
-    PRIVATE_KEY_BASE64: ("ls0tls1crudjti",),
-    URL_PASSWORD: ("://",),
-    K8S_SECRET_MAP: ("data",),
-    K8S_SECRET_FLOW: ("data",),
-    YAML_BLOCK: _NAME_WORDS,
-    YAML_LIST: _NAME_WORDS,
-    YAML_FLOW_LIST: _NAME_WORDS,
-    ESCAPED_LIST: _NAME_WORDS,
-    AWS_SECRET: tuple("0123456789"),
-    AWS_NAMED: ("aws",),
-    DOCKER_AUTH: ("auth",),
-    BASIC_AUTH["basic_auth_curl"]: ("curl",),
-    BASIC_AUTH["basic_auth_user"]: ("user",),
-    **{p: _NAME_WORDS for p in [*ASSIGNMENTS.values(), *FORMS.values()]},
-    ASSIGNMENTS["mysql_password"]: ("mysql",),
-    ASSIGNMENTS["sshpass_password"]: ("sshpass",),
-    ASSIGNMENTS["registry_login_password"]: ("login",),
-    FORMS["login_password"]: ("login",),
-    TOKEN_FORMATS["aws_access_key"]: ("akia", "asia"),
-    TOKEN_FORMATS["github_token"]: ("gh", "github_pat_"),
-    TOKEN_FORMATS["gitlab_token"]: ("glpat-",),
-    TOKEN_FORMATS["slack_token"]: ("xox", "xapp-"),
-    TOKEN_FORMATS["stripe_key"]: ("k_live_", "k_test_"),
-    TOKEN_FORMATS["google_api_key"]: ("aiza",),
-    TOKEN_FORMATS["huggingface_token"]: ("hf_",),
-    TOKEN_FORMATS["openai_key"]: ("sk-",),
-    TOKEN_FORMATS["docker_config"]: ("eyjhdxrocyi6",),
-    TOKEN_FORMATS["jwt"]: ("eyj",),
-    CONTEXT_FORMATS["slack_webhook"]: ("hooks.slack.com/services/",),
-    CONTEXT_FORMATS["docker_config"]: (".docker",),
-    CONTEXT_FORMATS["authorization"]: ("authorization",),
 }

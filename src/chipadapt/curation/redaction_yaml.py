@@ -7,7 +7,8 @@ import json
 import re
 from collections.abc import Callable
 
-from chipadapt.curation.redaction_forms import ESCAPED_ITEM, TOKEN_FORMATS, YAML_ALIAS
+from chipadapt.curation.redaction_escaped import ESCAPED_ITEM
+from chipadapt.curation.redaction_forms import TOKEN_FORMATS, YAML_ALIAS
 from chipadapt.curation.redaction_value import UPPER_SNAKE, credential_kind, is_secret, line_value, looks_opaque
 
 Mark = Callable[[str, str], str]  # (placeholder, what it replaces) -> the text written instead
