@@ -81,8 +81,9 @@ def instantiated_modules(text: str) -> list[str]:
     return found
 
 
-# The system tasks that print: what they print lands in the output a self-checking verdict is read from.
-PRINT_CALL = re.compile(r"\$f?(?:display|write|strobe|monitor)[bho]?\s*\(")
+# The system tasks that print: what they print lands in the output a self-checking verdict is read from
+# ($info/$warning/$error/$fatal print their message after a severity prefix: "INFO: t.sv:3: TEST PASSED").
+PRINT_CALL = re.compile(r"\$(?:f?(?:display|write|strobe|monitor)[bho]?|info|warning|error|fatal)\s*\(")
 MACRO_DEFINITION = re.compile(r"^[ \t]*`define[ \t]+([A-Za-z_]\w*)[ \t]+([^\n]*)", re.M)
 MACRO_USE = re.compile(r"`([A-Za-z_]\w*)")
 STRING = re.compile(r'"((?:\\.|[^"\\\n])*)"')
@@ -94,14 +95,28 @@ def printed_strings(text: str, macros: str = "") -> list[str]:
     its `` `define `` in `text` or `macros` (a macro is defined for the whole compilation unit). A
     reader of the literal text only: a string built at run time ($sformatf, a parameter) is not seen."""
     defined = dict(MACRO_DEFINITION.findall(macros + "\n" + text))
-    code = COMMENTS_AND_STRINGS.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
+    code = _without_comments(text)
     printed = []
     for call in PRINT_CALL.finditer(code):
         args = code[call.end() - 1 : _skip_balanced_code(code, call.end() - 1)]
-        args = MACRO_USE.sub(lambda m: defined.get(m.group(1), m.group(0)), args)
-        strings = [s.replace("\\n", "\n").replace("\\t", "\t") for s in STRING.findall(args)]
+        strings = _strings(MACRO_USE.sub(lambda m: defined.get(m.group(1), m.group(0)), args))
         printed += strings + (["".join(strings)] if len(strings) > 1 else [])
     return printed
+
+
+def string_literals(text: str, macros: str = "") -> list[str]:
+    """Every string literal of `text` outside comments, `` `NAME `` uses replaced by their `` `define ``
+    (in `text` or `macros`): one assigned to a variable can still be printed (`m = "..."; $display(m)`)."""
+    defined = dict(MACRO_DEFINITION.findall(macros + "\n" + text))
+    return _strings(MACRO_USE.sub(lambda m: defined.get(m.group(1), m.group(0)), _without_comments(text)))
+
+
+def _without_comments(text: str) -> str:
+    return COMMENTS_AND_STRINGS.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
+
+
+def _strings(code: str) -> list[str]:
+    return [s.replace("\\n", "\n").replace("\\t", "\t") for s in STRING.findall(code)]
 
 
 def _skip_balanced_code(code: str, i: int) -> int:

@@ -20,20 +20,27 @@ One JSONL record per task: {"task_id", "prompt": the description, "test": the te
   simulator exited 0; output with neither report is "no verdict" (stage `simulate`), like a testbench
   that crashed before reporting. The defaults (conf/verilog_shape/self_checking.yaml) say which words count.
 - A candidate whose design (or a helper it instantiates) prints a verdict line of its own
-  (`$display("TEST PASSED")`, `$write("Errors: 0")`: pass evidence or a clean report with nothing around
-  it but a verdict's frame, VERDICT_FRAME) is refused (stage `refused`) without simulating it: its print
+  (`$display("TEST PASSED")`, `$write("Errors: 0")`, `$info("TEST PASSED")`: pass evidence or a clean
+  report with nothing around it but a verdict's frame, VERDICT_FRAME), or holds one as any string literal
+  (`m = "TEST PASSED"; $display("%0s", m)`), is refused (stage `refused`) without simulating it: its print
   would be taken for the testbench's verdict. A heuristic read of the candidate's text, not a sandbox: a
-  verdict built at run time ($sformatf, a parameter, a file) is not seen.
+  verdict built at run time ($sformatf from pieces, a file) is not seen.
 """
 
 import logging
+import math
 import re
 import tempfile
 from pathlib import Path
 
 from chipadapt.errors import ChipadaptError
 from chipadapt.eval.verilog.extract import modules, needed_helpers
-from chipadapt.eval.verilog.hdl_scan import defined_modules, instantiated_modules, printed_strings
+from chipadapt.eval.verilog.hdl_scan import (
+    defined_modules,
+    instantiated_modules,
+    printed_strings,
+    string_literals,
+)
 from chipadapt.eval.verilog.simulate import SimResult, compile_and_run, tail
 from chipadapt.io.jsonl import jsonl_records, unique_field
 
@@ -62,6 +69,14 @@ def _compile(pattern: str, key: str) -> re.Pattern:
         return re.compile(pattern, re.M)
     except re.error as err:
         raise ChipadaptError(f"eval.verilog.shape.{key}: {pattern!r} is not a regular expression ({err})") from None
+
+
+def _counts(match: re.Match) -> list[float]:
+    """The numbers a report captures, thousands separators dropped ("1,024" is 1024). One too long for
+    int() (Python refuses over 4300 digits) is infinite: still more than zero and than any shorter count."""
+    digits = [g.replace(",", "") for g in match.groups() if g is not None]
+    significant = [d.lstrip("0") or "0" for d in digits if d.isdigit()]
+    return [int(d) if len(d) <= 4000 else math.inf for d in significant]
 
 
 class SelfCheckingShape:
@@ -169,11 +184,12 @@ class SelfCheckingShape:
         return self.verdict(ran.output, ran.returncode)
 
     def _printed_verdict(self, candidate: str, module: str) -> str | None:
-        """What a print call of the design or a helper it instantiates prints that reads as a verdict line."""
+        """What the design or a helper it instantiates may print that reads as a verdict line: a print
+        call's strings, or any string literal (one held in a variable is printed as `$display("%0s", m)`)."""
         defined = modules(candidate)
         design = next((text for name, text in defined if name == module), candidate)
         for text in [design, *needed_helpers(design, defined)]:
-            for printed in printed_strings(text, macros=candidate):
+            for printed in printed_strings(text, macros=candidate) + string_literals(text, macros=candidate):
                 if self._verdict_line(printed):
                     return f'"{printed}"'
         return None
@@ -194,11 +210,11 @@ class SelfCheckingShape:
         """(failure reports, pass evidence and clean reports): the rule in the module docstring."""
         failures, evidence = [], []
         for match in self.fail_re.finditer(output):
-            counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
+            counts = _counts(match)
             # The last count is the word's own: in "PASS: 10 FAIL: 0" the 10 before FAIL counts passes.
             (evidence if counts and counts[-1] == 0 else failures).append(match)
         for match in self.pass_re.finditer(output):
-            counts = [int(g) for g in match.groups() if g is not None and g.isdigit()]
+            counts = _counts(match)
             short = counts and (counts[0] == 0 or (len(counts) > 1 and counts[0] < counts[1]))
             (failures if short else evidence).append(match)
         return failures, evidence
