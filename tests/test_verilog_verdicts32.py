@@ -301,6 +301,8 @@ def test_a_compile_that_runs_past_the_timeout_is_stopped_with_its_compiler(tmp_p
     start = time.monotonic()
     output, returncode, cut = simulate._run_capped(["iverilog", "-g2012", "-o", "sim", "c.sv"], tmp_path, 1)
     assert returncode is None and not cut and time.monotonic() - start < 4
+    # its temporary files are in the task's folder (removed with it), not left in /tmp by the kill
+    assert list(tmp_path.glob("ivrl*"))
 
 
 @needs_iverilog

@@ -58,7 +58,12 @@ def _run_capped(cmd: list[str], work: Path, timeout_s: float) -> tuple[str, int 
     it prints more. (output, return code or None after a timeout, whether the output was cut)."""
     # Its own process group: iverilog runs its compiler (ivl) as a child that holds the output pipe, so
     # killing iverilog alone left ivl running on and the reader waiting for it past the timeout.
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # Its temporary files in `work` (a temporary folder removed after the task): killed at the timeout, iverilog
+    # cannot remove its /tmp/ivrlg* files itself.
+    env = {**os.environ, "TMP": str(work), "TMPDIR": str(work)}
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     kept, cut = bytearray(), threading.Event()
 
     def kill_group():
