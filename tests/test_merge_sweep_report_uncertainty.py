@@ -67,7 +67,7 @@ def test_each_lambda_has_its_interval_and_n_and_a_noise_level_pick_is_said_to_be
         tuple(results["ifeval"]["prompt_loose_ci"])
     )  # 0 of 4: [0, 0.60], the interval the evaluation computed
     assert first["instruct_n"] == "4" and first["domain_n"] == "2"
-    assert float(first["domain_ci95_lo"]) < float(first["domain"]) < float(first["domain_ci95_hi"])
+    assert first["domain_ci95_lo"] == first["domain_ci95_hi"] == ""  # 2 documents: too few for an interval
     # Lambda 0 and lambda 1 tie on the normalised balance; nothing tells them apart on these items.
     assert found["chosen"]["lam"] == 0.0 and found["runner_up"]["lam"] == 1.0
     assert found["distinguishable_from_runner_up"] is False
