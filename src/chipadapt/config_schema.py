@@ -95,19 +95,24 @@ CHECKS = {"optim": check_optim, "merge": check_merge, "model": check_model}
 ROOT_TYPES = {"seed": int, "resume": bool, "overwrite": bool, "max_shard_bytes": int, "dry_run": bool}
 
 
-def command_line_adds(forced: bool = False) -> list[str]:
-    """The keys the command line adds with `+key=value` (and `++key=value` with `forced`), [] where the config
-    was composed without Hydra's job config; a group added (`+experiment=x`, `+data/template@t=x`) is no key."""
+def _command_line_overrides() -> list:
+    """The command line's overrides as Hydra parsed them; [] where the config was composed without Hydra's
+    job config."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return []
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+
+
+def command_line_adds(forced: bool = False) -> list[str]:
+    """The keys the command line adds with `+key=value` (and `++key=value` with `forced`); a group added
+    (`+experiment=x`, `+data/template@t=x`) is no key."""
     return [
         override.key_or_group
-        for override in overrides
+        for override in _command_line_overrides()
         if (override.is_add() or forced and override.is_force_add())
         and override.package is None
         and "/" not in override.key_or_group
@@ -116,11 +121,7 @@ def command_line_adds(forced: bool = False) -> list[str]:
 
 def command_line_deletes() -> list[str]:
     """The keys the command line deletes with `~key` (a config put them there)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    return [override.key_or_group for override in overrides if override.is_delete() and override.package is None]
+    return [o.key_or_group for o in _command_line_overrides() if o.is_delete() and o.package is None]
 
 
 def check_added_root_keys(cfg: DictConfig) -> None:
